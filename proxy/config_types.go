@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"net/netip"
+	"strings"
+	"net/url"
+	"time"
+)
+
+// Config is tollgate's whole configuration, parsed from YAML by ParseConfig
+// and validated. Field comments give the YAML key.
+type Config struct {
+	Listen         string         // listen, default ":8080"
+	PublicURL      *url.URL       // public_url, required: the origin visitors see
+	Upstream       *url.URL       // upstream, required
+	TrustedProxies []netip.Prefix // trusted_proxies: CIDRs allowed to supply X-Forwarded-*
+	ExtraOrigins   []*url.URL     // extra_origins
+	InternalPrefix string         // internal_prefix, default "/.tollgate"
+	DefaultAccess  Access         // default_access, default paid
+
+	Clerk   ClerkConfig
+	Session SessionConfig
+	Stripe  StripeConfig
+	Plans   []Plan // plans, in file order; Plan.Key is the YAML key
+	Routes  *RuleSet
+	Store   StoreConfig
+	Admin   AdminConfig
+	Pages   PagesConfig
+
+	// Warnings are non-fatal findings (shadowed rules, method-filtered rules
+	// that fall through to weaker ones), each with file:line.
+	Warnings []string
+}
+
+// ClerkConfig is the clerk: section.
+type ClerkConfig struct {
+	PublishableKey    string   // publishable_key, required when any rule is not public/deny
+	SecretKey         string   // secret_key
+	JWTKey            string   // jwt_key: PEM public key (optional)
+	AuthorizedParties []string // authorized_parties (default: public_url's origin)
+	WebhookSecrets    []string // webhook_secret: one string or a list
+	APIURL            string   // api_url: Backend API base incl. /v1 (default https://api.clerk.com/v1)
+	FrontendAPIURL    string   // frontend_api_url: overrides https://<fapi host from the key>
+	SignInURL         string   // sign_in_url: overrides <accounts>/sign-in
+}
+
+// SessionConfig is the session: section (the __tollgate gateway cookie).
+type SessionConfig struct {
+	Secret  string        // secret: 32+ bytes
+	TTL     time.Duration // ttl, default 12h
+	Refresh time.Duration // refresh, default 60s
+}
+
+// StripeConfig is the stripe: section.
+type StripeConfig struct {
+	SecretKey      string        // secret_key
+	WebhookSecrets []string      // webhook_secret: one string or a list
+	PastDueGrace   time.Duration // past_due_grace, 0: no cap while Stripe retries
+	APIURL         string        // api_url (default https://api.stripe.com)
+}
+
+// Plan is one entry of plans:.
+type Plan struct {
+	Key           string      // the YAML key, e.g. "pro"
+	Name          string      // name, default Key
+	Prices        []string    // prices
+	Routes        []string    // routes: route IDs, or "*" for all
+	TrialDays     int         // trial_days
+	TrialFeePrice string      // trial_fee_price
+	Scope         SubjectKind // scope: user (default) or organization (SubjectOrg)
+}
+
+// UnlocksRoute reports whether the plan unlocks routeID. A paid rule without
+// an ID ("") is unlocked by any plan.
+func (p *Plan) UnlocksRoute(routeID string) bool {
+	if routeID == "" {
+		return true
+	}
+	for _, r := range p.Routes {
+		if r == "*" || strings.EqualFold(r, routeID) {
+			return true
+		}
+	}
+	return false
+}
+
+// StoreConfig is the store: section.
+type StoreConfig struct {
+	Path      string // path, default "tollgate.db"
+	CacheSize int    // cache_size, default 10000
+}
+
+// AdminConfig is the admin: section.
+type AdminConfig struct {
+	Listen string   // listen: no admin listener when empty
+	Token  string   // token: no admin API when empty
+	Users  []string // users: Clerk user IDs allowed on the public admin page
+}
+
+// PagesConfig is the pages: section: branding of the built-in pages.
+type PagesConfig struct {
+	ProductName  string // product_name, default "tollgate"
+	LogoURL      string // logo_url
+	AccentColor  string // accent_color, a #rrggbb colour, default "#4f46e5"
+	SupportURL   string // support_url
+	TemplatesDir string // templates_dir: optional directory of template overrides
+}

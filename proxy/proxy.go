@@ -1,0 +1,176 @@
+// Package proxy is tollgate's domain: who a visitor is (Identity), what they
+// hold (Entitlements), what a route asks of them (Rule), and the pure decision
+// that joins the three. It also owns the gateway handler, the upstream reverse
+// proxy and the built-in pages.
+//
+// proxy imports no SDK: Clerk, Stripe and bbolt live in the adapter packages
+// proxy/clerk, proxy/stripe and proxy/bolt, which implement the small
+// interfaces declared here. So nothing on the request path can call Stripe
+// by accident: the compiler will not let it.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Access is what a route asks of a visitor.
+type Access string
+
+const (
+	AccessPublic   Access = "public"    // forwarded as is
+	AccessSignedIn Access = "signed_in" // a valid Clerk session
+	AccessPaid     Access = "paid"      // a Clerk session and an entitling subscription
+	AccessDeny     Access = "deny"      // never forwarded
+)
+
+// Valid reports whether a is one of the four access levels.
+func (a Access) Valid() bool {
+	switch a {
+	case AccessPublic, AccessSignedIn, AccessPaid, AccessDeny:
+		return true
+	}
+	return false
+}
+
+// Identity is a verified Clerk session, produced only by an Authenticator or
+// by the gateway session cookie that a verified Clerk token once earned.
+type Identity struct {
+	UserID    string // Clerk "sub", user_…
+	SessionID string // Clerk "sid", sess_…
+	OrgID     string // active organisation, org_… (empty: none)
+	OrgSlug   string
+	OrgRole   string    // "org:admin", "org:member", … (always with the org: prefix)
+	IssuedAt  time.Time // of the token (or of the gateway cookie)
+	ExpiresAt time.Time // of the token (or of the gateway cookie)
+	Source    string    // "bearer", "cookie", "handshake" or "gateway": for logs and metrics
+}
+
+// IsOrgAdmin reports whether the identity administers its active organisation.
+func (id *Identity) IsOrgAdmin() bool {
+	return id != nil && id.OrgID != "" && id.OrgRole == "org:admin"
+}
+
+// AuthState is the outcome of authenticating a request against Clerk.
+type AuthState int
+
+const (
+	SignedOut AuthState = iota // no usable session
+	SignedIn                   // Identity is set
+	Handshake                  // send the browser to Location to refresh its Clerk session
+)
+
+func (s AuthState) String() string {
+	switch s {
+	case SignedIn:
+		return "signed_in"
+	case Handshake:
+		return "handshake"
+	}
+	return "signed_out"
+}
+
+// AuthResult is what an Authenticator says about one request.
+type AuthResult struct {
+	State    AuthState
+	Identity *Identity // set when State == SignedIn
+	// Reason explains the state for logs and metrics (Clerk's reason names,
+	// e.g. "session-token-expired"). Never shown to visitors.
+	Reason string
+	// Location is the handshake URL (State == Handshake), or, after a
+	// development handshake was resolved from the query string, the clean URL
+	// to send the browser back to (State == SignedIn or SignedOut).
+	Location string
+	// SetCookies are Set-Cookie header values that must reach the browser on
+	// whatever response follows: handshake directives and the redirect-loop
+	// counter. They are appended, never replacing the upstream's own.
+	SetCookies []string
+	// Refreshable is true when the visitor is signed out only because the
+	// Clerk session token is missing or expired while __client_uat says the
+	// client is signed in, i.e. when the gateway session cookie may stand in.
+	Refreshable bool
+	// ClientUAT is the __client_uat value (unix seconds, 0: signed out).
+	ClientUAT int64
+	// StaleSessionID is the sid of an expired but otherwise valid __session.
+	StaleSessionID string
+	// DevBrowserToken is Clerk's development-instance __clerk_db_jwt, to be
+	// appended to redirects to Clerk's hosted pages (empty in production).
+	DevBrowserToken string
+}
+
+// Authenticator turns a request's Clerk credentials into an AuthResult.
+// Implemented by proxy/clerk. It never writes to w; the gate does.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request) AuthResult
+}
+
+// SessionChecker asks Clerk whether a session is still active. Implemented by
+// proxy/clerk with the Backend API; the gate caches its answers.
+type SessionChecker interface {
+	SessionActive(ctx context.Context, sessionID string) (bool, error)
+}
+
+// SubjectKind says whether a billing subject is a user or an organisation.
+type SubjectKind string
+
+const (
+	SubjectUser SubjectKind = "user"
+	SubjectOrg  SubjectKind = "org"
+)
+
+// Subject is who pays: a Clerk user or a Clerk organisation.
+type Subject struct {
+	Kind SubjectKind
+	ID   string // user_… or org_…
+}
+
+func (s Subject) String() string { return string(s.Kind) + ":" + s.ID }
+
+// SubscriptionStatus is Stripe's subscription status, verbatim.
+type SubscriptionStatus string
+
+const (
+	StatusActive            SubscriptionStatus = "active"
+	StatusTrialing          SubscriptionStatus = "trialing"
+	StatusPastDue           SubscriptionStatus = "past_due"
+	StatusIncomplete        SubscriptionStatus = "incomplete"
+	StatusIncompleteExpired SubscriptionStatus = "incomplete_expired"
+	StatusUnpaid            SubscriptionStatus = "unpaid"
+	StatusCanceled          SubscriptionStatus = "canceled"
+	StatusPaused            SubscriptionStatus = "paused"
+)
+
+// Subscription is one Stripe subscription as tollgate last learned it from
+// Stripe (never from a webhook payload's fields).
+type Subscription struct {
+	ID                string
+	CustomerID        string
+	Status            SubscriptionStatus
+	PriceIDs          []string // recurring prices on the subscription's items
+	Plan              string   // config key of the plan those prices belong to ("" if none)
+	CurrentPeriodEnd  time.Time
+	TrialEnd          time.Time
+	CancelAtPeriodEnd bool
+	PastDueSince      time.Time // when tollgate first saw it past_due (zero otherwise)
+	SyncedAt          time.Time // when Stripe last told us about it
+}
+
+// Entitlements is everything one subject holds.
+type Entitlements struct {
+	Subject       Subject
+	CustomerID    string
+	Subscriptions []Subscription
+	SyncedAt      time.Time
+}
+
+// EntitlementSource returns a subject's entitlements on the request path:
+// from memory or local storage, never from Stripe. (nil, nil) means none are
+// known. Implemented by the LRU in front of proxy/bolt.
+type EntitlementSource interface {
+	Entitlements(ctx context.Context, subject Subject) (*Entitlements, error)
+}
+
+// ErrNotFound is returned by stores for an unknown key.
+var ErrNotFound = errors.New("not found")

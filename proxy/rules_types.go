@@ -1,0 +1,19 @@
+package proxy
+
+// Rule is one compiled entry of routes:, in file order.
+type Rule struct {
+	Index   int      // position in routes:, from 0
+	Line    int      // line in the config file, for warnings and logs
+	Host    string   // host: optional, lower-case, exact (no port)
+	Path    string   // path: the pattern as written, e.g. "/routes/{route}/*"
+	Methods []string // methods: upper-case; empty means every method (HEAD counts as GET)
+	ID      string   // id: fixed route ID (empty: none, or captured by {route})
+	Access  Access   // access
+}
+
+// RouteMatch is the outcome of matching one request against the RuleSet.
+type RouteMatch struct {
+	Rule    *Rule  // nil when no rule matched and default_access applies
+	Access  Access // the rule's access, or default_access
+	RouteID string // the rule's id, or the {route} capture, or ""
+}
