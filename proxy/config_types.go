@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"net/netip"
-	"strings"
 	"net/url"
+	"strings"
 	"time"
 )
 
