@@ -9,6 +9,17 @@ type Rule struct {
 	Methods []string // methods: upper-case; empty means every method (HEAD counts as GET)
 	ID      string   // id: fixed route ID (empty: none, or captured by {route})
 	Access  Access   // access
+
+	// pat is Path compiled by CompileRules. A Rule built by hand has none and
+	// is compiled on every Match instead, so it still matches correctly.
+	pat *pattern
+}
+
+// RuleSet is the compiled routes: list with its fallback. Build it with
+// CompileRules (ParseConfig does) so that every rule is checked.
+type RuleSet struct {
+	Rules   []*Rule
+	Default Access // default_access: what applies when no rule matches ("" means paid)
 }
 
 // RouteMatch is the outcome of matching one request against the RuleSet.

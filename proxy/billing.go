@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"context"
+	"time"
+)
+
+// CustomerState is one Stripe customer's subscriptions as a sync just read
+// them from Stripe (all statuses, all pages), ready to commit.
+type CustomerState struct {
+	CustomerID    string
+	Subject       Subject // who the customer belongs to (zero: unknown, kept by customer ID until linked)
+	Email         string
+	Subscriptions []Subscription
+	Deleted       bool // Stripe deleted the customer (or answers 404 for it)
+	SyncedAt      time.Time
+}
+
+// MergeSubscriptions carries what only tollgate knows from the stored
+// subscriptions into freshly synced ones: when each was first seen past
+// due (so past_due_grace counts from then, not from the latest sync).
+func MergeSubscriptions(old, fresh []Subscription, now time.Time) []Subscription {
+	prev := make(map[string]*Subscription, len(old))
+	for i := range old {
+		prev[old[i].ID] = &old[i]
+	}
+	out := make([]Subscription, len(fresh))
+	for i, s := range fresh {
+		if s.Status == StatusPastDue {
+			if p := prev[s.ID]; p != nil && p.Status == StatusPastDue && !p.PastDueSince.IsZero() {
+				s.PastDueSince = p.PastDueSince
+			} else if s.PastDueSince.IsZero() {
+				s.PastDueSince = now
+			}
+		} else {
+			s.PastDueSince = time.Time{}
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// CheckoutRequest asks Billing to start a Checkout for a plan.
+type CheckoutRequest struct {
+	Identity   *Identity
+	Subject    Subject // the user, or the active organisation for organisation plans
+	Plan       *Plan
+	ReturnPath string // same-origin path to come back to after paying
+}
+
+// CheckoutResult is where to send the visitor: Stripe Checkout, or the
+// Billing Portal when the subject already holds a live subscription (no
+// double subscriptions).
+type CheckoutResult struct {
+	URL    string
+	Portal bool
+}
+
+// CheckoutReturn is what the success URL learned from Stripe.
+type CheckoutReturn struct {
+	ReturnPath string // from the session's metadata, unvalidated: the caller checks it
+	Settled    bool   // the subscription grants access already
+}
+
+// Billing is what tollgate's own billing endpoints ask of Stripe.
+// Implemented by proxy/stripe. It is called only from those endpoints
+// (checkout, its return, the portal), never from the gate.
+type Billing interface {
+	Checkout(ctx context.Context, req CheckoutRequest) (CheckoutResult, error)
+	CompleteCheckout(ctx context.Context, sessionID string, id *Identity) (CheckoutReturn, error)
+	Portal(ctx context.Context, subject Subject, returnURL string) (string, error)
+}
+
+// Sentinel errors Billing returns that the pages map to answers.
+var (
+	ErrNotYours      = errorString("checkout session belongs to someone else")
+	ErrNoCustomer    = errorString("no stripe customer for this subject")
+	ErrStripeUnavail = errorString("stripe unavailable")
+)
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+// SeenRecorder learns that a user was seen, off the request path: the
+// implementation batches the writes.
+type SeenRecorder interface {
+	Seen(userID string, at time.Time)
+}

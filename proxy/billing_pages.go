@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Price is what the pages show of a Stripe price.
+type Price struct {
+	ID            string
+	Amount        int64  // in the currency's minor unit
+	Currency      string // ISO code, lower case
+	Interval      string // day, week, month, year; "" for one-time prices
+	IntervalCount int64
+}
+
+// Format renders the amount for people: "$12.00", "€9.50", "12.00 CHF".
+func (p Price) Format() string {
+	major := fmt.Sprintf("%d.%02d", p.Amount/100, p.Amount%100)
+	switch strings.ToLower(p.Currency) {
+	case "usd":
+		return "$" + major
+	case "eur":
+		return "€" + major
+	case "gbp":
+		return "£" + major
+	}
+	return major + " " + strings.ToUpper(p.Currency)
+}
+
+// Per renders the billing interval: "month", "3 months", "".
+func (p Price) Per() string {
+	if p.Interval == "" {
+		return ""
+	}
+	if p.IntervalCount > 1 {
+		return fmt.Sprintf("%d %ss", p.IntervalCount, p.Interval)
+	}
+	return p.Interval
+}
+
+// PriceCatalog knows the configured prices (loaded from Stripe at start and
+// refreshed in the background, never per request). Implemented by
+// proxy/stripe.
+type PriceCatalog interface {
+	Price(id string) (Price, bool)
+}
+
+// planView is one plan as the upgrade page shows it.
+type planView struct {
+	Key         string
+	Name        string
+	Price       string // "$12.00" ("" when unknown)
+	Per         string // "month"
+	TrialDays   int
+	TrialFee    string // "$1.00" upfront for a paid trial ("" when none)
+	OrgScoped   bool
+	CanCheckout bool
+	Why         string // why not (organisation needed, not an admin)
+}
+
+type upgradePage struct {
+	RouteID    string
+	Return     string
+	Plans      []planView
+	SignedIn   bool
+	SignInURL  string
+	OrgNeeded  bool
+	Status     SubscriptionStatus // the visitor's most telling status, if any
+	HasPortal  bool
+	CSRFAction string
+}
+
+type accountPage struct {
+	Identity      *Identity
+	Subscriptions []subscriptionJSON
+	CanManage     bool
+	SignOutPath   string
+	Admin         bool
+}
+
+type finishingPage struct {
+	SessionID string
+	Return    string
+	RetryURL  string
+}
+
+// billingRoutes are the billing endpoints under the internal prefix.
+func (s *Server) billingRoutes() []InternalRoute {
+	csrf := http.NewCrossOriginProtection()
+	if o := s.cfg.PublicURL; o != nil {
+		_ = csrf.AddTrustedOrigin(o.Scheme + "://" + o.Host)
+	}
+	for _, o := range s.cfg.ExtraOrigins {
+		_ = csrf.AddTrustedOrigin(o.Scheme + "://" + o.Host)
+	}
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entryFrom(r.Context()).reason = "cross_origin_refused"
+		s.writeError(w, r, http.StatusForbidden)
+	}))
+	return []InternalRoute{
+		{Pattern: "GET /upgrade", Handler: http.HandlerFunc(s.handleUpgrade), Auth: AuthOptional},
+		{Pattern: "GET /subscribe/{plan}", Handler: http.HandlerFunc(s.handleUpgrade), Auth: AuthRequired},
+		{Pattern: "POST /checkout", Handler: csrf.Handler(http.HandlerFunc(s.handleCheckout)), Auth: AuthRequired},
+		{Pattern: "GET /checkout/done", Handler: http.HandlerFunc(s.handleCheckoutDone), Auth: AuthRequired},
+		{Pattern: "POST /billing", Handler: csrf.Handler(http.HandlerFunc(s.handlePortal)), Auth: AuthRequired},
+		{Pattern: "GET /account", Handler: http.HandlerFunc(s.handleAccount), Auth: AuthRequired},
+	}
+}
+
+// safeReturn keeps a return target only when it is a path on our own
+// origin (compared as parsed origins), never under the internal prefix
+// (which would loop), and never something a browser could read as another
+// host ("//evil", "/\evil").
+func (s *Server) safeReturn(raw string) string {
+	if raw == "" {
+		return "/"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "/"
+	}
+	if u.Scheme != "" || u.Host != "" || u.User != nil {
+		pub := s.cfg.PublicURL
+		if !strings.EqualFold(u.Scheme, pub.Scheme) || !strings.EqualFold(u.Host, pub.Host) || u.User != nil {
+			return "/"
+		}
+	}
+	_, escaped, _ := CanonicalPath(u.EscapedPath())
+	if escaped == "" || !strings.HasPrefix(escaped, "/") || strings.HasPrefix(escaped, "//") || strings.HasPrefix(escaped, "/\\") {
+		return "/"
+	}
+	if p, _, _ := CanonicalPath(u.EscapedPath()); p == s.prefix || strings.HasPrefix(p, s.prefix+"/") {
+		return "/"
+	}
+	if u.RawQuery != "" {
+		escaped += "?" + stripClerkQuery(u.RawQuery)
+	}
+	return escaped
+}
+
+func (s *Server) planByKey(key string) *Plan {
+	for i := range s.cfg.Plans {
+		if s.cfg.Plans[i].Key == key {
+			return &s.cfg.Plans[i]
+		}
+	}
+	return nil
+}
+
+func (s *Server) viewPlan(p *Plan, id *Identity) planView {
+	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == SubjectOrg, CanCheckout: id != nil}
+	if s.prices != nil && len(p.Prices) > 0 {
+		if pr, ok := s.prices.Price(p.Prices[0]); ok {
+			v.Price, v.Per = pr.Format(), pr.Per()
+		}
+		if p.TrialFeePrice != "" {
+			if pr, ok := s.prices.Price(p.TrialFeePrice); ok {
+				v.TrialFee = pr.Format()
+			}
+		}
+	}
+	if v.OrgScoped && id != nil {
+		switch {
+		case id.OrgID == "":
+			v.CanCheckout, v.Why = false, "This plan is billed to an organisation. Choose one of your organisations first, then come back."
+		case !id.IsOrgAdmin():
+			v.CanCheckout, v.Why = false, "Only an admin of your organisation can subscribe it to this plan. Ask an admin of "+orgName(id)+" to subscribe."
+		}
+	}
+	return v
+}
+
+func orgName(id *Identity) string {
+	if id.OrgSlug != "" {
+		return id.OrgSlug
+	}
+	return "your organisation"
+}
+
+func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	routeID := r.URL.Query().Get("route")
+	ret := s.safeReturn(r.URL.Query().Get("return"))
+	var plans []*Plan
+	if key := r.PathValue("plan"); key != "" {
+		p := s.planByKey(key)
+		if p == nil {
+			s.writeError(w, r, http.StatusNotFound)
+			return
+		}
+		plans = []*Plan{p}
+	} else {
+		plans = UnlockingPlans(s.cfg.Plans, routeID)
+	}
+	page := upgradePage{RouteID: routeID, Return: ret, SignedIn: id != nil}
+	if id == nil && s.portal != nil {
+		page.SignInURL = s.portal.SignInURL(strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+r.URL.RequestURI(), "")
+	}
+	onlyOrg := len(plans) > 0
+	for _, p := range plans {
+		page.Plans = append(page.Plans, s.viewPlan(p, id))
+		if p.Scope != SubjectOrg {
+			onlyOrg = false
+		}
+	}
+	page.OrgNeeded = onlyOrg && id != nil && id.OrgID == ""
+	if id != nil {
+		if d, err := s.decidePaid(r.Context(), id, routeID); err == nil {
+			page.Status = d.Status
+			if d.Outcome == PaidAllow && r.PathValue("plan") == "" {
+				// Already entitled (e.g. paid in another tab): go back.
+				redirect(w, ret, http.StatusSeeOther)
+				return
+			}
+		}
+		page.HasPortal = page.Status != ""
+	}
+	s.pages.render(w, r, http.StatusOK, "upgrade", page)
+}
+
+// subjectFor picks who pays for plan, and whether this visitor may act for
+// them: organisation plans need an active organisation and its admin.
+func subjectFor(p *Plan, id *Identity) (Subject, string) {
+	if p.Scope != SubjectOrg {
+		return Subject{Kind: SubjectUser, ID: id.UserID}, ""
+	}
+	if id.OrgID == "" {
+		return Subject{}, "organization_required"
+	}
+	if !id.IsOrgAdmin() {
+		return Subject{}, "organization_admin_required"
+	}
+	return Subject{Kind: SubjectOrg, ID: id.OrgID}, ""
+}
+
+func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		s.writeError(w, r, http.StatusBadRequest)
+		return
+	}
+	p := s.planByKey(r.PostForm.Get("plan"))
+	if p == nil || s.billing == nil {
+		s.writeError(w, r, http.StatusNotFound)
+		return
+	}
+	subject, why := subjectFor(p, id)
+	if why != "" {
+		entryFrom(r.Context()).reason = why
+		s.writeError(w, r, http.StatusForbidden)
+		return
+	}
+	ret := s.safeReturn(r.PostForm.Get("return"))
+	res, err := s.billing.Checkout(r.Context(), CheckoutRequest{Identity: id, Subject: subject, Plan: p, ReturnPath: ret})
+	if err != nil {
+		s.billingError(w, r, "checkout", err)
+		return
+	}
+	redirect(w, res.URL, http.StatusSeeOther)
+}
+
+func (s *Server) handleCheckoutDone(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	sessionID := r.URL.Query().Get("session_id")
+	if sessionID == "" || s.billing == nil {
+		s.writeError(w, r, http.StatusBadRequest)
+		return
+	}
+	// Stripe redirects here the moment payment succeeds, often before its
+	// webhook: sync now, so the visitor lands with access.
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	res, err := s.billing.CompleteCheckout(ctx, sessionID, id)
+	if err != nil {
+		s.billingError(w, r, "checkout return", err)
+		return
+	}
+	ret := s.safeReturn(res.ReturnPath)
+	if res.Settled {
+		redirect(w, ret, http.StatusSeeOther)
+		return
+	}
+	s.pages.render(w, r, http.StatusOK, "finishing", finishingPage{SessionID: sessionID, Return: ret,
+		RetryURL: s.prefix + "/checkout/done?" + url.Values{"session_id": {sessionID}}.Encode()})
+}
+
+func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	_ = r.ParseForm()
+	subject := Subject{Kind: SubjectUser, ID: id.UserID}
+	if r.PostForm.Get("scope") == "org" {
+		if !id.IsOrgAdmin() {
+			entryFrom(r.Context()).reason = "organization_admin_required"
+			s.writeError(w, r, http.StatusForbidden)
+			return
+		}
+		subject = Subject{Kind: SubjectOrg, ID: id.OrgID}
+	}
+	if s.billing == nil {
+		s.writeError(w, r, http.StatusNotFound)
+		return
+	}
+	u, err := s.billing.Portal(r.Context(), subject, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+s.prefix+"/account")
+	if err != nil {
+		s.billingError(w, r, "portal", err)
+		return
+	}
+	redirect(w, u, http.StatusSeeOther)
+}
+
+func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	subs, err := s.subscriptionsOf(r.Context(), id)
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "account: entitlements", "err", err)
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return
+	}
+	s.pages.render(w, r, http.StatusOK, "account", accountPage{Identity: id, Subscriptions: subs,
+		CanManage: len(subs) > 0 && s.billing != nil, SignOutPath: s.prefix + "/sign-out"})
+}
+
+// billingError maps Billing's errors to answers; details go to the log.
+func (s *Server) billingError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	code := http.StatusServiceUnavailable
+	switch {
+	case errors.Is(err, ErrNotYours):
+		code = http.StatusForbidden
+	case errors.Is(err, ErrNoCustomer):
+		code = http.StatusNotFound
+	}
+	s.log.WarnContext(r.Context(), "billing: "+what, "err", err, "status", code)
+	entryFrom(r.Context()).reason = what + "_failed"
+	s.writeError(w, r, code)
+}

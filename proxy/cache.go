@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// EntitlementCache is the hot-path LRU in front of the store. Writers (the
+// billing sync, under its per-customer lock) Put the record they just
+// committed; readers fill it from the store on a miss, but never with a
+// read that started before a write landed (DESIGN §6), so a cancelled
+// subscriber cannot keep a stale "paid" in memory, nor a new one a stale
+// "unpaid".
+type EntitlementCache struct {
+	store EntitlementSource
+	lru   *lru.Cache[Subject, *Entitlements] // a nil value caches "none known"
+
+	mu      sync.Mutex // orders fills against writes
+	version uint64     // bumped by every Put and Remove
+}
+
+// NewEntitlementCache puts an LRU of size entries in front of store.
+func NewEntitlementCache(store EntitlementSource, size int) (*EntitlementCache, error) {
+	if size <= 0 {
+		size = 10000
+	}
+	c, err := lru.New[Subject, *Entitlements](size)
+	if err != nil {
+		return nil, fmt.Errorf("entitlement cache: %w", err)
+	}
+	return &EntitlementCache{store: store, lru: c}, nil
+}
+
+// Entitlements implements EntitlementSource: memory first, then the store.
+func (c *EntitlementCache) Entitlements(ctx context.Context, s Subject) (*Entitlements, error) {
+	if e, ok := c.lru.Get(s); ok {
+		return e, nil
+	}
+	c.mu.Lock()
+	v := c.version
+	c.mu.Unlock()
+	e, err := c.store.Entitlements(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.version == v {
+		c.lru.Add(s, e)
+	}
+	c.mu.Unlock()
+	return e, nil
+}
+
+// Put writes through a record that was just committed to the store.
+func (c *EntitlementCache) Put(s Subject, e *Entitlements) {
+	c.mu.Lock()
+	c.version++
+	c.lru.Add(s, e)
+	c.mu.Unlock()
+}
+
+// Remove forgets a subject, so the next read goes to the store.
+func (c *EntitlementCache) Remove(s Subject) {
+	c.mu.Lock()
+	c.version++
+	c.lru.Remove(s)
+	c.mu.Unlock()
+}
+
+// Len reports how many subjects are cached.
+func (c *EntitlementCache) Len() int { return c.lru.Len() }

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"time"
+)
+
+// Grants reports whether a subscription in this state grants access at now.
+// Stripe's status is the authority (DESIGN §6): active and trialing grant;
+// past_due grants while Stripe retries, capped by grace (counted from when
+// tollgate first saw it past due) when grace > 0; everything else does not.
+// cancel_at_period_end changes nothing here: Stripe keeps the status active
+// until the period ends and then moves it to canceled.
+func Grants(sub *Subscription, grace time.Duration, now time.Time) bool {
+	switch sub.Status {
+	case StatusActive, StatusTrialing:
+		return true
+	case StatusPastDue:
+		if grace <= 0 || sub.PastDueSince.IsZero() {
+			return true
+		}
+		return now.Before(sub.PastDueSince.Add(grace))
+	}
+	return false
+}
+
+// PaidOutcome names the result of the paid-route decision.
+type PaidOutcome string
+
+const (
+	PaidAllow           PaidOutcome = "allow"
+	PaidRequired        PaidOutcome = "payment_required"
+	PaidOrgRequired     PaidOutcome = "organization_required"
+	PaidNoPlanUnlocks   PaidOutcome = "no_plan_unlocks_route"
+	PaidEntitlementsErr PaidOutcome = "entitlements_unavailable"
+)
+
+// PaidDecision is the pure outcome of a paid route for one identity.
+type PaidDecision struct {
+	Outcome PaidOutcome
+	Plan    *Plan              // the granting plan (PaidAllow)
+	Sub     *Subscription      // the granting subscription (PaidAllow)
+	Subject Subject            // whose subscription granted it (PaidAllow)
+	Plans   []*Plan            // plans that would unlock the route
+	Status  SubscriptionStatus // best status seen among relevant subscriptions, for pages and headers
+}
+
+// PaidInput is everything DecidePaid looks at.
+type PaidInput struct {
+	RouteID  string
+	Plans    []Plan
+	Identity *Identity
+	User     *Entitlements // the user's own subscriptions (nil: none known)
+	Org      *Entitlements // the active organisation's (nil: none known or no active org)
+	Grace    time.Duration // stripe.past_due_grace
+	Now      time.Time
+}
+
+// UnlockingPlans returns the plans that unlock routeID, in config order.
+func UnlockingPlans(plans []Plan, routeID string) []*Plan {
+	var out []*Plan
+	for i := range plans {
+		if plans[i].UnlocksRoute(routeID) {
+			out = append(out, &plans[i])
+		}
+	}
+	return out
+}
+
+// DecidePaid decides a paid route: allow when any subscription of the user
+// (for user-scoped plans) or of the active organisation (for
+// organisation-scoped plans) grants a plan that unlocks the route.
+func DecidePaid(in PaidInput) PaidDecision {
+	unlocking := UnlockingPlans(in.Plans, in.RouteID)
+	d := PaidDecision{Outcome: PaidRequired, Plans: unlocking}
+	if len(unlocking) == 0 {
+		d.Outcome = PaidNoPlanUnlocks
+		return d
+	}
+	needsOrg := true
+	for _, p := range unlocking {
+		if p.Scope != SubjectOrg {
+			needsOrg = false
+		}
+	}
+	check := func(ents *Entitlements, scope SubjectKind) bool {
+		if ents == nil {
+			return false
+		}
+		for i := range ents.Subscriptions {
+			sub := &ents.Subscriptions[i]
+			plan := planByKey(unlocking, sub.Plan)
+			if plan == nil || plan.Scope != scope {
+				continue
+			}
+			if Grants(sub, in.Grace, in.Now) {
+				d.Outcome, d.Plan, d.Sub, d.Subject, d.Status = PaidAllow, plan, sub, ents.Subject, sub.Status
+				return true
+			}
+			if statusRank(sub.Status) > statusRank(d.Status) {
+				d.Status = sub.Status
+			}
+		}
+		return false
+	}
+	if check(in.User, SubjectUser) {
+		return d
+	}
+	if in.Identity != nil && in.Identity.OrgID != "" {
+		if check(in.Org, SubjectOrg) {
+			return d
+		}
+	} else if needsOrg {
+		d.Outcome = PaidOrgRequired
+	}
+	return d
+}
+
+func planByKey(plans []*Plan, key string) *Plan {
+	for _, p := range plans {
+		if p.Key == key {
+			return p
+		}
+	}
+	return nil
+}
+
+// statusRank orders statuses by how much they tell the visitor: a past_due
+// subscription explains a denial better than a long-canceled one.
+func statusRank(s SubscriptionStatus) int {
+	switch s {
+	case StatusActive:
+		return 8
+	case StatusTrialing:
+		return 7
+	case StatusPastDue:
+		return 6
+	case StatusUnpaid:
+		return 5
+	case StatusIncomplete:
+		return 4
+	case StatusPaused:
+		return 3
+	case StatusIncompleteExpired:
+		return 2
+	case StatusCanceled:
+		return 1
+	}
+	return 0
+}

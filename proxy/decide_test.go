@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestGrants_EveryStatusGraceAndCancelAtPeriodEnd(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	statuses := []SubscriptionStatus{StatusActive, StatusTrialing, StatusPastDue, StatusIncomplete,
+		StatusIncompleteExpired, StatusUnpaid, StatusCanceled, StatusPaused, "some_future_status"}
+	graces := []time.Duration{0, 72 * time.Hour}
+	pastDueFor := []time.Duration{time.Hour, 100 * time.Hour}
+	for _, st := range statuses {
+		for _, grace := range graces {
+			for _, pd := range pastDueFor {
+				for _, cape := range []bool{false, true} {
+					sub := &Subscription{Status: st, CancelAtPeriodEnd: cape, CurrentPeriodEnd: now.Add(-time.Hour)}
+					if st == StatusPastDue {
+						sub.PastDueSince = now.Add(-pd)
+					}
+					want := false
+					switch st {
+					case StatusActive, StatusTrialing:
+						want = true
+					case StatusPastDue:
+						want = grace == 0 || pd < grace
+					}
+					name := fmt.Sprintf("%s/grace=%s/past_due_for=%s/cancel_at_period_end=%v", st, grace, pd, cape)
+					if got := Grants(sub, grace, now); got != want {
+						t.Errorf("%s: Grants = %v, want %v", name, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestGrants_PastDueWithoutFirstSeenTimeKeepsAccess(t *testing.T) {
+	// A record that predates tracking has no PastDueSince: Stripe is still
+	// retrying, so the visitor keeps access rather than losing it on our gap.
+	sub := &Subscription{Status: StatusPastDue}
+	if !Grants(sub, time.Hour, time.Now()) {
+		t.Fatal("past_due with unknown start denied")
+	}
+}
+
+func TestDecidePaid(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	plans := []Plan{
+		{Key: "pro", Name: "Pro", Prices: []string{"price_pro"}, Routes: []string{"415VNA", "258AVO"}, Scope: SubjectUser},
+		{Key: "team", Name: "Team", Prices: []string{"price_team"}, Routes: []string{"*"}, Scope: SubjectOrg},
+		{Key: "org_only", Name: "Org only", Prices: []string{"price_org"}, Routes: []string{"ORG1"}, Scope: SubjectOrg},
+	}
+	user := &Identity{UserID: "user_1", SessionID: "sess_1"}
+	member := &Identity{UserID: "user_1", SessionID: "sess_1", OrgID: "org_1", OrgRole: "org:member"}
+	ents := func(kind SubjectKind, id string, subs ...Subscription) *Entitlements {
+		return &Entitlements{Subject: Subject{Kind: kind, ID: id}, Subscriptions: subs}
+	}
+	sub := func(plan string, st SubscriptionStatus) Subscription {
+		return Subscription{ID: "sub_" + plan, Plan: plan, Status: st}
+	}
+	type want struct {
+		Outcome PaidOutcome
+		Plan    string
+		Status  SubscriptionStatus
+		Plans   []string
+	}
+	tests := []struct {
+		name string
+		in   PaidInput
+		want want
+	}{
+		{"no subscription", PaidInput{RouteID: "415VNA", Identity: user},
+			want{Outcome: PaidRequired, Plans: []string{"pro", "team"}}},
+		{"active pro unlocks its route", PaidInput{RouteID: "415VNA", Identity: user, User: ents(SubjectUser, "user_1", sub("pro", StatusActive))},
+			want{Outcome: PaidAllow, Plan: "pro", Status: StatusActive, Plans: []string{"pro", "team"}}},
+		{"route IDs compare without regard to case", PaidInput{RouteID: "415vna", Identity: user, User: ents(SubjectUser, "user_1", sub("pro", StatusActive))},
+			want{Outcome: PaidAllow, Plan: "pro", Status: StatusActive, Plans: []string{"pro", "team"}}},
+		{"pro does not unlock another route (only the org plan does)", PaidInput{RouteID: "999ZZZ", Identity: user, User: ents(SubjectUser, "user_1", sub("pro", StatusActive))},
+			want{Outcome: PaidOrgRequired, Plans: []string{"team"}}},
+		{"canceled pro denies and says why", PaidInput{RouteID: "415VNA", Identity: user, User: ents(SubjectUser, "user_1", sub("pro", StatusCanceled))},
+			want{Outcome: PaidRequired, Status: StatusCanceled, Plans: []string{"pro", "team"}}},
+		{"one canceled and one active: active wins", PaidInput{RouteID: "415VNA", Identity: user,
+			User: ents(SubjectUser, "user_1", sub("pro", StatusCanceled), Subscription{ID: "sub_2", Plan: "pro", Status: StatusTrialing})},
+			want{Outcome: PaidAllow, Plan: "pro", Status: StatusTrialing, Plans: []string{"pro", "team"}}},
+		{"route without ID is unlocked by any plan", PaidInput{RouteID: "", Identity: user, User: ents(SubjectUser, "user_1", sub("pro", StatusActive))},
+			want{Outcome: PaidAllow, Plan: "pro", Status: StatusActive, Plans: []string{"pro", "team", "org_only"}}},
+		{"org plan on the active org unlocks", PaidInput{RouteID: "415VNA", Identity: member, Org: ents(SubjectOrg, "org_1", sub("team", StatusActive))},
+			want{Outcome: PaidAllow, Plan: "team", Status: StatusActive, Plans: []string{"pro", "team"}}},
+		{"org plan held by the user does not count", PaidInput{RouteID: "ORG1", Identity: member, User: ents(SubjectUser, "user_1", sub("org_only", StatusActive))},
+			want{Outcome: PaidRequired, Plans: []string{"team", "org_only"}}},
+		{"org-only route without an active org asks for one", PaidInput{RouteID: "ORG1", Identity: user},
+			want{Outcome: PaidOrgRequired, Plans: []string{"team", "org_only"}}},
+		{"user plan held by the org does not count", PaidInput{RouteID: "415VNA", Identity: member, Org: ents(SubjectOrg, "org_1", sub("pro", StatusActive))},
+			want{Outcome: PaidRequired, Plans: []string{"pro", "team"}}},
+		{"subscription to an unknown plan never grants", PaidInput{RouteID: "415VNA", Identity: user, User: ents(SubjectUser, "user_1", sub("", StatusActive))},
+			want{Outcome: PaidRequired, Plans: []string{"pro", "team"}}},
+		{"past_due within grace", PaidInput{RouteID: "415VNA", Identity: user, Grace: 48 * time.Hour,
+			User: ents(SubjectUser, "user_1", Subscription{Plan: "pro", Status: StatusPastDue, PastDueSince: now.Add(-time.Hour)})},
+			want{Outcome: PaidAllow, Plan: "pro", Status: StatusPastDue, Plans: []string{"pro", "team"}}},
+		{"past_due beyond grace", PaidInput{RouteID: "415VNA", Identity: user, Grace: 48 * time.Hour,
+			User: ents(SubjectUser, "user_1", Subscription{Plan: "pro", Status: StatusPastDue, PastDueSince: now.Add(-49 * time.Hour)})},
+			want{Outcome: PaidRequired, Status: StatusPastDue, Plans: []string{"pro", "team"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in
+			in.Plans, in.Now = plans, now
+			d := DecidePaid(in)
+			got := want{Outcome: d.Outcome, Status: d.Status}
+			if d.Plan != nil {
+				got.Plan = d.Plan.Key
+			}
+			for _, p := range d.Plans {
+				got.Plans = append(got.Plans, p.Key)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("DecidePaid (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,0 +1,303 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+type identityKey struct{}
+
+// IdentityFromContext returns the visitor's identity for tollgate's own
+// handlers (nil when signed out or not looked up).
+func IdentityFromContext(ctx context.Context) *Identity {
+	id, _ := ctx.Value(identityKey{}).(*Identity)
+	return id
+}
+
+// serve runs DESIGN §3 in order.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
+	// 1. Nothing the client says about tollgate's own headers is believed.
+	stripTollgateHeaders(r.Header)
+
+	// 2. One canonical path, before anything looks at it.
+	path, escaped, canonical := CanonicalPath(r.URL.EscapedPath())
+	if !canonical {
+		e.decision = "redirect_canonical"
+		loc := escaped
+		if r.URL.RawQuery != "" {
+			loc += "?" + r.URL.RawQuery
+		}
+		redirect(w, loc, http.StatusPermanentRedirect)
+		return
+	}
+
+	// 3. Tollgate's own endpoints are never gated by route rules.
+	if path == s.prefix || strings.HasPrefix(path, s.prefix+"/") {
+		e.decision = "internal"
+		s.serveInternal(w, r, e)
+		return
+	}
+	f := &forward{path: path, rawPath: escaped}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		// CORS preflights carry no credentials by design.
+		e.decision = "preflight"
+		s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+		return
+	}
+
+	// 4. First matching rule wins.
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	m := s.cfg.Routes.Match(method, r.Host, path)
+	e.access, e.routeID, e.rule = m.Access, m.RouteID, -1
+	if m.Rule != nil {
+		e.rule = m.Rule.Index
+	}
+	f.routeID = m.RouteID
+	switch m.Access {
+	case AccessPublic:
+		e.decision = "allow"
+		s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+		return
+	case AccessDeny:
+		e.decision = "deny"
+		s.writeError(w, r, http.StatusForbidden)
+		return
+	}
+
+	// 5-6. Who is it?
+	a, ok := s.authenticate(w, r, e)
+	if !ok {
+		return
+	}
+	f.identity, f.setCookies, f.cookies, f.gated = a.id, a.setCookies, a.cookies, true
+
+	// 7-8. Paid routes need an entitling subscription.
+	if m.Access == AccessPaid {
+		d, err := s.decidePaid(r.Context(), a.id, m.RouteID)
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "entitlements unavailable", "user_id", a.id.UserID, "err", err)
+			e.decision, e.reason = "error", string(PaidEntitlementsErr)
+			addSetCookies(w, a.setCookies)
+			s.writeError(w, r, http.StatusServiceUnavailable)
+			return
+		}
+		if d.Outcome != PaidAllow {
+			e.decision, e.reason = string(d.Outcome), string(d.Status)
+			addSetCookies(w, a.setCookies)
+			for _, c := range a.cookies {
+				http.SetCookie(w, c)
+			}
+			s.paymentRequired(w, r, m.RouteID, d)
+			return
+		}
+		f.plan, f.status = d.Plan.Key, d.Sub.Status
+	}
+
+	// 9. Forward.
+	e.decision = "allow"
+	s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+}
+
+type authOutcome struct {
+	id         *Identity
+	setCookies []string       // Clerk handshake directives to pass on
+	cookies    []*http.Cookie // the gateway cookie to set or clear
+}
+
+// identify establishes the visitor's identity without answering: Clerk
+// first, then the gateway cookie where DESIGN §8 allows it. err is set only
+// when Clerk could not be asked about a gateway session.
+func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
+	var res AuthResult
+	if s.auth != nil {
+		res = s.auth.Authenticate(r.Context(), r)
+	}
+	out := authOutcome{setCookies: res.SetCookies}
+	now := s.now()
+	switch {
+	case res.State == Handshake || res.Location != "":
+		return out, res, nil
+	case res.State == SignedIn && res.Identity != nil:
+		out.id = res.Identity
+		// Bearer clients carry no cookies; everyone else gets (or keeps) the
+		// gateway session that carries them past the token's 60 s life.
+		if s.gw != nil && res.Identity.Source != "bearer" && s.gw.needsReissue(s.gw.read(r), out.id, now) {
+			c, err := s.gw.issue(out.id, now)
+			if err != nil {
+				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
+			} else {
+				out.cookies = append(out.cookies, c)
+			}
+		}
+	case s.gw != nil:
+		id, renewed, err := s.gw.fallback(r.Context(), r, &res, now)
+		var rejected errGatewayRejected
+		switch {
+		case err == nil:
+			out.id = id
+			if renewed != nil {
+				out.cookies = append(out.cookies, renewed)
+			}
+		case errors.As(err, &rejected):
+			res.Reason = strings.TrimPrefix(res.Reason+"; "+rejected.Error(), "; ")
+			if rejected.clear && hasCookie(r, GatewayCookie) {
+				out.cookies = append(out.cookies, s.gw.clearCookie())
+			}
+		default:
+			return out, res, err
+		}
+	}
+	return out, res, nil
+}
+
+// authenticate establishes the visitor's identity for a gated request, or
+// answers the request itself (handshake, sign-in redirect, 401, 503) and
+// reports false.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntry) (authOutcome, bool) {
+	out, res, err := s.identify(r)
+	e.reason = res.Reason
+	switch {
+	case err != nil:
+		// Clerk could not be asked: do not sign the visitor out for our
+		// outage, and do not let them through either.
+		s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
+		e.decision, e.reason = "error", "session_check_failed"
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return out, false
+	case res.State == Handshake:
+		e.decision = "handshake"
+		addSetCookies(w, res.SetCookies)
+		redirect(w, res.Location, http.StatusTemporaryRedirect)
+		return out, false
+	case res.Location != "":
+		// A development handshake was resolved from the URL: send the
+		// browser to the clean URL with its new cookies.
+		e.decision = "handshake_resolved"
+		addSetCookies(w, res.SetCookies)
+		redirect(w, res.Location, http.StatusTemporaryRedirect)
+		return out, false
+	case out.id != nil:
+		e.userID, e.source = out.id.UserID, out.id.Source
+		return out, true
+	}
+	s.signedOut(w, r, e, &res, out)
+	return out, false
+}
+
+func hasCookie(r *http.Request, name string) bool {
+	_, err := r.Cookie(name)
+	return err == nil
+}
+
+// signedOut answers a request that needs a session and has none: a page
+// load goes to Clerk's sign-in, anything else gets a 401.
+func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, res *AuthResult, out authOutcome) {
+	addSetCookies(w, out.setCookies)
+	for _, c := range out.cookies {
+		http.SetCookie(w, c)
+	}
+	returnURL := s.absoluteURL(r)
+	if isNavigation(r) && s.portal != nil {
+		e.decision = "sign_in"
+		redirect(w, s.portal.SignInURL(returnURL, res.DevBrowserToken), http.StatusTemporaryRedirect)
+		return
+	}
+	e.decision = "unauthorized"
+	noStore(w)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
+	body := errorBody{Error: "unauthorized", Message: "Sign in required."}
+	if s.portal != nil {
+		body.SignInURL = s.portal.SignInURL(returnURL, "")
+	}
+	writeJSON(w, http.StatusUnauthorized, body)
+}
+
+// absoluteURL is the request's URL as the visitor sees it, built from
+// public_url (never from Host or X-Forwarded-*), without Clerk's handshake
+// parameters.
+func (s *Server) absoluteURL(r *http.Request) string {
+	u := *s.cfg.PublicURL
+	_, escaped, _ := CanonicalPath(r.URL.EscapedPath())
+	u.Path, u.RawPath = "", ""
+	out := strings.TrimSuffix(u.String(), "/") + escaped
+	if q := stripClerkQuery(r.URL.RawQuery); q != "" {
+		out += "?" + q
+	}
+	return out
+}
+
+// decidePaid reads the subscriptions that matter for this route (LRU, then
+// bbolt: never Stripe) and decides.
+func (s *Server) decidePaid(ctx context.Context, id *Identity, routeID string) (PaidDecision, error) {
+	in := PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Grace: s.cfg.Stripe.PastDueGrace, Now: s.now()}
+	if s.ents != nil {
+		var needUser, needOrg bool
+		for _, p := range UnlockingPlans(s.cfg.Plans, routeID) {
+			if p.Scope == SubjectOrg {
+				needOrg = true
+			} else {
+				needUser = true
+			}
+		}
+		var err error
+		if needUser {
+			if in.User, err = s.ents.Entitlements(ctx, Subject{Kind: SubjectUser, ID: id.UserID}); err != nil {
+				return PaidDecision{}, err
+			}
+		}
+		if needOrg && id.OrgID != "" {
+			if in.Org, err = s.ents.Entitlements(ctx, Subject{Kind: SubjectOrg, ID: id.OrgID}); err != nil {
+				return PaidDecision{}, err
+			}
+		}
+	}
+	return DecidePaid(in), nil
+}
+
+// UpgradePath is the relative URL of the upgrade page for a route, carrying
+// the visitor's way back.
+func (s *Server) UpgradePath(routeID, returnPath string) string {
+	q := url.Values{}
+	if routeID != "" {
+		q.Set("route", routeID)
+	}
+	if returnPath != "" {
+		q.Set("return", returnPath)
+	}
+	p := s.prefix + "/upgrade"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	return p
+}
+
+// paymentRequired answers a signed-in visitor without an entitling
+// subscription: a page load goes to the upgrade page, anything else gets 402.
+func (s *Server) paymentRequired(w http.ResponseWriter, r *http.Request, routeID string, d PaidDecision) {
+	_, escaped, _ := CanonicalPath(r.URL.EscapedPath())
+	ret := escaped
+	if q := stripClerkQuery(r.URL.RawQuery); q != "" {
+		ret += "?" + q
+	}
+	upgrade := s.UpgradePath(routeID, ret)
+	if isNavigation(r) {
+		redirect(w, upgrade, http.StatusSeeOther)
+		return
+	}
+	noStore(w)
+	body := errorBody{Error: "payment_required", Message: "A subscription is required.", Route: routeID,
+		UpgradeURL: strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + upgrade, Plans: []planJSON{}}
+	for _, p := range d.Plans {
+		body.Plans = append(body.Plans, planJSON{Key: p.Key, Name: p.Name})
+	}
+	if d.Outcome == PaidOrgRequired {
+		body.Error, body.Message = "organization_required", "Choose an organisation to use this plan."
+	}
+	writeJSON(w, http.StatusPaymentRequired, body)
+}

@@ -1,0 +1,784 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const gateTestConfig = `
+listen: ":0"
+public_url: "https://app.example.com"
+upstream: "%s"
+trusted_proxies: ["10.0.0.0/8"]
+default_access: paid
+clerk:
+  publishable_key: "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k"
+  secret_key: "sk_live_x"
+session:
+  secret: "0123456789abcdef0123456789abcdef"
+  ttl: 12h
+  refresh: 60s
+stripe:
+  secret_key: "sk_test_x"
+  webhook_secret: "whsec_x"
+  past_due_grace: 0s
+plans:
+  pro:
+    prices: [price_pro]
+    routes: ["415VNA"]
+  team:
+    prices: [price_team]
+    routes: ["TEAM1"]
+    scope: organization
+routes:
+  - { path: "/", access: public }
+  - { path: "/public/*", access: public }
+  - { path: "/routes/{route}/*", access: paid }
+  - { path: "/team/*", id: TEAM1, access: paid }
+  - { path: "/api/*", methods: [GET], access: signed_in }
+  - { path: "/api/*", access: deny }
+  - { path: "/private/*", access: signed_in }
+  - { path: "/ws", access: signed_in }
+  - { path: "/events", access: signed_in }
+  - { path: "/admin/*", access: deny }
+`
+
+// fakeAuth answers Authenticate from a function of the request.
+type fakeAuth struct {
+	fn func(r *http.Request) AuthResult
+}
+
+func (f fakeAuth) Authenticate(_ context.Context, r *http.Request) AuthResult { return f.fn(r) }
+
+type fakePortal struct{}
+
+func (fakePortal) SignInURL(ret, db string) string {
+	u := "https://accounts.example.com/sign-in?redirect_url=" + url.QueryEscape(ret)
+	if db != "" {
+		u += "&__clerk_db_jwt=" + db
+	}
+	return u
+}
+func (fakePortal) SignOutURL(ret string) string {
+	return "https://accounts.example.com/sign-out?redirect_url=" + url.QueryEscape(ret)
+}
+
+type fakeChecker struct {
+	mu     sync.Mutex
+	active bool
+	err    error
+	calls  int
+}
+
+func (f *fakeChecker) SessionActive(context.Context, string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return f.active, f.err
+}
+
+type fakeEntitlements map[Subject]*Entitlements
+
+func (f fakeEntitlements) Entitlements(_ context.Context, s Subject) (*Entitlements, error) {
+	if e, ok := f[Subject{Kind: "error"}]; ok && e != nil {
+		return nil, errors.New("store down")
+	}
+	return f[s], nil
+}
+
+// signedInByHeader is the fake Clerk of these tests: "X-Test-User: user_1"
+// means a valid token; "X-Test-Expired: sess_1" an expired one for sess_1
+// with __client_uat from "X-Test-UAT".
+func signedInByHeader(r *http.Request) AuthResult {
+	uat := int64(0)
+	if v := r.Header.Get("X-Test-UAT"); v != "" {
+		fmt.Sscan(v, &uat)
+	}
+	if u := r.Header.Get("X-Test-User"); u != "" {
+		return AuthResult{State: SignedIn, ClientUAT: uat, Identity: &Identity{UserID: u, SessionID: "sess_1", OrgID: r.Header.Get("X-Test-Org"), OrgRole: "org:admin", Source: "cookie"}}
+	}
+	if sid := r.Header.Get("X-Test-Expired"); sid != "" {
+		if isNavigation(r) {
+			return AuthResult{State: Handshake, Location: "https://clerk.example.com/v1/client/handshake?redirect_url=x",
+				SetCookies: []string{"__clerk_redirect_count=1; Path=/; Max-Age=2"}, ClientUAT: uat}
+		}
+		return AuthResult{State: SignedOut, Reason: "session-token-expired", Refreshable: uat > 0, ClientUAT: uat, StaleSessionID: sid}
+	}
+	return AuthResult{State: SignedOut, Reason: "session-token-and-uat-missing", ClientUAT: uat}
+}
+
+type gateFixture struct {
+	t        *testing.T
+	srv      *Server
+	front    *httptest.Server
+	upstream *httptest.Server
+	mu       sync.Mutex
+	seen     []*http.Request // requests the upstream received
+	now      time.Time
+	checker  *fakeChecker
+	ents     fakeEntitlements
+}
+
+func newGateFixture(t *testing.T, upstream http.Handler) *gateFixture {
+	t.Helper()
+	fx := &gateFixture{t: t, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), checker: &fakeChecker{active: true}, ents: fakeEntitlements{}}
+	if upstream == nil {
+		upstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("Set-Cookie", "app=1; Path=/")
+			w.Header().Set("Cache-Control", "public, max-age=60, s-maxage=600")
+			fmt.Fprintf(w, "upstream %s", r.URL.RequestURI())
+		})
+	}
+	fx.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fx.mu.Lock()
+		fx.seen = append(fx.seen, r.Clone(context.Background()))
+		fx.mu.Unlock()
+		upstream.ServeHTTP(w, r)
+	}))
+	t.Cleanup(fx.upstream.Close)
+	cfg, err := ParseConfig("gate_test.yaml", []byte(fmt.Sprintf(gateTestConfig, fx.upstream.URL)), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.srv, err = New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, Sessions: fx.checker,
+		Entitlements: fx.ents, Now: func() time.Time { return fx.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.front = httptest.NewServer(fx.srv)
+	t.Cleanup(fx.front.Close)
+	return fx
+}
+
+func (fx *gateFixture) lastUpstream() *http.Request {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	if len(fx.seen) == 0 {
+		return nil
+	}
+	return fx.seen[len(fx.seen)-1]
+}
+
+func (fx *gateFixture) upstreamCount() int {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return len(fx.seen)
+}
+
+// do sends one request through the gateway without following redirects.
+func (fx *gateFixture) do(method, target string, hdr map[string]string, cookies ...*http.Cookie) *http.Response {
+	fx.t.Helper()
+	req, err := http.NewRequest(method, fx.front.URL+target, nil)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	// Keep the path exactly as written: NewRequest would clean nothing, but
+	// make sure odd paths are sent verbatim.
+	req.URL.Opaque = ""
+	if u, err := url.Parse(fx.front.URL); err == nil {
+		req.URL.Host = u.Host
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// rawRequest writes a request line by hand, for paths net/http would not send as is.
+func (fx *gateFixture) rawRequest(requestURI string, hdr map[string]string) *http.Response {
+	fx.t.Helper()
+	u, _ := url.Parse(fx.front.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.t.Cleanup(func() { conn.Close() })
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", requestURI, u.Host)
+	for k, v := range hdr {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(conn, b.String()); err != nil {
+		fx.t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return resp
+}
+
+var (
+	navigation = map[string]string{"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Dest": "document"}
+	xhr        = map[string]string{"Accept": "application/json", "Sec-Fetch-Dest": "empty"}
+)
+
+func with(base map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+func body(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestGate_PublicPathPassesWithSpoofedHeadersStripped(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/public/a.css?x=1", map[string]string{"X-Tollgate-User": "user_admin", "x-tollgate-plan": "pro"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	up := fx.lastUpstream()
+	if up.URL.RequestURI() != "/public/a.css?x=1" {
+		t.Errorf("upstream got %q", up.URL.RequestURI())
+	}
+	for k := range up.Header {
+		if strings.HasPrefix(strings.ToLower(k), "x-tollgate-") {
+			t.Errorf("spoofed header %s reached the upstream", k)
+		}
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "public, max-age=60, s-maxage=600" {
+		t.Errorf("public response caching changed: %q", cc)
+	}
+}
+
+func TestGate_SignedOutNavigationRedirectsToSignIn(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/private/page?tab=2", navigation)
+	if resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("status %d, want 307", resp.StatusCode)
+	}
+	want := "https://accounts.example.com/sign-in?redirect_url=" + url.QueryEscape("https://app.example.com/private/page?tab=2")
+	if got := resp.Header.Get("Location"); got != want {
+		t.Errorf("Location %q, want %q", got, want)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	if fx.upstreamCount() != 0 {
+		t.Error("signed-out request reached the upstream")
+	}
+}
+
+func TestGate_SignedOutAPIGets401JSON(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	for _, tc := range []struct {
+		method string
+		hdr    map[string]string
+	}{
+		{"GET", xhr},
+		{"POST", navigation}, // a non-GET is never redirected
+		{"GET", map[string]string{"Accept": "text/html", "X-Requested-With": "XMLHttpRequest"}},
+	} {
+		resp := fx.do(tc.method, "/private/x", tc.hdr)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s %v: status %d, want 401", tc.method, tc.hdr, resp.StatusCode)
+		}
+		if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("401 headers: %v", resp.Header)
+		}
+		var b errorBody
+		if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+			t.Fatal(err)
+		}
+		if b.Error != "unauthorized" || !strings.HasPrefix(b.SignInURL, "https://accounts.example.com/sign-in") {
+			t.Errorf("body %+v", b)
+		}
+	}
+}
+
+func TestGate_SignedInForwardsIdentityAndMakesResponsePrivate(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/private/x?__clerk_handshake=abc&keep=1", with(navigation, "X-Test-User", "user_1", "X-Tollgate-User", "user_evil", "Cookie", "__tollgate=forged; theme=dark"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	up := fx.lastUpstream()
+	if got := up.Header.Values(HeaderUser); !cmp.Equal(got, []string{"user_1"}) {
+		t.Errorf("X-Tollgate-User %q", got)
+	}
+	if up.URL.RawQuery != "keep=1" {
+		t.Errorf("upstream query %q: Clerk parameters must not be forwarded", up.URL.RawQuery)
+	}
+	if c := up.Header.Get("Cookie"); strings.Contains(c, GatewayCookie) || !strings.Contains(c, "theme=dark") {
+		t.Errorf("upstream Cookie %q", c)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
+		t.Errorf("Cache-Control %q, want private, max-age=60", cc)
+	}
+	if v := strings.Join(resp.Header.Values("Vary"), ","); !strings.Contains(v, "Cookie") || !strings.Contains(v, "Authorization") {
+		t.Errorf("Vary %q", v)
+	}
+	var names []string
+	for _, c := range resp.Cookies() {
+		names = append(names, c.Name)
+	}
+	if diff := cmp.Diff([]string{"app", GatewayCookie}, names); diff != "" {
+		t.Errorf("Set-Cookie names (-want +got):\n%s", diff)
+	}
+}
+
+func TestGate_HandshakeRedirectOnPageLoadWithNoStore(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/private/x", with(navigation, "X-Test-Expired", "sess_1", "X-Test-UAT", "100"))
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://clerk.example.com/v1/client/handshake") {
+		t.Fatalf("status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" || !strings.HasPrefix(resp.Header.Get("Set-Cookie"), "__clerk_redirect_count=1") {
+		t.Errorf("headers %v", resp.Header)
+	}
+}
+
+func TestGate_HandshakeDirectivesAreAppendedToUpstreamCookies(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.srv.auth = fakeAuth{func(r *http.Request) AuthResult {
+		return AuthResult{State: SignedIn, ClientUAT: 100, Identity: &Identity{UserID: "user_1", SessionID: "sess_1", Source: "handshake"},
+			SetCookies: []string{"__session=new; Path=/", "__clerk_handshake=; Path=/; Max-Age=0"}}
+	}}
+	resp := fx.do("GET", "/private/x", navigation)
+	got := resp.Header.Values("Set-Cookie")
+	if len(got) != 4 || got[0] != "app=1; Path=/" || got[1] != "__session=new; Path=/" || !strings.HasPrefix(got[3], GatewayCookie+"=") {
+		t.Errorf("Set-Cookie %q", got)
+	}
+}
+
+func TestGate_DenyRule(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/admin/users", with(navigation, "X-Test-User", "user_1"))
+	if resp.StatusCode != 403 || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if b := body(t, resp); !strings.Contains(b, "Access denied") {
+		t.Errorf("403 page: %s", b)
+	}
+	resp = fx.do("DELETE", "/api/things", with(xhr, "X-Test-User", "user_1"))
+	var eb errorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != 403 || eb.Error != "forbidden" {
+		t.Errorf("method-filtered fallthrough to deny: %d %+v", resp.StatusCode, eb)
+	}
+	if fx.upstreamCount() != 0 {
+		t.Error("denied request reached the upstream")
+	}
+}
+
+func TestGate_NonCanonicalPathsRedirectBeforeMatching(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	tests := []struct{ uri, want string }{
+		{"/public/../private/x", "/private/x"},
+		{"//private/x", "/private/x"},
+		{"/public/%2e%2e/private/x?a=1", "/private/x?a=1"},
+		{"/public%2F..%2Fprivate/x", "/private/x"},
+		{"/./private/x", "/private/x"},
+	}
+	for _, tt := range tests {
+		resp := fx.rawRequest(tt.uri, navigation)
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != tt.want {
+			t.Errorf("%s: status %d Location %q, want 308 %q", tt.uri, resp.StatusCode, resp.Header.Get("Location"), tt.want)
+		}
+	}
+	if fx.upstreamCount() != 0 {
+		t.Error("a non-canonical path reached the upstream")
+	}
+	// A backslash stays escaped: the Location can never become //evil.test.
+	resp := fx.rawRequest("/%5Cevil.test", xhr)
+	if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "/\\") || strings.HasPrefix(loc, "//") {
+		t.Errorf("open redirect: Location %q", loc)
+	}
+}
+
+func TestGate_PaidRoute(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	// Not entitled: a page load goes to the upgrade page, an API call gets 402.
+	resp := fx.do("GET", "/routes/415VNA/chart?x=1", with(navigation, "X-Test-User", "user_1"))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	wantLoc := "/.tollgate/upgrade?" + url.Values{"route": {"415VNA"}, "return": {"/routes/415VNA/chart?x=1"}}.Encode()
+	if loc := resp.Header.Get("Location"); loc != wantLoc {
+		t.Errorf("Location %q, want %q", loc, wantLoc)
+	}
+	resp = fx.do("GET", "/routes/415VNA/data", with(xhr, "X-Test-User", "user_1"))
+	var eb errorBody
+	if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil {
+		t.Fatal(err)
+	}
+	want := errorBody{Error: "payment_required", Message: "A subscription is required.", Route: "415VNA",
+		UpgradeURL: "https://app.example.com/.tollgate/upgrade?" + url.Values{"route": {"415VNA"}, "return": {"/routes/415VNA/data"}}.Encode(),
+		Plans:      []planJSON{{Key: "pro", Name: "pro"}}}
+	if resp.StatusCode != 402 || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("status %d cache %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+	if diff := cmp.Diff(want, eb); diff != "" {
+		t.Errorf("402 body (-want +got):\n%s", diff)
+	}
+
+	// Entitled: forwarded with the plan, status and route headers.
+	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{ID: "sub_1", Plan: "pro", Status: StatusTrialing}}}
+	resp = fx.do("GET", "/routes/415VNA/chart", with(navigation, "X-Test-User", "user_1"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("entitled: status %d", resp.StatusCode)
+	}
+	up := fx.lastUpstream()
+	got := map[string]string{"plan": up.Header.Get(HeaderPlan), "status": up.Header.Get(HeaderStatus), "route": up.Header.Get(HeaderRoute)}
+	if diff := cmp.Diff(map[string]string{"plan": "pro", "status": "trialing", "route": "415VNA"}, got); diff != "" {
+		t.Errorf("identity headers (-want +got):\n%s", diff)
+	}
+	// Another route ID is not unlocked by pro.
+	if resp := fx.do("GET", "/routes/999XYZ/", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 402 {
+		t.Errorf("other route: status %d", resp.StatusCode)
+	}
+}
+
+func TestGate_OrganizationPlanNeedsAnActiveOrganization(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/team/board", with(xhr, "X-Test-User", "user_1"))
+	var eb errorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != 402 || eb.Error != "organization_required" {
+		t.Fatalf("status %d body %+v", resp.StatusCode, eb)
+	}
+	fx.ents[Subject{Kind: SubjectOrg, ID: "org_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "team", Status: StatusActive}}}
+	resp = fx.do("GET", "/team/board", with(xhr, "X-Test-User", "user_1", "X-Test-Org", "org_1"))
+	if resp.StatusCode != 200 || fx.lastUpstream().Header.Get(HeaderOrg) != "org_1" {
+		t.Errorf("org member: status %d org %q", resp.StatusCode, fx.lastUpstream().Header.Get(HeaderOrg))
+	}
+}
+
+func TestGate_EntitlementStoreFailureIs503NotAccess(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.ents[Subject{Kind: "error"}] = &Entitlements{}
+	resp := fx.do("GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1"))
+	if resp.StatusCode != 503 || fx.upstreamCount() != 0 {
+		t.Errorf("status %d upstream %d", resp.StatusCode, fx.upstreamCount())
+	}
+}
+
+// gatewayCookieFrom signs in once and returns the __tollgate cookie issued.
+func gatewayCookieFrom(t *testing.T, fx *gateFixture) *http.Cookie {
+	t.Helper()
+	resp := fx.do("GET", "/private/x", with(navigation, "X-Test-User", "user_1"))
+	for _, c := range resp.Cookies() {
+		if c.Name == GatewayCookie {
+			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+				t.Errorf("gateway cookie attributes: %+v", c)
+			}
+			return c
+		}
+	}
+	t.Fatal("no gateway cookie issued")
+	return nil
+}
+
+func TestGate_GatewaySessionCarriesXHRPastTokenExpiry(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	gw := gatewayCookieFrom(t, fx)
+	issued := fx.now.Unix()
+	expired := with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(issued-10))
+
+	fx.now = fx.now.Add(30 * time.Second)
+	if resp := fx.do("GET", "/private/api", expired, gw); resp.StatusCode != 200 {
+		t.Fatalf("within refresh: status %d", resp.StatusCode)
+	}
+	if fx.checker.calls != 0 {
+		t.Errorf("Clerk asked %d times within the refresh period", fx.checker.calls)
+	}
+	if got := fx.lastUpstream().Header.Get(HeaderUser); got != "user_1" {
+		t.Errorf("user header %q", got)
+	}
+
+	// Past refresh: Clerk is asked once, the cookie renewed.
+	fx.now = fx.now.Add(2 * time.Minute)
+	resp := fx.do("GET", "/private/api", expired, gw)
+	if resp.StatusCode != 200 || fx.checker.calls != 1 {
+		t.Fatalf("past refresh: status %d calls %d", resp.StatusCode, fx.checker.calls)
+	}
+	if len(resp.Cookies()) == 0 || resp.Cookies()[len(resp.Cookies())-1].Name != GatewayCookie {
+		t.Errorf("cookie not renewed: %v", resp.Header.Values("Set-Cookie"))
+	}
+	// The same stale cookie again within the cached answer: no second call.
+	fx.do("GET", "/private/api", expired, gw)
+	if fx.checker.calls != 1 {
+		t.Errorf("Clerk asked again: %d calls", fx.checker.calls)
+	}
+}
+
+func TestGate_GatewaySessionRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		hdr     func(issued int64) map[string]string
+		setup   func(fx *gateFixture)
+		advance time.Duration
+		status  int
+		cleared bool
+	}{
+		{"signed out in Clerk (client_uat 0)", func(int64) map[string]string { return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "0") }, nil, 0, 401, true},
+		{"no client_uat at all", func(int64) map[string]string { return xhr }, nil, 0, 401, true},
+		{"client changed after the cookie", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i+5))
+		}, nil, 10 * time.Second, 401, true},
+		{"expired token of another session", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_2", "X-Test-UAT", fmt.Sprint(i))
+		}, nil, 0, 401, true},
+		{"past ttl", func(i int64) map[string]string { return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i)) }, nil, 13 * time.Hour, 401, true},
+		{"Clerk says the session ended", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
+		}, func(fx *gateFixture) { fx.checker.active = false }, 5 * time.Minute, 401, true},
+		{"Clerk unreachable is 503, not a sign-out", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
+		}, func(fx *gateFixture) { fx.checker.err = errors.New("boom") }, 5 * time.Minute, 503, false},
+		{"revoked by webhook", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
+		}, func(fx *gateFixture) { fx.srv.RevokeSession("sess_1") }, 0, 401, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newGateFixture(t, nil)
+			gw := gatewayCookieFrom(t, fx)
+			issued := fx.now.Unix()
+			if tt.setup != nil {
+				tt.setup(fx)
+			}
+			fx.now = fx.now.Add(tt.advance)
+			resp := fx.do("GET", "/private/api", tt.hdr(issued), gw)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			cleared := false
+			for _, c := range resp.Cookies() {
+				if c.Name == GatewayCookie && c.MaxAge < 0 {
+					cleared = true
+				}
+			}
+			if cleared != tt.cleared {
+				t.Errorf("cookie cleared = %v, want %v", cleared, tt.cleared)
+			}
+			if fx.upstreamCount() != 1 { // only the sign-in request
+				t.Errorf("upstream saw %d requests", fx.upstreamCount())
+			}
+		})
+	}
+}
+
+func TestGate_ForgedGatewayCookieIsIgnored(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	other, _ := newSealer("another secret that is long enough!!")
+	forged, _ := other.seal(&gatewaySession{UserID: "user_x", SessionID: "sess_1", Issued: fx.now.Unix(), Checked: fx.now.Unix()})
+	resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), &http.Cookie{Name: GatewayCookie, Value: forged})
+	if resp.StatusCode != 401 {
+		t.Errorf("status %d", resp.StatusCode)
+	}
+}
+
+func TestGate_XForwardedForOnlyFromTrustedProxies(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.do("GET", "/public/x", map[string]string{"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Host": "evil.test"})
+	up := fx.lastUpstream()
+	if xff := up.Header.Get("X-Forwarded-For"); xff != "127.0.0.1" {
+		t.Errorf("untrusted peer: X-Forwarded-For %q", xff)
+	}
+	if xfh := up.Header.Get("X-Forwarded-Host"); strings.Contains(xfh, "evil") {
+		t.Errorf("untrusted peer: X-Forwarded-Host %q", xfh)
+	}
+}
+
+func TestGate_TrustedProxyKeepsChain(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	r := httptest.NewRequest("GET", "/public/x", nil)
+	r.RemoteAddr = "10.1.2.3:5555"
+	r.Header.Set("X-Forwarded-For", "1.2.3.4")
+	r.Header.Set("X-Forwarded-Proto", "https")
+	w := httptest.NewRecorder()
+	fx.srv.ServeHTTP(w, r)
+	up := fx.lastUpstream()
+	if xff := up.Header.Get("X-Forwarded-For"); xff != "1.2.3.4, 10.1.2.3" {
+		t.Errorf("X-Forwarded-For %q", xff)
+	}
+	if p := up.Header.Get("X-Forwarded-Proto"); p != "https" {
+		t.Errorf("X-Forwarded-Proto %q", p)
+	}
+}
+
+func TestGate_CORSPreflightPassesUngated(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("OPTIONS", "/private/api", map[string]string{"Origin": "https://other.example", "Access-Control-Request-Method": "POST"})
+	if resp.StatusCode != 200 || fx.upstreamCount() != 1 {
+		t.Errorf("status %d upstream %d", resp.StatusCode, fx.upstreamCount())
+	}
+	// A plain OPTIONS is gated like anything else.
+	if resp := fx.do("OPTIONS", "/private/api", xhr); resp.StatusCode != 401 {
+		t.Errorf("plain OPTIONS: status %d", resp.StatusCode)
+	}
+}
+
+func TestGate_HEADIsTreatedAsGET(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	if resp := fx.do("HEAD", "/api/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 200 {
+		t.Errorf("HEAD on a GET-only rule: %d", resp.StatusCode)
+	}
+	if resp := fx.do("POST", "/api/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 403 {
+		t.Errorf("POST falls through to deny: %d", resp.StatusCode)
+	}
+}
+
+func TestGate_UnmatchedPathFailsClosedToPaid(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	if resp := fx.do("GET", "/somewhere/else", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 402 {
+		t.Errorf("default_access paid: status %d", resp.StatusCode)
+	}
+}
+
+func TestGate_UpstreamDownGives502(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.upstream.Close()
+	resp := fx.do("GET", "/public/x", navigation)
+	if resp.StatusCode != 502 || !strings.Contains(body(t, resp), "not answering") {
+		t.Errorf("HTML: status %d", resp.StatusCode)
+	}
+	resp = fx.do("GET", "/public/x", xhr)
+	var eb errorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != 502 || eb.Error != "bad_gateway" {
+		t.Errorf("JSON: status %d body %+v", resp.StatusCode, eb)
+	}
+}
+
+func TestGate_InternalPrefixIsNeverForwarded(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	for _, p := range []string{"/.tollgate", "/.tollgate/", "/.tollgate/nope", "/.tollgate/routes/415VNA/"} {
+		resp := fx.do("GET", p, xhr)
+		if resp.StatusCode != 404 {
+			t.Errorf("%s: status %d", p, resp.StatusCode)
+		}
+	}
+	if fx.upstreamCount() != 0 {
+		t.Error("internal path reached the upstream")
+	}
+	resp := fx.do("GET", "/.tollgate/assets/style.css", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body(t, resp), "--accent") {
+		t.Errorf("stylesheet: %d", resp.StatusCode)
+	}
+}
+
+func TestGate_SignOutClearsGatewayCookieAndGoesToClerk(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	gw := gatewayCookieFrom(t, fx)
+	resp := fx.do("GET", "/.tollgate/sign-out", with(navigation, "X-Test-User", "user_1"), gw)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "https://accounts.example.com/sign-out?redirect_url="+url.QueryEscape("https://app.example.com/") {
+		t.Fatalf("status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	cs := resp.Cookies()
+	if len(cs) != 1 || cs[0].Name != GatewayCookie || cs[0].MaxAge >= 0 {
+		t.Errorf("cookies %v", resp.Header.Values("Set-Cookie"))
+	}
+	// The old cookie is dead even if the browser kept it.
+	if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), gw); resp.StatusCode != 401 {
+		t.Errorf("after sign-out: %d", resp.StatusCode)
+	}
+}
+
+func TestGate_APIMe(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	resp := fx.do("GET", "/.tollgate/api/me", with(xhr, "X-Test-User", "user_1"))
+	var me meJSON
+	json.NewDecoder(resp.Body).Decode(&me)
+	if !me.SignedIn || me.UserID != "user_1" || len(me.Subscriptions) != 1 || !me.Subscriptions[0].Active {
+		t.Errorf("%+v", me)
+	}
+	resp = fx.do("GET", "/.tollgate/api/me", xhr)
+	me = meJSON{}
+	json.NewDecoder(resp.Body).Decode(&me)
+	if resp.StatusCode != 200 || me.SignedIn {
+		t.Errorf("signed out: %d %+v", resp.StatusCode, me)
+	}
+}
+
+func TestGate_SSEStreamsThrough(t *testing.T) {
+	release := make(chan struct{})
+	fx := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, "data: two\n\n")
+	}))
+	defer close(release)
+	resp := fx.do("GET", "/events", with(map[string]string{"Accept": "text/event-stream"}, "X-Test-User", "user_1"))
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: one\n" {
+		t.Fatalf("first event %q %v: not flushed before the stream ended", line, err)
+	}
+}
+
+func TestGate_WebSocketUpgradePassesThrough(t *testing.T) {
+	fx := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get(HeaderUser) != "user_1" {
+			http.Error(w, "bad", 400)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	}))
+	u, _ := url.Parse(fx.front.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Test-User: user_1\r\n\r\n", u.Host)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	fmt.Fprint(conn, "hello\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo hello\n" {
+		t.Fatalf("echo %q %v", line, err)
+	}
+}

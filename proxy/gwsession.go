@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// GatewayCookie is the name of tollgate's own session cookie (DESIGN §8).
+const GatewayCookie = "__tollgate"
+
+// gatewaySession is what the __tollgate cookie carries, sealed.
+type gatewaySession struct {
+	UserID    string `json:"u"`
+	SessionID string `json:"s"`
+	OrgID     string `json:"o,omitempty"`
+	OrgSlug   string `json:"os,omitempty"`
+	OrgRole   string `json:"or,omitempty"`
+	Issued    int64  `json:"i"` // unix seconds: when a verified Clerk token earned it
+	Checked   int64  `json:"c"` // unix seconds: when Clerk last confirmed the session active
+}
+
+var errBadSeal = errors.New("gateway cookie: not sealed by this gateway")
+
+// sealer seals and opens __tollgate values with AES-256-GCM. The key is
+// derived from session.secret, so rotating the secret signs everyone out of
+// the gateway session (not out of Clerk).
+type sealer struct{ aead cipher.AEAD }
+
+func newSealer(secret string) (*sealer, error) {
+	key := sha256.Sum256([]byte("tollgate gateway session v1\x00" + secret))
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, fmt.Errorf("session secret: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("session secret: %w", err)
+	}
+	return &sealer{aead: aead}, nil
+}
+
+func (s *sealer) seal(gs *gatewaySession) (string, error) {
+	plain, err := json.Marshal(gs)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	// The cookie name is authenticated data, so a value cannot be replayed
+	// under another cookie that a future version might add.
+	out := s.aead.Seal(nonce, nonce, plain, []byte(GatewayCookie))
+	return base64.RawURLEncoding.EncodeToString(out), nil
+}
+
+func (s *sealer) open(value string) (*gatewaySession, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
+		return nil, errBadSeal
+	}
+	ns := s.aead.NonceSize()
+	plain, err := s.aead.Open(nil, raw[:ns], raw[ns:], []byte(GatewayCookie))
+	if err != nil {
+		return nil, errBadSeal
+	}
+	var gs gatewaySession
+	if err := json.Unmarshal(plain, &gs); err != nil || gs.UserID == "" || gs.SessionID == "" {
+		return nil, errBadSeal
+	}
+	return &gs, nil
+}
+
+// gatewaySessions runs the __tollgate cookie: issue after a verified Clerk
+// token, accept only where DESIGN §8 allows, re-check Clerk every refresh.
+type gatewaySessions struct {
+	sealer  *sealer
+	ttl     time.Duration
+	refresh time.Duration
+	secure  bool
+	checker SessionChecker // nil: the cookie is never renewed past refresh
+	// checks remembers Clerk's answer per session for one refresh period,
+	// so a burst of XHRs asks the Backend API once.
+	checks *lru.Cache[string, sessionCheck]
+	// revoked holds sessions Clerk told us (webhook) or showed us ended.
+	revoked *lru.Cache[string, time.Time]
+}
+
+type sessionCheck struct {
+	active bool
+	at     time.Time
+}
+
+func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) (*gatewaySessions, error) {
+	s, err := newSealer(cfg.Secret)
+	if err != nil {
+		return nil, err
+	}
+	checks, _ := lru.New[string, sessionCheck](10000)
+	revoked, _ := lru.New[string, time.Time](100000)
+	return &gatewaySessions{sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker, checks: checks, revoked: revoked}, nil
+}
+
+// RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
+func (g *gatewaySessions) revoke(sessionID string, now time.Time) {
+	g.revoked.Add(sessionID, now)
+	g.checks.Remove(sessionID)
+}
+
+func (g *gatewaySessions) read(r *http.Request) *gatewaySession {
+	c, err := r.Cookie(GatewayCookie)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	gs, err := g.sealer.open(c.Value)
+	if err != nil {
+		return nil
+	}
+	return gs
+}
+
+// needsReissue reports whether a verified Clerk identity should refresh the
+// cookie: none yet, another session or organisation, or older than half a
+// refresh period (so a busy visitor does not get a Set-Cookie on every hit).
+func (g *gatewaySessions) needsReissue(cur *gatewaySession, id *Identity, now time.Time) bool {
+	if cur == nil || cur.SessionID != id.SessionID || cur.UserID != id.UserID || cur.OrgID != id.OrgID || cur.OrgRole != id.OrgRole {
+		return true
+	}
+	return now.Sub(time.Unix(cur.Checked, 0)) > g.refresh/2
+}
+
+func (g *gatewaySessions) cookie(gs *gatewaySession) (*http.Cookie, error) {
+	v, err := g.sealer.seal(gs)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Cookie{Name: GatewayCookie, Value: v, Path: "/", MaxAge: int(g.ttl.Seconds()),
+		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode}, nil
+}
+
+func (g *gatewaySessions) clearCookie() *http.Cookie {
+	return &http.Cookie{Name: GatewayCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode}
+}
+
+func (g *gatewaySessions) issue(id *Identity, now time.Time) (*http.Cookie, error) {
+	return g.cookie(&gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
+		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()})
+}
+
+// errGatewayRejected carries why a gateway cookie was not accepted; the
+// reason goes to logs only.
+type errGatewayRejected struct {
+	reason string
+	clear  bool // the cookie can never be accepted again: tell the browser to drop it
+}
+
+func (e errGatewayRejected) Error() string { return "gateway session: " + e.reason }
+
+// fallback decides whether the __tollgate cookie may stand in for a missing
+// or expired Clerk token (DESIGN §8). It returns the identity, and a renewed
+// cookie when Clerk was asked and said the session is still active.
+func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *AuthResult, now time.Time) (*Identity, *http.Cookie, error) {
+	if !ar.Refreshable || ar.ClientUAT <= 0 {
+		// On the cookie path a __client_uat of 0 means Clerk signed the
+		// client out: the gateway session ends with it. A bearer request
+		// carries no cookies of its own and is judged alone.
+		signedOut := ar.ClientUAT <= 0 && r.Header.Get("Authorization") == ""
+		return nil, nil, errGatewayRejected{"not refreshable", signedOut}
+	}
+	gs := g.read(r)
+	if gs == nil {
+		return nil, nil, errGatewayRejected{"no gateway cookie", false}
+	}
+	issued := time.Unix(gs.Issued, 0)
+	switch {
+	case now.Sub(issued) > g.ttl:
+		return nil, nil, errGatewayRejected{"past ttl", true}
+	case ar.ClientUAT > gs.Issued:
+		// The Clerk client changed (sign-out, another sign-in) after the
+		// cookie was made: Clerk's cookies are the source of truth.
+		return nil, nil, errGatewayRejected{"client changed since issue", true}
+	case ar.StaleSessionID != "" && ar.StaleSessionID != gs.SessionID:
+		return nil, nil, errGatewayRejected{"another session", true}
+	}
+	if _, ok := g.revoked.Get(gs.SessionID); ok {
+		return nil, nil, errGatewayRejected{"revoked", true}
+	}
+	var renewed *http.Cookie
+	if now.Sub(time.Unix(gs.Checked, 0)) > g.refresh {
+		active, err := g.sessionActive(ctx, gs.SessionID, now)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gateway session: check with clerk: %w", err)
+		}
+		if !active {
+			g.revoke(gs.SessionID, now)
+			return nil, nil, errGatewayRejected{"clerk says inactive", true}
+		}
+		gs.Checked = now.Unix()
+		c, err := g.cookie(gs)
+		if err != nil {
+			return nil, nil, err
+		}
+		renewed = c
+	}
+	return &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
+		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}, renewed, nil
+}
+
+func (g *gatewaySessions) sessionActive(ctx context.Context, sid string, now time.Time) (bool, error) {
+	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refresh {
+		return c.active, nil
+	}
+	if g.checker == nil {
+		return false, nil
+	}
+	active, err := g.checker.SessionActive(ctx, sid)
+	if err != nil {
+		return false, err
+	}
+	g.checks.Add(sid, sessionCheck{active: active, at: now})
+	return active, nil
+}

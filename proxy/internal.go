@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+)
+
+func (s *Server) serveInternal(w http.ResponseWriter, r *http.Request, e *logEntry) {
+	s.internal.ServeHTTP(w, r)
+}
+
+// withIdentity looks the visitor up for an internal handler as mode asks
+// and puts the identity into the request context.
+func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
+	if mode == AuthNone {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := entryFrom(r.Context())
+		var out authOutcome
+		if mode == AuthRequired {
+			var ok bool
+			if out, ok = s.authenticate(w, r, e); !ok {
+				return
+			}
+		} else {
+			var err error
+			out, _, err = s.identify(r)
+			if err != nil {
+				s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
+			}
+			if out.id != nil {
+				e.userID, e.source = out.id.UserID, out.id.Source
+			}
+		}
+		addSetCookies(w, out.setCookies)
+		for _, c := range out.cookies {
+			http.SetCookie(w, c)
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, out.id)))
+	})
+}
+
+// handleSignOut ends tollgate's own session and sends the visitor to Clerk's
+// hosted sign-out, which ends the Clerk session and comes back home.
+func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		s.writeError(w, r, http.StatusMethodNotAllowed)
+		return
+	}
+	if id := IdentityFromContext(r.Context()); id != nil {
+		s.RevokeSession(id.SessionID)
+	}
+	if s.gw != nil {
+		// Drop whatever the identity lookup just (re)issued.
+		w.Header().Del("Set-Cookie")
+		http.SetCookie(w, s.gw.clearCookie())
+	}
+	home := strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + "/"
+	if s.portal == nil {
+		redirect(w, "/", http.StatusSeeOther)
+		return
+	}
+	redirect(w, s.portal.SignOutURL(home), http.StatusSeeOther)
+}
+
+// meJSON is GET /api/me: who the visitor is and what they hold.
+type meJSON struct {
+	SignedIn      bool               `json:"signed_in"`
+	UserID        string             `json:"user_id,omitempty"`
+	SessionID     string             `json:"session_id,omitempty"`
+	OrgID         string             `json:"org_id,omitempty"`
+	OrgRole       string             `json:"org_role,omitempty"`
+	Subscriptions []subscriptionJSON `json:"subscriptions"`
+}
+
+type subscriptionJSON struct {
+	Plan              string     `json:"plan"`
+	PlanName          string     `json:"plan_name"`
+	Subject           string     `json:"subject"`
+	Status            string     `json:"status"`
+	Active            bool       `json:"active"`
+	CurrentPeriodEnd  *time.Time `json:"current_period_end,omitempty"`
+	TrialEnd          *time.Time `json:"trial_end,omitempty"`
+	CancelAtPeriodEnd bool       `json:"cancel_at_period_end"`
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	if id == nil {
+		writeJSON(w, http.StatusOK, meJSON{Subscriptions: []subscriptionJSON{}})
+		return
+	}
+	me := meJSON{SignedIn: true, UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID, OrgRole: id.OrgRole, Subscriptions: []subscriptionJSON{}}
+	subs, err := s.subscriptionsOf(r.Context(), id)
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "api/me: entitlements", "err", err)
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return
+	}
+	me.Subscriptions = subs
+	writeJSON(w, http.StatusOK, me)
+}
+
+// subscriptionsOf lists the subscriptions of the visitor and of their active
+// organisation, as the account page and /api/me show them.
+func (s *Server) subscriptionsOf(ctx context.Context, id *Identity) ([]subscriptionJSON, error) {
+	out := []subscriptionJSON{}
+	if s.ents == nil {
+		return out, nil
+	}
+	subjects := []Subject{{Kind: SubjectUser, ID: id.UserID}}
+	if id.OrgID != "" {
+		subjects = append(subjects, Subject{Kind: SubjectOrg, ID: id.OrgID})
+	}
+	now := s.now()
+	for _, subj := range subjects {
+		ents, err := s.ents.Entitlements(ctx, subj)
+		if err != nil {
+			return nil, err
+		}
+		if ents == nil {
+			continue
+		}
+		for i := range ents.Subscriptions {
+			sub := &ents.Subscriptions[i]
+			sj := subscriptionJSON{Plan: sub.Plan, PlanName: sub.Plan, Subject: subj.String(), Status: string(sub.Status),
+				Active: Grants(sub, s.cfg.Stripe.PastDueGrace, now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd}
+			for j := range s.cfg.Plans {
+				if s.cfg.Plans[j].Key == sub.Plan {
+					sj.PlanName = s.cfg.Plans[j].Name
+				}
+			}
+			if !sub.CurrentPeriodEnd.IsZero() {
+				t := sub.CurrentPeriodEnd
+				sj.CurrentPeriodEnd = &t
+			}
+			if !sub.TrialEnd.IsZero() {
+				t := sub.TrialEnd
+				sj.TrialEnd = &t
+			}
+			out = append(out, sj)
+		}
+	}
+	return out, nil
+}

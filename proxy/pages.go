@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+//go:embed pages/*.html pages/*.css pages/*.js
+var pageFiles embed.FS
+
+// pages renders tollgate's built-in pages: one shared layout, one template
+// per page, branded from the pages: section, optionally overridden file by
+// file from pages.templates_dir.
+type pages struct {
+	tmpl   *template.Template
+	brand  PagesConfig
+	prefix string // internal_prefix, for links to tollgate's own pages
+	css    []byte
+	js     []byte
+}
+
+// layoutData is what every page template receives.
+type layoutData struct {
+	Brand  PagesConfig
+	Prefix string
+	Title   string
+	Refresh string // a URL to reload after a few seconds (finishing page, no JS needed)
+	Page    any
+}
+
+type errorPage struct {
+	Code    int
+	Title   string
+	Message string
+	HomeURL string
+}
+
+func newPages(brand PagesConfig, prefix string) (*pages, error) {
+	var files fs.FS = pageFiles
+	tmpl, err := template.New("").Funcs(pageFuncs).ParseFS(files, "pages/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("built-in pages: %w", err)
+	}
+	css, err := fs.ReadFile(files, "pages/style.css")
+	if err != nil {
+		return nil, fmt.Errorf("built-in pages: %w", err)
+	}
+	if brand.TemplatesDir != "" {
+		overrides, err := filepath.Glob(filepath.Join(brand.TemplatesDir, "*.html"))
+		if err != nil {
+			return nil, fmt.Errorf("pages.templates_dir: %w", err)
+		}
+		if len(overrides) > 0 {
+			if tmpl, err = tmpl.ParseFiles(overrides...); err != nil {
+				return nil, fmt.Errorf("pages.templates_dir: %w", err)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(brand.TemplatesDir, "style.css")); err == nil {
+			css = b
+		}
+	}
+	// The accent colour is validated as #rrggbb by the config, so it is safe
+	// to put into the stylesheet, which keeps the pages free of inline CSS
+	// and their Content-Security-Policy strict.
+	if brand.AccentColor != "" {
+		css = append([]byte(":root { --accent: "+brand.AccentColor+"; }\n"), css...)
+	}
+	js, err := fs.ReadFile(files, "pages/finishing.js")
+	if err != nil {
+		return nil, fmt.Errorf("built-in pages: %w", err)
+	}
+	return &pages{tmpl: tmpl, brand: brand, prefix: prefix, css: css, js: js}, nil
+}
+
+// render executes page name into a buffer first, so a template error becomes
+// a clean 500 rather than half a page.
+func (p *pages) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
+	title := pageTitles[name]
+	if ep, ok := data.(errorPage); ok {
+		title = ep.Title
+	}
+	ld := layoutData{Brand: p.brand, Prefix: p.prefix, Title: title, Page: data}
+	if fp, ok := data.(finishingPage); ok {
+		ld.Refresh = fp.RetryURL
+	}
+	var buf bytes.Buffer
+	err := p.tmpl.ExecuteTemplate(&buf, name+".html", ld)
+	h := w.Header()
+	if err != nil {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("internal error\n"))
+		return
+	}
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src https: data:; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+func (p *pages) serveCSS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(p.css)
+}
+
+// pageFuncs are the helpers templates may use.
+var pageFuncs = template.FuncMap{
+	"hasPrefix": strings.HasPrefix,
+	"date": func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.UTC().Format("2 January 2006")
+	},
+	"statusWords": func(s string) string {
+		switch SubscriptionStatus(s) {
+		case StatusActive:
+			return "Active"
+		case StatusTrialing:
+			return "Trial"
+		case StatusPastDue:
+			return "Payment failed, retrying"
+		case StatusUnpaid:
+			return "Unpaid"
+		case StatusIncomplete:
+			return "Waiting for the first payment"
+		case StatusIncompleteExpired:
+			return "First payment failed"
+		case StatusCanceled:
+			return "Cancelled"
+		case StatusPaused:
+			return "Paused"
+		}
+		return s
+	},
+}
+
+// pageTitles are the <title>s of the pages that have no title of their own.
+var pageTitles = map[string]string{
+	"upgrade":   "Choose a plan",
+	"account":   "Your account",
+	"finishing": "Finishing up",
+}
+
+func (p *pages) serveFinishingJS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(p.js)
+}

@@ -1,0 +1,671 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// routeIDPattern keeps route IDs to URL-unreserved characters: they travel in
+// query strings (/upgrade?route=…), in X-Tollgate-Route and in page markup.
+var routeIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
+
+// CanonicalPath normalises a request path. escapedPath is r.URL.EscapedPath().
+// It returns the canonical decoded path (what rules match and what the
+// upstream gets), its escaped form, and whether the request's path was already
+// canonical (if not, the gate answers 308 to the escaped canonical form).
+//
+// The path is percent-decoded exactly once (an invalid escape keeps its "%"
+// literally), so "%2F" splits a segment like "/" does and "%252e" stays the
+// literal "%2e"; then empty and "." segments are dropped and ".." removes the
+// previous segment, never climbing above the root. A trailing slash survives.
+//
+// The escaped form escapes everything outside RFC 3986's pchar set, so "%",
+// "\", "?", "#", control characters and non-ASCII bytes are always escaped;
+// unlike net/url's EscapedPath it leaves the sub-delimiters !'()* alone, which
+// browsers send unescaped: "/wiki/Go_(language)" is canonical, not redirected.
+// It is a valid URL.RawPath for URL.Path == decoded. Because empty segments
+// are gone, neither form can start with "//", so the escaped form is always a
+// same-origin Location.
+func CanonicalPath(escapedPath string) (decoded, escaped string, canonical bool) {
+	if isPlainCanonical(escapedPath) {
+		return escapedPath, escapedPath, true
+	}
+	decoded = cleanDecodedPath(unescapeOnce(escapedPath))
+	escaped = escapePath(decoded)
+	return decoded, escaped, escaped == escapedPath
+}
+
+// isPlainCanonical is the allocation-free fast path for the common request:
+// a path of plain characters that needs no decoding and no cleaning.
+func isPlainCanonical(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			if !isPathByte(p[i]) {
+				return false
+			}
+			continue
+		}
+		// p[segStart:i] is one segment; only the last may be empty (a
+		// trailing slash), and "/" alone is the root.
+		switch seg := p[segStart:i]; seg {
+		case ".", "..":
+			return false
+		case "":
+			if i != len(p) {
+				return false
+			}
+		}
+		segStart = i + 1
+	}
+	return true
+}
+
+// isPathByte reports whether c may appear unescaped in a canonical path
+// segment: RFC 3986 unreserved and sub-delims, ":" and "@".
+func isPathByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@':
+		return true
+	}
+	return false
+}
+
+// unescapeOnce decodes %XX escapes once. A "%" that does not start a valid
+// escape is kept as a literal "%": it is re-escaped as "%25", which makes the
+// request non-canonical rather than an error.
+func unescapeOnce(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+// cleanDecodedPath resolves dot segments and collapses slashes in a decoded
+// path, keeping one trailing slash when it had one (as net/http's ServeMux
+// does).
+func cleanDecodedPath(p string) string {
+	segs := make([]string, 0, strings.Count(p, "/")+1)
+	for seg := range strings.SplitSeq(p, "/") {
+		switch seg {
+		case "", ".":
+		case "..":
+			if len(segs) > 0 {
+				segs = segs[:len(segs)-1]
+			}
+		default:
+			segs = append(segs, seg)
+		}
+	}
+	if len(segs) == 0 {
+		return "/"
+	}
+	out := "/" + strings.Join(segs, "/")
+	if strings.HasSuffix(p, "/") {
+		out += "/"
+	}
+	return out
+}
+
+// escapePath escapes every byte of a decoded path outside pchar and "/".
+func escapePath(p string) string {
+	const hex = "0123456789ABCDEF"
+	n := 0
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' && !isPathByte(p[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return p
+	}
+	b := make([]byte, 0, len(p)+2*n)
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '/' || isPathByte(c) {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, '%', hex[c>>4], hex[c&15])
+	}
+	return string(b)
+}
+
+// pattern is a compiled route path: literal segments (compared without regard
+// to case), at most one {route} capture, and an optional final "/*".
+type pattern struct {
+	segs     []string // literal segments; segs[capture] is "{route}"
+	capture  int      // index of the {route} segment, or -1
+	wildcard bool     // ends in "/*": zero or more further segments
+}
+
+// parsePattern compiles a routes[].path. Its errors say what would be valid.
+func parsePattern(p string) (*pattern, error) {
+	switch {
+	case p == "":
+		return nil, errors.New("empty; want a path pattern such as /settings/* or /routes/{route}/*")
+	case p[0] != '/':
+		return nil, fmt.Errorf("%q must start with \"/\"", p)
+	case strings.ContainsAny(p, "?#"):
+		return nil, fmt.Errorf("%q: a pattern matches the path only; drop the query or fragment", p)
+	case strings.Contains(p, "%"):
+		return nil, fmt.Errorf("%q: write the path decoded, without %%-escapes (patterns match the decoded path)", p)
+	case strings.ContainsFunc(p, isControl):
+		return nil, fmt.Errorf("%q contains a control character", p)
+	}
+	pt := &pattern{capture: -1}
+	// A trailing slash is ignored in requests, so it is in patterns too.
+	body := strings.TrimSuffix(p[1:], "/")
+	if body == "" {
+		return pt, nil
+	}
+	segs := strings.Split(body, "/")
+	for i, seg := range segs {
+		last := i == len(segs)-1
+		switch {
+		case seg == "":
+			return nil, fmt.Errorf("%q has an empty segment (\"//\"), which never matches a canonical path", p)
+		case seg == "." || seg == "..":
+			return nil, fmt.Errorf("%q has a %q segment, which never matches a canonical path", p, seg)
+		case seg == "*" && last:
+			pt.wildcard = true
+		case strings.Contains(seg, "*"):
+			return nil, fmt.Errorf("%q: \"*\" is allowed only as the whole last segment, as in /docs/* or /*", p)
+		case seg == "{route}":
+			if pt.capture >= 0 {
+				return nil, fmt.Errorf("%q: {route} may appear only once", p)
+			}
+			pt.capture = i
+			pt.segs = append(pt.segs, seg)
+		case strings.ContainsAny(seg, "{}"):
+			return nil, fmt.Errorf("%q: the only placeholder is {route}, as a whole segment", p)
+		default:
+			pt.segs = append(pt.segs, seg)
+		}
+	}
+	return pt, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+// match reports whether the canonical path p matches, and the {route} capture.
+func (pt *pattern) match(p string) (capture string, ok bool) {
+	p = strings.TrimPrefix(p, "/")
+	p = strings.TrimSuffix(p, "/")
+	rest, more := p, p != ""
+	for i, lit := range pt.segs {
+		if !more {
+			return "", false
+		}
+		seg, tail, found := strings.Cut(rest, "/")
+		rest, more = tail, found
+		if i == pt.capture {
+			if seg == "" {
+				return "", false
+			}
+			capture = seg
+			continue
+		}
+		if !segmentEqual(lit, seg) {
+			return "", false
+		}
+	}
+	if more && !pt.wildcard {
+		return "", false
+	}
+	return capture, true
+}
+
+// segmentEqual compares a pattern literal with a request segment without
+// regard to case, so that /ADMIN cannot dodge a rule for /admin. Invalid UTF-8
+// in the request never matches: EqualFold would read it as U+FFFD.
+func segmentEqual(lit, seg string) bool {
+	return strings.EqualFold(lit, seg) && utf8.ValidString(seg)
+}
+
+// segCovers reports whether pattern segment a matches every segment b does.
+func (pt *pattern) segCovers(i int, b *pattern, j int) bool {
+	if i == pt.capture {
+		return true // any non-empty segment, and b's segments are never empty
+	}
+	return j != b.capture && strings.EqualFold(pt.segs[i], b.segs[j])
+}
+
+// segOverlaps reports whether some segment matches both a's i-th and b's j-th.
+func (pt *pattern) segOverlaps(i int, b *pattern, j int) bool {
+	return i == pt.capture || j == b.capture || strings.EqualFold(pt.segs[i], b.segs[j])
+}
+
+// covers reports whether pt matches every path that b matches.
+func (pt *pattern) covers(b *pattern) bool {
+	n, m := len(pt.segs), len(b.segs)
+	if pt.wildcard {
+		if m < n {
+			return false
+		}
+	} else if b.wildcard || m != n {
+		return false
+	}
+	for i := range n {
+		if !pt.segCovers(i, b, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// overlaps reports whether some path matches both pt and b.
+func (pt *pattern) overlaps(b *pattern) bool {
+	n, m := len(pt.segs), len(b.segs)
+	switch {
+	case n < m && !pt.wildcard, m < n && !b.wildcard:
+		return false
+	}
+	for i := range min(n, m) {
+		if !pt.segOverlaps(i, b, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalMethod upper-cases an HTTP method and checks it is a token
+// (RFC 9110 §5.6.2).
+func canonicalMethod(m string) (string, error) {
+	if m == "" {
+		return "", errors.New("empty; want an HTTP method such as GET or POST")
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+		if !ok {
+			return "", fmt.Errorf("%q is not an HTTP method; want a token such as GET, POST or DELETE", m)
+		}
+	}
+	return strings.ToUpper(m), nil
+}
+
+// normalizeMethods upper-cases and de-duplicates methods. HEAD is matched as
+// GET, so it may be listed only next to GET (and is then dropped); a rule for
+// HEAD alone could never match. The error names the offending position.
+func normalizeMethods(methods []string) (out []string, badIndex int, err error) {
+	hasGet := false
+	for _, m := range methods {
+		if strings.EqualFold(m, "GET") {
+			hasGet = true
+		}
+	}
+	for i, m := range methods {
+		cm, err := canonicalMethod(m)
+		if err != nil {
+			return nil, i, err
+		}
+		if cm == "HEAD" {
+			if !hasGet {
+				return nil, i, errors.New("HEAD is matched as GET (HEAD requests follow GET's rule); list GET instead")
+			}
+			continue
+		}
+		if !slices.Contains(out, cm) {
+			out = append(out, cm)
+		}
+	}
+	return out, -1, nil
+}
+
+// normalizeRuleHost checks a routes[].host: a lower-cased host name or IP
+// address, without port.
+func normalizeRuleHost(h string) (string, error) {
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1] // an IPv6 literal as url.URL.Hostname gives it
+	}
+	if h == "" {
+		return "", errors.New("empty; want a host name such as app.example.com")
+	}
+	if strings.ContainsAny(h, ":/") && !isIPv6Literal(h) {
+		return "", fmt.Errorf("%q: want a host name without scheme, port or path, such as app.example.com", h)
+	}
+	for _, r := range h {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(`"#%<>?@[\]^{|}`+"`", r) {
+			return "", fmt.Errorf("%q is not a host name; want e.g. app.example.com", h)
+		}
+	}
+	return h, nil
+}
+
+func isIPv6Literal(h string) bool {
+	return strings.Count(h, ":") >= 2 && strings.Trim(h, "0123456789abcdef:.") == ""
+}
+
+// requestHost reduces a request's Host to what rules compare: no port, lower
+// case, no trailing dot (which DNS ignores, so it must not dodge a rule).
+func requestHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.IndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if 'A' <= h[i] && h[i] <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// requestMethod is the method rules compare: upper case, HEAD as GET.
+func requestMethod(m string) string {
+	for i := 0; i < len(m); i++ {
+		if 'a' <= m[i] && m[i] <= 'z' {
+			m = strings.ToUpper(m)
+			break
+		}
+	}
+	if m == "HEAD" || m == "" {
+		return "GET"
+	}
+	return m
+}
+
+// Match returns the first rule matching the request, or default_access.
+// method is the request method (HEAD counts as GET, case is ignored), host the
+// request's Host (port ignored) and canonicalPath the decoded path from
+// CanonicalPath: matching a path that was not canonicalised is a bypass.
+func (rs *RuleSet) Match(method, host, canonicalPath string) RouteMatch {
+	if rs == nil {
+		return RouteMatch{Access: AccessPaid}
+	}
+	method = requestMethod(method)
+	host = requestHost(host)
+	for _, r := range rs.Rules {
+		if r.Host != "" && r.Host != host {
+			continue
+		}
+		if len(r.Methods) > 0 && !slices.Contains(r.Methods, method) {
+			continue
+		}
+		pt := r.pat
+		if pt == nil {
+			var err error
+			if pt, err = parsePattern(r.Path); err != nil {
+				continue
+			}
+		}
+		capture, ok := pt.match(canonicalPath)
+		if !ok {
+			continue
+		}
+		id := r.ID
+		if id == "" {
+			id = capture
+		}
+		return RouteMatch{Rule: r, Access: r.Access, RouteID: id}
+	}
+	return RouteMatch{Access: rs.defaultAccess()}
+}
+
+func (rs *RuleSet) defaultAccess() Access {
+	if rs.Default == "" {
+		return AccessPaid
+	}
+	return rs.Default
+}
+
+// CompileRules checks rules and returns them, copied, normalised (lower-case
+// host, upper-case methods) and compiled, as a RuleSet whose Default is def
+// ("" means paid). Each rule's Index is set to its position. The error joins
+// one *ConfigError per problem, keyed "routes[i].field" with the rule's Line.
+func CompileRules(def Access, rules []*Rule) (*RuleSet, error) {
+	rs, errs := compileRules(def, rules)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return rs, nil
+}
+
+func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
+	var errs []error
+	fail := func(r *Rule, i int, field string, err error) {
+		errs = append(errs, &ConfigError{Line: r.Line, Key: fmt.Sprintf("routes[%d].%s", i, field), Msg: err.Error()})
+	}
+	if def == "" {
+		def = AccessPaid
+	}
+	if !def.Valid() {
+		errs = append(errs, &ConfigError{Key: "default_access", Msg: invalidAccess(def)})
+	}
+	rs := &RuleSet{Default: def, Rules: make([]*Rule, 0, len(rules))}
+	for i, in := range rules {
+		r := *in
+		r.Index = i
+		pt, err := parsePattern(r.Path)
+		if err != nil {
+			fail(&r, i, "path", err)
+		}
+		r.pat = pt
+		if pt != nil && pt.capture >= 0 && r.ID != "" {
+			fail(&r, i, "id", fmt.Errorf("%q: the path captures the route ID with {route}; remove one of the two", r.ID))
+		}
+		if r.ID != "" && !routeIDPattern.MatchString(r.ID) {
+			fail(&r, i, "id", fmt.Errorf("%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", r.ID))
+		}
+		if r.Host != "" {
+			if r.Host, err = normalizeRuleHost(r.Host); err != nil {
+				fail(&r, i, "host", err)
+			}
+		}
+		if len(r.Methods) > 0 {
+			ms, bad, err := normalizeMethods(r.Methods)
+			if err != nil {
+				fail(&r, i, fmt.Sprintf("methods[%d]", bad), err)
+			}
+			r.Methods = ms
+		} else {
+			r.Methods = nil
+		}
+		if !r.Access.Valid() {
+			fail(&r, i, "access", errors.New(invalidAccess(r.Access)))
+		}
+		rs.Rules = append(rs.Rules, &r)
+	}
+	return rs, errs
+}
+
+func invalidAccess(a Access) string {
+	if a == "" {
+		return "missing; want one of public, signed_in, paid, deny"
+	}
+	return fmt.Sprintf("%q is not valid; want one of public, signed_in, paid, deny", string(a))
+}
+
+// accessRank orders access levels from weakest to strongest, so that a
+// fall-through from a stronger rule to a weaker one can be spotted.
+func accessRank(a Access) int {
+	switch a {
+	case AccessPublic:
+		return 0
+	case AccessSignedIn:
+		return 1
+	case AccessPaid:
+		return 2
+	}
+	return 3 // deny, and anything unknown: fail closed
+}
+
+// methodsCover reports whether a rule with methods a matches every method
+// that one with methods b matches (empty: every method).
+func methodsCover(a, b []string) bool {
+	if len(a) == 0 {
+		return true
+	}
+	if len(b) == 0 {
+		return false
+	}
+	for _, m := range b {
+		if !slices.Contains(a, m) {
+			return false
+		}
+	}
+	return true
+}
+
+func hostCovers(a, b string) bool { return a == "" || a == b }
+func hostOverlaps(a, b string) bool {
+	return a == "" || b == "" || a == b
+}
+
+// catchAll reports whether r matches every request, so that rules after it
+// and default_access are unreachable.
+func (r *Rule) catchAll() bool {
+	return r.pat != nil && r.Host == "" && len(r.Methods) == 0 && r.pat.wildcard && len(r.pat.segs) == 0
+}
+
+// DefaultReachable reports whether some request can reach default_access,
+// i.e. no rule matches every request.
+func (rs *RuleSet) DefaultReachable() bool {
+	for _, r := range rs.Rules {
+		if r.catchAll() {
+			return false
+		}
+	}
+	return true
+}
+
+// ruleWarning is a finding of lint about one rule.
+type ruleWarning struct {
+	rule *Rule
+	msg  string
+}
+
+// lint finds rules that can never match because an earlier rule matches
+// everything they do, rules under internalPrefix (which rules never see), and
+// method-filtered rules whose other methods fall through to weaker access. It
+// is conservative: it warns only about what it can prove.
+func (rs *RuleSet) lint(internalPrefix string) []ruleWarning {
+	var ws []ruleWarning
+	var internal *pattern
+	if internalPrefix != "" && internalPrefix != "/" {
+		internal, _ = parsePattern(internalPrefix + "/*")
+	}
+	for i, r := range rs.Rules {
+		if r.pat == nil {
+			continue
+		}
+		if internal != nil && internal.covers(r.pat) {
+			ws = append(ws, ruleWarning{r, fmt.Sprintf("never applies: paths under internal_prefix (%s) are tollgate's own and are never gated by routes", internalPrefix)})
+			continue
+		}
+		if j := rs.shadowedBy(i); j >= 0 {
+			e := rs.Rules[j]
+			ws = append(ws, ruleWarning{r, fmt.Sprintf("never matches: routes[%d] (line %d) comes first and matches everything it does", e.Index, e.Line)})
+			continue
+		}
+		if w := rs.fallThrough(i); w != "" {
+			ws = append(ws, ruleWarning{r, w})
+		}
+	}
+	return ws
+}
+
+// shadowedBy returns the index of an earlier rule matching every request
+// rule i matches, or -1.
+func (rs *RuleSet) shadowedBy(i int) int {
+	r := rs.Rules[i]
+	for j, e := range rs.Rules[:i] {
+		if e.pat != nil && hostCovers(e.Host, r.Host) && methodsCover(e.Methods, r.Methods) && e.pat.covers(r.pat) {
+			return j
+		}
+	}
+	return -1
+}
+
+// fallThrough describes how the methods a method-filtered rule leaves out
+// reach weaker access on its paths, or returns "". It follows the later rules
+// that catch those methods on rule i's paths: the first that is weaker is
+// reported; one that is not weaker and covers only part of the paths ends the
+// search, since where the rest goes then depends on the path.
+func (rs *RuleSet) fallThrough(i int) string {
+	r := rs.Rules[i]
+	if len(r.Methods) == 0 || r.Access == AccessPublic {
+		return ""
+	}
+	// The methods still falling through: every method except these.
+	except := slices.Clone(r.Methods)
+	for _, l := range rs.Rules[i+1:] {
+		if l.pat == nil || !hostOverlaps(l.Host, r.Host) || !l.pat.overlaps(r.pat) {
+			continue
+		}
+		caught := l.Methods
+		if len(caught) > 0 {
+			caught = slices.DeleteFunc(slices.Clone(caught), func(m string) bool { return slices.Contains(except, m) })
+			if len(caught) == 0 {
+				continue // it only sees methods rule i already took
+			}
+		}
+		covers := hostCovers(l.Host, r.Host) && l.pat.covers(r.pat)
+		if accessRank(l.Access) < accessRank(r.Access) {
+			what := "other methods"
+			if len(caught) > 0 {
+				what = strings.Join(caught, ", ")
+			}
+			where := "these paths"
+			if !covers {
+				where = "some of these paths"
+			}
+			return fmt.Sprintf("methods %s are %s, but %s on %s fall through to routes[%d] (line %d), which is %s; add a rule for them or drop methods",
+				strings.Join(r.Methods, ", "), r.Access, what, where, l.Index, l.Line, l.Access)
+		}
+		if !covers {
+			return "" // the rest of the paths go on to rules unknown here
+		}
+		if len(caught) == 0 {
+			return "" // every remaining method stops here
+		}
+		except = append(except, caught...)
+	}
+	if def := rs.defaultAccess(); accessRank(def) < accessRank(r.Access) {
+		return fmt.Sprintf("methods %s are %s, but other methods on these paths fall through to default_access, which is %s; add a rule for them or drop methods",
+			strings.Join(r.Methods, ", "), r.Access, def)
+	}
+	return ""
+}

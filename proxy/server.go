@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+)
+
+// AccountPortal builds the URLs of Clerk's hosted pages. Implemented by
+// proxy/clerk.
+type AccountPortal interface {
+	SignInURL(returnURL, devBrowserToken string) string
+	SignOutURL(returnURL string) string
+}
+
+// InternalRoute is one extra handler under internal_prefix, mounted by main
+// (webhooks, checkout, admin page…). Pattern is an http.ServeMux pattern
+// relative to the prefix, e.g. "POST /webhooks/stripe".
+type InternalRoute struct {
+	Pattern string
+	Handler http.Handler
+	Auth    InternalAuth
+}
+
+// InternalAuth says what an internal route needs to know of the visitor.
+type InternalAuth int
+
+const (
+	// AuthNone: no identity is looked up (webhooks, assets).
+	AuthNone InternalAuth = iota
+	// AuthOptional: the identity, if any, is in the context
+	// (IdentityFromContext); signed-out visitors reach the handler too.
+	AuthOptional
+	// AuthRequired: signed-out visitors are handled as on a signed_in route
+	// (handshake, sign-in redirect or 401) and never reach the handler.
+	AuthRequired
+)
+
+// Options wires a Server. Only Config is required; main supplies the rest.
+type Options struct {
+	Config       *Config
+	Auth         Authenticator     // nil: nobody is ever signed in
+	Portal       AccountPortal     // nil: signed-out visitors get 401 pages instead of redirects
+	Sessions     SessionChecker    // nil: __tollgate is not renewed past session.refresh
+	Entitlements EntitlementSource // nil: paid routes are never unlocked
+	Billing      Billing           // nil: no checkout (the upgrade page still lists plans)
+	Prices       PriceCatalog      // nil: plans are shown without amounts
+	Internal     []InternalRoute
+	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
+	Logger       *slog.Logger      // nil: discard
+	Now          func() time.Time  // nil: time.Now
+}
+
+// Server is the gateway: tollgate's own endpoints, the gate, and the
+// reverse proxy to the upstream.
+type Server struct {
+	cfg      *Config
+	auth     Authenticator
+	portal   AccountPortal
+	ents     EntitlementSource
+	billing  Billing
+	prices   PriceCatalog
+	gw       *gatewaySessions // nil when no session.secret (no gated routes)
+	upstream *httputil.ReverseProxy
+	internal *http.ServeMux
+	pages    *pages
+	log      *slog.Logger
+	now      func() time.Time
+	prefix   string
+}
+
+// New builds a Server from validated options.
+func New(o Options) (*Server, error) {
+	if o.Config == nil {
+		return nil, errors.New("proxy.New: no config")
+	}
+	cfg := o.Config
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.prefix == "" {
+		s.prefix = "/.tollgate"
+	}
+	if cfg.Session.Secret != "" {
+		gw, err := newGatewaySessions(cfg.Session, cfg.PublicURL.Scheme == "https", o.Sessions)
+		if err != nil {
+			return nil, err
+		}
+		s.gw = gw
+	}
+	p, err := newPages(cfg.Pages, s.prefix)
+	if err != nil {
+		return nil, err
+	}
+	s.pages = p
+	transport := o.Transport
+	if transport == nil {
+		transport = defaultTransport()
+	}
+	s.upstream = newUpstream(cfg.Upstream, cfg.TrustedProxies, transport, s.log, s.writeError)
+	if err := s.mountInternal(o.Internal); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// RevokeSession ends tollgate's own session for a Clerk session at once
+// (Clerk's session.ended/revoked webhooks call this).
+func (s *Server) RevokeSession(sessionID string) {
+	if s.gw != nil {
+		s.gw.revoke(sessionID, s.now())
+	}
+}
+
+func (s *Server) mountInternal(extra []InternalRoute) (err error) {
+	mux := http.NewServeMux()
+	defer func() {
+		// ServeMux panics on a conflicting pattern; that is a wiring bug in
+		// main, so report it as an error rather than crash at startup.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal routes: %v", r)
+		}
+	}()
+	mux.HandleFunc("GET "+s.prefix+"/assets/style.css", s.pages.serveCSS)
+	mux.HandleFunc("GET "+s.prefix+"/assets/finishing.js", s.pages.serveFinishingJS)
+	mux.Handle(s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut)))
+	mux.Handle("GET "+s.prefix+"/api/me", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleMe)))
+	for _, r := range append(s.billingRoutes(), extra...) {
+		method, path, ok := strings.Cut(r.Pattern, " ")
+		if !ok {
+			method, path = "", r.Pattern
+		} else {
+			method += " "
+		}
+		mux.Handle(method+s.prefix+path, s.withIdentity(r.Auth, r.Handler))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, http.StatusNotFound) })
+	s.internal = mux
+	return nil
+}
+
+// ServeHTTP is the whole gateway, wrapped in the access log and recovery.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	entry := &logEntry{}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v) // the stdlib's signal to cut a streamed response
+			}
+			s.log.ErrorContext(r.Context(), "panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(v))
+			if !sw.wroteHeader {
+				s.writeError(sw, r, http.StatusInternalServerError)
+			}
+		}
+		s.logRequest(r, sw, entry, start)
+	}()
+	s.serve(sw, r.WithContext(context.WithValue(r.Context(), logEntryKey{}, entry)), entry)
+}

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Identity headers tollgate sets for the upstream. Every inbound header with
+// the X-Tollgate- prefix is removed first, so the upstream can trust them.
+const (
+	HeaderUser   = "X-Tollgate-User"
+	HeaderOrg    = "X-Tollgate-Org"
+	HeaderPlan   = "X-Tollgate-Plan"
+	HeaderStatus = "X-Tollgate-Status"
+	HeaderRoute  = "X-Tollgate-Route"
+	headerPrefix = "X-Tollgate-"
+)
+
+// forward is what the gate hands the upstream proxy through the request
+// context: the one typed value it needs to rewrite and post-process.
+type forward struct {
+	path       string // canonical decoded path
+	rawPath    string // its escaped form
+	identity   *Identity
+	plan       string
+	status     SubscriptionStatus
+	routeID    string
+	gated      bool           // not public: make the response private
+	setCookies []string       // handshake directives etc. to append
+	cookies    []*http.Cookie // gateway cookie to set
+}
+
+type forwardKey struct{}
+
+func withForward(ctx context.Context, f *forward) context.Context {
+	return context.WithValue(ctx, forwardKey{}, f)
+}
+
+func forwardFrom(ctx context.Context) *forward {
+	f, _ := ctx.Value(forwardKey{}).(*forward)
+	return f
+}
+
+// stripTollgateHeaders removes every client-sent X-Tollgate-* header.
+func stripTollgateHeaders(h http.Header) {
+	for k := range h {
+		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+// clerkQueryParam reports whether a query parameter belongs to Clerk's
+// handshake machinery and must not reach the upstream.
+func clerkQueryParam(name string) bool {
+	return strings.HasPrefix(name, "__clerk_") || name == "__dev_session"
+}
+
+func stripClerkQuery(rawQuery string) string {
+	if !strings.Contains(rawQuery, "__clerk_") && !strings.Contains(rawQuery, "__dev_session") {
+		return rawQuery
+	}
+	parts := strings.Split(rawQuery, "&")
+	kept := parts[:0]
+	for _, p := range parts {
+		name := p
+		if i := strings.IndexByte(p, '='); i >= 0 {
+			name = p[:i]
+		}
+		if n, err := url.QueryUnescape(name); err == nil {
+			name = n
+		}
+		if !clerkQueryParam(name) {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, "&")
+}
+
+// stripGatewayCookie removes __tollgate from the Cookie header: it is
+// tollgate's, not the app's. Clerk's cookies stay (the app may read them).
+func stripGatewayCookie(h http.Header) {
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	found := false
+	for _, l := range lines {
+		if strings.Contains(l, GatewayCookie) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var out []string
+	for _, l := range lines {
+		for _, part := range strings.Split(l, ";") {
+			p := strings.TrimSpace(part)
+			if p == "" || strings.HasPrefix(p, GatewayCookie+"=") {
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	h.Del("Cookie")
+	if len(out) > 0 {
+		h.Set("Cookie", strings.Join(out, "; "))
+	}
+}
+
+// trusted reports whether the peer may supply X-Forwarded-* headers.
+func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.RoundTripper, logger *slog.Logger, onError func(http.ResponseWriter, *http.Request, int)) *httputil.ReverseProxy {
+	rp := &httputil.ReverseProxy{
+		Transport: transport,
+		ErrorLog:  slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	rp.Rewrite = func(pr *httputil.ProxyRequest) {
+		f := forwardFrom(pr.In.Context())
+		pr.SetURL(target)
+		// The upstream gets exactly the path the rules matched.
+		if f != nil {
+			out := pr.Out.URL
+			base := strings.TrimSuffix(target.Path, "/")
+			out.Path = base + f.path
+			if target.RawPath != "" || f.rawPath != f.path {
+				out.RawPath = strings.TrimSuffix(target.EscapedPath(), "/") + f.rawPath
+			} else {
+				out.RawPath = ""
+			}
+		}
+		pr.Out.URL.RawQuery = stripClerkQuery(pr.In.URL.RawQuery)
+		pr.Out.Host = pr.In.Host
+		if trusted(pr.In.RemoteAddr, trustedProxies) {
+			if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
+				pr.Out.Header["X-Forwarded-For"] = append([]string(nil), v...)
+			}
+			pr.SetXForwarded()
+			for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v := pr.In.Header.Get(h); v != "" {
+					pr.Out.Header.Set(h, v)
+				}
+			}
+		} else {
+			pr.SetXForwarded()
+		}
+		h := pr.Out.Header
+		stripTollgateHeaders(h)
+		stripGatewayCookie(h)
+		if f != nil && f.identity != nil {
+			h.Set(HeaderUser, f.identity.UserID)
+			if f.identity.OrgID != "" {
+				h.Set(HeaderOrg, f.identity.OrgID)
+			}
+		}
+		if f != nil {
+			if f.plan != "" {
+				h.Set(HeaderPlan, f.plan)
+			}
+			if f.status != "" {
+				h.Set(HeaderStatus, string(f.status))
+			}
+			if f.routeID != "" {
+				h.Set(HeaderRoute, f.routeID)
+			}
+		}
+	}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		f := forwardFrom(resp.Request.Context())
+		if f == nil {
+			return nil
+		}
+		h := resp.Header
+		if f.gated {
+			makePrivate(h)
+		}
+		for _, c := range f.setCookies {
+			h.Add("Set-Cookie", c)
+		}
+		for _, c := range f.cookies {
+			if v := c.String(); v != "" {
+				h.Add("Set-Cookie", v)
+			}
+		}
+		return nil
+	}
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		code := http.StatusBadGateway
+		var ne net.Error
+		switch {
+		case errors.Is(err, context.Canceled):
+			// The visitor went away; nobody reads what we write.
+			logger.DebugContext(r.Context(), "upstream: client canceled", "path", r.URL.Path)
+			return
+		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+			code = http.StatusGatewayTimeout
+		}
+		logger.WarnContext(r.Context(), "upstream error", "path", r.URL.Path, "status", code, "err", err)
+		onError(w, r, code)
+	}
+	return rp
+}
+
+// makePrivate stops shared caches from serving a gated response to anyone
+// else: public/s-maxage caching becomes private, and the response varies on
+// the credentials.
+func makePrivate(h http.Header) {
+	cc := h.Get("Cache-Control")
+	if !strings.Contains(strings.ToLower(cc), "no-store") {
+		directives := []string{"private"}
+		for _, d := range strings.Split(cc, ",") {
+			d = strings.TrimSpace(d)
+			name, _, _ := strings.Cut(strings.ToLower(d), "=")
+			switch name {
+			case "", "public", "s-maxage", "private", "proxy-revalidate":
+				continue
+			}
+			directives = append(directives, d)
+		}
+		h.Set("Cache-Control", strings.Join(directives, ", "))
+	}
+	addVary(h, "Cookie", "Authorization")
+}
+
+func addVary(h http.Header, names ...string) {
+	have := strings.ToLower(strings.Join(h.Values("Vary"), ","))
+	if strings.Contains(have, "*") {
+		return
+	}
+	for _, n := range names {
+		if !strings.Contains(have, strings.ToLower(n)) {
+			h.Add("Vary", n)
+		}
+	}
+}
+
+// defaultTransport is the upstream transport unless one is injected: the
+// standard one with bounded dial and header waits, so a hung upstream costs
+// a 504 rather than a goroutine forever.
+func defaultTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = 60 * time.Second
+	t.MaxIdleConnsPerHost = 256
+	return t
+}
