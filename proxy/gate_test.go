@@ -555,7 +555,9 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 		{"expired token of another session", func(i int64) map[string]string {
 			return with(xhr, "X-Test-Expired", "sess_2", "X-Test-UAT", fmt.Sprint(i))
 		}, nil, 0, 401, true},
-		{"past ttl", func(i int64) map[string]string { return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i)) }, nil, 13 * time.Hour, 401, true},
+		{"past ttl", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
+		}, nil, 13 * time.Hour, 401, true},
 		{"Clerk says the session ended", func(i int64) map[string]string {
 			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
 		}, func(fx *gateFixture) { fx.checker.active = false }, 5 * time.Minute, 401, true},

@@ -29,8 +29,8 @@ type pages struct {
 
 // layoutData is what every page template receives.
 type layoutData struct {
-	Brand  PagesConfig
-	Prefix string
+	Brand   PagesConfig
+	Prefix  string
 	Title   string
 	Refresh string // a URL to reload after a few seconds (finishing page, no JS needed)
 	Page    any
