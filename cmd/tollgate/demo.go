@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/sandbox"
+)
+
+//go:embed demo.yaml
+var demoConfig []byte
+
+// demo is a running `tollgate demo`: the sandbox, the demo app and the
+// gateway, each on its own loopback port.
+type demo struct {
+	URL      string // the gateway, what a person opens
+	ClerkURL string
+	AppURL   string
+	Config   *proxy.Config
+	Clerk    *sandbox.Clerk
+	gateway  *gateway
+	servers  []*http.Server
+	gwLn     net.Listener
+	logger   *slog.Logger
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("demo", stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "where the gateway listens (loopback); falls back to a free port if taken")
+	verbose := fs.Bool("v", false, "log every request")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	d, err := startDemo(demoOptions{Addr: *addr, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	fmt.Fprintf(stdout, `
+tollgate demo is running. Open %[1]s/
+
+  Gateway   %[1]s   (this is what visitors see)
+  App       %[2]s   (the unmodified demo app behind it)
+  Sandbox   %[3]s   (stands in for Clerk's sign-in)
+
+Things to try:
+  1. %[1]s/               a public page: passes straight through.
+  2. %[1]s/settings/      signed_in: sends you to the sandbox sign-in; pick a
+                          demo user and you come back signed in, with the
+                          X-Tollgate-User header the app received on show.
+  3. %[1]s/app/           an app page whose fetch() calls keep working after
+                          the 60-second Clerk token expires (the __tollgate
+                          gateway session carries them).
+  Also: %[1]s/routes/415VNA/ is a paid route, %[1]s/admin/ is denied (403).
+
+Press Ctrl+C to stop.
+`, d.URL, d.AppURL, d.ClerkURL)
+	return d.serveUntilDone(ctx)
+}
+
+// demoOptions let tests run the demo on a free port with a fake clock.
+type demoOptions struct {
+	Addr   string // gateway address; "" for a free loopback port
+	Logger *slog.Logger
+	Now    func() time.Time // shared by the gateway and the sandbox
+}
+
+// startDemo starts the sandbox and the demo app on free loopback ports,
+// then wires the gateway with the embedded demo config.
+func startDemo(o demoOptions) (_ *demo, err error) {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	addr, logger := o.Addr, o.Logger
+	d := &demo{logger: logger}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	gwLn, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		fmt.Fprintf(os.Stderr, "tollgate demo: %s is taken, using a free port\n", addr)
+		gwLn, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("demo: listen: %w", err)
+	}
+	d.gwLn = gwLn
+	d.URL = "http://" + gwLn.Addr().String()
+
+	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	d.Clerk = clerkSandbox
+	if d.ClerkURL, err = d.start(clerkSandbox.Handler()); err != nil {
+		return nil, err
+	}
+	clerkSandbox.SetBaseURL(d.ClerkURL)
+	if d.AppURL, err = d.start(sandbox.DemoApp(sandbox.DemoOptions{})); err != nil {
+		return nil, err
+	}
+
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	env := map[string]string{
+		"DEMO_LISTEN":             gwLn.Addr().String(),
+		"DEMO_PUBLIC_URL":         d.URL,
+		"DEMO_UPSTREAM":           d.AppURL,
+		"DEMO_CLERK_URL":          d.ClerkURL,
+		"DEMO_STRIPE_URL":         d.ClerkURL, // replaced by the Stripe sandbox with billing
+		"CLERK_PUBLISHABLE_KEY":   clerkSandbox.PublishableKey(),
+		"CLERK_SECRET_KEY":        clerkSandbox.SecretKey(),
+		"TOLLGATE_SESSION_SECRET": hex.EncodeToString(secret),
+		"STRIPE_SECRET_KEY":       "sk_test_sandbox",
+		"STRIPE_WEBHOOK_SECRET":   "whsec_sandbox",
+	}
+	cfg, err := proxy.ParseConfig("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
+	if err != nil {
+		return nil, err
+	}
+	d.Config = cfg
+	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	d.gateway = gw
+	return d, nil
+}
+
+// start serves h on a free loopback port.
+func (d *demo) start(h http.Handler) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	d.servers = append(d.servers, srv)
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
+func (d *demo) serveUntilDone(ctx context.Context) error {
+	ln := d.gwLn
+	d.gwLn = nil
+	return serveUntilDone(ctx, ln, d.gateway.Handler, d.logger)
+}
+
+// Close stops everything the demo started.
+func (d *demo) Close() {
+	for _, s := range d.servers {
+		_ = s.Close()
+	}
+	if d.gwLn != nil {
+		_ = d.gwLn.Close()
+	}
+	if d.gateway != nil {
+		_ = d.gateway.Close()
+	}
+}

@@ -1,0 +1,643 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	jose "github.com/go-jose/go-jose/v3"
+	josejwt "github.com/go-jose/go-jose/v3/jwt"
+)
+
+// Wire constants of the Clerk stand-in.
+const (
+	// ClerkKeyID is the kid of every token the sandbox signs (Clerk uses the
+	// instance ID).
+	ClerkKeyID = "ins_sandbox"
+	// ClerkClientCookie is the sandbox's own client cookie, standing in for
+	// the HttpOnly __client cookie Clerk keeps on its Frontend API host.
+	ClerkClientCookie = "__sandbox_client"
+	// DefaultClerkFAPIHost is the Frontend API host encoded in the
+	// publishable key (and the issuer of tokens) unless configured.
+	DefaultClerkFAPIHost = "clerk.tollgate.test"
+
+	clerkSessionCategory = "cl_B7d4PD111AAA" // header "cat" of session and handshake tokens
+	clerkUATMaxAge       = 315360000         // ten years, as Clerk sets __client_uat
+	clerkSessionLife     = 7 * 24 * time.Hour
+	clerkSessionAbandon  = 30 * 24 * time.Hour
+	clerkNonceTTL        = 5 * time.Minute
+	clerkDefaultTokenTTL = 60 * time.Second
+)
+
+// ClerkUser is a demo user the sandbox knows. OrgID, OrgSlug and OrgRole
+// describe the user's active organisation, if any; OrgRole is "admin" or
+// "basic_member" (it travels in the token's o.rol claim, so the SDK reports
+// "org:admin" or "org:basic_member").
+type ClerkUser struct {
+	ID        string
+	FirstName string
+	LastName  string
+	Email     string
+	OrgID     string
+	OrgSlug   string
+	OrgRole   string
+}
+
+// Name is the user's display name.
+func (u ClerkUser) Name() string {
+	return strings.TrimSpace(u.FirstName + " " + u.LastName)
+}
+
+// DefaultClerkUsers returns the demo users used when ClerkOptions.Users is
+// empty: Ada, a plain user; Grace, admin of organisation "acme"; Linus, a
+// member of "acme".
+func DefaultClerkUsers() []ClerkUser {
+	return []ClerkUser{
+		{ID: "user_ada", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com"},
+		{ID: "user_grace", FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com",
+			OrgID: "org_acme", OrgSlug: "acme", OrgRole: "admin"},
+		{ID: "user_linus", FirstName: "Linus", LastName: "Torvalds", Email: "linus@example.com",
+			OrgID: "org_acme", OrgSlug: "acme", OrgRole: "basic_member"},
+	}
+}
+
+// ClerkOptions configures NewClerk. The zero value is usable.
+type ClerkOptions struct {
+	// FAPIHost is the Frontend API host inside the publishable key and the
+	// issuer of every token (https://<FAPIHost>). Default
+	// DefaultClerkFAPIHost. It need not resolve: the gateway is pointed at
+	// the sandbox with its frontend_api_url and api_url overrides.
+	FAPIHost string
+	// Users are the demo users (default DefaultClerkUsers()).
+	Users []ClerkUser
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives sign-ins, sign-outs and handshakes (default: discard).
+	Logger *slog.Logger
+	// TokenTTL is the life of a session token (default 60s, like Clerk).
+	TokenTTL time.Duration
+	// NonceHandshake delivers handshake payloads through the
+	// __clerk_handshake_nonce cookie (fetched from the Backend API) instead
+	// of the __clerk_handshake token cookie, when the handshake request
+	// carries format=nonce as Clerk's SDKs send it.
+	NonceHandshake bool
+	// AllowedRedirectOrigins are origins ("https://app.example.test:8443")
+	// that redirect_url may point at, besides http(s) on 127.0.0.1, ::1 and
+	// localhost (any port), which are always allowed.
+	AllowedRedirectOrigins []string
+	// Key signs every token. Nil generates a fresh RSA-2048 key.
+	Key *rsa.PrivateKey
+}
+
+// Clerk is an in-memory stand-in for a Clerk production instance: Backend
+// API, Frontend API handshake and hosted sign-in/sign-out pages, all served
+// by Handler on one server. Create it with NewClerk.
+type Clerk struct {
+	fapiHost  string
+	issuer    string
+	now       func() time.Time
+	log       *slog.Logger
+	ttl       time.Duration
+	nonceMode bool
+	allowed   map[string]bool // allowed redirect origins, "scheme://host[:port]"
+	key       *rsa.PrivateKey
+	signer    jose.Signer
+	pk, sk    string
+	jwks      []byte // marshalled JSON Web Key Set
+	createdAt time.Time
+	users     []ClerkUser
+	userIdx   map[string]int
+	orgs      map[string]*clerkOrg // by org ID
+	pages     *template.Template
+	handler   http.Handler
+
+	mu           sync.Mutex
+	baseURL      string
+	clients      map[string]*clerkClientState  // by client cookie value
+	sessions     map[string]*clerkSessionState // by session ID
+	nonces       map[string]clerkNonce         // by nonce
+	lastSignInAt map[string]time.Time          // by user ID
+}
+
+type clerkClientState struct {
+	id        string
+	cookie    string
+	sessionID string // current session ("" when signed out)
+	uat       int64  // unix seconds of the last sign-in or sign-out
+}
+
+type clerkSessionState struct {
+	id, clientID, userID string
+	status               string // active, ended, revoked
+	createdAt, updatedAt time.Time
+	lastActiveAt         time.Time
+}
+
+type clerkNonce struct {
+	directives []string
+	expires    time.Time
+}
+
+type clerkOrg struct {
+	id, slug, name, createdBy string
+	members                   int64
+}
+
+// NewClerk builds the Clerk stand-in, generating an RSA-2048 signing key
+// unless opts.Key is set.
+func NewClerk(opts ClerkOptions) (*Clerk, error) {
+	c := &Clerk{
+		fapiHost:     opts.FAPIHost,
+		now:          opts.Now,
+		log:          opts.Logger,
+		ttl:          opts.TokenTTL,
+		nonceMode:    opts.NonceHandshake,
+		allowed:      map[string]bool{},
+		key:          opts.Key,
+		userIdx:      map[string]int{},
+		orgs:         map[string]*clerkOrg{},
+		clients:      map[string]*clerkClientState{},
+		sessions:     map[string]*clerkSessionState{},
+		nonces:       map[string]clerkNonce{},
+		lastSignInAt: map[string]time.Time{},
+	}
+	if c.fapiHost == "" {
+		c.fapiHost = DefaultClerkFAPIHost
+	}
+	if strings.ContainsAny(c.fapiHost, "/:$ ") || !strings.Contains(c.fapiHost, ".") {
+		return nil, fmt.Errorf("sandbox: clerk FAPIHost %q: want a bare host name with a dot, like %q", c.fapiHost, DefaultClerkFAPIHost)
+	}
+	c.issuer = "https://" + c.fapiHost
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.ttl <= 0 {
+		c.ttl = clerkDefaultTokenTTL
+	}
+	for _, o := range opts.AllowedRedirectOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("sandbox: clerk AllowedRedirectOrigins %q: want an origin like https://app.example.test:8443", o)
+		}
+		c.allowed[strings.ToLower(u.Scheme+"://"+u.Host)] = true
+	}
+
+	users := opts.Users
+	if len(users) == 0 {
+		users = DefaultClerkUsers()
+	}
+	c.users = slices.Clone(users)
+	for i := range c.users {
+		u := &c.users[i]
+		if !strings.HasPrefix(u.ID, "user_") || len(u.ID) == len("user_") {
+			return nil, fmt.Errorf("sandbox: clerk user %d: ID %q must start with user_", i, u.ID)
+		}
+		if _, dup := c.userIdx[u.ID]; dup {
+			return nil, fmt.Errorf("sandbox: clerk user %q listed twice", u.ID)
+		}
+		c.userIdx[u.ID] = i
+		if u.OrgID == "" {
+			if u.OrgSlug != "" || u.OrgRole != "" {
+				return nil, fmt.Errorf("sandbox: clerk user %q: OrgSlug/OrgRole need an OrgID", u.ID)
+			}
+			continue
+		}
+		if !strings.HasPrefix(u.OrgID, "org_") {
+			return nil, fmt.Errorf("sandbox: clerk user %q: OrgID %q must start with org_", u.ID, u.OrgID)
+		}
+		switch u.OrgRole {
+		case "":
+			u.OrgRole = "basic_member"
+		case "admin", "basic_member":
+		default:
+			return nil, fmt.Errorf("sandbox: clerk user %q: OrgRole %q: want admin or basic_member", u.ID, u.OrgRole)
+		}
+		if u.OrgSlug == "" {
+			u.OrgSlug = strings.ToLower(strings.TrimPrefix(u.OrgID, "org_"))
+		}
+		org := c.orgs[u.OrgID]
+		if org == nil {
+			org = &clerkOrg{id: u.OrgID, slug: u.OrgSlug, name: clerkOrgName(u.OrgSlug)}
+			c.orgs[u.OrgID] = org
+		} else if org.slug != u.OrgSlug {
+			return nil, fmt.Errorf("sandbox: clerk organisation %q has two slugs, %q and %q", u.OrgID, org.slug, u.OrgSlug)
+		}
+		org.members++
+		if org.createdBy == "" && u.OrgRole == "admin" {
+			org.createdBy = u.ID
+		}
+	}
+
+	if c.key == nil {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: clerk signing key: %w", err)
+		}
+		c.key = k
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: c.key},
+		(&jose.SignerOptions{}).WithType("JWT").
+			WithHeader("kid", ClerkKeyID).
+			WithHeader("cat", clerkSessionCategory))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: clerk signer: %w", err)
+	}
+	c.signer = signer
+	c.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
+		Key: &c.key.PublicKey, KeyID: ClerkKeyID, Algorithm: string(jose.RS256), Use: "sig",
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: clerk jwks: %w", err)
+	}
+
+	c.pk = "pk_live_" + base64.RawStdEncoding.EncodeToString([]byte(c.fapiHost+"$"))
+	c.sk = "sk_live_sandbox_" + clerkRandomHex(16)
+	c.createdAt = c.now()
+
+	c.pages, err = template.New("clerk").ParseFS(clerkFiles, "templates/clerk/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: clerk pages: %w", err)
+	}
+	c.handler = c.routes()
+	return c, nil
+}
+
+// Handler serves the Backend API under /v1 (bearer secret key), the
+// Frontend API handshake at /v1/client/handshake, the public JWKS at
+// /.well-known/jwks.json, and the /sign-in and /sign-out pages.
+func (c *Clerk) Handler() http.Handler { return c.handler }
+
+// SetBaseURL records the sandbox's own URL ("http://127.0.0.1:4100"), once
+// its listener is up. It is used for links in pages.
+func (c *Clerk) SetBaseURL(u string) {
+	c.mu.Lock()
+	c.baseURL = strings.TrimRight(u, "/")
+	c.mu.Unlock()
+}
+
+func (c *Clerk) base() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.baseURL
+}
+
+// PublishableKey is the instance's pk_live_ key: base64 of "<FAPIHost>$".
+func (c *Clerk) PublishableKey() string { return c.pk }
+
+// SecretKey is the Backend API secret (sk_live_sandbox_…), random per
+// instance.
+func (c *Clerk) SecretKey() string { return c.sk }
+
+// FAPIHost is the Frontend API host inside the publishable key.
+func (c *Clerk) FAPIHost() string { return c.fapiHost }
+
+// Issuer is the iss claim of every session token: https://<FAPIHost>.
+func (c *Clerk) Issuer() string { return c.issuer }
+
+// PublicKeyPEM is the PKIX PEM of the signing key, as Clerk shows it for
+// networkless verification (CLERK_JWT_KEY).
+func (c *Clerk) PublicKeyPEM() string {
+	der, err := x509.MarshalPKIXPublicKey(&c.key.PublicKey)
+	if err != nil { // cannot happen for an RSA key
+		panic(fmt.Sprintf("sandbox: marshal public key: %v", err))
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// Users returns the demo users, with defaults filled in.
+func (c *Clerk) Users() []ClerkUser { return slices.Clone(c.users) }
+
+func (c *Clerk) user(id string) (ClerkUser, bool) {
+	i, ok := c.userIdx[id]
+	if !ok {
+		return ClerkUser{}, false
+	}
+	return c.users[i], true
+}
+
+// MintSessionToken signs a Clerk v2 session token for userID and sessionID,
+// issued at iat: iss, sub, sid, iat, nbf (iat-10s), exp (iat+TokenTTL),
+// jti, v=2, fva, and the o claim {id, slg, rol} when the user (if known)
+// has an organisation. Entries of extra are added, replacing claims of the
+// same name; a nil value removes the claim (e.g. {"azp": "http://…"} adds
+// an authorised party, {"o": nil} drops the organisation). Neither the
+// user nor the session has to exist. It returns "" only if signing fails.
+func (c *Clerk) MintSessionToken(userID, sessionID string, iat time.Time, extra map[string]any) string {
+	tok, err := c.mintSessionToken(userID, sessionID, iat, extra)
+	if err != nil {
+		c.log.Error("sandbox clerk: mint session token", "err", err)
+		return ""
+	}
+	return tok
+}
+
+func (c *Clerk) mintSessionToken(userID, sessionID string, iat time.Time, extra map[string]any) (string, error) {
+	t := iat.Unix()
+	claims := map[string]any{
+		"iss": c.issuer,
+		"sub": userID,
+		"sid": sessionID,
+		"iat": t,
+		"nbf": t - 10,
+		"exp": t + int64(c.ttl/time.Second),
+		"jti": clerkRandomHex(10),
+		"v":   2,
+		"fva": []int{0, -1},
+	}
+	if u, ok := c.user(userID); ok && u.OrgID != "" {
+		claims["o"] = map[string]any{"id": u.OrgID, "slg": u.OrgSlug, "rol": u.OrgRole}
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+	return josejwt.Signed(c.signer).Claims(claims).CompactSerialize()
+}
+
+// signHandshake signs a handshake payload: {"handshake": directives}, with
+// no time claims, like Clerk's.
+func (c *Clerk) signHandshake(directives []string) (string, error) {
+	return josejwt.Signed(c.signer).Claims(map[string]any{"handshake": directives}).CompactSerialize()
+}
+
+// SignIn does what the sign-in form does for userID, on a new client: it
+// starts a session and returns its ID with the cookies the browser would
+// get (__session, __client_uat and the sandbox client cookie). An unknown
+// user gives "" and nil.
+func (c *Clerk) SignIn(userID string) (sessionID string, cookies []*http.Cookie) {
+	res, err := c.signIn("", userID)
+	if err != nil {
+		c.log.Error("sandbox clerk: sign in", "user", userID, "err", err)
+		return "", nil
+	}
+	return res.sessionID, c.signInCookies(res, false)
+}
+
+// RevokeSession marks a session "revoked", as the Backend API's revoke
+// does. Its client is signed out at the next handshake.
+func (c *Clerk) RevokeSession(sessionID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.sessions[sessionID]; s != nil && s.status == "active" {
+		s.status = "revoked"
+		s.updatedAt = c.now()
+	}
+}
+
+type clerkSignInResult struct {
+	sessionID, clientCookie, token string
+	uat                            int64
+}
+
+// signIn starts a session for userID on the client whose cookie is
+// clientCookie (a new client when it is empty or unknown), ending the
+// client's previous session, as single-session Clerk instances do.
+func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
+	if _, ok := c.user(userID); !ok {
+		return clerkSignInResult{}, fmt.Errorf("unknown user %q", userID)
+	}
+	now := c.now()
+	c.mu.Lock()
+	cl := c.clients[clientCookie]
+	if cl == nil {
+		cl = &clerkClientState{id: "client_" + clerkRandomID(), cookie: clerkRandomHex(24)}
+		c.clients[cl.cookie] = cl
+	}
+	if old := c.sessions[cl.sessionID]; old != nil && old.status == "active" {
+		old.status = "ended"
+		old.updatedAt = now
+	}
+	s := &clerkSessionState{
+		id: "sess_" + clerkRandomID(), clientID: cl.id, userID: userID, status: "active",
+		createdAt: now, updatedAt: now, lastActiveAt: now,
+	}
+	c.sessions[s.id] = s
+	cl.sessionID = s.id
+	cl.uat = now.Unix()
+	c.lastSignInAt[userID] = now
+	res := clerkSignInResult{sessionID: s.id, clientCookie: cl.cookie, uat: cl.uat}
+	c.mu.Unlock()
+
+	tok, err := c.mintSessionToken(userID, s.id, now, nil)
+	if err != nil {
+		return clerkSignInResult{}, err
+	}
+	res.token = tok
+	c.log.Info("sandbox clerk: signed in", "user", userID, "session", s.id, "client", cl.id)
+	return res, nil
+}
+
+// signOut ends the current session of the client behind clientCookie and
+// forgets the client. It reports the ended session ("" if none).
+func (c *Clerk) signOut(clientCookie string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.clients[clientCookie]
+	if cl == nil {
+		return ""
+	}
+	delete(c.clients, clientCookie)
+	s := c.sessions[cl.sessionID]
+	if s == nil {
+		return ""
+	}
+	if s.status == "active" {
+		s.status = "ended"
+		s.updatedAt = c.now()
+	}
+	c.log.Info("sandbox clerk: signed out", "user", s.userID, "session", s.id, "client", cl.id)
+	return s.id
+}
+
+// activeSession returns the client's session if it is active, touching its
+// last activity, and the client's __client_uat.
+func (c *Clerk) activeSession(clientCookie string) (clerkSessionState, int64, bool) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl := c.clients[clientCookie]
+	if cl == nil {
+		return clerkSessionState{}, 0, false
+	}
+	s := c.sessions[cl.sessionID]
+	if s == nil || s.statusAt(now) != "active" {
+		return clerkSessionState{}, cl.uat, false
+	}
+	s.lastActiveAt = now
+	return *s, cl.uat, true
+}
+
+// statusAt is the session's status, with expiry applied lazily.
+func (s *clerkSessionState) statusAt(now time.Time) string {
+	if s.status == "active" && now.After(s.createdAt.Add(clerkSessionLife)) {
+		return "expired"
+	}
+	return s.status
+}
+
+func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie {
+	return []*http.Cookie{
+		{Name: "__session", Value: res.token, Path: "/", SameSite: http.SameSiteLaxMode, Secure: secure},
+		{Name: "__client_uat", Value: strconv.FormatInt(res.uat, 10), Path: "/", MaxAge: clerkUATMaxAge,
+			SameSite: http.SameSiteLaxMode, Secure: secure},
+		{Name: ClerkClientCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge, HttpOnly: true,
+			SameSite: http.SameSiteLaxMode, Secure: secure},
+	}
+}
+
+func clerkSignOutCookies(secure bool) []*http.Cookie {
+	return []*http.Cookie{
+		{Name: "__session", Value: "", Path: "/", MaxAge: -1, SameSite: http.SameSiteLaxMode, Secure: secure},
+		{Name: "__client_uat", Value: "0", Path: "/", MaxAge: clerkUATMaxAge, SameSite: http.SameSiteLaxMode, Secure: secure},
+		{Name: ClerkClientCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure},
+	}
+}
+
+// handshakeDirectives builds the Set-Cookie directives of a handshake
+// payload for the client behind clientCookie. secure adds the Secure
+// attribute (the gateway is served over https).
+func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]string, string, error) {
+	attrs := "; Path=/; SameSite=Lax"
+	if secure {
+		attrs += "; Secure"
+	}
+	var d []string
+	userID := ""
+	if s, uat, ok := c.activeSession(clientCookie); ok {
+		tok, err := c.mintSessionToken(s.userID, s.id, c.now(), nil)
+		if err != nil {
+			return nil, "", err
+		}
+		userID = s.userID
+		d = []string{
+			"__session=" + tok + attrs,
+			"__client_uat=" + strconv.FormatInt(uat, 10) + "; Path=/; Max-Age=" + strconv.Itoa(clerkUATMaxAge) + "; SameSite=Lax" + clerkSecureAttr(secure),
+			"__clerk_handshake=; Path=/; Max-Age=0",
+		}
+	} else {
+		d = []string{
+			"__client_uat=0; Path=/; Max-Age=" + strconv.Itoa(clerkUATMaxAge) + "; SameSite=Lax" + clerkSecureAttr(secure),
+			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
+			"__clerk_handshake=; Path=/; Max-Age=0",
+		}
+	}
+	if nonce {
+		d = append(d, "__clerk_handshake_nonce=; Path=/; Max-Age=0")
+	}
+	return d, userID, nil
+}
+
+func clerkSecureAttr(secure bool) string {
+	if secure {
+		return "; Secure"
+	}
+	return ""
+}
+
+// storeNonce keeps directives for the Backend API's handshake_payload for a
+// few minutes and returns the nonce.
+func (c *Clerk) storeNonce(directives []string) string {
+	now := c.now()
+	n := clerkRandomHex(16)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.nonces {
+		if now.After(v.expires) {
+			delete(c.nonces, k)
+		}
+	}
+	c.nonces[n] = clerkNonce{directives: directives, expires: now.Add(clerkNonceTTL)}
+	return n
+}
+
+func (c *Clerk) nonce(n string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.nonces[n]
+	if !ok || c.now().After(v.expires) {
+		return nil, false
+	}
+	return v.directives, true
+}
+
+func errClerkRedirect() error {
+	return errors.New("redirect_url must be an absolute http(s) URL on a loopback host or an allowed origin")
+}
+
+// checkRedirect validates a redirect_url: an absolute http(s) URL on
+// a loopback host (127.0.0.0/8, ::1, localhost), or one of the allowed
+// origins. So the sandbox
+// is never an open redirect.
+func (c *Clerk) checkRedirect(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return nil, errClerkRedirect()
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
+			return nil, errClerkRedirect()
+		}
+	}
+	if clerkIsLoopback(u.Hostname()) {
+		return u, nil
+	}
+	if c.allowed[strings.ToLower(u.Scheme+"://"+u.Host)] {
+		return u, nil
+	}
+	return nil, errClerkRedirect()
+}
+
+func clerkOrgName(slug string) string {
+	words := strings.FieldsFunc(slug, func(r rune) bool { return r == '-' || r == '_' })
+	for i, w := range words {
+		r, n := utf8.DecodeRuneInString(w)
+		words[i] = string(unicode.ToUpper(r)) + w[n:]
+	}
+	if len(words) == 0 {
+		return slug
+	}
+	return strings.Join(words, " ")
+}
+
+// clerkRandomID is a Clerk-looking identifier body (base32, 26 characters).
+func clerkRandomID() string { return rand.Text() }
+
+func clerkRandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// clerkIsLoopback reports whether host (without port) is a loopback name.
+func clerkIsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

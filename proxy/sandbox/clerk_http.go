@@ -1,0 +1,539 @@
+package sandbox
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+//go:embed templates/clerk
+var clerkFiles embed.FS
+
+func (c *Clerk) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	// Backend API (Authorization: Bearer <secret key>).
+	mux.HandleFunc("GET /v1/jwks", c.bapi(c.handleJWKS))
+	mux.HandleFunc("GET /v1/users/{id}", c.bapi(c.handleUser))
+	mux.HandleFunc("GET /v1/sessions/{id}", c.bapi(c.handleSession))
+	mux.HandleFunc("POST /v1/sessions/{id}/revoke", c.bapi(c.handleRevoke))
+	mux.HandleFunc("GET /v1/organizations/{id}", c.bapi(c.handleOrganization))
+	mux.HandleFunc("GET /v1/clients/handshake_payload", c.bapi(c.handleHandshakePayload))
+	mux.HandleFunc("/v1/", c.bapi(func(w http.ResponseWriter, r *http.Request) {
+		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+			"The requested resource was not found.")
+	}))
+
+	// Frontend API.
+	mux.HandleFunc("GET /v1/client/handshake", c.handleHandshake)
+	mux.HandleFunc("GET /.well-known/jwks.json", c.handleJWKS)
+
+	// Account Portal.
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/sign-in", http.StatusFound)
+	})
+	mux.HandleFunc("GET /sign-in", c.handleSignInPage)
+	mux.Handle("POST /sign-in", http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.handleSignIn)))
+	mux.HandleFunc("GET /sign-up", func(w http.ResponseWriter, r *http.Request) {
+		u := "/sign-in"
+		if r.URL.RawQuery != "" {
+			u += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, u, http.StatusFound)
+	})
+	mux.HandleFunc("GET /sign-out", c.handleSignOut)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		c.renderError(w, http.StatusNotFound, "Not found", "The tollgate sandbox has no page at this address.")
+	})
+	return mux
+}
+
+// bapi guards a Backend API handler with the secret key, answering 401 with
+// Clerk's error body otherwise.
+func (c *Clerk) bapi(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.sk)) != 1 {
+			clerkError(w, http.StatusUnauthorized, "authentication_invalid",
+				"Invalid authentication",
+				"Unable to authenticate the request, you need to supply an active API key")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (c *Clerk) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(c.jwks)
+}
+
+func (c *Clerk) handleUser(w http.ResponseWriter, r *http.Request) {
+	u, ok := c.user(r.PathValue("id"))
+	if !ok {
+		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+			"The requested resource was not found.")
+		return
+	}
+	clerkJSON(w, http.StatusOK, c.wireUser(u))
+}
+
+func (c *Clerk) handleSession(w http.ResponseWriter, r *http.Request) {
+	s, ok := c.sessionCopy(r.PathValue("id"))
+	if !ok {
+		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+			"The requested resource was not found.")
+		return
+	}
+	clerkJSON(w, http.StatusOK, c.wireSession(s))
+}
+
+func (c *Clerk) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	c.RevokeSession(r.PathValue("id"))
+	c.handleSession(w, r)
+}
+
+func (c *Clerk) handleOrganization(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	org := c.orgs[id]
+	if org == nil { // Clerk accepts the slug too
+		for _, o := range c.orgs {
+			if o.slug == id {
+				org = o
+			}
+		}
+	}
+	if org == nil {
+		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+			"The requested resource was not found.")
+		return
+	}
+	clerkJSON(w, http.StatusOK, c.wireOrganization(org))
+}
+
+func (c *Clerk) handleHandshakePayload(w http.ResponseWriter, r *http.Request) {
+	d, ok := c.nonce(r.URL.Query().Get("nonce"))
+	if !ok {
+		clerkError(w, http.StatusBadRequest, "invalid_nonce", "invalid nonce",
+			"The handshake nonce is unknown or has expired.")
+		return
+	}
+	clerkJSON(w, http.StatusOK, struct {
+		Directives []string `json:"directives"`
+	}{d})
+}
+
+// handleHandshake is the Frontend API's GET /v1/client/handshake: it reads
+// the sandbox client cookie, builds the Set-Cookie directives for the
+// client's state, and sends the browser back to redirect_url carrying them
+// in a signed __clerk_handshake cookie (or a __clerk_handshake_nonce).
+func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	raw := q.Get("redirect_url")
+	if raw == "" {
+		clerkError(w, http.StatusBadRequest, "form_param_missing", "redirect_url is missing",
+			"The redirect_url query parameter is required.")
+		return
+	}
+	target, err := c.checkRedirect(raw)
+	if err != nil {
+		c.log.Warn("sandbox clerk: handshake refused", "redirect_url", raw, "err", err)
+		clerkError(w, http.StatusBadRequest, "invalid_redirect_url", "invalid redirect_url", err.Error())
+		return
+	}
+	nonce := c.nonceMode && q.Get("format") == "nonce"
+	if c.nonceMode && !nonce {
+		c.log.Warn("sandbox clerk: nonce handshakes are on but the request lacks format=nonce; sending the token cookie")
+	}
+	directives, userID, err := c.handshakeDirectives(clerkCookieValue(r, ClerkClientCookie), target.Scheme == "https", nonce)
+	if err != nil {
+		c.log.Error("sandbox clerk: handshake", "err", err)
+		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
+		return
+	}
+	ck := &http.Cookie{Path: "/", SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
+	if nonce {
+		ck.Name, ck.Value = "__clerk_handshake_nonce", c.storeNonce(directives)
+	} else {
+		tok, err := c.signHandshake(directives)
+		if err != nil {
+			c.log.Error("sandbox clerk: sign handshake", "err", err)
+			clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
+			return
+		}
+		ck.Name, ck.Value = "__clerk_handshake", tok
+	}
+	c.log.Info("sandbox clerk: handshake", "user", userID, "signed_in", userID != "",
+		"reason", q.Get("__clerk_hs_reason"), "nonce", nonce, "redirect_url", target.String())
+	w.Header().Set("Cache-Control", "no-store")
+	http.SetCookie(w, ck)
+	http.Redirect(w, r, target.String(), http.StatusTemporaryRedirect)
+}
+
+type clerkUserView struct {
+	ID, Name, Email, Detail string
+}
+
+func (c *Clerk) userView(u ClerkUser) clerkUserView {
+	detail := "No organisation"
+	if u.OrgID != "" {
+		role := "member"
+		if u.OrgRole == "admin" {
+			role = "admin"
+		}
+		detail = fmt.Sprintf("%s of %s (%s)", role, clerkOrgName(u.OrgSlug), u.OrgSlug)
+	}
+	return clerkUserView{ID: u.ID, Name: u.Name(), Email: u.Email, Detail: detail}
+}
+
+type clerkPageData struct {
+	Title       string
+	FAPIHost    string
+	BaseURL     string
+	RedirectURL string
+	Users       []clerkUserView
+	Current     *clerkUserView
+	SessionID   string
+	Error       string
+	Message     string
+}
+
+func (c *Clerk) page(title string) clerkPageData {
+	return clerkPageData{Title: title, FAPIHost: c.fapiHost, BaseURL: c.base()}
+}
+
+func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("redirect_url")
+	if raw != "" {
+		if _, err := c.checkRedirect(raw); err != nil {
+			c.renderError(w, http.StatusBadRequest, "Invalid redirect", err.Error())
+			return
+		}
+	}
+	d := c.signInData(r, raw)
+	c.render(w, http.StatusOK, "sign_in", d)
+}
+
+func (c *Clerk) signInData(r *http.Request, redirectURL string) clerkPageData {
+	d := c.page("Sign in")
+	d.RedirectURL = redirectURL
+	for _, u := range c.users {
+		d.Users = append(d.Users, c.userView(u))
+	}
+	if s, _, ok := c.activeSession(clerkCookieValue(r, ClerkClientCookie)); ok {
+		if u, ok := c.user(s.userID); ok {
+			v := c.userView(u)
+			d.Current, d.SessionID = &v, s.id
+		}
+	}
+	return d
+}
+
+func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.renderError(w, http.StatusBadRequest, "Bad request", "The form could not be read.")
+		return
+	}
+	raw := r.PostForm.Get("redirect_url")
+	if raw != "" {
+		if _, err := c.checkRedirect(raw); err != nil {
+			c.renderError(w, http.StatusBadRequest, "Invalid redirect", err.Error())
+			return
+		}
+	}
+	userID := r.PostForm.Get("user_id")
+	if _, ok := c.user(userID); !ok {
+		d := c.signInData(r, raw)
+		d.Error = "Choose one of the demo users below."
+		c.render(w, http.StatusBadRequest, "sign_in", d)
+		return
+	}
+	res, err := c.signIn(clerkCookieValue(r, ClerkClientCookie), userID)
+	if err != nil {
+		c.log.Error("sandbox clerk: sign in", "user", userID, "err", err)
+		c.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The sandbox could not sign you in.")
+		return
+	}
+	for _, ck := range c.signInCookies(res, r.TLS != nil) {
+		http.SetCookie(w, ck)
+	}
+	if raw != "" {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, raw, http.StatusSeeOther)
+		return
+	}
+	d := c.signInData(r, "")
+	u, _ := c.user(userID)
+	v := c.userView(u)
+	d.Title, d.Current, d.SessionID = "Signed in", &v, res.sessionID
+	c.render(w, http.StatusOK, "signed_in", d)
+}
+
+func (c *Clerk) handleSignOut(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("redirect_url")
+	if raw != "" {
+		if _, err := c.checkRedirect(raw); err != nil {
+			c.renderError(w, http.StatusBadRequest, "Invalid redirect", err.Error())
+			return
+		}
+	}
+	c.signOut(clerkCookieValue(r, ClerkClientCookie))
+	for _, ck := range clerkSignOutCookies(r.TLS != nil) {
+		http.SetCookie(w, ck)
+	}
+	if raw != "" {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, raw, http.StatusSeeOther)
+		return
+	}
+	c.render(w, http.StatusOK, "signed_out", c.page("Signed out"))
+}
+
+func (c *Clerk) renderError(w http.ResponseWriter, status int, title, msg string) {
+	d := c.page(title)
+	d.Message = msg
+	c.render(w, status, "error", d)
+}
+
+func (c *Clerk) render(w http.ResponseWriter, status int, name string, data clerkPageData) {
+	var buf bytes.Buffer
+	if err := c.pages.ExecuteTemplate(&buf, name, data); err != nil {
+		c.log.Error("sandbox clerk: render", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func clerkCookieValue(r *http.Request, name string) string {
+	if ck, err := r.Cookie(name); err == nil {
+		return ck.Value
+	}
+	return ""
+}
+
+func clerkJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"errors":[{"code":"internal_clerk_error","message":"internal error"}]}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// clerkError writes Clerk's error body:
+// {"errors":[{"message","long_message","code"}],"clerk_trace_id"}.
+func clerkError(w http.ResponseWriter, status int, code, msg, long string) {
+	type apiError struct {
+		Message     string `json:"message"`
+		LongMessage string `json:"long_message"`
+		Code        string `json:"code"`
+	}
+	clerkJSON(w, status, struct {
+		Errors  []apiError `json:"errors"`
+		TraceID string     `json:"clerk_trace_id"`
+	}{[]apiError{{msg, long, code}}, clerkRandomHex(16)})
+}
+
+// Wire shapes of Clerk's Backend API objects (field names as in Clerk's
+// API reference and clerk-sdk-go v2's types).
+
+type clerkVerificationJSON struct {
+	Status   string `json:"status"`
+	Strategy string `json:"strategy"`
+	Attempts *int64 `json:"attempts"`
+	ExpireAt *int64 `json:"expire_at"`
+}
+
+type clerkEmailJSON struct {
+	ID           string                `json:"id"`
+	Object       string                `json:"object"`
+	EmailAddress string                `json:"email_address"`
+	Reserved     bool                  `json:"reserved"`
+	Verification clerkVerificationJSON `json:"verification"`
+	LinkedTo     []any                 `json:"linked_to"`
+	CreatedAt    int64                 `json:"created_at"`
+	UpdatedAt    int64                 `json:"updated_at"`
+}
+
+type clerkUserJSON struct {
+	ID                            string           `json:"id"`
+	Object                        string           `json:"object"`
+	Username                      *string          `json:"username"`
+	FirstName                     *string          `json:"first_name"`
+	LastName                      *string          `json:"last_name"`
+	ImageURL                      string           `json:"image_url"`
+	HasImage                      bool             `json:"has_image"`
+	PrimaryEmailAddressID         *string          `json:"primary_email_address_id"`
+	PrimaryPhoneNumberID          *string          `json:"primary_phone_number_id"`
+	PrimaryWeb3WalletID           *string          `json:"primary_web3_wallet_id"`
+	PasswordEnabled               bool             `json:"password_enabled"`
+	TwoFactorEnabled              bool             `json:"two_factor_enabled"`
+	TOTPEnabled                   bool             `json:"totp_enabled"`
+	BackupCodeEnabled             bool             `json:"backup_code_enabled"`
+	EmailAddresses                []clerkEmailJSON `json:"email_addresses"`
+	PhoneNumbers                  []any            `json:"phone_numbers"`
+	Web3Wallets                   []any            `json:"web3_wallets"`
+	Passkeys                      []any            `json:"passkeys"`
+	ExternalAccounts              []any            `json:"external_accounts"`
+	SAMLAccounts                  []any            `json:"saml_accounts"`
+	EnterpriseAccounts            []any            `json:"enterprise_accounts"`
+	PublicMetadata                map[string]any   `json:"public_metadata"`
+	PrivateMetadata               map[string]any   `json:"private_metadata"`
+	UnsafeMetadata                map[string]any   `json:"unsafe_metadata"`
+	ExternalID                    *string          `json:"external_id"`
+	LastSignInAt                  *int64           `json:"last_sign_in_at"`
+	Banned                        bool             `json:"banned"`
+	Locked                        bool             `json:"locked"`
+	LockoutExpiresInSeconds       *int64           `json:"lockout_expires_in_seconds"`
+	VerificationAttemptsRemaining *int64           `json:"verification_attempts_remaining"`
+	DeleteSelfEnabled             bool             `json:"delete_self_enabled"`
+	CreateOrganizationEnabled     bool             `json:"create_organization_enabled"`
+	LastActiveAt                  *int64           `json:"last_active_at"`
+	LegalAcceptedAt               *int64           `json:"legal_accepted_at"`
+	CreatedAt                     int64            `json:"created_at"`
+	UpdatedAt                     int64            `json:"updated_at"`
+}
+
+type clerkSessionJSON struct {
+	Object                   string  `json:"object"`
+	ID                       string  `json:"id"`
+	ClientID                 string  `json:"client_id"`
+	UserID                   string  `json:"user_id"`
+	Status                   string  `json:"status"`
+	LastActiveOrganizationID *string `json:"last_active_organization_id"`
+	Actor                    any     `json:"actor"`
+	LastActiveAt             int64   `json:"last_active_at"`
+	ExpireAt                 int64   `json:"expire_at"`
+	AbandonAt                int64   `json:"abandon_at"`
+	CreatedAt                int64   `json:"created_at"`
+	UpdatedAt                int64   `json:"updated_at"`
+}
+
+type clerkOrgJSON struct {
+	Object                string         `json:"object"`
+	ID                    string         `json:"id"`
+	Name                  string         `json:"name"`
+	Slug                  string         `json:"slug"`
+	ImageURL              string         `json:"image_url"`
+	HasImage              bool           `json:"has_image"`
+	MembersCount          int64          `json:"members_count"`
+	MaxAllowedMemberships int64          `json:"max_allowed_memberships"`
+	AdminDeleteEnabled    bool           `json:"admin_delete_enabled"`
+	PublicMetadata        map[string]any `json:"public_metadata"`
+	PrivateMetadata       map[string]any `json:"private_metadata"`
+	CreatedBy             string         `json:"created_by"`
+	CreatedAt             int64          `json:"created_at"`
+	UpdatedAt             int64          `json:"updated_at"`
+}
+
+func clerkMillis(t time.Time) int64 { return t.UnixMilli() }
+
+func clerkOptString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (c *Clerk) wireUser(u ClerkUser) clerkUserJSON {
+	created := clerkMillis(c.createdAt)
+	w := clerkUserJSON{
+		ID: u.ID, Object: "user",
+		FirstName: clerkOptString(u.FirstName), LastName: clerkOptString(u.LastName),
+		PasswordEnabled:           true,
+		EmailAddresses:            []clerkEmailJSON{},
+		PhoneNumbers:              []any{},
+		Web3Wallets:               []any{},
+		Passkeys:                  []any{},
+		ExternalAccounts:          []any{},
+		SAMLAccounts:              []any{},
+		EnterpriseAccounts:        []any{},
+		PublicMetadata:            map[string]any{},
+		PrivateMetadata:           map[string]any{},
+		UnsafeMetadata:            map[string]any{},
+		DeleteSelfEnabled:         true,
+		CreateOrganizationEnabled: true,
+		CreatedAt:                 created,
+		UpdatedAt:                 created,
+	}
+	if u.Email != "" {
+		id := "idn_" + strings.TrimPrefix(u.ID, "user_")
+		w.PrimaryEmailAddressID = &id
+		w.EmailAddresses = append(w.EmailAddresses, clerkEmailJSON{
+			ID: id, Object: "email_address", EmailAddress: u.Email,
+			Verification: clerkVerificationJSON{Status: "verified", Strategy: "email_code"},
+			LinkedTo:     []any{}, CreatedAt: created, UpdatedAt: created,
+		})
+	}
+	c.mu.Lock()
+	if t, ok := c.lastSignInAt[u.ID]; ok {
+		v := clerkMillis(t)
+		w.LastSignInAt, w.UpdatedAt = &v, v
+	}
+	var lastActive int64
+	for _, s := range c.sessions {
+		if s.userID == u.ID && clerkMillis(s.lastActiveAt) > lastActive {
+			lastActive = clerkMillis(s.lastActiveAt)
+		}
+	}
+	c.mu.Unlock()
+	if lastActive > 0 {
+		w.LastActiveAt = &lastActive
+	}
+	return w
+}
+
+func (c *Clerk) sessionCopy(id string) (clerkSessionState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sessions[id]
+	if s == nil {
+		return clerkSessionState{}, false
+	}
+	cp := *s
+	cp.status = s.statusAt(c.now())
+	return cp, true
+}
+
+func (c *Clerk) wireSession(s clerkSessionState) clerkSessionJSON {
+	w := clerkSessionJSON{
+		Object: "session", ID: s.id, ClientID: s.clientID, UserID: s.userID, Status: s.status,
+		LastActiveAt: clerkMillis(s.lastActiveAt),
+		ExpireAt:     clerkMillis(s.createdAt.Add(clerkSessionLife)),
+		AbandonAt:    clerkMillis(s.createdAt.Add(clerkSessionAbandon)),
+		CreatedAt:    clerkMillis(s.createdAt),
+		UpdatedAt:    clerkMillis(s.updatedAt),
+	}
+	if u, ok := c.user(s.userID); ok {
+		w.LastActiveOrganizationID = clerkOptString(u.OrgID)
+	}
+	return w
+}
+
+func (c *Clerk) wireOrganization(o *clerkOrg) clerkOrgJSON {
+	created := clerkMillis(c.createdAt)
+	return clerkOrgJSON{
+		Object: "organization", ID: o.id, Name: o.name, Slug: o.slug,
+		MembersCount: o.members, MaxAllowedMemberships: 5, AdminDeleteEnabled: true,
+		PublicMetadata: map[string]any{}, PrivateMetadata: map[string]any{},
+		CreatedBy: o.createdBy, CreatedAt: created, UpdatedAt: created,
+	}
+}

@@ -1,0 +1,302 @@
+package sandbox
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+//go:embed templates/demo
+var demoFiles embed.FS
+
+// The identity headers the gateway sets on every forwarded request.
+const (
+	demoHeaderUser   = "X-Tollgate-User"
+	demoHeaderOrg    = "X-Tollgate-Org"
+	demoHeaderPlan   = "X-Tollgate-Plan"
+	demoHeaderStatus = "X-Tollgate-Status"
+	demoHeaderRoute  = "X-Tollgate-Route"
+)
+
+// DemoRoute is one route of the demo app, served at /routes/{ID}/.
+type DemoRoute struct {
+	ID          string
+	Title       string
+	Description string
+}
+
+// DefaultDemoRoutes are the demo app's routes unless configured: 415VNA and
+// 258AVO, the paid routes of the example configuration.
+func DefaultDemoRoutes() []DemoRoute {
+	return []DemoRoute{
+		{ID: "415VNA", Title: "Harbour charts", Description: "A paid route: the Pro plan unlocks it."},
+		{ID: "258AVO", Title: "Tide tables", Description: "A paid route, unlocked by Pro too; the API shares its ID."},
+	}
+}
+
+// DemoOptions configures DemoApp. The zero value is usable.
+type DemoOptions struct {
+	// Title is the app's name (default "Lighthouse").
+	Title string
+	// Routes are listed on the home page (default DefaultDemoRoutes()). Any
+	// /routes/{id}/ is served; these just get a title and description.
+	Routes []DemoRoute
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default: discard).
+	Logger *slog.Logger
+	// TickInterval is the gap between /events ticks (default 1s).
+	TickInterval time.Duration
+	// Ticks is how many ticks /events sends before it ends (default 10).
+	Ticks int
+	// PollInterval is how often /app/ calls /api/v1/whoami (default 15s).
+	PollInterval time.Duration
+	// InternalPrefix is the gateway's prefix, for links to its account and
+	// sign-out pages (default "/.tollgate").
+	InternalPrefix string
+}
+
+type demoApp struct {
+	title  string
+	routes []DemoRoute
+	now    func() time.Time
+	log    *slog.Logger
+	tick   time.Duration
+	ticks  int
+	poll   time.Duration
+	prefix string
+	pages  *template.Template
+	css    []byte
+	js     []byte
+}
+
+// DemoApp is a small upstream web app for `tollgate demo` and the end-to-end
+// tests. It knows nothing of Clerk or Stripe; it shows the X-Tollgate-*
+// identity headers it receives:
+//
+//	/                 home (public), links to everything below
+//	/assets/app.css   style sheet (also /assets/app.js)
+//	/routes/{id}/     a route page (e.g. the paid routes 415VNA, 258AVO)
+//	/settings/        a page for signed-in users
+//	/app/             a page whose script calls /api/v1/whoami every
+//	                  PollInterval, and tries /events and /ws
+//	/api/v1/whoami    JSON echo of the identity headers
+//	/api/v1/time      JSON clock
+//	/events           Server-Sent Events: Ticks ticks, one per TickInterval
+//	/ws               WebSocket echo
+func DemoApp(opts DemoOptions) http.Handler {
+	d := &demoApp{
+		title: opts.Title, routes: slices.Clone(opts.Routes), now: opts.Now, log: opts.Logger,
+		tick: opts.TickInterval, ticks: opts.Ticks, poll: opts.PollInterval, prefix: opts.InternalPrefix,
+	}
+	if d.title == "" {
+		d.title = "Lighthouse"
+	}
+	if len(d.routes) == 0 {
+		d.routes = DefaultDemoRoutes()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.tick <= 0 {
+		d.tick = time.Second
+	}
+	if d.ticks <= 0 {
+		d.ticks = 10
+	}
+	if d.poll <= 0 {
+		d.poll = 15 * time.Second
+	}
+	if d.prefix == "" {
+		d.prefix = "/.tollgate"
+	}
+	d.prefix = "/" + strings.Trim(d.prefix, "/")
+	// The files are embedded: failing to read or parse them is a build bug.
+	d.pages = template.Must(template.New("demo").ParseFS(demoFiles, "templates/demo/*.html"))
+	d.css = demoMustRead(demoFiles, "templates/demo/app.css")
+	d.js = demoMustRead(demoFiles, "templates/demo/app.js")
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", d.page("home", "Home"))
+	mux.HandleFunc("GET /assets/app.css", d.asset("text/css; charset=utf-8", d.css))
+	mux.HandleFunc("GET /assets/app.js", d.asset("text/javascript; charset=utf-8", d.js))
+	mux.HandleFunc("GET /routes/{id}/", d.page("route", "Route"))
+	mux.HandleFunc("GET /settings/", d.page("settings", "Settings"))
+	mux.HandleFunc("GET /app/", d.page("app", "Live app"))
+	mux.HandleFunc("/api/v1/whoami", d.whoami)
+	mux.HandleFunc("GET /api/v1/time", d.time)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		demoJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "path": r.URL.Path})
+	})
+	mux.HandleFunc("GET /events", d.events)
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { serveWebSocketEcho(w, r, d.log) })
+	mux.HandleFunc("/", d.page("not_found", "Not found"))
+	return mux
+}
+
+func demoMustRead(fsys fs.FS, name string) []byte {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		panic(fmt.Sprintf("sandbox: embedded %s: %v", name, err))
+	}
+	return b
+}
+
+// demoIdentity is what the gateway told the app about the visitor.
+type demoIdentity struct {
+	User, Org, Plan, Status, Route string
+}
+
+func readDemoIdentity(r *http.Request) demoIdentity {
+	return demoIdentity{
+		User: r.Header.Get(demoHeaderUser), Org: r.Header.Get(demoHeaderOrg), Plan: r.Header.Get(demoHeaderPlan),
+		Status: r.Header.Get(demoHeaderStatus), Route: r.Header.Get(demoHeaderRoute),
+	}
+}
+
+type demoHeader struct{ Name, Value string }
+
+func (id demoIdentity) Headers() []demoHeader {
+	return []demoHeader{
+		{demoHeaderUser, id.User}, {demoHeaderOrg, id.Org}, {demoHeaderPlan, id.Plan},
+		{demoHeaderStatus, id.Status}, {demoHeaderRoute, id.Route},
+	}
+}
+
+type demoPageData struct {
+	AppTitle   string
+	Title      string
+	Path       string
+	Identity   demoIdentity
+	Routes     []DemoRoute
+	Route      DemoRoute
+	RouteKnown bool
+	Prefix     string
+	PollMillis int64
+	Ticks      int
+	Now        string
+}
+
+func (d *demoApp) page(name, title string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		data := demoPageData{
+			AppTitle: d.title, Title: title, Path: r.URL.Path, Identity: readDemoIdentity(r),
+			Routes: d.routes, Prefix: d.prefix, PollMillis: d.poll.Milliseconds(), Ticks: d.ticks,
+			Now: d.now().UTC().Format(time.RFC1123),
+		}
+		status := http.StatusOK
+		switch name {
+		case "route":
+			id := r.PathValue("id")
+			data.Route = DemoRoute{ID: id, Title: "Route " + id}
+			for _, rt := range d.routes {
+				if rt.ID == id {
+					data.Route, data.RouteKnown = rt, true
+				}
+			}
+			data.Title = data.Route.Title
+		case "not_found":
+			status = http.StatusNotFound
+		}
+		var buf bytes.Buffer
+		if err := d.pages.ExecuteTemplate(&buf, name, data); err != nil {
+			d.log.Error("demo app: render", "page", name, "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		_, _ = w.Write(buf.Bytes())
+	}
+}
+
+func (d *demoApp) asset(contentType string, body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(body)
+	}
+}
+
+// demoWhoami is the body of /api/v1/whoami.
+type demoWhoami struct {
+	SignedIn bool   `json:"signed_in"`
+	User     string `json:"user"`
+	Org      string `json:"org"`
+	Plan     string `json:"plan"`
+	Status   string `json:"status"`
+	Route    string `json:"route"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	Time     string `json:"time"`
+}
+
+func (d *demoApp) whoami(w http.ResponseWriter, r *http.Request) {
+	id := readDemoIdentity(r)
+	demoJSON(w, http.StatusOK, demoWhoami{
+		SignedIn: id.User != "", User: id.User, Org: id.Org, Plan: id.Plan, Status: id.Status, Route: id.Route,
+		Method: r.Method, Path: r.URL.Path, Time: d.now().UTC().Format(time.RFC3339),
+	})
+}
+
+func (d *demoApp) time(w http.ResponseWriter, r *http.Request) {
+	now := d.now().UTC()
+	demoJSON(w, http.StatusOK, map[string]any{"now": now.Format(time.RFC3339Nano), "unix": now.Unix()})
+}
+
+// events streams Ticks "tick" events, one per TickInterval (the first at
+// once), each flushed, then a "done" event, and ends.
+func (d *demoApp) events(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	t := time.NewTicker(d.tick)
+	defer t.Stop()
+	for i := 1; i <= d.ticks; i++ {
+		if i > 1 {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+			}
+		}
+		data, _ := json.Marshal(map[string]any{"n": i, "of": d.ticks, "time": d.now().UTC().Format(time.RFC3339)})
+		fmt.Fprintf(w, "id: %d\nevent: tick\ndata: %s\n\n", i, data)
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+	fmt.Fprint(w, "event: done\ndata: {}\n\n")
+	_ = rc.Flush()
+}
+
+func demoJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
