@@ -95,6 +95,10 @@ type gatewaySessions struct {
 	checks *lru.Cache[string, sessionCheck]
 	// revoked holds sessions Clerk told us (webhook) or showed us ended.
 	revoked *lru.Cache[string, time.Time]
+	// opened remembers cookie values already opened, so a busy visitor's
+	// requests skip the AES-GCM open and JSON decode (the values are
+	// immutable: a renewed cookie is a new value).
+	opened *lru.Cache[string, gatewaySession]
 }
 
 type sessionCheck struct {
@@ -109,7 +113,9 @@ func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) 
 	}
 	checks, _ := lru.New[string, sessionCheck](10000)
 	revoked, _ := lru.New[string, time.Time](100000)
-	return &gatewaySessions{sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker, checks: checks, revoked: revoked}, nil
+	opened, _ := lru.New[string, gatewaySession](10000)
+	return &gatewaySessions{sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
+		checks: checks, revoked: revoked, opened: opened}, nil
 }
 
 // RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
@@ -123,10 +129,14 @@ func (g *gatewaySessions) read(r *http.Request) *gatewaySession {
 	if err != nil || c.Value == "" {
 		return nil
 	}
+	if gs, ok := g.opened.Get(c.Value); ok {
+		return &gs // a copy: callers may change it
+	}
 	gs, err := g.sealer.open(c.Value)
 	if err != nil {
 		return nil
 	}
+	g.opened.Add(c.Value, *gs)
 	return gs
 }
 

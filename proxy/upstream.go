@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -138,8 +139,9 @@ func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
 
 func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.RoundTripper, logger *slog.Logger, onError func(http.ResponseWriter, *http.Request, int)) *httputil.ReverseProxy {
 	rp := &httputil.ReverseProxy{
-		Transport: transport,
-		ErrorLog:  slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Transport:  transport,
+		ErrorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BufferPool: newBufferPool(),
 	}
 	rp.Rewrite = func(pr *httputil.ProxyRequest) {
 		f := forwardFrom(pr.In.Context())
@@ -259,6 +261,17 @@ func addVary(h http.Header, names ...string) {
 		}
 	}
 }
+
+// bufferPool reuses the 32 KiB copy buffers the ReverseProxy would
+// otherwise allocate for every response body.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (bp *bufferPool) Get() []byte  { return *bp.p.Get().(*[]byte) }
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 
 // defaultTransport is the upstream transport unless one is injected: the
 // standard one with bounded dial and header waits, so a hung upstream costs
