@@ -12,6 +12,7 @@ require (
 )
 
 require (
+	github.com/stripe/stripe-go/v76 v76.25.0 // indirect
 	golang.org/x/crypto v0.19.0 // indirect
 	golang.org/x/sys v0.45.0 // indirect
 )

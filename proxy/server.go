@@ -130,6 +130,12 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 			err = fmt.Errorf("internal routes: %v", r)
 		}
 	}()
+	mux.HandleFunc("GET "+s.prefix+"/healthz", func(w http.ResponseWriter, r *http.Request) {
+		// Liveness only, for `tollgate healthcheck` and load balancers; the
+		// detailed readiness lives on the admin listener.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("GET "+s.prefix+"/assets/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET "+s.prefix+"/assets/finishing.js", s.pages.serveFinishingJS)
 	mux.Handle(s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut)))

@@ -56,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tollgate", version)
 		return nil
@@ -73,6 +75,7 @@ Usage:
   tollgate [serve] -config FILE   run the gateway
   tollgate check [-config FILE]   validate a config file and report warnings
   tollgate demo [-addr ADDR]      run a local demo: app, sandbox Clerk and Stripe, gateway
+  tollgate healthcheck [-config FILE]  exit 0 if the gateway answers (Docker HEALTHCHECK)
   tollgate version                print the version
 `
 
