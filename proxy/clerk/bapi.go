@@ -1,0 +1,106 @@
+package clerk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/clerk/clerk-sdk-go/v2"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+var errNoSecretKey = errors.New("clerk: no secret key configured for the Backend API")
+
+// SessionActive implements proxy.SessionChecker with the Backend API
+// (GET /v1/sessions/{id}): true while Clerk reports the session "active".
+// A session Clerk does not know is not active, and no error.
+func (c *Client) SessionActive(ctx context.Context, sessionID string) (bool, error) {
+	if !c.hasSecret {
+		return false, errNoSecretKey
+	}
+	if sessionID == "" {
+		return false, nil
+	}
+	s, err := c.sessions.Get(ctx, url.PathEscape(sessionID))
+	switch {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("clerk: get session: %w", apiError(err))
+	}
+	return s.Status == "active", nil
+}
+
+// PrimaryEmail returns a user's primary email address from the Backend API,
+// or "" if the user has none. An unknown user is an error wrapping
+// proxy.ErrNotFound.
+func (c *Client) PrimaryEmail(ctx context.Context, userID string) (string, error) {
+	if !c.hasSecret {
+		return "", errNoSecretKey
+	}
+	if userID == "" {
+		return "", fmt.Errorf("clerk: get user: empty id: %w", proxy.ErrNotFound)
+	}
+	u, err := c.users.Get(ctx, url.PathEscape(userID))
+	switch {
+	case isNotFound(err):
+		return "", fmt.Errorf("clerk: get user %s: %w", userID, proxy.ErrNotFound)
+	case err != nil:
+		return "", fmt.Errorf("clerk: get user %s: %w", userID, apiError(err))
+	}
+	if u.PrimaryEmailAddressID == nil {
+		return "", nil
+	}
+	for _, e := range u.EmailAddresses {
+		if e != nil && e.ID == *u.PrimaryEmailAddressID {
+			return e.EmailAddress, nil
+		}
+	}
+	return "", nil
+}
+
+// handshakePayload exchanges a handshake nonce for its Set-Cookie
+// directives (GET /v1/clients/handshake_payload?nonce=…). clerk-sdk-go has
+// no method for it; its Backend does the call.
+func (c *Client) handshakePayload(ctx context.Context, nonce string) ([]string, error) {
+	if !c.hasSecret {
+		return nil, errNoSecretKey
+	}
+	req := clerk.NewAPIRequest(http.MethodGet, "/clients/handshake_payload")
+	req.SetParams(&nonceParams{nonce: nonce})
+	var out handshakePayload
+	if err := c.backend.Call(ctx, req, &out); err != nil {
+		return nil, fmt.Errorf("clerk: get handshake payload: %w", apiError(err))
+	}
+	return out.Directives, nil
+}
+
+type handshakePayload struct {
+	clerk.APIResource
+	Directives []string `json:"directives"`
+}
+
+type nonceParams struct {
+	clerk.APIParams
+	nonce string
+}
+
+func (p *nonceParams) ToQuery() url.Values { return url.Values{"nonce": {p.nonce}} }
+
+func isNotFound(err error) bool {
+	var apiErr *clerk.APIErrorResponse
+	return errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusNotFound
+}
+
+// apiError strips the request URL from transport errors: it can carry a
+// handshake nonce, which is not for the logs.
+func apiError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}

@@ -1,0 +1,82 @@
+package clerk
+
+import (
+	"errors"
+	"net/url"
+	"testing"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+func TestSessionActive(t *testing.T) {
+	e := newEnv(t)
+	e.clerk.mu.Lock()
+	e.clerk.sessions["sess_active"] = "active"
+	e.clerk.sessions["sess_revoked"] = "revoked"
+	e.clerk.sessions["sess_ended"] = "ended"
+	e.clerk.sessions["sess_boom"] = "boom"
+	e.clerk.mu.Unlock()
+
+	tests := []struct {
+		sid     string
+		want    bool
+		wantErr bool
+	}{
+		{"sess_active", true, false},
+		{"sess_revoked", false, false},
+		{"sess_ended", false, false},
+		{"sess_unknown", false, false}, // 404
+		{"", false, false},
+		{"sess_boom", false, true}, // 502 with a non-Clerk body
+	}
+	for _, tt := range tests {
+		got, err := e.c.SessionActive(t.Context(), tt.sid)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("SessionActive(%q) = %v, %v; want %v, error %v", tt.sid, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestPrimaryEmail(t *testing.T) {
+	e := newEnv(t)
+	if got, err := e.c.PrimaryEmail(t.Context(), "user_123"); got != "ada@example.com" || err != nil {
+		t.Errorf("PrimaryEmail(user_123) = %q, %v", got, err)
+	}
+	if got, err := e.c.PrimaryEmail(t.Context(), "user_noemail"); got != "" || err != nil {
+		t.Errorf("PrimaryEmail(user_noemail) = %q, %v", got, err)
+	}
+	if _, err := e.c.PrimaryEmail(t.Context(), "user_gone"); !errors.Is(err, proxy.ErrNotFound) {
+		t.Errorf("PrimaryEmail(user_gone) error = %v, want ErrNotFound", err)
+	}
+}
+
+func TestPortalURLs(t *testing.T) {
+	prod := newEnv(t)
+	dev := newEnv(t, development)
+	sandbox := newEnv(t, func(c *Config) { c.SignInURL = "http://127.0.0.1:4010/sign-in?theme=dark" })
+
+	tests := []struct{ name, got, want string }{
+		{"sign-in", prod.c.SignInURL("https://app.example.com/a?b=c", "dvb_ignored"),
+			"https://accounts.example.com/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fa%3Fb%3Dc"},
+		{"sign-in, path made absolute", prod.c.SignInURL("/settings", ""),
+			"https://accounts.example.com/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fsettings"},
+		{"sign-in, dev browser", dev.c.SignInURL("https://app.example.com/", "dvb_1"),
+			"https://accounts.example.com/sign-in?__clerk_db_jwt=dvb_1&redirect_url=https%3A%2F%2Fapp.example.com%2F"},
+		{"sign-out", prod.c.SignOutURL("https://app.example.com/"),
+			"https://accounts.example.com/sign-out?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
+		{"sign-out, empty return", prod.c.SignOutURL(""),
+			"https://accounts.example.com/sign-out?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
+		{"sign-in override", sandbox.c.SignInURL("/x", ""),
+			"http://127.0.0.1:4010/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fx&theme=dark"},
+		{"sign-out next to the override", sandbox.c.SignOutURL("/"),
+			"http://127.0.0.1:4010/sign-out?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.name, tt.got, tt.want)
+		}
+		if _, err := url.Parse(tt.got); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package clerk
+
+import (
+	"crypto/sha256"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+func TestTokenCache_VerifiesOnce(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token()
+	for range 50 {
+		authenticateOK(t, e, tok)
+	}
+	r := request(http.MethodGet, "/api", "api")
+	r.Header.Set("Authorization", "Bearer "+tok)
+	if got := e.c.Authenticate(t.Context(), r); got.State != proxy.SignedIn || got.Identity.Source != "bearer" {
+		t.Errorf("bearer: %v (%s)", got.State, got.Reason)
+	}
+	if n := e.c.verifications.Load(); n != 1 {
+		t.Errorf("%d verifications, want 1", n)
+	}
+	if !e.c.tokens.Contains(sha256.Sum256([]byte(tok))) {
+		t.Error("the cache is not keyed by the token's SHA-256")
+	}
+
+	// The cache honours the token's own expiry, with the leeway.
+	e.clock.Advance(64 * time.Second)
+	authenticateOK(t, e, tok)
+	e.clock.Advance(2 * time.Second)
+	got := e.c.Authenticate(t.Context(), xhr("/", cookie("__session", tok), uatCookie()))
+	want := proxy.AuthResult{
+		State: proxy.SignedOut, Reason: "session-token-expired-refresh-non-eligible-no-refresh-cookie",
+		ClientUAT: testUAT, Refreshable: true, StaleSessionID: "sess_123",
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("expired, from the cache (-got +want):\n%s", diff)
+	}
+	if got := e.c.Authenticate(t.Context(), page("/", cookie("__session", tok), uatCookie())); got.State != proxy.Handshake {
+		t.Errorf("page load: %v (%s), want handshake", got.State, got.Reason)
+	}
+	if n := e.c.verifications.Load(); n != 1 {
+		t.Errorf("%d verifications, want 1", n)
+	}
+}
+
+func TestTokenCache_ExpiredTokenVerifiedOnce(t *testing.T) {
+	e := newEnv(t)
+	tok := e.expiredToken()
+	for range 5 {
+		got := e.c.Authenticate(t.Context(), xhr("/", cookie("__session", tok), uatCookie()))
+		if got.StaleSessionID != "sess_123" || !got.Refreshable {
+			t.Fatalf("got %+v", got)
+		}
+	}
+	// Once as of now (expired), once as of its expiry (genuine); then cached.
+	if n := e.c.verifications.Load(); n != 2 {
+		t.Errorf("%d verifications, want 2", n)
+	}
+	// A forged expired token names no session.
+	forged := mint(t, otherKey(), sessionHeader(), sessionClaims(e.clock.Now().Add(-10*time.Minute)))
+	got := e.c.Authenticate(t.Context(), xhr("/", cookie("__session", forged), uatCookie()))
+	if got.StaleSessionID != "" || got.Refreshable || got.Reason != "token-invalid-signature" {
+		t.Errorf("forged: %+v", got)
+	}
+}
+
+func TestCachedCookieAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	e := newEnv(t)
+	r := xhr("/app/page?q=1", cookie("theme", "dark"), cookie("__session", e.token()), uatCookie(), cookie("_ga", "GA1.2.3"))
+	ctx := t.Context()
+	authenticateOK(t, e, e.token())
+	allocs := testing.AllocsPerRun(200, func() {
+		if e.c.Authenticate(ctx, r).State != proxy.SignedIn {
+			t.Fatal("not signed in")
+		}
+	})
+	if allocs > 1 { // the returned *proxy.Identity
+		t.Errorf("%.1f allocations per cached request, want at most 1", allocs)
+	}
+}
+
+// Tokens, nonces and the secret key never reach the logs, whatever fails.
+func TestNoSecretsInLogs(t *testing.T) {
+	e := newEnv(t)
+	dev := newEnv(t, development)
+	valid := e.token()
+	expired := e.expiredToken()
+	badHS := handshakeToken(t, otherKey(), signedInDirectives(valid, testUAT)...)
+	secrets := []string{valid, expired, badHS, "nonce_secret_1", testSecret, "dvb_secret"}
+
+	e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", badHS), cookie("__session", expired), uatCookie()))
+	e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake_nonce", "nonce_secret_1"), uatCookie()))
+	e.c.Authenticate(t.Context(), page("/", cookie("__session", expired), uatCookie(), "__clerk_redirect_count=3"))
+	e.clerk.setJWKSStatus(http.StatusInternalServerError)
+	e.clock.Advance(10 * time.Minute)
+	e.c.Authenticate(t.Context(), page("/", cookie("__session", e.token()), uatCookie()))
+	dev.c.Authenticate(t.Context(), page("/?__clerk_handshake="+badHS+"&__clerk_db_jwt=dvb_secret"))
+
+	logs := e.logs.String() + dev.logs.String()
+	if !strings.Contains(logs, "cannot resolve the handshake") {
+		t.Fatalf("expected some logs, got %q", logs)
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the logs contain a secret (%.12s…):\n%s", s, logs)
+		}
+	}
+}
+
+func BenchmarkAuthenticate_CachedCookie(b *testing.B) {
+	e := newEnv(b)
+	tok := e.token()
+	r := xhr("/app/page?q=1", cookie("theme", "dark"), cookie("__session", tok), uatCookie(), cookie("_ga", "GA1.2.3"))
+	ctx := b.Context()
+	if got := e.c.Authenticate(ctx, r); got.State != proxy.SignedIn {
+		b.Fatalf("not signed in: %s", got.Reason)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.c.Authenticate(ctx, r)
+	}
+}

@@ -1,0 +1,133 @@
+package clerk
+
+import (
+	"crypto/rsa"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/clerk/clerk-sdk-go/v2"
+)
+
+// PublishableKey is what a Clerk publishable key (pk_live_… or pk_test_…)
+// encodes, and what follows from it.
+type PublishableKey struct {
+	// FrontendAPIHost is the instance's Frontend API host, e.g.
+	// "clerk.example.com" or "foo-bar-13.clerk.accounts.dev". Session tokens
+	// are issued by "https://" + FrontendAPIHost.
+	FrontendAPIHost string
+	// Production is true for pk_live_ keys, false for development (pk_test_).
+	Production bool
+	// AccountsURL is the base URL of the hosted Account Portal, e.g.
+	// "https://accounts.example.com".
+	AccountsURL string
+	// CookieSuffix tells this instance's cookies (__session_<suffix>, …)
+	// from those of other Clerk apps on the same site.
+	CookieSuffix string
+}
+
+// ParsePublishableKey decodes a publishable key: "pk_test_" or "pk_live_"
+// followed by the base64 of "<frontend-api-host>$".
+func ParsePublishableKey(pk string) (PublishableKey, error) {
+	parts := strings.Split(pk, "_")
+	if len(parts) != 3 || parts[0] != "pk" || (parts[1] != "test" && parts[1] != "live") {
+		return PublishableKey{}, errors.New("clerk: publishable key must look like pk_test_… or pk_live_…")
+	}
+	dec, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(parts[2], "="))
+	if err != nil {
+		return PublishableKey{}, fmt.Errorf("clerk: publishable key: decode: %w", err)
+	}
+	s := string(dec)
+	if !strings.HasSuffix(s, "$") || strings.Count(s, "$") != 1 {
+		return PublishableKey{}, errors.New("clerk: publishable key does not encode a Frontend API host")
+	}
+	host := strings.TrimSuffix(s, "$")
+	if !strings.Contains(host, ".") || !validHost(host) {
+		return PublishableKey{}, errors.New("clerk: publishable key does not encode a valid Frontend API host")
+	}
+	return PublishableKey{
+		FrontendAPIHost: host,
+		Production:      parts[1] == "live",
+		AccountsURL:     accountsURL(host),
+		CookieSuffix:    cookieSuffix(pk),
+	}, nil
+}
+
+// validHost accepts host names with an optional port, nothing that could
+// change the meaning of a URL built around it.
+func validHost(h string) bool {
+	if h == "" || h[0] == '.' || h[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// accountsURL ports @clerk/shared buildAccountsBaseUrl: the Account Portal
+// lives at the Frontend API host with its leading "clerk." (or
+// "clerk.accounts.") replaced by "accounts.".
+func accountsURL(fapiHost string) string {
+	h := strings.Replace(fapiHost, "clerk.accountsstage.", "accountsstage.", 1)
+	if i := strings.Index(h, "clerk."); i >= 0 {
+		n := len("clerk.")
+		if strings.HasPrefix(h[i:], "clerk.accounts.") {
+			n = len("clerk.accounts.")
+		}
+		h = h[:i] + "accounts." + h[i+n:]
+	}
+	return "https://" + h
+}
+
+// cookieSuffix ports @clerk/shared getCookieSuffix: the first 8 characters
+// of the URL-safe base64 of SHA-1 over the whole publishable key.
+func cookieSuffix(pk string) string {
+	sum := sha1.Sum([]byte(pk))
+	b := base64.StdEncoding.EncodeToString(sum[:])
+	return strings.NewReplacer("+", "-", "/", "_").Replace(b)[:8]
+}
+
+// parsePEMKey loads CLERK_JWT_KEY, forgiving the shapes environment
+// variables give it: literal "\n" escapes, CRLF, everything on one line, or
+// the bare base64 body without the BEGIN/END lines.
+func parsePEMKey(s string) (*clerk.JSONWebKey, error) {
+	s = strings.ReplaceAll(s, `\n`, "\n")
+	body := s
+	if i := strings.Index(body, "-----BEGIN PUBLIC KEY-----"); i >= 0 {
+		body = body[i+len("-----BEGIN PUBLIC KEY-----"):]
+		if j := strings.Index(body, "-----END PUBLIC KEY-----"); j >= 0 {
+			body = body[:j]
+		}
+	} else if strings.Contains(body, "-----BEGIN") {
+		return nil, errors.New("clerk: jwt key must be a PEM PUBLIC KEY block")
+	}
+	body = strings.Join(strings.Fields(body), "")
+	if body == "" {
+		return nil, errors.New("clerk: jwt key is empty")
+	}
+	var b strings.Builder
+	b.WriteString("-----BEGIN PUBLIC KEY-----\n")
+	for len(body) > 64 {
+		b.WriteString(body[:64])
+		b.WriteByte('\n')
+		body = body[64:]
+	}
+	b.WriteString(body)
+	b.WriteString("\n-----END PUBLIC KEY-----\n")
+	jwk, err := clerk.JSONWebKeyFromPEM(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("clerk: jwt key: %w", err)
+	}
+	if _, ok := jwk.Key.(*rsa.PublicKey); !ok {
+		return nil, fmt.Errorf("clerk: jwt key: want an RSA public key, got %T", jwk.Key)
+	}
+	return jwk, nil
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package clerk
+
+const raceEnabled = false

@@ -1,0 +1,43 @@
+package clerk
+
+import (
+	"net/url"
+	"strings"
+)
+
+// SignInURL is the hosted sign-in page with redirect_url set to returnURL
+// (made absolute against PublicURL if it is a path). For a development
+// instance the dev browser token rides along, as Clerk's own redirects do,
+// so the Account Portal recognises the browser.
+func (c *Client) SignInURL(returnURL, devBrowserToken string) string {
+	return c.portalURL(c.signIn, returnURL, devBrowserToken)
+}
+
+// SignOutURL is the Account Portal's sign-out page, which ends the Clerk
+// session and then goes to redirect_url: <accounts>/sign-out, or next to a
+// configured SignInURL ending in /sign-in.
+func (c *Client) SignOutURL(returnURL string) string {
+	return c.portalURL(c.signOut, returnURL, "")
+}
+
+func (c *Client) portalURL(base *url.URL, returnURL, devBrowserToken string) string {
+	u := *base
+	q := u.Query()
+	q.Set("redirect_url", c.absolute(returnURL))
+	if !c.production && devBrowserToken != "" {
+		q.Set(paramDevBrowser, devBrowserToken)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// absolute makes a path absolute against PublicURL; absolute URLs pass.
+func (c *Client) absolute(s string) string {
+	switch {
+	case s == "":
+		return c.origin.String() + "/"
+	case strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//"):
+		return c.origin.String() + s
+	}
+	return s
+}
