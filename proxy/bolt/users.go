@@ -1,0 +1,210 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// User is a Clerk user as tollgate knows it, for the admin listing.
+type User struct {
+	ID        string
+	Email     string
+	FirstSeen time.Time
+	LastSeen  time.Time
+	OrgIDs    []string
+}
+
+// userRecord is the users bucket's value.
+type userRecord struct {
+	V         int       `json:"v"`
+	Email     string    `json:"email,omitempty"`
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	OrgIDs    []string  `json:"org_ids,omitempty"`
+}
+
+func (r *userRecord) version() int { return r.V }
+
+func (r *userRecord) user(id string) User {
+	return User{ID: id, Email: r.Email, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, OrgIDs: slices.Clone(r.OrgIDs)}
+}
+
+// seen widens [FirstSeen, LastSeen] to include at.
+func (r *userRecord) seen(at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	at = at.UTC()
+	if r.FirstSeen.IsZero() || at.Before(r.FirstSeen) {
+		r.FirstSeen = at
+	}
+	if at.After(r.LastSeen) {
+		r.LastSeen = at
+	}
+}
+
+func getUser(b *bbolt.Bucket, id string) (rec userRecord, ok bool, err error) {
+	data := b.Get([]byte(id))
+	if data == nil {
+		return rec, false, nil
+	}
+	if err := decodeRecord(data, &rec); err != nil {
+		return userRecord{}, false, fmt.Errorf("user %s: %w", id, err)
+	}
+	return rec, true, nil
+}
+
+func putUser(b *bbolt.Bucket, id string, rec *userRecord) error {
+	rec.V = recordVersion
+	if err := putRecord(b, id, rec); err != nil {
+		return fmt.Errorf("user %s: %w", id, err)
+	}
+	return nil
+}
+
+// RecordSeen records a batch of sightings (user ID → when) in one
+// transaction: first_seen is set once (the earliest), last_seen only moves
+// forward. Empty IDs are ignored.
+func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids) // sequential inserts touch fewer pages
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			rec, _, err := getUser(b, id)
+			if err != nil {
+				return err
+			}
+			rec.seen(seen[id])
+			if err := putUser(b, id, &rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: record seen (%d users): %w", len(ids), err)
+	}
+	return nil
+}
+
+// PutUser stores what Clerk says about a user (email, organisations). The
+// stored first/last seen are kept, widened by u's if it carries any.
+func (s *Store) PutUser(ctx context.Context, u User) error {
+	if u.ID == "" {
+		return errors.New("bolt: put user: empty id")
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		rec, _, err := getUser(b, u.ID)
+		if err != nil {
+			return err
+		}
+		rec.Email = u.Email
+		rec.OrgIDs = slices.Clone(u.OrgIDs)
+		rec.seen(u.FirstSeen)
+		rec.seen(u.LastSeen)
+		return putUser(b, u.ID, &rec)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// DeleteUser forgets a user (no error if unknown). Billing links are left
+// alone: the Stripe customer outlives the Clerk user.
+func (s *Store) DeleteUser(ctx context.Context, userID string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		return b.Delete([]byte(userID))
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: delete user %s: %w", userID, err)
+	}
+	return nil
+}
+
+// User returns one user, or an error wrapping proxy.ErrNotFound.
+func (s *Store) User(ctx context.Context, userID string) (User, error) {
+	var u User
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		rec, ok, err := getUser(b, userID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return proxy.ErrNotFound
+		}
+		u = rec.user(userID)
+		return nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("bolt: user %s: %w", userID, err)
+	}
+	return u, nil
+}
+
+// MaxUsersPage caps a page of Users, keeping the read transaction short.
+const MaxUsersPage = 1000
+
+// Users returns up to limit users with IDs after after (""), in ID order.
+// limit <= 0 or above MaxUsersPage means MaxUsersPage.
+func (s *Store) Users(ctx context.Context, after string, limit int) ([]User, error) {
+	if limit <= 0 || limit > MaxUsersPage {
+		limit = MaxUsersPage
+	}
+	var users []User
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		users = nil
+		b, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		c := b.Cursor()
+		k, v := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, v = c.Next()
+		}
+		for ; k != nil && len(users) < limit; k, v = c.Next() {
+			var rec userRecord
+			if err := decodeRecord(v, &rec); err != nil {
+				return fmt.Errorf("user %s: %w", k, err)
+			}
+			users = append(users, rec.user(string(k)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: users after %q: %w", after, err)
+	}
+	return users, nil
+}
