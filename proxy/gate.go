@@ -184,6 +184,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		return out, false
 	case out.id != nil:
 		e.userID, e.source = out.id.UserID, out.id.Source
+		if s.seen != nil {
+			s.seen.Seen(out.id.UserID, s.now())
+		}
 		return out, true
 	}
 	s.signedOut(w, r, e, &res, out)

@@ -50,6 +50,7 @@ type Options struct {
 	Entitlements EntitlementSource // nil: paid routes are never unlocked
 	Billing      Billing           // nil: no checkout (the upgrade page still lists plans)
 	Prices       PriceCatalog      // nil: plans are shown without amounts
+	Seen         SeenRecorder      // nil: users' last-seen times are not recorded
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
 	Logger       *slog.Logger      // nil: discard
@@ -65,6 +66,7 @@ type Server struct {
 	ents     EntitlementSource
 	billing  Billing
 	prices   PriceCatalog
+	seen     SeenRecorder
 	gw       *gatewaySessions // nil when no session.secret (no gated routes)
 	upstream *httputil.ReverseProxy
 	internal *http.ServeMux
@@ -80,7 +82,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ type demo struct {
 	servers  []*http.Server
 	gwLn     net.Listener
 	logger   *slog.Logger
+	dir      string // the demo's store lives here, removed on Close
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -125,12 +127,18 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 
+	dir, err := os.MkdirTemp("", "tollgate-demo-")
+	if err != nil {
+		return nil, err
+	}
+	d.dir = dir
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	env := map[string]string{
 		"DEMO_LISTEN":             gwLn.Addr().String(),
 		"DEMO_PUBLIC_URL":         d.URL,
 		"DEMO_UPSTREAM":           d.AppURL,
+		"DEMO_STORE":              filepath.Join(dir, "tollgate.db"),
 		"DEMO_CLERK_URL":          d.ClerkURL,
 		"DEMO_STRIPE_URL":         d.ClerkURL, // replaced by the Stripe sandbox with billing
 		"CLERK_PUBLISHABLE_KEY":   clerkSandbox.PublishableKey(),
@@ -180,5 +188,8 @@ func (d *demo) Close() {
 	}
 	if d.gateway != nil {
 		_ = d.gateway.Close()
+	}
+	if d.dir != "" {
+		_ = os.RemoveAll(d.dir)
 	}
 }

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
 const defaultConfigPath = "/etc/tollgate/config.yaml"
@@ -76,14 +80,27 @@ type gatewayDeps struct {
 	HTTPClient *http.Client // for Clerk's Backend API
 }
 
-// gateway is a wired tollgate: the public handler and what must be closed.
+// gateway is a wired tollgate: the public handler, its parts, and what must
+// be closed.
 type gateway struct {
 	Handler http.Handler
 	Server  *proxy.Server
+	Store   *bolt.Store     // nil without billing
+	Billing *stripe.Billing // nil without billing
+	Clerk   *clerk.Client   // nil without Clerk
+	Cache   *proxy.EntitlementCache
 	closers []func() error
+	stop    context.CancelFunc // ends the background loops
+	bg      sync.WaitGroup
 }
 
+// Close stops the background loops, then closes what was opened, newest
+// first (the seen batcher flushes before the store closes).
 func (g *gateway) Close() error {
+	if g.stop != nil {
+		g.stop()
+	}
+	g.bg.Wait()
 	var errs []error
 	for i := len(g.closers) - 1; i >= 0; i-- {
 		errs = append(errs, g.closers[i]())
@@ -99,6 +116,15 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	g := &gateway{}
+	ctx, stop := context.WithCancel(context.Background())
+	g.stop = stop
+	ok := false
+	defer func() {
+		if !ok {
+			g.Close()
+		}
+	}()
 	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now}
 	if cfg.Clerk.PublishableKey != "" {
 		cc, err := clerk.New(clerk.Config{
@@ -118,12 +144,110 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 			return nil, fmt.Errorf("clerk: %w", err)
 		}
 		opts.Auth, opts.Portal, opts.Sessions = cc, cc, cc
+		g.Clerk = cc
+	}
+	if cfg.Stripe.SecretKey != "" {
+		if err := g.openBilling(ctx, cfg, deps, &opts); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &gateway{Handler: srv, Server: srv}, nil
+	g.Handler, g.Server = srv, srv
+	ok = true
+	return g, nil
+}
+
+// openBilling opens the store, the LRU in front of it and the Stripe
+// adapter, mounts the webhook, and starts the background loops: price
+// refresh, the account-wide reconcile, and batched last-seen writes.
+func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatewayDeps, opts *proxy.Options) error {
+	store, err := bolt.Open(cfg.Store.Path, bolt.Options{Timeout: time.Second, Now: deps.Now})
+	if err != nil {
+		return err
+	}
+	g.Store = store
+	g.closers = append(g.closers, store.Close)
+	cache, err := proxy.NewEntitlementCache(store, cfg.Store.CacheSize)
+	if err != nil {
+		return err
+	}
+	g.Cache = cache
+	sc := stripe.Config{
+		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
+		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, PastDueGrace: cfg.Stripe.PastDueGrace,
+		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
+	}
+	if g.Clerk != nil {
+		sc.Directory = g.Clerk
+	}
+	billing, err := stripe.New(sc)
+	if err != nil {
+		return fmt.Errorf("stripe: %w", err)
+	}
+	g.Billing = billing
+	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
+	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler()})
+
+	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
+	opts.Seen = seen
+	g.closers = append(g.closers, seen.Close)
+	g.background(func() { seen.Run(ctx) })
+	g.background(func() { refreshPrices(ctx, billing, deps.Logger) })
+	g.background(func() { reconcile(ctx, store, billing, deps.Logger) })
+	return nil
+}
+
+func (g *gateway) background(fn func()) {
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		fn()
+	}()
+}
+
+// refreshPrices loads the configured prices for the upgrade page at start
+// and every ten minutes; a failure only leaves amounts off the page.
+func refreshPrices(ctx context.Context, b *stripe.Billing, log *slog.Logger) {
+	for {
+		if err := b.RefreshPrices(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("stripe: loading prices", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Minute):
+		}
+	}
+}
+
+// reconcile lists every subscription account-wide (not a call per customer)
+// at start when the store is empty, then every six hours, jittered, so
+// missed webhooks cannot leave state wrong for long.
+func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, log *slog.Logger) {
+	first := true
+	for {
+		wait := 6*time.Hour + time.Duration(rand.Int64N(int64(30*time.Minute)))
+		if first {
+			first = false
+			if c, err := store.Counts(ctx); err == nil && c.Customers == 0 {
+				wait = 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		n, err := b.SyncAll(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("stripe: reconcile", "err", err, "customers", n)
+			continue
+		}
+		log.Info("stripe: reconciled", "customers", n)
+	}
 }
 
 // serveUntilDone serves until ctx ends, then shuts down gracefully: the
