@@ -98,7 +98,7 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	p := &parser{file: name, getenv: getenv}
+	p := &configParser{file: name, getenv: getenv}
 	root, ok := p.document(data)
 	if !ok {
 		return nil, p.err()
@@ -146,9 +146,9 @@ func configKeys(section string) []string {
 	return nil
 }
 
-// parser walks the yaml.Node tree itself: yaml.v3's KnownFields is lost
+// configParser walks the yaml.Node tree itself: yaml.v3's KnownFields is lost
 // inside custom unmarshalers, and only the node tree knows every line.
-type parser struct {
+type configParser struct {
 	file      string
 	getenv    func(string) string
 	errs      []*ConfigError
@@ -156,11 +156,11 @@ type parser struct {
 	nodes     int
 	exhausted bool
 
-	planRouteIDs []scalar // plans.*.routes entries other than "*", for crossCheck
+	planRouteIDs []configValue // plans.*.routes entries other than "*", for crossCheck
 }
 
 // err joins the errors found, in line order.
-func (p *parser) err() error {
+func (p *configParser) err() error {
 	slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return cmp.Compare(a.Line, b.Line) })
 	errs := make([]error, len(p.errs))
 	for i, e := range p.errs {
@@ -169,17 +169,27 @@ func (p *parser) err() error {
 	return errors.Join(errs...)
 }
 
-func (p *parser) errorf(line int, key, format string, args ...any) {
+// invalid reports a wrong value, adding which variables expanded to nothing:
+// "http://${HOST}:3000" with HOST unset is wrong because of HOST.
+func (p *configParser) invalid(v configValue, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if len(v.vars) > 0 {
+		msg += " (" + unsetVarsText(v.vars) + ")"
+	}
+	p.errorf(v.line, v.key, "%s", msg)
+}
+
+func (p *configParser) errorf(line int, key, format string, args ...any) {
 	p.errs = append(p.errs, &ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (p *parser) warnf(line int, key, format string, args ...any) {
+func (p *configParser) warnf(line int, key, format string, args ...any) {
 	p.warns = append(p.warns, &ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // document parses data into its single YAML document's root node. An empty
 // file gives a nil root, which reads as an empty mapping.
-func (p *parser) document(data []byte) (root *yaml.Node, ok bool) {
+func (p *configParser) document(data []byte) (root *yaml.Node, ok bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := p.decode(dec, &doc); err != nil {
@@ -206,7 +216,7 @@ func (p *parser) document(data []byte) (root *yaml.Node, ok bool) {
 
 // decode guards against a panic inside yaml.v3 on hostile input: a config
 // file, however broken, must give an error, never a crash.
-func (p *parser) decode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+func (p *configParser) decode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("yaml: %v", r)
@@ -215,7 +225,7 @@ func (p *parser) decode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 	return dec.Decode(n)
 }
 
-func (p *parser) yamlError(err error) {
+func (p *configParser) yamlError(err error) {
 	msg := err.Error()
 	if m := yamlErrorLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
@@ -226,7 +236,7 @@ func (p *parser) yamlError(err error) {
 }
 
 // node resolves aliases and counts visits against maxConfigNodes.
-func (p *parser) node(n *yaml.Node) *yaml.Node {
+func (p *configParser) node(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
 		if i > 100 {
 			return nil
@@ -244,11 +254,11 @@ func (p *parser) node(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func isNull(n *yaml.Node) bool {
+func isYAMLNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-func kindName(n *yaml.Node) string {
+func yamlKind(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
@@ -266,22 +276,22 @@ func kindName(n *yaml.Node) string {
 	return "something else"
 }
 
-func joinKey(parent, key string) string {
+func joinConfigKey(parent, key string) string {
 	if parent == "" {
 		return key
 	}
 	return parent + "." + key
 }
 
-type pair struct {
+type yamlPair struct {
 	name     string
 	key, val *yaml.Node
 }
 
 // pairs lists a mapping's entries in file order, applying "<<" merge keys
 // (explicit keys win) and reporting duplicate and non-string keys.
-func (p *parser) pairs(n *yaml.Node, path string) []pair {
-	var out, merged []pair
+func (p *configParser) pairs(n *yaml.Node, path string) []yamlPair {
+	var out, merged []yamlPair
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := p.node(n.Content[i]), n.Content[i+1]
@@ -289,7 +299,7 @@ func (p *parser) pairs(n *yaml.Node, path string) []pair {
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			p.errorf(k.Line, path, "a key is %s; want plain string keys", kindName(k))
+			p.errorf(k.Line, path, "a key is %s; want plain string keys", yamlKind(k))
 			continue
 		}
 		if k.ShortTag() == "!!merge" {
@@ -297,11 +307,11 @@ func (p *parser) pairs(n *yaml.Node, path string) []pair {
 			continue
 		}
 		if line, dup := seen[k.Value]; dup {
-			p.errorf(k.Line, joinKey(path, k.Value), "duplicate key; first set on line %d", line)
+			p.errorf(k.Line, joinConfigKey(path, k.Value), "duplicate key; first set on line %d", line)
 			continue
 		}
 		seen[k.Value] = k.Line
-		out = append(out, pair{k.Value, k, v})
+		out = append(out, yamlPair{k.Value, k, v})
 	}
 	for _, m := range merged {
 		if _, dup := seen[m.name]; !dup {
@@ -312,7 +322,7 @@ func (p *parser) pairs(n *yaml.Node, path string) []pair {
 	return out
 }
 
-func (p *parser) mergePairs(v *yaml.Node, path string) []pair {
+func (p *configParser) mergePairs(v *yaml.Node, path string) []yamlPair {
 	v = p.node(v)
 	if v == nil {
 		return nil
@@ -321,23 +331,23 @@ func (p *parser) mergePairs(v *yaml.Node, path string) []pair {
 	case yaml.MappingNode:
 		return p.pairs(v, path)
 	case yaml.SequenceNode:
-		var out []pair
+		var out []yamlPair
 		for _, item := range v.Content {
 			if item = p.node(item); item != nil && item.Kind == yaml.MappingNode {
 				out = append(out, p.pairs(item, path)...)
 			} else if item != nil {
-				p.errorf(item.Line, joinKey(path, "<<"), "merges %s; want a mapping or a list of mappings", kindName(item))
+				p.errorf(item.Line, joinConfigKey(path, "<<"), "merges %s; want a mapping or a list of mappings", yamlKind(item))
 			}
 		}
 		return out
 	}
-	p.errorf(v.Line, joinKey(path, "<<"), "merges %s; want a mapping or a list of mappings", kindName(v))
+	p.errorf(v.Line, joinConfigKey(path, "<<"), "merges %s; want a mapping or a list of mappings", yamlKind(v))
 	return nil
 }
 
-// section is one mapping of known keys.
-type section struct {
-	p    *parser
+// configSection is one mapping of known keys.
+type configSection struct {
+	p    *configParser
 	path string // dotted key path; "" at the top
 	line int    // of the mapping, or of its parent when it is absent
 	vals map[string]*yaml.Node
@@ -346,27 +356,27 @@ type section struct {
 }
 
 // section reads the mapping n (nil: absent) whose keys must be among keys.
-func (p *parser) section(n *yaml.Node, path string, keys []string, line int) *section {
-	s := &section{p: p, path: path, line: line, vals: map[string]*yaml.Node{}, ok: true}
+func (p *configParser) section(n *yaml.Node, path string, keys []string, line int) *configSection {
+	s := &configSection{p: p, path: path, line: line, vals: map[string]*yaml.Node{}, ok: true}
 	if n = p.node(n); n == nil {
 		return s
 	}
 	s.line, s.set = n.Line, true
 	switch {
-	case isNull(n):
+	case isYAMLNull(n):
 		return s
 	case n.Kind != yaml.MappingNode:
 		s.ok = false
-		what := "the config"
-		if path != "" {
-			what = path
+		what := "is"
+		if path == "" {
+			what = "the config is"
 		}
-		p.errorf(n.Line, path, "%s is %s; want a mapping with keys %s", what, kindName(n), strings.Join(keys, ", "))
+		p.errorf(n.Line, path, "%s %s; want a mapping with keys %s", what, yamlKind(n), strings.Join(keys, ", "))
 		return s
 	}
 	for _, kv := range p.pairs(n, path) {
 		if !slices.Contains(keys, kv.name) {
-			p.errorf(kv.key.Line, joinKey(path, kv.name), "unknown key%s; want one of %s", suggest(kv.name, keys), strings.Join(keys, ", "))
+			p.errorf(kv.key.Line, joinConfigKey(path, kv.name), "unknown key%s; want one of %s", suggestKey(kv.name, keys), strings.Join(keys, ", "))
 			continue
 		}
 		s.vals[kv.name] = kv.val
@@ -374,8 +384,8 @@ func (p *parser) section(n *yaml.Node, path string, keys []string, line int) *se
 	return s
 }
 
-// suggest names the closest known key, for typos.
-func suggest(name string, keys []string) string {
+// suggestKey names the closest known key, for typos.
+func suggestKey(name string, keys []string) string {
 	best, bestD := "", 3
 	for _, k := range keys {
 		if d := editDistance(name, k); d < bestD {
@@ -408,31 +418,39 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-func (s *section) key(name string) string { return joinKey(s.path, name) }
+func (s *configSection) key(name string) string { return joinConfigKey(s.path, name) }
 
-func (s *section) str(name string) scalar {
+// lineOf is the line of a key's value, or of the section when it is absent.
+func (s *configSection) lineOf(name string) int {
+	if n := s.vals[name]; n != nil {
+		return n.Line
+	}
+	return s.line
+}
+
+func (s *configSection) str(name string) configValue {
 	return s.p.scalar(s.vals[name], s.key(name), s.line)
 }
 
-func (s *section) list(name string) list {
+func (s *configSection) list(name string) configList {
 	return s.p.list(s.vals[name], s.key(name), s.line, false)
 }
 
 // strOrList reads a key that takes one string or a list of strings.
-func (s *section) strOrList(name string) list {
+func (s *configSection) strOrList(name string) configList {
 	return s.p.list(s.vals[name], s.key(name), s.line, true)
 }
 
-func (s *section) sub(name string) *section {
+func (s *configSection) sub(name string) *configSection {
 	return s.p.section(s.vals[name], s.key(name), configKeys(s.key(name)), s.line)
 }
 
-// scalar is one string value after ${VAR} expansion, and where it came from.
-type scalar struct {
+// configValue is one string value after ${VAR} expansion, and where it came from.
+type configValue struct {
 	s    string
 	key  string
 	line int      // of the value, or of the enclosing mapping when absent
-	vars []string // the ${VAR}s it referenced
+	vars []string // the ${VAR}s it referenced that were unset or empty
 	set  bool     // present in the file (possibly empty)
 	bad  bool     // already reported as wrong: skip further checks
 }
@@ -441,18 +459,18 @@ type scalar struct {
 // "listen: 8080"-style values and "${VAR}" in typed keys both work.
 // Surrounding white space is dropped: env files and mounted secrets often end
 // in a newline, and no value here means anything by it.
-func (p *parser) scalar(n *yaml.Node, key string, line int) scalar {
-	v := scalar{key: key, line: line}
+func (p *configParser) scalar(n *yaml.Node, key string, line int) configValue {
+	v := configValue{key: key, line: line}
 	if n = p.node(n); n == nil {
 		return v
 	}
 	v.line, v.set = n.Line, true
 	switch {
 	case n.Kind != yaml.ScalarNode:
-		p.errorf(n.Line, key, "is %s; want a string", kindName(n))
+		p.errorf(n.Line, key, "is %s; want a string", yamlKind(n))
 		v.bad = true
 		return v
-	case isNull(n):
+	case isYAMLNull(n):
 		return v
 	}
 	s, vars, err := expandEnv(n.Value, p.getenv)
@@ -465,8 +483,9 @@ func (p *parser) scalar(n *yaml.Node, key string, line int) scalar {
 	return v
 }
 
-// expandEnv replaces each ${NAME} in s by getenv(NAME). A "$" not followed by
-// "{" is literal, so values containing "$" need no escaping.
+// expandEnv replaces each ${NAME} in s by getenv(NAME), and lists the names
+// that were unset or empty. A "$" not followed by "{" is literal, so values
+// containing "$" need no escaping.
 func expandEnv(s string, getenv func(string) string) (string, []string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil, nil
@@ -488,16 +507,17 @@ func expandEnv(s string, getenv func(string) string) (string, []string, error) {
 		if !envNamePattern.MatchString(name) {
 			return "", nil, fmt.Errorf("${%.40s}: want an environment variable name of letters, digits and _", name)
 		}
-		b.WriteString(getenv(name))
-		if !slices.Contains(vars, name) {
+		val := getenv(name)
+		b.WriteString(val)
+		if val == "" && !slices.Contains(vars, name) {
 			vars = append(vars, name)
 		}
 		s = s[i+3+end:]
 	}
 }
 
-// fromVars says which unset variables left a value empty.
-func fromVars(vars []string) string {
+// unsetVarsText says which unset variables left a value empty.
+func unsetVarsText(vars []string) string {
 	refs := make([]string, len(vars))
 	for i, v := range vars {
 		refs[i] = "${" + v + "}"
@@ -508,25 +528,25 @@ func fromVars(vars []string) string {
 	return strings.Join(refs, " and ") + " are unset or empty"
 }
 
-// list is a list of strings.
-type list struct {
-	items []scalar
+// configList is a list of strings.
+type configList struct {
+	items []configValue
 	key   string
 	line  int
 	set   bool
 	bad   bool
 }
 
-func (p *parser) list(n *yaml.Node, key string, line int, oneOK bool) list {
-	l := list{key: key, line: line}
+func (p *configParser) list(n *yaml.Node, key string, line int, oneOK bool) configList {
+	l := configList{key: key, line: line}
 	if n = p.node(n); n == nil {
 		return l
 	}
 	l.line, l.set = n.Line, true
 	switch {
-	case isNull(n):
+	case isYAMLNull(n):
 	case n.Kind == yaml.ScalarNode && oneOK:
-		l.items = []scalar{p.scalar(n, key, n.Line)}
+		l.items = []configValue{p.scalar(n, key, n.Line)}
 	case n.Kind == yaml.SequenceNode:
 		for i, item := range n.Content {
 			l.items = append(l.items, p.scalar(item, fmt.Sprintf("%s[%d]", key, i), n.Line))
@@ -536,14 +556,14 @@ func (p *parser) list(n *yaml.Node, key string, line int, oneOK bool) list {
 		if oneOK {
 			want = "a string or a list of strings"
 		}
-		p.errorf(n.Line, key, "is %s; want %s", kindName(n), want)
+		p.errorf(n.Line, key, "is %s; want %s", yamlKind(n), want)
 		l.bad = true
 	}
 	return l
 }
 
 // values returns the non-empty items, and the variables that left any empty.
-func (l list) values() (vals []scalar, emptyVars []string) {
+func (l configList) values() (vals []configValue, emptyVars []string) {
 	for _, it := range l.items {
 		switch {
 		case it.bad:
@@ -556,7 +576,7 @@ func (l list) values() (vals []scalar, emptyVars []string) {
 	return vals, emptyVars
 }
 
-func (l list) strings() []string {
+func (l configList) strings() []string {
 	vals, _ := l.values()
 	out := make([]string, len(vals))
 	for i, v := range vals {
@@ -567,13 +587,13 @@ func (l list) strings() []string {
 
 // require reports v as missing or empty; why says what needs it (e.g.
 // "routes[2] (line 31) is paid") and want what a valid value looks like.
-func (p *parser) require(v scalar, why, want string) bool {
+func (p *configParser) require(v configValue, why, want string) bool {
 	if v.s != "" || v.bad {
 		return true
 	}
 	switch {
 	case len(v.vars) > 0:
-		p.errorf(v.line, v.key, "empty because %s; it is required%s", fromVars(v.vars), why)
+		p.errorf(v.line, v.key, "empty because %s; it is required%s", unsetVarsText(v.vars), why)
 	case v.set:
 		p.errorf(v.line, v.key, "empty; it is required%s; want %s", why, want)
 	default:
@@ -582,29 +602,29 @@ func (p *parser) require(v scalar, why, want string) bool {
 	return false
 }
 
-func (p *parser) duration(v scalar, def time.Duration) time.Duration {
+func (p *configParser) duration(v configValue, def time.Duration) time.Duration {
 	if v.bad || v.s == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v.s)
 	if err != nil {
-		p.errorf(v.line, v.key, "%q is not a duration; want a Go duration such as 60s, 5m or 12h", v.s)
+		p.invalid(v, "%q is not a duration; want a Go duration such as 60s, 5m or 12h", v.s)
 		return def
 	}
 	if d < 0 {
-		p.errorf(v.line, v.key, "%q is negative; want 0 or more", v.s)
+		p.invalid(v, "%q is negative; want 0 or more", v.s)
 		return def
 	}
 	return d
 }
 
-func (p *parser) integer(v scalar, def, lo, hi int) int {
+func (p *configParser) integer(v configValue, def, lo, hi int) int {
 	if v.bad || v.s == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v.s)
 	if err != nil || n < lo || n > hi {
-		p.errorf(v.line, v.key, "%q is not valid; want a whole number from %d to %d", v.s, lo, hi)
+		p.invalid(v, "%q is not valid; want a whole number from %d to %d", v.s, lo, hi)
 		return def
 	}
 	return n
@@ -612,7 +632,7 @@ func (p *parser) integer(v scalar, def, lo, hi int) int {
 
 // httpURL checks an absolute http(s) URL. originOnly also refuses a path
 // (other than "/"), and returns the URL reduced to its origin.
-func (p *parser) httpURL(v scalar, originOnly bool) *url.URL {
+func (p *configParser) httpURL(v configValue, originOnly bool) *url.URL {
 	if v.bad || v.s == "" {
 		return nil
 	}
@@ -620,39 +640,46 @@ func (p *parser) httpURL(v scalar, originOnly bool) *url.URL {
 	u, err := url.Parse(v.s)
 	switch {
 	case err != nil:
-		p.errorf(v.line, v.key, "%s is not a URL; want %s", redactURL(v.s), want)
+		p.invalid(v, "%s is not a URL; want %s", redactURL(v.s), want)
 		return nil
 	case u.Scheme != "http" && u.Scheme != "https", u.Opaque != "":
-		p.errorf(v.line, v.key, "%s: want %s", redactURL(v.s), want)
+		p.invalid(v, "%s: want %s", redactURL(v.s), want)
 		return nil
 	case u.Host == "" || u.Hostname() == "":
-		p.errorf(v.line, v.key, "%s has no host; want %s", redactURL(v.s), want)
+		p.invalid(v, "%s has no host; want %s", redactURL(v.s), want)
 		return nil
 	case u.User != nil:
-		p.errorf(v.line, v.key, "%s carries credentials; want %s without user:password@", redactURL(v.s), want)
+		p.invalid(v, "%s carries credentials; want %s without user:password@", redactURL(v.s), want)
 		return nil
 	case u.Fragment != "" || strings.Contains(v.s, "#"):
-		p.errorf(v.line, v.key, "%s has a fragment; want %s without #…", redactURL(v.s), want)
+		p.invalid(v, "%s has a fragment; want %s without #…", redactURL(v.s), want)
 		return nil
 	case u.RawQuery != "" || u.ForceQuery:
-		p.errorf(v.line, v.key, "%s has a query; want %s without ?…", redactURL(v.s), want)
+		p.invalid(v, "%s has a query; want %s without ?…", redactURL(v.s), want)
 		return nil
-	case u.Port() != "" && !validPort(u.Port()):
-		p.errorf(v.line, v.key, "%s has an invalid port; want a number from 1 to 65535", redactURL(v.s))
+	case u.Port() != "" && !validPortNumber(u.Port()):
+		p.invalid(v, "%s has an invalid port; want a number from 1 to 65535", redactURL(v.s))
 		return nil
 	}
 	u.Host = strings.ToLower(u.Host)
 	if originOnly {
 		if u.Path != "" && u.Path != "/" {
-			p.errorf(v.line, v.key, "%s has a path; want an origin only, such as https://app.example.com", redactURL(v.s))
+			p.invalid(v, "%s has a path; want an origin only, such as https://app.example.com", redactURL(v.s))
 			return nil
 		}
 		u.Path, u.RawPath = "", ""
+		// Browsers never write the default port in an Origin (nor Clerk in azp).
+		if u.Scheme == "https" && u.Port() == "443" || u.Scheme == "http" && u.Port() == "80" {
+			u.Host = u.Hostname()
+			if strings.Contains(u.Host, ":") {
+				u.Host = "[" + u.Host + "]"
+			}
+		}
 	}
 	return u
 }
 
-func validPort(s string) bool {
+func validPortNumber(s string) bool {
 	n, err := strconv.Atoi(s)
 	return err == nil && n >= 1 && n <= 65535
 }
@@ -665,27 +692,28 @@ func redactURL(s string) string {
 	return strconv.Quote(s)
 }
 
-// origin is the scheme://host[:port] form used for Clerk's azp claim.
-func origin(u *url.URL) string { return u.Scheme + "://" + u.Host }
+// originOf is the scheme://host[:port] form used for Clerk's azp claim.
+func originOf(u *url.URL) string { return u.Scheme + "://" + u.Host }
 
-func (p *parser) hostPort(v scalar) string {
+func (p *configParser) hostPort(v configValue) string {
 	if v.bad || v.s == "" {
 		return v.s
 	}
 	host, port, err := net.SplitHostPort(v.s)
-	if err != nil || !validPort(port) && port != "0" || strings.ContainsAny(host, "/ ") {
-		p.errorf(v.line, v.key, "%q: want host:port such as :8080 or 127.0.0.1:9090", v.s)
+	if err != nil || !validPortNumber(port) && port != "0" || strings.ContainsAny(host, "/ ") {
+		p.invalid(v, "%q: want host:port such as :8080 or 127.0.0.1:9090", v.s)
+		return ""
 	}
 	return v.s
 }
 
-// needs records why the config needs Clerk (any rule signed_in or paid) and
+// serviceNeeds records why the config needs Clerk (any rule signed_in or paid) and
 // Stripe (any rule paid); an empty reason means it does not.
-type needs struct {
+type serviceNeeds struct {
 	clerk, stripe string
 }
 
-func (p *parser) config(root *yaml.Node) *Config {
+func (p *configParser) config(root *yaml.Node) *Config {
 	top := p.section(root, "", configKeys(""), 1)
 	cfg := &Config{}
 	if !top.ok {
@@ -714,7 +742,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 		if a := Access(defAccess.s); a.Valid() {
 			cfg.DefaultAccess = a
 		} else {
-			p.errorf(defAccess.line, defAccess.key, "%s", invalidAccess(a))
+			p.invalid(defAccess, "%s", invalidAccess(a))
 		}
 	}
 
@@ -732,8 +760,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 	cfg.Session = p.session(top.sub("session"), n)
 	cfg.Stripe = p.stripe(top.sub("stripe"), n)
 	if n.stripe != "" && len(cfg.Plans) == 0 {
-		plans := top.sub("plans")
-		p.errorf(plans.line, "plans", "no plan is configured, but%s; want at least one plan with Stripe prices", n.stripe)
+		p.errorf(top.lineOf("plans"), "plans", "missing; at least one plan is required%s; want e.g. pro: { prices: [price_123], routes: [\"*\"] }", n.stripe)
 	}
 	cfg.Store = p.store(top.sub("store"))
 	cfg.Admin = p.admin(top.sub("admin"), cfg.Listen)
@@ -743,13 +770,13 @@ func (p *parser) config(root *yaml.Node) *Config {
 	return cfg
 }
 
-func (p *parser) trustedProxies(l list) []netip.Prefix {
+func (p *configParser) trustedProxies(l configList) []netip.Prefix {
 	var out []netip.Prefix
 	vals, _ := l.values()
 	for _, v := range vals {
 		pfx, err := parsePrefixOrAddr(v.s)
 		if err != nil {
-			p.errorf(v.line, v.key, "%q is not an IP address or CIDR; want e.g. 10.0.0.0/8, 192.168.1.10 or fd00::/8", v.s)
+			p.invalid(v, "%q is not an IP address or CIDR; want e.g. 10.0.0.0/8, 192.168.1.10 or fd00::/8", v.s)
 			continue
 		}
 		out = append(out, pfx)
@@ -775,7 +802,7 @@ func parsePrefixOrAddr(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
 
-func (p *parser) extraOrigins(l list, public *url.URL) []*url.URL {
+func (p *configParser) extraOrigins(l configList, public *url.URL) []*url.URL {
 	var out []*url.URL
 	vals, _ := l.values()
 	for _, v := range vals {
@@ -783,12 +810,12 @@ func (p *parser) extraOrigins(l list, public *url.URL) []*url.URL {
 		if u == nil {
 			continue
 		}
-		if public != nil && origin(u) == origin(public) {
-			p.errorf(v.line, v.key, "%q is public_url's origin; list only other origins", v.s)
+		if public != nil && originOf(u) == originOf(public) {
+			p.invalid(v, "%q is public_url's origin; list only other origins", v.s)
 			continue
 		}
-		if slices.ContainsFunc(out, func(o *url.URL) bool { return origin(o) == origin(u) }) {
-			p.errorf(v.line, v.key, "%q is listed twice", v.s)
+		if slices.ContainsFunc(out, func(o *url.URL) bool { return originOf(o) == originOf(u) }) {
+			p.invalid(v, "%q is listed twice", v.s)
 			continue
 		}
 		out = append(out, u)
@@ -796,7 +823,7 @@ func (p *parser) extraOrigins(l list, public *url.URL) []*url.URL {
 	return out
 }
 
-func (p *parser) internalPrefix(v scalar) string {
+func (p *configParser) internalPrefix(v configValue) string {
 	if v.bad || v.s == "" {
 		return DefaultInternalPrefix
 	}
@@ -804,11 +831,11 @@ func (p *parser) internalPrefix(v scalar) string {
 	want := "want a clean absolute path such as /.tollgate, without a trailing slash"
 	switch {
 	case s == "/":
-		p.errorf(v.line, v.key, `"/" would take every path from the app; %s`, want)
+		p.invalid(v, `"/" would take every path from the app; %s`, want)
 	case !strings.HasPrefix(s, "/"), strings.HasSuffix(s, "/"), path.Clean(s) != s:
-		p.errorf(v.line, v.key, "%q is not valid; %s", s, want)
-	case strings.ContainsAny(s, "%?#*{}\\") || strings.ContainsFunc(s, isControl):
-		p.errorf(v.line, v.key, "%q has characters a prefix cannot have (%%?#*{}\\ or control characters); %s", s, want)
+		p.invalid(v, "%q is not valid; %s", s, want)
+	case strings.ContainsAny(s, "%?#*{}\\") || strings.ContainsFunc(s, isControlRune):
+		p.invalid(v, "%q has characters a prefix cannot have (%%?#*{}\\ or control characters); %s", s, want)
 	default:
 		return s
 	}
@@ -816,18 +843,18 @@ func (p *parser) internalPrefix(v scalar) string {
 }
 
 // plans reads plans:, in file order.
-func (p *parser) plans(top *section) []Plan {
+func (p *configParser) plans(top *configSection) []Plan {
 	n := p.node(top.vals["plans"])
-	if n == nil || isNull(n) {
+	if n == nil || isYAMLNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n.Line, "plans", "is %s; want a mapping of plan keys, such as pro: {prices: [price_123], routes: [\"*\"]}", kindName(n))
+		p.errorf(n.Line, "plans", "is %s; want a mapping of plan keys, such as pro: {prices: [price_123], routes: [\"*\"]}", yamlKind(n))
 		return nil
 	}
 	var plans []Plan
 	priceOwner := map[string]string{} // price → "plans.pro (line 40)"
-	var trialFees []scalar
+	var trialFees []configValue
 	for _, kv := range p.pairs(n, "plans") {
 		key := "plans." + kv.name
 		if !planKeyPattern.MatchString(kv.name) {
@@ -846,14 +873,14 @@ func (p *parser) plans(top *section) []Plan {
 		if len(vals) == 0 && !prices.bad {
 			switch {
 			case len(empty) > 0:
-				p.errorf(prices.line, prices.key, "empty because %s; want the Stripe price IDs of this plan, such as [price_123]", fromVars(empty))
+				p.errorf(prices.line, prices.key, "empty because %s; want the Stripe price IDs of this plan, such as [price_123]", unsetVarsText(empty))
 			default:
 				p.errorf(prices.line, prices.key, "missing or empty; want the Stripe price IDs of this plan, such as [price_123]")
 			}
 		}
 		for _, v := range vals {
 			if owner, dup := priceOwner[v.s]; dup {
-				p.errorf(v.line, v.key, "%q is already a price of %s; a price can belong to one plan only", v.s, owner)
+				p.invalid(v, "%q is already a price of %s; a price can belong to one plan only", v.s, owner)
 				continue
 			}
 			priceOwner[v.s] = fmt.Sprintf("%s (line %d)", key, v.line)
@@ -867,7 +894,7 @@ func (p *parser) plans(top *section) []Plan {
 		}
 		for _, v := range rvals {
 			if v.s != "*" && !routeIDPattern.MatchString(v.s) {
-				p.errorf(v.line, v.key, "%q is not a route ID; want letters, digits, \".\", \"_\", \"~\" or \"-\", or \"*\" for all routes", v.s)
+				p.invalid(v, "%q is not a route ID; want letters, digits, \".\", \"_\", \"~\" or \"-\", or \"*\" for all routes", v.s)
 				continue
 			}
 			pl.Routes = append(pl.Routes, v.s)
@@ -883,7 +910,7 @@ func (p *parser) plans(top *section) []Plan {
 			pl.TrialFeePrice = fee.s
 			trialFees = append(trialFees, fee)
 			if pl.TrialDays == 0 && !trial.bad {
-				p.errorf(fee.line, fee.key, "is set, but trial_days is 0; a trial fee needs a trial (set trial_days or remove trial_fee_price)")
+				p.invalid(fee, "is set, but trial_days is 0; a trial fee needs a trial (set trial_days or remove trial_fee_price)")
 			}
 		}
 
@@ -893,14 +920,14 @@ func (p *parser) plans(top *section) []Plan {
 			pl.Scope = SubjectOrg
 		default:
 			if !scope.bad {
-				p.errorf(scope.line, scope.key, "%q is not valid; want user or organization", scope.s)
+				p.invalid(scope, "%q is not valid; want user or organization", scope.s)
 			}
 		}
 		plans = append(plans, pl)
 	}
 	for _, fee := range trialFees {
 		if owner, ok := priceOwner[fee.s]; ok {
-			p.errorf(fee.line, fee.key, "%q is a recurring price of %s; want a one-time price", fee.s, owner)
+			p.invalid(fee, "%q is a recurring price of %s; want a one-time price", fee.s, owner)
 		}
 	}
 	return plans
@@ -908,14 +935,14 @@ func (p *parser) plans(top *section) []Plan {
 
 // routes reads routes: into rules checked field by field, so that each
 // problem gets its own line. idLines maps a rule index to its id's line.
-func (p *parser) routes(top *section, cfg *Config) (rules []*Rule, idLines map[int]int) {
+func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, idLines map[int]int) {
 	idLines = map[int]int{}
 	n := p.node(top.vals["routes"])
-	if n == nil || isNull(n) {
+	if n == nil || isYAMLNull(n) {
 		return nil, idLines
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.errorf(n.Line, "routes", "is %s; want a list of rules such as - { path: \"/*\", access: public }", kindName(n))
+		p.errorf(n.Line, "routes", "is %s; want a list of rules such as - { path: \"/*\", access: public }", yamlKind(n))
 		return nil, idLines
 	}
 	hosts := map[string]bool{}
@@ -939,11 +966,11 @@ func (p *parser) routes(top *section, cfg *Config) (rules []*Rule, idLines map[i
 		r := &Rule{Index: i, Line: s.line}
 
 		pathV := s.str("path")
-		var pt *pattern
+		var pt *pathPattern
 		if p.require(pathV, "", "a path pattern such as /settings/* or /routes/{route}/*") {
 			var err error
 			if pt, err = parsePattern(pathV.s); err != nil {
-				p.errorf(pathV.line, pathV.key, "%v", err)
+				p.invalid(pathV, "%v", err)
 			}
 			r.Path = pathV.s
 		}
@@ -953,9 +980,9 @@ func (p *parser) routes(top *section, cfg *Config) (rules []*Rule, idLines map[i
 			if a := Access(access.s); a.Valid() {
 				r.Access = a
 			} else if len(access.vars) > 0 && access.s == "" {
-				p.errorf(access.line, access.key, "empty because %s; want one of public, signed_in, paid, deny", fromVars(access.vars))
+				p.errorf(access.line, access.key, "empty because %s; want one of public, signed_in, paid, deny", unsetVarsText(access.vars))
 			} else {
-				p.errorf(access.line, access.key, "%s", invalidAccess(a))
+				p.invalid(access, "%s", invalidAccess(a))
 			}
 		}
 
@@ -963,9 +990,9 @@ func (p *parser) routes(top *section, cfg *Config) (rules []*Rule, idLines map[i
 			idLines[i] = id.line
 			switch {
 			case !routeIDPattern.MatchString(id.s):
-				p.errorf(id.line, id.key, "%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", id.s)
+				p.invalid(id, "%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", id.s)
 			case pt != nil && pt.capture >= 0:
-				p.errorf(id.line, id.key, "%q: the path already captures the route ID with {route}; remove one of the two", id.s)
+				p.invalid(id, "%q: the path already captures the route ID with {route}; remove one of the two", id.s)
 			default:
 				r.ID = id.s
 			}
@@ -975,9 +1002,9 @@ func (p *parser) routes(top *section, cfg *Config) (rules []*Rule, idLines map[i
 			h, err := normalizeRuleHost(host.s)
 			switch {
 			case err != nil:
-				p.errorf(host.line, host.key, "%v", err)
+				p.invalid(host, "%v", err)
 			case len(hosts) > 0 && !hosts[h]:
-				p.errorf(host.line, host.key, "%q is not served here; want public_url's host or one of extra_origins' hosts (%s)", h, strings.Join(slices.Sorted(maps.Keys(hosts)), ", "))
+				p.invalid(host, "%q is not served here; want public_url's host or one of extra_origins' hosts (%s)", h, strings.Join(slices.Sorted(maps.Keys(hosts)), ", "))
 			default:
 				r.Host = h
 			}
@@ -1006,7 +1033,7 @@ func (p *parser) routes(top *section, cfg *Config) (rules []*Rule, idLines map[i
 }
 
 // compile turns the checked rules into the RuleSet and records lint warnings.
-func (p *parser) compile(cfg *Config, rules []*Rule) *RuleSet {
+func (p *configParser) compile(cfg *Config, rules []*Rule) *RuleSet {
 	rs, errs := compileRules(cfg.DefaultAccess, rules)
 	for _, err := range errs {
 		var ce *ConfigError
@@ -1023,8 +1050,8 @@ func (p *parser) compile(cfg *Config, rules []*Rule) *RuleSet {
 
 // needs works out which services the routes can reach, for the error
 // messages of the keys that then become required.
-func (p *parser) needs(cfg *Config, defaultSet bool) needs {
-	var n needs
+func (p *configParser) needs(cfg *Config, defaultSet bool) serviceNeeds {
+	var n serviceNeeds
 	for _, r := range cfg.Routes.Rules {
 		why := fmt.Sprintf(" because routes[%d] (line %d) is %s", r.Index, r.Line, r.Access)
 		if n.clerk == "" && (r.Access == AccessSignedIn || r.Access == AccessPaid) {
@@ -1049,7 +1076,7 @@ func (p *parser) needs(cfg *Config, defaultSet bool) needs {
 	return n
 }
 
-func (p *parser) clerk(s *section, cfg *Config, n needs) ClerkConfig {
+func (p *configParser) clerk(s *configSection, cfg *Config, n serviceNeeds) ClerkConfig {
 	var c ClerkConfig
 	pk := s.str("publishable_key")
 	if n.clerk != "" {
@@ -1057,7 +1084,7 @@ func (p *parser) clerk(s *section, cfg *Config, n needs) ClerkConfig {
 	}
 	if pk.s != "" {
 		if _, err := parsePublishableKey(pk.s); err != nil {
-			p.errorf(pk.line, pk.key, "%v", err)
+			p.invalid(pk, "%v", err)
 		} else {
 			c.PublishableKey = pk.s
 		}
@@ -1067,7 +1094,7 @@ func (p *parser) clerk(s *section, cfg *Config, n needs) ClerkConfig {
 	c.SecretKey = sk.s
 	if pkLive, skLive := strings.HasPrefix(pk.s, "pk_live_"), strings.HasPrefix(sk.s, "sk_live_"); sk.s != "" && pk.s != "" &&
 		strings.HasPrefix(sk.s, "sk_") && pkLive != skLive {
-		p.errorf(sk.line, sk.key, "is a %s key but publishable_key is a %s key; both must come from the same Clerk instance", liveOrTest(skLive), liveOrTest(pkLive))
+		p.invalid(sk, "is a %s key but publishable_key is a %s key; both must come from the same Clerk instance", liveOrTestKey(skLive), liveOrTestKey(pkLive))
 	}
 
 	jwt := s.str("jwt_key")
@@ -1075,23 +1102,23 @@ func (p *parser) clerk(s *section, cfg *Config, n needs) ClerkConfig {
 		// Env files and orchestrators often cannot hold newlines.
 		key := strings.TrimSpace(strings.ReplaceAll(jwt.s, `\n`, "\n"))
 		if err := checkPublicKeyPEM(key); err != nil {
-			p.errorf(jwt.line, jwt.key, "%v", err)
+			p.invalid(jwt, "%v", err)
 		} else {
 			c.JWTKey = key + "\n"
 		}
 	}
 
 	parties := s.list("authorized_parties")
-	for _, v := range firstValues(parties) {
+	for _, v := range nonEmptyValues(parties) {
 		if u := p.httpURL(v, true); u != nil {
-			c.AuthorizedParties = append(c.AuthorizedParties, origin(u))
+			c.AuthorizedParties = append(c.AuthorizedParties, originOf(u))
 		}
 	}
 	if len(c.AuthorizedParties) == 0 && cfg.PublicURL != nil {
 		// Tokens minted for any origin this gateway serves are ours.
-		c.AuthorizedParties = append(c.AuthorizedParties, origin(cfg.PublicURL))
+		c.AuthorizedParties = append(c.AuthorizedParties, originOf(cfg.PublicURL))
 		for _, o := range cfg.ExtraOrigins {
-			c.AuthorizedParties = append(c.AuthorizedParties, origin(o))
+			c.AuthorizedParties = append(c.AuthorizedParties, originOf(o))
 		}
 	}
 
@@ -1102,12 +1129,12 @@ func (p *parser) clerk(s *section, cfg *Config, n needs) ClerkConfig {
 	return c
 }
 
-func firstValues(l list) []scalar {
+func nonEmptyValues(l configList) []configValue {
 	vals, _ := l.values()
 	return vals
 }
 
-func liveOrTest(live bool) string {
+func liveOrTestKey(live bool) string {
 	if live {
 		return "live"
 	}
@@ -1115,7 +1142,7 @@ func liveOrTest(live bool) string {
 }
 
 // serviceURL checks an optional override URL; it may have a path.
-func (p *parser) serviceURL(v scalar, def string) string {
+func (p *configParser) serviceURL(v configValue, def string) string {
 	if v.s == "" {
 		return def
 	}
@@ -1171,7 +1198,7 @@ func checkPublicKeyPEM(s string) error {
 	return nil
 }
 
-func (p *parser) session(s *section, n needs) SessionConfig {
+func (p *configParser) session(s *configSection, n serviceNeeds) SessionConfig {
 	sc := SessionConfig{
 		TTL:     p.duration(s.str("ttl"), DefaultSessionTTL),
 		Refresh: p.duration(s.str("refresh"), DefaultSessionRefresh),
@@ -1182,7 +1209,7 @@ func (p *parser) session(s *section, n needs) SessionConfig {
 	}
 	if secret.s != "" {
 		if len(secret.s) < 32 {
-			p.errorf(secret.line, secret.key, "is %d bytes; want 32 or more random bytes, e.g. from openssl rand -base64 48", len(secret.s))
+			p.invalid(secret, "is %d bytes; want 32 or more random bytes, e.g. from openssl rand -base64 48", len(secret.s))
 		} else {
 			sc.Secret = secret.s
 		}
@@ -1190,7 +1217,7 @@ func (p *parser) session(s *section, n needs) SessionConfig {
 	return sc
 }
 
-func (p *parser) stripe(s *section, n needs) StripeConfig {
+func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
 	sc := StripeConfig{PastDueGrace: p.duration(s.str("past_due_grace"), 0)}
 	sk := s.str("secret_key")
 	if n.stripe != "" {
@@ -1198,7 +1225,7 @@ func (p *parser) stripe(s *section, n needs) StripeConfig {
 	}
 	if sk.s != "" {
 		if !strings.HasPrefix(sk.s, "sk_") && !strings.HasPrefix(sk.s, "rk_") {
-			p.errorf(sk.line, sk.key, "is not a Stripe secret key; want sk_live_…, sk_test_… or a restricted rk_… key from the Stripe dashboard")
+			p.invalid(sk, "is not a Stripe secret key; want sk_live_…, sk_test_… or a restricted rk_… key from the Stripe dashboard")
 		} else {
 			sc.SecretKey = sk.s
 		}
@@ -1207,14 +1234,14 @@ func (p *parser) stripe(s *section, n needs) StripeConfig {
 	sc.WebhookSecrets = wh.strings()
 	if n.stripe != "" && len(sc.WebhookSecrets) == 0 && !wh.bad {
 		_, empty := wh.values()
-		v := scalar{key: wh.key, line: wh.line, vars: empty, set: wh.set}
+		v := configValue{key: wh.key, line: wh.line, vars: empty, set: wh.set}
 		p.require(v, n.stripe, "the endpoint's signing secret (whsec_…), or a list of them while rotating")
 	}
 	sc.APIURL = p.serviceURL(s.str("api_url"), DefaultStripeAPIURL)
 	return sc
 }
 
-func (p *parser) store(s *section) StoreConfig {
+func (p *configParser) store(s *configSection) StoreConfig {
 	sc := StoreConfig{Path: s.str("path").s, CacheSize: p.integer(s.str("cache_size"), DefaultCacheSize, 1, 1<<24)}
 	if sc.Path == "" {
 		sc.Path = DefaultStorePath
@@ -1222,19 +1249,19 @@ func (p *parser) store(s *section) StoreConfig {
 	return sc
 }
 
-func (p *parser) admin(s *section, listen string) AdminConfig {
+func (p *configParser) admin(s *configSection, listen string) AdminConfig {
 	ac := AdminConfig{Token: s.str("token").s}
 	lv := s.str("listen")
 	ac.Listen = p.hostPort(lv)
 	if ac.Listen != "" && ac.Listen == listen {
-		p.errorf(lv.line, lv.key, "%q is also listen; the admin listener must never be the public one", ac.Listen)
+		p.invalid(lv, "%q is also listen; the admin listener must never be the public one", ac.Listen)
 	}
 	if ac.Token != "" && len(ac.Token) < 16 {
 		p.warnf(s.line, "admin.token", "is only %d characters; use a long random token, e.g. from openssl rand -hex 32", len(ac.Token))
 	}
-	for _, v := range firstValues(s.list("users")) {
+	for _, v := range nonEmptyValues(s.list("users")) {
 		if !strings.HasPrefix(v.s, "user_") {
-			p.errorf(v.line, v.key, "%q is not a Clerk user ID; want an ID such as user_2abc (Clerk dashboard → Users)", v.s)
+			p.invalid(v, "%q is not a Clerk user ID; want an ID such as user_2abc (Clerk dashboard → Users)", v.s)
 			continue
 		}
 		ac.Users = append(ac.Users, v.s)
@@ -1242,7 +1269,7 @@ func (p *parser) admin(s *section, listen string) AdminConfig {
 	return ac
 }
 
-func (p *parser) pages(s *section) PagesConfig {
+func (p *configParser) pages(s *configSection) PagesConfig {
 	pc := PagesConfig{
 		ProductName:  cmp.Or(s.str("product_name").s, DefaultProductName),
 		AccentColor:  DefaultAccentColor,
@@ -1252,7 +1279,7 @@ func (p *parser) pages(s *section) PagesConfig {
 		if accentColorPattern.MatchString(v.s) {
 			pc.AccentColor = v.s
 		} else {
-			p.errorf(v.line, v.key, "%q is not valid; want a #rrggbb colour such as #4f46e5", v.s)
+			p.invalid(v, "%q is not valid; want a #rrggbb colour such as #4f46e5", v.s)
 		}
 	}
 	if v := s.str("logo_url"); v.s != "" {
@@ -1261,8 +1288,10 @@ func (p *parser) pages(s *section) PagesConfig {
 		}
 	}
 	if v := s.str("support_url"); v.s != "" {
-		if strings.HasPrefix(v.s, "mailto:") {
+		if strings.HasPrefix(v.s, "mailto:") && len(v.s) > len("mailto:") {
 			pc.SupportURL = v.s
+		} else if !strings.HasPrefix(v.s, "http://") && !strings.HasPrefix(v.s, "https://") {
+			p.invalid(v, "%q: want an absolute http(s) URL or a mailto: address", v.s)
 		} else if u := p.httpURL(v, false); u != nil {
 			pc.SupportURL = u.String()
 		}
@@ -1272,7 +1301,7 @@ func (p *parser) pages(s *section) PagesConfig {
 
 // crossCheck warns about route IDs that no plan unlocks and plan route IDs
 // that no rule can produce.
-func (p *parser) crossCheck(cfg *Config, idLines map[int]int) {
+func (p *configParser) crossCheck(cfg *Config, idLines map[int]int) {
 	captures := false
 	ids := map[string]bool{}
 	for _, r := range cfg.Routes.Rules {

@@ -23,6 +23,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	stripTollgateHeaders(r.Header)
 
 	// 2. One canonical path, before anything looks at it.
+	if r.RequestURI == "*" {
+		// "OPTIONS *" asks about the server, not a resource: nothing to gate
+		// or forward.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+		e.decision = "options_server"
+		return
+	}
 	path, escaped, canonical := CanonicalPath(r.URL.EscapedPath())
 	if !canonical {
 		e.decision = "redirect_canonical"
@@ -34,8 +42,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		return
 	}
 
-	// 3. Tollgate's own endpoints are never gated by route rules.
-	if path == s.prefix || strings.HasPrefix(path, s.prefix+"/") {
+	// 3. Tollgate's own endpoints are never gated by route rules, nor
+	// forwarded in any letter case.
+	if hasPrefixFold(path, s.prefix) {
 		e.decision = "internal"
 		s.serveInternal(w, r, e)
 		return
@@ -53,7 +62,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	if method == http.MethodHead {
 		method = http.MethodGet
 	}
-	m := s.cfg.Routes.Match(method, r.Host, path)
+	m := s.cfg.Routes.Match(method, r.Host, matchPath(path))
+	if !validRouteID(m.RouteID) {
+		// A {route} capture becomes a header and a URL parameter: only
+		// plain IDs are meaningful, anything else is a bad request.
+		e.decision = "bad_route_id"
+		s.writeError(w, r, http.StatusBadRequest)
+		return
+	}
 	e.access, e.routeID, e.rule = m.Access, m.RouteID, -1
 	if m.Rule != nil {
 		e.rule = m.Rule.Index
@@ -102,6 +118,48 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	// 9. Forward.
 	e.decision = "allow"
 	s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+}
+
+// hasPrefixFold reports whether path is prefix or lies under it, without
+// regard to case (rules match without regard to case too).
+func hasPrefixFold(path, prefix string) bool {
+	if len(path) < len(prefix) || !strings.EqualFold(path[:len(prefix)], prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+// matchPath is the path the rules see. Beyond the canonical path, it drops
+// ";params" from segments and reads "\" as "/", so an upstream that does
+// either (Tomcat routes /admin;x=1 to /admin, IIS reads \ as /) cannot be
+// reached through a rule written for another path.
+func matchPath(path string) string {
+	if !strings.ContainsAny(path, ";\\") {
+		return path
+	}
+	segs := strings.Split(strings.ReplaceAll(path, "\\", "/"), "/")
+	for i, seg := range segs {
+		if j := strings.IndexByte(seg, ';'); j >= 0 {
+			segs[i] = seg[:j]
+		}
+	}
+	p, _, _ := CanonicalPath((&url.URL{Path: strings.Join(segs, "/")}).EscapedPath())
+	return p
+}
+
+// validRouteID accepts the route IDs a plan can name: letters, digits and
+// "-", "_", ".", at most 64 of them.
+func validRouteID(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 type authOutcome struct {

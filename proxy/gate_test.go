@@ -784,3 +784,57 @@ func TestGate_WebSocketUpgradePassesThrough(t *testing.T) {
 		t.Fatalf("echo %q %v", line, err)
 	}
 }
+
+func TestGate_UpstreamPathQuirksCannotDodgeRules(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	for _, uri := range []string{
+		"/admin;jsessionid=1/users", // Tomcat drops ;params
+		"/admin/users;x=1",
+		"/%5Cadmin/users", // IIS reads \ as /
+		"/public/x/%5C..%5C..%5Cadmin/users",
+	} {
+		resp := fx.rawRequest(uri, with(xhr, "X-Test-User", "user_1"))
+		if resp.StatusCode == 200 {
+			t.Errorf("%s: forwarded (status 200), want the admin deny rule", uri)
+		}
+	}
+	if fx.upstreamCount() != 0 {
+		t.Errorf("upstream saw %d requests", fx.upstreamCount())
+	}
+}
+
+func TestGate_InternalPrefixInAnyCaseIsNeverForwarded(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.do("GET", "/.TOLLGATE/api/me", with(xhr, "X-Test-User", "user_1"))
+	if resp.StatusCode != 404 || fx.upstreamCount() != 0 {
+		t.Errorf("status %d upstream %d", resp.StatusCode, fx.upstreamCount())
+	}
+}
+
+func TestGate_RouteCaptureMustBeAPlainID(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	for _, uri := range []string{"/routes/415VNA%0D%0AX-Evil:%201/x", "/routes/%3Cscript%3E/x"} {
+		resp := fx.rawRequest(uri, with(xhr, "X-Test-User", "user_1"))
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: status %d, want 400", uri, resp.StatusCode)
+		}
+	}
+}
+
+func TestGate_OptionsStarIsAnsweredHere(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	u, _ := url.Parse(fx.front.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "OPTIONS * HTTP/1.1\r\nHost: %s\r\n\r\n", u.Host)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	// net/http answers it before any handler (200); with
+	// DisableGeneralOptionsHandler the gate does (204). Never the upstream.
+	if err != nil || (resp.StatusCode != 200 && resp.StatusCode != 204) || fx.upstreamCount() != 0 {
+		t.Errorf("%v %v upstream %d", resp, err, fx.upstreamCount())
+	}
+}

@@ -92,8 +92,8 @@ func unescapeOnce(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
+			b.WriteByte(unhexDigit(s[i+1])<<4 | unhexDigit(s[i+2]))
 			i += 2
 			continue
 		}
@@ -102,11 +102,11 @@ func unescapeOnce(s string) string {
 	return b.String()
 }
 
-func isHex(c byte) bool {
+func isHexDigit(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-func unhex(c byte) byte {
+func unhexDigit(c byte) byte {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0'
@@ -166,16 +166,16 @@ func escapePath(p string) string {
 	return string(b)
 }
 
-// pattern is a compiled route path: literal segments (compared without regard
+// pathPattern is a compiled route path: literal segments (compared without regard
 // to case), at most one {route} capture, and an optional final "/*".
-type pattern struct {
+type pathPattern struct {
 	segs     []string // literal segments; segs[capture] is "{route}"
 	capture  int      // index of the {route} segment, or -1
 	wildcard bool     // ends in "/*": zero or more further segments
 }
 
 // parsePattern compiles a routes[].path. Its errors say what would be valid.
-func parsePattern(p string) (*pattern, error) {
+func parsePattern(p string) (*pathPattern, error) {
 	switch {
 	case p == "":
 		return nil, errors.New("empty; want a path pattern such as /settings/* or /routes/{route}/*")
@@ -185,10 +185,10 @@ func parsePattern(p string) (*pattern, error) {
 		return nil, fmt.Errorf("%q: a pattern matches the path only; drop the query or fragment", p)
 	case strings.Contains(p, "%"):
 		return nil, fmt.Errorf("%q: write the path decoded, without %%-escapes (patterns match the decoded path)", p)
-	case strings.ContainsFunc(p, isControl):
+	case strings.ContainsFunc(p, isControlRune):
 		return nil, fmt.Errorf("%q contains a control character", p)
 	}
-	pt := &pattern{capture: -1}
+	pt := &pathPattern{capture: -1}
 	// A trailing slash is ignored in requests, so it is in patterns too.
 	body := strings.TrimSuffix(p[1:], "/")
 	if body == "" {
@@ -221,10 +221,10 @@ func parsePattern(p string) (*pattern, error) {
 	return pt, nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+func isControlRune(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // match reports whether the canonical path p matches, and the {route} capture.
-func (pt *pattern) match(p string) (capture string, ok bool) {
+func (pt *pathPattern) match(p string) (capture string, ok bool) {
 	p = strings.TrimPrefix(p, "/")
 	p = strings.TrimSuffix(p, "/")
 	rest, more := p, p != ""
@@ -259,7 +259,7 @@ func segmentEqual(lit, seg string) bool {
 }
 
 // segCovers reports whether pattern segment a matches every segment b does.
-func (pt *pattern) segCovers(i int, b *pattern, j int) bool {
+func (pt *pathPattern) segCovers(i int, b *pathPattern, j int) bool {
 	if i == pt.capture {
 		return true // any non-empty segment, and b's segments are never empty
 	}
@@ -267,12 +267,12 @@ func (pt *pattern) segCovers(i int, b *pattern, j int) bool {
 }
 
 // segOverlaps reports whether some segment matches both a's i-th and b's j-th.
-func (pt *pattern) segOverlaps(i int, b *pattern, j int) bool {
+func (pt *pathPattern) segOverlaps(i int, b *pathPattern, j int) bool {
 	return i == pt.capture || j == b.capture || strings.EqualFold(pt.segs[i], b.segs[j])
 }
 
 // covers reports whether pt matches every path that b matches.
-func (pt *pattern) covers(b *pattern) bool {
+func (pt *pathPattern) covers(b *pathPattern) bool {
 	n, m := len(pt.segs), len(b.segs)
 	if pt.wildcard {
 		if m < n {
@@ -290,7 +290,7 @@ func (pt *pattern) covers(b *pattern) bool {
 }
 
 // overlaps reports whether some path matches both pt and b.
-func (pt *pattern) overlaps(b *pattern) bool {
+func (pt *pathPattern) overlaps(b *pathPattern) bool {
 	n, m := len(pt.segs), len(b.segs)
 	switch {
 	case n < m && !pt.wildcard, m < n && !b.wildcard:
@@ -384,27 +384,35 @@ func requestHost(h string) string {
 	} else if i := strings.IndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
 		h = h[:i]
 	}
-	h = strings.TrimSuffix(h, ".")
-	for i := 0; i < len(h); i++ {
-		if 'A' <= h[i] && h[i] <= 'Z' {
-			return strings.ToLower(h)
-		}
-	}
-	return h
+	return asciiCase(strings.TrimSuffix(h, "."), 'A', 'Z', 'a'-'A')
 }
 
 // requestMethod is the method rules compare: upper case, HEAD as GET.
+// Methods and host names are ASCII tokens, so only ASCII letters change case:
+// no Unicode folding can turn some other token into "POST".
 func requestMethod(m string) string {
-	for i := 0; i < len(m); i++ {
-		if 'a' <= m[i] && m[i] <= 'z' {
-			m = strings.ToUpper(m)
-			break
-		}
-	}
+	m = asciiCase(m, 'a', 'z', 'A'-'a')
 	if m == "HEAD" || m == "" {
 		return "GET"
 	}
 	return m
+}
+
+// asciiCase shifts the bytes in [lo, hi] by delta, allocating only when
+// there is one.
+func asciiCase(s string, lo, hi byte, delta int) string {
+	for i := 0; i < len(s); i++ {
+		if lo <= s[i] && s[i] <= hi {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if lo <= b[j] && b[j] <= hi {
+					b[j] = byte(int(b[j]) + delta)
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // Match returns the first rule matching the request, or default_access.
@@ -583,7 +591,7 @@ type ruleWarning struct {
 // is conservative: it warns only about what it can prove.
 func (rs *RuleSet) lint(internalPrefix string) []ruleWarning {
 	var ws []ruleWarning
-	var internal *pattern
+	var internal *pathPattern
 	if internalPrefix != "" && internalPrefix != "/" {
 		internal, _ = parsePattern(internalPrefix + "/*")
 	}
@@ -592,7 +600,7 @@ func (rs *RuleSet) lint(internalPrefix string) []ruleWarning {
 			continue
 		}
 		if internal != nil && internal.covers(r.pat) {
-			ws = append(ws, ruleWarning{r, fmt.Sprintf("never applies: paths under internal_prefix (%s) are tollgate's own and are never gated by routes", internalPrefix)})
+			ws = append(ws, ruleWarning{r, fmt.Sprintf("is under internal_prefix (%s): tollgate serves those paths itself and never consults routes for them", internalPrefix)})
 			continue
 		}
 		if j := rs.shadowedBy(i); j >= 0 {
@@ -652,8 +660,8 @@ func (rs *RuleSet) fallThrough(i int) string {
 			if !covers {
 				where = "some of these paths"
 			}
-			return fmt.Sprintf("methods %s are %s, but %s on %s fall through to routes[%d] (line %d), which is %s; add a rule for them or drop methods",
-				strings.Join(r.Methods, ", "), r.Access, what, where, l.Index, l.Line, l.Access)
+			return fmt.Sprintf("%s %s, but %s on %s fall through to routes[%d] (line %d), which is %s; add a rule for them or drop methods",
+				methodsAre(r.Methods), r.Access, what, where, l.Index, l.Line, l.Access)
 		}
 		if !covers {
 			return "" // the rest of the paths go on to rules unknown here
@@ -664,8 +672,15 @@ func (rs *RuleSet) fallThrough(i int) string {
 		except = append(except, caught...)
 	}
 	if def := rs.defaultAccess(); accessRank(def) < accessRank(r.Access) {
-		return fmt.Sprintf("methods %s are %s, but other methods on these paths fall through to default_access, which is %s; add a rule for them or drop methods",
-			strings.Join(r.Methods, ", "), r.Access, def)
+		return fmt.Sprintf("%s %s, but other methods on these paths fall through to default_access, which is %s; add a rule for them or drop methods",
+			methodsAre(r.Methods), r.Access, def)
 	}
 	return ""
+}
+
+func methodsAre(ms []string) string {
+	if len(ms) == 1 {
+		return "method " + ms[0] + " is"
+	}
+	return "methods " + strings.Join(ms, ", ") + " are"
 }

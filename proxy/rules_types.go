@@ -12,7 +12,7 @@ type Rule struct {
 
 	// pat is Path compiled by CompileRules. A Rule built by hand has none and
 	// is compiled on every Match instead, so it still matches correctly.
-	pat *pattern
+	pat *pathPattern
 }
 
 // RuleSet is the compiled routes: list with its fallback. Build it with
