@@ -1,0 +1,349 @@
+package stripe
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	stripe "github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// live reports a subscription status that must not get a second
+// subscription next to it: the subject pays, will pay, or has to fix a
+// payment, all of which happen in the Billing Portal.
+func live(st proxy.SubscriptionStatus) bool {
+	switch st {
+	case proxy.StatusActive, proxy.StatusTrialing, proxy.StatusPastDue,
+		proxy.StatusUnpaid, proxy.StatusIncomplete, proxy.StatusPaused:
+		return true
+	}
+	return false
+}
+
+// Checkout starts a Stripe Checkout for req.Plan, billed to req.Subject.
+// Under the subject's and then the customer's lock it ensures the customer
+// exists, syncs it, and sends a subject that already holds a live
+// subscription to the Billing Portal instead (no double subscriptions).
+// The same request repeated within the hour gets the same session.
+func (b *Billing) Checkout(ctx context.Context, req proxy.CheckoutRequest) (proxy.CheckoutResult, error) {
+	if err := b.checkRequest(req); err != nil {
+		return proxy.CheckoutResult{}, err
+	}
+	subject, plan := req.Subject, req.Plan
+	unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
+	if err != nil {
+		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+	}
+	defer unlockSubject()
+
+	cus, err := b.store.CustomerOf(ctx, subject)
+	if err != nil {
+		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: customer of %s: %w", subject, err)
+	}
+	var state proxy.CustomerState
+	var unlock func()
+	for replaced := ""; ; {
+		if cus == "" {
+			if cus, err = b.createCustomer(ctx, req.Identity, subject, replaced); err != nil {
+				return proxy.CheckoutResult{}, err
+			}
+		}
+		if unlock, err = b.locks.lock(ctx, customerKey(cus)); err != nil {
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+		}
+		if state, _, err = b.syncLocked(ctx, cus, ""); err != nil {
+			unlock()
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+		}
+		if !state.Deleted || replaced != "" {
+			break
+		}
+		// The customer was deleted in Stripe: start over with a new one.
+		unlock()
+		b.log.InfoContext(ctx, "stripe: customer deleted in Stripe, creating a new one", "customer", cus, "subject", subject.String())
+		replaced, cus = cus, ""
+	}
+	defer unlock()
+	if state.Deleted {
+		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: customer %s is deleted in Stripe", cus)
+	}
+
+	ret := req.ReturnPath
+	if ret == "" {
+		ret = "/"
+	}
+	for _, s := range state.Subscriptions {
+		if live(s.Status) {
+			u, err := b.portalSession(ctx, cus, b.public+ret)
+			if err != nil {
+				return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+			}
+			b.log.InfoContext(ctx, "stripe: live subscription, portal instead of checkout",
+				"customer", cus, "subject", subject.String(), "subscription", s.ID, "status", string(s.Status))
+			return proxy.CheckoutResult{URL: u, Portal: true}, nil
+		}
+	}
+
+	trial := plan.TrialDays > 0
+	if trial {
+		for _, s := range state.Subscriptions {
+			if !s.TrialEnd.IsZero() {
+				trial = false
+			}
+		}
+	}
+	if trial {
+		had, err := b.store.HadTrial(ctx, cus)
+		if err != nil {
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: had trial %s: %w", cus, err)
+		}
+		trial = !had
+	}
+
+	p := &stripe.CheckoutSessionParams{
+		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
+		Customer:          stripe.String(cus),
+		ClientReferenceID: stripe.String(req.Identity.UserID),
+		LineItems: []*stripe.CheckoutSessionLineItemParams{
+			{Price: stripe.String(plan.Prices[0]), Quantity: stripe.Int64(1)},
+		},
+		SuccessURL: stripe.String(b.public + b.prefix + "/checkout/done?session_id={CHECKOUT_SESSION_ID}"),
+		CancelURL: stripe.String(b.public + b.prefix + "/subscribe/" + url.PathEscape(plan.Key) + "?" +
+			url.Values{"return": {ret}}.Encode()),
+		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{
+			Metadata: map[string]string{subjectMetadataKey(subject): subject.ID},
+		},
+		Metadata: map[string]string{
+			MetaReturnPath: ret,
+			MetaUserID:     req.Identity.UserID,
+			MetaSubject:    subject.String(),
+			MetaPlan:       plan.Key,
+		},
+	}
+	p.Context = ctx
+	if trial {
+		// A paid trial: the one-time fee is a line item of its own, which
+		// Checkout puts on the initial invoice only and charges now; the
+		// recurring price is first charged when the trial ends.
+		p.SubscriptionData.TrialPeriodDays = stripe.Int64(int64(plan.TrialDays))
+		if plan.TrialFeePrice != "" {
+			p.LineItems = append(p.LineItems, &stripe.CheckoutSessionLineItemParams{
+				Price: stripe.String(plan.TrialFeePrice), Quantity: stripe.Int64(1)})
+		}
+	}
+	p.SetIdempotencyKey(idempotencyKey("checkout", subject.String(), cus, req.Identity.UserID, plan.Key,
+		plan.Prices[0], plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret,
+		strconv.FormatInt(b.now().Unix()/3600, 10)))
+	var cs *stripe.CheckoutSession
+	err = b.call(ctx, b.retries, func() (err error) {
+		cs, err = b.api.CheckoutSessions.New(p)
+		return err
+	})
+	if err != nil {
+		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: create session: %w", stripeFailure(err))
+	}
+	if cs.URL == "" {
+		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: session %s has no URL", cs.ID)
+	}
+	b.log.InfoContext(ctx, "stripe: checkout session created", "session", cs.ID, "customer", cus,
+		"subject", subject.String(), "plan", plan.Key, "trial", trial)
+	return proxy.CheckoutResult{URL: cs.URL}, nil
+}
+
+func (b *Billing) checkRequest(req proxy.CheckoutRequest) error {
+	id, s, p := req.Identity, req.Subject, req.Plan
+	switch {
+	case id == nil || id.UserID == "":
+		return errors.New("stripe checkout: no identity")
+	case p == nil || len(p.Prices) == 0 || p.Prices[0] == "":
+		return errors.New("stripe checkout: plan has no price")
+	case (p.Scope == proxy.SubjectOrg) != (s.Kind == proxy.SubjectOrg):
+		return fmt.Errorf("stripe checkout: plan %s is for a %s, subject is %s", p.Key, p.Scope, s)
+	case s.Kind == proxy.SubjectUser && s.ID != id.UserID:
+		return fmt.Errorf("stripe checkout: subject %s is not the visitor", s)
+	case s.Kind == proxy.SubjectOrg && (s.ID == "" || s.ID != id.OrgID):
+		return fmt.Errorf("stripe checkout: subject %s is not the visitor's active organisation", s)
+	case s.Kind != proxy.SubjectUser && s.Kind != proxy.SubjectOrg:
+		return fmt.Errorf("stripe checkout: bad subject %q", s)
+	}
+	return nil
+}
+
+// createCustomer creates the subject's Stripe customer, with the visitor's
+// primary email and the subject in its metadata, and links the two. The
+// idempotency key is derived from the subject, so a retry (or a lost link)
+// within Stripe's idempotency window gets the same customer; replaced is
+// the deleted customer this one replaces, if any.
+func (b *Billing) createCustomer(ctx context.Context, id *proxy.Identity, subject proxy.Subject, replaced string) (string, error) {
+	email := ""
+	if b.dir != nil {
+		var err error
+		if email, err = b.dir.PrimaryEmail(ctx, id.UserID); err != nil {
+			return "", fmt.Errorf("stripe checkout: primary email of %s: %w", id.UserID, err)
+		}
+	}
+	p := &stripe.CustomerParams{Metadata: map[string]string{subjectMetadataKey(subject): subject.ID}}
+	p.Context = ctx
+	if email != "" {
+		p.Email = stripe.String(email)
+	}
+	p.SetIdempotencyKey(idempotencyKey("customer", subject.String(), email, replaced))
+	var c *stripe.Customer
+	err := b.call(ctx, b.retries, func() (err error) {
+		c, err = b.api.Customers.New(p)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("stripe checkout: create customer: %w", stripeFailure(err))
+	}
+	if err := b.store.LinkCustomer(ctx, subject, c.ID); err != nil {
+		return "", fmt.Errorf("stripe checkout: link %s to %s: %w", c.ID, subject, err)
+	}
+	b.log.InfoContext(ctx, "stripe: customer created", "customer", c.ID, "subject", subject.String())
+	return c.ID, nil
+}
+
+// idempotencyKey derives a Stripe Idempotency-Key from the request's
+// parameters, so a different request never collides with an earlier one.
+func idempotencyKey(kind string, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return "tollgate-" + kind + "-" + hex.EncodeToString(h[:20])
+}
+
+// CompleteCheckout handles Checkout's success URL: it checks that the
+// session belongs to the visitor (proxy.ErrNotYours otherwise), links its
+// customer if needed, syncs the customer under its lock, and says whether
+// the subject is entitled already.
+func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *proxy.Identity) (proxy.CheckoutReturn, error) {
+	if id == nil || id.UserID == "" || sessionID == "" {
+		return proxy.CheckoutReturn{}, proxy.ErrNotYours
+	}
+	var cs *stripe.CheckoutSession
+	err := b.call(ctx, b.retries, func() (err error) {
+		p := &stripe.CheckoutSessionParams{}
+		p.Context = ctx
+		p.AddExpand("subscription")
+		cs, err = b.api.CheckoutSessions.Get(sessionID, p)
+		return err
+	})
+	if isNotFound(err) {
+		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: session not found: %w", proxy.ErrNotYours)
+	}
+	if err != nil {
+		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: get session: %w", stripeFailure(err))
+	}
+	if cs.ClientReferenceID == "" || cs.ClientReferenceID != id.UserID {
+		b.log.WarnContext(ctx, "stripe: checkout session of someone else", "session", cs.ID, "user", id.UserID)
+		return proxy.CheckoutReturn{}, proxy.ErrNotYours
+	}
+	ret := proxy.CheckoutReturn{ReturnPath: cs.Metadata[MetaReturnPath]}
+	if cs.Customer == nil || cs.Customer.ID == "" {
+		return ret, nil // not paid yet: nothing to sync
+	}
+	cus := cs.Customer.ID
+	subject, ok := parseSubject(cs.Metadata[MetaSubject])
+	if !ok {
+		subject = proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}
+	}
+
+	unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
+	if err != nil {
+		return ret, fmt.Errorf("stripe checkout return: %w", err)
+	}
+	defer unlockSubject()
+	unlock, err := b.locks.lock(ctx, customerKey(cus))
+	if err != nil {
+		return ret, fmt.Errorf("stripe checkout return: %w", err)
+	}
+	defer unlock()
+	if err := b.linkIfUnlinked(ctx, subject, cus); err != nil {
+		return ret, fmt.Errorf("stripe checkout return: %w", err)
+	}
+	_, ents, err := b.syncLocked(ctx, cus, "")
+	if err != nil {
+		return ret, fmt.Errorf("stripe checkout return: %w", err)
+	}
+	if ents != nil && ents.Subject == subject {
+		now := b.now()
+		for i := range ents.Subscriptions {
+			if proxy.Grants(&ents.Subscriptions[i], b.grace, now) {
+				ret.Settled = true
+				break
+			}
+		}
+	}
+	return ret, nil
+}
+
+// linkIfUnlinked links subject ↔ customer when neither is linked yet. A
+// customer already linked (to anyone) keeps its link, and a subject linked
+// to another customer keeps that one. The caller holds both locks.
+func (b *Billing) linkIfUnlinked(ctx context.Context, subject proxy.Subject, cus string) error {
+	owner, ok, err := b.store.SubjectOf(ctx, cus)
+	if err != nil {
+		return fmt.Errorf("subject of %s: %w", cus, err)
+	}
+	if ok {
+		if owner != subject {
+			b.log.WarnContext(ctx, "stripe: customer is linked to another subject; keeping it",
+				"customer", cus, "subject", subject.String(), "linked_subject", owner.String())
+		}
+		return nil
+	}
+	cur, err := b.store.CustomerOf(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("customer of %s: %w", subject, err)
+	}
+	if cur != "" && cur != cus {
+		b.log.WarnContext(ctx, "stripe: subject already has another customer; not linking",
+			"customer", cus, "subject", subject.String(), "linked_customer", cur)
+		return nil
+	}
+	if err := b.store.LinkCustomer(ctx, subject, cus); err != nil {
+		return fmt.Errorf("link %s to %s: %w", cus, subject, err)
+	}
+	return nil
+}
+
+// Portal opens a Billing Portal session for the subject's customer;
+// proxy.ErrNoCustomer when it has none.
+func (b *Billing) Portal(ctx context.Context, subject proxy.Subject, returnURL string) (string, error) {
+	cus, err := b.store.CustomerOf(ctx, subject)
+	if err != nil {
+		return "", fmt.Errorf("stripe portal: customer of %s: %w", subject, err)
+	}
+	if cus == "" {
+		return "", proxy.ErrNoCustomer
+	}
+	return b.portalSession(ctx, cus, returnURL)
+}
+
+func (b *Billing) portalSession(ctx context.Context, cus, returnURL string) (string, error) {
+	var ps *stripe.BillingPortalSession
+	err := b.call(ctx, b.retries, func() (err error) {
+		p := &stripe.BillingPortalSessionParams{Customer: stripe.String(cus)}
+		p.Context = ctx
+		if returnURL != "" {
+			p.ReturnURL = stripe.String(returnURL)
+		}
+		ps, err = b.api.BillingPortalSessions.New(p)
+		return err
+	})
+	if err != nil {
+		if stripeStatus(err) == http.StatusBadRequest {
+			// Most often: no portal configuration saved in this mode yet
+			// (Dashboard → Settings → Billing → Customer portal).
+			return "", fmt.Errorf("stripe portal session for %s (is the customer portal configured in the Stripe Dashboard?): %w", cus, err)
+		}
+		return "", fmt.Errorf("stripe portal session for %s: %w", cus, stripeFailure(err))
+	}
+	return ps.URL, nil
+}

@@ -1,0 +1,377 @@
+package stripe
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+func planByKey(key string) *proxy.Plan {
+	for _, p := range testPlans() {
+		if p.Key == key {
+			return &p
+		}
+	}
+	panic("no plan " + key)
+}
+
+// sessionForm is the form of the last checkout session tollgate created.
+func sessionForm(t *testing.T, h *harness) url.Values {
+	t.Helper()
+	calls := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+	if len(calls) == 0 {
+		t.Fatal("no checkout session created")
+	}
+	return calls[len(calls)-1].Form
+}
+
+func TestCheckout_NewCustomerPaidTrial(t *testing.T) {
+	h := newHarness(t)
+	res, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro"), ReturnPath: "/docs?x=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Portal || !strings.HasPrefix(res.URL, "https://checkout.stripe.test/") {
+		t.Errorf("result = %+v", res)
+	}
+	// The customer: email from the directory, subject in metadata, an idempotency key, linked both ways.
+	cc := h.stripe.callsTo("POST", "/v1/customers")
+	if len(cc) != 1 {
+		t.Fatalf("%d customer creations", len(cc))
+	}
+	if diff := cmp.Diff(url.Values{"email": {"ada@example.com"}, "metadata[clerk_user_id]": {"user_ada"}}, cc[0].Form); diff != "" {
+		t.Errorf("customer form (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(cc[0].IdemKey, "tollgate-customer-") {
+		t.Errorf("customer idempotency key = %q", cc[0].IdemKey)
+	}
+	cus, _ := h.store.CustomerOf(t.Context(), userAda())
+	if who, ok, _ := h.store.SubjectOf(t.Context(), cus); cus == "" || !ok || who != userAda() {
+		t.Errorf("link: %q ↔ %v", cus, who)
+	}
+	want := url.Values{
+		"mode":                                       {"subscription"},
+		"customer":                                   {cus},
+		"client_reference_id":                        {"user_ada"},
+		"line_items[0][price]":                       {"price_pro"},
+		"line_items[0][quantity]":                    {"1"},
+		"line_items[1][price]":                       {"price_fee"},
+		"line_items[1][quantity]":                    {"1"},
+		"subscription_data[trial_period_days]":       {"7"},
+		"subscription_data[metadata][clerk_user_id]": {"user_ada"},
+		"metadata[return_path]":                      {"/docs?x=1"},
+		"metadata[clerk_user_id]":                    {"user_ada"},
+		"metadata[subject]":                          {"user:user_ada"},
+		"metadata[plan]":                             {"pro"},
+		"success_url":                                {"https://app.example.test/.tollgate/checkout/done?session_id={CHECKOUT_SESSION_ID}"},
+		"cancel_url":                                 {"https://app.example.test/.tollgate/subscribe/pro?return=%2Fdocs%3Fx%3D1"},
+	}
+	if diff := cmp.Diff(want, sessionForm(t, h)); diff != "" {
+		t.Errorf("session form (-want +got):\n%s", diff)
+	}
+	// The pre-sync ran inside: the customer's (empty) state was committed.
+	if st := h.store.state(cus); st.CustomerID != cus || st.Subject != userAda() {
+		t.Errorf("pre-sync state = %+v", st)
+	}
+}
+
+func TestCheckout_TrialOnlyOncePerCustomer(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
+	h.link(userAda(), "cus_1")
+	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "canceled", Prices: []string{"price_pro"}, TrialEnd: 1_800_000_000})
+	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err != nil {
+		t.Fatal(err)
+	}
+	f := sessionForm(t, h)
+	if f.Has("subscription_data[trial_period_days]") || f.Has("line_items[1][price]") {
+		t.Errorf("second trial offered: %v", f)
+	}
+	if f.Get("line_items[0][price]") != "price_pro" || f.Get("metadata[return_path]") != "/" {
+		t.Errorf("form = %v", f)
+	}
+}
+
+func TestCheckout_TrialRememberedByStoreOnly(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
+	h.link(userAda(), "cus_1")
+	h.store.trials = map[string]bool{"cus_1": true} // Stripe shows nothing, the store remembers
+	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err != nil {
+		t.Fatal(err)
+	}
+	if f := sessionForm(t, h); f.Has("subscription_data[trial_period_days]") || f.Has("line_items[1][price]") {
+		t.Errorf("second trial offered: %v", f)
+	}
+}
+
+func TestCheckout_NoTrialDaysNoFee(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("basic")}); err != nil {
+		t.Fatal(err)
+	}
+	f := sessionForm(t, h)
+	if f.Has("subscription_data[trial_period_days]") || f.Has("line_items[1][price]") || f.Get("line_items[0][price]") != "price_other" {
+		t.Errorf("form = %v", f)
+	}
+}
+
+func TestCheckout_LiveSubscriptionGoesToPortal(t *testing.T) {
+	for _, tc := range []struct {
+		status string
+		portal bool
+	}{
+		{"active", true}, {"trialing", true}, {"past_due", true}, {"unpaid", true}, {"incomplete", true}, {"paused", true},
+		{"canceled", false}, {"incomplete_expired", false},
+	} {
+		t.Run(tc.status, func(t *testing.T) {
+			h := newHarness(t)
+			h.stripe.addCustomer("cus_1", "ada@example.com", nil)
+			h.link(userAda(), "cus_1")
+			h.stripe.addSub(fakeSub{Customer: "cus_1", Status: tc.status, Prices: []string{"price_other"}})
+			res, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro"), ReturnPath: "/app"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sessions := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+			portals := h.stripe.callsTo("POST", "/v1/billing_portal/sessions")
+			if res.Portal != tc.portal || (len(portals) == 1) != tc.portal || (len(sessions) == 1) == tc.portal {
+				t.Fatalf("result %+v, %d portal and %d checkout sessions", res, len(portals), len(sessions))
+			}
+			if tc.portal {
+				if !strings.HasPrefix(res.URL, "https://billing.stripe.test/") {
+					t.Errorf("portal URL = %q", res.URL)
+				}
+				if diff := cmp.Diff(url.Values{"customer": {"cus_1"}, "return_url": {"https://app.example.test/app"}}, portals[0].Form); diff != "" {
+					t.Errorf("portal form (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckout_OrganisationPlanBillsTheOrganisation(t *testing.T) {
+	h := newHarness(t)
+	res, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idGrace(), Subject: orgAcme(), Plan: planByKey("team"), ReturnPath: "/team"})
+	if err != nil || res.Portal {
+		t.Fatalf("res %+v, err %v", res, err)
+	}
+	cc := h.stripe.callsTo("POST", "/v1/customers")
+	if len(cc) != 1 {
+		t.Fatalf("%d customers created", len(cc))
+	}
+	if diff := cmp.Diff(url.Values{"email": {"grace@example.com"}, "metadata[clerk_org_id]": {"org_acme"}}, cc[0].Form); diff != "" {
+		t.Errorf("customer form (-want +got):\n%s", diff)
+	}
+	if cus, _ := h.store.CustomerOf(t.Context(), orgAcme()); cus == "" {
+		t.Error("organisation not linked")
+	}
+	if cus, _ := h.store.CustomerOf(t.Context(), proxy.Subject{Kind: proxy.SubjectUser, ID: "user_grace"}); cus != "" {
+		t.Error("the admin got the organisation's customer")
+	}
+	f := sessionForm(t, h)
+	for k, v := range map[string]string{
+		"client_reference_id":                       "user_grace",
+		"subscription_data[metadata][clerk_org_id]": "org_acme",
+		"metadata[subject]":                         "org:org_acme",
+		"metadata[clerk_user_id]":                   "user_grace",
+		"line_items[0][price]":                      "price_team",
+	} {
+		if f.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, f.Get(k), v)
+		}
+	}
+	if f.Has("subscription_data[metadata][clerk_user_id]") {
+		t.Error("organisation subscription carries a user ID")
+	}
+}
+
+func TestCheckout_RepeatIsIdempotent(t *testing.T) {
+	h := newHarness(t)
+	req := proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro"), ReturnPath: "/docs"}
+	first, err := h.b.Checkout(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := h.b.Checkout(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.URL != second.URL {
+		t.Errorf("repeat got another session: %q vs %q", first.URL, second.URL)
+	}
+	if n := len(h.stripe.callsTo("POST", "/v1/customers")); n != 1 {
+		t.Errorf("%d customers created", n)
+	}
+	s := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+	if len(s) != 2 || s[0].IdemKey == "" || s[0].IdemKey != s[1].IdemKey || !s[1].Replayed {
+		t.Errorf("session calls = %+v", s)
+	}
+	// Another return path is another request: a new session.
+	req.ReturnPath = "/other"
+	third, err := h.b.Checkout(t.Context(), req)
+	if err != nil || third.URL == first.URL {
+		t.Errorf("different request reused the session (%v)", err)
+	}
+}
+
+func TestCheckout_ConcurrentFirstCheckoutsCreateOneCustomer(t *testing.T) {
+	h := newHarness(t)
+	req := proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { _, err := h.b.Checkout(t.Context(), req); errs <- err }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(h.stripe.callsTo("POST", "/v1/customers")); n != 1 {
+		t.Errorf("%d customers created", n)
+	}
+	if n := h.b.locks.size(); n != 0 {
+		t.Errorf("%d locks left behind", n)
+	}
+}
+
+func TestCheckout_DeletedCustomerIsReplaced(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_old", "ada@example.com", nil)
+	h.stripe.deleteCustomer("cus_old")
+	h.link(userAda(), "cus_old")
+	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err != nil {
+		t.Fatal(err)
+	}
+	cus, _ := h.store.CustomerOf(t.Context(), userAda())
+	if cus == "cus_old" || cus == "" || sessionForm(t, h).Get("customer") != cus {
+		t.Errorf("customer = %q, session for %q", cus, sessionForm(t, h).Get("customer"))
+	}
+}
+
+func TestCheckout_RefusesInconsistentRequests(t *testing.T) {
+	h := newHarness(t)
+	cases := map[string]proxy.CheckoutRequest{
+		"no identity":        {Subject: userAda(), Plan: planByKey("pro")},
+		"no plan":            {Identity: idAda(), Subject: userAda()},
+		"org plan, user":     {Identity: idGrace(), Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_grace"}, Plan: planByKey("team")},
+		"user plan, org":     {Identity: idGrace(), Subject: orgAcme(), Plan: planByKey("pro")},
+		"someone else":       {Identity: idAda(), Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_grace"}, Plan: planByKey("pro")},
+		"not the active org": {Identity: idGrace(), Subject: proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_other"}, Plan: planByKey("team")},
+	}
+	for name, req := range cases {
+		if _, err := h.b.Checkout(t.Context(), req); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if n := len(h.stripe.callList()); n != 0 {
+		t.Errorf("%d Stripe calls", n)
+	}
+}
+
+func TestCheckout_DirectoryFailureCreatesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.dir.err = errors.New("clerk down")
+	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err == nil {
+		t.Fatal("no error")
+	}
+	if n := len(h.stripe.callList()); n != 0 {
+		t.Errorf("%d Stripe calls", n)
+	}
+}
+
+func TestCheckout_StripeDownIsErrStripeUnavail(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.fail("POST", "/v1/customers", 500, "", -1)
+	_, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")})
+	if !errors.Is(err, proxy.ErrStripeUnavail) {
+		t.Errorf("err = %v, want ErrStripeUnavail", err)
+	}
+}
+
+func TestCompleteCheckout_ForeignOrUnknownSessionIsNotYours(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_g", "grace@example.com", nil)
+	h.stripe.addSession(fakeSession{ID: "cs_grace", Customer: "cus_g", ClientReferenceID: "user_grace", Status: "complete"})
+	h.stripe.addSession(fakeSession{ID: "cs_anon", Customer: "cus_g", Status: "complete"})
+	for _, id := range []string{"cs_grace", "cs_anon", "cs_missing"} {
+		if _, err := h.b.CompleteCheckout(t.Context(), id, idAda()); !errors.Is(err, proxy.ErrNotYours) {
+			t.Errorf("%s: err = %v, want ErrNotYours", id, err)
+		}
+	}
+	if _, err := h.b.CompleteCheckout(t.Context(), "cs_grace", nil); !errors.Is(err, proxy.ErrNotYours) {
+		t.Errorf("no identity: err = %v", err)
+	}
+	if h.store.commitCount() != 0 || h.cache.count() != 0 {
+		t.Error("a foreign session changed state")
+	}
+	if _, ok, _ := h.store.SubjectOf(t.Context(), "cus_g"); ok {
+		t.Error("a foreign session linked its customer")
+	}
+}
+
+func TestCompleteCheckout_SettledWritesCache(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_1", "ada@example.com", map[string]string{MetaUserID: "user_ada"})
+	sub := h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "trialing", Prices: []string{"price_pro"}, TrialEnd: 1_900_000_000})
+	h.stripe.addSession(fakeSession{ID: "cs_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
+		PaymentStatus: "paid", Subscription: sub, Metadata: map[string]string{MetaReturnPath: "/docs", MetaSubject: "user:user_ada"}})
+	ret, err := h.b.CompleteCheckout(t.Context(), "cs_1", idAda())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(proxy.CheckoutReturn{ReturnPath: "/docs", Settled: true}, ret); diff != "" {
+		t.Errorf("return (-want +got):\n%s", diff)
+	}
+	ents, ok := h.cache.last(userAda())
+	if !ok || statuses(ents)[sub] != proxy.StatusTrialing {
+		t.Errorf("cache = %v, %v", statuses(ents), ok)
+	}
+	if cus, _ := h.store.CustomerOf(t.Context(), userAda()); cus != "cus_1" {
+		t.Errorf("not linked: %q", cus)
+	}
+	get := h.stripe.callsTo("GET", "/v1/checkout/sessions/cs_1")
+	if len(get) != 1 || get[0].Form.Get("expand[0]") != "subscription" {
+		t.Errorf("session get = %+v", get)
+	}
+}
+
+func TestCompleteCheckout_NotSettledYet(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
+	h.link(userAda(), "cus_1")
+	sub := h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "incomplete", Prices: []string{"price_pro"}})
+	h.stripe.addSession(fakeSession{ID: "cs_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
+		Subscription: sub, Metadata: map[string]string{MetaReturnPath: "/x"}})
+	ret, err := h.b.CompleteCheckout(t.Context(), "cs_1", idAda())
+	if err != nil || ret.Settled || ret.ReturnPath != "/x" {
+		t.Errorf("ret %+v, err %v", ret, err)
+	}
+	// Still open, no customer yet: nothing to sync, not settled.
+	h.stripe.addSession(fakeSession{ID: "cs_2", ClientReferenceID: "user_ada", Status: "open"})
+	if ret, err := h.b.CompleteCheckout(t.Context(), "cs_2", idAda()); err != nil || ret.Settled {
+		t.Errorf("open session: ret %+v, err %v", ret, err)
+	}
+}
+
+func TestPortal(t *testing.T) {
+	h := newHarness(t)
+	if _, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account"); !errors.Is(err, proxy.ErrNoCustomer) {
+		t.Errorf("no customer: err = %v", err)
+	}
+	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
+	h.link(userAda(), "cus_1")
+	u, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account")
+	if err != nil || !strings.HasPrefix(u, "https://billing.stripe.test/") {
+		t.Fatalf("url %q, err %v", u, err)
+	}
+	c := h.stripe.callsTo("POST", "/v1/billing_portal/sessions")
+	if diff := cmp.Diff(url.Values{"customer": {"cus_1"}, "return_url": {"https://app.example.test/.tollgate/account"}}, c[0].Form); diff != "" {
+		t.Errorf("portal form (-want +got):\n%s", diff)
+	}
+}

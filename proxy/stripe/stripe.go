@@ -1,0 +1,377 @@
+// Package stripe is tollgate's Stripe adapter: customers, Checkout, the
+// Billing Portal, subscription sync and the webhook handler. It implements
+// proxy.Billing and proxy.PriceCatalog with stripe-go v76.
+//
+// Every path that learns something about a customer (a webhook, the
+// Checkout return, Checkout's pre-sync, an account-wide sync) goes through
+// one function under one per-customer lock: fetch the customer and all its
+// subscriptions from Stripe, commit them to the store together with the
+// event ID, then write the committed record through to the LRU. Webhook
+// payloads are never trusted beyond the IDs they carry, so duplicate and
+// out-of-order deliveries converge on whatever Stripe says now.
+//
+// Nothing here runs on the gate's request path: package proxy does not
+// import this package.
+package stripe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// Store is the durable state this package needs. Implemented by
+// proxy/bolt.Store.
+type Store interface {
+	// CustomerOf returns the subject's Stripe customer ID, "" when none.
+	CustomerOf(ctx context.Context, subject proxy.Subject) (string, error)
+	// SubjectOf returns who a customer belongs to.
+	SubjectOf(ctx context.Context, customerID string) (proxy.Subject, bool, error)
+	// LinkCustomer records subject ↔ customer, both ways.
+	LinkCustomer(ctx context.Context, subject proxy.Subject, customerID string) error
+	// CommitCustomer stores a freshly synced state and, when eventID is not
+	// empty, marks the event processed, in one transaction. It returns the
+	// subject's new entitlements (a zero subject and nil when the customer
+	// is linked to nobody).
+	CommitCustomer(ctx context.Context, state proxy.CustomerState, eventID string) (proxy.Subject, *proxy.Entitlements, error)
+	EventProcessed(ctx context.Context, eventID string) (bool, error)
+	MarkEvent(ctx context.Context, eventID string) error
+	// HadTrial reports whether the customer ever had a trial.
+	HadTrial(ctx context.Context, customerID string) (bool, error)
+	Cursor(ctx context.Context, name string) (string, error)
+	SetCursor(ctx context.Context, name, value string) error
+}
+
+// Cache is the hot-path LRU, written through with committed records.
+// Implemented by *proxy.EntitlementCache.
+type Cache interface {
+	Put(s proxy.Subject, e *proxy.Entitlements)
+}
+
+// Directory finds a user's email for a new customer. Implemented by
+// proxy/clerk.Client (Clerk's Backend API).
+type Directory interface {
+	PrimaryEmail(ctx context.Context, userID string) (string, error)
+}
+
+// Config configures a Billing. SecretKey, PublicURL and Store are required.
+type Config struct {
+	SecretKey      string
+	WebhookSecrets []string      // any may match (rotation)
+	APIURL         string        // default https://api.stripe.com (stripe-mock, the sandbox)
+	PublicURL      *url.URL      // origin visitors see: Checkout's success and cancel URLs
+	InternalPrefix string        // default "/.tollgate"
+	Plans          []proxy.Plan  // price → plan mapping, trial days, trial fees
+	PastDueGrace   time.Duration // as stripe.past_due_grace: only for CompleteCheckout's Settled
+
+	Store     Store
+	Cache     Cache     // nil: nothing is written through (tests, CLI syncs)
+	Directory Directory // nil: customers are created without an email
+
+	HTTPClient      *http.Client     // nil: a client with a 20 s timeout
+	Logger          *slog.Logger     // nil: discard
+	Now             func() time.Time // nil: time.Now
+	MaxWebhookBytes int64            // default 512 KiB
+}
+
+// Metadata keys tollgate writes on Stripe objects and reads back.
+const (
+	MetaUserID     = "clerk_user_id"
+	MetaOrgID      = "clerk_org_id"
+	MetaSubject    = "subject"     // checkout session: "user:user_…" or "org:org_…"
+	MetaReturnPath = "return_path" // checkout session
+	MetaPlan       = "plan"        // checkout session: the plan's config key
+)
+
+// CursorSyncAll is the Store cursor SyncAll resumes from.
+const CursorSyncAll = "stripe.sync_all"
+
+// ErrSyncRunning is SyncAll's answer while another SyncAll runs.
+const ErrSyncRunning = errorString("stripe: a sync of all customers is already running")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }
+
+const (
+	defaultAPIURL          = "https://api.stripe.com"
+	defaultMaxWebhookBytes = 512 << 10
+	webhookTolerance       = 300 * time.Second
+	webhookDeadline        = 20 * time.Second
+)
+
+// Billing talks to Stripe for tollgate. Safe for concurrent use.
+type Billing struct {
+	api     *client.API
+	store   Store
+	cache   Cache
+	dir     Directory
+	log     *slog.Logger
+	now     func() time.Time
+	plans   []proxy.Plan
+	grace   time.Duration
+	secrets []string
+	public  string // public URL without a trailing slash
+	prefix  string
+	maxBody int64
+
+	locks keyedLocks
+	limit *bucket
+	// sleep waits for d or until ctx is done; backoffBase is the first wait
+	// after a 429. Both are fields so tests can run without real waits.
+	sleep         func(ctx context.Context, d time.Duration) error
+	backoffBase   time.Duration
+	retries       int        // 429 retries on interactive paths
+	sweepRetries  int        // 429 retries in SyncAll
+	sweepRun      sync.Mutex // one SyncAll at a time
+	sweepMu       sync.Mutex
+	sweeps        map[*sweep]struct{}
+	pricesMu      sync.RWMutex
+	prices        map[string]proxy.Price
+	configuredIDs []string
+}
+
+var (
+	_ proxy.Billing      = (*Billing)(nil)
+	_ proxy.PriceCatalog = (*Billing)(nil)
+)
+
+// New builds a Billing from cfg.
+func New(cfg Config) (*Billing, error) {
+	if cfg.SecretKey == "" {
+		return nil, errors.New("stripe: no secret key")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("stripe: no store")
+	}
+	if cfg.PublicURL == nil || cfg.PublicURL.Scheme == "" || cfg.PublicURL.Host == "" {
+		return nil, errors.New("stripe: public URL must be absolute")
+	}
+	apiURL := cfg.APIURL
+	if apiURL == "" {
+		apiURL = defaultAPIURL
+	}
+	if u, err := url.Parse(apiURL); err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("stripe: api url %q is not an absolute URL", apiURL)
+	}
+	b := &Billing{
+		store:        cfg.Store,
+		cache:        cfg.Cache,
+		dir:          cfg.Directory,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		plans:        cfg.Plans,
+		grace:        cfg.PastDueGrace,
+		public:       strings.TrimSuffix(cfg.PublicURL.String(), "/"),
+		prefix:       "/" + strings.Trim(cfg.InternalPrefix, "/"),
+		maxBody:      cfg.MaxWebhookBytes,
+		limit:        newBucket(20, 20),
+		sleep:        sleepCtx,
+		backoffBase:  time.Second,
+		retries:      2,
+		sweepRetries: 8,
+		sweeps:       map[*sweep]struct{}{},
+		prices:       map[string]proxy.Price{},
+	}
+	for _, s := range cfg.WebhookSecrets {
+		if s = strings.TrimSpace(s); s != "" {
+			b.secrets = append(b.secrets, s)
+		}
+	}
+	switch {
+	case cfg.InternalPrefix == "":
+		b.prefix = "/.tollgate"
+	case b.prefix == "/":
+		b.prefix = ""
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.maxBody <= 0 {
+		b.maxBody = defaultMaxWebhookBytes
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 20 * time.Second}
+	}
+	b.api = client.New(cfg.SecretKey, stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL:               stripe.String(apiURL),
+		HTTPClient:        hc,
+		MaxNetworkRetries: stripe.Int64(2),
+		LeveledLogger:     sdkLogger{b.log},
+		EnableTelemetry:   stripe.Bool(false),
+	}))
+	seen := map[string]bool{}
+	for _, p := range cfg.Plans {
+		for _, id := range append(append([]string(nil), p.Prices...), p.TrialFeePrice) {
+			if id != "" && !seen[id] {
+				seen[id] = true
+				b.configuredIDs = append(b.configuredIDs, id)
+			}
+		}
+	}
+	return b, nil
+}
+
+// Ready checks that Stripe answers an authenticated call (one price).
+func (b *Billing) Ready(ctx context.Context) error {
+	err := b.call(ctx, b.retries, func() error {
+		p := &stripe.PriceListParams{}
+		p.Context = ctx
+		p.Limit = stripe.Int64(1)
+		p.Single = true
+		it := b.api.Prices.List(p)
+		return it.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("stripe ready: %w", stripeFailure(err))
+	}
+	return nil
+}
+
+// Price implements proxy.PriceCatalog from what RefreshPrices last loaded.
+func (b *Billing) Price(id string) (proxy.Price, bool) {
+	b.pricesMu.RLock()
+	defer b.pricesMu.RUnlock()
+	p, ok := b.prices[id]
+	return p, ok
+}
+
+// RefreshPrices loads every configured price (plan prices and trial fees)
+// for the pages, and reports the ones that are missing, inactive, or of the
+// wrong kind (plan prices recurring, trial fees one-time). Prices it could
+// load are kept even when it returns an error. Call it at start and now and
+// then in the background, never per request.
+func (b *Billing) RefreshPrices(ctx context.Context) error {
+	fees := map[string]bool{}
+	for _, p := range b.plans {
+		if p.TrialFeePrice != "" {
+			fees[p.TrialFeePrice] = true
+		}
+	}
+	var errs []error
+	got := map[string]proxy.Price{}
+	for _, id := range b.configuredIDs {
+		var sp *stripe.Price
+		err := b.call(ctx, b.retries, func() (err error) {
+			p := &stripe.PriceParams{}
+			p.Context = ctx
+			sp, err = b.api.Prices.Get(id, p)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("price %s: %w", id, stripeFailure(err)))
+			continue
+		}
+		pr := proxy.Price{ID: sp.ID, Amount: sp.UnitAmount, Currency: string(sp.Currency)}
+		if sp.Recurring != nil {
+			pr.Interval, pr.IntervalCount = string(sp.Recurring.Interval), sp.Recurring.IntervalCount
+		}
+		got[id] = pr
+		recurring := sp.Type == stripe.PriceTypeRecurring || sp.Recurring != nil
+		switch {
+		case !sp.Active:
+			errs = append(errs, fmt.Errorf("price %s is not active", id))
+		case fees[id] && recurring:
+			errs = append(errs, fmt.Errorf("price %s is a trial fee but recurring; want a one-time price", id))
+		case !fees[id] && !recurring:
+			errs = append(errs, fmt.Errorf("price %s is one-time; plan prices must be recurring", id))
+		}
+	}
+	b.pricesMu.Lock()
+	for id, p := range got {
+		b.prices[id] = p
+	}
+	b.pricesMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// sdkLogger keeps stripe-go quiet: everything it says goes to Debug (the
+// errors it logs are returned to us and logged where they matter).
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) logf(format string, v ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, v...), "component", "stripe-go")
+	}
+}
+func (l sdkLogger) Debugf(format string, v ...any) { l.logf(format, v...) }
+func (l sdkLogger) Infof(format string, v ...any)  { l.logf(format, v...) }
+func (l sdkLogger) Warnf(format string, v ...any)  { l.logf(format, v...) }
+func (l sdkLogger) Errorf(format string, v ...any) { l.logf(format, v...) }
+
+// stripeStatus is the HTTP status of a Stripe API error, 0 for others
+// (network errors, context errors).
+func stripeStatus(err error) int {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		return se.HTTPStatusCode
+	}
+	return 0
+}
+
+func isNotFound(err error) bool { return stripeStatus(err) == http.StatusNotFound }
+
+// stripeFailure marks errors that mean "Stripe is not answering properly
+// now" (network, 429, 5xx) with proxy.ErrStripeUnavail; a 4xx other than
+// 429 is our request's fault and stays as it is.
+func stripeFailure(err error) error {
+	if err == nil || errors.Is(err, proxy.ErrStripeUnavail) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if st := stripeStatus(err); st >= 400 && st < 500 && st != http.StatusTooManyRequests {
+		return err
+	}
+	return fmt.Errorf("%w: %w", proxy.ErrStripeUnavail, err)
+}
+
+// subjectMetadataKey is the metadata key naming a subject of this kind.
+func subjectMetadataKey(s proxy.Subject) string {
+	if s.Kind == proxy.SubjectOrg {
+		return MetaOrgID
+	}
+	return MetaUserID
+}
+
+// subjectFromMetadata adopts a customer created elsewhere through its
+// metadata (never by email). An organisation wins over a user when both
+// are set: such a customer pays for the organisation.
+func subjectFromMetadata(md map[string]string) (proxy.Subject, bool) {
+	if id := strings.TrimSpace(md[MetaOrgID]); strings.HasPrefix(id, "org_") {
+		return proxy.Subject{Kind: proxy.SubjectOrg, ID: id}, true
+	}
+	if id := strings.TrimSpace(md[MetaUserID]); strings.HasPrefix(id, "user_") {
+		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
+	}
+	return proxy.Subject{}, false
+}
+
+// parseSubject reads Subject.String() back: "user:user_…" or "org:org_…".
+func parseSubject(s string) (proxy.Subject, bool) {
+	kind, id, ok := strings.Cut(s, ":")
+	switch {
+	case !ok:
+	case kind == string(proxy.SubjectUser) && strings.HasPrefix(id, "user_"):
+		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
+	case kind == string(proxy.SubjectOrg) && strings.HasPrefix(id, "org_"):
+		return proxy.Subject{Kind: proxy.SubjectOrg, ID: id}, true
+	}
+	return proxy.Subject{}, false
+}

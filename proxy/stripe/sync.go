@@ -1,0 +1,429 @@
+package stripe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	stripe "github.com/stripe/stripe-go/v76"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// customerInfo is what a sync needs of a Stripe customer.
+type customerInfo struct {
+	ID       string
+	Email    string
+	Metadata map[string]string
+	Deleted  bool
+}
+
+func infoOf(c *stripe.Customer) customerInfo {
+	return customerInfo{ID: c.ID, Email: c.Email, Metadata: c.Metadata, Deleted: c.Deleted}
+}
+
+// SyncCustomer re-reads one customer and all its subscriptions from Stripe
+// and commits them, with eventID when not empty, under the customer's lock;
+// the LRU is then written with the committed record. It is the one sync
+// every path uses.
+func (b *Billing) SyncCustomer(ctx context.Context, customerID, eventID string) error {
+	if customerID == "" {
+		return errors.New("stripe sync: empty customer ID")
+	}
+	unlock, err := b.locks.lock(ctx, customerKey(customerID))
+	if err != nil {
+		return fmt.Errorf("stripe sync %s: %w", customerID, err)
+	}
+	defer unlock()
+	_, _, err = b.syncLocked(ctx, customerID, eventID)
+	return err
+}
+
+// syncLocked is SyncCustomer's body; the caller holds the customer's lock.
+// A customer Stripe answers 404 for, or reports deleted, is committed as
+// deleted.
+func (b *Billing) syncLocked(ctx context.Context, customerID, eventID string) (proxy.CustomerState, *proxy.Entitlements, error) {
+	var c *stripe.Customer
+	err := b.call(ctx, b.retries, func() (err error) {
+		p := &stripe.CustomerParams{}
+		p.Context = ctx
+		c, err = b.api.Customers.Get(customerID, p)
+		return err
+	})
+	var info customerInfo
+	switch {
+	case isNotFound(err):
+		info = customerInfo{ID: customerID, Deleted: true}
+	case err != nil:
+		return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: get customer: %w", customerID, stripeFailure(err))
+	default:
+		info = infoOf(c)
+		info.ID = customerID
+	}
+	var subs []*stripe.Subscription
+	if !info.Deleted {
+		if subs, err = b.customerSubscriptions(ctx, customerID); err != nil {
+			return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: %w", customerID, err)
+		}
+	}
+	now := b.now()
+	mapped := make([]proxy.Subscription, 0, len(subs))
+	for _, s := range subs {
+		mapped = append(mapped, b.subscription(s, customerID, now))
+	}
+	return b.commitLocked(ctx, info, mapped, eventID, now)
+}
+
+// customerSubscriptions lists all of a customer's subscriptions, every
+// status, every page.
+func (b *Billing) customerSubscriptions(ctx context.Context, customerID string) ([]*stripe.Subscription, error) {
+	var out []*stripe.Subscription
+	after := ""
+	for {
+		var page []*stripe.Subscription
+		var more bool
+		err := b.call(ctx, b.retries, func() error {
+			p := &stripe.SubscriptionListParams{Customer: stripe.String(customerID), Status: stripe.String("all")}
+			p.Context = ctx
+			p.Limit = stripe.Int64(100)
+			p.Single = true
+			if after != "" {
+				p.StartingAfter = stripe.String(after)
+			}
+			page, more = nil, false
+			it := b.api.Subscriptions.List(p)
+			for it.Next() {
+				page = append(page, it.Subscription())
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+			more = it.Meta() != nil && it.Meta().HasMore
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list subscriptions: %w", stripeFailure(err))
+		}
+		out = append(out, page...)
+		if !more || len(page) == 0 {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// commitLocked resolves who the customer belongs to (the stored link, else
+// its metadata), commits the state with eventID, and writes the committed
+// record through to the cache. The caller holds the customer's lock.
+func (b *Billing) commitLocked(ctx context.Context, info customerInfo, subs []proxy.Subscription, eventID string, now time.Time) (proxy.CustomerState, *proxy.Entitlements, error) {
+	subject, err := b.resolveSubject(ctx, info)
+	if err != nil {
+		return proxy.CustomerState{}, nil, err
+	}
+	state := proxy.CustomerState{
+		CustomerID:    info.ID,
+		Subject:       subject,
+		Email:         info.Email,
+		Subscriptions: subs,
+		Deleted:       info.Deleted,
+		SyncedAt:      now,
+	}
+	if info.Deleted {
+		state.Subscriptions = nil
+	}
+	who, ents, err := b.store.CommitCustomer(ctx, state, eventID)
+	if err != nil {
+		return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: commit: %w", info.ID, err)
+	}
+	if who.ID != "" && b.cache != nil {
+		b.cache.Put(who, ents)
+	}
+	b.markFresh(info.ID)
+	b.log.DebugContext(ctx, "stripe: customer synced", "customer", info.ID, "subject", who.String(),
+		"subscriptions", len(state.Subscriptions), "deleted", info.Deleted, "event_id", eventID)
+	return state, ents, nil
+}
+
+// resolveSubject finds who a customer belongs to: the stored link; else,
+// for a customer created elsewhere, its metadata clerk_user_id or
+// clerk_org_id (never its email), linked when that subject has no customer
+// yet. Zero when nobody.
+func (b *Billing) resolveSubject(ctx context.Context, info customerInfo) (proxy.Subject, error) {
+	s, ok, err := b.store.SubjectOf(ctx, info.ID)
+	if err != nil {
+		return proxy.Subject{}, fmt.Errorf("stripe sync %s: subject: %w", info.ID, err)
+	}
+	if ok {
+		return s, nil
+	}
+	if info.Deleted {
+		return proxy.Subject{}, nil
+	}
+	s, ok = subjectFromMetadata(info.Metadata)
+	if !ok {
+		return proxy.Subject{}, nil
+	}
+	cur, err := b.store.CustomerOf(ctx, s)
+	if err != nil {
+		return proxy.Subject{}, fmt.Errorf("stripe sync %s: customer of %s: %w", info.ID, s, err)
+	}
+	if cur != "" && cur != info.ID {
+		b.log.WarnContext(ctx, "stripe: customer metadata names a subject that already has another customer; not adopting",
+			"customer", info.ID, "subject", s.String(), "linked_customer", cur)
+		return proxy.Subject{}, nil
+	}
+	if cur == "" {
+		if err := b.store.LinkCustomer(ctx, s, info.ID); err != nil {
+			return proxy.Subject{}, fmt.Errorf("stripe sync %s: adopt %s: %w", info.ID, s, err)
+		}
+		b.log.InfoContext(ctx, "stripe: adopted customer from its metadata", "customer", info.ID, "subject", s.String())
+	}
+	return s, nil
+}
+
+// subscription maps a Stripe subscription (rendered at stripe-go's pinned
+// API version) to tollgate's record.
+func (b *Billing) subscription(s *stripe.Subscription, customerID string, now time.Time) proxy.Subscription {
+	out := proxy.Subscription{
+		ID:                s.ID,
+		CustomerID:        customerID,
+		Status:            proxy.SubscriptionStatus(s.Status),
+		CurrentPeriodEnd:  unixTime(s.CurrentPeriodEnd),
+		TrialEnd:          unixTime(s.TrialEnd),
+		CancelAtPeriodEnd: s.CancelAtPeriodEnd,
+		SyncedAt:          now,
+	}
+	if s.Customer != nil && s.Customer.ID != "" {
+		out.CustomerID = s.Customer.ID
+	}
+	if s.Items != nil {
+		for _, it := range s.Items.Data {
+			if it == nil {
+				continue
+			}
+			id := ""
+			switch {
+			case it.Price != nil && it.Price.Type != stripe.PriceTypeOneTime:
+				id = it.Price.ID
+			case it.Price == nil && it.Plan != nil: // legacy plans are prices too
+				id = it.Plan.ID
+			}
+			if id != "" && !slices.Contains(out.PriceIDs, id) {
+				out.PriceIDs = append(out.PriceIDs, id)
+			}
+		}
+	}
+	out.Plan = b.planFor(out.PriceIDs)
+	return out
+}
+
+// planFor is the key of the first configured plan listing one of prices.
+func (b *Billing) planFor(prices []string) string {
+	for _, p := range b.plans {
+		for _, id := range prices {
+			if slices.Contains(p.Prices, id) {
+				return p.Key
+			}
+		}
+	}
+	return ""
+}
+
+func unixTime(sec int64) time.Time {
+	if sec <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
+}
+
+// sweep is one running SyncAll. Customers another path commits while it
+// runs are marked fresh: the sweep's older read must not overwrite them.
+type sweep struct {
+	fresh map[string]bool // guarded by Billing.sweepMu
+}
+
+func (b *Billing) startSweep() *sweep {
+	sw := &sweep{fresh: map[string]bool{}}
+	b.sweepMu.Lock()
+	b.sweeps[sw] = struct{}{}
+	b.sweepMu.Unlock()
+	return sw
+}
+
+func (b *Billing) endSweep(sw *sweep) {
+	b.sweepMu.Lock()
+	delete(b.sweeps, sw)
+	b.sweepMu.Unlock()
+}
+
+func (b *Billing) markFresh(customerID string) {
+	b.sweepMu.Lock()
+	for sw := range b.sweeps {
+		sw.fresh[customerID] = true
+	}
+	b.sweepMu.Unlock()
+}
+
+// isFresh reports whether another path committed customerID since sw
+// started.
+func (b *Billing) isFresh(sw *sweep, customerID string) bool {
+	b.sweepMu.Lock()
+	defer b.sweepMu.Unlock()
+	return sw.fresh[customerID]
+}
+
+// sweepGroup is one customer's subscriptions as the account-wide list
+// returned them.
+type sweepGroup struct {
+	info customerInfo
+	subs []proxy.Subscription
+}
+
+// cursorEvery is how many customers SyncAll commits between cursor saves.
+const cursorEvery = 25
+
+// SyncAll reconciles every customer that has subscriptions from one
+// account-wide listing (status=all, 100 a page, each customer expanded) —
+// not one call per customer — then commits customer by customer, each
+// under its lock, in customer-ID order. Progress is saved in the
+// CursorSyncAll cursor, so a run that fails or is cancelled resumes after
+// the last committed customer; a finished run clears it. A customer that
+// another path (a webhook) committed while the listing ran is skipped: its
+// record is newer than the listing. It returns how many customers it
+// committed. A second call while one runs returns ErrSyncRunning.
+//
+// The listing is held in memory (a few hundred bytes per subscription)
+// because a customer's subscriptions can be spread over many pages and a
+// customer must be committed whole.
+func (b *Billing) SyncAll(ctx context.Context) (n int, err error) {
+	if !b.sweepRun.TryLock() {
+		return 0, ErrSyncRunning
+	}
+	defer b.sweepRun.Unlock()
+	sw := b.startSweep()
+	defer b.endSweep(sw)
+	resume, err := b.store.Cursor(ctx, CursorSyncAll)
+	if err != nil {
+		return 0, fmt.Errorf("stripe sync all: cursor: %w", err)
+	}
+	groups, err := b.listAll(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stripe sync all: %w", err)
+	}
+	ids := make([]string, 0, len(groups))
+	for id := range groups {
+		if resume == "" || id > resume {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	if resume != "" {
+		b.log.InfoContext(ctx, "stripe: sync all resuming", "after_customer", resume, "customers", len(ids))
+	}
+	last, saved := "", ""
+	save := func(ctx context.Context) error {
+		if last == "" || last == saved {
+			return nil
+		}
+		if err := b.store.SetCursor(ctx, CursorSyncAll, last); err != nil {
+			return fmt.Errorf("stripe sync all: save cursor: %w", err)
+		}
+		saved = last
+		return nil
+	}
+	defer func() {
+		if err != nil { // keep what was done, even when ctx is what failed
+			if serr := save(context.WithoutCancel(ctx)); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+	}()
+	for i, id := range ids {
+		g := groups[id]
+		committed, err := b.commitSwept(ctx, sw, g)
+		if err != nil {
+			return n, fmt.Errorf("stripe sync all: %w", err)
+		}
+		if committed {
+			n++
+		}
+		last = id
+		if (i+1)%cursorEvery == 0 {
+			if err := save(ctx); err != nil {
+				return n, err
+			}
+		}
+	}
+	if err := b.store.SetCursor(ctx, CursorSyncAll, ""); err != nil {
+		return n, fmt.Errorf("stripe sync all: clear cursor: %w", err)
+	}
+	b.log.InfoContext(ctx, "stripe: sync all done", "customers", n)
+	return n, nil
+}
+
+// commitSwept commits one customer from the listing under its lock, unless
+// a newer record landed meanwhile.
+func (b *Billing) commitSwept(ctx context.Context, sw *sweep, g *sweepGroup) (bool, error) {
+	unlock, err := b.locks.lock(ctx, customerKey(g.info.ID))
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if b.isFresh(sw, g.info.ID) {
+		return false, nil
+	}
+	_, _, err = b.commitLocked(ctx, g.info, g.subs, "", b.now())
+	return err == nil, err
+}
+
+// listAll pages through every subscription of the account, grouped by
+// customer.
+func (b *Billing) listAll(ctx context.Context) (map[string]*sweepGroup, error) {
+	groups := map[string]*sweepGroup{}
+	after := ""
+	for pages := 0; ; pages++ {
+		var page []*stripe.Subscription
+		var more bool
+		err := b.call(ctx, b.sweepRetries, func() error {
+			p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+			p.Context = ctx
+			p.Limit = stripe.Int64(100)
+			p.Single = true
+			p.AddExpand("data.customer")
+			if after != "" {
+				p.StartingAfter = stripe.String(after)
+			}
+			page, more = nil, false
+			it := b.api.Subscriptions.List(p)
+			for it.Next() {
+				page = append(page, it.Subscription())
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+			more = it.Meta() != nil && it.Meta().HasMore
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list subscriptions (page %d): %w", pages+1, stripeFailure(err))
+		}
+		now := b.now()
+		for _, s := range page {
+			if s.Customer == nil || s.Customer.ID == "" {
+				continue
+			}
+			g := groups[s.Customer.ID]
+			if g == nil {
+				g = &sweepGroup{info: infoOf(s.Customer)}
+				groups[s.Customer.ID] = g
+			}
+			g.subs = append(g.subs, b.subscription(s, s.Customer.ID, now))
+		}
+		if !more || len(page) == 0 {
+			return groups, nil
+		}
+		after = page[len(page)-1].ID
+	}
+}

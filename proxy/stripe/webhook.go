@@ -1,0 +1,308 @@
+package stripe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	stripe "github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// syncsCustomer reports the event types that make tollgate re-sync the
+// customer they name. Anything else is acknowledged and marked processed.
+func syncsCustomer(typ string) bool {
+	switch typ {
+	case "checkout.session.completed",
+		"checkout.session.async_payment_succeeded",
+		"checkout.session.async_payment_failed",
+		"customer.created",
+		"customer.updated",
+		"customer.deleted",
+		"customer.subscription.created",
+		"customer.subscription.updated",
+		"customer.subscription.deleted",
+		"customer.subscription.paused",
+		"customer.subscription.resumed",
+		"customer.subscription.trial_will_end",
+		"customer.subscription.pending_update_applied",
+		"customer.subscription.pending_update_expired",
+		"invoice.paid",
+		"invoice.payment_succeeded",
+		"invoice.payment_failed",
+		"invoice.payment_action_required",
+		"invoice.marked_uncollectible",
+		"entitlements.active_entitlement_summary.updated":
+		return true
+	}
+	return false
+}
+
+// linksCheckout reports the events that link the checkout session's
+// subject to its customer before the sync.
+func linksCheckout(typ string) bool {
+	return typ == "checkout.session.completed" || typ == "checkout.session.async_payment_succeeded"
+}
+
+// WebhookHandler serves Stripe's webhook (POST, mounted by the caller at
+// <prefix>/webhooks/stripe). It verifies the signature on the size-capped
+// raw body against every configured secret, acknowledges duplicates with no
+// work, reads only IDs from the payload (which may be in any API version),
+// re-syncs the customer the event names and commits that state with the
+// event ID before answering 200. Bad input gets 4xx and changes nothing; a
+// Stripe or storage failure gets 5xx, so Stripe retries the event.
+func (b *Billing) WebhookHandler() http.Handler {
+	return http.HandlerFunc(b.serveWebhook)
+}
+
+func (b *Billing) serveWebhook(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		webhookReply(w, http.StatusMethodNotAllowed)
+		return
+	}
+	ctx := r.Context()
+	if len(b.secrets) == 0 {
+		b.log.ErrorContext(ctx, "stripe webhook: no webhook secret configured")
+		webhookReply(w, http.StatusServiceUnavailable)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			b.log.WarnContext(ctx, "stripe webhook: body too large", "limit", b.maxBody)
+			webhookReply(w, http.StatusRequestEntityTooLarge)
+			return
+		}
+		webhookReply(w, http.StatusBadRequest)
+		return
+	}
+	ev, err := b.verify(body, r.Header.Get("Stripe-Signature"))
+	if err != nil {
+		// Never log the body or the signature.
+		b.log.WarnContext(ctx, "stripe webhook: rejected", "reason", err.Error())
+		webhookReply(w, http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, webhookDeadline)
+	defer cancel()
+	webhookReply(w, b.handleEvent(ctx, &ev))
+}
+
+func webhookReply(w http.ResponseWriter, code int) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, http.StatusText(code)+"\n")
+}
+
+// verify checks the Stripe-Signature header against each secret (any may
+// match: rotation) and the timestamp against the injected clock, and parses
+// the event whatever its API version.
+func (b *Billing) verify(body []byte, header string) (stripe.Event, error) {
+	if header == "" {
+		return stripe.Event{}, webhook.ErrNotSigned
+	}
+	ts, ok := signatureTime(header)
+	if !ok {
+		return stripe.Event{}, webhook.ErrInvalidHeader
+	}
+	if b.now().Sub(ts) > webhookTolerance {
+		return stripe.Event{}, webhook.ErrTooOld
+	}
+	err := webhook.ErrNoValidSignature
+	for _, secret := range b.secrets {
+		var ev stripe.Event
+		ev, err = webhook.ConstructEventWithOptions(body, header, secret, webhook.ConstructEventOptions{
+			IgnoreTolerance:          true, // checked above, on our clock
+			IgnoreAPIVersionMismatch: true, // only IDs are read from the payload
+		})
+		if err == nil {
+			if ev.ID == "" || ev.Type == "" {
+				return stripe.Event{}, errors.New("event without id or type")
+			}
+			return ev, nil
+		}
+		if !errors.Is(err, webhook.ErrNoValidSignature) {
+			break // a malformed header or body: no other secret helps
+		}
+	}
+	if errors.Is(err, webhook.ErrNoValidSignature) || errors.Is(err, webhook.ErrInvalidHeader) || errors.Is(err, webhook.ErrNotSigned) {
+		return stripe.Event{}, err
+	}
+	return stripe.Event{}, errors.New("signed body is not a Stripe event")
+}
+
+// signatureTime is the t= of a Stripe-Signature header (the last one, as
+// stripe-go reads it).
+func signatureTime(header string) (time.Time, bool) {
+	var t time.Time
+	found := false
+	for _, pair := range strings.Split(header, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k != "t" {
+			continue
+		}
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		t, found = time.Unix(sec, 0), true
+	}
+	return t, found
+}
+
+// handleEvent processes a verified event and returns the status to answer.
+func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
+	typ := string(ev.Type)
+	log := b.log.With("event_id", ev.ID, "event_type", typ)
+	if ev.APIVersion != "" && ev.APIVersion != stripe.APIVersion {
+		log.DebugContext(ctx, "stripe webhook: event in another API version; reading IDs only",
+			"api_version", ev.APIVersion, "sdk_api_version", stripe.APIVersion)
+	}
+	done, err := b.store.EventProcessed(ctx, ev.ID)
+	if err != nil {
+		log.ErrorContext(ctx, "stripe webhook: event lookup", "err", err)
+		return http.StatusServiceUnavailable
+	}
+	if done {
+		log.DebugContext(ctx, "stripe webhook: duplicate")
+		return http.StatusOK
+	}
+	var obj eventObject
+	if ev.Data != nil {
+		obj = parseEventObject(ev.Data.Raw)
+	}
+	cus := obj.customerID()
+	if !syncsCustomer(typ) || cus == "" {
+		if syncsCustomer(typ) {
+			log.InfoContext(ctx, "stripe webhook: event names no customer; nothing to sync", "object", obj.Object)
+		}
+		if err := b.store.MarkEvent(ctx, ev.ID); err != nil {
+			log.ErrorContext(ctx, "stripe webhook: mark event", "err", err)
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}
+	log = log.With("customer", cus)
+
+	// Lock order everywhere: subject, then customer.
+	if linksCheckout(typ) {
+		if subject, ok := obj.checkoutSubject(); ok {
+			unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
+			if err != nil {
+				log.WarnContext(ctx, "stripe webhook: lock", "err", err)
+				return http.StatusServiceUnavailable
+			}
+			defer unlockSubject()
+			unlock, err := b.locks.lock(ctx, customerKey(cus))
+			if err != nil {
+				log.WarnContext(ctx, "stripe webhook: lock", "err", err)
+				return http.StatusServiceUnavailable
+			}
+			defer unlock()
+			if err := b.linkIfUnlinked(ctx, subject, cus); err != nil {
+				log.ErrorContext(ctx, "stripe webhook: link checkout subject", "err", err)
+				return http.StatusInternalServerError
+			}
+			return b.syncForEvent(ctx, log, cus, ev.ID)
+		}
+	}
+	unlock, err := b.locks.lock(ctx, customerKey(cus))
+	if err != nil {
+		log.WarnContext(ctx, "stripe webhook: lock", "err", err)
+		return http.StatusServiceUnavailable
+	}
+	defer unlock()
+	return b.syncForEvent(ctx, log, cus, ev.ID)
+}
+
+// syncForEvent runs the sync under the lock the caller holds and maps its
+// outcome to the answer Stripe gets.
+func (b *Billing) syncForEvent(ctx context.Context, log *slog.Logger, cus, eventID string) int {
+	state, _, err := b.syncLocked(ctx, cus, eventID)
+	if err != nil {
+		log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
+		if errors.Is(err, proxy.ErrStripeUnavail) || stripeStatus(err) != 0 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusInternalServerError
+	}
+	log.InfoContext(ctx, "stripe webhook: customer synced", "subscriptions", len(state.Subscriptions), "deleted", state.Deleted)
+	return http.StatusOK
+}
+
+// eventObject is all tollgate reads of an event's data.object: IDs, in a
+// shape every API version shares.
+type eventObject struct {
+	ID                string
+	Object            string
+	Customer          string
+	ClientReferenceID string
+	Metadata          map[string]string
+}
+
+// parseEventObject reads the IDs leniently: a field of an unexpected type
+// is left empty rather than failing the whole object.
+func parseEventObject(raw json.RawMessage) eventObject {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return eventObject{}
+	}
+	str := func(k string) string {
+		var s string
+		if json.Unmarshal(m[k], &s) != nil {
+			return ""
+		}
+		return s
+	}
+	o := eventObject{ID: str("id"), Object: str("object"), Customer: str("customer"), ClientReferenceID: str("client_reference_id")}
+	if o.Customer == "" { // an expanded customer
+		var c struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(m["customer"], &c) == nil {
+			o.Customer = c.ID
+		}
+	}
+	var md map[string]any
+	if json.Unmarshal(m["metadata"], &md) == nil {
+		o.Metadata = map[string]string{}
+		for k, v := range md {
+			if s, ok := v.(string); ok {
+				o.Metadata[k] = s
+			}
+		}
+	}
+	return o
+}
+
+// customerID is the customer an object belongs to: itself for a customer,
+// its customer field for subscriptions, invoices and checkout sessions.
+func (o eventObject) customerID() string {
+	if o.Object == "customer" {
+		return o.ID
+	}
+	return o.Customer
+}
+
+// checkoutSubject is who a checkout session was for: tollgate's own
+// metadata subject, else a Clerk user ID in client_reference_id.
+func (o eventObject) checkoutSubject() (proxy.Subject, bool) {
+	if s, ok := parseSubject(o.Metadata[MetaSubject]); ok {
+		return s, true
+	}
+	if id := o.ClientReferenceID; strings.HasPrefix(id, "user_") {
+		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
+	}
+	return proxy.Subject{}, false
+}
