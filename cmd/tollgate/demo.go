@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,16 +26,20 @@ var demoConfig []byte
 // demo is a running `tollgate demo`: the sandbox, the demo app and the
 // gateway, each on its own loopback port.
 type demo struct {
-	URL      string // the gateway, what a person opens
-	ClerkURL string
-	AppURL   string
-	Config   *proxy.Config
-	Clerk    *sandbox.Clerk
-	gateway  *gateway
-	servers  []*http.Server
-	gwLn     net.Listener
-	logger   *slog.Logger
-	dir      string // the demo's store lives here, removed on Close
+	URL       string // the gateway, what a person opens
+	ClerkURL  string
+	AppURL    string
+	Config    *proxy.Config
+	Clerk     *sandbox.Clerk
+	Stripe    *sandbox.Stripe
+	StripeURL string
+	gateway   *gateway
+	servers   []*http.Server
+	gwLn      net.Listener
+	logger    *slog.Logger
+	dir       string // the demo's store lives here, removed on Close
+
+	webhookSecret string // the sandbox signs Stripe webhooks with it
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,6 +65,7 @@ tollgate demo is running. Open %[1]s/
   Gateway   %[1]s   (this is what visitors see)
   App       %[2]s   (the unmodified demo app behind it)
   Sandbox   %[3]s   (stands in for Clerk's sign-in)
+            %[4]s   (stands in for Stripe's Checkout and billing portal)
 
 Things to try:
   1. %[1]s/               a public page: passes straight through.
@@ -73,7 +78,7 @@ Things to try:
   Also: %[1]s/routes/415VNA/ is a paid route, %[1]s/admin/ is denied (403).
 
 Press Ctrl+C to stop.
-`, d.URL, d.AppURL, d.ClerkURL)
+`, d.URL, d.AppURL, d.ClerkURL, d.StripeURL)
 	return d.serveUntilDone(ctx)
 }
 
@@ -126,6 +131,11 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	if d.AppURL, err = d.start(sandbox.DemoApp(sandbox.DemoOptions{})); err != nil {
 		return nil, err
 	}
+	d.Stripe = sandbox.NewStripe(sandbox.StripeOptions{Now: o.Now, Logger: logger.With("component", "sandbox-stripe")})
+	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
+		return nil, err
+	}
+	d.Stripe.SetBaseURL(d.StripeURL)
 
 	dir, err := os.MkdirTemp("", "tollgate-demo-")
 	if err != nil {
@@ -134,18 +144,22 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	d.dir = dir
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
+	whsec := make([]byte, 24)
+	_, _ = rand.Read(whsec)
+	webhookSecret := "whsec_" + hex.EncodeToString(whsec)
+	d.webhookSecret = webhookSecret
 	env := map[string]string{
 		"DEMO_LISTEN":             gwLn.Addr().String(),
 		"DEMO_PUBLIC_URL":         d.URL,
 		"DEMO_UPSTREAM":           d.AppURL,
 		"DEMO_STORE":              filepath.Join(dir, "tollgate.db"),
 		"DEMO_CLERK_URL":          d.ClerkURL,
-		"DEMO_STRIPE_URL":         d.ClerkURL, // replaced by the Stripe sandbox with billing
+		"DEMO_STRIPE_URL":         d.StripeURL,
 		"CLERK_PUBLISHABLE_KEY":   clerkSandbox.PublishableKey(),
 		"CLERK_SECRET_KEY":        clerkSandbox.SecretKey(),
 		"TOLLGATE_SESSION_SECRET": hex.EncodeToString(secret),
-		"STRIPE_SECRET_KEY":       "sk_test_sandbox",
-		"STRIPE_WEBHOOK_SECRET":   "whsec_sandbox",
+		"STRIPE_SECRET_KEY":       d.Stripe.SecretKey(),
+		"STRIPE_WEBHOOK_SECRET":   webhookSecret,
 	}
 	cfg, err := proxy.ParseConfig("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
 	if err != nil {
@@ -157,6 +171,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 	d.gateway = gw
+	d.Stripe.SetWebhook(d.URL+cfg.InternalPrefix+"/webhooks/stripe", webhookSecret)
 	return d, nil
 }
 
@@ -180,6 +195,9 @@ func (d *demo) serveUntilDone(ctx context.Context) error {
 
 // Close stops everything the demo started.
 func (d *demo) Close() {
+	if d.Stripe != nil {
+		_ = d.Stripe.Close()
+	}
 	for _, s := range d.servers {
 		_ = s.Close()
 	}

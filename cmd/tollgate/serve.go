@@ -191,6 +191,12 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
 	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler()})
 
+	// Prices first, briefly, so the first upgrade page shows amounts.
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := billing.RefreshPrices(pctx); err != nil {
+		deps.Logger.Warn("stripe: loading prices", "err", err)
+	}
+	cancel()
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
 	g.closers = append(g.closers, seen.Close)
@@ -208,17 +214,17 @@ func (g *gateway) background(fn func()) {
 	}()
 }
 
-// refreshPrices loads the configured prices for the upgrade page at start
-// and every ten minutes; a failure only leaves amounts off the page.
+// refreshPrices reloads the configured prices for the upgrade page every
+// ten minutes; a failure only leaves amounts off the page.
 func refreshPrices(ctx context.Context, b *stripe.Billing, log *slog.Logger) {
 	for {
-		if err := b.RefreshPrices(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("stripe: loading prices", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(10 * time.Minute):
+		}
+		if err := b.RefreshPrices(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("stripe: loading prices", "err", err)
 		}
 	}
 }

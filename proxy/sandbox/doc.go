@@ -7,6 +7,15 @@
 //     hosted sign-in page where you pick a demo user. Tokens are real RS256
 //     session JWTs in Clerk's v2 format, and every JSON body decodes into
 //     clerk-sdk-go v2 types as the real service's would.
+//   - Stripe (NewStripe): a test-mode account with the API tollgate uses
+//     (customers, Checkout Sessions, subscriptions, billing portal
+//     sessions, prices, products, invoices, events), a hosted Checkout
+//     page and billing portal, a billing engine driven by a test clock
+//     (Advance: trials end, renewals, failed payments retried after 1, 3
+//     and 7 days and then unpaid, cancellations at period end), and
+//     webhook delivery signed with real Stripe-Signature headers. Every
+//     JSON body decodes into stripe-go v76 types as the real API's would
+//     (API version 2023-10-16).
 //   - DemoApp: a small upstream web app that knows nothing of Clerk or
 //     Stripe and shows the identity headers the gateway hands it, with an
 //     SSE stream, a WebSocket echo and a page that keeps calling an API.

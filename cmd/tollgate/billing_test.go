@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// form POSTs fields to u with c (no redirects followed).
+func form(t *testing.T, c *http.Client, u string, fields url.Values) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest("POST", u, strings.NewReader(fields.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func waitWebhooks(t *testing.T, d *demo) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := d.Stripe.WaitIdle(ctx); err != nil {
+		t.Fatalf("webhooks not delivered: %v", err)
+	}
+}
+
+// TestDemo_PaidJourney is DESIGN §6 end to end through the sandbox: sign in,
+// hit a paid route, upgrade, Checkout, pay, come back with access (before
+// any webhook arrives), cancel in the portal, lose access when the period
+// ends.
+func TestDemo_PaidJourney(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	route := d.URL + "/routes/415VNA/"
+
+	// Unpaid: a page load goes to the upgrade page, an API call gets 402.
+	resp := get(t, c, route, page)
+	wantUpgrade := "/.tollgate/upgrade?" + url.Values{"return": {"/routes/415VNA/"}, "route": {"415VNA"}}.Encode()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != wantUpgrade {
+		t.Fatalf("unpaid page load: %d %q, want 303 %q", resp.StatusCode, resp.Header.Get("Location"), wantUpgrade)
+	}
+	resp = get(t, c, route+"data.json", api)
+	var pr struct {
+		Error      string
+		Route      string
+		UpgradeURL string `json:"upgrade_url"`
+		Plans      []struct{ Key, Name string }
+	}
+	json.NewDecoder(resp.Body).Decode(&pr)
+	if resp.StatusCode != http.StatusPaymentRequired || pr.Error != "payment_required" || pr.Route != "415VNA" ||
+		!strings.HasPrefix(pr.UpgradeURL, d.URL+"/.tollgate/upgrade?") || len(pr.Plans) == 0 || pr.Plans[0].Key != "pro" {
+		t.Fatalf("unpaid API: %d %+v", resp.StatusCode, pr)
+	}
+
+	// The upgrade page lists Pro with its price and trial wording.
+	resp = get(t, c, d.URL+wantUpgrade, page)
+	body := readBody(t, resp)
+	for _, want := range []string{"Pro", "$12.00", "7-day trial", "$1.00", `action="/.tollgate/checkout"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("upgrade page lacks %q", want)
+		}
+	}
+
+	// Webhooks are held back until later: access must come from the return.
+	d.Stripe.SetWebhook("", "")
+
+	// A cross-origin POST to checkout is refused.
+	req, _ := http.NewRequest("POST", d.URL+"/.tollgate/checkout", strings.NewReader("plan=pro"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin checkout: %v %v", resp, err)
+	}
+
+	resp = form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"pro"}, "route": {"415VNA"}, "return": {"/routes/415VNA/"}})
+	payURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(payURL, d.StripeURL+"/checkout/pay/") {
+		t.Fatalf("checkout: %d %q", resp.StatusCode, payURL)
+	}
+	payPage := readBody(t, get(t, c, payURL, page))
+	if !strings.Contains(payPage, "7-day") {
+		t.Errorf("pay page lacks the trial: %.300s", payPage)
+	}
+	resp = form(t, c, payURL, url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	done := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(done, d.URL+"/.tollgate/checkout/done?session_id=cs_") {
+		t.Fatalf("pay: %d %q", resp.StatusCode, done)
+	}
+	resp = get(t, c, done, page)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/routes/415VNA/" {
+		t.Fatalf("checkout return: %d %q, want 303 back to the route", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+		t.Fatalf("whoami %d %v", code, h)
+	}
+	resp = get(t, c, route, page)
+	if resp.StatusCode != 200 {
+		t.Fatalf("paid route after checkout, before any webhook: %d", resp.StatusCode)
+	}
+	routePage := readBody(t, resp)
+	if !strings.Contains(routePage, "trialing") || !strings.Contains(routePage, ">pro<") {
+		t.Errorf("route page does not show plan pro / trialing: %.500s", routePage)
+	}
+
+	// Another customer's session is not ours.
+	other, _ := cookiejar.New(nil)
+	signIn(t, d, other, "user_grace")
+	if resp := get(t, noRedirects(other), done, page); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("someone else's checkout return: %d, want 403", resp.StatusCode)
+	}
+
+	// Webhooks flow again from here on.
+	d.Stripe.SetWebhook(d.URL+"/.tollgate/webhooks/stripe", d.webhookSecret)
+
+	// Checkout again while subscribed: the portal, not a second subscription.
+	resp = form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"pro"}, "return": {"/routes/415VNA/"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, d.StripeURL+"/portal/") {
+		t.Fatalf("second checkout: %d %q, want the portal", resp.StatusCode, loc)
+	}
+
+	// Cancel at period end in the portal: access stays until the trial ends.
+	resp = form(t, c, d.URL+"/.tollgate/billing", nil)
+	portal := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(portal, d.StripeURL+"/portal/") {
+		t.Fatalf("billing: %d %q", resp.StatusCode, portal)
+	}
+	portalPage := readBody(t, get(t, c, portal, page))
+	subID := between(portalPage, `name="subscription" value="`, `"`)
+	if subID == "" {
+		t.Fatalf("no subscription on the portal page")
+	}
+	form(t, c, portal, url.Values{"subscription": {subID}, "action": {"cancel_at_period_end"}})
+	waitWebhooks(t, d)
+	if resp := get(t, c, route, page); resp.StatusCode != 200 {
+		t.Fatalf("cancelled at period end, still in the period: %d", resp.StatusCode)
+	}
+	acct := readBody(t, get(t, c, d.URL+"/.tollgate/account", page))
+	if !strings.Contains(acct, "will not renew") {
+		t.Errorf("account page does not say the plan ends: %.600s", acct)
+	}
+
+	// The period (the trial) ends: Stripe cancels, the webhook ends access.
+	d.Stripe.Advance(8 * 24 * time.Hour)
+	waitWebhooks(t, d)
+	resp = get(t, c, route, page)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/.tollgate/upgrade") {
+		t.Fatalf("after the period ended: %d %q, want the upgrade page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	upgrade := readBody(t, get(t, c, d.URL+resp.Header.Get("Location"), page))
+	if !strings.Contains(upgrade, "has ended") {
+		t.Errorf("upgrade page does not explain the ended subscription")
+	}
+}
+
+func between(s, start, end string) string {
+	i := strings.Index(s, start)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(start):]
+	j := strings.Index(s, end)
+	if j < 0 {
+		return ""
+	}
+	return s[:j]
+}

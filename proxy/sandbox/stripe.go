@@ -1,0 +1,794 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Wire constants of the Stripe stand-in.
+const (
+	// DefaultStripeSecretKey is the API key the sandbox accepts unless
+	// StripeOptions.SecretKey says otherwise.
+	DefaultStripeSecretKey = "sk_test_sandbox"
+	// StripeAPIVersion is the version every object and event is rendered
+	// in: the one stripe-go v76 pins.
+	StripeAPIVersion = "2023-10-16"
+
+	sbCheckoutTTL   = 24 * time.Hour   // life of an open Checkout Session (billing time)
+	sbIdemTTL       = 24 * time.Hour   // how long an Idempotency-Key is remembered (wall time)
+	sbMaxDueSteps   = 100000           // guard against a runaway billing loop
+	sbDeliverLimit  = 6                // webhook attempts per event
+	sbDeliverTimout = 10 * time.Second // per attempt
+)
+
+// sbRetryAfter is when a failed invoice is retried, counted from the first
+// failure: three retries, after 1, 3 and 7 days. A past_due subscription
+// whose third retry fails becomes unpaid.
+func sbRetryAfter(retry int) time.Duration {
+	switch retry {
+	case 1:
+		return 24 * time.Hour
+	case 2:
+		return 3 * 24 * time.Hour
+	default:
+		return 7 * 24 * time.Hour
+	}
+}
+
+// StripePrice is a price the sandbox sells. Product is the product's name
+// ("Pro"), from which the product ID "prod_pro" is derived; a value that
+// already starts with "prod_" is taken as the product ID itself, named by
+// Nickname. Currency defaults to "usd". Interval is "day", "week", "month"
+// or "year" for a recurring price (always every one interval) and "" for a
+// one-time price.
+type StripePrice struct {
+	ID, Product, Nickname, Currency string
+	UnitAmount                      int64 // in the currency's minor unit (cents)
+	Interval                        string
+}
+
+// DefaultStripePrices returns the prices used when StripeOptions.Prices is
+// empty: price_demo_pro_monthly ($12/month, product Pro),
+// price_demo_team_monthly ($49/month, product Team) and
+// price_demo_trial_fee ($1 one-time, product "Trial fee").
+func DefaultStripePrices() []StripePrice {
+	return []StripePrice{
+		{ID: "price_demo_pro_monthly", Product: "Pro", Nickname: "Pro monthly", Currency: "usd", UnitAmount: 1200, Interval: "month"},
+		{ID: "price_demo_team_monthly", Product: "Team", Nickname: "Team monthly", Currency: "usd", UnitAmount: 4900, Interval: "month"},
+		{ID: "price_demo_trial_fee", Product: "Trial fee", Nickname: "Trial fee", Currency: "usd", UnitAmount: 100},
+	}
+}
+
+// StripeOptions configures NewStripe. The zero value is usable.
+type StripeOptions struct {
+	// Prices are the prices on sale (default DefaultStripePrices()).
+	Prices []StripePrice
+	// Now is the wall clock (default time.Now). Webhooks are signed and
+	// events stamped with it, because the gateway checks signatures against
+	// its own clock; billing runs on Now()+the test clock's offset.
+	Now func() time.Time
+	// Logger receives API calls, payments and deliveries (default: discard).
+	Logger *slog.Logger
+	// SecretKey is the API key callers must send as a bearer token
+	// (default DefaultStripeSecretKey).
+	SecretKey string
+}
+
+// StripeDelivery is the state of one event's webhook delivery: the last
+// HTTP status the endpoint answered (0 before any answer, or after a
+// network error) and how many attempts were made.
+type StripeDelivery struct {
+	EventID  string
+	Type     string
+	Status   int
+	Attempts int
+}
+
+// Stripe is an in-memory stand-in for a Stripe account in test mode: the
+// parts of the API tollgate uses, hosted Checkout and Billing Portal pages,
+// a billing engine driven by a test clock, and signed webhook delivery.
+// Create it with NewStripe; it is safe for concurrent use.
+type Stripe struct {
+	now         func() time.Time
+	log         *slog.Logger
+	secret      string
+	prices      []*sbPrice // in the order given
+	priceIdx    map[string]*sbPrice
+	products    []*sbProduct
+	productIdx  map[string]*sbProduct
+	createdAt   time.Time
+	pages       *template.Template
+	handler     http.Handler
+	client      *http.Client    // webhook deliveries
+	retryDelays []time.Duration // between delivery attempts; tests shorten it
+
+	mu         sync.Mutex
+	baseURL    string
+	offset     time.Duration // test clock: billing time = now() + offset
+	seq        int64         // creation order of every object
+	customers  map[string]*sbCustomer
+	subs       map[string]*sbSub
+	sessions   map[string]*sbCheckout
+	portals    map[string]*sbPortal
+	invoices   map[string]*sbInvoice
+	events     []*sbEvent // oldest first
+	eventIdx   map[string]*sbEvent
+	failing    map[string]bool // customer IDs whose next payments fail
+	idem       map[string]*sbIdem
+	webhookURL string
+	webhookKey string
+	queue      []*sbEvent // awaiting delivery, in order
+	delivering bool
+	idle       chan struct{} // closed when the queue is drained
+	closed     bool
+	stopCtx    context.Context // ends with Close: cancels deliveries
+	stop       context.CancelFunc
+}
+
+type sbProduct struct {
+	id, name string
+}
+
+type sbPrice struct {
+	StripePrice
+	product *sbProduct
+}
+
+func (p *sbPrice) recurring() bool { return p.Interval != "" }
+
+type sbCustomer struct {
+	id, email, name string
+	metadata        map[string]string
+	created         time.Time
+	seq             int64
+	deleted         bool
+	currency        string
+	invoiceSeq      int64
+	invoicePrefix   string
+}
+
+type sbItem struct {
+	id       string
+	price    *sbPrice
+	quantity int64
+	created  time.Time
+}
+
+type sbSub struct {
+	id, customer       string
+	status             string
+	items              []sbItem
+	metadata           map[string]string
+	created            time.Time
+	seq                int64
+	anchor             time.Time // billing cycle anchor
+	periods            int       // periods since the anchor at current_period_start
+	periodStart        time.Time
+	periodEnd          time.Time
+	trialStart         time.Time // zero: no trial
+	trialEnd           time.Time
+	cancelAtPeriodEnd  bool
+	canceledAt         time.Time
+	endedAt            time.Time
+	cancelReason       string
+	latestInvoice      string
+	pastDueSince       time.Time
+	retries            int
+	nextRetry          time.Time
+	defaultPaymentMeth string
+}
+
+func (s *sbSub) interval() string { return s.items[0].price.Interval }
+
+func (s *sbSub) currency() string { return s.items[0].price.Currency }
+
+// amount is what one period costs.
+func (s *sbSub) amount() int64 {
+	var n int64
+	for _, it := range s.items {
+		n += it.price.UnitAmount * it.quantity
+	}
+	return n
+}
+
+// live reports whether the subscription can still change by itself.
+func (s *sbSub) live() bool {
+	switch s.status {
+	case "trialing", "active", "past_due":
+		return true
+	}
+	return false
+}
+
+// dueAt is when the billing engine next has work for the subscription.
+func (s *sbSub) dueAt() (time.Time, bool) {
+	switch s.status {
+	case "trialing":
+		return s.trialEnd, true
+	case "active":
+		return s.periodEnd, true
+	case "past_due":
+		if s.cancelAtPeriodEnd && s.periodEnd.Before(s.nextRetry) {
+			return s.periodEnd, true
+		}
+		return s.nextRetry, true
+	}
+	return time.Time{}, false
+}
+
+type sbLineItem struct {
+	price    *sbPrice
+	quantity int64
+}
+
+type sbCheckout struct {
+	id                string
+	customer          string // "" until paid, when none was given
+	customerEmail     string
+	clientReferenceID string
+	mode              string
+	items             []sbLineItem
+	trialDays         int64
+	trialEnd          time.Time
+	subMetadata       map[string]string
+	metadata          map[string]string
+	successURL        string
+	cancelURL         string
+	allowPromo        bool
+	status            string // open, complete, expired
+	paymentStatus     string // unpaid, paid
+	subscription      string
+	created           time.Time
+	expiresAt         time.Time
+	seq               int64
+	email             string // customer_details.email once paid
+}
+
+// trial reports whether paying starts a trial, and when it ends.
+func (c *sbCheckout) trial(now time.Time) (time.Time, bool) {
+	switch {
+	case !c.trialEnd.IsZero():
+		return c.trialEnd, true
+	case c.trialDays > 0:
+		return now.Add(time.Duration(c.trialDays) * 24 * time.Hour), true
+	}
+	return time.Time{}, false
+}
+
+// dueToday is what paying charges now; subtotal the same before trials.
+func (c *sbCheckout) dueToday() (total int64) {
+	trial := c.trialDays > 0 || !c.trialEnd.IsZero()
+	for _, li := range c.items {
+		if li.price.recurring() && trial {
+			continue
+		}
+		total += li.price.UnitAmount * li.quantity
+	}
+	return total
+}
+
+func (c *sbCheckout) currency() string { return c.items[0].price.Currency }
+
+type sbPortal struct {
+	id, customer, returnURL string
+	created                 time.Time
+}
+
+type sbInvoice struct {
+	id, customer, subscription string
+	number                     string
+	billingReason              string
+	currency                   string
+	lines                      []sbInvoiceLine
+	created                    time.Time
+	periodStart, periodEnd     time.Time
+	paid                       bool
+	paidAt                     time.Time
+	attempts                   int64
+	nextAttempt                time.Time
+}
+
+func (in *sbInvoice) total() int64 {
+	var n int64
+	for _, l := range in.lines {
+		n += l.amount
+	}
+	return n
+}
+
+type sbInvoiceLine struct {
+	id          string
+	price       *sbPrice
+	quantity    int64
+	amount      int64
+	description string
+	subItem     string // "" for one-time items
+	start, end  time.Time
+}
+
+// NewStripe builds the Stripe stand-in. It panics if opts.Prices is
+// invalid: an empty or duplicate ID, a negative amount, or an interval
+// other than day, week, month, year or "".
+func NewStripe(opts StripeOptions) *Stripe {
+	s := &Stripe{
+		now:         opts.Now,
+		log:         opts.Logger,
+		secret:      opts.SecretKey,
+		priceIdx:    map[string]*sbPrice{},
+		productIdx:  map[string]*sbProduct{},
+		client:      sbWebhookClient(),
+		retryDelays: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second},
+		customers:   map[string]*sbCustomer{},
+		subs:        map[string]*sbSub{},
+		sessions:    map[string]*sbCheckout{},
+		portals:     map[string]*sbPortal{},
+		invoices:    map[string]*sbInvoice{},
+		eventIdx:    map[string]*sbEvent{},
+		failing:     map[string]bool{},
+		idem:        map[string]*sbIdem{},
+		idle:        make(chan struct{}),
+	}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	close(s.idle)
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.secret == "" {
+		s.secret = DefaultStripeSecretKey
+	}
+	s.createdAt = s.now()
+	prices := opts.Prices
+	if len(prices) == 0 {
+		prices = DefaultStripePrices()
+	}
+	for i, p := range prices {
+		if !strings.HasPrefix(p.ID, "price_") && !strings.HasPrefix(p.ID, "plan_") {
+			panic(fmt.Sprintf("sandbox: stripe price %d: ID %q must start with price_", i, p.ID))
+		}
+		if _, dup := s.priceIdx[p.ID]; dup {
+			panic(fmt.Sprintf("sandbox: stripe price %q listed twice", p.ID))
+		}
+		switch p.Interval {
+		case "", "day", "week", "month", "year":
+		default:
+			panic(fmt.Sprintf("sandbox: stripe price %q: interval %q: want day, week, month, year or empty", p.ID, p.Interval))
+		}
+		if p.UnitAmount < 0 {
+			panic(fmt.Sprintf("sandbox: stripe price %q: negative amount", p.ID))
+		}
+		p.Currency = strings.ToLower(p.Currency)
+		if p.Currency == "" {
+			p.Currency = "usd"
+		}
+		pid, name := sbProductID(p)
+		prod := s.productIdx[pid]
+		if prod == nil {
+			prod = &sbProduct{id: pid, name: name}
+			s.productIdx[pid] = prod
+			s.products = append(s.products, prod)
+		}
+		sp := &sbPrice{StripePrice: p, product: prod}
+		s.prices = append(s.prices, sp)
+		s.priceIdx[p.ID] = sp
+	}
+	s.pages = template.Must(template.New("stripe").ParseFS(stripeFiles, "templates/stripe/*.html"))
+	s.handler = s.routes()
+	return s
+}
+
+// sbWebhookClient delivers webhooks straight to the configured URL: no
+// proxy from the environment, and no redirects followed (a 3xx answer is
+// a failed delivery, as at Stripe).
+func sbWebhookClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	return &http.Client{
+		Transport: tr,
+		Timeout:   sbDeliverTimout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// sbProductID derives a price's product ID and name (see StripePrice).
+func sbProductID(p StripePrice) (id, name string) {
+	if strings.HasPrefix(p.Product, "prod_") {
+		name = p.Nickname
+		if name == "" {
+			name = p.Product
+		}
+		return p.Product, name
+	}
+	name = p.Product
+	if name == "" {
+		name = p.Nickname
+	}
+	if name == "" {
+		name = strings.TrimPrefix(p.ID, "price_")
+	}
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "_"):
+			b.WriteByte('_')
+		}
+	}
+	return "prod_" + strings.TrimSuffix(b.String(), "_"), name
+}
+
+// Handler serves the API under /v1 (bearer secret key) and the hosted
+// pages: /checkout/pay/{id} and /portal/{id}.
+func (s *Stripe) Handler() http.Handler { return s.handler }
+
+// SetBaseURL records the sandbox's own URL ("http://127.0.0.1:4200"), once
+// its listener is up: the hosted page URLs the API returns start with it.
+func (s *Stripe) SetBaseURL(u string) {
+	s.mu.Lock()
+	s.baseURL = strings.TrimRight(u, "/")
+	s.mu.Unlock()
+}
+
+// SecretKey is the API key the sandbox accepts.
+func (s *Stripe) SecretKey() string { return s.secret }
+
+// SetWebhook sets the one endpoint events are delivered to, signed with
+// secret (whsec_…). Events created afterwards are delivered; an empty url
+// stops delivery of new events.
+func (s *Stripe) SetWebhook(url, secret string) {
+	s.mu.Lock()
+	s.webhookURL, s.webhookKey = url, secret
+	s.mu.Unlock()
+}
+
+// BillingNow is the test clock's time: the wall clock plus every Advance.
+func (s *Stripe) BillingNow() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.billingNowLocked()
+}
+
+func (s *Stripe) billingNowLocked() time.Time { return s.now().Add(s.offset) }
+
+// Advance moves the test clock forward by d and runs the billing that
+// falls due, in time order: trials end, subscriptions renew, failed
+// invoices are retried, cancellations at period end take effect and open
+// Checkout Sessions expire, each with the events Stripe would send.
+// Subscriptions are never billed for the time they were not due, and a
+// negative d is ignored.
+//
+// The rules, simplified from Stripe's defaults: a trial ends into active
+// (or past_due when the customer's payments fail, see FailNextPayments);
+// a renewal starts the next period and pays its invoice (or goes past_due);
+// a failed invoice is retried 1, 3 and 7 days after the first failure, and
+// when the third retry fails the subscription becomes unpaid, where it
+// stays until its payment method is updated in the portal; a subscription
+// set to cancel at period end is canceled when its period (or trial) ends.
+func (s *Stripe) Advance(d time.Duration) {
+	if d < 0 {
+		s.log.Warn("sandbox stripe: the test clock cannot go back", "by", d)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset += d
+	s.log.Info("sandbox stripe: test clock advanced", "by", d, "billing_now", s.billingNowLocked())
+	s.runDueLocked()
+}
+
+// FailNextPayments makes the customer's renewals (and retries) fail while
+// fail is true, so its subscriptions go past_due with invoice.payment_failed.
+func (s *Stripe) FailNextPayments(customerID string, fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fail {
+		s.failing[customerID] = true
+	} else {
+		delete(s.failing, customerID)
+	}
+}
+
+// SetSubscriptionStatus forces a subscription's status, as if Stripe had
+// moved it there, and sends customer.subscription.updated; forcing
+// "canceled" ends it and sends customer.subscription.deleted instead, as
+// Stripe does. Unknown subscriptions and statuses are logged and ignored.
+func (s *Stripe) SetSubscriptionStatus(subID, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.subs[subID]
+	if sub == nil {
+		s.log.Warn("sandbox stripe: SetSubscriptionStatus: no such subscription", "subscription", subID)
+		return
+	}
+	if !sbValidStatus(status) {
+		s.log.Warn("sandbox stripe: SetSubscriptionStatus: unknown status", "status", status)
+		return
+	}
+	now := s.billingNowLocked()
+	if status == "canceled" {
+		s.cancelNowLocked(sub, now, "cancellation_requested")
+		return
+	}
+	prev := map[string]any{"status": sub.status}
+	sub.status = status
+	if status == "past_due" && sub.pastDueSince.IsZero() {
+		sub.pastDueSince, sub.retries = now, 0
+		sub.nextRetry = now.Add(sbRetryAfter(1))
+	}
+	if status != "past_due" {
+		sub.pastDueSince, sub.retries, sub.nextRetry = time.Time{}, 0, time.Time{}
+	}
+	if status == "trialing" && !sub.trialEnd.After(now) {
+		// A forced trial ends with the current period.
+		sub.trialStart, sub.trialEnd = sub.periodStart, sub.periodEnd
+	}
+	s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+}
+
+func sbValidStatus(st string) bool {
+	switch st {
+	case "active", "canceled", "incomplete", "incomplete_expired", "past_due", "paused", "trialing", "unpaid":
+		return true
+	}
+	return false
+}
+
+// nextSeqLocked numbers objects in creation order (lists are newest first).
+func (s *Stripe) nextSeqLocked() int64 {
+	s.seq++
+	return s.seq
+}
+
+// runDueLocked runs the billing that is due at the billing clock's time:
+// the earliest due subscription first, at the time it was due.
+func (s *Stripe) runDueLocked() {
+	now := s.billingNowLocked()
+	for step := 0; ; step++ {
+		if step == sbMaxDueSteps {
+			s.log.Error("sandbox stripe: billing loop stopped; too much was due at once", "steps", step)
+			break
+		}
+		var next *sbSub
+		var at time.Time
+		for _, sub := range s.subs {
+			t, ok := sub.dueAt()
+			if !ok || t.After(now) {
+				continue
+			}
+			if next == nil || t.Before(at) || (t.Equal(at) && sub.seq < next.seq) {
+				next, at = sub, t
+			}
+		}
+		if next == nil {
+			break
+		}
+		s.billLocked(next, at)
+	}
+	var expired []*sbCheckout
+	for _, cs := range s.sessions {
+		if cs.status == "open" && !cs.expiresAt.After(now) {
+			expired = append(expired, cs)
+		}
+	}
+	slices.SortFunc(expired, func(a, b *sbCheckout) int { return a.expiresAt.Compare(b.expiresAt) })
+	for _, cs := range expired {
+		cs.status = "expired"
+		s.emitLocked("checkout.session.expired", s.checkoutJSON(cs, nil), nil)
+	}
+}
+
+// billLocked does the work due for sub at time at.
+func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
+	// Cancellation at period end: a trial's end is its period's end.
+	if sub.cancelAtPeriodEnd && !at.Before(sub.periodEnd) {
+		s.cancelNowLocked(sub, sub.periodEnd, "cancellation_requested")
+		return
+	}
+	fail := s.failing[sub.customer]
+	switch sub.status {
+	case "trialing", "active":
+		prev := map[string]any{
+			"current_period_start": sub.periodStart.Unix(),
+			"current_period_end":   sub.periodEnd.Unix(),
+			"latest_invoice":       sub.latestInvoice,
+		}
+		if sub.status == "trialing" {
+			prev["status"] = "trialing"
+		}
+		sub.periodStart = sub.periodEnd
+		sub.periods++
+		sub.periodEnd = sbAddInterval(sub.anchor, sub.interval(), sub.periods+1)
+		inv := s.newInvoiceLocked(sub, "subscription_cycle", sub.periodStart, nil, true)
+		if fail {
+			inv.attempts = 1
+			sub.status = "past_due"
+			sub.pastDueSince, sub.retries = at, 0
+			sub.nextRetry = at.Add(sbRetryAfter(1))
+			inv.nextAttempt = sub.nextRetry
+			s.log.Info("sandbox stripe: renewal failed", "subscription", sub.id, "customer", sub.customer)
+			s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+			s.emitLocked("invoice.payment_failed", s.invoiceJSON(inv), nil)
+			return
+		}
+		s.payInvoiceLocked(inv, at)
+		sub.status = "active"
+		s.log.Info("sandbox stripe: renewed", "subscription", sub.id, "customer", sub.customer, "period_end", sub.periodEnd)
+		s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+		s.emitLocked("invoice.paid", s.invoiceJSON(inv), nil)
+	case "past_due":
+		inv := s.invoices[sub.latestInvoice]
+		if inv == nil || inv.paid {
+			// Forced into past_due with nothing to pay: recover.
+			sub.status, sub.pastDueSince, sub.retries, sub.nextRetry = "active", time.Time{}, 0, time.Time{}
+			s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), map[string]any{"status": "past_due"})
+			return
+		}
+		inv.attempts++
+		sub.retries++
+		if !fail {
+			s.recoverLocked(sub, inv, at)
+			return
+		}
+		if sub.retries >= 3 {
+			inv.nextAttempt = time.Time{}
+			sub.status, sub.nextRetry = "unpaid", time.Time{}
+			s.log.Info("sandbox stripe: retries exhausted; unpaid", "subscription", sub.id)
+			s.emitLocked("invoice.payment_failed", s.invoiceJSON(inv), nil)
+			s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), map[string]any{"status": "past_due"})
+			return
+		}
+		sub.nextRetry = sub.pastDueSince.Add(sbRetryAfter(sub.retries + 1))
+		inv.nextAttempt = sub.nextRetry
+		s.emitLocked("invoice.payment_failed", s.invoiceJSON(inv), nil)
+	}
+}
+
+// recoverLocked pays a past_due or unpaid subscription's open invoice at
+// time at, making it active again (a new period starts when the old one is
+// over).
+func (s *Stripe) recoverLocked(sub *sbSub, inv *sbInvoice, at time.Time) {
+	prev := map[string]any{"status": sub.status}
+	s.payInvoiceLocked(inv, at)
+	sub.status = "active"
+	sub.pastDueSince, sub.retries, sub.nextRetry = time.Time{}, 0, time.Time{}
+	if !sub.periodEnd.After(at) {
+		prev["current_period_start"] = sub.periodStart.Unix()
+		prev["current_period_end"] = sub.periodEnd.Unix()
+		sub.anchor, sub.periods = at, 0
+		sub.periodStart, sub.periodEnd = at, sbAddInterval(at, sub.interval(), 1)
+	}
+	s.log.Info("sandbox stripe: invoice paid; active again", "subscription", sub.id, "invoice", inv.id)
+	s.emitLocked("invoice.paid", s.invoiceJSON(inv), nil)
+	s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+}
+
+// cancelNowLocked ends a subscription at time at and sends
+// customer.subscription.deleted.
+func (s *Stripe) cancelNowLocked(sub *sbSub, at time.Time, reason string) {
+	if sub.status == "canceled" {
+		return
+	}
+	sub.status = "canceled"
+	if sub.canceledAt.IsZero() {
+		sub.canceledAt = at
+	}
+	sub.endedAt = at
+	sub.cancelReason = reason
+	sub.pastDueSince, sub.retries, sub.nextRetry = time.Time{}, 0, time.Time{}
+	if inv := s.invoices[sub.latestInvoice]; inv != nil {
+		inv.nextAttempt = time.Time{}
+	}
+	s.log.Info("sandbox stripe: subscription canceled", "subscription", sub.id, "customer", sub.customer, "reason", reason)
+	s.emitLocked("customer.subscription.deleted", s.subJSON(sub, nil), nil)
+}
+
+// newInvoiceLocked bills sub for the period starting at start (recurring
+// items, zero-priced during a trial) plus extra one-time items.
+func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra []sbLineItem, charge bool) *sbInvoice {
+	cus := s.customers[sub.customer]
+	inv := &sbInvoice{
+		id: sbID("in_"), customer: sub.customer, subscription: sub.id, billingReason: reason,
+		currency: sub.currency(), created: at, periodStart: sub.periodStart, periodEnd: sub.periodEnd,
+	}
+	if cus != nil {
+		cus.invoiceSeq++
+		inv.number = fmt.Sprintf("%s-%04d", cus.invoicePrefix, cus.invoiceSeq)
+	}
+	for _, it := range sub.items {
+		l := sbInvoiceLine{
+			id: sbID("il_"), price: it.price, quantity: it.quantity, subItem: it.id,
+			start: sub.periodStart, end: sub.periodEnd,
+		}
+		if charge {
+			l.amount = it.price.UnitAmount * it.quantity
+			l.description = fmt.Sprintf("%d × %s (at %s / %s)", it.quantity, it.price.product.name,
+				sbMoney(it.price.UnitAmount, it.price.Currency), it.price.Interval)
+		} else {
+			l.description = "Trial period for " + it.price.product.name
+		}
+		inv.lines = append(inv.lines, l)
+	}
+	for _, li := range extra {
+		inv.lines = append(inv.lines, sbInvoiceLine{
+			id: sbID("il_"), price: li.price, quantity: li.quantity, amount: li.price.UnitAmount * li.quantity,
+			description: li.price.product.name, start: at, end: at,
+		})
+	}
+	s.invoices[inv.id] = inv
+	sub.latestInvoice = inv.id
+	return inv
+}
+
+func (s *Stripe) payInvoiceLocked(inv *sbInvoice, at time.Time) {
+	if inv.attempts == 0 && inv.total() > 0 {
+		inv.attempts = 1
+	}
+	inv.paid, inv.paidAt, inv.nextAttempt = true, at, time.Time{}
+}
+
+// sbAddInterval is anchor plus n intervals, keeping the anchor's day of
+// the month where the month is long enough (Jan 31 → Feb 28 → Mar 31).
+func sbAddInterval(anchor time.Time, interval string, n int) time.Time {
+	switch interval {
+	case "day":
+		return anchor.AddDate(0, 0, n)
+	case "week":
+		return anchor.AddDate(0, 0, 7*n)
+	case "year":
+		n *= 12
+	}
+	y, m, d := anchor.Date()
+	first := time.Date(y, m+time.Month(n), 1, anchor.Hour(), anchor.Minute(), anchor.Second(), anchor.Nanosecond(), anchor.Location())
+	last := first.AddDate(0, 1, -1).Day()
+	return first.AddDate(0, 0, min(d, last)-1)
+}
+
+// sbID is a Stripe-looking object ID: prefix and 24 random letters and
+// digits.
+func sbID(prefix string) string {
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return prefix + string(b)
+}
+
+// sbMoney formats an amount in minor units: "$12.00", "€4.50", "12.00 CHF".
+func sbMoney(amount int64, currency string) string {
+	sign := ""
+	if amount < 0 {
+		sign, amount = "-", -amount
+	}
+	num := fmt.Sprintf("%d.%02d", amount/100, amount%100)
+	switch strings.ToLower(currency) {
+	case "usd":
+		return sign + "$" + num
+	case "eur":
+		return sign + "€" + num
+	case "gbp":
+		return sign + "£" + num
+	}
+	return sign + num + " " + strings.ToUpper(currency)
+}
+
+func sbDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2 January 2006, 15:04 UTC")
+}

@@ -1,0 +1,1088 @@
+package sandbox
+
+import (
+	"crypto/subtle"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed templates/stripe
+var stripeFiles embed.FS
+
+func (s *Stripe) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	// API (Authorization: Bearer <secret key>).
+	mux.HandleFunc("POST /v1/customers", s.api(s.apiCreateCustomer))
+	mux.HandleFunc("GET /v1/customers", s.api(s.apiListCustomers))
+	mux.HandleFunc("GET /v1/customers/search", s.api(s.apiSearchCustomers))
+	mux.HandleFunc("GET /v1/customers/{id}", s.api(s.apiGetCustomer))
+	mux.HandleFunc("POST /v1/customers/{id}", s.api(s.apiUpdateCustomer))
+	mux.HandleFunc("DELETE /v1/customers/{id}", s.api(s.apiDeleteCustomer))
+	mux.HandleFunc("GET /v1/subscriptions", s.api(s.apiListSubscriptions))
+	mux.HandleFunc("GET /v1/subscriptions/{id}", s.api(s.apiGetSubscription))
+	mux.HandleFunc("POST /v1/subscriptions/{id}", s.api(s.apiUpdateSubscription))
+	mux.HandleFunc("DELETE /v1/subscriptions/{id}", s.api(s.apiCancelSubscription))
+	mux.HandleFunc("POST /v1/checkout/sessions", s.api(s.apiCreateCheckout))
+	mux.HandleFunc("GET /v1/checkout/sessions/{id}", s.api(s.apiGetCheckout))
+	mux.HandleFunc("GET /v1/checkout/sessions/{id}/line_items", s.api(s.apiCheckoutLines))
+	mux.HandleFunc("POST /v1/checkout/sessions/{id}/expire", s.api(s.apiExpireCheckout))
+	mux.HandleFunc("POST /v1/billing_portal/sessions", s.api(s.apiCreatePortal))
+	mux.HandleFunc("GET /v1/prices", s.api(s.apiListPrices))
+	mux.HandleFunc("GET /v1/prices/{id}", s.api(s.apiGetPrice))
+	mux.HandleFunc("GET /v1/products", s.api(s.apiListProducts))
+	mux.HandleFunc("GET /v1/products/{id}", s.api(s.apiGetProduct))
+	mux.HandleFunc("GET /v1/invoices/{id}", s.api(s.apiGetInvoice))
+	mux.HandleFunc("GET /v1/events", s.api(s.apiListEvents))
+	mux.HandleFunc("GET /v1/events/{id}", s.api(s.apiGetEvent))
+	mux.HandleFunc("/v1/", s.api(func(r *http.Request) (any, *sbAPIError) {
+		return nil, &sbAPIError{Status: http.StatusNotFound, Type: "invalid_request_error",
+			Message: fmt.Sprintf("Unrecognized request URL (%s: %s).", r.Method, r.URL.Path)}
+	}))
+
+	// Hosted pages.
+	cop := http.NewCrossOriginProtection()
+	mux.HandleFunc("GET /checkout/pay/{id}", s.handleCheckoutPage)
+	mux.Handle("POST /checkout/pay/{id}", cop.Handler(http.HandlerFunc(s.handleCheckoutPay)))
+	mux.HandleFunc("GET /portal/{id}", s.handlePortalPage)
+	mux.Handle("POST /portal/{id}", cop.Handler(http.HandlerFunc(s.handlePortalAction)))
+	mux.HandleFunc("GET /{$}", s.handleHome)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.renderError(w, http.StatusNotFound, "Not found", "The tollgate sandbox has no page at this address.", "")
+	})
+	return mux
+}
+
+// sbAPIError is Stripe's error object, answered as {"error": {...}}.
+type sbAPIError struct {
+	Status  int    `json:"-"`
+	Type    string `json:"type"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message"`
+	Param   string `json:"param,omitempty"`
+}
+
+func sbErrMissing(param string) *sbAPIError {
+	return &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_missing",
+		Param: param, Message: fmt.Sprintf("Missing required param: %s.", param)}
+}
+
+func sbErrInvalid(param, msg string) *sbAPIError {
+	return &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_invalid",
+		Param: param, Message: msg}
+}
+
+// sbErrNoSuch is resource_missing: 404 for the object in the URL (param
+// "id"), 400 for one named by a parameter.
+func sbErrNoSuch(what, id, param string) *sbAPIError {
+	status := http.StatusBadRequest
+	if param == "id" {
+		status = http.StatusNotFound
+	}
+	return &sbAPIError{Status: status, Type: "invalid_request_error", Code: "resource_missing", Param: param,
+		Message: fmt.Sprintf("No such %s: '%s'", what, id)}
+}
+
+// sbIdem is a remembered Idempotency-Key: the request it was used with
+// and the answer to replay.
+type sbIdem struct {
+	fingerprint string
+	status      int
+	body        []byte
+	at          time.Time // wall clock
+}
+
+type sbAPIFunc func(r *http.Request) (any, *sbAPIError)
+
+// api wraps an API handler: it checks the secret key, parses the form,
+// runs the billing that is due, honours Idempotency-Key on POSTs (the same
+// key and parameters replay the first answer; other parameters are an
+// idempotency_error), and writes JSON. The handler runs under s.mu.
+func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Request-Id", sbID("req_"))
+		w.Header().Set("Stripe-Version", StripeAPIVersion)
+		if e := s.authorize(r); e != nil {
+			sbWriteJSON(w, e.Status, sbErrorJSON{*e})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if err := r.ParseForm(); err != nil {
+			sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "invalid_request_error",
+				Message: "Invalid request: the form body could not be parsed."}})
+			return
+		}
+		key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+		if r.Method != http.MethodPost {
+			key = ""
+		}
+		fingerprint := r.Method + " " + r.URL.Path + "?" + r.Form.Encode()
+
+		s.mu.Lock()
+		s.runDueLocked()
+		if key != "" {
+			if prev := s.idem[key]; prev != nil {
+				s.mu.Unlock()
+				if prev.fingerprint != fingerprint {
+					sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "idempotency_error",
+						Message: "Keys for idempotent requests can only be used with the same parameters they were first used with. " +
+							"Try using a key other than '" + key + "' if you meant to execute a different request."}})
+					return
+				}
+				w.Header().Set("Idempotent-Replayed", "true")
+				w.Header().Set("Idempotency-Key", key)
+				sbWriteRaw(w, prev.status, prev.body)
+				return
+			}
+		}
+		v, apiErr := h(r)
+		status := http.StatusOK
+		if apiErr != nil {
+			status, v = apiErr.Status, sbErrorJSON{*apiErr}
+		}
+		body, err := json.Marshal(v)
+		if err != nil {
+			s.log.Error("sandbox stripe: marshal response", "path", r.URL.Path, "err", err)
+			status, body = http.StatusInternalServerError, []byte(`{"error":{"type":"api_error","message":"internal error"}}`)
+		}
+		if key != "" && status < 300 {
+			now := s.now()
+			for k, e := range s.idem {
+				if now.Sub(e.at) > sbIdemTTL {
+					delete(s.idem, k)
+				}
+			}
+			s.idem[key] = &sbIdem{fingerprint: fingerprint, status: status, body: body, at: now}
+		}
+		s.mu.Unlock()
+		if key != "" {
+			w.Header().Set("Idempotency-Key", key)
+		}
+		s.log.Debug("sandbox stripe: api", "method", r.Method, "path", r.URL.Path, "status", status)
+		sbWriteRaw(w, status, body)
+	}
+}
+
+// authorize accepts the secret key as a bearer token (what stripe-go
+// sends) or as the basic-auth user name (curl -u sk_test_…:).
+func (s *Stripe) authorize(r *http.Request) *sbAPIError {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		got, _, ok = r.BasicAuth()
+	}
+	if !ok || got == "" {
+		return &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error",
+			Message: "You did not provide an API key. You need to provide your API key in the Authorization header, " +
+				"using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."}
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.secret)) != 1 {
+		masked := got
+		if len(masked) > 8 {
+			masked = masked[:8] + strings.Repeat("*", 4) + masked[len(masked)-4:]
+		}
+		return &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "api_key_invalid",
+			Message: "Invalid API Key provided: " + masked}
+	}
+	return nil
+}
+
+func sbWriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"type":"api_error","message":"internal error"}}`)
+	}
+	sbWriteRaw(w, status, b)
+}
+
+func sbWriteRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache, no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte("\n"))
+}
+
+// Form decoding, for the bracketed keys stripe-go's form encoder writes:
+// metadata[k]=v, line_items[0][price]=…, expand[0]=… (or expand[]=…).
+
+// sbFormMap collects name[k]=v for keys k without further brackets.
+func sbFormMap(f url.Values, name string) (map[string]string, bool) {
+	out := map[string]string{}
+	present := f.Has(name) // "metadata=" clears all keys
+	for k, vs := range f {
+		rest, ok := strings.CutPrefix(k, name+"[")
+		if !ok || !strings.HasSuffix(rest, "]") || strings.ContainsAny(rest[:len(rest)-1], "[]") {
+			continue
+		}
+		out[rest[:len(rest)-1]] = vs[len(vs)-1]
+		present = true
+	}
+	return out, present
+}
+
+// sbFormList collects name, name[] and name[i] values, in index order.
+func sbFormList(f url.Values, name string) []string {
+	var out []string
+	out = append(out, f[name]...)
+	out = append(out, f[name+"[]"]...)
+	type iv struct {
+		i int
+		v []string
+	}
+	var idx []iv
+	for k, vs := range f {
+		rest, ok := strings.CutPrefix(k, name+"[")
+		if !ok || !strings.HasSuffix(rest, "]") {
+			continue
+		}
+		if i, err := strconv.Atoi(rest[:len(rest)-1]); err == nil {
+			idx = append(idx, iv{i, vs})
+		}
+	}
+	slices.SortFunc(idx, func(a, b iv) int { return a.i - b.i })
+	for _, x := range idx {
+		out = append(out, x.v...)
+	}
+	return out
+}
+
+// sbFormItems collects name[i][field]=v into one map per index, in index
+// order, with each map's index.
+func sbFormItems(f url.Values, name string) ([]int, []map[string]string) {
+	byIdx := map[int]map[string]string{}
+	for k, vs := range f {
+		rest, ok := strings.CutPrefix(k, name+"[")
+		if !ok {
+			continue
+		}
+		// field is "price", or "price_data][currency" for nested keys.
+		istr, field, ok := strings.Cut(rest, "][")
+		i, err := strconv.Atoi(istr)
+		if !ok || err != nil || i < 0 || !strings.HasSuffix(field, "]") {
+			continue
+		}
+		if byIdx[i] == nil {
+			byIdx[i] = map[string]string{}
+		}
+		byIdx[i][field[:len(field)-1]] = vs[len(vs)-1]
+	}
+	keys := slices.Sorted(maps.Keys(byIdx))
+	out := make([]map[string]string, len(keys))
+	for j, k := range keys {
+		out[j] = byIdx[k]
+	}
+	return keys, out
+}
+
+func sbFormInt(f url.Values, key string) (int64, bool, *sbAPIError) {
+	if !f.Has(key) {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(f.Get(key), 10, 64)
+	if err != nil {
+		return 0, true, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+			Code: "parameter_invalid_integer", Param: key, Message: "Invalid integer: " + f.Get(key)}
+	}
+	return n, true, nil
+}
+
+func sbFormBool(f url.Values, key string) (bool, bool, *sbAPIError) {
+	if !f.Has(key) {
+		return false, false, nil
+	}
+	switch f.Get(key) {
+	case "true":
+		return true, true, nil
+	case "false":
+		return false, true, nil
+	}
+	return false, true, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+		Code: "parameter_invalid_boolean", Param: key, Message: "Invalid boolean: " + f.Get(key)}
+}
+
+func sbExpandOf(r *http.Request) sbExpand { return sbFormList(r.Form, "expand") }
+
+// sbCheckURL validates a URL parameter as Stripe does: absolute http(s).
+func sbCheckURL(param, raw string) *sbAPIError {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return sbErrInvalid(param, "Not a valid URL")
+	}
+	return nil
+}
+
+// sbPaginate pages through all, which is sorted by key, descending (newest
+// first), with limit (default 10, 1 to 100), starting_after and
+// ending_before. lookup gives the key of the object a cursor names.
+func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id string) (int64, bool), what string) ([]T, bool, *sbAPIError) {
+	limit, has, e := sbFormInt(f, "limit")
+	if e != nil {
+		return nil, false, e
+	}
+	if !has {
+		limit = 10
+	}
+	if limit < 1 || limit > 100 {
+		return nil, false, sbErrInvalid("limit", "This value must be greater than or equal to 1 and less than or equal to 100.")
+	}
+	if id := f.Get("starting_after"); id != "" {
+		k, ok := lookup(id)
+		if !ok {
+			return nil, false, sbErrNoSuch(what, id, "starting_after")
+		}
+		i := 0
+		for i < len(all) && key(all[i]) >= k {
+			i++
+		}
+		all = all[i:]
+	} else if id := f.Get("ending_before"); id != "" {
+		k, ok := lookup(id)
+		if !ok {
+			return nil, false, sbErrNoSuch(what, id, "ending_before")
+		}
+		i := 0
+		for i < len(all) && key(all[i]) > k {
+			i++
+		}
+		before := all[:i]
+		if int64(len(before)) > limit {
+			return before[int64(len(before))-limit:], true, nil
+		}
+		return before, false, nil
+	}
+	if int64(len(all)) > limit {
+		return all[:limit], true, nil
+	}
+	return all, false, nil
+}
+
+func sbCmpDesc(a, b int64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
+
+func sbList[T any](data []T, hasMore bool, url string) sbListJSON {
+	if data == nil {
+		data = []T{}
+	}
+	return sbListJSON{Object: "list", Data: data, HasMore: hasMore, URL: url}
+}
+
+// Customers.
+
+func (s *Stripe) newCustomerLocked(email, name string, metadata map[string]string) *sbCustomer {
+	c := &sbCustomer{
+		id: sbID("cus_"), email: email, name: name, metadata: metadata,
+		created: s.billingNowLocked(), seq: s.nextSeqLocked(),
+		invoicePrefix: strings.ToUpper(sbID("")[:8]),
+	}
+	s.customers[c.id] = c
+	s.emitLocked("customer.created", s.customerJSON(c), nil)
+	return c
+}
+
+func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *sbAPIError) {
+	md, _ := sbFormMap(r.Form, "metadata")
+	for k := range md {
+		if md[k] == "" {
+			delete(md, k)
+		}
+	}
+	c := s.newCustomerLocked(r.Form.Get("email"), r.Form.Get("name"), md)
+	s.log.Info("sandbox stripe: customer created", "customer", c.id)
+	return s.customerJSON(c), nil
+}
+
+func (s *Stripe) liveCustomerLocked(id, param string) (*sbCustomer, *sbAPIError) {
+	c := s.customers[id]
+	if c == nil || c.deleted {
+		return nil, sbErrNoSuch("customer", id, param)
+	}
+	return c, nil
+}
+
+func (s *Stripe) apiGetCustomer(r *http.Request) (any, *sbAPIError) {
+	c := s.customers[r.PathValue("id")]
+	if c == nil {
+		return nil, sbErrNoSuch("customer", r.PathValue("id"), "id")
+	}
+	return s.customerJSON(c), nil
+}
+
+func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *sbAPIError) {
+	c, e := s.liveCustomerLocked(r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
+	}
+	prev := map[string]any{}
+	if r.Form.Has("email") && r.Form.Get("email") != c.email {
+		prev["email"] = sbNullString(c.email)
+		c.email = r.Form.Get("email")
+	}
+	if r.Form.Has("name") && r.Form.Get("name") != c.name {
+		prev["name"] = sbNullString(c.name)
+		c.name = r.Form.Get("name")
+	}
+	if md, ok := sbFormMap(r.Form, "metadata"); ok {
+		old := sbMeta(c.metadata)
+		next := sbMeta(c.metadata)
+		if len(md) == 0 {
+			next = map[string]string{}
+		}
+		for k, v := range md {
+			if v == "" {
+				delete(next, k)
+			} else {
+				next[k] = v
+			}
+		}
+		if !maps.Equal(old, next) {
+			prev["metadata"] = old
+			c.metadata = next
+		}
+	}
+	if len(prev) > 0 {
+		s.emitLocked("customer.updated", s.customerJSON(c), prev)
+	}
+	return s.customerJSON(c), nil
+}
+
+// apiDeleteCustomer cancels the customer's subscriptions (each with
+// customer.subscription.deleted), then deletes it (customer.deleted).
+func (s *Stripe) apiDeleteCustomer(r *http.Request) (any, *sbAPIError) {
+	c, e := s.liveCustomerLocked(r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
+	}
+	now := s.billingNowLocked()
+	for _, sub := range s.customerSubsLocked(c.id) {
+		if sub.status != "canceled" && sub.status != "incomplete_expired" {
+			s.cancelNowLocked(sub, now, "cancellation_requested")
+		}
+	}
+	full := s.customerJSON(c)
+	c.deleted = true
+	delete(s.failing, c.id)
+	s.log.Info("sandbox stripe: customer deleted", "customer", c.id)
+	s.emitLocked("customer.deleted", full, nil)
+	return s.customerJSON(c), nil
+}
+
+func (s *Stripe) sortedCustomersLocked(keep func(*sbCustomer) bool) []*sbCustomer {
+	var out []*sbCustomer
+	for _, c := range s.customers {
+		if !c.deleted && keep(c) {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *sbCustomer) int { return sbCmpDesc(a.seq, b.seq) })
+	return out
+}
+
+func (s *Stripe) customerKey(id string) (int64, bool) {
+	if c := s.customers[id]; c != nil {
+		return c.seq, true
+	}
+	return 0, false
+}
+
+func (s *Stripe) apiListCustomers(r *http.Request) (any, *sbAPIError) {
+	email, byEmail := r.Form.Get("email"), r.Form.Has("email")
+	all := s.sortedCustomersLocked(func(c *sbCustomer) bool { return !byEmail || c.email == email })
+	page, more, e := sbPaginate(r.Form, all, func(c *sbCustomer) int64 { return c.seq }, s.customerKey, "customer")
+	if e != nil {
+		return nil, e
+	}
+	data := make([]any, 0, len(page))
+	for _, c := range page {
+		data = append(data, s.customerJSON(c))
+	}
+	return sbList(data, more, "/v1/customers"), nil
+}
+
+func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *sbAPIError) {
+	q := strings.TrimSpace(r.Form.Get("query"))
+	if q == "" {
+		return nil, sbErrMissing("query")
+	}
+	// The subset of Stripe's search query language the sandbox supports:
+	// email:'…', name:'…' and metadata['key']:'…', joined by AND.
+	clauseRE := regexp.MustCompile(`^(email|name|metadata\[(?:'([^']*)'|"([^"]*)")\])\s*:\s*(?:'([^']*)'|"([^"]*)")$`)
+	type clause struct{ field, key, value string }
+	var clauses []clause
+	for _, part := range regexp.MustCompile(`\s+(?i:AND)\s+`).Split(q, -1) {
+		m := clauseRE.FindStringSubmatch(strings.TrimSpace(part))
+		if m == nil {
+			return nil, sbErrInvalid("query", "The tollgate sandbox supports only email:'…', name:'…' and "+
+				"metadata['key']:'…' clauses joined by AND; got "+strconv.Quote(part)+".")
+		}
+		cl := clause{field: m[1], key: m[2] + m[3], value: m[4] + m[5]}
+		if strings.HasPrefix(cl.field, "metadata") {
+			cl.field = "metadata"
+		}
+		clauses = append(clauses, cl)
+	}
+	all := s.sortedCustomersLocked(func(c *sbCustomer) bool {
+		for _, cl := range clauses {
+			switch cl.field {
+			case "email":
+				if !strings.EqualFold(c.email, cl.value) {
+					return false
+				}
+			case "name":
+				if !strings.EqualFold(c.name, cl.value) {
+					return false
+				}
+			case "metadata":
+				if c.metadata[cl.key] != cl.value {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	limit, has, e := sbFormInt(r.Form, "limit")
+	if e != nil {
+		return nil, e
+	}
+	if !has {
+		limit = 10
+	}
+	if limit < 1 || limit > 100 {
+		return nil, sbErrInvalid("limit", "This value must be greater than or equal to 1 and less than or equal to 100.")
+	}
+	offset := 0
+	if p := r.Form.Get("page"); p != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(p, "page_"))
+		if err != nil || n < 0 || !strings.HasPrefix(p, "page_") {
+			return nil, sbErrInvalid("page", "Invalid page token.")
+		}
+		offset = min(n, len(all))
+	}
+	all = all[offset:]
+	more := int64(len(all)) > limit
+	if more {
+		all = all[:limit]
+	}
+	data := make([]any, 0, len(all))
+	for _, c := range all {
+		data = append(data, s.customerJSON(c))
+	}
+	var next *string
+	if more {
+		p := "page_" + strconv.Itoa(offset+len(all))
+		next = &p
+	}
+	return struct {
+		Object   string  `json:"object"`
+		Data     []any   `json:"data"`
+		HasMore  bool    `json:"has_more"`
+		NextPage *string `json:"next_page"`
+		URL      string  `json:"url"`
+	}{"search_result", data, more, next, "/v1/customers/search"}, nil
+}
+
+// Subscriptions.
+
+func (s *Stripe) customerSubsLocked(customer string) []*sbSub {
+	var out []*sbSub
+	for _, sub := range s.subs {
+		if sub.customer == customer {
+			out = append(out, sub)
+		}
+	}
+	slices.SortFunc(out, func(a, b *sbSub) int { return sbCmpDesc(a.seq, b.seq) })
+	return out
+}
+
+func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
+	status := r.Form.Get("status")
+	keepStatus := func(st string) bool { return st != "canceled" }
+	switch status {
+	case "":
+	case "all":
+		keepStatus = func(string) bool { return true }
+	case "ended":
+		keepStatus = func(st string) bool { return st == "canceled" || st == "incomplete_expired" }
+	default:
+		if !sbValidStatus(status) {
+			return nil, sbErrInvalid("status", "Invalid status: must be one of active, past_due, unpaid, canceled, "+
+				"incomplete, incomplete_expired, trialing, paused, all, or ended")
+		}
+		keepStatus = func(st string) bool { return st == status }
+	}
+	customer, price := r.Form.Get("customer"), r.Form.Get("price")
+	var all []*sbSub
+	for _, sub := range s.subs {
+		if customer != "" && sub.customer != customer || !keepStatus(sub.status) {
+			continue
+		}
+		if price != "" && !slices.ContainsFunc(sub.items, func(it sbItem) bool { return it.price.ID == price }) {
+			continue
+		}
+		all = append(all, sub)
+	}
+	slices.SortFunc(all, func(a, b *sbSub) int { return sbCmpDesc(a.seq, b.seq) })
+	page, more, e := sbPaginate(r.Form, all, func(s *sbSub) int64 { return s.seq }, func(id string) (int64, bool) {
+		if sub := s.subs[id]; sub != nil {
+			return sub.seq, true
+		}
+		return 0, false
+	}, "subscription")
+	if e != nil {
+		return nil, e
+	}
+	exp := sbExpandOf(r).sub("data")
+	data := make([]sbSubscriptionJSON, 0, len(page))
+	for _, sub := range page {
+		data = append(data, s.subJSON(sub, exp))
+	}
+	return sbList(data, more, "/v1/subscriptions"), nil
+}
+
+func (s *Stripe) apiGetSubscription(r *http.Request) (any, *sbAPIError) {
+	sub := s.subs[r.PathValue("id")]
+	if sub == nil {
+		return nil, sbErrNoSuch("subscription", r.PathValue("id"), "id")
+	}
+	return s.subJSON(sub, sbExpandOf(r)), nil
+}
+
+// apiUpdateSubscription supports cancel_at_period_end and metadata.
+func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
+	sub := s.subs[r.PathValue("id")]
+	if sub == nil {
+		return nil, sbErrNoSuch("subscription", r.PathValue("id"), "id")
+	}
+	for k := range r.Form {
+		if strings.HasPrefix(k, "items") || k == "price" || k == "plan" {
+			return nil, sbErrInvalid(k, "The tollgate sandbox cannot change a subscription's items; "+
+				"cancel it and check out again.")
+		}
+	}
+	cape, hasCape, e := sbFormBool(r.Form, "cancel_at_period_end")
+	if e != nil {
+		return nil, e
+	}
+	if hasCape && sub.status == "canceled" {
+		return nil, sbErrInvalid("cancel_at_period_end",
+			"A canceled subscription can only update its cancellation_details and metadata.")
+	}
+	prev := map[string]any{}
+	if hasCape && cape != sub.cancelAtPeriodEnd {
+		s.setCancelAtPeriodEndLocked(sub, cape, prev)
+	}
+	if md, ok := sbFormMap(r.Form, "metadata"); ok {
+		old := sbMeta(sub.metadata)
+		next := sbMeta(sub.metadata)
+		if len(md) == 0 {
+			next = map[string]string{}
+		}
+		for k, v := range md {
+			if v == "" {
+				delete(next, k)
+			} else {
+				next[k] = v
+			}
+		}
+		if !maps.Equal(old, next) {
+			prev["metadata"] = old
+			sub.metadata = next
+		}
+	}
+	if len(prev) > 0 {
+		s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+	}
+	return s.subJSON(sub, sbExpandOf(r)), nil
+}
+
+// setCancelAtPeriodEndLocked sets or clears cancel_at_period_end, noting
+// the previous values in prev.
+func (s *Stripe) setCancelAtPeriodEndLocked(sub *sbSub, on bool, prev map[string]any) {
+	prev["cancel_at_period_end"] = sub.cancelAtPeriodEnd
+	prev["canceled_at"] = sbUnix(sub.canceledAt)
+	if sub.cancelAtPeriodEnd {
+		prev["cancel_at"] = sub.periodEnd.Unix()
+	} else {
+		prev["cancel_at"] = nil
+	}
+	sub.cancelAtPeriodEnd = on
+	if on {
+		sub.canceledAt = s.billingNowLocked()
+		sub.cancelReason = "cancellation_requested"
+	} else {
+		sub.canceledAt, sub.cancelReason = time.Time{}, ""
+	}
+}
+
+func (s *Stripe) apiCancelSubscription(r *http.Request) (any, *sbAPIError) {
+	sub := s.subs[r.PathValue("id")]
+	if sub == nil {
+		return nil, sbErrNoSuch("subscription", r.PathValue("id"), "id")
+	}
+	if sub.status == "canceled" {
+		return nil, sbErrInvalid("id", "This subscription is already canceled.")
+	}
+	s.cancelNowLocked(sub, s.billingNowLocked(), "cancellation_requested")
+	return s.subJSON(sub, sbExpandOf(r)), nil
+}
+
+// Checkout Sessions.
+
+func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
+	f := r.Form
+	now := s.billingNowLocked()
+	mode := f.Get("mode")
+	switch mode {
+	case "":
+		return nil, sbErrMissing("mode")
+	case "subscription":
+	case "payment", "setup":
+		return nil, sbErrInvalid("mode", "The tollgate sandbox supports only mode=subscription.")
+	default:
+		return nil, sbErrInvalid("mode", "Invalid mode: must be one of payment, setup, or subscription")
+	}
+	cs := &sbCheckout{
+		id: sbID("cs_test_"), mode: mode, status: "open", paymentStatus: "unpaid",
+		created: now, expiresAt: now.Add(sbCheckoutTTL), seq: s.nextSeqLocked(),
+		clientReferenceID: f.Get("client_reference_id"), customerEmail: f.Get("customer_email"),
+		successURL: f.Get("success_url"), cancelURL: f.Get("cancel_url"),
+	}
+	if id := f.Get("customer"); id != "" {
+		if cs.customerEmail != "" {
+			return nil, sbErrInvalid("customer_email", "You may only specify one of these parameters: customer, customer_email.")
+		}
+		if _, e := s.liveCustomerLocked(id, "customer"); e != nil {
+			return nil, e
+		}
+		cs.customer = id
+	}
+	if len(cs.clientReferenceID) > 200 {
+		return nil, sbErrInvalid("client_reference_id", "client_reference_id must be at most 200 characters.")
+	}
+	if cs.successURL == "" {
+		return nil, sbErrMissing("success_url")
+	}
+	if e := sbCheckURL("success_url", cs.successURL); e != nil {
+		return nil, e
+	}
+	if cs.cancelURL != "" {
+		if e := sbCheckURL("cancel_url", cs.cancelURL); e != nil {
+			return nil, e
+		}
+	}
+	idx, items := sbFormItems(f, "line_items")
+	if len(items) == 0 {
+		return nil, sbErrMissing("line_items")
+	}
+	var interval string
+	for j, it := range items {
+		param := fmt.Sprintf("line_items[%d]", idx[j])
+		id := it["price"]
+		if id == "" {
+			for k := range it {
+				if strings.HasPrefix(k, "price_data") {
+					return nil, sbErrInvalid(param+"[price_data]", "The tollgate sandbox supports only prices it knows; use line_items[][price].")
+				}
+			}
+			return nil, sbErrMissing(param + "[price]")
+		}
+		p := s.priceIdx[id]
+		if p == nil {
+			return nil, sbErrNoSuch("price", id, param+"[price]")
+		}
+		qty := int64(1)
+		if q, ok := it["quantity"]; ok {
+			n, err := strconv.ParseInt(q, 10, 64)
+			if err != nil || n < 1 {
+				return nil, sbErrInvalid(param+"[quantity]", "Quantity must be a positive integer.")
+			}
+			qty = n
+		}
+		if len(cs.items) > 0 && p.Currency != cs.items[0].price.Currency {
+			return nil, sbErrInvalid(param+"[price]", "All prices must be in the same currency.")
+		}
+		if p.recurring() {
+			if interval != "" && p.Interval != interval {
+				return nil, sbErrInvalid(param+"[price]", "Checkout does not support multiple prices with different billing intervals.")
+			}
+			interval = p.Interval
+		}
+		cs.items = append(cs.items, sbLineItem{price: p, quantity: qty})
+	}
+	if interval == "" {
+		return nil, sbErrInvalid("line_items", "You must provide at least one recurring price in `subscription` mode when using prices.")
+	}
+	days, hasDays, e := sbFormInt(f, "subscription_data[trial_period_days]")
+	if e != nil {
+		return nil, e
+	}
+	if hasDays && (days < 1 || days > 730) {
+		return nil, sbErrInvalid("subscription_data[trial_period_days]", "trial_period_days must be between 1 and 730.")
+	}
+	trialEnd, hasEnd, e := sbFormInt(f, "subscription_data[trial_end]")
+	if e != nil {
+		return nil, e
+	}
+	if hasDays && hasEnd {
+		return nil, sbErrInvalid("subscription_data[trial_end]", "You may only specify one of trial_end and trial_period_days.")
+	}
+	if hasEnd {
+		end := time.Unix(trialEnd, 0)
+		if end.Before(now.Add(48 * time.Hour)) {
+			return nil, sbErrInvalid("subscription_data[trial_end]", "trial_end must be at least 48 hours in the future.")
+		}
+		cs.trialEnd = end
+	}
+	cs.trialDays = days
+	if exp, has, e := sbFormInt(f, "expires_at"); e != nil {
+		return nil, e
+	} else if has {
+		at := time.Unix(exp, 0)
+		if at.Before(now.Add(30*time.Minute)) || at.After(now.Add(sbCheckoutTTL)) {
+			return nil, sbErrInvalid("expires_at", "expires_at must be between 30 minutes and 24 hours from now.")
+		}
+		cs.expiresAt = at
+	}
+	promo, _, e := sbFormBool(f, "allow_promotion_codes")
+	if e != nil {
+		return nil, e
+	}
+	cs.allowPromo = promo
+	cs.metadata, _ = sbFormMap(f, "metadata")
+	cs.subMetadata, _ = sbFormMap(f, "subscription_data[metadata]")
+	s.sessions[cs.id] = cs
+	s.log.Info("sandbox stripe: checkout session created", "session", cs.id, "customer", cs.customer)
+	return s.checkoutJSON(cs, sbExpandOf(r)), nil
+}
+
+func (s *Stripe) apiGetCheckout(r *http.Request) (any, *sbAPIError) {
+	cs := s.sessions[r.PathValue("id")]
+	if cs == nil {
+		return nil, sbErrNoSuch("checkout.session", r.PathValue("id"), "id")
+	}
+	return s.checkoutJSON(cs, sbExpandOf(r)), nil
+}
+
+func (s *Stripe) apiCheckoutLines(r *http.Request) (any, *sbAPIError) {
+	cs := s.sessions[r.PathValue("id")]
+	if cs == nil {
+		return nil, sbErrNoSuch("checkout.session", r.PathValue("id"), "id")
+	}
+	return s.checkoutLines(cs, sbExpandOf(r).sub("data")), nil
+}
+
+func (s *Stripe) apiExpireCheckout(r *http.Request) (any, *sbAPIError) {
+	cs := s.sessions[r.PathValue("id")]
+	if cs == nil {
+		return nil, sbErrNoSuch("checkout.session", r.PathValue("id"), "id")
+	}
+	if cs.status != "open" {
+		return nil, sbErrInvalid("session", `Only Checkout Sessions with a status in ["open"] can be expired.`)
+	}
+	cs.status = "expired"
+	s.emitLocked("checkout.session.expired", s.checkoutJSON(cs, nil), nil)
+	return s.checkoutJSON(cs, sbExpandOf(r)), nil
+}
+
+// Billing portal.
+
+func (s *Stripe) apiCreatePortal(r *http.Request) (any, *sbAPIError) {
+	id := r.Form.Get("customer")
+	if id == "" {
+		return nil, sbErrMissing("customer")
+	}
+	if _, e := s.liveCustomerLocked(id, "customer"); e != nil {
+		return nil, e
+	}
+	ret := r.Form.Get("return_url")
+	if ret != "" {
+		if e := sbCheckURL("return_url", ret); e != nil {
+			return nil, e
+		}
+	}
+	p := &sbPortal{id: sbID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked()}
+	s.portals[p.id] = p
+	return s.portalJSON(p), nil
+}
+
+// Prices and products.
+
+func (s *Stripe) apiListPrices(r *http.Request) (any, *sbAPIError) {
+	f := r.Form
+	active, hasActive, e := sbFormBool(f, "active")
+	if e != nil {
+		return nil, e
+	}
+	lookup := sbFormList(f, "lookup_keys")
+	typ, product, currency, interval := f.Get("type"), f.Get("product"), f.Get("currency"), f.Get("recurring[interval]")
+	var all []*sbPrice
+	for _, p := range s.prices {
+		switch {
+		case hasActive && !active, len(lookup) > 0, // no price has a lookup key
+			typ == "recurring" && !p.recurring(), typ == "one_time" && p.recurring(),
+			product != "" && p.product.id != product, currency != "" && p.Currency != currency,
+			interval != "" && p.Interval != interval:
+			continue
+		}
+		all = append(all, p)
+	}
+	page, more, e := sbPaginate(f, all, s.priceKey, func(id string) (int64, bool) {
+		if p := s.priceIdx[id]; p != nil {
+			return s.priceKey(p), true
+		}
+		return 0, false
+	}, "price")
+	if e != nil {
+		return nil, e
+	}
+	exp := sbExpandOf(r).sub("data")
+	data := make([]sbPriceJSON, 0, len(page))
+	for _, p := range page {
+		data = append(data, s.priceJSON(p, exp))
+	}
+	return sbList(data, more, "/v1/prices"), nil
+}
+
+// priceKey orders prices as configured (the list's "newest first").
+func (s *Stripe) priceKey(p *sbPrice) int64 {
+	return int64(len(s.prices) - slices.Index(s.prices, p))
+}
+
+func (s *Stripe) apiGetPrice(r *http.Request) (any, *sbAPIError) {
+	p := s.priceIdx[r.PathValue("id")]
+	if p == nil {
+		return nil, sbErrNoSuch("price", r.PathValue("id"), "id")
+	}
+	return s.priceJSON(p, sbExpandOf(r)), nil
+}
+
+func (s *Stripe) apiListProducts(r *http.Request) (any, *sbAPIError) {
+	key := func(p *sbProduct) int64 { return int64(len(s.products) - slices.Index(s.products, p)) }
+	page, more, e := sbPaginate(r.Form, s.products, key, func(id string) (int64, bool) {
+		if p := s.productIdx[id]; p != nil {
+			return key(p), true
+		}
+		return 0, false
+	}, "product")
+	if e != nil {
+		return nil, e
+	}
+	data := make([]sbProductJSON, 0, len(page))
+	for _, p := range page {
+		data = append(data, s.productJSON(p))
+	}
+	return sbList(data, more, "/v1/products"), nil
+}
+
+func (s *Stripe) apiGetProduct(r *http.Request) (any, *sbAPIError) {
+	p := s.productIdx[r.PathValue("id")]
+	if p == nil {
+		return nil, sbErrNoSuch("product", r.PathValue("id"), "id")
+	}
+	return s.productJSON(p), nil
+}
+
+func (s *Stripe) apiGetInvoice(r *http.Request) (any, *sbAPIError) {
+	in := s.invoices[r.PathValue("id")]
+	if in == nil {
+		return nil, sbErrNoSuch("invoice", r.PathValue("id"), "id")
+	}
+	return s.invoiceJSON(in), nil
+}
+
+// Events.
+
+// apiListEvents lists events newest first, filtered by type (a trailing
+// ".*" matches a family), types[], created (exact or [gt|gte|lt|lte]) and
+// delivery_success (false: events whose webhook delivery is pending or
+// failed).
+func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
+	f := r.Form
+	types := sbFormList(f, "types")
+	if t := f.Get("type"); t != "" {
+		types = append(types, t)
+	}
+	var bounds [4]int64 // gt, gte, lt, lte; 0 = unset
+	var has [4]bool
+	for i, op := range []string{"gt", "gte", "lt", "lte"} {
+		n, ok, e := sbFormInt(f, "created["+op+"]")
+		if e != nil {
+			return nil, e
+		}
+		bounds[i], has[i] = n, ok
+	}
+	exact, hasExact, e := sbFormInt(f, "created")
+	if e != nil {
+		return nil, e
+	}
+	ds, hasDS, e := sbFormBool(f, "delivery_success")
+	if e != nil {
+		return nil, e
+	}
+	matchType := func(t string) bool {
+		if len(types) == 0 {
+			return true
+		}
+		for _, want := range types {
+			if want == t {
+				return true
+			}
+			if fam, ok := strings.CutSuffix(want, "*"); ok && strings.HasPrefix(t, fam) {
+				return true
+			}
+		}
+		return false
+	}
+	var all []*sbEvent
+	for i := len(s.events) - 1; i >= 0; i-- {
+		ev := s.events[i]
+		c := ev.created
+		switch {
+		case !matchType(ev.typ),
+			hasExact && c != exact,
+			has[0] && c <= bounds[0], has[1] && c < bounds[1],
+			has[2] && c >= bounds[2], has[3] && c > bounds[3],
+			hasDS && ds && ev.queued && !ev.delivered,
+			hasDS && !ds && (!ev.queued || ev.delivered):
+			continue
+		}
+		all = append(all, ev)
+	}
+	page, more, e := sbPaginate(f, all, func(ev *sbEvent) int64 { return ev.seq }, func(id string) (int64, bool) {
+		if ev := s.eventIdx[id]; ev != nil {
+			return ev.seq, true
+		}
+		return 0, false
+	}, "event")
+	if e != nil {
+		return nil, e
+	}
+	data := make([]sbEventJSON, 0, len(page))
+	for _, ev := range page {
+		data = append(data, ev.json())
+	}
+	return sbList(data, more, "/v1/events"), nil
+}
+
+func (s *Stripe) apiGetEvent(r *http.Request) (any, *sbAPIError) {
+	ev := s.eventIdx[r.PathValue("id")]
+	if ev == nil {
+		return nil, sbErrNoSuch("event", r.PathValue("id"), "id")
+	}
+	return ev.json(), nil
+}

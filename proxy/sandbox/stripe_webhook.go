@@ -1,0 +1,222 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// sbEvent is an event the sandbox generated, with the state of its
+// webhook delivery (queued is false when no endpoint was set).
+type sbEvent struct {
+	id, typ string
+	created int64 // wall clock, unix seconds
+	seq     int64
+	object  json.RawMessage
+	prev    map[string]any
+
+	queued    bool
+	url       string
+	secret    string
+	body      []byte // the payload as delivered, the same for every attempt
+	status    int
+	attempts  int
+	delivered bool
+	failed    bool
+}
+
+func (ev *sbEvent) json() sbEventJSON {
+	var pending int64
+	if ev.queued && !ev.delivered {
+		pending = 1
+	}
+	return sbEventJSON{
+		ID: ev.id, Object: "event", APIVersion: StripeAPIVersion, Created: ev.created,
+		Data: sbEventDataJSON{Object: ev.object, PreviousAttributes: ev.prev}, PendingWebhooks: pending,
+		Type: ev.typ,
+	}
+}
+
+// emitLocked records an event about obj (a wire object, snapshotted now)
+// and queues its delivery to the webhook endpoint, if one is set.
+func (s *Stripe) emitLocked(typ string, obj any, prev map[string]any) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		s.log.Error("sandbox stripe: marshal event object", "type", typ, "err", err)
+		return
+	}
+	ev := &sbEvent{id: sbID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(), object: raw, prev: prev}
+	s.events = append(s.events, ev)
+	s.eventIdx[ev.id] = ev
+	s.log.Info("sandbox stripe: event", "event_id", ev.id, "type", typ)
+	if s.webhookURL == "" || s.closed {
+		return
+	}
+	ev.queued, ev.url, ev.secret = true, s.webhookURL, s.webhookKey
+	body := ev.json()
+	body.PendingWebhooks = 1
+	if ev.body, err = json.Marshal(body); err != nil {
+		s.log.Error("sandbox stripe: marshal event", "type", typ, "err", err)
+		ev.queued = false
+		return
+	}
+	s.queue = append(s.queue, ev)
+	if !s.delivering {
+		s.delivering = true
+		s.idle = make(chan struct{})
+		go s.deliverLoop(s.idle)
+	}
+}
+
+// deliverLoop delivers queued events one at a time, in order, until the
+// queue is empty (or Close), then closes idle.
+func (s *Stripe) deliverLoop(idle chan struct{}) {
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.closed {
+			for _, ev := range s.queue {
+				ev.failed = true
+			}
+			s.queue = nil
+			s.delivering = false
+			close(idle)
+			s.mu.Unlock()
+			return
+		}
+		ev := s.queue[0]
+		s.mu.Unlock()
+
+		s.deliver(ev)
+
+		s.mu.Lock()
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+	}
+}
+
+// deliver POSTs one event until the endpoint answers 2xx, retrying with
+// backoff, and records the outcome.
+func (s *Stripe) deliver(ev *sbEvent) {
+	for attempt := 1; ; attempt++ {
+		status, err := s.post(ev)
+		ok := err == nil && status >= 200 && status < 300
+		final := ok || attempt >= sbDeliverLimit
+		s.mu.Lock()
+		ev.attempts, ev.status, ev.delivered = attempt, status, ok
+		ev.failed = final && !ok
+		stopped := s.closed
+		s.mu.Unlock()
+		if ok {
+			s.log.Debug("sandbox stripe: webhook delivered", "event_id", ev.id, "type", ev.typ, "status", status, "attempt", attempt)
+			return
+		}
+		s.log.Warn("sandbox stripe: webhook delivery failed", "event_id", ev.id, "type", ev.typ,
+			"status", status, "attempt", attempt, "err", err)
+		if final || stopped {
+			s.mu.Lock()
+			ev.failed = true
+			s.mu.Unlock()
+			return
+		}
+		// Back off before the next attempt (later events wait: delivery
+		// is in order).
+		t := time.NewTimer(s.retryDelays[min(attempt-1, len(s.retryDelays)-1)])
+		select {
+		case <-t.C:
+		case <-s.stopCtx.Done():
+			t.Stop()
+			s.mu.Lock()
+			ev.failed = true
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// post makes one delivery attempt, signed with the wall clock as Stripe
+// signs: Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>.
+func (s *Stripe) post(ev *sbEvent) (int, error) {
+	ctx, cancel := context.WithTimeout(s.stopCtx, sbDeliverTimout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.url, bytes.NewReader(ev.body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
+	req.Header.Set("Stripe-Signature", sbSignature(ev.secret, s.now(), ev.body))
+	res, err := s.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	return res.StatusCode, nil
+}
+
+// sbSignature is the Stripe-Signature header for body at time t.
+func sbSignature(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts))
+	mac.Write([]byte("."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Deliveries reports every webhook delivery so far, in event order.
+func (s *Stripe) Deliveries() []StripeDelivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []StripeDelivery
+	for _, ev := range s.events {
+		if ev.queued {
+			out = append(out, StripeDelivery{EventID: ev.id, Type: ev.typ, Status: ev.status, Attempts: ev.attempts})
+		}
+	}
+	return out
+}
+
+// WaitIdle waits until every queued event has been delivered or given up
+// on, or ctx ends.
+func (s *Stripe) WaitIdle(ctx context.Context) error {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	for {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+		if !s.delivering {
+			s.mu.Unlock()
+			return nil
+		}
+		idle = s.idle
+		s.mu.Unlock()
+	}
+}
+
+// Close stops webhook delivery: pending deliveries are abandoned (and
+// reported by /v1/events?delivery_success=false) and no new ones start. It
+// waits for the delivery goroutine to end. The API keeps working.
+func (s *Stripe) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		s.stop()
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	<-idle
+	return nil
+}

@@ -1,0 +1,677 @@
+package sandbox
+
+import (
+	"maps"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Wire shapes of Stripe's API objects, rendered as API version 2023-10-16
+// renders them (the version stripe-go v76 pins): field names as in
+// Stripe's API reference, null where Stripe sends null. Expandable fields
+// are `any`: an ID string, or the object when expanded.
+
+// sbExpand is a request's expand[] paths, relative to the object rendered.
+type sbExpand []string
+
+func (e sbExpand) has(path string) bool {
+	for _, p := range e {
+		if p == path || strings.HasPrefix(p, path+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// sub is the paths under prefix, relative to it ("data" turns
+// "data.customer" into "customer").
+func (e sbExpand) sub(prefix string) sbExpand {
+	var out sbExpand
+	for _, p := range e {
+		if rest, ok := strings.CutPrefix(p, prefix+"."); ok {
+			out = append(out, rest)
+		}
+	}
+	return out
+}
+
+func sbUnix(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	v := t.Unix()
+	return &v
+}
+
+func sbNullString(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
+func sbMeta(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return maps.Clone(m)
+}
+
+type sbListJSON struct {
+	Object  string `json:"object"`
+	Data    any    `json:"data"`
+	HasMore bool   `json:"has_more"`
+	URL     string `json:"url"`
+}
+
+type sbProductJSON struct {
+	ID                  string            `json:"id"`
+	Object              string            `json:"object"`
+	Active              bool              `json:"active"`
+	Created             int64             `json:"created"`
+	DefaultPrice        *string           `json:"default_price"`
+	Description         *string           `json:"description"`
+	Features            []any             `json:"features"`
+	Images              []string          `json:"images"`
+	Livemode            bool              `json:"livemode"`
+	Metadata            map[string]string `json:"metadata"`
+	Name                string            `json:"name"`
+	PackageDimensions   any               `json:"package_dimensions"`
+	Shippable           *bool             `json:"shippable"`
+	StatementDescriptor *string           `json:"statement_descriptor"`
+	TaxCode             *string           `json:"tax_code"`
+	Type                string            `json:"type"`
+	UnitLabel           *string           `json:"unit_label"`
+	Updated             int64             `json:"updated"`
+	URL                 *string           `json:"url"`
+}
+
+func (s *Stripe) productJSON(p *sbProduct) sbProductJSON {
+	t := s.createdAt.Unix()
+	return sbProductJSON{
+		ID: p.id, Object: "product", Active: true, Created: t, Features: []any{}, Images: []string{},
+		Metadata: map[string]string{}, Name: p.name, Type: "service", Updated: t,
+	}
+}
+
+type sbRecurringJSON struct {
+	AggregateUsage  *string `json:"aggregate_usage"`
+	Interval        string  `json:"interval"`
+	IntervalCount   int64   `json:"interval_count"`
+	TrialPeriodDays *int64  `json:"trial_period_days"`
+	UsageType       string  `json:"usage_type"`
+}
+
+type sbPriceJSON struct {
+	ID                string            `json:"id"`
+	Object            string            `json:"object"`
+	Active            bool              `json:"active"`
+	BillingScheme     string            `json:"billing_scheme"`
+	Created           int64             `json:"created"`
+	Currency          string            `json:"currency"`
+	CustomUnitAmount  any               `json:"custom_unit_amount"`
+	Livemode          bool              `json:"livemode"`
+	LookupKey         *string           `json:"lookup_key"`
+	Metadata          map[string]string `json:"metadata"`
+	Nickname          *string           `json:"nickname"`
+	Product           any               `json:"product"`
+	Recurring         *sbRecurringJSON  `json:"recurring"`
+	TaxBehavior       string            `json:"tax_behavior"`
+	TiersMode         *string           `json:"tiers_mode"`
+	TransformQuantity any               `json:"transform_quantity"`
+	Type              string            `json:"type"`
+	UnitAmount        int64             `json:"unit_amount"`
+	UnitAmountDecimal string            `json:"unit_amount_decimal"`
+}
+
+func (s *Stripe) priceJSON(p *sbPrice, exp sbExpand) sbPriceJSON {
+	w := sbPriceJSON{
+		ID: p.ID, Object: "price", Active: true, BillingScheme: "per_unit", Created: s.createdAt.Unix(),
+		Currency: p.Currency, Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname),
+		Product: p.product.id, TaxBehavior: "unspecified", Type: "one_time",
+		UnitAmount: p.UnitAmount, UnitAmountDecimal: strconv.FormatInt(p.UnitAmount, 10),
+	}
+	if exp.has("product") {
+		w.Product = s.productJSON(p.product)
+	}
+	if p.recurring() {
+		w.Type = "recurring"
+		w.Recurring = &sbRecurringJSON{Interval: p.Interval, IntervalCount: 1, UsageType: "licensed"}
+	}
+	return w
+}
+
+type sbPlanJSON struct {
+	ID              string            `json:"id"`
+	Object          string            `json:"object"`
+	Active          bool              `json:"active"`
+	AggregateUsage  *string           `json:"aggregate_usage"`
+	Amount          int64             `json:"amount"`
+	AmountDecimal   string            `json:"amount_decimal"`
+	BillingScheme   string            `json:"billing_scheme"`
+	Created         int64             `json:"created"`
+	Currency        string            `json:"currency"`
+	Interval        string            `json:"interval"`
+	IntervalCount   int64             `json:"interval_count"`
+	Livemode        bool              `json:"livemode"`
+	Metadata        map[string]string `json:"metadata"`
+	Nickname        *string           `json:"nickname"`
+	Product         any               `json:"product"`
+	TiersMode       *string           `json:"tiers_mode"`
+	TransformUsage  any               `json:"transform_usage"`
+	TrialPeriodDays *int64            `json:"trial_period_days"`
+	UsageType       string            `json:"usage_type"`
+}
+
+func (s *Stripe) planJSON(p *sbPrice) *sbPlanJSON {
+	if !p.recurring() {
+		return nil
+	}
+	return &sbPlanJSON{
+		ID: p.ID, Object: "plan", Active: true, Amount: p.UnitAmount,
+		AmountDecimal: strconv.FormatInt(p.UnitAmount, 10), BillingScheme: "per_unit",
+		Created: s.createdAt.Unix(), Currency: p.Currency, Interval: p.Interval, IntervalCount: 1,
+		Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname), Product: p.product.id,
+		UsageType: "licensed",
+	}
+}
+
+type sbInvoiceSettingsJSON struct {
+	CustomFields         any `json:"custom_fields"`
+	DefaultPaymentMethod any `json:"default_payment_method"`
+	Footer               any `json:"footer"`
+	RenderingOptions     any `json:"rendering_options"`
+}
+
+type sbCustomerJSON struct {
+	ID                  string                `json:"id"`
+	Object              string                `json:"object"`
+	Address             any                   `json:"address"`
+	Balance             int64                 `json:"balance"`
+	Created             int64                 `json:"created"`
+	Currency            *string               `json:"currency"`
+	DefaultSource       any                   `json:"default_source"`
+	Delinquent          bool                  `json:"delinquent"`
+	Description         *string               `json:"description"`
+	Discount            any                   `json:"discount"`
+	Email               *string               `json:"email"`
+	InvoicePrefix       string                `json:"invoice_prefix"`
+	InvoiceSettings     sbInvoiceSettingsJSON `json:"invoice_settings"`
+	Livemode            bool                  `json:"livemode"`
+	Metadata            map[string]string     `json:"metadata"`
+	Name                *string               `json:"name"`
+	NextInvoiceSequence int64                 `json:"next_invoice_sequence"`
+	Phone               *string               `json:"phone"`
+	PreferredLocales    []string              `json:"preferred_locales"`
+	Shipping            any                   `json:"shipping"`
+	TaxExempt           string                `json:"tax_exempt"`
+	TestClock           any                   `json:"test_clock"`
+}
+
+type sbDeletedJSON struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Deleted bool   `json:"deleted"`
+}
+
+// customerJSON renders a customer; a deleted one as Stripe does, as a stub.
+func (s *Stripe) customerJSON(c *sbCustomer) any {
+	if c.deleted {
+		return sbDeletedJSON{ID: c.id, Object: "customer", Deleted: true}
+	}
+	delinquent := false
+	for _, sub := range s.subs {
+		if sub.customer == c.id && (sub.status == "past_due" || sub.status == "unpaid") {
+			delinquent = true
+		}
+	}
+	return sbCustomerJSON{
+		ID: c.id, Object: "customer", Created: c.created.Unix(), Currency: sbNullString(c.currency),
+		Delinquent: delinquent, Email: sbNullString(c.email), InvoicePrefix: c.invoicePrefix,
+		Metadata: sbMeta(c.metadata), Name: sbNullString(c.name), NextInvoiceSequence: c.invoiceSeq + 1,
+		PreferredLocales: []string{}, TaxExempt: "none",
+	}
+}
+
+type sbSubItemJSON struct {
+	ID                 string            `json:"id"`
+	Object             string            `json:"object"`
+	BillingThresholds  any               `json:"billing_thresholds"`
+	Created            int64             `json:"created"`
+	CurrentPeriodEnd   int64             `json:"current_period_end"`
+	CurrentPeriodStart int64             `json:"current_period_start"`
+	Discounts          []string          `json:"discounts"`
+	Metadata           map[string]string `json:"metadata"`
+	Plan               *sbPlanJSON       `json:"plan"`
+	Price              sbPriceJSON       `json:"price"`
+	Quantity           int64             `json:"quantity"`
+	Subscription       string            `json:"subscription"`
+	TaxRates           []any             `json:"tax_rates"`
+}
+
+type sbCancellationJSON struct {
+	Comment  *string `json:"comment"`
+	Feedback *string `json:"feedback"`
+	Reason   *string `json:"reason"`
+}
+
+type sbSubscriptionJSON struct {
+	ID                            string             `json:"id"`
+	Object                        string             `json:"object"`
+	Application                   any                `json:"application"`
+	ApplicationFeePercent         any                `json:"application_fee_percent"`
+	AutomaticTax                  map[string]any     `json:"automatic_tax"`
+	BillingCycleAnchor            int64              `json:"billing_cycle_anchor"`
+	BillingCycleAnchorConfig      any                `json:"billing_cycle_anchor_config"`
+	BillingThresholds             any                `json:"billing_thresholds"`
+	CancelAt                      *int64             `json:"cancel_at"`
+	CancelAtPeriodEnd             bool               `json:"cancel_at_period_end"`
+	CanceledAt                    *int64             `json:"canceled_at"`
+	CancellationDetails           sbCancellationJSON `json:"cancellation_details"`
+	CollectionMethod              string             `json:"collection_method"`
+	Created                       int64              `json:"created"`
+	Currency                      string             `json:"currency"`
+	CurrentPeriodEnd              int64              `json:"current_period_end"`
+	CurrentPeriodStart            int64              `json:"current_period_start"`
+	Customer                      any                `json:"customer"`
+	DaysUntilDue                  *int64             `json:"days_until_due"`
+	DefaultPaymentMethod          *string            `json:"default_payment_method"`
+	DefaultSource                 any                `json:"default_source"`
+	DefaultTaxRates               []any              `json:"default_tax_rates"`
+	Description                   *string            `json:"description"`
+	Discount                      any                `json:"discount"`
+	Discounts                     []string           `json:"discounts"`
+	EndedAt                       *int64             `json:"ended_at"`
+	Items                         sbListJSON         `json:"items"`
+	LatestInvoice                 any                `json:"latest_invoice"`
+	Livemode                      bool               `json:"livemode"`
+	Metadata                      map[string]string  `json:"metadata"`
+	NextPendingInvoiceItemInvoice *int64             `json:"next_pending_invoice_item_invoice"`
+	OnBehalfOf                    any                `json:"on_behalf_of"`
+	PauseCollection               any                `json:"pause_collection"`
+	PaymentSettings               map[string]any     `json:"payment_settings"`
+	PendingInvoiceItemInterval    any                `json:"pending_invoice_item_interval"`
+	PendingSetupIntent            any                `json:"pending_setup_intent"`
+	PendingUpdate                 any                `json:"pending_update"`
+	Schedule                      any                `json:"schedule"`
+	StartDate                     int64              `json:"start_date"`
+	Status                        string             `json:"status"`
+	TestClock                     any                `json:"test_clock"`
+	TransferData                  any                `json:"transfer_data"`
+	TrialEnd                      *int64             `json:"trial_end"`
+	TrialSettings                 map[string]any     `json:"trial_settings"`
+	TrialStart                    *int64             `json:"trial_start"`
+}
+
+// subJSON renders a subscription. exp may ask for customer,
+// latest_invoice and items.data.price.product.
+func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
+	items := make([]sbSubItemJSON, 0, len(sub.items))
+	itemExp := exp.sub("items.data")
+	for _, it := range sub.items {
+		items = append(items, sbSubItemJSON{
+			ID: it.id, Object: "subscription_item", Created: it.created.Unix(),
+			CurrentPeriodEnd: sub.periodEnd.Unix(), CurrentPeriodStart: sub.periodStart.Unix(),
+			Discounts: []string{}, Metadata: map[string]string{}, Plan: s.planJSON(it.price),
+			Price: s.priceJSON(it.price, itemExp.sub("price")), Quantity: it.quantity,
+			Subscription: sub.id, TaxRates: []any{},
+		})
+	}
+	w := sbSubscriptionJSON{
+		ID: sub.id, Object: "subscription",
+		AutomaticTax:       map[string]any{"enabled": false, "liability": nil},
+		BillingCycleAnchor: sub.anchor.Unix(),
+		CancelAtPeriodEnd:  sub.cancelAtPeriodEnd,
+		CanceledAt:         sbUnix(sub.canceledAt),
+		CancellationDetails: sbCancellationJSON{
+			Reason: sbNullString(sub.cancelReason),
+		},
+		CollectionMethod:     "charge_automatically",
+		Created:              sub.created.Unix(),
+		Currency:             sub.currency(),
+		CurrentPeriodEnd:     sub.periodEnd.Unix(),
+		CurrentPeriodStart:   sub.periodStart.Unix(),
+		Customer:             sub.customer,
+		DefaultPaymentMethod: sbNullString(sub.defaultPaymentMeth),
+		DefaultTaxRates:      []any{},
+		Discounts:            []string{},
+		EndedAt:              sbUnix(sub.endedAt),
+		Items: sbListJSON{Object: "list", Data: items, HasMore: false,
+			URL: "/v1/subscription_items?subscription=" + sub.id},
+		LatestInvoice: sub.latestInvoice,
+		Metadata:      sbMeta(sub.metadata),
+		PaymentSettings: map[string]any{
+			"payment_method_options": nil, "payment_method_types": nil,
+			"save_default_payment_method": "off",
+		},
+		StartDate:  sub.created.Unix(),
+		Status:     sub.status,
+		TrialEnd:   sbUnix(sub.trialEnd),
+		TrialStart: sbUnix(sub.trialStart),
+		TrialSettings: map[string]any{
+			"end_behavior": map[string]any{"missing_payment_method": "create_invoice"},
+		},
+	}
+	if sub.cancelAtPeriodEnd {
+		w.CancelAt = sbUnix(sub.periodEnd)
+	}
+	if sub.latestInvoice == "" {
+		w.LatestInvoice = nil
+	}
+	if exp.has("customer") {
+		if c := s.customers[sub.customer]; c != nil {
+			w.Customer = s.customerJSON(c)
+		}
+	}
+	if exp.has("latest_invoice") {
+		if inv := s.invoices[sub.latestInvoice]; inv != nil {
+			w.LatestInvoice = s.invoiceJSON(inv)
+		}
+	}
+	return w
+}
+
+type sbPeriodJSON struct {
+	End   int64 `json:"end"`
+	Start int64 `json:"start"`
+}
+
+type sbInvoiceLineJSON struct {
+	ID                     string            `json:"id"`
+	Object                 string            `json:"object"`
+	Amount                 int64             `json:"amount"`
+	AmountExcludingTax     int64             `json:"amount_excluding_tax"`
+	Currency               string            `json:"currency"`
+	Description            string            `json:"description"`
+	DiscountAmounts        []any             `json:"discount_amounts"`
+	Discountable           bool              `json:"discountable"`
+	Discounts              []string          `json:"discounts"`
+	Invoice                string            `json:"invoice"`
+	InvoiceItem            *string           `json:"invoice_item,omitempty"`
+	Livemode               bool              `json:"livemode"`
+	Metadata               map[string]string `json:"metadata"`
+	Period                 sbPeriodJSON      `json:"period"`
+	Plan                   *sbPlanJSON       `json:"plan"`
+	Price                  sbPriceJSON       `json:"price"`
+	Proration              bool              `json:"proration"`
+	ProrationDetails       map[string]any    `json:"proration_details"`
+	Quantity               int64             `json:"quantity"`
+	Subscription           *string           `json:"subscription"`
+	SubscriptionItem       *string           `json:"subscription_item,omitempty"`
+	TaxAmounts             []any             `json:"tax_amounts"`
+	TaxRates               []any             `json:"tax_rates"`
+	Type                   string            `json:"type"`
+	UnitAmountExcludingTax string            `json:"unit_amount_excluding_tax"`
+}
+
+type sbInvoiceJSON struct {
+	ID                   string            `json:"id"`
+	Object               string            `json:"object"`
+	AccountCountry       string            `json:"account_country"`
+	AccountName          string            `json:"account_name"`
+	AmountDue            int64             `json:"amount_due"`
+	AmountPaid           int64             `json:"amount_paid"`
+	AmountRemaining      int64             `json:"amount_remaining"`
+	AttemptCount         int64             `json:"attempt_count"`
+	Attempted            bool              `json:"attempted"`
+	AutoAdvance          bool              `json:"auto_advance"`
+	BillingReason        string            `json:"billing_reason"`
+	CollectionMethod     string            `json:"collection_method"`
+	Created              int64             `json:"created"`
+	Currency             string            `json:"currency"`
+	Customer             string            `json:"customer"`
+	CustomerEmail        *string           `json:"customer_email"`
+	HostedInvoiceURL     *string           `json:"hosted_invoice_url"`
+	Lines                sbListJSON        `json:"lines"`
+	Livemode             bool              `json:"livemode"`
+	Metadata             map[string]string `json:"metadata"`
+	NextPaymentAttempt   *int64            `json:"next_payment_attempt"`
+	Number               *string           `json:"number"`
+	Paid                 bool              `json:"paid"`
+	PaidOutOfBand        bool              `json:"paid_out_of_band"`
+	PeriodEnd            int64             `json:"period_end"`
+	PeriodStart          int64             `json:"period_start"`
+	Status               string            `json:"status"`
+	StatusTransitions    map[string]any    `json:"status_transitions"`
+	Subscription         *string           `json:"subscription"`
+	Subtotal             int64             `json:"subtotal"`
+	SubtotalExcludingTax int64             `json:"subtotal_excluding_tax"`
+	Tax                  *int64            `json:"tax"`
+	Total                int64             `json:"total"`
+	TotalExcludingTax    int64             `json:"total_excluding_tax"`
+}
+
+func (s *Stripe) invoiceJSON(in *sbInvoice) sbInvoiceJSON {
+	total := in.total()
+	lines := make([]sbInvoiceLineJSON, 0, len(in.lines))
+	for _, l := range in.lines {
+		lw := sbInvoiceLineJSON{
+			ID: l.id, Object: "line_item", Amount: l.amount, AmountExcludingTax: l.amount,
+			Currency: in.currency, Description: l.description, DiscountAmounts: []any{},
+			Discountable: true, Discounts: []string{}, Invoice: in.id, Metadata: map[string]string{},
+			Period: sbPeriodJSON{Start: l.start.Unix(), End: l.end.Unix()}, Plan: s.planJSON(l.price),
+			Price: s.priceJSON(l.price, nil), Quantity: l.quantity, Subscription: sbNullString(in.subscription),
+			TaxAmounts: []any{}, TaxRates: []any{}, Type: "subscription",
+			ProrationDetails:       map[string]any{"credited_items": nil},
+			UnitAmountExcludingTax: strconv.FormatInt(l.price.UnitAmount, 10),
+		}
+		if l.subItem != "" {
+			lw.SubscriptionItem = &l.subItem
+		} else {
+			lw.Type = "invoiceitem"
+			ii := "ii_" + strings.TrimPrefix(l.id, "il_")
+			lw.InvoiceItem = &ii
+		}
+		if l.amount == 0 && l.price.UnitAmount != 0 {
+			lw.UnitAmountExcludingTax = "0"
+		}
+		lines = append(lines, lw)
+	}
+	w := sbInvoiceJSON{
+		ID: in.id, Object: "invoice", AccountCountry: "US", AccountName: "tollgate sandbox",
+		AmountDue: total, AttemptCount: in.attempts, Attempted: in.attempts > 0 || in.paid,
+		AutoAdvance: !in.paid, BillingReason: in.billingReason, CollectionMethod: "charge_automatically",
+		Created: in.created.Unix(), Currency: in.currency, Customer: in.customer,
+		Lines:    sbListJSON{Object: "list", Data: lines, URL: "/v1/invoices/" + in.id + "/lines"},
+		Metadata: map[string]string{}, NextPaymentAttempt: sbUnix(in.nextAttempt), Number: sbNullString(in.number),
+		Paid: in.paid, PeriodEnd: in.periodEnd.Unix(), PeriodStart: in.periodStart.Unix(),
+		Status: "open", Subscription: sbNullString(in.subscription), Subtotal: total,
+		SubtotalExcludingTax: total, Total: total, TotalExcludingTax: total,
+		StatusTransitions: map[string]any{
+			"finalized_at": in.created.Unix(), "marked_uncollectible_at": nil, "paid_at": nil, "voided_at": nil,
+		},
+	}
+	if c := s.customers[in.customer]; c != nil {
+		w.CustomerEmail = sbNullString(c.email)
+	}
+	if in.paid {
+		w.Status, w.AmountPaid = "paid", total
+		w.StatusTransitions["paid_at"] = in.paidAt.Unix()
+	} else {
+		w.AmountRemaining = total
+	}
+	return w
+}
+
+type sbCheckoutLineJSON struct {
+	ID             string      `json:"id"`
+	Object         string      `json:"object"`
+	AmountDiscount int64       `json:"amount_discount"`
+	AmountSubtotal int64       `json:"amount_subtotal"`
+	AmountTax      int64       `json:"amount_tax"`
+	AmountTotal    int64       `json:"amount_total"`
+	Currency       string      `json:"currency"`
+	Description    string      `json:"description"`
+	Price          sbPriceJSON `json:"price"`
+	Quantity       int64       `json:"quantity"`
+}
+
+type sbCheckoutJSON struct {
+	ID                        string            `json:"id"`
+	Object                    string            `json:"object"`
+	AfterExpiration           any               `json:"after_expiration"`
+	AllowPromotionCodes       *bool             `json:"allow_promotion_codes"`
+	AmountSubtotal            int64             `json:"amount_subtotal"`
+	AmountTotal               int64             `json:"amount_total"`
+	AutomaticTax              map[string]any    `json:"automatic_tax"`
+	BillingAddressCollection  *string           `json:"billing_address_collection"`
+	CancelURL                 *string           `json:"cancel_url"`
+	ClientReferenceID         *string           `json:"client_reference_id"`
+	ClientSecret              *string           `json:"client_secret"`
+	Consent                   any               `json:"consent"`
+	ConsentCollection         any               `json:"consent_collection"`
+	Created                   int64             `json:"created"`
+	Currency                  string            `json:"currency"`
+	CustomFields              []any             `json:"custom_fields"`
+	CustomText                map[string]any    `json:"custom_text"`
+	Customer                  any               `json:"customer"`
+	CustomerCreation          *string           `json:"customer_creation"`
+	CustomerDetails           map[string]any    `json:"customer_details"`
+	CustomerEmail             *string           `json:"customer_email"`
+	ExpiresAt                 int64             `json:"expires_at"`
+	Invoice                   any               `json:"invoice"`
+	InvoiceCreation           any               `json:"invoice_creation"`
+	LineItems                 *sbListJSON       `json:"line_items,omitempty"`
+	Livemode                  bool              `json:"livemode"`
+	Locale                    *string           `json:"locale"`
+	Metadata                  map[string]string `json:"metadata"`
+	Mode                      string            `json:"mode"`
+	PaymentIntent             any               `json:"payment_intent"`
+	PaymentLink               any               `json:"payment_link"`
+	PaymentMethodCollection   string            `json:"payment_method_collection"`
+	PaymentMethodOptions      map[string]any    `json:"payment_method_options"`
+	PaymentMethodTypes        []string          `json:"payment_method_types"`
+	PaymentStatus             string            `json:"payment_status"`
+	PhoneNumberCollection     map[string]any    `json:"phone_number_collection"`
+	RecoveredFrom             *string           `json:"recovered_from"`
+	SetupIntent               any               `json:"setup_intent"`
+	ShippingAddressCollection any               `json:"shipping_address_collection"`
+	ShippingCost              any               `json:"shipping_cost"`
+	ShippingDetails           any               `json:"shipping_details"`
+	ShippingOptions           []any             `json:"shipping_options"`
+	Status                    string            `json:"status"`
+	SubmitType                *string           `json:"submit_type"`
+	Subscription              any               `json:"subscription"`
+	SuccessURL                string            `json:"success_url"`
+	TotalDetails              map[string]any    `json:"total_details"`
+	UIMode                    string            `json:"ui_mode"`
+	URL                       *string           `json:"url"`
+}
+
+// checkoutJSON renders a Checkout Session. exp may ask for subscription
+// (and paths under it), customer and line_items.
+func (s *Stripe) checkoutJSON(cs *sbCheckout, exp sbExpand) sbCheckoutJSON {
+	today := cs.dueToday()
+	w := sbCheckoutJSON{
+		ID: cs.id, Object: "checkout.session", AmountSubtotal: today, AmountTotal: today,
+		AutomaticTax:      map[string]any{"enabled": false, "liability": nil, "status": nil},
+		CancelURL:         sbNullString(cs.cancelURL),
+		ClientReferenceID: sbNullString(cs.clientReferenceID),
+		Created:           cs.created.Unix(), Currency: cs.currency(), CustomFields: []any{},
+		CustomText: map[string]any{
+			"after_submit": nil, "shipping_address": nil, "submit": nil, "terms_of_service_acceptance": nil,
+		},
+		CustomerEmail: sbNullString(cs.customerEmail), ExpiresAt: cs.expiresAt.Unix(),
+		Metadata: sbMeta(cs.metadata), Mode: cs.mode, PaymentMethodCollection: "always",
+		PaymentMethodOptions: map[string]any{}, PaymentMethodTypes: []string{"card"},
+		PaymentStatus:         cs.paymentStatus,
+		PhoneNumberCollection: map[string]any{"enabled": false},
+		ShippingOptions:       []any{}, Status: cs.status, SuccessURL: cs.successURL,
+		TotalDetails: map[string]any{"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+		UIMode:       "hosted",
+	}
+	if cs.allowPromo {
+		w.AllowPromotionCodes = &cs.allowPromo
+	}
+	if cs.customer != "" {
+		w.Customer = cs.customer
+		if c := s.customers[cs.customer]; c != nil && exp.has("customer") {
+			w.Customer = s.customerJSON(c)
+		}
+	} else {
+		always := "always"
+		w.CustomerCreation = &always
+	}
+	if cs.email != "" {
+		w.CustomerDetails = map[string]any{
+			"address": nil, "email": cs.email, "name": nil, "phone": nil, "tax_exempt": "none", "tax_ids": []any{},
+		}
+	}
+	if cs.subscription != "" {
+		w.Subscription = cs.subscription
+		if sub := s.subs[cs.subscription]; sub != nil && exp.has("subscription") {
+			w.Subscription = s.subJSON(sub, exp.sub("subscription"))
+		}
+	}
+	if cs.status == "open" {
+		u := s.baseURL + "/checkout/pay/" + cs.id
+		w.URL = &u
+	}
+	if exp.has("line_items") {
+		l := s.checkoutLines(cs, exp.sub("line_items.data"))
+		w.LineItems = &l
+	}
+	return w
+}
+
+func (s *Stripe) checkoutLines(cs *sbCheckout, exp sbExpand) sbListJSON {
+	lines := make([]sbCheckoutLineJSON, 0, len(cs.items))
+	for i, li := range cs.items {
+		amt := li.price.UnitAmount * li.quantity
+		lines = append(lines, sbCheckoutLineJSON{
+			ID: "li_" + strconv.Itoa(i) + strings.TrimPrefix(cs.id, "cs_test_"), Object: "item",
+			AmountSubtotal: amt, AmountTotal: amt, Currency: li.price.Currency,
+			Description: li.price.product.name, Price: s.priceJSON(li.price, exp.sub("price")), Quantity: li.quantity,
+		})
+	}
+	return sbListJSON{Object: "list", Data: lines, URL: "/v1/checkout/sessions/" + cs.id + "/line_items"}
+}
+
+type sbPortalJSON struct {
+	ID            string  `json:"id"`
+	Object        string  `json:"object"`
+	Configuration string  `json:"configuration"`
+	Created       int64   `json:"created"`
+	Customer      string  `json:"customer"`
+	Flow          any     `json:"flow"`
+	Livemode      bool    `json:"livemode"`
+	Locale        *string `json:"locale"`
+	OnBehalfOf    *string `json:"on_behalf_of"`
+	ReturnURL     *string `json:"return_url"`
+	URL           string  `json:"url"`
+}
+
+func (s *Stripe) portalJSON(p *sbPortal) sbPortalJSON {
+	return sbPortalJSON{
+		ID: p.id, Object: "billing_portal.session", Configuration: "bpc_sandbox_default",
+		Created: p.created.Unix(), Customer: p.customer, ReturnURL: sbNullString(p.returnURL),
+		URL: s.baseURL + "/portal/" + p.id,
+	}
+}
+
+type sbEventDataJSON struct {
+	Object             any            `json:"object"`
+	PreviousAttributes map[string]any `json:"previous_attributes,omitempty"`
+}
+
+type sbEventRequestJSON struct {
+	ID             *string `json:"id"`
+	IdempotencyKey *string `json:"idempotency_key"`
+}
+
+type sbEventJSON struct {
+	ID              string             `json:"id"`
+	Object          string             `json:"object"`
+	APIVersion      string             `json:"api_version"`
+	Created         int64              `json:"created"`
+	Data            sbEventDataJSON    `json:"data"`
+	Livemode        bool               `json:"livemode"`
+	PendingWebhooks int64              `json:"pending_webhooks"`
+	Request         sbEventRequestJSON `json:"request"`
+	Type            string             `json:"type"`
+}
+
+type sbErrorJSON struct {
+	Error sbAPIError `json:"error"`
+}
