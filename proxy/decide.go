@@ -11,6 +11,10 @@ import (
 // cancel_at_period_end changes nothing here: Stripe keeps the status active
 // until the period ends and then moves it to canceled.
 func Grants(sub *Subscription, grace time.Duration, now time.Time) bool {
+	if sub.Comp {
+		// An admin's comp lasts exactly as long as they said.
+		return sub.Status == StatusActive && (sub.CurrentPeriodEnd.IsZero() || now.Before(sub.CurrentPeriodEnd))
+	}
 	switch sub.Status {
 	case StatusActive, StatusTrialing:
 		return true

@@ -124,3 +124,22 @@ func TestDecidePaid(t *testing.T) {
 		})
 	}
 }
+
+func TestGrants_CompsEndAtTheirExpiry(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		sub  Subscription
+		want bool
+	}{
+		{"before expiry", Subscription{Comp: true, Status: StatusActive, CurrentPeriodEnd: now.Add(time.Hour)}, true},
+		{"at expiry", Subscription{Comp: true, Status: StatusActive, CurrentPeriodEnd: now}, false},
+		{"no expiry", Subscription{Comp: true, Status: StatusActive}, true},
+		{"revoked comp", Subscription{Comp: true, Status: StatusCanceled, CurrentPeriodEnd: now.Add(time.Hour)}, false},
+	}
+	for _, tt := range tests {
+		if got := Grants(&tt.sub, 0, now); got != tt.want {
+			t.Errorf("%s: Grants = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

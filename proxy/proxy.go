@@ -155,6 +155,9 @@ type Subscription struct {
 	CancelAtPeriodEnd bool
 	PastDueSince      time.Time // when tollgate first saw it past_due (zero otherwise)
 	SyncedAt          time.Time // when Stripe last told us about it
+	// Comp marks a complimentary grant made by an admin, not a Stripe
+	// subscription: it is active until CurrentPeriodEnd, then it is not.
+	Comp bool
 }
 
 // Entitlements is everything one subject holds.
