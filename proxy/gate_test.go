@@ -564,6 +564,9 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 		{"Clerk unreachable is 503, not a sign-out", func(i int64) map[string]string {
 			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
 		}, func(fx *gateFixture) { fx.checker.err = errors.New("boom") }, 5 * time.Minute, 503, false},
+		{"user deleted in Clerk", func(i int64) map[string]string {
+			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
+		}, func(fx *gateFixture) { fx.srv.RevokeUser("user_1") }, 0, 401, true},
 		{"revoked by webhook", func(i int64) map[string]string {
 			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
 		}, func(fx *gateFixture) { fx.srv.RevokeSession("sess_1") }, 0, 401, true},

@@ -95,6 +95,9 @@ type gatewaySessions struct {
 	checks *lru.Cache[string, sessionCheck]
 	// revoked holds sessions Clerk told us (webhook) or showed us ended.
 	revoked *lru.Cache[string, time.Time]
+	// revokedUsers holds users Clerk deleted: every gateway cookie issued
+	// to them before that moment is dead.
+	revokedUsers *lru.Cache[string, time.Time]
 	// opened remembers cookie values already opened, so a busy visitor's
 	// requests skip the AES-GCM open and JSON decode (the values are
 	// immutable: a renewed cookie is a new value).
@@ -114,8 +117,9 @@ func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) 
 	checks, _ := lru.New[string, sessionCheck](10000)
 	revoked, _ := lru.New[string, time.Time](100000)
 	opened, _ := lru.New[string, gatewaySession](10000)
+	revokedUsers, _ := lru.New[string, time.Time](100000)
 	return &gatewaySessions{sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
-		checks: checks, revoked: revoked, opened: opened}, nil
+		checks: checks, revoked: revoked, revokedUsers: revokedUsers, opened: opened}, nil
 }
 
 // RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
@@ -206,6 +210,9 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 	}
 	if _, ok := g.revoked.Get(gs.SessionID); ok {
 		return nil, nil, errGatewayRejected{"revoked", true}
+	}
+	if at, ok := g.revokedUsers.Get(gs.UserID); ok && !issued.After(at) {
+		return nil, nil, errGatewayRejected{"user revoked", true}
 	}
 	var renewed *http.Cookie
 	if now.Sub(time.Unix(gs.Checked, 0)) > g.refresh {

@@ -123,6 +123,14 @@ func (s *Server) RevokeSession(sessionID string) {
 	}
 }
 
+// RevokeUser ends every gateway session of a user at once (Clerk's
+// user.deleted webhook calls this). Sessions issued later are unaffected.
+func (s *Server) RevokeUser(userID string) {
+	if s.gw != nil {
+		s.gw.revokedUsers.Add(userID, s.now())
+	}
+}
+
 func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	mux := http.NewServeMux()
 	defer func() {

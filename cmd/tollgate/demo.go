@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	_ "embed"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,7 +40,8 @@ type demo struct {
 	logger    *slog.Logger
 	dir       string // the demo's store lives here, removed on Close
 
-	webhookSecret string // the sandbox signs Stripe webhooks with it
+	webhookSecret      string // the sandbox signs Stripe webhooks with it
+	clerkWebhookSecret string // Svix secret of the Clerk webhook endpoint (tests sign with it)
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -148,6 +150,9 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	_, _ = rand.Read(whsec)
 	webhookSecret := "whsec_" + hex.EncodeToString(whsec)
 	d.webhookSecret = webhookSecret
+	svix := make([]byte, 24)
+	_, _ = rand.Read(svix)
+	d.clerkWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString(svix)
 	env := map[string]string{
 		"DEMO_LISTEN":             gwLn.Addr().String(),
 		"DEMO_PUBLIC_URL":         d.URL,
@@ -160,6 +165,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		"TOLLGATE_SESSION_SECRET": hex.EncodeToString(secret),
 		"STRIPE_SECRET_KEY":       d.Stripe.SecretKey(),
 		"STRIPE_WEBHOOK_SECRET":   webhookSecret,
+		"CLERK_WEBHOOK_SECRET":    d.clerkWebhookSecret,
 	}
 	cfg, err := proxy.ParseConfig("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
 	if err != nil {

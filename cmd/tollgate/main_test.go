@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -266,13 +268,55 @@ func TestDemo_SignInHandshakeAndGatewaySession(t *testing.T) {
 		t.Errorf("handshake directives not passed on: %v", resp.Header.Values("Set-Cookie"))
 	}
 
-	// The session is revoked in Clerk: after the refresh period, access ends.
+	// Clerk's session.revoked webhook ends the gateway session at once.
 	sid := sessionIDOf(t, cookieValue(jar, d.URL, "__session"))
+	clk.Advance(2 * time.Minute) // the fresh __session from the handshake expires again
+	if code, _ := whoami(t, c, d, api); code != 200 {
+		t.Fatalf("before the webhook: %d", code)
+	}
+	if resp := postSvix(t, d, clk.Now(), `{"type":"session.revoked","object":"event","data":{"id":"`+sid+`","object":"session"}}`, "wrong"); resp.StatusCode != 400 {
+		t.Errorf("badly signed Clerk webhook: %d, want 400", resp.StatusCode)
+	}
+	if code, _ := whoami(t, c, d, api); code != 200 {
+		t.Fatalf("a bad webhook changed something: %d", code)
+	}
+	if resp := postSvix(t, d, clk.Now(), `{"type":"session.revoked","object":"event","data":{"id":"`+sid+`","object":"session"}}`, ""); resp.StatusCode != 200 {
+		t.Fatalf("Clerk webhook: %d", resp.StatusCode)
+	}
+	if code, _ := whoami(t, c, d, api); code != 401 {
+		t.Errorf("after session.revoked: %d, want 401", code)
+	}
+
+	// The session is revoked in Clerk itself: after the refresh period, access ends.
 	d.Clerk.RevokeSession(sid)
 	clk.Advance(3 * time.Minute)
 	if code, _ := whoami(t, c, d, api); code != 401 {
 		t.Errorf("revoked session: status %d, want 401", code)
 	}
+}
+
+// postSvix delivers a Clerk webhook signed like Svix does (or with a wrong
+// signature when bad is set).
+func postSvix(t *testing.T, d *demo, now time.Time, body, bad string) *http.Response {
+	t.Helper()
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(d.clerkWebhookSecret, "whsec_"))
+	id, ts := "msg_"+fmt.Sprint(now.UnixNano()), fmt.Sprint(now.Unix())
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%s.%s", id, ts, body)
+	sig := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	if bad != "" {
+		sig = "v1," + base64.StdEncoding.EncodeToString([]byte(bad))
+	}
+	req, _ := http.NewRequest("POST", d.URL+"/.tollgate/webhooks/clerk", strings.NewReader(body))
+	req.Header.Set("svix-id", id)
+	req.Header.Set("svix-timestamp", ts)
+	req.Header.Set("svix-signature", sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
 
 func hasSetCookie(resp *http.Response, name string) bool {

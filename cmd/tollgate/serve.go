@@ -146,24 +146,81 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		opts.Auth, opts.Portal, opts.Sessions = cc, cc, cc
 		g.Clerk = cc
 	}
+	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {
+		if err := g.openStore(ctx, cfg, deps, &opts); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Stripe.SecretKey != "" {
 		if err := g.openBilling(ctx, cfg, deps, &opts); err != nil {
 			return nil, err
 		}
 	}
+	// Clerk's webhooks revoke gateway sessions, which live in the server
+	// built below: the revoker is pointed at it once it exists.
+	revoker := &lateRevoker{}
+	if g.Clerk != nil && len(cfg.Clerk.WebhookSecrets) > 0 {
+		h, err := clerk.NewWebhookHandler(clerk.WebhookConfig{
+			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Sessions: revoker,
+			Logger: deps.Logger.With("component", "clerk-webhook"), Now: deps.Now,
+			Dedupe: func(ctx context.Context, id string) (bool, func() error, error) {
+				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)
+				return seen, func() error { return g.Store.MarkEvent(context.WithoutCancel(ctx), "svix:"+id) }, err
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("clerk webhooks: %w", err)
+		}
+		opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h})
+	}
 	srv, err := proxy.New(opts)
 	if err != nil {
 		return nil, err
 	}
+	revoker.set(srv)
 	g.Handler, g.Server = srv, srv
 	ok = true
 	return g, nil
 }
 
-// openBilling opens the store, the LRU in front of it and the Stripe
-// adapter, mounts the webhook, and starts the background loops: price
-// refresh, the account-wide reconcile, and batched last-seen writes.
-func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatewayDeps, opts *proxy.Options) error {
+// lateRevoker forwards revocations to the server once it is built.
+type lateRevoker struct {
+	mu  sync.Mutex
+	srv *proxy.Server
+}
+
+func (l *lateRevoker) set(s *proxy.Server) { l.mu.Lock(); l.srv = s; l.mu.Unlock() }
+
+func (l *lateRevoker) RevokeSession(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeSession(id)
+	}
+}
+
+func (l *lateRevoker) RevokeUser(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeUser(id)
+	}
+}
+
+// clerkUsers records Clerk's users in the store.
+type clerkUsers struct{ store *bolt.Store }
+
+func (c clerkUsers) PutUser(ctx context.Context, u clerk.ClerkUser) error {
+	return c.store.PutUser(ctx, bolt.User{ID: u.ID, Email: u.Email})
+}
+
+func (c clerkUsers) DeleteUser(ctx context.Context, id string) error {
+	return c.store.DeleteUser(ctx, id)
+}
+
+// openStore opens bbolt, the LRU in front of it, and the batched last-seen
+// recorder: users are listed for the site owner even without billing.
+func (g *gateway) openStore(ctx context.Context, cfg *proxy.Config, deps gatewayDeps, opts *proxy.Options) error {
 	store, err := bolt.Open(cfg.Store.Path, bolt.Options{Timeout: time.Second, Now: deps.Now})
 	if err != nil {
 		return err
@@ -175,6 +232,18 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 		return err
 	}
 	g.Cache = cache
+	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
+	opts.Seen = seen
+	g.closers = append(g.closers, seen.Close)
+	g.background(func() { seen.Run(ctx) })
+	return nil
+}
+
+// openBilling builds the Stripe adapter on the open store, mounts the
+// webhook, and starts the background loops: price refresh and the
+// account-wide reconcile.
+func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatewayDeps, opts *proxy.Options) error {
+	store, cache := g.Store, g.Cache
 	sc := stripe.Config{
 		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
 		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, PastDueGrace: cfg.Stripe.PastDueGrace,
@@ -197,10 +266,6 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 		deps.Logger.Warn("stripe: loading prices", "err", err)
 	}
 	cancel()
-	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
-	opts.Seen = seen
-	g.closers = append(g.closers, seen.Close)
-	g.background(func() { seen.Run(ctx) })
 	g.background(func() { refreshPrices(ctx, billing, deps.Logger) })
 	g.background(func() { reconcile(ctx, store, billing, deps.Logger) })
 	return nil

@@ -1,0 +1,451 @@
+package clerk
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+const (
+	defaultWebhookMaxBytes = 256 << 10
+	svixTolerance          = 5 * time.Minute
+	webhookDedupeSize      = 10_000
+	webhookDeadline        = 10 * time.Second
+)
+
+// UserStore records the Clerk users that webhooks report.
+type UserStore interface {
+	// PutUser records or refreshes a user.
+	PutUser(ctx context.Context, u ClerkUser) error
+	DeleteUser(ctx context.Context, userID string) error
+}
+
+// SessionRevoker ends tollgate's own gateway sessions (the __tollgate
+// cookie) when Clerk ends the Clerk session behind them. proxy.Server
+// implements it.
+type SessionRevoker interface {
+	RevokeSession(sessionID string) // the gateway session of one Clerk session, at once
+	RevokeUser(userID string)       // every gateway session of a user (user.deleted)
+}
+
+// OrgStore records organisations and memberships, for organisation plans.
+type OrgStore interface {
+	PutOrg(ctx context.Context, o ClerkOrg) error
+	DeleteOrg(ctx context.Context, orgID string) error
+	// PutMembership records a member's role, with the org: prefix
+	// ("org:admin", "org:member", …).
+	PutMembership(ctx context.Context, orgID, userID, role string) error
+	DeleteMembership(ctx context.Context, orgID, userID string) error
+}
+
+// ClerkUser is what a user.created or user.updated webhook says about a
+// user. Email is the primary email address ("" if none).
+type ClerkUser struct {
+	ID, Email, FirstName, LastName string
+}
+
+// ClerkOrg is what an organization.created or organization.updated webhook
+// says about an organisation.
+type ClerkOrg struct {
+	ID, Slug, Name string
+}
+
+// WebhookConfig configures NewWebhookHandler.
+type WebhookConfig struct {
+	// Secrets are the endpoint's signing secrets (whsec_…). Any may match,
+	// so a secret can be rotated by listing the old and the new. Required.
+	Secrets  []string
+	Users    UserStore      // required
+	Sessions SessionRevoker // required
+	Orgs     OrgStore       // nil: organisation events are ignored
+	Logger   *slog.Logger   // nil: discard
+	Now      func() time.Time
+	MaxBytes int64 // largest accepted body; 0: 256 KiB
+	// Dedupe reports whether a message ID (svix-id) has been handled
+	// already and, if not, returns mark, called once the message has been
+	// handled successfully. nil: an in-memory LRU of the 10,000 most recent
+	// IDs.
+	Dedupe func(ctx context.Context, msgID string) (seen bool, mark func() error, err error)
+}
+
+type webhookHandler struct {
+	keys     [][]byte
+	users    UserStore
+	sessions SessionRevoker
+	orgs     OrgStore
+	log      *slog.Logger
+	now      func() time.Time
+	maxBytes int64
+	dedupe   func(ctx context.Context, msgID string) (bool, func() error, error)
+}
+
+// NewWebhookHandler returns the handler for Clerk's webhooks
+// (POST /.tollgate/webhooks/clerk). It verifies each delivery's Svix
+// signature on the raw, size-capped body, skips message IDs it has handled
+// before, and applies user, session and organisation events to the stores:
+//
+//   - user.created, user.updated: Users.PutUser;
+//   - user.deleted: Sessions.RevokeUser, then Users.DeleteUser;
+//   - session.ended, session.revoked, session.removed: Sessions.RevokeSession;
+//   - organization.created, organization.updated: Orgs.PutOrg;
+//   - organization.deleted: Orgs.DeleteOrg;
+//   - organizationMembership.created, organizationMembership.updated:
+//     Orgs.PutMembership; organizationMembership.deleted: Orgs.DeleteMembership.
+//
+// Other event types get 200 and are ignored. A bad signature or payload
+// gets 400 and changes nothing; a storage failure gets 500 and the message
+// is not marked as handled, so Svix retries it.
+func NewWebhookHandler(cfg WebhookConfig) (http.Handler, error) {
+	if len(cfg.Secrets) == 0 {
+		return nil, errors.New("clerk: webhook: no signing secret")
+	}
+	if cfg.Users == nil || cfg.Sessions == nil {
+		return nil, errors.New("clerk: webhook: Users and Sessions are required")
+	}
+	keys, err := svixKeys(cfg.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	h := &webhookHandler{
+		keys:     keys,
+		users:    cfg.Users,
+		sessions: cfg.Sessions,
+		orgs:     cfg.Orgs,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		maxBytes: cfg.MaxBytes,
+		dedupe:   cfg.Dedupe,
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.maxBytes <= 0 {
+		h.maxBytes = defaultWebhookMaxBytes
+	}
+	if h.dedupe == nil {
+		seen, err := lru.New[string, struct{}](webhookDedupeSize)
+		if err != nil {
+			return nil, fmt.Errorf("clerk: webhook: dedupe cache: %w", err)
+		}
+		h.dedupe = func(_ context.Context, id string) (bool, func() error, error) {
+			if seen.Contains(id) {
+				return true, nil, nil
+			}
+			return false, func() error { seen.Add(id, struct{}{}); return nil }, nil
+		}
+	}
+	return h, nil
+}
+
+var (
+	errSvixHeaders   = errors.New("clerk: webhook: missing svix-id, svix-timestamp or svix-signature")
+	errSvixTimestamp = errors.New("clerk: webhook: invalid timestamp")
+	errSvixTooOld    = errors.New("clerk: webhook: timestamp too old")
+	errSvixTooNew    = errors.New("clerk: webhook: timestamp too new")
+	errSvixSignature = errors.New("clerk: webhook: no matching signature")
+)
+
+// VerifySvix checks a Svix-signed delivery: the svix-id, svix-timestamp and
+// svix-signature headers (or, if any is missing, webhook-id,
+// webhook-timestamp and webhook-signature), a timestamp within five minutes
+// of now, and a v1 HMAC-SHA256 signature of "<id>.<timestamp>.<body>" by
+// any of secrets (whsec_<base64 key>). body must be the raw request body.
+func VerifySvix(secrets []string, headers http.Header, body []byte, now time.Time) error {
+	keys, err := svixKeys(secrets)
+	if err != nil {
+		return err
+	}
+	_, err = verifySvix(keys, headers, body, now)
+	return err
+}
+
+func svixKeys(secrets []string) ([][]byte, error) {
+	keys := make([][]byte, 0, len(secrets))
+	for i, s := range secrets {
+		k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(strings.TrimSpace(s), "whsec_"))
+		if err != nil || len(k) == 0 {
+			// The secret itself is not repeated in the error.
+			return nil, fmt.Errorf("clerk: webhook: secret %d is not whsec_ followed by base64", i+1)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// verifySvix returns the message ID once the delivery checks out.
+func verifySvix(keys [][]byte, headers http.Header, body []byte, now time.Time) (string, error) {
+	id, ts, sigs := headers.Get("svix-id"), headers.Get("svix-timestamp"), headers.Get("svix-signature")
+	if id == "" || ts == "" || sigs == "" {
+		id, ts, sigs = headers.Get("webhook-id"), headers.Get("webhook-timestamp"), headers.Get("webhook-signature")
+		if id == "" || ts == "" || sigs == "" {
+			return "", errSvixHeaders
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return "", errSvixTimestamp
+	}
+	nowSec := now.Unix()
+	tol := int64(svixTolerance / time.Second)
+	switch {
+	case sec < nowSec-tol:
+		return "", errSvixTooOld
+	case sec > nowSec+tol:
+		return "", errSvixTooNew
+	}
+
+	signed := make([]byte, 0, len(id)+len(body)+24)
+	signed = append(signed, id...)
+	signed = append(signed, '.')
+	signed = strconv.AppendInt(signed, sec, 10)
+	signed = append(signed, '.')
+	signed = append(signed, body...)
+
+	want := make([][]byte, len(keys))
+	for i, k := range keys {
+		mac := hmac.New(sha256.New, k)
+		mac.Write(signed)
+		want[i] = base64.StdEncoding.AppendEncode(nil, mac.Sum(nil))
+	}
+	for _, entry := range strings.Fields(sigs) {
+		version, sig, ok := strings.Cut(entry, ",")
+		if !ok || version != "v1" {
+			continue // v1a (asymmetric) and future versions
+		}
+		for _, w := range want {
+			if hmac.Equal([]byte(sig), w) {
+				return id, nil
+			}
+		}
+	}
+	return "", errSvixSignature
+}
+
+// Only the fields used are decoded.
+type (
+	svixEvent struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	clerkUserData struct {
+		ID                    string `json:"id"`
+		PrimaryEmailAddressID string `json:"primary_email_address_id"`
+		EmailAddresses        []struct {
+			ID           string `json:"id"`
+			EmailAddress string `json:"email_address"`
+		} `json:"email_addresses"`
+		FirstName string `json:"first_name"`
+		LastName  string `json:"last_name"`
+	}
+	clerkIDData struct {
+		ID string `json:"id"`
+	}
+	clerkOrgData struct {
+		ID   string `json:"id"`
+		Slug string `json:"slug"`
+		Name string `json:"name"`
+	}
+	clerkMembershipData struct {
+		Organization struct {
+			ID string `json:"id"`
+		} `json:"organization"`
+		PublicUserData struct {
+			UserID string `json:"user_id"`
+		} `json:"public_user_data"`
+		Role string `json:"role"`
+	}
+)
+
+// errBadPayload marks a verified payload that cannot be applied: 400.
+var errBadPayload = errors.New("clerk: webhook: bad payload")
+
+func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		webhookReply(w, http.StatusMethodNotAllowed)
+		return
+	}
+	ctx := r.Context()
+	if r.ContentLength > h.maxBytes {
+		h.log.WarnContext(ctx, "clerk webhook: body too large", "limit", h.maxBytes)
+		webhookReply(w, http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.log.WarnContext(ctx, "clerk webhook: body too large", "limit", h.maxBytes)
+			webhookReply(w, http.StatusRequestEntityTooLarge)
+			return
+		}
+		webhookReply(w, http.StatusBadRequest)
+		return
+	}
+	msgID, err := verifySvix(h.keys, r.Header, body, h.now())
+	if err != nil {
+		// Never log the body or the signatures.
+		h.log.WarnContext(ctx, "clerk webhook: rejected", "reason", err.Error())
+		webhookReply(w, http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, webhookDeadline)
+	defer cancel()
+	webhookReply(w, h.handle(ctx, msgID, body))
+}
+
+func (h *webhookHandler) handle(ctx context.Context, msgID string, body []byte) int {
+	log := h.log.With("msg_id", msgID)
+	seen, mark, err := h.dedupe(ctx, msgID)
+	if err != nil {
+		log.ErrorContext(ctx, "clerk webhook: dedupe lookup", "err", err)
+		return http.StatusInternalServerError
+	}
+	if seen {
+		log.InfoContext(ctx, "clerk webhook: duplicate, skipped")
+		return http.StatusOK
+	}
+	var ev svixEvent
+	if err := json.Unmarshal(body, &ev); err != nil || ev.Type == "" {
+		log.WarnContext(ctx, "clerk webhook: payload is not an event")
+		return http.StatusBadRequest
+	}
+	log = log.With("type", ev.Type)
+	applied, err := h.apply(ctx, ev)
+	switch {
+	case errors.Is(err, errBadPayload):
+		log.WarnContext(ctx, "clerk webhook: rejected", "reason", err.Error())
+		return http.StatusBadRequest
+	case err != nil:
+		log.ErrorContext(ctx, "clerk webhook: store", "err", err)
+		return http.StatusInternalServerError
+	}
+	if mark != nil {
+		if err := mark(); err != nil {
+			// The work is done and idempotent; a retry only repeats it.
+			log.ErrorContext(ctx, "clerk webhook: mark handled", "err", err)
+			return http.StatusInternalServerError
+		}
+	}
+	if applied {
+		log.InfoContext(ctx, "clerk webhook: applied")
+	} else {
+		log.DebugContext(ctx, "clerk webhook: ignored")
+	}
+	return http.StatusOK
+}
+
+// apply carries out one event. It reports whether the event type is one it
+// handles.
+func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) {
+	switch ev.Type {
+	case "user.created", "user.updated":
+		var d clerkUserData
+		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
+			return true, err
+		}
+		u := ClerkUser{ID: d.ID, FirstName: d.FirstName, LastName: d.LastName}
+		for _, e := range d.EmailAddresses {
+			if d.PrimaryEmailAddressID != "" && e.ID == d.PrimaryEmailAddressID {
+				u.Email = e.EmailAddress
+				break
+			}
+		}
+		return true, wrapStore("put user", h.users.PutUser(ctx, u))
+
+	case "user.deleted":
+		var d clerkIDData
+		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
+			return true, err
+		}
+		// Revoke first: it cannot fail, and must not wait for the store.
+		h.sessions.RevokeUser(d.ID)
+		return true, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID))
+
+	case "session.ended", "session.revoked", "session.removed":
+		var d clerkIDData
+		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
+			return true, err
+		}
+		h.sessions.RevokeSession(d.ID)
+		return true, nil
+
+	case "organization.created", "organization.updated":
+		if h.orgs == nil {
+			return false, nil
+		}
+		var d clerkOrgData
+		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
+			return true, err
+		}
+		return true, wrapStore("put org", h.orgs.PutOrg(ctx, ClerkOrg{ID: d.ID, Slug: d.Slug, Name: d.Name}))
+
+	case "organization.deleted":
+		if h.orgs == nil {
+			return false, nil
+		}
+		var d clerkIDData
+		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
+			return true, err
+		}
+		return true, wrapStore("delete org", h.orgs.DeleteOrg(ctx, d.ID))
+
+	case "organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted":
+		if h.orgs == nil {
+			return false, nil
+		}
+		var d clerkMembershipData
+		if err := decodeData(ev.Data, &d, &d.Organization.ID, &d.PublicUserData.UserID); err != nil {
+			return true, err
+		}
+		orgID, userID := d.Organization.ID, d.PublicUserData.UserID
+		if ev.Type == "organizationMembership.deleted" {
+			return true, wrapStore("delete membership", h.orgs.DeleteMembership(ctx, orgID, userID))
+		}
+		return true, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, orgRole(d.Role)))
+	}
+	return false, nil
+}
+
+// decodeData decodes an event's data into v and checks that the required
+// fields, pointers into v, are set.
+func decodeData(data json.RawMessage, v any, required ...*string) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: data: %v", errBadPayload, err)
+	}
+	for _, f := range required {
+		if *f == "" {
+			return fmt.Errorf("%w: a required id is missing", errBadPayload)
+		}
+	}
+	return nil
+}
+
+func wrapStore(op string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+func webhookReply(w http.ResponseWriter, code int) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, http.StatusText(code)+"\n")
+}
