@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -89,4 +90,15 @@ func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start
 		attrs = append(attrs, slog.String("reason", e.reason))
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	if s.obs != nil {
+		rule := "none"
+		switch {
+		case e.access == "":
+		case e.rule < 0:
+			rule = "default"
+		default:
+			rule = "routes[" + strconv.Itoa(e.rule) + "]"
+		}
+		s.obs.Decision(e.decision, rule, string(e.access), s.now().Sub(start))
+	}
 }

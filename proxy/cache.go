@@ -20,7 +20,17 @@ type EntitlementCache struct {
 
 	mu      sync.Mutex // orders fills against writes
 	version uint64     // bumped by every Put and Remove
+
+	obs CacheObserver // nil: lookups are not counted
 }
+
+// CacheObserver counts LRU hits and misses, for metrics.
+type CacheObserver interface {
+	CacheLookup(hit bool)
+}
+
+// SetObserver makes the cache report every lookup to o. Call it before use.
+func (c *EntitlementCache) SetObserver(o CacheObserver) { c.obs = o }
 
 // NewEntitlementCache puts an LRU of size entries in front of store.
 func NewEntitlementCache(store EntitlementSource, size int) (*EntitlementCache, error) {
@@ -37,7 +47,13 @@ func NewEntitlementCache(store EntitlementSource, size int) (*EntitlementCache, 
 // Entitlements implements EntitlementSource: memory first, then the store.
 func (c *EntitlementCache) Entitlements(ctx context.Context, s Subject) (*Entitlements, error) {
 	if e, ok := c.lru.Get(s); ok {
+		if c.obs != nil {
+			c.obs.CacheLookup(true)
+		}
 		return e, nil
+	}
+	if c.obs != nil {
+		c.obs.CacheLookup(false)
 	}
 	c.mu.Lock()
 	v := c.version

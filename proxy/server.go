@@ -11,6 +11,13 @@ import (
 	"time"
 )
 
+// Observer learns what the gate decided and how the upstream answered, for
+// metrics. Implemented by proxy/metrics.
+type Observer interface {
+	Decision(decision, rule, access string, took time.Duration)
+	Upstream(status int, took time.Duration)
+}
+
 // AccountPortal builds the URLs of Clerk's hosted pages. Implemented by
 // proxy/clerk.
 type AccountPortal interface {
@@ -51,6 +58,7 @@ type Options struct {
 	Billing      Billing           // nil: no checkout (the upgrade page still lists plans)
 	Prices       PriceCatalog      // nil: plans are shown without amounts
 	Seen         SeenRecorder      // nil: users' last-seen times are not recorded
+	Observer     Observer          // nil: no metrics
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
 	Logger       *slog.Logger      // nil: discard
@@ -67,6 +75,7 @@ type Server struct {
 	billing  Billing
 	prices   PriceCatalog
 	seen     SeenRecorder
+	obs      Observer
 	gw       *gatewaySessions // nil when no session.secret (no gated routes)
 	upstream *httputil.ReverseProxy
 	internal *http.ServeMux
@@ -82,7 +91,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -108,7 +117,7 @@ func New(o Options) (*Server, error) {
 	if transport == nil {
 		transport = defaultTransport()
 	}
-	s.upstream = newUpstream(cfg.Upstream, cfg.TrustedProxies, transport, s.log, s.writeError)
+	s.upstream = newUpstream(cfg.Upstream, cfg.TrustedProxies, transport, s.log, s.writeError, s.obs)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}

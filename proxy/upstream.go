@@ -37,6 +37,7 @@ type forward struct {
 	gated      bool           // not public: make the response private
 	setCookies []string       // handshake directives etc. to append
 	cookies    []*http.Cookie // gateway cookie to set
+	sent       time.Time      // when the request left for the upstream (wall clock, for metrics)
 }
 
 type forwardKey struct{}
@@ -137,7 +138,8 @@ func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
 	return false
 }
 
-func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.RoundTripper, logger *slog.Logger, onError func(http.ResponseWriter, *http.Request, int)) *httputil.ReverseProxy {
+func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.RoundTripper, logger *slog.Logger,
+	onError func(http.ResponseWriter, *http.Request, int), obs Observer) *httputil.ReverseProxy {
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
 		ErrorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -145,6 +147,9 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 	}
 	rp.Rewrite = func(pr *httputil.ProxyRequest) {
 		f := forwardFrom(pr.In.Context())
+		if f != nil && obs != nil {
+			f.sent = time.Now()
+		}
 		pr.SetURL(target)
 		// The upstream gets exactly the path the rules matched.
 		if f != nil {
@@ -198,6 +203,9 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 		if f == nil {
 			return nil
 		}
+		if obs != nil {
+			obs.Upstream(resp.StatusCode, time.Since(f.sent))
+		}
 		h := resp.Header
 		if f.gated {
 			makePrivate(h)
@@ -224,6 +232,9 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 			code = http.StatusGatewayTimeout
 		}
 		logger.WarnContext(r.Context(), "upstream error", "path", r.URL.Path, "status", code, "err", err)
+		if f := forwardFrom(r.Context()); f != nil && obs != nil {
+			obs.Upstream(code, time.Since(f.sent))
+		}
 		onError(w, r, code)
 	}
 	return rp

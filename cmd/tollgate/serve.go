@@ -15,6 +15,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/metrics"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
@@ -89,6 +90,7 @@ type gateway struct {
 	Billing *stripe.Billing // nil without billing
 	Clerk   *clerk.Client   // nil without Clerk
 	Cache   *proxy.EntitlementCache
+	Metrics *metrics.Metrics
 	closers []func() error
 	stop    context.CancelFunc // ends the background loops
 	bg      sync.WaitGroup
@@ -125,7 +127,8 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 			g.Close()
 		}
 	}()
-	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now}
+	g.Metrics = metrics.New()
+	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics}
 	if cfg.Clerk.PublishableKey != "" {
 		cc, err := clerk.New(clerk.Config{
 			PublishableKey:    cfg.Clerk.PublishableKey,
@@ -231,6 +234,7 @@ func (g *gateway) openStore(ctx context.Context, cfg *proxy.Config, deps gateway
 	if err != nil {
 		return err
 	}
+	cache.SetObserver(g.Metrics)
 	g.Cache = cache
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
@@ -248,6 +252,8 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
 		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, PastDueGrace: cfg.Stripe.PastDueGrace,
 		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
+		Observer:   g.Metrics,
+		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil)},
 	}
 	if g.Clerk != nil {
 		sc.Directory = g.Clerk

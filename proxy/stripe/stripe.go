@@ -59,6 +59,12 @@ type Cache interface {
 	Put(s proxy.Subject, e *proxy.Entitlements)
 }
 
+// Observer learns what the webhook did, for metrics. Implemented by
+// proxy/metrics.
+type Observer interface {
+	WebhookEvent(source, eventType, result string, lag time.Duration)
+}
+
 // Directory finds a user's email for a new customer. Implemented by
 // proxy/clerk.Client (Clerk's Backend API).
 type Directory interface {
@@ -79,6 +85,7 @@ type Config struct {
 	Cache     Cache     // nil: nothing is written through (tests, CLI syncs)
 	Directory Directory // nil: customers are created without an email
 
+	Observer        Observer         // nil: no metrics
 	HTTPClient      *http.Client     // nil: a client with a 20 s timeout
 	Logger          *slog.Logger     // nil: discard
 	Now             func() time.Time // nil: time.Now
@@ -126,6 +133,7 @@ type Billing struct {
 	prefix  string
 	maxBody int64
 
+	obs   Observer
 	locks keyedLocks
 	limit *bucket
 	// sleep waits for d or until ctx is done; backoffBase is the first wait
@@ -168,6 +176,7 @@ func New(cfg Config) (*Billing, error) {
 	b := &Billing{
 		store:        cfg.Store,
 		cache:        cfg.Cache,
+		obs:          cfg.Observer,
 		dir:          cfg.Directory,
 		log:          cfg.Logger,
 		now:          cfg.Now,

@@ -90,12 +90,26 @@ func (b *Billing) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Never log the body or the signature.
 		b.log.WarnContext(ctx, "stripe webhook: rejected", "reason", err.Error())
+		b.observe("unverified", "rejected", 0)
 		webhookReply(w, http.StatusBadRequest)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, webhookDeadline)
 	defer cancel()
-	webhookReply(w, b.handleEvent(ctx, &ev))
+	code := b.handleEvent(ctx, &ev)
+	switch {
+	case code < 300:
+		b.observe(string(ev.Type), "processed", b.now().Sub(time.Unix(ev.Created, 0)))
+	default:
+		b.observe(string(ev.Type), "failed", 0)
+	}
+	webhookReply(w, code)
+}
+
+func (b *Billing) observe(eventType, result string, lag time.Duration) {
+	if b.obs != nil {
+		b.obs.WebhookEvent("stripe", eventType, result, lag)
+	}
 }
 
 func webhookReply(w http.ResponseWriter, code int) {

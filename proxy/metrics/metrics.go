@@ -1,0 +1,156 @@
+// Package metrics exports tollgate's Prometheus metrics. It implements the
+// small observer interfaces that proxy, proxy/stripe and the cache declare,
+// so none of them imports client_golang.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds every series tollgate exports, on its own registry (no
+// globals: two gateways in one test process do not collide).
+type Metrics struct {
+	reg             *prometheus.Registry
+	decisions       *prometheus.CounterVec
+	cache           *prometheus.CounterVec
+	upstream        *prometheus.HistogramVec
+	stripeCalls     *prometheus.CounterVec
+	stripeErrors    *prometheus.CounterVec
+	webhookEvents   *prometheus.CounterVec
+	webhookLag      *prometheus.HistogramVec
+	requestDuration *prometheus.HistogramVec
+}
+
+// New registers every series, plus the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_decisions_total",
+			Help: "Requests by the gate's decision (allow, sign_in, handshake, unauthorized, payment_required, deny, …) and the rule that matched.",
+		}, []string{"decision", "rule", "access"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_entitlement_cache_total",
+			Help: "Entitlement LRU lookups by result (hit, miss).",
+		}, []string{"result"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_upstream_response_seconds",
+			Help:    "Time from forwarding a request to the upstream's response headers, by status class.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}, []string{"code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_request_duration_seconds",
+			Help:    "Time tollgate spent on a request, including the upstream, by decision.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+		}, []string{"decision"}),
+		stripeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_stripe_calls_total",
+			Help: "Calls to the Stripe API by endpoint.",
+		}, []string{"endpoint"}),
+		stripeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_stripe_errors_total",
+			Help: "Failed calls to the Stripe API by endpoint.",
+		}, []string{"endpoint"}),
+		webhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_webhook_events_total",
+			Help: "Webhook deliveries by source (stripe, clerk), event type and result (processed, duplicate, ignored, rejected, failed).",
+		}, []string{"source", "type", "result"}),
+		webhookLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tollgate_webhook_lag_seconds",
+			Help:    "Time from an event's creation at the source to its commit in the store.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 3, 10),
+		}, []string{"source"}),
+	}
+	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
+		m.webhookEvents, m.webhookLag,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Decision counts one request's outcome (proxy.Observer).
+func (m *Metrics) Decision(decision, rule, access string, took time.Duration) {
+	m.decisions.WithLabelValues(decision, rule, access).Inc()
+	m.requestDuration.WithLabelValues(decision).Observe(took.Seconds())
+}
+
+// Upstream records the upstream's time to response headers (proxy.Observer).
+func (m *Metrics) Upstream(status int, took time.Duration) {
+	m.upstream.WithLabelValues(strconv.Itoa(status/100) + "xx").Observe(took.Seconds())
+}
+
+// CacheLookup counts an entitlement LRU lookup (proxy.CacheObserver).
+func (m *Metrics) CacheLookup(hit bool) {
+	if hit {
+		m.cache.WithLabelValues("hit").Inc()
+	} else {
+		m.cache.WithLabelValues("miss").Inc()
+	}
+}
+
+// StripeCall counts a Stripe API call and whether it failed.
+func (m *Metrics) StripeCall(endpoint string, err error) {
+	m.stripeCalls.WithLabelValues(endpoint).Inc()
+	if err != nil {
+		m.stripeErrors.WithLabelValues(endpoint).Inc()
+	}
+}
+
+// WebhookEvent counts a webhook delivery; lag > 0 is observed for commits.
+func (m *Metrics) WebhookEvent(source, eventType, result string, lag time.Duration) {
+	m.webhookEvents.WithLabelValues(source, eventType, result).Inc()
+	if lag > 0 {
+		m.webhookLag.WithLabelValues(source).Observe(lag.Seconds())
+	}
+}
+
+// StripeTransport counts every call the Stripe SDK makes through rt, by
+// endpoint ("GET /v1/customers/{id}"), and its failures (transport errors
+// and non-2xx answers).
+func (m *Metrics) StripeTransport(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := rt.RoundTrip(r)
+		failed := err
+		if err == nil && resp.StatusCode >= 300 {
+			failed = errStatus
+		}
+		m.StripeCall(r.Method+" "+endpoint(r.URL.Path), failed)
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+type statusError struct{}
+
+func (statusError) Error() string { return "non-2xx answer" }
+
+var errStatus error = statusError{}
+
+// endpoint replaces object IDs in a Stripe API path with {id}, so the label
+// set stays bounded: /v1/customers/cus_123 → /v1/customers/{id}.
+func endpoint(path string) string {
+	segs := strings.Split(path, "/")
+	for i, s := range segs {
+		if strings.Contains(s, "_") && strings.IndexFunc(s, func(r rune) bool { return r >= '0' && r <= '9' }) >= 0 || len(s) > 24 {
+			segs[i] = "{id}"
+		}
+	}
+	return strings.Join(segs, "/")
+}

@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
+
+func TestSeriesMoveAsEventsHappen(t *testing.T) {
+	m := New()
+	m.Decision("allow", "routes[2]", "paid", 3*time.Millisecond)
+	m.Decision("payment_required", "routes[2]", "paid", time.Millisecond)
+	m.CacheLookup(true)
+	m.CacheLookup(false)
+	m.Upstream(200, 20*time.Millisecond)
+	m.StripeCall("GET /v1/customers/{id}", nil)
+	m.StripeCall("GET /v1/customers/{id}", errors.New("boom"))
+	m.WebhookEvent("stripe", "customer.subscription.updated", "processed", 2*time.Second)
+	out := scrape(t, m)
+	for _, want := range []string{
+		`tollgate_decisions_total{access="paid",decision="allow",rule="routes[2]"} 1`,
+		`tollgate_decisions_total{access="paid",decision="payment_required",rule="routes[2]"} 1`,
+		`tollgate_entitlement_cache_total{result="hit"} 1`,
+		`tollgate_entitlement_cache_total{result="miss"} 1`,
+		`tollgate_upstream_response_seconds_count{code="2xx"} 1`,
+		`tollgate_stripe_calls_total{endpoint="GET /v1/customers/{id}"} 2`,
+		`tollgate_stripe_errors_total{endpoint="GET /v1/customers/{id}"} 1`,
+		`tollgate_webhook_events_total{result="processed",source="stripe",type="customer.subscription.updated"} 1`,
+		`tollgate_webhook_lag_seconds_count{source="stripe"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}
+
+func TestStripeTransportLabelsEndpointsWithoutIDs(t *testing.T) {
+	m := New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "missing") {
+			w.WriteHeader(404)
+		}
+	}))
+	defer srv.Close()
+	c := &http.Client{Transport: m.StripeTransport(nil)}
+	for _, p := range []string{"/v1/customers/cus_Q1w2e3", "/v1/customers/cus_Z9y8x7", "/v1/subscriptions", "/v1/customers/cus_missing1"} {
+		resp, err := c.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	out := scrape(t, m)
+	for _, want := range []string{
+		`tollgate_stripe_calls_total{endpoint="GET /v1/customers/{id}"} 3`,
+		`tollgate_stripe_calls_total{endpoint="GET /v1/subscriptions"} 1`,
+		`tollgate_stripe_errors_total{endpoint="GET /v1/customers/{id}"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s\n%s", want, out)
+		}
+	}
+}
