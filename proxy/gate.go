@@ -57,18 +57,30 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		return
 	}
 
+	if !s.gate(w, r, e, f) {
+		return
+	}
+	// 9. Forward.
+	s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+}
+
+// gate runs steps 4 to 8 for a request whose path is canonical: match the
+// rules, establish the identity, decide a paid route. It fills f for the
+// upstream and reports true when the request may pass; otherwise it has
+// answered the request itself. Proxy mode and forward-auth share it.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward) bool {
 	// 4. First matching rule wins.
 	method := r.Method
 	if method == http.MethodHead {
 		method = http.MethodGet
 	}
-	m := s.cfg.Routes.Match(method, r.Host, matchPath(path))
+	m := s.cfg.Routes.Match(method, r.Host, matchPath(f.path))
 	if !validRouteID(m.RouteID) {
 		// A {route} capture becomes a header and a URL parameter: only
 		// plain IDs are meaningful, anything else is a bad request.
 		e.decision = "bad_route_id"
 		s.writeError(w, r, http.StatusBadRequest)
-		return
+		return false
 	}
 	e.access, e.routeID, e.rule = m.Access, m.RouteID, -1
 	if m.Rule != nil {
@@ -78,18 +90,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	switch m.Access {
 	case AccessPublic:
 		e.decision = "allow"
-		s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
-		return
+		return true
 	case AccessDeny:
 		e.decision = "deny"
 		s.writeError(w, r, http.StatusForbidden)
-		return
+		return false
 	}
 
 	// 5-6. Who is it?
 	a, ok := s.authenticate(w, r, e)
 	if !ok {
-		return
+		return false
 	}
 	f.identity, f.setCookies, f.cookies, f.gated = a.id, a.setCookies, a.cookies, true
 
@@ -101,7 +112,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 			e.decision, e.reason = "error", string(PaidEntitlementsErr)
 			addSetCookies(w, a.setCookies)
 			s.writeError(w, r, http.StatusServiceUnavailable)
-			return
+			return false
 		}
 		if d.Outcome != PaidAllow {
 			e.decision, e.reason = string(d.Outcome), string(d.Status)
@@ -110,14 +121,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 				http.SetCookie(w, c)
 			}
 			s.paymentRequired(w, r, m.RouteID, d)
-			return
+			return false
 		}
 		f.plan, f.status = d.Plan.Key, d.Sub.Status
 	}
-
-	// 9. Forward.
 	e.decision = "allow"
-	s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+	return true
 }
 
 // hasPrefixFold reports whether path is prefix or lies under it, without

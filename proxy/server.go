@@ -159,6 +159,8 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	mux.HandleFunc("GET "+s.prefix+"/assets/finishing.js", s.pages.serveFinishingJS)
 	mux.Handle(s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut)))
 	mux.Handle("GET "+s.prefix+"/api/me", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleMe)))
+	mux.HandleFunc(s.prefix+"/auth", s.handleForwardAuth)
+	mux.Handle("GET "+s.prefix+"/session", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSession)))
 	for _, r := range append(s.billingRoutes(), extra...) {
 		method, path, ok := strings.Cut(r.Pattern, " ")
 		if !ok {

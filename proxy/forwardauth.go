@@ -1,0 +1,249 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Forward-auth headers. Clients of the endpoint are reverse proxies (nginx
+// auth_request, Traefik ForwardAuth, Caddy forward_auth) that ask whether
+// the request they hold may pass.
+const (
+	HeaderLocation   = "X-Tollgate-Location"    // nginx mode, on 401: where to send a page load (sign-in or handshake)
+	HeaderUpgradeURL = "X-Tollgate-Upgrade-URL" // nginx mode, on 403: the upgrade page for a paid route
+)
+
+// handleForwardAuth serves <prefix>/auth. It rebuilds the original request
+// from the caller's X-Forwarded-Method/-Host/-Uri (or X-Original-URI and
+// X-Original-Method, nginx's names) and runs the same gate as proxy mode.
+// The answer is about the caller's own credentials (cookies, Authorization),
+// so it tells them nothing they could not learn by asking for the page.
+//
+// Default (nginx auth_request): 2xx with the identity headers to copy to the
+// upstream, 401 for signed out (HeaderLocation for page loads), 403 for
+// unpaid (HeaderUpgradeURL) or denied; nginx passes nothing else through.
+// With ?mode=redirect (Traefik, Caddy), the answer goes to the browser as
+// is: the same sign-in, handshake and upgrade redirects as proxy mode.
+func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
+	e := entryFrom(r.Context())
+	orig, err := originalRequest(r)
+	if err != nil {
+		e.decision = "bad_forward_auth"
+		s.writeError(w, r, http.StatusBadRequest)
+		return
+	}
+	redirectMode := r.URL.Query().Get("mode") == "redirect"
+	path, escaped, canonical := CanonicalPath(orig.URL.EscapedPath())
+	if !canonical {
+		if redirectMode {
+			loc := escaped
+			if orig.URL.RawQuery != "" {
+				loc += "?" + orig.URL.RawQuery
+			}
+			e.decision = "redirect_canonical"
+			redirect(w, loc, http.StatusPermanentRedirect)
+			return
+		}
+		// nginx would forward the raw URI, which is not what the rules would
+		// match: refuse rather than guess.
+		e.decision = "non_canonical"
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	if hasPrefixFold(path, s.prefix) {
+		// Tollgate's own pages are served by tollgate, not through the caller.
+		e.decision = "deny"
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	f := &forward{path: path, rawPath: escaped}
+	if redirectMode {
+		if s.gate(w, orig, e, f) {
+			if loc := s.sessionBounce(orig, f); loc != "" {
+				e.decision = "session_bounce"
+				redirect(w, loc, http.StatusTemporaryRedirect)
+				return
+			}
+			s.authAllowed(w, f)
+		}
+		return
+	}
+	rec := &recorder{header: http.Header{}}
+	if s.gate(rec, orig, e, f) {
+		if loc := s.sessionBounce(orig, f); loc != "" {
+			e.decision = "session_bounce"
+			noStore(w)
+			w.Header().Set(HeaderLocation, loc)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		s.authAllowed(w, f)
+		return
+	}
+	s.authDenied(w, rec)
+}
+
+// bounceCookie stops a session bounce from repeating when a browser will
+// not keep cookies.
+const bounceCookie = "__tollgate_bounce"
+
+// sessionBounce decides whether a page load must first pass through
+// <prefix>/session: in forward-auth mode the caller (nginx, Traefik, Caddy)
+// never hands an allowed answer's Set-Cookie headers to the browser, so
+// Clerk's handshake cookies and the first gateway cookie are set there, on
+// a response tollgate writes itself, and the browser comes straight back.
+func (s *Server) sessionBounce(orig *http.Request, f *forward) string {
+	if !isNavigation(orig) || hasCookie(orig, bounceCookie) {
+		return ""
+	}
+	if len(f.setCookies) == 0 && (len(f.cookies) == 0 || hasCookie(orig, GatewayCookie)) {
+		return ""
+	}
+	ret := f.rawPath
+	if q := stripClerkQuery(orig.URL.RawQuery); q != "" {
+		ret += "?" + q
+	}
+	return s.prefix + "/session?" + url.Values{"return": {ret}}.Encode()
+}
+
+// handleSession sets the cookies a forward-auth caller could not pass on
+// (the identity lookup in withIdentity writes them) and sends the browser
+// back where it was going.
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: bounceCookie, Value: "1", Path: "/", MaxAge: 10, HttpOnly: true,
+		Secure: s.cfg.PublicURL.Scheme == "https", SameSite: http.SameSiteLaxMode})
+	redirect(w, s.safeReturn(r.URL.Query().Get("return")), http.StatusSeeOther)
+}
+
+// originalRequest rebuilds the request the caller is asking about.
+func originalRequest(r *http.Request) (*http.Request, error) {
+	h := r.Header
+	method := firstHeader(h, "X-Forwarded-Method", "X-Original-Method")
+	if method == "" {
+		method = http.MethodGet
+	}
+	uri := firstHeader(h, "X-Forwarded-Uri", "X-Original-URI", "X-Original-Uri")
+	if uri == "" {
+		uri = "/"
+	}
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		if full, ferr := url.Parse(uri); ferr == nil && full.IsAbs() {
+			u = &url.URL{Path: full.Path, RawPath: full.RawPath, RawQuery: full.RawQuery}
+		} else {
+			return nil, err
+		}
+	}
+	host := firstHeader(h, "X-Forwarded-Host")
+	if host == "" {
+		host = r.Host
+	}
+	orig := r.Clone(r.Context())
+	orig.Method = strings.ToUpper(method)
+	orig.URL = &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery}
+	orig.RequestURI = uri
+	orig.Host = host
+	return orig, nil
+}
+
+func firstHeader(h http.Header, names ...string) string {
+	for _, n := range names {
+		if v := strings.TrimSpace(h.Get(n)); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// authAllowed answers "yes" with the identity headers for the caller to
+// copy onto the upstream request, and any cookies to hand the browser.
+func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
+	h := w.Header()
+	if f.identity != nil {
+		h.Set(HeaderUser, f.identity.UserID)
+		if f.identity.OrgID != "" {
+			h.Set(HeaderOrg, f.identity.OrgID)
+		}
+	}
+	if f.plan != "" {
+		h.Set(HeaderPlan, f.plan)
+	}
+	if f.status != "" {
+		h.Set(HeaderStatus, string(f.status))
+	}
+	if f.routeID != "" {
+		h.Set(HeaderRoute, f.routeID)
+	}
+	addSetCookies(w, f.setCookies)
+	for _, c := range f.cookies {
+		http.SetCookie(w, c)
+	}
+	noStore(w)
+	w.WriteHeader(http.StatusOK)
+}
+
+// authDenied turns the answer proxy mode would have given into what nginx's
+// auth_request understands: 401 or 403, with where to go in a header.
+func (s *Server) authDenied(w http.ResponseWriter, rec *recorder) {
+	h := w.Header()
+	for _, c := range rec.header.Values("Set-Cookie") {
+		h.Add("Set-Cookie", c)
+	}
+	noStore(w)
+	loc := rec.header.Get("Location")
+	switch {
+	case rec.code == http.StatusSeeOther && strings.Contains(loc, s.prefix+"/upgrade"):
+		// A page load: nginx may send the browser to the upgrade page.
+		h.Set(HeaderUpgradeURL, loc)
+		h.Set(HeaderLocation, loc)
+		w.WriteHeader(http.StatusForbidden)
+	case rec.code == http.StatusTemporaryRedirect || rec.code == http.StatusUnauthorized:
+		if loc != "" {
+			h.Set(HeaderLocation, loc)
+		}
+		w.WriteHeader(http.StatusUnauthorized)
+	case rec.code == http.StatusPaymentRequired:
+		h.Set(HeaderUpgradeURL, rec.upgradeURL())
+		w.WriteHeader(http.StatusForbidden)
+	case rec.code >= 500:
+		w.WriteHeader(rec.code)
+	default:
+		w.Header().Set("X-Tollgate-Status-Code", strconv.Itoa(rec.code))
+		w.WriteHeader(http.StatusForbidden)
+	}
+}
+
+// recorder captures the answer the gate would give, for translation.
+type recorder struct {
+	header http.Header
+	code   int
+	body   strings.Builder
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	if r.body.Len() < 64<<10 {
+		r.body.Write(b)
+	}
+	return len(b), nil
+}
+
+// upgradeURL reads the upgrade URL out of a 402 JSON body.
+func (r *recorder) upgradeURL() string {
+	var b errorBody
+	if err := json.Unmarshal([]byte(r.body.String()), &b); err != nil {
+		return ""
+	}
+	return b.UpgradeURL
+}

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// authAsk asks /.tollgate/auth about a request, as nginx would.
+func (fx *gateFixture) authAsk(mode, method, uri string, hdr map[string]string) *http.Response {
+	fx.t.Helper()
+	h := with(hdr, "X-Original-URI", uri, "X-Original-Method", method, "X-Forwarded-Host", "app.example.com")
+	target := "/.tollgate/auth"
+	if mode != "" {
+		target += "?mode=" + mode
+	}
+	return fx.do("GET", target, h)
+}
+
+func TestForwardAuth_NginxMode(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.ents[Subject{Kind: SubjectUser, ID: "user_paid"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	signInURL := "https://accounts.example.com/sign-in?redirect_url=" + url.QueryEscape("https://app.example.com/private/x")
+	upgrade := "/.tollgate/upgrade?" + url.Values{"return": {"/routes/415VNA/"}, "route": {"415VNA"}}.Encode()
+	tests := []struct {
+		name              string
+		method, uri       string
+		hdr               map[string]string
+		status            int
+		user, plan, route string
+		location          string
+		upgradeURL        string
+	}{
+		{"public passes", "GET", "/public/x", xhr, 200, "", "", "", "", ""},
+		{"signed in passes with identity", "GET", "/private/x", with(xhr, "X-Test-User", "user_1", "X-Tollgate-User", "user_evil"), 200, "user_1", "", "", "", ""},
+		{"signed-out page load: 401 and where to sign in", "GET", "/private/x", navigation, 401, "", "", "", signInURL, ""},
+		{"signed-out API: 401 only", "GET", "/private/x", xhr, 401, "", "", "", "", ""},
+		{"unpaid page load: 403 and the upgrade page", "GET", "/routes/415VNA/", with(navigation, "X-Test-User", "user_1"), 403, "", "", "", upgrade, upgrade},
+		{"unpaid API: 403 and the upgrade URL", "GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1"), 403, "", "", "", "",
+			"https://app.example.com/.tollgate/upgrade?" + url.Values{"return": {"/routes/415VNA/"}, "route": {"415VNA"}}.Encode()},
+		{"paid passes with plan and route", "GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_paid"), 200, "user_paid", "pro", "415VNA", "", ""},
+		{"deny", "GET", "/admin/x", with(xhr, "X-Test-User", "user_1"), 403, "", "", "", "", ""},
+		{"method filter from the original method", "POST", "/api/x", with(xhr, "X-Test-User", "user_1"), 403, "", "", "", "", ""},
+		{"non-canonical URI refused", "GET", "/public/../private/x", xhr, 403, "", "", "", "", ""},
+		{"tollgate's own prefix refused", "GET", "/.tollgate/api/me", xhr, 403, "", "", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := fx.authAsk("", tt.method, tt.uri, tt.hdr)
+			got := []string{resp.Status[:3], resp.Header.Get(HeaderUser), resp.Header.Get(HeaderPlan), resp.Header.Get(HeaderRoute),
+				resp.Header.Get(HeaderLocation), resp.Header.Get(HeaderUpgradeURL)}
+			want := []string{strconv.Itoa(tt.status), tt.user, tt.plan, tt.route, tt.location, tt.upgradeURL}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Errorf("field %d: got %q, want %q (all: %q)", i, got[i], want[i], got)
+				}
+			}
+		})
+	}
+	if fx.upstreamCount() != 0 {
+		t.Errorf("forward-auth reached the upstream %d times", fx.upstreamCount())
+	}
+}
+
+func TestForwardAuth_RedirectModeAnswersTheBrowser(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	resp := fx.authAsk("redirect", "GET", "/private/x?a=1", navigation)
+	if resp.StatusCode != 307 || !strings.HasPrefix(resp.Header.Get("Location"), "https://accounts.example.com/sign-in?") {
+		t.Errorf("signed out: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = fx.authAsk("redirect", "GET", "/private/x", with(navigation, "X-Test-Expired", "sess_1", "X-Test-UAT", "100"))
+	if resp.StatusCode != 307 || !strings.Contains(resp.Header.Get("Location"), "/v1/client/handshake") {
+		t.Errorf("handshake: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = fx.authAsk("redirect", "GET", "/routes/415VNA/", with(navigation, "X-Test-User", "user_1", "Cookie", "__tollgate=x"))
+	if resp.StatusCode != 303 || !strings.HasPrefix(resp.Header.Get("Location"), "/.tollgate/upgrade?") {
+		t.Errorf("unpaid: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = fx.authAsk("redirect", "GET", "/public/../private", navigation)
+	if resp.StatusCode != 308 || resp.Header.Get("Location") != "/private" {
+		t.Errorf("non-canonical: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+func TestForwardAuth_CookiesThePeerCannotPassGoThroughTheSessionBounce(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	// First page load after sign-in: no gateway cookie yet.
+	resp := fx.authAsk("", "GET", "/private/x?q=1", with(navigation, "X-Test-User", "user_1"))
+	loc := resp.Header.Get(HeaderLocation)
+	if resp.StatusCode != 401 || loc != "/.tollgate/session?return=%2Fprivate%2Fx%3Fq%3D1" {
+		t.Fatalf("first load: %d %q", resp.StatusCode, loc)
+	}
+	resp = fx.do("GET", loc, with(navigation, "X-Test-User", "user_1"))
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/private/x?q=1" {
+		t.Fatalf("bounce: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var gw *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == GatewayCookie {
+			gw = c
+		}
+	}
+	if gw == nil {
+		t.Fatal("the bounce set no gateway cookie")
+	}
+	// Back with the cookie: allowed, no second bounce.
+	resp = fx.authAsk("", "GET", "/private/x?q=1", with(navigation, "X-Test-User", "user_1", "Cookie", GatewayCookie+"="+gw.Value))
+	if resp.StatusCode != 200 {
+		t.Errorf("with the cookie: %d", resp.StatusCode)
+	}
+	// A browser that drops cookies is not bounced forever.
+	resp = fx.authAsk("", "GET", "/private/x", with(navigation, "X-Test-User", "user_1", "Cookie", bounceCookie+"=1"))
+	if resp.StatusCode != 200 {
+		t.Errorf("after a bounce: %d", resp.StatusCode)
+	}
+}
