@@ -1,0 +1,232 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireTool finds an external tool, or skips the test (fails under
+// TOLLGATE_REQUIRE_TOOLS=1, as in CI).
+func requireTool(t *testing.T, name string, paths ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("%s not found: install it (apt-get install -y %s) to run this test", name, name)
+	if os.Getenv("TOLLGATE_REQUIRE_TOOLS") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// nginxConf is the auth_request setup the README documents, with the
+// addresses of this test.
+const nginxConf = `
+daemon off;
+master_process off;
+worker_processes 1;
+pid {{DIR}}/nginx.pid;
+error_log {{DIR}}/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path {{DIR}}/body;
+  proxy_temp_path {{DIR}}/proxy;
+  fastcgi_temp_path {{DIR}}/fastcgi;
+  uwsgi_temp_path {{DIR}}/uwsgi;
+  scgi_temp_path {{DIR}}/scgi;
+
+  server {
+    listen 127.0.0.1:{{PORT}};
+
+    # Ask tollgate about every request.
+    location = /_tollgate_auth {
+      internal;
+      proxy_pass {{GATEWAY}}/.tollgate/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-Host $host;
+    }
+    # tollgate's own pages and webhooks.
+    location /.tollgate/ {
+      proxy_pass {{GATEWAY}};
+    }
+    location / {
+      auth_request /_tollgate_auth;
+      auth_request_set $tg_user $upstream_http_x_tollgate_user;
+      auth_request_set $tg_org $upstream_http_x_tollgate_org;
+      auth_request_set $tg_plan $upstream_http_x_tollgate_plan;
+      auth_request_set $tg_status $upstream_http_x_tollgate_status;
+      auth_request_set $tg_route $upstream_http_x_tollgate_route;
+      auth_request_set $tg_location $upstream_http_x_tollgate_location;
+      error_page 401 = @tollgate_401;
+      error_page 403 = @tollgate_403;
+      # Set (or, when empty, remove) the identity headers: a client's own
+      # X-Tollgate-* never reach the app.
+      proxy_set_header X-Tollgate-User $tg_user;
+      proxy_set_header X-Tollgate-Org $tg_org;
+      proxy_set_header X-Tollgate-Plan $tg_plan;
+      proxy_set_header X-Tollgate-Status $tg_status;
+      proxy_set_header X-Tollgate-Route $tg_route;
+      proxy_pass {{APP}};
+    }
+    location @tollgate_401 {
+      add_header Cache-Control no-store always;
+      if ($tg_location) { return 302 $tg_location; }
+      return 401;
+    }
+    location @tollgate_403 {
+      add_header Cache-Control no-store always;
+      if ($tg_location) { return 303 $tg_location; }
+      return 403;
+    }
+  }
+}
+`
+
+func startNginx(t *testing.T, gateway, app string) string {
+	t.Helper()
+	bin := requireTool(t, "nginx", "/usr/sbin/nginx")
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gateway, "{{APP}}", app).Replace(nginxConf)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	base := "http://127.0.0.1:" + port
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			c.Close()
+			return base
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx did not start: %v\n%s", err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// outcome reduces an answer to what a visitor experiences, so proxy mode
+// and nginx mode can be compared: who the app saw, or where they were sent.
+func outcome(t *testing.T, c *http.Client, base, path string, hdr map[string]string) string {
+	t.Helper()
+	resp := get(t, c, base+path, hdr)
+	switch {
+	case resp.StatusCode == 200:
+		return "200 user=" + resp.Header.Get("X-Demo-User") + readUser(t, resp)
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		loc := resp.Header.Get("Location")
+		switch {
+		case strings.Contains(loc, "/sign-in"):
+			return "sign-in"
+		case strings.Contains(loc, "/v1/client/handshake"):
+			return "handshake"
+		case strings.Contains(loc, "/.tollgate/upgrade"):
+			return "upgrade"
+		case strings.Contains(loc, "/.tollgate/session"):
+			return "session-bounce"
+		}
+		return fmt.Sprintf("redirect %s", loc)
+	}
+	return fmt.Sprint(resp.StatusCode)
+}
+
+// readUser pulls the user the app saw out of whoami's JSON, if that is
+// what was fetched.
+func readUser(t *testing.T, resp *http.Response) string {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		return ""
+	}
+	b := readBody(t, resp)
+	return between(b, `"user":"`, `"`)
+}
+
+func TestNginx_AuthRequestEnforcesTheSameRulesAsProxyMode(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	front := startNginx(t, d.URL, d.AppURL)
+
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	anon := noRedirects(nil)
+
+	// Sign in, and pass the gateway-cookie bounce once, through nginx.
+	signIn(t, d, jar, "user_ada")
+	resp := get(t, c, front+"/settings/", page)
+	if resp.StatusCode == http.StatusFound && strings.Contains(resp.Header.Get("Location"), "/.tollgate/session") {
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		resp = get(t, c, front+loc.RequestURI(), page)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("session bounce: %d", resp.StatusCode)
+		}
+	}
+
+	cases := []struct {
+		name   string
+		client *http.Client
+		path   string
+		hdr    map[string]string
+	}{
+		{"public page", anon, "/", page},
+		{"signed-out page load", anon, "/settings/", page},
+		{"signed-out API call", anon, "/api/v1/whoami", api},
+		{"spoofed identity header, signed out", anon, "/api/v1/whoami", withHeader(api, "X-Tollgate-User", "user_evil")},
+		{"signed-in API call", c, "/api/v1/whoami", withHeader(api, "X-Tollgate-User", "user_evil")},
+		{"signed-in page", c, "/settings/", page},
+		{"unpaid page load", c, "/routes/415VNA/", page},
+		{"unpaid API call", c, "/routes/415VNA/x.json", api},
+		{"denied", c, "/admin/", page},
+	}
+	for _, tc := range cases {
+		proxyMode := outcome(t, tc.client, d.URL, tc.path, tc.hdr)
+		nginxMode := outcome(t, tc.client, front, tc.path, tc.hdr)
+		// nginx turns tollgate's 402 into the 403 auth_request allows.
+		if proxyMode == "402" {
+			proxyMode = "403"
+		}
+		if proxyMode != nginxMode {
+			t.Errorf("%s: proxy mode %q, nginx mode %q", tc.name, proxyMode, nginxMode)
+		}
+		if strings.Contains(nginxMode, "user_evil") {
+			t.Errorf("%s: a spoofed header reached the app through nginx", tc.name)
+		}
+	}
+	if got := outcome(t, c, front, "/api/v1/whoami", api); got != "200 user=user_ada" {
+		t.Errorf("signed in through nginx: %q", got)
+	}
+}
