@@ -61,28 +61,33 @@ type Options struct {
 	Observer     Observer          // nil: no metrics
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
-	Logger       *slog.Logger      // nil: discard
-	Now          func() time.Time  // nil: time.Now
+	// Previous is the server this one replaces on a config reload: its
+	// upstream connections, and (when the session settings are unchanged)
+	// its gateway sessions, revocations and Clerk answers carry over.
+	Previous *Server
+	Logger   *slog.Logger     // nil: discard
+	Now      func() time.Time // nil: time.Now
 }
 
 // Server is the gateway: tollgate's own endpoints, the gate, and the
 // reverse proxy to the upstream.
 type Server struct {
-	cfg      *Config
-	auth     Authenticator
-	portal   AccountPortal
-	ents     EntitlementSource
-	billing  Billing
-	prices   PriceCatalog
-	seen     SeenRecorder
-	obs      Observer
-	gw       *gatewaySessions // nil when no session.secret (no gated routes)
-	upstream *httputil.ReverseProxy
-	internal *http.ServeMux
-	pages    *pages
-	log      *slog.Logger
-	now      func() time.Time
-	prefix   string
+	cfg       *Config
+	auth      Authenticator
+	portal    AccountPortal
+	ents      EntitlementSource
+	billing   Billing
+	prices    PriceCatalog
+	seen      SeenRecorder
+	obs       Observer
+	gw        *gatewaySessions // nil when no session.secret (no gated routes)
+	upstream  *httputil.ReverseProxy
+	internal  *http.ServeMux
+	transport http.RoundTripper
+	pages     *pages
+	log       *slog.Logger
+	now       func() time.Time
+	prefix    string
 }
 
 // New builds a Server from validated options.
@@ -101,8 +106,11 @@ func New(o Options) (*Server, error) {
 	if s.prefix == "" {
 		s.prefix = "/.tollgate"
 	}
-	if cfg.Session.Secret != "" {
-		gw, err := newGatewaySessions(cfg.Session, cfg.PublicURL.Scheme == "https", o.Sessions)
+	secure := cfg.PublicURL.Scheme == "https"
+	if prev := o.Previous; prev != nil && prev.gw != nil && prev.cfg.Session == cfg.Session && prev.gw.secure == secure {
+		s.gw = prev.gw
+	} else if cfg.Session.Secret != "" {
+		gw, err := newGatewaySessions(cfg.Session, secure, o.Sessions)
 		if err != nil {
 			return nil, err
 		}
@@ -114,9 +122,13 @@ func New(o Options) (*Server, error) {
 	}
 	s.pages = p
 	transport := o.Transport
+	if transport == nil && o.Previous != nil {
+		transport = o.Previous.transport
+	}
 	if transport == nil {
 		transport = defaultTransport()
 	}
+	s.transport = transport
 	s.upstream = newUpstream(cfg.Upstream, cfg.TrustedProxies, transport, s.log, s.writeError, s.obs)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err

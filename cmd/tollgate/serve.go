@@ -9,7 +9,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
@@ -45,8 +51,36 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, *configPath, gw, logger)
 	logger.Info("tollgate serving", "version", version, "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String(), "upstream", cfg.Upstream.String())
 	return serveUntilDone(ctx, ln, gw.Handler, logger)
+}
+
+// reloadOnHUP re-reads the config on every SIGHUP; a bad one is refused
+// and logged, and the running config keeps serving.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, gw *gateway, logger *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := proxy.LoadConfig(path)
+		if err == nil {
+			err = gw.Reload(cfg)
+		}
+		if err != nil {
+			logger.Error("config reload refused; the running config keeps serving", "err", err)
+			continue
+		}
+		for _, w := range cfg.Warnings {
+			logger.Warn("config", "warning", w)
+		}
+		logger.Info("config reloaded", "routes", len(cfg.Routes.Rules), "plans", len(cfg.Plans))
+	}
 }
 
 func newLogger(w io.Writer, format string) *slog.Logger {
@@ -91,6 +125,10 @@ type gateway struct {
 	Clerk   *clerk.Client   // nil without Clerk
 	Cache   *proxy.EntitlementCache
 	Metrics *metrics.Metrics
+	current atomic.Pointer[proxy.Server] // swapped by Reload
+	opts    proxy.Options                // how the current server was built
+	revoker *lateRevoker
+	reloads sync.Mutex
 	closers []func() error
 	stop    context.CancelFunc // ends the background loops
 	bg      sync.WaitGroup
@@ -181,9 +219,73 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		return nil, err
 	}
 	revoker.set(srv)
-	g.Handler, g.Server = srv, srv
+	g.opts, g.revoker = opts, revoker
+	g.current.Store(srv)
+	g.Server = srv
+	g.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.current.Load().ServeHTTP(w, r) })
 	ok = true
 	return g, nil
+}
+
+// Reload swaps in a new config's routes, plans and pages without dropping a
+// connection: requests in flight finish on the old server, new ones get the
+// new one. Settings that need a restart (listeners, keys, secrets, the
+// store) must be unchanged, or the new config is refused and the old one
+// keeps serving.
+func (g *gateway) Reload(cfg *proxy.Config) error {
+	g.reloads.Lock()
+	defer g.reloads.Unlock()
+	old := g.opts.Config
+	if err := restartOnlyChanges(old, cfg); err != nil {
+		return err
+	}
+	opts := g.opts
+	opts.Config = cfg
+	opts.Previous = g.current.Load()
+	srv, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	if g.Billing != nil {
+		g.Billing.SetPlans(cfg.Plans)
+	}
+	g.opts = opts
+	g.opts.Previous = nil
+	g.current.Store(srv)
+	g.revoker.set(srv)
+	g.Server = srv
+	return nil
+}
+
+// restartOnlyChanges names the settings a reload cannot apply.
+func restartOnlyChanges(old, cfg *proxy.Config) error {
+	var keys []string
+	if old.Listen != cfg.Listen {
+		keys = append(keys, "listen")
+	}
+	if old.PublicURL.String() != cfg.PublicURL.String() {
+		keys = append(keys, "public_url")
+	}
+	if old.InternalPrefix != cfg.InternalPrefix {
+		keys = append(keys, "internal_prefix")
+	}
+	if !reflect.DeepEqual(old.Clerk, cfg.Clerk) {
+		keys = append(keys, "clerk")
+	}
+	if old.Stripe.SecretKey != cfg.Stripe.SecretKey || old.Stripe.APIURL != cfg.Stripe.APIURL ||
+		!reflect.DeepEqual(old.Stripe.WebhookSecrets, cfg.Stripe.WebhookSecrets) {
+		keys = append(keys, "stripe")
+	}
+	if old.Store != cfg.Store {
+		keys = append(keys, "store")
+	}
+	if !reflect.DeepEqual(old.Admin, cfg.Admin) {
+		keys = append(keys, "admin")
+	}
+	if len(keys) > 0 {
+		return fmt.Errorf("reload refused: %s changed; restart tollgate to apply", strings.Join(keys, ", "))
+	}
+	return nil
 }
 
 // lateRevoker forwards revocations to the server once it is built.

@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	stripe "github.com/stripe/stripe-go/v76"
@@ -126,7 +127,7 @@ type Billing struct {
 	dir     Directory
 	log     *slog.Logger
 	now     func() time.Time
-	plans   []proxy.Plan
+	plans   atomic.Pointer[[]proxy.Plan] // swapped on a config reload
 	grace   time.Duration
 	secrets []string
 	public  string // public URL without a trailing slash
@@ -180,7 +181,6 @@ func New(cfg Config) (*Billing, error) {
 		dir:          cfg.Directory,
 		log:          cfg.Logger,
 		now:          cfg.Now,
-		plans:        cfg.Plans,
 		grace:        cfg.PastDueGrace,
 		public:       strings.TrimSuffix(cfg.PublicURL.String(), "/"),
 		prefix:       "/" + strings.Trim(cfg.InternalPrefix, "/"),
@@ -233,7 +233,18 @@ func New(cfg Config) (*Billing, error) {
 			}
 		}
 	}
+	b.SetPlans(cfg.Plans)
 	return b, nil
+}
+
+// Plans returns the plans prices are mapped to.
+func (b *Billing) Plans() []proxy.Plan { return *b.plans.Load() }
+
+// SetPlans replaces the plans (a config reload): later syncs and checkouts
+// map prices with them.
+func (b *Billing) SetPlans(plans []proxy.Plan) {
+	p := append([]proxy.Plan(nil), plans...)
+	b.plans.Store(&p)
 }
 
 // Ready checks that Stripe answers an authenticated call (one price).
@@ -267,7 +278,7 @@ func (b *Billing) Price(id string) (proxy.Price, bool) {
 // then in the background, never per request.
 func (b *Billing) RefreshPrices(ctx context.Context) error {
 	fees := map[string]bool{}
-	for _, p := range b.plans {
+	for _, p := range b.Plans() {
 		if p.TrialFeePrice != "" {
 			fees[p.TrialFeePrice] = true
 		}

@@ -221,7 +221,7 @@ func (b *Billing) subscription(s *stripe.Subscription, customerID string, now ti
 
 // planFor is the key of the first configured plan listing one of prices.
 func (b *Billing) planFor(prices []string) string {
-	for _, p := range b.plans {
+	for _, p := range b.Plans() {
 		for _, id := range prices {
 			if slices.Contains(p.Prices, id) {
 				return p.Key
