@@ -69,9 +69,10 @@ func newPages(brand PagesConfig, prefix string) (*pages, error) {
 	}
 	// The accent colour is validated as #rrggbb by the config, so it is safe
 	// to put into the stylesheet, which keeps the pages free of inline CSS
-	// and their Content-Security-Policy strict.
+	// and their Content-Security-Policy strict. It goes last, so that it
+	// wins over the stylesheet's own default.
 	if brand.AccentColor != "" {
-		css = append([]byte(":root { --accent: "+brand.AccentColor+"; }\n"), css...)
+		css = append(css[:len(css):len(css)], "\n:root { --accent: "+brand.AccentColor+"; }\n"...)
 	}
 	js, err := fs.ReadFile(files, "pages/finishing.js")
 	if err != nil {
@@ -102,13 +103,21 @@ func (p *pages) render(w http.ResponseWriter, r *http.Request, code int, name st
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src https: data:; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", pagesCSP)
 	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(code)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
 	}
 }
+
+// pagesCSP is the Content-Security-Policy of every built-in page: no inline
+// script or style. Browsers apply form-action to the redirects a form
+// submission follows too, so it must allow where checkout and the billing
+// portal send the visitor: Stripe (https) or, in `tollgate demo` and local
+// development, the Stripe sandbox on a loopback port.
+const pagesCSP = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src https: data:; " +
+	"form-action 'self' https: http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'"
 
 func (p *pages) serveCSS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")

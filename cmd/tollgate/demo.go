@@ -69,15 +69,22 @@ tollgate demo is running. Open %[1]s/
   Sandbox   %[3]s   (stands in for Clerk's sign-in)
             %[4]s   (stands in for Stripe's Checkout and billing portal)
 
-Things to try:
-  1. %[1]s/               a public page: passes straight through.
-  2. %[1]s/settings/      signed_in: sends you to the sandbox sign-in; pick a
-                          demo user and you come back signed in, with the
-                          X-Tollgate-User header the app received on show.
-  3. %[1]s/app/           an app page whose fetch() calls keep working after
-                          the 60-second Clerk token expires (the __tollgate
-                          gateway session carries them).
-  Also: %[1]s/routes/415VNA/ is a paid route, %[1]s/admin/ is denied (403).
+Three things to try:
+  1. %[1]s/settings/
+     A signed_in route. You are sent to the sandbox sign-in; pick Ada and you
+     come back signed in. The page shows the X-Tollgate-User header the
+     unmodified app received from the gateway.
+  2. %[1]s/routes/415VNA/
+     A paid route. Signed in without a plan, you land on the upgrade page
+     (Pro, $12.00/month, 7-day trial for $1.00). Start the trial, "pay" on
+     the sandbox Checkout page, and you are back on the same route with
+     access (plan pro, status trialing) before any webhook arrives.
+  3. %[1]s/.tollgate/account
+     Your plan, status and trial end. "Manage billing" opens the sandbox
+     portal: cancel at period end, then move the sandbox clock 8 days on;
+     Stripe's webhook ends access and the route sends you to upgrade again.
+  Also: %[1]s/app/ keeps its fetch() calls working after the 60-second Clerk
+  token expires; %[1]s/admin/ is denied (403); the public %[1]s/ passes as is.
 
 Press Ctrl+C to stop.
 `, d.URL, d.AppURL, d.ClerkURL, d.StripeURL)

@@ -40,6 +40,7 @@ type subscriptionRecord struct {
 	CancelAtPeriodEnd bool      `json:"cancel_at_period_end,omitempty"`
 	PastDueSince      time.Time `json:"past_due_since,omitzero"`
 	SyncedAt          time.Time `json:"synced_at,omitzero"`
+	Comp              bool      `json:"comp,omitempty"`
 }
 
 func toRecords(subs []proxy.Subscription) []subscriptionRecord {
@@ -59,6 +60,7 @@ func toRecords(subs []proxy.Subscription) []subscriptionRecord {
 			CancelAtPeriodEnd: s.CancelAtPeriodEnd,
 			PastDueSince:      utc(s.PastDueSince),
 			SyncedAt:          utc(s.SyncedAt),
+			Comp:              s.Comp,
 		}
 	}
 	return out
@@ -81,6 +83,7 @@ func fromRecords(recs []subscriptionRecord) []proxy.Subscription {
 			CancelAtPeriodEnd: r.CancelAtPeriodEnd,
 			PastDueSince:      r.PastDueSince,
 			SyncedAt:          r.SyncedAt,
+			Comp:              r.Comp,
 		}
 	}
 	return out
@@ -197,35 +200,61 @@ func unlinkSubject(subjects *bbolt.Bucket, subjectKey, customerID string) error 
 }
 
 // Entitlements implements proxy.EntitlementSource: the subscriptions of the
-// subject's customer. (nil, nil) when no customer is linked to the subject;
-// a linked customer with no subscriptions gives non-nil Entitlements
+// subject's customer, then the subject's comps that are neither revoked nor
+// expired (as Comp subscriptions; the decision re-checks their expiry).
+// (nil, nil) when no customer is linked to the subject and it holds no
+// comp; a linked customer with no subscriptions gives non-nil Entitlements
 // carrying its CustomerID.
 func (s *Store) Entitlements(ctx context.Context, subject proxy.Subject) (*proxy.Entitlements, error) {
 	var ents *proxy.Entitlements
+	now := s.now()
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		subjects, err := bucket(tx, bucketSubjects)
+		var err error
+		ents, err = customerEntitlements(tx, subject)
 		if err != nil {
 			return err
 		}
-		key := subject.String()
-		customerID := string(subjects.Get([]byte(key)))
-		if customerID == "" {
-			return nil
-		}
-		rec, ok, err := getCustomer(tx, customerID)
-		if err != nil {
-			return err
-		}
-		if ok && rec.Subject != key {
-			return nil // a dangling link grants nothing
-		}
-		ents = rec.entitlements(subject, customerID)
-		return nil
+		ents, err = withComps(tx, subject, ents, now)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bolt: entitlements %s: %w", subject, err)
 	}
 	return ents, nil
+}
+
+// customerEntitlements reads what subject holds through its customer: nil
+// when it has none (or only a dangling link).
+func customerEntitlements(tx *bbolt.Tx, subject proxy.Subject) (*proxy.Entitlements, error) {
+	customerID, rec, ok, err := linkedCustomer(tx, subject)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return rec.entitlements(subject, customerID), nil
+}
+
+// linkedCustomer returns the subject's customer and its record; ok is false
+// when there is none, or the link dangles (the customer names another
+// subject). A linked customer without a record yet (linked at checkout,
+// never synced) is ok with an empty record.
+func linkedCustomer(tx *bbolt.Tx, subject proxy.Subject) (string, customerRecord, bool, error) {
+	subjects, err := bucket(tx, bucketSubjects)
+	if err != nil {
+		return "", customerRecord{}, false, err
+	}
+	key := subject.String()
+	customerID := string(subjects.Get([]byte(key)))
+	if customerID == "" {
+		return "", customerRecord{}, false, nil
+	}
+	rec, ok, err := getCustomer(tx, customerID)
+	if err != nil {
+		return "", customerRecord{}, false, err
+	}
+	if ok && rec.Subject != key {
+		return "", customerRecord{}, false, nil // a dangling link grants nothing
+	}
+	return customerID, rec, true, nil
 }
 
 // CustomerOf returns the Stripe customer linked to subject ("" when none).
@@ -303,10 +332,15 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 // TrialEnd) is remembered for good (HadTrial). A Deleted state drops the
 // customer's subscriptions and links.
 //
+// Each subscription that is new or whose status, plan, period end or
+// cancel-at-period-end changed gets a history entry (History), in the same
+// transaction.
+//
 // It returns the subject the customer belongs to and that subject's new
-// Entitlements, for the caller to write through its cache; a zero subject
-// when the customer has none. For a deleted customer it returns the subject
-// that just lost it, with nil Entitlements. A subject displaced by a relink
+// Entitlements (its active comps included), for the caller to write through
+// its cache; a zero subject when the customer has none. For a deleted
+// customer it returns the subject that just lost it, with nil Entitlements
+// unless the subject holds comps. A subject displaced by a relink
 // is not returned: callers that care read SubjectOf first (they hold the
 // customer's lock) and drop it from their cache.
 //
@@ -324,9 +358,10 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 			return proxy.Subject{}, nil, wrap(err)
 		}
 	}
+	now := s.now()
 	syncedAt := state.SyncedAt
 	if syncedAt.IsZero() {
-		syncedAt = s.now()
+		syncedAt = now
 	}
 	var (
 		subject proxy.Subject
@@ -346,7 +381,8 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 		if state.Deleted && !known {
 			return nil // nothing to drop, and no tombstone for a customer never seen
 		}
-		merged := proxy.MergeSubscriptions(fromRecords(rec.Subscriptions), state.Subscriptions, syncedAt)
+		old := fromRecords(rec.Subscriptions)
+		merged := proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt)
 		rec.HadTrial = rec.HadTrial || hadTrial(merged)
 		if state.Email != "" {
 			rec.Email = state.Email
@@ -366,10 +402,19 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 				}
 			}
 			rec.Subject, rec.Subscriptions, rec.Deleted = "", nil, true
-			return putCustomer(tx, state.CustomerID, &rec)
+			if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
+				return err
+			}
+			if subject.ID != "" {
+				ents, err = withComps(tx, subject, nil, now)
+			}
+			return err
 		}
 		rec.Deleted = false
 		rec.Subscriptions = toRecords(merged)
+		if err := appendHistory(tx, state.CustomerID, syncedAt, changedSubscriptions(old, merged)); err != nil {
+			return err
+		}
 		if setSubject {
 			if err := link(tx, state.Subject, state.CustomerID, &rec); err != nil {
 				return err
@@ -382,9 +427,9 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 			if subject, err = parseSubject(rec.Subject); err != nil {
 				return err
 			}
-			ents = rec.entitlements(subject, state.CustomerID)
+			ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID), now)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return proxy.Subject{}, nil, wrap(err)
