@@ -40,8 +40,9 @@ type demo struct {
 	logger    *slog.Logger
 	dir       string // the demo's store lives here, removed on Close
 
-	webhookSecret      string // the sandbox signs Stripe webhooks with it
-	clerkWebhookSecret string // Svix secret of the Clerk webhook endpoint (tests sign with it)
+	webhookSecret      string            // the sandbox signs Stripe webhooks with it
+	clerkWebhookSecret string            // Svix secret of the Clerk webhook endpoint (tests sign with it)
+	env                map[string]string // what ${VAR} in demo.yaml expanded to
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -174,6 +175,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		"STRIPE_WEBHOOK_SECRET":   webhookSecret,
 		"CLERK_WEBHOOK_SECRET":    d.clerkWebhookSecret,
 	}
+	d.env = env
 	cfg, err := proxy.ParseConfig("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
 	if err != nil {
 		return nil, err

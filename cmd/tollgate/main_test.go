@@ -509,3 +509,33 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+func TestCheckOnline_AgainstTheSandbox(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	for k, v := range d.env {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, demoConfig, 0o600)
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"check", "-online", "-config", good}, &out, &errb); err != nil {
+		t.Fatalf("check -online: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"clerk: keys work", "stripe: key works", "warning: keys mixed: a Clerk live instance with a Stripe test key"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, bytes.Replace(demoConfig, []byte("price_demo_team_monthly"), []byte("price_nope"), 1), 0o600)
+	err := run(t.Context(), []string{"check", "-online", "-config", bad}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "price_nope") {
+		t.Errorf("a missing price: %v", err)
+	}
+	fee := filepath.Join(dir, "fee.yaml")
+	os.WriteFile(fee, bytes.Replace(demoConfig, []byte("trial_fee_price: price_demo_trial_fee"), []byte("trial_fee_price: price_demo_pro_monthly"), 1), 0o600)
+	if err := run(t.Context(), []string{"check", "-online", "-config", fee}, &out, &errb); err == nil {
+		t.Errorf("a recurring trial fee passed -online")
+	}
+}
