@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -189,4 +190,87 @@ func between(s, start, end string) string {
 		return ""
 	}
 	return s[:j]
+}
+
+// subscribe takes the signed-in visitor in c through Checkout for plan pro
+// and returns the subscription ID the sandbox portal shows.
+func subscribe(t *testing.T, d *demo, c *http.Client) string {
+	t.Helper()
+	resp := form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"pro"}, "return": {"/routes/415VNA/"}})
+	payURL := resp.Header.Get("Location")
+	resp = form(t, c, payURL, url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	if resp = get(t, c, resp.Header.Get("Location"), page); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("checkout return: %d", resp.StatusCode)
+	}
+	resp = form(t, c, d.URL+"/.tollgate/billing", nil)
+	portal := readBody(t, get(t, c, resp.Header.Get("Location"), page))
+	id := between(portal, `name="subscription" value="`, `"`)
+	if id == "" {
+		t.Fatal("no subscription in the portal")
+	}
+	return id
+}
+
+// TestDemo_StatusChangesByWebhookAndCatchUp drives Stripe statuses through
+// real signed webhooks: canceled, unpaid and incomplete_expired end access,
+// past_due keeps it (no grace configured); an event whose delivery failed
+// while the gateway was unreachable is caught up from Stripe's Events API.
+func TestDemo_StatusChangesByWebhookAndCatchUp(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	subID := subscribe(t, d, c)
+	waitWebhooks(t, d)
+	route := d.URL + "/routes/415VNA/"
+	access := func() int { return get(t, c, route, api).StatusCode }
+	if got := access(); got != 200 {
+		t.Fatalf("subscribed: %d", got)
+	}
+	for _, tc := range []struct {
+		status string
+		want   int
+	}{
+		{"past_due", 200},
+		{"active", 200},
+		{"unpaid", 402},
+		{"active", 200},
+		{"incomplete_expired", 402},
+		{"active", 200},
+	} {
+		d.Stripe.SetSubscriptionStatus(subID, tc.status)
+		waitWebhooks(t, d)
+		if got := access(); got != tc.want {
+			t.Errorf("after %s by webhook: %d, want %d", tc.status, got, tc.want)
+		}
+	}
+
+	// The gateway is unreachable while Stripe cancels: delivery fails.
+	d.Stripe.SetRetryDelays(time.Millisecond)
+	down := httptestServer(t, http.StatusServiceUnavailable)
+	d.Stripe.SetWebhook(down, d.webhookSecret)
+	d.Stripe.SetSubscriptionStatus(subID, "canceled")
+	waitWebhooks(t, d)
+	if got := access(); got != 200 {
+		t.Fatalf("the missed event already changed access: %d", got)
+	}
+	n, err := d.gateway.Billing.CatchUp(t.Context())
+	if err != nil || n == 0 {
+		t.Fatalf("catch-up: %d events, %v", n, err)
+	}
+	if got := access(); got != 402 {
+		t.Errorf("after catching up on the missed cancellation: %d, want 402", got)
+	}
+	// A second catch-up finds the events already processed: no work, no change.
+	if _, err := d.gateway.Billing.CatchUp(t.Context()); err != nil {
+		t.Errorf("second catch-up: %v", err)
+	}
+}
+
+// httptestServer answers every request with code, on loopback.
+func httptestServer(t *testing.T, code int) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(code) }))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -484,10 +484,19 @@ func refreshPrices(ctx context.Context, b *stripe.Billing, log *slog.Logger) {
 	}
 }
 
-// reconcile lists every subscription account-wide (not a call per customer)
-// at start when the store is empty, then every six hours, jittered, so
-// missed webhooks cannot leave state wrong for long.
+// reconcile first processes the events Stripe failed to deliver while
+// tollgate was away, then lists every subscription account-wide (not a call
+// per customer) at start when the store is empty and every six hours,
+// jittered, so missed webhooks cannot leave state wrong for long.
 func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, log *slog.Logger) {
+	catchUp := func() {
+		if n, err := b.CatchUp(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("stripe: catching up on undelivered events", "err", err, "processed", n)
+		} else if n > 0 {
+			log.Info("stripe: caught up on undelivered events", "processed", n)
+		}
+	}
+	catchUp()
 	first := true
 	for {
 		wait := 6*time.Hour + time.Duration(rand.Int64N(int64(30*time.Minute)))
@@ -508,6 +517,7 @@ func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, log *s
 			continue
 		}
 		log.Info("stripe: reconciled", "customers", n)
+		catchUp()
 	}
 }
 

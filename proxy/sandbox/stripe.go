@@ -445,6 +445,16 @@ func (s *Stripe) SetBaseURL(u string) {
 // SecretKey is the API key the sandbox accepts.
 func (s *Stripe) SecretKey() string { return s.secret }
 
+// SetRetryDelays sets the waits between webhook delivery attempts (tests
+// that make deliveries fail want them short).
+func (s *Stripe) SetRetryDelays(d ...time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(d) > 0 {
+		s.retryDelays = append([]time.Duration(nil), d...)
+	}
+}
+
 // SetWebhook sets the one endpoint events are delivered to, signed with
 // secret (whsec_…). Events created afterwards are delivered; an empty url
 // stops delivery of new events.
