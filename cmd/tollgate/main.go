@@ -56,6 +56,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCheck(args, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
+	case "users":
+		return runUsers(ctx, args, stdout, stderr)
+	case "sync":
+		return runSync(ctx, args, stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args, stdout, stderr)
 	case "version":
@@ -75,6 +81,12 @@ Usage:
   tollgate [serve] -config FILE   run the gateway
   tollgate check [-config FILE]   validate a config file and report warnings
   tollgate demo [-addr ADDR]      run a local demo: app, sandbox Clerk and Stripe, gateway
+  tollgate users [-config FILE] [-status S] [-plan P] [--json|--csv]
+                                  list users with their customer, plan and status (asks the running gateway)
+  tollgate sync [-config FILE] [-customer cus_…|-user user_…]
+                                  re-read one customer, or all, from Stripe (asks the running gateway)
+  tollgate backup [-config FILE] -o FILE
+                                  a consistent copy of the store, from the running gateway
   tollgate healthcheck [-config FILE]  exit 0 if the gateway answers (Docker HEALTHCHECK)
   tollgate version                print the version
 `

@@ -47,6 +47,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer gw.Close()
+	stopAdmin, err := serveAdmin(ctx, cfg, gw, logger)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin() // before gw.Close: the admin listener and its syncs end before the store closes
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -1,0 +1,471 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/admin"
+	"github.com/tollgate/tollgate/proxy/bolt"
+)
+
+// The admin commands (users, sync, backup) talk to a running gateway's
+// admin listener, found from its config (admin.listen, admin.token): the
+// store has one writer, the gateway.
+
+// usersPageSize is how many users the CLI asks for per request.
+const usersPageSize = 500
+
+// adminClient calls the admin API of a running gateway.
+type adminClient struct {
+	base   string // http://host:port
+	token  string
+	config string // the config file, for messages
+	hc     *http.Client
+}
+
+// newAdminClient reads the config for the admin listener's address and
+// token.
+func newAdminClient(configPath string) (*adminClient, error) {
+	cfg, err := proxy.LoadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Admin.Listen == "" {
+		return nil, fmt.Errorf("%s: admin.listen is not set: this command talks to a running gateway's admin listener", configPath)
+	}
+	if cfg.Admin.Token == "" {
+		return nil, fmt.Errorf("%s: admin.token is empty (if it names an environment variable, set it in this shell too): the admin API needs it", configPath)
+	}
+	return &adminClient{base: "http://" + dialable(cfg.Admin.Listen), token: cfg.Admin.Token, config: configPath, hc: &http.Client{}}, nil
+}
+
+// cliActor names the person at the terminal in the gateway's audit trail.
+func cliActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}
+
+// do sends one request and returns the response when its status is want;
+// any other status becomes an error carrying the API's message.
+func (c *adminClient) do(ctx context.Context, method, path string, body io.Reader, want int) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set(admin.ActorHeader, cliActor())
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API at %s (is the gateway running? admin.listen in %s): %w", c.base, c.config, err)
+	}
+	if resp.StatusCode == want {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error string `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	msg := strings.TrimSpace(string(b))
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		msg += fmt.Sprintf(" (is admin.token in %s the running gateway's?)", c.config)
+	}
+	return nil, fmt.Errorf("admin API: %s %s: %d %s: %s", method, path, resp.StatusCode, http.StatusText(resp.StatusCode), msg)
+}
+
+// getJSON GETs path and decodes the JSON answer into v.
+func (c *adminClient) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("admin API: %s: %w", path, err)
+	}
+	return nil
+}
+
+// users fetches every user matching status and plan, page after page.
+func (c *adminClient) users(ctx context.Context, status, plan string, pageSize int) ([]admin.User, error) {
+	var all []admin.User
+	after := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+		for k, v := range map[string]string{"status": status, "plan": plan, "after": after} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		var page admin.UsersPage
+		if err := c.getJSON(ctx, "/api/users?"+q.Encode(), &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Users...)
+		if page.Next == "" || page.Next == after {
+			return all, nil
+		}
+		after = page.Next
+	}
+}
+
+// runUsers lists the gateway's users with their Stripe customer, plans and
+// status: a table, or --json / --csv.
+func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("users", stderr)
+	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
+	status := fs.String("status", "", "only users whose best subscription status is this (active, trialing, past_due, canceled, …, or none)")
+	plan := fs.String("plan", "", "only users holding this plan (its config key)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	asCSV := fs.Bool("csv", false, "print CSV")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *asJSON && *asCSV {
+		return fmt.Errorf("%w: --json and --csv exclude each other", errUsage)
+	}
+	c, err := newAdminClient(*configPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	users, err := c.users(ctx, *status, *plan, usersPageSize)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *asJSON:
+		return writeUsersJSON(stdout, users)
+	case *asCSV:
+		return writeUsersCSV(stdout, users)
+	}
+	return writeUsersTable(stdout, users)
+}
+
+func writeUsersJSON(w io.Writer, users []admin.User) error {
+	if users == nil {
+		users = []admin.User{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(users)
+}
+
+func writeUsersCSV(w io.Writer, users []admin.User) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"id", "kind", "email", "org_ids", "customer_id", "plans", "status", "period_end", "comp", "first_seen", "last_seen"})
+	for _, u := range users {
+		_ = cw.Write([]string{u.ID, u.Kind, u.Email, strings.Join(u.OrgIDs, ";"), u.CustomerID, strings.Join(u.Plans, ";"), u.Status,
+			rfc3339(u.PeriodEnd), strconv.FormatBool(u.Comp), rfc3339(u.FirstSeen), rfc3339(u.LastSeen)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func writeUsersTable(w io.Writer, users []admin.User) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tEMAIL\tCUSTOMER\tPLANS\tSTATUS\tPERIOD END\tLAST SEEN")
+	for _, u := range users {
+		plans := strings.Join(u.Plans, ",")
+		if u.Comp {
+			plans += " (comp)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, orDash(u.Email), orDash(u.CustomerID), orDash(plans), orDash(u.Status),
+			orDash(formatTime(u.PeriodEnd, "2006-01-02")), orDash(formatTime(u.LastSeen, "2006-01-02 15:04")))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%d users\n", len(users))
+	return err
+}
+
+func formatTime(t time.Time, layout string) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(layout)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// runSync asks the gateway to re-read one customer from Stripe now, or to
+// start a sync of all customers.
+func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("sync", stderr)
+	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
+	customer := fs.String("customer", "", "sync this Stripe customer (cus_…)")
+	userID := fs.String("user", "", "sync the Stripe customer of this Clerk user (user_…) or organisation (org_…)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *customer != "" && *userID != "" {
+		return fmt.Errorf("%w: -customer and -user exclude each other", errUsage)
+	}
+	c, err := newAdminClient(*configPath)
+	if err != nil {
+		return err
+	}
+	form := url.Values{}
+	want := http.StatusOK
+	switch {
+	case *customer != "":
+		form.Set("customer", *customer)
+	case *userID != "":
+		form.Set("user", *userID)
+	default:
+		want = http.StatusAccepted
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	resp, err := c.do(ctx, http.MethodPost, "/api/sync", strings.NewReader(form.Encode()), want)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var res admin.SyncResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return fmt.Errorf("admin API: /api/sync: %w", err)
+	}
+	if want == http.StatusAccepted {
+		fmt.Fprintln(stdout, "sync of all customers started in the gateway; its log reports when it ends")
+		return nil
+	}
+	fmt.Fprintf(stdout, "synced %s\n", res.Customer)
+	return nil
+}
+
+// runBackup saves a consistent copy of the running gateway's store to a
+// file: written to a temporary file beside it, checked to open as a store,
+// then renamed into place, so FILE is never a partial copy.
+func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	fs := newFlagSet("backup", stderr)
+	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
+	out := fs.String("o", "", "the file to write (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return fmt.Errorf("%w: -o FILE is required", errUsage)
+	}
+	c, err := newAdminClient(*configPath)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/api/backup", nil, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+
+	dir, base := filepath.Split(*out)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	n, err := io.Copy(tmp, resp.Body)
+	if err != nil {
+		return fmt.Errorf("backup: download cut short after %d bytes: %w", n, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return fmt.Errorf("backup: got %d of %d bytes", n, resp.ContentLength)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	counts, err := verifyBackup(ctx, tmp.Name())
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil { // make the rename durable
+		_ = d.Sync()
+		d.Close()
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d bytes: %d customers, %d users)\n", *out, n, counts.Customers, counts.Users)
+	return nil
+}
+
+// verifyBackup opens a downloaded copy as a store and reads it.
+func verifyBackup(ctx context.Context, path string) (bolt.Counts, error) {
+	s, err := bolt.Open(path, bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return bolt.Counts{}, fmt.Errorf("backup: the copy does not open as a store: %w", err)
+	}
+	counts, err := s.Counts(ctx)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return bolt.Counts{}, fmt.Errorf("backup: the copy does not read: %w", err)
+	}
+	return counts, nil
+}
+
+// adminHandler builds the admin listener's handler for a wired gateway:
+// health, readiness of what the gateway uses, metrics, and the admin API.
+// Syncs it starts in the background run under ctx and through background.
+func (g *gateway) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.Logger, background func(func())) (http.Handler, error) {
+	ac := admin.Config{
+		Token:      cfg.Admin.Token,
+		Plans:      g.currentPlans,
+		Logger:     logger.With("component", "admin"),
+		Context:    ctx,
+		Background: background,
+	}
+	if g.Metrics != nil {
+		ac.Metrics = g.Metrics.Handler()
+	}
+	if g.Store != nil {
+		ac.Store = g.Store
+		ac.Ready = append(ac.Ready, admin.Check{Name: "store", Run: g.Store.Ping})
+	}
+	if g.Cache != nil {
+		ac.Cache = g.Cache
+	}
+	if g.Clerk != nil {
+		ac.Ready = append(ac.Ready, admin.Check{Name: "clerk", Run: g.Clerk.Ready})
+	}
+	if g.Billing != nil {
+		ac.Billing = g.Billing
+		ac.Ready = append(ac.Ready, admin.Check{Name: "stripe", Run: (&stickyCheck{run: g.Billing.Ready}).Run})
+	}
+	return admin.New(ac)
+}
+
+// currentPlans are the plans of the config now serving (SIGHUP may change
+// them).
+func (g *gateway) currentPlans() []proxy.Plan {
+	g.reloads.Lock()
+	defer g.reloads.Unlock()
+	if g.opts.Config == nil {
+		return nil
+	}
+	return g.opts.Config.Plans
+}
+
+// stickyCheck is Stripe's readiness: "reachable or cached". A success is
+// reused for a minute (probes do not each call Stripe), and while Stripe
+// fails the gateway stays ready for 15 minutes after the last success:
+// the gate never calls Stripe, so a Stripe outage alone must not take it
+// out of a load balancer.
+type stickyCheck struct {
+	run func(context.Context) error
+
+	mu   sync.Mutex
+	ok   time.Time // last success
+	last time.Time // last call
+}
+
+func (c *stickyCheck) Run(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if !c.ok.IsZero() && now.Sub(c.ok) < time.Minute {
+		return nil
+	}
+	err := c.run(ctx)
+	c.last = now
+	if err == nil {
+		c.ok = now
+		return nil
+	}
+	if !c.ok.IsZero() && now.Sub(c.ok) < 15*time.Minute {
+		return nil
+	}
+	return err
+}
+
+// serveAdmin serves the admin listener (admin.listen) until ctx ends or
+// stop is called; without admin.listen it does nothing. stop shuts the
+// listener down and waits for the syncs it started, so call it before the
+// gateway closes its store.
+func serveAdmin(ctx context.Context, cfg *proxy.Config, g *gateway, logger *slog.Logger) (stop func() error, err error) {
+	if cfg.Admin.Listen == "" {
+		return func() error { return nil }, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	h, err := g.adminHandler(ctx, cfg, logger, func(fn func()) { bg.Go(fn) })
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("admin listen: %w", err)
+	}
+	logger.Info("admin listener", "addr", ln.Addr().String(), "api", cfg.Admin.Token != "")
+	errc := make(chan error, 1)
+	go func() {
+		err := serveUntilDone(ctx, ln, h, logger.With("component", "admin"))
+		if err != nil && ctx.Err() == nil {
+			logger.Error("admin listener stopped", "err", err)
+		}
+		errc <- err
+	}()
+	var once sync.Once
+	return func() error {
+		once.Do(cancel)
+		err := <-errc
+		bg.Wait()
+		errc <- err // a second stop returns the same
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}, nil
+}

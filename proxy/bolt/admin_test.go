@@ -1,0 +1,432 @@
+package bolt
+
+import (
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// newClockStore opens a fresh store whose clock is the returned one (at t0).
+func newClockStore(tb testing.TB) (*Store, string, *clock) {
+	tb.Helper()
+	clk := &clock{now: t0()}
+	path := filepath.Join(tb.TempDir(), "tollgate.db")
+	return openClock(tb, path, clk), path, clk
+}
+
+func openClock(tb testing.TB, path string, clk *clock) *Store {
+	tb.Helper()
+	s, err := Open(path, Options{Timeout: 100 * time.Millisecond, Now: clk.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func mustPutComp(tb testing.TB, s *Store, c Comp) {
+	tb.Helper()
+	if err := s.PutComp(tb.Context(), c); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// grants reports whether any of ents' subscriptions grants plan at now.
+func grants(ents *proxy.Entitlements, plan string, now time.Time) bool {
+	if ents == nil {
+		return false
+	}
+	for i := range ents.Subscriptions {
+		if ents.Subscriptions[i].Plan == plan && proxy.Grants(&ents.Subscriptions[i], 0, now) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestComps_GrantUntilExpiryAndRevocation(t *testing.T) {
+	s, path, clk := newClockStore(t)
+	ctx := t.Context()
+	if got := mustEntitlements(t, s, user1()); got != nil {
+		t.Fatalf("Entitlements before any comp = %+v; want nil", got)
+	}
+	comp := Comp{ID: "comp_1", Subject: user1(), Plan: "pro", ExpiresAt: t0().Add(24 * time.Hour), By: "ada", Reason: "conference speaker"}
+	mustPutComp(t, s, comp)
+
+	ents := mustEntitlements(t, s, user1())
+	want := &proxy.Entitlements{Subject: user1(), Subscriptions: []proxy.Subscription{
+		{ID: "comp_1", Plan: "pro", Status: proxy.StatusActive, CurrentPeriodEnd: t0().Add(24 * time.Hour), Comp: true}}}
+	if diff := cmp.Diff(ents, want); diff != "" {
+		t.Errorf("Entitlements with only a comp (-got +want):\n%s", diff)
+	}
+	if !grants(ents, "pro", t0().Add(time.Hour)) {
+		t.Error("the comp does not grant pro before its expiry")
+	}
+	if grants(ents, "pro", t0().Add(24*time.Hour)) {
+		t.Error("the comp still grants pro at its expiry")
+	}
+	if got := mustEntitlements(t, s, user2()); got != nil {
+		t.Errorf("user_2 got user_1's comp: %+v", got)
+	}
+
+	// Alongside a customer's subscriptions, and written through by commits.
+	state := twoSubs("cus_1", user1(), t0())
+	_, committed := mustCommit(t, s, state, "")
+	if n := len(committed.Subscriptions); n != 3 || !committed.Subscriptions[2].Comp {
+		t.Errorf("CommitCustomer returned %d subscriptions %+v; want the two from Stripe and the comp", n, committed.Subscriptions)
+	}
+	if diff := cmp.Diff(mustEntitlements(t, s, user1()), committed); diff != "" {
+		t.Errorf("stored and returned Entitlements differ (-stored +returned):\n%s", diff)
+	}
+	// The customer is deleted in Stripe: the comp still stands.
+	_, afterDelete := mustCommit(t, s, proxy.CustomerState{CustomerID: "cus_1", Deleted: true}, "")
+	if !grants(afterDelete, "pro", t0()) || len(afterDelete.Subscriptions) != 1 {
+		t.Errorf("CommitCustomer(deleted) returned %+v; want the comp alone", afterDelete)
+	}
+
+	// Expired comps are left out; the record stays.
+	clk.Set(t0().Add(25 * time.Hour))
+	if got := mustEntitlements(t, s, user1()); got != nil {
+		t.Errorf("Entitlements after the comp expired = %+v; want nil", got)
+	}
+	clk.Set(t0().Add(time.Hour))
+
+	// Revocation removes it at once, and is kept for the record.
+	if err := s.RevokeComp(ctx, "comp_1", "grace", "left the programme"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustEntitlements(t, s, user1()); grants(got, "pro", t0().Add(time.Hour)) {
+		t.Errorf("Entitlements after revocation = %+v; want no comp", got)
+	}
+	if err := s.RevokeComp(ctx, "comp_1", "someone", "again"); err != nil {
+		t.Errorf("revoking twice: %v", err)
+	}
+	if err := s.RevokeComp(ctx, "comp_nope", "x", "y"); !errors.Is(err, proxy.ErrNotFound) {
+		t.Errorf("RevokeComp(unknown) err = %v; want ErrNotFound", err)
+	}
+	if _, err := s.Comp(ctx, "comp_nope"); !errors.Is(err, proxy.ErrNotFound) {
+		t.Errorf("Comp(unknown) err = %v; want ErrNotFound", err)
+	}
+
+	// Everything survives a restart.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openClock(t, path, clk)
+	comps, err := s.Comps(ctx, user1())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantComp := comp
+	wantComp.CreatedAt = t0()
+	wantComp.Revoked, wantComp.RevokedAt, wantComp.RevokedBy, wantComp.RevokeReason = true, t0().Add(time.Hour), "grace", "left the programme"
+	if diff := cmp.Diff(comps, []Comp{wantComp}); diff != "" {
+		t.Errorf("Comps after reopen (-got +want):\n%s", diff)
+	}
+	if got, err := s.Comp(ctx, "comp_1"); err != nil || !cmp.Equal(got, wantComp) {
+		t.Errorf("Comp(comp_1) = %+v, %v; want %+v", got, err, wantComp)
+	}
+}
+
+func TestPutComp_Validates(t *testing.T) {
+	s, _ := newStore(t)
+	ok := Comp{ID: "comp_1", Subject: org1(), Plan: "team", ExpiresAt: t0()}
+	mustPutComp(t, s, ok)
+	for name, c := range map[string]Comp{
+		"no id":         {Subject: user1(), Plan: "pro", ExpiresAt: t0()},
+		"no plan":       {ID: "comp_2", Subject: user1(), ExpiresAt: t0()},
+		"no expiry":     {ID: "comp_2", Subject: user1(), Plan: "pro"},
+		"no subject":    {ID: "comp_2", Plan: "pro", ExpiresAt: t0()},
+		"other subject": {ID: "comp_1", Subject: user1(), Plan: "team", ExpiresAt: t0()},
+	} {
+		if err := s.PutComp(t.Context(), c); err == nil {
+			t.Errorf("PutComp(%s) succeeded", name)
+		}
+	}
+	if id1, id2 := NewCompID(), NewCompID(); id1 == id2 || len(id1) != len("comp_")+26 {
+		t.Errorf("NewCompID gave %q and %q", id1, id2)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	s, path, _ := newClockStore(t)
+	ctx := t.Context()
+	entries := []AuditEntry{
+		{At: t0(), Actor: "ada", Action: "comp.granted", Subject: user1(), Detail: "pro"},
+		{At: t0().Add(time.Minute), Actor: "admin-token", Action: "sync.requested", Detail: "all"},
+		{At: t0().Add(2 * time.Minute), Actor: "ada", Action: "comp.revoked", Subject: user1(), Detail: "comp_1"},
+		{At: t0().Add(2 * time.Minute), Actor: "ada", Action: "sync.requested", Subject: org1(), Detail: "cus_9"},
+	}
+	for _, e := range entries {
+		if err := s.Audit(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Audit(ctx, AuditEntry{Actor: "x"}); err == nil {
+		t.Error("Audit without an action succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path)
+	log := func(subject proxy.Subject, limit int) []AuditEntry {
+		t.Helper()
+		got, err := s.AuditLog(ctx, subject, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if diff := cmp.Diff(log(user1(), 0), []AuditEntry{entries[2], entries[0]}); diff != "" {
+		t.Errorf("AuditLog(user_1) (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(log(proxy.Subject{}, 3), []AuditEntry{entries[3], entries[2], entries[1]}); diff != "" {
+		t.Errorf("AuditLog(all, 3) (-got +want):\n%s", diff)
+	}
+	if got := log(user2(), 0); len(got) != 0 {
+		t.Errorf("AuditLog(user_2) = %+v; want none", got)
+	}
+}
+
+func TestHistory_OnChange(t *testing.T) {
+	s, path, _ := newClockStore(t)
+	ctx := t.Context()
+	if h, err := s.History(ctx, "cus_1", 0); err != nil || len(h) != 0 {
+		t.Fatalf("History before any commit = %+v, %v", h, err)
+	}
+	state := twoSubs("cus_1", user1(), t0())
+	mustCommit(t, s, state, "")
+	// The same state again: nothing changed, nothing recorded.
+	again := twoSubs("cus_1", user1(), t0())
+	again.SyncedAt = t0().Add(time.Hour)
+	mustCommit(t, s, again, "")
+	// The active one goes past due; the trial converts and renews.
+	t2 := t0().Add(2 * time.Hour)
+	changed := twoSubs("cus_1", user1(), t0())
+	changed.SyncedAt = t2
+	changed.Subscriptions[0].Status = proxy.StatusPastDue
+	changed.Subscriptions[1].Status = proxy.StatusActive
+	changed.Subscriptions[1].CurrentPeriodEnd = t2.Add(30 * 24 * time.Hour)
+	mustCommit(t, s, changed, "")
+	// The first one is no longer set to cancel at period end: a change too.
+	t3 := t0().Add(3 * time.Hour)
+	cancel := twoSubs("cus_1", user1(), t0())
+	cancel.SyncedAt = t3
+	cancel.Subscriptions = cancel.Subscriptions[:1]
+	cancel.Subscriptions[0].Status = proxy.StatusPastDue
+	cancel.Subscriptions[0].CancelAtPeriodEnd = false
+	mustCommit(t, s, cancel, "")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path)
+
+	sa, sb := state.Subscriptions[0], state.Subscriptions[1]
+	want := []HistoryEntry{
+		{At: t3, SubscriptionID: sa.ID, Plan: "pro", Status: proxy.StatusPastDue, PeriodEnd: sa.CurrentPeriodEnd},
+		{At: t2, SubscriptionID: sb.ID, Plan: "team", Status: proxy.StatusActive, PeriodEnd: t2.Add(30 * 24 * time.Hour)},
+		{At: t2, SubscriptionID: sa.ID, Plan: "pro", Status: proxy.StatusPastDue, PeriodEnd: sa.CurrentPeriodEnd, CancelAtPeriodEnd: true},
+		{At: t0(), SubscriptionID: sb.ID, Plan: "team", Status: proxy.StatusTrialing, PeriodEnd: sb.CurrentPeriodEnd},
+		{At: t0(), SubscriptionID: sa.ID, Plan: "pro", Status: proxy.StatusActive, PeriodEnd: sa.CurrentPeriodEnd, CancelAtPeriodEnd: true},
+	}
+	got, err := s.History(ctx, "cus_1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("History (-got +want):\n%s", diff)
+	}
+	if got, _ := s.History(ctx, "cus_1", 2); !cmp.Equal(got, want[:2]) {
+		t.Errorf("History(limit 2) = %+v; want the newest two", got)
+	}
+	// Another customer's history is its own, even with a prefix in common.
+	mustCommit(t, s, twoSubs("cus_10", user2(), t0()), "")
+	mustCommit(t, s, twoSubs("cus_0", proxy.Subject{Kind: proxy.SubjectUser, ID: "user_3"}, t0()), "")
+	if got, _ := s.History(ctx, "cus_1", 0); len(got) != len(want) {
+		t.Errorf("History(cus_1) has %d entries after other customers' commits; want %d", len(got), len(want))
+	}
+	if got, _ := s.History(ctx, "cus_10", 0); len(got) != 2 {
+		t.Errorf("History(cus_10) has %d entries; want 2", len(got))
+	}
+}
+
+// userStore is a store with users in every state the listing must show.
+func userStore(t *testing.T) *Store {
+	t.Helper()
+	s, _, _ := newClockStore(t)
+	ctx := t.Context()
+	sub := func(id string, st proxy.SubscriptionStatus, plan string, end time.Time) proxy.Subscription {
+		return proxy.Subscription{ID: id, Status: st, Plan: plan, CurrentPeriodEnd: end}
+	}
+	day := 24 * time.Hour
+	if err := s.RecordSeen(ctx, map[string]time.Time{"user_a": t0(), "user_b": t0(), "user_c": t0(), "user_d": t0()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutUser(ctx, User{ID: "user_a", Email: "a@example.com", OrgIDs: []string{"org_x"}}); err != nil {
+		t.Fatal(err)
+	}
+	states := []proxy.CustomerState{
+		// user_a: pro, active; and an old canceled one.
+		{CustomerID: "cus_a", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_a"}, Email: "billing-a@example.com", Subscriptions: []proxy.Subscription{
+			sub("sub_a1", proxy.StatusCanceled, "team", t0().Add(-day)), sub("sub_a2", proxy.StatusActive, "pro", t0().Add(30*day))}},
+		// user_b: canceled pro.
+		{CustomerID: "cus_b", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_b"}, Email: "b@example.com", Subscriptions: []proxy.Subscription{
+			sub("sub_b1", proxy.StatusCanceled, "pro", t0().Add(-day))}},
+		// user_e: never seen signing in, but a Stripe customer, past due.
+		{CustomerID: "cus_e", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_e"}, Email: "e@example.com", Subscriptions: []proxy.Subscription{
+			sub("sub_e1", proxy.StatusPastDue, "pro", t0().Add(day))}},
+		// org_x: team, trialing.
+		{CustomerID: "cus_x", Subject: org1x(), Email: "x@example.com", Subscriptions: []proxy.Subscription{
+			sub("sub_x1", proxy.StatusTrialing, "team", t0().Add(7*day))}},
+		// A customer linked to nobody is nobody's row.
+		{CustomerID: "cus_orphan", Subscriptions: []proxy.Subscription{sub("sub_o", proxy.StatusActive, "pro", t0().Add(day))}},
+	}
+	for _, st := range states {
+		mustCommit(t, s, st, "")
+	}
+	// user_c: a comp only; user_f: a comp only, never seen; user_d: nothing.
+	mustPutComp(t, s, Comp{ID: "comp_c", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_c"}, Plan: "pro", ExpiresAt: t0().Add(10 * day)})
+	mustPutComp(t, s, Comp{ID: "comp_f1", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, Plan: "team", ExpiresAt: t0().Add(2 * day)})
+	mustPutComp(t, s, Comp{ID: "comp_f2", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, Plan: "pro", ExpiresAt: t0().Add(-day)}) // expired
+	return s
+}
+
+func org1x() proxy.Subject { return proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_x"} }
+
+func summaryIDs(us []UserSummary) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.ID
+	}
+	return out
+}
+
+func TestListUsers(t *testing.T) {
+	s := userStore(t)
+	ctx := t.Context()
+	list := func(f UserFilter) ([]UserSummary, string) {
+		t.Helper()
+		us, next, err := s.ListUsers(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return us, next
+	}
+	all, next := list(UserFilter{})
+	if next != "" {
+		t.Errorf("next = %q on a complete page", next)
+	}
+	day := 24 * time.Hour
+	want := []UserSummary{
+		{ID: "org_x", Kind: proxy.SubjectOrg, Email: "x@example.com", CustomerID: "cus_x", Plans: []string{"team"}, Status: proxy.StatusTrialing, PeriodEnd: t0().Add(7 * day)},
+		{ID: "user_a", Kind: proxy.SubjectUser, Email: "a@example.com", OrgIDs: []string{"org_x"}, CustomerID: "cus_a", Plans: []string{"pro"},
+			Status: proxy.StatusActive, PeriodEnd: t0().Add(30 * day), FirstSeen: t0(), LastSeen: t0()},
+		{ID: "user_b", Kind: proxy.SubjectUser, Email: "b@example.com", CustomerID: "cus_b", Plans: []string{"pro"}, Status: proxy.StatusCanceled,
+			PeriodEnd: t0().Add(-day), FirstSeen: t0(), LastSeen: t0()},
+		{ID: "user_c", Kind: proxy.SubjectUser, Plans: []string{"pro"}, Status: proxy.StatusActive, PeriodEnd: t0().Add(10 * day), Comp: true, FirstSeen: t0(), LastSeen: t0()},
+		{ID: "user_d", Kind: proxy.SubjectUser, FirstSeen: t0(), LastSeen: t0()},
+		{ID: "user_e", Kind: proxy.SubjectUser, Email: "e@example.com", CustomerID: "cus_e", Plans: []string{"pro"}, Status: proxy.StatusPastDue, PeriodEnd: t0().Add(day)},
+		{ID: "user_f", Kind: proxy.SubjectUser, Plans: []string{"team"}, Status: proxy.StatusActive, PeriodEnd: t0().Add(2 * day), Comp: true},
+	}
+	if diff := cmp.Diff(all, want, equateEmpty()); diff != "" {
+		t.Errorf("ListUsers (-got +want):\n%s", diff)
+	}
+
+	for _, tc := range []struct {
+		name string
+		f    UserFilter
+		want []string
+	}{
+		{"active", UserFilter{Status: "active"}, []string{"user_a", "user_c", "user_f"}},
+		{"canceled", UserFilter{Status: "canceled"}, []string{"user_b"}},
+		{"none", UserFilter{Status: StatusNone}, []string{"user_d"}},
+		{"pro", UserFilter{Plan: "pro"}, []string{"user_a", "user_b", "user_c", "user_e"}},
+		{"team", UserFilter{Plan: "team"}, []string{"org_x", "user_f"}},
+		{"active pro", UserFilter{Status: "active", Plan: "pro"}, []string{"user_a", "user_c"}},
+		{"nothing", UserFilter{Status: "paused"}, nil},
+	} {
+		got, next := list(tc.f)
+		if diff := cmp.Diff(summaryIDs(got), tc.want, equateEmpty()); diff != "" || next != "" {
+			t.Errorf("%s: IDs (-got +want):\n%s; next %q", tc.name, diff, next)
+		}
+	}
+
+	// Paging visits everyone once, in order, whatever the page size.
+	for _, size := range []int{1, 2, 3, 6, 7} {
+		var ids []string
+		f := UserFilter{Limit: size}
+		for pages := 0; ; pages++ {
+			if pages > 10 {
+				t.Fatalf("page size %d: no end", size)
+			}
+			page, next := list(f)
+			if len(page) > size {
+				t.Fatalf("page size %d: got %d", size, len(page))
+			}
+			ids = append(ids, summaryIDs(page)...)
+			if next == "" {
+				break
+			}
+			f.After = next
+		}
+		if diff := cmp.Diff(ids, summaryIDs(want)); diff != "" {
+			t.Errorf("page size %d: IDs (-got +want):\n%s", size, diff)
+		}
+	}
+	// Filtered paging.
+	page, next := list(UserFilter{Plan: "pro", Limit: 3})
+	rest, last := list(UserFilter{Plan: "pro", Limit: 3, After: next})
+	if ids := append(summaryIDs(page), summaryIDs(rest)...); !cmp.Equal(ids, []string{"user_a", "user_b", "user_c", "user_e"}) || last != "" {
+		t.Errorf("filtered pages = %v, next %q", ids, last)
+	}
+}
+
+func TestUserDetail(t *testing.T) {
+	s := userStore(t)
+	ctx := t.Context()
+	a := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_a"}
+	if err := s.Audit(ctx, AuditEntry{Actor: "ada", Action: "sync.requested", Subject: a}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.UserDetail(ctx, a, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ID != "user_a" || d.CustomerID != "cus_a" || len(d.Subscriptions) != 2 || len(d.History) != 2 || len(d.Audit) != 1 || len(d.Comps) != 0 {
+		t.Errorf("UserDetail(user_a) = %+v", d)
+	}
+	f, err := s.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Comps) != 2 || len(f.Subscriptions) != 0 || f.CustomerID != "" {
+		t.Errorf("UserDetail(user_f) = %+v; want two comps and no customer", f)
+	}
+	if _, err := s.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: "user_zz"}, 10); !errors.Is(err, proxy.ErrNotFound) {
+		t.Errorf("UserDetail(unknown) err = %v; want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,285 @@
+package bolt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// The admin buckets are created by their first write (Open's initialize
+// predates them), so a read treats a missing one as empty.
+//
+//	comps             comp ID                          → JSON {"v":1, subject, plan, expires_at, by, reason, created_at, revoked, …}
+//	comps_by_subject  "user:…"/"org:…" NUL comp ID     → empty (index)
+//	audit             at (int64 BE nanos) + seq (BE)   → JSON {"v":1, at, actor, action, subject, detail}
+//	history           customer ID NUL at + seq         → JSON {"v":1, at, subscription_id, plan, status, period_end, cancel_at_period_end}
+const (
+	bucketComps          = "comps"
+	bucketCompsBySubject = "comps_by_subject"
+	bucketAudit          = "audit"
+	bucketHistory        = "history"
+)
+
+// createdBucket returns a top-level bucket, creating it if needed (write
+// transactions only).
+func createdBucket(tx *bbolt.Tx, name string) (*bbolt.Bucket, error) {
+	b, err := tx.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// optionalBucket returns a top-level bucket or nil when it was never
+// created: read it as empty.
+func optionalBucket(tx *bbolt.Tx, name string) *bbolt.Bucket { return tx.Bucket([]byte(name)) }
+
+// Comp is a complimentary grant of a plan to a subject, made by an admin,
+// until ExpiresAt. A revoked comp is kept for the record and grants nothing.
+type Comp struct {
+	ID           string
+	Subject      proxy.Subject
+	Plan         string // config key of the plan
+	ExpiresAt    time.Time
+	By, Reason   string // who granted it, and why
+	CreatedAt    time.Time
+	Revoked      bool
+	RevokedAt    time.Time
+	RevokedBy    string
+	RevokeReason string
+}
+
+// Active reports whether the comp grants its plan at now.
+func (c *Comp) Active(now time.Time) bool { return !c.Revoked && now.Before(c.ExpiresAt) }
+
+// Subscription is the comp as the decision sees it.
+func (c *Comp) Subscription() proxy.Subscription {
+	return proxy.Subscription{ID: c.ID, Plan: c.Plan, Status: proxy.StatusActive, CurrentPeriodEnd: c.ExpiresAt, Comp: true}
+}
+
+// NewCompID returns a fresh random comp ID ("comp_" and 26 base32 letters).
+func NewCompID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return "comp_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// compRecord is the comps bucket's value.
+type compRecord struct {
+	V            int       `json:"v"`
+	Subject      string    `json:"subject"`
+	Plan         string    `json:"plan"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	By           string    `json:"by,omitempty"`
+	Reason       string    `json:"reason,omitempty"`
+	CreatedAt    time.Time `json:"created_at,omitzero"`
+	Revoked      bool      `json:"revoked,omitempty"`
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+	RevokedBy    string    `json:"revoked_by,omitempty"`
+	RevokeReason string    `json:"revoke_reason,omitempty"`
+}
+
+func (r *compRecord) version() int { return r.V }
+
+func (r *compRecord) comp(id string) (Comp, error) {
+	subject, err := parseSubject(r.Subject)
+	if err != nil {
+		return Comp{}, fmt.Errorf("comp %s: %w", id, err)
+	}
+	return Comp{ID: id, Subject: subject, Plan: r.Plan, ExpiresAt: r.ExpiresAt, By: r.By, Reason: r.Reason, CreatedAt: r.CreatedAt,
+		Revoked: r.Revoked, RevokedAt: r.RevokedAt, RevokedBy: r.RevokedBy, RevokeReason: r.RevokeReason}, nil
+}
+
+func compKey(subject proxy.Subject, id string) []byte { return []byte(subject.String() + "\x00" + id) }
+
+func getComp(tx *bbolt.Tx, id string) (Comp, bool, error) {
+	b := optionalBucket(tx, bucketComps)
+	if b == nil {
+		return Comp{}, false, nil
+	}
+	data := b.Get([]byte(id))
+	if data == nil {
+		return Comp{}, false, nil
+	}
+	var rec compRecord
+	if err := decodeRecord(data, &rec); err != nil {
+		return Comp{}, false, fmt.Errorf("comp %s: %w", id, err)
+	}
+	c, err := rec.comp(id)
+	return c, err == nil, err
+}
+
+// PutComp stores a comp: c.ID (see NewCompID), a valid Subject, a Plan and
+// ExpiresAt are required; CreatedAt defaults to now. Putting an existing ID
+// again replaces that comp (its subject cannot change). The subject's
+// entitlements change: the caller drops it from its cache.
+func (s *Store) PutComp(ctx context.Context, c Comp) error {
+	wrap := func(err error) error { return fmt.Errorf("bolt: put comp %s: %w", c.ID, err) }
+	switch {
+	case c.ID == "" || strings.ContainsRune(c.ID, 0):
+		return wrap(errors.New("invalid comp id"))
+	case c.Plan == "":
+		return wrap(errors.New("empty plan"))
+	case c.ExpiresAt.IsZero():
+		return wrap(errors.New("no expiry"))
+	}
+	if err := checkSubject(c.Subject); err != nil {
+		return wrap(err)
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = s.now()
+	}
+	rec := compRecord{V: recordVersion, Subject: c.Subject.String(), Plan: c.Plan, ExpiresAt: utc(c.ExpiresAt), By: c.By, Reason: c.Reason,
+		CreatedAt: utc(c.CreatedAt), Revoked: c.Revoked, RevokedAt: utc(c.RevokedAt), RevokedBy: c.RevokedBy, RevokeReason: c.RevokeReason}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		old, ok, err := getComp(tx, c.ID)
+		if err != nil {
+			return err
+		}
+		if ok && old.Subject != c.Subject {
+			return fmt.Errorf("comp belongs to %s, not %s", old.Subject, c.Subject)
+		}
+		comps, err := createdBucket(tx, bucketComps)
+		if err != nil {
+			return err
+		}
+		index, err := createdBucket(tx, bucketCompsBySubject)
+		if err != nil {
+			return err
+		}
+		if err := putRecord(comps, c.ID, &rec); err != nil {
+			return err
+		}
+		return index.Put(compKey(c.Subject, c.ID), nil)
+	})
+	if err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// Comp returns one comp, or an error wrapping proxy.ErrNotFound.
+func (s *Store) Comp(ctx context.Context, id string) (Comp, error) {
+	var c Comp
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var ok bool
+		var err error
+		c, ok, err = getComp(tx, id)
+		if err == nil && !ok {
+			err = proxy.ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return Comp{}, fmt.Errorf("bolt: comp %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// RevokeComp revokes a comp, recording by whom and why. Revoking a revoked
+// comp changes nothing; an unknown one is an error wrapping
+// proxy.ErrNotFound. The subject's entitlements change: the caller drops it
+// from its cache.
+func (s *Store) RevokeComp(ctx context.Context, id, by, reason string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		c, ok, err := getComp(tx, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return proxy.ErrNotFound
+		}
+		if c.Revoked {
+			return nil
+		}
+		comps, err := createdBucket(tx, bucketComps)
+		if err != nil {
+			return err
+		}
+		rec := compRecord{V: recordVersion, Subject: c.Subject.String(), Plan: c.Plan, ExpiresAt: utc(c.ExpiresAt), By: c.By, Reason: c.Reason,
+			CreatedAt: utc(c.CreatedAt), Revoked: true, RevokedAt: utc(s.now()), RevokedBy: by, RevokeReason: reason}
+		return putRecord(comps, id, &rec)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: revoke comp %s: %w", id, err)
+	}
+	return nil
+}
+
+// Comps returns every comp of a subject, revoked and expired ones included,
+// oldest first.
+func (s *Store) Comps(ctx context.Context, subject proxy.Subject) ([]Comp, error) {
+	var comps []Comp
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		var err error
+		comps, err = compsOf(tx, subject)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: comps of %s: %w", subject, err)
+	}
+	return comps, nil
+}
+
+// compsOf reads a subject's comps through the index, oldest first.
+func compsOf(tx *bbolt.Tx, subject proxy.Subject) ([]Comp, error) {
+	index := optionalBucket(tx, bucketCompsBySubject)
+	if index == nil {
+		return nil, nil
+	}
+	prefix := []byte(subject.String() + "\x00")
+	var out []Comp
+	c := index.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, _ = c.Next() {
+		id := string(k[len(prefix):])
+		comp, ok, err := getComp(tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("comp index %q names a missing comp", k)
+		}
+		out = append(out, comp)
+	}
+	slices.SortStableFunc(out, func(a, b Comp) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// activeComps returns the subject's comps that grant at now, as
+// subscriptions.
+func activeComps(tx *bbolt.Tx, subject proxy.Subject, now time.Time) ([]proxy.Subscription, error) {
+	comps, err := compsOf(tx, subject)
+	if err != nil {
+		return nil, err
+	}
+	var out []proxy.Subscription
+	for i := range comps {
+		if comps[i].Active(now) {
+			out = append(out, comps[i].Subscription())
+		}
+	}
+	return out, nil
+}
+
+// withComps adds the subject's active comps to ents (which may be nil: a
+// subject with only comps still gets Entitlements).
+func withComps(tx *bbolt.Tx, subject proxy.Subject, ents *proxy.Entitlements, now time.Time) (*proxy.Entitlements, error) {
+	comps, err := activeComps(tx, subject, now)
+	if err != nil || len(comps) == 0 {
+		return ents, err
+	}
+	if ents == nil {
+		ents = &proxy.Entitlements{Subject: subject}
+	}
+	ents.Subscriptions = append(ents.Subscriptions, comps...)
+	return ents, nil
+}
