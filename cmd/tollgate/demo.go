@@ -40,6 +40,10 @@ type demo struct {
 	logger    *slog.Logger
 	dir       string // the demo's store lives here, removed on Close
 
+	AdminURL           string // the admin listener: health, metrics, admin API
+	AdminToken         string
+	adminLn            net.Listener
+	stopAdmin          context.CancelFunc
 	webhookSecret      string            // the sandbox signs Stripe webhooks with it
 	clerkWebhookSecret string            // Svix secret of the Clerk webhook endpoint (tests sign with it)
 	env                map[string]string // what ${VAR} in demo.yaml expanded to
@@ -69,6 +73,7 @@ tollgate demo is running. Open %[1]s/
   App       %[2]s   (the unmodified demo app behind it)
   Sandbox   %[3]s   (stands in for Clerk's sign-in)
             %[4]s   (stands in for Stripe's Checkout and billing portal)
+  Admin     %[5]s   (health, metrics; API token %[6]s)
 
 Three things to try:
   1. %[1]s/settings/
@@ -88,7 +93,7 @@ Three things to try:
   token expires; %[1]s/admin/ is denied (403); the public %[1]s/ passes as is.
 
 Press Ctrl+C to stop.
-`, d.URL, d.AppURL, d.ClerkURL, d.StripeURL)
+`, d.URL, d.AppURL, d.ClerkURL, d.StripeURL, d.AdminURL, d.AdminToken)
 	return d.serveUntilDone(ctx)
 }
 
@@ -128,6 +133,12 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	}
 	d.gwLn = gwLn
 	d.URL = "http://" + gwLn.Addr().String()
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("demo: listen: %w", err)
+	}
+	d.adminLn = adminLn
+	d.AdminURL = "http://" + adminLn.Addr().String()
 
 	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now})
 	if err != nil {
@@ -161,7 +172,12 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	svix := make([]byte, 24)
 	_, _ = rand.Read(svix)
 	d.clerkWebhookSecret = "whsec_" + base64.StdEncoding.EncodeToString(svix)
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	d.AdminToken = hex.EncodeToString(token)
 	env := map[string]string{
+		"DEMO_ADMIN_LISTEN":       adminLn.Addr().String(),
+		"TOLLGATE_ADMIN_TOKEN":    d.AdminToken,
 		"DEMO_LISTEN":             gwLn.Addr().String(),
 		"DEMO_PUBLIC_URL":         d.URL,
 		"DEMO_UPSTREAM":           d.AppURL,
@@ -186,6 +202,16 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 	d.gateway = gw
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	d.stopAdmin = stopAdmin
+	ah, err := gw.adminHandler(adminCtx, cfg, logger, func(fn func()) { go fn() })
+	if err != nil {
+		return nil, err
+	}
+	adminSrv := &http.Server{Handler: ah, ReadHeaderTimeout: 10 * time.Second}
+	d.servers = append(d.servers, adminSrv)
+	go func() { _ = adminSrv.Serve(adminLn) }()
+	d.adminLn = nil
 	d.Stripe.SetWebhook(d.URL+cfg.InternalPrefix+"/webhooks/stripe", webhookSecret)
 	return d, nil
 }
@@ -210,6 +236,12 @@ func (d *demo) serveUntilDone(ctx context.Context) error {
 
 // Close stops everything the demo started.
 func (d *demo) Close() {
+	if d.stopAdmin != nil {
+		d.stopAdmin()
+	}
+	if d.adminLn != nil {
+		_ = d.adminLn.Close()
+	}
 	if d.Stripe != nil {
 		_ = d.Stripe.Close()
 	}
