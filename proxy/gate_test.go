@@ -55,6 +55,8 @@ routes:
   - { path: "/ws", access: signed_in }
   - { path: "/events", access: signed_in }
   - { path: "/admin/*", access: deny }
+admin:
+  users: ["user_boss"]
 `
 
 // fakeAuth answers Authenticate from a function of the request.
@@ -839,5 +841,27 @@ func TestGate_OptionsStarIsAnsweredHere(t *testing.T) {
 	// DisableGeneralOptionsHandler the gate does (204). Never the upstream.
 	if err != nil || (resp.StatusCode != 200 && resp.StatusCode != 204) || fx.upstreamCount() != 0 {
 		t.Errorf("%v %v upstream %d", resp, err, fx.upstreamCount())
+	}
+}
+
+type fakeUsers []UserRow
+
+func (f fakeUsers) UserRows(context.Context, string, string, string, int) ([]UserRow, string, error) {
+	return f, "", nil
+}
+
+func TestGate_AdminPageIsForAdminUsersOnly(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.srv.users = fakeUsers{{ID: "user_ada", Email: "ada@example.com", CustomerID: "cus_1", Plans: []string{"pro"}, Status: StatusTrialing}}
+	resp := fx.do("GET", "/.tollgate/admin", with(navigation, "X-Test-User", "user_boss"))
+	b := body(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(b, "ada@example.com") || !strings.Contains(b, "cus_1") || !strings.Contains(b, "Trial") {
+		t.Errorf("admin: %d %.300s", resp.StatusCode, b)
+	}
+	if resp := fx.do("GET", "/.tollgate/admin", with(navigation, "X-Test-User", "user_1")); resp.StatusCode != 403 {
+		t.Errorf("another user: %d", resp.StatusCode)
+	}
+	if resp := fx.do("GET", "/.tollgate/admin", navigation); resp.StatusCode != 307 {
+		t.Errorf("signed out: %d, want the sign-in redirect", resp.StatusCode)
 	}
 }

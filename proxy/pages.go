@@ -162,6 +162,7 @@ var pageTitles = map[string]string{
 	"upgrade":   "Choose a plan",
 	"account":   "Your account",
 	"finishing": "Finishing up",
+	"admin":     "Users",
 }
 
 func (p *pages) serveFinishingJS(w http.ResponseWriter, r *http.Request) {

@@ -59,6 +59,7 @@ type Options struct {
 	Prices       PriceCatalog      // nil: plans are shown without amounts
 	Seen         SeenRecorder      // nil: users' last-seen times are not recorded
 	Observer     Observer          // nil: no metrics
+	Users        UserLister        // nil: the admin page has no list
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
 	// Previous is the server this one replaces on a config reload: its
@@ -80,6 +81,7 @@ type Server struct {
 	prices    PriceCatalog
 	seen      SeenRecorder
 	obs       Observer
+	users     UserLister
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
@@ -96,7 +98,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -172,6 +174,7 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	mux.Handle(s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut)))
 	mux.Handle("GET "+s.prefix+"/api/me", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleMe)))
 	mux.HandleFunc(s.prefix+"/auth", s.handleForwardAuth)
+	mux.Handle("GET "+s.prefix+"/admin", s.withIdentity(AuthRequired, http.HandlerFunc(s.handleAdminPage)))
 	mux.Handle("GET "+s.prefix+"/session", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSession)))
 	for _, r := range append(s.billingRoutes(), extra...) {
 		method, path, ok := strings.Cut(r.Pattern, " ")

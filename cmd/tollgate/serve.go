@@ -399,6 +399,22 @@ func (l *lateRevoker) RevokeUser(id string) {
 	}
 }
 
+// userRows lists the store's users for the public admin page.
+type userRows struct{ store *bolt.Store }
+
+func (u userRows) UserRows(ctx context.Context, status, plan, after string, limit int) ([]proxy.UserRow, string, error) {
+	sums, next, err := u.store.ListUsers(ctx, bolt.UserFilter{Status: status, Plan: plan, After: after, Limit: limit})
+	if err != nil {
+		return nil, "", err
+	}
+	rows := make([]proxy.UserRow, 0, len(sums))
+	for _, s := range sums {
+		rows = append(rows, proxy.UserRow{ID: s.ID, Email: s.Email, CustomerID: s.CustomerID, Plans: s.Plans,
+			Status: s.Status, PeriodEnd: s.PeriodEnd, LastSeen: s.LastSeen})
+	}
+	return rows, next, nil
+}
+
 // clerkUsers records Clerk's users in the store.
 type clerkUsers struct{ store *bolt.Store }
 
@@ -427,6 +443,7 @@ func (g *gateway) openStore(ctx context.Context, cfg *proxy.Config, deps gateway
 	g.Cache = cache
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
+	opts.Users = userRows{store}
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
