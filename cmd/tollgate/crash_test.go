@@ -44,7 +44,7 @@ func startServe(t *testing.T, bin, config string, env map[string]string, base st
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"level":"ERROR"`) {
+			if strings.Contains(sc.Text(), `"level":"ERROR"`) || !strings.HasPrefix(sc.Text(), "{") {
 				t.Logf("tollgate: %s", sc.Text())
 			}
 		}
@@ -74,6 +74,7 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 		env[k] = v
 	}
 	env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_STORE"] = addr, base, filepath.Join(dir, "tollgate.db")
+	env["DEMO_ADMIN_LISTEN"] = freeAddr(t)
 	config := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(config, demoConfig, 0o400); err != nil {
 		t.Fatal(err)
