@@ -3,18 +3,27 @@
 #   docker build -t tollgate .
 #   docker run -p 8080:8080 -v tollgate-data:/data \
 #     -v $PWD/config.yaml:/etc/tollgate/config.yaml:ro --env-file tollgate.env tollgate
+# The config must listen on ":8080" and keep its store under /data
+# (store.path: /data/tollgate.db). One gateway per store file: bbolt locks it.
+# cmd/tollgate/docker_test.go builds the binary exactly as below and runs it
+# as this image does; keep the two in step.
 
-FROM golang:1.26 AS build
+# The build runs on the builder's own platform and cross-compiles, so
+# `docker buildx build --platform linux/amd64,linux/arm64` needs no emulation.
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
-RUN go mod download
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-RUN --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/tollgate ./cmd/tollgate
+ARG TARGETOS TARGETARCH
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/tollgate ./cmd/tollgate
 # /data must exist and belong to the runtime user: distroless has no shell to mkdir/chown.
 RUN mkdir -p /out/data && chown 65532:65532 /out/data
 
+# distroless/static: CA certificates and time zones, no shell, no libc.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/tollgate /usr/local/bin/tollgate
 COPY --from=build --chown=65532:65532 /out/data /data

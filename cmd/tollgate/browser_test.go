@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // The browser tests drive Debian's Chromium through the in-process demo:
@@ -377,4 +380,29 @@ func TestBrowser_PaidJourney(t *testing.T) {
 	}
 	b.mustSay("the 404 page", "404")
 	b.shoot("404")
+
+	// The same pages branded from pages: (a second gateway on the same
+	// sandbox, with its own store): name, accent colour, support link.
+	branded := *d.Config
+	branded.Pages = proxy.PagesConfig{ProductName: "Harbour Pro", AccentColor: "#0f766e", SupportURL: "mailto:help@example.com"}
+	branded.Store.Path = filepath.Join(t.TempDir(), "branded.db")
+	gw, err := newGateway(&branded, gatewayDeps{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler)
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	if code, _ := b.open(srv.URL + "/.tollgate/upgrade?route=415VNA&return=%2Froutes%2F415VNA%2F"); code != 200 {
+		t.Fatalf("branded upgrade page: %d", code)
+	}
+	b.mustSay("the branded upgrade page", "Harbour Pro", "Contact support")
+	style, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[getComputedStyle(document.querySelector('.plan button, .plan .button')).backgroundColor,
+		document.querySelector('footer a').getAttribute('href')]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if style[0] != "rgb(15, 118, 110)" || style[1] != "mailto:help@example.com" {
+		t.Errorf("branded page: button colour %q, support link %q; want rgb(15, 118, 110) and mailto:help@example.com", style[0], style[1])
+	}
+	b.shoot("branded-upgrade")
 }
