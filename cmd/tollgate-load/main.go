@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
@@ -98,6 +99,14 @@ func run(args []string, out io.Writer) error {
 			pr.SetXForwarded()
 		}})
 
+	// The same, with the copy-buffer pool tollgate uses: the fair baseline
+	// for what the gate itself costs.
+	barePooled := serve(&httputil.ReverseProxy{Transport: transport, ErrorLog: log.New(io.Discard, "", 0), BufferPool: &bufPool{},
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upURL)
+			pr.SetXForwarded()
+		}})
+
 	sb, err := sandbox.NewClerk(sandbox.ClerkOptions{TokenTTL: time.Hour})
 	if err != nil {
 		return err
@@ -152,6 +161,7 @@ func run(args []string, out io.Writer) error {
 
 	targets := []target{
 		{"bare httputil.ReverseProxy", bare + "/app/x", true},
+		{"bare, with a buffer pool", barePooled + "/app/x", true},
 		{"tollgate, public route", gwURL + "/public/x", true},
 		{"tollgate, signed-in route", gwURL + "/app/x", true},
 		{"tollgate, paid route (LRU hit)", gwURL + "/routes/415VNA/x", true},
@@ -180,6 +190,16 @@ func run(args []string, out io.Writer) error {
 	}
 	return nil
 }
+
+type bufPool struct{ p sync.Pool }
+
+func (b *bufPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+func (b *bufPool) Put(v []byte) { b.p.Put(&v) }
 
 func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
