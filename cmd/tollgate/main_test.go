@@ -300,7 +300,7 @@ func TestDemo_SignInHandshakeAndGatewaySession(t *testing.T) {
 func postSvix(t *testing.T, d *demo, now time.Time, body, bad string) *http.Response {
 	t.Helper()
 	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(d.clerkWebhookSecret, "whsec_"))
-	id, ts := "msg_"+fmt.Sprint(now.UnixNano()), fmt.Sprint(now.Unix())
+	id, ts := "msg_"+fmt.Sprint(time.Now().UnixNano()), fmt.Sprint(now.Unix())
 	mac := hmac.New(sha256.New, key)
 	fmt.Fprintf(mac, "%s.%s.%s", id, ts, body)
 	sig := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))

@@ -49,6 +49,15 @@ func TestDemo_OperatorSeesUsersMetricsAndAdmin(t *testing.T) {
 		`"primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"linus@example.com"}]}}`, ""); resp.StatusCode != 200 {
 		t.Fatalf("Clerk user.created: %d", resp.StatusCode)
 	}
+	if resp := postSvix(t, d, clk.Now(), `{"type":"organizationMembership.created","object":"event","data":{"object":"organization_membership",`+
+		`"id":"orgmem_1","role":"org:member","organization":{"id":"org_acme","slug":"acme"},"public_user_data":{"user_id":"user_linus"}}}`, ""); resp.StatusCode != 200 {
+		t.Fatalf("Clerk organizationMembership.created: %d", resp.StatusCode)
+	}
+	// A later user.updated keeps the membership.
+	if resp := postSvix(t, d, clk.Now(), `{"type":"user.updated","object":"event","data":{"id":"user_linus","object":"user",`+
+		`"primary_email_address_id":"idn_1","email_addresses":[{"id":"idn_1","email_address":"linus@example.com"}]}}`, ""); resp.StatusCode != 200 {
+		t.Fatalf("Clerk user.updated: %d", resp.StatusCode)
+	}
 
 	// Ada subscribes; Linus only signs in; Grace subscribes and cancels now.
 	ada, _ := cookiejar.New(nil)
@@ -92,7 +101,7 @@ func TestDemo_OperatorSeesUsersMetricsAndAdmin(t *testing.T) {
 	if u := byID["user_grace"]; !strings.HasPrefix(u.CustomerID, "cus_") || u.Status != "canceled" {
 		t.Errorf("grace: %+v", u)
 	}
-	if u, ok := byID["user_linus"]; !ok || u.Email != "linus@example.com" || u.CustomerID != "" || u.Status != "" {
+	if u, ok := byID["user_linus"]; !ok || u.Email != "linus@example.com" || u.CustomerID != "" || u.Status != "" || strings.Join(u.OrgIDs, ",") != "org_acme" {
 		t.Errorf("linus: %+v (listed: %v)", u, ok)
 	}
 	if byID["user_ada"].CustomerID == byID["user_grace"].CustomerID {

@@ -289,7 +289,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	revoker := &lateRevoker{}
 	if g.Clerk != nil && len(cfg.Clerk.WebhookSecrets) > 0 {
 		h, err := clerk.NewWebhookHandler(clerk.WebhookConfig{
-			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Sessions: revoker,
+			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker,
 			Logger: deps.Logger.With("component", "clerk-webhook"), Now: deps.Now,
 			Dedupe: func(ctx context.Context, id string) (bool, func() error, error) {
 				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)
@@ -419,7 +419,29 @@ func (u userRows) UserRows(ctx context.Context, status, plan, after string, limi
 type clerkUsers struct{ store *bolt.Store }
 
 func (c clerkUsers) PutUser(ctx context.Context, u clerk.ClerkUser) error {
-	return c.store.PutUser(ctx, bolt.User{ID: u.ID, Email: u.Email})
+	rec := bolt.User{ID: u.ID, Email: u.Email}
+	// Memberships arrive in their own events: keep the ones already known.
+	if old, err := c.store.User(ctx, u.ID); err == nil {
+		rec.OrgIDs = old.OrgIDs
+	} else if !errors.Is(err, proxy.ErrNotFound) {
+		return err
+	}
+	return c.store.PutUser(ctx, rec)
+}
+
+// clerkOrgs keeps Clerk's organisations and memberships in the store, for
+// the admin listing of organisation plans.
+type clerkOrgs struct{ store *bolt.Store }
+
+func (c clerkOrgs) PutOrg(ctx context.Context, o clerk.ClerkOrg) error {
+	return c.store.PutOrg(ctx, bolt.Org{ID: o.ID, Slug: o.Slug, Name: o.Name})
+}
+func (c clerkOrgs) DeleteOrg(ctx context.Context, id string) error { return c.store.DeleteOrg(ctx, id) }
+func (c clerkOrgs) PutMembership(ctx context.Context, orgID, userID, role string) error {
+	return c.store.PutMembership(ctx, orgID, userID, role)
+}
+func (c clerkOrgs) DeleteMembership(ctx context.Context, orgID, userID string) error {
+	return c.store.DeleteMembership(ctx, orgID, userID)
 }
 
 func (c clerkUsers) DeleteUser(ctx context.Context, id string) error {

@@ -1,0 +1,154 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+const bucketOrgs = "orgs"
+
+// Org is a Clerk organisation as Clerk's webhooks describe it.
+type Org struct {
+	ID, Slug, Name string
+}
+
+type orgRecord struct {
+	V    int    `json:"v"`
+	Slug string `json:"slug,omitempty"`
+	Name string `json:"name,omitempty"`
+}
+
+func (r *orgRecord) version() int { return r.V }
+
+// PutOrg records or refreshes an organisation (organization.created/updated).
+func (s *Store) PutOrg(ctx context.Context, o Org) error {
+	if o.ID == "" {
+		return errors.New("bolt: put org: empty id")
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(bucketOrgs))
+		if err != nil {
+			return err
+		}
+		return putRecord(b, o.ID, &orgRecord{V: recordVersion, Slug: o.Slug, Name: o.Name})
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: put org %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// Org reads an organisation (an error wrapping proxy.ErrNotFound if unknown).
+func (s *Store) Org(ctx context.Context, id string) (Org, error) {
+	var o Org
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(bucketOrgs))
+		if b == nil || b.Get([]byte(id)) == nil {
+			return proxy.ErrNotFound
+		}
+		var rec orgRecord
+		if err := decodeRecord(b.Get([]byte(id)), &rec); err != nil {
+			return err
+		}
+		o = Org{ID: id, Slug: rec.Slug, Name: rec.Name}
+		return nil
+	})
+	if err != nil {
+		return Org{}, fmt.Errorf("bolt: org %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// DeleteOrg forgets an organisation and every membership in it. Its Stripe
+// customer, if any, is left alone (as for users).
+func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		if b := tx.Bucket([]byte(bucketOrgs)); b != nil {
+			if err := b.Delete([]byte(orgID)); err != nil {
+				return err
+			}
+		}
+		users, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		var changed []string
+		if err := users.ForEach(func(k, v []byte) error {
+			var rec userRecord
+			if err := decodeRecord(v, &rec); err != nil {
+				return err
+			}
+			if slices.Contains(rec.OrgIDs, orgID) {
+				changed = append(changed, string(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, id := range changed {
+			if err := s.editMemberships(users, id, func(ids []string) []string { return slices.DeleteFunc(ids, func(x string) bool { return x == orgID }) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: delete org %s: %w", orgID, err)
+	}
+	return nil
+}
+
+// PutMembership records that a user belongs to an organisation
+// (organizationMembership.created/updated). The role is Clerk's to keep: the
+// gate reads it from the session token, which is current.
+func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		users, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		return s.editMemberships(users, userID, func(ids []string) []string {
+			if !slices.Contains(ids, orgID) {
+				ids = append(ids, orgID)
+				slices.Sort(ids)
+			}
+			return ids
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: put membership %s in %s: %w", userID, orgID, err)
+	}
+	return nil
+}
+
+// DeleteMembership records that a user left an organisation.
+func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		users, err := bucket(tx, bucketUsers)
+		if err != nil {
+			return err
+		}
+		return s.editMemberships(users, userID, func(ids []string) []string {
+			return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: delete membership %s in %s: %w", userID, orgID, err)
+	}
+	return nil
+}
+
+func (s *Store) editMemberships(users *bbolt.Bucket, userID string, edit func([]string) []string) error {
+	rec, _, err := getUser(users, userID)
+	if err != nil {
+		return err
+	}
+	rec.OrgIDs = edit(slices.Clone(rec.OrgIDs))
+	return putUser(users, userID, &rec)
+}
