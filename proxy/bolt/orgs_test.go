@@ -30,7 +30,7 @@ func TestOrgsAndMemberships(t *testing.T) {
 	must(s.PutOrg(ctx, Org{ID: "org_2", Slug: "beta"}))
 	must(s.PutMembership(ctx, "org_2", "user_a", "org:admin"))
 	must(s.PutMembership(ctx, "org_1", "user_a", "org:member"))
-	must(s.PutMembership(ctx, "org_1", "user_a", "org:admin")) // updated: no duplicate
+	must(s.PutMembership(ctx, "org_1", "user_a", "org:admin"))  // updated: no duplicate
 	must(s.PutMembership(ctx, "org_1", "user_b", "org:member")) // a user Clerk has not described yet
 	u, err := s.User(ctx, "user_a")
 	must(err)
