@@ -82,27 +82,7 @@ func (b *Billing) customerSubscriptions(ctx context.Context, customerID string) 
 	var out []*stripe.Subscription
 	after := ""
 	for {
-		var page []*stripe.Subscription
-		var more bool
-		err := b.call(ctx, b.retries, func() error {
-			p := &stripe.SubscriptionListParams{Customer: stripe.String(customerID), Status: stripe.String("all")}
-			p.Context = ctx
-			p.Limit = stripe.Int64(100)
-			p.Single = true
-			if after != "" {
-				p.StartingAfter = stripe.String(after)
-			}
-			page, more = nil, false
-			it := b.api.Subscriptions.List(p)
-			for it.Next() {
-				page = append(page, it.Subscription())
-			}
-			if err := it.Err(); err != nil {
-				return err
-			}
-			more = it.Meta() != nil && it.Meta().HasMore
-			return nil
-		})
+		page, more, err := b.subscriptionPage(ctx, b.retries, customerID, after)
 		if err != nil {
 			return nil, fmt.Errorf("list subscriptions: %w", stripeFailure(err))
 		}
@@ -112,6 +92,39 @@ func (b *Billing) customerSubscriptions(ctx context.Context, customerID string) 
 		}
 		after = page[len(page)-1].ID
 	}
+}
+
+// subscriptionPage fetches one page of subscriptions in every status, after
+// the subscription ID after: one customer's, or with customerID "" the whole
+// account's (with each customer expanded, for grouping).
+func (b *Billing) subscriptionPage(ctx context.Context, retries int, customerID, after string) ([]*stripe.Subscription, bool, error) {
+	var page []*stripe.Subscription
+	var more bool
+	err := b.call(ctx, retries, func() error {
+		p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+		p.Context = ctx
+		p.Limit = stripe.Int64(100)
+		p.Single = true
+		if customerID != "" {
+			p.Customer = stripe.String(customerID)
+		} else {
+			p.AddExpand("data.customer")
+		}
+		if after != "" {
+			p.StartingAfter = stripe.String(after)
+		}
+		page, more = nil, false
+		it := b.api.Subscriptions.List(p)
+		for it.Next() {
+			page = append(page, it.Subscription())
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		more = it.Meta() != nil && it.Meta().HasMore
+		return nil
+	})
+	return page, more, err
 }
 
 // commitLocked resolves who the customer belongs to (the stored link, else
@@ -384,28 +397,7 @@ func (b *Billing) listAll(ctx context.Context) (map[string]*sweepGroup, error) {
 	groups := map[string]*sweepGroup{}
 	after := ""
 	for pages := 0; ; pages++ {
-		var page []*stripe.Subscription
-		var more bool
-		err := b.call(ctx, b.sweepRetries, func() error {
-			p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
-			p.Context = ctx
-			p.Limit = stripe.Int64(100)
-			p.Single = true
-			p.AddExpand("data.customer")
-			if after != "" {
-				p.StartingAfter = stripe.String(after)
-			}
-			page, more = nil, false
-			it := b.api.Subscriptions.List(p)
-			for it.Next() {
-				page = append(page, it.Subscription())
-			}
-			if err := it.Err(); err != nil {
-				return err
-			}
-			more = it.Meta() != nil && it.Meta().HasMore
-			return nil
-		})
+		page, more, err := b.subscriptionPage(ctx, b.sweepRetries, "", after)
 		if err != nil {
 			return nil, fmt.Errorf("list subscriptions (page %d): %w", pages+1, stripeFailure(err))
 		}
