@@ -46,7 +46,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	// forwarded in any letter case.
 	if hasPrefixFold(path, s.prefix) {
 		e.decision = "internal"
-		s.serveInternal(w, r, e)
+		s.internal.ServeHTTP(w, r)
 		return
 	}
 	f := &forward{path: path, rawPath: escaped}
@@ -190,6 +190,14 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 	switch {
 	case res.State == Handshake || res.Location != "":
 		return out, res, nil
+	case res.State == SignedIn && res.Identity != nil && s.gw != nil && s.gw.isRevoked(res.Identity):
+		// Clerk told us (webhook) the session or user is gone; its tokens
+		// stay valid for up to a minute, tollgate does not wait for that.
+		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT}
+		if hasCookie(r, GatewayCookie) {
+			out.cookies = append(out.cookies, s.gw.clearCookie())
+		}
+		out.setCookies = nil
 	case res.State == SignedIn && res.Identity != nil:
 		out.id = res.Identity
 		// Bearer clients carry no cookies; everyone else gets (or keeps) the

@@ -865,3 +865,14 @@ func TestGate_AdminPageIsForAdminUsersOnly(t *testing.T) {
 		t.Errorf("signed out: %d, want the sign-in redirect", resp.StatusCode)
 	}
 }
+
+func TestGate_RevocationEndsAccessBeforeTheTokenExpires(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 200 {
+		t.Fatalf("before: %d", resp.StatusCode)
+	}
+	fx.srv.RevokeSession("sess_1") // Clerk's session.revoked webhook
+	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 401 {
+		t.Errorf("a still-valid token of a revoked session: %d, want 401", resp.StatusCode)
+	}
+}

@@ -128,6 +128,16 @@ func (g *gatewaySessions) revoke(sessionID string, now time.Time) {
 	g.checks.Remove(sessionID)
 }
 
+// isRevoked reports whether Clerk told us this identity's session, or its
+// user, is gone since the token was issued.
+func (g *gatewaySessions) isRevoked(id *Identity) bool {
+	if _, ok := g.revoked.Get(id.SessionID); ok {
+		return true
+	}
+	at, ok := g.revokedUsers.Get(id.UserID)
+	return ok && !id.IssuedAt.After(at)
+}
+
 func (g *gatewaySessions) read(r *http.Request) *gatewaySession {
 	c, err := r.Cookie(GatewayCookie)
 	if err != nil || c.Value == "" {

@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-func (s *Server) serveInternal(w http.ResponseWriter, r *http.Request, e *logEntry) {
-	s.internal.ServeHTTP(w, r)
-}
-
 // withIdentity looks the visitor up for an internal handler as mode asks
 // and puts the identity into the request context.
 func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
