@@ -438,22 +438,7 @@ func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *sbAPIError) {
 		c.name = r.Form.Get("name")
 	}
 	if md, ok := sbFormMap(r.Form, "metadata"); ok {
-		old := sbMeta(c.metadata)
-		next := sbMeta(c.metadata)
-		if len(md) == 0 {
-			next = map[string]string{}
-		}
-		for k, v := range md {
-			if v == "" {
-				delete(next, k)
-			} else {
-				next[k] = v
-			}
-		}
-		if !maps.Equal(old, next) {
-			prev["metadata"] = old
-			c.metadata = next
-		}
+		c.metadata = sbUpdateMetadata(c.metadata, md, prev)
 	}
 	if len(prev) > 0 {
 		s.emitLocked("customer.updated", s.customerJSON(c), prev)
@@ -687,22 +672,7 @@ func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
 		s.setCancelAtPeriodEndLocked(sub, cape, prev)
 	}
 	if md, ok := sbFormMap(r.Form, "metadata"); ok {
-		old := sbMeta(sub.metadata)
-		next := sbMeta(sub.metadata)
-		if len(md) == 0 {
-			next = map[string]string{}
-		}
-		for k, v := range md {
-			if v == "" {
-				delete(next, k)
-			} else {
-				next[k] = v
-			}
-		}
-		if !maps.Equal(old, next) {
-			prev["metadata"] = old
-			sub.metadata = next
-		}
+		sub.metadata = sbUpdateMetadata(sub.metadata, md, prev)
 	}
 	if len(prev) > 0 {
 		s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
@@ -1085,4 +1055,27 @@ func (s *Stripe) apiGetEvent(r *http.Request) (any, *sbAPIError) {
 		return nil, sbErrNoSuch("event", r.PathValue("id"), "id")
 	}
 	return ev.json(), nil
+}
+
+// sbUpdateMetadata applies a metadata update as Stripe does: an empty value
+// deletes its key, an empty map clears everything. The old metadata goes
+// into prev (the event's previous_attributes) when anything changed.
+func sbUpdateMetadata(cur, md map[string]string, prev map[string]any) map[string]string {
+	old := sbMeta(cur)
+	next := sbMeta(cur)
+	if len(md) == 0 {
+		next = map[string]string{}
+	}
+	for k, v := range md {
+		if v == "" {
+			delete(next, k)
+		} else {
+			next[k] = v
+		}
+	}
+	if maps.Equal(old, next) {
+		return cur
+	}
+	prev["metadata"] = old
+	return next
 }
