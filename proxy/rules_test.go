@@ -465,7 +465,9 @@ func FuzzMatch(f *testing.F) {
 			if m.Rule != nil {
 				idx = m.Rule.Index
 			}
-			return fmt.Sprintf("rule %d %s %s", idx, m.Access, strings.ToLower(m.RouteID))
+			// A capture keeps its letters; compare it as the rules and plans
+			// do, folded (ToUpper first, so "ſ" and "K" fold like EqualFold).
+			return fmt.Sprintf("rule %d %s %s", idx, m.Access, strings.ToLower(strings.ToUpper(m.RouteID)))
 		}
 		same, caseOnly := pathVariants(escaped)
 		for _, v := range same {
