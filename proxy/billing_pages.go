@@ -51,6 +51,15 @@ type PriceCatalog interface {
 	Price(id string) (Price, bool)
 }
 
+// Directory answers what the pages say about a visitor beyond the session,
+// from local storage only: their email, and whether a subject has had a
+// trial (Stripe's trial is once per customer). Implemented over proxy/bolt
+// by main.
+type Directory interface {
+	Email(ctx context.Context, userID string) (string, error)
+	HadTrial(ctx context.Context, subject Subject) (bool, error)
+}
+
 // planView is one plan as the upgrade page shows it.
 type planView struct {
 	Key         string
@@ -59,6 +68,9 @@ type planView struct {
 	Per         string // "month"
 	TrialDays   int
 	TrialFee    string // "$1.00" upfront for a paid trial ("" when none)
+	// TrialUsed: the plan has a trial but this subject had one already, so
+	// billing starts today. TrialKnown: whether that was looked up at all.
+	TrialUsed, TrialKnown bool
 	OrgScoped   bool
 	CanCheckout bool
 	Why         string // why not (organisation needed, not an admin)
@@ -78,6 +90,7 @@ type upgradePage struct {
 
 type accountPage struct {
 	Identity      *Identity
+	Email         string
 	Subscriptions []subscriptionJSON
 	CanManage     bool
 	SignOutPath   string
@@ -153,7 +166,7 @@ func (s *Server) planByKey(key string) *Plan {
 	return nil
 }
 
-func (s *Server) viewPlan(p *Plan, id *Identity) planView {
+func (s *Server) viewPlan(ctx context.Context, p *Plan, id *Identity) planView {
 	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == SubjectOrg, CanCheckout: id != nil}
 	if s.prices != nil && len(p.Prices) > 0 {
 		if pr, ok := s.prices.Price(p.Prices[0]); ok {
@@ -162,6 +175,16 @@ func (s *Server) viewPlan(p *Plan, id *Identity) planView {
 		if p.TrialFeePrice != "" {
 			if pr, ok := s.prices.Price(p.TrialFeePrice); ok {
 				v.TrialFee = pr.Format()
+			}
+		}
+	}
+	if id != nil && s.directory != nil && p.TrialDays > 0 {
+		if subject, why := subjectFor(p, id); why == "" {
+			if had, err := s.directory.HadTrial(ctx, subject); err == nil {
+				v.TrialKnown = true
+				if had {
+					v.TrialUsed, v.TrialDays, v.TrialFee = true, 0, ""
+				}
 			}
 		}
 	}
@@ -205,7 +228,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	}
 	onlyOrg := len(plans) > 0
 	for _, p := range plans {
-		page.Plans = append(page.Plans, s.viewPlan(p, id))
+		page.Plans = append(page.Plans, s.viewPlan(r.Context(), p, id))
 		if p.Scope != SubjectOrg {
 			onlyOrg = false
 		}
@@ -329,7 +352,11 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusServiceUnavailable)
 		return
 	}
-	s.pages.render(w, r, http.StatusOK, "account", accountPage{Identity: id, Subscriptions: subs,
+	var email string
+	if s.directory != nil {
+		email, _ = s.directory.Email(r.Context(), id.UserID)
+	}
+	s.pages.render(w, r, http.StatusOK, "account", accountPage{Identity: id, Email: email, Subscriptions: subs,
 		CanManage: len(subs) > 0 && s.billing != nil, SignOutPath: s.prefix + "/sign-out"})
 }
 

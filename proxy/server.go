@@ -60,6 +60,7 @@ type Options struct {
 	Seen         SeenRecorder      // nil: users' last-seen times are not recorded
 	Observer     Observer          // nil: no metrics
 	Users        UserLister        // nil: the admin page has no list
+	Directory    Directory         // nil: pages show no email and hedge about trials
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
 	// Previous is the server this one replaces on a config reload: its
@@ -82,6 +83,7 @@ type Server struct {
 	seen      SeenRecorder
 	obs       Observer
 	users     UserLister
+	directory Directory
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
@@ -98,7 +100,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -177,6 +177,10 @@ func TestDemo_PaidJourney(t *testing.T) {
 	if !strings.Contains(upgrade, "has ended") {
 		t.Errorf("upgrade page does not explain the ended subscription")
 	}
+	// The trial was used: no second one is offered.
+	if !strings.Contains(upgrade, "You have had a trial before") || !strings.Contains(upgrade, "Subscribe to Pro") || strings.Contains(upgrade, "Start Pro trial") {
+		t.Errorf("upgrade page after a used trial still offers one")
+	}
 }
 
 func between(s, start, end string) string {

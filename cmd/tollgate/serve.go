@@ -399,6 +399,26 @@ func (l *lateRevoker) RevokeUser(id string) {
 	}
 }
 
+// directory answers the pages' questions from the store: a user's email
+// (recorded from Clerk) and whether a subject's customer had a trial.
+type directory struct{ store *bolt.Store }
+
+func (d directory) Email(ctx context.Context, userID string) (string, error) {
+	u, err := d.store.User(ctx, userID)
+	if err != nil {
+		return "", err
+	}
+	return u.Email, nil
+}
+
+func (d directory) HadTrial(ctx context.Context, s proxy.Subject) (bool, error) {
+	cus, err := d.store.CustomerOf(ctx, s)
+	if err != nil || cus == "" {
+		return false, err
+	}
+	return d.store.HadTrial(ctx, cus)
+}
+
 // userRows lists the store's users for the public admin page.
 type userRows struct{ store *bolt.Store }
 
@@ -466,6 +486,7 @@ func (g *gateway) openStore(ctx context.Context, cfg *proxy.Config, deps gateway
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
 	opts.Users = userRows{store}
+	opts.Directory = directory{store}
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
