@@ -62,18 +62,18 @@ type Directory interface {
 
 // planView is one plan as the upgrade page shows it.
 type planView struct {
-	Key         string
-	Name        string
-	Price       string // "$12.00" ("" when unknown)
-	Per         string // "month"
-	TrialDays   int
-	TrialFee    string // "$1.00" upfront for a paid trial ("" when none)
+	Key       string
+	Name      string
+	Price     string // "$12.00" ("" when unknown)
+	Per       string // "month"
+	TrialDays int
+	TrialFee  string // "$1.00" upfront for a paid trial ("" when none)
 	// TrialUsed: the plan has a trial but this subject had one already, so
 	// billing starts today. TrialKnown: whether that was looked up at all.
 	TrialUsed, TrialKnown bool
-	OrgScoped   bool
-	CanCheckout bool
-	Why         string // why not (organisation needed, not an admin)
+	OrgScoped             bool
+	CanCheckout           bool
+	Why                   string // why not (organisation needed, not an admin)
 }
 
 type upgradePage struct {
