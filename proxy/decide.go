@@ -27,6 +27,25 @@ func Grants(sub *Subscription, grace time.Duration, now time.Time) bool {
 	return false
 }
 
+// StaleAfter is how long past its period end an active subscription may go
+// without news from Stripe before tollgate asks Stripe again (renewal
+// invoices settle within hours; a day without a webhook means one was
+// missed). It never causes a denial.
+const StaleAfter = 24 * time.Hour
+
+// IsStale reports whether sub grants access on a period that ended more
+// than StaleAfter ago without Stripe telling us about the next one.
+func IsStale(sub *Subscription, now time.Time) bool {
+	return sub != nil && !sub.Comp && sub.CustomerID != "" && !sub.CurrentPeriodEnd.IsZero() &&
+		(sub.Status == StatusActive || sub.Status == StatusTrialing) && now.Sub(sub.CurrentPeriodEnd) > StaleAfter
+}
+
+// StaleNotifier hears of stale subscriptions (IsStale) so that they are
+// re-synced in the background. Implemented by main; it must not block.
+type StaleNotifier interface {
+	Stale(customerID string)
+}
+
 // PaidOutcome names the result of the paid-route decision.
 type PaidOutcome string
 

@@ -124,6 +124,11 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 			return false
 		}
 		f.plan, f.status = d.Plan.Key, d.Sub.Status
+		if s.stale != nil && IsStale(d.Sub, s.now()) {
+			// Access stands (Stripe is the authority and said active); ask
+			// it again off the request path in case a webhook was missed.
+			s.stale.Stale(d.Sub.CustomerID)
+		}
 	}
 	e.decision = "allow"
 	return true

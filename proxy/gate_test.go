@@ -876,3 +876,30 @@ func TestGate_RevocationEndsAccessBeforeTheTokenExpires(t *testing.T) {
 		t.Errorf("a still-valid token of a revoked session: %d, want 401", resp.StatusCode)
 	}
 }
+
+type staleRecorder struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (s *staleRecorder) Stale(id string) { s.mu.Lock(); s.ids = append(s.ids, id); s.mu.Unlock() }
+
+func TestGate_LongEndedActivePeriodTriggersResyncNotDenial(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	rec := &staleRecorder{}
+	fx.srv.stale = rec
+	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{ID: "sub_1", CustomerID: "cus_1",
+		Plan: "pro", Status: StatusActive, CurrentPeriodEnd: fx.now.Add(-3 * 24 * time.Hour)}}}
+	if resp := fx.do("GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 200 {
+		t.Fatalf("stale but active: %d, want 200", resp.StatusCode)
+	}
+	if diff := cmp.Diff([]string{"cus_1"}, rec.ids); diff != "" {
+		t.Errorf("re-sync requests (-want +got):\n%s", diff)
+	}
+	// A fresh period asks for nothing.
+	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}].Subscriptions[0].CurrentPeriodEnd = fx.now.Add(time.Hour)
+	fx.do("GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1"))
+	if len(rec.ids) != 1 {
+		t.Errorf("a current period triggered a re-sync: %v", rec.ids)
+	}
+}

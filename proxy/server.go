@@ -61,6 +61,7 @@ type Options struct {
 	Observer     Observer          // nil: no metrics
 	Users        UserLister        // nil: the admin page has no list
 	Directory    Directory         // nil: pages show no email and hedge about trials
+	Stale        StaleNotifier     // nil: long-ended periods are not re-synced
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
 	// Previous is the server this one replaces on a config reload: its
@@ -84,6 +85,7 @@ type Server struct {
 	obs       Observer
 	users     UserLister
 	directory Directory
+	stale     StaleNotifier
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
@@ -100,7 +102,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

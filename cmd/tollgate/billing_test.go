@@ -278,3 +278,32 @@ func httptestServer(t *testing.T, code int) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// TestDemo_StaleActivePeriodIsResyncedNotDenied: the trial ends and Stripe
+// renews the subscription, but the webhooks are lost. Days later the
+// gateway still grants access (Stripe said trialing), notices the period
+// ended long ago, and re-syncs in the background.
+func TestDemo_StaleActivePeriodIsResyncedNotDenied(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	subscribe(t, d, c)
+	waitWebhooks(t, d)
+	d.Stripe.SetWebhook("", "") // every webhook from here on is lost
+
+	clk.Advance(9 * 24 * time.Hour) // the 7-day trial ended two days ago
+	tok := d.Clerk.MintSessionToken("user_ada", "sess_later", clk.Now(), nil)
+	bearer := withHeader(api, "Authorization", "Bearer "+tok)
+	if resp := get(t, noRedirects(nil), d.URL+"/routes/415VNA/", bearer); resp.StatusCode != 200 {
+		t.Fatalf("stale record: %d, want access kept", resp.StatusCode)
+	}
+	eventually(t, "the background re-sync", func() bool {
+		resp := get(t, noRedirects(nil), d.URL+"/.tollgate/api/me", bearer)
+		var me struct {
+			Subscriptions []struct{ Status string }
+		}
+		json.NewDecoder(resp.Body).Decode(&me)
+		return len(me.Subscriptions) == 1 && me.Subscriptions[0].Status == "active"
+	})
+}

@@ -515,6 +515,9 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
 	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler()})
 
+	stale := &staleSyncer{billing: billing, log: deps.Logger, now: deps.Now, queue: make(chan string, 256), last: map[string]time.Time{}}
+	opts.Stale = stale
+	g.background(func() { stale.run(ctx) })
 	// Prices first, briefly, so the first upgrade page shows amounts.
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := billing.RefreshPrices(pctx); err != nil {
@@ -524,6 +527,51 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	g.background(func() { refreshPrices(ctx, billing, deps.Logger) })
 	g.background(func() { reconcile(ctx, store, billing, deps.Logger) })
 	return nil
+}
+
+// staleSyncer re-syncs, in the background, customers whose active period
+// ended long ago without news (a missed webhook): at most once an hour per
+// customer, never blocking the request that noticed.
+type staleSyncer struct {
+	billing *stripe.Billing
+	log     *slog.Logger
+	now     func() time.Time
+	queue   chan string
+	mu      sync.Mutex
+	last    map[string]time.Time
+}
+
+func (s *staleSyncer) Stale(customerID string) {
+	now := s.now()
+	s.mu.Lock()
+	if t, ok := s.last[customerID]; ok && now.Sub(t) < time.Hour {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.last) > 10000 {
+		clear(s.last) // bounded: at worst a customer is re-synced early
+	}
+	s.last[customerID] = now
+	s.mu.Unlock()
+	select {
+	case s.queue <- customerID:
+	default: // full: the next request or the reconcile will get to it
+	}
+}
+
+func (s *staleSyncer) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-s.queue:
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := s.billing.SyncCustomer(sctx, id, ""); err != nil && ctx.Err() == nil {
+				s.log.Warn("stripe: re-sync of a stale subscription", "customer", id, "err", err)
+			}
+			cancel()
+		}
+	}
 }
 
 func (g *gateway) background(fn func()) {
