@@ -37,6 +37,9 @@ const (
 	DefaultAccentColor    = "#4f46e5"
 	DefaultClerkAPIURL    = "https://api.clerk.com/v1"
 	DefaultStripeAPIURL   = "https://api.stripe.com"
+	// DefaultReconcileInterval is how often the whole Stripe account is
+	// re-listed: webhooks carry the news, this catches what they missed.
+	DefaultReconcileInterval = 6 * time.Hour
 )
 
 // maxConfigNodes bounds the walk of the YAML tree. Aliases are followed, so
@@ -131,7 +134,7 @@ func configKeys(section string) []string {
 	case "session":
 		return []string{"secret", "ttl", "refresh"}
 	case "stripe":
-		return []string{"secret_key", "webhook_secret", "past_due_grace", "api_url"}
+		return []string{"secret_key", "webhook_secret", "past_due_grace", "reconcile_interval", "api_url"}
 	case "plans.*":
 		return []string{"name", "prices", "routes", "trial_days", "trial_fee_price", "scope"}
 	case "routes[]":
@@ -1218,7 +1221,8 @@ func (p *configParser) session(s *configSection, n serviceNeeds) SessionConfig {
 }
 
 func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
-	sc := StripeConfig{PastDueGrace: p.duration(s.str("past_due_grace"), 0)}
+	sc := StripeConfig{PastDueGrace: p.duration(s.str("past_due_grace"), 0),
+		ReconcileInterval: p.duration(s.str("reconcile_interval"), DefaultReconcileInterval)}
 	sk := s.str("secret_key")
 	if n.stripe != "" {
 		p.require(sk, n.stripe, "a Stripe secret key (sk_live_…, sk_test_… or a restricted rk_… key)")

@@ -56,7 +56,11 @@ type StripeConfig struct {
 	SecretKey      string        // secret_key
 	WebhookSecrets []string      // webhook_secret: one string or a list
 	PastDueGrace   time.Duration // past_due_grace, 0: no cap while Stripe retries
-	APIURL         string        // api_url (default https://api.stripe.com)
+	// ReconcileInterval is how often the whole account is re-listed from
+	// Stripe (jittered by up to a tenth); 0 turns the periodic reconcile
+	// off (the first one, into an empty store, still runs).
+	ReconcileInterval time.Duration // reconcile_interval, default 6h
+	APIURL            string        // api_url (default https://api.stripe.com)
 }
 
 // Plan is one entry of plans:.

@@ -525,7 +525,7 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	}
 	cancel()
 	g.background(func() { refreshPrices(ctx, billing, deps.Logger) })
-	g.background(func() { reconcile(ctx, store, billing, deps.Logger) })
+	g.background(func() { reconcile(ctx, store, billing, cfg.Stripe.ReconcileInterval, deps.Logger) })
 	return nil
 }
 
@@ -599,9 +599,10 @@ func refreshPrices(ctx context.Context, b *stripe.Billing, log *slog.Logger) {
 
 // reconcile first processes the events Stripe failed to deliver while
 // tollgate was away, then lists every subscription account-wide (not a call
-// per customer) at start when the store is empty and every six hours,
-// jittered, so missed webhooks cannot leave state wrong for long.
-func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, log *slog.Logger) {
+// per customer) at start when the store is empty and every
+// stripe.reconcile_interval (default 6 h), jittered, so missed webhooks
+// cannot leave state wrong for long.
+func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, every time.Duration, log *slog.Logger) {
 	catchUp := func() {
 		if n, err := b.CatchUp(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("stripe: catching up on undelivered events", "err", err, "processed", n)
@@ -612,12 +613,19 @@ func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, log *s
 	catchUp()
 	first := true
 	for {
-		wait := 6*time.Hour + time.Duration(rand.Int64N(int64(30*time.Minute)))
+		wait := time.Duration(-1) // never
+		if every > 0 {
+			// Jittered, so a fleet restarted together does not list at once.
+			wait = every + time.Duration(rand.Int64N(int64(every/10)+1))
+		}
 		if first {
 			first = false
 			if c, err := store.Counts(ctx); err == nil && c.Customers == 0 {
 				wait = 0
 			}
+		}
+		if wait < 0 {
+			return
 		}
 		select {
 		case <-ctx.Done():
