@@ -131,28 +131,24 @@ func (s *Server) billingRoutes() []InternalRoute {
 // (which would loop), and never something a browser could read as another
 // host ("//evil", "/\evil").
 func (s *Server) safeReturn(raw string) string {
-	if raw == "" {
-		return "/"
-	}
 	u, err := url.Parse(raw)
-	if err != nil {
+	if raw == "" || err != nil || u.User != nil || u.Opaque != "" {
 		return "/"
 	}
-	if u.Scheme != "" || u.Host != "" || u.User != nil {
+	if u.Scheme != "" || u.Host != "" {
 		pub := s.cfg.PublicURL
-		if !strings.EqualFold(u.Scheme, pub.Scheme) || !strings.EqualFold(u.Host, pub.Host) || u.User != nil {
+		if !strings.EqualFold(u.Scheme, pub.Scheme) || !strings.EqualFold(u.Host, pub.Host) {
 			return "/"
 		}
+	} else if !strings.HasPrefix(u.Path, "/") {
+		return "/" // relative, or "\\host": not a path of ours
 	}
-	_, escaped, _ := CanonicalPath(u.EscapedPath())
-	if escaped == "" || !strings.HasPrefix(escaped, "/") || strings.HasPrefix(escaped, "//") || strings.HasPrefix(escaped, "/\\") {
+	path, escaped, _ := CanonicalPath(u.EscapedPath())
+	if !strings.HasPrefix(escaped, "/") || strings.HasPrefix(escaped, "//") || strings.HasPrefix(escaped, "/\\") || hasPrefixFold(path, s.prefix) {
 		return "/"
 	}
-	if p, _, _ := CanonicalPath(u.EscapedPath()); p == s.prefix || strings.HasPrefix(p, s.prefix+"/") {
-		return "/"
-	}
-	if u.RawQuery != "" {
-		escaped += "?" + stripClerkQuery(u.RawQuery)
+	if q := stripClerkQuery(u.RawQuery); q != "" {
+		escaped += "?" + q
 	}
 	return escaped
 }
