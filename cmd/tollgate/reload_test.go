@@ -164,3 +164,53 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestServe_ShutdownFinishesRequestsInFlight: SIGTERM (the signal context
+// ending) stops new connections but lets a request in flight complete.
+func TestServe_ShutdownFinishesRequestsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		fmt.Fprint(w, "done ", r.URL.Path)
+	}))
+	defer upstream.Close()
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	cfg := fmt.Sprintf("listen: %q\npublic_url: \"http://%s\"\nupstream: %q\ndefault_access: public\n", addr, addr, upstream.URL)
+	os.WriteFile(path, []byte(cfg), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "-config", path}, io.Discard, io.Discard) }()
+	base := "http://" + addr
+	eventually(t, "the gateway to listen", func() bool { return statusOf(t, base+"/up") == 200 })
+
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(base + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	<-started
+	cancel() // what SIGTERM does through signal.NotifyContext
+	time.Sleep(100 * time.Millisecond)
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("still accepting connections after shutdown began")
+	}
+	close(release)
+	if got := <-slow; got != "200 done /slow" {
+		t.Errorf("request in flight: %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+}
