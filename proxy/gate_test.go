@@ -705,7 +705,31 @@ func TestGate_InternalPrefixIsNeverForwarded(t *testing.T) {
 func TestGate_SignOutClearsGatewayCookieAndGoesToClerk(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	gw := gatewayCookieFrom(t, fx)
+	// A GET (a link, or an image on someone else's page) signs nobody out.
 	resp := fx.do("GET", "/.tollgate/sign-out", with(navigation, "X-Test-User", "user_1"), gw)
+	if resp.StatusCode != 200 || !strings.Contains(body(t, resp), `method="post"`) {
+		t.Fatalf("GET sign-out: %d", resp.StatusCode)
+	}
+	if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), gw); resp.StatusCode != 200 {
+		t.Fatalf("after GET sign-out the session must live on: %d", resp.StatusCode)
+	}
+	// A cross-site POST is refused.
+	req, _ := http.NewRequest("POST", fx.front.URL+"/.tollgate/sign-out", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("X-Test-User", "user_1")
+	req.AddCookie(gw)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("cross-site sign-out: %v %v", resp, err)
+	}
+	// The same-origin POST signs out and goes to Clerk's hosted sign-out.
+	req, _ = http.NewRequest("POST", fx.front.URL+"/.tollgate/sign-out", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("X-Test-User", "user_1")
+	req.AddCookie(gw)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "https://accounts.example.com/sign-out?redirect_url="+url.QueryEscape("https://app.example.com/") {
 		t.Fatalf("status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}

@@ -42,11 +42,6 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 // handleSignOut ends tollgate's own session and sends the visitor to Clerk's
 // hosted sign-out, which ends the Clerk session and comes back home.
 func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header().Set("Allow", "GET, POST")
-		s.writeError(w, r, http.StatusMethodNotAllowed)
-		return
-	}
 	if id := IdentityFromContext(r.Context()); id != nil {
 		s.RevokeSession(id.SessionID)
 	}
@@ -61,6 +56,18 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirect(w, s.portal.SignOutURL(home), http.StatusSeeOther)
+}
+
+type signOutPage struct {
+	SignedIn bool
+	Action   string
+}
+
+// handleSignOutPage asks for the POST that signs out, so that a link (or an
+// image a third-party page embeds) cannot sign anyone out by itself.
+func (s *Server) handleSignOutPage(w http.ResponseWriter, r *http.Request) {
+	noStore(w)
+	s.pages.render(w, r, http.StatusOK, "signout", signOutPage{SignedIn: IdentityFromContext(r.Context()) != nil, Action: s.prefix + "/sign-out"})
 }
 
 // meJSON is GET /api/me: who the visitor is and what they hold.

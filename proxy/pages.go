@@ -163,6 +163,7 @@ var pageTitles = map[string]string{
 	"account":   "Your account",
 	"finishing": "Finishing up",
 	"admin":     "Users",
+	"signout":   "Sign out",
 }
 
 func (p *pages) serveFinishingJS(w http.ResponseWriter, r *http.Request) {

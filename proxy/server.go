@@ -175,7 +175,12 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	})
 	mux.HandleFunc("GET "+s.prefix+"/assets/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET "+s.prefix+"/assets/finishing.js", s.pages.serveFinishingJS)
-	mux.Handle(s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut)))
+	// Signing out changes state, so it is a same-origin POST; a GET (a
+	// link from the app) shows the one-button page that makes it.
+	signOutCSRF := http.NewCrossOriginProtection()
+	signOutCSRF.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, http.StatusForbidden) }))
+	mux.Handle("GET "+s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOutPage)))
+	mux.Handle("POST "+s.prefix+"/sign-out", signOutCSRF.Handler(s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut))))
 	mux.Handle("GET "+s.prefix+"/api/me", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleMe)))
 	mux.HandleFunc(s.prefix+"/auth", s.handleForwardAuth)
 	mux.Handle("GET "+s.prefix+"/admin", s.withIdentity(AuthRequired, http.HandlerFunc(s.handleAdminPage)))
