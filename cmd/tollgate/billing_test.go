@@ -162,6 +162,9 @@ func TestDemo_PaidJourney(t *testing.T) {
 		t.Fatalf("cancelled at period end, still in the period: %d", resp.StatusCode)
 	}
 	acct := readBody(t, get(t, c, d.URL+"/.tollgate/account", page))
+	if !strings.Contains(acct, "ada@example.com") {
+		t.Errorf("account page does not show the email given at checkout")
+	}
 	if !strings.Contains(acct, "will not renew") {
 		t.Errorf("account page does not say the plan ends: %.600s", acct)
 	}

@@ -400,11 +400,13 @@ func (l *lateRevoker) RevokeUser(id string) {
 }
 
 // directory answers the pages' questions from the store: a user's email
-// (recorded from Clerk) and whether a subject's customer had a trial.
+// and whether a subject's customer had a trial.
 type directory struct{ store *bolt.Store }
 
 func (d directory) Email(ctx context.Context, userID string) (string, error) {
-	u, err := d.store.User(ctx, userID)
+	// The summary's email is Clerk's (from its webhooks), else the one the
+	// user gave Stripe Checkout.
+	u, err := d.store.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, 1)
 	if err != nil {
 		return "", err
 	}
