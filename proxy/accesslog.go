@@ -19,6 +19,8 @@ type logEntry struct {
 	reason   string
 	userID   string
 	source   string
+
+	fwd *forward // set when the request goes to the upstream
 }
 
 type logEntryKey struct{}
@@ -64,6 +66,10 @@ func (w *statusWriter) Flush() {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start time.Time) {
+	s.observe(e, start)
+	if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
 	status := w.status
 	if status == 0 {
 		// A hijacked connection (WebSocket) never writes a status here.
@@ -90,15 +96,20 @@ func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start
 		attrs = append(attrs, slog.String("reason", e.reason))
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
-	if s.obs != nil {
-		rule := "none"
-		switch {
-		case e.access == "":
-		case e.rule < 0:
-			rule = "default"
-		default:
-			rule = "routes[" + strconv.Itoa(e.rule) + "]"
-		}
-		s.obs.Decision(e.decision, rule, string(e.access), s.now().Sub(start))
+}
+
+// observe reports the request's decision to the metrics.
+func (s *Server) observe(e *logEntry, start time.Time) {
+	if s.obs == nil {
+		return
 	}
+	rule := "none"
+	switch {
+	case e.access == "":
+	case e.rule < 0:
+		rule = "default"
+	default:
+		rule = "routes[" + strconv.Itoa(e.rule) + "]"
+	}
+	s.obs.Decision(e.decision, rule, string(e.access), s.now().Sub(start))
 }

@@ -53,7 +53,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		// CORS preflights carry no credentials by design.
 		e.decision = "preflight"
-		s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+		e.fwd = f
+		s.upstream.ServeHTTP(w, r)
 		return
 	}
 
@@ -61,7 +62,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		return
 	}
 	// 9. Forward.
-	s.upstream.ServeHTTP(w, r.WithContext(withForward(r.Context(), f)))
+	e.fwd = f
+	s.upstream.ServeHTTP(w, r)
 }
 
 // gate runs steps 4 to 8 for a request whose path is canonical: match the
@@ -321,7 +323,11 @@ func (s *Server) decidePaid(ctx context.Context, id *Identity, routeID string) (
 	in := PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Grace: s.cfg.Stripe.PastDueGrace, Now: s.now()}
 	if s.ents != nil {
 		var needUser, needOrg bool
-		for _, p := range UnlockingPlans(s.cfg.Plans, routeID) {
+		for i := range s.cfg.Plans {
+			p := &s.cfg.Plans[i]
+			if !p.UnlocksRoute(routeID) {
+				continue
+			}
 			if p.Scope == SubjectOrg {
 				needOrg = true
 			} else {

@@ -67,50 +67,29 @@ type planJSON struct {
 	Name string `json:"name"`
 }
 
-// statusText is the fixed, client-facing wording per status. Details go to
-// the log only, never to the visitor.
-func statusText(code int) (title, message string) {
-	switch code {
-	case http.StatusUnauthorized:
-		return "Sign in required", "You need to sign in to see this page."
-	case http.StatusForbidden:
-		return "Access denied", "This page is not available."
-	case http.StatusNotFound:
-		return "Page not found", "There is nothing at this address."
-	case http.StatusBadGateway:
-		return "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
-	case http.StatusGatewayTimeout:
-		return "The site took too long", "The application behind this page did not answer in time. Please try again in a moment."
-	case http.StatusServiceUnavailable:
-		return "Temporarily unavailable", "We cannot check your access right now. Please try again in a moment."
+// statusWords is the fixed, client-facing wording per status: the JSON
+// error code, the page title and its message. Details go to the log only,
+// never to the visitor.
+func statusWords(status int) (code, title, message string) {
+	switch status {
 	case http.StatusBadRequest:
-		return "Bad request", "The request could not be understood."
-	case http.StatusMethodNotAllowed:
-		return "Method not allowed", "This address does not accept that kind of request."
-	}
-	return http.StatusText(code), ""
-}
-
-func errorCode(code int) string {
-	switch code {
+		return "bad_request", "Bad request", "The request could not be understood."
 	case http.StatusUnauthorized:
-		return "unauthorized"
+		return "unauthorized", "Sign in required", "You need to sign in to see this page."
 	case http.StatusForbidden:
-		return "forbidden"
+		return "forbidden", "Access denied", "This page is not available."
 	case http.StatusNotFound:
-		return "not_found"
-	case http.StatusBadGateway:
-		return "bad_gateway"
-	case http.StatusGatewayTimeout:
-		return "gateway_timeout"
-	case http.StatusServiceUnavailable:
-		return "unavailable"
-	case http.StatusBadRequest:
-		return "bad_request"
+		return "not_found", "Page not found", "There is nothing at this address."
 	case http.StatusMethodNotAllowed:
-		return "method_not_allowed"
+		return "method_not_allowed", "Method not allowed", "This address does not accept that kind of request."
+	case http.StatusBadGateway:
+		return "bad_gateway", "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
+	case http.StatusServiceUnavailable:
+		return "unavailable", "Temporarily unavailable", "We cannot check your access right now. Please try again in a moment."
+	case http.StatusGatewayTimeout:
+		return "gateway_timeout", "The site took too long", "The application behind this page did not answer in time. Please try again in a moment."
 	}
-	return "error"
+	return "error", http.StatusText(status), ""
 }
 
 // wantsHTML decides between the HTML page and the JSON body for an error.
@@ -124,11 +103,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, code int) {
 	if code == http.StatusUnauthorized || code >= 500 {
 		noStore(w)
 	}
+	errCode, title, msg := statusWords(code)
 	if wantsHTML(r) {
-		title, msg := statusText(code)
 		s.pages.render(w, r, code, "error", errorPage{Code: code, Title: title, Message: msg})
 		return
 	}
-	_, msg := statusText(code)
-	writeJSON(w, code, errorBody{Error: errorCode(code), Message: msg})
+	writeJSON(w, code, errorBody{Error: errCode, Message: msg})
 }

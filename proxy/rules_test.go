@@ -87,7 +87,7 @@ func checkCanonical(t *testing.T, in, decoded, escaped string, canonical bool) {
 			t.Fatalf("CanonicalPath(%q): decoded %q has a dot segment", in, decoded)
 		}
 	}
-	if strings.Contains(decoded[1:len(decoded)], "//") {
+	if strings.Contains(decoded[1:], "//") {
 		t.Fatalf("CanonicalPath(%q): decoded %q has an empty segment", in, decoded)
 	}
 	for i := 0; i < len(escaped); i++ {

@@ -25,8 +25,8 @@ const (
 	headerPrefix = "X-Tollgate-"
 )
 
-// forward is what the gate hands the upstream proxy through the request
-// context: the one typed value it needs to rewrite and post-process.
+// forward is what the gate hands the upstream proxy, through the request's
+// log entry: the one typed value it needs to rewrite and post-process.
 type forward struct {
 	path       string // canonical decoded path
 	rawPath    string // its escaped form
@@ -40,15 +40,13 @@ type forward struct {
 	sent       time.Time      // when the request left for the upstream (wall clock, for metrics)
 }
 
-type forwardKey struct{}
-
-func withForward(ctx context.Context, f *forward) context.Context {
-	return context.WithValue(ctx, forwardKey{}, f)
-}
-
+// forwardFrom finds the forward the gate attached to the request's log
+// entry (one context value per request, not two).
 func forwardFrom(ctx context.Context) *forward {
-	f, _ := ctx.Value(forwardKey{}).(*forward)
-	return f
+	if e, ok := ctx.Value(logEntryKey{}).(*logEntry); ok {
+		return e.fwd
+	}
+	return nil
 }
 
 // stripTollgateHeaders removes every client-sent X-Tollgate-* header.
@@ -90,34 +88,37 @@ func stripClerkQuery(rawQuery string) string {
 // stripGatewayCookie removes __tollgate from the Cookie header: it is
 // tollgate's, not the app's. Clerk's cookies stay (the app may read them).
 func stripGatewayCookie(h http.Header) {
-	lines := h.Values("Cookie")
-	if len(lines) == 0 {
-		return
-	}
-	found := false
+	lines := h["Cookie"]
+	kept := lines[:0]
 	for _, l := range lines {
-		if strings.Contains(l, GatewayCookie) {
-			found = true
-			break
+		if strings.Contains(l, GatewayCookie+"=") {
+			l = withoutCookie(l, GatewayCookie)
+		}
+		if l != "" {
+			kept = append(kept, l)
 		}
 	}
-	if !found {
+	if len(kept) == 0 {
+		delete(h, "Cookie")
 		return
 	}
-	var out []string
-	for _, l := range lines {
-		for _, part := range strings.Split(l, ";") {
-			p := strings.TrimSpace(part)
-			if p == "" || strings.HasPrefix(p, GatewayCookie+"=") {
-				continue
-			}
-			out = append(out, p)
+	h["Cookie"] = kept
+}
+
+// withoutCookie drops every "name=…" pair from one Cookie header line.
+func withoutCookie(line, name string) string {
+	var b strings.Builder
+	for part := range strings.SplitSeq(line, ";") {
+		p := strings.TrimSpace(part)
+		if p == "" || strings.HasPrefix(p, name+"=") {
+			continue
 		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
 	}
-	h.Del("Cookie")
-	if len(out) > 0 {
-		h.Set("Cookie", strings.Join(out, "; "))
-	}
+	return b.String()
 }
 
 // trusted reports whether the peer may supply X-Forwarded-* headers.

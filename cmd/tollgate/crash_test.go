@@ -86,7 +86,7 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 	// with the Clerk user: tollgate learns of it only through webhooks.
 	sc := stripeclient.New(d.Stripe.SecretKey(), stripego.NewBackendsWithConfig(&stripego.BackendConfig{URL: stripego.String(d.StripeURL)}))
 	cus, err := sc.Customers.New(&stripego.CustomerParams{Email: stripego.String("ada@example.com"),
-		Params: stripego.Params{Metadata: map[string]string{"clerk_user_id": "user_ada"}}})
+		Metadata: map[string]string{"clerk_user_id": "user_ada"}})
 	if err != nil {
 		t.Fatal(err)
 	}

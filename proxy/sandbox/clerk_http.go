@@ -6,6 +6,8 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"html/template"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -303,9 +305,15 @@ func (c *Clerk) renderError(w http.ResponseWriter, status int, title, msg string
 }
 
 func (c *Clerk) render(w http.ResponseWriter, status int, name string, data clerkPageData) {
+	renderPage(w, c.log, c.pages, status, name, data)
+}
+
+// renderPage writes one of the sandbox's pages (Clerk's or Stripe's): the
+// template is executed into a buffer first, so an error is a clean 500.
+func renderPage(w http.ResponseWriter, log *slog.Logger, pages *template.Template, status int, name string, data any) {
 	var buf bytes.Buffer
-	if err := c.pages.ExecuteTemplate(&buf, name, data); err != nil {
-		c.log.Error("sandbox clerk: render", "page", name, "err", err)
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		log.Error("sandbox: render", "page", name, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}

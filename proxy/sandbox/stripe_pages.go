@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -136,23 +135,34 @@ func (s *Stripe) checkoutViewLocked(cs *sbCheckout) *sbCheckoutView {
 }
 
 func (s *Stripe) handleCheckoutPage(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.runDueLocked()
-	cs := s.sessions[r.PathValue("id")]
+	cs := s.lockOpenCheckout(w, r)
 	if cs == nil {
-		s.mu.Unlock()
-		s.renderError(w, http.StatusNotFound, "Checkout not found", "There is no Checkout Session at this address.", "")
-		return
-	}
-	if st, d := s.checkoutClosedLocked(cs); st != 0 {
-		s.mu.Unlock()
-		s.render(w, st, "error", d)
 		return
 	}
 	d := s.pageLocked("Checkout")
 	d.Checkout = s.checkoutViewLocked(cs)
 	s.mu.Unlock()
 	s.render(w, http.StatusOK, "checkout", d)
+}
+
+// lockOpenCheckout takes the lock and returns the request's Checkout Session
+// if it can still be paid; otherwise it answers (404, or why it is closed),
+// releases the lock and returns nil.
+func (s *Stripe) lockOpenCheckout(w http.ResponseWriter, r *http.Request) *sbCheckout {
+	s.mu.Lock()
+	s.runDueLocked()
+	cs := s.sessions[r.PathValue("id")]
+	if cs == nil {
+		s.mu.Unlock()
+		s.renderError(w, http.StatusNotFound, "Checkout not found", "There is no Checkout Session at this address.", "")
+		return nil
+	}
+	if st, d := s.checkoutClosedLocked(cs); st != 0 {
+		s.mu.Unlock()
+		s.render(w, st, "error", d)
+		return nil
+	}
+	return cs
 }
 
 // checkoutClosedLocked is the page for a session that cannot be paid.
@@ -190,17 +200,8 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 	}, r.PostForm.Get("card_number"))
 	email := strings.TrimSpace(r.PostForm.Get("email"))
 
-	s.mu.Lock()
-	s.runDueLocked()
-	cs := s.sessions[r.PathValue("id")]
+	cs := s.lockOpenCheckout(w, r)
 	if cs == nil {
-		s.mu.Unlock()
-		s.renderError(w, http.StatusNotFound, "Checkout not found", "There is no Checkout Session at this address.", "")
-		return
-	}
-	if st, d := s.checkoutClosedLocked(cs); st != 0 {
-		s.mu.Unlock()
-		s.render(w, st, "error", d)
 		return
 	}
 	var msg string
@@ -494,18 +495,5 @@ func (s *Stripe) renderError(w http.ResponseWriter, status int, title, msg, back
 }
 
 func (s *Stripe) render(w http.ResponseWriter, status int, name string, data sbPageData) {
-	var buf bytes.Buffer
-	if err := s.pages.ExecuteTemplate(&buf, name, data); err != nil {
-		s.log.Error("sandbox stripe: render", "page", name, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	renderPage(w, s.log, s.pages, status, name, data)
 }

@@ -390,7 +390,7 @@ func TestSyncAll_OneAtATime(t *testing.T) {
 
 func TestBucket_PacesAfterBurst(t *testing.T) {
 	b := newBucket(20, 2)
-	if b.reserve() != 0 || b.reserve() != 0 {
+	if first, second := b.reserve(), b.reserve(); first != 0 || second != 0 {
 		t.Fatal("burst not available")
 	}
 	d := b.reserve()
