@@ -126,11 +126,11 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 func configKeys(section string) []string {
 	switch section {
 	case "":
-		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "internal_prefix",
+		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "hosts", "internal_prefix",
 			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages"}
 	case "clerk":
 		return []string{"publishable_key", "secret_key", "jwt_key", "authorized_parties", "webhook_secret",
-			"api_url", "frontend_api_url", "sign_in_url"}
+			"forward_cookies", "api_url", "frontend_api_url", "sign_in_url"}
 	case "session":
 		return []string{"secret", "ttl", "refresh"}
 	case "stripe":
@@ -737,6 +737,7 @@ func (p *configParser) config(root *yaml.Node) *Config {
 	}
 	cfg.TrustedProxies = p.trustedProxies(top.list("trusted_proxies"))
 	cfg.ExtraOrigins = p.extraOrigins(top.list("extra_origins"), cfg.PublicURL)
+	cfg.Hosts = p.hosts(top.list("hosts"), cfg)
 	cfg.InternalPrefix = p.internalPrefix(top.str("internal_prefix"))
 
 	defAccess := top.str("default_access")
@@ -826,6 +827,50 @@ func (p *configParser) extraOrigins(l configList, public *url.URL) []*url.URL {
 	return out
 }
 
+// hosts reads hosts:, the Host allow-list. When it is set, public_url's and
+// extra_origins' hosts are on it too, so it never locks out the origins
+// tollgate builds its own URLs from.
+func (p *configParser) hosts(l configList, cfg *Config) []string {
+	vals, _ := l.values()
+	if len(vals) == 0 {
+		return nil
+	}
+	var out []string
+	add := func(h string) {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	for _, v := range vals {
+		h, err := normalizeRuleHost(v.s)
+		if err != nil {
+			p.invalid(v, "%v", err)
+			continue
+		}
+		add(h)
+	}
+	if cfg.PublicURL != nil {
+		add(requestHost(cfg.PublicURL.Host))
+	}
+	for _, o := range cfg.ExtraOrigins {
+		add(requestHost(o.Host))
+	}
+	return out
+}
+
+// boolean reads true or false.
+func (p *configParser) boolean(v configValue) bool {
+	if v.bad || v.s == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v.s)
+	if err != nil || (v.s != "true" && v.s != "false") {
+		p.invalid(v, "%q is not valid; want true or false", v.s)
+		return false
+	}
+	return b
+}
+
 func (p *configParser) internalPrefix(v configValue) string {
 	if v.bad || v.s == "" {
 		return DefaultInternalPrefix
@@ -896,7 +941,7 @@ func (p *configParser) plans(top *configSection) []Plan {
 			p.errorf(routes.line, routes.key, "missing or empty; want the route IDs this plan unlocks, such as [415VNA] or [\"*\"] for all")
 		}
 		for _, v := range rvals {
-			if v.s != "*" && !routeIDPattern.MatchString(v.s) {
+			if v.s != "*" && !ValidRouteID(v.s) {
 				p.invalid(v, "%q is not a route ID; want letters, digits, \".\", \"_\", \"~\" or \"-\", or \"*\" for all routes", v.s)
 				continue
 			}
@@ -992,7 +1037,7 @@ func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, i
 		if id := s.str("id"); id.s != "" {
 			idLines[i] = id.line
 			switch {
-			case !routeIDPattern.MatchString(id.s):
+			case !ValidRouteID(id.s):
 				p.invalid(id, "%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", id.s)
 			case pt != nil && pt.capture >= 0:
 				p.invalid(id, "%q: the path already captures the route ID with {route}; remove one of the two", id.s)
@@ -1126,6 +1171,7 @@ func (p *configParser) clerk(s *configSection, cfg *Config, n serviceNeeds) Cler
 	}
 
 	c.WebhookSecrets = s.strOrList("webhook_secret").strings()
+	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
 	c.APIURL = p.serviceURL(s.str("api_url"), DefaultClerkAPIURL)
 	c.FrontendAPIURL = p.serviceURL(s.str("frontend_api_url"), "")
 	c.SignInURL = p.serviceURL(s.str("sign_in_url"), "")

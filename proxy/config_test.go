@@ -211,6 +211,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		Upstream:       mustURL(t, "http://app:3000"),
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.10/32")},
 		ExtraOrigins:   []*url.URL{mustURL(t, "https://www.example.com")},
+		Hosts:          []string{"app.example.com", "api.example.com", "www.example.com"},
 		InternalPrefix: "/.tollgate",
 		DefaultAccess:  AccessPaid,
 		Clerk: ClerkConfig{

@@ -15,8 +15,11 @@ type Config struct {
 	Upstream       *url.URL       // upstream, required
 	TrustedProxies []netip.Prefix // trusted_proxies: CIDRs allowed to supply X-Forwarded-*
 	ExtraOrigins   []*url.URL     // extra_origins
-	InternalPrefix string         // internal_prefix, default "/.tollgate"
-	DefaultAccess  Access         // default_access, default paid
+	// Hosts is hosts:, lower case without port, with public_url's and
+	// extra_origins' hosts added; empty means any Host is served.
+	Hosts          []string
+	InternalPrefix string // internal_prefix, default "/.tollgate"
+	DefaultAccess  Access // default_access, default paid
 
 	Clerk   ClerkConfig
 	Session SessionConfig
@@ -32,6 +35,21 @@ type Config struct {
 	Warnings []string
 }
 
+// HostAllowed reports whether a request's Host (any case, with or without
+// port) may be served: always when hosts: is unset.
+func (c *Config) HostAllowed(host string) bool {
+	if len(c.Hosts) == 0 {
+		return true
+	}
+	h := requestHost(host)
+	for _, a := range c.Hosts {
+		if a == h {
+			return true
+		}
+	}
+	return false
+}
+
 // ClerkConfig is the clerk: section.
 type ClerkConfig struct {
 	PublishableKey    string   // publishable_key, required when any rule is not public/deny
@@ -39,9 +57,12 @@ type ClerkConfig struct {
 	JWTKey            string   // jwt_key: PEM public key (optional)
 	AuthorizedParties []string // authorized_parties (default: public_url's origin)
 	WebhookSecrets    []string // webhook_secret: one string or a list
-	APIURL            string   // api_url: Backend API base incl. /v1 (default https://api.clerk.com/v1)
-	FrontendAPIURL    string   // frontend_api_url: overrides https://<fapi host from the key>
-	SignInURL         string   // sign_in_url: overrides <accounts>/sign-in
+	// ForwardCookies passes Clerk's cookies (__session, __client_uat,
+	// __clerk_*) on to the upstream, for an app that verifies Clerk itself.
+	ForwardCookies bool   // forward_cookies, default false
+	APIURL         string // api_url: Backend API base incl. /v1 (default https://api.clerk.com/v1)
+	FrontendAPIURL string // frontend_api_url: overrides https://<fapi host from the key>
+	SignInURL      string // sign_in_url: overrides <accounts>/sign-in
 }
 
 // SessionConfig is the session: section (the __tollgate gateway cookie).

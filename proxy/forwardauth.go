@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -17,10 +19,12 @@ const (
 )
 
 // handleForwardAuth serves <prefix>/auth. It rebuilds the original request
-// from the caller's X-Forwarded-Method/-Host/-Uri (or X-Original-URI and
-// X-Original-Method, nginx's names) and runs the same gate as proxy mode.
-// The answer is about the caller's own credentials (cookies, Authorization),
-// so it tells them nothing they could not learn by asking for the page.
+// from headers only the fronting proxy sets (X-Original-URI and
+// X-Original-Method from nginx; X-Forwarded-Uri, -Method and -Host from
+// Traefik and Caddy, which overwrite a client's copies), believed only from
+// trusted_proxies, and runs the same gate as proxy mode. The answer is about
+// the caller's own credentials (cookies, Authorization), so it tells them
+// nothing they could not learn by asking for the page.
 //
 // Default (nginx auth_request): 2xx with the identity headers to copy to the
 // upstream, 401 for signed out (HeaderLocation for page loads), 403 for
@@ -29,9 +33,17 @@ const (
 // is: the same sign-in, handshake and upgrade redirects as proxy mode.
 func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 	e := entryFrom(r.Context())
+	if !trusted(r.RemoteAddr, s.cfg.TrustedProxies) {
+		// Only a proxy in trusted_proxies may say which request it holds: a
+		// client that reaches this endpoint itself could name any.
+		e.decision = "forward_auth_untrusted_peer"
+		noStore(w)
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
 	orig, err := originalRequest(r)
 	if err != nil {
-		e.decision = "bad_forward_auth"
+		e.decision, e.reason = "bad_forward_auth", err.Error()
 		s.writeError(w, r, http.StatusBadRequest)
 		return
 	}
@@ -59,9 +71,21 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
-	f := &forward{path: path, rawPath: escaped}
+	if !s.cfg.HostAllowed(orig.Host) {
+		e.decision = "misdirected"
+		if redirectMode {
+			s.writeError(w, orig, http.StatusMisdirectedRequest)
+		} else {
+			// auth_request takes any answer but 2xx, 401 and 403 for an error
+			// of its own.
+			w.WriteHeader(http.StatusForbidden)
+		}
+		return
+	}
+	f := &forward{path: path, rawPath: escaped, trustedPeer: true}
+	overrides := sanitizeRequestHeaders(orig.Header, true)
 	if redirectMode {
-		if s.gate(w, orig, e, f) {
+		if s.gate(w, orig, e, f, overrides) {
 			if loc := s.sessionBounce(orig, f); loc != "" {
 				e.decision = "session_bounce"
 				redirect(w, loc, http.StatusTemporaryRedirect)
@@ -72,7 +96,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &recorder{header: http.Header{}}
-	if s.gate(rec, orig, e, f) {
+	if s.gate(rec, orig, e, f, overrides) {
 		if loc := s.sessionBounce(orig, f); loc != "" {
 			e.decision = "session_bounce"
 			noStore(w)
@@ -118,28 +142,39 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	redirect(w, s.safeReturn(r.URL.Query().Get("return")), http.StatusSeeOther)
 }
 
-// originalRequest rebuilds the request the caller is asking about.
+// originalRequest rebuilds the request the caller is asking about from the
+// two header families fronting proxies set. Each fact (URI, method) must be
+// given once, by one family or by both alike: a value in one family that the
+// proxy did not set is a client's, and disagreeing with the proxy's is a 400,
+// never a choice.
 func originalRequest(r *http.Request) (*http.Request, error) {
 	h := r.Header
-	method := firstHeader(h, "X-Forwarded-Method", "X-Original-Method")
-	if method == "" {
-		method = http.MethodGet
+	uri, err := agreedHeader(h, "X-Original-URI", "X-Forwarded-Uri")
+	if err != nil {
+		return nil, err
 	}
-	uri := firstHeader(h, "X-Forwarded-Uri", "X-Original-URI", "X-Original-Uri")
-	if uri == "" {
-		uri = "/"
+	method, err := agreedHeader(h, "X-Original-Method", "X-Forwarded-Method")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := canonicalMethod(method); err != nil {
+		return nil, fmt.Errorf("forwarded method: %w", err)
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
-		if full, ferr := url.Parse(uri); ferr == nil && full.IsAbs() {
-			u = &url.URL{Path: full.Path, RawPath: full.RawPath, RawQuery: full.RawQuery}
-		} else {
-			return nil, err
+		full, ferr := url.Parse(uri)
+		if ferr != nil || !full.IsAbs() {
+			return nil, fmt.Errorf("forwarded URI: %w", err)
 		}
+		u = &url.URL{Path: full.Path, RawPath: full.RawPath, RawQuery: full.RawQuery}
 	}
-	host := firstHeader(h, "X-Forwarded-Host")
-	if host == "" {
-		host = r.Host
+	host := r.Host
+	switch hs := h.Values("X-Forwarded-Host"); len(hs) {
+	case 0:
+	case 1:
+		host = strings.TrimSpace(hs[0])
+	default:
+		return nil, errors.New("X-Forwarded-Host sent more than once")
 	}
 	orig := r.Clone(r.Context())
 	orig.Method = strings.ToUpper(method)
@@ -149,34 +184,46 @@ func originalRequest(r *http.Request) (*http.Request, error) {
 	return orig, nil
 }
 
-func firstHeader(h http.Header, names ...string) string {
-	for _, n := range names {
-		if v := strings.TrimSpace(h.Get(n)); v != "" {
-			return v
-		}
+// agreedHeader returns the one value the nginx header and the
+// Traefik/Caddy header give for a fact.
+func agreedHeader(h http.Header, nginxName, forwardedName string) (string, error) {
+	a, b := h.Values(nginxName), h.Values(forwardedName)
+	if len(a) > 1 || len(b) > 1 {
+		return "", fmt.Errorf("%s or %s sent more than once", nginxName, forwardedName)
 	}
-	return ""
+	var av, bv string
+	if len(a) == 1 {
+		av = strings.TrimSpace(a[0])
+	}
+	if len(b) == 1 {
+		bv = strings.TrimSpace(b[0])
+	}
+	switch {
+	case av == "" && bv == "":
+		return "", fmt.Errorf("neither %s nor %s is set; the proxy must send one", nginxName, forwardedName)
+	case av != "" && bv != "" && av != bv:
+		return "", fmt.Errorf("%s and %s disagree", nginxName, forwardedName)
+	case av != "":
+		return av, nil
+	}
+	return bv, nil
 }
 
 // authAllowed answers "yes" with the identity headers for the caller to
 // copy onto the upstream request, and any cookies to hand the browser.
 func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
-	h := w.Header()
+	// Every identity header is set, empty when there is no value, so a proxy
+	// that copies them overwrites a client's own copy of each.
+	var user, org string
 	if f.identity != nil {
-		h.Set(HeaderUser, f.identity.UserID)
-		if f.identity.OrgID != "" {
-			h.Set(HeaderOrg, f.identity.OrgID)
-		}
+		user, org = f.identity.UserID, f.identity.OrgID
 	}
-	if f.plan != "" {
-		h.Set(HeaderPlan, f.plan)
-	}
-	if f.status != "" {
-		h.Set(HeaderStatus, string(f.status))
-	}
-	if f.routeID != "" {
-		h.Set(HeaderRoute, f.routeID)
-	}
+	h := w.Header()
+	h[HeaderUser] = []string{user}
+	h[HeaderOrg] = []string{org}
+	h[HeaderPlan] = []string{f.plan}
+	h[HeaderStatus] = []string{string(f.status)}
+	h[HeaderRoute] = []string{f.routeID}
 	addSetCookies(w, f.setCookies)
 	for _, c := range f.cookies {
 		http.SetCookie(w, c)

@@ -20,7 +20,7 @@ func (fx *gateFixture) authAsk(mode, method, uri string, hdr map[string]string) 
 }
 
 func TestForwardAuth_NginxMode(t *testing.T) {
-	fx := newGateFixture(t, nil)
+	fx := newGateFixtureConfig(t, nil, trustLoopback)
 	fx.ents[Subject{Kind: SubjectUser, ID: "user_paid"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
 	signInURL := "https://accounts.example.com/sign-in?redirect_url=" + url.QueryEscape("https://app.example.com/private/x")
 	upgrade := "/.tollgate/upgrade?" + url.Values{"return": {"/routes/415VNA/"}, "route": {"415VNA"}}.Encode()
@@ -65,7 +65,7 @@ func TestForwardAuth_NginxMode(t *testing.T) {
 }
 
 func TestForwardAuth_RedirectModeAnswersTheBrowser(t *testing.T) {
-	fx := newGateFixture(t, nil)
+	fx := newGateFixtureConfig(t, nil, trustLoopback)
 	resp := fx.authAsk("redirect", "GET", "/private/x?a=1", navigation)
 	if resp.StatusCode != 307 || !strings.HasPrefix(resp.Header.Get("Location"), "https://accounts.example.com/sign-in?") {
 		t.Errorf("signed out: %d %q", resp.StatusCode, resp.Header.Get("Location"))
@@ -85,7 +85,7 @@ func TestForwardAuth_RedirectModeAnswersTheBrowser(t *testing.T) {
 }
 
 func TestForwardAuth_CookiesThePeerCannotPassGoThroughTheSessionBounce(t *testing.T) {
-	fx := newGateFixture(t, nil)
+	fx := newGateFixtureConfig(t, nil, trustLoopback)
 	// First page load after sign-in: no gateway cookie yet.
 	resp := fx.authAsk("", "GET", "/private/x?q=1", with(navigation, "X-Test-User", "user_1"))
 	loc := resp.Header.Get(HeaderLocation)

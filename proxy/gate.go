@@ -17,10 +17,19 @@ func IdentityFromContext(ctx context.Context) *Identity {
 	return id
 }
 
-// serve runs DESIGN §3 in order.
+// serve runs a request through the steps of the README's "How a request is
+// decided", in order.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
-	// 1. Nothing the client says about tollgate's own headers is believed.
-	stripTollgateHeaders(r.Header)
+	// 1. Nothing the client says about tollgate, or about the hops before
+	// it, is believed (unless a trusted proxy says the latter).
+	trustedPeer := trusted(r.RemoteAddr, s.cfg.TrustedProxies)
+	overrides := sanitizeRequestHeaders(r.Header, trustedPeer)
+	if !s.cfg.HostAllowed(r.Host) && r.URL.Path != s.prefix+"/healthz" && r.URL.Path != s.prefix+"/auth" {
+		// Forward auth judges the host its proxy names, not its own.
+		e.decision = "misdirected"
+		s.writeError(w, r, http.StatusMisdirectedRequest)
+		return
+	}
 
 	// 2. One canonical path, before anything looks at it.
 	if r.RequestURI == "*" {
@@ -49,16 +58,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		s.internal.ServeHTTP(w, r)
 		return
 	}
-	f := &forward{path: path, rawPath: escaped}
+	f := &forward{path: path, rawPath: escaped, trustedPeer: trustedPeer}
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-		// CORS preflights carry no credentials by design.
+		// CORS preflights carry no credentials by design: they pass
+		// ungated, stripped of credentials and body, except where the rules
+		// deny the path or cannot tell which rule applies.
+		m, ok := s.judge(w, r, e, f, nil)
+		if !ok {
+			return
+		}
+		if m.Access == AccessDeny {
+			e.decision = "deny"
+			s.writeError(w, r, http.StatusForbidden)
+			return
+		}
 		e.decision = "preflight"
+		f.preflight, f.gated = true, m.Access != AccessPublic
 		e.fwd = f
 		s.upstream.ServeHTTP(w, r)
 		return
 	}
 
-	if !s.gate(w, r, e, f) {
+	if !s.gate(w, r, e, f, overrides) {
 		return
 	}
 	// 9. Forward.
@@ -66,29 +87,42 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	s.upstream.ServeHTTP(w, r)
 }
 
-// gate runs steps 4 to 8 for a request whose path is canonical: match the
-// rules, establish the identity, decide a paid route. It fills f for the
-// upstream and reports true when the request may pass; otherwise it has
-// answered the request itself. Proxy mode and forward-auth share it.
-func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward) bool {
-	// 4. First matching rule wins.
-	method := r.Method
-	if method == http.MethodHead {
-		method = http.MethodGet
-	}
-	m := s.cfg.Routes.Match(method, r.Host, matchPath(f.path))
-	if !validRouteID(m.RouteID) {
+// judge chooses the rule for a request (RuleSet.Judge) and records it, or
+// answers 400 itself when the request cannot be judged unambiguously.
+func (s *Server) judge(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward, overrides []string) (RouteMatch, bool) {
+	m, ok := s.cfg.Routes.Judge(r.Method, r.Host, f.path, overrides)
+	switch {
+	case !ok:
+		// Some upstream would route this path, or act on this method, under
+		// another rule than the one the gate would apply.
+		e.decision = "ambiguous_request"
+		s.writeError(w, r, http.StatusBadRequest)
+		return m, false
+	case m.RouteID != "" && !ValidRouteID(m.RouteID):
 		// A {route} capture becomes a header and a URL parameter: only
 		// plain IDs are meaningful, anything else is a bad request.
 		e.decision = "bad_route_id"
 		s.writeError(w, r, http.StatusBadRequest)
-		return false
+		return m, false
 	}
 	e.access, e.routeID, e.rule = m.Access, m.RouteID, -1
 	if m.Rule != nil {
 		e.rule = m.Rule.Index
 	}
 	f.routeID = m.RouteID
+	return m, true
+}
+
+// gate runs steps 4 to 8 for a request whose path is canonical: match the
+// rules, establish the identity, decide a paid route. It fills f for the
+// upstream and reports true when the request may pass; otherwise it has
+// answered the request itself. Proxy mode and forward-auth share it.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward, overrides []string) bool {
+	// 4. First matching rule wins, under every reading of the request.
+	m, ok := s.judge(w, r, e, f, overrides)
+	if !ok {
+		return false
+	}
 	switch m.Access {
 	case AccessPublic:
 		e.decision = "allow"
@@ -143,39 +177,6 @@ func hasPrefixFold(path, prefix string) bool {
 		return false
 	}
 	return len(path) == len(prefix) || path[len(prefix)] == '/'
-}
-
-// matchPath is the path the rules see. Beyond the canonical path, it drops
-// ";params" from segments and reads "\" as "/", so an upstream that does
-// either (Tomcat routes /admin;x=1 to /admin, IIS reads \ as /) cannot be
-// reached through a rule written for another path.
-func matchPath(path string) string {
-	if !strings.ContainsAny(path, ";\\") {
-		return path
-	}
-	segs := strings.Split(strings.ReplaceAll(path, "\\", "/"), "/")
-	for i, seg := range segs {
-		if j := strings.IndexByte(seg, ';'); j >= 0 {
-			segs[i] = seg[:j]
-		}
-	}
-	p, _, _ := CanonicalPath((&url.URL{Path: strings.Join(segs, "/")}).EscapedPath())
-	return p
-}
-
-// validRouteID accepts the route IDs a plan can name: letters, digits and
-// "-", "_", ".", at most 64 of them.
-func validRouteID(id string) bool {
-	if len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 type authOutcome struct {

@@ -55,6 +55,8 @@ routes:
   - { path: "/ws", access: signed_in }
   - { path: "/events", access: signed_in }
   - { path: "/admin/*", access: deny }
+  - { path: "/items/*", methods: [DELETE], access: deny }
+  - { path: "/items/*", access: signed_in }
 admin:
   users: ["user_boss"]
 `
@@ -137,6 +139,18 @@ type gateFixture struct {
 
 func newGateFixture(t *testing.T, upstream http.Handler) *gateFixture {
 	t.Helper()
+	return newGateFixtureConfig(t, upstream, nil)
+}
+
+// trustLoopback makes the test client a trusted proxy, as a forward-auth
+// caller must be.
+func trustLoopback(cfg string) string {
+	return strings.Replace(cfg, `trusted_proxies: ["10.0.0.0/8"]`, `trusted_proxies: ["10.0.0.0/8", "127.0.0.1", "::1"]`, 1)
+}
+
+// newGateFixtureConfig is newGateFixture with the config text edited first.
+func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string) string) *gateFixture {
+	t.Helper()
 	fx := &gateFixture{t: t, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), checker: &fakeChecker{active: true}, ents: fakeEntitlements{}}
 	if upstream == nil {
 		upstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +166,11 @@ func newGateFixture(t *testing.T, upstream http.Handler) *gateFixture {
 		upstream.ServeHTTP(w, r)
 	}))
 	t.Cleanup(fx.upstream.Close)
-	cfg, err := ParseConfig("gate_test.yaml", []byte(fmt.Sprintf(gateTestConfig, fx.upstream.URL)), func(string) string { return "" })
+	text := fmt.Sprintf(gateTestConfig, fx.upstream.URL)
+	if edit != nil {
+		text = edit(text)
+	}
+	cfg, err := ParseConfig("gate_test.yaml", []byte(text), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

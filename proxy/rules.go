@@ -3,15 +3,31 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
 )
 
-// routeIDPattern keeps route IDs to URL-unreserved characters: they travel in
+// MaxRouteIDLen is the longest route ID a rule, a plan or a {route} capture
+// may carry.
+const MaxRouteIDLen = 128
+
+// ValidRouteID reports whether id is a route ID: 1 to 128 URL-unreserved
+// characters (letters, digits, ".", "_", "~", "-"), because IDs travel in
 // query strings (/upgrade?route=…), in X-Tollgate-Route and in page markup.
-var routeIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
+// The config and the gate both ask this one function.
+func ValidRouteID(id string) bool {
+	if id == "" || len(id) > MaxRouteIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+			return false
+		}
+	}
+	return true
+}
 
 // CanonicalPath normalises a request path. escapedPath is r.URL.EscapedPath().
 // It returns the canonical decoded path (what rules match and what the
@@ -494,7 +510,7 @@ func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 		if pt != nil && pt.capture >= 0 && r.ID != "" {
 			fail(&r, i, "id", fmt.Errorf("%q: the path captures the route ID with {route}; remove one of the two", r.ID))
 		}
-		if r.ID != "" && !routeIDPattern.MatchString(r.ID) {
+		if r.ID != "" && !ValidRouteID(r.ID) {
 			fail(&r, i, "id", fmt.Errorf("%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", r.ID))
 		}
 		if r.Host != "" {
@@ -611,6 +627,9 @@ func (rs *RuleSet) lint(internalPrefix string) []ruleWarning {
 		if w := rs.fallThrough(i); w != "" {
 			ws = append(ws, ruleWarning{r, w})
 		}
+		if w := rs.childrenFallThrough(i); w != "" {
+			ws = append(ws, ruleWarning{r, w})
+		}
 	}
 	return ws
 }
@@ -676,6 +695,36 @@ func (rs *RuleSet) fallThrough(i int) string {
 			methodsAre(r.Methods), r.Access, def)
 	}
 	return ""
+}
+
+// childrenFallThrough describes how the paths under an exact rule (one
+// without a final /*) reach weaker access, or returns "": a paid "/reports"
+// leaves "/reports/q3-secret" to whatever comes next. Like fallThrough it
+// warns only about what it can prove: it follows the rules that could match
+// those paths, in order, and stops at the first that matches only some.
+func (rs *RuleSet) childrenFallThrough(i int) string {
+	r := rs.Rules[i]
+	if r.pat == nil || r.pat.wildcard || r.Access == AccessPublic {
+		return ""
+	}
+	children := &pathPattern{segs: r.pat.segs, capture: r.pat.capture, wildcard: true}
+	weaker := func(a Access, where string) string {
+		if accessRank(a) >= accessRank(r.Access) {
+			return ""
+		}
+		return fmt.Sprintf("is %s for %s only; the paths under it fall through to %s, which is %s; write %s/* to cover them too",
+			r.Access, r.Path, where, a, strings.TrimSuffix(r.Path, "/"))
+	}
+	for j, e := range rs.Rules {
+		if j == i || e.pat == nil || !hostOverlaps(e.Host, r.Host) || !e.pat.overlaps(children) {
+			continue
+		}
+		if !hostCovers(e.Host, r.Host) || !methodsCover(e.Methods, r.Methods) || !e.pat.covers(children) {
+			return "" // it takes some of them; where the rest go depends on the path
+		}
+		return weaker(e.Access, fmt.Sprintf("routes[%d] (line %d)", e.Index, e.Line))
+	}
+	return weaker(rs.defaultAccess(), "default_access")
 }
 
 func methodsAre(ms []string) string {

@@ -135,7 +135,7 @@ func New(o Options) (*Server, error) {
 		transport = defaultTransport()
 	}
 	s.transport = transport
-	s.upstream = newUpstream(cfg.Upstream, cfg.TrustedProxies, transport, s.log, s.writeError, s.obs)
+	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, transport, s.log, s.writeError, s.obs)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}

@@ -22,7 +22,6 @@ const (
 	HeaderPlan   = "X-Tollgate-Plan"
 	HeaderStatus = "X-Tollgate-Status"
 	HeaderRoute  = "X-Tollgate-Route"
-	headerPrefix = "X-Tollgate-"
 )
 
 // forward is what the gate hands the upstream proxy, through the request's
@@ -38,6 +37,11 @@ type forward struct {
 	setCookies []string       // handshake directives etc. to append
 	cookies    []*http.Cookie // gateway cookie to set
 	sent       time.Time      // when the request left for the upstream (wall clock, for metrics)
+	// trustedPeer: the connection comes from trusted_proxies, whose
+	// forwarding headers are passed on.
+	trustedPeer bool
+	// preflight: a CORS preflight, forwarded without credentials or body.
+	preflight bool
 }
 
 // forwardFrom finds the forward the gate attached to the request's log
@@ -47,15 +51,6 @@ func forwardFrom(ctx context.Context) *forward {
 		return e.fwd
 	}
 	return nil
-}
-
-// stripTollgateHeaders removes every client-sent X-Tollgate-* header.
-func stripTollgateHeaders(h http.Header) {
-	for k := range h {
-		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
-			delete(h, k)
-		}
-	}
 }
 
 // clerkQueryParam reports whether a query parameter belongs to Clerk's
@@ -85,14 +80,27 @@ func stripClerkQuery(rawQuery string) string {
 	return strings.Join(kept, "&")
 }
 
-// stripGatewayCookie removes __tollgate from the Cookie header: it is
-// tollgate's, not the app's. Clerk's cookies stay (the app may read them).
-func stripGatewayCookie(h http.Header) {
+// stripCookies removes from the Cookie header the cookies the upstream
+// must not see: tollgate's own always, and Clerk's unless forwardClerk (an
+// app behind tollgate runs no Clerk code, and a session token is a
+// credential it has no use for). Names are compared as the app's cookie
+// parser would read them, white space trimmed.
+func stripCookies(h http.Header, forwardClerk bool) {
 	lines := h["Cookie"]
+	changed := false
+	for _, l := range lines {
+		if strings.Contains(l, "__") {
+			changed = true
+			break
+		}
+	}
+	if !changed {
+		return
+	}
 	kept := lines[:0]
 	for _, l := range lines {
-		if strings.Contains(l, GatewayCookie+"=") {
-			l = withoutCookie(l, GatewayCookie)
+		if strings.Contains(l, "__") {
+			l = withoutCookies(l, forwardClerk)
 		}
 		if l != "" {
 			kept = append(kept, l)
@@ -105,12 +113,14 @@ func stripGatewayCookie(h http.Header) {
 	h["Cookie"] = kept
 }
 
-// withoutCookie drops every "name=…" pair from one Cookie header line.
-func withoutCookie(line, name string) string {
+// withoutCookies drops the credential cookies from one Cookie header line.
+func withoutCookies(line string, forwardClerk bool) string {
 	var b strings.Builder
 	for part := range strings.SplitSeq(line, ";") {
 		p := strings.TrimSpace(part)
-		if p == "" || strings.HasPrefix(p, name+"=") {
+		name, _, _ := strings.Cut(p, "=")
+		name = strings.TrimSpace(name)
+		if p == "" || tollgateCookie(name) || !forwardClerk && clerkCookie(name) {
 			continue
 		}
 		if b.Len() > 0 {
@@ -119,6 +129,24 @@ func withoutCookie(line, name string) string {
 		b.WriteString(p)
 	}
 	return b.String()
+}
+
+// tollgateCookie reports whether a cookie is tollgate's own (the gateway
+// session in either spelling, the session bounce guard).
+func tollgateCookie(name string) bool {
+	return strings.HasPrefix(name, "__tollgate") || strings.HasPrefix(name, "__Host-tollgate")
+}
+
+// clerkCookie reports whether a cookie is Clerk's: the session token and
+// client timestamp (plain and instance-suffixed), the refresh cookie, and
+// the __clerk_* family (dev browser, handshake, redirect counter).
+func clerkCookie(name string) bool {
+	for _, c := range [...]string{"__session", "__client_uat", "__refresh"} {
+		if name == c || strings.HasPrefix(name, c+"_") {
+			return true
+		}
+	}
+	return strings.HasPrefix(name, "__clerk_")
 }
 
 // trusted reports whether the peer may supply X-Forwarded-* headers.
@@ -139,7 +167,7 @@ func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
 	return false
 }
 
-func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.RoundTripper, logger *slog.Logger,
+func newUpstream(target *url.URL, forwardClerkCookies bool, transport http.RoundTripper, logger *slog.Logger,
 	onError func(http.ResponseWriter, *http.Request, int), obs Observer) *httputil.ReverseProxy {
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
@@ -165,7 +193,10 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 		}
 		pr.Out.URL.RawQuery = stripClerkQuery(pr.In.URL.RawQuery)
 		pr.Out.Host = pr.In.Host
-		if trusted(pr.In.RemoteAddr, trustedProxies) {
+		// The gate has already removed every forwarding header a client
+		// may not send (sanitizeRequestHeaders); what a trusted proxy sent
+		// is passed on, extended by this hop.
+		if f != nil && f.trustedPeer {
 			if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
 				pr.Out.Header["X-Forwarded-For"] = append([]string(nil), v...)
 			}
@@ -179,8 +210,18 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 			pr.SetXForwarded()
 		}
 		h := pr.Out.Header
-		stripTollgateHeaders(h)
-		stripGatewayCookie(h)
+		stripCookies(h, forwardClerkCookies)
+		if f != nil && f.preflight {
+			// A preflight carries no credentials by design: an app that
+			// ignores the method must not run it as anyone.
+			h.Del("Cookie")
+			h.Del("Authorization")
+			h.Del("Proxy-Authorization")
+			pr.Out.Body, pr.Out.ContentLength = http.NoBody, 0
+			h.Del("Content-Length")
+			h.Del("Transfer-Encoding")
+			pr.Out.TransferEncoding = nil
+		}
 		if f != nil && f.identity != nil {
 			h.Set(HeaderUser, f.identity.UserID)
 			if f.identity.OrgID != "" {
@@ -210,6 +251,14 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 		h := resp.Header
 		if f.gated {
 			makePrivate(h)
+		}
+		if f.preflight && f.gated {
+			// A browser reads only a preflight's status and headers; the
+			// body of an app that ignored the method is the gated page.
+			resp.Body.Close()
+			resp.Body, resp.ContentLength = http.NoBody, 0
+			h.Del("Content-Length")
+			resp.TransferEncoding = nil
 		}
 		for _, c := range f.setCookies {
 			h.Add("Set-Cookie", c)
@@ -242,8 +291,11 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 }
 
 // makePrivate stops shared caches from serving a gated response to anyone
-// else: public/s-maxage caching becomes private, and the response varies on
-// the credentials.
+// else: public/s-maxage caching becomes private, every directive family a
+// shared cache honours besides Cache-Control is removed (RFC 9213's
+// CDN-Cache-Control and its <vendor>-CDN-Cache-Control forms,
+// Surrogate-Control, Akamai's Edge-Control, nginx's X-Accel-Expires), and
+// the response varies on the credentials.
 func makePrivate(h http.Header) {
 	cc := h.Get("Cache-Control")
 	if !strings.Contains(strings.ToLower(cc), "no-store") {
@@ -259,7 +311,23 @@ func makePrivate(h http.Header) {
 		}
 		h.Set("Cache-Control", strings.Join(directives, ", "))
 	}
+	for k := range h {
+		if sharedCacheHeader(k) {
+			delete(h, k)
+		}
+	}
 	addVary(h, "Cookie", "Authorization")
+}
+
+// sharedCacheHeader reports whether a response header instructs shared
+// caches only (a CDN, a surrogate, a caching proxy).
+func sharedCacheHeader(name string) bool {
+	switch {
+	case foldedEqual(name, "surrogate-control"), foldedEqual(name, "edge-control"), foldedEqual(name, "x-accel-expires"):
+		return true
+	}
+	const cdn = "cdn-cache-control"
+	return len(name) >= len(cdn) && foldedEqual(name[len(name)-len(cdn):], cdn)
 }
 
 func addVary(h http.Header, names ...string) {

@@ -58,11 +58,17 @@ http {
     location = /_tollgate_auth {
       internal;
       proxy_pass {{GATEWAY}}/.tollgate/auth;
+      # tollgate believes forwarding headers only from trusted_proxies; the
+      # demo trusts 127.0.0.2, the test's client is 127.0.0.1.
+      proxy_bind 127.0.0.2;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $host;
+      # The family nginx does not set: a client's copy is removed.
+      proxy_set_header X-Forwarded-Uri "";
+      proxy_set_header X-Forwarded-Method "";
     }
     # tollgate's own pages and webhooks.
     location /.tollgate/ {
@@ -228,5 +234,60 @@ func TestNginx_AuthRequestEnforcesTheSameRulesAsProxyMode(t *testing.T) {
 	}
 	if got := outcome(t, c, front, "/api/v1/whoami", api); got != "200 user=user_ada" {
 		t.Errorf("signed in through nginx: %q", got)
+	}
+}
+
+// The bypasses of the README's "Security model" tried through the README's
+// own nginx setup, and against /.tollgate/auth directly: none reaches the
+// paid page or lets a client choose what is judged.
+func TestNginx_BypassAttemptsFail(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	front := startNginx(t, d.URL, d.AppURL)
+	anon := noRedirects(nil)
+
+	// A client's own X-Forwarded-Uri/-Method beside nginx's X-Original-*.
+	for _, hdr := range []map[string]string{
+		withHeader(page, "X-Forwarded-Uri", "/"),
+		withHeader(api, "X-Forwarded-Uri", "/", "X-Forwarded-Method", "GET"),
+		withHeader(api, "X-Forwarded-Uri", "/assets/app.css"),
+	} {
+		if got := outcome(t, anon, front, "/routes/415VNA/", hdr); strings.HasPrefix(got, "200") {
+			t.Errorf("%v: the paid page was served (%s)", hdr, got)
+		}
+	}
+	// Paths an upstream may read as another route, as raw request lines.
+	for _, uri := range []string{
+		"/routes/415VNA/..;/..;/",
+		"/settings/..;/",
+		"/routes/415VNA/x%5C..%5C..%5C..%5C",
+		`/routes/415VNA/x\..\..\..\`,
+		"/routes/415VNA/%2e%2e;/%2e%2e;/",
+	} {
+		for _, base := range []string{front, d.URL} {
+			resp := rawGet(t, base, uri, api)
+			if resp.StatusCode == http.StatusPermanentRedirect {
+				resp = rawGet(t, base, resp.Header.Get("Location"), api)
+			}
+			if resp.StatusCode == 200 {
+				t.Errorf("%s%s: 200, the app answered a path the rules judged otherwise", base, uri)
+			}
+		}
+	}
+	// A client reaching /.tollgate/auth itself cannot name the request.
+	resp := get(t, anon, d.URL+"/.tollgate/auth", withHeader(api, "X-Original-URI", "/", "X-Original-Method", "GET"))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("forward auth asked by a client directly: %d, want 403", resp.StatusCode)
+	}
+
+	// Signed in as Ada, an underscore spelling of the identity header does
+	// not make her Grace at the app.
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	if got := outcome(t, c, front, "/api/v1/whoami", withHeader(api, "X_Tollgate_User", "user_grace")); strings.Contains(got, "grace") || !strings.Contains(got, "user_ada") {
+		t.Errorf("through nginx with X_Tollgate_User: %s", got)
+	}
+	if got := outcome(t, c, d.URL, "/api/v1/whoami", withHeader(api, "X_Tollgate_User", "user_grace")); strings.Contains(got, "grace") || !strings.Contains(got, "user_ada") {
+		t.Errorf("proxy mode with X_Tollgate_User: %s", got)
 	}
 }

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Request headers are judged by name after folding case and "_" to "-":
+// CGI, WSGI (HTTP_X_TOLLGATE_USER), PHP and Rack read "X_Tollgate_User" and
+// "X-Tollgate-User" as one header, so a spelling tollgate did not strip
+// would reach the app as the real thing (README, "Security model").
+
+// headerClass is what tollgate makes of a request header, by name.
+type headerClass uint8
+
+const (
+	headerOther          headerClass = iota
+	headerTollgate                   // X-Tollgate-*: only tollgate sets these
+	headerForwarding                 // X-Forwarded-*, Forwarded, X-Real-IP, …: believed only from trusted_proxies
+	headerMethodOverride             // X-HTTP-Method-Override and kin: the method an app may act on
+)
+
+// forwardingHeaders are the headers (folded) that describe a hop rather than
+// the client's request: which client, host, scheme, port, prefix or URL the
+// request was for. Frameworks believe them, so only a trusted proxy may set
+// them. Names ending in "-" are prefixes.
+var forwardingHeaders = [...]string{
+	"x-forwarded", // X-Forwarded-For, -Host, -Proto, -Port, -Prefix, -Server, -Uri, -Method, -Ssl, …
+	"x-original-", // X-Original-URL (IIS, Symfony), -URI, -Method, -Host
+	"forwarded",
+	"x-real-ip",
+	"x-rewrite-url",
+	"x-host",
+	"true-client-ip",
+	"x-client-ip",
+	"x-cluster-client-ip",
+	"cf-connecting-ip",
+	"fastly-client-ip",
+}
+
+var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// classifyHeader says what a header name is, and whether it was spelled
+// with "_" (a spelling no proxy sets, so never believed).
+func classifyHeader(name string) (class headerClass, underscored bool) {
+	if len(name) < 6 { // shorter than every name above
+		return headerOther, false
+	}
+	underscored = strings.IndexByte(name, '_') >= 0
+	if foldedHasPrefix(name, "x-tollgate-") {
+		return headerTollgate, underscored
+	}
+	for _, f := range forwardingHeaders {
+		if f[len(f)-1] == '-' || f == "x-forwarded" {
+			if foldedHasPrefix(name, f) {
+				return headerForwarding, underscored
+			}
+		} else if foldedEqual(name, f) {
+			return headerForwarding, underscored
+		}
+	}
+	for _, m := range methodOverrideHeaders {
+		if foldedEqual(name, m) {
+			return headerMethodOverride, underscored
+		}
+	}
+	return headerOther, underscored
+}
+
+// foldedEqual compares a header name with a lower-case, dashed name, reading
+// "_" as "-" and ignoring ASCII case.
+func foldedEqual(name, lowerDashed string) bool {
+	if len(name) != len(lowerDashed) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != lowerDashed[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func foldedHasPrefix(name, lowerDashedPrefix string) bool {
+	return len(name) >= len(lowerDashedPrefix) && foldedEqual(name[:len(lowerDashedPrefix)], lowerDashedPrefix)
+}
+
+// sanitizeRequestHeaders removes, in every spelling, the headers a client
+// may not set: tollgate's own family always, and the forwarding family
+// unless the peer is a trusted proxy (which may set them only in their
+// standard spelling). It returns the methods named by method-override
+// headers, in any spelling, for the gate to judge.
+func sanitizeRequestHeaders(h http.Header, trustedPeer bool) (overrides []string) {
+	for k, vs := range h {
+		class, underscored := classifyHeader(k)
+		switch class {
+		case headerTollgate:
+			delete(h, k)
+		case headerForwarding:
+			if !trustedPeer || underscored {
+				delete(h, k)
+			}
+		case headerMethodOverride:
+			for _, v := range vs {
+				for m := range strings.SplitSeq(v, ",") {
+					if m = strings.TrimSpace(m); m != "" {
+						overrides = append(overrides, m)
+					}
+				}
+			}
+		}
+	}
+	return overrides
+}
+
+// stripTollgateHeaders removes X-Tollgate-* in every spelling.
+func stripTollgateHeaders(h http.Header) {
+	for k := range h {
+		if class, _ := classifyHeader(k); class == headerTollgate {
+			delete(h, k)
+		}
+	}
+}

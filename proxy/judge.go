@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+)
+
+// The gate forwards the canonical path exactly as the rules saw it. Upstreams
+// do not all route a path alike, though: Go's ServeMux, Express, Flask and
+// nginx take "/a/..;/b" as three ordinary segments, while Tomcat and Spring
+// drop ";params" first (and then climb with ".."), IIS reads "\" as "/" and
+// ignores a segment's trailing dots and spaces, and an upstream that decodes
+// once more reads "%2e" as ".". A request is therefore judged under every
+// reading an upstream may apply to its path, and refused when the readings
+// would choose different rules or route IDs (README, "Security model").
+
+// maxReadings bounds the distinct readings of one path; a path with more is
+// refused rather than judged.
+const maxReadings = 16
+
+// upstreamReadings are the ways an upstream may read a decoded path
+// differently from the canonical form. Each is followed by
+// cleanDecodedPath, which merges slashes as nginx's merge_slashes does and
+// resolves the dot segments a reading may have made.
+var upstreamReadings = [...]func(string) string{
+	withoutPathParams, // Tomcat, Spring, Jetty: "/admin;x=1" and "/a/..;/b"
+	asWindowsPath,     // IIS: "\" is "/", "admin." and "admin " are "admin"
+	unescapeOnce,      // an upstream that percent-decodes the forwarded path again
+}
+
+// mayReadDifferently reports whether some upstream reading could change the
+// canonical decoded path p: it holds ";", "\", "%", or a segment ending in
+// "." or " ". Most paths hold none, and are judged with no extra work.
+func mayReadDifferently(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case ';', '\\', '%':
+			return true
+		case '.', ' ':
+			if i+1 == len(p) || p[i+1] == '/' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pathReadings returns every distinct path an upstream may route the
+// canonical decoded path p to, p first, closed under applying the readings
+// in any order. ok is false when there are more than maxReadings of them.
+func pathReadings(p string) (readings []string, ok bool) {
+	readings = []string{p}
+	for i := 0; i < len(readings); i++ {
+		for _, read := range upstreamReadings {
+			q := cleanDecodedPath(read(readings[i]))
+			if slices.Contains(readings, q) {
+				continue
+			}
+			if len(readings) == maxReadings {
+				return nil, false
+			}
+			readings = append(readings, q)
+		}
+	}
+	return readings, true
+}
+
+// withoutPathParams drops the ";params" of every segment, as a servlet
+// container does before it routes.
+func withoutPathParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] != ';' {
+			b.WriteByte(p[i])
+			continue
+		}
+		for i+1 < len(p) && p[i+1] != '/' {
+			i++
+		}
+	}
+	return b.String()
+}
+
+// asWindowsPath reads p as IIS maps it to a file: "\" separates segments,
+// and a segment's trailing dots and spaces are ignored.
+func asWindowsPath(p string) string {
+	p = strings.ReplaceAll(p, "\\", "/")
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if s != "." && s != ".." {
+			segs[i] = strings.TrimRight(s, ". ")
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// otherMethod stands for every method no rule names. It is not an HTTP
+// token, so no rule can list it.
+const otherMethod = "\x00"
+
+// Judge chooses the rule that decides a request: method and host as for
+// Match, canonicalPath from CanonicalPath, and overrides the methods named
+// by the request's method-override headers (X-HTTP-Method-Override and
+// kin). ok is false when the request must be refused (400):
+//
+//   - the readings an upstream may apply to the path choose different rules
+//     or route IDs;
+//   - the methods the app may handle the request as choose rules that cannot
+//     be ranked (paid rules for different route IDs).
+//
+// An app may handle a request as the method an override header names, and
+// Rails, Laravel and Symfony take a POST's "_method" parameter as the
+// method, so a request with an override, and a POST to a path whose rules
+// differ by method, is judged by the strictest rule among those methods.
+func (rs *RuleSet) Judge(method, host, canonicalPath string, overrides []string) (RouteMatch, bool) {
+	var readings []string
+	if mayReadDifferently(canonicalPath) {
+		var ok bool
+		if readings, ok = pathReadings(canonicalPath); !ok {
+			return RouteMatch{}, false
+		}
+	}
+	m, ok := rs.matchReadings(method, host, canonicalPath, readings)
+	if !ok {
+		return RouteMatch{}, false
+	}
+	post := requestMethod(method) == "POST"
+	if len(overrides) == 0 && !post {
+		return m, true
+	}
+	var named []string
+	if post {
+		named = rs.namedMethods()
+		if len(named) > 0 {
+			named = append(named, otherMethod)
+		}
+	}
+	for _, cm := range slices.Concat(overrides, named) {
+		c, ok := rs.matchReadings(cm, host, canonicalPath, readings)
+		if !ok {
+			return RouteMatch{}, false
+		}
+		if m, ok = stricter(m, c); !ok {
+			return RouteMatch{}, false
+		}
+	}
+	return m, true
+}
+
+// matchReadings matches path under each of its readings (none: path alone)
+// and reports whether they all choose the same rule and route ID.
+func (rs *RuleSet) matchReadings(method, host, path string, readings []string) (RouteMatch, bool) {
+	m := rs.Match(method, host, path)
+	for _, p := range readings {
+		if o := rs.Match(method, host, p); o.Rule != m.Rule || o.RouteID != m.RouteID {
+			return RouteMatch{}, false
+		}
+	}
+	return m, true
+}
+
+// namedMethods lists every method some rule names, once each.
+func (rs *RuleSet) namedMethods() []string {
+	if rs == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range rs.Rules {
+		for _, m := range r.Methods {
+			if !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// stricter returns the stronger of two matches for one request. Two paid
+// matches for different route IDs cannot be ranked (holding one says
+// nothing of the other); a paid match without an ID is unlocked by any plan,
+// so one with an ID is the stricter.
+func stricter(a, b RouteMatch) (RouteMatch, bool) {
+	if a.Rule == b.Rule && a.RouteID == b.RouteID {
+		return a, true
+	}
+	ra, rb := accessRank(a.Access), accessRank(b.Access)
+	switch {
+	case ra > rb:
+		return a, true
+	case rb > ra:
+		return b, true
+	case a.Access != AccessPaid, strings.EqualFold(a.RouteID, b.RouteID), b.RouteID == "":
+		return a, true
+	case a.RouteID == "":
+		return b, true
+	}
+	return RouteMatch{}, false
+}

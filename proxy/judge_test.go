@@ -1,0 +1,193 @@
+package proxy
+
+import (
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Upstream readings of a forwarded path, written here independently of the
+// gate's own (judge.go), from each server's documented behaviour. Each takes
+// the escaped path as the upstream receives it and returns the path it
+// routes.
+var testReadings = map[string]func(raw string) string{
+	// Go's ServeMux (and Express, Flask): decode once, then clean; ";" and
+	// "\" are ordinary characters.
+	"servemux": func(raw string) string { return cleanForRouting(decode(raw)) },
+	// nginx with merge_slashes on: decode, merge slashes, resolve dots.
+	"nginx": func(raw string) string {
+		return cleanForRouting(slashes.ReplaceAllString(decode(raw), "/"))
+	},
+	// Tomcat: drop ";params" from each segment of the raw path, then
+	// decode, then normalise (so "/a/..;/b" is "/b").
+	"tomcat": func(raw string) string { return cleanForRouting(decode(dropParams(raw))) },
+	// Spring's UrlPathHelper with decoding first: decode, drop ";params".
+	"spring": func(raw string) string { return cleanForRouting(dropParams(decode(raw))) },
+	// IIS: decode, "\" is "/", trailing dots and spaces of a segment are
+	// ignored.
+	"iis": func(raw string) string {
+		segs := strings.Split(strings.ReplaceAll(decode(raw), `\`, "/"), "/")
+		for i, s := range segs {
+			if s != "." && s != ".." {
+				segs[i] = strings.TrimRight(s, ". ")
+			}
+		}
+		return cleanForRouting(strings.Join(segs, "/"))
+	},
+	// An app that decodes the already decoded path once more.
+	"double-decode": func(raw string) string { return cleanForRouting(decode(decode(raw))) },
+}
+
+func decode(s string) string {
+	if d, err := url.PathUnescape(s); err == nil {
+		return d
+	}
+	return s
+}
+
+var (
+	slashes    = regexp.MustCompile(`/+`)
+	pathParams = regexp.MustCompile(`;[^/]*`)
+)
+
+func dropParams(s string) string { return pathParams.ReplaceAllString(s, "") }
+
+func cleanForRouting(p string) string {
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// pathTokens build fuzzed paths from the pieces bypasses are made of.
+var pathTokens = []string{
+	"/", "routes", "415VNA", "private", "public", "admin", "api", "v1", "x", "ADMIN", "Routes",
+	"..", ".", "..;", ".;", ";", ";jsessionid=1", ";a=b", "%3B", "%3b", "\\", "%5C", "%5c",
+	"%2e", "%2E", "%2e%2e", "%252e", "%252e%252e", "%253B", "%255C", "%2F", "%252F", " ", "%20", ".",
+}
+
+// FuzzJudge is the property of the README's "Security model": for every
+// path, either the gate refuses the request, or every reading an upstream
+// may apply to the path it forwards chooses the same rule and route ID as
+// the gate did. Non-canonical paths are redirected first, and the property
+// is checked on the canonical path the client then sends.
+func FuzzJudge(f *testing.F) {
+	rs := testRuleSet(f)
+	for _, s := range []string{
+		"/routes/415VNA/..;/..;/", "/settings/..;/", "/routes/415VNA/x%5C..%5C..%5C..%5C", "/routes/415VNA/x\\..\\..\\",
+		"/admin;x/users", "/admin%3Bx", "/ADMIN;jsessionid=1/", "/public/%252e%252e/admin", "/admin./x", "/admin%20/x",
+		"/routes/415VNA/page;jsessionid=1", "/public/a.css;v=2", "/.;/admin", "/public/..%253B/admin",
+	} {
+		f.Add("GET", s)
+		f.Add("POST", s)
+	}
+	f.Add("GET", "\x00\x01\x12\x13\x02")
+	f.Fuzz(func(t *testing.T, method, in string) {
+		p := in
+		if !strings.HasPrefix(in, "/") {
+			// Short inputs become paths of tokens, so the fuzzer explores
+			// combinations of the pieces above.
+			var b strings.Builder
+			for i := 0; i < len(in) && i < 24; i++ {
+				b.WriteString(pathTokens[int(in[i])%len(pathTokens)])
+			}
+			p = "/" + b.String()
+		}
+		_, escaped, _ := CanonicalPath(p)
+		decoded, escaped, canonical := CanonicalPath(escaped)
+		if !canonical {
+			t.Fatalf("canonical form %q of %q is not canonical", escaped, p)
+		}
+		got, ok := rs.Judge(method, "app.example.com", decoded, nil)
+		if !ok {
+			return // refused: nothing reaches an upstream
+		}
+		for name, read := range testReadings {
+			r := read(escaped)
+			m := rs.Match(method, "app.example.com", r)
+			if m.Rule != got.Rule || m.RouteID != got.RouteID {
+				t.Fatalf("%s reads %q (from %q) as %q: rule %v %q, but the gate judged rule %v %q",
+					name, escaped, p, r, ruleIndex(m), m.RouteID, ruleIndex(got), got.RouteID)
+			}
+		}
+	})
+}
+
+func ruleIndex(m RouteMatch) int {
+	if m.Rule == nil {
+		return -1
+	}
+	return m.Rule.Index
+}
+
+func TestJudge_ReadingsOfOnePath(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []string
+	}{
+		{"/plain/path", nil},
+		{"/a/..;/b", []string{"/a/..;/b", "/b"}},
+		{`/a/x\..\b`, []string{`/a/x\..\b`, "/a/b"}},
+		{"/a./b", []string{"/a./b", "/a/b"}},
+		{"/a/%2e%2e/b", []string{"/a/%2e%2e/b", "/b"}},
+	} {
+		if !mayReadDifferently(tt.in) {
+			if tt.want != nil {
+				t.Errorf("%q: no readings, want %q", tt.in, tt.want)
+			}
+			continue
+		}
+		got, ok := pathReadings(tt.in)
+		if !ok || strings.Join(got, " ") != strings.Join(tt.want, " ") {
+			t.Errorf("%q: readings %q (ok %v), want %q", tt.in, got, ok, tt.want)
+		}
+	}
+	// A path that decodes again and again is refused, not judged forever.
+	deep := "/a/%25252525252525252525252525252525252e"
+	if _, ok := pathReadings(deep); ok {
+		t.Errorf("%q: judged, want refused", deep)
+	}
+}
+
+func TestJudge_StrictestOfTheMethods(t *testing.T) {
+	rs := testRuleSet(t)
+	for _, tt := range []struct {
+		method    string
+		overrides []string
+		path      string
+		wantRule  int
+		wantID    string
+	}{
+		{"PUT", nil, "/api/v1/x", 5, ""},
+		{"GET", nil, "/api/v1/x", 4, "258AVO"},
+		{"PUT", []string{"GET"}, "/api/v1/x", 4, "258AVO"},     // acts as GET: the paid rule
+		{"GET", []string{"DELETE"}, "/api/v1/x", 4, "258AVO"},  // the stricter of the two
+		{"POST", nil, "/api/v1/x", 4, "258AVO"},                // _method may name any method
+		{"POST", nil, "/settings/x", 6, ""},                    // no rule there tells methods apart
+		{"GET", []string{"DELETE"}, "/admin/x", 7, ""},         // deny stays deny
+		{"GET", []string{"delete", "get"}, "/public/x", 2, ""}, // several overrides
+	} {
+		m, ok := rs.Judge(tt.method, "app.example.com", tt.path, tt.overrides)
+		if !ok || ruleIndex(m) != tt.wantRule || m.RouteID != tt.wantID {
+			t.Errorf("%s %v %s: rule %d %q (ok %v), want rule %d %q", tt.method, tt.overrides, tt.path, ruleIndex(m), m.RouteID, ok, tt.wantRule, tt.wantID)
+		}
+	}
+
+	// Paid rules for different route IDs cannot be ranked: refused.
+	two, err := CompileRules(AccessDeny, []*Rule{
+		{ID: "A", Path: "/r/*", Methods: []string{"GET"}, Access: AccessPaid},
+		{ID: "B", Path: "/r/*", Access: AccessPaid},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := two.Judge("POST", "h", "/r/x", nil); ok {
+		t.Errorf("POST over paid A (GET) and paid B: judged %q, want refused", m.RouteID)
+	}
+	if m, ok := two.Judge("PUT", "h", "/r/x", nil); !ok || m.RouteID != "B" {
+		t.Errorf("PUT: %q %v", m.RouteID, ok)
+	}
+}
