@@ -1139,6 +1139,13 @@ func (p *configParser) clerk(s *configSection, cfg *Config, n serviceNeeds) Cler
 	}
 
 	sk := s.str("secret_key")
+	if n.clerk != "" {
+		// Without the Backend API, gateway sessions cannot be renewed (every
+		// XHR after session.refresh would be a 503), nonce handshakes and
+		// sign-out fail, and Checkout has no e-mail: a jwt_key alone only
+		// verifies tokens.
+		p.require(sk, n.clerk, "the secret key from the Clerk dashboard (sk_live_… or sk_test_…); session checks, sign-out, handshakes and Checkout need the Backend API")
+	}
 	c.SecretKey = sk.s
 	if pkLive, skLive := strings.HasPrefix(pk.s, "pk_live_"), strings.HasPrefix(sk.s, "sk_live_"); sk.s != "" && pk.s != "" &&
 		strings.HasPrefix(sk.s, "sk_") && pkLive != skLive {

@@ -141,7 +141,7 @@ func TestParseConfig_DefaultsFillWhatIsLeftOut(t *testing.T) {
 	const doc = `
 public_url: https://App.Example.com/
 upstream: http://app:3000
-clerk: { publishable_key: "${CLERK_PUBLISHABLE_KEY}" }
+clerk: { publishable_key: "${CLERK_PUBLISHABLE_KEY}", secret_key: "${CLERK_SECRET_KEY}" }
 session: { secret: "${TOLLGATE_SESSION_SECRET}" }
 stripe: { secret_key: sk_test_1, webhook_secret: whsec_1 }
 plans:
@@ -159,6 +159,7 @@ plans:
 		DefaultAccess:  AccessPaid,
 		Clerk: ClerkConfig{
 			PublishableKey:    testPublishableKey,
+			SecretKey:         "sk_test_clerk",
 			AuthorizedParties: []string{"https://app.example.com"},
 			APIURL:            "https://api.clerk.com/v1",
 		},
@@ -510,13 +511,13 @@ func TestParseConfig_AccessLevelsDecideWhatIsRequired(t *testing.T) {
 		{"deny needs nothing", "default_access: deny", nil},
 		{"a public catch-all hides the paid default", "routes: [{path: /*, access: public}]", nil},
 		{"a host-specific catch-all does not", "routes: [{path: /*, host: app.example.com, access: public}]",
-			[]string{"clerk.publishable_key", "session.secret", "stripe.secret_key", "stripe.webhook_secret", "plans"}},
+			[]string{"clerk.publishable_key", "clerk.secret_key", "session.secret", "stripe.secret_key", "stripe.webhook_secret", "plans"}},
 		{"a method-filtered catch-all does not", "routes: [{path: /*, methods: [GET], access: public}]",
-			[]string{"clerk.publishable_key", "session.secret", "stripe.secret_key", "stripe.webhook_secret", "plans"}},
+			[]string{"clerk.publishable_key", "clerk.secret_key", "session.secret", "stripe.secret_key", "stripe.webhook_secret", "plans"}},
 		{"signed_in needs Clerk and a session secret only", "default_access: signed_in",
-			[]string{"clerk.publishable_key", "session.secret"}},
+			[]string{"clerk.publishable_key", "clerk.secret_key", "session.secret"}},
 		{"one paid rule needs everything", "default_access: public\nroutes: [{path: /p, access: paid}]",
-			[]string{"clerk.publishable_key", "session.secret", "stripe.secret_key", "stripe.webhook_secret", "plans"}},
+			[]string{"clerk.publishable_key", "clerk.secret_key", "session.secret", "stripe.secret_key", "stripe.webhook_secret", "plans"}},
 	}
 	keyOf := regexp.MustCompile(`^config\.yaml:\d+: ([^:]+): `)
 	for _, tt := range tests {
