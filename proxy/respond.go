@@ -93,8 +93,10 @@ func statusWords(status int) (code, title, message string) {
 }
 
 // wantsHTML decides between the HTML page and the JSON body for an error.
+// A browser's form POST is a navigation too (Sec-Fetch-Dest: document).
 func wantsHTML(r *http.Request) bool {
-	return isNavigation(r) || (r.Header.Get("Sec-Fetch-Dest") == "" && strings.Contains(r.Header.Get("Accept"), "text/html"))
+	dest := r.Header.Get("Sec-Fetch-Dest")
+	return isNavigation(r) || dest == "document" || (dest == "" && strings.Contains(r.Header.Get("Accept"), "text/html"))
 }
 
 // writeError is the one place an error status becomes a response: an HTML
