@@ -82,6 +82,8 @@ func statusWords(status int) (code, title, message string) {
 		return "not_found", "Page not found", "There is nothing at this address."
 	case http.StatusMethodNotAllowed:
 		return "method_not_allowed", "Method not allowed", "This address does not accept that kind of request."
+	case http.StatusTooManyRequests:
+		return "too_many_requests", "Too many requests", "You have tried this too often in a short time. Please wait a moment and try again."
 	case http.StatusBadGateway:
 		return "bad_gateway", "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
 	case http.StatusServiceUnavailable:
