@@ -101,8 +101,8 @@ func DefaultPacing() Pacing {
 	return Pacing{Background: Lane{Rate: 10, Burst: 10}, Visitors: Lane{Rate: 10, Burst: 10}, MaxWait: 2 * time.Second}
 }
 
-// SetPacing replaces the lanes' rates and bursts (zero fields keep the
-// defaults). Tokens already taken stay taken.
+// SetPacing replaces the lanes' rates and bursts and MaxWait; a lane or
+// MaxWait left zero takes DefaultPacing's. Tokens already taken stay taken.
 func (b *Billing) SetPacing(p Pacing) {
 	def := DefaultPacing()
 	if p.Background.Rate <= 0 || p.Background.Burst <= 0 {
