@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -81,6 +82,38 @@ var (
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// BusyError is Billing's answer when the share of the Stripe budget a
+// request would draw on is spent for longer than it may wait: try again
+// after RetryAfter. The billing pages answer it with 503 and Retry-After.
+type BusyError struct {
+	RetryAfter time.Duration
+}
+
+func (e *BusyError) Error() string {
+	return "stripe budget spent; retry after " + e.RetryAfter.Round(time.Millisecond).String()
+}
+
+// ValidCheckoutSessionID reports whether id has the form of a Stripe
+// Checkout Session ID: "cs_test_" or "cs_live_", then letters and digits,
+// at most 255 characters in all (Stripe's longest object ID). Anything else
+// is refused before any Stripe call.
+func ValidCheckoutSessionID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "cs_test_")
+	if !ok {
+		rest, ok = strings.CutPrefix(id, "cs_live_")
+	}
+	if !ok || rest == "" || len(id) > 255 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
 
 // SeenRecorder learns that a user was seen, off the request path: the
 // implementation batches the writes.

@@ -279,6 +279,11 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ret := s.safeReturn(r.PostForm.Get("return"))
+	done := s.admitBilling(w, r, id)
+	if done == nil {
+		return
+	}
+	defer done()
 	res, err := s.billing.Checkout(r.Context(), CheckoutRequest{Identity: id, Subject: subject, Plan: p, ReturnPath: ret})
 	if err != nil {
 		s.billingError(w, r, "checkout", err)
@@ -291,10 +296,16 @@ func (s *Server) handleCheckoutDone(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	id := IdentityFromContext(r.Context())
 	sessionID := r.URL.Query().Get("session_id")
-	if sessionID == "" || s.billing == nil {
+	if !ValidCheckoutSessionID(sessionID) || s.billing == nil {
+		// Not a Checkout Session ID: refused before any Stripe call.
 		s.writeError(w, r, http.StatusBadRequest)
 		return
 	}
+	done := s.admitBilling(w, r, id)
+	if done == nil {
+		return
+	}
+	defer done()
 	// Stripe redirects here the moment payment succeeds, often before its
 	// webhook: sync now, so the visitor lands with access.
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
@@ -331,6 +342,11 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusNotFound)
 		return
 	}
+	done := s.admitBilling(w, r, id)
+	if done == nil {
+		return
+	}
+	defer done()
 	u, err := s.billing.Portal(r.Context(), subject, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+s.prefix+"/account")
 	if err != nil {
 		s.billingError(w, r, "portal", err)
@@ -357,13 +373,17 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 // billingError maps Billing's errors to answers; details go to the log.
+// A spent Stripe budget is a 503 with Retry-After (at most a minute).
 func (s *Server) billingError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	code := http.StatusServiceUnavailable
+	var busy *BusyError
 	switch {
 	case errors.Is(err, ErrNotYours):
 		code = http.StatusForbidden
 	case errors.Is(err, ErrNoCustomer):
 		code = http.StatusNotFound
+	case errors.As(err, &busy):
+		w.Header().Set("Retry-After", retryAfter(min(busy.RetryAfter, time.Minute)))
 	}
 	s.log.WarnContext(r.Context(), "billing: "+what, "err", err, "status", code)
 	entryFrom(r.Context()).reason = what + "_failed"

@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +50,11 @@ type fakeBilling struct {
 	mu       sync.Mutex
 	requests []CheckoutRequest
 	portals  []Subject
+	returns  []string // session IDs CompleteCheckout was asked about
+	// entered and hold, when set, make CompleteCheckout say it started and
+	// wait until hold is closed.
+	entered chan struct{}
+	hold    chan struct{}
 }
 
 func (f *fakeBilling) Checkout(_ context.Context, req CheckoutRequest) (CheckoutResult, error) {
@@ -56,8 +64,22 @@ func (f *fakeBilling) Checkout(_ context.Context, req CheckoutRequest) (Checkout
 	return CheckoutResult{URL: "https://checkout.stripe.test/c/pay/cs_1"}, nil
 }
 
-func (f *fakeBilling) CompleteCheckout(context.Context, string, *Identity) (CheckoutReturn, error) {
+func (f *fakeBilling) CompleteCheckout(_ context.Context, id string, _ *Identity) (CheckoutReturn, error) {
+	f.mu.Lock()
+	f.returns = append(f.returns, id)
+	entered, hold := f.entered, f.hold
+	f.mu.Unlock()
+	if hold != nil {
+		entered <- struct{}{}
+		<-hold
+	}
 	return CheckoutReturn{}, ErrNotYours
+}
+
+func (f *fakeBilling) returnCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.returns)
 }
 
 func (f *fakeBilling) Portal(_ context.Context, s Subject, _ string) (string, error) {
@@ -142,7 +164,125 @@ func TestCheckout_WhoMayPayAndFromWhere(t *testing.T) {
 	}
 
 	// Someone else's checkout session: 403.
-	if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_other", with(navigation, "X-Test-User", "user_1")); resp.StatusCode != http.StatusForbidden {
+	if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_other", with(navigation, "X-Test-User", "user_1")); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("foreign session: %d", resp.StatusCode)
 	}
+}
+
+// Ensure the endpoints that cost Stripe calls are bounded per user: a
+// flood from one user gets 429 with Retry-After (a page for a browser,
+// JSON for a program) without reaching Billing, while another user is
+// served; malformed session IDs never reach Billing at all.
+func TestBillingEndpoints_BoundedPerUser(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fb := &fakeBilling{}
+	fx.srv.billing = fb
+	flooder := with(xhr, "X-Test-User", "user_flood")
+	for i := range billingBurst {
+		if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_r"+strconv.Itoa(i), flooder); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("request %d within the burst: %d", i, resp.StatusCode)
+		}
+	}
+	resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_more", flooder)
+	var body errorBody
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "6" || body.Error != "too_many_requests" {
+		t.Errorf("beyond the burst: %d Retry-After %q %+v, want 429, 6 and JSON", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// A browser gets the page, for a form POST too; the portal is counted alike.
+	browser := with(navigation, "X-Test-User", "user_flood")
+	for _, r := range []*http.Response{
+		fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_more", browser),
+		fx.post("/.tollgate/checkout", url.Values{"plan": {"pro"}}, with(browser, "Sec-Fetch-Site", "same-origin")),
+		fx.post("/.tollgate/billing", nil, with(browser, "Sec-Fetch-Site", "same-origin")),
+	} {
+		b, _ := io.ReadAll(r.Body)
+		if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "Too many requests") {
+			t.Errorf("%s %s beyond the burst: %d %q %.80s", r.Request.Method, r.Request.URL.Path, r.StatusCode, r.Header.Get("Retry-After"), b)
+		}
+	}
+	if n := fb.returnCount(); n != billingBurst || len(fb.requests) != 0 || len(fb.portals) != 0 {
+		t.Errorf("Billing reached %d+%d+%d times, want the burst (%d) only", n, len(fb.requests), len(fb.portals), billingBurst)
+	}
+	// Another user is served meanwhile.
+	if resp := fx.post("/.tollgate/checkout", url.Values{"plan": {"pro"}}, with(navigation, "X-Test-User", "user_other")); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("another user's checkout during the flood: %d", resp.StatusCode)
+	}
+	// Malformed session IDs: 400, never Billing, no allowance spent.
+	for _, id := range []string{"", "x", "cs_123", "cs_test_", "cs_test_a-b", "cs_test_%00", "sub_1", strings.Repeat("cs_test_a", 40)} {
+		if resp := fx.do("GET", "/.tollgate/checkout/done?session_id="+url.QueryEscape(id), with(xhr, "X-Test-User", "user_typo")); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("session_id %q: %d, want 400", id, resp.StatusCode)
+		}
+	}
+	if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_live_ok", with(xhr, "X-Test-User", "user_typo")); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a well-formed ID after many malformed ones: %d", resp.StatusCode)
+	}
+	// The allowance refills: one more every billingEvery.
+	fx.now = fx.now.Add(billingEvery)
+	if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_later", flooder); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("after %v: %d", billingEvery, resp.StatusCode)
+	}
+	if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_later", flooder); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("the refill gave more than one: %d", resp.StatusCode)
+	}
+}
+
+// Ensure one user has at most billingInFlight requests in Billing at once:
+// the next is refused at once, not queued.
+func TestBillingEndpoints_InFlightPerUser(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fb := &fakeBilling{entered: make(chan struct{}, 10), hold: make(chan struct{})}
+	fx.srv.billing = fb
+	type result struct {
+		code int
+		err  error
+	}
+	results := make(chan result, billingInFlight)
+	for range billingInFlight {
+		go func() {
+			req, _ := http.NewRequest("GET", fx.front.URL+"/.tollgate/checkout/done?session_id=cs_test_slow", nil)
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("X-Test-User", "user_1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				results <- result{0, err}
+				return
+			}
+			resp.Body.Close()
+			results <- result{resp.StatusCode, nil}
+		}()
+		<-fb.entered
+	}
+	// billingInFlight requests are inside Billing: the next is refused.
+	resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_slow", with(xhr, "X-Test-User", "user_1"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("beyond %d in flight: %d Retry-After %q, want 429 and 1", billingInFlight, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	close(fb.hold)
+	for range billingInFlight {
+		if r := <-results; r.err != nil || r.code != http.StatusForbidden {
+			t.Errorf("held request: %d %v", r.code, r.err)
+		}
+	}
+	if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_slow", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("after the others finished: %d", resp.StatusCode)
+	}
+}
+
+func FuzzValidCheckoutSessionID(f *testing.F) {
+	for _, s := range []string{"cs_test_a1B2", "cs_live_Z9", "cs_test_", "cs_", "cs_test_a/b", "cs_test_é", "CS_TEST_A", "cs_test_a b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		if !ValidCheckoutSessionID(id) {
+			return
+		}
+		rest, ok := strings.CutPrefix(id, "cs_test_")
+		if !ok {
+			rest, ok = strings.CutPrefix(id, "cs_live_")
+		}
+		if !ok || rest == "" || len(id) > 255 || url.PathEscape(id) != id || strings.ContainsAny(rest, "_-./%\\?#") {
+			t.Errorf("accepted %q", id)
+		}
+	})
 }

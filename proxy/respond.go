@@ -82,6 +82,8 @@ func statusWords(status int) (code, title, message string) {
 		return "not_found", "Page not found", "There is nothing at this address."
 	case http.StatusMethodNotAllowed:
 		return "method_not_allowed", "Method not allowed", "This address does not accept that kind of request."
+	case http.StatusTooManyRequests:
+		return "too_many_requests", "Too many requests", "You have tried this too often in a short time. Please wait a moment and try again."
 	case http.StatusBadGateway:
 		return "bad_gateway", "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
 	case http.StatusServiceUnavailable:
@@ -93,8 +95,10 @@ func statusWords(status int) (code, title, message string) {
 }
 
 // wantsHTML decides between the HTML page and the JSON body for an error.
+// A browser's form POST is a navigation too (Sec-Fetch-Dest: document).
 func wantsHTML(r *http.Request) bool {
-	return isNavigation(r) || (r.Header.Get("Sec-Fetch-Dest") == "" && strings.Contains(r.Header.Get("Accept"), "text/html"))
+	dest := r.Header.Get("Sec-Fetch-Dest")
+	return isNavigation(r) || dest == "document" || (dest == "" && strings.Contains(r.Header.Get("Accept"), "text/html"))
 }
 
 // writeError is the one place an error status becomes a response: an HTML

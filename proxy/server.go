@@ -94,6 +94,9 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	prefix    string
+
+	// billingLimits bounds each user's requests that cost Stripe calls.
+	billingLimits *billingLimiter
 }
 
 // New builds a Server from validated options.
@@ -121,6 +124,10 @@ func New(o Options) (*Server, error) {
 			return nil, err
 		}
 		s.gw = gw
+	}
+	s.billingLimits = newBillingLimiter()
+	if o.Previous != nil {
+		s.billingLimits = o.Previous.billingLimits
 	}
 	p, err := newPages(cfg.Pages, s.prefix)
 	if err != nil {

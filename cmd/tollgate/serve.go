@@ -504,7 +504,7 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, PastDueGrace: cfg.Stripe.PastDueGrace,
 		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
 		Observer:   g.Metrics,
-		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil)},
+		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil, stripe.EndpointLabel)},
 	}
 	if g.Clerk != nil {
 		sc.Directory = g.Clerk

@@ -6,7 +6,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,12 +26,16 @@ type Metrics struct {
 	webhookEvents   *prometheus.CounterVec
 	webhookLag      *prometheus.HistogramVec
 	requestDuration *prometheus.HistogramVec
+	endpoints       *labelSet
+	webhookTypes    *labelSet
 }
 
 // New registers every series, plus the Go runtime and process collectors.
 func New() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:          prometheus.NewRegistry(),
+		endpoints:    &labelSet{max: maxEndpoints},
+		webhookTypes: &labelSet{max: maxWebhookTypes},
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_decisions_total",
 			Help: "Requests by the gate's decision (allow, sign_in, handshake, unauthorized, payment_required, deny, …) and the rule that matched.",
@@ -108,17 +112,22 @@ func (m *Metrics) StripeCall(endpoint string, err error) {
 }
 
 // WebhookEvent counts a webhook delivery; lag > 0 is observed for commits.
+// The event type comes from a signed payload, but from outside tollgate:
+// its distinct values are bounded all the same.
 func (m *Metrics) WebhookEvent(source, eventType, result string, lag time.Duration) {
-	m.webhookEvents.WithLabelValues(source, eventType, result).Inc()
+	m.webhookEvents.WithLabelValues(source, m.webhookTypes.bound(eventType), result).Inc()
 	if lag > 0 {
 		m.webhookLag.WithLabelValues(source).Observe(lag.Seconds())
 	}
 }
 
 // StripeTransport counts every call the Stripe SDK makes through rt, by
-// endpoint ("GET /v1/customers/{id}"), and its failures (transport errors
-// and non-2xx answers).
-func (m *Metrics) StripeTransport(rt http.RoundTripper) http.RoundTripper {
+// endpoint, and its failures (transport errors and non-2xx answers). label
+// names a request by its route template from a fixed allow-list
+// (stripe.EndpointLabel: "GET /v1/customers/{id}", else "other"); the
+// labels never carry IDs, and at most maxEndpoints distinct ones are kept
+// whatever label returns.
+func (m *Metrics) StripeTransport(rt http.RoundTripper, label func(method, path string) string) http.RoundTripper {
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
@@ -128,7 +137,7 @@ func (m *Metrics) StripeTransport(rt http.RoundTripper) http.RoundTripper {
 		if err == nil && resp.StatusCode >= 300 {
 			failed = errStatus
 		}
-		m.StripeCall(r.Method+" "+endpoint(r.URL.Path), failed)
+		m.StripeCall(m.endpoints.bound(label(r.Method, r.URL.Path)), failed)
 		return resp, err
 	})
 }
@@ -143,14 +152,40 @@ func (statusError) Error() string { return "non-2xx answer" }
 
 var errStatus error = statusError{}
 
-// endpoint replaces object IDs in a Stripe API path with {id}, so the label
-// set stays bounded: /v1/customers/cus_123 → /v1/customers/{id}.
-func endpoint(path string) string {
-	segs := strings.Split(path, "/")
-	for i, s := range segs {
-		if strings.Contains(s, "_") && strings.IndexFunc(s, func(r rune) bool { return r >= '0' && r <= '9' }) >= 0 || len(s) > 24 {
-			segs[i] = "{id}"
-		}
+// Label bounds: how many distinct values a label taken from outside
+// tollgate's own code may have before further ones count as "other".
+const (
+	maxEndpoints     = 64  // Stripe endpoints (an allow-list of about ten)
+	maxWebhookTypes  = 400 // Stripe has about 250 event types; Clerk a few dozen
+	otherLabel       = "other"
+	maxLabelValueLen = 100
+)
+
+// labelSet keeps a label's cardinality bounded: the first max distinct
+// values are kept, any later one (or an overlong one) is "other".
+type labelSet struct {
+	max  int
+	seen sync.Map // value → struct{}
+	mu   sync.Mutex
+	n    int
+}
+
+func (s *labelSet) bound(v string) string {
+	if _, ok := s.seen.Load(v); ok {
+		return v
 	}
-	return strings.Join(segs, "/")
+	if v == "" || len(v) > maxLabelValueLen {
+		return otherLabel
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen.Load(v); ok {
+		return v
+	}
+	if s.n >= s.max {
+		return otherLabel
+	}
+	s.n++
+	s.seen.Store(v, struct{}{})
+	return v
 }

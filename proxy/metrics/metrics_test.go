@@ -5,9 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
 func scrape(t *testing.T, m *Metrics) string {
@@ -55,8 +58,9 @@ func TestStripeTransportLabelsEndpointsWithoutIDs(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c := &http.Client{Transport: m.StripeTransport(nil)}
-	for _, p := range []string{"/v1/customers/cus_Q1w2e3", "/v1/customers/cus_Z9y8x7", "/v1/subscriptions", "/v1/customers/cus_missing1"} {
+	c := &http.Client{Transport: m.StripeTransport(nil, stripe.EndpointLabel)}
+	for _, p := range []string{"/v1/customers/cus_Q1w2e3", "/v1/customers/cus_Z9y8x7", "/v1/subscriptions", "/v1/customers/cus_missing1",
+		"/v1/invoices/in_123", "/v1/customers/cus_1/sources/card_1"} {
 		resp, err := c.Get(srv.URL + p)
 		if err != nil {
 			t.Fatal(err)
@@ -68,9 +72,49 @@ func TestStripeTransportLabelsEndpointsWithoutIDs(t *testing.T) {
 		`tollgate_stripe_calls_total{endpoint="GET /v1/customers/{id}"} 3`,
 		`tollgate_stripe_calls_total{endpoint="GET /v1/subscriptions"} 1`,
 		`tollgate_stripe_errors_total{endpoint="GET /v1/customers/{id}"} 1`,
+		`tollgate_stripe_calls_total{endpoint="other"} 2`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("scrape lacks %s\n%s", want, out)
 		}
+	}
+	for _, id := range []string{"cus_", "in_", "card_"} {
+		if strings.Contains(out, id) {
+			t.Errorf("scrape shows an ID (%s)", id)
+		}
+	}
+}
+
+// Ensure a label taken from outside tollgate's code cannot grow without
+// bound, even from a labeler that returns whatever it is given.
+func TestLabelsFromOutsideAreBounded(t *testing.T) {
+	m := New()
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	leaky := func(method, path string) string { return method + " " + path }
+	c := &http.Client{Transport: m.StripeTransport(nil, leaky)}
+	for i := range maxEndpoints + 20 {
+		resp, err := c.Get(srv.URL + "/v1/customers/cus_" + strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for i := range maxWebhookTypes + 20 {
+		m.WebhookEvent("stripe", "type."+strconv.Itoa(i), "processed", 0)
+	}
+	m.WebhookEvent("stripe", strings.Repeat("x", 1000), "processed", 0)
+	out := scrape(t, m)
+	if n := strings.Count(out, "tollgate_stripe_calls_total{"); n != maxEndpoints+1 {
+		t.Errorf("%d endpoint series, want %d and other", n, maxEndpoints)
+	}
+	if !strings.Contains(out, `tollgate_stripe_calls_total{endpoint="other"} 20`) {
+		t.Errorf("the excess is not counted as other")
+	}
+	if n := strings.Count(out, "tollgate_webhook_events_total{"); n != maxWebhookTypes+1 {
+		t.Errorf("%d webhook series, want %d and other", n, maxWebhookTypes)
+	}
+	if !strings.Contains(out, `tollgate_webhook_events_total{result="processed",source="stripe",type="other"} 21`) {
+		t.Errorf("the excess webhook types are not counted as other")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -123,6 +124,7 @@ type Stripe struct {
 	eventIdx   map[string]*sbEvent
 	failing    map[string]bool // customer IDs whose next payments fail
 	idem       map[string]*sbIdem
+	apiCalls   map[string]int // API requests received, by route pattern
 	webhookURL string
 	webhookKey string
 	queue      []*sbEvent // awaiting delivery, in order
@@ -334,6 +336,7 @@ func NewStripe(opts StripeOptions) *Stripe {
 		eventIdx:    map[string]*sbEvent{},
 		failing:     map[string]bool{},
 		idem:        map[string]*sbIdem{},
+		apiCalls:    map[string]int{},
 		idle:        make(chan struct{}),
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
@@ -440,6 +443,14 @@ func (s *Stripe) SetBaseURL(u string) {
 	s.mu.Lock()
 	s.baseURL = strings.TrimRight(u, "/")
 	s.mu.Unlock()
+}
+
+// APICalls counts the API requests received so far, by route pattern
+// ("GET /v1/customers/{id}"), whatever their answer.
+func (s *Stripe) APICalls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.apiCalls)
 }
 
 // SecretKey is the API key the sandbox accepts.

@@ -109,6 +109,9 @@ type sbAPIFunc func(r *http.Request) (any, *sbAPIError)
 // idempotency_error), and writes JSON. The handler runs under s.mu.
 func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.apiCalls[r.Pattern]++
+		s.mu.Unlock()
 		w.Header().Set("Request-Id", sbID("req_"))
 		w.Header().Set("Stripe-Version", StripeAPIVersion)
 		if e := s.authorize(r); e != nil {

@@ -594,6 +594,11 @@ func TestStripeCheckoutValidation(t *testing.T) {
 	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 || !strings.Contains(se.Msg, "Unrecognized request URL") {
 		t.Errorf("unknown route: %+v", se)
 	}
+	// Every request is counted by its route pattern, answered or not.
+	calls := f.s.APICalls()
+	if calls["GET /v1/checkout/sessions/{id}"] != 1 || calls["GET /v1/subscriptions/{id}"] != 1 || calls["/v1/"] != 1 {
+		t.Errorf("API calls by route: %v", calls)
+	}
 
 	// A session expires after 24 hours and can no longer be paid.
 	cs := f.checkout(t, checkoutParams(cus.ID, "price_demo_pro_monthly", 0, ""))

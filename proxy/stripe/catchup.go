@@ -24,7 +24,7 @@ func (b *Billing) CatchUp(ctx context.Context) (int, error) {
 	p.Filters.AddFilter("created", "gte", fmt.Sprint(b.now().Add(-catchUpWindow).Unix()))
 	p.Limit = stripe.Int64(100)
 	var events []*stripe.Event
-	err := b.call(ctx, b.sweepRetries, func() error {
+	err := b.call(ctx, b.backgroundBudget(b.sweepRetries), func() error {
 		events = events[:0]
 		it := b.api.Events.List(p)
 		for it.Next() {

@@ -33,10 +33,25 @@ func live(st proxy.SubscriptionStatus) bool {
 // exists, syncs it, and sends a subject that already holds a live
 // subscription to the Billing Portal instead (no double subscriptions).
 // The same request repeated within the hour gets the same session.
+//
+// It is paid from the visitors' lane of the Stripe budget, for at most
+// four calls (create the customer, get it, list its subscriptions, create
+// the session or a portal session) taken before any lock.
 func (b *Billing) Checkout(ctx context.Context, req proxy.CheckoutRequest) (proxy.CheckoutResult, error) {
 	if err := b.checkRequest(req); err != nil {
 		return proxy.CheckoutResult{}, err
 	}
+	var res proxy.CheckoutResult
+	err := b.underLocks(ctx, b.visitorBudget(), 4, func(bud *budget) (err error) {
+		res, err = b.checkoutLocked(ctx, bud, req)
+		return err
+	})
+	return res, err
+}
+
+// checkoutLocked is Checkout's body: it takes the subject's and the
+// customer's locks and pays its calls from bud.
+func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.CheckoutRequest) (proxy.CheckoutResult, error) {
 	subject, plan := req.Subject, req.Plan
 	unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
 	if err != nil {
@@ -52,14 +67,14 @@ func (b *Billing) Checkout(ctx context.Context, req proxy.CheckoutRequest) (prox
 	var unlock func()
 	for replaced := ""; ; {
 		if cus == "" {
-			if cus, err = b.createCustomer(ctx, req.Identity, subject, replaced); err != nil {
+			if cus, err = b.createCustomer(ctx, bud, req.Identity, subject, replaced); err != nil {
 				return proxy.CheckoutResult{}, err
 			}
 		}
 		if unlock, err = b.locks.lock(ctx, customerKey(cus)); err != nil {
 			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
 		}
-		if state, _, err = b.syncLocked(ctx, cus, ""); err != nil {
+		if state, _, err = b.syncLocked(ctx, bud, cus, ""); err != nil {
 			unlock()
 			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
 		}
@@ -82,7 +97,7 @@ func (b *Billing) Checkout(ctx context.Context, req proxy.CheckoutRequest) (prox
 	}
 	for _, s := range state.Subscriptions {
 		if live(s.Status) {
-			u, err := b.portalSession(ctx, cus, b.public+ret)
+			u, err := b.portalSession(ctx, bud, cus, b.public+ret)
 			if err != nil {
 				return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
 			}
@@ -143,7 +158,7 @@ func (b *Billing) Checkout(ctx context.Context, req proxy.CheckoutRequest) (prox
 		plan.Prices[0], plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret,
 		strconv.FormatInt(b.now().Unix()/3600, 10)))
 	var cs *stripe.CheckoutSession
-	err = b.call(ctx, b.retries, func() (err error) {
+	err = b.call(ctx, bud, func() (err error) {
 		cs, err = b.api.CheckoutSessions.New(p)
 		return err
 	})
@@ -182,7 +197,7 @@ func (b *Billing) checkRequest(req proxy.CheckoutRequest) error {
 // idempotency key is derived from the subject, so a retry (or a lost link)
 // within Stripe's idempotency window gets the same customer; replaced is
 // the deleted customer this one replaces, if any.
-func (b *Billing) createCustomer(ctx context.Context, id *proxy.Identity, subject proxy.Subject, replaced string) (string, error) {
+func (b *Billing) createCustomer(ctx context.Context, bud *budget, id *proxy.Identity, subject proxy.Subject, replaced string) (string, error) {
 	email := ""
 	if b.dir != nil {
 		var err error
@@ -197,7 +212,7 @@ func (b *Billing) createCustomer(ctx context.Context, id *proxy.Identity, subjec
 	}
 	p.SetIdempotencyKey(idempotencyKey("customer", subject.String(), email, replaced))
 	var c *stripe.Customer
-	err := b.call(ctx, b.retries, func() (err error) {
+	err := b.call(ctx, bud, func() (err error) {
 		c, err = b.api.Customers.New(p)
 		return err
 	})
@@ -222,12 +237,21 @@ func idempotencyKey(kind string, parts ...string) string {
 // session belongs to the visitor (proxy.ErrNotYours otherwise), links its
 // customer if needed, syncs the customer under its lock, and says whether
 // the subject is entitled already.
+//
+// Only an ID of the form proxy.ValidCheckoutSessionID accepts is looked
+// up, and whom a session belongs to (or that Stripe does not know it) is
+// remembered: asking again about an ID that is not the visitor's costs no
+// Stripe call. Its calls are paid from the visitors' lane; the sync's two
+// before any lock.
 func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *proxy.Identity) (proxy.CheckoutReturn, error) {
-	if id == nil || id.UserID == "" || sessionID == "" {
+	if id == nil || id.UserID == "" || !proxy.ValidCheckoutSessionID(sessionID) {
 		return proxy.CheckoutReturn{}, proxy.ErrNotYours
 	}
+	if f, ok := b.sessions.get(sessionID, b.now()); ok && f.owner != id.UserID {
+		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: session unknown or someone else's (remembered): %w", proxy.ErrNotYours)
+	}
 	var cs *stripe.CheckoutSession
-	err := b.call(ctx, b.retries, func() (err error) {
+	err := b.call(ctx, b.visitorBudget(), func() (err error) {
 		p := &stripe.CheckoutSessionParams{}
 		p.Context = ctx
 		p.AddExpand("subscription")
@@ -235,11 +259,13 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 		return err
 	})
 	if isNotFound(err) {
+		b.sessions.put(sessionID, "", b.now())
 		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: session not found: %w", proxy.ErrNotYours)
 	}
 	if err != nil {
 		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: get session: %w", stripeFailure(err))
 	}
+	b.sessions.put(sessionID, cs.ClientReferenceID, b.now())
 	if cs.ClientReferenceID == "" || cs.ClientReferenceID != id.UserID {
 		b.log.WarnContext(ctx, "stripe: checkout session of someone else", "session", cs.ID, "user", id.UserID)
 		return proxy.CheckoutReturn{}, proxy.ErrNotYours
@@ -253,34 +279,47 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 	if !ok {
 		subject = proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}
 	}
-
-	unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
+	err = b.underLocks(ctx, b.visitorBudget(), 2, func(bud *budget) error {
+		settled, err := b.completeLocked(ctx, bud, subject, cus)
+		ret.Settled = settled
+		return err
+	})
 	if err != nil {
 		return ret, fmt.Errorf("stripe checkout return: %w", err)
+	}
+	return ret, nil
+}
+
+// completeLocked links and syncs the customer a Checkout Session paid
+// with, under the subject's and the customer's locks, and says whether the
+// subject is entitled now.
+func (b *Billing) completeLocked(ctx context.Context, bud *budget, subject proxy.Subject, cus string) (bool, error) {
+	unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
+	if err != nil {
+		return false, err
 	}
 	defer unlockSubject()
 	unlock, err := b.locks.lock(ctx, customerKey(cus))
 	if err != nil {
-		return ret, fmt.Errorf("stripe checkout return: %w", err)
+		return false, err
 	}
 	defer unlock()
 	if err := b.linkIfUnlinked(ctx, subject, cus); err != nil {
-		return ret, fmt.Errorf("stripe checkout return: %w", err)
+		return false, err
 	}
-	_, ents, err := b.syncLocked(ctx, cus, "")
+	_, ents, err := b.syncLocked(ctx, bud, cus, "")
 	if err != nil {
-		return ret, fmt.Errorf("stripe checkout return: %w", err)
+		return false, err
 	}
 	if ents != nil && ents.Subject == subject {
 		now := b.now()
 		for i := range ents.Subscriptions {
 			if proxy.Grants(&ents.Subscriptions[i], b.grace, now) {
-				ret.Settled = true
-				break
+				return true, nil
 			}
 		}
 	}
-	return ret, nil
+	return false, nil
 }
 
 // linkIfUnlinked links subject ↔ customer when neither is linked yet. A
@@ -314,7 +353,7 @@ func (b *Billing) linkIfUnlinked(ctx context.Context, subject proxy.Subject, cus
 }
 
 // Portal opens a Billing Portal session for the subject's customer;
-// proxy.ErrNoCustomer when it has none.
+// proxy.ErrNoCustomer when it has none. One call, from the visitors' lane.
 func (b *Billing) Portal(ctx context.Context, subject proxy.Subject, returnURL string) (string, error) {
 	cus, err := b.store.CustomerOf(ctx, subject)
 	if err != nil {
@@ -323,12 +362,12 @@ func (b *Billing) Portal(ctx context.Context, subject proxy.Subject, returnURL s
 	if cus == "" {
 		return "", proxy.ErrNoCustomer
 	}
-	return b.portalSession(ctx, cus, returnURL)
+	return b.portalSession(ctx, b.visitorBudget(), cus, returnURL)
 }
 
-func (b *Billing) portalSession(ctx context.Context, cus, returnURL string) (string, error) {
+func (b *Billing) portalSession(ctx context.Context, bud *budget, cus, returnURL string) (string, error) {
 	var ps *stripe.BillingPortalSession
-	err := b.call(ctx, b.retries, func() (err error) {
+	err := b.call(ctx, bud, func() (err error) {
 		p := &stripe.BillingPortalSessionParams{Customer: stripe.String(cus)}
 		p.Context = ctx
 		if returnURL != "" {

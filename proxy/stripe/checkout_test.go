@@ -297,14 +297,14 @@ func TestCheckout_StripeDownIsErrStripeUnavail(t *testing.T) {
 func TestCompleteCheckout_ForeignOrUnknownSessionIsNotYours(t *testing.T) {
 	h := newHarness(t)
 	h.stripe.addCustomer("cus_g", "grace@example.com", nil)
-	h.stripe.addSession(fakeSession{ID: "cs_grace", Customer: "cus_g", ClientReferenceID: "user_grace", Status: "complete"})
-	h.stripe.addSession(fakeSession{ID: "cs_anon", Customer: "cus_g", Status: "complete"})
-	for _, id := range []string{"cs_grace", "cs_anon", "cs_missing"} {
+	h.stripe.addSession(fakeSession{ID: "cs_test_grace", Customer: "cus_g", ClientReferenceID: "user_grace", Status: "complete"})
+	h.stripe.addSession(fakeSession{ID: "cs_test_anon", Customer: "cus_g", Status: "complete"})
+	for _, id := range []string{"cs_test_grace", "cs_test_anon", "cs_test_missing"} {
 		if _, err := h.b.CompleteCheckout(t.Context(), id, idAda()); !errors.Is(err, proxy.ErrNotYours) {
 			t.Errorf("%s: err = %v, want ErrNotYours", id, err)
 		}
 	}
-	if _, err := h.b.CompleteCheckout(t.Context(), "cs_grace", nil); !errors.Is(err, proxy.ErrNotYours) {
+	if _, err := h.b.CompleteCheckout(t.Context(), "cs_test_grace", nil); !errors.Is(err, proxy.ErrNotYours) {
 		t.Errorf("no identity: err = %v", err)
 	}
 	if h.store.commitCount() != 0 || h.cache.count() != 0 {
@@ -319,9 +319,9 @@ func TestCompleteCheckout_SettledWritesCache(t *testing.T) {
 	h := newHarness(t)
 	h.stripe.addCustomer("cus_1", "ada@example.com", map[string]string{MetaUserID: "user_ada"})
 	sub := h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "trialing", Prices: []string{"price_pro"}, TrialEnd: 1_900_000_000})
-	h.stripe.addSession(fakeSession{ID: "cs_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
+	h.stripe.addSession(fakeSession{ID: "cs_test_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
 		PaymentStatus: "paid", Subscription: sub, Metadata: map[string]string{MetaReturnPath: "/docs", MetaSubject: "user:user_ada"}})
-	ret, err := h.b.CompleteCheckout(t.Context(), "cs_1", idAda())
+	ret, err := h.b.CompleteCheckout(t.Context(), "cs_test_1", idAda())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +335,7 @@ func TestCompleteCheckout_SettledWritesCache(t *testing.T) {
 	if cus, _ := h.store.CustomerOf(t.Context(), userAda()); cus != "cus_1" {
 		t.Errorf("not linked: %q", cus)
 	}
-	get := h.stripe.callsTo("GET", "/v1/checkout/sessions/cs_1")
+	get := h.stripe.callsTo("GET", "/v1/checkout/sessions/cs_test_1")
 	if len(get) != 1 || get[0].Form.Get("expand[0]") != "subscription" {
 		t.Errorf("session get = %+v", get)
 	}
@@ -346,15 +346,15 @@ func TestCompleteCheckout_NotSettledYet(t *testing.T) {
 	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
 	h.link(userAda(), "cus_1")
 	sub := h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "incomplete", Prices: []string{"price_pro"}})
-	h.stripe.addSession(fakeSession{ID: "cs_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
+	h.stripe.addSession(fakeSession{ID: "cs_test_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
 		Subscription: sub, Metadata: map[string]string{MetaReturnPath: "/x"}})
-	ret, err := h.b.CompleteCheckout(t.Context(), "cs_1", idAda())
+	ret, err := h.b.CompleteCheckout(t.Context(), "cs_test_1", idAda())
 	if err != nil || ret.Settled || ret.ReturnPath != "/x" {
 		t.Errorf("ret %+v, err %v", ret, err)
 	}
 	// Still open, no customer yet: nothing to sync, not settled.
-	h.stripe.addSession(fakeSession{ID: "cs_2", ClientReferenceID: "user_ada", Status: "open"})
-	if ret, err := h.b.CompleteCheckout(t.Context(), "cs_2", idAda()); err != nil || ret.Settled {
+	h.stripe.addSession(fakeSession{ID: "cs_test_2", ClientReferenceID: "user_ada", Status: "open"})
+	if ret, err := h.b.CompleteCheckout(t.Context(), "cs_test_2", idAda()); err != nil || ret.Settled {
 		t.Errorf("open session: ret %+v, err %v", ret, err)
 	}
 }

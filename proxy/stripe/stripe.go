@@ -91,6 +91,7 @@ type Config struct {
 	Logger          *slog.Logger     // nil: discard
 	Now             func() time.Time // nil: time.Now
 	MaxWebhookBytes int64            // default 512 KiB
+	Pacing          Pacing           // zero fields: DefaultPacing
 }
 
 // Metadata keys tollgate writes on Stripe objects and reads back.
@@ -136,7 +137,12 @@ type Billing struct {
 
 	obs   Observer
 	locks keyedLocks
-	limit *bucket
+	// background and visitors are the two lanes of the Stripe budget
+	// (Pacing); maxWait is how long a visitor's call may wait for its lane.
+	background *bucket
+	visitors   *bucket
+	maxWait    atomic.Int64
+	sessions   *sessionMemo // Checkout Sessions' owners, and IDs Stripe does not know
 	// sleep waits for d or until ctx is done; backoffBase is the first wait
 	// after a 429. Both are fields so tests can run without real waits.
 	sleep         func(ctx context.Context, d time.Duration) error
@@ -185,7 +191,9 @@ func New(cfg Config) (*Billing, error) {
 		public:       strings.TrimSuffix(cfg.PublicURL.String(), "/"),
 		prefix:       "/" + strings.Trim(cfg.InternalPrefix, "/"),
 		maxBody:      cfg.MaxWebhookBytes,
-		limit:        newBucket(20, 20),
+		background:   newBucket(DefaultPacing().Background),
+		visitors:     newBucket(DefaultPacing().Visitors),
+		sessions:     newSessionMemo(sessionMemoSize, sessionMemoTTL),
 		sleep:        sleepCtx,
 		backoffBase:  time.Second,
 		retries:      2,
@@ -234,6 +242,7 @@ func New(cfg Config) (*Billing, error) {
 		}
 	}
 	b.SetPlans(cfg.Plans)
+	b.SetPacing(cfg.Pacing)
 	return b, nil
 }
 
@@ -249,7 +258,7 @@ func (b *Billing) SetPlans(plans []proxy.Plan) {
 
 // Ready checks that Stripe answers an authenticated call (one price).
 func (b *Billing) Ready(ctx context.Context) error {
-	err := b.call(ctx, b.retries, func() error {
+	err := b.call(ctx, b.backgroundBudget(b.retries), func() error {
 		p := &stripe.PriceListParams{}
 		p.Context = ctx
 		p.Limit = stripe.Int64(1)
@@ -287,7 +296,7 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 	got := map[string]proxy.Price{}
 	for _, id := range b.configuredIDs {
 		var sp *stripe.Price
-		err := b.call(ctx, b.retries, func() (err error) {
+		err := b.call(ctx, b.backgroundBudget(b.retries), func() (err error) {
 			p := &stripe.PriceParams{}
 			p.Context = ctx
 			sp, err = b.api.Prices.Get(id, p)

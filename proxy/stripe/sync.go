@@ -27,26 +27,30 @@ func infoOf(c *stripe.Customer) customerInfo {
 // SyncCustomer re-reads one customer and all its subscriptions from Stripe
 // and commits them, with eventID when not empty, under the customer's lock;
 // the LRU is then written with the committed record. It is the one sync
-// every path uses.
+// every path uses. It is paid from the background lane of the Stripe
+// budget, which visitors cannot drain.
 func (b *Billing) SyncCustomer(ctx context.Context, customerID, eventID string) error {
 	if customerID == "" {
 		return errors.New("stripe sync: empty customer ID")
 	}
-	unlock, err := b.locks.lock(ctx, customerKey(customerID))
-	if err != nil {
-		return fmt.Errorf("stripe sync %s: %w", customerID, err)
-	}
-	defer unlock()
-	_, _, err = b.syncLocked(ctx, customerID, eventID)
-	return err
+	// Two calls (the customer, its subscriptions), paid before the lock.
+	return b.underLocks(ctx, b.backgroundBudget(b.retries), 2, func(bud *budget) error {
+		unlock, err := b.locks.lock(ctx, customerKey(customerID))
+		if err != nil {
+			return fmt.Errorf("stripe sync %s: %w", customerID, err)
+		}
+		defer unlock()
+		_, _, err = b.syncLocked(ctx, bud, customerID, eventID)
+		return err
+	})
 }
 
-// syncLocked is SyncCustomer's body; the caller holds the customer's lock.
-// A customer Stripe answers 404 for, or reports deleted, is committed as
-// deleted.
-func (b *Billing) syncLocked(ctx context.Context, customerID, eventID string) (proxy.CustomerState, *proxy.Entitlements, error) {
+// syncLocked is SyncCustomer's body; the caller holds the customer's lock
+// and pays with bud (see underLocks). A customer Stripe answers 404 for, or
+// reports deleted, is committed as deleted.
+func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, eventID string) (proxy.CustomerState, *proxy.Entitlements, error) {
 	var c *stripe.Customer
-	err := b.call(ctx, b.retries, func() (err error) {
+	err := b.call(ctx, bud, func() (err error) {
 		p := &stripe.CustomerParams{}
 		p.Context = ctx
 		c, err = b.api.Customers.Get(customerID, p)
@@ -64,7 +68,7 @@ func (b *Billing) syncLocked(ctx context.Context, customerID, eventID string) (p
 	}
 	var subs []*stripe.Subscription
 	if !info.Deleted {
-		if subs, err = b.customerSubscriptions(ctx, customerID); err != nil {
+		if subs, err = b.customerSubscriptions(ctx, bud, customerID); err != nil {
 			return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: %w", customerID, err)
 		}
 	}
@@ -78,11 +82,11 @@ func (b *Billing) syncLocked(ctx context.Context, customerID, eventID string) (p
 
 // customerSubscriptions lists all of a customer's subscriptions, every
 // status, every page.
-func (b *Billing) customerSubscriptions(ctx context.Context, customerID string) ([]*stripe.Subscription, error) {
+func (b *Billing) customerSubscriptions(ctx context.Context, bud *budget, customerID string) ([]*stripe.Subscription, error) {
 	var out []*stripe.Subscription
 	after := ""
 	for {
-		page, more, err := b.subscriptionPage(ctx, b.retries, customerID, after)
+		page, more, err := b.subscriptionPage(ctx, bud, customerID, after)
 		if err != nil {
 			return nil, fmt.Errorf("list subscriptions: %w", stripeFailure(err))
 		}
@@ -97,10 +101,10 @@ func (b *Billing) customerSubscriptions(ctx context.Context, customerID string) 
 // subscriptionPage fetches one page of subscriptions in every status, after
 // the subscription ID after: one customer's, or with customerID "" the whole
 // account's (with each customer expanded, for grouping).
-func (b *Billing) subscriptionPage(ctx context.Context, retries int, customerID, after string) ([]*stripe.Subscription, bool, error) {
+func (b *Billing) subscriptionPage(ctx context.Context, bud *budget, customerID, after string) ([]*stripe.Subscription, bool, error) {
 	var page []*stripe.Subscription
 	var more bool
-	err := b.call(ctx, retries, func() error {
+	err := b.call(ctx, bud, func() error {
 		p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
 		p.Context = ctx
 		p.Limit = stripe.Int64(100)
@@ -396,8 +400,9 @@ func (b *Billing) commitSwept(ctx context.Context, sw *sweep, g *sweepGroup) (bo
 func (b *Billing) listAll(ctx context.Context) (map[string]*sweepGroup, error) {
 	groups := map[string]*sweepGroup{}
 	after := ""
+	bud := b.backgroundBudget(b.sweepRetries)
 	for pages := 0; ; pages++ {
-		page, more, err := b.subscriptionPage(ctx, b.sweepRetries, "", after)
+		page, more, err := b.subscriptionPage(ctx, bud, "", after)
 		if err != nil {
 			return nil, fmt.Errorf("list subscriptions (page %d): %w", pages+1, stripeFailure(err))
 		}

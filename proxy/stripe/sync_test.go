@@ -389,17 +389,22 @@ func TestSyncAll_OneAtATime(t *testing.T) {
 }
 
 func TestBucket_PacesAfterBurst(t *testing.T) {
-	b := newBucket(20, 2)
-	if first, second := b.reserve(), b.reserve(); first != 0 || second != 0 {
+	b := newBucket(Lane{Rate: 20, Burst: 2})
+	now := time.Now()
+	b.now = func() time.Time { return now }
+	if first, second := b.reserve(1), b.reserve(1); first != 0 || second != 0 {
 		t.Fatal("burst not available")
 	}
-	d := b.reserve()
-	if d <= 0 || d > 60*time.Millisecond {
-		t.Errorf("third token waits %v, want about 50ms", d)
+	if d := b.reserve(1); d != 50*time.Millisecond {
+		t.Errorf("third token waits %v, want 50ms", d)
 	}
-	b.cancel()
+	b.cancel(1)
 	b.drain()
-	if d := b.reserve(); d <= 0 {
-		t.Errorf("after drain: wait %v, want > 0", d)
+	if d := b.reserve(2); d != 100*time.Millisecond {
+		t.Errorf("after drain, two tokens wait %v, want 100ms", d)
+	}
+	now = now.Add(time.Second) // refills to the burst, no more
+	if d := b.reserve(2); d != 0 {
+		t.Errorf("after a second: wait %v, want 0", d)
 	}
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -208,51 +208,61 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 		return http.StatusOK
 	}
 	log = log.With("customer", cus)
-
-	// Lock order everywhere: subject, then customer.
+	var subject proxy.Subject
+	link := false
 	if linksCheckout(typ) {
-		if subject, ok := obj.checkoutSubject(); ok {
-			unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
-			if err != nil {
-				log.WarnContext(ctx, "stripe webhook: lock", "err", err)
-				return http.StatusServiceUnavailable
-			}
-			defer unlockSubject()
-			unlock, err := b.locks.lock(ctx, customerKey(cus))
-			if err != nil {
-				log.WarnContext(ctx, "stripe webhook: lock", "err", err)
-				return http.StatusServiceUnavailable
-			}
-			defer unlock()
-			if err := b.linkIfUnlinked(ctx, subject, cus); err != nil {
-				log.ErrorContext(ctx, "stripe webhook: link checkout subject", "err", err)
-				return http.StatusInternalServerError
-			}
-			return b.syncForEvent(ctx, log, cus, ev.ID)
-		}
+		subject, link = obj.checkoutSubject()
 	}
-	unlock, err := b.locks.lock(ctx, customerKey(cus))
-	if err != nil {
-		log.WarnContext(ctx, "stripe webhook: lock", "err", err)
-		return http.StatusServiceUnavailable
-	}
-	defer unlock()
-	return b.syncForEvent(ctx, log, cus, ev.ID)
-}
-
-// syncForEvent runs the sync under the lock the caller holds and maps its
-// outcome to the answer Stripe gets.
-func (b *Billing) syncForEvent(ctx context.Context, log *slog.Logger, cus, eventID string) int {
-	state, _, err := b.syncLocked(ctx, cus, eventID)
+	// Two calls (the customer, its subscriptions), paid from the background
+	// lane before any lock is taken.
+	var state proxy.CustomerState
+	err = b.underLocks(ctx, b.backgroundBudget(b.retries), 2, func(bud *budget) (err error) {
+		state, err = b.eventLocked(ctx, bud, subject, link, cus, ev.ID)
+		return err
+	})
 	if err != nil {
 		log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
-		if errors.Is(err, proxy.ErrStripeUnavail) || stripeStatus(err) != 0 {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusInternalServerError
+		return webhookFailure(err)
 	}
 	log.InfoContext(ctx, "stripe webhook: customer synced", "subscriptions", len(state.Subscriptions), "deleted", state.Deleted)
 	return http.StatusOK
+}
+
+// eventLocked takes the customer's lock (and first the subject's, when
+// link is set: the lock order everywhere is subject, then customer), links
+// a checkout's subject to its customer if neither is linked yet, and syncs
+// the customer, committing eventID with its state.
+func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Subject, link bool, cus, eventID string) (proxy.CustomerState, error) {
+	if link {
+		unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
+		if err != nil {
+			return proxy.CustomerState{}, fmt.Errorf("lock: %w", err)
+		}
+		defer unlockSubject()
+	}
+	unlock, err := b.locks.lock(ctx, customerKey(cus))
+	if err != nil {
+		return proxy.CustomerState{}, fmt.Errorf("lock: %w", err)
+	}
+	defer unlock()
+	if link {
+		if err := b.linkIfUnlinked(ctx, subject, cus); err != nil {
+			return proxy.CustomerState{}, fmt.Errorf("link checkout subject: %w", err)
+		}
+	}
+	state, _, err := b.syncLocked(ctx, bud, cus, eventID)
+	return state, err
+}
+
+// webhookFailure is what Stripe is answered for an event that failed: 503
+// when Stripe failed or time ran out (waiting for a lock or the pacer), so
+// Stripe retries; 500 for storage failures.
+func webhookFailure(err error) int {
+	if errors.Is(err, proxy.ErrStripeUnavail) || stripeStatus(err) != 0 ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // eventObject is all tollgate reads of an event's data.object: IDs, in a
