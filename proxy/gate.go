@@ -46,6 +46,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	// forwarded in any letter case.
 	if hasPrefixFold(path, s.prefix) {
 		e.decision = "internal"
+		defer ownDeadlines(w, r, s.ownBody, OwnWriteTimeout)()
 		s.internal.ServeHTTP(w, r)
 		return
 	}

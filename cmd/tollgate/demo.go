@@ -102,6 +102,9 @@ type demoOptions struct {
 	Addr   string // gateway address; "" for a free loopback port
 	Logger *slog.Logger
 	Now    func() time.Time // shared by the gateway and the sandbox
+	// OwnBodyTimeout shortens the deadline of tollgate's own endpoints'
+	// bodies (tests).
+	OwnBodyTimeout time.Duration
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -197,7 +200,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 	d.Config = cfg
-	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now})
+	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout})
 	if err != nil {
 		return nil, err
 	}
