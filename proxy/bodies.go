@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,7 +16,9 @@ import (
 // uploads, WebSockets and server-sent events. Instead:
 //   - tollgate's own endpoints (webhooks, forms, the admin API) get an
 //     absolute deadline for the whole body, and a write deadline;
-//   - webhooks read at most WebhookBodyReads bodies at a time per endpoint.
+//   - webhooks read at most WebhookBodyReads bodies at a time per endpoint;
+//   - bodies forwarded to the upstream get an idle-progress deadline
+//     (timeouts.body_idle): any byte pushes it on, silence ends it.
 const (
 	// OwnBodyTimeout is how long tollgate's own endpoints wait for a whole
 	// request body, counted from when the handler starts.
@@ -126,4 +132,132 @@ func (b *releaseBody) Read(p []byte) (int, error) {
 		b.release()
 	}
 	return n, err
+}
+
+// Why a client's request body failed, for the access log and metrics.
+const (
+	bodyIdle      = "client_body_idle"      // nothing arrived for timeouts.body_idle
+	bodyMalformed = "client_body_malformed" // e.g. broken chunked encoding
+	bodyAborted   = "client_body_aborted"   // the connection ended mid-body
+)
+
+// ClientBodyObserver counts forwarded requests whose body the client broke
+// or stalled, by reason (client_body_idle, client_body_malformed,
+// client_body_aborted). An Observer that implements it is told; these
+// requests are the client's failure, never counted as the upstream's.
+type ClientBodyObserver interface {
+	ClientBodyError(reason string)
+}
+
+// idleBody is a forwarded request body under an idle-progress deadline:
+// every read pushes the connection's read deadline idle ahead, so a steady
+// upload of any size and length passes and a stalled one is cut. Its read
+// errors are the client's; the ReverseProxy's ErrorHandler asks failure()
+// to tell them from the upstream's.
+type idleBody struct {
+	body io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+	err  atomic.Pointer[error]
+
+	// mu orders deadline moves against finish: the transport may still
+	// read after the handler returned, when the connection may already
+	// carry the next request.
+	mu     sync.Mutex
+	pushed time.Time // when the deadline was last moved
+	ended  bool      // EOF seen or handler done: deadlines are no longer ours
+}
+
+// newIdleBody wraps r's body, or returns nil when it has none or its
+// connection takes no deadlines.
+func newIdleBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *idleBody {
+	if idle <= 0 || !hasBody(r) {
+		return nil
+	}
+	b := &idleBody{body: r.Body, rc: http.NewResponseController(w), idle: idle, pushed: time.Now()}
+	if b.rc.SetReadDeadline(b.pushed.Add(idle)) != nil {
+		return nil
+	}
+	r.Body = b
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	// Moving the deadline costs little, but a large upload reads often:
+	// move it once per sixteenth of the idle time.
+	b.mu.Lock()
+	if now := time.Now(); !b.ended && now.Sub(b.pushed) >= b.idle/16 {
+		b.pushed = now
+		_ = b.rc.SetReadDeadline(now.Add(b.idle))
+	}
+	b.mu.Unlock()
+	n, err := b.body.Read(p)
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		// Read whole: lift the deadline, or it would cancel the request
+		// (an SSE answer, say) once it passed.
+		b.mu.Lock()
+		if !b.ended {
+			b.ended = true
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+		b.mu.Unlock()
+	default:
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// finish is called when the handler returns: later reads leave the
+// connection's deadline alone. A deadline still set (the body was not read
+// to its end) bounds the server's draining of the rest.
+func (b *idleBody) finish() {
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
+}
+
+func (b *idleBody) Close() error { return b.body.Close() }
+
+// failure reports the status and reason for a client's body read error, or
+// 0 when the body did not fail.
+func (b *idleBody) failure() (int, string) {
+	if b == nil {
+		return 0, ""
+	}
+	p := b.err.Load()
+	if p == nil {
+		return 0, ""
+	}
+	err := *p
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return http.StatusRequestTimeout, bodyIdle
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.As(err, new(*net.OpError)):
+		return http.StatusBadRequest, bodyAborted
+	}
+	return http.StatusBadRequest, bodyMalformed
+}
+
+// clientsFault answers a forwarded request that failed through no fault of
+// the upstream's: its body broke or stalled (400 or 408, counted as the
+// client's). It reports false for the upstream's own failures.
+func clientsFault(w http.ResponseWriter, r *http.Request, logger *slog.Logger, obs Observer, onError func(http.ResponseWriter, *http.Request, int)) bool {
+	f := forwardFrom(r.Context())
+	if f == nil {
+		return false
+	}
+	code, reason := f.body.failure()
+	if code == 0 {
+		return false
+	}
+	entryFrom(r.Context()).reason = reason
+	logger.DebugContext(r.Context(), "client request body failed", "path", r.URL.Path, "reason", reason)
+	if cb, ok := obs.(ClientBodyObserver); ok {
+		cb.ClientBodyError(reason)
+	}
+	onError(w, r, code)
+	return true
 }

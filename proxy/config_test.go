@@ -168,6 +168,8 @@ plans:
 		Routes:  &RuleSet{Default: AccessPaid},
 		Store:   StoreConfig{Path: "tollgate.db", CacheSize: 10000},
 		Pages:   PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
+
+		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -233,6 +235,8 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		Admin:  AdminConfig{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789abcdef", Users: []string{"user_2abc"}},
 		Pages: PagesConfig{ProductName: "Example App", LogoURL: "https://app.example.com/logo.svg",
 			AccentColor: "#4f46e5", SupportURL: "mailto:support@example.com"},
+
+		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -651,4 +655,26 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("parsing is not deterministic (-second +first):\n%s", diff)
 		}
 	})
+}
+
+// timeouts: a key left out gets its default; 0 written out means no limit.
+func TestParseConfig_TimeoutsZeroOnlyWhenWritten(t *testing.T) {
+	const base = "public_url: https://a.example\nupstream: http://b:1\ndefault_access: public\n"
+	for _, tc := range []struct {
+		doc  string
+		want TimeoutsConfig
+	}{
+		{"", TimeoutsConfig{BodyIdle: DefaultBodyIdle}},
+		{"timeouts: {}\n", TimeoutsConfig{BodyIdle: DefaultBodyIdle}},
+		{"timeouts: { body_idle: 0 }\n", TimeoutsConfig{}},
+		{"timeouts: { body_idle: 5m }\n", TimeoutsConfig{BodyIdle: 5 * time.Minute}},
+	} {
+		cfg, err := ParseConfig("config.yaml", []byte(base+tc.doc), testEnv)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.doc, err)
+		}
+		if cfg.Timeouts != tc.want {
+			t.Errorf("%q: got %+v, want %+v", tc.doc, cfg.Timeouts, tc.want)
+		}
+	}
 }

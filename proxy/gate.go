@@ -64,7 +64,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	}
 	// 9. Forward.
 	e.fwd = f
-	s.upstream.ServeHTTP(w, r)
+	s.toUpstream(w, r, e, f)
 }
 
 // gate runs steps 4 to 8 for a request whose path is canonical: match the

@@ -82,6 +82,8 @@ func statusWords(status int) (code, title, message string) {
 		return "not_found", "Page not found", "There is nothing at this address."
 	case http.StatusMethodNotAllowed:
 		return "method_not_allowed", "Method not allowed", "This address does not accept that kind of request."
+	case http.StatusRequestTimeout:
+		return "request_timeout", "Request timed out", "The request stopped arriving before it was complete."
 	case http.StatusBadGateway:
 		return "bad_gateway", "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
 	case http.StatusServiceUnavailable:

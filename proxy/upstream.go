@@ -38,6 +38,7 @@ type forward struct {
 	setCookies []string       // handshake directives etc. to append
 	cookies    []*http.Cookie // gateway cookie to set
 	sent       time.Time      // when the request left for the upstream (wall clock, for metrics)
+	body       *idleBody      // the request body, when it has one: its read errors are the client's
 }
 
 // forwardFrom finds the forward the gate attached to the request's log
@@ -222,6 +223,9 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 		return nil
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if clientsFault(w, r, logger, obs, onError) {
+			return
+		}
 		code := http.StatusBadGateway
 		var ne net.Error
 		switch {

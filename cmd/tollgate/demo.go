@@ -102,6 +102,9 @@ type demoOptions struct {
 	Addr   string // gateway address; "" for a free loopback port
 	Logger *slog.Logger
 	Now    func() time.Time // shared by the gateway and the sandbox
+	// Tweak changes the parsed demo config before the gateway is built
+	// (tests: shorter timeouts).
+	Tweak func(*proxy.Config)
 	// OwnBodyTimeout shortens the deadline of tollgate's own endpoints'
 	// bodies (tests).
 	OwnBodyTimeout time.Duration
@@ -198,6 +201,9 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	cfg, err := proxy.ParseConfig("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
 	if err != nil {
 		return nil, err
+	}
+	if o.Tweak != nil {
+		o.Tweak(cfg)
 	}
 	d.Config = cfg
 	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout})

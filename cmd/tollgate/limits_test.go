@@ -3,12 +3,17 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"strings"
@@ -19,8 +24,9 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Issue 8, "Slow bodies": each attack over real TCP against the real
-// gateway that `tollgate demo` wires.
+// Issue 8, "Slow bodies", "WebSockets outlive sign-out" and "Client errors
+// counted as upstream failures": each attack over real TCP against the
+// real gateway that `tollgate demo` wires.
 
 // mustRunDemoWith is mustRunDemo with options, and the gateway's log kept
 // for the test to read.
@@ -166,4 +172,180 @@ func TestDemo_TricklingBodiesToOwnEndpointsAreCut(t *testing.T) {
 	if strings.Contains(logs.String(), "upstream error") {
 		t.Errorf("tollgate's own endpoints logged upstream errors:\n%s", logs.String())
 	}
+}
+
+// TestDemo_ClientBodyErrorsAreTheClients: a malformed chunked body is a 400,
+// a stalled one a 408; neither is an upstream error in the log or the
+// metrics. A steady upload of any length passes, and neither SSE nor
+// WebSockets, busy or idle, are cut by the idle rule.
+func TestDemo_ClientBodyErrorsAreTheClients(t *testing.T) {
+	const idle = time.Second
+	d, _, logs := mustRunDemoWith(t, demoOptions{Tweak: func(c *proxy.Config) { c.Timeouts.BodyIdle = idle }})
+	jar, _ := cookiejar.New(nil)
+	signIn(t, d, jar, "user_ada")
+	cookies := cookieHeader(jar, d)
+
+	// WebSockets opened first: one stays idle throughout, one is busy.
+	idleWS := dialWS(t, d, "/ws", cookies)
+	busyWS := dialWS(t, d, "/ws", cookies)
+
+	// Broken chunked encoding.
+	conn := rawConn(t, d, "POST /api/v1/upload HTTP/1.1\r\nHost: HOST\r\nCookie: "+cookies+"\r\n"+
+		"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", nil)
+	if resp := answer(t, conn, 30*time.Second); resp == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("malformed chunked body: %v, want 400", resp)
+	}
+
+	// A steady upload that lasts several idle periods, then, on the same
+	// connection, an SSE stream that outlives several more: nothing the
+	// upload left on the connection cuts it.
+	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	pr, pw := io.Pipe()
+	const chunks, chunkSize = 40, 64 << 10
+	go func() {
+		tick := time.NewTicker(idle / 10) // the pace of the upload, not a synchronisation
+		defer tick.Stop()
+		buf := make([]byte, chunkSize)
+		for i := 0; i < chunks; i++ {
+			<-tick.C
+			_, _ = rand.Read(buf)
+			if _, err := pw.Write(buf); err != nil {
+				return
+			}
+			if i%10 == 0 {
+				if err := busyWS.echo("still here"); err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", d.URL+"/api/v1/upload", pr)
+	req.Header.Set("Cookie", cookies)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("steady upload: %v", err)
+	}
+	var got struct{ Bytes int64 }
+	_ = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || got.Bytes != chunks*chunkSize {
+		t.Fatalf("steady upload over %v: status %d, %d bytes arrived, want 200 and %d", chunks*idle/10, resp.StatusCode, got.Bytes, chunks*chunkSize)
+	}
+	req, _ = http.NewRequest("GET", d.URL+"/events", nil)
+	req.Header.Set("Cookie", cookies)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err = c.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("SSE after the upload: %v %v", resp, err)
+	}
+	sse := bufio.NewReader(resp.Body)
+	for ticks := 0; ticks < 3; {
+		line, err := sse.ReadString('\n')
+		if err != nil {
+			t.Fatalf("SSE cut after %d ticks: %v", ticks, err)
+		}
+		if strings.HasPrefix(line, "event: tick") {
+			ticks++
+		}
+	}
+	resp.Body.Close()
+
+	// A stalled upload: ten bytes of a megabyte, then nothing.
+	conn = rawConn(t, d, "POST /api/v1/upload HTTP/1.1\r\nHost: HOST\r\nCookie: "+cookies+"\r\n"+
+		"Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n", []byte("0123456789"))
+	if resp := answer(t, conn, 30*time.Second); resp == nil || resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("stalled upload: %v, want 408", resp)
+	}
+
+	// The stall took longer than the idle timeout: the idle WebSocket,
+	// open all along, and the busy one still echo.
+	for name, ws := range map[string]*wsClient{"idle": idleWS, "busy": busyWS} {
+		if err := ws.echo("after the stall"); err != nil {
+			t.Errorf("%s WebSocket: %v", name, err)
+		}
+	}
+
+	if l := logs.String(); strings.Contains(l, "upstream error") {
+		t.Errorf("a client's body was logged as an upstream error:\n%s", l)
+	}
+	m := scrapeMetrics(t, d)
+	if v := metricValue(m, `tollgate_upstream_response_seconds_count{code="5xx"}`); v != "" {
+		t.Errorf("client body errors counted as upstream 5xx: %s", v)
+	}
+	for _, reason := range []string{"client_body_malformed", "client_body_idle"} {
+		if v := metricValue(m, `tollgate_client_body_errors_total{reason="`+reason+`"}`); v != "1" {
+			t.Errorf("tollgate_client_body_errors_total{reason=%q} = %q, want 1", reason, v)
+		}
+	}
+}
+
+// wsClient is a minimal WebSocket client for these tests.
+type wsClient struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+	mu   sync.Mutex
+}
+
+// dialWS opens a WebSocket through the gateway and fails the test unless
+// it is switched.
+func dialWS(t *testing.T, d *demo, path, cookies string) *wsClient {
+	t.Helper()
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
+	conn := rawConn(t, d, "GET "+path+" HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "+key+"\r\nCookie: "+cookies+"\r\n\r\n", nil)
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("WebSocket %s: %v %v", path, resp, err)
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
+		t.Fatalf("WebSocket %s: bad Sec-WebSocket-Accept", path)
+	}
+	return &wsClient{t: t, conn: conn, br: br}
+}
+
+// echo sends a text message and reads it back.
+func (c *wsClient) echo(msg string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	mask := []byte{7, 1, 9, 3}
+	frame := []byte{0x81, 0x80 | byte(len(msg))}
+	frame = append(frame, mask...)
+	for i := range len(msg) {
+		frame = append(frame, msg[i]^mask[i%4])
+	}
+	if _, err := c.conn.Write(frame); err != nil {
+		return err
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(c.br, hdr); err != nil {
+		return err
+	}
+	got := make([]byte, hdr[1]&0x7f)
+	if _, err := io.ReadFull(c.br, got); err != nil {
+		return err
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echo %q, want %q", got, msg)
+	}
+	return nil
+}
+
+// closedWithin waits for the gateway to close the tunnel: a read that ends
+// in EOF or a reset. It reports false if the tunnel is still open at the
+// end of within (a bound on a hang, not a measurement).
+func (c *wsClient) closedWithin(within time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.conn.SetReadDeadline(time.Now().Add(within))
+	_, err := io.Copy(io.Discard, c.br)
+	return !errors.Is(err, os.ErrDeadlineExceeded)
 }
