@@ -241,13 +241,21 @@ func (b *idleBody) failure() (int, string) {
 	return http.StatusBadRequest, bodyMalformed
 }
 
+// errUnaskedUpgrade is the upstream switching protocols on a gated request
+// that did not ask to.
+var errUnaskedUpgrade = errors.New("upstream switched protocols on a request that did not ask to upgrade")
+
 // clientsFault answers a forwarded request that failed through no fault of
 // the upstream's: its body broke or stalled (400 or 408, counted as the
-// client's). It reports false for the upstream's own failures.
+// client's), or its tunnel was closed by tollgate (nothing to answer). It
+// reports false for the upstream's own failures.
 func clientsFault(w http.ResponseWriter, r *http.Request, logger *slog.Logger, obs Observer, onError func(http.ResponseWriter, *http.Request, int)) bool {
 	f := forwardFrom(r.Context())
 	if f == nil {
 		return false
+	}
+	if f.tunnel != nil && f.tunnel.reason.Load() != nil {
+		return true
 	}
 	code, reason := f.body.failure()
 	if code == 0 {

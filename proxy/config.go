@@ -43,6 +43,10 @@ const (
 	// DefaultBodyIdle is how long a forwarded request body may send
 	// nothing before it is cut.
 	DefaultBodyIdle = 60 * time.Second
+	// DefaultTunnelMaxLifetime is how long a WebSocket on a gated route
+	// stays open, however busy: then the client reconnects, through the
+	// gate.
+	DefaultTunnelMaxLifetime = time.Hour
 )
 
 // maxConfigNodes bounds the walk of the YAML tree. Aliases are followed, so
@@ -149,7 +153,7 @@ func configKeys(section string) []string {
 	case "pages":
 		return []string{"product_name", "logo_url", "accent_color", "support_url", "templates_dir"}
 	case "timeouts":
-		return []string{"body_idle"}
+		return []string{"body_idle", "tunnel_max_lifetime"}
 	}
 	return nil
 }
@@ -1255,7 +1259,8 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
 // written out means no limit.
 func (p *configParser) timeouts(s *configSection) TimeoutsConfig {
 	return TimeoutsConfig{
-		BodyIdle: p.duration(s.str("body_idle"), DefaultBodyIdle),
+		BodyIdle:          p.duration(s.str("body_idle"), DefaultBodyIdle),
+		TunnelMaxLifetime: p.duration(s.str("tunnel_max_lifetime"), DefaultTunnelMaxLifetime),
 	}
 }
 

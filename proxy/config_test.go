@@ -169,7 +169,7 @@ plans:
 		Store:   StoreConfig{Path: "tollgate.db", CacheSize: 10000},
 		Pages:   PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
 
-		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second},
+		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -236,7 +236,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		Pages: PagesConfig{ProductName: "Example App", LogoURL: "https://app.example.com/logo.svg",
 			AccentColor: "#4f46e5", SupportURL: "mailto:support@example.com"},
 
-		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second},
+		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -664,10 +664,10 @@ func TestParseConfig_TimeoutsZeroOnlyWhenWritten(t *testing.T) {
 		doc  string
 		want TimeoutsConfig
 	}{
-		{"", TimeoutsConfig{BodyIdle: DefaultBodyIdle}},
-		{"timeouts: {}\n", TimeoutsConfig{BodyIdle: DefaultBodyIdle}},
-		{"timeouts: { body_idle: 0 }\n", TimeoutsConfig{}},
-		{"timeouts: { body_idle: 5m }\n", TimeoutsConfig{BodyIdle: 5 * time.Minute}},
+		{"", TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
+		{"timeouts: {}\n", TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
+		{"timeouts: { body_idle: 0, tunnel_max_lifetime: 0s }\n", TimeoutsConfig{}},
+		{"timeouts: { body_idle: 5m, tunnel_max_lifetime: 15m }\n", TimeoutsConfig{BodyIdle: 5 * time.Minute, TunnelMaxLifetime: 15 * time.Minute}},
 	} {
 		cfg, err := ParseConfig("config.yaml", []byte(base+tc.doc), testEnv)
 		if err != nil {

@@ -60,6 +60,10 @@ type TimeoutsConfig struct {
 	// of it arrives for this long (408). Never an absolute limit: a steady
 	// upload of any size passes. 0: no limit.
 	BodyIdle time.Duration // body_idle, default 60s
+	// TunnelMaxLifetime closes an upgraded connection (a WebSocket) on a
+	// signed_in or paid route this long after it opened. 0: no limit
+	// (revocations and lapsed plans still close it).
+	TunnelMaxLifetime time.Duration // tunnel_max_lifetime, default 1h
 }
 
 // StripeConfig is the stripe: section.

@@ -2,12 +2,28 @@ package proxy
 
 import "net/http"
 
-// toUpstream hands a request the gate let through to the upstream, its
-// body under the idle-progress deadline.
+// toUpstream hands a request the gate let through to the upstream: its
+// body under the idle-progress deadline and, on a gated route, an upgrade
+// registered as a tunnel.
 func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward) {
 	if b := newIdleBody(w, r, s.cfg.Timeouts.BodyIdle); b != nil {
 		f.body = b
 		defer b.finish()
+	}
+	if f.gated && isUpgrade(r) {
+		method := r.Method
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		tn := &tunnel{id: *f.identity, method: method, host: r.Host, path: f.path}
+		f.tunnel = tn
+		w = &tunnelWriter{ResponseWriter: w, reg: s.tunnels, tn: tn, maxLifetime: s.cfg.Timeouts.TunnelMaxLifetime}
+		defer func() {
+			s.tunnels.remove(tn)
+			if reason := tn.reason.Load(); reason != nil {
+				e.reason = *reason
+			}
+		}()
 	}
 	s.upstream.ServeHTTP(w, r)
 }

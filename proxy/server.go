@@ -93,6 +93,7 @@ type Server struct {
 	directory Directory
 	stale     StaleNotifier
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
+	tunnels   *tunnels         // upgraded connections on gated routes; shared across reloads
 	ownBody   time.Duration    // OwnBodyTimeout, or the test's
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
@@ -149,6 +150,13 @@ func New(o Options) (*Server, error) {
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}
+	// The open tunnels outlive a reload; the newest server judges them.
+	if o.Previous != nil && o.Previous.tunnels != nil {
+		s.tunnels = o.Previous.tunnels
+	} else {
+		s.tunnels = newTunnels()
+	}
+	s.tunnels.setJudge(s)
 	return s, nil
 }
 
@@ -158,14 +166,17 @@ func (s *Server) RevokeSession(sessionID string) {
 	if s.gw != nil {
 		s.gw.revoke(sessionID, s.now())
 	}
+	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.SessionID == sessionID }, tunnelRevoked)
 }
 
 // RevokeUser ends every gateway session of a user at once (Clerk's
 // user.deleted webhook calls this). Sessions issued later are unaffected.
 func (s *Server) RevokeUser(userID string) {
+	now := s.now()
 	if s.gw != nil {
-		s.gw.revokedUsers.Add(userID, s.now())
+		s.gw.revokedUsers.Add(userID, now)
 	}
+	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.UserID == userID && !t.id.IssuedAt.After(now) }, tunnelRevoked)
 }
 
 func (s *Server) mountInternal(extra []InternalRoute) (err error) {

@@ -39,6 +39,7 @@ type forward struct {
 	cookies    []*http.Cookie // gateway cookie to set
 	sent       time.Time      // when the request left for the upstream (wall clock, for metrics)
 	body       *idleBody      // the request body, when it has one: its read errors are the client's
+	tunnel     *tunnel        // an upgrade on a gated route (nil: none)
 }
 
 // forwardFrom finds the forward the gate attached to the request's log
@@ -204,6 +205,11 @@ func newUpstream(target *url.URL, trustedProxies []netip.Prefix, transport http.
 		f := forwardFrom(resp.Request.Context())
 		if f == nil {
 			return nil
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols && f.gated && f.tunnel == nil {
+			// Only an upgrade the client asked for becomes a tunnel that
+			// tollgate can close.
+			return errUnaskedUpgrade
 		}
 		if obs != nil {
 			obs.Upstream(resp.StatusCode, time.Since(f.sent))

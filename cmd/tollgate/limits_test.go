@@ -349,3 +349,126 @@ func (c *wsClient) closedWithin(within time.Duration) bool {
 	_, err := io.Copy(io.Discard, c.br)
 	return !errors.Is(err, os.ErrDeadlineExceeded)
 }
+
+// tunnelClosedFor reports whether the gateway logged closing a tunnel on
+// path for reason.
+func tunnelClosedFor(logs *lockedWriter, path, reason string) bool {
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		var e struct{ Msg, Reason, Path string }
+		if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "tunnel closed" && e.Path == path && e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDemo_SignOutClosesTunnels(t *testing.T) {
+	d, clk, logs := mustRunDemoWith(t, demoOptions{})
+	jar, _ := cookiejar.New(nil)
+	signIn(t, d, jar, "user_ada")
+	cookies := cookieHeader(jar, d)
+	gated := dialWS(t, d, "/ws", cookies)
+	public := dialWS(t, d, "/assets/ws", cookies)
+	for _, ws := range []*wsClient{gated, public} {
+		if err := ws.echo("hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A reload in between: the open tunnels are carried over.
+	if err := d.gateway.Reload(d.Config); err != nil {
+		t.Fatal(err)
+	}
+
+	// Sign-out (the POST the sign-out page makes).
+	c := noRedirects(jar)
+	if resp := form(t, c, d.URL+"/.tollgate/sign-out", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", resp.StatusCode)
+	}
+	if !gated.closedWithin(10 * time.Second) {
+		t.Fatal("the signed_in tunnel is still open after sign-out")
+	}
+	if !tunnelClosedFor(logs, "/ws", "tunnel_session_revoked") {
+		t.Errorf("no log of the tunnel closed for the revocation:\n%s", logs.String())
+	}
+	if err := public.echo("still public"); err != nil {
+		t.Errorf("the public tunnel was closed too: %v", err)
+	}
+	// HTTP with the same cookies agrees.
+	if code, _ := whoami(t, noRedirects(nil), d, withHeader(api, "Cookie", cookies)); code != http.StatusUnauthorized {
+		t.Errorf("HTTP after sign-out: %d, want 401", code)
+	}
+
+	// Clerk's user.deleted webhook ends the tunnels of every session of
+	// the user, opened before it.
+	jar2, _ := cookiejar.New(nil)
+	signIn(t, d, jar2, "user_grace")
+	grace := dialWS(t, d, "/ws", cookieHeader(jar2, d))
+	if err := grace.echo("hi"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := postSvix(t, d, clk.Now(), `{"type":"user.deleted","object":"event","data":{"id":"user_grace","object":"user","deleted":true}}`, ""); resp.StatusCode != 200 {
+		t.Fatalf("Clerk webhook: %d", resp.StatusCode)
+	}
+	if !grace.closedWithin(10 * time.Second) {
+		t.Error("the tunnel of a deleted user is still open")
+	}
+}
+
+func TestDemo_TunnelMaxLifetime(t *testing.T) {
+	d, _, logs := mustRunDemoWith(t, demoOptions{Tweak: func(c *proxy.Config) { c.Timeouts.TunnelMaxLifetime = 2 * time.Second }})
+	jar, _ := cookiejar.New(nil)
+	signIn(t, d, jar, "user_ada")
+	cookies := cookieHeader(jar, d)
+	public := dialWS(t, d, "/assets/ws", cookies)
+	gated := dialWS(t, d, "/ws", cookies)
+	if err := gated.echo("hello"); err != nil {
+		t.Fatal(err)
+	}
+	if !gated.closedWithin(30 * time.Second) {
+		t.Fatal("the signed_in tunnel outlived timeouts.tunnel_max_lifetime")
+	}
+	if !tunnelClosedFor(logs, "/ws", "tunnel_max_lifetime") {
+		t.Errorf("no log of the tunnel closed for its lifetime:\n%s", logs.String())
+	}
+	if err := public.echo("public tunnels have no lifetime"); err != nil {
+		t.Errorf("the public tunnel, older than the gated one, was closed: %v", err)
+	}
+}
+
+func TestDemo_CancelledSubscriptionClosesPaidTunnel(t *testing.T) {
+	d, _, logs := mustRunDemoWith(t, demoOptions{})
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	subID := subscribe(t, d, c)
+	waitWebhooks(t, d)
+	cookies := cookieHeader(jar, d)
+	paid := dialWS(t, d, "/routes/415VNA/ws", cookies)
+	signedIn := dialWS(t, d, "/ws", cookies)
+	if err := paid.echo("paid"); err != nil {
+		t.Fatal(err)
+	}
+
+	d.Stripe.SetSubscriptionStatus(subID, "canceled")
+	waitWebhooks(t, d)
+	if !paid.closedWithin(10 * time.Second) {
+		t.Fatal("the paid tunnel is still open after the cancellation webhook")
+	}
+	if !tunnelClosedFor(logs, "/routes/415VNA/ws", "tunnel_no_longer_allowed") {
+		t.Errorf("no log of the tunnel closed for the lapsed plan:\n%s", logs.String())
+	}
+	if code := get(t, c, d.URL+"/routes/415VNA/", api).StatusCode; code != http.StatusPaymentRequired {
+		t.Errorf("HTTP after the cancellation: %d, want 402", code)
+	}
+	if err := signedIn.echo("the plan was never needed here"); err != nil {
+		t.Errorf("the signed_in tunnel was closed too: %v", err)
+	}
+	// A paid tunnel is refused from the start now.
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
+	conn := rawConn(t, d, "GET /routes/415VNA/ws HTTP/1.1\r\nHost: HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "+key+"\r\nCookie: "+cookieHeader(jar, d)+"\r\nAccept: application/json\r\n\r\n", nil)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("new paid tunnel after the cancellation: %v %v, want 402", resp, err)
+	}
+}

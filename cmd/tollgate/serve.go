@@ -316,6 +316,11 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	g.current.Store(srv)
 	g.Server = srv
 	g.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.current.Load().ServeHTTP(w, r) })
+	if g.Cache != nil {
+		// A subject's subscriptions changed (a webhook's sync, a comp):
+		// its open tunnels are judged again at once.
+		g.Cache.OnChange(func(s proxy.Subject) { g.current.Load().EntitlementsChanged(s) })
+	}
 	ok = true
 	return g, nil
 }

@@ -95,7 +95,8 @@ type demoApp struct {
 //	/api/v1/time      JSON clock
 //	/api/v1/upload    POST: reads the whole body, answers its size and SHA-256
 //	/events           Server-Sent Events: Ticks ticks, one per TickInterval
-//	/ws               WebSocket echo
+//	/ws               WebSocket echo; so is any other GET that asks for a
+//	                  WebSocket upgrade (/routes/415VNA/ws behind a paid rule)
 func DemoApp(opts DemoOptions) http.Handler {
 	d := &demoApp{
 		title: opts.Title, routes: slices.Clone(opts.Routes), now: opts.Now, log: opts.Logger,
@@ -147,7 +148,13 @@ func DemoApp(opts DemoOptions) http.Handler {
 	mux.HandleFunc("GET /events", d.events)
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { serveWebSocketEcho(w, r, d.log) })
 	mux.HandleFunc("/", d.page("not_found", "Not found"))
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && wsHeaderHasToken(r.Header, "Upgrade", "websocket") {
+			serveWebSocketEcho(w, r, d.log)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // upload reads the request body to its end and says what arrived, so that
