@@ -61,6 +61,15 @@ func ownDeadlines(w http.ResponseWriter, r *http.Request, body, write time.Durat
 	}
 }
 
+// boundUnreadBody gives a request body the deadline of tollgate's own
+// endpoints from the start. When the gate answers a request itself (sign
+// in, deny, a redirect) the server drains up to 256 KiB of the unread body
+// before it answers, and would wait on a trickling client for ever. A
+// forwarded body gets the idle-progress deadline instead (toUpstream).
+func boundUnreadBody(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+}
+
 // WithBodyDeadline bounds the request bodies of h (the admin listener's
 // API): each must arrive whole within d of the handler starting. Responses
 // are not bounded: a backup streams for as long as the store is large.

@@ -1,6 +1,9 @@
 package proxy
 
-import "net/http"
+import (
+	"net/http"
+	"time"
+)
 
 // toUpstream hands a request the gate let through to the upstream: its
 // body under the idle-progress deadline and, on a gated route, an upgrade
@@ -9,6 +12,9 @@ func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry,
 	if b := newIdleBody(w, r, s.cfg.Timeouts.BodyIdle); b != nil {
 		f.body = b
 		defer b.finish()
+	} else if hasBody(r) {
+		// timeouts.body_idle: 0: no limit, not the one serve set.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
 	if f.gated && isUpgrade(r) {
 		method := r.Method

@@ -21,6 +21,9 @@ func IdentityFromContext(ctx context.Context) *Identity {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	// 1. Nothing the client says about tollgate's own headers is believed.
 	stripTollgateHeaders(r.Header)
+	if hasBody(r) {
+		boundUnreadBody(w, s.ownBody)
+	}
 
 	// 2. One canonical path, before anything looks at it.
 	if r.RequestURI == "*" {

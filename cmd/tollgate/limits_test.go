@@ -103,7 +103,7 @@ func answer(t *testing.T, conn net.Conn, within time.Duration) *http.Response {
 	return resp
 }
 
-func TestDemo_TricklingBodiesToOwnEndpointsAreCut(t *testing.T) {
+func TestDemo_TricklingBodiesAreCut(t *testing.T) {
 	d, _, logs := mustRunDemoWith(t, demoOptions{OwnBodyTimeout: 2 * time.Second})
 	const extra = 16
 	n := proxy.WebhookBodyReads + extra
@@ -117,8 +117,11 @@ func TestDemo_TricklingBodiesToOwnEndpointsAreCut(t *testing.T) {
 	for i := range conns {
 		conns[i] = trickle("/.tollgate/webhooks/stripe")
 	}
-	// So do a Clerk webhook, a form and the admin API (on its own listener).
-	others := []net.Conn{trickle("/.tollgate/webhooks/clerk"), trickle("/.tollgate/checkout")}
+	// So do a Clerk webhook, a form, requests the gate answers itself
+	// (sign in, deny, a non-canonical path; the server drains a body
+	// before answering) and the admin API (on its own listener).
+	others := []net.Conn{trickle("/.tollgate/webhooks/clerk"), trickle("/.tollgate/checkout"),
+		trickle("/routes/415VNA/"), trickle("/admin/x"), trickle("/a/../settings/")}
 	au, _ := url.Parse(d.AdminURL)
 	adm, err := net.Dial("tcp", au.Host)
 	if err != nil {
@@ -146,11 +149,7 @@ func TestDemo_TricklingBodiesToOwnEndpointsAreCut(t *testing.T) {
 		})
 	}
 	for _, c := range others {
-		wg.Go(func() {
-			if resp := answer(t, c, 30*time.Second); resp != nil && resp.StatusCode < 400 {
-				t.Errorf("a trickled body got %d", resp.StatusCode)
-			}
-		})
+		wg.Go(func() { answer(t, c, 30*time.Second) })
 	}
 	wg.Wait()
 	// At most WebhookBodyReads were read at once; the rest were turned away
