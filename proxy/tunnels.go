@@ -119,10 +119,10 @@ func (t *tunnels) close(tn *tunnel, reason string) {
 	if !tn.reason.CompareAndSwap(nil, &reason) {
 		return
 	}
-	_ = tn.conn.Close()
 	if s := t.judge.Load(); s != nil {
 		s.log.Info("tunnel closed", "reason", reason, "user_id", tn.id.UserID, "path", tn.path)
 	}
+	_ = tn.conn.Close()
 }
 
 // closeWhere closes every open tunnel that match selects.
