@@ -16,7 +16,10 @@ import (
 // gate again. So that a tunnel on a signed_in or paid route ends when HTTP
 // with the same credentials would stop being answered (README, "Security
 // model"), tollgate keeps them in a registry and closes one when
-//   - its Clerk session or user is revoked (Clerk's webhooks, sign-out),
+//   - its Clerk session or user is revoked (Clerk's webhooks, sign-out), or
+//     Clerk says the session is no longer active (asked every
+//     tunnelRecheck, through the same per-session cache as the gateway
+//     cookie's check, so a session already checked costs no call),
 //   - the route's rule or the subject's plans no longer let it through
 //     (judged again at once when the entitlement cache changes, on reload,
 //     and every tunnelRecheck),
@@ -24,7 +27,8 @@ import (
 // Tunnels on public routes are not registered and never touched.
 
 // tunnelRecheck is how often every open tunnel is judged again, for what no
-// event announces: a past_due grace or a comp running out.
+// event announces: a past_due grace or a comp running out, a session ended
+// in Clerk without a webhook. It matches session.refresh's default.
 const tunnelRecheck = time.Minute
 
 // Reasons a tunnel was closed, for the access log.
@@ -39,6 +43,7 @@ const (
 // judge, so tunnels opened before a reload are judged by the new rules.
 type tunnels struct {
 	judge atomic.Pointer[Server]
+	every time.Duration // tunnelRecheck (tests shorten it before the first tunnel)
 
 	mu      sync.Mutex
 	open    map[*tunnel]struct{}
@@ -49,7 +54,7 @@ type tunnels struct {
 }
 
 func newTunnels() *tunnels {
-	return &tunnels{open: map[*tunnel]struct{}{}, dirty: map[Subject]struct{}{}, wake: make(chan struct{}, 1)}
+	return &tunnels{every: tunnelRecheck, open: map[*tunnel]struct{}{}, dirty: map[Subject]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // tunnel is one upgraded connection on a gated route.
@@ -95,7 +100,7 @@ func (t *tunnels) add(tn *tunnel, conn net.Conn, maxLifetime time.Duration) {
 	if maxLifetime > 0 {
 		tn.timer = time.AfterFunc(maxLifetime, func() { t.close(tn, tunnelMaxLifetime) })
 	}
-	if reason := t.judge.Load().tunnelVerdict(tn); reason != "" {
+	if reason := t.judge.Load().tunnelVerdict(tn, false); reason != "" {
 		t.close(tn, reason)
 	}
 }
@@ -156,13 +161,13 @@ func (t *tunnels) changed(sub Subject) {
 // run judges tunnels again: the dirty ones when poked, all of them every
 // tunnelRecheck. It ends when no tunnel is open.
 func (t *tunnels) run() {
-	tick := time.NewTicker(tunnelRecheck)
+	tick := time.NewTicker(t.every)
 	defer tick.Stop()
 	for {
-		all := false
+		all, askClerk := false, false
 		select {
 		case <-tick.C:
-			all = true
+			all, askClerk = true, true
 		case <-t.wake:
 		}
 		t.mu.Lock()
@@ -184,7 +189,7 @@ func (t *tunnels) run() {
 		t.mu.Unlock()
 		s := t.judge.Load()
 		for _, tn := range judge {
-			if reason := s.tunnelVerdict(tn); reason != "" {
+			if reason := s.tunnelVerdict(tn, askClerk); reason != "" {
 				t.close(tn, reason)
 			}
 		}
@@ -205,10 +210,25 @@ func (t *tunnels) isDirty(tn *tunnel) bool {
 
 // tunnelVerdict judges an open tunnel as the gate would judge a request by
 // its opener to its path now: the same revocations, rules and paid
-// decision. It returns why the tunnel must close, or "" to keep it.
-func (s *Server) tunnelVerdict(tn *tunnel) string {
+// decision, and with askClerk whether Clerk still holds the session
+// active. It returns why the tunnel must close, or "" to keep it.
+func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 	if s.gw != nil && s.gw.isRevoked(&tn.id) {
 		return tunnelRevoked
+	}
+	if askClerk && s.gw != nil && s.gw.checker != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		active, err := s.gw.sessionActive(ctx, tn.id.SessionID, s.now())
+		cancel()
+		switch {
+		case err != nil:
+			// Clerk could not be asked: not cut for its outage; the next
+			// check asks again.
+			s.log.Warn("tunnel check: clerk session", "user_id", tn.id.UserID, "err", err)
+		case !active:
+			s.gw.revoke(tn.id.SessionID, s.now())
+			return tunnelRevoked
+		}
 	}
 	m := s.cfg.Routes.Match(tn.method, tn.host, matchPath(tn.path))
 	switch {

@@ -167,3 +167,55 @@ func TestTunnels_RevokedSessionAndUserClose(t *testing.T) {
 		}
 	}
 }
+
+// A session ended in Clerk without a webhook: the periodic check asks Clerk
+// (as the gateway cookie's refresh does) and closes the tunnel.
+func TestTunnels_SessionEndedInClerkCloses(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	fx.srv.tunnels.every = 20 * time.Millisecond
+	conn, br, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	if err := echoLine(conn, br, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	fx.checker.mu.Lock()
+	fx.checker.active = false
+	fx.checker.mu.Unlock()
+	if !closedWithin(conn, br, 10*time.Second) {
+		t.Fatal("the tunnel is still open after Clerk said the session ended")
+	}
+}
+
+// Clerk could not be asked: the tunnel stays (a new request would get 503,
+// but an open tunnel is not cut for an outage).
+func TestTunnels_ClerkOutageKeepsTheTunnel(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	fx.srv.tunnels.every = 20 * time.Millisecond
+	fx.checker.mu.Lock()
+	fx.checker.err = errors.New("clerk down")
+	fx.checker.mu.Unlock()
+	conn, br, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	// Wait until Clerk has been asked twice (two ticks), through the API.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		fx.checker.mu.Lock()
+		calls := fx.checker.calls
+		fx.checker.mu.Unlock()
+		if calls >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Clerk was never asked")
+		}
+		if err := echoLine(conn, br, "waiting"); err != nil {
+			t.Fatalf("closed during a Clerk outage: %v", err)
+		}
+	}
+	if err := echoLine(conn, br, "after the outage checks"); err != nil {
+		t.Errorf("closed during a Clerk outage: %v", err)
+	}
+}
