@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -22,11 +23,24 @@ type EntitlementCache struct {
 	version uint64     // bumped by every Put and Remove
 
 	obs CacheObserver // nil: lookups are not counted
+
+	onChange atomic.Pointer[func(Subject)] // told after every Put and Remove
 }
 
 // CacheObserver counts LRU hits and misses, for metrics.
 type CacheObserver interface {
 	CacheLookup(hit bool)
+}
+
+// OnChange has fn called after every Put and Remove, with the subject that
+// changed (the gateway judges that subject's open tunnels again). fn must
+// not block: writers hold their per-customer lock.
+func (c *EntitlementCache) OnChange(fn func(Subject)) { c.onChange.Store(&fn) }
+
+func (c *EntitlementCache) changed(s Subject) {
+	if fn := c.onChange.Load(); fn != nil {
+		(*fn)(s)
+	}
 }
 
 // SetObserver makes the cache report every lookup to o. Call it before use.
@@ -76,6 +90,7 @@ func (c *EntitlementCache) Put(s Subject, e *Entitlements) {
 	c.version++
 	c.lru.Add(s, e)
 	c.mu.Unlock()
+	c.changed(s)
 }
 
 // Remove forgets a subject, so the next read goes to the store.
@@ -84,6 +99,7 @@ func (c *EntitlementCache) Remove(s Subject) {
 	c.version++
 	c.lru.Remove(s)
 	c.mu.Unlock()
+	c.changed(s)
 }
 
 // Len reports how many subjects are cached.

@@ -40,6 +40,13 @@ const (
 	// DefaultReconcileInterval is how often the whole Stripe account is
 	// re-listed: webhooks carry the news, this catches what they missed.
 	DefaultReconcileInterval = 6 * time.Hour
+	// DefaultBodyIdle is how long a forwarded request body may send
+	// nothing before it is cut.
+	DefaultBodyIdle = 60 * time.Second
+	// DefaultTunnelMaxLifetime is how long a WebSocket on a gated route
+	// stays open, however busy: then the client reconnects, through the
+	// gate.
+	DefaultTunnelMaxLifetime = time.Hour
 )
 
 // maxConfigNodes bounds the walk of the YAML tree. Aliases are followed, so
@@ -127,7 +134,7 @@ func configKeys(section string) []string {
 	switch section {
 	case "":
 		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "hosts", "internal_prefix",
-			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages"}
+			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts"}
 	case "clerk":
 		return []string{"publishable_key", "secret_key", "jwt_key", "authorized_parties", "webhook_secret",
 			"forward_cookies", "api_url", "frontend_api_url", "sign_in_url"}
@@ -145,6 +152,8 @@ func configKeys(section string) []string {
 		return []string{"listen", "token", "users"}
 	case "pages":
 		return []string{"product_name", "logo_url", "accent_color", "support_url", "templates_dir"}
+	case "timeouts":
+		return []string{"body_idle", "tunnel_max_lifetime"}
 	}
 	return nil
 }
@@ -769,6 +778,7 @@ func (p *configParser) config(root *yaml.Node) *Config {
 	cfg.Store = p.store(top.sub("store"))
 	cfg.Admin = p.admin(top.sub("admin"), cfg.Listen)
 	cfg.Pages = p.pages(top.sub("pages"))
+	cfg.Timeouts = p.timeouts(top.sub("timeouts"))
 
 	p.crossCheck(cfg, idLines)
 	return cfg
@@ -1296,6 +1306,15 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
 	}
 	sc.APIURL = p.serviceURL(s.str("api_url"), DefaultStripeAPIURL)
 	return sc
+}
+
+// timeouts reads the timeouts: section. A key left out gets its default; 0
+// written out means no limit.
+func (p *configParser) timeouts(s *configSection) TimeoutsConfig {
+	return TimeoutsConfig{
+		BodyIdle:          p.duration(s.str("body_idle"), DefaultBodyIdle),
+		TunnelMaxLifetime: p.duration(s.str("tunnel_max_lifetime"), DefaultTunnelMaxLifetime),
+	}
 }
 
 func (p *configParser) store(s *configSection) StoreConfig {

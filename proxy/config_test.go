@@ -169,6 +169,8 @@ plans:
 		Routes:  &RuleSet{Default: AccessPaid},
 		Store:   StoreConfig{Path: "tollgate.db", CacheSize: 10000},
 		Pages:   PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
+
+		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -235,6 +237,8 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		Admin:  AdminConfig{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789abcdef", Users: []string{"user_2abc"}},
 		Pages: PagesConfig{ProductName: "Example App", LogoURL: "https://app.example.com/logo.svg",
 			AccentColor: "#4f46e5", SupportURL: "mailto:support@example.com"},
+
+		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -653,4 +657,26 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("parsing is not deterministic (-second +first):\n%s", diff)
 		}
 	})
+}
+
+// timeouts: a key left out gets its default; 0 written out means no limit.
+func TestParseConfig_TimeoutsZeroOnlyWhenWritten(t *testing.T) {
+	const base = "public_url: https://a.example\nupstream: http://b:1\ndefault_access: public\n"
+	for _, tc := range []struct {
+		doc  string
+		want TimeoutsConfig
+	}{
+		{"", TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
+		{"timeouts: {}\n", TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
+		{"timeouts: { body_idle: 0, tunnel_max_lifetime: 0s }\n", TimeoutsConfig{}},
+		{"timeouts: { body_idle: 5m, tunnel_max_lifetime: 15m }\n", TimeoutsConfig{BodyIdle: 5 * time.Minute, TunnelMaxLifetime: 15 * time.Minute}},
+	} {
+		cfg, err := ParseConfig("config.yaml", []byte(base+tc.doc), testEnv)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.doc, err)
+		}
+		if cfg.Timeouts != tc.want {
+			t.Errorf("%q: got %+v, want %+v", tc.doc, cfg.Timeouts, tc.want)
+		}
+	}
 }

@@ -30,6 +30,8 @@ type Config struct {
 	Admin   AdminConfig
 	Pages   PagesConfig
 
+	Timeouts TimeoutsConfig
+
 	// Warnings are non-fatal findings (shadowed rules, method-filtered rules
 	// that fall through to weaker ones), each with file:line.
 	Warnings []string
@@ -70,6 +72,19 @@ type SessionConfig struct {
 	Secret  string        // secret: 32+ bytes
 	TTL     time.Duration // ttl, default 12h
 	Refresh time.Duration // refresh, default 60s
+}
+
+// TimeoutsConfig is the timeouts: section: how long connections may last
+// beyond the server's fixed limits (README, "Server limits").
+type TimeoutsConfig struct {
+	// BodyIdle cuts a request body forwarded to the upstream when no byte
+	// of it arrives for this long (408). Never an absolute limit: a steady
+	// upload of any size passes. 0: no limit.
+	BodyIdle time.Duration // body_idle, default 60s
+	// TunnelMaxLifetime closes an upgraded connection (a WebSocket) on a
+	// signed_in or paid route this long after it opened. 0: no limit
+	// (revocations and lapsed plans still close it).
+	TunnelMaxLifetime time.Duration // tunnel_max_lifetime, default 1h
 }
 
 // StripeConfig is the stripe: section.

@@ -24,6 +24,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	// it, is believed (unless a trusted proxy says the latter).
 	trustedPeer := trusted(r.RemoteAddr, s.cfg.TrustedProxies)
 	overrides := sanitizeRequestHeaders(r.Header, trustedPeer)
+	if hasBody(r) {
+		boundUnreadBody(w, s.ownBody)
+	}
 	if !s.cfg.HostAllowed(r.Host) && r.URL.Path != s.prefix+"/healthz" && r.URL.Path != s.prefix+"/auth" {
 		// Forward auth judges the host its proxy names, not its own.
 		e.decision = "misdirected"
@@ -55,6 +58,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 	// forwarded in any letter case.
 	if hasPrefixFold(path, s.prefix) {
 		e.decision = "internal"
+		defer ownDeadlines(w, r, s.ownBody, OwnWriteTimeout)()
 		s.internal.ServeHTTP(w, r)
 		return
 	}
@@ -74,17 +78,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		}
 		e.decision = "preflight"
 		f.preflight, f.gated = true, m.Access != AccessPublic
+		// A preflight never becomes a tunnel: nobody is signed in on it.
+		r.Header.Del("Upgrade")
 		e.fwd = f
 		s.upstream.ServeHTTP(w, r)
 		return
 	}
 
+	f.overrides = overrides
 	if !s.gate(w, r, e, f, overrides) {
 		return
 	}
 	// 9. Forward.
 	e.fwd = f
-	s.upstream.ServeHTTP(w, r)
+	s.toUpstream(w, r, e, f)
 }
 
 // judge chooses the rule for a request (RuleSet.Judge) and records it, or

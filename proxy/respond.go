@@ -84,6 +84,8 @@ func statusWords(status int) (code, title, message string) {
 		return "method_not_allowed", "Method not allowed", "This address does not accept that kind of request."
 	case http.StatusTooManyRequests:
 		return "too_many_requests", "Too many requests", "You have tried this too often in a short time. Please wait a moment and try again."
+	case http.StatusRequestTimeout:
+		return "request_timeout", "Request timed out", "The request stopped arriving before it was complete."
 	case http.StatusBadGateway:
 		return "bad_gateway", "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
 	case http.StatusServiceUnavailable:

@@ -32,6 +32,9 @@ type InternalRoute struct {
 	Pattern string
 	Handler http.Handler
 	Auth    InternalAuth
+	// Webhook caps how many of its bodies are read at once
+	// (WebhookBodyReads); the rest get 503 and are delivered again.
+	Webhook bool
 }
 
 // InternalAuth says what an internal route needs to know of the visitor.
@@ -70,6 +73,9 @@ type Options struct {
 	Previous *Server
 	Logger   *slog.Logger     // nil: discard
 	Now      func() time.Time // nil: time.Now
+	// OwnBodyTimeout is how long tollgate's own endpoints wait for a whole
+	// request body (0: OwnBodyTimeout). Tests shorten it.
+	OwnBodyTimeout time.Duration
 }
 
 // Server is the gateway: tollgate's own endpoints, the gate, and the
@@ -87,6 +93,8 @@ type Server struct {
 	directory Directory
 	stale     StaleNotifier
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
+	tunnels   *tunnels         // upgraded connections on gated routes; shared across reloads
+	ownBody   time.Duration    // OwnBodyTimeout, or the test's
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
 	transport http.RoundTripper
@@ -105,7 +113,10 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	if s.ownBody <= 0 {
+		s.ownBody = OwnBodyTimeout
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -146,6 +157,13 @@ func New(o Options) (*Server, error) {
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}
+	// The open tunnels outlive a reload; the newest server judges them.
+	if o.Previous != nil && o.Previous.tunnels != nil {
+		s.tunnels = o.Previous.tunnels
+	} else {
+		s.tunnels = newTunnels()
+	}
+	s.tunnels.setJudge(s)
 	return s, nil
 }
 
@@ -155,14 +173,17 @@ func (s *Server) RevokeSession(sessionID string) {
 	if s.gw != nil {
 		s.gw.revoke(sessionID, s.now())
 	}
+	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.SessionID == sessionID }, tunnelRevoked)
 }
 
 // RevokeUser ends every gateway session of a user at once (Clerk's
 // user.deleted webhook calls this). Sessions issued later are unaffected.
 func (s *Server) RevokeUser(userID string) {
+	now := s.now()
 	if s.gw != nil {
-		s.gw.revokedUsers.Add(userID, s.now())
+		s.gw.revokedUsers.Add(userID, now)
 	}
+	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.UserID == userID && !t.id.IssuedAt.After(now) }, tunnelRevoked)
 }
 
 func (s *Server) mountInternal(extra []InternalRoute) (err error) {
@@ -199,7 +220,11 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 		} else {
 			method += " "
 		}
-		mux.Handle(method+s.prefix+path, s.withIdentity(r.Auth, r.Handler))
+		h := s.withIdentity(r.Auth, r.Handler)
+		if r.Webhook {
+			h = s.webhookLimit(h, WebhookBodyReads)
+		}
+		mux.Handle(method+s.prefix+path, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, http.StatusNotFound) })
 	s.internal = mux

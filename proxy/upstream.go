@@ -37,11 +37,15 @@ type forward struct {
 	setCookies []string       // handshake directives etc. to append
 	cookies    []*http.Cookie // gateway cookie to set
 	sent       time.Time      // when the request left for the upstream (wall clock, for metrics)
+	body       *idleBody      // the request body, when it has one: its read errors are the client's
+	tunnel     *tunnel        // an upgrade on a gated route (nil: none)
 	// trustedPeer: the connection comes from trusted_proxies, whose
 	// forwarding headers are passed on.
 	trustedPeer bool
 	// preflight: a CORS preflight, forwarded without credentials or body.
 	preflight bool
+	// overrides: the methods the request's method-override headers name.
+	overrides []string
 }
 
 // forwardFrom finds the forward the gate attached to the request's log
@@ -245,6 +249,11 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, transport http.Round
 		if f == nil {
 			return nil
 		}
+		if resp.StatusCode == http.StatusSwitchingProtocols && f.gated && f.tunnel == nil {
+			// Only an upgrade the client asked for becomes a tunnel that
+			// tollgate can close.
+			return errUnaskedUpgrade
+		}
 		if obs != nil {
 			obs.Upstream(resp.StatusCode, time.Since(f.sent))
 		}
@@ -271,6 +280,9 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, transport http.Round
 		return nil
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if clientsFault(w, r, logger, obs, onError) {
+			return
+		}
 		code := http.StatusBadGateway
 		var ne net.Error
 		switch {

@@ -382,7 +382,13 @@ func (g *gateway) adminHandler(ctx context.Context, cfg *proxy.Config, logger *s
 		ac.Billing = g.Billing
 		ac.Ready = append(ac.Ready, admin.Check{Name: "stripe", Run: (&stickyCheck{run: g.Billing.Ready}).Run})
 	}
-	return admin.New(ac)
+	h, err := admin.New(ac)
+	if err != nil {
+		return nil, err
+	}
+	// The API's bodies arrive whole within seconds, as on the public
+	// listener; its answers (a backup) may stream for long.
+	return proxy.WithBodyDeadline(h, g.ownBody), nil
 }
 
 // currentPlans are the plans of the config now serving (SIGHUP may change

@@ -102,6 +102,12 @@ type demoOptions struct {
 	Addr   string // gateway address; "" for a free loopback port
 	Logger *slog.Logger
 	Now    func() time.Time // shared by the gateway and the sandbox
+	// Tweak changes the parsed demo config before the gateway is built
+	// (tests: shorter timeouts).
+	Tweak func(*proxy.Config)
+	// OwnBodyTimeout shortens the deadline of tollgate's own endpoints'
+	// bodies (tests).
+	OwnBodyTimeout time.Duration
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -196,8 +202,11 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Tweak != nil {
+		o.Tweak(cfg)
+	}
 	d.Config = cfg
-	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now})
+	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -200,6 +200,8 @@ type gatewayDeps struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 	HTTPClient *http.Client // for Clerk's Backend API
+	// OwnBodyTimeout shortens proxy.OwnBodyTimeout (tests).
+	OwnBodyTimeout time.Duration
 }
 
 // gateway is a wired tollgate: the public handler, its parts, and what must
@@ -215,6 +217,7 @@ type gateway struct {
 	current atomic.Pointer[proxy.Server] // swapped by Reload
 	opts    proxy.Options                // how the current server was built
 	revoker *lateRevoker
+	ownBody time.Duration // deadline for the bodies of tollgate's own endpoints (admin API too)
 	reloads sync.Mutex
 	closers []func() error
 	stop    context.CancelFunc // ends the background loops
@@ -243,7 +246,10 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	g := &gateway{}
+	g := &gateway{ownBody: deps.OwnBodyTimeout}
+	if g.ownBody <= 0 {
+		g.ownBody = proxy.OwnBodyTimeout
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	g.stop = stop
 	ok := false
@@ -253,7 +259,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		}
 	}()
 	g.Metrics = metrics.New()
-	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics}
+	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
 	if cfg.Clerk.PublishableKey != "" {
 		cc, err := clerk.New(clerk.Config{
 			PublishableKey:    cfg.Clerk.PublishableKey,
@@ -299,7 +305,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk webhooks: %w", err)
 		}
-		opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h})
+		opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h, Webhook: true})
 	}
 	srv, err := proxy.New(opts)
 	if err != nil {
@@ -310,6 +316,11 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	g.current.Store(srv)
 	g.Server = srv
 	g.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.current.Load().ServeHTTP(w, r) })
+	if g.Cache != nil {
+		// A subject's subscriptions changed (a webhook's sync, a comp):
+		// its open tunnels are judged again at once.
+		g.Cache.OnChange(func(s proxy.Subject) { g.current.Load().EntitlementsChanged(s) })
+	}
 	ok = true
 	return g, nil
 }
@@ -515,7 +526,7 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	}
 	g.Billing = billing
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
-	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler()})
+	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
 
 	stale := &staleSyncer{billing: billing, log: deps.Logger, now: deps.Now, queue: make(chan string, 256), last: map[string]time.Time{}}
 	opts.Stale = stale

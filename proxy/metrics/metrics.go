@@ -28,6 +28,7 @@ type Metrics struct {
 	requestDuration *prometheus.HistogramVec
 	endpoints       *labelSet
 	webhookTypes    *labelSet
+	clientBodies    *prometheus.CounterVec
 }
 
 // New registers every series, plus the Go runtime and process collectors.
@@ -71,9 +72,13 @@ func New() *Metrics {
 			Help:    "Time from an event's creation at the source to its commit in the store.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 3, 10),
 		}, []string{"source"}),
+		clientBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_client_body_errors_total",
+			Help: "Forwarded requests whose body the client broke or stalled (client_body_malformed, client_body_aborted, client_body_idle): answered 400 or 408, never counted as the upstream's.",
+		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
-		m.webhookEvents, m.webhookLag,
+		m.webhookEvents, m.webhookLag, m.clientBodies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +97,12 @@ func (m *Metrics) Decision(decision, rule, access string, took time.Duration) {
 // Upstream records the upstream's time to response headers (proxy.Observer).
 func (m *Metrics) Upstream(status int, took time.Duration) {
 	m.upstream.WithLabelValues(strconv.Itoa(status/100) + "xx").Observe(took.Seconds())
+}
+
+// ClientBodyError counts a request body the client broke or stalled
+// (proxy.ClientBodyObserver). reason is one of three fixed values.
+func (m *Metrics) ClientBodyError(reason string) {
+	m.clientBodies.WithLabelValues(reason).Inc()
 }
 
 // CacheLookup counts an entitlement LRU lookup (proxy.CacheObserver).

@@ -2,10 +2,13 @@ package sandbox
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -90,8 +93,10 @@ type demoApp struct {
 //	                  PollInterval, and tries /events and /ws
 //	/api/v1/whoami    JSON echo of the identity headers
 //	/api/v1/time      JSON clock
+//	/api/v1/upload    POST: reads the whole body, answers its size and SHA-256
 //	/events           Server-Sent Events: Ticks ticks, one per TickInterval
-//	/ws               WebSocket echo
+//	/ws               WebSocket echo; so is any other GET that asks for a
+//	                  WebSocket upgrade (/routes/415VNA/ws behind a paid rule)
 func DemoApp(opts DemoOptions) http.Handler {
 	d := &demoApp{
 		title: opts.Title, routes: slices.Clone(opts.Routes), now: opts.Now, log: opts.Logger,
@@ -136,13 +141,32 @@ func DemoApp(opts DemoOptions) http.Handler {
 	mux.HandleFunc("GET /app/", d.page("app", "Live app"))
 	mux.HandleFunc("/api/v1/whoami", d.whoami)
 	mux.HandleFunc("GET /api/v1/time", d.time)
+	mux.HandleFunc("POST /api/v1/upload", d.upload)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		demoJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "path": r.URL.Path})
 	})
 	mux.HandleFunc("GET /events", d.events)
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { serveWebSocketEcho(w, r, d.log) })
 	mux.HandleFunc("/", d.page("not_found", "Not found"))
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && wsHeaderHasToken(r.Header, "Upgrade", "websocket") {
+			serveWebSocketEcho(w, r, d.log)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// upload reads the request body to its end and says what arrived, so that
+// tests can send large and slow uploads through the gateway.
+func (d *demoApp) upload(w http.ResponseWriter, r *http.Request) {
+	h := sha256.New()
+	n, err := io.Copy(h, r.Body)
+	if err != nil {
+		demoJSON(w, http.StatusBadRequest, map[string]any{"error": "body", "bytes": n})
+		return
+	}
+	demoJSON(w, http.StatusOK, map[string]any{"bytes": n, "sha256": hex.EncodeToString(h.Sum(nil))})
 }
 
 func demoMustRead(fsys fs.FS, name string) []byte {

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// How long request bodies may take (README, "Server limits"). The server
+// itself sets no ReadTimeout or WriteTimeout: those would cut large
+// uploads, WebSockets and server-sent events. Instead:
+//   - tollgate's own endpoints (webhooks, forms, the admin API) get an
+//     absolute deadline for the whole body, and a write deadline;
+//   - webhooks read at most WebhookBodyReads bodies at a time per endpoint;
+//   - bodies forwarded to the upstream get an idle-progress deadline
+//     (timeouts.body_idle): any byte pushes it on, silence ends it.
+const (
+	// OwnBodyTimeout is how long tollgate's own endpoints wait for a whole
+	// request body, counted from when the handler starts.
+	OwnBodyTimeout = 10 * time.Second
+	// OwnWriteTimeout bounds the handling and the response of tollgate's
+	// own endpoints on the public listener (a webhook's sync with Stripe
+	// takes up to 20 s).
+	OwnWriteTimeout = 60 * time.Second
+	// WebhookBodyReads is how many webhook bodies one endpoint reads at
+	// once; the next one is answered 503 with Retry-After at once, and
+	// Stripe and Svix deliver it again later.
+	WebhookBodyReads = 64
+)
+
+// hasBody reports whether a request carries a body to read.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
+// ownDeadlines puts tollgate's own endpoint under its deadlines: the whole
+// body within body, the handling and response within write (0: none). The
+// returned func lifts the write deadline when the handler returns, since
+// the server would otherwise keep it for the next request on the
+// connection. The read deadline is lifted once the body has been read: a
+// deadline left on the connection would cancel the request's context while
+// the handler works.
+func ownDeadlines(w http.ResponseWriter, r *http.Request, body, write time.Duration) (done func()) {
+	rc := http.NewResponseController(w)
+	now := time.Now()
+	if write > 0 && rc.SetWriteDeadline(now.Add(write)) != nil {
+		write = 0 // not a connection we can bound (a test recorder)
+	}
+	if body > 0 && hasBody(r) && rc.SetReadDeadline(now.Add(body)) == nil {
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+	}
+	return func() {
+		if write > 0 {
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+	}
+}
+
+// boundUnreadBody gives a request body the deadline of tollgate's own
+// endpoints from the start. When the gate answers a request itself (sign
+// in, deny, a redirect) the server drains up to 256 KiB of the unread body
+// before it answers, and would wait on a trickling client for ever. A
+// forwarded body gets the idle-progress deadline instead (toUpstream).
+func boundUnreadBody(w http.ResponseWriter, d time.Duration) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+}
+
+// WithBodyDeadline bounds the request bodies of h (the admin listener's
+// API): each must arrive whole within d of the handler starting. Responses
+// are not bounded: a backup streams for as long as the store is large.
+func WithBodyDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ownDeadlines(w, r, d, 0)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the connection's read deadline once the body is read
+// to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// webhookLimit lets at most n requests read their bodies through h at once.
+// A slot is held from the handler's start until its body is read (or the
+// handler returns); a request finding none gets 503 with Retry-After, and
+// its connection is closed without reading the body.
+func (s *Server) webhookLimit(h http.Handler, n int) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			entryFrom(r.Context()).reason = "webhook_reads_full"
+			// Expire the read deadline: the server then gives up on the
+			// unread body at once instead of draining it.
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Retry-After", "10")
+			s.writeError(w, r, http.StatusServiceUnavailable)
+			return
+		}
+		var once sync.Once
+		release := func() { once.Do(func() { <-slots }) }
+		defer release()
+		if hasBody(r) {
+			r.Body = &releaseBody{ReadCloser: r.Body, release: release}
+		} else {
+			release()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// releaseBody gives back a webhook read slot once the body is read (to its
+// end or to an error).
+type releaseBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releaseBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.release()
+	}
+	return n, err
+}
+
+// Why a client's request body failed, for the access log and metrics.
+const (
+	bodyIdle      = "client_body_idle"      // nothing arrived for timeouts.body_idle
+	bodyMalformed = "client_body_malformed" // e.g. broken chunked encoding
+	bodyAborted   = "client_body_aborted"   // the connection ended mid-body
+)
+
+// ClientBodyObserver counts forwarded requests whose body the client broke
+// or stalled, by reason (client_body_idle, client_body_malformed,
+// client_body_aborted). An Observer that implements it is told; these
+// requests are the client's failure, never counted as the upstream's.
+type ClientBodyObserver interface {
+	ClientBodyError(reason string)
+}
+
+// idleBody is a forwarded request body under an idle-progress deadline:
+// every read pushes the connection's read deadline idle ahead, so a steady
+// upload of any size and length passes and a stalled one is cut. Its read
+// errors are the client's; the ReverseProxy's ErrorHandler asks failure()
+// to tell them from the upstream's.
+type idleBody struct {
+	body io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+	err  atomic.Pointer[error]
+
+	// mu orders deadline moves against finish: the transport may still
+	// read after the handler returned, when the connection may already
+	// carry the next request.
+	mu     sync.Mutex
+	pushed time.Time // when the deadline was last moved
+	ended  bool      // EOF seen or handler done: deadlines are no longer ours
+}
+
+// newIdleBody wraps r's body, or returns nil when it has none or its
+// connection takes no deadlines.
+func newIdleBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *idleBody {
+	if idle <= 0 || !hasBody(r) {
+		return nil
+	}
+	b := &idleBody{body: r.Body, rc: http.NewResponseController(w), idle: idle, pushed: time.Now()}
+	if b.rc.SetReadDeadline(b.pushed.Add(idle)) != nil {
+		return nil
+	}
+	r.Body = b
+	return b
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	// Moving the deadline costs little, but a large upload reads often:
+	// move it once per sixteenth of the idle time.
+	b.mu.Lock()
+	if now := time.Now(); !b.ended && now.Sub(b.pushed) >= b.idle/16 {
+		b.pushed = now
+		_ = b.rc.SetReadDeadline(now.Add(b.idle))
+	}
+	b.mu.Unlock()
+	n, err := b.body.Read(p)
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		// Read whole: lift the deadline, or it would cancel the request
+		// (an SSE answer, say) once it passed.
+		b.mu.Lock()
+		if !b.ended {
+			b.ended = true
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+		b.mu.Unlock()
+	default:
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+// finish is called when the handler returns: later reads leave the
+// connection's deadline alone. A deadline still set (the body was not read
+// to its end) bounds the server's draining of the rest.
+func (b *idleBody) finish() {
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
+}
+
+func (b *idleBody) Close() error { return b.body.Close() }
+
+// failure reports the status and reason for a client's body read error, or
+// 0 when the body did not fail.
+func (b *idleBody) failure() (int, string) {
+	if b == nil {
+		return 0, ""
+	}
+	p := b.err.Load()
+	if p == nil {
+		return 0, ""
+	}
+	err := *p
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return http.StatusRequestTimeout, bodyIdle
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.As(err, new(*net.OpError)):
+		return http.StatusBadRequest, bodyAborted
+	}
+	return http.StatusBadRequest, bodyMalformed
+}
+
+// errUnaskedUpgrade is the upstream switching protocols on a gated request
+// that did not ask to.
+var errUnaskedUpgrade = errors.New("upstream switched protocols on a request that did not ask to upgrade")
+
+// clientsFault answers a forwarded request that failed through no fault of
+// the upstream's: its body broke or stalled (400 or 408, counted as the
+// client's), or its tunnel was closed by tollgate (nothing to answer). It
+// reports false for the upstream's own failures.
+func clientsFault(w http.ResponseWriter, r *http.Request, logger *slog.Logger, obs Observer, onError func(http.ResponseWriter, *http.Request, int)) bool {
+	f := forwardFrom(r.Context())
+	if f == nil {
+		return false
+	}
+	if f.tunnel != nil && f.tunnel.reason.Load() != nil {
+		return true
+	}
+	code, reason := f.body.failure()
+	if code == 0 {
+		return false
+	}
+	entryFrom(r.Context()).reason = reason
+	logger.DebugContext(r.Context(), "client request body failed", "path", r.URL.Path, "reason", reason)
+	if cb, ok := obs.(ClientBodyObserver); ok {
+		cb.ClientBodyError(reason)
+	}
+	onError(w, r, code)
+	return true
+}

@@ -1,0 +1,299 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Tunnels are the connections an upgrade (a WebSocket) turns into: after
+// the 101 the ReverseProxy copies bytes both ways and no request passes the
+// gate again. So that a tunnel on a signed_in or paid route ends when HTTP
+// with the same credentials would stop being answered (README, "Security
+// model"), tollgate keeps them in a registry and closes one when
+//   - its Clerk session or user is revoked (Clerk's webhooks, sign-out), or
+//     Clerk says the session is no longer active (asked every
+//     tunnelRecheck, through the same per-session cache as the gateway
+//     cookie's check, so a session already checked costs no call),
+//   - the route's rule or the subject's plans no longer let it through
+//     (judged again at once when the entitlement cache changes, on reload,
+//     and every tunnelRecheck),
+//   - timeouts.tunnel_max_lifetime has passed since it opened.
+// Tunnels on public routes are not registered and never touched.
+
+// tunnelRecheck is how often every open tunnel is judged again, for what no
+// event announces: a past_due grace or a comp running out, a session ended
+// in Clerk without a webhook. It matches session.refresh's default.
+const tunnelRecheck = time.Minute
+
+// Reasons a tunnel was closed, for the access log.
+const (
+	tunnelRevoked     = "tunnel_session_revoked"
+	tunnelDenied      = "tunnel_no_longer_allowed"
+	tunnelMaxLifetime = "tunnel_max_lifetime"
+)
+
+// tunnels is the registry. One lives as long as the process: a reloaded
+// Server takes over its predecessor's (Options.Previous) and becomes the
+// judge, so tunnels opened before a reload are judged by the new rules.
+type tunnels struct {
+	judge atomic.Pointer[Server]
+	every time.Duration // tunnelRecheck (tests shorten it before the first tunnel)
+
+	mu      sync.Mutex
+	open    map[*tunnel]struct{}
+	dirty   map[Subject]struct{} // subjects whose entitlements changed
+	all     bool                 // judge every tunnel (a reload)
+	running bool                 // the recheck loop is running
+	wake    chan struct{}
+}
+
+func newTunnels() *tunnels {
+	return &tunnels{every: tunnelRecheck, open: map[*tunnel]struct{}{}, dirty: map[Subject]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+// tunnel is one upgraded connection on a gated route.
+type tunnel struct {
+	id     Identity // who opened it (a copy)
+	method string
+	host   string
+	path   string // canonical, as the gate matched it
+	// overrides are the methods its method-override headers named: the
+	// tunnel is judged again as the gate judged it.
+	overrides []string
+	conn      net.Conn
+	timer     *time.Timer
+	reason    atomic.Pointer[string] // why tollgate closed it; nil: it did not
+}
+
+// setJudge makes s the server whose config and stores judge every tunnel,
+// and has them judged again.
+func (t *tunnels) setJudge(s *Server) {
+	t.judge.Store(s)
+	t.mu.Lock()
+	t.all = true
+	t.mu.Unlock()
+	t.poke()
+}
+
+func (t *tunnels) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add registers a freshly hijacked tunnel and judges it once: the gate
+// decided before the upstream answered, and a revocation may have landed in
+// between.
+func (t *tunnels) add(tn *tunnel, conn net.Conn, maxLifetime time.Duration) {
+	tn.conn = conn
+	t.mu.Lock()
+	t.open[tn] = struct{}{}
+	if !t.running {
+		t.running = true
+		go t.run()
+	}
+	t.mu.Unlock()
+	if maxLifetime > 0 {
+		tn.timer = time.AfterFunc(maxLifetime, func() { t.close(tn, tunnelMaxLifetime) })
+	}
+	if reason := t.judge.Load().tunnelVerdict(tn, false); reason != "" {
+		t.close(tn, reason)
+	}
+}
+
+// remove forgets a tunnel that ended (the handler that proxied it returned).
+func (t *tunnels) remove(tn *tunnel) {
+	if tn.timer != nil {
+		tn.timer.Stop()
+	}
+	t.mu.Lock()
+	delete(t.open, tn)
+	empty := len(t.open) == 0
+	t.mu.Unlock()
+	if empty {
+		t.poke() // let the recheck loop end
+	}
+}
+
+// close ends a tunnel, once, and says why.
+func (t *tunnels) close(tn *tunnel, reason string) {
+	if !tn.reason.CompareAndSwap(nil, &reason) {
+		return
+	}
+	if s := t.judge.Load(); s != nil {
+		s.log.Info("tunnel closed", "reason", reason, "user_id", tn.id.UserID, "path", tn.path)
+	}
+	_ = tn.conn.Close()
+}
+
+// closeWhere closes every open tunnel that match selects.
+func (t *tunnels) closeWhere(match func(*tunnel) bool, reason string) {
+	t.mu.Lock()
+	var hit []*tunnel
+	for tn := range t.open {
+		if match(tn) {
+			hit = append(hit, tn)
+		}
+	}
+	t.mu.Unlock()
+	for _, tn := range hit {
+		t.close(tn, reason)
+	}
+}
+
+// changed has the tunnels of a subject judged again soon (its
+// subscriptions or comps changed).
+func (t *tunnels) changed(sub Subject) {
+	t.mu.Lock()
+	if len(t.open) == 0 {
+		t.mu.Unlock()
+		return
+	}
+	t.dirty[sub] = struct{}{}
+	t.mu.Unlock()
+	t.poke()
+}
+
+// run judges tunnels again: the dirty ones when poked, all of them every
+// tunnelRecheck. It ends when no tunnel is open.
+func (t *tunnels) run() {
+	tick := time.NewTicker(t.every)
+	defer tick.Stop()
+	for {
+		all, askClerk := false, false
+		select {
+		case <-tick.C:
+			all, askClerk = true, true
+		case <-t.wake:
+		}
+		t.mu.Lock()
+		if len(t.open) == 0 {
+			t.running, t.all = false, false
+			clear(t.dirty)
+			t.mu.Unlock()
+			return
+		}
+		all = all || t.all
+		var judge []*tunnel
+		for tn := range t.open {
+			if all || t.isDirty(tn) {
+				judge = append(judge, tn)
+			}
+		}
+		t.all = false
+		clear(t.dirty)
+		t.mu.Unlock()
+		s := t.judge.Load()
+		for _, tn := range judge {
+			if reason := s.tunnelVerdict(tn, askClerk); reason != "" {
+				t.close(tn, reason)
+			}
+		}
+	}
+}
+
+// isDirty reports whether one of the tunnel's subjects changed; t.mu held.
+func (t *tunnels) isDirty(tn *tunnel) bool {
+	if _, ok := t.dirty[Subject{Kind: SubjectUser, ID: tn.id.UserID}]; ok {
+		return true
+	}
+	if tn.id.OrgID == "" {
+		return false
+	}
+	_, ok := t.dirty[Subject{Kind: SubjectOrg, ID: tn.id.OrgID}]
+	return ok
+}
+
+// tunnelVerdict judges an open tunnel as the gate would judge a request by
+// its opener to its path now: the same revocations, rules and paid
+// decision, and with askClerk whether Clerk still holds the session
+// active. It returns why the tunnel must close, or "" to keep it.
+func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
+	if s.gw != nil && s.gw.isRevoked(&tn.id) {
+		return tunnelRevoked
+	}
+	if askClerk && s.gw != nil && s.gw.checker != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		active, err := s.gw.sessionActive(ctx, tn.id.SessionID, s.now())
+		cancel()
+		switch {
+		case err != nil:
+			// Clerk could not be asked: not cut for its outage; the next
+			// check asks again.
+			s.log.Warn("tunnel check: clerk session", "user_id", tn.id.UserID, "err", err)
+		case !active:
+			s.gw.revoke(tn.id.SessionID, s.now())
+			return tunnelRevoked
+		}
+	}
+	m, ok := s.cfg.Routes.Judge(tn.method, tn.host, tn.path, tn.overrides)
+	switch {
+	case !ok || !s.cfg.HostAllowed(tn.host):
+		return tunnelDenied
+	case m.Access == AccessPublic || m.Access == AccessSignedIn:
+		return ""
+	case m.Access != AccessPaid || m.RouteID != "" && !ValidRouteID(m.RouteID):
+		return tunnelDenied
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := s.decidePaid(ctx, &tn.id, m.RouteID)
+	if err != nil {
+		// The store did not answer: a new request would get 503, but an
+		// open tunnel is not cut for our outage; the next check decides.
+		s.log.Warn("tunnel check: entitlements unavailable", "user_id", tn.id.UserID, "err", err)
+		return ""
+	}
+	if d.Outcome != PaidAllow {
+		return tunnelDenied
+	}
+	return ""
+}
+
+// EntitlementsChanged has the open tunnels of sub judged again at once.
+// main points the entitlement cache's OnChange here, so a cancellation
+// that Stripe's webhook brings ends the subject's paid tunnels.
+func (s *Server) EntitlementsChanged(sub Subject) {
+	s.tunnels.changed(sub)
+}
+
+// isUpgrade reports whether r asks to switch protocols (a WebSocket).
+func isUpgrade(r *http.Request) bool {
+	if r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// tunnelWriter registers the connection the ReverseProxy hijacks for a 101.
+// Unwrap keeps flushing and deadlines reaching the real writer.
+type tunnelWriter struct {
+	http.ResponseWriter
+	reg         *tunnels
+	tn          *tunnel
+	maxLifetime time.Duration
+}
+
+func (w *tunnelWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.reg.add(w.tn, conn, w.maxLifetime)
+	}
+	return conn, brw, err
+}
+
+func (w *tunnelWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tunnelUpstream switches every request to a line echo, answering 101 with
+// the Upgrade header the request asked for (none if it asked for none).
+func tunnelUpstream() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+		if up := r.Header.Get("Upgrade"); up != "" {
+			brw.WriteString("Upgrade: " + up + "\r\nConnection: Upgrade\r\n")
+		}
+		brw.WriteString("\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString("echo " + line)
+			brw.Flush()
+		}
+	})
+}
+
+// openTunnel sends a raw request for path through the gateway and returns
+// the connection and its reader after the response head.
+func (fx *gateFixture) openTunnel(path string, upgrade bool) (net.Conn, *bufio.Reader, *http.Response) {
+	fx.t.Helper()
+	u, _ := url.Parse(fx.front.URL)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.t.Cleanup(func() { conn.Close() })
+	head := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nX-Test-User: user_1\r\nAccept: application/json\r\n"
+	if upgrade {
+		head += "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	}
+	fmt.Fprint(conn, head+"\r\n")
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	return conn, br, resp
+}
+
+func echoLine(conn net.Conn, br *bufio.Reader, msg string) error {
+	if _, err := fmt.Fprint(conn, msg+"\n"); err != nil {
+		return err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "echo "+msg+"\n" {
+		return fmt.Errorf("echo %q", line)
+	}
+	return nil
+}
+
+// closedWithin reports whether the gateway closed conn before within ran
+// out (a bound on a hang, not a measurement).
+func closedWithin(conn net.Conn, br *bufio.Reader, within time.Duration) bool {
+	_ = conn.SetReadDeadline(time.Now().Add(within))
+	_, err := io.Copy(io.Discard, br)
+	return !errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// A reload carries the open tunnels over, and the new rules judge them at
+// once: a route that became deny closes its tunnel; a public one is never
+// registered at all.
+func TestTunnels_ReloadJudgesOpenTunnelsByTheNewRules(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	conn, br, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	if err := echoLine(conn, br, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	pconn, pbr, presp := fx.openTunnel("/public/ws", true)
+	if presp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("public upgrade: %d", presp.StatusCode)
+	}
+
+	// The same config first: nothing changes.
+	if _, err := New(Options{Config: fx.srv.cfg, Auth: fakeAuth{signedInByHeader}, Previous: fx.srv, Entitlements: fx.ents}); err != nil {
+		t.Fatal(err)
+	}
+	if err := echoLine(conn, br, "after a reload"); err != nil {
+		t.Fatalf("a reload with the same rules closed the tunnel: %v", err)
+	}
+
+	doc := fmt.Sprintf(strings.Replace(gateTestConfig, `- { path: "/ws", access: signed_in }`, `- { path: "/ws", access: deny }`, 1), fx.upstream.URL)
+	cfg, err := ParseConfig("gate_test.yaml", []byte(doc), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Previous: fx.srv, Entitlements: fx.ents})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.tunnels != fx.srv.tunnels {
+		t.Fatal("the reloaded server has a registry of its own")
+	}
+	if !closedWithin(conn, br, 10*time.Second) {
+		t.Fatal("a tunnel on a route that became deny is still open")
+	}
+	if err := echoLine(pconn, pbr, "public"); err != nil {
+		t.Errorf("the public tunnel: %v", err)
+	}
+}
+
+// Only an upgrade the client asked for becomes a tunnel: an upstream that
+// switches protocols on an ordinary gated request would open one tollgate
+// does not know about.
+func TestTunnels_UnaskedUpgradeOnAGatedRouteIsRefused(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	_, _, resp := fx.openTunnel("/ws", false)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("101 to a request that did not ask: %d, want 502", resp.StatusCode)
+	}
+}
+
+func TestTunnels_RevokedSessionAndUserClose(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	for _, revoke := range []func(){
+		func() { fx.srv.RevokeSession("sess_1") },
+		func() { fx.srv.RevokeUser("user_1") },
+	} {
+		// Each round opens a new tunnel: the fixture's clock does not move,
+		// and the fake Clerk issues nothing to revoke against, so undo the
+		// previous round's revocations first.
+		fx.srv.gw.revoked.Purge()
+		fx.srv.gw.revokedUsers.Purge()
+		conn, br, resp := fx.openTunnel("/ws", true)
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %d", resp.StatusCode)
+		}
+		if err := echoLine(conn, br, "hello"); err != nil {
+			t.Fatal(err)
+		}
+		revoke()
+		if !closedWithin(conn, br, 10*time.Second) {
+			t.Fatal("the tunnel is still open after the revocation")
+		}
+	}
+}
+
+// A session ended in Clerk without a webhook: the periodic check asks Clerk
+// (as the gateway cookie's refresh does) and closes the tunnel.
+func TestTunnels_SessionEndedInClerkCloses(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	fx.srv.tunnels.every = 20 * time.Millisecond
+	conn, br, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	if err := echoLine(conn, br, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	fx.checker.mu.Lock()
+	fx.checker.active = false
+	fx.checker.mu.Unlock()
+	if !closedWithin(conn, br, 10*time.Second) {
+		t.Fatal("the tunnel is still open after Clerk said the session ended")
+	}
+}
+
+// Clerk could not be asked: the tunnel stays (a new request would get 503,
+// but an open tunnel is not cut for an outage).
+func TestTunnels_ClerkOutageKeepsTheTunnel(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	fx.srv.tunnels.every = 20 * time.Millisecond
+	fx.checker.mu.Lock()
+	fx.checker.err = errors.New("clerk down")
+	fx.checker.mu.Unlock()
+	conn, br, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	// Wait until Clerk has been asked twice (two ticks), through the API.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		fx.checker.mu.Lock()
+		calls := fx.checker.calls
+		fx.checker.mu.Unlock()
+		if calls >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Clerk was never asked")
+		}
+		if err := echoLine(conn, br, "waiting"); err != nil {
+			t.Fatalf("closed during a Clerk outage: %v", err)
+		}
+	}
+	if err := echoLine(conn, br, "after the outage checks"); err != nil {
+		t.Errorf("closed during a Clerk outage: %v", err)
+	}
+}
