@@ -207,6 +207,9 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 		out.setCookies = nil
 	case res.State == SignedIn && res.Identity != nil:
 		out.id = res.Identity
+		if s.gw != nil {
+			s.gw.orgs.apply(out.id) // membership changes Clerk reported after the token
+		}
 		// Bearer clients carry no cookies; everyone else gets (or keeps) the
 		// gateway session that carries them past the token's 60 s life.
 		if s.gw != nil && res.Identity.Source != "bearer" && s.gw.needsReissue(s.gw.read(r), out.id, now) {

@@ -82,15 +82,16 @@ func (fakePortal) SignOutURL(ret string) string {
 type fakeChecker struct {
 	mu     sync.Mutex
 	active bool
+	org    string // last_active_organization_id
 	err    error
 	calls  int
 }
 
-func (f *fakeChecker) SessionActive(context.Context, string) (bool, error) {
+func (f *fakeChecker) CheckSession(context.Context, string) (SessionStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return f.active, f.err
+	return SessionStatus{Active: f.active, OrgID: f.org}, f.err
 }
 
 type fakeEntitlements map[Subject]*Entitlements
@@ -491,10 +492,11 @@ func TestGate_EntitlementStoreFailureIs503NotAccess(t *testing.T) {
 	}
 }
 
-// gatewayCookieFrom signs in once and returns the __tollgate cookie issued.
-func gatewayCookieFrom(t *testing.T, fx *gateFixture) *http.Cookie {
+// gatewayCookieFrom signs in once (with more test headers, if any) and
+// returns the __tollgate cookie issued.
+func gatewayCookieFrom(t *testing.T, fx *gateFixture, kv ...string) *http.Cookie {
 	t.Helper()
-	resp := fx.do("GET", "/private/x", with(navigation, "X-Test-User", "user_1"))
+	resp := fx.do("GET", "/private/x", with(navigation, append([]string{"X-Test-User", "user_1"}, kv...)...))
 	for _, c := range resp.Cookies() {
 		if c.Name == GatewayCookie {
 			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {

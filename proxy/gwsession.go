@@ -102,10 +102,13 @@ type gatewaySessions struct {
 	// requests skip the AES-GCM open and JSON decode (the values are
 	// immutable: a renewed cookie is a new value).
 	opened *lru.Cache[string, gatewaySession]
+	// orgs holds the membership changes Clerk's webhooks reported, applied
+	// to every identity issued before them (see orgChanges).
+	orgs *orgChanges
 }
 
 type sessionCheck struct {
-	active bool
+	status SessionStatus
 	at     time.Time
 }
 
@@ -119,7 +122,7 @@ func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) 
 	opened, _ := lru.New[string, gatewaySession](10000)
 	revokedUsers, _ := lru.New[string, time.Time](100000)
 	return &gatewaySessions{sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
-		checks: checks, revoked: revoked, revokedUsers: revokedUsers, opened: opened}, nil
+		checks: checks, revoked: revoked, revokedUsers: revokedUsers, opened: opened, orgs: newOrgChanges()}, nil
 }
 
 // RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
@@ -226,13 +229,20 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 	}
 	var renewed *http.Cookie
 	if now.Sub(time.Unix(gs.Checked, 0)) > g.refresh {
-		active, err := g.sessionActive(ctx, gs.SessionID, now)
+		st, err := g.checkSession(ctx, gs.SessionID, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gateway session: check with clerk: %w", err)
 		}
-		if !active {
+		if !st.Active {
 			g.revoke(gs.SessionID, now)
 			return nil, nil, errGatewayRejected{"clerk says inactive", true}
+		}
+		if st.OrgID != gs.OrgID {
+			// The organisation is as fresh as the session check: Clerk's
+			// answer wins. Its slug and the visitor's role in it are not in
+			// that answer, so they are dropped rather than kept stale; the
+			// next Clerk token brings them back.
+			gs.OrgID, gs.OrgSlug, gs.OrgRole = st.OrgID, "", ""
 		}
 		gs.Checked = now.Unix()
 		c, err := g.cookie(gs)
@@ -241,21 +251,31 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 		}
 		renewed = c
 	}
-	return &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
-		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}, renewed, nil
+	id := &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
+		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}
+	if g.orgs.apply(id) {
+		// A membership change since the cookie was made: the cookie follows.
+		gs.OrgID, gs.OrgSlug, gs.OrgRole = id.OrgID, id.OrgSlug, id.OrgRole
+		c, err := g.cookie(gs)
+		if err != nil {
+			return nil, nil, err
+		}
+		renewed = c
+	}
+	return id, renewed, nil
 }
 
-func (g *gatewaySessions) sessionActive(ctx context.Context, sid string, now time.Time) (bool, error) {
+func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time.Time) (SessionStatus, error) {
 	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refresh {
-		return c.active, nil
+		return c.status, nil
 	}
 	if g.checker == nil {
-		return false, nil
+		return SessionStatus{}, nil
 	}
-	active, err := g.checker.SessionActive(ctx, sid)
+	st, err := g.checker.CheckSession(ctx, sid)
 	if err != nil {
-		return false, err
+		return SessionStatus{}, err
 	}
-	g.checks.Add(sid, sessionCheck{active: active, at: now})
-	return active, nil
+	g.checks.Add(sid, sessionCheck{status: st, at: now})
+	return st, nil
 }

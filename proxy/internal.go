@@ -22,10 +22,20 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 				return
 			}
 		} else {
+			var res AuthResult
 			var err error
-			out, _, err = s.identify(r)
+			out, res, err = s.identify(r)
 			if err != nil {
 				s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
+			}
+			if res.State == Handshake || res.Location != "" {
+				// A page load whose Clerk token Clerk would refresh: refresh
+				// it, so that the page knows the visitor by a fresh token
+				// rather than by the gateway cookie, or not at all.
+				e.decision = "handshake"
+				addSetCookies(w, res.SetCookies)
+				redirect(w, res.Location, http.StatusTemporaryRedirect)
+				return
 			}
 			if out.id != nil {
 				e.userID, e.source = out.id.UserID, out.id.Source

@@ -289,7 +289,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	revoker := &lateRevoker{}
 	if g.Clerk != nil && len(cfg.Clerk.WebhookSecrets) > 0 {
 		h, err := clerk.NewWebhookHandler(clerk.WebhookConfig{
-			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker,
+			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker, Memberships: revoker,
 			Logger: deps.Logger.With("component", "clerk-webhook"), Now: deps.Now,
 			Dedupe: func(ctx context.Context, id string) (bool, func() error, error) {
 				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)
@@ -396,6 +396,30 @@ func (l *lateRevoker) RevokeUser(id string) {
 	defer l.mu.Unlock()
 	if l.srv != nil {
 		l.srv.RevokeUser(id)
+	}
+}
+
+func (l *lateRevoker) RevokeMembership(orgID, userID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeMembership(orgID, userID, at)
+	}
+}
+
+func (l *lateRevoker) UpdateMembership(orgID, userID, role string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.UpdateMembership(orgID, userID, role, at)
+	}
+}
+
+func (l *lateRevoker) RevokeOrganization(orgID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeOrganization(orgID, at)
 	}
 }
 

@@ -14,24 +14,26 @@ import (
 
 var errNoSecretKey = errors.New("clerk: no secret key configured for the Backend API")
 
-// SessionActive implements proxy.SessionChecker with the Backend API
-// (GET /v1/sessions/{id}): true while Clerk reports the session "active".
-// A session Clerk does not know is not active, and no error.
-func (c *Client) SessionActive(ctx context.Context, sessionID string) (bool, error) {
+// CheckSession implements proxy.SessionChecker with one Backend API call
+// (GET /v1/sessions/{id}): active while Clerk reports the session
+// "active", and the session's last_active_organization_id, the organisation
+// its next token will carry. A session Clerk does not know is not active,
+// and no error.
+func (c *Client) CheckSession(ctx context.Context, sessionID string) (proxy.SessionStatus, error) {
 	if !c.hasSecret {
-		return false, errNoSecretKey
+		return proxy.SessionStatus{}, errNoSecretKey
 	}
 	if sessionID == "" {
-		return false, nil
+		return proxy.SessionStatus{}, nil
 	}
 	s, err := c.sessions.Get(ctx, url.PathEscape(sessionID))
 	switch {
 	case isNotFound(err):
-		return false, nil
+		return proxy.SessionStatus{}, nil
 	case err != nil:
-		return false, fmt.Errorf("clerk: get session: %w", apiError(err))
+		return proxy.SessionStatus{}, fmt.Errorf("clerk: get session: %w", apiError(err))
 	}
-	return s.Status == "active", nil
+	return proxy.SessionStatus{Active: s.Status == "active", OrgID: s.LastActiveOrganizationID}, nil
 }
 
 // PrimaryEmail returns a user's primary email address from the Backend API,

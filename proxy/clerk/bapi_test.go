@@ -8,10 +8,12 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-func TestSessionActive(t *testing.T) {
+func TestCheckSession(t *testing.T) {
 	e := newEnv(t)
 	e.clerk.mu.Lock()
 	e.clerk.sessions["sess_active"] = "active"
+	e.clerk.sessions["sess_org"] = "active"
+	e.clerk.sessionOrgs["sess_org"] = "org_acme"
 	e.clerk.sessions["sess_revoked"] = "revoked"
 	e.clerk.sessions["sess_ended"] = "ended"
 	e.clerk.sessions["sess_boom"] = "boom"
@@ -19,20 +21,21 @@ func TestSessionActive(t *testing.T) {
 
 	tests := []struct {
 		sid     string
-		want    bool
+		want    proxy.SessionStatus
 		wantErr bool
 	}{
-		{"sess_active", true, false},
-		{"sess_revoked", false, false},
-		{"sess_ended", false, false},
-		{"sess_unknown", false, false}, // 404
-		{"", false, false},
-		{"sess_boom", false, true}, // 502 with a non-Clerk body
+		{"sess_active", proxy.SessionStatus{Active: true}, false},
+		{"sess_org", proxy.SessionStatus{Active: true, OrgID: "org_acme"}, false},
+		{"sess_revoked", proxy.SessionStatus{}, false},
+		{"sess_ended", proxy.SessionStatus{}, false},
+		{"sess_unknown", proxy.SessionStatus{}, false}, // 404
+		{"", proxy.SessionStatus{}, false},
+		{"sess_boom", proxy.SessionStatus{}, true}, // 502 with a non-Clerk body
 	}
 	for _, tt := range tests {
-		got, err := e.c.SessionActive(t.Context(), tt.sid)
+		got, err := e.c.CheckSession(t.Context(), tt.sid)
 		if got != tt.want || (err != nil) != tt.wantErr {
-			t.Errorf("SessionActive(%q) = %v, %v; want %v, error %v", tt.sid, got, err, tt.want, tt.wantErr)
+			t.Errorf("CheckSession(%q) = %+v, %v; want %+v, error %v", tt.sid, got, err, tt.want, tt.wantErr)
 		}
 	}
 }

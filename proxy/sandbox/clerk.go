@@ -127,7 +127,10 @@ type Clerk struct {
 	userIdx   map[string]int
 	orgs      map[string]*clerkOrg // by org ID
 	pages     *template.Template
-	handler   http.Handler
+
+	orgMu   sync.Mutex
+	members map[string]clerkMembership // by user ID: the user's organisation now
+	handler http.Handler
 
 	mu           sync.Mutex
 	baseURL      string
@@ -158,7 +161,12 @@ type clerkNonce struct {
 
 type clerkOrg struct {
 	id, slug, name, createdBy string
-	members                   int64
+	members                   int64 // guarded by orgMu after NewClerk
+}
+
+// clerkMembership is a user's (one) organisation and role in it.
+type clerkMembership struct {
+	orgID, orgSlug, role string
 }
 
 // NewClerk builds the Clerk stand-in, generating an RSA-2048 signing key
@@ -174,6 +182,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		key:          opts.Key,
 		userIdx:      map[string]int{},
 		orgs:         map[string]*clerkOrg{},
+		members:      map[string]clerkMembership{},
 		clients:      map[string]*clerkClientState{},
 		sessions:     map[string]*clerkSessionState{},
 		nonces:       map[string]clerkNonce{},
@@ -245,6 +254,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 			return nil, fmt.Errorf("sandbox: clerk organisation %q has two slugs, %q and %q", u.OrgID, org.slug, u.OrgSlug)
 		}
 		org.members++
+		c.members[u.ID] = clerkMembership{orgID: u.OrgID, orgSlug: u.OrgSlug, role: u.OrgRole}
 		if org.createdBy == "" && u.OrgRole == "admin" {
 			org.createdBy = u.ID
 		}
@@ -326,15 +336,68 @@ func (c *Clerk) PublicKeyPEM() string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-// Users returns the demo users, with defaults filled in.
-func (c *Clerk) Users() []ClerkUser { return slices.Clone(c.users) }
+// Users returns the demo users, with defaults filled in and their
+// organisations as they are now.
+func (c *Clerk) Users() []ClerkUser {
+	out := make([]ClerkUser, 0, len(c.users))
+	for _, u := range c.users {
+		u, _ = c.user(u.ID)
+		out = append(out, u)
+	}
+	return out
+}
 
+// user is a demo user with their organisation as it is now.
 func (c *Clerk) user(id string) (ClerkUser, bool) {
 	i, ok := c.userIdx[id]
 	if !ok {
 		return ClerkUser{}, false
 	}
-	return c.users[i], true
+	u := c.users[i]
+	c.orgMu.Lock()
+	m := c.members[id]
+	c.orgMu.Unlock()
+	u.OrgID, u.OrgSlug, u.OrgRole = m.orgID, m.orgSlug, m.role
+	return u, true
+}
+
+// RemoveMembership removes userID from organisation orgID, as the Backend
+// API's DELETE /v1/organizations/{org}/memberships/{user} does: from now
+// on the user's sessions have no active organisation (the session object's
+// last_active_organization_id is null) and their new tokens carry no "o"
+// claim. Tokens already issued keep theirs until they expire, as Clerk's
+// do. It reports whether the user was a member.
+func (c *Clerk) RemoveMembership(orgID, userID string) bool {
+	c.orgMu.Lock()
+	defer c.orgMu.Unlock()
+	m, ok := c.members[userID]
+	if !ok || m.orgID != orgID {
+		return false
+	}
+	delete(c.members, userID)
+	if o := c.orgs[orgID]; o != nil {
+		o.members--
+	}
+	c.log.Info("sandbox clerk: membership removed", "org", orgID, "user", userID)
+	return true
+}
+
+// SetMembershipRole changes userID's role in orgID ("admin" or
+// "basic_member"), as the Backend API's PATCH of a membership does; new
+// tokens carry it. It reports whether the user is a member.
+func (c *Clerk) SetMembershipRole(orgID, userID, role string) bool {
+	if role != "admin" && role != "basic_member" {
+		return false
+	}
+	c.orgMu.Lock()
+	defer c.orgMu.Unlock()
+	m, ok := c.members[userID]
+	if !ok || m.orgID != orgID {
+		return false
+	}
+	m.role = role
+	c.members[userID] = m
+	return true
 }
 
 // MintSessionToken signs a Clerk v2 session token for userID and sessionID,

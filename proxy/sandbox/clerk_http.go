@@ -225,7 +225,7 @@ func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 func (c *Clerk) signInData(r *http.Request, redirectURL string) clerkPageData {
 	d := c.page("Sign in")
 	d.RedirectURL = redirectURL
-	for _, u := range c.users {
+	for _, u := range c.Users() {
 		d.Users = append(d.Users, c.userView(u))
 	}
 	if s, _, ok := c.activeSession(clerkCookieValue(r, ClerkClientCookie)); ok {
@@ -538,9 +538,12 @@ func (c *Clerk) wireSession(s clerkSessionState) clerkSessionJSON {
 
 func (c *Clerk) wireOrganization(o *clerkOrg) clerkOrgJSON {
 	created := clerkMillis(c.createdAt)
+	c.orgMu.Lock()
+	members := o.members
+	c.orgMu.Unlock()
 	return clerkOrgJSON{
 		Object: "organization", ID: o.id, Name: o.name, Slug: o.slug,
-		MembersCount: o.members, MaxAllowedMemberships: 5, AdminDeleteEnabled: true,
+		MembersCount: members, MaxAllowedMemberships: 5, AdminDeleteEnabled: true,
 		PublicMetadata: map[string]any{}, PrivateMetadata: map[string]any{},
 		CreatedBy: o.createdBy, CreatedAt: created, UpdatedAt: created,
 	}

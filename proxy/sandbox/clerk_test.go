@@ -781,3 +781,35 @@ func TestClerkSignOut(t *testing.T) {
 		t.Errorf("sign-out without redirect_url: %d", res.StatusCode)
 	}
 }
+
+// A removed member's session loses its organisation, as Clerk's does:
+// last_active_organization_id is null and new tokens have no "o" claim; a
+// changed role reaches new tokens.
+func TestClerkMembershipChanges(t *testing.T) {
+	f := newClerkFixture(t, ClerkOptions{})
+	sid, _ := f.c.SignIn("user_linus")
+	if s, err := session.NewClient(f.cfg).Get(t.Context(), sid); err != nil || s.LastActiveOrganizationID != "org_acme" {
+		t.Fatalf("member: %+v %v", s, err)
+	}
+	if f.c.SetMembershipRole("org_acme", "user_ada", "admin") || f.c.SetMembershipRole("org_acme", "user_linus", "owner") {
+		t.Error("a role change for a non-member, or to an unknown role, was accepted")
+	}
+	if !f.c.SetMembershipRole("org_acme", "user_linus", "admin") {
+		t.Fatal("role change refused")
+	}
+	if c := f.verify(t, f.c.MintSessionToken("user_linus", sid, f.clk.Now(), nil)); c.ActiveOrganizationRole != "org:admin" {
+		t.Errorf("after the role change the token says %q", c.ActiveOrganizationRole)
+	}
+	if !f.c.RemoveMembership("org_acme", "user_linus") || f.c.RemoveMembership("org_acme", "user_linus") {
+		t.Fatal("removal: want true once, then false")
+	}
+	if s, err := session.NewClient(f.cfg).Get(t.Context(), sid); err != nil || s.LastActiveOrganizationID != "" {
+		t.Errorf("removed: %+v %v", s, err)
+	}
+	if c := f.verify(t, f.c.MintSessionToken("user_linus", sid, f.clk.Now(), nil)); c.ActiveOrganizationID != "" {
+		t.Errorf("removed, the token still names %q", c.ActiveOrganizationID)
+	}
+	if o, err := organization.NewClient(f.cfg).Get(t.Context(), "org_acme"); err != nil || o.MembersCount == nil || *o.MembersCount != 1 {
+		t.Errorf("organisation after the removal: %+v %v", o, err)
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+// Attacks on tollgate's use of Clerk, each performed over real HTTP against
+// the real gateway wired by newGateway, with the sandbox standing in for
+// Clerk: organisation membership as fresh as the session, amplification of
+// handshake nonces into the Backend API, login CSRF through the handshake,
+// cookie tossing, and sign-out.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// me reads /.tollgate/api/me with c.
+func me(t *testing.T, c *http.Client, d *demo, hdr map[string]string) map[string]any {
+	t.Helper()
+	resp := get(t, c, d.URL+"/.tollgate/api/me", hdr)
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("api/me: %d %v", resp.StatusCode, err)
+	}
+	return out
+}
+
+// subscribeOrg has the signed-in organisation admin in c subscribe the
+// organisation to plan team through the sandbox Checkout.
+func subscribeOrg(t *testing.T, d *demo, c *http.Client) {
+	t.Helper()
+	resp := form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"team"}, "return": {"/routes/TEAMX/"}})
+	payURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(payURL, d.StripeURL+"/checkout/pay/") {
+		t.Fatalf("team checkout: %d %q", resp.StatusCode, payURL)
+	}
+	resp = form(t, c, payURL, url.Values{"email": {"grace@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	if resp = get(t, c, resp.Header.Get("Location"), page); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("team checkout return: %d", resp.StatusCode)
+	}
+	waitWebhooks(t, d)
+}
+
+// membershipEvent is a Clerk organizationMembership.* event for userID in
+// org_acme with role, as Clerk's webhooks carry it.
+func membershipEvent(typ, userID, role string, at time.Time) string {
+	return fmt.Sprintf(`{"type":%q,"object":"event","timestamp":%d,"instance_id":"ins_sandbox","data":{"id":"orgmem_1",
+		"object":"organization_membership","role":%q,"organization":{"id":"org_acme","slug":"acme","name":"Acme"},
+		"public_user_data":{"user_id":%q,"identifier":"x@example.com"}}}`, typ, at.UnixMilli(), role, userID)
+}
+
+// withoutSession is jar's cookie header for the gateway with __session
+// left out: what a browser sends once the token cookie is gone (or what an
+// XHR relies on after it expired).
+func withoutSession(jar http.CookieJar, base string) string {
+	u, _ := url.Parse(base)
+	var parts []string
+	for _, c := range jar.Cookies(u) {
+		if c.Name != "__session" {
+			parts = append(parts, c.Name+"="+c.Value)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// TestAttack_OrgMembershipIsAsFreshAsTheSession: Grace is removed from her
+// organisation. Neither a Clerk token still inside its minute nor the saved
+// gateway cookie keeps the organisation's route, /api/me's role, or its
+// billing portal open: the signed webhook applies at once, and without it
+// the next session check (which names the session's organisation) does.
+func TestAttack_OrgMembershipIsAsFreshAsTheSession(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	grace, _ := cookiejar.New(nil)
+	gc := noRedirects(grace)
+	signIn(t, d, grace, "user_grace")
+	subscribeOrg(t, d, gc)
+	linus, _ := cookiejar.New(nil)
+	lc := noRedirects(linus)
+	signIn(t, d, linus, "user_linus")
+	orgRoute := d.URL + "/routes/TEAMX/"
+
+	for who, c := range map[string]*http.Client{"grace": gc, "linus": lc} {
+		if code, h := whoami(t, c, d, api); code != 200 || h["org"] != "org_acme" {
+			t.Fatalf("%s before: whoami %d %v", who, code, h)
+		}
+		if resp := get(t, c, orgRoute, api); resp.StatusCode != 200 {
+			t.Fatalf("%s before: the organisation's route: %d", who, resp.StatusCode)
+		}
+	}
+	if m := me(t, gc, d, api); m["org_role"] != "org:admin" {
+		t.Fatalf("grace before: api/me %v", m)
+	}
+
+	// Her role is lowered, then she is removed; Clerk's signed webhooks say
+	// so. Her token is still inside its minute.
+	d.Clerk.SetMembershipRole("org_acme", "user_grace", "basic_member")
+	if resp := postSvix(t, d, clk.Now(), membershipEvent("organizationMembership.updated", "user_grace", "org:basic_member", clk.Now()), ""); resp.StatusCode != 200 {
+		t.Fatalf("updated webhook: %d", resp.StatusCode)
+	}
+	if m := me(t, gc, d, api); m["org_id"] != "org_acme" || m["org_role"] != "org:basic_member" {
+		t.Errorf("after the role changed: api/me %v, want org:basic_member", m)
+	}
+	if resp := form(t, gc, d.URL+"/.tollgate/billing", url.Values{"scope": {"org"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("org portal as a former admin: %d %q, want 403", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	d.Clerk.RemoveMembership("org_acme", "user_grace")
+	if resp := postSvix(t, d, clk.Now(), membershipEvent("organizationMembership.deleted", "user_grace", "org:basic_member", clk.Now()), ""); resp.StatusCode != 200 {
+		t.Fatalf("deleted webhook: %d", resp.StatusCode)
+	}
+	if code, h := whoami(t, gc, d, api); code != 200 || h["org"] != "" {
+		t.Errorf("removed, fresh token: whoami %d %v, want no organisation", code, h)
+	}
+	if m := me(t, gc, d, api); m["org_id"] != nil || m["org_role"] != nil {
+		t.Errorf("removed: api/me %v", m)
+	}
+	if resp := get(t, gc, orgRoute, api); resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("removed, fresh token: the organisation's route: %d, want 402", resp.StatusCode)
+	}
+	if resp := form(t, gc, d.URL+"/.tollgate/billing", url.Values{"scope": {"org"}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("removed: org portal: %d %q, want 403", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// The saved gateway cookie alone (the token gone) says the same.
+	gwOnly := withHeader(api, "Cookie", withoutSession(grace, d.URL))
+	if resp := get(t, noRedirects(nil), orgRoute, gwOnly); resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("removed, gateway cookie: the organisation's route: %d, want 402", resp.StatusCode)
+	}
+
+	// Linus is removed too, but no webhook comes. His token's minute is
+	// Clerk's own limit; after it, the session check (one call, which
+	// names the session's organisation) takes the organisation away.
+	d.Clerk.RemoveMembership("org_acme", "user_linus")
+	clk.Advance(2 * time.Minute)
+	if code, h := whoami(t, lc, d, api); code != 200 || h["user"] != "user_linus" || h["org"] != "" {
+		t.Errorf("removed, after the session check: whoami %d %v, want signed in without an organisation", code, h)
+	}
+	if resp := get(t, lc, orgRoute, api); resp.StatusCode != http.StatusPaymentRequired {
+		t.Errorf("removed, after the session check: the organisation's route: %d, want 402", resp.StatusCode)
+	}
+	if m := me(t, lc, d, api); m["org_id"] != nil {
+		t.Errorf("removed, after the session check: api/me %v", m)
+	}
+}
+
+// TestAttack_OrgBillingNeedsAFreshToken: with only the gateway cookie (the
+// Clerk token expired), an organisation admin's billing actions wait for a
+// fresh Clerk token: a clear page, whose link goes through the handshake.
+func TestAttack_OrgBillingNeedsAFreshToken(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_grace")
+	subscribeOrg(t, d, c)
+	if resp := form(t, c, d.URL+"/.tollgate/billing", url.Values{"scope": {"org"}}); resp.StatusCode != http.StatusSeeOther ||
+		!strings.HasPrefix(resp.Header.Get("Location"), d.StripeURL+"/portal/") {
+		t.Fatalf("org portal with a fresh token: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	// The token expires; the gateway cookie carries XHRs on.
+	clk.Advance(90 * time.Second)
+	if code, h := whoami(t, c, d, api); code != 200 || h["org"] != "org_acme" {
+		t.Fatalf("gateway cookie: whoami %d %v", code, h)
+	}
+	resp := form(t, c, d.URL+"/.tollgate/billing", url.Values{"scope": {"org"}})
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, `href="/.tollgate/account"`) {
+		t.Fatalf("org portal on the gateway cookie: %d %q, want 401 with a way back", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"team"}, "return": {"/routes/TEAMX/"}})
+	body = readBody(t, resp)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "/.tollgate/subscribe/team?return=%2Froutes%2FTEAMX%2F") {
+		t.Fatalf("org checkout on the gateway cookie: %d, want 401 with a way back", resp.StatusCode)
+	}
+	// A program is told why, in JSON.
+	req, _ := http.NewRequest("POST", d.URL+"/.tollgate/billing", strings.NewReader("scope=org"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("org portal, JSON: %v %v", resp, err)
+	} else {
+		var b struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&b)
+		resp.Body.Close()
+		if b.Error != "fresh_session_required" {
+			t.Errorf("org portal, JSON error %q", b.Error)
+		}
+	}
+	// The way back is a page load: Clerk's handshake, then a fresh token.
+	resp = get(t, c, d.URL+"/.tollgate/account", page)
+	if loc, _ := url.Parse(resp.Header.Get("Location")); resp.StatusCode != http.StatusTemporaryRedirect || loc.Path != "/v1/client/handshake" {
+		t.Fatalf("the way back: %d %q, want the handshake", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp = get(t, c, resp.Header.Get("Location"), page)
+	if resp = get(t, c, resp.Header.Get("Location"), page); resp.StatusCode != 200 {
+		t.Fatalf("back from the handshake: %d", resp.StatusCode)
+	}
+	if resp := form(t, c, d.URL+"/.tollgate/billing", url.Values{"scope": {"org"}}); resp.StatusCode != http.StatusSeeOther ||
+		!strings.HasPrefix(resp.Header.Get("Location"), d.StripeURL+"/portal/") {
+		t.Fatalf("org portal after the handshake: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
