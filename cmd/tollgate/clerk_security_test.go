@@ -7,8 +7,11 @@ package main
 // cookie tossing, and sign-out.
 
 import (
+	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -199,5 +202,75 @@ func TestAttack_OrgBillingNeedsAFreshToken(t *testing.T) {
 	if resp := form(t, c, d.URL+"/.tollgate/billing", url.Values{"scope": {"org"}}); resp.StatusCode != http.StatusSeeOther ||
 		!strings.HasPrefix(resp.Header.Get("Location"), d.StripeURL+"/portal/") {
 		t.Fatalf("org portal after the handshake: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip (127.0.0.0/8 is all loopback on Linux): another client, as far
+// as the gateway can tell.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 10 * time.Second,
+		Transport:     &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) { return d.DialContext(ctx, n, a) }},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// TestAttack_HandshakeNonceFloodCostsAHandful: made-up
+// __clerk_handshake_nonce values once cost one Backend API call each, with
+// the secret key. Counted on the sandbox: 100 from one client cost a
+// handful, one refused nonce repeated costs one, many clients together
+// stop at the nonces' share of the budget, and the session checks still
+// get through.
+func TestAttack_HandshakeNonceFloodCostsAHandful(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	const payload = "GET /v1/clients/handshake_payload"
+	jar, _ := cookiejar.New(nil)
+	ada := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	if code, _ := whoami(t, ada, d, api); code != 200 {
+		t.Fatalf("signed in: %d", code)
+	}
+
+	flood := func(c *http.Client, nonce func(i int) string, n int) {
+		t.Helper()
+		for i := range n {
+			hdr := withHeader(page, "Cookie", fmt.Sprintf("__client_uat=%d; __clerk_handshake_nonce=%s", clk.Now().Unix(), nonce(i)))
+			if resp := get(t, c, d.URL+"/settings/", hdr); resp.StatusCode == 200 {
+				t.Fatalf("a made-up nonce signed someone in")
+			}
+		}
+	}
+	random := func(int) string { return rand.Text() }
+
+	flood(noRedirects(nil), random, 100)
+	if got := d.Clerk.BackendCalls(payload); got > 6 {
+		t.Errorf("100 made-up nonces from one client: %d Backend API calls, want a handful (at most 6)", got)
+	}
+
+	clk.Advance(time.Minute)
+	before := d.Clerk.BackendCalls(payload)
+	flood(noRedirects(nil), func(int) string { return "the-same-stale-nonce" }, 50)
+	if got := d.Clerk.BackendCalls(payload) - before; got != 1 {
+		t.Errorf("one refused nonce 50 times: %d calls, want 1", got)
+	}
+
+	// Forty clients at once stop at the nonces' share of the budget.
+	clk.Advance(time.Minute)
+	before = d.Clerk.BackendCalls(payload)
+	for i := range 40 {
+		flood(clientFrom(fmt.Sprintf("127.0.0.%d", i+2)), random, 5)
+	}
+	if got := d.Clerk.BackendCalls(payload) - before; got > 20 {
+		t.Errorf("200 made-up nonces from 40 clients: %d calls, want at most 20", got)
+	}
+
+	// The session checks were never in the nonces' budget.
+	checks := d.Clerk.BackendCalls("GET /v1/sessions/{id}")
+	clk.Advance(2 * time.Minute)
+	if code, h := whoami(t, ada, d, api); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("after the flood, the gateway session: %d %v", code, h)
+	}
+	if d.Clerk.BackendCalls("GET /v1/sessions/{id}") != checks+1 {
+		t.Errorf("the session check did not reach Clerk")
 	}
 }

@@ -102,6 +102,9 @@ type demoOptions struct {
 	Addr   string // gateway address; "" for a free loopback port
 	Logger *slog.Logger
 	Now    func() time.Time // shared by the gateway and the sandbox
+	// NonceHandshake makes the sandbox Clerk answer handshakes with a
+	// nonce (exchanged through the Backend API) instead of the token.
+	NonceHandshake bool
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -140,7 +143,8 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	d.adminLn = adminLn
 	d.AdminURL = "http://" + adminLn.Addr().String()
 
-	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now})
+	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now,
+		NonceHandshake: o.NonceHandshake})
 	if err != nil {
 		return nil, err
 	}

@@ -65,19 +65,22 @@ func (c *Client) PrimaryEmail(ctx context.Context, userID string) (string, error
 }
 
 // handshakePayload exchanges a handshake nonce for its Set-Cookie
-// directives (GET /v1/clients/handshake_payload?nonce=…). clerk-sdk-go has
-// no method for it; its Backend does the call.
-func (c *Client) handshakePayload(ctx context.Context, nonce string) ([]string, error) {
+// directives (GET /v1/clients/handshake_payload?nonce=…), within the
+// bounds of nonceGuard, for the client at remoteAddr. clerk-sdk-go has no
+// method for it; its Backend does the call.
+func (c *Client) handshakePayload(ctx context.Context, remoteAddr, nonce string) ([]string, error) {
 	if !c.hasSecret {
 		return nil, errNoSecretKey
 	}
-	req := clerk.NewAPIRequest(http.MethodGet, "/clients/handshake_payload")
-	req.SetParams(&nonceParams{nonce: nonce})
-	var out handshakePayload
-	if err := c.backend.Call(ctx, req, &out); err != nil {
-		return nil, fmt.Errorf("clerk: get handshake payload: %w", apiError(err))
-	}
-	return out.Directives, nil
+	return c.nonces.exchange(ctx, remoteAddr, nonce, func(ctx context.Context) ([]string, error) {
+		req := clerk.NewAPIRequest(http.MethodGet, "/clients/handshake_payload")
+		req.SetParams(&nonceParams{nonce: nonce})
+		var out handshakePayload
+		if err := c.backend.Call(ctx, req, &out); err != nil {
+			return nil, fmt.Errorf("clerk: get handshake payload: %w", apiError(err))
+		}
+		return out.Directives, nil
+	})
 }
 
 type handshakePayload struct {

@@ -92,6 +92,7 @@ type Client struct {
 	backend    clerk.Backend     // for calls the SDK has no method for
 	sessions   *session.Client
 	users      *user.Client
+	nonces     *nonceGuard
 	tokens     *lru.Cache[[32]byte, *verified]
 	bufs       sync.Pool // *[]byte scratch space for hashing tokens
 	names      cookieNames
@@ -170,6 +171,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("clerk: token cache: %w", err)
 	}
 	c.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	c.nonces = newNonceGuard(c.production, c.now)
 
 	apiURL := strings.TrimSuffix(cfg.APIURL, "/")
 	if apiURL == "" {

@@ -296,7 +296,13 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		if err == nil {
 			return out
 		}
-		c.log.WarnContext(ctx, "clerk: cannot resolve the handshake", "err", err, "production", c.production)
+		if errors.Is(err, errNonceLimited) || errors.Is(err, errNonceFailed) || errors.Is(err, errNonceInvalid) {
+			// What a flood of made-up nonces looks like: not worth a
+			// warning each.
+			c.log.DebugContext(ctx, "clerk: handshake nonce not exchanged", "err", err)
+		} else {
+			c.log.WarnContext(ctx, "clerk: cannot resolve the handshake", "err", err, "production", c.production)
+		}
 		if !c.production {
 			res.State, res.Reason = proxy.SignedOut, reasonHandshakeFailed
 			if params.handshake != "" || params.nonce != "" {
@@ -465,7 +471,7 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 	var directives []string
 	var err error
 	if nonce != "" {
-		directives, err = c.handshakePayload(ctx, nonce)
+		directives, err = c.handshakePayload(ctx, r.RemoteAddr, nonce)
 	} else {
 		directives, err = c.verifyHandshake(ctx, tok)
 	}

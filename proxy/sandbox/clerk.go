@@ -137,6 +137,7 @@ type Clerk struct {
 	clients      map[string]*clerkClientState  // by client cookie value
 	sessions     map[string]*clerkSessionState // by session ID
 	nonces       map[string]clerkNonce         // by nonce
+	calls        map[string]int                // Backend API calls, by route pattern
 	lastSignInAt map[string]time.Time          // by user ID
 }
 
@@ -186,6 +187,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		clients:      map[string]*clerkClientState{},
 		sessions:     map[string]*clerkSessionState{},
 		nonces:       map[string]clerkNonce{},
+		calls:        map[string]int{},
 		lastSignInAt: map[string]time.Time{},
 	}
 	if c.fapiHost == "" {
@@ -459,6 +461,15 @@ func (c *Clerk) SignIn(userID string) (sessionID string, cookies []*http.Cookie)
 		return "", nil
 	}
 	return res.sessionID, c.signInCookies(res, false)
+}
+
+// BackendCalls is how many Backend API requests have come in for route
+// (a pattern of Handler's, e.g. "GET /v1/clients/handshake_payload"),
+// authorised or not.
+func (c *Clerk) BackendCalls(route string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[route]
 }
 
 // RevokeSession marks a session "revoked", as the Backend API's revoke

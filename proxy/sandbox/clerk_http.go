@@ -56,9 +56,12 @@ func (c *Clerk) routes() http.Handler {
 }
 
 // bapi guards a Backend API handler with the secret key, answering 401 with
-// Clerk's error body otherwise.
+// Clerk's error body otherwise. Every call is counted (BackendCalls).
 func (c *Clerk) bapi(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.calls[r.Pattern]++
+		c.mu.Unlock()
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.sk)) != 1 {
 			clerkError(w, http.StatusUnauthorized, "authentication_invalid",
