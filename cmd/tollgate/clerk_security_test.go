@@ -274,3 +274,68 @@ func TestAttack_HandshakeNonceFloodCostsAHandful(t *testing.T) {
 		t.Errorf("the session check did not reach Clerk")
 	}
 }
+
+// handshakeAs signs userID in on the sandbox and runs one handshake for
+// them against the gateway, returning the payload cookie (the
+// __clerk_handshake token, or the __clerk_handshake_nonce) Clerk sent back:
+// what an attacker holds for their own account.
+func handshakeAs(t *testing.T, d *demo, userID string) *http.Cookie {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	signIn(t, d, jar, userID)
+	resp := get(t, noRedirects(nil), d.URL+"/settings/", withHeader(page, "Cookie", withoutSession(jar, d.URL)))
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.Contains(loc, "/v1/client/handshake") {
+		t.Fatalf("no handshake: %d %q", resp.StatusCode, loc)
+	}
+	resp = get(t, noRedirects(nil), loc, withHeader(page, "Cookie", withoutSession(jar, d.ClerkURL)))
+	for _, ck := range resp.Cookies() {
+		if (ck.Name == "__clerk_handshake" || ck.Name == "__clerk_handshake_nonce") && ck.Value != "" {
+			return ck
+		}
+	}
+	t.Fatalf("the sandbox sent no handshake cookie: %v", resp.Header.Values("Set-Cookie"))
+	return nil
+}
+
+// TestAttack_LoginCSRFThroughTheHandshakeQuery: a production instance's
+// Frontend API hands the handshake back as a cookie, never in the URL. So a
+// link carrying Grace's own, valid handshake payload (or nonce) in the
+// query signs nobody in as Grace, while the cookie form still works.
+func TestAttack_LoginCSRFThroughTheHandshakeQuery(t *testing.T) {
+	for _, nonce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nonce=%v", nonce), func(t *testing.T) {
+			d, _ := mustRunDemoWith(t, demoOptions{NonceHandshake: nonce})
+			payload := handshakeAs(t, d, "user_grace")
+			exchanges := d.Clerk.BackendCalls("GET /v1/clients/handshake_payload")
+			link := d.URL + "/api/v1/whoami?" + url.Values{payload.Name: {payload.Value}}.Encode()
+
+			// A visitor with no session follows the link.
+			resp := get(t, noRedirects(nil), link, page)
+			if resp.StatusCode == 200 || hasSetCookie(resp, "__session") || hasSetCookie(resp, "__tollgate") {
+				t.Fatalf("signed out visitor: %d %v, signed in by a link", resp.StatusCode, resp.Header.Values("Set-Cookie"))
+			}
+			// Ada, signed in, follows it: she stays Ada.
+			jar, _ := cookiejar.New(nil)
+			signIn(t, d, jar, "user_ada")
+			resp = get(t, noRedirects(jar), link, page)
+			var who map[string]any
+			json.NewDecoder(resp.Body).Decode(&who)
+			if resp.StatusCode != 200 || who["user"] != "user_ada" || hasSetCookie(resp, "__session") {
+				t.Errorf("Ada followed the link: %d %v %v", resp.StatusCode, who, resp.Header.Values("Set-Cookie"))
+			}
+			if got := d.Clerk.BackendCalls("GET /v1/clients/handshake_payload"); got != exchanges {
+				t.Errorf("a nonce in the query was exchanged (%d calls)", got-exchanges)
+			}
+
+			// The same payload as the cookie Clerk sets does sign in: the
+			// handshake itself still works.
+			resp = get(t, noRedirects(nil), d.URL+"/api/v1/whoami", withHeader(page, "Cookie", payload.Name+"="+payload.Value))
+			who = nil
+			json.NewDecoder(resp.Body).Decode(&who)
+			if resp.StatusCode != 200 || who["user"] != "user_grace" {
+				t.Errorf("the handshake cookie: %d %v", resp.StatusCode, who)
+			}
+		})
+	}
+}

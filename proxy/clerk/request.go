@@ -197,9 +197,26 @@ type requestParams struct {
 	hasDevBrowser                bool
 }
 
-func readParams(r *http.Request) requestParams {
+// readParams reads Clerk's query parameters, which only a development
+// instance uses. Clerk's SDK reads the handshake payload and nonce from the
+// query first, then the cookies, whatever the instance
+// (clerk/javascript packages/backend/src/tokens/authenticateContext.ts,
+// initHandshakeValues). But only a development Frontend API puts them in
+// the URL: "In production, the handshake token is being transferred as a
+// cookie" (request.ts, authenticateRequestWithTokenInCookie), "In
+// development, the handshake token is being transferred in the URL as a
+// query parameter" (handshake.ts,
+// handleTokenVerificationErrorInDevelopment). A production instance's
+// Frontend API lives on the app's own registrable domain and sets the
+// __clerk_handshake or __clerk_handshake_nonce cookie there. So for a
+// production instance (pk_live_) tollgate deliberately differs from the
+// SDK and reads both from cookies only: a link carrying
+// ?__clerk_handshake=<someone's payload> would otherwise sign whoever
+// follows it in as that someone (login CSRF). Development instances keep
+// the query forms they need.
+func (c *Client) readParams(r *http.Request) requestParams {
 	var p requestParams
-	if !strings.Contains(r.URL.RawQuery, "__clerk_") {
+	if c.production || !strings.Contains(r.URL.RawQuery, "__clerk_") {
 		return p
 	}
 	q, _ := url.ParseQuery(r.URL.RawQuery)
@@ -269,7 +286,7 @@ type handshakeInput struct {
 func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy.AuthResult {
 	now := c.now()
 	rc := c.readCookies(r)
-	params := readParams(r)
+	params := c.readParams(r)
 
 	var plain, sfx tokenView
 	suffixed := c.usesSuffixed(&rc, &plain, &sfx, now)

@@ -137,7 +137,10 @@ func (c *Clerk) handleHandshakePayload(w http.ResponseWriter, r *http.Request) {
 // handleHandshake is the Frontend API's GET /v1/client/handshake: it reads
 // the sandbox client cookie, builds the Set-Cookie directives for the
 // client's state, and sends the browser back to redirect_url carrying them
-// in a signed __clerk_handshake cookie (or a __clerk_handshake_nonce).
+// in a signed __clerk_handshake cookie (or a __clerk_handshake_nonce). Like
+// a production instance's, never in the URL: "In production, the handshake
+// token is being transferred as a cookie" (clerk/javascript
+// packages/backend/src/tokens/request.ts).
 func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	raw := q.Get("redirect_url")
