@@ -338,7 +338,7 @@ func TestGate_SignedInForwardsIdentityAndMakesResponsePrivate(t *testing.T) {
 	if up.URL.RawQuery != "keep=1" {
 		t.Errorf("upstream query %q: Clerk parameters must not be forwarded", up.URL.RawQuery)
 	}
-	if c := up.Header.Get("Cookie"); strings.Contains(c, GatewayCookie) || !strings.Contains(c, "theme=dark") {
+	if c := up.Header.Get("Cookie"); strings.Contains(c, GatewayCookieSecure) || !strings.Contains(c, "theme=dark") {
 		t.Errorf("upstream Cookie %q", c)
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
@@ -351,7 +351,7 @@ func TestGate_SignedInForwardsIdentityAndMakesResponsePrivate(t *testing.T) {
 	for _, c := range resp.Cookies() {
 		names = append(names, c.Name)
 	}
-	if diff := cmp.Diff([]string{"app", GatewayCookie}, names); diff != "" {
+	if diff := cmp.Diff([]string{"app", GatewayCookieSecure}, names); diff != "" {
 		t.Errorf("Set-Cookie names (-want +got):\n%s", diff)
 	}
 }
@@ -375,7 +375,7 @@ func TestGate_HandshakeDirectivesAreAppendedToUpstreamCookies(t *testing.T) {
 	}}
 	resp := fx.do("GET", "/private/x", navigation)
 	got := resp.Header.Values("Set-Cookie")
-	if len(got) != 4 || got[0] != "app=1; Path=/" || got[1] != "__session=new; Path=/" || !strings.HasPrefix(got[3], GatewayCookie+"=") {
+	if len(got) != 4 || got[0] != "app=1; Path=/" || got[1] != "__session=new; Path=/" || !strings.HasPrefix(got[3], GatewayCookieSecure+"=") {
 		t.Errorf("Set-Cookie %q", got)
 	}
 }
@@ -498,8 +498,9 @@ func gatewayCookieFrom(t *testing.T, fx *gateFixture, kv ...string) *http.Cookie
 	t.Helper()
 	resp := fx.do("GET", "/private/x", with(navigation, append([]string{"X-Test-User", "user_1"}, kv...)...))
 	for _, c := range resp.Cookies() {
-		if c.Name == GatewayCookie {
-			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+		if c.Name == GatewayCookieSecure {
+			// __Host-: Secure, Path=/ and no Domain, or browsers refuse it.
+			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || !c.Secure || c.Domain != "" {
 				t.Errorf("gateway cookie attributes: %+v", c)
 			}
 			return c
@@ -532,7 +533,7 @@ func TestGate_GatewaySessionCarriesXHRPastTokenExpiry(t *testing.T) {
 	if resp.StatusCode != 200 || fx.checker.calls != 1 {
 		t.Fatalf("past refresh: status %d calls %d", resp.StatusCode, fx.checker.calls)
 	}
-	if len(resp.Cookies()) == 0 || resp.Cookies()[len(resp.Cookies())-1].Name != GatewayCookie {
+	if len(resp.Cookies()) == 0 || resp.Cookies()[len(resp.Cookies())-1].Name != GatewayCookieSecure {
 		t.Errorf("cookie not renewed: %v", resp.Header.Values("Set-Cookie"))
 	}
 	// The same stale cookie again within the cached answer: no second call.
@@ -590,7 +591,7 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 			}
 			cleared := false
 			for _, c := range resp.Cookies() {
-				if c.Name == GatewayCookie && c.MaxAge < 0 {
+				if c.Name == GatewayCookieSecure && c.MaxAge < 0 {
 					cleared = true
 				}
 			}
@@ -607,10 +608,19 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 func TestGate_ForgedGatewayCookieIsIgnored(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	other, _ := newSealer("another secret that is long enough!!")
-	forged, _ := other.seal(&gatewaySession{UserID: "user_x", SessionID: "sess_1", Issued: fx.now.Unix(), Checked: fx.now.Unix()})
-	resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), &http.Cookie{Name: GatewayCookie, Value: forged})
+	gs := &gatewaySession{UserID: "user_x", SessionID: "sess_1", Issued: fx.now.Unix(), Checked: fx.now.Unix()}
+	forged, _ := other.seal(gs, GatewayCookieSecure)
+	resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), &http.Cookie{Name: GatewayCookieSecure, Value: forged})
 	if resp.StatusCode != 401 {
 		t.Errorf("status %d", resp.StatusCode)
+	}
+	// Sealed by this gateway, but for the http name: on https neither that
+	// name nor its value under the __Host- name is accepted.
+	plain, _ := fx.srv.gw.sealer.seal(gs, GatewayCookie)
+	for _, c := range []*http.Cookie{{Name: GatewayCookie, Value: plain}, {Name: GatewayCookieSecure, Value: plain}} {
+		if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), c); resp.StatusCode != 401 {
+			t.Errorf("%s sealed for %s: status %d", c.Name, GatewayCookie, resp.StatusCode)
+		}
 	}
 }
 
@@ -736,7 +746,7 @@ func TestGate_SignOutClearsGatewayCookieAndGoesToClerk(t *testing.T) {
 		t.Fatalf("status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	cs := resp.Cookies()
-	if len(cs) != 1 || cs[0].Name != GatewayCookie || cs[0].MaxAge >= 0 {
+	if len(cs) != 1 || cs[0].Name != GatewayCookieSecure || cs[0].MaxAge >= 0 {
 		t.Errorf("cookies %v", resp.Header.Values("Set-Cookie"))
 	}
 	// The old cookie is dead even if the browser kept it.

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -85,14 +86,15 @@ func stripClerkQuery(rawQuery string) string {
 	return strings.Join(kept, "&")
 }
 
-// stripGatewayCookie removes __tollgate from the Cookie header: it is
-// tollgate's, not the app's. Clerk's cookies stay (the app may read them).
+// stripGatewayCookie removes __tollgate and __Host-tollgate from the
+// Cookie header: they are tollgate's, not the app's. Clerk's cookies stay
+// (the app may read them).
 func stripGatewayCookie(h http.Header) {
 	lines := h["Cookie"]
 	kept := lines[:0]
 	for _, l := range lines {
-		if strings.Contains(l, GatewayCookie+"=") {
-			l = withoutCookie(l, GatewayCookie)
+		if strings.Contains(l, "tollgate=") {
+			l = withoutCookie(l, GatewayCookie, GatewayCookieSecure)
 		}
 		if l != "" {
 			kept = append(kept, l)
@@ -105,12 +107,14 @@ func stripGatewayCookie(h http.Header) {
 	h["Cookie"] = kept
 }
 
-// withoutCookie drops every "name=…" pair from one Cookie header line.
-func withoutCookie(line, name string) string {
+// withoutCookie drops every pair named one of names from one Cookie
+// header line.
+func withoutCookie(line string, names ...string) string {
 	var b strings.Builder
+	b.Grow(len(line))
 	for part := range strings.SplitSeq(line, ";") {
 		p := strings.TrimSpace(part)
-		if p == "" || strings.HasPrefix(p, name+"=") {
+		if k, _, _ := strings.Cut(p, "="); p == "" || slices.Contains(names, strings.TrimSpace(k)) {
 			continue
 		}
 		if b.Len() > 0 {

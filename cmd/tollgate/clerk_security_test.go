@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -337,5 +339,132 @@ func TestAttack_LoginCSRFThroughTheHandshakeQuery(t *testing.T) {
 				t.Errorf("the handshake cookie: %d %v", resp.StatusCode, who)
 			}
 		})
+	}
+}
+
+// signedInCookies signs userID in on the sandbox and makes one request
+// through the gateway, returning the cookies the browser would then hold
+// for it, by name.
+func signedInCookies(t *testing.T, d *demo, userID string) map[string]string {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	signIn(t, d, jar, userID)
+	if code, h := whoami(t, noRedirects(jar), d, api); code != 200 || h["user"] != userID {
+		t.Fatalf("%s signed in: %d %v", userID, code, h)
+	}
+	u, _ := url.Parse(d.URL)
+	out := map[string]string{}
+	for _, c := range jar.Cookies(u) {
+		out[c.Name] = c.Value
+	}
+	if out["__tollgate"] == "" || out["__session"] == "" {
+		t.Fatalf("%s: cookies %v", userID, out)
+	}
+	return out
+}
+
+// TestAttack_CookieTossing: a sibling subdomain can plant cookies of any
+// name for the whole domain. A request carrying an empty __session, then
+// Grace's sealed __tollgate, then Ada's valid __session once ran as Grace.
+// No copy of a session cookie masks another now: two of one name is an
+// attack, signed out (a page load asks Clerk), and never resolved by order.
+func TestAttack_CookieTossing(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	ada := signedInCookies(t, d, "user_ada")
+	grace := signedInCookies(t, d, "user_grace")
+	uat := "__client_uat=" + ada["__client_uat"]
+	c := noRedirects(nil)
+
+	if code, h := whoami(t, c, d, withHeader(api, "Cookie", "__session="+ada["__session"]+"; "+uat)); code != 200 || h["user"] != "user_ada" {
+		t.Fatalf("Ada's own cookies: %d %v", code, h)
+	}
+	for name, cookie := range map[string]string{
+		"empty __session, Grace's __tollgate, Ada's __session": "__session=; __tollgate=" + grace["__tollgate"] + "; __session=" + ada["__session"] + "; " + uat,
+		"Grace's __session before Ada's":                       "__session=" + grace["__session"] + "; __session=" + ada["__session"] + "; " + uat,
+		"Ada's __session before Grace's":                       "__session=" + ada["__session"] + "; __session=" + grace["__session"] + "; " + uat,
+		"two __client_uat":                                     "__session=" + ada["__session"] + "; __client_uat=0; " + uat,
+		"Grace's __tollgate before Ada's":                      uat + "; __tollgate=" + grace["__tollgate"] + "; __tollgate=" + ada["__tollgate"],
+		"Ada's __tollgate before Grace's":                      uat + "; __tollgate=" + ada["__tollgate"] + "; __tollgate=" + grace["__tollgate"],
+		"empty __tollgate before Grace's":                      uat + "; __tollgate=; __tollgate=" + grace["__tollgate"],
+	} {
+		code, h := whoami(t, c, d, withHeader(api, "Cookie", cookie))
+		if code != http.StatusUnauthorized {
+			t.Errorf("%s: %d as %q, want 401", name, code, h["user"])
+		}
+		// A page load goes to Clerk for the truth, signed in as nobody.
+		resp := get(t, c, d.URL+"/api/v1/whoami", withHeader(page, "Cookie", cookie))
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.Contains(loc, "/v1/client/handshake") && !strings.Contains(loc, "/sign-in") {
+			t.Errorf("%s, page load: %d %q", name, resp.StatusCode, loc)
+		}
+	}
+	// The gateway cookie stands in only for a missing or expired token of
+	// its own session: Grace's cookie next to Ada's valid token is ignored.
+	if code, h := whoami(t, c, d, withHeader(api, "Cookie", "__tollgate="+grace["__tollgate"]+"; __session="+ada["__session"]+"; "+uat)); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("Grace's __tollgate beside Ada's token: %d %v, want Ada", code, h)
+	}
+}
+
+// TestAttack_CookieTossingHTTPS: on https the gateway cookie is
+// __Host-tollgate (Secure, Path=/, no Domain), which no sibling subdomain
+// can set, and the plain __tollgate is not read at all.
+func TestAttack_CookieTossingHTTPS(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	grace := signedInCookies(t, d, "user_grace") // a __tollgate sealed with the same secret, on http
+
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cfg := *d.Config
+	cfg.PublicURL, _ = url.Parse(srv.URL)
+	cfg.Admin.Listen = ""
+	cfg.Store.Path = filepath.Join(t.TempDir(), "https.db")
+	gw, err := newGateway(&cfg, gatewayDeps{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	srv.Config.Handler = gw.Handler
+	c := srv.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	tls := &demo{URL: srv.URL}
+
+	sid, cookies := d.Clerk.SignIn("user_ada")
+	if sid == "" {
+		t.Fatal("sandbox sign-in")
+	}
+	var session, uat string
+	for _, ck := range cookies {
+		switch ck.Name {
+		case "__session":
+			session = ck.Value
+		case "__client_uat":
+			uat = "__client_uat=" + ck.Value
+		}
+	}
+	resp := get(t, c, srv.URL+"/api/v1/whoami", withHeader(api, "Cookie", "__session="+session+"; "+uat))
+	var host *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__tollgate" {
+			t.Errorf("https gateway set the plain __tollgate")
+		}
+		if ck.Name == "__Host-tollgate" {
+			host = ck
+		}
+	}
+	if resp.StatusCode != 200 || host == nil || !host.Secure || host.Path != "/" || host.Domain != "" || !host.HttpOnly {
+		t.Fatalf("https sign-in: %d %+v", resp.StatusCode, host)
+	}
+	if code, h := whoami(t, c, tls, withHeader(api, "Cookie", uat+"; __Host-tollgate="+host.Value)); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("Ada's __Host-tollgate: %d %v", code, h)
+	}
+	for _, tc := range []struct{ name, cookie, want string }{
+		{"a planted __tollgate alone", uat + "; __tollgate=" + grace["__tollgate"], ""},
+		{"a planted value under the __Host- name", uat + "; __Host-tollgate=" + grace["__tollgate"], ""},
+		{"a planted __tollgate before Ada's __Host-tollgate", uat + "; __tollgate=" + grace["__tollgate"] + "; __Host-tollgate=" + host.Value, "user_ada"},
+	} {
+		code, h := whoami(t, c, tls, withHeader(api, "Cookie", tc.cookie))
+		if tc.want == "" && code != http.StatusUnauthorized || tc.want != "" && (code != 200 || h["user"] != tc.want) {
+			t.Errorf("%s: %d %v, want %q", tc.name, code, h, tc.want)
+		}
 	}
 }

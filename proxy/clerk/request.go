@@ -52,6 +52,7 @@ const (
 	reasonSessionPending      = "session-pending"
 	reasonHandshakeFailed     = "handshake-failed"
 	reasonRedirectLoop        = "handshake-redirect-loop"
+	reasonDuplicateCookies    = "duplicate-session-cookies"
 )
 
 // Identity.Source values.
@@ -143,22 +144,45 @@ const (
 
 type requestCookies [ckCount]string
 
+// cookieSet marks ck* indexes, one bit each.
+type cookieSet uint16
+
+// Cookies of which a second copy is an attack: the session and its client
+// state decide who the visitor is; the handshake cookies carry Clerk's
+// answer.
+const (
+	authCookies      cookieSet = 1<<ckSession | 1<<ckSessionSuffixed | 1<<ckUAT | 1<<ckUATSuffixed
+	handshakeCookies cookieSet = 1<<ckHandshake | 1<<ckNonce
+)
+
 // readCookies picks Clerk's cookies out of the Cookie headers without
-// allocating. As with net/http, the first cookie of a name wins; an empty
-// value counts as absent, as in Clerk's SDK.
-func (c *Client) readCookies(r *http.Request) requestCookies {
+// allocating, and reports which of them came more than once (an empty copy
+// counts). An empty value counts as absent, as in Clerk's SDK.
+//
+// Duplicates are where tollgate deliberately differs from Clerk's SDK. It
+// parses the header with the cookie package's parse, which keeps the first
+// copy of a name ("only assign once"), empty or not, and its getCookie then
+// reads an empty value as absent (clerk/javascript
+// packages/backend/src/tokens/clerkRequest.ts parseCookies,
+// authenticateContext.ts getCookie). So an empty __session placed first
+// masks the valid one behind it, and whichever copy comes first wins. A
+// browser orders cookies by path length and age, not by who set them, and a
+// sibling subdomain can set a domain-wide cookie of any name; so a second
+// copy of a session cookie is never resolved here: the caller treats it as
+// an attack (README "Security model").
+func (c *Client) readCookies(r *http.Request) (requestCookies, cookieSet) {
 	var rc requestCookies
-	var seen [ckCount]bool
+	var seen, dup cookieSet
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			name, val, ok := strings.Cut(part, "=")
 			if !ok {
 				continue
 			}
 			i := -1
-			switch name {
+			switch strings.TrimSpace(name) {
 			case cookieSession:
 				i = ckSession
 			case cookieClientUAT:
@@ -178,17 +202,22 @@ func (c *Client) readCookies(r *http.Request) requestCookies {
 			case c.names.devBrowser:
 				i = ckDevBrowserSuffixed
 			}
-			if i < 0 || seen[i] {
+			if i < 0 {
 				continue
 			}
-			seen[i] = true
+			if seen&(1<<i) != 0 {
+				dup |= 1 << i
+				continue
+			}
+			seen |= 1 << i
+			val = strings.TrimSpace(val)
 			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
 				val = val[1 : len(val)-1]
 			}
 			rc[i] = val
 		}
 	}
-	return rc
+	return rc, dup
 }
 
 // requestParams are Clerk's query parameters of one request.
@@ -285,7 +314,7 @@ type handshakeInput struct {
 // left out).
 func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy.AuthResult {
 	now := c.now()
-	rc := c.readCookies(r)
+	rc, dup := c.readCookies(r)
 	params := c.readParams(r)
 
 	var plain, sfx tokenView
@@ -307,8 +336,15 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		hs.redirectCount, _ = strconv.Atoi(n)
 	}
 
-	// B1: back from a handshake.
-	if tok, nonce := firstNonEmpty(params.handshake, rc[ckHandshake]), firstNonEmpty(params.nonce, rc[ckNonce]); tok != "" || nonce != "" {
+	// B1: back from a handshake. Two copies of a handshake cookie: neither
+	// is Clerk's answer for sure, so neither is used.
+	tok, nonce := params.handshake, params.nonce
+	if dup&handshakeCookies == 0 {
+		tok, nonce = firstNonEmpty(tok, rc[ckHandshake]), firstNonEmpty(nonce, rc[ckNonce])
+	} else if rc[ckHandshake] != "" || rc[ckNonce] != "" {
+		c.log.WarnContext(ctx, "clerk: two handshake cookies of one name; neither is used")
+	}
+	if tok != "" || nonce != "" {
 		out, err := c.resolveHandshake(ctx, r, tok, nonce, res)
 		if err == nil {
 			return out
@@ -330,6 +366,14 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		// Production: the handshake cookie lives on the registrable domain
 		// and may belong to another app; carry on with this request's own
 		// cookies.
+	}
+	// Two copies of a session cookie (an empty one counts): someone may
+	// have planted one (a sibling subdomain can). Neither copy is trusted,
+	// nor is the gateway cookie: a page load asks Clerk through the
+	// handshake, whose answer arrives in a cookie of its own; anything else
+	// is signed out.
+	if dup&authCookies != 0 {
+		return c.handshake(r, res, reasonDuplicateCookies, false, &hs)
 	}
 	// B2: back from the Account Portal of a development instance.
 	if !c.production && params.hasDevBrowser {
