@@ -121,6 +121,15 @@ type SessionChecker interface {
 	CheckSession(ctx context.Context, sessionID string) (SessionStatus, error)
 }
 
+// SessionEnder ends a Clerk session in Clerk itself, for sign-out.
+// Implemented by proxy/clerk with the Backend API.
+type SessionEnder interface {
+	// EndSession revokes the session; once it returns nil, no handshake
+	// brings the session back. clear are Set-Cookie values that drop the
+	// session token cookies from this host, to send whatever the outcome.
+	EndSession(ctx context.Context, sessionID string) (clear []string, err error)
+}
+
 // SubjectKind says whether a billing subject is a user or an organisation.
 type SubjectKind string
 

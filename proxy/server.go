@@ -22,7 +22,6 @@ type Observer interface {
 // proxy/clerk.
 type AccountPortal interface {
 	SignInURL(returnURL, devBrowserToken string) string
-	SignOutURL(returnURL string) string
 }
 
 // InternalRoute is one extra handler under internal_prefix, mounted by main
@@ -54,6 +53,7 @@ type Options struct {
 	Auth         Authenticator     // nil: nobody is ever signed in
 	Portal       AccountPortal     // nil: signed-out visitors get 401 pages instead of redirects
 	Sessions     SessionChecker    // nil: __tollgate is not renewed past session.refresh
+	Ender        SessionEnder      // nil: sign-out cannot end a Clerk session, and says so
 	Entitlements EntitlementSource // nil: paid routes are never unlocked
 	Billing      Billing           // nil: no checkout (the upgrade page still lists plans)
 	Prices       PriceCatalog      // nil: plans are shown without amounts
@@ -86,6 +86,7 @@ type Server struct {
 	users     UserLister
 	directory Directory
 	stale     StaleNotifier
+	ender     SessionEnder
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
@@ -102,7 +103,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -468,3 +468,122 @@ func TestAttack_CookieTossingHTTPS(t *testing.T) {
 		}
 	}
 }
+
+// TestAttack_SignOutEndsTheClerkSession: signing out once only cleared
+// tollgate's cookie and leaned on a sandbox sign-out page that Clerk's
+// Account Portal does not have. Now the POST revokes the Clerk session
+// through the Backend API: the token kept from before, the saved gateway
+// cookie and the next handshake all find it ended.
+func TestAttack_SignOutEndsTheClerkSession(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	if code, _ := whoami(t, c, d, api); code != 200 {
+		t.Fatalf("signed in: %d", code)
+	}
+	kept := signedInCookies(t, d, "user_ada") // a second browser of Ada's stays signed in
+	before := map[string]string{}
+	u, _ := url.Parse(d.URL)
+	for _, ck := range jar.Cookies(u) {
+		before[ck.Name] = ck.Value
+	}
+	sid := sessionIDOf(t, before["__session"])
+
+	resp := get(t, c, d.URL+"/.tollgate/sign-out?return=%2Fsettings%2F", page)
+	if body := readBody(t, resp); resp.StatusCode != 200 || !strings.Contains(body, `action="/.tollgate/sign-out"`) {
+		t.Fatalf("sign-out page: %d", resp.StatusCode)
+	}
+	resp = form(t, c, d.URL+"/.tollgate/sign-out", url.Values{"return": {"/settings/"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != d.URL+"/settings/" {
+		t.Fatalf("sign-out: %d %q, want 303 to the app", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if d.Clerk.BackendCalls("POST /v1/sessions/{id}/revoke") != 1 {
+		t.Errorf("sign-out did not revoke the Clerk session")
+	}
+	if got := cookieValue(jar, d.URL, "__session") + cookieValue(jar, d.URL, "__tollgate"); got != "" {
+		t.Errorf("cookies left after sign-out: %q", got)
+	}
+
+	// The token kept from before sign-out, inside its minute: signed out.
+	if code, _ := whoami(t, noRedirects(nil), d, withHeader(api, "Cookie", "__session="+before["__session"]+"; __client_uat="+before["__client_uat"])); code != 401 {
+		t.Errorf("the kept token: %d, want 401", code)
+	}
+	// The saved gateway cookie: signed out.
+	if code, _ := whoami(t, noRedirects(nil), d, withHeader(api, "Cookie", "__client_uat="+before["__client_uat"]+"; __tollgate="+before["__tollgate"])); code != 401 {
+		t.Errorf("the kept gateway cookie: %d, want 401", code)
+	}
+	// A page load asks Clerk, which says the session has ended: sign-in.
+	resp = get(t, c, d.URL+"/settings/", page)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.Contains(loc, "/v1/client/handshake") {
+		t.Fatalf("page load after sign-out: %d %q", resp.StatusCode, loc)
+	}
+	resp = get(t, c, get(t, c, resp.Header.Get("Location"), page).Header.Get("Location"), page)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, d.ClerkURL+"/sign-in") {
+		t.Errorf("back from the handshake: %d %q, want the sign-in page", resp.StatusCode, loc)
+	}
+	if s := sessionStatus(t, d, sid); s != "revoked" {
+		t.Errorf("Clerk says the session is %q", s)
+	}
+	// Ada's other browser, another session, is untouched.
+	if code, h := whoami(t, noRedirects(nil), d, withHeader(api, "Cookie", "__session="+kept["__session"]+"; __client_uat="+kept["__client_uat"])); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("Ada's other session: %d %v", code, h)
+	}
+	// There is no Account Portal sign-out page to lean on.
+	if resp := get(t, noRedirects(nil), d.ClerkURL+"/sign-out?redirect_url="+url.QueryEscape(d.URL+"/"), page); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the sandbox's /sign-out: %d, want 404", resp.StatusCode)
+	}
+}
+
+// sessionStatus asks the sandbox's Backend API for a session's status.
+func sessionStatus(t *testing.T, d *demo, sid string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", d.ClerkURL+"/v1/sessions/"+sid, nil)
+	req.Header.Set("Authorization", "Bearer "+d.Clerk.SecretKey())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s struct{ Status string }
+	json.NewDecoder(resp.Body).Decode(&s)
+	return s.Status
+}
+
+// TestAttack_SignOutWithClerkDownSaysSo: when the Backend API cannot end
+// the session, the page says the visitor is still signed in, and nothing
+// pretends otherwise.
+func TestAttack_SignOutWithClerkDownSaysSo(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	cfg := *d.Config
+	cfg.Clerk.APIURL = httptestServer(t, http.StatusServiceUnavailable) + "/v1" // the Backend API is down
+	cfg.Clerk.JWTKey = d.Clerk.PublicKeyPEM()                                   // tokens still verify
+	cfg.Admin.Listen = ""
+	cfg.Store.Path = filepath.Join(t.TempDir(), "down.db")
+	cfg.Stripe.SecretKey = ""
+	gw, err := newGateway(&cfg, gatewayDeps{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw.Handler)
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	down := &demo{URL: srv.URL}
+
+	ada := signedInCookies(t, d, "user_ada")
+	cookie := "__session=" + ada["__session"] + "; __client_uat=" + ada["__client_uat"]
+	req, _ := http.NewRequest("POST", srv.URL+"/.tollgate/sign-out", nil)
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Cookie", cookie)
+	resp, err := noRedirects(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(t, resp)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "still signed in") {
+		t.Fatalf("sign-out with Clerk down: %d", resp.StatusCode)
+	}
+	if code, h := whoami(t, noRedirects(nil), down, withHeader(api, "Cookie", cookie)); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("after the failed sign-out: %d %v (nothing should have changed)", code, h)
+	}
+}

@@ -271,7 +271,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk: %w", err)
 		}
-		opts.Auth, opts.Portal, opts.Sessions = cc, cc, cc
+		opts.Auth, opts.Portal, opts.Sessions, opts.Ender = cc, cc, cc, cc
 		g.Clerk = cc
 	}
 	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/clerk/clerk-sdk-go/v2"
+	"github.com/clerk/clerk-sdk-go/v2/session"
 
 	"github.com/tollgate/tollgate/proxy"
 )
@@ -34,6 +36,28 @@ func (c *Client) CheckSession(ctx context.Context, sessionID string) (proxy.Sess
 		return proxy.SessionStatus{}, fmt.Errorf("clerk: get session: %w", apiError(err))
 	}
 	return proxy.SessionStatus{Active: s.Status == "active", OrgID: s.LastActiveOrganizationID}, nil
+}
+
+// EndSession implements proxy.SessionEnder: it revokes the session in Clerk
+// (POST /v1/sessions/{id}/revoke, clerk-sdk-go's session.Revoke), after
+// which Clerk reports it "revoked" and the handshake of any tab signs it
+// out; and it returns the Set-Cookie values that drop the session token
+// cookies from the app's host (__client_uat is Clerk's, set on the
+// registrable domain: the next handshake sets it to 0). A session Clerk no
+// longer holds active counts as ended, however the revoke call answered.
+func (c *Client) EndSession(ctx context.Context, sessionID string) ([]string, error) {
+	clear := slices.Clone(c.clearSession)
+	if !c.hasSecret {
+		return clear, errNoSecretKey
+	}
+	_, err := c.sessions.Revoke(ctx, &session.RevokeParams{ID: url.PathEscape(sessionID)})
+	if err == nil {
+		return clear, nil
+	}
+	if st, cerr := c.CheckSession(ctx, sessionID); cerr == nil && !st.Active {
+		return clear, nil
+	}
+	return clear, fmt.Errorf("clerk: revoke session: %w", apiError(err))
 }
 
 // PrimaryEmail returns a user's primary email address from the Backend API,

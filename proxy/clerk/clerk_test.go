@@ -213,6 +213,25 @@ func newFakeClerk(t testing.TB, keys ...jose.JSONWebKey) *fakeClerk {
 			writeJSON(w, s)
 		}
 	})
+	mux.HandleFunc("POST /v1/sessions/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		f.mu.Lock()
+		status, ok := f.sessions[id]
+		if status == "active" {
+			f.sessions[id] = "revoked"
+		}
+		f.mu.Unlock()
+		switch {
+		case status == "boom":
+			http.Error(w, "upstream trouble", http.StatusBadGateway)
+		case !ok:
+			writeAPIError(w, http.StatusNotFound, "resource_not_found")
+		case status != "active":
+			writeAPIError(w, http.StatusBadRequest, "session_not_active")
+		default:
+			writeJSON(w, map[string]any{"object": "session", "id": id, "user_id": "user_123", "status": "revoked"})
+		}
+	})
 	mux.HandleFunc("GET /v1/users/{id}", func(w http.ResponseWriter, r *http.Request) {
 		switch r.PathValue("id") {
 		case "user_123":

@@ -90,7 +90,7 @@ type ClerkOptions struct {
 	Users []ClerkUser
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Logger receives sign-ins, sign-outs and handshakes (default: discard).
+	// Logger receives sign-ins, revocations and handshakes (default: discard).
 	Logger *slog.Logger
 	// TokenTTL is the life of a session token (default 60s, like Clerk).
 	TokenTTL time.Duration
@@ -108,8 +108,10 @@ type ClerkOptions struct {
 }
 
 // Clerk is an in-memory stand-in for a Clerk production instance: Backend
-// API, Frontend API handshake and hosted sign-in/sign-out pages, all served
-// by Handler on one server. Create it with NewClerk.
+// API, Frontend API handshake and a hosted sign-in page, all served by
+// Handler on one server. Like Clerk's Account Portal it has no sign-out
+// page: a session ends through the Backend API's revoke. Create it with
+// NewClerk.
 type Clerk struct {
 	fapiHost  string
 	issuer    string
@@ -298,7 +300,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 
 // Handler serves the Backend API under /v1 (bearer secret key), the
 // Frontend API handshake at /v1/client/handshake, the public JWKS at
-// /.well-known/jwks.json, and the /sign-in and /sign-out pages.
+// /.well-known/jwks.json, and the /sign-in page.
 func (c *Clerk) Handler() http.Handler { return c.handler }
 
 // SetBaseURL records the sandbox's own URL ("http://127.0.0.1:4100"), once
@@ -472,8 +474,10 @@ func (c *Clerk) BackendCalls(route string) int {
 	return c.calls[route]
 }
 
-// RevokeSession marks a session "revoked", as the Backend API's revoke
-// does. Its client is signed out at the next handshake.
+// RevokeSession marks an active session "revoked", as the Backend API's
+// POST /v1/sessions/{id}/revoke does: GET /v1/sessions/{id} then says so,
+// and the next handshake of its client answers with the signed-out
+// directives.
 func (c *Clerk) RevokeSession(sessionID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -526,28 +530,6 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 	return res, nil
 }
 
-// signOut ends the current session of the client behind clientCookie and
-// forgets the client. It reports the ended session ("" if none).
-func (c *Clerk) signOut(clientCookie string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cl := c.clients[clientCookie]
-	if cl == nil {
-		return ""
-	}
-	delete(c.clients, clientCookie)
-	s := c.sessions[cl.sessionID]
-	if s == nil {
-		return ""
-	}
-	if s.status == "active" {
-		s.status = "ended"
-		s.updatedAt = c.now()
-	}
-	c.log.Info("sandbox clerk: signed out", "user", s.userID, "session", s.id, "client", cl.id)
-	return s.id
-}
-
 // activeSession returns the client's session if it is active, touching its
 // last activity, and the client's __client_uat.
 func (c *Clerk) activeSession(clientCookie string) (clerkSessionState, int64, bool) {
@@ -581,14 +563,6 @@ func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie
 			SameSite: http.SameSiteLaxMode, Secure: secure},
 		{Name: ClerkClientCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge, HttpOnly: true,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
-	}
-}
-
-func clerkSignOutCookies(secure bool) []*http.Cookie {
-	return []*http.Cookie{
-		{Name: "__session", Value: "", Path: "/", MaxAge: -1, SameSite: http.SameSiteLaxMode, Secure: secure},
-		{Name: "__client_uat", Value: "0", Path: "/", MaxAge: clerkUATMaxAge, SameSite: http.SameSiteLaxMode, Secure: secure},
-		{Name: ClerkClientCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure},
 	}
 }
 

@@ -48,7 +48,6 @@ func (c *Clerk) routes() http.Handler {
 		}
 		http.Redirect(w, r, u, http.StatusFound)
 	})
-	mux.HandleFunc("GET /sign-out", c.handleSignOut)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, http.StatusNotFound, "Not found", "The tollgate sandbox has no page at this address.")
 	})
@@ -282,26 +281,6 @@ func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	v := c.userView(u)
 	d.Title, d.Current, d.SessionID = "Signed in", &v, res.sessionID
 	c.render(w, http.StatusOK, "signed_in", d)
-}
-
-func (c *Clerk) handleSignOut(w http.ResponseWriter, r *http.Request) {
-	raw := r.URL.Query().Get("redirect_url")
-	if raw != "" {
-		if _, err := c.checkRedirect(raw); err != nil {
-			c.renderError(w, http.StatusBadRequest, "Invalid redirect", err.Error())
-			return
-		}
-	}
-	c.signOut(clerkCookieValue(r, ClerkClientCookie))
-	for _, ck := range clerkSignOutCookies(r.TLS != nil) {
-		http.SetCookie(w, ck)
-	}
-	if raw != "" {
-		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, raw, http.StatusSeeOther)
-		return
-	}
-	c.render(w, http.StatusOK, "signed_out", c.page("Signed out"))
 }
 
 func (c *Clerk) renderError(w http.ResponseWriter, status int, title, msg string) {
