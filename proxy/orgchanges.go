@@ -88,10 +88,15 @@ func (o *orgChanges) apply(id *Identity) bool {
 
 // changeTime is when a change counts from: the later of Clerk's own time
 // for the event and now, so that neither clock's lag lets an identity
-// issued before the change escape it.
+// issued before the change escape it; but no more than a few minutes
+// ahead, so a clock far off cannot hold back identities issued after it.
 func (s *Server) changeTime(at time.Time) time.Time {
-	if now := s.now(); now.After(at) {
+	now := s.now()
+	switch {
+	case now.After(at):
 		return now
+	case at.After(now.Add(5 * time.Minute)):
+		return now.Add(5 * time.Minute)
 	}
 	return at
 }
