@@ -119,7 +119,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	w := httptest.NewRecorder()
 	srv.ServeHTTP(w, f.request("/app/x"))
 	for _, c := range w.Result().Cookies() {
-		if c.Name == proxy.GatewayCookie {
+		if c.Name == proxy.GatewayCookieSecure {
 			f.cookies += "; " + c.Name + "=" + c.Value
 		}
 	}

@@ -272,13 +272,17 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusNotFound)
 		return
 	}
+	ret := s.safeReturn(r.PostForm.Get("return"))
+	if p.Scope == SubjectOrg && staleOrg(id) {
+		s.freshIdentityRequired(w, r, s.prefix+"/subscribe/"+url.PathEscape(p.Key)+"?"+url.Values{"return": {ret}}.Encode())
+		return
+	}
 	subject, why := subjectFor(p, id)
 	if why != "" {
 		entryFrom(r.Context()).reason = why
 		s.writeError(w, r, http.StatusForbidden)
 		return
 	}
-	ret := s.safeReturn(r.PostForm.Get("return"))
 	done := s.admitBilling(w, r, id)
 	if done == nil {
 		return
@@ -331,6 +335,10 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	subject := Subject{Kind: SubjectUser, ID: id.UserID}
 	if r.PostForm.Get("scope") == "org" {
+		if staleOrg(id) {
+			s.freshIdentityRequired(w, r, s.prefix+"/account")
+			return
+		}
 		if !id.IsOrgAdmin() {
 			entryFrom(r.Context()).reason = "organization_admin_required"
 			s.writeError(w, r, http.StatusForbidden)
@@ -370,6 +378,28 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pages.render(w, r, http.StatusOK, "account", accountPage{Identity: id, Email: email, Subscriptions: subs,
 		CanManage: len(subs) > 0 && s.billing != nil, SignOutPath: s.prefix + "/sign-out"})
+}
+
+// staleOrg reports whether id's organisation and role may be older than
+// Clerk's last word: the gateway cookie carries them from the last Clerk
+// token, and the session check does not name the role (README "Sessions").
+func staleOrg(id *Identity) bool { return id.Source == "gateway" }
+
+// freshIdentityRequired answers a billing action for an organisation made
+// on the gateway cookie alone: it waits for a fresh Clerk token. A person
+// gets a page whose link leads back through a page load, which Clerk's
+// handshake refreshes; a program gets 401 and refreshes its token.
+func (s *Server) freshIdentityRequired(w http.ResponseWriter, r *http.Request, back string) {
+	entryFrom(r.Context()).reason = "fresh_session_required"
+	noStore(w)
+	const msg = "Billing for an organisation needs a fresh check of your role with the sign-in service."
+	if wantsHTML(r) {
+		s.pages.render(w, r, http.StatusUnauthorized, "error", errorPage{Code: http.StatusUnauthorized,
+			Title: "Confirm your organisation", Message: msg + " Continue, then choose again.",
+			ActionURL: back, ActionLabel: "Continue"})
+		return
+	}
+	writeJSON(w, http.StatusUnauthorized, errorBody{Error: "fresh_session_required", Message: msg})
 }
 
 // billingError maps Billing's errors to answers; details go to the log.

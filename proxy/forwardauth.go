@@ -123,7 +123,7 @@ func (s *Server) sessionBounce(orig *http.Request, f *forward) string {
 	if !isNavigation(orig) || hasCookie(orig, bounceCookie) {
 		return ""
 	}
-	if len(f.setCookies) == 0 && (len(f.cookies) == 0 || hasCookie(orig, GatewayCookie)) {
+	if len(f.setCookies) == 0 && (len(f.cookies) == 0 || s.hasGatewayCookie(orig)) {
 		return ""
 	}
 	ret := f.rawPath

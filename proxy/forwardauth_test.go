@@ -98,7 +98,7 @@ func TestForwardAuth_CookiesThePeerCannotPassGoThroughTheSessionBounce(t *testin
 	}
 	var gw *http.Cookie
 	for _, c := range resp.Cookies() {
-		if c.Name == GatewayCookie {
+		if c.Name == GatewayCookieSecure {
 			gw = c
 		}
 	}
@@ -106,7 +106,7 @@ func TestForwardAuth_CookiesThePeerCannotPassGoThroughTheSessionBounce(t *testin
 		t.Fatal("the bounce set no gateway cookie")
 	}
 	// Back with the cookie: allowed, no second bounce.
-	resp = fx.authAsk("", "GET", "/private/x?q=1", with(navigation, "X-Test-User", "user_1", "Cookie", GatewayCookie+"="+gw.Value))
+	resp = fx.authAsk("", "GET", "/private/x?q=1", with(navigation, "X-Test-User", "user_1", "Cookie", GatewayCookieSecure+"="+gw.Value))
 	if resp.StatusCode != 200 {
 		t.Errorf("with the cookie: %d", resp.StatusCode)
 	}

@@ -209,15 +209,18 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 		// Clerk told us (webhook) the session or user is gone; its tokens
 		// stay valid for up to a minute, tollgate does not wait for that.
 		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT}
-		if hasCookie(r, GatewayCookie) {
+		if s.hasGatewayCookie(r) {
 			out.cookies = append(out.cookies, s.gw.clearCookie())
 		}
 		out.setCookies = nil
 	case res.State == SignedIn && res.Identity != nil:
 		out.id = res.Identity
+		if s.gw != nil {
+			s.gw.orgs.apply(out.id) // membership changes Clerk reported after the token
+		}
 		// Bearer clients carry no cookies; everyone else gets (or keeps) the
 		// gateway session that carries them past the token's 60 s life.
-		if s.gw != nil && res.Identity.Source != "bearer" && s.gw.needsReissue(s.gw.read(r), out.id, now) {
+		if s.gw != nil && res.Identity.Source != "bearer" && s.gw.needsReissue(r, out.id, now) {
 			c, err := s.gw.issue(out.id, now)
 			if err != nil {
 				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
@@ -236,7 +239,7 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 			}
 		case errors.As(err, &rejected):
 			res.Reason = strings.TrimPrefix(res.Reason+"; "+rejected.Error(), "; ")
-			if rejected.clear && hasCookie(r, GatewayCookie) {
+			if rejected.clear && s.hasGatewayCookie(r) {
 				out.cookies = append(out.cookies, s.gw.clearCookie())
 			}
 		default:

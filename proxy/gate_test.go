@@ -77,22 +77,37 @@ func (fakePortal) SignInURL(ret, db string) string {
 	}
 	return u
 }
-func (fakePortal) SignOutURL(ret string) string {
-	return "https://accounts.example.com/sign-out?redirect_url=" + url.QueryEscape(ret)
+
+// fakeEnder ends Clerk sessions, or fails to while err is set.
+type fakeEnder struct {
+	mu    sync.Mutex
+	err   error
+	ended []string
+}
+
+func (f *fakeEnder) EndSession(_ context.Context, sid string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return []string{"__session=; Path=/; Max-Age=0"}, f.err
+	}
+	f.ended = append(f.ended, sid)
+	return []string{"__session=; Path=/; Max-Age=0"}, nil
 }
 
 type fakeChecker struct {
 	mu     sync.Mutex
 	active bool
+	org    string // last_active_organization_id
 	err    error
 	calls  int
 }
 
-func (f *fakeChecker) SessionActive(context.Context, string) (bool, error) {
+func (f *fakeChecker) CheckSession(context.Context, string) (SessionStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return f.active, f.err
+	return SessionStatus{Active: f.active, OrgID: f.org}, f.err
 }
 
 type fakeEntitlements map[Subject]*Entitlements
@@ -134,6 +149,7 @@ type gateFixture struct {
 	seen     []*http.Request // requests the upstream received
 	now      time.Time
 	checker  *fakeChecker
+	ender    *fakeEnder
 	ents     fakeEntitlements
 }
 
@@ -151,7 +167,7 @@ func trustLoopback(cfg string) string {
 // newGateFixtureConfig is newGateFixture with the config text edited first.
 func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string) string) *gateFixture {
 	t.Helper()
-	fx := &gateFixture{t: t, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), checker: &fakeChecker{active: true}, ents: fakeEntitlements{}}
+	fx := &gateFixture{t: t, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), checker: &fakeChecker{active: true}, ender: &fakeEnder{}, ents: fakeEntitlements{}}
 	if upstream == nil {
 		upstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add("Set-Cookie", "app=1; Path=/")
@@ -174,7 +190,7 @@ func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx.srv, err = New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, Sessions: fx.checker,
+	fx.srv, err = New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, Sessions: fx.checker, Ender: fx.ender,
 		Entitlements: fx.ents, Now: func() time.Time { return fx.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -355,7 +371,7 @@ func TestGate_SignedInForwardsIdentityAndMakesResponsePrivate(t *testing.T) {
 	if up.URL.RawQuery != "keep=1" {
 		t.Errorf("upstream query %q: Clerk parameters must not be forwarded", up.URL.RawQuery)
 	}
-	if c := up.Header.Get("Cookie"); strings.Contains(c, GatewayCookie) || !strings.Contains(c, "theme=dark") {
+	if c := up.Header.Get("Cookie"); strings.Contains(c, GatewayCookieSecure) || !strings.Contains(c, "theme=dark") {
 		t.Errorf("upstream Cookie %q", c)
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
@@ -368,7 +384,7 @@ func TestGate_SignedInForwardsIdentityAndMakesResponsePrivate(t *testing.T) {
 	for _, c := range resp.Cookies() {
 		names = append(names, c.Name)
 	}
-	if diff := cmp.Diff([]string{"app", GatewayCookie}, names); diff != "" {
+	if diff := cmp.Diff([]string{"app", GatewayCookieSecure}, names); diff != "" {
 		t.Errorf("Set-Cookie names (-want +got):\n%s", diff)
 	}
 }
@@ -392,7 +408,7 @@ func TestGate_HandshakeDirectivesAreAppendedToUpstreamCookies(t *testing.T) {
 	}}
 	resp := fx.do("GET", "/private/x", navigation)
 	got := resp.Header.Values("Set-Cookie")
-	if len(got) != 4 || got[0] != "app=1; Path=/" || got[1] != "__session=new; Path=/" || !strings.HasPrefix(got[3], GatewayCookie+"=") {
+	if len(got) != 4 || got[0] != "app=1; Path=/" || got[1] != "__session=new; Path=/" || !strings.HasPrefix(got[3], GatewayCookieSecure+"=") {
 		t.Errorf("Set-Cookie %q", got)
 	}
 }
@@ -509,13 +525,15 @@ func TestGate_EntitlementStoreFailureIs503NotAccess(t *testing.T) {
 	}
 }
 
-// gatewayCookieFrom signs in once and returns the __tollgate cookie issued.
-func gatewayCookieFrom(t *testing.T, fx *gateFixture) *http.Cookie {
+// gatewayCookieFrom signs in once (with more test headers, if any) and
+// returns the __tollgate cookie issued.
+func gatewayCookieFrom(t *testing.T, fx *gateFixture, kv ...string) *http.Cookie {
 	t.Helper()
-	resp := fx.do("GET", "/private/x", with(navigation, "X-Test-User", "user_1"))
+	resp := fx.do("GET", "/private/x", with(navigation, append([]string{"X-Test-User", "user_1"}, kv...)...))
 	for _, c := range resp.Cookies() {
-		if c.Name == GatewayCookie {
-			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+		if c.Name == GatewayCookieSecure {
+			// __Host-: Secure, Path=/ and no Domain, or browsers refuse it.
+			if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || !c.Secure || c.Domain != "" {
 				t.Errorf("gateway cookie attributes: %+v", c)
 			}
 			return c
@@ -548,7 +566,7 @@ func TestGate_GatewaySessionCarriesXHRPastTokenExpiry(t *testing.T) {
 	if resp.StatusCode != 200 || fx.checker.calls != 1 {
 		t.Fatalf("past refresh: status %d calls %d", resp.StatusCode, fx.checker.calls)
 	}
-	if len(resp.Cookies()) == 0 || resp.Cookies()[len(resp.Cookies())-1].Name != GatewayCookie {
+	if len(resp.Cookies()) == 0 || resp.Cookies()[len(resp.Cookies())-1].Name != GatewayCookieSecure {
 		t.Errorf("cookie not renewed: %v", resp.Header.Values("Set-Cookie"))
 	}
 	// The same stale cookie again within the cached answer: no second call.
@@ -606,7 +624,7 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 			}
 			cleared := false
 			for _, c := range resp.Cookies() {
-				if c.Name == GatewayCookie && c.MaxAge < 0 {
+				if c.Name == GatewayCookieSecure && c.MaxAge < 0 {
 					cleared = true
 				}
 			}
@@ -623,10 +641,19 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 func TestGate_ForgedGatewayCookieIsIgnored(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	other, _ := newSealer("another secret that is long enough!!")
-	forged, _ := other.seal(&gatewaySession{UserID: "user_x", SessionID: "sess_1", Issued: fx.now.Unix(), Checked: fx.now.Unix()})
-	resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), &http.Cookie{Name: GatewayCookie, Value: forged})
+	gs := &gatewaySession{UserID: "user_x", SessionID: "sess_1", Issued: fx.now.Unix(), Checked: fx.now.Unix()}
+	forged, _ := other.seal(gs, GatewayCookieSecure)
+	resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), &http.Cookie{Name: GatewayCookieSecure, Value: forged})
 	if resp.StatusCode != 401 {
 		t.Errorf("status %d", resp.StatusCode)
+	}
+	// Sealed by this gateway, but for the http name: on https neither that
+	// name nor its value under the __Host- name is accepted.
+	plain, _ := fx.srv.gw.sealer.seal(gs, GatewayCookie)
+	for _, c := range []*http.Cookie{{Name: GatewayCookie, Value: plain}, {Name: GatewayCookieSecure, Value: plain}} {
+		if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), c); resp.StatusCode != 401 {
+			t.Errorf("%s sealed for %s: status %d", c.Name, GatewayCookie, resp.StatusCode)
+		}
 	}
 }
 
@@ -720,44 +747,80 @@ func TestGate_InternalPrefixIsNeverForwarded(t *testing.T) {
 	}
 }
 
-func TestGate_SignOutClearsGatewayCookieAndGoesToClerk(t *testing.T) {
+func TestGate_SignOutEndsTheClerkSession(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	gw := gatewayCookieFrom(t, fx)
 	// A GET (a link, or an image on someone else's page) signs nobody out.
-	resp := fx.do("GET", "/.tollgate/sign-out", with(navigation, "X-Test-User", "user_1"), gw)
-	if resp.StatusCode != 200 || !strings.Contains(body(t, resp), `method="post"`) {
+	resp := fx.do("GET", "/.tollgate/sign-out?return=/private/x", with(navigation, "X-Test-User", "user_1"), gw)
+	page := body(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(page, `method="post"`) || !strings.Contains(page, `name="return" value="/private/x"`) {
 		t.Fatalf("GET sign-out: %d", resp.StatusCode)
 	}
 	if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), gw); resp.StatusCode != 200 {
 		t.Fatalf("after GET sign-out the session must live on: %d", resp.StatusCode)
 	}
+	post := func(hdr map[string]string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", fx.front.URL+"/.tollgate/sign-out", strings.NewReader("return=%2Fprivate%2Fx"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		req.AddCookie(gw)
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
 	// A cross-site POST is refused.
-	req, _ := http.NewRequest("POST", fx.front.URL+"/.tollgate/sign-out", nil)
-	req.Header.Set("Sec-Fetch-Site", "cross-site")
-	req.Header.Set("X-Test-User", "user_1")
-	req.AddCookie(gw)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
-		t.Fatalf("cross-site sign-out: %v %v", resp, err)
+	if resp := post(map[string]string{"Sec-Fetch-Site": "cross-site", "X-Test-User": "user_1"}); resp.StatusCode != 403 || len(fx.ender.ended) != 0 {
+		t.Fatalf("cross-site sign-out: %d", resp.StatusCode)
 	}
-	// The same-origin POST signs out and goes to Clerk's hosted sign-out.
-	req, _ = http.NewRequest("POST", fx.front.URL+"/.tollgate/sign-out", nil)
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	req.Header.Set("X-Test-User", "user_1")
-	req.AddCookie(gw)
-	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// Clerk cannot be reached: nothing changes, and the page says so.
+	fx.ender.err = errors.New("clerk down")
+	resp = post(map[string]string{"Sec-Fetch-Site": "same-origin", "Accept": "text/html", "X-Test-User": "user_1"})
+	if page := body(t, resp); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(page, "still signed in") || !strings.Contains(page, "Try again") {
+		t.Fatalf("sign-out with Clerk down: %d", resp.StatusCode)
 	}
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "https://accounts.example.com/sign-out?redirect_url="+url.QueryEscape("https://app.example.com/") {
+	for _, c := range resp.Cookies() {
+		if c.Name == GatewayCookieSecure && c.MaxAge < 0 {
+			t.Error("sign-out with Clerk down cleared the gateway cookie as if it had worked")
+		}
+	}
+	if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), gw); resp.StatusCode != 200 {
+		t.Fatalf("a failed sign-out ended the session here: %d", resp.StatusCode)
+	}
+	// The same-origin POST ends the Clerk session, clears the cookies and
+	// goes on to the app: no Account Portal page in between.
+	fx.ender.err = nil
+	resp = post(map[string]string{"Sec-Fetch-Site": "same-origin", "X-Test-User": "user_1"})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "https://app.example.com/private/x" {
 		t.Fatalf("status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	cs := resp.Cookies()
-	if len(cs) != 1 || cs[0].Name != GatewayCookie || cs[0].MaxAge >= 0 {
+	if diff := cmp.Diff([]string{"sess_1"}, fx.ender.ended); diff != "" {
+		t.Errorf("Clerk sessions ended (-want +got):\n%s", diff)
+	}
+	names := map[string]int{}
+	for _, c := range resp.Cookies() {
+		if c.MaxAge >= 0 {
+			t.Errorf("cookie %s set, not cleared", c.Name)
+		}
+		names[c.Name]++
+	}
+	if names[GatewayCookieSecure] != 1 || names["__session"] != 1 || len(names) != 2 {
 		t.Errorf("cookies %v", resp.Header.Values("Set-Cookie"))
 	}
 	// The old cookie is dead even if the browser kept it.
 	if resp := fx.do("GET", "/private/api", with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", "1"), gw); resp.StatusCode != 401 {
 		t.Errorf("after sign-out: %d", resp.StatusCode)
+	}
+	// Signed out already: the POST only clears and goes home.
+	req, _ := http.NewRequest("POST", fx.front.URL+"/.tollgate/sign-out", nil)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "https://app.example.com/" || len(fx.ender.ended) != 1 {
+		t.Errorf("signed-out sign-out: %v %v", resp, err)
 	}
 }
 

@@ -11,13 +11,22 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// GatewayCookie is the name of tollgate's own session cookie (DESIGN §8).
-const GatewayCookie = "__tollgate"
+// Names of tollgate's own session cookie (README "Sessions").
+const (
+	// GatewayCookie is its name when public_url is http.
+	GatewayCookie = "__tollgate"
+	// GatewayCookieSecure is its name when public_url is https. Browsers
+	// accept a __Host- cookie only when it is Secure, has Path=/ and no
+	// Domain, so no sibling subdomain can set one for this host (README
+	// "Security model"). On https the plain name is not read at all.
+	GatewayCookieSecure = "__Host-tollgate"
+)
 
 // gatewaySession is what the __tollgate cookie carries, sealed.
 type gatewaySession struct {
@@ -50,7 +59,7 @@ func newSealer(secret string) (*sealer, error) {
 	return &sealer{aead: aead}, nil
 }
 
-func (s *sealer) seal(gs *gatewaySession) (string, error) {
+func (s *sealer) seal(gs *gatewaySession, name string) (string, error) {
 	plain, err := json.Marshal(gs)
 	if err != nil {
 		return "", err
@@ -60,18 +69,18 @@ func (s *sealer) seal(gs *gatewaySession) (string, error) {
 		return "", err
 	}
 	// The cookie name is authenticated data, so a value cannot be replayed
-	// under another cookie that a future version might add.
-	out := s.aead.Seal(nonce, nonce, plain, []byte(GatewayCookie))
+	// under another cookie name (__tollgate's under __Host-tollgate's).
+	out := s.aead.Seal(nonce, nonce, plain, []byte(name))
 	return base64.RawURLEncoding.EncodeToString(out), nil
 }
 
-func (s *sealer) open(value string) (*gatewaySession, error) {
+func (s *sealer) open(value, name string) (*gatewaySession, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
 		return nil, errBadSeal
 	}
 	ns := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, raw[:ns], raw[ns:], []byte(GatewayCookie))
+	plain, err := s.aead.Open(nil, raw[:ns], raw[ns:], []byte(name))
 	if err != nil {
 		return nil, errBadSeal
 	}
@@ -85,6 +94,7 @@ func (s *sealer) open(value string) (*gatewaySession, error) {
 // gatewaySessions runs the __tollgate cookie: issue after a verified Clerk
 // token, accept only where DESIGN §8 allows, re-check Clerk every refresh.
 type gatewaySessions struct {
+	name    string // GatewayCookie, or GatewayCookieSecure on https
 	sealer  *sealer
 	ttl     time.Duration
 	refresh time.Duration
@@ -102,10 +112,13 @@ type gatewaySessions struct {
 	// requests skip the AES-GCM open and JSON decode (the values are
 	// immutable: a renewed cookie is a new value).
 	opened *lru.Cache[string, gatewaySession]
+	// orgs holds the membership changes Clerk's webhooks reported, applied
+	// to every identity issued before them (see orgChanges).
+	orgs *orgChanges
 }
 
 type sessionCheck struct {
-	active bool
+	status SessionStatus
 	at     time.Time
 }
 
@@ -118,8 +131,12 @@ func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) 
 	revoked, _ := lru.New[string, time.Time](100000)
 	opened, _ := lru.New[string, gatewaySession](10000)
 	revokedUsers, _ := lru.New[string, time.Time](100000)
-	return &gatewaySessions{sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
-		checks: checks, revoked: revoked, revokedUsers: revokedUsers, opened: opened}, nil
+	name := GatewayCookie
+	if secure {
+		name = GatewayCookieSecure
+	}
+	return &gatewaySessions{name: name, sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
+		checks: checks, revoked: revoked, revokedUsers: revokedUsers, opened: opened, orgs: newOrgChanges()}, nil
 }
 
 // RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
@@ -138,26 +155,59 @@ func (g *gatewaySessions) isRevoked(id *Identity) bool {
 	return ok && !id.IssuedAt.After(at)
 }
 
-func (g *gatewaySessions) read(r *http.Request) *gatewaySession {
-	c, err := r.Cookie(GatewayCookie)
-	if err != nil || c.Value == "" {
-		return nil
+// read opens the request's gateway cookie. dup reports two or more of
+// them: one may have been planted (on http a sibling subdomain can set a
+// domain-wide cookie of any name), so neither is used.
+func (g *gatewaySessions) read(r *http.Request) (gs *gatewaySession, dup bool) {
+	v, n := cookieValue(r, g.name)
+	if n != 1 || v == "" {
+		return nil, n > 1
 	}
-	if gs, ok := g.opened.Get(c.Value); ok {
-		return &gs // a copy: callers may change it
+	if gs, ok := g.opened.Get(v); ok {
+		return &gs, false // a copy: callers may change it
 	}
-	gs, err := g.sealer.open(c.Value)
+	gs, err := g.sealer.open(v, g.name)
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	g.opened.Add(c.Value, *gs)
-	return gs
+	g.opened.Add(v, *gs)
+	return gs, false
+}
+
+// cookieValue returns the value of the first cookie called name in r's
+// Cookie headers and how many of them there are, without allocating.
+func cookieValue(r *http.Request, name string) (value string, n int) {
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || strings.TrimSpace(k) != name {
+				continue
+			}
+			if n++; n == 1 {
+				value = strings.TrimSpace(v)
+			}
+		}
+	}
+	return value, n
+}
+
+// hasGatewayCookie reports whether r carries a gateway cookie at all.
+func (s *Server) hasGatewayCookie(r *http.Request) bool {
+	if s.gw == nil {
+		return false
+	}
+	_, n := cookieValue(r, s.gw.name)
+	return n > 0
 }
 
 // needsReissue reports whether a verified Clerk identity should refresh the
-// cookie: none yet, another session or organisation, or older than half a
-// refresh period (so a busy visitor does not get a Set-Cookie on every hit).
-func (g *gatewaySessions) needsReissue(cur *gatewaySession, id *Identity, now time.Time) bool {
+// request's cookie: none yet (or two), another session or organisation, or
+// older than half a refresh period (so a busy visitor does not get a
+// Set-Cookie on every hit).
+func (g *gatewaySessions) needsReissue(r *http.Request, id *Identity, now time.Time) bool {
+	cur, _ := g.read(r)
 	if cur == nil || cur.SessionID != id.SessionID || cur.UserID != id.UserID || cur.OrgID != id.OrgID || cur.OrgRole != id.OrgRole {
 		return true
 	}
@@ -165,16 +215,16 @@ func (g *gatewaySessions) needsReissue(cur *gatewaySession, id *Identity, now ti
 }
 
 func (g *gatewaySessions) cookie(gs *gatewaySession) (*http.Cookie, error) {
-	v, err := g.sealer.seal(gs)
+	v, err := g.sealer.seal(gs, g.name)
 	if err != nil {
 		return nil, err
 	}
-	return &http.Cookie{Name: GatewayCookie, Value: v, Path: "/", MaxAge: int(g.ttl.Seconds()),
+	return &http.Cookie{Name: g.name, Value: v, Path: "/", MaxAge: int(g.ttl.Seconds()),
 		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode}, nil
 }
 
 func (g *gatewaySessions) clearCookie() *http.Cookie {
-	return &http.Cookie{Name: GatewayCookie, Value: "", Path: "/", MaxAge: -1,
+	return &http.Cookie{Name: g.name, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode}
 }
 
@@ -203,8 +253,11 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 		signedOut := ar.ClientUAT <= 0 && r.Header.Get("Authorization") == ""
 		return nil, nil, errGatewayRejected{"not refreshable", signedOut}
 	}
-	gs := g.read(r)
-	if gs == nil {
+	gs, dup := g.read(r)
+	switch {
+	case dup:
+		return nil, nil, errGatewayRejected{"two gateway cookies", true}
+	case gs == nil:
 		return nil, nil, errGatewayRejected{"no gateway cookie", false}
 	}
 	issued := time.Unix(gs.Issued, 0)
@@ -226,13 +279,20 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 	}
 	var renewed *http.Cookie
 	if now.Sub(time.Unix(gs.Checked, 0)) > g.refresh {
-		active, err := g.sessionActive(ctx, gs.SessionID, now)
+		st, err := g.checkSession(ctx, gs.SessionID, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gateway session: check with clerk: %w", err)
 		}
-		if !active {
+		if !st.Active {
 			g.revoke(gs.SessionID, now)
 			return nil, nil, errGatewayRejected{"clerk says inactive", true}
+		}
+		if st.OrgID != gs.OrgID {
+			// The organisation is as fresh as the session check: Clerk's
+			// answer wins. Its slug and the visitor's role in it are not in
+			// that answer, so they are dropped rather than kept stale; the
+			// next Clerk token brings them back.
+			gs.OrgID, gs.OrgSlug, gs.OrgRole = st.OrgID, "", ""
 		}
 		gs.Checked = now.Unix()
 		c, err := g.cookie(gs)
@@ -241,21 +301,31 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 		}
 		renewed = c
 	}
-	return &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
-		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}, renewed, nil
+	id := &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
+		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}
+	if g.orgs.apply(id) {
+		// A membership change since the cookie was made: the cookie follows.
+		gs.OrgID, gs.OrgSlug, gs.OrgRole = id.OrgID, id.OrgSlug, id.OrgRole
+		c, err := g.cookie(gs)
+		if err != nil {
+			return nil, nil, err
+		}
+		renewed = c
+	}
+	return id, renewed, nil
 }
 
-func (g *gatewaySessions) sessionActive(ctx context.Context, sid string, now time.Time) (bool, error) {
+func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time.Time) (SessionStatus, error) {
 	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refresh {
-		return c.active, nil
+		return c.status, nil
 	}
 	if g.checker == nil {
-		return false, nil
+		return SessionStatus{}, nil
 	}
-	active, err := g.checker.SessionActive(ctx, sid)
+	st, err := g.checker.CheckSession(ctx, sid)
 	if err != nil {
-		return false, err
+		return SessionStatus{}, err
 	}
-	g.checks.Add(sid, sessionCheck{active: active, at: now})
-	return active, nil
+	g.checks.Add(sid, sessionCheck{status: st, at: now})
+	return st, nil
 }

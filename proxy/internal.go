@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -22,10 +23,20 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 				return
 			}
 		} else {
+			var res AuthResult
 			var err error
-			out, _, err = s.identify(r)
+			out, res, err = s.identify(r)
 			if err != nil {
 				s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
+			}
+			if res.State == Handshake || res.Location != "" {
+				// A page load whose Clerk token Clerk would refresh: refresh
+				// it, so that the page knows the visitor by a fresh token
+				// rather than by the gateway cookie, or not at all.
+				e.decision = "handshake"
+				addSetCookies(w, res.SetCookies)
+				redirect(w, res.Location, http.StatusTemporaryRedirect)
+				return
 			}
 			if out.id != nil {
 				e.userID, e.source = out.id.UserID, out.id.Source
@@ -39,35 +50,62 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 	})
 }
 
-// handleSignOut ends tollgate's own session and sends the visitor to Clerk's
-// hosted sign-out, which ends the Clerk session and comes back home.
+// handleSignOut signs the visitor out (README "Sessions"): it ends the
+// Clerk session itself through the Backend API, so that no handshake
+// brings it back in any tab, drops tollgate's gateway session and the
+// session token cookies, and sends the visitor on to public_url (or the
+// form's safe return path). Clerk's Account Portal has no documented
+// sign-out page to send anyone to. If Clerk cannot be reached nothing is
+// changed, and the page says so and offers to try again: clearing only
+// tollgate's cookies would look like a sign-out while the next page load
+// signs the visitor back in.
 func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
-	if id := IdentityFromContext(r.Context()); id != nil {
+	noStore(w)
+	id := IdentityFromContext(r.Context())
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	_ = r.ParseForm()
+	ret := s.safeReturn(r.PostForm.Get("return"))
+	if id != nil {
+		var clear []string
+		err := errors.New("no Clerk Backend API to end the session with")
+		if s.ender != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			clear, err = s.ender.EndSession(ctx, id.SessionID)
+			cancel()
+		}
+		if err != nil {
+			s.log.WarnContext(r.Context(), "sign-out: cannot end the Clerk session", "user_id", id.UserID, "err", err)
+			entryFrom(r.Context()).reason = "clerk_revoke_failed"
+			s.pages.render(w, r, http.StatusServiceUnavailable, "signout", signOutPage{SignedIn: true, Failed: true,
+				Action: s.prefix + "/sign-out", Return: ret})
+			return
+		}
+		// Tokens of the session still inside their minute die here too.
 		s.RevokeSession(id.SessionID)
+		w.Header().Del("Set-Cookie") // whatever the identity lookup just (re)issued
+		addSetCookies(w, clear)
+	} else {
+		w.Header().Del("Set-Cookie")
 	}
 	if s.gw != nil {
-		// Drop whatever the identity lookup just (re)issued.
-		w.Header().Del("Set-Cookie")
 		http.SetCookie(w, s.gw.clearCookie())
 	}
-	home := strings.TrimSuffix(s.cfg.PublicURL.String(), "/") + "/"
-	if s.portal == nil {
-		redirect(w, "/", http.StatusSeeOther)
-		return
-	}
-	redirect(w, s.portal.SignOutURL(home), http.StatusSeeOther)
+	redirect(w, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+ret, http.StatusSeeOther)
 }
 
 type signOutPage struct {
 	SignedIn bool
+	Failed   bool // Clerk could not be asked to end the session
 	Action   string
+	Return   string
 }
 
 // handleSignOutPage asks for the POST that signs out, so that a link (or an
 // image a third-party page embeds) cannot sign anyone out by itself.
 func (s *Server) handleSignOutPage(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
-	s.pages.render(w, r, http.StatusOK, "signout", signOutPage{SignedIn: IdentityFromContext(r.Context()) != nil, Action: s.prefix + "/sign-out"})
+	s.pages.render(w, r, http.StatusOK, "signout", signOutPage{SignedIn: IdentityFromContext(r.Context()) != nil,
+		Action: s.prefix + "/sign-out", Return: s.safeReturn(r.URL.Query().Get("return"))})
 }
 
 // meJSON is GET /api/me: who the visitor is and what they hold.

@@ -41,6 +41,9 @@ type errorPage struct {
 	Title   string
 	Message string
 	HomeURL string
+	// ActionURL, with ActionLabel, replaces the home page link with the
+	// one way forward.
+	ActionURL, ActionLabel string
 }
 
 func newPages(brand PagesConfig, prefix string) (*pages, error) {

@@ -106,10 +106,28 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, r *http.Request) AuthResult
 }
 
-// SessionChecker asks Clerk whether a session is still active. Implemented by
-// proxy/clerk with the Backend API; the gate caches its answers.
+// SessionStatus is what Clerk says of a session when asked.
+type SessionStatus struct {
+	Active bool
+	// OrgID is the session's active organisation now ("": none), Clerk's
+	// last_active_organization_id: what the session's next token carries.
+	OrgID string
+}
+
+// SessionChecker asks Clerk about a session: whether it is still active,
+// and its organisation. Implemented by proxy/clerk with the Backend API
+// (one call); the gate caches its answers.
 type SessionChecker interface {
-	SessionActive(ctx context.Context, sessionID string) (bool, error)
+	CheckSession(ctx context.Context, sessionID string) (SessionStatus, error)
+}
+
+// SessionEnder ends a Clerk session in Clerk itself, for sign-out.
+// Implemented by proxy/clerk with the Backend API.
+type SessionEnder interface {
+	// EndSession revokes the session; once it returns nil, no handshake
+	// brings the session back. clear are Set-Cookie values that drop the
+	// session token cookies from this host, to send whatever the outcome.
+	EndSession(ctx context.Context, sessionID string) (clear []string, err error)
 }
 
 // SubjectKind says whether a billing subject is a user or an organisation.

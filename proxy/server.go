@@ -22,7 +22,6 @@ type Observer interface {
 // proxy/clerk.
 type AccountPortal interface {
 	SignInURL(returnURL, devBrowserToken string) string
-	SignOutURL(returnURL string) string
 }
 
 // InternalRoute is one extra handler under internal_prefix, mounted by main
@@ -57,6 +56,7 @@ type Options struct {
 	Auth         Authenticator     // nil: nobody is ever signed in
 	Portal       AccountPortal     // nil: signed-out visitors get 401 pages instead of redirects
 	Sessions     SessionChecker    // nil: __tollgate is not renewed past session.refresh
+	Ender        SessionEnder      // nil: sign-out cannot end a Clerk session, and says so
 	Entitlements EntitlementSource // nil: paid routes are never unlocked
 	Billing      Billing           // nil: no checkout (the upgrade page still lists plans)
 	Prices       PriceCatalog      // nil: plans are shown without amounts
@@ -92,6 +92,7 @@ type Server struct {
 	users     UserLister
 	directory Directory
 	stale     StaleNotifier
+	ender     SessionEnder
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
 	tunnels   *tunnels         // upgraded connections on gated routes; shared across reloads
 	ownBody   time.Duration    // OwnBodyTimeout, or the test's
@@ -113,7 +114,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("proxy.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}

@@ -219,18 +219,25 @@ func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 	if s.gw != nil && s.gw.isRevoked(&tn.id) {
 		return tunnelRevoked
 	}
+	id := tn.id // judged as the gate would judge its opener now
+	if s.gw != nil {
+		s.gw.orgs.apply(&id) // membership changes Clerk reported since
+	}
 	if askClerk && s.gw != nil && s.gw.checker != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		active, err := s.gw.sessionActive(ctx, tn.id.SessionID, s.now())
+		st, err := s.gw.checkSession(ctx, tn.id.SessionID, s.now())
 		cancel()
 		switch {
 		case err != nil:
 			// Clerk could not be asked: not cut for its outage; the next
 			// check asks again.
 			s.log.Warn("tunnel check: clerk session", "user_id", tn.id.UserID, "err", err)
-		case !active:
+		case !st.Active:
 			s.gw.revoke(tn.id.SessionID, s.now())
 			return tunnelRevoked
+		case st.OrgID != id.OrgID:
+			// Clerk's active organisation moved on: so does the tunnel's.
+			id.OrgID, id.OrgSlug, id.OrgRole = st.OrgID, "", ""
 		}
 	}
 	m, ok := s.cfg.Routes.Judge(tn.method, tn.host, tn.path, tn.overrides)
@@ -244,7 +251,7 @@ func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := s.decidePaid(ctx, &tn.id, m.RouteID)
+	d, err := s.decidePaid(ctx, &id, m.RouteID)
 	if err != nil {
 		// The store did not answer: a new request would get 503, but an
 		// open tunnel is not cut for our outage; the next check decides.

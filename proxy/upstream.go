@@ -120,6 +120,7 @@ func stripCookies(h http.Header, forwardClerk bool) {
 // withoutCookies drops the credential cookies from one Cookie header line.
 func withoutCookies(line string, forwardClerk bool) string {
 	var b strings.Builder
+	b.Grow(len(line))
 	for part := range strings.SplitSeq(line, ";") {
 		p := strings.TrimSpace(part)
 		name, _, _ := strings.Cut(p, "=")

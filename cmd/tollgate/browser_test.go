@@ -248,9 +248,9 @@ func (b *browser) shoot(name string) {
 // sign in through the sandbox, hit a paid route, read the upgrade page, start
 // the paid trial, pay in the sandbox Checkout, land back on the same route
 // with access, read the account page, cancel in the portal, keep access to
-// the end of the period, and lose it when the sandbox clock passes it. Also:
-// a fetch() long after the 60-second token expired, no redirect loops, and a
-// screenshot of every page at 390 px and 1280 px.
+// the end of the period, lose it when the sandbox clock passes it, and sign
+// out. Also: a fetch() long after the 60-second token expired, no redirect
+// loops, and a screenshot of every page at 390 px and 1280 px.
 func TestBrowser_PaidJourney(t *testing.T) {
 	b := newBrowser(t)
 	d, clk := mustRunDemo(t)
@@ -368,6 +368,23 @@ func TestBrowser_PaidJourney(t *testing.T) {
 	}
 	b.mustSay("the upgrade page after the plan ended", "has ended", "Pro", "$12.00")
 	b.shoot("upgrade-ended")
+
+	// Sign out from the account page: the Clerk session ends (through the
+	// Backend API, not a hosted page), the browser lands on the app's home
+	// page, and a signed-in page sends it to sign in again.
+	if code, _ := b.open(d.URL + "/.tollgate/account"); code != 200 {
+		t.Fatalf("account before signing out: %d", code)
+	}
+	if code, loc := b.click(`form[action="/.tollgate/sign-out"] button[type="submit"]`); code != 200 || loc != d.URL+"/" {
+		t.Fatalf("sign out: %d at %s, want the home page", code, loc)
+	}
+	if got := d.Clerk.BackendCalls("POST /v1/sessions/{id}/revoke"); got != 1 {
+		t.Errorf("sign out revoked %d Clerk sessions, want 1", got)
+	}
+	if _, loc := b.open(d.URL + "/settings/"); !strings.HasPrefix(loc, d.ClerkURL+"/sign-in") {
+		t.Fatalf("signed-in page after signing out: at %s, want the sandbox sign-in", loc)
+	}
+	b.shoot("signed-out")
 
 	// Tollgate's own error pages.
 	if code, _ := b.open(d.URL + "/admin/"); code != 403 {

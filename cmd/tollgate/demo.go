@@ -108,6 +108,9 @@ type demoOptions struct {
 	// OwnBodyTimeout shortens the deadline of tollgate's own endpoints'
 	// bodies (tests).
 	OwnBodyTimeout time.Duration
+	// NonceHandshake makes the sandbox Clerk answer handshakes with a
+	// nonce (exchanged through the Backend API) instead of the token.
+	NonceHandshake bool
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -146,7 +149,8 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	d.adminLn = adminLn
 	d.AdminURL = "http://" + adminLn.Addr().String()
 
-	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now})
+	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now,
+		NonceHandshake: o.NonceHandshake})
 	if err != nil {
 		return nil, err
 	}

@@ -28,28 +28,13 @@ import (
 // counted as upstream failures": each attack over real TCP against the
 // real gateway that `tollgate demo` wires.
 
-// mustRunDemoWith is mustRunDemo with options, and the gateway's log kept
+// mustRunDemoLogged is mustRunDemoWith with the gateway's log kept
 // for the test to read.
-func mustRunDemoWith(t *testing.T, o demoOptions) (*demo, *clock, *lockedWriter) {
+func mustRunDemoLogged(t *testing.T, o demoOptions) (*demo, *clock, *lockedWriter) {
 	t.Helper()
-	clk := &clock{now: time.Now().Truncate(time.Second)}
 	logs := &lockedWriter{w: &bytes.Buffer{}}
-	o.Now = clk.Now
 	o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := startDemo(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := contextWithCancel(t)
-	done := make(chan error, 1)
-	go func() { done <- d.serveUntilDone(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("demo shutdown: %v", err)
-		}
-		d.Close()
-	})
+	d, clk := mustRunDemoWith(t, o)
 	return d, clk, logs
 }
 
@@ -104,7 +89,7 @@ func answer(t *testing.T, conn net.Conn, within time.Duration) *http.Response {
 }
 
 func TestDemo_TricklingBodiesAreCut(t *testing.T) {
-	d, _, logs := mustRunDemoWith(t, demoOptions{OwnBodyTimeout: 2 * time.Second})
+	d, _, logs := mustRunDemoLogged(t, demoOptions{OwnBodyTimeout: 2 * time.Second})
 	const extra = 16
 	n := proxy.WebhookBodyReads + extra
 
@@ -179,7 +164,7 @@ func TestDemo_TricklingBodiesAreCut(t *testing.T) {
 // WebSockets, busy or idle, are cut by the idle rule.
 func TestDemo_ClientBodyErrorsAreTheClients(t *testing.T) {
 	const idle = time.Second
-	d, _, logs := mustRunDemoWith(t, demoOptions{Tweak: func(c *proxy.Config) { c.Timeouts.BodyIdle = idle }})
+	d, _, logs := mustRunDemoLogged(t, demoOptions{Tweak: func(c *proxy.Config) { c.Timeouts.BodyIdle = idle }})
 	jar, _ := cookiejar.New(nil)
 	signIn(t, d, jar, "user_ada")
 	cookies := cookieHeader(jar, d)
@@ -362,7 +347,7 @@ func tunnelClosedFor(logs *lockedWriter, path, reason string) bool {
 }
 
 func TestDemo_SignOutClosesTunnels(t *testing.T) {
-	d, clk, logs := mustRunDemoWith(t, demoOptions{})
+	d, clk, logs := mustRunDemoLogged(t, demoOptions{})
 	jar, _ := cookiejar.New(nil)
 	signIn(t, d, jar, "user_ada")
 	cookies := cookieHeader(jar, d)
@@ -414,7 +399,7 @@ func TestDemo_SignOutClosesTunnels(t *testing.T) {
 }
 
 func TestDemo_TunnelMaxLifetime(t *testing.T) {
-	d, _, logs := mustRunDemoWith(t, demoOptions{Tweak: func(c *proxy.Config) { c.Timeouts.TunnelMaxLifetime = 2 * time.Second }})
+	d, _, logs := mustRunDemoLogged(t, demoOptions{Tweak: func(c *proxy.Config) { c.Timeouts.TunnelMaxLifetime = 2 * time.Second }})
 	jar, _ := cookiejar.New(nil)
 	signIn(t, d, jar, "user_ada")
 	cookies := cookieHeader(jar, d)
@@ -435,7 +420,7 @@ func TestDemo_TunnelMaxLifetime(t *testing.T) {
 }
 
 func TestDemo_CancelledSubscriptionClosesPaidTunnel(t *testing.T) {
-	d, _, logs := mustRunDemoWith(t, demoOptions{})
+	d, _, logs := mustRunDemoLogged(t, demoOptions{})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")

@@ -47,8 +47,15 @@ func (c *clock) Advance(d time.Duration) {
 // gateway, the real Clerk adapter, the sandbox and the demo app.
 func mustRunDemo(t *testing.T) (*demo, *clock) {
 	t.Helper()
+	return mustRunDemoWith(t, demoOptions{})
+}
+
+// mustRunDemoWith is mustRunDemo with options (its clock is set here).
+func mustRunDemoWith(t *testing.T, o demoOptions) (*demo, *clock) {
+	t.Helper()
 	clk := &clock{now: time.Now().Truncate(time.Second)}
-	d, err := startDemo(demoOptions{Now: clk.Now})
+	o.Now = clk.Now
+	d, err := startDemo(o)
 	if err != nil {
 		t.Fatal(err)
 	}

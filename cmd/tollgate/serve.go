@@ -277,7 +277,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk: %w", err)
 		}
-		opts.Auth, opts.Portal, opts.Sessions = cc, cc, cc
+		opts.Auth, opts.Portal, opts.Sessions, opts.Ender = cc, cc, cc, cc
 		g.Clerk = cc
 	}
 	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {
@@ -295,7 +295,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	revoker := &lateRevoker{}
 	if g.Clerk != nil && len(cfg.Clerk.WebhookSecrets) > 0 {
 		h, err := clerk.NewWebhookHandler(clerk.WebhookConfig{
-			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker,
+			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker, Memberships: revoker,
 			Logger: deps.Logger.With("component", "clerk-webhook"), Now: deps.Now,
 			Dedupe: func(ctx context.Context, id string) (bool, func() error, error) {
 				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)
@@ -407,6 +407,30 @@ func (l *lateRevoker) RevokeUser(id string) {
 	defer l.mu.Unlock()
 	if l.srv != nil {
 		l.srv.RevokeUser(id)
+	}
+}
+
+func (l *lateRevoker) RevokeMembership(orgID, userID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeMembership(orgID, userID, at)
+	}
+}
+
+func (l *lateRevoker) UpdateMembership(orgID, userID, role string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.UpdateMembership(orgID, userID, role, at)
+	}
+}
+
+func (l *lateRevoker) RevokeOrganization(orgID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeOrganization(orgID, at)
 	}
 }
 

@@ -120,7 +120,16 @@ func TestAuthenticate_CookieDecisionTable(t *testing.T) {
 		{"ignore category accepted", xhr("/", sess(ignoreCat), uatCookie()), signedIn("cookie", uat, now)},
 		{"no typ, no cat accepted", xhr("/", sess(bare), uatCookie()), signedIn("cookie", uat, now)},
 		{"pending session", page("/", sess(pending), uatCookie()), signedOut("session-pending", uat)},
-		{"first cookie of a name wins", xhr("/", sess(valid), sess("garbage"), uatCookie()), signedIn("cookie", uat, now)},
+		// Two copies of a session cookie: neither is trusted, nor may the
+		// gateway cookie stand in (not refreshable); a page load asks Clerk.
+		{"two __session", xhr("/", sess(valid), sess("garbage"), uatCookie()), signedOut("duplicate-session-cookies", uat)},
+		{"empty __session before a valid one", xhr("/", "__session=", sess(valid), uatCookie()), signedOut("duplicate-session-cookies", uat)},
+		{"valid __session before an empty one", xhr("/", sess(valid), "__session=", uatCookie()), signedOut("duplicate-session-cookies", uat)},
+		{"two __client_uat", xhr("/", sess(valid), uatCookie(), cookie("__client_uat", "0")), signedOut("duplicate-session-cookies", uat)},
+		{"two suffixed __session", xhr("/", cookie(e.c.names.session, valid), cookie(e.c.names.session, valid), cookie(e.c.names.clientUAT, uat)),
+			signedOut("duplicate-session-cookies", uat)},
+		{"two __session, page", page("/", sess(valid), sess(valid), uatCookie()), handshake("duplicate-session-cookies")},
+		{"names and values trimmed", xhr("/", " __session = "+valid+" ", uatCookie()), signedIn("cookie", uat, now)},
 		{"quoted cookie value", xhr("/", `__session="`+valid+`"`, uatCookie()), signedIn("cookie", uat, now)},
 		{"client_uat read like parseInt", xhr("/", sess(valid), cookie("__client_uat", "12abc")), signedIn("cookie", 12, now)},
 	}
@@ -420,5 +429,26 @@ func TestUsesSuffixedCookies(t *testing.T) {
 				t.Errorf("usesSuffixed = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// Copies of a cookie split over two Cookie header lines (as HTTP/2 sends
+// them) are copies all the same; two handshake cookies of one name are
+// neither of them Clerk's answer.
+func TestAuthenticate_DuplicatesAcrossLinesAndHandshakeCookies(t *testing.T) {
+	e := newEnv(t)
+	valid := e.token()
+	r := xhr("/", cookie("__session", valid), uatCookie())
+	r.Header.Add("Cookie", "__session=")
+	if got := e.c.Authenticate(t.Context(), r); got.State != proxy.SignedOut || got.Reason != "duplicate-session-cookies" || got.Refreshable {
+		t.Errorf("two lines: %v %q refreshable=%v", got.State, got.Reason, got.Refreshable)
+	}
+
+	now := e.clock.Now()
+	mine := handshakeToken(t, e.key, signedInDirectives(valid, now.Unix())...)
+	theirs := handshakeToken(t, e.key, signedInDirectives(e.token("sub", "user_evil"), now.Unix())...)
+	got := e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", theirs), cookie("__clerk_handshake", mine), uatCookie()))
+	if got.State != proxy.Handshake || got.Identity != nil {
+		t.Errorf("two handshake cookies on a page load: %v %+v, want a new handshake", got.State, got.Identity)
 	}
 }

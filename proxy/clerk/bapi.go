@@ -6,32 +6,58 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/clerk/clerk-sdk-go/v2"
+	"github.com/clerk/clerk-sdk-go/v2/session"
 
 	"github.com/tollgate/tollgate/proxy"
 )
 
 var errNoSecretKey = errors.New("clerk: no secret key configured for the Backend API")
 
-// SessionActive implements proxy.SessionChecker with the Backend API
-// (GET /v1/sessions/{id}): true while Clerk reports the session "active".
-// A session Clerk does not know is not active, and no error.
-func (c *Client) SessionActive(ctx context.Context, sessionID string) (bool, error) {
+// CheckSession implements proxy.SessionChecker with one Backend API call
+// (GET /v1/sessions/{id}): active while Clerk reports the session
+// "active", and the session's last_active_organization_id, the organisation
+// its next token will carry. A session Clerk does not know is not active,
+// and no error.
+func (c *Client) CheckSession(ctx context.Context, sessionID string) (proxy.SessionStatus, error) {
 	if !c.hasSecret {
-		return false, errNoSecretKey
+		return proxy.SessionStatus{}, errNoSecretKey
 	}
 	if sessionID == "" {
-		return false, nil
+		return proxy.SessionStatus{}, nil
 	}
 	s, err := c.sessions.Get(ctx, url.PathEscape(sessionID))
 	switch {
 	case isNotFound(err):
-		return false, nil
+		return proxy.SessionStatus{}, nil
 	case err != nil:
-		return false, fmt.Errorf("clerk: get session: %w", apiError(err))
+		return proxy.SessionStatus{}, fmt.Errorf("clerk: get session: %w", apiError(err))
 	}
-	return s.Status == "active", nil
+	return proxy.SessionStatus{Active: s.Status == "active", OrgID: s.LastActiveOrganizationID}, nil
+}
+
+// EndSession implements proxy.SessionEnder: it revokes the session in Clerk
+// (POST /v1/sessions/{id}/revoke, clerk-sdk-go's session.Revoke), after
+// which Clerk reports it "revoked" and the handshake of any tab signs it
+// out; and it returns the Set-Cookie values that drop the session token
+// cookies from the app's host (__client_uat is Clerk's, set on the
+// registrable domain: the next handshake sets it to 0). A session Clerk no
+// longer holds active counts as ended, however the revoke call answered.
+func (c *Client) EndSession(ctx context.Context, sessionID string) ([]string, error) {
+	clear := slices.Clone(c.clearSession)
+	if !c.hasSecret {
+		return clear, errNoSecretKey
+	}
+	_, err := c.sessions.Revoke(ctx, &session.RevokeParams{ID: url.PathEscape(sessionID)})
+	if err == nil {
+		return clear, nil
+	}
+	if st, cerr := c.CheckSession(ctx, sessionID); cerr == nil && !st.Active {
+		return clear, nil
+	}
+	return clear, fmt.Errorf("clerk: revoke session: %w", apiError(err))
 }
 
 // PrimaryEmail returns a user's primary email address from the Backend API,
@@ -63,19 +89,22 @@ func (c *Client) PrimaryEmail(ctx context.Context, userID string) (string, error
 }
 
 // handshakePayload exchanges a handshake nonce for its Set-Cookie
-// directives (GET /v1/clients/handshake_payload?nonce=…). clerk-sdk-go has
-// no method for it; its Backend does the call.
-func (c *Client) handshakePayload(ctx context.Context, nonce string) ([]string, error) {
+// directives (GET /v1/clients/handshake_payload?nonce=…), within the
+// bounds of nonceGuard, for the client at remoteAddr. clerk-sdk-go has no
+// method for it; its Backend does the call.
+func (c *Client) handshakePayload(ctx context.Context, remoteAddr, nonce string) ([]string, error) {
 	if !c.hasSecret {
 		return nil, errNoSecretKey
 	}
-	req := clerk.NewAPIRequest(http.MethodGet, "/clients/handshake_payload")
-	req.SetParams(&nonceParams{nonce: nonce})
-	var out handshakePayload
-	if err := c.backend.Call(ctx, req, &out); err != nil {
-		return nil, fmt.Errorf("clerk: get handshake payload: %w", apiError(err))
-	}
-	return out.Directives, nil
+	return c.nonces.exchange(ctx, remoteAddr, nonce, func(ctx context.Context) ([]string, error) {
+		req := clerk.NewAPIRequest(http.MethodGet, "/clients/handshake_payload")
+		req.SetParams(&nonceParams{nonce: nonce})
+		var out handshakePayload
+		if err := c.backend.Call(ctx, req, &out); err != nil {
+			return nil, fmt.Errorf("clerk: get handshake payload: %w", apiError(err))
+		}
+		return out.Directives, nil
+	})
 }
 
 type handshakePayload struct {

@@ -3,15 +3,18 @@ package clerk
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"testing"
 
 	"github.com/tollgate/tollgate/proxy"
 )
 
-func TestSessionActive(t *testing.T) {
+func TestCheckSession(t *testing.T) {
 	e := newEnv(t)
 	e.clerk.mu.Lock()
 	e.clerk.sessions["sess_active"] = "active"
+	e.clerk.sessions["sess_org"] = "active"
+	e.clerk.sessionOrgs["sess_org"] = "org_acme"
 	e.clerk.sessions["sess_revoked"] = "revoked"
 	e.clerk.sessions["sess_ended"] = "ended"
 	e.clerk.sessions["sess_boom"] = "boom"
@@ -19,21 +22,55 @@ func TestSessionActive(t *testing.T) {
 
 	tests := []struct {
 		sid     string
-		want    bool
+		want    proxy.SessionStatus
 		wantErr bool
 	}{
-		{"sess_active", true, false},
-		{"sess_revoked", false, false},
-		{"sess_ended", false, false},
-		{"sess_unknown", false, false}, // 404
-		{"", false, false},
-		{"sess_boom", false, true}, // 502 with a non-Clerk body
+		{"sess_active", proxy.SessionStatus{Active: true}, false},
+		{"sess_org", proxy.SessionStatus{Active: true, OrgID: "org_acme"}, false},
+		{"sess_revoked", proxy.SessionStatus{}, false},
+		{"sess_ended", proxy.SessionStatus{}, false},
+		{"sess_unknown", proxy.SessionStatus{}, false}, // 404
+		{"", proxy.SessionStatus{}, false},
+		{"sess_boom", proxy.SessionStatus{}, true}, // 502 with a non-Clerk body
 	}
 	for _, tt := range tests {
-		got, err := e.c.SessionActive(t.Context(), tt.sid)
+		got, err := e.c.CheckSession(t.Context(), tt.sid)
 		if got != tt.want || (err != nil) != tt.wantErr {
-			t.Errorf("SessionActive(%q) = %v, %v; want %v, error %v", tt.sid, got, err, tt.want, tt.wantErr)
+			t.Errorf("CheckSession(%q) = %+v, %v; want %+v, error %v", tt.sid, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+func TestEndSession(t *testing.T) {
+	e := newEnv(t)
+	e.clerk.mu.Lock()
+	e.clerk.sessions["sess_active"] = "active"
+	e.clerk.sessions["sess_ended"] = "ended"
+	e.clerk.sessions["sess_boom"] = "boom"
+	e.clerk.mu.Unlock()
+	wantClear := []string{
+		"__session=; Path=/; Max-Age=0; SameSite=Lax; Secure",
+		e.c.names.session + "=; Path=/; Max-Age=0; SameSite=Lax; Secure",
+	}
+	tests := []struct {
+		sid     string
+		wantErr bool
+	}{
+		{"sess_active", false},
+		{"sess_ended", false},   // Clerk refuses to revoke it, and it is not active: ended all the same
+		{"sess_unknown", false}, // likewise
+		{"sess_boom", true},     // Clerk cannot say: not ended
+	}
+	for _, tt := range tests {
+		clear, err := e.c.EndSession(t.Context(), tt.sid)
+		if (err != nil) != tt.wantErr || !slices.Equal(clear, wantClear) {
+			t.Errorf("EndSession(%q) = %q, %v; want %q, error %v", tt.sid, clear, err, wantClear, tt.wantErr)
+		}
+	}
+	e.clerk.mu.Lock()
+	defer e.clerk.mu.Unlock()
+	if e.clerk.sessions["sess_active"] != "revoked" {
+		t.Errorf("the session is %q after EndSession", e.clerk.sessions["sess_active"])
 	}
 }
 
@@ -62,14 +99,8 @@ func TestPortalURLs(t *testing.T) {
 			"https://accounts.example.com/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fsettings"},
 		{"sign-in, dev browser", dev.c.SignInURL("https://app.example.com/", "dvb_1"),
 			"https://accounts.example.com/sign-in?__clerk_db_jwt=dvb_1&redirect_url=https%3A%2F%2Fapp.example.com%2F"},
-		{"sign-out", prod.c.SignOutURL("https://app.example.com/"),
-			"https://accounts.example.com/sign-out?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
-		{"sign-out, empty return", prod.c.SignOutURL(""),
-			"https://accounts.example.com/sign-out?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
 		{"sign-in override", sandbox.c.SignInURL("/x", ""),
 			"http://127.0.0.1:4010/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fx&theme=dark"},
-		{"sign-out next to the override", sandbox.c.SignOutURL("/"),
-			"http://127.0.0.1:4010/sign-out?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

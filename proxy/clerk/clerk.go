@@ -60,8 +60,7 @@ type Config struct {
 	// base of handshake redirects (sandbox, tests, a Clerk proxy). Tokens
 	// must still be issued by "https://" + the host in the publishable key.
 	FrontendAPIURL string
-	// SignInURL overrides <Account Portal>/sign-in. A value ending in
-	// /sign-in also moves sign-out to the same place with /sign-out.
+	// SignInURL overrides <Account Portal>/sign-in.
 	SignInURL string
 	// PublicURL is the origin visitors see. Redirect URLs handed to Clerk
 	// are built from it and the request's path, never from Host or
@@ -76,26 +75,29 @@ type Config struct {
 // Client authenticates requests against one Clerk instance. It is safe for
 // concurrent use.
 type Client struct {
-	pk         PublishableKey
-	issuer     string // "https://" + Frontend API host: the only accepted iss
-	fapiBase   string // where handshakes go
-	signIn     *url.URL
-	signOut    *url.URL
-	origin     *url.URL // PublicURL's scheme and host
-	parties    map[string]struct{}
-	leeway     time.Duration
-	now        func() time.Time
-	log        *slog.Logger
-	hasSecret  bool
-	pem        *clerk.JSONWebKey // CLERK_JWT_KEY, or nil: JWKS
-	keys       *keyStore         // nil with a PEM key
-	backend    clerk.Backend     // for calls the SDK has no method for
-	sessions   *session.Client
-	users      *user.Client
-	tokens     *lru.Cache[[32]byte, *verified]
-	bufs       sync.Pool // *[]byte scratch space for hashing tokens
-	names      cookieNames
-	production bool
+	pk       PublishableKey
+	issuer   string // "https://" + Frontend API host: the only accepted iss
+	fapiBase string // where handshakes go
+	signIn   *url.URL
+	// clearSession are the Set-Cookie values that drop the session token
+	// cookies Clerk's handshake sets on the app's host (sign-out).
+	clearSession []string
+	origin       *url.URL // PublicURL's scheme and host
+	parties      map[string]struct{}
+	leeway       time.Duration
+	now          func() time.Time
+	log          *slog.Logger
+	hasSecret    bool
+	pem          *clerk.JSONWebKey // CLERK_JWT_KEY, or nil: JWKS
+	keys         *keyStore         // nil with a PEM key
+	backend      clerk.Backend     // for calls the SDK has no method for
+	sessions     *session.Client
+	users        *user.Client
+	nonces       *nonceGuard
+	tokens       *lru.Cache[[32]byte, *verified]
+	bufs         sync.Pool // *[]byte scratch space for hashing tokens
+	names        cookieNames
+	production   bool
 
 	verifications atomic.Int64 // signature checks done; read by tests
 }
@@ -103,6 +105,7 @@ type Client struct {
 var (
 	_ proxy.Authenticator  = (*Client)(nil)
 	_ proxy.SessionChecker = (*Client)(nil)
+	_ proxy.SessionEnder   = (*Client)(nil)
 )
 
 // New checks cfg, parses the publishable key and loads the PEM key if any.
@@ -147,18 +150,19 @@ func New(cfg Config) (*Client, error) {
 		c.fapiBase = strings.TrimSuffix(u.String(), "/")
 	}
 	c.signIn, _ = url.Parse(pk.AccountsURL + "/sign-in")
-	c.signOut, _ = url.Parse(pk.AccountsURL + "/sign-out")
 	if cfg.SignInURL != "" {
 		u, err := absoluteURL("SignInURL", cfg.SignInURL)
 		if err != nil {
 			return nil, err
 		}
 		c.signIn = u
-		if p, ok := strings.CutSuffix(u.Path, "/sign-in"); ok {
-			out := *u
-			out.Path, out.RawPath, out.RawQuery = p+"/sign-out", "", ""
-			c.signOut = &out
-		}
+	}
+	secure := ""
+	if c.origin.Scheme == "https" {
+		secure = "; Secure"
+	}
+	for _, name := range []string{cookieSession, c.names.session} {
+		c.clearSession = append(c.clearSession, name+"=; Path=/; Max-Age=0; SameSite=Lax"+secure)
 	}
 	if len(cfg.AuthorizedParties) > 0 {
 		c.parties = make(map[string]struct{}, len(cfg.AuthorizedParties))
@@ -170,6 +174,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("clerk: token cache: %w", err)
 	}
 	c.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	c.nonces = newNonceGuard(c.production, c.now)
 
 	apiURL := strings.TrimSuffix(cfg.APIURL, "/")
 	if apiURL == "" {

@@ -166,17 +166,18 @@ type fakeClerk struct {
 	jwksHits  atomic.Int64
 	jwksBlock chan struct{} // if set, /jwks waits for it to close
 
-	mu        sync.Mutex
-	jwks      []byte
-	jwksCode  int
-	sessions  map[string]string   // id → status
-	nonces    map[string][]string // nonce → directives
-	lastNonce string
+	mu          sync.Mutex
+	jwks        []byte
+	jwksCode    int
+	sessions    map[string]string   // id → status
+	sessionOrgs map[string]string   // id → last_active_organization_id
+	nonces      map[string][]string // nonce → directives
+	lastNonce   string
 }
 
 func newFakeClerk(t testing.TB, keys ...jose.JSONWebKey) *fakeClerk {
 	t.Helper()
-	f := &fakeClerk{t: t, sessions: map[string]string{}, nonces: map[string][]string{}, jwksCode: http.StatusOK}
+	f := &fakeClerk{t: t, sessions: map[string]string{}, sessionOrgs: map[string]string{}, nonces: map[string][]string{}, jwksCode: http.StatusOK}
 	f.setKeys(keys...)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/jwks", func(w http.ResponseWriter, r *http.Request) {
@@ -197,6 +198,7 @@ func newFakeClerk(t testing.TB, keys ...jose.JSONWebKey) *fakeClerk {
 	mux.HandleFunc("GET /v1/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		status, ok := f.sessions[r.PathValue("id")]
+		org := f.sessionOrgs[r.PathValue("id")]
 		f.mu.Unlock()
 		switch {
 		case status == "boom":
@@ -204,7 +206,30 @@ func newFakeClerk(t testing.TB, keys ...jose.JSONWebKey) *fakeClerk {
 		case !ok:
 			writeAPIError(w, http.StatusNotFound, "resource_not_found")
 		default:
-			writeJSON(w, map[string]any{"object": "session", "id": r.PathValue("id"), "user_id": "user_123", "status": status})
+			s := map[string]any{"object": "session", "id": r.PathValue("id"), "user_id": "user_123", "status": status, "last_active_organization_id": nil}
+			if org != "" {
+				s["last_active_organization_id"] = org
+			}
+			writeJSON(w, s)
+		}
+	})
+	mux.HandleFunc("POST /v1/sessions/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		f.mu.Lock()
+		status, ok := f.sessions[id]
+		if status == "active" {
+			f.sessions[id] = "revoked"
+		}
+		f.mu.Unlock()
+		switch {
+		case status == "boom":
+			http.Error(w, "upstream trouble", http.StatusBadGateway)
+		case !ok:
+			writeAPIError(w, http.StatusNotFound, "resource_not_found")
+		case status != "active":
+			writeAPIError(w, http.StatusBadRequest, "session_not_active")
+		default:
+			writeJSON(w, map[string]any{"object": "session", "id": id, "user_id": "user_123", "status": "revoked"})
 		}
 	})
 	mux.HandleFunc("GET /v1/users/{id}", func(w http.ResponseWriter, r *http.Request) {

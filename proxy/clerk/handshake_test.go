@@ -198,3 +198,29 @@ func TestDirectiveCookie(t *testing.T) {
 		}
 	}
 }
+
+// A production instance's Frontend API sets the handshake payload or nonce
+// as a cookie, never in the URL: in the query they are a forged link (login
+// CSRF) and are not read, let alone exchanged.
+func TestHandshake_ProductionIgnoresTheQuery(t *testing.T) {
+	e := newEnv(t)
+	directives := signedInDirectives(e.token(), e.clock.Now().Unix())
+	e.clerk.mu.Lock()
+	e.clerk.nonces["nonce_1"] = directives
+	e.clerk.mu.Unlock()
+	for _, q := range []string{
+		"__clerk_handshake=" + handshakeToken(t, e.key, directives...),
+		"__clerk_handshake_nonce=nonce_1",
+	} {
+		got := e.c.Authenticate(t.Context(), page("/dash?"+q))
+		want := proxy.AuthResult{State: proxy.SignedOut, Reason: "session-token-and-uat-missing"}
+		if diff := cmp.Diff(got, want); diff != "" {
+			t.Errorf("%.30s…: (-got +want):\n%s", q, diff)
+		}
+	}
+	e.clerk.mu.Lock()
+	defer e.clerk.mu.Unlock()
+	if e.clerk.lastNonce != "" {
+		t.Errorf("a nonce from the query was exchanged: %q", e.clerk.lastNonce)
+	}
+}

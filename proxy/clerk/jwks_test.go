@@ -165,8 +165,8 @@ func TestPEMMode_NoNetwork(t *testing.T) {
 	if n := e.clerk.hits.Load(); n != 0 {
 		t.Errorf("%d requests to the Backend API, want 0", n)
 	}
-	if _, err := e.c.SessionActive(t.Context(), "sess_1"); err == nil {
-		t.Error("SessionActive without a secret key: no error")
+	if _, err := e.c.CheckSession(t.Context(), "sess_1"); err == nil {
+		t.Error("CheckSession without a secret key: no error")
 	}
 }
 

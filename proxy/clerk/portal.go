@@ -13,13 +13,6 @@ func (c *Client) SignInURL(returnURL, devBrowserToken string) string {
 	return c.portalURL(c.signIn, returnURL, devBrowserToken)
 }
 
-// SignOutURL is the Account Portal's sign-out page, which ends the Clerk
-// session and then goes to redirect_url: <accounts>/sign-out, or next to a
-// configured SignInURL ending in /sign-in.
-func (c *Client) SignOutURL(returnURL string) string {
-	return c.portalURL(c.signOut, returnURL, "")
-}
-
 func (c *Client) portalURL(base *url.URL, returnURL, devBrowserToken string) string {
 	u := *base
 	q := u.Query()

@@ -52,6 +52,7 @@ const (
 	reasonSessionPending      = "session-pending"
 	reasonHandshakeFailed     = "handshake-failed"
 	reasonRedirectLoop        = "handshake-redirect-loop"
+	reasonDuplicateCookies    = "duplicate-session-cookies"
 )
 
 // Identity.Source values.
@@ -143,22 +144,45 @@ const (
 
 type requestCookies [ckCount]string
 
+// cookieSet marks ck* indexes, one bit each.
+type cookieSet uint16
+
+// Cookies of which a second copy is an attack: the session and its client
+// state decide who the visitor is; the handshake cookies carry Clerk's
+// answer.
+const (
+	authCookies      cookieSet = 1<<ckSession | 1<<ckSessionSuffixed | 1<<ckUAT | 1<<ckUATSuffixed
+	handshakeCookies cookieSet = 1<<ckHandshake | 1<<ckNonce
+)
+
 // readCookies picks Clerk's cookies out of the Cookie headers without
-// allocating. As with net/http, the first cookie of a name wins; an empty
-// value counts as absent, as in Clerk's SDK.
-func (c *Client) readCookies(r *http.Request) requestCookies {
+// allocating, and reports which of them came more than once (an empty copy
+// counts). An empty value counts as absent, as in Clerk's SDK.
+//
+// Duplicates are where tollgate deliberately differs from Clerk's SDK. It
+// parses the header with the cookie package's parse, which keeps the first
+// copy of a name ("only assign once"), empty or not, and its getCookie then
+// reads an empty value as absent (clerk/javascript
+// packages/backend/src/tokens/clerkRequest.ts parseCookies,
+// authenticateContext.ts getCookie). So an empty __session placed first
+// masks the valid one behind it, and whichever copy comes first wins. A
+// browser orders cookies by path length and age, not by who set them, and a
+// sibling subdomain can set a domain-wide cookie of any name; so a second
+// copy of a session cookie is never resolved here: the caller treats it as
+// an attack (README "Security model").
+func (c *Client) readCookies(r *http.Request) (requestCookies, cookieSet) {
 	var rc requestCookies
-	var seen [ckCount]bool
+	var seen, dup cookieSet
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
-			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			name, val, ok := strings.Cut(part, "=")
 			if !ok {
 				continue
 			}
 			i := -1
-			switch name {
+			switch strings.TrimSpace(name) {
 			case cookieSession:
 				i = ckSession
 			case cookieClientUAT:
@@ -178,17 +202,22 @@ func (c *Client) readCookies(r *http.Request) requestCookies {
 			case c.names.devBrowser:
 				i = ckDevBrowserSuffixed
 			}
-			if i < 0 || seen[i] {
+			if i < 0 {
 				continue
 			}
-			seen[i] = true
+			if seen&(1<<i) != 0 {
+				dup |= 1 << i
+				continue
+			}
+			seen |= 1 << i
+			val = strings.TrimSpace(val)
 			if len(val) > 1 && val[0] == '"' && val[len(val)-1] == '"' {
 				val = val[1 : len(val)-1]
 			}
 			rc[i] = val
 		}
 	}
-	return rc
+	return rc, dup
 }
 
 // requestParams are Clerk's query parameters of one request.
@@ -197,9 +226,26 @@ type requestParams struct {
 	hasDevBrowser                bool
 }
 
-func readParams(r *http.Request) requestParams {
+// readParams reads Clerk's query parameters, which only a development
+// instance uses. Clerk's SDK reads the handshake payload and nonce from the
+// query first, then the cookies, whatever the instance
+// (clerk/javascript packages/backend/src/tokens/authenticateContext.ts,
+// initHandshakeValues). But only a development Frontend API puts them in
+// the URL: "In production, the handshake token is being transferred as a
+// cookie" (request.ts, authenticateRequestWithTokenInCookie), "In
+// development, the handshake token is being transferred in the URL as a
+// query parameter" (handshake.ts,
+// handleTokenVerificationErrorInDevelopment). A production instance's
+// Frontend API lives on the app's own registrable domain and sets the
+// __clerk_handshake or __clerk_handshake_nonce cookie there. So for a
+// production instance (pk_live_) tollgate deliberately differs from the
+// SDK and reads both from cookies only: a link carrying
+// ?__clerk_handshake=<someone's payload> would otherwise sign whoever
+// follows it in as that someone (login CSRF). Development instances keep
+// the query forms they need.
+func (c *Client) readParams(r *http.Request) requestParams {
 	var p requestParams
-	if !strings.Contains(r.URL.RawQuery, "__clerk_") {
+	if c.production || !strings.Contains(r.URL.RawQuery, "__clerk_") {
 		return p
 	}
 	q, _ := url.ParseQuery(r.URL.RawQuery)
@@ -268,8 +314,8 @@ type handshakeInput struct {
 // left out).
 func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy.AuthResult {
 	now := c.now()
-	rc := c.readCookies(r)
-	params := readParams(r)
+	rc, dup := c.readCookies(r)
+	params := c.readParams(r)
 
 	var plain, sfx tokenView
 	suffixed := c.usesSuffixed(&rc, &plain, &sfx, now)
@@ -290,13 +336,26 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		hs.redirectCount, _ = strconv.Atoi(n)
 	}
 
-	// B1: back from a handshake.
-	if tok, nonce := firstNonEmpty(params.handshake, rc[ckHandshake]), firstNonEmpty(params.nonce, rc[ckNonce]); tok != "" || nonce != "" {
+	// B1: back from a handshake. Two copies of a handshake cookie: neither
+	// is Clerk's answer for sure, so neither is used.
+	tok, nonce := params.handshake, params.nonce
+	if dup&handshakeCookies == 0 {
+		tok, nonce = firstNonEmpty(tok, rc[ckHandshake]), firstNonEmpty(nonce, rc[ckNonce])
+	} else if rc[ckHandshake] != "" || rc[ckNonce] != "" {
+		c.log.WarnContext(ctx, "clerk: two handshake cookies of one name; neither is used")
+	}
+	if tok != "" || nonce != "" {
 		out, err := c.resolveHandshake(ctx, r, tok, nonce, res)
 		if err == nil {
 			return out
 		}
-		c.log.WarnContext(ctx, "clerk: cannot resolve the handshake", "err", err, "production", c.production)
+		if errors.Is(err, errNonceLimited) || errors.Is(err, errNonceFailed) || errors.Is(err, errNonceInvalid) {
+			// What a flood of made-up nonces looks like: not worth a
+			// warning each.
+			c.log.DebugContext(ctx, "clerk: handshake nonce not exchanged", "err", err)
+		} else {
+			c.log.WarnContext(ctx, "clerk: cannot resolve the handshake", "err", err, "production", c.production)
+		}
 		if !c.production {
 			res.State, res.Reason = proxy.SignedOut, reasonHandshakeFailed
 			if params.handshake != "" || params.nonce != "" {
@@ -307,6 +366,14 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		// Production: the handshake cookie lives on the registrable domain
 		// and may belong to another app; carry on with this request's own
 		// cookies.
+	}
+	// Two copies of a session cookie (an empty one counts): someone may
+	// have planted one (a sibling subdomain can). Neither copy is trusted,
+	// nor is the gateway cookie: a page load asks Clerk through the
+	// handshake, whose answer arrives in a cookie of its own; anything else
+	// is signed out.
+	if dup&authCookies != 0 {
+		return c.handshake(r, res, reasonDuplicateCookies, false, &hs)
 	}
 	// B2: back from the Account Portal of a development instance.
 	if !c.production && params.hasDevBrowser {
@@ -465,7 +532,7 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 	var directives []string
 	var err error
 	if nonce != "" {
-		directives, err = c.handshakePayload(ctx, nonce)
+		directives, err = c.handshakePayload(ctx, r.RemoteAddr, nonce)
 	} else {
 		directives, err = c.verifyHandshake(ctx, tok)
 	}

@@ -40,6 +40,16 @@ type SessionRevoker interface {
 	RevokeUser(userID string)       // every gateway session of a user (user.deleted)
 }
 
+// MembershipRevoker applies organisation changes at once to tollgate's
+// identities (the gateway cookie, and Clerk tokens issued before the change
+// that are still inside their minute). proxy.Server implements it. at is
+// Clerk's time of the event (zero when the payload has none).
+type MembershipRevoker interface {
+	RevokeMembership(orgID, userID string, at time.Time)
+	UpdateMembership(orgID, userID, role string, at time.Time)
+	RevokeOrganization(orgID string, at time.Time)
+}
+
 // OrgStore records organisations and memberships, for organisation plans.
 type OrgStore interface {
 	PutOrg(ctx context.Context, o ClerkOrg) error
@@ -69,10 +79,13 @@ type WebhookConfig struct {
 	Secrets  []string
 	Users    UserStore      // required
 	Sessions SessionRevoker // required
-	Orgs     OrgStore       // nil: organisation events are ignored
-	Logger   *slog.Logger   // nil: discard
-	Now      func() time.Time
-	MaxBytes int64 // largest accepted body; 0: 256 KiB
+	Orgs     OrgStore       // nil: organisation events are not stored
+	// Memberships applies membership and organisation deletions, and role
+	// changes, to identities at once. nil: they wait for the next token.
+	Memberships MembershipRevoker
+	Logger      *slog.Logger // nil: discard
+	Now         func() time.Time
+	MaxBytes    int64 // largest accepted body; 0: 256 KiB
 	// Dedupe reports whether a message ID (svix-id) has been handled
 	// already and, if not, returns mark, called once the message has been
 	// handled successfully. nil: an in-memory LRU of the 10,000 most recent
@@ -85,6 +98,7 @@ type webhookHandler struct {
 	users    UserStore
 	sessions SessionRevoker
 	orgs     OrgStore
+	members  MembershipRevoker
 	log      *slog.Logger
 	now      func() time.Time
 	maxBytes int64
@@ -100,9 +114,12 @@ type webhookHandler struct {
 //   - user.deleted: Sessions.RevokeUser, then Users.DeleteUser;
 //   - session.ended, session.revoked, session.removed: Sessions.RevokeSession;
 //   - organization.created, organization.updated: Orgs.PutOrg;
-//   - organization.deleted: Orgs.DeleteOrg;
-//   - organizationMembership.created, organizationMembership.updated:
-//     Orgs.PutMembership; organizationMembership.deleted: Orgs.DeleteMembership.
+//   - organization.deleted: Memberships.RevokeOrganization, then
+//     Orgs.DeleteOrg;
+//   - organizationMembership.created: Orgs.PutMembership;
+//     organizationMembership.updated: Memberships.UpdateMembership, then
+//     Orgs.PutMembership; organizationMembership.deleted:
+//     Memberships.RevokeMembership, then Orgs.DeleteMembership.
 //
 // Other event types get 200 and are ignored. A bad signature or payload
 // gets 400 and changes nothing; a storage failure gets 500 and the message
@@ -123,6 +140,7 @@ func NewWebhookHandler(cfg WebhookConfig) (http.Handler, error) {
 		users:    cfg.Users,
 		sessions: cfg.Sessions,
 		orgs:     cfg.Orgs,
+		members:  cfg.Memberships,
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		maxBytes: cfg.MaxBytes,
@@ -239,8 +257,9 @@ func verifySvix(keys [][]byte, headers http.Header, body []byte, now time.Time) 
 // Only the fields used are decoded.
 type (
 	svixEvent struct {
-		Type string          `json:"type"`
-		Data json.RawMessage `json:"data"`
+		Type      string          `json:"type"`
+		Data      json.RawMessage `json:"data"`
+		Timestamp int64           `json:"timestamp"` // Unix milliseconds, Clerk's clock
 	}
 	clerkUserData struct {
 		ID                    string `json:"id"`
@@ -396,30 +415,57 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		return true, wrapStore("put org", h.orgs.PutOrg(ctx, ClerkOrg{ID: d.ID, Slug: d.Slug, Name: d.Name}))
 
 	case "organization.deleted":
-		if h.orgs == nil {
+		if h.orgs == nil && h.members == nil {
 			return false, nil
 		}
 		var d clerkIDData
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
+		// Identities first: it cannot fail, and must not wait for the store.
+		if h.members != nil {
+			h.members.RevokeOrganization(d.ID, ev.time())
+		}
+		if h.orgs == nil {
+			return true, nil
+		}
 		return true, wrapStore("delete org", h.orgs.DeleteOrg(ctx, d.ID))
 
 	case "organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted":
-		if h.orgs == nil {
+		if h.orgs == nil && (h.members == nil || ev.Type == "organizationMembership.created") {
 			return false, nil
 		}
 		var d clerkMembershipData
 		if err := decodeData(ev.Data, &d, &d.Organization.ID, &d.PublicUserData.UserID); err != nil {
 			return true, err
 		}
-		orgID, userID := d.Organization.ID, d.PublicUserData.UserID
-		if ev.Type == "organizationMembership.deleted" {
+		orgID, userID, role := d.Organization.ID, d.PublicUserData.UserID, orgRole(d.Role)
+		if h.members != nil {
+			switch ev.Type {
+			case "organizationMembership.deleted":
+				h.members.RevokeMembership(orgID, userID, ev.time())
+			case "organizationMembership.updated":
+				h.members.UpdateMembership(orgID, userID, role, ev.time())
+			}
+		}
+		switch {
+		case h.orgs == nil:
+			return true, nil
+		case ev.Type == "organizationMembership.deleted":
 			return true, wrapStore("delete membership", h.orgs.DeleteMembership(ctx, orgID, userID))
 		}
-		return true, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, orgRole(d.Role)))
+		return true, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, role))
 	}
 	return false, nil
+}
+
+// time is when Clerk says the event happened (zero if the payload has no
+// timestamp).
+func (ev *svixEvent) time() time.Time {
+	if ev.Timestamp <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ev.Timestamp)
 }
 
 // decodeData decodes an event's data into v and checks that the required

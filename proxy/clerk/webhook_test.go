@@ -150,11 +150,21 @@ func (r *webhookRecorder) DeleteMembership(_ context.Context, orgID, userID stri
 }
 func (r *webhookRecorder) RevokeSession(id string) { _ = r.record("RevokeSession %s", id) }
 func (r *webhookRecorder) RevokeUser(id string)    { _ = r.record("RevokeUser %s", id) }
+func (r *webhookRecorder) RevokeMembership(orgID, userID string, at time.Time) {
+	_ = r.record("RevokeMembership %s %s at=%d", orgID, userID, at.UnixMilli())
+}
+func (r *webhookRecorder) UpdateMembership(orgID, userID, role string, at time.Time) {
+	_ = r.record("UpdateMembership %s %s %s at=%d", orgID, userID, role, at.UnixMilli())
+}
+func (r *webhookRecorder) RevokeOrganization(orgID string, at time.Time) {
+	_ = r.record("RevokeOrganization %s at=%d", orgID, at.UnixMilli())
+}
 
 var (
-	_ UserStore      = (*webhookRecorder)(nil)
-	_ OrgStore       = (*webhookRecorder)(nil)
-	_ SessionRevoker = (*webhookRecorder)(nil)
+	_ UserStore         = (*webhookRecorder)(nil)
+	_ OrgStore          = (*webhookRecorder)(nil)
+	_ SessionRevoker    = (*webhookRecorder)(nil)
+	_ MembershipRevoker = (*webhookRecorder)(nil)
 )
 
 // testWebhookSecret is how Clerk's own tests build one:
@@ -172,12 +182,13 @@ func newWebhookEnv(t *testing.T, edit func(*WebhookConfig)) *webhookEnv {
 	t.Helper()
 	e := &webhookEnv{rec: &webhookRecorder{}, log: &logBuffer{}, now: testStart}
 	cfg := WebhookConfig{
-		Secrets:  []string{testWebhookSecret},
-		Users:    e.rec,
-		Sessions: e.rec,
-		Orgs:     e.rec,
-		Logger:   slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:      func() time.Time { return e.now },
+		Secrets:     []string{testWebhookSecret},
+		Users:       e.rec,
+		Sessions:    e.rec,
+		Orgs:        e.rec,
+		Memberships: e.rec,
+		Logger:      slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:         func() time.Time { return e.now },
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -284,17 +295,35 @@ func TestWebhook_OrgEvents(t *testing.T) {
 		"PutOrg org_1 slug=acme name=Acme Inc")
 	e.check(t, e.post("m2", event("organizationMembership.created", fmt.Sprintf(membership, "org:admin"))), http.StatusOK,
 		"PutMembership org_1 user_1 org:admin")
+	// Changes that take something away reach the identities first, at
+	// Clerk's time of the event, then the store.
 	e.check(t, e.post("m3", event("organizationMembership.updated", fmt.Sprintf(membership, "basic_member"))), http.StatusOK,
-		"PutMembership org_1 user_1 org:basic_member")
+		"UpdateMembership org_1 user_1 org:basic_member at=1654012591835", "PutMembership org_1 user_1 org:basic_member")
 	e.check(t, e.post("m4", event("organizationMembership.deleted", fmt.Sprintf(membership, "org:member"))), http.StatusOK,
-		"DeleteMembership org_1 user_1")
+		"RevokeMembership org_1 user_1 at=1654012591835", "DeleteMembership org_1 user_1")
 	e.check(t, e.post("m5", event("organization.deleted", `{"deleted":true,"id":"org_1","object":"organization"}`)), http.StatusOK,
-		"DeleteOrg org_1")
+		"RevokeOrganization org_1 at=1654012591835", "DeleteOrg org_1")
 
-	// Without an OrgStore, organisation events are acknowledged and ignored.
+	// Without an OrgStore, the identities still follow; other organisation
+	// events are acknowledged and ignored.
 	e = newWebhookEnv(t, func(c *WebhookConfig) { c.Orgs = nil })
 	e.check(t, e.post("m1", event("organization.created", `{"id":"org_1"}`)), http.StatusOK)
 	e.check(t, e.post("m2", event("organizationMembership.created", fmt.Sprintf(membership, "org:admin"))), http.StatusOK)
+	e.check(t, e.post("m3", event("organizationMembership.deleted", fmt.Sprintf(membership, "org:admin"))), http.StatusOK,
+		"RevokeMembership org_1 user_1 at=1654012591835")
+	e.check(t, e.post("m4", event("organization.deleted", `{"id":"org_1","deleted":true}`)), http.StatusOK,
+		"RevokeOrganization org_1 at=1654012591835")
+
+	// A store failure comes after the identities changed: Svix retries, and
+	// the retry changes them again, harmlessly.
+	e = newWebhookEnv(t, nil)
+	e.rec.setFail(errors.New("disk full"))
+	e.check(t, e.post("m1", event("organizationMembership.deleted", fmt.Sprintf(membership, "org:admin"))), http.StatusInternalServerError,
+		"RevokeMembership org_1 user_1 at=1654012591835", "DeleteMembership org_1 user_1")
+
+	// Without both, nothing is done.
+	e = newWebhookEnv(t, func(c *WebhookConfig) { c.Orgs, c.Memberships = nil, nil })
+	e.check(t, e.post("m1", event("organizationMembership.deleted", fmt.Sprintf(membership, "org:admin"))), http.StatusOK)
 }
 
 func TestWebhook_DuplicateDoesNoWork(t *testing.T) {

@@ -90,7 +90,7 @@ type ClerkOptions struct {
 	Users []ClerkUser
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Logger receives sign-ins, sign-outs and handshakes (default: discard).
+	// Logger receives sign-ins, revocations and handshakes (default: discard).
 	Logger *slog.Logger
 	// TokenTTL is the life of a session token (default 60s, like Clerk).
 	TokenTTL time.Duration
@@ -108,8 +108,10 @@ type ClerkOptions struct {
 }
 
 // Clerk is an in-memory stand-in for a Clerk production instance: Backend
-// API, Frontend API handshake and hosted sign-in/sign-out pages, all served
-// by Handler on one server. Create it with NewClerk.
+// API, Frontend API handshake and a hosted sign-in page, all served by
+// Handler on one server. Like Clerk's Account Portal it has no sign-out
+// page: a session ends through the Backend API's revoke. Create it with
+// NewClerk.
 type Clerk struct {
 	fapiHost  string
 	issuer    string
@@ -127,13 +129,17 @@ type Clerk struct {
 	userIdx   map[string]int
 	orgs      map[string]*clerkOrg // by org ID
 	pages     *template.Template
-	handler   http.Handler
+
+	orgMu   sync.Mutex
+	members map[string]clerkMembership // by user ID: the user's organisation now
+	handler http.Handler
 
 	mu           sync.Mutex
 	baseURL      string
 	clients      map[string]*clerkClientState  // by client cookie value
 	sessions     map[string]*clerkSessionState // by session ID
 	nonces       map[string]clerkNonce         // by nonce
+	calls        map[string]int                // Backend API calls, by route pattern
 	lastSignInAt map[string]time.Time          // by user ID
 }
 
@@ -158,7 +164,12 @@ type clerkNonce struct {
 
 type clerkOrg struct {
 	id, slug, name, createdBy string
-	members                   int64
+	members                   int64 // guarded by orgMu after NewClerk
+}
+
+// clerkMembership is a user's (one) organisation and role in it.
+type clerkMembership struct {
+	orgID, orgSlug, role string
 }
 
 // NewClerk builds the Clerk stand-in, generating an RSA-2048 signing key
@@ -174,9 +185,11 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		key:          opts.Key,
 		userIdx:      map[string]int{},
 		orgs:         map[string]*clerkOrg{},
+		members:      map[string]clerkMembership{},
 		clients:      map[string]*clerkClientState{},
 		sessions:     map[string]*clerkSessionState{},
 		nonces:       map[string]clerkNonce{},
+		calls:        map[string]int{},
 		lastSignInAt: map[string]time.Time{},
 	}
 	if c.fapiHost == "" {
@@ -245,6 +258,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 			return nil, fmt.Errorf("sandbox: clerk organisation %q has two slugs, %q and %q", u.OrgID, org.slug, u.OrgSlug)
 		}
 		org.members++
+		c.members[u.ID] = clerkMembership{orgID: u.OrgID, orgSlug: u.OrgSlug, role: u.OrgRole}
 		if org.createdBy == "" && u.OrgRole == "admin" {
 			org.createdBy = u.ID
 		}
@@ -286,7 +300,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 
 // Handler serves the Backend API under /v1 (bearer secret key), the
 // Frontend API handshake at /v1/client/handshake, the public JWKS at
-// /.well-known/jwks.json, and the /sign-in and /sign-out pages.
+// /.well-known/jwks.json, and the /sign-in page.
 func (c *Clerk) Handler() http.Handler { return c.handler }
 
 // SetBaseURL records the sandbox's own URL ("http://127.0.0.1:4100"), once
@@ -326,15 +340,68 @@ func (c *Clerk) PublicKeyPEM() string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-// Users returns the demo users, with defaults filled in.
-func (c *Clerk) Users() []ClerkUser { return slices.Clone(c.users) }
+// Users returns the demo users, with defaults filled in and their
+// organisations as they are now.
+func (c *Clerk) Users() []ClerkUser {
+	out := make([]ClerkUser, 0, len(c.users))
+	for _, u := range c.users {
+		u, _ = c.user(u.ID)
+		out = append(out, u)
+	}
+	return out
+}
 
+// user is a demo user with their organisation as it is now.
 func (c *Clerk) user(id string) (ClerkUser, bool) {
 	i, ok := c.userIdx[id]
 	if !ok {
 		return ClerkUser{}, false
 	}
-	return c.users[i], true
+	u := c.users[i]
+	c.orgMu.Lock()
+	m := c.members[id]
+	c.orgMu.Unlock()
+	u.OrgID, u.OrgSlug, u.OrgRole = m.orgID, m.orgSlug, m.role
+	return u, true
+}
+
+// RemoveMembership removes userID from organisation orgID, as the Backend
+// API's DELETE /v1/organizations/{org}/memberships/{user} does: from now
+// on the user's sessions have no active organisation (the session object's
+// last_active_organization_id is null) and their new tokens carry no "o"
+// claim. Tokens already issued keep theirs until they expire, as Clerk's
+// do. It reports whether the user was a member.
+func (c *Clerk) RemoveMembership(orgID, userID string) bool {
+	c.orgMu.Lock()
+	defer c.orgMu.Unlock()
+	m, ok := c.members[userID]
+	if !ok || m.orgID != orgID {
+		return false
+	}
+	delete(c.members, userID)
+	if o := c.orgs[orgID]; o != nil {
+		o.members--
+	}
+	c.log.Info("sandbox clerk: membership removed", "org", orgID, "user", userID)
+	return true
+}
+
+// SetMembershipRole changes userID's role in orgID ("admin" or
+// "basic_member"), as the Backend API's PATCH of a membership does; new
+// tokens carry it. It reports whether the user is a member.
+func (c *Clerk) SetMembershipRole(orgID, userID, role string) bool {
+	if role != "admin" && role != "basic_member" {
+		return false
+	}
+	c.orgMu.Lock()
+	defer c.orgMu.Unlock()
+	m, ok := c.members[userID]
+	if !ok || m.orgID != orgID {
+		return false
+	}
+	m.role = role
+	c.members[userID] = m
+	return true
 }
 
 // MintSessionToken signs a Clerk v2 session token for userID and sessionID,
@@ -398,8 +465,19 @@ func (c *Clerk) SignIn(userID string) (sessionID string, cookies []*http.Cookie)
 	return res.sessionID, c.signInCookies(res, false)
 }
 
-// RevokeSession marks a session "revoked", as the Backend API's revoke
-// does. Its client is signed out at the next handshake.
+// BackendCalls is how many Backend API requests have come in for route
+// (a pattern of Handler's, e.g. "GET /v1/clients/handshake_payload"),
+// authorised or not.
+func (c *Clerk) BackendCalls(route string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[route]
+}
+
+// RevokeSession marks an active session "revoked", as the Backend API's
+// POST /v1/sessions/{id}/revoke does: GET /v1/sessions/{id} then says so,
+// and the next handshake of its client answers with the signed-out
+// directives.
 func (c *Clerk) RevokeSession(sessionID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -452,28 +530,6 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 	return res, nil
 }
 
-// signOut ends the current session of the client behind clientCookie and
-// forgets the client. It reports the ended session ("" if none).
-func (c *Clerk) signOut(clientCookie string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cl := c.clients[clientCookie]
-	if cl == nil {
-		return ""
-	}
-	delete(c.clients, clientCookie)
-	s := c.sessions[cl.sessionID]
-	if s == nil {
-		return ""
-	}
-	if s.status == "active" {
-		s.status = "ended"
-		s.updatedAt = c.now()
-	}
-	c.log.Info("sandbox clerk: signed out", "user", s.userID, "session", s.id, "client", cl.id)
-	return s.id
-}
-
 // activeSession returns the client's session if it is active, touching its
 // last activity, and the client's __client_uat.
 func (c *Clerk) activeSession(clientCookie string) (clerkSessionState, int64, bool) {
@@ -507,14 +563,6 @@ func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie
 			SameSite: http.SameSiteLaxMode, Secure: secure},
 		{Name: ClerkClientCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge, HttpOnly: true,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
-	}
-}
-
-func clerkSignOutCookies(secure bool) []*http.Cookie {
-	return []*http.Cookie{
-		{Name: "__session", Value: "", Path: "/", MaxAge: -1, SameSite: http.SameSiteLaxMode, Secure: secure},
-		{Name: "__client_uat", Value: "0", Path: "/", MaxAge: clerkUATMaxAge, SameSite: http.SameSiteLaxMode, Secure: secure},
-		{Name: ClerkClientCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure},
 	}
 }
 

@@ -48,7 +48,6 @@ func (c *Clerk) routes() http.Handler {
 		}
 		http.Redirect(w, r, u, http.StatusFound)
 	})
-	mux.HandleFunc("GET /sign-out", c.handleSignOut)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, http.StatusNotFound, "Not found", "The tollgate sandbox has no page at this address.")
 	})
@@ -56,9 +55,12 @@ func (c *Clerk) routes() http.Handler {
 }
 
 // bapi guards a Backend API handler with the secret key, answering 401 with
-// Clerk's error body otherwise.
+// Clerk's error body otherwise. Every call is counted (BackendCalls).
 func (c *Clerk) bapi(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.calls[r.Pattern]++
+		c.mu.Unlock()
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.sk)) != 1 {
 			clerkError(w, http.StatusUnauthorized, "authentication_invalid",
@@ -134,7 +136,10 @@ func (c *Clerk) handleHandshakePayload(w http.ResponseWriter, r *http.Request) {
 // handleHandshake is the Frontend API's GET /v1/client/handshake: it reads
 // the sandbox client cookie, builds the Set-Cookie directives for the
 // client's state, and sends the browser back to redirect_url carrying them
-// in a signed __clerk_handshake cookie (or a __clerk_handshake_nonce).
+// in a signed __clerk_handshake cookie (or a __clerk_handshake_nonce). Like
+// a production instance's, never in the URL: "In production, the handshake
+// token is being transferred as a cookie" (clerk/javascript
+// packages/backend/src/tokens/request.ts).
 func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	raw := q.Get("redirect_url")
@@ -225,7 +230,7 @@ func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 func (c *Clerk) signInData(r *http.Request, redirectURL string) clerkPageData {
 	d := c.page("Sign in")
 	d.RedirectURL = redirectURL
-	for _, u := range c.users {
+	for _, u := range c.Users() {
 		d.Users = append(d.Users, c.userView(u))
 	}
 	if s, _, ok := c.activeSession(clerkCookieValue(r, ClerkClientCookie)); ok {
@@ -276,26 +281,6 @@ func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	v := c.userView(u)
 	d.Title, d.Current, d.SessionID = "Signed in", &v, res.sessionID
 	c.render(w, http.StatusOK, "signed_in", d)
-}
-
-func (c *Clerk) handleSignOut(w http.ResponseWriter, r *http.Request) {
-	raw := r.URL.Query().Get("redirect_url")
-	if raw != "" {
-		if _, err := c.checkRedirect(raw); err != nil {
-			c.renderError(w, http.StatusBadRequest, "Invalid redirect", err.Error())
-			return
-		}
-	}
-	c.signOut(clerkCookieValue(r, ClerkClientCookie))
-	for _, ck := range clerkSignOutCookies(r.TLS != nil) {
-		http.SetCookie(w, ck)
-	}
-	if raw != "" {
-		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, raw, http.StatusSeeOther)
-		return
-	}
-	c.render(w, http.StatusOK, "signed_out", c.page("Signed out"))
 }
 
 func (c *Clerk) renderError(w http.ResponseWriter, status int, title, msg string) {
@@ -538,9 +523,12 @@ func (c *Clerk) wireSession(s clerkSessionState) clerkSessionJSON {
 
 func (c *Clerk) wireOrganization(o *clerkOrg) clerkOrgJSON {
 	created := clerkMillis(c.createdAt)
+	c.orgMu.Lock()
+	members := o.members
+	c.orgMu.Unlock()
 	return clerkOrgJSON{
 		Object: "organization", ID: o.id, Name: o.name, Slug: o.slug,
-		MembersCount: o.members, MaxAllowedMemberships: 5, AdminDeleteEnabled: true,
+		MembersCount: members, MaxAllowedMemberships: 5, AdminDeleteEnabled: true,
 		PublicMetadata: map[string]any{}, PrivateMetadata: map[string]any{},
 		CreatedBy: o.createdBy, CreatedAt: created, UpdatedAt: created,
 	}

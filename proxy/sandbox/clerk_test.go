@@ -739,45 +739,69 @@ func TestClerkSignIn(t *testing.T) {
 	})
 }
 
-// Ensure sign-out ends the session and clears the cookies.
-func TestClerkSignOut(t *testing.T) {
+// A session ends through the Backend API's revoke, as with Clerk: the
+// session reads "revoked", the client's next handshake signs it out, and
+// there is no sign-out page to lean on.
+func TestClerkRevokeSession(t *testing.T) {
 	f := newClerkFixture(t, ClerkOptions{})
 	sid, cookies := f.c.SignIn("user_grace")
 	client := mustCookie(t, cookies, ClerkClientCookie)
+	sessions := session.NewClient(f.cfg)
 
-	res := f.get(t, "/sign-out?redirect_url="+url.QueryEscape("https://evil.test/"), client)
-	if res.StatusCode != 400 || len(res.Cookies()) != 0 {
-		t.Errorf("foreign redirect: %d %v", res.StatusCode, res.Cookies())
+	s, err := sessions.Revoke(t.Context(), &session.RevokeParams{ID: sid})
+	if err != nil || s.ID != sid || s.Status != "revoked" {
+		t.Fatalf("revoke: %+v %v", s, err)
 	}
-	if s, _ := session.NewClient(f.cfg).Get(t.Context(), sid); s == nil || s.Status != "active" {
-		t.Fatalf("a refused sign-out ended the session: %+v", s)
+	if s, err := sessions.Get(t.Context(), sid); err != nil || s.Status != "revoked" {
+		t.Errorf("after revoking: %+v %v", s, err)
 	}
-
-	back := "http://127.0.0.1:8080/"
-	res = f.get(t, "/sign-out?redirect_url="+url.QueryEscape(back), client)
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != back {
-		t.Fatalf("sign-out: %d %q", res.StatusCode, res.Header.Get("Location"))
-	}
-	cks := res.Cookies()
-	if uat := mustCookie(t, cks, "__client_uat"); uat.Value != "0" || uat.MaxAge <= 0 {
-		t.Errorf("__client_uat %+v", uat)
-	}
-	for _, name := range []string{"__session", ClerkClientCookie} {
-		if ck := mustCookie(t, cks, name); ck.MaxAge >= 0 || ck.Value != "" {
-			t.Errorf("%s not cleared: %+v", name, ck)
-		}
-	}
-	s, err := session.NewClient(f.cfg).Get(t.Context(), sid)
-	if err != nil || s.Status != "ended" {
-		t.Errorf("session after sign-out: %+v %v", s, err)
-	}
-	_, d := f.handshake(t, back, client)
+	_, d := f.handshake(t, "http://127.0.0.1:8080/", client)
 	if diff := cmp.Diff(signedOutDirectives(), d); diff != "" {
-		t.Errorf("handshake after sign-out (-want +got):\n%s", diff)
+		t.Errorf("handshake after revoking (-want +got):\n%s", diff)
 	}
+	// Revoking again changes nothing; an unknown session is a 404.
+	if s, err := sessions.Revoke(t.Context(), &session.RevokeParams{ID: sid}); err != nil || s.Status != "revoked" {
+		t.Errorf("second revoke: %+v %v", s, err)
+	}
+	if _, err := sessions.Revoke(t.Context(), &session.RevokeParams{ID: "sess_nope"}); apiError(t, err).HTTPStatusCode != http.StatusNotFound {
+		t.Errorf("unknown session: %v", err)
+	}
+	if got := f.c.BackendCalls("POST /v1/sessions/{id}/revoke"); got != 3 {
+		t.Errorf("BackendCalls = %d, want 3", got)
+	}
+	if res := f.get(t, "/sign-out", client); res.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /sign-out: %d, want 404 (the Account Portal has no such page)", res.StatusCode)
+	}
+}
 
-	res = f.get(t, "/sign-out")
-	if res.StatusCode != 200 || !strings.Contains(body(t, res), "Signed out") {
-		t.Errorf("sign-out without redirect_url: %d", res.StatusCode)
+// A removed member's session loses its organisation, as Clerk's does:
+// last_active_organization_id is null and new tokens have no "o" claim; a
+// changed role reaches new tokens.
+func TestClerkMembershipChanges(t *testing.T) {
+	f := newClerkFixture(t, ClerkOptions{})
+	sid, _ := f.c.SignIn("user_linus")
+	if s, err := session.NewClient(f.cfg).Get(t.Context(), sid); err != nil || s.LastActiveOrganizationID != "org_acme" {
+		t.Fatalf("member: %+v %v", s, err)
+	}
+	if f.c.SetMembershipRole("org_acme", "user_ada", "admin") || f.c.SetMembershipRole("org_acme", "user_linus", "owner") {
+		t.Error("a role change for a non-member, or to an unknown role, was accepted")
+	}
+	if !f.c.SetMembershipRole("org_acme", "user_linus", "admin") {
+		t.Fatal("role change refused")
+	}
+	if c := f.verify(t, f.c.MintSessionToken("user_linus", sid, f.clk.Now(), nil)); c.ActiveOrganizationRole != "org:admin" {
+		t.Errorf("after the role change the token says %q", c.ActiveOrganizationRole)
+	}
+	if !f.c.RemoveMembership("org_acme", "user_linus") || f.c.RemoveMembership("org_acme", "user_linus") {
+		t.Fatal("removal: want true once, then false")
+	}
+	if s, err := session.NewClient(f.cfg).Get(t.Context(), sid); err != nil || s.LastActiveOrganizationID != "" {
+		t.Errorf("removed: %+v %v", s, err)
+	}
+	if c := f.verify(t, f.c.MintSessionToken("user_linus", sid, f.clk.Now(), nil)); c.ActiveOrganizationID != "" {
+		t.Errorf("removed, the token still names %q", c.ActiveOrganizationID)
+	}
+	if o, err := organization.NewClient(f.cfg).Get(t.Context(), "org_acme"); err != nil || o.MembersCount == nil || *o.MembersCount != 1 {
+		t.Errorf("organisation after the removal: %+v %v", o, err)
 	}
 }

@@ -3,8 +3,10 @@
 // code paths with no network and no accounts:
 //
 //   - Clerk (NewClerk): the Backend API (JWKS, users, sessions,
-//     organisations, handshake payloads), the Frontend API handshake and a
-//     hosted sign-in page where you pick a demo user. Tokens are real RS256
+//     organisations, handshake payloads, session revocation), the Frontend
+//     API handshake and a hosted sign-in page where you pick a demo user.
+//     Like Clerk's Account Portal it has no sign-out page: a session ends
+//     through the Backend API's revoke. Tokens are real RS256
 //     session JWTs in Clerk's v2 format, and every JSON body decodes into
 //     clerk-sdk-go v2 types as the real service's would.
 //   - Stripe (NewStripe): a test-mode account with the API tollgate uses

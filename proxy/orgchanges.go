@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// orgChanges are the organisation membership changes Clerk's webhooks
+// reported (README "Sessions"). A Clerk token keeps its organisation claims
+// for its minute, and the gateway cookie keeps them until the session check
+// (or longer: that check does not name the role), so the changes apply at
+// once to every identity issued before them: a deleted membership or
+// organisation takes the organisation out, an updated role replaces the
+// role. Identities issued later carry Clerk's own answer and are left alone.
+type orgChanges struct {
+	any     atomic.Bool                        // set by the first change: until then the request path looks nothing up
+	mu      sync.Mutex                         // serialises the read-modify-write of members
+	members *lru.Cache[string, []memberChange] // by user ID, one entry per organisation
+	deleted *lru.Cache[string, time.Time]      // deleted organisations
+}
+
+type memberChange struct {
+	orgID   string
+	role    string // the new role, with the org: prefix; "" when removed
+	removed bool
+	at      time.Time
+}
+
+func newOrgChanges() *orgChanges {
+	members, _ := lru.New[string, []memberChange](100000)
+	deleted, _ := lru.New[string, time.Time](10000)
+	return &orgChanges{members: members, deleted: deleted}
+}
+
+func (o *orgChanges) member(orgID, userID string, ch memberChange) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	old, _ := o.members.Get(userID)
+	out := make([]memberChange, 0, len(old)+1) // copied: readers may hold the old slice
+	for _, c := range old {
+		if c.orgID != orgID {
+			out = append(out, c)
+		} else if c.at.After(ch.at) {
+			ch = c // a later change for this organisation is already known
+		}
+	}
+	ch.orgID = orgID
+	o.members.Add(userID, append(out, ch))
+	o.any.Store(true)
+}
+
+func (o *orgChanges) deleteOrg(orgID string, at time.Time) {
+	if prev, ok := o.deleted.Get(orgID); !ok || at.After(prev) {
+		o.deleted.Add(orgID, at)
+	}
+	o.any.Store(true)
+}
+
+// apply brings id's organisation up to the changes recorded after it was
+// issued. It reports whether it changed id.
+func (o *orgChanges) apply(id *Identity) bool {
+	if id == nil || id.OrgID == "" || !o.any.Load() {
+		return false
+	}
+	if at, ok := o.deleted.Get(id.OrgID); ok && !id.IssuedAt.After(at) {
+		id.OrgID, id.OrgSlug, id.OrgRole = "", "", ""
+		return true
+	}
+	changes, _ := o.members.Get(id.UserID)
+	for _, c := range changes {
+		if c.orgID != id.OrgID || id.IssuedAt.After(c.at) {
+			continue
+		}
+		if c.removed {
+			id.OrgID, id.OrgSlug, id.OrgRole = "", "", ""
+			return true
+		}
+		if id.OrgRole != c.role {
+			id.OrgRole = c.role
+			return true
+		}
+	}
+	return false
+}
+
+// changeTime is when a change counts from: the later of Clerk's own time
+// for the event and now, so that neither clock's lag lets an identity
+// issued before the change escape it; but no more than a few minutes
+// ahead, so a clock far off cannot hold back identities issued after it.
+func (s *Server) changeTime(at time.Time) time.Time {
+	now := s.now()
+	switch {
+	case now.After(at):
+		return now
+	case at.After(now.Add(5 * time.Minute)):
+		return now.Add(5 * time.Minute)
+	}
+	return at
+}
+
+// RevokeMembership takes organisation orgID out of every identity of
+// userID issued up to at, at once (Clerk's organizationMembership.deleted
+// webhook calls this).
+func (s *Server) RevokeMembership(orgID, userID string, at time.Time) {
+	if s.gw != nil {
+		s.gw.orgs.member(orgID, userID, memberChange{removed: true, at: s.changeTime(at)})
+	}
+	s.tunnels.changed(Subject{Kind: SubjectUser, ID: userID})
+}
+
+// UpdateMembership gives userID's identities issued up to at the role
+// ("org:admin", …) in orgID, at once (organizationMembership.updated).
+func (s *Server) UpdateMembership(orgID, userID, role string, at time.Time) {
+	if s.gw != nil {
+		s.gw.orgs.member(orgID, userID, memberChange{role: role, at: s.changeTime(at)})
+	}
+	s.tunnels.changed(Subject{Kind: SubjectUser, ID: userID})
+}
+
+// RevokeOrganization takes a deleted organisation out of every identity
+// issued up to at (organization.deleted).
+func (s *Server) RevokeOrganization(orgID string, at time.Time) {
+	if s.gw != nil {
+		s.gw.orgs.deleteOrg(orgID, s.changeTime(at))
+	}
+	s.tunnels.changed(Subject{Kind: SubjectOrg, ID: orgID})
+}
