@@ -29,6 +29,12 @@ func TestBypass_PathReadingsThatChooseAnotherRuleAreRefused(t *testing.T) {
 		"/public/x/..%253B/..%253B/private/y",      // encoded ";" then decoded again
 		"/admin./users",                            // IIS drops a trailing dot: the deny rule
 		"/admin%20/users",                          // and a trailing space
+		"/admin%09/users",                          // Spring's trimTokens drops a tab
+		"/%00admin/users",                          // and a NUL
+		"/PUBLIC/x",                                // public when folded; a case-sensitive app routes it elsewhere
+		"/Public/",                                 // the same
+		"/publ%C4%B1c/x",                           // dotless i: IIS upper-cases it to I
+		"/ADMIN/x",                                 // deny when folded, the default when not
 	} {
 		resp := fx.rawRequest(uri, xhr)
 		if resp.StatusCode == http.StatusPermanentRedirect {

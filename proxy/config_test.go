@@ -123,7 +123,7 @@ func configCmp() cmp.Options {
 	return cmp.Options{
 		cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
-		cmpopts.IgnoreUnexported(Rule{}),
+		cmpopts.IgnoreUnexported(Rule{}, RuleSet{}),
 		cmpopts.EquateEmpty(),
 	}
 }

@@ -9,8 +9,11 @@ import (
 // do not all route a path alike, though: Go's ServeMux, Express, Flask and
 // nginx take "/a/..;/b" as three ordinary segments, while Tomcat and Spring
 // drop ";params" first (and then climb with ".."), IIS reads "\" as "/" and
-// ignores a segment's trailing dots and spaces, and an upstream that decodes
-// once more reads "%2e" as ".". A request is therefore judged under every
+// ignores a segment's trailing dots and spaces, Spring's trimTokens drops a
+// segment's leading and trailing white space and control characters, and an
+// upstream that decodes once more reads "%2e" as ".". Letter case is read
+// four ways too: byte for byte (ServeMux, Flask, Rails), ASCII only, with
+// Unicode folding, and upper-cased as Windows file names are (IIS). A request is therefore judged under every
 // reading an upstream may apply to its path, and refused when the readings
 // would choose different rules or route IDs (README, "Security model").
 
@@ -25,14 +28,19 @@ const maxReadings = 16
 var upstreamReadings = [...]func(string) string{
 	withoutPathParams, // Tomcat, Spring, Jetty: "/admin;x=1" and "/a/..;/b"
 	asWindowsPath,     // IIS: "\" is "/", "admin." and "admin " are "admin"
+	trimmedSegments,   // Spring's trimTokens: "admin%09" and "%00admin" are "admin"
 	unescapeOnce,      // an upstream that percent-decodes the forwarded path again
 }
 
 // mayReadDifferently reports whether some upstream reading could change the
-// canonical decoded path p: it holds ";", "\", "%", or a segment ending in
-// "." or " ". Most paths hold none, and are judged with no extra work.
+// canonical decoded path p: it holds ";", "\", "%", white space or a control
+// character, or a segment ending in ".". Most paths hold none, and are judged
+// with no extra work.
 func mayReadDifferently(p string) bool {
 	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] == 0x7f {
+			return true
+		}
 		switch p[i] {
 		case ';', '\\', '%':
 			return true
@@ -98,6 +106,35 @@ func asWindowsPath(p string) string {
 	return strings.Join(segs, "/")
 }
 
+// trimmedSegments reads p as Spring's tokenizer with trimTokens does: each
+// segment without leading or trailing bytes up to " " (Java's String.trim).
+func trimmedSegments(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = strings.TrimFunc(s, func(r rune) bool { return r <= ' ' })
+	}
+	return strings.Join(segs, "/")
+}
+
+// caseReadings are the ways of reading letter case a request may meet:
+// nil when every one of them reads path alike, because neither the path nor
+// any literal of the rules holds an upper-case or non-ASCII letter.
+func (rs *RuleSet) caseReadings(path string) []caseMode {
+	if rs == nil || !rs.caseSensitiveLiterals && !hasUpperOrNonASCII(path) {
+		return nil
+	}
+	return []caseMode{foldASCII, exactCase, foldUpper}
+}
+
+func hasUpperOrNonASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' || s[i] >= 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
 // otherMethod stands for every method no rule names. It is not an HTTP
 // token, so no rule can list it.
 const otherMethod = "\x00"
@@ -124,7 +161,8 @@ func (rs *RuleSet) Judge(method, host, canonicalPath string, overrides []string)
 			return RouteMatch{}, false
 		}
 	}
-	m, ok := rs.matchReadings(method, host, canonicalPath, readings)
+	cases := rs.caseReadings(canonicalPath)
+	m, ok := rs.matchReadings(method, host, canonicalPath, readings, cases)
 	if !ok {
 		return RouteMatch{}, false
 	}
@@ -140,7 +178,7 @@ func (rs *RuleSet) Judge(method, host, canonicalPath string, overrides []string)
 		}
 	}
 	for _, cm := range slices.Concat(overrides, named) {
-		c, ok := rs.matchReadings(cm, host, canonicalPath, readings)
+		c, ok := rs.matchReadings(cm, host, canonicalPath, readings, cases)
 		if !ok {
 			return RouteMatch{}, false
 		}
@@ -152,12 +190,27 @@ func (rs *RuleSet) Judge(method, host, canonicalPath string, overrides []string)
 }
 
 // matchReadings matches path under each of its readings (none: path alone)
-// and reports whether they all choose the same rule and route ID.
-func (rs *RuleSet) matchReadings(method, host, path string, readings []string) (RouteMatch, bool) {
-	m := rs.Match(method, host, path)
-	for _, p := range readings {
-		if o := rs.Match(method, host, p); o.Rule != m.Rule || o.RouteID != m.RouteID {
+// and each way of reading case (none: folded), and reports whether they all
+// choose the same rule and route ID.
+func (rs *RuleSet) matchReadings(method, host, path string, readings []string, cases []caseMode) (RouteMatch, bool) {
+	m := rs.match(method, host, path, foldUnicode)
+	same := func(p string, mode caseMode) bool {
+		o := rs.match(method, host, p, mode)
+		return o.Rule == m.Rule && o.RouteID == m.RouteID
+	}
+	for _, mode := range cases {
+		if !same(path, mode) {
 			return RouteMatch{}, false
+		}
+	}
+	for _, p := range readings {
+		if !same(p, foldUnicode) {
+			return RouteMatch{}, false
+		}
+		for _, mode := range cases {
+			if !same(p, mode) {
+				return RouteMatch{}, false
+			}
 		}
 	}
 	return m, true

@@ -36,6 +36,15 @@ var testReadings = map[string]func(raw string) string{
 		}
 		return cleanForRouting(strings.Join(segs, "/"))
 	},
+	// Spring with trimTokens: decode, then trim each segment as Java's
+	// String.trim does (every byte up to " ").
+	"spring-trim": func(raw string) string {
+		segs := strings.Split(decode(raw), "/")
+		for i, s := range segs {
+			segs[i] = strings.TrimFunc(s, func(r rune) bool { return r <= ' ' })
+		}
+		return cleanForRouting(strings.Join(segs, "/"))
+	},
 	// An app that decodes the already decoded path once more.
 	"double-decode": func(raw string) string { return cleanForRouting(decode(decode(raw))) },
 }
@@ -67,6 +76,7 @@ var pathTokens = []string{
 	"/", "routes", "415VNA", "private", "public", "admin", "api", "v1", "x", "ADMIN", "Routes",
 	"..", ".", "..;", ".;", ";", ";jsessionid=1", ";a=b", "%3B", "%3b", "\\", "%5C", "%5c",
 	"%2e", "%2E", "%2e%2e", "%252e", "%252e%252e", "%253B", "%255C", "%2F", "%252F", " ", "%20", ".",
+	"ASSETS", "Assets", "a%C5%BF%C5%BFet%C5%BF", "%09", "%00", "%0A", "Admin", "SETTINGS", "publ%C4%B1c", "%E2%84%AA",
 }
 
 // FuzzJudge is the property of the README's "Security model": for every
@@ -80,6 +90,7 @@ func FuzzJudge(f *testing.F) {
 		"/routes/415VNA/..;/..;/", "/settings/..;/", "/routes/415VNA/x%5C..%5C..%5C..%5C", "/routes/415VNA/x\\..\\..\\",
 		"/admin;x/users", "/admin%3Bx", "/ADMIN;jsessionid=1/", "/public/%252e%252e/admin", "/admin./x", "/admin%20/x",
 		"/routes/415VNA/page;jsessionid=1", "/public/a.css;v=2", "/.;/admin", "/public/..%253B/admin",
+		"/ASSETS/x", "/a%C5%BF%C5%BFet%C5%BF/x", "/Admin/x", "/admin%09/x", "/admin/..%00/public/",
 	} {
 		f.Add("GET", s)
 		f.Add("POST", s)
@@ -107,10 +118,14 @@ func FuzzJudge(f *testing.F) {
 		}
 		for name, read := range testReadings {
 			r := read(escaped)
-			m := rs.Match(method, "app.example.com", r)
-			if m.Rule != got.Rule || m.RouteID != got.RouteID {
-				t.Fatalf("%s reads %q (from %q) as %q: rule %v %q, but the gate judged rule %v %q",
-					name, escaped, p, r, ruleIndex(m), m.RouteID, ruleIndex(got), got.RouteID)
+			// Each upstream may also route letter case byte for byte, by
+			// ASCII only, or with Unicode folding.
+			for cname, mode := range map[string]caseMode{"folded": foldUnicode, "ascii-folded": foldASCII, "exact-case": exactCase, "upper-cased": foldUpper} {
+				m := rs.match(method, "app.example.com", r, mode)
+				if m.Rule != got.Rule || m.RouteID != got.RouteID {
+					t.Fatalf("%s (%s) reads %q (from %q) as %q: rule %v %q, but the gate judged rule %v %q",
+						name, cname, escaped, p, r, ruleIndex(m), m.RouteID, ruleIndex(got), got.RouteID)
+				}
 			}
 		}
 	})

@@ -239,8 +239,26 @@ func parsePattern(p string) (*pathPattern, error) {
 
 func isControlRune(r rune) bool { return r < 0x20 || r == 0x7f }
 
+// caseMode is how a literal segment is compared with a request's: the ways
+// upstreams read letter case.
+type caseMode uint8
+
+const (
+	// foldUnicode ignores case as strings.EqualFold does, the widest any
+	// upstream reads (IIS upper-cases with the Windows table, so "ſ" is "s").
+	foldUnicode caseMode = iota
+	// foldASCII ignores the case of ASCII letters only.
+	foldASCII
+	// exactCase compares bytes, as Go's ServeMux, Express, Flask, Django and
+	// Rails route.
+	exactCase
+	// foldUpper compares upper-cased forms, as Windows' file names do
+	// (dotless "ı" is "I" there, which simple folding leaves apart).
+	foldUpper
+)
+
 // match reports whether the canonical path p matches, and the {route} capture.
-func (pt *pathPattern) match(p string) (capture string, ok bool) {
+func (pt *pathPattern) match(p string, mode caseMode) (capture string, ok bool) {
 	p = strings.TrimPrefix(p, "/")
 	p = strings.TrimSuffix(p, "/")
 	rest, more := p, p != ""
@@ -257,7 +275,7 @@ func (pt *pathPattern) match(p string) (capture string, ok bool) {
 			capture = seg
 			continue
 		}
-		if !segmentEqual(lit, seg) {
+		if !segmentEqual(lit, seg, mode) {
 			return "", false
 		}
 	}
@@ -267,10 +285,18 @@ func (pt *pathPattern) match(p string) (capture string, ok bool) {
 	return capture, true
 }
 
-// segmentEqual compares a pattern literal with a request segment without
-// regard to case, so that /ADMIN cannot dodge a rule for /admin. Invalid UTF-8
-// in the request never matches: EqualFold would read it as U+FFFD.
-func segmentEqual(lit, seg string) bool {
+// segmentEqual compares a pattern literal with a request segment as mode
+// says. Invalid UTF-8 in the request never matches: EqualFold would read it
+// as U+FFFD.
+func segmentEqual(lit, seg string, mode caseMode) bool {
+	switch mode {
+	case exactCase:
+		return lit == seg
+	case foldASCII:
+		return len(lit) == len(seg) && asciiCase(lit, 'A', 'Z', 'a'-'A') == asciiCase(seg, 'A', 'Z', 'a'-'A')
+	case foldUpper:
+		return strings.ToUpper(lit) == strings.ToUpper(seg) && utf8.ValidString(seg)
+	}
 	return strings.EqualFold(lit, seg) && utf8.ValidString(seg)
 }
 
@@ -386,6 +412,15 @@ func normalizeRuleHost(h string) (string, error) {
 	return h, nil
 }
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func isIPv6Literal(h string) bool {
 	return strings.Count(h, ":") >= 2 && strings.Trim(h, "0123456789abcdef:.") == ""
 }
@@ -435,7 +470,14 @@ func asciiCase(s string, lo, hi byte, delta int) string {
 // method is the request method (HEAD counts as GET, case is ignored), host the
 // request's Host (port ignored) and canonicalPath the decoded path from
 // CanonicalPath: matching a path that was not canonicalised is a bypass.
+//
+// Literal segments are compared without regard to case (Unicode simple
+// folding); Judge also compares them as case-sensitive upstreams would.
 func (rs *RuleSet) Match(method, host, canonicalPath string) RouteMatch {
+	return rs.match(method, host, canonicalPath, foldUnicode)
+}
+
+func (rs *RuleSet) match(method, host, canonicalPath string, mode caseMode) RouteMatch {
 	if rs == nil {
 		return RouteMatch{Access: AccessPaid}
 	}
@@ -455,7 +497,7 @@ func (rs *RuleSet) Match(method, host, canonicalPath string) RouteMatch {
 				continue
 			}
 		}
-		capture, ok := pt.match(canonicalPath)
+		capture, ok := pt.match(canonicalPath, mode)
 		if !ok {
 			continue
 		}
@@ -507,6 +549,13 @@ func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 			fail(&r, i, "path", err)
 		}
 		r.pat = pt
+		if pt != nil && !rs.caseSensitiveLiterals {
+			for _, lit := range pt.segs {
+				if lit != asciiCase(lit, 'A', 'Z', 'a'-'A') || !isASCII(lit) {
+					rs.caseSensitiveLiterals = true
+				}
+			}
+		}
 		if pt != nil && pt.capture >= 0 && r.ID != "" {
 			fail(&r, i, "id", fmt.Errorf("%q: the path captures the route ID with {route}; remove one of the two", r.ID))
 		}

@@ -235,7 +235,7 @@ func TestCompileRules(t *testing.T) {
 	want := &RuleSet{Default: AccessPaid, Rules: []*Rule{
 		{Index: 0, Line: 3, Host: "app.example.com", Path: "/a/*", Methods: []string{"GET", "POST"}, Access: AccessPaid},
 	}}
-	if diff := cmp.Diff(rs, want, cmpopts.IgnoreUnexported(Rule{})); diff != "" {
+	if diff := cmp.Diff(rs, want, cmpopts.IgnoreUnexported(Rule{}, RuleSet{})); diff != "" {
 		t.Errorf("compiled (-got +want):\n%s", diff)
 	}
 	if in[0].Host != "App.Example.COM." || in[0].Index != 7 {

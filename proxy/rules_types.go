@@ -20,6 +20,10 @@ type Rule struct {
 type RuleSet struct {
 	Rules   []*Rule
 	Default Access // default_access: what applies when no rule matches ("" means paid)
+	// caseSensitiveLiterals: some literal segment holds an upper-case or
+	// non-ASCII letter, so even a lower-case path may match it differently
+	// under the case readings (set by CompileRules).
+	caseSensitiveLiterals bool
 }
 
 // RouteMatch is the outcome of matching one request against the RuleSet.
