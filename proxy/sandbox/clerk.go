@@ -454,8 +454,9 @@ func (c *Clerk) signHandshake(directives []string) (string, error) {
 
 // SignIn does what the sign-in form does for userID, on a new client: it
 // starts a session and returns its ID with the cookies the browser would
-// get (__session, __client_uat and the sandbox client cookie). An unknown
-// user gives "" and nil.
+// get (see signInCookies: __client_uat and the sandbox client cookie, never
+// __session). An unknown user gives "" and nil. A test that wants the
+// session's token mints it with MintSessionToken.
 func (c *Clerk) SignIn(userID string) (sessionID string, cookies []*http.Cookie) {
 	res, err := c.signIn("", userID)
 	if err != nil {
@@ -488,8 +489,8 @@ func (c *Clerk) RevokeSession(sessionID string) {
 }
 
 type clerkSignInResult struct {
-	sessionID, clientCookie, token string
-	uat                            int64
+	sessionID, clientCookie string
+	uat                     int64
 }
 
 // signIn starts a session for userID on the client whose cookie is
@@ -520,12 +521,6 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 	c.lastSignInAt[userID] = now
 	res := clerkSignInResult{sessionID: s.id, clientCookie: cl.cookie, uat: cl.uat}
 	c.mu.Unlock()
-
-	tok, err := c.mintSessionToken(userID, s.id, now, nil)
-	if err != nil {
-		return clerkSignInResult{}, err
-	}
-	res.token = tok
 	c.log.Info("sandbox clerk: signed in", "user", userID, "session", s.id, "client", cl.id)
 	return res, nil
 }
@@ -556,9 +551,18 @@ func (s *clerkSessionState) statusAt(now time.Time) string {
 	return s.status
 }
 
+// signInCookies are the cookies a sign-in leaves in the browser, as a
+// production instance's Account Portal does: the HttpOnly client cookie
+// on the Frontend API host (the sandbox client cookie stands in for
+// Clerk's __client) and __client_uat, which Clerk sets on the whole
+// registrable domain, so the app's host sees it. Never __session: that
+// cookie belongs to the app's host, and only a handshake puts it there.
+// So the first page load back from sign-in has __client_uat and no
+// __session, and must handshake (clerk/javascript
+// packages/backend/src/tokens/request.ts: "client-uat-but-no-session-token").
+// The sandbox never sets or clears any other cookie of the app's host.
 func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie {
 	return []*http.Cookie{
-		{Name: "__session", Value: res.token, Path: "/", SameSite: http.SameSiteLaxMode, Secure: secure},
 		{Name: "__client_uat", Value: strconv.FormatInt(res.uat, 10), Path: "/", MaxAge: clerkUATMaxAge,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
 		{Name: ClerkClientCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge, HttpOnly: true,
