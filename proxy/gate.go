@@ -208,11 +208,13 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 	case res.State == SignedIn && res.Identity != nil && s.gw != nil && s.gw.isRevoked(res.Identity):
 		// Clerk told us (webhook) the session or user is gone; its tokens
 		// stay valid for up to a minute, tollgate does not wait for that.
-		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT}
+		// Clerk's handshake directives still reach the browser (they clear
+		// the handshake cookie, among others): the browser's cookies follow
+		// Clerk's, and the token they carry is refused here all the same.
+		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT, SetCookies: res.SetCookies}
 		if s.hasGatewayCookie(r) {
 			out.cookies = append(out.cookies, s.gw.clearCookie())
 		}
-		out.setCookies = nil
 	case res.State == SignedIn && res.Identity != nil:
 		out.id = res.Identity
 		if s.gw != nil {
@@ -261,6 +263,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		// outage, and do not let them through either.
 		s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
 		e.decision, e.reason = "error", "session_check_failed"
+		addSetCookies(w, out.setCookies)
 		s.writeError(w, r, http.StatusServiceUnavailable)
 		return out, false
 	case res.State == Handshake:

@@ -82,15 +82,34 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		}
 		// Tokens of the session still inside their minute die here too.
 		s.RevokeSession(id.SessionID)
-		w.Header().Del("Set-Cookie") // whatever the identity lookup just (re)issued
+		keepClerkHousekeeping(w) // not what the identity lookup just (re)issued
 		addSetCookies(w, clear)
 	} else {
-		w.Header().Del("Set-Cookie")
+		keepClerkHousekeeping(w)
 	}
 	if s.gw != nil {
 		http.SetCookie(w, s.gw.clearCookie())
 	}
 	redirect(w, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+ret, http.StatusSeeOther)
+}
+
+// keepClerkHousekeeping drops the Set-Cookie values the identity lookup
+// added (a renewed gateway cookie, a session token from a handshake) but
+// keeps Clerk's own __clerk_* directives, which clear the handshake cookies
+// the browser would otherwise send again with every request.
+func keepClerkHousekeeping(w http.ResponseWriter) {
+	h := w.Header()
+	kept := h["Set-Cookie"][:0]
+	for _, c := range h["Set-Cookie"] {
+		if strings.HasPrefix(strings.TrimSpace(c), "__clerk_") {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 {
+		h.Del("Set-Cookie")
+		return
+	}
+	h["Set-Cookie"] = kept
 }
 
 type signOutPage struct {

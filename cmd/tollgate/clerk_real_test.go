@@ -6,11 +6,18 @@ package main
 // Backend API do.
 
 import (
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
 // TestClerk_SignInReturnsWithOnlyClientUAT: a production Account Portal
@@ -60,4 +67,115 @@ func TestClerk_SignInReturnsWithOnlyClientUAT(t *testing.T) {
 	if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
 		t.Errorf("XHR after the handshake: %d %v", code, h)
 	}
+}
+
+// setCookieNames lists the names of a response's Set-Cookie values, in
+// order, with "=" for an empty value ("__session=" clears it).
+func setCookieNames(resp *http.Response) []string {
+	var out []string
+	for _, v := range resp.Header.Values("Set-Cookie") {
+		nv, _, _ := strings.Cut(v, ";")
+		name, val, _ := strings.Cut(nv, "=")
+		if val == "" {
+			name += "="
+		}
+		out = append(out, name)
+	}
+	return out
+}
+
+// secondGateway runs another gateway on d's config and sandbox, changed by
+// tweak, with its own store and no admin listener, on a free port.
+func secondGateway(t *testing.T, d *demo, clk *clock, tweak func(*proxy.Config)) *demo {
+	t.Helper()
+	cfg := *d.Config
+	cfg.Admin.Listen = ""
+	cfg.Store.Path = filepath.Join(t.TempDir(), "second.db")
+	srv := httptest.NewUnstartedServer(nil)
+	cfg.PublicURL, _ = url.Parse("http://" + srv.Listener.Addr().String())
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	gw, err := newGateway(&cfg, gatewayDeps{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = gw.Handler
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	return &demo{URL: srv.URL, ClerkURL: d.ClerkURL, Clerk: d.Clerk, Config: &cfg}
+}
+
+// TestClerk_HandshakeDetails: what the handshake hands back reaches the
+// browser and decides as the browser's cookies will. The sandbox clears the
+// old __session before it sets the new one (the last directive wins); every
+// answer carries the directives, a revoked session's sign-in redirect and a
+// 502 from the upstream included; the handshake asks for the current Clerk
+// API version.
+func TestClerk_HandshakeDetails(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+
+	t.Run("the last __session directive wins", func(t *testing.T) {
+		clk.Advance(2 * time.Minute)
+		final, hops := browse(t, c, d.URL+"/settings/", 2)
+		if len(hops) != 2 || final.StatusCode != 200 || final.Request.URL.String() != d.URL+"/settings/" {
+			t.Fatalf("page load with an expired token: %d after %v, want 200 after the handshake", final.StatusCode, hops)
+		}
+		names := strings.Join(setCookieNames(final), " ")
+		if !strings.Contains(names, "__session= __session ") {
+			t.Errorf("directives %q: want the old __session cleared before the new one is set", names)
+		}
+		if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+			t.Errorf("after the handshake: %d %v, want Ada", code, h)
+		}
+	})
+
+	t.Run("the current API version", func(t *testing.T) {
+		got := d.Clerk.HandshakeVersions()
+		if len(got) != 1 || got[sandbox.ClerkAPIVersion] == 0 {
+			t.Errorf("handshakes by __clerk_api_version: %v, want only %s", got, sandbox.ClerkAPIVersion)
+		}
+	})
+
+	t.Run("a 502 from the upstream carries them", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := "http://" + ln.Addr().String()
+		ln.Close() // nothing listens there now
+		broken := secondGateway(t, d, clk, func(cfg *proxy.Config) { cfg.Upstream, _ = url.Parse(dead) })
+		hs := handshakeAs(t, d, "user_grace")
+		resp := get(t, noRedirects(nil), broken.URL+"/settings/", withHeader(page, "Cookie", hs.Name+"="+hs.Value))
+		names := strings.Join(setCookieNames(resp), " ")
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(names, "__session ") || !strings.Contains(names, "__clerk_handshake=") ||
+			!strings.Contains(names, "__tollgate") {
+			t.Errorf("502: %d with cookies %q, want the handshake's directives and the gateway cookie", resp.StatusCode, names)
+		}
+	})
+
+	t.Run("a revoked session's answer carries them", func(t *testing.T) {
+		sid := sessionIDOf(t, cookieValue(jar, d.URL, "__session"))
+		if resp := postSvix(t, d, clk.Now(), `{"type":"session.revoked","object":"event","data":{"id":"`+sid+`","object":"session"}}`, ""); resp.StatusCode != 200 {
+			t.Fatalf("Clerk webhook: %d", resp.StatusCode)
+		}
+		// Clerk has not caught up: its handshake still hands out a token
+		// for the session, which tollgate refuses.
+		clk.Advance(2 * time.Minute)
+		resp := get(t, c, d.URL+"/settings/", page)
+		resp = get(t, c, resp.Header.Get("Location"), page)
+		resp = get(t, c, resp.Header.Get("Location"), page)
+		names := strings.Join(setCookieNames(resp), " ")
+		if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Header.Get("Location"), d.ClerkURL+"/sign-in") ||
+			!strings.Contains(names, "__clerk_handshake=") || !strings.Contains(names, "__session ") {
+			t.Errorf("revoked, back from the handshake: %d %q with cookies %q, want the sign-in page and the handshake's directives",
+				resp.StatusCode, resp.Header.Get("Location"), names)
+		}
+		if cookieValue(jar, d.URL, "__clerk_handshake") != "" {
+			t.Errorf("the browser still holds the handshake cookie: every request would resolve it again")
+		}
+	})
 }

@@ -233,7 +233,7 @@ func TestAuthenticate_HandshakeRedirect(t *testing.T) {
 	}
 	want := url.Values{
 		"redirect_url":        {"https://app.example.com/hello/w%C3%B6rld?foo=bar&baz=1"},
-		"__clerk_api_version": {"2025-04-10"},
+		"__clerk_api_version": {"2026-05-12"}, // SUPPORTED_BAPI_VERSION, clerk/javascript packages/backend/src/constants.ts at e21ae9a4cf
 		"suffixed_cookies":    {"false"},
 		"__clerk_hs_reason":   {"session-token-expired-refresh-non-eligible-no-refresh-cookie"},
 		"format":              {"nonce"},

@@ -57,6 +57,27 @@ func TestHandshake_ProductionToken(t *testing.T) {
 	}
 }
 
+// The browser applies a payload's directives in order, so the last
+// __session one is the cookie it keeps: clearing the old token before
+// setting the new one signs in; setting it and then clearing it signs out.
+func TestHandshake_LastSessionDirectiveWins(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	fresh := e.token()
+	clear := "__session=; Path=/; Max-Age=0; Secure; SameSite=Lax"
+	set := "__session=" + fresh + "; Path=/; Secure; SameSite=Lax"
+	uat := fmt.Sprintf("__client_uat=%d; Path=/; Max-Age=315360000; Secure; SameSite=Lax", now.Unix())
+
+	got := e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", handshakeToken(t, e.key, clear, set, uat))))
+	if got.State != proxy.SignedIn || got.Identity.Source != "handshake" {
+		t.Errorf("clear, then set: %v (%s), want signed in", got.State, got.Reason)
+	}
+	got = e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", handshakeToken(t, e.key, set, clear, uat))))
+	if got.State != proxy.SignedOut || got.Reason != "session-token-missing" {
+		t.Errorf("set, then clear: %v (%s), want signed out", got.State, got.Reason)
+	}
+}
+
 func TestHandshake_ProductionSignedOut(t *testing.T) {
 	e := newEnv(t)
 	r := page("/", cookie("__clerk_handshake", handshakeToken(t, e.key, signedOutDirectives...)), uatCookie())

@@ -29,9 +29,14 @@ const (
 	paramNonce            = "__clerk_handshake_nonce"
 	paramHelp             = "__clerk_help"
 
-	// apiVersion is the Backend API version clerk-sdk-go speaks; handshakes
-	// ask for the matching (v2) session token claims.
-	apiVersion = "2025-04-10"
+	// apiVersion is the __clerk_api_version every handshake sends: the
+	// Clerk API version whose session token claims (v2) tollgate reads.
+	// It is @clerk/backend's SUPPORTED_BAPI_VERSION, as read in
+	// clerk/javascript packages/backend/src/constants.ts at e21ae9a4cf
+	// (@clerk/backend 3.16.10; the value since cdb940afdc, June 2026).
+	// clerk-sdk-go v2.4.2 still sends Clerk-API-Version 2025-04-10 on its
+	// own Backend API calls; both versions mint v2 session tokens.
+	apiVersion = "2026-05-12"
 	// maxHandshakeRedirects: after this many handshakes in a row (counted in
 	// a short-lived cookie) the request is treated as signed out.
 	maxHandshakeRedirects = 3
@@ -545,15 +550,17 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 		res.Location = c.currentURL(r)
 	}
 	var sessionTok string
-	var haveSession, haveUAT bool
+	var haveUAT bool
 	var uat int64
 	for _, d := range directives {
 		name, value := directiveCookie(d)
 		switch {
 		case strings.HasPrefix(name, cookieSession):
-			if !haveSession {
-				sessionTok, haveSession = value, true
-			}
+			// The last one wins, as in the browser that applies them in
+			// order: Clerk may clear the old cookie before it sets the new
+			// one (clerk/javascript packages/backend/src/tokens/handshake.ts,
+			// resolveHandshake, keeps overwriting sessionToken).
+			sessionTok = value
 		case strings.HasPrefix(name, cookieClientUAT):
 			// What the browser will hold: the largest of the values set
 			// (a host-only cookie may be cleared while a domain one is set).

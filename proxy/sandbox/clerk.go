@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,6 +39,12 @@ const (
 	// DefaultClerkFAPIHost is the Frontend API host encoded in the
 	// publishable key (and the issuer of tokens) unless configured.
 	DefaultClerkFAPIHost = "clerk.tollgate.test"
+
+	// ClerkAPIVersion is the Clerk API version the sandbox emulates: the
+	// __clerk_api_version current Clerk SDKs send with a handshake
+	// (SUPPORTED_BAPI_VERSION in clerk/javascript
+	// packages/backend/src/constants.ts, at e21ae9a4cf).
+	ClerkAPIVersion = "2026-05-12"
 
 	clerkSessionCategory = "cl_B7d4PD111AAA" // header "cat" of session and handshake tokens
 	clerkUATMaxAge       = 315360000         // ten years, as Clerk sets __client_uat
@@ -140,6 +147,7 @@ type Clerk struct {
 	sessions     map[string]*clerkSessionState // by session ID
 	nonces       map[string]clerkNonce         // by nonce
 	calls        map[string]int                // Backend API calls, by route pattern
+	apiVersions  map[string]int                // handshakes, by __clerk_api_version
 	lastSignInAt map[string]time.Time          // by user ID
 }
 
@@ -190,6 +198,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		sessions:     map[string]*clerkSessionState{},
 		nonces:       map[string]clerkNonce{},
 		calls:        map[string]int{},
+		apiVersions:  map[string]int{},
 		lastSignInAt: map[string]time.Time{},
 	}
 	if c.fapiHost == "" {
@@ -475,6 +484,14 @@ func (c *Clerk) BackendCalls(route string) int {
 	return c.calls[route]
 }
 
+// HandshakeVersions counts the Frontend API handshakes received so far
+// by the __clerk_api_version they asked for ("" when absent).
+func (c *Clerk) HandshakeVersions() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.apiVersions)
+}
+
 // RevokeSession marks an active session "revoked", as the Backend API's
 // POST /v1/sessions/{id}/revoke does: GET /v1/sessions/{id} then says so,
 // and the next handshake of its client answers with the signed-out
@@ -586,7 +603,11 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]
 			return nil, "", err
 		}
 		userID = s.userID
+		// The old __session is cleared before the new one is set, as
+		// Clerk's payloads may do: whoever reads the payload must take the
+		// last __session directive, as the browser ends up doing.
 		d = []string{
+			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
 			"__session=" + tok + attrs,
 			"__client_uat=" + strconv.FormatInt(uat, 10) + "; Path=/; Max-Age=" + strconv.Itoa(clerkUATMaxAge) + "; SameSite=Lax" + clerkSecureAttr(secure),
 			"__clerk_handshake=; Path=/; Max-Age=0",

@@ -142,6 +142,9 @@ func (c *Clerk) handleHandshakePayload(w http.ResponseWriter, r *http.Request) {
 // packages/backend/src/tokens/request.ts).
 func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	c.mu.Lock()
+	c.apiVersions[q.Get("__clerk_api_version")]++
+	c.mu.Unlock()
 	raw := q.Get("redirect_url")
 	if raw == "" {
 		clerkError(w, http.StatusBadRequest, "form_param_missing", "redirect_url is missing",

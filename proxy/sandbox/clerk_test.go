@@ -401,7 +401,7 @@ func (f *clerkFixture) handshake(t *testing.T, redirectURL string, cookies ...*h
 	t.Helper()
 	q := url.Values{
 		"redirect_url": {redirectURL}, "__clerk_hs_reason": {"session-token-expired"},
-		"suffixed_cookies": {"false"}, "__clerk_api_version": {"2025-04-10"}, "format": {"nonce"},
+		"suffixed_cookies": {"false"}, "__clerk_api_version": {ClerkAPIVersion}, "format": {"nonce"},
 	}
 	res := f.get(t, "/v1/client/handshake?"+q.Encode(), cookies...)
 	if res.StatusCode != http.StatusTemporaryRedirect {
@@ -441,14 +441,17 @@ func (f *clerkFixture) handshake(t *testing.T, redirectURL string, cookies ...*h
 	return res, payload.Handshake
 }
 
+// sessionDirective is the value of the last __session directive, the
+// cookie a browser ends up with.
 func sessionDirective(directives []string) string {
+	tok := ""
 	for _, d := range directives {
 		name, rest, _ := strings.Cut(strings.SplitN(d, ";", 2)[0], "=")
-		if name == "__session" && rest != "" {
-			return rest
+		if name == "__session" {
+			tok = rest
 		}
 	}
-	return ""
+	return tok
 }
 
 func signedOutDirectives() []string {
@@ -480,6 +483,7 @@ func TestClerkHandshake(t *testing.T) {
 		t.Errorf("handshake token: sub %q sid %q iat %d", claims.Subject, claims.SessionID, *claims.IssuedAt)
 	}
 	want := []string{
+		"__session=; Path=/; Max-Age=0; SameSite=Lax",
 		"__session=" + tok + "; Path=/; SameSite=Lax",
 		"__client_uat=" + uat + "; Path=/; Max-Age=315360000; SameSite=Lax",
 		"__clerk_handshake=; Path=/; Max-Age=0",
@@ -504,7 +508,7 @@ func TestClerkHandshake(t *testing.T) {
 
 	// An https gateway gets Secure directives.
 	_, d = f.handshake(t, "https://localhost:8443/", client)
-	if !strings.HasSuffix(d[0], "; Secure") || !strings.HasSuffix(d[1], "; Secure") {
+	if !strings.HasSuffix(d[0], "; Secure") || !strings.HasSuffix(d[1], "; Secure") || !strings.HasSuffix(d[2], "; Secure") {
 		t.Errorf("https directives %q", d)
 	}
 
