@@ -35,8 +35,20 @@ type gatewaySession struct {
 	OrgID     string `json:"o,omitempty"`
 	OrgSlug   string `json:"os,omitempty"`
 	OrgRole   string `json:"or,omitempty"`
-	Issued    int64  `json:"i"` // unix seconds: when a verified Clerk token earned it
-	Checked   int64  `json:"c"` // unix seconds: when Clerk last confirmed the session active
+	Issued    int64  `json:"i"` // unix seconds: when a verified Clerk token earned it (tollgate's clock)
+	Checked   int64  `json:"c"` // unix seconds: when Clerk last confirmed the session active (tollgate's clock)
+	// ClerkIAT is the iat of the Clerk token that earned the cookie, unix
+	// seconds on Clerk's clock: what __client_uat, also Clerk's, is
+	// compared with. 0 in cookies sealed before it existed: Issued then.
+	ClerkIAT int64 `json:"t,omitempty"`
+}
+
+// clerkTime is when, on Clerk's clock, the cookie's Clerk token was issued.
+func (gs *gatewaySession) clerkTime() int64 {
+	if gs.ClerkIAT > 0 {
+		return gs.ClerkIAT
+	}
+	return gs.Issued
 }
 
 var errBadSeal = errors.New("gateway cookie: not sealed by this gateway")
@@ -229,8 +241,12 @@ func (g *gatewaySessions) clearCookie() *http.Cookie {
 }
 
 func (g *gatewaySessions) issue(id *Identity, now time.Time) (*http.Cookie, error) {
-	return g.cookie(&gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
-		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()})
+	gs := &gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
+		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()}
+	if !id.IssuedAt.IsZero() {
+		gs.ClerkIAT = id.IssuedAt.Unix() // the Clerk token's iat
+	}
+	return g.cookie(gs)
 }
 
 // errGatewayRejected carries why a gateway cookie was not accepted; the
@@ -264,9 +280,11 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 	switch {
 	case now.Sub(issued) > g.ttl:
 		return nil, nil, errGatewayRejected{"past ttl", true}
-	case ar.ClientUAT > gs.Issued:
+	case ar.ClientUAT > gs.clerkTime():
 		// The Clerk client changed (sign-out, another sign-in) after the
-		// cookie was made: Clerk's cookies are the source of truth.
+		// token that earned the cookie was minted: Clerk's cookies are the
+		// source of truth. Both times are Clerk's, so a gateway whose clock
+		// lags Clerk's does not drop its cookie right after sign-in.
 		return nil, nil, errGatewayRejected{"client changed since issue", true}
 	case ar.StaleSessionID != "" && ar.StaleSessionID != gs.SessionID:
 		return nil, nil, errGatewayRejected{"another session", true}

@@ -179,3 +179,22 @@ func TestClerk_HandshakeDetails(t *testing.T) {
 		}
 	})
 }
+
+// TestClerk_GatewayCookieComparesClerksClockWithClerks: __client_uat is
+// Clerk's clock, so the gateway cookie is compared by the iat of the Clerk
+// token that earned it, not by the gateway's own issue time. A gateway
+// whose clock lags Clerk's (by 4 s here, inside the tokens' leeway) keeps
+// its cookie after sign-in: an XHR past the token's minute still passes.
+func TestClerk_GatewayCookieComparesClerksClockWithClerks(t *testing.T) {
+	d, clk := mustRunDemoWith(t, demoOptions{ClerkSkew: 4 * time.Second})
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+		t.Fatalf("signed in: %d %v", code, h)
+	}
+	clk.Advance(2 * time.Minute) // the token has expired; the gateway cookie carries XHRs
+	if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("XHR after the token's minute, gateway 4 s behind Clerk: %d %v, want Ada on the gateway cookie", code, h)
+	}
+}

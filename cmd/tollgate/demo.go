@@ -111,6 +111,10 @@ type demoOptions struct {
 	// NonceHandshake makes the sandbox Clerk answer handshakes with a
 	// nonce (exchanged through the Backend API) instead of the token.
 	NonceHandshake bool
+	// ClerkSkew sets the sandbox Clerk's clock this far ahead of the
+	// gateway's (negative: behind), as a laptop, WSL or Docker clock that
+	// is off would be.
+	ClerkSkew time.Duration
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -149,7 +153,12 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	d.adminLn = adminLn
 	d.AdminURL = "http://" + adminLn.Addr().String()
 
-	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now,
+	clerkNow := o.Now
+	if skew := o.ClerkSkew; skew != 0 {
+		now := o.Now
+		clerkNow = func() time.Time { return now().Add(skew) }
+	}
+	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: clerkNow,
 		NonceHandshake: o.NonceHandshake})
 	if err != nil {
 		return nil, err
