@@ -33,8 +33,16 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 				// A page load whose Clerk token Clerk would refresh: refresh
 				// it, so that the page knows the visitor by a fresh token
 				// rather than by the gateway cookie, or not at all.
-				e.decision = "handshake"
 				addSetCookies(w, res.SetCookies)
+				if res.State == Handshake {
+					e.decision = "handshake"
+					s.toClerk(w, r, res.Location)
+					return
+				}
+				e.decision = "handshake_resolved"
+				for _, c := range out.cookies {
+					http.SetCookie(w, c)
+				}
 				redirect(w, res.Location, http.StatusTemporaryRedirect)
 				return
 			}

@@ -6,6 +6,8 @@ package main
 // Backend API do.
 
 import (
+	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -196,5 +198,175 @@ func TestClerk_GatewayCookieComparesClerksClockWithClerks(t *testing.T) {
 	clk.Advance(2 * time.Minute) // the token has expired; the gateway cookie carries XHRs
 	if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
 		t.Errorf("XHR after the token's minute, gateway 4 s behind Clerk: %d %v, want Ada on the gateway cookie", code, h)
+	}
+}
+
+// signInFromPage starts signed out on a signed-in page of the gateway and
+// does what a person does: the sign-in page, the demo user's button, and
+// the browser's way back, following at most maxHops redirects after the
+// button. It returns the last response and the hops after the button.
+func signInFromPage(t *testing.T, d *demo, c *http.Client, path, userID string, maxHops int) (*http.Response, []string) {
+	t.Helper()
+	resp := get(t, c, d.URL+path, page)
+	signInURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(signInURL, d.ClerkURL+"/sign-in") {
+		t.Fatalf("signed-out %s: %d %q, want the sign-in page", path, resp.StatusCode, signInURL)
+	}
+	if resp = get(t, c, signInURL, page); resp.StatusCode != 200 {
+		t.Fatalf("sign-in page: %d", resp.StatusCode)
+	}
+	form := url.Values{"user_id": {userID}}
+	body := readBody(t, resp)
+	for _, field := range []string{"redirect_url", "dev_browser"} {
+		if v := between(body, `name="`+field+`" value="`, `"`); v != "" {
+			form.Set(field, html.UnescapeString(v))
+		}
+	}
+	resp, err := c.PostForm(d.ClerkURL+"/sign-in", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	final, hops := browse(t, c, resp.Header.Get("Location"), maxHops)
+	return final, append([]string{"303 " + resp.Header.Get("Location")}, hops...)
+}
+
+// TestClerk_DevelopmentInstance: a development instance (pk_test_) end to
+// end, as Clerk runs one: the Account Portal sends the browser back with
+// __clerk_db_jwt in the URL (dev-browser-sync), the handshake carries the
+// dev browser, its payload (token or nonce) comes back in the URL and
+// leaves with a redirect to the clean URL, and nothing Clerk sets on its
+// own site is a cookie of the app's host.
+func TestClerk_DevelopmentInstance(t *testing.T) {
+	for _, nonce := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nonce=%v", nonce), func(t *testing.T) {
+			d, clk := mustRunDemoWith(t, demoOptions{Development: true, NonceHandshake: nonce})
+			if pk := d.Clerk.PublishableKey(); !strings.HasPrefix(pk, "pk_test_") {
+				t.Fatalf("publishable key %q", pk)
+			}
+			jar, _ := cookiejar.New(nil)
+			c := noRedirects(jar)
+			final, hops := signInFromPage(t, d, c, "/settings/?tab=2", "user_ada", 4)
+			if final.StatusCode != 200 || final.Request.URL.String() != d.URL+"/settings/?tab=2" {
+				t.Fatalf("back from sign-in: %d at %s after %v", final.StatusCode, final.Request.URL, hops)
+			}
+			// Portal → app with the dev browser (B2) → handshake with it →
+			// app with the payload in the URL → the clean URL.
+			if len(hops) != 4 || !strings.Contains(hops[0], "__clerk_db_jwt=") || !strings.Contains(hops[1], "__clerk_hs_reason=dev-browser-sync") ||
+				!strings.Contains(hops[1], "__clerk_db_jwt=") || !strings.Contains(hops[2], map[bool]string{false: "__clerk_handshake=", true: "__clerk_handshake_nonce="}[nonce]) ||
+				hops[3] != "307 "+d.URL+"/settings/?tab=2" {
+				t.Errorf("the way back from sign-in:\n  %s", strings.Join(hops, "\n  "))
+			}
+			u, _ := url.Parse(d.URL)
+			have := map[string]bool{}
+			for _, ck := range jar.Cookies(u) {
+				have[ck.Name] = true
+			}
+			for _, name := range []string{"__session", "__client_uat", "__clerk_db_jwt", "__tollgate"} {
+				if !have[name] {
+					t.Errorf("after sign-in the browser lacks %s: %v", name, have)
+				}
+			}
+			for _, name := range []string{"__sandbox_client", "__clerk_handshake", "__clerk_handshake_nonce"} {
+				if have[name] {
+					t.Errorf("after sign-in the browser holds %s: nothing of Clerk's site reaches the app's host", name)
+				}
+			}
+			if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+				t.Errorf("XHR: %d %v", code, h)
+			}
+
+			// The token's minute passes: XHRs ride on the gateway cookie, a
+			// page load handshakes with the dev browser from its cookie.
+			clk.Advance(2 * time.Minute)
+			if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+				t.Errorf("XHR after the token's minute: %d %v", code, h)
+			}
+			final, hops = browse(t, c, d.URL+"/settings/", 3)
+			if final.StatusCode != 200 || len(hops) != 3 || !strings.Contains(hops[0], "__clerk_db_jwt=") ||
+				!strings.Contains(hops[0], "__clerk_hs_reason=session-token-expired") {
+				t.Errorf("page load after the token's minute: %d after\n  %s", final.StatusCode, strings.Join(hops, "\n  "))
+			}
+
+			// Signed out, the way to sign-in carries the dev browser.
+			form(t, c, d.URL+"/.tollgate/sign-out", url.Values{"return": {"/"}})
+			resp := get(t, c, d.URL+"/settings/", page)
+			final, _ = browse(t, c, resp.Header.Get("Location"), 3)
+			if loc := final.Header.Get("Location"); !strings.HasPrefix(final.Request.URL.String(), d.ClerkURL+"/sign-in") ||
+				!strings.Contains(final.Request.URL.RawQuery, "__clerk_db_jwt=") {
+				t.Errorf("signed out: at %s (%q), want the sign-in page with the dev browser", final.Request.URL, loc)
+			}
+		})
+	}
+}
+
+// TestClerk_DevelopmentClockSkew: Clerk retries a development handshake
+// token that fails on its time claims with a day of skew (handshake.ts),
+// and so does tollgate. A laptop whose clock is a minute behind Clerk's,
+// two minutes ahead, or two hours behind signs in, keeps its gateway
+// cookie (Clerk's clock compared with Clerk's), and a later page load ends
+// signed in too: never the endless app → Frontend API → app → Account
+// Portal loop.
+func TestClerk_DevelopmentClockSkew(t *testing.T) {
+	for _, skew := range []time.Duration{time.Minute, -2 * time.Minute, 2 * time.Hour} {
+		t.Run("Clerk "+skew.String()+" off", func(t *testing.T) {
+			d, clk := mustRunDemoWith(t, demoOptions{Development: true, ClerkSkew: skew})
+			jar, _ := cookiejar.New(nil)
+			c := noRedirects(jar)
+			final, hops := signInFromPage(t, d, c, "/settings/", "user_ada", 12)
+			if final.StatusCode != 200 || final.Request.URL.String() != d.URL+"/settings/" {
+				t.Fatalf("back from sign-in: %d at %s after\n  %s", final.StatusCode, final.Request.URL, strings.Join(hops, "\n  "))
+			}
+			if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+				t.Errorf("XHR after sign-in: %d %v", code, h)
+			}
+			clk.Advance(2 * time.Minute)
+			if code, h := whoami(t, c, d, api); code != 200 || h["user"] != "user_ada" {
+				t.Errorf("XHR after the token's minute: %d %v", code, h)
+			}
+			final, hops = browse(t, c, d.URL+"/settings/", 8)
+			if final.StatusCode != 200 || final.Request.URL.String() != d.URL+"/settings/" {
+				t.Errorf("a later page load: %d at %s after\n  %s", final.StatusCode, final.Request.URL, strings.Join(hops, "\n  "))
+			}
+		})
+	}
+}
+
+// TestClerk_SignInLoopGuardHoldsAcrossTheAccountPortal: when no handshake
+// can ever succeed (here the gateway verifies with another instance's key,
+// as with keys of two instances), the browser went app → Frontend API →
+// app → Account Portal → app for ever: Clerk's own counter lives two
+// seconds and counts handshakes only. tollgate's counter spans the hop:
+// the loop ends on a page that says what is wrong, with one link to try
+// again.
+func TestClerk_SignInLoopGuardHoldsAcrossTheAccountPortal(t *testing.T) {
+	for _, dev := range []bool{true, false} {
+		t.Run(fmt.Sprintf("development=%v", dev), func(t *testing.T) {
+			d, clk := mustRunDemoWith(t, demoOptions{Development: dev})
+			other, err := sandbox.NewClerk(sandbox.ClerkOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrong := secondGateway(t, d, clk, func(cfg *proxy.Config) { cfg.Clerk.JWTKey = other.PublicKeyPEM() })
+			jar, _ := cookiejar.New(nil)
+			c := noRedirects(jar)
+			final, hops := signInFromPage(t, wrong, c, "/settings/", "user_ada", 30)
+			if body := readBody(t, final); final.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "Signing in did not complete") ||
+				!strings.Contains(body, "Try signing in again") {
+				t.Fatalf("a sign-in that cannot succeed: %d at %s after %d redirects", final.StatusCode, final.Request.URL, len(hops))
+			}
+			if len(hops) >= 20 { // where Chromium gives up with ERR_TOO_MANY_REDIRECTS
+				t.Errorf("%d redirects before the loop was stopped:\n  %s", len(hops), strings.Join(hops, "\n  "))
+			}
+			t.Logf("stopped after %d redirects", len(hops))
+			// The link starts afresh: one more round, then the page again.
+			final, _ = browse(t, c, wrong.URL+"/settings/", 30)
+			if final.StatusCode != http.StatusUnauthorized {
+				t.Errorf("trying again: %d at %s", final.StatusCode, final.Request.URL)
+			}
+		})
 	}
 }

@@ -40,6 +40,12 @@ const (
 	// maxHandshakeRedirects: after this many handshakes in a row (counted in
 	// a short-lived cookie) the request is treated as signed out.
 	maxHandshakeRedirects = 3
+	// devClockSkew is how far a development instance's handshake token may
+	// be off this clock: Clerk's SDK retries a development handshake token
+	// that fails on its time claims with clockSkewInMs 86_400_000
+	// (clerk/javascript packages/backend/src/tokens/handshake.ts,
+	// resolveHandshake).
+	devClockSkew = 24 * time.Hour
 )
 
 // Reasons of the cookie path (Clerk's AuthErrorReason names where Clerk has
@@ -422,9 +428,18 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		}
 		return c.handshake(r, res, reasonSessionTokenExpired, true, &hs)
 	case errors.Is(err, josejwt.ErrNotValidYet): // B12
+		if ver != nil {
+			res.StaleSessionID = ver.sessionID
+		}
 		return c.handshake(r, res, reasonSessionTokenNBF, true, &hs)
 	case errors.Is(err, josejwt.ErrIssuedInTheFuture): // B13
-		return c.handshake(r, res, reasonSessionIATInFuture, false, &hs)
+		// A token minted ahead of this clock (Clerk's clock runs ahead):
+		// the gateway session may stand in for it as for an expired one,
+		// but only for the session it names.
+		if ver != nil {
+			res.StaleSessionID = ver.sessionID
+		}
+		return c.handshake(r, res, reasonSessionIATInFuture, true, &hs)
 	}
 	res.State, res.Reason = proxy.SignedOut, reasonOf(err) // B14
 	return res
@@ -576,6 +591,15 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 	}
 	v := c.view(sessionTok)
 	ver, err := c.verify(ctx, &v)
+	if err != nil && !c.production && timeError(err) {
+		// Clerk's development clock-skew retry, as in its SDK: a laptop,
+		// WSL or Docker clock that is off is common in development, so the
+		// token Clerk just handed over is accepted with a day of skew.
+		c.log.WarnContext(ctx, "clerk: clock skew detected: this computer's clock is off from Clerk's; "+
+			"as Clerk's SDKs do for a development instance, the handshake's session token is accepted with up to a day of skew. "+
+			"Set the clock right (turn automatic time synchronisation off and on)", "err", err)
+		ver, err = c.verifySkewed(ctx, &v, devClockSkew)
+	}
 	if err != nil {
 		return proxy.AuthResult{}, err
 	}

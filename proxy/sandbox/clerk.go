@@ -39,6 +39,15 @@ const (
 	// DefaultClerkFAPIHost is the Frontend API host encoded in the
 	// publishable key (and the issuer of tokens) unless configured.
 	DefaultClerkFAPIHost = "clerk.tollgate.test"
+	// DefaultClerkDevFAPIHost is the same for a development instance,
+	// shaped like Clerk's (<slug>.clerk.accounts.dev).
+	DefaultClerkDevFAPIHost = "tollgate-sandbox.clerk.accounts.dev"
+	// ClerkDevBrowserCookie is the Account Portal's own memory of a
+	// development instance's dev browser (Clerk keeps it as __clerk_db_jwt
+	// on the accounts.dev site; the sandbox, sharing 127.0.0.1 with the
+	// app, names it so the app's host never sees a Clerk cookie it would
+	// not see with Clerk).
+	ClerkDevBrowserCookie = "__sandbox_db_jwt"
 
 	// ClerkAPIVersion is the Clerk API version the sandbox emulates: the
 	// __clerk_api_version current Clerk SDKs send with a handshake
@@ -112,6 +121,15 @@ type ClerkOptions struct {
 	AllowedRedirectOrigins []string
 	// Key signs every token. Nil generates a fresh RSA-2048 key.
 	Key *rsa.PrivateKey
+	// Development makes the sandbox a development instance (pk_test_), as
+	// Clerk's are: the client is the dev browser, whose token
+	// (__clerk_db_jwt) travels in URLs between the app and Clerk; the
+	// Account Portal sends the browser back with __clerk_db_jwt in the
+	// URL; the handshake payload (or nonce) comes back in the URL, never a
+	// cookie; and nothing the sandbox sets on its own host is a Clerk
+	// cookie the app's host could read (on Clerk they live on another
+	// site).
+	Development bool
 }
 
 // Clerk is an in-memory stand-in for a Clerk production instance: Backend
@@ -120,6 +138,7 @@ type ClerkOptions struct {
 // page: a session ends through the Backend API's revoke. Create it with
 // NewClerk.
 type Clerk struct {
+	dev       bool // a development instance
 	fapiHost  string
 	issuer    string
 	now       func() time.Time
@@ -184,6 +203,7 @@ type clerkMembership struct {
 // unless opts.Key is set.
 func NewClerk(opts ClerkOptions) (*Clerk, error) {
 	c := &Clerk{
+		dev:          opts.Development,
 		fapiHost:     opts.FAPIHost,
 		now:          opts.Now,
 		log:          opts.Logger,
@@ -203,6 +223,9 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 	}
 	if c.fapiHost == "" {
 		c.fapiHost = DefaultClerkFAPIHost
+		if c.dev {
+			c.fapiHost = DefaultClerkDevFAPIHost
+		}
 	}
 	if strings.ContainsAny(c.fapiHost, "/:$ ") || !strings.Contains(c.fapiHost, ".") {
 		return nil, fmt.Errorf("sandbox: clerk FAPIHost %q: want a bare host name with a dot, like %q", c.fapiHost, DefaultClerkFAPIHost)
@@ -295,8 +318,12 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		return nil, fmt.Errorf("sandbox: clerk jwks: %w", err)
 	}
 
-	c.pk = "pk_live_" + base64.RawStdEncoding.EncodeToString([]byte(c.fapiHost+"$"))
-	c.sk = "sk_live_sandbox_" + clerkRandomHex(16)
+	kind := "live"
+	if c.dev {
+		kind = "test"
+	}
+	c.pk = "pk_" + kind + "_" + base64.RawStdEncoding.EncodeToString([]byte(c.fapiHost+"$"))
+	c.sk = "sk_" + kind + "_sandbox_" + clerkRandomHex(16)
 	c.createdAt = c.now()
 
 	c.pages, err = template.New("clerk").ParseFS(clerkFiles, "templates/clerk/*.html")
@@ -326,11 +353,15 @@ func (c *Clerk) base() string {
 	return c.baseURL
 }
 
-// PublishableKey is the instance's pk_live_ key: base64 of "<FAPIHost>$".
+// Development reports whether the sandbox is a development instance.
+func (c *Clerk) Development() bool { return c.dev }
+
+// PublishableKey is the instance's pk_live_ key (pk_test_ for a
+// development instance): base64 of "<FAPIHost>$".
 func (c *Clerk) PublishableKey() string { return c.pk }
 
-// SecretKey is the Backend API secret (sk_live_sandbox_…), random per
-// instance.
+// SecretKey is the Backend API secret (sk_live_sandbox_…, sk_test_sandbox_…
+// for a development instance), random per instance.
 func (c *Clerk) SecretKey() string { return c.sk }
 
 // FAPIHost is the Frontend API host inside the publishable key.
@@ -518,6 +549,9 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 		return clerkSignInResult{}, fmt.Errorf("unknown user %q", userID)
 	}
 	now := c.now()
+	if c.dev && !c.knownClient(clientCookie) {
+		clientCookie = c.newDevBrowser()
+	}
 	c.mu.Lock()
 	cl := c.clients[clientCookie]
 	if cl == nil {
@@ -540,6 +574,28 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 	c.mu.Unlock()
 	c.log.Info("sandbox clerk: signed in", "user", userID, "session", s.id, "client", cl.id)
 	return res, nil
+}
+
+// knownClient reports whether key names a client (a client cookie, or a
+// development instance's dev browser token).
+func (c *Clerk) knownClient(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return key != "" && c.clients[key] != nil
+}
+
+// newDevBrowser starts a development instance's dev browser: a client,
+// signed out, known by its token (what Clerk's Frontend API hands out as
+// __clerk_db_jwt: a JWT naming the dev browser).
+func (c *Clerk) newDevBrowser() string {
+	tok, err := josejwt.Signed(c.signer).Claims(map[string]any{"dev": "dvb_" + clerkRandomID()}).CompactSerialize()
+	if err != nil { // cannot happen with an RSA key
+		tok = "dvb_" + clerkRandomHex(24)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clients[tok] = &clerkClientState{id: "client_" + clerkRandomID(), cookie: tok}
+	return tok
 }
 
 // activeSession returns the client's session if it is active, touching its
@@ -578,7 +634,16 @@ func (s *clerkSessionState) statusAt(now time.Time) string {
 // __session, and must handshake (clerk/javascript
 // packages/backend/src/tokens/request.ts: "client-uat-but-no-session-token").
 // The sandbox never sets or clears any other cookie of the app's host.
+//
+// A development instance's Account Portal lives on another site (a
+// *.accounts.dev host): nothing it sets reaches the app's host. Its one
+// cookie here is its memory of the dev browser, under a name no Clerk SDK
+// reads; the dev browser token goes back to the app in the URL.
 func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie {
+	if c.dev {
+		return []*http.Cookie{{Name: ClerkDevBrowserCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure}}
+	}
 	return []*http.Cookie{
 		{Name: "__client_uat", Value: strconv.FormatInt(res.uat, 10), Path: "/", MaxAge: clerkUATMaxAge,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
@@ -618,6 +683,18 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]
 			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
 			"__clerk_handshake=; Path=/; Max-Age=0",
 		}
+	}
+	if c.dev {
+		// The payload travelled in the URL: no handshake cookie to clear.
+		// The app's host keeps the dev browser in a cookie of its own.
+		kept := d[:0]
+		for _, x := range d {
+			if !strings.HasPrefix(x, "__clerk_handshake=") {
+				kept = append(kept, x)
+			}
+		}
+		d = append(kept, "__clerk_db_jwt="+clientCookie+"; Path=/; SameSite=Lax"+clerkSecureAttr(secure))
+		return d, userID, nil
 	}
 	if nonce {
 		d = append(d, "__clerk_handshake_nonce=; Path=/; Max-Age=0")

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -159,17 +160,26 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	}
 	nonce := c.nonceMode && q.Get("format") == "nonce"
 	if c.nonceMode && !nonce {
-		c.log.Warn("sandbox clerk: nonce handshakes are on but the request lacks format=nonce; sending the token cookie")
+		c.log.Warn("sandbox clerk: nonce handshakes are on but the request lacks format=nonce; sending the token")
 	}
-	directives, userID, err := c.handshakeDirectives(clerkCookieValue(r, ClerkClientCookie), target.Scheme == "https", nonce)
+	// The client: its cookie on the Frontend API host; on a development
+	// instance, the dev browser the SDK names in the URL (a new one, signed
+	// out, when it names none Clerk knows).
+	client := clerkCookieValue(r, ClerkClientCookie)
+	if c.dev {
+		if client = q.Get("__clerk_db_jwt"); !c.knownClient(client) {
+			client = c.newDevBrowser()
+		}
+	}
+	directives, userID, err := c.handshakeDirectives(client, target.Scheme == "https", nonce)
 	if err != nil {
 		c.log.Error("sandbox clerk: handshake", "err", err)
 		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
 		return
 	}
-	ck := &http.Cookie{Path: "/", SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
+	name, value := "__clerk_handshake_nonce", ""
 	if nonce {
-		ck.Name, ck.Value = "__clerk_handshake_nonce", c.storeNonce(directives)
+		value = c.storeNonce(directives)
 	} else {
 		tok, err := c.signHandshake(directives)
 		if err != nil {
@@ -177,13 +187,33 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 			clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
 			return
 		}
-		ck.Name, ck.Value = "__clerk_handshake", tok
+		name, value = "__clerk_handshake", tok
 	}
 	c.log.Info("sandbox clerk: handshake", "user", userID, "signed_in", userID != "",
-		"reason", q.Get("__clerk_hs_reason"), "nonce", nonce, "redirect_url", target.String())
+		"reason", q.Get("__clerk_hs_reason"), "nonce", nonce, "development", c.dev, "redirect_url", target.String())
 	w.Header().Set("Cache-Control", "no-store")
-	http.SetCookie(w, ck)
+	if c.dev {
+		// "In development, the handshake token is being transferred in the
+		// URL as a query parameter" (clerk/javascript
+		// packages/backend/src/tokens/handshake.ts).
+		http.Redirect(w, r, withQueryParam(target, name, value), http.StatusTemporaryRedirect)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, target.String(), http.StatusTemporaryRedirect)
+}
+
+// withQueryParam is u with name=value added to its query, the rest of the
+// query kept as it was written.
+func withQueryParam(u *url.URL, name, value string) string {
+	out := *u
+	p := url.QueryEscape(name) + "=" + url.QueryEscape(value)
+	if out.RawQuery == "" {
+		out.RawQuery = p
+	} else {
+		out.RawQuery += "&" + p
+	}
+	return out.String()
 }
 
 type clerkUserView struct {
@@ -207,6 +237,10 @@ type clerkPageData struct {
 	FAPIHost    string
 	BaseURL     string
 	RedirectURL string
+	// ContinueURL is where "Continue as" goes: RedirectURL, with the dev
+	// browser token on a development instance.
+	ContinueURL string
+	DevBrowser  string // the form's dev browser token (development)
 	Users       []clerkUserView
 	Current     *clerkUserView
 	SessionID   string
@@ -226,17 +260,65 @@ func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	d := c.signInData(r, raw)
+	client := c.clientOf(r, r.URL.Query().Get("__clerk_db_jwt"))
+	if c.dev {
+		// The Account Portal's clerk-js adopts the dev browser the app
+		// named, or starts one, and remembers it on its own site.
+		if !c.knownClient(client) {
+			client = c.newDevBrowser()
+		}
+		http.SetCookie(w, &http.Cookie{Name: ClerkDevBrowserCookie, Value: client, Path: "/", MaxAge: clerkUATMaxAge,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	}
+	d := c.signInData(client, raw)
+	if d.Current != nil && raw != "" {
+		// Already signed in: the Account Portal sends the browser straight
+		// back, as Clerk's does for a signed-in visitor.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, d.ContinueURL, http.StatusFound)
+		return
+	}
 	c.render(w, http.StatusOK, "sign_in", d)
 }
 
-func (c *Clerk) signInData(r *http.Request, redirectURL string) clerkPageData {
+// clientOf is the client a sign-in page request belongs to: its client
+// cookie; on a development instance, the dev browser token the app named
+// (named), else the one the portal remembers.
+func (c *Clerk) clientOf(r *http.Request, named string) string {
+	if !c.dev {
+		return clerkCookieValue(r, ClerkClientCookie)
+	}
+	if named != "" && c.knownClient(named) {
+		return named
+	}
+	return clerkCookieValue(r, ClerkDevBrowserCookie)
+}
+
+// backToApp is where the Account Portal sends the browser after sign-in:
+// redirectURL, with __clerk_db_jwt on a development instance, as Clerk's
+// does (clerk-js buildUrlWithAuth).
+func (c *Clerk) backToApp(redirectURL, client string) string {
+	if !c.dev || redirectURL == "" {
+		return redirectURL
+	}
+	u, err := url.Parse(redirectURL)
+	if err != nil {
+		return redirectURL
+	}
+	return withQueryParam(u, "__clerk_db_jwt", client)
+}
+
+func (c *Clerk) signInData(client, redirectURL string) clerkPageData {
 	d := c.page("Sign in")
 	d.RedirectURL = redirectURL
+	d.ContinueURL = c.backToApp(redirectURL, client)
+	if c.dev {
+		d.DevBrowser = client
+	}
 	for _, u := range c.Users() {
 		d.Users = append(d.Users, c.userView(u))
 	}
-	if s, _, ok := c.activeSession(clerkCookieValue(r, ClerkClientCookie)); ok {
+	if s, _, ok := c.activeSession(client); ok {
 		if u, ok := c.user(s.userID); ok {
 			v := c.userView(u)
 			d.Current, d.SessionID = &v, s.id
@@ -259,13 +341,14 @@ func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	userID := r.PostForm.Get("user_id")
+	client := c.clientOf(r, r.PostForm.Get("dev_browser"))
 	if _, ok := c.user(userID); !ok {
-		d := c.signInData(r, raw)
+		d := c.signInData(client, raw)
 		d.Error = "Choose one of the demo users below."
 		c.render(w, http.StatusBadRequest, "sign_in", d)
 		return
 	}
-	res, err := c.signIn(clerkCookieValue(r, ClerkClientCookie), userID)
+	res, err := c.signIn(client, userID)
 	if err != nil {
 		c.log.Error("sandbox clerk: sign in", "user", userID, "err", err)
 		c.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The sandbox could not sign you in.")
@@ -276,10 +359,10 @@ func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	if raw != "" {
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, raw, http.StatusSeeOther)
+		http.Redirect(w, r, c.backToApp(raw, res.clientCookie), http.StatusSeeOther)
 		return
 	}
-	d := c.signInData(r, "")
+	d := c.signInData(res.clientCookie, "")
 	u, _ := c.user(userID)
 	v := c.userView(u)
 	d.Title, d.Current, d.SessionID = "Signed in", &v, res.sessionID
