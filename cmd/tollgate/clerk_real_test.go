@@ -6,6 +6,8 @@ package main
 // Backend API do.
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"html"
 	"net"
@@ -369,4 +371,97 @@ func TestClerk_SignInLoopGuardHoldsAcrossTheAccountPortal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClerk_FrontendAPIProxy: with clerk.proxy_url (Clerk's proxyUrl), the
+// handshake goes through the proxy, which Clerk's Frontend API answers
+// with tokens whose issuer is the proxy's URL; those are accepted, as are
+// tokens of the instance's own Frontend API, and no other issuer is.
+func TestClerk_FrontendAPIProxy(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	front := httptest.NewUnstartedServer(nil)
+	proxyURL, _ := url.Parse("http://" + front.Listener.Addr().String() + "/__clerk")
+	clerkURL, _ := url.Parse(d.ClerkURL)
+	front.Config.Handler = sandbox.ClerkFrontendProxy(clerkURL, proxyURL, d.Clerk.SecretKey())
+	front.Start()
+	t.Cleanup(front.Close)
+
+	// The demo's config, with the proxy instead of the sandbox's address.
+	yml := strings.Replace(string(demoConfig), `frontend_api_url: "${DEMO_CLERK_URL}"`, `proxy_url: "${DEMO_CLERK_PROXY_URL}"`, 1)
+	srv := httptest.NewUnstartedServer(nil)
+	env := map[string]string{"DEMO_CLERK_PROXY_URL": proxyURL.String(), "DEMO_PUBLIC_URL": "http://" + srv.Listener.Addr().String(),
+		"DEMO_STORE": filepath.Join(t.TempDir(), "proxy.db"), "DEMO_ADMIN_LISTEN": ""}
+	cfg, err := proxy.ParseConfig("demo.yaml with proxy_url", []byte(yml), func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return d.env[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Clerk.ProxyURL != proxyURL.String() || cfg.Clerk.FrontendAPIURL != "" {
+		t.Fatalf("config: proxy_url %q, frontend_api_url %q", cfg.Clerk.ProxyURL, cfg.Clerk.FrontendAPIURL)
+	}
+	gw, err := newGateway(cfg, gatewayDeps{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = gw.Handler
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); gw.Close() })
+	g := &demo{URL: srv.URL, ClerkURL: d.ClerkURL}
+
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	back := g.URL + "/settings/"
+	resp, err := c.PostForm(d.ClerkURL+"/sign-in", url.Values{"user_id": {"user_ada"}, "redirect_url": {back}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	final, hops := browse(t, c, back, 2)
+	if final.StatusCode != 200 || len(hops) != 2 || !strings.HasPrefix(hops[0], "307 "+proxyURL.String()+"/v1/client/handshake?") {
+		t.Fatalf("back from sign-in: %d after %v, want the handshake through %s", final.StatusCode, hops, proxyURL)
+	}
+	if iss := claimOf(t, cookieValue(jar, g.URL, "__session"), "iss"); iss != proxyURL.String() {
+		t.Errorf("the token from the proxy has iss %q, want %q", iss, proxyURL)
+	}
+	if code, h := whoami(t, c, g, api); code != 200 || h["user"] != "user_ada" {
+		t.Errorf("the proxy's token: %d %v", code, h)
+	}
+
+	now := clk.Now()
+	for iss, ok := range map[string]bool{
+		d.Clerk.Issuer():               true, // the instance's own Frontend API
+		proxyURL.String():              true,
+		"https://evil.example/__clerk": false,
+		proxyURL.String() + "/x":       false,
+		"http://" + proxyURL.Host:      false,
+	} {
+		tok := d.Clerk.MintSessionToken("user_grace", "sess_other", now, map[string]any{"iss": iss})
+		code, h := whoami(t, noRedirects(nil), g, withHeader(api, "Authorization", "Bearer "+tok))
+		if (code == 200 && h["user"] == "user_grace") != ok {
+			t.Errorf("a token issued by %q: %d, want accepted %v", iss, code, ok)
+		}
+	}
+}
+
+// claimOf reads one string claim of a JWT without verifying it.
+func claimOf(t *testing.T, token, name string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", token)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(b, &claims); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := claims[name].(string)
+	return s
 }

@@ -128,7 +128,7 @@ func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
 	if cfg.Clerk.PublishableKey != "" {
 		cc, err := clerk.New(clerk.Config{PublishableKey: cfg.Clerk.PublishableKey, SecretKey: cfg.Clerk.SecretKey,
 			JWTKey: cfg.Clerk.JWTKey, AuthorizedParties: cfg.Clerk.AuthorizedParties, APIURL: cfg.Clerk.APIURL,
-			FrontendAPIURL: cfg.Clerk.FrontendAPIURL, SignInURL: cfg.Clerk.SignInURL, PublicURL: cfg.PublicURL})
+			ProxyURL: cfg.Clerk.ProxyURL, FrontendAPIURL: cfg.Clerk.FrontendAPIURL, SignInURL: cfg.Clerk.SignInURL, PublicURL: cfg.PublicURL})
 		if err == nil {
 			err = cc.Ready(ctx)
 		}
@@ -267,6 +267,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 			JWTKey:            cfg.Clerk.JWTKey,
 			AuthorizedParties: cfg.Clerk.AuthorizedParties,
 			APIURL:            cfg.Clerk.APIURL,
+			ProxyURL:          cfg.Clerk.ProxyURL,
 			FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
 			SignInURL:         cfg.Clerk.SignInURL,
 			PublicURL:         cfg.PublicURL,

@@ -455,3 +455,35 @@ func TestAuthenticate_DuplicatesAcrossLinesAndHandshakeCookies(t *testing.T) {
 		t.Errorf("two handshake cookies on a page load: %v %+v, want a new handshake", got.State, got.Identity)
 	}
 }
+
+// With a Frontend API proxy (Clerk's proxyUrl), handshakes go through it
+// and tokens it issued are accepted, as are the instance's own; any other
+// issuer, a look-alike of the proxy's included, is refused.
+func TestAuthenticate_FrontendAPIProxy(t *testing.T) {
+	const proxyURL = "https://app.example.com/__clerk"
+	e := newEnv(t, func(cfg *Config) { cfg.ProxyURL = proxyURL + "/" })
+	for iss, ok := range map[string]bool{
+		proxyURL:                           true,
+		testIssuer:                         true,
+		proxyURL + "/x":                    false,
+		"https://evil.example/__clerk":     false,
+		"https://app.example.com":          false,
+		"http://app.example.com/__clerk":   false,
+		"https://app.example.com/__clerk/": false,
+	} {
+		tok := e.token("iss", iss)
+		for kind, r := range map[string]*http.Request{
+			"cookie": xhr("/", cookie("__session", tok), uatCookie()),
+			"bearer": func() *http.Request { r := xhr("/"); r.Header.Set("Authorization", "Bearer "+tok); return r }(),
+		} {
+			got := e.c.Authenticate(t.Context(), r)
+			if (got.State == proxy.SignedIn) != ok {
+				t.Errorf("iss %q as %s: %v (%s), want signed in %v", iss, kind, got.State, got.Reason, ok)
+			}
+		}
+	}
+	got := e.c.Authenticate(t.Context(), page("/dash", uatCookie()))
+	if got.State != proxy.Handshake || !strings.HasPrefix(got.Location, proxyURL+"/v1/client/handshake?") {
+		t.Errorf("handshake through the proxy: %v %q", got.State, got.Location)
+	}
+}

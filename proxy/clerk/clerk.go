@@ -56,9 +56,14 @@ type Config struct {
 	// is accepted (Clerk omits it for top-level navigations). Empty: any.
 	AuthorizedParties []string
 	APIURL            string // Backend API base including /v1; default https://api.clerk.com/v1
+	// ProxyURL is where the instance's Frontend API is proxied (Clerk's
+	// proxyUrl): handshakes go through it, and tokens it issued (iss equal
+	// to it, as clerk-sdk-go's ProxyURL rule has it) are accepted, as are
+	// tokens issued by the instance's own Frontend API host.
+	ProxyURL string
 	// FrontendAPIURL overrides "https://" + the Frontend API host as the
-	// base of handshake redirects (sandbox, tests, a Clerk proxy). Tokens
-	// must still be issued by "https://" + the host in the publishable key.
+	// base of handshake redirects when there is no ProxyURL (sandbox,
+	// tests). It changes no issuer.
 	FrontendAPIURL string
 	// SignInURL overrides <Account Portal>/sign-in.
 	SignInURL string
@@ -75,10 +80,11 @@ type Config struct {
 // Client authenticates requests against one Clerk instance. It is safe for
 // concurrent use.
 type Client struct {
-	pk       PublishableKey
-	issuer   string // "https://" + Frontend API host: the only accepted iss
-	fapiBase string // where handshakes go
-	signIn   *url.URL
+	pk          PublishableKey
+	issuer      string // "https://" + Frontend API host: an accepted iss
+	proxyIssuer string // the Frontend API proxy's URL: the other one ("" without a proxy)
+	fapiBase    string // where handshakes go
+	signIn      *url.URL
 	// clearSession are the Set-Cookie values that drop the session token
 	// cookies Clerk's handshake sets on the app's host (sign-out).
 	clearSession []string
@@ -148,6 +154,14 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 		c.fapiBase = strings.TrimSuffix(u.String(), "/")
+	}
+	if cfg.ProxyURL != "" {
+		u, err := absoluteURL("ProxyURL", cfg.ProxyURL)
+		if err != nil {
+			return nil, err
+		}
+		c.proxyIssuer = strings.TrimSuffix(u.String(), "/")
+		c.fapiBase = c.proxyIssuer // clerk/javascript: frontendApi = proxyUrl
 	}
 	c.signIn, _ = url.Parse(pk.AccountsURL + "/sign-in")
 	if cfg.SignInURL != "" {

@@ -102,16 +102,22 @@ func bearerToken(h string) (string, bool) {
 }
 
 // belongs reports whether iss, with its scheme removed, is this instance's
-// Frontend API host (Clerk's tokenBelongsToInstance). Verification then
-// requires the exact https issuer.
+// Frontend API host or its proxy URL (Clerk's tokenBelongsToInstance, which
+// knows only the former; see acceptedIssuer). Verification then requires
+// the exact issuer.
 func (c *Client) belongs(iss string) bool {
+	iss = withoutScheme(iss)
+	return iss == c.pk.FrontendAPIHost || c.proxyIssuer != "" && iss == withoutScheme(c.proxyIssuer)
+}
+
+func withoutScheme(u string) string {
 	switch {
-	case len(iss) >= 8 && strings.EqualFold(iss[:8], "https://"):
-		iss = iss[8:]
-	case len(iss) >= 7 && strings.EqualFold(iss[:7], "http://"):
-		iss = iss[7:]
+	case len(u) >= 8 && strings.EqualFold(u[:8], "https://"):
+		return u[8:]
+	case len(u) >= 7 && strings.EqualFold(u[:7], "http://"):
+		return u[7:]
 	}
-	return iss == c.pk.FrontendAPIHost
+	return u
 }
 
 func (c *Client) authenticateHeader(ctx context.Context, v *tokenView) proxy.AuthResult {

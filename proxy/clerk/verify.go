@@ -264,13 +264,14 @@ func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Dur
 	if err != nil {
 		return nil, err
 	}
-	ver, err := c.verifyAt(ctx, v.raw, jwk, clockFunc(c.now), leeway)
+	iss := c.acceptedIssuer(info.iss) // checkClaims made sure there is one
+	ver, err := c.verifyAt(ctx, v.raw, iss, jwk, clockFunc(c.now), leeway)
 	switch {
 	case errors.Is(err, josejwt.ErrExpired):
 		// The signature checked out (go-jose verifies it before the times).
 		// Check the rest as of the moment the token expired, so that a
 		// stale but genuine token can name its session.
-		stale, err2 := c.verifyAt(ctx, v.raw, jwk, fixedClock(time.Unix(info.exp, 0)), leeway)
+		stale, err2 := c.verifyAt(ctx, v.raw, iss, jwk, fixedClock(time.Unix(info.exp, 0)), leeway)
 		if err2 != nil {
 			return nil, err
 		}
@@ -281,7 +282,7 @@ func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Dur
 	case (errors.Is(err, josejwt.ErrNotValidYet) || errors.Is(err, josejwt.ErrIssuedInTheFuture)) && info.hasIAT:
 		// Minted ahead of this clock: the same, as of its own iat. Not
 		// cached: the cache only checks expiry.
-		early, err2 := c.verifyAt(ctx, v.raw, jwk, fixedClock(time.Unix(info.iat, 0)), leeway)
+		early, err2 := c.verifyAt(ctx, v.raw, iss, jwk, fixedClock(time.Unix(info.iat, 0)), leeway)
 		if err2 != nil {
 			return nil, err
 		}
@@ -307,8 +308,8 @@ func timeError(err error) bool {
 // the claims the SDK verified.
 func (c *Client) checkClaims(iss, sub, sid, azp string, hasExp bool) error {
 	switch {
-	case iss != c.issuer:
-		return &verifyError{reasonInvalidIssuer, fmt.Errorf("issuer %q, want %q", iss, c.issuer)}
+	case c.acceptedIssuer(iss) == nil:
+		return &verifyError{reasonInvalidIssuer, fmt.Errorf("issuer %q is neither %q nor the Frontend API proxy", iss, c.issuer)}
 	case !strings.HasPrefix(sub, "user_"):
 		return &verifyError{reasonInvalidSubject, fmt.Errorf("subject %q is not a user", sub)}
 	case !strings.HasPrefix(sid, "sess_"):
@@ -317,6 +318,22 @@ func (c *Client) checkClaims(iss, sub, sid, azp string, hasExp bool) error {
 		return &verifyError{reasonMissingExpiry, errors.New("no expiry (exp)")}
 	case !c.authorizedParty(azp):
 		return &verifyError{reasonInvalidAuthzParties, fmt.Errorf("authorized party %q not allowed", azp)}
+	}
+	return nil
+}
+
+// acceptedIssuer returns the configured issuer iss is exactly, or nil: the
+// instance's Frontend API (https://<host from the publishable key>), or
+// the Frontend API proxy's URL. clerk-sdk-go accepts only the proxy URL
+// once one is set (jwt.Verify with ProxyURL); clerk/javascript's
+// tokenBelongsToInstance only the Frontend API ("tokens are issued by the
+// actual Clerk API, not proxy"): tollgate accepts both, and nothing else.
+func (c *Client) acceptedIssuer(iss string) *string {
+	switch {
+	case iss == c.issuer:
+		return &c.issuer
+	case c.proxyIssuer != "" && iss == c.proxyIssuer:
+		return &c.proxyIssuer
 	}
 	return nil
 }
@@ -348,7 +365,7 @@ func (c *Client) signingKey(ctx context.Context, kid string) (*clerk.JSONWebKey,
 
 // verifyAt runs clerk-sdk-go's jwt.Verify with our key and clock, then the
 // checks it does not do.
-func (c *Client) verifyAt(ctx context.Context, tok string, jwk *clerk.JSONWebKey, clock clerk.Clock, leeway time.Duration) (*verified, error) {
+func (c *Client) verifyAt(ctx context.Context, tok string, iss *string, jwk *clerk.JSONWebKey, clock clerk.Clock, leeway time.Duration) (*verified, error) {
 	c.verifications.Add(1)
 	claims, err := jwt.Verify(ctx, &jwt.VerifyParams{
 		Token:                   tok,
@@ -357,8 +374,9 @@ func (c *Client) verifyAt(ctx context.Context, tok string, jwk *clerk.JSONWebKey
 		Leeway:                  leeway,
 		CustomClaimsConstructor: newCustomClaims,
 		// The SDK's own issuer rule is loose (any https://clerk.*); with
-		// ProxyURL it compares exactly, and checkClaims does so again.
-		ProxyURL:               &c.issuer,
+		// ProxyURL it compares exactly, with the accepted issuer the token
+		// names, and checkClaims does so again.
+		ProxyURL:               iss,
 		AuthorizedPartyHandler: c.authorizedParty,
 	})
 	if err != nil {

@@ -655,7 +655,10 @@ func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie
 // handshakeDirectives builds the Set-Cookie directives of a handshake
 // payload for the client behind clientCookie. secure adds the Secure
 // attribute (the gateway is served over https).
-func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]string, string, error) {
+//
+// issuer, when not empty, is the iss of the new session token: the URL of
+// the Frontend API proxy the handshake came through.
+func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool, issuer string) ([]string, string, error) {
 	attrs := "; Path=/; SameSite=Lax"
 	if secure {
 		attrs += "; Secure"
@@ -663,7 +666,11 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]
 	var d []string
 	userID := ""
 	if s, uat, ok := c.activeSession(clientCookie); ok {
-		tok, err := c.mintSessionToken(s.userID, s.id, c.now(), nil)
+		var extra map[string]any
+		if issuer != "" {
+			extra = map[string]any{"iss": issuer}
+		}
+		tok, err := c.mintSessionToken(s.userID, s.id, c.now(), extra)
 		if err != nil {
 			return nil, "", err
 		}

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"time"
@@ -171,7 +172,7 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 			client = c.newDevBrowser()
 		}
 	}
-	directives, userID, err := c.handshakeDirectives(client, target.Scheme == "https", nonce)
+	directives, userID, err := c.handshakeDirectives(client, target.Scheme == "https", nonce, c.proxyURL(r))
 	if err != nil {
 		c.log.Error("sandbox clerk: handshake", "err", err)
 		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
@@ -201,6 +202,46 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, target.String(), http.StatusTemporaryRedirect)
+}
+
+// proxyURL is the Frontend API proxy a request came through: its
+// Clerk-Proxy-Url header, believed only beside the instance's secret key
+// in Clerk-Secret-Key, as Clerk's Frontend API requires of a proxy
+// (https://clerk.com/docs/guides/dashboard/dns-domains/proxy-fapi). Tokens
+// minted for such a request name the proxy as their issuer.
+func (c *Clerk) proxyURL(r *http.Request) string {
+	p := strings.TrimSuffix(r.Header.Get("Clerk-Proxy-Url"), "/")
+	if p == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Clerk-Secret-Key")), []byte(c.sk)) != 1 {
+		return ""
+	}
+	if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	return p
+}
+
+// ClerkFrontendProxy is a Clerk Frontend API proxy as Clerk documents one
+// (https://clerk.com/docs/guides/dashboard/dns-domains/proxy-fapi), for
+// tests and demos: requests under proxyURL's path are forwarded to the
+// Frontend API at target with that prefix removed, carrying
+// Clerk-Proxy-Url (proxyURL), Clerk-Secret-Key and X-Forwarded-For.
+func ClerkFrontendProxy(target, proxyURL *url.URL, secretKey string) http.Handler {
+	prefix := strings.TrimSuffix(proxyURL.Path, "/")
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + strings.TrimPrefix(pr.In.URL.Path, prefix)
+		pr.Out.URL.RawPath = ""
+		pr.SetXForwarded()
+		pr.Out.Header.Set("Clerk-Proxy-Url", strings.TrimSuffix(proxyURL.String(), "/"))
+		pr.Out.Header.Set("Clerk-Secret-Key", secretKey)
+	}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != prefix && !strings.HasPrefix(r.URL.Path, prefix+"/") {
+			http.NotFound(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
 }
 
 // withQueryParam is u with name=value added to its query, the rest of the
