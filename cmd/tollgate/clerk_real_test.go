@@ -14,9 +14,12 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -464,4 +467,183 @@ func claimOf(t *testing.T, token, name string) string {
 	}
 	s, _ := claims[name].(string)
 	return s
+}
+
+// gatewayXHR is an XHR to whoami with exactly the given Cookie header, as
+// a plain HTTP client sends it; it returns the status and the renewed
+// gateway cookie, if any.
+func gatewayXHR(t *testing.T, d *demo, cookie string) (int, string) {
+	t.Helper()
+	resp := get(t, noRedirects(nil), d.URL+"/api/v1/whoami", withHeader(api, "Cookie", cookie))
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "__tollgate" {
+			return resp.StatusCode, ck.Value
+		}
+	}
+	return resp.StatusCode, ""
+}
+
+// TestClerk_BackendAPIBudget: Clerk allows a production instance 1,000
+// Backend API requests per 10 s (a development one 100) and answers 429
+// with Retry-After beyond that; clerk-sdk-go does not retry. tollgate asks
+// once per session however many requests need the answer, holds back for
+// Retry-After, serves the last known answer within a bound rather than a
+// wave of 503s, stretches the session check interval as the budget fills,
+// and counts it all in its metrics.
+func TestClerk_BackendAPIBudget(t *testing.T) {
+	const sessionsRoute = "GET /v1/sessions/{id}"
+
+	t.Run("one check per session, however many requests need it", func(t *testing.T) {
+		d, clk := mustRunDemo(t)
+		jar, _ := cookiejar.New(nil)
+		signIn(t, d, jar, "user_ada")
+		cookie := withoutSession(jar, d.URL)
+		clk.Advance(2 * time.Minute) // the gateway cookie is due for a check
+		before := d.Clerk.BackendCalls(sessionsRoute)
+		arrived, release := d.Clerk.HoldBackendAPI(sessionsRoute)
+		defer release()
+
+		const n = 30
+		var sent sync.WaitGroup
+		sent.Add(n)
+		codes := make(chan int, n)
+		for range n {
+			go func() {
+				var once sync.Once
+				done := func() { once.Do(sent.Done) }
+				defer done()
+				req, _ := http.NewRequest("GET", d.URL+"/api/v1/whoami", nil)
+				for k, v := range withHeader(api, "Cookie", cookie) {
+					req.Header.Set(k, v)
+				}
+				req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+					WroteRequest: func(httptrace.WroteRequestInfo) { done() }}))
+				resp, err := noRedirects(nil).Do(req)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+		}
+		<-arrived   // the first check is at Clerk, held there
+		sent.Wait() // and every request is at the gateway
+		release()
+		for range n {
+			if code := <-codes; code != 200 {
+				t.Errorf("an XHR got %d", code)
+			}
+		}
+		if got := d.Clerk.BackendCalls(sessionsRoute) - before; got != 1 {
+			t.Errorf("%d concurrent XHRs of one session: %d session checks at Clerk, want 1", n, got)
+		}
+		m := scrapeMetrics(t, d)
+		if v := metricValue(m, `tollgate_session_checks_total{result="clerk"}`); v != "1" {
+			t.Errorf("session checks answered by Clerk: %q, want 1", v)
+		}
+		if v := metricValue(m, `tollgate_clerk_api_calls_total{endpoint="GET /v1/sessions/{id}"}`); v != "1" {
+			t.Errorf("Backend API calls of the session endpoint: %q, want 1", v)
+		}
+	})
+
+	t.Run("a 429 serves the last known answer, within a bound", func(t *testing.T) {
+		d, clk := mustRunDemo(t)
+		ada, _ := cookiejar.New(nil)
+		grace, _ := cookiejar.New(nil)
+		signIn(t, d, ada, "user_ada")
+		signIn(t, d, grace, "user_grace")
+		clk.Advance(90 * time.Second) // both due for a check, checked 90 s ago
+
+		// Someone else spends the instance's budget: Clerk says 429.
+		d.Clerk.SetAPIRateLimit(1)
+		req, _ := http.NewRequest("GET", d.ClerkURL+"/v1/users/user_ada", nil)
+		req.Header.Set("Authorization", "Bearer "+d.Clerk.SecretKey())
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("spending the budget: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		if code, h := whoami(t, noRedirects(ada), d, api); code != 200 || h["user"] != "user_ada" {
+			t.Errorf("Ada, Clerk answering 429: %d %v, want her last known answer", code, h)
+		}
+		if d.Clerk.RateLimited() != 1 {
+			t.Fatalf("the sandbox answered %d 429s, want 1", d.Clerk.RateLimited())
+		}
+		// Retry-After runs: the check interval is stretched to its most,
+		// and Grace's check is not even sent.
+		before := d.Clerk.BackendCalls(sessionsRoute)
+		if code, h := whoami(t, noRedirects(grace), d, api); code != 200 || h["user"] != "user_grace" {
+			t.Errorf("Grace, while Retry-After runs: %d %v", code, h)
+		}
+		if got := d.Clerk.BackendCalls(sessionsRoute) - before; got != 0 {
+			t.Errorf("%d session checks sent while Retry-After ran, want 0", got)
+		}
+		m := scrapeMetrics(t, d)
+		if v := metricValue(m, `tollgate_clerk_api_rate_limited_total{endpoint="GET /v1/sessions/{id}"}`); v != "1" {
+			t.Errorf("429s counted: %q, want 1", v)
+		}
+		if v := metricValue(m, `tollgate_session_checks_total{result="stale"}`); v != "1" {
+			t.Errorf("last known answers served after a 429: %q, want 1", v)
+		}
+		if v := metricValue(m, "tollgate_session_refresh_stretch"); v != "5" {
+			t.Errorf("refresh stretch while Retry-After runs: %q, want 5", v)
+		}
+
+		// Retry-After has passed and Clerk has room: Ada is checked again.
+		d.Clerk.SetAPIRateLimit(1000)
+		clk.Advance(11 * time.Second)
+		before = d.Clerk.BackendCalls(sessionsRoute)
+		if code, _ := whoami(t, noRedirects(ada), d, api); code != 200 || d.Clerk.BackendCalls(sessionsRoute) != before+1 {
+			t.Errorf("after Retry-After: %d, %d checks", code, d.Clerk.BackendCalls(sessionsRoute)-before)
+		}
+
+		// The bound: a session Clerk has not confirmed for longer than
+		// five refresh periods is not served on an old answer.
+		clk.Advance(6 * time.Minute)
+		d.Clerk.SetAPIRateLimit(1)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("spending the budget again: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		if code, _ := whoami(t, noRedirects(grace), d, api); code != http.StatusServiceUnavailable {
+			t.Errorf("Grace, unconfirmed for 7.5 minutes, Clerk answering 429: %d, want 503", code)
+		}
+	})
+
+	t.Run("the check interval stretches as the budget fills", func(t *testing.T) {
+		// A development instance: 100 requests per 10 s.
+		d, clk := mustRunDemoWith(t, demoOptions{Development: true})
+		const n = 70
+		var cookies []string
+		for i := range n {
+			user := []string{"user_ada", "user_grace", "user_linus"}[i%3]
+			sid, _ := d.Clerk.SignIn(user)
+			uat := fmt.Sprintf("__client_uat=%d", clk.Now().Unix())
+			code, gw := gatewayXHR(t, d, "__session="+d.Clerk.MintSessionToken(user, sid, clk.Now(), nil)+"; "+uat)
+			if code != 200 || gw == "" {
+				t.Fatalf("session %d: %d, gateway cookie %q", i, code, gw)
+			}
+			cookies = append(cookies, uat+"; __tollgate="+gw)
+		}
+		clk.Advance(61 * time.Second) // every gateway cookie is due for a check
+		before := d.Clerk.BackendCalls(sessionsRoute)
+		for i, cookie := range cookies {
+			if code, _ := gatewayXHR(t, d, cookie); code != 200 {
+				t.Errorf("session %d: %d, want 200", i, code)
+			}
+		}
+		// Half the budget in use, the interval starts to stretch: the
+		// sessions checked 61 s ago wait for their (stretched) turn.
+		if got := d.Clerk.BackendCalls(sessionsRoute) - before; got > 55 || got < 45 {
+			t.Errorf("%d sessions due: %d session checks in 10 s of a 100-request budget, want about half of it", n, got)
+		}
+		if d.Clerk.RateLimited() != 0 {
+			t.Errorf("Clerk answered %d 429s", d.Clerk.RateLimited())
+		}
+		if v, _ := strconv.ParseFloat(metricValue(scrapeMetrics(t, d), "tollgate_session_refresh_stretch"), 64); v <= 1 || v > 5 {
+			t.Errorf("refresh stretch %v, want above 1 and at most 5", v)
+		}
+	})
 }

@@ -100,6 +100,7 @@ type Client struct {
 	sessions     *session.Client
 	users        *user.Client
 	nonces       *nonceGuard
+	budget       *apiBudget // every Backend API call but the JWKS goes through it
 	tokens       *lru.Cache[[32]byte, *verified]
 	bufs         sync.Pool // *[]byte scratch space for hashing tokens
 	names        cookieNames
@@ -196,14 +197,23 @@ func New(cfg Config) (*Client, error) {
 	} else if _, err := absoluteURL("APIURL", apiURL); err != nil {
 		return nil, err
 	}
-	httpClient := cfg.HTTPClient
-	if httpClient == nil {
-		httpClient = &http.Client{Timeout: defaultTimeout}
+	base := cfg.HTTPClient
+	if base == nil {
+		base = &http.Client{Timeout: defaultTimeout}
 	}
+	// Every Backend API call is counted against Clerk's budget and held
+	// back while a 429's Retry-After runs (budget.go).
+	c.budget = newAPIBudget(c.production, 0, c.now)
+	httpClient := *base
+	next := base.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	httpClient.Transport = &budgetTransport{next: next, budget: c.budget}
 	// Key is always set, even empty, so the SDK never falls back to its
 	// package-level key.
 	backendConfig := func() clerk.BackendConfig {
-		return clerk.BackendConfig{HTTPClient: httpClient, URL: clerk.String(apiURL), Key: clerk.String(cfg.SecretKey)}
+		return clerk.BackendConfig{HTTPClient: &httpClient, URL: clerk.String(apiURL), Key: clerk.String(cfg.SecretKey)}
 	}
 	bc := backendConfig()
 	c.backend = clerk.NewBackend(&bc)

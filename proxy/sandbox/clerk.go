@@ -61,7 +61,14 @@ const (
 	clerkSessionAbandon  = 30 * 24 * time.Hour
 	clerkNonceTTL        = 5 * time.Minute
 	clerkDefaultTokenTTL = 60 * time.Second
+	clerkAPIWindow       = 10 * time.Second
 )
+
+// clerkHold keeps the requests of one Backend API route waiting (HoldBackendAPI).
+type clerkHold struct {
+	arrived chan struct{}
+	release chan struct{}
+}
 
 // ClerkUser is a demo user the sandbox knows. OrgID, OrgSlug and OrgRole
 // describe the user's active organisation, if any; OrgRole is "admin" or
@@ -121,6 +128,11 @@ type ClerkOptions struct {
 	AllowedRedirectOrigins []string
 	// Key signs every token. Nil generates a fresh RSA-2048 key.
 	Key *rsa.PrivateKey
+	// APIRateLimit is how many Backend API requests per 10 s the instance
+	// answers before it says 429 with Retry-After, as Clerk does (0:
+	// Clerk's, 1,000 for a production instance and 100 for a development
+	// one; the JWKS is not limited). SetAPIRateLimit changes it.
+	APIRateLimit int
 	// Development makes the sandbox a development instance (pk_test_), as
 	// Clerk's are: the client is the dev browser, whose token
 	// (__clerk_db_jwt) travels in URLs between the app and Clerk; the
@@ -161,6 +173,11 @@ type Clerk struct {
 	handler http.Handler
 
 	mu           sync.Mutex
+	rateLimit    int       // Backend API requests per clerkAPIWindow
+	windowStart  time.Time // of the rate limit's current window
+	windowCalls  int
+	limited      int                   // 429s answered
+	holds        map[string]*clerkHold // Backend API routes held (tests), by pattern
 	baseURL      string
 	clients      map[string]*clerkClientState  // by client cookie value
 	sessions     map[string]*clerkSessionState // by session ID
@@ -219,7 +236,15 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		nonces:       map[string]clerkNonce{},
 		calls:        map[string]int{},
 		apiVersions:  map[string]int{},
+		holds:        map[string]*clerkHold{},
+		rateLimit:    opts.APIRateLimit,
 		lastSignInAt: map[string]time.Time{},
+	}
+	if c.rateLimit <= 0 {
+		c.rateLimit = 1000
+		if c.dev {
+			c.rateLimit = 100
+		}
 	}
 	if c.fapiHost == "" {
 		c.fapiHost = DefaultClerkFAPIHost
@@ -513,6 +538,68 @@ func (c *Clerk) BackendCalls(route string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.calls[route]
+}
+
+// SetAPIRateLimit changes how many Backend API requests per 10 s the
+// instance answers before it says 429 (see ClerkOptions.APIRateLimit); the
+// count of the current window is kept.
+func (c *Clerk) SetAPIRateLimit(n int) {
+	c.mu.Lock()
+	c.rateLimit = n
+	c.mu.Unlock()
+}
+
+// RateLimited is how many Backend API requests the sandbox has answered
+// with 429.
+func (c *Clerk) RateLimited() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limited
+}
+
+// overLimit counts a Backend API request against the instance's limit and
+// reports how long until the window ends if it is over it (0: answer it).
+// Like Clerk's, the limit is per instance (per secret key) and the JWKS is
+// not counted.
+func (c *Clerk) overLimit(route string) time.Duration {
+	if route == "GET /v1/jwks" {
+		return 0
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.windowStart.IsZero() || now.Sub(c.windowStart) >= clerkAPIWindow || now.Before(c.windowStart) {
+		c.windowStart, c.windowCalls = now, 0
+	}
+	c.windowCalls++
+	if c.windowCalls <= c.rateLimit {
+		return 0
+	}
+	c.limited++
+	return c.windowStart.Add(clerkAPIWindow).Sub(now)
+}
+
+// HoldBackendAPI makes the Backend API's requests for route (a pattern of
+// Handler's, e.g. "GET /v1/sessions/{id}") wait until release is called;
+// arrived receives one value per request as it arrives (what it cannot
+// hold is dropped). For tests of what callers do while a call is under
+// way.
+func (c *Clerk) HoldBackendAPI(route string) (arrived <-chan struct{}, release func()) {
+	h := &clerkHold{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
+	c.mu.Lock()
+	c.holds[route] = h
+	c.mu.Unlock()
+	var once sync.Once
+	return h.arrived, func() {
+		once.Do(func() {
+			c.mu.Lock()
+			if c.holds[route] == h {
+				delete(c.holds, route)
+			}
+			c.mu.Unlock()
+			close(h.release)
+		})
+	}
 }
 
 // HandshakeVersions counts the Frontend API handshakes received so far

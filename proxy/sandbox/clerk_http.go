@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,16 +59,39 @@ func (c *Clerk) routes() http.Handler {
 
 // bapi guards a Backend API handler with the secret key, answering 401 with
 // Clerk's error body otherwise. Every call is counted (BackendCalls).
+//
+// Over the instance's rate limit it answers 429 with Retry-After, the
+// seconds until the block ends, as Clerk does ("Requests that have been
+// rate limited will receive the Retry-After response header, which
+// contains the number of seconds after which the block expires").
 func (c *Clerk) bapi(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		c.calls[r.Pattern]++
+		hold := c.holds[r.Pattern]
 		c.mu.Unlock()
+		if hold != nil {
+			select {
+			case hold.arrived <- struct{}{}:
+			default:
+			}
+			select {
+			case <-hold.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.sk)) != 1 {
 			clerkError(w, http.StatusUnauthorized, "authentication_invalid",
 				"Invalid authentication",
 				"Unable to authenticate the request, you need to supply an active API key")
+			return
+		}
+		if wait := c.overLimit(r.Pattern); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			clerkError(w, http.StatusTooManyRequests, "too_many_requests", "Too Many Requests",
+				"You have exceeded the maximum allowed rate limit, please try again later.")
 			return
 		}
 		h(w, r)

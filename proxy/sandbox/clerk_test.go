@@ -812,3 +812,59 @@ func TestClerkMembershipChanges(t *testing.T) {
 		t.Errorf("organisation after the removal: %+v %v", o, err)
 	}
 }
+
+// Over its Backend API rate limit the sandbox says 429 with Retry-After, the
+// seconds until its 10 s window ends, as Clerk does; the JWKS is not
+// limited, and a new window starts afresh.
+func TestClerkRateLimit(t *testing.T) {
+	f := newClerkFixture(t, ClerkOptions{APIRateLimit: 2})
+	users := user.NewClient(f.cfg)
+	for range 2 {
+		if _, err := users.Get(t.Context(), "user_ada"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clk.Advance(3 * time.Second)
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/v1/users/user_ada", nil)
+	req.Header.Set("Authorization", "Bearer "+f.c.SecretKey())
+	res := f.do(t, req)
+	var body struct{ Errors []struct{ Code string } }
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "7" || len(body.Errors) != 1 || body.Errors[0].Code != "too_many_requests" {
+		t.Fatalf("over the limit: %d Retry-After %q %+v", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	if _, err := users.Get(t.Context(), "user_ada"); apiError(t, err).HTTPStatusCode != http.StatusTooManyRequests {
+		t.Errorf("clerk-sdk-go sees: %v", err)
+	}
+	f.jwk(t) // not limited
+	if f.c.RateLimited() != 2 {
+		t.Errorf("RateLimited = %d, want 2", f.c.RateLimited())
+	}
+	f.clk.Advance(7 * time.Second)
+	if _, err := users.Get(t.Context(), "user_ada"); err != nil {
+		t.Errorf("a new window: %v", err)
+	}
+}
+
+// HoldBackendAPI keeps one route's requests waiting until released.
+func TestClerkHoldBackendAPI(t *testing.T) {
+	f := newClerkFixture(t, ClerkOptions{})
+	arrived, release := f.c.HoldBackendAPI("GET /v1/users/{id}")
+	done := make(chan error, 1)
+	go func() {
+		_, err := user.NewClient(f.cfg).Get(context.Background(), "user_ada")
+		done <- err
+	}()
+	<-arrived
+	select {
+	case err := <-done:
+		t.Fatalf("answered while held: %v", err)
+	default:
+	}
+	f.jwk(t) // other routes are not held
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	release() // twice is harmless
+}
