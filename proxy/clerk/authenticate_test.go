@@ -219,8 +219,9 @@ func TestAuthenticate_OrganizationClaims(t *testing.T) {
 
 func TestAuthenticate_HandshakeRedirect(t *testing.T) {
 	e := newEnv(t)
+	expired := e.expiredToken()
 	r := page("/hello/w%C3%B6rld?foo=bar&__clerk_db_jwt=dvb_x&__dev_session=old&__clerk_handshake=stale&baz=1",
-		cookie("__session", e.expiredToken()), uatCookie())
+		cookie("__session", expired), uatCookie())
 	r.Host = "evil.example" // never used for redirect URLs
 	r.Header.Set("X-Forwarded-Host", "evil.example")
 	got := e.c.Authenticate(t.Context(), r)
@@ -240,6 +241,7 @@ func TestAuthenticate_HandshakeRedirect(t *testing.T) {
 		"suffixed_cookies":    {"false"},
 		"__clerk_hs_reason":   {"session-token-expired-refresh-non-eligible-no-refresh-cookie"},
 		"format":              {"nonce"},
+		"__session":           {expired}, // for Clerk's origin outage mode
 	}
 	if diff := cmp.Diff(u.Query(), want); diff != "" {
 		t.Errorf("handshake query (-got +want):\n%s", diff)

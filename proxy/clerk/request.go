@@ -28,6 +28,7 @@ const (
 	paramHandshake        = "__clerk_handshake" // also the prefix of __clerk_handshake_nonce
 	paramNonce            = "__clerk_handshake_nonce"
 	paramHelp             = "__clerk_help"
+	paramSession          = "__session"
 
 	// apiVersion is the __clerk_api_version every handshake sends: the
 	// Clerk API version whose session token claims (v2) tollgate reads.
@@ -324,6 +325,11 @@ type handshakeInput struct {
 	suffixed      bool
 	redirectCount int
 	devBrowser    string
+	// session is the request's session token, if it has one (one copy):
+	// the handshake carries it for Clerk's "origin outage mode", in which
+	// Clerk's edge renews it while its origin is down (clerk/javascript
+	// packages/backend/src/tokens/handshake.ts, buildRedirectToHandshake).
+	session string
 }
 
 // authenticateCookies is the cookie path, the decision table B1–B14 of
@@ -349,6 +355,9 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		res.DevBrowserToken = firstNonEmpty(params.devBrowser, devRaw)
 	}
 	hs := handshakeInput{suffixed: suffixed, devBrowser: res.DevBrowserToken}
+	if dup&authCookies == 0 {
+		hs.session = sessionRaw
+	}
 	if n := rc[ckRedirectCount]; n != "" {
 		hs.redirectCount, _ = strconv.Atoi(n)
 	}
@@ -501,6 +510,10 @@ func (c *Client) handshakeURL(r *http.Request, reason string, hs *handshakeInput
 	b.WriteString("&__clerk_hs_reason=")
 	b.WriteString(url.QueryEscape(reason))
 	b.WriteString("&format=nonce")
+	if hs.session != "" {
+		b.WriteString("&" + paramSession + "=")
+		b.WriteString(url.QueryEscape(hs.session))
+	}
 	if !c.production && hs.devBrowser != "" {
 		b.WriteString("&" + paramDevBrowser + "=")
 		b.WriteString(url.QueryEscape(hs.devBrowser))
