@@ -39,7 +39,7 @@ func (s *Server) loopCookieName() string {
 }
 
 // loopCount is how many page loads in a row the browser has been sent to
-// Clerk (0 without the cookie; two copies count as the larger).
+// Clerk (0 without the cookie, or with one tollgate did not write).
 func (s *Server) loopCount(r *http.Request) int {
 	v, n := cookieValue(r, s.loopCookieName())
 	if n == 0 {
@@ -47,9 +47,9 @@ func (s *Server) loopCount(r *http.Request) int {
 	}
 	c, err := strconv.Atoi(v)
 	if err != nil || c < 0 {
-		return signInLoopLimit // not ours to have written: treat as a loop
+		return 0
 	}
-	return c
+	return min(c, signInLoopLimit)
 }
 
 func (s *Server) loopCookie(n int) *http.Cookie {
