@@ -193,7 +193,7 @@ type authOutcome struct {
 }
 
 // identify establishes the visitor's identity without answering: Clerk
-// first, then the gateway cookie where DESIGN §8 allows it. err is set only
+// first, then the gateway cookie where README "Sessions" allows it. err is set only
 // when Clerk could not be asked about a gateway session.
 func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 	var res AuthResult

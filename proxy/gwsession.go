@@ -105,7 +105,8 @@ func (s *sealer) open(value, name string) (*gatewaySession, error) {
 }
 
 // gatewaySessions runs the __tollgate cookie: issue after a verified Clerk
-// token, accept only where DESIGN §8 allows, re-check Clerk every refresh.
+// token, accept only where README "Sessions" allows, re-check Clerk every
+// refresh.
 type gatewaySessions struct {
 	name    string // GatewayCookie, or GatewayCookieSecure on https
 	sealer  *sealer
@@ -314,7 +315,7 @@ type errGatewayRejected struct {
 func (e errGatewayRejected) Error() string { return "gateway session: " + e.reason }
 
 // fallback decides whether the __tollgate cookie may stand in for a missing
-// or expired Clerk token (DESIGN §8). It returns the identity, and a renewed
+// or expired Clerk token (README "Sessions"). It returns the identity, and a renewed
 // cookie when Clerk was asked and said the session is still active.
 func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *AuthResult, now time.Time) (*Identity, *http.Cookie, error) {
 	if !ar.Refreshable || ar.ClientUAT <= 0 {

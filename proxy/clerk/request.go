@@ -14,7 +14,8 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Clerk's cookie and query parameter names (notes §8).
+// Clerk's cookie and query parameter names (clerk/javascript
+// packages/backend/src/constants.ts).
 const (
 	cookieSession       = "__session"
 	cookieClientUAT     = "__client_uat"
@@ -75,9 +76,9 @@ const (
 )
 
 // Authenticate implements proxy.Authenticator: Clerk's authenticateRequest
-// (notes §2.3) for a primary domain without satellites or organisation
-// sync. It never fails: trouble (the Backend API down, a bad token) ends in
-// SignedOut with a reason.
+// (clerk/javascript packages/backend/src/tokens/request.ts) for a primary
+// domain without satellites or organisation sync. It never fails: trouble
+// (the Backend API down, a bad token) ends in SignedOut with a reason.
 func (c *Client) Authenticate(ctx context.Context, r *http.Request) proxy.AuthResult {
 	// A: a bearer session token of this instance decides alone: no cookies,
 	// no handshake. Other Authorization values belong to the upstream.
@@ -272,7 +273,7 @@ func (c *Client) readParams(r *http.Request) requestParams {
 	return p
 }
 
-// usesSuffixed ports Clerk's usesSuffixedCookies (notes §1.3): whether this
+// usesSuffixed ports Clerk's usesSuffixedCookies (authenticateContext.ts): whether this
 // request's session lives in the suffixed cookies. It fills the views of the
 // two session cookies as it needs them.
 func (c *Client) usesSuffixed(rc *requestCookies, plain, suffixed *tokenView, now time.Time) bool {
@@ -332,9 +333,9 @@ type handshakeInput struct {
 	session string
 }
 
-// authenticateCookies is the cookie path, the decision table B1–B14 of
-// notes §2.3 (satellite, organisation sync, B3 and the __refresh flow
-// left out).
+// authenticateCookies is the cookie path, authenticateRequestWithTokenInCookie
+// in request.ts, its steps numbered B1–B14 below (satellite, organisation
+// sync, dev-browser-missing and the __refresh flow left out).
 func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy.AuthResult {
 	now := c.now()
 	rc, dup := c.readCookies(r)
@@ -499,7 +500,7 @@ func eligibleForHandshake(r *http.Request) bool {
 }
 
 // handshakeURL is the Frontend API handshake endpoint for this request
-// (notes §2.4).
+// (handshake.ts, buildRedirectToHandshake).
 func (c *Client) handshakeURL(r *http.Request, reason string, hs *handshakeInput) string {
 	var b strings.Builder
 	b.WriteString(c.fapiBase)
@@ -564,7 +565,8 @@ func cleanQuery(raw string) string {
 	return b.String()
 }
 
-// resolveHandshake turns a handshake payload (notes §2.5) into a result
+// resolveHandshake turns a handshake payload (handshake.ts,
+// resolveHandshake) into a result
 // carrying its Set-Cookie directives. An error means the payload could not
 // be trusted or fetched; the caller decides what follows.
 func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, nonce string, res proxy.AuthResult) (proxy.AuthResult, error) {

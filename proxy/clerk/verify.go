@@ -423,7 +423,8 @@ func classify(err error) error {
 	return &verifyError{reason, err}
 }
 
-// verifyHandshake verifies a handshake payload JWT (notes §2.5): the same
+// verifyHandshake verifies a handshake payload JWT (clerk/javascript
+// packages/backend/src/tokens/handshake.ts, verifyHandshakeJwt): the same
 // key, alg and category rules as a session token, but no time claims, and
 // returns its Set-Cookie directives.
 func (c *Client) verifyHandshake(ctx context.Context, tok string) ([]string, error) {
