@@ -48,6 +48,9 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 			}
 			if out.id != nil {
 				e.userID, e.source = out.id.UserID, out.id.Source
+				if c := s.loopDone(r); c != nil {
+					out.cookies = append(out.cookies, c)
+				}
 			}
 		}
 		addSetCookies(w, out.setCookies)
