@@ -137,7 +137,7 @@ func configKeys(section string) []string {
 			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts"}
 	case "clerk":
 		return []string{"publishable_key", "secret_key", "jwt_key", "authorized_parties", "webhook_secret",
-			"forward_cookies", "api_url", "frontend_api_url", "sign_in_url"}
+			"forward_cookies", "proxy_url", "api_url", "frontend_api_url", "sign_in_url"}
 	case "session":
 		return []string{"secret", "ttl", "refresh"}
 	case "stripe":
@@ -1190,9 +1190,44 @@ func (p *configParser) clerk(s *configSection, cfg *Config, n serviceNeeds) Cler
 	c.WebhookSecrets = s.strOrList("webhook_secret").strings()
 	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
 	c.APIURL = p.serviceURL(s.str("api_url"), DefaultClerkAPIURL)
-	c.FrontendAPIURL = p.serviceURL(s.str("frontend_api_url"), "")
+	fapi := s.str("frontend_api_url")
+	c.FrontendAPIURL = p.serviceURL(fapi, "")
 	c.SignInURL = p.serviceURL(s.str("sign_in_url"), "")
+	if proxyURL := s.str("proxy_url"); proxyURL.s != "" {
+		c.ProxyURL = p.clerkProxyURL(proxyURL, cfg)
+		switch {
+		case c.ProxyURL == "":
+		case strings.HasPrefix(pk.s, "pk_test_"):
+			p.warnf(proxyURL.line, proxyURL.key, "Clerk's Frontend API proxy works for production instances only (pk_live_), and publishable_key is a development one: handshakes through %s will fail", c.ProxyURL)
+		case c.FrontendAPIURL != "":
+			p.warnf(fapi.line, fapi.key, "is not used: handshakes go through proxy_url")
+		}
+	}
 	return c
+}
+
+// clerkProxyURL checks clerk.proxy_url: the URL at which Clerk's Frontend
+// API is proxied, absolute or a path on public_url (as Clerk's SDKs accept
+// "/__clerk"). Tokens minted through the proxy carry it as their issuer.
+func (p *configParser) clerkProxyURL(v configValue, cfg *Config) string {
+	if v.bad {
+		return ""
+	}
+	if strings.HasPrefix(v.s, "/") && !strings.HasPrefix(v.s, "//") {
+		if cfg.PublicURL == nil {
+			return ""
+		}
+		if strings.ContainsAny(v.s, "?#") {
+			p.invalid(v, "%q: want a path such as /__clerk, without ? or #", v.s)
+			return ""
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(cfg.PublicURL.String(), "/")+v.s, "/")
+	}
+	u := p.httpURL(v, false)
+	if u == nil {
+		return ""
+	}
+	return strings.TrimSuffix(u.String(), "/")
 }
 
 func nonEmptyValues(l configList) []configValue {

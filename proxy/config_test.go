@@ -680,3 +680,44 @@ func TestParseConfig_TimeoutsZeroOnlyWhenWritten(t *testing.T) {
 		}
 	}
 }
+
+// clerk.proxy_url: absolute, or a path on public_url; a bad one is an error
+// with its line; a development key or a frontend_api_url beside it warns.
+func TestParseConfig_ClerkProxyURL(t *testing.T) {
+	const live = "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k" // clerk.example.com$
+	doc := func(pk, clerkExtra string) string {
+		return "public_url: https://app.example.com\nupstream: http://app:3000\ndefault_access: public\n" +
+			"clerk:\n  publishable_key: " + pk + "\n  secret_key: sk_" + pk[3:7] + "_x\n" + clerkExtra
+	}
+	for _, tt := range []struct {
+		name, doc, want, err, warn string
+	}{
+		{"absolute", doc(live, "  proxy_url: https://app.example.com/__clerk/\n"), "https://app.example.com/__clerk", "", ""},
+		{"a path on public_url", doc(live, "  proxy_url: /__clerk\n"), "https://app.example.com/__clerk", "", ""},
+		{"another host", doc(live, "  proxy_url: https://clerk-proxy.example.com\n"), "https://clerk-proxy.example.com", "", ""},
+		{"not a URL", doc(live, "  proxy_url: ftp://x\n"), "", `config.yaml:7: clerk.proxy_url: "ftp://x": want an absolute http(s) URL`, ""},
+		{"a query", doc(live, "  proxy_url: /__clerk?x=1\n"), "", "config.yaml:7: clerk.proxy_url:", ""},
+		{"a development key", doc(testPublishableKey, "  proxy_url: /__clerk\n"), "https://app.example.com/__clerk", "", "config.yaml:7: clerk.proxy_url: Clerk's Frontend API proxy works for production instances only"},
+		{"beside frontend_api_url", doc(live, "  proxy_url: /__clerk\n  frontend_api_url: https://clerk.example.com\n"), "https://app.example.com/__clerk", "",
+			"config.yaml:8: clerk.frontend_api_url: is not used: handshakes go through proxy_url"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig("config.yaml", []byte(tt.doc), testEnv)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Clerk.ProxyURL != tt.want {
+				t.Errorf("ProxyURL = %q, want %q", cfg.Clerk.ProxyURL, tt.want)
+			}
+			if got := strings.Join(cfg.Warnings, "\n"); tt.warn == "" && got != "" || !strings.Contains(got, tt.warn) {
+				t.Errorf("warnings %q, want %q", got, tt.warn)
+			}
+		})
+	}
+}

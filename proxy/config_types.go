@@ -61,9 +61,14 @@ type ClerkConfig struct {
 	WebhookSecrets    []string // webhook_secret: one string or a list
 	// ForwardCookies passes Clerk's cookies (__session, __client_uat,
 	// __clerk_*) on to the upstream, for an app that verifies Clerk itself.
-	ForwardCookies bool   // forward_cookies, default false
+	ForwardCookies bool // forward_cookies, default false
+	// ProxyURL is proxy_url: where Clerk's Frontend API is proxied (the
+	// name Clerk's SDKs use). Handshakes go through it, and tokens whose
+	// issuer is it are accepted, as are the instance's own. Absolute; a
+	// path in the file is resolved against public_url.
+	ProxyURL       string
 	APIURL         string // api_url: Backend API base incl. /v1 (default https://api.clerk.com/v1)
-	FrontendAPIURL string // frontend_api_url: overrides https://<fapi host from the key>
+	FrontendAPIURL string // frontend_api_url: overrides https://<fapi host from the key> (sandbox, tests)
 	SignInURL      string // sign_in_url: overrides <accounts>/sign-in
 }
 

@@ -193,7 +193,7 @@ type authOutcome struct {
 }
 
 // identify establishes the visitor's identity without answering: Clerk
-// first, then the gateway cookie where DESIGN §8 allows it. err is set only
+// first, then the gateway cookie where README "Sessions" allows it. err is set only
 // when Clerk could not be asked about a gateway session.
 func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 	var res AuthResult
@@ -202,17 +202,44 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 	}
 	out := authOutcome{setCookies: res.SetCookies}
 	now := s.now()
+	if res.State == Handshake && s.loopCount(r) >= signInLoopLimit {
+		// Sent to Clerk too often in a row without coming back signed in:
+		// stop, as Clerk's own redirect counter does, but across the
+		// Account Portal too. The gateway session may stand in.
+		s.log.WarnContext(r.Context(), "sign-in loop: page loads keep being sent to Clerk; "+
+			"check that this machine's clock is right and that the Clerk keys belong to one instance", "reason", res.Reason)
+		res = AuthResult{State: SignedOut, Reason: res.Reason + "; " + reasonSignInLoop, ClientUAT: res.ClientUAT,
+			Refreshable: res.ClientUAT > 0, StaleSessionID: res.StaleSessionID, DevBrowserToken: res.DevBrowserToken}
+		out.setCookies = nil
+	}
 	switch {
-	case res.State == Handshake || res.Location != "":
+	case res.State == Handshake:
+		return out, res, nil
+	case res.Location != "":
+		// A development handshake resolved from the URL: the browser goes
+		// back to the clean URL with Clerk's cookies, and with the gateway
+		// cookie, which carries it should its clock make the new token
+		// unusable here (the Clerk token is then accepted, as Clerk's SDK
+		// does, with a day of skew: README "Development instances").
+		if id := res.Identity; res.State == SignedIn && id != nil && s.gw != nil && !s.gw.isRevoked(id) {
+			s.gw.orgs.apply(id)
+			if c, err := s.gw.issue(id, now); err != nil {
+				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
+			} else {
+				out.cookies = append(out.cookies, c)
+			}
+		}
 		return out, res, nil
 	case res.State == SignedIn && res.Identity != nil && s.gw != nil && s.gw.isRevoked(res.Identity):
 		// Clerk told us (webhook) the session or user is gone; its tokens
 		// stay valid for up to a minute, tollgate does not wait for that.
-		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT}
+		// Clerk's handshake directives still reach the browser (they clear
+		// the handshake cookie, among others): the browser's cookies follow
+		// Clerk's, and the token they carry is refused here all the same.
+		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT, SetCookies: res.SetCookies}
 		if s.hasGatewayCookie(r) {
 			out.cookies = append(out.cookies, s.gw.clearCookie())
 		}
-		out.setCookies = nil
 	case res.State == SignedIn && res.Identity != nil:
 		out.id = res.Identity
 		if s.gw != nil {
@@ -261,24 +288,31 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		// outage, and do not let them through either.
 		s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
 		e.decision, e.reason = "error", "session_check_failed"
+		addSetCookies(w, out.setCookies)
 		s.writeError(w, r, http.StatusServiceUnavailable)
 		return out, false
 	case res.State == Handshake:
 		e.decision = "handshake"
 		addSetCookies(w, res.SetCookies)
-		redirect(w, res.Location, http.StatusTemporaryRedirect)
+		s.toClerk(w, r, res.Location)
 		return out, false
 	case res.Location != "":
 		// A development handshake was resolved from the URL: send the
 		// browser to the clean URL with its new cookies.
 		e.decision = "handshake_resolved"
 		addSetCookies(w, res.SetCookies)
+		for _, c := range out.cookies {
+			http.SetCookie(w, c)
+		}
 		redirect(w, res.Location, http.StatusTemporaryRedirect)
 		return out, false
 	case out.id != nil:
 		e.userID, e.source = out.id.UserID, out.id.Source
 		if s.seen != nil {
 			s.seen.Seen(out.id.UserID, s.now())
+		}
+		if c := s.loopDone(r); c != nil {
+			out.cookies = append(out.cookies, c)
 		}
 		return out, true
 	}
@@ -300,8 +334,14 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, 
 	}
 	returnURL := s.absoluteURL(r)
 	if isNavigation(r) && s.portal != nil {
+		signIn := s.portal.SignInURL(returnURL, res.DevBrowserToken)
+		if s.loopCount(r) >= signInLoopLimit {
+			e.decision = "sign_in_loop"
+			s.signInLoop(w, r, signIn)
+			return
+		}
 		e.decision = "sign_in"
-		redirect(w, s.portal.SignInURL(returnURL, res.DevBrowserToken), http.StatusTemporaryRedirect)
+		s.toClerk(w, r, signIn)
 		return
 	}
 	e.decision = "unauthorized"

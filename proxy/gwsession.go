@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -35,8 +36,20 @@ type gatewaySession struct {
 	OrgID     string `json:"o,omitempty"`
 	OrgSlug   string `json:"os,omitempty"`
 	OrgRole   string `json:"or,omitempty"`
-	Issued    int64  `json:"i"` // unix seconds: when a verified Clerk token earned it
-	Checked   int64  `json:"c"` // unix seconds: when Clerk last confirmed the session active
+	Issued    int64  `json:"i"` // unix seconds: when a verified Clerk token earned it (tollgate's clock)
+	Checked   int64  `json:"c"` // unix seconds: when Clerk last confirmed the session active (tollgate's clock)
+	// ClerkIAT is the iat of the Clerk token that earned the cookie, unix
+	// seconds on Clerk's clock: what __client_uat, also Clerk's, is
+	// compared with. 0 in cookies sealed before it existed: Issued then.
+	ClerkIAT int64 `json:"t,omitempty"`
+}
+
+// clerkTime is when, on Clerk's clock, the cookie's Clerk token was issued.
+func (gs *gatewaySession) clerkTime() int64 {
+	if gs.ClerkIAT > 0 {
+		return gs.ClerkIAT
+	}
+	return gs.Issued
 }
 
 var errBadSeal = errors.New("gateway cookie: not sealed by this gateway")
@@ -92,7 +105,8 @@ func (s *sealer) open(value, name string) (*gatewaySession, error) {
 }
 
 // gatewaySessions runs the __tollgate cookie: issue after a verified Clerk
-// token, accept only where DESIGN §8 allows, re-check Clerk every refresh.
+// token, accept only where README "Sessions" allows, re-check Clerk every
+// refresh.
 type gatewaySessions struct {
 	name    string // GatewayCookie, or GatewayCookieSecure on https
 	sealer  *sealer
@@ -100,9 +114,15 @@ type gatewaySessions struct {
 	refresh time.Duration
 	secure  bool
 	checker SessionChecker // nil: the cookie is never renewed past refresh
+	pacer   RefreshPacer   // the checker's, if it has one: stretches refresh as its budget runs short
+	obs     SessionCheckObserver
 	// checks remembers Clerk's answer per session for one refresh period,
 	// so a burst of XHRs asks the Backend API once.
 	checks *lru.Cache[string, sessionCheck]
+	// flights are the session checks under way, one per session: the
+	// requests that need the same answer meanwhile wait for it.
+	flightMu sync.Mutex
+	flights  map[string]*checkFlight
 	// revoked holds sessions Clerk told us (webhook) or showed us ended.
 	revoked *lru.Cache[string, time.Time]
 	// revokedUsers holds users Clerk deleted: every gateway cookie issued
@@ -122,12 +142,40 @@ type sessionCheck struct {
 	at     time.Time
 }
 
-func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) (*gatewaySessions, error) {
+type checkFlight struct {
+	done   chan struct{}
+	status SessionStatus
+	err    error
+}
+
+// SessionCheckObserver learns what became of each session check the
+// gateway session needed, for metrics: "clerk" (Clerk answered), "shared"
+// (another request's call answered), "stale" (Clerk's budget was spent:
+// the last known answer was served), "failed". Implemented by
+// proxy/metrics; an Observer may implement it.
+type SessionCheckObserver interface {
+	SessionCheck(result string)
+}
+
+// Session check outcomes (SessionCheckObserver).
+const (
+	checkClerk  = "clerk"
+	checkShared = "shared"
+	checkStale  = "stale"
+	checkFailed = "failed"
+)
+
+// sessionCheckTimeout bounds one session check, whoever waits for it.
+const sessionCheckTimeout = 10 * time.Second
+
+func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker, obs Observer) (*gatewaySessions, error) {
 	s, err := newSealer(cfg.Secret)
 	if err != nil {
 		return nil, err
 	}
-	checks, _ := lru.New[string, sessionCheck](10000)
+	// Room for every session the Backend API budget can check in a
+	// refresh period, stretched (README "The Backend API budget").
+	checks, _ := lru.New[string, sessionCheck](50000)
 	revoked, _ := lru.New[string, time.Time](100000)
 	opened, _ := lru.New[string, gatewaySession](10000)
 	revokedUsers, _ := lru.New[string, time.Time](100000)
@@ -135,8 +183,28 @@ func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker) 
 	if secure {
 		name = GatewayCookieSecure
 	}
-	return &gatewaySessions{name: name, sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
-		checks: checks, revoked: revoked, revokedUsers: revokedUsers, opened: opened, orgs: newOrgChanges()}, nil
+	g := &gatewaySessions{name: name, sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
+		checks: checks, flights: map[string]*checkFlight{}, revoked: revoked, revokedUsers: revokedUsers, opened: opened,
+		orgs: newOrgChanges()}
+	g.pacer, _ = checker.(RefreshPacer)
+	g.obs, _ = obs.(SessionCheckObserver)
+	return g, nil
+}
+
+// refreshNow is session.refresh, stretched while the checker's budget runs
+// short (at most MaxRefreshStretch times).
+func (g *gatewaySessions) refreshNow() time.Duration {
+	if g.pacer == nil {
+		return g.refresh
+	}
+	s := min(max(g.pacer.RefreshStretch(), 1), MaxRefreshStretch)
+	return time.Duration(float64(g.refresh) * s)
+}
+
+func (g *gatewaySessions) observe(result string) {
+	if g.obs != nil {
+		g.obs.SessionCheck(result)
+	}
 }
 
 // RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
@@ -229,8 +297,12 @@ func (g *gatewaySessions) clearCookie() *http.Cookie {
 }
 
 func (g *gatewaySessions) issue(id *Identity, now time.Time) (*http.Cookie, error) {
-	return g.cookie(&gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
-		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()})
+	gs := &gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
+		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()}
+	if !id.IssuedAt.IsZero() {
+		gs.ClerkIAT = id.IssuedAt.Unix() // the Clerk token's iat
+	}
+	return g.cookie(gs)
 }
 
 // errGatewayRejected carries why a gateway cookie was not accepted; the
@@ -243,7 +315,7 @@ type errGatewayRejected struct {
 func (e errGatewayRejected) Error() string { return "gateway session: " + e.reason }
 
 // fallback decides whether the __tollgate cookie may stand in for a missing
-// or expired Clerk token (DESIGN §8). It returns the identity, and a renewed
+// or expired Clerk token (README "Sessions"). It returns the identity, and a renewed
 // cookie when Clerk was asked and said the session is still active.
 func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *AuthResult, now time.Time) (*Identity, *http.Cookie, error) {
 	if !ar.Refreshable || ar.ClientUAT <= 0 {
@@ -264,9 +336,11 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 	switch {
 	case now.Sub(issued) > g.ttl:
 		return nil, nil, errGatewayRejected{"past ttl", true}
-	case ar.ClientUAT > gs.Issued:
+	case ar.ClientUAT > gs.clerkTime():
 		// The Clerk client changed (sign-out, another sign-in) after the
-		// cookie was made: Clerk's cookies are the source of truth.
+		// token that earned the cookie was minted: Clerk's cookies are the
+		// source of truth. Both times are Clerk's, so a gateway whose clock
+		// lags Clerk's does not drop its cookie right after sign-in.
 		return nil, nil, errGatewayRejected{"client changed since issue", true}
 	case ar.StaleSessionID != "" && ar.StaleSessionID != gs.SessionID:
 		return nil, nil, errGatewayRejected{"another session", true}
@@ -278,9 +352,19 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 		return nil, nil, errGatewayRejected{"user revoked", true}
 	}
 	var renewed *http.Cookie
-	if now.Sub(time.Unix(gs.Checked, 0)) > g.refresh {
+	if since := now.Sub(time.Unix(gs.Checked, 0)); since > g.refresh && (since > g.refreshNow() || g.dueAnyway(gs.SessionID, now)) {
 		st, err := g.checkSession(ctx, gs.SessionID, now)
-		if err != nil {
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrRateLimited) && since <= MaxRefreshStretch*g.refresh:
+			// Clerk's budget is spent, and Clerk said the session was
+			// active not long ago: that answer stands, unrenewed, rather
+			// than a wave of 503s (README "The Backend API budget").
+			g.observe(checkStale)
+			id := g.identity(gs)
+			g.orgs.apply(id)
+			return id, nil, nil
+		default:
 			return nil, nil, fmt.Errorf("gateway session: check with clerk: %w", err)
 		}
 		if !st.Active {
@@ -301,8 +385,7 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 		}
 		renewed = c
 	}
-	id := &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
-		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}
+	id := g.identity(gs)
 	if g.orgs.apply(id) {
 		// A membership change since the cookie was made: the cookie follows.
 		gs.OrgID, gs.OrgSlug, gs.OrgRole = id.OrgID, id.OrgSlug, id.OrgRole
@@ -315,6 +398,25 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 	return id, renewed, nil
 }
 
+// identity is the visitor a gateway cookie names.
+func (g *gatewaySessions) identity(gs *gatewaySession) *Identity {
+	issued := time.Unix(gs.Issued, 0)
+	return &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
+		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}
+}
+
+// dueAnyway reports whether a session check costs nothing now: another
+// request has just asked Clerk about the session (its answer is cached),
+// so a stretched refresh need not wait.
+func (g *gatewaySessions) dueAnyway(sid string, now time.Time) bool {
+	c, ok := g.checks.Peek(sid)
+	return ok && now.Sub(c.at) < g.refresh
+}
+
+// checkSession asks Clerk about a session at most once per session.refresh
+// (the answer is cached) and once at a time: concurrent requests for the
+// same session share one call, which belongs to none of them (a visitor
+// going away does not cancel it for the others).
 func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time.Time) (SessionStatus, error) {
 	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refresh {
 		return c.status, nil
@@ -322,10 +424,34 @@ func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time
 	if g.checker == nil {
 		return SessionStatus{}, nil
 	}
-	st, err := g.checker.CheckSession(ctx, sid)
-	if err != nil {
-		return SessionStatus{}, err
+	g.flightMu.Lock()
+	if f := g.flights[sid]; f != nil {
+		g.flightMu.Unlock()
+		select {
+		case <-f.done:
+			g.observe(checkShared)
+			return f.status, f.err
+		case <-ctx.Done():
+			return SessionStatus{}, ctx.Err()
+		}
 	}
-	g.checks.Add(sid, sessionCheck{status: st, at: now})
-	return st, nil
+	f := &checkFlight{done: make(chan struct{})}
+	g.flights[sid] = f
+	g.flightMu.Unlock()
+
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sessionCheckTimeout)
+	f.status, f.err = g.checker.CheckSession(cctx, sid)
+	cancel()
+	switch {
+	case f.err == nil:
+		g.checks.Add(sid, sessionCheck{status: f.status, at: now})
+		g.observe(checkClerk)
+	case !errors.Is(f.err, ErrRateLimited):
+		g.observe(checkFailed)
+	}
+	g.flightMu.Lock()
+	delete(g.flights, sid)
+	g.flightMu.Unlock()
+	close(f.done)
+	return f.status, f.err
 }

@@ -33,13 +33,24 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 				// A page load whose Clerk token Clerk would refresh: refresh
 				// it, so that the page knows the visitor by a fresh token
 				// rather than by the gateway cookie, or not at all.
-				e.decision = "handshake"
 				addSetCookies(w, res.SetCookies)
+				if res.State == Handshake {
+					e.decision = "handshake"
+					s.toClerk(w, r, res.Location)
+					return
+				}
+				e.decision = "handshake_resolved"
+				for _, c := range out.cookies {
+					http.SetCookie(w, c)
+				}
 				redirect(w, res.Location, http.StatusTemporaryRedirect)
 				return
 			}
 			if out.id != nil {
 				e.userID, e.source = out.id.UserID, out.id.Source
+				if c := s.loopDone(r); c != nil {
+					out.cookies = append(out.cookies, c)
+				}
 			}
 		}
 		addSetCookies(w, out.setCookies)
@@ -82,15 +93,34 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 		}
 		// Tokens of the session still inside their minute die here too.
 		s.RevokeSession(id.SessionID)
-		w.Header().Del("Set-Cookie") // whatever the identity lookup just (re)issued
+		keepClerkHousekeeping(w) // not what the identity lookup just (re)issued
 		addSetCookies(w, clear)
 	} else {
-		w.Header().Del("Set-Cookie")
+		keepClerkHousekeeping(w)
 	}
 	if s.gw != nil {
 		http.SetCookie(w, s.gw.clearCookie())
 	}
 	redirect(w, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+ret, http.StatusSeeOther)
+}
+
+// keepClerkHousekeeping drops the Set-Cookie values the identity lookup
+// added (a renewed gateway cookie, a session token from a handshake) but
+// keeps Clerk's own __clerk_* directives, which clear the handshake cookies
+// the browser would otherwise send again with every request.
+func keepClerkHousekeeping(w http.ResponseWriter) {
+	h := w.Header()
+	kept := h["Set-Cookie"][:0]
+	for _, c := range h["Set-Cookie"] {
+		if strings.HasPrefix(strings.TrimSpace(c), "__clerk_") {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 {
+		h.Del("Set-Cookie")
+		return
+	}
+	h["Set-Cookie"] = kept
 }
 
 type signOutPage struct {

@@ -116,10 +116,31 @@ type SessionStatus struct {
 
 // SessionChecker asks Clerk about a session: whether it is still active,
 // and its organisation. Implemented by proxy/clerk with the Backend API
-// (one call); the gate caches its answers.
+// (one call); the gate caches its answers, one call per session at a
+// time. An error wrapping ErrRateLimited says Clerk's Backend API budget
+// is spent: the gateway session then serves its last known answer, within
+// MaxRefreshStretch × session.refresh of it.
 type SessionChecker interface {
 	CheckSession(ctx context.Context, sessionID string) (SessionStatus, error)
 }
+
+// RefreshPacer is implemented by a SessionChecker whose budget can run
+// short: RefreshStretch says how many times session.refresh a gateway
+// session may now go without a check (1 to MaxRefreshStretch).
+type RefreshPacer interface {
+	RefreshStretch() float64
+}
+
+// MaxRefreshStretch bounds how long a gateway session goes without a
+// session check when Clerk's Backend API budget runs short: at most this
+// many times session.refresh since Clerk last said it was active (5
+// minutes at the default 60 s). README "The Backend API budget".
+const MaxRefreshStretch = 5
+
+// ErrRateLimited is wrapped by a SessionChecker's error when Clerk's
+// Backend API budget is spent (Clerk answered 429, or tollgate holds back
+// before it has to, or while a 429's Retry-After runs).
+var ErrRateLimited = errors.New("backend API rate limited")
 
 // SessionEnder ends a Clerk session in Clerk itself, for sign-out.
 // Implemented by proxy/clerk with the Backend API.

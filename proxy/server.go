@@ -131,7 +131,7 @@ func New(o Options) (*Server, error) {
 	if prev := o.Previous; prev != nil && prev.gw != nil && prev.cfg.Session == cfg.Session && prev.gw.secure == secure {
 		s.gw = prev.gw
 	} else if cfg.Session.Secret != "" {
-		gw, err := newGatewaySessions(cfg.Session, secure, o.Sessions)
+		gw, err := newGatewaySessions(cfg.Session, secure, o.Sessions, o.Observer)
 		if err != nil {
 			return nil, err
 		}

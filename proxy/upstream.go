@@ -281,6 +281,16 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, transport http.Round
 		return nil
 	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		// Whatever tollgate answers instead of the upstream carries the
+		// cookies the gate decided on: Clerk's handshake directives and the
+		// gateway cookie (ModifyResponse, which adds them to an upstream
+		// answer, did not run or its answer is dropped).
+		if f := forwardFrom(r.Context()); f != nil {
+			addSetCookies(w, f.setCookies)
+			for _, c := range f.cookies {
+				http.SetCookie(w, c)
+			}
+		}
 		if clientsFault(w, r, logger, obs, onError) {
 			return
 		}

@@ -56,6 +56,8 @@ type browser struct {
 	ctx   context.Context
 	shots string // the screenshot folder
 	n     int    // screenshots taken, for their file names
+	// maxRedirects bounds the redirects of one step (default maxRedirects).
+	maxRedirects int
 
 	mu        sync.Mutex
 	redirects []string // document redirects since the last step
@@ -95,7 +97,7 @@ func newBrowser(t *testing.T) *browser {
 		cancelTab()
 		cancelAlloc() // waits for Chromium to exit, before its TempDir goes
 	})
-	b := &browser{t: t, ctx: ctx, shots: shots}
+	b := &browser{t: t, ctx: ctx, shots: shots, maxRedirects: maxRedirects}
 	start := time.Now()
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
 		t.Fatalf("starting chromium: %v", err)
@@ -140,7 +142,7 @@ func (b *browser) load(what string, act chromedp.Action[chromedp.Void]) (int, st
 	b.mu.Lock()
 	hops := b.redirects
 	b.mu.Unlock()
-	if len(hops) > maxRedirects {
+	if len(hops) > b.maxRedirects {
 		b.t.Fatalf("%s: %d redirects (a loop?):\n  %s", what, len(hops), strings.Join(hops, "\n  "))
 	}
 	loc, err := chromedp.Run(b.ctx, chromedp.Location())
@@ -422,4 +424,73 @@ func TestBrowser_PaidJourney(t *testing.T) {
 		t.Errorf("branded page: button colour %q, support link %q; want rgb(15, 118, 110) and mailto:help@example.com", style[0], style[1])
 	}
 	b.shoot("branded-upgrade")
+}
+
+// TestBrowser_DevelopmentInstance is the sign-in journey against a
+// development instance (pk_test_), in a real browser: the Account Portal
+// sends Chromium back with __clerk_db_jwt in the URL, the handshake's
+// payload comes back in the URL and is cleaned away, a fetch() after the
+// token's minute rides on the gateway cookie, and sign-out sends the next
+// signed-in page to sign-in with the dev browser. Once with the clocks
+// agreeing, once with this machine's clock a minute behind Clerk's.
+func TestBrowser_DevelopmentInstance(t *testing.T) {
+	for _, skew := range []time.Duration{0, time.Minute} {
+		t.Run("Clerk "+skew.String()+" ahead", func(t *testing.T) {
+			b := newBrowser(t)
+			d, clk := mustRunDemoWith(t, demoOptions{Development: true, ClerkSkew: skew})
+			// The way back from the Account Portal: the portal, the dev
+			// browser's handshake, the payload, the clean URL; with the
+			// clock off, the handshakes Clerk's own counter allows.
+			b.maxRedirects = 4
+			if skew != 0 {
+				b.maxRedirects = 12
+			}
+			if _, loc := b.open(d.URL + "/settings/"); !strings.HasPrefix(loc, d.ClerkURL+"/sign-in") {
+				t.Fatalf("signed-out settings: at %s, want the sandbox sign-in", loc)
+			}
+			b.shoot("dev-sign-in")
+			if code, loc := b.click(`button[name="user_id"][value="user_ada"]`); code != 200 || loc != d.URL+"/settings/" {
+				t.Fatalf("after sign-in: %d at %s, want %s/settings/ without Clerk's parameters", code, loc, d.URL)
+			}
+			if got := b.header("X-Tollgate-User"); got != "user_ada" {
+				t.Fatalf("signed in, the app got X-Tollgate-User %q", got)
+			}
+			cookies, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.cookie`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(cookies, "__clerk_db_jwt=") || !strings.Contains(cookies, "__session=") {
+				t.Errorf("the app's cookies (as scripts see them): %q, want __session and __clerk_db_jwt", cookies)
+			}
+			b.shoot("dev-signed-in")
+
+			if code, _ := b.open(d.URL + "/app/"); code != 200 {
+				t.Fatalf("app page: %d", code)
+			}
+			clk.Advance(2 * time.Minute)
+			raw, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]byte](
+				`fetch('/api/v1/whoami').then(async r => ({status: r.status, body: await r.json()}))`, chromedp.EvalAwaitPromise))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var who struct {
+				Status int
+				Body   struct{ User string }
+			}
+			if err := json.Unmarshal(raw, &who); err != nil || who.Status != 200 || who.Body.User != "user_ada" {
+				t.Fatalf("fetch 2 minutes after sign-in: %s (%v), want 200 and user_ada", raw, err)
+			}
+
+			if code, _ := b.open(d.URL + "/.tollgate/account"); code != 200 {
+				t.Fatalf("account: %d", code)
+			}
+			if code, loc := b.click(`form[action="/.tollgate/sign-out"] button[type="submit"]`); code != 200 || loc != d.URL+"/" {
+				t.Fatalf("sign out: %d at %s, want the home page", code, loc)
+			}
+			if _, loc := b.open(d.URL + "/settings/"); !strings.HasPrefix(loc, d.ClerkURL+"/sign-in") || !strings.Contains(loc, "__clerk_db_jwt=") {
+				t.Fatalf("signed-in page after signing out: at %s, want the sandbox sign-in with the dev browser", loc)
+			}
+			b.shoot("dev-signed-out")
+		})
+	}
 }

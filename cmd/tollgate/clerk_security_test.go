@@ -320,6 +320,8 @@ func TestAttack_LoginCSRFThroughTheHandshakeQuery(t *testing.T) {
 			// Ada, signed in, follows it: she stays Ada.
 			jar, _ := cookiejar.New(nil)
 			signIn(t, d, jar, "user_ada")
+			// Her own sign-in exchanged her own nonce; the link's is not.
+			exchanges = d.Clerk.BackendCalls("GET /v1/clients/handshake_payload")
 			resp = get(t, noRedirects(jar), link, page)
 			var who map[string]any
 			json.NewDecoder(resp.Body).Decode(&who)
@@ -432,12 +434,11 @@ func TestAttack_CookieTossingHTTPS(t *testing.T) {
 	if sid == "" {
 		t.Fatal("sandbox sign-in")
 	}
-	var session, uat string
+	// The token a handshake would hand this session.
+	session := d.Clerk.MintSessionToken("user_ada", sid, clk.Now(), nil)
+	var uat string
 	for _, ck := range cookies {
-		switch ck.Name {
-		case "__session":
-			session = ck.Value
-		case "__client_uat":
+		if ck.Name == "__client_uat" {
 			uat = "__client_uat=" + ck.Value
 		}
 	}

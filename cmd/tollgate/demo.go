@@ -53,6 +53,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("demo", stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "where the gateway listens (loopback); falls back to a free port if taken")
 	verbose := fs.Bool("v", false, "log every request")
+	dev := fs.Bool("dev", false, "run the sandbox Clerk as a development instance (pk_test_): dev browser, handshakes in the URL")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,13 +62,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	d, err := startDemo(demoOptions{Addr: *addr, Logger: logger})
+	d, err := startDemo(demoOptions{Addr: *addr, Logger: logger, Development: *dev})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	instance := "a production instance (pk_live_)"
+	if *dev {
+		instance = "a development instance (pk_test_)"
+	}
 	fmt.Fprintf(stdout, `
 tollgate demo is running. Open %[1]s/
+The sandbox Clerk is %[7]s.
 
   Gateway   %[1]s   (this is what visitors see)
   App       %[2]s   (the unmodified demo app behind it)
@@ -93,7 +99,7 @@ Three things to try:
   token expires; %[1]s/admin/ is denied (403); the public %[1]s/ passes as is.
 
 Press Ctrl+C to stop.
-`, d.URL, d.AppURL, d.ClerkURL, d.StripeURL, d.AdminURL, d.AdminToken)
+`, d.URL, d.AppURL, d.ClerkURL, d.StripeURL, d.AdminURL, d.AdminToken, instance)
 	return d.serveUntilDone(ctx)
 }
 
@@ -111,6 +117,13 @@ type demoOptions struct {
 	// NonceHandshake makes the sandbox Clerk answer handshakes with a
 	// nonce (exchanged through the Backend API) instead of the token.
 	NonceHandshake bool
+	// Development runs the sandbox Clerk as a development instance
+	// (pk_test_), and so the gateway against one.
+	Development bool
+	// ClerkSkew sets the sandbox Clerk's clock this far ahead of the
+	// gateway's (negative: behind), as a laptop, WSL or Docker clock that
+	// is off would be.
+	ClerkSkew time.Duration
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -149,8 +162,13 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	d.adminLn = adminLn
 	d.AdminURL = "http://" + adminLn.Addr().String()
 
-	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: o.Now,
-		NonceHandshake: o.NonceHandshake})
+	clerkNow := o.Now
+	if skew := o.ClerkSkew; skew != 0 {
+		now := o.Now
+		clerkNow = func() time.Time { return now().Add(skew) }
+	}
+	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: clerkNow,
+		NonceHandshake: o.NonceHandshake, Development: o.Development})
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,8 @@ const usage = `tollgate: a Clerk sign-in and Stripe paywall in front of any web 
 Usage:
   tollgate [serve] -config FILE   run the gateway
   tollgate check [-config FILE]   validate a config file and report warnings
-  tollgate demo [-addr ADDR]      run a local demo: app, sandbox Clerk and Stripe, gateway
+  tollgate demo [-addr ADDR] [-dev] run a local demo: app, sandbox Clerk and Stripe, gateway
+                                  (-dev: the sandbox Clerk as a development instance)
   tollgate users [-config FILE] [-status S] [-plan P] [--json|--csv]
                                   list users with their customer, plan and status (asks the running gateway)
   tollgate sync [-config FILE] [-customer cus_…|-user user_…]

@@ -144,17 +144,50 @@ func flatten(v any, out map[string]string) {
 	}
 }
 
-// signIn does what a person does on the sandbox sign-in page, into jar.
+// signIn does what a person does on the sandbox sign-in page, into jar,
+// and then what their browser does: it follows the way back to a signed-in
+// page of the gateway. Like Clerk's Account Portal the sandbox leaves only
+// __client_uat for the app's host, so that first page load goes through
+// the handshake, which sets __session (and the gateway sets its cookie).
 func signIn(t *testing.T, d *demo, jar http.CookieJar, userID string) {
 	t.Helper()
 	c := noRedirects(jar)
-	resp, err := c.PostForm(d.ClerkURL+"/sign-in", url.Values{"user_id": {userID}, "redirect_url": {d.URL + "/"}})
+	back := d.URL + "/settings/"
+	resp, err := c.PostForm(d.ClerkURL+"/sign-in", url.Values{"user_id": {userID}, "redirect_url": {back}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sandbox sign-in: status %d", resp.StatusCode)
+	}
+	final, hops := browse(t, c, resp.Header.Get("Location"), 4)
+	if final.StatusCode != 200 || !strings.HasPrefix(final.Request.URL.String(), d.URL+"/") {
+		t.Fatalf("back from sign-in: %d at %s after %v", final.StatusCode, final.Request.URL, hops)
+	}
+}
+
+// browse loads u as a browser's page load would, following redirects with
+// c's cookie jar (c itself must not follow them), at most maxHops of them.
+// It returns the last response and the redirects taken ("307 <url>").
+func browse(t *testing.T, c *http.Client, u string, maxHops int) (*http.Response, []string) {
+	t.Helper()
+	var hops []string
+	for {
+		resp := get(t, c, u, page)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
+			return resp, hops
+		}
+		hops = append(hops, fmt.Sprintf("%d %s", resp.StatusCode, loc))
+		if len(hops) > maxHops {
+			t.Fatalf("%s: more than %d redirects (a loop?):\n  %s", u, maxHops, strings.Join(hops, "\n  "))
+		}
+		next, err := resp.Request.URL.Parse(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u = next.String()
 	}
 }
 

@@ -128,7 +128,7 @@ func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
 	if cfg.Clerk.PublishableKey != "" {
 		cc, err := clerk.New(clerk.Config{PublishableKey: cfg.Clerk.PublishableKey, SecretKey: cfg.Clerk.SecretKey,
 			JWTKey: cfg.Clerk.JWTKey, AuthorizedParties: cfg.Clerk.AuthorizedParties, APIURL: cfg.Clerk.APIURL,
-			FrontendAPIURL: cfg.Clerk.FrontendAPIURL, SignInURL: cfg.Clerk.SignInURL, PublicURL: cfg.PublicURL})
+			ProxyURL: cfg.Clerk.ProxyURL, FrontendAPIURL: cfg.Clerk.FrontendAPIURL, SignInURL: cfg.Clerk.SignInURL, PublicURL: cfg.PublicURL})
 		if err == nil {
 			err = cc.Ready(ctx)
 		}
@@ -261,16 +261,23 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 	g.Metrics = metrics.New()
 	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
 	if cfg.Clerk.PublishableKey != "" {
+		clerkHTTP := deps.HTTPClient
+		if clerkHTTP == nil {
+			clerkHTTP = &http.Client{Timeout: 10 * time.Second}
+		}
+		counted := *clerkHTTP
+		counted.Transport = g.Metrics.ClerkTransport(clerkHTTP.Transport, clerk.EndpointLabel)
 		cc, err := clerk.New(clerk.Config{
 			PublishableKey:    cfg.Clerk.PublishableKey,
 			SecretKey:         cfg.Clerk.SecretKey,
 			JWTKey:            cfg.Clerk.JWTKey,
 			AuthorizedParties: cfg.Clerk.AuthorizedParties,
 			APIURL:            cfg.Clerk.APIURL,
+			ProxyURL:          cfg.Clerk.ProxyURL,
 			FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
 			SignInURL:         cfg.Clerk.SignInURL,
 			PublicURL:         cfg.PublicURL,
-			HTTPClient:        deps.HTTPClient,
+			HTTPClient:        &counted,
 			Logger:            deps.Logger.With("component", "clerk"),
 			Now:               deps.Now,
 		})
@@ -279,6 +286,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		}
 		opts.Auth, opts.Portal, opts.Sessions, opts.Ender = cc, cc, cc, cc
 		g.Clerk = cc
+		g.Metrics.SetRefreshStretch(cc.RefreshStretch)
 	}
 	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {
 		if err := g.openStore(ctx, cfg, deps, &opts); err != nil {

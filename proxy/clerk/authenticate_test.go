@@ -102,9 +102,12 @@ func TestAuthenticate_CookieDecisionTable(t *testing.T) {
 		{"B11 expired, page", page("/", sess(expired), uatCookie()), stale(handshake("session-token-expired-refresh-non-eligible-no-refresh-cookie"))},
 		{"B11 expired, xhr", xhr("/", sess(expired), uatCookie()), stale(refreshable(signedOut("session-token-expired-refresh-non-eligible-no-refresh-cookie", uat)))},
 		{"B11 expired, post", request(http.MethodPost, "/", "page", sess(expired), uatCookie()), stale(refreshable(signedOut("session-token-expired-refresh-non-eligible-no-refresh-cookie", uat)))},
-		{"B12 not yet valid, page", page("/", sess(early), uatCookie()), handshake("session-token-nbf")},
-		{"B12 not yet valid, xhr", xhr("/", sess(early), uatCookie()), refreshable(signedOut("session-token-nbf", uat))},
-		{"B13 issued in the future, xhr", xhr("/", sess(iatAhead), uatCookie()), signedOut("session-token-iat-in-the-future", uat)},
+		{"B12 not yet valid, page", page("/", sess(early), uatCookie()), stale(handshake("session-token-nbf"))},
+		{"B12 not yet valid, xhr", xhr("/", sess(early), uatCookie()), stale(refreshable(signedOut("session-token-nbf", uat)))},
+		// Minted ahead of this clock: the gateway cookie of the session it
+		// names may stand in, as for an expired token.
+		{"B13 issued in the future, xhr", xhr("/", sess(iatAhead), uatCookie()), stale(refreshable(signedOut("session-token-iat-in-the-future", uat)))},
+		{"B13 issued in the future, page", page("/", sess(iatAhead), uatCookie()), stale(handshake("session-token-iat-in-the-future"))},
 		{"B14 wrong key", page("/", sess(wrongKey), uatCookie()), signedOut("token-invalid-signature", uat)},
 		{"B14 tampered payload", page("/", sess(tampered), uatCookie()), signedOut("token-invalid-signature", uat)},
 		{"B14 alg none", page("/", sess(algNone), uatCookie()), signedOut("token-invalid-algorithm", uat)},
@@ -216,8 +219,9 @@ func TestAuthenticate_OrganizationClaims(t *testing.T) {
 
 func TestAuthenticate_HandshakeRedirect(t *testing.T) {
 	e := newEnv(t)
+	expired := e.expiredToken()
 	r := page("/hello/w%C3%B6rld?foo=bar&__clerk_db_jwt=dvb_x&__dev_session=old&__clerk_handshake=stale&baz=1",
-		cookie("__session", e.expiredToken()), uatCookie())
+		cookie("__session", expired), uatCookie())
 	r.Host = "evil.example" // never used for redirect URLs
 	r.Header.Set("X-Forwarded-Host", "evil.example")
 	got := e.c.Authenticate(t.Context(), r)
@@ -233,10 +237,11 @@ func TestAuthenticate_HandshakeRedirect(t *testing.T) {
 	}
 	want := url.Values{
 		"redirect_url":        {"https://app.example.com/hello/w%C3%B6rld?foo=bar&baz=1"},
-		"__clerk_api_version": {"2025-04-10"},
+		"__clerk_api_version": {"2026-05-12"}, // SUPPORTED_BAPI_VERSION, clerk/javascript packages/backend/src/constants.ts at e21ae9a4cf
 		"suffixed_cookies":    {"false"},
 		"__clerk_hs_reason":   {"session-token-expired-refresh-non-eligible-no-refresh-cookie"},
 		"format":              {"nonce"},
+		"__session":           {expired}, // for Clerk's origin outage mode
 	}
 	if diff := cmp.Diff(u.Query(), want); diff != "" {
 		t.Errorf("handshake query (-got +want):\n%s", diff)
@@ -450,5 +455,37 @@ func TestAuthenticate_DuplicatesAcrossLinesAndHandshakeCookies(t *testing.T) {
 	got := e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", theirs), cookie("__clerk_handshake", mine), uatCookie()))
 	if got.State != proxy.Handshake || got.Identity != nil {
 		t.Errorf("two handshake cookies on a page load: %v %+v, want a new handshake", got.State, got.Identity)
+	}
+}
+
+// With a Frontend API proxy (Clerk's proxyUrl), handshakes go through it
+// and tokens it issued are accepted, as are the instance's own; any other
+// issuer, a look-alike of the proxy's included, is refused.
+func TestAuthenticate_FrontendAPIProxy(t *testing.T) {
+	const proxyURL = "https://app.example.com/__clerk"
+	e := newEnv(t, func(cfg *Config) { cfg.ProxyURL = proxyURL + "/" })
+	for iss, ok := range map[string]bool{
+		proxyURL:                           true,
+		testIssuer:                         true,
+		proxyURL + "/x":                    false,
+		"https://evil.example/__clerk":     false,
+		"https://app.example.com":          false,
+		"http://app.example.com/__clerk":   false,
+		"https://app.example.com/__clerk/": false,
+	} {
+		tok := e.token("iss", iss)
+		for kind, r := range map[string]*http.Request{
+			"cookie": xhr("/", cookie("__session", tok), uatCookie()),
+			"bearer": func() *http.Request { r := xhr("/"); r.Header.Set("Authorization", "Bearer "+tok); return r }(),
+		} {
+			got := e.c.Authenticate(t.Context(), r)
+			if (got.State == proxy.SignedIn) != ok {
+				t.Errorf("iss %q as %s: %v (%s), want signed in %v", iss, kind, got.State, got.Reason, ok)
+			}
+		}
+	}
+	got := e.c.Authenticate(t.Context(), page("/dash", uatCookie()))
+	if got.State != proxy.Handshake || !strings.HasPrefix(got.Location, proxyURL+"/v1/client/handshake?") {
+		t.Errorf("handshake through the proxy: %v %q", got.State, got.Location)
 	}
 }

@@ -28,6 +28,11 @@ func (c *Client) CheckSession(ctx context.Context, sessionID string) (proxy.Sess
 	if sessionID == "" {
 		return proxy.SessionStatus{}, nil
 	}
+	// Session checks keep within their share of the budget, so that
+	// revocations, users and handshake nonces still get through.
+	if err := c.budget.room(sessionCheckShare); err != nil {
+		return proxy.SessionStatus{}, err
+	}
 	s, err := c.sessions.Get(ctx, url.PathEscape(sessionID))
 	switch {
 	case isNotFound(err):
@@ -37,6 +42,11 @@ func (c *Client) CheckSession(ctx context.Context, sessionID string) (proxy.Sess
 	}
 	return proxy.SessionStatus{Active: s.Status == "active", OrgID: s.LastActiveOrganizationID}, nil
 }
+
+// RefreshStretch implements proxy.RefreshPacer: by how much the session
+// check interval is stretched now, as this client's share of Clerk's
+// Backend API budget fills up (budget.go).
+func (c *Client) RefreshStretch() float64 { return c.budget.stretch() }
 
 // EndSession implements proxy.SessionEnder: it revokes the session in Clerk
 // (POST /v1/sessions/{id}/revoke, clerk-sdk-go's session.Revoke), after
@@ -125,11 +135,16 @@ func isNotFound(err error) bool {
 }
 
 // apiError strips the request URL from transport errors: it can carry a
-// handshake nonce, which is not for the logs.
+// handshake nonce, which is not for the logs. Clerk's 429 comes back
+// wrapping proxy.ErrRateLimited.
 func apiError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	var apiErr *clerk.APIErrorResponse
+	if errors.As(err, &apiErr) && apiErr.HTTPStatusCode == http.StatusTooManyRequests {
+		return fmt.Errorf("%w: %w", proxy.ErrRateLimited, err)
 	}
 	return err
 }

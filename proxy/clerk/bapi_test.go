@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/proxy"
 )
@@ -38,6 +39,30 @@ func TestCheckSession(t *testing.T) {
 		if got != tt.want || (err != nil) != tt.wantErr {
 			t.Errorf("CheckSession(%q) = %+v, %v; want %+v, error %v", tt.sid, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+// Clerk's 429 is a rate limit the caller can tell (proxy.ErrRateLimited),
+// and for its Retry-After no Backend API call is made at all.
+func TestCheckSession_RateLimited(t *testing.T) {
+	e := newEnv(t)
+	e.clerk.mu.Lock()
+	e.clerk.sessions["sess_limited"] = "limited"
+	e.clerk.sessions["sess_active"] = "active"
+	e.clerk.mu.Unlock()
+	if _, err := e.c.CheckSession(t.Context(), "sess_limited"); !errors.Is(err, proxy.ErrRateLimited) {
+		t.Fatalf("429: %v, want ErrRateLimited", err)
+	}
+	calls := e.clerk.hits.Load()
+	if _, err := e.c.CheckSession(t.Context(), "sess_active"); !errors.Is(err, proxy.ErrRateLimited) || e.clerk.hits.Load() != calls {
+		t.Errorf("during Retry-After: %v, %d calls made", err, e.clerk.hits.Load()-calls)
+	}
+	if got := e.c.RefreshStretch(); got != proxy.MaxRefreshStretch {
+		t.Errorf("RefreshStretch during Retry-After = %v", got)
+	}
+	e.clock.Advance(4 * time.Second)
+	if st, err := e.c.CheckSession(t.Context(), "sess_active"); err != nil || !st.Active {
+		t.Errorf("after Retry-After: %+v %v", st, err)
 	}
 }
 

@@ -56,9 +56,14 @@ type Config struct {
 	// is accepted (Clerk omits it for top-level navigations). Empty: any.
 	AuthorizedParties []string
 	APIURL            string // Backend API base including /v1; default https://api.clerk.com/v1
+	// ProxyURL is where the instance's Frontend API is proxied (Clerk's
+	// proxyUrl): handshakes go through it, and tokens it issued (iss equal
+	// to it, as clerk-sdk-go's ProxyURL rule has it) are accepted, as are
+	// tokens issued by the instance's own Frontend API host.
+	ProxyURL string
 	// FrontendAPIURL overrides "https://" + the Frontend API host as the
-	// base of handshake redirects (sandbox, tests, a Clerk proxy). Tokens
-	// must still be issued by "https://" + the host in the publishable key.
+	// base of handshake redirects when there is no ProxyURL (sandbox,
+	// tests). It changes no issuer.
 	FrontendAPIURL string
 	// SignInURL overrides <Account Portal>/sign-in.
 	SignInURL string
@@ -75,10 +80,11 @@ type Config struct {
 // Client authenticates requests against one Clerk instance. It is safe for
 // concurrent use.
 type Client struct {
-	pk       PublishableKey
-	issuer   string // "https://" + Frontend API host: the only accepted iss
-	fapiBase string // where handshakes go
-	signIn   *url.URL
+	pk          PublishableKey
+	issuer      string // "https://" + Frontend API host: an accepted iss
+	proxyIssuer string // the Frontend API proxy's URL: the other one ("" without a proxy)
+	fapiBase    string // where handshakes go
+	signIn      *url.URL
 	// clearSession are the Set-Cookie values that drop the session token
 	// cookies Clerk's handshake sets on the app's host (sign-out).
 	clearSession []string
@@ -94,6 +100,7 @@ type Client struct {
 	sessions     *session.Client
 	users        *user.Client
 	nonces       *nonceGuard
+	budget       *apiBudget // every Backend API call but the JWKS goes through it
 	tokens       *lru.Cache[[32]byte, *verified]
 	bufs         sync.Pool // *[]byte scratch space for hashing tokens
 	names        cookieNames
@@ -149,6 +156,14 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.fapiBase = strings.TrimSuffix(u.String(), "/")
 	}
+	if cfg.ProxyURL != "" {
+		u, err := absoluteURL("ProxyURL", cfg.ProxyURL)
+		if err != nil {
+			return nil, err
+		}
+		c.proxyIssuer = strings.TrimSuffix(u.String(), "/")
+		c.fapiBase = c.proxyIssuer // clerk/javascript: frontendApi = proxyUrl
+	}
 	c.signIn, _ = url.Parse(pk.AccountsURL + "/sign-in")
 	if cfg.SignInURL != "" {
 		u, err := absoluteURL("SignInURL", cfg.SignInURL)
@@ -182,14 +197,23 @@ func New(cfg Config) (*Client, error) {
 	} else if _, err := absoluteURL("APIURL", apiURL); err != nil {
 		return nil, err
 	}
-	httpClient := cfg.HTTPClient
-	if httpClient == nil {
-		httpClient = &http.Client{Timeout: defaultTimeout}
+	base := cfg.HTTPClient
+	if base == nil {
+		base = &http.Client{Timeout: defaultTimeout}
 	}
+	// Every Backend API call is counted against Clerk's budget and held
+	// back while a 429's Retry-After runs (budget.go).
+	c.budget = newAPIBudget(c.production, 0, c.now)
+	httpClient := *base
+	next := base.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	httpClient.Transport = &budgetTransport{next: next, budget: c.budget}
 	// Key is always set, even empty, so the SDK never falls back to its
 	// package-level key.
 	backendConfig := func() clerk.BackendConfig {
-		return clerk.BackendConfig{HTTPClient: httpClient, URL: clerk.String(apiURL), Key: clerk.String(cfg.SecretKey)}
+		return clerk.BackendConfig{HTTPClient: &httpClient, URL: clerk.String(apiURL), Key: clerk.String(cfg.SecretKey)}
 	}
 	bc := backendConfig()
 	c.backend = clerk.NewBackend(&bc)

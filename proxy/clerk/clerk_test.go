@@ -203,6 +203,9 @@ func newFakeClerk(t testing.TB, keys ...jose.JSONWebKey) *fakeClerk {
 		switch {
 		case status == "boom":
 			http.Error(w, "upstream trouble", http.StatusBadGateway)
+		case status == "limited":
+			w.Header().Set("Retry-After", "4")
+			writeAPIError(w, http.StatusTooManyRequests, "too_many_requests")
 		case !ok:
 			writeAPIError(w, http.StatusNotFound, "resource_not_found")
 		default:

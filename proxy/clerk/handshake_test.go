@@ -57,6 +57,27 @@ func TestHandshake_ProductionToken(t *testing.T) {
 	}
 }
 
+// The browser applies a payload's directives in order, so the last
+// __session one is the cookie it keeps: clearing the old token before
+// setting the new one signs in; setting it and then clearing it signs out.
+func TestHandshake_LastSessionDirectiveWins(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	fresh := e.token()
+	clear := "__session=; Path=/; Max-Age=0; Secure; SameSite=Lax"
+	set := "__session=" + fresh + "; Path=/; Secure; SameSite=Lax"
+	uat := fmt.Sprintf("__client_uat=%d; Path=/; Max-Age=315360000; Secure; SameSite=Lax", now.Unix())
+
+	got := e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", handshakeToken(t, e.key, clear, set, uat))))
+	if got.State != proxy.SignedIn || got.Identity.Source != "handshake" {
+		t.Errorf("clear, then set: %v (%s), want signed in", got.State, got.Reason)
+	}
+	got = e.c.Authenticate(t.Context(), page("/", cookie("__clerk_handshake", handshakeToken(t, e.key, set, clear, uat))))
+	if got.State != proxy.SignedOut || got.Reason != "session-token-missing" {
+		t.Errorf("set, then clear: %v (%s), want signed out", got.State, got.Reason)
+	}
+}
+
 func TestHandshake_ProductionSignedOut(t *testing.T) {
 	e := newEnv(t)
 	r := page("/", cookie("__clerk_handshake", handshakeToken(t, e.key, signedOutDirectives...)), uatCookie())
@@ -113,6 +134,54 @@ func TestHandshake_DevelopmentQuery(t *testing.T) {
 			t.Errorf("(-got +want):\n%s", diff)
 		}
 	})
+}
+
+// Clerk's development clock-skew retry (handshake.ts resolveHandshake): a
+// development handshake token that fails only on its time claims is
+// accepted with a day of skew; a production one is not, and beyond a day
+// neither is.
+func TestHandshake_DevelopmentClockSkew(t *testing.T) {
+	dev, prod := newEnv(t, development), newEnv(t)
+	now := dev.clock.Now()
+	for _, tc := range []struct {
+		name   string
+		iat    time.Time
+		devOK  bool
+		reason string
+	}{
+		{"Clerk's clock an hour ahead", now.Add(time.Hour), true, ""},
+		{"Clerk's clock an hour behind", now.Add(-time.Hour), true, ""},
+		{"two days behind", now.Add(-48 * time.Hour), false, "handshake-failed"},
+		{"two days ahead", now.Add(48 * time.Hour), false, "handshake-failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := mint(t, dev.key, sessionHeader(), sessionClaims(tc.iat))
+			directives := signedInDirectives(tok, tc.iat.Unix())
+			got := dev.c.Authenticate(t.Context(), page("/p?__clerk_handshake="+handshakeToken(t, dev.key, directives...)))
+			if tc.devOK {
+				want := signedIn("handshake", tc.iat.Unix(), tc.iat)
+				want.SetCookies, want.Location = directives, "https://app.example.com/p"
+				if diff := cmp.Diff(got, want); diff != "" {
+					t.Errorf("development (-got +want):\n%s", diff)
+				}
+			} else if got.State != proxy.SignedOut || got.Reason != tc.reason {
+				t.Errorf("development: %v (%s), want signed out (%s)", got.State, got.Reason, tc.reason)
+			}
+			got = prod.c.Authenticate(t.Context(), page("/p", cookie("__clerk_handshake", handshakeToken(t, prod.key, directives...))))
+			if got.State == proxy.SignedIn {
+				t.Errorf("production accepted a token %v off", tc.iat.Sub(now))
+			}
+			// What passed thanks to the skew is not cached: the same token
+			// in a cookie is judged with the normal leeway.
+			got = dev.c.Authenticate(t.Context(), xhr("/", cookie("__session", tok), cookie("__client_uat", tc.iat.Unix())))
+			if got.State == proxy.SignedIn {
+				t.Errorf("the skewed token as a cookie: signed in")
+			}
+		})
+	}
+	if !strings.Contains(dev.logs.String(), "clock skew detected") {
+		t.Error("the skew was not logged")
+	}
 }
 
 func TestHandshake_Nonce(t *testing.T) {

@@ -19,15 +19,15 @@ import (
 // a Backend API call made with the secret key, and the nonce comes from the
 // visitor, so without bounds every request carrying a made-up nonce costs a
 // call: a few clients could spend the instance's whole Backend API budget
-// and starve the session checks. Clerk allows a production instance 1,000
-// Backend API requests per 10 s and a development instance 100; nonce
-// exchanges get a tenth of that between them, leaving the rest to session
-// checks, keys and users. One client address gets a handful, refilled
-// slowly: a browser exchanges one nonce per handshake, at most about once
-// a minute per tab.
+// and starve the session checks. Nonce exchanges get nonceShare (a tenth)
+// of Clerk's Backend API budget between them (budget.go), leaving the rest
+// to session checks, keys and users. One client address gets a handful,
+// refilled slowly: a browser exchanges one nonce per handshake, at most
+// about once a minute per tab.
 const (
-	nonceShareProduction  = 10.0 // exchanges per second, all clients
-	nonceShareDevelopment = 1.0
+	// Exchanges per second, all clients: 10 in production, 1 in development.
+	nonceShareProduction  = apiLimitProduction * nonceShare / float64(apiWindow/time.Second)
+	nonceShareDevelopment = apiLimitDevelopment * nonceShare / float64(apiWindow/time.Second)
 	nonceBurstSeconds     = 2.0 // the global bucket holds this many seconds' worth
 	nonceClientBurst      = 6
 	nonceClientEvery      = 5 * time.Second // one more exchange per client this often

@@ -14,7 +14,8 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Clerk's cookie and query parameter names (notes §8).
+// Clerk's cookie and query parameter names (clerk/javascript
+// packages/backend/src/constants.ts).
 const (
 	cookieSession       = "__session"
 	cookieClientUAT     = "__client_uat"
@@ -28,13 +29,25 @@ const (
 	paramHandshake        = "__clerk_handshake" // also the prefix of __clerk_handshake_nonce
 	paramNonce            = "__clerk_handshake_nonce"
 	paramHelp             = "__clerk_help"
+	paramSession          = "__session"
 
-	// apiVersion is the Backend API version clerk-sdk-go speaks; handshakes
-	// ask for the matching (v2) session token claims.
-	apiVersion = "2025-04-10"
+	// apiVersion is the __clerk_api_version every handshake sends: the
+	// Clerk API version whose session token claims (v2) tollgate reads.
+	// It is @clerk/backend's SUPPORTED_BAPI_VERSION, as read in
+	// clerk/javascript packages/backend/src/constants.ts at e21ae9a4cf
+	// (@clerk/backend 3.16.10; the value since cdb940afdc, June 2026).
+	// clerk-sdk-go v2.4.2 still sends Clerk-API-Version 2025-04-10 on its
+	// own Backend API calls; both versions mint v2 session tokens.
+	apiVersion = "2026-05-12"
 	// maxHandshakeRedirects: after this many handshakes in a row (counted in
 	// a short-lived cookie) the request is treated as signed out.
 	maxHandshakeRedirects = 3
+	// devClockSkew is how far a development instance's handshake token may
+	// be off this clock: Clerk's SDK retries a development handshake token
+	// that fails on its time claims with clockSkewInMs 86_400_000
+	// (clerk/javascript packages/backend/src/tokens/handshake.ts,
+	// resolveHandshake).
+	devClockSkew = 24 * time.Hour
 )
 
 // Reasons of the cookie path (Clerk's AuthErrorReason names where Clerk has
@@ -63,9 +76,9 @@ const (
 )
 
 // Authenticate implements proxy.Authenticator: Clerk's authenticateRequest
-// (notes §2.3) for a primary domain without satellites or organisation
-// sync. It never fails: trouble (the Backend API down, a bad token) ends in
-// SignedOut with a reason.
+// (clerk/javascript packages/backend/src/tokens/request.ts) for a primary
+// domain without satellites or organisation sync. It never fails: trouble
+// (the Backend API down, a bad token) ends in SignedOut with a reason.
 func (c *Client) Authenticate(ctx context.Context, r *http.Request) proxy.AuthResult {
 	// A: a bearer session token of this instance decides alone: no cookies,
 	// no handshake. Other Authorization values belong to the upstream.
@@ -91,16 +104,22 @@ func bearerToken(h string) (string, bool) {
 }
 
 // belongs reports whether iss, with its scheme removed, is this instance's
-// Frontend API host (Clerk's tokenBelongsToInstance). Verification then
-// requires the exact https issuer.
+// Frontend API host or its proxy URL (Clerk's tokenBelongsToInstance, which
+// knows only the former; see acceptedIssuer). Verification then requires
+// the exact issuer.
 func (c *Client) belongs(iss string) bool {
+	iss = withoutScheme(iss)
+	return iss == c.pk.FrontendAPIHost || c.proxyIssuer != "" && iss == withoutScheme(c.proxyIssuer)
+}
+
+func withoutScheme(u string) string {
 	switch {
-	case len(iss) >= 8 && strings.EqualFold(iss[:8], "https://"):
-		iss = iss[8:]
-	case len(iss) >= 7 && strings.EqualFold(iss[:7], "http://"):
-		iss = iss[7:]
+	case len(u) >= 8 && strings.EqualFold(u[:8], "https://"):
+		return u[8:]
+	case len(u) >= 7 && strings.EqualFold(u[:7], "http://"):
+		return u[7:]
 	}
-	return iss == c.pk.FrontendAPIHost
+	return u
 }
 
 func (c *Client) authenticateHeader(ctx context.Context, v *tokenView) proxy.AuthResult {
@@ -254,7 +273,7 @@ func (c *Client) readParams(r *http.Request) requestParams {
 	return p
 }
 
-// usesSuffixed ports Clerk's usesSuffixedCookies (notes §1.3): whether this
+// usesSuffixed ports Clerk's usesSuffixedCookies (authenticateContext.ts): whether this
 // request's session lives in the suffixed cookies. It fills the views of the
 // two session cookies as it needs them.
 func (c *Client) usesSuffixed(rc *requestCookies, plain, suffixed *tokenView, now time.Time) bool {
@@ -307,11 +326,16 @@ type handshakeInput struct {
 	suffixed      bool
 	redirectCount int
 	devBrowser    string
+	// session is the request's session token, if it has one (one copy):
+	// the handshake carries it for Clerk's "origin outage mode", in which
+	// Clerk's edge renews it while its origin is down (clerk/javascript
+	// packages/backend/src/tokens/handshake.ts, buildRedirectToHandshake).
+	session string
 }
 
-// authenticateCookies is the cookie path, the decision table B1–B14 of
-// notes §2.3 (satellite, organisation sync, B3 and the __refresh flow
-// left out).
+// authenticateCookies is the cookie path, authenticateRequestWithTokenInCookie
+// in request.ts, its steps numbered B1–B14 below (satellite, organisation
+// sync, dev-browser-missing and the __refresh flow left out).
 func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy.AuthResult {
 	now := c.now()
 	rc, dup := c.readCookies(r)
@@ -332,6 +356,9 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		res.DevBrowserToken = firstNonEmpty(params.devBrowser, devRaw)
 	}
 	hs := handshakeInput{suffixed: suffixed, devBrowser: res.DevBrowserToken}
+	if dup&authCookies == 0 {
+		hs.session = sessionRaw
+	}
 	if n := rc[ckRedirectCount]; n != "" {
 		hs.redirectCount, _ = strconv.Atoi(n)
 	}
@@ -417,9 +444,18 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 		}
 		return c.handshake(r, res, reasonSessionTokenExpired, true, &hs)
 	case errors.Is(err, josejwt.ErrNotValidYet): // B12
+		if ver != nil {
+			res.StaleSessionID = ver.sessionID
+		}
 		return c.handshake(r, res, reasonSessionTokenNBF, true, &hs)
 	case errors.Is(err, josejwt.ErrIssuedInTheFuture): // B13
-		return c.handshake(r, res, reasonSessionIATInFuture, false, &hs)
+		// A token minted ahead of this clock (Clerk's clock runs ahead):
+		// the gateway session may stand in for it as for an expired one,
+		// but only for the session it names.
+		if ver != nil {
+			res.StaleSessionID = ver.sessionID
+		}
+		return c.handshake(r, res, reasonSessionIATInFuture, true, &hs)
 	}
 	res.State, res.Reason = proxy.SignedOut, reasonOf(err) // B14
 	return res
@@ -464,7 +500,7 @@ func eligibleForHandshake(r *http.Request) bool {
 }
 
 // handshakeURL is the Frontend API handshake endpoint for this request
-// (notes §2.4).
+// (handshake.ts, buildRedirectToHandshake).
 func (c *Client) handshakeURL(r *http.Request, reason string, hs *handshakeInput) string {
 	var b strings.Builder
 	b.WriteString(c.fapiBase)
@@ -475,6 +511,10 @@ func (c *Client) handshakeURL(r *http.Request, reason string, hs *handshakeInput
 	b.WriteString("&__clerk_hs_reason=")
 	b.WriteString(url.QueryEscape(reason))
 	b.WriteString("&format=nonce")
+	if hs.session != "" {
+		b.WriteString("&" + paramSession + "=")
+		b.WriteString(url.QueryEscape(hs.session))
+	}
 	if !c.production && hs.devBrowser != "" {
 		b.WriteString("&" + paramDevBrowser + "=")
 		b.WriteString(url.QueryEscape(hs.devBrowser))
@@ -525,7 +565,8 @@ func cleanQuery(raw string) string {
 	return b.String()
 }
 
-// resolveHandshake turns a handshake payload (notes §2.5) into a result
+// resolveHandshake turns a handshake payload (handshake.ts,
+// resolveHandshake) into a result
 // carrying its Set-Cookie directives. An error means the payload could not
 // be trusted or fetched; the caller decides what follows.
 func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, nonce string, res proxy.AuthResult) (proxy.AuthResult, error) {
@@ -545,15 +586,17 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 		res.Location = c.currentURL(r)
 	}
 	var sessionTok string
-	var haveSession, haveUAT bool
+	var haveUAT bool
 	var uat int64
 	for _, d := range directives {
 		name, value := directiveCookie(d)
 		switch {
 		case strings.HasPrefix(name, cookieSession):
-			if !haveSession {
-				sessionTok, haveSession = value, true
-			}
+			// The last one wins, as in the browser that applies them in
+			// order: Clerk may clear the old cookie before it sets the new
+			// one (clerk/javascript packages/backend/src/tokens/handshake.ts,
+			// resolveHandshake, keeps overwriting sessionToken).
+			sessionTok = value
 		case strings.HasPrefix(name, cookieClientUAT):
 			// What the browser will hold: the largest of the values set
 			// (a host-only cookie may be cleared while a domain one is set).
@@ -569,6 +612,15 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 	}
 	v := c.view(sessionTok)
 	ver, err := c.verify(ctx, &v)
+	if err != nil && !c.production && timeError(err) {
+		// Clerk's development clock-skew retry, as in its SDK: a laptop,
+		// WSL or Docker clock that is off is common in development, so the
+		// token Clerk just handed over is accepted with a day of skew.
+		c.log.WarnContext(ctx, "clerk: clock skew detected: this computer's clock is off from Clerk's; "+
+			"as Clerk's SDKs do for a development instance, the handshake's session token is accepted with up to a day of skew. "+
+			"Set the clock right (turn automatic time synchronisation off and on)", "err", err)
+		ver, err = c.verifySkewed(ctx, &v, devClockSkew)
+	}
 	if err != nil {
 		return proxy.AuthResult{}, err
 	}

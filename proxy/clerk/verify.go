@@ -223,14 +223,26 @@ func (c *Client) tokenKey(tok string) [32]byte {
 	return sum
 }
 
-// verify checks a session token against the notes' checklist (§3.8), or
-// answers from the cache. A token whose only fault is its age comes back
-// with its claims and an error that wraps josejwt.ErrExpired, so that the
-// caller can name the stale session.
+// verify checks a session token against the checklist of the package
+// comment, or answers from the cache. A token whose only fault is its time
+// claims (expired, or not valid yet) comes back with its claims and an
+// error that wraps go-jose's ErrExpired, ErrNotValidYet or
+// ErrIssuedInTheFuture, so that the caller can name its session.
 func (c *Client) verify(ctx context.Context, v *tokenView) (*verified, error) {
+	return c.verifyLeeway(ctx, v, c.leeway)
+}
+
+// verifySkewed verifies a token with a leeway of skew on its time claims,
+// for Clerk's development clock-skew retry. What passes only thanks to the
+// skew is not cached: the cache holds what verifies with the normal leeway.
+func (c *Client) verifySkewed(ctx context.Context, v *tokenView, skew time.Duration) (*verified, error) {
+	return c.verifyLeeway(ctx, v, skew)
+}
+
+func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Duration) (*verified, error) {
 	now := c.now()
 	if v.hit != nil {
-		if v.hit.expired(now, c.leeway) {
+		if v.hit.expired(now, leeway) {
 			return v.hit, &verifyError{reasonTokenExpired, josejwt.ErrExpired}
 		}
 		return v.hit, nil
@@ -252,23 +264,43 @@ func (c *Client) verify(ctx context.Context, v *tokenView) (*verified, error) {
 	if err != nil {
 		return nil, err
 	}
-	ver, err := c.verifyAt(ctx, v.raw, jwk, clockFunc(c.now))
-	if errors.Is(err, josejwt.ErrExpired) {
+	iss := c.acceptedIssuer(info.iss) // checkClaims made sure there is one
+	ver, err := c.verifyAt(ctx, v.raw, iss, jwk, clockFunc(c.now), leeway)
+	switch {
+	case errors.Is(err, josejwt.ErrExpired):
 		// The signature checked out (go-jose verifies it before the times).
 		// Check the rest as of the moment the token expired, so that a
 		// stale but genuine token can name its session.
-		stale, err2 := c.verifyAt(ctx, v.raw, jwk, fixedClock(time.Unix(info.exp, 0)))
+		stale, err2 := c.verifyAt(ctx, v.raw, iss, jwk, fixedClock(time.Unix(info.exp, 0)), leeway)
 		if err2 != nil {
 			return nil, err
 		}
-		c.tokens.Add(v.key, stale)
+		if leeway == c.leeway {
+			c.tokens.Add(v.key, stale)
+		}
 		return stale, err
-	}
-	if err != nil {
+	case (errors.Is(err, josejwt.ErrNotValidYet) || errors.Is(err, josejwt.ErrIssuedInTheFuture)) && info.hasIAT:
+		// Minted ahead of this clock: the same, as of its own iat. Not
+		// cached: the cache only checks expiry.
+		early, err2 := c.verifyAt(ctx, v.raw, iss, jwk, fixedClock(time.Unix(info.iat, 0)), leeway)
+		if err2 != nil {
+			return nil, err
+		}
+		return early, err
+	case err != nil:
 		return nil, err
 	}
-	c.tokens.Add(v.key, ver)
+	if leeway == c.leeway {
+		c.tokens.Add(v.key, ver)
+	}
 	return ver, nil
+}
+
+// timeError reports whether a verification failed only on the token's
+// time claims: expired, not valid yet, or issued in the future.
+func timeError(err error) bool {
+	return errors.Is(err, josejwt.ErrExpired) || errors.Is(err, josejwt.ErrNotValidYet) ||
+		errors.Is(err, josejwt.ErrIssuedInTheFuture)
 }
 
 // checkClaims applies the checks clerk-sdk-go leaves out or does loosely.
@@ -276,8 +308,8 @@ func (c *Client) verify(ctx context.Context, v *tokenView) (*verified, error) {
 // the claims the SDK verified.
 func (c *Client) checkClaims(iss, sub, sid, azp string, hasExp bool) error {
 	switch {
-	case iss != c.issuer:
-		return &verifyError{reasonInvalidIssuer, fmt.Errorf("issuer %q, want %q", iss, c.issuer)}
+	case c.acceptedIssuer(iss) == nil:
+		return &verifyError{reasonInvalidIssuer, fmt.Errorf("issuer %q is neither %q nor the Frontend API proxy", iss, c.issuer)}
 	case !strings.HasPrefix(sub, "user_"):
 		return &verifyError{reasonInvalidSubject, fmt.Errorf("subject %q is not a user", sub)}
 	case !strings.HasPrefix(sid, "sess_"):
@@ -286,6 +318,22 @@ func (c *Client) checkClaims(iss, sub, sid, azp string, hasExp bool) error {
 		return &verifyError{reasonMissingExpiry, errors.New("no expiry (exp)")}
 	case !c.authorizedParty(azp):
 		return &verifyError{reasonInvalidAuthzParties, fmt.Errorf("authorized party %q not allowed", azp)}
+	}
+	return nil
+}
+
+// acceptedIssuer returns the configured issuer iss is exactly, or nil: the
+// instance's Frontend API (https://<host from the publishable key>), or
+// the Frontend API proxy's URL. clerk-sdk-go accepts only the proxy URL
+// once one is set (jwt.Verify with ProxyURL); clerk/javascript's
+// tokenBelongsToInstance only the Frontend API ("tokens are issued by the
+// actual Clerk API, not proxy"): tollgate accepts both, and nothing else.
+func (c *Client) acceptedIssuer(iss string) *string {
+	switch {
+	case iss == c.issuer:
+		return &c.issuer
+	case c.proxyIssuer != "" && iss == c.proxyIssuer:
+		return &c.proxyIssuer
 	}
 	return nil
 }
@@ -317,17 +365,18 @@ func (c *Client) signingKey(ctx context.Context, kid string) (*clerk.JSONWebKey,
 
 // verifyAt runs clerk-sdk-go's jwt.Verify with our key and clock, then the
 // checks it does not do.
-func (c *Client) verifyAt(ctx context.Context, tok string, jwk *clerk.JSONWebKey, clock clerk.Clock) (*verified, error) {
+func (c *Client) verifyAt(ctx context.Context, tok string, iss *string, jwk *clerk.JSONWebKey, clock clerk.Clock, leeway time.Duration) (*verified, error) {
 	c.verifications.Add(1)
 	claims, err := jwt.Verify(ctx, &jwt.VerifyParams{
 		Token:                   tok,
 		JWK:                     jwk,
 		Clock:                   clock,
-		Leeway:                  c.leeway,
+		Leeway:                  leeway,
 		CustomClaimsConstructor: newCustomClaims,
 		// The SDK's own issuer rule is loose (any https://clerk.*); with
-		// ProxyURL it compares exactly, and checkClaims does so again.
-		ProxyURL:               &c.issuer,
+		// ProxyURL it compares exactly, with the accepted issuer the token
+		// names, and checkClaims does so again.
+		ProxyURL:               iss,
 		AuthorizedPartyHandler: c.authorizedParty,
 	})
 	if err != nil {
@@ -374,7 +423,8 @@ func classify(err error) error {
 	return &verifyError{reason, err}
 }
 
-// verifyHandshake verifies a handshake payload JWT (notes §2.5): the same
+// verifyHandshake verifies a handshake payload JWT (clerk/javascript
+// packages/backend/src/tokens/handshake.ts, verifyHandshakeJwt): the same
 // key, alg and category rules as a session token, but no time claims, and
 // returns its Set-Cookie directives.
 func (c *Client) verifyHandshake(ctx context.Context, tok string) ([]string, error) {

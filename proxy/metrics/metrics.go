@@ -29,14 +29,22 @@ type Metrics struct {
 	endpoints       *labelSet
 	webhookTypes    *labelSet
 	clientBodies    *prometheus.CounterVec
+	clerkCalls      *prometheus.CounterVec
+	clerkLimited    *prometheus.CounterVec
+	clerkErrors     *prometheus.CounterVec
+	clerkEndpoints  *labelSet
+	sessionChecks   *prometheus.CounterVec
+	stretchMu       sync.Mutex
+	stretch         func() float64 // the session check interval's stretch, if set
 }
 
 // New registers every series, plus the Go runtime and process collectors.
 func New() *Metrics {
 	m := &Metrics{
-		reg:          prometheus.NewRegistry(),
-		endpoints:    &labelSet{max: maxEndpoints},
-		webhookTypes: &labelSet{max: maxWebhookTypes},
+		reg:            prometheus.NewRegistry(),
+		endpoints:      &labelSet{max: maxEndpoints},
+		clerkEndpoints: &labelSet{max: maxEndpoints},
+		webhookTypes:   &labelSet{max: maxWebhookTypes},
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_decisions_total",
 			Help: "Requests by the gate's decision (allow, sign_in, handshake, unauthorized, payment_required, deny, …) and the rule that matched.",
@@ -72,13 +80,41 @@ func New() *Metrics {
 			Help:    "Time from an event's creation at the source to its commit in the store.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 3, 10),
 		}, []string{"source"}),
+		clerkCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_clerk_api_calls_total",
+			Help: "Calls made to Clerk's Backend API, by endpoint (route template, never an ID).",
+		}, []string{"endpoint"}),
+		clerkLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_clerk_api_rate_limited_total",
+			Help: "Clerk Backend API answers 429 (rate limited), by endpoint; tollgate then holds its calls back for Retry-After.",
+		}, []string{"endpoint"}),
+		clerkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_clerk_api_errors_total",
+			Help: "Clerk Backend API calls that failed (transport errors and non-2xx answers, 429s included), by endpoint.",
+		}, []string{"endpoint"}),
+		sessionChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_session_checks_total",
+			Help: "Session checks the gateway session needed, by result: clerk (Clerk answered), shared (another request's call answered), stale (Clerk's budget was spent; the last known answer was served), failed.",
+		}, []string{"result"}),
 		clientBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_client_body_errors_total",
 			Help: "Forwarded requests whose body the client broke or stalled (client_body_malformed, client_body_aborted, client_body_idle): answered 400 or 408, never counted as the upstream's.",
 		}, []string{"reason"}),
 	}
+	stretch := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_session_refresh_stretch",
+		Help: "How many times session.refresh a gateway session may now go without a session check (1: not stretched; up to 5 as Clerk's Backend API budget runs short).",
+	}, func() float64 {
+		m.stretchMu.Lock()
+		f := m.stretch
+		m.stretchMu.Unlock()
+		if f == nil {
+			return 1
+		}
+		return f()
+	})
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
-		m.webhookEvents, m.webhookLag, m.clientBodies,
+		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -151,6 +187,46 @@ func (m *Metrics) StripeTransport(rt http.RoundTripper, label func(method, path 
 		m.StripeCall(m.endpoints.bound(label(r.Method, r.URL.Path)), failed)
 		return resp, err
 	})
+}
+
+// ClerkTransport counts every call the Clerk adapter makes to the Backend
+// API through rt, by endpoint, with its failures and its 429s. label names
+// a call by its route template from a fixed list (clerk.EndpointLabel), and
+// at most maxEndpoints distinct labels are kept whatever it returns.
+func (m *Metrics) ClerkTransport(rt http.RoundTripper, label func(method, path string) string) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		endpoint := m.clerkEndpoints.bound(label(r.Method, r.URL.Path))
+		resp, err := rt.RoundTrip(r)
+		m.clerkCalls.WithLabelValues(endpoint).Inc()
+		switch {
+		case err != nil:
+			m.clerkErrors.WithLabelValues(endpoint).Inc()
+		case resp.StatusCode == http.StatusTooManyRequests:
+			m.clerkLimited.WithLabelValues(endpoint).Inc()
+			m.clerkErrors.WithLabelValues(endpoint).Inc()
+		case resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound:
+			// A 404 is an answer (a session or user Clerk does not know).
+			m.clerkErrors.WithLabelValues(endpoint).Inc()
+		}
+		return resp, err
+	})
+}
+
+// SessionCheck counts a session check by its result
+// (proxy.SessionCheckObserver). result is one of four fixed values.
+func (m *Metrics) SessionCheck(result string) {
+	m.sessionChecks.WithLabelValues(result).Inc()
+}
+
+// SetRefreshStretch gives the gauge of the session check interval's
+// stretch its source (the Clerk adapter's RefreshStretch).
+func (m *Metrics) SetRefreshStretch(f func() float64) {
+	m.stretchMu.Lock()
+	m.stretch = f
+	m.stretchMu.Unlock()
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
@@ -79,6 +80,54 @@ func TestStripeTransportLabelsEndpointsWithoutIDs(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"cus_", "in_", "card_"} {
+		if strings.Contains(out, id) {
+			t.Errorf("scrape shows an ID (%s)", id)
+		}
+	}
+}
+
+// Clerk's Backend API calls are counted by route template, with their 429s
+// and failures (a 404 is an answer, not a failure), never with an ID.
+func TestClerkTransportCountsCallsAnd429s(t *testing.T) {
+	m := New()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.Contains(r.URL.Path, "limited"):
+			w.WriteHeader(http.StatusTooManyRequests)
+		case strings.Contains(r.URL.Path, "gone"):
+			w.WriteHeader(http.StatusNotFound)
+		case strings.Contains(r.URL.Path, "boom"):
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	c := &http.Client{Transport: m.ClerkTransport(nil, clerk.EndpointLabel)}
+	for _, p := range []string{"/v1/sessions/sess_2abc", "/v1/sessions/sess_limited", "/v1/sessions/sess_gone",
+		"/v1/users/user_boom", "/v1/jwks", "/v1/organizations/org_1"} {
+		resp, err := c.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	m.SessionCheck("stale")
+	m.SetRefreshStretch(func() float64 { return 2.5 })
+	out := scrape(t, m)
+	for _, want := range []string{
+		`tollgate_clerk_api_calls_total{endpoint="GET /v1/sessions/{id}"} 3`,
+		`tollgate_clerk_api_rate_limited_total{endpoint="GET /v1/sessions/{id}"} 1`,
+		`tollgate_clerk_api_errors_total{endpoint="GET /v1/sessions/{id}"} 1`,
+		`tollgate_clerk_api_errors_total{endpoint="GET /v1/users/{id}"} 1`,
+		`tollgate_clerk_api_calls_total{endpoint="GET /v1/jwks"} 1`,
+		`tollgate_clerk_api_calls_total{endpoint="other"} 1`,
+		`tollgate_session_checks_total{result="stale"} 1`,
+		`tollgate_session_refresh_stretch 2.5`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s\n%s", want, out)
+		}
+	}
+	for _, id := range []string{"sess_", "user_", "org_"} {
 		if strings.Contains(out, id) {
 			t.Errorf("scrape shows an ID (%s)", id)
 		}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,6 +39,21 @@ const (
 	// DefaultClerkFAPIHost is the Frontend API host encoded in the
 	// publishable key (and the issuer of tokens) unless configured.
 	DefaultClerkFAPIHost = "clerk.tollgate.test"
+	// DefaultClerkDevFAPIHost is the same for a development instance,
+	// shaped like Clerk's (<slug>.clerk.accounts.dev).
+	DefaultClerkDevFAPIHost = "tollgate-sandbox.clerk.accounts.dev"
+	// ClerkDevBrowserCookie is the Account Portal's own memory of a
+	// development instance's dev browser (Clerk keeps it as __clerk_db_jwt
+	// on the accounts.dev site; the sandbox, sharing 127.0.0.1 with the
+	// app, names it so the app's host never sees a Clerk cookie it would
+	// not see with Clerk).
+	ClerkDevBrowserCookie = "__sandbox_db_jwt"
+
+	// ClerkAPIVersion is the Clerk API version the sandbox emulates: the
+	// __clerk_api_version current Clerk SDKs send with a handshake
+	// (SUPPORTED_BAPI_VERSION in clerk/javascript
+	// packages/backend/src/constants.ts, at e21ae9a4cf).
+	ClerkAPIVersion = "2026-05-12"
 
 	clerkSessionCategory = "cl_B7d4PD111AAA" // header "cat" of session and handshake tokens
 	clerkUATMaxAge       = 315360000         // ten years, as Clerk sets __client_uat
@@ -45,7 +61,14 @@ const (
 	clerkSessionAbandon  = 30 * 24 * time.Hour
 	clerkNonceTTL        = 5 * time.Minute
 	clerkDefaultTokenTTL = 60 * time.Second
+	clerkAPIWindow       = 10 * time.Second
 )
+
+// clerkHold keeps the requests of one Backend API route waiting (HoldBackendAPI).
+type clerkHold struct {
+	arrived chan struct{}
+	release chan struct{}
+}
 
 // ClerkUser is a demo user the sandbox knows. OrgID, OrgSlug and OrgRole
 // describe the user's active organisation, if any; OrgRole is "admin" or
@@ -105,6 +128,20 @@ type ClerkOptions struct {
 	AllowedRedirectOrigins []string
 	// Key signs every token. Nil generates a fresh RSA-2048 key.
 	Key *rsa.PrivateKey
+	// APIRateLimit is how many Backend API requests per 10 s the instance
+	// answers before it says 429 with Retry-After, as Clerk does (0:
+	// Clerk's, 1,000 for a production instance and 100 for a development
+	// one; the JWKS is not limited). SetAPIRateLimit changes it.
+	APIRateLimit int
+	// Development makes the sandbox a development instance (pk_test_), as
+	// Clerk's are: the client is the dev browser, whose token
+	// (__clerk_db_jwt) travels in URLs between the app and Clerk; the
+	// Account Portal sends the browser back with __clerk_db_jwt in the
+	// URL; the handshake payload (or nonce) comes back in the URL, never a
+	// cookie; and nothing the sandbox sets on its own host is a Clerk
+	// cookie the app's host could read (on Clerk they live on another
+	// site).
+	Development bool
 }
 
 // Clerk is an in-memory stand-in for a Clerk production instance: Backend
@@ -113,6 +150,7 @@ type ClerkOptions struct {
 // page: a session ends through the Backend API's revoke. Create it with
 // NewClerk.
 type Clerk struct {
+	dev       bool // a development instance
 	fapiHost  string
 	issuer    string
 	now       func() time.Time
@@ -135,11 +173,17 @@ type Clerk struct {
 	handler http.Handler
 
 	mu           sync.Mutex
+	rateLimit    int       // Backend API requests per clerkAPIWindow
+	windowStart  time.Time // of the rate limit's current window
+	windowCalls  int
+	limited      int                   // 429s answered
+	holds        map[string]*clerkHold // Backend API routes held (tests), by pattern
 	baseURL      string
 	clients      map[string]*clerkClientState  // by client cookie value
 	sessions     map[string]*clerkSessionState // by session ID
 	nonces       map[string]clerkNonce         // by nonce
 	calls        map[string]int                // Backend API calls, by route pattern
+	apiVersions  map[string]int                // handshakes, by __clerk_api_version
 	lastSignInAt map[string]time.Time          // by user ID
 }
 
@@ -176,6 +220,7 @@ type clerkMembership struct {
 // unless opts.Key is set.
 func NewClerk(opts ClerkOptions) (*Clerk, error) {
 	c := &Clerk{
+		dev:          opts.Development,
 		fapiHost:     opts.FAPIHost,
 		now:          opts.Now,
 		log:          opts.Logger,
@@ -190,10 +235,22 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		sessions:     map[string]*clerkSessionState{},
 		nonces:       map[string]clerkNonce{},
 		calls:        map[string]int{},
+		apiVersions:  map[string]int{},
+		holds:        map[string]*clerkHold{},
+		rateLimit:    opts.APIRateLimit,
 		lastSignInAt: map[string]time.Time{},
+	}
+	if c.rateLimit <= 0 {
+		c.rateLimit = 1000
+		if c.dev {
+			c.rateLimit = 100
+		}
 	}
 	if c.fapiHost == "" {
 		c.fapiHost = DefaultClerkFAPIHost
+		if c.dev {
+			c.fapiHost = DefaultClerkDevFAPIHost
+		}
 	}
 	if strings.ContainsAny(c.fapiHost, "/:$ ") || !strings.Contains(c.fapiHost, ".") {
 		return nil, fmt.Errorf("sandbox: clerk FAPIHost %q: want a bare host name with a dot, like %q", c.fapiHost, DefaultClerkFAPIHost)
@@ -286,8 +343,12 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		return nil, fmt.Errorf("sandbox: clerk jwks: %w", err)
 	}
 
-	c.pk = "pk_live_" + base64.RawStdEncoding.EncodeToString([]byte(c.fapiHost+"$"))
-	c.sk = "sk_live_sandbox_" + clerkRandomHex(16)
+	kind := "live"
+	if c.dev {
+		kind = "test"
+	}
+	c.pk = "pk_" + kind + "_" + base64.RawStdEncoding.EncodeToString([]byte(c.fapiHost+"$"))
+	c.sk = "sk_" + kind + "_sandbox_" + clerkRandomHex(16)
 	c.createdAt = c.now()
 
 	c.pages, err = template.New("clerk").ParseFS(clerkFiles, "templates/clerk/*.html")
@@ -317,11 +378,15 @@ func (c *Clerk) base() string {
 	return c.baseURL
 }
 
-// PublishableKey is the instance's pk_live_ key: base64 of "<FAPIHost>$".
+// Development reports whether the sandbox is a development instance.
+func (c *Clerk) Development() bool { return c.dev }
+
+// PublishableKey is the instance's pk_live_ key (pk_test_ for a
+// development instance): base64 of "<FAPIHost>$".
 func (c *Clerk) PublishableKey() string { return c.pk }
 
-// SecretKey is the Backend API secret (sk_live_sandbox_…), random per
-// instance.
+// SecretKey is the Backend API secret (sk_live_sandbox_…, sk_test_sandbox_…
+// for a development instance), random per instance.
 func (c *Clerk) SecretKey() string { return c.sk }
 
 // FAPIHost is the Frontend API host inside the publishable key.
@@ -454,8 +519,9 @@ func (c *Clerk) signHandshake(directives []string) (string, error) {
 
 // SignIn does what the sign-in form does for userID, on a new client: it
 // starts a session and returns its ID with the cookies the browser would
-// get (__session, __client_uat and the sandbox client cookie). An unknown
-// user gives "" and nil.
+// get (see signInCookies: __client_uat and the sandbox client cookie, never
+// __session). An unknown user gives "" and nil. A test that wants the
+// session's token mints it with MintSessionToken.
 func (c *Clerk) SignIn(userID string) (sessionID string, cookies []*http.Cookie) {
 	res, err := c.signIn("", userID)
 	if err != nil {
@@ -474,6 +540,76 @@ func (c *Clerk) BackendCalls(route string) int {
 	return c.calls[route]
 }
 
+// SetAPIRateLimit changes how many Backend API requests per 10 s the
+// instance answers before it says 429 (see ClerkOptions.APIRateLimit); the
+// count of the current window is kept.
+func (c *Clerk) SetAPIRateLimit(n int) {
+	c.mu.Lock()
+	c.rateLimit = n
+	c.mu.Unlock()
+}
+
+// RateLimited is how many Backend API requests the sandbox has answered
+// with 429.
+func (c *Clerk) RateLimited() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limited
+}
+
+// overLimit counts a Backend API request against the instance's limit and
+// reports how long until the window ends if it is over it (0: answer it).
+// Like Clerk's, the limit is per instance (per secret key) and the JWKS is
+// not counted.
+func (c *Clerk) overLimit(route string) time.Duration {
+	if route == "GET /v1/jwks" {
+		return 0
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.windowStart.IsZero() || now.Sub(c.windowStart) >= clerkAPIWindow || now.Before(c.windowStart) {
+		c.windowStart, c.windowCalls = now, 0
+	}
+	c.windowCalls++
+	if c.windowCalls <= c.rateLimit {
+		return 0
+	}
+	c.limited++
+	return c.windowStart.Add(clerkAPIWindow).Sub(now)
+}
+
+// HoldBackendAPI makes the Backend API's requests for route (a pattern of
+// Handler's, e.g. "GET /v1/sessions/{id}") wait until release is called;
+// arrived receives one value per request as it arrives (what it cannot
+// hold is dropped). For tests of what callers do while a call is under
+// way.
+func (c *Clerk) HoldBackendAPI(route string) (arrived <-chan struct{}, release func()) {
+	h := &clerkHold{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
+	c.mu.Lock()
+	c.holds[route] = h
+	c.mu.Unlock()
+	var once sync.Once
+	return h.arrived, func() {
+		once.Do(func() {
+			c.mu.Lock()
+			if c.holds[route] == h {
+				delete(c.holds, route)
+			}
+			c.mu.Unlock()
+			close(h.release)
+		})
+	}
+}
+
+// HandshakeVersions counts the Frontend API handshakes received so far
+// by the __clerk_api_version they asked for ("" when absent).
+func (c *Clerk) HandshakeVersions() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.apiVersions)
+}
+
 // RevokeSession marks an active session "revoked", as the Backend API's
 // POST /v1/sessions/{id}/revoke does: GET /v1/sessions/{id} then says so,
 // and the next handshake of its client answers with the signed-out
@@ -488,8 +624,8 @@ func (c *Clerk) RevokeSession(sessionID string) {
 }
 
 type clerkSignInResult struct {
-	sessionID, clientCookie, token string
-	uat                            int64
+	sessionID, clientCookie string
+	uat                     int64
 }
 
 // signIn starts a session for userID on the client whose cookie is
@@ -500,6 +636,9 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 		return clerkSignInResult{}, fmt.Errorf("unknown user %q", userID)
 	}
 	now := c.now()
+	if c.dev && !c.knownClient(clientCookie) {
+		clientCookie = c.newDevBrowser()
+	}
 	c.mu.Lock()
 	cl := c.clients[clientCookie]
 	if cl == nil {
@@ -520,14 +659,30 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 	c.lastSignInAt[userID] = now
 	res := clerkSignInResult{sessionID: s.id, clientCookie: cl.cookie, uat: cl.uat}
 	c.mu.Unlock()
-
-	tok, err := c.mintSessionToken(userID, s.id, now, nil)
-	if err != nil {
-		return clerkSignInResult{}, err
-	}
-	res.token = tok
 	c.log.Info("sandbox clerk: signed in", "user", userID, "session", s.id, "client", cl.id)
 	return res, nil
+}
+
+// knownClient reports whether key names a client (a client cookie, or a
+// development instance's dev browser token).
+func (c *Clerk) knownClient(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return key != "" && c.clients[key] != nil
+}
+
+// newDevBrowser starts a development instance's dev browser: a client,
+// signed out, known by its token (what Clerk's Frontend API hands out as
+// __clerk_db_jwt: a JWT naming the dev browser).
+func (c *Clerk) newDevBrowser() string {
+	tok, err := josejwt.Signed(c.signer).Claims(map[string]any{"dev": "dvb_" + clerkRandomID()}).CompactSerialize()
+	if err != nil { // cannot happen with an RSA key
+		tok = "dvb_" + clerkRandomHex(24)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clients[tok] = &clerkClientState{id: "client_" + clerkRandomID(), cookie: tok}
+	return tok
 }
 
 // activeSession returns the client's session if it is active, touching its
@@ -556,9 +711,27 @@ func (s *clerkSessionState) statusAt(now time.Time) string {
 	return s.status
 }
 
+// signInCookies are the cookies a sign-in leaves in the browser, as a
+// production instance's Account Portal does: the HttpOnly client cookie
+// on the Frontend API host (the sandbox client cookie stands in for
+// Clerk's __client) and __client_uat, which Clerk sets on the whole
+// registrable domain, so the app's host sees it. Never __session: that
+// cookie belongs to the app's host, and only a handshake puts it there.
+// So the first page load back from sign-in has __client_uat and no
+// __session, and must handshake (clerk/javascript
+// packages/backend/src/tokens/request.ts: "client-uat-but-no-session-token").
+// The sandbox never sets or clears any other cookie of the app's host.
+//
+// A development instance's Account Portal lives on another site (a
+// *.accounts.dev host): nothing it sets reaches the app's host. Its one
+// cookie here is its memory of the dev browser, under a name no Clerk SDK
+// reads; the dev browser token goes back to the app in the URL.
 func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie {
+	if c.dev {
+		return []*http.Cookie{{Name: ClerkDevBrowserCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure}}
+	}
 	return []*http.Cookie{
-		{Name: "__session", Value: res.token, Path: "/", SameSite: http.SameSiteLaxMode, Secure: secure},
 		{Name: "__client_uat", Value: strconv.FormatInt(res.uat, 10), Path: "/", MaxAge: clerkUATMaxAge,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
 		{Name: ClerkClientCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge, HttpOnly: true,
@@ -569,7 +742,10 @@ func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie
 // handshakeDirectives builds the Set-Cookie directives of a handshake
 // payload for the client behind clientCookie. secure adds the Secure
 // attribute (the gateway is served over https).
-func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]string, string, error) {
+//
+// issuer, when not empty, is the iss of the new session token: the URL of
+// the Frontend API proxy the handshake came through.
+func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool, issuer string) ([]string, string, error) {
 	attrs := "; Path=/; SameSite=Lax"
 	if secure {
 		attrs += "; Secure"
@@ -577,12 +753,20 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]
 	var d []string
 	userID := ""
 	if s, uat, ok := c.activeSession(clientCookie); ok {
-		tok, err := c.mintSessionToken(s.userID, s.id, c.now(), nil)
+		var extra map[string]any
+		if issuer != "" {
+			extra = map[string]any{"iss": issuer}
+		}
+		tok, err := c.mintSessionToken(s.userID, s.id, c.now(), extra)
 		if err != nil {
 			return nil, "", err
 		}
 		userID = s.userID
+		// The old __session is cleared before the new one is set, as
+		// Clerk's payloads may do: whoever reads the payload must take the
+		// last __session directive, as the browser ends up doing.
 		d = []string{
+			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
 			"__session=" + tok + attrs,
 			"__client_uat=" + strconv.FormatInt(uat, 10) + "; Path=/; Max-Age=" + strconv.Itoa(clerkUATMaxAge) + "; SameSite=Lax" + clerkSecureAttr(secure),
 			"__clerk_handshake=; Path=/; Max-Age=0",
@@ -593,6 +777,18 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool) ([]
 			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
 			"__clerk_handshake=; Path=/; Max-Age=0",
 		}
+	}
+	if c.dev {
+		// The payload travelled in the URL: no handshake cookie to clear.
+		// The app's host keeps the dev browser in a cookie of its own.
+		kept := d[:0]
+		for _, x := range d {
+			if !strings.HasPrefix(x, "__clerk_handshake=") {
+				kept = append(kept, x)
+			}
+		}
+		d = append(kept, "__clerk_db_jwt="+clientCookie+"; Path=/; SameSite=Lax"+clerkSecureAttr(secure))
+		return d, userID, nil
 	}
 	if nonce {
 		d = append(d, "__clerk_handshake_nonce=; Path=/; Max-Age=0")

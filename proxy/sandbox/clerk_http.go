@@ -9,6 +9,9 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -56,16 +59,39 @@ func (c *Clerk) routes() http.Handler {
 
 // bapi guards a Backend API handler with the secret key, answering 401 with
 // Clerk's error body otherwise. Every call is counted (BackendCalls).
+//
+// Over the instance's rate limit it answers 429 with Retry-After, the
+// seconds until the block ends, as Clerk does ("Requests that have been
+// rate limited will receive the Retry-After response header, which
+// contains the number of seconds after which the block expires").
 func (c *Clerk) bapi(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		c.calls[r.Pattern]++
+		hold := c.holds[r.Pattern]
 		c.mu.Unlock()
+		if hold != nil {
+			select {
+			case hold.arrived <- struct{}{}:
+			default:
+			}
+			select {
+			case <-hold.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.sk)) != 1 {
 			clerkError(w, http.StatusUnauthorized, "authentication_invalid",
 				"Invalid authentication",
 				"Unable to authenticate the request, you need to supply an active API key")
+			return
+		}
+		if wait := c.overLimit(r.Pattern); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			clerkError(w, http.StatusTooManyRequests, "too_many_requests", "Too Many Requests",
+				"You have exceeded the maximum allowed rate limit, please try again later.")
 			return
 		}
 		h(w, r)
@@ -142,6 +168,9 @@ func (c *Clerk) handleHandshakePayload(w http.ResponseWriter, r *http.Request) {
 // packages/backend/src/tokens/request.ts).
 func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	c.mu.Lock()
+	c.apiVersions[q.Get("__clerk_api_version")]++
+	c.mu.Unlock()
 	raw := q.Get("redirect_url")
 	if raw == "" {
 		clerkError(w, http.StatusBadRequest, "form_param_missing", "redirect_url is missing",
@@ -156,17 +185,26 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	}
 	nonce := c.nonceMode && q.Get("format") == "nonce"
 	if c.nonceMode && !nonce {
-		c.log.Warn("sandbox clerk: nonce handshakes are on but the request lacks format=nonce; sending the token cookie")
+		c.log.Warn("sandbox clerk: nonce handshakes are on but the request lacks format=nonce; sending the token")
 	}
-	directives, userID, err := c.handshakeDirectives(clerkCookieValue(r, ClerkClientCookie), target.Scheme == "https", nonce)
+	// The client: its cookie on the Frontend API host; on a development
+	// instance, the dev browser the SDK names in the URL (a new one, signed
+	// out, when it names none Clerk knows).
+	client := clerkCookieValue(r, ClerkClientCookie)
+	if c.dev {
+		if client = q.Get("__clerk_db_jwt"); !c.knownClient(client) {
+			client = c.newDevBrowser()
+		}
+	}
+	directives, userID, err := c.handshakeDirectives(client, target.Scheme == "https", nonce, c.proxyURL(r))
 	if err != nil {
 		c.log.Error("sandbox clerk: handshake", "err", err)
 		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
 		return
 	}
-	ck := &http.Cookie{Path: "/", SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil}
+	name, value := "__clerk_handshake_nonce", ""
 	if nonce {
-		ck.Name, ck.Value = "__clerk_handshake_nonce", c.storeNonce(directives)
+		value = c.storeNonce(directives)
 	} else {
 		tok, err := c.signHandshake(directives)
 		if err != nil {
@@ -174,13 +212,73 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 			clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
 			return
 		}
-		ck.Name, ck.Value = "__clerk_handshake", tok
+		name, value = "__clerk_handshake", tok
 	}
 	c.log.Info("sandbox clerk: handshake", "user", userID, "signed_in", userID != "",
-		"reason", q.Get("__clerk_hs_reason"), "nonce", nonce, "redirect_url", target.String())
+		"reason", q.Get("__clerk_hs_reason"), "nonce", nonce, "development", c.dev, "redirect_url", target.String())
 	w.Header().Set("Cache-Control", "no-store")
-	http.SetCookie(w, ck)
+	if c.dev {
+		// "In development, the handshake token is being transferred in the
+		// URL as a query parameter" (clerk/javascript
+		// packages/backend/src/tokens/handshake.ts).
+		http.Redirect(w, r, withQueryParam(target, name, value), http.StatusTemporaryRedirect)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, target.String(), http.StatusTemporaryRedirect)
+}
+
+// proxyURL is the Frontend API proxy a request came through: its
+// Clerk-Proxy-Url header, believed only beside the instance's secret key
+// in Clerk-Secret-Key, as Clerk's Frontend API requires of a proxy
+// (https://clerk.com/docs/guides/dashboard/dns-domains/proxy-fapi). Tokens
+// minted for such a request name the proxy as their issuer.
+func (c *Clerk) proxyURL(r *http.Request) string {
+	p := strings.TrimSuffix(r.Header.Get("Clerk-Proxy-Url"), "/")
+	if p == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Clerk-Secret-Key")), []byte(c.sk)) != 1 {
+		return ""
+	}
+	if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	return p
+}
+
+// ClerkFrontendProxy is a Clerk Frontend API proxy as Clerk documents one
+// (https://clerk.com/docs/guides/dashboard/dns-domains/proxy-fapi), for
+// tests and demos: requests under proxyURL's path are forwarded to the
+// Frontend API at target with that prefix removed, carrying
+// Clerk-Proxy-Url (proxyURL), Clerk-Secret-Key and X-Forwarded-For.
+func ClerkFrontendProxy(target, proxyURL *url.URL, secretKey string) http.Handler {
+	prefix := strings.TrimSuffix(proxyURL.Path, "/")
+	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + strings.TrimPrefix(pr.In.URL.Path, prefix)
+		pr.Out.URL.RawPath = ""
+		pr.SetXForwarded()
+		pr.Out.Header.Set("Clerk-Proxy-Url", strings.TrimSuffix(proxyURL.String(), "/"))
+		pr.Out.Header.Set("Clerk-Secret-Key", secretKey)
+	}}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != prefix && !strings.HasPrefix(r.URL.Path, prefix+"/") {
+			http.NotFound(w, r)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+// withQueryParam is u with name=value added to its query, the rest of the
+// query kept as it was written.
+func withQueryParam(u *url.URL, name, value string) string {
+	out := *u
+	p := url.QueryEscape(name) + "=" + url.QueryEscape(value)
+	if out.RawQuery == "" {
+		out.RawQuery = p
+	} else {
+		out.RawQuery += "&" + p
+	}
+	return out.String()
 }
 
 type clerkUserView struct {
@@ -204,6 +302,10 @@ type clerkPageData struct {
 	FAPIHost    string
 	BaseURL     string
 	RedirectURL string
+	// ContinueURL is where "Continue as" goes: RedirectURL, with the dev
+	// browser token on a development instance.
+	ContinueURL string
+	DevBrowser  string // the form's dev browser token (development)
 	Users       []clerkUserView
 	Current     *clerkUserView
 	SessionID   string
@@ -223,17 +325,65 @@ func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	d := c.signInData(r, raw)
+	client := c.clientOf(r, r.URL.Query().Get("__clerk_db_jwt"))
+	if c.dev {
+		// The Account Portal's clerk-js adopts the dev browser the app
+		// named, or starts one, and remembers it on its own site.
+		if !c.knownClient(client) {
+			client = c.newDevBrowser()
+		}
+		http.SetCookie(w, &http.Cookie{Name: ClerkDevBrowserCookie, Value: client, Path: "/", MaxAge: clerkUATMaxAge,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	}
+	d := c.signInData(client, raw)
+	if d.Current != nil && raw != "" {
+		// Already signed in: the Account Portal sends the browser straight
+		// back, as Clerk's does for a signed-in visitor.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, d.ContinueURL, http.StatusFound)
+		return
+	}
 	c.render(w, http.StatusOK, "sign_in", d)
 }
 
-func (c *Clerk) signInData(r *http.Request, redirectURL string) clerkPageData {
+// clientOf is the client a sign-in page request belongs to: its client
+// cookie; on a development instance, the dev browser token the app named
+// (named), else the one the portal remembers.
+func (c *Clerk) clientOf(r *http.Request, named string) string {
+	if !c.dev {
+		return clerkCookieValue(r, ClerkClientCookie)
+	}
+	if named != "" && c.knownClient(named) {
+		return named
+	}
+	return clerkCookieValue(r, ClerkDevBrowserCookie)
+}
+
+// backToApp is where the Account Portal sends the browser after sign-in:
+// redirectURL, with __clerk_db_jwt on a development instance, as Clerk's
+// does (clerk-js buildUrlWithAuth).
+func (c *Clerk) backToApp(redirectURL, client string) string {
+	if !c.dev || redirectURL == "" {
+		return redirectURL
+	}
+	u, err := url.Parse(redirectURL)
+	if err != nil {
+		return redirectURL
+	}
+	return withQueryParam(u, "__clerk_db_jwt", client)
+}
+
+func (c *Clerk) signInData(client, redirectURL string) clerkPageData {
 	d := c.page("Sign in")
 	d.RedirectURL = redirectURL
+	d.ContinueURL = c.backToApp(redirectURL, client)
+	if c.dev {
+		d.DevBrowser = client
+	}
 	for _, u := range c.Users() {
 		d.Users = append(d.Users, c.userView(u))
 	}
-	if s, _, ok := c.activeSession(clerkCookieValue(r, ClerkClientCookie)); ok {
+	if s, _, ok := c.activeSession(client); ok {
 		if u, ok := c.user(s.userID); ok {
 			v := c.userView(u)
 			d.Current, d.SessionID = &v, s.id
@@ -256,13 +406,14 @@ func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	userID := r.PostForm.Get("user_id")
+	client := c.clientOf(r, r.PostForm.Get("dev_browser"))
 	if _, ok := c.user(userID); !ok {
-		d := c.signInData(r, raw)
+		d := c.signInData(client, raw)
 		d.Error = "Choose one of the demo users below."
 		c.render(w, http.StatusBadRequest, "sign_in", d)
 		return
 	}
-	res, err := c.signIn(clerkCookieValue(r, ClerkClientCookie), userID)
+	res, err := c.signIn(client, userID)
 	if err != nil {
 		c.log.Error("sandbox clerk: sign in", "user", userID, "err", err)
 		c.renderError(w, http.StatusInternalServerError, "Sign-in failed", "The sandbox could not sign you in.")
@@ -273,10 +424,10 @@ func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	if raw != "" {
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, raw, http.StatusSeeOther)
+		http.Redirect(w, r, c.backToApp(raw, res.clientCookie), http.StatusSeeOther)
 		return
 	}
-	d := c.signInData(r, "")
+	d := c.signInData(res.clientCookie, "")
 	u, _ := c.user(userID)
 	v := c.userView(u)
 	d.Title, d.Current, d.SessionID = "Signed in", &v, res.sessionID

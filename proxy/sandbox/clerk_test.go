@@ -401,7 +401,7 @@ func (f *clerkFixture) handshake(t *testing.T, redirectURL string, cookies ...*h
 	t.Helper()
 	q := url.Values{
 		"redirect_url": {redirectURL}, "__clerk_hs_reason": {"session-token-expired"},
-		"suffixed_cookies": {"false"}, "__clerk_api_version": {"2025-04-10"}, "format": {"nonce"},
+		"suffixed_cookies": {"false"}, "__clerk_api_version": {ClerkAPIVersion}, "format": {"nonce"},
 	}
 	res := f.get(t, "/v1/client/handshake?"+q.Encode(), cookies...)
 	if res.StatusCode != http.StatusTemporaryRedirect {
@@ -441,14 +441,17 @@ func (f *clerkFixture) handshake(t *testing.T, redirectURL string, cookies ...*h
 	return res, payload.Handshake
 }
 
+// sessionDirective is the value of the last __session directive, the
+// cookie a browser ends up with.
 func sessionDirective(directives []string) string {
+	tok := ""
 	for _, d := range directives {
 		name, rest, _ := strings.Cut(strings.SplitN(d, ";", 2)[0], "=")
-		if name == "__session" && rest != "" {
-			return rest
+		if name == "__session" {
+			tok = rest
 		}
 	}
-	return ""
+	return tok
 }
 
 func signedOutDirectives() []string {
@@ -480,6 +483,7 @@ func TestClerkHandshake(t *testing.T) {
 		t.Errorf("handshake token: sub %q sid %q iat %d", claims.Subject, claims.SessionID, *claims.IssuedAt)
 	}
 	want := []string{
+		"__session=; Path=/; Max-Age=0; SameSite=Lax",
 		"__session=" + tok + "; Path=/; SameSite=Lax",
 		"__client_uat=" + uat + "; Path=/; Max-Age=315360000; SameSite=Lax",
 		"__clerk_handshake=; Path=/; Max-Age=0",
@@ -504,7 +508,7 @@ func TestClerkHandshake(t *testing.T) {
 
 	// An https gateway gets Secure directives.
 	_, d = f.handshake(t, "https://localhost:8443/", client)
-	if !strings.HasSuffix(d[0], "; Secure") || !strings.HasSuffix(d[1], "; Secure") {
+	if !strings.HasSuffix(d[0], "; Secure") || !strings.HasSuffix(d[1], "; Secure") || !strings.HasSuffix(d[2], "; Secure") {
 		t.Errorf("https directives %q", d)
 	}
 
@@ -675,27 +679,30 @@ func TestClerkSignIn(t *testing.T) {
 	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != back {
 		t.Fatalf("POST /sign-in: %d Location %q", res.StatusCode, res.Header.Get("Location"))
 	}
+	// As a production Account Portal: __client_uat for the whole domain
+	// and the client cookie of the Frontend API, never __session (only the
+	// handshake sets it on the app's host) and nothing else.
 	cks := res.Cookies()
-	sess, uat, client := mustCookie(t, cks, "__session"), mustCookie(t, cks, "__client_uat"), mustCookie(t, cks, ClerkClientCookie)
-	for _, ck := range []*http.Cookie{sess, uat, client} {
+	if len(cks) != 2 {
+		t.Errorf("sign-in set %d cookies, want __client_uat and the client cookie: %v", len(cks), cks)
+	}
+	uat, client := mustCookie(t, cks, "__client_uat"), mustCookie(t, cks, ClerkClientCookie)
+	for _, ck := range []*http.Cookie{uat, client} {
 		if ck.Path != "/" || ck.SameSite != http.SameSiteLaxMode || ck.Secure || ck.Domain != "" {
 			t.Errorf("cookie %s attributes: %+v", ck.Name, ck)
 		}
 	}
-	if !client.HttpOnly || sess.HttpOnly || uat.Value != strconv.FormatInt(f.clk.Now().Unix(), 10) || uat.MaxAge != 315360000 {
-		t.Errorf("client HttpOnly %v, session HttpOnly %v, uat %s max-age %d", client.HttpOnly, sess.HttpOnly, uat.Value, uat.MaxAge)
+	if !client.HttpOnly || uat.Value != strconv.FormatInt(f.clk.Now().Unix(), 10) || uat.MaxAge != 315360000 {
+		t.Errorf("client HttpOnly %v, uat %s max-age %d", client.HttpOnly, uat.Value, uat.MaxAge)
 	}
-	claims := f.verify(t, sess.Value)
+
+	// The client cookie carries the session into the handshake.
+	_, d := f.handshake(t, back, client)
+	claims := f.verify(t, sessionDirective(d))
 	if claims.Subject != "user_linus" || claims.ActiveOrganizationRole != "org:basic_member" {
 		t.Errorf("token claims %+v", claims)
 	}
 	firstSID := claims.SessionID
-
-	// The client cookie carries the session into the handshake.
-	_, d := f.handshake(t, back, client)
-	if c := f.verify(t, sessionDirective(d)); c.SessionID != firstSID {
-		t.Errorf("handshake sid %q, want %q", c.SessionID, firstSID)
-	}
 
 	// Signing in again on the same client ends the previous session.
 	res = postForm(t, f, url.Values{"user_id": {"user_ada"}}, client)
@@ -804,4 +811,60 @@ func TestClerkMembershipChanges(t *testing.T) {
 	if o, err := organization.NewClient(f.cfg).Get(t.Context(), "org_acme"); err != nil || o.MembersCount == nil || *o.MembersCount != 1 {
 		t.Errorf("organisation after the removal: %+v %v", o, err)
 	}
+}
+
+// Over its Backend API rate limit the sandbox says 429 with Retry-After, the
+// seconds until its 10 s window ends, as Clerk does; the JWKS is not
+// limited, and a new window starts afresh.
+func TestClerkRateLimit(t *testing.T) {
+	f := newClerkFixture(t, ClerkOptions{APIRateLimit: 2})
+	users := user.NewClient(f.cfg)
+	for range 2 {
+		if _, err := users.Get(t.Context(), "user_ada"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clk.Advance(3 * time.Second)
+	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/v1/users/user_ada", nil)
+	req.Header.Set("Authorization", "Bearer "+f.c.SecretKey())
+	res := f.do(t, req)
+	var body struct{ Errors []struct{ Code string } }
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") != "7" || len(body.Errors) != 1 || body.Errors[0].Code != "too_many_requests" {
+		t.Fatalf("over the limit: %d Retry-After %q %+v", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	if _, err := users.Get(t.Context(), "user_ada"); apiError(t, err).HTTPStatusCode != http.StatusTooManyRequests {
+		t.Errorf("clerk-sdk-go sees: %v", err)
+	}
+	f.jwk(t) // not limited
+	if f.c.RateLimited() != 2 {
+		t.Errorf("RateLimited = %d, want 2", f.c.RateLimited())
+	}
+	f.clk.Advance(7 * time.Second)
+	if _, err := users.Get(t.Context(), "user_ada"); err != nil {
+		t.Errorf("a new window: %v", err)
+	}
+}
+
+// HoldBackendAPI keeps one route's requests waiting until released.
+func TestClerkHoldBackendAPI(t *testing.T) {
+	f := newClerkFixture(t, ClerkOptions{})
+	arrived, release := f.c.HoldBackendAPI("GET /v1/users/{id}")
+	done := make(chan error, 1)
+	go func() {
+		_, err := user.NewClient(f.cfg).Get(context.Background(), "user_ada")
+		done <- err
+	}()
+	<-arrived
+	select {
+	case err := <-done:
+		t.Fatalf("answered while held: %v", err)
+	default:
+	}
+	f.jwk(t) // other routes are not held
+	release()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	release() // twice is harmless
 }
