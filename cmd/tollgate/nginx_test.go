@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -66,6 +67,7 @@ http {
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
       # The family nginx does not set: a client's copy is removed.
       proxy_set_header X-Forwarded-Uri "";
       proxy_set_header X-Forwarded-Method "";
@@ -91,6 +93,23 @@ http {
       proxy_set_header X-Tollgate-Plan $tg_plan;
       proxy_set_header X-Tollgate-Status $tg_status;
       proxy_set_header X-Tollgate-Route $tg_route;
+      # nginx is the edge: the forwarding headers are its own, never a
+      # client's.
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header Forwarded "";
+      proxy_set_header X-Forwarded-Prefix "";
+      proxy_set_header X-Forwarded-Port "";
+      proxy_set_header X-Forwarded-Server "";
+      proxy_set_header X-Forwarded-Uri "";
+      proxy_set_header X-Forwarded-Method "";
+      proxy_set_header X-Original-URL "";
+      proxy_set_header X-Original-URI "";
+      proxy_set_header X-Original-Method "";
+      proxy_set_header X-Rewrite-URL "";
+      proxy_set_header X-Host "";
       proxy_pass {{APP}};
     }
     location @tollgate_401 {
@@ -279,6 +298,32 @@ func TestNginx_BypassAttemptsFail(t *testing.T) {
 		t.Errorf("forward auth asked by a client directly: %d, want 403", resp.StatusCode)
 	}
 
+	// The forwarding family a client sends never reaches the app: an app
+	// that routes on X-Original-URL would serve the paid path.
+	echo := make(chan http.Header, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case echo <- r.Header.Clone():
+		default:
+		}
+	}))
+	t.Cleanup(app.Close)
+	front2 := startNginx(t, d.URL, app.URL)
+	spoof := map[string]string{"X-Original-URL": "/routes/415VNA/", "X-Rewrite-URL": "/admin/", "X-Forwarded-Host": "evil.test",
+		"X-Forwarded-Prefix": "/evil", "Forwarded": "host=evil.test", "X-Real-IP": "6.6.6.6", "X-Forwarded-For": "6.6.6.6",
+		"X-Original-URI": "/admin/", "X-Host": "evil.test", "X-Tollgate-User": "user_grace"}
+	if resp := get(t, anon, front2+"/", withHeader(page, flattenKV(spoof)...)); resp.StatusCode != 200 {
+		t.Fatalf("public page through nginx: %d", resp.StatusCode)
+	}
+	got := <-echo
+	for k, v := range got {
+		joined := strings.Join(v, ",")
+		if strings.Contains(joined, "evil") || strings.Contains(joined, "6.6.6.6") || strings.Contains(joined, "/admin") ||
+			strings.Contains(joined, "415VNA") || strings.Contains(joined, "grace") {
+			t.Errorf("a client's %s: %q reached the app through nginx", k, v)
+		}
+	}
+
 	// Signed in as Ada, an underscore spelling of the identity header does
 	// not make her Grace at the app.
 	jar, _ := cookiejar.New(nil)
@@ -290,4 +335,12 @@ func TestNginx_BypassAttemptsFail(t *testing.T) {
 	if got := outcome(t, c, d.URL, "/api/v1/whoami", withHeader(api, "X_Tollgate_User", "user_grace")); strings.Contains(got, "grace") || !strings.Contains(got, "user_ada") {
 		t.Errorf("proxy mode with X_Tollgate_User: %s", got)
 	}
+}
+
+func flattenKV(m map[string]string) []string {
+	var kv []string
+	for k, v := range m {
+		kv = append(kv, k, v)
+	}
+	return kv
 }
