@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -343,5 +344,32 @@ func TestBypass_ForwardAuthBelievesOnlyTheFrontingProxy(t *testing.T) {
 	direct := newGateFixture(t, nil)
 	if resp := direct.do("GET", "/.tollgate/auth", with(xhr, "X-Original-URI", "/public/x", "X-Original-Method", "GET")); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("untrusted caller: %d", resp.StatusCode)
+	}
+}
+
+// The visitor behind a trusted proxy is the rightmost X-Forwarded-For entry
+// the proxies did not write; a client's own entries to the left never count.
+func TestClientAddr(t *testing.T) {
+	trustedNets := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tt := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"203.0.113.5:4000", []string{"1.2.3.4"}, "203.0.113.5"}, // untrusted peer: its own address, XFF ignored
+		{"10.0.0.2:4000", nil, "10.0.0.2"},
+		{"10.0.0.2:4000", []string{"6.6.6.6, 203.0.113.7"}, "203.0.113.7"},
+		{"10.0.0.2:4000", []string{"6.6.6.6", "203.0.113.7, 10.0.0.3"}, "203.0.113.7"},
+		{"10.0.0.2:4000", []string{"not-an-ip"}, "10.0.0.2"},
+		{"[::ffff:10.0.0.2]:4000", []string{"2001:db8::1"}, "2001:db8::1"},
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = tt.peer
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := ClientAddr(r, trustedNets); got != tt.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: %q, want %q", tt.peer, tt.xff, got, tt.want)
+		}
 	}
 }

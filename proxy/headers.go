@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 )
 
@@ -127,4 +128,43 @@ func stripTollgateHeaders(h http.Header) {
 			delete(h, k)
 		}
 	}
+}
+
+// ClientAddr is the visitor's address, for per-client limits: the peer's,
+// or, when the peer is in trustedProxies, the rightmost X-Forwarded-For
+// entry that is not itself a trusted proxy (the entries left of it are the
+// client's to write). It returns the address alone, without a port; "" when
+// there is none to read.
+func ClientAddr(r *http.Request, trustedProxies []netip.Prefix) string {
+	peer := r.RemoteAddr
+	if ap, err := netip.ParseAddrPort(peer); err == nil {
+		peer = ap.Addr().Unmap().String()
+	}
+	if !trusted(r.RemoteAddr, trustedProxies) {
+		return peer
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	for i := len(xff) - 1; i >= 0; i-- {
+		hops := strings.Split(xff[i], ",")
+		for j := len(hops) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(hops[j]))
+			if err != nil {
+				return peer // unreadable: the proxy is the client we know
+			}
+			a = a.Unmap()
+			if !containsAddr(trustedProxies, a) {
+				return a.String()
+			}
+		}
+	}
+	return peer
+}
+
+func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -343,4 +344,31 @@ func flattenKV(m map[string]string) []string {
 		kv = append(kv, k, v)
 	}
 	return kv
+}
+
+// Behind nginx every request comes from nginx's address: the per-client
+// bound on handshake nonce exchanges counts the visitor nginx names in
+// X-Forwarded-For, so one client's flood leaves another client its share.
+func TestNginx_NonceBudgetCountsTheVisitorNotNginx(t *testing.T) {
+	d, clk := mustRunDemo(t)
+	front := startNginx(t, d.URL, d.AppURL)
+	const payload = "GET /v1/clients/handshake_payload"
+	try := func(c *http.Client) {
+		t.Helper()
+		hdr := withHeader(page, "Cookie", fmt.Sprintf("__client_uat=%d; __clerk_handshake_nonce=%s", clk.Now().Unix(), rand.Text()))
+		if resp := get(t, c, front+"/settings/", hdr); resp.StatusCode == 200 {
+			t.Fatal("a made-up nonce signed someone in")
+		}
+	}
+	for range 60 {
+		try(noRedirects(nil))
+	}
+	flood := d.Clerk.BackendCalls(payload)
+	if flood > 6 {
+		t.Errorf("60 made-up nonces from one client through nginx: %d Backend API calls, want at most 6", flood)
+	}
+	try(clientFrom("127.0.0.9"))
+	if got := d.Clerk.BackendCalls(payload); got != flood+1 {
+		t.Errorf("another client through nginx after the flood: %d calls, want %d (its own share)", got, flood+1)
+	}
 }

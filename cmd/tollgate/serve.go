@@ -277,6 +277,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 			FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
 			SignInURL:         cfg.Clerk.SignInURL,
 			PublicURL:         cfg.PublicURL,
+			ClientAddr:        func(r *http.Request) string { return proxy.ClientAddr(r, cfg.TrustedProxies) },
 			HTTPClient:        &counted,
 			Logger:            deps.Logger.With("component", "clerk"),
 			Now:               deps.Now,

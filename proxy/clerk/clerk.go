@@ -75,6 +75,10 @@ type Config struct {
 	Logger     *slog.Logger     // nil: discard
 	Now        func() time.Time // nil: time.Now
 	Leeway     time.Duration    // clock skew allowed on exp/nbf/iat; 0: 5 s
+	// ClientAddr names the visitor a request comes from, for the
+	// per-client bound on handshake nonce exchanges (main passes
+	// proxy.ClientAddr with trusted_proxies). nil: the TCP peer.
+	ClientAddr func(*http.Request) string
 }
 
 // Client authenticates requests against one Clerk instance. It is safe for
@@ -105,6 +109,7 @@ type Client struct {
 	bufs         sync.Pool // *[]byte scratch space for hashing tokens
 	names        cookieNames
 	production   bool
+	clientAddrFn func(*http.Request) string
 
 	verifications atomic.Int64 // signature checks done; read by tests
 }
@@ -129,16 +134,17 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("clerk: a secret key is required to fetch the JWKS when no JWT key is set")
 	}
 	c := &Client{
-		pk:         pk,
-		issuer:     "https://" + pk.FrontendAPIHost,
-		fapiBase:   "https://" + pk.FrontendAPIHost,
-		origin:     &url.URL{Scheme: cfg.PublicURL.Scheme, Host: cfg.PublicURL.Host},
-		leeway:     cfg.Leeway,
-		now:        cfg.Now,
-		log:        cfg.Logger,
-		hasSecret:  cfg.SecretKey != "",
-		names:      newCookieNames(pk.CookieSuffix),
-		production: pk.Production,
+		clientAddrFn: cfg.ClientAddr,
+		pk:           pk,
+		issuer:       "https://" + pk.FrontendAPIHost,
+		fapiBase:     "https://" + pk.FrontendAPIHost,
+		origin:       &url.URL{Scheme: cfg.PublicURL.Scheme, Host: cfg.PublicURL.Host},
+		leeway:       cfg.Leeway,
+		now:          cfg.Now,
+		log:          cfg.Logger,
+		hasSecret:    cfg.SecretKey != "",
+		names:        newCookieNames(pk.CookieSuffix),
+		production:   pk.Production,
 	}
 	if c.leeway <= 0 {
 		c.leeway = defaultLeeway
@@ -258,4 +264,12 @@ func (c *Client) Ready(ctx context.Context) error {
 		return fmt.Errorf("clerk: %w", err)
 	}
 	return nil
+}
+
+// clientAddr is the visitor's address as main says to read it.
+func (c *Client) clientAddr(r *http.Request) string {
+	if c.clientAddrFn != nil {
+		return c.clientAddrFn(r)
+	}
+	return r.RemoteAddr
 }

@@ -573,7 +573,7 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 	var directives []string
 	var err error
 	if nonce != "" {
-		directives, err = c.handshakePayload(ctx, r.RemoteAddr, nonce)
+		directives, err = c.handshakePayload(ctx, c.clientAddr(r), nonce)
 	} else {
 		directives, err = c.verifyHandshake(ctx, tok)
 	}
