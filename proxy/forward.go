@@ -7,7 +7,7 @@ import (
 
 // toUpstream hands a request the gate let through to the upstream: its
 // body under the idle-progress deadline and, on a gated route, an upgrade
-// registered as a tunnel.
+// or a streamed response registered as a tunnel.
 func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward) {
 	if b := newIdleBody(w, r, s.cfg.Timeouts.BodyIdle); b != nil {
 		f.body = b
@@ -17,15 +17,30 @@ func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry,
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
 	if f.gated && f.identity != nil && isUpgrade(r) {
-		tn := &tunnel{id: *f.identity, method: r.Method, host: r.Host, path: f.path, overrides: f.overrides}
-		f.tunnel = tn
-		w = &tunnelWriter{ResponseWriter: w, reg: s.tunnels, tn: tn, maxLifetime: s.cfg.Timeouts.TunnelMaxLifetime}
-		defer func() {
+		f.tunnel = s.newTunnel(r, f)
+		w = &tunnelWriter{ResponseWriter: w, reg: s.tunnels, tn: f.tunnel, maxLifetime: s.cfg.Timeouts.TunnelMaxLifetime}
+	}
+	defer func() {
+		// An upgrade, or a stream that streamStarted registered.
+		if tn := f.tunnel; tn != nil {
 			s.tunnels.remove(tn)
 			if reason := tn.reason.Load(); reason != nil {
 				e.reason = *reason
 			}
-		}()
-	}
+		}
+	}()
 	s.upstream.ServeHTTP(w, r)
+}
+
+func (s *Server) newTunnel(r *http.Request, f *forward) *tunnel {
+	return &tunnel{id: *f.identity, method: r.Method, host: r.Host, path: f.path, overrides: f.overrides}
+}
+
+// streamStarted registers a gated response without a length as a tunnel,
+// so that revocation, a lapsed plan or the maximum lifetime ends it as it
+// ends a WebSocket: closing the upstream body stops the copy, and the
+// client's connection is cut.
+func (s *Server) streamStarted(f *forward, resp *http.Response) {
+	f.tunnel = s.newTunnel(resp.Request, f)
+	s.tunnels.add(f.tunnel, resp.Body, s.cfg.Timeouts.TunnelMaxLifetime)
 }

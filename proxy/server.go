@@ -154,7 +154,7 @@ func New(o Options) (*Server, error) {
 		transport = defaultTransport()
 	}
 	s.transport = transport
-	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, transport, s.log, s.writeError, s.obs)
+	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, s.streamStarted, transport, s.log, s.writeError, s.obs)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -24,7 +25,9 @@ import (
 //     (judged again at once when the entitlement cache changes, on reload,
 //     and every tunnelRecheck),
 //   - timeouts.tunnel_max_lifetime has passed since it opened.
-// Tunnels on public routes are not registered and never touched.
+// A gated response without a length (server-sent events, a long poll) is a
+// tunnel too: closing its upstream body ends it. Tunnels on public routes
+// are not registered and never touched.
 
 // tunnelRecheck is how often every open tunnel is judged again, for what no
 // event announces: a past_due grace or a comp running out, a session ended
@@ -66,9 +69,11 @@ type tunnel struct {
 	// overrides are the methods its method-override headers named: the
 	// tunnel is judged again as the gate judged it.
 	overrides []string
-	conn      net.Conn
-	timer     *time.Timer
-	reason    atomic.Pointer[string] // why tollgate closed it; nil: it did not
+	// conn ends it: the hijacked connection of an upgrade, or the upstream
+	// body of a streamed response.
+	conn   io.Closer
+	timer  *time.Timer
+	reason atomic.Pointer[string] // why tollgate closed it; nil: it did not
 }
 
 // setJudge makes s the server whose config and stores judge every tunnel,
@@ -91,7 +96,7 @@ func (t *tunnels) poke() {
 // add registers a freshly hijacked tunnel and judges it once: the gate
 // decided before the upstream answered, and a revocation may have landed in
 // between.
-func (t *tunnels) add(tn *tunnel, conn net.Conn, maxLifetime time.Duration) {
+func (t *tunnels) add(tn *tunnel, conn io.Closer, maxLifetime time.Duration) {
 	tn.conn = conn
 	t.mu.Lock()
 	t.open[tn] = struct{}{}
@@ -174,7 +179,9 @@ func (t *tunnels) run() {
 		case <-t.wake:
 		}
 		t.mu.Lock()
-		if len(t.open) == 0 {
+		if len(t.open) == 0 && all {
+			// Nothing open for a whole tick: streams come and go by the
+			// thousand, so the loop is not restarted for each.
 			t.running, t.all = false, false
 			clear(t.dirty)
 			t.mu.Unlock()

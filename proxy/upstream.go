@@ -172,7 +172,7 @@ func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
 	return false
 }
 
-func newUpstream(target *url.URL, forwardClerkCookies bool, transport http.RoundTripper, logger *slog.Logger,
+func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forward, *http.Response), transport http.RoundTripper, logger *slog.Logger,
 	onError func(http.ResponseWriter, *http.Request, int), obs Observer) *httputil.ReverseProxy {
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
@@ -269,6 +269,11 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, transport http.Round
 			resp.Body, resp.ContentLength = http.NoBody, 0
 			h.Del("Content-Length")
 			resp.TransferEncoding = nil
+		}
+		if f.gated && f.identity != nil && f.tunnel == nil && resp.ContentLength < 0 && streamed != nil {
+			// A response without a length (server-sent events, a long
+			// poll, a stream) may outlive the access that let it start.
+			streamed(f, resp)
 		}
 		for _, c := range f.setCookies {
 			h.Add("Set-Cookie", c)

@@ -456,3 +456,34 @@ func TestDemo_CancelledSubscriptionClosesPaidTunnel(t *testing.T) {
 		t.Errorf("new paid tunnel after the cancellation: %v %v, want 402", resp, err)
 	}
 }
+
+// A server-sent event stream on a gated route ends at sign-out, as a
+// WebSocket does: a stream is not a way to keep receiving what HTTP with
+// the same cookies no longer gets.
+func TestDemo_SignOutEndsStreams(t *testing.T) {
+	d, _, logs := mustRunDemoLogged(t, demoOptions{})
+	jar, _ := cookiejar.New(nil)
+	signIn(t, d, jar, "user_ada")
+	req, _ := http.NewRequest("GET", d.URL+"/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cookie", cookieHeader(jar, d))
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "id: 1") {
+		t.Fatalf("first event: %q %v (status %d)", line, err, resp.StatusCode)
+	}
+	if r := form(t, noRedirects(jar), d.URL+"/.tollgate/sign-out", nil); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", r.StatusCode)
+	}
+	rest, _ := io.ReadAll(br) // ends when the gateway cuts the stream
+	if strings.Contains(string(rest), "event: done") {
+		t.Errorf("the stream ran to its end after sign-out:\n%s", rest)
+	}
+	if !tunnelClosedFor(logs, "/events", "tunnel_session_revoked") {
+		t.Errorf("no log of the stream closed for the revocation:\n%s", logs.String())
+	}
+}
