@@ -65,15 +65,25 @@ func (w *statusWriter) Flush() {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// statusClientClosed is logged for a request whose client left before any
+// answer was written.
+const statusClientClosed = 499
+
 func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start time.Time) {
 	s.observe(e, start)
 	if !s.log.Enabled(r.Context(), slog.LevelInfo) {
 		return
 	}
 	status := w.status
-	if status == 0 {
+	switch {
+	case status != 0:
+	case isUpgrade(r):
 		// A hijacked connection (WebSocket) never writes a status here.
 		status = http.StatusSwitchingProtocols
+	default:
+		// Nothing was written: the client went away before an answer
+		// (nginx's 499, "client closed request").
+		status = statusClientClosed
 	}
 	attrs := []slog.Attr{
 		slog.String("method", r.Method),

@@ -182,6 +182,8 @@ func TestBypass_PreflightsCarryNoCredentialsAndLeakNoBody(t *testing.T) {
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	req.Header.Set("Authorization", "Bearer secret")
 	req.Header.Set("Cookie", "__session=tok; app=1")
+	req.Header.Set("X-Api-Key", "secret")
+	req.Header.Set("X-HTTP-Method-Override", "DELETE")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +194,8 @@ func TestBypass_PreflightsCarryNoCredentialsAndLeakNoBody(t *testing.T) {
 		t.Errorf("preflight: status %d, body %q", resp.StatusCode, b)
 	}
 	up := fx.lastUpstream()
-	if up == nil || up.Header.Get("Authorization") != "" || up.Header.Get("Cookie") != "" || up.ContentLength > 0 {
+	if up == nil || up.Header.Get("Authorization") != "" || up.Header.Get("Cookie") != "" || up.Header.Get("X-Api-Key") != "" ||
+		up.Header.Get("X-HTTP-Method-Override") != "" || up.ContentLength > 0 || up.Header.Get("Access-Control-Request-Method") != "POST" {
 		t.Fatalf("the preflight reached the app with credentials or a body: %v (length %d)", up.Header, up.ContentLength)
 	}
 	if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
@@ -216,6 +219,8 @@ func TestBypass_GatedResponsesTellNoSharedCacheToStore(t *testing.T) {
 		h.Set("Surrogate-Control", "max-age=3600")
 		h.Set("Edge-Control", "cache-maxage=3600")
 		h.Set("X-Accel-Expires", "3600")
+		h.Set("Akamai-Cache-Control", "max-age=3600")
+		h.Set("Fastly-Surrogate-Control", "max-age=3600")
 		io.WriteString(w, "secret")
 	})
 	fx := newGateFixture(t, cdn)
@@ -227,6 +232,13 @@ func TestBypass_GatedResponsesTellNoSharedCacheToStore(t *testing.T) {
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
 		t.Errorf("Cache-Control %q", cc)
+	}
+	// "no-store" counts only as a directive, not inside another's value.
+	sneaky := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", `public, max-age=600, x="no-store"`)
+	}))
+	if cc := sneaky.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")).Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") || strings.Contains(cc, "public") {
+		t.Errorf("Cache-Control with no-store in a value: %q", cc)
 	}
 	// Public responses are the app's business.
 	resp = fx.do("GET", "/public/x", xhr)
@@ -371,5 +383,15 @@ func TestClientAddr(t *testing.T) {
 		if got := ClientAddr(r, trustedNets); got != tt.want {
 			t.Errorf("peer %s, X-Forwarded-For %q: %q, want %q", tt.peer, tt.xff, got, tt.want)
 		}
+	}
+}
+
+// Clerk's query parameters never reach the app, however their names are
+// escaped: an app running Clerk's SDK would decode them.
+func TestBypass_EscapedClerkQueryParametersAreStripped(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.do("GET", "/public/x?a=1&%5F%5Fclerk_handshake=tok&%5f_clerk_db_jwt=x&__clerk_help=1&b=%41", nil)
+	if got := fx.lastUpstream().URL.RawQuery; got != "a=1&b=%41" {
+		t.Errorf("app got query %q, want a=1&b=%%41", got)
 	}
 }

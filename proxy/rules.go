@@ -748,32 +748,70 @@ func (rs *RuleSet) fallThrough(i int) string {
 
 // childrenFallThrough describes how the paths under an exact rule (one
 // without a final /*) reach weaker access, or returns "": a paid "/reports"
-// leaves "/reports/q3-secret" to whatever comes next. Like fallThrough it
-// warns only about what it can prove: it follows the rules that could match
-// those paths, in order, and stops at the first that matches only some.
+// leaves "/reports/q3-secret" to whatever comes next. It follows the rules
+// that could match those paths, in order: one that takes only some of them
+// is passed over (the rest go on), and the first that takes them all, or
+// default_access, decides the rest.
 func (rs *RuleSet) childrenFallThrough(i int) string {
 	r := rs.Rules[i]
 	if r.pat == nil || r.pat.wildcard || r.Access == AccessPublic {
 		return ""
 	}
-	children := &pathPattern{segs: r.pat.segs, capture: r.pat.capture, wildcard: true}
+	some := ""
 	weaker := func(a Access, where string) string {
 		if accessRank(a) >= accessRank(r.Access) {
 			return ""
 		}
-		return fmt.Sprintf("is %s for %s only; the paths under it fall through to %s, which is %s; write %s/* to cover them too",
-			r.Access, r.Path, where, a, strings.TrimSuffix(r.Path, "/"))
+		return fmt.Sprintf("is %s for %s only; %sthe paths under it fall through to %s, which is %s; write %s/* to cover them too",
+			r.Access, r.Path, some, where, a, strings.TrimSuffix(r.Path, "/"))
 	}
 	for j, e := range rs.Rules {
-		if j == i || e.pat == nil || !hostOverlaps(e.Host, r.Host) || !e.pat.overlaps(children) {
+		if j == i || e.pat == nil || !hostOverlaps(e.Host, r.Host) || !e.pat.overlapsChildren(r.pat) {
 			continue
 		}
-		if !hostCovers(e.Host, r.Host) || !methodsCover(e.Methods, r.Methods) || !e.pat.covers(children) {
-			return "" // it takes some of them; where the rest go depends on the path
+		if !hostCovers(e.Host, r.Host) || !methodsCover(e.Methods, r.Methods) || !e.pat.coversChildren(r.pat) {
+			some = "some of " // it takes some; the rest go on
+			continue
 		}
 		return weaker(e.Access, fmt.Sprintf("routes[%d] (line %d)", e.Index, e.Line))
 	}
 	return weaker(rs.defaultAccess(), "default_access")
+}
+
+// coversChildren reports whether pt matches every path one or more
+// segments below a path that b matches.
+func (pt *pathPattern) coversChildren(b *pathPattern) bool {
+	n := len(b.segs)
+	if !pt.wildcard || len(pt.segs) > n+1 {
+		return false
+	}
+	for i := range pt.segs {
+		if i == n {
+			if i != pt.capture {
+				return false // a literal takes one child name, not all
+			}
+			continue
+		}
+		if !pt.segCovers(i, b, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// overlapsChildren reports whether some path one or more segments below a
+// path that b matches also matches pt.
+func (pt *pathPattern) overlapsChildren(b *pathPattern) bool {
+	n := len(b.segs)
+	if len(pt.segs) <= n && !pt.wildcard {
+		return false
+	}
+	for i := range min(n, len(pt.segs)) {
+		if !pt.segOverlaps(i, b, i) {
+			return false
+		}
+	}
+	return true
 }
 
 func methodsAre(ms []string) string {

@@ -64,7 +64,10 @@ func clerkQueryParam(name string) bool {
 }
 
 func stripClerkQuery(rawQuery string) string {
-	if !strings.Contains(rawQuery, "__clerk_") && !strings.Contains(rawQuery, "__dev_session") {
+	// A name may arrive escaped (%5F%5Fclerk_handshake), and the app's
+	// query parser would decode it: only a query with neither "__" nor "%"
+	// is certainly free of Clerk's parameters.
+	if !strings.Contains(rawQuery, "__") && !strings.Contains(rawQuery, "%") {
 		return rawQuery
 	}
 	parts := strings.Split(rawQuery, "&")
@@ -218,10 +221,14 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 		stripCookies(h, forwardClerkCookies)
 		if f != nil && f.preflight {
 			// A preflight carries no credentials by design: an app that
-			// ignores the method must not run it as anyone.
-			h.Del("Cookie")
-			h.Del("Authorization")
-			h.Del("Proxy-Authorization")
+			// ignores the method must not run it as anyone. Only what
+			// CORS needs passes, so no custom credential header (X-Api-Key)
+			// or method override either.
+			for k := range h {
+				if class, _ := classifyHeader(k); class != headerForwarding && !preflightHeaders[k] {
+					delete(h, k)
+				}
+			}
 			pr.Out.Body, pr.Out.ContentLength = http.NoBody, 0
 			h.Del("Content-Length")
 			h.Del("Transfer-Encoding")
@@ -318,25 +325,39 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 	return rp
 }
 
+// preflightHeaders are the request headers a CORS preflight keeps: what the
+// Fetch standard's preflight sends, and what describes the client.
+var preflightHeaders = map[string]bool{
+	"Origin": true, "Access-Control-Request-Method": true, "Access-Control-Request-Headers": true,
+	"Access-Control-Request-Private-Network": true, "User-Agent": true, "Accept": true, "Accept-Language": true,
+	"Accept-Encoding": true, "Referer": true, "Sec-Fetch-Mode": true, "Sec-Fetch-Site": true, "Sec-Fetch-Dest": true,
+	"Cache-Control": true, "Pragma": true,
+}
+
 // makePrivate stops shared caches from serving a gated response to anyone
 // else: public/s-maxage caching becomes private, every directive family a
 // shared cache honours besides Cache-Control is removed (RFC 9213's
-// CDN-Cache-Control and its <vendor>-CDN-Cache-Control forms,
-// Surrogate-Control, Akamai's Edge-Control, nginx's X-Accel-Expires), and
-// the response varies on the credentials.
+// CDN-Cache-Control and every other targeted <name>-Cache-Control field,
+// Surrogate-Control and its vendor forms, Akamai's Edge-Control, nginx's
+// X-Accel-Expires), and the response varies on the credentials.
 func makePrivate(h http.Header) {
-	cc := h.Get("Cache-Control")
-	if !strings.Contains(strings.ToLower(cc), "no-store") {
-		directives := []string{"private"}
-		for _, d := range strings.Split(cc, ",") {
+	cc := h.Values("Cache-Control")
+	noStore := false
+	directives := []string{"private"}
+	for _, line := range cc {
+		for d := range strings.SplitSeq(line, ",") {
 			d = strings.TrimSpace(d)
 			name, _, _ := strings.Cut(strings.ToLower(d), "=")
-			switch name {
+			switch strings.TrimSpace(name) {
+			case "no-store":
+				noStore = true
 			case "", "public", "s-maxage", "private", "proxy-revalidate":
 				continue
 			}
 			directives = append(directives, d)
 		}
+	}
+	if !noStore {
 		h.Set("Cache-Control", strings.Join(directives, ", "))
 	}
 	for k := range h {
@@ -351,11 +372,15 @@ func makePrivate(h http.Header) {
 // caches only (a CDN, a surrogate, a caching proxy).
 func sharedCacheHeader(name string) bool {
 	switch {
-	case foldedEqual(name, "surrogate-control"), foldedEqual(name, "edge-control"), foldedEqual(name, "x-accel-expires"):
+	case foldedEqual(name, "edge-control"), foldedEqual(name, "x-accel-expires"):
 		return true
 	}
-	const cdn = "cdn-cache-control"
-	return len(name) >= len(cdn) && foldedEqual(name[len(name)-len(cdn):], cdn)
+	for _, suffix := range [...]string{"-cache-control", "surrogate-control"} {
+		if len(name) >= len(suffix) && foldedEqual(name[len(name)-len(suffix):], suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 func addVary(h http.Header, names ...string) {

@@ -540,7 +540,7 @@ func (c *Client) currentURL(r *http.Request) string {
 // cleanQuery drops Clerk's one-time parameters from a raw query, keeping
 // the others as they were written.
 func cleanQuery(raw string) string {
-	if !strings.Contains(raw, "__") {
+	if !strings.Contains(raw, "__") && !strings.Contains(raw, "%") { // names may arrive escaped
 		return raw
 	}
 	var b strings.Builder
