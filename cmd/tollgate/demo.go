@@ -111,6 +111,9 @@ type demoOptions struct {
 	// NonceHandshake makes the sandbox Clerk answer handshakes with a
 	// nonce (exchanged through the Backend API) instead of the token.
 	NonceHandshake bool
+	// Stripe configures the sandbox Stripe (tests: the account's default
+	// API version, live-mode prices). Now and Logger are set here.
+	Stripe sandbox.StripeOptions
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -162,7 +165,9 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	if d.AppURL, err = d.start(sandbox.DemoApp(sandbox.DemoOptions{})); err != nil {
 		return nil, err
 	}
-	d.Stripe = sandbox.NewStripe(sandbox.StripeOptions{Now: o.Now, Logger: logger.With("component", "sandbox-stripe")})
+	so := o.Stripe
+	so.Now, so.Logger = o.Now, logger.With("component", "sandbox-stripe")
+	d.Stripe = sandbox.NewStripe(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err
 	}

@@ -101,6 +101,10 @@ const (
 	MetaSubject    = "subject"     // checkout session: "user:user_…" or "org:org_…"
 	MetaReturnPath = "return_path" // checkout session
 	MetaPlan       = "plan"        // checkout session: the plan's config key
+	// MetaTerms is a checkout session's terms (who, plan, prices, trial,
+	// return path) as a digest: an open session with the same terms is
+	// handed out again rather than a second one opened.
+	MetaTerms = "terms"
 )
 
 // CursorSyncAll is the Store cursor SyncAll resumes from.

@@ -209,15 +209,18 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 	}
 	log = log.With("customer", cus)
 	var subject proxy.Subject
-	link := false
+	link, completed := false, ""
 	if linksCheckout(typ) {
 		subject, link = obj.checkoutSubject()
+		if obj.Mode == string(stripe.CheckoutSessionModeSubscription) {
+			completed = obj.ID
+		}
 	}
 	// Two calls (the customer, its subscriptions), paid from the background
 	// lane before any lock is taken.
 	var state proxy.CustomerState
 	err = b.underLocks(ctx, b.backgroundBudget(b.retries), 2, func(bud *budget) (err error) {
-		state, err = b.eventLocked(ctx, bud, subject, link, cus, ev.ID)
+		state, err = b.eventLocked(ctx, bud, subject, link, cus, completed, ev.ID)
 		return err
 	})
 	if err != nil {
@@ -230,9 +233,11 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 
 // eventLocked takes the customer's lock (and first the subject's, when
 // link is set: the lock order everywhere is subject, then customer), links
-// a checkout's subject to its customer if neither is linked yet, and syncs
-// the customer, committing eventID with its state.
-func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Subject, link bool, cus, eventID string) (proxy.CustomerState, error) {
+// a checkout's subject to its customer if neither is linked yet, expires
+// the customer's other open Checkout Sessions of tollgate's when completed
+// names a subscription session that completed, and syncs the customer,
+// committing eventID with its state.
+func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Subject, link bool, cus, completed, eventID string) (proxy.CustomerState, error) {
 	if link {
 		unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
 		if err != nil {
@@ -248,6 +253,12 @@ func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Su
 	if link {
 		if err := b.linkIfUnlinked(ctx, subject, cus); err != nil {
 			return proxy.CustomerState{}, fmt.Errorf("link checkout subject: %w", err)
+		}
+	}
+	if completed != "" {
+		// Before the commit: if this fails, Stripe retries the event.
+		if err := b.expireOthers(ctx, bud, cus, completed); err != nil {
+			return proxy.CustomerState{}, err
 		}
 	}
 	state, _, err := b.syncLocked(ctx, bud, cus, eventID)
@@ -270,6 +281,7 @@ func webhookFailure(err error) int {
 type eventObject struct {
 	ID                string
 	Object            string
+	Mode              string // a checkout session's
 	Customer          string
 	ClientReferenceID string
 	Metadata          map[string]string
@@ -290,6 +302,9 @@ func parseEventObject(raw json.RawMessage) eventObject {
 		return s
 	}
 	o := eventObject{ID: str("id"), Object: str("object"), Customer: str("customer"), ClientReferenceID: str("client_reference_id")}
+	if o.Object == "checkout.session" {
+		o.Mode = str("mode")
+	}
 	if o.Customer == "" { // an expanded customer
 		var c struct {
 			ID string `json:"id"`

@@ -345,3 +345,35 @@ func TestParseEventObject_IsLenient(t *testing.T) {
 		t.Error("idempotency key prefix")
 	}
 }
+
+// checkout.session.completed expires the customer's other open sessions
+// of tollgate's (not the app's own) before it commits; a Stripe failure
+// while doing so is a 503, so Stripe retries the event.
+func TestWebhook_CheckoutCompletedExpiresTheOtherOpenSessions(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_fixture1", "ada@example.com", nil)
+	h.stripe.addSub(fakeSub{ID: "sub_fixture1", Customer: "cus_fixture1", Status: "trialing", Prices: []string{"price_pro"}, TrialEnd: 1_900_000_000})
+	h.stripe.addSession(fakeSession{ID: "cs_test_other", Customer: "cus_fixture1", Status: "open", Seq: 1,
+		Metadata: map[string]string{MetaSubject: "user:user_ada"}})
+	h.stripe.addSession(fakeSession{ID: "cs_test_apps", Customer: "cus_fixture1", Status: "open", Seq: 2})
+	body, err := os.ReadFile(filepath.Join("testdata", "events", "checkout.session.completed.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.fail("POST", "/v1/checkout/sessions/cs_test_other/expire", 500, "", 1)
+	if rec := h.deliver(body); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("expire failed: status %d, want 503", rec.Code)
+	}
+	if h.store.commitCount() != 0 {
+		t.Error("committed although the expiry failed")
+	}
+	if rec := h.deliver(body); rec.Code != 200 {
+		t.Fatalf("retry: status %d", rec.Code)
+	}
+	if st := h.stripe.session("cs_test_other").Status; st != "expired" {
+		t.Errorf("tollgate's other session is %q, want expired", st)
+	}
+	if st := h.stripe.session("cs_test_apps").Status; st != "open" {
+		t.Errorf("the app's own session is %q, want open", st)
+	}
+}
