@@ -1,11 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	stripego "github.com/stripe/stripe-go/v76"
 	stripeclient "github.com/stripe/stripe-go/v76/client"
@@ -225,6 +234,246 @@ func TestStripe_ResubscribeWithinTheHourGetsANewSession(t *testing.T) {
 		}
 		if code := get(t, c, d.URL+"/routes/415VNA/", api).StatusCode; code != http.StatusOK {
 			t.Errorf("resubscribed: %d", code)
+		}
+	})
+}
+
+// livePrices are the demo's prices as the operator made them again in
+// live mode (new IDs, as Stripe gives).
+func livePrices() []sandbox.StripePrice {
+	var out []sandbox.StripePrice
+	for _, p := range sandbox.DefaultStripePrices() {
+		p.ID = strings.Replace(p.ID, "price_demo_", "price_live_", 1)
+		out = append(out, p)
+	}
+	return out
+}
+
+// goLive points plans at the live prices.
+func goLive(cfg *proxy.Config) {
+	for i := range cfg.Plans {
+		p := &cfg.Plans[i]
+		prices := make([]string, len(p.Prices))
+		for j, id := range p.Prices {
+			prices[j] = strings.Replace(id, "price_demo_", "price_live_", 1)
+		}
+		p.Prices = prices
+		p.TrialFeePrice = strings.Replace(p.TrialFeePrice, "price_demo_", "price_live_", 1)
+	}
+}
+
+// restartGateway stops the demo's gateway and starts another on the same
+// store file and listeners, with the config changed by tweak: what an
+// operator's restart with a new config does.
+func restartGateway(t *testing.T, d *demo, clk *clock, tweak func(*proxy.Config)) {
+	t.Helper()
+	cfg := *d.Config
+	cfg.Plans = slices.Clone(cfg.Plans)
+	cfg.Stripe.WebhookSecrets = slices.Clone(cfg.Stripe.WebhookSecrets)
+	tweak(&cfg)
+	d.stopAdmin()
+	if err := d.gateway.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := newGateway(&cfg, gatewayDeps{Logger: d.logger, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	ah, err := gw.adminHandler(ctx, &cfg, d.logger, func(fn func()) { go fn() })
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	d.stopAdmin, d.gateway, d.Config = stop, gw, &cfg
+	d.admin.Store(&ah)
+	d.serving.Store(gw)
+}
+
+func readyz(t *testing.T, d *demo) (int, string) {
+	t.Helper()
+	resp, err := http.Get(d.AdminURL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Item 9: the operator goes live but keeps the store, whose customers were
+// made in test mode. The live key cannot see them: that is an outage, not
+// a deletion. Readiness checks the key (the account, the configured
+// prices), not a customer; a sync that meets resource_missing keeps access
+// and is counted; a test-mode event reaching the live gateway is
+// acknowledged and ignored; Checkout does not fork the subject onto a new
+// customer. A new visitor's live checkout works end to end.
+func TestStripe_KeyOfAnotherModeIsAnOutageNotADeletion(t *testing.T) {
+	eachAPIVersion(t, func(t *testing.T, version string) {
+		d, clk := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version, LivePrices: livePrices()}})
+		jar, _ := cookiejar.New(nil)
+		c := noRedirects(jar)
+		signIn(t, d, jar, "user_ada")
+		subID := subscribe(t, d, c)
+		waitWebhooks(t, d)
+		route := d.URL + "/routes/415VNA/"
+		if code := get(t, c, route, api).StatusCode; code != 200 {
+			t.Fatalf("subscribed in test mode: %d", code)
+		}
+
+		// The live key with the test prices still configured: not ready,
+		// and the answer names the prices the key cannot see.
+		const liveWebhookSecret = "whsec_live_endpoint"
+		restartGateway(t, d, clk, func(cfg *proxy.Config) {
+			cfg.Stripe.SecretKey = d.Stripe.LiveSecretKey()
+		})
+		if code, body := readyz(t, d); code != http.StatusServiceUnavailable || !strings.Contains(body, "price_demo_pro_monthly") {
+			t.Errorf("live key, test prices: readyz %d %s, want 503 naming the prices", code, body)
+		}
+
+		// Put right: live prices, the live endpoint's secret next to the
+		// test one (the test endpoint still points here).
+		restartGateway(t, d, clk, func(cfg *proxy.Config) {
+			cfg.Stripe.SecretKey = d.Stripe.LiveSecretKey()
+			cfg.Stripe.WebhookSecrets = append(cfg.Stripe.WebhookSecrets, liveWebhookSecret)
+			goLive(cfg)
+		})
+		d.Stripe.SetLiveWebhook(d.URL+"/.tollgate/webhooks/stripe", liveWebhookSecret)
+		if code, body := readyz(t, d); code != 200 {
+			t.Fatalf("live key, live prices: readyz %d %s", code, body)
+		}
+		if code := get(t, c, route, api).StatusCode; code != 200 {
+			t.Fatalf("after going live: %d", code)
+		}
+
+		// The operator syncs Ada: Stripe says resource_missing.
+		req, _ := http.NewRequest("POST", d.AdminURL+"/api/sync", strings.NewReader("user=user_ada"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+d.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 || !strings.Contains(string(body), "another account or mode") {
+			t.Errorf("sync of a customer the key cannot see: %d %s", resp.StatusCode, body)
+		}
+		if code := get(t, c, route, api).StatusCode; code != 200 {
+			t.Errorf("after a sync met resource_missing: %d, want access kept", code)
+		}
+		if code, body := readyz(t, d); code != 200 {
+			t.Errorf("one unseen customer took the replica out: readyz %d %s", code, body)
+		}
+
+		// A test-mode event (Stripe cancels the test subscription) reaches
+		// the live gateway: acknowledged, ignored, no Stripe call.
+		before := d.Stripe.APICalls()["GET /v1/customers/{id}"]
+		d.Stripe.SetSubscriptionStatus(subID, "canceled")
+		waitWebhooks(t, d)
+		dl := d.Stripe.Deliveries()
+		if last := dl[len(dl)-1]; last.Status != 200 || last.Type != "customer.subscription.deleted" {
+			t.Errorf("test-mode event at the live gateway: %+v, want 200", last)
+		}
+		if after := d.Stripe.APICalls()["GET /v1/customers/{id}"]; after != before {
+			t.Errorf("a test-mode event made %d customer fetches", after-before)
+		}
+		if code := get(t, c, route, api).StatusCode; code != 200 {
+			t.Errorf("after a test-mode event: %d, want access kept", code)
+		}
+
+		// Checkout for Ada does not make her a second (live) customer.
+		customersBefore := d.Stripe.APICalls()["POST /v1/customers"]
+		if resp := form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"pro"}}); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("checkout with an unseen customer: %d %q, want 503", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		if n := d.Stripe.APICalls()["POST /v1/customers"] - customersBefore; n != 0 {
+			t.Errorf("%d customers created for a subject whose customer the key cannot see", n)
+		}
+
+		scrape := scrapeMetrics(t, d)
+		for _, kind := range []string{"customer_unseen", "livemode_mismatch"} {
+			if v := metricValue(scrape, `tollgate_stripe_anomalies_total{kind="`+kind+`"}`); v == "" || v == "0" {
+				t.Errorf("anomaly %s counted %q", kind, v)
+			}
+		}
+
+		// Grace, new, subscribes in live mode: live session, live
+		// customer, live events to the live endpoint, access.
+		gj, _ := cookiejar.New(nil)
+		gc := noRedirects(gj)
+		signIn(t, d, gj, "user_grace")
+		pay := checkoutURL(t, d, gc, "pro", "/routes/415VNA/")
+		if !strings.Contains(pay, "/checkout/pay/cs_live_") {
+			t.Fatalf("live checkout: %q", pay)
+		}
+		resp = form(t, gc, pay, url.Values{"email": {"grace@example.com"}, "card_number": {"4242424242424242"}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("pay live: %d", resp.StatusCode)
+		}
+		get(t, gc, resp.Header.Get("Location"), page)
+		waitWebhooks(t, d)
+		for _, del := range d.Stripe.Deliveries() {
+			if del.Status != 200 {
+				t.Errorf("delivery %s %s: %d", del.EventID, del.Type, del.Status)
+			}
+		}
+		if code := get(t, gc, route, api).StatusCode; code != 200 {
+			t.Errorf("Grace after a live checkout: %d", code)
+		}
+	})
+}
+
+// postStripeEvent signs body as Stripe does with the demo's webhook secret
+// and posts it to the gateway.
+func postStripeEvent(t *testing.T, d *demo, now time.Time, body []byte) int {
+	t.Helper()
+	ts := strconv.FormatInt(now.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(d.webhookSecret))
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	req, _ := http.NewRequest("POST", d.URL+"/.tollgate/webhooks/stripe", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Item 9: a customer is deleted only when Stripe says so. A
+// customer.deleted event is confirmed by a fetch: while Stripe still has
+// the customer, nothing changes; once Stripe deletes it (deleted: true),
+// access ends.
+func TestStripe_CustomerDeletedOnlyWhenStripeSaysSo(t *testing.T) {
+	eachAPIVersion(t, func(t *testing.T, version string) {
+		d, clk := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version}})
+		jar, _ := cookiejar.New(nil)
+		c := noRedirects(jar)
+		signIn(t, d, jar, "user_ada")
+		subscribe(t, d, c)
+		waitWebhooks(t, d)
+		cus := customerOf(t, d, "user_ada")
+		route := d.URL + "/routes/415VNA/"
+
+		body := []byte(`{"id":"evt_claims_deleted","object":"event","api_version":"` + version + `","created":` +
+			strconv.FormatInt(clk.Now().Unix(), 10) + `,"livemode":false,"pending_webhooks":1,"type":"customer.deleted",` +
+			`"request":{"id":null,"idempotency_key":null},"data":{"object":{"id":"` + cus + `","object":"customer","deleted":true}}}`)
+		if code := postStripeEvent(t, d, clk.Now(), body); code != 200 {
+			t.Fatalf("customer.deleted: %d", code)
+		}
+		if code := get(t, c, route, api).StatusCode; code != 200 {
+			t.Errorf("customer.deleted while Stripe still has the customer: %d, want access kept", code)
+		}
+
+		if _, err := stripeAPI(d, d.Stripe.SecretKey()).Customers.Del(cus, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitWebhooks(t, d)
+		if code := get(t, c, route, api).StatusCode; code != http.StatusPaymentRequired {
+			t.Errorf("after Stripe deleted the customer: %d, want 402", code)
 		}
 	})
 }

@@ -25,6 +25,8 @@ type Metrics struct {
 	stripeErrors    *prometheus.CounterVec
 	webhookEvents   *prometheus.CounterVec
 	webhookLag      *prometheus.HistogramVec
+	stripeAnomalies *prometheus.CounterVec
+	anomalyKinds    *labelSet
 	requestDuration *prometheus.HistogramVec
 	endpoints       *labelSet
 	webhookTypes    *labelSet
@@ -37,6 +39,7 @@ func New() *Metrics {
 		reg:          prometheus.NewRegistry(),
 		endpoints:    &labelSet{max: maxEndpoints},
 		webhookTypes: &labelSet{max: maxWebhookTypes},
+		anomalyKinds: &labelSet{max: maxAnomalyKinds},
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_decisions_total",
 			Help: "Requests by the gate's decision (allow, sign_in, handshake, unauthorized, payment_required, deny, …) and the rule that matched.",
@@ -72,13 +75,17 @@ func New() *Metrics {
 			Help:    "Time from an event's creation at the source to its commit in the store.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 3, 10),
 		}, []string{"source"}),
+		stripeAnomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_stripe_anomalies_total",
+			Help: "What Stripe said that points at a configuration error or a race, by kind: customer_unseen (resource_missing for a customer tollgate knows: the key is another account's or mode's; access kept), livemode_mismatch (a signed event of the other mode; ignored), several_live_subscriptions (a customer with more than one live subscription to the plans).",
+		}, []string{"kind"}),
 		clientBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_client_body_errors_total",
 			Help: "Forwarded requests whose body the client broke or stalled (client_body_malformed, client_body_aborted, client_body_idle): answered 400 or 408, never counted as the upstream's.",
 		}, []string{"reason"}),
 	}
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
-		m.webhookEvents, m.webhookLag, m.clientBodies,
+		m.webhookEvents, m.webhookLag, m.clientBodies, m.stripeAnomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -132,6 +139,11 @@ func (m *Metrics) WebhookEvent(source, eventType, result string, lag time.Durati
 	}
 }
 
+// StripeAnomaly counts one of proxy/stripe's fixed anomaly kinds.
+func (m *Metrics) StripeAnomaly(kind string) {
+	m.stripeAnomalies.WithLabelValues(m.anomalyKinds.bound(kind)).Inc()
+}
+
 // StripeTransport counts every call the Stripe SDK makes through rt, by
 // endpoint, and its failures (transport errors and non-2xx answers). label
 // names a request by its route template from a fixed allow-list
@@ -168,6 +180,7 @@ var errStatus error = statusError{}
 const (
 	maxEndpoints     = 64  // Stripe endpoints (an allow-list of about ten)
 	maxWebhookTypes  = 400 // Stripe has about 250 event types; Clerk a few dozen
+	maxAnomalyKinds  = 8   // proxy/stripe names three
 	otherLabel       = "other"
 	maxLabelValueLen = 100
 )

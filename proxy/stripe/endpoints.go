@@ -15,8 +15,8 @@ var endpoints = []string{
 	"POST /v1/checkout/sessions/{id}/expire",
 	"POST /v1/billing_portal/sessions",
 	"GET /v1/events",
-	"GET /v1/prices",
 	"GET /v1/prices/{id}",
+	"GET /v1/account",
 }
 
 // EndpointOther labels any call that is not one of Endpoints.

@@ -16,7 +16,8 @@ func TestEndpointLabel(t *testing.T) {
 		{"GET", "/v1/checkout/sessions/cs_test_a1B2c3", "GET /v1/checkout/sessions/{id}"},
 		{"POST", "/v1/billing_portal/sessions", "POST /v1/billing_portal/sessions"},
 		{"GET", "/v1/events", "GET /v1/events"},
-		{"GET", "/v1/prices", "GET /v1/prices"},
+		{"GET", "/v1/prices", EndpointOther},
+		{"GET", "/v1/account", "GET /v1/account"},
 		{"GET", "/v1/prices/price_pro", "GET /v1/prices/{id}"},
 		// Anything else is "other": another method, route, depth or base.
 		{"DELETE", "/v1/customers/cus_1", EndpointOther},

@@ -119,6 +119,9 @@ func newFakeStripe(t testing.TB) *fakeStripe {
 	mux.HandleFunc("POST /v1/checkout/sessions/{id}/expire", f.expireSession)
 	mux.HandleFunc("POST /v1/billing_portal/sessions", f.createPortal)
 	mux.HandleFunc("GET /v1/prices", f.listPrices)
+	mux.HandleFunc("GET /v1/account", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"id": "acct_fake", "object": "account", "charges_enabled": true})
+	})
 	mux.HandleFunc("GET /v1/prices/{id}", f.getPrice)
 	f.srv = httptest.NewServer(f.middleware(mux))
 	t.Cleanup(f.srv.Close)
@@ -922,4 +925,30 @@ func statuses(e *proxy.Entitlements) map[string]proxy.SubscriptionStatus {
 		}
 	}
 	return out
+}
+
+// fakeObserver records what Billing tells its Observer.
+type fakeObserver struct {
+	mu        sync.Mutex
+	anomalies []string
+}
+
+func (o *fakeObserver) WebhookEvent(string, string, string, time.Duration) {}
+
+func (o *fakeObserver) StripeAnomaly(kind string) {
+	o.mu.Lock()
+	o.anomalies = append(o.anomalies, kind)
+	o.mu.Unlock()
+}
+
+func (o *fakeObserver) count(kind string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, k := range o.anomalies {
+		if k == kind {
+			n++
+		}
+	}
+	return n
 }

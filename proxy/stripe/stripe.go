@@ -60,11 +60,39 @@ type Cache interface {
 	Put(s proxy.Subject, e *proxy.Entitlements)
 }
 
-// Observer learns what the webhook did, for metrics. Implemented by
+// Observer learns what the webhook did, and what Stripe said that points
+// at a configuration error or a race, for metrics. Implemented by
 // proxy/metrics.
 type Observer interface {
 	WebhookEvent(source, eventType, result string, lag time.Duration)
+	// StripeAnomaly counts one of the Anomaly* kinds.
+	StripeAnomaly(kind string)
 }
+
+// Kinds of StripeAnomaly: a fixed set, so they can be metric labels.
+const (
+	// AnomalyCustomerUnseen: Stripe answered resource_missing for a
+	// customer tollgate knows. The key belongs to another account or mode
+	// than the one the customer was made in: access is kept.
+	AnomalyCustomerUnseen = "customer_unseen"
+	// AnomalyLivemodeMismatch: a signed event of the other mode than the
+	// key's (a test endpoint pointed at a live gateway); ignored.
+	AnomalyLivemodeMismatch = "livemode_mismatch"
+	// AnomalySeveralLiveSubscriptions: a customer holds more than one live
+	// subscription to the configured plans (two checkouts completed in the
+	// same instant, or made elsewhere).
+	AnomalySeveralLiveSubscriptions = "several_live_subscriptions"
+)
+
+// Anomalies lists the StripeAnomaly kinds.
+func Anomalies() []string {
+	return []string{AnomalyCustomerUnseen, AnomalyLivemodeMismatch, AnomalySeveralLiveSubscriptions}
+}
+
+// ErrCustomerUnseen is wrapped by a sync whose customer Stripe answers
+// resource_missing for: the key cannot see it (another account or mode).
+// Nothing is committed, so access stays as it was.
+const ErrCustomerUnseen = errorString("stripe: the key cannot see this customer (resource_missing): is it the key of another account or mode?")
 
 // Directory finds a user's email for a new customer. Implemented by
 // proxy/clerk.Client (Clerk's Backend API).
@@ -139,8 +167,9 @@ type Billing struct {
 	prefix  string
 	maxBody int64
 
-	obs   Observer
-	locks keyedLocks
+	obs      Observer
+	livemode bool // the key is a live-mode key
+	locks    keyedLocks
 	// background and visitors are the two lanes of the Stripe budget
 	// (Pacing); maxWait is how long a visitor's call may wait for its lane.
 	background *bucket
@@ -188,6 +217,7 @@ func New(cfg Config) (*Billing, error) {
 		store:        cfg.Store,
 		cache:        cfg.Cache,
 		obs:          cfg.Observer,
+		livemode:     keyLivemode(cfg.SecretKey),
 		dir:          cfg.Directory,
 		log:          cfg.Logger,
 		now:          cfg.Now,
@@ -260,20 +290,70 @@ func (b *Billing) SetPlans(plans []proxy.Plan) {
 	b.plans.Store(&p)
 }
 
-// Ready checks that Stripe answers an authenticated call (one price).
+// keyLivemode reports whether a secret key is a live-mode one: sk_live_…
+// or rk_live_… (docs.stripe.com/keys).
+func keyLivemode(key string) bool {
+	return strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_")
+}
+
+// Livemode reports whether the key is a live-mode key.
+func (b *Billing) Livemode() bool { return b.livemode }
+
+// Ready checks the key itself: the account answers (GET /v1/account) and
+// every configured price exists for it. A key of another account or mode
+// than the prices' fails here, whatever the store holds; a customer the
+// key cannot see never does (it is one customer, not the key).
 func (b *Billing) Ready(ctx context.Context) error {
-	err := b.call(ctx, b.backgroundBudget(b.retries), func() error {
-		p := &stripe.PriceListParams{}
+	bud := b.backgroundBudget(b.retries)
+	err := b.call(ctx, bud, func() error {
+		// stripe-go's Accounts.Get takes no params, hence no context:
+		// the same call through its backend, with one.
+		p := &stripe.AccountParams{}
 		p.Context = ctx
-		p.Limit = stripe.Int64(1)
-		p.Single = true
-		it := b.api.Prices.List(p)
-		return it.Err()
+		c := b.api.Accounts
+		return c.B.Call(http.MethodGet, "/v1/account", c.Key, p, &stripe.Account{})
 	})
-	if err != nil {
-		return fmt.Errorf("stripe ready: %w", stripeFailure(err))
+	switch {
+	case stripeStatus(err) == http.StatusForbidden:
+		// A restricted key without the Account permission: it
+		// authenticated, which is what this asks.
+	case err != nil:
+		return fmt.Errorf("stripe ready: account: %w", stripeFailure(err))
+	}
+	var missing []string
+	for _, id := range b.configuredIDs {
+		err := b.call(ctx, bud, func() error {
+			p := &stripe.PriceParams{}
+			p.Context = ctx
+			_, err := b.api.Prices.Get(id, p)
+			return err
+		})
+		switch {
+		case isNotFound(err):
+			missing = append(missing, id)
+		case err != nil:
+			return fmt.Errorf("stripe ready: price %s: %w", id, stripeFailure(err))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("stripe ready: the key (%s mode) cannot see the configured prices %s: is it the key of another account or mode?",
+			modeName(b.livemode), strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+func modeName(live bool) string {
+	if live {
+		return "live"
+	}
+	return "test"
+}
+
+// anomaly counts one of the Anomaly* kinds.
+func (b *Billing) anomaly(kind string) {
+	if b.obs != nil {
+		b.obs.StripeAnomaly(kind)
+	}
 }
 
 // Price implements proxy.PriceCatalog from what RefreshPrices last loaded.

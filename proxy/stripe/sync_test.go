@@ -333,6 +333,11 @@ func TestReadyAndPrices(t *testing.T) {
 	bad := newHarness(t, func(c *Config) {
 		c.Plans = []proxy.Plan{{Key: "x", Prices: []string{"price_fee", "price_nope"}, TrialFeePrice: "price_pro"}}
 	})
+	// Readiness checks the key against the configured prices: one it
+	// cannot see says the key is another account's or mode's.
+	if err := bad.b.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "price_nope") || strings.Contains(err.Error(), "price_fee") {
+		t.Errorf("Ready with a missing price: %v", err)
+	}
 	err := bad.b.RefreshPrices(t.Context())
 	for _, want := range []string{"price_fee is one-time", "price_nope", "price_pro is a trial fee but recurring"} {
 		if err == nil || !strings.Contains(err.Error(), want) {

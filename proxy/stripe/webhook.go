@@ -183,6 +183,15 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 		log.DebugContext(ctx, "stripe webhook: event in another API version; reading IDs only",
 			"api_version", ev.APIVersion, "sdk_api_version", stripe.APIVersion)
 	}
+	if ev.Livemode != b.livemode {
+		// A test-mode endpoint pointed at a live gateway (or the other way
+		// round), its secret listed: acknowledged, so Stripe stops
+		// retrying, and ignored; its objects are not this key's.
+		b.anomaly(AnomalyLivemodeMismatch)
+		log.WarnContext(ctx, "stripe webhook: event of the other mode than the key's; ignored",
+			"event_livemode", ev.Livemode, "key_mode", modeName(b.livemode))
+		return http.StatusOK
+	}
 	done, err := b.store.EventProcessed(ctx, ev.ID)
 	if err != nil {
 		log.ErrorContext(ctx, "stripe webhook: event lookup", "err", err)
@@ -227,6 +236,8 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 		log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
 		return webhookFailure(err)
 	}
+	// (An unseen customer is a 503 too: nothing was committed, and Stripe
+	// retries the event until the key is put right.)
 	log.InfoContext(ctx, "stripe webhook: customer synced", "subscriptions", len(state.Subscriptions), "deleted", state.Deleted)
 	return http.StatusOK
 }
@@ -269,7 +280,7 @@ func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Su
 // when Stripe failed or time ran out (waiting for a lock or the pacer), so
 // Stripe retries; 500 for storage failures.
 func webhookFailure(err error) int {
-	if errors.Is(err, proxy.ErrStripeUnavail) || stripeStatus(err) != 0 ||
+	if errors.Is(err, proxy.ErrStripeUnavail) || errors.Is(err, ErrCustomerUnseen) || stripeStatus(err) != 0 ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return http.StatusServiceUnavailable
 	}

@@ -174,24 +174,59 @@ func TestWebhook_NewerAPIVersionPayloadReadsOnlyIDs(t *testing.T) {
 	}
 }
 
-func TestWebhook_CustomerStripe404sIsCommittedDeleted(t *testing.T) {
-	h := newHarness(t)
-	h.link(userAda(), "cus_gone") // Stripe answers 404 for it
-	rec := h.deliver(event("evt_g", "customer.deleted", map[string]any{"id": "cus_gone", "object": "customer", "deleted": true}))
-	if rec.Code != http.StatusOK {
+// A customer Stripe answers resource_missing for is one the key cannot
+// see (another account or mode), not a deleted one: nothing is committed,
+// access stays, the event is not marked and gets 503 so Stripe retries it
+// once the key is right; it is counted.
+func TestWebhook_CustomerTheKeyCannotSeeKeepsItsState(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.mu.Lock()
+	delete(h.stripe.customers, "cus_1") // Stripe answers 404 for it now
+	h.stripe.mu.Unlock()
+	before := h.store.state("cus_1")
+	if len(before.Subscriptions) != 1 {
+		t.Fatalf("before: %+v", before)
+	}
+	rec := h.deliver(event("evt_g", "customer.deleted", map[string]any{"id": "cus_1", "object": "customer", "deleted": true}))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503", rec.Code)
+	}
+	if st := h.store.state("cus_1"); st.Deleted || len(st.Subscriptions) != len(before.Subscriptions) {
+		t.Errorf("state = %+v, want it as it was", st)
+	}
+	if h.store.processed("evt_g") {
+		t.Error("event marked: Stripe would not retry it")
+	}
+	if obs.count(AnomalyCustomerUnseen) != 1 {
+		t.Errorf("anomalies %v", obs.anomalies)
+	}
+}
+
+// An event of the other mode than the key's is acknowledged and ignored:
+// no Stripe call, nothing stored.
+func TestWebhook_OtherModeEventIsIgnored(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	before := len(h.stripe.callList())
+	body := event("evt_live", "customer.subscription.deleted", subObject("sub_x", "cus_1", "canceled"))
+	body = bytes.Replace(body, []byte(`"livemode":false`), []byte(`"livemode":true`), 1)
+	if !bytes.Contains(body, []byte(`"livemode":true`)) {
+		t.Fatalf("no livemode in %s", body)
+	}
+	if rec := h.deliver(body); rec.Code != http.StatusOK {
 		t.Fatalf("status = %d", rec.Code)
 	}
-	if st := h.store.state("cus_gone"); !st.Deleted || len(st.Subscriptions) != 0 {
-		t.Errorf("state = %+v, want deleted", st)
+	if n := len(h.stripe.callList()) - before; n != 0 {
+		t.Errorf("%d Stripe calls for an event of the other mode", n)
 	}
-	if !h.store.processed("evt_g") {
-		t.Error("event not marked")
-	}
-	if ents, ok := h.cache.last(userAda()); !ok || len(ents.Subscriptions) != 0 {
-		t.Errorf("cache = %v, %v; want the subject with no subscriptions", ents, ok)
-	}
-	if n := len(h.stripe.callsTo("GET", "/v1/subscriptions")); n != 0 {
-		t.Errorf("listed subscriptions of a missing customer %d times", n)
+	if h.store.processed("evt_live") || obs.count(AnomalyLivemodeMismatch) != 1 {
+		t.Errorf("processed %v, anomalies %v", h.store.processed("evt_live"), obs.anomalies)
 	}
 }
 
