@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -476,4 +477,94 @@ func TestStripe_CustomerDeletedOnlyWhenStripeSaysSo(t *testing.T) {
 			t.Errorf("after Stripe deleted the customer: %d, want 402", code)
 		}
 	})
+}
+
+// Item 10: the operator pauses payment collection on Ada's subscription
+// (Stripe keeps it active). Under stripe.paused_collection keep, the
+// default, she keeps access and the account page says payments are
+// paused; under revoke, access is held (the upgrade and account pages say
+// why) until collection resumes at resumes_at.
+func TestStripe_PausedCollectionFollowsThePolicy(t *testing.T) {
+	for _, policy := range []proxy.PausedCollectionPolicy{"", proxy.PausedCollectionRevoke} {
+		name := string(policy)
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			eachAPIVersion(t, func(t *testing.T, version string) {
+				d, _ := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version},
+					Tweak: func(cfg *proxy.Config) {
+						noTrial(cfg)
+						if policy != "" {
+							cfg.Stripe.PausedCollection = policy
+						}
+					}})
+				jar, _ := cookiejar.New(nil)
+				c := noRedirects(jar)
+				signIn(t, d, jar, "user_ada")
+				subID := subscribe(t, d, c)
+				waitWebhooks(t, d)
+				route := d.URL + "/routes/415VNA/"
+
+				resumes := d.Stripe.BillingNow().Add(45 * 24 * time.Hour)
+				_, err := stripeAPI(d, d.Stripe.SecretKey()).Subscriptions.Update(subID, &stripego.SubscriptionParams{
+					PauseCollection: &stripego.SubscriptionPauseCollectionParams{Behavior: stripego.String("void"), ResumesAt: stripego.Int64(resumes.Unix())}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				waitWebhooks(t, d)
+				acct := readBody(t, get(t, c, d.URL+"/.tollgate/account", page))
+				if !strings.Contains(acct, "Payments paused") {
+					t.Errorf("account page does not say payments are paused: %.800s", acct)
+				}
+				code := get(t, c, route, api).StatusCode
+				if policy == proxy.PausedCollectionRevoke {
+					if code != http.StatusPaymentRequired {
+						t.Fatalf("revoke, collection paused: %d, want 402", code)
+					}
+					if !strings.Contains(acct, "your access is on hold") {
+						t.Errorf("account page does not say access is held")
+					}
+					up := readBody(t, get(t, c, d.URL+"/.tollgate/upgrade?route=415VNA&return=/routes/415VNA/", page))
+					if !strings.Contains(up, "Payments for your plan are paused") {
+						t.Errorf("upgrade page does not explain the hold")
+					}
+					var me struct {
+						Subscriptions []struct {
+							Active              bool       `json:"active"`
+							PausedCollection    bool       `json:"paused_collection"`
+							CollectionResumesAt *time.Time `json:"collection_resumes_at"`
+						}
+					}
+					json.NewDecoder(get(t, c, d.URL+"/.tollgate/api/me", api).Body).Decode(&me)
+					if len(me.Subscriptions) != 1 || me.Subscriptions[0].Active || !me.Subscriptions[0].PausedCollection ||
+						me.Subscriptions[0].CollectionResumesAt == nil || !me.Subscriptions[0].CollectionResumesAt.Equal(resumes.Truncate(time.Second)) {
+						t.Errorf("api/me: %+v", me)
+					}
+				} else {
+					if code != 200 {
+						t.Fatalf("keep, collection paused: %d, want 200", code)
+					}
+					if !strings.Contains(acct, "you keep your access") {
+						t.Errorf("account page does not say access continues")
+					}
+				}
+				// A renewal while paused is not collected; the status stays
+				// active. Then collection resumes by itself.
+				d.Stripe.Advance(32 * 24 * time.Hour)
+				waitWebhooks(t, d)
+				if got := get(t, c, route, api).StatusCode; (got == 200) != (policy != proxy.PausedCollectionRevoke) {
+					t.Errorf("after a renewal while paused: %d", got)
+				}
+				d.Stripe.Advance(14 * 24 * time.Hour)
+				waitWebhooks(t, d)
+				if got := get(t, c, route, api).StatusCode; got != 200 {
+					t.Errorf("after collection resumed: %d, want 200", got)
+				}
+				if acct := readBody(t, get(t, c, d.URL+"/.tollgate/account", page)); strings.Contains(acct, "Payments paused") {
+					t.Errorf("account page still says payments are paused")
+				}
+			})
+		})
+	}
 }

@@ -346,6 +346,7 @@ func (g *gateway) Reload(cfg *proxy.Config) error {
 	}
 	if g.Billing != nil {
 		g.Billing.SetPlans(cfg.Plans)
+		g.Billing.SetAccess(cfg.Stripe.Access())
 	}
 	g.opts = opts
 	g.opts.Previous = nil
@@ -536,7 +537,7 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	store, cache := g.Store, g.Cache
 	sc := stripe.Config{
 		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
-		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, PastDueGrace: cfg.Stripe.PastDueGrace,
+		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, Access: cfg.Stripe.Access(),
 		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
 		Observer:   g.Metrics,
 		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil, stripe.EndpointLabel)},

@@ -465,7 +465,7 @@ func (b *Billing) completeLocked(ctx context.Context, bud *budget, subject proxy
 	if ents != nil && ents.Subject == subject {
 		now := b.now()
 		for i := range ents.Subscriptions {
-			if proxy.Grants(&ents.Subscriptions[i], b.grace, now) {
+			if proxy.Grants(&ents.Subscriptions[i], *b.access.Load(), now) {
 				return true, nil
 			}
 		}

@@ -103,12 +103,14 @@ type Directory interface {
 // Config configures a Billing. SecretKey, PublicURL and Store are required.
 type Config struct {
 	SecretKey      string
-	WebhookSecrets []string      // any may match (rotation)
-	APIURL         string        // default https://api.stripe.com (stripe-mock, the sandbox)
-	PublicURL      *url.URL      // origin visitors see: Checkout's success and cancel URLs
-	InternalPrefix string        // default "/.tollgate"
-	Plans          []proxy.Plan  // price → plan mapping, trial days, trial fees
-	PastDueGrace   time.Duration // as stripe.past_due_grace: only for CompleteCheckout's Settled
+	WebhookSecrets []string     // any may match (rotation)
+	APIURL         string       // default https://api.stripe.com (stripe-mock, the sandbox)
+	PublicURL      *url.URL     // origin visitors see: Checkout's success and cancel URLs
+	InternalPrefix string       // default "/.tollgate"
+	Plans          []proxy.Plan // price → plan mapping, trial days, trial fees
+	// Access is stripe.past_due_grace and stripe.paused_collection: only
+	// for CompleteCheckout's Settled.
+	Access proxy.AccessPolicy
 
 	Store     Store
 	Cache     Cache     // nil: nothing is written through (tests, CLI syncs)
@@ -160,8 +162,8 @@ type Billing struct {
 	dir     Directory
 	log     *slog.Logger
 	now     func() time.Time
-	plans   atomic.Pointer[[]proxy.Plan] // swapped on a config reload
-	grace   time.Duration
+	plans   atomic.Pointer[[]proxy.Plan]       // swapped on a config reload
+	access  atomic.Pointer[proxy.AccessPolicy] // swapped on a config reload
 	secrets []string
 	public  string // public URL without a trailing slash
 	prefix  string
@@ -221,7 +223,6 @@ func New(cfg Config) (*Billing, error) {
 		dir:          cfg.Directory,
 		log:          cfg.Logger,
 		now:          cfg.Now,
-		grace:        cfg.PastDueGrace,
 		public:       strings.TrimSuffix(cfg.PublicURL.String(), "/"),
 		prefix:       "/" + strings.Trim(cfg.InternalPrefix, "/"),
 		maxBody:      cfg.MaxWebhookBytes,
@@ -276,9 +277,13 @@ func New(cfg Config) (*Billing, error) {
 		}
 	}
 	b.SetPlans(cfg.Plans)
+	b.SetAccess(cfg.Access)
 	b.SetPacing(cfg.Pacing)
 	return b, nil
 }
+
+// SetAccess replaces the access policy (a config reload).
+func (b *Billing) SetAccess(p proxy.AccessPolicy) { b.access.Store(&p) }
 
 // Plans returns the plans prices are mapped to.
 func (b *Billing) Plans() []proxy.Plan { return *b.plans.Load() }

@@ -237,6 +237,10 @@ func (b *Billing) subscription(s *stripe.Subscription, customerID string, now ti
 		CancelAtPeriodEnd: s.CancelAtPeriodEnd,
 		SyncedAt:          now,
 	}
+	if pc := s.PauseCollection; pc != nil && pc.Behavior != "" {
+		out.PausedCollection = string(pc.Behavior)
+		out.CollectionResumesAt = unixTime(pc.ResumesAt)
+	}
 	if s.Customer != nil && s.Customer.ID != "" {
 		out.CustomerID = s.Customer.ID
 	}

@@ -34,7 +34,7 @@ func TestSyncCustomer_CancelledSubscriptionReachesCacheAsCanceled(t *testing.T) 
 	if statuses(ents)[sub] != proxy.StatusCanceled {
 		t.Errorf("cache = %v, want canceled", statuses(ents))
 	}
-	if proxy.Grants(&ents.Subscriptions[0], 0, h.clock.Now()) {
+	if proxy.Grants(&ents.Subscriptions[0], proxy.AccessPolicy{}, h.clock.Now()) {
 		t.Error("a canceled subscription still grants")
 	}
 }
@@ -56,7 +56,7 @@ func TestSyncCustomer_PastDueKeepsFirstSeenTime(t *testing.T) {
 	if !got.PastDueSince.Equal(first) || !got.SyncedAt.Equal(first.Add(3*time.Hour)) {
 		t.Errorf("PastDueSince %v SyncedAt %v, want %v and 3h later", got.PastDueSince, got.SyncedAt, first)
 	}
-	if proxy.Grants(&got, time.Hour, h.clock.Now()) {
+	if proxy.Grants(&got, proxy.AccessPolicy{PastDueGrace: time.Hour}, h.clock.Now()) {
 		t.Error("past_due beyond a 1h grace counted from first sight still grants")
 	}
 }
