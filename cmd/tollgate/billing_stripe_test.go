@@ -22,6 +22,7 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/sandbox"
+	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
 // The end-to-end tests of what real Stripe does and a kind stand-in would
@@ -567,4 +568,115 @@ func TestStripe_PausedCollectionFollowsThePolicy(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Item 11: while the gateway is unreachable, 120 handled events and a few
+// it does not handle fail to deliver. The catch-up asks the Events API
+// only for the handled types, pages lazily (processing a page before
+// fetching the next), folds many events of one customer into one fetch,
+// and ends with Stripe's state.
+func TestStripe_CatchUpAsksForHandledEventsPageByPage(t *testing.T) {
+	eachAPIVersion(t, func(t *testing.T, version string) {
+		d, _ := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version}})
+		jar, _ := cookiejar.New(nil)
+		c := noRedirects(jar)
+		signIn(t, d, jar, "user_ada")
+		subID := subscribe(t, d, c)
+		waitWebhooks(t, d)
+		cus := customerOf(t, d, "user_ada")
+		route := d.URL + "/routes/415VNA/"
+
+		d.Stripe.SetRetryDelays(time.Millisecond)
+		d.Stripe.SetWebhook(httptestServer(t, http.StatusServiceUnavailable), d.webhookSecret)
+		for i := range 120 {
+			d.Stripe.SetSubscriptionStatus(subID, []string{"past_due", "active"}[i%2])
+		}
+		d.Stripe.SetSubscriptionStatus(subID, "canceled")
+		sc := stripeAPI(d, d.Stripe.SecretKey())
+		for range 3 { // checkout.session.expired: not a type tollgate handles
+			cs, err := sc.CheckoutSessions.New(&stripego.CheckoutSessionParams{Mode: stripego.String("subscription"),
+				Customer: stripego.String(cus), SuccessURL: stripego.String(d.URL + "/"),
+				LineItems: []*stripego.CheckoutSessionLineItemParams{{Price: stripego.String("price_demo_pro_monthly"), Quantity: stripego.Int64(1)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := sc.CheckoutSessions.Expire(cs.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitWebhooks(t, d)
+		handled := map[string]bool{}
+		for _, typ := range stripe.HandledEvents() {
+			handled[typ] = true
+		}
+		failed, unhandled := 0, 0
+		for _, del := range d.Stripe.Deliveries() {
+			if del.Status >= 200 && del.Status < 300 {
+				continue
+			}
+			if handled[del.Type] {
+				failed++
+			} else {
+				unhandled++
+			}
+		}
+		if failed != 121 || unhandled != 3 {
+			t.Fatalf("failed deliveries: %d handled, %d not; want 121 and 3", failed, unhandled)
+		}
+		if code := get(t, c, route, api).StatusCode; code != 200 {
+			t.Fatalf("before the catch-up: %d", code)
+		}
+
+		mark := len(d.Stripe.APIRequests())
+		n, err := d.gateway.Billing.CatchUp(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != failed {
+			t.Errorf("caught up on %d events, want the %d handled ones", n, failed)
+		}
+		if code := get(t, c, route, api).StatusCode; code != http.StatusPaymentRequired {
+			t.Errorf("after the catch-up: %d, want 402 (Stripe cancelled)", code)
+		}
+
+		var pages, fetches []int
+		for i, r := range d.Stripe.APIRequests()[mark:] {
+			switch {
+			case r.Method == "GET" && r.Path == "/v1/events":
+				pages = append(pages, i)
+				q, _ := url.ParseQuery(r.Query)
+				var types []string
+				for k, v := range q {
+					if strings.HasPrefix(k, "types[") {
+						types = append(types, v...)
+					}
+				}
+				slices.Sort(types)
+				want := stripe.HandledEvents()
+				slices.Sort(want)
+				if !slices.Equal(types, want) || q.Get("delivery_success") != "false" || q.Get("limit") != "100" || q.Has("type") {
+					t.Errorf("events asked for with %s", r.Query)
+				}
+			case r.Method == "GET" && strings.HasPrefix(r.Path, "/v1/customers/"):
+				fetches = append(fetches, i)
+			}
+		}
+		if len(pages) < 2 || len(fetches) == 0 || fetches[0] > pages[1] {
+			t.Errorf("pages at %v, customer fetches at %v: want the first page processed before the second is fetched", pages, fetches)
+		}
+		if len(fetches) != 1 {
+			t.Errorf("%d fetches of one customer for %d events, want 1", len(fetches), n)
+		}
+
+		// Again: everything is a duplicate, so no customer is fetched.
+		mark = len(d.Stripe.APIRequests())
+		if _, err := d.gateway.Billing.CatchUp(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range d.Stripe.APIRequests()[mark:] {
+			if strings.HasPrefix(r.Path, "/v1/customers/") {
+				t.Errorf("second catch-up fetched %s", r.Path)
+			}
+		}
+	})
 }

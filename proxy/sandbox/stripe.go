@@ -161,8 +161,9 @@ type Stripe struct {
 	failing    map[string]bool // customer IDs whose next payments fail
 	idem       map[string]*sbIdem
 	apiCalls   map[string]int // API requests received, by route pattern
-	hooks      [2]sbEndpoint  // by mode: [0] test, [1] live
-	queue      []*sbEvent     // awaiting delivery, in order
+	apiLog     []StripeRequest
+	hooks      [2]sbEndpoint // by mode: [0] test, [1] live
+	queue      []*sbEvent    // awaiting delivery, in order
 	delivering bool
 	idle       chan struct{} // closed when the queue is drained
 	closed     bool
@@ -597,6 +598,21 @@ func (s *Stripe) APICalls() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.apiCalls)
+}
+
+// StripeRequest is an API request the sandbox received.
+type StripeRequest struct {
+	Method, Path, Query string
+}
+
+const sbAPILogMax = 100000
+
+// APIRequests lists the API requests received so far, in order (the first
+// 100,000).
+func (s *Stripe) APIRequests() []StripeRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.apiLog)
 }
 
 // SecretKey is the test-mode API key the sandbox accepts.

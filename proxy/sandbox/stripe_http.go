@@ -146,6 +146,9 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.apiCalls[r.Pattern]++
+		if len(s.apiLog) < sbAPILogMax {
+			s.apiLog = append(s.apiLog, StripeRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery})
+		}
 		s.mu.Unlock()
 		w.Header().Set("Request-Id", sbID("req_"))
 		live, e := s.authorize(r)
@@ -1169,7 +1172,13 @@ func (s *Stripe) apiGetInvoice(r *http.Request) (any, *sbAPIError) {
 func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 	f := r.Form
 	types := sbFormList(f, "types")
+	if len(types) > 20 {
+		return nil, sbErrInvalid("types", "types may contain at most 20 event types.")
+	}
 	if t := f.Get("type"); t != "" {
+		if len(types) > 0 {
+			return nil, sbErrInvalid("types", "You may pass either type or types, but not both.")
+		}
 		types = append(types, t)
 	}
 	var bounds [4]int64 // gt, gte, lt, lte; 0 = unset

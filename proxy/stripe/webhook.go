@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,34 +18,40 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// syncsCustomer reports the event types that make tollgate re-sync the
-// customer they name. Anything else is acknowledged and marked processed.
-func syncsCustomer(typ string) bool {
-	switch typ {
-	case "checkout.session.completed",
-		"checkout.session.async_payment_succeeded",
-		"checkout.session.async_payment_failed",
-		"customer.created",
-		"customer.updated",
-		"customer.deleted",
-		"customer.subscription.created",
-		"customer.subscription.updated",
-		"customer.subscription.deleted",
-		"customer.subscription.paused",
-		"customer.subscription.resumed",
-		"customer.subscription.trial_will_end",
-		"customer.subscription.pending_update_applied",
-		"customer.subscription.pending_update_expired",
-		"invoice.paid",
-		"invoice.payment_succeeded",
-		"invoice.payment_failed",
-		"invoice.payment_action_required",
-		"invoice.marked_uncollectible",
-		"entitlements.active_entitlement_summary.updated":
-		return true
-	}
-	return false
+// handledEvents are the event types that make tollgate re-sync the
+// customer they name: what a webhook endpoint should be subscribed to
+// (README "Deploy"), and what the catch-up asks the Events API for. At
+// most 20, the most the Events API's types[] takes. Anything else is
+// acknowledged and marked processed.
+var handledEvents = []string{
+	"checkout.session.completed",
+	"checkout.session.async_payment_succeeded",
+	"checkout.session.async_payment_failed",
+	"customer.created",
+	"customer.updated",
+	"customer.deleted",
+	"customer.subscription.created",
+	"customer.subscription.updated",
+	"customer.subscription.deleted",
+	"customer.subscription.paused",
+	"customer.subscription.resumed",
+	"customer.subscription.trial_will_end",
+	"customer.subscription.pending_update_applied",
+	"customer.subscription.pending_update_expired",
+	"invoice.paid",
+	"invoice.payment_succeeded",
+	"invoice.payment_failed",
+	"invoice.payment_action_required",
+	"invoice.marked_uncollectible",
+	"entitlements.active_entitlement_summary.updated",
 }
+
+// HandledEvents lists the event types tollgate acts on.
+func HandledEvents() []string { return append([]string(nil), handledEvents...) }
+
+// syncsCustomer reports the event types that make tollgate re-sync the
+// customer they name.
+func syncsCustomer(typ string) bool { return slices.Contains(handledEvents, typ) }
 
 // linksCheckout reports the events that link the checkout session's
 // subject to its customer before the sync.
