@@ -680,3 +680,74 @@ func TestStripe_CatchUpAsksForHandledEventsPageByPage(t *testing.T) {
 		}
 	})
 }
+
+// Item 12: the account's default API version is the newest, so every
+// webhook arrives in its shapes (no current_period_end on the
+// subscription, the invoice's subscription under parent). tollgate reads
+// only IDs from them and re-fetches in the version its stripe-go pins:
+// the renewal date it shows comes from the re-fetch, and every request it
+// sends names 2023-10-16, which the sandbox answers in.
+func TestStripe_EventsInTheNewestVersionAreReadForIDsOnly(t *testing.T) {
+	d, _ := mustRunDemoWith(t, demoOptions{Tweak: noTrial, Stripe: sandbox.StripeOptions{APIVersion: sandbox.StripeAPIVersionLatest}})
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	// Only the webhook may tell the gateway: the return is not visited.
+	pay := checkoutURL(t, d, c, "pro", "/routes/415VNA/")
+	if resp := form(t, c, pay, testCard); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("pay: %d", resp.StatusCode)
+	}
+	waitWebhooks(t, d)
+	for _, del := range d.Stripe.Deliveries() {
+		if del.Status != 200 {
+			t.Errorf("delivery %s %s: %d", del.EventID, del.Type, del.Status)
+		}
+	}
+	// The events really are in the newest shapes.
+	sawSub, sawInvoice := false, false
+	it := stripeAPI(d, d.Stripe.SecretKey()).Events.List(&stripego.EventListParams{})
+	for it.Next() {
+		ev := it.Event()
+		if ev.APIVersion != sandbox.StripeAPIVersionLatest {
+			t.Errorf("event %s in %s", ev.Type, ev.APIVersion)
+		}
+		var obj map[string]any
+		_ = json.Unmarshal(ev.Data.Raw, &obj)
+		switch obj["object"] {
+		case "subscription":
+			_, has := obj["current_period_end"]
+			sawSub = sawSub || !has
+		case "invoice":
+			_, has := obj["subscription"]
+			sawInvoice = sawInvoice || (!has && obj["parent"] != nil)
+		}
+	}
+	if !sawSub || !sawInvoice {
+		t.Errorf("events not in the newest shapes: subscription without current_period_end %v, invoice with parent %v", sawSub, sawInvoice)
+	}
+	// Access, and the renewal date, from the re-fetch.
+	if code := get(t, c, d.URL+"/routes/415VNA/", api).StatusCode; code != 200 {
+		t.Fatalf("after the webhooks: %d", code)
+	}
+	var me struct {
+		Subscriptions []struct {
+			Status           string     `json:"status"`
+			CurrentPeriodEnd *time.Time `json:"current_period_end"`
+		}
+	}
+	json.NewDecoder(get(t, c, d.URL+"/.tollgate/api/me", api).Body).Decode(&me)
+	if len(me.Subscriptions) != 1 || me.Subscriptions[0].Status != "active" || me.Subscriptions[0].CurrentPeriodEnd == nil ||
+		me.Subscriptions[0].CurrentPeriodEnd.Before(time.Now().Add(27*24*time.Hour)) {
+		t.Errorf("api/me: %+v, want active with the period's end", me)
+	}
+	if acct := readBody(t, get(t, c, d.URL+"/.tollgate/account", page)); !strings.Contains(acct, "Renews") {
+		t.Errorf("account page shows no renewal date")
+	}
+	// Every request (the gateway's, and this test's through stripe-go)
+	// named the pinned version.
+	for _, r := range d.Stripe.APIRequests() {
+		if r.Version != sandbox.StripeAPIVersion {
+			t.Errorf("%s %s named Stripe-Version %q, want %s", r.Method, r.Path, r.Version, sandbox.StripeAPIVersion)
+		}
+	}
+}

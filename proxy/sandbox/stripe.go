@@ -600,9 +600,10 @@ func (s *Stripe) APICalls() map[string]int {
 	return maps.Clone(s.apiCalls)
 }
 
-// StripeRequest is an API request the sandbox received.
+// StripeRequest is an API request the sandbox received, with the
+// Stripe-Version it named ("" for none).
 type StripeRequest struct {
-	Method, Path, Query string
+	Method, Path, Query, Version string
 }
 
 const sbAPILogMax = 100000

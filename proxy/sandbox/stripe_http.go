@@ -147,7 +147,8 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 		s.mu.Lock()
 		s.apiCalls[r.Pattern]++
 		if len(s.apiLog) < sbAPILogMax {
-			s.apiLog = append(s.apiLog, StripeRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery})
+			s.apiLog = append(s.apiLog, StripeRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+				Version: r.Header.Get("Stripe-Version")})
 		}
 		s.mu.Unlock()
 		w.Header().Set("Request-Id", sbID("req_"))
