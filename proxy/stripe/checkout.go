@@ -202,7 +202,7 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		if err != nil {
 			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: create session: %w", stripeFailure(err))
 		}
-		if cs.LastResponse == nil || cs.LastResponse.Header.Get("Idempotent-Replayed") != "true" {
+		if !maybeReplayed(cs, b.now()) {
 			break
 		}
 		if attempt == maxReplays {
@@ -286,6 +286,21 @@ const minSessionLife = time.Hour
 
 // maxReplays bounds how many replayed, closed sessions Checkout steps over.
 const maxReplays = 3
+
+// maybeReplayed reports whether Stripe may have answered a session
+// creation with an earlier answer to the same idempotency key: it says so
+// in the Idempotent-Replayed header, and the session is older than the
+// request. A false alarm costs one call (the session's status is asked).
+func maybeReplayed(cs *stripe.CheckoutSession, now time.Time) bool {
+	if cs.LastResponse != nil && cs.LastResponse.Header.Get("Idempotent-Replayed") == "true" {
+		return true
+	}
+	return cs.Created > 0 && now.Sub(time.Unix(cs.Created, 0)) > replayAge
+}
+
+// replayAge is how old a just-created session may look (clocks disagree)
+// before it is taken for a replay.
+const replayAge = 10 * time.Minute
 
 // openSessions lists the customer's open Checkout Sessions that tollgate
 // made (its metadata subject, subscription mode): the newest 100, which is
@@ -400,7 +415,7 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 		cs, err = b.api.CheckoutSessions.Get(sessionID, p)
 		return err
 	})
-	if isNotFound(err) {
+	if isResourceMissing(err) {
 		b.sessions.put(sessionID, "", b.now())
 		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: session not found: %w", proxy.ErrNotYours)
 	}
@@ -528,6 +543,13 @@ func (b *Billing) portalSession(ctx context.Context, bud *budget, cus, returnURL
 		return err
 	})
 	if err != nil {
+		var se *stripe.Error
+		if errors.As(err, &se) && se.Code == stripe.ErrorCodeResourceMissing {
+			// The key cannot see the customer (400 for a parameter).
+			b.anomaly(AnomalyCustomerUnseen)
+			b.log.ErrorContext(ctx, "stripe: the key cannot see a customer (resource_missing) for the portal", "customer", cus, "err", err)
+			return "", fmt.Errorf("stripe portal session for %s: %w", cus, ErrCustomerUnseen)
+		}
 		if stripeStatus(err) == http.StatusBadRequest {
 			// Most often: no portal configuration saved in this mode yet
 			// (Dashboard → Settings → Billing → Customer portal).

@@ -421,3 +421,15 @@ func TestPortal(t *testing.T) {
 		t.Errorf("portal form (-want +got):\n%s", diff)
 	}
 }
+
+// The portal for a customer the key cannot see is that outage, named and
+// counted, not a hint about the portal's settings.
+func TestPortal_CustomerTheKeyCannotSee(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	h.link(userAda(), "cus_elsewhere")
+	_, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account")
+	if !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
+		t.Errorf("portal: %v, anomalies %v", err, obs.anomalies)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,16 +181,15 @@ type Billing struct {
 	sessions   *sessionMemo // Checkout Sessions' owners, and IDs Stripe does not know
 	// sleep waits for d or until ctx is done; backoffBase is the first wait
 	// after a 429. Both are fields so tests can run without real waits.
-	sleep         func(ctx context.Context, d time.Duration) error
-	backoffBase   time.Duration
-	retries       int        // 429 retries on interactive paths
-	sweepRetries  int        // 429 retries in SyncAll
-	sweepRun      sync.Mutex // one SyncAll at a time
-	sweepMu       sync.Mutex
-	sweeps        map[*sweep]struct{}
-	pricesMu      sync.RWMutex
-	prices        map[string]proxy.Price
-	configuredIDs []string
+	sleep        func(ctx context.Context, d time.Duration) error
+	backoffBase  time.Duration
+	retries      int        // 429 retries on interactive paths
+	sweepRetries int        // 429 retries in SyncAll
+	sweepRun     sync.Mutex // one SyncAll at a time
+	sweepMu      sync.Mutex
+	sweeps       map[*sweep]struct{}
+	pricesMu     sync.RWMutex
+	prices       map[string]proxy.Price
 }
 
 var (
@@ -267,15 +267,6 @@ func New(cfg Config) (*Billing, error) {
 		LeveledLogger:     sdkLogger{b.log},
 		EnableTelemetry:   stripe.Bool(false),
 	}))
-	seen := map[string]bool{}
-	for _, p := range cfg.Plans {
-		for _, id := range append(append([]string(nil), p.Prices...), p.TrialFeePrice) {
-			if id != "" && !seen[id] {
-				seen[id] = true
-				b.configuredIDs = append(b.configuredIDs, id)
-			}
-		}
-	}
 	b.SetPlans(cfg.Plans)
 	b.SetAccess(cfg.Access)
 	b.SetPacing(cfg.Pacing)
@@ -287,6 +278,20 @@ func (b *Billing) SetAccess(p proxy.AccessPolicy) { b.access.Store(&p) }
 
 // Plans returns the plans prices are mapped to.
 func (b *Billing) Plans() []proxy.Plan { return *b.plans.Load() }
+
+// configuredPrices are the price IDs of the current plans (recurring
+// prices and trial fees), each once.
+func (b *Billing) configuredPrices() []string {
+	var out []string
+	for _, p := range b.Plans() {
+		for _, id := range append(slices.Clone(p.Prices), p.TrialFeePrice) {
+			if id != "" && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
 
 // SetPlans replaces the plans (a config reload): later syncs and checkouts
 // map prices with them.
@@ -326,7 +331,7 @@ func (b *Billing) Ready(ctx context.Context) error {
 		return fmt.Errorf("stripe ready: account: %w", stripeFailure(err))
 	}
 	var missing []string
-	for _, id := range b.configuredIDs {
+	for _, id := range b.configuredPrices() {
 		err := b.call(ctx, bud, func() error {
 			p := &stripe.PriceParams{}
 			p.Context = ctx
@@ -334,7 +339,7 @@ func (b *Billing) Ready(ctx context.Context) error {
 			return err
 		})
 		switch {
-		case isNotFound(err):
+		case isResourceMissing(err):
 			missing = append(missing, id)
 		case err != nil:
 			return fmt.Errorf("stripe ready: price %s: %w", id, stripeFailure(err))
@@ -383,7 +388,7 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 	}
 	var errs []error
 	got := map[string]proxy.Price{}
-	for _, id := range b.configuredIDs {
+	for _, id := range b.configuredPrices() {
 		var sp *stripe.Price
 		err := b.call(ctx, b.backgroundBudget(b.retries), func() (err error) {
 			p := &stripe.PriceParams{}
@@ -442,7 +447,13 @@ func stripeStatus(err error) int {
 	return 0
 }
 
-func isNotFound(err error) bool { return stripeStatus(err) == http.StatusNotFound }
+// isResourceMissing reports Stripe's answer for an object the key cannot
+// see: 404 with code resource_missing. Another 404 (a proxy, a wrong
+// api_url) is a failure like any other.
+func isResourceMissing(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound && se.Code == stripe.ErrorCodeResourceMissing
+}
 
 // stripeFailure marks errors that mean "Stripe is not answering properly
 // now" (network, 429, 5xx) with proxy.ErrStripeUnavail; a 4xx other than

@@ -62,7 +62,7 @@ func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, event
 	})
 	var info customerInfo
 	switch {
-	case isNotFound(err):
+	case isResourceMissing(err):
 		b.anomaly(AnomalyCustomerUnseen)
 		b.log.ErrorContext(ctx, "stripe: the key cannot see a customer (resource_missing); keeping its state. "+
 			"Is stripe.secret_key the key of another account or mode?", "customer", customerID,

@@ -413,3 +413,27 @@ func TestBucket_PacesAfterBurst(t *testing.T) {
 		t.Errorf("after a second: wait %v, want 0", d)
 	}
 }
+
+// Only Stripe's resource_missing says the key cannot see a customer; any
+// other 404 (a proxy, a wrong api_url) is a plain failure, and neither
+// changes what is stored.
+func TestSync_Only404ResourceMissingIsAnUnseenCustomer(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.fail("GET", "/v1/customers/", http.StatusNotFound, "", 1)
+	err := h.b.SyncCustomer(t.Context(), "cus_1", "")
+	if err == nil || errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 0 {
+		t.Errorf("plain 404: %v, anomalies %v", err, obs.anomalies)
+	}
+	h.stripe.fail("GET", "/v1/customers/", http.StatusNotFound, "resource_missing", 1)
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
+		t.Errorf("resource_missing: %v, anomalies %v", err, obs.anomalies)
+	}
+	if st := h.store.state("cus_1"); st.Deleted || len(st.Subscriptions) != 1 {
+		t.Errorf("state %+v, want as it was", st)
+	}
+}
