@@ -123,10 +123,13 @@ type StripeDelivery struct {
 	Attempts int
 }
 
-// Stripe is an in-memory stand-in for a Stripe account in test mode: the
-// parts of the API tollgate uses, hosted Checkout and Billing Portal pages,
-// a billing engine driven by a test clock, and signed webhook delivery.
-// Create it with NewStripe; it is safe for concurrent use.
+// Stripe is an in-memory stand-in for a Stripe account, in test mode and
+// in live mode (each key sees only its own mode's objects): the parts of
+// the API tollgate uses, hosted Checkout and Billing Portal pages, a
+// billing engine driven by a test clock, and signed webhook delivery, one
+// endpoint per mode. Answers are rendered in the API version a request
+// names, events in the account's default. Create it with NewStripe; it is
+// safe for concurrent use.
 type Stripe struct {
 	now         func() time.Time
 	log         *slog.Logger
