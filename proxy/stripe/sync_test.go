@@ -437,3 +437,20 @@ func TestSync_Only404ResourceMissingIsAnUnseenCustomer(t *testing.T) {
 		t.Errorf("state %+v, want as it was", st)
 	}
 }
+
+// Two live subscriptions to the plans on one customer (two checkouts that
+// completed in the same instant, or one made elsewhere) are logged and
+// counted; both still count for access.
+func TestSync_SeveralLiveSubscriptionsAreCounted(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "trialing", Prices: []string{"price_other"}})
+	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "canceled", Prices: []string{"price_pro"}})
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if obs.count(AnomalySeveralLiveSubscriptions) != 1 || len(h.store.state("cus_1").Subscriptions) != 3 {
+		t.Errorf("anomalies %v, state %+v", obs.anomalies, h.store.state("cus_1"))
+	}
+}
