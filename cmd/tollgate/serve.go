@@ -550,6 +550,8 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 		return fmt.Errorf("stripe: %w", err)
 	}
 	g.Billing = billing
+	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
+	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
 	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
 

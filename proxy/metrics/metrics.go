@@ -139,6 +139,14 @@ func (m *Metrics) WebhookEvent(source, eventType, result string, lag time.Durati
 	}
 }
 
+// StripeAnomalyKinds makes each kind's series exist at 0, so an alert on
+// its increase sees the first one.
+func (m *Metrics) StripeAnomalyKinds(kinds []string) {
+	for _, k := range kinds {
+		m.stripeAnomalies.WithLabelValues(m.anomalyKinds.bound(k))
+	}
+}
+
 // StripeAnomaly counts one of proxy/stripe's fixed anomaly kinds.
 func (m *Metrics) StripeAnomaly(kind string) {
 	m.stripeAnomalies.WithLabelValues(m.anomalyKinds.bound(kind)).Inc()

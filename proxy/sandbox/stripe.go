@@ -625,9 +625,6 @@ func (s *Stripe) SecretKey() string { return s.secret }
 // LiveSecretKey is the live-mode API key the sandbox accepts.
 func (s *Stripe) LiveSecretKey() string { return s.liveSecret }
 
-// APIVersion is the account's default API version.
-func (s *Stripe) APIVersion() string { return s.apiVersion }
-
 // SetRetryDelays sets the waits between webhook delivery attempts (tests
 // that make deliveries fail want them short).
 func (s *Stripe) SetRetryDelays(d ...time.Duration) {
