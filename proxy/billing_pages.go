@@ -77,15 +77,20 @@ type planView struct {
 }
 
 type upgradePage struct {
-	RouteID    string
-	Return     string
-	Plans      []planView
-	SignedIn   bool
-	SignInURL  string
-	OrgNeeded  bool
-	Status     SubscriptionStatus // the visitor's most telling status, if any
-	HasPortal  bool
-	CSRFAction string
+	RouteID   string
+	Return    string
+	Plans     []planView
+	SignedIn  bool
+	SignInURL string
+	OrgNeeded bool
+	Status    SubscriptionStatus // the visitor's most telling status, if any
+	// CollectionPaused: a subscription that would grant is held back
+	// because its payment collection is paused (stripe.paused_collection
+	// revoke), until CollectionResumesAt if known.
+	CollectionPaused    bool
+	CollectionResumesAt *time.Time
+	HasPortal           bool
+	CSRFAction          string
 }
 
 type accountPage struct {
@@ -233,6 +238,12 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	if id != nil {
 		if d, err := s.decidePaid(r.Context(), id, routeID); err == nil {
 			page.Status = d.Status
+			if d.Held != nil {
+				page.CollectionPaused = true
+				if t := d.Held.CollectionResumesAt; !t.IsZero() {
+					page.CollectionResumesAt = &t
+				}
+			}
 			if d.Outcome == PaidAllow && r.PathValue("plan") == "" {
 				// Already entitled (e.g. paid in another tab): go back.
 				redirect(w, ret, http.StatusSeeOther)

@@ -141,7 +141,7 @@ func configKeys(section string) []string {
 	case "session":
 		return []string{"secret", "ttl", "refresh"}
 	case "stripe":
-		return []string{"secret_key", "webhook_secret", "past_due_grace", "reconcile_interval", "api_url"}
+		return []string{"secret_key", "webhook_secret", "past_due_grace", "paused_collection", "reconcile_interval", "api_url"}
 	case "plans.*":
 		return []string{"name", "prices", "routes", "trial_days", "trial_fee_price", "scope"}
 	case "routes[]":
@@ -1340,6 +1340,16 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
 		p.require(v, n.stripe, "the endpoint's signing secret (whsec_…), or a list of them while rotating")
 	}
 	sc.APIURL = p.serviceURL(s.str("api_url"), DefaultStripeAPIURL)
+	sc.PausedCollection = PausedCollectionKeep
+	switch pc := s.str("paused_collection"); PausedCollectionPolicy(pc.s) {
+	case "", PausedCollectionKeep:
+	case PausedCollectionRevoke:
+		sc.PausedCollection = PausedCollectionRevoke
+	default:
+		if !pc.bad {
+			p.invalid(pc, "%q is not valid; want keep (access as Stripe's status says) or revoke (no access while Stripe does not collect)", pc.s)
+		}
+	}
 	return sc
 }
 

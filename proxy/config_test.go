@@ -164,11 +164,12 @@ plans:
 			APIURL:            "https://api.clerk.com/v1",
 		},
 		Session: SessionConfig{Secret: testSessionSecret, TTL: 12 * time.Hour, Refresh: 60 * time.Second},
-		Stripe:  StripeConfig{SecretKey: "sk_test_1", WebhookSecrets: []string{"whsec_1"}, APIURL: "https://api.stripe.com", ReconcileInterval: DefaultReconcileInterval},
-		Plans:   []Plan{{Key: "pro", Name: "pro", Prices: []string{"price_1"}, Routes: []string{"*"}, Scope: SubjectUser}},
-		Routes:  &RuleSet{Default: AccessPaid},
-		Store:   StoreConfig{Path: "tollgate.db", CacheSize: 10000},
-		Pages:   PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
+		Stripe: StripeConfig{SecretKey: "sk_test_1", WebhookSecrets: []string{"whsec_1"}, APIURL: "https://api.stripe.com",
+			ReconcileInterval: DefaultReconcileInterval, PausedCollection: PausedCollectionKeep},
+		Plans:  []Plan{{Key: "pro", Name: "pro", Prices: []string{"price_1"}, Routes: []string{"*"}, Scope: SubjectUser}},
+		Routes: &RuleSet{Default: AccessPaid},
+		Store:  StoreConfig{Path: "tollgate.db", CacheSize: 10000},
+		Pages:  PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
 
 		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
@@ -226,7 +227,8 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 			APIURL:            "https://api.clerk.com/v1",
 		},
 		Session: SessionConfig{Secret: testSessionSecret, TTL: 12 * time.Hour, Refresh: time.Minute},
-		Stripe:  StripeConfig{SecretKey: "sk_test_stripe", WebhookSecrets: []string{"whsec_stripe"}, APIURL: "https://api.stripe.com", ReconcileInterval: DefaultReconcileInterval},
+		Stripe: StripeConfig{SecretKey: "sk_test_stripe", WebhookSecrets: []string{"whsec_stripe"}, APIURL: "https://api.stripe.com",
+			ReconcileInterval: DefaultReconcileInterval, PausedCollection: PausedCollectionKeep},
 		Plans: []Plan{
 			{Key: "pro", Name: "Pro", Prices: []string{"price_123", "price_124"}, Routes: []string{"415VNA", "258AVO"},
 				TrialDays: 7, TrialFeePrice: "price_fee", Scope: SubjectUser},

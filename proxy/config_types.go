@@ -102,6 +102,14 @@ type StripeConfig struct {
 	// off (the first one, into an empty store, still runs).
 	ReconcileInterval time.Duration // reconcile_interval, default 6h
 	APIURL            string        // api_url (default https://api.stripe.com)
+	// PausedCollection is what a subscription whose payment collection is
+	// paused grants: keep (default) or revoke.
+	PausedCollection PausedCollectionPolicy // paused_collection
+}
+
+// Access is the policy the paid decision applies.
+func (c StripeConfig) Access() AccessPolicy {
+	return AccessPolicy{PastDueGrace: c.PastDueGrace, PausedCollection: c.PausedCollection}
 }
 
 // Plan is one entry of plans:.

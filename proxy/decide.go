@@ -4,21 +4,58 @@ import (
 	"time"
 )
 
-// Grants reports whether a subscription in this state grants access at now.
-// Stripe's status is the authority (DESIGN §6): active and trialing grant;
-// past_due grants while Stripe retries, capped by grace (counted from when
-// tollgate first saw it past due) when grace > 0; everything else does not.
-// cancel_at_period_end changes nothing here: Stripe keeps the status active
-// until the period ends and then moves it to canceled.
-func Grants(sub *Subscription, grace time.Duration, now time.Time) bool {
+// PausedCollectionPolicy is stripe.paused_collection: what a subscription
+// whose payment collection is paused grants.
+type PausedCollectionPolicy string
+
+const (
+	// PausedCollectionKeep: access as the status says (Stripe keeps it
+	// active). The default: Stripe describes pausing collection as
+	// offering the service for free for a while, and the customer keeping
+	// access (docs.stripe.com/billing/subscriptions/pause-payment); a site
+	// that wants access to stop pauses the subscription itself (status
+	// paused) or cancels it.
+	PausedCollectionKeep PausedCollectionPolicy = "keep"
+	// PausedCollectionRevoke: no access while collection is paused, until
+	// resumes_at (or until it is resumed).
+	PausedCollectionRevoke PausedCollectionPolicy = "revoke"
+)
+
+// AccessPolicy is the part of the stripe: section the paid decision reads.
+type AccessPolicy struct {
+	PastDueGrace     time.Duration          // stripe.past_due_grace
+	PausedCollection PausedCollectionPolicy // stripe.paused_collection ("": keep)
+}
+
+// CollectionPaused reports whether Stripe is not collecting payment for sub
+// at now: pause_collection is set and its resumes_at, if any, is still
+// ahead.
+func (sub *Subscription) CollectionPaused(now time.Time) bool {
+	return sub.PausedCollection != "" && (sub.CollectionResumesAt.IsZero() || now.Before(sub.CollectionResumesAt))
+}
+
+// Grants reports whether a subscription in this state grants access at now:
+// the one paid decision (README "Billing"). Stripe's status is the
+// authority: active and trialing grant; past_due grants while Stripe
+// retries, capped by pol.PastDueGrace (counted from when tollgate first saw
+// it past due) when it is > 0; everything else does not. Paused payment
+// collection leaves the status active; it withholds access only under
+// PausedCollectionRevoke. cancel_at_period_end changes nothing here:
+// Stripe keeps the status active until the period ends and then moves it
+// to canceled.
+func Grants(sub *Subscription, pol AccessPolicy, now time.Time) bool {
 	if sub.Comp {
 		// An admin's comp lasts exactly as long as they said.
 		return sub.Status == StatusActive && (sub.CurrentPeriodEnd.IsZero() || now.Before(sub.CurrentPeriodEnd))
+	}
+	if pol.PausedCollection == PausedCollectionRevoke && sub.CollectionPaused(now) {
+		return false
 	}
 	switch sub.Status {
 	case StatusActive, StatusTrialing:
 		return true
 	case StatusPastDue:
+		grace := pol.PastDueGrace
 		if grace <= 0 || sub.PastDueSince.IsZero() {
 			return true
 		}
@@ -65,6 +102,9 @@ type PaidDecision struct {
 	Subject Subject            // whose subscription granted it (PaidAllow)
 	Plans   []*Plan            // plans that would unlock the route
 	Status  SubscriptionStatus // best status seen among relevant subscriptions, for pages and headers
+	// Held is a subscription that would grant but whose payment collection
+	// is paused under PausedCollectionRevoke (not PaidAllow).
+	Held *Subscription
 }
 
 // PaidInput is everything DecidePaid looks at.
@@ -74,7 +114,7 @@ type PaidInput struct {
 	Identity *Identity
 	User     *Entitlements // the user's own subscriptions (nil: none known)
 	Org      *Entitlements // the active organisation's (nil: none known or no active org)
-	Grace    time.Duration // stripe.past_due_grace
+	Policy   AccessPolicy  // stripe.past_due_grace, stripe.paused_collection
 	Now      time.Time
 }
 
@@ -115,9 +155,12 @@ func DecidePaid(in PaidInput) PaidDecision {
 			if plan == nil || plan.Scope != scope {
 				continue
 			}
-			if Grants(sub, in.Grace, in.Now) {
-				d.Outcome, d.Plan, d.Sub, d.Subject, d.Status = PaidAllow, plan, sub, ents.Subject, sub.Status
+			if Grants(sub, in.Policy, in.Now) {
+				d.Outcome, d.Plan, d.Sub, d.Subject, d.Status, d.Held = PaidAllow, plan, sub, ents.Subject, sub.Status, nil
 				return true
+			}
+			if sub.CollectionPaused(in.Now) && Grants(sub, AccessPolicy{PastDueGrace: in.Policy.PastDueGrace}, in.Now) {
+				d.Held = sub
 			}
 			if statusRank(sub.Status) > statusRank(d.Status) {
 				d.Status = sub.Status

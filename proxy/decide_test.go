@@ -30,7 +30,7 @@ func TestGrants_EveryStatusGraceAndCancelAtPeriodEnd(t *testing.T) {
 						want = grace == 0 || pd < grace
 					}
 					name := fmt.Sprintf("%s/grace=%s/past_due_for=%s/cancel_at_period_end=%v", st, grace, pd, cape)
-					if got := Grants(sub, grace, now); got != want {
+					if got := Grants(sub, AccessPolicy{PastDueGrace: grace}, now); got != want {
 						t.Errorf("%s: Grants = %v, want %v", name, got, want)
 					}
 				}
@@ -43,7 +43,7 @@ func TestGrants_PastDueWithoutFirstSeenTimeKeepsAccess(t *testing.T) {
 	// A record that predates tracking has no PastDueSince: Stripe is still
 	// retrying, so the visitor keeps access rather than losing it on our gap.
 	sub := &Subscription{Status: StatusPastDue}
-	if !Grants(sub, time.Hour, time.Now()) {
+	if !Grants(sub, AccessPolicy{PastDueGrace: time.Hour}, time.Now()) {
 		t.Fatal("past_due with unknown start denied")
 	}
 }
@@ -99,10 +99,10 @@ func TestDecidePaid(t *testing.T) {
 			want{Outcome: PaidRequired, Plans: []string{"pro", "team"}}},
 		{"subscription to an unknown plan never grants", PaidInput{RouteID: "415VNA", Identity: user, User: ents(SubjectUser, "user_1", sub("", StatusActive))},
 			want{Outcome: PaidRequired, Plans: []string{"pro", "team"}}},
-		{"past_due within grace", PaidInput{RouteID: "415VNA", Identity: user, Grace: 48 * time.Hour,
+		{"past_due within grace", PaidInput{RouteID: "415VNA", Identity: user, Policy: AccessPolicy{PastDueGrace: 48 * time.Hour},
 			User: ents(SubjectUser, "user_1", Subscription{Plan: "pro", Status: StatusPastDue, PastDueSince: now.Add(-time.Hour)})},
 			want{Outcome: PaidAllow, Plan: "pro", Status: StatusPastDue, Plans: []string{"pro", "team"}}},
-		{"past_due beyond grace", PaidInput{RouteID: "415VNA", Identity: user, Grace: 48 * time.Hour,
+		{"past_due beyond grace", PaidInput{RouteID: "415VNA", Identity: user, Policy: AccessPolicy{PastDueGrace: 48 * time.Hour},
 			User: ents(SubjectUser, "user_1", Subscription{Plan: "pro", Status: StatusPastDue, PastDueSince: now.Add(-49 * time.Hour)})},
 			want{Outcome: PaidRequired, Status: StatusPastDue, Plans: []string{"pro", "team"}}},
 	}
@@ -138,8 +138,50 @@ func TestGrants_CompsEndAtTheirExpiry(t *testing.T) {
 		{"revoked comp", Subscription{Comp: true, Status: StatusCanceled, CurrentPeriodEnd: now.Add(time.Hour)}, false},
 	}
 	for _, tt := range tests {
-		if got := Grants(&tt.sub, 0, now); got != tt.want {
+		if got := Grants(&tt.sub, AccessPolicy{}, now); got != tt.want {
 			t.Errorf("%s: Grants = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// Paused payment collection leaves the status active: it grants under
+// keep (the default) and not under revoke, until resumes_at.
+func TestGrants_PausedCollection(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	sub := &Subscription{ID: "sub_1", Status: StatusActive, Plan: "pro", PausedCollection: "void"}
+	for _, tc := range []struct {
+		name    string
+		pol     PausedCollectionPolicy
+		resumes time.Time
+		want    bool
+	}{
+		{"default", "", time.Time{}, true},
+		{"keep", PausedCollectionKeep, time.Time{}, true},
+		{"revoke, no end", PausedCollectionRevoke, time.Time{}, false},
+		{"revoke, resumes later", PausedCollectionRevoke, now.Add(time.Hour), false},
+		{"revoke, resumes_at passed", PausedCollectionRevoke, now.Add(-time.Second), true},
+	} {
+		s := *sub
+		s.CollectionResumesAt = tc.resumes
+		if got := Grants(&s, AccessPolicy{PausedCollection: tc.pol}, now); got != tc.want {
+			t.Errorf("%s: Grants = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	collecting := *sub
+	collecting.PausedCollection = ""
+	if !Grants(&collecting, AccessPolicy{PausedCollection: PausedCollectionRevoke}, now) {
+		t.Error("revoke denies a subscription whose collection is not paused")
+	}
+	canceled := *sub
+	canceled.Status = StatusCanceled
+	if Grants(&canceled, AccessPolicy{}, now) {
+		t.Error("a canceled subscription with paused collection grants")
+	}
+	// The decision says why it denied.
+	plans := []Plan{{Key: "pro", Prices: []string{"price_pro"}, Routes: []string{"*"}, Scope: SubjectUser}}
+	d := DecidePaid(PaidInput{RouteID: "x", Plans: plans, Identity: &Identity{UserID: "user_1"},
+		User: &Entitlements{Subscriptions: []Subscription{*sub}}, Policy: AccessPolicy{PausedCollection: PausedCollectionRevoke}, Now: now})
+	if d.Outcome != PaidRequired || d.Held == nil || d.Held.ID != "sub_1" {
+		t.Errorf("revoke: %+v", d)
 	}
 }

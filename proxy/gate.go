@@ -371,7 +371,7 @@ func (s *Server) absoluteURL(r *http.Request) string {
 // decidePaid reads the subscriptions that matter for this route (LRU, then
 // bbolt: never Stripe) and decides.
 func (s *Server) decidePaid(ctx context.Context, id *Identity, routeID string) (PaidDecision, error) {
-	in := PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Grace: s.cfg.Stripe.PastDueGrace, Now: s.now()}
+	in := PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now()}
 	if s.ents != nil {
 		var needUser, needOrg bool
 		for i := range s.cfg.Plans {

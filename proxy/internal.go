@@ -157,6 +157,11 @@ type subscriptionJSON struct {
 	CurrentPeriodEnd  *time.Time `json:"current_period_end,omitempty"`
 	TrialEnd          *time.Time `json:"trial_end,omitempty"`
 	CancelAtPeriodEnd bool       `json:"cancel_at_period_end"`
+	// PausedCollection: Stripe is not collecting payment now (the status
+	// stays active); Active says whether it grants all the same
+	// (stripe.paused_collection).
+	PausedCollection    bool       `json:"paused_collection"`
+	CollectionResumesAt *time.Time `json:"collection_resumes_at,omitempty"`
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +205,8 @@ func (s *Server) subscriptionsOf(ctx context.Context, id *Identity) ([]subscript
 		for i := range ents.Subscriptions {
 			sub := &ents.Subscriptions[i]
 			sj := subscriptionJSON{Plan: sub.Plan, PlanName: sub.Plan, Subject: subj.String(), Status: string(sub.Status),
-				Active: Grants(sub, s.cfg.Stripe.PastDueGrace, now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd}
+				Active: Grants(sub, s.cfg.Stripe.Access(), now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
+				PausedCollection: sub.CollectionPaused(now)}
 			for j := range s.cfg.Plans {
 				if s.cfg.Plans[j].Key == sub.Plan {
 					sj.PlanName = s.cfg.Plans[j].Name
@@ -213,6 +219,10 @@ func (s *Server) subscriptionsOf(ctx context.Context, id *Identity) ([]subscript
 			if !sub.TrialEnd.IsZero() {
 				t := sub.TrialEnd
 				sj.TrialEnd = &t
+			}
+			if sj.PausedCollection && !sub.CollectionResumesAt.IsZero() {
+				t := sub.CollectionResumesAt
+				sj.CollectionResumesAt = &t
 			}
 			out = append(out, sj)
 		}

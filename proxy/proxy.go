@@ -193,7 +193,13 @@ type Subscription struct {
 	TrialEnd          time.Time
 	CancelAtPeriodEnd bool
 	PastDueSince      time.Time // when tollgate first saw it past_due (zero otherwise)
-	SyncedAt          time.Time // when Stripe last told us about it
+	// PausedCollection is pause_collection.behavior while Stripe does not
+	// collect payment (keep_as_draft, mark_uncollectible or void; "" when
+	// it collects); the status stays active meanwhile. CollectionResumesAt
+	// is its resumes_at (zero: until someone resumes it).
+	PausedCollection    string
+	CollectionResumesAt time.Time
+	SyncedAt            time.Time // when Stripe last told us about it
 	// Comp marks a complimentary grant made by an admin, not a Stripe
 	// subscription: it is active until CurrentPeriodEnd, then it is not.
 	Comp bool

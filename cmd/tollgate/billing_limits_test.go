@@ -211,6 +211,9 @@ func TestDemo_StripeMetricsCarryNoIDs(t *testing.T) {
 	ada, _ := cookiejar.New(nil)
 	signIn(t, d, ada, "user_ada")
 	c := noRedirects(ada)
+	// A checkout left open, which the next one (another return path)
+	// expires: the open sessions list and the expiry.
+	form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"pro"}, "return": {"/elsewhere"}})
 	subID := subscribe(t, d, c) // customer, its subscriptions, Checkout, its return, the portal
 	get(t, c, d.URL+"/.tollgate/checkout/done?session_id="+randomSessionID(), page)
 	d.Stripe.SetSubscriptionStatus(subID, "past_due") // a webhook's sync

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
 // form POSTs fields to u with c (no redirects followed).
@@ -48,12 +50,15 @@ func waitWebhooks(t *testing.T, d *demo) {
 	}
 }
 
-// TestDemo_PaidJourney is DESIGN §6 end to end through the sandbox: sign in,
-// hit a paid route, upgrade, Checkout, pay, come back with access (before
-// any webhook arrives), cancel in the portal, lose access when the period
-// ends.
-func TestDemo_PaidJourney(t *testing.T) {
-	d, _ := mustRunDemo(t)
+// TestDemo_PaidJourney is the paid journey end to end through the sandbox,
+// with the Stripe account's default API version at the pinned one and at
+// the newest (webhooks arrive in its shapes): sign in, hit a paid route,
+// upgrade, Checkout, pay, come back with access (before any webhook
+// arrives), cancel in the portal, lose access when the period ends.
+func TestDemo_PaidJourney(t *testing.T) { eachAPIVersion(t, testDemoPaidJourney) }
+
+func testDemoPaidJourney(t *testing.T, version string) {
+	d, _ := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")
@@ -223,7 +228,11 @@ func subscribe(t *testing.T, d *demo, c *http.Client) string {
 // past_due keeps it (no grace configured); an event whose delivery failed
 // while the gateway was unreachable is caught up from Stripe's Events API.
 func TestDemo_StatusChangesByWebhookAndCatchUp(t *testing.T) {
-	d, _ := mustRunDemo(t)
+	eachAPIVersion(t, testDemoStatusChangesByWebhookAndCatchUp)
+}
+
+func testDemoStatusChangesByWebhookAndCatchUp(t *testing.T, version string) {
+	d, _ := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")
@@ -287,7 +296,11 @@ func httptestServer(t *testing.T, code int) string {
 // gateway still grants access (Stripe said trialing), notices the period
 // ended long ago, and re-syncs in the background.
 func TestDemo_StaleActivePeriodIsResyncedNotDenied(t *testing.T) {
-	d, clk := mustRunDemo(t)
+	eachAPIVersion(t, testDemoStaleActivePeriodIsResyncedNotDenied)
+}
+
+func testDemoStaleActivePeriodIsResyncedNotDenied(t *testing.T, version string) {
+	d, clk := mustRunDemoWith(t, demoOptions{Stripe: sandbox.StripeOptions{APIVersion: version}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")

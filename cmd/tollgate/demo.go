@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,10 +36,15 @@ type demo struct {
 	Stripe    *sandbox.Stripe
 	StripeURL string
 	gateway   *gateway
-	servers   []*http.Server
-	gwLn      net.Listener
-	logger    *slog.Logger
-	dir       string // the demo's store lives here, removed on Close
+	// serving and admin are what the listeners serve: the gateway and its
+	// admin handler, swapped together when a test restarts the gateway
+	// on the same store with another config.
+	serving atomic.Pointer[gateway]
+	admin   atomic.Pointer[http.Handler]
+	servers []*http.Server
+	gwLn    net.Listener
+	logger  *slog.Logger
+	dir     string // the demo's store lives here, removed on Close
 
 	AdminURL           string // the admin listener: health, metrics, admin API
 	AdminToken         string
@@ -124,6 +130,9 @@ type demoOptions struct {
 	// gateway's (negative: behind), as a laptop, WSL or Docker clock that
 	// is off would be.
 	ClerkSkew time.Duration
+	// Stripe configures the sandbox Stripe (tests: the account's default
+	// API version, live-mode prices). Now and Logger are set here.
+	Stripe sandbox.StripeOptions
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -180,7 +189,9 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	if d.AppURL, err = d.start(sandbox.DemoApp(sandbox.DemoOptions{})); err != nil {
 		return nil, err
 	}
-	d.Stripe = sandbox.NewStripe(sandbox.StripeOptions{Now: o.Now, Logger: logger.With("component", "sandbox-stripe")})
+	so := o.Stripe
+	so.Now, so.Logger = o.Now, logger.With("component", "sandbox-stripe")
+	d.Stripe = sandbox.NewStripe(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err
 	}
@@ -239,7 +250,11 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	if err != nil {
 		return nil, err
 	}
-	adminSrv := &http.Server{Handler: ah, ReadHeaderTimeout: 10 * time.Second}
+	d.serving.Store(gw)
+	d.admin.Store(&ah)
+	adminSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*d.admin.Load()).ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
 	d.servers = append(d.servers, adminSrv)
 	go func() { _ = adminSrv.Serve(adminLn) }()
 	d.adminLn = nil
@@ -262,7 +277,9 @@ func (d *demo) start(h http.Handler) (string, error) {
 func (d *demo) serveUntilDone(ctx context.Context) error {
 	ln := d.gwLn
 	d.gwLn = nil
-	return serveUntilDone(ctx, ln, d.gateway.Handler, d.logger)
+	return serveUntilDone(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.serving.Load().Handler.ServeHTTP(w, r)
+	}), d.logger)
 }
 
 // Close stops everything the demo started.

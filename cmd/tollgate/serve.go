@@ -355,6 +355,7 @@ func (g *gateway) Reload(cfg *proxy.Config) error {
 	}
 	if g.Billing != nil {
 		g.Billing.SetPlans(cfg.Plans)
+		g.Billing.SetAccess(cfg.Stripe.Access())
 	}
 	g.opts = opts
 	g.opts.Previous = nil
@@ -545,7 +546,7 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	store, cache := g.Store, g.Cache
 	sc := stripe.Config{
 		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
-		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, PastDueGrace: cfg.Stripe.PastDueGrace,
+		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, Access: cfg.Stripe.Access(),
 		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
 		Observer:   g.Metrics,
 		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil, stripe.EndpointLabel)},
@@ -558,6 +559,8 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 		return fmt.Errorf("stripe: %w", err)
 	}
 	g.Billing = billing
+	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
+	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
 	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
 

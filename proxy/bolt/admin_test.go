@@ -61,7 +61,7 @@ func grants(ents *proxy.Entitlements, plan string, now time.Time) bool {
 		return false
 	}
 	for i := range ents.Subscriptions {
-		if ents.Subscriptions[i].Plan == plan && proxy.Grants(&ents.Subscriptions[i], 0, now) {
+		if ents.Subscriptions[i].Plan == plan && proxy.Grants(&ents.Subscriptions[i], proxy.AccessPolicy{}, now) {
 			return true
 		}
 	}

@@ -256,7 +256,8 @@ func TestSubscriptionRecord_AllFields(t *testing.T) {
 	}
 	full := proxy.Subscription{ID: "sub_1", CustomerID: "cus_1", Status: proxy.StatusPastDue, PriceIDs: []string{"p1", "p2"}, Plan: "pro",
 		CurrentPeriodEnd: t0().Add(time.Hour), TrialEnd: t0().Add(2 * time.Hour), CancelAtPeriodEnd: true,
-		PastDueSince: t0().Add(3 * time.Hour), SyncedAt: t0().Add(4 * time.Hour), Comp: true}
+		PastDueSince: t0().Add(3 * time.Hour), SyncedAt: t0().Add(4 * time.Hour), Comp: true,
+		PausedCollection: "void", CollectionResumesAt: t0().Add(5 * time.Hour)}
 	v := reflect.ValueOf(full)
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {

@@ -41,6 +41,8 @@ type subscriptionRecord struct {
 	PastDueSince      time.Time `json:"past_due_since,omitzero"`
 	SyncedAt          time.Time `json:"synced_at,omitzero"`
 	Comp              bool      `json:"comp,omitempty"`
+	PausedCollection  string    `json:"paused_collection,omitempty"`
+	CollectionResumes time.Time `json:"collection_resumes_at,omitzero"`
 }
 
 func toRecords(subs []proxy.Subscription) []subscriptionRecord {
@@ -61,6 +63,8 @@ func toRecords(subs []proxy.Subscription) []subscriptionRecord {
 			PastDueSince:      utc(s.PastDueSince),
 			SyncedAt:          utc(s.SyncedAt),
 			Comp:              s.Comp,
+			PausedCollection:  s.PausedCollection,
+			CollectionResumes: utc(s.CollectionResumesAt),
 		}
 	}
 	return out
@@ -73,17 +77,19 @@ func fromRecords(recs []subscriptionRecord) []proxy.Subscription {
 	out := make([]proxy.Subscription, len(recs))
 	for i, r := range recs {
 		out[i] = proxy.Subscription{
-			ID:                r.ID,
-			CustomerID:        r.CustomerID,
-			Status:            proxy.SubscriptionStatus(r.Status),
-			PriceIDs:          slices.Clone(r.PriceIDs),
-			Plan:              r.Plan,
-			CurrentPeriodEnd:  r.CurrentPeriodEnd,
-			TrialEnd:          r.TrialEnd,
-			CancelAtPeriodEnd: r.CancelAtPeriodEnd,
-			PastDueSince:      r.PastDueSince,
-			SyncedAt:          r.SyncedAt,
-			Comp:              r.Comp,
+			ID:                  r.ID,
+			CustomerID:          r.CustomerID,
+			Status:              proxy.SubscriptionStatus(r.Status),
+			PriceIDs:            slices.Clone(r.PriceIDs),
+			Plan:                r.Plan,
+			CurrentPeriodEnd:    r.CurrentPeriodEnd,
+			TrialEnd:            r.TrialEnd,
+			CancelAtPeriodEnd:   r.CancelAtPeriodEnd,
+			PastDueSince:        r.PastDueSince,
+			SyncedAt:            r.SyncedAt,
+			Comp:                r.Comp,
+			PausedCollection:    r.PausedCollection,
+			CollectionResumesAt: r.CollectionResumes,
 		}
 	}
 	return out

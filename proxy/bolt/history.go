@@ -47,7 +47,7 @@ func changedSubscriptions(old, fresh []proxy.Subscription) []proxy.Subscription 
 	for _, s := range fresh {
 		p := prev[s.ID]
 		if p == nil || p.Status != s.Status || p.Plan != s.Plan || !p.CurrentPeriodEnd.Equal(s.CurrentPeriodEnd) ||
-			p.CancelAtPeriodEnd != s.CancelAtPeriodEnd {
+			p.CancelAtPeriodEnd != s.CancelAtPeriodEnd || p.PausedCollection != s.PausedCollection {
 			out = append(out, s)
 		}
 	}

@@ -25,6 +25,8 @@ type Metrics struct {
 	stripeErrors    *prometheus.CounterVec
 	webhookEvents   *prometheus.CounterVec
 	webhookLag      *prometheus.HistogramVec
+	stripeAnomalies *prometheus.CounterVec
+	anomalyKinds    *labelSet
 	requestDuration *prometheus.HistogramVec
 	endpoints       *labelSet
 	webhookTypes    *labelSet
@@ -45,6 +47,7 @@ func New() *Metrics {
 		endpoints:      &labelSet{max: maxEndpoints},
 		clerkEndpoints: &labelSet{max: maxEndpoints},
 		webhookTypes:   &labelSet{max: maxWebhookTypes},
+		anomalyKinds:   &labelSet{max: maxAnomalyKinds},
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_decisions_total",
 			Help: "Requests by the gate's decision (allow, sign_in, handshake, unauthorized, payment_required, deny, …) and the rule that matched.",
@@ -96,6 +99,10 @@ func New() *Metrics {
 			Name: "tollgate_session_checks_total",
 			Help: "Session checks the gateway session needed, by result: clerk (Clerk answered), shared (another request's call answered), stale (Clerk's budget was spent; the last known answer was served), failed.",
 		}, []string{"result"}),
+		stripeAnomalies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tollgate_stripe_anomalies_total",
+			Help: "What Stripe said that points at a configuration error or a race, by kind: customer_unseen (resource_missing for a customer tollgate knows: the key is another account's or mode's; access kept), livemode_mismatch (a signed event of the other mode; ignored), several_live_subscriptions (a customer with more than one live subscription to the plans).",
+		}, []string{"kind"}),
 		clientBodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_client_body_errors_total",
 			Help: "Forwarded requests whose body the client broke or stalled (client_body_malformed, client_body_aborted, client_body_idle): answered 400 or 408, never counted as the upstream's.",
@@ -114,7 +121,7 @@ func New() *Metrics {
 		return f()
 	})
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
-		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch,
+		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch, m.stripeAnomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -166,6 +173,19 @@ func (m *Metrics) WebhookEvent(source, eventType, result string, lag time.Durati
 	if lag > 0 {
 		m.webhookLag.WithLabelValues(source).Observe(lag.Seconds())
 	}
+}
+
+// StripeAnomalyKinds makes each kind's series exist at 0, so an alert on
+// its increase sees the first one.
+func (m *Metrics) StripeAnomalyKinds(kinds []string) {
+	for _, k := range kinds {
+		m.stripeAnomalies.WithLabelValues(m.anomalyKinds.bound(k))
+	}
+}
+
+// StripeAnomaly counts one of proxy/stripe's fixed anomaly kinds.
+func (m *Metrics) StripeAnomaly(kind string) {
+	m.stripeAnomalies.WithLabelValues(m.anomalyKinds.bound(kind)).Inc()
 }
 
 // StripeTransport counts every call the Stripe SDK makes through rt, by
@@ -244,6 +264,7 @@ var errStatus error = statusError{}
 const (
 	maxEndpoints     = 64  // Stripe endpoints (an allow-list of about ten)
 	maxWebhookTypes  = 400 // Stripe has about 250 event types; Clerk a few dozen
+	maxAnomalyKinds  = 8   // proxy/stripe names three
 	otherLabel       = "other"
 	maxLabelValueLen = 100
 )

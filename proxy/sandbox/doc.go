@@ -14,7 +14,7 @@
 //     which may disagree with the gateway's. Tokens are real RS256
 //     session JWTs in Clerk's v2 format, and every JSON body decodes into
 //     clerk-sdk-go v2 types as the real service's would.
-//   - Stripe (NewStripe): a test-mode account with the API tollgate uses
+//   - Stripe (NewStripe): an account with the API tollgate uses
 //     (customers, Checkout Sessions, subscriptions, billing portal
 //     sessions, prices, products, invoices, events), a hosted Checkout
 //     page and billing portal, a billing engine driven by a test clock
@@ -22,7 +22,10 @@
 //     and 7 days and then unpaid, cancellations at period end), and
 //     webhook delivery signed with real Stripe-Signature headers. Every
 //     JSON body decodes into stripe-go v76 types as the real API's would
-//     (API version 2023-10-16).
+//     (API version 2023-10-16, which stripe-go sends in Stripe-Version);
+//     the account's default version may be the newest instead, in whose
+//     shapes events arrive. A test-mode and a live-mode key each see only
+//     their own mode's objects: the other's are resource_missing.
 //   - DemoApp: a small upstream web app that knows nothing of Clerk or
 //     Stripe and shows the identity headers the gateway hands it, with an
 //     SSE stream, a WebSocket echo and a page that keeps calling an API.

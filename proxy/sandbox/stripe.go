@@ -19,9 +19,22 @@ const (
 	// DefaultStripeSecretKey is the API key the sandbox accepts unless
 	// StripeOptions.SecretKey says otherwise.
 	DefaultStripeSecretKey = "sk_test_sandbox"
-	// StripeAPIVersion is the version every object and event is rendered
-	// in: the one stripe-go v76 pins.
+	// DefaultStripeLiveSecretKey is the live-mode API key the sandbox
+	// accepts unless StripeOptions.LiveSecretKey says otherwise. Objects
+	// made with it live in live mode: a test-mode key cannot see them, nor
+	// it theirs (resource_missing, as at Stripe).
+	DefaultStripeLiveSecretKey = "sk_live_sandbox"
+	// StripeAPIVersion is the version stripe-go v76 pins and sends in
+	// every request's Stripe-Version header, and the account's default
+	// API version unless StripeOptions.APIVersion says otherwise.
 	StripeAPIVersion = "2023-10-16"
+	// StripeAPIVersionLatest is the newest API version in Stripe's
+	// changelog (docs.stripe.com/changelog) when this was written. Objects
+	// rendered in it have the shapes of 2025-03-31.basil and later
+	// (billing periods on subscription items, an invoice's subscription
+	// under parent, no Checkout shipping_details) and of 2026-03-25.dahlia
+	// (Checkout ui_mode hosted_page).
+	StripeAPIVersionLatest = "2026-08-26.dahlia"
 
 	sbCheckoutTTL   = 24 * time.Hour   // life of an open Checkout Session (billing time)
 	sbIdemTTL       = 24 * time.Hour   // how long an Idempotency-Key is remembered (wall time)
@@ -78,10 +91,27 @@ type StripeOptions struct {
 	Now func() time.Time
 	// Logger receives API calls, payments and deliveries (default: discard).
 	Logger *slog.Logger
-	// SecretKey is the API key callers must send as a bearer token
+	// SecretKey is the test-mode API key callers send as a bearer token
 	// (default DefaultStripeSecretKey).
 	SecretKey string
+	// LiveSecretKey is the live-mode API key (default
+	// DefaultStripeLiveSecretKey).
+	LiveSecretKey string
+	// LivePrices are the prices on sale in live mode (default none). A
+	// price ID is one mode's only, as at Stripe.
+	LivePrices []StripePrice
+	// APIVersion is the account's default API version (default
+	// StripeAPIVersion): requests without a Stripe-Version header are
+	// answered in it, and events are rendered in it when they happen, for
+	// webhooks and the Events API alike. Requests with the header are
+	// answered in the version they name (stripe-go always sends its own).
+	APIVersion string
 }
+
+// StripeAPIVersions are the API versions the sandbox renders faithfully:
+// the one tollgate's stripe-go pins and the newest. The end-to-end tests
+// run the billing journeys with the account's default set to each.
+func StripeAPIVersions() []string { return []string{StripeAPIVersion, StripeAPIVersionLatest} }
 
 // StripeDelivery is the state of one event's webhook delivery: the last
 // HTTP status the endpoint answered (0 before any answer, or after a
@@ -93,25 +123,34 @@ type StripeDelivery struct {
 	Attempts int
 }
 
-// Stripe is an in-memory stand-in for a Stripe account in test mode: the
-// parts of the API tollgate uses, hosted Checkout and Billing Portal pages,
-// a billing engine driven by a test clock, and signed webhook delivery.
-// Create it with NewStripe; it is safe for concurrent use.
+// Stripe is an in-memory stand-in for a Stripe account, in test mode and
+// in live mode (each key sees only its own mode's objects): the parts of
+// the API tollgate uses, hosted Checkout and Billing Portal pages, a
+// billing engine driven by a test clock, and signed webhook delivery, one
+// endpoint per mode. Answers are rendered in the API version a request
+// names, events in the account's default. Create it with NewStripe; it is
+// safe for concurrent use.
 type Stripe struct {
 	now         func() time.Time
 	log         *slog.Logger
-	secret      string
-	prices      []*sbPrice // in the order given
+	secret      string // test mode
+	liveSecret  string
+	apiVersion  string     // the account's default
+	prices      []*sbPrice // in the order given, test mode then live mode
 	priceIdx    map[string]*sbPrice
 	products    []*sbProduct
-	productIdx  map[string]*sbProduct
+	productIdx  map[string]*sbProduct // by sbModeKey
 	createdAt   time.Time
 	pages       *template.Template
 	handler     http.Handler
 	client      *http.Client    // webhook deliveries
 	retryDelays []time.Duration // between delivery attempts; tests shorten it
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// view is how the answer being built is rendered: the API version
+	// and the mode of the key that asked. Set under mu by the API wrapper
+	// for each request and by emitLocked for each event.
+	view       sbView
 	baseURL    string
 	offset     time.Duration // test clock: billing time = now() + offset
 	seq        int64         // creation order of every object
@@ -125,9 +164,9 @@ type Stripe struct {
 	failing    map[string]bool // customer IDs whose next payments fail
 	idem       map[string]*sbIdem
 	apiCalls   map[string]int // API requests received, by route pattern
-	webhookURL string
-	webhookKey string
-	queue      []*sbEvent // awaiting delivery, in order
+	apiLog     []StripeRequest
+	hooks      [2]sbEndpoint // by mode: [0] test, [1] live
+	queue      []*sbEvent    // awaiting delivery, in order
 	delivering bool
 	idle       chan struct{} // closed when the queue is drained
 	closed     bool
@@ -135,13 +174,55 @@ type Stripe struct {
 	stop       context.CancelFunc
 }
 
+// sbView is the API version and mode an answer is rendered for.
+type sbView struct {
+	version string
+	live    bool // the key that asked is a live-mode key
+}
+
+// basil reports the shapes of 2025-03-31.basil and later.
+func (v sbView) basil() bool { return sbVersionDate(v.version) >= "2025-03-31" }
+
+// dahlia reports the shapes of 2026-03-25.dahlia and later.
+func (v sbView) dahlia() bool { return sbVersionDate(v.version) >= "2026-03-25" }
+
+func sbVersionDate(v string) string {
+	if len(v) < 10 {
+		return v
+	}
+	return v[:10]
+}
+
+// sbEndpoint is a webhook endpoint of one mode.
+type sbEndpoint struct {
+	url, secret string
+}
+
+// sbObject is anything that belongs to one mode.
+type sbObject interface{ isLive() bool }
+
 type sbProduct struct {
 	id, name string
+	livemode bool
 }
+
+func (p *sbProduct) isLive() bool { return p.livemode }
 
 type sbPrice struct {
 	StripePrice
-	product *sbProduct
+	product  *sbProduct
+	livemode bool
+}
+
+func (p *sbPrice) isLive() bool { return p.livemode }
+
+// sbModeKey keys what two modes may both name (products derived from a
+// price's product name).
+func sbModeKey(live bool, id string) string {
+	if live {
+		return "live:" + id
+	}
+	return "test:" + id
 }
 
 func (p *sbPrice) recurring() bool { return p.Interval != "" }
@@ -155,7 +236,10 @@ type sbCustomer struct {
 	currency        string
 	invoiceSeq      int64
 	invoicePrefix   string
+	livemode        bool
 }
+
+func (c *sbCustomer) isLive() bool { return c.livemode }
 
 type sbItem struct {
 	id       string
@@ -186,7 +270,15 @@ type sbSub struct {
 	retries            int
 	nextRetry          time.Time
 	defaultPaymentMeth string
+	livemode           bool
+	// pauseBehavior is pause_collection's behavior while payment
+	// collection is paused ("" when it is not): keep_as_draft,
+	// mark_uncollectible or void. The status stays what it is.
+	pauseBehavior string
+	pauseResumes  time.Time // pause_collection.resumes_at; zero: until resumed
 }
+
+func (s *sbSub) isLive() bool { return s.livemode }
 
 func (s *sbSub) interval() string { return s.items[0].price.Interval }
 
@@ -212,6 +304,14 @@ func (s *sbSub) live() bool {
 
 // dueAt is when the billing engine next has work for the subscription.
 func (s *sbSub) dueAt() (time.Time, bool) {
+	t, ok := s.billingDueAt()
+	if s.pauseBehavior != "" && !s.pauseResumes.IsZero() && s.live() && (!ok || s.pauseResumes.Before(t)) {
+		return s.pauseResumes, true
+	}
+	return t, ok
+}
+
+func (s *sbSub) billingDueAt() (time.Time, bool) {
 	switch s.status {
 	case "trialing":
 		return s.trialEnd, true
@@ -252,7 +352,10 @@ type sbCheckout struct {
 	expiresAt         time.Time
 	seq               int64
 	email             string // customer_details.email once paid
+	livemode          bool
 }
+
+func (c *sbCheckout) isLive() bool { return c.livemode }
 
 // trial reports whether paying starts a trial, and when it ends.
 func (c *sbCheckout) trial(now time.Time) (time.Time, bool) {
@@ -282,6 +385,7 @@ func (c *sbCheckout) currency() string { return c.items[0].price.Currency }
 type sbPortal struct {
 	id, customer, returnURL string
 	created                 time.Time
+	livemode                bool
 }
 
 type sbInvoice struct {
@@ -296,7 +400,14 @@ type sbInvoice struct {
 	paidAt                     time.Time
 	attempts                   int64
 	nextAttempt                time.Time
+	livemode                   bool
+	subMetadata                map[string]string // the subscription's when the invoice was made
+	// state overrides the status of an unpaid invoice: "draft",
+	// "uncollectible" or "void" (made while collection was paused).
+	state string
 }
+
+func (in *sbInvoice) isLive() bool { return in.livemode }
 
 func (in *sbInvoice) total() int64 {
 	var n int64
@@ -350,44 +461,83 @@ func NewStripe(opts StripeOptions) *Stripe {
 	if s.secret == "" {
 		s.secret = DefaultStripeSecretKey
 	}
+	s.liveSecret = opts.LiveSecretKey
+	if s.liveSecret == "" {
+		s.liveSecret = DefaultStripeLiveSecretKey
+	}
+	if s.liveSecret == s.secret {
+		panic("sandbox: stripe test and live keys must differ")
+	}
+	s.apiVersion = opts.APIVersion
+	if s.apiVersion == "" {
+		s.apiVersion = StripeAPIVersion
+	}
+	if !sbValidVersion(s.apiVersion) {
+		panic(fmt.Sprintf("sandbox: stripe API version %q: want YYYY-MM-DD or YYYY-MM-DD.name", s.apiVersion))
+	}
+	s.view = sbView{version: s.apiVersion}
 	s.createdAt = s.now()
 	prices := opts.Prices
 	if len(prices) == 0 {
 		prices = DefaultStripePrices()
 	}
 	for i, p := range prices {
-		if !strings.HasPrefix(p.ID, "price_") && !strings.HasPrefix(p.ID, "plan_") {
-			panic(fmt.Sprintf("sandbox: stripe price %d: ID %q must start with price_", i, p.ID))
-		}
-		if _, dup := s.priceIdx[p.ID]; dup {
-			panic(fmt.Sprintf("sandbox: stripe price %q listed twice", p.ID))
-		}
-		switch p.Interval {
-		case "", "day", "week", "month", "year":
-		default:
-			panic(fmt.Sprintf("sandbox: stripe price %q: interval %q: want day, week, month, year or empty", p.ID, p.Interval))
-		}
-		if p.UnitAmount < 0 {
-			panic(fmt.Sprintf("sandbox: stripe price %q: negative amount", p.ID))
-		}
-		p.Currency = strings.ToLower(p.Currency)
-		if p.Currency == "" {
-			p.Currency = "usd"
-		}
-		pid, name := sbProductID(p)
-		prod := s.productIdx[pid]
-		if prod == nil {
-			prod = &sbProduct{id: pid, name: name}
-			s.productIdx[pid] = prod
-			s.products = append(s.products, prod)
-		}
-		sp := &sbPrice{StripePrice: p, product: prod}
-		s.prices = append(s.prices, sp)
-		s.priceIdx[p.ID] = sp
+		s.addPrice(i, p, false)
+	}
+	for i, p := range opts.LivePrices {
+		s.addPrice(i, p, true)
 	}
 	s.pages = template.Must(template.New("stripe").ParseFS(stripeFiles, "templates/stripe/*.html"))
 	s.handler = s.routes()
 	return s
+}
+
+// addPrice puts p on sale in one mode; it panics on a bad price (see
+// NewStripe).
+func (s *Stripe) addPrice(i int, p StripePrice, live bool) {
+	if !strings.HasPrefix(p.ID, "price_") && !strings.HasPrefix(p.ID, "plan_") {
+		panic(fmt.Sprintf("sandbox: stripe price %d: ID %q must start with price_", i, p.ID))
+	}
+	if _, dup := s.priceIdx[p.ID]; dup {
+		panic(fmt.Sprintf("sandbox: stripe price %q listed twice", p.ID))
+	}
+	switch p.Interval {
+	case "", "day", "week", "month", "year":
+	default:
+		panic(fmt.Sprintf("sandbox: stripe price %q: interval %q: want day, week, month, year or empty", p.ID, p.Interval))
+	}
+	if p.UnitAmount < 0 {
+		panic(fmt.Sprintf("sandbox: stripe price %q: negative amount", p.ID))
+	}
+	p.Currency = strings.ToLower(p.Currency)
+	if p.Currency == "" {
+		p.Currency = "usd"
+	}
+	pid, name := sbProductID(p)
+	prod := s.productIdx[sbModeKey(live, pid)]
+	if prod == nil {
+		prod = &sbProduct{id: pid, name: name, livemode: live}
+		s.productIdx[sbModeKey(live, pid)] = prod
+		s.products = append(s.products, prod)
+	}
+	sp := &sbPrice{StripePrice: p, product: prod, livemode: live}
+	s.prices = append(s.prices, sp)
+	s.priceIdx[p.ID] = sp
+}
+
+// sbValidVersion accepts what Stripe-Version may name: a date, or a date
+// and a release name ("2025-03-31.basil").
+func sbValidVersion(v string) bool {
+	date, name, _ := strings.Cut(v, ".")
+	if _, err := time.Parse("2006-01-02", date); err != nil {
+		return false
+	}
+	for _, r := range name {
+		if r < 'a' || r > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // sbWebhookClient delivers webhooks straight to the configured URL: no
@@ -453,8 +603,27 @@ func (s *Stripe) APICalls() map[string]int {
 	return maps.Clone(s.apiCalls)
 }
 
-// SecretKey is the API key the sandbox accepts.
+// StripeRequest is an API request the sandbox received, with the
+// Stripe-Version it named ("" for none).
+type StripeRequest struct {
+	Method, Path, Query, Version string
+}
+
+const sbAPILogMax = 100000
+
+// APIRequests lists the API requests received so far, in order (the first
+// 100,000).
+func (s *Stripe) APIRequests() []StripeRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.apiLog)
+}
+
+// SecretKey is the test-mode API key the sandbox accepts.
 func (s *Stripe) SecretKey() string { return s.secret }
+
+// LiveSecretKey is the live-mode API key the sandbox accepts.
+func (s *Stripe) LiveSecretKey() string { return s.liveSecret }
 
 // SetRetryDelays sets the waits between webhook delivery attempts (tests
 // that make deliveries fail want them short).
@@ -466,13 +635,27 @@ func (s *Stripe) SetRetryDelays(d ...time.Duration) {
 	}
 }
 
-// SetWebhook sets the one endpoint events are delivered to, signed with
-// secret (whsec_…). Events created afterwards are delivered; an empty url
-// stops delivery of new events.
-func (s *Stripe) SetWebhook(url, secret string) {
+// SetWebhook sets the one test-mode endpoint events are delivered to,
+// signed with secret (whsec_…). Events created afterwards are delivered;
+// an empty url stops delivery of new events.
+func (s *Stripe) SetWebhook(url, secret string) { s.setWebhook(false, url, secret) }
+
+// SetLiveWebhook sets the one live-mode endpoint, as SetWebhook does for
+// test mode. At Stripe each mode has its own endpoints and signing
+// secrets; a live-mode event never reaches a test-mode endpoint.
+func (s *Stripe) SetLiveWebhook(url, secret string) { s.setWebhook(true, url, secret) }
+
+func (s *Stripe) setWebhook(live bool, url, secret string) {
 	s.mu.Lock()
-	s.webhookURL, s.webhookKey = url, secret
+	s.hooks[sbModeIndex(live)] = sbEndpoint{url: url, secret: secret}
 	s.mu.Unlock()
+}
+
+func sbModeIndex(live bool) int {
+	if live {
+		return 1
+	}
+	return 0
 }
 
 // BillingNow is the test clock's time: the wall clock plus every Advance.
@@ -556,7 +739,7 @@ func (s *Stripe) SetSubscriptionStatus(subID, status string) {
 		// A forced trial ends with the current period.
 		sub.trialStart, sub.trialEnd = sub.periodStart, sub.periodEnd
 	}
-	s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+	s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 }
 
 func sbValidStatus(st string) bool {
@@ -607,12 +790,20 @@ func (s *Stripe) runDueLocked() {
 	slices.SortFunc(expired, func(a, b *sbCheckout) int { return a.expiresAt.Compare(b.expiresAt) })
 	for _, cs := range expired {
 		cs.status = "expired"
-		s.emitLocked("checkout.session.expired", s.checkoutJSON(cs, nil), nil)
+		s.emitLocked("checkout.session.expired", func() any { return s.checkoutJSON(cs, nil) }, nil)
 	}
 }
 
 // billLocked does the work due for sub at time at.
 func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
+	// Paused collection resumes by itself at resumes_at.
+	if sub.pauseBehavior != "" && !sub.pauseResumes.IsZero() && !at.Before(sub.pauseResumes) {
+		prev := map[string]any{"pause_collection": sbPauseJSON(sub)}
+		sub.pauseBehavior, sub.pauseResumes = "", time.Time{}
+		s.log.Info("sandbox stripe: payment collection resumed", "subscription", sub.id)
+		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
+		return
+	}
 	// Cancellation at period end: a trial's end is its period's end.
 	if sub.cancelAtPeriodEnd && !at.Before(sub.periodEnd) {
 		s.cancelNowLocked(sub, sub.periodEnd, "cancellation_requested")
@@ -633,6 +824,23 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 		sub.periods++
 		sub.periodEnd = sbAddInterval(sub.anchor, sub.interval(), sub.periods+1)
 		inv := s.newInvoiceLocked(sub, "subscription_cycle", sub.periodStart, nil, true)
+		if sub.pauseBehavior != "" {
+			// Collection paused: the period starts and its invoice is
+			// made but not collected; the status stays as it is
+			// (docs.stripe.com/billing/subscriptions/pause-payment).
+			sub.status = "active"
+			inv.state = map[string]string{"keep_as_draft": "draft", "mark_uncollectible": "uncollectible", "void": "void"}[sub.pauseBehavior]
+			s.log.Info("sandbox stripe: renewed without collecting", "subscription", sub.id, "invoice", inv.state)
+			s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
+			s.emitLocked("invoice.created", func() any { return s.invoiceJSON(inv) }, nil)
+			switch inv.state {
+			case "uncollectible":
+				s.emitLocked("invoice.marked_uncollectible", func() any { return s.invoiceJSON(inv) }, nil)
+			case "void":
+				s.emitLocked("invoice.voided", func() any { return s.invoiceJSON(inv) }, nil)
+			}
+			return
+		}
 		if fail {
 			inv.attempts = 1
 			sub.status = "past_due"
@@ -640,21 +848,21 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 			sub.nextRetry = at.Add(sbRetryAfter(1))
 			inv.nextAttempt = sub.nextRetry
 			s.log.Info("sandbox stripe: renewal failed", "subscription", sub.id, "customer", sub.customer)
-			s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
-			s.emitLocked("invoice.payment_failed", s.invoiceJSON(inv), nil)
+			s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
+			s.emitLocked("invoice.payment_failed", func() any { return s.invoiceJSON(inv) }, nil)
 			return
 		}
 		s.payInvoiceLocked(inv, at)
 		sub.status = "active"
 		s.log.Info("sandbox stripe: renewed", "subscription", sub.id, "customer", sub.customer, "period_end", sub.periodEnd)
-		s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
-		s.emitLocked("invoice.paid", s.invoiceJSON(inv), nil)
+		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
+		s.emitLocked("invoice.paid", func() any { return s.invoiceJSON(inv) }, nil)
 	case "past_due":
 		inv := s.invoices[sub.latestInvoice]
 		if inv == nil || inv.paid {
 			// Forced into past_due with nothing to pay: recover.
 			sub.status, sub.pastDueSince, sub.retries, sub.nextRetry = "active", time.Time{}, 0, time.Time{}
-			s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), map[string]any{"status": "past_due"})
+			s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, map[string]any{"status": "past_due"})
 			return
 		}
 		inv.attempts++
@@ -667,13 +875,13 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 			inv.nextAttempt = time.Time{}
 			sub.status, sub.nextRetry = "unpaid", time.Time{}
 			s.log.Info("sandbox stripe: retries exhausted; unpaid", "subscription", sub.id)
-			s.emitLocked("invoice.payment_failed", s.invoiceJSON(inv), nil)
-			s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), map[string]any{"status": "past_due"})
+			s.emitLocked("invoice.payment_failed", func() any { return s.invoiceJSON(inv) }, nil)
+			s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, map[string]any{"status": "past_due"})
 			return
 		}
 		sub.nextRetry = sub.pastDueSince.Add(sbRetryAfter(sub.retries + 1))
 		inv.nextAttempt = sub.nextRetry
-		s.emitLocked("invoice.payment_failed", s.invoiceJSON(inv), nil)
+		s.emitLocked("invoice.payment_failed", func() any { return s.invoiceJSON(inv) }, nil)
 	}
 }
 
@@ -692,8 +900,8 @@ func (s *Stripe) recoverLocked(sub *sbSub, inv *sbInvoice, at time.Time) {
 		sub.periodStart, sub.periodEnd = at, sbAddInterval(at, sub.interval(), 1)
 	}
 	s.log.Info("sandbox stripe: invoice paid; active again", "subscription", sub.id, "invoice", inv.id)
-	s.emitLocked("invoice.paid", s.invoiceJSON(inv), nil)
-	s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+	s.emitLocked("invoice.paid", func() any { return s.invoiceJSON(inv) }, nil)
+	s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 }
 
 // cancelNowLocked ends a subscription at time at and sends
@@ -713,7 +921,7 @@ func (s *Stripe) cancelNowLocked(sub *sbSub, at time.Time, reason string) {
 		inv.nextAttempt = time.Time{}
 	}
 	s.log.Info("sandbox stripe: subscription canceled", "subscription", sub.id, "customer", sub.customer, "reason", reason)
-	s.emitLocked("customer.subscription.deleted", s.subJSON(sub, nil), nil)
+	s.emitLocked("customer.subscription.deleted", func() any { return s.subJSON(sub, nil) }, nil)
 }
 
 // newInvoiceLocked bills sub for the period starting at start (recurring
@@ -723,6 +931,7 @@ func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra
 	inv := &sbInvoice{
 		id: sbID("in_"), customer: sub.customer, subscription: sub.id, billingReason: reason,
 		currency: sub.currency(), created: at, periodStart: sub.periodStart, periodEnd: sub.periodEnd,
+		livemode: sub.livemode, subMetadata: sbMeta(sub.metadata),
 	}
 	if cus != nil {
 		cus.invoiceSeq++

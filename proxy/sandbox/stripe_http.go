@@ -33,6 +33,8 @@ func (s *Stripe) routes() http.Handler {
 	mux.HandleFunc("POST /v1/subscriptions/{id}", s.api(s.apiUpdateSubscription))
 	mux.HandleFunc("DELETE /v1/subscriptions/{id}", s.api(s.apiCancelSubscription))
 	mux.HandleFunc("POST /v1/checkout/sessions", s.api(s.apiCreateCheckout))
+	mux.HandleFunc("GET /v1/checkout/sessions", s.api(s.apiListCheckouts))
+	mux.HandleFunc("GET /v1/account", s.api(s.apiGetAccount))
 	mux.HandleFunc("GET /v1/checkout/sessions/{id}", s.api(s.apiGetCheckout))
 	mux.HandleFunc("GET /v1/checkout/sessions/{id}/line_items", s.api(s.apiCheckoutLines))
 	mux.HandleFunc("POST /v1/checkout/sessions/{id}/expire", s.api(s.apiExpireCheckout))
@@ -92,6 +94,39 @@ func sbErrNoSuch(what, id, param string) *sbAPIError {
 		Message: fmt.Sprintf("No such %s: '%s'", what, id)}
 }
 
+// sbSee finds the object id in m for the key that asks. An object the key
+// cannot see (it is of the other mode) is resource_missing, as if it did
+// not exist, with the hint Stripe adds: "No such customer: 'cus_…'; a
+// similar object exists in live mode, but a test mode key was used to make
+// this request."
+func sbSee[T sbObject](s *Stripe, m map[string]T, what, id, param string) (T, *sbAPIError) {
+	var zero T
+	o, ok := m[id]
+	if !ok {
+		return zero, sbErrNoSuch(what, id, param)
+	}
+	if o.isLive() != s.view.live {
+		return zero, s.errOtherMode(what, id, param)
+	}
+	return o, nil
+}
+
+// errOtherMode is resource_missing for an object that exists in the other
+// mode than the key's.
+func (s *Stripe) errOtherMode(what, id, param string) *sbAPIError {
+	e := sbErrNoSuch(what, id, param)
+	e.Message += fmt.Sprintf("; a similar object exists in %s mode, but a %s mode key was used to make this request.",
+		sbModeName(!s.view.live), sbModeName(s.view.live))
+	return e
+}
+
+func sbModeName(live bool) string {
+	if live {
+		return "live"
+	}
+	return "test"
+}
+
 // sbIdem is a remembered Idempotency-Key: the request it was used with
 // and the answer to replay.
 type sbIdem struct {
@@ -111,13 +146,29 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.apiCalls[r.Pattern]++
+		if len(s.apiLog) < sbAPILogMax {
+			s.apiLog = append(s.apiLog, StripeRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+				Version: r.Header.Get("Stripe-Version")})
+		}
 		s.mu.Unlock()
 		w.Header().Set("Request-Id", sbID("req_"))
-		w.Header().Set("Stripe-Version", StripeAPIVersion)
-		if e := s.authorize(r); e != nil {
+		live, e := s.authorize(r)
+		if e != nil {
 			sbWriteJSON(w, e.Status, sbErrorJSON{*e})
 			return
 		}
+		// The answer is rendered in the version the request names, else
+		// in the account's default (docs.stripe.com/api/versioning).
+		version := s.apiVersion
+		if v := strings.TrimSpace(r.Header.Get("Stripe-Version")); v != "" {
+			if !sbValidVersion(v) {
+				sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "invalid_request_error",
+					Message: "Invalid Stripe API version: " + v}})
+				return
+			}
+			version = v
+		}
+		w.Header().Set("Stripe-Version", version)
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if err := r.ParseForm(); err != nil {
 			sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "invalid_request_error",
@@ -129,11 +180,16 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 			key = ""
 		}
 		fingerprint := r.Method + " " + r.URL.Path + "?" + r.Form.Encode()
+		idemKey := key
+		if live && key != "" {
+			idemKey = "live:" + key // each mode has its own idempotency keys
+		}
 
 		s.mu.Lock()
+		s.view = sbView{version: version, live: live}
 		s.runDueLocked()
 		if key != "" {
-			if prev := s.idem[key]; prev != nil {
+			if prev := s.idem[idemKey]; prev != nil {
 				s.mu.Unlock()
 				if prev.fingerprint != fingerprint {
 					sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "idempotency_error",
@@ -164,7 +220,7 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 					delete(s.idem, k)
 				}
 			}
-			s.idem[key] = &sbIdem{fingerprint: fingerprint, status: status, body: body, at: now}
+			s.idem[idemKey] = &sbIdem{fingerprint: fingerprint, status: status, body: body, at: now}
 		}
 		s.mu.Unlock()
 		if key != "" {
@@ -175,27 +231,31 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 	}
 }
 
-// authorize accepts the secret key as a bearer token (what stripe-go
-// sends) or as the basic-auth user name (curl -u sk_test_…:).
-func (s *Stripe) authorize(r *http.Request) *sbAPIError {
+// authorize accepts a secret key as a bearer token (what stripe-go
+// sends) or as the basic-auth user name (curl -u sk_test_…:), and says
+// whether it is the live-mode one.
+func (s *Stripe) authorize(r *http.Request) (live bool, _ *sbAPIError) {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		got, _, ok = r.BasicAuth()
 	}
 	if !ok || got == "" {
-		return &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error",
+		return false, &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error",
 			Message: "You did not provide an API key. You need to provide your API key in the Authorization header, " +
 				"using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."}
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.secret)) != 1 {
-		masked := got
-		if len(masked) > 8 {
-			masked = masked[:8] + strings.Repeat("*", 4) + masked[len(masked)-4:]
-		}
-		return &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "api_key_invalid",
-			Message: "Invalid API Key provided: " + masked}
+	switch {
+	case subtle.ConstantTimeCompare([]byte(got), []byte(s.secret)) == 1:
+		return false, nil
+	case subtle.ConstantTimeCompare([]byte(got), []byte(s.liveSecret)) == 1:
+		return true, nil
 	}
-	return nil
+	masked := got
+	if len(masked) > 8 {
+		masked = masked[:8] + strings.Repeat("*", 4) + masked[len(masked)-4:]
+	}
+	return false, &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "api_key_invalid",
+		Message: "Invalid API Key provided: " + masked}
 }
 
 func sbWriteJSON(w http.ResponseWriter, status int, v any) {
@@ -387,14 +447,14 @@ func sbList[T any](data []T, hasMore bool, url string) sbListJSON {
 
 // Customers.
 
-func (s *Stripe) newCustomerLocked(email, name string, metadata map[string]string) *sbCustomer {
+func (s *Stripe) newCustomerLocked(live bool, email, name string, metadata map[string]string) *sbCustomer {
 	c := &sbCustomer{
 		id: sbID("cus_"), email: email, name: name, metadata: metadata,
 		created: s.billingNowLocked(), seq: s.nextSeqLocked(),
-		invoicePrefix: strings.ToUpper(sbID("")[:8]),
+		invoicePrefix: strings.ToUpper(sbID("")[:8]), livemode: live,
 	}
 	s.customers[c.id] = c
-	s.emitLocked("customer.created", s.customerJSON(c), nil)
+	s.emitLocked("customer.created", func() any { return s.customerJSON(c) }, nil)
 	return c
 }
 
@@ -405,23 +465,28 @@ func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *sbAPIError) {
 			delete(md, k)
 		}
 	}
-	c := s.newCustomerLocked(r.Form.Get("email"), r.Form.Get("name"), md)
+	c := s.newCustomerLocked(s.view.live, r.Form.Get("email"), r.Form.Get("name"), md)
 	s.log.Info("sandbox stripe: customer created", "customer", c.id)
 	return s.customerJSON(c), nil
 }
 
+// liveCustomerLocked is the request's customer that is not deleted (a
+// deleted one can still be retrieved, as a stub, but not used).
 func (s *Stripe) liveCustomerLocked(id, param string) (*sbCustomer, *sbAPIError) {
-	c := s.customers[id]
-	if c == nil || c.deleted {
+	c, e := sbSee(s, s.customers, "customer", id, param)
+	if e != nil {
+		return nil, e
+	}
+	if c.deleted {
 		return nil, sbErrNoSuch("customer", id, param)
 	}
 	return c, nil
 }
 
 func (s *Stripe) apiGetCustomer(r *http.Request) (any, *sbAPIError) {
-	c := s.customers[r.PathValue("id")]
-	if c == nil {
-		return nil, sbErrNoSuch("customer", r.PathValue("id"), "id")
+	c, e := sbSee(s, s.customers, "customer", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return s.customerJSON(c), nil
 }
@@ -444,7 +509,7 @@ func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *sbAPIError) {
 		c.metadata = sbUpdateMetadata(c.metadata, md, prev)
 	}
 	if len(prev) > 0 {
-		s.emitLocked("customer.updated", s.customerJSON(c), prev)
+		s.emitLocked("customer.updated", func() any { return s.customerJSON(c) }, prev)
 	}
 	return s.customerJSON(c), nil
 }
@@ -462,18 +527,18 @@ func (s *Stripe) apiDeleteCustomer(r *http.Request) (any, *sbAPIError) {
 			s.cancelNowLocked(sub, now, "cancellation_requested")
 		}
 	}
-	full := s.customerJSON(c)
+	was := *c
 	c.deleted = true
 	delete(s.failing, c.id)
 	s.log.Info("sandbox stripe: customer deleted", "customer", c.id)
-	s.emitLocked("customer.deleted", full, nil)
+	s.emitLocked("customer.deleted", func() any { return s.customerJSON(&was) }, nil)
 	return s.customerJSON(c), nil
 }
 
 func (s *Stripe) sortedCustomersLocked(keep func(*sbCustomer) bool) []*sbCustomer {
 	var out []*sbCustomer
 	for _, c := range s.customers {
-		if !c.deleted && keep(c) {
+		if !c.deleted && c.livemode == s.view.live && keep(c) {
 			out = append(out, c)
 		}
 	}
@@ -482,7 +547,7 @@ func (s *Stripe) sortedCustomersLocked(keep func(*sbCustomer) bool) []*sbCustome
 }
 
 func (s *Stripe) customerKey(id string) (int64, bool) {
-	if c := s.customers[id]; c != nil {
+	if c := s.customers[id]; c != nil && c.livemode == s.view.live {
 		return c.seq, true
 	}
 	return 0, false
@@ -614,9 +679,14 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 		keepStatus = func(st string) bool { return st == status }
 	}
 	customer, price := r.Form.Get("customer"), r.Form.Get("price")
+	if customer != "" {
+		if _, e := sbSee(s, s.customers, "customer", customer, "customer"); e != nil {
+			return nil, e
+		}
+	}
 	var all []*sbSub
 	for _, sub := range s.subs {
-		if customer != "" && sub.customer != customer || !keepStatus(sub.status) {
+		if sub.livemode != s.view.live || customer != "" && sub.customer != customer || !keepStatus(sub.status) {
 			continue
 		}
 		if price != "" && !slices.ContainsFunc(sub.items, func(it sbItem) bool { return it.price.ID == price }) {
@@ -626,7 +696,7 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 	}
 	slices.SortFunc(all, func(a, b *sbSub) int { return sbCmpDesc(a.seq, b.seq) })
 	page, more, e := sbPaginate(r.Form, all, func(s *sbSub) int64 { return s.seq }, func(id string) (int64, bool) {
-		if sub := s.subs[id]; sub != nil {
+		if sub := s.subs[id]; sub != nil && sub.livemode == s.view.live {
 			return sub.seq, true
 		}
 		return 0, false
@@ -643,18 +713,19 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 }
 
 func (s *Stripe) apiGetSubscription(r *http.Request) (any, *sbAPIError) {
-	sub := s.subs[r.PathValue("id")]
-	if sub == nil {
-		return nil, sbErrNoSuch("subscription", r.PathValue("id"), "id")
+	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return s.subJSON(sub, sbExpandOf(r)), nil
 }
 
-// apiUpdateSubscription supports cancel_at_period_end and metadata.
+// apiUpdateSubscription supports cancel_at_period_end, pause_collection
+// and metadata.
 func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
-	sub := s.subs[r.PathValue("id")]
-	if sub == nil {
-		return nil, sbErrNoSuch("subscription", r.PathValue("id"), "id")
+	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	for k := range r.Form {
 		if strings.HasPrefix(k, "items") || k == "price" || k == "plan" {
@@ -670,17 +741,72 @@ func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
 		return nil, sbErrInvalid("cancel_at_period_end",
 			"A canceled subscription can only update its cancellation_details and metadata.")
 	}
+	pause, hasPause, e := s.pauseCollectionParam(r.Form)
+	if e != nil {
+		return nil, e
+	}
+	if hasPause && sub.status == "canceled" {
+		return nil, sbErrInvalid("pause_collection",
+			"A canceled subscription can only update its cancellation_details and metadata.")
+	}
 	prev := map[string]any{}
 	if hasCape && cape != sub.cancelAtPeriodEnd {
 		s.setCancelAtPeriodEndLocked(sub, cape, prev)
+	}
+	if hasPause && (pause.behavior != sub.pauseBehavior || !pause.resumes.Equal(sub.pauseResumes)) {
+		prev["pause_collection"] = sbPauseJSON(sub)
+		sub.pauseBehavior, sub.pauseResumes = pause.behavior, pause.resumes
+		s.log.Info("sandbox stripe: payment collection", "subscription", sub.id, "pause", pause.behavior, "resumes_at", pause.resumes)
 	}
 	if md, ok := sbFormMap(r.Form, "metadata"); ok {
 		sub.metadata = sbUpdateMetadata(sub.metadata, md, prev)
 	}
 	if len(prev) > 0 {
-		s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 	}
 	return s.subJSON(sub, sbExpandOf(r)), nil
+}
+
+type sbPause struct {
+	behavior string // "": not paused
+	resumes  time.Time
+}
+
+// pauseCollectionParam reads pause_collection[behavior] and
+// pause_collection[resumes_at], or pause_collection="" (resume now), as
+// the Update Subscription endpoint takes them.
+func (s *Stripe) pauseCollectionParam(f url.Values) (sbPause, bool, *sbAPIError) {
+	if f.Has("pause_collection") {
+		if f.Get("pause_collection") != "" {
+			return sbPause{}, true, sbErrInvalid("pause_collection", "Invalid pause_collection: must be an object or an empty string.")
+		}
+		return sbPause{}, true, nil
+	}
+	md, ok := sbFormMap(f, "pause_collection")
+	if !ok {
+		return sbPause{}, false, nil
+	}
+	p := sbPause{behavior: md["behavior"]}
+	switch p.behavior {
+	case "keep_as_draft", "mark_uncollectible", "void":
+	case "":
+		return sbPause{}, true, sbErrMissing("pause_collection[behavior]")
+	default:
+		return sbPause{}, true, sbErrInvalid("pause_collection[behavior]",
+			"Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void")
+	}
+	if v, ok := md["resumes_at"]; ok && v != "" {
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return sbPause{}, true, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+				Code: "parameter_invalid_integer", Param: "pause_collection[resumes_at]", Message: "Invalid integer: " + v}
+		}
+		p.resumes = time.Unix(sec, 0)
+		if !p.resumes.After(s.billingNowLocked()) {
+			return sbPause{}, true, sbErrInvalid("pause_collection[resumes_at]", "resumes_at must be in the future.")
+		}
+	}
+	return p, true, nil
 }
 
 // setCancelAtPeriodEndLocked sets or clears cancel_at_period_end, noting
@@ -703,9 +829,9 @@ func (s *Stripe) setCancelAtPeriodEndLocked(sub *sbSub, on bool, prev map[string
 }
 
 func (s *Stripe) apiCancelSubscription(r *http.Request) (any, *sbAPIError) {
-	sub := s.subs[r.PathValue("id")]
-	if sub == nil {
-		return nil, sbErrNoSuch("subscription", r.PathValue("id"), "id")
+	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	if sub.status == "canceled" {
 		return nil, sbErrInvalid("id", "This subscription is already canceled.")
@@ -729,8 +855,12 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
 	default:
 		return nil, sbErrInvalid("mode", "Invalid mode: must be one of payment, setup, or subscription")
 	}
+	prefix := "cs_test_"
+	if s.view.live {
+		prefix = "cs_live_"
+	}
 	cs := &sbCheckout{
-		id: sbID("cs_test_"), mode: mode, status: "open", paymentStatus: "unpaid",
+		id: sbID(prefix), livemode: s.view.live, mode: mode, status: "open", paymentStatus: "unpaid",
 		created: now, expiresAt: now.Add(sbCheckoutTTL), seq: s.nextSeqLocked(),
 		clientReferenceID: f.Get("client_reference_id"), customerEmail: f.Get("customer_email"),
 		successURL: f.Get("success_url"), cancelURL: f.Get("cancel_url"),
@@ -774,9 +904,9 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
 			}
 			return nil, sbErrMissing(param + "[price]")
 		}
-		p := s.priceIdx[id]
-		if p == nil {
-			return nil, sbErrNoSuch("price", id, param+"[price]")
+		p, e := sbSee(s, s.priceIdx, "price", id, param+"[price]")
+		if e != nil {
+			return nil, e
 		}
 		qty := int64(1)
 		if q, ok := it["quantity"]; ok {
@@ -844,31 +974,77 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
 }
 
 func (s *Stripe) apiGetCheckout(r *http.Request) (any, *sbAPIError) {
-	cs := s.sessions[r.PathValue("id")]
-	if cs == nil {
-		return nil, sbErrNoSuch("checkout.session", r.PathValue("id"), "id")
+	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return s.checkoutJSON(cs, sbExpandOf(r)), nil
 }
 
 func (s *Stripe) apiCheckoutLines(r *http.Request) (any, *sbAPIError) {
-	cs := s.sessions[r.PathValue("id")]
-	if cs == nil {
-		return nil, sbErrNoSuch("checkout.session", r.PathValue("id"), "id")
+	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return s.checkoutLines(cs, sbExpandOf(r).sub("data")), nil
 }
 
+// apiListCheckouts lists Checkout Sessions newest first, filtered by
+// customer, status (open, complete, expired) and subscription.
+func (s *Stripe) apiListCheckouts(r *http.Request) (any, *sbAPIError) {
+	f := r.Form
+	status, customer, sub := f.Get("status"), f.Get("customer"), f.Get("subscription")
+	switch status {
+	case "", "open", "complete", "expired":
+	default:
+		return nil, sbErrInvalid("status", "Invalid status: must be one of complete, expired, or open")
+	}
+	var all []*sbCheckout
+	for _, cs := range s.sessions {
+		switch {
+		case cs.livemode != s.view.live, status != "" && cs.status != status,
+			customer != "" && cs.customer != customer, sub != "" && cs.subscription != sub:
+			continue
+		}
+		all = append(all, cs)
+	}
+	slices.SortFunc(all, func(a, b *sbCheckout) int { return sbCmpDesc(a.seq, b.seq) })
+	page, more, e := sbPaginate(f, all, func(cs *sbCheckout) int64 { return cs.seq }, func(id string) (int64, bool) {
+		if cs := s.sessions[id]; cs != nil && cs.livemode == s.view.live {
+			return cs.seq, true
+		}
+		return 0, false
+	}, "checkout.session")
+	if e != nil {
+		return nil, e
+	}
+	exp := sbExpandOf(r).sub("data")
+	data := make([]sbCheckoutJSON, 0, len(page))
+	for _, cs := range page {
+		data = append(data, s.checkoutJSON(cs, exp))
+	}
+	return sbList(data, more, "/v1/checkout/sessions"), nil
+}
+
+// apiGetAccount is the account the key belongs to (GET /v1/account).
+func (s *Stripe) apiGetAccount(*http.Request) (any, *sbAPIError) {
+	return s.accountJSON(), nil
+}
+
+// apiExpireCheckout expires an open session: it can no longer be paid,
+// its url is gone, and checkout.session.expired is sent.
 func (s *Stripe) apiExpireCheckout(r *http.Request) (any, *sbAPIError) {
-	cs := s.sessions[r.PathValue("id")]
-	if cs == nil {
-		return nil, sbErrNoSuch("checkout.session", r.PathValue("id"), "id")
+	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	if cs.status != "open" {
-		return nil, sbErrInvalid("session", `Only Checkout Sessions with a status in ["open"] can be expired.`)
+		return nil, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+			Message: `Only Checkout Sessions with a status in ["open"] can be expired. ` +
+				"This Checkout Session has a status of `" + cs.status + "`."}
 	}
 	cs.status = "expired"
-	s.emitLocked("checkout.session.expired", s.checkoutJSON(cs, nil), nil)
+	s.emitLocked("checkout.session.expired", func() any { return s.checkoutJSON(cs, nil) }, nil)
 	return s.checkoutJSON(cs, sbExpandOf(r)), nil
 }
 
@@ -888,7 +1064,7 @@ func (s *Stripe) apiCreatePortal(r *http.Request) (any, *sbAPIError) {
 			return nil, e
 		}
 	}
-	p := &sbPortal{id: sbID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked()}
+	p := &sbPortal{id: sbID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked(), livemode: s.view.live}
 	s.portals[p.id] = p
 	return s.portalJSON(p), nil
 }
@@ -906,7 +1082,7 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *sbAPIError) {
 	var all []*sbPrice
 	for _, p := range s.prices {
 		switch {
-		case hasActive && !active, len(lookup) > 0, // no price has a lookup key
+		case p.livemode != s.view.live, hasActive && !active, len(lookup) > 0, // no price has a lookup key
 			typ == "recurring" && !p.recurring(), typ == "one_time" && p.recurring(),
 			product != "" && p.product.id != product, currency != "" && p.Currency != currency,
 			interval != "" && p.Interval != interval:
@@ -915,7 +1091,7 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *sbAPIError) {
 		all = append(all, p)
 	}
 	page, more, e := sbPaginate(f, all, s.priceKey, func(id string) (int64, bool) {
-		if p := s.priceIdx[id]; p != nil {
+		if p := s.priceIdx[id]; p != nil && p.livemode == s.view.live {
 			return s.priceKey(p), true
 		}
 		return 0, false
@@ -937,17 +1113,23 @@ func (s *Stripe) priceKey(p *sbPrice) int64 {
 }
 
 func (s *Stripe) apiGetPrice(r *http.Request) (any, *sbAPIError) {
-	p := s.priceIdx[r.PathValue("id")]
-	if p == nil {
-		return nil, sbErrNoSuch("price", r.PathValue("id"), "id")
+	p, e := sbSee(s, s.priceIdx, "price", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return s.priceJSON(p, sbExpandOf(r)), nil
 }
 
 func (s *Stripe) apiListProducts(r *http.Request) (any, *sbAPIError) {
 	key := func(p *sbProduct) int64 { return int64(len(s.products) - slices.Index(s.products, p)) }
-	page, more, e := sbPaginate(r.Form, s.products, key, func(id string) (int64, bool) {
-		if p := s.productIdx[id]; p != nil {
+	var mine []*sbProduct
+	for _, p := range s.products {
+		if p.livemode == s.view.live {
+			mine = append(mine, p)
+		}
+	}
+	page, more, e := sbPaginate(r.Form, mine, key, func(id string) (int64, bool) {
+		if p := s.productIdx[sbModeKey(s.view.live, id)]; p != nil {
 			return key(p), true
 		}
 		return 0, false
@@ -963,17 +1145,21 @@ func (s *Stripe) apiListProducts(r *http.Request) (any, *sbAPIError) {
 }
 
 func (s *Stripe) apiGetProduct(r *http.Request) (any, *sbAPIError) {
-	p := s.productIdx[r.PathValue("id")]
+	id := r.PathValue("id")
+	p := s.productIdx[sbModeKey(s.view.live, id)]
 	if p == nil {
-		return nil, sbErrNoSuch("product", r.PathValue("id"), "id")
+		if s.productIdx[sbModeKey(!s.view.live, id)] != nil {
+			return nil, s.errOtherMode("product", id, "id")
+		}
+		return nil, sbErrNoSuch("product", id, "id")
 	}
 	return s.productJSON(p), nil
 }
 
 func (s *Stripe) apiGetInvoice(r *http.Request) (any, *sbAPIError) {
-	in := s.invoices[r.PathValue("id")]
-	if in == nil {
-		return nil, sbErrNoSuch("invoice", r.PathValue("id"), "id")
+	in, e := sbSee(s, s.invoices, "invoice", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return s.invoiceJSON(in), nil
 }
@@ -987,7 +1173,13 @@ func (s *Stripe) apiGetInvoice(r *http.Request) (any, *sbAPIError) {
 func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 	f := r.Form
 	types := sbFormList(f, "types")
+	if len(types) > 20 {
+		return nil, sbErrInvalid("types", "types may contain at most 20 event types.")
+	}
 	if t := f.Get("type"); t != "" {
+		if len(types) > 0 {
+			return nil, sbErrInvalid("types", "You may pass either type or types, but not both.")
+		}
 		types = append(types, t)
 	}
 	var bounds [4]int64 // gt, gte, lt, lte; 0 = unset
@@ -1026,7 +1218,7 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 		ev := s.events[i]
 		c := ev.created
 		switch {
-		case !matchType(ev.typ),
+		case ev.live != s.view.live, !matchType(ev.typ),
 			hasExact && c != exact,
 			has[0] && c <= bounds[0], has[1] && c < bounds[1],
 			has[2] && c >= bounds[2], has[3] && c > bounds[3],
@@ -1037,7 +1229,7 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 		all = append(all, ev)
 	}
 	page, more, e := sbPaginate(f, all, func(ev *sbEvent) int64 { return ev.seq }, func(id string) (int64, bool) {
-		if ev := s.eventIdx[id]; ev != nil {
+		if ev := s.eventIdx[id]; ev != nil && ev.live == s.view.live {
 			return ev.seq, true
 		}
 		return 0, false
@@ -1053,9 +1245,9 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 }
 
 func (s *Stripe) apiGetEvent(r *http.Request) (any, *sbAPIError) {
-	ev := s.eventIdx[r.PathValue("id")]
-	if ev == nil {
-		return nil, sbErrNoSuch("event", r.PathValue("id"), "id")
+	ev, e := sbSee(s, s.eventIdx, "event", r.PathValue("id"), "id")
+	if e != nil {
+		return nil, e
 	}
 	return ev.json(), nil
 }

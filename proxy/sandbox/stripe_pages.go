@@ -247,7 +247,7 @@ func (s *Stripe) payLocked(cs *sbCheckout, failLater bool, email string) error {
 		if cs.customerEmail != "" {
 			email = cs.customerEmail
 		}
-		c = s.newCustomerLocked(email, "", nil)
+		c = s.newCustomerLocked(cs.livemode, email, "", nil)
 		cs.customer = c.id
 	} else if c = s.customers[cs.customer]; c == nil || c.deleted {
 		return errors.New("this customer has been deleted")
@@ -255,7 +255,7 @@ func (s *Stripe) payLocked(cs *sbCheckout, failLater bool, email string) error {
 	var oneTime []sbLineItem
 	sub := &sbSub{
 		id: sbID("sub_"), customer: c.id, created: now, seq: s.nextSeqLocked(),
-		metadata: sbMeta(cs.subMetadata), defaultPaymentMeth: sbID("pm_"),
+		metadata: sbMeta(cs.subMetadata), defaultPaymentMeth: sbID("pm_"), livemode: cs.livemode,
 	}
 	for _, li := range cs.items {
 		if !li.price.recurring() {
@@ -287,9 +287,9 @@ func (s *Stripe) payLocked(cs *sbCheckout, failLater bool, email string) error {
 	cs.status, cs.paymentStatus, cs.subscription = "complete", "paid", sub.id
 	cs.email = c.email
 	s.log.Info("sandbox stripe: checkout paid", "session", cs.id, "customer", c.id, "subscription", sub.id, "status", sub.status)
-	s.emitLocked("checkout.session.completed", s.checkoutJSON(cs, nil), nil)
-	s.emitLocked("customer.subscription.created", s.subJSON(sub, nil), nil)
-	s.emitLocked("invoice.paid", s.invoiceJSON(inv), nil)
+	s.emitLocked("checkout.session.completed", func() any { return s.checkoutJSON(cs, nil) }, nil)
+	s.emitLocked("customer.subscription.created", func() any { return s.subJSON(sub, nil) }, nil)
+	s.emitLocked("invoice.paid", func() any { return s.invoiceJSON(inv) }, nil)
 	return nil
 }
 
@@ -417,7 +417,7 @@ func (s *Stripe) handlePortalAction(w http.ResponseWriter, r *http.Request) {
 		}
 		prev := map[string]any{}
 		s.setCancelAtPeriodEndLocked(sub, on, prev)
-		s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 	case "cancel_now":
 		if sub.status == "canceled" {
 			bad = "That subscription has already ended."
@@ -438,7 +438,7 @@ func (s *Stripe) handlePortalAction(w http.ResponseWriter, r *http.Request) {
 			} else {
 				prev := map[string]any{"status": sub.status}
 				sub.status, sub.pastDueSince, sub.retries, sub.nextRetry = "active", time.Time{}, 0, time.Time{}
-				s.emitLocked("customer.subscription.updated", s.subJSON(sub, nil), prev)
+				s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 			}
 		}
 	case "fail_payments":

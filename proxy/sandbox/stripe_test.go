@@ -47,7 +47,10 @@ func (h *sbHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ct := r.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 		h.problems = append(h.problems, "content type "+ct)
 	}
-	ev, err := webhook.ConstructEvent(body, r.Header.Get("Stripe-Signature"), h.secret)
+	// As the gateway does: events may be in any API version (stripe-go's
+	// ConstructEvent refuses all but its own).
+	ev, err := webhook.ConstructEventWithOptions(body, r.Header.Get("Stripe-Signature"), h.secret,
+		webhook.ConstructEventOptions{IgnoreAPIVersionMismatch: true})
 	if err != nil {
 		h.problems = append(h.problems, "ConstructEvent: "+err.Error())
 		w.WriteHeader(http.StatusBadRequest)

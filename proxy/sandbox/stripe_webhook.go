@@ -16,11 +16,13 @@ import (
 // sbEvent is an event the sandbox generated, with the state of its
 // webhook delivery (queued is false when no endpoint was set).
 type sbEvent struct {
-	id, typ string
-	created int64 // wall clock, unix seconds
-	seq     int64
-	object  json.RawMessage
-	prev    map[string]any
+	id, typ    string
+	created    int64 // wall clock, unix seconds
+	seq        int64
+	apiVersion string // the account's default when it happened: what object is rendered in
+	live       bool   // its object's mode
+	object     json.RawMessage
+	prev       map[string]any
 
 	queued    bool
 	url       string
@@ -32,34 +34,55 @@ type sbEvent struct {
 	failed    bool
 }
 
+func (ev *sbEvent) isLive() bool { return ev.live }
+
 func (ev *sbEvent) json() sbEventJSON {
 	var pending int64
 	if ev.queued && !ev.delivered {
 		pending = 1
 	}
 	return sbEventJSON{
-		ID: ev.id, Object: "event", APIVersion: StripeAPIVersion, Created: ev.created,
-		Data: sbEventDataJSON{Object: ev.object, PreviousAttributes: ev.prev}, PendingWebhooks: pending,
-		Type: ev.typ,
+		ID: ev.id, Object: "event", APIVersion: ev.apiVersion, Created: ev.created,
+		Data: sbEventDataJSON{Object: ev.object, PreviousAttributes: ev.prev}, Livemode: ev.live,
+		PendingWebhooks: pending, Type: ev.typ,
 	}
 }
 
-// emitLocked records an event about obj (a wire object, snapshotted now)
-// and queues its delivery to the webhook endpoint, if one is set.
-func (s *Stripe) emitLocked(typ string, obj any, prev map[string]any) {
+// emitLocked records an event about the object render returns (a wire
+// object, snapshotted now) and queues its delivery to the webhook endpoint
+// of the object's mode, if one is set. As at Stripe, the event is
+// rendered once, in the account's default API version of the moment (for
+// webhooks and the Events API alike), whatever version the request that
+// caused it asked for; prev, the previous_attributes, is given in
+// 2023-10-16's names and moved where that version keeps them.
+func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) {
+	saved := s.view
+	s.view = sbView{version: s.apiVersion, live: saved.live}
+	obj := render()
+	s.view = saved
 	raw, err := json.Marshal(obj)
 	if err != nil {
 		s.log.Error("sandbox stripe: marshal event object", "type", typ, "err", err)
 		return
 	}
-	ev := &sbEvent{id: sbID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(), object: raw, prev: prev}
+	var head struct {
+		Object   string `json:"object"`
+		Livemode bool   `json:"livemode"`
+	}
+	_ = json.Unmarshal(raw, &head)
+	if (sbView{version: s.apiVersion}).basil() && head.Object == "subscription" {
+		prev = sbBasilPrev(raw, prev)
+	}
+	ev := &sbEvent{id: sbID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(),
+		apiVersion: s.apiVersion, live: head.Livemode, object: raw, prev: prev}
 	s.events = append(s.events, ev)
 	s.eventIdx[ev.id] = ev
-	s.log.Info("sandbox stripe: event", "event_id", ev.id, "type", typ)
-	if s.webhookURL == "" || s.closed {
+	s.log.Info("sandbox stripe: event", "event_id", ev.id, "type", typ, "livemode", ev.live)
+	hook := s.hooks[sbModeIndex(ev.live)]
+	if hook.url == "" || s.closed {
 		return
 	}
-	ev.queued, ev.url, ev.secret = true, s.webhookURL, s.webhookKey
+	ev.queued, ev.url, ev.secret = true, hook.url, hook.secret
 	body := ev.json()
 	body.PendingWebhooks = 1
 	if ev.body, err = json.Marshal(body); err != nil {
@@ -219,4 +242,44 @@ func (s *Stripe) Close() error {
 	s.mu.Unlock()
 	<-idle
 	return nil
+}
+
+// sbBasilPrev moves a subscription's former billing period, which
+// 2023-10-16 reports as previous_attributes current_period_start and
+// current_period_end, to where 2025-03-31.basil reports it: the items, as
+// they were (docs.stripe.com/changelog/basil/2025-03-31/
+// deprecate-subscription-current-period-start-and-end).
+func sbBasilPrev(sub json.RawMessage, prev map[string]any) map[string]any {
+	start, hasStart := prev["current_period_start"]
+	end, hasEnd := prev["current_period_end"]
+	if !hasStart && !hasEnd {
+		return prev
+	}
+	out := map[string]any{}
+	for k, v := range prev {
+		if k != "current_period_start" && k != "current_period_end" {
+			out[k] = v
+		}
+	}
+	var obj struct {
+		Items struct {
+			Object  string           `json:"object"`
+			Data    []map[string]any `json:"data"`
+			HasMore bool             `json:"has_more"`
+			URL     string           `json:"url"`
+		} `json:"items"`
+	}
+	if json.Unmarshal(sub, &obj) != nil {
+		return out
+	}
+	for _, it := range obj.Items.Data {
+		if hasStart {
+			it["current_period_start"] = start
+		}
+		if hasEnd {
+			it["current_period_end"] = end
+		}
+	}
+	out["items"] = obj.Items
+	return out
 }

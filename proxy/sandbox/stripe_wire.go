@@ -1,16 +1,44 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"maps"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Wire shapes of Stripe's API objects, rendered as API version 2023-10-16
-// renders them (the version stripe-go v76 pins): field names as in
-// Stripe's API reference, null where Stripe sends null. Expandable fields
-// are `any`: an ID string, or the object when expanded.
+// Wire shapes of Stripe's API objects, rendered as the answer's API version
+// (Stripe.view) renders them: 2023-10-16, the version stripe-go v76 pins,
+// or 2025-03-31.basil and later (see StripeAPIVersionLatest). Field names
+// are as in Stripe's API reference, null where Stripe sends null, and a
+// field one version lacks is left out (sbField). Expandable fields are
+// `any`: an ID string, or the object when expanded.
+
+// sbField is a field that some API versions have, possibly null, and
+// others do not: left out when not present.
+type sbField[T any] struct {
+	v       *T
+	present bool
+}
+
+func (f sbField[T]) IsZero() bool { return !f.present }
+
+func (f sbField[T]) MarshalJSON() ([]byte, error) {
+	if f.v == nil {
+		return []byte("null"), nil
+	}
+	return json.Marshal(*f.v)
+}
+
+// sbHas is a present field with value v.
+func sbHas[T any](v T) sbField[T] { return sbField[T]{v: &v, present: true} }
+
+// sbHasNull is a present field that is null.
+func sbHasNull[T any]() sbField[T] { return sbField[T]{present: true} }
+
+// sbHasPtr is a present field, null when v is nil.
+func sbHasPtr[T any](v *T) sbField[T] { return sbField[T]{v: v, present: true} }
 
 // sbExpand is a request's expand[] paths, relative to the object rendered.
 type sbExpand []string
@@ -91,16 +119,17 @@ func (s *Stripe) productJSON(p *sbProduct) sbProductJSON {
 	t := s.createdAt.Unix()
 	return sbProductJSON{
 		ID: p.id, Object: "product", Active: true, Created: t, Features: []any{}, Images: []string{},
-		Metadata: map[string]string{}, Name: p.name, Type: "service", Updated: t,
+		Livemode: p.livemode, Metadata: map[string]string{}, Name: p.name, Type: "service", Updated: t,
 	}
 }
 
 type sbRecurringJSON struct {
-	AggregateUsage  *string `json:"aggregate_usage"`
-	Interval        string  `json:"interval"`
-	IntervalCount   int64   `json:"interval_count"`
-	TrialPeriodDays *int64  `json:"trial_period_days"`
-	UsageType       string  `json:"usage_type"`
+	// Legacy usage-based billing's; gone in 2025-03-31.basil.
+	AggregateUsage  sbField[string] `json:"aggregate_usage,omitzero"`
+	Interval        string          `json:"interval"`
+	IntervalCount   int64           `json:"interval_count"`
+	TrialPeriodDays *int64          `json:"trial_period_days"`
+	UsageType       string          `json:"usage_type"`
 }
 
 type sbPriceJSON struct {
@@ -129,7 +158,7 @@ func (s *Stripe) priceJSON(p *sbPrice, exp sbExpand) sbPriceJSON {
 	w := sbPriceJSON{
 		ID: p.ID, Object: "price", Active: true, BillingScheme: "per_unit", Created: s.createdAt.Unix(),
 		Currency: p.Currency, Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname),
-		Product: p.product.id, TaxBehavior: "unspecified", Type: "one_time",
+		Product: p.product.id, TaxBehavior: "unspecified", Type: "one_time", Livemode: p.livemode,
 		UnitAmount: p.UnitAmount, UnitAmountDecimal: strconv.FormatInt(p.UnitAmount, 10),
 	}
 	if exp.has("product") {
@@ -138,6 +167,9 @@ func (s *Stripe) priceJSON(p *sbPrice, exp sbExpand) sbPriceJSON {
 	if p.recurring() {
 		w.Type = "recurring"
 		w.Recurring = &sbRecurringJSON{Interval: p.Interval, IntervalCount: 1, UsageType: "licensed"}
+		if !s.view.basil() {
+			w.Recurring.AggregateUsage = sbHasNull[string]()
+		}
 	}
 	return w
 }
@@ -146,7 +178,7 @@ type sbPlanJSON struct {
 	ID              string            `json:"id"`
 	Object          string            `json:"object"`
 	Active          bool              `json:"active"`
-	AggregateUsage  *string           `json:"aggregate_usage"`
+	AggregateUsage  sbField[string]   `json:"aggregate_usage,omitzero"` // gone in basil
 	Amount          int64             `json:"amount"`
 	AmountDecimal   string            `json:"amount_decimal"`
 	BillingScheme   string            `json:"billing_scheme"`
@@ -168,13 +200,17 @@ func (s *Stripe) planJSON(p *sbPrice) *sbPlanJSON {
 	if !p.recurring() {
 		return nil
 	}
-	return &sbPlanJSON{
-		ID: p.ID, Object: "plan", Active: true, Amount: p.UnitAmount,
+	w := &sbPlanJSON{
+		ID: p.ID, Object: "plan", Active: true, Amount: p.UnitAmount, Livemode: p.livemode,
 		AmountDecimal: strconv.FormatInt(p.UnitAmount, 10), BillingScheme: "per_unit",
 		Created: s.createdAt.Unix(), Currency: p.Currency, Interval: p.Interval, IntervalCount: 1,
 		Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname), Product: p.product.id,
 		UsageType: "licensed",
 	}
+	if !s.view.basil() {
+		w.AggregateUsage = sbHasNull[string]()
+	}
+	return w
 }
 
 type sbInvoiceSettingsJSON struct {
@@ -230,7 +266,7 @@ func (s *Stripe) customerJSON(c *sbCustomer) any {
 		ID: c.id, Object: "customer", Created: c.created.Unix(), Currency: sbNullString(c.currency),
 		Delinquent: delinquent, Email: sbNullString(c.email), InvoicePrefix: c.invoicePrefix,
 		Metadata: sbMeta(c.metadata), Name: sbNullString(c.name), NextInvoiceSequence: c.invoiceSeq + 1,
-		PreferredLocales: []string{}, TaxExempt: "none",
+		PreferredLocales: []string{}, TaxExempt: "none", Livemode: c.livemode,
 	}
 }
 
@@ -239,8 +275,8 @@ type sbSubItemJSON struct {
 	Object             string            `json:"object"`
 	BillingThresholds  any               `json:"billing_thresholds"`
 	Created            int64             `json:"created"`
-	CurrentPeriodEnd   int64             `json:"current_period_end"`
-	CurrentPeriodStart int64             `json:"current_period_start"`
+	CurrentPeriodEnd   sbField[int64]    `json:"current_period_end,omitzero"`   // basil and later
+	CurrentPeriodStart sbField[int64]    `json:"current_period_start,omitzero"` // basil and later
 	Discounts          []string          `json:"discounts"`
 	Metadata           map[string]string `json:"metadata"`
 	Plan               *sbPlanJSON       `json:"plan"`
@@ -272,8 +308,8 @@ type sbSubscriptionJSON struct {
 	CollectionMethod              string             `json:"collection_method"`
 	Created                       int64              `json:"created"`
 	Currency                      string             `json:"currency"`
-	CurrentPeriodEnd              int64              `json:"current_period_end"`
-	CurrentPeriodStart            int64              `json:"current_period_start"`
+	CurrentPeriodEnd              sbField[int64]     `json:"current_period_end,omitzero"`   // gone in basil
+	CurrentPeriodStart            sbField[int64]     `json:"current_period_start,omitzero"` // gone in basil
 	Customer                      any                `json:"customer"`
 	DaysUntilDue                  *int64             `json:"days_until_due"`
 	DefaultPaymentMethod          *string            `json:"default_payment_method"`
@@ -309,14 +345,19 @@ type sbSubscriptionJSON struct {
 func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 	items := make([]sbSubItemJSON, 0, len(sub.items))
 	itemExp := exp.sub("items.data")
+	basil := s.view.basil()
 	for _, it := range sub.items {
-		items = append(items, sbSubItemJSON{
+		iw := sbSubItemJSON{
 			ID: it.id, Object: "subscription_item", Created: it.created.Unix(),
-			CurrentPeriodEnd: sub.periodEnd.Unix(), CurrentPeriodStart: sub.periodStart.Unix(),
 			Discounts: []string{}, Metadata: map[string]string{}, Plan: s.planJSON(it.price),
 			Price: s.priceJSON(it.price, itemExp.sub("price")), Quantity: it.quantity,
 			Subscription: sub.id, TaxRates: []any{},
-		})
+		}
+		if basil {
+			// Billing periods live on the items from 2025-03-31.basil on.
+			iw.CurrentPeriodEnd, iw.CurrentPeriodStart = sbHas(sub.periodEnd.Unix()), sbHas(sub.periodStart.Unix())
+		}
+		items = append(items, iw)
 	}
 	w := sbSubscriptionJSON{
 		ID: sub.id, Object: "subscription",
@@ -330,8 +371,6 @@ func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 		CollectionMethod:     "charge_automatically",
 		Created:              sub.created.Unix(),
 		Currency:             sub.currency(),
-		CurrentPeriodEnd:     sub.periodEnd.Unix(),
-		CurrentPeriodStart:   sub.periodStart.Unix(),
 		Customer:             sub.customer,
 		DefaultPaymentMethod: sbNullString(sub.defaultPaymentMeth),
 		DefaultTaxRates:      []any{},
@@ -345,13 +384,18 @@ func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 			"payment_method_options": nil, "payment_method_types": nil,
 			"save_default_payment_method": "off",
 		},
-		StartDate:  sub.created.Unix(),
-		Status:     sub.status,
-		TrialEnd:   sbUnix(sub.trialEnd),
-		TrialStart: sbUnix(sub.trialStart),
+		Livemode:        sub.livemode,
+		PauseCollection: sbPauseJSON(sub),
+		StartDate:       sub.created.Unix(),
+		Status:          sub.status,
+		TrialEnd:        sbUnix(sub.trialEnd),
+		TrialStart:      sbUnix(sub.trialStart),
 		TrialSettings: map[string]any{
 			"end_behavior": map[string]any{"missing_payment_method": "create_invoice"},
 		},
+	}
+	if !basil {
+		w.CurrentPeriodEnd, w.CurrentPeriodStart = sbHas(sub.periodEnd.Unix()), sbHas(sub.periodStart.Unix())
 	}
 	if sub.cancelAtPeriodEnd {
 		w.CancelAt = sbUnix(sub.periodEnd)
@@ -372,123 +416,199 @@ func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 	return w
 }
 
+type sbPauseCollectionJSON struct {
+	Behavior  string `json:"behavior"`
+	ResumesAt *int64 `json:"resumes_at"`
+}
+
+// sbPauseJSON is a subscription's pause_collection: null unless payment
+// collection is paused.
+func sbPauseJSON(sub *sbSub) *sbPauseCollectionJSON {
+	if sub.pauseBehavior == "" {
+		return nil
+	}
+	return &sbPauseCollectionJSON{Behavior: sub.pauseBehavior, ResumesAt: sbUnix(sub.pauseResumes)}
+}
+
 type sbPeriodJSON struct {
 	End   int64 `json:"end"`
 	Start int64 `json:"start"`
 }
 
+// sbInvoiceLineJSON is an invoice line item. 2025-03-31.basil moved what
+// generated it under parent and its price under pricing, and dropped the
+// top-level fields they replace (docs.stripe.com/changelog/basil/
+// 2025-03-31/adds-new-parent-field-to-invoicing-objects).
 type sbInvoiceLineJSON struct {
-	ID                     string            `json:"id"`
-	Object                 string            `json:"object"`
-	Amount                 int64             `json:"amount"`
-	AmountExcludingTax     int64             `json:"amount_excluding_tax"`
-	Currency               string            `json:"currency"`
-	Description            string            `json:"description"`
-	DiscountAmounts        []any             `json:"discount_amounts"`
-	Discountable           bool              `json:"discountable"`
-	Discounts              []string          `json:"discounts"`
-	Invoice                string            `json:"invoice"`
-	InvoiceItem            *string           `json:"invoice_item,omitempty"`
-	Livemode               bool              `json:"livemode"`
-	Metadata               map[string]string `json:"metadata"`
-	Period                 sbPeriodJSON      `json:"period"`
-	Plan                   *sbPlanJSON       `json:"plan"`
-	Price                  sbPriceJSON       `json:"price"`
-	Proration              bool              `json:"proration"`
-	ProrationDetails       map[string]any    `json:"proration_details"`
-	Quantity               int64             `json:"quantity"`
-	Subscription           *string           `json:"subscription"`
-	SubscriptionItem       *string           `json:"subscription_item,omitempty"`
-	TaxAmounts             []any             `json:"tax_amounts"`
-	TaxRates               []any             `json:"tax_rates"`
-	Type                   string            `json:"type"`
-	UnitAmountExcludingTax string            `json:"unit_amount_excluding_tax"`
+	ID                     string                  `json:"id"`
+	Object                 string                  `json:"object"`
+	Amount                 int64                   `json:"amount"`
+	AmountExcludingTax     sbField[int64]          `json:"amount_excluding_tax,omitzero"`
+	Currency               string                  `json:"currency"`
+	Description            string                  `json:"description"`
+	DiscountAmounts        []any                   `json:"discount_amounts"`
+	Discountable           bool                    `json:"discountable"`
+	Discounts              []string                `json:"discounts"`
+	Invoice                string                  `json:"invoice"`
+	InvoiceItem            *string                 `json:"invoice_item,omitempty"`
+	Livemode               bool                    `json:"livemode"`
+	Metadata               map[string]string       `json:"metadata"`
+	Parent                 sbField[map[string]any] `json:"parent,omitzero"`
+	Period                 sbPeriodJSON            `json:"period"`
+	Plan                   sbField[sbPlanJSON]     `json:"plan,omitzero"`
+	Price                  sbField[sbPriceJSON]    `json:"price,omitzero"`
+	Pricing                sbField[map[string]any] `json:"pricing,omitzero"`
+	Proration              sbField[bool]           `json:"proration,omitzero"`
+	ProrationDetails       sbField[map[string]any] `json:"proration_details,omitzero"`
+	Quantity               int64                   `json:"quantity"`
+	Subscription           sbField[string]         `json:"subscription,omitzero"`
+	SubscriptionItem       *string                 `json:"subscription_item,omitempty"`
+	TaxAmounts             sbField[[]any]          `json:"tax_amounts,omitzero"`
+	TaxRates               sbField[[]any]          `json:"tax_rates,omitzero"`
+	Taxes                  sbField[[]any]          `json:"taxes,omitzero"`
+	Type                   sbField[string]         `json:"type,omitzero"`
+	UnitAmountExcludingTax sbField[string]         `json:"unit_amount_excluding_tax,omitzero"`
 }
 
+// sbInvoiceJSON is an invoice. 2025-03-31.basil replaced subscription (and
+// subscription_details) with parent, and paid with the invoice's
+// payments.
 type sbInvoiceJSON struct {
-	ID                   string            `json:"id"`
-	Object               string            `json:"object"`
-	AccountCountry       string            `json:"account_country"`
-	AccountName          string            `json:"account_name"`
-	AmountDue            int64             `json:"amount_due"`
-	AmountPaid           int64             `json:"amount_paid"`
-	AmountRemaining      int64             `json:"amount_remaining"`
-	AttemptCount         int64             `json:"attempt_count"`
-	Attempted            bool              `json:"attempted"`
-	AutoAdvance          bool              `json:"auto_advance"`
-	BillingReason        string            `json:"billing_reason"`
-	CollectionMethod     string            `json:"collection_method"`
-	Created              int64             `json:"created"`
-	Currency             string            `json:"currency"`
-	Customer             string            `json:"customer"`
-	CustomerEmail        *string           `json:"customer_email"`
-	HostedInvoiceURL     *string           `json:"hosted_invoice_url"`
-	Lines                sbListJSON        `json:"lines"`
-	Livemode             bool              `json:"livemode"`
-	Metadata             map[string]string `json:"metadata"`
-	NextPaymentAttempt   *int64            `json:"next_payment_attempt"`
-	Number               *string           `json:"number"`
-	Paid                 bool              `json:"paid"`
-	PaidOutOfBand        bool              `json:"paid_out_of_band"`
-	PeriodEnd            int64             `json:"period_end"`
-	PeriodStart          int64             `json:"period_start"`
-	Status               string            `json:"status"`
-	StatusTransitions    map[string]any    `json:"status_transitions"`
-	Subscription         *string           `json:"subscription"`
-	Subtotal             int64             `json:"subtotal"`
-	SubtotalExcludingTax int64             `json:"subtotal_excluding_tax"`
-	Tax                  *int64            `json:"tax"`
-	Total                int64             `json:"total"`
-	TotalExcludingTax    int64             `json:"total_excluding_tax"`
+	ID                   string                  `json:"id"`
+	Object               string                  `json:"object"`
+	AccountCountry       string                  `json:"account_country"`
+	AccountName          string                  `json:"account_name"`
+	AmountDue            int64                   `json:"amount_due"`
+	AmountPaid           int64                   `json:"amount_paid"`
+	AmountRemaining      int64                   `json:"amount_remaining"`
+	AttemptCount         int64                   `json:"attempt_count"`
+	Attempted            bool                    `json:"attempted"`
+	AutoAdvance          bool                    `json:"auto_advance"`
+	BillingReason        string                  `json:"billing_reason"`
+	CollectionMethod     string                  `json:"collection_method"`
+	Created              int64                   `json:"created"`
+	Currency             string                  `json:"currency"`
+	Customer             string                  `json:"customer"`
+	CustomerEmail        *string                 `json:"customer_email"`
+	HostedInvoiceURL     *string                 `json:"hosted_invoice_url"`
+	Lines                sbListJSON              `json:"lines"`
+	Livemode             bool                    `json:"livemode"`
+	Metadata             map[string]string       `json:"metadata"`
+	NextPaymentAttempt   *int64                  `json:"next_payment_attempt"`
+	Number               *string                 `json:"number"`
+	Paid                 sbField[bool]           `json:"paid,omitzero"`
+	PaidOutOfBand        sbField[bool]           `json:"paid_out_of_band,omitzero"`
+	Parent               sbField[map[string]any] `json:"parent,omitzero"`
+	PeriodEnd            int64                   `json:"period_end"`
+	PeriodStart          int64                   `json:"period_start"`
+	Status               string                  `json:"status"`
+	StatusTransitions    map[string]any          `json:"status_transitions"`
+	Subscription         sbField[string]         `json:"subscription,omitzero"`
+	Subtotal             int64                   `json:"subtotal"`
+	SubtotalExcludingTax int64                   `json:"subtotal_excluding_tax"`
+	Tax                  sbField[int64]          `json:"tax,omitzero"`
+	Total                int64                   `json:"total"`
+	TotalExcludingTax    int64                   `json:"total_excluding_tax"`
 }
 
 func (s *Stripe) invoiceJSON(in *sbInvoice) sbInvoiceJSON {
+	basil := s.view.basil()
 	total := in.total()
 	lines := make([]sbInvoiceLineJSON, 0, len(in.lines))
 	for _, l := range in.lines {
 		lw := sbInvoiceLineJSON{
-			ID: l.id, Object: "line_item", Amount: l.amount, AmountExcludingTax: l.amount,
+			ID: l.id, Object: "line_item", Amount: l.amount,
 			Currency: in.currency, Description: l.description, DiscountAmounts: []any{},
-			Discountable: true, Discounts: []string{}, Invoice: in.id, Metadata: map[string]string{},
-			Period: sbPeriodJSON{Start: l.start.Unix(), End: l.end.Unix()}, Plan: s.planJSON(l.price),
-			Price: s.priceJSON(l.price, nil), Quantity: l.quantity, Subscription: sbNullString(in.subscription),
-			TaxAmounts: []any{}, TaxRates: []any{}, Type: "subscription",
-			ProrationDetails:       map[string]any{"credited_items": nil},
-			UnitAmountExcludingTax: strconv.FormatInt(l.price.UnitAmount, 10),
+			Discountable: true, Discounts: []string{}, Invoice: in.id, Livemode: in.livemode,
+			Metadata: map[string]string{}, Period: sbPeriodJSON{Start: l.start.Unix(), End: l.end.Unix()},
+			Quantity: l.quantity,
 		}
-		if l.subItem != "" {
-			lw.SubscriptionItem = &l.subItem
+		var ii string
+		if l.subItem == "" {
+			ii = "ii_" + strings.TrimPrefix(l.id, "il_")
+		}
+		if basil {
+			parent := map[string]any{"type": "subscription_item_details", "invoice_item_details": nil,
+				"subscription_item_details": map[string]any{"invoice_item": nil, "proration": false,
+					"proration_details": map[string]any{"credited_items": nil},
+					"subscription":      in.subscription, "subscription_item": l.subItem}}
+			if l.subItem == "" {
+				parent = map[string]any{"type": "invoice_item_details", "subscription_item_details": nil,
+					"invoice_item_details": map[string]any{"invoice_item": ii, "proration": false,
+						"proration_details": map[string]any{"credited_items": nil}, "subscription": in.subscription}}
+			}
+			lw.Parent = sbHas(parent)
+			lw.Pricing = sbHas(map[string]any{"type": "price_details",
+				"price_details":       map[string]any{"price": l.price.ID, "product": l.price.product.id},
+				"unit_amount_decimal": strconv.FormatInt(l.price.UnitAmount, 10)})
+			lw.Taxes = sbHas([]any{})
 		} else {
-			lw.Type = "invoiceitem"
-			ii := "ii_" + strings.TrimPrefix(l.id, "il_")
-			lw.InvoiceItem = &ii
-		}
-		if l.amount == 0 && l.price.UnitAmount != 0 {
-			lw.UnitAmountExcludingTax = "0"
+			unit := strconv.FormatInt(l.price.UnitAmount, 10)
+			if l.amount == 0 && l.price.UnitAmount != 0 {
+				unit = "0"
+			}
+			lw.AmountExcludingTax, lw.UnitAmountExcludingTax = sbHas(l.amount), sbHas(unit)
+			lw.Price = sbHas(s.priceJSON(l.price, nil))
+			if pl := s.planJSON(l.price); pl != nil {
+				lw.Plan = sbHas(*pl)
+			} else {
+				lw.Plan = sbHasNull[sbPlanJSON]()
+			}
+			lw.Proration = sbHas(false)
+			lw.ProrationDetails = sbHas(map[string]any{"credited_items": nil})
+			lw.Subscription = sbHasPtr(sbNullString(in.subscription))
+			lw.TaxAmounts, lw.TaxRates = sbHas([]any{}), sbHas([]any{})
+			lw.Type = sbHas("subscription")
+			if l.subItem != "" {
+				lw.SubscriptionItem = &l.subItem
+			} else {
+				lw.Type = sbHas("invoiceitem")
+				lw.InvoiceItem = &ii
+			}
 		}
 		lines = append(lines, lw)
 	}
 	w := sbInvoiceJSON{
 		ID: in.id, Object: "invoice", AccountCountry: "US", AccountName: "tollgate sandbox",
 		AmountDue: total, AttemptCount: in.attempts, Attempted: in.attempts > 0 || in.paid,
-		AutoAdvance: !in.paid, BillingReason: in.billingReason, CollectionMethod: "charge_automatically",
-		Created: in.created.Unix(), Currency: in.currency, Customer: in.customer,
+		AutoAdvance: !in.paid && in.state == "", BillingReason: in.billingReason, CollectionMethod: "charge_automatically",
+		Created: in.created.Unix(), Currency: in.currency, Customer: in.customer, Livemode: in.livemode,
 		Lines:    sbListJSON{Object: "list", Data: lines, URL: "/v1/invoices/" + in.id + "/lines"},
 		Metadata: map[string]string{}, NextPaymentAttempt: sbUnix(in.nextAttempt), Number: sbNullString(in.number),
-		Paid: in.paid, PeriodEnd: in.periodEnd.Unix(), PeriodStart: in.periodStart.Unix(),
-		Status: "open", Subscription: sbNullString(in.subscription), Subtotal: total,
+		PeriodEnd: in.periodEnd.Unix(), PeriodStart: in.periodStart.Unix(),
+		Status: "open", Subtotal: total,
 		SubtotalExcludingTax: total, Total: total, TotalExcludingTax: total,
 		StatusTransitions: map[string]any{
 			"finalized_at": in.created.Unix(), "marked_uncollectible_at": nil, "paid_at": nil, "voided_at": nil,
 		},
 	}
+	if basil {
+		w.Parent = sbHas(map[string]any{"type": "subscription_details", "quote_details": nil,
+			"subscription_details": map[string]any{"metadata": sbMeta(in.subMetadata), "subscription": in.subscription}})
+	} else {
+		w.Paid, w.PaidOutOfBand = sbHas(in.paid), sbHas(false)
+		w.Subscription = sbHasPtr(sbNullString(in.subscription))
+		w.Tax = sbHasNull[int64]()
+	}
 	if c := s.customers[in.customer]; c != nil {
 		w.CustomerEmail = sbNullString(c.email)
 	}
-	if in.paid {
+	switch {
+	case in.paid:
 		w.Status, w.AmountPaid = "paid", total
 		w.StatusTransitions["paid_at"] = in.paidAt.Unix()
-	} else {
+	case in.state == "draft":
+		// Made while collection was paused with keep_as_draft: not
+		// finalized, not collected.
+		w.Status, w.AmountRemaining = "draft", total
+		w.StatusTransitions["finalized_at"] = nil
+	case in.state == "uncollectible":
+		w.Status, w.AmountRemaining = "uncollectible", total
+		w.StatusTransitions["marked_uncollectible_at"] = in.created.Unix()
+	case in.state == "void":
+		w.Status = "void"
+		w.StatusTransitions["voided_at"] = in.created.Unix()
+	default:
 		w.AmountRemaining = total
 	}
 	return w
@@ -548,7 +668,7 @@ type sbCheckoutJSON struct {
 	SetupIntent               any               `json:"setup_intent"`
 	ShippingAddressCollection any               `json:"shipping_address_collection"`
 	ShippingCost              any               `json:"shipping_cost"`
-	ShippingDetails           any               `json:"shipping_details"`
+	ShippingDetails           sbField[any]      `json:"shipping_details,omitzero"` // gone in basil
 	ShippingOptions           []any             `json:"shipping_options"`
 	Status                    string            `json:"status"`
 	SubmitType                *string           `json:"submit_type"`
@@ -579,7 +699,14 @@ func (s *Stripe) checkoutJSON(cs *sbCheckout, exp sbExpand) sbCheckoutJSON {
 		PhoneNumberCollection: map[string]any{"enabled": false},
 		ShippingOptions:       []any{}, Status: cs.status, SuccessURL: cs.successURL,
 		TotalDetails: map[string]any{"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-		UIMode:       "hosted",
+		UIMode:       "hosted", Livemode: cs.livemode,
+	}
+	if !s.view.basil() {
+		w.ShippingDetails = sbHasNull[any]()
+	}
+	if s.view.dahlia() {
+		// docs.stripe.com/changelog/dahlia/2026-03-25/updates-available-checkout-session-ui-modes
+		w.UIMode = "hosted_page"
 	}
 	if cs.allowPromo {
 		w.AllowPromotionCodes = &cs.allowPromo
@@ -644,7 +771,7 @@ type sbPortalJSON struct {
 
 func (s *Stripe) portalJSON(p *sbPortal) sbPortalJSON {
 	return sbPortalJSON{
-		ID: p.id, Object: "billing_portal.session", Configuration: "bpc_sandbox_default",
+		ID: p.id, Object: "billing_portal.session", Configuration: "bpc_sandbox_default", Livemode: p.livemode,
 		Created: p.created.Unix(), Customer: p.customer, ReturnURL: sbNullString(p.returnURL),
 		URL: s.baseURL + "/portal/" + p.id,
 	}
@@ -674,4 +801,38 @@ type sbEventJSON struct {
 
 type sbErrorJSON struct {
 	Error sbAPIError `json:"error"`
+}
+
+type sbAccountJSON struct {
+	ID               string         `json:"id"`
+	Object           string         `json:"object"`
+	BusinessProfile  map[string]any `json:"business_profile"`
+	BusinessType     *string        `json:"business_type"`
+	Capabilities     map[string]any `json:"capabilities"`
+	ChargesEnabled   bool           `json:"charges_enabled"`
+	Country          string         `json:"country"`
+	Created          int64          `json:"created"`
+	DefaultCurrency  string         `json:"default_currency"`
+	DetailsSubmitted bool           `json:"details_submitted"`
+	Email            *string        `json:"email"`
+	Metadata         map[string]any `json:"metadata"`
+	PayoutsEnabled   bool           `json:"payouts_enabled"`
+	Settings         map[string]any `json:"settings"`
+	Type             string         `json:"type"`
+}
+
+// sbAccountID is the sandbox account's ID, the same for both modes (as a
+// Stripe account's is).
+const sbAccountID = "acct_1TollgateSandbox0"
+
+func (s *Stripe) accountJSON() sbAccountJSON {
+	return sbAccountJSON{
+		ID: sbAccountID, Object: "account",
+		BusinessProfile: map[string]any{"name": "tollgate sandbox", "url": nil, "support_email": nil},
+		Capabilities:    map[string]any{"card_payments": "active"}, ChargesEnabled: true, Country: "US",
+		Created: s.createdAt.Unix(), DefaultCurrency: "usd", DetailsSubmitted: true,
+		Metadata: map[string]any{}, PayoutsEnabled: true,
+		Settings: map[string]any{"dashboard": map[string]any{"display_name": "tollgate sandbox", "timezone": "Etc/UTC"}},
+		Type:     "standard",
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	stripe "github.com/stripe/stripe-go/v76"
 
@@ -31,18 +32,24 @@ func live(st proxy.SubscriptionStatus) bool {
 // Checkout starts a Stripe Checkout for req.Plan, billed to req.Subject.
 // Under the subject's and then the customer's lock it ensures the customer
 // exists, syncs it, and sends a subject that already holds a live
-// subscription to the Billing Portal instead (no double subscriptions).
-// The same request repeated within the hour gets the same session.
+// subscription to the Billing Portal instead. A subject has at most one
+// open Checkout Session of tollgate's at a time (README "Billing": one
+// subscription): the same request again gets the open session back, and a
+// different one (another plan, another return path, another admin of the
+// organisation) expires it before a new session opens, so two tabs can
+// never pay for two subscriptions.
 //
-// It is paid from the visitors' lane of the Stripe budget, for at most
-// four calls (create the customer, get it, list its subscriptions, create
-// the session or a portal session) taken before any lock.
+// It is paid from the visitors' lane of the Stripe budget: five calls
+// (create the customer, get it, list its subscriptions, list its open
+// sessions, create the session or a portal session) taken before any
+// lock, and the rare others (expiring a session, checking a replayed one)
+// as debt under it.
 func (b *Billing) Checkout(ctx context.Context, req proxy.CheckoutRequest) (proxy.CheckoutResult, error) {
 	if err := b.checkRequest(req); err != nil {
 		return proxy.CheckoutResult{}, err
 	}
 	var res proxy.CheckoutResult
-	err := b.underLocks(ctx, b.visitorBudget(), 4, func(bud *budget) (err error) {
+	err := b.underLocks(ctx, b.visitorBudget(), 5, func(bud *budget) (err error) {
 		res, err = b.checkoutLocked(ctx, bud, req)
 		return err
 	})
@@ -123,6 +130,26 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		trial = !had
 	}
 
+	terms := idempotencyKey("terms", subject.String(), cus, req.Identity.UserID, plan.Key, plan.Prices[0],
+		plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret)
+	open, err := b.openSessions(ctx, bud, cus)
+	if err != nil {
+		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+	}
+	var stale []string
+	for _, cs := range open {
+		if cs.Metadata[MetaTerms] == terms && cs.ClientReferenceID == req.Identity.UserID && cs.URL != "" &&
+			time.Unix(cs.ExpiresAt, 0).Sub(b.now()) > minSessionLife {
+			b.log.InfoContext(ctx, "stripe: checkout session reused", "session", cs.ID, "customer", cus,
+				"subject", subject.String(), "plan", plan.Key)
+			return proxy.CheckoutResult{URL: cs.URL}, nil
+		}
+		if err := b.expireSession(ctx, bud, cs.ID); err != nil {
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+		}
+		stale = append(stale, cs.ID)
+	}
+
 	p := &stripe.CheckoutSessionParams{
 		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
 		Customer:          stripe.String(cus),
@@ -141,6 +168,7 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 			MetaUserID:     req.Identity.UserID,
 			MetaSubject:    subject.String(),
 			MetaPlan:       plan.Key,
+			MetaTerms:      terms,
 		},
 	}
 	p.Context = ctx
@@ -154,16 +182,41 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 				Price: stripe.String(plan.TrialFeePrice), Quantity: stripe.Int64(1)})
 		}
 	}
-	p.SetIdempotencyKey(idempotencyKey("checkout", subject.String(), cus, req.Identity.UserID, plan.Key,
-		plan.Prices[0], plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret,
-		strconv.FormatInt(b.now().Unix()/3600, 10)))
+	// The key names the request and the state it was made in (the
+	// customer's subscriptions, the sessions it replaces), so a retry, or a
+	// second replica racing this one, gets the same session, and a request
+	// made after a session was paid or expired does not: Stripe would
+	// replay the old answer, whose URL leads to a closed session. A replay
+	// is checked all the same, and a closed one is never handed out.
+	keyParts := []string{terms}
+	for _, s := range state.Subscriptions {
+		keyParts = append(keyParts, s.ID)
+	}
 	var cs *stripe.CheckoutSession
-	err = b.call(ctx, bud, func() (err error) {
-		cs, err = b.api.CheckoutSessions.New(p)
-		return err
-	})
-	if err != nil {
-		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: create session: %w", stripeFailure(err))
+	for attempt := 0; ; attempt++ {
+		p.SetIdempotencyKey(idempotencyKey("checkout", append(keyParts, stale...)...))
+		err = b.call(ctx, bud, func() (err error) {
+			cs, err = b.api.CheckoutSessions.New(p)
+			return err
+		})
+		if err != nil {
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: create session: %w", stripeFailure(err))
+		}
+		if !maybeReplayed(cs, b.now()) {
+			break
+		}
+		if attempt == maxReplays {
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: session %s: Stripe keeps replaying closed sessions", cs.ID)
+		}
+		status, err := b.sessionStatus(ctx, bud, cs.ID)
+		if err != nil {
+			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
+		}
+		if status == stripe.CheckoutSessionStatusOpen {
+			break
+		}
+		b.log.InfoContext(ctx, "stripe: replayed checkout session is closed; opening another", "session", cs.ID, "status", string(status))
+		stale = append(stale, cs.ID)
 	}
 	if cs.URL == "" {
 		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: session %s has no URL", cs.ID)
@@ -226,6 +279,110 @@ func (b *Billing) createCustomer(ctx context.Context, bud *budget, id *proxy.Ide
 	return c.ID, nil
 }
 
+// minSessionLife is how long an open Checkout Session must still have
+// before it expires to be handed out again (Stripe's default life is 24
+// hours).
+const minSessionLife = time.Hour
+
+// maxReplays bounds how many replayed, closed sessions Checkout steps over.
+const maxReplays = 3
+
+// maybeReplayed reports whether Stripe may have answered a session
+// creation with an earlier answer to the same idempotency key: it says so
+// in the Idempotent-Replayed header, and the session is older than the
+// request. A false alarm costs one call (the session's status is asked).
+func maybeReplayed(cs *stripe.CheckoutSession, now time.Time) bool {
+	if cs.LastResponse != nil && cs.LastResponse.Header.Get("Idempotent-Replayed") == "true" {
+		return true
+	}
+	return cs.Created > 0 && now.Sub(time.Unix(cs.Created, 0)) > replayAge
+}
+
+// replayAge is how old a just-created session may look (clocks disagree)
+// before it is taken for a replay.
+const replayAge = 10 * time.Minute
+
+// openSessions lists the customer's open Checkout Sessions that tollgate
+// made (its metadata subject, subscription mode): the newest 100, which is
+// every one in practice (Checkout lets a session live 24 hours).
+func (b *Billing) openSessions(ctx context.Context, bud *budget, cus string) ([]*stripe.CheckoutSession, error) {
+	var out []*stripe.CheckoutSession
+	err := b.call(ctx, bud, func() error {
+		p := &stripe.CheckoutSessionListParams{Customer: stripe.String(cus), Status: stripe.String(string(stripe.CheckoutSessionStatusOpen))}
+		p.Context = ctx
+		p.Limit = stripe.Int64(100)
+		p.Single = true
+		out = out[:0]
+		it := b.api.CheckoutSessions.List(p)
+		for it.Next() {
+			cs := it.CheckoutSession()
+			if cs.Status == stripe.CheckoutSessionStatusOpen && cs.Mode == stripe.CheckoutSessionModeSubscription && cs.Metadata[MetaSubject] != "" {
+				out = append(out, cs)
+			}
+		}
+		return it.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list open checkout sessions of %s: %w", cus, stripeFailure(err))
+	}
+	return out, nil
+}
+
+// expireSession expires an open Checkout Session so that it can no longer
+// be paid. One that is no longer open (paid or expired meanwhile) is not
+// an error: the caller's sync sees what became of it.
+func (b *Billing) expireSession(ctx context.Context, bud *budget, id string) error {
+	err := b.call(ctx, bud, func() error {
+		p := &stripe.CheckoutSessionExpireParams{}
+		p.Context = ctx
+		_, err := b.api.CheckoutSessions.Expire(id, p)
+		return err
+	})
+	switch {
+	case err == nil:
+		b.log.InfoContext(ctx, "stripe: checkout session expired", "session", id)
+		return nil
+	case stripeStatus(err) == http.StatusBadRequest:
+		b.log.WarnContext(ctx, "stripe: checkout session could not be expired; it is no longer open", "session", id, "err", err)
+		return nil
+	}
+	return fmt.Errorf("expire checkout session %s: %w", id, stripeFailure(err))
+}
+
+// sessionStatus is a Checkout Session's status now.
+func (b *Billing) sessionStatus(ctx context.Context, bud *budget, id string) (stripe.CheckoutSessionStatus, error) {
+	var cs *stripe.CheckoutSession
+	err := b.call(ctx, bud, func() (err error) {
+		p := &stripe.CheckoutSessionParams{}
+		p.Context = ctx
+		cs, err = b.api.CheckoutSessions.Get(id, p)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("get checkout session %s: %w", id, stripeFailure(err))
+	}
+	return cs.Status, nil
+}
+
+// expireOthers expires the customer's open Checkout Sessions of tollgate's
+// but keep, once keep has completed: a subject holds one subscription made
+// through tollgate's Checkout (README "Billing").
+func (b *Billing) expireOthers(ctx context.Context, bud *budget, cus, keep string) error {
+	open, err := b.openSessions(ctx, bud, cus)
+	if err != nil {
+		return err
+	}
+	for _, cs := range open {
+		if cs.ID == keep {
+			continue
+		}
+		if err := b.expireSession(ctx, bud, cs.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // idempotencyKey derives a Stripe Idempotency-Key from the request's
 // parameters, so a different request never collides with an earlier one.
 func idempotencyKey(kind string, parts ...string) string {
@@ -258,7 +415,7 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 		cs, err = b.api.CheckoutSessions.Get(sessionID, p)
 		return err
 	})
-	if isNotFound(err) {
+	if isResourceMissing(err) {
 		b.sessions.put(sessionID, "", b.now())
 		return proxy.CheckoutReturn{}, fmt.Errorf("stripe checkout return: session not found: %w", proxy.ErrNotYours)
 	}
@@ -279,9 +436,18 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 	if !ok {
 		subject = proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}
 	}
+	complete := cs.Status == stripe.CheckoutSessionStatusComplete && cs.Mode == stripe.CheckoutSessionModeSubscription
 	err = b.underLocks(ctx, b.visitorBudget(), 2, func(bud *budget) error {
 		settled, err := b.completeLocked(ctx, bud, subject, cus)
 		ret.Settled = settled
+		if err == nil && complete {
+			// The subject's other open sessions can no longer be paid.
+			// The webhook does the same and retries; the visitor's return
+			// is not held up by it.
+			if xerr := b.expireOthers(ctx, bud, cus, cs.ID); xerr != nil {
+				b.log.WarnContext(ctx, "stripe: expiring the other open checkout sessions", "customer", cus, "err", xerr)
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -314,7 +480,7 @@ func (b *Billing) completeLocked(ctx context.Context, bud *budget, subject proxy
 	if ents != nil && ents.Subject == subject {
 		now := b.now()
 		for i := range ents.Subscriptions {
-			if proxy.Grants(&ents.Subscriptions[i], b.grace, now) {
+			if proxy.Grants(&ents.Subscriptions[i], *b.access.Load(), now) {
 				return true, nil
 			}
 		}
@@ -377,6 +543,13 @@ func (b *Billing) portalSession(ctx context.Context, bud *budget, cus, returnURL
 		return err
 	})
 	if err != nil {
+		var se *stripe.Error
+		if errors.As(err, &se) && se.Code == stripe.ErrorCodeResourceMissing {
+			// The key cannot see the customer (400 for a parameter).
+			b.anomaly(AnomalyCustomerUnseen)
+			b.log.ErrorContext(ctx, "stripe: the key cannot see a customer (resource_missing) for the portal", "customer", cus, "err", err)
+			return "", fmt.Errorf("stripe portal session for %s: %w", cus, ErrCustomerUnseen)
+		}
 		if stripeStatus(err) == http.StatusBadRequest {
 			// Most often: no portal configuration saved in this mode yet
 			// (Dashboard → Settings → Billing → Customer portal).

@@ -71,7 +71,12 @@ func TestCheckout_NewCustomerPaidTrial(t *testing.T) {
 		"success_url":                                {"https://app.example.test/.tollgate/checkout/done?session_id={CHECKOUT_SESSION_ID}"},
 		"cancel_url":                                 {"https://app.example.test/.tollgate/subscribe/pro?return=%2Fdocs%3Fx%3D1"},
 	}
-	if diff := cmp.Diff(want, sessionForm(t, h)); diff != "" {
+	got := sessionForm(t, h)
+	if !strings.HasPrefix(got.Get("metadata[terms]"), "tollgate-terms-") {
+		t.Errorf("metadata[terms] = %q", got.Get("metadata[terms]"))
+	}
+	got.Del("metadata[terms]")
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("session form (-want +got):\n%s", diff)
 	}
 	// The pre-sync ran inside: the customer's (empty) state was committed.
@@ -208,15 +213,56 @@ func TestCheckout_RepeatIsIdempotent(t *testing.T) {
 	if n := len(h.stripe.callsTo("POST", "/v1/customers")); n != 1 {
 		t.Errorf("%d customers created", n)
 	}
+	// The open session was found and handed out again: one creation.
 	s := h.stripe.callsTo("POST", "/v1/checkout/sessions")
-	if len(s) != 2 || s[0].IdemKey == "" || s[0].IdemKey != s[1].IdemKey || !s[1].Replayed {
+	if len(s) != 1 || s[0].IdemKey == "" {
 		t.Errorf("session calls = %+v", s)
 	}
-	// Another return path is another request: a new session.
+	// Another return path is another request: the open session is expired
+	// first, so the subject never has two open at once.
 	req.ReturnPath = "/other"
 	third, err := h.b.Checkout(t.Context(), req)
 	if err != nil || third.URL == first.URL {
 		t.Errorf("different request reused the session (%v)", err)
+	}
+	exp := h.stripe.callsTo("POST", "/v1/checkout/sessions/")
+	if len(exp) != 1 || !strings.HasSuffix(exp[0].Path, "/expire") {
+		t.Fatalf("expire calls = %+v", exp)
+	}
+	firstID := strings.TrimSuffix(strings.TrimPrefix(exp[0].Path, "/v1/checkout/sessions/"), "/expire")
+	if st := h.stripe.session(firstID).Status; st != "expired" {
+		t.Errorf("first session %s is %q, want expired", firstID, st)
+	}
+}
+
+// A request repeated after its session closed is not sent back to it,
+// even when Stripe replays the old answer to the same idempotency key.
+func TestCheckout_ReplayedClosedSessionIsNeverHandedOut(t *testing.T) {
+	h := newHarness(t)
+	req := proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro"), ReturnPath: "/docs"}
+	first, err := h.b.Checkout(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The session was paid, but its subscription does not show (yet):
+	// the same key would replay the session.
+	var sid string
+	h.stripe.mu.Lock()
+	for k := range h.stripe.sessions {
+		sid = k
+		h.stripe.sessions[k].Status = "complete"
+	}
+	h.stripe.mu.Unlock()
+	second, err := h.b.Checkout(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.URL == first.URL || second.URL == "" {
+		t.Errorf("sent back to the closed session %s: %q", sid, second.URL)
+	}
+	s := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+	if len(s) != 3 || !s[1].Replayed || s[2].Replayed || s[2].IdemKey == s[1].IdemKey {
+		t.Errorf("session calls: %+v", s)
 	}
 }
 
@@ -373,5 +419,17 @@ func TestPortal(t *testing.T) {
 	c := h.stripe.callsTo("POST", "/v1/billing_portal/sessions")
 	if diff := cmp.Diff(url.Values{"customer": {"cus_1"}, "return_url": {"https://app.example.test/.tollgate/account"}}, c[0].Form); diff != "" {
 		t.Errorf("portal form (-want +got):\n%s", diff)
+	}
+}
+
+// The portal for a customer the key cannot see is that outage, named and
+// counted, not a hint about the portal's settings.
+func TestPortal_CustomerTheKeyCannotSee(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	h.link(userAda(), "cus_elsewhere")
+	_, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account")
+	if !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
+		t.Errorf("portal: %v, anomalies %v", err, obs.anomalies)
 	}
 }

@@ -235,6 +235,11 @@ func TestContract_StripeMockAcceptsEveryRequest(t *testing.T) {
 	}
 	_ = b.RefreshPrices(ctx) // canned prices may be of the "wrong" kind; only the requests matter
 	_, _ = b.CatchUp(ctx)    // events list (delivery_success=false, created[gte]); canned events
+	// Expiring a session (Checkout expires the subject's other open
+	// sessions; stripe-mock's canned ones carry no tollgate metadata).
+	if err := b.expireSession(ctx, b.backgroundBudget(0), "cs_test_contract"); err != nil {
+		t.Errorf("expire session: %v", err)
+	}
 
 	// Every call is one of Endpoints (the metrics' allow-list), and every
 	// one of Endpoints was exercised.

@@ -10,11 +10,13 @@ var endpoints = []string{
 	"GET /v1/customers/{id}",
 	"GET /v1/subscriptions",
 	"POST /v1/checkout/sessions",
+	"GET /v1/checkout/sessions",
 	"GET /v1/checkout/sessions/{id}",
+	"POST /v1/checkout/sessions/{id}/expire",
 	"POST /v1/billing_portal/sessions",
 	"GET /v1/events",
-	"GET /v1/prices",
 	"GET /v1/prices/{id}",
+	"GET /v1/account",
 }
 
 // EndpointOther labels any call that is not one of Endpoints.

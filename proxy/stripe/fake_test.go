@@ -64,6 +64,8 @@ type fakeSession struct {
 	ID, URL, Customer, ClientReferenceID string
 	Status, PaymentStatus, Subscription  string
 	Metadata                             map[string]string
+	Seq                                  int   // creation order
+	ExpiresAt                            int64 // 0: a day after now
 }
 
 type fakePrice struct {
@@ -113,8 +115,13 @@ func newFakeStripe(t testing.TB) *fakeStripe {
 	mux.HandleFunc("GET /v1/subscriptions", f.listSubscriptions)
 	mux.HandleFunc("POST /v1/checkout/sessions", f.createSession)
 	mux.HandleFunc("GET /v1/checkout/sessions/{id}", f.getSession)
+	mux.HandleFunc("GET /v1/checkout/sessions", f.listSessions)
+	mux.HandleFunc("POST /v1/checkout/sessions/{id}/expire", f.expireSession)
 	mux.HandleFunc("POST /v1/billing_portal/sessions", f.createPortal)
 	mux.HandleFunc("GET /v1/prices", f.listPrices)
+	mux.HandleFunc("GET /v1/account", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"id": "acct_fake", "object": "account", "charges_enabled": true})
+	})
 	mux.HandleFunc("GET /v1/prices/{id}", f.getPrice)
 	f.srv = httptest.NewServer(f.middleware(mux))
 	t.Cleanup(f.srv.Close)
@@ -440,7 +447,7 @@ func (f *fakeStripe) createSession(w http.ResponseWriter, r *http.Request) {
 	id := f.nextID("cs_test")
 	s := &fakeSession{ID: id, URL: "https://checkout.stripe.test/c/pay/" + id, Customer: r.Form.Get("customer"),
 		ClientReferenceID: r.Form.Get("client_reference_id"), Status: "open", PaymentStatus: "unpaid",
-		Metadata: metadataOf(r.Form, "metadata")}
+		Metadata: metadataOf(r.Form, "metadata"), Seq: f.seq}
 	f.sessions[id] = s
 	body := f.sessionJSON(s, false)
 	f.mu.Unlock()
@@ -471,9 +478,66 @@ func (f *fakeStripe) sessionJSON(s *fakeSession, expandSub bool) map[string]any 
 	if md == nil {
 		md = map[string]string{}
 	}
-	return map[string]any{"id": s.ID, "object": "checkout.session", "url": s.URL, "mode": "subscription",
+	var u any
+	if s.Status == "open" {
+		u = s.URL
+	}
+	exp := s.ExpiresAt
+	if exp == 0 {
+		exp = time.Now().Add(24 * time.Hour).Unix()
+	}
+	return map[string]any{"id": s.ID, "object": "checkout.session", "url": u, "mode": "subscription",
 		"customer": cus, "client_reference_id": ref, "status": s.Status, "payment_status": s.PaymentStatus,
-		"subscription": sub, "metadata": md, "livemode": false}
+		"subscription": sub, "metadata": md, "livemode": false, "expires_at": exp}
+}
+
+func (f *fakeStripe) listSessions(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	var all []*fakeSession
+	for _, s := range f.sessions {
+		if (r.Form.Get("customer") == "" || s.Customer == r.Form.Get("customer")) &&
+			(r.Form.Get("status") == "" || s.Status == r.Form.Get("status")) {
+			all = append(all, s)
+		}
+	}
+	slices.SortFunc(all, func(a, b *fakeSession) int { return b.Seq - a.Seq })
+	data := []any{}
+	for _, s := range all {
+		data = append(data, f.sessionJSON(s, false))
+	}
+	f.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data, "has_more": false, "url": "/v1/checkout/sessions"})
+}
+
+func (f *fakeStripe) expireSession(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	s := f.sessions[r.PathValue("id")]
+	var body map[string]any
+	ok := s != nil && s.Status == "open"
+	if ok {
+		s.Status = "expired"
+		body = f.sessionJSON(s, false)
+	}
+	f.mu.Unlock()
+	switch {
+	case s == nil:
+		writeStripeError(w, http.StatusNotFound, "invalid_request_error", "resource_missing", "No such checkout.session")
+	case !ok:
+		writeStripeError(w, http.StatusBadRequest, "invalid_request_error", "",
+			`Only Checkout Sessions with a status in ["open"] can be expired.`)
+	default:
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+// session is a copy of the fake's session id.
+func (f *fakeStripe) session(id string) fakeSession {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.sessions[id]; s != nil {
+		return *s
+	}
+	return fakeSession{}
 }
 
 func (f *fakeStripe) getSession(w http.ResponseWriter, r *http.Request) {
@@ -861,4 +925,30 @@ func statuses(e *proxy.Entitlements) map[string]proxy.SubscriptionStatus {
 		}
 	}
 	return out
+}
+
+// fakeObserver records what Billing tells its Observer.
+type fakeObserver struct {
+	mu        sync.Mutex
+	anomalies []string
+}
+
+func (o *fakeObserver) WebhookEvent(string, string, string, time.Duration) {}
+
+func (o *fakeObserver) StripeAnomaly(kind string) {
+	o.mu.Lock()
+	o.anomalies = append(o.anomalies, kind)
+	o.mu.Unlock()
+}
+
+func (o *fakeObserver) count(kind string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, k := range o.anomalies {
+		if k == kind {
+			n++
+		}
+	}
+	return n
 }

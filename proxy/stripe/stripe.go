@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,11 +61,39 @@ type Cache interface {
 	Put(s proxy.Subject, e *proxy.Entitlements)
 }
 
-// Observer learns what the webhook did, for metrics. Implemented by
+// Observer learns what the webhook did, and what Stripe said that points
+// at a configuration error or a race, for metrics. Implemented by
 // proxy/metrics.
 type Observer interface {
 	WebhookEvent(source, eventType, result string, lag time.Duration)
+	// StripeAnomaly counts one of the Anomaly* kinds.
+	StripeAnomaly(kind string)
 }
+
+// Kinds of StripeAnomaly: a fixed set, so they can be metric labels.
+const (
+	// AnomalyCustomerUnseen: Stripe answered resource_missing for a
+	// customer tollgate knows. The key belongs to another account or mode
+	// than the one the customer was made in: access is kept.
+	AnomalyCustomerUnseen = "customer_unseen"
+	// AnomalyLivemodeMismatch: a signed event of the other mode than the
+	// key's (a test endpoint pointed at a live gateway); ignored.
+	AnomalyLivemodeMismatch = "livemode_mismatch"
+	// AnomalySeveralLiveSubscriptions: a customer holds more than one live
+	// subscription to the configured plans (two checkouts completed in the
+	// same instant, or made elsewhere).
+	AnomalySeveralLiveSubscriptions = "several_live_subscriptions"
+)
+
+// Anomalies lists the StripeAnomaly kinds.
+func Anomalies() []string {
+	return []string{AnomalyCustomerUnseen, AnomalyLivemodeMismatch, AnomalySeveralLiveSubscriptions}
+}
+
+// ErrCustomerUnseen is wrapped by a sync whose customer Stripe answers
+// resource_missing for: the key cannot see it (another account or mode).
+// Nothing is committed, so access stays as it was.
+const ErrCustomerUnseen = errorString("stripe: the key cannot see this customer (resource_missing): is it the key of another account or mode?")
 
 // Directory finds a user's email for a new customer. Implemented by
 // proxy/clerk.Client (Clerk's Backend API).
@@ -75,12 +104,14 @@ type Directory interface {
 // Config configures a Billing. SecretKey, PublicURL and Store are required.
 type Config struct {
 	SecretKey      string
-	WebhookSecrets []string      // any may match (rotation)
-	APIURL         string        // default https://api.stripe.com (stripe-mock, the sandbox)
-	PublicURL      *url.URL      // origin visitors see: Checkout's success and cancel URLs
-	InternalPrefix string        // default "/.tollgate"
-	Plans          []proxy.Plan  // price → plan mapping, trial days, trial fees
-	PastDueGrace   time.Duration // as stripe.past_due_grace: only for CompleteCheckout's Settled
+	WebhookSecrets []string     // any may match (rotation)
+	APIURL         string       // default https://api.stripe.com (stripe-mock, the sandbox)
+	PublicURL      *url.URL     // origin visitors see: Checkout's success and cancel URLs
+	InternalPrefix string       // default "/.tollgate"
+	Plans          []proxy.Plan // price → plan mapping, trial days, trial fees
+	// Access is stripe.past_due_grace and stripe.paused_collection: only
+	// for CompleteCheckout's Settled.
+	Access proxy.AccessPolicy
 
 	Store     Store
 	Cache     Cache     // nil: nothing is written through (tests, CLI syncs)
@@ -101,6 +132,10 @@ const (
 	MetaSubject    = "subject"     // checkout session: "user:user_…" or "org:org_…"
 	MetaReturnPath = "return_path" // checkout session
 	MetaPlan       = "plan"        // checkout session: the plan's config key
+	// MetaTerms is a checkout session's terms (who, plan, prices, trial,
+	// return path) as a digest: an open session with the same terms is
+	// handed out again rather than a second one opened.
+	MetaTerms = "terms"
 )
 
 // CursorSyncAll is the Store cursor SyncAll resumes from.
@@ -128,15 +163,16 @@ type Billing struct {
 	dir     Directory
 	log     *slog.Logger
 	now     func() time.Time
-	plans   atomic.Pointer[[]proxy.Plan] // swapped on a config reload
-	grace   time.Duration
+	plans   atomic.Pointer[[]proxy.Plan]       // swapped on a config reload
+	access  atomic.Pointer[proxy.AccessPolicy] // swapped on a config reload
 	secrets []string
 	public  string // public URL without a trailing slash
 	prefix  string
 	maxBody int64
 
-	obs   Observer
-	locks keyedLocks
+	obs      Observer
+	livemode bool // the key is a live-mode key
+	locks    keyedLocks
 	// background and visitors are the two lanes of the Stripe budget
 	// (Pacing); maxWait is how long a visitor's call may wait for its lane.
 	background *bucket
@@ -145,16 +181,15 @@ type Billing struct {
 	sessions   *sessionMemo // Checkout Sessions' owners, and IDs Stripe does not know
 	// sleep waits for d or until ctx is done; backoffBase is the first wait
 	// after a 429. Both are fields so tests can run without real waits.
-	sleep         func(ctx context.Context, d time.Duration) error
-	backoffBase   time.Duration
-	retries       int        // 429 retries on interactive paths
-	sweepRetries  int        // 429 retries in SyncAll
-	sweepRun      sync.Mutex // one SyncAll at a time
-	sweepMu       sync.Mutex
-	sweeps        map[*sweep]struct{}
-	pricesMu      sync.RWMutex
-	prices        map[string]proxy.Price
-	configuredIDs []string
+	sleep        func(ctx context.Context, d time.Duration) error
+	backoffBase  time.Duration
+	retries      int        // 429 retries on interactive paths
+	sweepRetries int        // 429 retries in SyncAll
+	sweepRun     sync.Mutex // one SyncAll at a time
+	sweepMu      sync.Mutex
+	sweeps       map[*sweep]struct{}
+	pricesMu     sync.RWMutex
+	prices       map[string]proxy.Price
 }
 
 var (
@@ -184,10 +219,10 @@ func New(cfg Config) (*Billing, error) {
 		store:        cfg.Store,
 		cache:        cfg.Cache,
 		obs:          cfg.Observer,
+		livemode:     keyLivemode(cfg.SecretKey),
 		dir:          cfg.Directory,
 		log:          cfg.Logger,
 		now:          cfg.Now,
-		grace:        cfg.PastDueGrace,
 		public:       strings.TrimSuffix(cfg.PublicURL.String(), "/"),
 		prefix:       "/" + strings.Trim(cfg.InternalPrefix, "/"),
 		maxBody:      cfg.MaxWebhookBytes,
@@ -232,22 +267,31 @@ func New(cfg Config) (*Billing, error) {
 		LeveledLogger:     sdkLogger{b.log},
 		EnableTelemetry:   stripe.Bool(false),
 	}))
-	seen := map[string]bool{}
-	for _, p := range cfg.Plans {
-		for _, id := range append(append([]string(nil), p.Prices...), p.TrialFeePrice) {
-			if id != "" && !seen[id] {
-				seen[id] = true
-				b.configuredIDs = append(b.configuredIDs, id)
-			}
-		}
-	}
 	b.SetPlans(cfg.Plans)
+	b.SetAccess(cfg.Access)
 	b.SetPacing(cfg.Pacing)
 	return b, nil
 }
 
+// SetAccess replaces the access policy (a config reload).
+func (b *Billing) SetAccess(p proxy.AccessPolicy) { b.access.Store(&p) }
+
 // Plans returns the plans prices are mapped to.
 func (b *Billing) Plans() []proxy.Plan { return *b.plans.Load() }
+
+// configuredPrices are the price IDs of the current plans (recurring
+// prices and trial fees), each once.
+func (b *Billing) configuredPrices() []string {
+	var out []string
+	for _, p := range b.Plans() {
+		for _, id := range append(slices.Clone(p.Prices), p.TrialFeePrice) {
+			if id != "" && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
 
 // SetPlans replaces the plans (a config reload): later syncs and checkouts
 // map prices with them.
@@ -256,20 +300,70 @@ func (b *Billing) SetPlans(plans []proxy.Plan) {
 	b.plans.Store(&p)
 }
 
-// Ready checks that Stripe answers an authenticated call (one price).
+// keyLivemode reports whether a secret key is a live-mode one: sk_live_…
+// or rk_live_… (docs.stripe.com/keys).
+func keyLivemode(key string) bool {
+	return strings.HasPrefix(key, "sk_live_") || strings.HasPrefix(key, "rk_live_")
+}
+
+// Livemode reports whether the key is a live-mode key.
+func (b *Billing) Livemode() bool { return b.livemode }
+
+// Ready checks the key itself: the account answers (GET /v1/account) and
+// every configured price exists for it. A key of another account or mode
+// than the prices' fails here, whatever the store holds; a customer the
+// key cannot see never does (it is one customer, not the key).
 func (b *Billing) Ready(ctx context.Context) error {
-	err := b.call(ctx, b.backgroundBudget(b.retries), func() error {
-		p := &stripe.PriceListParams{}
+	bud := b.backgroundBudget(b.retries)
+	err := b.call(ctx, bud, func() error {
+		// stripe-go's Accounts.Get takes no params, hence no context:
+		// the same call through its backend, with one.
+		p := &stripe.AccountParams{}
 		p.Context = ctx
-		p.Limit = stripe.Int64(1)
-		p.Single = true
-		it := b.api.Prices.List(p)
-		return it.Err()
+		c := b.api.Accounts
+		return c.B.Call(http.MethodGet, "/v1/account", c.Key, p, &stripe.Account{})
 	})
-	if err != nil {
-		return fmt.Errorf("stripe ready: %w", stripeFailure(err))
+	switch {
+	case stripeStatus(err) == http.StatusForbidden:
+		// A restricted key without the Account permission: it
+		// authenticated, which is what this asks.
+	case err != nil:
+		return fmt.Errorf("stripe ready: account: %w", stripeFailure(err))
+	}
+	var missing []string
+	for _, id := range b.configuredPrices() {
+		err := b.call(ctx, bud, func() error {
+			p := &stripe.PriceParams{}
+			p.Context = ctx
+			_, err := b.api.Prices.Get(id, p)
+			return err
+		})
+		switch {
+		case isResourceMissing(err):
+			missing = append(missing, id)
+		case err != nil:
+			return fmt.Errorf("stripe ready: price %s: %w", id, stripeFailure(err))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("stripe ready: the key (%s mode) cannot see the configured prices %s: is it the key of another account or mode?",
+			modeName(b.livemode), strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+func modeName(live bool) string {
+	if live {
+		return "live"
+	}
+	return "test"
+}
+
+// anomaly counts one of the Anomaly* kinds.
+func (b *Billing) anomaly(kind string) {
+	if b.obs != nil {
+		b.obs.StripeAnomaly(kind)
+	}
 }
 
 // Price implements proxy.PriceCatalog from what RefreshPrices last loaded.
@@ -294,7 +388,7 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 	}
 	var errs []error
 	got := map[string]proxy.Price{}
-	for _, id := range b.configuredIDs {
+	for _, id := range b.configuredPrices() {
 		var sp *stripe.Price
 		err := b.call(ctx, b.backgroundBudget(b.retries), func() (err error) {
 			p := &stripe.PriceParams{}
@@ -353,7 +447,13 @@ func stripeStatus(err error) int {
 	return 0
 }
 
-func isNotFound(err error) bool { return stripeStatus(err) == http.StatusNotFound }
+// isResourceMissing reports Stripe's answer for an object the key cannot
+// see: 404 with code resource_missing. Another 404 (a proxy, a wrong
+// api_url) is a failure like any other.
+func isResourceMissing(err error) bool {
+	var se *stripe.Error
+	return errors.As(err, &se) && se.HTTPStatusCode == http.StatusNotFound && se.Code == stripe.ErrorCodeResourceMissing
+}
 
 // stripeFailure marks errors that mean "Stripe is not answering properly
 // now" (network, 429, 5xx) with proxy.ErrStripeUnavail; a 4xx other than

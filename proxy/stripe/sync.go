@@ -46,8 +46,12 @@ func (b *Billing) SyncCustomer(ctx context.Context, customerID, eventID string) 
 }
 
 // syncLocked is SyncCustomer's body; the caller holds the customer's lock
-// and pays with bud (see underLocks). A customer Stripe answers 404 for, or
-// reports deleted, is committed as deleted.
+// and pays with bud (see underLocks). A customer Stripe reports deleted
+// (deleted: true) is committed as deleted. One Stripe answers
+// resource_missing for is not: the key cannot see it, which says the key
+// is another account's or mode's, not that the customer is gone; nothing
+// is committed (access stays as it was) and ErrCustomerUnseen is returned,
+// logged and counted.
 func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, eventID string) (proxy.CustomerState, *proxy.Entitlements, error) {
 	var c *stripe.Customer
 	err := b.call(ctx, bud, func() (err error) {
@@ -58,8 +62,12 @@ func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, event
 	})
 	var info customerInfo
 	switch {
-	case isNotFound(err):
-		info = customerInfo{ID: customerID, Deleted: true}
+	case isResourceMissing(err):
+		b.anomaly(AnomalyCustomerUnseen)
+		b.log.ErrorContext(ctx, "stripe: the key cannot see a customer (resource_missing); keeping its state. "+
+			"Is stripe.secret_key the key of another account or mode?", "customer", customerID,
+			"key_mode", modeName(b.livemode), "err", err)
+		return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: %w", customerID, ErrCustomerUnseen)
 	case err != nil:
 		return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: get customer: %w", customerID, stripeFailure(err))
 	default:
@@ -139,6 +147,11 @@ func (b *Billing) commitLocked(ctx context.Context, info customerInfo, subs []pr
 	if err != nil {
 		return proxy.CustomerState{}, nil, err
 	}
+	if n := severalLive(subs); n > 1 {
+		b.anomaly(AnomalySeveralLiveSubscriptions)
+		b.log.WarnContext(ctx, "stripe: customer holds several live subscriptions to the configured plans",
+			"customer", info.ID, "subject", subject.String(), "live", n)
+	}
 	state := proxy.CustomerState{
 		CustomerID:    info.ID,
 		Subject:       subject,
@@ -161,6 +174,18 @@ func (b *Billing) commitLocked(ctx context.Context, info customerInfo, subs []pr
 	b.log.DebugContext(ctx, "stripe: customer synced", "customer", info.ID, "subject", who.String(),
 		"subscriptions", len(state.Subscriptions), "deleted", info.Deleted, "event_id", eventID)
 	return state, ents, nil
+}
+
+// severalLive counts the live subscriptions (as Checkout counts them) to
+// configured plans.
+func severalLive(subs []proxy.Subscription) int {
+	n := 0
+	for i := range subs {
+		if subs[i].Plan != "" && live(subs[i].Status) {
+			n++
+		}
+	}
+	return n
 }
 
 // resolveSubject finds who a customer belongs to: the stored link; else,
@@ -211,6 +236,10 @@ func (b *Billing) subscription(s *stripe.Subscription, customerID string, now ti
 		TrialEnd:          unixTime(s.TrialEnd),
 		CancelAtPeriodEnd: s.CancelAtPeriodEnd,
 		SyncedAt:          now,
+	}
+	if pc := s.PauseCollection; pc != nil && pc.Behavior != "" {
+		out.PausedCollection = string(pc.Behavior)
+		out.CollectionResumesAt = unixTime(pc.ResumesAt)
 	}
 	if s.Customer != nil && s.Customer.ID != "" {
 		out.CustomerID = s.Customer.ID

@@ -34,7 +34,7 @@ func TestSyncCustomer_CancelledSubscriptionReachesCacheAsCanceled(t *testing.T) 
 	if statuses(ents)[sub] != proxy.StatusCanceled {
 		t.Errorf("cache = %v, want canceled", statuses(ents))
 	}
-	if proxy.Grants(&ents.Subscriptions[0], 0, h.clock.Now()) {
+	if proxy.Grants(&ents.Subscriptions[0], proxy.AccessPolicy{}, h.clock.Now()) {
 		t.Error("a canceled subscription still grants")
 	}
 }
@@ -56,7 +56,7 @@ func TestSyncCustomer_PastDueKeepsFirstSeenTime(t *testing.T) {
 	if !got.PastDueSince.Equal(first) || !got.SyncedAt.Equal(first.Add(3*time.Hour)) {
 		t.Errorf("PastDueSince %v SyncedAt %v, want %v and 3h later", got.PastDueSince, got.SyncedAt, first)
 	}
-	if proxy.Grants(&got, time.Hour, h.clock.Now()) {
+	if proxy.Grants(&got, proxy.AccessPolicy{PastDueGrace: time.Hour}, h.clock.Now()) {
 		t.Error("past_due beyond a 1h grace counted from first sight still grants")
 	}
 }
@@ -333,6 +333,11 @@ func TestReadyAndPrices(t *testing.T) {
 	bad := newHarness(t, func(c *Config) {
 		c.Plans = []proxy.Plan{{Key: "x", Prices: []string{"price_fee", "price_nope"}, TrialFeePrice: "price_pro"}}
 	})
+	// Readiness checks the key against the configured prices: one it
+	// cannot see says the key is another account's or mode's.
+	if err := bad.b.Ready(t.Context()); err == nil || !strings.Contains(err.Error(), "price_nope") || strings.Contains(err.Error(), "price_fee") {
+		t.Errorf("Ready with a missing price: %v", err)
+	}
 	err := bad.b.RefreshPrices(t.Context())
 	for _, want := range []string{"price_fee is one-time", "price_nope", "price_pro is a trial fee but recurring"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -406,5 +411,46 @@ func TestBucket_PacesAfterBurst(t *testing.T) {
 	now = now.Add(time.Second) // refills to the burst, no more
 	if d := b.reserve(2); d != 0 {
 		t.Errorf("after a second: wait %v, want 0", d)
+	}
+}
+
+// Only Stripe's resource_missing says the key cannot see a customer; any
+// other 404 (a proxy, a wrong api_url) is a plain failure, and neither
+// changes what is stored.
+func TestSync_Only404ResourceMissingIsAnUnseenCustomer(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.fail("GET", "/v1/customers/", http.StatusNotFound, "", 1)
+	err := h.b.SyncCustomer(t.Context(), "cus_1", "")
+	if err == nil || errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 0 {
+		t.Errorf("plain 404: %v, anomalies %v", err, obs.anomalies)
+	}
+	h.stripe.fail("GET", "/v1/customers/", http.StatusNotFound, "resource_missing", 1)
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
+		t.Errorf("resource_missing: %v, anomalies %v", err, obs.anomalies)
+	}
+	if st := h.store.state("cus_1"); st.Deleted || len(st.Subscriptions) != 1 {
+		t.Errorf("state %+v, want as it was", st)
+	}
+}
+
+// Two live subscriptions to the plans on one customer (two checkouts that
+// completed in the same instant, or one made elsewhere) are logged and
+// counted; both still count for access.
+func TestSync_SeveralLiveSubscriptionsAreCounted(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "trialing", Prices: []string{"price_other"}})
+	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "canceled", Prices: []string{"price_pro"}})
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if obs.count(AnomalySeveralLiveSubscriptions) != 1 || len(h.store.state("cus_1").Subscriptions) != 3 {
+		t.Errorf("anomalies %v, state %+v", obs.anomalies, h.store.state("cus_1"))
 	}
 }

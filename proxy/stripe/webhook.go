@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,34 +18,40 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// syncsCustomer reports the event types that make tollgate re-sync the
-// customer they name. Anything else is acknowledged and marked processed.
-func syncsCustomer(typ string) bool {
-	switch typ {
-	case "checkout.session.completed",
-		"checkout.session.async_payment_succeeded",
-		"checkout.session.async_payment_failed",
-		"customer.created",
-		"customer.updated",
-		"customer.deleted",
-		"customer.subscription.created",
-		"customer.subscription.updated",
-		"customer.subscription.deleted",
-		"customer.subscription.paused",
-		"customer.subscription.resumed",
-		"customer.subscription.trial_will_end",
-		"customer.subscription.pending_update_applied",
-		"customer.subscription.pending_update_expired",
-		"invoice.paid",
-		"invoice.payment_succeeded",
-		"invoice.payment_failed",
-		"invoice.payment_action_required",
-		"invoice.marked_uncollectible",
-		"entitlements.active_entitlement_summary.updated":
-		return true
-	}
-	return false
+// handledEvents are the event types that make tollgate re-sync the
+// customer they name: what a webhook endpoint should be subscribed to
+// (README "Deploy"), and what the catch-up asks the Events API for. At
+// most 20, the most the Events API's types[] takes. Anything else is
+// acknowledged and marked processed.
+var handledEvents = []string{
+	"checkout.session.completed",
+	"checkout.session.async_payment_succeeded",
+	"checkout.session.async_payment_failed",
+	"customer.created",
+	"customer.updated",
+	"customer.deleted",
+	"customer.subscription.created",
+	"customer.subscription.updated",
+	"customer.subscription.deleted",
+	"customer.subscription.paused",
+	"customer.subscription.resumed",
+	"customer.subscription.trial_will_end",
+	"customer.subscription.pending_update_applied",
+	"customer.subscription.pending_update_expired",
+	"invoice.paid",
+	"invoice.payment_succeeded",
+	"invoice.payment_failed",
+	"invoice.payment_action_required",
+	"invoice.marked_uncollectible",
+	"entitlements.active_entitlement_summary.updated",
 }
+
+// HandledEvents lists the event types tollgate acts on.
+func HandledEvents() []string { return append([]string(nil), handledEvents...) }
+
+// syncsCustomer reports the event types that make tollgate re-sync the
+// customer they name.
+func syncsCustomer(typ string) bool { return slices.Contains(handledEvents, typ) }
 
 // linksCheckout reports the events that link the checkout session's
 // subject to its customer before the sync.
@@ -183,6 +190,15 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 		log.DebugContext(ctx, "stripe webhook: event in another API version; reading IDs only",
 			"api_version", ev.APIVersion, "sdk_api_version", stripe.APIVersion)
 	}
+	if ev.Livemode != b.livemode {
+		// A test-mode endpoint pointed at a live gateway (or the other way
+		// round), its secret listed: acknowledged, so Stripe stops
+		// retrying, and ignored; its objects are not this key's.
+		b.anomaly(AnomalyLivemodeMismatch)
+		log.WarnContext(ctx, "stripe webhook: event of the other mode than the key's; ignored",
+			"event_livemode", ev.Livemode, "key_mode", modeName(b.livemode))
+		return http.StatusOK
+	}
 	done, err := b.store.EventProcessed(ctx, ev.ID)
 	if err != nil {
 		log.ErrorContext(ctx, "stripe webhook: event lookup", "err", err)
@@ -209,30 +225,37 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 	}
 	log = log.With("customer", cus)
 	var subject proxy.Subject
-	link := false
+	link, completed := false, ""
 	if linksCheckout(typ) {
 		subject, link = obj.checkoutSubject()
+		if obj.Mode == string(stripe.CheckoutSessionModeSubscription) {
+			completed = obj.ID
+		}
 	}
 	// Two calls (the customer, its subscriptions), paid from the background
 	// lane before any lock is taken.
 	var state proxy.CustomerState
 	err = b.underLocks(ctx, b.backgroundBudget(b.retries), 2, func(bud *budget) (err error) {
-		state, err = b.eventLocked(ctx, bud, subject, link, cus, ev.ID)
+		state, err = b.eventLocked(ctx, bud, subject, link, cus, completed, ev.ID)
 		return err
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
 		return webhookFailure(err)
 	}
+	// (An unseen customer is a 503 too: nothing was committed, and Stripe
+	// retries the event until the key is put right.)
 	log.InfoContext(ctx, "stripe webhook: customer synced", "subscriptions", len(state.Subscriptions), "deleted", state.Deleted)
 	return http.StatusOK
 }
 
 // eventLocked takes the customer's lock (and first the subject's, when
 // link is set: the lock order everywhere is subject, then customer), links
-// a checkout's subject to its customer if neither is linked yet, and syncs
-// the customer, committing eventID with its state.
-func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Subject, link bool, cus, eventID string) (proxy.CustomerState, error) {
+// a checkout's subject to its customer if neither is linked yet, expires
+// the customer's other open Checkout Sessions of tollgate's when completed
+// names a subscription session that completed, and syncs the customer,
+// committing eventID with its state.
+func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Subject, link bool, cus, completed, eventID string) (proxy.CustomerState, error) {
 	if link {
 		unlockSubject, err := b.locks.lock(ctx, subjectKey(subject.String()))
 		if err != nil {
@@ -250,6 +273,12 @@ func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Su
 			return proxy.CustomerState{}, fmt.Errorf("link checkout subject: %w", err)
 		}
 	}
+	if completed != "" {
+		// Before the commit: if this fails, Stripe retries the event.
+		if err := b.expireOthers(ctx, bud, cus, completed); err != nil {
+			return proxy.CustomerState{}, err
+		}
+	}
 	state, _, err := b.syncLocked(ctx, bud, cus, eventID)
 	return state, err
 }
@@ -258,7 +287,7 @@ func (b *Billing) eventLocked(ctx context.Context, bud *budget, subject proxy.Su
 // when Stripe failed or time ran out (waiting for a lock or the pacer), so
 // Stripe retries; 500 for storage failures.
 func webhookFailure(err error) int {
-	if errors.Is(err, proxy.ErrStripeUnavail) || stripeStatus(err) != 0 ||
+	if errors.Is(err, proxy.ErrStripeUnavail) || errors.Is(err, ErrCustomerUnseen) || stripeStatus(err) != 0 ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return http.StatusServiceUnavailable
 	}
@@ -270,6 +299,7 @@ func webhookFailure(err error) int {
 type eventObject struct {
 	ID                string
 	Object            string
+	Mode              string // a checkout session's
 	Customer          string
 	ClientReferenceID string
 	Metadata          map[string]string
@@ -290,6 +320,9 @@ func parseEventObject(raw json.RawMessage) eventObject {
 		return s
 	}
 	o := eventObject{ID: str("id"), Object: str("object"), Customer: str("customer"), ClientReferenceID: str("client_reference_id")}
+	if o.Object == "checkout.session" {
+		o.Mode = str("mode")
+	}
 	if o.Customer == "" { // an expanded customer
 		var c struct {
 			ID string `json:"id"`

@@ -174,24 +174,59 @@ func TestWebhook_NewerAPIVersionPayloadReadsOnlyIDs(t *testing.T) {
 	}
 }
 
-func TestWebhook_CustomerStripe404sIsCommittedDeleted(t *testing.T) {
-	h := newHarness(t)
-	h.link(userAda(), "cus_gone") // Stripe answers 404 for it
-	rec := h.deliver(event("evt_g", "customer.deleted", map[string]any{"id": "cus_gone", "object": "customer", "deleted": true}))
-	if rec.Code != http.StatusOK {
+// A customer Stripe answers resource_missing for is one the key cannot
+// see (another account or mode), not a deleted one: nothing is committed,
+// access stays, the event is not marked and gets 503 so Stripe retries it
+// once the key is right; it is counted.
+func TestWebhook_CustomerTheKeyCannotSeeKeepsItsState(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.mu.Lock()
+	delete(h.stripe.customers, "cus_1") // Stripe answers 404 for it now
+	h.stripe.mu.Unlock()
+	before := h.store.state("cus_1")
+	if len(before.Subscriptions) != 1 {
+		t.Fatalf("before: %+v", before)
+	}
+	rec := h.deliver(event("evt_g", "customer.deleted", map[string]any{"id": "cus_1", "object": "customer", "deleted": true}))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503", rec.Code)
+	}
+	if st := h.store.state("cus_1"); st.Deleted || len(st.Subscriptions) != len(before.Subscriptions) {
+		t.Errorf("state = %+v, want it as it was", st)
+	}
+	if h.store.processed("evt_g") {
+		t.Error("event marked: Stripe would not retry it")
+	}
+	if obs.count(AnomalyCustomerUnseen) != 1 {
+		t.Errorf("anomalies %v", obs.anomalies)
+	}
+}
+
+// An event of the other mode than the key's is acknowledged and ignored:
+// no Stripe call, nothing stored.
+func TestWebhook_OtherModeEventIsIgnored(t *testing.T) {
+	obs := &fakeObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	withActiveAda(h)
+	before := len(h.stripe.callList())
+	body := event("evt_live", "customer.subscription.deleted", subObject("sub_x", "cus_1", "canceled"))
+	body = bytes.Replace(body, []byte(`"livemode":false`), []byte(`"livemode":true`), 1)
+	if !bytes.Contains(body, []byte(`"livemode":true`)) {
+		t.Fatalf("no livemode in %s", body)
+	}
+	if rec := h.deliver(body); rec.Code != http.StatusOK {
 		t.Fatalf("status = %d", rec.Code)
 	}
-	if st := h.store.state("cus_gone"); !st.Deleted || len(st.Subscriptions) != 0 {
-		t.Errorf("state = %+v, want deleted", st)
+	if n := len(h.stripe.callList()) - before; n != 0 {
+		t.Errorf("%d Stripe calls for an event of the other mode", n)
 	}
-	if !h.store.processed("evt_g") {
-		t.Error("event not marked")
-	}
-	if ents, ok := h.cache.last(userAda()); !ok || len(ents.Subscriptions) != 0 {
-		t.Errorf("cache = %v, %v; want the subject with no subscriptions", ents, ok)
-	}
-	if n := len(h.stripe.callsTo("GET", "/v1/subscriptions")); n != 0 {
-		t.Errorf("listed subscriptions of a missing customer %d times", n)
+	if h.store.processed("evt_live") || obs.count(AnomalyLivemodeMismatch) != 1 {
+		t.Errorf("processed %v, anomalies %v", h.store.processed("evt_live"), obs.anomalies)
 	}
 }
 
@@ -343,5 +378,37 @@ func TestParseEventObject_IsLenient(t *testing.T) {
 	}
 	if !strings.HasPrefix(idempotencyKey("x", "a"), "tollgate-x-") {
 		t.Error("idempotency key prefix")
+	}
+}
+
+// checkout.session.completed expires the customer's other open sessions
+// of tollgate's (not the app's own) before it commits; a Stripe failure
+// while doing so is a 503, so Stripe retries the event.
+func TestWebhook_CheckoutCompletedExpiresTheOtherOpenSessions(t *testing.T) {
+	h := newHarness(t)
+	h.stripe.addCustomer("cus_fixture1", "ada@example.com", nil)
+	h.stripe.addSub(fakeSub{ID: "sub_fixture1", Customer: "cus_fixture1", Status: "trialing", Prices: []string{"price_pro"}, TrialEnd: 1_900_000_000})
+	h.stripe.addSession(fakeSession{ID: "cs_test_other", Customer: "cus_fixture1", Status: "open", Seq: 1,
+		Metadata: map[string]string{MetaSubject: "user:user_ada"}})
+	h.stripe.addSession(fakeSession{ID: "cs_test_apps", Customer: "cus_fixture1", Status: "open", Seq: 2})
+	body, err := os.ReadFile(filepath.Join("testdata", "events", "checkout.session.completed.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.fail("POST", "/v1/checkout/sessions/cs_test_other/expire", 500, "", 1)
+	if rec := h.deliver(body); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("expire failed: status %d, want 503", rec.Code)
+	}
+	if h.store.commitCount() != 0 {
+		t.Error("committed although the expiry failed")
+	}
+	if rec := h.deliver(body); rec.Code != 200 {
+		t.Fatalf("retry: status %d", rec.Code)
+	}
+	if st := h.stripe.session("cs_test_other").Status; st != "expired" {
+		t.Errorf("tollgate's other session is %q, want expired", st)
+	}
+	if st := h.stripe.session("cs_test_apps").Status; st != "open" {
+		t.Errorf("the app's own session is %q, want open", st)
 	}
 }
