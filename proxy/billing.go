@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 )
@@ -119,4 +120,45 @@ func ValidCheckoutSessionID(id string) bool {
 // implementation batches the writes.
 type SeenRecorder interface {
 	Seen(userID string, at time.Time)
+}
+
+// Price is what the pages show of a Stripe price.
+type Price struct {
+	ID            string
+	Amount        int64  // in the currency's minor unit
+	Currency      string // ISO code, lower case
+	Interval      string // day, week, month, year; "" for one-time prices
+	IntervalCount int64
+}
+
+// Format renders the amount for people: "$12.00", "€9.50", "12.00 CHF".
+func (p Price) Format() string {
+	major := fmt.Sprintf("%d.%02d", p.Amount/100, p.Amount%100)
+	switch strings.ToLower(p.Currency) {
+	case "usd":
+		return "$" + major
+	case "eur":
+		return "€" + major
+	case "gbp":
+		return "£" + major
+	}
+	return major + " " + strings.ToUpper(p.Currency)
+}
+
+// Per renders the billing interval: "month", "3 months", "".
+func (p Price) Per() string {
+	if p.Interval == "" {
+		return ""
+	}
+	if p.IntervalCount > 1 {
+		return fmt.Sprintf("%d %ss", p.IntervalCount, p.Interval)
+	}
+	return p.Interval
+}
+
+// PriceCatalog knows the configured prices (loaded from Stripe at start and
+// refreshed in the background, never per request). Implemented by
+// proxy/stripe.
+type PriceCatalog interface {
+	Price(id string) (Price, bool)
 }

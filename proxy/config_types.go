@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -43,7 +44,7 @@ func (c *Config) HostAllowed(host string) bool {
 	if len(c.Hosts) == 0 {
 		return true
 	}
-	h := requestHost(host)
+	h := RequestHost(host)
 	for _, a := range c.Hosts {
 		if a == h {
 			return true
@@ -157,4 +158,30 @@ type PagesConfig struct {
 	AccentColor  string // accent_color, a #rrggbb colour, default "#4f46e5"
 	SupportURL   string // support_url
 	TemplatesDir string // templates_dir: optional directory of template overrides
+}
+
+// ConfigError is one problem found in a config file. ParseConfig returns all
+// of them joined with errors.Join; errors.As finds the first.
+type ConfigError struct {
+	File string // as given to ParseConfig ("" from CompileRules)
+	Line int    // 1-based; 0 when the problem has no line
+	Key  string // dotted key path, e.g. "routes[2].access"; "" for the file as a whole
+	Msg  string // what is wrong and what would be valid
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		b.WriteString(e.File + ": ")
+	case e.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
 }

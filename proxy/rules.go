@@ -201,7 +201,7 @@ func parsePattern(p string) (*pathPattern, error) {
 		return nil, fmt.Errorf("%q: a pattern matches the path only; drop the query or fragment", p)
 	case strings.Contains(p, "%"):
 		return nil, fmt.Errorf("%q: write the path decoded, without %%-escapes (patterns match the decoded path)", p)
-	case strings.ContainsFunc(p, isControlRune):
+	case strings.ContainsFunc(p, IsControlRune):
 		return nil, fmt.Errorf("%q contains a control character", p)
 	}
 	pt := &pathPattern{capture: -1}
@@ -237,7 +237,7 @@ func parsePattern(p string) (*pathPattern, error) {
 	return pt, nil
 }
 
-func isControlRune(r rune) bool { return r < 0x20 || r == 0x7f }
+func IsControlRune(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // caseMode is how a literal segment is compared with a request's: the ways
 // upstreams read letter case.
@@ -346,9 +346,9 @@ func (pt *pathPattern) overlaps(b *pathPattern) bool {
 	return true
 }
 
-// canonicalMethod upper-cases an HTTP method and checks it is a token
+// CanonicalMethod upper-cases an HTTP method and checks it is a token
 // (RFC 9110 §5.6.2).
-func canonicalMethod(m string) (string, error) {
+func CanonicalMethod(m string) (string, error) {
 	if m == "" {
 		return "", errors.New("empty; want an HTTP method such as GET or POST")
 	}
@@ -363,10 +363,10 @@ func canonicalMethod(m string) (string, error) {
 	return strings.ToUpper(m), nil
 }
 
-// normalizeMethods upper-cases and de-duplicates methods. HEAD is matched as
+// NormalizeMethods upper-cases and de-duplicates methods. HEAD is matched as
 // GET, so it may be listed only next to GET (and is then dropped); a rule for
 // HEAD alone could never match. The error names the offending position.
-func normalizeMethods(methods []string) (out []string, badIndex int, err error) {
+func NormalizeMethods(methods []string) (out []string, badIndex int, err error) {
 	hasGet := false
 	for _, m := range methods {
 		if strings.EqualFold(m, "GET") {
@@ -374,7 +374,7 @@ func normalizeMethods(methods []string) (out []string, badIndex int, err error) 
 		}
 	}
 	for i, m := range methods {
-		cm, err := canonicalMethod(m)
+		cm, err := CanonicalMethod(m)
 		if err != nil {
 			return nil, i, err
 		}
@@ -391,9 +391,9 @@ func normalizeMethods(methods []string) (out []string, badIndex int, err error) 
 	return out, -1, nil
 }
 
-// normalizeRuleHost checks a routes[].host: a lower-cased host name or IP
+// NormalizeRuleHost checks a routes[].host: a lower-cased host name or IP
 // address, without port.
-func normalizeRuleHost(h string) (string, error) {
+func NormalizeRuleHost(h string) (string, error) {
 	h = strings.ToLower(strings.TrimSuffix(h, "."))
 	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
 		h = h[1 : len(h)-1] // an IPv6 literal as url.URL.Hostname gives it
@@ -425,9 +425,9 @@ func isIPv6Literal(h string) bool {
 	return strings.Count(h, ":") >= 2 && strings.Trim(h, "0123456789abcdef:.") == ""
 }
 
-// requestHost reduces a request's Host to what rules compare: no port, lower
+// RequestHost reduces a request's Host to what rules compare: no port, lower
 // case, no trailing dot (which DNS ignores, so it must not dodge a rule).
-func requestHost(h string) string {
+func RequestHost(h string) string {
 	if strings.HasPrefix(h, "[") {
 		if i := strings.IndexByte(h, ']'); i > 0 {
 			h = h[1:i]
@@ -482,7 +482,7 @@ func (rs *RuleSet) match(method, host, canonicalPath string, mode caseMode) Rout
 		return RouteMatch{Access: AccessPaid}
 	}
 	method = requestMethod(method)
-	host = requestHost(host)
+	host = RequestHost(host)
 	for _, r := range rs.Rules {
 		if r.Host != "" && r.Host != host {
 			continue
@@ -520,14 +520,28 @@ func (rs *RuleSet) defaultAccess() Access {
 // CompileRules checks rules and returns them, copied, normalised (lower-case
 // host, upper-case methods) and compiled, as a RuleSet whose Default is def
 // ("" means paid). Each rule's Index is set to its position. The error joins
-// one *ConfigError per problem, keyed "routes[i].field" with the rule's Line.
+// one *ConfigError per problem, keyed "routes[i].field" with the rule's Line;
+// the RuleSet is returned even then, holding the rules that compiled.
 func CompileRules(def Access, rules []*Rule) (*RuleSet, error) {
 	rs, errs := compileRules(def, rules)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return rs, nil
+	return rs, errors.Join(errs...)
 }
+
+// CheckPathPattern checks a routes[].path as CompileRules will, and
+// reports whether it captures the route ID with {route}.
+func CheckPathPattern(p string) (capturesRoute bool, err error) {
+	pt, err := parsePattern(p)
+	if err != nil {
+		return false, err
+	}
+	return pt.capture >= 0, nil
+}
+
+// Compiled reports whether the rule went through CompileRules.
+func (r *Rule) Compiled() bool { return r.pat != nil }
+
+// CapturesRoute reports whether the rule's path captures the route ID.
+func (r *Rule) CapturesRoute() bool { return r.pat != nil && r.pat.capture >= 0 }
 
 func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 	var errs []error
@@ -538,7 +552,7 @@ func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 		def = AccessPaid
 	}
 	if !def.Valid() {
-		errs = append(errs, &ConfigError{Key: "default_access", Msg: invalidAccess(def)})
+		errs = append(errs, &ConfigError{Key: "default_access", Msg: InvalidAccess(def)})
 	}
 	rs := &RuleSet{Default: def, Rules: make([]*Rule, 0, len(rules))}
 	for i, in := range rules {
@@ -563,12 +577,12 @@ func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 			fail(&r, i, "id", fmt.Errorf("%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", r.ID))
 		}
 		if r.Host != "" {
-			if r.Host, err = normalizeRuleHost(r.Host); err != nil {
+			if r.Host, err = NormalizeRuleHost(r.Host); err != nil {
 				fail(&r, i, "host", err)
 			}
 		}
 		if len(r.Methods) > 0 {
-			ms, bad, err := normalizeMethods(r.Methods)
+			ms, bad, err := NormalizeMethods(r.Methods)
 			if err != nil {
 				fail(&r, i, fmt.Sprintf("methods[%d]", bad), err)
 			}
@@ -577,14 +591,14 @@ func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 			r.Methods = nil
 		}
 		if !r.Access.Valid() {
-			fail(&r, i, "access", errors.New(invalidAccess(r.Access)))
+			fail(&r, i, "access", errors.New(InvalidAccess(r.Access)))
 		}
 		rs.Rules = append(rs.Rules, &r)
 	}
 	return rs, errs
 }
 
-func invalidAccess(a Access) string {
+func InvalidAccess(a Access) string {
 	if a == "" {
 		return "missing; want one of public, signed_in, paid, deny"
 	}
@@ -644,18 +658,18 @@ func (rs *RuleSet) DefaultReachable() bool {
 	return true
 }
 
-// ruleWarning is a finding of lint about one rule.
-type ruleWarning struct {
-	rule *Rule
-	msg  string
+// RuleWarning is a finding of Lint about one rule.
+type RuleWarning struct {
+	Rule *Rule
+	Msg  string
 }
 
-// lint finds rules that can never match because an earlier rule matches
+// Lint finds rules that can never match because an earlier rule matches
 // everything they do, rules under internalPrefix (which rules never see), and
 // method-filtered rules whose other methods fall through to weaker access. It
 // is conservative: it warns only about what it can prove.
-func (rs *RuleSet) lint(internalPrefix string) []ruleWarning {
-	var ws []ruleWarning
+func (rs *RuleSet) Lint(internalPrefix string) []RuleWarning {
+	var ws []RuleWarning
 	var internal *pathPattern
 	if internalPrefix != "" && internalPrefix != "/" {
 		internal, _ = parsePattern(internalPrefix + "/*")
@@ -665,19 +679,19 @@ func (rs *RuleSet) lint(internalPrefix string) []ruleWarning {
 			continue
 		}
 		if internal != nil && internal.covers(r.pat) {
-			ws = append(ws, ruleWarning{r, fmt.Sprintf("is under internal_prefix (%s): tollgate serves those paths itself and never consults routes for them", internalPrefix)})
+			ws = append(ws, RuleWarning{r, fmt.Sprintf("is under internal_prefix (%s): tollgate serves those paths itself and never consults routes for them", internalPrefix)})
 			continue
 		}
 		if j := rs.shadowedBy(i); j >= 0 {
 			e := rs.Rules[j]
-			ws = append(ws, ruleWarning{r, fmt.Sprintf("never matches: routes[%d] (line %d) comes first and matches everything it does", e.Index, e.Line)})
+			ws = append(ws, RuleWarning{r, fmt.Sprintf("never matches: routes[%d] (line %d) comes first and matches everything it does", e.Index, e.Line)})
 			continue
 		}
 		if w := rs.fallThrough(i); w != "" {
-			ws = append(ws, ruleWarning{r, w})
+			ws = append(ws, RuleWarning{r, w})
 		}
 		if w := rs.childrenFallThrough(i); w != "" {
-			ws = append(ws, ruleWarning{r, w})
+			ws = append(ws, RuleWarning{r, w})
 		}
 	}
 	return ws

@@ -365,8 +365,8 @@ func TestRuleSet_Lint(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, w := range rs.lint("/.tollgate") {
-				got = append(got, fmt.Sprintf("%d: %s", w.rule.Index, w.msg))
+			for _, w := range rs.Lint("/.tollgate") {
+				got = append(got, fmt.Sprintf("%d: %s", w.Rule.Index, w.Msg))
 			}
 			if diff := cmp.Diff(matchExpectations(got, tt.want), tt.want, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("warnings (-got +want):\n%s\nall: %q", diff, got)
@@ -534,4 +534,29 @@ func BenchmarkCanonicalPath(b *testing.B) {
 			}
 		})
 	}
+}
+
+func errorLines(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+// matchExpectations pairs each got line with the expectation that is its
+// prefix, so that cmp.Diff shows what is missing and what is extra.
+func matchExpectations(got, want []string) []string {
+	out := make([]string, 0, len(got))
+	used := make([]bool, len(want))
+	for _, g := range got {
+		m := g
+		for i, w := range want {
+			if !used[i] && strings.HasPrefix(g, w) {
+				used[i], m = true, w
+				break
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -33,7 +33,10 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/config"
+	"github.com/tollgate/tollgate/proxy/gateway"
 	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
@@ -44,7 +47,7 @@ func main() {
 	}
 }
 
-const config = `
+const loadConfig = `
 public_url: "%s"
 upstream: "%s"
 default_access: paid
@@ -117,7 +120,7 @@ func run(args []string, out io.Writer) error {
 	}
 	gwURL := "http://" + ln.Addr().String()
 	pem := strings.ReplaceAll(sb.PublicKeyPEM(), "\n", `\n`)
-	cfg, err := proxy.ParseConfig("load.yaml", []byte(fmt.Sprintf(config, gwURL, upstream, sb.PublishableKey(), sb.SecretKey(), pem)), func(string) string { return "" })
+	cfg, err := config.Parse("load.yaml", []byte(fmt.Sprintf(loadConfig, gwURL, upstream, sb.PublishableKey(), sb.SecretKey(), pem)), func(string) string { return "" })
 	if err != nil {
 		return err
 	}
@@ -126,13 +129,13 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cache, err := proxy.NewEntitlementCache(noStore{}, 1000)
+	cache, err := cache.NewEntitlementCache(noStore{}, 1000)
 	if err != nil {
 		return err
 	}
 	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
 		Subscriptions: []proxy.Subscription{{ID: "sub_load", Plan: "pro", Status: proxy.StatusActive}}})
-	gw, err := proxy.New(proxy.Options{Config: cfg, Auth: cc, Portal: cc, Sessions: cc, Entitlements: cache,
+	gw, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, Sessions: cc, Entitlements: cache,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
@@ -154,7 +157,7 @@ func run(args []string, out io.Writer) error {
 		return fmt.Errorf("warm-up request: status %d", resp.StatusCode)
 	}
 	for _, c := range resp.Cookies() {
-		if c.Name == proxy.GatewayCookie {
+		if c.Name == gateway.GatewayCookie {
 			cookie += "; " + c.Name + "=" + c.Value
 		}
 	}

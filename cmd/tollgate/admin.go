@@ -23,6 +23,8 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/admin"
 	"github.com/tollgate/tollgate/proxy/bolt"
+	"github.com/tollgate/tollgate/proxy/config"
+	"github.com/tollgate/tollgate/proxy/gateway"
 )
 
 // The admin commands (users, sync, backup) talk to a running gateway's
@@ -43,7 +45,7 @@ type adminClient struct {
 // newAdminClient reads the config for the admin listener's address and
 // token.
 func newAdminClient(configPath string) (*adminClient, error) {
-	cfg, err := proxy.LoadConfig(configPath)
+	cfg, err := config.Load(configPath)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +359,7 @@ func verifyBackup(ctx context.Context, path string) (bolt.Counts, error) {
 // adminHandler builds the admin listener's handler for a wired gateway:
 // health, readiness of what the gateway uses, metrics, and the admin API.
 // Syncs it starts in the background run under ctx and through background.
-func (g *gateway) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.Logger, background func(func())) (http.Handler, error) {
+func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.Logger, background func(func())) (http.Handler, error) {
 	ac := admin.Config{
 		Token:      cfg.Admin.Token,
 		Plans:      g.currentPlans,
@@ -388,12 +390,12 @@ func (g *gateway) adminHandler(ctx context.Context, cfg *proxy.Config, logger *s
 	}
 	// The API's bodies arrive whole within seconds, as on the public
 	// listener; its answers (a backup) may stream for long.
-	return proxy.WithBodyDeadline(h, g.ownBody), nil
+	return gateway.WithBodyDeadline(h, g.ownBody), nil
 }
 
 // currentPlans are the plans of the config now serving (SIGHUP may change
 // them).
-func (g *gateway) currentPlans() []proxy.Plan {
+func (g *app) currentPlans() []proxy.Plan {
 	g.reloads.Lock()
 	defer g.reloads.Unlock()
 	if g.opts.Config == nil {
@@ -474,7 +476,7 @@ func (c *stickyCheck) verdict(now time.Time) error {
 // stop is called; without admin.listen it does nothing. stop shuts the
 // listener down and waits for the syncs it started, so call it before the
 // gateway closes its store.
-func serveAdmin(ctx context.Context, cfg *proxy.Config, g *gateway, logger *slog.Logger) (stop func() error, err error) {
+func serveAdmin(ctx context.Context, cfg *proxy.Config, g *app, logger *slog.Logger) (stop func() error, err error) {
 	if cfg.Admin.Listen == "" {
 		return func() error { return nil }, nil
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/admin"
 	"github.com/tollgate/tollgate/proxy/bolt"
+	"github.com/tollgate/tollgate/proxy/config"
 )
 
 const admToken = "cli-test-token-0123456789"
@@ -331,11 +332,11 @@ func admFreeAddr(t *testing.T) string {
 // without a token, guards its API, and stops cleanly.
 func TestServeAdmin(t *testing.T) {
 	addr := admFreeAddr(t)
-	cfg, err := proxy.LoadConfig(admConfig(t, addr, admToken))
+	cfg, err := config.Load(admConfig(t, addr, admToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := newGateway(cfg, gatewayDeps{})
+	gw, err := newApp(cfg, appDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}

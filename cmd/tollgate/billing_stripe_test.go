@@ -277,7 +277,7 @@ func restartGateway(t *testing.T, d *demo, clk *clock, tweak func(*proxy.Config)
 	if err := d.gateway.Close(); err != nil {
 		t.Fatal(err)
 	}
-	gw, err := newGateway(&cfg, gatewayDeps{Logger: d.logger, Now: clk.Now})
+	gw, err := newApp(&cfg, appDeps{Logger: d.logger, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -405,7 +405,7 @@ func TestBrowser_PaidJourney(t *testing.T) {
 	branded := *d.Config
 	branded.Pages = proxy.PagesConfig{ProductName: "Harbour Pro", AccentColor: "#0f766e", SupportURL: "mailto:help@example.com"}
 	branded.Store.Path = filepath.Join(t.TempDir(), "branded.db")
-	gw, err := newGateway(&branded, gatewayDeps{Now: clk.Now})
+	gw, err := newApp(&branded, appDeps{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
@@ -103,7 +104,7 @@ func secondGateway(t *testing.T, d *demo, clk *clock, tweak func(*proxy.Config))
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	gw, err := newGateway(&cfg, gatewayDeps{Now: clk.Now})
+	gw, err := newApp(&cfg, appDeps{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func TestClerk_FrontendAPIProxy(t *testing.T) {
 	srv := httptest.NewUnstartedServer(nil)
 	env := map[string]string{"DEMO_CLERK_PROXY_URL": proxyURL.String(), "DEMO_PUBLIC_URL": "http://" + srv.Listener.Addr().String(),
 		"DEMO_STORE": filepath.Join(t.TempDir(), "proxy.db"), "DEMO_ADMIN_LISTEN": ""}
-	cfg, err := proxy.ParseConfig("demo.yaml with proxy_url", []byte(yml), func(k string) string {
+	cfg, err := config.Parse("demo.yaml with proxy_url", []byte(yml), func(k string) string {
 		if v, ok := env[k]; ok {
 			return v
 		}
@@ -406,7 +407,7 @@ func TestClerk_FrontendAPIProxy(t *testing.T) {
 	if cfg.Clerk.ProxyURL != proxyURL.String() || cfg.Clerk.FrontendAPIURL != "" {
 		t.Fatalf("config: proxy_url %q, frontend_api_url %q", cfg.Clerk.ProxyURL, cfg.Clerk.FrontendAPIURL)
 	}
-	gw, err := newGateway(cfg, gatewayDeps{Now: clk.Now})
+	gw, err := newApp(cfg, appDeps{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -420,7 +420,7 @@ func TestAttack_CookieTossingHTTPS(t *testing.T) {
 	cfg.PublicURL, _ = url.Parse(srv.URL)
 	cfg.Admin.Listen = ""
 	cfg.Store.Path = filepath.Join(t.TempDir(), "https.db")
-	gw, err := newGateway(&cfg, gatewayDeps{Now: clk.Now})
+	gw, err := newApp(&cfg, appDeps{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +562,7 @@ func TestAttack_SignOutWithClerkDownSaysSo(t *testing.T) {
 	cfg.Admin.Listen = ""
 	cfg.Store.Path = filepath.Join(t.TempDir(), "down.db")
 	cfg.Stripe.SecretKey = ""
-	gw, err := newGateway(&cfg, gatewayDeps{Now: clk.Now})
+	gw, err := newApp(&cfg, appDeps{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
@@ -35,11 +36,11 @@ type demo struct {
 	Clerk     *sandbox.Clerk
 	Stripe    *sandbox.Stripe
 	StripeURL string
-	gateway   *gateway
+	gateway   *app
 	// serving and admin are what the listeners serve: the gateway and its
 	// admin handler, swapped together when a test restarts the gateway
 	// on the same store with another config.
-	serving atomic.Pointer[gateway]
+	serving atomic.Pointer[app]
 	admin   atomic.Pointer[http.Handler]
 	servers []*http.Server
 	gwLn    net.Listener
@@ -231,7 +232,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		"CLERK_WEBHOOK_SECRET":    d.clerkWebhookSecret,
 	}
 	d.env = env
-	cfg, err := proxy.ParseConfig("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
+	cfg, err := config.Parse("demo.yaml (embedded)", demoConfig, func(k string) string { return env[k] })
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +240,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		o.Tweak(cfg)
 	}
 	d.Config = cfg
-	gw, err := newGateway(cfg, gatewayDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout})
+	gw, err := newApp(cfg, appDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/config"
 )
 
 // runHealthcheck asks the running gateway whether it is alive, for Docker's
@@ -19,7 +19,7 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := proxy.LoadConfig(*configPath)
+	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}

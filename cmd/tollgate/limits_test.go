@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/gateway"
 )
 
 // Issue 8, "Slow bodies", "WebSockets outlive sign-out" and "Client errors
@@ -91,7 +92,7 @@ func answer(t *testing.T, conn net.Conn, within time.Duration) *http.Response {
 func TestDemo_TricklingBodiesAreCut(t *testing.T) {
 	d, _, logs := mustRunDemoLogged(t, demoOptions{OwnBodyTimeout: 2 * time.Second})
 	const extra = 16
-	n := proxy.WebhookBodyReads + extra
+	n := gateway.WebhookBodyReads + extra
 
 	// n webhook deliveries announce 100 kB and send one byte of it.
 	trickle := func(path string) net.Conn {
@@ -139,8 +140,8 @@ func TestDemo_TricklingBodiesAreCut(t *testing.T) {
 	wg.Wait()
 	// At most WebhookBodyReads were read at once; the rest were turned away
 	// at once, and every one was cut and closed.
-	if codes[400]+codes[503] != n || codes[400] > proxy.WebhookBodyReads || codes[503] < extra {
-		t.Errorf("answers by status: %v; want at most %d 400s (cut) and the rest 503 (no slot)", codes, proxy.WebhookBodyReads)
+	if codes[400]+codes[503] != n || codes[400] > gateway.WebhookBodyReads || codes[503] < extra {
+		t.Errorf("answers by status: %v; want at most %d 400s (cut) and the rest 503 (no slot)", codes, gateway.WebhookBodyReads)
 	}
 
 	// The slots were given back: a whole (if unsigned) delivery is read

@@ -127,7 +127,7 @@ http {
 }
 `
 
-func startNginx(t *testing.T, gateway, app string) string {
+func startNginx(t *testing.T, gatewayURL, appURL string) string {
 	t.Helper()
 	bin := requireTool(t, "nginx", "/usr/sbin/nginx")
 	dir := t.TempDir()
@@ -137,7 +137,7 @@ func startNginx(t *testing.T, gateway, app string) string {
 	}
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 	ln.Close()
-	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gateway, "{{APP}}", app).Replace(nginxConf)
+	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gatewayURL, "{{APP}}", appURL).Replace(nginxConf)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

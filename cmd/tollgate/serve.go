@@ -20,7 +20,10 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/bolt"
+	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/config"
+	"github.com/tollgate/tollgate/proxy/gateway"
 	"github.com/tollgate/tollgate/proxy/metrics"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
@@ -35,14 +38,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(stderr, *logFormat)
-	cfg, err := proxy.LoadConfig(*configPath)
+	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}
 	for _, w := range cfg.Warnings {
 		logger.Warn("config", "warning", w)
 	}
-	gw, err := newGateway(cfg, gatewayDeps{Logger: logger})
+	gw, err := newApp(cfg, appDeps{Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -66,14 +69,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 // reloadOnHUP re-reads the config on every SIGHUP; a bad one is refused
 // and logged, and the running config keeps serving.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, gw *gateway, logger *slog.Logger) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, gw *app, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
 		}
-		cfg, err := proxy.LoadConfig(path)
+		cfg, err := config.Load(path)
 		if err == nil {
 			err = gw.Reload(cfg)
 		}
@@ -102,7 +105,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := proxy.LoadConfig(*configPath)
+	cfg, err := config.Load(*configPath)
 	if err != nil {
 		return err
 	}
@@ -194,9 +197,9 @@ func (offlineStore) SetCursor(context.Context, string, string) error      { retu
 
 var errOffline = errors.New("check -online opens no store")
 
-// gatewayDeps are the outside things a gateway can be given instead of the
+// appDeps are the outside things an app can be given instead of the
 // real ones (tests and the demo inject clocks and clients).
-type gatewayDeps struct {
+type appDeps struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 	HTTPClient *http.Client // for Clerk's Backend API
@@ -204,18 +207,18 @@ type gatewayDeps struct {
 	OwnBodyTimeout time.Duration
 }
 
-// gateway is a wired tollgate: the public handler, its parts, and what must
+// app is a wired tollgate: the public handler, its parts, and what must
 // be closed.
-type gateway struct {
+type app struct {
 	Handler http.Handler
-	Server  *proxy.Server
+	Server  *gateway.Server
 	Store   *bolt.Store     // nil without billing
 	Billing *stripe.Billing // nil without billing
 	Clerk   *clerk.Client   // nil without Clerk
-	Cache   *proxy.EntitlementCache
+	Cache   *cache.EntitlementCache
 	Metrics *metrics.Metrics
-	current atomic.Pointer[proxy.Server] // swapped by Reload
-	opts    proxy.Options                // how the current server was built
+	current atomic.Pointer[gateway.Server] // swapped by Reload
+	opts    gateway.Options                // how the current server was built
 	revoker *lateRevoker
 	ownBody time.Duration // deadline for the bodies of tollgate's own endpoints (admin API too)
 	reloads sync.Mutex
@@ -226,7 +229,7 @@ type gateway struct {
 
 // Close stops the background loops, then closes what was opened, newest
 // first (the seen batcher flushes before the store closes).
-func (g *gateway) Close() error {
+func (g *app) Close() error {
 	if g.stop != nil {
 		g.stop()
 	}
@@ -238,17 +241,17 @@ func (g *gateway) Close() error {
 	return errors.Join(errs...)
 }
 
-// newGateway is the one place that knows every concrete type.
-func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
+// newApp is the one place that knows every concrete type.
+func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	g := &gateway{ownBody: deps.OwnBodyTimeout}
+	g := &app{ownBody: deps.OwnBodyTimeout}
 	if g.ownBody <= 0 {
-		g.ownBody = proxy.OwnBodyTimeout
+		g.ownBody = gateway.OwnBodyTimeout
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	g.stop = stop
@@ -259,7 +262,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		}
 	}()
 	g.Metrics = metrics.New()
-	opts := proxy.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
+	opts := gateway.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
 	if cfg.Clerk.PublishableKey != "" {
 		clerkHTTP := deps.HTTPClient
 		if clerkHTTP == nil {
@@ -277,7 +280,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 			FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
 			SignInURL:         cfg.Clerk.SignInURL,
 			PublicURL:         cfg.PublicURL,
-			ClientAddr:        func(r *http.Request) string { return proxy.ClientAddr(r, cfg.TrustedProxies) },
+			ClientAddr:        func(r *http.Request) string { return gateway.ClientAddr(r, cfg.TrustedProxies) },
 			HTTPClient:        &counted,
 			Logger:            deps.Logger.With("component", "clerk"),
 			Now:               deps.Now,
@@ -314,9 +317,9 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk webhooks: %w", err)
 		}
-		opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h, Webhook: true})
+		opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h, Webhook: true})
 	}
-	srv, err := proxy.New(opts)
+	srv, err := gateway.New(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -339,7 +342,7 @@ func newGateway(cfg *proxy.Config, deps gatewayDeps) (*gateway, error) {
 // new one. Settings that need a restart (listeners, keys, secrets, the
 // store) must be unchanged, or the new config is refused and the old one
 // keeps serving.
-func (g *gateway) Reload(cfg *proxy.Config) error {
+func (g *app) Reload(cfg *proxy.Config) error {
 	g.reloads.Lock()
 	defer g.reloads.Unlock()
 	old := g.opts.Config
@@ -349,7 +352,7 @@ func (g *gateway) Reload(cfg *proxy.Config) error {
 	opts := g.opts
 	opts.Config = cfg
 	opts.Previous = g.current.Load()
-	srv, err := proxy.New(opts)
+	srv, err := gateway.New(opts)
 	if err != nil {
 		return err
 	}
@@ -399,10 +402,10 @@ func restartOnlyChanges(old, cfg *proxy.Config) error {
 // lateRevoker forwards revocations to the server once it is built.
 type lateRevoker struct {
 	mu  sync.Mutex
-	srv *proxy.Server
+	srv *gateway.Server
 }
 
-func (l *lateRevoker) set(s *proxy.Server) { l.mu.Lock(); l.srv = s; l.mu.Unlock() }
+func (l *lateRevoker) set(s *gateway.Server) { l.mu.Lock(); l.srv = s; l.mu.Unlock() }
 
 func (l *lateRevoker) RevokeSession(id string) {
 	l.mu.Lock()
@@ -469,14 +472,14 @@ func (d directory) HadTrial(ctx context.Context, s proxy.Subject) (bool, error) 
 // userRows lists the store's users for the public admin page.
 type userRows struct{ store *bolt.Store }
 
-func (u userRows) UserRows(ctx context.Context, status, plan, after string, limit int) ([]proxy.UserRow, string, error) {
+func (u userRows) UserRows(ctx context.Context, status, plan, after string, limit int) ([]gateway.UserRow, string, error) {
 	sums, next, err := u.store.ListUsers(ctx, bolt.UserFilter{Status: status, Plan: plan, After: after, Limit: limit})
 	if err != nil {
 		return nil, "", err
 	}
-	rows := make([]proxy.UserRow, 0, len(sums))
+	rows := make([]gateway.UserRow, 0, len(sums))
 	for _, s := range sums {
-		rows = append(rows, proxy.UserRow{ID: s.ID, Email: s.Email, CustomerID: s.CustomerID, Plans: s.Plans,
+		rows = append(rows, gateway.UserRow{ID: s.ID, Email: s.Email, CustomerID: s.CustomerID, Plans: s.Plans,
 			Status: s.Status, PeriodEnd: s.PeriodEnd, LastSeen: s.LastSeen})
 	}
 	return rows, next, nil
@@ -517,14 +520,14 @@ func (c clerkUsers) DeleteUser(ctx context.Context, id string) error {
 
 // openStore opens bbolt, the LRU in front of it, and the batched last-seen
 // recorder: users are listed for the site owner even without billing.
-func (g *gateway) openStore(ctx context.Context, cfg *proxy.Config, deps gatewayDeps, opts *proxy.Options) error {
+func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	store, err := bolt.Open(cfg.Store.Path, bolt.Options{Timeout: time.Second, Now: deps.Now})
 	if err != nil {
 		return err
 	}
 	g.Store = store
 	g.closers = append(g.closers, store.Close)
-	cache, err := proxy.NewEntitlementCache(store, cfg.Store.CacheSize)
+	cache, err := cache.NewEntitlementCache(store, cfg.Store.CacheSize)
 	if err != nil {
 		return err
 	}
@@ -542,7 +545,7 @@ func (g *gateway) openStore(ctx context.Context, cfg *proxy.Config, deps gateway
 // openBilling builds the Stripe adapter on the open store, mounts the
 // webhook, and starts the background loops: price refresh and the
 // account-wide reconcile.
-func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatewayDeps, opts *proxy.Options) error {
+func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	store, cache := g.Store, g.Cache
 	sc := stripe.Config{
 		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
@@ -562,7 +565,7 @@ func (g *gateway) openBilling(ctx context.Context, cfg *proxy.Config, deps gatew
 	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
 	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
-	opts.Internal = append(opts.Internal, proxy.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
+	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
 
 	stale := &staleSyncer{billing: billing, log: deps.Logger, now: deps.Now, queue: make(chan string, 256), last: map[string]time.Time{}}
 	opts.Stale = stale
@@ -623,7 +626,7 @@ func (s *staleSyncer) run(ctx context.Context) {
 	}
 }
 
-func (g *gateway) background(fn func()) {
+func (g *app) background(fn func()) {
 	g.bg.Add(1)
 	go func() {
 		defer g.bg.Done()

@@ -1,8 +1,9 @@
-package proxy
+package gateway
 
 import (
 	"bufio"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy/config"
 	"io"
 	"net"
 	"net/http"
@@ -24,7 +25,7 @@ func TestBodies_NoIdleLimitMeansNone(t *testing.T) {
 		fmt.Fprintf(w, "%d %v", n, err)
 	}))
 	defer upstream.Close()
-	cfg, err := ParseConfig("gate_test.yaml", []byte(fmt.Sprintf(gateTestConfig, upstream.URL)), func(string) string { return "" })
+	cfg, err := config.Parse("gate_test.yaml", []byte(fmt.Sprintf(gateTestConfig, upstream.URL)), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

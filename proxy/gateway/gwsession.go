@@ -1,4 +1,4 @@
-package proxy
+package gateway
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"strings"
 	"sync"
@@ -113,8 +114,8 @@ type gatewaySessions struct {
 	ttl     time.Duration
 	refresh time.Duration
 	secure  bool
-	checker SessionChecker // nil: the cookie is never renewed past refresh
-	pacer   RefreshPacer   // the checker's, if it has one: stretches refresh as its budget runs short
+	checker proxy.SessionChecker // nil: the cookie is never renewed past refresh
+	pacer   proxy.RefreshPacer   // the checker's, if it has one: stretches refresh as its budget runs short
 	obs     SessionCheckObserver
 	// checks remembers Clerk's answer per session for one refresh period,
 	// so a burst of XHRs asks the Backend API once.
@@ -138,13 +139,13 @@ type gatewaySessions struct {
 }
 
 type sessionCheck struct {
-	status SessionStatus
+	status proxy.SessionStatus
 	at     time.Time
 }
 
 type checkFlight struct {
 	done   chan struct{}
-	status SessionStatus
+	status proxy.SessionStatus
 	err    error
 }
 
@@ -168,7 +169,7 @@ const (
 // sessionCheckTimeout bounds one session check, whoever waits for it.
 const sessionCheckTimeout = 10 * time.Second
 
-func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker, obs Observer) (*gatewaySessions, error) {
+func newGatewaySessions(cfg proxy.SessionConfig, secure bool, checker proxy.SessionChecker, obs Observer) (*gatewaySessions, error) {
 	s, err := newSealer(cfg.Secret)
 	if err != nil {
 		return nil, err
@@ -186,7 +187,7 @@ func newGatewaySessions(cfg SessionConfig, secure bool, checker SessionChecker, 
 	g := &gatewaySessions{name: name, sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
 		checks: checks, flights: map[string]*checkFlight{}, revoked: revoked, revokedUsers: revokedUsers, opened: opened,
 		orgs: newOrgChanges()}
-	g.pacer, _ = checker.(RefreshPacer)
+	g.pacer, _ = checker.(proxy.RefreshPacer)
 	g.obs, _ = obs.(SessionCheckObserver)
 	return g, nil
 }
@@ -197,7 +198,7 @@ func (g *gatewaySessions) refreshNow() time.Duration {
 	if g.pacer == nil {
 		return g.refresh
 	}
-	s := min(max(g.pacer.RefreshStretch(), 1), MaxRefreshStretch)
+	s := min(max(g.pacer.RefreshStretch(), 1), proxy.MaxRefreshStretch)
 	return time.Duration(float64(g.refresh) * s)
 }
 
@@ -215,7 +216,7 @@ func (g *gatewaySessions) revoke(sessionID string, now time.Time) {
 
 // isRevoked reports whether Clerk told us this identity's session, or its
 // user, is gone since the token was issued.
-func (g *gatewaySessions) isRevoked(id *Identity) bool {
+func (g *gatewaySessions) isRevoked(id *proxy.Identity) bool {
 	if _, ok := g.revoked.Get(id.SessionID); ok {
 		return true
 	}
@@ -274,7 +275,7 @@ func (s *Server) hasGatewayCookie(r *http.Request) bool {
 // request's cookie: none yet (or two), another session or organisation, or
 // older than half a refresh period (so a busy visitor does not get a
 // Set-Cookie on every hit).
-func (g *gatewaySessions) needsReissue(r *http.Request, id *Identity, now time.Time) bool {
+func (g *gatewaySessions) needsReissue(r *http.Request, id *proxy.Identity, now time.Time) bool {
 	cur, _ := g.read(r)
 	if cur == nil || cur.SessionID != id.SessionID || cur.UserID != id.UserID || cur.OrgID != id.OrgID || cur.OrgRole != id.OrgRole {
 		return true
@@ -296,7 +297,7 @@ func (g *gatewaySessions) clearCookie() *http.Cookie {
 		HttpOnly: true, Secure: g.secure, SameSite: http.SameSiteLaxMode}
 }
 
-func (g *gatewaySessions) issue(id *Identity, now time.Time) (*http.Cookie, error) {
+func (g *gatewaySessions) issue(id *proxy.Identity, now time.Time) (*http.Cookie, error) {
 	gs := &gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
 		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()}
 	if !id.IssuedAt.IsZero() {
@@ -317,7 +318,7 @@ func (e errGatewayRejected) Error() string { return "gateway session: " + e.reas
 // fallback decides whether the __tollgate cookie may stand in for a missing
 // or expired Clerk token (README "Sessions"). It returns the identity, and a renewed
 // cookie when Clerk was asked and said the session is still active.
-func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *AuthResult, now time.Time) (*Identity, *http.Cookie, error) {
+func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *proxy.AuthResult, now time.Time) (*proxy.Identity, *http.Cookie, error) {
 	if !ar.Refreshable || ar.ClientUAT <= 0 {
 		// On the cookie path a __client_uat of 0 means Clerk signed the
 		// client out: the gateway session ends with it. A bearer request
@@ -356,7 +357,7 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 		st, err := g.checkSession(ctx, gs.SessionID, now)
 		switch {
 		case err == nil:
-		case errors.Is(err, ErrRateLimited) && since <= MaxRefreshStretch*g.refresh:
+		case errors.Is(err, proxy.ErrRateLimited) && since <= proxy.MaxRefreshStretch*g.refresh:
 			// Clerk's budget is spent, and Clerk said the session was
 			// active not long ago: that answer stands, unrenewed, rather
 			// than a wave of 503s (README "The Backend API budget").
@@ -399,9 +400,9 @@ func (g *gatewaySessions) fallback(ctx context.Context, r *http.Request, ar *Aut
 }
 
 // identity is the visitor a gateway cookie names.
-func (g *gatewaySessions) identity(gs *gatewaySession) *Identity {
+func (g *gatewaySessions) identity(gs *gatewaySession) *proxy.Identity {
 	issued := time.Unix(gs.Issued, 0)
-	return &Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
+	return &proxy.Identity{UserID: gs.UserID, SessionID: gs.SessionID, OrgID: gs.OrgID, OrgSlug: gs.OrgSlug,
 		OrgRole: gs.OrgRole, IssuedAt: issued, ExpiresAt: issued.Add(g.ttl), Source: "gateway"}
 }
 
@@ -417,12 +418,12 @@ func (g *gatewaySessions) dueAnyway(sid string, now time.Time) bool {
 // (the answer is cached) and once at a time: concurrent requests for the
 // same session share one call, which belongs to none of them (a visitor
 // going away does not cancel it for the others).
-func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time.Time) (SessionStatus, error) {
+func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time.Time) (proxy.SessionStatus, error) {
 	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refresh {
 		return c.status, nil
 	}
 	if g.checker == nil {
-		return SessionStatus{}, nil
+		return proxy.SessionStatus{}, nil
 	}
 	g.flightMu.Lock()
 	if f := g.flights[sid]; f != nil {
@@ -432,7 +433,7 @@ func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time
 			g.observe(checkShared)
 			return f.status, f.err
 		case <-ctx.Done():
-			return SessionStatus{}, ctx.Err()
+			return proxy.SessionStatus{}, ctx.Err()
 		}
 	}
 	f := &checkFlight{done: make(chan struct{})}
@@ -446,7 +447,7 @@ func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time
 	case f.err == nil:
 		g.checks.Add(sid, sessionCheck{status: f.status, at: now})
 		g.observe(checkClerk)
-	case !errors.Is(f.err, ErrRateLimited):
+	case !errors.Is(f.err, proxy.ErrRateLimited):
 		g.observe(checkFailed)
 	}
 	g.flightMu.Lock()

@@ -1,9 +1,10 @@
-package proxy
+package gateway
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -48,7 +49,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirectMode := r.URL.Query().Get("mode") == "redirect"
-	path, escaped, canonical := CanonicalPath(orig.URL.EscapedPath())
+	path, escaped, canonical := proxy.CanonicalPath(orig.URL.EscapedPath())
 	if !canonical {
 		if redirectMode {
 			loc := escaped
@@ -157,7 +158,7 @@ func originalRequest(r *http.Request) (*http.Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := canonicalMethod(method); err != nil {
+	if _, err := proxy.CanonicalMethod(method); err != nil {
 		return nil, fmt.Errorf("forwarded method: %w", err)
 	}
 	u, err := url.ParseRequestURI(uri)

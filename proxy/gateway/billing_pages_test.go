@@ -1,8 +1,9 @@
-package proxy
+package gateway
 
 import (
 	"context"
 	"encoding/json"
+	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"net/http"
 	"net/url"
@@ -48,8 +49,8 @@ func TestSafeReturn_KeepsOnlyOwnPaths(t *testing.T) {
 
 type fakeBilling struct {
 	mu       sync.Mutex
-	requests []CheckoutRequest
-	portals  []Subject
+	requests []proxy.CheckoutRequest
+	portals  []proxy.Subject
 	returns  []string // session IDs CompleteCheckout was asked about
 	// entered and hold, when set, make CompleteCheckout say it started and
 	// wait until hold is closed.
@@ -57,14 +58,14 @@ type fakeBilling struct {
 	hold    chan struct{}
 }
 
-func (f *fakeBilling) Checkout(_ context.Context, req CheckoutRequest) (CheckoutResult, error) {
+func (f *fakeBilling) Checkout(_ context.Context, req proxy.CheckoutRequest) (proxy.CheckoutResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, req)
-	return CheckoutResult{URL: "https://checkout.stripe.test/c/pay/cs_1"}, nil
+	return proxy.CheckoutResult{URL: "https://checkout.stripe.test/c/pay/cs_1"}, nil
 }
 
-func (f *fakeBilling) CompleteCheckout(_ context.Context, id string, _ *Identity) (CheckoutReturn, error) {
+func (f *fakeBilling) CompleteCheckout(_ context.Context, id string, _ *proxy.Identity) (proxy.CheckoutReturn, error) {
 	f.mu.Lock()
 	f.returns = append(f.returns, id)
 	entered, hold := f.entered, f.hold
@@ -73,7 +74,7 @@ func (f *fakeBilling) CompleteCheckout(_ context.Context, id string, _ *Identity
 		entered <- struct{}{}
 		<-hold
 	}
-	return CheckoutReturn{}, ErrNotYours
+	return proxy.CheckoutReturn{}, proxy.ErrNotYours
 }
 
 func (f *fakeBilling) returnCount() int {
@@ -82,7 +83,7 @@ func (f *fakeBilling) returnCount() int {
 	return len(f.returns)
 }
 
-func (f *fakeBilling) Portal(_ context.Context, s Subject, _ string) (string, error) {
+func (f *fakeBilling) Portal(_ context.Context, s proxy.Subject, _ string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.portals = append(f.portals, s)
@@ -121,7 +122,7 @@ func TestCheckout_WhoMayPayAndFromWhere(t *testing.T) {
 		t.Errorf("org plan, no org: %d", resp.StatusCode)
 	}
 	// The fixture's fake Clerk makes everyone an org admin; a member is not.
-	fx.srv.auth = fakeAuth{func(r *http.Request) AuthResult {
+	fx.srv.auth = fakeAuth{func(r *http.Request) proxy.AuthResult {
 		res := signedInByHeader(r)
 		if res.Identity != nil && r.Header.Get("X-Test-Role") != "" {
 			res.Identity.OrgRole = r.Header.Get("X-Test-Role")
@@ -159,7 +160,7 @@ func TestCheckout_WhoMayPayAndFromWhere(t *testing.T) {
 		t.Errorf("org portal as a member: %d", resp.StatusCode)
 	}
 	fx.post("/.tollgate/billing", url.Values{"scope": {"org"}}, member)
-	if diff := cmp.Diff([]Subject{{Kind: SubjectUser, ID: "user_1"}, {Kind: SubjectOrg, ID: "org_1"}}, fb.portals); diff != "" {
+	if diff := cmp.Diff([]proxy.Subject{{Kind: proxy.SubjectUser, ID: "user_1"}, {Kind: proxy.SubjectOrg, ID: "org_1"}}, fb.portals); diff != "" {
 		t.Errorf("portals opened (-want +got):\n%s", diff)
 	}
 
@@ -274,7 +275,7 @@ func FuzzValidCheckoutSessionID(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
-		if !ValidCheckoutSessionID(id) {
+		if !proxy.ValidCheckoutSessionID(id) {
 			return
 		}
 		rest, ok := strings.CutPrefix(id, "cs_test_")

@@ -1,7 +1,8 @@
-package proxy
+package gateway
 
 import (
 	"context"
+	"github.com/tollgate/tollgate/proxy"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,7 +14,7 @@ import (
 // Clerk handshake payloads).
 type logEntry struct {
 	rule     int // index in routes:, -1 for default_access
-	access   Access
+	access   proxy.Access
 	routeID  string
 	decision string // allow, sign_in, handshake, unauthorized, payment_required, deny, internal, redirect_canonical…
 	reason   string

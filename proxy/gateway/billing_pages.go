@@ -1,55 +1,14 @@
-package proxy
+package gateway
 
 import (
 	"context"
 	"errors"
-	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 )
-
-// Price is what the pages show of a Stripe price.
-type Price struct {
-	ID            string
-	Amount        int64  // in the currency's minor unit
-	Currency      string // ISO code, lower case
-	Interval      string // day, week, month, year; "" for one-time prices
-	IntervalCount int64
-}
-
-// Format renders the amount for people: "$12.00", "€9.50", "12.00 CHF".
-func (p Price) Format() string {
-	major := fmt.Sprintf("%d.%02d", p.Amount/100, p.Amount%100)
-	switch strings.ToLower(p.Currency) {
-	case "usd":
-		return "$" + major
-	case "eur":
-		return "€" + major
-	case "gbp":
-		return "£" + major
-	}
-	return major + " " + strings.ToUpper(p.Currency)
-}
-
-// Per renders the billing interval: "month", "3 months", "".
-func (p Price) Per() string {
-	if p.Interval == "" {
-		return ""
-	}
-	if p.IntervalCount > 1 {
-		return fmt.Sprintf("%d %ss", p.IntervalCount, p.Interval)
-	}
-	return p.Interval
-}
-
-// PriceCatalog knows the configured prices (loaded from Stripe at start and
-// refreshed in the background, never per request). Implemented by
-// proxy/stripe.
-type PriceCatalog interface {
-	Price(id string) (Price, bool)
-}
 
 // Directory answers what the pages say about a visitor beyond the session,
 // from local storage only: their email, and whether a subject has had a
@@ -57,7 +16,7 @@ type PriceCatalog interface {
 // by main.
 type Directory interface {
 	Email(ctx context.Context, userID string) (string, error)
-	HadTrial(ctx context.Context, subject Subject) (bool, error)
+	HadTrial(ctx context.Context, subject proxy.Subject) (bool, error)
 }
 
 // planView is one plan as the upgrade page shows it.
@@ -83,7 +42,7 @@ type upgradePage struct {
 	SignedIn  bool
 	SignInURL string
 	OrgNeeded bool
-	Status    SubscriptionStatus // the visitor's most telling status, if any
+	Status    proxy.SubscriptionStatus // the visitor's most telling status, if any
 	// CollectionPaused: a subscription that would grant is held back
 	// because its payment collection is paused (stripe.paused_collection
 	// revoke), until CollectionResumesAt if known.
@@ -94,7 +53,7 @@ type upgradePage struct {
 }
 
 type accountPage struct {
-	Identity      *Identity
+	Identity      *proxy.Identity
 	Email         string
 	Subscriptions []subscriptionJSON
 	CanManage     bool
@@ -148,7 +107,7 @@ func (s *Server) safeReturn(raw string) string {
 	} else if !strings.HasPrefix(u.Path, "/") {
 		return "/" // relative, or "\\host": not a path of ours
 	}
-	path, escaped, _ := CanonicalPath(u.EscapedPath())
+	path, escaped, _ := proxy.CanonicalPath(u.EscapedPath())
 	if !strings.HasPrefix(escaped, "/") || strings.HasPrefix(escaped, "//") || strings.HasPrefix(escaped, "/\\") || hasPrefixFold(path, s.prefix) {
 		return "/"
 	}
@@ -158,7 +117,7 @@ func (s *Server) safeReturn(raw string) string {
 	return escaped
 }
 
-func (s *Server) planByKey(key string) *Plan {
+func (s *Server) planByKey(key string) *proxy.Plan {
 	for i := range s.cfg.Plans {
 		if s.cfg.Plans[i].Key == key {
 			return &s.cfg.Plans[i]
@@ -167,8 +126,8 @@ func (s *Server) planByKey(key string) *Plan {
 	return nil
 }
 
-func (s *Server) viewPlan(ctx context.Context, p *Plan, id *Identity) planView {
-	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == SubjectOrg, CanCheckout: id != nil}
+func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity) planView {
+	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == proxy.SubjectOrg, CanCheckout: id != nil}
 	if s.prices != nil && len(p.Prices) > 0 {
 		if pr, ok := s.prices.Price(p.Prices[0]); ok {
 			v.Price, v.Per = pr.Format(), pr.Per()
@@ -200,7 +159,7 @@ func (s *Server) viewPlan(ctx context.Context, p *Plan, id *Identity) planView {
 	return v
 }
 
-func orgName(id *Identity) string {
+func orgName(id *proxy.Identity) string {
 	if id.OrgSlug != "" {
 		return id.OrgSlug
 	}
@@ -212,16 +171,16 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	id := IdentityFromContext(r.Context())
 	routeID := r.URL.Query().Get("route")
 	ret := s.safeReturn(r.URL.Query().Get("return"))
-	var plans []*Plan
+	var plans []*proxy.Plan
 	if key := r.PathValue("plan"); key != "" {
 		p := s.planByKey(key)
 		if p == nil {
 			s.writeError(w, r, http.StatusNotFound)
 			return
 		}
-		plans = []*Plan{p}
+		plans = []*proxy.Plan{p}
 	} else {
-		plans = UnlockingPlans(s.cfg.Plans, routeID)
+		plans = proxy.UnlockingPlans(s.cfg.Plans, routeID)
 	}
 	page := upgradePage{RouteID: routeID, Return: ret, SignedIn: id != nil}
 	if id == nil && s.portal != nil {
@@ -230,7 +189,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	onlyOrg := len(plans) > 0
 	for _, p := range plans {
 		page.Plans = append(page.Plans, s.viewPlan(r.Context(), p, id))
-		if p.Scope != SubjectOrg {
+		if p.Scope != proxy.SubjectOrg {
 			onlyOrg = false
 		}
 	}
@@ -244,7 +203,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 					page.CollectionResumesAt = &t
 				}
 			}
-			if d.Outcome == PaidAllow && r.PathValue("plan") == "" {
+			if d.Outcome == proxy.PaidAllow && r.PathValue("plan") == "" {
 				// Already entitled (e.g. paid in another tab): go back.
 				redirect(w, ret, http.StatusSeeOther)
 				return
@@ -257,17 +216,17 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 
 // subjectFor picks who pays for plan, and whether this visitor may act for
 // them: organisation plans need an active organisation and its admin.
-func subjectFor(p *Plan, id *Identity) (Subject, string) {
-	if p.Scope != SubjectOrg {
-		return Subject{Kind: SubjectUser, ID: id.UserID}, ""
+func subjectFor(p *proxy.Plan, id *proxy.Identity) (proxy.Subject, string) {
+	if p.Scope != proxy.SubjectOrg {
+		return proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}, ""
 	}
 	if id.OrgID == "" {
-		return Subject{}, "organization_required"
+		return proxy.Subject{}, "organization_required"
 	}
 	if !id.IsOrgAdmin() {
-		return Subject{}, "organization_admin_required"
+		return proxy.Subject{}, "organization_admin_required"
 	}
-	return Subject{Kind: SubjectOrg, ID: id.OrgID}, ""
+	return proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID}, ""
 }
 
 func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
@@ -284,7 +243,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ret := s.safeReturn(r.PostForm.Get("return"))
-	if p.Scope == SubjectOrg && staleOrg(id) {
+	if p.Scope == proxy.SubjectOrg && staleOrg(id) {
 		s.freshIdentityRequired(w, r, s.prefix+"/subscribe/"+url.PathEscape(p.Key)+"?"+url.Values{"return": {ret}}.Encode())
 		return
 	}
@@ -299,7 +258,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	res, err := s.billing.Checkout(r.Context(), CheckoutRequest{Identity: id, Subject: subject, Plan: p, ReturnPath: ret})
+	res, err := s.billing.Checkout(r.Context(), proxy.CheckoutRequest{Identity: id, Subject: subject, Plan: p, ReturnPath: ret})
 	if err != nil {
 		s.billingError(w, r, "checkout", err)
 		return
@@ -311,7 +270,7 @@ func (s *Server) handleCheckoutDone(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	id := IdentityFromContext(r.Context())
 	sessionID := r.URL.Query().Get("session_id")
-	if !ValidCheckoutSessionID(sessionID) || s.billing == nil {
+	if !proxy.ValidCheckoutSessionID(sessionID) || s.billing == nil {
 		// Not a Checkout Session ID: refused before any Stripe call.
 		s.writeError(w, r, http.StatusBadRequest)
 		return
@@ -344,7 +303,7 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 	id := IdentityFromContext(r.Context())
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	_ = r.ParseForm()
-	subject := Subject{Kind: SubjectUser, ID: id.UserID}
+	subject := proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}
 	if r.PostForm.Get("scope") == "org" {
 		if staleOrg(id) {
 			s.freshIdentityRequired(w, r, s.prefix+"/account")
@@ -355,7 +314,7 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, http.StatusForbidden)
 			return
 		}
-		subject = Subject{Kind: SubjectOrg, ID: id.OrgID}
+		subject = proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID}
 	}
 	if s.billing == nil {
 		s.writeError(w, r, http.StatusNotFound)
@@ -394,7 +353,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 // staleOrg reports whether id's organisation and role may be older than
 // Clerk's last word: the gateway cookie carries them from the last Clerk
 // token, and the session check does not name the role (README "Sessions").
-func staleOrg(id *Identity) bool { return id.Source == "gateway" }
+func staleOrg(id *proxy.Identity) bool { return id.Source == "gateway" }
 
 // freshIdentityRequired answers a billing action for an organisation made
 // on the gateway cookie alone: it waits for a fresh Clerk token. A person
@@ -417,11 +376,11 @@ func (s *Server) freshIdentityRequired(w http.ResponseWriter, r *http.Request, b
 // A spent Stripe budget is a 503 with Retry-After (at most a minute).
 func (s *Server) billingError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	code := http.StatusServiceUnavailable
-	var busy *BusyError
+	var busy *proxy.BusyError
 	switch {
-	case errors.Is(err, ErrNotYours):
+	case errors.Is(err, proxy.ErrNotYours):
 		code = http.StatusForbidden
-	case errors.Is(err, ErrNoCustomer):
+	case errors.Is(err, proxy.ErrNoCustomer):
 		code = http.StatusNotFound
 	case errors.As(err, &busy):
 		w.Header().Set("Retry-After", retryAfter(min(busy.RetryAfter, time.Minute)))

@@ -1,9 +1,10 @@
-package proxy
+package gateway
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy/config"
 	"io"
 	"net"
 	"net/http"
@@ -113,7 +114,7 @@ func TestTunnels_ReloadJudgesOpenTunnelsByTheNewRules(t *testing.T) {
 	}
 
 	doc := fmt.Sprintf(strings.Replace(gateTestConfig, `- { path: "/ws", access: signed_in }`, `- { path: "/ws", access: deny }`, 1), fx.upstream.URL)
-	cfg, err := ParseConfig("gate_test.yaml", []byte(doc), func(string) string { return "" })
+	cfg, err := config.Parse("gate_test.yaml", []byte(doc), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,10 @@
-package proxy
+package gateway
 
 import (
 	"bytes"
 	"embed"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -21,7 +22,7 @@ var pageFiles embed.FS
 // file from pages.templates_dir.
 type pages struct {
 	tmpl   *template.Template
-	brand  PagesConfig
+	brand  proxy.PagesConfig
 	prefix string // internal_prefix, for links to tollgate's own pages
 	css    []byte
 	js     []byte
@@ -29,7 +30,7 @@ type pages struct {
 
 // layoutData is what every page template receives.
 type layoutData struct {
-	Brand   PagesConfig
+	Brand   proxy.PagesConfig
 	Prefix  string
 	Title   string
 	Refresh string // a URL to reload after a few seconds (finishing page, no JS needed)
@@ -46,7 +47,7 @@ type errorPage struct {
 	ActionURL, ActionLabel string
 }
 
-func newPages(brand PagesConfig, prefix string) (*pages, error) {
+func newPages(brand proxy.PagesConfig, prefix string) (*pages, error) {
 	var files fs.FS = pageFiles
 	tmpl, err := template.New("").Funcs(pageFuncs).ParseFS(files, "pages/*.html")
 	if err != nil {
@@ -138,22 +139,22 @@ var pageFuncs = template.FuncMap{
 		return t.UTC().Format("2 January 2006")
 	},
 	"statusWords": func(s string) string {
-		switch SubscriptionStatus(s) {
-		case StatusActive:
+		switch proxy.SubscriptionStatus(s) {
+		case proxy.StatusActive:
 			return "Active"
-		case StatusTrialing:
+		case proxy.StatusTrialing:
 			return "Trial"
-		case StatusPastDue:
+		case proxy.StatusPastDue:
 			return "Payment failed, retrying"
-		case StatusUnpaid:
+		case proxy.StatusUnpaid:
 			return "Unpaid"
-		case StatusIncomplete:
+		case proxy.StatusIncomplete:
 			return "Waiting for the first payment"
-		case StatusIncompleteExpired:
+		case proxy.StatusIncompleteExpired:
 			return "First payment failed"
-		case StatusCanceled:
+		case proxy.StatusCanceled:
 			return "Cancelled"
-		case StatusPaused:
+		case proxy.StatusPaused:
 			return "Paused"
 		}
 		return s

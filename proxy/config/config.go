@@ -1,6 +1,7 @@
-package proxy
+package config
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"bytes"
 	"cmp"
 	"crypto/rsa"
@@ -61,50 +62,24 @@ var (
 	accentColorPattern = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)
 )
 
-// ConfigError is one problem found in a config file. ParseConfig returns all
-// of them joined with errors.Join; errors.As finds the first.
-type ConfigError struct {
-	File string // as given to ParseConfig ("" from CompileRules)
-	Line int    // 1-based; 0 when the problem has no line
-	Key  string // dotted key path, e.g. "routes[2].access"; "" for the file as a whole
-	Msg  string // what is wrong and what would be valid
-}
-
-func (e *ConfigError) Error() string {
-	var b strings.Builder
-	switch {
-	case e.File != "" && e.Line > 0:
-		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
-	case e.File != "":
-		b.WriteString(e.File + ": ")
-	case e.Line > 0:
-		fmt.Fprintf(&b, "line %d: ", e.Line)
-	}
-	if e.Key != "" {
-		b.WriteString(e.Key + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// LoadConfig reads the file at path and parses it with ParseConfig, taking
+// Load reads the file at path and parses it with Parse, taking
 // ${VAR}s from the process environment.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*proxy.Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	return ParseConfig(path, data, os.Getenv)
+	return Parse(path, data, os.Getenv)
 }
 
-// ParseConfig parses and validates a YAML config. name is used in error
+// Parse parses and validates a YAML config. name is used in error
 // messages ("config.yaml:12: ..."). getenv expands ${VAR} per scalar value
 // AFTER parsing (so a multi-line PEM in an env var survives and line numbers
 // are the file's own). nil getenv means os.Getenv.
 //
 // The error joins one *ConfigError per problem found. Non-fatal findings are
 // in Config.Warnings.
-func ParseConfig(name string, data []byte, getenv func(string) string) (*Config, error) {
+func Parse(name string, data []byte, getenv func(string) string) (*proxy.Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -116,12 +91,12 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 	cfg := p.config(root)
 	if p.exhausted {
 		// What was skipped would only produce misleading "missing" errors.
-		return nil, &ConfigError{File: name, Msg: fmt.Sprintf("too many YAML nodes (over %d, counting alias expansions)", maxConfigNodes)}
+		return nil, &proxy.ConfigError{File: name, Msg: fmt.Sprintf("too many YAML nodes (over %d, counting alias expansions)", maxConfigNodes)}
 	}
 	if len(p.errs) > 0 {
 		return nil, p.err()
 	}
-	slices.SortStableFunc(p.warns, func(a, b *ConfigError) int { return cmp.Compare(a.Line, b.Line) })
+	slices.SortStableFunc(p.warns, func(a, b *proxy.ConfigError) int { return cmp.Compare(a.Line, b.Line) })
 	for _, w := range p.warns {
 		cfg.Warnings = append(cfg.Warnings, w.Error())
 	}
@@ -163,8 +138,8 @@ func configKeys(section string) []string {
 type configParser struct {
 	file      string
 	getenv    func(string) string
-	errs      []*ConfigError
-	warns     []*ConfigError
+	errs      []*proxy.ConfigError
+	warns     []*proxy.ConfigError
 	nodes     int
 	exhausted bool
 
@@ -173,7 +148,7 @@ type configParser struct {
 
 // err joins the errors found, in line order.
 func (p *configParser) err() error {
-	slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return cmp.Compare(a.Line, b.Line) })
+	slices.SortStableFunc(p.errs, func(a, b *proxy.ConfigError) int { return cmp.Compare(a.Line, b.Line) })
 	errs := make([]error, len(p.errs))
 	for i, e := range p.errs {
 		errs[i] = e
@@ -192,11 +167,11 @@ func (p *configParser) invalid(v configValue, format string, args ...any) {
 }
 
 func (p *configParser) errorf(line int, key, format string, args ...any) {
-	p.errs = append(p.errs, &ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &proxy.ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *configParser) warnf(line int, key, format string, args ...any) {
-	p.warns = append(p.warns, &ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	p.warns = append(p.warns, &proxy.ConfigError{File: p.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 // document parses data into its single YAML document's root node. An empty
@@ -725,9 +700,9 @@ type serviceNeeds struct {
 	clerk, stripe string
 }
 
-func (p *configParser) config(root *yaml.Node) *Config {
+func (p *configParser) config(root *yaml.Node) *proxy.Config {
 	top := p.section(root, "", configKeys(""), 1)
-	cfg := &Config{}
+	cfg := &proxy.Config{}
 	if !top.ok {
 		return cfg // every key would be reported missing: say it once
 	}
@@ -750,12 +725,12 @@ func (p *configParser) config(root *yaml.Node) *Config {
 	cfg.InternalPrefix = p.internalPrefix(top.str("internal_prefix"))
 
 	defAccess := top.str("default_access")
-	cfg.DefaultAccess = AccessPaid
+	cfg.DefaultAccess = proxy.AccessPaid
 	if defAccess.s != "" && !defAccess.bad {
-		if a := Access(defAccess.s); a.Valid() {
+		if a := proxy.Access(defAccess.s); a.Valid() {
 			cfg.DefaultAccess = a
 		} else {
-			p.invalid(defAccess, "%s", invalidAccess(a))
+			p.invalid(defAccess, "%s", proxy.InvalidAccess(a))
 		}
 	}
 
@@ -840,7 +815,7 @@ func (p *configParser) extraOrigins(l configList, public *url.URL) []*url.URL {
 // hosts reads hosts:, the Host allow-list. When it is set, public_url's and
 // extra_origins' hosts are on it too, so it never locks out the origins
 // tollgate builds its own URLs from.
-func (p *configParser) hosts(l configList, cfg *Config) []string {
+func (p *configParser) hosts(l configList, cfg *proxy.Config) []string {
 	vals, _ := l.values()
 	if len(vals) == 0 {
 		return nil
@@ -852,7 +827,7 @@ func (p *configParser) hosts(l configList, cfg *Config) []string {
 		}
 	}
 	for _, v := range vals {
-		h, err := normalizeRuleHost(v.s)
+		h, err := proxy.NormalizeRuleHost(v.s)
 		if err != nil {
 			p.invalid(v, "%v", err)
 			continue
@@ -860,10 +835,10 @@ func (p *configParser) hosts(l configList, cfg *Config) []string {
 		add(h)
 	}
 	if cfg.PublicURL != nil {
-		add(requestHost(cfg.PublicURL.Host))
+		add(proxy.RequestHost(cfg.PublicURL.Host))
 	}
 	for _, o := range cfg.ExtraOrigins {
-		add(requestHost(o.Host))
+		add(proxy.RequestHost(o.Host))
 	}
 	return out
 }
@@ -892,7 +867,7 @@ func (p *configParser) internalPrefix(v configValue) string {
 		p.invalid(v, `"/" would take every path from the app; %s`, want)
 	case !strings.HasPrefix(s, "/"), strings.HasSuffix(s, "/"), path.Clean(s) != s:
 		p.invalid(v, "%q is not valid; %s", s, want)
-	case strings.ContainsAny(s, "%?#*{}\\") || strings.ContainsFunc(s, isControlRune):
+	case strings.ContainsAny(s, "%?#*{}\\") || strings.ContainsFunc(s, proxy.IsControlRune):
 		p.invalid(v, "%q has characters a prefix cannot have (%%?#*{}\\ or control characters); %s", s, want)
 	default:
 		return s
@@ -901,7 +876,7 @@ func (p *configParser) internalPrefix(v configValue) string {
 }
 
 // plans reads plans:, in file order.
-func (p *configParser) plans(top *configSection) []Plan {
+func (p *configParser) plans(top *configSection) []proxy.Plan {
 	n := p.node(top.vals["plans"])
 	if n == nil || isYAMLNull(n) {
 		return nil
@@ -910,7 +885,7 @@ func (p *configParser) plans(top *configSection) []Plan {
 		p.errorf(n.Line, "plans", "is %s; want a mapping of plan keys, such as pro: {prices: [price_123], routes: [\"*\"]}", yamlKind(n))
 		return nil
 	}
-	var plans []Plan
+	var plans []proxy.Plan
 	priceOwner := map[string]string{} // price → "plans.pro (line 40)"
 	var trialFees []configValue
 	for _, kv := range p.pairs(n, "plans") {
@@ -919,7 +894,7 @@ func (p *configParser) plans(top *configSection) []Plan {
 			p.errorf(kv.key.Line, key, "%q is not a valid plan key; want letters, digits, _ or - (it appears in /.tollgate/subscribe/{plan} URLs)", kv.name)
 		}
 		s := p.section(kv.val, key, configKeys("plans.*"), kv.key.Line)
-		pl := Plan{Key: kv.name, Scope: SubjectUser}
+		pl := proxy.Plan{Key: kv.name, Scope: proxy.SubjectUser}
 		if name := s.str("name"); name.s != "" {
 			pl.Name = name.s
 		} else {
@@ -951,7 +926,7 @@ func (p *configParser) plans(top *configSection) []Plan {
 			p.errorf(routes.line, routes.key, "missing or empty; want the route IDs this plan unlocks, such as [415VNA] or [\"*\"] for all")
 		}
 		for _, v := range rvals {
-			if v.s != "*" && !ValidRouteID(v.s) {
+			if v.s != "*" && !proxy.ValidRouteID(v.s) {
 				p.invalid(v, "%q is not a route ID; want letters, digits, \".\", \"_\", \"~\" or \"-\", or \"*\" for all routes", v.s)
 				continue
 			}
@@ -975,7 +950,7 @@ func (p *configParser) plans(top *configSection) []Plan {
 		switch scope := s.str("scope"); scope.s {
 		case "", "user":
 		case "organization":
-			pl.Scope = SubjectOrg
+			pl.Scope = proxy.SubjectOrg
 		default:
 			if !scope.bad {
 				p.invalid(scope, "%q is not valid; want user or organization", scope.s)
@@ -993,7 +968,7 @@ func (p *configParser) plans(top *configSection) []Plan {
 
 // routes reads routes: into rules checked field by field, so that each
 // problem gets its own line. idLines maps a rule index to its id's line.
-func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, idLines map[int]int) {
+func (p *configParser) routes(top *configSection, cfg *proxy.Config) (rules []*proxy.Rule, idLines map[int]int) {
 	idLines = map[int]int{}
 	n := p.node(top.vals["routes"])
 	if n == nil || isYAMLNull(n) {
@@ -1021,13 +996,13 @@ func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, i
 			continue
 		}
 		nerr := len(p.errs)
-		r := &Rule{Index: i, Line: s.line}
+		r := &proxy.Rule{Index: i, Line: s.line}
 
 		pathV := s.str("path")
-		var pt *pathPattern
+		captures := false
 		if p.require(pathV, "", "a path pattern such as /settings/* or /routes/{route}/*") {
 			var err error
-			if pt, err = parsePattern(pathV.s); err != nil {
+			if captures, err = proxy.CheckPathPattern(pathV.s); err != nil {
 				p.invalid(pathV, "%v", err)
 			}
 			r.Path = pathV.s
@@ -1035,21 +1010,21 @@ func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, i
 
 		access := s.str("access")
 		if !access.bad {
-			if a := Access(access.s); a.Valid() {
+			if a := proxy.Access(access.s); a.Valid() {
 				r.Access = a
 			} else if len(access.vars) > 0 && access.s == "" {
 				p.errorf(access.line, access.key, "empty because %s; want one of public, signed_in, paid, deny", unsetVarsText(access.vars))
 			} else {
-				p.invalid(access, "%s", invalidAccess(a))
+				p.invalid(access, "%s", proxy.InvalidAccess(a))
 			}
 		}
 
 		if id := s.str("id"); id.s != "" {
 			idLines[i] = id.line
 			switch {
-			case !ValidRouteID(id.s):
+			case !proxy.ValidRouteID(id.s):
 				p.invalid(id, "%q: want letters, digits, \".\", \"_\", \"~\" or \"-\" (at most 128)", id.s)
-			case pt != nil && pt.capture >= 0:
+			case captures:
 				p.invalid(id, "%q: the path already captures the route ID with {route}; remove one of the two", id.s)
 			default:
 				r.ID = id.s
@@ -1057,7 +1032,7 @@ func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, i
 		}
 
 		if host := s.str("host"); host.s != "" {
-			h, err := normalizeRuleHost(host.s)
+			h, err := proxy.NormalizeRuleHost(host.s)
 			switch {
 			case err != nil:
 				p.invalid(host, "%v", err)
@@ -1077,7 +1052,7 @@ func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, i
 			for j, v := range vals {
 				ms[j] = v.s
 			}
-			if out, bad, err := normalizeMethods(ms); err != nil {
+			if out, bad, err := proxy.NormalizeMethods(ms); err != nil {
 				p.errorf(vals[bad].line, vals[bad].key, "%v", err)
 			} else {
 				r.Methods = out
@@ -1091,31 +1066,33 @@ func (p *configParser) routes(top *configSection, cfg *Config) (rules []*Rule, i
 }
 
 // compile turns the checked rules into the RuleSet and records lint warnings.
-func (p *configParser) compile(cfg *Config, rules []*Rule) *RuleSet {
-	rs, errs := compileRules(cfg.DefaultAccess, rules)
-	for _, err := range errs {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.File = p.file
-			p.errs = append(p.errs, ce)
+func (p *configParser) compile(cfg *proxy.Config, rules []*proxy.Rule) *proxy.RuleSet {
+	rs, err := proxy.CompileRules(cfg.DefaultAccess, rules)
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, err := range joined.Unwrap() {
+			var ce *proxy.ConfigError
+			if errors.As(err, &ce) {
+				ce.File = p.file
+				p.errs = append(p.errs, ce)
+			}
 		}
 	}
-	for _, w := range rs.lint(cfg.InternalPrefix) {
-		p.warnf(w.rule.Line, fmt.Sprintf("routes[%d]", w.rule.Index), "%s", w.msg)
+	for _, w := range rs.Lint(cfg.InternalPrefix) {
+		p.warnf(w.Rule.Line, fmt.Sprintf("routes[%d]", w.Rule.Index), "%s", w.Msg)
 	}
 	return rs
 }
 
 // needs works out which services the routes can reach, for the error
 // messages of the keys that then become required.
-func (p *configParser) needs(cfg *Config, defaultSet bool) serviceNeeds {
+func (p *configParser) needs(cfg *proxy.Config, defaultSet bool) serviceNeeds {
 	var n serviceNeeds
 	for _, r := range cfg.Routes.Rules {
 		why := fmt.Sprintf(" because routes[%d] (line %d) is %s", r.Index, r.Line, r.Access)
-		if n.clerk == "" && (r.Access == AccessSignedIn || r.Access == AccessPaid) {
+		if n.clerk == "" && (r.Access == proxy.AccessSignedIn || r.Access == proxy.AccessPaid) {
 			n.clerk = why
 		}
-		if n.stripe == "" && r.Access == AccessPaid {
+		if n.stripe == "" && r.Access == proxy.AccessPaid {
 			n.stripe = why
 		}
 	}
@@ -1124,18 +1101,18 @@ func (p *configParser) needs(cfg *Config, defaultSet bool) serviceNeeds {
 		if !defaultSet {
 			why += " (the default; no rule matches every request)"
 		}
-		if n.clerk == "" && (cfg.DefaultAccess == AccessSignedIn || cfg.DefaultAccess == AccessPaid) {
+		if n.clerk == "" && (cfg.DefaultAccess == proxy.AccessSignedIn || cfg.DefaultAccess == proxy.AccessPaid) {
 			n.clerk = why
 		}
-		if n.stripe == "" && cfg.DefaultAccess == AccessPaid {
+		if n.stripe == "" && cfg.DefaultAccess == proxy.AccessPaid {
 			n.stripe = why
 		}
 	}
 	return n
 }
 
-func (p *configParser) clerk(s *configSection, cfg *Config, n serviceNeeds) ClerkConfig {
-	var c ClerkConfig
+func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds) proxy.ClerkConfig {
+	var c proxy.ClerkConfig
 	pk := s.str("publishable_key")
 	if n.clerk != "" {
 		p.require(pk, n.clerk, "the publishable key from the Clerk dashboard (pk_live_… or pk_test_…)")
@@ -1209,7 +1186,7 @@ func (p *configParser) clerk(s *configSection, cfg *Config, n serviceNeeds) Cler
 // clerkProxyURL checks clerk.proxy_url: the URL at which Clerk's Frontend
 // API is proxied, absolute or a path on public_url (as Clerk's SDKs accept
 // "/__clerk"). Tokens minted through the proxy carry it as their issuer.
-func (p *configParser) clerkProxyURL(v configValue, cfg *Config) string {
+func (p *configParser) clerkProxyURL(v configValue, cfg *proxy.Config) string {
 	if v.bad {
 		return ""
 	}
@@ -1299,8 +1276,8 @@ func checkPublicKeyPEM(s string) error {
 	return nil
 }
 
-func (p *configParser) session(s *configSection, n serviceNeeds) SessionConfig {
-	sc := SessionConfig{
+func (p *configParser) session(s *configSection, n serviceNeeds) proxy.SessionConfig {
+	sc := proxy.SessionConfig{
 		TTL:     p.duration(s.str("ttl"), DefaultSessionTTL),
 		Refresh: p.duration(s.str("refresh"), DefaultSessionRefresh),
 	}
@@ -1318,8 +1295,8 @@ func (p *configParser) session(s *configSection, n serviceNeeds) SessionConfig {
 	return sc
 }
 
-func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
-	sc := StripeConfig{PastDueGrace: p.duration(s.str("past_due_grace"), 0),
+func (p *configParser) stripe(s *configSection, n serviceNeeds) proxy.StripeConfig {
+	sc := proxy.StripeConfig{PastDueGrace: p.duration(s.str("past_due_grace"), 0),
 		ReconcileInterval: p.duration(s.str("reconcile_interval"), DefaultReconcileInterval)}
 	sk := s.str("secret_key")
 	if n.stripe != "" {
@@ -1340,11 +1317,11 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
 		p.require(v, n.stripe, "the endpoint's signing secret (whsec_…), or a list of them while rotating")
 	}
 	sc.APIURL = p.serviceURL(s.str("api_url"), DefaultStripeAPIURL)
-	sc.PausedCollection = PausedCollectionKeep
-	switch pc := s.str("paused_collection"); PausedCollectionPolicy(pc.s) {
-	case "", PausedCollectionKeep:
-	case PausedCollectionRevoke:
-		sc.PausedCollection = PausedCollectionRevoke
+	sc.PausedCollection = proxy.PausedCollectionKeep
+	switch pc := s.str("paused_collection"); proxy.PausedCollectionPolicy(pc.s) {
+	case "", proxy.PausedCollectionKeep:
+	case proxy.PausedCollectionRevoke:
+		sc.PausedCollection = proxy.PausedCollectionRevoke
 	default:
 		if !pc.bad {
 			p.invalid(pc, "%q is not valid; want keep (access as Stripe's status says) or revoke (no access while Stripe does not collect)", pc.s)
@@ -1355,23 +1332,23 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) StripeConfig {
 
 // timeouts reads the timeouts: section. A key left out gets its default; 0
 // written out means no limit.
-func (p *configParser) timeouts(s *configSection) TimeoutsConfig {
-	return TimeoutsConfig{
+func (p *configParser) timeouts(s *configSection) proxy.TimeoutsConfig {
+	return proxy.TimeoutsConfig{
 		BodyIdle:          p.duration(s.str("body_idle"), DefaultBodyIdle),
 		TunnelMaxLifetime: p.duration(s.str("tunnel_max_lifetime"), DefaultTunnelMaxLifetime),
 	}
 }
 
-func (p *configParser) store(s *configSection) StoreConfig {
-	sc := StoreConfig{Path: s.str("path").s, CacheSize: p.integer(s.str("cache_size"), DefaultCacheSize, 1, 1<<24)}
+func (p *configParser) store(s *configSection) proxy.StoreConfig {
+	sc := proxy.StoreConfig{Path: s.str("path").s, CacheSize: p.integer(s.str("cache_size"), DefaultCacheSize, 1, 1<<24)}
 	if sc.Path == "" {
 		sc.Path = DefaultStorePath
 	}
 	return sc
 }
 
-func (p *configParser) admin(s *configSection, listen string) AdminConfig {
-	ac := AdminConfig{Token: s.str("token").s}
+func (p *configParser) admin(s *configSection, listen string) proxy.AdminConfig {
+	ac := proxy.AdminConfig{Token: s.str("token").s}
 	lv := s.str("listen")
 	ac.Listen = p.hostPort(lv)
 	if ac.Listen != "" && ac.Listen == listen {
@@ -1390,8 +1367,8 @@ func (p *configParser) admin(s *configSection, listen string) AdminConfig {
 	return ac
 }
 
-func (p *configParser) pages(s *configSection) PagesConfig {
-	pc := PagesConfig{
+func (p *configParser) pages(s *configSection) proxy.PagesConfig {
+	pc := proxy.PagesConfig{
 		ProductName:  cmp.Or(s.str("product_name").s, DefaultProductName),
 		AccentColor:  DefaultAccentColor,
 		TemplatesDir: s.str("templates_dir").s,
@@ -1422,20 +1399,20 @@ func (p *configParser) pages(s *configSection) PagesConfig {
 
 // crossCheck warns about route IDs that no plan unlocks and plan route IDs
 // that no rule can produce.
-func (p *configParser) crossCheck(cfg *Config, idLines map[int]int) {
+func (p *configParser) crossCheck(cfg *proxy.Config, idLines map[int]int) {
 	captures := false
 	ids := map[string]bool{}
 	for _, r := range cfg.Routes.Rules {
-		if r.pat != nil && r.pat.capture >= 0 {
+		if r.CapturesRoute() {
 			captures = true
 		}
 		if r.ID != "" {
 			ids[strings.ToLower(r.ID)] = true
 		}
-		if r.Access != AccessPaid || r.ID == "" || len(cfg.Plans) == 0 {
+		if r.Access != proxy.AccessPaid || r.ID == "" || len(cfg.Plans) == 0 {
 			continue
 		}
-		if !slices.ContainsFunc(cfg.Plans, func(pl Plan) bool { return pl.UnlocksRoute(r.ID) }) {
+		if !slices.ContainsFunc(cfg.Plans, func(pl proxy.Plan) bool { return pl.UnlocksRoute(r.ID) }) {
 			p.warnf(idLines[r.Index], fmt.Sprintf("routes[%d].id", r.Index), "%q is paid, but no plan lists it in routes; nobody can get in (add it to a plan, or \"*\")", r.ID)
 		}
 	}

@@ -1,8 +1,9 @@
-package proxy
+package gateway
 
 import (
 	"context"
 	"errors"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,8 +13,8 @@ type identityKey struct{}
 
 // IdentityFromContext returns the visitor's identity for tollgate's own
 // handlers (nil when signed out or not looked up).
-func IdentityFromContext(ctx context.Context) *Identity {
-	id, _ := ctx.Value(identityKey{}).(*Identity)
+func IdentityFromContext(ctx context.Context) *proxy.Identity {
+	id, _ := ctx.Value(identityKey{}).(*proxy.Identity)
 	return id
 }
 
@@ -43,7 +44,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		e.decision = "options_server"
 		return
 	}
-	path, escaped, canonical := CanonicalPath(r.URL.EscapedPath())
+	path, escaped, canonical := proxy.CanonicalPath(r.URL.EscapedPath())
 	if !canonical {
 		e.decision = "redirect_canonical"
 		loc := escaped
@@ -71,13 +72,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		if !ok {
 			return
 		}
-		if m.Access == AccessDeny {
+		if m.Access == proxy.AccessDeny {
 			e.decision = "deny"
 			s.writeError(w, r, http.StatusForbidden)
 			return
 		}
 		e.decision = "preflight"
-		f.preflight, f.gated = true, m.Access != AccessPublic
+		f.preflight, f.gated = true, m.Access != proxy.AccessPublic
 		// A preflight never becomes a tunnel: nobody is signed in on it.
 		r.Header.Del("Upgrade")
 		e.fwd = f
@@ -96,7 +97,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 
 // judge chooses the rule for a request (RuleSet.Judge) and records it, or
 // answers 400 itself when the request cannot be judged unambiguously.
-func (s *Server) judge(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward, overrides []string) (RouteMatch, bool) {
+func (s *Server) judge(w http.ResponseWriter, r *http.Request, e *logEntry, f *forward, overrides []string) (proxy.RouteMatch, bool) {
 	m, ok := s.cfg.Routes.Judge(r.Method, r.Host, f.path, overrides)
 	switch {
 	case !ok:
@@ -105,7 +106,7 @@ func (s *Server) judge(w http.ResponseWriter, r *http.Request, e *logEntry, f *f
 		e.decision = "ambiguous_request"
 		s.writeError(w, r, http.StatusBadRequest)
 		return m, false
-	case m.RouteID != "" && !ValidRouteID(m.RouteID):
+	case m.RouteID != "" && !proxy.ValidRouteID(m.RouteID):
 		// A {route} capture becomes a header and a URL parameter: only
 		// plain IDs are meaningful, anything else is a bad request.
 		e.decision = "bad_route_id"
@@ -131,10 +132,10 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 		return false
 	}
 	switch m.Access {
-	case AccessPublic:
+	case proxy.AccessPublic:
 		e.decision = "allow"
 		return true
-	case AccessDeny:
+	case proxy.AccessDeny:
 		e.decision = "deny"
 		s.writeError(w, r, http.StatusForbidden)
 		return false
@@ -148,16 +149,16 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 	f.identity, f.setCookies, f.cookies, f.gated = a.id, a.setCookies, a.cookies, true
 
 	// 7-8. Paid routes need an entitling subscription.
-	if m.Access == AccessPaid {
+	if m.Access == proxy.AccessPaid {
 		d, err := s.decidePaid(r.Context(), a.id, m.RouteID)
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "entitlements unavailable", "user_id", a.id.UserID, "err", err)
-			e.decision, e.reason = "error", string(PaidEntitlementsErr)
+			e.decision, e.reason = "error", string(proxy.PaidEntitlementsErr)
 			addSetCookies(w, a.setCookies)
 			s.writeError(w, r, http.StatusServiceUnavailable)
 			return false
 		}
-		if d.Outcome != PaidAllow {
+		if d.Outcome != proxy.PaidAllow {
 			e.decision, e.reason = string(d.Outcome), string(d.Status)
 			addSetCookies(w, a.setCookies)
 			for _, c := range a.cookies {
@@ -167,7 +168,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 			return false
 		}
 		f.plan, f.status = d.Plan.Key, d.Sub.Status
-		if s.stale != nil && IsStale(d.Sub, s.now()) {
+		if s.stale != nil && proxy.IsStale(d.Sub, s.now()) {
 			// Access stands (Stripe is the authority and said active); ask
 			// it again off the request path in case a webhook was missed.
 			s.stale.Stale(d.Sub.CustomerID)
@@ -187,7 +188,7 @@ func hasPrefixFold(path, prefix string) bool {
 }
 
 type authOutcome struct {
-	id         *Identity
+	id         *proxy.Identity
 	setCookies []string       // Clerk handshake directives to pass on
 	cookies    []*http.Cookie // the gateway cookie to set or clear
 }
@@ -195,25 +196,25 @@ type authOutcome struct {
 // identify establishes the visitor's identity without answering: Clerk
 // first, then the gateway cookie where README "Sessions" allows it. err is set only
 // when Clerk could not be asked about a gateway session.
-func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
-	var res AuthResult
+func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error) {
+	var res proxy.AuthResult
 	if s.auth != nil {
 		res = s.auth.Authenticate(r.Context(), r)
 	}
 	out := authOutcome{setCookies: res.SetCookies}
 	now := s.now()
-	if res.State == Handshake && s.loopCount(r) >= signInLoopLimit {
+	if res.State == proxy.Handshake && s.loopCount(r) >= signInLoopLimit {
 		// Sent to Clerk too often in a row without coming back signed in:
 		// stop, as Clerk's own redirect counter does, but across the
 		// Account Portal too. The gateway session may stand in.
 		s.log.WarnContext(r.Context(), "sign-in loop: page loads keep being sent to Clerk; "+
 			"check that this machine's clock is right and that the Clerk keys belong to one instance", "reason", res.Reason)
-		res = AuthResult{State: SignedOut, Reason: res.Reason + "; " + reasonSignInLoop, ClientUAT: res.ClientUAT,
+		res = proxy.AuthResult{State: proxy.SignedOut, Reason: res.Reason + "; " + reasonSignInLoop, ClientUAT: res.ClientUAT,
 			Refreshable: res.ClientUAT > 0, StaleSessionID: res.StaleSessionID, DevBrowserToken: res.DevBrowserToken}
 		out.setCookies = nil
 	}
 	switch {
-	case res.State == Handshake:
+	case res.State == proxy.Handshake:
 		return out, res, nil
 	case res.Location != "":
 		// A development handshake resolved from the URL: the browser goes
@@ -221,7 +222,7 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 		// cookie, which carries it should its clock make the new token
 		// unusable here (the Clerk token is then accepted, as Clerk's SDK
 		// does, with a day of skew: README "Development instances").
-		if id := res.Identity; res.State == SignedIn && id != nil && s.gw != nil && !s.gw.isRevoked(id) {
+		if id := res.Identity; res.State == proxy.SignedIn && id != nil && s.gw != nil && !s.gw.isRevoked(id) {
 			s.gw.orgs.apply(id)
 			if c, err := s.gw.issue(id, now); err != nil {
 				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
@@ -230,17 +231,17 @@ func (s *Server) identify(r *http.Request) (authOutcome, AuthResult, error) {
 			}
 		}
 		return out, res, nil
-	case res.State == SignedIn && res.Identity != nil && s.gw != nil && s.gw.isRevoked(res.Identity):
+	case res.State == proxy.SignedIn && res.Identity != nil && s.gw != nil && s.gw.isRevoked(res.Identity):
 		// Clerk told us (webhook) the session or user is gone; its tokens
 		// stay valid for up to a minute, tollgate does not wait for that.
 		// Clerk's handshake directives still reach the browser (they clear
 		// the handshake cookie, among others): the browser's cookies follow
 		// Clerk's, and the token they carry is refused here all the same.
-		res = AuthResult{State: SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT, SetCookies: res.SetCookies}
+		res = proxy.AuthResult{State: proxy.SignedOut, Reason: "session revoked", ClientUAT: res.ClientUAT, SetCookies: res.SetCookies}
 		if s.hasGatewayCookie(r) {
 			out.cookies = append(out.cookies, s.gw.clearCookie())
 		}
-	case res.State == SignedIn && res.Identity != nil:
+	case res.State == proxy.SignedIn && res.Identity != nil:
 		out.id = res.Identity
 		if s.gw != nil {
 			s.gw.orgs.apply(out.id) // membership changes Clerk reported after the token
@@ -291,7 +292,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		addSetCookies(w, out.setCookies)
 		s.writeError(w, r, http.StatusServiceUnavailable)
 		return out, false
-	case res.State == Handshake:
+	case res.State == proxy.Handshake:
 		e.decision = "handshake"
 		addSetCookies(w, res.SetCookies)
 		s.toClerk(w, r, res.Location)
@@ -327,7 +328,7 @@ func hasCookie(r *http.Request, name string) bool {
 
 // signedOut answers a request that needs a session and has none: a page
 // load goes to Clerk's sign-in, anything else gets a 401.
-func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, res *AuthResult, out authOutcome) {
+func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, res *proxy.AuthResult, out authOutcome) {
 	addSetCookies(w, out.setCookies)
 	for _, c := range out.cookies {
 		http.SetCookie(w, c)
@@ -359,7 +360,7 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, 
 // parameters.
 func (s *Server) absoluteURL(r *http.Request) string {
 	u := *s.cfg.PublicURL
-	_, escaped, _ := CanonicalPath(r.URL.EscapedPath())
+	_, escaped, _ := proxy.CanonicalPath(r.URL.EscapedPath())
 	u.Path, u.RawPath = "", ""
 	out := strings.TrimSuffix(u.String(), "/") + escaped
 	if q := stripClerkQuery(r.URL.RawQuery); q != "" {
@@ -370,8 +371,8 @@ func (s *Server) absoluteURL(r *http.Request) string {
 
 // decidePaid reads the subscriptions that matter for this route (LRU, then
 // bbolt: never Stripe) and decides.
-func (s *Server) decidePaid(ctx context.Context, id *Identity, routeID string) (PaidDecision, error) {
-	in := PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now()}
+func (s *Server) decidePaid(ctx context.Context, id *proxy.Identity, routeID string) (proxy.PaidDecision, error) {
+	in := proxy.PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now()}
 	if s.ents != nil {
 		var needUser, needOrg bool
 		for i := range s.cfg.Plans {
@@ -379,7 +380,7 @@ func (s *Server) decidePaid(ctx context.Context, id *Identity, routeID string) (
 			if !p.UnlocksRoute(routeID) {
 				continue
 			}
-			if p.Scope == SubjectOrg {
+			if p.Scope == proxy.SubjectOrg {
 				needOrg = true
 			} else {
 				needUser = true
@@ -387,17 +388,17 @@ func (s *Server) decidePaid(ctx context.Context, id *Identity, routeID string) (
 		}
 		var err error
 		if needUser {
-			if in.User, err = s.ents.Entitlements(ctx, Subject{Kind: SubjectUser, ID: id.UserID}); err != nil {
-				return PaidDecision{}, err
+			if in.User, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}); err != nil {
+				return proxy.PaidDecision{}, err
 			}
 		}
 		if needOrg && id.OrgID != "" {
-			if in.Org, err = s.ents.Entitlements(ctx, Subject{Kind: SubjectOrg, ID: id.OrgID}); err != nil {
-				return PaidDecision{}, err
+			if in.Org, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID}); err != nil {
+				return proxy.PaidDecision{}, err
 			}
 		}
 	}
-	return DecidePaid(in), nil
+	return proxy.DecidePaid(in), nil
 }
 
 // UpgradePath is the relative URL of the upgrade page for a route, carrying
@@ -419,8 +420,8 @@ func (s *Server) UpgradePath(routeID, returnPath string) string {
 
 // paymentRequired answers a signed-in visitor without an entitling
 // subscription: a page load goes to the upgrade page, anything else gets 402.
-func (s *Server) paymentRequired(w http.ResponseWriter, r *http.Request, routeID string, d PaidDecision) {
-	_, escaped, _ := CanonicalPath(r.URL.EscapedPath())
+func (s *Server) paymentRequired(w http.ResponseWriter, r *http.Request, routeID string, d proxy.PaidDecision) {
+	_, escaped, _ := proxy.CanonicalPath(r.URL.EscapedPath())
 	ret := escaped
 	if q := stripClerkQuery(r.URL.RawQuery); q != "" {
 		ret += "?" + q
@@ -436,7 +437,7 @@ func (s *Server) paymentRequired(w http.ResponseWriter, r *http.Request, routeID
 	for _, p := range d.Plans {
 		body.Plans = append(body.Plans, planJSON{Key: p.Key, Name: p.Name})
 	}
-	if d.Outcome == PaidOrgRequired {
+	if d.Outcome == proxy.PaidOrgRequired {
 		body.Error, body.Message = "organization_required", "Choose an organisation to use this plan."
 	}
 	writeJSON(w, http.StatusPaymentRequired, body)

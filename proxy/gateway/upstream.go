@@ -1,8 +1,9 @@
-package proxy
+package gateway
 
 import (
 	"context"
 	"errors"
+	"github.com/tollgate/tollgate/proxy"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,9 +30,9 @@ const (
 type forward struct {
 	path       string // canonical decoded path
 	rawPath    string // its escaped form
-	identity   *Identity
+	identity   *proxy.Identity
 	plan       string
-	status     SubscriptionStatus
+	status     proxy.SubscriptionStatus
 	routeID    string
 	gated      bool           // not public: make the response private
 	setCookies []string       // handshake directives etc. to append

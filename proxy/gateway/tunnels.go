@@ -1,8 +1,9 @@
-package proxy
+package gateway
 
 import (
 	"bufio"
 	"context"
+	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"net"
 	"net/http"
@@ -50,19 +51,19 @@ type tunnels struct {
 
 	mu      sync.Mutex
 	open    map[*tunnel]struct{}
-	dirty   map[Subject]struct{} // subjects whose entitlements changed
-	all     bool                 // judge every tunnel (a reload)
-	running bool                 // the recheck loop is running
+	dirty   map[proxy.Subject]struct{} // subjects whose entitlements changed
+	all     bool                       // judge every tunnel (a reload)
+	running bool                       // the recheck loop is running
 	wake    chan struct{}
 }
 
 func newTunnels() *tunnels {
-	return &tunnels{every: tunnelRecheck, open: map[*tunnel]struct{}{}, dirty: map[Subject]struct{}{}, wake: make(chan struct{}, 1)}
+	return &tunnels{every: tunnelRecheck, open: map[*tunnel]struct{}{}, dirty: map[proxy.Subject]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // tunnel is one upgraded connection on a gated route.
 type tunnel struct {
-	id     Identity // who opened it (a copy)
+	id     proxy.Identity // who opened it (a copy)
 	method string
 	host   string
 	path   string // canonical, as the gate matched it
@@ -155,7 +156,7 @@ func (t *tunnels) closeWhere(match func(*tunnel) bool, reason string) {
 
 // changed has the tunnels of a subject judged again soon (its
 // subscriptions or comps changed).
-func (t *tunnels) changed(sub Subject) {
+func (t *tunnels) changed(sub proxy.Subject) {
 	t.mu.Lock()
 	if len(t.open) == 0 {
 		t.mu.Unlock()
@@ -208,13 +209,13 @@ func (t *tunnels) run() {
 
 // isDirty reports whether one of the tunnel's subjects changed; t.mu held.
 func (t *tunnels) isDirty(tn *tunnel) bool {
-	if _, ok := t.dirty[Subject{Kind: SubjectUser, ID: tn.id.UserID}]; ok {
+	if _, ok := t.dirty[proxy.Subject{Kind: proxy.SubjectUser, ID: tn.id.UserID}]; ok {
 		return true
 	}
 	if tn.id.OrgID == "" {
 		return false
 	}
-	_, ok := t.dirty[Subject{Kind: SubjectOrg, ID: tn.id.OrgID}]
+	_, ok := t.dirty[proxy.Subject{Kind: proxy.SubjectOrg, ID: tn.id.OrgID}]
 	return ok
 }
 
@@ -251,9 +252,9 @@ func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 	switch {
 	case !ok || !s.cfg.HostAllowed(tn.host):
 		return tunnelDenied
-	case m.Access == AccessPublic || m.Access == AccessSignedIn:
+	case m.Access == proxy.AccessPublic || m.Access == proxy.AccessSignedIn:
 		return ""
-	case m.Access != AccessPaid || m.RouteID != "" && !ValidRouteID(m.RouteID):
+	case m.Access != proxy.AccessPaid || m.RouteID != "" && !proxy.ValidRouteID(m.RouteID):
 		return tunnelDenied
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -265,7 +266,7 @@ func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 		s.log.Warn("tunnel check: entitlements unavailable", "user_id", tn.id.UserID, "err", err)
 		return ""
 	}
-	if d.Outcome != PaidAllow {
+	if d.Outcome != proxy.PaidAllow {
 		return tunnelDenied
 	}
 	return ""
@@ -274,7 +275,7 @@ func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 // EntitlementsChanged has the open tunnels of sub judged again at once.
 // main points the entitlement cache's OnChange here, so a cancellation
 // that Stripe's webhook brings ends the subject's paid tunnels.
-func (s *Server) EntitlementsChanged(sub Subject) {
+func (s *Server) EntitlementsChanged(sub proxy.Subject) {
 	s.tunnels.changed(sub)
 }
 

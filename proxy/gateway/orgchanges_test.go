@@ -1,7 +1,8 @@
-package proxy
+package gateway
 
 import (
 	"encoding/json"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"testing"
 	"time"
@@ -11,12 +12,12 @@ import (
 
 func TestOrgChanges(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	id := func(user, org, role string, issued time.Time) *Identity {
+	id := func(user, org, role string, issued time.Time) *proxy.Identity {
 		slug := ""
 		if org != "" {
 			slug = "slug"
 		}
-		return &Identity{UserID: user, OrgID: org, OrgSlug: slug, OrgRole: role, IssuedAt: issued}
+		return &proxy.Identity{UserID: user, OrgID: org, OrgSlug: slug, OrgRole: role, IssuedAt: issued}
 	}
 	o := newOrgChanges()
 	if o.apply(id("user_1", "org_1", "org:admin", t0)) {
@@ -31,8 +32,8 @@ func TestOrgChanges(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		in      *Identity
-		want    *Identity
+		in      *proxy.Identity
+		want    *proxy.Identity
 		changed bool
 	}{
 		{"role replaced", id("user_1", "org_1", "org:admin", t0.Add(-time.Second)), id("user_1", "org_1", "org:member", t0.Add(-time.Second)), true},
@@ -55,7 +56,7 @@ func TestOrgChanges(t *testing.T) {
 // identity and from the gateway cookie at once.
 func TestGate_OrganizationDeletedAppliesAtOnce(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.ents[Subject{Kind: SubjectOrg, ID: "org_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "team", Status: StatusActive}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "team", Status: proxy.StatusActive}}}
 	signedIn := with(xhr, "X-Test-User", "user_1", "X-Test-Org", "org_1")
 	if resp := fx.do("GET", "/team/x", signedIn); resp.StatusCode != 200 {
 		t.Fatalf("before: %d", resp.StatusCode)

@@ -1,6 +1,7 @@
-package proxy
+package gateway
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,7 +22,7 @@ func (fx *gateFixture) authAsk(mode, method, uri string, hdr map[string]string) 
 
 func TestForwardAuth_NginxMode(t *testing.T) {
 	fx := newGateFixtureConfig(t, nil, trustLoopback)
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_paid"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_paid"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "pro", Status: proxy.StatusActive}}}
 	signInURL := "https://accounts.example.com/sign-in?redirect_url=" + url.QueryEscape("https://app.example.com/private/x")
 	upgrade := "/.tollgate/upgrade?" + url.Values{"return": {"/routes/415VNA/"}, "route": {"415VNA"}}.Encode()
 	tests := []struct {

@@ -1,6 +1,7 @@
-package proxy
+package gateway
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,7 @@ func (o *orgChanges) deleteOrg(orgID string, at time.Time) {
 
 // apply brings id's organisation up to the changes recorded after it was
 // issued. It reports whether it changed id.
-func (o *orgChanges) apply(id *Identity) bool {
+func (o *orgChanges) apply(id *proxy.Identity) bool {
 	if id == nil || id.OrgID == "" || !o.any.Load() {
 		return false
 	}
@@ -108,7 +109,7 @@ func (s *Server) RevokeMembership(orgID, userID string, at time.Time) {
 	if s.gw != nil {
 		s.gw.orgs.member(orgID, userID, memberChange{removed: true, at: s.changeTime(at)})
 	}
-	s.tunnels.changed(Subject{Kind: SubjectUser, ID: userID})
+	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
 }
 
 // UpdateMembership gives userID's identities issued up to at the role
@@ -117,7 +118,7 @@ func (s *Server) UpdateMembership(orgID, userID, role string, at time.Time) {
 	if s.gw != nil {
 		s.gw.orgs.member(orgID, userID, memberChange{role: role, at: s.changeTime(at)})
 	}
-	s.tunnels.changed(Subject{Kind: SubjectUser, ID: userID})
+	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
 }
 
 // RevokeOrganization takes a deleted organisation out of every identity
@@ -126,5 +127,5 @@ func (s *Server) RevokeOrganization(orgID string, at time.Time) {
 	if s.gw != nil {
 		s.gw.orgs.deleteOrg(orgID, s.changeTime(at))
 	}
-	s.tunnels.changed(Subject{Kind: SubjectOrg, ID: orgID})
+	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectOrg, ID: orgID})
 }

@@ -1,11 +1,11 @@
-package proxy_test
+package gateway_test
 
 // Benchmarks of the gate's overhead, each against a bare
 // httputil.ReverseProxy in the same run. The upstream is an in-memory
 // RoundTripper, so what is measured is the proxying work itself; compare
 // ns/op of BenchmarkBareReverseProxy with the Gate ones:
 //
-//	go test -run='^$' -bench=. -benchmem -count=6 ./proxy/ | tee new.txt
+//	go test -run='^$' -bench=. -benchmem -count=6 ./proxy/gateway/ | tee new.txt
 //	benchstat new.txt
 
 import (
@@ -22,7 +22,10 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/config"
+	"github.com/tollgate/tollgate/proxy/gateway"
 	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
@@ -86,7 +89,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 		b.Fatal(err)
 	}
 	pem := strings.ReplaceAll(sb.PublicKeyPEM(), "\n", `\n`)
-	cfg, err := proxy.ParseConfig("bench.yaml", []byte(fmt.Sprintf(benchConfig, sb.PublishableKey(), sb.SecretKey(), pem)), func(string) string { return "" })
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(benchConfig, sb.PublishableKey(), sb.SecretKey(), pem)), func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,13 +98,13 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cache, err := proxy.NewEntitlementCache(entitlementsFunc(func(s proxy.Subject) *proxy.Entitlements { return nil }), 100)
+	cache, err := cache.NewEntitlementCache(entitlementsFunc(func(s proxy.Subject) *proxy.Entitlements { return nil }), 100)
 	if err != nil {
 		b.Fatal(err)
 	}
 	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
 		Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusActive}}})
-	srv, err := proxy.New(proxy.Options{Config: cfg, Auth: cc, Portal: cc, Sessions: cc, Entitlements: cache,
+	srv, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, Sessions: cc, Entitlements: cache,
 		Transport: staticUpstream{}, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
@@ -119,7 +122,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	w := httptest.NewRecorder()
 	srv.ServeHTTP(w, f.request("/app/x"))
 	for _, c := range w.Result().Cookies() {
-		if c.Name == proxy.GatewayCookieSecure {
+		if c.Name == gateway.GatewayCookieSecure {
 			f.cookies += "; " + c.Name + "=" + c.Value
 		}
 	}

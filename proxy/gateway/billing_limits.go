@@ -1,6 +1,7 @@
-package proxy
+package gateway
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"strconv"
 	"sync"
@@ -78,7 +79,7 @@ func (l *billingLimiter) admit(user string, now time.Time) (func(), time.Duratio
 // admitBilling admits one request of the signed-in visitor to an endpoint
 // that costs Stripe calls, or answers 429 with Retry-After (a page or JSON,
 // as the request wants) and returns nil.
-func (s *Server) admitBilling(w http.ResponseWriter, r *http.Request, id *Identity) func() {
+func (s *Server) admitBilling(w http.ResponseWriter, r *http.Request, id *proxy.Identity) func() {
 	done, wait := s.billingLimits.admit(id.UserID, s.now())
 	if done == nil {
 		w.Header().Set("Retry-After", retryAfter(wait))

@@ -1,8 +1,9 @@
-package proxy
+package gateway
 
 import (
 	"context"
 	"errors"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"strings"
 	"time"
@@ -23,18 +24,18 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 				return
 			}
 		} else {
-			var res AuthResult
+			var res proxy.AuthResult
 			var err error
 			out, res, err = s.identify(r)
 			if err != nil {
 				s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
 			}
-			if res.State == Handshake || res.Location != "" {
+			if res.State == proxy.Handshake || res.Location != "" {
 				// A page load whose Clerk token Clerk would refresh: refresh
 				// it, so that the page knows the visitor by a fresh token
 				// rather than by the gateway cookie, or not at all.
 				addSetCookies(w, res.SetCookies)
-				if res.State == Handshake {
+				if res.State == proxy.Handshake {
 					e.decision = "handshake"
 					s.toClerk(w, r, res.Location)
 					return
@@ -184,14 +185,14 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 
 // subscriptionsOf lists the subscriptions of the visitor and of their active
 // organisation, as the account page and /api/me show them.
-func (s *Server) subscriptionsOf(ctx context.Context, id *Identity) ([]subscriptionJSON, error) {
+func (s *Server) subscriptionsOf(ctx context.Context, id *proxy.Identity) ([]subscriptionJSON, error) {
 	out := []subscriptionJSON{}
 	if s.ents == nil {
 		return out, nil
 	}
-	subjects := []Subject{{Kind: SubjectUser, ID: id.UserID}}
+	subjects := []proxy.Subject{{Kind: proxy.SubjectUser, ID: id.UserID}}
 	if id.OrgID != "" {
-		subjects = append(subjects, Subject{Kind: SubjectOrg, ID: id.OrgID})
+		subjects = append(subjects, proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID})
 	}
 	now := s.now()
 	for _, subj := range subjects {
@@ -205,7 +206,7 @@ func (s *Server) subscriptionsOf(ctx context.Context, id *Identity) ([]subscript
 		for i := range ents.Subscriptions {
 			sub := &ents.Subscriptions[i]
 			sj := subscriptionJSON{Plan: sub.Plan, PlanName: sub.Plan, Subject: subj.String(), Status: string(sub.Status),
-				Active: Grants(sub, s.cfg.Stripe.Access(), now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
+				Active: proxy.Grants(sub, s.cfg.Stripe.Access(), now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
 				PausedCollection: sub.CollectionPaused(now)}
 			for j := range s.cfg.Plans {
 				if s.cfg.Plans[j].Key == sub.Plan {

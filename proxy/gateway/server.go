@@ -1,9 +1,10 @@
-package proxy
+package gateway
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -52,19 +53,19 @@ const (
 
 // Options wires a Server. Only Config is required; main supplies the rest.
 type Options struct {
-	Config       *Config
-	Auth         Authenticator     // nil: nobody is ever signed in
-	Portal       AccountPortal     // nil: signed-out visitors get 401 pages instead of redirects
-	Sessions     SessionChecker    // nil: __tollgate is not renewed past session.refresh
-	Ender        SessionEnder      // nil: sign-out cannot end a Clerk session, and says so
-	Entitlements EntitlementSource // nil: paid routes are never unlocked
-	Billing      Billing           // nil: no checkout (the upgrade page still lists plans)
-	Prices       PriceCatalog      // nil: plans are shown without amounts
-	Seen         SeenRecorder      // nil: users' last-seen times are not recorded
-	Observer     Observer          // nil: no metrics
-	Users        UserLister        // nil: the admin page has no list
-	Directory    Directory         // nil: pages show no email and hedge about trials
-	Stale        StaleNotifier     // nil: long-ended periods are not re-synced
+	Config       *proxy.Config
+	Auth         proxy.Authenticator     // nil: nobody is ever signed in
+	Portal       AccountPortal           // nil: signed-out visitors get 401 pages instead of redirects
+	Sessions     proxy.SessionChecker    // nil: __tollgate is not renewed past session.refresh
+	Ender        proxy.SessionEnder      // nil: sign-out cannot end a Clerk session, and says so
+	Entitlements proxy.EntitlementSource // nil: paid routes are never unlocked
+	Billing      proxy.Billing           // nil: no checkout (the upgrade page still lists plans)
+	Prices       proxy.PriceCatalog      // nil: plans are shown without amounts
+	Seen         proxy.SeenRecorder      // nil: users' last-seen times are not recorded
+	Observer     Observer                // nil: no metrics
+	Users        UserLister              // nil: the admin page has no list
+	Directory    Directory               // nil: pages show no email and hedge about trials
+	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
 	Internal     []InternalRoute
 	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
 	// Previous is the server this one replaces on a config reload: its
@@ -81,18 +82,18 @@ type Options struct {
 // Server is the gateway: tollgate's own endpoints, the gate, and the
 // reverse proxy to the upstream.
 type Server struct {
-	cfg       *Config
-	auth      Authenticator
+	cfg       *proxy.Config
+	auth      proxy.Authenticator
 	portal    AccountPortal
-	ents      EntitlementSource
-	billing   Billing
-	prices    PriceCatalog
-	seen      SeenRecorder
+	ents      proxy.EntitlementSource
+	billing   proxy.Billing
+	prices    proxy.PriceCatalog
+	seen      proxy.SeenRecorder
 	obs       Observer
 	users     UserLister
 	directory Directory
-	stale     StaleNotifier
-	ender     SessionEnder
+	stale     proxy.StaleNotifier
+	ender     proxy.SessionEnder
 	gw        *gatewaySessions // nil when no session.secret (no gated routes)
 	tunnels   *tunnels         // upgraded connections on gated routes; shared across reloads
 	ownBody   time.Duration    // OwnBodyTimeout, or the test's

@@ -1,6 +1,7 @@
-package proxy
+package gateway
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -56,7 +57,7 @@ func TestBypass_PathReadingsThatChooseAnotherRuleAreRefused(t *testing.T) {
 // are, so jsessionid and matrix parameters keep working.
 func TestBypass_HarmlessPathParametersAreForwardedAsIs(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_paid"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_paid"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "pro", Status: proxy.StatusActive}}}
 	for _, uri := range []string{
 		"/routes/415VNA/page;jsessionid=ABC123",
 		"/routes/415VNA/cars;color=red/x",

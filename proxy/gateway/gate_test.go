@@ -1,4 +1,4 @@
-package proxy
+package gateway
 
 import (
 	"bufio"
@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/config"
 	"io"
 	"net"
 	"net/http"
@@ -63,10 +65,10 @@ admin:
 
 // fakeAuth answers Authenticate from a function of the request.
 type fakeAuth struct {
-	fn func(r *http.Request) AuthResult
+	fn func(r *http.Request) proxy.AuthResult
 }
 
-func (f fakeAuth) Authenticate(_ context.Context, r *http.Request) AuthResult { return f.fn(r) }
+func (f fakeAuth) Authenticate(_ context.Context, r *http.Request) proxy.AuthResult { return f.fn(r) }
 
 type fakePortal struct{}
 
@@ -103,17 +105,17 @@ type fakeChecker struct {
 	calls  int
 }
 
-func (f *fakeChecker) CheckSession(context.Context, string) (SessionStatus, error) {
+func (f *fakeChecker) CheckSession(context.Context, string) (proxy.SessionStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	return SessionStatus{Active: f.active, OrgID: f.org}, f.err
+	return proxy.SessionStatus{Active: f.active, OrgID: f.org}, f.err
 }
 
-type fakeEntitlements map[Subject]*Entitlements
+type fakeEntitlements map[proxy.Subject]*proxy.Entitlements
 
-func (f fakeEntitlements) Entitlements(_ context.Context, s Subject) (*Entitlements, error) {
-	if e, ok := f[Subject{Kind: "error"}]; ok && e != nil {
+func (f fakeEntitlements) Entitlements(_ context.Context, s proxy.Subject) (*proxy.Entitlements, error) {
+	if e, ok := f[proxy.Subject{Kind: "error"}]; ok && e != nil {
 		return nil, errors.New("store down")
 	}
 	return f[s], nil
@@ -122,22 +124,22 @@ func (f fakeEntitlements) Entitlements(_ context.Context, s Subject) (*Entitleme
 // signedInByHeader is the fake Clerk of these tests: "X-Test-User: user_1"
 // means a valid token; "X-Test-Expired: sess_1" an expired one for sess_1
 // with __client_uat from "X-Test-UAT".
-func signedInByHeader(r *http.Request) AuthResult {
+func signedInByHeader(r *http.Request) proxy.AuthResult {
 	uat := int64(0)
 	if v := r.Header.Get("X-Test-UAT"); v != "" {
 		fmt.Sscan(v, &uat)
 	}
 	if u := r.Header.Get("X-Test-User"); u != "" {
-		return AuthResult{State: SignedIn, ClientUAT: uat, Identity: &Identity{UserID: u, SessionID: "sess_1", OrgID: r.Header.Get("X-Test-Org"), OrgRole: "org:admin", Source: "cookie"}}
+		return proxy.AuthResult{State: proxy.SignedIn, ClientUAT: uat, Identity: &proxy.Identity{UserID: u, SessionID: "sess_1", OrgID: r.Header.Get("X-Test-Org"), OrgRole: "org:admin", Source: "cookie"}}
 	}
 	if sid := r.Header.Get("X-Test-Expired"); sid != "" {
 		if isNavigation(r) {
-			return AuthResult{State: Handshake, Location: "https://clerk.example.com/v1/client/handshake?redirect_url=x",
+			return proxy.AuthResult{State: proxy.Handshake, Location: "https://clerk.example.com/v1/client/handshake?redirect_url=x",
 				SetCookies: []string{"__clerk_redirect_count=1; Path=/; Max-Age=2"}, ClientUAT: uat}
 		}
-		return AuthResult{State: SignedOut, Reason: "session-token-expired", Refreshable: uat > 0, ClientUAT: uat, StaleSessionID: sid}
+		return proxy.AuthResult{State: proxy.SignedOut, Reason: "session-token-expired", Refreshable: uat > 0, ClientUAT: uat, StaleSessionID: sid}
 	}
-	return AuthResult{State: SignedOut, Reason: "session-token-and-uat-missing", ClientUAT: uat}
+	return proxy.AuthResult{State: proxy.SignedOut, Reason: "session-token-and-uat-missing", ClientUAT: uat}
 }
 
 type gateFixture struct {
@@ -186,7 +188,7 @@ func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string)
 	if edit != nil {
 		text = edit(text)
 	}
-	cfg, err := ParseConfig("gate_test.yaml", []byte(text), func(string) string { return "" })
+	cfg, err := config.Parse("gate_test.yaml", []byte(text), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,8 +404,8 @@ func TestGate_HandshakeRedirectOnPageLoadWithNoStore(t *testing.T) {
 
 func TestGate_HandshakeDirectivesAreAppendedToUpstreamCookies(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.srv.auth = fakeAuth{func(r *http.Request) AuthResult {
-		return AuthResult{State: SignedIn, ClientUAT: 100, Identity: &Identity{UserID: "user_1", SessionID: "sess_1", Source: "handshake"},
+	fx.srv.auth = fakeAuth{func(r *http.Request) proxy.AuthResult {
+		return proxy.AuthResult{State: proxy.SignedIn, ClientUAT: 100, Identity: &proxy.Identity{UserID: "user_1", SessionID: "sess_1", Source: "handshake"},
 			SetCookies: []string{"__session=new; Path=/", "__clerk_handshake=; Path=/; Max-Age=0"}}
 	}}
 	resp := fx.do("GET", "/private/x", navigation)
@@ -485,7 +487,7 @@ func TestGate_PaidRoute(t *testing.T) {
 	}
 
 	// Entitled: forwarded with the plan, status and route headers.
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{ID: "sub_1", Plan: "pro", Status: StatusTrialing}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusTrialing}}}
 	resp = fx.do("GET", "/routes/415VNA/chart", with(navigation, "X-Test-User", "user_1"))
 	if resp.StatusCode != 200 {
 		t.Fatalf("entitled: status %d", resp.StatusCode)
@@ -509,7 +511,7 @@ func TestGate_OrganizationPlanNeedsAnActiveOrganization(t *testing.T) {
 	if resp.StatusCode != 402 || eb.Error != "organization_required" {
 		t.Fatalf("status %d body %+v", resp.StatusCode, eb)
 	}
-	fx.ents[Subject{Kind: SubjectOrg, ID: "org_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "team", Status: StatusActive}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "team", Status: proxy.StatusActive}}}
 	resp = fx.do("GET", "/team/board", with(xhr, "X-Test-User", "user_1", "X-Test-Org", "org_1"))
 	if resp.StatusCode != 200 || fx.lastUpstream().Header.Get(HeaderOrg) != "org_1" {
 		t.Errorf("org member: status %d org %q", resp.StatusCode, fx.lastUpstream().Header.Get(HeaderOrg))
@@ -518,7 +520,7 @@ func TestGate_OrganizationPlanNeedsAnActiveOrganization(t *testing.T) {
 
 func TestGate_EntitlementStoreFailureIs503NotAccess(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.ents[Subject{Kind: "error"}] = &Entitlements{}
+	fx.ents[proxy.Subject{Kind: "error"}] = &proxy.Entitlements{}
 	resp := fx.do("GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1"))
 	if resp.StatusCode != 503 || fx.upstreamCount() != 0 {
 		t.Errorf("status %d upstream %d", resp.StatusCode, fx.upstreamCount())
@@ -826,7 +828,7 @@ func TestGate_SignOutEndsTheClerkSession(t *testing.T) {
 
 func TestGate_APIMe(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "pro", Status: proxy.StatusActive}}}
 	resp := fx.do("GET", "/.tollgate/api/me", with(xhr, "X-Test-User", "user_1"))
 	var me meJSON
 	json.NewDecoder(resp.Body).Decode(&me)
@@ -923,7 +925,7 @@ func TestGate_InternalPrefixInAnyCaseIsNeverForwarded(t *testing.T) {
 
 func TestGate_RouteCaptureMustBeAPlainID(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{Plan: "pro", Status: StatusActive}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "pro", Status: proxy.StatusActive}}}
 	for _, uri := range []string{"/routes/415VNA%0D%0AX-Evil:%201/x", "/routes/%3Cscript%3E/x"} {
 		resp := fx.rawRequest(uri, with(xhr, "X-Test-User", "user_1"))
 		if resp.StatusCode != 400 {
@@ -953,7 +955,7 @@ func (f fakeUsers) UserRows(context.Context, string, string, string, int) ([]Use
 
 func TestGate_AdminPageIsForAdminUsersOnly(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.srv.users = fakeUsers{{ID: "user_ada", Email: "ada@example.com", CustomerID: "cus_1", Plans: []string{"pro"}, Status: StatusTrialing}}
+	fx.srv.users = fakeUsers{{ID: "user_ada", Email: "ada@example.com", CustomerID: "cus_1", Plans: []string{"pro"}, Status: proxy.StatusTrialing}}
 	resp := fx.do("GET", "/.tollgate/admin", with(navigation, "X-Test-User", "user_boss"))
 	b := body(t, resp)
 	if resp.StatusCode != 200 || !strings.Contains(b, "ada@example.com") || !strings.Contains(b, "cus_1") || !strings.Contains(b, "Trial") {
@@ -989,8 +991,8 @@ func TestGate_LongEndedActivePeriodTriggersResyncNotDenial(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	rec := &staleRecorder{}
 	fx.srv.stale = rec
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}] = &Entitlements{Subscriptions: []Subscription{{ID: "sub_1", CustomerID: "cus_1",
-		Plan: "pro", Status: StatusActive, CurrentPeriodEnd: fx.now.Add(-3 * 24 * time.Hour)}}}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{ID: "sub_1", CustomerID: "cus_1",
+		Plan: "pro", Status: proxy.StatusActive, CurrentPeriodEnd: fx.now.Add(-3 * 24 * time.Hour)}}}
 	if resp := fx.do("GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 200 {
 		t.Fatalf("stale but active: %d, want 200", resp.StatusCode)
 	}
@@ -998,7 +1000,7 @@ func TestGate_LongEndedActivePeriodTriggersResyncNotDenial(t *testing.T) {
 		t.Errorf("re-sync requests (-want +got):\n%s", diff)
 	}
 	// A fresh period asks for nothing.
-	fx.ents[Subject{Kind: SubjectUser, ID: "user_1"}].Subscriptions[0].CurrentPeriodEnd = fx.now.Add(time.Hour)
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}].Subscriptions[0].CurrentPeriodEnd = fx.now.Add(time.Hour)
 	fx.do("GET", "/routes/415VNA/", with(xhr, "X-Test-User", "user_1"))
 	if len(rec.ids) != 1 {
 		t.Errorf("a current period triggered a re-sync: %v", rec.ids)

@@ -1,7 +1,8 @@
-package proxy
+package gateway
 
 import (
 	"context"
+	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"slices"
 	"time"
@@ -13,7 +14,7 @@ type UserRow struct {
 	Email      string
 	CustomerID string
 	Plans      []string
-	Status     SubscriptionStatus
+	Status     proxy.SubscriptionStatus
 	PeriodEnd  time.Time
 	LastSeen   time.Time
 }
@@ -28,8 +29,8 @@ type adminPage struct {
 	Rows           []UserRow
 	Next           string
 	Status, Plan   string
-	Plans          []Plan
-	Statuses       []SubscriptionStatus
+	Plans          []proxy.Plan
+	Statuses       []proxy.SubscriptionStatus
 	NextURL        string
 	Unavailable    bool
 	AdminListenSet bool
@@ -48,7 +49,7 @@ func (s *Server) handleAdminPage(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	page := adminPage{Status: q.Get("status"), Plan: q.Get("plan"), Plans: s.cfg.Plans,
-		Statuses: []SubscriptionStatus{StatusActive, StatusTrialing, StatusPastDue, StatusUnpaid, StatusIncomplete, StatusPaused, StatusCanceled}}
+		Statuses: []proxy.SubscriptionStatus{proxy.StatusActive, proxy.StatusTrialing, proxy.StatusPastDue, proxy.StatusUnpaid, proxy.StatusIncomplete, proxy.StatusPaused, proxy.StatusCanceled}}
 	if s.users == nil {
 		page.Unavailable = true
 	} else {

@@ -1,6 +1,7 @@
-package proxy
+package cache
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"context"
 	"fmt"
 	"sync"
@@ -16,15 +17,15 @@ import (
 // subscriber cannot keep a stale "paid" in memory, nor a new one a stale
 // "unpaid".
 type EntitlementCache struct {
-	store EntitlementSource
-	lru   *lru.Cache[Subject, *Entitlements] // a nil value caches "none known"
+	store proxy.EntitlementSource
+	lru   *lru.Cache[proxy.Subject, *proxy.Entitlements] // a nil value caches "none known"
 
 	mu      sync.Mutex // orders fills against writes
 	version uint64     // bumped by every Put and Remove
 
 	obs CacheObserver // nil: lookups are not counted
 
-	onChange atomic.Pointer[func(Subject)] // told after every Put and Remove
+	onChange atomic.Pointer[func(proxy.Subject)] // told after every Put and Remove
 }
 
 // CacheObserver counts LRU hits and misses, for metrics.
@@ -35,9 +36,9 @@ type CacheObserver interface {
 // OnChange has fn called after every Put and Remove, with the subject that
 // changed (the gateway judges that subject's open tunnels again). fn must
 // not block: writers hold their per-customer lock.
-func (c *EntitlementCache) OnChange(fn func(Subject)) { c.onChange.Store(&fn) }
+func (c *EntitlementCache) OnChange(fn func(proxy.Subject)) { c.onChange.Store(&fn) }
 
-func (c *EntitlementCache) changed(s Subject) {
+func (c *EntitlementCache) changed(s proxy.Subject) {
 	if fn := c.onChange.Load(); fn != nil {
 		(*fn)(s)
 	}
@@ -47,11 +48,11 @@ func (c *EntitlementCache) changed(s Subject) {
 func (c *EntitlementCache) SetObserver(o CacheObserver) { c.obs = o }
 
 // NewEntitlementCache puts an LRU of size entries in front of store.
-func NewEntitlementCache(store EntitlementSource, size int) (*EntitlementCache, error) {
+func NewEntitlementCache(store proxy.EntitlementSource, size int) (*EntitlementCache, error) {
 	if size <= 0 {
 		size = 10000
 	}
-	c, err := lru.New[Subject, *Entitlements](size)
+	c, err := lru.New[proxy.Subject, *proxy.Entitlements](size)
 	if err != nil {
 		return nil, fmt.Errorf("entitlement cache: %w", err)
 	}
@@ -59,7 +60,7 @@ func NewEntitlementCache(store EntitlementSource, size int) (*EntitlementCache, 
 }
 
 // Entitlements implements EntitlementSource: memory first, then the store.
-func (c *EntitlementCache) Entitlements(ctx context.Context, s Subject) (*Entitlements, error) {
+func (c *EntitlementCache) Entitlements(ctx context.Context, s proxy.Subject) (*proxy.Entitlements, error) {
 	if e, ok := c.lru.Get(s); ok {
 		if c.obs != nil {
 			c.obs.CacheLookup(true)
@@ -85,7 +86,7 @@ func (c *EntitlementCache) Entitlements(ctx context.Context, s Subject) (*Entitl
 }
 
 // Put writes through a record that was just committed to the store.
-func (c *EntitlementCache) Put(s Subject, e *Entitlements) {
+func (c *EntitlementCache) Put(s proxy.Subject, e *proxy.Entitlements) {
 	c.mu.Lock()
 	c.version++
 	c.lru.Add(s, e)
@@ -94,7 +95,7 @@ func (c *EntitlementCache) Put(s Subject, e *Entitlements) {
 }
 
 // Remove forgets a subject, so the next read goes to the store.
-func (c *EntitlementCache) Remove(s Subject) {
+func (c *EntitlementCache) Remove(s proxy.Subject) {
 	c.mu.Lock()
 	c.version++
 	c.lru.Remove(s)

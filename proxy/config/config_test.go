@@ -1,6 +1,7 @@
-package proxy
+package config
 
 import (
+	"github.com/tollgate/tollgate/proxy"
 	"encoding/base64"
 	"errors"
 	"io/fs"
@@ -102,7 +103,7 @@ func TestParseConfig_Testdata(t *testing.T) {
 					wantWarns = append(wantWarns, line)
 				}
 			}
-			cfg, err := ParseConfig(name, data, testEnv)
+			cfg, err := Parse(name, data, testEnv)
 			got := errorLines(err)
 			if diff := cmp.Diff(matchExpectations(got, wantErrs), wantErrs, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("errors (-got +want):\n%s\nfull errors:\n%s", diff, strings.Join(got, "\n"))
@@ -123,7 +124,7 @@ func configCmp() cmp.Options {
 	return cmp.Options{
 		cmp.Comparer(func(a, b *url.URL) bool { return a.String() == b.String() }),
 		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
-		cmpopts.IgnoreUnexported(Rule{}, RuleSet{}),
+		cmpopts.IgnoreUnexported(proxy.Rule{}, proxy.RuleSet{}),
 		cmpopts.EquateEmpty(),
 	}
 }
@@ -147,31 +148,31 @@ stripe: { secret_key: sk_test_1, webhook_secret: whsec_1 }
 plans:
   pro: { prices: [price_1], routes: ["*"] }
 `
-	cfg, err := ParseConfig("config.yaml", []byte(doc), testEnv)
+	cfg, err := Parse("config.yaml", []byte(doc), testEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{
+	want := &proxy.Config{
 		Listen:         ":8080",
 		PublicURL:      mustURL(t, "https://app.example.com"),
 		Upstream:       mustURL(t, "http://app:3000"),
 		InternalPrefix: "/.tollgate",
-		DefaultAccess:  AccessPaid,
-		Clerk: ClerkConfig{
+		DefaultAccess:  proxy.AccessPaid,
+		Clerk: proxy.ClerkConfig{
 			PublishableKey:    testPublishableKey,
 			SecretKey:         "sk_test_clerk",
 			AuthorizedParties: []string{"https://app.example.com"},
 			APIURL:            "https://api.clerk.com/v1",
 		},
-		Session: SessionConfig{Secret: testSessionSecret, TTL: 12 * time.Hour, Refresh: 60 * time.Second},
-		Stripe: StripeConfig{SecretKey: "sk_test_1", WebhookSecrets: []string{"whsec_1"}, APIURL: "https://api.stripe.com",
-			ReconcileInterval: DefaultReconcileInterval, PausedCollection: PausedCollectionKeep},
-		Plans:  []Plan{{Key: "pro", Name: "pro", Prices: []string{"price_1"}, Routes: []string{"*"}, Scope: SubjectUser}},
-		Routes: &RuleSet{Default: AccessPaid},
-		Store:  StoreConfig{Path: "tollgate.db", CacheSize: 10000},
-		Pages:  PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
+		Session: proxy.SessionConfig{Secret: testSessionSecret, TTL: 12 * time.Hour, Refresh: 60 * time.Second},
+		Stripe: proxy.StripeConfig{SecretKey: "sk_test_1", WebhookSecrets: []string{"whsec_1"}, APIURL: "https://api.stripe.com",
+			ReconcileInterval: DefaultReconcileInterval, PausedCollection: proxy.PausedCollectionKeep},
+		Plans:  []proxy.Plan{{Key: "pro", Name: "pro", Prices: []string{"price_1"}, Routes: []string{"*"}, Scope: proxy.SubjectUser}},
+		Routes: &proxy.RuleSet{Default: proxy.AccessPaid},
+		Store:  proxy.StoreConfig{Path: "tollgate.db", CacheSize: 10000},
+		Pages:  proxy.PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
 
-		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
+		Timeouts: proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -179,37 +180,37 @@ plans:
 }
 
 func TestParseConfig_PublicOnlyAppNeedsNoClerkOrStripe(t *testing.T) {
-	cfg, err := ParseConfig("config.yaml", []byte("public_url: https://a.example\nupstream: http://b:1\ndefault_access: public\n"), testEnv)
+	cfg, err := Parse("config.yaml", []byte("public_url: https://a.example\nupstream: http://b:1\ndefault_access: public\n"), testEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.DefaultAccess != AccessPublic || cfg.Clerk.PublishableKey != "" || len(cfg.Plans) != 0 {
+	if cfg.DefaultAccess != proxy.AccessPublic || cfg.Clerk.PublishableKey != "" || len(cfg.Plans) != 0 {
 		t.Errorf("got %+v", cfg)
 	}
 }
 
 func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
-	data, err := os.ReadFile("../config.example.yaml")
+	data, err := os.ReadFile("../../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig("config.example.yaml", data, testEnv)
+	cfg, err := Parse("config.example.yaml", data, testEnv)
 	if err != nil {
 		t.Fatalf("the example config does not parse:\n%v", err)
 	}
 	if len(cfg.Warnings) > 0 {
 		t.Errorf("the example config warns:\n%s", strings.Join(cfg.Warnings, "\n"))
 	}
-	rules := []*Rule{
-		{Index: 0, Path: "/", Access: AccessPublic},
-		{Index: 1, Path: "/assets/*", Access: AccessPublic},
-		{Index: 2, Path: "/routes/{route}/*", Access: AccessPaid},
-		{Index: 3, Path: "/api/v1/*", ID: "258AVO", Methods: []string{"GET", "POST"}, Access: AccessPaid},
-		{Index: 4, Path: "/settings/*", Access: AccessSignedIn},
-		{Index: 5, Path: "/admin/*", Access: AccessDeny},
-		{Index: 6, Host: "www.example.com", Path: "/blog/*", Access: AccessPublic},
+	rules := []*proxy.Rule{
+		{Index: 0, Path: "/", Access: proxy.AccessPublic},
+		{Index: 1, Path: "/assets/*", Access: proxy.AccessPublic},
+		{Index: 2, Path: "/routes/{route}/*", Access: proxy.AccessPaid},
+		{Index: 3, Path: "/api/v1/*", ID: "258AVO", Methods: []string{"GET", "POST"}, Access: proxy.AccessPaid},
+		{Index: 4, Path: "/settings/*", Access: proxy.AccessSignedIn},
+		{Index: 5, Path: "/admin/*", Access: proxy.AccessDeny},
+		{Index: 6, Host: "www.example.com", Path: "/blog/*", Access: proxy.AccessPublic},
 	}
-	want := &Config{
+	want := &proxy.Config{
 		Listen:         ":8080",
 		PublicURL:      mustURL(t, "https://app.example.com"),
 		Upstream:       mustURL(t, "http://app:3000"),
@@ -217,8 +218,8 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		ExtraOrigins:   []*url.URL{mustURL(t, "https://www.example.com")},
 		Hosts:          []string{"app.example.com", "api.example.com", "www.example.com"},
 		InternalPrefix: "/.tollgate",
-		DefaultAccess:  AccessPaid,
-		Clerk: ClerkConfig{
+		DefaultAccess:  proxy.AccessPaid,
+		Clerk: proxy.ClerkConfig{
 			PublishableKey:    testPublishableKey,
 			SecretKey:         "sk_test_clerk",
 			JWTKey:            testJWTKey,
@@ -226,23 +227,23 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 			WebhookSecrets:    []string{"whsec_clerk"},
 			APIURL:            "https://api.clerk.com/v1",
 		},
-		Session: SessionConfig{Secret: testSessionSecret, TTL: 12 * time.Hour, Refresh: time.Minute},
-		Stripe: StripeConfig{SecretKey: "sk_test_stripe", WebhookSecrets: []string{"whsec_stripe"}, APIURL: "https://api.stripe.com",
-			ReconcileInterval: DefaultReconcileInterval, PausedCollection: PausedCollectionKeep},
-		Plans: []Plan{
+		Session: proxy.SessionConfig{Secret: testSessionSecret, TTL: 12 * time.Hour, Refresh: time.Minute},
+		Stripe: proxy.StripeConfig{SecretKey: "sk_test_stripe", WebhookSecrets: []string{"whsec_stripe"}, APIURL: "https://api.stripe.com",
+			ReconcileInterval: DefaultReconcileInterval, PausedCollection: proxy.PausedCollectionKeep},
+		Plans: []proxy.Plan{
 			{Key: "pro", Name: "Pro", Prices: []string{"price_123", "price_124"}, Routes: []string{"415VNA", "258AVO"},
-				TrialDays: 7, TrialFeePrice: "price_fee", Scope: SubjectUser},
-			{Key: "team", Name: "team", Prices: []string{"price_456"}, Routes: []string{"*"}, Scope: SubjectOrg},
+				TrialDays: 7, TrialFeePrice: "price_fee", Scope: proxy.SubjectUser},
+			{Key: "team", Name: "team", Prices: []string{"price_456"}, Routes: []string{"*"}, Scope: proxy.SubjectOrg},
 		},
-		Routes: &RuleSet{Default: AccessPaid, Rules: rules},
-		Store:  StoreConfig{Path: "/data/tollgate.db", CacheSize: 10000},
-		Admin:  AdminConfig{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789abcdef", Users: []string{"user_2abc"}},
-		Pages: PagesConfig{ProductName: "Example App", LogoURL: "https://app.example.com/logo.svg",
+		Routes: &proxy.RuleSet{Default: proxy.AccessPaid, Rules: rules},
+		Store:  proxy.StoreConfig{Path: "/data/tollgate.db", CacheSize: 10000},
+		Admin:  proxy.AdminConfig{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789abcdef", Users: []string{"user_2abc"}},
+		Pages: proxy.PagesConfig{ProductName: "Example App", LogoURL: "https://app.example.com/logo.svg",
 			AccentColor: "#4f46e5", SupportURL: "mailto:support@example.com"},
 
-		Timeouts: TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
+		Timeouts: proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 	}
-	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(Rule{}, "Line")); diff != "" {
+	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(proxy.Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
 	}
 }
@@ -250,7 +251,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 // The example shows optional keys commented out ("# key: value"); they must
 // stay valid too.
 func TestExampleConfig_CommentedOutKeysAreValid(t *testing.T) {
-	data, err := os.ReadFile("../config.example.yaml")
+	data, err := os.ReadFile("../../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestExampleConfig_CommentedOutKeysAreValid(t *testing.T) {
 		t.Fatal("no commented-out keys found; update this test")
 	}
 	data = commented.ReplaceAll(data, []byte("$1$2"))
-	cfg, err := ParseConfig("config.example.yaml", data, testEnv)
+	cfg, err := Parse("config.example.yaml", data, testEnv)
 	if err != nil {
 		t.Fatalf("with its commented-out keys, the example does not parse:\n%v", err)
 	}
@@ -270,7 +271,7 @@ func TestExampleConfig_CommentedOutKeysAreValid(t *testing.T) {
 
 // Every key the parser accepts is documented in the example.
 func TestExampleConfig_DocumentsEveryKey(t *testing.T) {
-	data, err := os.ReadFile("../config.example.yaml")
+	data, err := os.ReadFile("../../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,81 +324,81 @@ func TestParseConfig_EnvExpansion(t *testing.T) {
 		name string
 		doc  string
 		env  map[string]string
-		get  func(*Config) any
+		get  func(*proxy.Config) any
 		want any
 	}{
 		{
 			name: "multi-line PEM in a variable survives",
 			doc:  `clerk: { jwt_key: "${KEY}" }`,
 			env:  map[string]string{"KEY": testJWTKey},
-			get:  func(c *Config) any { return c.Clerk.JWTKey },
+			get:  func(c *proxy.Config) any { return c.Clerk.JWTKey },
 			want: testJWTKey,
 		},
 		{
 			name: "literal \\n escapes in jwt_key become newlines",
 			doc:  `clerk: { jwt_key: "${KEY}" }`,
 			env:  map[string]string{"KEY": strings.ReplaceAll(strings.TrimSpace(testJWTKey), "\n", `\n`)},
-			get:  func(c *Config) any { return c.Clerk.JWTKey },
+			get:  func(c *proxy.Config) any { return c.Clerk.JWTKey },
 			want: testJWTKey,
 		},
 		{
 			name: "a block scalar PEM in the file works too",
 			doc:  "clerk:\n  jwt_key: |\n    " + strings.ReplaceAll(strings.TrimSpace(testJWTKey), "\n", "\n    ") + "\n",
-			get:  func(c *Config) any { return c.Clerk.JWTKey },
+			get:  func(c *proxy.Config) any { return c.Clerk.JWTKey },
 			want: testJWTKey,
 		},
 		{
 			name: "an unset variable switches an optional feature off",
 			doc:  `clerk: { jwt_key: "${NOPE}", webhook_secret: "${NOPE}" }`,
-			get:  func(c *Config) any { return []any{c.Clerk.JWTKey, len(c.Clerk.WebhookSecrets)} },
+			get:  func(c *proxy.Config) any { return []any{c.Clerk.JWTKey, len(c.Clerk.WebhookSecrets)} },
 			want: []any{"", 0},
 		},
 		{
 			name: "a dollar not followed by a brace is literal",
 			doc:  `admin: { token: "pa$$word$HOME-and-$-0123456789" }`,
 			env:  map[string]string{"HOME": "/root"},
-			get:  func(c *Config) any { return c.Admin.Token },
+			get:  func(c *proxy.Config) any { return c.Admin.Token },
 			want: "pa$$word$HOME-and-$-0123456789",
 		},
 		{
 			name: "several variables in one value, and text around them",
 			doc:  `admin: { token: "x-${A}-${B}-${A}-y" }`,
 			env:  map[string]string{"A": "aaaaaaaa", "B": "bbbbbbbb"},
-			get:  func(c *Config) any { return c.Admin.Token },
+			get:  func(c *proxy.Config) any { return c.Admin.Token },
 			want: "x-aaaaaaaa-bbbbbbbb-aaaaaaaa-y",
 		},
 		{
 			name: "an expanded value is not expanded again",
 			doc:  `admin: { token: "${A}" }`,
 			env:  map[string]string{"A": "${B}-0123456789abcdef", "B": "no"},
-			get:  func(c *Config) any { return c.Admin.Token },
+			get:  func(c *proxy.Config) any { return c.Admin.Token },
 			want: "${B}-0123456789abcdef",
 		},
 		{
 			name: "typed keys take variables too",
 			doc:  "store: { cache_size: \"${N}\" }\nsession: { ttl: \"${TTL}\" }",
 			env:  map[string]string{"N": "42", "TTL": "3h"},
-			get:  func(c *Config) any { return []any{c.Store.CacheSize, c.Session.TTL} },
+			get:  func(c *proxy.Config) any { return []any{c.Store.CacheSize, c.Session.TTL} },
 			want: []any{42, 3 * time.Hour},
 		},
 		{
 			name: "a trailing newline from a secret file is dropped",
 			doc:  `session: { secret: "${S}" }`,
 			env:  map[string]string{"S": testSessionSecret + "\n"},
-			get:  func(c *Config) any { return c.Session.Secret },
+			get:  func(c *proxy.Config) any { return c.Session.Secret },
 			want: testSessionSecret,
 		},
 		{
 			name: "variables work in lists, and unset items are dropped",
 			doc:  `trusted_proxies: ["${P1}", "${P2}"]`,
 			env:  map[string]string{"P1": "10.1.2.3"},
-			get:  func(c *Config) any { return c.TrustedProxies },
+			get:  func(c *proxy.Config) any { return c.TrustedProxies },
 			want: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32")},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseConfig("config.yaml", []byte(base+tt.doc), func(k string) string { return tt.env[k] })
+			cfg, err := Parse("config.yaml", []byte(base+tt.doc), func(k string) string { return tt.env[k] })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -410,7 +411,7 @@ func TestParseConfig_EnvExpansion(t *testing.T) {
 
 func TestParseConfig_KeysAreNeverExpanded(t *testing.T) {
 	doc := "public_url: https://app.example.com\nupstream: http://app:3000\ndefault_access: public\n\"${KEY}\": x\n"
-	_, err := ParseConfig("config.yaml", []byte(doc), func(string) string { return "listen" })
+	_, err := Parse("config.yaml", []byte(doc), func(string) string { return "listen" })
 	want := "config.yaml:4: ${KEY}: unknown key; want one of "
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("got %v, want %q…", err, want)
@@ -426,7 +427,7 @@ clerk:
   secret_key: sk_test_x
   publishable_key: "${CLERK_PUBLISHABLE_KEY}"
 `
-	_, err := ParseConfig("config.yaml", []byte(doc), func(k string) string {
+	_, err := Parse("config.yaml", []byte(doc), func(k string) string {
 		if k == "TOLLGATE_SESSION_SECRET" {
 			return testSessionSecret
 		}
@@ -455,7 +456,7 @@ func TestParseConfig_WebhookSecretIsAStringOrAList(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, configSection := range []string{"stripe", "clerk"} {
 				doc := strings.Replace(tt.doc, "stripe", configSection, 1)
-				cfg, err := ParseConfig("config.yaml", []byte(base+doc), testEnv)
+				cfg, err := Parse("config.yaml", []byte(base+doc), testEnv)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -469,7 +470,7 @@ func TestParseConfig_WebhookSecretIsAStringOrAList(t *testing.T) {
 			}
 		})
 	}
-	_, err := ParseConfig("config.yaml", []byte(base+"stripe: { webhook_secret: {a: b} }"), testEnv)
+	_, err := Parse("config.yaml", []byte(base+"stripe: { webhook_secret: {a: b} }"), testEnv)
 	want := []string{"config.yaml:4: stripe.webhook_secret: is a mapping; want a string or a list of strings"}
 	if diff := cmp.Diff(errorLines(err), want); diff != "" {
 		t.Errorf("mapping (-got +want):\n%s", diff)
@@ -528,7 +529,7 @@ func TestParseConfig_AccessLevelsDecideWhatIsRequired(t *testing.T) {
 	keyOf := regexp.MustCompile(`^config\.yaml:\d+: ([^:]+): `)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("config.yaml", []byte(base+tt.doc), testEnv)
+			_, err := Parse("config.yaml", []byte(base+tt.doc), testEnv)
 			var got []string
 			for _, l := range errorLines(err) {
 				m := keyOf.FindStringSubmatch(l)
@@ -545,12 +546,12 @@ func TestParseConfig_AccessLevelsDecideWhatIsRequired(t *testing.T) {
 }
 
 func TestParseConfig_ErrorsAreConfigErrors(t *testing.T) {
-	_, err := ParseConfig("c.yaml", []byte("listen: [1]\npublic_url: x\n"), testEnv)
-	var ce *ConfigError
+	_, err := Parse("c.yaml", []byte("listen: [1]\npublic_url: x\n"), testEnv)
+	var ce *proxy.ConfigError
 	if !errors.As(err, &ce) {
 		t.Fatalf("%v is not a *ConfigError", err)
 	}
-	want := &ConfigError{File: "c.yaml", Line: 1, Key: "listen", Msg: "is a list; want a string"}
+	want := &proxy.ConfigError{File: "c.yaml", Line: 1, Key: "listen", Msg: "is a list; want a string"}
 	if diff := cmp.Diff(ce, want); diff != "" {
 		t.Errorf("first error (-got +want):\n%s", diff)
 	}
@@ -558,13 +559,13 @@ func TestParseConfig_ErrorsAreConfigErrors(t *testing.T) {
 
 func TestConfigError_Format(t *testing.T) {
 	tests := []struct {
-		err  ConfigError
+		err  proxy.ConfigError
 		want string
 	}{
-		{ConfigError{File: "c.yaml", Line: 3, Key: "a.b", Msg: "bad"}, "c.yaml:3: a.b: bad"},
-		{ConfigError{File: "c.yaml", Key: "a", Msg: "bad"}, "c.yaml: a: bad"},
-		{ConfigError{Line: 3, Key: "a", Msg: "bad"}, "line 3: a: bad"},
-		{ConfigError{File: "c.yaml", Line: 3, Msg: "bad"}, "c.yaml:3: bad"},
+		{proxy.ConfigError{File: "c.yaml", Line: 3, Key: "a.b", Msg: "bad"}, "c.yaml:3: a.b: bad"},
+		{proxy.ConfigError{File: "c.yaml", Key: "a", Msg: "bad"}, "c.yaml: a: bad"},
+		{proxy.ConfigError{Line: 3, Key: "a", Msg: "bad"}, "line 3: a: bad"},
+		{proxy.ConfigError{File: "c.yaml", Line: 3, Msg: "bad"}, "c.yaml:3: bad"},
 	}
 	for _, tt := range tests {
 		if got := tt.err.Error(); got != tt.want {
@@ -578,7 +579,7 @@ func TestParseConfig_SecretsAreNotEchoedInErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = ParseConfig("bad_secrets.yaml", data, testEnv)
+	_, err = Parse("bad_secrets.yaml", data, testEnv)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -597,7 +598,7 @@ func TestParseConfig_AliasBombFailsFast(t *testing.T) {
 		doc += "  p" + strconv.Itoa(i) + ": &p" + strconv.Itoa(i) + " {<<: [" + strings.Repeat(prev+", ", 9) + prev + "]}\n"
 	}
 	start := time.Now()
-	_, err := ParseConfig("bomb.yaml", []byte(doc), testEnv)
+	_, err := Parse("bomb.yaml", []byte(doc), testEnv)
 	want := []string{"bomb.yaml: too many YAML nodes (over 200000, counting alias expansions)"}
 	if diff := cmp.Diff(errorLines(err), want); diff != "" {
 		t.Errorf("(-got +want):\n%s", diff)
@@ -613,18 +614,18 @@ func TestLoadConfig(t *testing.T) {
 	if err := os.WriteFile(file, []byte("public_url: https://a.example\nupstream: http://b:1\ndefault_access: deny\nlsten: x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadConfig(file)
+	_, err := Load(file)
 	if err == nil || !strings.HasPrefix(err.Error(), file+":4: lsten: unknown key") {
 		t.Errorf("got %v, want the file's own name and line", err)
 	}
-	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: got %v, want fs.ErrNotExist", err)
 	}
 }
 
 func FuzzParseConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/config/*.yaml")
-	files = append(files, "../config.example.yaml")
+	files = append(files, "../../config.example.yaml")
 	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -633,7 +634,7 @@ func FuzzParseConfig(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("fuzz.yaml", data, testEnv)
+		cfg, err := Parse("fuzz.yaml", data, testEnv)
 		if err != nil {
 			for _, l := range errorLines(err) {
 				if !strings.HasPrefix(l, "fuzz.yaml") {
@@ -647,11 +648,11 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("incomplete config: %+v", cfg)
 		}
 		for _, r := range cfg.Routes.Rules {
-			if r.pat == nil || !r.Access.Valid() {
+			if !r.Compiled() || !r.Access.Valid() {
 				t.Fatalf("rule %d not compiled: %+v", r.Index, r)
 			}
 		}
-		again, err := ParseConfig("fuzz.yaml", data, testEnv)
+		again, err := Parse("fuzz.yaml", data, testEnv)
 		if err != nil {
 			t.Fatalf("second parse failed: %v", err)
 		}
@@ -666,14 +667,14 @@ func TestParseConfig_TimeoutsZeroOnlyWhenWritten(t *testing.T) {
 	const base = "public_url: https://a.example\nupstream: http://b:1\ndefault_access: public\n"
 	for _, tc := range []struct {
 		doc  string
-		want TimeoutsConfig
+		want proxy.TimeoutsConfig
 	}{
-		{"", TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
-		{"timeouts: {}\n", TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
-		{"timeouts: { body_idle: 0, tunnel_max_lifetime: 0s }\n", TimeoutsConfig{}},
-		{"timeouts: { body_idle: 5m, tunnel_max_lifetime: 15m }\n", TimeoutsConfig{BodyIdle: 5 * time.Minute, TunnelMaxLifetime: 15 * time.Minute}},
+		{"", proxy.TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
+		{"timeouts: {}\n", proxy.TimeoutsConfig{BodyIdle: DefaultBodyIdle, TunnelMaxLifetime: DefaultTunnelMaxLifetime}},
+		{"timeouts: { body_idle: 0, tunnel_max_lifetime: 0s }\n", proxy.TimeoutsConfig{}},
+		{"timeouts: { body_idle: 5m, tunnel_max_lifetime: 15m }\n", proxy.TimeoutsConfig{BodyIdle: 5 * time.Minute, TunnelMaxLifetime: 15 * time.Minute}},
 	} {
-		cfg, err := ParseConfig("config.yaml", []byte(base+tc.doc), testEnv)
+		cfg, err := Parse("config.yaml", []byte(base+tc.doc), testEnv)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.doc, err)
 		}
@@ -704,7 +705,7 @@ func TestParseConfig_ClerkProxyURL(t *testing.T) {
 			"config.yaml:8: clerk.frontend_api_url: is not used: handshakes go through proxy_url"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseConfig("config.yaml", []byte(tt.doc), testEnv)
+			cfg, err := Parse("config.yaml", []byte(tt.doc), testEnv)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)
