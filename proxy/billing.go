@@ -73,28 +73,6 @@ type Billing interface {
 	Portal(ctx context.Context, subject Subject, returnURL string) (string, error)
 }
 
-// Sentinel errors Billing returns that the pages map to answers.
-var (
-	ErrNotYours      = errorString("checkout session belongs to someone else")
-	ErrNoCustomer    = errorString("no stripe customer for this subject")
-	ErrStripeUnavail = errorString("stripe unavailable")
-)
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
-
-// BusyError is Billing's answer when the share of the Stripe budget a
-// request would draw on is spent for longer than it may wait: try again
-// after RetryAfter. The billing pages answer it with 503 and Retry-After.
-type BusyError struct {
-	RetryAfter time.Duration
-}
-
-func (e *BusyError) Error() string {
-	return "stripe budget spent; retry after " + e.RetryAfter.Round(time.Millisecond).String()
-}
-
 // ValidCheckoutSessionID reports whether id has the form of a Stripe
 // Checkout Session ID: "cs_test_" or "cs_live_", then letters and digits,
 // at most 255 characters in all (Stripe's longest object ID). Anything else

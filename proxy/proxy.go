@@ -11,7 +11,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 )
@@ -137,11 +136,6 @@ type RefreshPacer interface {
 // minutes at the default 60 s). README "The Backend API budget".
 const MaxRefreshStretch = 5
 
-// ErrRateLimited is wrapped by a SessionChecker's error when Clerk's
-// Backend API budget is spent (Clerk answered 429, or tollgate holds back
-// before it has to, or while a 429's Retry-After runs).
-var ErrRateLimited = errors.New("backend API rate limited")
-
 // SessionEnder ends a Clerk session in Clerk itself, for sign-out.
 // Implemented by proxy/clerk with the Backend API.
 type SessionEnder interface {
@@ -219,6 +213,3 @@ type Entitlements struct {
 type EntitlementSource interface {
 	Entitlements(ctx context.Context, subject Subject) (*Entitlements, error)
 }
-
-// ErrNotFound is returned by stores for an unknown key.
-var ErrNotFound = errors.New("not found")

@@ -1,9 +1,9 @@
 package cache
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"context"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"sync"
 	"sync/atomic"
 
@@ -13,7 +13,7 @@ import (
 // EntitlementCache is the hot-path LRU in front of the store. Writers (the
 // billing sync, under its per-customer lock) Put the record they just
 // committed; readers fill it from the store on a miss, but never with a
-// read that started before a write landed (DESIGN §6), so a cancelled
+// read that started before a write landed, so a cancelled
 // subscriber cannot keep a stale "paid" in memory, nor a new one a stale
 // "unpaid".
 type EntitlementCache struct {

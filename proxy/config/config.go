@@ -1,7 +1,6 @@
 package config
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"bytes"
 	"cmp"
 	"crypto/rsa"
@@ -10,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"maps"
 	"net"

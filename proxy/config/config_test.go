@@ -1,9 +1,9 @@
 package config
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"encoding/base64"
 	"errors"
+	"github.com/tollgate/tollgate/proxy"
 	"io/fs"
 	"net/netip"
 	"net/url"

@@ -112,7 +112,7 @@ type Server struct {
 // New builds a Server from validated options.
 func New(o Options) (*Server, error) {
 	if o.Config == nil {
-		return nil, errors.New("proxy.New: no config")
+		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
 	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
