@@ -38,7 +38,8 @@ import (
 )
 
 const (
-	defaultAPIURL  = "https://api.clerk.com/v1"
+	// DefaultAPIURL is the Backend API base, with /v1, unless clerk.api_url says otherwise.
+	DefaultAPIURL  = "https://api.clerk.com/v1"
 	defaultLeeway  = 5 * time.Second
 	defaultTimeout = 10 * time.Second
 	tokenCacheSize = 10_000
@@ -199,7 +200,7 @@ func New(cfg Config) (*Client, error) {
 
 	apiURL := strings.TrimSuffix(cfg.APIURL, "/")
 	if apiURL == "" {
-		apiURL = defaultAPIURL
+		apiURL = DefaultAPIURL
 	} else if _, err := absoluteURL("APIURL", apiURL); err != nil {
 		return nil, err
 	}

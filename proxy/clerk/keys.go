@@ -1,9 +1,12 @@
 package clerk
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/sha1"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -31,21 +34,18 @@ type PublishableKey struct {
 // ParsePublishableKey decodes a publishable key: "pk_test_" or "pk_live_"
 // followed by the base64 of "<frontend-api-host>$".
 func ParsePublishableKey(pk string) (PublishableKey, error) {
+	bad := fmt.Errorf("%q is not a Clerk publishable key; want pk_live_… or pk_test_… as shown in the Clerk dashboard under API keys", pk)
 	parts := strings.Split(pk, "_")
 	if len(parts) != 3 || parts[0] != "pk" || (parts[1] != "test" && parts[1] != "live") {
-		return PublishableKey{}, errors.New("clerk: publishable key must look like pk_test_… or pk_live_…")
+		return PublishableKey{}, bad
 	}
 	dec, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(parts[2], "="))
 	if err != nil {
-		return PublishableKey{}, fmt.Errorf("clerk: publishable key: decode: %w", err)
+		return PublishableKey{}, bad
 	}
-	s := string(dec)
-	if !strings.HasSuffix(s, "$") || strings.Count(s, "$") != 1 {
-		return PublishableKey{}, errors.New("clerk: publishable key does not encode a Frontend API host")
-	}
-	host := strings.TrimSuffix(s, "$")
-	if !strings.Contains(host, ".") || !validHost(host) {
-		return PublishableKey{}, errors.New("clerk: publishable key does not encode a valid Frontend API host")
+	host, ok := strings.CutSuffix(string(dec), "$")
+	if !ok || strings.Contains(host, "$") || !strings.Contains(host, ".") || !validHost(host) {
+		return PublishableKey{}, bad
 	}
 	return PublishableKey{
 		FrontendAPIHost: host,
@@ -122,12 +122,37 @@ func parsePEMKey(s string) (*clerk.JSONWebKey, error) {
 	}
 	b.WriteString(body)
 	b.WriteString("\n-----END PUBLIC KEY-----\n")
+	if err := CheckJWTKey(b.String()); err != nil {
+		return nil, fmt.Errorf("clerk: jwt key %w", err)
+	}
 	jwk, err := clerk.JSONWebKeyFromPEM(b.String())
 	if err != nil {
 		return nil, fmt.Errorf("clerk: jwt key: %w", err)
 	}
-	if _, ok := jwk.Key.(*rsa.PublicKey); !ok {
-		return nil, fmt.Errorf("clerk: jwt key: want an RSA public key, got %T", jwk.Key)
-	}
 	return jwk, nil
+}
+
+// CheckJWTKey checks that Clerk's JWT verification key (CLERK_JWT_KEY) is
+// a usable PEM RSA public key, so a mangled one fails at startup (the
+// config check) rather than on the first request.
+func CheckJWTKey(s string) error {
+	const want = "want the PEM public key from the Clerk dashboard (API keys → JWT public key), with real newlines or \\n escapes"
+	block, rest := pem.Decode([]byte(s))
+	if block == nil {
+		return errors.New("is not a PEM block; " + want)
+	}
+	if block.Type != "PUBLIC KEY" {
+		return fmt.Errorf("is a %q PEM block; %s", block.Type, want)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return errors.New("has text after the PEM block; " + want)
+	}
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("does not parse (%v); %s", err, want)
+	}
+	if _, ok := key.(*rsa.PublicKey); !ok {
+		return fmt.Errorf("is a %T, not an RSA key (Clerk signs session tokens with RS256); %s", key, want)
+	}
+	return nil
 }

@@ -3,13 +3,11 @@ package config
 import (
 	"bytes"
 	"cmp"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/stripe"
 	"io"
 	"maps"
 	"net"
@@ -36,8 +34,6 @@ const (
 	DefaultCacheSize      = 10000
 	DefaultProductName    = "tollgate"
 	DefaultAccentColor    = "#4f46e5"
-	DefaultClerkAPIURL    = "https://api.clerk.com/v1"
-	DefaultStripeAPIURL   = "https://api.stripe.com"
 	// DefaultReconcileInterval is how often the whole Stripe account is
 	// re-listed: webhooks carry the news, this catches what they missed.
 	DefaultReconcileInterval = 6 * time.Hour
@@ -1118,7 +1114,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 		p.require(pk, n.clerk, "the publishable key from the Clerk dashboard (pk_live_… or pk_test_…)")
 	}
 	if pk.s != "" {
-		if _, err := parsePublishableKey(pk.s); err != nil {
+		if _, err := clerk.ParsePublishableKey(pk.s); err != nil {
 			p.invalid(pk, "%v", err)
 		} else {
 			c.PublishableKey = pk.s
@@ -1143,7 +1139,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 	if jwt.s != "" {
 		// Env files and orchestrators often cannot hold newlines.
 		key := strings.TrimSpace(strings.ReplaceAll(jwt.s, `\n`, "\n"))
-		if err := checkPublicKeyPEM(key); err != nil {
+		if err := clerk.CheckJWTKey(key); err != nil {
 			p.invalid(jwt, "%v", err)
 		} else {
 			c.JWTKey = key + "\n"
@@ -1166,7 +1162,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 
 	c.WebhookSecrets = s.strOrList("webhook_secret").strings()
 	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
-	c.APIURL = p.serviceURL(s.str("api_url"), DefaultClerkAPIURL)
+	c.APIURL = p.serviceURL(s.str("api_url"), clerk.DefaultAPIURL)
 	fapi := s.str("frontend_api_url")
 	c.FrontendAPIURL = p.serviceURL(fapi, "")
 	c.SignInURL = p.serviceURL(s.str("sign_in_url"), "")
@@ -1230,52 +1226,6 @@ func (p *configParser) serviceURL(v configValue, def string) string {
 	return def
 }
 
-// parsePublishableKey checks a Clerk publishable key: "pk_test_" or
-// "pk_live_" and the base64 of "<frontend API host>$", padded or not.
-func parsePublishableKey(pk string) (fapiHost string, err error) {
-	bad := fmt.Errorf("%q is not a Clerk publishable key; want pk_live_… or pk_test_… as shown in the Clerk dashboard under API keys", pk)
-	parts := strings.Split(pk, "_")
-	if len(parts) != 3 || parts[0] != "pk" || (parts[1] != "test" && parts[1] != "live") {
-		return "", bad
-	}
-	dec, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(parts[2], "="))
-	if err != nil {
-		return "", bad
-	}
-	s := string(dec)
-	host, ok := strings.CutSuffix(s, "$")
-	if !ok || strings.Contains(host, "$") || !strings.Contains(host, ".") || strings.ContainsFunc(host, func(r rune) bool {
-		return !(r == '.' || r == '-' || r == ':' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
-	}) {
-		return "", bad
-	}
-	return host, nil
-}
-
-// checkPublicKeyPEM checks that Clerk's JWT verification key is usable, so a
-// mangled PEM fails at startup rather than on the first request.
-func checkPublicKeyPEM(s string) error {
-	const want = "want the PEM public key from the Clerk dashboard (API keys → JWT public key), with real newlines or \\n escapes"
-	block, rest := pem.Decode([]byte(s))
-	if block == nil {
-		return errors.New("is not a PEM block; " + want)
-	}
-	if block.Type != "PUBLIC KEY" {
-		return fmt.Errorf("is a %q PEM block; %s", block.Type, want)
-	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return errors.New("has text after the PEM block; " + want)
-	}
-	key, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return fmt.Errorf("does not parse (%v); %s", err, want)
-	}
-	if _, ok := key.(*rsa.PublicKey); !ok {
-		return fmt.Errorf("is a %T, not an RSA key (Clerk signs session tokens with RS256); %s", key, want)
-	}
-	return nil
-}
-
 func (p *configParser) session(s *configSection, n serviceNeeds) proxy.SessionConfig {
 	sc := proxy.SessionConfig{
 		TTL:     p.duration(s.str("ttl"), DefaultSessionTTL),
@@ -1316,7 +1266,7 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) proxy.StripeConf
 		v := configValue{key: wh.key, line: wh.line, vars: empty, set: wh.set}
 		p.require(v, n.stripe, "the endpoint's signing secret (whsec_…), or a list of them while rotating")
 	}
-	sc.APIURL = p.serviceURL(s.str("api_url"), DefaultStripeAPIURL)
+	sc.APIURL = p.serviceURL(s.str("api_url"), stripe.DefaultAPIURL)
 	sc.PausedCollection = proxy.PausedCollectionKeep
 	switch pc := s.str("paused_collection"); proxy.PausedCollectionPolicy(pc.s) {
 	case "", proxy.PausedCollectionKeep:

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"errors"
 	"github.com/tollgate/tollgate/proxy"
 	"io/fs"
@@ -476,36 +475,6 @@ func TestParseConfig_WebhookSecretIsAStringOrAList(t *testing.T) {
 		t.Errorf("mapping (-got +want):\n%s", diff)
 	}
 }
-
-func TestParsePublishableKey(t *testing.T) {
-	tests := []struct {
-		name, key, wantHost string
-	}{
-		{"documented test key", "pk_test_ZXhhbXBsZS5hY2NvdW50cy5kZXYk", "example.accounts.dev"},
-		{"development key", "pk_test_Y2xlcmsuaW5zcGlyZWQucHVtYS03NC5sY2wuZGV2JA", "clerk.inspired.puma-74.lcl.dev"},
-		{"with padding", "pk_test_Y2xlcmsuaW5zcGlyZWQucHVtYS03NC5sY2wuZGV2JA==", "clerk.inspired.puma-74.lcl.dev"},
-		{"production key", "pk_live_Y2xlcmsuZXhhbXBsZS5jb20k", "clerk.example.com"},
-		{"unknown instance type", "pk_prod_Y2xlcmsuZXhhbXBsZS5jb20k", ""},
-		{"a secret key", "sk_live_Y2xlcmsuZXhhbXBsZS5jb20k", ""},
-		{"no dollar at the end", "pk_live_" + b64("clerk.example.com"), ""},
-		{"two dollars", "pk_live_" + b64("clerk.exa$mple.com$"), ""},
-		{"no dot in the host", "pk_live_" + b64("localhost$"), ""},
-		{"a slash in the host", "pk_live_" + b64("evil.com/x$"), ""},
-		{"not base64", "pk_live_!!!", ""},
-		{"extra underscore", "pk_live_x_Y2xlcmsuZXhhbXBsZS5jb20k", ""},
-		{"empty", "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			host, err := parsePublishableKey(tt.key)
-			if (err == nil) != (tt.wantHost != "") || host != tt.wantHost {
-				t.Errorf("parsePublishableKey(%q) = %q, %v; want host %q", tt.key, host, err, tt.wantHost)
-			}
-		})
-	}
-}
-
-func b64(s string) string { return base64.RawStdEncoding.EncodeToString([]byte(s)) }
 
 func TestParseConfig_AccessLevelsDecideWhatIsRequired(t *testing.T) {
 	base := "public_url: https://app.example.com\nupstream: http://app:3000\n"
