@@ -3,11 +3,12 @@ package cache
 import (
 	"context"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy"
 	"sync"
 	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // EntitlementCache is the hot-path LRU in front of the store. Writers (the

@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"github.com/tollgate/tollgate/proxy"
 	"io/fs"
 	"net/netip"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 const (

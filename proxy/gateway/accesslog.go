@@ -2,11 +2,12 @@ package gateway
 
 import (
 	"context"
-	"github.com/tollgate/tollgate/proxy"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // logEntry collects what the gate learned about a request for the access

@@ -2,10 +2,11 @@ package gateway
 
 import (
 	"context"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // UserRow is one line of the public admin page's user list.

@@ -1,13 +1,14 @@
 package gateway
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Per-user bounds on the billing endpoints that cost Stripe calls

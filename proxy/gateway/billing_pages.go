@@ -3,11 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Directory answers what the pages say about a visitor beyond the session,

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 func TestSafeReturn_KeepsOnlyOwnPaths(t *testing.T) {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy/config"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/config"
 )
 
 // timeouts.body_idle: 0 means no limit on a forwarded body, not the

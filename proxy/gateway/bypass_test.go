@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Each test here performs an attack over real HTTP against the gateway and

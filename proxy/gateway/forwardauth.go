@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Forward-auth headers. Clients of the endpoint are reverse proxies (nginx

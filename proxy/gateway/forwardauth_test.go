@@ -1,12 +1,13 @@
 package gateway
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // authAsk asks /.tollgate/auth about a request, as nginx would.

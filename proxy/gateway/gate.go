@@ -3,10 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 type identityKey struct{}

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/config"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +17,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/config"
 )
 
 const gateTestConfig = `

@@ -10,13 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Names of tollgate's own session cookie (README "Sessions").

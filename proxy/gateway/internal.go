@@ -3,10 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // withIdentity looks the visitor up for an internal handler as mode asks

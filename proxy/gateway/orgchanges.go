@@ -1,12 +1,13 @@
 package gateway
 
 import (
-	"github.com/tollgate/tollgate/proxy"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // orgChanges are the organisation membership changes Clerk's webhooks

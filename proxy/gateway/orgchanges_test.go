@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
-	"github.com/tollgate/tollgate/proxy"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 func TestOrgChanges(t *testing.T) {

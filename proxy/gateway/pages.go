@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 //go:embed pages/*.html pages/*.css pages/*.js

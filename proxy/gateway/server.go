@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tollgate/tollgate/proxy"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Observer learns what the gate decided and how the upstream answered, for

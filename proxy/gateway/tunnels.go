@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"github.com/tollgate/tollgate/proxy"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Tunnels are the connections an upgrade (a WebSocket) turns into: after
