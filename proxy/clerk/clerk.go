@@ -38,8 +38,6 @@ import (
 )
 
 const (
-	// DefaultAPIURL is the Backend API base, with /v1, unless clerk.api_url says otherwise.
-	DefaultAPIURL  = "https://api.clerk.com/v1"
 	defaultLeeway  = 5 * time.Second
 	defaultTimeout = 10 * time.Second
 	tokenCacheSize = 10_000
@@ -85,7 +83,7 @@ type Config struct {
 // Client authenticates requests against one Clerk instance. It is safe for
 // concurrent use.
 type Client struct {
-	pk          PublishableKey
+	pk          proxy.PublishableKey
 	issuer      string // "https://" + Frontend API host: an accepted iss
 	proxyIssuer string // the Frontend API proxy's URL: the other one ("" without a proxy)
 	fapiBase    string // where handshakes go
@@ -124,7 +122,7 @@ var (
 // New checks cfg, parses the publishable key and loads the PEM key if any.
 // It makes no network call.
 func New(cfg Config) (*Client, error) {
-	pk, err := ParsePublishableKey(cfg.PublishableKey)
+	pk, err := proxy.ParsePublishableKey(cfg.PublishableKey)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +198,7 @@ func New(cfg Config) (*Client, error) {
 
 	apiURL := strings.TrimSuffix(cfg.APIURL, "/")
 	if apiURL == "" {
-		apiURL = DefaultAPIURL
+		apiURL = proxy.DefaultClerkAPIURL
 	} else if _, err := absoluteURL("APIURL", apiURL); err != nil {
 		return nil, err
 	}
@@ -253,7 +251,7 @@ func absoluteURL(field, s string) (*url.URL, error) {
 }
 
 // PublishableKey returns what the configured publishable key encodes.
-func (c *Client) PublishableKey() PublishableKey { return c.pk }
+func (c *Client) PublishableKey() proxy.PublishableKey { return c.pk }
 
 // Ready reports whether tokens can be verified: the PEM key is loaded, or
 // the JWKS has been (or can now be) fetched.

@@ -11,8 +11,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/clerk"
-	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
 // plans reads plans:, in file order.
@@ -258,7 +256,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 		p.require(pk, n.clerk, "the publishable key from the Clerk dashboard (pk_live_… or pk_test_…)")
 	}
 	if pk.s != "" {
-		if _, err := clerk.ParsePublishableKey(pk.s); err != nil {
+		if _, err := proxy.ParsePublishableKey(pk.s); err != nil {
 			p.invalid(pk, "%v", err)
 		} else {
 			c.PublishableKey = pk.s
@@ -283,7 +281,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 	if jwt.s != "" {
 		// Env files and orchestrators often cannot hold newlines.
 		key := strings.TrimSpace(strings.ReplaceAll(jwt.s, `\n`, "\n"))
-		if err := clerk.CheckJWTKey(key); err != nil {
+		if err := proxy.CheckJWTKey(key); err != nil {
 			p.invalid(jwt, "%v", err)
 		} else {
 			c.JWTKey = key + "\n"
@@ -306,7 +304,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 
 	c.WebhookSecrets = s.strOrList("webhook_secret").strings()
 	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
-	c.APIURL = p.serviceURL(s.str("api_url"), clerk.DefaultAPIURL)
+	c.APIURL = p.serviceURL(s.str("api_url"), proxy.DefaultClerkAPIURL)
 	fapi := s.str("frontend_api_url")
 	c.FrontendAPIURL = p.serviceURL(fapi, "")
 	c.SignInURL = p.serviceURL(s.str("sign_in_url"), "")
@@ -410,7 +408,7 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) proxy.StripeConf
 		v := configValue{key: wh.key, line: wh.line, vars: empty, set: wh.set}
 		p.require(v, n.stripe, "the endpoint's signing secret (whsec_…), or a list of them while rotating")
 	}
-	sc.APIURL = p.serviceURL(s.str("api_url"), stripe.DefaultAPIURL)
+	sc.APIURL = p.serviceURL(s.str("api_url"), proxy.DefaultStripeAPIURL)
 	sc.PausedCollection = proxy.PausedCollectionKeep
 	switch pc := s.str("paused_collection"); proxy.PausedCollectionPolicy(pc.s) {
 	case "", proxy.PausedCollectionKeep:

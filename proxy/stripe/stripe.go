@@ -149,8 +149,6 @@ type errorString string
 func (e errorString) Error() string { return string(e) }
 
 const (
-	// DefaultAPIURL is Stripe's API base unless stripe.api_url says otherwise.
-	DefaultAPIURL          = "https://api.stripe.com"
 	defaultMaxWebhookBytes = 512 << 10
 	webhookTolerance       = 300 * time.Second
 	webhookDeadline        = 20 * time.Second
@@ -211,7 +209,7 @@ func New(cfg Config) (*Billing, error) {
 	}
 	apiURL := cfg.APIURL
 	if apiURL == "" {
-		apiURL = DefaultAPIURL
+		apiURL = proxy.DefaultStripeAPIURL
 	}
 	if u, err := url.Parse(apiURL); err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("stripe: api url %q is not an absolute URL", apiURL)
