@@ -135,7 +135,7 @@ func run(args []string, out io.Writer) error {
 	}
 	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
 		Subscriptions: []proxy.Subscription{{ID: "sub_load", Plan: "pro", Status: proxy.StatusActive}}})
-	gw, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, Sessions: cc, Entitlements: cache,
+	gw, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, State: gateway.NewState(gateway.StateOptions{Sessions: cc}), Entitlements: cache,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err

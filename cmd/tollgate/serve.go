@@ -288,10 +288,16 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk: %w", err)
 		}
-		opts.Auth, opts.Portal, opts.Sessions, opts.Ender = cc, cc, cc, cc
+		opts.Auth, opts.Portal, opts.Ender = cc, cc, cc
 		g.Clerk = cc
 		g.Metrics.SetRefreshStretch(cc.RefreshStretch)
 	}
+	// What outlives a reload is built here, once.
+	stateOpts := gateway.StateOptions{Observer: g.Metrics}
+	if g.Clerk != nil {
+		stateOpts.Sessions = g.Clerk
+	}
+	opts.State = gateway.NewState(stateOpts)
 	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {
 		if err := g.openStore(ctx, cfg, deps, &opts); err != nil {
 			return nil, err
@@ -351,7 +357,6 @@ func (g *app) Reload(cfg *proxy.Config) error {
 	}
 	opts := g.opts
 	opts.Config = cfg
-	opts.Previous = g.current.Load()
 	srv, err := gateway.New(opts)
 	if err != nil {
 		return err
@@ -361,7 +366,6 @@ func (g *app) Reload(cfg *proxy.Config) error {
 		g.Billing.SetAccess(cfg.Stripe.Access())
 	}
 	g.opts = opts
-	g.opts.Previous = nil
 	g.current.Store(srv)
 	g.revoker.set(srv)
 	g.Server = srv

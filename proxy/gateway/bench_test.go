@@ -104,8 +104,8 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	}
 	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
 		Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusActive}}})
-	srv, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, Sessions: cc, Entitlements: cache,
-		Transport: staticUpstream{}, Now: func() time.Time { return now }})
+	srv, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, Entitlements: cache,
+		State: gateway.NewState(gateway.StateOptions{Sessions: cc, Transport: staticUpstream{}}), Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -223,7 +223,7 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 		// cookie, which carries it should its clock make the new token
 		// unusable here (the Clerk token is then accepted, as Clerk's SDK
 		// does, with a day of skew: README "Development instances").
-		if id := res.Identity; res.State == proxy.SignedIn && id != nil && s.gw != nil && !s.gw.isRevoked(id) {
+		if id := res.Identity; res.State == proxy.SignedIn && id != nil && !s.gw.isRevoked(id) {
 			s.gw.orgs.apply(id)
 			if c, err := s.gw.issue(id, now); err != nil {
 				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
@@ -232,7 +232,7 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 			}
 		}
 		return out, res, nil
-	case res.State == proxy.SignedIn && res.Identity != nil && s.gw != nil && s.gw.isRevoked(res.Identity):
+	case res.State == proxy.SignedIn && res.Identity != nil && s.gw.isRevoked(res.Identity):
 		// Clerk told us (webhook) the session or user is gone; its tokens
 		// stay valid for up to a minute, tollgate does not wait for that.
 		// Clerk's handshake directives still reach the browser (they clear
@@ -244,12 +244,10 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 		}
 	case res.State == proxy.SignedIn && res.Identity != nil:
 		out.id = res.Identity
-		if s.gw != nil {
-			s.gw.orgs.apply(out.id) // membership changes Clerk reported after the token
-		}
+		s.gw.orgs.apply(out.id) // membership changes Clerk reported after the token
 		// Bearer clients carry no cookies; everyone else gets (or keeps) the
 		// gateway session that carries them past the token's 60 s life.
-		if s.gw != nil && res.Identity.Source != "bearer" && s.gw.needsReissue(r, out.id, now) {
+		if res.Identity.Source != "bearer" && s.gw.needsReissue(r, out.id, now) {
 			c, err := s.gw.issue(out.id, now)
 			if err != nil {
 				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
@@ -257,7 +255,7 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 				out.cookies = append(out.cookies, c)
 			}
 		}
-	case s.gw != nil:
+	default:
 		id, renewed, err := s.gw.fallback(r.Context(), r, &res, now)
 		var rejected errGatewayRejected
 		switch {

@@ -152,6 +152,7 @@ type gateFixture struct {
 	seen     []*http.Request // requests the upstream received
 	now      time.Time
 	checker  *fakeChecker
+	state    *State // what outlives a reload
 	ender    *fakeEnder
 	ents     fakeEntitlements
 }
@@ -189,11 +190,12 @@ func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string)
 	if edit != nil {
 		text = edit(text)
 	}
+	fx.state = NewState(StateOptions{Sessions: fx.checker})
 	cfg, err := config.Parse("gate_test.yaml", []byte(text), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx.srv, err = New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, Sessions: fx.checker, Ender: fx.ender,
+	fx.srv, err = New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, State: fx.state, Ender: fx.ender,
 		Entitlements: fx.ents, Now: func() time.Time { return fx.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -978,6 +980,36 @@ func TestGate_RevocationEndsAccessBeforeTheTokenExpires(t *testing.T) {
 	fx.srv.RevokeSession("sess_1") // Clerk's session.revoked webhook
 	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 401 {
 		t.Errorf("a still-valid token of a revoked session: %d, want 401", resp.StatusCode)
+	}
+}
+
+// A reload that changes session: builds a new Server over the same State:
+// what Clerk said (revocations) is not forgotten.
+func TestGate_RevocationsOutliveAReloadThatChangesSessions(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.srv.RevokeSession("sess_1")
+	text := strings.Replace(fmt.Sprintf(gateTestConfig, fx.upstream.URL), "ttl: 12h", "ttl: 6h", 1)
+	cfg, err := config.Parse("gate_test.yaml", []byte(text), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, State: fx.state, Now: func() time.Time { return fx.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(next)
+	defer front.Close()
+	req, _ := http.NewRequest("GET", front.URL+"/private/x", nil)
+	for k, v := range with(xhr, "X-Test-User", "user_1") {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Errorf("a revoked session after a reload that changed session.ttl: %d, want 401", resp.StatusCode)
 	}
 }
 

@@ -108,13 +108,26 @@ func (s *sealer) open(value, name string) (*gatewaySession, error) {
 
 // gatewaySessions runs the __tollgate cookie: issue after a verified Clerk
 // token, accept only where README "Sessions" allows, re-check Clerk every
-// refresh.
+// refresh. Its settings (and the cache of opened values, which only this
+// secret can open) belong to one config; what Clerk said (checks,
+// revocations, membership changes) is the long-lived sessionState, shared
+// across reloads.
 type gatewaySessions struct {
+	*sessionState
 	name    string // GatewayCookie, or GatewayCookieSecure on https
 	sealer  *sealer
 	ttl     time.Duration
 	refresh time.Duration
 	secure  bool
+	// opened remembers cookie values already opened, so a busy visitor's
+	// requests skip the AES-GCM open and JSON decode (the values are
+	// immutable: a renewed cookie is a new value).
+	opened *lru.Cache[string, gatewaySession]
+}
+
+// sessionState is what the gateway sessions learn from Clerk, kept for as
+// long as the process runs (State).
+type sessionState struct {
 	checker proxy.SessionChecker // nil: the cookie is never renewed past refresh
 	pacer   proxy.RefreshPacer   // the checker's, if it has one: stretches refresh as its budget runs short
 	obs     SessionCheckObserver
@@ -130,10 +143,6 @@ type gatewaySessions struct {
 	// revokedUsers holds users Clerk deleted: every gateway cookie issued
 	// to them before that moment is dead.
 	revokedUsers *lru.Cache[string, time.Time]
-	// opened remembers cookie values already opened, so a busy visitor's
-	// requests skip the AES-GCM open and JSON decode (the values are
-	// immutable: a renewed cookie is a new value).
-	opened *lru.Cache[string, gatewaySession]
 	// orgs holds the membership changes Clerk's webhooks reported, applied
 	// to every identity issued before them (see orgChanges).
 	orgs *orgChanges
@@ -170,27 +179,41 @@ const (
 // sessionCheckTimeout bounds one session check, whoever waits for it.
 const sessionCheckTimeout = 10 * time.Second
 
-func newGatewaySessions(cfg proxy.SessionConfig, secure bool, checker proxy.SessionChecker, obs Observer) (*gatewaySessions, error) {
-	s, err := newSealer(cfg.Secret)
-	if err != nil {
-		return nil, err
-	}
+func newSessionState(checker proxy.SessionChecker, obs Observer) *sessionState {
 	// Room for every session the Backend API budget can check in a
 	// refresh period, stretched (README "The Backend API budget").
 	checks, _ := lru.New[string, sessionCheck](50000)
 	revoked, _ := lru.New[string, time.Time](100000)
-	opened, _ := lru.New[string, gatewaySession](10000)
 	revokedUsers, _ := lru.New[string, time.Time](100000)
+	st := &sessionState{checker: checker, checks: checks, flights: map[string]*checkFlight{}, revoked: revoked,
+		revokedUsers: revokedUsers, orgs: newOrgChanges()}
+	st.pacer, _ = checker.(proxy.RefreshPacer)
+	st.obs, _ = obs.(SessionCheckObserver)
+	return st
+}
+
+// newGatewaySessions applies one config's session settings to the
+// long-lived state. Without session.secret (no route needs a session) a
+// random one seals cookies nobody will be given.
+func newGatewaySessions(cfg proxy.SessionConfig, secure bool, st *sessionState) (*gatewaySessions, error) {
+	secret := cfg.Secret
+	if secret == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		secret = string(b)
+	}
+	s, err := newSealer(secret)
+	if err != nil {
+		return nil, err
+	}
+	opened, _ := lru.New[string, gatewaySession](10000)
 	name := GatewayCookie
 	if secure {
 		name = GatewayCookieSecure
 	}
-	g := &gatewaySessions{name: name, sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, checker: checker,
-		checks: checks, flights: map[string]*checkFlight{}, revoked: revoked, revokedUsers: revokedUsers, opened: opened,
-		orgs: newOrgChanges()}
-	g.pacer, _ = checker.(proxy.RefreshPacer)
-	g.obs, _ = obs.(SessionCheckObserver)
-	return g, nil
+	return &gatewaySessions{sessionState: st, name: name, sealer: s, ttl: cfg.TTL, refresh: cfg.Refresh, secure: secure, opened: opened}, nil
 }
 
 // refreshNow is session.refresh, stretched while the checker's budget runs
@@ -265,9 +288,6 @@ func cookieValue(r *http.Request, name string) (value string, n int) {
 
 // hasGatewayCookie reports whether r carries a gateway cookie at all.
 func (s *Server) hasGatewayCookie(r *http.Request) bool {
-	if s.gw == nil {
-		return false
-	}
 	_, n := cookieValue(r, s.gw.name)
 	return n > 0
 }

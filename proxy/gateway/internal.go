@@ -100,9 +100,7 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	} else {
 		keepClerkHousekeeping(w)
 	}
-	if s.gw != nil {
-		http.SetCookie(w, s.gw.clearCookie())
-	}
+	http.SetCookie(w, s.gw.clearCookie())
 	redirect(w, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+ret, http.StatusSeeOther)
 }
 

@@ -57,7 +57,6 @@ type Options struct {
 	Config       *proxy.Config
 	Auth         proxy.Authenticator     // nil: nobody is ever signed in
 	Portal       AccountPortal           // nil: signed-out visitors get 401 pages instead of redirects
-	Sessions     proxy.SessionChecker    // nil: __tollgate is not renewed past session.refresh
 	Ender        proxy.SessionEnder      // nil: sign-out cannot end a Clerk session, and says so
 	Entitlements proxy.EntitlementSource // nil: paid routes are never unlocked
 	Billing      proxy.Billing           // nil: no checkout (the upgrade page still lists plans)
@@ -68,13 +67,11 @@ type Options struct {
 	Directory    Directory               // nil: pages show no email and hedge about trials
 	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
 	Internal     []InternalRoute
-	Transport    http.RoundTripper // nil: a clone of http.DefaultTransport with timeouts
-	// Previous is the server this one replaces on a config reload: its
-	// upstream connections, and (when the session settings are unchanged)
-	// its gateway sessions, revocations and Clerk answers carry over.
-	Previous *Server
-	Logger   *slog.Logger     // nil: discard
-	Now      func() time.Time // nil: time.Now
+	// State is what outlives a reload, built once by main (NewState) and
+	// given to every Server. nil: a fresh one (tests).
+	State  *State
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // nil: time.Now
 	// OwnBodyTimeout is how long tollgate's own endpoints wait for a whole
 	// request body (0: OwnBodyTimeout). Tests shorten it.
 	OwnBodyTimeout time.Duration
@@ -95,8 +92,8 @@ type Server struct {
 	directory Directory
 	stale     proxy.StaleNotifier
 	ender     proxy.SessionEnder
-	gw        *gatewaySessions // nil when no session.secret (no gated routes)
-	tunnels   *tunnels         // upgraded connections on gated routes; shared across reloads
+	gw        *gatewaySessions // this config's settings over the State's sessions
+	tunnels   *tunnels         // upgraded connections on gated routes; the State's
 	ownBody   time.Duration    // OwnBodyTimeout, or the test's
 	upstream  *httputil.ReverseProxy
 	internal  *http.ServeMux
@@ -129,43 +126,25 @@ func New(o Options) (*Server, error) {
 	if s.prefix == "" {
 		s.prefix = "/.tollgate"
 	}
-	secure := cfg.PublicURL.Scheme == "https"
-	if prev := o.Previous; prev != nil && prev.gw != nil && prev.cfg.Session == cfg.Session && prev.gw.secure == secure {
-		s.gw = prev.gw
-	} else if cfg.Session.Secret != "" {
-		gw, err := newGatewaySessions(cfg.Session, secure, o.Sessions, o.Observer)
-		if err != nil {
-			return nil, err
-		}
-		s.gw = gw
+	st := o.State
+	if st == nil {
+		st = NewState(StateOptions{Observer: o.Observer})
 	}
-	s.billingLimits = newBillingLimiter()
-	if o.Previous != nil {
-		s.billingLimits = o.Previous.billingLimits
+	gw, err := newGatewaySessions(cfg.Session, cfg.PublicURL.Scheme == "https", st.sessions)
+	if err != nil {
+		return nil, err
 	}
+	s.gw, s.tunnels, s.transport, s.billingLimits = gw, st.tunnels, st.transport, st.billing
 	p, err := newPages(cfg.Pages, s.prefix)
 	if err != nil {
 		return nil, err
 	}
 	s.pages = p
-	transport := o.Transport
-	if transport == nil && o.Previous != nil {
-		transport = o.Previous.transport
-	}
-	if transport == nil {
-		transport = defaultTransport()
-	}
-	s.transport = transport
-	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, s.streamStarted, transport, s.log, s.writeError, s.obs)
+	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, s.streamStarted, s.transport, s.log, s.writeError, s.obs)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}
 	// The open tunnels outlive a reload; the newest server judges them.
-	if o.Previous != nil && o.Previous.tunnels != nil {
-		s.tunnels = o.Previous.tunnels
-	} else {
-		s.tunnels = newTunnels()
-	}
 	s.tunnels.setJudge(s)
 	return s, nil
 }
@@ -173,9 +152,7 @@ func New(o Options) (*Server, error) {
 // RevokeSession ends tollgate's own session for a Clerk session at once
 // (Clerk's session.ended/revoked webhooks call this).
 func (s *Server) RevokeSession(sessionID string) {
-	if s.gw != nil {
-		s.gw.revoke(sessionID, s.now())
-	}
+	s.gw.revoke(sessionID, s.now())
 	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.SessionID == sessionID }, tunnelRevoked)
 }
 
@@ -183,9 +160,7 @@ func (s *Server) RevokeSession(sessionID string) {
 // user.deleted webhook calls this). Sessions issued later are unaffected.
 func (s *Server) RevokeUser(userID string) {
 	now := s.now()
-	if s.gw != nil {
-		s.gw.revokedUsers.Add(userID, now)
-	}
+	s.gw.revokedUsers.Add(userID, now)
 	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.UserID == userID && !t.id.IssuedAt.After(now) }, tunnelRevoked)
 }
 

@@ -225,14 +225,12 @@ func (t *tunnels) isDirty(tn *tunnel) bool {
 // decision, and with askClerk whether Clerk still holds the session
 // active. It returns why the tunnel must close, or "" to keep it.
 func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
-	if s.gw != nil && s.gw.isRevoked(&tn.id) {
+	if s.gw.isRevoked(&tn.id) {
 		return tunnelRevoked
 	}
-	id := tn.id // judged as the gate would judge its opener now
-	if s.gw != nil {
-		s.gw.orgs.apply(&id) // membership changes Clerk reported since
-	}
-	if askClerk && s.gw != nil && s.gw.checker != nil {
+	id := tn.id          // judged as the gate would judge its opener now
+	s.gw.orgs.apply(&id) // membership changes Clerk reported since
+	if askClerk && s.gw.checker != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := s.gw.checkSession(ctx, tn.id.SessionID, s.now())
 		cancel()

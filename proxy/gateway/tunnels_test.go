@@ -107,7 +107,7 @@ func TestTunnels_ReloadJudgesOpenTunnelsByTheNewRules(t *testing.T) {
 	}
 
 	// The same config first: nothing changes.
-	if _, err := New(Options{Config: fx.srv.cfg, Auth: fakeAuth{signedInByHeader}, Previous: fx.srv, Entitlements: fx.ents}); err != nil {
+	if _, err := New(Options{Config: fx.srv.cfg, Auth: fakeAuth{signedInByHeader}, State: fx.state, Entitlements: fx.ents}); err != nil {
 		t.Fatal(err)
 	}
 	if err := echoLine(conn, br, "after a reload"); err != nil {
@@ -119,7 +119,7 @@ func TestTunnels_ReloadJudgesOpenTunnelsByTheNewRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Previous: fx.srv, Entitlements: fx.ents})
+	next, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, State: fx.state, Entitlements: fx.ents})
 	if err != nil {
 		t.Fatal(err)
 	}
