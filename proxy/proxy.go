@@ -89,6 +89,9 @@ type AuthResult struct {
 	// Refreshable is true when the visitor is signed out only because the
 	// Clerk session token is missing or expired while __client_uat says the
 	// client is signed in, i.e. when the gateway session cookie may stand in.
+	// On a Handshake it says the same of the moment the handshake is not
+	// made (a redirect loop): never when the request's own Clerk cookies
+	// came twice.
 	Refreshable bool
 	// ClientUAT is the __client_uat value (unix seconds, 0: signed out).
 	ClientUAT int64

@@ -399,6 +399,16 @@ func TestAttack_CookieTossing(t *testing.T) {
 			t.Errorf("%s, page load: %d %q", name, resp.StatusCode, loc)
 		}
 	}
+	// A planted loop counter (Clerk's or tollgate's) cannot turn the
+	// duplicate into a gateway-cookie pass either: a page load at the loop
+	// limit is signed out, not Grace.
+	tossed := "__session=; __tollgate=" + grace["__tollgate"] + "; __session=" + ada["__session"] + "; " + uat
+	for _, counter := range []string{"__clerk_redirect_count=3", "__tollgate_loop=5"} {
+		resp := get(t, c, d.URL+"/api/v1/whoami", withHeader(page, "Cookie", tossed+"; "+counter))
+		if b := readBody(t, resp); resp.StatusCode == 200 || strings.Contains(b, "user_grace") {
+			t.Errorf("tossed cookies with %s: %d, ran as %q", counter, resp.StatusCode, between(b, `"user":"`, `"`))
+		}
+	}
 	// The gateway cookie stands in only for a missing or expired token of
 	// its own session: Grace's cookie next to Ada's valid token is ignored.
 	if code, h := whoami(t, c, d, withHeader(api, "Cookie", "__tollgate="+grace["__tollgate"]+"; __session="+ada["__session"]+"; "+uat)); code != 200 || h["user"] != "user_ada" {

@@ -474,10 +474,15 @@ func (c *Client) handshake(r *http.Request, res proxy.AuthResult, reason string,
 		c.log.WarnContext(r.Context(), "clerk: refreshing the session token resulted in a redirect loop; check that the publishable and secret keys belong to the same instance",
 			"reason", reason)
 		res.State, res.Reason = proxy.SignedOut, reasonRedirectLoop+" ("+reason+")"
-		res.Refreshable = res.ClientUAT > 0
+		// A counter the browser sends cannot make the gateway cookie stand
+		// in where the request's own cookies said it may not (duplicates).
+		res.Refreshable = refreshable && res.ClientUAT > 0
 		return res
 	}
 	res.State, res.Reason = proxy.Handshake, reason
+	// Whether the gateway cookie may stand in if the handshake is not made
+	// (the gateway's own loop guard).
+	res.Refreshable = refreshable && res.ClientUAT > 0
 	res.Location = c.handshakeURL(r, reason, hs)
 	res.SetCookies = append(res.SetCookies,
 		cookieRedirectCount+"="+strconv.Itoa(hs.redirectCount+1)+"; Path=/; SameSite=Lax; HttpOnly; Max-Age=2")

@@ -211,7 +211,7 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 		s.log.WarnContext(r.Context(), "sign-in loop: page loads keep being sent to Clerk; "+
 			"check that this machine's clock is right and that the Clerk keys belong to one instance", "reason", res.Reason)
 		res = proxy.AuthResult{State: proxy.SignedOut, Reason: res.Reason + "; " + reasonSignInLoop, ClientUAT: res.ClientUAT,
-			Refreshable: res.ClientUAT > 0, StaleSessionID: res.StaleSessionID, DevBrowserToken: res.DevBrowserToken}
+			Refreshable: res.Refreshable, StaleSessionID: res.StaleSessionID, DevBrowserToken: res.DevBrowserToken}
 		out.setCookies = nil
 	}
 	switch {
