@@ -648,3 +648,42 @@ func TestClerk_BackendAPIBudget(t *testing.T) {
 		}
 	})
 }
+
+// TestClerk_ReplayedDevelopmentHandshakeURL: a development handshake
+// payload rides in the URL, which history and logs keep, and Clerk accepts
+// its token with a day of skew. A replay of that URL after Clerk revoked
+// the session must not become a gateway session: the cookie it earns asks
+// Clerk on first use.
+func TestClerk_ReplayedDevelopmentHandshakeURL(t *testing.T) {
+	d, clk := mustRunDemoWith(t, demoOptions{Development: true})
+	jar, _ := cookiejar.New(nil)
+	_, hops := signInFromPage(t, d, noRedirects(jar), "/settings/", "user_ada", 4)
+	var replay string
+	for _, h := range hops {
+		if _, u, ok := strings.Cut(h, " "); ok && strings.Contains(u, "__clerk_handshake=") {
+			replay = u
+		}
+	}
+	if replay == "" {
+		t.Fatalf("no handshake URL among the hops:\n  %s", strings.Join(hops, "\n  "))
+	}
+	// The session, from the token Clerk gave the browser.
+	parts := strings.Split(cookieValue(jar, d.URL, "__session"), ".")
+	if len(parts) != 3 {
+		t.Fatal("no session token after sign-in")
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct{ Sid string }
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Sid == "" {
+		t.Fatalf("session token claims: %v %q", err, payload)
+	}
+	d.Clerk.RevokeSession(claims.Sid)
+	clk.Advance(75 * time.Second)
+
+	thief, _ := cookiejar.New(nil)
+	tc := noRedirects(thief)
+	get(t, tc, replay, page) // the kept URL, in another browser
+	if code, h := whoami(t, tc, d, api); code == 200 {
+		t.Errorf("a replayed handshake URL after the session was revoked: 200 as %q, want signed out", h["user"])
+	}
+}

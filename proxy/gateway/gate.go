@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/tollgate/tollgate/proxy"
 )
@@ -223,9 +224,13 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 		// cookie, which carries it should its clock make the new token
 		// unusable here (the Clerk token is then accepted, as Clerk's SDK
 		// does, with a day of skew: README "Development instances").
+		// The payload came in a URL, which can be kept and replayed (with
+		// Clerk's day of skew): the cookie it earns asks Clerk on first use
+		// whether the session is still active, rather than trusting it for
+		// a whole refresh period.
 		if id := res.Identity; res.State == proxy.SignedIn && id != nil && !s.gw.isRevoked(id) {
 			s.gw.orgs.apply(id)
-			if c, err := s.gw.issue(id, now); err != nil {
+			if c, err := s.gw.issueChecked(id, now, time.Time{}); err != nil {
 				s.log.ErrorContext(r.Context(), "gateway session: seal", "err", err)
 			} else {
 				out.cookies = append(out.cookies, c)

@@ -319,8 +319,17 @@ func (g *gatewaySessions) clearCookie() *http.Cookie {
 }
 
 func (g *gatewaySessions) issue(id *proxy.Identity, now time.Time) (*http.Cookie, error) {
+	return g.issueChecked(id, now, now)
+}
+
+// issueChecked issues a cookie whose last Clerk check was at checked: the
+// zero time makes its first use ask Clerk.
+func (g *gatewaySessions) issueChecked(id *proxy.Identity, now, checked time.Time) (*http.Cookie, error) {
 	gs := &gatewaySession{UserID: id.UserID, SessionID: id.SessionID, OrgID: id.OrgID,
-		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix(), Checked: now.Unix()}
+		OrgSlug: id.OrgSlug, OrgRole: id.OrgRole, Issued: now.Unix()}
+	if !checked.IsZero() {
+		gs.Checked = checked.Unix()
+	}
 	if !id.IssuedAt.IsZero() {
 		gs.ClerkIAT = id.IssuedAt.Unix() // the Clerk token's iat
 	}
