@@ -12,8 +12,9 @@ import (
 // ignores a segment's trailing dots and spaces, Spring's trimTokens drops a
 // segment's leading and trailing white space and control characters, and an
 // upstream that decodes once more reads "%2e" as ".". Letter case is read
-// four ways too: byte for byte (ServeMux, Flask, Rails), ASCII only, with
-// Unicode folding, and upper-cased as Windows file names are (IIS). A request is therefore judged under every
+// five ways too: byte for byte (ServeMux, Flask, Rails), ASCII only, with
+// Unicode folding, upper-cased as Windows file names are (IIS), and
+// lower-cased (.NET, Java). A request is therefore judged under every
 // reading an upstream may apply to its path, and refused when the readings
 // would choose different rules or route IDs (README, "Security model").
 
@@ -123,7 +124,7 @@ func (rs *RuleSet) caseReadings(path string) []caseMode {
 	if rs == nil || !rs.caseSensitiveLiterals && !hasUpperOrNonASCII(path) {
 		return nil
 	}
-	return []caseMode{foldASCII, exactCase, foldUpper}
+	return []caseMode{foldASCII, exactCase, foldUpper, foldLower}
 }
 
 func hasUpperOrNonASCII(s string) bool {

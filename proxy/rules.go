@@ -255,6 +255,9 @@ const (
 	// foldUpper compares upper-cased forms, as Windows' file names do
 	// (dotless "ı" is "I" there, which simple folding leaves apart).
 	foldUpper
+	// foldLower compares lower-cased forms, as an upstream that lower-cases
+	// paths does (.NET, Java: dotted "İ" is "i" there).
+	foldLower
 )
 
 // match reports whether the canonical path p matches, and the {route} capture.
@@ -296,6 +299,8 @@ func segmentEqual(lit, seg string, mode caseMode) bool {
 		return len(lit) == len(seg) && asciiCase(lit, 'A', 'Z', 'a'-'A') == asciiCase(seg, 'A', 'Z', 'a'-'A')
 	case foldUpper:
 		return strings.ToUpper(lit) == strings.ToUpper(seg) && utf8.ValidString(seg)
+	case foldLower:
+		return strings.ToLower(lit) == strings.ToLower(seg) && utf8.ValidString(seg)
 	}
 	return strings.EqualFold(lit, seg) && utf8.ValidString(seg)
 }

@@ -37,6 +37,7 @@ func TestBypass_PathReadingsThatChooseAnotherRuleAreRefused(t *testing.T) {
 		"/PUBLIC/x",                                // public when folded; a case-sensitive app routes it elsewhere
 		"/Public/",                                 // the same
 		"/publ%C4%B1c/x",                           // dotless i: IIS upper-cases it to I
+		"/adm%C4%B0n/x",                            // dotted I: .NET and Java lower-case it to i
 		"/ADMIN/x",                                 // deny when folded, the default when not
 	} {
 		resp := fx.rawRequest(uri, xhr)
