@@ -444,12 +444,14 @@ func (g *gatewaySessions) dueAnyway(sid string, now time.Time) bool {
 	return ok && now.Sub(c.at) < g.refresh
 }
 
-// checkSession asks Clerk about a session at most once per session.refresh
-// (the answer is cached) and once at a time: concurrent requests for the
+// checkSession asks Clerk about a session at most once per session.refresh,
+// stretched as the Backend API budget runs short (the answer is cached that
+// long, so a client that keeps showing an old, unrenewed cookie cannot make
+// it ask more often than honest visitors do), and once at a time: concurrent requests for the
 // same session share one call, which belongs to none of them (a visitor
 // going away does not cancel it for the others).
 func (g *gatewaySessions) checkSession(ctx context.Context, sid string, now time.Time) (proxy.SessionStatus, error) {
-	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refresh {
+	if c, ok := g.checks.Get(sid); ok && now.Sub(c.at) < g.refreshNow() {
 		return c.status, nil
 	}
 	if g.checker == nil {
