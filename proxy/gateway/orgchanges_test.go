@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -121,5 +122,33 @@ func TestChangeTime(t *testing.T) {
 		if got := fx.srv.changeTime(tt.at); !got.Equal(tt.want) {
 			t.Errorf("changeTime(%v) = %v, want %v", tt.at, got, tt.want)
 		}
+	}
+}
+
+type pacedChecker struct {
+	fakeChecker
+	stretch float64
+}
+
+func (p *pacedChecker) RefreshStretch() float64 { return p.stretch }
+
+// While the Backend API budget runs short, a session's answer is kept for
+// the stretched interval: a client showing an old, unrenewed gateway cookie
+// again and again cannot make tollgate ask Clerk more often than that.
+func TestGatewaySessions_StretchedRefreshIsTheCacheLifeToo(t *testing.T) {
+	checker := &pacedChecker{fakeChecker: fakeChecker{active: true}, stretch: 4}
+	gw, err := newGatewaySessions(proxy.SessionConfig{Secret: "0123456789abcdef0123456789abcdef", TTL: time.Hour, Refresh: time.Minute},
+		false, newSessionState(checker, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for i := range 4 { // 0, 1, 2, 3 minutes: inside 4 × refresh
+		if _, err := gw.checkSession(context.Background(), "sess_1", start.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if checker.calls != 1 {
+		t.Errorf("Clerk asked %d times in 3 minutes at a 4× stretch, want 1", checker.calls)
 	}
 }
