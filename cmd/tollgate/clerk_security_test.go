@@ -249,9 +249,16 @@ func TestAttack_HandshakeNonceFloodCostsAHandful(t *testing.T) {
 		t.Errorf("100 made-up nonces from one client: %d Backend API calls, want a handful (at most 6)", got)
 	}
 
+	// Clerk refused those: the client is refused any exchange for a while.
 	clk.Advance(time.Minute)
 	before := d.Clerk.BackendCalls(payload)
-	flood(noRedirects(nil), func(int) string { return "the-same-stale-nonce" }, 50)
+	flood(noRedirects(nil), random, 5)
+	if got := d.Clerk.BackendCalls(payload) - before; got != 0 {
+		t.Errorf("a client whose nonces Clerk kept refusing: %d calls, want 0", got)
+	}
+
+	before = d.Clerk.BackendCalls(payload)
+	flood(clientFrom("127.0.0.200"), func(int) string { return "the-same-stale-nonce" }, 50)
 	if got := d.Clerk.BackendCalls(payload) - before; got != 1 {
 		t.Errorf("one refused nonce 50 times: %d calls, want 1", got)
 	}
@@ -264,6 +271,32 @@ func TestAttack_HandshakeNonceFloodCostsAHandful(t *testing.T) {
 	}
 	if got := d.Clerk.BackendCalls(payload) - before; got > 20 {
 		t.Errorf("200 made-up nonces from 40 clients: %d calls, want at most 20", got)
+	}
+
+	// They keep flooding. Each address costs at most three refused
+	// exchanges before it is refused outright, so the flood dies out and a
+	// client that has brought no bad nonce gets its exchange: many
+	// addresses cannot keep draining the share others' sign-ins need.
+	total := d.Clerk.BackendCalls(payload) - before
+	for wave := 0; wave < 10; wave++ {
+		clk.Advance(2 * time.Second)
+		before = d.Clerk.BackendCalls(payload)
+		for i := range 40 {
+			flood(clientFrom(fmt.Sprintf("127.0.0.%d", i+2)), random, 5)
+		}
+		got := d.Clerk.BackendCalls(payload) - before
+		total += got
+		if got == 0 {
+			break
+		}
+	}
+	if total > 3*40 {
+		t.Errorf("40 flooding addresses cost %d calls in all, want at most 3 each", total)
+	}
+	before = d.Clerk.BackendCalls(payload)
+	flood(clientFrom("127.0.0.201"), random, 1)
+	if got := d.Clerk.BackendCalls(payload) - before; got != 1 {
+		t.Errorf("a new client after the flood: %d calls, want its 1", got)
 	}
 
 	// The session checks were never in the nonces' budget.

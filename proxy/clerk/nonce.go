@@ -32,9 +32,15 @@ const (
 	nonceClientBurst      = 6
 	nonceClientEvery      = 5 * time.Second // one more exchange per client this often
 	nonceFailedFor        = 10 * time.Minute
-	nonceMaxLen           = 512
-	nonceClients          = 10_000
-	nonceFailed           = 10_000
+	// A client whose nonces Clerk refused this many times is refused any
+	// exchange for nonceFailedFor: a browser brings the nonce Clerk just
+	// gave it, a client that keeps bringing bad ones is spending the
+	// budget others' sign-ins need (many addresses flooding together would
+	// otherwise drain the global share).
+	nonceClientRefusals = 3
+	nonceMaxLen         = 512
+	nonceClients        = 10_000
+	nonceFailed         = 10_000
 )
 
 var (
@@ -53,8 +59,15 @@ type nonceGuard struct {
 	mu         sync.Mutex
 	global     bucket
 	clients    *lru.Cache[netip.Prefix, *bucket]
+	offenders  *lru.Cache[netip.Prefix, offence]
 	failed     *lru.Cache[[32]byte, time.Time] // until when
 	flights    map[[32]byte]*nonceFlight
+}
+
+// offence counts a client's refused nonces within nonceFailedFor.
+type offence struct {
+	refusals int
+	since    time.Time
 }
 
 type nonceFlight struct {
@@ -69,6 +82,7 @@ func newNonceGuard(production bool, now func() time.Time) *nonceGuard {
 		g.globalRate = nonceShareProduction
 	}
 	g.clients, _ = lru.New[netip.Prefix, *bucket](nonceClients)
+	g.offenders, _ = lru.New[netip.Prefix, offence](nonceClients)
 	g.failed, _ = lru.New[[32]byte, time.Time](nonceFailed)
 	return g
 }
@@ -96,7 +110,8 @@ func (g *nonceGuard) exchange(ctx context.Context, remoteAddr, nonce string, cal
 			return nil, ctx.Err()
 		}
 	}
-	if !g.allow(clientPrefix(remoteAddr), now) {
+	client := clientPrefix(remoteAddr)
+	if !g.allow(client, now) {
 		g.mu.Unlock()
 		return nil, errNonceLimited
 	}
@@ -110,7 +125,14 @@ func (g *nonceGuard) exchange(ctx context.Context, remoteAddr, nonce string, cal
 	g.mu.Lock()
 	delete(g.flights, key)
 	if refused(f.err) {
-		g.failed.Add(key, g.now().Add(nonceFailedFor))
+		now := g.now()
+		g.failed.Add(key, now.Add(nonceFailedFor))
+		o, _ := g.offenders.Get(client)
+		if now.Sub(o.since) > nonceFailedFor {
+			o = offence{since: now}
+		}
+		o.refusals++
+		g.offenders.Add(client, o)
 	}
 	g.mu.Unlock()
 	close(f.done)
@@ -120,6 +142,9 @@ func (g *nonceGuard) exchange(ctx context.Context, remoteAddr, nonce string, cal
 // allow takes one exchange from the client's bucket and the global one, or
 // from neither. g.mu is held.
 func (g *nonceGuard) allow(client netip.Prefix, now time.Time) bool {
+	if o, ok := g.offenders.Get(client); ok && o.refusals >= nonceClientRefusals && now.Sub(o.since) <= nonceFailedFor {
+		return false
+	}
 	b, ok := g.clients.Get(client)
 	if !ok {
 		b = &bucket{}
