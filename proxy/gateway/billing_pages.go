@@ -57,9 +57,12 @@ type accountPage struct {
 	Identity      *proxy.Identity
 	Email         string
 	Subscriptions []subscriptionJSON
-	CanManage     bool
-	SignOutPath   string
-	Admin         bool
+	// ManageOwn and ManageOrg offer the billing portal of the visitor's
+	// own plans and of the organisation's (to its admins); OrgMember says
+	// the organisation has plans only its admins manage.
+	ManageOwn, ManageOrg, OrgMember bool
+	SignOutPath                     string
+	Admin                           bool
 }
 
 type finishingPage struct {
@@ -347,8 +350,19 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	if s.directory != nil {
 		email, _ = s.directory.Email(r.Context(), id.UserID)
 	}
-	s.pages.render(w, r, http.StatusOK, "account", accountPage{Identity: id, Email: email, Subscriptions: subs,
-		CanManage: len(subs) > 0 && s.billing != nil, SignOutPath: s.prefix + "/sign-out"})
+	page := accountPage{Identity: id, Email: email, Subscriptions: subs, SignOutPath: s.prefix + "/sign-out"}
+	for _, sub := range subs {
+		switch {
+		case s.billing == nil:
+		case !strings.HasPrefix(sub.Subject, string(proxy.SubjectOrg)+":"):
+			page.ManageOwn = true
+		case id.IsOrgAdmin():
+			page.ManageOrg = true
+		default:
+			page.OrgMember = true
+		}
+	}
+	s.pages.render(w, r, http.StatusOK, "account", page)
 }
 
 // staleOrg reports whether id's organisation and role may be older than

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -287,4 +288,40 @@ func FuzzValidCheckoutSessionID(f *testing.F) {
 			t.Errorf("accepted %q", id)
 		}
 	})
+}
+
+// The account page offers the portal that each plan can be managed in: the
+// visitor's own plans without a scope, the organisation's (to its admins)
+// with scope=org, and to members a word that admins manage it. A past_due
+// plan whose grace is over says access is on hold.
+func TestAccountPage_ManageButtonsFollowWhoPays(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	fx.srv.billing = &fakeBilling{}
+	fx.srv.auth = fakeAuth{func(r *http.Request) proxy.AuthResult {
+		res := signedInByHeader(r)
+		if res.Identity != nil && r.Header.Get("X-Test-Role") != "" {
+			res.Identity.OrgRole = r.Header.Get("X-Test-Role")
+		}
+		return res
+	}}
+	org := proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_1"}
+	fx.ents[org] = &proxy.Entitlements{Subject: org, Subscriptions: []proxy.Subscription{{ID: "sub_team", Plan: "team", Status: proxy.StatusActive}}}
+	admin := with(navigation, "X-Test-User", "user_1", "X-Test-Org", "org_1")
+	page := body(t, fx.do("GET", "/.tollgate/account", admin))
+	if !strings.Contains(page, `name="scope" value="org"`) || !strings.Contains(page, "Manage the organisation") {
+		t.Errorf("an org admin's account page offers no org portal:\n%s", page)
+	}
+	page = body(t, fx.do("GET", "/.tollgate/account", with(admin, "X-Test-Role", "org:member")))
+	if strings.Contains(page, "/billing") || !strings.Contains(page, "managed by its admins") {
+		t.Errorf("a member's account page:\n%s", page)
+	}
+
+	user := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_2"}
+	fx.ents[user] = &proxy.Entitlements{Subject: user, Subscriptions: []proxy.Subscription{{ID: "sub_pro", Plan: "pro", Status: proxy.StatusPastDue,
+		PastDueSince: fx.now.Add(-30 * 24 * time.Hour)}}}
+	fx.srv.cfg.Stripe.PastDueGrace = 24 * time.Hour
+	page = body(t, fx.do("GET", "/.tollgate/account", with(navigation, "X-Test-User", "user_2")))
+	if !strings.Contains(page, "access is on hold") || strings.Contains(page, "to keep your access") || strings.Contains(page, `value="org"`) {
+		t.Errorf("past_due beyond its grace:\n%s", page)
+	}
 }
