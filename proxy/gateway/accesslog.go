@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -21,18 +20,6 @@ type logEntry struct {
 	reason   string
 	userID   string
 	source   string
-
-	fwd *forward // set when the request goes to the upstream
-}
-
-type logEntryKey struct{}
-
-func entryFrom(ctx context.Context) *logEntry {
-	e, _ := ctx.Value(logEntryKey{}).(*logEntry)
-	if e == nil {
-		return &logEntry{}
-	}
-	return e
 }
 
 // statusWriter records the status and size for the access log. Unwrap lets
@@ -112,9 +99,6 @@ func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start
 
 // observe reports the request's decision to the metrics.
 func (s *Server) observe(e *logEntry, start time.Time) {
-	if s.obs == nil {
-		return
-	}
 	rule := "none"
 	switch {
 	case e.access == "":

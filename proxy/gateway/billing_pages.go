@@ -132,7 +132,7 @@ func (s *Server) planByKey(key string) *proxy.Plan {
 
 func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity) planView {
 	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == proxy.SubjectOrg, CanCheckout: id != nil}
-	if s.prices != nil && len(p.Prices) > 0 {
+	if len(p.Prices) > 0 {
 		if pr, ok := s.prices.Price(p.Prices[0]); ok {
 			v.Price, v.Per = pr.Format(), pr.Per()
 		}
@@ -142,7 +142,7 @@ func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity
 			}
 		}
 	}
-	if id != nil && s.directory != nil && p.TrialDays > 0 {
+	if id != nil && p.TrialDays > 0 {
 		if subject, why := subjectFor(p, id); why == "" {
 			if had, err := s.directory.HadTrial(ctx, subject); err == nil {
 				v.TrialKnown = true
@@ -187,7 +187,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		plans = proxy.UnlockingPlans(s.cfg.Plans, routeID)
 	}
 	page := upgradePage{RouteID: routeID, Return: ret, SignedIn: id != nil}
-	if id == nil && s.portal != nil {
+	if id == nil {
 		page.SignInURL = s.portal.SignInURL(strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+r.URL.RequestURI(), "")
 	}
 	onlyOrg := len(plans) > 0
@@ -242,7 +242,7 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := s.planByKey(r.PostForm.Get("plan"))
-	if p == nil || s.billing == nil {
+	if p == nil || !s.billingOn {
 		s.writeError(w, r, http.StatusNotFound)
 		return
 	}
@@ -274,7 +274,7 @@ func (s *Server) handleCheckoutDone(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	id := IdentityFromContext(r.Context())
 	sessionID := r.URL.Query().Get("session_id")
-	if !proxy.ValidCheckoutSessionID(sessionID) || s.billing == nil {
+	if !proxy.ValidCheckoutSessionID(sessionID) || !s.billingOn {
 		// Not a Checkout Session ID: refused before any Stripe call.
 		s.writeError(w, r, http.StatusBadRequest)
 		return
@@ -320,7 +320,7 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 		}
 		subject = proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID}
 	}
-	if s.billing == nil {
+	if !s.billingOn {
 		s.writeError(w, r, http.StatusNotFound)
 		return
 	}
@@ -347,13 +347,11 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var email string
-	if s.directory != nil {
-		email, _ = s.directory.Email(r.Context(), id.UserID)
-	}
+	email, _ = s.directory.Email(r.Context(), id.UserID)
 	page := accountPage{Identity: id, Email: email, Subscriptions: subs, SignOutPath: s.prefix + "/sign-out"}
 	for _, sub := range subs {
 		switch {
-		case s.billing == nil:
+		case !s.billingOn:
 		case !strings.HasPrefix(sub.Subject, string(proxy.SubjectOrg)+":"):
 			page.ManageOwn = true
 		case id.IsOrgAdmin():

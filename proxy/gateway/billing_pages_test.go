@@ -110,7 +110,7 @@ func (fx *gateFixture) post(target string, form url.Values, hdr map[string]strin
 func TestCheckout_WhoMayPayAndFromWhere(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	fb := &fakeBilling{}
-	fx.srv.billing = fb
+	fx.srv.billing, fx.srv.billingOn = fb, true
 	user := map[string]string{"X-Test-User": "user_1", "Accept": "text/html"}
 	member := map[string]string{"X-Test-User": "user_1", "X-Test-Org": "org_1", "Accept": "text/html"}
 
@@ -179,7 +179,7 @@ func TestCheckout_WhoMayPayAndFromWhere(t *testing.T) {
 func TestBillingEndpoints_BoundedPerUser(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	fb := &fakeBilling{}
-	fx.srv.billing = fb
+	fx.srv.billing, fx.srv.billingOn = fb, true
 	flooder := with(xhr, "X-Test-User", "user_flood")
 	for i := range billingBurst {
 		if resp := fx.do("GET", "/.tollgate/checkout/done?session_id=cs_test_r"+strconv.Itoa(i), flooder); resp.StatusCode != http.StatusForbidden {
@@ -235,7 +235,7 @@ func TestBillingEndpoints_BoundedPerUser(t *testing.T) {
 func TestBillingEndpoints_InFlightPerUser(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	fb := &fakeBilling{entered: make(chan struct{}, 10), hold: make(chan struct{})}
-	fx.srv.billing = fb
+	fx.srv.billing, fx.srv.billingOn = fb, true
 	type result struct {
 		code int
 		err  error
@@ -296,7 +296,7 @@ func FuzzValidCheckoutSessionID(f *testing.F) {
 // plan whose grace is over says access is on hold.
 func TestAccountPage_ManageButtonsFollowWhoPays(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.srv.billing = &fakeBilling{}
+	fx.srv.billing, fx.srv.billingOn = &fakeBilling{}, true
 	fx.srv.auth = fakeAuth{func(r *http.Request) proxy.AuthResult {
 		res := signedInByHeader(r)
 		if res.Identity != nil && r.Header.Get("X-Test-Role") != "" {

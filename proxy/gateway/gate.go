@@ -22,7 +22,8 @@ func IdentityFromContext(ctx context.Context) *proxy.Identity {
 
 // serve runs a request through the steps of the README's "How a request is
 // decided", in order.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) {
+	e := &req.log
 	// 1. Nothing the client says about tollgate, or about the hops before
 	// it, is believed (unless a trusted proxy says the latter).
 	trustedPeer := trusted(r.RemoteAddr, s.cfg.TrustedProxies)
@@ -83,7 +84,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		f.preflight, f.gated = true, m.Access != proxy.AccessPublic
 		// A preflight never becomes a tunnel: nobody is signed in on it.
 		r.Header.Del("Upgrade")
-		e.fwd = f
+		req.fwd = f
 		s.upstream.ServeHTTP(w, r)
 		return
 	}
@@ -93,7 +94,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e *logEntry) {
 		return
 	}
 	// 9. Forward.
-	e.fwd = f
+	req.fwd = f
 	s.toUpstream(w, r, e, f)
 }
 
@@ -170,7 +171,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 			return false
 		}
 		f.plan, f.status = d.Plan.Key, d.Sub.Status
-		if s.stale != nil && proxy.IsStale(d.Sub, s.now()) {
+		if proxy.IsStale(d.Sub, s.now()) {
 			// Access stands (Stripe is the authority and said active); ask
 			// it again off the request path in case a webhook was missed.
 			s.stale.Stale(d.Sub.CustomerID)
@@ -199,10 +200,7 @@ type authOutcome struct {
 // first, then the gateway cookie where README "Sessions" allows it. err is set only
 // when Clerk could not be asked about a gateway session.
 func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error) {
-	var res proxy.AuthResult
-	if s.auth != nil {
-		res = s.auth.Authenticate(r.Context(), r)
-	}
+	res := s.auth.Authenticate(r.Context(), r)
 	out := authOutcome{setCookies: res.SetCookies}
 	now := s.now()
 	if res.State == proxy.Handshake && s.loopCount(r) >= signInLoopLimit {
@@ -313,9 +311,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		return out, false
 	case out.id != nil:
 		e.userID, e.source = out.id.UserID, out.id.Source
-		if s.seen != nil {
-			s.seen.Seen(out.id.UserID, s.now())
-		}
+		s.seen.Seen(out.id.UserID, s.now())
 		if c := s.loopDone(r); c != nil {
 			out.cookies = append(out.cookies, c)
 		}
@@ -338,8 +334,7 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, 
 		http.SetCookie(w, c)
 	}
 	returnURL := s.absoluteURL(r)
-	if isNavigation(r) && s.portal != nil {
-		signIn := s.portal.SignInURL(returnURL, res.DevBrowserToken)
+	if signIn := s.portal.SignInURL(returnURL, res.DevBrowserToken); isNavigation(r) && signIn != "" {
 		if s.loopCount(r) >= signInLoopLimit {
 			e.decision = "sign_in_loop"
 			s.signInLoop(w, r, signIn)
@@ -353,9 +348,7 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, 
 	noStore(w)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate"`)
 	body := errorBody{Error: "unauthorized", Message: "Sign in required."}
-	if s.portal != nil {
-		body.SignInURL = s.portal.SignInURL(returnURL, "")
-	}
+	body.SignInURL = s.portal.SignInURL(returnURL, "")
 	writeJSON(w, http.StatusUnauthorized, body)
 }
 
@@ -377,29 +370,27 @@ func (s *Server) absoluteURL(r *http.Request) string {
 // bbolt: never Stripe) and decides.
 func (s *Server) decidePaid(ctx context.Context, id *proxy.Identity, routeID string) (proxy.PaidDecision, error) {
 	in := proxy.PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now()}
-	if s.ents != nil {
-		var needUser, needOrg bool
-		for i := range s.cfg.Plans {
-			p := &s.cfg.Plans[i]
-			if !p.UnlocksRoute(routeID) {
-				continue
-			}
-			if p.Scope == proxy.SubjectOrg {
-				needOrg = true
-			} else {
-				needUser = true
-			}
+	var needUser, needOrg bool
+	for i := range s.cfg.Plans {
+		p := &s.cfg.Plans[i]
+		if !p.UnlocksRoute(routeID) {
+			continue
 		}
-		var err error
-		if needUser {
-			if in.User, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}); err != nil {
-				return proxy.PaidDecision{}, err
-			}
+		if p.Scope == proxy.SubjectOrg {
+			needOrg = true
+		} else {
+			needUser = true
 		}
-		if needOrg && id.OrgID != "" {
-			if in.Org, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID}); err != nil {
-				return proxy.PaidDecision{}, err
-			}
+	}
+	var err error
+	if needUser {
+		if in.User, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}); err != nil {
+			return proxy.PaidDecision{}, err
+		}
+	}
+	if needOrg && id.OrgID != "" {
+		if in.Org, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID}); err != nil {
+			return proxy.PaidDecision{}, err
 		}
 	}
 	return proxy.DecidePaid(in), nil

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -79,13 +78,9 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	ret := s.safeReturn(r.PostForm.Get("return"))
 	if id != nil {
-		var clear []string
-		err := errors.New("no Clerk Backend API to end the session with")
-		if s.ender != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-			clear, err = s.ender.EndSession(ctx, id.SessionID)
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		clear, err := s.ender.EndSession(ctx, id.SessionID)
+		cancel()
 		if err != nil {
 			s.log.WarnContext(r.Context(), "sign-out: cannot end the Clerk session", "user_id", id.UserID, "err", err)
 			entryFrom(r.Context()).reason = "clerk_revoke_failed"
@@ -186,9 +181,6 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 // organisation, as the account page and /api/me show them.
 func (s *Server) subscriptionsOf(ctx context.Context, id *proxy.Identity) ([]subscriptionJSON, error) {
 	out := []subscriptionJSON{}
-	if s.ents == nil {
-		return out, nil
-	}
 	subjects := []proxy.Subject{{Kind: proxy.SubjectUser, ID: id.UserID}}
 	if id.OrgID != "" {
 		subjects = append(subjects, proxy.Subject{Kind: proxy.SubjectOrg, ID: id.OrgID})

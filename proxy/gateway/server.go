@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -103,6 +102,8 @@ type Server struct {
 	now       func() time.Time
 	prefix    string
 
+	// billingOn: Options.Billing was given (Checkout and the portal exist).
+	billingOn bool
 	// billingLimits bounds each user's requests that cost Stripe calls.
 	billingLimits *billingLimiter
 }
@@ -117,6 +118,17 @@ func New(o Options) (*Server, error) {
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
+	s.billingOn = o.Billing != nil
+	setDefault(&s.auth, proxy.Authenticator(signedOut{}))
+	setDefault(&s.portal, AccountPortal(noPortal{}))
+	setDefault(&s.ents, proxy.EntitlementSource(noEntitlements{}))
+	setDefault(&s.billing, proxy.Billing(noBilling{}))
+	setDefault(&s.prices, proxy.PriceCatalog(noPrices{}))
+	setDefault(&s.seen, proxy.SeenRecorder(nopSeen{}))
+	setDefault(&s.obs, Observer(nopObserver{}))
+	setDefault(&s.directory, Directory(noDirectory{}))
+	setDefault(&s.stale, proxy.StaleNotifier(nopStale{}))
+	setDefault(&s.ender, proxy.SessionEnder(noEnder{}))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -212,7 +224,8 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 // ServeHTTP is the whole gateway, wrapped in the access log and recovery.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
-	entry := &logEntry{}
+	req := &request{}
+	entry := &req.log
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		if v := recover(); v != nil {
@@ -226,5 +239,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, sw, entry, start)
 	}()
-	s.serve(sw, r.WithContext(context.WithValue(r.Context(), logEntryKey{}, entry)), entry)
+	s.serve(sw, r.WithContext(withRequest(r.Context(), req)), req)
+}
+
+// setDefault puts the no-op in place of an absent dependency.
+func setDefault[T any](dep *T, noop T) {
+	if any(*dep) == nil {
+		*dep = noop
+	}
 }

@@ -27,7 +27,8 @@ const (
 )
 
 // forward is what the gate hands the upstream proxy, through the request's
-// log entry: the one typed value it needs to rewrite and post-process.
+// context (request.fwd): the one typed value it needs to rewrite and
+// post-process.
 type forward struct {
 	path       string // canonical decoded path
 	rawPath    string // its escaped form
@@ -48,15 +49,6 @@ type forward struct {
 	preflight bool
 	// overrides: the methods the request's method-override headers name.
 	overrides []string
-}
-
-// forwardFrom finds the forward the gate attached to the request's log
-// entry (one context value per request, not two).
-func forwardFrom(ctx context.Context) *forward {
-	if e, ok := ctx.Value(logEntryKey{}).(*logEntry); ok {
-		return e.fwd
-	}
-	return nil
 }
 
 // clerkQueryParam reports whether a query parameter belongs to Clerk's
@@ -186,7 +178,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 	}
 	rp.Rewrite = func(pr *httputil.ProxyRequest) {
 		f := forwardFrom(pr.In.Context())
-		if f != nil && obs != nil {
+		if f != nil {
 			f.sent = time.Now()
 		}
 		pr.SetURL(target)
@@ -264,9 +256,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 			// tollgate can close.
 			return errUnaskedUpgrade
 		}
-		if obs != nil {
-			obs.Upstream(resp.StatusCode, time.Since(f.sent))
-		}
+		obs.Upstream(resp.StatusCode, time.Since(f.sent))
 		h := resp.Header
 		if f.gated {
 			makePrivate(h)
@@ -319,7 +309,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 			code = http.StatusGatewayTimeout
 		}
 		logger.WarnContext(r.Context(), "upstream error", "path", r.URL.Path, "status", code, "err", err)
-		if f := forwardFrom(r.Context()); f != nil && obs != nil {
+		if f := forwardFrom(r.Context()); f != nil {
 			obs.Upstream(code, time.Since(f.sent))
 		}
 		onError(w, r, code)
