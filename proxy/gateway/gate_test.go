@@ -1039,3 +1039,37 @@ func TestGate_LongEndedActivePeriodTriggersResyncNotDenial(t *testing.T) {
 		t.Errorf("a current period triggered a re-sync: %v", rec.ids)
 	}
 }
+
+// TestGate_FixedRouteIDs: every ID check accepts ([A-Za-z0-9._~-]{1,128}) is
+// gated by its fixed id:, never answered 400 for its shape (the gate once
+// allowed 64 characters and no "~").
+func TestGate_FixedRouteIDs(t *testing.T) {
+	long := strings.Repeat("L", 128)
+	fx := newGateFixtureConfig(t, nil, func(cfg string) string {
+		cfg = strings.Replace(cfg, `routes: ["415VNA"]`, `routes: ["415VNA", "v1~beta", "`+long+`", "258AVO"]`, 1)
+		return strings.Replace(cfg, "  - { path: \"/\", access: public }\n",
+			"  - { path: \"/\", access: public }\n"+
+				"  - { path: \"/beta/*\", id: \"v1~beta\", access: paid }\n"+
+				"  - { path: \"/long/*\", id: \""+long+"\", access: paid }\n"+
+				"  - { path: \"/api/v1/*\", id: 258AVO, access: paid }\n", 1)
+	})
+	for _, tc := range []struct{ path, id string }{{"/beta/x", "v1~beta"}, {"/long/x", long}, {"/api/v1/x", "258AVO"}} {
+		if resp := fx.do("GET", tc.path, with(xhr, "X-Test-User", "user_2")); resp.StatusCode != http.StatusPaymentRequired {
+			t.Errorf("%s without a plan: status %d, want 402", tc.path, resp.StatusCode)
+		}
+		if resp := fx.do("GET", tc.path, with(xhr)); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s signed out: status %d, want 401", tc.path, resp.StatusCode)
+		}
+	}
+	fx.ents[proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "pro", Status: proxy.StatusActive}}}
+	for _, tc := range []struct{ path, id string }{{"/beta/x", "v1~beta"}, {"/long/x", long}, {"/api/v1/x", "258AVO"}} {
+		resp := fx.do("GET", tc.path, with(xhr, "X-Test-User", "user_1"))
+		if resp.StatusCode != 200 {
+			t.Errorf("%s with pro: status %d, want 200", tc.path, resp.StatusCode)
+			continue
+		}
+		if got := fx.lastUpstream().Header.Get(HeaderRoute); got != tc.id {
+			t.Errorf("%s: %s %q, want %q", tc.path, HeaderRoute, got, tc.id)
+		}
+	}
+}
