@@ -16,7 +16,7 @@ import (
 // Unicode folding, upper-cased as Windows file names are (IIS), and
 // lower-cased (.NET, Java). A request is therefore judged under every
 // reading an upstream may apply to its path, and refused when the readings
-// would choose different rules or route IDs (README, "Security model").
+// would choose different rules or route IDs (docs/SECURITY.md, "Rules in detail").
 
 // maxReadings bounds the distinct readings of one path; a path with more is
 // refused rather than judged.

@@ -79,7 +79,7 @@ var pathTokens = []string{
 	"ASSETS", "Assets", "a%C5%BF%C5%BFet%C5%BF", "%09", "%00", "%0A", "Admin", "SETTINGS", "publ%C4%B1c", "%E2%84%AA", "adm%C4%B0n",
 }
 
-// FuzzJudge is the property of the README's "Security model": for every
+// FuzzJudge is the property of docs/SECURITY.md's "Rules in detail": for every
 // path, either the gate refuses the request, or every reading an upstream
 // may apply to the path it forwards chooses the same rule and route ID as
 // the gate did. Non-canonical paths are redirected first, and the property

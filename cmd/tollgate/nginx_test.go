@@ -257,7 +257,7 @@ func TestNginx_AuthRequestEnforcesTheSameRulesAsProxyMode(t *testing.T) {
 	}
 }
 
-// The bypasses of the README's "Security model" tried through the README's
+// The bypasses of docs/SECURITY.md's "Rules in detail", tried through the README's
 // own nginx setup, and against /.tollgate/auth directly: none reaches the
 // paid page or lets a client choose what is judged.
 func TestNginx_BypassAttemptsFail(t *testing.T) {

@@ -188,7 +188,7 @@ const (
 // browser orders cookies by path length and age, not by who set them, and a
 // sibling subdomain can set a domain-wide cookie of any name; so a second
 // copy of a session cookie is never resolved here: the caller treats it as
-// an attack (README "Security model").
+// an attack (docs/SECURITY.md).
 func (c *Client) readCookies(r *http.Request) (requestCookies, cookieSet) {
 	var rc requestCookies
 	var seen, dup cookieSet

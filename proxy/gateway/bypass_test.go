@@ -13,7 +13,7 @@ import (
 )
 
 // Each test here performs an attack over real HTTP against the gateway and
-// shows it no longer works (README, "Security model").
+// shows it no longer works (docs/SECURITY.md, "Rules in detail").
 
 // Rules and upstream judge the same path: a path that some upstream would
 // route under another rule is refused, whoever asks.

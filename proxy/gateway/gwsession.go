@@ -26,8 +26,9 @@ const (
 	GatewayCookie = "__tollgate"
 	// GatewayCookieSecure is its name when public_url is https. Browsers
 	// accept a __Host- cookie only when it is Secure, has Path=/ and no
-	// Domain, so no sibling subdomain can set one for this host (README
-	// "Security model"). On https the plain name is not read at all.
+	// Domain, so no sibling subdomain can set one for this host
+	// (docs/SECURITY.md, "No cookie tossing"). On https the plain name is
+	// not read at all.
 	GatewayCookieSecure = "__Host-tollgate"
 )
 

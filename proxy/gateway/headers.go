@@ -9,7 +9,7 @@ import (
 // Request headers are judged by name after folding case and "_" to "-":
 // CGI, WSGI (HTTP_X_TOLLGATE_USER), PHP and Rack read "X_Tollgate_User" and
 // "X-Tollgate-User" as one header, so a spelling tollgate did not strip
-// would reach the app as the real thing (README, "Security model").
+// would reach the app as the real thing (docs/SECURITY.md, "Rules in detail").
 
 // headerClass is what tollgate makes of a request header, by name.
 type headerClass uint8
