@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -547,8 +546,8 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 }
 
 // openBilling builds the Stripe adapter on the open store, mounts the
-// webhook, and starts the background loops: price refresh and the
-// account-wide reconcile.
+// webhook, loads the prices, and starts Stripe's background loops (stale
+// re-syncs, price refresh, reconcile).
 func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	store, cache := g.Store, g.Cache
 	sc := stripe.Config{
@@ -571,63 +570,17 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
 	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
 
-	stale := &staleSyncer{billing: billing, log: deps.Logger, now: deps.Now, queue: make(chan string, 256), last: map[string]time.Time{}}
-	opts.Stale = stale
-	g.background(func() { stale.run(ctx) })
-	// Prices first, briefly, so the first upgrade page shows amounts.
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if err := billing.RefreshPrices(pctx); err != nil {
-		deps.Logger.Warn("stripe: loading prices", "err", err)
-	}
-	cancel()
-	g.background(func() { refreshPrices(ctx, billing, deps.Logger) })
-	g.background(func() { reconcile(ctx, store, billing, cfg.Stripe.ReconcileInterval, deps.Logger) })
+	loops := billing.Background(stripe.BackgroundConfig{
+		ReconcileInterval: cfg.Stripe.ReconcileInterval,
+		StoreEmpty: func(ctx context.Context) (bool, error) {
+			c, err := store.Counts(ctx)
+			return c.Customers == 0, err
+		},
+	})
+	opts.Stale = loops
+	loops.LoadPrices(ctx)
+	g.background(func() { loops.Run(ctx) })
 	return nil
-}
-
-// staleSyncer re-syncs, in the background, customers whose active period
-// ended long ago without news (a missed webhook): at most once an hour per
-// customer, never blocking the request that noticed.
-type staleSyncer struct {
-	billing *stripe.Billing
-	log     *slog.Logger
-	now     func() time.Time
-	queue   chan string
-	mu      sync.Mutex
-	last    map[string]time.Time
-}
-
-func (s *staleSyncer) Stale(customerID string) {
-	now := s.now()
-	s.mu.Lock()
-	if t, ok := s.last[customerID]; ok && now.Sub(t) < time.Hour {
-		s.mu.Unlock()
-		return
-	}
-	if len(s.last) > 10000 {
-		clear(s.last) // bounded: at worst a customer is re-synced early
-	}
-	s.last[customerID] = now
-	s.mu.Unlock()
-	select {
-	case s.queue <- customerID:
-	default: // full: the next request or the reconcile will get to it
-	}
-}
-
-func (s *staleSyncer) run(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case id := <-s.queue:
-			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			if err := s.billing.SyncCustomer(sctx, id, ""); err != nil && ctx.Err() == nil {
-				s.log.Warn("stripe: re-sync of a stale subscription", "customer", id, "err", err)
-			}
-			cancel()
-		}
-	}
 }
 
 func (g *app) background(fn func()) {
@@ -636,66 +589,6 @@ func (g *app) background(fn func()) {
 		defer g.bg.Done()
 		fn()
 	}()
-}
-
-// refreshPrices reloads the configured prices for the upgrade page every
-// ten minutes; a failure only leaves amounts off the page.
-func refreshPrices(ctx context.Context, b *stripe.Billing, log *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Minute):
-		}
-		if err := b.RefreshPrices(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("stripe: loading prices", "err", err)
-		}
-	}
-}
-
-// reconcile first processes the events Stripe failed to deliver while
-// tollgate was away, then lists every subscription account-wide (not a call
-// per customer) at start when the store is empty and every
-// stripe.reconcile_interval (default 6 h), jittered, so missed webhooks
-// cannot leave state wrong for long.
-func reconcile(ctx context.Context, store *bolt.Store, b *stripe.Billing, every time.Duration, log *slog.Logger) {
-	catchUp := func() {
-		if n, err := b.CatchUp(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("stripe: catching up on undelivered events", "err", err, "processed", n)
-		} else if n > 0 {
-			log.Info("stripe: caught up on undelivered events", "processed", n)
-		}
-	}
-	catchUp()
-	first := true
-	for {
-		wait := time.Duration(-1) // never
-		if every > 0 {
-			// Jittered, so a fleet restarted together does not list at once.
-			wait = every + time.Duration(rand.Int64N(int64(every/10)+1))
-		}
-		if first {
-			first = false
-			if c, err := store.Counts(ctx); err == nil && c.Customers == 0 {
-				wait = 0
-			}
-		}
-		if wait < 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		n, err := b.SyncAll(ctx)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("stripe: reconcile", "err", err, "customers", n)
-			continue
-		}
-		log.Info("stripe: reconciled", "customers", n)
-		catchUp()
-	}
 }
 
 // serveUntilDone serves until ctx ends, then shuts down gracefully: the
