@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/bolt"
+	"github.com/tollgate/tollgate/proxy/cache"
+	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/gateway"
+	"github.com/tollgate/tollgate/proxy/metrics"
+	"github.com/tollgate/tollgate/proxy/stripe"
+)
+
+// appDeps are the outside things an app can be given instead of the
+// real ones (tests and the demo inject clocks and clients).
+type appDeps struct {
+	Logger     *slog.Logger
+	Now        func() time.Time
+	HTTPClient *http.Client // for Clerk's Backend API
+	// OwnBodyTimeout shortens proxy.OwnBodyTimeout (tests).
+	OwnBodyTimeout time.Duration
+}
+
+// app is a wired tollgate: the public handler, its parts, and what must
+// be closed.
+type app struct {
+	Handler http.Handler
+	Server  *gateway.Server
+	Store   *bolt.Store     // nil without billing
+	Billing *stripe.Billing // nil without billing
+	Clerk   *clerk.Client   // nil without Clerk
+	Cache   *cache.EntitlementCache
+	Metrics *metrics.Metrics
+	current atomic.Pointer[gateway.Server] // swapped by Reload
+	opts    gateway.Options                // how the current server was built
+	revoker *lateRevoker
+	ownBody time.Duration // deadline for the bodies of tollgate's own endpoints (admin API too)
+	reloads sync.Mutex
+	closers []func() error
+	stop    context.CancelFunc // ends the background loops
+	bg      sync.WaitGroup
+}
+
+// Close stops the background loops, then closes what was opened, newest
+// first (the seen batcher flushes before the store closes).
+func (g *app) Close() error {
+	if g.stop != nil {
+		g.stop()
+	}
+	g.bg.Wait()
+	var errs []error
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		errs = append(errs, g.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// newApp is the one place that knows every concrete type.
+func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	g := &app{ownBody: deps.OwnBodyTimeout}
+	if g.ownBody <= 0 {
+		g.ownBody = gateway.OwnBodyTimeout
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	g.stop = stop
+	ok := false
+	defer func() {
+		if !ok {
+			g.Close()
+		}
+	}()
+	g.Metrics = metrics.New()
+	opts := gateway.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
+	if cfg.Clerk.PublishableKey != "" {
+		clerkHTTP := deps.HTTPClient
+		if clerkHTTP == nil {
+			clerkHTTP = &http.Client{Timeout: 10 * time.Second}
+		}
+		counted := *clerkHTTP
+		counted.Transport = g.Metrics.ClerkTransport(clerkHTTP.Transport, clerk.EndpointLabel)
+		cc, err := clerk.New(clerk.Config{
+			PublishableKey:    cfg.Clerk.PublishableKey,
+			SecretKey:         cfg.Clerk.SecretKey,
+			JWTKey:            cfg.Clerk.JWTKey,
+			AuthorizedParties: cfg.Clerk.AuthorizedParties,
+			APIURL:            cfg.Clerk.APIURL,
+			ProxyURL:          cfg.Clerk.ProxyURL,
+			FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
+			SignInURL:         cfg.Clerk.SignInURL,
+			PublicURL:         cfg.PublicURL,
+			ClientAddr:        func(r *http.Request) string { return gateway.ClientAddr(r, cfg.TrustedProxies) },
+			HTTPClient:        &counted,
+			Logger:            deps.Logger.With("component", "clerk"),
+			Now:               deps.Now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("clerk: %w", err)
+		}
+		opts.Auth, opts.Portal, opts.Ender = cc, cc, cc
+		g.Clerk = cc
+		g.Metrics.SetRefreshStretch(cc.RefreshStretch)
+	}
+	// What outlives a reload is built here, once.
+	stateOpts := gateway.StateOptions{Observer: g.Metrics}
+	if g.Clerk != nil {
+		stateOpts.Sessions = g.Clerk
+	}
+	opts.State = gateway.NewState(stateOpts)
+	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {
+		if err := g.openStore(ctx, cfg, deps, &opts); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Stripe.SecretKey != "" {
+		if err := g.openBilling(ctx, cfg, deps, &opts); err != nil {
+			return nil, err
+		}
+	}
+	// Clerk's webhooks revoke gateway sessions, which live in the server
+	// built below: the revoker is pointed at it once it exists.
+	revoker := &lateRevoker{}
+	if g.Clerk != nil && len(cfg.Clerk.WebhookSecrets) > 0 {
+		h, err := clerk.NewWebhookHandler(clerk.WebhookConfig{
+			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker, Memberships: revoker,
+			Logger: deps.Logger.With("component", "clerk-webhook"), Now: deps.Now,
+			Dedupe: func(ctx context.Context, id string) (bool, func() error, error) {
+				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)
+				return seen, func() error { return g.Store.MarkEvent(context.WithoutCancel(ctx), "svix:"+id) }, err
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("clerk webhooks: %w", err)
+		}
+		opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h, Webhook: true})
+	}
+	srv, err := gateway.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	revoker.set(srv)
+	g.opts, g.revoker = opts, revoker
+	g.current.Store(srv)
+	g.Server = srv
+	g.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.current.Load().ServeHTTP(w, r) })
+	if g.Cache != nil {
+		// A subject's subscriptions changed (a webhook's sync, a comp):
+		// its open tunnels are judged again at once.
+		g.Cache.OnChange(func(s proxy.Subject) { g.current.Load().EntitlementsChanged(s) })
+	}
+	ok = true
+	return g, nil
+}
+
+// Reload swaps in a new config's routes, plans and pages without dropping a
+// connection: requests in flight finish on the old server, new ones get the
+// new one. Settings that need a restart (listeners, keys, secrets, the
+// store) must be unchanged, or the new config is refused and the old one
+// keeps serving.
+func (g *app) Reload(cfg *proxy.Config) error {
+	g.reloads.Lock()
+	defer g.reloads.Unlock()
+	old := g.opts.Config
+	if err := restartOnlyChanges(old, cfg); err != nil {
+		return err
+	}
+	opts := g.opts
+	opts.Config = cfg
+	srv, err := gateway.New(opts)
+	if err != nil {
+		return err
+	}
+	if g.Billing != nil {
+		g.Billing.SetPlans(cfg.Plans)
+		g.Billing.SetAccess(cfg.Stripe.Access())
+	}
+	g.opts = opts
+	g.current.Store(srv)
+	g.revoker.set(srv)
+	g.Server = srv
+	return nil
+}
+
+// restartOnlyChanges names the settings a reload cannot apply.
+func restartOnlyChanges(old, cfg *proxy.Config) error {
+	var keys []string
+	if old.Listen != cfg.Listen {
+		keys = append(keys, "listen")
+	}
+	if old.PublicURL.String() != cfg.PublicURL.String() {
+		keys = append(keys, "public_url")
+	}
+	if old.InternalPrefix != cfg.InternalPrefix {
+		keys = append(keys, "internal_prefix")
+	}
+	if !reflect.DeepEqual(old.Clerk, cfg.Clerk) {
+		keys = append(keys, "clerk")
+	}
+	if old.Stripe.SecretKey != cfg.Stripe.SecretKey || old.Stripe.APIURL != cfg.Stripe.APIURL ||
+		!reflect.DeepEqual(old.Stripe.WebhookSecrets, cfg.Stripe.WebhookSecrets) {
+		keys = append(keys, "stripe")
+	}
+	if old.Store != cfg.Store {
+		keys = append(keys, "store")
+	}
+	if !reflect.DeepEqual(old.Admin, cfg.Admin) {
+		keys = append(keys, "admin")
+	}
+	if len(keys) > 0 {
+		return fmt.Errorf("reload refused: %s changed; restart tollgate to apply", strings.Join(keys, ", "))
+	}
+	return nil
+}
+
+// lateRevoker forwards revocations to the server once it is built.
+type lateRevoker struct {
+	mu  sync.Mutex
+	srv *gateway.Server
+}
+
+func (l *lateRevoker) set(s *gateway.Server) { l.mu.Lock(); l.srv = s; l.mu.Unlock() }
+
+func (l *lateRevoker) RevokeSession(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeSession(id)
+	}
+}
+
+func (l *lateRevoker) RevokeUser(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeUser(id)
+	}
+}
+
+func (l *lateRevoker) RevokeMembership(orgID, userID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeMembership(orgID, userID, at)
+	}
+}
+
+func (l *lateRevoker) UpdateMembership(orgID, userID, role string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.UpdateMembership(orgID, userID, role, at)
+	}
+}
+
+func (l *lateRevoker) RevokeOrganization(orgID string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.srv != nil {
+		l.srv.RevokeOrganization(orgID, at)
+	}
+}
+
+// openStore opens bbolt, the LRU in front of it, and the batched last-seen
+// recorder: users are listed for the site owner even without billing.
+func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
+	store, err := bolt.Open(cfg.Store.Path, bolt.Options{Timeout: time.Second, Now: deps.Now})
+	if err != nil {
+		return err
+	}
+	g.Store = store
+	g.closers = append(g.closers, store.Close)
+	cache, err := cache.NewEntitlementCache(store, cfg.Store.CacheSize)
+	if err != nil {
+		return err
+	}
+	cache.SetObserver(g.Metrics)
+	g.Cache = cache
+	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
+	opts.Seen = seen
+	opts.Users = userRows{store}
+	opts.Directory = directory{store}
+	g.closers = append(g.closers, seen.Close)
+	g.background(func() { seen.Run(ctx) })
+	return nil
+}
+
+// openBilling builds the Stripe adapter on the open store, mounts the
+// webhook, loads the prices, and starts Stripe's background loops (stale
+// re-syncs, price refresh, reconcile).
+func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
+	store, cache := g.Store, g.Cache
+	sc := stripe.Config{
+		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
+		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, Access: cfg.Stripe.Access(),
+		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
+		Observer:   g.Metrics,
+		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil, stripe.EndpointLabel)},
+	}
+	if g.Clerk != nil {
+		sc.Directory = g.Clerk
+	}
+	billing, err := stripe.New(sc)
+	if err != nil {
+		return fmt.Errorf("stripe: %w", err)
+	}
+	g.Billing = billing
+	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
+	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
+	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
+	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
+
+	loops := billing.Background(stripe.BackgroundConfig{
+		ReconcileInterval: cfg.Stripe.ReconcileInterval,
+		StoreEmpty: func(ctx context.Context) (bool, error) {
+			c, err := store.Counts(ctx)
+			return c.Customers == 0, err
+		},
+	})
+	opts.Stale = loops
+	loops.LoadPrices(ctx)
+	g.background(func() { loops.Run(ctx) })
+	return nil
+}
+
+func (g *app) background(fn func()) {
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		fn()
+	}()
+}

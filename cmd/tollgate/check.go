@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/config"
+	"github.com/tollgate/tollgate/proxy/stripe"
+)
+
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", stderr)
+	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
+	online := fs.Bool("online", false, "also confirm the Clerk and Stripe keys work and every configured price exists, is active and of the right kind")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
+	}
+	if *online {
+		if err := checkOnline(cfg, stdout); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d routes, %d plans, %d warnings)\n", *configPath, len(cfg.Routes.Rules), len(cfg.Plans), len(cfg.Warnings))
+	return nil
+}
+
+// checkOnline calls Clerk and Stripe with the configured keys: the keys
+// work, the prices exist, are active and of the right kind, and test and
+// live keys are not mixed. It opens no store and changes nothing.
+func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var problems []error
+	if cfg.Clerk.PublishableKey != "" {
+		cc, err := clerk.New(clerk.Config{PublishableKey: cfg.Clerk.PublishableKey, SecretKey: cfg.Clerk.SecretKey,
+			JWTKey: cfg.Clerk.JWTKey, AuthorizedParties: cfg.Clerk.AuthorizedParties, APIURL: cfg.Clerk.APIURL,
+			ProxyURL: cfg.Clerk.ProxyURL, FrontendAPIURL: cfg.Clerk.FrontendAPIURL, SignInURL: cfg.Clerk.SignInURL, PublicURL: cfg.PublicURL})
+		if err == nil {
+			err = cc.Ready(ctx)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Errorf("clerk: %w", err))
+		} else {
+			fmt.Fprintln(stdout, "clerk: keys work")
+		}
+	}
+	if cfg.Stripe.SecretKey != "" {
+		clerkLive := strings.HasPrefix(cfg.Clerk.PublishableKey, "pk_live_")
+		stripeLive := strings.Contains(cfg.Stripe.SecretKey, "_live_")
+		if cfg.Clerk.PublishableKey != "" && clerkLive != stripeLive {
+			// Clerk's publishable and secret keys are checked against each
+			// other by the config; across services a mix may be deliberate
+			// (a staging site on production sign-in), so say it, loudly.
+			fmt.Fprintf(stdout, "warning: keys mixed: a Clerk %s instance with a Stripe %s key\n", liveOrTest(clerkLive), liveOrTest(stripeLive))
+		}
+		b, err := stripe.New(stripe.Config{SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets,
+			APIURL: cfg.Stripe.APIURL, PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans,
+			Store: offlineStore{}})
+		if err == nil {
+			err = b.Ready(ctx)
+		}
+		if err == nil {
+			if perr := b.RefreshPrices(ctx); perr != nil {
+				problems = append(problems, fmt.Errorf("stripe prices: %w", perr))
+			} else {
+				fmt.Fprintln(stdout, "stripe: key works; every configured price exists, is active and of the right kind")
+			}
+		} else {
+			problems = append(problems, fmt.Errorf("stripe: %w", err))
+		}
+	}
+	return errors.Join(problems...)
+}
+
+func liveOrTest(live bool) string {
+	if live {
+		return "live"
+	}
+	return "test"
+}
+
+// offlineStore satisfies stripe.Store for `check -online`, which must not
+// open the real store (a running gateway holds its lock). Nothing that
+// check calls touches it.
+type offlineStore struct{}
+
+func (offlineStore) CustomerOf(context.Context, proxy.Subject) (string, error) { return "", nil }
+func (offlineStore) SubjectOf(context.Context, string) (proxy.Subject, bool, error) {
+	return proxy.Subject{}, false, nil
+}
+func (offlineStore) LinkCustomer(context.Context, proxy.Subject, string) error { return errOffline }
+func (offlineStore) CommitCustomer(context.Context, proxy.CustomerState, string) (proxy.Subject, *proxy.Entitlements, error) {
+	return proxy.Subject{}, nil, errOffline
+}
+func (offlineStore) EventProcessed(context.Context, string) (bool, error) { return false, errOffline }
+func (offlineStore) MarkEvent(context.Context, string) error              { return errOffline }
+func (offlineStore) HadTrial(context.Context, string) (bool, error)       { return false, errOffline }
+func (offlineStore) Cursor(context.Context, string) (string, error)       { return "", errOffline }
+func (offlineStore) SetCursor(context.Context, string, string) error      { return errOffline }
+
+var errOffline = errors.New("check -online opens no store")

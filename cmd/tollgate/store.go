@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/bolt"
+	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/gateway"
+)
+
+// The adapters below answer the gateway's and the Clerk webhook's small
+// interfaces from *bolt.Store.
+
+// directory answers the pages' questions from the store: a user's email
+// and whether a subject's customer had a trial.
+type directory struct{ store *bolt.Store }
+
+func (d directory) Email(ctx context.Context, userID string) (string, error) {
+	// The summary's email is Clerk's (from its webhooks), else the one the
+	// user gave Stripe Checkout.
+	u, err := d.store.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, 1)
+	if err != nil {
+		return "", err
+	}
+	return u.Email, nil
+}
+
+func (d directory) HadTrial(ctx context.Context, s proxy.Subject) (bool, error) {
+	cus, err := d.store.CustomerOf(ctx, s)
+	if err != nil || cus == "" {
+		return false, err
+	}
+	return d.store.HadTrial(ctx, cus)
+}
+
+// userRows lists the store's users for the public admin page.
+type userRows struct{ store *bolt.Store }
+
+func (u userRows) UserRows(ctx context.Context, status, plan, after string, limit int) ([]gateway.UserRow, string, error) {
+	sums, next, err := u.store.ListUsers(ctx, bolt.UserFilter{Status: status, Plan: plan, After: after, Limit: limit})
+	if err != nil {
+		return nil, "", err
+	}
+	rows := make([]gateway.UserRow, 0, len(sums))
+	for _, s := range sums {
+		rows = append(rows, gateway.UserRow{ID: s.ID, Email: s.Email, CustomerID: s.CustomerID, Plans: s.Plans,
+			Status: s.Status, PeriodEnd: s.PeriodEnd, LastSeen: s.LastSeen})
+	}
+	return rows, next, nil
+}
+
+// clerkUsers records Clerk's users in the store.
+type clerkUsers struct{ store *bolt.Store }
+
+func (c clerkUsers) PutUser(ctx context.Context, u clerk.ClerkUser) error {
+	rec := bolt.User{ID: u.ID, Email: u.Email}
+	// Memberships arrive in their own events: keep the ones already known.
+	if old, err := c.store.User(ctx, u.ID); err == nil {
+		rec.OrgIDs = old.OrgIDs
+	} else if !errors.Is(err, proxy.ErrNotFound) {
+		return err
+	}
+	return c.store.PutUser(ctx, rec)
+}
+
+// clerkOrgs keeps Clerk's organisations and memberships in the store, for
+// the admin listing of organisation plans.
+type clerkOrgs struct{ store *bolt.Store }
+
+func (c clerkOrgs) PutOrg(ctx context.Context, o clerk.ClerkOrg) error {
+	return c.store.PutOrg(ctx, bolt.Org{ID: o.ID, Slug: o.Slug, Name: o.Name})
+}
+func (c clerkOrgs) DeleteOrg(ctx context.Context, id string) error { return c.store.DeleteOrg(ctx, id) }
+func (c clerkOrgs) PutMembership(ctx context.Context, orgID, userID, role string) error {
+	return c.store.PutMembership(ctx, orgID, userID, role)
+}
+func (c clerkOrgs) DeleteMembership(ctx context.Context, orgID, userID string) error {
+	return c.store.DeleteMembership(ctx, orgID, userID)
+}
+
+func (c clerkUsers) DeleteUser(ctx context.Context, id string) error {
+	return c.store.DeleteUser(ctx, id)
+}
