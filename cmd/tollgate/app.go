@@ -94,21 +94,9 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		}
 		counted := *clerkHTTP
 		counted.Transport = g.Metrics.ClerkTransport(clerkHTTP.Transport, clerk.EndpointLabel)
-		cc, err := clerk.New(clerk.Config{
-			PublishableKey:    cfg.Clerk.PublishableKey,
-			SecretKey:         cfg.Clerk.SecretKey,
-			JWTKey:            cfg.Clerk.JWTKey,
-			AuthorizedParties: cfg.Clerk.AuthorizedParties,
-			APIURL:            cfg.Clerk.APIURL,
-			ProxyURL:          cfg.Clerk.ProxyURL,
-			FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
-			SignInURL:         cfg.Clerk.SignInURL,
-			PublicURL:         cfg.PublicURL,
-			ClientAddr:        func(r *http.Request) string { return gateway.ClientAddr(r, cfg.TrustedProxies) },
-			HTTPClient:        &counted,
-			Logger:            deps.Logger.With("component", "clerk"),
-			Now:               deps.Now,
-		})
+		ccfg := clerkConfig(cfg)
+		ccfg.HTTPClient, ccfg.Logger, ccfg.Now = &counted, deps.Logger.With("component", "clerk"), deps.Now
+		cc, err := clerk.New(ccfg)
 		if err != nil {
 			return nil, fmt.Errorf("clerk: %w", err)
 		}
@@ -165,6 +153,36 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 	}
 	ok = true
 	return g, nil
+}
+
+// clerkConfig and stripeConfig are what the config says about each
+// service, mapped once for the gateway (newApp) and for `check -online`;
+// the callers add clients, loggers, clocks and stores.
+func clerkConfig(cfg *proxy.Config) clerk.Config {
+	return clerk.Config{
+		PublishableKey:    cfg.Clerk.PublishableKey,
+		SecretKey:         cfg.Clerk.SecretKey,
+		JWTKey:            cfg.Clerk.JWTKey,
+		AuthorizedParties: cfg.Clerk.AuthorizedParties,
+		APIURL:            cfg.Clerk.APIURL,
+		ProxyURL:          cfg.Clerk.ProxyURL,
+		FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
+		SignInURL:         cfg.Clerk.SignInURL,
+		PublicURL:         cfg.PublicURL,
+		ClientAddr:        func(r *http.Request) string { return gateway.ClientAddr(r, cfg.TrustedProxies) },
+	}
+}
+
+func stripeConfig(cfg *proxy.Config) stripe.Config {
+	return stripe.Config{
+		SecretKey:      cfg.Stripe.SecretKey,
+		WebhookSecrets: cfg.Stripe.WebhookSecrets,
+		APIURL:         cfg.Stripe.APIURL,
+		PublicURL:      cfg.PublicURL,
+		InternalPrefix: cfg.InternalPrefix,
+		Plans:          cfg.Plans,
+		Access:         cfg.Stripe.Access(),
+	}
 }
 
 // Reload swaps in a new config's routes, plans and pages without dropping a
@@ -304,13 +322,10 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 // re-syncs, price refresh, reconcile).
 func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	store, cache := g.Store, g.Cache
-	sc := stripe.Config{
-		SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets, APIURL: cfg.Stripe.APIURL,
-		PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans, Access: cfg.Stripe.Access(),
-		Store: store, Cache: cache, Logger: deps.Logger.With("component", "stripe"), Now: deps.Now,
-		Observer:   g.Metrics,
-		HTTPClient: &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil, stripe.EndpointLabel)},
-	}
+	sc := stripeConfig(cfg)
+	sc.Store, sc.Cache, sc.Observer = store, cache, g.Metrics
+	sc.Logger, sc.Now = deps.Logger.With("component", "stripe"), deps.Now
+	sc.HTTPClient = &http.Client{Timeout: 20 * time.Second, Transport: g.Metrics.StripeTransport(nil, stripe.EndpointLabel)}
 	if g.Clerk != nil {
 		sc.Directory = g.Clerk
 	}

@@ -45,9 +45,7 @@ func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
 	defer cancel()
 	var problems []error
 	if cfg.Clerk.PublishableKey != "" {
-		cc, err := clerk.New(clerk.Config{PublishableKey: cfg.Clerk.PublishableKey, SecretKey: cfg.Clerk.SecretKey,
-			JWTKey: cfg.Clerk.JWTKey, AuthorizedParties: cfg.Clerk.AuthorizedParties, APIURL: cfg.Clerk.APIURL,
-			ProxyURL: cfg.Clerk.ProxyURL, FrontendAPIURL: cfg.Clerk.FrontendAPIURL, SignInURL: cfg.Clerk.SignInURL, PublicURL: cfg.PublicURL})
+		cc, err := clerk.New(clerkConfig(cfg))
 		if err == nil {
 			err = cc.Ready(ctx)
 		}
@@ -66,20 +64,10 @@ func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
 			// (a staging site on production sign-in), so say it, loudly.
 			fmt.Fprintf(stdout, "warning: keys mixed: a Clerk %s instance with a Stripe %s key\n", liveOrTest(clerkLive), liveOrTest(stripeLive))
 		}
-		b, err := stripe.New(stripe.Config{SecretKey: cfg.Stripe.SecretKey, WebhookSecrets: cfg.Stripe.WebhookSecrets,
-			APIURL: cfg.Stripe.APIURL, PublicURL: cfg.PublicURL, InternalPrefix: cfg.InternalPrefix, Plans: cfg.Plans,
-			Store: offlineStore{}})
-		if err == nil {
-			err = b.Ready(ctx)
-		}
-		if err == nil {
-			if perr := b.RefreshPrices(ctx); perr != nil {
-				problems = append(problems, fmt.Errorf("stripe prices: %w", perr))
-			} else {
-				fmt.Fprintln(stdout, "stripe: key works; every configured price exists, is active and of the right kind")
-			}
-		} else {
+		if err := stripe.CheckKey(ctx, stripeConfig(cfg)); err != nil {
 			problems = append(problems, fmt.Errorf("stripe: %w", err))
+		} else {
+			fmt.Fprintln(stdout, "stripe: key works; every configured price exists, is active and of the right kind")
 		}
 	}
 	return errors.Join(problems...)
@@ -91,24 +79,3 @@ func liveOrTest(live bool) string {
 	}
 	return "test"
 }
-
-// offlineStore satisfies stripe.Store for `check -online`, which must not
-// open the real store (a running gateway holds its lock). Nothing that
-// check calls touches it.
-type offlineStore struct{}
-
-func (offlineStore) CustomerOf(context.Context, proxy.Subject) (string, error) { return "", nil }
-func (offlineStore) SubjectOf(context.Context, string) (proxy.Subject, bool, error) {
-	return proxy.Subject{}, false, nil
-}
-func (offlineStore) LinkCustomer(context.Context, proxy.Subject, string) error { return errOffline }
-func (offlineStore) CommitCustomer(context.Context, proxy.CustomerState, string) (proxy.Subject, *proxy.Entitlements, error) {
-	return proxy.Subject{}, nil, errOffline
-}
-func (offlineStore) EventProcessed(context.Context, string) (bool, error) { return false, errOffline }
-func (offlineStore) MarkEvent(context.Context, string) error              { return errOffline }
-func (offlineStore) HadTrial(context.Context, string) (bool, error)       { return false, errOffline }
-func (offlineStore) Cursor(context.Context, string) (string, error)       { return "", errOffline }
-func (offlineStore) SetCursor(context.Context, string, string) error      { return errOffline }
-
-var errOffline = errors.New("check -online opens no store")

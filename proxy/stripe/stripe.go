@@ -198,11 +198,33 @@ var (
 
 // New builds a Billing from cfg.
 func New(cfg Config) (*Billing, error) {
-	if cfg.SecretKey == "" {
-		return nil, errors.New("stripe: no secret key")
-	}
 	if cfg.Store == nil {
 		return nil, errors.New("stripe: no store")
+	}
+	return newBilling(cfg)
+}
+
+// CheckKey is what `tollgate check -online` asks of Stripe, without a
+// store: the key works and sees every configured price (Ready), and each
+// price is active and of the right kind (RefreshPrices). It writes nothing;
+// cfg.Store and cfg.Cache are not used.
+func CheckKey(ctx context.Context, cfg Config) error {
+	cfg.Store, cfg.Cache = nil, nil
+	b, err := newBilling(cfg)
+	if err != nil {
+		return err
+	}
+	if err := b.Ready(ctx); err != nil {
+		return err
+	}
+	return b.RefreshPrices(ctx)
+}
+
+// newBilling is New without the store check: a Billing without a store
+// may only call Stripe, never commit (CheckKey).
+func newBilling(cfg Config) (*Billing, error) {
+	if cfg.SecretKey == "" {
+		return nil, errors.New("stripe: no secret key")
 	}
 	if cfg.PublicURL == nil || cfg.PublicURL.Scheme == "" || cfg.PublicURL.Host == "" {
 		return nil, errors.New("stripe: public URL must be absolute")
