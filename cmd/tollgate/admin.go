@@ -382,7 +382,7 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 	}
 	if g.Billing != nil {
 		ac.Billing = g.Billing
-		ac.Ready = append(ac.Ready, admin.Check{Name: "stripe", Run: (&stickyCheck{run: g.Billing.Ready}).Run})
+		ac.Ready = append(ac.Ready, admin.Check{Name: "stripe", Run: g.Billing.ReadyCheck()})
 	}
 	h, err := admin.New(ac)
 	if err != nil {
@@ -402,74 +402,6 @@ func (g *app) currentPlans() []proxy.Plan {
 		return nil
 	}
 	return g.opts.Config.Plans
-}
-
-// stickyCheck is Stripe's readiness: "reachable or cached". A success is
-// reused for a minute (probes do not each call Stripe), and while Stripe
-// fails the gateway stays ready for 15 minutes after the last success:
-// the gate never calls Stripe, so a Stripe outage alone must not take it
-// out of a load balancer. A failure is reused for stickyRetry, so however
-// often /readyz is asked, Stripe is asked at most once in that time, and
-// one call at a time: concurrent probes wait for its answer, and no lock
-// is held while the call waits for its share of the Stripe budget.
-type stickyCheck struct {
-	run func(context.Context) error
-
-	mu      sync.Mutex
-	ok      time.Time     // last success
-	last    time.Time     // last call
-	lastErr error         // its outcome
-	running chan struct{} // closed when the call in flight ends; nil when none
-}
-
-const stickyRetry = 10 * time.Second
-
-func (c *stickyCheck) Run(ctx context.Context) error {
-	c.mu.Lock()
-	for c.running != nil {
-		ch := c.running
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		c.mu.Lock()
-	}
-	now := time.Now()
-	if !c.ok.IsZero() && now.Sub(c.ok) < time.Minute {
-		c.mu.Unlock()
-		return nil
-	}
-	if !c.last.IsZero() && now.Sub(c.last) < stickyRetry {
-		err := c.verdict(now)
-		c.mu.Unlock()
-		return err
-	}
-	ch := make(chan struct{})
-	c.running = ch
-	c.mu.Unlock()
-
-	err := c.run(ctx)
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.running = nil
-	close(ch)
-	c.last, c.lastErr = now, err
-	if err == nil {
-		c.ok = now
-	}
-	return c.verdict(now)
-}
-
-// verdict is ready (nil) after a success, or a failure within 15 minutes
-// of one; else the last error. The caller holds c.mu.
-func (c *stickyCheck) verdict(now time.Time) error {
-	if c.lastErr == nil || !c.ok.IsZero() && now.Sub(c.ok) < 15*time.Minute {
-		return nil
-	}
-	return c.lastErr
 }
 
 // serveAdmin serves the admin listener (admin.listen) until ctx ends or

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"maps"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,38 +262,5 @@ func TestDemo_StripeMetricsCarryNoIDs(t *testing.T) {
 		if route != "/v1/" && !slices.Contains(allowed, route) {
 			t.Errorf("the sandbox served %s, which is not in the allow-list", route)
 		}
-	}
-}
-
-// Ensure /readyz on the admin listener cannot be used to spend Stripe
-// calls: while Stripe fails, the failure is reused for stickyRetry, and
-// probes arriving while the one call is in flight share its answer.
-func TestStickyCheck_AsksStripeOnceWhileFailing(t *testing.T) {
-	var calls atomic.Int32
-	entered, release := make(chan struct{}), make(chan struct{})
-	c := &stickyCheck{run: func(ctx context.Context) error {
-		if calls.Add(1) == 1 {
-			close(entered)
-			<-release
-		}
-		return errors.New("stripe is down")
-	}}
-	errs := make(chan error, 20)
-	go func() { errs <- c.Run(t.Context()) }()
-	<-entered
-	for range 19 {
-		go func() { errs <- c.Run(t.Context()) }()
-	}
-	close(release)
-	for range 20 {
-		if err := <-errs; err == nil {
-			t.Error("ready while Stripe has never answered")
-		}
-	}
-	for range 100 {
-		c.Run(t.Context())
-	}
-	if n := calls.Load(); n != 1 {
-		t.Errorf("120 probes while failing made %d Stripe calls, want 1", n)
 	}
 }
