@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
+	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/gateway"
 	"github.com/tollgate/tollgate/proxy/metrics"
 	"github.com/tollgate/tollgate/proxy/stripe"
@@ -194,7 +193,7 @@ func (g *app) Reload(cfg *proxy.Config) error {
 	g.reloads.Lock()
 	defer g.reloads.Unlock()
 	old := g.opts.Config
-	if err := restartOnlyChanges(old, cfg); err != nil {
+	if err := config.CheckReload(old, cfg); err != nil {
 		return err
 	}
 	opts := g.opts
@@ -212,85 +211,6 @@ func (g *app) Reload(cfg *proxy.Config) error {
 	g.revoker.set(srv)
 	g.Server = srv
 	return nil
-}
-
-// restartOnlyChanges names the settings a reload cannot apply.
-func restartOnlyChanges(old, cfg *proxy.Config) error {
-	var keys []string
-	if old.Listen != cfg.Listen {
-		keys = append(keys, "listen")
-	}
-	if old.PublicURL.String() != cfg.PublicURL.String() {
-		keys = append(keys, "public_url")
-	}
-	if old.InternalPrefix != cfg.InternalPrefix {
-		keys = append(keys, "internal_prefix")
-	}
-	if !reflect.DeepEqual(old.Clerk, cfg.Clerk) {
-		keys = append(keys, "clerk")
-	}
-	if old.Stripe.SecretKey != cfg.Stripe.SecretKey || old.Stripe.APIURL != cfg.Stripe.APIURL ||
-		!reflect.DeepEqual(old.Stripe.WebhookSecrets, cfg.Stripe.WebhookSecrets) {
-		keys = append(keys, "stripe")
-	}
-	if old.Store != cfg.Store {
-		keys = append(keys, "store")
-	}
-	if !reflect.DeepEqual(old.Admin, cfg.Admin) {
-		keys = append(keys, "admin")
-	}
-	if len(keys) > 0 {
-		return fmt.Errorf("reload refused: %s changed; restart tollgate to apply", strings.Join(keys, ", "))
-	}
-	return nil
-}
-
-// lateRevoker forwards revocations to the server once it is built.
-type lateRevoker struct {
-	mu  sync.Mutex
-	srv *gateway.Server
-}
-
-func (l *lateRevoker) set(s *gateway.Server) { l.mu.Lock(); l.srv = s; l.mu.Unlock() }
-
-func (l *lateRevoker) RevokeSession(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeSession(id)
-	}
-}
-
-func (l *lateRevoker) RevokeUser(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeUser(id)
-	}
-}
-
-func (l *lateRevoker) RevokeMembership(orgID, userID string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeMembership(orgID, userID, at)
-	}
-}
-
-func (l *lateRevoker) UpdateMembership(orgID, userID, role string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.UpdateMembership(orgID, userID, role, at)
-	}
-}
-
-func (l *lateRevoker) RevokeOrganization(orgID string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeOrganization(orgID, at)
-	}
 }
 
 // openStore opens bbolt, the LRU in front of it, and the batched last-seen
