@@ -1,13 +1,16 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,33 +31,101 @@ func buildTollgate(t *testing.T, dir string) string {
 	return bin
 }
 
-// startServe runs `tollgate serve` as a separate process with env, and waits
-// until it answers.
-func startServe(t *testing.T, bin, config string, env map[string]string, base string) *exec.Cmd {
+// servePorts draws two loopback addresses for a `tollgate serve` child,
+// which binds its own ports (they are in its config, as in the image). The
+// ports are drawn at random outside the kernel's ephemeral range, which no
+// `:0` listener and no outgoing connection is ever given: no socket of
+// this test or another can take them between the draw and the child's
+// bind, as it could a port found by listening on :0 and closing. A port
+// some other program holds makes the child fail with EADDRINUSE, and
+// startServe draws again.
+func servePorts(t *testing.T) (addr, admin string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "-config", config)
-	cmd.Env = os.Environ()
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), `"level":"ERROR"`) || !strings.HasPrefix(sc.Text(), "{") {
-				t.Logf("tollgate: %s", sc.Text())
+	low, high := 32768, 60999 // Linux's default ephemeral range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			l, err1 := strconv.Atoi(f[0])
+			h, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil {
+				low, high = l, h
 			}
 		}
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	eventually(t, "tollgate serve to answer", func() bool { return statusOf(t, base+"/.tollgate/healthz") == 200 })
-	return cmd
+	}
+	var ranges [][2]int // [from, to)
+	if low > 10000 {
+		ranges = append(ranges, [2]int{10000, low})
+	}
+	if high < 65535 {
+		ranges = append(ranges, [2]int{high + 1, 65536})
+	}
+	n := 0
+	for _, r := range ranges {
+		n += r[1] - r[0]
+	}
+	if n < 1000 {
+		t.Fatalf("no room outside the ephemeral ports %d-%d for a child's ports", low, high)
+	}
+	draw := func() int {
+		i := rand.IntN(n)
+		for _, r := range ranges {
+			if i < r[1]-r[0] {
+				return r[0] + i
+			}
+			i -= r[1] - r[0]
+		}
+		panic("unreachable")
+	}
+	p, q := draw(), draw()
+	for q == p {
+		q = draw()
+	}
+	return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", q)
+}
+
+// serveChild is a `tollgate serve` process the test started.
+type serveChild struct {
+	cmd    *exec.Cmd
+	addr   string        // its public listener
+	logs   *lockedWriter // its stdout and stderr
+	exited chan struct{} // closed once it has exited; err is then Wait's
+	err    error
+}
+
+// startServe starts the `tollgate serve` process that newCmd builds for a
+// public and an admin address, and returns once it logs that it serves,
+// which it does after binding both. A child that fails to bind (a port
+// another program holds) is started again on other ports. The process is
+// killed by its PID when the test ends.
+func startServe(t *testing.T, newCmd func(addr, admin string) *exec.Cmd) *serveChild {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addr, admin := servePorts(t)
+		c := &serveChild{cmd: newCmd(addr, admin), addr: addr, logs: &lockedWriter{w: &bytes.Buffer{}}, exited: make(chan struct{})}
+		c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+		if err := c.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { c.err = c.cmd.Wait(); close(c.exited) }()
+		t.Cleanup(func() {
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+			if t.Failed() {
+				t.Logf("tollgate serve on %s:\n%s", addr, c.logs.String())
+			}
+		})
+		if c.logs.waitFor("tollgate serving", c.exited, 30*time.Second) {
+			return c
+		}
+		select {
+		case <-c.exited:
+			if strings.Contains(c.logs.String(), "address already in use") && attempt < 5 {
+				continue
+			}
+			t.Fatalf("tollgate serve exited before serving: %v\n%s", c.err, c.logs.String())
+		default:
+			t.Fatalf("tollgate serve did not serve within 30s:\n%s", c.logs.String())
+		}
+	}
 }
 
 // TestServe_KillNineRightAfterAWebhookLosesNothing: a webhook acknowledged
@@ -67,19 +138,26 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 	d, _ := mustRunDemo(t)
 	dir := t.TempDir()
 	bin := buildTollgate(t, dir)
-	addr := freeAddr(t)
-	base := "http://" + addr
-	env := map[string]string{}
-	for k, v := range d.env {
-		env[k] = v
-	}
-	env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_STORE"] = addr, base, filepath.Join(dir, "tollgate.db")
-	env["DEMO_ADMIN_LISTEN"] = freeAddr(t)
 	config := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(config, demoConfig, 0o400); err != nil {
 		t.Fatal(err)
 	}
-	proc := startServe(t, bin, config, env, base)
+	env := map[string]string{}
+	for k, v := range d.env {
+		env[k] = v
+	}
+	env["DEMO_STORE"] = filepath.Join(dir, "tollgate.db")
+	serveDemo := func(addr, admin string) *exec.Cmd {
+		env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
+		cmd := exec.Command(bin, "serve", "-config", config)
+		cmd.Env = os.Environ()
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		return cmd
+	}
+	proc := startServe(t, serveDemo)
+	base := "http://" + proc.addr
 	d.Stripe.SetWebhook(base+"/.tollgate/webhooks/stripe", d.webhookSecret)
 
 	// A customer made outside tollgate (the app's own checkout, say), tagged
@@ -113,14 +191,14 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 		}
 	}
 	// Acknowledged: kill -9 now.
-	if err := proc.Process.Kill(); err != nil {
+	if err := proc.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	_ = proc.Wait()
+	<-proc.exited
 
 	// Restart with Stripe unreachable: the state must come from the store.
 	env["DEMO_STRIPE_URL"] = "http://127.0.0.1:9"
-	startServe(t, bin, config, env, base)
+	base = "http://" + startServe(t, serveDemo).addr
 	tok := d.Clerk.MintSessionToken("user_ada", "sess_crash", time.Now(), nil)
 	req, _ := http.NewRequest("GET", base+"/routes/415VNA/", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)

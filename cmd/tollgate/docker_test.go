@@ -7,7 +7,6 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"io"
-	"net"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
@@ -205,14 +204,11 @@ func TestDocker_BinaryRunsAsTheImageDoes(t *testing.T) {
 	appSrv := httptest.NewServer(sandbox.DemoApp(sandbox.DemoOptions{}))
 	t.Cleanup(appSrv.Close)
 
-	addr := freeLoopbackAddr(t)
-	public := "http://" + addr
 	webhookSecret := "whsec_" + randomHex(24)
-	stripeSB.SetWebhook(public+"/.tollgate/webhooks/stripe", webhookSecret)
 
 	// The config a site owner writes, secrets from the environment.
 	config := filepath.Join(confDir, "config.yaml")
-	if err := os.WriteFile(config, []byte(`listen: "`+addr+`"
+	if err := os.WriteFile(config, []byte(`listen: "${LISTEN}"
 public_url: "${PUBLIC_URL}"
 upstream: "`+appSrv.URL+`"
 default_access: paid
@@ -249,9 +245,10 @@ store:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.Chmod(confDir, 0o755) })
+	// The listen address comes from the environment too: it is drawn when
+	// the process starts (startServe).
 	env := []string{
 		"PATH=/usr/bin:/bin", "HOME=" + dataDir,
-		"PUBLIC_URL=" + public,
 		"CLERK_PUBLISHABLE_KEY=" + clerkSB.PublishableKey(),
 		"CLERK_SECRET_KEY=" + clerkSB.SecretKey(),
 		"TOLLGATE_SESSION_SECRET=" + randomHex(32),
@@ -281,41 +278,28 @@ store:
 		}
 	}
 
-	logs := &lockedWriter{w: &bytes.Buffer{}}
-	serve := asImageUser(exec.Command(bin, "serve", "-config", config, "-log", "text"))
-	serve.Stdout, serve.Stderr = logs, logs
-	if err := serve.Start(); err != nil {
+	baseEnv := env
+	serve := startServe(t, func(addr, _ string) *exec.Cmd {
+		env = append(baseEnv[:len(baseEnv):len(baseEnv)], "LISTEN="+addr, "PUBLIC_URL=http://"+addr)
+		return asImageUser(exec.Command(bin, "serve", "-config", config, "-log", "text"))
+	})
+	logs := serve.logs
+	public := "http://" + serve.addr
+	stripeSB.SetWebhook(public+"/.tollgate/webhooks/stripe", webhookSecret)
+
+	// Docker's HEALTHCHECK: the same command, as the same user, passes as
+	// soon as tollgate serves.
+	if out, err := asImageUser(exec.Command(bin, "healthcheck", "-config", config)).CombinedOutput(); err != nil {
+		t.Fatalf("healthcheck: %v %s\nlogs:\n%s", err, out, logs.String())
+	}
+
+	// docker kill -s HUP (README): the config is re-read.
+	if err := serve.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = serve.Process.Kill()
-			<-exited
-		}
-	})
-
-	// Docker's HEALTHCHECK: the same command, as the same user.
-	start = time.Now()
-	for {
-		hc := asImageUser(exec.Command(bin, "healthcheck", "-config", config))
-		out, err := hc.CombinedOutput()
-		if err == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("tollgate exited before it was healthy: %v\n%s", err, logs.String())
-		default:
-		}
-		if time.Since(start) > 20*time.Second {
-			t.Fatalf("healthcheck never passed: %v %s\nlogs:\n%s", err, out, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !logs.waitFor("config reloaded", serve.exited, 20*time.Second) {
+		t.Fatalf("no reload after SIGHUP:\n%s", logs.String())
 	}
-	t.Logf("healthy after %v", time.Since(start).Round(time.Millisecond))
 
 	// A public page, and a signed-in API call (Clerk JWKS over the network).
 	jar, _ := cookiejar.New(nil)
@@ -339,14 +323,13 @@ store:
 
 	// docker stop: SIGTERM, then a clean exit.
 	start = time.Now()
-	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := serve.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\nlogs:\n%s", err, logs.String())
+	case <-serve.exited:
+		if serve.err != nil {
+			t.Fatalf("exit after SIGTERM: %v\nlogs:\n%s", serve.err, logs.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("still running 15 s after SIGTERM (docker stop would kill it at 10 s)")
@@ -379,18 +362,6 @@ func assertStatic(t *testing.T, bin string) {
 	}
 }
 
-// freeLoopbackAddr picks a free port on 127.0.0.1 for a child process.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -398,15 +369,20 @@ func randomHex(n int) string {
 }
 
 // lockedWriter collects a child's output; exec copies it from another
-// goroutine while the test reads it.
+// goroutine while the test reads it, or waits for a line.
 type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
+	mu      sync.Mutex
+	w       *bytes.Buffer
+	written chan struct{} // closed by the next Write; nil when nobody waits
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.written != nil {
+		close(l.written)
+		l.written = nil
+	}
 	return l.w.Write(p)
 }
 
@@ -414,4 +390,30 @@ func (l *lockedWriter) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.String()
+}
+
+// waitFor reports whether the output comes to contain s before done is
+// closed (the child exited) or within passes.
+func (l *lockedWriter) waitFor(s string, done <-chan struct{}, within time.Duration) bool {
+	timeout := time.NewTimer(within)
+	defer timeout.Stop()
+	for {
+		l.mu.Lock()
+		if strings.Contains(l.w.String(), s) {
+			l.mu.Unlock()
+			return true
+		}
+		if l.written == nil {
+			l.written = make(chan struct{})
+		}
+		written := l.written
+		l.mu.Unlock()
+		select {
+		case <-written:
+		case <-done:
+			return strings.Contains(l.String(), s)
+		case <-timeout.C:
+			return false
+		}
+	}
 }
