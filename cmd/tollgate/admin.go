@@ -393,23 +393,21 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 	return gateway.WithBodyDeadline(h, g.ownBody), nil
 }
 
-// currentPlans are the plans of the config now serving (SIGHUP may change
-// them).
+// currentPlans are the plans of the config now serving (a reload may
+// change them).
 func (g *app) currentPlans() []proxy.Plan {
-	g.reloads.Lock()
-	defer g.reloads.Unlock()
-	if g.opts.Config == nil {
-		return nil
+	if cfg := g.config(); cfg != nil {
+		return cfg.Plans
 	}
-	return g.opts.Config.Plans
+	return nil
 }
 
-// serveAdmin serves the admin listener (admin.listen) until ctx ends or
-// stop is called; without admin.listen it does nothing. stop shuts the
-// listener down and waits for the syncs it started, so call it before the
-// gateway closes its store.
-func serveAdmin(ctx context.Context, cfg *proxy.Config, g *app, logger *slog.Logger) (stop func() error, err error) {
-	if cfg.Admin.Listen == "" {
+// serveAdmin serves the admin API on ln until ctx ends or stop is called;
+// with a nil ln (no admin.listen) it does nothing. stop shuts the listener
+// down and waits for the syncs it started, so call it before the gateway
+// closes its store.
+func serveAdmin(ctx context.Context, ln net.Listener, cfg *proxy.Config, g *app, logger *slog.Logger) (stop func() error, err error) {
+	if ln == nil {
 		return func() error { return nil }, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -417,12 +415,8 @@ func serveAdmin(ctx context.Context, cfg *proxy.Config, g *app, logger *slog.Log
 	h, err := g.adminHandler(ctx, cfg, logger, func(fn func()) { bg.Go(fn) })
 	if err != nil {
 		cancel()
+		ln.Close()
 		return nil, err
-	}
-	ln, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("admin listen: %w", err)
 	}
 	logger.Info("admin listener", "addr", ln.Addr().String(), "api", cfg.Admin.Token != "")
 	errc := make(chan error, 1)

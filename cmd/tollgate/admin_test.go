@@ -316,22 +316,11 @@ func TestAdminCommands_ConfigAndToken(t *testing.T) {
 	}
 }
 
-// admFreeAddr returns a loopback address nobody listens on (now).
-func admFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestServeAdmin: a gateway's admin listener answers health and metrics
 // without a token, guards its API, and stops cleanly.
 func TestServeAdmin(t *testing.T) {
-	addr := admFreeAddr(t)
+	ln := loopback(t)
+	addr := ln.Addr().String()
 	cfg, err := config.Load(admConfig(t, addr, admToken))
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +330,7 @@ func TestServeAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gw.Close()
-	stop, err := serveAdmin(t.Context(), cfg, gw, slog.New(slog.DiscardHandler))
+	stop, err := serveAdmin(t.Context(), ln, cfg, gw, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

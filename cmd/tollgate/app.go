@@ -154,6 +154,13 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 	return g, nil
 }
 
+// config is the config now serving.
+func (g *app) config() *proxy.Config {
+	g.reloads.Lock()
+	defer g.reloads.Unlock()
+	return g.opts.Config
+}
+
 // clerkConfig and stripeConfig are what the config says about each
 // service, mapped once for the gateway (newApp) and for `check -online`;
 // the callers add clients, loggers, clocks and stores.

@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/config"
 )
 
 // syncBuffer is a log sink the test can read while the server writes.
@@ -33,16 +34,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -67,22 +58,88 @@ func statusOf(t *testing.T, u string) int {
 	return resp.StatusCode
 }
 
-// TestServe_SIGHUPReloadsRoutesWithoutDroppingConnections runs `tollgate
-// serve` for real: a reload swaps the rules, a request in flight finishes,
-// a bad config is refused and the old one keeps serving, and SIGTERM ends
-// it cleanly.
-func TestServe_SIGHUPReloadsRoutesWithoutDroppingConnections(t *testing.T) {
+// loopback is a listener on a port the system picked, closed when the
+// test ends (serve closes it first when it has been handed it).
+func loopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// servedGateway is `tollgate serve` run in-process by startServing.
+type servedGateway struct {
+	base   string        // http://addr
+	reload chan struct{} // what SIGHUP does
+	logs   *syncBuffer   // its log
+	cancel func()        // what SIGTERM does
+	done   chan struct{} // closed once serve has returned; err is then its result
+	err    error
+}
+
+// wait waits for serve to return after cancel, and reports its result.
+func (s *servedGateway) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(35 * time.Second): // past serve's 30 s grace
+		t.Fatal("serve did not stop")
+		return nil
+	}
+}
+
+// startServing builds the gateway from the config file at path, as
+// runServe does, and serves it on ln with a reload channel the test holds.
+func startServing(t *testing.T, path string, ln net.Listener) *servedGateway {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	logger := newLogger(logs, "json")
+	gw, err := newApp(cfg, appDeps{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &servedGateway{base: "http://" + ln.Addr().String(), reload: make(chan struct{}), logs: logs, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.err = serve(ctx, gw, path, ln, nil, s.reload, logger)
+		gw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		s.wait(t)
+	})
+	return s
+}
+
+// TestServe_ReloadSwapsRoutesWithoutDroppingConnections runs `tollgate
+// serve` in-process: a reload swaps the rules, a request in flight
+// finishes, a bad config is refused and the old one keeps serving, a
+// change that needs a restart is refused, and the end of its context (what
+// SIGTERM does) ends it cleanly.
+func TestServe_ReloadSwapsRoutesWithoutDroppingConnections(t *testing.T) {
 	release := make(chan struct{})
+	started := make(chan struct{}, 1)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			w.WriteHeader(200)
 			w.(http.Flusher).Flush()
+			started <- struct{}{}
 			<-release
 		}
 		fmt.Fprint(w, "upstream ", r.URL.Path)
 	}))
 	defer upstream.Close()
-	addr := freeAddr(t)
+	ln := loopback(t)
+	addr := ln.Addr().String()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	write := func(routes string) {
@@ -94,12 +151,11 @@ func TestServe_SIGHUPReloadsRoutesWithoutDroppingConnections(t *testing.T) {
 	}
 	write("  - { path: \"/a\", access: public }\n  - { path: \"/slow\", access: public }\n")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", path}, io.Discard, logs) }()
-	base := "http://" + addr
-	eventually(t, "the gateway to listen", func() bool { return statusOf(t, base+"/a") == 200 })
+	s := startServing(t, path, ln)
+	base := s.base
+	if got := statusOf(t, base+"/a"); got != 200 {
+		t.Fatalf("/a before reload: %d", got)
+	}
 	if got := statusOf(t, base+"/b"); got != 403 {
 		t.Fatalf("/b before reload: %d", got)
 	}
@@ -116,10 +172,10 @@ func TestServe_SIGHUPReloadsRoutesWithoutDroppingConnections(t *testing.T) {
 		resp.Body.Close()
 		slow <- string(b)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	<-started
 
 	write("  - { path: \"/a\", access: public }\n  - { path: \"/b\", access: public }\n  - { path: \"/slow\", access: public }\n")
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	s.reload <- struct{}{}
 	eventually(t, "the new rule", func() bool { return statusOf(t, base+"/b") == 200 })
 
 	close(release)
@@ -129,10 +185,10 @@ func TestServe_SIGHUPReloadsRoutesWithoutDroppingConnections(t *testing.T) {
 
 	// A bad config is refused; the old one keeps serving.
 	write("  - { path: \"/b\", access: publik }\n")
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	eventually(t, "the refusal in the log", func() bool { return strings.Contains(logs.String(), "reload refused") })
-	if !strings.Contains(logs.String(), "publik") {
-		t.Errorf("the refusal does not say what was wrong: %s", logs.String())
+	s.reload <- struct{}{}
+	eventually(t, "the refusal in the log", func() bool { return strings.Contains(s.logs.String(), "reload refused") })
+	if !strings.Contains(s.logs.String(), "publik") {
+		t.Errorf("the refusal does not say what was wrong: %s", s.logs.String())
 	}
 	if got := statusOf(t, base+"/b"); got != 200 {
 		t.Errorf("after a refused reload: %d", got)
@@ -142,17 +198,12 @@ func TestServe_SIGHUPReloadsRoutesWithoutDroppingConnections(t *testing.T) {
 	write("  - { path: \"/b\", access: public }\n")
 	cfgText := strings.Replace(mustRead(t, path), "t.db", "other.db", 1)
 	os.WriteFile(path, []byte(cfgText), 0o600)
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	eventually(t, "the restart-only refusal", func() bool { return strings.Contains(logs.String(), "store changed") })
+	s.reload <- struct{}{}
+	eventually(t, "the restart-only refusal", func() bool { return strings.Contains(s.logs.String(), "store changed") })
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(35 * time.Second):
-		t.Fatal("serve did not stop")
+	s.cancel()
+	if err := s.wait(t); err != nil {
+		t.Errorf("serve: %v", err)
 	}
 }
 
@@ -165,8 +216,9 @@ func mustRead(t *testing.T, path string) string {
 	return string(b)
 }
 
-// TestServe_ShutdownFinishesRequestsInFlight: SIGTERM (the signal context
-// ending) stops new connections but lets a request in flight complete.
+// TestServe_ShutdownFinishesRequestsInFlight: the end of serve's context
+// (SIGTERM, through signal.NotifyContext) stops new connections but lets a
+// request in flight complete.
 func TestServe_ShutdownFinishesRequestsInFlight(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -178,20 +230,19 @@ func TestServe_ShutdownFinishesRequestsInFlight(t *testing.T) {
 		fmt.Fprint(w, "done ", r.URL.Path)
 	}))
 	defer upstream.Close()
-	addr := freeAddr(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "config.yaml")
+	ln := loopback(t)
+	addr := ln.Addr().String()
+	path := filepath.Join(t.TempDir(), "config.yaml")
 	cfg := fmt.Sprintf("listen: %q\npublic_url: \"http://%s\"\nupstream: %q\ndefault_access: public\n", addr, addr, upstream.URL)
 	os.WriteFile(path, []byte(cfg), 0o600)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "-config", path}, io.Discard, io.Discard) }()
-	base := "http://" + addr
-	eventually(t, "the gateway to listen", func() bool { return statusOf(t, base+"/up") == 200 })
+	s := startServing(t, path, ln)
+	if got := statusOf(t, s.base+"/up"); got != 200 {
+		t.Fatalf("/up: %d", got)
+	}
 
 	slow := make(chan string, 1)
 	go func() {
-		resp, err := http.Get(base + "/slow")
+		resp, err := http.Get(s.base + "/slow")
 		if err != nil {
 			slow <- err.Error()
 			return
@@ -201,16 +252,19 @@ func TestServe_ShutdownFinishesRequestsInFlight(t *testing.T) {
 		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
 	}()
 	<-started
-	cancel() // what SIGTERM does through signal.NotifyContext
-	time.Sleep(100 * time.Millisecond)
-	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		t.Error("still accepting connections after shutdown began")
-	}
+	s.cancel()
+	eventually(t, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	close(release)
 	if got := <-slow; got != "200 done /slow" {
 		t.Errorf("request in flight: %q", got)
 	}
-	if err := <-done; err != nil {
+	if err := s.wait(t); err != nil {
 		t.Errorf("serve: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 
 const defaultConfigPath = "/etc/tollgate/config.yaml"
 
+// runServe is `tollgate serve`: it reads the config, builds the gateway,
+// binds the listeners and turns SIGHUP into reloads, then serves until ctx
+// ends (SIGTERM).
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
@@ -38,31 +42,73 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer gw.Close()
-	stopAdmin, err := serveAdmin(ctx, cfg, gw, logger)
-	if err != nil {
-		return err
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return fmt.Errorf("admin listen: %w", err)
+		}
 	}
-	defer stopAdmin() // before gw.Close: the admin listener and its syncs end before the store closes
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		if adminLn != nil {
+			adminLn.Close()
+		}
 		return fmt.Errorf("listen: %w", err)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go reloadOnHUP(ctx, hup, *configPath, gw, logger)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reload := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			select {
+			case reload <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return serve(ctx, gw, *configPath, ln, adminLn, reload, logger)
+}
+
+// serve runs a built gateway on ln, and its admin API on adminLn (nil:
+// none), until ctx ends; each receive from reload re-reads configPath. It
+// closes both listeners. It neither listens nor handles signals, so tests
+// hand it their own listeners and reload channel.
+func serve(ctx context.Context, gw *app, configPath string, ln, adminLn net.Listener, reload <-chan struct{}, logger *slog.Logger) error {
+	cfg := gw.config()
+	stopAdmin, err := serveAdmin(ctx, adminLn, cfg, gw, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopAdmin() // before the caller's gw.Close: the admin listener and its syncs end before the store closes
+	ctx, cancel := context.WithCancel(ctx)
+	var reloads sync.WaitGroup
+	reloads.Go(func() { reloadOn(ctx, reload, configPath, gw, logger) })
+	defer func() {
+		cancel()
+		reloads.Wait() // no reload runs once serve has returned
+	}()
 	logger.Info("tollgate serving", "version", version, "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String(), "upstream", cfg.Upstream.String())
 	return serveUntilDone(ctx, ln, gw.Handler, logger)
 }
 
-// reloadOnHUP re-reads the config on every SIGHUP; a bad one is refused
-// and logged, and the running config keeps serving.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, gw *app, logger *slog.Logger) {
+// reloadOn re-reads the config on every receive from reload; a bad one is
+// refused and logged, and the running config keeps serving.
+func reloadOn(ctx context.Context, reload <-chan struct{}, path string, gw *app, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-reload:
 		}
 		cfg, err := config.Load(path)
 		if err == nil {
