@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,11 +38,15 @@ func requireTool(t *testing.T, name string, paths ...string) string {
 }
 
 // nginxConf is the auth_request setup the README documents, with the
-// addresses of this test.
+// addresses of this test. nginx runs in the foreground with its master
+// process, which takes the test's listener (startNginx) and is stopped by
+// its PID: without a master (master_process off), nginx 1.22 crashes on an
+// inherited listener.
 const nginxConf = `
 daemon off;
-master_process off;
+master_process on;
 worker_processes 1;
+{{USER}}
 pid {{DIR}}/nginx.pid;
 error_log {{DIR}}/error.log warn;
 events { worker_connections 64; }
@@ -127,6 +132,15 @@ http {
 }
 `
 
+// startNginx runs nginx with nginxConf in front of the gateway and the app,
+// and returns its base URL. nginx binds no port itself: it inherits a
+// listener the test opened, through the NGINX environment variable (the
+// way nginx hands its sockets to a new binary when upgraded on the fly).
+// The port is taken before nginx starts and held until the test ends, so
+// no other socket can get it in between, as one could a port found by
+// listening on :0 and closing it; had nginx not inherited it, its own bind
+// would fail loudly. Connections wait in the listener's backlog until
+// nginx accepts them, so there is nothing to poll for.
 func startNginx(t *testing.T, gatewayURL, appURL string) string {
 	t.Helper()
 	bin := requireTool(t, "nginx", "/usr/sbin/nginx")
@@ -135,37 +149,69 @@ func startNginx(t *testing.T, gatewayURL, appURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() }) // after nginx has stopped: cleanups run last first
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnFile.Close()
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gatewayURL, "{{APP}}", appURL).Replace(nginxConf)
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // as the test: its workers use the test's temporary directory
+	}
+	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gatewayURL, "{{APP}}", appURL, "{{USER}}", user).Replace(nginxConf)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
 	if out, err := exec.Command(bin, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log")).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-e", filepath.Join(dir, "error.log"))
+	cmd.ExtraFiles = []*os.File{lnFile} // fd 3 in nginx
+	cmd.Env = append(os.Environ(), "NGINX=3;")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		// SIGTERM to the master, which stops its worker; SIGKILL if it
+		// does not exit.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	})
 	base := "http://127.0.0.1:" + port
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	answered := make(chan error, 1)
+	go func() {
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(base + "/.tollgate/healthz")
 		if err == nil {
-			c.Close()
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		answered <- err
+	}()
+	select {
+	case err := <-answered:
+		if err == nil {
 			return base
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx did not start: %v\n%s", err, log)
-		}
-		time.Sleep(20 * time.Millisecond)
+		t.Errorf("nginx does not answer: %v", err)
+	case err := <-exited:
+		exited <- err // for the cleanup
+		t.Errorf("nginx exited: %v", err)
 	}
+	log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+	t.Fatalf("nginx did not start:\n%s", log)
+	return ""
 }
 
 // outcome reduces an answer to what a visitor experiences, so proxy mode
