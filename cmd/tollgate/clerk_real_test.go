@@ -149,12 +149,24 @@ func TestClerk_HandshakeDetails(t *testing.T) {
 	})
 
 	t.Run("a 502 from the upstream carries them", func(t *testing.T) {
+		// An upstream that hangs up on every connection. The test keeps
+		// the port: a port closed and left free could be taken by another
+		// socket, which might answer.
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
 		dead := "http://" + ln.Addr().String()
-		ln.Close() // nothing listens there now
 		broken := secondGateway(t, d, clk, func(cfg *proxy.Config) { cfg.Upstream, _ = url.Parse(dead) })
 		hs := handshakeAs(t, d, "user_grace")
 		resp := get(t, noRedirects(nil), broken.URL+"/settings/", withHeader(page, "Cookie", hs.Name+"="+hs.Value))
