@@ -42,8 +42,9 @@ type keyStore struct {
 }
 
 type fetchCall struct {
-	done chan struct{}
-	err  error
+	done    chan struct{}
+	err     error
+	waiters int // lookups waiting for it, the one that started it too (for tests)
 }
 
 // key returns the verification key for kid.
@@ -110,6 +111,7 @@ func (ks *keyStore) fresh() bool {
 // if one is allowed now, or nil. ks.mu is held.
 func (ks *keyStore) startFetch(fresh bool) *fetchCall {
 	if ks.inflight != nil {
+		ks.inflight.waiters++
 		return ks.inflight
 	}
 	now := ks.now()
@@ -122,12 +124,23 @@ func (ks *keyStore) startFetch(fresh bool) *fetchCall {
 			return nil
 		}
 	}
-	call := &fetchCall{done: make(chan struct{})}
+	call := &fetchCall{done: make(chan struct{}), waiters: 1}
 	ks.inflight, ks.attempted = call, now
 	// The fetch belongs to everyone waiting for it, not to the request that
 	// happened to start it: a cancelled request must not fail the others.
 	go ks.fetch(call)
 	return call
+}
+
+// fetchWaiters reports how many lookups wait for the fetch under way (for
+// tests).
+func (ks *keyStore) fetchWaiters() int {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.inflight == nil {
+		return 0
+	}
+	return ks.inflight.waiters
 }
 
 func (ks *keyStore) wait(ctx context.Context, call *fetchCall) error {

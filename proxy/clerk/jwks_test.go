@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -50,7 +51,16 @@ func TestJWKS_ConcurrentMissesFetchOnce(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond) // let them pile up on the fetch
+	// All of them wait for the one fetch before it may finish: a lookup
+	// that came after it would pass without sharing it.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.c.keys.fetchWaiters() < len(toks) {
+		if time.Now().After(deadline) {
+			close(e.clerk.jwksBlock)
+			t.Fatalf("%d of %d lookups wait for the fetch", e.c.keys.fetchWaiters(), len(toks))
+		}
+		runtime.Gosched()
+	}
 	close(e.clerk.jwksBlock)
 	wg.Wait()
 	close(errs)
