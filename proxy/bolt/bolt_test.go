@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -289,7 +290,9 @@ func TestHelperProcess(t *testing.T) {
 		os.Exit(2)
 	}
 	fmt.Println("committed")
-	time.Sleep(time.Minute) // SIGKILLed long before this
+	// The parent holds stdin open and kills this process; stdin ends only
+	// if the parent has gone, and then so does this process.
+	_, _ = io.Copy(io.Discard, os.Stdin)
 	os.Exit(3)
 }
 
@@ -306,6 +309,11 @@ func TestCommitCustomer_SurvivesKill(t *testing.T) {
 	cmd.Env = append(os.Environ(), helperEnv+"="+path)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe() // kept open: the child waits on it to be killed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
