@@ -37,7 +37,7 @@ import (
 	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/gateway"
-	"github.com/tollgate/tollgate/proxy/sandbox"
+	"github.com/tollgate/tollgate/proxy/sandbox/clerk"
 )
 
 func main() {
@@ -110,7 +110,7 @@ func run(args []string, out io.Writer) error {
 			pr.SetXForwarded()
 		}})
 
-	sb, err := sandbox.NewClerk(sandbox.ClerkOptions{TokenTTL: time.Hour})
+	sb, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{TokenTTL: time.Hour})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,9 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/config"
-	"github.com/tollgate/tollgate/proxy/sandbox"
+	"github.com/tollgate/tollgate/proxy/sandbox/clerk"
+	"github.com/tollgate/tollgate/proxy/sandbox/demoapp"
+	"github.com/tollgate/tollgate/proxy/sandbox/stripe"
 )
 
 //go:embed demo.yaml
@@ -33,8 +35,8 @@ type demo struct {
 	ClerkURL  string
 	AppURL    string
 	Config    *proxy.Config
-	Clerk     *sandbox.Clerk
-	Stripe    *sandbox.Stripe
+	Clerk     *clerksandbox.Clerk
+	Stripe    *stripesandbox.Stripe
 	StripeURL string
 	gateway   *app
 	// serving and admin are what the listeners serve: the gateway and its
@@ -133,7 +135,7 @@ type demoOptions struct {
 	ClerkSkew time.Duration
 	// Stripe configures the sandbox Stripe (tests: the account's default
 	// API version, live-mode prices). Now and Logger are set here.
-	Stripe sandbox.StripeOptions
+	Stripe stripesandbox.StripeOptions
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -177,7 +179,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		now := o.Now
 		clerkNow = func() time.Time { return now().Add(skew) }
 	}
-	clerkSandbox, err := sandbox.NewClerk(sandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: clerkNow,
+	clerkSandbox, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: clerkNow,
 		NonceHandshake: o.NonceHandshake, Development: o.Development})
 	if err != nil {
 		return nil, err
@@ -187,12 +189,12 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 	clerkSandbox.SetBaseURL(d.ClerkURL)
-	if d.AppURL, err = d.start(sandbox.DemoApp(sandbox.DemoOptions{})); err != nil {
+	if d.AppURL, err = d.start(demoapp.DemoApp(demoapp.DemoOptions{})); err != nil {
 		return nil, err
 	}
 	so := o.Stripe
 	so.Now, so.Logger = o.Now, logger.With("component", "sandbox-stripe")
-	d.Stripe = sandbox.NewStripe(so)
+	d.Stripe = stripesandbox.NewStripe(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err
 	}

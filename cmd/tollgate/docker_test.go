@@ -19,7 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/proxy/sandbox"
+	"github.com/tollgate/tollgate/proxy/sandbox/clerk"
+	"github.com/tollgate/tollgate/proxy/sandbox/demoapp"
+	"github.com/tollgate/tollgate/proxy/sandbox/stripe"
 )
 
 // The Docker image cannot be built here (no engine), so these tests check
@@ -189,19 +191,19 @@ func TestDocker_BinaryRunsAsTheImageDoes(t *testing.T) {
 	}
 
 	// The sandbox and the demo app on loopback, as `tollgate demo` runs them.
-	clerkSB, err := sandbox.NewClerk(sandbox.ClerkOptions{})
+	clerkSB, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clerkSrv := httptest.NewServer(clerkSB.Handler())
 	t.Cleanup(clerkSrv.Close)
 	clerkSB.SetBaseURL(clerkSrv.URL)
-	stripeSB := sandbox.NewStripe(sandbox.StripeOptions{})
+	stripeSB := stripesandbox.NewStripe(stripesandbox.StripeOptions{})
 	t.Cleanup(func() { stripeSB.Close() })
 	stripeSrv := httptest.NewServer(stripeSB.Handler())
 	t.Cleanup(stripeSrv.Close)
 	stripeSB.SetBaseURL(stripeSrv.URL)
-	appSrv := httptest.NewServer(sandbox.DemoApp(sandbox.DemoOptions{}))
+	appSrv := httptest.NewServer(demoapp.DemoApp(demoapp.DemoOptions{}))
 	t.Cleanup(appSrv.Close)
 
 	webhookSecret := "whsec_" + randomHex(24)

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/proxy/sandbox"
+	"github.com/tollgate/tollgate/proxy/sandbox/clerk"
 )
 
 // clock is a fake clock shared by the gateway and the sandbox.
@@ -390,11 +390,11 @@ func TestDemo_BadTokensAreSignedOut(t *testing.T) {
 	c := noRedirects(nil)
 	now := clk.Now()
 	good := d.Clerk.MintSessionToken("user_ada", "sess_bearer", now, nil)
-	other, err := sandbox.NewClerk(sandbox.ClerkOptions{Now: clk.Now})
+	other, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherIssuer, err := sandbox.NewClerk(sandbox.ClerkOptions{FAPIHost: "clerk.evil.test", Now: clk.Now})
+	otherIssuer, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{FAPIHost: "clerk.evil.test", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/gateway"
-	"github.com/tollgate/tollgate/proxy/sandbox"
+	"github.com/tollgate/tollgate/proxy/sandbox/clerk"
 )
 
 // staticUpstream answers every request with the same small page, in memory.
@@ -84,7 +84,7 @@ func (p *pool) Put(b []byte) { p.p.Put(&b) }
 func newBenchFixture(b *testing.B) *benchFixture {
 	b.Helper()
 	now := time.Now()
-	sb, err := sandbox.NewClerk(sandbox.ClerkOptions{Now: func() time.Time { return now }})
+	sb, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

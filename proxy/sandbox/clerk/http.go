@@ -1,22 +1,21 @@
-package sandbox
+package clerksandbox
 
 import (
-	"bytes"
 	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"fmt"
-	"html/template"
-	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
-//go:embed templates/clerk
+//go:embed templates
 var clerkFiles embed.FS
 
 func (c *Clerk) routes() http.Handler {
@@ -441,26 +440,7 @@ func (c *Clerk) renderError(w http.ResponseWriter, status int, title, msg string
 }
 
 func (c *Clerk) render(w http.ResponseWriter, status int, name string, data clerkPageData) {
-	renderPage(w, c.log, c.pages, status, name, data)
-}
-
-// renderPage writes one of the sandbox's pages (Clerk's or Stripe's): the
-// template is executed into a buffer first, so an error is a clean 500.
-func renderPage(w http.ResponseWriter, log *slog.Logger, pages *template.Template, status int, name string, data any) {
-	var buf bytes.Buffer
-	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
-		log.Error("sandbox: render", "page", name, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	sandbox.RenderPage(w, c.log, c.pages, status, name, data)
 }
 
 func clerkCookieValue(r *http.Request, name string) string {

@@ -1,4 +1,4 @@
-package sandbox
+package stripesandbox
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package sandbox
+package stripesandbox
 
 import (
 	"context"
@@ -487,7 +487,7 @@ func NewStripe(opts StripeOptions) *Stripe {
 	for i, p := range opts.LivePrices {
 		s.addPrice(i, p, true)
 	}
-	s.pages = template.Must(template.New("stripe").ParseFS(stripeFiles, "templates/stripe/*.html"))
+	s.pages = template.Must(template.New("stripe").ParseFS(stripeFiles, "templates/*.html"))
 	s.handler = s.routes()
 	return s
 }

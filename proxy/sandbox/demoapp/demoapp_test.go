@@ -1,4 +1,4 @@
-package sandbox
+package demoapp
 
 import (
 	"bufio"
@@ -20,11 +20,19 @@ import (
 func newDemo(t *testing.T, opts DemoOptions) *httptest.Server {
 	t.Helper()
 	if opts.Now == nil {
-		opts.Now = newTestClock().Now
+		at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		opts.Now = func() time.Time { return at }
 	}
 	srv := httptest.NewServer(DemoApp(opts))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// noRedirect is a client that returns redirects instead of following them.
+func noRedirect(srv *httptest.Server) *http.Client {
+	cl := *srv.Client()
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cl
 }
 
 func demoGet(t *testing.T, srv *httptest.Server, path string, header http.Header) (*http.Response, string) {

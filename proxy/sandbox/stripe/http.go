@@ -1,4 +1,4 @@
-package sandbox
+package stripesandbox
 
 import (
 	"crypto/subtle"
@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-//go:embed templates/stripe
+//go:embed templates
 var stripeFiles embed.FS
 
 func (s *Stripe) routes() http.Handler {

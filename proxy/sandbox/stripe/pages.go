@@ -1,4 +1,4 @@
-package sandbox
+package stripesandbox
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/sandbox"
 )
 
 // Test card numbers the hosted Checkout page understands, as in Stripe's
@@ -495,5 +497,5 @@ func (s *Stripe) renderError(w http.ResponseWriter, status int, title, msg, back
 }
 
 func (s *Stripe) render(w http.ResponseWriter, status int, name string, data sbPageData) {
-	renderPage(w, s.log, s.pages, status, name, data)
+	sandbox.RenderPage(w, s.log, s.pages, status, name, data)
 }

@@ -1,4 +1,4 @@
-package sandbox
+package demoapp
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-//go:embed templates/demo
+//go:embed templates
 var demoFiles embed.FS
 
 // The identity headers the gateway sets on every forwarded request.
@@ -128,9 +128,9 @@ func DemoApp(opts DemoOptions) http.Handler {
 	}
 	d.prefix = "/" + strings.Trim(d.prefix, "/")
 	// The files are embedded: failing to read or parse them is a build bug.
-	d.pages = template.Must(template.New("demo").ParseFS(demoFiles, "templates/demo/*.html"))
-	d.css = demoMustRead(demoFiles, "templates/demo/app.css")
-	d.js = demoMustRead(demoFiles, "templates/demo/app.js")
+	d.pages = template.Must(template.New("demo").ParseFS(demoFiles, "templates/*.html"))
+	d.css = demoMustRead(demoFiles, "templates/app.css")
+	d.js = demoMustRead(demoFiles, "templates/app.js")
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.page("home", "Home"))

@@ -1,4 +1,4 @@
-package sandbox
+package clerksandbox
 
 import (
 	"crypto/rand"
@@ -351,7 +351,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 	c.sk = "sk_" + kind + "_sandbox_" + clerkRandomHex(16)
 	c.createdAt = c.now()
 
-	c.pages, err = template.New("clerk").ParseFS(clerkFiles, "templates/clerk/*.html")
+	c.pages, err = template.New("clerk").ParseFS(clerkFiles, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: clerk pages: %w", err)
 	}
