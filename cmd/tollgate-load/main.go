@@ -110,7 +110,7 @@ func run(args []string, out io.Writer) error {
 			pr.SetXForwarded()
 		}})
 
-	sb, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{TokenTTL: time.Hour})
+	sb, err := clerksandbox.New(clerksandbox.Options{TokenTTL: time.Hour})
 	if err != nil {
 		return err
 	}

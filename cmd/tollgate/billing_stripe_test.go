@@ -33,7 +33,7 @@ import (
 // eachAPIVersion runs fn once per API version the sandbox renders, as the
 // Stripe account's default (what webhooks arrive in).
 func eachAPIVersion(t *testing.T, fn func(t *testing.T, version string)) {
-	for _, v := range stripesandbox.StripeAPIVersions() {
+	for _, v := range stripesandbox.APIVersions() {
 		t.Run(v, func(t *testing.T) { fn(t, v) })
 	}
 }
@@ -102,7 +102,7 @@ func userPlans(cfg *proxy.Config) {
 // session back.
 func TestStripe_TwoTabsNeverPayForTwoSubscriptions(t *testing.T) {
 	eachAPIVersion(t, func(t *testing.T, version string) {
-		d, _ := mustRunDemoWith(t, demoOptions{Tweak: userPlans, Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+		d, _ := mustRunDemoWith(t, demoOptions{Tweak: userPlans, Stripe: stripesandbox.Options{APIVersion: version}})
 		jar, _ := cookiejar.New(nil)
 		c := noRedirects(jar)
 		signIn(t, d, jar, "user_ada")
@@ -141,7 +141,7 @@ func TestStripe_CompletedCheckoutExpiresTheOtherOpenSessions(t *testing.T) {
 	for _, path := range []string{"return", "webhook"} {
 		t.Run(path, func(t *testing.T) {
 			eachAPIVersion(t, func(t *testing.T, version string) {
-				d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+				d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version}})
 				jar, _ := cookiejar.New(nil)
 				c := noRedirects(jar)
 				signIn(t, d, jar, "user_ada")
@@ -202,7 +202,7 @@ func noTrial(cfg *proxy.Config) {
 // (the same idempotency key would replay it).
 func TestStripe_ResubscribeWithinTheHourGetsANewSession(t *testing.T) {
 	eachAPIVersion(t, func(t *testing.T, version string) {
-		d, _ := mustRunDemoWith(t, demoOptions{Tweak: noTrial, Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+		d, _ := mustRunDemoWith(t, demoOptions{Tweak: noTrial, Stripe: stripesandbox.Options{APIVersion: version}})
 		jar, _ := cookiejar.New(nil)
 		c := noRedirects(jar)
 		signIn(t, d, jar, "user_ada")
@@ -242,9 +242,9 @@ func TestStripe_ResubscribeWithinTheHourGetsANewSession(t *testing.T) {
 
 // livePrices are the demo's prices as the operator made them again in
 // live mode (new IDs, as Stripe gives).
-func livePrices() []stripesandbox.StripePrice {
-	var out []stripesandbox.StripePrice
-	for _, p := range stripesandbox.DefaultStripePrices() {
+func livePrices() []stripesandbox.Price {
+	var out []stripesandbox.Price
+	for _, p := range stripesandbox.DefaultPrices() {
 		p.ID = strings.Replace(p.ID, "price_demo_", "price_live_", 1)
 		out = append(out, p)
 	}
@@ -312,7 +312,7 @@ func readyz(t *testing.T, d *demo) (int, string) {
 // customer. A new visitor's live checkout works end to end.
 func TestStripe_KeyOfAnotherModeIsAnOutageNotADeletion(t *testing.T) {
 	eachAPIVersion(t, func(t *testing.T, version string) {
-		d, clk := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version, LivePrices: livePrices()}})
+		d, clk := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version, LivePrices: livePrices()}})
 		jar, _ := cookiejar.New(nil)
 		c := noRedirects(jar)
 		signIn(t, d, jar, "user_ada")
@@ -451,7 +451,7 @@ func postStripeEvent(t *testing.T, d *demo, now time.Time, body []byte) int {
 // access ends.
 func TestStripe_CustomerDeletedOnlyWhenStripeSaysSo(t *testing.T) {
 	eachAPIVersion(t, func(t *testing.T, version string) {
-		d, clk := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+		d, clk := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version}})
 		jar, _ := cookiejar.New(nil)
 		c := noRedirects(jar)
 		signIn(t, d, jar, "user_ada")
@@ -493,7 +493,7 @@ func TestStripe_PausedCollectionFollowsThePolicy(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			eachAPIVersion(t, func(t *testing.T, version string) {
-				d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version},
+				d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version},
 					Tweak: func(cfg *proxy.Config) {
 						noTrial(cfg)
 						if policy != "" {
@@ -577,7 +577,7 @@ func TestStripe_PausedCollectionFollowsThePolicy(t *testing.T) {
 // and ends with Stripe's state.
 func TestStripe_CatchUpAsksForHandledEventsPageByPage(t *testing.T) {
 	eachAPIVersion(t, func(t *testing.T, version string) {
-		d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+		d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version}})
 		jar, _ := cookiejar.New(nil)
 		c := noRedirects(jar)
 		signIn(t, d, jar, "user_ada")
@@ -688,7 +688,7 @@ func TestStripe_CatchUpAsksForHandledEventsPageByPage(t *testing.T) {
 // the renewal date it shows comes from the re-fetch, and every request it
 // sends names 2023-10-16, which the sandbox answers in.
 func TestStripe_EventsInTheNewestVersionAreReadForIDsOnly(t *testing.T) {
-	d, _ := mustRunDemoWith(t, demoOptions{Tweak: noTrial, Stripe: stripesandbox.StripeOptions{APIVersion: stripesandbox.StripeAPIVersionLatest}})
+	d, _ := mustRunDemoWith(t, demoOptions{Tweak: noTrial, Stripe: stripesandbox.Options{APIVersion: stripesandbox.APIVersionLatest}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")
@@ -708,7 +708,7 @@ func TestStripe_EventsInTheNewestVersionAreReadForIDsOnly(t *testing.T) {
 	it := stripeAPI(d, d.Stripe.SecretKey()).Events.List(&stripego.EventListParams{})
 	for it.Next() {
 		ev := it.Event()
-		if ev.APIVersion != stripesandbox.StripeAPIVersionLatest {
+		if ev.APIVersion != stripesandbox.APIVersionLatest {
 			t.Errorf("event %s in %s", ev.Type, ev.APIVersion)
 		}
 		var obj map[string]any
@@ -746,8 +746,8 @@ func TestStripe_EventsInTheNewestVersionAreReadForIDsOnly(t *testing.T) {
 	// Every request (the gateway's, and this test's through stripe-go)
 	// named the pinned version.
 	for _, r := range d.Stripe.APIRequests() {
-		if r.Version != stripesandbox.StripeAPIVersion {
-			t.Errorf("%s %s named Stripe-Version %q, want %s", r.Method, r.Path, r.Version, stripesandbox.StripeAPIVersion)
+		if r.Version != stripesandbox.APIVersion {
+			t.Errorf("%s %s named Stripe-Version %q, want %s", r.Method, r.Path, r.Version, stripesandbox.APIVersion)
 		}
 	}
 }

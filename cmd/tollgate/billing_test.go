@@ -58,7 +58,7 @@ func waitWebhooks(t *testing.T, d *demo) {
 func TestDemo_PaidJourney(t *testing.T) { eachAPIVersion(t, testDemoPaidJourney) }
 
 func testDemoPaidJourney(t *testing.T, version string) {
-	d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+	d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")
@@ -232,7 +232,7 @@ func TestDemo_StatusChangesByWebhookAndCatchUp(t *testing.T) {
 }
 
 func testDemoStatusChangesByWebhookAndCatchUp(t *testing.T, version string) {
-	d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+	d, _ := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")
@@ -300,7 +300,7 @@ func TestDemo_StaleActivePeriodIsResyncedNotDenied(t *testing.T) {
 }
 
 func testDemoStaleActivePeriodIsResyncedNotDenied(t *testing.T, version string) {
-	d, clk := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.StripeOptions{APIVersion: version}})
+	d, clk := mustRunDemoWith(t, demoOptions{Stripe: stripesandbox.Options{APIVersion: version}})
 	jar, _ := cookiejar.New(nil)
 	c := noRedirects(jar)
 	signIn(t, d, jar, "user_ada")

@@ -143,8 +143,8 @@ func TestClerk_HandshakeDetails(t *testing.T) {
 
 	t.Run("the current API version", func(t *testing.T) {
 		got := d.Clerk.HandshakeVersions()
-		if len(got) != 1 || got[clerksandbox.ClerkAPIVersion] == 0 {
-			t.Errorf("handshakes by __clerk_api_version: %v, want only %s", got, clerksandbox.ClerkAPIVersion)
+		if len(got) != 1 || got[clerksandbox.APIVersion] == 0 {
+			t.Errorf("handshakes by __clerk_api_version: %v, want only %s", got, clerksandbox.APIVersion)
 		}
 	})
 
@@ -364,7 +364,7 @@ func TestClerk_SignInLoopGuardHoldsAcrossTheAccountPortal(t *testing.T) {
 	for _, dev := range []bool{true, false} {
 		t.Run(fmt.Sprintf("development=%v", dev), func(t *testing.T) {
 			d, clk := mustRunDemoWith(t, demoOptions{Development: dev})
-			other, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{})
+			other, err := clerksandbox.New(clerksandbox.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -398,7 +398,7 @@ func TestClerk_FrontendAPIProxy(t *testing.T) {
 	front := httptest.NewUnstartedServer(nil)
 	proxyURL, _ := url.Parse("http://" + front.Listener.Addr().String() + "/__clerk")
 	clerkURL, _ := url.Parse(d.ClerkURL)
-	front.Config.Handler = clerksandbox.ClerkFrontendProxy(clerkURL, proxyURL, d.Clerk.SecretKey())
+	front.Config.Handler = clerksandbox.FrontendProxy(clerkURL, proxyURL, d.Clerk.SecretKey())
 	front.Start()
 	t.Cleanup(front.Close)
 

@@ -135,7 +135,7 @@ type demoOptions struct {
 	ClerkSkew time.Duration
 	// Stripe configures the sandbox Stripe (tests: the account's default
 	// API version, live-mode prices). Now and Logger are set here.
-	Stripe stripesandbox.StripeOptions
+	Stripe stripesandbox.Options
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -179,7 +179,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		now := o.Now
 		clerkNow = func() time.Time { return now().Add(skew) }
 	}
-	clerkSandbox, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{Logger: logger.With("component", "sandbox-clerk"), Now: clerkNow,
+	clerkSandbox, err := clerksandbox.New(clerksandbox.Options{Logger: logger.With("component", "sandbox-clerk"), Now: clerkNow,
 		NonceHandshake: o.NonceHandshake, Development: o.Development})
 	if err != nil {
 		return nil, err
@@ -194,7 +194,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	}
 	so := o.Stripe
 	so.Now, so.Logger = o.Now, logger.With("component", "sandbox-stripe")
-	d.Stripe = stripesandbox.NewStripe(so)
+	d.Stripe = stripesandbox.New(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err
 	}

@@ -191,14 +191,14 @@ func TestDocker_BinaryRunsAsTheImageDoes(t *testing.T) {
 	}
 
 	// The sandbox and the demo app on loopback, as `tollgate demo` runs them.
-	clerkSB, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{})
+	clerkSB, err := clerksandbox.New(clerksandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clerkSrv := httptest.NewServer(clerkSB.Handler())
 	t.Cleanup(clerkSrv.Close)
 	clerkSB.SetBaseURL(clerkSrv.URL)
-	stripeSB := stripesandbox.NewStripe(stripesandbox.StripeOptions{})
+	stripeSB := stripesandbox.New(stripesandbox.Options{})
 	t.Cleanup(func() { stripeSB.Close() })
 	stripeSrv := httptest.NewServer(stripeSB.Handler())
 	t.Cleanup(stripeSrv.Close)

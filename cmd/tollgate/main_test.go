@@ -390,11 +390,11 @@ func TestDemo_BadTokensAreSignedOut(t *testing.T) {
 	c := noRedirects(nil)
 	now := clk.Now()
 	good := d.Clerk.MintSessionToken("user_ada", "sess_bearer", now, nil)
-	other, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{Now: clk.Now})
+	other, err := clerksandbox.New(clerksandbox.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherIssuer, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{FAPIHost: "clerk.evil.test", Now: clk.Now})
+	otherIssuer, err := clerksandbox.New(clerksandbox.Options{FAPIHost: "clerk.evil.test", Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func (p *pool) Put(b []byte) { p.p.Put(&b) }
 func newBenchFixture(b *testing.B) *benchFixture {
 	b.Helper()
 	now := time.Now()
-	sb, err := clerksandbox.NewClerk(clerksandbox.ClerkOptions{Now: func() time.Time { return now }})
+	sb, err := clerksandbox.New(clerksandbox.Options{Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,51 +30,51 @@ import (
 
 // Wire constants of the Clerk stand-in.
 const (
-	// ClerkKeyID is the kid of every token the sandbox signs (Clerk uses the
+	// KeyID is the kid of every token the sandbox signs (Clerk uses the
 	// instance ID).
-	ClerkKeyID = "ins_sandbox"
-	// ClerkClientCookie is the sandbox's own client cookie, standing in for
+	KeyID = "ins_sandbox"
+	// ClientCookie is the sandbox's own client cookie, standing in for
 	// the HttpOnly __client cookie Clerk keeps on its Frontend API host.
-	ClerkClientCookie = "__sandbox_client"
-	// DefaultClerkFAPIHost is the Frontend API host encoded in the
+	ClientCookie = "__sandbox_client"
+	// DefaultFAPIHost is the Frontend API host encoded in the
 	// publishable key (and the issuer of tokens) unless configured.
-	DefaultClerkFAPIHost = "clerk.tollgate.test"
-	// DefaultClerkDevFAPIHost is the same for a development instance,
+	DefaultFAPIHost = "clerk.tollgate.test"
+	// DefaultDevFAPIHost is the same for a development instance,
 	// shaped like Clerk's (<slug>.clerk.accounts.dev).
-	DefaultClerkDevFAPIHost = "tollgate-sandbox.clerk.accounts.dev"
-	// ClerkDevBrowserCookie is the Account Portal's own memory of a
+	DefaultDevFAPIHost = "tollgate-sandbox.clerk.accounts.dev"
+	// DevBrowserCookie is the Account Portal's own memory of a
 	// development instance's dev browser (Clerk keeps it as __clerk_db_jwt
 	// on the accounts.dev site; the sandbox, sharing 127.0.0.1 with the
 	// app, names it so the app's host never sees a Clerk cookie it would
 	// not see with Clerk).
-	ClerkDevBrowserCookie = "__sandbox_db_jwt"
+	DevBrowserCookie = "__sandbox_db_jwt"
 
-	// ClerkAPIVersion is the Clerk API version the sandbox emulates: the
+	// APIVersion is the Clerk API version the sandbox emulates: the
 	// __clerk_api_version current Clerk SDKs send with a handshake
 	// (SUPPORTED_BAPI_VERSION in clerk/javascript
 	// packages/backend/src/constants.ts, at e21ae9a4cf).
-	ClerkAPIVersion = "2026-05-12"
+	APIVersion = "2026-05-12"
 
-	clerkSessionCategory = "cl_B7d4PD111AAA" // header "cat" of session and handshake tokens
-	clerkUATMaxAge       = 315360000         // ten years, as Clerk sets __client_uat
-	clerkSessionLife     = 7 * 24 * time.Hour
-	clerkSessionAbandon  = 30 * 24 * time.Hour
-	clerkNonceTTL        = 5 * time.Minute
-	clerkDefaultTokenTTL = 60 * time.Second
-	clerkAPIWindow       = 10 * time.Second
+	sessionCategory = "cl_B7d4PD111AAA" // header "cat" of session and handshake tokens
+	uatMaxAge       = 315360000         // ten years, as Clerk sets __client_uat
+	sessionLife     = 7 * 24 * time.Hour
+	sessionAbandon  = 30 * 24 * time.Hour
+	nonceTTL        = 5 * time.Minute
+	defaultTokenTTL = 60 * time.Second
+	apiWindow       = 10 * time.Second
 )
 
-// clerkHold keeps the requests of one Backend API route waiting (HoldBackendAPI).
-type clerkHold struct {
+// hold keeps the requests of one Backend API route waiting (HoldBackendAPI).
+type hold struct {
 	arrived chan struct{}
 	release chan struct{}
 }
 
-// ClerkUser is a demo user the sandbox knows. OrgID, OrgSlug and OrgRole
+// User is a demo user the sandbox knows. OrgID, OrgSlug and OrgRole
 // describe the user's active organisation, if any; OrgRole is "admin" or
 // "basic_member" (it travels in the token's o.rol claim, so the SDK reports
 // "org:admin" or "org:basic_member").
-type ClerkUser struct {
+type User struct {
 	ID        string
 	FirstName string
 	LastName  string
@@ -85,15 +85,15 @@ type ClerkUser struct {
 }
 
 // Name is the user's display name.
-func (u ClerkUser) Name() string {
+func (u User) Name() string {
 	return strings.TrimSpace(u.FirstName + " " + u.LastName)
 }
 
-// DefaultClerkUsers returns the demo users used when ClerkOptions.Users is
+// DefaultUsers returns the demo users used when Options.Users is
 // empty: Ada, a plain user; Grace, admin of organisation "acme"; Linus, a
 // member of "acme".
-func DefaultClerkUsers() []ClerkUser {
-	return []ClerkUser{
+func DefaultUsers() []User {
+	return []User{
 		{ID: "user_ada", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com"},
 		{ID: "user_grace", FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com",
 			OrgID: "org_acme", OrgSlug: "acme", OrgRole: "admin"},
@@ -102,15 +102,15 @@ func DefaultClerkUsers() []ClerkUser {
 	}
 }
 
-// ClerkOptions configures NewClerk. The zero value is usable.
-type ClerkOptions struct {
+// Options configures New. The zero value is usable.
+type Options struct {
 	// FAPIHost is the Frontend API host inside the publishable key and the
 	// issuer of every token (https://<FAPIHost>). Default
-	// DefaultClerkFAPIHost. It need not resolve: the gateway is pointed at
+	// DefaultFAPIHost. It need not resolve: the gateway is pointed at
 	// the sandbox with its frontend_api_url and api_url overrides.
 	FAPIHost string
-	// Users are the demo users (default DefaultClerkUsers()).
-	Users []ClerkUser
+	// Users are the demo users (default DefaultUsers()).
+	Users []User
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives sign-ins, revocations and handshakes (default: discard).
@@ -148,7 +148,7 @@ type ClerkOptions struct {
 // API, Frontend API handshake and a hosted sign-in page, all served by
 // Handler on one server. Like Clerk's Account Portal it has no sign-out
 // page: a session ends through the Backend API's revoke. Create it with
-// NewClerk.
+// New.
 type Clerk struct {
 	dev       bool // a development instance
 	fapiHost  string
@@ -163,62 +163,62 @@ type Clerk struct {
 	pk, sk    string
 	jwks      []byte // marshalled JSON Web Key Set
 	createdAt time.Time
-	users     []ClerkUser
+	users     []User
 	userIdx   map[string]int
-	orgs      map[string]*clerkOrg // by org ID
+	orgs      map[string]*orgState // by org ID
 	pages     *template.Template
 
 	orgMu   sync.Mutex
-	members map[string]clerkMembership // by user ID: the user's organisation now
+	members map[string]membership // by user ID: the user's organisation now
 	handler http.Handler
 
 	mu           sync.Mutex
-	rateLimit    int       // Backend API requests per clerkAPIWindow
+	rateLimit    int       // Backend API requests per apiWindow
 	windowStart  time.Time // of the rate limit's current window
 	windowCalls  int
-	limited      int                   // 429s answered
-	holds        map[string]*clerkHold // Backend API routes held (tests), by pattern
+	limited      int              // 429s answered
+	holds        map[string]*hold // Backend API routes held (tests), by pattern
 	baseURL      string
-	clients      map[string]*clerkClientState  // by client cookie value
-	sessions     map[string]*clerkSessionState // by session ID
-	nonces       map[string]clerkNonce         // by nonce
-	calls        map[string]int                // Backend API calls, by route pattern
-	apiVersions  map[string]int                // handshakes, by __clerk_api_version
-	lastSignInAt map[string]time.Time          // by user ID
+	clients      map[string]*clientState  // by client cookie value
+	sessions     map[string]*sessionState // by session ID
+	nonces       map[string]nonceEntry    // by nonce
+	calls        map[string]int           // Backend API calls, by route pattern
+	apiVersions  map[string]int           // handshakes, by __clerk_api_version
+	lastSignInAt map[string]time.Time     // by user ID
 }
 
-type clerkClientState struct {
+type clientState struct {
 	id        string
 	cookie    string
 	sessionID string // current session ("" when signed out)
 	uat       int64  // unix seconds of the last sign-in or sign-out
 }
 
-type clerkSessionState struct {
+type sessionState struct {
 	id, clientID, userID string
 	status               string // active, ended, revoked
 	createdAt, updatedAt time.Time
 	lastActiveAt         time.Time
 }
 
-type clerkNonce struct {
+type nonceEntry struct {
 	directives []string
 	expires    time.Time
 }
 
-type clerkOrg struct {
+type orgState struct {
 	id, slug, name, createdBy string
-	members                   int64 // guarded by orgMu after NewClerk
+	members                   int64 // guarded by orgMu after New
 }
 
-// clerkMembership is a user's (one) organisation and role in it.
-type clerkMembership struct {
+// membership is a user's (one) organisation and role in it.
+type membership struct {
 	orgID, orgSlug, role string
 }
 
-// NewClerk builds the Clerk stand-in, generating an RSA-2048 signing key
+// New builds the Clerk stand-in, generating an RSA-2048 signing key
 // unless opts.Key is set.
-func NewClerk(opts ClerkOptions) (*Clerk, error) {
+func New(opts Options) (*Clerk, error) {
 	c := &Clerk{
 		dev:          opts.Development,
 		fapiHost:     opts.FAPIHost,
@@ -229,14 +229,14 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		allowed:      map[string]bool{},
 		key:          opts.Key,
 		userIdx:      map[string]int{},
-		orgs:         map[string]*clerkOrg{},
-		members:      map[string]clerkMembership{},
-		clients:      map[string]*clerkClientState{},
-		sessions:     map[string]*clerkSessionState{},
-		nonces:       map[string]clerkNonce{},
+		orgs:         map[string]*orgState{},
+		members:      map[string]membership{},
+		clients:      map[string]*clientState{},
+		sessions:     map[string]*sessionState{},
+		nonces:       map[string]nonceEntry{},
 		calls:        map[string]int{},
 		apiVersions:  map[string]int{},
-		holds:        map[string]*clerkHold{},
+		holds:        map[string]*hold{},
 		rateLimit:    opts.APIRateLimit,
 		lastSignInAt: map[string]time.Time{},
 	}
@@ -247,13 +247,13 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		}
 	}
 	if c.fapiHost == "" {
-		c.fapiHost = DefaultClerkFAPIHost
+		c.fapiHost = DefaultFAPIHost
 		if c.dev {
-			c.fapiHost = DefaultClerkDevFAPIHost
+			c.fapiHost = DefaultDevFAPIHost
 		}
 	}
 	if strings.ContainsAny(c.fapiHost, "/:$ ") || !strings.Contains(c.fapiHost, ".") {
-		return nil, fmt.Errorf("sandbox: clerk FAPIHost %q: want a bare host name with a dot, like %q", c.fapiHost, DefaultClerkFAPIHost)
+		return nil, fmt.Errorf("sandbox: clerk FAPIHost %q: want a bare host name with a dot, like %q", c.fapiHost, DefaultFAPIHost)
 	}
 	c.issuer = "https://" + c.fapiHost
 	if c.now == nil {
@@ -263,7 +263,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if c.ttl <= 0 {
-		c.ttl = clerkDefaultTokenTTL
+		c.ttl = defaultTokenTTL
 	}
 	for _, o := range opts.AllowedRedirectOrigins {
 		u, err := url.Parse(o)
@@ -276,7 +276,7 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 
 	users := opts.Users
 	if len(users) == 0 {
-		users = DefaultClerkUsers()
+		users = DefaultUsers()
 	}
 	c.users = slices.Clone(users)
 	for i := range c.users {
@@ -309,13 +309,13 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		}
 		org := c.orgs[u.OrgID]
 		if org == nil {
-			org = &clerkOrg{id: u.OrgID, slug: u.OrgSlug, name: clerkOrgName(u.OrgSlug)}
+			org = &orgState{id: u.OrgID, slug: u.OrgSlug, name: orgName(u.OrgSlug)}
 			c.orgs[u.OrgID] = org
 		} else if org.slug != u.OrgSlug {
 			return nil, fmt.Errorf("sandbox: clerk organisation %q has two slugs, %q and %q", u.OrgID, org.slug, u.OrgSlug)
 		}
 		org.members++
-		c.members[u.ID] = clerkMembership{orgID: u.OrgID, orgSlug: u.OrgSlug, role: u.OrgRole}
+		c.members[u.ID] = membership{orgID: u.OrgID, orgSlug: u.OrgSlug, role: u.OrgRole}
 		if org.createdBy == "" && u.OrgRole == "admin" {
 			org.createdBy = u.ID
 		}
@@ -330,14 +330,14 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: c.key},
 		(&jose.SignerOptions{}).WithType("JWT").
-			WithHeader("kid", ClerkKeyID).
-			WithHeader("cat", clerkSessionCategory))
+			WithHeader("kid", KeyID).
+			WithHeader("cat", sessionCategory))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: clerk signer: %w", err)
 	}
 	c.signer = signer
 	c.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
-		Key: &c.key.PublicKey, KeyID: ClerkKeyID, Algorithm: string(jose.RS256), Use: "sig",
+		Key: &c.key.PublicKey, KeyID: KeyID, Algorithm: string(jose.RS256), Use: "sig",
 	}}})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: clerk jwks: %w", err)
@@ -348,10 +348,10 @@ func NewClerk(opts ClerkOptions) (*Clerk, error) {
 		kind = "test"
 	}
 	c.pk = "pk_" + kind + "_" + base64.RawStdEncoding.EncodeToString([]byte(c.fapiHost+"$"))
-	c.sk = "sk_" + kind + "_sandbox_" + clerkRandomHex(16)
+	c.sk = "sk_" + kind + "_sandbox_" + randomHex(16)
 	c.createdAt = c.now()
 
-	c.pages, err = template.New("clerk").ParseFS(clerkFiles, "templates/*.html")
+	c.pages, err = template.New("clerk").ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: clerk pages: %w", err)
 	}
@@ -407,8 +407,8 @@ func (c *Clerk) PublicKeyPEM() string {
 
 // Users returns the demo users, with defaults filled in and their
 // organisations as they are now.
-func (c *Clerk) Users() []ClerkUser {
-	out := make([]ClerkUser, 0, len(c.users))
+func (c *Clerk) Users() []User {
+	out := make([]User, 0, len(c.users))
 	for _, u := range c.users {
 		u, _ = c.user(u.ID)
 		out = append(out, u)
@@ -417,10 +417,10 @@ func (c *Clerk) Users() []ClerkUser {
 }
 
 // user is a demo user with their organisation as it is now.
-func (c *Clerk) user(id string) (ClerkUser, bool) {
+func (c *Clerk) user(id string) (User, bool) {
 	i, ok := c.userIdx[id]
 	if !ok {
-		return ClerkUser{}, false
+		return User{}, false
 	}
 	u := c.users[i]
 	c.orgMu.Lock()
@@ -494,7 +494,7 @@ func (c *Clerk) mintSessionToken(userID, sessionID string, iat time.Time, extra 
 		"iat": t,
 		"nbf": t - 10,
 		"exp": t + int64(c.ttl/time.Second),
-		"jti": clerkRandomHex(10),
+		"jti": randomHex(10),
 		"v":   2,
 		"fva": []int{0, -1},
 	}
@@ -541,7 +541,7 @@ func (c *Clerk) BackendCalls(route string) int {
 }
 
 // SetAPIRateLimit changes how many Backend API requests per 10 s the
-// instance answers before it says 429 (see ClerkOptions.APIRateLimit); the
+// instance answers before it says 429 (see Options.APIRateLimit); the
 // count of the current window is kept.
 func (c *Clerk) SetAPIRateLimit(n int) {
 	c.mu.Lock()
@@ -568,7 +568,7 @@ func (c *Clerk) overLimit(route string) time.Duration {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.windowStart.IsZero() || now.Sub(c.windowStart) >= clerkAPIWindow || now.Before(c.windowStart) {
+	if c.windowStart.IsZero() || now.Sub(c.windowStart) >= apiWindow || now.Before(c.windowStart) {
 		c.windowStart, c.windowCalls = now, 0
 	}
 	c.windowCalls++
@@ -576,7 +576,7 @@ func (c *Clerk) overLimit(route string) time.Duration {
 		return 0
 	}
 	c.limited++
-	return c.windowStart.Add(clerkAPIWindow).Sub(now)
+	return c.windowStart.Add(apiWindow).Sub(now)
 }
 
 // HoldBackendAPI makes the Backend API's requests for route (a pattern of
@@ -585,7 +585,7 @@ func (c *Clerk) overLimit(route string) time.Duration {
 // hold is dropped). For tests of what callers do while a call is under
 // way.
 func (c *Clerk) HoldBackendAPI(route string) (arrived <-chan struct{}, release func()) {
-	h := &clerkHold{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
+	h := &hold{arrived: make(chan struct{}, 1024), release: make(chan struct{})}
 	c.mu.Lock()
 	c.holds[route] = h
 	c.mu.Unlock()
@@ -623,7 +623,7 @@ func (c *Clerk) RevokeSession(sessionID string) {
 	}
 }
 
-type clerkSignInResult struct {
+type signInResult struct {
 	sessionID, clientCookie string
 	uat                     int64
 }
@@ -631,9 +631,9 @@ type clerkSignInResult struct {
 // signIn starts a session for userID on the client whose cookie is
 // clientCookie (a new client when it is empty or unknown), ending the
 // client's previous session, as single-session Clerk instances do.
-func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
+func (c *Clerk) signIn(clientCookie, userID string) (signInResult, error) {
 	if _, ok := c.user(userID); !ok {
-		return clerkSignInResult{}, fmt.Errorf("unknown user %q", userID)
+		return signInResult{}, fmt.Errorf("unknown user %q", userID)
 	}
 	now := c.now()
 	if c.dev && !c.knownClient(clientCookie) {
@@ -642,22 +642,22 @@ func (c *Clerk) signIn(clientCookie, userID string) (clerkSignInResult, error) {
 	c.mu.Lock()
 	cl := c.clients[clientCookie]
 	if cl == nil {
-		cl = &clerkClientState{id: "client_" + clerkRandomID(), cookie: clerkRandomHex(24)}
+		cl = &clientState{id: "client_" + randomID(), cookie: randomHex(24)}
 		c.clients[cl.cookie] = cl
 	}
 	if old := c.sessions[cl.sessionID]; old != nil && old.status == "active" {
 		old.status = "ended"
 		old.updatedAt = now
 	}
-	s := &clerkSessionState{
-		id: "sess_" + clerkRandomID(), clientID: cl.id, userID: userID, status: "active",
+	s := &sessionState{
+		id: "sess_" + randomID(), clientID: cl.id, userID: userID, status: "active",
 		createdAt: now, updatedAt: now, lastActiveAt: now,
 	}
 	c.sessions[s.id] = s
 	cl.sessionID = s.id
 	cl.uat = now.Unix()
 	c.lastSignInAt[userID] = now
-	res := clerkSignInResult{sessionID: s.id, clientCookie: cl.cookie, uat: cl.uat}
+	res := signInResult{sessionID: s.id, clientCookie: cl.cookie, uat: cl.uat}
 	c.mu.Unlock()
 	c.log.Info("sandbox clerk: signed in", "user", userID, "session", s.id, "client", cl.id)
 	return res, nil
@@ -675,37 +675,37 @@ func (c *Clerk) knownClient(key string) bool {
 // signed out, known by its token (what Clerk's Frontend API hands out as
 // __clerk_db_jwt: a JWT naming the dev browser).
 func (c *Clerk) newDevBrowser() string {
-	tok, err := josejwt.Signed(c.signer).Claims(map[string]any{"dev": "dvb_" + clerkRandomID()}).CompactSerialize()
+	tok, err := josejwt.Signed(c.signer).Claims(map[string]any{"dev": "dvb_" + randomID()}).CompactSerialize()
 	if err != nil { // cannot happen with an RSA key
-		tok = "dvb_" + clerkRandomHex(24)
+		tok = "dvb_" + randomHex(24)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.clients[tok] = &clerkClientState{id: "client_" + clerkRandomID(), cookie: tok}
+	c.clients[tok] = &clientState{id: "client_" + randomID(), cookie: tok}
 	return tok
 }
 
 // activeSession returns the client's session if it is active, touching its
 // last activity, and the client's __client_uat.
-func (c *Clerk) activeSession(clientCookie string) (clerkSessionState, int64, bool) {
+func (c *Clerk) activeSession(clientCookie string) (sessionState, int64, bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.clients[clientCookie]
 	if cl == nil {
-		return clerkSessionState{}, 0, false
+		return sessionState{}, 0, false
 	}
 	s := c.sessions[cl.sessionID]
 	if s == nil || s.statusAt(now) != "active" {
-		return clerkSessionState{}, cl.uat, false
+		return sessionState{}, cl.uat, false
 	}
 	s.lastActiveAt = now
 	return *s, cl.uat, true
 }
 
 // statusAt is the session's status, with expiry applied lazily.
-func (s *clerkSessionState) statusAt(now time.Time) string {
-	if s.status == "active" && now.After(s.createdAt.Add(clerkSessionLife)) {
+func (s *sessionState) statusAt(now time.Time) string {
+	if s.status == "active" && now.After(s.createdAt.Add(sessionLife)) {
 		return "expired"
 	}
 	return s.status
@@ -726,15 +726,15 @@ func (s *clerkSessionState) statusAt(now time.Time) string {
 // *.accounts.dev host): nothing it sets reaches the app's host. Its one
 // cookie here is its memory of the dev browser, under a name no Clerk SDK
 // reads; the dev browser token goes back to the app in the URL.
-func (c *Clerk) signInCookies(res clerkSignInResult, secure bool) []*http.Cookie {
+func (c *Clerk) signInCookies(res signInResult, secure bool) []*http.Cookie {
 	if c.dev {
-		return []*http.Cookie{{Name: ClerkDevBrowserCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge,
+		return []*http.Cookie{{Name: DevBrowserCookie, Value: res.clientCookie, Path: "/", MaxAge: uatMaxAge,
 			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure}}
 	}
 	return []*http.Cookie{
-		{Name: "__client_uat", Value: strconv.FormatInt(res.uat, 10), Path: "/", MaxAge: clerkUATMaxAge,
+		{Name: "__client_uat", Value: strconv.FormatInt(res.uat, 10), Path: "/", MaxAge: uatMaxAge,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
-		{Name: ClerkClientCookie, Value: res.clientCookie, Path: "/", MaxAge: clerkUATMaxAge, HttpOnly: true,
+		{Name: ClientCookie, Value: res.clientCookie, Path: "/", MaxAge: uatMaxAge, HttpOnly: true,
 			SameSite: http.SameSiteLaxMode, Secure: secure},
 	}
 }
@@ -766,15 +766,15 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool, iss
 		// Clerk's payloads may do: whoever reads the payload must take the
 		// last __session directive, as the browser ends up doing.
 		d = []string{
-			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
+			"__session=; Path=/; Max-Age=0; SameSite=Lax" + secureAttr(secure),
 			"__session=" + tok + attrs,
-			"__client_uat=" + strconv.FormatInt(uat, 10) + "; Path=/; Max-Age=" + strconv.Itoa(clerkUATMaxAge) + "; SameSite=Lax" + clerkSecureAttr(secure),
+			"__client_uat=" + strconv.FormatInt(uat, 10) + "; Path=/; Max-Age=" + strconv.Itoa(uatMaxAge) + "; SameSite=Lax" + secureAttr(secure),
 			"__clerk_handshake=; Path=/; Max-Age=0",
 		}
 	} else {
 		d = []string{
-			"__client_uat=0; Path=/; Max-Age=" + strconv.Itoa(clerkUATMaxAge) + "; SameSite=Lax" + clerkSecureAttr(secure),
-			"__session=; Path=/; Max-Age=0; SameSite=Lax" + clerkSecureAttr(secure),
+			"__client_uat=0; Path=/; Max-Age=" + strconv.Itoa(uatMaxAge) + "; SameSite=Lax" + secureAttr(secure),
+			"__session=; Path=/; Max-Age=0; SameSite=Lax" + secureAttr(secure),
 			"__clerk_handshake=; Path=/; Max-Age=0",
 		}
 	}
@@ -787,7 +787,7 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool, iss
 				kept = append(kept, x)
 			}
 		}
-		d = append(kept, "__clerk_db_jwt="+clientCookie+"; Path=/; SameSite=Lax"+clerkSecureAttr(secure))
+		d = append(kept, "__clerk_db_jwt="+clientCookie+"; Path=/; SameSite=Lax"+secureAttr(secure))
 		return d, userID, nil
 	}
 	if nonce {
@@ -796,7 +796,7 @@ func (c *Clerk) handshakeDirectives(clientCookie string, secure, nonce bool, iss
 	return d, userID, nil
 }
 
-func clerkSecureAttr(secure bool) string {
+func secureAttr(secure bool) string {
 	if secure {
 		return "; Secure"
 	}
@@ -807,7 +807,7 @@ func clerkSecureAttr(secure bool) string {
 // few minutes and returns the nonce.
 func (c *Clerk) storeNonce(directives []string) string {
 	now := c.now()
-	n := clerkRandomHex(16)
+	n := randomHex(16)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, v := range c.nonces {
@@ -815,7 +815,7 @@ func (c *Clerk) storeNonce(directives []string) string {
 			delete(c.nonces, k)
 		}
 	}
-	c.nonces[n] = clerkNonce{directives: directives, expires: now.Add(clerkNonceTTL)}
+	c.nonces[n] = nonceEntry{directives: directives, expires: now.Add(nonceTTL)}
 	return n
 }
 
@@ -829,7 +829,7 @@ func (c *Clerk) nonce(n string) ([]string, bool) {
 	return v.directives, true
 }
 
-func errClerkRedirect() error {
+func errRedirect() error {
 	return errors.New("redirect_url must be an absolute http(s) URL on a loopback host or an allowed origin")
 }
 
@@ -840,23 +840,23 @@ func errClerkRedirect() error {
 func (c *Clerk) checkRedirect(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return nil, errClerkRedirect()
+		return nil, errRedirect()
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
-			return nil, errClerkRedirect()
+			return nil, errRedirect()
 		}
 	}
-	if clerkIsLoopback(u.Hostname()) {
+	if isLoopback(u.Hostname()) {
 		return u, nil
 	}
 	if c.allowed[strings.ToLower(u.Scheme+"://"+u.Host)] {
 		return u, nil
 	}
-	return nil, errClerkRedirect()
+	return nil, errRedirect()
 }
 
-func clerkOrgName(slug string) string {
+func orgName(slug string) string {
 	words := strings.FieldsFunc(slug, func(r rune) bool { return r == '-' || r == '_' })
 	for i, w := range words {
 		r, n := utf8.DecodeRuneInString(w)
@@ -868,17 +868,17 @@ func clerkOrgName(slug string) string {
 	return strings.Join(words, " ")
 }
 
-// clerkRandomID is a Clerk-looking identifier body (base32, 26 characters).
-func clerkRandomID() string { return rand.Text() }
+// randomID is a Clerk-looking identifier body (base32, 26 characters).
+func randomID() string { return rand.Text() }
 
-func clerkRandomHex(n int) string {
+func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
 }
 
-// clerkIsLoopback reports whether host (without port) is a loopback name.
-func clerkIsLoopback(host string) bool {
+// isLoopback reports whether host (without port) is a loopback name.
+func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// testClock is a settable clock; it serves as ClerkOptions.Now and as
+// testClock is a settable clock; it serves as Options.Now and as
 // clerk-sdk-go's clerk.Clock.
 type testClock struct {
 	mu sync.Mutex
@@ -50,25 +50,25 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-type clerkFixture struct {
+type fixture struct {
 	c   *Clerk
 	clk *testClock
 	srv *httptest.Server
 	cfg *clerk.ClientConfig
 }
 
-func newClerkFixture(t *testing.T, opts ClerkOptions) *clerkFixture {
+func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
 	clk := newTestClock()
 	opts.Now = clk.Now
-	c, err := NewClerk(opts)
+	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
 	c.SetBaseURL(srv.URL)
-	return &clerkFixture{c: c, clk: clk, srv: srv, cfg: sdkConfig(srv, c.SecretKey())}
+	return &fixture{c: c, clk: clk, srv: srv, cfg: sdkConfig(srv, c.SecretKey())}
 }
 
 func sdkConfig(srv *httptest.Server, key string) *clerk.ClientConfig {
@@ -84,7 +84,7 @@ func noRedirect(srv *httptest.Server) *http.Client {
 	return &cl
 }
 
-func (f *clerkFixture) get(t *testing.T, path string, cookies ...*http.Cookie) *http.Response {
+func (f *fixture) get(t *testing.T, path string, cookies ...*http.Cookie) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
 	if err != nil {
@@ -96,7 +96,7 @@ func (f *clerkFixture) get(t *testing.T, path string, cookies ...*http.Cookie) *
 	return f.do(t, req)
 }
 
-func (f *clerkFixture) do(t *testing.T, req *http.Request) *http.Response {
+func (f *fixture) do(t *testing.T, req *http.Request) *http.Response {
 	t.Helper()
 	res, err := noRedirect(f.srv).Do(req)
 	if err != nil {
@@ -107,7 +107,7 @@ func (f *clerkFixture) do(t *testing.T, req *http.Request) *http.Response {
 }
 
 // jwk fetches the signing key through clerk-sdk-go's JWKS client.
-func (f *clerkFixture) jwk(t *testing.T) *clerk.JSONWebKey {
+func (f *fixture) jwk(t *testing.T) *clerk.JSONWebKey {
 	t.Helper()
 	set, err := jwks.NewClient(f.cfg).Get(t.Context(), &jwks.GetParams{})
 	if err != nil {
@@ -119,7 +119,7 @@ func (f *clerkFixture) jwk(t *testing.T) *clerk.JSONWebKey {
 	return set.Keys[0]
 }
 
-func (f *clerkFixture) verify(t *testing.T, token string) *clerk.SessionClaims {
+func (f *fixture) verify(t *testing.T, token string) *clerk.SessionClaims {
 	t.Helper()
 	claims, err := jwt.Verify(t.Context(), &jwt.VerifyParams{Token: token, JWK: f.jwk(t), Clock: f.clk})
 	if err != nil {
@@ -161,7 +161,7 @@ func apiError(t *testing.T, err error) *clerk.APIErrorResponse {
 // Ensure the Backend API's users, sessions, organisations and JWKS decode
 // with clerk-sdk-go's own clients.
 func TestClerkBackendAPIWithSDK(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	ctx := t.Context()
 
 	t.Run("User", func(t *testing.T) {
@@ -301,7 +301,7 @@ func TestClerkBackendAPIWithSDK(t *testing.T) {
 // clerk-sdk-go verifies, with the right issuer, subject, session and
 // organisation claims.
 func TestClerkSessionToken(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	iat := f.clk.Now()
 
 	tok := f.c.MintSessionToken("user_grace", "sess_1", iat, map[string]any{"azp": "http://127.0.0.1:8080"})
@@ -357,7 +357,7 @@ func TestClerkSessionToken(t *testing.T) {
 }
 
 func TestClerkKeys(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{FAPIHost: "clerk.example.test"})
+	f := newFixture(t, Options{FAPIHost: "clerk.example.test"})
 	pk := f.c.PublishableKey()
 	enc, ok := strings.CutPrefix(pk, "pk_live_")
 	if !ok || strings.Contains(enc, "=") {
@@ -382,26 +382,26 @@ func TestClerkKeys(t *testing.T) {
 		t.Error("Users returns the sandbox's own slice")
 	}
 
-	for _, bad := range []ClerkOptions{
+	for _, bad := range []Options{
 		{FAPIHost: "https://clerk.example.test"},
-		{Users: []ClerkUser{{ID: "ada"}}},
-		{Users: []ClerkUser{{ID: "user_a"}, {ID: "user_a"}}},
-		{Users: []ClerkUser{{ID: "user_a", OrgID: "org_a", OrgRole: "owner"}}},
+		{Users: []User{{ID: "ada"}}},
+		{Users: []User{{ID: "user_a"}, {ID: "user_a"}}},
+		{Users: []User{{ID: "user_a", OrgID: "org_a", OrgRole: "owner"}}},
 		{AllowedRedirectOrigins: []string{"https://app.example.test/path"}},
 	} {
-		if _, err := NewClerk(bad); err == nil {
-			t.Errorf("NewClerk(%+v) succeeded", bad)
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) succeeded", bad)
 		}
 	}
 }
 
 // handshake runs GET /v1/client/handshake and returns the response and
 // the directives carried by its __clerk_handshake token, verified.
-func (f *clerkFixture) handshake(t *testing.T, redirectURL string, cookies ...*http.Cookie) (*http.Response, []string) {
+func (f *fixture) handshake(t *testing.T, redirectURL string, cookies ...*http.Cookie) (*http.Response, []string) {
 	t.Helper()
 	q := url.Values{
 		"redirect_url": {redirectURL}, "__clerk_hs_reason": {"session-token-expired"},
-		"suffixed_cookies": {"false"}, "__clerk_api_version": {ClerkAPIVersion}, "format": {"nonce"},
+		"suffixed_cookies": {"false"}, "__clerk_api_version": {APIVersion}, "format": {"nonce"},
 	}
 	res := f.get(t, "/v1/client/handshake?"+q.Encode(), cookies...)
 	if res.StatusCode != http.StatusTemporaryRedirect {
@@ -465,12 +465,12 @@ func signedOutDirectives() []string {
 // Ensure the Frontend API handshake hands a signed-in client a fresh
 // __session and a signed-out one the clearing directives.
 func TestClerkHandshake(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	back := "http://127.0.0.1:8080/routes/415VNA/?tab=1"
 
 	sid, cookies := f.c.SignIn("user_ada")
 	uat := mustCookie(t, cookies, "__client_uat").Value
-	client := mustCookie(t, cookies, ClerkClientCookie)
+	client := mustCookie(t, cookies, ClientCookie)
 
 	f.clk.Advance(90 * time.Second) // the sign-in token has expired
 	_, d := f.handshake(t, back, client)
@@ -513,7 +513,7 @@ func TestClerkHandshake(t *testing.T) {
 	}
 
 	t.Run("SignedOut", func(t *testing.T) {
-		for _, cks := range [][]*http.Cookie{nil, {{Name: ClerkClientCookie, Value: "forged"}}} {
+		for _, cks := range [][]*http.Cookie{nil, {{Name: ClientCookie, Value: "forged"}}} {
 			_, d := f.handshake(t, back, cks...)
 			if diff := cmp.Diff(signedOutDirectives(), d); diff != "" {
 				t.Errorf("cookies %v: directives (-want +got):\n%s", cks, diff)
@@ -543,7 +543,7 @@ func TestClerkHandshake(t *testing.T) {
 }
 
 func TestClerkCheckRedirect(t *testing.T) {
-	c, err := NewClerk(ClerkOptions{AllowedRedirectOrigins: []string{"https://App.Example.test:8443"}})
+	c, err := New(Options{AllowedRedirectOrigins: []string{"https://App.Example.test:8443"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -595,9 +595,9 @@ func fetchPayload(ctx context.Context, cfg *clerk.ClientConfig, nonce string) (*
 
 // Ensure nonce handshakes deliver the directives through the Backend API.
 func TestClerkHandshakeNonce(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{NonceHandshake: true})
+	f := newFixture(t, Options{NonceHandshake: true})
 	sid, cookies := f.c.SignIn("user_linus")
-	res, d := f.handshake(t, "http://127.0.0.1:8080/", mustCookie(t, cookies, ClerkClientCookie))
+	res, d := f.handshake(t, "http://127.0.0.1:8080/", mustCookie(t, cookies, ClientCookie))
 	if d != nil {
 		t.Fatalf("nonce mode sent a handshake token")
 	}
@@ -635,7 +635,7 @@ func TestClerkHandshakeNonce(t *testing.T) {
 	}
 }
 
-func postForm(t *testing.T, f *clerkFixture, form url.Values, cookies ...*http.Cookie) *http.Response {
+func postForm(t *testing.T, f *fixture, form url.Values, cookies ...*http.Cookie) *http.Response {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/sign-in", strings.NewReader(form.Encode()))
 	if err != nil {
@@ -660,7 +660,7 @@ func body(t *testing.T, res *http.Response) string {
 // Ensure the sign-in page lists the demo users and its form signs in with
 // the three cookies and a 303 back.
 func TestClerkSignIn(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	back := "http://127.0.0.1:8080/settings/"
 
 	res := f.get(t, "/sign-in?redirect_url="+url.QueryEscape(back))
@@ -686,7 +686,7 @@ func TestClerkSignIn(t *testing.T) {
 	if len(cks) != 2 {
 		t.Errorf("sign-in set %d cookies, want __client_uat and the client cookie: %v", len(cks), cks)
 	}
-	uat, client := mustCookie(t, cks, "__client_uat"), mustCookie(t, cks, ClerkClientCookie)
+	uat, client := mustCookie(t, cks, "__client_uat"), mustCookie(t, cks, ClientCookie)
 	for _, ck := range []*http.Cookie{uat, client} {
 		if ck.Path != "/" || ck.SameSite != http.SameSiteLaxMode || ck.Secure || ck.Domain != "" {
 			t.Errorf("cookie %s attributes: %+v", ck.Name, ck)
@@ -712,7 +712,7 @@ func TestClerkSignIn(t *testing.T) {
 	if s, err := session.NewClient(f.cfg).Get(t.Context(), firstSID); err != nil || s.Status != "ended" {
 		t.Errorf("previous session after switching user: %v %v", s, err)
 	}
-	if c := mustCookie(t, res.Cookies(), ClerkClientCookie); c.Value != client.Value {
+	if c := mustCookie(t, res.Cookies(), ClientCookie); c.Value != client.Value {
 		t.Errorf("switching user changed the client cookie")
 	}
 
@@ -750,9 +750,9 @@ func TestClerkSignIn(t *testing.T) {
 // session reads "revoked", the client's next handshake signs it out, and
 // there is no sign-out page to lean on.
 func TestClerkRevokeSession(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	sid, cookies := f.c.SignIn("user_grace")
-	client := mustCookie(t, cookies, ClerkClientCookie)
+	client := mustCookie(t, cookies, ClientCookie)
 	sessions := session.NewClient(f.cfg)
 
 	s, err := sessions.Revoke(t.Context(), &session.RevokeParams{ID: sid})
@@ -785,7 +785,7 @@ func TestClerkRevokeSession(t *testing.T) {
 // last_active_organization_id is null and new tokens have no "o" claim; a
 // changed role reaches new tokens.
 func TestClerkMembershipChanges(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	sid, _ := f.c.SignIn("user_linus")
 	if s, err := session.NewClient(f.cfg).Get(t.Context(), sid); err != nil || s.LastActiveOrganizationID != "org_acme" {
 		t.Fatalf("member: %+v %v", s, err)
@@ -817,7 +817,7 @@ func TestClerkMembershipChanges(t *testing.T) {
 // seconds until its 10 s window ends, as Clerk does; the JWKS is not
 // limited, and a new window starts afresh.
 func TestClerkRateLimit(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{APIRateLimit: 2})
+	f := newFixture(t, Options{APIRateLimit: 2})
 	users := user.NewClient(f.cfg)
 	for range 2 {
 		if _, err := users.Get(t.Context(), "user_ada"); err != nil {
@@ -848,7 +848,7 @@ func TestClerkRateLimit(t *testing.T) {
 
 // HoldBackendAPI keeps one route's requests waiting until released.
 func TestClerkHoldBackendAPI(t *testing.T) {
-	f := newClerkFixture(t, ClerkOptions{})
+	f := newFixture(t, Options{})
 	arrived, release := f.c.HoldBackendAPI("GET /v1/users/{id}")
 	done := make(chan error, 1)
 	go func() {

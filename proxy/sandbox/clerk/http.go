@@ -16,7 +16,7 @@ import (
 )
 
 //go:embed templates
-var clerkFiles embed.FS
+var templateFS embed.FS
 
 func (c *Clerk) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -29,7 +29,7 @@ func (c *Clerk) routes() http.Handler {
 	mux.HandleFunc("GET /v1/organizations/{id}", c.bapi(c.handleOrganization))
 	mux.HandleFunc("GET /v1/clients/handshake_payload", c.bapi(c.handleHandshakePayload))
 	mux.HandleFunc("/v1/", c.bapi(func(w http.ResponseWriter, r *http.Request) {
-		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+		writeError(w, http.StatusNotFound, "resource_not_found", "not found",
 			"The requested resource was not found.")
 	}))
 
@@ -82,14 +82,14 @@ func (c *Clerk) bapi(h http.HandlerFunc) http.HandlerFunc {
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(c.sk)) != 1 {
-			clerkError(w, http.StatusUnauthorized, "authentication_invalid",
+			writeError(w, http.StatusUnauthorized, "authentication_invalid",
 				"Invalid authentication",
 				"Unable to authenticate the request, you need to supply an active API key")
 			return
 		}
 		if wait := c.overLimit(r.Pattern); wait > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-			clerkError(w, http.StatusTooManyRequests, "too_many_requests", "Too Many Requests",
+			writeError(w, http.StatusTooManyRequests, "too_many_requests", "Too Many Requests",
 				"You have exceeded the maximum allowed rate limit, please try again later.")
 			return
 		}
@@ -106,21 +106,21 @@ func (c *Clerk) handleJWKS(w http.ResponseWriter, r *http.Request) {
 func (c *Clerk) handleUser(w http.ResponseWriter, r *http.Request) {
 	u, ok := c.user(r.PathValue("id"))
 	if !ok {
-		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+		writeError(w, http.StatusNotFound, "resource_not_found", "not found",
 			"The requested resource was not found.")
 		return
 	}
-	clerkJSON(w, http.StatusOK, c.wireUser(u))
+	writeJSON(w, http.StatusOK, c.wireUser(u))
 }
 
 func (c *Clerk) handleSession(w http.ResponseWriter, r *http.Request) {
 	s, ok := c.sessionCopy(r.PathValue("id"))
 	if !ok {
-		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+		writeError(w, http.StatusNotFound, "resource_not_found", "not found",
 			"The requested resource was not found.")
 		return
 	}
-	clerkJSON(w, http.StatusOK, c.wireSession(s))
+	writeJSON(w, http.StatusOK, c.wireSession(s))
 }
 
 func (c *Clerk) handleRevoke(w http.ResponseWriter, r *http.Request) {
@@ -139,21 +139,21 @@ func (c *Clerk) handleOrganization(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if org == nil {
-		clerkError(w, http.StatusNotFound, "resource_not_found", "not found",
+		writeError(w, http.StatusNotFound, "resource_not_found", "not found",
 			"The requested resource was not found.")
 		return
 	}
-	clerkJSON(w, http.StatusOK, c.wireOrganization(org))
+	writeJSON(w, http.StatusOK, c.wireOrganization(org))
 }
 
 func (c *Clerk) handleHandshakePayload(w http.ResponseWriter, r *http.Request) {
 	d, ok := c.nonce(r.URL.Query().Get("nonce"))
 	if !ok {
-		clerkError(w, http.StatusBadRequest, "invalid_nonce", "invalid nonce",
+		writeError(w, http.StatusBadRequest, "invalid_nonce", "invalid nonce",
 			"The handshake nonce is unknown or has expired.")
 		return
 	}
-	clerkJSON(w, http.StatusOK, struct {
+	writeJSON(w, http.StatusOK, struct {
 		Directives []string `json:"directives"`
 	}{d})
 }
@@ -172,14 +172,14 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	raw := q.Get("redirect_url")
 	if raw == "" {
-		clerkError(w, http.StatusBadRequest, "form_param_missing", "redirect_url is missing",
+		writeError(w, http.StatusBadRequest, "form_param_missing", "redirect_url is missing",
 			"The redirect_url query parameter is required.")
 		return
 	}
 	target, err := c.checkRedirect(raw)
 	if err != nil {
 		c.log.Warn("sandbox clerk: handshake refused", "redirect_url", raw, "err", err)
-		clerkError(w, http.StatusBadRequest, "invalid_redirect_url", "invalid redirect_url", err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_redirect_url", "invalid redirect_url", err.Error())
 		return
 	}
 	nonce := c.nonceMode && q.Get("format") == "nonce"
@@ -189,7 +189,7 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	// The client: its cookie on the Frontend API host; on a development
 	// instance, the dev browser the SDK names in the URL (a new one, signed
 	// out, when it names none Clerk knows).
-	client := clerkCookieValue(r, ClerkClientCookie)
+	client := cookieValue(r, ClientCookie)
 	if c.dev {
 		if client = q.Get("__clerk_db_jwt"); !c.knownClient(client) {
 			client = c.newDevBrowser()
@@ -198,7 +198,7 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 	directives, userID, err := c.handshakeDirectives(client, target.Scheme == "https", nonce, c.proxyURL(r))
 	if err != nil {
 		c.log.Error("sandbox clerk: handshake", "err", err)
-		clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
+		writeError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
 		return
 	}
 	name, value := "__clerk_handshake_nonce", ""
@@ -208,7 +208,7 @@ func (c *Clerk) handleHandshake(w http.ResponseWriter, r *http.Request) {
 		tok, err := c.signHandshake(directives)
 		if err != nil {
 			c.log.Error("sandbox clerk: sign handshake", "err", err)
-			clerkError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
+			writeError(w, http.StatusInternalServerError, "internal_clerk_error", "internal error", err.Error())
 			return
 		}
 		name, value = "__clerk_handshake", tok
@@ -243,12 +243,12 @@ func (c *Clerk) proxyURL(r *http.Request) string {
 	return p
 }
 
-// ClerkFrontendProxy is a Clerk Frontend API proxy as Clerk documents one
+// FrontendProxy is a Clerk Frontend API proxy as Clerk documents one
 // (https://clerk.com/docs/guides/dashboard/dns-domains/proxy-fapi), for
 // tests and demos: requests under proxyURL's path are forwarded to the
 // Frontend API at target with that prefix removed, carrying
 // Clerk-Proxy-Url (proxyURL), Clerk-Secret-Key and X-Forwarded-For.
-func ClerkFrontendProxy(target, proxyURL *url.URL, secretKey string) http.Handler {
+func FrontendProxy(target, proxyURL *url.URL, secretKey string) http.Handler {
 	prefix := strings.TrimSuffix(proxyURL.Path, "/")
 	rp := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
@@ -280,23 +280,23 @@ func withQueryParam(u *url.URL, name, value string) string {
 	return out.String()
 }
 
-type clerkUserView struct {
+type userView struct {
 	ID, Name, Email, Detail string
 }
 
-func (c *Clerk) userView(u ClerkUser) clerkUserView {
+func (c *Clerk) userView(u User) userView {
 	detail := "No organisation"
 	if u.OrgID != "" {
 		role := "member"
 		if u.OrgRole == "admin" {
 			role = "admin"
 		}
-		detail = fmt.Sprintf("%s of %s (%s)", role, clerkOrgName(u.OrgSlug), u.OrgSlug)
+		detail = fmt.Sprintf("%s of %s (%s)", role, orgName(u.OrgSlug), u.OrgSlug)
 	}
-	return clerkUserView{ID: u.ID, Name: u.Name(), Email: u.Email, Detail: detail}
+	return userView{ID: u.ID, Name: u.Name(), Email: u.Email, Detail: detail}
 }
 
-type clerkPageData struct {
+type pageData struct {
 	Title       string
 	FAPIHost    string
 	BaseURL     string
@@ -305,15 +305,15 @@ type clerkPageData struct {
 	// browser token on a development instance.
 	ContinueURL string
 	DevBrowser  string // the form's dev browser token (development)
-	Users       []clerkUserView
-	Current     *clerkUserView
+	Users       []userView
+	Current     *userView
 	SessionID   string
 	Error       string
 	Message     string
 }
 
-func (c *Clerk) page(title string) clerkPageData {
-	return clerkPageData{Title: title, FAPIHost: c.fapiHost, BaseURL: c.base()}
+func (c *Clerk) page(title string) pageData {
+	return pageData{Title: title, FAPIHost: c.fapiHost, BaseURL: c.base()}
 }
 
 func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
@@ -331,7 +331,7 @@ func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 		if !c.knownClient(client) {
 			client = c.newDevBrowser()
 		}
-		http.SetCookie(w, &http.Cookie{Name: ClerkDevBrowserCookie, Value: client, Path: "/", MaxAge: clerkUATMaxAge,
+		http.SetCookie(w, &http.Cookie{Name: DevBrowserCookie, Value: client, Path: "/", MaxAge: uatMaxAge,
 			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	}
 	d := c.signInData(client, raw)
@@ -350,12 +350,12 @@ func (c *Clerk) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 // (named), else the one the portal remembers.
 func (c *Clerk) clientOf(r *http.Request, named string) string {
 	if !c.dev {
-		return clerkCookieValue(r, ClerkClientCookie)
+		return cookieValue(r, ClientCookie)
 	}
 	if named != "" && c.knownClient(named) {
 		return named
 	}
-	return clerkCookieValue(r, ClerkDevBrowserCookie)
+	return cookieValue(r, DevBrowserCookie)
 }
 
 // backToApp is where the Account Portal sends the browser after sign-in:
@@ -372,7 +372,7 @@ func (c *Clerk) backToApp(redirectURL, client string) string {
 	return withQueryParam(u, "__clerk_db_jwt", client)
 }
 
-func (c *Clerk) signInData(client, redirectURL string) clerkPageData {
+func (c *Clerk) signInData(client, redirectURL string) pageData {
 	d := c.page("Sign in")
 	d.RedirectURL = redirectURL
 	d.ContinueURL = c.backToApp(redirectURL, client)
@@ -439,18 +439,18 @@ func (c *Clerk) renderError(w http.ResponseWriter, status int, title, msg string
 	c.render(w, status, "error", d)
 }
 
-func (c *Clerk) render(w http.ResponseWriter, status int, name string, data clerkPageData) {
+func (c *Clerk) render(w http.ResponseWriter, status int, name string, data pageData) {
 	sandbox.RenderPage(w, c.log, c.pages, status, name, data)
 }
 
-func clerkCookieValue(r *http.Request, name string) string {
+func cookieValue(r *http.Request, name string) string {
 	if ck, err := r.Cookie(name); err == nil {
 		return ck.Value
 	}
 	return ""
 }
 
-func clerkJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, `{"errors":[{"code":"internal_clerk_error","message":"internal error"}]}`, http.StatusInternalServerError)
@@ -462,81 +462,81 @@ func clerkJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(b)
 }
 
-// clerkError writes Clerk's error body:
+// writeError writes Clerk's error body:
 // {"errors":[{"message","long_message","code"}],"clerk_trace_id"}.
-func clerkError(w http.ResponseWriter, status int, code, msg, long string) {
+func writeError(w http.ResponseWriter, status int, code, msg, long string) {
 	type apiError struct {
 		Message     string `json:"message"`
 		LongMessage string `json:"long_message"`
 		Code        string `json:"code"`
 	}
-	clerkJSON(w, status, struct {
+	writeJSON(w, status, struct {
 		Errors  []apiError `json:"errors"`
 		TraceID string     `json:"clerk_trace_id"`
-	}{[]apiError{{msg, long, code}}, clerkRandomHex(16)})
+	}{[]apiError{{msg, long, code}}, randomHex(16)})
 }
 
 // Wire shapes of Clerk's Backend API objects (field names as in Clerk's
 // API reference and clerk-sdk-go v2's types).
 
-type clerkVerificationJSON struct {
+type verificationJSON struct {
 	Status   string `json:"status"`
 	Strategy string `json:"strategy"`
 	Attempts *int64 `json:"attempts"`
 	ExpireAt *int64 `json:"expire_at"`
 }
 
-type clerkEmailJSON struct {
-	ID           string                `json:"id"`
-	Object       string                `json:"object"`
-	EmailAddress string                `json:"email_address"`
-	Reserved     bool                  `json:"reserved"`
-	Verification clerkVerificationJSON `json:"verification"`
-	LinkedTo     []any                 `json:"linked_to"`
-	CreatedAt    int64                 `json:"created_at"`
-	UpdatedAt    int64                 `json:"updated_at"`
+type emailJSON struct {
+	ID           string           `json:"id"`
+	Object       string           `json:"object"`
+	EmailAddress string           `json:"email_address"`
+	Reserved     bool             `json:"reserved"`
+	Verification verificationJSON `json:"verification"`
+	LinkedTo     []any            `json:"linked_to"`
+	CreatedAt    int64            `json:"created_at"`
+	UpdatedAt    int64            `json:"updated_at"`
 }
 
-type clerkUserJSON struct {
-	ID                            string           `json:"id"`
-	Object                        string           `json:"object"`
-	Username                      *string          `json:"username"`
-	FirstName                     *string          `json:"first_name"`
-	LastName                      *string          `json:"last_name"`
-	ImageURL                      string           `json:"image_url"`
-	HasImage                      bool             `json:"has_image"`
-	PrimaryEmailAddressID         *string          `json:"primary_email_address_id"`
-	PrimaryPhoneNumberID          *string          `json:"primary_phone_number_id"`
-	PrimaryWeb3WalletID           *string          `json:"primary_web3_wallet_id"`
-	PasswordEnabled               bool             `json:"password_enabled"`
-	TwoFactorEnabled              bool             `json:"two_factor_enabled"`
-	TOTPEnabled                   bool             `json:"totp_enabled"`
-	BackupCodeEnabled             bool             `json:"backup_code_enabled"`
-	EmailAddresses                []clerkEmailJSON `json:"email_addresses"`
-	PhoneNumbers                  []any            `json:"phone_numbers"`
-	Web3Wallets                   []any            `json:"web3_wallets"`
-	Passkeys                      []any            `json:"passkeys"`
-	ExternalAccounts              []any            `json:"external_accounts"`
-	SAMLAccounts                  []any            `json:"saml_accounts"`
-	EnterpriseAccounts            []any            `json:"enterprise_accounts"`
-	PublicMetadata                map[string]any   `json:"public_metadata"`
-	PrivateMetadata               map[string]any   `json:"private_metadata"`
-	UnsafeMetadata                map[string]any   `json:"unsafe_metadata"`
-	ExternalID                    *string          `json:"external_id"`
-	LastSignInAt                  *int64           `json:"last_sign_in_at"`
-	Banned                        bool             `json:"banned"`
-	Locked                        bool             `json:"locked"`
-	LockoutExpiresInSeconds       *int64           `json:"lockout_expires_in_seconds"`
-	VerificationAttemptsRemaining *int64           `json:"verification_attempts_remaining"`
-	DeleteSelfEnabled             bool             `json:"delete_self_enabled"`
-	CreateOrganizationEnabled     bool             `json:"create_organization_enabled"`
-	LastActiveAt                  *int64           `json:"last_active_at"`
-	LegalAcceptedAt               *int64           `json:"legal_accepted_at"`
-	CreatedAt                     int64            `json:"created_at"`
-	UpdatedAt                     int64            `json:"updated_at"`
+type userJSON struct {
+	ID                            string         `json:"id"`
+	Object                        string         `json:"object"`
+	Username                      *string        `json:"username"`
+	FirstName                     *string        `json:"first_name"`
+	LastName                      *string        `json:"last_name"`
+	ImageURL                      string         `json:"image_url"`
+	HasImage                      bool           `json:"has_image"`
+	PrimaryEmailAddressID         *string        `json:"primary_email_address_id"`
+	PrimaryPhoneNumberID          *string        `json:"primary_phone_number_id"`
+	PrimaryWeb3WalletID           *string        `json:"primary_web3_wallet_id"`
+	PasswordEnabled               bool           `json:"password_enabled"`
+	TwoFactorEnabled              bool           `json:"two_factor_enabled"`
+	TOTPEnabled                   bool           `json:"totp_enabled"`
+	BackupCodeEnabled             bool           `json:"backup_code_enabled"`
+	EmailAddresses                []emailJSON    `json:"email_addresses"`
+	PhoneNumbers                  []any          `json:"phone_numbers"`
+	Web3Wallets                   []any          `json:"web3_wallets"`
+	Passkeys                      []any          `json:"passkeys"`
+	ExternalAccounts              []any          `json:"external_accounts"`
+	SAMLAccounts                  []any          `json:"saml_accounts"`
+	EnterpriseAccounts            []any          `json:"enterprise_accounts"`
+	PublicMetadata                map[string]any `json:"public_metadata"`
+	PrivateMetadata               map[string]any `json:"private_metadata"`
+	UnsafeMetadata                map[string]any `json:"unsafe_metadata"`
+	ExternalID                    *string        `json:"external_id"`
+	LastSignInAt                  *int64         `json:"last_sign_in_at"`
+	Banned                        bool           `json:"banned"`
+	Locked                        bool           `json:"locked"`
+	LockoutExpiresInSeconds       *int64         `json:"lockout_expires_in_seconds"`
+	VerificationAttemptsRemaining *int64         `json:"verification_attempts_remaining"`
+	DeleteSelfEnabled             bool           `json:"delete_self_enabled"`
+	CreateOrganizationEnabled     bool           `json:"create_organization_enabled"`
+	LastActiveAt                  *int64         `json:"last_active_at"`
+	LegalAcceptedAt               *int64         `json:"legal_accepted_at"`
+	CreatedAt                     int64          `json:"created_at"`
+	UpdatedAt                     int64          `json:"updated_at"`
 }
 
-type clerkSessionJSON struct {
+type sessionJSON struct {
 	Object                   string  `json:"object"`
 	ID                       string  `json:"id"`
 	ClientID                 string  `json:"client_id"`
@@ -551,7 +551,7 @@ type clerkSessionJSON struct {
 	UpdatedAt                int64   `json:"updated_at"`
 }
 
-type clerkOrgJSON struct {
+type orgJSON struct {
 	Object                string         `json:"object"`
 	ID                    string         `json:"id"`
 	Name                  string         `json:"name"`
@@ -568,22 +568,22 @@ type clerkOrgJSON struct {
 	UpdatedAt             int64          `json:"updated_at"`
 }
 
-func clerkMillis(t time.Time) int64 { return t.UnixMilli() }
+func millis(t time.Time) int64 { return t.UnixMilli() }
 
-func clerkOptString(s string) *string {
+func optString(s string) *string {
 	if s == "" {
 		return nil
 	}
 	return &s
 }
 
-func (c *Clerk) wireUser(u ClerkUser) clerkUserJSON {
-	created := clerkMillis(c.createdAt)
-	w := clerkUserJSON{
+func (c *Clerk) wireUser(u User) userJSON {
+	created := millis(c.createdAt)
+	w := userJSON{
 		ID: u.ID, Object: "user",
-		FirstName: clerkOptString(u.FirstName), LastName: clerkOptString(u.LastName),
+		FirstName: optString(u.FirstName), LastName: optString(u.LastName),
 		PasswordEnabled:           true,
-		EmailAddresses:            []clerkEmailJSON{},
+		EmailAddresses:            []emailJSON{},
 		PhoneNumbers:              []any{},
 		Web3Wallets:               []any{},
 		Passkeys:                  []any{},
@@ -601,21 +601,21 @@ func (c *Clerk) wireUser(u ClerkUser) clerkUserJSON {
 	if u.Email != "" {
 		id := "idn_" + strings.TrimPrefix(u.ID, "user_")
 		w.PrimaryEmailAddressID = &id
-		w.EmailAddresses = append(w.EmailAddresses, clerkEmailJSON{
+		w.EmailAddresses = append(w.EmailAddresses, emailJSON{
 			ID: id, Object: "email_address", EmailAddress: u.Email,
-			Verification: clerkVerificationJSON{Status: "verified", Strategy: "email_code"},
+			Verification: verificationJSON{Status: "verified", Strategy: "email_code"},
 			LinkedTo:     []any{}, CreatedAt: created, UpdatedAt: created,
 		})
 	}
 	c.mu.Lock()
 	if t, ok := c.lastSignInAt[u.ID]; ok {
-		v := clerkMillis(t)
+		v := millis(t)
 		w.LastSignInAt, w.UpdatedAt = &v, v
 	}
 	var lastActive int64
 	for _, s := range c.sessions {
-		if s.userID == u.ID && clerkMillis(s.lastActiveAt) > lastActive {
-			lastActive = clerkMillis(s.lastActiveAt)
+		if s.userID == u.ID && millis(s.lastActiveAt) > lastActive {
+			lastActive = millis(s.lastActiveAt)
 		}
 	}
 	c.mu.Unlock()
@@ -625,39 +625,39 @@ func (c *Clerk) wireUser(u ClerkUser) clerkUserJSON {
 	return w
 }
 
-func (c *Clerk) sessionCopy(id string) (clerkSessionState, bool) {
+func (c *Clerk) sessionCopy(id string) (sessionState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.sessions[id]
 	if s == nil {
-		return clerkSessionState{}, false
+		return sessionState{}, false
 	}
 	cp := *s
 	cp.status = s.statusAt(c.now())
 	return cp, true
 }
 
-func (c *Clerk) wireSession(s clerkSessionState) clerkSessionJSON {
-	w := clerkSessionJSON{
+func (c *Clerk) wireSession(s sessionState) sessionJSON {
+	w := sessionJSON{
 		Object: "session", ID: s.id, ClientID: s.clientID, UserID: s.userID, Status: s.status,
-		LastActiveAt: clerkMillis(s.lastActiveAt),
-		ExpireAt:     clerkMillis(s.createdAt.Add(clerkSessionLife)),
-		AbandonAt:    clerkMillis(s.createdAt.Add(clerkSessionAbandon)),
-		CreatedAt:    clerkMillis(s.createdAt),
-		UpdatedAt:    clerkMillis(s.updatedAt),
+		LastActiveAt: millis(s.lastActiveAt),
+		ExpireAt:     millis(s.createdAt.Add(sessionLife)),
+		AbandonAt:    millis(s.createdAt.Add(sessionAbandon)),
+		CreatedAt:    millis(s.createdAt),
+		UpdatedAt:    millis(s.updatedAt),
 	}
 	if u, ok := c.user(s.userID); ok {
-		w.LastActiveOrganizationID = clerkOptString(u.OrgID)
+		w.LastActiveOrganizationID = optString(u.OrgID)
 	}
 	return w
 }
 
-func (c *Clerk) wireOrganization(o *clerkOrg) clerkOrgJSON {
-	created := clerkMillis(c.createdAt)
+func (c *Clerk) wireOrganization(o *orgState) orgJSON {
+	created := millis(c.createdAt)
 	c.orgMu.Lock()
 	members := o.members
 	c.orgMu.Unlock()
-	return clerkOrgJSON{
+	return orgJSON{
 		Object: "organization", ID: o.id, Name: o.name, Slug: o.slug,
 		MembersCount: members, MaxAllowedMemberships: 5, AdminDeleteEnabled: true,
 		PublicMetadata: map[string]any{}, PrivateMetadata: map[string]any{},

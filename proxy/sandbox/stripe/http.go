@@ -46,8 +46,8 @@ func (s *Stripe) routes() http.Handler {
 	mux.HandleFunc("GET /v1/invoices/{id}", s.api(s.apiGetInvoice))
 	mux.HandleFunc("GET /v1/events", s.api(s.apiListEvents))
 	mux.HandleFunc("GET /v1/events/{id}", s.api(s.apiGetEvent))
-	mux.HandleFunc("/v1/", s.api(func(r *http.Request) (any, *sbAPIError) {
-		return nil, &sbAPIError{Status: http.StatusNotFound, Type: "invalid_request_error",
+	mux.HandleFunc("/v1/", s.api(func(r *http.Request) (any, *apiError) {
+		return nil, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Unrecognized request URL (%s: %s).", r.Method, r.URL.Path)}
 	}))
 
@@ -64,8 +64,8 @@ func (s *Stripe) routes() http.Handler {
 	return mux
 }
 
-// sbAPIError is Stripe's error object, answered as {"error": {...}}.
-type sbAPIError struct {
+// apiError is Stripe's error object, answered as {"error": {...}}.
+type apiError struct {
 	Status  int    `json:"-"`
 	Type    string `json:"type"`
 	Code    string `json:"code,omitempty"`
@@ -73,24 +73,24 @@ type sbAPIError struct {
 	Param   string `json:"param,omitempty"`
 }
 
-func sbErrMissing(param string) *sbAPIError {
-	return &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_missing",
+func errMissing(param string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_missing",
 		Param: param, Message: fmt.Sprintf("Missing required param: %s.", param)}
 }
 
-func sbErrInvalid(param, msg string) *sbAPIError {
-	return &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_invalid",
+func errInvalid(param, msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "parameter_invalid",
 		Param: param, Message: msg}
 }
 
-// sbErrNoSuch is resource_missing: 404 for the object in the URL (param
+// errNoSuch is resource_missing: 404 for the object in the URL (param
 // "id"), 400 for one named by a parameter.
-func sbErrNoSuch(what, id, param string) *sbAPIError {
+func errNoSuch(what, id, param string) *apiError {
 	status := http.StatusBadRequest
 	if param == "id" {
 		status = http.StatusNotFound
 	}
-	return &sbAPIError{Status: status, Type: "invalid_request_error", Code: "resource_missing", Param: param,
+	return &apiError{Status: status, Type: "invalid_request_error", Code: "resource_missing", Param: param,
 		Message: fmt.Sprintf("No such %s: '%s'", what, id)}
 }
 
@@ -99,11 +99,11 @@ func sbErrNoSuch(what, id, param string) *sbAPIError {
 // not exist, with the hint Stripe adds: "No such customer: 'cus_…'; a
 // similar object exists in live mode, but a test mode key was used to make
 // this request."
-func sbSee[T sbObject](s *Stripe, m map[string]T, what, id, param string) (T, *sbAPIError) {
+func sbSee[T sbObject](s *Stripe, m map[string]T, what, id, param string) (T, *apiError) {
 	var zero T
 	o, ok := m[id]
 	if !ok {
-		return zero, sbErrNoSuch(what, id, param)
+		return zero, errNoSuch(what, id, param)
 	}
 	if o.isLive() != s.view.live {
 		return zero, s.errOtherMode(what, id, param)
@@ -113,8 +113,8 @@ func sbSee[T sbObject](s *Stripe, m map[string]T, what, id, param string) (T, *s
 
 // errOtherMode is resource_missing for an object that exists in the other
 // mode than the key's.
-func (s *Stripe) errOtherMode(what, id, param string) *sbAPIError {
-	e := sbErrNoSuch(what, id, param)
+func (s *Stripe) errOtherMode(what, id, param string) *apiError {
+	e := errNoSuch(what, id, param)
 	e.Message += fmt.Sprintf("; a similar object exists in %s mode, but a %s mode key was used to make this request.",
 		sbModeName(!s.view.live), sbModeName(s.view.live))
 	return e
@@ -127,34 +127,34 @@ func sbModeName(live bool) string {
 	return "test"
 }
 
-// sbIdem is a remembered Idempotency-Key: the request it was used with
+// idemEntry is a remembered Idempotency-Key: the request it was used with
 // and the answer to replay.
-type sbIdem struct {
+type idemEntry struct {
 	fingerprint string
 	status      int
 	body        []byte
 	at          time.Time // wall clock
 }
 
-type sbAPIFunc func(r *http.Request) (any, *sbAPIError)
+type apiFunc func(r *http.Request) (any, *apiError)
 
 // api wraps an API handler: it checks the secret key, parses the form,
 // runs the billing that is due, honours Idempotency-Key on POSTs (the same
 // key and parameters replay the first answer; other parameters are an
 // idempotency_error), and writes JSON. The handler runs under s.mu.
-func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
+func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.apiCalls[r.Pattern]++
-		if len(s.apiLog) < sbAPILogMax {
-			s.apiLog = append(s.apiLog, StripeRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+		if len(s.apiLog) < apiLogMax {
+			s.apiLog = append(s.apiLog, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 				Version: r.Header.Get("Stripe-Version")})
 		}
 		s.mu.Unlock()
-		w.Header().Set("Request-Id", sbID("req_"))
+		w.Header().Set("Request-Id", newID("req_"))
 		live, e := s.authorize(r)
 		if e != nil {
-			sbWriteJSON(w, e.Status, sbErrorJSON{*e})
+			sbWriteJSON(w, e.Status, errorJSON{*e})
 			return
 		}
 		// The answer is rendered in the version the request names, else
@@ -162,7 +162,7 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 		version := s.apiVersion
 		if v := strings.TrimSpace(r.Header.Get("Stripe-Version")); v != "" {
 			if !sbValidVersion(v) {
-				sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "invalid_request_error",
+				sbWriteJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "invalid_request_error",
 					Message: "Invalid Stripe API version: " + v}})
 				return
 			}
@@ -171,7 +171,7 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 		w.Header().Set("Stripe-Version", version)
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if err := r.ParseForm(); err != nil {
-			sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "invalid_request_error",
+			sbWriteJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "invalid_request_error",
 				Message: "Invalid request: the form body could not be parsed."}})
 			return
 		}
@@ -192,7 +192,7 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 			if prev := s.idem[idemKey]; prev != nil {
 				s.mu.Unlock()
 				if prev.fingerprint != fingerprint {
-					sbWriteJSON(w, http.StatusBadRequest, sbErrorJSON{sbAPIError{Type: "idempotency_error",
+					sbWriteJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "idempotency_error",
 						Message: "Keys for idempotent requests can only be used with the same parameters they were first used with. " +
 							"Try using a key other than '" + key + "' if you meant to execute a different request."}})
 					return
@@ -206,7 +206,7 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 		v, apiErr := h(r)
 		status := http.StatusOK
 		if apiErr != nil {
-			status, v = apiErr.Status, sbErrorJSON{*apiErr}
+			status, v = apiErr.Status, errorJSON{*apiErr}
 		}
 		body, err := json.Marshal(v)
 		if err != nil {
@@ -216,11 +216,11 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 		if key != "" && status < 300 {
 			now := s.now()
 			for k, e := range s.idem {
-				if now.Sub(e.at) > sbIdemTTL {
+				if now.Sub(e.at) > idemTTL {
 					delete(s.idem, k)
 				}
 			}
-			s.idem[idemKey] = &sbIdem{fingerprint: fingerprint, status: status, body: body, at: now}
+			s.idem[idemKey] = &idemEntry{fingerprint: fingerprint, status: status, body: body, at: now}
 		}
 		s.mu.Unlock()
 		if key != "" {
@@ -234,13 +234,13 @@ func (s *Stripe) api(h sbAPIFunc) http.HandlerFunc {
 // authorize accepts a secret key as a bearer token (what stripe-go
 // sends) or as the basic-auth user name (curl -u sk_test_…:), and says
 // whether it is the live-mode one.
-func (s *Stripe) authorize(r *http.Request) (live bool, _ *sbAPIError) {
+func (s *Stripe) authorize(r *http.Request) (live bool, _ *apiError) {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		got, _, ok = r.BasicAuth()
 	}
 	if !ok || got == "" {
-		return false, &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error",
+		return false, &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error",
 			Message: "You did not provide an API key. You need to provide your API key in the Authorization header, " +
 				"using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY')."}
 	}
@@ -254,7 +254,7 @@ func (s *Stripe) authorize(r *http.Request) (live bool, _ *sbAPIError) {
 	if len(masked) > 8 {
 		masked = masked[:8] + strings.Repeat("*", 4) + masked[len(masked)-4:]
 	}
-	return false, &sbAPIError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "api_key_invalid",
+	return false, &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "api_key_invalid",
 		Message: "Invalid API Key provided: " + masked}
 }
 
@@ -277,8 +277,8 @@ func sbWriteRaw(w http.ResponseWriter, status int, body []byte) {
 // Form decoding, for the bracketed keys stripe-go's form encoder writes:
 // metadata[k]=v, line_items[0][price]=…, expand[0]=… (or expand[]=…).
 
-// sbFormMap collects name[k]=v for keys k without further brackets.
-func sbFormMap(f url.Values, name string) (map[string]string, bool) {
+// formMap collects name[k]=v for keys k without further brackets.
+func formMap(f url.Values, name string) (map[string]string, bool) {
 	out := map[string]string{}
 	present := f.Has(name) // "metadata=" clears all keys
 	for k, vs := range f {
@@ -292,8 +292,8 @@ func sbFormMap(f url.Values, name string) (map[string]string, bool) {
 	return out, present
 }
 
-// sbFormList collects name, name[] and name[i] values, in index order.
-func sbFormList(f url.Values, name string) []string {
+// formList collects name, name[] and name[i] values, in index order.
+func formList(f url.Values, name string) []string {
 	var out []string
 	out = append(out, f[name]...)
 	out = append(out, f[name+"[]"]...)
@@ -318,9 +318,9 @@ func sbFormList(f url.Values, name string) []string {
 	return out
 }
 
-// sbFormItems collects name[i][field]=v into one map per index, in index
+// formItems collects name[i][field]=v into one map per index, in index
 // order, with each map's index.
-func sbFormItems(f url.Values, name string) ([]int, []map[string]string) {
+func formItems(f url.Values, name string) ([]int, []map[string]string) {
 	byIdx := map[int]map[string]string{}
 	for k, vs := range f {
 		rest, ok := strings.CutPrefix(k, name+"[")
@@ -346,19 +346,19 @@ func sbFormItems(f url.Values, name string) ([]int, []map[string]string) {
 	return keys, out
 }
 
-func sbFormInt(f url.Values, key string) (int64, bool, *sbAPIError) {
+func formInt(f url.Values, key string) (int64, bool, *apiError) {
 	if !f.Has(key) {
 		return 0, false, nil
 	}
 	n, err := strconv.ParseInt(f.Get(key), 10, 64)
 	if err != nil {
-		return 0, true, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+		return 0, true, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 			Code: "parameter_invalid_integer", Param: key, Message: "Invalid integer: " + f.Get(key)}
 	}
 	return n, true, nil
 }
 
-func sbFormBool(f url.Values, key string) (bool, bool, *sbAPIError) {
+func formBool(f url.Values, key string) (bool, bool, *apiError) {
 	if !f.Has(key) {
 		return false, false, nil
 	}
@@ -368,17 +368,17 @@ func sbFormBool(f url.Values, key string) (bool, bool, *sbAPIError) {
 	case "false":
 		return false, true, nil
 	}
-	return false, true, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+	return false, true, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 		Code: "parameter_invalid_boolean", Param: key, Message: "Invalid boolean: " + f.Get(key)}
 }
 
-func sbExpandOf(r *http.Request) sbExpand { return sbFormList(r.Form, "expand") }
+func expandOf(r *http.Request) expand { return formList(r.Form, "expand") }
 
-// sbCheckURL validates a URL parameter as Stripe does: absolute http(s).
-func sbCheckURL(param, raw string) *sbAPIError {
+// checkURL validates a URL parameter as Stripe does: absolute http(s).
+func checkURL(param, raw string) *apiError {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return sbErrInvalid(param, "Not a valid URL")
+		return errInvalid(param, "Not a valid URL")
 	}
 	return nil
 }
@@ -386,8 +386,8 @@ func sbCheckURL(param, raw string) *sbAPIError {
 // sbPaginate pages through all, which is sorted by key, descending (newest
 // first), with limit (default 10, 1 to 100), starting_after and
 // ending_before. lookup gives the key of the object a cursor names.
-func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id string) (int64, bool), what string) ([]T, bool, *sbAPIError) {
-	limit, has, e := sbFormInt(f, "limit")
+func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id string) (int64, bool), what string) ([]T, bool, *apiError) {
+	limit, has, e := formInt(f, "limit")
 	if e != nil {
 		return nil, false, e
 	}
@@ -395,12 +395,12 @@ func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id 
 		limit = 10
 	}
 	if limit < 1 || limit > 100 {
-		return nil, false, sbErrInvalid("limit", "This value must be greater than or equal to 1 and less than or equal to 100.")
+		return nil, false, errInvalid("limit", "This value must be greater than or equal to 1 and less than or equal to 100.")
 	}
 	if id := f.Get("starting_after"); id != "" {
 		k, ok := lookup(id)
 		if !ok {
-			return nil, false, sbErrNoSuch(what, id, "starting_after")
+			return nil, false, errNoSuch(what, id, "starting_after")
 		}
 		i := 0
 		for i < len(all) && key(all[i]) >= k {
@@ -410,7 +410,7 @@ func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id 
 	} else if id := f.Get("ending_before"); id != "" {
 		k, ok := lookup(id)
 		if !ok {
-			return nil, false, sbErrNoSuch(what, id, "ending_before")
+			return nil, false, errNoSuch(what, id, "ending_before")
 		}
 		i := 0
 		for i < len(all) && key(all[i]) > k {
@@ -428,7 +428,7 @@ func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id 
 	return all, false, nil
 }
 
-func sbCmpDesc(a, b int64) int {
+func cmpDesc(a, b int64) int {
 	switch {
 	case a > b:
 		return -1
@@ -447,19 +447,19 @@ func sbList[T any](data []T, hasMore bool, url string) sbListJSON {
 
 // Customers.
 
-func (s *Stripe) newCustomerLocked(live bool, email, name string, metadata map[string]string) *sbCustomer {
-	c := &sbCustomer{
-		id: sbID("cus_"), email: email, name: name, metadata: metadata,
+func (s *Stripe) newCustomerLocked(live bool, email, name string, metadata map[string]string) *customer {
+	c := &customer{
+		id: newID("cus_"), email: email, name: name, metadata: metadata,
 		created: s.billingNowLocked(), seq: s.nextSeqLocked(),
-		invoicePrefix: strings.ToUpper(sbID("")[:8]), livemode: live,
+		invoicePrefix: strings.ToUpper(newID("")[:8]), livemode: live,
 	}
 	s.customers[c.id] = c
 	s.emitLocked("customer.created", func() any { return s.customerJSON(c) }, nil)
 	return c
 }
 
-func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *sbAPIError) {
-	md, _ := sbFormMap(r.Form, "metadata")
+func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *apiError) {
+	md, _ := formMap(r.Form, "metadata")
 	for k := range md {
 		if md[k] == "" {
 			delete(md, k)
@@ -472,18 +472,18 @@ func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *sbAPIError) {
 
 // liveCustomerLocked is the request's customer that is not deleted (a
 // deleted one can still be retrieved, as a stub, but not used).
-func (s *Stripe) liveCustomerLocked(id, param string) (*sbCustomer, *sbAPIError) {
+func (s *Stripe) liveCustomerLocked(id, param string) (*customer, *apiError) {
 	c, e := sbSee(s, s.customers, "customer", id, param)
 	if e != nil {
 		return nil, e
 	}
 	if c.deleted {
-		return nil, sbErrNoSuch("customer", id, param)
+		return nil, errNoSuch("customer", id, param)
 	}
 	return c, nil
 }
 
-func (s *Stripe) apiGetCustomer(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetCustomer(r *http.Request) (any, *apiError) {
 	c, e := sbSee(s, s.customers, "customer", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
@@ -491,7 +491,7 @@ func (s *Stripe) apiGetCustomer(r *http.Request) (any, *sbAPIError) {
 	return s.customerJSON(c), nil
 }
 
-func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *apiError) {
 	c, e := s.liveCustomerLocked(r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
@@ -505,7 +505,7 @@ func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *sbAPIError) {
 		prev["name"] = sbNullString(c.name)
 		c.name = r.Form.Get("name")
 	}
-	if md, ok := sbFormMap(r.Form, "metadata"); ok {
+	if md, ok := formMap(r.Form, "metadata"); ok {
 		c.metadata = sbUpdateMetadata(c.metadata, md, prev)
 	}
 	if len(prev) > 0 {
@@ -516,7 +516,7 @@ func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *sbAPIError) {
 
 // apiDeleteCustomer cancels the customer's subscriptions (each with
 // customer.subscription.deleted), then deletes it (customer.deleted).
-func (s *Stripe) apiDeleteCustomer(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiDeleteCustomer(r *http.Request) (any, *apiError) {
 	c, e := s.liveCustomerLocked(r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
@@ -535,14 +535,14 @@ func (s *Stripe) apiDeleteCustomer(r *http.Request) (any, *sbAPIError) {
 	return s.customerJSON(c), nil
 }
 
-func (s *Stripe) sortedCustomersLocked(keep func(*sbCustomer) bool) []*sbCustomer {
-	var out []*sbCustomer
+func (s *Stripe) sortedCustomersLocked(keep func(*customer) bool) []*customer {
+	var out []*customer
 	for _, c := range s.customers {
 		if !c.deleted && c.livemode == s.view.live && keep(c) {
 			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(a, b *sbCustomer) int { return sbCmpDesc(a.seq, b.seq) })
+	slices.SortFunc(out, func(a, b *customer) int { return cmpDesc(a.seq, b.seq) })
 	return out
 }
 
@@ -553,10 +553,10 @@ func (s *Stripe) customerKey(id string) (int64, bool) {
 	return 0, false
 }
 
-func (s *Stripe) apiListCustomers(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiListCustomers(r *http.Request) (any, *apiError) {
 	email, byEmail := r.Form.Get("email"), r.Form.Has("email")
-	all := s.sortedCustomersLocked(func(c *sbCustomer) bool { return !byEmail || c.email == email })
-	page, more, e := sbPaginate(r.Form, all, func(c *sbCustomer) int64 { return c.seq }, s.customerKey, "customer")
+	all := s.sortedCustomersLocked(func(c *customer) bool { return !byEmail || c.email == email })
+	page, more, e := sbPaginate(r.Form, all, func(c *customer) int64 { return c.seq }, s.customerKey, "customer")
 	if e != nil {
 		return nil, e
 	}
@@ -567,10 +567,10 @@ func (s *Stripe) apiListCustomers(r *http.Request) (any, *sbAPIError) {
 	return sbList(data, more, "/v1/customers"), nil
 }
 
-func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *apiError) {
 	q := strings.TrimSpace(r.Form.Get("query"))
 	if q == "" {
-		return nil, sbErrMissing("query")
+		return nil, errMissing("query")
 	}
 	// The subset of Stripe's search query language the sandbox supports:
 	// email:'…', name:'…' and metadata['key']:'…', joined by AND.
@@ -580,7 +580,7 @@ func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *sbAPIError) {
 	for _, part := range regexp.MustCompile(`\s+(?i:AND)\s+`).Split(q, -1) {
 		m := clauseRE.FindStringSubmatch(strings.TrimSpace(part))
 		if m == nil {
-			return nil, sbErrInvalid("query", "The tollgate sandbox supports only email:'…', name:'…' and "+
+			return nil, errInvalid("query", "The tollgate sandbox supports only email:'…', name:'…' and "+
 				"metadata['key']:'…' clauses joined by AND; got "+strconv.Quote(part)+".")
 		}
 		cl := clause{field: m[1], key: m[2] + m[3], value: m[4] + m[5]}
@@ -589,7 +589,7 @@ func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *sbAPIError) {
 		}
 		clauses = append(clauses, cl)
 	}
-	all := s.sortedCustomersLocked(func(c *sbCustomer) bool {
+	all := s.sortedCustomersLocked(func(c *customer) bool {
 		for _, cl := range clauses {
 			switch cl.field {
 			case "email":
@@ -608,7 +608,7 @@ func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *sbAPIError) {
 		}
 		return true
 	})
-	limit, has, e := sbFormInt(r.Form, "limit")
+	limit, has, e := formInt(r.Form, "limit")
 	if e != nil {
 		return nil, e
 	}
@@ -616,13 +616,13 @@ func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *sbAPIError) {
 		limit = 10
 	}
 	if limit < 1 || limit > 100 {
-		return nil, sbErrInvalid("limit", "This value must be greater than or equal to 1 and less than or equal to 100.")
+		return nil, errInvalid("limit", "This value must be greater than or equal to 1 and less than or equal to 100.")
 	}
 	offset := 0
 	if p := r.Form.Get("page"); p != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(p, "page_"))
 		if err != nil || n < 0 || !strings.HasPrefix(p, "page_") {
-			return nil, sbErrInvalid("page", "Invalid page token.")
+			return nil, errInvalid("page", "Invalid page token.")
 		}
 		offset = min(n, len(all))
 	}
@@ -658,11 +658,11 @@ func (s *Stripe) customerSubsLocked(customer string) []*sbSub {
 			out = append(out, sub)
 		}
 	}
-	slices.SortFunc(out, func(a, b *sbSub) int { return sbCmpDesc(a.seq, b.seq) })
+	slices.SortFunc(out, func(a, b *sbSub) int { return cmpDesc(a.seq, b.seq) })
 	return out
 }
 
-func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *apiError) {
 	status := r.Form.Get("status")
 	keepStatus := func(st string) bool { return st != "canceled" }
 	switch status {
@@ -673,7 +673,7 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 		keepStatus = func(st string) bool { return st == "canceled" || st == "incomplete_expired" }
 	default:
 		if !sbValidStatus(status) {
-			return nil, sbErrInvalid("status", "Invalid status: must be one of active, past_due, unpaid, canceled, "+
+			return nil, errInvalid("status", "Invalid status: must be one of active, past_due, unpaid, canceled, "+
 				"incomplete, incomplete_expired, trialing, paused, all, or ended")
 		}
 		keepStatus = func(st string) bool { return st == status }
@@ -694,7 +694,7 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 		}
 		all = append(all, sub)
 	}
-	slices.SortFunc(all, func(a, b *sbSub) int { return sbCmpDesc(a.seq, b.seq) })
+	slices.SortFunc(all, func(a, b *sbSub) int { return cmpDesc(a.seq, b.seq) })
 	page, more, e := sbPaginate(r.Form, all, func(s *sbSub) int64 { return s.seq }, func(id string) (int64, bool) {
 		if sub := s.subs[id]; sub != nil && sub.livemode == s.view.live {
 			return sub.seq, true
@@ -704,7 +704,7 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 	if e != nil {
 		return nil, e
 	}
-	exp := sbExpandOf(r).sub("data")
+	exp := expandOf(r).sub("data")
 	data := make([]sbSubscriptionJSON, 0, len(page))
 	for _, sub := range page {
 		data = append(data, s.subJSON(sub, exp))
@@ -712,33 +712,33 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *sbAPIError) {
 	return sbList(data, more, "/v1/subscriptions"), nil
 }
 
-func (s *Stripe) apiGetSubscription(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetSubscription(r *http.Request) (any, *apiError) {
 	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
-	return s.subJSON(sub, sbExpandOf(r)), nil
+	return s.subJSON(sub, expandOf(r)), nil
 }
 
 // apiUpdateSubscription supports cancel_at_period_end, pause_collection
 // and metadata.
-func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *apiError) {
 	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
 	for k := range r.Form {
 		if strings.HasPrefix(k, "items") || k == "price" || k == "plan" {
-			return nil, sbErrInvalid(k, "The tollgate sandbox cannot change a subscription's items; "+
+			return nil, errInvalid(k, "The tollgate sandbox cannot change a subscription's items; "+
 				"cancel it and check out again.")
 		}
 	}
-	cape, hasCape, e := sbFormBool(r.Form, "cancel_at_period_end")
+	cape, hasCape, e := formBool(r.Form, "cancel_at_period_end")
 	if e != nil {
 		return nil, e
 	}
 	if hasCape && sub.status == "canceled" {
-		return nil, sbErrInvalid("cancel_at_period_end",
+		return nil, errInvalid("cancel_at_period_end",
 			"A canceled subscription can only update its cancellation_details and metadata.")
 	}
 	pause, hasPause, e := s.pauseCollectionParam(r.Form)
@@ -746,7 +746,7 @@ func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
 		return nil, e
 	}
 	if hasPause && sub.status == "canceled" {
-		return nil, sbErrInvalid("pause_collection",
+		return nil, errInvalid("pause_collection",
 			"A canceled subscription can only update its cancellation_details and metadata.")
 	}
 	prev := map[string]any{}
@@ -758,13 +758,13 @@ func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *sbAPIError) {
 		sub.pauseBehavior, sub.pauseResumes = pause.behavior, pause.resumes
 		s.log.Info("sandbox stripe: payment collection", "subscription", sub.id, "pause", pause.behavior, "resumes_at", pause.resumes)
 	}
-	if md, ok := sbFormMap(r.Form, "metadata"); ok {
+	if md, ok := formMap(r.Form, "metadata"); ok {
 		sub.metadata = sbUpdateMetadata(sub.metadata, md, prev)
 	}
 	if len(prev) > 0 {
 		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 	}
-	return s.subJSON(sub, sbExpandOf(r)), nil
+	return s.subJSON(sub, expandOf(r)), nil
 }
 
 type sbPause struct {
@@ -775,14 +775,14 @@ type sbPause struct {
 // pauseCollectionParam reads pause_collection[behavior] and
 // pause_collection[resumes_at], or pause_collection="" (resume now), as
 // the Update Subscription endpoint takes them.
-func (s *Stripe) pauseCollectionParam(f url.Values) (sbPause, bool, *sbAPIError) {
+func (s *Stripe) pauseCollectionParam(f url.Values) (sbPause, bool, *apiError) {
 	if f.Has("pause_collection") {
 		if f.Get("pause_collection") != "" {
-			return sbPause{}, true, sbErrInvalid("pause_collection", "Invalid pause_collection: must be an object or an empty string.")
+			return sbPause{}, true, errInvalid("pause_collection", "Invalid pause_collection: must be an object or an empty string.")
 		}
 		return sbPause{}, true, nil
 	}
-	md, ok := sbFormMap(f, "pause_collection")
+	md, ok := formMap(f, "pause_collection")
 	if !ok {
 		return sbPause{}, false, nil
 	}
@@ -790,20 +790,20 @@ func (s *Stripe) pauseCollectionParam(f url.Values) (sbPause, bool, *sbAPIError)
 	switch p.behavior {
 	case "keep_as_draft", "mark_uncollectible", "void":
 	case "":
-		return sbPause{}, true, sbErrMissing("pause_collection[behavior]")
+		return sbPause{}, true, errMissing("pause_collection[behavior]")
 	default:
-		return sbPause{}, true, sbErrInvalid("pause_collection[behavior]",
+		return sbPause{}, true, errInvalid("pause_collection[behavior]",
 			"Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void")
 	}
 	if v, ok := md["resumes_at"]; ok && v != "" {
 		sec, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return sbPause{}, true, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+			return sbPause{}, true, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 				Code: "parameter_invalid_integer", Param: "pause_collection[resumes_at]", Message: "Invalid integer: " + v}
 		}
 		p.resumes = time.Unix(sec, 0)
 		if !p.resumes.After(s.billingNowLocked()) {
-			return sbPause{}, true, sbErrInvalid("pause_collection[resumes_at]", "resumes_at must be in the future.")
+			return sbPause{}, true, errInvalid("pause_collection[resumes_at]", "resumes_at must be in the future.")
 		}
 	}
 	return p, true, nil
@@ -828,46 +828,46 @@ func (s *Stripe) setCancelAtPeriodEndLocked(sub *sbSub, on bool, prev map[string
 	}
 }
 
-func (s *Stripe) apiCancelSubscription(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiCancelSubscription(r *http.Request) (any, *apiError) {
 	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
 	if sub.status == "canceled" {
-		return nil, sbErrInvalid("id", "This subscription is already canceled.")
+		return nil, errInvalid("id", "This subscription is already canceled.")
 	}
 	s.cancelNowLocked(sub, s.billingNowLocked(), "cancellation_requested")
-	return s.subJSON(sub, sbExpandOf(r)), nil
+	return s.subJSON(sub, expandOf(r)), nil
 }
 
 // Checkout Sessions.
 
-func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *apiError) {
 	f := r.Form
 	now := s.billingNowLocked()
 	mode := f.Get("mode")
 	switch mode {
 	case "":
-		return nil, sbErrMissing("mode")
+		return nil, errMissing("mode")
 	case "subscription":
 	case "payment", "setup":
-		return nil, sbErrInvalid("mode", "The tollgate sandbox supports only mode=subscription.")
+		return nil, errInvalid("mode", "The tollgate sandbox supports only mode=subscription.")
 	default:
-		return nil, sbErrInvalid("mode", "Invalid mode: must be one of payment, setup, or subscription")
+		return nil, errInvalid("mode", "Invalid mode: must be one of payment, setup, or subscription")
 	}
 	prefix := "cs_test_"
 	if s.view.live {
 		prefix = "cs_live_"
 	}
-	cs := &sbCheckout{
-		id: sbID(prefix), livemode: s.view.live, mode: mode, status: "open", paymentStatus: "unpaid",
-		created: now, expiresAt: now.Add(sbCheckoutTTL), seq: s.nextSeqLocked(),
+	cs := &checkoutSession{
+		id: newID(prefix), livemode: s.view.live, mode: mode, status: "open", paymentStatus: "unpaid",
+		created: now, expiresAt: now.Add(checkoutTTL), seq: s.nextSeqLocked(),
 		clientReferenceID: f.Get("client_reference_id"), customerEmail: f.Get("customer_email"),
 		successURL: f.Get("success_url"), cancelURL: f.Get("cancel_url"),
 	}
 	if id := f.Get("customer"); id != "" {
 		if cs.customerEmail != "" {
-			return nil, sbErrInvalid("customer_email", "You may only specify one of these parameters: customer, customer_email.")
+			return nil, errInvalid("customer_email", "You may only specify one of these parameters: customer, customer_email.")
 		}
 		if _, e := s.liveCustomerLocked(id, "customer"); e != nil {
 			return nil, e
@@ -875,22 +875,22 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
 		cs.customer = id
 	}
 	if len(cs.clientReferenceID) > 200 {
-		return nil, sbErrInvalid("client_reference_id", "client_reference_id must be at most 200 characters.")
+		return nil, errInvalid("client_reference_id", "client_reference_id must be at most 200 characters.")
 	}
 	if cs.successURL == "" {
-		return nil, sbErrMissing("success_url")
+		return nil, errMissing("success_url")
 	}
-	if e := sbCheckURL("success_url", cs.successURL); e != nil {
+	if e := checkURL("success_url", cs.successURL); e != nil {
 		return nil, e
 	}
 	if cs.cancelURL != "" {
-		if e := sbCheckURL("cancel_url", cs.cancelURL); e != nil {
+		if e := checkURL("cancel_url", cs.cancelURL); e != nil {
 			return nil, e
 		}
 	}
-	idx, items := sbFormItems(f, "line_items")
+	idx, items := formItems(f, "line_items")
 	if len(items) == 0 {
-		return nil, sbErrMissing("line_items")
+		return nil, errMissing("line_items")
 	}
 	var interval string
 	for j, it := range items {
@@ -899,10 +899,10 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
 		if id == "" {
 			for k := range it {
 				if strings.HasPrefix(k, "price_data") {
-					return nil, sbErrInvalid(param+"[price_data]", "The tollgate sandbox supports only prices it knows; use line_items[][price].")
+					return nil, errInvalid(param+"[price_data]", "The tollgate sandbox supports only prices it knows; use line_items[][price].")
 				}
 			}
-			return nil, sbErrMissing(param + "[price]")
+			return nil, errMissing(param + "[price]")
 		}
 		p, e := sbSee(s, s.priceIdx, "price", id, param+"[price]")
 		if e != nil {
@@ -912,94 +912,94 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *sbAPIError) {
 		if q, ok := it["quantity"]; ok {
 			n, err := strconv.ParseInt(q, 10, 64)
 			if err != nil || n < 1 {
-				return nil, sbErrInvalid(param+"[quantity]", "Quantity must be a positive integer.")
+				return nil, errInvalid(param+"[quantity]", "Quantity must be a positive integer.")
 			}
 			qty = n
 		}
 		if len(cs.items) > 0 && p.Currency != cs.items[0].price.Currency {
-			return nil, sbErrInvalid(param+"[price]", "All prices must be in the same currency.")
+			return nil, errInvalid(param+"[price]", "All prices must be in the same currency.")
 		}
 		if p.recurring() {
 			if interval != "" && p.Interval != interval {
-				return nil, sbErrInvalid(param+"[price]", "Checkout does not support multiple prices with different billing intervals.")
+				return nil, errInvalid(param+"[price]", "Checkout does not support multiple prices with different billing intervals.")
 			}
 			interval = p.Interval
 		}
 		cs.items = append(cs.items, sbLineItem{price: p, quantity: qty})
 	}
 	if interval == "" {
-		return nil, sbErrInvalid("line_items", "You must provide at least one recurring price in `subscription` mode when using prices.")
+		return nil, errInvalid("line_items", "You must provide at least one recurring price in `subscription` mode when using prices.")
 	}
-	days, hasDays, e := sbFormInt(f, "subscription_data[trial_period_days]")
+	days, hasDays, e := formInt(f, "subscription_data[trial_period_days]")
 	if e != nil {
 		return nil, e
 	}
 	if hasDays && (days < 1 || days > 730) {
-		return nil, sbErrInvalid("subscription_data[trial_period_days]", "trial_period_days must be between 1 and 730.")
+		return nil, errInvalid("subscription_data[trial_period_days]", "trial_period_days must be between 1 and 730.")
 	}
-	trialEnd, hasEnd, e := sbFormInt(f, "subscription_data[trial_end]")
+	trialEnd, hasEnd, e := formInt(f, "subscription_data[trial_end]")
 	if e != nil {
 		return nil, e
 	}
 	if hasDays && hasEnd {
-		return nil, sbErrInvalid("subscription_data[trial_end]", "You may only specify one of trial_end and trial_period_days.")
+		return nil, errInvalid("subscription_data[trial_end]", "You may only specify one of trial_end and trial_period_days.")
 	}
 	if hasEnd {
 		end := time.Unix(trialEnd, 0)
 		if end.Before(now.Add(48 * time.Hour)) {
-			return nil, sbErrInvalid("subscription_data[trial_end]", "trial_end must be at least 48 hours in the future.")
+			return nil, errInvalid("subscription_data[trial_end]", "trial_end must be at least 48 hours in the future.")
 		}
 		cs.trialEnd = end
 	}
 	cs.trialDays = days
-	if exp, has, e := sbFormInt(f, "expires_at"); e != nil {
+	if exp, has, e := formInt(f, "expires_at"); e != nil {
 		return nil, e
 	} else if has {
 		at := time.Unix(exp, 0)
-		if at.Before(now.Add(30*time.Minute)) || at.After(now.Add(sbCheckoutTTL)) {
-			return nil, sbErrInvalid("expires_at", "expires_at must be between 30 minutes and 24 hours from now.")
+		if at.Before(now.Add(30*time.Minute)) || at.After(now.Add(checkoutTTL)) {
+			return nil, errInvalid("expires_at", "expires_at must be between 30 minutes and 24 hours from now.")
 		}
 		cs.expiresAt = at
 	}
-	promo, _, e := sbFormBool(f, "allow_promotion_codes")
+	promo, _, e := formBool(f, "allow_promotion_codes")
 	if e != nil {
 		return nil, e
 	}
 	cs.allowPromo = promo
-	cs.metadata, _ = sbFormMap(f, "metadata")
-	cs.subMetadata, _ = sbFormMap(f, "subscription_data[metadata]")
+	cs.metadata, _ = formMap(f, "metadata")
+	cs.subMetadata, _ = formMap(f, "subscription_data[metadata]")
 	s.sessions[cs.id] = cs
 	s.log.Info("sandbox stripe: checkout session created", "session", cs.id, "customer", cs.customer)
-	return s.checkoutJSON(cs, sbExpandOf(r)), nil
+	return s.checkoutJSON(cs, expandOf(r)), nil
 }
 
-func (s *Stripe) apiGetCheckout(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetCheckout(r *http.Request) (any, *apiError) {
 	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
-	return s.checkoutJSON(cs, sbExpandOf(r)), nil
+	return s.checkoutJSON(cs, expandOf(r)), nil
 }
 
-func (s *Stripe) apiCheckoutLines(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiCheckoutLines(r *http.Request) (any, *apiError) {
 	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
-	return s.checkoutLines(cs, sbExpandOf(r).sub("data")), nil
+	return s.checkoutLines(cs, expandOf(r).sub("data")), nil
 }
 
 // apiListCheckouts lists Checkout Sessions newest first, filtered by
 // customer, status (open, complete, expired) and subscription.
-func (s *Stripe) apiListCheckouts(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiListCheckouts(r *http.Request) (any, *apiError) {
 	f := r.Form
 	status, customer, sub := f.Get("status"), f.Get("customer"), f.Get("subscription")
 	switch status {
 	case "", "open", "complete", "expired":
 	default:
-		return nil, sbErrInvalid("status", "Invalid status: must be one of complete, expired, or open")
+		return nil, errInvalid("status", "Invalid status: must be one of complete, expired, or open")
 	}
-	var all []*sbCheckout
+	var all []*checkoutSession
 	for _, cs := range s.sessions {
 		switch {
 		case cs.livemode != s.view.live, status != "" && cs.status != status,
@@ -1008,8 +1008,8 @@ func (s *Stripe) apiListCheckouts(r *http.Request) (any, *sbAPIError) {
 		}
 		all = append(all, cs)
 	}
-	slices.SortFunc(all, func(a, b *sbCheckout) int { return sbCmpDesc(a.seq, b.seq) })
-	page, more, e := sbPaginate(f, all, func(cs *sbCheckout) int64 { return cs.seq }, func(id string) (int64, bool) {
+	slices.SortFunc(all, func(a, b *checkoutSession) int { return cmpDesc(a.seq, b.seq) })
+	page, more, e := sbPaginate(f, all, func(cs *checkoutSession) int64 { return cs.seq }, func(id string) (int64, bool) {
 		if cs := s.sessions[id]; cs != nil && cs.livemode == s.view.live {
 			return cs.seq, true
 		}
@@ -1018,8 +1018,8 @@ func (s *Stripe) apiListCheckouts(r *http.Request) (any, *sbAPIError) {
 	if e != nil {
 		return nil, e
 	}
-	exp := sbExpandOf(r).sub("data")
-	data := make([]sbCheckoutJSON, 0, len(page))
+	exp := expandOf(r).sub("data")
+	data := make([]checkoutJSON, 0, len(page))
 	for _, cs := range page {
 		data = append(data, s.checkoutJSON(cs, exp))
 	}
@@ -1027,57 +1027,57 @@ func (s *Stripe) apiListCheckouts(r *http.Request) (any, *sbAPIError) {
 }
 
 // apiGetAccount is the account the key belongs to (GET /v1/account).
-func (s *Stripe) apiGetAccount(*http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetAccount(*http.Request) (any, *apiError) {
 	return s.accountJSON(), nil
 }
 
 // apiExpireCheckout expires an open session: it can no longer be paid,
 // its url is gone, and checkout.session.expired is sent.
-func (s *Stripe) apiExpireCheckout(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiExpireCheckout(r *http.Request) (any, *apiError) {
 	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
 	if cs.status != "open" {
-		return nil, &sbAPIError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+		return nil, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 			Message: `Only Checkout Sessions with a status in ["open"] can be expired. ` +
 				"This Checkout Session has a status of `" + cs.status + "`."}
 	}
 	cs.status = "expired"
 	s.emitLocked("checkout.session.expired", func() any { return s.checkoutJSON(cs, nil) }, nil)
-	return s.checkoutJSON(cs, sbExpandOf(r)), nil
+	return s.checkoutJSON(cs, expandOf(r)), nil
 }
 
 // Billing portal.
 
-func (s *Stripe) apiCreatePortal(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiCreatePortal(r *http.Request) (any, *apiError) {
 	id := r.Form.Get("customer")
 	if id == "" {
-		return nil, sbErrMissing("customer")
+		return nil, errMissing("customer")
 	}
 	if _, e := s.liveCustomerLocked(id, "customer"); e != nil {
 		return nil, e
 	}
 	ret := r.Form.Get("return_url")
 	if ret != "" {
-		if e := sbCheckURL("return_url", ret); e != nil {
+		if e := checkURL("return_url", ret); e != nil {
 			return nil, e
 		}
 	}
-	p := &sbPortal{id: sbID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked(), livemode: s.view.live}
+	p := &sbPortal{id: newID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked(), livemode: s.view.live}
 	s.portals[p.id] = p
 	return s.portalJSON(p), nil
 }
 
 // Prices and products.
 
-func (s *Stripe) apiListPrices(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiListPrices(r *http.Request) (any, *apiError) {
 	f := r.Form
-	active, hasActive, e := sbFormBool(f, "active")
+	active, hasActive, e := formBool(f, "active")
 	if e != nil {
 		return nil, e
 	}
-	lookup := sbFormList(f, "lookup_keys")
+	lookup := formList(f, "lookup_keys")
 	typ, product, currency, interval := f.Get("type"), f.Get("product"), f.Get("currency"), f.Get("recurring[interval]")
 	var all []*sbPrice
 	for _, p := range s.prices {
@@ -1099,7 +1099,7 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *sbAPIError) {
 	if e != nil {
 		return nil, e
 	}
-	exp := sbExpandOf(r).sub("data")
+	exp := expandOf(r).sub("data")
 	data := make([]sbPriceJSON, 0, len(page))
 	for _, p := range page {
 		data = append(data, s.priceJSON(p, exp))
@@ -1112,15 +1112,15 @@ func (s *Stripe) priceKey(p *sbPrice) int64 {
 	return int64(len(s.prices) - slices.Index(s.prices, p))
 }
 
-func (s *Stripe) apiGetPrice(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetPrice(r *http.Request) (any, *apiError) {
 	p, e := sbSee(s, s.priceIdx, "price", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
-	return s.priceJSON(p, sbExpandOf(r)), nil
+	return s.priceJSON(p, expandOf(r)), nil
 }
 
-func (s *Stripe) apiListProducts(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiListProducts(r *http.Request) (any, *apiError) {
 	key := func(p *sbProduct) int64 { return int64(len(s.products) - slices.Index(s.products, p)) }
 	var mine []*sbProduct
 	for _, p := range s.products {
@@ -1144,19 +1144,19 @@ func (s *Stripe) apiListProducts(r *http.Request) (any, *sbAPIError) {
 	return sbList(data, more, "/v1/products"), nil
 }
 
-func (s *Stripe) apiGetProduct(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetProduct(r *http.Request) (any, *apiError) {
 	id := r.PathValue("id")
 	p := s.productIdx[sbModeKey(s.view.live, id)]
 	if p == nil {
 		if s.productIdx[sbModeKey(!s.view.live, id)] != nil {
 			return nil, s.errOtherMode("product", id, "id")
 		}
-		return nil, sbErrNoSuch("product", id, "id")
+		return nil, errNoSuch("product", id, "id")
 	}
 	return s.productJSON(p), nil
 }
 
-func (s *Stripe) apiGetInvoice(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetInvoice(r *http.Request) (any, *apiError) {
 	in, e := sbSee(s, s.invoices, "invoice", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
@@ -1170,32 +1170,32 @@ func (s *Stripe) apiGetInvoice(r *http.Request) (any, *sbAPIError) {
 // ".*" matches a family), types[], created (exact or [gt|gte|lt|lte]) and
 // delivery_success (false: events whose webhook delivery is pending or
 // failed).
-func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiListEvents(r *http.Request) (any, *apiError) {
 	f := r.Form
-	types := sbFormList(f, "types")
+	types := formList(f, "types")
 	if len(types) > 20 {
-		return nil, sbErrInvalid("types", "types may contain at most 20 event types.")
+		return nil, errInvalid("types", "types may contain at most 20 event types.")
 	}
 	if t := f.Get("type"); t != "" {
 		if len(types) > 0 {
-			return nil, sbErrInvalid("types", "You may pass either type or types, but not both.")
+			return nil, errInvalid("types", "You may pass either type or types, but not both.")
 		}
 		types = append(types, t)
 	}
 	var bounds [4]int64 // gt, gte, lt, lte; 0 = unset
 	var has [4]bool
 	for i, op := range []string{"gt", "gte", "lt", "lte"} {
-		n, ok, e := sbFormInt(f, "created["+op+"]")
+		n, ok, e := formInt(f, "created["+op+"]")
 		if e != nil {
 			return nil, e
 		}
 		bounds[i], has[i] = n, ok
 	}
-	exact, hasExact, e := sbFormInt(f, "created")
+	exact, hasExact, e := formInt(f, "created")
 	if e != nil {
 		return nil, e
 	}
-	ds, hasDS, e := sbFormBool(f, "delivery_success")
+	ds, hasDS, e := formBool(f, "delivery_success")
 	if e != nil {
 		return nil, e
 	}
@@ -1213,7 +1213,7 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 		}
 		return false
 	}
-	var all []*sbEvent
+	var all []*event
 	for i := len(s.events) - 1; i >= 0; i-- {
 		ev := s.events[i]
 		c := ev.created
@@ -1228,7 +1228,7 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 		}
 		all = append(all, ev)
 	}
-	page, more, e := sbPaginate(f, all, func(ev *sbEvent) int64 { return ev.seq }, func(id string) (int64, bool) {
+	page, more, e := sbPaginate(f, all, func(ev *event) int64 { return ev.seq }, func(id string) (int64, bool) {
 		if ev := s.eventIdx[id]; ev != nil && ev.live == s.view.live {
 			return ev.seq, true
 		}
@@ -1237,14 +1237,14 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *sbAPIError) {
 	if e != nil {
 		return nil, e
 	}
-	data := make([]sbEventJSON, 0, len(page))
+	data := make([]eventJSON, 0, len(page))
 	for _, ev := range page {
 		data = append(data, ev.json())
 	}
 	return sbList(data, more, "/v1/events"), nil
 }
 
-func (s *Stripe) apiGetEvent(r *http.Request) (any, *sbAPIError) {
+func (s *Stripe) apiGetEvent(r *http.Request) (any, *apiError) {
 	ev, e := sbSee(s, s.eventIdx, "event", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e

@@ -19,7 +19,7 @@ import (
 // rawCall sends a request with key and optional Stripe-Version, and
 // returns the status, the Stripe-Version answered, and the body decoded
 // as a generic map.
-func (f *sbFixture) rawCall(t *testing.T, method, path, key, version string, form url.Values) (int, string, map[string]any) {
+func (f *fixture) rawCall(t *testing.T, method, path, key, version string, form url.Values) (int, string, map[string]any) {
 	t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -45,7 +45,7 @@ func (f *sbFixture) rawCall(t *testing.T, method, path, key, version string, for
 	return res.StatusCode, res.Header.Get("Stripe-Version"), m
 }
 
-func (f *sbFixture) liveClient() *client.API {
+func (f *fixture) liveClient() *client.API {
 	return client.New(f.s.LiveSecretKey(), stripe.NewBackendsWithConfig(&stripe.BackendConfig{
 		URL: stripe.String(f.srv.URL), HTTPClient: f.srv.Client(), MaxNetworkRetries: stripe.Int64(0),
 		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull}, EnableTelemetry: stripe.Bool(false),
@@ -58,10 +58,10 @@ func hasKey(m map[string]any, k string) bool { _, ok := m[k]; return ok }
 // resource_missing, with the hint Stripe gives; lists leave them out; each
 // mode's events go to that mode's endpoint, with livemode set.
 func TestStripeModesAreSeparate(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{LivePrices: []StripePrice{
+	f := newSBFixture(t, Options{LivePrices: []Price{
 		{ID: "price_live_pro", Product: "Pro", Currency: "usd", UnitAmount: 1200, Interval: "month"},
 	}})
-	liveHook := &sbHook{secret: "whsec_live"}
+	liveHook := &receiver{secret: "whsec_live"}
 	liveSrv := httpServer(t, liveHook)
 	f.s.SetLiveWebhook(liveSrv, "whsec_live")
 	live := f.liveClient()
@@ -144,10 +144,10 @@ func TestStripeModesAreSeparate(t *testing.T) {
 	}
 	// The account is the same for both keys.
 	a, err := live.Accounts.Get()
-	if err != nil || a.ID != sbAccountID || !a.ChargesEnabled {
+	if err != nil || a.ID != accountID || !a.ChargesEnabled {
 		t.Errorf("account: %+v %v", a, err)
 	}
-	if a, err := f.sc.Accounts.Get(); err != nil || a.ID != sbAccountID {
+	if a, err := f.sc.Accounts.Get(); err != nil || a.ID != accountID {
 		t.Errorf("account (test key): %+v %v", a, err)
 	}
 }
@@ -162,7 +162,7 @@ func httpServer(t *testing.T, h http.Handler) string {
 // Checkout Sessions can be listed by customer and status, and expiring
 // one that is not open is refused with Stripe's words.
 func TestStripeCheckoutListAndExpire(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	other := f.customer(t, "grace@example.com", "user_grace")
 	a := f.checkout(t, checkoutParams(cus.ID, "price_demo_pro_monthly", 0, ""))
@@ -212,10 +212,10 @@ func TestStripeCheckoutListAndExpire(t *testing.T) {
 // in the account's default; events in the account's default when they
 // happen. 2023-10-16 and the basil shapes differ where Stripe says.
 func TestStripeAPIVersions(t *testing.T) {
-	for _, v := range StripeAPIVersions() {
+	for _, v := range APIVersions() {
 		t.Run(v, func(t *testing.T) {
-			f := newSBFixture(t, StripeOptions{APIVersion: v})
-			basil := v != StripeAPIVersion
+			f := newSBFixture(t, Options{APIVersion: v})
+			basil := v != APIVersion
 			cus := f.customer(t, "ada@example.com", "user_ada")
 			sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0) // stripe-go asks for 2023-10-16
 			if sub.CurrentPeriodEnd == 0 || sub.Items.Data[0].Price.ID != "price_demo_pro_monthly" {
@@ -230,9 +230,9 @@ func TestStripeAPIVersions(t *testing.T) {
 			if hasKey(m, "current_period_end") == basil || hasKey(item, "current_period_end") != basil {
 				t.Errorf("%s: subscription has current_period_end %v, its item %v", v, hasKey(m, "current_period_end"), hasKey(item, "current_period_end"))
 			}
-			code, got, m = f.rawCall(t, "GET", "/v1/subscriptions/"+sub.ID, f.s.SecretKey(), StripeAPIVersion, nil)
-			if code != 200 || got != StripeAPIVersion || !hasKey(m, "current_period_end") {
-				t.Errorf("asked for %s: %d %q %v", StripeAPIVersion, code, got, hasKey(m, "current_period_end"))
+			code, got, m = f.rawCall(t, "GET", "/v1/subscriptions/"+sub.ID, f.s.SecretKey(), APIVersion, nil)
+			if code != 200 || got != APIVersion || !hasKey(m, "current_period_end") {
+				t.Errorf("asked for %s: %d %q %v", APIVersion, code, got, hasKey(m, "current_period_end"))
 			}
 			if code, _, _ := f.rawCall(t, "GET", "/v1/subscriptions/"+sub.ID, f.s.SecretKey(), "yesterday", nil); code != 400 {
 				t.Errorf("bad Stripe-Version: %d", code)
@@ -264,7 +264,7 @@ func TestStripeAPIVersions(t *testing.T) {
 					}
 				case "checkout.session":
 					want := "hosted"
-					if v == StripeAPIVersionLatest {
+					if v == APIVersionLatest {
 						want = "hosted_page"
 					}
 					if obj["ui_mode"] != want || hasKey(obj, "shipping_details") == basil {
@@ -304,7 +304,7 @@ func TestStripeAPIVersions(t *testing.T) {
 // pause_collection keeps the status active; renewals are invoiced but not
 // collected; collection resumes at resumes_at.
 func TestStripePauseCollection(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0)
 	resumes := f.s.BillingNow().Add(45 * 24 * time.Hour).Unix()

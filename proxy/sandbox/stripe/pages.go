@@ -15,10 +15,10 @@ import (
 // test mode: one that is declined, and one that pays at checkout but fails
 // every later payment (it turns FailNextPayments on for the customer).
 const (
-	sbCardOK          = "4242424242424242"
-	sbCardDeclined    = "4000000000000002"
-	sbCardFailsLater  = "4000000000000341"
-	sbCardPlaceholder = "4242 4242 4242 4242"
+	cardOK          = "4242424242424242"
+	cardDeclined    = "4000000000000002"
+	cardFailsLater  = "4000000000000341"
+	cardPlaceholder = "4242 4242 4242 4242"
 )
 
 type sbPageData struct {
@@ -29,7 +29,7 @@ type sbPageData struct {
 	Message    string
 	Link       string
 	LinkText   string
-	Checkout   *sbCheckoutView
+	Checkout   *checkoutView
 	Portal     *sbPortalView
 	Prices     []sbPriceView
 }
@@ -38,7 +38,7 @@ type sbLineView struct {
 	Name, Price, Quantity, Amount string
 }
 
-type sbCheckoutView struct {
+type checkoutView struct {
 	ID        string
 	Headline  string
 	Lines     []sbLineView
@@ -73,7 +73,7 @@ type sbPriceView struct {
 }
 
 func (s *Stripe) pageLocked(title string) sbPageData {
-	return sbPageData{Title: title, BaseURL: s.baseURL, BillingNow: sbDate(s.billingNowLocked())}
+	return sbPageData{Title: title, BaseURL: s.baseURL, BillingNow: formatDate(s.billingNowLocked())}
 }
 
 // sbPer is "/month" for a recurring price, "" for a one-time one.
@@ -84,9 +84,9 @@ func sbPer(p *sbPrice) string {
 	return ""
 }
 
-func (s *Stripe) checkoutViewLocked(cs *sbCheckout) *sbCheckoutView {
+func (s *Stripe) checkoutViewLocked(cs *checkoutSession) *checkoutView {
 	now := s.billingNowLocked()
-	v := &sbCheckoutView{ID: cs.id, CancelURL: cs.cancelURL, Card: sbCardPlaceholder}
+	v := &checkoutView{ID: cs.id, CancelURL: cs.cancelURL, Card: cardPlaceholder}
 	var recurring int64
 	var per, names []string
 	for _, li := range cs.items {
@@ -120,7 +120,7 @@ func (s *Stripe) checkoutViewLocked(cs *sbCheckout) *sbCheckoutView {
 		v.Summary = fmt.Sprintf("%d-day trial, then %s; %s", cs.trialDays, then, charged)
 		v.Button = "Start trial"
 	case trial:
-		v.Summary = fmt.Sprintf("Trial until %s, then %s; %s", sbDate(end), then, charged)
+		v.Summary = fmt.Sprintf("Trial until %s, then %s; %s", formatDate(end), then, charged)
 		v.Button = "Start trial"
 	default:
 		v.Summary = fmt.Sprintf("%s, starting today; %s", then, charged)
@@ -150,7 +150,7 @@ func (s *Stripe) handleCheckoutPage(w http.ResponseWriter, r *http.Request) {
 // lockOpenCheckout takes the lock and returns the request's Checkout Session
 // if it can still be paid; otherwise it answers (404, or why it is closed),
 // releases the lock and returns nil.
-func (s *Stripe) lockOpenCheckout(w http.ResponseWriter, r *http.Request) *sbCheckout {
+func (s *Stripe) lockOpenCheckout(w http.ResponseWriter, r *http.Request) *checkoutSession {
 	s.mu.Lock()
 	s.runDueLocked()
 	cs := s.sessions[r.PathValue("id")]
@@ -168,7 +168,7 @@ func (s *Stripe) lockOpenCheckout(w http.ResponseWriter, r *http.Request) *sbChe
 }
 
 // checkoutClosedLocked is the page for a session that cannot be paid.
-func (s *Stripe) checkoutClosedLocked(cs *sbCheckout) (int, sbPageData) {
+func (s *Stripe) checkoutClosedLocked(cs *checkoutSession) (int, sbPageData) {
 	switch cs.status {
 	case "complete":
 		d := s.pageLocked("Already paid")
@@ -184,7 +184,7 @@ func (s *Stripe) checkoutClosedLocked(cs *sbCheckout) (int, sbPageData) {
 	return 0, sbPageData{}
 }
 
-func sbSuccessURL(cs *sbCheckout) string {
+func sbSuccessURL(cs *checkoutSession) string {
 	return strings.ReplaceAll(cs.successURL, "{CHECKOUT_SESSION_ID}", cs.id)
 }
 
@@ -208,15 +208,15 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 	}
 	var msg string
 	switch {
-	case card == sbCardDeclined:
+	case card == cardDeclined:
 		msg = "Your card was declined (this is the sandbox's declining test card). Try 4242 4242 4242 4242."
-	case card != sbCardOK && card != sbCardFailsLater:
+	case card != cardOK && card != cardFailsLater:
 		msg = "Use a test card: 4242 4242 4242 4242 pays; 4000 0000 0000 0341 pays now and fails later; 4000 0000 0000 0002 is declined."
 	case cs.customer == "" && cs.customerEmail == "" && !strings.Contains(email, "@"):
 		msg = "Enter an email address."
 	}
 	if msg == "" {
-		if err := s.payLocked(cs, card == sbCardFailsLater, email); err != nil {
+		if err := s.payLocked(cs, card == cardFailsLater, email); err != nil {
 			msg = err.Error()
 		}
 	}
@@ -242,9 +242,9 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 // first invoice paid (one-time items on it), and sends
 // checkout.session.completed, customer.subscription.created and
 // invoice.paid, in that order.
-func (s *Stripe) payLocked(cs *sbCheckout, failLater bool, email string) error {
+func (s *Stripe) payLocked(cs *checkoutSession, failLater bool, email string) error {
 	now := s.billingNowLocked()
-	var c *sbCustomer
+	var c *customer
 	if cs.customer == "" {
 		if cs.customerEmail != "" {
 			email = cs.customerEmail
@@ -256,15 +256,15 @@ func (s *Stripe) payLocked(cs *sbCheckout, failLater bool, email string) error {
 	}
 	var oneTime []sbLineItem
 	sub := &sbSub{
-		id: sbID("sub_"), customer: c.id, created: now, seq: s.nextSeqLocked(),
-		metadata: sbMeta(cs.subMetadata), defaultPaymentMeth: sbID("pm_"), livemode: cs.livemode,
+		id: newID("sub_"), customer: c.id, created: now, seq: s.nextSeqLocked(),
+		metadata: sbMeta(cs.subMetadata), defaultPaymentMeth: newID("pm_"), livemode: cs.livemode,
 	}
 	for _, li := range cs.items {
 		if !li.price.recurring() {
 			oneTime = append(oneTime, li)
 			continue
 		}
-		sub.items = append(sub.items, sbItem{id: sbID("si_"), price: li.price, quantity: li.quantity, created: now})
+		sub.items = append(sub.items, sbItem{id: newID("si_"), price: li.price, quantity: li.quantity, created: now})
 	}
 	trialEnd, trial := cs.trial(now)
 	if trial {
@@ -275,7 +275,7 @@ func (s *Stripe) payLocked(cs *sbCheckout, failLater bool, email string) error {
 	} else {
 		sub.status = "active"
 		sub.anchor, sub.periods = now, 0
-		sub.periodStart, sub.periodEnd = now, sbAddInterval(now, sub.interval(), 1)
+		sub.periodStart, sub.periodEnd = now, addInterval(now, sub.interval(), 1)
 	}
 	s.subs[sub.id] = sub
 	inv := s.newInvoiceLocked(sub, "subscription_create", now, oneTime, !trial)
@@ -312,20 +312,20 @@ func (s *Stripe) portalViewLocked(p *sbPortal) *sbPortalView {
 			ID: sub.id, Plan: strings.Join(names, " + "),
 			Price: sbMoney(sub.amount(), sub.currency()) + "/" + sub.interval(),
 		}
-		end := sbDate(sub.periodEnd)
+		end := formatDate(sub.periodEnd)
 		switch sub.status {
 		case "trialing":
-			sv.Status, sv.When = "Trial", "Trial ends on "+sbDate(sub.trialEnd)
+			sv.Status, sv.When = "Trial", "Trial ends on "+formatDate(sub.trialEnd)
 		case "active":
 			sv.Status, sv.When = "Active", "Renews on "+end
 		case "past_due":
-			sv.Status, sv.When = "Past due", "The last payment failed; next retry on "+sbDate(sub.nextRetry)
+			sv.Status, sv.When = "Past due", "The last payment failed; next retry on "+formatDate(sub.nextRetry)
 			v.NeedsPayment = true
 		case "unpaid":
 			sv.Status, sv.When = "Unpaid", "Every retry failed. Update the payment method to reactivate it."
 			v.NeedsPayment = true
 		case "canceled":
-			sv.Status, sv.When = "Canceled", "Ended on "+sbDate(sub.endedAt)
+			sv.Status, sv.When = "Canceled", "Ended on "+formatDate(sub.endedAt)
 		default:
 			sv.Status, sv.When = sub.status, ""
 		}

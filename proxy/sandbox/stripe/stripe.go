@@ -16,31 +16,31 @@ import (
 
 // Wire constants of the Stripe stand-in.
 const (
-	// DefaultStripeSecretKey is the API key the sandbox accepts unless
-	// StripeOptions.SecretKey says otherwise.
-	DefaultStripeSecretKey = "sk_test_sandbox"
-	// DefaultStripeLiveSecretKey is the live-mode API key the sandbox
-	// accepts unless StripeOptions.LiveSecretKey says otherwise. Objects
+	// DefaultSecretKey is the API key the sandbox accepts unless
+	// Options.SecretKey says otherwise.
+	DefaultSecretKey = "sk_test_sandbox"
+	// DefaultLiveSecretKey is the live-mode API key the sandbox
+	// accepts unless Options.LiveSecretKey says otherwise. Objects
 	// made with it live in live mode: a test-mode key cannot see them, nor
 	// it theirs (resource_missing, as at Stripe).
-	DefaultStripeLiveSecretKey = "sk_live_sandbox"
-	// StripeAPIVersion is the version stripe-go v76 pins and sends in
+	DefaultLiveSecretKey = "sk_live_sandbox"
+	// APIVersion is the version stripe-go v76 pins and sends in
 	// every request's Stripe-Version header, and the account's default
-	// API version unless StripeOptions.APIVersion says otherwise.
-	StripeAPIVersion = "2023-10-16"
-	// StripeAPIVersionLatest is the newest API version in Stripe's
+	// API version unless Options.APIVersion says otherwise.
+	APIVersion = "2023-10-16"
+	// APIVersionLatest is the newest API version in Stripe's
 	// changelog (docs.stripe.com/changelog) when this was written. Objects
 	// rendered in it have the shapes of 2025-03-31.basil and later
 	// (billing periods on subscription items, an invoice's subscription
 	// under parent, no Checkout shipping_details) and of 2026-03-25.dahlia
 	// (Checkout ui_mode hosted_page).
-	StripeAPIVersionLatest = "2026-08-26.dahlia"
+	APIVersionLatest = "2026-08-26.dahlia"
 
-	sbCheckoutTTL   = 24 * time.Hour   // life of an open Checkout Session (billing time)
-	sbIdemTTL       = 24 * time.Hour   // how long an Idempotency-Key is remembered (wall time)
-	sbMaxDueSteps   = 100000           // guard against a runaway billing loop
-	sbDeliverLimit  = 6                // webhook attempts per event
-	sbDeliverTimout = 10 * time.Second // per attempt
+	checkoutTTL    = 24 * time.Hour   // life of an open Checkout Session (billing time)
+	idemTTL        = 24 * time.Hour   // how long an Idempotency-Key is remembered (wall time)
+	sbMaxDueSteps  = 100000           // guard against a runaway billing loop
+	deliverLimit   = 6                // webhook attempts per event
+	deliverTimeout = 10 * time.Second // per attempt
 )
 
 // sbRetryAfter is when a failed invoice is retried, counted from the first
@@ -57,34 +57,34 @@ func sbRetryAfter(retry int) time.Duration {
 	}
 }
 
-// StripePrice is a price the sandbox sells. Product is the product's name
+// Price is a price the sandbox sells. Product is the product's name
 // ("Pro"), from which the product ID "prod_pro" is derived; a value that
 // already starts with "prod_" is taken as the product ID itself, named by
 // Nickname. Currency defaults to "usd". Interval is "day", "week", "month"
 // or "year" for a recurring price (always every one interval) and "" for a
 // one-time price.
-type StripePrice struct {
+type Price struct {
 	ID, Product, Nickname, Currency string
 	UnitAmount                      int64 // in the currency's minor unit (cents)
 	Interval                        string
 }
 
-// DefaultStripePrices returns the prices used when StripeOptions.Prices is
+// DefaultPrices returns the prices used when Options.Prices is
 // empty: price_demo_pro_monthly ($12/month, product Pro),
 // price_demo_team_monthly ($49/month, product Team) and
 // price_demo_trial_fee ($1 one-time, product "Trial fee").
-func DefaultStripePrices() []StripePrice {
-	return []StripePrice{
+func DefaultPrices() []Price {
+	return []Price{
 		{ID: "price_demo_pro_monthly", Product: "Pro", Nickname: "Pro monthly", Currency: "usd", UnitAmount: 1200, Interval: "month"},
 		{ID: "price_demo_team_monthly", Product: "Team", Nickname: "Team monthly", Currency: "usd", UnitAmount: 4900, Interval: "month"},
 		{ID: "price_demo_trial_fee", Product: "Trial fee", Nickname: "Trial fee", Currency: "usd", UnitAmount: 100},
 	}
 }
 
-// StripeOptions configures NewStripe. The zero value is usable.
-type StripeOptions struct {
-	// Prices are the prices on sale (default DefaultStripePrices()).
-	Prices []StripePrice
+// Options configures New. The zero value is usable.
+type Options struct {
+	// Prices are the prices on sale (default DefaultPrices()).
+	Prices []Price
 	// Now is the wall clock (default time.Now). Webhooks are signed and
 	// events stamped with it, because the gateway checks signatures against
 	// its own clock; billing runs on Now()+the test clock's offset.
@@ -92,31 +92,31 @@ type StripeOptions struct {
 	// Logger receives API calls, payments and deliveries (default: discard).
 	Logger *slog.Logger
 	// SecretKey is the test-mode API key callers send as a bearer token
-	// (default DefaultStripeSecretKey).
+	// (default DefaultSecretKey).
 	SecretKey string
 	// LiveSecretKey is the live-mode API key (default
-	// DefaultStripeLiveSecretKey).
+	// DefaultLiveSecretKey).
 	LiveSecretKey string
 	// LivePrices are the prices on sale in live mode (default none). A
 	// price ID is one mode's only, as at Stripe.
-	LivePrices []StripePrice
+	LivePrices []Price
 	// APIVersion is the account's default API version (default
-	// StripeAPIVersion): requests without a Stripe-Version header are
+	// APIVersion): requests without a Stripe-Version header are
 	// answered in it, and events are rendered in it when they happen, for
 	// webhooks and the Events API alike. Requests with the header are
 	// answered in the version they name (stripe-go always sends its own).
 	APIVersion string
 }
 
-// StripeAPIVersions are the API versions the sandbox renders faithfully:
+// APIVersions are the API versions the sandbox renders faithfully:
 // the one tollgate's stripe-go pins and the newest. The end-to-end tests
 // run the billing journeys with the account's default set to each.
-func StripeAPIVersions() []string { return []string{StripeAPIVersion, StripeAPIVersionLatest} }
+func APIVersions() []string { return []string{APIVersion, APIVersionLatest} }
 
-// StripeDelivery is the state of one event's webhook delivery: the last
+// Delivery is the state of one event's webhook delivery: the last
 // HTTP status the endpoint answered (0 before any answer, or after a
 // network error) and how many attempts were made.
-type StripeDelivery struct {
+type Delivery struct {
 	EventID  string
 	Type     string
 	Status   int
@@ -128,7 +128,7 @@ type StripeDelivery struct {
 // the API tollgate uses, hosted Checkout and Billing Portal pages, a
 // billing engine driven by a test clock, and signed webhook delivery, one
 // endpoint per mode. Answers are rendered in the API version a request
-// names, events in the account's default. Create it with NewStripe; it is
+// names, events in the account's default. Create it with New; it is
 // safe for concurrent use.
 type Stripe struct {
 	now         func() time.Time
@@ -154,19 +154,19 @@ type Stripe struct {
 	baseURL    string
 	offset     time.Duration // test clock: billing time = now() + offset
 	seq        int64         // creation order of every object
-	customers  map[string]*sbCustomer
+	customers  map[string]*customer
 	subs       map[string]*sbSub
-	sessions   map[string]*sbCheckout
+	sessions   map[string]*checkoutSession
 	portals    map[string]*sbPortal
-	invoices   map[string]*sbInvoice
-	events     []*sbEvent // oldest first
-	eventIdx   map[string]*sbEvent
+	invoices   map[string]*invoice
+	events     []*event // oldest first
+	eventIdx   map[string]*event
 	failing    map[string]bool // customer IDs whose next payments fail
-	idem       map[string]*sbIdem
+	idem       map[string]*idemEntry
 	apiCalls   map[string]int // API requests received, by route pattern
-	apiLog     []StripeRequest
-	hooks      [2]sbEndpoint // by mode: [0] test, [1] live
-	queue      []*sbEvent    // awaiting delivery, in order
+	apiLog     []Request
+	hooks      [2]endpoint // by mode: [0] test, [1] live
+	queue      []*event    // awaiting delivery, in order
 	delivering bool
 	idle       chan struct{} // closed when the queue is drained
 	closed     bool
@@ -193,8 +193,8 @@ func sbVersionDate(v string) string {
 	return v[:10]
 }
 
-// sbEndpoint is a webhook endpoint of one mode.
-type sbEndpoint struct {
+// endpoint is a webhook endpoint of one mode.
+type endpoint struct {
 	url, secret string
 }
 
@@ -209,7 +209,7 @@ type sbProduct struct {
 func (p *sbProduct) isLive() bool { return p.livemode }
 
 type sbPrice struct {
-	StripePrice
+	Price
 	product  *sbProduct
 	livemode bool
 }
@@ -227,7 +227,7 @@ func sbModeKey(live bool, id string) string {
 
 func (p *sbPrice) recurring() bool { return p.Interval != "" }
 
-type sbCustomer struct {
+type customer struct {
 	id, email, name string
 	metadata        map[string]string
 	created         time.Time
@@ -239,7 +239,7 @@ type sbCustomer struct {
 	livemode        bool
 }
 
-func (c *sbCustomer) isLive() bool { return c.livemode }
+func (c *customer) isLive() bool { return c.livemode }
 
 type sbItem struct {
 	id       string
@@ -331,7 +331,7 @@ type sbLineItem struct {
 	quantity int64
 }
 
-type sbCheckout struct {
+type checkoutSession struct {
 	id                string
 	customer          string // "" until paid, when none was given
 	customerEmail     string
@@ -355,10 +355,10 @@ type sbCheckout struct {
 	livemode          bool
 }
 
-func (c *sbCheckout) isLive() bool { return c.livemode }
+func (c *checkoutSession) isLive() bool { return c.livemode }
 
 // trial reports whether paying starts a trial, and when it ends.
-func (c *sbCheckout) trial(now time.Time) (time.Time, bool) {
+func (c *checkoutSession) trial(now time.Time) (time.Time, bool) {
 	switch {
 	case !c.trialEnd.IsZero():
 		return c.trialEnd, true
@@ -369,7 +369,7 @@ func (c *sbCheckout) trial(now time.Time) (time.Time, bool) {
 }
 
 // dueToday is what paying charges now; subtotal the same before trials.
-func (c *sbCheckout) dueToday() (total int64) {
+func (c *checkoutSession) dueToday() (total int64) {
 	trial := c.trialDays > 0 || !c.trialEnd.IsZero()
 	for _, li := range c.items {
 		if li.price.recurring() && trial {
@@ -380,7 +380,7 @@ func (c *sbCheckout) dueToday() (total int64) {
 	return total
 }
 
-func (c *sbCheckout) currency() string { return c.items[0].price.Currency }
+func (c *checkoutSession) currency() string { return c.items[0].price.Currency }
 
 type sbPortal struct {
 	id, customer, returnURL string
@@ -388,12 +388,12 @@ type sbPortal struct {
 	livemode                bool
 }
 
-type sbInvoice struct {
+type invoice struct {
 	id, customer, subscription string
 	number                     string
 	billingReason              string
 	currency                   string
-	lines                      []sbInvoiceLine
+	lines                      []invoiceLine
 	created                    time.Time
 	periodStart, periodEnd     time.Time
 	paid                       bool
@@ -407,9 +407,9 @@ type sbInvoice struct {
 	state string
 }
 
-func (in *sbInvoice) isLive() bool { return in.livemode }
+func (in *invoice) isLive() bool { return in.livemode }
 
-func (in *sbInvoice) total() int64 {
+func (in *invoice) total() int64 {
 	var n int64
 	for _, l := range in.lines {
 		n += l.amount
@@ -417,7 +417,7 @@ func (in *sbInvoice) total() int64 {
 	return n
 }
 
-type sbInvoiceLine struct {
+type invoiceLine struct {
 	id          string
 	price       *sbPrice
 	quantity    int64
@@ -427,10 +427,10 @@ type sbInvoiceLine struct {
 	start, end  time.Time
 }
 
-// NewStripe builds the Stripe stand-in. It panics if opts.Prices is
+// New builds the Stripe stand-in. It panics if opts.Prices is
 // invalid: an empty or duplicate ID, a negative amount, or an interval
 // other than day, week, month, year or "".
-func NewStripe(opts StripeOptions) *Stripe {
+func New(opts Options) *Stripe {
 	s := &Stripe{
 		now:         opts.Now,
 		log:         opts.Logger,
@@ -439,14 +439,14 @@ func NewStripe(opts StripeOptions) *Stripe {
 		productIdx:  map[string]*sbProduct{},
 		client:      sbWebhookClient(),
 		retryDelays: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second},
-		customers:   map[string]*sbCustomer{},
+		customers:   map[string]*customer{},
 		subs:        map[string]*sbSub{},
-		sessions:    map[string]*sbCheckout{},
+		sessions:    map[string]*checkoutSession{},
 		portals:     map[string]*sbPortal{},
-		invoices:    map[string]*sbInvoice{},
-		eventIdx:    map[string]*sbEvent{},
+		invoices:    map[string]*invoice{},
+		eventIdx:    map[string]*event{},
 		failing:     map[string]bool{},
-		idem:        map[string]*sbIdem{},
+		idem:        map[string]*idemEntry{},
 		apiCalls:    map[string]int{},
 		idle:        make(chan struct{}),
 	}
@@ -459,18 +459,18 @@ func NewStripe(opts StripeOptions) *Stripe {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.secret == "" {
-		s.secret = DefaultStripeSecretKey
+		s.secret = DefaultSecretKey
 	}
 	s.liveSecret = opts.LiveSecretKey
 	if s.liveSecret == "" {
-		s.liveSecret = DefaultStripeLiveSecretKey
+		s.liveSecret = DefaultLiveSecretKey
 	}
 	if s.liveSecret == s.secret {
 		panic("sandbox: stripe test and live keys must differ")
 	}
 	s.apiVersion = opts.APIVersion
 	if s.apiVersion == "" {
-		s.apiVersion = StripeAPIVersion
+		s.apiVersion = APIVersion
 	}
 	if !sbValidVersion(s.apiVersion) {
 		panic(fmt.Sprintf("sandbox: stripe API version %q: want YYYY-MM-DD or YYYY-MM-DD.name", s.apiVersion))
@@ -479,7 +479,7 @@ func NewStripe(opts StripeOptions) *Stripe {
 	s.createdAt = s.now()
 	prices := opts.Prices
 	if len(prices) == 0 {
-		prices = DefaultStripePrices()
+		prices = DefaultPrices()
 	}
 	for i, p := range prices {
 		s.addPrice(i, p, false)
@@ -493,8 +493,8 @@ func NewStripe(opts StripeOptions) *Stripe {
 }
 
 // addPrice puts p on sale in one mode; it panics on a bad price (see
-// NewStripe).
-func (s *Stripe) addPrice(i int, p StripePrice, live bool) {
+// New).
+func (s *Stripe) addPrice(i int, p Price, live bool) {
 	if !strings.HasPrefix(p.ID, "price_") && !strings.HasPrefix(p.ID, "plan_") {
 		panic(fmt.Sprintf("sandbox: stripe price %d: ID %q must start with price_", i, p.ID))
 	}
@@ -520,7 +520,7 @@ func (s *Stripe) addPrice(i int, p StripePrice, live bool) {
 		s.productIdx[sbModeKey(live, pid)] = prod
 		s.products = append(s.products, prod)
 	}
-	sp := &sbPrice{StripePrice: p, product: prod, livemode: live}
+	sp := &sbPrice{Price: p, product: prod, livemode: live}
 	s.prices = append(s.prices, sp)
 	s.priceIdx[p.ID] = sp
 }
@@ -548,7 +548,7 @@ func sbWebhookClient() *http.Client {
 	tr.Proxy = nil
 	return &http.Client{
 		Transport: tr,
-		Timeout:   sbDeliverTimout,
+		Timeout:   deliverTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -556,7 +556,7 @@ func sbWebhookClient() *http.Client {
 }
 
 // sbProductID derives a price's product ID and name (see StripePrice).
-func sbProductID(p StripePrice) (id, name string) {
+func sbProductID(p Price) (id, name string) {
 	if strings.HasPrefix(p.Product, "prod_") {
 		name = p.Nickname
 		if name == "" {
@@ -603,17 +603,17 @@ func (s *Stripe) APICalls() map[string]int {
 	return maps.Clone(s.apiCalls)
 }
 
-// StripeRequest is an API request the sandbox received, with the
+// Request is an API request the sandbox received, with the
 // Stripe-Version it named ("" for none).
-type StripeRequest struct {
+type Request struct {
 	Method, Path, Query, Version string
 }
 
-const sbAPILogMax = 100000
+const apiLogMax = 100000
 
 // APIRequests lists the API requests received so far, in order (the first
 // 100,000).
-func (s *Stripe) APIRequests() []StripeRequest {
+func (s *Stripe) APIRequests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.apiLog)
@@ -647,7 +647,7 @@ func (s *Stripe) SetLiveWebhook(url, secret string) { s.setWebhook(true, url, se
 
 func (s *Stripe) setWebhook(live bool, url, secret string) {
 	s.mu.Lock()
-	s.hooks[sbModeIndex(live)] = sbEndpoint{url: url, secret: secret}
+	s.hooks[sbModeIndex(live)] = endpoint{url: url, secret: secret}
 	s.mu.Unlock()
 }
 
@@ -781,13 +781,13 @@ func (s *Stripe) runDueLocked() {
 		}
 		s.billLocked(next, at)
 	}
-	var expired []*sbCheckout
+	var expired []*checkoutSession
 	for _, cs := range s.sessions {
 		if cs.status == "open" && !cs.expiresAt.After(now) {
 			expired = append(expired, cs)
 		}
 	}
-	slices.SortFunc(expired, func(a, b *sbCheckout) int { return a.expiresAt.Compare(b.expiresAt) })
+	slices.SortFunc(expired, func(a, b *checkoutSession) int { return a.expiresAt.Compare(b.expiresAt) })
 	for _, cs := range expired {
 		cs.status = "expired"
 		s.emitLocked("checkout.session.expired", func() any { return s.checkoutJSON(cs, nil) }, nil)
@@ -822,7 +822,7 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 		}
 		sub.periodStart = sub.periodEnd
 		sub.periods++
-		sub.periodEnd = sbAddInterval(sub.anchor, sub.interval(), sub.periods+1)
+		sub.periodEnd = addInterval(sub.anchor, sub.interval(), sub.periods+1)
 		inv := s.newInvoiceLocked(sub, "subscription_cycle", sub.periodStart, nil, true)
 		if sub.pauseBehavior != "" {
 			// Collection paused: the period starts and its invoice is
@@ -888,7 +888,7 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 // recoverLocked pays a past_due or unpaid subscription's open invoice at
 // time at, making it active again (a new period starts when the old one is
 // over).
-func (s *Stripe) recoverLocked(sub *sbSub, inv *sbInvoice, at time.Time) {
+func (s *Stripe) recoverLocked(sub *sbSub, inv *invoice, at time.Time) {
 	prev := map[string]any{"status": sub.status}
 	s.payInvoiceLocked(inv, at)
 	sub.status = "active"
@@ -897,7 +897,7 @@ func (s *Stripe) recoverLocked(sub *sbSub, inv *sbInvoice, at time.Time) {
 		prev["current_period_start"] = sub.periodStart.Unix()
 		prev["current_period_end"] = sub.periodEnd.Unix()
 		sub.anchor, sub.periods = at, 0
-		sub.periodStart, sub.periodEnd = at, sbAddInterval(at, sub.interval(), 1)
+		sub.periodStart, sub.periodEnd = at, addInterval(at, sub.interval(), 1)
 	}
 	s.log.Info("sandbox stripe: invoice paid; active again", "subscription", sub.id, "invoice", inv.id)
 	s.emitLocked("invoice.paid", func() any { return s.invoiceJSON(inv) }, nil)
@@ -926,10 +926,10 @@ func (s *Stripe) cancelNowLocked(sub *sbSub, at time.Time, reason string) {
 
 // newInvoiceLocked bills sub for the period starting at start (recurring
 // items, zero-priced during a trial) plus extra one-time items.
-func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra []sbLineItem, charge bool) *sbInvoice {
+func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra []sbLineItem, charge bool) *invoice {
 	cus := s.customers[sub.customer]
-	inv := &sbInvoice{
-		id: sbID("in_"), customer: sub.customer, subscription: sub.id, billingReason: reason,
+	inv := &invoice{
+		id: newID("in_"), customer: sub.customer, subscription: sub.id, billingReason: reason,
 		currency: sub.currency(), created: at, periodStart: sub.periodStart, periodEnd: sub.periodEnd,
 		livemode: sub.livemode, subMetadata: sbMeta(sub.metadata),
 	}
@@ -938,8 +938,8 @@ func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra
 		inv.number = fmt.Sprintf("%s-%04d", cus.invoicePrefix, cus.invoiceSeq)
 	}
 	for _, it := range sub.items {
-		l := sbInvoiceLine{
-			id: sbID("il_"), price: it.price, quantity: it.quantity, subItem: it.id,
+		l := invoiceLine{
+			id: newID("il_"), price: it.price, quantity: it.quantity, subItem: it.id,
 			start: sub.periodStart, end: sub.periodEnd,
 		}
 		if charge {
@@ -952,8 +952,8 @@ func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra
 		inv.lines = append(inv.lines, l)
 	}
 	for _, li := range extra {
-		inv.lines = append(inv.lines, sbInvoiceLine{
-			id: sbID("il_"), price: li.price, quantity: li.quantity, amount: li.price.UnitAmount * li.quantity,
+		inv.lines = append(inv.lines, invoiceLine{
+			id: newID("il_"), price: li.price, quantity: li.quantity, amount: li.price.UnitAmount * li.quantity,
 			description: li.price.product.name, start: at, end: at,
 		})
 	}
@@ -962,16 +962,16 @@ func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra
 	return inv
 }
 
-func (s *Stripe) payInvoiceLocked(inv *sbInvoice, at time.Time) {
+func (s *Stripe) payInvoiceLocked(inv *invoice, at time.Time) {
 	if inv.attempts == 0 && inv.total() > 0 {
 		inv.attempts = 1
 	}
 	inv.paid, inv.paidAt, inv.nextAttempt = true, at, time.Time{}
 }
 
-// sbAddInterval is anchor plus n intervals, keeping the anchor's day of
+// addInterval is anchor plus n intervals, keeping the anchor's day of
 // the month where the month is long enough (Jan 31 → Feb 28 → Mar 31).
-func sbAddInterval(anchor time.Time, interval string, n int) time.Time {
+func addInterval(anchor time.Time, interval string, n int) time.Time {
 	switch interval {
 	case "day":
 		return anchor.AddDate(0, 0, n)
@@ -986,9 +986,9 @@ func sbAddInterval(anchor time.Time, interval string, n int) time.Time {
 	return first.AddDate(0, 0, min(d, last)-1)
 }
 
-// sbID is a Stripe-looking object ID: prefix and 24 random letters and
+// newID is a Stripe-looking object ID: prefix and 24 random letters and
 // digits.
-func sbID(prefix string) string {
+func newID(prefix string) string {
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	b := make([]byte, 24)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
@@ -1016,7 +1016,7 @@ func sbMoney(amount int64, currency string) string {
 	return sign + num + " " + strings.ToUpper(currency)
 }
 
-func sbDate(t time.Time) string {
+func formatDate(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}

@@ -22,9 +22,9 @@ import (
 
 const sbTestWebhookSecret = "whsec_sandbox_test"
 
-// sbHook is a webhook endpoint that verifies every delivery with
+// receiver is a webhook endpoint that verifies every delivery with
 // stripe-go's webhook.ConstructEvent, as the gateway does.
-type sbHook struct {
+type receiver struct {
 	secret string
 	// status, if set, is the answer to attempt n (from 1) of ev.
 	status func(ev stripe.Event, attempt int) int
@@ -35,7 +35,7 @@ type sbHook struct {
 	problems []string
 }
 
-func (h *sbHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -70,13 +70,13 @@ func (h *sbHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(st)
 }
 
-func (h *sbHook) snapshot() ([]stripe.Event, []string) {
+func (h *receiver) snapshot() ([]stripe.Event, []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.events), slices.Clone(h.problems)
 }
 
-func (h *sbHook) types() []string {
+func (h *receiver) types() []string {
 	evs, _ := h.snapshot()
 	var out []string
 	for _, ev := range evs {
@@ -85,21 +85,21 @@ func (h *sbHook) types() []string {
 	return out
 }
 
-type sbFixture struct {
+type fixture struct {
 	s    *Stripe
 	srv  *httptest.Server
 	sc   *client.API
-	hook *sbHook
+	hook *receiver
 	web  *http.Client // does not follow redirects
 
 	mu   sync.Mutex
 	hits map[string]int // API requests by "METHOD path"
 }
 
-func newSBFixture(t *testing.T, opts StripeOptions) *sbFixture {
+func newSBFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	f := &sbFixture{hits: map[string]int{}, hook: &sbHook{secret: sbTestWebhookSecret}}
-	f.s = NewStripe(opts)
+	f := &fixture{hits: map[string]int{}, hook: &receiver{secret: sbTestWebhookSecret}}
+	f.s = New(opts)
 	f.s.retryDelays = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -124,13 +124,13 @@ func newSBFixture(t *testing.T, opts StripeOptions) *sbFixture {
 	return f
 }
 
-func (f *sbFixture) hitCount(key string) int {
+func (f *fixture) hitCount(key string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.hits[key]
 }
 
-func (f *sbFixture) wait(t *testing.T) {
+func (f *fixture) wait(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -139,7 +139,7 @@ func (f *sbFixture) wait(t *testing.T) {
 	}
 }
 
-func (f *sbFixture) customer(t *testing.T, email, clerkUser string) *stripe.Customer {
+func (f *fixture) customer(t *testing.T, email, clerkUser string) *stripe.Customer {
 	t.Helper()
 	p := &stripe.CustomerParams{Email: stripe.String(email)}
 	p.AddMetadata("clerk_user_id", clerkUser)
@@ -174,7 +174,7 @@ func checkoutParams(customer, price string, trialDays int64, fee string) *stripe
 	return p
 }
 
-func (f *sbFixture) checkout(t *testing.T, p *stripe.CheckoutSessionParams) *stripe.CheckoutSession {
+func (f *fixture) checkout(t *testing.T, p *stripe.CheckoutSessionParams) *stripe.CheckoutSession {
 	t.Helper()
 	cs, err := f.sc.CheckoutSessions.New(p)
 	if err != nil {
@@ -183,7 +183,7 @@ func (f *sbFixture) checkout(t *testing.T, p *stripe.CheckoutSessionParams) *str
 	return cs
 }
 
-func (f *sbFixture) postForm(t *testing.T, rawURL string, form url.Values) (*http.Response, string) {
+func (f *fixture) postForm(t *testing.T, rawURL string, form url.Values) (*http.Response, string) {
 	t.Helper()
 	res, err := f.web.PostForm(rawURL, form)
 	if err != nil {
@@ -194,7 +194,7 @@ func (f *sbFixture) postForm(t *testing.T, rawURL string, form url.Values) (*htt
 	return res, string(b)
 }
 
-func (f *sbFixture) getPage(t *testing.T, rawURL string) (*http.Response, string) {
+func (f *fixture) getPage(t *testing.T, rawURL string) (*http.Response, string) {
 	t.Helper()
 	res, err := f.web.Get(rawURL)
 	if err != nil {
@@ -207,7 +207,7 @@ func (f *sbFixture) getPage(t *testing.T, rawURL string) (*http.Response, string
 
 // pay submits the hosted Checkout page with the default test card and
 // returns the redirect target.
-func (f *sbFixture) pay(t *testing.T, cs *stripe.CheckoutSession) string {
+func (f *fixture) pay(t *testing.T, cs *stripe.CheckoutSession) string {
 	t.Helper()
 	res, body := f.postForm(t, cs.URL, url.Values{"card_number": {"4242 4242 4242 4242"}})
 	if res.StatusCode != http.StatusSeeOther {
@@ -217,7 +217,7 @@ func (f *sbFixture) pay(t *testing.T, cs *stripe.CheckoutSession) string {
 }
 
 // subscribe creates a session for price and pays it.
-func (f *sbFixture) subscribe(t *testing.T, customer, price string, trialDays int64) *stripe.Subscription {
+func (f *fixture) subscribe(t *testing.T, customer, price string, trialDays int64) *stripe.Subscription {
 	t.Helper()
 	cs := f.checkout(t, checkoutParams(customer, price, trialDays, ""))
 	f.pay(t, cs)
@@ -230,7 +230,7 @@ func (f *sbFixture) subscribe(t *testing.T, customer, price string, trialDays in
 	return got.Subscription
 }
 
-func (f *sbFixture) sub(t *testing.T, id string) *stripe.Subscription {
+func (f *fixture) sub(t *testing.T, id string) *stripe.Subscription {
 	t.Helper()
 	s, err := f.sc.Subscriptions.Get(id, nil)
 	if err != nil {
@@ -239,7 +239,7 @@ func (f *sbFixture) sub(t *testing.T, id string) *stripe.Subscription {
 	return s
 }
 
-func (f *sbFixture) portal(t *testing.T, customer string) *stripe.BillingPortalSession {
+func (f *fixture) portal(t *testing.T, customer string) *stripe.BillingPortalSession {
 	t.Helper()
 	ps, err := f.sc.BillingPortalSessions.New(&stripe.BillingPortalSessionParams{
 		Customer: stripe.String(customer), ReturnURL: stripe.String("https://app.example.test/.tollgate/account"),
@@ -250,7 +250,7 @@ func (f *sbFixture) portal(t *testing.T, customer string) *stripe.BillingPortalS
 	return ps
 }
 
-func (f *sbFixture) portalAction(t *testing.T, ps *stripe.BillingPortalSession, form url.Values) {
+func (f *fixture) portalAction(t *testing.T, ps *stripe.BillingPortalSession, form url.Values) {
 	t.Helper()
 	res, body := f.postForm(t, ps.URL, form)
 	if res.StatusCode != http.StatusSeeOther {
@@ -271,7 +271,7 @@ func sbStripeErr(t *testing.T, err error) *stripe.Error {
 }
 
 func TestStripeCustomers(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 
 	newParams := func(email string) *stripe.CustomerParams {
 		p := &stripe.CustomerParams{Email: stripe.String(email)}
@@ -408,7 +408,7 @@ func TestStripeCustomers(t *testing.T) {
 }
 
 func TestStripeCheckoutTrialFeeAndCancel(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	cs := f.checkout(t, checkoutParams(cus.ID, "price_demo_pro_monthly", 7, "price_demo_trial_fee"))
 
@@ -538,8 +538,8 @@ func TestStripeCheckoutTrialFeeAndCancel(t *testing.T) {
 }
 
 func TestStripeCheckoutValidation(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{Prices: append(DefaultStripePrices(),
-		StripePrice{ID: "price_pro_yearly", Product: "prod_pro", Nickname: "Pro", UnitAmount: 12000, Interval: "year"})})
+	f := newSBFixture(t, Options{Prices: append(DefaultPrices(),
+		Price{ID: "price_pro_yearly", Product: "prod_pro", Nickname: "Pro", UnitAmount: 12000, Interval: "year"})})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	tests := []struct {
 		name      string
@@ -632,7 +632,7 @@ func TestStripeCheckoutValidation(t *testing.T) {
 }
 
 func TestStripeSubscriptionLists(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	ada := f.customer(t, "ada@example.com", "user_ada")
 	grace := f.customer(t, "grace@example.com", "user_grace")
 	a1 := f.subscribe(t, ada.ID, "price_demo_pro_monthly", 0)
@@ -730,7 +730,7 @@ func TestStripeSubscriptionLists(t *testing.T) {
 	}
 }
 
-func (f *sbFixture) rawGet(t *testing.T, path string, v any) {
+func (f *fixture) rawGet(t *testing.T, path string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+f.s.SecretKey())
@@ -749,14 +749,14 @@ func (f *sbFixture) rawGet(t *testing.T, path string, v any) {
 }
 
 func TestStripeRenewalsAndFailures(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0)
 	if sub.Status != stripe.SubscriptionStatusActive || sub.TrialEnd != 0 {
 		t.Fatalf("new subscription: %s trial_end %d", sub.Status, sub.TrialEnd)
 	}
 	start := time.Unix(sub.CurrentPeriodStart, 0)
-	if want := sbAddInterval(start, "month", 1).Unix(); sub.CurrentPeriodEnd != want {
+	if want := addInterval(start, "month", 1).Unix(); sub.CurrentPeriodEnd != want {
 		t.Errorf("period end %d, want %d", sub.CurrentPeriodEnd, want)
 	}
 	untilEnd := func(s *stripe.Subscription) time.Duration {
@@ -842,7 +842,7 @@ func TestStripeRenewalsAndFailures(t *testing.T) {
 	before := f.sub(t, trial2.ID)
 	f.s.Advance(3 * 31 * 24 * time.Hour)
 	after := f.sub(t, trial2.ID)
-	if want := sbAddInterval(time.Unix(trial2.TrialEnd, 0), "month", 3).Unix(); after.CurrentPeriodStart != want || after.Status != "active" {
+	if want := addInterval(time.Unix(trial2.TrialEnd, 0), "month", 3).Unix(); after.CurrentPeriodStart != want || after.Status != "active" {
 		t.Errorf("three renewals: period start %d (was %d), want %d", after.CurrentPeriodStart, before.CurrentPeriodStart, want)
 	}
 	f.wait(t)
@@ -867,14 +867,14 @@ func TestStripeAddInterval(t *testing.T) {
 		{"day", 1, time.Date(2027, 2, 1, 10, 0, 0, 0, time.UTC)},
 	}
 	for _, tt := range tests {
-		if got := sbAddInterval(jan31, tt.interval, tt.n); !got.Equal(tt.want) {
+		if got := addInterval(jan31, tt.interval, tt.n); !got.Equal(tt.want) {
 			t.Errorf("%d %s after %v = %v, want %v", tt.n, tt.interval, jan31, got, tt.want)
 		}
 	}
 }
 
 func TestStripeWebhooks(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	cs := f.checkout(t, checkoutParams(cus.ID, "price_demo_pro_monthly", 7, "price_demo_trial_fee"))
 	f.pay(t, cs)
@@ -948,7 +948,7 @@ func TestStripeWebhooks(t *testing.T) {
 }
 
 func TestStripeWebhookRetries(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	// The endpoint fails the first two attempts of every event, and every
 	// attempt at customer.updated.
 	f.hook.status = func(ev stripe.Event, attempt int) int {
@@ -973,14 +973,14 @@ func TestStripeWebhookRetries(t *testing.T) {
 	if len(evs) == 2 && (evs[0].GetObjectValue("id") != cus.ID || evs[1].GetObjectValue("id") != cus2.ID) {
 		t.Error("events arrived out of order")
 	}
-	var got []StripeDelivery
+	var got []Delivery
 	for _, d := range f.s.Deliveries() {
 		d.EventID = ""
 		got = append(got, d)
 	}
-	want := []StripeDelivery{
+	want := []Delivery{
 		{Type: "customer.created", Status: 200, Attempts: 3},
-		{Type: "customer.updated", Status: 503, Attempts: sbDeliverLimit},
+		{Type: "customer.updated", Status: 503, Attempts: deliverLimit},
 		{Type: "customer.created", Status: 200, Attempts: 3},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -1006,7 +1006,7 @@ func TestStripeWebhookRetries(t *testing.T) {
 }
 
 func TestStripeEventsList(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0)
 	f.wait(t)
@@ -1046,7 +1046,7 @@ func TestStripeEventsList(t *testing.T) {
 }
 
 func TestStripePricesAndPortal(t *testing.T) {
-	f := newSBFixture(t, StripeOptions{})
+	f := newSBFixture(t, Options{})
 	var ids []string
 	it := f.sc.Prices.List(&stripe.PriceListParams{Active: stripe.Bool(true)})
 	for it.Next() {
@@ -1112,7 +1112,7 @@ func TestStripePricesAndPortal(t *testing.T) {
 }
 
 func TestNewStripeRejectsBadPrices(t *testing.T) {
-	tests := map[string][]StripePrice{
+	tests := map[string][]Price{
 		"empty ID":     {{ID: "", UnitAmount: 1, Interval: "month"}},
 		"not a price":  {{ID: "pro", UnitAmount: 1, Interval: "month"}},
 		"duplicate":    {{ID: "price_a", UnitAmount: 1, Interval: "month"}, {ID: "price_a", UnitAmount: 2, Interval: "month"}},
@@ -1123,10 +1123,10 @@ func TestNewStripeRejectsBadPrices(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("NewStripe(%+v) did not panic", prices)
+					t.Errorf("New(%+v) did not panic", prices)
 				}
 			}()
-			NewStripe(StripeOptions{Prices: prices})
+			New(Options{Prices: prices})
 		})
 	}
 }

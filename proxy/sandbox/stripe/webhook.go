@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// sbEvent is an event the sandbox generated, with the state of its
+// event is an event the sandbox generated, with the state of its
 // webhook delivery (queued is false when no endpoint was set).
-type sbEvent struct {
+type event struct {
 	id, typ    string
 	created    int64 // wall clock, unix seconds
 	seq        int64
@@ -34,16 +34,16 @@ type sbEvent struct {
 	failed    bool
 }
 
-func (ev *sbEvent) isLive() bool { return ev.live }
+func (ev *event) isLive() bool { return ev.live }
 
-func (ev *sbEvent) json() sbEventJSON {
+func (ev *event) json() eventJSON {
 	var pending int64
 	if ev.queued && !ev.delivered {
 		pending = 1
 	}
-	return sbEventJSON{
+	return eventJSON{
 		ID: ev.id, Object: "event", APIVersion: ev.apiVersion, Created: ev.created,
-		Data: sbEventDataJSON{Object: ev.object, PreviousAttributes: ev.prev}, Livemode: ev.live,
+		Data: eventDataJSON{Object: ev.object, PreviousAttributes: ev.prev}, Livemode: ev.live,
 		PendingWebhooks: pending, Type: ev.typ,
 	}
 }
@@ -71,9 +71,9 @@ func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) 
 	}
 	_ = json.Unmarshal(raw, &head)
 	if (sbView{version: s.apiVersion}).basil() && head.Object == "subscription" {
-		prev = sbBasilPrev(raw, prev)
+		prev = basilPrev(raw, prev)
 	}
-	ev := &sbEvent{id: sbID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(),
+	ev := &event{id: newID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(),
 		apiVersion: s.apiVersion, live: head.Livemode, object: raw, prev: prev}
 	s.events = append(s.events, ev)
 	s.eventIdx[ev.id] = ev
@@ -126,11 +126,11 @@ func (s *Stripe) deliverLoop(idle chan struct{}) {
 
 // deliver POSTs one event until the endpoint answers 2xx, retrying with
 // backoff, and records the outcome.
-func (s *Stripe) deliver(ev *sbEvent) {
+func (s *Stripe) deliver(ev *event) {
 	for attempt := 1; ; attempt++ {
 		status, err := s.post(ev)
 		ok := err == nil && status >= 200 && status < 300
-		final := ok || attempt >= sbDeliverLimit
+		final := ok || attempt >= deliverLimit
 		s.mu.Lock()
 		ev.attempts, ev.status, ev.delivered = attempt, status, ok
 		ev.failed = final && !ok
@@ -165,8 +165,8 @@ func (s *Stripe) deliver(ev *sbEvent) {
 
 // post makes one delivery attempt, signed with the wall clock as Stripe
 // signs: Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>.
-func (s *Stripe) post(ev *sbEvent) (int, error) {
-	ctx, cancel := context.WithTimeout(s.stopCtx, sbDeliverTimout)
+func (s *Stripe) post(ev *event) (int, error) {
+	ctx, cancel := context.WithTimeout(s.stopCtx, deliverTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.url, bytes.NewReader(ev.body))
 	if err != nil {
@@ -195,13 +195,13 @@ func sbSignature(secret string, t time.Time, body []byte) string {
 }
 
 // Deliveries reports every webhook delivery so far, in event order.
-func (s *Stripe) Deliveries() []StripeDelivery {
+func (s *Stripe) Deliveries() []Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []StripeDelivery
+	var out []Delivery
 	for _, ev := range s.events {
 		if ev.queued {
-			out = append(out, StripeDelivery{EventID: ev.id, Type: ev.typ, Status: ev.status, Attempts: ev.attempts})
+			out = append(out, Delivery{EventID: ev.id, Type: ev.typ, Status: ev.status, Attempts: ev.attempts})
 		}
 	}
 	return out
@@ -244,12 +244,12 @@ func (s *Stripe) Close() error {
 	return nil
 }
 
-// sbBasilPrev moves a subscription's former billing period, which
+// basilPrev moves a subscription's former billing period, which
 // 2023-10-16 reports as previous_attributes current_period_start and
 // current_period_end, to where 2025-03-31.basil reports it: the items, as
 // they were (docs.stripe.com/changelog/basil/2025-03-31/
 // deprecate-subscription-current-period-start-and-end).
-func sbBasilPrev(sub json.RawMessage, prev map[string]any) map[string]any {
+func basilPrev(sub json.RawMessage, prev map[string]any) map[string]any {
 	start, hasStart := prev["current_period_start"]
 	end, hasEnd := prev["current_period_end"]
 	if !hasStart && !hasEnd {

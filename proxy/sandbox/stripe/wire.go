@@ -10,40 +10,40 @@ import (
 
 // Wire shapes of Stripe's API objects, rendered as the answer's API version
 // (Stripe.view) renders them: 2023-10-16, the version stripe-go v76 pins,
-// or 2025-03-31.basil and later (see StripeAPIVersionLatest). Field names
+// or 2025-03-31.basil and later (see APIVersionLatest). Field names
 // are as in Stripe's API reference, null where Stripe sends null, and a
 // field one version lacks is left out (sbField). Expandable fields are
 // `any`: an ID string, or the object when expanded.
 
-// sbField is a field that some API versions have, possibly null, and
+// field is a field that some API versions have, possibly null, and
 // others do not: left out when not present.
-type sbField[T any] struct {
+type field[T any] struct {
 	v       *T
 	present bool
 }
 
-func (f sbField[T]) IsZero() bool { return !f.present }
+func (f field[T]) IsZero() bool { return !f.present }
 
-func (f sbField[T]) MarshalJSON() ([]byte, error) {
+func (f field[T]) MarshalJSON() ([]byte, error) {
 	if f.v == nil {
 		return []byte("null"), nil
 	}
 	return json.Marshal(*f.v)
 }
 
-// sbHas is a present field with value v.
-func sbHas[T any](v T) sbField[T] { return sbField[T]{v: &v, present: true} }
+// has is a present field with value v.
+func has[T any](v T) field[T] { return field[T]{v: &v, present: true} }
 
-// sbHasNull is a present field that is null.
-func sbHasNull[T any]() sbField[T] { return sbField[T]{present: true} }
+// hasNull is a present field that is null.
+func hasNull[T any]() field[T] { return field[T]{present: true} }
 
-// sbHasPtr is a present field, null when v is nil.
-func sbHasPtr[T any](v *T) sbField[T] { return sbField[T]{v: v, present: true} }
+// hasPtr is a present field, null when v is nil.
+func hasPtr[T any](v *T) field[T] { return field[T]{v: v, present: true} }
 
-// sbExpand is a request's expand[] paths, relative to the object rendered.
-type sbExpand []string
+// expand is a request's expand[] paths, relative to the object rendered.
+type expand []string
 
-func (e sbExpand) has(path string) bool {
+func (e expand) has(path string) bool {
 	for _, p := range e {
 		if p == path || strings.HasPrefix(p, path+".") {
 			return true
@@ -54,8 +54,8 @@ func (e sbExpand) has(path string) bool {
 
 // sub is the paths under prefix, relative to it ("data" turns
 // "data.customer" into "customer").
-func (e sbExpand) sub(prefix string) sbExpand {
-	var out sbExpand
+func (e expand) sub(prefix string) expand {
+	var out expand
 	for _, p := range e {
 		if rest, ok := strings.CutPrefix(p, prefix+"."); ok {
 			out = append(out, rest)
@@ -125,11 +125,11 @@ func (s *Stripe) productJSON(p *sbProduct) sbProductJSON {
 
 type sbRecurringJSON struct {
 	// Legacy usage-based billing's; gone in 2025-03-31.basil.
-	AggregateUsage  sbField[string] `json:"aggregate_usage,omitzero"`
-	Interval        string          `json:"interval"`
-	IntervalCount   int64           `json:"interval_count"`
-	TrialPeriodDays *int64          `json:"trial_period_days"`
-	UsageType       string          `json:"usage_type"`
+	AggregateUsage  field[string] `json:"aggregate_usage,omitzero"`
+	Interval        string        `json:"interval"`
+	IntervalCount   int64         `json:"interval_count"`
+	TrialPeriodDays *int64        `json:"trial_period_days"`
+	UsageType       string        `json:"usage_type"`
 }
 
 type sbPriceJSON struct {
@@ -154,7 +154,7 @@ type sbPriceJSON struct {
 	UnitAmountDecimal string            `json:"unit_amount_decimal"`
 }
 
-func (s *Stripe) priceJSON(p *sbPrice, exp sbExpand) sbPriceJSON {
+func (s *Stripe) priceJSON(p *sbPrice, exp expand) sbPriceJSON {
 	w := sbPriceJSON{
 		ID: p.ID, Object: "price", Active: true, BillingScheme: "per_unit", Created: s.createdAt.Unix(),
 		Currency: p.Currency, Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname),
@@ -168,7 +168,7 @@ func (s *Stripe) priceJSON(p *sbPrice, exp sbExpand) sbPriceJSON {
 		w.Type = "recurring"
 		w.Recurring = &sbRecurringJSON{Interval: p.Interval, IntervalCount: 1, UsageType: "licensed"}
 		if !s.view.basil() {
-			w.Recurring.AggregateUsage = sbHasNull[string]()
+			w.Recurring.AggregateUsage = hasNull[string]()
 		}
 	}
 	return w
@@ -178,7 +178,7 @@ type sbPlanJSON struct {
 	ID              string            `json:"id"`
 	Object          string            `json:"object"`
 	Active          bool              `json:"active"`
-	AggregateUsage  sbField[string]   `json:"aggregate_usage,omitzero"` // gone in basil
+	AggregateUsage  field[string]     `json:"aggregate_usage,omitzero"` // gone in basil
 	Amount          int64             `json:"amount"`
 	AmountDecimal   string            `json:"amount_decimal"`
 	BillingScheme   string            `json:"billing_scheme"`
@@ -208,7 +208,7 @@ func (s *Stripe) planJSON(p *sbPrice) *sbPlanJSON {
 		UsageType: "licensed",
 	}
 	if !s.view.basil() {
-		w.AggregateUsage = sbHasNull[string]()
+		w.AggregateUsage = hasNull[string]()
 	}
 	return w
 }
@@ -220,7 +220,7 @@ type sbInvoiceSettingsJSON struct {
 	RenderingOptions     any `json:"rendering_options"`
 }
 
-type sbCustomerJSON struct {
+type customerJSON struct {
 	ID                  string                `json:"id"`
 	Object              string                `json:"object"`
 	Address             any                   `json:"address"`
@@ -245,16 +245,16 @@ type sbCustomerJSON struct {
 	TestClock           any                   `json:"test_clock"`
 }
 
-type sbDeletedJSON struct {
+type deletedJSON struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
 	Deleted bool   `json:"deleted"`
 }
 
 // customerJSON renders a customer; a deleted one as Stripe does, as a stub.
-func (s *Stripe) customerJSON(c *sbCustomer) any {
+func (s *Stripe) customerJSON(c *customer) any {
 	if c.deleted {
-		return sbDeletedJSON{ID: c.id, Object: "customer", Deleted: true}
+		return deletedJSON{ID: c.id, Object: "customer", Deleted: true}
 	}
 	delinquent := false
 	for _, sub := range s.subs {
@@ -262,7 +262,7 @@ func (s *Stripe) customerJSON(c *sbCustomer) any {
 			delinquent = true
 		}
 	}
-	return sbCustomerJSON{
+	return customerJSON{
 		ID: c.id, Object: "customer", Created: c.created.Unix(), Currency: sbNullString(c.currency),
 		Delinquent: delinquent, Email: sbNullString(c.email), InvoicePrefix: c.invoicePrefix,
 		Metadata: sbMeta(c.metadata), Name: sbNullString(c.name), NextInvoiceSequence: c.invoiceSeq + 1,
@@ -275,8 +275,8 @@ type sbSubItemJSON struct {
 	Object             string            `json:"object"`
 	BillingThresholds  any               `json:"billing_thresholds"`
 	Created            int64             `json:"created"`
-	CurrentPeriodEnd   sbField[int64]    `json:"current_period_end,omitzero"`   // basil and later
-	CurrentPeriodStart sbField[int64]    `json:"current_period_start,omitzero"` // basil and later
+	CurrentPeriodEnd   field[int64]      `json:"current_period_end,omitzero"`   // basil and later
+	CurrentPeriodStart field[int64]      `json:"current_period_start,omitzero"` // basil and later
 	Discounts          []string          `json:"discounts"`
 	Metadata           map[string]string `json:"metadata"`
 	Plan               *sbPlanJSON       `json:"plan"`
@@ -286,63 +286,63 @@ type sbSubItemJSON struct {
 	TaxRates           []any             `json:"tax_rates"`
 }
 
-type sbCancellationJSON struct {
+type cancellationJSON struct {
 	Comment  *string `json:"comment"`
 	Feedback *string `json:"feedback"`
 	Reason   *string `json:"reason"`
 }
 
 type sbSubscriptionJSON struct {
-	ID                            string             `json:"id"`
-	Object                        string             `json:"object"`
-	Application                   any                `json:"application"`
-	ApplicationFeePercent         any                `json:"application_fee_percent"`
-	AutomaticTax                  map[string]any     `json:"automatic_tax"`
-	BillingCycleAnchor            int64              `json:"billing_cycle_anchor"`
-	BillingCycleAnchorConfig      any                `json:"billing_cycle_anchor_config"`
-	BillingThresholds             any                `json:"billing_thresholds"`
-	CancelAt                      *int64             `json:"cancel_at"`
-	CancelAtPeriodEnd             bool               `json:"cancel_at_period_end"`
-	CanceledAt                    *int64             `json:"canceled_at"`
-	CancellationDetails           sbCancellationJSON `json:"cancellation_details"`
-	CollectionMethod              string             `json:"collection_method"`
-	Created                       int64              `json:"created"`
-	Currency                      string             `json:"currency"`
-	CurrentPeriodEnd              sbField[int64]     `json:"current_period_end,omitzero"`   // gone in basil
-	CurrentPeriodStart            sbField[int64]     `json:"current_period_start,omitzero"` // gone in basil
-	Customer                      any                `json:"customer"`
-	DaysUntilDue                  *int64             `json:"days_until_due"`
-	DefaultPaymentMethod          *string            `json:"default_payment_method"`
-	DefaultSource                 any                `json:"default_source"`
-	DefaultTaxRates               []any              `json:"default_tax_rates"`
-	Description                   *string            `json:"description"`
-	Discount                      any                `json:"discount"`
-	Discounts                     []string           `json:"discounts"`
-	EndedAt                       *int64             `json:"ended_at"`
-	Items                         sbListJSON         `json:"items"`
-	LatestInvoice                 any                `json:"latest_invoice"`
-	Livemode                      bool               `json:"livemode"`
-	Metadata                      map[string]string  `json:"metadata"`
-	NextPendingInvoiceItemInvoice *int64             `json:"next_pending_invoice_item_invoice"`
-	OnBehalfOf                    any                `json:"on_behalf_of"`
-	PauseCollection               any                `json:"pause_collection"`
-	PaymentSettings               map[string]any     `json:"payment_settings"`
-	PendingInvoiceItemInterval    any                `json:"pending_invoice_item_interval"`
-	PendingSetupIntent            any                `json:"pending_setup_intent"`
-	PendingUpdate                 any                `json:"pending_update"`
-	Schedule                      any                `json:"schedule"`
-	StartDate                     int64              `json:"start_date"`
-	Status                        string             `json:"status"`
-	TestClock                     any                `json:"test_clock"`
-	TransferData                  any                `json:"transfer_data"`
-	TrialEnd                      *int64             `json:"trial_end"`
-	TrialSettings                 map[string]any     `json:"trial_settings"`
-	TrialStart                    *int64             `json:"trial_start"`
+	ID                            string            `json:"id"`
+	Object                        string            `json:"object"`
+	Application                   any               `json:"application"`
+	ApplicationFeePercent         any               `json:"application_fee_percent"`
+	AutomaticTax                  map[string]any    `json:"automatic_tax"`
+	BillingCycleAnchor            int64             `json:"billing_cycle_anchor"`
+	BillingCycleAnchorConfig      any               `json:"billing_cycle_anchor_config"`
+	BillingThresholds             any               `json:"billing_thresholds"`
+	CancelAt                      *int64            `json:"cancel_at"`
+	CancelAtPeriodEnd             bool              `json:"cancel_at_period_end"`
+	CanceledAt                    *int64            `json:"canceled_at"`
+	CancellationDetails           cancellationJSON  `json:"cancellation_details"`
+	CollectionMethod              string            `json:"collection_method"`
+	Created                       int64             `json:"created"`
+	Currency                      string            `json:"currency"`
+	CurrentPeriodEnd              field[int64]      `json:"current_period_end,omitzero"`   // gone in basil
+	CurrentPeriodStart            field[int64]      `json:"current_period_start,omitzero"` // gone in basil
+	Customer                      any               `json:"customer"`
+	DaysUntilDue                  *int64            `json:"days_until_due"`
+	DefaultPaymentMethod          *string           `json:"default_payment_method"`
+	DefaultSource                 any               `json:"default_source"`
+	DefaultTaxRates               []any             `json:"default_tax_rates"`
+	Description                   *string           `json:"description"`
+	Discount                      any               `json:"discount"`
+	Discounts                     []string          `json:"discounts"`
+	EndedAt                       *int64            `json:"ended_at"`
+	Items                         sbListJSON        `json:"items"`
+	LatestInvoice                 any               `json:"latest_invoice"`
+	Livemode                      bool              `json:"livemode"`
+	Metadata                      map[string]string `json:"metadata"`
+	NextPendingInvoiceItemInvoice *int64            `json:"next_pending_invoice_item_invoice"`
+	OnBehalfOf                    any               `json:"on_behalf_of"`
+	PauseCollection               any               `json:"pause_collection"`
+	PaymentSettings               map[string]any    `json:"payment_settings"`
+	PendingInvoiceItemInterval    any               `json:"pending_invoice_item_interval"`
+	PendingSetupIntent            any               `json:"pending_setup_intent"`
+	PendingUpdate                 any               `json:"pending_update"`
+	Schedule                      any               `json:"schedule"`
+	StartDate                     int64             `json:"start_date"`
+	Status                        string            `json:"status"`
+	TestClock                     any               `json:"test_clock"`
+	TransferData                  any               `json:"transfer_data"`
+	TrialEnd                      *int64            `json:"trial_end"`
+	TrialSettings                 map[string]any    `json:"trial_settings"`
+	TrialStart                    *int64            `json:"trial_start"`
 }
 
 // subJSON renders a subscription. exp may ask for customer,
 // latest_invoice and items.data.price.product.
-func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
+func (s *Stripe) subJSON(sub *sbSub, exp expand) sbSubscriptionJSON {
 	items := make([]sbSubItemJSON, 0, len(sub.items))
 	itemExp := exp.sub("items.data")
 	basil := s.view.basil()
@@ -355,7 +355,7 @@ func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 		}
 		if basil {
 			// Billing periods live on the items from 2025-03-31.basil on.
-			iw.CurrentPeriodEnd, iw.CurrentPeriodStart = sbHas(sub.periodEnd.Unix()), sbHas(sub.periodStart.Unix())
+			iw.CurrentPeriodEnd, iw.CurrentPeriodStart = has(sub.periodEnd.Unix()), has(sub.periodStart.Unix())
 		}
 		items = append(items, iw)
 	}
@@ -365,7 +365,7 @@ func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 		BillingCycleAnchor: sub.anchor.Unix(),
 		CancelAtPeriodEnd:  sub.cancelAtPeriodEnd,
 		CanceledAt:         sbUnix(sub.canceledAt),
-		CancellationDetails: sbCancellationJSON{
+		CancellationDetails: cancellationJSON{
 			Reason: sbNullString(sub.cancelReason),
 		},
 		CollectionMethod:     "charge_automatically",
@@ -395,7 +395,7 @@ func (s *Stripe) subJSON(sub *sbSub, exp sbExpand) sbSubscriptionJSON {
 		},
 	}
 	if !basil {
-		w.CurrentPeriodEnd, w.CurrentPeriodStart = sbHas(sub.periodEnd.Unix()), sbHas(sub.periodStart.Unix())
+		w.CurrentPeriodEnd, w.CurrentPeriodStart = has(sub.periodEnd.Unix()), has(sub.periodStart.Unix())
 	}
 	if sub.cancelAtPeriodEnd {
 		w.CancelAt = sbUnix(sub.periodEnd)
@@ -435,88 +435,88 @@ type sbPeriodJSON struct {
 	Start int64 `json:"start"`
 }
 
-// sbInvoiceLineJSON is an invoice line item. 2025-03-31.basil moved what
+// invoiceLineJSON is an invoice line item. 2025-03-31.basil moved what
 // generated it under parent and its price under pricing, and dropped the
 // top-level fields they replace (docs.stripe.com/changelog/basil/
 // 2025-03-31/adds-new-parent-field-to-invoicing-objects).
-type sbInvoiceLineJSON struct {
-	ID                     string                  `json:"id"`
-	Object                 string                  `json:"object"`
-	Amount                 int64                   `json:"amount"`
-	AmountExcludingTax     sbField[int64]          `json:"amount_excluding_tax,omitzero"`
-	Currency               string                  `json:"currency"`
-	Description            string                  `json:"description"`
-	DiscountAmounts        []any                   `json:"discount_amounts"`
-	Discountable           bool                    `json:"discountable"`
-	Discounts              []string                `json:"discounts"`
-	Invoice                string                  `json:"invoice"`
-	InvoiceItem            *string                 `json:"invoice_item,omitempty"`
-	Livemode               bool                    `json:"livemode"`
-	Metadata               map[string]string       `json:"metadata"`
-	Parent                 sbField[map[string]any] `json:"parent,omitzero"`
-	Period                 sbPeriodJSON            `json:"period"`
-	Plan                   sbField[sbPlanJSON]     `json:"plan,omitzero"`
-	Price                  sbField[sbPriceJSON]    `json:"price,omitzero"`
-	Pricing                sbField[map[string]any] `json:"pricing,omitzero"`
-	Proration              sbField[bool]           `json:"proration,omitzero"`
-	ProrationDetails       sbField[map[string]any] `json:"proration_details,omitzero"`
-	Quantity               int64                   `json:"quantity"`
-	Subscription           sbField[string]         `json:"subscription,omitzero"`
-	SubscriptionItem       *string                 `json:"subscription_item,omitempty"`
-	TaxAmounts             sbField[[]any]          `json:"tax_amounts,omitzero"`
-	TaxRates               sbField[[]any]          `json:"tax_rates,omitzero"`
-	Taxes                  sbField[[]any]          `json:"taxes,omitzero"`
-	Type                   sbField[string]         `json:"type,omitzero"`
-	UnitAmountExcludingTax sbField[string]         `json:"unit_amount_excluding_tax,omitzero"`
+type invoiceLineJSON struct {
+	ID                     string                `json:"id"`
+	Object                 string                `json:"object"`
+	Amount                 int64                 `json:"amount"`
+	AmountExcludingTax     field[int64]          `json:"amount_excluding_tax,omitzero"`
+	Currency               string                `json:"currency"`
+	Description            string                `json:"description"`
+	DiscountAmounts        []any                 `json:"discount_amounts"`
+	Discountable           bool                  `json:"discountable"`
+	Discounts              []string              `json:"discounts"`
+	Invoice                string                `json:"invoice"`
+	InvoiceItem            *string               `json:"invoice_item,omitempty"`
+	Livemode               bool                  `json:"livemode"`
+	Metadata               map[string]string     `json:"metadata"`
+	Parent                 field[map[string]any] `json:"parent,omitzero"`
+	Period                 sbPeriodJSON          `json:"period"`
+	Plan                   field[sbPlanJSON]     `json:"plan,omitzero"`
+	Price                  field[sbPriceJSON]    `json:"price,omitzero"`
+	Pricing                field[map[string]any] `json:"pricing,omitzero"`
+	Proration              field[bool]           `json:"proration,omitzero"`
+	ProrationDetails       field[map[string]any] `json:"proration_details,omitzero"`
+	Quantity               int64                 `json:"quantity"`
+	Subscription           field[string]         `json:"subscription,omitzero"`
+	SubscriptionItem       *string               `json:"subscription_item,omitempty"`
+	TaxAmounts             field[[]any]          `json:"tax_amounts,omitzero"`
+	TaxRates               field[[]any]          `json:"tax_rates,omitzero"`
+	Taxes                  field[[]any]          `json:"taxes,omitzero"`
+	Type                   field[string]         `json:"type,omitzero"`
+	UnitAmountExcludingTax field[string]         `json:"unit_amount_excluding_tax,omitzero"`
 }
 
-// sbInvoiceJSON is an invoice. 2025-03-31.basil replaced subscription (and
+// invoiceJSON is an invoice. 2025-03-31.basil replaced subscription (and
 // subscription_details) with parent, and paid with the invoice's
 // payments.
-type sbInvoiceJSON struct {
-	ID                   string                  `json:"id"`
-	Object               string                  `json:"object"`
-	AccountCountry       string                  `json:"account_country"`
-	AccountName          string                  `json:"account_name"`
-	AmountDue            int64                   `json:"amount_due"`
-	AmountPaid           int64                   `json:"amount_paid"`
-	AmountRemaining      int64                   `json:"amount_remaining"`
-	AttemptCount         int64                   `json:"attempt_count"`
-	Attempted            bool                    `json:"attempted"`
-	AutoAdvance          bool                    `json:"auto_advance"`
-	BillingReason        string                  `json:"billing_reason"`
-	CollectionMethod     string                  `json:"collection_method"`
-	Created              int64                   `json:"created"`
-	Currency             string                  `json:"currency"`
-	Customer             string                  `json:"customer"`
-	CustomerEmail        *string                 `json:"customer_email"`
-	HostedInvoiceURL     *string                 `json:"hosted_invoice_url"`
-	Lines                sbListJSON              `json:"lines"`
-	Livemode             bool                    `json:"livemode"`
-	Metadata             map[string]string       `json:"metadata"`
-	NextPaymentAttempt   *int64                  `json:"next_payment_attempt"`
-	Number               *string                 `json:"number"`
-	Paid                 sbField[bool]           `json:"paid,omitzero"`
-	PaidOutOfBand        sbField[bool]           `json:"paid_out_of_band,omitzero"`
-	Parent               sbField[map[string]any] `json:"parent,omitzero"`
-	PeriodEnd            int64                   `json:"period_end"`
-	PeriodStart          int64                   `json:"period_start"`
-	Status               string                  `json:"status"`
-	StatusTransitions    map[string]any          `json:"status_transitions"`
-	Subscription         sbField[string]         `json:"subscription,omitzero"`
-	Subtotal             int64                   `json:"subtotal"`
-	SubtotalExcludingTax int64                   `json:"subtotal_excluding_tax"`
-	Tax                  sbField[int64]          `json:"tax,omitzero"`
-	Total                int64                   `json:"total"`
-	TotalExcludingTax    int64                   `json:"total_excluding_tax"`
+type invoiceJSON struct {
+	ID                   string                `json:"id"`
+	Object               string                `json:"object"`
+	AccountCountry       string                `json:"account_country"`
+	AccountName          string                `json:"account_name"`
+	AmountDue            int64                 `json:"amount_due"`
+	AmountPaid           int64                 `json:"amount_paid"`
+	AmountRemaining      int64                 `json:"amount_remaining"`
+	AttemptCount         int64                 `json:"attempt_count"`
+	Attempted            bool                  `json:"attempted"`
+	AutoAdvance          bool                  `json:"auto_advance"`
+	BillingReason        string                `json:"billing_reason"`
+	CollectionMethod     string                `json:"collection_method"`
+	Created              int64                 `json:"created"`
+	Currency             string                `json:"currency"`
+	Customer             string                `json:"customer"`
+	CustomerEmail        *string               `json:"customer_email"`
+	HostedInvoiceURL     *string               `json:"hosted_invoice_url"`
+	Lines                sbListJSON            `json:"lines"`
+	Livemode             bool                  `json:"livemode"`
+	Metadata             map[string]string     `json:"metadata"`
+	NextPaymentAttempt   *int64                `json:"next_payment_attempt"`
+	Number               *string               `json:"number"`
+	Paid                 field[bool]           `json:"paid,omitzero"`
+	PaidOutOfBand        field[bool]           `json:"paid_out_of_band,omitzero"`
+	Parent               field[map[string]any] `json:"parent,omitzero"`
+	PeriodEnd            int64                 `json:"period_end"`
+	PeriodStart          int64                 `json:"period_start"`
+	Status               string                `json:"status"`
+	StatusTransitions    map[string]any        `json:"status_transitions"`
+	Subscription         field[string]         `json:"subscription,omitzero"`
+	Subtotal             int64                 `json:"subtotal"`
+	SubtotalExcludingTax int64                 `json:"subtotal_excluding_tax"`
+	Tax                  field[int64]          `json:"tax,omitzero"`
+	Total                int64                 `json:"total"`
+	TotalExcludingTax    int64                 `json:"total_excluding_tax"`
 }
 
-func (s *Stripe) invoiceJSON(in *sbInvoice) sbInvoiceJSON {
+func (s *Stripe) invoiceJSON(in *invoice) invoiceJSON {
 	basil := s.view.basil()
 	total := in.total()
-	lines := make([]sbInvoiceLineJSON, 0, len(in.lines))
+	lines := make([]invoiceLineJSON, 0, len(in.lines))
 	for _, l := range in.lines {
-		lw := sbInvoiceLineJSON{
+		lw := invoiceLineJSON{
 			ID: l.id, Object: "line_item", Amount: l.amount,
 			Currency: in.currency, Description: l.description, DiscountAmounts: []any{},
 			Discountable: true, Discounts: []string{}, Invoice: in.id, Livemode: in.livemode,
@@ -537,38 +537,38 @@ func (s *Stripe) invoiceJSON(in *sbInvoice) sbInvoiceJSON {
 					"invoice_item_details": map[string]any{"invoice_item": ii, "proration": false,
 						"proration_details": map[string]any{"credited_items": nil}, "subscription": in.subscription}}
 			}
-			lw.Parent = sbHas(parent)
-			lw.Pricing = sbHas(map[string]any{"type": "price_details",
+			lw.Parent = has(parent)
+			lw.Pricing = has(map[string]any{"type": "price_details",
 				"price_details":       map[string]any{"price": l.price.ID, "product": l.price.product.id},
 				"unit_amount_decimal": strconv.FormatInt(l.price.UnitAmount, 10)})
-			lw.Taxes = sbHas([]any{})
+			lw.Taxes = has([]any{})
 		} else {
 			unit := strconv.FormatInt(l.price.UnitAmount, 10)
 			if l.amount == 0 && l.price.UnitAmount != 0 {
 				unit = "0"
 			}
-			lw.AmountExcludingTax, lw.UnitAmountExcludingTax = sbHas(l.amount), sbHas(unit)
-			lw.Price = sbHas(s.priceJSON(l.price, nil))
+			lw.AmountExcludingTax, lw.UnitAmountExcludingTax = has(l.amount), has(unit)
+			lw.Price = has(s.priceJSON(l.price, nil))
 			if pl := s.planJSON(l.price); pl != nil {
-				lw.Plan = sbHas(*pl)
+				lw.Plan = has(*pl)
 			} else {
-				lw.Plan = sbHasNull[sbPlanJSON]()
+				lw.Plan = hasNull[sbPlanJSON]()
 			}
-			lw.Proration = sbHas(false)
-			lw.ProrationDetails = sbHas(map[string]any{"credited_items": nil})
-			lw.Subscription = sbHasPtr(sbNullString(in.subscription))
-			lw.TaxAmounts, lw.TaxRates = sbHas([]any{}), sbHas([]any{})
-			lw.Type = sbHas("subscription")
+			lw.Proration = has(false)
+			lw.ProrationDetails = has(map[string]any{"credited_items": nil})
+			lw.Subscription = hasPtr(sbNullString(in.subscription))
+			lw.TaxAmounts, lw.TaxRates = has([]any{}), has([]any{})
+			lw.Type = has("subscription")
 			if l.subItem != "" {
 				lw.SubscriptionItem = &l.subItem
 			} else {
-				lw.Type = sbHas("invoiceitem")
+				lw.Type = has("invoiceitem")
 				lw.InvoiceItem = &ii
 			}
 		}
 		lines = append(lines, lw)
 	}
-	w := sbInvoiceJSON{
+	w := invoiceJSON{
 		ID: in.id, Object: "invoice", AccountCountry: "US", AccountName: "tollgate sandbox",
 		AmountDue: total, AttemptCount: in.attempts, Attempted: in.attempts > 0 || in.paid,
 		AutoAdvance: !in.paid && in.state == "", BillingReason: in.billingReason, CollectionMethod: "charge_automatically",
@@ -583,12 +583,12 @@ func (s *Stripe) invoiceJSON(in *sbInvoice) sbInvoiceJSON {
 		},
 	}
 	if basil {
-		w.Parent = sbHas(map[string]any{"type": "subscription_details", "quote_details": nil,
+		w.Parent = has(map[string]any{"type": "subscription_details", "quote_details": nil,
 			"subscription_details": map[string]any{"metadata": sbMeta(in.subMetadata), "subscription": in.subscription}})
 	} else {
-		w.Paid, w.PaidOutOfBand = sbHas(in.paid), sbHas(false)
-		w.Subscription = sbHasPtr(sbNullString(in.subscription))
-		w.Tax = sbHasNull[int64]()
+		w.Paid, w.PaidOutOfBand = has(in.paid), has(false)
+		w.Subscription = hasPtr(sbNullString(in.subscription))
+		w.Tax = hasNull[int64]()
 	}
 	if c := s.customers[in.customer]; c != nil {
 		w.CustomerEmail = sbNullString(c.email)
@@ -614,7 +614,7 @@ func (s *Stripe) invoiceJSON(in *sbInvoice) sbInvoiceJSON {
 	return w
 }
 
-type sbCheckoutLineJSON struct {
+type checkoutLineJSON struct {
 	ID             string      `json:"id"`
 	Object         string      `json:"object"`
 	AmountDiscount int64       `json:"amount_discount"`
@@ -627,7 +627,7 @@ type sbCheckoutLineJSON struct {
 	Quantity       int64       `json:"quantity"`
 }
 
-type sbCheckoutJSON struct {
+type checkoutJSON struct {
 	ID                        string            `json:"id"`
 	Object                    string            `json:"object"`
 	AfterExpiration           any               `json:"after_expiration"`
@@ -668,7 +668,7 @@ type sbCheckoutJSON struct {
 	SetupIntent               any               `json:"setup_intent"`
 	ShippingAddressCollection any               `json:"shipping_address_collection"`
 	ShippingCost              any               `json:"shipping_cost"`
-	ShippingDetails           sbField[any]      `json:"shipping_details,omitzero"` // gone in basil
+	ShippingDetails           field[any]        `json:"shipping_details,omitzero"` // gone in basil
 	ShippingOptions           []any             `json:"shipping_options"`
 	Status                    string            `json:"status"`
 	SubmitType                *string           `json:"submit_type"`
@@ -681,9 +681,9 @@ type sbCheckoutJSON struct {
 
 // checkoutJSON renders a Checkout Session. exp may ask for subscription
 // (and paths under it), customer and line_items.
-func (s *Stripe) checkoutJSON(cs *sbCheckout, exp sbExpand) sbCheckoutJSON {
+func (s *Stripe) checkoutJSON(cs *checkoutSession, exp expand) checkoutJSON {
 	today := cs.dueToday()
-	w := sbCheckoutJSON{
+	w := checkoutJSON{
 		ID: cs.id, Object: "checkout.session", AmountSubtotal: today, AmountTotal: today,
 		AutomaticTax:      map[string]any{"enabled": false, "liability": nil, "status": nil},
 		CancelURL:         sbNullString(cs.cancelURL),
@@ -702,7 +702,7 @@ func (s *Stripe) checkoutJSON(cs *sbCheckout, exp sbExpand) sbCheckoutJSON {
 		UIMode:       "hosted", Livemode: cs.livemode,
 	}
 	if !s.view.basil() {
-		w.ShippingDetails = sbHasNull[any]()
+		w.ShippingDetails = hasNull[any]()
 	}
 	if s.view.dahlia() {
 		// docs.stripe.com/changelog/dahlia/2026-03-25/updates-available-checkout-session-ui-modes
@@ -742,11 +742,11 @@ func (s *Stripe) checkoutJSON(cs *sbCheckout, exp sbExpand) sbCheckoutJSON {
 	return w
 }
 
-func (s *Stripe) checkoutLines(cs *sbCheckout, exp sbExpand) sbListJSON {
-	lines := make([]sbCheckoutLineJSON, 0, len(cs.items))
+func (s *Stripe) checkoutLines(cs *checkoutSession, exp expand) sbListJSON {
+	lines := make([]checkoutLineJSON, 0, len(cs.items))
 	for i, li := range cs.items {
 		amt := li.price.UnitAmount * li.quantity
-		lines = append(lines, sbCheckoutLineJSON{
+		lines = append(lines, checkoutLineJSON{
 			ID: "li_" + strconv.Itoa(i) + strings.TrimPrefix(cs.id, "cs_test_"), Object: "item",
 			AmountSubtotal: amt, AmountTotal: amt, Currency: li.price.Currency,
 			Description: li.price.product.name, Price: s.priceJSON(li.price, exp.sub("price")), Quantity: li.quantity,
@@ -777,33 +777,33 @@ func (s *Stripe) portalJSON(p *sbPortal) sbPortalJSON {
 	}
 }
 
-type sbEventDataJSON struct {
+type eventDataJSON struct {
 	Object             any            `json:"object"`
 	PreviousAttributes map[string]any `json:"previous_attributes,omitempty"`
 }
 
-type sbEventRequestJSON struct {
+type eventRequestJSON struct {
 	ID             *string `json:"id"`
 	IdempotencyKey *string `json:"idempotency_key"`
 }
 
-type sbEventJSON struct {
-	ID              string             `json:"id"`
-	Object          string             `json:"object"`
-	APIVersion      string             `json:"api_version"`
-	Created         int64              `json:"created"`
-	Data            sbEventDataJSON    `json:"data"`
-	Livemode        bool               `json:"livemode"`
-	PendingWebhooks int64              `json:"pending_webhooks"`
-	Request         sbEventRequestJSON `json:"request"`
-	Type            string             `json:"type"`
+type eventJSON struct {
+	ID              string           `json:"id"`
+	Object          string           `json:"object"`
+	APIVersion      string           `json:"api_version"`
+	Created         int64            `json:"created"`
+	Data            eventDataJSON    `json:"data"`
+	Livemode        bool             `json:"livemode"`
+	PendingWebhooks int64            `json:"pending_webhooks"`
+	Request         eventRequestJSON `json:"request"`
+	Type            string           `json:"type"`
 }
 
-type sbErrorJSON struct {
-	Error sbAPIError `json:"error"`
+type errorJSON struct {
+	Error apiError `json:"error"`
 }
 
-type sbAccountJSON struct {
+type accountJSON struct {
 	ID               string         `json:"id"`
 	Object           string         `json:"object"`
 	BusinessProfile  map[string]any `json:"business_profile"`
@@ -821,13 +821,13 @@ type sbAccountJSON struct {
 	Type             string         `json:"type"`
 }
 
-// sbAccountID is the sandbox account's ID, the same for both modes (as a
+// accountID is the sandbox account's ID, the same for both modes (as a
 // Stripe account's is).
-const sbAccountID = "acct_1TollgateSandbox0"
+const accountID = "acct_1TollgateSandbox0"
 
-func (s *Stripe) accountJSON() sbAccountJSON {
-	return sbAccountJSON{
-		ID: sbAccountID, Object: "account",
+func (s *Stripe) accountJSON() accountJSON {
+	return accountJSON{
+		ID: accountID, Object: "account",
 		BusinessProfile: map[string]any{"name": "tollgate sandbox", "url": nil, "support_email": nil},
 		Capabilities:    map[string]any{"card_payments": "active"}, ChargesEnabled: true, Country: "US",
 		Created: s.createdAt.Unix(), DefaultCurrency: "usd", DetailsSubmitted: true,
