@@ -16,7 +16,7 @@ import (
 )
 
 //go:embed templates
-var stripeFiles embed.FS
+var templateFS embed.FS
 
 func (s *Stripe) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -94,12 +94,12 @@ func errNoSuch(what, id, param string) *apiError {
 		Message: fmt.Sprintf("No such %s: '%s'", what, id)}
 }
 
-// sbSee finds the object id in m for the key that asks. An object the key
+// visible finds the object id in m for the key that asks. An object the key
 // cannot see (it is of the other mode) is resource_missing, as if it did
 // not exist, with the hint Stripe adds: "No such customer: 'cus_…'; a
 // similar object exists in live mode, but a test mode key was used to make
 // this request."
-func sbSee[T sbObject](s *Stripe, m map[string]T, what, id, param string) (T, *apiError) {
+func visible[T object](s *Stripe, m map[string]T, what, id, param string) (T, *apiError) {
 	var zero T
 	o, ok := m[id]
 	if !ok {
@@ -116,11 +116,11 @@ func sbSee[T sbObject](s *Stripe, m map[string]T, what, id, param string) (T, *a
 func (s *Stripe) errOtherMode(what, id, param string) *apiError {
 	e := errNoSuch(what, id, param)
 	e.Message += fmt.Sprintf("; a similar object exists in %s mode, but a %s mode key was used to make this request.",
-		sbModeName(!s.view.live), sbModeName(s.view.live))
+		modeName(!s.view.live), modeName(s.view.live))
 	return e
 }
 
-func sbModeName(live bool) string {
+func modeName(live bool) string {
 	if live {
 		return "live"
 	}
@@ -154,15 +154,15 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 		w.Header().Set("Request-Id", newID("req_"))
 		live, e := s.authorize(r)
 		if e != nil {
-			sbWriteJSON(w, e.Status, errorJSON{*e})
+			writeJSON(w, e.Status, errorJSON{*e})
 			return
 		}
 		// The answer is rendered in the version the request names, else
 		// in the account's default (docs.stripe.com/api/versioning).
 		version := s.apiVersion
 		if v := strings.TrimSpace(r.Header.Get("Stripe-Version")); v != "" {
-			if !sbValidVersion(v) {
-				sbWriteJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "invalid_request_error",
+			if !validVersion(v) {
+				writeJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "invalid_request_error",
 					Message: "Invalid Stripe API version: " + v}})
 				return
 			}
@@ -171,7 +171,7 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 		w.Header().Set("Stripe-Version", version)
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if err := r.ParseForm(); err != nil {
-			sbWriteJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "invalid_request_error",
+			writeJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "invalid_request_error",
 				Message: "Invalid request: the form body could not be parsed."}})
 			return
 		}
@@ -186,20 +186,20 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 		}
 
 		s.mu.Lock()
-		s.view = sbView{version: version, live: live}
+		s.view = view{version: version, live: live}
 		s.runDueLocked()
 		if key != "" {
 			if prev := s.idem[idemKey]; prev != nil {
 				s.mu.Unlock()
 				if prev.fingerprint != fingerprint {
-					sbWriteJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "idempotency_error",
+					writeJSON(w, http.StatusBadRequest, errorJSON{apiError{Type: "idempotency_error",
 						Message: "Keys for idempotent requests can only be used with the same parameters they were first used with. " +
 							"Try using a key other than '" + key + "' if you meant to execute a different request."}})
 					return
 				}
 				w.Header().Set("Idempotent-Replayed", "true")
 				w.Header().Set("Idempotency-Key", key)
-				sbWriteRaw(w, prev.status, prev.body)
+				writeRaw(w, prev.status, prev.body)
 				return
 			}
 		}
@@ -227,7 +227,7 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 			w.Header().Set("Idempotency-Key", key)
 		}
 		s.log.Debug("sandbox stripe: api", "method", r.Method, "path", r.URL.Path, "status", status)
-		sbWriteRaw(w, status, body)
+		writeRaw(w, status, body)
 	}
 }
 
@@ -258,15 +258,15 @@ func (s *Stripe) authorize(r *http.Request) (live bool, _ *apiError) {
 		Message: "Invalid API Key provided: " + masked}
 }
 
-func sbWriteJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":{"type":"api_error","message":"internal error"}}`)
 	}
-	sbWriteRaw(w, status, b)
+	writeRaw(w, status, b)
 }
 
-func sbWriteRaw(w http.ResponseWriter, status int, body []byte) {
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	w.WriteHeader(status)
@@ -383,10 +383,10 @@ func checkURL(param, raw string) *apiError {
 	return nil
 }
 
-// sbPaginate pages through all, which is sorted by key, descending (newest
+// paginate pages through all, which is sorted by key, descending (newest
 // first), with limit (default 10, 1 to 100), starting_after and
 // ending_before. lookup gives the key of the object a cursor names.
-func sbPaginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id string) (int64, bool), what string) ([]T, bool, *apiError) {
+func paginate[T any](f url.Values, all []T, key func(T) int64, lookup func(id string) (int64, bool), what string) ([]T, bool, *apiError) {
 	limit, has, e := formInt(f, "limit")
 	if e != nil {
 		return nil, false, e
@@ -438,11 +438,11 @@ func cmpDesc(a, b int64) int {
 	return 0
 }
 
-func sbList[T any](data []T, hasMore bool, url string) sbListJSON {
+func listOf[T any](data []T, hasMore bool, url string) listJSON {
 	if data == nil {
 		data = []T{}
 	}
-	return sbListJSON{Object: "list", Data: data, HasMore: hasMore, URL: url}
+	return listJSON{Object: "list", Data: data, HasMore: hasMore, URL: url}
 }
 
 // Customers.
@@ -473,7 +473,7 @@ func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *apiError) {
 // liveCustomerLocked is the request's customer that is not deleted (a
 // deleted one can still be retrieved, as a stub, but not used).
 func (s *Stripe) liveCustomerLocked(id, param string) (*customer, *apiError) {
-	c, e := sbSee(s, s.customers, "customer", id, param)
+	c, e := visible(s, s.customers, "customer", id, param)
 	if e != nil {
 		return nil, e
 	}
@@ -484,7 +484,7 @@ func (s *Stripe) liveCustomerLocked(id, param string) (*customer, *apiError) {
 }
 
 func (s *Stripe) apiGetCustomer(r *http.Request) (any, *apiError) {
-	c, e := sbSee(s, s.customers, "customer", r.PathValue("id"), "id")
+	c, e := visible(s, s.customers, "customer", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -498,15 +498,15 @@ func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *apiError) {
 	}
 	prev := map[string]any{}
 	if r.Form.Has("email") && r.Form.Get("email") != c.email {
-		prev["email"] = sbNullString(c.email)
+		prev["email"] = nullString(c.email)
 		c.email = r.Form.Get("email")
 	}
 	if r.Form.Has("name") && r.Form.Get("name") != c.name {
-		prev["name"] = sbNullString(c.name)
+		prev["name"] = nullString(c.name)
 		c.name = r.Form.Get("name")
 	}
 	if md, ok := formMap(r.Form, "metadata"); ok {
-		c.metadata = sbUpdateMetadata(c.metadata, md, prev)
+		c.metadata = updateMetadata(c.metadata, md, prev)
 	}
 	if len(prev) > 0 {
 		s.emitLocked("customer.updated", func() any { return s.customerJSON(c) }, prev)
@@ -556,7 +556,7 @@ func (s *Stripe) customerKey(id string) (int64, bool) {
 func (s *Stripe) apiListCustomers(r *http.Request) (any, *apiError) {
 	email, byEmail := r.Form.Get("email"), r.Form.Has("email")
 	all := s.sortedCustomersLocked(func(c *customer) bool { return !byEmail || c.email == email })
-	page, more, e := sbPaginate(r.Form, all, func(c *customer) int64 { return c.seq }, s.customerKey, "customer")
+	page, more, e := paginate(r.Form, all, func(c *customer) int64 { return c.seq }, s.customerKey, "customer")
 	if e != nil {
 		return nil, e
 	}
@@ -564,7 +564,7 @@ func (s *Stripe) apiListCustomers(r *http.Request) (any, *apiError) {
 	for _, c := range page {
 		data = append(data, s.customerJSON(c))
 	}
-	return sbList(data, more, "/v1/customers"), nil
+	return listOf(data, more, "/v1/customers"), nil
 }
 
 func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *apiError) {
@@ -651,14 +651,14 @@ func (s *Stripe) apiSearchCustomers(r *http.Request) (any, *apiError) {
 
 // Subscriptions.
 
-func (s *Stripe) customerSubsLocked(customer string) []*sbSub {
-	var out []*sbSub
+func (s *Stripe) customerSubsLocked(customer string) []*subscription {
+	var out []*subscription
 	for _, sub := range s.subs {
 		if sub.customer == customer {
 			out = append(out, sub)
 		}
 	}
-	slices.SortFunc(out, func(a, b *sbSub) int { return cmpDesc(a.seq, b.seq) })
+	slices.SortFunc(out, func(a, b *subscription) int { return cmpDesc(a.seq, b.seq) })
 	return out
 }
 
@@ -672,7 +672,7 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *apiError) {
 	case "ended":
 		keepStatus = func(st string) bool { return st == "canceled" || st == "incomplete_expired" }
 	default:
-		if !sbValidStatus(status) {
+		if !validStatus(status) {
 			return nil, errInvalid("status", "Invalid status: must be one of active, past_due, unpaid, canceled, "+
 				"incomplete, incomplete_expired, trialing, paused, all, or ended")
 		}
@@ -680,22 +680,22 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *apiError) {
 	}
 	customer, price := r.Form.Get("customer"), r.Form.Get("price")
 	if customer != "" {
-		if _, e := sbSee(s, s.customers, "customer", customer, "customer"); e != nil {
+		if _, e := visible(s, s.customers, "customer", customer, "customer"); e != nil {
 			return nil, e
 		}
 	}
-	var all []*sbSub
+	var all []*subscription
 	for _, sub := range s.subs {
 		if sub.livemode != s.view.live || customer != "" && sub.customer != customer || !keepStatus(sub.status) {
 			continue
 		}
-		if price != "" && !slices.ContainsFunc(sub.items, func(it sbItem) bool { return it.price.ID == price }) {
+		if price != "" && !slices.ContainsFunc(sub.items, func(it subItem) bool { return it.price.ID == price }) {
 			continue
 		}
 		all = append(all, sub)
 	}
-	slices.SortFunc(all, func(a, b *sbSub) int { return cmpDesc(a.seq, b.seq) })
-	page, more, e := sbPaginate(r.Form, all, func(s *sbSub) int64 { return s.seq }, func(id string) (int64, bool) {
+	slices.SortFunc(all, func(a, b *subscription) int { return cmpDesc(a.seq, b.seq) })
+	page, more, e := paginate(r.Form, all, func(s *subscription) int64 { return s.seq }, func(id string) (int64, bool) {
 		if sub := s.subs[id]; sub != nil && sub.livemode == s.view.live {
 			return sub.seq, true
 		}
@@ -705,15 +705,15 @@ func (s *Stripe) apiListSubscriptions(r *http.Request) (any, *apiError) {
 		return nil, e
 	}
 	exp := expandOf(r).sub("data")
-	data := make([]sbSubscriptionJSON, 0, len(page))
+	data := make([]subscriptionJSON, 0, len(page))
 	for _, sub := range page {
 		data = append(data, s.subJSON(sub, exp))
 	}
-	return sbList(data, more, "/v1/subscriptions"), nil
+	return listOf(data, more, "/v1/subscriptions"), nil
 }
 
 func (s *Stripe) apiGetSubscription(r *http.Request) (any, *apiError) {
-	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
+	sub, e := visible(s, s.subs, "subscription", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -723,7 +723,7 @@ func (s *Stripe) apiGetSubscription(r *http.Request) (any, *apiError) {
 // apiUpdateSubscription supports cancel_at_period_end, pause_collection
 // and metadata.
 func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *apiError) {
-	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
+	sub, e := visible(s, s.subs, "subscription", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -754,12 +754,12 @@ func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *apiError) {
 		s.setCancelAtPeriodEndLocked(sub, cape, prev)
 	}
 	if hasPause && (pause.behavior != sub.pauseBehavior || !pause.resumes.Equal(sub.pauseResumes)) {
-		prev["pause_collection"] = sbPauseJSON(sub)
+		prev["pause_collection"] = pauseJSON(sub)
 		sub.pauseBehavior, sub.pauseResumes = pause.behavior, pause.resumes
 		s.log.Info("sandbox stripe: payment collection", "subscription", sub.id, "pause", pause.behavior, "resumes_at", pause.resumes)
 	}
 	if md, ok := formMap(r.Form, "metadata"); ok {
-		sub.metadata = sbUpdateMetadata(sub.metadata, md, prev)
+		sub.metadata = updateMetadata(sub.metadata, md, prev)
 	}
 	if len(prev) > 0 {
 		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
@@ -767,7 +767,7 @@ func (s *Stripe) apiUpdateSubscription(r *http.Request) (any, *apiError) {
 	return s.subJSON(sub, expandOf(r)), nil
 }
 
-type sbPause struct {
+type pauseParam struct {
 	behavior string // "": not paused
 	resumes  time.Time
 }
@@ -775,35 +775,35 @@ type sbPause struct {
 // pauseCollectionParam reads pause_collection[behavior] and
 // pause_collection[resumes_at], or pause_collection="" (resume now), as
 // the Update Subscription endpoint takes them.
-func (s *Stripe) pauseCollectionParam(f url.Values) (sbPause, bool, *apiError) {
+func (s *Stripe) pauseCollectionParam(f url.Values) (pauseParam, bool, *apiError) {
 	if f.Has("pause_collection") {
 		if f.Get("pause_collection") != "" {
-			return sbPause{}, true, errInvalid("pause_collection", "Invalid pause_collection: must be an object or an empty string.")
+			return pauseParam{}, true, errInvalid("pause_collection", "Invalid pause_collection: must be an object or an empty string.")
 		}
-		return sbPause{}, true, nil
+		return pauseParam{}, true, nil
 	}
 	md, ok := formMap(f, "pause_collection")
 	if !ok {
-		return sbPause{}, false, nil
+		return pauseParam{}, false, nil
 	}
-	p := sbPause{behavior: md["behavior"]}
+	p := pauseParam{behavior: md["behavior"]}
 	switch p.behavior {
 	case "keep_as_draft", "mark_uncollectible", "void":
 	case "":
-		return sbPause{}, true, errMissing("pause_collection[behavior]")
+		return pauseParam{}, true, errMissing("pause_collection[behavior]")
 	default:
-		return sbPause{}, true, errInvalid("pause_collection[behavior]",
+		return pauseParam{}, true, errInvalid("pause_collection[behavior]",
 			"Invalid pause_collection[behavior]: must be one of keep_as_draft, mark_uncollectible, or void")
 	}
 	if v, ok := md["resumes_at"]; ok && v != "" {
 		sec, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return sbPause{}, true, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error",
+			return pauseParam{}, true, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error",
 				Code: "parameter_invalid_integer", Param: "pause_collection[resumes_at]", Message: "Invalid integer: " + v}
 		}
 		p.resumes = time.Unix(sec, 0)
 		if !p.resumes.After(s.billingNowLocked()) {
-			return sbPause{}, true, errInvalid("pause_collection[resumes_at]", "resumes_at must be in the future.")
+			return pauseParam{}, true, errInvalid("pause_collection[resumes_at]", "resumes_at must be in the future.")
 		}
 	}
 	return p, true, nil
@@ -811,9 +811,9 @@ func (s *Stripe) pauseCollectionParam(f url.Values) (sbPause, bool, *apiError) {
 
 // setCancelAtPeriodEndLocked sets or clears cancel_at_period_end, noting
 // the previous values in prev.
-func (s *Stripe) setCancelAtPeriodEndLocked(sub *sbSub, on bool, prev map[string]any) {
+func (s *Stripe) setCancelAtPeriodEndLocked(sub *subscription, on bool, prev map[string]any) {
 	prev["cancel_at_period_end"] = sub.cancelAtPeriodEnd
-	prev["canceled_at"] = sbUnix(sub.canceledAt)
+	prev["canceled_at"] = unixOrNull(sub.canceledAt)
 	if sub.cancelAtPeriodEnd {
 		prev["cancel_at"] = sub.periodEnd.Unix()
 	} else {
@@ -829,7 +829,7 @@ func (s *Stripe) setCancelAtPeriodEndLocked(sub *sbSub, on bool, prev map[string
 }
 
 func (s *Stripe) apiCancelSubscription(r *http.Request) (any, *apiError) {
-	sub, e := sbSee(s, s.subs, "subscription", r.PathValue("id"), "id")
+	sub, e := visible(s, s.subs, "subscription", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -904,7 +904,7 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *apiError) {
 			}
 			return nil, errMissing(param + "[price]")
 		}
-		p, e := sbSee(s, s.priceIdx, "price", id, param+"[price]")
+		p, e := visible(s, s.priceIdx, "price", id, param+"[price]")
 		if e != nil {
 			return nil, e
 		}
@@ -925,7 +925,7 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *apiError) {
 			}
 			interval = p.Interval
 		}
-		cs.items = append(cs.items, sbLineItem{price: p, quantity: qty})
+		cs.items = append(cs.items, lineItem{price: p, quantity: qty})
 	}
 	if interval == "" {
 		return nil, errInvalid("line_items", "You must provide at least one recurring price in `subscription` mode when using prices.")
@@ -974,7 +974,7 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *apiError) {
 }
 
 func (s *Stripe) apiGetCheckout(r *http.Request) (any, *apiError) {
-	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
+	cs, e := visible(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -982,7 +982,7 @@ func (s *Stripe) apiGetCheckout(r *http.Request) (any, *apiError) {
 }
 
 func (s *Stripe) apiCheckoutLines(r *http.Request) (any, *apiError) {
-	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
+	cs, e := visible(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -1009,7 +1009,7 @@ func (s *Stripe) apiListCheckouts(r *http.Request) (any, *apiError) {
 		all = append(all, cs)
 	}
 	slices.SortFunc(all, func(a, b *checkoutSession) int { return cmpDesc(a.seq, b.seq) })
-	page, more, e := sbPaginate(f, all, func(cs *checkoutSession) int64 { return cs.seq }, func(id string) (int64, bool) {
+	page, more, e := paginate(f, all, func(cs *checkoutSession) int64 { return cs.seq }, func(id string) (int64, bool) {
 		if cs := s.sessions[id]; cs != nil && cs.livemode == s.view.live {
 			return cs.seq, true
 		}
@@ -1023,7 +1023,7 @@ func (s *Stripe) apiListCheckouts(r *http.Request) (any, *apiError) {
 	for _, cs := range page {
 		data = append(data, s.checkoutJSON(cs, exp))
 	}
-	return sbList(data, more, "/v1/checkout/sessions"), nil
+	return listOf(data, more, "/v1/checkout/sessions"), nil
 }
 
 // apiGetAccount is the account the key belongs to (GET /v1/account).
@@ -1034,7 +1034,7 @@ func (s *Stripe) apiGetAccount(*http.Request) (any, *apiError) {
 // apiExpireCheckout expires an open session: it can no longer be paid,
 // its url is gone, and checkout.session.expired is sent.
 func (s *Stripe) apiExpireCheckout(r *http.Request) (any, *apiError) {
-	cs, e := sbSee(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
+	cs, e := visible(s, s.sessions, "checkout.session", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -1064,7 +1064,7 @@ func (s *Stripe) apiCreatePortal(r *http.Request) (any, *apiError) {
 			return nil, e
 		}
 	}
-	p := &sbPortal{id: newID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked(), livemode: s.view.live}
+	p := &portalSession{id: newID("bps_"), customer: id, returnURL: ret, created: s.billingNowLocked(), livemode: s.view.live}
 	s.portals[p.id] = p
 	return s.portalJSON(p), nil
 }
@@ -1079,7 +1079,7 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *apiError) {
 	}
 	lookup := formList(f, "lookup_keys")
 	typ, product, currency, interval := f.Get("type"), f.Get("product"), f.Get("currency"), f.Get("recurring[interval]")
-	var all []*sbPrice
+	var all []*price
 	for _, p := range s.prices {
 		switch {
 		case p.livemode != s.view.live, hasActive && !active, len(lookup) > 0, // no price has a lookup key
@@ -1090,7 +1090,7 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *apiError) {
 		}
 		all = append(all, p)
 	}
-	page, more, e := sbPaginate(f, all, s.priceKey, func(id string) (int64, bool) {
+	page, more, e := paginate(f, all, s.priceKey, func(id string) (int64, bool) {
 		if p := s.priceIdx[id]; p != nil && p.livemode == s.view.live {
 			return s.priceKey(p), true
 		}
@@ -1100,20 +1100,20 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *apiError) {
 		return nil, e
 	}
 	exp := expandOf(r).sub("data")
-	data := make([]sbPriceJSON, 0, len(page))
+	data := make([]priceJSON, 0, len(page))
 	for _, p := range page {
 		data = append(data, s.priceJSON(p, exp))
 	}
-	return sbList(data, more, "/v1/prices"), nil
+	return listOf(data, more, "/v1/prices"), nil
 }
 
 // priceKey orders prices as configured (the list's "newest first").
-func (s *Stripe) priceKey(p *sbPrice) int64 {
+func (s *Stripe) priceKey(p *price) int64 {
 	return int64(len(s.prices) - slices.Index(s.prices, p))
 }
 
 func (s *Stripe) apiGetPrice(r *http.Request) (any, *apiError) {
-	p, e := sbSee(s, s.priceIdx, "price", r.PathValue("id"), "id")
+	p, e := visible(s, s.priceIdx, "price", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -1121,15 +1121,15 @@ func (s *Stripe) apiGetPrice(r *http.Request) (any, *apiError) {
 }
 
 func (s *Stripe) apiListProducts(r *http.Request) (any, *apiError) {
-	key := func(p *sbProduct) int64 { return int64(len(s.products) - slices.Index(s.products, p)) }
-	var mine []*sbProduct
+	key := func(p *product) int64 { return int64(len(s.products) - slices.Index(s.products, p)) }
+	var mine []*product
 	for _, p := range s.products {
 		if p.livemode == s.view.live {
 			mine = append(mine, p)
 		}
 	}
-	page, more, e := sbPaginate(r.Form, mine, key, func(id string) (int64, bool) {
-		if p := s.productIdx[sbModeKey(s.view.live, id)]; p != nil {
+	page, more, e := paginate(r.Form, mine, key, func(id string) (int64, bool) {
+		if p := s.productIdx[modeKey(s.view.live, id)]; p != nil {
 			return key(p), true
 		}
 		return 0, false
@@ -1137,18 +1137,18 @@ func (s *Stripe) apiListProducts(r *http.Request) (any, *apiError) {
 	if e != nil {
 		return nil, e
 	}
-	data := make([]sbProductJSON, 0, len(page))
+	data := make([]productJSON, 0, len(page))
 	for _, p := range page {
 		data = append(data, s.productJSON(p))
 	}
-	return sbList(data, more, "/v1/products"), nil
+	return listOf(data, more, "/v1/products"), nil
 }
 
 func (s *Stripe) apiGetProduct(r *http.Request) (any, *apiError) {
 	id := r.PathValue("id")
-	p := s.productIdx[sbModeKey(s.view.live, id)]
+	p := s.productIdx[modeKey(s.view.live, id)]
 	if p == nil {
-		if s.productIdx[sbModeKey(!s.view.live, id)] != nil {
+		if s.productIdx[modeKey(!s.view.live, id)] != nil {
 			return nil, s.errOtherMode("product", id, "id")
 		}
 		return nil, errNoSuch("product", id, "id")
@@ -1157,7 +1157,7 @@ func (s *Stripe) apiGetProduct(r *http.Request) (any, *apiError) {
 }
 
 func (s *Stripe) apiGetInvoice(r *http.Request) (any, *apiError) {
-	in, e := sbSee(s, s.invoices, "invoice", r.PathValue("id"), "id")
+	in, e := visible(s, s.invoices, "invoice", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
@@ -1228,7 +1228,7 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *apiError) {
 		}
 		all = append(all, ev)
 	}
-	page, more, e := sbPaginate(f, all, func(ev *event) int64 { return ev.seq }, func(id string) (int64, bool) {
+	page, more, e := paginate(f, all, func(ev *event) int64 { return ev.seq }, func(id string) (int64, bool) {
 		if ev := s.eventIdx[id]; ev != nil && ev.live == s.view.live {
 			return ev.seq, true
 		}
@@ -1241,23 +1241,23 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *apiError) {
 	for _, ev := range page {
 		data = append(data, ev.json())
 	}
-	return sbList(data, more, "/v1/events"), nil
+	return listOf(data, more, "/v1/events"), nil
 }
 
 func (s *Stripe) apiGetEvent(r *http.Request) (any, *apiError) {
-	ev, e := sbSee(s, s.eventIdx, "event", r.PathValue("id"), "id")
+	ev, e := visible(s, s.eventIdx, "event", r.PathValue("id"), "id")
 	if e != nil {
 		return nil, e
 	}
 	return ev.json(), nil
 }
 
-// sbUpdateMetadata applies a metadata update as Stripe does: an empty value
+// updateMetadata applies a metadata update as Stripe does: an empty value
 // deletes its key, an empty map clears everything. The old metadata goes
 // into prev (the event's previous_attributes) when anything changed.
-func sbUpdateMetadata(cur, md map[string]string, prev map[string]any) map[string]string {
-	old := sbMeta(cur)
-	next := sbMeta(cur)
+func updateMetadata(cur, md map[string]string, prev map[string]any) map[string]string {
+	old := metadataJSON(cur)
+	next := metadataJSON(cur)
 	if len(md) == 0 {
 		next = map[string]string{}
 	}

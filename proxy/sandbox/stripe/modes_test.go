@@ -57,7 +57,7 @@ func hasKey(m map[string]any, k string) bool { _, ok := m[k]; return ok }
 // A key sees only its own mode's objects: the other mode's are
 // resource_missing, with the hint Stripe gives; lists leave them out; each
 // mode's events go to that mode's endpoint, with livemode set.
-func TestStripeModesAreSeparate(t *testing.T) {
+func TestModesAreSeparate(t *testing.T) {
 	f := newSBFixture(t, Options{LivePrices: []Price{
 		{ID: "price_live_pro", Product: "Pro", Currency: "usd", UnitAmount: 1200, Interval: "month"},
 	}})
@@ -72,33 +72,33 @@ func TestStripeModesAreSeparate(t *testing.T) {
 		t.Fatalf("customers: live %+v %v; test livemode %v", liveCus, err, testCus.Livemode)
 	}
 	_, err = live.Customers.Get(testCus.ID, nil)
-	se := sbStripeErr(t, err)
+	se := asStripeError(t, err)
 	want := "No such customer: '" + testCus.ID + "'; a similar object exists in test mode, but a live mode key was used to make this request."
 	if se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing || se.Param != "id" || se.Msg != want {
 		t.Errorf("live key, test customer: %d %s %s %q", se.HTTPStatusCode, se.Code, se.Param, se.Msg)
 	}
 	_, err = f.sc.Customers.Get(liveCus.ID, nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 || !strings.Contains(se.Msg, "exists in live mode, but a test mode key") {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 404 || !strings.Contains(se.Msg, "exists in live mode, but a test mode key") {
 		t.Errorf("test key, live customer: %d %q", se.HTTPStatusCode, se.Msg)
 	}
-	if _, err := f.sc.Customers.Get("cus_nobody", nil); sbStripeErr(t, err).Msg != "No such customer: 'cus_nobody'" {
+	if _, err := f.sc.Customers.Get("cus_nobody", nil); asStripeError(t, err).Msg != "No such customer: 'cus_nobody'" {
 		t.Errorf("unknown customer: %v", err)
 	}
 	// Prices are per mode too.
-	if _, err := live.Prices.Get("price_demo_pro_monthly", nil); sbStripeErr(t, err).HTTPStatusCode != 404 {
+	if _, err := live.Prices.Get("price_demo_pro_monthly", nil); asStripeError(t, err).HTTPStatusCode != 404 {
 		t.Errorf("live key, test price: %v", err)
 	}
 	if p, err := live.Prices.Get("price_live_pro", nil); err != nil || !p.Livemode {
 		t.Errorf("live price: %+v %v", p, err)
 	}
 	_, err = f.sc.CheckoutSessions.New(checkoutParams(testCus.ID, "price_live_pro", 0, ""))
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 400 || se.Param != "line_items[0][price]" {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 400 || se.Param != "line_items[0][price]" {
 		t.Errorf("test checkout with a live price: %d %s", se.HTTPStatusCode, se.Param)
 	}
 	// A subscription list for another mode's customer is refused.
 	it := live.Subscriptions.List(&stripe.SubscriptionListParams{Customer: stripe.String(testCus.ID)})
 	it.Next()
-	if se := sbStripeErr(t, it.Err()); se.HTTPStatusCode != 400 || se.Param != "customer" {
+	if se := asStripeError(t, it.Err()); se.HTTPStatusCode != 400 || se.Param != "customer" {
 		t.Errorf("live list of a test customer's subscriptions: %v", it.Err())
 	}
 
@@ -161,7 +161,7 @@ func httpServer(t *testing.T, h http.Handler) string {
 
 // Checkout Sessions can be listed by customer and status, and expiring
 // one that is not open is refused with Stripe's words.
-func TestStripeCheckoutListAndExpire(t *testing.T) {
+func TestCheckoutListAndExpire(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	other := f.customer(t, "grace@example.com", "user_grace")
@@ -189,7 +189,7 @@ func TestStripeCheckoutListAndExpire(t *testing.T) {
 		t.Fatalf("expire: %+v %v", exp, err)
 	}
 	_, err = f.sc.CheckoutSessions.Expire(a.ID, nil)
-	se := sbStripeErr(t, err)
+	se := asStripeError(t, err)
 	if se.HTTPStatusCode != 400 || se.Msg != "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of `complete`." {
 		t.Errorf("expire a complete session: %d %q", se.HTTPStatusCode, se.Msg)
 	}
@@ -211,7 +211,7 @@ func TestStripeCheckoutListAndExpire(t *testing.T) {
 // Every answer is rendered in the Stripe-Version the request names, else
 // in the account's default; events in the account's default when they
 // happen. 2023-10-16 and the basil shapes differ where Stripe says.
-func TestStripeAPIVersions(t *testing.T) {
+func TestAPIVersions(t *testing.T) {
 	for _, v := range APIVersions() {
 		t.Run(v, func(t *testing.T) {
 			f := newSBFixture(t, Options{APIVersion: v})
@@ -303,7 +303,7 @@ func TestStripeAPIVersions(t *testing.T) {
 
 // pause_collection keeps the status active; renewals are invoiced but not
 // collected; collection resumes at resumes_at.
-func TestStripePauseCollection(t *testing.T) {
+func TestPauseCollection(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0)

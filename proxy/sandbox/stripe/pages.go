@@ -21,7 +21,7 @@ const (
 	cardPlaceholder = "4242 4242 4242 4242"
 )
 
-type sbPageData struct {
+type pageData struct {
 	Title      string
 	BaseURL    string
 	BillingNow string
@@ -30,18 +30,18 @@ type sbPageData struct {
 	Link       string
 	LinkText   string
 	Checkout   *checkoutView
-	Portal     *sbPortalView
-	Prices     []sbPriceView
+	Portal     *portalView
+	Prices     []priceView
 }
 
-type sbLineView struct {
+type lineView struct {
 	Name, Price, Quantity, Amount string
 }
 
 type checkoutView struct {
 	ID        string
 	Headline  string
-	Lines     []sbLineView
+	Lines     []lineView
 	Summary   string
 	DueToday  string
 	Button    string
@@ -51,33 +51,33 @@ type checkoutView struct {
 	Card      string
 }
 
-type sbSubView struct {
+type subView struct {
 	ID, Plan, Price, Status, When string
 	CanCancelAtEnd, CanResume     bool
 	CanCancelNow                  bool
 }
 
-type sbPortalView struct {
+type portalView struct {
 	ID           string
 	Customer     string
 	Email        string
 	ReturnURL    string
-	Subs         []sbSubView
+	Subs         []subView
 	Failing      bool
 	NeedsPayment bool
 	Deleted      bool
 }
 
-type sbPriceView struct {
+type priceView struct {
 	ID, Product, Price string
 }
 
-func (s *Stripe) pageLocked(title string) sbPageData {
-	return sbPageData{Title: title, BaseURL: s.baseURL, BillingNow: formatDate(s.billingNowLocked())}
+func (s *Stripe) pageLocked(title string) pageData {
+	return pageData{Title: title, BaseURL: s.baseURL, BillingNow: formatDate(s.billingNowLocked())}
 }
 
-// sbPer is "/month" for a recurring price, "" for a one-time one.
-func sbPer(p *sbPrice) string {
+// perInterval is "/month" for a recurring price, "" for a one-time one.
+func perInterval(p *price) string {
 	if p.recurring() {
 		return "/" + p.Interval
 	}
@@ -91,15 +91,15 @@ func (s *Stripe) checkoutViewLocked(cs *checkoutSession) *checkoutView {
 	var per, names []string
 	for _, li := range cs.items {
 		amt := li.price.UnitAmount * li.quantity
-		v.Lines = append(v.Lines, sbLineView{
+		v.Lines = append(v.Lines, lineView{
 			Name:     li.price.product.name,
-			Price:    sbMoney(li.price.UnitAmount, li.price.Currency) + sbPer(li.price),
+			Price:    formatMoney(li.price.UnitAmount, li.price.Currency) + perInterval(li.price),
 			Quantity: fmt.Sprint(li.quantity),
-			Amount:   sbMoney(amt, li.price.Currency) + sbPer(li.price),
+			Amount:   formatMoney(amt, li.price.Currency) + perInterval(li.price),
 		})
 		if li.price.recurring() {
 			recurring += amt
-			per = append(per, sbPer(li.price))
+			per = append(per, perInterval(li.price))
 			names = append(names, li.price.product.name)
 		} else {
 			v.Lines[len(v.Lines)-1].Price += " one-time"
@@ -108,13 +108,13 @@ func (s *Stripe) checkoutViewLocked(cs *checkoutSession) *checkoutView {
 	}
 	v.Headline = "Subscribe to " + strings.Join(names, " and ")
 	cur := cs.currency()
-	then := sbMoney(recurring, cur) + per[0]
+	then := formatMoney(recurring, cur) + per[0]
 	today := cs.dueToday()
 	charged := "nothing charged today"
 	if today > 0 {
-		charged = sbMoney(today, cur) + " charged today"
+		charged = formatMoney(today, cur) + " charged today"
 	}
-	v.DueToday = sbMoney(today, cur)
+	v.DueToday = formatMoney(today, cur)
 	switch end, trial := cs.trial(now); {
 	case trial && cs.trialDays > 0:
 		v.Summary = fmt.Sprintf("%d-day trial, then %s; %s", cs.trialDays, then, charged)
@@ -168,12 +168,12 @@ func (s *Stripe) lockOpenCheckout(w http.ResponseWriter, r *http.Request) *check
 }
 
 // checkoutClosedLocked is the page for a session that cannot be paid.
-func (s *Stripe) checkoutClosedLocked(cs *checkoutSession) (int, sbPageData) {
+func (s *Stripe) checkoutClosedLocked(cs *checkoutSession) (int, pageData) {
 	switch cs.status {
 	case "complete":
 		d := s.pageLocked("Already paid")
 		d.Message = "This Checkout Session has already been paid. It cannot be paid twice."
-		d.Link, d.LinkText = sbSuccessURL(cs), "Go back to the site"
+		d.Link, d.LinkText = filledSuccessURL(cs), "Go back to the site"
 		return http.StatusConflict, d
 	case "expired":
 		d := s.pageLocked("Checkout expired")
@@ -181,10 +181,12 @@ func (s *Stripe) checkoutClosedLocked(cs *checkoutSession) (int, sbPageData) {
 		d.Link, d.LinkText = cs.cancelURL, "Go back to the site"
 		return http.StatusGone, d
 	}
-	return 0, sbPageData{}
+	return 0, pageData{}
 }
 
-func sbSuccessURL(cs *checkoutSession) string {
+// filledSuccessURL is where paying sends the browser: the success_url with
+// the {CHECKOUT_SESSION_ID} template variable filled in, as Stripe does.
+func filledSuccessURL(cs *checkoutSession) string {
 	return strings.ReplaceAll(cs.successURL, "{CHECKOUT_SESSION_ID}", cs.id)
 }
 
@@ -231,7 +233,7 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusPaymentRequired, "checkout", d)
 		return
 	}
-	target := sbSuccessURL(cs)
+	target := filledSuccessURL(cs)
 	s.mu.Unlock()
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusSeeOther)
@@ -254,17 +256,17 @@ func (s *Stripe) payLocked(cs *checkoutSession, failLater bool, email string) er
 	} else if c = s.customers[cs.customer]; c == nil || c.deleted {
 		return errors.New("this customer has been deleted")
 	}
-	var oneTime []sbLineItem
-	sub := &sbSub{
+	var oneTime []lineItem
+	sub := &subscription{
 		id: newID("sub_"), customer: c.id, created: now, seq: s.nextSeqLocked(),
-		metadata: sbMeta(cs.subMetadata), defaultPaymentMeth: newID("pm_"), livemode: cs.livemode,
+		metadata: metadataJSON(cs.subMetadata), defaultPaymentMeth: newID("pm_"), livemode: cs.livemode,
 	}
 	for _, li := range cs.items {
 		if !li.price.recurring() {
 			oneTime = append(oneTime, li)
 			continue
 		}
-		sub.items = append(sub.items, sbItem{id: newID("si_"), price: li.price, quantity: li.quantity, created: now})
+		sub.items = append(sub.items, subItem{id: newID("si_"), price: li.price, quantity: li.quantity, created: now})
 	}
 	trialEnd, trial := cs.trial(now)
 	if trial {
@@ -295,8 +297,8 @@ func (s *Stripe) payLocked(cs *checkoutSession, failLater bool, email string) er
 	return nil
 }
 
-func (s *Stripe) portalViewLocked(p *sbPortal) *sbPortalView {
-	v := &sbPortalView{ID: p.id, Customer: p.customer, ReturnURL: p.returnURL, Failing: s.failing[p.customer]}
+func (s *Stripe) portalViewLocked(p *portalSession) *portalView {
+	v := &portalView{ID: p.id, Customer: p.customer, ReturnURL: p.returnURL, Failing: s.failing[p.customer]}
 	c := s.customers[p.customer]
 	if c == nil || c.deleted {
 		v.Deleted = true
@@ -308,9 +310,9 @@ func (s *Stripe) portalViewLocked(p *sbPortal) *sbPortalView {
 		for _, it := range sub.items {
 			names = append(names, it.price.product.name)
 		}
-		sv := sbSubView{
+		sv := subView{
 			ID: sub.id, Plan: strings.Join(names, " + "),
-			Price: sbMoney(sub.amount(), sub.currency()) + "/" + sub.interval(),
+			Price: formatMoney(sub.amount(), sub.currency()) + "/" + sub.interval(),
 		}
 		end := formatDate(sub.periodEnd)
 		switch sub.status {
@@ -398,7 +400,7 @@ func (s *Stripe) handlePortalAction(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, http.StatusGone, "Customer deleted", "This customer has been deleted.", back)
 		return
 	}
-	var sub *sbSub
+	var sub *subscription
 	switch action {
 	case "cancel_at_period_end", "resume", "cancel_now":
 		sub = s.subs[r.PostForm.Get("subscription")]
@@ -478,8 +480,8 @@ func (s *Stripe) handleHome(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	d := s.pageLocked("Stripe sandbox")
 	for _, p := range s.prices {
-		d.Prices = append(d.Prices, sbPriceView{ID: p.ID, Product: p.product.name,
-			Price: sbMoney(p.UnitAmount, p.Currency) + sbPer(p)})
+		d.Prices = append(d.Prices, priceView{ID: p.ID, Product: p.product.name,
+			Price: formatMoney(p.UnitAmount, p.Currency) + perInterval(p)})
 	}
 	s.mu.Unlock()
 	s.render(w, http.StatusOK, "home", d)
@@ -496,6 +498,6 @@ func (s *Stripe) renderError(w http.ResponseWriter, status int, title, msg, back
 	s.render(w, status, "error", d)
 }
 
-func (s *Stripe) render(w http.ResponseWriter, status int, name string, data sbPageData) {
+func (s *Stripe) render(w http.ResponseWriter, status int, name string, data pageData) {
 	sandbox.RenderPage(w, s.log, s.pages, status, name, data)
 }

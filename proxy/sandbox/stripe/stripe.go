@@ -38,15 +38,15 @@ const (
 
 	checkoutTTL    = 24 * time.Hour   // life of an open Checkout Session (billing time)
 	idemTTL        = 24 * time.Hour   // how long an Idempotency-Key is remembered (wall time)
-	sbMaxDueSteps  = 100000           // guard against a runaway billing loop
+	maxDueSteps    = 100000           // guard against a runaway billing loop
 	deliverLimit   = 6                // webhook attempts per event
 	deliverTimeout = 10 * time.Second // per attempt
 )
 
-// sbRetryAfter is when a failed invoice is retried, counted from the first
+// retryAfter is when a failed invoice is retried, counted from the first
 // failure: three retries, after 1, 3 and 7 days. A past_due subscription
 // whose third retry fails becomes unpaid.
-func sbRetryAfter(retry int) time.Duration {
+func retryAfter(retry int) time.Duration {
 	switch retry {
 	case 1:
 		return 24 * time.Hour
@@ -135,11 +135,11 @@ type Stripe struct {
 	log         *slog.Logger
 	secret      string // test mode
 	liveSecret  string
-	apiVersion  string     // the account's default
-	prices      []*sbPrice // in the order given, test mode then live mode
-	priceIdx    map[string]*sbPrice
-	products    []*sbProduct
-	productIdx  map[string]*sbProduct // by sbModeKey
+	apiVersion  string   // the account's default
+	prices      []*price // in the order given, test mode then live mode
+	priceIdx    map[string]*price
+	products    []*product
+	productIdx  map[string]*product // by modeKey
 	createdAt   time.Time
 	pages       *template.Template
 	handler     http.Handler
@@ -150,14 +150,14 @@ type Stripe struct {
 	// view is how the answer being built is rendered: the API version
 	// and the mode of the key that asked. Set under mu by the API wrapper
 	// for each request and by emitLocked for each event.
-	view       sbView
+	view       view
 	baseURL    string
 	offset     time.Duration // test clock: billing time = now() + offset
 	seq        int64         // creation order of every object
 	customers  map[string]*customer
-	subs       map[string]*sbSub
+	subs       map[string]*subscription
 	sessions   map[string]*checkoutSession
-	portals    map[string]*sbPortal
+	portals    map[string]*portalSession
 	invoices   map[string]*invoice
 	events     []*event // oldest first
 	eventIdx   map[string]*event
@@ -174,19 +174,19 @@ type Stripe struct {
 	stop       context.CancelFunc
 }
 
-// sbView is the API version and mode an answer is rendered for.
-type sbView struct {
+// view is the API version and mode an answer is rendered for.
+type view struct {
 	version string
 	live    bool // the key that asked is a live-mode key
 }
 
 // basil reports the shapes of 2025-03-31.basil and later.
-func (v sbView) basil() bool { return sbVersionDate(v.version) >= "2025-03-31" }
+func (v view) basil() bool { return versionDate(v.version) >= "2025-03-31" }
 
 // dahlia reports the shapes of 2026-03-25.dahlia and later.
-func (v sbView) dahlia() bool { return sbVersionDate(v.version) >= "2026-03-25" }
+func (v view) dahlia() bool { return versionDate(v.version) >= "2026-03-25" }
 
-func sbVersionDate(v string) string {
+func versionDate(v string) string {
 	if len(v) < 10 {
 		return v
 	}
@@ -198,34 +198,34 @@ type endpoint struct {
 	url, secret string
 }
 
-// sbObject is anything that belongs to one mode.
-type sbObject interface{ isLive() bool }
+// object is anything that belongs to one mode.
+type object interface{ isLive() bool }
 
-type sbProduct struct {
+type product struct {
 	id, name string
 	livemode bool
 }
 
-func (p *sbProduct) isLive() bool { return p.livemode }
+func (p *product) isLive() bool { return p.livemode }
 
-type sbPrice struct {
+type price struct {
 	Price
-	product  *sbProduct
+	product  *product
 	livemode bool
 }
 
-func (p *sbPrice) isLive() bool { return p.livemode }
+func (p *price) isLive() bool { return p.livemode }
 
-// sbModeKey keys what two modes may both name (products derived from a
+// modeKey keys what two modes may both name (products derived from a
 // price's product name).
-func sbModeKey(live bool, id string) string {
+func modeKey(live bool, id string) string {
 	if live {
 		return "live:" + id
 	}
 	return "test:" + id
 }
 
-func (p *sbPrice) recurring() bool { return p.Interval != "" }
+func (p *price) recurring() bool { return p.Interval != "" }
 
 type customer struct {
 	id, email, name string
@@ -241,17 +241,17 @@ type customer struct {
 
 func (c *customer) isLive() bool { return c.livemode }
 
-type sbItem struct {
+type subItem struct {
 	id       string
-	price    *sbPrice
+	price    *price
 	quantity int64
 	created  time.Time
 }
 
-type sbSub struct {
+type subscription struct {
 	id, customer       string
 	status             string
-	items              []sbItem
+	items              []subItem
 	metadata           map[string]string
 	created            time.Time
 	seq                int64
@@ -278,14 +278,14 @@ type sbSub struct {
 	pauseResumes  time.Time // pause_collection.resumes_at; zero: until resumed
 }
 
-func (s *sbSub) isLive() bool { return s.livemode }
+func (s *subscription) isLive() bool { return s.livemode }
 
-func (s *sbSub) interval() string { return s.items[0].price.Interval }
+func (s *subscription) interval() string { return s.items[0].price.Interval }
 
-func (s *sbSub) currency() string { return s.items[0].price.Currency }
+func (s *subscription) currency() string { return s.items[0].price.Currency }
 
 // amount is what one period costs.
-func (s *sbSub) amount() int64 {
+func (s *subscription) amount() int64 {
 	var n int64
 	for _, it := range s.items {
 		n += it.price.UnitAmount * it.quantity
@@ -294,7 +294,7 @@ func (s *sbSub) amount() int64 {
 }
 
 // live reports whether the subscription can still change by itself.
-func (s *sbSub) live() bool {
+func (s *subscription) live() bool {
 	switch s.status {
 	case "trialing", "active", "past_due":
 		return true
@@ -303,7 +303,7 @@ func (s *sbSub) live() bool {
 }
 
 // dueAt is when the billing engine next has work for the subscription.
-func (s *sbSub) dueAt() (time.Time, bool) {
+func (s *subscription) dueAt() (time.Time, bool) {
 	t, ok := s.billingDueAt()
 	if s.pauseBehavior != "" && !s.pauseResumes.IsZero() && s.live() && (!ok || s.pauseResumes.Before(t)) {
 		return s.pauseResumes, true
@@ -311,7 +311,7 @@ func (s *sbSub) dueAt() (time.Time, bool) {
 	return t, ok
 }
 
-func (s *sbSub) billingDueAt() (time.Time, bool) {
+func (s *subscription) billingDueAt() (time.Time, bool) {
 	switch s.status {
 	case "trialing":
 		return s.trialEnd, true
@@ -326,8 +326,8 @@ func (s *sbSub) billingDueAt() (time.Time, bool) {
 	return time.Time{}, false
 }
 
-type sbLineItem struct {
-	price    *sbPrice
+type lineItem struct {
+	price    *price
 	quantity int64
 }
 
@@ -337,7 +337,7 @@ type checkoutSession struct {
 	customerEmail     string
 	clientReferenceID string
 	mode              string
-	items             []sbLineItem
+	items             []lineItem
 	trialDays         int64
 	trialEnd          time.Time
 	subMetadata       map[string]string
@@ -382,7 +382,7 @@ func (c *checkoutSession) dueToday() (total int64) {
 
 func (c *checkoutSession) currency() string { return c.items[0].price.Currency }
 
-type sbPortal struct {
+type portalSession struct {
 	id, customer, returnURL string
 	created                 time.Time
 	livemode                bool
@@ -419,7 +419,7 @@ func (in *invoice) total() int64 {
 
 type invoiceLine struct {
 	id          string
-	price       *sbPrice
+	price       *price
 	quantity    int64
 	amount      int64
 	description string
@@ -435,14 +435,14 @@ func New(opts Options) *Stripe {
 		now:         opts.Now,
 		log:         opts.Logger,
 		secret:      opts.SecretKey,
-		priceIdx:    map[string]*sbPrice{},
-		productIdx:  map[string]*sbProduct{},
-		client:      sbWebhookClient(),
+		priceIdx:    map[string]*price{},
+		productIdx:  map[string]*product{},
+		client:      webhookClient(),
 		retryDelays: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 2 * time.Second, 3 * time.Second},
 		customers:   map[string]*customer{},
-		subs:        map[string]*sbSub{},
+		subs:        map[string]*subscription{},
 		sessions:    map[string]*checkoutSession{},
-		portals:     map[string]*sbPortal{},
+		portals:     map[string]*portalSession{},
 		invoices:    map[string]*invoice{},
 		eventIdx:    map[string]*event{},
 		failing:     map[string]bool{},
@@ -472,10 +472,10 @@ func New(opts Options) *Stripe {
 	if s.apiVersion == "" {
 		s.apiVersion = APIVersion
 	}
-	if !sbValidVersion(s.apiVersion) {
+	if !validVersion(s.apiVersion) {
 		panic(fmt.Sprintf("sandbox: stripe API version %q: want YYYY-MM-DD or YYYY-MM-DD.name", s.apiVersion))
 	}
-	s.view = sbView{version: s.apiVersion}
+	s.view = view{version: s.apiVersion}
 	s.createdAt = s.now()
 	prices := opts.Prices
 	if len(prices) == 0 {
@@ -487,7 +487,7 @@ func New(opts Options) *Stripe {
 	for i, p := range opts.LivePrices {
 		s.addPrice(i, p, true)
 	}
-	s.pages = template.Must(template.New("stripe").ParseFS(stripeFiles, "templates/*.html"))
+	s.pages = template.Must(template.New("stripe").ParseFS(templateFS, "templates/*.html"))
 	s.handler = s.routes()
 	return s
 }
@@ -513,21 +513,21 @@ func (s *Stripe) addPrice(i int, p Price, live bool) {
 	if p.Currency == "" {
 		p.Currency = "usd"
 	}
-	pid, name := sbProductID(p)
-	prod := s.productIdx[sbModeKey(live, pid)]
+	pid, name := productID(p)
+	prod := s.productIdx[modeKey(live, pid)]
 	if prod == nil {
-		prod = &sbProduct{id: pid, name: name, livemode: live}
-		s.productIdx[sbModeKey(live, pid)] = prod
+		prod = &product{id: pid, name: name, livemode: live}
+		s.productIdx[modeKey(live, pid)] = prod
 		s.products = append(s.products, prod)
 	}
-	sp := &sbPrice{Price: p, product: prod, livemode: live}
+	sp := &price{Price: p, product: prod, livemode: live}
 	s.prices = append(s.prices, sp)
 	s.priceIdx[p.ID] = sp
 }
 
-// sbValidVersion accepts what Stripe-Version may name: a date, or a date
+// validVersion accepts what Stripe-Version may name: a date, or a date
 // and a release name ("2025-03-31.basil").
-func sbValidVersion(v string) bool {
+func validVersion(v string) bool {
 	date, name, _ := strings.Cut(v, ".")
 	if _, err := time.Parse("2006-01-02", date); err != nil {
 		return false
@@ -540,10 +540,10 @@ func sbValidVersion(v string) bool {
 	return true
 }
 
-// sbWebhookClient delivers webhooks straight to the configured URL: no
+// webhookClient delivers webhooks straight to the configured URL: no
 // proxy from the environment, and no redirects followed (a 3xx answer is
 // a failed delivery, as at Stripe).
-func sbWebhookClient() *http.Client {
+func webhookClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	return &http.Client{
@@ -555,8 +555,8 @@ func sbWebhookClient() *http.Client {
 	}
 }
 
-// sbProductID derives a price's product ID and name (see StripePrice).
-func sbProductID(p Price) (id, name string) {
+// productID derives a price's product ID and name (see Price).
+func productID(p Price) (id, name string) {
 	if strings.HasPrefix(p.Product, "prod_") {
 		name = p.Nickname
 		if name == "" {
@@ -647,11 +647,11 @@ func (s *Stripe) SetLiveWebhook(url, secret string) { s.setWebhook(true, url, se
 
 func (s *Stripe) setWebhook(live bool, url, secret string) {
 	s.mu.Lock()
-	s.hooks[sbModeIndex(live)] = endpoint{url: url, secret: secret}
+	s.hooks[modeIndex(live)] = endpoint{url: url, secret: secret}
 	s.mu.Unlock()
 }
 
-func sbModeIndex(live bool) int {
+func modeIndex(live bool) int {
 	if live {
 		return 1
 	}
@@ -717,7 +717,7 @@ func (s *Stripe) SetSubscriptionStatus(subID, status string) {
 		s.log.Warn("sandbox stripe: SetSubscriptionStatus: no such subscription", "subscription", subID)
 		return
 	}
-	if !sbValidStatus(status) {
+	if !validStatus(status) {
 		s.log.Warn("sandbox stripe: SetSubscriptionStatus: unknown status", "status", status)
 		return
 	}
@@ -730,7 +730,7 @@ func (s *Stripe) SetSubscriptionStatus(subID, status string) {
 	sub.status = status
 	if status == "past_due" && sub.pastDueSince.IsZero() {
 		sub.pastDueSince, sub.retries = now, 0
-		sub.nextRetry = now.Add(sbRetryAfter(1))
+		sub.nextRetry = now.Add(retryAfter(1))
 	}
 	if status != "past_due" {
 		sub.pastDueSince, sub.retries, sub.nextRetry = time.Time{}, 0, time.Time{}
@@ -742,7 +742,7 @@ func (s *Stripe) SetSubscriptionStatus(subID, status string) {
 	s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
 }
 
-func sbValidStatus(st string) bool {
+func validStatus(st string) bool {
 	switch st {
 	case "active", "canceled", "incomplete", "incomplete_expired", "past_due", "paused", "trialing", "unpaid":
 		return true
@@ -761,11 +761,11 @@ func (s *Stripe) nextSeqLocked() int64 {
 func (s *Stripe) runDueLocked() {
 	now := s.billingNowLocked()
 	for step := 0; ; step++ {
-		if step == sbMaxDueSteps {
+		if step == maxDueSteps {
 			s.log.Error("sandbox stripe: billing loop stopped; too much was due at once", "steps", step)
 			break
 		}
-		var next *sbSub
+		var next *subscription
 		var at time.Time
 		for _, sub := range s.subs {
 			t, ok := sub.dueAt()
@@ -795,10 +795,10 @@ func (s *Stripe) runDueLocked() {
 }
 
 // billLocked does the work due for sub at time at.
-func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
+func (s *Stripe) billLocked(sub *subscription, at time.Time) {
 	// Paused collection resumes by itself at resumes_at.
 	if sub.pauseBehavior != "" && !sub.pauseResumes.IsZero() && !at.Before(sub.pauseResumes) {
-		prev := map[string]any{"pause_collection": sbPauseJSON(sub)}
+		prev := map[string]any{"pause_collection": pauseJSON(sub)}
 		sub.pauseBehavior, sub.pauseResumes = "", time.Time{}
 		s.log.Info("sandbox stripe: payment collection resumed", "subscription", sub.id)
 		s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
@@ -845,7 +845,7 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 			inv.attempts = 1
 			sub.status = "past_due"
 			sub.pastDueSince, sub.retries = at, 0
-			sub.nextRetry = at.Add(sbRetryAfter(1))
+			sub.nextRetry = at.Add(retryAfter(1))
 			inv.nextAttempt = sub.nextRetry
 			s.log.Info("sandbox stripe: renewal failed", "subscription", sub.id, "customer", sub.customer)
 			s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, prev)
@@ -879,7 +879,7 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 			s.emitLocked("customer.subscription.updated", func() any { return s.subJSON(sub, nil) }, map[string]any{"status": "past_due"})
 			return
 		}
-		sub.nextRetry = sub.pastDueSince.Add(sbRetryAfter(sub.retries + 1))
+		sub.nextRetry = sub.pastDueSince.Add(retryAfter(sub.retries + 1))
 		inv.nextAttempt = sub.nextRetry
 		s.emitLocked("invoice.payment_failed", func() any { return s.invoiceJSON(inv) }, nil)
 	}
@@ -888,7 +888,7 @@ func (s *Stripe) billLocked(sub *sbSub, at time.Time) {
 // recoverLocked pays a past_due or unpaid subscription's open invoice at
 // time at, making it active again (a new period starts when the old one is
 // over).
-func (s *Stripe) recoverLocked(sub *sbSub, inv *invoice, at time.Time) {
+func (s *Stripe) recoverLocked(sub *subscription, inv *invoice, at time.Time) {
 	prev := map[string]any{"status": sub.status}
 	s.payInvoiceLocked(inv, at)
 	sub.status = "active"
@@ -906,7 +906,7 @@ func (s *Stripe) recoverLocked(sub *sbSub, inv *invoice, at time.Time) {
 
 // cancelNowLocked ends a subscription at time at and sends
 // customer.subscription.deleted.
-func (s *Stripe) cancelNowLocked(sub *sbSub, at time.Time, reason string) {
+func (s *Stripe) cancelNowLocked(sub *subscription, at time.Time, reason string) {
 	if sub.status == "canceled" {
 		return
 	}
@@ -926,12 +926,12 @@ func (s *Stripe) cancelNowLocked(sub *sbSub, at time.Time, reason string) {
 
 // newInvoiceLocked bills sub for the period starting at start (recurring
 // items, zero-priced during a trial) plus extra one-time items.
-func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra []sbLineItem, charge bool) *invoice {
+func (s *Stripe) newInvoiceLocked(sub *subscription, reason string, at time.Time, extra []lineItem, charge bool) *invoice {
 	cus := s.customers[sub.customer]
 	inv := &invoice{
 		id: newID("in_"), customer: sub.customer, subscription: sub.id, billingReason: reason,
 		currency: sub.currency(), created: at, periodStart: sub.periodStart, periodEnd: sub.periodEnd,
-		livemode: sub.livemode, subMetadata: sbMeta(sub.metadata),
+		livemode: sub.livemode, subMetadata: metadataJSON(sub.metadata),
 	}
 	if cus != nil {
 		cus.invoiceSeq++
@@ -945,7 +945,7 @@ func (s *Stripe) newInvoiceLocked(sub *sbSub, reason string, at time.Time, extra
 		if charge {
 			l.amount = it.price.UnitAmount * it.quantity
 			l.description = fmt.Sprintf("%d × %s (at %s / %s)", it.quantity, it.price.product.name,
-				sbMoney(it.price.UnitAmount, it.price.Currency), it.price.Interval)
+				formatMoney(it.price.UnitAmount, it.price.Currency), it.price.Interval)
 		} else {
 			l.description = "Trial period for " + it.price.product.name
 		}
@@ -998,8 +998,8 @@ func newID(prefix string) string {
 	return prefix + string(b)
 }
 
-// sbMoney formats an amount in minor units: "$12.00", "€4.50", "12.00 CHF".
-func sbMoney(amount int64, currency string) string {
+// formatMoney formats an amount in minor units: "$12.00", "€4.50", "12.00 CHF".
+func formatMoney(amount int64, currency string) string {
 	sign := ""
 	if amount < 0 {
 		sign, amount = "-", -amount

@@ -20,7 +20,7 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 )
 
-const sbTestWebhookSecret = "whsec_sandbox_test"
+const testWebhookSecret = "whsec_sandbox_test"
 
 // receiver is a webhook endpoint that verifies every delivery with
 // stripe-go's webhook.ConstructEvent, as the gateway does.
@@ -98,7 +98,7 @@ type fixture struct {
 
 func newSBFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{hits: map[string]int{}, hook: &receiver{secret: sbTestWebhookSecret}}
+	f := &fixture{hits: map[string]int{}, hook: &receiver{secret: testWebhookSecret}}
 	f.s = New(opts)
 	f.s.retryDelays = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +112,7 @@ func newSBFixture(t *testing.T, opts Options) *fixture {
 	t.Cleanup(hookSrv.Close)
 	t.Cleanup(func() { _ = f.s.Close() }) // runs first
 	f.s.SetBaseURL(f.srv.URL)
-	f.s.SetWebhook(hookSrv.URL, sbTestWebhookSecret)
+	f.s.SetWebhook(hookSrv.URL, testWebhookSecret)
 	f.sc = client.New(f.s.SecretKey(), stripe.NewBackendsWithConfig(&stripe.BackendConfig{
 		URL:               stripe.String(f.srv.URL),
 		HTTPClient:        f.srv.Client(),
@@ -261,7 +261,7 @@ func (f *fixture) portalAction(t *testing.T, ps *stripe.BillingPortalSession, fo
 	}
 }
 
-func sbStripeErr(t *testing.T, err error) *stripe.Error {
+func asStripeError(t *testing.T, err error) *stripe.Error {
 	t.Helper()
 	var se *stripe.Error
 	if !errors.As(err, &se) {
@@ -270,7 +270,7 @@ func sbStripeErr(t *testing.T, err error) *stripe.Error {
 	return se
 }
 
-func TestStripeCustomers(t *testing.T) {
+func TestCustomers(t *testing.T) {
 	f := newSBFixture(t, Options{})
 
 	newParams := func(email string) *stripe.CustomerParams {
@@ -291,7 +291,7 @@ func TestStripeCustomers(t *testing.T) {
 		t.Fatalf("idempotent create gave %q then %q, want the same cus_ ID", c1.ID, c2.ID)
 	}
 	_, err = f.sc.Customers.New(newParams("other@example.com"))
-	if se := sbStripeErr(t, err); se.Type != stripe.ErrorTypeIdempotency || se.HTTPStatusCode != 400 {
+	if se := asStripeError(t, err); se.Type != stripe.ErrorTypeIdempotency || se.HTTPStatusCode != 400 {
 		t.Errorf("same key, other params: %+v, want a 400 idempotency_error", se)
 	}
 
@@ -354,7 +354,7 @@ func TestStripeCustomers(t *testing.T) {
 
 	// Unknown IDs: 404 resource_missing.
 	_, err = f.sc.Customers.Get("cus_nope", nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing ||
+	if se := asStripeError(t, err); se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing ||
 		se.Type != stripe.ErrorTypeInvalidRequest || se.Msg != "No such customer: 'cus_nope'" {
 		t.Errorf("Get(unknown): %+v", se)
 	}
@@ -379,11 +379,11 @@ func TestStripeCustomers(t *testing.T) {
 		t.Errorf("subscription of a deleted customer: status %s ended_at %d", s.Status, s.EndedAt)
 	}
 	_, err = f.sc.CheckoutSessions.New(checkoutParams(c1.ID, "price_demo_pro_monthly", 0, ""))
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 400 || se.Code != stripe.ErrorCodeResourceMissing || se.Param != "customer" {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 400 || se.Code != stripe.ErrorCodeResourceMissing || se.Param != "customer" {
 		t.Errorf("checkout for a deleted customer: %+v", se)
 	}
 	_, err = f.sc.Customers.Del(c1.ID, nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 404 {
 		t.Errorf("second Del: %+v", se)
 	}
 
@@ -402,12 +402,12 @@ func TestStripeCustomers(t *testing.T) {
 		LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull},
 	}))
 	_, err = bad.Customers.Get(grace.ID, nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 401 {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 401 {
 		t.Errorf("wrong key: %+v", se)
 	}
 }
 
-func TestStripeCheckoutTrialFeeAndCancel(t *testing.T) {
+func TestCheckoutTrialFeeAndCancel(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	cs := f.checkout(t, checkoutParams(cus.ID, "price_demo_pro_monthly", 7, "price_demo_trial_fee"))
@@ -537,7 +537,7 @@ func TestStripeCheckoutTrialFeeAndCancel(t *testing.T) {
 	}
 }
 
-func TestStripeCheckoutValidation(t *testing.T) {
+func TestCheckoutValidation(t *testing.T) {
 	f := newSBFixture(t, Options{Prices: append(DefaultPrices(),
 		Price{ID: "price_pro_yearly", Product: "prod_pro", Nickname: "Pro", UnitAmount: 12000, Interval: "year"})})
 	cus := f.customer(t, "ada@example.com", "user_ada")
@@ -570,7 +570,7 @@ func TestStripeCheckoutValidation(t *testing.T) {
 			p.SubscriptionData.TrialPeriodDays = stripe.Int64(7)
 			tt.edit(p)
 			_, err := f.sc.CheckoutSessions.New(p)
-			se := sbStripeErr(t, err)
+			se := asStripeError(t, err)
 			if se.HTTPStatusCode != tt.status || string(se.Code) != tt.code || se.Param != tt.param ||
 				se.Type != stripe.ErrorTypeInvalidRequest || !strings.Contains(se.Msg, tt.errSubstr) {
 				t.Errorf("got %d code=%q param=%q type=%q msg=%q", se.HTTPStatusCode, se.Code, se.Param, se.Type, se.Msg)
@@ -586,15 +586,15 @@ func TestStripeCheckoutValidation(t *testing.T) {
 
 	// Unknown objects in the URL are 404s; unknown routes too.
 	_, err = f.sc.CheckoutSessions.Get("cs_test_nope", nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing {
 		t.Errorf("unknown session: %+v", se)
 	}
 	_, err = f.sc.Subscriptions.Get("sub_nope", nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 404 || se.Code != stripe.ErrorCodeResourceMissing {
 		t.Errorf("unknown subscription: %+v", se)
 	}
 	_, err = f.sc.Coupons.Get("co_1", nil)
-	if se := sbStripeErr(t, err); se.HTTPStatusCode != 404 || !strings.Contains(se.Msg, "Unrecognized request URL") {
+	if se := asStripeError(t, err); se.HTTPStatusCode != 404 || !strings.Contains(se.Msg, "Unrecognized request URL") {
 		t.Errorf("unknown route: %+v", se)
 	}
 	// Every request is counted by its route pattern, answered or not.
@@ -631,7 +631,7 @@ func TestStripeCheckoutValidation(t *testing.T) {
 	}
 }
 
-func TestStripeSubscriptionLists(t *testing.T) {
+func TestSubscriptionLists(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	ada := f.customer(t, "ada@example.com", "user_ada")
 	grace := f.customer(t, "grace@example.com", "user_grace")
@@ -714,7 +714,7 @@ func TestStripeSubscriptionLists(t *testing.T) {
 	if it.Next() {
 		t.Error("starting_after an unknown subscription listed something")
 	}
-	if se := sbStripeErr(t, it.Err()); se.Code != stripe.ErrorCodeResourceMissing || se.Param != "starting_after" {
+	if se := asStripeError(t, it.Err()); se.Code != stripe.ErrorCodeResourceMissing || se.Param != "starting_after" {
 		t.Errorf("unknown cursor: %+v", se)
 	}
 	var page struct {
@@ -748,7 +748,7 @@ func (f *fixture) rawGet(t *testing.T, path string, v any) {
 	}
 }
 
-func TestStripeRenewalsAndFailures(t *testing.T) {
+func TestRenewalsAndFailures(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0)
@@ -852,7 +852,7 @@ func TestStripeRenewalsAndFailures(t *testing.T) {
 	}
 }
 
-func TestStripeAddInterval(t *testing.T) {
+func TestAddInterval(t *testing.T) {
 	jan31 := time.Date(2027, 1, 31, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
 		interval string
@@ -873,7 +873,7 @@ func TestStripeAddInterval(t *testing.T) {
 	}
 }
 
-func TestStripeWebhooks(t *testing.T) {
+func TestWebhooks(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	cs := f.checkout(t, checkoutParams(cus.ID, "price_demo_pro_monthly", 7, "price_demo_trial_fee"))
@@ -947,7 +947,7 @@ func TestStripeWebhooks(t *testing.T) {
 	}
 }
 
-func TestStripeWebhookRetries(t *testing.T) {
+func TestWebhookRetries(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	// The endpoint fails the first two attempts of every event, and every
 	// attempt at customer.updated.
@@ -1005,7 +1005,7 @@ func TestStripeWebhookRetries(t *testing.T) {
 	}
 }
 
-func TestStripeEventsList(t *testing.T) {
+func TestEventsList(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	cus := f.customer(t, "ada@example.com", "user_ada")
 	sub := f.subscribe(t, cus.ID, "price_demo_pro_monthly", 0)
@@ -1045,7 +1045,7 @@ func TestStripeEventsList(t *testing.T) {
 	}
 }
 
-func TestStripePricesAndPortal(t *testing.T) {
+func TestPricesAndPortal(t *testing.T) {
 	f := newSBFixture(t, Options{})
 	var ids []string
 	it := f.sc.Prices.List(&stripe.PriceListParams{Active: stripe.Bool(true)})
@@ -1106,12 +1106,12 @@ func TestStripePricesAndPortal(t *testing.T) {
 		t.Errorf("unknown portal: %d", res.StatusCode)
 	}
 	_, err = f.sc.BillingPortalSessions.New(&stripe.BillingPortalSessionParams{Customer: stripe.String("cus_nope")})
-	if se := sbStripeErr(t, err); se.Code != stripe.ErrorCodeResourceMissing || se.Param != "customer" {
+	if se := asStripeError(t, err); se.Code != stripe.ErrorCodeResourceMissing || se.Param != "customer" {
 		t.Errorf("portal for an unknown customer: %+v", se)
 	}
 }
 
-func TestNewStripeRejectsBadPrices(t *testing.T) {
+func TestNewRejectsBadPrices(t *testing.T) {
 	tests := map[string][]Price{
 		"empty ID":     {{ID: "", UnitAmount: 1, Interval: "month"}},
 		"not a price":  {{ID: "pro", UnitAmount: 1, Interval: "month"}},

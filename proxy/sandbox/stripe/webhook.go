@@ -57,7 +57,7 @@ func (ev *event) json() eventJSON {
 // 2023-10-16's names and moved where that version keeps them.
 func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) {
 	saved := s.view
-	s.view = sbView{version: s.apiVersion, live: saved.live}
+	s.view = view{version: s.apiVersion, live: saved.live}
 	obj := render()
 	s.view = saved
 	raw, err := json.Marshal(obj)
@@ -70,7 +70,7 @@ func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) 
 		Livemode bool   `json:"livemode"`
 	}
 	_ = json.Unmarshal(raw, &head)
-	if (sbView{version: s.apiVersion}).basil() && head.Object == "subscription" {
+	if (view{version: s.apiVersion}).basil() && head.Object == "subscription" {
 		prev = basilPrev(raw, prev)
 	}
 	ev := &event{id: newID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(),
@@ -78,7 +78,7 @@ func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) 
 	s.events = append(s.events, ev)
 	s.eventIdx[ev.id] = ev
 	s.log.Info("sandbox stripe: event", "event_id", ev.id, "type", typ, "livemode", ev.live)
-	hook := s.hooks[sbModeIndex(ev.live)]
+	hook := s.hooks[modeIndex(ev.live)]
 	if hook.url == "" || s.closed {
 		return
 	}
@@ -174,7 +174,7 @@ func (s *Stripe) post(ev *event) (int, error) {
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
-	req.Header.Set("Stripe-Signature", sbSignature(ev.secret, s.now(), ev.body))
+	req.Header.Set("Stripe-Signature", signature(ev.secret, s.now(), ev.body))
 	res, err := s.client.Do(req)
 	if err != nil {
 		return 0, err
@@ -184,8 +184,8 @@ func (s *Stripe) post(ev *event) (int, error) {
 	return res.StatusCode, nil
 }
 
-// sbSignature is the Stripe-Signature header for body at time t.
-func sbSignature(secret string, t time.Time, body []byte) string {
+// signature is the Stripe-Signature header for body at time t.
+func signature(secret string, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(ts))

@@ -12,7 +12,7 @@ import (
 // (Stripe.view) renders them: 2023-10-16, the version stripe-go v76 pins,
 // or 2025-03-31.basil and later (see APIVersionLatest). Field names
 // are as in Stripe's API reference, null where Stripe sends null, and a
-// field one version lacks is left out (sbField). Expandable fields are
+// field one version lacks is left out (field). Expandable fields are
 // `any`: an ID string, or the object when expanded.
 
 // field is a field that some API versions have, possibly null, and
@@ -64,7 +64,7 @@ func (e expand) sub(prefix string) expand {
 	return out
 }
 
-func sbUnix(t time.Time) *int64 {
+func unixOrNull(t time.Time) *int64 {
 	if t.IsZero() {
 		return nil
 	}
@@ -72,28 +72,28 @@ func sbUnix(t time.Time) *int64 {
 	return &v
 }
 
-func sbNullString(v string) *string {
+func nullString(v string) *string {
 	if v == "" {
 		return nil
 	}
 	return &v
 }
 
-func sbMeta(m map[string]string) map[string]string {
+func metadataJSON(m map[string]string) map[string]string {
 	if m == nil {
 		return map[string]string{}
 	}
 	return maps.Clone(m)
 }
 
-type sbListJSON struct {
+type listJSON struct {
 	Object  string `json:"object"`
 	Data    any    `json:"data"`
 	HasMore bool   `json:"has_more"`
 	URL     string `json:"url"`
 }
 
-type sbProductJSON struct {
+type productJSON struct {
 	ID                  string            `json:"id"`
 	Object              string            `json:"object"`
 	Active              bool              `json:"active"`
@@ -115,15 +115,15 @@ type sbProductJSON struct {
 	URL                 *string           `json:"url"`
 }
 
-func (s *Stripe) productJSON(p *sbProduct) sbProductJSON {
+func (s *Stripe) productJSON(p *product) productJSON {
 	t := s.createdAt.Unix()
-	return sbProductJSON{
+	return productJSON{
 		ID: p.id, Object: "product", Active: true, Created: t, Features: []any{}, Images: []string{},
 		Livemode: p.livemode, Metadata: map[string]string{}, Name: p.name, Type: "service", Updated: t,
 	}
 }
 
-type sbRecurringJSON struct {
+type recurringJSON struct {
 	// Legacy usage-based billing's; gone in 2025-03-31.basil.
 	AggregateUsage  field[string] `json:"aggregate_usage,omitzero"`
 	Interval        string        `json:"interval"`
@@ -132,7 +132,7 @@ type sbRecurringJSON struct {
 	UsageType       string        `json:"usage_type"`
 }
 
-type sbPriceJSON struct {
+type priceJSON struct {
 	ID                string            `json:"id"`
 	Object            string            `json:"object"`
 	Active            bool              `json:"active"`
@@ -145,7 +145,7 @@ type sbPriceJSON struct {
 	Metadata          map[string]string `json:"metadata"`
 	Nickname          *string           `json:"nickname"`
 	Product           any               `json:"product"`
-	Recurring         *sbRecurringJSON  `json:"recurring"`
+	Recurring         *recurringJSON    `json:"recurring"`
 	TaxBehavior       string            `json:"tax_behavior"`
 	TiersMode         *string           `json:"tiers_mode"`
 	TransformQuantity any               `json:"transform_quantity"`
@@ -154,10 +154,10 @@ type sbPriceJSON struct {
 	UnitAmountDecimal string            `json:"unit_amount_decimal"`
 }
 
-func (s *Stripe) priceJSON(p *sbPrice, exp expand) sbPriceJSON {
-	w := sbPriceJSON{
+func (s *Stripe) priceJSON(p *price, exp expand) priceJSON {
+	w := priceJSON{
 		ID: p.ID, Object: "price", Active: true, BillingScheme: "per_unit", Created: s.createdAt.Unix(),
-		Currency: p.Currency, Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname),
+		Currency: p.Currency, Metadata: map[string]string{}, Nickname: nullString(p.Nickname),
 		Product: p.product.id, TaxBehavior: "unspecified", Type: "one_time", Livemode: p.livemode,
 		UnitAmount: p.UnitAmount, UnitAmountDecimal: strconv.FormatInt(p.UnitAmount, 10),
 	}
@@ -166,7 +166,7 @@ func (s *Stripe) priceJSON(p *sbPrice, exp expand) sbPriceJSON {
 	}
 	if p.recurring() {
 		w.Type = "recurring"
-		w.Recurring = &sbRecurringJSON{Interval: p.Interval, IntervalCount: 1, UsageType: "licensed"}
+		w.Recurring = &recurringJSON{Interval: p.Interval, IntervalCount: 1, UsageType: "licensed"}
 		if !s.view.basil() {
 			w.Recurring.AggregateUsage = hasNull[string]()
 		}
@@ -174,7 +174,7 @@ func (s *Stripe) priceJSON(p *sbPrice, exp expand) sbPriceJSON {
 	return w
 }
 
-type sbPlanJSON struct {
+type planJSON struct {
 	ID              string            `json:"id"`
 	Object          string            `json:"object"`
 	Active          bool              `json:"active"`
@@ -196,15 +196,15 @@ type sbPlanJSON struct {
 	UsageType       string            `json:"usage_type"`
 }
 
-func (s *Stripe) planJSON(p *sbPrice) *sbPlanJSON {
+func (s *Stripe) planJSON(p *price) *planJSON {
 	if !p.recurring() {
 		return nil
 	}
-	w := &sbPlanJSON{
+	w := &planJSON{
 		ID: p.ID, Object: "plan", Active: true, Amount: p.UnitAmount, Livemode: p.livemode,
 		AmountDecimal: strconv.FormatInt(p.UnitAmount, 10), BillingScheme: "per_unit",
 		Created: s.createdAt.Unix(), Currency: p.Currency, Interval: p.Interval, IntervalCount: 1,
-		Metadata: map[string]string{}, Nickname: sbNullString(p.Nickname), Product: p.product.id,
+		Metadata: map[string]string{}, Nickname: nullString(p.Nickname), Product: p.product.id,
 		UsageType: "licensed",
 	}
 	if !s.view.basil() {
@@ -213,7 +213,7 @@ func (s *Stripe) planJSON(p *sbPrice) *sbPlanJSON {
 	return w
 }
 
-type sbInvoiceSettingsJSON struct {
+type invoiceSettingsJSON struct {
 	CustomFields         any `json:"custom_fields"`
 	DefaultPaymentMethod any `json:"default_payment_method"`
 	Footer               any `json:"footer"`
@@ -221,28 +221,28 @@ type sbInvoiceSettingsJSON struct {
 }
 
 type customerJSON struct {
-	ID                  string                `json:"id"`
-	Object              string                `json:"object"`
-	Address             any                   `json:"address"`
-	Balance             int64                 `json:"balance"`
-	Created             int64                 `json:"created"`
-	Currency            *string               `json:"currency"`
-	DefaultSource       any                   `json:"default_source"`
-	Delinquent          bool                  `json:"delinquent"`
-	Description         *string               `json:"description"`
-	Discount            any                   `json:"discount"`
-	Email               *string               `json:"email"`
-	InvoicePrefix       string                `json:"invoice_prefix"`
-	InvoiceSettings     sbInvoiceSettingsJSON `json:"invoice_settings"`
-	Livemode            bool                  `json:"livemode"`
-	Metadata            map[string]string     `json:"metadata"`
-	Name                *string               `json:"name"`
-	NextInvoiceSequence int64                 `json:"next_invoice_sequence"`
-	Phone               *string               `json:"phone"`
-	PreferredLocales    []string              `json:"preferred_locales"`
-	Shipping            any                   `json:"shipping"`
-	TaxExempt           string                `json:"tax_exempt"`
-	TestClock           any                   `json:"test_clock"`
+	ID                  string              `json:"id"`
+	Object              string              `json:"object"`
+	Address             any                 `json:"address"`
+	Balance             int64               `json:"balance"`
+	Created             int64               `json:"created"`
+	Currency            *string             `json:"currency"`
+	DefaultSource       any                 `json:"default_source"`
+	Delinquent          bool                `json:"delinquent"`
+	Description         *string             `json:"description"`
+	Discount            any                 `json:"discount"`
+	Email               *string             `json:"email"`
+	InvoicePrefix       string              `json:"invoice_prefix"`
+	InvoiceSettings     invoiceSettingsJSON `json:"invoice_settings"`
+	Livemode            bool                `json:"livemode"`
+	Metadata            map[string]string   `json:"metadata"`
+	Name                *string             `json:"name"`
+	NextInvoiceSequence int64               `json:"next_invoice_sequence"`
+	Phone               *string             `json:"phone"`
+	PreferredLocales    []string            `json:"preferred_locales"`
+	Shipping            any                 `json:"shipping"`
+	TaxExempt           string              `json:"tax_exempt"`
+	TestClock           any                 `json:"test_clock"`
 }
 
 type deletedJSON struct {
@@ -263,14 +263,14 @@ func (s *Stripe) customerJSON(c *customer) any {
 		}
 	}
 	return customerJSON{
-		ID: c.id, Object: "customer", Created: c.created.Unix(), Currency: sbNullString(c.currency),
-		Delinquent: delinquent, Email: sbNullString(c.email), InvoicePrefix: c.invoicePrefix,
-		Metadata: sbMeta(c.metadata), Name: sbNullString(c.name), NextInvoiceSequence: c.invoiceSeq + 1,
+		ID: c.id, Object: "customer", Created: c.created.Unix(), Currency: nullString(c.currency),
+		Delinquent: delinquent, Email: nullString(c.email), InvoicePrefix: c.invoicePrefix,
+		Metadata: metadataJSON(c.metadata), Name: nullString(c.name), NextInvoiceSequence: c.invoiceSeq + 1,
 		PreferredLocales: []string{}, TaxExempt: "none", Livemode: c.livemode,
 	}
 }
 
-type sbSubItemJSON struct {
+type subItemJSON struct {
 	ID                 string            `json:"id"`
 	Object             string            `json:"object"`
 	BillingThresholds  any               `json:"billing_thresholds"`
@@ -279,8 +279,8 @@ type sbSubItemJSON struct {
 	CurrentPeriodStart field[int64]      `json:"current_period_start,omitzero"` // basil and later
 	Discounts          []string          `json:"discounts"`
 	Metadata           map[string]string `json:"metadata"`
-	Plan               *sbPlanJSON       `json:"plan"`
-	Price              sbPriceJSON       `json:"price"`
+	Plan               *planJSON         `json:"plan"`
+	Price              priceJSON         `json:"price"`
 	Quantity           int64             `json:"quantity"`
 	Subscription       string            `json:"subscription"`
 	TaxRates           []any             `json:"tax_rates"`
@@ -292,7 +292,7 @@ type cancellationJSON struct {
 	Reason   *string `json:"reason"`
 }
 
-type sbSubscriptionJSON struct {
+type subscriptionJSON struct {
 	ID                            string            `json:"id"`
 	Object                        string            `json:"object"`
 	Application                   any               `json:"application"`
@@ -319,7 +319,7 @@ type sbSubscriptionJSON struct {
 	Discount                      any               `json:"discount"`
 	Discounts                     []string          `json:"discounts"`
 	EndedAt                       *int64            `json:"ended_at"`
-	Items                         sbListJSON        `json:"items"`
+	Items                         listJSON          `json:"items"`
 	LatestInvoice                 any               `json:"latest_invoice"`
 	Livemode                      bool              `json:"livemode"`
 	Metadata                      map[string]string `json:"metadata"`
@@ -342,12 +342,12 @@ type sbSubscriptionJSON struct {
 
 // subJSON renders a subscription. exp may ask for customer,
 // latest_invoice and items.data.price.product.
-func (s *Stripe) subJSON(sub *sbSub, exp expand) sbSubscriptionJSON {
-	items := make([]sbSubItemJSON, 0, len(sub.items))
+func (s *Stripe) subJSON(sub *subscription, exp expand) subscriptionJSON {
+	items := make([]subItemJSON, 0, len(sub.items))
 	itemExp := exp.sub("items.data")
 	basil := s.view.basil()
 	for _, it := range sub.items {
-		iw := sbSubItemJSON{
+		iw := subItemJSON{
 			ID: it.id, Object: "subscription_item", Created: it.created.Unix(),
 			Discounts: []string{}, Metadata: map[string]string{}, Plan: s.planJSON(it.price),
 			Price: s.priceJSON(it.price, itemExp.sub("price")), Quantity: it.quantity,
@@ -359,37 +359,37 @@ func (s *Stripe) subJSON(sub *sbSub, exp expand) sbSubscriptionJSON {
 		}
 		items = append(items, iw)
 	}
-	w := sbSubscriptionJSON{
+	w := subscriptionJSON{
 		ID: sub.id, Object: "subscription",
 		AutomaticTax:       map[string]any{"enabled": false, "liability": nil},
 		BillingCycleAnchor: sub.anchor.Unix(),
 		CancelAtPeriodEnd:  sub.cancelAtPeriodEnd,
-		CanceledAt:         sbUnix(sub.canceledAt),
+		CanceledAt:         unixOrNull(sub.canceledAt),
 		CancellationDetails: cancellationJSON{
-			Reason: sbNullString(sub.cancelReason),
+			Reason: nullString(sub.cancelReason),
 		},
 		CollectionMethod:     "charge_automatically",
 		Created:              sub.created.Unix(),
 		Currency:             sub.currency(),
 		Customer:             sub.customer,
-		DefaultPaymentMethod: sbNullString(sub.defaultPaymentMeth),
+		DefaultPaymentMethod: nullString(sub.defaultPaymentMeth),
 		DefaultTaxRates:      []any{},
 		Discounts:            []string{},
-		EndedAt:              sbUnix(sub.endedAt),
-		Items: sbListJSON{Object: "list", Data: items, HasMore: false,
+		EndedAt:              unixOrNull(sub.endedAt),
+		Items: listJSON{Object: "list", Data: items, HasMore: false,
 			URL: "/v1/subscription_items?subscription=" + sub.id},
 		LatestInvoice: sub.latestInvoice,
-		Metadata:      sbMeta(sub.metadata),
+		Metadata:      metadataJSON(sub.metadata),
 		PaymentSettings: map[string]any{
 			"payment_method_options": nil, "payment_method_types": nil,
 			"save_default_payment_method": "off",
 		},
 		Livemode:        sub.livemode,
-		PauseCollection: sbPauseJSON(sub),
+		PauseCollection: pauseJSON(sub),
 		StartDate:       sub.created.Unix(),
 		Status:          sub.status,
-		TrialEnd:        sbUnix(sub.trialEnd),
-		TrialStart:      sbUnix(sub.trialStart),
+		TrialEnd:        unixOrNull(sub.trialEnd),
+		TrialStart:      unixOrNull(sub.trialStart),
 		TrialSettings: map[string]any{
 			"end_behavior": map[string]any{"missing_payment_method": "create_invoice"},
 		},
@@ -398,7 +398,7 @@ func (s *Stripe) subJSON(sub *sbSub, exp expand) sbSubscriptionJSON {
 		w.CurrentPeriodEnd, w.CurrentPeriodStart = has(sub.periodEnd.Unix()), has(sub.periodStart.Unix())
 	}
 	if sub.cancelAtPeriodEnd {
-		w.CancelAt = sbUnix(sub.periodEnd)
+		w.CancelAt = unixOrNull(sub.periodEnd)
 	}
 	if sub.latestInvoice == "" {
 		w.LatestInvoice = nil
@@ -416,21 +416,21 @@ func (s *Stripe) subJSON(sub *sbSub, exp expand) sbSubscriptionJSON {
 	return w
 }
 
-type sbPauseCollectionJSON struct {
+type pauseCollectionJSON struct {
 	Behavior  string `json:"behavior"`
 	ResumesAt *int64 `json:"resumes_at"`
 }
 
-// sbPauseJSON is a subscription's pause_collection: null unless payment
+// pauseJSON is a subscription's pause_collection: null unless payment
 // collection is paused.
-func sbPauseJSON(sub *sbSub) *sbPauseCollectionJSON {
+func pauseJSON(sub *subscription) *pauseCollectionJSON {
 	if sub.pauseBehavior == "" {
 		return nil
 	}
-	return &sbPauseCollectionJSON{Behavior: sub.pauseBehavior, ResumesAt: sbUnix(sub.pauseResumes)}
+	return &pauseCollectionJSON{Behavior: sub.pauseBehavior, ResumesAt: unixOrNull(sub.pauseResumes)}
 }
 
-type sbPeriodJSON struct {
+type periodJSON struct {
 	End   int64 `json:"end"`
 	Start int64 `json:"start"`
 }
@@ -454,9 +454,9 @@ type invoiceLineJSON struct {
 	Livemode               bool                  `json:"livemode"`
 	Metadata               map[string]string     `json:"metadata"`
 	Parent                 field[map[string]any] `json:"parent,omitzero"`
-	Period                 sbPeriodJSON          `json:"period"`
-	Plan                   field[sbPlanJSON]     `json:"plan,omitzero"`
-	Price                  field[sbPriceJSON]    `json:"price,omitzero"`
+	Period                 periodJSON            `json:"period"`
+	Plan                   field[planJSON]       `json:"plan,omitzero"`
+	Price                  field[priceJSON]      `json:"price,omitzero"`
 	Pricing                field[map[string]any] `json:"pricing,omitzero"`
 	Proration              field[bool]           `json:"proration,omitzero"`
 	ProrationDetails       field[map[string]any] `json:"proration_details,omitzero"`
@@ -491,7 +491,7 @@ type invoiceJSON struct {
 	Customer             string                `json:"customer"`
 	CustomerEmail        *string               `json:"customer_email"`
 	HostedInvoiceURL     *string               `json:"hosted_invoice_url"`
-	Lines                sbListJSON            `json:"lines"`
+	Lines                listJSON              `json:"lines"`
 	Livemode             bool                  `json:"livemode"`
 	Metadata             map[string]string     `json:"metadata"`
 	NextPaymentAttempt   *int64                `json:"next_payment_attempt"`
@@ -520,7 +520,7 @@ func (s *Stripe) invoiceJSON(in *invoice) invoiceJSON {
 			ID: l.id, Object: "line_item", Amount: l.amount,
 			Currency: in.currency, Description: l.description, DiscountAmounts: []any{},
 			Discountable: true, Discounts: []string{}, Invoice: in.id, Livemode: in.livemode,
-			Metadata: map[string]string{}, Period: sbPeriodJSON{Start: l.start.Unix(), End: l.end.Unix()},
+			Metadata: map[string]string{}, Period: periodJSON{Start: l.start.Unix(), End: l.end.Unix()},
 			Quantity: l.quantity,
 		}
 		var ii string
@@ -552,11 +552,11 @@ func (s *Stripe) invoiceJSON(in *invoice) invoiceJSON {
 			if pl := s.planJSON(l.price); pl != nil {
 				lw.Plan = has(*pl)
 			} else {
-				lw.Plan = hasNull[sbPlanJSON]()
+				lw.Plan = hasNull[planJSON]()
 			}
 			lw.Proration = has(false)
 			lw.ProrationDetails = has(map[string]any{"credited_items": nil})
-			lw.Subscription = hasPtr(sbNullString(in.subscription))
+			lw.Subscription = hasPtr(nullString(in.subscription))
 			lw.TaxAmounts, lw.TaxRates = has([]any{}), has([]any{})
 			lw.Type = has("subscription")
 			if l.subItem != "" {
@@ -573,8 +573,8 @@ func (s *Stripe) invoiceJSON(in *invoice) invoiceJSON {
 		AmountDue: total, AttemptCount: in.attempts, Attempted: in.attempts > 0 || in.paid,
 		AutoAdvance: !in.paid && in.state == "", BillingReason: in.billingReason, CollectionMethod: "charge_automatically",
 		Created: in.created.Unix(), Currency: in.currency, Customer: in.customer, Livemode: in.livemode,
-		Lines:    sbListJSON{Object: "list", Data: lines, URL: "/v1/invoices/" + in.id + "/lines"},
-		Metadata: map[string]string{}, NextPaymentAttempt: sbUnix(in.nextAttempt), Number: sbNullString(in.number),
+		Lines:    listJSON{Object: "list", Data: lines, URL: "/v1/invoices/" + in.id + "/lines"},
+		Metadata: map[string]string{}, NextPaymentAttempt: unixOrNull(in.nextAttempt), Number: nullString(in.number),
 		PeriodEnd: in.periodEnd.Unix(), PeriodStart: in.periodStart.Unix(),
 		Status: "open", Subtotal: total,
 		SubtotalExcludingTax: total, Total: total, TotalExcludingTax: total,
@@ -584,14 +584,14 @@ func (s *Stripe) invoiceJSON(in *invoice) invoiceJSON {
 	}
 	if basil {
 		w.Parent = has(map[string]any{"type": "subscription_details", "quote_details": nil,
-			"subscription_details": map[string]any{"metadata": sbMeta(in.subMetadata), "subscription": in.subscription}})
+			"subscription_details": map[string]any{"metadata": metadataJSON(in.subMetadata), "subscription": in.subscription}})
 	} else {
 		w.Paid, w.PaidOutOfBand = has(in.paid), has(false)
-		w.Subscription = hasPtr(sbNullString(in.subscription))
+		w.Subscription = hasPtr(nullString(in.subscription))
 		w.Tax = hasNull[int64]()
 	}
 	if c := s.customers[in.customer]; c != nil {
-		w.CustomerEmail = sbNullString(c.email)
+		w.CustomerEmail = nullString(c.email)
 	}
 	switch {
 	case in.paid:
@@ -615,16 +615,16 @@ func (s *Stripe) invoiceJSON(in *invoice) invoiceJSON {
 }
 
 type checkoutLineJSON struct {
-	ID             string      `json:"id"`
-	Object         string      `json:"object"`
-	AmountDiscount int64       `json:"amount_discount"`
-	AmountSubtotal int64       `json:"amount_subtotal"`
-	AmountTax      int64       `json:"amount_tax"`
-	AmountTotal    int64       `json:"amount_total"`
-	Currency       string      `json:"currency"`
-	Description    string      `json:"description"`
-	Price          sbPriceJSON `json:"price"`
-	Quantity       int64       `json:"quantity"`
+	ID             string    `json:"id"`
+	Object         string    `json:"object"`
+	AmountDiscount int64     `json:"amount_discount"`
+	AmountSubtotal int64     `json:"amount_subtotal"`
+	AmountTax      int64     `json:"amount_tax"`
+	AmountTotal    int64     `json:"amount_total"`
+	Currency       string    `json:"currency"`
+	Description    string    `json:"description"`
+	Price          priceJSON `json:"price"`
+	Quantity       int64     `json:"quantity"`
 }
 
 type checkoutJSON struct {
@@ -652,7 +652,7 @@ type checkoutJSON struct {
 	ExpiresAt                 int64             `json:"expires_at"`
 	Invoice                   any               `json:"invoice"`
 	InvoiceCreation           any               `json:"invoice_creation"`
-	LineItems                 *sbListJSON       `json:"line_items,omitempty"`
+	LineItems                 *listJSON         `json:"line_items,omitempty"`
 	Livemode                  bool              `json:"livemode"`
 	Locale                    *string           `json:"locale"`
 	Metadata                  map[string]string `json:"metadata"`
@@ -686,14 +686,14 @@ func (s *Stripe) checkoutJSON(cs *checkoutSession, exp expand) checkoutJSON {
 	w := checkoutJSON{
 		ID: cs.id, Object: "checkout.session", AmountSubtotal: today, AmountTotal: today,
 		AutomaticTax:      map[string]any{"enabled": false, "liability": nil, "status": nil},
-		CancelURL:         sbNullString(cs.cancelURL),
-		ClientReferenceID: sbNullString(cs.clientReferenceID),
+		CancelURL:         nullString(cs.cancelURL),
+		ClientReferenceID: nullString(cs.clientReferenceID),
 		Created:           cs.created.Unix(), Currency: cs.currency(), CustomFields: []any{},
 		CustomText: map[string]any{
 			"after_submit": nil, "shipping_address": nil, "submit": nil, "terms_of_service_acceptance": nil,
 		},
-		CustomerEmail: sbNullString(cs.customerEmail), ExpiresAt: cs.expiresAt.Unix(),
-		Metadata: sbMeta(cs.metadata), Mode: cs.mode, PaymentMethodCollection: "always",
+		CustomerEmail: nullString(cs.customerEmail), ExpiresAt: cs.expiresAt.Unix(),
+		Metadata: metadataJSON(cs.metadata), Mode: cs.mode, PaymentMethodCollection: "always",
 		PaymentMethodOptions: map[string]any{}, PaymentMethodTypes: []string{"card"},
 		PaymentStatus:         cs.paymentStatus,
 		PhoneNumberCollection: map[string]any{"enabled": false},
@@ -742,7 +742,7 @@ func (s *Stripe) checkoutJSON(cs *checkoutSession, exp expand) checkoutJSON {
 	return w
 }
 
-func (s *Stripe) checkoutLines(cs *checkoutSession, exp expand) sbListJSON {
+func (s *Stripe) checkoutLines(cs *checkoutSession, exp expand) listJSON {
 	lines := make([]checkoutLineJSON, 0, len(cs.items))
 	for i, li := range cs.items {
 		amt := li.price.UnitAmount * li.quantity
@@ -752,10 +752,10 @@ func (s *Stripe) checkoutLines(cs *checkoutSession, exp expand) sbListJSON {
 			Description: li.price.product.name, Price: s.priceJSON(li.price, exp.sub("price")), Quantity: li.quantity,
 		})
 	}
-	return sbListJSON{Object: "list", Data: lines, URL: "/v1/checkout/sessions/" + cs.id + "/line_items"}
+	return listJSON{Object: "list", Data: lines, URL: "/v1/checkout/sessions/" + cs.id + "/line_items"}
 }
 
-type sbPortalJSON struct {
+type portalJSON struct {
 	ID            string  `json:"id"`
 	Object        string  `json:"object"`
 	Configuration string  `json:"configuration"`
@@ -769,10 +769,10 @@ type sbPortalJSON struct {
 	URL           string  `json:"url"`
 }
 
-func (s *Stripe) portalJSON(p *sbPortal) sbPortalJSON {
-	return sbPortalJSON{
+func (s *Stripe) portalJSON(p *portalSession) portalJSON {
+	return portalJSON{
 		ID: p.id, Object: "billing_portal.session", Configuration: "bpc_sandbox_default", Livemode: p.livemode,
-		Created: p.created.Unix(), Customer: p.customer, ReturnURL: sbNullString(p.returnURL),
+		Created: p.created.Unix(), Customer: p.customer, ReturnURL: nullString(p.returnURL),
 		URL: s.baseURL + "/portal/" + p.id,
 	}
 }
