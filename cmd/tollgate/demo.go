@@ -189,7 +189,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 	clerkSandbox.SetBaseURL(d.ClerkURL)
-	if d.AppURL, err = d.start(demoapp.DemoApp(demoapp.DemoOptions{})); err != nil {
+	if d.AppURL, err = d.start(demoapp.New(demoapp.Options{})); err != nil {
 		return nil, err
 	}
 	so := o.Stripe

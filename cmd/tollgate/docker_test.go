@@ -203,7 +203,7 @@ func TestDocker_BinaryRunsAsTheImageDoes(t *testing.T) {
 	stripeSrv := httptest.NewServer(stripeSB.Handler())
 	t.Cleanup(stripeSrv.Close)
 	stripeSB.SetBaseURL(stripeSrv.URL)
-	appSrv := httptest.NewServer(demoapp.DemoApp(demoapp.DemoOptions{}))
+	appSrv := httptest.NewServer(demoapp.New(demoapp.Options{}))
 	t.Cleanup(appSrv.Close)
 
 	webhookSecret := "whsec_" + randomHex(24)

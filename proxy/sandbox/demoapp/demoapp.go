@@ -18,40 +18,40 @@ import (
 )
 
 //go:embed templates
-var demoFiles embed.FS
+var templateFS embed.FS
 
 // The identity headers the gateway sets on every forwarded request.
 const (
-	demoHeaderUser   = "X-Tollgate-User"
-	demoHeaderOrg    = "X-Tollgate-Org"
-	demoHeaderPlan   = "X-Tollgate-Plan"
-	demoHeaderStatus = "X-Tollgate-Status"
-	demoHeaderRoute  = "X-Tollgate-Route"
+	headerUser   = "X-Tollgate-User"
+	headerOrg    = "X-Tollgate-Org"
+	headerPlan   = "X-Tollgate-Plan"
+	headerStatus = "X-Tollgate-Status"
+	headerRoute  = "X-Tollgate-Route"
 )
 
-// DemoRoute is one route of the demo app, served at /routes/{ID}/.
-type DemoRoute struct {
+// Route is one route of the demo app, served at /routes/{ID}/.
+type Route struct {
 	ID          string
 	Title       string
 	Description string
 }
 
-// DefaultDemoRoutes are the demo app's routes unless configured: 415VNA and
+// DefaultRoutes are the demo app's routes unless configured: 415VNA and
 // 258AVO, the paid routes of the example configuration.
-func DefaultDemoRoutes() []DemoRoute {
-	return []DemoRoute{
+func DefaultRoutes() []Route {
+	return []Route{
 		{ID: "415VNA", Title: "Harbour charts", Description: "A paid route: the Pro plan unlocks it."},
 		{ID: "258AVO", Title: "Tide tables", Description: "A paid route, unlocked by Pro too; the API shares its ID."},
 	}
 }
 
-// DemoOptions configures DemoApp. The zero value is usable.
-type DemoOptions struct {
+// Options configures New. The zero value is usable.
+type Options struct {
 	// Title is the app's name (default "Lighthouse").
 	Title string
-	// Routes are listed on the home page (default DefaultDemoRoutes()). Any
+	// Routes are listed on the home page (default DefaultRoutes()). Any
 	// /routes/{id}/ is served; these just get a title and description.
-	Routes []DemoRoute
+	Routes []Route
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger (default: discard).
@@ -67,9 +67,9 @@ type DemoOptions struct {
 	InternalPrefix string
 }
 
-type demoApp struct {
+type app struct {
 	title  string
-	routes []DemoRoute
+	routes []Route
 	now    func() time.Time
 	log    *slog.Logger
 	tick   time.Duration
@@ -81,7 +81,7 @@ type demoApp struct {
 	js     []byte
 }
 
-// DemoApp is a small upstream web app for `tollgate demo` and the end-to-end
+// New is a small upstream web app for `tollgate demo` and the end-to-end
 // tests. It knows nothing of Clerk or Stripe; it shows the X-Tollgate-*
 // identity headers it receives:
 //
@@ -97,8 +97,8 @@ type demoApp struct {
 //	/events           Server-Sent Events: Ticks ticks, one per TickInterval
 //	/ws               WebSocket echo; so is any other GET that asks for a
 //	                  WebSocket upgrade (/routes/415VNA/ws behind a paid rule)
-func DemoApp(opts DemoOptions) http.Handler {
-	d := &demoApp{
+func New(opts Options) http.Handler {
+	d := &app{
 		title: opts.Title, routes: slices.Clone(opts.Routes), now: opts.Now, log: opts.Logger,
 		tick: opts.TickInterval, ticks: opts.Ticks, poll: opts.PollInterval, prefix: opts.InternalPrefix,
 	}
@@ -106,7 +106,7 @@ func DemoApp(opts DemoOptions) http.Handler {
 		d.title = "Lighthouse"
 	}
 	if len(d.routes) == 0 {
-		d.routes = DefaultDemoRoutes()
+		d.routes = DefaultRoutes()
 	}
 	if d.now == nil {
 		d.now = time.Now
@@ -128,9 +128,9 @@ func DemoApp(opts DemoOptions) http.Handler {
 	}
 	d.prefix = "/" + strings.Trim(d.prefix, "/")
 	// The files are embedded: failing to read or parse them is a build bug.
-	d.pages = template.Must(template.New("demo").ParseFS(demoFiles, "templates/*.html"))
-	d.css = demoMustRead(demoFiles, "templates/app.css")
-	d.js = demoMustRead(demoFiles, "templates/app.js")
+	d.pages = template.Must(template.New("demo").ParseFS(templateFS, "templates/*.html"))
+	d.css = mustRead(templateFS, "templates/app.css")
+	d.js = mustRead(templateFS, "templates/app.js")
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.page("home", "Home"))
@@ -143,7 +143,7 @@ func DemoApp(opts DemoOptions) http.Handler {
 	mux.HandleFunc("GET /api/v1/time", d.time)
 	mux.HandleFunc("POST /api/v1/upload", d.upload)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		demoJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "path": r.URL.Path})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "path": r.URL.Path})
 	})
 	mux.HandleFunc("GET /events", d.events)
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { serveWebSocketEcho(w, r, d.log) })
@@ -159,17 +159,17 @@ func DemoApp(opts DemoOptions) http.Handler {
 
 // upload reads the request body to its end and says what arrived, so that
 // tests can send large and slow uploads through the gateway.
-func (d *demoApp) upload(w http.ResponseWriter, r *http.Request) {
+func (d *app) upload(w http.ResponseWriter, r *http.Request) {
 	h := sha256.New()
 	n, err := io.Copy(h, r.Body)
 	if err != nil {
-		demoJSON(w, http.StatusBadRequest, map[string]any{"error": "body", "bytes": n})
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "body", "bytes": n})
 		return
 	}
-	demoJSON(w, http.StatusOK, map[string]any{"bytes": n, "sha256": hex.EncodeToString(h.Sum(nil))})
+	writeJSON(w, http.StatusOK, map[string]any{"bytes": n, "sha256": hex.EncodeToString(h.Sum(nil))})
 }
 
-func demoMustRead(fsys fs.FS, name string) []byte {
+func mustRead(fsys fs.FS, name string) []byte {
 	b, err := fs.ReadFile(fsys, name)
 	if err != nil {
 		panic(fmt.Sprintf("sandbox: embedded %s: %v", name, err))
@@ -177,34 +177,34 @@ func demoMustRead(fsys fs.FS, name string) []byte {
 	return b
 }
 
-// demoIdentity is what the gateway told the app about the visitor.
-type demoIdentity struct {
+// identity is what the gateway told the app about the visitor.
+type identity struct {
 	User, Org, Plan, Status, Route string
 }
 
-func readDemoIdentity(r *http.Request) demoIdentity {
-	return demoIdentity{
-		User: r.Header.Get(demoHeaderUser), Org: r.Header.Get(demoHeaderOrg), Plan: r.Header.Get(demoHeaderPlan),
-		Status: r.Header.Get(demoHeaderStatus), Route: r.Header.Get(demoHeaderRoute),
+func readIdentity(r *http.Request) identity {
+	return identity{
+		User: r.Header.Get(headerUser), Org: r.Header.Get(headerOrg), Plan: r.Header.Get(headerPlan),
+		Status: r.Header.Get(headerStatus), Route: r.Header.Get(headerRoute),
 	}
 }
 
-type demoHeader struct{ Name, Value string }
+type header struct{ Name, Value string }
 
-func (id demoIdentity) Headers() []demoHeader {
-	return []demoHeader{
-		{demoHeaderUser, id.User}, {demoHeaderOrg, id.Org}, {demoHeaderPlan, id.Plan},
-		{demoHeaderStatus, id.Status}, {demoHeaderRoute, id.Route},
+func (id identity) Headers() []header {
+	return []header{
+		{headerUser, id.User}, {headerOrg, id.Org}, {headerPlan, id.Plan},
+		{headerStatus, id.Status}, {headerRoute, id.Route},
 	}
 }
 
-type demoPageData struct {
+type pageData struct {
 	AppTitle   string
 	Title      string
 	Path       string
-	Identity   demoIdentity
-	Routes     []DemoRoute
-	Route      DemoRoute
+	Identity   identity
+	Routes     []Route
+	Route      Route
 	RouteKnown bool
 	Prefix     string
 	PollMillis int64
@@ -212,10 +212,10 @@ type demoPageData struct {
 	Now        string
 }
 
-func (d *demoApp) page(name, title string) http.HandlerFunc {
+func (d *app) page(name, title string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		data := demoPageData{
-			AppTitle: d.title, Title: title, Path: r.URL.Path, Identity: readDemoIdentity(r),
+		data := pageData{
+			AppTitle: d.title, Title: title, Path: r.URL.Path, Identity: readIdentity(r),
 			Routes: d.routes, Prefix: d.prefix, PollMillis: d.poll.Milliseconds(), Ticks: d.ticks,
 			Now: d.now().UTC().Format(time.RFC1123),
 		}
@@ -223,7 +223,7 @@ func (d *demoApp) page(name, title string) http.HandlerFunc {
 		switch name {
 		case "route":
 			id := r.PathValue("id")
-			data.Route = DemoRoute{ID: id, Title: "Route " + id}
+			data.Route = Route{ID: id, Title: "Route " + id}
 			for _, rt := range d.routes {
 				if rt.ID == id {
 					data.Route, data.RouteKnown = rt, true
@@ -249,7 +249,7 @@ func (d *demoApp) page(name, title string) http.HandlerFunc {
 	}
 }
 
-func (d *demoApp) asset(contentType string, body []byte) http.HandlerFunc {
+func (d *app) asset(contentType string, body []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", contentType)
 		w.Header().Set("Cache-Control", "public, max-age=300")
@@ -258,8 +258,8 @@ func (d *demoApp) asset(contentType string, body []byte) http.HandlerFunc {
 	}
 }
 
-// demoWhoami is the body of /api/v1/whoami.
-type demoWhoami struct {
+// whoamiBody is the body of /api/v1/whoami.
+type whoamiBody struct {
 	SignedIn bool   `json:"signed_in"`
 	User     string `json:"user"`
 	Org      string `json:"org"`
@@ -271,22 +271,22 @@ type demoWhoami struct {
 	Time     string `json:"time"`
 }
 
-func (d *demoApp) whoami(w http.ResponseWriter, r *http.Request) {
-	id := readDemoIdentity(r)
-	demoJSON(w, http.StatusOK, demoWhoami{
+func (d *app) whoami(w http.ResponseWriter, r *http.Request) {
+	id := readIdentity(r)
+	writeJSON(w, http.StatusOK, whoamiBody{
 		SignedIn: id.User != "", User: id.User, Org: id.Org, Plan: id.Plan, Status: id.Status, Route: id.Route,
 		Method: r.Method, Path: r.URL.Path, Time: d.now().UTC().Format(time.RFC3339),
 	})
 }
 
-func (d *demoApp) time(w http.ResponseWriter, r *http.Request) {
+func (d *app) time(w http.ResponseWriter, r *http.Request) {
 	now := d.now().UTC()
-	demoJSON(w, http.StatusOK, map[string]any{"now": now.Format(time.RFC3339Nano), "unix": now.Unix()})
+	writeJSON(w, http.StatusOK, map[string]any{"now": now.Format(time.RFC3339Nano), "unix": now.Unix()})
 }
 
 // events streams Ticks "tick" events, one per TickInterval (the first at
 // once), each flushed, then a "done" event, and ends.
-func (d *demoApp) events(w http.ResponseWriter, r *http.Request) {
+func (d *app) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -313,7 +313,7 @@ func (d *demoApp) events(w http.ResponseWriter, r *http.Request) {
 	_ = rc.Flush()
 }
 
-func demoJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)

@@ -17,13 +17,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func newDemo(t *testing.T, opts DemoOptions) *httptest.Server {
+func newDemo(t *testing.T, opts Options) *httptest.Server {
 	t.Helper()
 	if opts.Now == nil {
 		at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 		opts.Now = func() time.Time { return at }
 	}
-	srv := httptest.NewServer(DemoApp(opts))
+	srv := httptest.NewServer(New(opts))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -35,13 +35,13 @@ func noRedirect(srv *httptest.Server) *http.Client {
 	return &cl
 }
 
-func demoGet(t *testing.T, srv *httptest.Server, path string, header http.Header) (*http.Response, string) {
+func get(t *testing.T, srv *httptest.Server, path string, h http.Header) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, vs := range header {
+	for k, vs := range h {
 		req.Header[k] = vs
 	}
 	res, err := noRedirect(srv).Do(req)
@@ -67,41 +67,41 @@ func identityHeaders(user string) http.Header {
 }
 
 // Ensure /api/v1/whoami echoes the identity headers.
-func TestDemoWhoami(t *testing.T) {
-	srv := newDemo(t, DemoOptions{})
-	res, b := demoGet(t, srv, "/api/v1/whoami", identityHeaders("user_grace"))
+func TestWhoami(t *testing.T) {
+	srv := newDemo(t, Options{})
+	res, b := get(t, srv, "/api/v1/whoami", identityHeaders("user_grace"))
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("whoami: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	var got demoWhoami
+	var got whoamiBody
 	if err := json.Unmarshal([]byte(b), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := demoWhoami{SignedIn: true, User: "user_grace", Org: "org_acme", Plan: "pro", Status: "active",
+	want := whoamiBody{SignedIn: true, User: "user_grace", Org: "org_acme", Plan: "pro", Status: "active",
 		Route: "258AVO", Method: "GET", Path: "/api/v1/whoami", Time: "2026-05-01T12:00:00Z"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("whoami (-want +got):\n%s", diff)
 	}
 
-	_, b = demoGet(t, srv, "/api/v1/whoami", nil)
+	_, b = get(t, srv, "/api/v1/whoami", nil)
 	if !strings.Contains(b, `"signed_in":false`) {
 		t.Errorf("anonymous whoami: %s", b)
 	}
-	res, b = demoGet(t, srv, "/api/v1/time", nil)
+	res, b = get(t, srv, "/api/v1/time", nil)
 	if res.StatusCode != 200 || !strings.Contains(b, `"unix":1777636800`) {
 		t.Errorf("time: %d %s", res.StatusCode, b)
 	}
-	if res, _ := demoGet(t, srv, "/api/v1/nothing", nil); res.StatusCode != 404 {
+	if res, _ := get(t, srv, "/api/v1/nothing", nil); res.StatusCode != 404 {
 		t.Errorf("unknown API: %d", res.StatusCode)
 	}
 }
 
 // Ensure pages render, show the identity headers escaped, and link the
 // demo routes.
-func TestDemoPages(t *testing.T) {
-	srv := newDemo(t, DemoOptions{PollInterval: 2 * time.Second})
+func TestPages(t *testing.T) {
+	srv := newDemo(t, Options{PollInterval: 2 * time.Second})
 
-	res, b := demoGet(t, srv, "/", nil)
+	res, b := get(t, srv, "/", nil)
 	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("home: %d", res.StatusCode)
 	}
@@ -113,7 +113,7 @@ func TestDemoPages(t *testing.T) {
 	}
 
 	h := identityHeaders(`<b>user_x</b>"'`)
-	res, b = demoGet(t, srv, "/routes/415VNA/", h)
+	res, b = get(t, srv, "/routes/415VNA/", h)
 	if res.StatusCode != 200 || !strings.Contains(b, "Harbour charts") || !strings.Contains(b, "A paid route") {
 		t.Errorf("route page: %d", res.StatusCode)
 	}
@@ -127,29 +127,29 @@ func TestDemoPages(t *testing.T) {
 		}
 	}
 
-	if res, b := demoGet(t, srv, "/routes/ZZZ999/deep/page", nil); res.StatusCode != 200 || !strings.Contains(b, "Route ZZZ999") {
+	if res, b := get(t, srv, "/routes/ZZZ999/deep/page", nil); res.StatusCode != 200 || !strings.Contains(b, "Route ZZZ999") {
 		t.Errorf("unknown route: %d", res.StatusCode)
 	}
-	if res, _ := demoGet(t, srv, "/routes/415VNA", nil); res.StatusCode/100 != 3 ||
+	if res, _ := get(t, srv, "/routes/415VNA", nil); res.StatusCode/100 != 3 ||
 		res.Header.Get("Location") != "/routes/415VNA/" {
 		t.Errorf("route without slash: %d %q", res.StatusCode, res.Header.Get("Location"))
 	}
-	if res, b := demoGet(t, srv, "/settings/", h); res.StatusCode != 200 || !strings.Contains(b, "Settings") {
+	if res, b := get(t, srv, "/settings/", h); res.StatusCode != 200 || !strings.Contains(b, "Settings") {
 		t.Errorf("settings: %d", res.StatusCode)
 	}
-	if res, b := demoGet(t, srv, "/app/", h); res.StatusCode != 200 || !strings.Contains(b, `data-interval="2000"`) ||
+	if res, b := get(t, srv, "/app/", h); res.StatusCode != 200 || !strings.Contains(b, `data-interval="2000"`) ||
 		!strings.Contains(b, `src="/assets/app.js"`) {
 		t.Errorf("app page: %d", res.StatusCode)
 	}
-	if res, b := demoGet(t, srv, "/assets/app.js", nil); res.StatusCode != 200 ||
+	if res, b := get(t, srv, "/assets/app.js", nil); res.StatusCode != 200 ||
 		!strings.HasPrefix(res.Header.Get("Content-Type"), "text/javascript") || !strings.Contains(b, "fetch(\"/api/v1/whoami\"") {
 		t.Errorf("app.js: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	if res, _ := demoGet(t, srv, "/assets/app.css", nil); res.StatusCode != 200 ||
+	if res, _ := get(t, srv, "/assets/app.css", nil); res.StatusCode != 200 ||
 		!strings.HasPrefix(res.Header.Get("Content-Type"), "text/css") {
 		t.Errorf("app.css: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	if res, b := demoGet(t, srv, "/nope<script>", nil); res.StatusCode != 404 || strings.Contains(b, "<script>") {
+	if res, b := get(t, srv, "/nope<script>", nil); res.StatusCode != 404 || strings.Contains(b, "<script>") {
 		t.Errorf("not found: %d", res.StatusCode)
 	}
 }
@@ -181,11 +181,11 @@ func readEvent(t *testing.T, r *bufio.Reader) (sseEvent, error) {
 }
 
 // Ensure /events flushes each tick as it happens and ends after Ticks.
-func TestDemoEvents(t *testing.T) {
+func TestEvents(t *testing.T) {
 	t.Run("FirstEventFlushed", func(t *testing.T) {
 		// With an hour between ticks, the first event can only arrive if it
 		// was flushed while the stream stays open.
-		srv := newDemo(t, DemoOptions{TickInterval: time.Hour})
+		srv := newDemo(t, Options{TickInterval: time.Hour})
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
@@ -207,7 +207,7 @@ func TestDemoEvents(t *testing.T) {
 	})
 
 	t.Run("WholeStream", func(t *testing.T) {
-		srv := newDemo(t, DemoOptions{TickInterval: time.Millisecond, Ticks: 3})
+		srv := newDemo(t, Options{TickInterval: time.Millisecond, Ticks: 3})
 		res, err := srv.Client().Get(srv.URL + "/events")
 		if err != nil {
 			t.Fatal(err)
@@ -345,8 +345,8 @@ func (c *wsClient) expectEOF() {
 
 // Ensure /ws echoes text and binary messages (also fragmented and long
 // ones), answers pings and completes the closing handshake.
-func TestDemoWebSocketEcho(t *testing.T) {
-	srv := newDemo(t, DemoOptions{})
+func TestWebSocketEcho(t *testing.T) {
+	srv := newDemo(t, Options{})
 
 	t.Run("Echo", func(t *testing.T) {
 		c := dialWS(t, srv)
@@ -406,7 +406,7 @@ func TestDemoWebSocketEcho(t *testing.T) {
 	})
 
 	t.Run("NotAnUpgrade", func(t *testing.T) {
-		if res, _ := demoGet(t, srv, "/ws", nil); res.StatusCode != http.StatusUpgradeRequired {
+		if res, _ := get(t, srv, "/ws", nil); res.StatusCode != http.StatusUpgradeRequired {
 			t.Errorf("plain GET /ws: %d", res.StatusCode)
 		}
 		h := http.Header{}
@@ -414,11 +414,11 @@ func TestDemoWebSocketEcho(t *testing.T) {
 		h.Set("Upgrade", "websocket")
 		h.Set("Sec-WebSocket-Version", "13")
 		h.Set("Sec-WebSocket-Key", "short")
-		if res, _ := demoGet(t, srv, "/ws", h); res.StatusCode != http.StatusBadRequest {
+		if res, _ := get(t, srv, "/ws", h); res.StatusCode != http.StatusBadRequest {
 			t.Errorf("bad key: %d", res.StatusCode)
 		}
 		h.Set("Sec-WebSocket-Version", "8")
-		if res, _ := demoGet(t, srv, "/ws", h); res.StatusCode != http.StatusUpgradeRequired ||
+		if res, _ := get(t, srv, "/ws", h); res.StatusCode != http.StatusUpgradeRequired ||
 			res.Header.Get("Sec-WebSocket-Version") != "13" {
 			t.Errorf("old version: %d", res.StatusCode)
 		}
