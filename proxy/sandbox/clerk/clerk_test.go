@@ -160,7 +160,7 @@ func apiError(t *testing.T, err error) *clerk.APIErrorResponse {
 
 // Ensure the Backend API's users, sessions, organisations and JWKS decode
 // with clerk-sdk-go's own clients.
-func TestClerkBackendAPIWithSDK(t *testing.T) {
+func TestBackendAPIWithSDK(t *testing.T) {
 	f := newFixture(t, Options{})
 	ctx := t.Context()
 
@@ -300,7 +300,7 @@ func TestClerkBackendAPIWithSDK(t *testing.T) {
 // Ensure minted session tokens are real-shaped Clerk v2 tokens that
 // clerk-sdk-go verifies, with the right issuer, subject, session and
 // organisation claims.
-func TestClerkSessionToken(t *testing.T) {
+func TestSessionToken(t *testing.T) {
 	f := newFixture(t, Options{})
 	iat := f.clk.Now()
 
@@ -356,7 +356,7 @@ func TestClerkSessionToken(t *testing.T) {
 	}
 }
 
-func TestClerkKeys(t *testing.T) {
+func TestKeys(t *testing.T) {
 	f := newFixture(t, Options{FAPIHost: "clerk.example.test"})
 	pk := f.c.PublishableKey()
 	enc, ok := strings.CutPrefix(pk, "pk_live_")
@@ -464,7 +464,7 @@ func signedOutDirectives() []string {
 
 // Ensure the Frontend API handshake hands a signed-in client a fresh
 // __session and a signed-out one the clearing directives.
-func TestClerkHandshake(t *testing.T) {
+func TestHandshake(t *testing.T) {
 	f := newFixture(t, Options{})
 	back := "http://127.0.0.1:8080/routes/415VNA/?tab=1"
 
@@ -542,7 +542,7 @@ func TestClerkHandshake(t *testing.T) {
 	})
 }
 
-func TestClerkCheckRedirect(t *testing.T) {
+func TestCheckRedirect(t *testing.T) {
 	c, err := New(Options{AllowedRedirectOrigins: []string{"https://App.Example.test:8443"}})
 	if err != nil {
 		t.Fatal(err)
@@ -594,7 +594,7 @@ func fetchPayload(ctx context.Context, cfg *clerk.ClientConfig, nonce string) (*
 }
 
 // Ensure nonce handshakes deliver the directives through the Backend API.
-func TestClerkHandshakeNonce(t *testing.T) {
+func TestHandshakeNonce(t *testing.T) {
 	f := newFixture(t, Options{NonceHandshake: true})
 	sid, cookies := f.c.SignIn("user_linus")
 	res, d := f.handshake(t, "http://127.0.0.1:8080/", mustCookie(t, cookies, ClientCookie))
@@ -659,7 +659,7 @@ func body(t *testing.T, res *http.Response) string {
 
 // Ensure the sign-in page lists the demo users and its form signs in with
 // the three cookies and a 303 back.
-func TestClerkSignIn(t *testing.T) {
+func TestSignIn(t *testing.T) {
 	f := newFixture(t, Options{})
 	back := "http://127.0.0.1:8080/settings/"
 
@@ -749,7 +749,7 @@ func TestClerkSignIn(t *testing.T) {
 // A session ends through the Backend API's revoke, as with Clerk: the
 // session reads "revoked", the client's next handshake signs it out, and
 // there is no sign-out page to lean on.
-func TestClerkRevokeSession(t *testing.T) {
+func TestRevokeSession(t *testing.T) {
 	f := newFixture(t, Options{})
 	sid, cookies := f.c.SignIn("user_grace")
 	client := mustCookie(t, cookies, ClientCookie)
@@ -784,7 +784,7 @@ func TestClerkRevokeSession(t *testing.T) {
 // A removed member's session loses its organisation, as Clerk's does:
 // last_active_organization_id is null and new tokens have no "o" claim; a
 // changed role reaches new tokens.
-func TestClerkMembershipChanges(t *testing.T) {
+func TestMembershipChanges(t *testing.T) {
 	f := newFixture(t, Options{})
 	sid, _ := f.c.SignIn("user_linus")
 	if s, err := session.NewClient(f.cfg).Get(t.Context(), sid); err != nil || s.LastActiveOrganizationID != "org_acme" {
@@ -816,7 +816,7 @@ func TestClerkMembershipChanges(t *testing.T) {
 // Over its Backend API rate limit the sandbox says 429 with Retry-After, the
 // seconds until its 10 s window ends, as Clerk does; the JWKS is not
 // limited, and a new window starts afresh.
-func TestClerkRateLimit(t *testing.T) {
+func TestRateLimit(t *testing.T) {
 	f := newFixture(t, Options{APIRateLimit: 2})
 	users := user.NewClient(f.cfg)
 	for range 2 {
@@ -847,7 +847,7 @@ func TestClerkRateLimit(t *testing.T) {
 }
 
 // HoldBackendAPI keeps one route's requests waiting until released.
-func TestClerkHoldBackendAPI(t *testing.T) {
+func TestHoldBackendAPI(t *testing.T) {
 	f := newFixture(t, Options{})
 	arrived, release := f.c.HoldBackendAPI("GET /v1/users/{id}")
 	done := make(chan error, 1)
