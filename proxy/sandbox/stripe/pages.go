@@ -501,3 +501,28 @@ func (s *Stripe) renderError(w http.ResponseWriter, status int, title, msg, back
 func (s *Stripe) render(w http.ResponseWriter, status int, name string, data pageData) {
 	sandbox.RenderPage(w, s.log, s.pages, status, name, data)
 }
+
+// formatMoney formats an amount in minor units: "$12.00", "€4.50", "12.00 CHF".
+func formatMoney(amount int64, currency string) string {
+	sign := ""
+	if amount < 0 {
+		sign, amount = "-", -amount
+	}
+	num := fmt.Sprintf("%d.%02d", amount/100, amount%100)
+	switch strings.ToLower(currency) {
+	case "usd":
+		return sign + "$" + num
+	case "eur":
+		return sign + "€" + num
+	case "gbp":
+		return sign + "£" + num
+	}
+	return sign + num + " " + strings.ToUpper(currency)
+}
+
+func formatDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2 January 2006, 15:04 UTC")
+}
