@@ -1,12 +1,15 @@
 package stripe
 
 import (
+	"context"
 	"errors"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	stripe "github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate/tollgate/proxy"
 )
@@ -23,7 +26,7 @@ func planByKey(key string) *proxy.Plan {
 // sessionForm is the form of the last checkout session tollgate created.
 func sessionForm(t *testing.T, h *harness) url.Values {
 	t.Helper()
-	calls := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+	calls := h.calls.to("POST", "/v1/checkout/sessions")
 	if len(calls) == 0 {
 		t.Fatal("no checkout session created")
 	}
@@ -36,11 +39,11 @@ func TestCheckout_NewCustomerPaidTrial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Portal || !strings.HasPrefix(res.URL, "https://checkout.stripe.test/") {
+	if res.Portal || !strings.HasPrefix(res.URL, h.stripe.url+"/checkout/pay/cs_test_") {
 		t.Errorf("result = %+v", res)
 	}
 	// The customer: email from the directory, subject in metadata, an idempotency key, linked both ways.
-	cc := h.stripe.callsTo("POST", "/v1/customers")
+	cc := h.calls.to("POST", "/v1/customers")
 	if len(cc) != 1 {
 		t.Fatalf("%d customer creations", len(cc))
 	}
@@ -80,16 +83,22 @@ func TestCheckout_NewCustomerPaidTrial(t *testing.T) {
 		t.Errorf("session form (-want +got):\n%s", diff)
 	}
 	// The pre-sync ran inside: the customer's (empty) state was committed.
-	if st := h.store.state(cus); st.CustomerID != cus || st.Subject != userAda() {
-		t.Errorf("pre-sync state = %+v", st)
+	if st, ok := h.store.lastCommit(cus); !ok || st.Subject != userAda() || len(st.Subscriptions) != 0 {
+		t.Errorf("pre-sync state = %+v (committed %v)", st, ok)
 	}
 }
 
 func TestCheckout_TrialOnlyOncePerCustomer(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
-	h.link(userAda(), "cus_1")
-	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "canceled", Prices: []string{"price_pro"}, TrialEnd: 1_800_000_000})
+	cus := h.stripe.customer("ada@example.com", nil)
+	h.link(userAda(), cus)
+	p := sessionParams(cus, "user_ada", "price_pro")
+	p.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{TrialPeriodDays: stripe.Int64(7)}
+	sub := h.stripe.subscribe(p)
+	h.stripe.setStatus(sub, "canceled")
+	if h.stripe.subscription(sub).TrialEnd == 0 {
+		t.Fatal("the canceled subscription no longer shows its trial")
+	}
 	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,9 +113,15 @@ func TestCheckout_TrialOnlyOncePerCustomer(t *testing.T) {
 
 func TestCheckout_TrialRememberedByStoreOnly(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
-	h.link(userAda(), "cus_1")
-	h.store.trials = map[string]bool{"cus_1": true} // Stripe shows nothing, the store remembers
+	cus := h.stripe.customer("ada@example.com", nil)
+	h.link(userAda(), cus)
+	// Stripe shows nothing; the store remembers a trial it once synced.
+	gone := proxy.Subscription{ID: "sub_gone", CustomerID: cus, Status: proxy.StatusCanceled, PriceIDs: []string{"price_pro"},
+		Plan: "pro", TrialEnd: h.clock.Now().Add(-30 * 24 * time.Hour), SyncedAt: h.clock.Now()}
+	if _, _, err := h.store.CommitCustomer(context.Background(), proxy.CustomerState{CustomerID: cus, Subject: userAda(),
+		Subscriptions: []proxy.Subscription{gone}, SyncedAt: h.clock.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,23 +151,23 @@ func TestCheckout_LiveSubscriptionGoesToPortal(t *testing.T) {
 	} {
 		t.Run(tc.status, func(t *testing.T) {
 			h := newHarness(t)
-			h.stripe.addCustomer("cus_1", "ada@example.com", nil)
-			h.link(userAda(), "cus_1")
-			h.stripe.addSub(fakeSub{Customer: "cus_1", Status: tc.status, Prices: []string{"price_other"}})
+			cus := h.stripe.customer("ada@example.com", nil)
+			h.link(userAda(), cus)
+			h.stripe.subscribeWith(cus, tc.status, "price_other")
 			res, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro"), ReturnPath: "/app"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			sessions := h.stripe.callsTo("POST", "/v1/checkout/sessions")
-			portals := h.stripe.callsTo("POST", "/v1/billing_portal/sessions")
+			sessions := h.calls.to("POST", "/v1/checkout/sessions")
+			portals := h.calls.to("POST", "/v1/billing_portal/sessions")
 			if res.Portal != tc.portal || (len(portals) == 1) != tc.portal || (len(sessions) == 1) == tc.portal {
 				t.Fatalf("result %+v, %d portal and %d checkout sessions", res, len(portals), len(sessions))
 			}
 			if tc.portal {
-				if !strings.HasPrefix(res.URL, "https://billing.stripe.test/") {
+				if !strings.HasPrefix(res.URL, h.stripe.url+"/portal/bps_") {
 					t.Errorf("portal URL = %q", res.URL)
 				}
-				if diff := cmp.Diff(url.Values{"customer": {"cus_1"}, "return_url": {"https://app.example.test/app"}}, portals[0].Form); diff != "" {
+				if diff := cmp.Diff(url.Values{"customer": {cus}, "return_url": {"https://app.example.test/app"}}, portals[0].Form); diff != "" {
 					t.Errorf("portal form (-want +got):\n%s", diff)
 				}
 			}
@@ -166,7 +181,7 @@ func TestCheckout_OrganisationPlanBillsTheOrganisation(t *testing.T) {
 	if err != nil || res.Portal {
 		t.Fatalf("res %+v, err %v", res, err)
 	}
-	cc := h.stripe.callsTo("POST", "/v1/customers")
+	cc := h.calls.to("POST", "/v1/customers")
 	if len(cc) != 1 {
 		t.Fatalf("%d customers created", len(cc))
 	}
@@ -210,11 +225,11 @@ func TestCheckout_RepeatIsIdempotent(t *testing.T) {
 	if first.URL != second.URL {
 		t.Errorf("repeat got another session: %q vs %q", first.URL, second.URL)
 	}
-	if n := len(h.stripe.callsTo("POST", "/v1/customers")); n != 1 {
+	if n := len(h.calls.to("POST", "/v1/customers")); n != 1 {
 		t.Errorf("%d customers created", n)
 	}
 	// The open session was found and handed out again: one creation.
-	s := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+	s := h.calls.to("POST", "/v1/checkout/sessions")
 	if len(s) != 1 || s[0].IdemKey == "" {
 		t.Errorf("session calls = %+v", s)
 	}
@@ -225,12 +240,12 @@ func TestCheckout_RepeatIsIdempotent(t *testing.T) {
 	if err != nil || third.URL == first.URL {
 		t.Errorf("different request reused the session (%v)", err)
 	}
-	exp := h.stripe.callsTo("POST", "/v1/checkout/sessions/")
+	exp := h.calls.to("POST", "/v1/checkout/sessions/")
 	if len(exp) != 1 || !strings.HasSuffix(exp[0].Path, "/expire") {
 		t.Fatalf("expire calls = %+v", exp)
 	}
 	firstID := strings.TrimSuffix(strings.TrimPrefix(exp[0].Path, "/v1/checkout/sessions/"), "/expire")
-	if st := h.stripe.session(firstID).Status; st != "expired" {
+	if st := h.stripe.session(firstID).Status; st != stripe.CheckoutSessionStatusExpired {
 		t.Errorf("first session %s is %q, want expired", firstID, st)
 	}
 }
@@ -244,15 +259,11 @@ func TestCheckout_ReplayedClosedSessionIsNeverHandedOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The session was paid, but its subscription does not show (yet):
-	// the same key would replay the session.
-	var sid string
-	h.stripe.mu.Lock()
-	for k := range h.stripe.sessions {
-		sid = k
-		h.stripe.sessions[k].Status = "complete"
-	}
-	h.stripe.mu.Unlock()
+	// The session closed without a subscription to show for it (it
+	// expired): nothing tollgate reads has changed, so the same request
+	// sends the same key, and Stripe replays the session.
+	sid := sessionOf(t, h, first.URL)
+	h.stripe.expire(sid)
 	second, err := h.b.Checkout(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -260,7 +271,10 @@ func TestCheckout_ReplayedClosedSessionIsNeverHandedOut(t *testing.T) {
 	if second.URL == first.URL || second.URL == "" {
 		t.Errorf("sent back to the closed session %s: %q", sid, second.URL)
 	}
-	s := h.stripe.callsTo("POST", "/v1/checkout/sessions")
+	if st := h.stripe.session(sessionOf(t, h, second.URL)).Status; st != stripe.CheckoutSessionStatusOpen {
+		t.Errorf("handed out a session that is %s", st)
+	}
+	s := h.calls.to("POST", "/v1/checkout/sessions")
 	if len(s) != 3 || !s[1].Replayed || s[2].Replayed || s[2].IdemKey == s[1].IdemKey {
 		t.Errorf("session calls: %+v", s)
 	}
@@ -278,7 +292,7 @@ func TestCheckout_ConcurrentFirstCheckoutsCreateOneCustomer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(h.stripe.callsTo("POST", "/v1/customers")); n != 1 {
+	if n := len(h.calls.to("POST", "/v1/customers")); n != 1 {
 		t.Errorf("%d customers created", n)
 	}
 	if n := h.b.locks.size(); n != 0 {
@@ -288,14 +302,14 @@ func TestCheckout_ConcurrentFirstCheckoutsCreateOneCustomer(t *testing.T) {
 
 func TestCheckout_DeletedCustomerIsReplaced(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_old", "ada@example.com", nil)
-	h.stripe.deleteCustomer("cus_old")
-	h.link(userAda(), "cus_old")
+	old := h.stripe.customer("ada@example.com", nil)
+	h.stripe.deleteCustomer(old)
+	h.link(userAda(), old)
 	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err != nil {
 		t.Fatal(err)
 	}
 	cus, _ := h.store.CustomerOf(t.Context(), userAda())
-	if cus == "cus_old" || cus == "" || sessionForm(t, h).Get("customer") != cus {
+	if cus == old || cus == "" || sessionForm(t, h).Get("customer") != cus {
 		t.Errorf("customer = %q, session for %q", cus, sessionForm(t, h).Get("customer"))
 	}
 }
@@ -315,7 +329,7 @@ func TestCheckout_RefusesInconsistentRequests(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if n := len(h.stripe.callList()); n != 0 {
+	if n := len(h.calls.all()); n != 0 {
 		t.Errorf("%d Stripe calls", n)
 	}
 }
@@ -326,14 +340,14 @@ func TestCheckout_DirectoryFailureCreatesNothing(t *testing.T) {
 	if _, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")}); err == nil {
 		t.Fatal("no error")
 	}
-	if n := len(h.stripe.callList()); n != 0 {
+	if n := len(h.calls.all()); n != 0 {
 		t.Errorf("%d Stripe calls", n)
 	}
 }
 
 func TestCheckout_StripeDownIsErrStripeUnavail(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.fail("POST", "/v1/customers", 500, "", -1)
+	h.calls.fail("POST", "/v1/customers", 500, "", -1)
 	_, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")})
 	if !errors.Is(err, proxy.ErrStripeUnavail) {
 		t.Errorf("err = %v, want ErrStripeUnavail", err)
@@ -342,32 +356,36 @@ func TestCheckout_StripeDownIsErrStripeUnavail(t *testing.T) {
 
 func TestCompleteCheckout_ForeignOrUnknownSessionIsNotYours(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_g", "grace@example.com", nil)
-	h.stripe.addSession(fakeSession{ID: "cs_test_grace", Customer: "cus_g", ClientReferenceID: "user_grace", Status: "complete"})
-	h.stripe.addSession(fakeSession{ID: "cs_test_anon", Customer: "cus_g", Status: "complete"})
-	for _, id := range []string{"cs_test_grace", "cs_test_anon", "cs_test_missing"} {
+	cusG := h.stripe.customer("grace@example.com", nil)
+	grace := h.stripe.openSession(sessionParams(cusG, "user_grace", "price_pro"))
+	h.stripe.pay(grace)
+	anon := h.stripe.openSession(sessionParams(cusG, "", "price_pro"))
+	h.stripe.pay(anon)
+	for _, id := range []string{grace.ID, anon.ID, "cs_test_missing"} {
 		if _, err := h.b.CompleteCheckout(t.Context(), id, idAda()); !errors.Is(err, proxy.ErrNotYours) {
 			t.Errorf("%s: err = %v, want ErrNotYours", id, err)
 		}
 	}
-	if _, err := h.b.CompleteCheckout(t.Context(), "cs_test_grace", nil); !errors.Is(err, proxy.ErrNotYours) {
+	if _, err := h.b.CompleteCheckout(t.Context(), grace.ID, nil); !errors.Is(err, proxy.ErrNotYours) {
 		t.Errorf("no identity: err = %v", err)
 	}
 	if h.store.commitCount() != 0 || h.cache.count() != 0 {
 		t.Error("a foreign session changed state")
 	}
-	if _, ok, _ := h.store.SubjectOf(t.Context(), "cus_g"); ok {
+	if _, ok := h.store.subjectOf(cusG); ok {
 		t.Error("a foreign session linked its customer")
 	}
 }
 
 func TestCompleteCheckout_SettledWritesCache(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_1", "ada@example.com", map[string]string{MetaUserID: "user_ada"})
-	sub := h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "trialing", Prices: []string{"price_pro"}, TrialEnd: 1_900_000_000})
-	h.stripe.addSession(fakeSession{ID: "cs_test_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
-		PaymentStatus: "paid", Subscription: sub, Metadata: map[string]string{MetaReturnPath: "/docs", MetaSubject: "user:user_ada"}})
-	ret, err := h.b.CompleteCheckout(t.Context(), "cs_test_1", idAda())
+	cus := h.stripe.customer("ada@example.com", map[string]string{MetaUserID: "user_ada"})
+	p := sessionParams(cus, "user_ada", "price_pro")
+	p.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{TrialPeriodDays: stripe.Int64(7)}
+	p.Metadata = map[string]string{MetaReturnPath: "/docs", MetaSubject: "user:user_ada"}
+	cs := h.stripe.openSession(p)
+	sub := h.stripe.pay(cs)
+	ret, err := h.b.CompleteCheckout(t.Context(), cs.ID, idAda())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,10 +396,10 @@ func TestCompleteCheckout_SettledWritesCache(t *testing.T) {
 	if !ok || statuses(ents)[sub] != proxy.StatusTrialing {
 		t.Errorf("cache = %v, %v", statuses(ents), ok)
 	}
-	if cus, _ := h.store.CustomerOf(t.Context(), userAda()); cus != "cus_1" {
-		t.Errorf("not linked: %q", cus)
+	if got, _ := h.store.CustomerOf(t.Context(), userAda()); got != cus {
+		t.Errorf("not linked: %q", got)
 	}
-	get := h.stripe.callsTo("GET", "/v1/checkout/sessions/cs_test_1")
+	get := h.calls.to("GET", "/v1/checkout/sessions/"+cs.ID)
 	if len(get) != 1 || get[0].Form.Get("expand[0]") != "subscription" {
 		t.Errorf("session get = %+v", get)
 	}
@@ -389,18 +407,19 @@ func TestCompleteCheckout_SettledWritesCache(t *testing.T) {
 
 func TestCompleteCheckout_NotSettledYet(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
-	h.link(userAda(), "cus_1")
-	sub := h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "incomplete", Prices: []string{"price_pro"}})
-	h.stripe.addSession(fakeSession{ID: "cs_test_1", Customer: "cus_1", ClientReferenceID: "user_ada", Status: "complete",
-		Subscription: sub, Metadata: map[string]string{MetaReturnPath: "/x"}})
-	ret, err := h.b.CompleteCheckout(t.Context(), "cs_test_1", idAda())
+	cus := h.stripe.customer("ada@example.com", nil)
+	h.link(userAda(), cus)
+	p := sessionParams(cus, "user_ada", "price_pro")
+	p.Metadata = map[string]string{MetaReturnPath: "/x"}
+	cs := h.stripe.openSession(p)
+	h.stripe.setStatus(h.stripe.pay(cs), "incomplete")
+	ret, err := h.b.CompleteCheckout(t.Context(), cs.ID, idAda())
 	if err != nil || ret.Settled || ret.ReturnPath != "/x" {
 		t.Errorf("ret %+v, err %v", ret, err)
 	}
 	// Still open, no customer yet: nothing to sync, not settled.
-	h.stripe.addSession(fakeSession{ID: "cs_test_2", ClientReferenceID: "user_ada", Status: "open"})
-	if ret, err := h.b.CompleteCheckout(t.Context(), "cs_test_2", idAda()); err != nil || ret.Settled {
+	open := h.stripe.openSession(sessionParams("", "user_ada", "price_pro"))
+	if ret, err := h.b.CompleteCheckout(t.Context(), open.ID, idAda()); err != nil || ret.Settled {
 		t.Errorf("open session: ret %+v, err %v", ret, err)
 	}
 }
@@ -410,14 +429,14 @@ func TestPortal(t *testing.T) {
 	if _, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account"); !errors.Is(err, proxy.ErrNoCustomer) {
 		t.Errorf("no customer: err = %v", err)
 	}
-	h.stripe.addCustomer("cus_1", "ada@example.com", nil)
-	h.link(userAda(), "cus_1")
+	cus := h.stripe.customer("ada@example.com", nil)
+	h.link(userAda(), cus)
 	u, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account")
-	if err != nil || !strings.HasPrefix(u, "https://billing.stripe.test/") {
+	if err != nil || !strings.HasPrefix(u, h.stripe.url+"/portal/bps_") {
 		t.Fatalf("url %q, err %v", u, err)
 	}
-	c := h.stripe.callsTo("POST", "/v1/billing_portal/sessions")
-	if diff := cmp.Diff(url.Values{"customer": {"cus_1"}, "return_url": {"https://app.example.test/.tollgate/account"}}, c[0].Form); diff != "" {
+	c := h.calls.to("POST", "/v1/billing_portal/sessions")
+	if diff := cmp.Diff(url.Values{"customer": {cus}, "return_url": {"https://app.example.test/.tollgate/account"}}, c[0].Form); diff != "" {
 		t.Errorf("portal form (-want +got):\n%s", diff)
 	}
 }
@@ -425,11 +444,22 @@ func TestPortal(t *testing.T) {
 // The portal for a customer the key cannot see is that outage, named and
 // counted, not a hint about the portal's settings.
 func TestPortal_CustomerTheKeyCannotSee(t *testing.T) {
-	obs := &fakeObserver{}
+	obs := &testObserver{}
 	h := newHarness(t, func(c *Config) { c.Observer = obs })
-	h.link(userAda(), "cus_elsewhere")
+	// A customer of live mode, and a test-mode key.
+	h.link(userAda(), h.stripe.liveCustomer("ada@example.com", nil))
 	_, err := h.b.Portal(t.Context(), userAda(), "https://app.example.test/.tollgate/account")
 	if !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
 		t.Errorf("portal: %v, anomalies %v", err, obs.anomalies)
 	}
+}
+
+// sessionOf is the ID of the Checkout Session a hosted page URL opens.
+func sessionOf(t *testing.T, h *harness, pageURL string) string {
+	t.Helper()
+	id, ok := strings.CutPrefix(pageURL, h.stripe.url+"/checkout/pay/")
+	if !ok {
+		t.Fatalf("%q is not a hosted Checkout page", pageURL)
+	}
+	return id
 }

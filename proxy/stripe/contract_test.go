@@ -7,7 +7,6 @@ import (
 	"go/build"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,17 +176,16 @@ func (rt *recordingTransport) calls() []contractCall {
 func TestContract_StripeMockAcceptsEveryRequest(t *testing.T) {
 	base := startStripeMock(t)
 	rt := &recordingTransport{}
-	store, cache := newFakeStore(), &fakeCache{}
-	pub, _ := url.Parse("https://app.example.test")
+	store, cache := newTestStore(t, time.Now), &testCache{}
 	b, err := New(Config{
 		SecretKey:      "sk_test_contract",
 		WebhookSecrets: []string{testSecret},
 		APIURL:         base,
-		PublicURL:      pub,
+		PublicURL:      mustURL("https://app.example.test"),
 		Plans:          testPlans(),
 		Store:          store,
 		Cache:          cache,
-		Directory:      &fakeDirectory{emails: map[string]string{"user_ada": "ada@example.com", "user_grace": "grace@example.com"}},
+		Directory:      &testDirectory{emails: map[string]string{"user_ada": "ada@example.com", "user_grace": "grace@example.com"}},
 		HTTPClient:     &http.Client{Transport: rt, Timeout: 20 * time.Second},
 	})
 	if err != nil {

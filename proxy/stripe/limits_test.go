@@ -23,7 +23,7 @@ func spentVisitors(h *harness, maxWait time.Duration) {
 // call, and the webhook still syncs and commits.
 func TestPacing_WebhookSyncsWhileVisitorsLaneIsSpent(t *testing.T) {
 	h := newHarness(t)
-	withActiveAda(h)
+	cus, sub := withActiveAda(h)
 	spentVisitors(h, time.Second)
 
 	_, err := h.b.Checkout(t.Context(), proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro")})
@@ -37,18 +37,18 @@ func TestPacing_WebhookSyncsWhileVisitorsLaneIsSpent(t *testing.T) {
 	if _, err := h.b.Portal(t.Context(), userAda(), ""); !errors.As(err, &busy) {
 		t.Errorf("Portal with the visitors' lane spent: %v, want a BusyError", err)
 	}
-	if n := len(h.stripe.callList()); n != 0 {
+	if n := len(h.calls.all()); n != 0 {
 		t.Fatalf("refused visitors made %d Stripe calls", n)
 	}
 	if len(h.sleeps) != 0 {
 		t.Errorf("refused visitors waited: %v", h.sleeps)
 	}
 
-	rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject("sub_1", "cus_1", "active")))
+	rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active")))
 	if rec.Code != http.StatusOK || !h.store.processed("evt_1") {
 		t.Fatalf("webhook while visitors' lane spent: %d, processed %v", rec.Code, h.store.processed("evt_1"))
 	}
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Errorf("admin/stale sync while visitors' lane spent: %v", err)
 	}
 	if _, err := h.b.SyncAll(t.Context()); err != nil {
@@ -61,8 +61,8 @@ func TestPacing_WebhookSyncsWhileVisitorsLaneIsSpent(t *testing.T) {
 // customer's lock, so a webhook for the same customer completes meanwhile.
 func TestPacing_NoLockHeldWhileWaitingForTheLane(t *testing.T) {
 	h := newHarness(t)
-	withActiveAda(h)
-	h.stripe.setSubStatus("sub_1", "canceled") // so Checkout goes on to create a session
+	cus, sub := withActiveAda(h)
+	h.stripe.setStatus(sub, "canceled") // so Checkout goes on to create a session
 	spentVisitors(h, 24*time.Hour)
 	waiting, release := make(chan struct{}), make(chan struct{})
 	h.b.sleep = func(ctx context.Context, d time.Duration) error {
@@ -87,7 +87,7 @@ func TestPacing_NoLockHeldWhileWaitingForTheLane(t *testing.T) {
 	if n := h.b.locks.size(); n != 0 {
 		t.Errorf("%d locks held while waiting for the pacer", n)
 	}
-	rec := h.deliver(event("evt_2", "customer.subscription.deleted", subObject("sub_1", "cus_1", "canceled")))
+	rec := h.deliver(event("evt_2", "customer.subscription.deleted", subObject(sub, cus, "canceled")))
 	if rec.Code != http.StatusOK || !h.store.processed("evt_2") {
 		t.Errorf("webhook for the customer of a waiting Checkout: %d", rec.Code)
 	}
@@ -102,14 +102,14 @@ func TestPacing_NoLockHeldWhileWaitingForTheLane(t *testing.T) {
 // released, the backoff happens, and the locked work runs again.
 func TestPacing_RateLimitUnderLockBacksOffWithoutTheLock(t *testing.T) {
 	h := newHarness(t)
-	withActiveAda(h)
-	h.stripe.fail("GET", "/v1/subscriptions", http.StatusTooManyRequests, "rate_limit", 1)
+	cus, sub := withActiveAda(h)
+	h.calls.fail("GET", "/v1/subscriptions", http.StatusTooManyRequests, "rate_limit", 1)
 	var heldWhileSleeping []int
 	h.b.sleep = func(ctx context.Context, d time.Duration) error {
 		heldWhileSleeping = append(heldWhileSleeping, h.b.locks.size())
 		return nil
 	}
-	rec := h.deliver(event("evt_3", "customer.subscription.updated", subObject("sub_1", "cus_1", "active")))
+	rec := h.deliver(event("evt_3", "customer.subscription.updated", subObject(sub, cus, "active")))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("webhook after one 429: %d", rec.Code)
 	}
@@ -121,7 +121,7 @@ func TestPacing_RateLimitUnderLockBacksOffWithoutTheLock(t *testing.T) {
 			t.Errorf("%d locks held while backing off", n)
 		}
 	}
-	if n := len(h.stripe.callsTo("GET", "/v1/subscriptions")); n != 2 {
+	if n := len(h.calls.to("GET", "/v1/subscriptions")); n != 2 {
 		t.Errorf("%d subscription lists, want the refused one and its retry", n)
 	}
 }
@@ -130,37 +130,40 @@ func TestPacing_RateLimitUnderLockBacksOffWithoutTheLock(t *testing.T) {
 // and only once about an ID that is unknown or someone else's.
 func TestCompleteCheckout_ChecksTheFormAndRemembersAnswers(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_g", "grace@example.com", nil)
-	h.stripe.addSession(fakeSession{ID: "cs_test_grace", Customer: "cus_g", ClientReferenceID: "user_grace", Status: "complete"})
+	grace := h.stripe.openSession(sessionParams(h.stripe.customer("grace@example.com", nil), "user_grace", "price_pro"))
+	h.stripe.pay(grace)
 	for _, id := range []string{"", "cs_", "cs_test_", "cs_1", "cs_test_a/b", "cs_test_a..b", "cs_test_a%2F", "cs_live_é",
 		"sub_123", "CS_TEST_abc", "cs_test_" + string(make([]byte, 300))} {
 		if _, err := h.b.CompleteCheckout(t.Context(), id, idAda()); !errors.Is(err, proxy.ErrNotYours) {
 			t.Errorf("%q: err = %v, want ErrNotYours", id, err)
 		}
 	}
-	if n := len(h.stripe.callList()); n != 0 {
+	if n := len(h.calls.all()); n != 0 {
 		t.Fatalf("malformed session IDs made %d Stripe calls", n)
 	}
 	for range 5 {
-		for _, id := range []string{"cs_test_unknown", "cs_test_grace"} {
+		for _, id := range []string{"cs_test_unknown", grace.ID} {
 			if _, err := h.b.CompleteCheckout(t.Context(), id, idAda()); !errors.Is(err, proxy.ErrNotYours) {
 				t.Errorf("%q: err = %v, want ErrNotYours", id, err)
 			}
 		}
 	}
-	if n := len(h.stripe.callsTo("GET", "/v1/checkout/sessions/")); n != 2 {
+	if n := len(h.calls.to("GET", "/v1/checkout/sessions/")); n != 2 {
 		t.Errorf("%d session lookups for two IDs asked five times each, want 2", n)
 	}
 	// The owner is still answered (and looked up each time: the state moves).
 	for range 2 {
-		if _, err := h.b.CompleteCheckout(t.Context(), "cs_test_grace", idGrace()); err != nil {
+		if _, err := h.b.CompleteCheckout(t.Context(), grace.ID, idGrace()); err != nil {
 			t.Errorf("owner: %v", err)
 		}
+	}
+	if n := len(h.calls.to("GET", "/v1/checkout/sessions/"+grace.ID)); n != 3 {
+		t.Errorf("%d lookups of the owner's session, want one for others and one per return of the owner", n)
 	}
 	// Remembered for an hour, then asked again.
 	h.clock.Advance(sessionMemoTTL + time.Second)
 	h.b.CompleteCheckout(t.Context(), "cs_test_unknown", idAda())
-	if n := len(h.stripe.callsTo("GET", "/v1/checkout/sessions/cs_test_unknown")); n != 2 {
+	if n := len(h.calls.to("GET", "/v1/checkout/sessions/cs_test_unknown")); n != 2 {
 		t.Errorf("unknown ID looked up %d times after the memo expired, want 2", n)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,21 +13,22 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	stripe "github.com/stripe/stripe-go/v76"
 
 	"github.com/tollgate/tollgate/proxy"
 )
 
 func TestSyncCustomer_CancelledSubscriptionReachesCacheAsCanceled(t *testing.T) {
 	h := newHarness(t)
-	sub := withActiveAda(h)
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	cus, sub := withActiveAda(h)
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := h.cache.last(userAda()); statuses(ents)[sub] != proxy.StatusActive {
 		t.Fatalf("first sync: %v", statuses(ents))
 	}
-	h.stripe.setSubStatus(sub, "canceled")
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	h.stripe.setStatus(sub, "canceled")
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := h.cache.last(userAda())
@@ -41,14 +42,14 @@ func TestSyncCustomer_CancelledSubscriptionReachesCacheAsCanceled(t *testing.T) 
 
 func TestSyncCustomer_PastDueKeepsFirstSeenTime(t *testing.T) {
 	h := newHarness(t)
-	sub := withActiveAda(h)
-	h.stripe.setSubStatus(sub, "past_due")
+	cus, sub := withActiveAda(h)
+	h.stripe.setStatus(sub, "past_due")
 	first := h.clock.Now()
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
 	h.clock.Advance(3 * time.Hour)
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := h.cache.last(userAda())
@@ -63,23 +64,28 @@ func TestSyncCustomer_PastDueKeepsFirstSeenTime(t *testing.T) {
 
 func TestSyncCustomer_MapsPricesToPlans(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_1", "", nil)
-	h.link(userAda(), "cus_1")
-	h.stripe.addSub(fakeSub{ID: "sub_y", Customer: "cus_1", Status: "active", Prices: []string{"price_pro_yearly", "price_fee"},
-		CancelAtPeriodEnd: true, TrialEnd: 1_800_000_000})
-	h.stripe.addSub(fakeSub{ID: "sub_z", Customer: "cus_1", Status: "active", Prices: []string{"price_unknown"}})
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", "evt_9"); err != nil {
+	cus := h.stripe.customer("", nil)
+	h.link(userAda(), cus)
+	// A yearly pro trial whose fee was paid up front, set to end with the
+	// trial; then a price no plan names.
+	p := sessionParams(cus, "user_ada", "price_pro_yearly", "price_fee")
+	p.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{TrialPeriodDays: stripe.Int64(7)}
+	y := h.stripe.subscribe(p)
+	h.stripe.cancelAtPeriodEnd(y)
+	z := h.stripe.subscribeWith(cus, "active", "price_unknown")
+	if err := h.b.SyncCustomer(t.Context(), cus, "evt_9"); err != nil {
 		t.Fatal(err)
 	}
 	now := h.clock.Now()
-	want := []proxy.Subscription{
-		{ID: "sub_z", CustomerID: "cus_1", Status: "active", PriceIDs: []string{"price_unknown"}, Plan: "",
-			CurrentPeriodEnd: time.Unix(1_900_000_000, 0).UTC(), SyncedAt: now},
-		{ID: "sub_y", CustomerID: "cus_1", Status: "active", PriceIDs: []string{"price_pro_yearly"}, Plan: "pro",
-			CurrentPeriodEnd: time.Unix(1_900_000_000, 0).UTC(), TrialEnd: time.Unix(1_800_000_000, 0).UTC(),
+	sy, sz := h.stripe.subscription(y), h.stripe.subscription(z)
+	want := []proxy.Subscription{ // newest first, as Stripe lists them
+		{ID: z, CustomerID: cus, Status: "active", PriceIDs: []string{"price_unknown"}, Plan: "",
+			CurrentPeriodEnd: unixTime(sz.CurrentPeriodEnd), SyncedAt: now},
+		{ID: y, CustomerID: cus, Status: "trialing", PriceIDs: []string{"price_pro_yearly"}, Plan: "pro",
+			CurrentPeriodEnd: unixTime(sy.CurrentPeriodEnd), TrialEnd: unixTime(sy.TrialEnd),
 			CancelAtPeriodEnd: true, SyncedAt: now},
 	}
-	if diff := cmp.Diff(want, h.store.state("cus_1").Subscriptions); diff != "" {
+	if diff := cmp.Diff(want, h.store.subscriptions(userAda())); diff != "" {
 		t.Errorf("subscriptions (-want +got):\n%s", diff)
 	}
 	if !h.store.processed("evt_9") {
@@ -89,23 +95,23 @@ func TestSyncCustomer_MapsPricesToPlans(t *testing.T) {
 
 func TestSyncCustomer_ListsEveryPage(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_1", "", nil)
-	h.link(userAda(), "cus_1")
+	cus := h.stripe.customer("", nil)
+	h.link(userAda(), cus)
 	for range 205 {
-		h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "canceled", Prices: []string{"price_pro"}})
+		h.stripe.subscribeWith(cus, "canceled", "price_pro")
 	}
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.store.state("cus_1").Subscriptions); n != 205 {
+	if n := len(h.store.subscriptions(userAda())); n != 205 {
 		t.Errorf("%d subscriptions committed, want 205", n)
 	}
-	calls := h.stripe.callsTo("GET", "/v1/subscriptions")
+	calls := h.calls.to("GET", "/v1/subscriptions")
 	if len(calls) != 3 {
 		t.Fatalf("%d list calls, want 3", len(calls))
 	}
 	for i, c := range calls {
-		if c.Form.Get("customer") != "cus_1" || c.Form.Get("status") != "all" || c.Form.Get("limit") != "100" {
+		if c.Form.Get("customer") != cus || c.Form.Get("status") != "all" || c.Form.Get("limit") != "100" {
 			t.Errorf("call %d: %v", i, c.Form)
 		}
 		if (i > 0) != c.Form.Has("starting_after") {
@@ -116,22 +122,22 @@ func TestSyncCustomer_ListsEveryPage(t *testing.T) {
 
 func TestSyncCustomer_ConcurrentSyncsAndWebhooksSerialise(t *testing.T) {
 	h := newHarness(t)
-	sub := withActiveAda(h)
+	cus, sub := withActiveAda(h)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
 			if i%2 == 0 {
-				_ = h.b.SyncCustomer(t.Context(), "cus_1", "")
+				_ = h.b.SyncCustomer(t.Context(), cus, "")
 				return
 			}
-			h.deliver(event(fmt.Sprintf("evt_%d", i), "invoice.paid", map[string]any{"id": "in_1", "object": "invoice", "customer": "cus_1"}))
+			h.deliver(event(fmt.Sprintf("evt_%d", i), "invoice.paid", map[string]any{"id": "in_1", "object": "invoice", "customer": cus}))
 		})
 		if i == 3 {
-			h.stripe.setSubStatus(sub, "canceled")
+			h.stripe.setStatus(sub, "canceled")
 		}
 	}
 	wg.Wait()
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
 	if ents, _ := h.cache.last(userAda()); statuses(ents)[sub] != proxy.StatusCanceled {
@@ -160,25 +166,50 @@ func TestLocks_WaitRespectsContext(t *testing.T) {
 	}
 }
 
-// seedAccount creates n customers cus_a000… each linked to user_… with one
-// or two subscriptions, created interleaved so a customer spans pages.
-func seedAccount(h *harness, n int) {
+// seeded is an account seedAccount made: customer i is linked to
+// user_<i>, holds the canceled subscription old[i] and, for an even i, the
+// active subscription newer[i].
+type seeded struct {
+	customers  []string
+	old, newer []string
+}
+
+// user is the subject of customer i.
+func (s *seeded) user(i int) proxy.Subject {
+	return proxy.Subject{Kind: proxy.SubjectUser, ID: fmt.Sprintf("user_%03d", i)}
+}
+
+// byID is the customers' indexes in customer-ID order, the order SyncAll
+// commits them in.
+func (s *seeded) byID() []int {
+	idx := make([]int, len(s.customers))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return strings.Compare(s.customers[a], s.customers[b]) })
+	return idx
+}
+
+// seedAccount creates n customers, each with one or two subscriptions,
+// created interleaved so a customer spans pages of the account-wide list.
+func seedAccount(h *harness, n int) *seeded {
+	s := &seeded{customers: make([]string, n), old: make([]string, n), newer: make([]string, n)}
 	for i := range n {
-		id := fmt.Sprintf("cus_a%03d", i)
-		h.stripe.addCustomer(id, "", nil)
-		h.link(proxy.Subject{Kind: proxy.SubjectUser, ID: fmt.Sprintf("user_%03d", i)}, id)
-		h.stripe.addSub(fakeSub{ID: fmt.Sprintf("sub_%03d_old", i), Customer: id, Status: "canceled", Prices: []string{"price_pro"}})
+		s.customers[i] = h.stripe.customer("", nil)
+		h.link(s.user(i), s.customers[i])
+		s.old[i] = h.stripe.subscribeWith(s.customers[i], "canceled", "price_pro")
 	}
 	for i := range n {
 		if i%2 == 0 {
-			h.stripe.addSub(fakeSub{ID: fmt.Sprintf("sub_%03d_new", i), Customer: fmt.Sprintf("cus_a%03d", i), Status: "active", Prices: []string{"price_pro"}})
+			s.newer[i] = h.stripe.subscribeWith(s.customers[i], "active", "price_pro")
 		}
 	}
+	return s
 }
 
 func TestSyncAll_PaginatesAndCommitsWholeCustomers(t *testing.T) {
 	h := newHarness(t)
-	seedAccount(h, 150) // 225 subscriptions: 3 pages; every even customer on two pages
+	acct := seedAccount(h, 150) // 225 subscriptions: 3 pages; every even customer on two pages
 	n, err := h.b.SyncAll(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +217,7 @@ func TestSyncAll_PaginatesAndCommitsWholeCustomers(t *testing.T) {
 	if n != 150 {
 		t.Errorf("n = %d, want 150", n)
 	}
-	calls := h.stripe.callsTo("GET", "/v1/subscriptions")
+	calls := h.calls.to("GET", "/v1/subscriptions")
 	if len(calls) != 3 {
 		t.Fatalf("%d list calls, want 3 (not one per customer)", len(calls))
 	}
@@ -195,14 +226,14 @@ func TestSyncAll_PaginatesAndCommitsWholeCustomers(t *testing.T) {
 			t.Errorf("call %d: %v", i, c.Form)
 		}
 	}
-	if n := len(h.stripe.callsTo("GET", "/v1/customers/")); n != 0 {
+	if n := len(h.calls.to("GET", "/v1/customers/")); n != 0 {
 		t.Errorf("%d customer fetches; the listing expands customers", n)
 	}
 	for _, i := range []int{0, 1, 74, 148} {
-		ents, ok := h.cache.last(proxy.Subject{Kind: proxy.SubjectUser, ID: fmt.Sprintf("user_%03d", i)})
-		want := map[string]proxy.SubscriptionStatus{fmt.Sprintf("sub_%03d_old", i): proxy.StatusCanceled}
+		ents, ok := h.cache.last(acct.user(i))
+		want := map[string]proxy.SubscriptionStatus{acct.old[i]: proxy.StatusCanceled}
 		if i%2 == 0 {
-			want[fmt.Sprintf("sub_%03d_new", i)] = proxy.StatusActive
+			want[acct.newer[i]] = proxy.StatusActive
 		}
 		if diff := cmp.Diff(want, statuses(ents)); !ok || diff != "" {
 			t.Errorf("user_%03d (-want +got):\n%s", i, diff)
@@ -215,33 +246,36 @@ func TestSyncAll_PaginatesAndCommitsWholeCustomers(t *testing.T) {
 
 func TestSyncAll_ResumesFromCursor(t *testing.T) {
 	h := newHarness(t)
-	seedAccount(h, 60)
-	_ = h.store.SetCursor(t.Context(), CursorSyncAll, "cus_a039")
+	acct := seedAccount(h, 60)
+	order := acct.byID()
+	_ = h.store.SetCursor(t.Context(), CursorSyncAll, acct.customers[order[39]])
 	n, err := h.b.SyncAll(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 20 {
-		t.Errorf("n = %d, want 20 (cus_a040…cus_a059)", n)
+		t.Errorf("n = %d, want 20 (the customers after the 40th by ID)", n)
 	}
-	if _, ok := h.cache.last(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_039"}); ok {
+	if _, ok := h.cache.last(acct.user(order[39])); ok {
 		t.Error("resumed run redid a customer before the cursor")
 	}
-	if _, ok := h.cache.last(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_040"}); !ok {
+	if _, ok := h.cache.last(acct.user(order[40])); !ok {
 		t.Error("resumed run skipped the customer after the cursor")
 	}
 }
 
 func TestSyncAll_FailureSavesCursorAndNextRunResumes(t *testing.T) {
 	h := newHarness(t)
-	seedAccount(h, 60)
+	acct := seedAccount(h, 60)
+	h.store.mu.Lock()
 	h.store.failCommitAt = 31 // the 31st customer's commit fails
+	h.store.mu.Unlock()
 	n, err := h.b.SyncAll(t.Context())
 	if err == nil || n != 30 {
 		t.Fatalf("n = %d, err = %v; want 30 and an error", n, err)
 	}
-	if c, _ := h.store.Cursor(t.Context(), CursorSyncAll); c != "cus_a029" {
-		t.Errorf("cursor = %q, want cus_a029", c)
+	if c, _ := h.store.Cursor(t.Context(), CursorSyncAll); c != acct.customers[acct.byID()[29]] {
+		t.Errorf("cursor = %q, want the 30th customer by ID", c)
 	}
 	n, err = h.b.SyncAll(t.Context())
 	if err != nil || n != 30 {
@@ -255,7 +289,7 @@ func TestSyncAll_FailureSavesCursorAndNextRunResumes(t *testing.T) {
 func TestSyncAll_BacksOffOnRateLimit(t *testing.T) {
 	h := newHarness(t)
 	seedAccount(h, 10)
-	h.stripe.fail("GET", "/v1/subscriptions", http.StatusTooManyRequests, "rate_limit", 3)
+	h.calls.fail("GET", "/v1/subscriptions", http.StatusTooManyRequests, "rate_limit", 3)
 	n, err := h.b.SyncAll(t.Context())
 	if err != nil || n != 10 {
 		t.Fatalf("n = %d, err = %v", n, err)
@@ -265,24 +299,26 @@ func TestSyncAll_BacksOffOnRateLimit(t *testing.T) {
 	if len(h.sleeps) < 3 {
 		t.Errorf("slept %d times, want a backoff per 429", len(h.sleeps))
 	}
-	if n := len(h.stripe.callsTo("GET", "/v1/subscriptions")); n != 4 {
+	if n := len(h.calls.to("GET", "/v1/subscriptions")); n != 4 {
 		t.Errorf("%d list calls, want 3 refused + 1", n)
 	}
 }
 
 func TestSyncAll_DoesNotOverwriteNewerWebhookState(t *testing.T) {
 	h := newHarness(t)
-	seedAccount(h, 150)
-	// While the listing runs (page 2), cus_a000 is cancelled and a webhook
-	// syncs it: the sweep's page 1 still says active, and must not win.
+	acct := seedAccount(h, 150)
+	// While the listing runs (page 2), customer 0's newer subscription
+	// (on page 1) is cancelled and a webhook syncs it: the sweep's page 1
+	// still says active, and must not win.
+	cus, sub := acct.customers[0], acct.newer[0]
 	var fired atomic.Bool
-	h.stripe.setHook(func(method, path string) {
-		if method != "GET" || path != "/v1/subscriptions" || len(h.stripe.callsTo("GET", "/v1/subscriptions")) != 1 {
+	h.calls.setHook(func(method, path string) {
+		if method != "GET" || path != "/v1/subscriptions" || len(h.calls.to("GET", "/v1/subscriptions")) != 1 {
 			return
 		}
 		if fired.CompareAndSwap(false, true) { // the webhook's own list call comes through here too
-			h.stripe.setSubStatus("sub_000_new", "canceled")
-			if rec := h.deliver(event("evt_w", "customer.subscription.deleted", subObject("sub_000_new", "cus_a000", "canceled"))); rec.Code != 200 {
+			h.stripe.setStatus(sub, "canceled")
+			if rec := h.deliver(event("evt_w", "customer.subscription.deleted", subObject(sub, cus, "canceled"))); rec.Code != 200 {
 				t.Errorf("webhook: %d", rec.Code)
 			}
 		}
@@ -290,28 +326,37 @@ func TestSyncAll_DoesNotOverwriteNewerWebhookState(t *testing.T) {
 	if _, err := h.b.SyncAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ents, _ := h.cache.last(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_000"})
-	if got := statuses(ents)["sub_000_new"]; got != proxy.StatusCanceled {
-		t.Errorf("sub_000_new = %s after the sweep, want canceled", got)
+	if !fired.Load() {
+		t.Fatal("the listing had no second page")
+	}
+	ents, _ := h.cache.last(acct.user(0))
+	if got := statuses(ents)[sub]; got != proxy.StatusCanceled {
+		t.Errorf("%s = %s after the sweep, want canceled", sub, got)
 	}
 }
 
 func TestSyncAll_AdoptsByMetadataAndHandlesDeletedCustomers(t *testing.T) {
 	h := newHarness(t)
-	h.stripe.addCustomer("cus_app", "", map[string]string{MetaOrgID: "org_acme"})
-	h.stripe.addSub(fakeSub{Customer: "cus_app", Status: "active", Prices: []string{"price_team"}})
-	h.stripe.addCustomer("cus_del", "", nil)
-	h.link(userAda(), "cus_del")
-	h.stripe.addSub(fakeSub{Customer: "cus_del", Status: "canceled", Prices: []string{"price_pro"}})
-	h.stripe.deleteCustomer("cus_del")
+	cusApp := h.stripe.customer("", map[string]string{MetaOrgID: "org_acme"})
+	h.stripe.subscribeWith(cusApp, "active", "price_team")
+	cusDel := h.stripe.customer("", nil)
+	h.link(userAda(), cusDel)
+	h.stripe.subscribeWith(cusDel, "canceled", "price_pro")
+	h.stripe.deleteCustomer(cusDel)
 	if _, err := h.b.SyncAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if ents, ok := h.cache.last(orgAcme()); !ok || ents.Subscriptions[0].Plan != "team" {
+	if ents, ok := h.cache.last(orgAcme()); !ok || ents == nil || len(ents.Subscriptions) != 1 || ents.Subscriptions[0].Plan != "team" {
 		t.Errorf("org not adopted: %v", ents)
 	}
-	if st := h.store.state("cus_del"); !st.Deleted || len(st.Subscriptions) != 0 {
-		t.Errorf("deleted customer state = %+v", st)
+	if got, _ := h.store.CustomerOf(t.Context(), orgAcme()); got != cusApp {
+		t.Errorf("org_acme's customer = %q, want %q", got, cusApp)
+	}
+	if st, ok := h.store.lastCommit(cusDel); !ok || !st.Deleted || len(st.Subscriptions) != 0 {
+		t.Errorf("deleted customer committed as %+v (%v)", st, ok)
+	}
+	if got, _ := h.store.CustomerOf(t.Context(), userAda()); got != "" {
+		t.Errorf("user_ada still has the deleted customer %q", got)
 	}
 }
 
@@ -345,18 +390,10 @@ func TestReadyAndPrices(t *testing.T) {
 		}
 	}
 
-	bad.stripe.fail("GET", "/v1/prices", 500, "", -1)
+	bad.calls.fail("GET", "/v1/prices", 500, "", -1)
 	if err := bad.b.Ready(t.Context()); !errors.Is(err, proxy.ErrStripeUnavail) {
 		t.Errorf("Ready with Stripe down: %v", err)
 	}
-}
-
-func mustURL(s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		panic(err)
-	}
-	return u
 }
 
 func TestNew_Validates(t *testing.T) {
@@ -367,7 +404,7 @@ func TestNew_Validates(t *testing.T) {
 		"no public":   func(c *Config) { c.PublicURL = nil },
 		"bad api url": func(c *Config) { c.APIURL = "::" },
 	} {
-		cfg := Config{SecretKey: "sk_test_1", Store: h.store, PublicURL: mustURL("https://x.test"), APIURL: h.stripe.URL()}
+		cfg := Config{SecretKey: "sk_test_1", Store: h.store, PublicURL: mustURL("https://x.test"), APIURL: h.cfg.APIURL}
 		mod(&cfg)
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: no error", name)
@@ -380,7 +417,7 @@ func TestSyncAll_OneAtATime(t *testing.T) {
 	seedAccount(h, 3)
 	var fired atomic.Bool
 	var second error
-	h.stripe.setHook(func(method, path string) {
+	h.calls.setHook(func(method, path string) {
 		if path == "/v1/subscriptions" && fired.CompareAndSwap(false, true) {
 			_, second = h.b.SyncAll(t.Context())
 		}
@@ -418,23 +455,28 @@ func TestBucket_PacesAfterBurst(t *testing.T) {
 // other 404 (a proxy, a wrong api_url) is a plain failure, and neither
 // changes what is stored.
 func TestSync_Only404ResourceMissingIsAnUnseenCustomer(t *testing.T) {
-	obs := &fakeObserver{}
+	obs := &testObserver{}
 	h := newHarness(t, func(c *Config) { c.Observer = obs })
-	withActiveAda(h)
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	cus, _ := withActiveAda(h)
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
-	h.stripe.fail("GET", "/v1/customers/", http.StatusNotFound, "", 1)
-	err := h.b.SyncCustomer(t.Context(), "cus_1", "")
+	before := h.store.subscriptions(userAda())
+	// A proxy or a wrong api_url answers 404 without Stripe's code.
+	h.calls.fail("GET", "/v1/customers/", http.StatusNotFound, "", 1)
+	err := h.b.SyncCustomer(t.Context(), cus, "")
 	if err == nil || errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 0 {
 		t.Errorf("plain 404: %v, anomalies %v", err, obs.anomalies)
 	}
-	h.stripe.fail("GET", "/v1/customers/", http.StatusNotFound, "resource_missing", 1)
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
+	h.calls.fail("GET", "/v1/customers/", http.StatusNotFound, "resource_missing", 1)
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); !errors.Is(err, ErrCustomerUnseen) || obs.count(AnomalyCustomerUnseen) != 1 {
 		t.Errorf("resource_missing: %v, anomalies %v", err, obs.anomalies)
 	}
-	if st := h.store.state("cus_1"); st.Deleted || len(st.Subscriptions) != 1 {
-		t.Errorf("state %+v, want as it was", st)
+	if who, ok := h.store.subjectOf(cus); !ok || who != userAda() {
+		t.Errorf("customer linked to %v, %v; want it kept", who, ok)
+	}
+	if diff := cmp.Diff(before, h.store.subscriptions(userAda())); len(before) != 1 || diff != "" {
+		t.Errorf("stored subscriptions changed (-before +after):\n%s", diff)
 	}
 }
 
@@ -442,15 +484,38 @@ func TestSync_Only404ResourceMissingIsAnUnseenCustomer(t *testing.T) {
 // completed in the same instant, or one made elsewhere) are logged and
 // counted; both still count for access.
 func TestSync_SeveralLiveSubscriptionsAreCounted(t *testing.T) {
-	obs := &fakeObserver{}
+	obs := &testObserver{}
 	h := newHarness(t, func(c *Config) { c.Observer = obs })
-	withActiveAda(h)
-	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "trialing", Prices: []string{"price_other"}})
-	h.stripe.addSub(fakeSub{Customer: "cus_1", Status: "canceled", Prices: []string{"price_pro"}})
-	if err := h.b.SyncCustomer(t.Context(), "cus_1", ""); err != nil {
+	cus, _ := withActiveAda(h)
+	h.stripe.subscribeWith(cus, "trialing", "price_other")
+	h.stripe.subscribeWith(cus, "canceled", "price_pro")
+	if err := h.b.SyncCustomer(t.Context(), cus, ""); err != nil {
 		t.Fatal(err)
 	}
-	if obs.count(AnomalySeveralLiveSubscriptions) != 1 || len(h.store.state("cus_1").Subscriptions) != 3 {
-		t.Errorf("anomalies %v, state %+v", obs.anomalies, h.store.state("cus_1"))
+	if subs := h.store.subscriptions(userAda()); obs.count(AnomalySeveralLiveSubscriptions) != 1 || len(subs) != 3 {
+		t.Errorf("anomalies %v, stored %+v", obs.anomalies, subs)
+	}
+}
+
+// A subscription's prices are its recurring items' (a legacy plan counts
+// as one): a one-time price among its items names no plan. Neither Stripe
+// nor the sandbox puts one there, so the mapping is asked directly.
+func TestSubscription_OnlyRecurringItemsArePrices(t *testing.T) {
+	h := newHarness(t)
+	now := h.clock.Now()
+	s := &stripe.Subscription{ID: "sub_1", Status: stripe.SubscriptionStatusActive, Items: &stripe.SubscriptionItemList{
+		Data: []*stripe.SubscriptionItem{
+			{Price: &stripe.Price{ID: "price_fee", Type: stripe.PriceTypeOneTime}},
+			nil,
+			{Plan: &stripe.Plan{ID: "price_other"}},
+			{Price: &stripe.Price{ID: "price_pro_yearly", Type: stripe.PriceTypeRecurring}},
+			{Price: &stripe.Price{ID: "price_pro_yearly", Type: stripe.PriceTypeRecurring}},
+		},
+	}}
+	got := h.b.subscription(s, "cus_1", now)
+	want := proxy.Subscription{ID: "sub_1", CustomerID: "cus_1", Status: proxy.StatusActive,
+		PriceIDs: []string{"price_other", "price_pro_yearly"}, Plan: "pro", SyncedAt: now}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mapped (-want +got):\n%s", diff)
 	}
 }
