@@ -1,36 +1,26 @@
 package stripe
 
 import (
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/tollgate/tollgate/proxy"
+	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
 )
 
 // TestCheckKey_NeedsNoStore: `check -online` asks Stripe about the key and
 // the prices without a store (a running gateway holds its lock), and
 // reports a price of the wrong kind.
 func TestCheckKey_NeedsNoStore(t *testing.T) {
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/v1/account":
-			w.Write([]byte(`{"id":"acct_1","object":"account"}`))
-		case "/v1/prices/price_pro":
-			w.Write([]byte(`{"id":"price_pro","object":"price","active":true,"type":"recurring","unit_amount":1200,"currency":"usd","recurring":{"interval":"month","interval_count":1}}`))
-		case "/v1/prices/price_once":
-			w.Write([]byte(`{"id":"price_once","object":"price","active":true,"type":"one_time","unit_amount":100,"currency":"usd"}`))
-		default:
-			w.WriteHeader(http.StatusNotFound)
-			w.Write([]byte(`{"error":{"type":"invalid_request_error","code":"resource_missing","message":"No such object"}}`))
-		}
-	}))
+	sb := stripesandbox.New(stripesandbox.Options{Prices: []stripesandbox.Price{
+		{ID: "price_pro", Product: "Pro", UnitAmount: 1200, Interval: "month"},
+		{ID: "price_once", Product: "Setup", UnitAmount: 100},
+	}})
+	t.Cleanup(func() { _ = sb.Close() })
+	api := httptest.NewServer(sb.Handler())
 	t.Cleanup(api.Close)
-	public, _ := url.Parse("https://app.example.com")
-	cfg := Config{SecretKey: "sk_test_x", APIURL: api.URL, PublicURL: public,
+	cfg := Config{SecretKey: sb.SecretKey(), APIURL: api.URL, PublicURL: mustURL("https://app.example.com"),
 		Plans: []proxy.Plan{{Key: "pro", Prices: []string{"price_pro"}}}}
 	if err := CheckKey(t.Context(), cfg); err != nil {
 		t.Fatalf("a working key and a recurring price: %v", err)
