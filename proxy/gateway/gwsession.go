@@ -233,7 +233,7 @@ func (g *gatewaySessions) observe(result string) {
 	}
 }
 
-// RevokeSession makes any __tollgate cookie naming sessionID invalid at once.
+// revoke makes any gateway cookie naming sessionID invalid at once.
 func (g *gatewaySessions) revoke(sessionID string, now time.Time) {
 	g.revoked.Add(sessionID, now)
 	g.checks.Remove(sessionID)
