@@ -139,7 +139,7 @@ func (c *adminClient) users(ctx context.Context, status, plan string, pageSize i
 // runUsers lists the gateway's users with their Stripe customer, plans and
 // status: a table, or --json / --csv.
 func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("users", stderr)
+	fs := newFlagSet("users", "Lists users with their Stripe customer, plan and status, asking the running gateway's admin listener (found from the config).", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
 	status := fs.String("status", "", "only users whose best subscription status is this (active, trialing, past_due, canceled, …, or none)")
 	plan := fs.String("plan", "", "only users holding this plan (its config key)")
@@ -232,7 +232,7 @@ func orDash(s string) string {
 // runSync asks the gateway to re-read one customer from Stripe now, or to
 // start a sync of all customers.
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sync", stderr)
+	fs := newFlagSet("sync", "Re-reads one customer, or every customer, from Stripe into the store, through the running gateway.", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
 	customer := fs.String("customer", "", "sync this Stripe customer (cus_…)")
 	userID := fs.String("user", "", "sync the Stripe customer of this Clerk user (user_…) or organisation (org_…)")
@@ -279,7 +279,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // file: written to a temporary file beside it, checked to open as a store,
 // then renamed into place, so FILE is never a partial copy.
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs := newFlagSet("backup", stderr)
+	fs := newFlagSet("backup", "Writes a consistent copy of the store to a file, through the running gateway.", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
 	out := fs.String("o", "", "the file to write (required)")
 	if err := parseFlags(fs, args); err != nil {

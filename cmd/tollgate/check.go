@@ -15,7 +15,7 @@ import (
 )
 
 func runCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", stderr)
+	fs := newFlagSet("check", "Validates a config file: every mistake with its line, then warnings. Opens nothing and calls nobody unless -online.", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
 	online := fs.Bool("online", false, "also confirm the Clerk and Stripe keys work and every configured price exists, is active and of the right kind")
 	if err := parseFlags(fs, args); err != nil {

@@ -59,7 +59,7 @@ type demo struct {
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", stderr)
+	fs := newFlagSet("demo", "Runs everything locally: a demo app, sandbox stand-ins for Clerk and Stripe, and the gateway in front of the app.", stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "where the gateway listens (loopback); falls back to a free port if taken")
 	verbose := fs.Bool("v", false, "log every request")
 	dev := fs.Bool("dev", false, "run the sandbox Clerk as a development instance (pk_test_): dev browser, handshakes in the URL")

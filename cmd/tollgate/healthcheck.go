@@ -14,7 +14,7 @@ import (
 // runHealthcheck asks the running gateway whether it is alive, for Docker's
 // HEALTHCHECK in an image without a shell or curl.
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("healthcheck", stderr)
+	fs := newFlagSet("healthcheck", "Exits 0 when the gateway at the config's listen address answers its health check (for Docker's HEALTHCHECK).", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
 	if err := parseFlags(fs, args); err != nil {
 		return err

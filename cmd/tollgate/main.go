@@ -1,10 +1,7 @@
 // Command tollgate is a reverse proxy that puts a Clerk sign-in and a Stripe
 // subscription paywall in front of an unmodified web app.
 //
-//	tollgate [serve] -config FILE   run the gateway (default command)
-//	tollgate check -config FILE     validate a config without opening anything
-//	tollgate demo                   run everything locally: demo app, sandbox Clerk and Stripe, gateway
-//	tollgate version
+// Run "tollgate help" for the commands.
 package main
 
 import (
@@ -48,6 +45,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 {
+		// The flags every CLI answers, before serve's own.
+		switch args[0] {
+		case "-h", "-help", "--help":
+			cmd = "help"
+		case "-version", "--version":
+			cmd = "version"
+		}
 	}
 	switch cmd {
 	case "serve":
@@ -78,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 const usage = `tollgate: a Clerk sign-in and Stripe paywall in front of any web app.
 
 Usage:
-  tollgate [serve] -config FILE   run the gateway
+  tollgate [serve] [-config FILE] run the gateway (default config: ` + defaultConfigPath + `)
   tollgate check [-config FILE]   validate a config file and report warnings
   tollgate demo [-addr ADDR] [-dev] run a local demo: app, sandbox Clerk and Stripe, gateway
                                   (-dev: the sandbox Clerk as a development instance)
@@ -89,12 +94,21 @@ Usage:
   tollgate backup [-config FILE] -o FILE
                                   a consistent copy of the store, from the running gateway
   tollgate healthcheck [-config FILE]  exit 0 if the gateway answers (Docker HEALTHCHECK)
-  tollgate version                print the version
+  tollgate version                print the version (also --version)
+
+Run "tollgate COMMAND -h" for a command's flags. New here? "tollgate demo" runs
+everything locally; the README's quickstart sets up a real deployment.
 `
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+// newFlagSet is a subcommand's flags; its -h says what the command does
+// (summary) before listing them.
+func newFlagSet(name, summary string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("tollgate "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: tollgate %s [flags]\n\n%s\n\nFlags:\n", name, summary)
+		fs.PrintDefaults()
+	}
 	return fs
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,14 +24,22 @@ const defaultConfigPath = "/etc/tollgate/config.yaml"
 // binds the listeners and turns SIGHUP into reloads, then serves until ctx
 // ends (SIGTERM).
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("serve", stderr)
-	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
-	logFormat := fs.String("log", "json", "log format: json or text")
-	if err := parseFlags(fs, args); err != nil {
+	flags := newFlagSet("serve", "Runs the gateway: the config's listen address in front of its upstream. SIGHUP reloads the config; SIGTERM finishes requests and stops.", stderr)
+	configPath := flags.String("config", defaultConfigPath, "path to the YAML config")
+	logFormat := flags.String("log", "json", "log format: json or text")
+	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
 	logger := newLogger(stderr, *logFormat)
 	cfg, err := config.Load(*configPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Most often a first run of bare "tollgate": say what to do next.
+		return fmt.Errorf("no config at %s.\n"+
+			"  To try tollgate locally:   tollgate demo\n"+
+			"  To use another file:       tollgate -config FILE\n"+
+			"  To write one:              tollgate init (or see the README's quickstart)\n"+
+			"  Every command:             tollgate help", *configPath)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLI_HelpListsEveryCommand: "tollgate help", -h and --help all list
+// the commands, and every dispatched command is in the list.
+func TestCLI_HelpListsEveryCommand(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}} {
+		var out, errb bytes.Buffer
+		if err := run(t.Context(), args, &out, &errb); err != nil {
+			t.Errorf("%v: %v", args, err)
+			continue
+		}
+		for _, cmd := range []string{"serve", "check", "demo", "users", "sync", "backup", "healthcheck", "version"} {
+			if !strings.Contains(out.String(), "tollgate "+cmd) && !strings.Contains(out.String(), "tollgate ["+cmd+"]") {
+				t.Errorf("%v: the help does not list %s:\n%s", args, cmd, out.String())
+			}
+		}
+	}
+}
+
+func TestCLI_Version(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		var out, errb bytes.Buffer
+		if err := run(t.Context(), args, &out, &errb); err != nil || out.String() != "tollgate "+version+"\n" {
+			t.Errorf("%v: %v %q", args, err, out.String())
+		}
+	}
+}
+
+// TestCLI_EachCommandSaysWhatItDoes: a command's -h begins with what it
+// does, then its flags.
+func TestCLI_EachCommandSaysWhatItDoes(t *testing.T) {
+	for cmd, want := range map[string]string{
+		"serve":       "Runs the gateway",
+		"check":       "Validates a config file",
+		"demo":        "Runs everything locally",
+		"users":       "Lists users",
+		"sync":        "Re-reads one customer",
+		"backup":      "Writes a consistent copy of the store",
+		"healthcheck": "Exits 0 when the gateway",
+	} {
+		var out, errb bytes.Buffer
+		err := run(t.Context(), []string{cmd, "-h"}, &out, &errb)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s -h: err = %v, want flag.ErrHelp", cmd, err)
+		}
+		help := errb.String()
+		if !strings.HasPrefix(help, "Usage: tollgate "+cmd+" [flags]\n\n"+want) || !strings.Contains(help, "Flags:\n  -") {
+			t.Errorf("%s -h:\n%s", cmd, help)
+		}
+	}
+}
+
+// TestCLI_BareTollgateWithoutAConfigSaysWhatToDo: the first run of a bare
+// binary is a guide, not "no such file".
+func TestCLI_BareTollgateWithoutAConfigSaysWhatToDo(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(t.Context(), []string{"-config", filepath.Join(t.TempDir(), "config.yaml")}, &out, &errb)
+	if err == nil {
+		t.Fatal("no error without a config")
+	}
+	for _, want := range []string{"no config at ", "tollgate demo", "tollgate -config FILE", "tollgate help"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+}
