@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
+
 	"github.com/tollgate/tollgate/proxy/sandbox/clerk"
 	"github.com/tollgate/tollgate/proxy/sandbox/demoapp"
 	"github.com/tollgate/tollgate/proxy/sandbox/stripe"
@@ -90,6 +93,12 @@ func TestDockerfile_KeepsItsPromises(t *testing.T) {
 	}
 	if len(stages) < 2 {
 		t.Errorf("not a multi-stage build: %v", stages)
+	}
+	pinned := regexp.MustCompile(`^FROM (--platform=\S+ )?\S+:\S+@sha256:[0-9a-f]{64}( AS \S+)?$`)
+	for _, st := range stages {
+		if !pinned.MatchString(st) {
+			t.Errorf("base image not pinned by digest: %s", st)
+		}
 	}
 	if last := stages[len(stages)-1]; !strings.Contains(last, "distroless/static") && !strings.Contains(last, "scratch") {
 		t.Errorf("runtime image %q: want distroless static or scratch (the binary is static)", last)
@@ -416,6 +425,45 @@ func (l *lockedWriter) waitFor(s string, done <-chan struct{}, within time.Durat
 			return strings.Contains(l.String(), s)
 		case <-timeout.C:
 			return false
+		}
+	}
+}
+
+// TestCompose_MountsTheConfigDirectory: the compose file mounts the config's
+// directory (a reload must see an editor's replaced file) and the data
+// volume, and publishes no port of the app's; the env file example holds no
+// inline comment, which docker's --env-file would keep in the value.
+func TestCompose_MountsTheConfigDirectory(t *testing.T) {
+	raw, err := os.ReadFile("../../compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Ports   []string `yaml:"ports"`
+			Volumes []string `yaml:"volumes"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	tg, app := compose.Services["tollgate"], compose.Services["app"]
+	if diff := cmp.Diff([]string{"./tollgate:/etc/tollgate:ro", "tollgate-data:/data"}, tg.Volumes); diff != "" {
+		t.Errorf("tollgate's volumes (-want +got):\n%s", diff)
+	}
+	if len(app.Ports) != 0 {
+		t.Errorf("the app publishes %v: only tollgate may reach it", app.Ports)
+	}
+	env, err := os.ReadFile("../../tollgate.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(string(env)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !strings.Contains(line, "=") || strings.Contains(line, "#") || strings.ContainsAny(line, " \t") {
+			t.Errorf("tollgate.env.example line %d %q: want VAR=value with no comment or space", i+1, line)
 		}
 	}
 }
