@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,5 +72,30 @@ func TestCLI_BareTollgateWithoutAConfigSaysWhatToDo(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not say %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestGoInstallable: `go install github.com/tollgate/tollgate/cmd/tollgate@latest`
+// refuses a module whose go.mod has replace or exclude directives, and
+// installs under the module path, which must be the one the README names.
+func TestGoInstallable(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mod), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && (f[0] == "replace" || f[0] == "exclude") {
+			t.Errorf("go.mod: %q breaks go install …@latest", line)
+		}
+	}
+	if !strings.HasPrefix(string(mod), "module github.com/tollgate/tollgate\n") {
+		t.Errorf("go.mod's module path is not github.com/tollgate/tollgate")
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "go install github.com/tollgate/tollgate/cmd/tollgate@latest") {
+		t.Error("the README does not show go install")
 	}
 }
