@@ -148,22 +148,6 @@ type SessionEnder interface {
 	EndSession(ctx context.Context, sessionID string) (clear []string, err error)
 }
 
-// SubjectKind says whether a billing subject is a user or an organisation.
-type SubjectKind string
-
-const (
-	SubjectUser SubjectKind = "user"
-	SubjectOrg  SubjectKind = "org"
-)
-
-// Subject is who pays: a Clerk user or a Clerk organisation.
-type Subject struct {
-	Kind SubjectKind
-	ID   string // user_… or org_…
-}
-
-func (s Subject) String() string { return string(s.Kind) + ":" + s.ID }
-
 // SubscriptionStatus is Stripe's subscription status, verbatim.
 type SubscriptionStatus string
 

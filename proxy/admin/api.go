@@ -131,21 +131,10 @@ func auditOf(e *bolt.AuditEntry) AuditEntry {
 	return AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject.ID, Detail: e.Detail}
 }
 
-// subjectOf reads a Clerk user or organisation ID (letters, digits and
-// underscores after user_ or org_).
+// subjectOf reads a bare Clerk user or organisation ID (user_…, org_…).
 func subjectOf(id string) (proxy.Subject, bool) {
-	if len(id) > 100 || strings.IndexFunc(id, func(r rune) bool {
-		return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
-	}) >= 0 {
-		return proxy.Subject{}, false
-	}
-	switch {
-	case len(id) > len("user_") && strings.HasPrefix(id, "user_"):
-		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
-	case len(id) > len("org_") && strings.HasPrefix(id, "org_"):
-		return proxy.Subject{Kind: proxy.SubjectOrg, ID: id}, true
-	}
-	return proxy.Subject{}, false
+	s, err := proxy.ParseSubject(id)
+	return s, err == nil && !strings.Contains(id, ":")
 }
 
 // needStore answers 503 when no store is configured.

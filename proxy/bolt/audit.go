@@ -120,7 +120,7 @@ func auditOf(tx *bbolt.Tx, subject proxy.Subject, limit int) ([]AuditEntry, erro
 		}
 		e := AuditEntry{At: rec.At, Actor: rec.Actor, Action: rec.Action, Detail: rec.Detail}
 		if rec.Subject != "" {
-			subj, err := parseSubject(rec.Subject)
+			subj, err := proxy.ParseSubject(rec.Subject)
 			if err != nil {
 				return nil, fmt.Errorf("audit entry %x: %w", k, err)
 			}

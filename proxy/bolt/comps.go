@@ -91,7 +91,7 @@ type compRecord struct {
 func (r *compRecord) version() int { return r.V }
 
 func (r *compRecord) comp(id string) (Comp, error) {
-	subject, err := parseSubject(r.Subject)
+	subject, err := proxy.ParseSubject(r.Subject)
 	if err != nil {
 		return Comp{}, fmt.Errorf("comp %s: %w", id, err)
 	}

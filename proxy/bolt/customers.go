@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -116,25 +115,12 @@ func hadTrial(subs []proxy.Subscription) bool {
 	return false
 }
 
-// checkSubject rejects subjects that cannot be keys.
+// checkSubject rejects subjects that cannot be keys (proxy.Subject.Valid).
 func checkSubject(s proxy.Subject) error {
-	if s.Kind != proxy.SubjectUser && s.Kind != proxy.SubjectOrg {
-		return fmt.Errorf("invalid subject kind %q", s.Kind)
-	}
-	if s.ID == "" {
-		return errors.New("empty subject id")
+	if !s.Valid() {
+		return fmt.Errorf("subject %.40q: %w", s.String(), proxy.ErrInvalidSubject)
 	}
 	return nil
-}
-
-// parseSubject reads a stored "kind:id" subject.
-func parseSubject(key string) (proxy.Subject, error) {
-	kind, id, _ := strings.Cut(key, ":")
-	s := proxy.Subject{Kind: proxy.SubjectKind(kind), ID: id}
-	if err := checkSubject(s); err != nil {
-		return proxy.Subject{}, fmt.Errorf("stored subject %q: %w", key, err)
-	}
-	return s, nil
 }
 
 // getCustomer reads a customer record; ok is false when there is none.
@@ -288,7 +274,7 @@ func (s *Store) SubjectOf(ctx context.Context, customerID string) (proxy.Subject
 		if err != nil || !ok || rec.Subject == "" {
 			return err
 		}
-		subject, err = parseSubject(rec.Subject)
+		subject, err = proxy.ParseSubject(rec.Subject)
 		return err
 	})
 	if err != nil {
@@ -396,7 +382,7 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 		rec.SyncedAt = utc(syncedAt)
 		if state.Deleted {
 			if rec.Subject != "" {
-				if subject, err = parseSubject(rec.Subject); err != nil {
+				if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 					return err
 				}
 				subjects, err := bucket(tx, bucketSubjects)
@@ -430,7 +416,7 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 			return err
 		}
 		if rec.Subject != "" {
-			if subject, err = parseSubject(rec.Subject); err != nil {
+			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 				return err
 			}
 			ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID), now)

@@ -277,7 +277,7 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]UserSummary, str
 				}
 				return st.cur == ""
 			})
-			subject, err := parseSubject(key)
+			subject, err := proxy.ParseSubject(key)
 			if err != nil {
 				return err
 			}

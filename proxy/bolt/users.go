@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -71,14 +70,15 @@ func putUser(b *bbolt.Bucket, id string, rec *userRecord) error {
 
 // RecordSeen records a batch of sightings (user ID → when) in one
 // transaction: first_seen is set once (the earliest), last_seen only moves
-// forward. Empty IDs are ignored.
+// forward. IDs that are not Clerk user IDs (proxy.Subject.Valid) are
+// ignored.
 func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
 	}
 	ids := make([]string, 0, len(seen))
 	for id := range seen {
-		if id != "" {
+		if (proxy.Subject{Kind: proxy.SubjectUser, ID: id}).Valid() {
 			ids = append(ids, id)
 		}
 	}
@@ -109,8 +109,8 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 // PutUser stores what Clerk says about a user (email, organisations). The
 // stored first/last seen are kept, widened by u's if it carries any.
 func (s *Store) PutUser(ctx context.Context, u User) error {
-	if u.ID == "" {
-		return errors.New("bolt: put user: empty id")
+	if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
+		return fmt.Errorf("bolt: put user: %w", err)
 	}
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		b, err := bucket(tx, bucketUsers)

@@ -432,8 +432,8 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 		return ret, nil // not paid yet: nothing to sync
 	}
 	cus := cs.Customer.ID
-	subject, ok := parseSubject(cs.Metadata[MetaSubject])
-	if !ok {
+	subject, perr := proxy.ParseSubject(cs.Metadata[MetaSubject])
+	if perr != nil {
 		subject = proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}
 	}
 	complete := cs.Status == stripe.CheckoutSessionStatusComplete && cs.Mode == stripe.CheckoutSessionModeSubscription

@@ -504,24 +504,14 @@ func subjectMetadataKey(s proxy.Subject) string {
 // metadata (never by email). An organisation wins over a user when both
 // are set: such a customer pays for the organisation.
 func subjectFromMetadata(md map[string]string) (proxy.Subject, bool) {
-	if id := strings.TrimSpace(md[MetaOrgID]); strings.HasPrefix(id, "org_") {
-		return proxy.Subject{Kind: proxy.SubjectOrg, ID: id}, true
+	if s, ok := subjectOfKind(proxy.SubjectOrg, strings.TrimSpace(md[MetaOrgID])); ok {
+		return s, true
 	}
-	if id := strings.TrimSpace(md[MetaUserID]); strings.HasPrefix(id, "user_") {
-		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
-	}
-	return proxy.Subject{}, false
+	return subjectOfKind(proxy.SubjectUser, strings.TrimSpace(md[MetaUserID]))
 }
 
-// parseSubject reads Subject.String() back: "user:user_…" or "org:org_…".
-func parseSubject(s string) (proxy.Subject, bool) {
-	kind, id, ok := strings.Cut(s, ":")
-	switch {
-	case !ok:
-	case kind == string(proxy.SubjectUser) && strings.HasPrefix(id, "user_"):
-		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
-	case kind == string(proxy.SubjectOrg) && strings.HasPrefix(id, "org_"):
-		return proxy.Subject{Kind: proxy.SubjectOrg, ID: id}, true
-	}
-	return proxy.Subject{}, false
+// subjectOfKind reads a subject (proxy.ParseSubject) that must be of kind.
+func subjectOfKind(kind proxy.SubjectKind, s string) (proxy.Subject, bool) {
+	sub, err := proxy.ParseSubject(s)
+	return sub, err == nil && sub.Kind == kind
 }

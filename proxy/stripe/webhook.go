@@ -355,11 +355,8 @@ func (o eventObject) customerID() string {
 // checkoutSubject is who a checkout session was for: tollgate's own
 // metadata subject, else a Clerk user ID in client_reference_id.
 func (o eventObject) checkoutSubject() (proxy.Subject, bool) {
-	if s, ok := parseSubject(o.Metadata[MetaSubject]); ok {
+	if s, err := proxy.ParseSubject(o.Metadata[MetaSubject]); err == nil {
 		return s, true
 	}
-	if id := o.ClientReferenceID; strings.HasPrefix(id, "user_") {
-		return proxy.Subject{Kind: proxy.SubjectUser, ID: id}, true
-	}
-	return proxy.Subject{}, false
+	return subjectOfKind(proxy.SubjectUser, o.ClientReferenceID)
 }
