@@ -162,7 +162,7 @@ func DecidePaid(in PaidInput) PaidDecision {
 			if sub.CollectionPaused(in.Now) && Grants(sub, AccessPolicy{PastDueGrace: in.Policy.PastDueGrace}, in.Now) {
 				d.Held = sub
 			}
-			if statusRank(sub.Status) > statusRank(d.Status) {
+			if sub.Status.Rank() > d.Status.Rank() {
 				d.Status = sub.Status
 			}
 		}
@@ -188,28 +188,4 @@ func planByKey(plans []*Plan, key string) *Plan {
 		}
 	}
 	return nil
-}
-
-// statusRank orders statuses by how much they tell the visitor: a past_due
-// subscription explains a denial better than a long-canceled one.
-func statusRank(s SubscriptionStatus) int {
-	switch s {
-	case StatusActive:
-		return 8
-	case StatusTrialing:
-		return 7
-	case StatusPastDue:
-		return 6
-	case StatusUnpaid:
-		return 5
-	case StatusIncomplete:
-		return 4
-	case StatusPaused:
-		return 3
-	case StatusIncompleteExpired:
-		return 2
-	case StatusCanceled:
-		return 1
-	}
-	return 0
 }

@@ -148,20 +148,6 @@ type SessionEnder interface {
 	EndSession(ctx context.Context, sessionID string) (clear []string, err error)
 }
 
-// SubscriptionStatus is Stripe's subscription status, verbatim.
-type SubscriptionStatus string
-
-const (
-	StatusActive            SubscriptionStatus = "active"
-	StatusTrialing          SubscriptionStatus = "trialing"
-	StatusPastDue           SubscriptionStatus = "past_due"
-	StatusIncomplete        SubscriptionStatus = "incomplete"
-	StatusIncompleteExpired SubscriptionStatus = "incomplete_expired"
-	StatusUnpaid            SubscriptionStatus = "unpaid"
-	StatusCanceled          SubscriptionStatus = "canceled"
-	StatusPaused            SubscriptionStatus = "paused"
-)
-
 // Subscription is one Stripe subscription as tollgate last learned it from
 // Stripe (never from a webhook payload's fields).
 type Subscription struct {

@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -291,10 +290,4 @@ func actor(r *http.Request) string {
 		a = string(rs[:maxActorLen])
 	}
 	return a
-}
-
-// knownStatus reports whether s is a Stripe subscription status.
-func knownStatus(s string) bool {
-	return slices.Contains([]proxy.SubscriptionStatus{proxy.StatusActive, proxy.StatusTrialing, proxy.StatusPastDue, proxy.StatusIncomplete,
-		proxy.StatusIncompleteExpired, proxy.StatusUnpaid, proxy.StatusCanceled, proxy.StatusPaused}, proxy.SubscriptionStatus(s))
 }

@@ -314,6 +314,11 @@ func TestAPI_Users(t *testing.T) {
 		t.Errorf("pages %v then %v (next %q, then %q)", first, rest, next, last)
 	}
 
+	for _, st := range proxy.Statuses() { // every status filters, incomplete_expired too
+		if code, _, body := e.do(t, "GET", "/api/users?status="+string(st), ""); code != 200 {
+			t.Errorf("?status=%s: %d %s", st, code, body)
+		}
+	}
 	for _, q := range []string{"status=bogus", "plan=nope", "limit=0", "limit=x", "limit=100000"} {
 		if code, _, body := e.do(t, "GET", "/api/users?"+q, ""); code != 400 || errorOf(t, body) == "" {
 			t.Errorf("?%s: %d %s; want 400 with an error", q, code, body)

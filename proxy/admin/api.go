@@ -159,7 +159,7 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := bolt.UserFilter{Status: q.Get("status"), Plan: q.Get("plan"), After: q.Get("after")}
-	if f.Status != "" && f.Status != bolt.StatusNone && !knownStatus(f.Status) {
+	if f.Status != "" && f.Status != bolt.StatusNone && !proxy.SubscriptionStatus(f.Status).Known() {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown status %q: want a Stripe subscription status (active, trialing, past_due, canceled, …) or %q", f.Status, bolt.StatusNone))
 		return
 	}

@@ -64,30 +64,6 @@ func (u *UserSummary) match(f *UserFilter) bool {
 	return true
 }
 
-// statusRank orders statuses for the summary (the same order as the
-// decision's): the higher, the more it tells.
-func statusRank(s proxy.SubscriptionStatus) int {
-	switch s {
-	case proxy.StatusActive:
-		return 8
-	case proxy.StatusTrialing:
-		return 7
-	case proxy.StatusPastDue:
-		return 6
-	case proxy.StatusUnpaid:
-		return 5
-	case proxy.StatusIncomplete:
-		return 4
-	case proxy.StatusPaused:
-		return 3
-	case proxy.StatusIncompleteExpired:
-		return 2
-	case proxy.StatusCanceled:
-		return 1
-	}
-	return 0
-}
-
 // grantsByStatus is proxy.Grants without the past-due grace, which the
 // store does not know: active, trialing and past_due grant.
 func grantsByStatus(s proxy.SubscriptionStatus) bool {
@@ -108,8 +84,8 @@ func summarize(subject proxy.Subject, user *userRecord, customerID, customerEmai
 	var best *proxy.Subscription
 	for i := range subs {
 		s := &subs[i]
-		if best == nil || statusRank(s.Status) > statusRank(best.Status) ||
-			statusRank(s.Status) == statusRank(best.Status) && s.CurrentPeriodEnd.After(best.CurrentPeriodEnd) {
+		if best == nil || s.Status.Rank() > best.Status.Rank() ||
+			s.Status.Rank() == best.Status.Rank() && s.CurrentPeriodEnd.After(best.CurrentPeriodEnd) {
 			best = s
 		}
 	}

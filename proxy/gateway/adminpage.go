@@ -50,7 +50,7 @@ func (s *Server) handleAdminPage(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	page := adminPage{Status: q.Get("status"), Plan: q.Get("plan"), Plans: s.cfg.Plans,
-		Statuses: []proxy.SubscriptionStatus{proxy.StatusActive, proxy.StatusTrialing, proxy.StatusPastDue, proxy.StatusUnpaid, proxy.StatusIncomplete, proxy.StatusPaused, proxy.StatusCanceled}}
+		Statuses: proxy.Statuses()}
 	if s.users == nil {
 		page.Unavailable = true
 	} else {
