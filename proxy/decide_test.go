@@ -10,31 +10,57 @@ import (
 
 func TestGrants_EveryStatusGraceAndCancelAtPeriodEnd(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	statuses := []SubscriptionStatus{StatusActive, StatusTrialing, StatusPastDue, StatusIncomplete,
-		StatusIncompleteExpired, StatusUnpaid, StatusCanceled, StatusPaused, "some_future_status"}
-	graces := []time.Duration{0, 72 * time.Hour}
-	pastDueFor := []time.Duration{time.Hour, 100 * time.Hour}
-	for _, st := range statuses {
-		for _, grace := range graces {
-			for _, pd := range pastDueFor {
-				for _, cape := range []bool{false, true} {
-					sub := &Subscription{Status: st, CancelAtPeriodEnd: cape, CurrentPeriodEnd: now.Add(-time.Hour)}
-					if st == StatusPastDue {
-						sub.PastDueSince = now.Add(-pd)
-					}
-					want := false
-					switch st {
-					case StatusActive, StatusTrialing:
-						want = true
-					case StatusPastDue:
-						want = grace == 0 || pd < grace
-					}
-					name := fmt.Sprintf("%s/grace=%s/past_due_for=%s/cancel_at_period_end=%v", st, grace, pd, cape)
-					if got := Grants(sub, AccessPolicy{PastDueGrace: grace}, now); got != want {
-						t.Errorf("%s: Grants = %v, want %v", name, got, want)
-					}
-				}
+	const grace = 72 * time.Hour
+	// Each row is written out: the answer is not computed the way Grants
+	// computes it. pastDueFor is how long tollgate has seen it past_due.
+	tests := []struct {
+		status     SubscriptionStatus
+		grace      time.Duration
+		pastDueFor time.Duration
+		want       bool
+	}{
+		{StatusActive, 0, 0, true},
+		{StatusActive, grace, 0, true},
+		{StatusTrialing, 0, 0, true},
+		{StatusTrialing, grace, 0, true},
+		{StatusPastDue, 0, time.Hour, true},       // no grace: access while Stripe retries
+		{StatusPastDue, 0, 100 * time.Hour, true}, // however long
+		{StatusPastDue, grace, time.Hour, true},   // within the grace
+		{StatusPastDue, grace, grace - 1, true},   // its last moment
+		{StatusPastDue, grace, grace, false},      // the grace is over
+		{StatusPastDue, grace, 100 * time.Hour, false},
+		{StatusUnpaid, 0, 0, false},
+		{StatusUnpaid, grace, 0, false},
+		{StatusIncomplete, 0, 0, false},
+		{StatusIncomplete, grace, 0, false},
+		{StatusPaused, 0, 0, false},
+		{StatusPaused, grace, 0, false},
+		{StatusIncompleteExpired, 0, 0, false},
+		{StatusIncompleteExpired, grace, 0, false},
+		{StatusCanceled, 0, 0, false},
+		{StatusCanceled, grace, 0, false},
+		{"some_future_status", 0, 0, false},
+		{"some_future_status", grace, 0, false},
+	}
+	covered := map[SubscriptionStatus]bool{}
+	for _, tt := range tests {
+		covered[tt.status] = true
+		// cancel_at_period_end changes nothing: Stripe keeps the status
+		// until the period ends.
+		for _, cape := range []bool{false, true} {
+			sub := &Subscription{Status: tt.status, CancelAtPeriodEnd: cape, CurrentPeriodEnd: now.Add(-time.Hour)}
+			if tt.status == StatusPastDue {
+				sub.PastDueSince = now.Add(-tt.pastDueFor)
 			}
+			name := fmt.Sprintf("%s/grace=%s/past_due_for=%s/cancel_at_period_end=%v", tt.status, tt.grace, tt.pastDueFor, cape)
+			if got := Grants(sub, AccessPolicy{PastDueGrace: tt.grace}, now); got != tt.want {
+				t.Errorf("%s: Grants = %v, want %v", name, got, tt.want)
+			}
+		}
+	}
+	for _, st := range Statuses() {
+		if !covered[st] {
+			t.Errorf("no row for status %s", st)
 		}
 	}
 }
