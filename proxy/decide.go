@@ -146,11 +146,9 @@ func DecidePaid(in PaidInput) PaidDecision {
 		}
 	}
 	check := func(ents *Entitlements, scope SubjectKind) bool {
-		if ents == nil {
-			return false
-		}
-		for i := range ents.Subscriptions {
-			sub := &ents.Subscriptions[i]
+		subs := ents.All(in.Now)
+		for i := range subs {
+			sub := &subs[i]
 			plan := planByKey(unlocking, sub.Plan)
 			if plan == nil || plan.Scope != scope {
 				continue

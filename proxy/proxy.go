@@ -168,15 +168,18 @@ type Subscription struct {
 	CollectionResumesAt time.Time
 	SyncedAt            time.Time // when Stripe last told us about it
 	// Comp marks a complimentary grant made by an admin, not a Stripe
-	// subscription: it is active until CurrentPeriodEnd, then it is not.
+	// subscription (Comp.Subscription): it is active until
+	// CurrentPeriodEnd, then it is not.
 	Comp bool
 }
 
-// Entitlements is everything one subject holds.
+// Entitlements is everything one subject holds: its Stripe customer's
+// subscriptions and its comps. All says which of them count at a moment.
 type Entitlements struct {
 	Subject       Subject
 	CustomerID    string
-	Subscriptions []Subscription
+	Subscriptions []Subscription // the customer's, as last synced
+	Comps         []Comp         // every comp, revoked and expired ones too, oldest first
 	SyncedAt      time.Time
 }
 

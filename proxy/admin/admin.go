@@ -32,8 +32,8 @@ type Store interface {
 	ListUsers(ctx context.Context, f bolt.UserFilter) ([]bolt.UserSummary, string, error)
 	UserDetail(ctx context.Context, subject proxy.Subject, limit int) (bolt.UserDetail, error)
 	CustomerOf(ctx context.Context, subject proxy.Subject) (string, error)
-	Comp(ctx context.Context, id string) (bolt.Comp, error)
-	PutComp(ctx context.Context, c bolt.Comp) error
+	Comp(ctx context.Context, id string) (proxy.Comp, error)
+	PutComp(ctx context.Context, c proxy.Comp) error
 	RevokeComp(ctx context.Context, id, by, reason string) error
 	Audit(ctx context.Context, e bolt.AuditEntry) error
 	Backup(w io.Writer) (int64, error)

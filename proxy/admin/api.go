@@ -122,7 +122,7 @@ func userOf(u *bolt.UserSummary) User {
 	return out
 }
 
-func compOf(c *bolt.Comp, now time.Time) Comp {
+func compOf(c *proxy.Comp, now time.Time) Comp {
 	return Comp{ID: c.ID, Subject: c.Subject.ID, Plan: c.Plan, ExpiresAt: c.ExpiresAt, By: c.By, Reason: c.Reason, CreatedAt: c.CreatedAt,
 		Active: c.Active(now), Revoked: c.Revoked, RevokedAt: c.RevokedAt, RevokedBy: c.RevokedBy, RevokeReason: c.RevokeReason}
 }
@@ -265,7 +265,7 @@ func (h *handler) grantComp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	by := actor(r)
-	c := bolt.Comp{ID: bolt.NewCompID(), Subject: subject, Plan: req.Plan, ExpiresAt: expires, By: by, Reason: req.Reason, CreatedAt: now}
+	c := proxy.Comp{ID: proxy.NewCompID(), Subject: subject, Plan: req.Plan, ExpiresAt: expires, By: by, Reason: req.Reason, CreatedAt: now}
 	ctx := r.Context()
 	if err := h.cfg.Store.PutComp(ctx, c); err != nil {
 		h.internal(w, r, "storing the comp", err)

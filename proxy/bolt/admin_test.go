@@ -48,20 +48,19 @@ func openClock(tb testing.TB, path string, clk *clock) *Store {
 	return s
 }
 
-func mustPutComp(tb testing.TB, s *Store, c Comp) {
+func mustPutComp(tb testing.TB, s *Store, c proxy.Comp) {
 	tb.Helper()
 	if err := s.PutComp(tb.Context(), c); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-// grants reports whether any of ents' subscriptions grants plan at now.
+// grants reports whether anything ents holds grants plan at now, as the
+// decision sees it (proxy.Entitlements.All).
 func grants(ents *proxy.Entitlements, plan string, now time.Time) bool {
-	if ents == nil {
-		return false
-	}
-	for i := range ents.Subscriptions {
-		if ents.Subscriptions[i].Plan == plan && proxy.Grants(&ents.Subscriptions[i], proxy.AccessPolicy{}, now) {
+	subs := ents.All(now)
+	for i := range subs {
+		if subs[i].Plan == plan && proxy.Grants(&subs[i], proxy.AccessPolicy{}, now) {
 			return true
 		}
 	}
@@ -74,12 +73,13 @@ func TestComps_GrantUntilExpiryAndRevocation(t *testing.T) {
 	if got := mustEntitlements(t, s, user1()); got != nil {
 		t.Fatalf("Entitlements before any comp = %+v; want nil", got)
 	}
-	comp := Comp{ID: "comp_1", Subject: user1(), Plan: "pro", ExpiresAt: t0().Add(24 * time.Hour), By: "ada", Reason: "conference speaker"}
+	comp := proxy.Comp{ID: "comp_1", Subject: user1(), Plan: "pro", ExpiresAt: t0().Add(24 * time.Hour), By: "ada", Reason: "conference speaker"}
 	mustPutComp(t, s, comp)
 
+	stored := comp
+	stored.CreatedAt = t0()
 	ents := mustEntitlements(t, s, user1())
-	want := &proxy.Entitlements{Subject: user1(), Subscriptions: []proxy.Subscription{
-		{ID: "comp_1", Plan: "pro", Status: proxy.StatusActive, CurrentPeriodEnd: t0().Add(24 * time.Hour), Comp: true}}}
+	want := &proxy.Entitlements{Subject: user1(), Comps: []proxy.Comp{stored}}
 	if diff := cmp.Diff(ents, want); diff != "" {
 		t.Errorf("Entitlements with only a comp (-got +want):\n%s", diff)
 	}
@@ -96,22 +96,24 @@ func TestComps_GrantUntilExpiryAndRevocation(t *testing.T) {
 	// Alongside a customer's subscriptions, and written through by commits.
 	state := twoSubs("cus_1", user1(), t0())
 	_, committed := mustCommit(t, s, state, "")
-	if n := len(committed.Subscriptions); n != 3 || !committed.Subscriptions[2].Comp {
-		t.Errorf("CommitCustomer returned %d subscriptions %+v; want the two from Stripe and the comp", n, committed.Subscriptions)
+	if len(committed.Subscriptions) != 2 || !cmp.Equal(committed.Comps, []proxy.Comp{stored}) {
+		t.Errorf("CommitCustomer returned %+v; want the two subscriptions from Stripe and the comp", committed)
 	}
 	if diff := cmp.Diff(mustEntitlements(t, s, user1()), committed); diff != "" {
 		t.Errorf("stored and returned Entitlements differ (-stored +returned):\n%s", diff)
 	}
 	// The customer is deleted in Stripe: the comp still stands.
 	_, afterDelete := mustCommit(t, s, proxy.CustomerState{CustomerID: "cus_1", Deleted: true}, "")
-	if !grants(afterDelete, "pro", t0()) || len(afterDelete.Subscriptions) != 1 {
+	if !grants(afterDelete, "pro", t0()) || len(afterDelete.Subscriptions) != 0 || len(afterDelete.Comps) != 1 {
 		t.Errorf("CommitCustomer(deleted) returned %+v; want the comp alone", afterDelete)
 	}
 
-	// Expired comps are left out; the record stays.
+	// An expired comp stays on record and in the Entitlements; it is the
+	// domain that says it grants nothing any more, whatever the store's
+	// clock (a cached copy expires on time too).
 	clk.Set(t0().Add(25 * time.Hour))
-	if got := mustEntitlements(t, s, user1()); got != nil {
-		t.Errorf("Entitlements after the comp expired = %+v; want nil", got)
+	if got := mustEntitlements(t, s, user1()); got == nil || len(got.Comps) != 1 || grants(got, "pro", t0().Add(25*time.Hour)) {
+		t.Errorf("Entitlements after the comp expired = %+v; want the comp on record, granting nothing", got)
 	}
 	clk.Set(t0().Add(time.Hour))
 
@@ -141,10 +143,9 @@ func TestComps_GrantUntilExpiryAndRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantComp := comp
-	wantComp.CreatedAt = t0()
+	wantComp := stored
 	wantComp.Revoked, wantComp.RevokedAt, wantComp.RevokedBy, wantComp.RevokeReason = true, t0().Add(time.Hour), "grace", "left the programme"
-	if diff := cmp.Diff(comps, []Comp{wantComp}); diff != "" {
+	if diff := cmp.Diff(comps, []proxy.Comp{wantComp}); diff != "" {
 		t.Errorf("Comps after reopen (-got +want):\n%s", diff)
 	}
 	if got, err := s.Comp(ctx, "comp_1"); err != nil || !cmp.Equal(got, wantComp) {
@@ -154,9 +155,9 @@ func TestComps_GrantUntilExpiryAndRevocation(t *testing.T) {
 
 func TestPutComp_Validates(t *testing.T) {
 	s, _ := newStore(t)
-	ok := Comp{ID: "comp_1", Subject: org1(), Plan: "team", ExpiresAt: t0()}
+	ok := proxy.Comp{ID: "comp_1", Subject: org1(), Plan: "team", ExpiresAt: t0()}
 	mustPutComp(t, s, ok)
-	for name, c := range map[string]Comp{
+	for name, c := range map[string]proxy.Comp{
 		"no id":         {Subject: user1(), Plan: "pro", ExpiresAt: t0()},
 		"no plan":       {ID: "comp_2", Subject: user1(), ExpiresAt: t0()},
 		"no expiry":     {ID: "comp_2", Subject: user1(), Plan: "pro"},
@@ -167,7 +168,7 @@ func TestPutComp_Validates(t *testing.T) {
 			t.Errorf("PutComp(%s) succeeded", name)
 		}
 	}
-	if id1, id2 := NewCompID(), NewCompID(); id1 == id2 || len(id1) != len("comp_")+26 {
+	if id1, id2 := proxy.NewCompID(), proxy.NewCompID(); id1 == id2 || len(id1) != len("comp_")+26 {
 		t.Errorf("NewCompID gave %q and %q", id1, id2)
 	}
 }
@@ -309,9 +310,9 @@ func userStore(t *testing.T) *Store {
 		mustCommit(t, s, st, "")
 	}
 	// user_c: a comp only; user_f: a comp only, never seen; user_d: nothing.
-	mustPutComp(t, s, Comp{ID: "comp_c", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_c"}, Plan: "pro", ExpiresAt: t0().Add(10 * day)})
-	mustPutComp(t, s, Comp{ID: "comp_f1", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, Plan: "team", ExpiresAt: t0().Add(2 * day)})
-	mustPutComp(t, s, Comp{ID: "comp_f2", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, Plan: "pro", ExpiresAt: t0().Add(-day)}) // expired
+	mustPutComp(t, s, proxy.Comp{ID: "comp_c", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_c"}, Plan: "pro", ExpiresAt: t0().Add(10 * day)})
+	mustPutComp(t, s, proxy.Comp{ID: "comp_f1", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, Plan: "team", ExpiresAt: t0().Add(2 * day)})
+	mustPutComp(t, s, proxy.Comp{ID: "comp_f2", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, Plan: "pro", ExpiresAt: t0().Add(-day)}) // expired
 	return s
 }
 

@@ -2,8 +2,6 @@ package bolt
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"slices"
@@ -43,36 +41,6 @@ func createdBucket(tx *bbolt.Tx, name string) (*bbolt.Bucket, error) {
 // created: read it as empty.
 func optionalBucket(tx *bbolt.Tx, name string) *bbolt.Bucket { return tx.Bucket([]byte(name)) }
 
-// Comp is a complimentary grant of a plan to a subject, made by an admin,
-// until ExpiresAt. A revoked comp is kept for the record and grants nothing.
-type Comp struct {
-	ID           string
-	Subject      proxy.Subject
-	Plan         string // config key of the plan
-	ExpiresAt    time.Time
-	By, Reason   string // who granted it, and why
-	CreatedAt    time.Time
-	Revoked      bool
-	RevokedAt    time.Time
-	RevokedBy    string
-	RevokeReason string
-}
-
-// Active reports whether the comp grants its plan at now.
-func (c *Comp) Active(now time.Time) bool { return !c.Revoked && now.Before(c.ExpiresAt) }
-
-// Subscription is the comp as the decision sees it.
-func (c *Comp) Subscription() proxy.Subscription {
-	return proxy.Subscription{ID: c.ID, Plan: c.Plan, Status: proxy.StatusActive, CurrentPeriodEnd: c.ExpiresAt, Comp: true}
-}
-
-// NewCompID returns a fresh random comp ID ("comp_" and 26 base32 letters).
-func NewCompID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return "comp_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
 // compRecord is the comps bucket's value.
 type compRecord struct {
 	V            int       `json:"v"`
@@ -90,39 +58,39 @@ type compRecord struct {
 
 func (r *compRecord) version() int { return r.V }
 
-func (r *compRecord) comp(id string) (Comp, error) {
+func (r *compRecord) comp(id string) (proxy.Comp, error) {
 	subject, err := proxy.ParseSubject(r.Subject)
 	if err != nil {
-		return Comp{}, fmt.Errorf("comp %s: %w", id, err)
+		return proxy.Comp{}, fmt.Errorf("comp %s: %w", id, err)
 	}
-	return Comp{ID: id, Subject: subject, Plan: r.Plan, ExpiresAt: r.ExpiresAt, By: r.By, Reason: r.Reason, CreatedAt: r.CreatedAt,
+	return proxy.Comp{ID: id, Subject: subject, Plan: r.Plan, ExpiresAt: r.ExpiresAt, By: r.By, Reason: r.Reason, CreatedAt: r.CreatedAt,
 		Revoked: r.Revoked, RevokedAt: r.RevokedAt, RevokedBy: r.RevokedBy, RevokeReason: r.RevokeReason}, nil
 }
 
 func compKey(subject proxy.Subject, id string) []byte { return []byte(subject.String() + "\x00" + id) }
 
-func getComp(tx *bbolt.Tx, id string) (Comp, bool, error) {
+func getComp(tx *bbolt.Tx, id string) (proxy.Comp, bool, error) {
 	b := optionalBucket(tx, bucketComps)
 	if b == nil {
-		return Comp{}, false, nil
+		return proxy.Comp{}, false, nil
 	}
 	data := b.Get([]byte(id))
 	if data == nil {
-		return Comp{}, false, nil
+		return proxy.Comp{}, false, nil
 	}
 	var rec compRecord
 	if err := decodeRecord(data, &rec); err != nil {
-		return Comp{}, false, fmt.Errorf("comp %s: %w", id, err)
+		return proxy.Comp{}, false, fmt.Errorf("comp %s: %w", id, err)
 	}
 	c, err := rec.comp(id)
 	return c, err == nil, err
 }
 
-// PutComp stores a comp: c.ID (see NewCompID), a valid Subject, a Plan and
+// PutComp stores a comp: c.ID (see proxy.NewCompID), a valid Subject, a Plan and
 // ExpiresAt are required; CreatedAt defaults to now. Putting an existing ID
 // again replaces that comp (its subject cannot change). The subject's
 // entitlements change: the caller drops it from its cache.
-func (s *Store) PutComp(ctx context.Context, c Comp) error {
+func (s *Store) PutComp(ctx context.Context, c proxy.Comp) error {
 	wrap := func(err error) error { return fmt.Errorf("bolt: put comp %s: %w", c.ID, err) }
 	switch {
 	case c.ID == "" || strings.ContainsRune(c.ID, 0):
@@ -168,8 +136,8 @@ func (s *Store) PutComp(ctx context.Context, c Comp) error {
 }
 
 // Comp returns one comp, or an error wrapping proxy.ErrNotFound.
-func (s *Store) Comp(ctx context.Context, id string) (Comp, error) {
-	var c Comp
+func (s *Store) Comp(ctx context.Context, id string) (proxy.Comp, error) {
+	var c proxy.Comp
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var ok bool
 		var err error
@@ -180,7 +148,7 @@ func (s *Store) Comp(ctx context.Context, id string) (Comp, error) {
 		return err
 	})
 	if err != nil {
-		return Comp{}, fmt.Errorf("bolt: comp %s: %w", id, err)
+		return proxy.Comp{}, fmt.Errorf("bolt: comp %s: %w", id, err)
 	}
 	return c, nil
 }
@@ -217,8 +185,8 @@ func (s *Store) RevokeComp(ctx context.Context, id, by, reason string) error {
 
 // Comps returns every comp of a subject, revoked and expired ones included,
 // oldest first.
-func (s *Store) Comps(ctx context.Context, subject proxy.Subject) ([]Comp, error) {
-	var comps []Comp
+func (s *Store) Comps(ctx context.Context, subject proxy.Subject) ([]proxy.Comp, error) {
+	var comps []proxy.Comp
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		comps, err = compsOf(tx, subject)
@@ -231,13 +199,13 @@ func (s *Store) Comps(ctx context.Context, subject proxy.Subject) ([]Comp, error
 }
 
 // compsOf reads a subject's comps through the index, oldest first.
-func compsOf(tx *bbolt.Tx, subject proxy.Subject) ([]Comp, error) {
+func compsOf(tx *bbolt.Tx, subject proxy.Subject) ([]proxy.Comp, error) {
 	index := optionalBucket(tx, bucketCompsBySubject)
 	if index == nil {
 		return nil, nil
 	}
 	prefix := []byte(subject.String() + "\x00")
-	var out []Comp
+	var out []proxy.Comp
 	c := index.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && strings.HasPrefix(string(k), string(prefix)); k, _ = c.Next() {
 		id := string(k[len(prefix):])
@@ -250,36 +218,22 @@ func compsOf(tx *bbolt.Tx, subject proxy.Subject) ([]Comp, error) {
 		}
 		out = append(out, comp)
 	}
-	slices.SortStableFunc(out, func(a, b Comp) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	slices.SortStableFunc(out, func(a, b proxy.Comp) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
 }
 
-// activeComps returns the subject's comps that grant at now, as
-// subscriptions.
-func activeComps(tx *bbolt.Tx, subject proxy.Subject, now time.Time) ([]proxy.Subscription, error) {
+// withComps puts the subject's comps on ents (which may be nil: a subject
+// with only comps still gets Entitlements). All of them, revoked and
+// expired ones too: which count, and when, is the domain's to say
+// (proxy.Entitlements.All).
+func withComps(tx *bbolt.Tx, subject proxy.Subject, ents *proxy.Entitlements) (*proxy.Entitlements, error) {
 	comps, err := compsOf(tx, subject)
-	if err != nil {
-		return nil, err
-	}
-	var out []proxy.Subscription
-	for i := range comps {
-		if comps[i].Active(now) {
-			out = append(out, comps[i].Subscription())
-		}
-	}
-	return out, nil
-}
-
-// withComps adds the subject's active comps to ents (which may be nil: a
-// subject with only comps still gets Entitlements).
-func withComps(tx *bbolt.Tx, subject proxy.Subject, ents *proxy.Entitlements, now time.Time) (*proxy.Entitlements, error) {
-	comps, err := activeComps(tx, subject, now)
 	if err != nil || len(comps) == 0 {
 		return ents, err
 	}
 	if ents == nil {
 		ents = &proxy.Entitlements{Subject: subject}
 	}
-	ents.Subscriptions = append(ents.Subscriptions, comps...)
+	ents.Comps = comps
 	return ents, nil
 }

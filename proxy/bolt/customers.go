@@ -192,21 +192,19 @@ func unlinkSubject(subjects *bbolt.Bucket, subjectKey, customerID string) error 
 }
 
 // Entitlements implements proxy.EntitlementSource: the subscriptions of the
-// subject's customer, then the subject's comps that are neither revoked nor
-// expired (as Comp subscriptions; the decision re-checks their expiry).
-// (nil, nil) when no customer is linked to the subject and it holds no
-// comp; a linked customer with no subscriptions gives non-nil Entitlements
-// carrying its CustomerID.
+// subject's customer, and the subject's comps (all of them: which count is
+// the domain's to say, proxy.Entitlements.All). (nil, nil) when no
+// customer is linked to the subject and it has no comp; a linked customer
+// with no subscriptions gives non-nil Entitlements carrying its CustomerID.
 func (s *Store) Entitlements(ctx context.Context, subject proxy.Subject) (*proxy.Entitlements, error) {
 	var ents *proxy.Entitlements
-	now := s.now()
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		ents, err = customerEntitlements(tx, subject)
 		if err != nil {
 			return err
 		}
-		ents, err = withComps(tx, subject, ents, now)
+		ents, err = withComps(tx, subject, ents)
 		return err
 	})
 	if err != nil {
@@ -329,10 +327,10 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 // transaction.
 //
 // It returns the subject the customer belongs to and that subject's new
-// Entitlements (its active comps included), for the caller to write through
-// its cache; a zero subject when the customer has none. For a deleted
-// customer it returns the subject that just lost it, with nil Entitlements
-// unless the subject holds comps. A subject displaced by a relink
+// Entitlements (its comps included), for the caller to write through its
+// cache; a zero subject when the customer has none. For a deleted customer
+// it returns the subject that just lost it, with nil Entitlements unless
+// the subject has comps. A subject displaced by a relink
 // is not returned: callers that care read SubjectOf first (they hold the
 // customer's lock) and drop it from their cache.
 //
@@ -398,7 +396,7 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 				return err
 			}
 			if subject.ID != "" {
-				ents, err = withComps(tx, subject, nil, now)
+				ents, err = withComps(tx, subject, nil)
 			}
 			return err
 		}
@@ -419,7 +417,7 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 				return err
 			}
-			ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID), now)
+			ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID))
 		}
 		return err
 	})

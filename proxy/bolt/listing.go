@@ -284,7 +284,7 @@ type UserDetail struct {
 	UserSummary
 	Subscriptions []proxy.Subscription // the customer's, from its last sync
 	History       []HistoryEntry       // the customer's subscription changes, newest first
-	Comps         []Comp               // all of them, revoked and expired included, oldest first
+	Comps         []proxy.Comp         // all of them, revoked and expired included, oldest first
 	Audit         []AuditEntry         // admin actions about the subject, newest first
 }
 

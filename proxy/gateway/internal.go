@@ -194,8 +194,9 @@ func (s *Server) subscriptionsOf(ctx context.Context, id *proxy.Identity) ([]sub
 		if ents == nil {
 			continue
 		}
-		for i := range ents.Subscriptions {
-			sub := &ents.Subscriptions[i]
+		subs := ents.All(now)
+		for i := range subs {
+			sub := &subs[i]
 			sj := subscriptionJSON{Plan: sub.Plan, PlanName: sub.Plan, Subject: subj.String(), Status: string(sub.Status),
 				Active: proxy.Grants(sub, s.cfg.Stripe.Access(), now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
 				PausedCollection: sub.CollectionPaused(now)}

@@ -479,8 +479,9 @@ func (b *Billing) completeLocked(ctx context.Context, bud *budget, subject proxy
 	}
 	if ents != nil && ents.Subject == subject {
 		now := b.now()
-		for i := range ents.Subscriptions {
-			if proxy.Grants(&ents.Subscriptions[i], *b.access.Load(), now) {
+		subs := ents.All(now)
+		for i := range subs {
+			if proxy.Grants(&subs[i], *b.access.Load(), now) {
 				return true, nil
 			}
 		}
