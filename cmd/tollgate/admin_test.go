@@ -71,7 +71,7 @@ func admServer(t *testing.T, token string) (string, *admBilling, *bolt.Store) {
 	if err := store.RecordSeen(ctx, map[string]time.Time{"user_a": admT0(), "user_b": admT0().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.PutUser(ctx, bolt.User{ID: "user_a", Email: "ada@example.com", OrgIDs: []string{"org_x"}}); err != nil {
+	if err := store.PutUser(ctx, proxy.User{ID: "user_a", Email: "ada@example.com", OrgIDs: []string{"org_x"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []proxy.CustomerState{

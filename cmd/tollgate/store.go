@@ -7,7 +7,6 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/clerk"
-	"github.com/tollgate/tollgate/proxy/gateway"
 )
 
 // The adapters below answer the gateway's and the Clerk webhook's small
@@ -18,13 +17,7 @@ import (
 type directory struct{ store *bolt.Store }
 
 func (d directory) Email(ctx context.Context, userID string) (string, error) {
-	// The summary's email is Clerk's (from its webhooks), else the one the
-	// user gave Stripe Checkout.
-	u, err := d.store.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, 1)
-	if err != nil {
-		return "", err
-	}
-	return u.Email, nil
+	return d.store.Email(ctx, userID)
 }
 
 func (d directory) HadTrial(ctx context.Context, s proxy.Subject) (bool, error) {
@@ -35,27 +28,11 @@ func (d directory) HadTrial(ctx context.Context, s proxy.Subject) (bool, error) 
 	return d.store.HadTrial(ctx, cus)
 }
 
-// userRows lists the store's users for the public admin page.
-type userRows struct{ store *bolt.Store }
-
-func (u userRows) UserRows(ctx context.Context, status, plan, after string, limit int) ([]gateway.UserRow, string, error) {
-	sums, next, err := u.store.ListUsers(ctx, bolt.UserFilter{Status: status, Plan: plan, After: after, Limit: limit})
-	if err != nil {
-		return nil, "", err
-	}
-	rows := make([]gateway.UserRow, 0, len(sums))
-	for _, s := range sums {
-		rows = append(rows, gateway.UserRow{ID: s.ID, Email: s.Email, CustomerID: s.CustomerID, Plans: s.Plans,
-			Status: s.Status, PeriodEnd: s.PeriodEnd, LastSeen: s.LastSeen})
-	}
-	return rows, next, nil
-}
-
 // clerkUsers records Clerk's users in the store.
 type clerkUsers struct{ store *bolt.Store }
 
 func (c clerkUsers) PutUser(ctx context.Context, u clerk.ClerkUser) error {
-	rec := bolt.User{ID: u.ID, Email: u.Email}
+	rec := proxy.User{ID: u.ID, Email: u.Email}
 	// Memberships arrive in their own events: keep the ones already known.
 	if old, err := c.store.User(ctx, u.ID); err == nil {
 		rec.OrgIDs = old.OrgIDs
@@ -70,7 +47,7 @@ func (c clerkUsers) PutUser(ctx context.Context, u clerk.ClerkUser) error {
 type clerkOrgs struct{ store *bolt.Store }
 
 func (c clerkOrgs) PutOrg(ctx context.Context, o clerk.ClerkOrg) error {
-	return c.store.PutOrg(ctx, bolt.Org{ID: o.ID, Slug: o.Slug, Name: o.Name})
+	return c.store.PutOrg(ctx, proxy.Org{ID: o.ID, Slug: o.Slug, Name: o.Name})
 }
 func (c clerkOrgs) DeleteOrg(ctx context.Context, id string) error { return c.store.DeleteOrg(ctx, id) }
 func (c clerkOrgs) PutMembership(ctx context.Context, orgID, userID, role string) error {

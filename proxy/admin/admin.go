@@ -23,19 +23,18 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
-// Store is what the admin API reads and writes. Implemented by
-// *bolt.Store.
+// Store is what the admin API reads and writes, in the domain's terms.
+// Implemented by proxy/bolt.Store.
 type Store interface {
-	ListUsers(ctx context.Context, f bolt.UserFilter) ([]bolt.UserSummary, string, error)
-	UserDetail(ctx context.Context, subject proxy.Subject, limit int) (bolt.UserDetail, error)
+	ListUsers(ctx context.Context, f proxy.UserFilter) ([]proxy.UserSummary, string, error)
+	UserDetail(ctx context.Context, subject proxy.Subject, limit int) (proxy.UserDetail, error)
 	CustomerOf(ctx context.Context, subject proxy.Subject) (string, error)
 	Comp(ctx context.Context, id string) (proxy.Comp, error)
 	PutComp(ctx context.Context, c proxy.Comp) error
 	RevokeComp(ctx context.Context, id, by, reason string) error
-	Audit(ctx context.Context, e bolt.AuditEntry) error
+	Audit(ctx context.Context, e proxy.AuditEntry) error
 	Backup(w io.Writer) (int64, error)
 }
 

@@ -97,7 +97,7 @@ func mustStore(t *testing.T) *bolt.Store {
 	if err := s.RecordSeen(ctx, map[string]time.Time{"user_a": t0(), "user_b": t0().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutUser(ctx, bolt.User{ID: "user_a", Email: "ada@example.com", OrgIDs: []string{"org_x"}}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_a", Email: "ada@example.com", OrgIDs: []string{"org_x"}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []proxy.CustomerState{
@@ -562,11 +562,11 @@ func TestAPI_Backup(t *testing.T) {
 		t.Fatalf("the backup does not open: %v", err)
 	}
 	defer copied.Close()
-	got, _, err := copied.ListUsers(t.Context(), bolt.UserFilter{})
+	got, _, err := copied.ListUsers(t.Context(), proxy.UserFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _, err := e.store.ListUsers(t.Context(), bolt.UserFilter{})
+	want, _, err := e.store.ListUsers(t.Context(), proxy.UserFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

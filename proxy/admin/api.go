@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
 // User is one row of GET /api/users: a Clerk user, or an organisation that
@@ -113,7 +112,7 @@ type SyncResult struct {
 	Customer string `json:"customer,omitempty"` // the synced customer
 }
 
-func userOf(u *bolt.UserSummary) User {
+func userOf(u *proxy.UserSummary) User {
 	out := User{ID: u.ID, Kind: string(u.Kind), Email: u.Email, OrgIDs: u.OrgIDs, CustomerID: u.CustomerID, Plans: u.Plans,
 		Status: string(u.Status), PeriodEnd: u.PeriodEnd, Comp: u.Comp, FirstSeen: u.FirstSeen, LastSeen: u.LastSeen}
 	if out.Plans == nil {
@@ -127,7 +126,7 @@ func compOf(c *proxy.Comp, now time.Time) Comp {
 		Active: c.Active(now), Revoked: c.Revoked, RevokedAt: c.RevokedAt, RevokedBy: c.RevokedBy, RevokeReason: c.RevokeReason}
 }
 
-func auditOf(e *bolt.AuditEntry) AuditEntry {
+func auditOf(e *proxy.AuditEntry) AuditEntry {
 	return AuditEntry{At: e.At, Actor: e.Actor, Action: e.Action, Subject: e.Subject.ID, Detail: e.Detail}
 }
 
@@ -158,9 +157,9 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := bolt.UserFilter{Status: q.Get("status"), Plan: q.Get("plan"), After: q.Get("after")}
-	if f.Status != "" && f.Status != bolt.StatusNone && !proxy.SubscriptionStatus(f.Status).Known() {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown status %q: want a Stripe subscription status (active, trialing, past_due, canceled, …) or %q", f.Status, bolt.StatusNone))
+	f := proxy.UserFilter{Status: q.Get("status"), Plan: q.Get("plan"), After: q.Get("after")}
+	if f.Status != "" && f.Status != proxy.StatusNone && !proxy.SubscriptionStatus(f.Status).Known() {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown status %q: want a Stripe subscription status (active, trialing, past_due, canceled, …) or %q", f.Status, proxy.StatusNone))
 		return
 	}
 	if f.Plan != "" && h.plan(f.Plan) == nil {
@@ -169,8 +168,8 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > bolt.MaxUsersPage {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be between 1 and %d", bolt.MaxUsersPage))
+		if err != nil || n < 1 || n > proxy.MaxUsersPage {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be between 1 and %d", proxy.MaxUsersPage))
 			return
 		}
 		f.Limit = n
@@ -207,7 +206,8 @@ func (h *handler) userDetail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := h.now()
-	out := UserDetail{User: userOf(&d.UserSummary), Subscriptions: []Subscription{}, History: []HistoryEntry{}, Comps: []Comp{}, Audit: []AuditEntry{}}
+	sum := d.Summary(proxy.AccessPolicy{}, now)
+	out := UserDetail{User: userOf(&sum), Subscriptions: []Subscription{}, History: []HistoryEntry{}, Comps: []Comp{}, Audit: []AuditEntry{}}
 	for _, s := range d.Subscriptions {
 		out.Subscriptions = append(out.Subscriptions, Subscription{ID: s.ID, CustomerID: s.CustomerID, Status: string(s.Status), Plan: s.Plan,
 			PriceIDs: s.PriceIDs, CurrentPeriodEnd: s.CurrentPeriodEnd, TrialEnd: s.TrialEnd, CancelAtPeriodEnd: s.CancelAtPeriodEnd,
@@ -271,7 +271,7 @@ func (h *handler) grantComp(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, "storing the comp", err)
 		return
 	}
-	auditErr := h.cfg.Store.Audit(ctx, bolt.AuditEntry{At: now, Actor: by, Action: ActionCompGranted, Subject: subject,
+	auditErr := h.cfg.Store.Audit(ctx, proxy.AuditEntry{At: now, Actor: by, Action: ActionCompGranted, Subject: subject,
 		Detail: fmt.Sprintf("%s: plan %s until %s: %s", c.ID, c.Plan, expires.Format(time.RFC3339), c.Reason)})
 	h.dropCached(subject)
 	h.log.InfoContext(ctx, "admin: comp granted", "comp", c.ID, "subject", subject.String(), "plan", c.Plan, "expires_at", expires, "actor", by)
@@ -390,7 +390,7 @@ func (h *handler) revokeComp(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, "revoking the comp", err)
 		return
 	}
-	auditErr := h.cfg.Store.Audit(ctx, bolt.AuditEntry{At: now, Actor: by, Action: ActionCompRevoked, Subject: c.Subject,
+	auditErr := h.cfg.Store.Audit(ctx, proxy.AuditEntry{At: now, Actor: by, Action: ActionCompRevoked, Subject: c.Subject,
 		Detail: strings.TrimSuffix(fmt.Sprintf("%s: plan %s: %s", id, c.Plan, reason), ": ")})
 	h.dropCached(c.Subject)
 	h.log.InfoContext(ctx, "admin: comp revoked", "comp", id, "subject", c.Subject.String(), "actor", by)
@@ -437,7 +437,7 @@ func (h *handler) sync(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	by := actor(r)
 	audit := func(subject proxy.Subject, detail string) {
-		if err := h.cfg.Store.Audit(ctx, bolt.AuditEntry{At: h.now(), Actor: by, Action: ActionSyncRequested, Subject: subject, Detail: detail}); err != nil {
+		if err := h.cfg.Store.Audit(ctx, proxy.AuditEntry{At: h.now(), Actor: by, Action: ActionSyncRequested, Subject: subject, Detail: detail}); err != nil {
 			h.log.ErrorContext(ctx, "admin: audit of a sync request", "err", err)
 		}
 	}
@@ -523,7 +523,7 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler) // cut the transfer short: a truncated file must not look complete
 	}
 	by := actor(r)
-	if err := h.cfg.Store.Audit(context.WithoutCancel(r.Context()), bolt.AuditEntry{At: now, Actor: by, Action: ActionBackup, Detail: fmt.Sprintf("%d bytes", n)}); err != nil {
+	if err := h.cfg.Store.Audit(context.WithoutCancel(r.Context()), proxy.AuditEntry{At: now, Actor: by, Action: ActionBackup, Detail: fmt.Sprintf("%d bytes", n)}); err != nil {
 		h.log.ErrorContext(r.Context(), "admin: audit of a backup", "err", err)
 	}
 	h.log.InfoContext(r.Context(), "admin: backup downloaded", "bytes", n, "actor", by)

@@ -176,7 +176,7 @@ func TestPutComp_Validates(t *testing.T) {
 func TestAudit(t *testing.T) {
 	s, path, _ := newClockStore(t)
 	ctx := t.Context()
-	entries := []AuditEntry{
+	entries := []proxy.AuditEntry{
 		{At: t0(), Actor: "ada", Action: "comp.granted", Subject: user1(), Detail: "pro"},
 		{At: t0().Add(time.Minute), Actor: "admin-token", Action: "sync.requested", Detail: "all"},
 		{At: t0().Add(2 * time.Minute), Actor: "ada", Action: "comp.revoked", Subject: user1(), Detail: "comp_1"},
@@ -187,14 +187,14 @@ func TestAudit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Audit(ctx, AuditEntry{Actor: "x"}); err == nil {
+	if err := s.Audit(ctx, proxy.AuditEntry{Actor: "x"}); err == nil {
 		t.Error("Audit without an action succeeded")
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s = mustOpen(t, path)
-	log := func(subject proxy.Subject, limit int) []AuditEntry {
+	log := func(subject proxy.Subject, limit int) []proxy.AuditEntry {
 		t.Helper()
 		got, err := s.AuditLog(ctx, subject, limit)
 		if err != nil {
@@ -202,10 +202,10 @@ func TestAudit(t *testing.T) {
 		}
 		return got
 	}
-	if diff := cmp.Diff(log(user1(), 0), []AuditEntry{entries[2], entries[0]}); diff != "" {
+	if diff := cmp.Diff(log(user1(), 0), []proxy.AuditEntry{entries[2], entries[0]}); diff != "" {
 		t.Errorf("AuditLog(user_1) (-got +want):\n%s", diff)
 	}
-	if diff := cmp.Diff(log(proxy.Subject{}, 3), []AuditEntry{entries[3], entries[2], entries[1]}); diff != "" {
+	if diff := cmp.Diff(log(proxy.Subject{}, 3), []proxy.AuditEntry{entries[3], entries[2], entries[1]}); diff != "" {
 		t.Errorf("AuditLog(all, 3) (-got +want):\n%s", diff)
 	}
 	if got := log(user2(), 0); len(got) != 0 {
@@ -247,7 +247,7 @@ func TestHistory_OnChange(t *testing.T) {
 	s = mustOpen(t, path)
 
 	sa, sb := state.Subscriptions[0], state.Subscriptions[1]
-	want := []HistoryEntry{
+	want := []proxy.HistoryEntry{
 		{At: t3, SubscriptionID: sa.ID, Plan: "pro", Status: proxy.StatusPastDue, PeriodEnd: sa.CurrentPeriodEnd},
 		{At: t2, SubscriptionID: sb.ID, Plan: "team", Status: proxy.StatusActive, PeriodEnd: t2.Add(30 * 24 * time.Hour)},
 		{At: t2, SubscriptionID: sa.ID, Plan: "pro", Status: proxy.StatusPastDue, PeriodEnd: sa.CurrentPeriodEnd, CancelAtPeriodEnd: true},
@@ -287,7 +287,7 @@ func userStore(t *testing.T) *Store {
 	if err := s.RecordSeen(ctx, map[string]time.Time{"user_a": t0(), "user_b": t0(), "user_c": t0(), "user_d": t0()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutUser(ctx, User{ID: "user_a", Email: "a@example.com", OrgIDs: []string{"org_x"}}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_a", Email: "a@example.com", OrgIDs: []string{"org_x"}}); err != nil {
 		t.Fatal(err)
 	}
 	states := []proxy.CustomerState{
@@ -318,7 +318,7 @@ func userStore(t *testing.T) *Store {
 
 func org1x() proxy.Subject { return proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_x"} }
 
-func summaryIDs(us []UserSummary) []string {
+func summaryIDs(us []proxy.UserSummary) []string {
 	out := make([]string, len(us))
 	for i, u := range us {
 		out[i] = u.ID
@@ -329,7 +329,7 @@ func summaryIDs(us []UserSummary) []string {
 func TestListUsers(t *testing.T) {
 	s := userStore(t)
 	ctx := t.Context()
-	list := func(f UserFilter) ([]UserSummary, string) {
+	list := func(f proxy.UserFilter) ([]proxy.UserSummary, string) {
 		t.Helper()
 		us, next, err := s.ListUsers(ctx, f)
 		if err != nil {
@@ -337,12 +337,12 @@ func TestListUsers(t *testing.T) {
 		}
 		return us, next
 	}
-	all, next := list(UserFilter{})
+	all, next := list(proxy.UserFilter{})
 	if next != "" {
 		t.Errorf("next = %q on a complete page", next)
 	}
 	day := 24 * time.Hour
-	want := []UserSummary{
+	want := []proxy.UserSummary{
 		{ID: "org_x", Kind: proxy.SubjectOrg, Email: "x@example.com", CustomerID: "cus_x", Plans: []string{"team"}, Status: proxy.StatusTrialing, PeriodEnd: t0().Add(7 * day)},
 		{ID: "user_a", Kind: proxy.SubjectUser, Email: "a@example.com", OrgIDs: []string{"org_x"}, CustomerID: "cus_a", Plans: []string{"pro"},
 			Status: proxy.StatusActive, PeriodEnd: t0().Add(30 * day), FirstSeen: t0(), LastSeen: t0()},
@@ -359,16 +359,16 @@ func TestListUsers(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		f    UserFilter
+		f    proxy.UserFilter
 		want []string
 	}{
-		{"active", UserFilter{Status: "active"}, []string{"user_a", "user_c", "user_f"}},
-		{"canceled", UserFilter{Status: "canceled"}, []string{"user_b"}},
-		{"none", UserFilter{Status: StatusNone}, []string{"user_d"}},
-		{"pro", UserFilter{Plan: "pro"}, []string{"user_a", "user_b", "user_c", "user_e"}},
-		{"team", UserFilter{Plan: "team"}, []string{"org_x", "user_f"}},
-		{"active pro", UserFilter{Status: "active", Plan: "pro"}, []string{"user_a", "user_c"}},
-		{"nothing", UserFilter{Status: "paused"}, nil},
+		{"active", proxy.UserFilter{Status: "active"}, []string{"user_a", "user_c", "user_f"}},
+		{"canceled", proxy.UserFilter{Status: "canceled"}, []string{"user_b"}},
+		{"none", proxy.UserFilter{Status: proxy.StatusNone}, []string{"user_d"}},
+		{"pro", proxy.UserFilter{Plan: "pro"}, []string{"user_a", "user_b", "user_c", "user_e"}},
+		{"team", proxy.UserFilter{Plan: "team"}, []string{"org_x", "user_f"}},
+		{"active pro", proxy.UserFilter{Status: "active", Plan: "pro"}, []string{"user_a", "user_c"}},
+		{"nothing", proxy.UserFilter{Status: "paused"}, nil},
 	} {
 		got, next := list(tc.f)
 		if diff := cmp.Diff(summaryIDs(got), tc.want, equateEmpty()); diff != "" || next != "" {
@@ -379,7 +379,7 @@ func TestListUsers(t *testing.T) {
 	// Paging visits everyone once, in order, whatever the page size.
 	for _, size := range []int{1, 2, 3, 6, 7} {
 		var ids []string
-		f := UserFilter{Limit: size}
+		f := proxy.UserFilter{Limit: size}
 		for pages := 0; ; pages++ {
 			if pages > 10 {
 				t.Fatalf("page size %d: no end", size)
@@ -399,8 +399,8 @@ func TestListUsers(t *testing.T) {
 		}
 	}
 	// Filtered paging.
-	page, next := list(UserFilter{Plan: "pro", Limit: 3})
-	rest, last := list(UserFilter{Plan: "pro", Limit: 3, After: next})
+	page, next := list(proxy.UserFilter{Plan: "pro", Limit: 3})
+	rest, last := list(proxy.UserFilter{Plan: "pro", Limit: 3, After: next})
 	if ids := append(summaryIDs(page), summaryIDs(rest)...); !cmp.Equal(ids, []string{"user_a", "user_b", "user_c", "user_e"}) || last != "" {
 		t.Errorf("filtered pages = %v, next %q", ids, last)
 	}
@@ -410,24 +410,39 @@ func TestUserDetail(t *testing.T) {
 	s := userStore(t)
 	ctx := t.Context()
 	a := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_a"}
-	if err := s.Audit(ctx, AuditEntry{Actor: "ada", Action: "sync.requested", Subject: a}); err != nil {
+	if err := s.Audit(ctx, proxy.AuditEntry{Actor: "ada", Action: "sync.requested", Subject: a}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := s.UserDetail(ctx, a, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.ID != "user_a" || d.CustomerID != "cus_a" || len(d.Subscriptions) != 2 || len(d.History) != 2 || len(d.Audit) != 1 || len(d.Comps) != 0 {
+	if d.Subject != a || d.CustomerID != "cus_a" || d.CustomerEmail != "billing-a@example.com" || d.User == nil || d.Email() != "a@example.com" ||
+		len(d.Subscriptions) != 2 || len(d.History) != 2 || len(d.Audit) != 1 || len(d.Comps) != 0 {
 		t.Errorf("UserDetail(user_a) = %+v", d)
 	}
 	f, err := s.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: "user_f"}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Comps) != 2 || len(f.Subscriptions) != 0 || f.CustomerID != "" {
-		t.Errorf("UserDetail(user_f) = %+v; want two comps and no customer", f)
+	if len(f.Comps) != 2 || len(f.Subscriptions) != 0 || f.CustomerID != "" || f.User != nil {
+		t.Errorf("UserDetail(user_f) = %+v; want two comps, no customer and no user record", f)
 	}
 	if _, err := s.UserDetail(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: "user_zz"}, 10); !errors.Is(err, proxy.ErrNotFound) {
 		t.Errorf("UserDetail(unknown) err = %v; want ErrNotFound", err)
+	}
+}
+
+func TestEmail(t *testing.T) {
+	s := userStore(t)
+	for id, want := range map[string]string{
+		"user_a":  "a@example.com", // Clerk's, over the customer's billing-a@
+		"user_e":  "e@example.com", // no user record: the customer's
+		"user_d":  "",              // seen, but nobody said
+		"user_zz": "",              // unknown
+	} {
+		if got, err := s.Email(t.Context(), id); got != want || err != nil {
+			t.Errorf("Email(%s) = %q, %v; want %q", id, got, err, want)
+		}
 	}
 }

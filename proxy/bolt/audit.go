@@ -11,16 +11,6 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// AuditEntry is one admin action: a comp granted or revoked, a sync
-// requested, …
-type AuditEntry struct {
-	At      time.Time
-	Actor   string        // who did it (an admin's name, or "admin-token")
-	Action  string        // e.g. "comp.granted"
-	Subject proxy.Subject // whom it concerned (zero: nobody in particular, e.g. a sync of all)
-	Detail  string        // free text: plan, comp ID, customer, reason
-}
-
 // auditRecord is the audit bucket's value.
 type auditRecord struct {
 	V       int       `json:"v"`
@@ -32,9 +22,6 @@ type auditRecord struct {
 }
 
 func (r *auditRecord) version() int { return r.V }
-
-// MaxAuditPage caps AuditLog and History pages.
-const MaxAuditPage = 1000
 
 // timeKey is prefix, then at as big-endian nanoseconds, then a sequence
 // number that keeps two keys of the same instant apart: in key order is in
@@ -49,7 +36,7 @@ func timeKey(prefix string, at time.Time, seq uint64) []byte {
 
 // Audit appends an entry to the audit trail. At defaults to now; Action is
 // required.
-func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
+func (s *Store) Audit(ctx context.Context, e proxy.AuditEntry) error {
 	if e.Action == "" {
 		return fmt.Errorf("bolt: audit: empty action")
 	}
@@ -81,10 +68,10 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 }
 
 // AuditLog returns up to limit entries about subject (every entry for the
-// zero subject), newest first. limit <= 0 or above MaxAuditPage means
-// MaxAuditPage.
-func (s *Store) AuditLog(ctx context.Context, subject proxy.Subject, limit int) ([]AuditEntry, error) {
-	var out []AuditEntry
+// zero subject), newest first. limit <= 0 or above proxy.MaxAuditPage means
+// proxy.MaxAuditPage.
+func (s *Store) AuditLog(ctx context.Context, subject proxy.Subject, limit int) ([]proxy.AuditEntry, error) {
+	var out []proxy.AuditEntry
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		out, err = auditOf(tx, subject, limit)
@@ -96,9 +83,9 @@ func (s *Store) AuditLog(ctx context.Context, subject proxy.Subject, limit int) 
 	return out, nil
 }
 
-func auditOf(tx *bbolt.Tx, subject proxy.Subject, limit int) ([]AuditEntry, error) {
-	if limit <= 0 || limit > MaxAuditPage {
-		limit = MaxAuditPage
+func auditOf(tx *bbolt.Tx, subject proxy.Subject, limit int) ([]proxy.AuditEntry, error) {
+	if limit <= 0 || limit > proxy.MaxAuditPage {
+		limit = proxy.MaxAuditPage
 	}
 	b := optionalBucket(tx, bucketAudit)
 	if b == nil {
@@ -108,7 +95,7 @@ func auditOf(tx *bbolt.Tx, subject proxy.Subject, limit int) ([]AuditEntry, erro
 	if subject != (proxy.Subject{}) {
 		want = subject.String()
 	}
-	var out []AuditEntry
+	var out []proxy.AuditEntry
 	c := b.Cursor()
 	for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
 		var rec auditRecord
@@ -118,7 +105,7 @@ func auditOf(tx *bbolt.Tx, subject proxy.Subject, limit int) ([]AuditEntry, erro
 		if want != "" && rec.Subject != want {
 			continue
 		}
-		e := AuditEntry{At: rec.At, Actor: rec.Actor, Action: rec.Action, Detail: rec.Detail}
+		e := proxy.AuditEntry{At: rec.At, Actor: rec.Actor, Action: rec.Action, Detail: rec.Detail}
 		if rec.Subject != "" {
 			subj, err := proxy.ParseSubject(rec.Subject)
 			if err != nil {

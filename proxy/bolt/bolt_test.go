@@ -115,7 +115,7 @@ func TestStore_AcrossRestarts(t *testing.T) {
 	if err := s.RecordSeen(ctx, map[string]time.Time{"user_1": t0()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutUser(ctx, User{ID: "user_1", Email: "ada@example.com", OrgIDs: []string{"org_1"}}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@example.com", OrgIDs: []string{"org_1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -151,7 +151,7 @@ func TestStore_AcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantUser := User{ID: "user_1", Email: "ada@example.com", FirstSeen: t0(), LastSeen: t0(), OrgIDs: []string{"org_1"}}
+	wantUser := proxy.User{ID: "user_1", Email: "ada@example.com", FirstSeen: t0(), LastSeen: t0(), OrgIDs: []string{"org_1"}}
 	if diff := cmp.Diff(u, wantUser); diff != "" {
 		t.Errorf("User after reopen (-got +want):\n%s", diff)
 	}
@@ -220,7 +220,7 @@ func TestRecords_RejectNewerVersion(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
 	mustCommit(t, s, twoSubs("cus_1", user1(), t0()), "")
-	if err := s.PutUser(ctx, User{ID: "user_1"}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1"}); err != nil {
 		t.Fatal(err)
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -412,7 +412,7 @@ func TestClosedStore(t *testing.T) {
 		"SetCursor":      func() error { return s.SetCursor(ctx, "c", "v") },
 		"Cursor":         func() error { _, err := s.Cursor(ctx, "c"); return err },
 		"RecordSeen":     func() error { return s.RecordSeen(ctx, map[string]time.Time{"user_1": t0()}) },
-		"PutUser":        func() error { return s.PutUser(ctx, User{ID: "user_1"}) },
+		"PutUser":        func() error { return s.PutUser(ctx, proxy.User{ID: "user_1"}) },
 		"DeleteUser":     func() error { return s.DeleteUser(ctx, "user_1") },
 		"User":           func() error { _, err := s.User(ctx, "user_1"); return err },
 		"Users":          func() error { _, err := s.Users(ctx, "", 10); return err },

@@ -11,17 +11,6 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// HistoryEntry is one change of one subscription, as a commit learned it:
-// the subscription's state after the change.
-type HistoryEntry struct {
-	At                time.Time // when the commit happened (the sync time)
-	SubscriptionID    string
-	Plan              string
-	Status            proxy.SubscriptionStatus
-	PeriodEnd         time.Time
-	CancelAtPeriodEnd bool
-}
-
 // historyRecord is the history bucket's value.
 type historyRecord struct {
 	V                 int       `json:"v"`
@@ -78,9 +67,9 @@ func appendHistory(tx *bbolt.Tx, customerID string, at time.Time, changed []prox
 }
 
 // History returns up to limit subscription changes of a customer, newest
-// first. limit <= 0 or above MaxAuditPage means MaxAuditPage.
-func (s *Store) History(ctx context.Context, customerID string, limit int) ([]HistoryEntry, error) {
-	var out []HistoryEntry
+// first. limit <= 0 or above proxy.MaxAuditPage means proxy.MaxAuditPage.
+func (s *Store) History(ctx context.Context, customerID string, limit int) ([]proxy.HistoryEntry, error) {
+	var out []proxy.HistoryEntry
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		var err error
 		out, err = historyOf(tx, customerID, limit)
@@ -92,9 +81,9 @@ func (s *Store) History(ctx context.Context, customerID string, limit int) ([]Hi
 	return out, nil
 }
 
-func historyOf(tx *bbolt.Tx, customerID string, limit int) ([]HistoryEntry, error) {
-	if limit <= 0 || limit > MaxAuditPage {
-		limit = MaxAuditPage
+func historyOf(tx *bbolt.Tx, customerID string, limit int) ([]proxy.HistoryEntry, error) {
+	if limit <= 0 || limit > proxy.MaxAuditPage {
+		limit = proxy.MaxAuditPage
 	}
 	b := optionalBucket(tx, bucketHistory)
 	if customerID == "" || b == nil {
@@ -110,13 +99,13 @@ func historyOf(tx *bbolt.Tx, customerID string, limit int) ([]HistoryEntry, erro
 	} else {
 		k, v = c.Prev()
 	}
-	var out []HistoryEntry
+	var out []proxy.HistoryEntry
 	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Prev() {
 		var rec historyRecord
 		if err := decodeRecord(v, &rec); err != nil {
 			return nil, fmt.Errorf("history entry %q: %w", k, err)
 		}
-		out = append(out, HistoryEntry{At: rec.At, SubscriptionID: rec.SubscriptionID, Plan: rec.Plan,
+		out = append(out, proxy.HistoryEntry{At: rec.At, SubscriptionID: rec.SubscriptionID, Plan: rec.Plan,
 			Status: proxy.SubscriptionStatus(rec.Status), PeriodEnd: rec.PeriodEnd, CancelAtPeriodEnd: rec.CancelAtPeriodEnd})
 	}
 	return out, nil

@@ -7,145 +7,42 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.etcd.io/bbolt"
 
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// StatusNone is the UserFilter status of subjects without any subscription
-// or active comp.
-const StatusNone = "none"
-
-// UserFilter selects and pages ListUsers.
-type UserFilter struct {
-	Status string // a subscription status (the summary's best one), StatusNone, or "" for any
-	Plan   string // a plan key the summary lists, or "" for any
-	After  string // the cursor ListUsers returned ("" for the first page)
-	Limit  int    // <= 0: 100; capped at MaxUsersPage
-}
-
-// UserSummary is what the admin listing shows of one subject: a Clerk user
-// (as the users bucket knows it) or any user or organisation that has a
-// Stripe customer or a comp.
-type UserSummary struct {
-	ID         string // Clerk user ID (user_…) or organisation ID (org_…)
-	Kind       proxy.SubjectKind
-	Email      string   // from Clerk, else the Stripe customer's
-	OrgIDs     []string // the user's organisations
-	CustomerID string
-	// Plans are the plans the subject's subscriptions and comps grant now;
-	// when none grants, the plans of those with the best status.
-	Plans []string
-	// Status is the best status among the subscriptions and active comps
-	// (active > trialing > past_due > unpaid > incomplete > paused >
-	// incomplete_expired > canceled); "" with none.
-	Status    proxy.SubscriptionStatus
-	PeriodEnd time.Time // the latest period end among what grants (else of the best)
-	Comp      bool      // an active comp is among what grants Plans
-	FirstSeen time.Time
-	LastSeen  time.Time
-}
-
-// Subject is the summary's billing subject.
-func (u *UserSummary) Subject() proxy.Subject { return proxy.Subject{Kind: u.Kind, ID: u.ID} }
-
-// match reports whether the summary passes the filter.
-func (u *UserSummary) match(f *UserFilter) bool {
-	switch {
-	case f.Status == StatusNone && u.Status != "":
-		return false
-	case f.Status != "" && f.Status != StatusNone && string(u.Status) != f.Status:
-		return false
-	case f.Plan != "" && !slices.Contains(u.Plans, f.Plan):
-		return false
-	}
-	return true
-}
-
-// grantsByStatus is proxy.Grants without the past-due grace, which the
-// store does not know: active, trialing and past_due grant.
-func grantsByStatus(s proxy.SubscriptionStatus) bool {
-	return s == proxy.StatusActive || s == proxy.StatusTrialing || s == proxy.StatusPastDue
-}
-
-// summarize joins what the store knows of one subject. subs are the
-// customer's subscriptions followed by the active comps.
-func summarize(subject proxy.Subject, user *userRecord, customerID, customerEmail string, subs []proxy.Subscription) UserSummary {
-	u := UserSummary{ID: subject.ID, Kind: subject.Kind, CustomerID: customerID, Email: customerEmail}
-	if user != nil {
-		if user.Email != "" {
-			u.Email = user.Email
-		}
-		u.OrgIDs = slices.Clone(user.OrgIDs)
-		u.FirstSeen, u.LastSeen = user.FirstSeen, user.LastSeen
-	}
-	var best *proxy.Subscription
-	for i := range subs {
-		s := &subs[i]
-		if best == nil || s.Status.Rank() > best.Status.Rank() ||
-			s.Status.Rank() == best.Status.Rank() && s.CurrentPeriodEnd.After(best.CurrentPeriodEnd) {
-			best = s
-		}
-	}
-	if best == nil {
-		return u
-	}
-	u.Status = best.Status
-	granting := grantsByStatus(best.Status)
-	for i := range subs {
-		s := &subs[i]
-		if granting && !grantsByStatus(s.Status) || !granting && s.Status != best.Status {
-			continue
-		}
-		if s.Plan != "" && !slices.Contains(u.Plans, s.Plan) {
-			u.Plans = append(u.Plans, s.Plan)
-		}
-		if s.CurrentPeriodEnd.After(u.PeriodEnd) {
-			u.PeriodEnd = s.CurrentPeriodEnd
-		}
-		u.Comp = u.Comp || s.Comp
-	}
-	slices.Sort(u.Plans)
-	return u
-}
-
-// summaryOf builds one subject's summary in tx; ok is false when the store
-// knows nothing of it (no user record, no customer, no comp).
-func summaryOf(tx *bbolt.Tx, subject proxy.Subject, now time.Time) (UserSummary, bool, error) {
-	var user *userRecord
+// accountOf reads what the store records of one subject in tx; ok is
+// false when it records nothing (no user record, no customer, no comp).
+func accountOf(tx *bbolt.Tx, subject proxy.Subject) (proxy.Account, bool, error) {
+	a := proxy.Account{Entitlements: proxy.Entitlements{Subject: subject}}
 	if subject.Kind == proxy.SubjectUser {
 		users, err := bucket(tx, bucketUsers)
 		if err != nil {
-			return UserSummary{}, false, err
+			return proxy.Account{}, false, err
 		}
 		rec, ok, err := getUser(users, subject.ID)
 		if err != nil {
-			return UserSummary{}, false, err
+			return proxy.Account{}, false, err
 		}
 		if ok {
-			user = &rec
+			u := rec.user(subject.ID)
+			a.User = &u
 		}
 	}
 	customerID, cust, linked, err := linkedCustomer(tx, subject)
 	if err != nil {
-		return UserSummary{}, false, err
+		return proxy.Account{}, false, err
 	}
-	comps, err := compsOf(tx, subject)
-	if err != nil {
-		return UserSummary{}, false, err
+	if linked {
+		a.CustomerID, a.CustomerEmail, a.SyncedAt = customerID, cust.Email, cust.SyncedAt
+		a.Subscriptions = fromRecords(cust.Subscriptions)
 	}
-	if user == nil && !linked && len(comps) == 0 {
-		return UserSummary{}, false, nil
+	if a.Comps, err = compsOf(tx, subject); err != nil {
+		return proxy.Account{}, false, err
 	}
-	subs := fromRecords(cust.Subscriptions)
-	for i := range comps {
-		if comps[i].Active(now) {
-			subs = append(subs, comps[i].Subscription())
-		}
-	}
-	return summarize(subject, user, customerID, cust.Email, subs), true, nil
+	return a, a.User != nil || linked || len(a.Comps) > 0, nil
 }
 
 // keyStream walks one bucket's keys as subject keys ("org:…", "user:…"),
@@ -224,17 +121,18 @@ func subjectStreams(tx *bbolt.Tx, after string) ([]*keyStream, error) {
 
 // ListUsers lists subjects in a stable order (organisations, then users,
 // each by ID): every user tollgate has recorded (sign-ins, Clerk webhooks)
-// and every user or organisation with a Stripe customer or a comp, joined
-// into summaries and filtered. next is the cursor for the following page
-// (f.After), "" after the last one. The cursor is opaque.
-func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]UserSummary, string, error) {
+// and every user or organisation with a Stripe customer or a comp,
+// summarised under f.Policy at the store's now (proxy.Account.Summary) and
+// filtered (proxy.UserFilter.Match). next is the cursor for the following
+// page (f.After), "" after the last one. The cursor is opaque.
+func (s *Store) ListUsers(ctx context.Context, f proxy.UserFilter) ([]proxy.UserSummary, string, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	f.Limit = min(f.Limit, MaxUsersPage)
+	f.Limit = min(f.Limit, proxy.MaxUsersPage)
 	now := s.now()
 	var (
-		out  []UserSummary
+		out  []proxy.UserSummary
 		next string
 	)
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
@@ -257,11 +155,15 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]UserSummary, str
 			if err != nil {
 				return err
 			}
-			u, ok, err := summaryOf(tx, subject, now)
+			a, ok, err := accountOf(tx, subject)
 			if err != nil {
 				return err
 			}
-			if !ok || !u.match(&f) {
+			if !ok {
+				continue
+			}
+			u := a.Summary(f.Policy, now)
+			if !f.Match(&u) {
 				continue
 			}
 			if len(out) == f.Limit {
@@ -279,49 +181,49 @@ func (s *Store) ListUsers(ctx context.Context, f UserFilter) ([]UserSummary, str
 	return out, next, nil
 }
 
-// UserDetail is everything the store knows of one subject.
-type UserDetail struct {
-	UserSummary
-	Subscriptions []proxy.Subscription // the customer's, from its last sync
-	History       []HistoryEntry       // the customer's subscription changes, newest first
-	Comps         []proxy.Comp         // all of them, revoked and expired included, oldest first
-	Audit         []AuditEntry         // admin actions about the subject, newest first
-}
-
-// UserDetail reads one subject's summary, subscriptions, history, comps and
-// audit trail in one consistent read. limit bounds History and Audit (as
-// for AuditLog). An unknown subject is an error wrapping proxy.ErrNotFound.
-func (s *Store) UserDetail(ctx context.Context, subject proxy.Subject, limit int) (UserDetail, error) {
-	now := s.now()
-	var d UserDetail
+// UserDetail reads what the store records of one subject (its account:
+// user record, customer, subscriptions, every comp) with its customer's
+// subscription history and its audit trail, in one consistent read. limit
+// bounds History and Audit (as for AuditLog). An unknown subject is an
+// error wrapping proxy.ErrNotFound.
+func (s *Store) UserDetail(ctx context.Context, subject proxy.Subject, limit int) (proxy.UserDetail, error) {
+	var d proxy.UserDetail
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		if err := checkSubject(subject); err != nil {
 			return fmt.Errorf("%w: %w", proxy.ErrNotFound, err)
 		}
-		sum, ok, err := summaryOf(tx, subject, now)
+		a, ok, err := accountOf(tx, subject)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return proxy.ErrNotFound
 		}
-		d = UserDetail{UserSummary: sum}
-		if _, rec, linked, err := linkedCustomer(tx, subject); err != nil {
-			return err
-		} else if linked {
-			d.Subscriptions = fromRecords(rec.Subscriptions)
-		}
-		if d.History, err = historyOf(tx, sum.CustomerID, limit); err != nil {
-			return err
-		}
-		if d.Comps, err = compsOf(tx, subject); err != nil {
+		d = proxy.UserDetail{Account: a}
+		if d.History, err = historyOf(tx, a.CustomerID, limit); err != nil {
 			return err
 		}
 		d.Audit, err = auditOf(tx, subject, limit)
 		return err
 	})
 	if err != nil {
-		return UserDetail{}, fmt.Errorf("bolt: user detail %s: %w", subject, err)
+		return proxy.UserDetail{}, fmt.Errorf("bolt: user detail %s: %w", subject, err)
 	}
 	return d, nil
+}
+
+// Email is a user's email as the store knows it (proxy.Account.Email:
+// Clerk's, else the one its Stripe customer carries); "" when it knows
+// none.
+func (s *Store) Email(ctx context.Context, userID string) (string, error) {
+	var email string
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		a, _, err := accountOf(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
+		email = a.Email()
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("bolt: email of %s: %w", userID, err)
+	}
+	return email, nil
 }

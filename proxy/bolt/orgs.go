@@ -13,11 +13,6 @@ import (
 
 const bucketOrgs = "orgs"
 
-// Org is a Clerk organisation as Clerk's webhooks describe it.
-type Org struct {
-	ID, Slug, Name string
-}
-
 type orgRecord struct {
 	V    int    `json:"v"`
 	Slug string `json:"slug,omitempty"`
@@ -27,7 +22,7 @@ type orgRecord struct {
 func (r *orgRecord) version() int { return r.V }
 
 // PutOrg records or refreshes an organisation (organization.created/updated).
-func (s *Store) PutOrg(ctx context.Context, o Org) error {
+func (s *Store) PutOrg(ctx context.Context, o proxy.Org) error {
 	if o.ID == "" {
 		return errors.New("bolt: put org: empty id")
 	}
@@ -45,8 +40,8 @@ func (s *Store) PutOrg(ctx context.Context, o Org) error {
 }
 
 // Org reads an organisation (an error wrapping proxy.ErrNotFound if unknown).
-func (s *Store) Org(ctx context.Context, id string) (Org, error) {
-	var o Org
+func (s *Store) Org(ctx context.Context, id string) (proxy.Org, error) {
+	var o proxy.Org
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte(bucketOrgs))
 		if b == nil || b.Get([]byte(id)) == nil {
@@ -56,11 +51,11 @@ func (s *Store) Org(ctx context.Context, id string) (Org, error) {
 		if err := decodeRecord(b.Get([]byte(id)), &rec); err != nil {
 			return err
 		}
-		o = Org{ID: id, Slug: rec.Slug, Name: rec.Name}
+		o = proxy.Org{ID: id, Slug: rec.Slug, Name: rec.Name}
 		return nil
 	})
 	if err != nil {
-		return Org{}, fmt.Errorf("bolt: org %s: %w", id, err)
+		return proxy.Org{}, fmt.Errorf("bolt: org %s: %w", id, err)
 	}
 	return o, nil
 }

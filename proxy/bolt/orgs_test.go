@@ -17,7 +17,7 @@ func TestOrgsAndMemberships(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if err := s.PutUser(ctx, User{ID: "user_a", Email: "a@example.com"}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_a", Email: "a@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	must := func(err error) {
@@ -26,8 +26,8 @@ func TestOrgsAndMemberships(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(s.PutOrg(ctx, Org{ID: "org_1", Slug: "acme", Name: "Acme"}))
-	must(s.PutOrg(ctx, Org{ID: "org_2", Slug: "beta"}))
+	must(s.PutOrg(ctx, proxy.Org{ID: "org_1", Slug: "acme", Name: "Acme"}))
+	must(s.PutOrg(ctx, proxy.Org{ID: "org_2", Slug: "beta"}))
 	must(s.PutMembership(ctx, "org_2", "user_a", "org:admin"))
 	must(s.PutMembership(ctx, "org_1", "user_a", "org:member"))
 	must(s.PutMembership(ctx, "org_1", "user_a", "org:admin"))  // updated: no duplicate

@@ -11,15 +11,6 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// User is a Clerk user as tollgate knows it, for the admin listing.
-type User struct {
-	ID        string
-	Email     string
-	FirstSeen time.Time
-	LastSeen  time.Time
-	OrgIDs    []string
-}
-
 // userRecord is the users bucket's value.
 type userRecord struct {
 	V         int       `json:"v"`
@@ -31,8 +22,8 @@ type userRecord struct {
 
 func (r *userRecord) version() int { return r.V }
 
-func (r *userRecord) user(id string) User {
-	return User{ID: id, Email: r.Email, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, OrgIDs: slices.Clone(r.OrgIDs)}
+func (r *userRecord) user(id string) proxy.User {
+	return proxy.User{ID: id, Email: r.Email, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, OrgIDs: slices.Clone(r.OrgIDs)}
 }
 
 // seen widens [FirstSeen, LastSeen] to include at.
@@ -108,7 +99,7 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 
 // PutUser stores what Clerk says about a user (email, organisations). The
 // stored first/last seen are kept, widened by u's if it carries any.
-func (s *Store) PutUser(ctx context.Context, u User) error {
+func (s *Store) PutUser(ctx context.Context, u proxy.User) error {
 	if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
 		return fmt.Errorf("bolt: put user: %w", err)
 	}
@@ -150,8 +141,8 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 }
 
 // User returns one user, or an error wrapping proxy.ErrNotFound.
-func (s *Store) User(ctx context.Context, userID string) (User, error) {
-	var u User
+func (s *Store) User(ctx context.Context, userID string) (proxy.User, error) {
+	var u proxy.User
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		b, err := bucket(tx, bucketUsers)
 		if err != nil {
@@ -168,21 +159,18 @@ func (s *Store) User(ctx context.Context, userID string) (User, error) {
 		return nil
 	})
 	if err != nil {
-		return User{}, fmt.Errorf("bolt: user %s: %w", userID, err)
+		return proxy.User{}, fmt.Errorf("bolt: user %s: %w", userID, err)
 	}
 	return u, nil
 }
 
-// MaxUsersPage caps a page of Users, keeping the read transaction short.
-const MaxUsersPage = 1000
-
 // Users returns up to limit users with IDs after after (""), in ID order.
-// limit <= 0 or above MaxUsersPage means MaxUsersPage.
-func (s *Store) Users(ctx context.Context, after string, limit int) ([]User, error) {
-	if limit <= 0 || limit > MaxUsersPage {
-		limit = MaxUsersPage
+// limit <= 0 or above proxy.MaxUsersPage means proxy.MaxUsersPage.
+func (s *Store) Users(ctx context.Context, after string, limit int) ([]proxy.User, error) {
+	if limit <= 0 || limit > proxy.MaxUsersPage {
+		limit = proxy.MaxUsersPage
 	}
-	var users []User
+	var users []proxy.User
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		users = nil
 		b, err := bucket(tx, bucketUsers)

@@ -14,7 +14,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-func mustUser(tb testing.TB, s *Store, id string) User {
+func mustUser(tb testing.TB, s *Store, id string) proxy.User {
 	tb.Helper()
 	u, err := s.User(tb.Context(), id)
 	if err != nil {
@@ -38,21 +38,21 @@ func TestUsers(t *testing.T) {
 	seen(map[string]time.Time{"user_1": t0(), "user_2": t0(), "": t0()})
 	seen(map[string]time.Time{"user_1": t0().Add(time.Hour)})
 	seen(map[string]time.Time{"user_1": t0().Add(time.Minute)}) // late and out of order: changes nothing
-	if err := s.PutUser(ctx, User{ID: "user_1", Email: "ada@example.com", OrgIDs: []string{"org_1"}}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@example.com", OrgIDs: []string{"org_1"}}); err != nil {
 		t.Fatal(err)
 	}
-	want := User{ID: "user_1", Email: "ada@example.com", FirstSeen: t0(), LastSeen: t0().Add(time.Hour), OrgIDs: []string{"org_1"}}
+	want := proxy.User{ID: "user_1", Email: "ada@example.com", FirstSeen: t0(), LastSeen: t0().Add(time.Hour), OrgIDs: []string{"org_1"}}
 	if diff := cmp.Diff(mustUser(t, s, "user_1"), want); diff != "" {
 		t.Errorf("user_1 (-got +want):\n%s", diff)
 	}
 	// Clerk's record arrives before the first sighting.
-	if err := s.PutUser(ctx, User{ID: "user_0", Email: "zed@example.com"}); err != nil {
+	if err := s.PutUser(ctx, proxy.User{ID: "user_0", Email: "zed@example.com"}); err != nil {
 		t.Fatal(err)
 	}
 	if u := mustUser(t, s, "user_0"); !u.FirstSeen.IsZero() || u.Email != "zed@example.com" {
 		t.Errorf("user_0 = %+v", u)
 	}
-	if err := s.PutUser(ctx, User{}); err == nil {
+	if err := s.PutUser(ctx, proxy.User{}); err == nil {
 		t.Error("PutUser without an ID succeeded")
 	}
 
@@ -85,7 +85,7 @@ func TestUsers(t *testing.T) {
 	}
 }
 
-func ids(users []User) []string {
+func ids(users []proxy.User) []string {
 	var out []string
 	for _, u := range users {
 		out = append(out, u.ID)
@@ -138,7 +138,7 @@ func TestSeenBatcher_NonBlockingAndClose(t *testing.T) {
 		t.Errorf("Pending after Close = %d", got)
 	}
 	u := mustUser(t, s, "user_1")
-	if want := (User{ID: "user_1", FirstSeen: t0(), LastSeen: t0().Add(991 * time.Second)}); !cmp.Equal(u, want) {
+	if want := (proxy.User{ID: "user_1", FirstSeen: t0(), LastSeen: t0().Add(991 * time.Second)}); !cmp.Equal(u, want) {
 		t.Errorf("user_1 (-got +want):\n%s", cmp.Diff(u, want))
 	}
 	if u := mustUser(t, s, "user_9"); !u.FirstSeen.Equal(t0().Add(999*time.Second)) || !u.LastSeen.Equal(u.FirstSeen) {

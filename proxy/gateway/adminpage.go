@@ -4,30 +4,18 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// UserRow is one line of the public admin page's user list.
-type UserRow struct {
-	ID         string
-	Email      string
-	CustomerID string
-	Plans      []string
-	Status     proxy.SubscriptionStatus
-	PeriodEnd  time.Time
-	LastSeen   time.Time
-}
-
-// UserLister lists users for the admin page. Implemented over proxy/bolt by
-// main.
+// UserLister lists users for the admin page. Implemented by
+// proxy/bolt.Store.
 type UserLister interface {
-	UserRows(ctx context.Context, status, plan, after string, limit int) (rows []UserRow, next string, err error)
+	ListUsers(ctx context.Context, f proxy.UserFilter) (users []proxy.UserSummary, next string, err error)
 }
 
 type adminPage struct {
-	Rows           []UserRow
+	Rows           []proxy.UserSummary
 	Next           string
 	Status, Plan   string
 	Plans          []proxy.Plan
@@ -54,7 +42,7 @@ func (s *Server) handleAdminPage(w http.ResponseWriter, r *http.Request) {
 	if s.users == nil {
 		page.Unavailable = true
 	} else {
-		rows, next, err := s.users.UserRows(r.Context(), page.Status, page.Plan, q.Get("after"), 100)
+		rows, next, err := s.users.ListUsers(r.Context(), proxy.UserFilter{Status: page.Status, Plan: page.Plan, After: q.Get("after"), Limit: 100})
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "admin page: users", "err", err)
 			s.writeError(w, r, http.StatusServiceUnavailable)

@@ -950,9 +950,9 @@ func TestGate_OptionsStarIsAnsweredHere(t *testing.T) {
 	}
 }
 
-type fakeUsers []UserRow
+type fakeUsers []proxy.UserSummary
 
-func (f fakeUsers) UserRows(context.Context, string, string, string, int) ([]UserRow, string, error) {
+func (f fakeUsers) ListUsers(context.Context, proxy.UserFilter) ([]proxy.UserSummary, string, error) {
 	return f, "", nil
 }
 
