@@ -363,6 +363,7 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 	ac := admin.Config{
 		Token:      cfg.Admin.Token,
 		Plans:      g.currentPlans,
+		Access:     g.currentAccess,
 		Logger:     logger.With("component", "admin"),
 		Context:    ctx,
 		Background: background,
@@ -400,6 +401,15 @@ func (g *app) currentPlans() []proxy.Plan {
 		return cfg.Plans
 	}
 	return nil
+}
+
+// currentAccess is the stripe access policy of the config now serving (a
+// reload may change it), for the admin API's listing.
+func (g *app) currentAccess() proxy.AccessPolicy {
+	if cfg := g.config(); cfg != nil {
+		return cfg.Stripe.Access()
+	}
+	return proxy.AccessPolicy{}
 }
 
 // serveAdmin serves the admin API on ln until ctx ends or stop is called;

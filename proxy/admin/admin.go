@@ -62,7 +62,11 @@ type Config struct {
 	Billing Billing             // nil: the sync route answers 503
 	Cache   Cache               // nil: nothing to drop after a comp changes
 	Plans   func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
-	Ready   []Check             // /readyz: store, Clerk keys, Stripe, …
+	// Access is stripe.past_due_grace and stripe.paused_collection, read
+	// per request like Plans: what the listing says grants is what the
+	// gate would let through (proxy.Grants). nil: the zero policy.
+	Access func() proxy.AccessPolicy
+	Ready  []Check // /readyz: store, Clerk keys, Stripe, …
 	// ReadyTimeout bounds the readiness checks together. Default 5s.
 	ReadyTimeout time.Duration
 	Metrics      http.Handler     // served at /metrics (nil: 404)
@@ -129,6 +133,9 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	if h.cfg.Plans == nil {
 		h.cfg.Plans = func() []proxy.Plan { return nil }
+	}
+	if h.cfg.Access == nil {
+		h.cfg.Access = func() proxy.AccessPolicy { return proxy.AccessPolicy{} }
 	}
 	for _, c := range cfg.Ready {
 		if c.Name == "" || c.Run == nil {

@@ -28,6 +28,7 @@ func plans() []proxy.Plan {
 	return []proxy.Plan{
 		{Key: "pro", Name: "Pro", Prices: []string{"price_pro"}, Routes: []string{"*"}, Scope: proxy.SubjectUser},
 		{Key: "team", Name: "Team", Prices: []string{"price_team"}, Routes: []string{"*"}, Scope: proxy.SubjectOrg},
+		{Key: "plus", Name: "Plus", Prices: []string{"price_plus"}, Routes: []string{"*"}, Scope: proxy.SubjectUser},
 	}
 }
 
@@ -323,6 +324,72 @@ func TestAPI_Users(t *testing.T) {
 		if code, _, body := e.do(t, "GET", "/api/users?"+q, ""); code != 400 || errorOf(t, body) == "" {
 			t.Errorf("?%s: %d %s; want 400 with an error", q, code, body)
 		}
+	}
+}
+
+// The listing says what grants as the gate decides it, under the config's
+// stripe.past_due_grace and stripe.paused_collection: a plan whose
+// subscription no longer lets its holder through is not among the plans
+// that grant, so ?plan= does not find its holder.
+func TestAPI_UsersGrantUnderTheConfigsPolicy(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name    string
+		access  proxy.AccessPolicy
+		wantPro []string // who ?plan=pro lists
+		wantP   []string // user_p's plans (past_due since four days, and a comp)
+		wantQ   []string // user_q's plans (collection paused, and a comp)
+	}{
+		{"no policy", proxy.AccessPolicy{}, []string{"user_a", "user_p", "user_q"}, []string{"plus", "pro"}, []string{"plus", "pro"}},
+		{"grace of three days", proxy.AccessPolicy{PastDueGrace: 3 * day}, []string{"user_a", "user_q"}, []string{"plus"}, []string{"plus", "pro"}},
+		{"grace of five days", proxy.AccessPolicy{PastDueGrace: 5 * day}, []string{"user_a", "user_p", "user_q"}, []string{"plus", "pro"}, []string{"plus", "pro"}},
+		{"paused collection revokes", proxy.AccessPolicy{PausedCollection: proxy.PausedCollectionRevoke}, []string{"user_a", "user_p"},
+			[]string{"plus", "pro"}, []string{"plus"}},
+		{"both", proxy.AccessPolicy{PastDueGrace: 3 * day, PausedCollection: proxy.PausedCollectionRevoke}, []string{"user_a"},
+			[]string{"plus"}, []string{"plus"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.Access = func() proxy.AccessPolicy { return tc.access } })
+			ctx := t.Context()
+			p := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_p"}
+			q := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_q"}
+			for _, st := range []proxy.CustomerState{
+				{CustomerID: "cus_p", Subject: p, SyncedAt: t0(), Subscriptions: []proxy.Subscription{{ID: "sub_p", CustomerID: "cus_p",
+					Status: proxy.StatusPastDue, Plan: "pro", PastDueSince: t0().Add(-4 * day), CurrentPeriodEnd: t0().Add(day)}}},
+				{CustomerID: "cus_q", Subject: q, SyncedAt: t0(), Subscriptions: []proxy.Subscription{{ID: "sub_q", CustomerID: "cus_q",
+					Status: proxy.StatusActive, Plan: "pro", PausedCollection: "void", CurrentPeriodEnd: t0().Add(day)}}},
+			} {
+				if _, _, err := e.store.CommitCustomer(ctx, st, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, s := range []proxy.Subject{p, q} {
+				if err := e.store.PutComp(ctx, proxy.Comp{ID: "comp_" + s.ID, Subject: s, Plan: "plus", ExpiresAt: t0().Add(10 * day)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			code, _, body := e.do(t, "GET", "/api/users?plan=pro", "")
+			if code != 200 {
+				t.Fatalf("?plan=pro: %d %s", code, body)
+			}
+			var got []string
+			for _, u := range mustJSON[UsersPage](t, body).Users {
+				got = append(got, u.ID)
+			}
+			if diff := cmp.Diff(tc.wantPro, got); diff != "" {
+				t.Errorf("?plan=pro lists (-want +got):\n%s", diff)
+			}
+			for id, want := range map[string][]string{"user_p": tc.wantP, "user_q": tc.wantQ} {
+				code, _, body := e.do(t, "GET", "/api/users/"+id, "")
+				if code != 200 {
+					t.Fatalf("%s: %d %s", id, code, body)
+				}
+				if diff := cmp.Diff(want, mustJSON[UserDetail](t, body).Plans); diff != "" {
+					t.Errorf("%s's plans (-want +got):\n%s", id, diff)
+				}
+			}
+		})
 	}
 }
 

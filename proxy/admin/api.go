@@ -157,7 +157,7 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := proxy.UserFilter{Status: q.Get("status"), Plan: q.Get("plan"), After: q.Get("after")}
+	f := proxy.UserFilter{Status: q.Get("status"), Plan: q.Get("plan"), After: q.Get("after"), Policy: h.cfg.Access()}
 	if f.Status != "" && f.Status != proxy.StatusNone && !proxy.SubscriptionStatus(f.Status).Known() {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown status %q: want a Stripe subscription status (active, trialing, past_due, canceled, …) or %q", f.Status, proxy.StatusNone))
 		return
@@ -206,7 +206,7 @@ func (h *handler) userDetail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := h.now()
-	sum := d.Summary(proxy.AccessPolicy{}, now)
+	sum := d.Summary(h.cfg.Access(), now)
 	out := UserDetail{User: userOf(&sum), Subscriptions: []Subscription{}, History: []HistoryEntry{}, Comps: []Comp{}, Audit: []AuditEntry{}}
 	for _, s := range d.Subscriptions {
 		out.Subscriptions = append(out.Subscriptions, Subscription{ID: s.ID, CustomerID: s.CustomerID, Status: string(s.Status), Plan: s.Plan,

@@ -42,7 +42,8 @@ func (s *Server) handleAdminPage(w http.ResponseWriter, r *http.Request) {
 	if s.users == nil {
 		page.Unavailable = true
 	} else {
-		rows, next, err := s.users.ListUsers(r.Context(), proxy.UserFilter{Status: page.Status, Plan: page.Plan, After: q.Get("after"), Limit: 100})
+		rows, next, err := s.users.ListUsers(r.Context(), proxy.UserFilter{Status: page.Status, Plan: page.Plan, After: q.Get("after"), Limit: 100,
+			Policy: s.cfg.Stripe.Access()})
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "admin page: users", "err", err)
 			s.writeError(w, r, http.StatusServiceUnavailable)
