@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"slices"
 	"time"
 )
@@ -13,6 +14,15 @@ type User struct {
 	FirstSeen time.Time
 	LastSeen  time.Time
 	OrgIDs    []string // the organisations the user belongs to, sorted
+}
+
+// Directory tells a user's email address: "" when it knows none, an error
+// when it cannot tell. Implemented by proxy/clerk.Client, which asks Clerk
+// (current, for a new Stripe customer), and by proxy/bolt.Store, which
+// reads what Clerk's webhooks and Stripe Checkout recorded (local, so
+// pages on the request path never wait for Clerk).
+type Directory interface {
+	Email(ctx context.Context, userID string) (string, error)
 }
 
 // Org is a Clerk organisation as Clerk's webhooks describe it.

@@ -237,8 +237,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	g.Cache = cache
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
-	opts.Users = store
-	opts.Directory = directory{store}
+	opts.Users, opts.Directory, opts.Trials = store, store, store
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil

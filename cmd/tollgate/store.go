@@ -12,22 +12,6 @@ import (
 // The adapters below answer the gateway's and the Clerk webhook's small
 // interfaces from *bolt.Store.
 
-// directory answers the pages' questions from the store: a user's email
-// and whether a subject's customer had a trial.
-type directory struct{ store *bolt.Store }
-
-func (d directory) Email(ctx context.Context, userID string) (string, error) {
-	return d.store.Email(ctx, userID)
-}
-
-func (d directory) HadTrial(ctx context.Context, s proxy.Subject) (bool, error) {
-	cus, err := d.store.CustomerOf(ctx, s)
-	if err != nil || cus == "" {
-		return false, err
-	}
-	return d.store.HadTrial(ctx, cus)
-}
-
 // clerkUsers records Clerk's users in the store.
 type clerkUsers struct{ store *bolt.Store }
 

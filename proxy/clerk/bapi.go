@@ -70,10 +70,10 @@ func (c *Client) EndSession(ctx context.Context, sessionID string) ([]string, er
 	return clear, fmt.Errorf("clerk: revoke session: %w", apiError(err))
 }
 
-// PrimaryEmail returns a user's primary email address from the Backend API,
-// or "" if the user has none. An unknown user is an error wrapping
-// proxy.ErrNotFound.
-func (c *Client) PrimaryEmail(ctx context.Context, userID string) (string, error) {
+// Email returns a user's primary email address from the Backend API, or ""
+// if the user has none (proxy.Directory). An unknown user is an error
+// wrapping proxy.ErrNotFound.
+func (c *Client) Email(ctx context.Context, userID string) (string, error) {
 	if !c.hasSecret {
 		return "", errNoSecretKey
 	}

@@ -99,16 +99,16 @@ func TestEndSession(t *testing.T) {
 	}
 }
 
-func TestPrimaryEmail(t *testing.T) {
+func TestEmail(t *testing.T) {
 	e := newEnv(t)
-	if got, err := e.c.PrimaryEmail(t.Context(), "user_123"); got != "ada@example.com" || err != nil {
-		t.Errorf("PrimaryEmail(user_123) = %q, %v", got, err)
+	if got, err := e.c.Email(t.Context(), "user_123"); got != "ada@example.com" || err != nil {
+		t.Errorf("Email(user_123) = %q, %v", got, err)
 	}
-	if got, err := e.c.PrimaryEmail(t.Context(), "user_noemail"); got != "" || err != nil {
-		t.Errorf("PrimaryEmail(user_noemail) = %q, %v", got, err)
+	if got, err := e.c.Email(t.Context(), "user_noemail"); got != "" || err != nil {
+		t.Errorf("Email(user_noemail) = %q, %v", got, err)
 	}
-	if _, err := e.c.PrimaryEmail(t.Context(), "user_gone"); !errors.Is(err, proxy.ErrNotFound) {
-		t.Errorf("PrimaryEmail(user_gone) error = %v, want ErrNotFound", err)
+	if _, err := e.c.Email(t.Context(), "user_gone"); !errors.Is(err, proxy.ErrNotFound) {
+		t.Errorf("Email(user_gone) error = %v, want ErrNotFound", err)
 	}
 }
 

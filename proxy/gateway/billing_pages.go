@@ -11,13 +11,23 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Directory answers what the pages say about a visitor beyond the session,
-// from local storage only: their email, and whether a subject has had a
-// trial (Stripe's trial is once per customer). Implemented over proxy/bolt
-// by main.
-type Directory interface {
-	Email(ctx context.Context, userID string) (string, error)
-	HadTrial(ctx context.Context, subject proxy.Subject) (bool, error)
+// Trials says whether a subject's Stripe customer has had a trial
+// (Stripe's trial is once per customer), from local storage only: the
+// upgrade page asks for every plan it shows. Implemented by
+// proxy/bolt.Store.
+type Trials interface {
+	CustomerOf(ctx context.Context, subject proxy.Subject) (string, error) // "" when it has none yet
+	HadTrial(ctx context.Context, customerID string) (bool, error)
+}
+
+// hadTrial reports whether subject's customer has had a trial: false while
+// it has no customer.
+func (s *Server) hadTrial(ctx context.Context, subject proxy.Subject) (bool, error) {
+	cus, err := s.trials.CustomerOf(ctx, subject)
+	if err != nil || cus == "" {
+		return false, err
+	}
+	return s.trials.HadTrial(ctx, cus)
 }
 
 // planView is one plan as the upgrade page shows it.
@@ -144,7 +154,7 @@ func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity
 	}
 	if id != nil && p.TrialDays > 0 {
 		if subject, why := subjectFor(p, id); why == "" {
-			if had, err := s.directory.HadTrial(ctx, subject); err == nil {
+			if had, err := s.hadTrial(ctx, subject); err == nil {
 				v.TrialKnown = true
 				if had {
 					v.TrialUsed, v.TrialDays, v.TrialFee = true, 0, ""

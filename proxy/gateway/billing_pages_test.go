@@ -325,3 +325,77 @@ func TestAccountPage_ManageButtonsFollowWhoPays(t *testing.T) {
 		t.Errorf("past_due beyond its grace:\n%s", page)
 	}
 }
+
+// fakeTrials knows customers by subject and which of them had a trial.
+type fakeTrials struct {
+	customers map[proxy.Subject]string
+	had       map[string]bool
+}
+
+func (f fakeTrials) CustomerOf(_ context.Context, s proxy.Subject) (string, error) {
+	return f.customers[s], nil
+}
+
+func (f fakeTrials) HadTrial(_ context.Context, customerID string) (bool, error) {
+	return f.had[customerID], nil
+}
+
+// The upgrade page promises a trial only when the store says the
+// subject's customer has had none; without a store it hedges.
+func TestUpgradePage_TrialAsTheStoreKnowsIt(t *testing.T) {
+	const (
+		hedge   = "One trial per customer"
+		offered = "14-day free trial"
+		used    = "Subscribe to pro" // not "Start pro trial"
+	)
+	user1 := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}
+	tests := []struct {
+		name   string
+		trials Trials // nil: none given
+		want   []string
+		absent []string
+	}{
+		{"no store", nil, []string{offered, hedge}, []string{used}},
+		{"no customer yet", fakeTrials{}, []string{offered}, []string{hedge, used}},
+		{"a customer without a trial", fakeTrials{customers: map[proxy.Subject]string{user1: "cus_1"}}, []string{offered}, []string{hedge, used}},
+		{"a customer who had one", fakeTrials{customers: map[proxy.Subject]string{user1: "cus_1"}, had: map[string]bool{"cus_1": true}},
+			[]string{used}, []string{offered, hedge}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newGateFixtureConfig(t, nil, func(c string) string {
+				return strings.Replace(c, "    prices: [price_pro]\n", "    prices: [price_pro]\n    trial_days: 14\n", 1)
+			})
+			if tc.trials != nil {
+				fx.srv.trials = tc.trials
+			}
+			page := body(t, fx.do("GET", "/.tollgate/upgrade?route=415VNA", with(navigation, "X-Test-User", "user_1")))
+			for _, s := range tc.want {
+				if !strings.Contains(page, s) {
+					t.Errorf("the page lacks %q:\n%.3000s", s, page)
+				}
+			}
+			for _, s := range tc.absent {
+				if strings.Contains(page, s) {
+					t.Errorf("the page says %q:\n%.3000s", s, page)
+				}
+			}
+		})
+	}
+}
+
+// fakeDirectory knows one user's email.
+type fakeDirectory map[string]string
+
+func (f fakeDirectory) Email(_ context.Context, userID string) (string, error) { return f[userID], nil }
+
+func TestAccountPage_EmailFromTheDirectory(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	if page := body(t, fx.do("GET", "/.tollgate/account", with(navigation, "X-Test-User", "user_1"))); !strings.Contains(page, "Signed in as <strong>user_1</strong>") {
+		t.Errorf("without a directory the page does not name the user by ID:\n%.2000s", page)
+	}
+	fx.srv.directory = fakeDirectory{"user_1": "ada@example.com"}
+	if page := body(t, fx.do("GET", "/.tollgate/account", with(navigation, "X-Test-User", "user_1"))); !strings.Contains(page, "Signed in as <strong>ada@example.com</strong>") {
+		t.Errorf("the page does not show the directory's email:\n%.2000s", page)
+	}
+}

@@ -37,13 +37,20 @@ type noPrices struct{}
 
 func (noPrices) Price(string) (proxy.Price, bool) { return proxy.Price{}, false }
 
-// noDirectory knows no e-mail and no past trial.
+// noDirectory knows no e-mail.
 type noDirectory struct{}
 
 func (noDirectory) Email(context.Context, string) (string, error) { return "", nil }
-func (noDirectory) HadTrial(context.Context, proxy.Subject) (bool, error) {
-	return false, nil
-}
+
+// noTrials cannot tell whether a customer has had a trial, and says so:
+// the upgrade page then hedges ("if you have had one before…") instead of
+// promising one.
+type noTrials struct{}
+
+var errNoTrials = errors.New("no store to ask about past trials")
+
+func (noTrials) CustomerOf(context.Context, proxy.Subject) (string, error) { return "", errNoTrials }
+func (noTrials) HadTrial(context.Context, string) (bool, error)            { return false, errNoTrials }
 
 type nopSeen struct{}
 

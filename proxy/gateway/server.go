@@ -63,7 +63,8 @@ type Options struct {
 	Seen         proxy.SeenRecorder      // nil: users' last-seen times are not recorded
 	Observer     Observer                // nil: no metrics
 	Users        UserLister              // nil: the admin page has no list
-	Directory    Directory               // nil: pages show no email and hedge about trials
+	Directory    proxy.Directory         // local, never Clerk (nil: pages show no email)
+	Trials       Trials                  // nil: pages hedge about trials
 	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
 	Internal     []InternalRoute
 	// State is what outlives a reload, built once by main (NewState) and
@@ -88,7 +89,8 @@ type Server struct {
 	seen      proxy.SeenRecorder
 	obs       Observer
 	users     UserLister
-	directory Directory
+	directory proxy.Directory
+	trials    Trials
 	stale     proxy.StaleNotifier
 	ender     proxy.SessionEnder
 	gw        *gatewaySessions // this config's settings over the State's sessions
@@ -114,7 +116,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, trials: o.Trials, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
@@ -126,7 +128,8 @@ func New(o Options) (*Server, error) {
 	setDefault(&s.prices, proxy.PriceCatalog(noPrices{}))
 	setDefault(&s.seen, proxy.SeenRecorder(nopSeen{}))
 	setDefault(&s.obs, Observer(nopObserver{}))
-	setDefault(&s.directory, Directory(noDirectory{}))
+	setDefault(&s.directory, proxy.Directory(noDirectory{}))
+	setDefault(&s.trials, Trials(noTrials{}))
 	setDefault(&s.stale, proxy.StaleNotifier(nopStale{}))
 	setDefault(&s.ender, proxy.SessionEnder(noEnder{}))
 	if s.log == nil {

@@ -254,7 +254,7 @@ func (b *Billing) createCustomer(ctx context.Context, bud *budget, id *proxy.Ide
 	email := ""
 	if b.dir != nil {
 		var err error
-		if email, err = b.dir.PrimaryEmail(ctx, id.UserID); err != nil {
+		if email, err = b.dir.Email(ctx, id.UserID); err != nil {
 			return "", fmt.Errorf("stripe checkout: primary email of %s: %w", id.UserID, err)
 		}
 	}

@@ -180,7 +180,7 @@ type testDirectory struct {
 	err    error
 }
 
-func (d *testDirectory) PrimaryEmail(_ context.Context, userID string) (string, error) {
+func (d *testDirectory) Email(_ context.Context, userID string) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.err != nil {

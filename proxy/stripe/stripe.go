@@ -95,12 +95,6 @@ func Anomalies() []string {
 // Nothing is committed, so access stays as it was.
 const ErrCustomerUnseen = errorString("stripe: the key cannot see this customer (resource_missing): is it the key of another account or mode?")
 
-// Directory finds a user's email for a new customer. Implemented by
-// proxy/clerk.Client (Clerk's Backend API).
-type Directory interface {
-	PrimaryEmail(ctx context.Context, userID string) (string, error)
-}
-
 // Config configures a Billing. SecretKey, PublicURL and Store are required.
 type Config struct {
 	SecretKey      string
@@ -114,8 +108,8 @@ type Config struct {
 	Access proxy.AccessPolicy
 
 	Store     Store
-	Cache     Cache     // nil: nothing is written through (tests, CLI syncs)
-	Directory Directory // nil: customers are created without an email
+	Cache     Cache           // nil: nothing is written through (tests, CLI syncs)
+	Directory proxy.Directory // a new customer's email, from Clerk (nil: customers are created without one)
 
 	Observer        Observer         // nil: no metrics
 	HTTPClient      *http.Client     // nil: a client with a 20 s timeout
@@ -159,7 +153,7 @@ type Billing struct {
 	api     *client.API
 	store   Store
 	cache   Cache
-	dir     Directory
+	dir     proxy.Directory
 	log     *slog.Logger
 	now     func() time.Time
 	plans   atomic.Pointer[[]proxy.Plan]       // swapped on a config reload
