@@ -124,7 +124,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 	revoker := &lateRevoker{}
 	if g.Clerk != nil && len(cfg.Clerk.WebhookSecrets) > 0 {
 		h, err := clerk.NewWebhookHandler(clerk.WebhookConfig{
-			Secrets: cfg.Clerk.WebhookSecrets, Users: clerkUsers{g.Store}, Orgs: clerkOrgs{g.Store}, Sessions: revoker, Memberships: revoker,
+			Secrets: cfg.Clerk.WebhookSecrets, Users: g.Store, Orgs: g.Store, Sessions: revoker, Memberships: revoker,
 			Logger: deps.Logger.With("component", "clerk-webhook"), Now: deps.Now,
 			Dedupe: func(ctx context.Context, id string) (bool, func() error, error) {
 				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)

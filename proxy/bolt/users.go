@@ -98,7 +98,10 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 }
 
 // PutUser stores what Clerk says about a user (email, organisations). The
-// stored first/last seen are kept, widened by u's if it carries any.
+// stored first/last seen are kept, widened by u's if it carries any. A nil
+// u.OrgIDs keeps the organisations on record: Clerk's user events carry
+// none (memberships come in their own, PutMembership), and keeping them in
+// the same transaction loses no membership that lands in between.
 func (s *Store) PutUser(ctx context.Context, u proxy.User) error {
 	if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
 		return fmt.Errorf("bolt: put user: %w", err)
@@ -113,7 +116,9 @@ func (s *Store) PutUser(ctx context.Context, u proxy.User) error {
 			return err
 		}
 		rec.Email = u.Email
-		rec.OrgIDs = slices.Clone(u.OrgIDs)
+		if u.OrgIDs != nil {
+			rec.OrgIDs = slices.Clone(u.OrgIDs)
+		}
 		rec.seen(u.FirstSeen)
 		rec.seen(u.LastSeen)
 		return putUser(b, u.ID, &rec)

@@ -45,6 +45,21 @@ func TestUsers(t *testing.T) {
 	if diff := cmp.Diff(mustUser(t, s, "user_1"), want); diff != "" {
 		t.Errorf("user_1 (-got +want):\n%s", diff)
 	}
+	// Clerk's user events say nothing of organisations: the recorded ones
+	// stay. An explicit empty list clears them.
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@new.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	want.Email = "ada@new.example.com"
+	if diff := cmp.Diff(mustUser(t, s, "user_1"), want); diff != "" {
+		t.Errorf("user_1 after an update without organisations (-got +want):\n%s", diff)
+	}
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@new.example.com", OrgIDs: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := mustUser(t, s, "user_1"); len(u.OrgIDs) != 0 {
+		t.Errorf("user_1 after an update with no organisations = %+v; want none", u)
+	}
 	// Clerk's record arrives before the first sighting.
 	if err := s.PutUser(ctx, proxy.User{ID: "user_0", Email: "zed@example.com"}); err != nil {
 		t.Fatal(err)

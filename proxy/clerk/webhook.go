@@ -16,6 +16,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 const (
@@ -25,10 +27,13 @@ const (
 	webhookDeadline        = 10 * time.Second
 )
 
-// UserStore records the Clerk users that webhooks report.
+// UserStore records the Clerk users that webhooks report. Implemented by
+// proxy/bolt.Store.
 type UserStore interface {
-	// PutUser records or refreshes a user.
-	PutUser(ctx context.Context, u ClerkUser) error
+	// PutUser records or refreshes a user: its ID and primary email ("" if
+	// none). OrgIDs is nil: memberships arrive in their own events
+	// (OrgStore), and the store keeps those it has.
+	PutUser(ctx context.Context, u proxy.User) error
 	DeleteUser(ctx context.Context, userID string) error
 }
 
@@ -51,25 +56,14 @@ type MembershipRevoker interface {
 }
 
 // OrgStore records organisations and memberships, for organisation plans.
+// Implemented by proxy/bolt.Store.
 type OrgStore interface {
-	PutOrg(ctx context.Context, o ClerkOrg) error
+	PutOrg(ctx context.Context, o proxy.Org) error
 	DeleteOrg(ctx context.Context, orgID string) error
 	// PutMembership records a member's role, with the org: prefix
 	// ("org:admin", "org:member", …).
 	PutMembership(ctx context.Context, orgID, userID, role string) error
 	DeleteMembership(ctx context.Context, orgID, userID string) error
-}
-
-// ClerkUser is what a user.created or user.updated webhook says about a
-// user. Email is the primary email address ("" if none).
-type ClerkUser struct {
-	ID, Email, FirstName, LastName string
-}
-
-// ClerkOrg is what an organization.created or organization.updated webhook
-// says about an organisation.
-type ClerkOrg struct {
-	ID, Slug, Name string
 }
 
 // WebhookConfig configures NewWebhookHandler.
@@ -268,8 +262,6 @@ type (
 			ID           string `json:"id"`
 			EmailAddress string `json:"email_address"`
 		} `json:"email_addresses"`
-		FirstName string `json:"first_name"`
-		LastName  string `json:"last_name"`
 	}
 	clerkIDData struct {
 		ID string `json:"id"`
@@ -378,7 +370,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		u := ClerkUser{ID: d.ID, FirstName: d.FirstName, LastName: d.LastName}
+		u := proxy.User{ID: d.ID}
 		for _, e := range d.EmailAddresses {
 			if d.PrimaryEmailAddressID != "" && e.ID == d.PrimaryEmailAddressID {
 				u.Email = e.EmailAddress
@@ -412,7 +404,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		return true, wrapStore("put org", h.orgs.PutOrg(ctx, ClerkOrg{ID: d.ID, Slug: d.Slug, Name: d.Name}))
+		return true, wrapStore("put org", h.orgs.PutOrg(ctx, proxy.Org{ID: d.ID, Slug: d.Slug, Name: d.Name}))
 
 	case "organization.deleted":
 		if h.orgs == nil && h.members == nil {

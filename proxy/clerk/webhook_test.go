@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // The Svix documentation's test vector.
@@ -130,13 +132,13 @@ func (r *webhookRecorder) take() []string {
 	return c
 }
 
-func (r *webhookRecorder) PutUser(_ context.Context, u ClerkUser) error {
-	return r.record("PutUser %s email=%s first=%s last=%s", u.ID, u.Email, u.FirstName, u.LastName)
+func (r *webhookRecorder) PutUser(_ context.Context, u proxy.User) error {
+	return r.record("PutUser %s email=%s keeps-orgs=%t", u.ID, u.Email, u.OrgIDs == nil)
 }
 func (r *webhookRecorder) DeleteUser(_ context.Context, id string) error {
 	return r.record("DeleteUser %s", id)
 }
-func (r *webhookRecorder) PutOrg(_ context.Context, o ClerkOrg) error {
+func (r *webhookRecorder) PutOrg(_ context.Context, o proxy.Org) error {
 	return r.record("PutOrg %s slug=%s name=%s", o.ID, o.Slug, o.Name)
 }
 func (r *webhookRecorder) DeleteOrg(_ context.Context, id string) error {
@@ -262,12 +264,12 @@ const userCreatedData = `{
 func TestWebhook_UserCreatedRecordsPrimaryEmail(t *testing.T) {
 	e := newWebhookEnv(t, nil)
 	w := e.post("msg_1", event("user.created", userCreatedData))
-	e.check(t, w, http.StatusOK, "PutUser user_29w83sxmDNGwOuEthce5gg56FcC email=example@example.org first=Example last=Example")
+	e.check(t, w, http.StatusOK, "PutUser user_29w83sxmDNGwOuEthce5gg56FcC email=example@example.org keeps-orgs=true")
 
-	// No primary address (and nulls for names): recorded without an email.
+	// No primary address: recorded without an email.
 	w = e.post("msg_2", event("user.updated", `{"id":"user_2","primary_email_address_id":null,"first_name":null,"last_name":"L",
 		"email_addresses":[{"id":"idn_9","email_address":"x@example.org"}]}`))
-	e.check(t, w, http.StatusOK, "PutUser user_2 email= first= last=L")
+	e.check(t, w, http.StatusOK, "PutUser user_2 email= keeps-orgs=true")
 }
 
 func TestWebhook_UserDeletedRevokesUser(t *testing.T) {
@@ -424,7 +426,7 @@ func TestWebhook_UnknownTypeIgnored(t *testing.T) {
 func TestWebhook_StoreErrorThenRetry(t *testing.T) {
 	e := newWebhookEnv(t, nil)
 	body := event("user.created", userCreatedData)
-	want := "PutUser user_29w83sxmDNGwOuEthce5gg56FcC email=example@example.org first=Example last=Example"
+	want := "PutUser user_29w83sxmDNGwOuEthce5gg56FcC email=example@example.org keeps-orgs=true"
 
 	e.rec.setFail(errors.New("disk full"))
 	e.check(t, e.post("msg_1", body), http.StatusInternalServerError, want)
