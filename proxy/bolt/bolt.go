@@ -1,8 +1,10 @@
 // Package bolt is tollgate's store: a single bbolt file holding who pays for
 // whom, what Stripe last said about each customer, which Stripe events were
-// processed, resumable sync cursors and the users tollgate has seen.
+// processed, resumable sync cursors, the users tollgate has seen, admins'
+// comps and audit trail, and the revocations Clerk's webhooks reported.
 //
-// Buckets (created in one transaction by Open):
+// Buckets created in one transaction by Open (the later ones, in comps.go
+// and revocations.go, by their first write):
 //
 //	meta       "schema"            → uint64 big-endian schema version
 //	customers  Stripe customer ID  → JSON {"v":1, subject, email, subscriptions, had_trial, deleted, synced_at}

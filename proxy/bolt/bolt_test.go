@@ -418,6 +418,10 @@ func TestClosedStore(t *testing.T) {
 		"Users":          func() error { _, err := s.Users(ctx, "", 10); return err },
 		"Backup":         func() error { _, err := s.Backup(&bytes.Buffer{}); return err },
 		"Counts":         func() error { _, err := s.Counts(ctx); return err },
+		"AddRevocation": func() error {
+			return s.AddRevocation(ctx, proxy.Revocation{Kind: proxy.RevocationUser, UserID: "user_1", At: t0(), Expires: t0().Add(time.Hour)})
+		},
+		"Revocations": func() error { _, err := s.Revocations(ctx, t0()); return err },
 	}
 	for name, call := range calls {
 		if err := call(); !errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
