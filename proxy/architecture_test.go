@@ -1,0 +1,81 @@
+package proxy_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/tollgate/tollgate"
+
+// TestImportGraph holds the architecture in docs/ARCHITECTURE.md: the
+// domain (proxy) needs only the standard library; each adapter outside cmd/
+// needs at most the domain, so no adapter knows another's concrete types;
+// only the commands wire them together. The sandbox's fakes may share its
+// page renderer.
+func TestImportGraph(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("needs the go command")
+	}
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}{{range .Imports}} {{.}}{{end}}", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	seen := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, imports := fields[0], fields[1:]
+		seen++
+		for _, imp := range imports {
+			if why := forbidden(pkg, imp); why != "" {
+				t.Errorf("%s imports %s: %s", strings.TrimPrefix(pkg, module+"/"), imp, why)
+			}
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("go list found %d packages; the check would pass vacuously", seen)
+	}
+}
+
+func forbidden(pkg, imp string) string {
+	own := imp == module || strings.HasPrefix(imp, module+"/")
+	stdlib := !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".")
+	switch {
+	case strings.HasPrefix(pkg, module+"/cmd/"):
+		return "" // the commands know every concrete type
+	case pkg == module+"/proxy":
+		if !stdlib {
+			return "the domain uses the standard library only"
+		}
+	case own && imp == module+"/proxy":
+		return ""
+	case own && imp == module+"/proxy/sandbox" && strings.HasPrefix(pkg, module+"/proxy/sandbox/"):
+		return "" // the fakes share the sandbox's page renderer
+	case own:
+		return "an adapter imports at most the domain; the commands wire adapters together"
+	}
+	return ""
+}
+
+func TestForbidden(t *testing.T) {
+	m := module + "/"
+	for _, tc := range []struct {
+		pkg, imp string
+		ok       bool
+	}{
+		{m + "proxy", "net/http", true},
+		{m + "proxy", "gopkg.in/yaml.v3", false},
+		{m + "proxy", m + "proxy/bolt", false},
+		{m + "proxy/bolt", m + "proxy", true},
+		{m + "proxy/bolt", "go.etcd.io/bbolt", true},
+		{m + "proxy/admin", m + "proxy/bolt", false},
+		{m + "proxy/gateway", m + "proxy/cache", false},
+		{m + "proxy/sandbox/clerk", m + "proxy/sandbox", true},
+		{m + "proxy/stripe", m + "proxy/sandbox", false},
+		{m + "cmd/tollgate", m + "proxy/bolt", true},
+	} {
+		if got := forbidden(tc.pkg, tc.imp) == ""; got != tc.ok {
+			t.Errorf("%s importing %s allowed = %v, want %v", tc.pkg, tc.imp, got, tc.ok)
+		}
+	}
+}
