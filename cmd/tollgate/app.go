@@ -103,16 +103,27 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		g.Clerk = cc
 		g.Metrics.SetRefreshStretch(cc.RefreshStretch)
 	}
-	// What outlives a reload is built here, once.
-	stateOpts := gateway.StateOptions{Observer: g.Metrics}
-	if g.Clerk != nil {
-		stateOpts.Sessions = g.Clerk
-	}
-	opts.State = gateway.NewState(stateOpts)
 	if g.Clerk != nil || cfg.Stripe.SecretKey != "" {
 		if err := g.openStore(ctx, cfg, deps, &opts); err != nil {
 			return nil, err
 		}
+	}
+	// What outlives a reload is built here, once, with what Clerk ended
+	// before a restart.
+	stateOpts := gateway.StateOptions{Observer: g.Metrics}
+	if g.Clerk != nil {
+		stateOpts.Sessions = g.Clerk
+	}
+	if g.Store != nil {
+		stateOpts.Revocations = g.Store
+	}
+	opts.State = gateway.NewState(stateOpts)
+	now := time.Now
+	if deps.Now != nil {
+		now = deps.Now
+	}
+	if _, err := opts.State.LoadRevocations(ctx, now()); err != nil {
+		return nil, err
 	}
 	if cfg.Stripe.SecretKey != "" {
 		if err := g.openBilling(ctx, cfg, deps, &opts); err != nil {

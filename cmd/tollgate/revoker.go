@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -16,44 +18,57 @@ type lateRevoker struct {
 	srv *gateway.Server
 }
 
+// errNoServer answers an event that arrives before the first server is
+// set: Clerk's webhook then answers 500 and Svix delivers it again.
+var errNoServer = errors.New("the gateway is not serving yet")
+
 func (l *lateRevoker) set(s *gateway.Server) { l.mu.Lock(); l.srv = s; l.mu.Unlock() }
 
-func (l *lateRevoker) RevokeSession(id string) {
+func (l *lateRevoker) server() (*gateway.Server, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeSession(id)
+	if l.srv == nil {
+		return nil, errNoServer
 	}
+	return l.srv, nil
 }
 
-func (l *lateRevoker) RevokeUser(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeUser(id)
+func (l *lateRevoker) RevokeSession(ctx context.Context, id string) error {
+	s, err := l.server()
+	if err != nil {
+		return err
 	}
+	return s.RevokeSession(ctx, id)
 }
 
-func (l *lateRevoker) RevokeMembership(orgID, userID string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeMembership(orgID, userID, at)
+func (l *lateRevoker) RevokeUser(ctx context.Context, id string) error {
+	s, err := l.server()
+	if err != nil {
+		return err
 	}
+	return s.RevokeUser(ctx, id)
 }
 
-func (l *lateRevoker) UpdateMembership(orgID, userID, role string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.UpdateMembership(orgID, userID, role, at)
+func (l *lateRevoker) RevokeMembership(ctx context.Context, orgID, userID string, at time.Time) error {
+	s, err := l.server()
+	if err != nil {
+		return err
 	}
+	return s.RevokeMembership(ctx, orgID, userID, at)
 }
 
-func (l *lateRevoker) RevokeOrganization(orgID string, at time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.srv != nil {
-		l.srv.RevokeOrganization(orgID, at)
+func (l *lateRevoker) UpdateMembership(ctx context.Context, orgID, userID, role string, at time.Time) error {
+	s, err := l.server()
+	if err != nil {
+		return err
 	}
+	return s.UpdateMembership(ctx, orgID, userID, role, at)
+}
+
+func (l *lateRevoker) RevokeOrganization(ctx context.Context, orgID string, at time.Time) error {
+	s, err := l.server()
+	if err != nil {
+		return err
+	}
+	return s.RevokeOrganization(ctx, orgID, at)
 }

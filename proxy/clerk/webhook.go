@@ -38,21 +38,23 @@ type UserStore interface {
 }
 
 // SessionRevoker ends tollgate's own gateway sessions (the __tollgate
-// cookie) when Clerk ends the Clerk session behind them. proxy.Server
-// implements it.
+// cookie) when Clerk ends the Clerk session behind them. gateway.Server
+// implements it: the revocation applies at once, and an error means it
+// was not kept for after a restart, so the event is delivered again.
 type SessionRevoker interface {
-	RevokeSession(sessionID string) // the gateway session of one Clerk session, at once
-	RevokeUser(userID string)       // every gateway session of a user (user.deleted)
+	RevokeSession(ctx context.Context, sessionID string) error // the gateway session of one Clerk session
+	RevokeUser(ctx context.Context, userID string) error       // every gateway session of a user (user.deleted)
 }
 
 // MembershipRevoker applies organisation changes at once to tollgate's
 // identities (the gateway cookie, and Clerk tokens issued before the change
-// that are still inside their minute). proxy.Server implements it. at is
-// Clerk's time of the event (zero when the payload has none).
+// that are still inside their minute). gateway.Server implements it, as
+// SessionRevoker. at is Clerk's time of the event (zero when the payload
+// has none).
 type MembershipRevoker interface {
-	RevokeMembership(orgID, userID string, at time.Time)
-	UpdateMembership(orgID, userID, role string, at time.Time)
-	RevokeOrganization(orgID string, at time.Time)
+	RevokeMembership(ctx context.Context, orgID, userID string, at time.Time) error
+	UpdateMembership(ctx context.Context, orgID, userID, role string, at time.Time) error
+	RevokeOrganization(ctx context.Context, orgID string, at time.Time) error
 }
 
 // OrgStore records organisations and memberships, for organisation plans.
@@ -384,17 +386,17 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		// Revoke first: it cannot fail, and must not wait for the store.
-		h.sessions.RevokeUser(d.ID)
-		return true, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID))
+		// Revoke first: it applies at once, whatever the store does; a
+		// failure of either write has Svix deliver the event again.
+		revoked := wrapStore("revoke user", h.sessions.RevokeUser(ctx, d.ID))
+		return true, errors.Join(revoked, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID)))
 
 	case "session.ended", "session.revoked", "session.removed":
 		var d clerkIDData
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		h.sessions.RevokeSession(d.ID)
-		return true, nil
+		return true, wrapStore("revoke session", h.sessions.RevokeSession(ctx, d.ID))
 
 	case "organization.created", "organization.updated":
 		if h.orgs == nil {
@@ -414,14 +416,15 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		// Identities first: it cannot fail, and must not wait for the store.
+		// Identities first: they change at once, whatever the store does.
+		var revoked error
 		if h.members != nil {
-			h.members.RevokeOrganization(d.ID, ev.time())
+			revoked = wrapStore("revoke org", h.members.RevokeOrganization(ctx, d.ID, ev.time()))
 		}
 		if h.orgs == nil {
-			return true, nil
+			return true, revoked
 		}
-		return true, wrapStore("delete org", h.orgs.DeleteOrg(ctx, d.ID))
+		return true, errors.Join(revoked, wrapStore("delete org", h.orgs.DeleteOrg(ctx, d.ID)))
 
 	case "organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted":
 		if h.orgs == nil && (h.members == nil || ev.Type == "organizationMembership.created") {
@@ -432,21 +435,23 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 			return true, err
 		}
 		orgID, userID, role := d.Organization.ID, d.PublicUserData.UserID, orgRole(d.Role)
+		var revoked error
 		if h.members != nil {
 			switch ev.Type {
 			case "organizationMembership.deleted":
-				h.members.RevokeMembership(orgID, userID, ev.time())
+				revoked = h.members.RevokeMembership(ctx, orgID, userID, ev.time())
 			case "organizationMembership.updated":
-				h.members.UpdateMembership(orgID, userID, role, ev.time())
+				revoked = h.members.UpdateMembership(ctx, orgID, userID, role, ev.time())
 			}
+			revoked = wrapStore("revoke membership", revoked)
 		}
 		switch {
 		case h.orgs == nil:
-			return true, nil
+			return true, revoked
 		case ev.Type == "organizationMembership.deleted":
-			return true, wrapStore("delete membership", h.orgs.DeleteMembership(ctx, orgID, userID))
+			return true, errors.Join(revoked, wrapStore("delete membership", h.orgs.DeleteMembership(ctx, orgID, userID)))
 		}
-		return true, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, role))
+		return true, errors.Join(revoked, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, role)))
 	}
 	return false, nil
 }

@@ -150,16 +150,20 @@ func (r *webhookRecorder) PutMembership(_ context.Context, orgID, userID, role s
 func (r *webhookRecorder) DeleteMembership(_ context.Context, orgID, userID string) error {
 	return r.record("DeleteMembership %s %s", orgID, userID)
 }
-func (r *webhookRecorder) RevokeSession(id string) { _ = r.record("RevokeSession %s", id) }
-func (r *webhookRecorder) RevokeUser(id string)    { _ = r.record("RevokeUser %s", id) }
-func (r *webhookRecorder) RevokeMembership(orgID, userID string, at time.Time) {
-	_ = r.record("RevokeMembership %s %s at=%d", orgID, userID, at.UnixMilli())
+func (r *webhookRecorder) RevokeSession(_ context.Context, id string) error {
+	return r.record("RevokeSession %s", id)
 }
-func (r *webhookRecorder) UpdateMembership(orgID, userID, role string, at time.Time) {
-	_ = r.record("UpdateMembership %s %s %s at=%d", orgID, userID, role, at.UnixMilli())
+func (r *webhookRecorder) RevokeUser(_ context.Context, id string) error {
+	return r.record("RevokeUser %s", id)
 }
-func (r *webhookRecorder) RevokeOrganization(orgID string, at time.Time) {
-	_ = r.record("RevokeOrganization %s at=%d", orgID, at.UnixMilli())
+func (r *webhookRecorder) RevokeMembership(_ context.Context, orgID, userID string, at time.Time) error {
+	return r.record("RevokeMembership %s %s at=%d", orgID, userID, at.UnixMilli())
+}
+func (r *webhookRecorder) UpdateMembership(_ context.Context, orgID, userID, role string, at time.Time) error {
+	return r.record("UpdateMembership %s %s %s at=%d", orgID, userID, role, at.UnixMilli())
+}
+func (r *webhookRecorder) RevokeOrganization(_ context.Context, orgID string, at time.Time) error {
+	return r.record("RevokeOrganization %s at=%d", orgID, at.UnixMilli())
 }
 
 var (

@@ -609,10 +609,10 @@ func TestGate_GatewaySessionRefusals(t *testing.T) {
 		}, func(fx *gateFixture) { fx.checker.err = errors.New("boom") }, 5 * time.Minute, 503, false},
 		{"user deleted in Clerk", func(i int64) map[string]string {
 			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
-		}, func(fx *gateFixture) { fx.srv.RevokeUser("user_1") }, 0, 401, true},
+		}, func(fx *gateFixture) { fx.srv.RevokeUser(t.Context(), "user_1") }, 0, 401, true},
 		{"revoked by webhook", func(i int64) map[string]string {
 			return with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(i))
-		}, func(fx *gateFixture) { fx.srv.RevokeSession("sess_1") }, 0, 401, true},
+		}, func(fx *gateFixture) { fx.srv.RevokeSession(t.Context(), "sess_1") }, 0, 401, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -977,7 +977,7 @@ func TestGate_RevocationEndsAccessBeforeTheTokenExpires(t *testing.T) {
 	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 200 {
 		t.Fatalf("before: %d", resp.StatusCode)
 	}
-	fx.srv.RevokeSession("sess_1") // Clerk's session.revoked webhook
+	fx.srv.RevokeSession(t.Context(), "sess_1") // Clerk's session.revoked webhook
 	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 401 {
 		t.Errorf("a still-valid token of a revoked session: %d, want 401", resp.StatusCode)
 	}
@@ -987,7 +987,7 @@ func TestGate_RevocationEndsAccessBeforeTheTokenExpires(t *testing.T) {
 // what Clerk said (revocations) is not forgotten.
 func TestGate_RevocationsOutliveAReloadThatChangesSessions(t *testing.T) {
 	fx := newGateFixture(t, nil)
-	fx.srv.RevokeSession("sess_1")
+	fx.srv.RevokeSession(t.Context(), "sess_1")
 	text := strings.Replace(fmt.Sprintf(gateTestConfig, fx.upstream.URL), "ttl: 12h", "ttl: 6h", 1)
 	cfg, err := config.Parse("gate_test.yaml", []byte(text), func(string) string { return "" })
 	if err != nil {

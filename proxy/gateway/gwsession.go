@@ -147,6 +147,9 @@ type sessionState struct {
 	// orgs holds the membership changes Clerk's webhooks reported, applied
 	// to every identity issued before them (see orgChanges).
 	orgs *orgChanges
+	// store keeps revoked, revokedUsers and orgs across restarts
+	// (revocations.go).
+	store proxy.RevocationStore
 }
 
 type sessionCheck struct {

@@ -89,7 +89,12 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// Tokens of the session still inside their minute die here too.
-		s.RevokeSession(id.SessionID)
+		// Clerk has ended the session, so a revocation the store failed to
+		// keep only matters if tollgate restarts within the token's
+		// minute; the sign-out goes on.
+		if err := s.RevokeSession(r.Context(), id.SessionID); err != nil {
+			s.log.WarnContext(r.Context(), "sign-out: revocation not stored", "user_id", id.UserID, "err", err)
+		}
 		keepClerkHousekeeping(w) // not what the identity lookup just (re)issued
 		addSetCookies(w, clear)
 	} else {

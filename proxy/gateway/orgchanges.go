@@ -102,25 +102,3 @@ func (s *Server) changeTime(at time.Time) time.Time {
 	}
 	return at
 }
-
-// RevokeMembership takes organisation orgID out of every identity of
-// userID issued up to at, at once (Clerk's organizationMembership.deleted
-// webhook calls this).
-func (s *Server) RevokeMembership(orgID, userID string, at time.Time) {
-	s.gw.orgs.member(orgID, userID, memberChange{removed: true, at: s.changeTime(at)})
-	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
-}
-
-// UpdateMembership gives userID's identities issued up to at the role
-// ("org:admin", …) in orgID, at once (organizationMembership.updated).
-func (s *Server) UpdateMembership(orgID, userID, role string, at time.Time) {
-	s.gw.orgs.member(orgID, userID, memberChange{role: role, at: s.changeTime(at)})
-	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
-}
-
-// RevokeOrganization takes a deleted organisation out of every identity
-// issued up to at (organization.deleted).
-func (s *Server) RevokeOrganization(orgID string, at time.Time) {
-	s.gw.orgs.deleteOrg(orgID, s.changeTime(at))
-	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectOrg, ID: orgID})
-}

@@ -64,7 +64,7 @@ func TestGate_OrganizationDeletedAppliesAtOnce(t *testing.T) {
 		t.Fatalf("before: %d", resp.StatusCode)
 	}
 	gw := gatewayCookieFrom(t, fx, "X-Test-Org", "org_1")
-	fx.srv.RevokeOrganization("org_1", fx.now)
+	fx.srv.RevokeOrganization(t.Context(), "org_1", fx.now)
 	if resp := fx.do("GET", "/team/x", signedIn); resp.StatusCode != http.StatusPaymentRequired {
 		t.Errorf("token issued before the deletion: %d, want 402", resp.StatusCode)
 	}

@@ -164,21 +164,6 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// RevokeSession ends tollgate's own session for a Clerk session at once
-// (Clerk's session.ended/revoked webhooks call this).
-func (s *Server) RevokeSession(sessionID string) {
-	s.gw.revoke(sessionID, s.now())
-	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.SessionID == sessionID }, tunnelRevoked)
-}
-
-// RevokeUser ends every gateway session of a user at once (Clerk's
-// user.deleted webhook calls this). Sessions issued later are unaffected.
-func (s *Server) RevokeUser(userID string) {
-	now := s.now()
-	s.gw.revokedUsers.Add(userID, now)
-	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.UserID == userID && !t.id.IssuedAt.After(now) }, tunnelRevoked)
-}
-
 func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	mux := http.NewServeMux()
 	defer func() {

@@ -29,6 +29,9 @@ type StateOptions struct {
 	// Transport reaches the upstream. nil: a clone of
 	// http.DefaultTransport with timeouts.
 	Transport http.RoundTripper
+	// Revocations keeps what Clerk ended across restarts. nil: they are
+	// kept in memory only, and a restart forgets them.
+	Revocations proxy.RevocationStore
 }
 
 // NewState builds the long-lived state.
@@ -37,5 +40,10 @@ func NewState(o StateOptions) *State {
 	if t == nil {
 		t = defaultTransport()
 	}
-	return &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: t, billing: newBillingLimiter()}
+	st := &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: t, billing: newBillingLimiter()}
+	st.sessions.store = o.Revocations
+	if st.sessions.store == nil {
+		st.sessions.store = memoryOnly{}
+	}
+	return st
 }

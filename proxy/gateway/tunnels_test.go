@@ -148,8 +148,8 @@ func TestTunnels_UnaskedUpgradeOnAGatedRouteIsRefused(t *testing.T) {
 func TestTunnels_RevokedSessionAndUserClose(t *testing.T) {
 	fx := newGateFixture(t, tunnelUpstream())
 	for _, revoke := range []func(){
-		func() { fx.srv.RevokeSession("sess_1") },
-		func() { fx.srv.RevokeUser("user_1") },
+		func() { fx.srv.RevokeSession(t.Context(), "sess_1") },
+		func() { fx.srv.RevokeUser(t.Context(), "user_1") },
 	} {
 		// Each round opens a new tunnel: the fixture's clock does not move,
 		// and the fake Clerk issues nothing to revoke against, so undo the

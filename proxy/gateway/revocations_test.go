@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// memRevocations is a RevocationStore in memory that honours Expires, as
+// the real stores do; fail makes every write fail.
+type memRevocations struct {
+	mu   sync.Mutex
+	rs   []proxy.Revocation
+	fail error
+}
+
+func (m *memRevocations) AddRevocation(_ context.Context, r proxy.Revocation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	if err := r.Valid(); err != nil {
+		return err
+	}
+	m.rs = append(m.rs, r)
+	return nil
+}
+
+func (m *memRevocations) Revocations(_ context.Context, now time.Time) ([]proxy.Revocation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []proxy.Revocation
+	for _, r := range m.rs {
+		if !r.Expired(now) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// restart builds what a new process would: a fresh State over store (nil:
+// memory only) with the stored revocations loaded, and a Server on it.
+func (fx *gateFixture) restart(store proxy.RevocationStore) int {
+	fx.t.Helper()
+	fx.state = NewState(StateOptions{Sessions: fx.checker, Revocations: store})
+	n, err := fx.state.LoadRevocations(fx.t.Context(), fx.now)
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	srv, err := New(Options{Config: fx.srv.cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, State: fx.state, Ender: fx.ender,
+		Entitlements: fx.ents, Now: func() time.Time { return fx.now }})
+	if err != nil {
+		fx.t.Fatal(err)
+	}
+	fx.srv = srv
+	fx.front = httptest.NewServer(srv)
+	fx.t.Cleanup(fx.front.Close)
+	return n
+}
+
+// TestRevocations_SurviveARestart: what Clerk ended is kept in the store
+// until session.ttl has passed, and a gateway started later still refuses
+// the gateway cookies it ended; without the store a restart forgets.
+func TestRevocations_SurviveARestart(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name   string
+		revoke func(fx *gateFixture) error
+		want   proxy.Revocation
+	}{
+		{"session ended", func(fx *gateFixture) error { return fx.srv.RevokeSession(ctx, "sess_1") },
+			proxy.Revocation{Kind: proxy.RevocationSession, ID: "sess_1"}},
+		{"user deleted", func(fx *gateFixture) error { return fx.srv.RevokeUser(ctx, "user_1") },
+			proxy.Revocation{Kind: proxy.RevocationUser, UserID: "user_1"}},
+		{"membership deleted", func(fx *gateFixture) error { return fx.srv.RevokeMembership(ctx, "org_1", "user_1", fx.now) },
+			proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: "org_1", UserID: "user_1"}},
+		{"organisation deleted", func(fx *gateFixture) error { return fx.srv.RevokeOrganization(ctx, "org_1", fx.now) },
+			proxy.Revocation{Kind: proxy.RevocationOrg, OrgID: "org_1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newGateFixture(t, nil)
+			fx.ents[proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_1"}] = &proxy.Entitlements{Subscriptions: []proxy.Subscription{{Plan: "team", Status: proxy.StatusActive}}}
+			store := &memRevocations{}
+			fx.restart(store)
+			gw := gatewayCookieFrom(t, fx, "X-Test-Org", "org_1")
+			stale := with(xhr, "X-Test-Expired", "sess_1", "X-Test-UAT", fmt.Sprint(fx.now.Unix()))
+			if resp := fx.do("GET", "/team/x", stale, gw); resp.StatusCode != 200 {
+				t.Fatalf("before: %d", resp.StatusCode)
+			}
+			revokedAt := fx.now
+			if err := tc.revoke(fx); err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			want.At, want.Expires = revokedAt, revokedAt.Add(12*time.Hour) // session.ttl
+			if diff := cmp.Diff([]proxy.Revocation{want}, store.rs); diff != "" {
+				t.Errorf("stored (-want +got):\n%s", diff)
+			}
+
+			fx.now = fx.now.Add(time.Second)
+			if n := fx.restart(store); n != 1 {
+				t.Errorf("restart loaded %d revocations, want 1", n)
+			}
+			if resp := fx.do("GET", "/team/x", stale, gw); resp.StatusCode == 200 {
+				t.Errorf("after a restart: the revoked cookie is let through")
+			}
+			fx.restart(nil)
+			if resp := fx.do("GET", "/team/x", stale, gw); resp.StatusCode != 200 {
+				t.Errorf("control, a restart without the store: %d, want 200 (the store is what remembers)", resp.StatusCode)
+			}
+			fx.now = revokedAt.Add(12 * time.Hour)
+			if n := fx.restart(store); n != 0 {
+				t.Errorf("after session.ttl: %d revocations still loaded", n)
+			}
+		})
+	}
+}
+
+// TestRevocations_StoreFailure: the revocation applies at once all the
+// same; the error says it was not kept (Clerk's webhook then answers 500,
+// and Svix delivers the event again).
+func TestRevocations_StoreFailure(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	diskFull := errors.New("disk full")
+	fx.restart(&memRevocations{fail: diskFull})
+	if err := fx.srv.RevokeSession(t.Context(), "sess_1"); !errors.Is(err, diskFull) {
+		t.Errorf("err = %v, want the store's", err)
+	}
+	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 401 {
+		t.Errorf("a token of the revoked session: %d, want 401", resp.StatusCode)
+	}
+}
