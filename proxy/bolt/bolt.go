@@ -3,15 +3,22 @@
 // processed, resumable sync cursors, the users tollgate has seen, admins'
 // comps and audit trail, and the revocations Clerk's webhooks reported.
 //
-// Buckets created in one transaction by Open (the later ones, in comps.go
-// and revocations.go, by their first write):
+// Every bucket, with its keys and values. Open creates the first six in one
+// transaction; the rest are created by their first write (a read treats a
+// missing one as empty), and their files say more:
 //
-//	meta       "schema"            → uint64 big-endian schema version
-//	customers  Stripe customer ID  → JSON {"v":1, subject, email, subscriptions, had_trial, deleted, synced_at}
-//	subjects   "user:…" / "org:…"  → Stripe customer ID
-//	events     Stripe event ID     → processed-at, unix nanoseconds, uint64 big-endian
-//	cursors    cursor name         → cursor value (raw string)
-//	users      Clerk user ID       → JSON {"v":1, email, first_seen, last_seen, org_ids}
+//	meta              "schema"                        → uint64 big-endian schema version
+//	customers         Stripe customer ID              → JSON {"v":1, subject, email, subscriptions, had_trial, deleted, synced_at}
+//	subjects          "user:…" / "org:…"              → Stripe customer ID
+//	events            Stripe event ID                 → processed-at, unix nanoseconds, uint64 big-endian
+//	cursors           cursor name                     → cursor value (raw string)
+//	users             Clerk user ID                   → JSON {"v":1, email, first_seen, last_seen, org_ids}
+//	orgs              Clerk organisation ID           → JSON {"v":1, slug, name} (orgs.go)
+//	comps             comp ID                         → JSON comp (comps.go)
+//	comps_by_subject  subject NUL comp ID             → empty: the index of a subject's comps (comps.go)
+//	audit             at + seq                        → JSON audit entry (comps.go)
+//	history           customer ID NUL at + seq        → JSON subscription change (comps.go)
+//	revocations       expires + seq                   → JSON revocation (revocations.go)
 //
 // Every JSON record carries "v"; a record written by a newer tollgate is an
 // error (ErrUnsupportedVersion), never silently misread. Records are decoded
