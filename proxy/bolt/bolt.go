@@ -40,14 +40,9 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// Error is a constant error of this package.
-type Error string
-
-func (e Error) Error() string { return string(e) }
-
 // ErrUnsupportedVersion is returned for a store or a record written by a
 // newer tollgate (or otherwise carrying a version this one does not know).
-const ErrUnsupportedVersion = Error("unsupported version")
+var ErrUnsupportedVersion = errors.New("unsupported version")
 
 const (
 	schemaVersion = 1 // meta "schema"
