@@ -310,7 +310,7 @@ func (c *Client) checkClaims(iss, sub, sid, azp string, hasExp bool) error {
 	switch {
 	case c.acceptedIssuer(iss) == nil:
 		return &verifyError{reasonInvalidIssuer, fmt.Errorf("issuer %q is neither %q nor the Frontend API proxy", iss, c.issuer)}
-	case !strings.HasPrefix(sub, "user_"):
+	case !(proxy.Subject{Kind: proxy.SubjectUser, ID: sub}).Valid():
 		return &verifyError{reasonInvalidSubject, fmt.Errorf("subject %q is not a user", sub)}
 	case !strings.HasPrefix(sid, "sess_"):
 		return &verifyError{reasonInvalidSessionID, errors.New("no session id (sid)")}

@@ -450,7 +450,7 @@ func (p *configParser) admin(s *configSection, listen string) proxy.AdminConfig 
 		p.warnf(s.line, "admin.token", "is only %d characters; use a long random token, e.g. from openssl rand -hex 32", len(ac.Token))
 	}
 	for _, v := range nonEmptyValues(s.list("users")) {
-		if !strings.HasPrefix(v.s, "user_") {
+		if !(proxy.Subject{Kind: proxy.SubjectUser, ID: v.s}).Valid() {
 			p.invalid(v, "%q is not a Clerk user ID; want an ID such as user_2abc (Clerk dashboard → Users)", v.s)
 			continue
 		}
