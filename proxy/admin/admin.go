@@ -44,7 +44,7 @@ type Billing interface {
 	SyncAll(ctx context.Context) (int, error)
 }
 
-// Cache is the entitlement LRU. Implemented by *proxy.EntitlementCache.
+// Cache is the entitlement LRU. Implemented by *cache.EntitlementCache.
 type Cache interface {
 	Remove(s proxy.Subject)
 }

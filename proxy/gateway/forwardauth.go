@@ -160,13 +160,15 @@ func originalRequest(r *http.Request) (*http.Request, error) {
 		return nil, err
 	}
 	if _, err := proxy.CanonicalMethod(method); err != nil {
-		return nil, fmt.Errorf("forwarded method: %w", err)
+		return nil, errors.New("the forwarded method is not an HTTP method") // not quoted: it is logged
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
 		full, ferr := url.Parse(uri)
 		if ferr != nil || !full.IsAbs() {
-			return nil, fmt.Errorf("forwarded URI: %w", err)
+			// Not the parser's error: it quotes the URI, query and all, and
+			// the reason is logged (docs/SECURITY.md, "Never logged").
+			return nil, errors.New("the forwarded URI is not a request URI")
 		}
 		u = &url.URL{Path: full.Path, RawPath: full.RawPath, RawQuery: full.RawQuery}
 	}

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -116,5 +118,23 @@ func TestForwardAuth_CookiesThePeerCannotPassGoThroughTheSessionBounce(t *testin
 	resp = fx.authAsk("", "GET", "/private/x", with(navigation, "X-Test-User", "user_1", "Cookie", bounceCookie+"=1"))
 	if resp.StatusCode != 200 {
 		t.Errorf("after a bounce: %d", resp.StatusCode)
+	}
+}
+
+// A forwarded URI that cannot be parsed is refused, and its query (which may
+// carry a token) is not written to the log through the parser's error.
+func TestForwardAuth_UnparsableURIIsNotLogged(t *testing.T) {
+	fx := newGateFixtureConfig(t, nil, trustLoopback)
+	var logged bytes.Buffer
+	fx.srv.log = slog.New(slog.NewJSONHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	resp := fx.authAsk("", "GET", "%zz?token=sekrit", xhr)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	if !strings.Contains(logged.String(), "bad_forward_auth") {
+		t.Fatalf("no access log line: %s", logged.String())
+	}
+	if strings.Contains(logged.String(), "sekrit") {
+		t.Errorf("the log holds the forwarded query: %s", logged.String())
 	}
 }

@@ -56,7 +56,7 @@ type Store interface {
 }
 
 // Cache is the hot-path LRU, written through with committed records.
-// Implemented by *proxy.EntitlementCache.
+// Implemented by *cache.EntitlementCache.
 type Cache interface {
 	Put(s proxy.Subject, e *proxy.Entitlements)
 }
