@@ -84,6 +84,40 @@ func (rs *RuleSet) Lint(internalPrefix string) []RuleWarning {
 	return ws
 }
 
+// PaidUnreachable explains why no request can ever be paid, or returns ""
+// when some may be. Plans then unlock nothing: most often a public /* above
+// the paid rules takes every request first. Like Lint it is conservative: a
+// paid rule counts as reachable unless an earlier rule provably matches
+// everything it does.
+func (rs *RuleSet) PaidUnreachable() string {
+	shadowed := false
+	for i, r := range rs.Rules {
+		if r.Access != AccessPaid {
+			continue
+		}
+		if r.pat == nil || rs.shadowedBy(i) < 0 {
+			return ""
+		}
+		shadowed = true
+	}
+	for _, r := range rs.Rules {
+		// The first catch-all is never shadowed, so had it been paid the
+		// loop above would have returned.
+		if r.catchAll() {
+			return fmt.Sprintf("routes[%d] (line %d) is %s and matches every request, so no request is ever paid; put paid rules above it, or narrow its path",
+				r.Index, r.Line, r.Access)
+		}
+	}
+	def := rs.defaultAccess()
+	switch {
+	case def == AccessPaid:
+		return ""
+	case shadowed:
+		return fmt.Sprintf("every paid rule comes after one that matches everything it does, and default_access is %s, so no request is ever paid", def)
+	}
+	return fmt.Sprintf("no rule is paid and default_access is %s, so no request is ever paid", def)
+}
+
 // shadowedBy returns the index of an earlier rule matching every request
 // rule i matches, or -1.
 func (rs *RuleSet) shadowedBy(i int) int {

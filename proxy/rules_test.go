@@ -375,6 +375,57 @@ func TestRuleSet_Lint(t *testing.T) {
 	}
 }
 
+func TestRuleSet_PaidUnreachable(t *testing.T) {
+	r := func(path string, access Access, methods ...string) *Rule {
+		return &Rule{Path: path, Access: access, Methods: methods}
+	}
+	tests := []struct {
+		name  string
+		def   Access
+		rules []*Rule
+		want  string
+	}{
+		{"a public catch-all above every paid rule", AccessPaid,
+			[]*Rule{r("/*", AccessPublic), r("/app/*", AccessPaid)},
+			"routes[0] (line 1) is public and matches every request, so no request is ever paid; put paid rules above it, or narrow its path"},
+		{"a public catch-all hides a paid default_access", AccessPaid,
+			[]*Rule{r("/", AccessPublic), r("/*", AccessPublic)},
+			"routes[1] (line 2) is public and matches every request, so no request is ever paid; put paid rules above it, or narrow its path"},
+		{"a signed_in catch-all", AccessPublic,
+			[]*Rule{r("/*", AccessSignedIn), r("/app", AccessPaid)},
+			"routes[0] (line 1) is signed_in and matches every request, so no request is ever paid; put paid rules above it, or narrow its path"},
+		{"every paid rule shadowed, without a catch-all", AccessPublic,
+			[]*Rule{r("/app/*", AccessPublic), r("/app/x", AccessPaid)},
+			"every paid rule comes after one that matches everything it does, and default_access is public, so no request is ever paid"},
+		{"nothing paid at all", AccessSignedIn,
+			[]*Rule{r("/docs/*", AccessPublic)},
+			"no rule is paid and default_access is signed_in, so no request is ever paid"},
+		{"a paid rule above the catch-all", AccessPaid,
+			[]*Rule{r("/app/*", AccessPaid), r("/*", AccessPublic)}, ""},
+		{"a paid catch-all", AccessPublic,
+			[]*Rule{r("/*", AccessPaid)}, ""},
+		{"a method-filtered public /* leaves other methods paid", AccessPaid,
+			[]*Rule{r("/*", AccessPublic, "GET")}, ""},
+		{"a paid default_access reached by some paths", AccessPaid,
+			[]*Rule{r("/docs/*", AccessPublic)}, ""},
+		{"no rules: default_access decides", AccessPaid, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, rule := range tt.rules {
+				rule.Line = i + 1
+			}
+			rs, err := CompileRules(tt.def, tt.rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(rs.PaidUnreachable(), tt.want); diff != "" {
+				t.Errorf("(-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestRuleSet_DefaultReachable(t *testing.T) {
 	tests := []struct {
 		rule *Rule

@@ -164,6 +164,11 @@ func (p *configParser) config(root *yaml.Node) *proxy.Config {
 	if defAccess.set && !cfg.Routes.DefaultReachable() {
 		p.warnf(defAccess.line, defAccess.key, "never applies: a rule matches every request")
 	}
+	if len(cfg.Plans) > 0 {
+		if why := cfg.Routes.PaidUnreachable(); why != "" {
+			p.warnf(top.lineOf("plans"), "plans", "unlock nothing: %s", why)
+		}
+	}
 	// Which keys are required depends on the access levels the routes can
 	// reach, so these sections are read after the routes.
 	n := p.needs(cfg, defAccess.set)
