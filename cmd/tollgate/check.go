@@ -18,6 +18,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "Validates a config file: every mistake with its line, then warnings. Opens nothing and calls nobody unless -online.", stderr)
 	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
 	online := fs.Bool("online", false, "also confirm the Clerk and Stripe keys work and every configured price exists, is active and of the right kind")
+	strict := fs.Bool("strict", false, "exit non-zero when there are warnings, so that CI fails on them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -33,8 +34,20 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d routes, %d plans, %d warnings)\n", *configPath, len(cfg.Routes.Rules), len(cfg.Plans), len(cfg.Warnings))
+	if *strict && len(cfg.Warnings) > 0 {
+		return fmt.Errorf("%s: %s; -strict fails on warnings", *configPath, countOf(len(cfg.Warnings), "warning"))
+	}
+	fmt.Fprintf(stdout, "%s: ok (%s, %s, %s)\n", *configPath, countOf(len(cfg.Routes.Rules), "route"),
+		countOf(len(cfg.Plans), "plan"), countOf(len(cfg.Warnings), "warning"))
 	return nil
+}
+
+// countOf says "1 warning", "2 warnings", "0 warnings".
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // checkOnline calls Clerk and Stripe with the configured keys: the keys

@@ -84,7 +84,9 @@ const usage = `tollgate: a Clerk sign-in and Stripe paywall in front of any web 
 
 Usage:
   tollgate [serve] [-config FILE] run the gateway (default config: ` + defaultConfigPath + `)
-  tollgate check [-config FILE]   validate a config file and report warnings
+  tollgate check [-config FILE] [-strict] [-online]
+                                  validate a config file and report warnings
+                                  (-strict: fail on warnings too)
   tollgate demo [-addr ADDR] [-dev] run a local demo: app, sandbox Clerk and Stripe, gateway
                                   (-dev: the sandbox Clerk as a development instance)
   tollgate users [-config FILE] [-status S] [-plan P] [--json|--csv]
