@@ -48,6 +48,7 @@ const maxConfigNodes = 200_000
 var (
 	yamlErrorLine  = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envRefPattern  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 	planKeyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	// accentColorPattern is strict because the colour is written into CSS.
 	accentColorPattern = regexp.MustCompile(`^#[0-9a-fA-F]{6}$`)

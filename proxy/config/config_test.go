@@ -477,6 +477,85 @@ func TestParseConfig_WebhookSecretIsAStringOrAList(t *testing.T) {
 	}
 }
 
+// TestParseConfig_CommonMistakes covers values of the right shape for YAML
+// but the wrong kind for their key: what gets copied from the wrong place.
+func TestParseConfig_CommonMistakes(t *testing.T) {
+	const base = "public_url: https://app.example.com\nupstream: http://app:3000\ndefault_access: public\n"
+	const (
+		fromEnvFile = ` holds an inline comment (" #…"); docker's --env-file keeps everything after "=", comments too: remove the inline comment from the env file`
+		quoted      = `holds an inline comment (" #…") inside the quotes; remove it, or move it after the closing quote`
+	)
+	tests := []struct {
+		name string
+		doc  string
+		env  map[string]string
+		want []string
+	}{
+		{
+			name: "an inline comment from an env file",
+			doc:  "stripe:\n  secret_key: \"${STRIPE_SECRET_KEY}\"\n",
+			env:  map[string]string{"STRIPE_SECRET_KEY": "sk_live_x # prod"},
+			want: []string{`config.yaml:5: stripe.secret_key: the value of ${STRIPE_SECRET_KEY}` + fromEnvFile},
+		},
+		{
+			name: "an inline comment after a tab, in a URL with text around the variable",
+			doc:  "clerk: { api_url: \"http://${API_HOST}:3000\" }\n",
+			env:  map[string]string{"API_HOST": "clerk-mock\t# the compose service"},
+			want: []string{`config.yaml:4: clerk.api_url: the value of ${API_HOST}` + fromEnvFile},
+		},
+		{
+			name: "an inline comment in a list of IDs is not also an empty list",
+			doc:  "plans:\n  pro:\n    prices: [\"${PRICE}\"]\n    routes: [\"*\"]\n",
+			env:  map[string]string{"PRICE": "price_a # monthly"},
+			want: []string{`config.yaml:6: plans.pro.prices[0]: the value of ${PRICE}` + fromEnvFile},
+		},
+		{
+			name: "an inline comment in a webhook secret is not also a missing one",
+			doc: "routes: [{path: /p/*, access: paid}]\nclerk: { publishable_key: \"${CLERK_PUBLISHABLE_KEY}\", secret_key: sk_test_x }\n" +
+				"session: { secret: \"${TOLLGATE_SESSION_SECRET}\" }\nstripe: { secret_key: sk_test_x, webhook_secret: \"${STRIPE_WEBHOOK_SECRET}\" }\n" +
+				"plans: { pro: { prices: [price_a], routes: [\"*\"] } }\n",
+			env: map[string]string{"CLERK_PUBLISHABLE_KEY": testPublishableKey, "TOLLGATE_SESSION_SECRET": testSessionSecret,
+				"STRIPE_WEBHOOK_SECRET": "whsec_x # test mode"},
+			want: []string{`config.yaml:7: stripe.webhook_secret: the value of ${STRIPE_WEBHOOK_SECRET}` + fromEnvFile},
+		},
+		{
+			name: "an inline comment inside quotes in the file",
+			doc:  "admin: { token: \"0123456789abcdef # rotate me\" }\n",
+			want: []string{`config.yaml:4: admin.token: ` + quoted},
+		},
+		{
+			name: "a route path",
+			doc:  "routes:\n  - { path: \"${P}\", access: public }\n",
+			env:  map[string]string{"P": "/docs/* # the manual"},
+			want: []string{`config.yaml:5: routes[0].path: the value of ${P}` + fromEnvFile},
+		},
+		{
+			name: "free text may hold \" #\"",
+			doc:  "pages: { product_name: \"${NAME}\" }\nstore: { path: \"/data/db #1\" }\nplans:\n  pro: { name: \"Pro #1\", prices: [price_a], routes: [\"*\"] }\n",
+			env:  map[string]string{"NAME": "Acme #1"},
+		},
+		{
+			name: "a # without a space before it is not a comment",
+			doc:  "pages: { accent_color: \"${C}\" }\n",
+			env:  map[string]string{"C": "#4f46e5"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("config.yaml", []byte(base+tt.doc), func(k string) string { return tt.env[k] })
+			if diff := cmp.Diff(errorLines(err), tt.want, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("(-got +want):\n%s", diff)
+			}
+			for _, v := range tt.env {
+				// The value may be a secret: the error names its variable only.
+				if err != nil && inlineComment.MatchString(v) && strings.Contains(err.Error(), strings.Fields(v)[0]) {
+					t.Errorf("the value is shown: %v", err)
+				}
+			}
+		})
+	}
+}
+
 func TestParseConfig_AccessLevelsDecideWhatIsRequired(t *testing.T) {
 	base := "public_url: https://app.example.com\nupstream: http://app:3000\n"
 	tests := []struct {

@@ -138,7 +138,7 @@ func (p *configParser) routes(top *configSection, cfg *proxy.Config) (rules []*p
 
 		pathV := s.str("path")
 		captures := false
-		if p.require(pathV, "", "a path pattern such as /settings/* or /routes/{route}/*") {
+		if !pathV.bad && p.require(pathV, "", "a path pattern such as /settings/* or /routes/{route}/*") {
 			var err error
 			if captures, err = proxy.CheckPathPattern(pathV.s); err != nil {
 				p.invalid(pathV, "%v", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -351,8 +352,41 @@ func (p *configParser) scalar(n *yaml.Node, key string, line int) configValue {
 		v.bad = true
 		return v
 	}
+	if inlineComment.MatchString(s) && !freeTextKey(key) {
+		p.inlineCommentError(n, key)
+		v.bad = true
+		return v
+	}
 	v.s, v.vars = strings.TrimSpace(s), vars
 	return v
+}
+
+// inlineComment finds a " # comment" in a value. YAML drops such comments
+// from plain values, but docker's --env-file keeps everything after "=", so
+// STRIPE_SECRET_KEY=sk_live_x # prod expands to the key and the comment.
+var inlineComment = regexp.MustCompile(`[ \t]#`)
+
+// freeTextKey reports whether key holds free text or a file path, where
+// " #" may be meant; every other value is a key, secret, URL, ID, address or
+// setting in which it cannot be.
+func freeTextKey(key string) bool {
+	switch key {
+	case "pages.product_name", "pages.templates_dir", "store.path":
+		return true
+	}
+	return strings.HasPrefix(key, "plans.") && strings.HasSuffix(key, ".name")
+}
+
+// inlineCommentError reports a value holding a " # comment", naming the
+// variable it came from. The value itself is not shown: it may be a secret.
+func (p *configParser) inlineCommentError(n *yaml.Node, key string) {
+	for _, m := range envRefPattern.FindAllStringSubmatch(n.Value, -1) {
+		if inlineComment.MatchString(p.getenv(m[1])) {
+			p.errorf(n.Line, key, `the value of ${%s} holds an inline comment (" #…"); docker's --env-file keeps everything after "=", comments too: remove the inline comment from the env file`, m[1])
+			return
+		}
+	}
+	p.errorf(n.Line, key, `holds an inline comment (" #…") inside the quotes; remove it, or move it after the closing quote`)
 }
 
 // expandEnv replaces each ${NAME} in s by getenv(NAME), and lists the names
@@ -418,10 +452,15 @@ func (p *configParser) list(n *yaml.Node, key string, line int, oneOK bool) conf
 	switch {
 	case isYAMLNull(n):
 	case n.Kind == yaml.ScalarNode && oneOK:
-		l.items = []configValue{p.scalar(n, key, n.Line)}
+		it := p.scalar(n, key, n.Line)
+		l.items, l.bad = []configValue{it}, it.bad
 	case n.Kind == yaml.SequenceNode:
 		for i, item := range n.Content {
-			l.items = append(l.items, p.scalar(item, fmt.Sprintf("%s[%d]", key, i), n.Line))
+			it := p.scalar(item, fmt.Sprintf("%s[%d]", key, i), n.Line)
+			// An item already reported must not also make the list
+			// "missing or empty".
+			l.bad = l.bad || it.bad
+			l.items = append(l.items, it)
 		}
 	default:
 		want := "a list of strings"
