@@ -482,6 +482,7 @@ func TestParseConfig_WebhookSecretIsAStringOrAList(t *testing.T) {
 func TestParseConfig_CommonMistakes(t *testing.T) {
 	const base = "public_url: https://app.example.com\nupstream: http://app:3000\ndefault_access: public\n"
 	const (
+		prod        = `is a product ID; want a price ID (price_…), shown in the Stripe dashboard under Product catalogue → the product → Pricing`
 		fromEnvFile = ` holds an inline comment (" #…"); docker's --env-file keeps everything after "=", comments too: remove the inline comment from the env file`
 		quoted      = `holds an inline comment (" #…") inside the quotes; remove it, or move it after the closing quote`
 	)
@@ -491,6 +492,27 @@ func TestParseConfig_CommonMistakes(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
+		{
+			name: "a product ID among the prices",
+			doc:  "plans:\n  pro: { prices: [price_a, prod_Q1x2], routes: [\"*\"] }\n",
+			want: []string{`config.yaml:5: plans.pro.prices[1]: "prod_Q1x2" ` + prod},
+		},
+		{
+			name: "a product ID as the only price is not also missing",
+			doc:  "plans:\n  pro:\n    prices: [prod_Q1x2]\n    routes: [\"*\"]\n",
+			want: []string{`config.yaml:6: plans.pro.prices[0]: "prod_Q1x2" ` + prod},
+		},
+		{
+			name: "a product ID from a variable",
+			doc:  "plans:\n  pro:\n    prices: [\"${PRICE}\"]\n    routes: [\"*\"]\n",
+			env:  map[string]string{"PRICE": "prod_Q1x2"},
+			want: []string{`config.yaml:6: plans.pro.prices[0]: "prod_Q1x2" ` + prod},
+		},
+		{
+			name: "a product ID as the trial fee",
+			doc:  "plans:\n  pro: { prices: [price_a], routes: [\"*\"], trial_days: 7, trial_fee_price: prod_fee }\n",
+			want: []string{`config.yaml:5: plans.pro.trial_fee_price: "prod_fee" ` + prod},
+		},
 		{
 			name: "an inline comment from an env file",
 			doc:  "stripe:\n  secret_key: \"${STRIPE_SECRET_KEY}\"\n",

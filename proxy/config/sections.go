@@ -50,6 +50,9 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 			}
 		}
 		for _, v := range vals {
+			if p.productID(v) {
+				continue
+			}
 			if owner, dup := priceOwner[v.s]; dup {
 				p.invalid(v, "%q is already a price of %s; a price can belong to one plan only", v.s, owner)
 				continue
@@ -77,7 +80,7 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		trial := s.str("trial_days")
 		pl.TrialDays = p.integer(trial, 0, 0, 730) // Stripe's own limit on trials
 
-		if fee := s.str("trial_fee_price"); fee.s != "" {
+		if fee := s.str("trial_fee_price"); fee.s != "" && !p.productID(fee) {
 			pl.TrialFeePrice = fee.s
 			trialFees = append(trialFees, fee)
 			if pl.TrialDays == 0 && !trial.bad {
@@ -102,6 +105,17 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		}
 	}
 	return plans
+}
+
+// productID reports a Stripe product ID where a price ID belongs: the
+// product is what the dashboard lists first, and its ID is easy to copy by
+// mistake.
+func (p *configParser) productID(v configValue) bool {
+	if !strings.HasPrefix(v.s, "prod_") {
+		return false
+	}
+	p.invalid(v, "%q is a product ID; want a price ID (price_…), shown in the Stripe dashboard under Product catalogue → the product → Pricing", v.s)
+	return true
 }
 
 // routes reads routes: into rules checked field by field, so that each
