@@ -483,6 +483,8 @@ func TestParseConfig_CommonMistakes(t *testing.T) {
 	const base = "public_url: https://app.example.com\nupstream: http://app:3000\ndefault_access: public\n"
 	const (
 		prod        = `is a product ID; want a price ID (price_…), shown in the Stripe dashboard under Product catalogue → the product → Pricing`
+		stripeWH    = `is not a Stripe webhook signing secret; want whsec_… from the Stripe dashboard (Webhooks → the endpoint → Signing secret)`
+		clerkWH     = `is not a Clerk webhook signing secret; want whsec_… from the Clerk dashboard (Webhooks → the endpoint → Signing Secret)`
 		fromEnvFile = ` holds an inline comment (" #…"); docker's --env-file keeps everything after "=", comments too: remove the inline comment from the env file`
 		quoted      = `holds an inline comment (" #…") inside the quotes; remove it, or move it after the closing quote`
 	)
@@ -512,6 +514,22 @@ func TestParseConfig_CommonMistakes(t *testing.T) {
 			name: "a product ID as the trial fee",
 			doc:  "plans:\n  pro: { prices: [price_a], routes: [\"*\"], trial_days: 7, trial_fee_price: prod_fee }\n",
 			want: []string{`config.yaml:5: plans.pro.trial_fee_price: "prod_fee" ` + prod},
+		},
+		{
+			name: "Stripe's secret key as its webhook secret",
+			doc:  "stripe:\n  webhook_secret: sk_live_abc\n",
+			want: []string{`config.yaml:5: stripe.webhook_secret: ` + stripeWH},
+		},
+		{
+			name: "one of a list of webhook secrets",
+			doc:  "stripe:\n  webhook_secret: [whsec_new, \"${OLD}\"]\n",
+			env:  map[string]string{"OLD": "we_1Nabc"},
+			want: []string{`config.yaml:5: stripe.webhook_secret[1]: ` + stripeWH},
+		},
+		{
+			name: "a Clerk webhook secret without whsec_",
+			doc:  "clerk:\n  webhook_secret: c2VjcmV0\n",
+			want: []string{`config.yaml:5: clerk.webhook_secret: ` + clerkWH},
 		},
 		{
 			name: "an inline comment from an env file",

@@ -316,7 +316,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 		}
 	}
 
-	c.WebhookSecrets = s.strOrList("webhook_secret").strings()
+	c.WebhookSecrets = p.webhookSecrets(s.strOrList("webhook_secret"), "a Clerk webhook signing secret; want whsec_… from the Clerk dashboard (Webhooks → the endpoint → Signing Secret)")
 	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
 	c.APIURL = p.serviceURL(s.str("api_url"), proxy.DefaultClerkAPIURL)
 	fapi := s.str("frontend_api_url")
@@ -333,6 +333,22 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 		}
 	}
 	return c
+}
+
+// webhookSecrets checks that each signing secret has the whsec_ prefix that
+// Stripe's and Svix's (Clerk's) secrets carry: anything else, often the API
+// secret key pasted by mistake, would fail every delivery's signature. want
+// says what the secret should be. Secrets are not echoed.
+func (p *configParser) webhookSecrets(l configList, want string) []string {
+	var out []string
+	for _, v := range nonEmptyValues(l) {
+		if !strings.HasPrefix(v.s, "whsec_") {
+			p.invalid(v, "is not %s", want)
+			continue
+		}
+		out = append(out, v.s)
+	}
+	return out
 }
 
 // clerkProxyURL checks clerk.proxy_url: the URL at which Clerk's Frontend
@@ -416,7 +432,7 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) proxy.StripeConf
 		}
 	}
 	wh := s.strOrList("webhook_secret")
-	sc.WebhookSecrets = wh.strings()
+	sc.WebhookSecrets = p.webhookSecrets(wh, "a Stripe webhook signing secret; want whsec_… from the Stripe dashboard (Webhooks → the endpoint → Signing secret)")
 	if n.stripe != "" && len(sc.WebhookSecrets) == 0 && !wh.bad {
 		_, empty := wh.values()
 		v := configValue{key: wh.key, line: wh.line, vars: empty, set: wh.set}
