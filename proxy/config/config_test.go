@@ -596,6 +596,66 @@ func TestParseConfig_CommonMistakes(t *testing.T) {
 	}
 }
 
+// TestParseConfig_YAMLMistakes: indentation mistakes are explained in plain
+// words, at the line where they are, not where yaml.v3 says.
+func TestParseConfig_YAMLMistakes(t *testing.T) {
+	const tab = "a tab character is used for indentation; YAML indents with spaces only"
+	tests := []struct {
+		name string
+		doc  string
+		want string
+	}{
+		{"a tab before a key", "public_url: x\nclerk:\n\tsecret_key: y\n",
+			"c.yaml:3: " + tab},
+		{"a tab after keys indented with spaces", "public_url: x\nclerk:\n  secret_key: y\n\tapi_url: z\n",
+			"c.yaml:4: " + tab},
+		{"spaces then a tab", "clerk:\n  secret_key: y\n  \tapi_url: z\n",
+			"c.yaml:3: " + tab},
+		{"a tab before a comment", "listen: \":80\"\n\t# the port\n",
+			"c.yaml:2: " + tab},
+		{"a tab in a block scalar", "clerk:\n  jwt_key: |\n\t-----BEGIN PUBLIC KEY-----\n",
+			"c.yaml:3: " + tab},
+		{"a tab, with Windows line ends", "clerk:\r\n\tsecret_key: y\r\n",
+			"c.yaml:2: " + tab},
+		{"a key indented less than its siblings", "clerk:\n  secret_key: y\n api_url: z\n",
+			`c.yaml:3: "api_url" is indented 1 space, but the keys above it are indented 0 or 2; the keys of one mapping must line up, so indent it like the keys it belongs with`},
+		{"a key between two levels", "plans:\n  pro:\n    prices: [price_a]\n   routes: [\"*\"]\n",
+			`c.yaml:4: "routes" is indented 3 spaces, but the keys above it are indented 0, 2 or 4; the keys of one mapping must line up, so indent it like the keys it belongs with`},
+		{"a key of a list item off by one", "routes:\n  - path: /x\n   access: public\n",
+			`c.yaml:3: "access" is indented 3 spaces, but the keys above it are indented 0 or 4; the keys of one mapping must line up, so indent it like the keys it belongs with`},
+		{"a list item off by one", "routes:\n  - path: /x\n    access: public\n   - path: /y\n",
+			`c.yaml:4: this list item is indented 3 spaces, but the list above it is indented 2; the dashes of one list's items must line up, so indent it like the items it belongs with`},
+		{"a list item off by one, after comments and a block scalar", "# c\nroutes:\n- path: /x\n  # c\n  id: |\n    abc\n\n    def\n  access: public\n - path: /y\n",
+			`c.yaml:10: this list item is indented 1 space, but the list above it is indented 0; the dashes of one list's items must line up, so indent it like the items it belongs with`},
+		{"a key indented more than one with a value", "clerk:\n  secret_key: y\n    api_url: z\n",
+			`c.yaml:3: "api_url" is indented more than "secret_key" on line 2, which already has a value; line it up with "secret_key"`},
+		{"a key under a section given a value", "clerk: x\n  secret_key: y\n",
+			`c.yaml:2: "secret_key" is indented more than "clerk" on line 1, which already has a value; line it up with "clerk"`},
+		{"a colon and a space in a plain value", "upstream: http://app:3000\nproduct: a: b\n",
+			`c.yaml:2: the value of "product" holds ": ", which YAML reads as the start of another key; put the value in quotes`},
+		{"the same on line 1, where yaml.v3 gives no line", "upstream: a: b\n",
+			`c.yaml:1: the value of "upstream" holds ": ", which YAML reads as the start of another key; put the value in quotes`},
+		{"a value starting with @", "listen: \":80\"\nadmin: { token: @abc }\n",
+			`c.yaml:2: a value starts with "@", which YAML reserves; put the value in quotes`},
+		{"in a second document", "listen: \":80\"\n---\nc:\n  d: 1\n e: 2\n",
+			`c.yaml:5: "e" is indented 1 space, but the keys above it are indented 0 or 2; the keys of one mapping must line up, so indent it like the keys it belongs with`},
+		{"a list item among keys keeps yaml.v3's words, at the right line", "clerk:\n  secret_key: y\n  - z\n",
+			"c.yaml:3: invalid YAML: did not find expected key"},
+		{"other problems keep yaml.v3's words", "listen: \":80\"\nupstream: \"http://app:3000\n",
+			"c.yaml:2: invalid YAML: found unexpected end of stream"},
+		{"a value starting with ` in a list", "routes:\n  - `x`\n",
+			"c.yaml:2: a value starts with \"`\", which YAML reserves; put the value in quotes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(tt.doc), testEnv)
+			if diff := cmp.Diff(errorLines(err), []string{tt.want}); diff != "" {
+				t.Errorf("(-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestParseConfig_AccessLevelsDecideWhatIsRequired(t *testing.T) {
 	base := "public_url: https://app.example.com\nupstream: http://app:3000\n"
 	tests := []struct {

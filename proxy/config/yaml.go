@@ -69,13 +69,13 @@ func (p *configParser) document(data []byte) (root *yaml.Node, ok bool) {
 		if errors.Is(err, io.EOF) {
 			return nil, true
 		}
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil, false
 	}
 	var extra yaml.Node
 	if err := p.decode(dec, &extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			p.yamlError(err)
+			p.yamlError(data, err)
 		} else {
 			p.errorf(extra.Line, "", "a second YAML document (after \"---\"); want a single document")
 		}
@@ -96,16 +96,6 @@ func (p *configParser) decode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 		}
 	}()
 	return dec.Decode(n)
-}
-
-func (p *configParser) yamlError(err error) {
-	msg := err.Error()
-	if m := yamlErrorLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errorf(line, "", "invalid YAML: %s", m[2])
-		return
-	}
-	p.errorf(0, "", "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
 }
 
 // node resolves aliases and counts visits against maxConfigNodes.
