@@ -66,7 +66,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) {
 		s.internal.ServeHTTP(w, r)
 		return
 	}
-	f := &forward{path: path, rawPath: escaped, trustedPeer: trustedPeer}
+	f := &req.decided
+	*f = forward{path: path, rawPath: escaped, trustedPeer: trustedPeer}
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		// CORS preflights carry no credentials by design: they pass
 		// ungated, stripped of credentials and body, except where the rules
