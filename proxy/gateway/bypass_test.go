@@ -119,6 +119,10 @@ func TestBypass_SpoofedHeadersInEverySpellingAreRemoved(t *testing.T) {
 		"X_Tollgate_User":    "user_grace",
 		"x_tollgate_org":     "org_evil",
 		"X-Tollgate_Plan":    "pro",
+		"X-Tollgate.Status":  "user_grace", // PHP reads "." as "_"
+		"X.Tollgate.Route":   "user_grace",
+		"X-Real.IP":          "6.6.6.6",
+		"X.Forwarded.For":    "6.6.6.6",
 		"X-Forwarded-Host":   "evil.test",
 		"X-Forwarded-Prefix": "/evil",
 		"X-Forwarded-Port":   "1",
@@ -152,7 +156,7 @@ func TestBypass_SpoofedHeadersInEverySpellingAreRemoved(t *testing.T) {
 	// only.
 	r := httptest.NewRequest("GET", "/public/x", nil)
 	r.RemoteAddr = "10.1.2.3:5555"
-	for k, v := range map[string]string{"X-Forwarded-Host": "app.example.com", "X-Real-IP": "1.2.3.4", "X_Real_IP": "6.6.6.6", "X-Tollgate-User": "user_grace"} {
+	for k, v := range map[string]string{"X-Forwarded-Host": "app.example.com", "X-Real-IP": "1.2.3.4", "X_Real_IP": "6.6.6.6", "X-Real.IP": "6.6.6.6", "X-Tollgate-User": "user_grace"} {
 		r.Header[k] = []string{v}
 	}
 	fx.srv.ServeHTTP(httptest.NewRecorder(), r)
@@ -160,8 +164,10 @@ func TestBypass_SpoofedHeadersInEverySpellingAreRemoved(t *testing.T) {
 	if up.Header.Get("X-Real-IP") != "1.2.3.4" || up.Header.Get("X-Forwarded-Host") != "app.example.com" {
 		t.Errorf("trusted proxy's headers: %v", up.Header)
 	}
-	if _, ok := up.Header["X_Real_IP"]; ok {
-		t.Error("an underscore spelling from a trusted proxy reached the app")
+	for _, k := range []string{"X_Real_IP", "X-Real.IP"} {
+		if _, ok := up.Header[k]; ok {
+			t.Errorf("%s from a trusted proxy reached the app", k)
+		}
 	}
 	if up.Header.Get(HeaderUser) != "" {
 		t.Error("a trusted proxy set X-Tollgate-User")

@@ -6,10 +6,13 @@ import (
 	"strings"
 )
 
-// Request headers are judged by name after folding case and "_" to "-":
-// CGI, WSGI (HTTP_X_TOLLGATE_USER), PHP and Rack read "X_Tollgate_User" and
-// "X-Tollgate-User" as one header, so a spelling tollgate did not strip
-// would reach the app as the real thing (docs/SECURITY.md, "Rules in detail").
+// Request headers are judged by name after folding case, and every byte
+// that is not a letter or a digit to "-": CGI, WSGI (HTTP_X_TOLLGATE_USER),
+// PHP and Rack read "X_Tollgate_User" and "X-Tollgate-User" as one header,
+// and PHP also reads "." and " " as "_" (php_register_variable_ex), so
+// "X-Tollgate.User" is the same header there too. A spelling tollgate did
+// not strip would reach the app as the real thing (docs/SECURITY.md, "Rules
+// in detail").
 
 // headerClass is what tollgate makes of a request header, by name.
 type headerClass uint8
@@ -42,12 +45,13 @@ var forwardingHeaders = [...]string{
 var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override"}
 
 // classifyHeader says what a header name is, and whether it was spelled
-// with "_" (a spelling no proxy sets, so never believed).
+// with a separator other than "-" (a spelling no proxy sets, so never
+// believed).
 func classifyHeader(name string) (class headerClass, underscored bool) {
 	if len(name) < 6 { // shorter than every name above
 		return headerOther, false
 	}
-	underscored = strings.IndexByte(name, '_') >= 0
+	underscored = strings.IndexFunc(name, func(r rune) bool { return r != '-' && !isAlnum(r) }) >= 0
 	if foldedHasPrefix(name, "x-tollgate-") {
 		return headerTollgate, underscored
 	}
@@ -68,8 +72,9 @@ func classifyHeader(name string) (class headerClass, underscored bool) {
 	return headerOther, underscored
 }
 
-// foldedEqual compares a header name with a lower-case, dashed name, reading
-// "_" as "-" and ignoring ASCII case.
+// foldedEqual compares a header name with a lower-case, dashed name,
+// ignoring ASCII case and reading every byte other than a letter or a digit
+// as "-".
 func foldedEqual(name, lowerDashed string) bool {
 	if len(name) != len(lowerDashed) {
 		return false
@@ -77,10 +82,10 @@ func foldedEqual(name, lowerDashed string) bool {
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
-		case c == '_':
-			c = '-'
 		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'
+		case !isAlnum(rune(c)):
+			c = '-'
 		}
 		if c != lowerDashed[i] {
 			return false
@@ -168,3 +173,5 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 	}
 	return false
 }
+
+func isAlnum(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' }
