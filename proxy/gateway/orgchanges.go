@@ -28,7 +28,11 @@ type memberChange struct {
 	orgID   string
 	role    string // the new role, with the org: prefix; "" when removed
 	removed bool
-	at      time.Time
+	at      time.Time // identities issued up to this moment are changed (changeTime)
+	// happened is when Clerk made the change: it orders the changes of one
+	// membership, so an older event delivered late (Svix retries for
+	// hours) never overrides a newer one.
+	happened time.Time
 }
 
 func newOrgChanges() *orgChanges {
@@ -37,7 +41,9 @@ func newOrgChanges() *orgChanges {
 	return &orgChanges{members: members, deleted: deleted}
 }
 
-func (o *orgChanges) member(orgID, userID string, ch memberChange) {
+// member records a change of userID's membership of orgID, unless a change
+// Clerk made later is already known. It reports whether it recorded ch.
+func (o *orgChanges) member(orgID, userID string, ch memberChange) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	old, _ := o.members.Get(userID)
@@ -45,13 +51,19 @@ func (o *orgChanges) member(orgID, userID string, ch memberChange) {
 	for _, c := range old {
 		if c.orgID != orgID {
 			out = append(out, c)
-		} else if c.at.After(ch.at) {
-			ch = c // a later change for this organisation is already known
+			continue
+		}
+		if c.happened.After(ch.happened) {
+			return false // a later change of this membership is already known
+		}
+		if c.at.After(ch.at) {
+			ch.at = c.at // identities the earlier change reached stay reached
 		}
 	}
 	ch.orgID = orgID
 	o.members.Add(userID, append(out, ch))
 	o.any.Store(true)
+	return true
 }
 
 func (o *orgChanges) deleteOrg(orgID string, at time.Time) {

@@ -25,12 +25,15 @@ func TestOrgChanges(t *testing.T) {
 	if o.apply(id("user_1", "org_1", "org:admin", t0)) {
 		t.Fatal("nothing recorded, yet something applied")
 	}
-	o.member("org_1", "user_1", memberChange{role: "org:member", at: t0})
-	o.member("org_2", "user_1", memberChange{removed: true, at: t0})
-	o.member("org_1", "user_2", memberChange{removed: true, at: t0})
+	o.member("org_1", "user_1", memberChange{role: "org:member", at: t0, happened: t0})
+	o.member("org_2", "user_1", memberChange{removed: true, at: t0, happened: t0})
+	o.member("org_1", "user_2", memberChange{removed: true, at: t0, happened: t0})
 	o.deleteOrg("org_gone", t0)
-	// An older change arriving late does not undo a newer one.
-	o.member("org_1", "user_1", memberChange{removed: true, at: t0.Add(-time.Minute)})
+	// An older change arriving late does not undo a newer one, even though
+	// it is applied later (its cutoff is when it arrived).
+	if o.member("org_1", "user_1", memberChange{removed: true, at: t0.Add(time.Hour), happened: t0.Add(-time.Minute)}) {
+		t.Error("a change Clerk made before the one recorded was recorded over it")
+	}
 
 	tests := []struct {
 		name    string

@@ -38,19 +38,34 @@ func (s *Server) RevokeUser(ctx context.Context, userID string) error {
 // RevokeMembership takes organisation orgID out of every identity of
 // userID issued up to at (organizationMembership.deleted).
 func (s *Server) RevokeMembership(ctx context.Context, orgID, userID string, at time.Time) error {
-	at = s.changeTime(at)
-	s.gw.orgs.member(orgID, userID, memberChange{removed: true, at: at})
-	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
-	return s.keep(ctx, proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: orgID, UserID: userID, At: at})
+	return s.changeMembership(ctx, orgID, userID, memberChange{removed: true}, at)
 }
 
 // UpdateMembership gives userID's identities issued up to at the role
 // ("org:admin", …) in orgID (organizationMembership.updated).
 func (s *Server) UpdateMembership(ctx context.Context, orgID, userID, role string, at time.Time) error {
-	at = s.changeTime(at)
-	s.gw.orgs.member(orgID, userID, memberChange{role: role, at: at})
+	if role == "" {
+		return nil // a role is what an update names; without one it changes nothing
+	}
+	return s.changeMembership(ctx, orgID, userID, memberChange{role: role}, at)
+}
+
+// changeMembership applies a membership change Clerk made at happened (zero:
+// the event did not say; now), unless a later one is already known: an
+// older event delivered late is dropped, and not kept either.
+func (s *Server) changeMembership(ctx context.Context, orgID, userID string, ch memberChange, happened time.Time) error {
+	ch.at = s.changeTime(happened)
+	ch.happened = happened
+	if happened.IsZero() {
+		ch.happened = s.now()
+	}
+	if !s.gw.orgs.member(orgID, userID, ch) {
+		return nil
+	}
 	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
-	return s.keep(ctx, proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: orgID, UserID: userID, Role: role, At: at})
+	// Kept with its cutoff as its time: after a restart that orders it no
+	// earlier than Clerk's own time, so a late older event still loses.
+	return s.keep(ctx, proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: orgID, UserID: userID, Role: ch.role, At: ch.at})
 }
 
 // RevokeOrganization takes a deleted organisation out of every identity
@@ -95,7 +110,7 @@ func (ss *sessionState) apply(r proxy.Revocation) {
 	case proxy.RevocationUser:
 		ss.revokeUser(r.UserID, r.At)
 	case proxy.RevocationMembership:
-		ss.orgs.member(r.OrgID, r.UserID, memberChange{role: r.Role, removed: r.Role == "", at: r.At})
+		ss.orgs.member(r.OrgID, r.UserID, memberChange{role: r.Role, removed: r.Role == "", at: r.At, happened: r.At})
 	case proxy.RevocationOrg:
 		ss.orgs.deleteOrg(r.OrgID, r.At)
 	}

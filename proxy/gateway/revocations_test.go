@@ -139,3 +139,31 @@ func TestRevocations_StoreFailure(t *testing.T) {
 		t.Errorf("a token of the revoked session: %d, want 401", resp.StatusCode)
 	}
 }
+
+// TestRevocations_LateOlderMembershipEventLoses: Svix delivers a failed
+// event again for hours, so an older role change can arrive after a newer
+// one. It changes nothing and is not kept: a demoted member stays demoted,
+// before and after a restart.
+func TestRevocations_LateOlderMembershipEventLoses(t *testing.T) {
+	fx := newGateFixture(t, nil)
+	store := &memRevocations{}
+	fx.restart(store)
+	t0 := fx.now
+	if err := fx.srv.UpdateMembership(t.Context(), "org_1", "user_1", "org:member", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	fx.now = t0.Add(2 * time.Hour)
+	if err := fx.srv.UpdateMembership(t.Context(), "org_1", "user_1", "org:admin", t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.rs) != 1 || store.rs[0].Role != "org:member" {
+		t.Errorf("kept %+v, want only the demotion", store.rs)
+	}
+	issuedBefore := &proxy.Identity{UserID: "user_1", OrgID: "org_1", OrgRole: "org:admin", IssuedAt: t0}
+	fx.srv.gw.orgs.apply(issuedBefore)
+	fresh := &proxy.Identity{UserID: "user_1", OrgID: "org_1", OrgRole: "org:member", IssuedAt: fx.now.Add(-time.Second)}
+	fx.srv.gw.orgs.apply(fresh)
+	if issuedBefore.OrgRole != "org:member" || fresh.OrgRole != "org:member" {
+		t.Errorf("roles %q (issued before the demotion), %q (issued after it), want org:member twice", issuedBefore.OrgRole, fresh.OrgRole)
+	}
+}
