@@ -434,7 +434,10 @@ func (b *Billing) CompleteCheckout(ctx context.Context, sessionID string, id *pr
 	cus := cs.Customer.ID
 	subject, perr := proxy.ParseSubject(cs.Metadata[MetaSubject])
 	if perr != nil {
-		subject = proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}
+		// Not a session tollgate made (a Payment Link's, whose
+		// client_reference_id anyone can set in its URL): nothing is
+		// linked from it, and the webhook's sync settles whoever it was.
+		return ret, nil
 	}
 	complete := cs.Status == stripe.CheckoutSessionStatusComplete && cs.Mode == stripe.CheckoutSessionModeSubscription
 	err = b.underLocks(ctx, b.visitorBudget(), 2, func(bud *budget) error {

@@ -355,8 +355,13 @@ func (o eventObject) customerID() string {
 // checkoutSubject is who a checkout session was for: tollgate's own
 // metadata subject, else a Clerk user ID in client_reference_id.
 func (o eventObject) checkoutSubject() (proxy.Subject, bool) {
+	// Only the metadata tollgate writes on its own sessions. A
+	// client_reference_id alone is not enough: a Payment Link takes it from
+	// its URL (?client_reference_id=) and a pricing table from the page, so
+	// anyone could name someone else and have their customer linked to
+	// that person (docs/SECURITY.md, "Trust boundaries").
 	if s, err := proxy.ParseSubject(o.Metadata[MetaSubject]); err == nil {
 		return s, true
 	}
-	return subjectOfKind(proxy.SubjectUser, o.ClientReferenceID)
+	return proxy.Subject{}, false
 }

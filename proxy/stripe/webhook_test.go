@@ -393,8 +393,10 @@ func TestParseEventObject_IsLenient(t *testing.T) {
 	if got := (eventObject{ID: "cus_9", Object: "customer", Customer: "cus_other"}).customerID(); got != "cus_9" {
 		t.Errorf("customer object's customer = %q", got)
 	}
-	if s, ok := (eventObject{ClientReferenceID: "someone-else"}).checkoutSubject(); ok {
-		t.Errorf("non-Clerk client_reference_id adopted as %v", s)
+	for _, ref := range []string{"someone-else", "user_grace"} {
+		if s, ok := (eventObject{ClientReferenceID: ref}).checkoutSubject(); ok {
+			t.Errorf("client_reference_id %q without tollgate's metadata adopted as %v", ref, s)
+		}
 	}
 	if s, _ := (eventObject{Metadata: map[string]string{MetaSubject: "org:org_acme"}, ClientReferenceID: "user_grace"}).checkoutSubject(); s != orgAcme() {
 		t.Errorf("metadata subject = %v", s)
