@@ -174,4 +174,6 @@ func containsAddr(prefixes []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-func isAlnum(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' }
+func isAlnum(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
+}
