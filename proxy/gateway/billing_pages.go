@@ -141,7 +141,7 @@ func (s *Server) planByKey(key string) *proxy.Plan {
 }
 
 func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity) planView {
-	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == proxy.SubjectOrg, CanCheckout: id != nil}
+	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == proxy.SubjectOrg, CanCheckout: id != nil && s.billingOn}
 	if len(p.Prices) > 0 {
 		if pr, ok := s.prices.Price(p.Prices[0]); ok {
 			v.Price, v.Per = pr.Format(), pr.Per()

@@ -399,3 +399,16 @@ func TestAccountPage_EmailFromTheDirectory(t *testing.T) {
 		t.Errorf("the page does not show the directory's email:\n%.2000s", page)
 	}
 }
+
+// Without billing the pages offer no Checkout form: a form that could only
+// answer 404 is a dead end (red team #3).
+func TestBillingPages_NoBillingOffersNoCheckout(t *testing.T) {
+	fx := newGateFixture(t, nil) // no Options.Billing
+	for _, p := range []string{"/.tollgate/upgrade?route=415VNA", "/.tollgate/subscribe/pro"} {
+		resp := fx.do("GET", p, with(navigation, "X-Test-User", "user_1"))
+		b, _ := io.ReadAll(resp.Body)
+		if strings.Contains(string(b), `action="/.tollgate/checkout"`) {
+			t.Errorf("%s offers a Checkout form without billing", p)
+		}
+	}
+}
