@@ -366,6 +366,7 @@ func TestUpgradePage_TrialAsTheStoreKnowsIt(t *testing.T) {
 			fx := newGateFixtureConfig(t, nil, func(c string) string {
 				return strings.Replace(c, "    prices: [price_pro]\n", "    prices: [price_pro]\n    trial_days: 14\n", 1)
 			})
+			fx.srv.billing, fx.srv.billingOn = &fakeBilling{}, true
 			if tc.trials != nil {
 				fx.srv.trials = tc.trials
 			}
