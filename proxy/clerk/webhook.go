@@ -324,10 +324,14 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *webhookHandler) handle(ctx context.Context, msgID string, body []byte) int {
 	log := h.log.With("msg_id", msgID)
-	seen, mark, err := h.dedupe(ctx, msgID)
-	if err != nil {
-		log.ErrorContext(ctx, "clerk webhook: dedupe lookup", "err", err)
-		return http.StatusInternalServerError
+	seen, mark, dedupeErr := h.dedupe(ctx, msgID)
+	if dedupeErr != nil {
+		// Whether it was handled cannot be told, so it is handled again
+		// (every event's work is idempotent): a revocation must apply at
+		// once even while the store cannot be read. The answer is still
+		// 500, and nothing is marked, so Svix delivers it again.
+		log.ErrorContext(ctx, "clerk webhook: dedupe lookup", "err", dedupeErr)
+		seen, mark = false, nil
 	}
 	if seen {
 		log.InfoContext(ctx, "clerk webhook: duplicate, skipped")
@@ -346,6 +350,9 @@ func (h *webhookHandler) handle(ctx context.Context, msgID string, body []byte) 
 		return http.StatusBadRequest
 	case err != nil:
 		log.ErrorContext(ctx, "clerk webhook: store", "err", err)
+		return http.StatusInternalServerError
+	}
+	if dedupeErr != nil {
 		return http.StatusInternalServerError
 	}
 	if mark != nil {
