@@ -194,12 +194,23 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 	}
 	var cs *stripe.CheckoutSession
 	for attempt := 0; ; attempt++ {
-		p.SetIdempotencyKey(idempotencyKey("checkout", append(keyParts, stale...)...))
+		key := idempotencyKey("checkout", append(keyParts, stale...)...)
+		if n, ok := b.failedKeys.Get(key); ok {
+			key = idempotencyKey("checkout", key, strconv.Itoa(n))
+		}
+		p.SetIdempotencyKey(key)
 		err = b.call(ctx, bud, func() (err error) {
 			cs, err = b.api.CheckoutSessions.New(p)
 			return err
 		})
 		if err != nil {
+			if stripeStatus(err) >= 500 {
+				// Stripe saved this failure under the key and would replay
+				// it to this visitor for a day: the next try takes another.
+				base := idempotencyKey("checkout", append(keyParts, stale...)...)
+				n, _ := b.failedKeys.Get(base)
+				b.failedKeys.Add(base, n+1)
+			}
 			return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: create session: %w", stripeFailure(err))
 		}
 		if !maybeReplayed(cs, b.now()) {

@@ -463,3 +463,27 @@ func sessionOf(t *testing.T, h *harness, pageURL string) string {
 	}
 	return id
 }
+
+// Stripe saves a request's server error under its idempotency key and
+// replays it for a day (docs.stripe.com/api/idempotent_requests): after a
+// failed creation the visitor's next try uses another key and gets a
+// session, instead of the saved failure.
+func TestCheckout_AfterAStripeFailureTheNextTryIsNotItsReplay(t *testing.T) {
+	h := newHarness(t)
+	req := proxy.CheckoutRequest{Identity: idAda(), Subject: userAda(), Plan: planByKey("pro"), ReturnPath: "/docs"}
+	h.stripe.sb.InjectAPIError("POST /v1/checkout/sessions", 1)
+	if _, err := h.b.Checkout(t.Context(), req); !errors.Is(err, proxy.ErrStripeUnavail) {
+		t.Fatalf("first try: err = %v, want Stripe unavailable", err)
+	}
+	res, err := h.b.Checkout(t.Context(), req)
+	if err != nil || res.URL == "" {
+		t.Fatalf("second try: %+v, %v", res, err)
+	}
+	keys := map[string]bool{}
+	for _, c := range h.calls.to("POST", "/v1/checkout/sessions") {
+		keys[c.IdemKey] = true
+	}
+	if len(keys) < 2 {
+		t.Errorf("the retry reused the failed key: %v", keys)
+	}
+}

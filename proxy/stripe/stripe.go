@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	stripe "github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 
@@ -172,6 +173,11 @@ type Billing struct {
 	visitors   *bucket
 	maxWait    atomic.Int64
 	sessions   *sessionMemo // Checkout Sessions' owners, and IDs Stripe does not know
+	// failedKeys counts, per Checkout idempotency key, the creations
+	// Stripe failed with a server error: Stripe saves such a failure under
+	// its key and replays it for 24 hours, so the next attempt needs
+	// another key (checkout.go).
+	failedKeys *lru.Cache[string, int]
 	// sleep waits for d or until ctx is done; backoffBase is the first wait
 	// after a 429. Both are fields so tests can run without real waits.
 	sleep        func(ctx context.Context, d time.Duration) error
@@ -244,6 +250,7 @@ func newBilling(cfg Config) (*Billing, error) {
 		background:   newBucket(DefaultPacing().Background),
 		visitors:     newBucket(DefaultPacing().Visitors),
 		sessions:     newSessionMemo(sessionMemoSize, sessionMemoTTL),
+		failedKeys:   mustLRU[string, int](sessionMemoSize),
 		sleep:        sleepCtx,
 		backoffBase:  time.Second,
 		retries:      2,
@@ -508,4 +515,13 @@ func subjectFromMetadata(md map[string]string) (proxy.Subject, bool) {
 func subjectOfKind(kind proxy.SubjectKind, s string) (proxy.Subject, bool) {
 	sub, err := proxy.ParseSubject(s)
 	return sub, err == nil && sub.Kind == kind
+}
+
+// mustLRU is an LRU of a size fixed in code (only a size below 1 fails).
+func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](size)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

@@ -198,7 +198,15 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 				return
 			}
 		}
-		v, apiErr := h(r)
+		var v any
+		var apiErr *apiError
+		if s.apiFailures[r.Pattern] > 0 {
+			s.apiFailures[r.Pattern]--
+			apiErr = &apiError{Status: http.StatusInternalServerError, Type: "api_error",
+				Message: "An unknown error occurred while processing your request."}
+		} else {
+			v, apiErr = h(r)
+		}
 		status := http.StatusOK
 		if apiErr != nil {
 			status, v = apiErr.Status, errorJSON{*apiErr}
@@ -208,7 +216,10 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 			s.log.Error("sandbox stripe: marshal response", "path", r.URL.Path, "err", err)
 			status, body = http.StatusInternalServerError, []byte(`{"error":{"type":"api_error","message":"internal error"}}`)
 		}
-		if key != "" && status < 300 {
+		// Stripe saves the result of a request whose endpoint began to run,
+		// "including 500 errors", and not a request refused before that
+		// (a 4xx: parameters failed validation) (docs.stripe.com/api/idempotent_requests).
+		if key != "" && (status < 300 || status >= 500) {
 			now := s.now()
 			for k, e := range s.idem {
 				if now.Sub(e.at) > idemTTL {

@@ -149,6 +149,9 @@ type Stripe struct {
 	failing    map[string]bool // customer IDs whose next payments fail
 	idem       map[string]*idemEntry
 	apiCalls   map[string]int // API requests received, by route pattern
+	// apiFailures are the next requests, by route pattern, that fail as
+	// Stripe's own server errors do (InjectAPIError).
+	apiFailures map[string]int
 	apiLog     []Request
 	hooks      [2]endpoint // by mode: [0] test, [1] live
 	queue      []*event    // awaiting delivery, in order
@@ -180,6 +183,7 @@ func New(opts Options) *Stripe {
 		failing:     map[string]bool{},
 		idem:        map[string]*idemEntry{},
 		apiCalls:    map[string]int{},
+		apiFailures: map[string]int{},
 		idle:        make(chan struct{}),
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
@@ -329,6 +333,16 @@ func (s *Stripe) SetBaseURL(u string) {
 
 // APICalls counts the API requests received so far, by route pattern
 // ("GET /v1/customers/{id}"), whatever their answer.
+// InjectAPIError makes the next n requests to the route pattern (e.g.
+// "POST /v1/checkout/sessions") fail with a 500 api_error once their
+// handler has begun, as Stripe's own failures do: under an Idempotency-Key
+// the failure is saved and replayed like any result.
+func (s *Stripe) InjectAPIError(pattern string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apiFailures[pattern] = n
+}
+
 func (s *Stripe) APICalls() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
