@@ -135,31 +135,31 @@ type Stripe struct {
 	// view is how the answer being built is rendered: the API version
 	// and the mode of the key that asked. Set under mu by the API wrapper
 	// for each request and by emitLocked for each event.
-	view       view
-	baseURL    string
-	offset     time.Duration // test clock: billing time = now() + offset
-	seq        int64         // creation order of every object
-	customers  map[string]*customer
-	subs       map[string]*subscription
-	sessions   map[string]*checkoutSession
-	portals    map[string]*portalSession
-	invoices   map[string]*invoice
-	events     []*event // oldest first
-	eventIdx   map[string]*event
-	failing    map[string]bool // customer IDs whose next payments fail
-	idem       map[string]*idemEntry
-	apiCalls   map[string]int // API requests received, by route pattern
+	view      view
+	baseURL   string
+	offset    time.Duration // test clock: billing time = now() + offset
+	seq       int64         // creation order of every object
+	customers map[string]*customer
+	subs      map[string]*subscription
+	sessions  map[string]*checkoutSession
+	portals   map[string]*portalSession
+	invoices  map[string]*invoice
+	events    []*event // oldest first
+	eventIdx  map[string]*event
+	failing   map[string]bool // customer IDs whose next payments fail
+	idem      map[string]*idemEntry
+	apiCalls  map[string]int // API requests received, by route pattern
 	// apiFailures are the next requests, by route pattern, that fail as
 	// Stripe's own server errors do (InjectAPIError).
 	apiFailures map[string]int
-	apiLog     []Request
-	hooks      [2]endpoint // by mode: [0] test, [1] live
-	queue      []*event    // awaiting delivery, in order
-	delivering bool
-	idle       chan struct{} // closed when the queue is drained
-	closed     bool
-	stopCtx    context.Context // ends with Close: cancels deliveries
-	stop       context.CancelFunc
+	apiLog      []Request
+	hooks       [2]endpoint // by mode: [0] test, [1] live
+	queue       []*event    // awaiting delivery, in order
+	delivering  bool
+	idle        chan struct{} // closed when the queue is drained
+	closed      bool
+	stopCtx     context.Context // ends with Close: cancels deliveries
+	stop        context.CancelFunc
 }
 
 // New builds the Stripe stand-in. It panics if opts.Prices is
