@@ -38,6 +38,31 @@ type Config struct {
 	Warnings []string
 }
 
+// OriginFor is the configured origin a request's Host names: the
+// extra_origins entry with that host (and port), else public_url's. URLs
+// that send the visitor back (sign-in, the handshake) are built from it, so
+// a visitor on an extra origin comes back to it and to its cookies, while a
+// Host that names no configured origin never becomes a redirect target.
+func OriginFor(publicURL *url.URL, extra []*url.URL, requestHost string) *url.URL {
+	h := hostKey(requestHost)
+	for _, o := range extra {
+		if hostKey(o.Host) == h {
+			return &url.URL{Scheme: o.Scheme, Host: o.Host}
+		}
+	}
+	return &url.URL{Scheme: publicURL.Scheme, Host: publicURL.Host}
+}
+
+// hostKey is a Host as origins compare it: lower case, without the
+// trailing dot DNS ignores, the port kept.
+func hostKey(h string) string {
+	name, port := h, ""
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.HasSuffix(h, "]") {
+		name, port = h[:i], h[i:]
+	}
+	return strings.ToLower(strings.TrimSuffix(name, ".")) + port
+}
+
 // HostAllowed reports whether a request's Host (any case, with or without
 // port) may be served: always when hosts: is unset.
 func (c *Config) HostAllowed(host string) bool {

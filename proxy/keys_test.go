@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -95,6 +96,33 @@ func TestCookieSuffix(t *testing.T) {
 			t.Errorf("ParsePublishableKey(%q): %v", pk, err)
 		} else if parsed.CookieSuffix != want {
 			t.Errorf("ParsePublishableKey(%q).CookieSuffix = %q, want %q", pk, parsed.CookieSuffix, want)
+		}
+	}
+}
+
+func TestOriginFor(t *testing.T) {
+	mustParse := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	public := mustParse("https://app.example.com")
+	extra := []*url.URL{mustParse("https://www.example.com"), mustParse("http://localhost:8081")}
+	for _, tc := range []struct{ host, want string }{
+		{"app.example.com", "https://app.example.com"},
+		{"www.example.com", "https://www.example.com"},
+		{"WWW.Example.COM.", "https://www.example.com"},
+		{"localhost:8081", "http://localhost:8081"},
+		{"localhost:8082", "https://app.example.com"}, // another port: another origin
+		{"evil.test", "https://app.example.com"},      // never a Host that names no origin
+		{"www.example.com.evil.test", "https://app.example.com"},
+		{"", "https://app.example.com"},
+		{"[::1]:8081", "https://app.example.com"},
+	} {
+		if got := OriginFor(public, extra, tc.host).String(); got != tc.want {
+			t.Errorf("OriginFor(%q) = %q, want %q", tc.host, got, tc.want)
 		}
 	}
 }

@@ -186,6 +186,7 @@ func clerkConfig(cfg *proxy.Config) clerk.Config {
 		FrontendAPIURL:    cfg.Clerk.FrontendAPIURL,
 		SignInURL:         cfg.Clerk.SignInURL,
 		PublicURL:         cfg.PublicURL,
+		ExtraOrigins:      cfg.ExtraOrigins,
 		ClientAddr:        func(r *http.Request) string { return gateway.ClientAddr(r, cfg.TrustedProxies) },
 	}
 }

@@ -67,13 +67,15 @@ type Config struct {
 	// SignInURL overrides <Account Portal>/sign-in.
 	SignInURL string
 	// PublicURL is the origin visitors see. Redirect URLs handed to Clerk
-	// are built from it and the request's path, never from Host or
-	// X-Forwarded-* headers. Required.
-	PublicURL  *url.URL
-	HTTPClient *http.Client     // nil: a client with a 10 s timeout
-	Logger     *slog.Logger     // nil: discard
-	Now        func() time.Time // nil: time.Now
-	Leeway     time.Duration    // clock skew allowed on exp/nbf/iat; 0: 5 s
+	// are built from it (or from the ExtraOrigins entry the request's Host
+	// names, proxy.OriginFor) and the request's path, never from a Host or
+	// X-Forwarded-* header that names no configured origin. Required.
+	PublicURL    *url.URL
+	ExtraOrigins []*url.URL
+	HTTPClient   *http.Client     // nil: a client with a 10 s timeout
+	Logger       *slog.Logger     // nil: discard
+	Now          func() time.Time // nil: time.Now
+	Leeway       time.Duration    // clock skew allowed on exp/nbf/iat; 0: 5 s
 	// ClientAddr names the visitor a request comes from, for the
 	// per-client bound on handshake nonce exchanges (main passes
 	// proxy.ClientAddr with trusted_proxies). nil: the TCP peer.
@@ -92,6 +94,7 @@ type Client struct {
 	// cookies Clerk's handshake sets on the app's host (sign-out).
 	clearSession []string
 	origin       *url.URL // PublicURL's scheme and host
+	extra        []*url.URL
 	parties      map[string]struct{}
 	leeway       time.Duration
 	now          func() time.Time
@@ -138,6 +141,7 @@ func New(cfg Config) (*Client, error) {
 		issuer:       "https://" + pk.FrontendAPIHost,
 		fapiBase:     "https://" + pk.FrontendAPIHost,
 		origin:       &url.URL{Scheme: cfg.PublicURL.Scheme, Host: cfg.PublicURL.Host},
+		extra:        cfg.ExtraOrigins,
 		leeway:       cfg.Leeway,
 		now:          cfg.Now,
 		log:          cfg.Logger,

@@ -527,15 +527,21 @@ func (c *Client) handshakeURL(r *http.Request, reason string, hs *handshakeInput
 	return b.String()
 }
 
-// currentURL is the request's URL as the visitor sees it: PublicURL's
-// origin, the request's path and its query without Clerk's one-time
-// parameters (dev browser, handshake payload).
+// currentURL is the request's URL as the visitor sees it: the configured
+// origin its Host names (proxy.OriginFor: as Clerk's SDK builds it from the
+// request's host, but only ever a configured origin), the request's path
+// and its query without Clerk's one-time parameters (dev browser,
+// handshake payload).
 func (c *Client) currentURL(r *http.Request) string {
 	p := r.URL.EscapedPath()
 	if p == "" || p[0] != '/' {
 		p = "/" + p
 	}
-	u := c.origin.Scheme + "://" + c.origin.Host + p
+	o := c.origin
+	if len(c.extra) > 0 {
+		o = proxy.OriginFor(c.origin, c.extra, r.Host)
+	}
+	u := o.Scheme + "://" + o.Host + p
 	if q := cleanQuery(r.URL.RawQuery); q != "" {
 		u += "?" + q
 	}

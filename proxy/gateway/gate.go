@@ -353,14 +353,14 @@ func (s *Server) signedOut(w http.ResponseWriter, r *http.Request, e *logEntry, 
 	writeJSON(w, http.StatusUnauthorized, body)
 }
 
-// absoluteURL is the request's URL as the visitor sees it, built from
-// public_url (never from Host or X-Forwarded-*), without Clerk's handshake
+// absoluteURL is the request's URL as the visitor sees it, built from the
+// configured origin its Host names (proxy.OriginFor: public_url, or one of
+// extra_origins; never a Host that names none), without Clerk's handshake
 // parameters.
 func (s *Server) absoluteURL(r *http.Request) string {
-	u := *s.cfg.PublicURL
+	u := proxy.OriginFor(s.cfg.PublicURL, s.cfg.ExtraOrigins, r.Host)
 	_, escaped, _ := proxy.CanonicalPath(r.URL.EscapedPath())
-	u.Path, u.RawPath = "", ""
-	out := strings.TrimSuffix(u.String(), "/") + escaped
+	out := u.Scheme + "://" + u.Host + escaped
 	if q := stripClerkQuery(r.URL.RawQuery); q != "" {
 		out += "?" + q
 	}

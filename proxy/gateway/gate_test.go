@@ -1073,3 +1073,32 @@ func TestGate_FixedRouteIDs(t *testing.T) {
 		}
 	}
 }
+
+// A page load on one of extra_origins is sent to sign in with a way back to
+// that origin (its own cookies live there), and a Host that names no
+// configured origin is sent back to public_url, never to itself.
+func TestGate_SignInReturnsToTheOriginOfTheRequest(t *testing.T) {
+	fx := newGateFixtureConfig(t, nil, func(c string) string {
+		return strings.Replace(c, `public_url: "https://app.example.com"`, `public_url: "https://app.example.com"
+extra_origins: ["https://www.example.com"]`, 1)
+	})
+	for host, want := range map[string]string{
+		"www.example.com": "https://www.example.com/private/x",
+		"evil.test":       "https://app.example.com/private/x",
+	} {
+		req, _ := http.NewRequest("GET", fx.front.URL+"/private/x", nil)
+		req.Host = host
+		for k, v := range navigation {
+			req.Header.Set(k, v)
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if got := loc.Query().Get("redirect_url"); got != want {
+			t.Errorf("Host %s: redirect_url %q, want %q", host, got, want)
+		}
+	}
+}
