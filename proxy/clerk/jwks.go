@@ -18,6 +18,12 @@ const (
 	jwksMinRefetch = 30 * time.Second // at most one refetch per this for an unknown kid
 	jwksRetry      = 5 * time.Second  // after a failed fetch of a stale or empty set
 	jwksTimeout    = 10 * time.Second // one fetch, whoever asked for it
+	// jwksMaxStale is how long a key set that can no longer be refetched
+	// still verifies tokens. @clerk/backend stops at jwksTTL (it throws
+	// when the refetch fails); tollgate rides out a short Backend API
+	// outage, but not a long one, during which Clerk may have retired a key
+	// (README, "Where tollgate differs from Clerk's SDKs").
+	jwksMaxStale = time.Hour
 )
 
 var errUnknownKID = errors.New("no key with this kid in the instance's JWKS")
@@ -67,8 +73,8 @@ func (ks *keyStore) key(ctx context.Context, kid string) (*clerk.JSONWebKey, err
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
-	if k = ks.keys[kid]; k != nil {
-		return k, nil // possibly stale: better than nothing while the Backend API is down
+	if k = ks.keys[kid]; k != nil && ks.now().Sub(ks.fetchedAt) < jwksMaxStale {
+		return k, nil // possibly stale: better than nothing during a short outage
 	}
 	if ks.lastErr != nil {
 		return nil, fmt.Errorf("fetch jwks: %w", ks.lastErr)

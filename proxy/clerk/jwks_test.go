@@ -144,10 +144,15 @@ func TestJWKS_BackendDown(t *testing.T) {
 	}
 	authenticateOK(t, e, e.token("sid", "sess_3"))
 
-	// A set that goes stale while the Backend API is down is still used.
+	// A set that goes stale while the Backend API is down is still used,
+	// for an hour at most: by then Clerk may have retired a key.
 	e.clerk.setJWKSStatus(http.StatusInternalServerError)
 	e.clock.Advance(6 * time.Minute)
 	authenticateOK(t, e, e.token("sid", "sess_4"))
+	e.clock.Advance(time.Hour)
+	if got := e.c.Authenticate(t.Context(), xhr("/", cookie("__session", e.token("sid", "sess_5")), uatCookie())); got.State != proxy.SignedOut {
+		t.Errorf("a key set over an hour stale still verifies: %v", got.State)
+	}
 }
 
 func TestJWKS_WrongSecretKey(t *testing.T) {
