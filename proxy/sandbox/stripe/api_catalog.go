@@ -22,6 +22,9 @@ func (s *Stripe) apiListPrices(r *http.Request) (any, *apiError) {
 	}
 	lookup := formList(f, "lookup_keys")
 	typ, productParam, currency, interval := f.Get("type"), f.Get("product"), f.Get("currency"), f.Get("recurring[interval]")
+	if typ != "" && typ != "recurring" && typ != "one_time" {
+		return nil, errInvalid("type", "Invalid type: must be one of one_time or recurring")
+	}
 	var all []*price
 	for _, p := range s.prices {
 		switch {
