@@ -63,8 +63,8 @@ func (s *Stripe) apiListEvents(r *http.Request) (any, *apiError) {
 			hasExact && c != exact,
 			has[0] && c <= bounds[0], has[1] && c < bounds[1],
 			has[2] && c >= bounds[2], has[3] && c > bounds[3],
-			hasDS && ds && ev.queued && !ev.delivered,
-			hasDS && !ds && (!ev.queued || ev.delivered):
+			hasDS && ds && ev.pending() > 0,
+			hasDS && !ds && ev.pending() == 0:
 			continue
 		}
 		all = append(all, ev)

@@ -41,6 +41,11 @@ func (s *Stripe) routes() http.Handler {
 	mux.HandleFunc("GET /v1/invoices/{id}", s.api(s.apiGetInvoice))
 	mux.HandleFunc("GET /v1/events", s.api(s.apiListEvents))
 	mux.HandleFunc("GET /v1/events/{id}", s.api(s.apiGetEvent))
+	mux.HandleFunc("POST /v1/webhook_endpoints", s.api(s.apiCreateWebhookEndpoint))
+	mux.HandleFunc("GET /v1/webhook_endpoints", s.api(s.apiListWebhookEndpoints))
+	mux.HandleFunc("GET /v1/webhook_endpoints/{id}", s.api(s.apiGetWebhookEndpoint))
+	mux.HandleFunc("POST /v1/webhook_endpoints/{id}", s.api(s.apiUpdateWebhookEndpoint))
+	mux.HandleFunc("DELETE /v1/webhook_endpoints/{id}", s.api(s.apiDeleteWebhookEndpoint))
 	mux.HandleFunc("/v1/", s.api(func(r *http.Request) (any, *apiError) {
 		return nil, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Unrecognized request URL (%s: %s).", r.Method, r.URL.Path)}

@@ -98,12 +98,14 @@ type Options struct {
 // run the billing journeys with the account's default set to each.
 func APIVersions() []string { return []string{APIVersion, APIVersionLatest} }
 
-// Delivery is the state of one event's webhook delivery: the last
-// HTTP status the endpoint answered (0 before any answer, or after a
-// network error) and how many attempts were made.
+// Delivery is the state of one event's delivery to one webhook endpoint:
+// the endpoint's ID ("" for the one SetWebhook sets), the last HTTP status
+// it answered (0 before any answer, or after a network error) and how
+// many attempts were made.
 type Delivery struct {
 	EventID  string
 	Type     string
+	Endpoint string
 	Status   int
 	Attempts int
 }
@@ -153,13 +155,15 @@ type Stripe struct {
 	// Stripe's own server errors do (InjectAPIError).
 	apiFailures map[string]int
 	apiLog      []Request
-	hooks       [2]endpoint // by mode: [0] test, [1] live
-	queue       []*event    // awaiting delivery, in order
-	delivering  bool
-	idle        chan struct{} // closed when the queue is drained
-	closed      bool
-	stopCtx     context.Context // ends with Close: cancels deliveries
-	stop        context.CancelFunc
+	hooks       [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
+	// webhookEndpoints are the endpoints made through the API, by ID.
+	webhookEndpoints map[string]*webhookEndpoint
+	queue            []*delivery // awaiting delivery, in order
+	delivering       bool
+	idle             chan struct{} // closed when the queue is drained
+	closed           bool
+	stopCtx          context.Context // ends with Close: cancels deliveries
+	stop             context.CancelFunc
 }
 
 // New builds the Stripe stand-in. It panics if opts.Prices is
@@ -185,6 +189,8 @@ func New(opts Options) *Stripe {
 		apiCalls:    map[string]int{},
 		apiFailures: map[string]int{},
 		idle:        make(chan struct{}),
+
+		webhookEndpoints: map[string]*webhookEndpoint{},
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	close(s.idle)
@@ -381,12 +387,14 @@ func (s *Stripe) SetRetryDelays(d ...time.Duration) {
 	}
 }
 
-// SetWebhook sets the one test-mode endpoint events are delivered to,
-// signed with secret (whsec_…). Events created afterwards are delivered;
-// an empty url stops delivery of new events.
+// SetWebhook sets the test-mode endpoint that every event is delivered
+// to, signed with secret (whsec_…), as one made in the dashboard would be:
+// it is not among the API's webhook endpoints, which get the events they
+// are subscribed to besides. Events created afterwards are delivered; an
+// empty url stops delivery of new events to it.
 func (s *Stripe) SetWebhook(url, secret string) { s.setWebhook(false, url, secret) }
 
-// SetLiveWebhook sets the one live-mode endpoint, as SetWebhook does for
+// SetLiveWebhook sets the live-mode endpoint, as SetWebhook does for
 // test mode. At Stripe each mode has its own endpoints and signing
 // secrets; a live-mode event never reaches a test-mode endpoint.
 func (s *Stripe) SetLiveWebhook(url, secret string) { s.setWebhook(true, url, secret) }

@@ -2,6 +2,7 @@ package stripesandbox
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,8 +14,9 @@ import (
 	"time"
 )
 
-// event is an event the sandbox generated, with the state of its
-// webhook delivery (queued is false when no endpoint was set).
+// event is an event the sandbox generated, with its webhook deliveries:
+// one per endpoint of its mode that wanted it when it happened (none when
+// no endpoint did).
 type event struct {
 	id, typ    string
 	created    int64 // wall clock, unix seconds
@@ -24,99 +26,160 @@ type event struct {
 	object     json.RawMessage
 	prev       map[string]any
 
-	queued    bool
-	url       string
-	secret    string
-	body      []byte // the payload as delivered, the same for every attempt
-	status    int
-	attempts  int
-	delivered bool
-	failed    bool
+	deliveries []*delivery
+}
+
+// delivery is one event's delivery to one endpoint.
+type delivery struct {
+	ev         *event
+	endpointID string // "" for the endpoint SetWebhook sets
+	url        string
+	secret     string
+	body       []byte // the payload as delivered, the same for every attempt
+	status     int
+	attempts   int
+	delivered  bool
 }
 
 func (ev *event) isLive() bool { return ev.live }
 
-func (ev *event) json() eventJSON {
-	var pending int64
-	if ev.queued && !ev.delivered {
-		pending = 1
+// pending counts the endpoints the event has not yet reached (its
+// pending_webhooks): those still retrying and those given up on.
+func (ev *event) pending() int64 {
+	var n int64
+	for _, d := range ev.deliveries {
+		if !d.delivered {
+			n++
+		}
 	}
+	return n
+}
+
+func (ev *event) json() eventJSON {
 	return eventJSON{
 		ID: ev.id, Object: "event", APIVersion: ev.apiVersion, Created: ev.created,
 		Data: eventDataJSON{Object: ev.object, PreviousAttributes: ev.prev}, Livemode: ev.live,
-		PendingWebhooks: pending, Type: ev.typ,
+		PendingWebhooks: ev.pending(), Type: ev.typ,
 	}
 }
 
-// emitLocked records an event about the object render returns (a wire
-// object, snapshotted now) and queues its delivery to the webhook endpoint
-// of the object's mode, if one is set. As at Stripe, the event is
-// rendered once, in the account's default API version of the moment (for
-// webhooks and the Events API alike), whatever version the request that
-// caused it asked for; prev, the previous_attributes, is given in
-// 2023-10-16's names and moved where that version keeps them.
-func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) {
+// renderLocked renders an event's object and previous attributes in
+// version, for the mode of the request being answered. prev is given in
+// 2023-10-16's names and moved where version keeps them.
+func (s *Stripe) renderLocked(version string, render func() any, prev map[string]any) (json.RawMessage, map[string]any, error) {
 	saved := s.view
-	s.view = view{version: s.apiVersion, live: saved.live}
+	s.view = view{version: version, live: saved.live}
 	obj := render()
 	s.view = saved
 	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	var head struct {
+		Object string `json:"object"`
+	}
+	_ = json.Unmarshal(raw, &head)
+	if (view{version: version}).basil() && head.Object == "subscription" {
+		prev = basilPrev(raw, prev)
+	}
+	return raw, prev, nil
+}
+
+// emitLocked records an event about the object render returns (a wire
+// object, snapshotted now) and queues its delivery to every endpoint of
+// the object's mode that wants its type. As at Stripe, the event is
+// rendered in the account's default API version of the moment (for the
+// Events API and for endpoints without a version of their own), whatever
+// version the request that caused it asked for; an endpoint created with
+// an api_version gets it rendered in that one.
+func (s *Stripe) emitLocked(typ string, render func() any, prev map[string]any) {
+	raw, evPrev, err := s.renderLocked(s.apiVersion, render, prev)
 	if err != nil {
 		s.log.Error("sandbox stripe: marshal event object", "type", typ, "err", err)
 		return
 	}
 	var head struct {
-		Object   string `json:"object"`
-		Livemode bool   `json:"livemode"`
+		Livemode bool `json:"livemode"`
 	}
 	_ = json.Unmarshal(raw, &head)
-	if (view{version: s.apiVersion}).basil() && head.Object == "subscription" {
-		prev = basilPrev(raw, prev)
-	}
 	ev := &event{id: newID("evt_"), typ: typ, created: s.now().Unix(), seq: s.nextSeqLocked(),
-		apiVersion: s.apiVersion, live: head.Livemode, object: raw, prev: prev}
+		apiVersion: s.apiVersion, live: head.Livemode, object: raw, prev: evPrev}
 	s.events = append(s.events, ev)
 	s.eventIdx[ev.id] = ev
 	s.log.Info("sandbox stripe: event", "event_id", ev.id, "type", typ, "livemode", ev.live)
-	hook := s.hooks[modeIndex(ev.live)]
-	if hook.url == "" || s.closed {
+	if s.closed {
 		return
 	}
-	ev.queued, ev.url, ev.secret = true, hook.url, hook.secret
-	body := ev.json()
-	body.PendingWebhooks = 1
-	if ev.body, err = json.Marshal(body); err != nil {
-		s.log.Error("sandbox stripe: marshal event", "type", typ, "err", err)
-		ev.queued = false
-		return
+	targets := s.targetsLocked(ev.live, typ)
+	bodies := map[string][]byte{} // by API version
+	for _, t := range targets {
+		version := cmp.Or(t.apiVersion, s.apiVersion)
+		body, ok := bodies[version]
+		if !ok {
+			w := ev.json()
+			w.APIVersion, w.PendingWebhooks = version, int64(len(targets))
+			if version != ev.apiVersion {
+				obj, p, err := s.renderLocked(version, render, prev)
+				if err != nil {
+					s.log.Error("sandbox stripe: marshal event object", "type", typ, "err", err)
+					continue
+				}
+				w.Data = eventDataJSON{Object: obj, PreviousAttributes: p}
+			}
+			if body, err = json.Marshal(w); err != nil {
+				s.log.Error("sandbox stripe: marshal event", "type", typ, "err", err)
+				continue
+			}
+			bodies[version] = body
+		}
+		d := &delivery{ev: ev, endpointID: t.id, url: t.url, secret: t.secret, body: body}
+		ev.deliveries = append(ev.deliveries, d)
+		s.queue = append(s.queue, d)
 	}
-	s.queue = append(s.queue, ev)
-	if !s.delivering {
+	if len(s.queue) > 0 && !s.delivering {
 		s.delivering = true
 		s.idle = make(chan struct{})
 		go s.deliverLoop(s.idle)
 	}
 }
 
-// deliverLoop delivers queued events one at a time, in order, until the
-// queue is empty (or Close), then closes idle.
+// target is an endpoint an event is to be delivered to.
+type target struct {
+	id, url, secret, apiVersion string
+}
+
+// targetsLocked lists the endpoints of one mode that want events of type
+// typ: the one SetWebhook sets (every type), then the enabled endpoints
+// made through the API whose enabled_events name it, oldest first.
+func (s *Stripe) targetsLocked(live bool, typ string) []target {
+	var out []target
+	if hook := s.hooks[modeIndex(live)]; hook.url != "" {
+		out = append(out, target{url: hook.url, secret: hook.secret})
+	}
+	for _, w := range s.webhookEndpointsLocked(live) {
+		if w.wants(typ) {
+			out = append(out, target{id: w.id, url: w.url, secret: w.secret, apiVersion: w.apiVersion})
+		}
+	}
+	return out
+}
+
+// deliverLoop makes the queued deliveries one at a time, in order, until
+// the queue is empty (or Close), then closes idle.
 func (s *Stripe) deliverLoop(idle chan struct{}) {
 	for {
 		s.mu.Lock()
 		if len(s.queue) == 0 || s.closed {
-			for _, ev := range s.queue {
-				ev.failed = true
-			}
 			s.queue = nil
 			s.delivering = false
 			close(idle)
 			s.mu.Unlock()
 			return
 		}
-		ev := s.queue[0]
+		d := s.queue[0]
 		s.mu.Unlock()
 
-		s.deliver(ev)
+		s.deliver(d)
 
 		s.mu.Lock()
 		s.queue = s.queue[1:]
@@ -124,16 +187,16 @@ func (s *Stripe) deliverLoop(idle chan struct{}) {
 	}
 }
 
-// deliver POSTs one event until the endpoint answers 2xx, retrying with
-// backoff, and records the outcome.
-func (s *Stripe) deliver(ev *event) {
+// deliver POSTs one event to one endpoint until it answers 2xx, retrying
+// with backoff, and records the outcome.
+func (s *Stripe) deliver(d *delivery) {
+	ev := d.ev
 	for attempt := 1; ; attempt++ {
-		status, err := s.post(ev)
+		status, err := s.post(d)
 		ok := err == nil && status >= 200 && status < 300
 		final := ok || attempt >= deliverLimit
 		s.mu.Lock()
-		ev.attempts, ev.status, ev.delivered = attempt, status, ok
-		ev.failed = final && !ok
+		d.attempts, d.status, d.delivered = attempt, status, ok
 		stopped := s.closed
 		s.mu.Unlock()
 		if ok {
@@ -143,21 +206,15 @@ func (s *Stripe) deliver(ev *event) {
 		s.log.Warn("sandbox stripe: webhook delivery failed", "event_id", ev.id, "type", ev.typ,
 			"status", status, "attempt", attempt, "err", err)
 		if final || stopped {
-			s.mu.Lock()
-			ev.failed = true
-			s.mu.Unlock()
 			return
 		}
-		// Back off before the next attempt (later events wait: delivery
+		// Back off before the next attempt (later deliveries wait: delivery
 		// is in order).
 		t := time.NewTimer(s.retryDelays[min(attempt-1, len(s.retryDelays)-1)])
 		select {
 		case <-t.C:
 		case <-s.stopCtx.Done():
 			t.Stop()
-			s.mu.Lock()
-			ev.failed = true
-			s.mu.Unlock()
 			return
 		}
 	}
@@ -165,16 +222,16 @@ func (s *Stripe) deliver(ev *event) {
 
 // post makes one delivery attempt, signed with the wall clock as Stripe
 // signs: Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>.
-func (s *Stripe) post(ev *event) (int, error) {
+func (s *Stripe) post(d *delivery) (int, error) {
 	ctx, cancel := context.WithTimeout(s.stopCtx, deliverTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ev.url, bytes.NewReader(ev.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(d.body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)")
-	req.Header.Set("Stripe-Signature", signature(ev.secret, s.now(), ev.body))
+	req.Header.Set("Stripe-Signature", signature(d.secret, s.now(), d.body))
 	res, err := s.client.Do(req)
 	if err != nil {
 		return 0, err
@@ -194,20 +251,22 @@ func signature(secret string, t time.Time, body []byte) string {
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// Deliveries reports every webhook delivery so far, in event order.
+// Deliveries reports every webhook delivery so far, in event order and,
+// for each event, in the order of its endpoints (the one SetWebhook sets
+// first).
 func (s *Stripe) Deliveries() []Delivery {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Delivery
 	for _, ev := range s.events {
-		if ev.queued {
-			out = append(out, Delivery{EventID: ev.id, Type: ev.typ, Status: ev.status, Attempts: ev.attempts})
+		for _, d := range ev.deliveries {
+			out = append(out, Delivery{EventID: ev.id, Type: ev.typ, Endpoint: d.endpointID, Status: d.status, Attempts: d.attempts})
 		}
 	}
 	return out
 }
 
-// WaitIdle waits until every queued event has been delivered or given up
+// WaitIdle waits until every queued delivery has been made or given up
 // on, or ctx ends.
 func (s *Stripe) WaitIdle(ctx context.Context) error {
 	s.mu.Lock()
