@@ -27,6 +27,22 @@ const (
 	webhookDeadline        = 10 * time.Second
 )
 
+// WebhookPath is where the gateway serves Clerk's webhook, under the
+// internal prefix.
+const WebhookPath = "/webhooks/clerk"
+
+// handledEvents are the event types the webhook acts on (apply): what a
+// Clerk webhook endpoint should be subscribed to.
+var handledEvents = []string{
+	"user.created", "user.updated", "user.deleted",
+	"session.ended", "session.revoked", "session.removed",
+	"organization.created", "organization.updated", "organization.deleted",
+	"organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted",
+}
+
+// HandledEvents lists the Clerk event types tollgate acts on.
+func HandledEvents() []string { return append([]string(nil), handledEvents...) }
+
 // UserStore records the Clerk users that webhooks report. Implemented by
 // proxy/bolt.Store.
 type UserStore interface {
