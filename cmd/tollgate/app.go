@@ -145,7 +145,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk webhooks: %w", err)
 		}
-		opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/clerk", Handler: h, Webhook: true})
+		opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST " + clerk.WebhookPath, Handler: h, Webhook: true})
 	}
 	srv, err := gateway.New(opts)
 	if err != nil {
@@ -275,7 +275,7 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
 	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
 	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
-	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST /webhooks/stripe", Handler: billing.WebhookHandler(), Webhook: true})
+	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST " + stripe.WebhookPath, Handler: billing.WebhookHandler(), Webhook: true})
 
 	loops := billing.Background(stripe.BackgroundConfig{
 		ReconcileInterval: cfg.Stripe.ReconcileInterval,
