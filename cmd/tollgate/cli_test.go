@@ -19,7 +19,7 @@ func TestCLI_HelpListsEveryCommand(t *testing.T) {
 			t.Errorf("%v: %v", args, err)
 			continue
 		}
-		for _, cmd := range []string{"serve", "check", "demo", "users", "sync", "backup", "healthcheck", "version"} {
+		for _, cmd := range []string{"serve", "init", "check", "demo", "users", "sync", "backup", "healthcheck", "version"} {
 			if !strings.Contains(out.String(), "tollgate "+cmd) && !strings.Contains(out.String(), "tollgate ["+cmd+"]") {
 				t.Errorf("%v: the help does not list %s:\n%s", args, cmd, out.String())
 			}
@@ -41,6 +41,7 @@ func TestCLI_Version(t *testing.T) {
 func TestCLI_EachCommandSaysWhatItDoes(t *testing.T) {
 	for cmd, want := range map[string]string{
 		"serve":       "Runs the gateway",
+		"init":        "Sets up tollgate in front of an app",
 		"check":       "Validates a config file",
 		"demo":        "Runs everything locally",
 		"users":       "Lists users",

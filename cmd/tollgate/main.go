@@ -59,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args, stderr)
 	case "check":
 		return runCheck(args, stdout, stderr)
+	case "init":
+		return runInit(ctx, args, os.Stdin, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args, stdout, stderr)
 	case "users":
@@ -84,6 +86,8 @@ const usage = `tollgate: a Clerk sign-in and Stripe paywall in front of any web 
 
 Usage:
   tollgate [serve] [-config FILE] run the gateway (default config: ` + defaultConfigPath + `)
+  tollgate init [-dir DIR]        set up: ask for the URLs, keys and plans, check them online, make the
+                                  Stripe webhook endpoint, write config.yaml and tollgate.env
   tollgate check [-config FILE] [-strict] [-online]
                                   validate a config file and report warnings
                                   (-strict: fail on warnings too)
@@ -99,7 +103,8 @@ Usage:
   tollgate version                print the version (also --version)
 
 Run "tollgate COMMAND -h" for a command's flags. New here? "tollgate demo" runs
-everything locally; the README's quickstart sets up a real deployment.
+everything locally; "tollgate init" and the README's quickstart set up a real
+deployment.
 `
 
 // newFlagSet is a subcommand's flags; its -h says what the command does
