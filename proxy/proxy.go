@@ -171,6 +171,17 @@ type Subscription struct {
 	// subscription (Comp.Subscription): it is active until
 	// CurrentPeriodEnd, then it is not.
 	Comp bool
+	// What the subscription costs, for the admin dashboard (never for a
+	// decision): the sum of its recurring items' unit amount times
+	// quantity, in Currency's minor unit, every IntervalCount Intervals
+	// ("day", "week", "month" or "year"). Amount 0: unknown (metered or
+	// tiered prices).
+	Amount        int64
+	Currency      string // ISO code, lower case
+	Interval      string
+	IntervalCount int64
+	Created       time.Time // when Stripe created it
+	EndedAt       time.Time // when it ended (status canceled); zero while it runs
 }
 
 // Entitlements is everything one subject holds: its Stripe customer's

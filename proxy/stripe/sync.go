@@ -227,6 +227,28 @@ func (b *Billing) resolveSubject(ctx context.Context, info customerInfo) (proxy.
 
 // subscription maps a Stripe subscription (rendered at stripe-go's pinned
 // API version) to tollgate's record.
+// cost is what a subscription's recurring items cost together, for the
+// admin dashboard: unit amount times quantity, summed. Stripe bills every
+// item of a subscription in one currency and interval. An item of unknown
+// amount (metered or tiered) makes the whole amount unknown: zeros.
+func cost(items *stripe.SubscriptionItemList) (amount int64, currency, interval string, count int64) {
+	if items == nil {
+		return 0, "", "", 0
+	}
+	for _, it := range items.Data {
+		if it == nil || it.Price == nil || it.Price.Type == stripe.PriceTypeOneTime {
+			continue
+		}
+		p := it.Price
+		if p.Recurring == nil || p.BillingScheme == stripe.PriceBillingSchemeTiered || p.Recurring.UsageType == stripe.PriceRecurringUsageTypeMetered {
+			return 0, "", "", 0
+		}
+		amount += p.UnitAmount * max(it.Quantity, 1)
+		currency, interval, count = string(p.Currency), string(p.Recurring.Interval), p.Recurring.IntervalCount
+	}
+	return amount, currency, interval, count
+}
+
 func (b *Billing) subscription(s *stripe.Subscription, customerID string, now time.Time) proxy.Subscription {
 	out := proxy.Subscription{
 		ID:                s.ID,
@@ -244,6 +266,8 @@ func (b *Billing) subscription(s *stripe.Subscription, customerID string, now ti
 	if s.Customer != nil && s.Customer.ID != "" {
 		out.CustomerID = s.Customer.ID
 	}
+	out.Created, out.EndedAt = unixTime(s.Created), unixTime(s.EndedAt)
+	out.Amount, out.Currency, out.Interval, out.IntervalCount = cost(s.Items)
 	if s.Items != nil {
 		for _, it := range s.Items.Data {
 			if it == nil {

@@ -80,10 +80,13 @@ func TestSyncCustomer_MapsPricesToPlans(t *testing.T) {
 	sy, sz := h.stripe.subscription(y), h.stripe.subscription(z)
 	want := []proxy.Subscription{ // newest first, as Stripe lists them
 		{ID: z, CustomerID: cus, Status: "active", PriceIDs: []string{"price_unknown"}, Plan: "",
-			CurrentPeriodEnd: unixTime(sz.CurrentPeriodEnd), SyncedAt: now},
+			CurrentPeriodEnd: unixTime(sz.CurrentPeriodEnd), SyncedAt: now,
+			Amount: 700, Currency: "usd", Interval: "month", IntervalCount: 1, Created: unixTime(sz.Created)},
+		// The one-time trial fee is no part of what it costs.
 		{ID: y, CustomerID: cus, Status: "trialing", PriceIDs: []string{"price_pro_yearly"}, Plan: "pro",
 			CurrentPeriodEnd: unixTime(sy.CurrentPeriodEnd), TrialEnd: unixTime(sy.TrialEnd),
-			CancelAtPeriodEnd: true, SyncedAt: now},
+			CancelAtPeriodEnd: true, SyncedAt: now,
+			Amount: 12000, Currency: "usd", Interval: "year", IntervalCount: 1, Created: unixTime(sy.Created)},
 	}
 	if diff := cmp.Diff(want, h.store.subscriptions(userAda())); diff != "" {
 		t.Errorf("subscriptions (-want +got):\n%s", diff)
