@@ -153,15 +153,62 @@ func (a *Account) Summary(pol AccessPolicy, now time.Time) UserSummary {
 	return u
 }
 
+// UserSort orders a listing of users.
+type UserSort string
+
+const (
+	SortID        UserSort = ""           // by ID: organisations, then users
+	SortLastSeen  UserSort = "last_seen"  // when the gateway last saw the user
+	SortFirstSeen UserSort = "first_seen" // when it first did (joined)
+	SortEmail     UserSort = "email"
+	SortStatus    UserSort = "status" // the most telling status first (Rank), then by last seen
+)
+
+// UserSorts lists every order a listing offers.
+func UserSorts() []UserSort {
+	return []UserSort{SortLastSeen, SortFirstSeen, SortEmail, SortStatus, SortID}
+}
+
+// Known reports whether s is one of UserSorts.
+func (s UserSort) Known() bool {
+	for _, k := range UserSorts() {
+		if k == s {
+			return true
+		}
+	}
+	return false
+}
+
 // UserFilter selects and pages a listing of users.
 type UserFilter struct {
 	Status string // a subscription status (the summary's), StatusNone, or "" for any
 	Plan   string // a plan key the summary lists, or "" for any
-	After  string // the cursor the previous page returned ("" for the first page)
-	Limit  int    // <= 0: 100; capped at MaxUsersPage
+	// Query searches instead of listing: a customer ID (cus_…), a user or
+	// organisation ID (user_…, org_…), or else an email address, each
+	// matched by its beginning; e-mail addresses ignore case.
+	Query string
+	Sort  UserSort
+	Desc  bool   // the order reversed
+	After string // the cursor of the page to follow (UserPage.Next; "": the first page)
+	// Before is the cursor of the page to precede (UserPage.Prev); with
+	// Last and no Before, the last page.
+	Before string
+	Last   bool
+	Limit  int // <= 0: 100; capped at MaxUsersPage
 	// Policy is stripe.past_due_grace and stripe.paused_collection, which
 	// the summaries are made under (Account.Summary).
 	Policy AccessPolicy
+}
+
+// UserPage is one page of a listing.
+type UserPage struct {
+	Users []UserSummary
+	// Next and Prev are the cursors of the following and the preceding
+	// page (UserFilter.After, .Before); "" when there is none.
+	Next, Prev string
+	// Total is how many subjects the listing's filter selects, -1 when
+	// the store cannot tell cheaply (a search, status and plan together).
+	Total int64
 }
 
 // Match reports whether a summary passes the filter's status and plan.

@@ -279,10 +279,7 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 
 	loops := billing.Background(stripe.BackgroundConfig{
 		ReconcileInterval: cfg.Stripe.ReconcileInterval,
-		StoreEmpty: func(ctx context.Context) (bool, error) {
-			c, err := store.Counts(ctx)
-			return c.Customers == 0, err
-		},
+		StoreEmpty:        store.Empty,
 	})
 	opts.Stale = loops
 	loops.LoadPrices(ctx)

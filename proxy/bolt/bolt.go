@@ -45,7 +45,10 @@ import (
 var ErrUnsupportedVersion = errors.New("unsupported version")
 
 const (
-	schemaVersion = 1 // meta "schema"
+	// schemaVersion is meta "schema". 2 added the listing index and the
+	// dashboard's counters (index.go, stats.go); Open builds them for a
+	// store of version 1 (migrate.go).
+	schemaVersion = 2
 	recordVersion = 1 // "v" of every JSON record
 
 	bucketMeta      = "meta"
@@ -97,15 +100,16 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	if err := db.Update(initialize); err != nil {
+	if err := db.Update(func(tx *bbolt.Tx) error { return initialize(tx, opts.Now()) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	return &Store{db: db, path: path, now: opts.Now}, nil
 }
 
-// initialize creates every bucket and checks or sets the schema version.
-func initialize(tx *bbolt.Tx) error {
+// initialize creates every bucket and checks or sets the schema version,
+// migrating an older store's records.
+func initialize(tx *bbolt.Tx, now time.Time) error {
 	for _, name := range [...]string{bucketMeta, bucketCustomers, bucketSubjects, bucketEvents, bucketCursors, bucketUsers} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
@@ -114,18 +118,29 @@ func initialize(tx *bbolt.Tx) error {
 	meta := tx.Bucket([]byte(bucketMeta))
 	v := meta.Get([]byte(keySchema))
 	if v == nil {
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], schemaVersion)
-		if err := meta.Put([]byte(keySchema), buf[:]); err != nil {
-			return fmt.Errorf("set schema version: %w", err)
-		}
-		return nil
+		return setSchema(meta, schemaVersion)
 	}
 	if len(v) != 8 {
 		return fmt.Errorf("schema version is %d bytes, want 8", len(v))
 	}
-	if got := binary.BigEndian.Uint64(v); got != schemaVersion {
-		return fmt.Errorf("schema version %d, this tollgate reads %d: %w", got, schemaVersion, ErrUnsupportedVersion)
+	got := binary.BigEndian.Uint64(v)
+	switch {
+	case got == schemaVersion:
+		return nil
+	case got == 1:
+		if err := migrateToListing(tx, now); err != nil {
+			return fmt.Errorf("migrate schema 1 to %d: %w", schemaVersion, err)
+		}
+		return setSchema(meta, schemaVersion)
+	}
+	return fmt.Errorf("schema version %d, this tollgate reads %d: %w", got, schemaVersion, ErrUnsupportedVersion)
+}
+
+func setSchema(meta *bbolt.Bucket, version uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], version)
+	if err := meta.Put([]byte(keySchema), buf[:]); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
 	}
 	return nil
 }

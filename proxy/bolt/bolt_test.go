@@ -199,7 +199,7 @@ func TestOpen_RejectsNewerSchema(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(keySchema), []byte{0, 0, 0, 0, 0, 0, 0, 2})
+		return b.Put([]byte(keySchema), []byte{0, 0, 0, 0, 0, 0, 0, schemaVersion + 1})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestOpen_RejectsNewerSchema(t *testing.T) {
 	s, err := Open(path, Options{})
 	if err == nil {
 		s.Close()
-		t.Fatal("Open of a schema 2 store succeeded")
+		t.Fatal("Open of a newer schema's store succeeded")
 	}
 	if !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), path) {
 		t.Errorf("err = %v; want ErrUnsupportedVersion naming the path", err)
@@ -258,7 +258,8 @@ func TestSubscriptionRecord_AllFields(t *testing.T) {
 	full := proxy.Subscription{ID: "sub_1", CustomerID: "cus_1", Status: proxy.StatusPastDue, PriceIDs: []string{"p1", "p2"}, Plan: "pro",
 		CurrentPeriodEnd: t0().Add(time.Hour), TrialEnd: t0().Add(2 * time.Hour), CancelAtPeriodEnd: true,
 		PastDueSince: t0().Add(3 * time.Hour), SyncedAt: t0().Add(4 * time.Hour), Comp: true,
-		PausedCollection: "void", CollectionResumesAt: t0().Add(5 * time.Hour)}
+		PausedCollection: "void", CollectionResumesAt: t0().Add(5 * time.Hour),
+		Amount: 1200, Currency: "usd", Interval: "month", IntervalCount: 1, Created: t0().Add(-time.Hour), EndedAt: t0().Add(6 * time.Hour)}
 	v := reflect.ValueOf(full)
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {

@@ -127,7 +127,10 @@ func (s *Store) PutComp(ctx context.Context, c proxy.Comp) error {
 		if err := putRecord(comps, c.ID, &rec); err != nil {
 			return err
 		}
-		return index.Put(compKey(c.Subject, c.ID), nil)
+		if err := index.Put(compKey(c.Subject, c.ID), nil); err != nil {
+			return err
+		}
+		return reindex(tx, c.Subject, s.now())
 	})
 	if err != nil {
 		return wrap(err)
@@ -175,7 +178,10 @@ func (s *Store) RevokeComp(ctx context.Context, id, by, reason string) error {
 		}
 		rec := compRecord{V: recordVersion, Subject: c.Subject.String(), Plan: c.Plan, ExpiresAt: utc(c.ExpiresAt), By: c.By, Reason: c.Reason,
 			CreatedAt: utc(c.CreatedAt), Revoked: true, RevokedAt: utc(s.now()), RevokedBy: by, RevokeReason: reason}
-		return putRecord(comps, id, &rec)
+		if err := putRecord(comps, id, &rec); err != nil {
+			return err
+		}
+		return reindex(tx, c.Subject, s.now())
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: revoke comp %s: %w", id, err)

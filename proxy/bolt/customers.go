@@ -42,6 +42,12 @@ type subscriptionRecord struct {
 	Comp              bool      `json:"comp,omitempty"`
 	PausedCollection  string    `json:"paused_collection,omitempty"`
 	CollectionResumes time.Time `json:"collection_resumes_at,omitzero"`
+	Amount            int64     `json:"amount,omitempty"`
+	Currency          string    `json:"currency,omitempty"`
+	Interval          string    `json:"interval,omitempty"`
+	IntervalCount     int64     `json:"interval_count,omitempty"`
+	Created           time.Time `json:"created,omitzero"`
+	EndedAt           time.Time `json:"ended_at,omitzero"`
 }
 
 func toRecords(subs []proxy.Subscription) []subscriptionRecord {
@@ -64,6 +70,12 @@ func toRecords(subs []proxy.Subscription) []subscriptionRecord {
 			Comp:              s.Comp,
 			PausedCollection:  s.PausedCollection,
 			CollectionResumes: utc(s.CollectionResumesAt),
+			Amount:            s.Amount,
+			Currency:          s.Currency,
+			Interval:          s.Interval,
+			IntervalCount:     s.IntervalCount,
+			Created:           utc(s.Created),
+			EndedAt:           utc(s.EndedAt),
 		}
 	}
 	return out
@@ -89,6 +101,12 @@ func fromRecords(recs []subscriptionRecord) []proxy.Subscription {
 			Comp:                r.Comp,
 			PausedCollection:    r.PausedCollection,
 			CollectionResumesAt: r.CollectionResumes,
+			Amount:              r.Amount,
+			Currency:            r.Currency,
+			Interval:            r.Interval,
+			IntervalCount:       r.IntervalCount,
+			Created:             r.Created,
+			EndedAt:             r.EndedAt,
 		}
 	}
 	return out
@@ -300,10 +318,14 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 		if rec.Deleted {
 			return errors.New("customer was deleted in Stripe")
 		}
+		before := rec.Subject
 		if err := link(tx, subject, customerID, &rec); err != nil {
 			return err
 		}
-		return putCustomer(tx, customerID, &rec)
+		if err := putCustomer(tx, customerID, &rec); err != nil {
+			return err
+		}
+		return reindexKeys(tx, s.now(), before, rec.Subject)
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: link %s to %s: %w", subject, customerID, err)
@@ -342,89 +364,155 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 	if state.CustomerID == "" {
 		return proxy.Subject{}, nil, wrap(errors.New("empty customer id"))
 	}
-	setSubject := state.Subject != (proxy.Subject{})
-	if setSubject {
+	if state.Subject != (proxy.Subject{}) {
 		if err := checkSubject(state.Subject); err != nil {
 			return proxy.Subject{}, nil, wrap(err)
 		}
-	}
-	now := s.now()
-	syncedAt := state.SyncedAt
-	if syncedAt.IsZero() {
-		syncedAt = now
 	}
 	var (
 		subject proxy.Subject
 		ents    *proxy.Entitlements
 	)
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		subject, ents = proxy.Subject{}, nil
-		if eventID != "" {
-			if err := markEvent(tx, eventID, s.now()); err != nil {
-				return err
-			}
-		}
-		rec, known, err := getCustomer(tx, state.CustomerID)
-		if err != nil {
-			return err
-		}
-		if state.Deleted && !known {
-			return nil // nothing to drop, and no tombstone for a customer never seen
-		}
-		old := fromRecords(rec.Subscriptions)
-		merged := proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt)
-		rec.HadTrial = rec.HadTrial || hadTrial(merged)
-		if state.Email != "" {
-			rec.Email = state.Email
-		}
-		rec.SyncedAt = utc(syncedAt)
-		if state.Deleted {
-			if rec.Subject != "" {
-				if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
-					return err
-				}
-				subjects, err := bucket(tx, bucketSubjects)
-				if err != nil {
-					return err
-				}
-				if err := unlinkSubject(subjects, rec.Subject, state.CustomerID); err != nil {
-					return err
-				}
-			}
-			rec.Subject, rec.Subscriptions, rec.Deleted = "", nil, true
-			if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
-				return err
-			}
-			if subject.ID != "" {
-				ents, err = withComps(tx, subject, nil)
-			}
-			return err
-		}
-		rec.Deleted = false
-		rec.Subscriptions = toRecords(merged)
-		if err := appendHistory(tx, state.CustomerID, syncedAt, changedSubscriptions(old, merged)); err != nil {
-			return err
-		}
-		if setSubject {
-			if err := link(tx, state.Subject, state.CustomerID, &rec); err != nil {
-				return err
-			}
-		}
-		if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
-			return err
-		}
-		if rec.Subject != "" {
-			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
-				return err
-			}
-			ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID))
-		}
+		var err error
+		subject, ents, err = s.commit(tx, state, eventID)
 		return err
 	})
 	if err != nil {
 		return proxy.Subject{}, nil, wrap(err)
 	}
 	return subject, ents, nil
+}
+
+// CommitCustomers commits many customer states in one transaction, each as
+// CommitCustomer would without an event: for bulk loads (tollgate-gen),
+// where a transaction per customer would spend its time in fsync.
+func (s *Store) CommitCustomers(ctx context.Context, states []proxy.CustomerState) error {
+	for _, st := range states {
+		if st.CustomerID == "" {
+			return errors.New("bolt: commit customers: empty customer id")
+		}
+		if st.Subject != (proxy.Subject{}) {
+			if err := checkSubject(st.Subject); err != nil {
+				return fmt.Errorf("bolt: commit customer %s: %w", st.CustomerID, err)
+			}
+		}
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		for _, st := range states {
+			if _, _, err := s.commit(tx, st, ""); err != nil {
+				return fmt.Errorf("customer %s: %w", st.CustomerID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: commit %d customers: %w", len(states), err)
+	}
+	return nil
+}
+
+// commit is CommitCustomer's transaction: the customer, its history, the
+// dashboard's counters and the listing index of every subject it touches.
+func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) (subject proxy.Subject, ents *proxy.Entitlements, err error) {
+	now := s.now()
+	syncedAt := state.SyncedAt
+	if syncedAt.IsZero() {
+		syncedAt = now
+	}
+	setSubject := state.Subject != (proxy.Subject{})
+	if eventID != "" {
+		if err := markEvent(tx, eventID, now); err != nil {
+			return subject, nil, err
+		}
+	}
+	rec, known, err := getCustomer(tx, state.CustomerID)
+	if err != nil {
+		return subject, nil, err
+	}
+	if state.Deleted && !known {
+		return subject, nil, nil // nothing to drop, and no tombstone for a customer never seen
+	}
+	before := rec.Subject
+	old := fromRecords(rec.Subscriptions)
+	merged := proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt)
+	rec.HadTrial = rec.HadTrial || hadTrial(merged)
+	if state.Email != "" {
+		rec.Email = state.Email
+	}
+	rec.SyncedAt = utc(syncedAt)
+	if err := countFacts(tx, old, -1); err != nil {
+		return subject, nil, err
+	}
+	if state.Deleted {
+		if rec.Subject != "" {
+			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
+				return subject, nil, err
+			}
+			subjects, err := bucket(tx, bucketSubjects)
+			if err != nil {
+				return subject, nil, err
+			}
+			if err := unlinkSubject(subjects, rec.Subject, state.CustomerID); err != nil {
+				return subject, nil, err
+			}
+		}
+		rec.Subject, rec.Subscriptions, rec.Deleted = "", nil, true
+		if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
+			return subject, nil, err
+		}
+		if err := reindexKeys(tx, now, before); err != nil {
+			return subject, nil, err
+		}
+		if subject.ID != "" {
+			ents, err = withComps(tx, subject, nil)
+		}
+		return subject, ents, err
+	}
+	rec.Deleted = false
+	rec.Subscriptions = toRecords(merged)
+	if err := countFacts(tx, merged, 1); err != nil {
+		return subject, nil, err
+	}
+	if err := appendHistory(tx, state.CustomerID, syncedAt, changedSubscriptions(old, merged)); err != nil {
+		return subject, nil, err
+	}
+	if setSubject {
+		if err := link(tx, state.Subject, state.CustomerID, &rec); err != nil {
+			return subject, nil, err
+		}
+	}
+	if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
+		return subject, nil, err
+	}
+	if err := reindexKeys(tx, now, before, rec.Subject); err != nil {
+		return subject, nil, err
+	}
+	if rec.Subject != "" {
+		if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
+			return subject, nil, err
+		}
+		ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID))
+	}
+	return subject, ents, err
+}
+
+// reindexKeys reindexes the distinct subjects named by their keys ("" and
+// repeats skipped).
+func reindexKeys(tx *bbolt.Tx, now time.Time, keys ...string) error {
+	for i, k := range keys {
+		if k == "" || slices.Contains(keys[:i], k) {
+			continue
+		}
+		subject, err := proxy.ParseSubject(k)
+		if err != nil {
+			return err
+		}
+		if err := reindex(tx, subject, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // HadTrial reports whether the customer has ever had a trial (false for an

@@ -108,13 +108,18 @@ func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) erro
 		if err != nil {
 			return err
 		}
-		return s.editMemberships(users, userID, func(ids []string) []string {
+		err = s.editMemberships(users, userID, func(ids []string) []string {
 			if !slices.Contains(ids, orgID) {
 				ids = append(ids, orgID)
 				slices.Sort(ids)
 			}
 			return ids
 		})
+		if err != nil {
+			return err
+		}
+		// A membership may be the first the store hears of the user.
+		return reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, s.now())
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: put membership %s in %s: %w", userID, orgID, err)
@@ -129,9 +134,13 @@ func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) erro
 		if err != nil {
 			return err
 		}
-		return s.editMemberships(users, userID, func(ids []string) []string {
+		err = s.editMemberships(users, userID, func(ids []string) []string {
 			return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
 		})
+		if err != nil {
+			return err
+		}
+		return reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, s.now())
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: delete membership %s in %s: %w", userID, orgID, err)

@@ -74,6 +74,7 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 		}
 	}
 	slices.Sort(ids) // sequential inserts touch fewer pages
+	now := s.now()
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		b, err := bucket(tx, bucketUsers)
 		if err != nil {
@@ -86,6 +87,9 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 			}
 			rec.seen(seen[id])
 			if err := putUser(b, id, &rec); err != nil {
+				return err
+			}
+			if err := seenChanged(tx, id, &rec, now); err != nil {
 				return err
 			}
 		}
@@ -106,27 +110,54 @@ func (s *Store) PutUser(ctx context.Context, u proxy.User) error {
 	if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
 		return fmt.Errorf("bolt: put user: %w", err)
 	}
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		b, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
-		}
-		rec, _, err := getUser(b, u.ID)
-		if err != nil {
-			return err
-		}
-		rec.Email = u.Email
-		if u.OrgIDs != nil {
-			rec.OrgIDs = slices.Clone(u.OrgIDs)
-		}
-		rec.seen(u.FirstSeen)
-		rec.seen(u.LastSeen)
-		return putUser(b, u.ID, &rec)
-	})
+	err := s.update(ctx, func(tx *bbolt.Tx) error { return s.putUser(tx, u) })
 	if err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
 	}
 	return nil
+}
+
+// PutUsers stores many users in one transaction, each as PutUser would:
+// for bulk loads (tollgate-gen).
+func (s *Store) PutUsers(ctx context.Context, users []proxy.User) error {
+	for _, u := range users {
+		if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
+			return fmt.Errorf("bolt: put users: %w", err)
+		}
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		for _, u := range users {
+			if err := s.putUser(tx, u); err != nil {
+				return fmt.Errorf("user %s: %w", u.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: put %d users: %w", len(users), err)
+	}
+	return nil
+}
+
+func (s *Store) putUser(tx *bbolt.Tx, u proxy.User) error {
+	b, err := bucket(tx, bucketUsers)
+	if err != nil {
+		return err
+	}
+	rec, _, err := getUser(b, u.ID)
+	if err != nil {
+		return err
+	}
+	rec.Email = u.Email
+	if u.OrgIDs != nil {
+		rec.OrgIDs = slices.Clone(u.OrgIDs)
+	}
+	rec.seen(u.FirstSeen)
+	rec.seen(u.LastSeen)
+	if err := putUser(b, u.ID, &rec); err != nil {
+		return err
+	}
+	return reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}, s.now())
 }
 
 // DeleteUser forgets a user (no error if unknown). Billing links are left
@@ -137,7 +168,10 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 		if err != nil {
 			return err
 		}
-		return b.Delete([]byte(userID))
+		if err := b.Delete([]byte(userID)); err != nil {
+			return err
+		}
+		return reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, s.now())
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: delete user %s: %w", userID, err)
