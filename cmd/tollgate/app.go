@@ -249,7 +249,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	g.Cache = cache
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
-	opts.Users, opts.Directory, opts.Trials = store, store, store
+	opts.Admin, opts.Directory, opts.Trials, opts.Forget = store, store, store, cache
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
@@ -274,7 +274,7 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	g.Billing = billing
 	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
 	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
-	opts.Entitlements, opts.Billing, opts.Prices = cache, billing, billing
+	opts.Entitlements, opts.Billing, opts.Prices, opts.Sync = cache, billing, billing, billing
 	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST " + stripe.WebhookPath, Handler: billing.WebhookHandler(), Webhook: true})
 
 	loops := billing.Background(stripe.BackgroundConfig{

@@ -950,28 +950,6 @@ func TestGate_OptionsStarIsAnsweredHere(t *testing.T) {
 	}
 }
 
-type fakeUsers []proxy.UserSummary
-
-func (f fakeUsers) ListUsers(context.Context, proxy.UserFilter) ([]proxy.UserSummary, string, error) {
-	return f, "", nil
-}
-
-func TestGate_AdminPageIsForAdminUsersOnly(t *testing.T) {
-	fx := newGateFixture(t, nil)
-	fx.srv.users = fakeUsers{{ID: "user_ada", Email: "ada@example.com", CustomerID: "cus_1", Plans: []string{"pro"}, Status: proxy.StatusTrialing}}
-	resp := fx.do("GET", "/.tollgate/admin", with(navigation, "X-Test-User", "user_boss"))
-	b := body(t, resp)
-	if resp.StatusCode != 200 || !strings.Contains(b, "ada@example.com") || !strings.Contains(b, "cus_1") || !strings.Contains(b, "Trial") {
-		t.Errorf("admin: %d %.300s", resp.StatusCode, b)
-	}
-	if resp := fx.do("GET", "/.tollgate/admin", with(navigation, "X-Test-User", "user_1")); resp.StatusCode != 403 {
-		t.Errorf("another user: %d", resp.StatusCode)
-	}
-	if resp := fx.do("GET", "/.tollgate/admin", navigation); resp.StatusCode != 307 {
-		t.Errorf("signed out: %d, want the sign-in redirect", resp.StatusCode)
-	}
-}
-
 func TestGate_RevocationEndsAccessBeforeTheTokenExpires(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	if resp := fx.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")); resp.StatusCode != 200 {

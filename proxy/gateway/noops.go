@@ -88,3 +88,8 @@ func (noBilling) CompleteCheckout(context.Context, string, *proxy.Identity) (pro
 func (noBilling) Portal(context.Context, proxy.Subject, string) (string, error) {
 	return "", errNoBilling
 }
+
+// nopForget is the EntitlementsForgetter of a gateway without a cache.
+type nopForget struct{}
+
+func (nopForget) Remove(proxy.Subject) {}

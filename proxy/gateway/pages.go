@@ -27,6 +27,9 @@ type pages struct {
 	prefix string // internal_prefix, for links to tollgate's own pages
 	css    []byte
 	js     []byte
+	// adminCSS is the admin console's own stylesheet, apart from the
+	// visitors' pages' (style.css), which it does not load.
+	adminCSS []byte
 }
 
 // layoutData is what every page template receives.
@@ -50,7 +53,7 @@ type errorPage struct {
 
 func newPages(brand proxy.PagesConfig, prefix string) (*pages, error) {
 	var files fs.FS = pageFiles
-	tmpl, err := template.New("").Funcs(pageFuncs).ParseFS(files, "pages/*.html")
+	tmpl, err := template.New("").Funcs(pageFuncs).Funcs(adminFuncs).ParseFS(files, "pages/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("built-in pages: %w", err)
 	}
@@ -83,7 +86,11 @@ func newPages(brand proxy.PagesConfig, prefix string) (*pages, error) {
 	if err != nil {
 		return nil, fmt.Errorf("built-in pages: %w", err)
 	}
-	return &pages{tmpl: tmpl, brand: brand, prefix: prefix, css: css, js: js}, nil
+	adminCSS, err := fs.ReadFile(files, "pages/admin.css")
+	if err != nil {
+		return nil, fmt.Errorf("built-in pages: %w", err)
+	}
+	return &pages{tmpl: tmpl, brand: brand, prefix: prefix, css: css, js: js, adminCSS: adminCSS}, nil
 }
 
 // render executes page name into a buffer first, so a template error becomes
@@ -123,6 +130,12 @@ func (p *pages) render(w http.ResponseWriter, r *http.Request, code int, name st
 // development, the Stripe sandbox on a loopback port.
 const pagesCSP = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src https: data:; " +
 	"form-action 'self' https: http://127.0.0.1:* http://localhost:*; frame-ancestors 'none'; base-uri 'none'"
+
+func (p *pages) serveAdminCSS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(p.adminCSS)
+}
 
 func (p *pages) serveCSS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
@@ -164,11 +177,13 @@ var pageFuncs = template.FuncMap{
 
 // pageTitles are the <title>s of the pages that have no title of their own.
 var pageTitles = map[string]string{
-	"upgrade":   "Choose a plan",
-	"account":   "Your account",
-	"finishing": "Finishing up",
-	"admin":     "Users",
-	"signout":   "Sign out",
+	"upgrade":     "Choose a plan",
+	"account":     "Your account",
+	"finishing":   "Finishing up",
+	"admin":       "Dashboard",
+	"admin_users": "Users",
+	"admin_user":  "User",
+	"signout":     "Sign out",
 }
 
 func (p *pages) serveFinishingJS(w http.ResponseWriter, r *http.Request) {

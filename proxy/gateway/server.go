@@ -62,7 +62,9 @@ type Options struct {
 	Prices       proxy.PriceCatalog      // nil: plans are shown without amounts
 	Seen         proxy.SeenRecorder      // nil: users' last-seen times are not recorded
 	Observer     Observer                // nil: no metrics
-	Users        UserLister              // nil: the admin page has no list
+	Admin        AdminStore              // nil: the admin console has nothing to show
+	Sync         CustomerSyncer          // nil: the admin console cannot sync a customer from Stripe
+	Forget       EntitlementsForgetter   // nil: nothing cached to drop after a comp changes
 	Directory    proxy.Directory         // local, never Clerk (nil: pages show no email)
 	Trials       Trials                  // nil: pages hedge about trials
 	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
@@ -80,29 +82,31 @@ type Options struct {
 // Server is the gateway: tollgate's own endpoints, the gate, and the
 // reverse proxy to the upstream.
 type Server struct {
-	cfg       *proxy.Config
-	auth      proxy.Authenticator
-	portal    AccountPortal
-	ents      proxy.EntitlementSource
-	billing   proxy.Billing
-	prices    proxy.PriceCatalog
-	seen      proxy.SeenRecorder
-	obs       Observer
-	users     UserLister
-	directory proxy.Directory
-	trials    Trials
-	stale     proxy.StaleNotifier
-	ender     proxy.SessionEnder
-	gw        *gatewaySessions // this config's settings over the State's sessions
-	tunnels   *tunnels         // upgraded connections on gated routes; the State's
-	ownBody   time.Duration    // OwnBodyTimeout, or the test's
-	upstream  *httputil.ReverseProxy
-	internal  *http.ServeMux
-	transport http.RoundTripper
-	pages     *pages
-	log       *slog.Logger
-	now       func() time.Time
-	prefix    string
+	cfg        *proxy.Config
+	auth       proxy.Authenticator
+	portal     AccountPortal
+	ents       proxy.EntitlementSource
+	billing    proxy.Billing
+	prices     proxy.PriceCatalog
+	seen       proxy.SeenRecorder
+	obs        Observer
+	adminStore AdminStore
+	syncer     CustomerSyncer
+	forget     EntitlementsForgetter
+	directory  proxy.Directory
+	trials     Trials
+	stale      proxy.StaleNotifier
+	ender      proxy.SessionEnder
+	gw         *gatewaySessions // this config's settings over the State's sessions
+	tunnels    *tunnels         // upgraded connections on gated routes; the State's
+	ownBody    time.Duration    // OwnBodyTimeout, or the test's
+	upstream   *httputil.ReverseProxy
+	internal   *http.ServeMux
+	transport  http.RoundTripper
+	pages      *pages
+	log        *slog.Logger
+	now        func() time.Time
+	prefix     string
 
 	// billingOn: Options.Billing was given (Checkout and the portal exist).
 	billingOn bool
@@ -116,7 +120,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, users: o.Users, directory: o.Directory, trials: o.Trials, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
@@ -132,6 +136,7 @@ func New(o Options) (*Server, error) {
 	setDefault(&s.trials, Trials(noTrials{}))
 	setDefault(&s.stale, proxy.StaleNotifier(nopStale{}))
 	setDefault(&s.ender, proxy.SessionEnder(noEnder{}))
+	setDefault(&s.forget, EntitlementsForgetter(nopForget{}))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -189,7 +194,7 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	mux.Handle("POST "+s.prefix+"/sign-out", signOutCSRF.Handler(s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut))))
 	mux.Handle("GET "+s.prefix+"/api/me", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleMe)))
 	mux.HandleFunc(s.prefix+"/auth", s.handleForwardAuth)
-	mux.Handle("GET "+s.prefix+"/admin", s.withIdentity(AuthRequired, http.HandlerFunc(s.handleAdminPage)))
+	s.mountAdmin(mux)
 	mux.Handle("GET "+s.prefix+"/session", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSession)))
 	for _, r := range append(s.billingRoutes(), extra...) {
 		method, path, ok := strings.Cut(r.Pattern, " ")
