@@ -68,6 +68,9 @@ type Options struct {
 	Timeout time.Duration
 	// Now is the clock for processed-at times. Default time.Now.
 	Now func() time.Time
+	// NoSync skips the fsync of each commit: for bulk loads into a new
+	// file (tollgate-gen) only, as a crash may then lose the file.
+	NoSync bool
 }
 
 func (o Options) withDefaults() Options {
@@ -92,7 +95,7 @@ type Store struct {
 // the file.
 func Open(path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("bolt: open %s: the file is still locked after %s; another tollgate (or a bbolt tool) may hold it, and only one may use a store file: %w",

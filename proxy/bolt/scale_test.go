@@ -1,0 +1,122 @@
+package bolt
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// scaleEnv names a store made by tollgate-gen (go run ./cmd/tollgate-gen
+// -n 1000000 -o FILE); without it TestScale is skipped. It measures and
+// reports, and asserts nothing about time: a shared machine's timings are
+// figures to read, not to fail on.
+const scaleEnv = "TOLLGATE_SCALE_STORE"
+
+// TestScale times what the admin console asks of a large store: the
+// dashboard, the first, last and a middle page in every sort both ways,
+// filters, searches, and streaming an export. Each is the median and the
+// worst of several runs.
+func TestScale(t *testing.T) {
+	path := os.Getenv(scaleEnv)
+	if path == "" {
+		t.Skip(scaleEnv + " names a store made by tollgate-gen; unset, nothing to measure")
+	}
+	s, err := Open(path, Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	var subjects int64
+	_ = s.db.View(func(tx *bbolt.Tx) error { subjects = tagCount(tx, tagAll); return nil })
+	t.Logf("store %s: %d subjects", path, subjects)
+
+	var report []string
+	measure := func(name string, runs int, fn func() error) {
+		var took []time.Duration
+		for range runs {
+			start := time.Now()
+			if err := fn(); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		med, worst := took[len(took)/2], took[len(took)-1]
+		report = append(report, fmt.Sprintf("%-52s median %8.2f ms  worst %8.2f ms  (%.2f of 100 ms)", name,
+			ms(med), ms(worst), ms(worst)/100))
+	}
+	page := func(f proxy.UserFilter) func() error {
+		return func() error {
+			f.Limit = 50
+			p, err := s.ListPage(ctx, f)
+			if err == nil && len(p.Users) == 0 && f.Query == "" {
+				err = fmt.Errorf("an empty page for %+v", f)
+			}
+			return err
+		}
+	}
+	measure("dashboard", 9, func() error { _, err := s.Dashboard(ctx); return err })
+	mid := indexKey(sortByLastSeen, tagAll, be64(s.now().Add(-180*24*time.Hour).UnixNano()), "")
+	for _, sort := range proxy.UserSorts() {
+		for _, desc := range []bool{false, true} {
+			name := fmt.Sprintf("sort %s desc=%v", cmpOr(string(sort), "id"), desc)
+			measure(name+": first page", 5, page(proxy.UserFilter{Sort: sort, Desc: desc}))
+			measure(name+": last page", 5, page(proxy.UserFilter{Sort: sort, Desc: desc, Last: true}))
+		}
+	}
+	measure("last seen: the page after 180 days ago", 5, page(proxy.UserFilter{Sort: proxy.SortLastSeen, After: encodeCursor(mid)}))
+	measure("last seen: the page before 180 days ago", 5, page(proxy.UserFilter{Sort: proxy.SortLastSeen, Before: encodeCursor(mid)}))
+	for _, f := range []proxy.UserFilter{
+		{Status: "past_due", Sort: proxy.SortEmail},
+		{Status: "none", Sort: proxy.SortLastSeen, Desc: true},
+		{Plan: "business", Sort: proxy.SortStatus},
+		{Status: "trialing", Plan: "business", Sort: proxy.SortFirstSeen},
+		{Status: "incomplete", Plan: "team", Sort: proxy.SortLastSeen},
+	} {
+		measure(fmt.Sprintf("filter status=%s plan=%s sort=%s", f.Status, f.Plan, f.Sort), 5, page(f))
+	}
+	for _, q := range []string{"grace.4242", "ada.", "user_0500000", "cus_0999", "nobody@nowhere"} {
+		measure("search "+q, 5, page(proxy.UserFilter{Query: q}))
+	}
+	// An export streams page after page; each page is what one flush
+	// of the CSV waits for.
+	var rows int
+	var firstPage, total time.Duration
+	start := time.Now()
+	f := proxy.UserFilter{Status: "past_due", Sort: proxy.SortEmail, Limit: proxy.MaxUsersPage}
+	for {
+		p, err := s.ListPage(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows == 0 {
+			firstPage = time.Since(start)
+		}
+		rows += len(p.Users)
+		if p.Next == "" || rows >= 200_000 {
+			break
+		}
+		f.After = p.Next
+	}
+	total = time.Since(start)
+	report = append(report, fmt.Sprintf("export status=past_due: first %d rows in %.2f ms; %d rows in %.0f ms (%.0f rows/s)",
+		proxy.MaxUsersPage, ms(firstPage), rows, ms(total), float64(rows)/total.Seconds()))
+	t.Log("\n" + strings.Join(report, "\n"))
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
