@@ -355,7 +355,7 @@ func TestAdminConsole_DashboardCharts(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("dashboard: %d", resp.StatusCode)
 	}
-	for _, want := range []string{"$12.00", `<svg class="chart"`, `url(#tg-hatch)`, `<title>`, "New and cancelled", "Trial conversion", "100.0%", ">pro</th>"} {
+	for _, want := range []string{"$12.00", `<svg class="chart"`, `url(#tg-hatch)`, `<title>`, "New and cancelled", "Trial conversion", "100.0%", ">pro</td>"} {
 		if !strings.Contains(b, want) {
 			t.Errorf("the dashboard lacks %q", want)
 		}

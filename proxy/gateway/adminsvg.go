@@ -67,7 +67,7 @@ func legend(b *strings.Builder, x, y float64, items ...series) {
 	for _, s := range items {
 		rect(b, s, x, y-10, 14, 14, s.Label)
 		text(b, x+20, y+1, "start", "label", s.Label)
-		x += 28 + float64(len(s.Label))*7.5
+		x += 34 + float64(len(s.Label))*8.5
 	}
 }
 
