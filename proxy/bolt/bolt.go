@@ -19,6 +19,10 @@
 //	audit             at + seq                        → JSON audit entry (comps.go)
 //	history           customer ID NUL at + seq        → JSON subscription change (comps.go)
 //	revocations       expires + seq                   → JSON revocation (revocations.go)
+//	listed            "user:…" / "org:…"              → JSON what the listing index knows of it (index.go)
+//	listing           sort, tag, NUL, value, subject  → statuses NUL plans: the listing index (index.go)
+//	listing_counts    tag                             → subjects in that list, uint64 big-endian (index.go)
+//	stats             dashboard counter key           → count, amount: the dashboard's counters (stats.go)
 //
 // Every JSON record carries "v"; a record written by a newer tollgate is an
 // error (ErrUnsupportedVersion), never silently misread. Records are decoded
