@@ -12,6 +12,9 @@ import (
 var (
 	// ErrNotFound is returned by stores for an unknown key.
 	ErrNotFound = errors.New("not found")
+	// ErrBadCursor is wrapped by a listing's error for a cursor it did not
+	// hand out (or handed out for another filter or order).
+	ErrBadCursor = errors.New("invalid listing cursor")
 	// ErrRateLimited: an outside service's budget (Clerk's Backend API) is
 	// spent for now.
 	ErrRateLimited = errors.New("backend API rate limited")

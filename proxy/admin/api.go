@@ -175,6 +175,10 @@ func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	users, next, err := h.cfg.Store.ListUsers(r.Context(), f)
+	if errors.Is(err, proxy.ErrBadCursor) {
+		writeError(w, http.StatusBadRequest, "after: not a cursor this listing handed out (the next of a previous page)")
+		return
+	}
 	if err != nil {
 		h.internal(w, r, "listing users", err)
 		return

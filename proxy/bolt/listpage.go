@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,10 +17,6 @@ import (
 // search with filters, a status and a plan that rarely meet): past it the
 // page ends early, with a cursor to go on from there.
 const maxScan = 20_000
-
-// ErrBadCursor is wrapped by the error for a cursor this listing did not
-// hand out (or handed out for another filter).
-var ErrBadCursor = errors.New("invalid listing cursor")
 
 // listWalk is the list a listing walks: the keys of bucket b that begin
 // with prefix, in key order (reversed for a descending listing).
@@ -183,7 +178,7 @@ func encodeCursor(k []byte) string { return base64.RawURLEncoding.EncodeToString
 func decodeCursor(c string, prefix []byte) ([]byte, error) {
 	k, err := base64.RawURLEncoding.DecodeString(c)
 	if err != nil || !bytes.HasPrefix(k, prefix) {
-		return nil, ErrBadCursor
+		return nil, proxy.ErrBadCursor
 	}
 	return k, nil
 }

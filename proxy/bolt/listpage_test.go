@@ -142,7 +142,7 @@ func TestListPage_Paging(t *testing.T) {
 			t.Errorf("desc=%v: pages forward and back (-forward +back):\n%s", desc, diff)
 		}
 	}
-	if _, err := s.ListPage(t.Context(), proxy.UserFilter{After: "not a cursor!"}); !errors.Is(err, ErrBadCursor) {
+	if _, err := s.ListPage(t.Context(), proxy.UserFilter{After: "not a cursor!"}); !errors.Is(err, proxy.ErrBadCursor) {
 		t.Errorf("a bad cursor: %v, want ErrBadCursor", err)
 	}
 	_, p := pageIDs(t, s, proxy.UserFilter{Status: "active"})

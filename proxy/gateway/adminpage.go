@@ -234,7 +234,7 @@ func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.adminStore.ListPage(r.Context(), q.filter(s.cfg.Stripe.Access(), adminPageSize))
 	if err != nil {
-		if strings.Contains(err.Error(), "cursor") {
+		if errors.Is(err, proxy.ErrBadCursor) {
 			s.writeError(w, r, http.StatusBadRequest)
 			return
 		}
