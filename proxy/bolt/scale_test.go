@@ -50,8 +50,11 @@ func TestScale(t *testing.T) {
 		}
 		slices.Sort(took)
 		med, worst := took[len(took)/2], took[len(took)-1]
-		report = append(report, fmt.Sprintf("%-52s median %8.2f ms  worst %8.2f ms  (%.2f of 100 ms)", name,
-			ms(med), ms(worst), ms(worst)/100))
+		line := fmt.Sprintf("%-52s median %8.2f ms  worst %8.2f ms", name, ms(med), ms(worst))
+		if !strings.HasPrefix(name, "write:") { // the 100 ms target is the reads'
+			line += fmt.Sprintf("  (%.2f of 100 ms)", ms(worst)/100)
+		}
+		report = append(report, line)
 	}
 	page := func(f proxy.UserFilter) func() error {
 		return func() error {
@@ -109,6 +112,35 @@ func TestScale(t *testing.T) {
 	total = time.Since(start)
 	report = append(report, fmt.Sprintf("export status=past_due: first %d rows in %.2f ms; %d rows in %.0f ms (%.0f rows/s)",
 		proxy.MaxUsersPage, ms(firstPage), rows, ms(total), float64(rows)/total.Seconds()))
+	// What the index costs the writes: one flush of the last-seen batcher
+	// (10,000 users) and one customer's commit. These change the store a
+	// little (last seen times, one subscription's period end).
+	seen := map[string]time.Time{}
+	for i := range 10_000 {
+		page, err := s.ListPage(ctx, proxy.UserFilter{Query: fmt.Sprintf("user_%07d", i*97), Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range page.Users {
+			seen[u.ID] = s.now()
+		}
+	}
+	measure(fmt.Sprintf("write: RecordSeen of %d users (one flush)", len(seen)), 3, func() error { return s.RecordSeen(ctx, seen) })
+	first, err := s.ListPage(ctx, proxy.UserFilter{Status: "active", Sort: proxy.SortEmail, Limit: 1})
+	if err != nil || len(first.Users) == 0 || first.Users[0].CustomerID == "" {
+		t.Fatalf("an active customer: %v", err)
+	}
+	cus := first.Users[0].CustomerID
+	measure("write: CommitCustomer of one customer", 9, func() error {
+		d, err := s.UserDetail(ctx, first.Users[0].Subject(), 1)
+		if err != nil {
+			return err
+		}
+		subs := d.Subscriptions
+		subs[0].CurrentPeriodEnd = subs[0].CurrentPeriodEnd.Add(time.Second)
+		_, _, err = s.CommitCustomer(ctx, proxy.CustomerState{CustomerID: cus, Subscriptions: subs}, "")
+		return err
+	})
 	t.Log("\n" + strings.Join(report, "\n"))
 }
 
