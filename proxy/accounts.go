@@ -88,10 +88,11 @@ type UserSummary struct {
 	OrgIDs     []string // the user's organisations
 	CustomerID string
 	// Plans are the plans that grant access now, as the gate decides it
-	// (Grants, under the config's policy); when none grants, the plans of
-	// the subscriptions with the most telling status (Rank), which grant
-	// nothing.
+	// (AccessPolicy.GrantsSubject: statuses under the config's policy, and
+	// the plan's scope). Held are the plans of the subscriptions with the
+	// most telling status when none grants: held, granting nothing.
 	Plans []string
+	Held  []string
 	// Status is the most telling status (Rank) among what grants, else
 	// among all the subscriptions and active comps; "" with none.
 	Status    SubscriptionStatus
@@ -116,7 +117,7 @@ func (a *Account) Summary(pol AccessPolicy, now time.Time) UserSummary {
 	grants := make([]bool, len(subs))
 	granting := false
 	for i := range subs {
-		grants[i] = Grants(&subs[i], pol, now)
+		grants[i] = pol.GrantsSubject(a.Subject, &subs[i], now)
 		granting = granting || grants[i]
 	}
 	// The best of what grants, else of everything: the higher rank, then
@@ -141,8 +142,12 @@ func (a *Account) Summary(pol AccessPolicy, now time.Time) UserSummary {
 		if granting && !grants[i] || !granting && s.Status != best.Status {
 			continue
 		}
-		if s.Plan != "" && !slices.Contains(u.Plans, s.Plan) {
-			u.Plans = append(u.Plans, s.Plan)
+		held := &u.Plans
+		if !granting {
+			held = &u.Held
+		}
+		if s.Plan != "" && !slices.Contains(*held, s.Plan) {
+			*held = append(*held, s.Plan)
 		}
 		if s.CurrentPeriodEnd.After(u.PeriodEnd) {
 			u.PeriodEnd = s.CurrentPeriodEnd
@@ -150,6 +155,7 @@ func (a *Account) Summary(pol AccessPolicy, now time.Time) UserSummary {
 		u.Comp = u.Comp || s.Comp
 	}
 	slices.Sort(u.Plans)
+	slices.Sort(u.Held)
 	return u
 }
 

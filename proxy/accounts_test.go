@@ -46,6 +46,7 @@ func TestAccountSummary(t *testing.T) {
 		comps  []Comp
 		pol    AccessPolicy
 		plans  []string
+		held   []string
 		status SubscriptionStatus
 		end    time.Time
 		comp   bool
@@ -59,13 +60,24 @@ func TestAccountSummary(t *testing.T) {
 			plans: []string{"pro", "team"}, status: StatusActive, end: now.Add(7 * day)},
 		{name: "nothing grants: the most telling status",
 			subs:  []Subscription{sub("sub_1", StatusCanceled, "pro", now.Add(-day)), sub("sub_2", StatusUnpaid, "team", now.Add(-2*day))},
-			plans: []string{"team"}, status: StatusUnpaid, end: now.Add(-2 * day)},
+			held: []string{"team"}, status: StatusUnpaid, end: now.Add(-2 * day)},
 		{name: "past_due grants without a grace", subs: []Subscription{pastDue}, comps: []Comp{comp},
 			plans: []string{"plus", "pro"}, status: StatusActive, end: now.Add(10 * day), comp: true},
 		{name: "past_due past the grace does not", subs: []Subscription{pastDue}, comps: []Comp{comp}, pol: grace,
 			plans: []string{"plus"}, status: StatusActive, end: now.Add(10 * day), comp: true},
 		{name: "past_due past the grace, alone", subs: []Subscription{pastDue}, pol: grace,
-			plans: []string{"pro"}, status: StatusPastDue, end: now.Add(day)},
+			held: []string{"pro"}, status: StatusPastDue, end: now.Add(day)},
+		{name: "paused collection revoked, alone", subs: []Subscription{paused}, pol: revoke,
+			held: []string{"pro"}, status: StatusActive, end: now.Add(2 * day)},
+		{name: "a plan of another scope grants this subject nothing", subs: []Subscription{sub("sub_t", StatusActive, "team", now.Add(day))},
+			pol: AccessPolicy{PlanScopes: map[string]SubjectKind{"team": SubjectOrg, "pro": ""}},
+			held: []string{"team"}, status: StatusActive, end: now.Add(day)},
+		{name: "a plan the config no longer has grants nothing", subs: []Subscription{sub("sub_g", StatusActive, "gone", now.Add(day))},
+			pol: AccessPolicy{PlanScopes: map[string]SubjectKind{"pro": ""}},
+			held: []string{"gone"}, status: StatusActive, end: now.Add(day)},
+		{name: "a user plan grants with scopes checked", subs: []Subscription{sub("sub_p", StatusActive, "pro", now.Add(day))},
+			pol: AccessPolicy{PlanScopes: map[string]SubjectKind{"team": SubjectOrg, "pro": ""}},
+			plans: []string{"pro"}, status: StatusActive, end: now.Add(day)},
 		{name: "paused collection kept", subs: []Subscription{paused}, comps: []Comp{comp},
 			plans: []string{"plus", "pro"}, status: StatusActive, end: now.Add(10 * day), comp: true},
 		{name: "paused collection revoked", subs: []Subscription{paused}, comps: []Comp{comp}, pol: revoke,
@@ -74,7 +86,7 @@ func TestAccountSummary(t *testing.T) {
 	}
 	for _, tc := range tests {
 		a := Account{Entitlements: Entitlements{Subject: user, CustomerID: "cus_1", Subscriptions: tc.subs, Comps: tc.comps}}
-		want := UserSummary{ID: "user_1", Kind: SubjectUser, CustomerID: "cus_1", Plans: tc.plans, Status: tc.status, PeriodEnd: tc.end, Comp: tc.comp}
+		want := UserSummary{ID: "user_1", Kind: SubjectUser, CustomerID: "cus_1", Plans: tc.plans, Held: tc.held, Status: tc.status, PeriodEnd: tc.end, Comp: tc.comp}
 		if diff := cmp.Diff(want, a.Summary(tc.pol, now), cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("%s: Summary (-want +got):\n%s", tc.name, diff)
 		}

@@ -138,6 +138,17 @@ func (c StripeConfig) Access() AccessPolicy {
 	return AccessPolicy{PastDueGrace: c.PastDueGrace, PausedCollection: c.PausedCollection}
 }
 
+// Access is the whole access policy: Stripe's statuses and the plans'
+// scopes, for what is judged per subject (the admin listing).
+func (c *Config) Access() AccessPolicy {
+	pol := c.Stripe.Access()
+	pol.PlanScopes = make(map[string]SubjectKind, len(c.Plans))
+	for _, p := range c.Plans {
+		pol.PlanScopes[p.Key] = p.Scope
+	}
+	return pol
+}
+
 // Plan is one entry of plans:.
 type Plan struct {
 	Key           string      // the YAML key, e.g. "pro"

@@ -25,6 +25,28 @@ const (
 type AccessPolicy struct {
 	PastDueGrace     time.Duration          // stripe.past_due_grace
 	PausedCollection PausedCollectionPolicy // stripe.paused_collection ("": keep)
+	// PlanScopes is each configured plan's scope (Config.Access fills it):
+	// a subscription grants a subject only to a plan of its kind, as
+	// DecidePaid judges. nil: scopes are not checked (Grants alone).
+	PlanScopes map[string]SubjectKind
+}
+
+// GrantsSubject reports whether sub grants access to subject at now, as
+// the gate decides it: Grants, and a configured plan whose scope is the
+// subject's kind (a user's subscription to an organisation's plan unlocks
+// nothing, nor a plan the config no longer has).
+func (pol AccessPolicy) GrantsSubject(subject Subject, sub *Subscription, now time.Time) bool {
+	if !Grants(sub, pol, now) {
+		return false
+	}
+	if pol.PlanScopes == nil {
+		return true
+	}
+	scope, ok := pol.PlanScopes[sub.Plan]
+	if scope == "" {
+		scope = SubjectUser
+	}
+	return ok && scope == subject.Kind
 }
 
 // CollectionPaused reports whether Stripe is not collecting payment for sub

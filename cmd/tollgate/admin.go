@@ -403,11 +403,11 @@ func (g *app) currentPlans() []proxy.Plan {
 	return nil
 }
 
-// currentAccess is the stripe access policy of the config now serving (a
+// currentAccess is the access policy of the config now serving (a
 // reload may change it), for the admin API's listing.
 func (g *app) currentAccess() proxy.AccessPolicy {
 	if cfg := g.config(); cfg != nil {
-		return cfg.Stripe.Access()
+		return cfg.Access()
 	}
 	return proxy.AccessPolicy{}
 }

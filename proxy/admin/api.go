@@ -24,7 +24,8 @@ type User struct {
 	Email      string    `json:"email,omitempty"`
 	OrgIDs     []string  `json:"org_ids,omitempty"`
 	CustomerID string    `json:"customer_id,omitempty"`
-	Plans      []string  `json:"plans"`
+	Plans      []string  `json:"plans"`            // the plans that grant access now
+	Held       []string  `json:"held,omitempty"`   // plans held that grant nothing (none grants)
 	Status     string    `json:"status,omitempty"` // best subscription status; "" with none
 	PeriodEnd  time.Time `json:"period_end,omitzero"`
 	Comp       bool      `json:"comp,omitempty"` // a comp is among what grants the plans
@@ -113,7 +114,7 @@ type SyncResult struct {
 }
 
 func userOf(u *proxy.UserSummary) User {
-	out := User{ID: u.ID, Kind: string(u.Kind), Email: u.Email, OrgIDs: u.OrgIDs, CustomerID: u.CustomerID, Plans: u.Plans,
+	out := User{ID: u.ID, Kind: string(u.Kind), Email: u.Email, OrgIDs: u.OrgIDs, CustomerID: u.CustomerID, Plans: u.Plans, Held: u.Held,
 		Status: string(u.Status), PeriodEnd: u.PeriodEnd, Comp: u.Comp, FirstSeen: u.FirstSeen, LastSeen: u.LastSeen}
 	if out.Plans == nil {
 		out.Plans = []string{}

@@ -232,7 +232,7 @@ func (s *Server) handleAdminUsers(w http.ResponseWriter, r *http.Request) {
 		s.pages.render(w, r, http.StatusOK, "admin_users", page)
 		return
 	}
-	res, err := s.adminStore.ListPage(r.Context(), q.filter(s.cfg.Stripe.Access(), adminPageSize))
+	res, err := s.adminStore.ListPage(r.Context(), q.filter(s.cfg.Access(), adminPageSize))
 	if err != nil {
 		if errors.Is(err, proxy.ErrBadCursor) {
 			s.writeError(w, r, http.StatusBadRequest)
@@ -287,7 +287,7 @@ func (s *Server) handleAdminExport(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"id", "kind", "email", "customer_id", "plans", "status", "period_end", "comp", "first_seen", "last_seen", "org_ids"})
-	f := q.filter(s.cfg.Stripe.Access(), proxy.MaxUsersPage)
+	f := q.filter(s.cfg.Access(), proxy.MaxUsersPage)
 	f.Before, f.Last = "", false
 	rows := 0
 	for {
@@ -388,7 +388,7 @@ func (s *Server) handleAdminUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	page := userPage{adminNav: adminNav{Section: "user"}, D: d, Sum: d.Summary(s.cfg.Stripe.Access(), now), Subject: subject,
+	page := userPage{adminNav: adminNav{Section: "user"}, D: d, Sum: d.Summary(s.cfg.Access(), now), Subject: subject,
 		PlanNames: s.planNames(), CanSync: s.syncer != nil && d.CustomerID != "", CanRevoke: subject.Kind == proxy.SubjectUser,
 		Notice: notices[r.URL.Query().Get("done")], Prices: map[string]string{}, ActionBase: s.prefix + "/admin/users/" + subject.ID,
 		CompBase: s.prefix + "/admin/comps/", Now: now}

@@ -302,7 +302,7 @@ func TestAdminConsole_UsersListQuery(t *testing.T) {
 		t.Fatalf("users: %d %.500s", resp.StatusCode, b)
 	}
 	want := proxy.UserFilter{Query: "u1", Status: "past_due", Plan: "pro", Sort: proxy.SortEmail, Desc: true, Limit: adminPageSize,
-		Policy: fx.srv.cfg.Stripe.Access()}
+		Policy: fx.srv.cfg.Access()}
 	if diff := cmp.Diff(want, store.filters[0]); diff != "" {
 		t.Errorf("filter (-want +got):\n%s", diff)
 	}
