@@ -131,6 +131,11 @@ type StripeConfig struct {
 	// PausedCollection is what a subscription whose payment collection is
 	// paused grants: keep (default) or revoke.
 	PausedCollection PausedCollectionPolicy // paused_collection
+	// AllowPromotionCodes lets visitors enter a promotion code in Checkout.
+	AllowPromotionCodes bool // allow_promotion_codes, default false
+	// AutomaticTax has Stripe Tax work out the tax in Checkout, which then
+	// asks for the visitor's billing address (and saves it on the customer).
+	AutomaticTax bool // automatic_tax, default false
 }
 
 // Access is the policy the paid decision applies.
@@ -158,6 +163,15 @@ type Plan struct {
 	TrialDays     int         // trial_days
 	TrialFeePrice string      // trial_fee_price
 	Scope         SubjectKind // scope: user (default) or organization (SubjectOrg)
+	// Description is description: one or two sentences under the plan's
+	// name on the upgrade page.
+	Description string
+	// Features is features: what the plan includes, one line each, shown
+	// as a list with check marks.
+	Features []string
+	// Highlight is highlight: a short label ("Most popular") that marks the
+	// plan out on the upgrade page; "" for none.
+	Highlight string
 }
 
 // UnlocksRoute reports whether the plan unlocks routeID. A paid rule without

@@ -108,9 +108,10 @@ func configKeys(section string) []string {
 	case "session":
 		return []string{"secret", "ttl", "refresh"}
 	case "stripe":
-		return []string{"secret_key", "webhook_secret", "past_due_grace", "paused_collection", "reconcile_interval", "api_url"}
+		return []string{"secret_key", "webhook_secret", "past_due_grace", "paused_collection", "reconcile_interval",
+			"allow_promotion_codes", "automatic_tax", "api_url"}
 	case "plans.*":
-		return []string{"name", "prices", "routes", "trial_days", "trial_fee_price", "scope"}
+		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope"}
 	case "routes[]":
 		return []string{"id", "host", "path", "methods", "access"}
 	case "store":

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -38,6 +39,7 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		} else {
 			pl.Name = kv.name
 		}
+		p.planText(s, &pl)
 
 		prices := s.list("prices")
 		vals, empty := prices.values()
@@ -105,6 +107,47 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		}
 	}
 	return plans
+}
+
+// Limits on a plan's words, so that a card on the upgrade page stays a card.
+const (
+	maxDescription = 300
+	maxFeatures    = 12
+	maxFeature     = 120
+	maxHighlight   = 30
+)
+
+// planText reads what the upgrade page says about a plan beyond its name:
+// description, features and highlight.
+func (p *configParser) planText(s *configSection, pl *proxy.Plan) {
+	if d := s.str("description"); utf8.RuneCountInString(d.s) > maxDescription {
+		p.invalid(d, "is %d characters; want at most %d (a sentence or two; the features list says the rest)", utf8.RuneCountInString(d.s), maxDescription)
+	} else {
+		pl.Description = d.s
+	}
+	features := s.list("features")
+	vals, _ := features.values()
+	if len(vals) > maxFeatures {
+		p.errorf(features.line, features.key, "has %d items; want at most %d", len(vals), maxFeatures)
+		vals = nil
+	}
+	for _, v := range vals {
+		if n := utf8.RuneCountInString(v.s); n > maxFeature {
+			p.invalid(v, "is %d characters; want at most %d (one line)", n, maxFeature)
+			continue
+		}
+		pl.Features = append(pl.Features, v.s)
+	}
+	// highlight: true gives the plan the usual label; a string is the label.
+	switch h := s.str("highlight"); {
+	case h.s == "" || h.s == "false":
+	case h.s == "true":
+		pl.Highlight = "Recommended"
+	case utf8.RuneCountInString(h.s) > maxHighlight:
+		p.invalid(h, "is %d characters; want a short label such as \"Most popular\" (at most %d), or true", utf8.RuneCountInString(h.s), maxHighlight)
+	default:
+		pl.Highlight = h.s
+	}
 }
 
 // productID reports a Stripe product ID where a price ID belongs: the
@@ -449,6 +492,8 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) proxy.StripeConf
 			p.invalid(pc, "%q is not valid; want keep (access as Stripe's status says) or revoke (no access while Stripe does not collect)", pc.s)
 		}
 	}
+	sc.AllowPromotionCodes = p.boolean(s.str("allow_promotion_codes"))
+	sc.AutomaticTax = p.boolean(s.str("automatic_tax"))
 	return sc
 }
 

@@ -364,7 +364,11 @@ func freeTextKey(key string) bool {
 	case "pages.product_name", "pages.templates_dir", "store.path":
 		return true
 	}
-	return strings.HasPrefix(key, "plans.") && strings.HasSuffix(key, ".name")
+	if !strings.HasPrefix(key, "plans.") {
+		return false
+	}
+	return strings.HasSuffix(key, ".name") || strings.HasSuffix(key, ".description") || strings.HasSuffix(key, ".highlight") ||
+		strings.Contains(key, ".features[")
 }
 
 // inlineCommentError reports a value holding a " # comment", naming the
