@@ -157,6 +157,7 @@ type subscriptionJSON struct {
 	CurrentPeriodEnd  *time.Time `json:"current_period_end,omitempty"`
 	TrialEnd          *time.Time `json:"trial_end,omitempty"`
 	CancelAtPeriodEnd bool       `json:"cancel_at_period_end"`
+	EndedAt           *time.Time `json:"ended_at,omitempty"`
 	// PausedCollection: Stripe is not collecting payment now (the status
 	// stays active); Active says whether it grants all the same
 	// (stripe.paused_collection).
@@ -217,6 +218,10 @@ func (s *Server) subscriptionsOf(ctx context.Context, id *proxy.Identity) ([]sub
 			if !sub.TrialEnd.IsZero() {
 				t := sub.TrialEnd
 				sj.TrialEnd = &t
+			}
+			if !sub.EndedAt.IsZero() {
+				t := sub.EndedAt
+				sj.EndedAt = &t
 			}
 			if sj.PausedCollection && !sub.CollectionResumesAt.IsZero() {
 				t := sub.CollectionResumesAt

@@ -38,6 +38,10 @@ func TestSyncCustomer_CancelledSubscriptionReachesCacheAsCanceled(t *testing.T) 
 	if proxy.Grants(&ents.Subscriptions[0], proxy.AccessPolicy{}, h.clock.Now()) {
 		t.Error("a canceled subscription still grants")
 	}
+	// When it ended, for the account page to say.
+	if got, want := ents.Subscriptions[0].EndedAt, time.Unix(h.stripe.subscription(sub).EndedAt, 0); got.IsZero() || !got.Equal(want) {
+		t.Errorf("ended at %v, want %v", got, want)
+	}
 }
 
 func TestSyncCustomer_PastDueKeepsFirstSeenTime(t *testing.T) {
