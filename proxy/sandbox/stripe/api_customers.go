@@ -10,9 +10,9 @@ import (
 
 // The Customers API: create, retrieve, update, delete, list and search.
 
-func (s *Stripe) newCustomerLocked(live bool, email, name string, metadata map[string]string) *customer {
+func (s *Stripe) newCustomerLocked(live bool, email, name string, metadata map[string]string, addr *address) *customer {
 	c := &customer{
-		id: newID("cus_"), email: email, name: name, metadata: metadata,
+		id: newID("cus_"), email: email, name: name, metadata: metadata, address: addr,
 		created: s.billingNowLocked(), seq: s.nextSeqLocked(),
 		invoicePrefix: strings.ToUpper(newID("")[:8]), livemode: live,
 	}
@@ -28,7 +28,7 @@ func (s *Stripe) apiCreateCustomer(r *http.Request) (any, *apiError) {
 			delete(md, k)
 		}
 	}
-	c := s.newCustomerLocked(s.view.live, r.Form.Get("email"), r.Form.Get("name"), md)
+	c := s.newCustomerLocked(s.view.live, r.Form.Get("email"), r.Form.Get("name"), md, formAddress(r.Form, "address"))
 	s.log.Info("sandbox stripe: customer created", "customer", c.id)
 	return s.customerJSON(c), nil
 }
@@ -70,6 +70,10 @@ func (s *Stripe) apiUpdateCustomer(r *http.Request) (any, *apiError) {
 	}
 	if md, ok := formMap(r.Form, "metadata"); ok {
 		c.metadata = updateMetadata(c.metadata, md, prev)
+	}
+	if a := formAddress(r.Form, "address"); a != nil && (c.address == nil || *a != *c.address) {
+		prev["address"] = c.address.json()
+		c.address = a
 	}
 	if len(prev) > 0 {
 		s.emitLocked("customer.updated", func() any { return s.customerJSON(c) }, prev)

@@ -138,6 +138,9 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *apiError) {
 		return nil, e
 	}
 	cs.allowPromo = promo
+	if e := s.checkoutOptionsLocked(f, cs); e != nil {
+		return nil, e
+	}
 	cs.metadata, _ = formMap(f, "metadata")
 	cs.subMetadata, _ = formMap(f, "subscription_data[metadata]")
 	s.sessions[cs.id] = cs

@@ -62,6 +62,7 @@ func (p *price) recurring() bool { return p.Interval != "" }
 
 type customer struct {
 	id, email, name string
+	address         *address // nil: none
 	metadata        map[string]string
 	created         time.Time
 	seq             int64
@@ -109,6 +110,7 @@ type subscription struct {
 	// mark_uncollectible or void. The status stays what it is.
 	pauseBehavior string
 	pauseResumes  time.Time // pause_collection.resumes_at; zero: until resumed
+	automaticTax  bool      // made by a Checkout with automatic_tax
 }
 
 func (s *subscription) isLive() bool { return s.livemode }
@@ -178,8 +180,12 @@ type checkoutSession struct {
 	successURL        string
 	cancelURL         string
 	allowPromo        bool
-	status            string // open, complete, expired
-	paymentStatus     string // unpaid, paid
+	billingAddress    string            // billing_address_collection: "", auto or required
+	customerUpdate    map[string]string // customer_update: address, name → auto or never
+	automaticTax      bool
+	address           *address // the billing address paid with
+	status            string   // open, complete, expired
+	paymentStatus     string   // unpaid, paid
 	subscription      string
 	created           time.Time
 	expiresAt         time.Time

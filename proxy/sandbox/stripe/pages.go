@@ -44,11 +44,19 @@ type checkoutView struct {
 	Lines     []lineView
 	Summary   string
 	DueToday  string
+	Tax       string // the tax line when Stripe Tax works it out ("" without)
 	Button    string
 	CancelURL string
 	Email     string
 	NeedEmail bool
 	Card      string
+	// FullAddress asks for the whole billing address, TaxAddress for the
+	// country and postal code Stripe Tax needs; Address fills them in.
+	FullAddress, TaxAddress bool
+	Address                 address
+	Countries               []country
+	Promo                   bool   // a field for a promotion code
+	PromoCode               string // as typed
 }
 
 type subView struct {
@@ -115,6 +123,17 @@ func (s *Stripe) checkoutViewLocked(cs *checkoutSession) *checkoutView {
 		charged = formatMoney(today, cur) + " charged today"
 	}
 	v.DueToday = formatMoney(today, cur)
+	if cs.automaticTax {
+		v.Tax = formatMoney(0, cur)
+	}
+	v.FullAddress, v.TaxAddress = cs.addressNeeded()
+	if v.FullAddress || v.TaxAddress {
+		v.Countries = countries
+		if c := s.customers[cs.customer]; c != nil && c.address != nil {
+			v.Address = *c.address // Checkout fills in what the customer has
+		}
+	}
+	v.Promo = cs.allowPromo
 	switch end, trial := cs.trial(now); {
 	case trial && cs.trialDays > 0:
 		v.Summary = fmt.Sprintf("%d-day trial, then %s; %s", cs.trialDays, then, charged)
@@ -208,17 +227,20 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 	if cs == nil {
 		return
 	}
-	var msg string
+	addr, msg := cs.addressForm(r.PostForm)
 	switch {
+	case msg != "":
 	case card == cardDeclined:
 		msg = "Your card was declined (this is the sandbox's declining test card). Try 4242 4242 4242 4242."
 	case card != cardOK && card != cardFailsLater:
 		msg = "Use a test card: 4242 4242 4242 4242 pays; 4000 0000 0000 0341 pays now and fails later; 4000 0000 0000 0002 is declined."
 	case cs.customer == "" && cs.customerEmail == "" && !strings.Contains(email, "@"):
 		msg = "Enter an email address."
+	default:
+		msg = cs.promoForm(r.PostForm)
 	}
 	if msg == "" {
-		if err := s.payLocked(cs, card == cardFailsLater, email); err != nil {
+		if err := s.payLocked(cs, card == cardFailsLater, email, addr); err != nil {
 			msg = err.Error()
 		}
 	}
@@ -226,6 +248,11 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 		d := s.pageLocked("Checkout")
 		d.Checkout = s.checkoutViewLocked(cs)
 		d.Checkout.Card, d.Error = r.PostForm.Get("card_number"), msg
+		d.Checkout.PromoCode = r.PostForm.Get("promotion_code")
+		if d.Checkout.FullAddress || d.Checkout.TaxAddress {
+			d.Checkout.Address = address{Line1: r.PostForm.Get("line1"), City: r.PostForm.Get("city"),
+				PostalCode: r.PostForm.Get("postal_code"), Country: r.PostForm.Get("country")}
+		}
 		if d.Checkout.NeedEmail {
 			d.Checkout.Email = email
 		}
@@ -243,23 +270,28 @@ func (s *Stripe) handleCheckoutPay(w http.ResponseWriter, r *http.Request) {
 // if there is none, starts the subscription (trialing or active) with its
 // first invoice paid (one-time items on it), and sends
 // checkout.session.completed, customer.subscription.created and
-// invoice.paid, in that order.
-func (s *Stripe) payLocked(cs *checkoutSession, failLater bool, email string) error {
+// invoice.paid, in that order. addr is the billing address the page
+// collected (nil when it asked for none).
+func (s *Stripe) payLocked(cs *checkoutSession, failLater bool, email string, addr *address) error {
 	now := s.billingNowLocked()
 	var c *customer
 	if cs.customer == "" {
 		if cs.customerEmail != "" {
 			email = cs.customerEmail
 		}
-		c = s.newCustomerLocked(cs.livemode, email, "", nil)
+		c = s.newCustomerLocked(cs.livemode, email, "", nil, addr)
 		cs.customer = c.id
+		cs.address = addr
 	} else if c = s.customers[cs.customer]; c == nil || c.deleted {
 		return errors.New("this customer has been deleted")
+	} else {
+		s.saveAddressLocked(cs, c, addr)
 	}
 	var oneTime []lineItem
 	sub := &subscription{
 		id: newID("sub_"), customer: c.id, created: now, seq: s.nextSeqLocked(),
 		metadata: metadataJSON(cs.subMetadata), defaultPaymentMeth: newID("pm_"), livemode: cs.livemode,
+		automaticTax: cs.automaticTax,
 	}
 	for _, li := range cs.items {
 		if !li.price.recurring() {

@@ -91,6 +91,11 @@ type Options struct {
 	// webhooks and the Events API alike. Requests with the header are
 	// answered in the version they name (stripe-go always sends its own).
 	APIVersion string
+	// StripeTax says the account has Stripe Tax set up (an origin
+	// address, Tax turned on): without it Checkout refuses automatic_tax,
+	// as Stripe does. The account has no tax registration, so the tax
+	// Stripe Tax works out is nothing.
+	StripeTax bool
 }
 
 // APIVersions are the API versions the sandbox renders faithfully:
@@ -123,6 +128,7 @@ type Stripe struct {
 	secret      string // test mode
 	liveSecret  string
 	apiVersion  string   // the account's default
+	stripeTax   bool     // Options.StripeTax
 	prices      []*price // in the order given, test mode then live mode
 	priceIdx    map[string]*price
 	products    []*product
@@ -210,6 +216,7 @@ func New(opts Options) *Stripe {
 	if s.liveSecret == s.secret {
 		panic("sandbox: stripe test and live keys must differ")
 	}
+	s.stripeTax = opts.StripeTax
 	s.apiVersion = opts.APIVersion
 	if s.apiVersion == "" {
 		s.apiVersion = APIVersion

@@ -263,7 +263,7 @@ func (s *Stripe) customerJSON(c *customer) any {
 		}
 	}
 	return customerJSON{
-		ID: c.id, Object: "customer", Created: c.created.Unix(), Currency: nullString(c.currency),
+		ID: c.id, Object: "customer", Address: c.address.json(), Created: c.created.Unix(), Currency: nullString(c.currency),
 		Delinquent: delinquent, Email: nullString(c.email), InvoicePrefix: c.invoicePrefix,
 		Metadata: metadataJSON(c.metadata), Name: nullString(c.name), NextInvoiceSequence: c.invoiceSeq + 1,
 		PreferredLocales: []string{}, TaxExempt: "none", Livemode: c.livemode,

@@ -135,6 +135,9 @@ func (s *Stripe) subJSON(sub *subscription, exp expand) subscriptionJSON {
 	if !basil {
 		w.CurrentPeriodEnd, w.CurrentPeriodStart = has(sub.periodEnd.Unix()), has(sub.periodStart.Unix())
 	}
+	if sub.automaticTax {
+		w.AutomaticTax = map[string]any{"enabled": true, "liability": map[string]any{"type": "self"}}
+	}
 	if sub.cancelAtPeriodEnd {
 		w.CancelAt = unixOrNull(sub.periodEnd)
 	}

@@ -105,6 +105,18 @@ func (s *Stripe) checkoutJSON(cs *checkoutSession, exp expand) checkoutJSON {
 	if cs.allowPromo {
 		w.AllowPromotionCodes = &cs.allowPromo
 	}
+	if cs.billingAddress != "" {
+		w.BillingAddressCollection = &cs.billingAddress
+	}
+	if cs.automaticTax {
+		// No tax registration in the sandbox account: Stripe Tax works out
+		// nothing to collect, once it knows where the customer is.
+		status := "requires_location_inputs"
+		if cs.address != nil || cs.status == "complete" {
+			status = "complete"
+		}
+		w.AutomaticTax = map[string]any{"enabled": true, "liability": map[string]any{"type": "self"}, "status": status}
+	}
 	if cs.customer != "" {
 		w.Customer = cs.customer
 		if c := s.customers[cs.customer]; c != nil && exp.has("customer") {
@@ -116,7 +128,7 @@ func (s *Stripe) checkoutJSON(cs *checkoutSession, exp expand) checkoutJSON {
 	}
 	if cs.email != "" {
 		w.CustomerDetails = map[string]any{
-			"address": nil, "email": cs.email, "name": nil, "phone": nil, "tax_exempt": "none", "tax_ids": []any{},
+			"address": cs.address.json(), "email": cs.email, "name": nil, "phone": nil, "tax_exempt": "none", "tax_ids": []any{},
 		}
 	}
 	if cs.subscription != "" {
