@@ -44,10 +44,25 @@ func MergeSubscriptions(old, fresh []Subscription, now time.Time) []Subscription
 
 // CheckoutRequest asks Billing to start a Checkout for a plan.
 type CheckoutRequest struct {
-	Identity   *Identity
-	Subject    Subject // the user, or the active organisation for organisation plans
-	Plan       *Plan
+	Identity *Identity
+	Subject  Subject // the user, or the active organisation for organisation plans
+	Plan     *Plan
+	// Price is the plan's price the visitor chose (monthly or yearly): one
+	// of Plan.Prices, "" for the first.
+	Price      string
 	ReturnPath string // same-origin path to come back to after paying
+	// AllowPromotionCodes and AutomaticTax are stripe.allow_promotion_codes
+	// and stripe.automatic_tax of the config serving the request.
+	AllowPromotionCodes, AutomaticTax bool
+}
+
+// PriceID is the price the request subscribes to: Price, or the plan's
+// first.
+func (r CheckoutRequest) PriceID() string {
+	if r.Price != "" || r.Plan == nil || len(r.Plan.Prices) == 0 {
+		return r.Price
+	}
+	return r.Plan.Prices[0]
 }
 
 // CheckoutResult is where to send the visitor: Stripe Checkout, or the

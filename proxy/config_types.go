@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -172,6 +173,11 @@ type Plan struct {
 	// Highlight is highlight: a short label ("Most popular") that marks the
 	// plan out on the upgrade page; "" for none.
 	Highlight string
+}
+
+// HasPrice reports whether id is one of the plan's prices.
+func (p *Plan) HasPrice(id string) bool {
+	return slices.Contains(p.Prices, id)
 }
 
 // UnlocksRoute reports whether the plan unlocks routeID. A paid rule without

@@ -130,8 +130,10 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		trial = !had
 	}
 
-	terms := idempotencyKey("terms", subject.String(), cus, req.Identity.UserID, plan.Key, plan.Prices[0],
-		plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret)
+	price := req.PriceID()
+	terms := idempotencyKey("terms", subject.String(), cus, req.Identity.UserID, plan.Key, price,
+		plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret,
+		strconv.FormatBool(req.AllowPromotionCodes), strconv.FormatBool(req.AutomaticTax))
 	open, err := b.openSessions(ctx, bud, cus)
 	if err != nil {
 		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: %w", err)
@@ -155,7 +157,7 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		Customer:          stripe.String(cus),
 		ClientReferenceID: stripe.String(req.Identity.UserID),
 		LineItems: []*stripe.CheckoutSessionLineItemParams{
-			{Price: stripe.String(plan.Prices[0]), Quantity: stripe.Int64(1)},
+			{Price: stripe.String(price), Quantity: stripe.Int64(1)},
 		},
 		SuccessURL: stripe.String(b.public + b.prefix + "/checkout/done?session_id={CHECKOUT_SESSION_ID}"),
 		CancelURL: stripe.String(b.public + b.prefix + "/subscribe/" + url.PathEscape(plan.Key) + "?" +
@@ -172,6 +174,18 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		},
 	}
 	p.Context = ctx
+	if req.AllowPromotionCodes {
+		p.AllowPromotionCodes = stripe.Bool(true)
+	}
+	if req.AutomaticTax {
+		// Stripe Tax needs to know where the customer is: Checkout asks
+		// for the billing address and saves it on the customer, where the
+		// renewals' invoices find it. Without customer_update Stripe
+		// refuses a customer that has no address yet.
+		p.AutomaticTax = &stripe.CheckoutSessionAutomaticTaxParams{Enabled: stripe.Bool(true)}
+		p.BillingAddressCollection = stripe.String(string(stripe.CheckoutSessionBillingAddressCollectionRequired))
+		p.CustomerUpdate = &stripe.CheckoutSessionCustomerUpdateParams{Address: stripe.String("auto")}
+	}
 	if trial {
 		// A paid trial: the one-time fee is a line item of its own, which
 		// Checkout puts on the initial invoice only and charges now; the
@@ -233,7 +247,7 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		return proxy.CheckoutResult{}, fmt.Errorf("stripe checkout: session %s has no URL", cs.ID)
 	}
 	b.log.InfoContext(ctx, "stripe: checkout session created", "session", cs.ID, "customer", cus,
-		"subject", subject.String(), "plan", plan.Key, "trial", trial)
+		"subject", subject.String(), "plan", plan.Key, "price", price, "trial", trial)
 	return proxy.CheckoutResult{URL: cs.URL}, nil
 }
 
@@ -244,6 +258,8 @@ func (b *Billing) checkRequest(req proxy.CheckoutRequest) error {
 		return errors.New("stripe checkout: no identity")
 	case p == nil || len(p.Prices) == 0 || p.Prices[0] == "":
 		return errors.New("stripe checkout: plan has no price")
+	case !p.HasPrice(req.PriceID()):
+		return fmt.Errorf("stripe checkout: %q is not a price of plan %s", req.Price, p.Key)
 	case (p.Scope == proxy.SubjectOrg) != (s.Kind == proxy.SubjectOrg):
 		return fmt.Errorf("stripe checkout: plan %s is for a %s, subject is %s", p.Key, p.Scope, s)
 	case s.Kind == proxy.SubjectUser && s.ID != id.UserID:

@@ -204,7 +204,10 @@ func TestContract_StripeMockAcceptsEveryRequest(t *testing.T) {
 		t.Errorf("Checkout = %+v, want a Checkout URL", res)
 	}
 	// The organisation flavour: clerk_org_id metadata everywhere.
-	if _, err := b.Checkout(ctx, proxy.CheckoutRequest{Identity: idGrace(), Subject: orgAcme(), Plan: planByKey("team"), ReturnPath: "/"}); err != nil {
+	// With every Checkout option on: promotion codes, automatic tax with
+	// the billing address it needs.
+	if _, err := b.Checkout(ctx, proxy.CheckoutRequest{Identity: idGrace(), Subject: orgAcme(), Plan: planByKey("team"), ReturnPath: "/",
+		AllowPromotionCodes: true, AutomaticTax: true}); err != nil {
 		t.Fatalf("Checkout (organisation): %v", err)
 	}
 	// stripe-mock's canned active subscription: the portal instead.

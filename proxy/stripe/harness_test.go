@@ -280,7 +280,7 @@ func newHarness(t testing.TB, mod ...func(*Config)) *harness {
 		clock: &testClock{t: time.Now().Truncate(time.Second)},
 	}
 	h.store = newTestStore(t, h.clock.Now)
-	sb := stripesandbox.New(stripesandbox.Options{Prices: testPrices(), Now: h.clock.Now})
+	sb := stripesandbox.New(stripesandbox.Options{Prices: testPrices(), Now: h.clock.Now, StripeTax: true})
 	t.Cleanup(func() { _ = sb.Close() })
 	h.stripe = newAccount(t, sb)
 	h.calls = &apiTap{next: sb.Handler()}
