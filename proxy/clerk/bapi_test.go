@@ -116,6 +116,7 @@ func TestPortalURLs(t *testing.T) {
 	prod := newEnv(t)
 	dev := newEnv(t, development)
 	sandbox := newEnv(t, func(c *Config) { c.SignInURL = "http://127.0.0.1:4010/sign-in?theme=dark" })
+	odd := newEnv(t, func(c *Config) { c.SignInURL = "https://login.example.com/enter" })
 
 	tests := []struct{ name, got, want string }{
 		{"sign-in", prod.c.SignInURL("https://app.example.com/a?b=c", "dvb_ignored"),
@@ -126,6 +127,18 @@ func TestPortalURLs(t *testing.T) {
 			"https://accounts.example.com/sign-in?__clerk_db_jwt=dvb_1&redirect_url=https%3A%2F%2Fapp.example.com%2F"},
 		{"sign-in override", sandbox.c.SignInURL("/x", ""),
 			"http://127.0.0.1:4010/sign-in?redirect_url=https%3A%2F%2Fapp.example.com%2Fx&theme=dark"},
+		{"sign-up", prod.c.SignUpURL("/pricing", ""),
+			"https://accounts.example.com/sign-up?redirect_url=https%3A%2F%2Fapp.example.com%2Fpricing"},
+		{"sign-up, dev browser", dev.c.SignUpURL("/", "dvb_1"),
+			"https://accounts.example.com/sign-up?__clerk_db_jwt=dvb_1&redirect_url=https%3A%2F%2Fapp.example.com%2F"},
+		{"sign-up beside the sign-in override", sandbox.c.SignUpURL("/x", ""),
+			"http://127.0.0.1:4010/sign-up?redirect_url=https%3A%2F%2Fapp.example.com%2Fx"},
+		{"sign-up beside an override not ending in /sign-in", odd.c.SignUpURL("/x", ""),
+			"https://accounts.example.com/sign-up?redirect_url=https%3A%2F%2Fapp.example.com%2Fx"},
+		{"organisation", prod.c.OrganizationURL("/.tollgate/upgrade?route=TEAM1", ""),
+			"https://accounts.example.com/organization?redirect_url=https%3A%2F%2Fapp.example.com%2F.tollgate%2Fupgrade%3Froute%3DTEAM1"},
+		{"organisation beside the sign-in override", sandbox.c.OrganizationURL("/", ""),
+			"http://127.0.0.1:4010/organization?redirect_url=https%3A%2F%2Fapp.example.com%2F"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -64,7 +64,9 @@ type Config struct {
 	// base of handshake redirects when there is no ProxyURL (sandbox,
 	// tests). It changes no issuer.
 	FrontendAPIURL string
-	// SignInURL overrides <Account Portal>/sign-in.
+	// SignInURL overrides <Account Portal>/sign-in. When it ends in
+	// /sign-in, the other Account Portal pages (/sign-up, /organization)
+	// are its siblings; otherwise they stay the key's.
 	SignInURL string
 	// PublicURL is the origin visitors see. Redirect URLs handed to Clerk
 	// are built from it (or from the ExtraOrigins entry the request's Host
@@ -89,7 +91,8 @@ type Client struct {
 	issuer      string // "https://" + Frontend API host: an accepted iss
 	proxyIssuer string // the Frontend API proxy's URL: the other one ("" without a proxy)
 	fapiBase    string // where handshakes go
-	signIn      *url.URL
+	// signIn, signUp and organization are the Account Portal's pages.
+	signIn, signUp, organization *url.URL
 	// clearSession are the Set-Cookie values that drop the session token
 	// cookies Clerk's handshake sets on the app's host (sign-out).
 	clearSession []string
@@ -173,14 +176,22 @@ func New(cfg Config) (*Client, error) {
 		c.proxyIssuer = strings.TrimSuffix(u.String(), "/")
 		c.fapiBase = c.proxyIssuer // clerk/javascript: frontendApi = proxyUrl
 	}
-	c.signIn, _ = url.Parse(pk.AccountsURL + "/sign-in")
+	portal := pk.AccountsURL
+	c.signIn, _ = url.Parse(portal + "/sign-in")
 	if cfg.SignInURL != "" {
 		u, err := absoluteURL("SignInURL", cfg.SignInURL)
 		if err != nil {
 			return nil, err
 		}
 		c.signIn = u
+		if base, ok := strings.CutSuffix(u.Path, "/sign-in"); ok {
+			p := *u
+			p.Path, p.RawPath, p.RawQuery = base, "", ""
+			portal = p.String()
+		}
 	}
+	c.signUp, _ = url.Parse(portal + "/sign-up")
+	c.organization, _ = url.Parse(portal + "/organization")
 	secure := ""
 	if c.origin.Scheme == "https" {
 		secure = "; Secure"

@@ -13,6 +13,20 @@ func (c *Client) SignInURL(returnURL, devBrowserToken string) string {
 	return c.portalURL(c.signIn, returnURL, devBrowserToken)
 }
 
+// SignUpURL is the hosted sign-up page, as SignInURL.
+func (c *Client) SignUpURL(returnURL, devBrowserToken string) string {
+	return c.portalURL(c.signUp, returnURL, devBrowserToken)
+}
+
+// OrganizationURL is the Account Portal's organisation page, with
+// redirect_url back to returnURL, as SignInURL. Of the Account Portal's
+// documented pages (sign-in, sign-up, user, organization,
+// create-organization) it is the one about the visitor's organisations;
+// Clerk documents none for choosing the active one outside sign-in.
+func (c *Client) OrganizationURL(returnURL, devBrowserToken string) string {
+	return c.portalURL(c.organization, returnURL, devBrowserToken)
+}
+
 func (c *Client) portalURL(base *url.URL, returnURL, devBrowserToken string) string {
 	u := *base
 	q := u.Query()
