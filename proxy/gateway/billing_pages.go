@@ -30,30 +30,25 @@ func (s *Server) hadTrial(ctx context.Context, subject proxy.Subject) (bool, err
 	return s.trials.HadTrial(ctx, cus)
 }
 
-// planView is one plan as the upgrade page shows it.
-type planView struct {
-	Key       string
-	Name      string
-	Price     string // "$12.00" ("" when unknown)
-	Per       string // "month"
-	TrialDays int
-	TrialFee  string // "$1.00" upfront for a paid trial ("" when none)
-	// TrialUsed: the plan has a trial but this subject had one already, so
-	// billing starts today. TrialKnown: whether that was looked up at all.
-	TrialUsed, TrialKnown bool
-	OrgScoped             bool
-	CanCheckout           bool
-	Why                   string // why not (organisation needed, not an admin)
-}
-
 type upgradePage struct {
-	RouteID   string
-	Return    string
-	Plans     []planView
+	RouteID string
+	Return  string
+	Plans   []planView
+	// Intervals are the billing periods on offer when a plan has prices
+	// of several (monthly, yearly); Interval is the one shown.
+	Intervals []intervalOption
+	Interval  string
 	SignedIn  bool
 	SignInURL string
+	SignUpURL string
 	OrgNeeded bool
-	Status    proxy.SubscriptionStatus // the visitor's most telling status, if any
+	// ChooseOrgURL is where Clerk lets the visitor choose an organisation.
+	ChooseOrgURL string
+	Status       proxy.SubscriptionStatus // the visitor's most telling status, if any
+	// OnHold: the visitor holds a plan for this page that needs fixing in
+	// the billing portal (a payment, a pause), so subscribing again is not
+	// the way back and the page offers the portal alone.
+	OnHold bool
 	// CollectionPaused: a subscription that would grant is held back
 	// because its payment collection is paused (stripe.paused_collection
 	// revoke), until CollectionResumesAt if known.
@@ -61,18 +56,6 @@ type upgradePage struct {
 	CollectionResumesAt *time.Time
 	HasPortal           bool
 	CSRFAction          string
-}
-
-type accountPage struct {
-	Identity      *proxy.Identity
-	Email         string
-	Subscriptions []subscriptionJSON
-	// ManageOwn and ManageOrg offer the billing portal of the visitor's
-	// own plans and of the organisation's (to its admins); OrgMember says
-	// the organisation has plans only its admins manage.
-	ManageOwn, ManageOrg, OrgMember bool
-	SignOutPath                     string
-	Admin                           bool
 }
 
 type finishingPage struct {
@@ -140,46 +123,6 @@ func (s *Server) planByKey(key string) *proxy.Plan {
 	return nil
 }
 
-func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity) planView {
-	v := planView{Key: p.Key, Name: p.Name, TrialDays: p.TrialDays, OrgScoped: p.Scope == proxy.SubjectOrg, CanCheckout: id != nil && s.billingOn}
-	if len(p.Prices) > 0 {
-		if pr, ok := s.prices.Price(p.Prices[0]); ok {
-			v.Price, v.Per = pr.Format(), pr.Per()
-		}
-		if p.TrialFeePrice != "" {
-			if pr, ok := s.prices.Price(p.TrialFeePrice); ok {
-				v.TrialFee = pr.Format()
-			}
-		}
-	}
-	if id != nil && p.TrialDays > 0 {
-		if subject, why := subjectFor(p, id); why == "" {
-			if had, err := s.hadTrial(ctx, subject); err == nil {
-				v.TrialKnown = true
-				if had {
-					v.TrialUsed, v.TrialDays, v.TrialFee = true, 0, ""
-				}
-			}
-		}
-	}
-	if v.OrgScoped && id != nil {
-		switch {
-		case id.OrgID == "":
-			v.CanCheckout, v.Why = false, "This plan is billed to an organisation. Choose one of your organisations first, then come back."
-		case !id.IsOrgAdmin():
-			v.CanCheckout, v.Why = false, "Only an admin of your organisation can subscribe it to this plan. Ask an admin of "+orgName(id)+" to subscribe."
-		}
-	}
-	return v
-}
-
-func orgName(id *proxy.Identity) string {
-	if id.OrgSlug != "" {
-		return id.OrgSlug
-	}
-	return "your organisation"
-}
-
 func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	id := IdentityFromContext(r.Context())
@@ -197,17 +140,22 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		plans = proxy.UnlockingPlans(s.cfg.Plans, routeID)
 	}
 	page := upgradePage{RouteID: routeID, Return: ret, SignedIn: id != nil}
+	here := s.publicBase() + r.URL.RequestURI()
 	if id == nil {
-		page.SignInURL = s.portal.SignInURL(strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+r.URL.RequestURI(), "")
+		page.SignInURL, page.SignUpURL = s.portal.SignInURL(here, ""), s.portal.SignUpURL(here, "")
 	}
+	page.Intervals, page.Interval = s.intervals(r, plans)
 	onlyOrg := len(plans) > 0
 	for _, p := range plans {
-		page.Plans = append(page.Plans, s.viewPlan(r.Context(), p, id))
+		page.Plans = append(page.Plans, s.viewPlan(r.Context(), p, id, page.Interval))
 		if p.Scope != proxy.SubjectOrg {
 			onlyOrg = false
 		}
 	}
 	page.OrgNeeded = onlyOrg && id != nil && id.OrgID == ""
+	if page.OrgNeeded {
+		page.ChooseOrgURL = s.portal.OrganizationURL(here, devBrowserFrom(r.Context()))
+	}
 	if id != nil {
 		if d, err := s.decidePaid(r.Context(), id, routeID); err == nil {
 			page.Status = d.Status
@@ -224,6 +172,12 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		page.HasPortal = page.Status != ""
+		switch page.Status {
+		case proxy.StatusPastDue, proxy.StatusUnpaid, proxy.StatusIncomplete, proxy.StatusPaused:
+			// Checkout would send the visitor to the portal anyway.
+			page.OnHold = true
+		}
+		page.OnHold = page.OnHold || page.CollectionPaused
 	}
 	s.pages.render(w, r, http.StatusOK, "upgrade", page)
 }
@@ -256,9 +210,19 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusNotFound)
 		return
 	}
+	price, ok := checkoutPrice(p, r.PostForm)
+	if !ok {
+		entryFrom(r.Context()).reason = "price_not_of_plan"
+		s.writeError(w, r, http.StatusBadRequest)
+		return
+	}
 	ret := s.safeReturn(r.PostForm.Get("return"))
 	if p.Scope == proxy.SubjectOrg && staleOrg(id) {
-		s.freshIdentityRequired(w, r, s.prefix+"/subscribe/"+url.PathEscape(p.Key)+"?"+url.Values{"return": {ret}}.Encode())
+		back := url.Values{"return": {ret}}
+		if pr, ok := s.prices.Price(price); ok && price != "" {
+			back.Set("interval", intervalKey(pr))
+		}
+		s.freshIdentityRequired(w, r, s.prefix+"/subscribe/"+url.PathEscape(p.Key)+"?"+back.Encode())
 		return
 	}
 	subject, why := subjectFor(p, id)
@@ -272,7 +236,8 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	res, err := s.billing.Checkout(r.Context(), proxy.CheckoutRequest{Identity: id, Subject: subject, Plan: p, ReturnPath: ret})
+	res, err := s.billing.Checkout(r.Context(), proxy.CheckoutRequest{Identity: id, Subject: subject, Plan: p, Price: price, ReturnPath: ret,
+		AllowPromotionCodes: s.cfg.Stripe.AllowPromotionCodes, AutomaticTax: s.cfg.Stripe.AutomaticTax})
 	if err != nil {
 		s.billingError(w, r, "checkout", err)
 		return
@@ -339,7 +304,7 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	u, err := s.billing.Portal(r.Context(), subject, strings.TrimSuffix(s.cfg.PublicURL.String(), "/")+s.prefix+"/account")
+	u, err := s.billing.Portal(r.Context(), subject, s.publicBase()+s.prefix+"/account")
 	if err != nil {
 		s.billingError(w, r, "portal", err)
 		return
@@ -347,31 +312,9 @@ func (s *Server) handlePortal(w http.ResponseWriter, r *http.Request) {
 	redirect(w, u, http.StatusSeeOther)
 }
 
-func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
-	noStore(w)
-	id := IdentityFromContext(r.Context())
-	subs, err := s.subscriptionsOf(r.Context(), id)
-	if err != nil {
-		s.log.ErrorContext(r.Context(), "account: entitlements", "err", err)
-		s.writeError(w, r, http.StatusServiceUnavailable)
-		return
-	}
-	var email string
-	email, _ = s.directory.Email(r.Context(), id.UserID)
-	page := accountPage{Identity: id, Email: email, Subscriptions: subs, SignOutPath: s.prefix + "/sign-out"}
-	for _, sub := range subs {
-		switch {
-		case !s.billingOn:
-		case !strings.HasPrefix(sub.Subject, string(proxy.SubjectOrg)+":"):
-			page.ManageOwn = true
-		case id.IsOrgAdmin():
-			page.ManageOrg = true
-		default:
-			page.OrgMember = true
-		}
-	}
-	s.pages.render(w, r, http.StatusOK, "account", page)
-}
+// publicBase is public_url without a trailing slash, for absolute URLs of
+// our own.
+func (s *Server) publicBase() string { return strings.TrimSuffix(s.cfg.PublicURL.String(), "/") }
 
 // staleOrg reports whether id's organisation and role may be older than
 // Clerk's last word: the gateway cookie carries them from the last Clerk

@@ -53,6 +53,9 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 					out.cookies = append(out.cookies, c)
 				}
 			}
+			if res.DevBrowserToken != "" {
+				r = r.WithContext(context.WithValue(r.Context(), devBrowserKey{}, res.DevBrowserToken))
+			}
 		}
 		addSetCookies(w, out.setCookies)
 		for _, c := range out.cookies {
@@ -163,6 +166,11 @@ type subscriptionJSON struct {
 	// (stripe.paused_collection).
 	PausedCollection    bool       `json:"paused_collection"`
 	CollectionResumesAt *time.Time `json:"collection_resumes_at,omitempty"`
+	// Comp: an admin's complimentary grant, not a Stripe subscription; it
+	// lasts until current_period_end.
+	Comp bool `json:"comp,omitempty"`
+	// PriceID is the subscription's first price, for the account page.
+	PriceID string `json:"-"`
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +213,10 @@ func (s *Server) subscriptionsOf(ctx context.Context, id *proxy.Identity) ([]sub
 			sub := &subs[i]
 			sj := subscriptionJSON{Plan: sub.Plan, PlanName: sub.Plan, Subject: subj.String(), Status: string(sub.Status),
 				Active: proxy.Grants(sub, s.cfg.Stripe.Access(), now), CancelAtPeriodEnd: sub.CancelAtPeriodEnd,
-				PausedCollection: sub.CollectionPaused(now)}
+				PausedCollection: sub.CollectionPaused(now), Comp: sub.Comp}
+			if len(sub.PriceIDs) > 0 {
+				sj.PriceID = sub.PriceIDs[0]
+			}
 			for j := range s.cfg.Plans {
 				if s.cfg.Plans[j].Key == sub.Plan {
 					sj.PlanName = s.cfg.Plans[j].Name

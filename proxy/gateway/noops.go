@@ -23,7 +23,9 @@ func (signedOut) Authenticate(context.Context, *http.Request) proxy.AuthResult {
 // noPortal has no hosted sign-in page: signed-out visitors get 401s.
 type noPortal struct{}
 
-func (noPortal) SignInURL(string, string) string { return "" }
+func (noPortal) SignInURL(string, string) string       { return "" }
+func (noPortal) SignUpURL(string, string) string       { return "" }
+func (noPortal) OrganizationURL(string, string) string { return "" }
 
 // noEntitlements knows of no subscription: paid routes stay closed.
 type noEntitlements struct{}
@@ -51,6 +53,11 @@ var errNoTrials = errors.New("no store to ask about past trials")
 
 func (noTrials) CustomerOf(context.Context, proxy.Subject) (string, error) { return "", errNoTrials }
 func (noTrials) HadTrial(context.Context, string) (bool, error)            { return false, errNoTrials }
+
+// noOrgs knows no organisation's name: pages fall back to its slug.
+type noOrgs struct{}
+
+func (noOrgs) Org(context.Context, string) (proxy.Org, error) { return proxy.Org{}, proxy.ErrNotFound }
 
 type nopSeen struct{}
 

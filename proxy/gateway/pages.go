@@ -38,7 +38,11 @@ type layoutData struct {
 	Prefix  string
 	Title   string
 	Refresh string // a URL to reload after a few seconds (finishing page, no JS needed)
-	Page    any
+	// SignedIn: the visitor is signed in, and the header offers their
+	// account and signing out. Name says which page this is.
+	SignedIn bool
+	Name     string
+	Page     any
 }
 
 type errorPage struct {
@@ -49,6 +53,9 @@ type errorPage struct {
 	// ActionURL, with ActionLabel, replaces the home page link with the
 	// one way forward.
 	ActionURL, ActionLabel string
+	// Retry offers to load the same address again (the problem may pass),
+	// instead of the home page.
+	Retry bool
 }
 
 func newPages(brand proxy.PagesConfig, prefix string) (*pages, error) {
@@ -100,7 +107,8 @@ func (p *pages) render(w http.ResponseWriter, r *http.Request, code int, name st
 	if ep, ok := data.(errorPage); ok {
 		title = ep.Title
 	}
-	ld := layoutData{Brand: p.brand, Prefix: p.prefix, Title: title, Page: data}
+	ld := layoutData{Brand: p.brand, Prefix: p.prefix, Title: title, Name: name, Page: data,
+		SignedIn: IdentityFromContext(r.Context()) != nil || entryFrom(r.Context()).userID != ""}
 	if fp, ok := data.(finishingPage); ok {
 		ld.Refresh = fp.RetryURL
 	}

@@ -111,7 +111,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, code int) {
 	}
 	errCode, title, msg := statusWords(code)
 	if wantsHTML(r) {
-		s.pages.render(w, r, code, "error", errorPage{Code: code, Title: title, Message: msg})
+		page := errorPage{Code: code, Title: title, Message: msg}
+		switch code {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			// It may pass: the way forward is this address again. A form's
+			// POST cannot be repeated by a link, so it gets the home page.
+			page.Retry = r.Method == http.MethodGet || r.Method == http.MethodHead
+		}
+		s.pages.render(w, r, code, "error", page)
 		return
 	}
 	writeJSON(w, code, errorBody{Error: errCode, Message: msg})

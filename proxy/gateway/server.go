@@ -19,10 +19,13 @@ type Observer interface {
 	Upstream(status int, took time.Duration)
 }
 
-// AccountPortal builds the URLs of Clerk's hosted pages. Implemented by
-// proxy/clerk.
+// AccountPortal builds the URLs of Clerk's hosted pages, each sending the
+// visitor back to returnURL. Implemented by proxy/clerk.
 type AccountPortal interface {
 	SignInURL(returnURL, devBrowserToken string) string
+	SignUpURL(returnURL, devBrowserToken string) string
+	// OrganizationURL is where the visitor deals with their organisations.
+	OrganizationURL(returnURL, devBrowserToken string) string
 }
 
 // InternalRoute is one extra handler under internal_prefix, mounted by main
@@ -67,6 +70,7 @@ type Options struct {
 	Forget       EntitlementsForgetter   // nil: nothing cached to drop after a comp changes
 	Directory    proxy.Directory         // local, never Clerk (nil: pages show no email)
 	Trials       Trials                  // nil: pages hedge about trials
+	Orgs         Orgs                    // nil: pages name organisations by their slug
 	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
 	Internal     []InternalRoute
 	// State is what outlives a reload, built once by main (NewState) and
@@ -95,6 +99,7 @@ type Server struct {
 	forget     EntitlementsForgetter
 	directory  proxy.Directory
 	trials     Trials
+	orgs       Orgs
 	stale      proxy.StaleNotifier
 	ender      proxy.SessionEnder
 	gw         *gatewaySessions // this config's settings over the State's sessions
@@ -120,7 +125,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
@@ -134,6 +139,7 @@ func New(o Options) (*Server, error) {
 	setDefault(&s.obs, Observer(nopObserver{}))
 	setDefault(&s.directory, proxy.Directory(noDirectory{}))
 	setDefault(&s.trials, Trials(noTrials{}))
+	setDefault(&s.orgs, Orgs(noOrgs{}))
 	setDefault(&s.stale, proxy.StaleNotifier(nopStale{}))
 	setDefault(&s.ender, proxy.SessionEnder(noEnder{}))
 	setDefault(&s.forget, EntitlementsForgetter(nopForget{}))
@@ -193,6 +199,9 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	mux.Handle("GET "+s.prefix+"/sign-out", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOutPage)))
 	mux.Handle("POST "+s.prefix+"/sign-out", signOutCSRF.Handler(s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSignOut))))
 	mux.Handle("GET "+s.prefix+"/api/me", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleMe)))
+	// Links for an app's own "Sign in" and "Sign up" buttons.
+	mux.Handle("GET "+s.prefix+"/sign-in", s.withIdentity(AuthOptional, s.portalLink(AccountPortal.SignInURL)))
+	mux.Handle("GET "+s.prefix+"/sign-up", s.withIdentity(AuthOptional, s.portalLink(AccountPortal.SignUpURL)))
 	mux.HandleFunc(s.prefix+"/auth", s.handleForwardAuth)
 	s.mountAdmin(mux)
 	mux.Handle("GET "+s.prefix+"/session", s.withIdentity(AuthOptional, http.HandlerFunc(s.handleSession)))
