@@ -249,7 +249,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	g.Cache = cache
 	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
 	opts.Seen = seen
-	opts.Admin, opts.Directory, opts.Trials, opts.Forget = store, store, store, cache
+	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, cache
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
