@@ -60,8 +60,9 @@ const (
 	apiWindow       = 10 * time.Second
 )
 
-// User is a demo user the sandbox knows. OrgID, OrgSlug and OrgRole
-// describe the user's active organisation, if any; OrgRole is "admin" or
+// User is a demo user the sandbox knows. OrgID, OrgSlug, OrgName and
+// OrgRole describe the user's active organisation, if any; OrgName defaults
+// to the slug in words ("acme-labs": "Acme Labs"); OrgRole is "admin" or
 // "basic_member" (it travels in the token's o.rol claim, so the SDK reports
 // "org:admin" or "org:basic_member").
 type User struct {
@@ -71,7 +72,13 @@ type User struct {
 	Email     string
 	OrgID     string
 	OrgSlug   string
+	OrgName   string
 	OrgRole   string
+}
+
+// Organization is an organisation of the sandbox's users.
+type Organization struct {
+	ID, Slug, Name string
 }
 
 // Name is the user's display name.
@@ -80,15 +87,15 @@ func (u User) Name() string {
 }
 
 // DefaultUsers returns the demo users used when Options.Users is
-// empty: Ada, a plain user; Grace, admin of organisation "acme"; Linus, a
-// member of "acme".
+// empty: Ada, a plain user; Grace, admin of organisation "acme" (Acme Inc.);
+// Linus, a member of "acme".
 func DefaultUsers() []User {
 	return []User{
 		{ID: "user_ada", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com"},
 		{ID: "user_grace", FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com",
-			OrgID: "org_acme", OrgSlug: "acme", OrgRole: "admin"},
+			OrgID: "org_acme", OrgSlug: "acme", OrgName: "Acme Inc.", OrgRole: "admin"},
 		{ID: "user_linus", FirstName: "Linus", LastName: "Torvalds", Email: "linus@example.com",
-			OrgID: "org_acme", OrgSlug: "acme", OrgRole: "basic_member"},
+			OrgID: "org_acme", OrgSlug: "acme", OrgName: "Acme Inc.", OrgRole: "basic_member"},
 	}
 }
 
@@ -260,8 +267,8 @@ func New(opts Options) (*Clerk, error) {
 		}
 		c.userIdx[u.ID] = i
 		if u.OrgID == "" {
-			if u.OrgSlug != "" || u.OrgRole != "" {
-				return nil, fmt.Errorf("sandbox: clerk user %q: OrgSlug/OrgRole need an OrgID", u.ID)
+			if u.OrgSlug != "" || u.OrgRole != "" || u.OrgName != "" {
+				return nil, fmt.Errorf("sandbox: clerk user %q: OrgSlug/OrgName/OrgRole need an OrgID", u.ID)
 			}
 			continue
 		}
@@ -278,12 +285,15 @@ func New(opts Options) (*Clerk, error) {
 		if u.OrgSlug == "" {
 			u.OrgSlug = strings.ToLower(strings.TrimPrefix(u.OrgID, "org_"))
 		}
+		if u.OrgName == "" {
+			u.OrgName = orgName(u.OrgSlug)
+		}
 		org := c.orgs[u.OrgID]
 		if org == nil {
-			org = &orgState{id: u.OrgID, slug: u.OrgSlug, name: orgName(u.OrgSlug)}
+			org = &orgState{id: u.OrgID, slug: u.OrgSlug, name: u.OrgName}
 			c.orgs[u.OrgID] = org
-		} else if org.slug != u.OrgSlug {
-			return nil, fmt.Errorf("sandbox: clerk organisation %q has two slugs, %q and %q", u.OrgID, org.slug, u.OrgSlug)
+		} else if org.slug != u.OrgSlug || org.name != u.OrgName {
+			return nil, fmt.Errorf("sandbox: clerk organisation %q has two slugs or names: %q and %q, %q and %q", u.OrgID, org.slug, u.OrgSlug, org.name, u.OrgName)
 		}
 		org.members++
 		c.members[u.ID] = membership{orgID: u.OrgID, orgSlug: u.OrgSlug, role: u.OrgRole}
@@ -332,7 +342,8 @@ func New(opts Options) (*Clerk, error) {
 
 // Handler serves the Backend API under /v1 (bearer secret key), the
 // Frontend API handshake at /v1/client/handshake, the public JWKS at
-// /.well-known/jwks.json, and the /sign-in page.
+// /.well-known/jwks.json, and the Account Portal's /sign-in, /sign-up and
+// /organization pages.
 func (c *Clerk) Handler() http.Handler { return c.handler }
 
 // SetBaseURL records the sandbox's own URL ("http://127.0.0.1:4100"), once
@@ -387,6 +398,16 @@ func (c *Clerk) Users() []User {
 	return out
 }
 
+// Organizations are the organisations of the demo users, by ID.
+func (c *Clerk) Organizations() []Organization {
+	out := make([]Organization, 0, len(c.orgs))
+	for _, o := range c.orgs {
+		out = append(out, Organization{ID: o.id, Slug: o.slug, Name: o.name})
+	}
+	slices.SortFunc(out, func(a, b Organization) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // user is a demo user with their organisation as it is now.
 func (c *Clerk) user(id string) (User, bool) {
 	i, ok := c.userIdx[id]
@@ -397,7 +418,10 @@ func (c *Clerk) user(id string) (User, bool) {
 	c.orgMu.Lock()
 	m := c.members[id]
 	c.orgMu.Unlock()
-	u.OrgID, u.OrgSlug, u.OrgRole = m.orgID, m.orgSlug, m.role
+	u.OrgID, u.OrgSlug, u.OrgRole, u.OrgName = m.orgID, m.orgSlug, m.role, ""
+	if o := c.orgs[m.orgID]; o != nil {
+		u.OrgName = o.name
+	}
 	return u, true
 }
 

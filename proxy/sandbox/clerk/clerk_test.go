@@ -247,7 +247,7 @@ func TestBackendAPIWithSDK(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o.Object != "organization" || o.ID != "org_acme" || o.Slug != "acme" || o.Name != "Acme" ||
+			if o.Object != "organization" || o.ID != "org_acme" || o.Slug != "acme" || o.Name != "Acme Inc." ||
 				o.MembersCount == nil || *o.MembersCount != 2 || o.CreatedBy != "user_grace" {
 				t.Errorf("Get(%q) = %+v", id, o)
 			}

@@ -43,6 +43,7 @@ func (c *Clerk) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /sign-in", c.handleSignInPage)
 	mux.Handle("POST /sign-in", http.NewCrossOriginProtection().Handler(http.HandlerFunc(c.handleSignIn)))
+	mux.HandleFunc("GET /organization", c.handleOrganizationPage)
 	mux.HandleFunc("GET /sign-up", func(w http.ResponseWriter, r *http.Request) {
 		u := "/sign-in"
 		if r.URL.RawQuery != "" {
@@ -280,6 +281,7 @@ func withQueryParam(u *url.URL, name, value string) string {
 
 type userView struct {
 	ID, Name, Email, Detail string
+	Org                     string // the organisation's name ("" without one)
 }
 
 func (c *Clerk) userView(u User) userView {
@@ -289,9 +291,9 @@ func (c *Clerk) userView(u User) userView {
 		if u.OrgRole == "admin" {
 			role = "admin"
 		}
-		detail = fmt.Sprintf("%s of %s (%s)", role, orgName(u.OrgSlug), u.OrgSlug)
+		detail = fmt.Sprintf("%s of %s (%s)", role, u.OrgName, u.OrgSlug)
 	}
-	return userView{ID: u.ID, Name: u.Name(), Email: u.Email, Detail: detail}
+	return userView{ID: u.ID, Name: u.Name(), Email: u.Email, Detail: detail, Org: u.OrgName}
 }
 
 type pageData struct {
@@ -387,6 +389,41 @@ func (c *Clerk) signInData(client, redirectURL string) pageData {
 		}
 	}
 	return d
+}
+
+// handleOrganizationPage stands in for the Account Portal's organisation
+// page. The sandbox's users each belong to at most one organisation, always
+// the active one, so choosing another organisation means signing in as one
+// of its members: the page offers that, and the way back. Signed out, it
+// sends the browser to sign in first, as the Account Portal does.
+func (c *Clerk) handleOrganizationPage(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("redirect_url")
+	if raw != "" {
+		if _, err := c.checkRedirect(raw); err != nil {
+			c.renderError(w, http.StatusBadRequest, "Invalid redirect", err.Error())
+			return
+		}
+	}
+	client := c.clientOf(r, r.URL.Query().Get("__clerk_db_jwt"))
+	d := c.signInData(client, raw)
+	if d.Current == nil {
+		u := "/sign-in"
+		if r.URL.RawQuery != "" {
+			u += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, u, http.StatusFound)
+		return
+	}
+	d.Title = "Organisation"
+	members := d.Users[:0]
+	for _, u := range d.Users {
+		if u.Org != "" && u.ID != d.Current.ID {
+			members = append(members, u)
+		}
+	}
+	d.Users = members
+	c.render(w, http.StatusOK, "organization", d)
 }
 
 func (c *Clerk) handleSignIn(w http.ResponseWriter, r *http.Request) {
