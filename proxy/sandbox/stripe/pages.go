@@ -359,12 +359,12 @@ func (s *Stripe) portalViewLocked(p *portalSession) *portalView {
 			sv.Status, sv.When = "Unpaid", "Every retry failed. Update the payment method to reactivate it."
 			v.NeedsPayment = true
 		case "canceled":
-			sv.Status, sv.When = "Canceled", "Ended on "+formatDate(sub.endedAt)
+			sv.Status, sv.When = "Cancelled", "Ended on "+formatDate(sub.endedAt)
 		default:
 			sv.Status, sv.When = sub.status, ""
 		}
 		if sub.cancelAtPeriodEnd && sub.live() {
-			sv.Status += ", cancels at period end"
+			sv.Status += ", ends with the period"
 			sv.When = "Cancels on " + end
 		}
 		sv.CanCancelAtEnd = sub.live() && !sub.cancelAtPeriodEnd
@@ -378,11 +378,11 @@ func (s *Stripe) portalViewLocked(p *portalSession) *portalView {
 func (s *Stripe) portalDone(action string) string {
 	switch action {
 	case "cancel_at_period_end":
-		return "The subscription will be canceled at the end of its period."
+		return "The subscription will be cancelled at the end of its period."
 	case "resume":
 		return "The subscription will renew as before."
 	case "cancel_now":
-		return "The subscription was canceled."
+		return "The subscription was cancelled."
 	case "update_payment":
 		return "The payment method was updated; open invoices were paid."
 	case "fail_payments":

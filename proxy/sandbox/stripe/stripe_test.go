@@ -508,7 +508,7 @@ func TestCheckoutTrialFeeAndCancel(t *testing.T) {
 		t.Errorf("after cancel at period end: %+v", got)
 	}
 	if _, page = f.getPage(t, ps.URL+"?done=cancel_at_period_end"); !strings.Contains(page, ">Resume</button>") ||
-		!strings.Contains(page, "will be canceled at the end") {
+		!strings.Contains(page, "will be cancelled at the end") {
 		t.Errorf("portal page after cancelling lacks Resume and the notice")
 	}
 
@@ -1052,7 +1052,7 @@ func TestPricesAndPortal(t *testing.T) {
 	for it.Next() {
 		ids = append(ids, it.Price().ID)
 	}
-	if diff := cmp.Diff([]string{"price_demo_pro_monthly", "price_demo_team_monthly", "price_demo_trial_fee"}, ids); diff != "" {
+	if diff := cmp.Diff([]string{"price_demo_pro_monthly", "price_demo_pro_yearly", "price_demo_team_monthly", "price_demo_trial_fee"}, ids); diff != "" {
 		t.Errorf("prices (-want +got):\n%s", diff)
 	}
 	fee, err := f.sc.Prices.Get("price_demo_trial_fee", nil)
