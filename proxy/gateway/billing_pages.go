@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -153,7 +154,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	page.OrgNeeded = onlyOrg && id != nil && id.OrgID == ""
-	if page.OrgNeeded {
+	if id != nil && id.OrgID == "" && slices.ContainsFunc(plans, func(p *proxy.Plan) bool { return p.Scope == proxy.SubjectOrg }) {
 		page.ChooseOrgURL = s.portal.OrganizationURL(here, devBrowserFrom(r.Context()))
 	}
 	if id != nil {

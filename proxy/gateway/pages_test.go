@@ -161,11 +161,11 @@ func TestAccountPage_NamesTheOrganisation(t *testing.T) {
 	}
 	fx.srv.orgs = fakeOrgs{"org_1": {ID: "org_1", Slug: "acme", Name: "Acme Inc."}}
 	page := body(t, fx.do("GET", "/.tollgate/account", member))
-	if !strings.Contains(page, "in the organisation <strong>Acme Inc.</strong>") || strings.Contains(page, "Choose an organisation") {
+	if !strings.Contains(page, "in the organisation <strong>Acme Inc.</strong>") || strings.Contains(page, "choose an organisation") {
 		t.Errorf("the organisation's name:\n%.2000s", page)
 	}
 	page = body(t, fx.do("GET", "/.tollgate/account", with(navigation, "X-Test-User", "user_1")))
-	want := `href="https://accounts.example.com/organization?redirect_url=` + url.QueryEscape("https://app.example.com/.tollgate/account") + `">Choose an organisation`
+	want := `href="https://accounts.example.com/organization?redirect_url=` + url.QueryEscape("https://app.example.com/.tollgate/account") + `">choose an organisation`
 	if !strings.Contains(page, strings.ReplaceAll(want, "&", "&amp;")) {
 		t.Errorf("no organisation: want a link to choose one (%s):\n%.2000s", want, page)
 	}
@@ -248,7 +248,7 @@ func TestCheckout_ChosenPriceAndOptions(t *testing.T) {
 }
 
 // An unpaid visitor on the upgrade page has one way back, the portal, and
-// is told where it leads; the plans offer no second, equal button (their
+// is told where it leads; no plan offers a second, equal button (its
 // Checkout would lead to the portal all the same).
 func TestUpgradePage_UnpaidHasOneAction(t *testing.T) {
 	fx := newGateFixture(t, nil)
@@ -257,7 +257,8 @@ func TestUpgradePage_UnpaidHasOneAction(t *testing.T) {
 	fx.ents[user] = &proxy.Entitlements{Subject: user, Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusUnpaid}}}
 	page := section(body(t, fx.do("GET", "/.tollgate/upgrade?route=415VNA", with(navigation, "X-Test-User", "user_1"))), "<main")
 	if n := strings.Count(page, `<button type="submit"`); n != 1 || !strings.Contains(page, "Update payment method</button>") ||
-		!strings.Contains(page, "Opens the billing portal, run by Stripe") || strings.Contains(page, "Manage billing") {
+		!strings.Contains(page, "Opens the billing portal, run by Stripe") || strings.Contains(page, "Manage billing") ||
+		strings.Contains(page, `class="plans"`) || !strings.Contains(page, "needs your attention") {
 		t.Errorf("%d buttons:\n%s", n, page)
 	}
 }

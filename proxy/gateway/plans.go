@@ -199,7 +199,7 @@ func (s *Server) viewPlan(ctx context.Context, p *proxy.Plan, id *proxy.Identity
 	if v.OrgScoped && id != nil {
 		switch {
 		case id.OrgID == "":
-			v.CanCheckout, v.Why = false, "This plan is billed to an organisation. Choose one of your organisations first, then come back."
+			v.CanCheckout, v.Why = false, "This plan is billed to an organisation, and you have not chosen one."
 		case !id.IsOrgAdmin():
 			v.CanCheckout, v.Why = false, "Only an admin of "+s.orgName(ctx, id)+" can subscribe it to this plan. Ask one of its admins."
 		}

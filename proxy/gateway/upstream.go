@@ -303,7 +303,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 		switch {
 		case errors.Is(err, context.Canceled):
 			// The visitor went away; nobody reads what we write.
-			logger.DebugContext(r.Context(), "upstream: client canceled", "path", r.URL.Path)
+			logger.DebugContext(r.Context(), "upstream: client cancelled", "path", r.URL.Path)
 			return
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 			code = http.StatusGatewayTimeout
