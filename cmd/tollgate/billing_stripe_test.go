@@ -74,7 +74,20 @@ func liveSubscriptions(t *testing.T, d *demo, cus string) int {
 	return n
 }
 
-var testCard = url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}}
+// testCard pays on the sandbox Checkout page, with the billing address the
+// demo's automatic tax asks for.
+var testCard = url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"},
+	"country": {"GB"}, "postal_code": {"SW1A 1AA"}, "line1": {"1 Horse Guards"}, "city": {"London"}}
+
+// cardOf is testCard paid by email.
+func cardOf(email string) url.Values {
+	v := url.Values{}
+	for k, vs := range testCard {
+		v[k] = vs
+	}
+	v.Set("email", email)
+	return v
+}
 
 // checkoutURL POSTs the upgrade page's form and returns where it sends the
 // visitor (Stripe's Checkout page, or the portal).
@@ -409,7 +422,7 @@ func TestStripe_KeyOfAnotherModeIsAnOutageNotADeletion(t *testing.T) {
 		if !strings.Contains(pay, "/checkout/pay/cs_live_") {
 			t.Fatalf("live checkout: %q", pay)
 		}
-		resp = form(t, gc, pay, url.Values{"email": {"grace@example.com"}, "card_number": {"4242424242424242"}})
+		resp = form(t, gc, pay, cardOf("grace@example.com"))
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("pay live: %d", resp.StatusCode)
 		}

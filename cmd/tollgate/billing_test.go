@@ -113,7 +113,7 @@ func testDemoPaidJourney(t *testing.T, version string) {
 	if !strings.Contains(payPage, "7-day") {
 		t.Errorf("pay page lacks the trial: %.300s", payPage)
 	}
-	resp = form(t, c, payURL, url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	resp = form(t, c, payURL, testCard)
 	done := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(done, d.URL+"/.tollgate/checkout/done?session_id=cs_") {
 		t.Fatalf("pay: %d %q", resp.StatusCode, done)
@@ -210,7 +210,7 @@ func subscribe(t *testing.T, d *demo, c *http.Client) string {
 	t.Helper()
 	resp := form(t, c, d.URL+"/.tollgate/checkout", url.Values{"plan": {"pro"}, "return": {"/routes/415VNA/"}})
 	payURL := resp.Header.Get("Location")
-	resp = form(t, c, payURL, url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	resp = form(t, c, payURL, testCard)
 	if resp = get(t, c, resp.Header.Get("Location"), page); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("checkout return: %d", resp.StatusCode)
 	}

@@ -42,7 +42,7 @@ func subscribeOrg(t *testing.T, d *demo, c *http.Client) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(payURL, d.StripeURL+"/checkout/pay/") {
 		t.Fatalf("team checkout: %d %q", resp.StatusCode, payURL)
 	}
-	resp = form(t, c, payURL, url.Values{"email": {"grace@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	resp = form(t, c, payURL, cardOf("grace@example.com"))
 	if resp = get(t, c, resp.Header.Get("Location"), page); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("team checkout return: %d", resp.StatusCode)
 	}

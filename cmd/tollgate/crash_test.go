@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,7 +174,7 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := noRedirects(nil)
-	resp, err := c.PostForm(cs.URL, url.Values{"email": {"ada@example.com"}, "card_number": {"4242424242424242"}, "exp": {"12 / 34"}, "cvc": {"123"}})
+	resp, err := c.PostForm(cs.URL, testCard)
 	if err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("pay: %v %v", resp, err)
 	}

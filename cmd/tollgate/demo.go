@@ -97,9 +97,11 @@ Three things to try:
      unmodified app received from the gateway.
   2. %[1]s/routes/415VNA/
      A paid route. Signed in without a plan, you land on the upgrade page
-     (Pro, $12.00/month, 7-day trial for $1.00). Start the trial, "pay" on
-     the sandbox Checkout page, and you are back on the same route with
-     access (plan pro, status trialing) before any webhook arrives.
+     (Pro, $12.00 a month or $120.00 a year, 7-day trial for $1.00; Team,
+     billed to an organisation). Start the trial, "pay" on the sandbox
+     Checkout page (any billing address: automatic tax is on), and you are
+     back on the same route with access (plan pro, status trialing) before
+     any webhook arrives.
   3. %[1]s/.tollgate/account
      Your plan, status and trial end. "Manage billing" opens the sandbox
      portal: cancel at period end, then move the sandbox clock 8 days on;
@@ -194,6 +196,9 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	}
 	so := o.Stripe
 	so.Now, so.Logger = o.Now, logger.With("component", "sandbox-stripe")
+	// The demo config turns automatic tax on: the sandbox account has
+	// Stripe Tax set up, as a real one would need.
+	so.StripeTax = true
 	d.Stripe = stripesandbox.New(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err
@@ -247,6 +252,14 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		return nil, err
 	}
 	d.gateway = gw
+	// The sandbox Clerk sends no webhooks: the demo records its
+	// organisations as Clerk's organization.created webhook would, so that
+	// the pages can name them.
+	for _, o := range clerkSandbox.Organizations() {
+		if err := gw.Store.PutOrg(context.Background(), proxy.Org{ID: o.ID, Slug: o.Slug, Name: o.Name}); err != nil {
+			return nil, err
+		}
+	}
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	d.stopAdmin = stopAdmin
 	ah, err := gw.adminHandler(adminCtx, cfg, logger, func(fn func()) { go fn() })
