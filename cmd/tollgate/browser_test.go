@@ -218,8 +218,24 @@ func (b *browser) header(name string) string {
 	return s
 }
 
+// clipped lists the page's elements that stick out of the screen sideways
+// or cut their own content off, except inside a container made to scroll
+// sideways (a wide table) and the skip link, off screen until focused.
+const clipped = `(() => {
+  const w = document.documentElement.clientWidth, out = [];
+  const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '');
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('.skip, .table-wrap, script, style, head')) continue;
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+    if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden') continue;
+    if (r.left < -0.5 || r.right > w + 0.5) out.push(name(el) + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' of ' + w);
+    if (cs.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1) out.push(name(el) + ' cuts off ' + (el.scrollWidth - el.clientWidth) + ' px of its content');
+  }
+  return out;
+})()`
+
 // shoot saves the page as a PNG at a phone's and a desktop's width, and
-// checks that nothing sticks out sideways at either.
+// checks at each that nothing sticks out sideways or is cut off.
 func (b *browser) shoot(name string) {
 	b.t.Helper()
 	b.n++
@@ -234,6 +250,13 @@ func (b *browser) shoot(name string) {
 		if over > 0 {
 			b.t.Errorf("%s at %d px: the page is %d px wider than the screen", name, vp.w, over)
 		}
+		bad, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](clipped))
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		for _, s := range bad {
+			b.t.Errorf("%s at %d px: %s", name, vp.w, s)
+		}
 		png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			b.t.Fatal(err)
@@ -244,6 +267,18 @@ func (b *browser) shoot(name string) {
 		}
 	}
 	b.checkConsole()
+}
+
+// payWithAddress fills in the sandbox Checkout page's billing address (the
+// demo has automatic tax on) and pays.
+func (b *browser) payWithAddress() (int, string) {
+	b.t.Helper()
+	for _, f := range []struct{ css, v string }{{"#line1", "1 Horse Guards"}, {"#city", "London"}, {"#postal_code", "SW1A 1AA"}, {"#country", "GB"}} {
+		if err := chromedp.Do(b.ctx, chromedp.SetValue(chromedp.CSS(f.css), f.v)); err != nil {
+			b.t.Fatalf("fill %s: %v", f.css, err)
+		}
+	}
+	return b.click(`form[action^="/checkout/pay/"] button[type="submit"]`)
 }
 
 // TestBrowser_PaidJourney is the visitor's whole journey in a real browser:
@@ -292,7 +327,7 @@ func TestBrowser_PaidJourney(t *testing.T) {
 	if !strings.HasPrefix(payURL, d.StripeURL+"/checkout/pay/") {
 		t.Fatalf("start trial: at %s, want the sandbox Checkout", payURL)
 	}
-	b.mustSay("the Checkout page", "7-day", "$1.00")
+	b.mustSay("the Checkout page", "7-day", "$1.00", "Billing address", "Tax", "Promotion code")
 	b.shoot("checkout")
 
 	// Coming back from Checkout before paying shows the finishing page.
@@ -307,7 +342,7 @@ func TestBrowser_PaidJourney(t *testing.T) {
 	}
 
 	// Pay: back on the same route, with the plan the gateway told the app.
-	if code, loc := b.click(`form[action^="/checkout/pay/"] button[type="submit"]`); code != 200 || loc != route {
+	if code, loc := b.payWithAddress(); code != 200 || loc != route {
 		t.Fatalf("after paying: %d at %s, want 200 at %s", code, loc, route)
 	}
 	if plan, status := b.header("X-Tollgate-Plan"), b.header("X-Tollgate-Status"); plan != "pro" || status != "trialing" {
