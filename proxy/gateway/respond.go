@@ -89,7 +89,7 @@ func statusWords(status int) (code, title, message string) {
 	case http.StatusBadGateway:
 		return "bad_gateway", "The site is not answering", "We could not reach the application behind this page. Please try again in a moment."
 	case http.StatusServiceUnavailable:
-		return "unavailable", "Temporarily unavailable", "We cannot check your access right now. Please try again in a moment."
+		return "unavailable", "Temporarily unavailable", "Something this page needs is not answering right now. Please try again in a moment."
 	case http.StatusGatewayTimeout:
 		return "gateway_timeout", "The site took too long", "The application behind this page did not answer in time. Please try again in a moment."
 	}
