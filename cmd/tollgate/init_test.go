@@ -38,7 +38,15 @@ const initPublicURL = "https://app.example.test"
 func newInitEnv(t *testing.T) *initEnv {
 	t.Helper()
 	e := &initEnv{dir: filepath.Join(t.TempDir(), "tollgate")}
-	e.stripe = stripesandbox.New(stripesandbox.Options{})
+	// The demo's prices but the yearly one: the dialogues choose a plan for
+	// every recurring price, and a third would be a third plan.
+	var prices []stripesandbox.Price
+	for _, p := range stripesandbox.DefaultPrices() {
+		if p.Interval != "year" {
+			prices = append(prices, p)
+		}
+	}
+	e.stripe = stripesandbox.New(stripesandbox.Options{Prices: prices})
 	t.Cleanup(func() { _ = e.stripe.Close() })
 	ssrv := httptest.NewServer(e.stripe.Handler())
 	t.Cleanup(ssrv.Close)

@@ -180,7 +180,7 @@ func TestUpgradePage_IntervalsAndPlanWords(t *testing.T) {
 		return strings.Replace(c, "    prices: [price_pro]\n", "    prices: [price_pro, price_pro_yearly]\n"+
 			"    description: \"For one person.\"\n    features: [\"Every report\", \"CSV export\"]\n    highlight: true\n", 1)
 	})
-	fx.srv.prices = testPrices
+	fx.srv.prices, fx.srv.billing, fx.srv.billingOn = testPrices, &fakeBilling{}, true
 	signedIn := with(navigation, "X-Test-User", "user_1")
 	tests := []struct {
 		query     string

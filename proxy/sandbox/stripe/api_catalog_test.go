@@ -27,6 +27,7 @@ func TestPrices_ListRecurringWithProducts(t *testing.T) {
 	}
 	want := []row{
 		{"price_demo_pro_monthly", "prod_pro", "Pro", "month"},
+		{"price_demo_pro_yearly", "prod_pro", "Pro", "year"},
 		{"price_demo_team_monthly", "prod_team", "Team", "month"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
