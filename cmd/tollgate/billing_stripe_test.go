@@ -74,21 +74,6 @@ func liveSubscriptions(t *testing.T, d *demo, cus string) int {
 	return n
 }
 
-// testCard pays on the sandbox Checkout page, with the billing address the
-// demo's automatic tax asks for.
-var testCard = url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"},
-	"country": {"GB"}, "postal_code": {"SW1A 1AA"}, "line1": {"1 Horse Guards"}, "city": {"London"}}
-
-// cardOf is testCard paid by email.
-func cardOf(email string) url.Values {
-	v := url.Values{}
-	for k, vs := range testCard {
-		v[k] = vs
-	}
-	v.Set("email", email)
-	return v
-}
-
 // checkoutURL POSTs the upgrade page's form and returns where it sends the
 // visitor (Stripe's Checkout page, or the portal).
 func checkoutURL(t *testing.T, d *demo, c *http.Client, plan, ret string) string {

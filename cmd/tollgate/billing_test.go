@@ -41,6 +41,21 @@ func readBody(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
+// testCard pays on the sandbox Checkout page, with the billing address the
+// demo's automatic tax asks for.
+var testCard = url.Values{"email": {"ada@example.com"}, "card_number": {"4242 4242 4242 4242"}, "exp": {"12 / 34"}, "cvc": {"123"},
+	"country": {"GB"}, "postal_code": {"SW1A 1AA"}, "line1": {"1 Horse Guards"}, "city": {"London"}}
+
+// cardOf is testCard paid by email.
+func cardOf(email string) url.Values {
+	v := url.Values{}
+	for k, vs := range testCard {
+		v[k] = vs
+	}
+	v.Set("email", email)
+	return v
+}
+
 func waitWebhooks(t *testing.T, d *demo) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
