@@ -219,17 +219,26 @@ func (b *browser) header(name string) string {
 }
 
 // clipped lists the page's elements that stick out of the screen sideways
-// or cut their own content off, except inside a container made to scroll
-// sideways (a wide table) and the skip link, off screen until focused.
+// or cut their own content off (overflow hidden or clip), except inside a
+// container made to scroll sideways (a wide table), the skip link (off
+// screen until focused) and text hidden for screen readers only (a 1 px
+// box that clips on purpose).
 const clipped = `(() => {
   const w = document.documentElement.clientWidth, out = [];
   const name = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\s+/).join('.') : '');
+  const inScroller = el => {
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if (o === 'auto' || o === 'scroll') return true;
+    }
+    return false;
+  };
   for (const el of document.querySelectorAll('body *')) {
-    if (el.closest('.skip, .table-wrap, script, style, head')) continue;
+    if (el.closest('.skip, script, style')) continue;
     const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
-    if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden') continue;
+    if (r.width <= 1 || r.height <= 1 || cs.visibility === 'hidden' || inScroller(el)) continue;
     if (r.left < -0.5 || r.right > w + 0.5) out.push(name(el) + ' spans ' + Math.round(r.left) + '..' + Math.round(r.right) + ' of ' + w);
-    if (cs.overflowX !== 'visible' && el.scrollWidth > el.clientWidth + 1) out.push(name(el) + ' cuts off ' + (el.scrollWidth - el.clientWidth) + ' px of its content');
+    if ((cs.overflowX === 'hidden' || cs.overflowX === 'clip') && el.scrollWidth > el.clientWidth + 1) out.push(name(el) + ' cuts off ' + (el.scrollWidth - el.clientWidth) + ' px of its content');
   }
   return out;
 })()`
