@@ -199,7 +199,7 @@ func TestServe_ReloadSwapsRoutesWithoutDroppingConnections(t *testing.T) {
 	cfgText := strings.Replace(mustRead(t, path), "t.db", "other.db", 1)
 	os.WriteFile(path, []byte(cfgText), 0o600)
 	s.reload <- struct{}{}
-	eventually(t, "the restart-only refusal", func() bool { return strings.Contains(s.logs.String(), "store changed") })
+	eventually(t, "the restart-only refusal", func() bool { return strings.Contains(s.logs.String(), "store.path changed") })
 
 	s.cancel()
 	if err := s.wait(t); err != nil {

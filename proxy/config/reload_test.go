@@ -1,8 +1,11 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 const reloadBase = `listen: "127.0.0.1:8080"
@@ -49,11 +52,16 @@ func TestCheckReload(t *testing.T) {
 		{`listen: "127.0.0.1:8080"`, `listen: "127.0.0.1:8081"`, "listen"},
 		{"https://app.example.com", "https://www.example.com", "public_url"}, // and clerk: authorized_parties follow it
 		{`internal_prefix: "/.tollgate"`, `internal_prefix: "/.gate"`, "internal_prefix"},
-		{`secret_key: "${CLERK_SECRET_KEY}"`, `secret_key: "sk_test_other"`, "clerk"},
-		{`secret_key: "${STRIPE_SECRET_KEY}"`, `secret_key: "sk_test_other"`, "stripe"},
-		{`webhook_secret: "${STRIPE_WEBHOOK_SECRET}"`, `webhook_secret: "whsec_other"`, "stripe"},
-		{`path: "a.db"`, `path: "b.db"`, "store"},
-		{`admin: { listen: "127.0.0.1:9090" }`, `admin: { listen: "127.0.0.1:9091" }`, "admin"},
+		{"https://app.example.com", "https://www.example.com", "clerk.authorized_parties"},
+		{`secret_key: "${CLERK_SECRET_KEY}"`, `secret_key: "sk_test_other"`, "clerk.secret_key"},
+		{`secret_key: "${CLERK_SECRET_KEY}"`, `secret_key: "${CLERK_SECRET_KEY}"` + "\n  frontend_api_url: http://127.0.0.1:9999", "clerk.frontend_api_url"},
+		{`secret_key: "${CLERK_SECRET_KEY}"`, `secret_key: "${CLERK_SECRET_KEY}"` + "\n  sign_in_url: http://127.0.0.1:9999/sign-in", "clerk.sign_in_url"},
+		{`secret_key: "${STRIPE_SECRET_KEY}"`, `secret_key: "sk_test_other"`, "stripe.secret_key"},
+		{`webhook_secret: "${STRIPE_WEBHOOK_SECRET}"`, `webhook_secret: "whsec_other"`, "stripe.webhook_secret"},
+		{"past_due_grace: 72h", "past_due_grace: 72h\n  api_url: http://127.0.0.1:9999", "stripe.api_url"},
+		{`path: "a.db"`, `path: "b.db"`, "store.path"},
+		{`admin: { listen: "127.0.0.1:9090" }`, `admin: { listen: "127.0.0.1:9091" }`, "admin.listen"},
+		{`admin: { listen: "127.0.0.1:9090" }`, `admin: { listen: "127.0.0.1:9090", token: "0123456789abcdef0123" }`, "admin.token"},
 	} {
 		if !strings.Contains(reloadBase, tc.from) {
 			t.Fatalf("%q is not in the base config", tc.from)
@@ -68,6 +76,39 @@ func TestCheckReload(t *testing.T) {
 			t.Errorf("%s → %s: refused: %v", tc.from, tc.to, err)
 		case tc.refused != "" && !refusedNaming(err, tc.refused):
 			t.Errorf("%s → %s: %v, want refused naming %s", tc.from, tc.to, err, tc.refused)
+		}
+	}
+}
+
+// The refusal names the key that changed, and only it: a stand-in's
+// Frontend API moved is clerk.frontend_api_url, not the whole section.
+func TestCheckReload_NamesOnlyTheChangedKey(t *testing.T) {
+	old, err := Parse("old.yaml", []byte(reloadBase), reloadEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("new.yaml", []byte(strings.Replace(reloadBase, `secret_key: "${CLERK_SECRET_KEY}"`,
+		`secret_key: "${CLERK_SECRET_KEY}"`+"\n  frontend_api_url: http://127.0.0.1:9999", 1)), reloadEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "reload refused: clerk.frontend_api_url changed; restart tollgate to apply"
+	if err := CheckReload(old, cfg); err == nil || err.Error() != want {
+		t.Errorf("CheckReload = %v, want %q", err, want)
+	}
+}
+
+// Every field of a restart-only section has its key's name, or is one a
+// reload may change: a field added later is named, not called "clerk".
+func TestCheckReload_EveryFieldNamed(t *testing.T) {
+	for section, v := range map[string]any{"clerk": proxy.ClerkConfig{}, "stripe": proxy.StripeConfig{},
+		"store": proxy.StoreConfig{}, "admin": proxy.AdminConfig{}} {
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			name := typ.Field(i).Name
+			if _, ok := restartKeys[section][name]; !ok && !(section == "stripe" && stripeReloadable[name]) {
+				t.Errorf("%s.%s: add its config key to restartKeys", section, name)
+			}
 		}
 	}
 }

@@ -359,7 +359,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 		}
 	}
 
-	c.WebhookSecrets = p.webhookSecrets(s.strOrList("webhook_secret"), "a Clerk webhook signing secret; want whsec_… from the Clerk dashboard (Webhooks → the endpoint → Signing Secret)")
+	c.WebhookSecrets, _ = p.webhookSecrets(s.strOrList("webhook_secret"), "a Clerk webhook signing secret; want whsec_… from the Clerk dashboard (Webhooks → the endpoint → Signing Secret)")
 	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
 	c.APIURL = p.serviceURL(s.str("api_url"), proxy.DefaultClerkAPIURL)
 	fapi := s.str("frontend_api_url")
@@ -381,17 +381,19 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 // webhookSecrets checks that each signing secret has the whsec_ prefix that
 // Stripe's and Svix's (Clerk's) secrets carry: anything else, often the API
 // secret key pasted by mistake, would fail every delivery's signature. want
-// says what the secret should be. Secrets are not echoed.
-func (p *configParser) webhookSecrets(l configList, want string) []string {
-	var out []string
+// says what the secret should be. Secrets are not echoed. refused reports
+// a value that was there but refused, so that the caller does not also call
+// it missing.
+func (p *configParser) webhookSecrets(l configList, want string) (out []string, refused bool) {
 	for _, v := range nonEmptyValues(l) {
 		if !strings.HasPrefix(v.s, "whsec_") {
 			p.invalid(v, "is not %s", want)
+			refused = true
 			continue
 		}
 		out = append(out, v.s)
 	}
-	return out
+	return out, refused
 }
 
 // clerkProxyURL checks clerk.proxy_url: the URL at which Clerk's Frontend
@@ -475,8 +477,9 @@ func (p *configParser) stripe(s *configSection, n serviceNeeds) proxy.StripeConf
 		}
 	}
 	wh := s.strOrList("webhook_secret")
-	sc.WebhookSecrets = p.webhookSecrets(wh, "a Stripe webhook signing secret; want whsec_… from the Stripe dashboard (Webhooks → the endpoint → Signing secret)")
-	if n.stripe != "" && len(sc.WebhookSecrets) == 0 && !wh.bad {
+	var refused bool
+	sc.WebhookSecrets, refused = p.webhookSecrets(wh, "a Stripe webhook signing secret; want whsec_… from the Stripe dashboard (Webhooks → the endpoint → Signing secret)")
+	if n.stripe != "" && len(sc.WebhookSecrets) == 0 && !wh.bad && !refused {
 		_, empty := wh.values()
 		v := configValue{key: wh.key, line: wh.line, vars: empty, set: wh.set}
 		p.require(v, n.stripe, "the endpoint's signing secret (whsec_…), or a list of them while rotating")
