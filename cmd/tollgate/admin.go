@@ -23,7 +23,6 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/admin"
 	"github.com/tollgate/tollgate/proxy/bolt"
-	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/gateway"
 )
 
@@ -44,8 +43,9 @@ type adminClient struct {
 
 // newAdminClient reads the config for the admin listener's address and
 // token.
-func newAdminClient(configPath string) (*adminClient, error) {
-	cfg, err := config.Load(configPath)
+func newAdminClient(src configSource) (*adminClient, error) {
+	configPath := src.path
+	cfg, err := src.load()
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func newAdminClient(configPath string) (*adminClient, error) {
 		return nil, fmt.Errorf("%s: admin.listen is not set: this command talks to a running gateway's admin listener", configPath)
 	}
 	if cfg.Admin.Token == "" {
-		return nil, fmt.Errorf("%s: admin.token is empty (if it names an environment variable, set it in this shell too): the admin API needs it", configPath)
+		return nil, fmt.Errorf("%s: admin.token is empty (if it names an environment variable, set it in this shell too, or pass -env-file): the admin API needs it", configPath)
 	}
 	return &adminClient{base: "http://" + dialable(cfg.Admin.Listen), token: cfg.Admin.Token, config: configPath, hc: &http.Client{}}, nil
 }
@@ -140,7 +140,7 @@ func (c *adminClient) users(ctx context.Context, status, plan string, pageSize i
 // status: a table, or --json / --csv.
 func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("users", "Lists users with their Stripe customer, plan and status, asking the running gateway's admin listener (found from the config).", stderr)
-	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
+	src := configFlags(fs, "path to the YAML config (for admin.listen and admin.token)")
 	status := fs.String("status", "", "only users whose best subscription status is this (active, trialing, past_due, canceled, …, or none)")
 	plan := fs.String("plan", "", "only users holding this plan (its config key)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -151,7 +151,7 @@ func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON && *asCSV {
 		return fmt.Errorf("%w: --json and --csv exclude each other", errUsage)
 	}
-	c, err := newAdminClient(*configPath)
+	c, err := newAdminClient(*src)
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func orDash(s string) string {
 // start a sync of all customers.
 func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sync", "Re-reads one customer, or every customer, from Stripe into the store, through the running gateway.", stderr)
-	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
+	src := configFlags(fs, "path to the YAML config (for admin.listen and admin.token)")
 	customer := fs.String("customer", "", "sync this Stripe customer (cus_…)")
 	userID := fs.String("user", "", "sync the Stripe customer of this Clerk user (user_…) or organisation (org_…)")
 	if err := parseFlags(fs, args); err != nil {
@@ -242,7 +242,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *customer != "" && *userID != "" {
 		return fmt.Errorf("%w: -customer and -user exclude each other", errUsage)
 	}
-	c, err := newAdminClient(*configPath)
+	c, err := newAdminClient(*src)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // then renamed into place, so FILE is never a partial copy.
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("backup", "Writes a consistent copy of the store to a file, through the running gateway.", stderr)
-	configPath := fs.String("config", defaultConfigPath, "path to the YAML config (for admin.listen and admin.token)")
+	src := configFlags(fs, "path to the YAML config (for admin.listen and admin.token)")
 	out := fs.String("o", "", "the file to write (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -288,7 +288,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if *out == "" {
 		return fmt.Errorf("%w: -o FILE is required", errUsage)
 	}
-	c, err := newAdminClient(*configPath)
+	c, err := newAdminClient(*src)
 	if err != nil {
 		return err
 	}

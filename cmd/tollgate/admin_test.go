@@ -185,7 +185,7 @@ func TestUsersCommand(t *testing.T) {
 	}
 
 	// The client pages through the API.
-	c, err := newAdminClient(cfg)
+	c, err := newAdminClient(configSource{path: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,19 +10,18 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/clerk"
-	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
 func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "Validates a config file: every mistake with its line, then warnings. Opens nothing and calls nobody unless -online.", stderr)
-	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
+	src := configFlags(fs, "path to the YAML config")
 	online := fs.Bool("online", false, "also confirm the Clerk and Stripe keys work and every configured price exists, is active and of the right kind")
 	strict := fs.Bool("strict", false, "exit non-zero when there are warnings, so that CI fails on them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := src.load()
 	if err != nil {
 		return err
 	}
@@ -35,9 +34,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *strict && len(cfg.Warnings) > 0 {
-		return fmt.Errorf("%s: %s; -strict fails on warnings", *configPath, countOf(len(cfg.Warnings), "warning"))
+		return fmt.Errorf("%s: %s; -strict fails on warnings", src.path, countOf(len(cfg.Warnings), "warning"))
 	}
-	fmt.Fprintf(stdout, "%s: ok (%s, %s, %s)\n", *configPath, countOf(len(cfg.Routes.Rules), "route"),
+	fmt.Fprintf(stdout, "%s: ok (%s, %s, %s)\n", src.path, countOf(len(cfg.Routes.Rules), "route"),
 		countOf(len(cfg.Plans), "plan"), countOf(len(cfg.Warnings), "warning"))
 	return nil
 }

@@ -7,19 +7,17 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/tollgate/tollgate/proxy/config"
 )
 
 // runHealthcheck asks the running gateway whether it is alive, for Docker's
 // HEALTHCHECK in an image without a shell or curl.
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("healthcheck", "Exits 0 when the gateway at the config's listen address answers its health check (for Docker's HEALTHCHECK).", stderr)
-	configPath := fs.String("config", defaultConfigPath, "path to the YAML config")
+	src := configFlags(fs, "path to the YAML config")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*configPath)
+	cfg, err := src.load()
 	if err != nil {
 		return err
 	}

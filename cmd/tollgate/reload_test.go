@@ -14,8 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tollgate/tollgate/proxy/config"
 )
 
 // syncBuffer is a log sink the test can read while the server writes.
@@ -96,7 +94,13 @@ func (s *servedGateway) wait(t *testing.T) error {
 // runServe does, and serves it on ln with a reload channel the test holds.
 func startServing(t *testing.T, path string, ln net.Listener) *servedGateway {
 	t.Helper()
-	cfg, err := config.Load(path)
+	return startServingFrom(t, configSource{path: path}, ln)
+}
+
+// startServingFrom is startServing with the config read from src.
+func startServingFrom(t *testing.T, src configSource, ln net.Listener) *servedGateway {
+	t.Helper()
+	cfg, err := src.load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +114,7 @@ func startServing(t *testing.T, path string, ln net.Listener) *servedGateway {
 	s := &servedGateway{base: "http://" + ln.Addr().String(), reload: make(chan struct{}), logs: logs, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		s.err = serve(ctx, gw, path, ln, nil, s.reload, logger)
+		s.err = serve(ctx, gw, src, ln, nil, s.reload, logger)
 		gw.Close()
 	}()
 	t.Cleanup(func() {

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/tollgate/tollgate/proxy/config"
 )
 
 const defaultConfigPath = "/etc/tollgate/config.yaml"
@@ -25,20 +23,20 @@ const defaultConfigPath = "/etc/tollgate/config.yaml"
 // ends (SIGTERM).
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	flags := newFlagSet("serve", "Runs the gateway: the config's listen address in front of its upstream. SIGHUP reloads the config; SIGTERM finishes requests and stops.", stderr)
-	configPath := flags.String("config", defaultConfigPath, "path to the YAML config")
+	src := configFlags(flags, "path to the YAML config")
 	logFormat := flags.String("log", "json", "log format: json or text")
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
 	logger := newLogger(stderr, *logFormat)
-	cfg, err := config.Load(*configPath)
+	cfg, err := src.load()
 	if errors.Is(err, fs.ErrNotExist) {
 		// Most often a first run of bare "tollgate": say what to do next.
 		return fmt.Errorf("no config at %s.\n"+
 			"  To try tollgate locally:   tollgate demo\n"+
-			"  To use another file:       tollgate -config FILE\n"+
+			"  To use another file:       tollgate -config FILE [-env-file tollgate.env]\n"+
 			"  To write one:              tollgate init (or see the README's quickstart)\n"+
-			"  Every command:             tollgate help", *configPath)
+			"  Every command:             tollgate help", src.path)
 	}
 	if err != nil {
 		return err
@@ -84,14 +82,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}
 	}()
-	return serve(ctx, gw, *configPath, ln, adminLn, reload, logger)
+	return serve(ctx, gw, *src, ln, adminLn, reload, logger)
 }
 
 // serve runs a built gateway on ln, and its admin API on adminLn (nil:
-// none), until ctx ends; each receive from reload re-reads configPath. It
+// none), until ctx ends; each receive from reload re-reads src. It
 // closes both listeners. It neither listens nor handles signals, so tests
 // hand it their own listeners and reload channel.
-func serve(ctx context.Context, gw *app, configPath string, ln, adminLn net.Listener, reload <-chan struct{}, logger *slog.Logger) error {
+func serve(ctx context.Context, gw *app, src configSource, ln, adminLn net.Listener, reload <-chan struct{}, logger *slog.Logger) error {
 	cfg := gw.config()
 	stopAdmin, err := serveAdmin(ctx, adminLn, cfg, gw, logger)
 	if err != nil {
@@ -101,7 +99,7 @@ func serve(ctx context.Context, gw *app, configPath string, ln, adminLn net.List
 	defer stopAdmin() // before the caller's gw.Close: the admin listener and its syncs end before the store closes
 	ctx, cancel := context.WithCancel(ctx)
 	var reloads sync.WaitGroup
-	reloads.Go(func() { reloadOn(ctx, reload, configPath, gw, logger) })
+	reloads.Go(func() { reloadOn(ctx, reload, src, gw, logger) })
 	defer func() {
 		cancel()
 		reloads.Wait() // no reload runs once serve has returned
@@ -112,14 +110,14 @@ func serve(ctx context.Context, gw *app, configPath string, ln, adminLn net.List
 
 // reloadOn re-reads the config on every receive from reload; a bad one is
 // refused and logged, and the running config keeps serving.
-func reloadOn(ctx context.Context, reload <-chan struct{}, path string, gw *app, logger *slog.Logger) {
+func reloadOn(ctx context.Context, reload <-chan struct{}, src configSource, gw *app, logger *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-reload:
 		}
-		cfg, err := config.Load(path)
+		cfg, err := src.load()
 		if err == nil {
 			err = gw.Reload(cfg)
 		}

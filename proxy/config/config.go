@@ -56,12 +56,16 @@ var (
 
 // Load reads the file at path and parses it with Parse, taking
 // ${VAR}s from the process environment.
-func Load(path string) (*proxy.Config, error) {
+func Load(path string) (*proxy.Config, error) { return LoadWith(path, os.Getenv) }
+
+// LoadWith reads the file at path and parses it with Parse, taking ${VAR}s
+// from getenv.
+func LoadWith(path string, getenv func(string) string) (*proxy.Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	return Parse(path, data, os.Getenv)
+	return Parse(path, data, getenv)
 }
 
 // Parse parses and validates a YAML config. name is used in error
