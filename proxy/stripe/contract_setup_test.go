@@ -13,7 +13,7 @@ import (
 // stripe-mock, which checks each against Stripe's OpenAPI spec: the price
 // list with its filters and expansion, the endpoint list, the create with
 // every handled event type (an event type Stripe does not know is
-// refused), and the update.
+// refused), the update and the delete.
 func TestContract_SetupRequests(t *testing.T) {
 	base := startStripeMock(t)
 	rt := &recordingTransport{}
@@ -38,6 +38,9 @@ func TestContract_SetupRequests(t *testing.T) {
 	if _, err := b.updateWebhookEndpoint(ctx, "we_contract", true); err != nil {
 		t.Errorf("update: %v", err)
 	}
+	if err := DeleteWebhookEndpoint(ctx, cfg, "we_contract"); err != nil {
+		t.Errorf("delete: %v", err)
+	}
 
 	var got []string
 	for _, c := range rt.calls() {
@@ -46,7 +49,8 @@ func TestContract_SetupRequests(t *testing.T) {
 		}
 		got = append(got, c.Method+" "+c.Path)
 	}
-	want := []string{"GET /v1/prices", "GET /v1/webhook_endpoints", "POST /v1/webhook_endpoints", "POST /v1/webhook_endpoints/we_contract"}
+	want := []string{"GET /v1/prices", "GET /v1/webhook_endpoints", "POST /v1/webhook_endpoints", "POST /v1/webhook_endpoints/we_contract",
+		"DELETE /v1/webhook_endpoints/we_contract"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
 	}

@@ -235,3 +235,25 @@ func (b *Billing) updateWebhookEndpoint(ctx context.Context, id string, enable b
 	}
 	return we, nil
 }
+
+// DeleteWebhookEndpoint deletes endpoint id (DELETE
+// /v1/webhook_endpoints/{id}): what `tollgate init` does with an endpoint it
+// made when it could not keep the endpoint's secret, which Stripe shows
+// only once, so that a later run makes a new one with a secret it keeps.
+func DeleteWebhookEndpoint(ctx context.Context, cfg Config, id string) error {
+	cfg.Store, cfg.Cache = nil, nil
+	b, err := newBilling(cfg)
+	if err != nil {
+		return err
+	}
+	err = b.call(ctx, b.backgroundBudget(b.retries), func() error {
+		p := &stripe.WebhookEndpointParams{}
+		p.Context = ctx
+		_, err := b.api.WebhookEndpoints.Del(id, p)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stripe: delete webhook endpoint %s: %w", id, stripeFailure(err))
+	}
+	return nil
+}

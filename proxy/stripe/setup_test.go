@@ -202,3 +202,31 @@ func TestEnsureWebhookEndpoint_SecretVerifiesDeliveries(t *testing.T) {
 		t.Errorf("deliveries (-want +got):\n%s", diff)
 	}
 }
+
+// An endpoint init made and could not keep the secret of is deleted; the
+// next run then makes a new one, with a secret of its own. An endpoint that
+// is not there is an error.
+func TestDeleteWebhookEndpoint(t *testing.T) {
+	h := newHarness(t)
+	ctx := t.Context()
+	first, err := EnsureWebhookEndpoint(ctx, h.cfg)
+	if err != nil || !first.Created {
+		t.Fatalf("%+v %v", first, err)
+	}
+	if err := DeleteWebhookEndpoint(ctx, h.cfg, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if eps := h.stripe.webhookEndpoints(); len(eps) != 0 {
+		t.Errorf("after the delete: %+v", eps)
+	}
+	if got := h.calls.to("DELETE", "/v1/webhook_endpoints/"+first.ID); len(got) != 1 {
+		t.Errorf("%d DELETE calls", len(got))
+	}
+	again, err := EnsureWebhookEndpoint(ctx, h.cfg)
+	if err != nil || !again.Created || again.ID == first.ID || again.Secret == first.Secret {
+		t.Errorf("the next run: %+v %v", again, err)
+	}
+	if err := DeleteWebhookEndpoint(ctx, h.cfg, first.ID); err == nil {
+		t.Error("deleting an endpoint that is not there: no error")
+	}
+}
