@@ -11,13 +11,20 @@ import (
 )
 
 // TestCLI_HelpListsEveryCommand: "tollgate help", -h and --help all list
-// the commands, and every dispatched command is in the list.
+// the commands, and every dispatched command is in the list, with the
+// main flags of init and of the commands that read a config.
 func TestCLI_HelpListsEveryCommand(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}} {
 		var out, errb bytes.Buffer
 		if err := run(t.Context(), args, &out, &errb); err != nil {
 			t.Errorf("%v: %v", args, err)
 			continue
+		}
+		for _, flag := range []string{"init [-dir DIR] [-env-file FILE]", "-public-url", "-listen", "-store-path", "-plan",
+			"check [-config FILE] [-env-file FILE]", "serve] [-config FILE] [-env-file FILE]"} {
+			if !strings.Contains(out.String(), flag) {
+				t.Errorf("%v: the help does not show %q:\n%s", args, flag, out.String())
+			}
 		}
 		for _, cmd := range []string{"serve", "init", "check", "demo", "users", "sync", "backup", "healthcheck", "version"} {
 			if !strings.Contains(out.String(), "tollgate "+cmd) && !strings.Contains(out.String(), "tollgate ["+cmd+"]") {
@@ -51,8 +58,8 @@ func TestCLI_EachCommandSaysWhatItDoes(t *testing.T) {
 	} {
 		var out, errb bytes.Buffer
 		err := run(t.Context(), []string{cmd, "-h"}, &out, &errb)
-		if !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("%s -h: err = %v, want flag.ErrHelp", cmd, err)
+		if !errors.Is(err, flag.ErrHelp) || exitCode(err) != 0 {
+			t.Errorf("%s -h: err = %v, exit status %d; want flag.ErrHelp, 0 (help asked for is a success)", cmd, err, exitCode(err))
 		}
 		help := errb.String()
 		if !strings.HasPrefix(help, "Usage: tollgate "+cmd+" [flags]\n\n"+want) || !strings.Contains(help, "Flags:\n  -") {

@@ -32,8 +32,14 @@ func main() {
 // errUsage marks a mistake in the command line (exit status 2).
 var errUsage = errors.New("usage")
 
+// exitCode is the exit status for run's error: 0 for help asked for
+// ("tollgate check -h" succeeds, as "tollgate -h" does), 2 for a usage
+// mistake, 1 for the rest.
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	}
 	return 1
@@ -85,26 +91,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 const usage = `tollgate: a Clerk sign-in and Stripe paywall in front of any web app.
 
 Usage:
-  tollgate [serve] [-config FILE] run the gateway (default config: ` + defaultConfigPath + `)
-  tollgate init [-dir DIR]        set up: ask for the URLs, keys and plans, check them online, make the
+  tollgate [serve] [-config FILE] [-env-file FILE]
+                                  run the gateway (default config: ` + defaultConfigPath + `;
+                                  -env-file: take ${VAR}s from a VAR=value file, as docker --env-file)
+  tollgate init [-dir DIR] [-env-file FILE] [-yes] [-force] [-public-url URL] [-upstream URL]
+                [-listen ADDR] [-store-path FILE] [-plan NAME=price_…] [-clerk-…] [-stripe-…]
+                                  set up: ask for the URLs, keys and plans, check them online, make the
                                   Stripe webhook endpoint, write config.yaml and tollgate.env
-  tollgate check [-config FILE] [-strict] [-online]
+  tollgate check [-config FILE] [-env-file FILE] [-strict] [-online]
                                   validate a config file and report warnings
-                                  (-strict: fail on warnings too)
+                                  (-strict: fail on warnings too; -online: try the keys and prices)
   tollgate demo [-addr ADDR] [-dev] run a local demo: app, sandbox Clerk and Stripe, gateway
                                   (-dev: the sandbox Clerk as a development instance)
-  tollgate users [-config FILE] [-status S] [-plan P] [--json|--csv]
+  tollgate users [-config FILE] [-env-file FILE] [-status S] [-plan P] [--json|--csv]
                                   list users with their customer, plan and status (asks the running gateway)
-  tollgate sync [-config FILE] [-customer cus_…|-user user_…]
+  tollgate sync [-config FILE] [-env-file FILE] [-customer cus_…|-user user_…]
                                   re-read one customer, or all, from Stripe (asks the running gateway)
-  tollgate backup [-config FILE] -o FILE
+  tollgate backup [-config FILE] [-env-file FILE] -o FILE
                                   a consistent copy of the store, from the running gateway
-  tollgate healthcheck [-config FILE]  exit 0 if the gateway answers (Docker HEALTHCHECK)
+  tollgate healthcheck [-config FILE] [-env-file FILE]
+                                  exit 0 if the gateway answers (Docker HEALTHCHECK)
   tollgate version                print the version (also --version)
 
-Run "tollgate COMMAND -h" for a command's flags. New here? "tollgate demo" runs
-everything locally; "tollgate init" and the README's quickstart set up a real
-deployment.
+Run "tollgate COMMAND -h" for all of a command's flags. New here? "tollgate demo"
+runs everything locally; "tollgate init" and the README's quickstart set up a
+real deployment.
 `
 
 // newFlagSet is a subcommand's flags; its -h says what the command does
