@@ -8,11 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -24,15 +24,17 @@ import (
 
 // initOptions are init's flags: one per question, and how to ask.
 type initOptions struct {
-	dir, envFile, publicURL        string
-	upstream                       string
-	clerkPK, clerkSK, clerkWebhook string
-	stripeSK, stripeWebhook        string
-	clerkAPIURL, stripeAPIURL      string
-	plans                          planFlags
-	yes, force                     bool
-	onlineTimeout                  time.Duration
-	internalPrefix                 string // the config's, under which the webhooks are served
+	dir, envFile, publicURL             string
+	upstream                            string
+	listen, storePath, adminListen      string
+	clerkPK, clerkSK, clerkWebhook      string
+	stripeSK, stripeWebhook             string
+	clerkAPIURL, stripeAPIURL           string
+	clerkFrontendAPIURL, clerkSignInURL string
+	plans                               planFlags
+	yes, force                          bool
+	onlineTimeout                       time.Duration
+	internalPrefix                      string // the config's, under which the webhooks are served
 }
 
 // planFlags collects -plan NAME=price_…[,price_…].
@@ -42,6 +44,16 @@ func (p *planFlags) String() string     { return strings.Join(*p, " ") }
 func (p *planFlags) Set(v string) error { *p = append(*p, v); return nil }
 
 func runInit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	r, err := newInitRun(ctx, args, stdin, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer r.p.close()
+	return r.run(ctx)
+}
+
+// newInitRun parses init's flags into a run, not yet started.
+func newInitRun(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (*initRun, error) {
 	fs := newFlagSet("init", "Sets up tollgate in front of an app: asks for the public URL, the app's address, the Clerk and Stripe keys "+
 		"(checked online) and the plans (chosen among the Stripe account's active recurring prices), makes or updates the Stripe "+
 		"webhook endpoint, and writes config.yaml and tollgate.env. Every question has a flag; -yes asks nothing and fails on an "+
@@ -52,6 +64,12 @@ func runInit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.StringVar(&o.envFile, "env-file", "", "where to write the env file instead (default DIR/tollgate.env); compose.yaml expects it next to DIR")
 	fs.StringVar(&o.publicURL, "public-url", "", "the origin visitors use, e.g. https://app.example.com")
 	fs.StringVar(&o.upstream, "upstream", "", "your app as tollgate reaches it, e.g. http://app:3000")
+	fs.StringVar(&o.listen, "listen", "", "the address tollgate listens on, written to listen (default "+defaultInitListen+
+		", as in the container; the binary on this machine: 127.0.0.1:8080)")
+	fs.StringVar(&o.storePath, "store-path", "", "the store's file, written to store.path (default "+defaultInitStorePath+
+		", the container's volume; the binary: a writable path such as ./tollgate.db, relative to where tollgate runs)")
+	fs.StringVar(&o.adminListen, "admin-listen", "", "the admin listener, written to admin.listen (default "+defaultInitAdminListen+
+		"; keep it on loopback or a private network)")
 	fs.StringVar(&o.clerkPK, "clerk-publishable-key", "", "Clerk's publishable key (pk_live_… or pk_test_…)")
 	fs.StringVar(&o.clerkSK, "clerk-secret-key", "", "Clerk's secret key (sk_live_… or sk_test_…)")
 	fs.StringVar(&o.clerkWebhook, "clerk-webhook-secret", "", "the Clerk webhook endpoint's signing secret (whsec_…); may be added to tollgate.env later")
@@ -62,15 +80,21 @@ func runInit(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fs.BoolVar(&o.yes, "yes", false, "ask nothing: every answer comes from a flag or the files already in -dir")
 	fs.BoolVar(&o.force, "force", false, "overwrite config.yaml and tollgate.env in -dir without asking")
 	fs.StringVar(&o.clerkAPIURL, "clerk-api-url", "", "Clerk's Backend API base with /v1, for a stand-in (written to clerk.api_url; default Clerk's own)")
-	fs.StringVar(&o.stripeAPIURL, "stripe-api-url", "", "Stripe's API base, for a stand-in (written to stripe.api_url; default Stripe's own)")
+	fs.StringVar(&o.clerkFrontendAPIURL, "clerk-frontend-api-url", "", "Clerk's Frontend API, for a stand-in (written to clerk.frontend_api_url "+
+		"when given; default the host in the publishable key)")
+	fs.StringVar(&o.clerkSignInURL, "clerk-sign-in-url", "", "Clerk's sign-in page, for a stand-in (written to clerk.sign_in_url when given; "+
+		"default the Account Portal's)")
+	fs.StringVar(&o.stripeAPIURL, "stripe-api-url", "", "Stripe's API base, for a stand-in (written to stripe.api_url; default Stripe's own). "+
+		"A stand-in can deliver webhooks to this machine, so the endpoint is made even for a public_url on it")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
-	p := newPrompter(ctx, stdin, stdout, !o.yes)
-	defer p.close()
-	r := &initRun{o: o, p: p, out: stdout,
+	r := &initRun{o: o, p: newPrompter(ctx, stdin, stdout, !o.yes), out: stdout, writeFile: writeFileAtomic,
 		cfgPath: filepath.Join(o.dir, "config.yaml"), envPath: cmp.Or(o.envFile, filepath.Join(o.dir, "tollgate.env"))}
-	return r.run(ctx)
+	// A stand-in for Stripe (-stripe-api-url, or the config's api_url)
+	// delivers to whatever URL it is given, this machine's included.
+	r.deliversHere = func() bool { return r.cfg.StripeAPIURL != "" }
+	return r, nil
 }
 
 // initRun is one run of init: the answers so far and what is to be
@@ -86,12 +110,24 @@ type initRun struct {
 	public           *url.URL
 	cfg              initConfig
 	vars             map[string]string // tollgate.env to be
-	secretsKept      []string          // variables kept from the tollgate.env already there
 	madeEndpoint     string            // the Stripe endpoint this run made, if it did
 	notes            []string          // said again at the end
+	// writeFile writes a file (writeFileAtomic; tests make it fail).
+	writeFile func(path string, data []byte, perm fs.FileMode) error
+	// deliversHere reports whether Stripe, as configured, can deliver
+	// webhooks to a public_url on this machine (tests pretend the sandbox
+	// is Stripe's own).
+	deliversHere func() bool
 }
 
 func (r *initRun) run(ctx context.Context) error {
+	// Before anything is asked or made: where the files go must take them.
+	if err := checkWritable("dir", r.cfgPath); err != nil {
+		return err
+	}
+	if err := checkWritable("env-file", r.envPath); err != nil {
+		return err
+	}
 	var err error
 	if r.env, err = readEnvFile(r.envPath); err != nil {
 		return fmt.Errorf("read %s: %w", r.envPath, err)
@@ -109,13 +145,15 @@ func (r *initRun) run(ctx context.Context) error {
 			return err
 		}
 	}
-	r.vars[envSessionSecret] = r.env.get(envSessionSecret)
-	if len(r.vars[envSessionSecret]) < 32 {
-		b := make([]byte, 32)
-		_, _ = rand.Read(b) // crypto/rand.Read never fails
-		r.vars[envSessionSecret] = hex.EncodeToString(b)
-	} else {
-		r.secretsKept = append(r.secretsKept, envSessionSecret)
+	// Made here unless tollgate.env has them: random, and kept on a second
+	// run (a new session secret would sign everyone out).
+	for name, minLen := range map[string]int{envSessionSecret: 32, envAdminToken: 1} {
+		r.vars[name] = r.env.get(name)
+		if len(r.vars[name]) < minLen {
+			b := make([]byte, 32)
+			_, _ = rand.Read(b) // crypto/rand.Read never fails
+			r.vars[name] = hex.EncodeToString(b)
+		}
 	}
 	cfgData, err := r.configFile()
 	if err != nil {
@@ -126,7 +164,7 @@ func (r *initRun) run(ctx context.Context) error {
 	if err := r.stripeWebhook(ctx); err != nil {
 		return err
 	}
-	return r.write(cfgData)
+	return r.write(ctx, cfgData)
 }
 
 // decideFiles settles which files may be written: a file not there yet,
@@ -193,11 +231,33 @@ func (r *initRun) askSite(context.Context) error {
 		return err
 	}
 	r.cfg.Upstream = up
-	if r.cfg.ClerkAPIURL, err = apiURLFlag("clerk-api-url", r.o.clerkAPIURL, r.prior.ClerkAPIURL, proxy.DefaultClerkAPIURL); err != nil {
-		return err
+	for _, f := range []struct {
+		flag, given, prior, def string
+		into                    *string
+	}{
+		{"clerk-api-url", r.o.clerkAPIURL, r.prior.ClerkAPIURL, proxy.DefaultClerkAPIURL, &r.cfg.ClerkAPIURL},
+		{"clerk-frontend-api-url", r.o.clerkFrontendAPIURL, r.prior.ClerkFrontendAPIURL, "", &r.cfg.ClerkFrontendAPIURL},
+		{"clerk-sign-in-url", r.o.clerkSignInURL, r.prior.SignInURL, "", &r.cfg.SignInURL},
+		{"stripe-api-url", r.o.stripeAPIURL, r.prior.StripeAPIURL, proxy.DefaultStripeAPIURL, &r.cfg.StripeAPIURL},
+	} {
+		if *f.into, err = apiURLFlag(f.flag, f.given, f.prior, f.def); err != nil {
+			return err
+		}
 	}
-	r.cfg.StripeAPIURL, err = apiURLFlag("stripe-api-url", r.o.stripeAPIURL, r.prior.StripeAPIURL, proxy.DefaultStripeAPIURL)
-	return err
+	for _, f := range []struct {
+		flag, given, prior, def string
+		into                    *string
+	}{
+		{"listen", r.o.listen, r.prior.Listen, defaultInitListen, &r.cfg.Listen},
+		{"admin-listen", r.o.adminListen, r.prior.AdminListen, defaultInitAdminListen, &r.cfg.AdminListen},
+	} {
+		*f.into = cmp.Or(f.given, f.prior, f.def)
+		if _, _, err := net.SplitHostPort(*f.into); err != nil {
+			return fmt.Errorf("%w: -%s %q: want host:port or :port, e.g. 127.0.0.1:8080", errUsage, f.flag, *f.into)
+		}
+	}
+	r.cfg.StorePath = cmp.Or(r.o.storePath, r.prior.StorePath, defaultInitStorePath)
+	return nil
 }
 
 // apiURLFlag is a service's API base: the flag, else the config's, and
@@ -235,7 +295,7 @@ func (r *initRun) askClerk(ctx context.Context) error {
 		return err
 	}
 	live := strings.HasPrefix(pk, "pk_live_")
-	sk, err := r.p.ask(r.secretDefault(question{label: "Clerk secret key", flag: "clerk-secret-key", given: r.o.clerkSK,
+	sk, err := r.p.ask(r.secretDefault(question{label: "Clerk secret key", flag: "clerk-secret-key", given: r.o.clerkSK, secret: true,
 		check: func(s string) (string, error) {
 			if err := checkSecret(s, "sk_"); err != nil {
 				return "", err
@@ -249,7 +309,8 @@ func (r *initRun) askClerk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cc, err := clerk.New(clerk.Config{PublishableKey: pk, SecretKey: sk, APIURL: cmp.Or(r.cfg.ClerkAPIURL, proxy.DefaultClerkAPIURL), PublicURL: r.public})
+	cc, err := clerk.New(clerk.Config{PublishableKey: pk, SecretKey: sk, APIURL: cmp.Or(r.cfg.ClerkAPIURL, proxy.DefaultClerkAPIURL),
+		FrontendAPIURL: r.cfg.ClerkFrontendAPIURL, SignInURL: r.cfg.SignInURL, PublicURL: r.public})
 	if err != nil {
 		return fmt.Errorf("clerk: %w", err)
 	}
@@ -276,7 +337,7 @@ func (r *initRun) stripeConfig() stripe.Config {
 func (r *initRun) askStripe(ctx context.Context) error {
 	sk, err := r.p.ask(r.secretDefault(question{label: "Stripe secret key",
 		hint: "\nStripe dashboard → Developers → API keys: the secret key, or a restricted key that may also write webhook endpoints.",
-		flag: "stripe-secret-key", given: r.o.stripeSK,
+		flag: "stripe-secret-key", given: r.o.stripeSK, secret: true,
 		check: func(s string) (string, error) {
 			if !strings.HasPrefix(s, "sk_") && !strings.HasPrefix(s, "rk_") {
 				return "", errors.New("not a Stripe secret key; want sk_live_…, sk_test_… or a restricted rk_… key")
@@ -313,90 +374,14 @@ func (r *initRun) note(s string) {
 	r.notes = append(r.notes, s)
 }
 
-// stripeWebhook makes or updates the Stripe endpoint and settles
-// STRIPE_WEBHOOK_SECRET.
-func (r *initRun) stripeWebhook(ctx context.Context) error {
-	whURL := r.cfg.PublicURL + r.o.internalPrefix + stripe.WebhookPath
-	q := question{label: "Stripe webhook signing secret", flag: "stripe-webhook-secret", given: r.o.stripeWebhook,
-		optional: true, check: func(s string) (string, error) { return s, checkSecret(s, "whsec_") }}
-	if onThisMachine(r.public) {
-		fmt.Fprintf(r.out, "\nStripe cannot deliver webhooks to %s, which is on this machine, so no endpoint was made. To try them here, run\n"+
-			"  stripe listen --forward-to %s\nwhich prints the signing secret to use.\n", r.cfg.PublicURL, whURL)
-		return r.stripeSecret(r.secretDefault(q, envStripeWebhook),
-			"public_url is on this machine: pass stripe listen's signing secret with -stripe-webhook-secret")
-	}
-	octx, cancel := r.online(ctx)
-	defer cancel()
-	we, err := stripe.EnsureWebhookEndpoint(octx, r.stripeConfig())
-	if err != nil {
-		return fmt.Errorf("the Stripe webhook endpoint (nothing was written): %w", err)
-	}
-	n := len(stripe.HandledEvents())
-	for _, id := range we.Others {
-		r.note(fmt.Sprintf("Stripe endpoint %s has the same URL as %s: it delivers the same events, signed with another secret; delete it in the dashboard (Developers → Webhooks)", id, we.ID))
-	}
-	if we.Created {
-		fmt.Fprintf(r.out, "Stripe: made the webhook endpoint %s at %s, subscribed to the %d events tollgate handles; its signing secret goes to %s.\n",
-			we.ID, we.URL, n, envStripeWebhook)
-		if r.o.stripeWebhook != "" {
-			r.note("-stripe-webhook-secret is not used: the endpoint was made now, with a secret of its own")
-		}
-		r.vars[envStripeWebhook], r.madeEndpoint = we.Secret, we.ID
-		return nil
-	}
-	did := "its events are already the %d tollgate handles"
-	if we.Updated {
-		did = "its events are now the %d tollgate handles"
-	}
-	fmt.Fprintf(r.out, "Stripe: the webhook endpoint %s at %s is there already; "+did+".\n", we.ID, we.URL, n)
-	if r.o.stripeWebhook == "" && r.env.get(envStripeWebhook) == "" && r.p.interactive {
-		fmt.Fprintln(r.out, "Stripe shows an endpoint's signing secret only when it makes it. In the dashboard (Developers → Webhooks → the endpoint)"+
-			" roll the secret and paste the new one, or press Enter and put it into tollgate.env later.")
-	}
-	return r.stripeSecret(r.secretDefault(q, envStripeWebhook),
-		"Stripe shows an endpoint's signing secret only when it makes it, and tollgate.env has none: roll the secret in the dashboard "+
-			"(Developers → Webhooks → "+we.ID+") and pass it with -stripe-webhook-secret, or delete the endpoint and run init again")
-}
-
-// stripeSecret settles STRIPE_WEBHOOK_SECRET from q; scripted, without an
-// answer, it fails with missing.
-func (r *initRun) stripeSecret(q question, missing string) error {
-	if !r.p.interactive && q.given == "" && q.def == "" {
-		return fmt.Errorf("%w: %s (nothing was written)", errUsage, missing)
-	}
-	v, err := r.p.ask(q)
-	if err != nil {
-		return err
-	}
-	if v != "" && v == r.env.get(envStripeWebhook) && q.given == "" {
-		r.secretsKept = append(r.secretsKept, envStripeWebhook)
-	}
-	r.vars[envStripeWebhook] = v
-	return nil
-}
-
-// onThisMachine reports a public URL Stripe cannot reach: localhost or a
-// loopback address.
-func onThisMachine(u *url.URL) bool {
-	h := strings.ToLower(u.Hostname())
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 func (r *initRun) clerkWebhook(context.Context) error {
 	fmt.Fprintf(r.out, "\nClerk webhook (Clerk dashboard → Webhooks → Add Endpoint):\n  URL     %s\n  Events  %s\n",
 		r.cfg.PublicURL+r.o.internalPrefix+clerk.WebhookPath, strings.Join(clerk.HandledEvents(), ", "))
 	v, err := r.p.ask(r.secretDefault(question{label: "Its signing secret (whsec_…; Enter to add it to tollgate.env later)",
-		flag: "clerk-webhook-secret", given: r.o.clerkWebhook, optional: true,
+		flag: "clerk-webhook-secret", given: r.o.clerkWebhook, optional: true, secret: true,
 		check: func(s string) (string, error) { return s, checkSecret(s, "whsec_") }}, envClerkWebhook))
 	if err != nil {
 		return err
-	}
-	if v != "" && v == r.env.get(envClerkWebhook) && r.o.clerkWebhook == "" {
-		r.secretsKept = append(r.secretsKept, envClerkWebhook)
 	}
 	r.vars[envClerkWebhook] = v
 	return nil
@@ -421,27 +406,34 @@ func (r *initRun) configFile() ([]byte, error) {
 	return data, nil
 }
 
-// write writes tollgate.env and config.yaml (cfgData, unless it is kept),
-// and says what comes next.
-func (r *initRun) write(cfgData []byte) (err error) {
-	defer func() {
-		if err != nil && r.madeEndpoint != "" {
-			err = fmt.Errorf("%w; the Stripe webhook endpoint %s was made, and its signing secret, which Stripe shows once, is lost: "+
-				"roll it in the dashboard (Developers → Webhooks) and run init again with -stripe-webhook-secret", err, r.madeEndpoint)
+// write writes tollgate.env, then config.yaml (cfgData, unless it is
+// kept), and says what comes next. Until tollgate.env is written, the
+// secret of an endpoint this run made is nowhere else, so a failure takes
+// the endpoint back.
+func (r *initRun) write(ctx context.Context, cfgData []byte) error {
+	err := func() error {
+		for _, d := range []string{r.o.dir, filepath.Dir(r.envPath)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
 		}
+		if err := r.writeFile(r.envPath, renderEnvFile(r.vars, r.env), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", r.envPath, err)
+		}
+		return nil
 	}()
-	for _, d := range []string{r.o.dir, filepath.Dir(r.envPath)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := writeFileAtomic(r.envPath, renderEnvFile(r.vars, r.env), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", r.envPath, err)
+	if err != nil {
+		return r.takeBackEndpoint(ctx, err)
 	}
 	wrote := r.envPath
 	if cfgData != nil {
-		if err := writeFileAtomic(r.cfgPath, cfgData, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", r.cfgPath, err)
+		if err := r.writeFile(r.cfgPath, cfgData, 0o644); err != nil {
+			err = fmt.Errorf("write %s: %w; %s was written", r.cfgPath, err, r.envPath)
+			if r.madeEndpoint != "" {
+				err = fmt.Errorf("%w, with the signing secret of the Stripe webhook endpoint %s this run made: run init again once %s can be "+
+					"written, and it finds the endpoint and keeps the secret", err, r.madeEndpoint, r.cfgPath)
+			}
+			return err
 		}
 		wrote = r.cfgPath + " and " + r.envPath
 	}
@@ -457,7 +449,7 @@ func (r *initRun) summary(wrote string) {
 		switch {
 		case r.vars[name] == "":
 			empty = append(empty, name)
-		case slices.Contains(r.secretsKept, name):
+		case r.vars[name] == r.env.get(name):
 			set = append(set, name+" (kept)")
 		default:
 			set = append(set, name)
@@ -484,15 +476,24 @@ func (r *initRun) summary(wrote string) {
 		fmt.Fprintf(r.out, "\nRoutes: \"/\" is public, and every other path needs one of the plans (%s). config.yaml says how to open up more.\n",
 			strings.Join(keys, ", "))
 	}
-	fmt.Fprintf(r.out, `Still to do in Stripe's dashboard (README, quickstart step 3): the customer portal, and limiting customers to one subscription.
-
-Next:
-  1. Check the keys, the prices and the config:
+	fmt.Fprintln(r.out, "Still to do in Stripe's dashboard (README, quickstart step 3): the customer portal, and limiting customers to one subscription.")
+	dir, env, cfg := abs(r.o.dir), abs(r.envPath), abs(r.cfgPath)
+	binary := fmt.Sprintf("tollgate check -online -config %q -env-file %q\n       tollgate serve -config %[1]q -env-file %[2]q", cfg, env)
+	if r.cfg.Listen != defaultInitListen || r.cfg.StorePath != defaultInitStorePath {
+		fmt.Fprintf(r.out, "\nNext, with the binary (listen %s, store.path %s):\n       %s\n", r.cfg.Listen, r.cfg.StorePath, binary)
+	} else {
+		fmt.Fprintf(r.out, `
+Next, in the container (listen %[4]s and store.path %[5]s are the image's):
        docker run --rm -v "%[1]s:/etc/tollgate:ro" --env-file "%[2]s" tollgate check -online -config /etc/tollgate/config.yaml
-     or, with the binary:  (set -a; . "%[2]s"; tollgate check -online -config "%[3]s")
-  2. Run it:
        docker run -d --name tollgate -p 8080:8080 -v "%[1]s:/etc/tollgate:ro" -v tollgate-data:/data --env-file "%[2]s" tollgate
-`, abs(r.o.dir), abs(r.envPath), abs(r.cfgPath))
+     or with the binary, once store.path is a file it may write (init -store-path ./tollgate.db -listen 127.0.0.1:8080):
+       %[3]s
+`, dir, env, binary, r.cfg.Listen, r.cfg.StorePath)
+	}
+	if r.writeCfg || r.prior.AdminListen != "" {
+		fmt.Fprintf(r.out, "Then tollgate users (with the same -config and -env-file, or through docker exec) asks the admin listener on %s.\n",
+			r.cfg.AdminListen)
+	}
 }
 
 // checkPublicURL accepts an origin, http(s)://host[:port], and returns it

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,9 +25,21 @@ const (
 	envSessionSecret    = "TOLLGATE_SESSION_SECRET"
 	envStripeSecret     = "STRIPE_SECRET_KEY"
 	envStripeWebhook    = "STRIPE_WEBHOOK_SECRET"
+	envAdminToken       = "TOLLGATE_ADMIN_TOKEN"
 )
 
-var initEnvVars = []string{envClerkPublishable, envClerkSecret, envClerkWebhook, envSessionSecret, envStripeSecret, envStripeWebhook}
+var initEnvVars = []string{envClerkPublishable, envClerkSecret, envClerkWebhook, envSessionSecret, envStripeSecret, envStripeWebhook, envAdminToken}
+
+// The defaults of what init writes to config.yaml without asking: right
+// in the container (the Dockerfile's port and /data volume); the binary
+// needs -listen and -store-path. The admin listener is on loopback, where
+// tollgate users, sync and backup reach it (in the container, through
+// docker exec).
+const (
+	defaultInitListen      = ":8080"
+	defaultInitStorePath   = "/data/tollgate.db"
+	defaultInitAdminListen = "127.0.0.1:8081"
+)
 
 // envFile is a tollgate.env: its variables in file order.
 type envFile struct {
@@ -68,7 +81,7 @@ func readEnvFile(path string) (*envFile, error) {
 
 // renderEnvFile writes vars (tollgate's, in initEnvVars' order) and then
 // any other variable the file had before, so that a variable added by
-// hand (an admin token) survives a second run. No comment follows a
+// hand survives a second run. No comment follows a
 // value: docker's --env-file would keep it as part of the value.
 func renderEnvFile(vars map[string]string, before *envFile) []byte {
 	var b strings.Builder
@@ -88,9 +101,11 @@ func renderEnvFile(vars map[string]string, before *envFile) []byte {
 // priorConfig is what init reuses, as defaults, of a config.yaml already
 // there: values that are written out, not ${VAR}s.
 type priorConfig struct {
-	PublicURL, Upstream       string
-	ClerkAPIURL, StripeAPIURL string
-	Plans                     []initPlan
+	PublicURL, Upstream            string
+	Listen, StorePath, AdminListen string
+	ClerkAPIURL, StripeAPIURL      string
+	ClerkFrontendAPIURL, SignInURL string
+	Plans                          []initPlan
 }
 
 // readPriorConfig reads the defaults from path; a missing file has none.
@@ -106,12 +121,21 @@ func readPriorConfig(path string) (priorConfig, error) {
 	var doc struct {
 		PublicURL string `yaml:"public_url"`
 		Upstream  string `yaml:"upstream"`
+		Listen    string `yaml:"listen"`
 		Clerk     struct {
-			APIURL string `yaml:"api_url"`
+			APIURL         string `yaml:"api_url"`
+			FrontendAPIURL string `yaml:"frontend_api_url"`
+			SignInURL      string `yaml:"sign_in_url"`
 		} `yaml:"clerk"`
 		Stripe struct {
 			APIURL string `yaml:"api_url"`
 		} `yaml:"stripe"`
+		Store struct {
+			Path string `yaml:"path"`
+		} `yaml:"store"`
+		Admin struct {
+			Listen string `yaml:"listen"`
+		} `yaml:"admin"`
 		Plans yaml.Node `yaml:"plans"`
 	}
 	if err := yaml.Unmarshal(b, &doc); err != nil {
@@ -125,6 +149,8 @@ func readPriorConfig(path string) (priorConfig, error) {
 	}
 	p.PublicURL, p.Upstream = literal(doc.PublicURL), literal(doc.Upstream)
 	p.ClerkAPIURL, p.StripeAPIURL = literal(doc.Clerk.APIURL), literal(doc.Stripe.APIURL)
+	p.ClerkFrontendAPIURL, p.SignInURL = literal(doc.Clerk.FrontendAPIURL), literal(doc.Clerk.SignInURL)
+	p.Listen, p.StorePath, p.AdminListen = literal(doc.Listen), literal(doc.Store.Path), literal(doc.Admin.Listen)
 	if doc.Plans.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(doc.Plans.Content); i += 2 {
 			var plan struct {
@@ -148,9 +174,11 @@ type initPlan struct {
 
 // initConfig is what config.yaml is written from.
 type initConfig struct {
-	PublicURL, Upstream       string
-	ClerkAPIURL, StripeAPIURL string // "" for Clerk's and Stripe's own
-	Plans                     []initPlan
+	PublicURL, Upstream            string
+	Listen, StorePath, AdminListen string
+	ClerkAPIURL, StripeAPIURL      string // "" for Clerk's and Stripe's own
+	ClerkFrontendAPIURL, SignInURL string // "" unless a stand-in's
+	Plans                          []initPlan
 }
 
 // yamlString quotes s for YAML: a JSON string is a YAML double-quoted
@@ -176,8 +204,8 @@ func renderConfig(c initConfig) []byte {
 	b.WriteString(`# config.yaml, written by tollgate init. config.example.yaml in tollgate's
 # repository lists every key with its default; "tollgate check -config FILE"
 # checks a change. Secrets are not here: ${VAR}s come from tollgate.env.
-listen: ":8080"
 `)
+	fmt.Fprintf(&b, "listen: %s\n", yamlString(c.Listen))
 	fmt.Fprintf(&b, "public_url: %s   # the origin visitors use\n", yamlString(c.PublicURL))
 	fmt.Fprintf(&b, "upstream: %s   # your app, as tollgate reaches it\n", yamlString(c.Upstream))
 	b.WriteString(`
@@ -186,8 +214,10 @@ clerk:
   secret_key: "${` + envClerkSecret + `}"
   webhook_secret: "${` + envClerkWebhook + `}"   # empty: no Clerk webhook
 `)
-	if c.ClerkAPIURL != "" {
-		fmt.Fprintf(&b, "  api_url: %s\n", yamlString(c.ClerkAPIURL))
+	for _, kv := range [][2]string{{"api_url", c.ClerkAPIURL}, {"frontend_api_url", c.ClerkFrontendAPIURL}, {"sign_in_url", c.SignInURL}} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, "  %s: %s\n", kv[0], yamlString(kv[1]))
+		}
 	}
 	b.WriteString(`
 session:
@@ -200,9 +230,15 @@ stripe:
 	if c.StripeAPIURL != "" {
 		fmt.Fprintf(&b, "  api_url: %s\n", yamlString(c.StripeAPIURL))
 	}
+	fmt.Fprintf(&b, "\nstore:\n  path: %s\n", yamlString(c.StorePath))
 	b.WriteString(`
-store:
-  path: /data/tollgate.db
+# The admin listener (health, metrics, and with the token the API that
+# tollgate users, sync and backup call): keep it on loopback or a private
+# network.
+admin:
+`)
+	fmt.Fprintf(&b, "  listen: %s\n", yamlString(c.AdminListen))
+	b.WriteString(`  token: "${` + envAdminToken + `}"
 
 # First match wins. The home page is public; every other path needs a
 # subscription to one of the plans. Add public rules above the catch-all
@@ -218,6 +254,44 @@ plans:
 		fmt.Fprintf(&b, "  %s: { name: %s, prices: %s, routes: [\"*\"] }\n", p.Key, yamlString(p.Name), yamlList(p.Prices))
 	}
 	return []byte(b.String())
+}
+
+// checkWritable says, before anything is asked of Clerk or Stripe, why a
+// file could not be written at path, the value of -flag: its directory
+// must exist or be makeable, and be writable; nothing may be there but a
+// file. A new Stripe endpoint's signing secret is shown once, so a write
+// that fails after the endpoint is made would lose it. Nothing is left
+// behind: a directory still to be made is probed at its nearest existing
+// parent.
+func checkWritable(flag, path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%w: -%s: %s is a directory; init writes a file there", errUsage, flag, path)
+	}
+	dir := filepath.Dir(path)
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%w: -%s: %s is a file, not a directory, so %s cannot be written (the tollgate binary, built here? "+
+					"put it on your PATH, or choose another directory)", errUsage, flag, dir, path)
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("-%s: %w", flag, err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return fmt.Errorf("-%s: %w", flag, err)
+		}
+		dir = parent
+	}
+	probe, err := os.CreateTemp(dir, ".tollgate-init-*")
+	if err != nil {
+		return fmt.Errorf("-%s: %s cannot be written: %w", flag, path, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
 }
 
 // writeFileAtomic writes data to path through a temporary file in the same

@@ -145,7 +145,6 @@ func TestInit_ScriptedRefusals(t *testing.T) {
 		{"a price in two plans", append(e.flags(), "-plan", "a=price_demo_pro_monthly", "-plan", "b=price_demo_pro_monthly"), []string{"one plan only"}},
 		{"a bad plan name", append(e.flags(), "-plan", "pro plan=price_demo_pro_monthly"), []string{"not a plan name"}},
 		{"a plan without =", append(e.flags(), "-plan", "price_demo_pro_monthly"), []string{"NAME=price_"}},
-		{"on this machine without stripe listen's secret", append(with("public-url", "http://localhost:8080"), pro...), []string{"stripe listen", "-stripe-webhook-secret"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := e.init(t, "", append(tc.args, "-yes")...)
@@ -168,19 +167,24 @@ func TestInit_ScriptedRefusals(t *testing.T) {
 }
 
 // A public URL on this machine: Stripe cannot deliver there, so no
-// endpoint is made and stripe listen's secret is used. -env-file puts
+// endpoint is made and stripe listen's secret is used (the sandbox plays
+// Stripe's own here; as a stand-in it delivers anywhere). -env-file puts
 // tollgate.env where compose.yaml wants it, and the variables someone
-// added to it by hand are kept.
+// added to it by hand are kept, as is an admin token set by hand.
 func TestInit_OnThisMachineWithEnvFileElsewhere(t *testing.T) {
 	e := newInitEnv(t)
+	asStripe := func(r *initRun) { r.deliversHere = func() bool { return false } }
 	envPath := filepath.Join(filepath.Dir(e.dir), "tollgate.env")
-	if err := os.WriteFile(envPath, []byte("TOLLGATE_ADMIN_TOKEN=kept-by-hand-0123456789\n"), 0o600); err != nil {
+	if err := os.WriteFile(envPath, []byte("BY_HAND=kept\nTOLLGATE_ADMIN_TOKEN=kept-by-hand-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	base := append(e.flags("-public-url", "http://127.0.0.1:8080", "-env-file", envPath, "-force", "-yes"), "-plan", "pro=price_demo_pro_monthly")
+	out, err := e.initWith(t, "", asStripe, base...)
+	if err == nil || !strings.Contains(err.Error(), "stripe listen") || !strings.Contains(err.Error(), "-stripe-webhook-secret") {
+		t.Errorf("without stripe listen's secret: %v\n%s", err, out)
+	}
 	const listen = "whsec_fromStripeListen0123456789abcdef"
-	args := append(e.flags("-public-url", "http://127.0.0.1:8080", "-env-file", envPath, "-stripe-webhook-secret", listen, "-force", "-yes"),
-		"-plan", "pro=price_demo_pro_monthly")
-	out, err := e.init(t, "", args...)
+	out, err = e.initWith(t, "", asStripe, append(base, "-stripe-webhook-secret", listen)...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -198,8 +202,26 @@ func TestInit_OnThisMachineWithEnvFileElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := string(b)
-	if !strings.Contains(env, "\nSTRIPE_WEBHOOK_SECRET="+listen+"\n") || !strings.HasSuffix(env, "\nTOLLGATE_ADMIN_TOKEN=kept-by-hand-0123456789\n") {
+	if !strings.Contains(env, "\nSTRIPE_WEBHOOK_SECRET="+listen+"\n") || !strings.Contains(env, "\nTOLLGATE_ADMIN_TOKEN=kept-by-hand-0123456789\n") ||
+		!strings.HasSuffix(env, "\nBY_HAND=kept\n") {
 		t.Errorf("tollgate.env:\n%s", env)
+	}
+}
+
+// A public URL on this machine with a stand-in for Stripe, which delivers
+// anywhere: the endpoint is made, at the loopback URL, with its secret.
+func TestInit_OnThisMachineWithAStandIn(t *testing.T) {
+	e := newInitEnv(t)
+	out, err := e.init(t, "", append(e.flags("-public-url", "http://127.0.0.1:8080", "-yes"), "-plan", "pro=price_demo_pro_monthly")...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	eps := e.endpoints(t)
+	if len(eps) != 1 || eps[0].URL != "http://127.0.0.1:8080/.tollgate/webhooks/stripe" || strings.Contains(out, "stripe listen") {
+		t.Errorf("endpoints %+v\n%s", eps, out)
+	}
+	if !strings.HasPrefix(e.envVars(t)[envStripeWebhook], "whsec_") {
+		t.Error("no STRIPE_WEBHOOK_SECRET")
 	}
 }
 

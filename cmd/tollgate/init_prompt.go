@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -74,6 +75,8 @@ type question struct {
 	def      string // the answer when none is typed (from the files already there)
 	defLabel string // how def is shown, when not as itself (secrets)
 	optional bool   // an empty answer is an answer
+	needed   string // said when a required answer is empty ("" for "An answer is needed.")
+	secret   bool   // a key or secret
 	// check validates an answer and returns it as it is to be used.
 	check func(string) (string, error)
 }
@@ -123,7 +126,7 @@ func (p *prompter) ask(q question) (string, error) {
 			ans = q.def
 		}
 		if ans == "" && !q.optional {
-			fmt.Fprintln(p.out, "  An answer is needed.")
+			fmt.Fprintln(p.out, cmp.Or(q.needed, "  An answer is needed."))
 			continue
 		}
 		v, err := check(ans)

@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -31,6 +33,7 @@ type initEnv struct {
 	clerk     *clerksandbox.Clerk
 	clerkURL  string
 	dir       string
+	calls     atomic.Int64 // requests to either sandbox
 }
 
 const initPublicURL = "https://app.example.test"
@@ -48,7 +51,7 @@ func newInitEnv(t *testing.T) *initEnv {
 	}
 	e.stripe = stripesandbox.New(stripesandbox.Options{Prices: prices})
 	t.Cleanup(func() { _ = e.stripe.Close() })
-	ssrv := httptest.NewServer(e.stripe.Handler())
+	ssrv := httptest.NewServer(e.counted(e.stripe.Handler()))
 	t.Cleanup(ssrv.Close)
 	e.stripe.SetBaseURL(ssrv.URL)
 	e.stripeURL = ssrv.URL
@@ -56,11 +59,19 @@ func newInitEnv(t *testing.T) *initEnv {
 	if e.clerk, err = clerksandbox.New(clerksandbox.Options{Development: true}); err != nil {
 		t.Fatal(err)
 	}
-	csrv := httptest.NewServer(e.clerk.Handler())
+	csrv := httptest.NewServer(e.counted(e.clerk.Handler()))
 	t.Cleanup(csrv.Close)
 	e.clerk.SetBaseURL(csrv.URL)
 	e.clerkURL = csrv.URL
 	return e
+}
+
+// counted counts the requests h serves in e.calls.
+func (e *initEnv) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.calls.Add(1)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // flags answers every question but the plans.
@@ -83,6 +94,21 @@ func (e *initEnv) init(t *testing.T, stdin string, args ...string) (string, erro
 	} else {
 		err = runInit(t.Context(), args, strings.NewReader(stdin), &out, &errb)
 	}
+	return out.String() + errb.String(), err
+}
+
+// initWith runs `tollgate init` with args, answering from stdin, after
+// tweak has changed the run (its hooks).
+func (e *initEnv) initWith(t *testing.T, stdin string, tweak func(*initRun), args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	r, err := newInitRun(t.Context(), args, strings.NewReader(stdin), &out, &errb)
+	if err != nil {
+		return errb.String(), err
+	}
+	defer r.p.close()
+	tweak(r)
+	err = r.run(t.Context())
 	return out.String() + errb.String(), err
 }
 
@@ -189,7 +215,7 @@ func (e *initEnv) checkOneEndpoint(t *testing.T) endpointView {
 func (e *initEnv) checkWritten(t *testing.T, out string) {
 	t.Helper()
 	vars := e.envVars(t)
-	for _, name := range []string{envClerkSecret, envStripeSecret, envStripeWebhook, envSessionSecret, envClerkWebhook} {
+	for _, name := range []string{envClerkSecret, envStripeSecret, envStripeWebhook, envSessionSecret, envClerkWebhook, envAdminToken} {
 		if v := vars[name]; len(v) > 6 && strings.Contains(out, v) {
 			t.Errorf("the output shows %s's value", name)
 		}
@@ -202,7 +228,7 @@ func (e *initEnv) checkWritten(t *testing.T, out string) {
 		t.Fatalf("config.Load: %v\n%s", err, e.read(t, "config.yaml"))
 	}
 	var cout, cerr bytes.Buffer
-	if err := run(t.Context(), []string{"check", "-online", "-config", e.path("config.yaml")}, &cout, &cerr); err != nil {
+	if err := run(t.Context(), []string{"check", "-online", "-config", e.path("config.yaml"), "-env-file", e.path("tollgate.env")}, &cout, &cerr); err != nil {
 		t.Fatalf("check -online: %v\n%s%s", err, cout.String(), cerr.String())
 	}
 	if strings.Contains(cout.String(), "warning:") {
@@ -233,6 +259,15 @@ func TestInit_ScriptedThenAgain(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"pro=Pro:price_demo_pro_monthly", "team=Team:price_demo_team_monthly"}, plans); diff != "" {
 		t.Errorf("plans (-want +got):\n%s", diff)
+	}
+	// The container's listen and store, the admin listener on loopback with
+	// a token made for it, and no Clerk stand-in URL that was not asked for.
+	got := []string{cfg.Listen, cfg.Store.Path, cfg.Admin.Listen, strconv.FormatBool(cfg.Admin.Token == vars[envAdminToken] && len(cfg.Admin.Token) >= 32)}
+	if diff := cmp.Diff([]string{":8080", "/data/tollgate.db", "127.0.0.1:8081", "true"}, got); diff != "" {
+		t.Errorf("listen, store.path, admin.listen, admin.token from tollgate.env (-want +got):\n%s", diff)
+	}
+	if text := e.read(t, "config.yaml"); strings.Contains(text, "frontend_api_url") || strings.Contains(text, "sign_in_url") {
+		t.Errorf("config.yaml names a Clerk stand-in no flag asked for:\n%s", text)
 	}
 	for _, want := range []string{initPublicURL + "/.tollgate/webhooks/clerk", "user.created", "organizationMembership.deleted",
 		"check -online", "docker run", `"/" is public`, "STRIPE_WEBHOOK_SECRET", "Left empty: CLERK_WEBHOOK_SECRET"} {
@@ -267,11 +302,19 @@ func TestInit_ScriptedThenAgain(t *testing.T) {
 		t.Errorf("the endpoint is %s, was %s", got.ID, ep.ID)
 	}
 	again := e.envVars(t)
-	if again[envStripeWebhook] != vars[envStripeWebhook] || again[envSessionSecret] != vars[envSessionSecret] {
-		t.Error("a second run changed STRIPE_WEBHOOK_SECRET or TOLLGATE_SESSION_SECRET")
+	for _, name := range []string{envStripeWebhook, envSessionSecret, envAdminToken} {
+		if again[name] != vars[name] {
+			t.Errorf("a second run changed %s", name)
+		}
 	}
-	if !strings.Contains(out, "is there already; its events are already") || !strings.Contains(out, "STRIPE_WEBHOOK_SECRET (kept)") {
+	if !strings.Contains(out, "is there already; its events are already") {
 		t.Errorf("second run:\n%s", out)
+	}
+	// Every value reused from tollgate.env is marked so, not only the one
+	// Stripe does not show again.
+	if !strings.Contains(out, "tollgate.env holds CLERK_PUBLISHABLE_KEY (kept), CLERK_SECRET_KEY (kept), TOLLGATE_SESSION_SECRET (kept), "+
+		"STRIPE_SECRET_KEY (kept), STRIPE_WEBHOOK_SECRET (kept), TOLLGATE_ADMIN_TOKEN (kept).") {
+		t.Errorf("second run's summary:\n%s", out)
 	}
 	e.checkWritten(t, out)
 
