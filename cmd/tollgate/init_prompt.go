@@ -6,26 +6,45 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
+
+	"golang.org/x/term"
 )
 
 // prompter asks init's questions. Interactive, it reads answers a line at
 // a time from in; scripted (-yes), it asks nothing and a required answer
-// that no flag gave is an error naming the flag.
+// that no flag gave is an error naming the flag. On a terminal, secrets
+// are read without echo, so that they do not stay on the screen or in its
+// scrollback.
 type prompter struct {
 	ctx         context.Context
 	out         io.Writer
 	interactive bool
 
-	in    io.Reader
-	once  sync.Once
-	lines chan string   // closed at the end of the input
-	done  chan struct{} // closed by close: the reader stops handing lines over
+	in      io.Reader
+	tty     bool // in is a terminal, ttyFd its descriptor
+	ttyFd   int
+	once    sync.Once
+	reqs    chan bool       // a line is wanted; true: a secret, read without echo
+	lines   chan lineResult // the line read for each request
+	done    chan struct{}   // closed by close: the reader stops handing lines over
+	stopped chan struct{}   // closed when the reader has returned
+}
+
+type lineResult struct {
+	line string
+	err  error
 }
 
 func newPrompter(ctx context.Context, in io.Reader, out io.Writer, interactive bool) *prompter {
-	return &prompter{ctx: ctx, in: in, out: out, interactive: interactive, lines: make(chan string), done: make(chan struct{})}
+	p := &prompter{ctx: ctx, in: in, out: out, interactive: interactive,
+		reqs: make(chan bool), lines: make(chan lineResult), done: make(chan struct{}), stopped: make(chan struct{})}
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.tty, p.ttyFd = true, int(f.Fd())
+	}
+	return p
 }
 
 // close lets the reading goroutine go once it has a line it can no longer
@@ -34,35 +53,72 @@ func (p *prompter) close() { close(p.done) }
 
 // readLine waits for the next line of input, or for ctx to end: a read
 // from a terminal cannot be interrupted, so it happens on a goroutine of
-// its own and Ctrl+C (which ends ctx) does not wait for it.
-func (p *prompter) readLine() (string, error) {
-	p.once.Do(func() {
-		go func() {
-			defer close(p.lines)
-			r := bufio.NewReader(p.in)
-			for {
-				s, err := r.ReadString('\n')
-				if s != "" || err == nil {
-					select {
-					case p.lines <- strings.TrimRight(s, "\r\n"):
-					case <-p.done:
-						return
-					}
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
-	})
+// its own and Ctrl+C (which ends ctx) does not wait for it. Lines are read
+// only when asked for, each in its own mode (a secret without echo).
+func (p *prompter) readLine(secret bool) (string, error) {
+	p.once.Do(func() { go p.reader() })
+	secret = secret && p.tty
+	var before *term.State
+	if secret {
+		// The terminal as it was, to put back if Ctrl+C comes while echo
+		// is off: the read that turned it off is never let finish.
+		before, _ = term.GetState(p.ttyFd)
+	}
 	select {
 	case <-p.ctx.Done():
 		return "", p.ctx.Err()
-	case s, ok := <-p.lines:
-		if !ok {
-			return "", io.EOF
+	case p.reqs <- secret:
+	}
+	select {
+	case <-p.ctx.Done():
+		if before != nil {
+			_ = term.Restore(p.ttyFd, before)
+			fmt.Fprintln(p.out)
 		}
-		return s, nil
+		return "", p.ctx.Err()
+	case res := <-p.lines:
+		if secret {
+			fmt.Fprintln(p.out) // the Enter was not echoed either
+		}
+		return res.line, res.err
+	}
+}
+
+// reader reads a line for each request, until close; once the input has
+// failed (ended), each request gets that error.
+func (p *prompter) reader() {
+	defer close(p.stopped)
+	r := bufio.NewReader(p.in)
+	var failed error
+	for {
+		var secret bool
+		select {
+		case secret = <-p.reqs:
+		case <-p.done:
+			return
+		}
+		res := lineResult{err: failed}
+		switch {
+		case failed != nil:
+		case secret:
+			// A terminal hands over one line per read, so r holds nothing
+			// the terminal's own read would miss.
+			var b []byte
+			b, res.err = term.ReadPassword(p.ttyFd)
+			res.line = string(b)
+		default:
+			res.line, res.err = r.ReadString('\n')
+			if res.line != "" && res.err == io.EOF {
+				res.err = nil // the last line, without its newline
+			}
+			res.line = strings.TrimRight(res.line, "\r\n")
+		}
+		failed = res.err
+		select {
+		case p.lines <- res:
+		case <-p.done:
+			return
+		}
 	}
 }
 
@@ -76,7 +132,7 @@ type question struct {
 	defLabel string // how def is shown, when not as itself (secrets)
 	optional bool   // an empty answer is an answer
 	needed   string // said when a required answer is empty ("" for "An answer is needed.")
-	secret   bool   // a key or secret
+	secret   bool   // read without echo from a terminal
 	// check validates an answer and returns it as it is to be used.
 	check func(string) (string, error)
 }
@@ -111,13 +167,17 @@ func (p *prompter) ask(q question) (string, error) {
 	if q.defLabel != "" {
 		shown = q.defLabel
 	}
+	label := q.label
+	if q.secret && p.tty {
+		label += " (not shown as you type)"
+	}
 	for {
 		if shown != "" {
-			fmt.Fprintf(p.out, "%s [%s]: ", q.label, shown)
+			fmt.Fprintf(p.out, "%s [%s]: ", label, shown)
 		} else {
-			fmt.Fprintf(p.out, "%s: ", q.label)
+			fmt.Fprintf(p.out, "%s: ", label)
 		}
-		line, err := p.readLine()
+		line, err := p.readLine(q.secret)
 		if err != nil {
 			return "", p.noAnswer(q.label, q.flag, err)
 		}
@@ -146,7 +206,7 @@ func (p *prompter) confirm(label string, def bool) (bool, error) {
 	}
 	for {
 		fmt.Fprintf(p.out, "%s [%s]: ", label, hint)
-		line, err := p.readLine()
+		line, err := p.readLine(false)
 		if err != nil {
 			return false, p.noAnswer(label, "", err)
 		}
