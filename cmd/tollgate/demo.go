@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -76,11 +77,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer d.Close()
+	fmt.Fprint(stdout, d.banner(*dev))
+	return d.serveUntilDone(ctx)
+}
+
+// banner is what `tollgate demo` prints: where everything is, three
+// things to try, and the sandbox's keys with the init command that
+// rehearses the quickstart against it.
+func (d *demo) banner(dev bool) string {
 	instance := "a production instance (pk_live_)"
-	if *dev {
+	if dev {
 		instance = "a development instance (pk_test_)"
 	}
-	fmt.Fprintf(stdout, `
+	var b strings.Builder
+	fmt.Fprintf(&b, `
 tollgate demo is running. Open %[1]s/
 The sandbox Clerk is %[7]s.
 
@@ -108,10 +118,35 @@ Three things to try:
      Stripe's webhook ends access and the route sends you to upgrade again.
   Also: %[1]s/app/ keeps its fetch() calls working after the 60-second Clerk
   token expires; %[1]s/admin/ is denied (403); the public %[1]s/ passes as is.
-
-Press Ctrl+C to stop.
 `, d.URL, d.AppURL, d.ClerkURL, d.StripeURL, d.AdminURL, d.AdminToken, instance)
-	return d.serveUntilDone(ctx)
+	fmt.Fprintf(&b, `
+The sandbox's keys are stand-ins it made up for this run, not keys of any
+real Clerk or Stripe account, so they are shown here, to paste into
+tollgate init when you rehearse it against the sandbox:
+
+  Stripe  secret key       %[1]s
+          API base         %[2]s
+  Clerk   publishable key  %[3]s
+          secret key       %[4]s
+          API base         %[5]s/v1
+          Frontend API     %[5]s
+          sign-in page     %[5]s/sign-in
+
+To rehearse the quickstart's tollgate init against this sandbox (in another
+terminal, in a directory of your own), put a second gateway in front of the
+demo app; init asks for the keys above and the plans:
+
+  tollgate init -dir rehearsal -public-url http://127.0.0.1:8090 -upstream %[6]s \
+    -listen 127.0.0.1:8090 -store-path rehearsal/tollgate.db -admin-listen 127.0.0.1:8091 \
+    -stripe-api-url %[2]s -clerk-api-url %[5]s/v1 \
+    -clerk-frontend-api-url %[5]s -clerk-sign-in-url %[5]s/sign-in
+  tollgate serve -config rehearsal/config.yaml -env-file rehearsal/tollgate.env
+`, d.Stripe.SecretKey(), d.StripeURL, d.Clerk.PublishableKey(), d.Clerk.SecretKey(), d.ClerkURL, d.AppURL)
+	if !dev {
+		b.WriteString("  (with tollgate demo -dev, the sandbox Clerk's keys are test keys like the Stripe one, and init warns of no mix)\n")
+	}
+	b.WriteString("\nPress Ctrl+C to stop.\n")
+	return b.String()
 }
 
 // demoOptions let tests run the demo on a free port with a fake clock.
