@@ -75,7 +75,8 @@ func newInitRun(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs.StringVar(&o.clerkWebhook, "clerk-webhook-secret", "", "the Clerk webhook endpoint's signing secret (whsec_…); may be added to tollgate.env later")
 	fs.StringVar(&o.stripeSK, "stripe-secret-key", "", "Stripe's secret key (sk_…), or a restricted key (rk_…) that may also write webhook endpoints")
 	fs.StringVar(&o.stripeWebhook, "stripe-webhook-secret", "", "the signing secret of the Stripe webhook endpoint when init cannot get it: the endpoint "+
-		"already exists (Stripe shows a secret only when it makes the endpoint), or public_url is on this machine (stripe listen's secret)")
+		"already exists (Stripe shows a secret only when it makes the endpoint), or public_url is on this machine, where Stripe's own API "+
+		"cannot deliver (stripe listen's secret)")
 	fs.Var(&o.plans, "plan", "a plan, `NAME=price_…[,price_…]` (repeatable); each price an active recurring price of the account")
 	fs.BoolVar(&o.yes, "yes", false, "ask nothing: every answer comes from a flag or the files already in -dir")
 	fs.BoolVar(&o.force, "force", false, "overwrite config.yaml and tollgate.env in -dir without asking")
