@@ -562,15 +562,6 @@ func TestParseConfig_CommonMistakes(t *testing.T) {
 			want: []string{`config.yaml:7: stripe.webhook_secret: the value of ${STRIPE_WEBHOOK_SECRET}` + fromEnvFile},
 		},
 		{
-			name: "a webhook secret without whsec_ is not also a missing one",
-			doc: "routes: [{path: /p/*, access: paid}]\nclerk: { publishable_key: \"${CLERK_PUBLISHABLE_KEY}\", secret_key: sk_test_x }\n" +
-				"session: { secret: \"${TOLLGATE_SESSION_SECRET}\" }\nstripe: { secret_key: sk_test_x, webhook_secret: \"${STRIPE_WEBHOOK_SECRET}\" }\n" +
-				"plans: { pro: { prices: [price_a], routes: [\"*\"] } }\n",
-			env: map[string]string{"CLERK_PUBLISHABLE_KEY": testPublishableKey, "TOLLGATE_SESSION_SECRET": testSessionSecret,
-				"STRIPE_WEBHOOK_SECRET": "sk_test_pastedByMistake"},
-			want: []string{`config.yaml:7: stripe.webhook_secret: ` + stripeWH},
-		},
-		{
 			name: "an inline comment inside quotes in the file",
 			doc:  "admin: { token: \"0123456789abcdef # rotate me\" }\n",
 			want: []string{`config.yaml:4: admin.token: ` + quoted},
