@@ -38,8 +38,10 @@ func CheckReload(old, cfg *proxy.Config) error {
 }
 
 // stripeReloadable are the fields of the stripe section a reload may
-// change: policies the gate reads on every request.
-var stripeReloadable = map[string]bool{"PastDueGrace": true, "PausedCollection": true, "ReconcileInterval": true}
+// change: policies the gate reads on every request, and Checkout's options,
+// which the gateway passes with each Checkout from the config serving.
+var stripeReloadable = map[string]bool{"PastDueGrace": true, "PausedCollection": true, "ReconcileInterval": true,
+	"AllowPromotionCodes": true, "AutomaticTax": true}
 
 // restartKeys names the config key of each field of the restart-only
 // sections.
