@@ -99,7 +99,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk: %w", err)
 		}
-		opts.Auth, opts.Portal, opts.Ender = cc, cc, cc
+		opts.Auth, opts.Portal, opts.Ender, opts.UserSessions = cc, cc, cc, cc
 		g.Clerk = cc
 		g.Metrics.SetRefreshStretch(cc.RefreshStretch)
 	}

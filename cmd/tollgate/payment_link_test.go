@@ -47,3 +47,27 @@ func TestStripe_ForeignCheckoutLinksNobody(t *testing.T) {
 		t.Errorf("Grace on the paid route: %d, want 402", r.StatusCode)
 	}
 }
+
+// TestClerk_EndUserSessionsRevokesEveryActiveSession: the admin console's
+// "revoke sessions" ends the user's Clerk sessions too (through the Backend
+// API's session list and revoke), so no handshake mints a fresh token; other
+// users' sessions stay.
+func TestClerk_EndUserSessionsRevokesEveryActiveSession(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	ada1, _ := d.Clerk.SignIn("user_ada")
+	ada2, _ := d.Clerk.SignIn("user_ada")
+	grace, _ := d.Clerk.SignIn("user_grace")
+	ended, err := d.gateway.Clerk.EndUserSessions(t.Context(), "user_ada")
+	if err != nil || ended != 2 {
+		t.Fatalf("ended %d, %v; want 2", ended, err)
+	}
+	for sid, want := range map[string]bool{ada1: false, ada2: false, grace: true} {
+		st, err := d.gateway.Clerk.CheckSession(t.Context(), sid)
+		if err != nil || st.Active != want {
+			t.Errorf("session %s: active %v (%v), want %v", sid, st.Active, err, want)
+		}
+	}
+	if ended, err := d.gateway.Clerk.EndUserSessions(t.Context(), "user_ada"); err != nil || ended != 0 {
+		t.Errorf("again: ended %d, %v; want 0", ended, err)
+	}
+}

@@ -70,6 +70,41 @@ func (c *Client) EndSession(ctx context.Context, sessionID string) ([]string, er
 	return clear, fmt.Errorf("clerk: revoke session: %w", apiError(err))
 }
 
+// EndUserSessions revokes every active Clerk session of a user (Backend
+// API: GET /v1/sessions?user_id=…&status=active, then each one's revoke),
+// so that no handshake mints the user a fresh token afterwards. It returns
+// how many it ended.
+func (c *Client) EndUserSessions(ctx context.Context, userID string) (int, error) {
+	if !c.hasSecret {
+		return 0, errNoSecretKey
+	}
+	active := "active"
+	var ids []string
+	// Revoking changes what "active" lists, so the whole list is read
+	// first, a page of up to 500 at a time.
+	for offset := int64(0); ; {
+		p := &session.ListParams{UserID: &userID, Status: &active}
+		p.Limit, p.Offset = clerk.Int64(500), clerk.Int64(offset)
+		list, err := c.sessions.List(ctx, p)
+		if err != nil {
+			return 0, fmt.Errorf("clerk: list sessions of %s: %w", userID, apiError(err))
+		}
+		for _, s := range list.Sessions {
+			ids = append(ids, s.ID)
+		}
+		offset += int64(len(list.Sessions))
+		if len(list.Sessions) == 0 || offset >= list.TotalCount {
+			break
+		}
+	}
+	for i, id := range ids {
+		if _, err := c.sessions.Revoke(ctx, &session.RevokeParams{ID: url.PathEscape(id)}); err != nil {
+			return i, fmt.Errorf("clerk: revoke session %s: %w", id, apiError(err))
+		}
+	}
+	return len(ids), nil
+}
+
 // Email returns a user's primary email address from the Backend API, or ""
 // if the user has none (proxy.Directory). An unknown user is an error
 // wrapping proxy.ErrNotFound.

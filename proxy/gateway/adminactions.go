@@ -211,10 +211,19 @@ func (s *Server) handleAdminSync(w http.ResponseWriter, r *http.Request) {
 	s.backToUser(w, subject, "synced")
 }
 
+// UserSessionsEnder ends every Clerk session of a user, so that no
+// handshake mints the user a fresh token afterwards. Implemented by
+// proxy/clerk.Client.
+type UserSessionsEnder interface {
+	EndUserSessions(ctx context.Context, userID string) (ended int, err error)
+}
+
 // POST <prefix>/admin/users/{id}/revoke-sessions: every tollgate session
-// of the user issued until now is refused (RevokeUser), and its open
-// WebSockets and streams close. Clerk's own session is Clerk's: the next
-// page load asks Clerk again through the handshake.
+// of the user issued until now is refused (RevokeUser) and its open
+// WebSockets and streams close, and every active Clerk session of the user
+// is revoked, so the next page load finds the user signed out rather than
+// handshaking a fresh token. tollgate's part is done first: it applies at
+// once even when Clerk cannot be reached, which the page then says.
 func (s *Server) handleAdminRevokeSessions(w http.ResponseWriter, r *http.Request) {
 	id := s.adminForm(w, r)
 	if id == nil {
@@ -230,11 +239,22 @@ func (s *Server) handleAdminRevokeSessions(w http.ResponseWriter, r *http.Reques
 		s.adminFailed(w, r, "revoke sessions", err)
 		return
 	}
-	if err := s.audit(ctx, proxy.AuditEntry{At: s.now(), Actor: adminActor(id), Action: ActionSessionsRevoked, Subject: subject}); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ended, clerkErr := s.userEnder.EndUserSessions(cctx, subject.ID)
+	cancel()
+	detail := fmt.Sprintf("%d Clerk sessions ended", ended)
+	if clerkErr != nil {
+		detail += "; Clerk failed: " + clerkErr.Error()
+	}
+	if err := s.audit(ctx, proxy.AuditEntry{At: s.now(), Actor: adminActor(id), Action: ActionSessionsRevoked, Subject: subject, Detail: detail}); err != nil {
 		s.adminFailed(w, r, "the sessions were revoked", err)
 		return
 	}
-	s.log.InfoContext(ctx, "admin: sessions revoked", "subject", subject.String(), "actor", adminActor(id))
+	s.log.InfoContext(ctx, "admin: sessions revoked", "subject", subject.String(), "actor", adminActor(id), "clerk_sessions_ended", ended)
+	if clerkErr != nil {
+		s.adminFailed(w, r, "tollgate's sessions were revoked, but Clerk's could not all be ended", clerkErr)
+		return
+	}
 	s.backToUser(w, subject, "sessions-revoked")
 }
 

@@ -130,7 +130,7 @@ func (f *fakeSyncer) SyncCustomer(_ context.Context, id, _ string) error {
 func adminFixture(t *testing.T) (*gateFixture, *fakeAdmin, *fakeSyncer) {
 	fx := newGateFixture(t, nil)
 	store, syncer := newFakeAdmin(), &fakeSyncer{}
-	fx.srv.adminStore, fx.srv.syncer = store, syncer
+	fx.srv.adminStore, fx.srv.syncer, fx.srv.userEnder = store, syncer, fx.ender
 	return fx, store, syncer
 }
 
@@ -270,6 +270,9 @@ func TestAdminConsole_ActionsAreAudited(t *testing.T) {
 			case "sessions.revoked":
 				if !fx.srv.gw.isRevoked(issuedBefore(fx, "user_1")) || fx.srv.gw.isRevoked(issuedBefore(fx, "user_2")) {
 					t.Error("user_1's earlier sessions are not refused, or someone else's are")
+				}
+				if diff := cmp.Diff([]string{"user_1"}, fx.ender.usersEnded); diff != "" {
+					t.Errorf("Clerk sessions ended for (-want +got):\n%s", diff)
 				}
 			}
 		})

@@ -83,9 +83,20 @@ func (fakePortal) SignInURL(ret, db string) string {
 
 // fakeEnder ends Clerk sessions, or fails to while err is set.
 type fakeEnder struct {
-	mu    sync.Mutex
-	err   error
-	ended []string
+	mu         sync.Mutex
+	err        error
+	ended      []string
+	usersEnded []string
+}
+
+func (f *fakeEnder) EndUserSessions(_ context.Context, userID string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return 0, f.err
+	}
+	f.usersEnded = append(f.usersEnded, userID)
+	return 1, nil
 }
 
 func (f *fakeEnder) EndSession(_ context.Context, sid string) ([]string, error) {

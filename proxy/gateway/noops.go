@@ -80,6 +80,10 @@ func (noEnder) EndSession(context.Context, string) ([]string, error) {
 	return nil, errors.New("no Clerk Backend API to end the session with")
 }
 
+func (noEnder) EndUserSessions(context.Context, string) (int, error) {
+	return 0, errors.New("no Clerk Backend API to end the sessions with")
+}
+
 // noBilling has no Checkout and no portal; the pages offer neither
 // (Server.billingOn is false).
 type noBilling struct{}

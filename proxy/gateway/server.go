@@ -60,6 +60,7 @@ type Options struct {
 	Auth         proxy.Authenticator     // nil: nobody is ever signed in
 	Portal       AccountPortal           // nil: signed-out visitors get 401 pages instead of redirects
 	Ender        proxy.SessionEnder      // nil: sign-out cannot end a Clerk session, and says so
+	UserSessions UserSessionsEnder       // nil: the admin console cannot end a user's Clerk sessions, and says so
 	Entitlements proxy.EntitlementSource // nil: paid routes are never unlocked
 	Billing      proxy.Billing           // nil: no checkout (the upgrade page still lists plans)
 	Prices       proxy.PriceCatalog      // nil: plans are shown without amounts
@@ -102,6 +103,7 @@ type Server struct {
 	orgs       Orgs
 	stale      proxy.StaleNotifier
 	ender      proxy.SessionEnder
+	userEnder  UserSessionsEnder
 	gw         *gatewaySessions // this config's settings over the State's sessions
 	tunnels    *tunnels         // upgraded connections on gated routes; the State's
 	ownBody    time.Duration    // OwnBodyTimeout, or the test's
@@ -125,7 +127,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
@@ -142,6 +144,7 @@ func New(o Options) (*Server, error) {
 	setDefault(&s.orgs, Orgs(noOrgs{}))
 	setDefault(&s.stale, proxy.StaleNotifier(nopStale{}))
 	setDefault(&s.ender, proxy.SessionEnder(noEnder{}))
+	setDefault(&s.userEnder, UserSessionsEnder(noEnder{}))
 	setDefault(&s.forget, EntitlementsForgetter(nopForget{}))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ func (c *Clerk) routes() http.Handler {
 	// Backend API (Authorization: Bearer <secret key>).
 	mux.HandleFunc("GET /v1/jwks", c.bapi(c.handleJWKS))
 	mux.HandleFunc("GET /v1/users/{id}", c.bapi(c.handleUser))
+	mux.HandleFunc("GET /v1/sessions", c.bapi(c.handleSessions))
 	mux.HandleFunc("GET /v1/sessions/{id}", c.bapi(c.handleSession))
 	mux.HandleFunc("POST /v1/sessions/{id}/revoke", c.bapi(c.handleRevoke))
 	mux.HandleFunc("GET /v1/organizations/{id}", c.bapi(c.handleOrganization))
@@ -122,6 +124,63 @@ func (c *Clerk) handleSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, c.wireSession(s))
+}
+
+// handleSessions lists sessions as Clerk's Backend API does (GET
+// /v1/sessions): a client_id or a user_id is required, status filters,
+// newest first, limit (1 to 500, default 10) and offset page it, and
+// paginated=true wraps the page as {data, total_count}.
+func (c *Clerk) handleSessions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	userID, clientID, status := q.Get("user_id"), q.Get("client_id"), q.Get("status")
+	if userID == "" && clientID == "" {
+		writeError(w, http.StatusBadRequest, "form_param_missing", "missing parameter",
+			"At least one of client_id or user_id must be provided.")
+		return
+	}
+	limit, offset := 10, 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "invalid limit", "limit must be between 1 and 500.")
+			return
+		}
+		limit = n
+	}
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "invalid offset", "offset must be 0 or more.")
+			return
+		}
+		offset = n
+	}
+	c.mu.Lock()
+	var all []sessionState
+	for _, s := range c.sessions {
+		cp := *s
+		cp.status = s.statusAt(c.now())
+		if (userID == "" || cp.userID == userID) && (clientID == "" || cp.clientID == clientID) && (status == "" || cp.status == status) {
+			all = append(all, cp)
+		}
+	}
+	c.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool {
+		if !all[i].createdAt.Equal(all[j].createdAt) {
+			return all[i].createdAt.After(all[j].createdAt)
+		}
+		return all[i].id > all[j].id
+	})
+	total := len(all)
+	page := []sessionJSON{}
+	for i := offset; i < total && len(page) < limit; i++ {
+		page = append(page, c.wireSession(all[i]))
+	}
+	if q.Get("paginated") == "true" {
+		writeJSON(w, http.StatusOK, map[string]any{"data": page, "total_count": total})
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 func (c *Clerk) handleRevoke(w http.ResponseWriter, r *http.Request) {
