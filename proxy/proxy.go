@@ -44,8 +44,18 @@ type Identity struct {
 	OrgRole   string    // "org:admin", "org:member", … (always with the org: prefix)
 	IssuedAt  time.Time // of the token (or of the gateway cookie)
 	ExpiresAt time.Time // of the token (or of the gateway cookie)
-	Source    string    // "bearer", "cookie", "handshake" or "gateway": for logs and metrics
+	Source    string    // "bearer", "cookie", "handshake", "gateway", "api_key" or "clerk_api_key": for logs and metrics
+	// KeyID is the API key the request carried (tollgate's key_… or
+	// Clerk's ak_… ID, never the secret); empty for a session. An
+	// organisation's key has OrgID and no UserID: no person is acting.
+	KeyID string
+	// KeyScopes are the key's scopes (route IDs or ScopeAll).
+	KeyScopes []string
 }
+
+// IsAPIKey reports whether the identity is an API key's rather than a
+// session's: it carries no cookies and no session to check.
+func (id *Identity) IsAPIKey() bool { return id != nil && id.KeyID != "" }
 
 // IsOrgAdmin reports whether the identity administers its active organisation.
 func (id *Identity) IsOrgAdmin() bool {
@@ -100,6 +110,10 @@ type AuthResult struct {
 	// DevBrowserToken is Clerk's development-instance __clerk_db_jwt, to be
 	// appended to redirects to Clerk's hosted pages (empty in production).
 	DevBrowserToken string
+	// APIKey is true when the request presented an API key: signed out,
+	// the key was refused (the gate answers 401 invalid_api_key, never a
+	// sign-in page, and counts the failure against the client's address).
+	APIKey bool
 }
 
 // Authenticator turns a request's Clerk credentials into an AuthResult.
