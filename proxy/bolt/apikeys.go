@@ -1,0 +1,340 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// API keys (proxy.APIKey), in three buckets created by the first key:
+//
+//	api_keys             key ID                  → JSON apiKeyRecord
+//	api_key_hashes       SHA-256 of the key      → key ID
+//	api_keys_by_subject  subject NUL key ID      → empty
+//
+// The key itself is never stored.
+const (
+	bucketAPIKeys          = "api_keys"
+	bucketAPIKeyHashes     = "api_key_hashes"
+	bucketAPIKeysBySubject = "api_keys_by_subject"
+)
+
+var _ proxy.APIKeyStore = (*Store)(nil)
+
+type apiKeyRecord struct {
+	V          int       `json:"v"`
+	Hash       string    `json:"hash"` // hex
+	Prefix     string    `json:"prefix"`
+	Subject    string    `json:"subject"`
+	Name       string    `json:"name"`
+	Scopes     []string  `json:"scopes"`
+	CreatedBy  string    `json:"created_by"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+}
+
+func (r *apiKeyRecord) version() int { return r.V }
+
+func apiKeyToRecord(k *proxy.APIKey) apiKeyRecord {
+	return apiKeyRecord{V: recordVersion, Hash: hex.EncodeToString(k.Hash[:]), Prefix: k.Prefix, Subject: k.Subject.String(),
+		Name: k.Name, Scopes: k.Scopes, CreatedBy: k.CreatedBy, CreatedAt: utc(k.CreatedAt), LastUsedAt: utc(k.LastUsedAt),
+		ExpiresAt: utc(k.ExpiresAt), RevokedAt: utc(k.RevokedAt)}
+}
+
+func (r *apiKeyRecord) key(id string) (proxy.APIKey, error) {
+	k := proxy.APIKey{ID: id, Prefix: r.Prefix, Name: r.Name, Scopes: r.Scopes, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt,
+		LastUsedAt: r.LastUsedAt, ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt}
+	sub, err := proxy.ParseSubject(r.Subject)
+	if err != nil {
+		return proxy.APIKey{}, fmt.Errorf("api key %s: %w", id, err)
+	}
+	k.Subject = sub
+	if n, err := hex.Decode(k.Hash[:], []byte(r.Hash)); err != nil || n != len(k.Hash) {
+		return proxy.APIKey{}, fmt.Errorf("api key %s: bad hash", id)
+	}
+	return k, nil
+}
+
+func getAPIKey(b *bbolt.Bucket, id string) (proxy.APIKey, error) {
+	v := b.Get([]byte(id))
+	if v == nil {
+		return proxy.APIKey{}, fmt.Errorf("%s: %w", id, proxy.ErrAPIKeyNotFound)
+	}
+	var rec apiKeyRecord
+	if err := decodeRecord(v, &rec); err != nil {
+		return proxy.APIKey{}, fmt.Errorf("api key %s: %w", id, err)
+	}
+	return rec.key(id)
+}
+
+func putAPIKey(b *bbolt.Bucket, k *proxy.APIKey) error {
+	rec := apiKeyToRecord(k)
+	return putRecord(b, k.ID, &rec)
+}
+
+// CreateAPIKey stores a new key record.
+func (s *Store) CreateAPIKey(ctx context.Context, k proxy.APIKey) error {
+	if !proxy.ValidAPIKeyID(k.ID) || !k.Subject.Valid() {
+		return fmt.Errorf("bolt: create api key: invalid ID %q or subject %q", k.ID, k.Subject)
+	}
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		keys, err := createdBucket(tx, bucketAPIKeys)
+		if err != nil {
+			return err
+		}
+		hashes, err := createdBucket(tx, bucketAPIKeyHashes)
+		if err != nil {
+			return err
+		}
+		bySubject, err := createdBucket(tx, bucketAPIKeysBySubject)
+		if err != nil {
+			return err
+		}
+		if keys.Get([]byte(k.ID)) != nil || hashes.Get(k.Hash[:]) != nil {
+			return errors.New("a key with this ID or hash exists")
+		}
+		if err := putAPIKey(keys, &k); err != nil {
+			return err
+		}
+		if err := hashes.Put(k.Hash[:], []byte(k.ID)); err != nil {
+			return err
+		}
+		return bySubject.Put(subjectKeyIndex(k.Subject, k.ID), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: create api key: %w", err)
+	}
+	return nil
+}
+
+func subjectKeyIndex(sub proxy.Subject, id string) []byte {
+	return []byte(sub.String() + "\x00" + id)
+}
+
+// APIKeyByHash reads a key's record by its hash: one read transaction.
+func (s *Store) APIKeyByHash(ctx context.Context, hash [32]byte) (proxy.APIKey, error) {
+	var k proxy.APIKey
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		hashes, keys := optionalBucket(tx, bucketAPIKeyHashes), optionalBucket(tx, bucketAPIKeys)
+		if hashes == nil || keys == nil {
+			return proxy.ErrAPIKeyNotFound
+		}
+		id := hashes.Get(hash[:])
+		if id == nil {
+			return proxy.ErrAPIKeyNotFound
+		}
+		var err error
+		k, err = getAPIKey(keys, string(id))
+		return err
+	})
+	if err != nil {
+		return proxy.APIKey{}, fmt.Errorf("bolt: api key by hash: %w", err)
+	}
+	return k, nil
+}
+
+// APIKeyByID reads a key's record by its ID.
+func (s *Store) APIKeyByID(ctx context.Context, id string) (proxy.APIKey, error) {
+	var k proxy.APIKey
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		keys := optionalBucket(tx, bucketAPIKeys)
+		if keys == nil {
+			return proxy.ErrAPIKeyNotFound
+		}
+		var err error
+		k, err = getAPIKey(keys, id)
+		return err
+	})
+	if err != nil {
+		return proxy.APIKey{}, fmt.Errorf("bolt: api key %s: %w", id, err)
+	}
+	return k, nil
+}
+
+// APIKeysOf lists a subject's keys, oldest first.
+func (s *Store) APIKeysOf(ctx context.Context, subject proxy.Subject) ([]proxy.APIKey, error) {
+	var out []proxy.APIKey
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		bySubject, keys := optionalBucket(tx, bucketAPIKeysBySubject), optionalBucket(tx, bucketAPIKeys)
+		if bySubject == nil || keys == nil {
+			return nil
+		}
+		prefix := []byte(subject.String() + "\x00")
+		c := bySubject.Cursor()
+		for ik, _ := c.Seek(prefix); ik != nil && bytes.HasPrefix(ik, prefix); ik, _ = c.Next() {
+			k, err := getAPIKey(keys, string(ik[len(prefix):]))
+			if err != nil {
+				return err
+			}
+			out = append(out, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: api keys of %s: %w", subject, err)
+	}
+	slices.SortStableFunc(out, func(a, b proxy.APIKey) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// RevokeAPIKey marks a key revoked at at (the first revocation stands).
+func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (proxy.APIKey, error) {
+	var k proxy.APIKey
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		keys := optionalBucket(tx, bucketAPIKeys)
+		if keys == nil {
+			return proxy.ErrAPIKeyNotFound
+		}
+		var err error
+		if k, err = getAPIKey(keys, id); err != nil {
+			return err
+		}
+		if !k.RevokedAt.IsZero() {
+			return nil
+		}
+		k.RevokedAt = at
+		return putAPIKey(keys, &k)
+	})
+	if err != nil {
+		return proxy.APIKey{}, fmt.Errorf("bolt: revoke api key %s: %w", id, err)
+	}
+	return k, nil
+}
+
+// RecordAPIKeysUsed writes a batch of last-used times in one transaction.
+func (s *Store) RecordAPIKeysUsed(ctx context.Context, used map[string]time.Time) error {
+	if len(used) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(used))
+	for id := range used {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		keys := optionalBucket(tx, bucketAPIKeys)
+		if keys == nil {
+			return nil
+		}
+		for _, id := range ids {
+			k, err := getAPIKey(keys, id)
+			if errors.Is(err, proxy.ErrAPIKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !used[id].After(k.LastUsedAt) {
+				continue
+			}
+			k.LastUsedAt = used[id]
+			if err := putAPIKey(keys, &k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: record api keys used (%d): %w", len(ids), err)
+	}
+	return nil
+}
+
+// KeyUseBatcher implements proxy.APIKeyUseRecorder as SeenBatcher does
+// for users: KeyUsed only updates a bounded map; Run writes it every
+// interval in one transaction, so a key's hot path never writes to disk.
+type KeyUseBatcher struct {
+	store    proxy.APIKeyStore
+	interval time.Duration
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]time.Time
+	stop    chan struct{}
+	once    sync.Once
+}
+
+var _ proxy.APIKeyUseRecorder = (*KeyUseBatcher)(nil)
+
+// NewKeyUseBatcher returns a batcher writing to store every interval
+// (default DefaultSeenInterval).
+func NewKeyUseBatcher(store proxy.APIKeyStore, interval time.Duration, logger *slog.Logger) *KeyUseBatcher {
+	if interval <= 0 {
+		interval = DefaultSeenInterval
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &KeyUseBatcher{store: store, interval: interval, log: logger, pending: map[string]time.Time{}, stop: make(chan struct{})}
+}
+
+// KeyUsed notes a use; beyond MaxPendingSeen distinct keys, new ones wait
+// for a later use.
+func (b *KeyUseBatcher) KeyUsed(id string, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if prev, ok := b.pending[id]; ok {
+		if at.After(prev) {
+			b.pending[id] = at
+		}
+		return
+	}
+	if len(b.pending) < MaxPendingSeen {
+		b.pending[id] = at
+	}
+}
+
+// Flush writes what is pending; on failure it is kept for the next flush.
+func (b *KeyUseBatcher) Flush(ctx context.Context) error {
+	b.mu.Lock()
+	batch := b.pending
+	b.pending = map[string]time.Time{}
+	b.mu.Unlock()
+	err := b.store.RecordAPIKeysUsed(ctx, batch)
+	if err != nil {
+		for id, at := range batch {
+			b.KeyUsed(id, at)
+		}
+	}
+	return err
+}
+
+// Run flushes every interval until ctx is done or Close is called.
+func (b *KeyUseBatcher) Run(ctx context.Context) {
+	t := time.NewTicker(b.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.stop:
+			return
+		case <-t.C:
+			if err := b.Flush(ctx); err != nil && ctx.Err() == nil {
+				b.log.Warn("flush api key last-used batch", "err", err)
+			}
+		}
+	}
+}
+
+// Close stops Run and flushes what is left.
+func (b *KeyUseBatcher) Close() error {
+	var err error
+	b.once.Do(func() {
+		close(b.stop)
+		err = b.Flush(context.Background())
+	})
+	return err
+}
