@@ -33,6 +33,7 @@ type Config struct {
 	Pages   PagesConfig
 
 	Timeouts TimeoutsConfig
+	APIKeys  APIKeysConfig // api_keys
 
 	// Warnings are non-fatal findings (shadowed rules, method-filtered rules
 	// that fall through to weaker ones), each with file:line.
@@ -97,6 +98,29 @@ type ClerkConfig struct {
 	APIURL         string // api_url: Backend API base incl. /v1 (default https://api.clerk.com/v1)
 	FrontendAPIURL string // frontend_api_url: overrides https://<fapi host from the key> (sandbox, tests)
 	SignInURL      string // sign_in_url: overrides <accounts>/sign-in
+	// APIKeys accepts Clerk's API keys (ak_…), verified through Clerk's
+	// Backend API and cached by the key's hash.
+	APIKeys bool // api_keys, default false
+}
+
+// APIKeysConfig is the api_keys: section: tollgate's own keys
+// (README "Paid APIs").
+type APIKeysConfig struct {
+	// Enabled accepts tollgate keys (tg_live_…/tg_test_…) and shows the
+	// account page's API keys section.
+	Enabled bool // enabled, default false
+	// Header is a header read for a key besides Authorization: Bearer,
+	// e.g. X-API-Key ("": none). It is never forwarded.
+	Header string // header
+	// MaxFailures is how many refused keys a client address may present
+	// in a minute before the next refused ones are answered 429.
+	MaxFailures int // max_failures, default 20
+}
+
+// LiveMode reports whether the Stripe key is a live-mode one: tollgate's
+// keys are then tg_live_, else tg_test_.
+func (c *Config) LiveMode() bool {
+	return strings.HasPrefix(c.Stripe.SecretKey, "sk_live_") || strings.HasPrefix(c.Stripe.SecretKey, "rk_live_")
 }
 
 // SessionConfig is the session: section (the __tollgate gateway cookie).

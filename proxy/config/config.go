@@ -105,10 +105,12 @@ func configKeys(section string) []string {
 	switch section {
 	case "":
 		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "hosts", "internal_prefix",
-			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts"}
+			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts", "api_keys"}
+	case "api_keys":
+		return []string{"enabled", "header", "max_failures"}
 	case "clerk":
 		return []string{"publishable_key", "secret_key", "jwt_key", "authorized_parties", "webhook_secret",
-			"forward_cookies", "proxy_url", "api_url", "frontend_api_url", "sign_in_url"}
+			"forward_cookies", "proxy_url", "api_url", "frontend_api_url", "sign_in_url", "api_keys"}
 	case "session":
 		return []string{"secret", "ttl", "refresh"}
 	case "stripe":
@@ -189,6 +191,7 @@ func (p *configParser) config(root *yaml.Node) *proxy.Config {
 	cfg.Admin = p.admin(top.sub("admin"), cfg.Listen)
 	cfg.Pages = p.pages(top.sub("pages"))
 	cfg.Timeouts = p.timeouts(top.sub("timeouts"))
+	cfg.APIKeys = p.apiKeys(top.sub("api_keys"))
 
 	p.crossCheck(cfg, idLines)
 	return cfg

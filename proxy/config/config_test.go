@@ -173,6 +173,7 @@ plans:
 		Pages:  proxy.PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
 
 		Timeouts: proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
+		APIKeys:  proxy.APIKeysConfig{MaxFailures: 20},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -245,6 +246,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 			AccentColor: "#4f46e5", SupportURL: "mailto:support@example.com"},
 
 		Timeouts: proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
+		APIKeys:  proxy.APIKeysConfig{Enabled: true, MaxFailures: 20},
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(proxy.Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)

@@ -31,6 +31,7 @@ func CheckReload(old, cfg *proxy.Config) error {
 	keys = append(keys, changedFields("stripe", old.Stripe, cfg.Stripe, stripeReloadable)...)
 	keys = append(keys, changedFields("store", old.Store, cfg.Store, nil)...)
 	keys = append(keys, changedFields("admin", old.Admin, cfg.Admin, nil)...)
+	keys = append(keys, changedFields("api_keys", old.APIKeys, cfg.APIKeys, nil)...)
 	if len(keys) > 0 {
 		return fmt.Errorf("reload refused: %s changed; restart tollgate to apply", strings.Join(keys, ", "))
 	}
@@ -48,10 +49,11 @@ var stripeReloadable = map[string]bool{"PastDueGrace": true, "PausedCollection":
 var restartKeys = map[string]map[string]string{
 	"clerk": {"PublishableKey": "publishable_key", "SecretKey": "secret_key", "JWTKey": "jwt_key",
 		"AuthorizedParties": "authorized_parties", "WebhookSecrets": "webhook_secret", "ForwardCookies": "forward_cookies",
-		"ProxyURL": "proxy_url", "APIURL": "api_url", "FrontendAPIURL": "frontend_api_url", "SignInURL": "sign_in_url"},
-	"stripe": {"SecretKey": "secret_key", "WebhookSecrets": "webhook_secret", "APIURL": "api_url"},
-	"store":  {"Path": "path", "CacheSize": "cache_size"},
-	"admin":  {"Listen": "listen", "Token": "token", "Users": "users"},
+		"ProxyURL": "proxy_url", "APIURL": "api_url", "FrontendAPIURL": "frontend_api_url", "SignInURL": "sign_in_url", "APIKeys": "api_keys"},
+	"api_keys": {"Enabled": "enabled", "Header": "header", "MaxFailures": "max_failures"},
+	"stripe":   {"SecretKey": "secret_key", "WebhookSecrets": "webhook_secret", "APIURL": "api_url"},
+	"store":    {"Path": "path", "CacheSize": "cache_size"},
+	"admin":    {"Listen": "listen", "Token": "token", "Users": "users"},
 }
 
 // changedFields lists, as section.key, the fields of two values of one

@@ -102,7 +102,7 @@ func TestCheckReload_NamesOnlyTheChangedKey(t *testing.T) {
 // reload may change: a field added later is named, not called "clerk".
 func TestCheckReload_EveryFieldNamed(t *testing.T) {
 	for section, v := range map[string]any{"clerk": proxy.ClerkConfig{}, "stripe": proxy.StripeConfig{},
-		"store": proxy.StoreConfig{}, "admin": proxy.AdminConfig{}} {
+		"store": proxy.StoreConfig{}, "admin": proxy.AdminConfig{}, "api_keys": proxy.APIKeysConfig{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name := typ.Field(i).Name

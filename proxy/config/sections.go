@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -361,6 +362,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 
 	c.WebhookSecrets, _ = p.webhookSecrets(s.strOrList("webhook_secret"), "a Clerk webhook signing secret; want whsec_… from the Clerk dashboard (Webhooks → the endpoint → Signing Secret)")
 	c.ForwardCookies = p.boolean(s.str("forward_cookies"))
+	c.APIKeys = p.boolean(s.str("api_keys"))
 	c.APIURL = p.serviceURL(s.str("api_url"), proxy.DefaultClerkAPIURL)
 	fapi := s.str("frontend_api_url")
 	c.FrontendAPIURL = p.serviceURL(fapi, "")
@@ -507,6 +509,41 @@ func (p *configParser) timeouts(s *configSection) proxy.TimeoutsConfig {
 		BodyIdle:          p.duration(s.str("body_idle"), DefaultBodyIdle),
 		TunnelMaxLifetime: p.duration(s.str("tunnel_max_lifetime"), DefaultTunnelMaxLifetime),
 	}
+}
+
+// DefaultAPIKeyMaxFailures is api_keys.max_failures unless set.
+const DefaultAPIKeyMaxFailures = 20
+
+// apiKeys reads the api_keys: section.
+func (p *configParser) apiKeys(s *configSection) proxy.APIKeysConfig {
+	c := proxy.APIKeysConfig{Enabled: p.boolean(s.str("enabled")),
+		MaxFailures: p.integer(s.str("max_failures"), DefaultAPIKeyMaxFailures, 1, 1_000_000)}
+	h := s.str("header")
+	if h.s != "" {
+		name := http.CanonicalHeaderKey(h.s)
+		switch {
+		case !validHeaderName(name):
+			p.invalid(h, "%q is not a header name; want e.g. X-API-Key", h.s)
+		case name == "Authorization" || name == "Cookie" || strings.HasPrefix(name, "X-Tollgate-") || strings.HasPrefix(name, "X-Forwarded-"):
+			p.invalid(h, "%q is a header tollgate reads or sets itself; want another, e.g. X-API-Key", h.s)
+		default:
+			c.Header = name
+		}
+	}
+	return c
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *configParser) store(s *configSection) proxy.StoreConfig {
