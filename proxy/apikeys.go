@@ -56,6 +56,9 @@ var (
 	ErrAPIKeyRevoked   = errors.New("api key: revoked")
 	ErrAPIKeyExpired   = errors.New("api key: expired")
 	ErrAPIKeyNotFound  = errors.New("api key: no such key")
+	// ErrAPIKeyUnavailable: the key could not be checked (store or Clerk
+	// down); not the client's fault.
+	ErrAPIKeyUnavailable = errors.New("api key: could not be checked")
 )
 
 // APIKey is a key's record. The key itself is never stored: Hash is its
@@ -118,6 +121,21 @@ type APIKeyStore interface {
 	// RecordAPIKeysUsed sets LastUsedAt of each key ID to the later of
 	// its time and the stored one; unknown IDs are skipped.
 	RecordAPIKeysUsed(ctx context.Context, used map[string]time.Time) error
+}
+
+// VerifiedAPIKey is what Clerk says of one of its API keys (ak_…).
+type VerifiedAPIKey struct {
+	ID      string // ak_ key ID, Clerk's "id"
+	Subject Subject
+	Scopes  []string
+}
+
+// APIKeyVerifier verifies Clerk's API keys. Implemented by proxy/clerk
+// with the Backend API, cached by the key's hash. An invalid key's error
+// wraps ErrAPIKeyUnknown (or ErrAPIKeyRevoked, ErrAPIKeyExpired); one that
+// could not be checked wraps ErrAPIKeyUnavailable.
+type APIKeyVerifier interface {
+	VerifyAPIKey(ctx context.Context, secret string) (VerifiedAPIKey, error)
 }
 
 // APIKeyUseRecorder notes a key's use off the request path.

@@ -110,10 +110,11 @@ type AuthResult struct {
 	// DevBrowserToken is Clerk's development-instance __clerk_db_jwt, to be
 	// appended to redirects to Clerk's hosted pages (empty in production).
 	DevBrowserToken string
-	// APIKey is true when the request presented an API key: signed out,
-	// the key was refused (the gate answers 401 invalid_api_key, never a
-	// sign-in page, and counts the failure against the client's address).
-	APIKey bool
+	// APIKeyErr is set when the request presented an API key and it was
+	// refused (State SignedOut): the gate answers 401 invalid_api_key,
+	// never a sign-in page, and counts the failure against the client's
+	// address; 503 when it wraps ErrAPIKeyUnavailable.
+	APIKeyErr error
 }
 
 // Authenticator turns a request's Clerk credentials into an AuthResult.

@@ -218,9 +218,9 @@ func agreedHeader(h http.Header, nginxName, forwardedName string) (string, error
 func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
 	// Every identity header is set, empty when there is no value, so a proxy
 	// that copies them overwrites a client's own copy of each.
-	var user, org string
+	var user, org, key string
 	if f.identity != nil {
-		user, org = f.identity.UserID, f.identity.OrgID
+		user, org, key = f.identity.UserID, f.identity.OrgID, f.identity.KeyID
 	}
 	h := w.Header()
 	h[HeaderUser] = []string{user}
@@ -228,6 +228,7 @@ func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
 	h[HeaderPlan] = []string{f.plan}
 	h[HeaderStatus] = []string{string(f.status)}
 	h[HeaderRoute] = []string{f.routeID}
+	h[HeaderKey] = []string{key}
 	addSetCookies(w, f.setCookies)
 	for _, c := range f.cookies {
 		http.SetCookie(w, c)

@@ -151,6 +151,9 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 		return false
 	}
 	f.identity, f.setCookies, f.cookies, f.gated = a.id, a.setCookies, a.cookies, true
+	if !s.keyAllowed(w, e, a.id, m) {
+		return false
+	}
 
 	// 7-8. Paid routes need an entitling subscription.
 	if m.Access == proxy.AccessPaid {
@@ -168,7 +171,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 			for _, c := range a.cookies {
 				http.SetCookie(w, c)
 			}
-			s.paymentRequired(w, r, m.RouteID, d)
+			s.paymentRequired(w, r, m.RouteID, d, a.id.IsAPIKey())
 			return false
 		}
 		f.plan, f.status = d.Plan.Key, d.Sub.Status
@@ -236,6 +239,9 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 			}
 		}
 		return out, res, nil
+	case res.State == proxy.SignedIn && res.Identity.IsAPIKey() && s.gw.isRevoked(res.Identity):
+		// The key's user was deleted or banned in Clerk: the key goes too.
+		res = proxy.AuthResult{State: proxy.SignedOut, Reason: "user revoked", APIKeyErr: proxy.ErrAPIKeyRevoked}
 	case res.State == proxy.SignedIn && res.Identity != nil && s.gw.isRevoked(res.Identity):
 		// Clerk told us (webhook) the session or user is gone; its tokens
 		// stay valid for up to a minute, tollgate does not wait for that.
@@ -246,6 +252,10 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 		if s.hasGatewayCookie(r) {
 			out.cookies = append(out.cookies, s.gw.clearCookie())
 		}
+	case res.State == proxy.SignedIn && res.Identity != nil && res.Identity.IsAPIKey():
+		// A key's identity is the key's subject, as the store (or Clerk)
+		// says now: no session, no cookie, no organisation to apply.
+		out.id = res.Identity
 	case res.State == proxy.SignedIn && res.Identity != nil:
 		out.id = res.Identity
 		s.gw.orgs.apply(out.id) // membership changes Clerk reported after the token
@@ -259,6 +269,9 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 				out.cookies = append(out.cookies, c)
 			}
 		}
+	case res.APIKeyErr != nil:
+		// A refused key never falls back to the gateway cookie: a program
+		// that sent a key meant the key.
 	default:
 		id, renewed, err := s.gw.fallback(r.Context(), r, &res, now)
 		var rejected errGatewayRejected
@@ -309,6 +322,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 			http.SetCookie(w, c)
 		}
 		redirect(w, res.Location, http.StatusTemporaryRedirect)
+		return out, false
+	case res.APIKeyErr != nil:
+		s.keyRefused(w, r, e, &res)
 		return out, false
 	case out.id != nil:
 		e.userID, e.source = out.id.UserID, out.id.Source
@@ -384,7 +400,7 @@ func (s *Server) decidePaid(ctx context.Context, id *proxy.Identity, routeID str
 		}
 	}
 	var err error
-	if needUser {
+	if needUser && id.UserID != "" { // an organisation's key has no user
 		if in.User, err = s.ents.Entitlements(ctx, proxy.Subject{Kind: proxy.SubjectUser, ID: id.UserID}); err != nil {
 			return proxy.PaidDecision{}, err
 		}
@@ -416,14 +432,15 @@ func (s *Server) UpgradePath(routeID, returnPath string) string {
 
 // paymentRequired answers a signed-in visitor without an entitling
 // subscription: a page load goes to the upgrade page, anything else gets 402.
-func (s *Server) paymentRequired(w http.ResponseWriter, r *http.Request, routeID string, d proxy.PaidDecision) {
+// A program calling with an API key always gets the 402 (asJSON).
+func (s *Server) paymentRequired(w http.ResponseWriter, r *http.Request, routeID string, d proxy.PaidDecision, asJSON bool) {
 	_, escaped, _ := proxy.CanonicalPath(r.URL.EscapedPath())
 	ret := escaped
 	if q := stripClerkQuery(r.URL.RawQuery); q != "" {
 		ret += "?" + q
 	}
 	upgrade := s.UpgradePath(routeID, ret)
-	if isNavigation(r) {
+	if isNavigation(r) && !asJSON {
 		redirect(w, upgrade, http.StatusSeeOther)
 		return
 	}

@@ -105,6 +105,7 @@ type Server struct {
 	ender      proxy.SessionEnder
 	userEnder  UserSessionsEnder
 	gw         *gatewaySessions // this config's settings over the State's sessions
+	keyFails   *keyFailures
 	tunnels    *tunnels         // upgraded connections on gated routes; the State's
 	ownBody    time.Duration    // OwnBodyTimeout, or the test's
 	upstream   *httputil.ReverseProxy
@@ -163,13 +164,13 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.gw, s.tunnels, s.transport, s.billingLimits = gw, st.tunnels, st.transport, st.billing
+	s.gw, s.tunnels, s.transport, s.billingLimits, s.keyFails = gw, st.tunnels, st.transport, st.billing, st.keyFails
 	p, err := newPages(cfg.Pages, s.prefix)
 	if err != nil {
 		return nil, err
 	}
 	s.pages = p
-	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, s.streamStarted, s.transport, s.log, s.writeError, s.obs)
+	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, cfg.APIKeys.Header, cfg.Clerk.APIKeys, s.streamStarted, s.transport, s.log, s.writeError, s.obs)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ type State struct {
 	tunnels   *tunnels
 	transport http.RoundTripper
 	billing   *billingLimiter
+	keyFails  *keyFailures // refused API keys per client address
 }
 
 // StateOptions are the long-lived parts' own dependencies.
@@ -40,7 +41,7 @@ func NewState(o StateOptions) *State {
 	if t == nil {
 		t = defaultTransport()
 	}
-	st := &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: t, billing: newBillingLimiter()}
+	st := &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: t, billing: newBillingLimiter(), keyFails: newKeyFailures()}
 	st.sessions.store = o.Revocations
 	if st.sessions.store == nil {
 		st.sessions.store = memoryOnly{}

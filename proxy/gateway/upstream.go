@@ -24,6 +24,9 @@ const (
 	HeaderPlan   = "X-Tollgate-Plan"
 	HeaderStatus = "X-Tollgate-Status"
 	HeaderRoute  = "X-Tollgate-Route"
+	// HeaderKey is the API key's ID (key_… or Clerk's ak_ key ID) when
+	// the request carried one; never the key itself.
+	HeaderKey = "X-Tollgate-Key"
 )
 
 // forward is what the gate hands the upstream proxy, through the request's
@@ -169,7 +172,7 @@ func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
 	return false
 }
 
-func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forward, *http.Response), transport http.RoundTripper, logger *slog.Logger,
+func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, clerkKeys bool, streamed func(*forward, *http.Response), transport http.RoundTripper, logger *slog.Logger,
 	onError func(http.ResponseWriter, *http.Request, int), obs Observer) *httputil.ReverseProxy {
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
@@ -213,6 +216,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 		}
 		h := pr.Out.Header
 		stripCookies(h, forwardClerkCookies)
+		stripAPIKeys(h, keyHeader, clerkKeys)
 		if f != nil && f.preflight {
 			// A preflight carries no credentials by design: an app that
 			// ignores the method must not run it as anyone. Only what
@@ -232,6 +236,9 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, streamed func(*forwa
 			h.Set(HeaderUser, f.identity.UserID)
 			if f.identity.OrgID != "" {
 				h.Set(HeaderOrg, f.identity.OrgID)
+			}
+			if f.identity.KeyID != "" {
+				h.Set(HeaderKey, f.identity.KeyID)
 			}
 		}
 		if f != nil {
