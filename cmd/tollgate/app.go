@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/apikey"
 	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
@@ -108,6 +109,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 			return nil, err
 		}
 	}
+	g.openAPIKeys(ctx, cfg, deps, &opts)
 	// What outlives a reload is built here, once, with what Clerk ended
 	// before a restart.
 	stateOpts := gateway.StateOptions{Observer: g.Metrics}
@@ -253,6 +255,26 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
+}
+
+// openAPIKeys puts the API key Authenticator in front of Clerk's: a
+// request carrying a key (tollgate's, or Clerk's with clerk.api_keys) is
+// the key's; any other goes to Clerk as before.
+func (g *app) openAPIKeys(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) {
+	ko := apikey.Options{Live: cfg.LiveMode(), Header: cfg.APIKeys.Header, Next: opts.Auth, Now: deps.Now}
+	if cfg.APIKeys.Enabled && g.Store != nil {
+		used := bolt.NewKeyUseBatcher(g.Store, bolt.DefaultSeenInterval, deps.Logger)
+		g.closers = append(g.closers, used.Close)
+		g.background(func() { used.Run(ctx) })
+		ko.Store, ko.Used = g.Store, used
+		opts.APIKeys = g.Store
+	}
+	if cfg.Clerk.APIKeys && g.Clerk != nil {
+		ko.Clerk = g.Clerk
+	}
+	if ko.Store != nil || ko.Clerk != nil {
+		opts.Auth = apikey.New(ko)
+	}
 }
 
 // openBilling builds the Stripe adapter on the open store, mounts the

@@ -101,6 +101,7 @@ type Client struct {
 	parties      map[string]struct{}
 	leeway       time.Duration
 	now          func() time.Time
+	apiKeys      *apiKeyCache // Clerk API key verdicts by the key's hash
 	log          *slog.Logger
 	hasSecret    bool
 	pem          *clerk.JSONWebKey // CLERK_JWT_KEY, or nil: JWKS
@@ -224,6 +225,7 @@ func New(cfg Config) (*Client, error) {
 	// Every Backend API call is counted against Clerk's budget and held
 	// back while a 429's Retry-After runs (budget.go).
 	c.budget = newAPIBudget(c.production, 0, c.now)
+	c.apiKeys = newAPIKeyCache()
 	httpClient := *base
 	next := base.Transport
 	if next == nil {

@@ -73,6 +73,7 @@ type Options struct {
 	Trials       Trials                  // nil: pages hedge about trials
 	Orgs         Orgs                    // nil: pages name organisations by their slug
 	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
+	APIKeys      proxy.APIKeyStore       // nil: the account page has no API keys section
 	Internal     []InternalRoute
 	// State is what outlives a reload, built once by main (NewState) and
 	// given to every Server. nil: a fresh one (tests).
@@ -106,6 +107,7 @@ type Server struct {
 	userEnder  UserSessionsEnder
 	gw         *gatewaySessions // this config's settings over the State's sessions
 	keyFails   *keyFailures
+	apiKeys    proxy.APIKeyStore // nil: no API keys section
 	tunnels    *tunnels         // upgraded connections on gated routes; the State's
 	ownBody    time.Duration    // OwnBodyTimeout, or the test's
 	upstream   *httputil.ReverseProxy
@@ -128,7 +130,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
