@@ -108,8 +108,8 @@ type Server struct {
 	gw         *gatewaySessions // this config's settings over the State's sessions
 	keyFails   *keyFailures
 	apiKeys    proxy.APIKeyStore // nil: no API keys section
-	tunnels    *tunnels         // upgraded connections on gated routes; the State's
-	ownBody    time.Duration    // OwnBodyTimeout, or the test's
+	tunnels    *tunnels          // upgraded connections on gated routes; the State's
+	ownBody    time.Duration     // OwnBodyTimeout, or the test's
 	upstream   *httputil.ReverseProxy
 	internal   *http.ServeMux
 	transport  http.RoundTripper
