@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/cookiejar"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// makeKey stores a key for sub, as the account page and the admin API do.
+func makeKey(t *testing.T, d *demo, sub proxy.Subject, scopes ...string) (string, proxy.APIKey) {
+	t.Helper()
+	key, rec, err := proxy.NewAPIKey(d.Config.LiveMode(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Subject, rec.Name, rec.Scopes, rec.CreatedBy = sub, "test", scopes, sub.ID
+	if err := d.gateway.Store.CreateAPIKey(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	return key, rec
+}
+
+type keyAnswer struct {
+	code                 int
+	user, org, plan, key string
+	errCode              string
+}
+
+func callWithKey(t *testing.T, d *demo, path string, hdr map[string]string) keyAnswer {
+	t.Helper()
+	h := map[string]string{"Accept": "application/json"}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	resp := get(t, &http.Client{Timeout: 10 * time.Second}, d.URL+path, h)
+	if resp.StatusCode == http.StatusOK {
+		// The demo app's page shows the X-Tollgate-* headers it got.
+		b := readBody(t, resp)
+		at := func(h string) string { return between(b, `data-header="`+h+`">`, "<") }
+		return keyAnswer{code: 200, user: at("X-Tollgate-User"), org: at("X-Tollgate-Org"), plan: at("X-Tollgate-Plan")}
+	}
+	var body struct{ Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return keyAnswer{code: resp.StatusCode, errCode: body.Error}
+}
+
+// TestDemo_APIKeys: a user pays, then calls the paid API with a key:
+// 200 with the user's plan; out of scope 403; a broken checksum, a key of
+// the other mode and a revoked key 401; the period ends 402; an
+// organisation's key is the organisation's; 50 wrong keys from one
+// address end in 429 while a valid key still passes.
+func TestDemo_APIKeys(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	subID := subscribe(t, d, c)
+	waitWebhooks(t, d)
+
+	ada := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	all, _ := makeKey(t, d, ada, "*")
+	onlyReports, _ := makeKey(t, d, ada, "415VNA")
+	revoked, revokedRec := makeKey(t, d, ada, "*")
+	if _, err := d.gateway.Store.RevokeAPIKey(t.Context(), revokedRec.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	orgKey, _ := makeKey(t, d, proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_acme"}, "*")
+	otherMode, _, _ := proxy.NewAPIKey(!d.Config.LiveMode(), time.Now())
+	broken := all[:len(all)-1] + string("ab"[0+boolInt(all[len(all)-1] == 'a')])
+
+	bearer := func(k string) map[string]string { return map[string]string{"Authorization": "Bearer " + k} }
+	for _, tc := range []struct {
+		name string
+		path string
+		hdr  map[string]string
+		want keyAnswer
+	}{
+		{"bearer key", "/routes/415VNA/", bearer(all), keyAnswer{code: 200, user: "user_ada", plan: "pro"}},
+		{"X-API-Key header", "/routes/258AVO/", map[string]string{"X-API-Key": all}, keyAnswer{code: 200, user: "user_ada", plan: "pro"}},
+		{"in scope", "/routes/415VNA/", bearer(onlyReports), keyAnswer{code: 200, user: "user_ada", plan: "pro"}},
+		{"out of scope", "/routes/258AVO/", bearer(onlyReports), keyAnswer{code: 403, errCode: "insufficient_scope"}},
+		{"scoped key on a rule without a route ID", "/app/", bearer(onlyReports), keyAnswer{code: 403, errCode: "insufficient_scope"}},
+		{"signed_in route as its user", "/app/", bearer(all), keyAnswer{code: 200, user: "user_ada"}},
+		{"broken checksum", "/routes/415VNA/", bearer(broken), keyAnswer{code: 401, errCode: "invalid_api_key"}},
+		{"other mode", "/routes/415VNA/", bearer(otherMode), keyAnswer{code: 401, errCode: "invalid_api_key"}},
+		{"revoked", "/routes/415VNA/", bearer(revoked), keyAnswer{code: 401, errCode: "invalid_api_key"}},
+		{"organisation key, no organisation plan", "/routes/415VNA/", bearer(orgKey), keyAnswer{code: 402, errCode: "payment_required"}},
+		{"organisation key on a signed_in route", "/app/", bearer(orgKey), keyAnswer{code: 403, errCode: "insufficient_scope"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := callWithKey(t, d, tc.path, tc.hdr); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+
+	// The period ends: the key's user has no plan any more.
+	d.Stripe.SetSubscriptionStatus(subID, "canceled")
+	waitWebhooks(t, d)
+	if got := callWithKey(t, d, "/routes/415VNA/", bearer(all)); got.code != 402 || got.errCode != "payment_required" {
+		t.Errorf("after the subscription ended: %+v, want 402 payment_required", got)
+	}
+
+	// 50 wrong keys from one address: refused ones turn into 429; a valid
+	// key from the same address is never refused for them.
+	codes := map[int]int{}
+	for range 50 {
+		codes[callWithKey(t, d, "/app/", bearer(broken)).code]++
+	}
+	// Three refusals above count in the same minute: 20 in all, then 429.
+	if codes[429] != 33 || codes[401] != 17 {
+		t.Errorf("50 wrong keys: %v, want 17 × 401 then 33 × 429", codes)
+	}
+	if got := callWithKey(t, d, "/app/", bearer(all)); got.code != 200 {
+		t.Errorf("a valid key from the limited address: %+v", got)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
