@@ -43,7 +43,9 @@ type PublishableKey struct {
 // ParsePublishableKey decodes a publishable key: "pk_test_" or "pk_live_"
 // followed by the base64 of "<frontend-api-host>$".
 func ParsePublishableKey(pk string) (PublishableKey, error) {
-	bad := fmt.Errorf("%q is not a Clerk publishable key; want pk_live_… or pk_test_… as shown in the Clerk dashboard under API keys", pk)
+	// The value is never quoted back: a secret pasted into the wrong
+	// place would land in logs (docs/SECURITY.md, "Never logged").
+	bad := fmt.Errorf("%s is not a Clerk publishable key; want pk_live_… or pk_test_… as shown in the Clerk dashboard under API keys", describeKey(pk))
 	parts := strings.Split(pk, "_")
 	if len(parts) != 3 || parts[0] != "pk" || (parts[1] != "test" && parts[1] != "live") {
 		return PublishableKey{}, bad
@@ -127,4 +129,19 @@ func CheckJWTKey(s string) error {
 		return fmt.Errorf("is a %T, not an RSA key (Clerk signs session tokens with RS256); %s", key, want)
 	}
 	return nil
+}
+
+// describeKey names what a mistaken key value looks like, without its
+// secret part: a secret key's prefix, or the first characters of anything
+// else that is not a secret.
+func describeKey(v string) string {
+	for _, p := range []string{"sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"} {
+		if strings.HasPrefix(v, p) {
+			return "the value (which looks like a secret key, " + p + "…)"
+		}
+	}
+	if len(v) > 12 {
+		v = v[:12] + "…"
+	}
+	return fmt.Sprintf("%q", v)
 }

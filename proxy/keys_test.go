@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -123,6 +124,17 @@ func TestOriginFor(t *testing.T) {
 	} {
 		if got := OriginFor(public, extra, tc.host).String(); got != tc.want {
 			t.Errorf("OriginFor(%q) = %q, want %q", tc.host, got, tc.want)
+		}
+	}
+}
+
+// A secret pasted where the publishable key goes is never quoted back: the
+// error would reach logs.
+func TestParsePublishableKey_NeverQuotesASecret(t *testing.T) {
+	for _, v := range []string{"sk_live_abcdefghijklmnop", "sk_test_abcdefghijklmnop", "rk_live_abcdefghijklmnop", "whsec_abcdefghijklmnop"} {
+		_, err := ParsePublishableKey(v)
+		if err == nil || strings.Contains(err.Error(), "abcdefgh") || !strings.Contains(err.Error(), "looks like a secret key") {
+			t.Errorf("%.8s…: %v", v, err)
 		}
 	}
 }

@@ -330,7 +330,7 @@ func (p *configParser) clerk(s *configSection, cfg *proxy.Config, n serviceNeeds
 		p.require(sk, n.clerk, "the secret key from the Clerk dashboard (sk_live_… or sk_test_…); session checks, sign-out, handshakes and Checkout need the Backend API")
 	}
 	c.SecretKey = sk.s
-	if pkLive, skLive := strings.HasPrefix(pk.s, "pk_live_"), strings.HasPrefix(sk.s, "sk_live_"); sk.s != "" && pk.s != "" &&
+	if pkLive, skLive := strings.HasPrefix(pk.s, "pk_live_"), strings.HasPrefix(sk.s, "sk_live_"); sk.s != "" && strings.HasPrefix(pk.s, "pk_") &&
 		strings.HasPrefix(sk.s, "sk_") && pkLive != skLive {
 		p.invalid(sk, "is a %s key but publishable_key is a %s key; both must come from the same Clerk instance", liveOrTestKey(skLive), liveOrTestKey(pkLive))
 	}
