@@ -173,6 +173,12 @@ func (r *initRun) run(ctx context.Context) error {
 // tollgate.env must be writable, as a new Stripe endpoint's secret can be
 // kept nowhere else; config.yaml may be kept as it is.
 func (r *initRun) decideFiles() error {
+	if sameFile(r.cfgPath, r.envPath) {
+		// One would overwrite the other, and with it the secrets (a new
+		// webhook endpoint's among them, which Stripe shows only once).
+		return fmt.Errorf("%w: -env-file names the config file %s; the two must be different files (nothing was written, and nothing asked of Clerk or Stripe)",
+			errUsage, r.cfgPath)
+	}
 	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
 	cfgThere, envThere := exists(r.cfgPath), exists(r.envPath)
 	r.writeCfg = !cfgThere || r.o.force
@@ -528,4 +534,17 @@ func checkSecret(s, prefix string) error {
 		return errors.New("has a space, quote, # or control character; paste the value alone")
 	}
 	return nil
+}
+
+// sameFile reports whether two paths name one file: the same path once
+// cleaned, or, when both exist, one file under two names (a link).
+func sameFile(a, b string) bool {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && absA == absB {
+		return true
+	}
+	ia, errA := os.Stat(a)
+	ib, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(ia, ib)
 }

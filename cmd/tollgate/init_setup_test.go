@@ -42,6 +42,8 @@ func TestInit_FilesThatCannotBeWrittenStopItFirst(t *testing.T) {
 			[]string{"-env-file", binary + " is a file, not a directory"}},
 		{"config.yaml is a directory", append(e.flags("-dir", asDir, "-force"), pro...),
 			[]string{"-dir", filepath.Join(asDir, "config.yaml") + " is a directory"}},
+		{"-env-file is the config", append(e.flags("-env-file", filepath.Join(e.dir, "config.yaml"), "-force"), pro...),
+			[]string{"-env-file names the config file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := e.init(t, "", tc.args...)
