@@ -274,6 +274,20 @@ func (s *Server) handleAdminExport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	f := q.filter(s.cfg.Access(), proxy.MaxUsersPage)
+	f.Before, f.Last = "", false
+	// The first page is read before anything is written or audited, so a
+	// bad cursor is a 400 like the list's, not a cut connection.
+	page, err := s.adminStore.ListPage(ctx, f)
+	if err != nil {
+		if errors.Is(err, proxy.ErrBadCursor) {
+			s.writeError(w, r, http.StatusBadRequest)
+			return
+		}
+		s.log.ErrorContext(ctx, "admin export: first page", "err", err)
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return
+	}
 	if err := s.adminStore.Audit(ctx, proxy.AuditEntry{At: s.now(), Actor: adminActor(id), Action: ActionUsersExported,
 		Detail: q.values().Encode()}); err != nil {
 		s.log.ErrorContext(ctx, "admin export: audit", "err", err)
@@ -287,14 +301,13 @@ func (s *Server) handleAdminExport(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"id", "kind", "email", "customer_id", "plans", "status", "period_end", "comp", "first_seen", "last_seen", "org_ids"})
-	f := q.filter(s.cfg.Access(), proxy.MaxUsersPage)
-	f.Before, f.Last = "", false
 	rows := 0
-	for {
-		page, err := s.adminStore.ListPage(ctx, f)
-		if err != nil {
-			s.log.WarnContext(ctx, "admin export cut short", "rows", rows, "err", err)
-			panic(http.ErrAbortHandler) // a truncated file must not look complete
+	for first := true; ; first = false {
+		if !first {
+			if page, err = s.adminStore.ListPage(ctx, f); err != nil {
+				s.log.WarnContext(ctx, "admin export cut short", "rows", rows, "err", err)
+				panic(http.ErrAbortHandler) // a truncated file must not look complete
+			}
 		}
 		for i := range page.Users {
 			u := &page.Users[i]

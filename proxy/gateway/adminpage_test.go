@@ -37,7 +37,9 @@ func (f *fakeAdmin) ListPage(_ context.Context, flt proxy.UserFilter) (proxy.Use
 	f.filters = append(f.filters, flt)
 	from := 0
 	if flt.After != "" {
-		fmt.Sscan(flt.After, &from)
+		if _, err := fmt.Sscan(flt.After, &from); err != nil {
+			return proxy.UserPage{}, fmt.Errorf("cursor %q: %w", flt.After, proxy.ErrBadCursor)
+		}
 	}
 	limit := max(flt.Limit, 1)
 	to := min(from+limit, len(f.users))
@@ -385,5 +387,18 @@ func TestAdminConsole_FilterOffersEveryStatus(t *testing.T) {
 	}
 	if !strings.Contains(b, `<option value="incomplete_expired" selected>`) {
 		t.Error("the chosen incomplete_expired filter is not selected")
+	}
+}
+
+// An export with a cursor that is not one is a 400, like the list's, and is
+// not audited: nothing was exported (red team #4).
+func TestAdminConsole_ExportWithABadCursorIs400(t *testing.T) {
+	fx, store, _ := adminFixture(t)
+	store.users = append(store.users, proxy.UserSummary{ID: "user_1", Kind: proxy.SubjectUser})
+	if resp := fx.do("GET", "/.tollgate/admin/users.csv?after=AAAA", asAdmin); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	if got := store.actions(); len(got) != 0 {
+		t.Errorf("audited %v", got)
 	}
 }
