@@ -446,3 +446,26 @@ func TestEmail(t *testing.T) {
 		}
 	}
 }
+
+// An e-mail holding a NUL (Stripe's or Clerk's, whatever was typed) cannot
+// break the e-mail sort, search or export for everyone (red team #4).
+func TestListPage_ControlBytesInAnEmail(t *testing.T) {
+	s := userStore(t)
+	ctx := t.Context()
+	if err := s.PutUser(ctx, proxy.User{ID: "user_z", Email: "zz\x00evil@x.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []proxy.UserFilter{{Sort: proxy.SortEmail, Limit: 100}, {Sort: proxy.SortEmail, Desc: true, Limit: 100}, {Query: "zz", Limit: 100}} {
+		page, err := s.ListPage(ctx, f)
+		if err != nil {
+			t.Fatalf("%+v: %v", f, err)
+		}
+		found := false
+		for _, u := range page.Users {
+			found = found || u.ID == "user_z"
+		}
+		if !found {
+			t.Errorf("%+v: user_z not listed", f)
+		}
+	}
+}

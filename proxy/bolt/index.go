@@ -74,7 +74,14 @@ func nanos(t time.Time) int64 {
 // subject without a Stripe subscription is also "none", as its comps may
 // expire).
 func listedOf(a *proxy.Account, now time.Time) listedRecord {
-	r := listedRecord{V: recordVersion, Email: strings.ToLower(a.Email())}
+	// Control bytes never enter a key: a NUL ends a key's e-mail part, and
+	// an e-mail is whatever Stripe or Clerk were given.
+	r := listedRecord{V: recordVersion, Email: strings.ToLower(strings.Map(func(c rune) rune {
+		if proxy.IsControlRune(c) {
+			return -1
+		}
+		return c
+	}, a.Email()))}
 	if a.User != nil {
 		r.FirstSeen, r.LastSeen = nanos(a.User.FirstSeen), nanos(a.User.LastSeen)
 	}

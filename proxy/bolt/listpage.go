@@ -242,7 +242,9 @@ func (s *Store) ListPage(ctx context.Context, f proxy.UserFilter) (proxy.UserPag
 			}
 			subject, err := proxy.ParseSubject(key)
 			if err != nil {
-				return fmt.Errorf("listing entry %q: %w", k, err)
+				// One unreadable entry must not take every admin's listing
+				// down with it: it is passed over (docs/SECURITY.md).
+				continue
 			}
 			a, ok, err := accountOf(tx, subject)
 			if err != nil {
