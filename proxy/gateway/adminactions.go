@@ -258,8 +258,31 @@ func (s *Server) handleAdminRevokeSessions(w http.ResponseWriter, r *http.Reques
 	s.backToUser(w, subject, "sessions-revoked")
 }
 
+// adminNavigation admits to the console only what a browser sends when a
+// person opens a page or presses a button: a top-level navigation
+// (Sec-Fetch-Mode navigate, Sec-Fetch-Dest document) and, for an action,
+// one the person started (Sec-Fetch-User ?1). The console shares
+// public_url's origin with the app, so CrossOriginProtection alone would let
+// a script on any of the app's pages fetch the export or post an action
+// with the admin's cookies; a script cannot set these headers, and cannot
+// read a page it did not fetch (frame-ancestors 'none'). Requests without
+// Sec-Fetch-Mode come from no browser and pass on to the usual checks
+// (docs/SECURITY.md, "Trust boundaries").
+func (s *Server) adminNavigation(action bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header
+		if h.Get("Sec-Fetch-Mode") != "" &&
+			(h.Get("Sec-Fetch-Mode") != "navigate" || h.Get("Sec-Fetch-Dest") != "document" || action && h.Get("Sec-Fetch-User") != "?1") {
+			entryFrom(r.Context()).reason = "admin_not_a_navigation"
+			s.writeError(w, r, http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // mountAdmin mounts the console: pages for admins, actions as same-origin
-// POSTs.
+// POSTs a person started.
 func (s *Server) mountAdmin(mux *http.ServeMux) {
 	csrf := http.NewCrossOriginProtection()
 	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -267,10 +290,10 @@ func (s *Server) mountAdmin(mux *http.ServeMux) {
 		s.writeError(w, r, http.StatusForbidden)
 	}))
 	page := func(pattern string, h http.HandlerFunc) {
-		mux.Handle("GET "+s.prefix+pattern, s.withIdentity(AuthRequired, h))
+		mux.Handle("GET "+s.prefix+pattern, s.adminNavigation(false, s.withIdentity(AuthRequired, h)))
 	}
 	action := func(pattern string, h http.HandlerFunc) {
-		mux.Handle("POST "+s.prefix+pattern, csrf.Handler(s.withIdentity(AuthRequired, h)))
+		mux.Handle("POST "+s.prefix+pattern, csrf.Handler(s.adminNavigation(true, s.withIdentity(AuthRequired, h))))
 	}
 	page("/admin", s.handleAdminDashboard)
 	page("/admin/users", s.handleAdminUsers)

@@ -402,3 +402,34 @@ func TestAdminConsole_ExportWithABadCursorIs400(t *testing.T) {
 		t.Errorf("audited %v", got)
 	}
 }
+
+// The console shares the app's origin: a script on one of the app's pages
+// (an XSS, or HTML the app serves from its users) must not read the export
+// or post an action with the admin's cookies. What a script can send —
+// fetch (cors/same-origin mode, empty destination) or a form it submits
+// itself (no user activation) — is refused (red team #4).
+func TestAdminConsole_ScriptsOnTheAppsOriginAreRefused(t *testing.T) {
+	fx, store, syncer := adminFixture(t)
+	fetchLike := map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+	for _, p := range []string{"/.tollgate/admin/users.csv", "/.tollgate/admin/users", "/.tollgate/admin"} {
+		if resp := fx.do("GET", p, with(with(asAdmin, "X-Test-User", "user_boss"), flatten(fetchLike)...)); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("fetch of %s: %d, want 403", p, resp.StatusCode)
+		}
+	}
+	scriptSubmit := with(sameOrigin, "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document") // no Sec-Fetch-User
+	for _, a := range adminActions {
+		for _, hdr := range []map[string]string{with(sameOrigin, flatten(fetchLike)...), scriptSubmit} {
+			if resp := fx.postForm(a.path, a.form, hdr); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s by a script: %d, want 403", a.name, resp.StatusCode)
+			}
+		}
+	}
+	if got := store.actions(); len(got) != 0 || len(syncer.synced) != 0 {
+		t.Errorf("a script's request did something: audit %v, synced %v", got, syncer.synced)
+	}
+	// A person pressing the button passes.
+	person := with(scriptSubmit, "Sec-Fetch-User", "?1")
+	if resp := fx.postForm("/.tollgate/admin/users/user_1/sync", "", person); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("a person's action: %d, want 303", resp.StatusCode)
+	}
+}
