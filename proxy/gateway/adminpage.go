@@ -372,7 +372,7 @@ var notices = map[string]string{
 	"comp-granted":     "Comp granted.",
 	"comp-revoked":     "Comp revoked.",
 	"synced":           "Synced from Stripe.",
-	"sessions-revoked": "Signed out of tollgate everywhere: every session issued until now is refused, and open WebSockets and streams are closed.",
+	"sessions-revoked": "Signed out everywhere: every active Clerk session ended, every tollgate session issued until now refused, and open WebSockets and streams closed.",
 }
 
 // handleAdminUser serves <prefix>/admin/users/{id}: one user or
