@@ -45,6 +45,8 @@ type accountPage struct {
 	ChooseOrgURL string
 	PlansURL     string // every plan, for a visitor who has none
 	SignOutPath  string
+	// Keys is the API keys section (nil: keys are off).
+	Keys *accountKeys
 }
 
 // subState reads a plan for the account page.
@@ -122,6 +124,11 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	slices.SortStableFunc(page.Subscriptions, func(a, b accountSub) int { return stateRank(a.State) - stateRank(b.State) })
 	if id.OrgID == "" && slices.ContainsFunc(s.cfg.Plans, func(p proxy.Plan) bool { return p.Scope == proxy.SubjectOrg }) {
 		page.ChooseOrgURL = s.portal.OrganizationURL(s.publicBase()+s.prefix+"/account", devBrowserFrom(r.Context()))
+	}
+	if page.Keys, err = s.accountKeysFor(r.Context(), id, r.URL.Query().Get("done")); err != nil {
+		s.log.ErrorContext(r.Context(), "account: api keys", "err", err)
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return
 	}
 	s.pages.render(w, r, http.StatusOK, "account", page)
 }

@@ -57,7 +57,9 @@ const (
 func (s *Server) admin(w http.ResponseWriter, r *http.Request) *proxy.Identity {
 	noStore(w)
 	id := IdentityFromContext(r.Context())
-	if id == nil || !slices.Contains(s.cfg.Admin.Users, id.UserID) {
+	// An admin's API key is no admin: keys are for the app's API, and a
+	// leaked one must not open the console.
+	if id == nil || id.IsAPIKey() || !slices.Contains(s.cfg.Admin.Users, id.UserID) {
 		entryFrom(r.Context()).reason = "not_an_admin"
 		s.writeError(w, r, http.StatusForbidden)
 		return nil

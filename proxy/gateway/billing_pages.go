@@ -85,6 +85,8 @@ func (s *Server) billingRoutes() []InternalRoute {
 		{Pattern: "GET /checkout/done", Handler: http.HandlerFunc(s.handleCheckoutDone), Auth: AuthRequired},
 		{Pattern: "POST /billing", Handler: csrf.Handler(http.HandlerFunc(s.handlePortal)), Auth: AuthRequired},
 		{Pattern: "GET /account", Handler: http.HandlerFunc(s.handleAccount), Auth: AuthRequired},
+		{Pattern: "POST /account/keys", Handler: csrf.Handler(http.HandlerFunc(s.handleCreateKey)), Auth: AuthRequired},
+		{Pattern: "POST /account/keys/{id}/revoke", Handler: csrf.Handler(http.HandlerFunc(s.handleRevokeKey)), Auth: AuthRequired},
 	}
 }
 

@@ -182,6 +182,12 @@ func trustLoopback(cfg string) string {
 // newGateFixtureConfig is newGateFixture with the config text edited first.
 func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string) string) *gateFixture {
 	t.Helper()
+	return newGateFixtureWith(t, upstream, edit, nil)
+}
+
+// newGateFixtureWith is newGateFixtureConfig with the Options edited too.
+func newGateFixtureWith(t *testing.T, upstream http.Handler, edit func(string) string, opt func(*Options)) *gateFixture {
+	t.Helper()
 	fx := &gateFixture{t: t, now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC), checker: &fakeChecker{active: true}, ender: &fakeEnder{}, ents: fakeEntitlements{}}
 	if upstream == nil {
 		upstream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -206,8 +212,12 @@ func newGateFixtureConfig(t *testing.T, upstream http.Handler, edit func(string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx.srv, err = New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, State: fx.state, Ender: fx.ender,
-		Entitlements: fx.ents, Now: func() time.Time { return fx.now }})
+	o := Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Portal: fakePortal{}, State: fx.state, Ender: fx.ender,
+		Entitlements: fx.ents, Now: func() time.Time { return fx.now }}
+	if opt != nil {
+		opt(&o)
+	}
+	fx.srv, err = New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

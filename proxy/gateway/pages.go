@@ -27,6 +27,7 @@ type pages struct {
 	prefix string // internal_prefix, for links to tollgate's own pages
 	css    []byte
 	js     []byte
+	keysJS []byte // the account page's copy button
 	// adminCSS is the admin console's own stylesheet, apart from the
 	// visitors' pages' (style.css), which it does not load.
 	adminCSS []byte
@@ -93,11 +94,15 @@ func newPages(brand proxy.PagesConfig, prefix string) (*pages, error) {
 	if err != nil {
 		return nil, fmt.Errorf("built-in pages: %w", err)
 	}
+	keysJS, err := fs.ReadFile(files, "pages/keys.js")
+	if err != nil {
+		return nil, fmt.Errorf("built-in pages: %w", err)
+	}
 	adminCSS, err := fs.ReadFile(files, "pages/admin.css")
 	if err != nil {
 		return nil, fmt.Errorf("built-in pages: %w", err)
 	}
-	return &pages{tmpl: tmpl, brand: brand, prefix: prefix, css: css, js: js, adminCSS: adminCSS}, nil
+	return &pages{tmpl: tmpl, brand: brand, prefix: prefix, css: css, js: js, keysJS: keysJS, adminCSS: adminCSS}, nil
 }
 
 // render executes page name into a buffer first, so a template error becomes
@@ -192,10 +197,17 @@ var pageTitles = map[string]string{
 	"admin_users": "Users",
 	"admin_user":  "User",
 	"signout":     "Sign out",
+	"key_created": "Your new API key",
 }
 
 func (p *pages) serveFinishingJS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	_, _ = w.Write(p.js)
+}
+
+func (p *pages) serveKeysJS(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(p.keysJS)
 }

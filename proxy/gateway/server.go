@@ -198,6 +198,7 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 	})
 	mux.HandleFunc("GET "+s.prefix+"/assets/style.css", s.pages.serveCSS)
 	mux.HandleFunc("GET "+s.prefix+"/assets/finishing.js", s.pages.serveFinishingJS)
+	mux.HandleFunc("GET "+s.prefix+"/assets/keys.js", s.pages.serveKeysJS)
 	// Signing out changes state, so it is a same-origin POST; a GET (a
 	// link from the app) shows the one-button page that makes it.
 	signOutCSRF := http.NewCrossOriginProtection()
