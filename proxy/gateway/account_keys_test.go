@@ -132,7 +132,7 @@ func (kf *keysFixture) post(path string, form url.Values, hdr map[string]string)
 	return resp
 }
 
-var shownKey = regexp.MustCompile(`value="(tg_(?:test|live)_[0-9A-Za-z]+)"`)
+var shownKey = regexp.MustCompile(`>(tg_(?:test|live)_[0-9A-Za-z]+)</textarea>`)
 
 // create makes a key through the form and returns the key shown.
 func (kf *keysFixture) create(form url.Values, hdr map[string]string) string {
