@@ -373,6 +373,9 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 	}
 	if g.Store != nil {
 		ac.Store = g.Store
+		if cfg.APIKeys.Enabled {
+			ac.Keys, ac.LiveKeys = g.Store, cfg.LiveMode()
+		}
 		ac.Ready = append(ac.Ready, admin.Check{Name: "store", Run: g.Store.Ping})
 	}
 	if g.Cache != nil {

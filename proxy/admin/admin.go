@@ -57,11 +57,15 @@ type Check struct {
 
 // Config configures the admin handler. Everything is optional.
 type Config struct {
-	Token   string              // admin.token: bearer token of the /api/ routes ("" : no API)
-	Store   Store               // nil: the user, comp and backup routes answer 503
-	Billing Billing             // nil: the sync route answers 503
-	Cache   Cache               // nil: nothing to drop after a comp changes
-	Plans   func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
+	Token   string  // admin.token: bearer token of the /api/ routes ("" : no API)
+	Store   Store   // nil: the user, comp and backup routes answer 503
+	Billing Billing // nil: the sync route answers 503
+	Cache   Cache   // nil: nothing to drop after a comp changes
+	// Keys is the API key store (nil: api_keys is off; the key routes
+	// answer 503); LiveKeys makes tg_live_ keys (Stripe live mode).
+	Keys     proxy.APIKeyStore
+	LiveKeys bool
+	Plans    func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
 	// Access is stripe.past_due_grace and stripe.paused_collection, read
 	// per request like Plans: what the listing says grants is what the
 	// gate would let through (proxy.Grants). nil: the zero policy.
@@ -168,6 +172,9 @@ func New(cfg Config) (http.Handler, error) {
 	r.handle("DELETE", "/api/comps/{id}", h.revokeComp)
 	r.handle("POST", "/api/sync", h.sync)
 	r.handle("GET", "/api/backup", h.backup)
+	r.handle("GET", "/api/users/{id}/keys", h.listKeys)
+	r.handle("POST", "/api/users/{id}/keys", h.createKey)
+	r.handle("DELETE", "/api/keys/{id}", h.revokeKey)
 	api.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin API route")
 	})
