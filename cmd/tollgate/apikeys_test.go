@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +126,50 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestDemo_APIKeysNeverReachTollgatesOwnEndpoints: a key is for the paid
+// API only. On tollgate's own pages it is not looked up at all: a request
+// carrying only a key is signed out, so it cannot open the billing portal
+// or Checkout, read the account, or sign out — and a sign-out attempt
+// with one cannot end every key (red team #5).
+func TestDemo_APIKeysNeverReachTollgatesOwnEndpoints(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	subscribe(t, d, c)
+	waitWebhooks(t, d)
+	ada := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	key, _ := makeKey(t, d, ada, "*")
+	other, _ := makeKey(t, d, ada, "*")
+	bare := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, hdr map[string]string) int {
+		req, _ := http.NewRequest("POST", d.URL+path, strings.NewReader("plan=pro&scope=org"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := bare.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, hdr := range []map[string]string{{"X-API-Key": key}, {"Authorization": "Bearer " + key}, {"X_API_Key": key}} {
+		for _, p := range []string{"/.tollgate/billing", "/.tollgate/checkout"} {
+			if code := post(p, hdr); code != http.StatusUnauthorized {
+				t.Errorf("POST %s with a key (%v): %d, want 401 (signed out)", p, hdr, code)
+			}
+		}
+		post("/.tollgate/sign-out", hdr)
+		resp := get(t, bare, d.URL+"/.tollgate/account", withHeader(api, "X-API-Key", key))
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET account with a key: %d, want 401", resp.StatusCode)
+		}
+	}
+	if got := callWithKey(t, d, "/routes/415VNA/", map[string]string{"X-API-Key": other}); got.code != 200 {
+		t.Errorf("another key after sign-out attempts with a key: %+v, want 200", got)
+	}
 }

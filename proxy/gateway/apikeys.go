@@ -115,11 +115,19 @@ func (s *Server) keyAllowed(w http.ResponseWriter, e *logEntry, id *proxy.Identi
 // configured key header always, and Authorization when it carries a key
 // (a Clerk session token there is the app's to read, as before).
 func stripAPIKeys(h http.Header, header string, clerkKeys bool) {
+	// The key header in any spelling an app's framework may read as it
+	// (X_API_Key is X-API-Key to CGI and WSGI), and any Authorization value
+	// holding a key, whatever its scheme: a key never reaches the app.
 	if header != "" {
-		h.Del(header)
+		lower := strings.ToLower(header)
+		for k := range h {
+			if foldedEqual(k, lower) {
+				delete(h, k)
+			}
+		}
 	}
 	for _, v := range h.Values("Authorization") {
-		if tok, ok := bearerToken(v); ok && (proxy.LooksLikeAPIKey(tok) || clerkKeys && strings.HasPrefix(tok, proxy.ClerkAPIKeyPrefix)) {
+		if strings.Contains(v, "tg_live_") || strings.Contains(v, "tg_test_") || clerkKeys && strings.Contains(v, proxy.ClerkAPIKeyPrefix) {
 			h.Del("Authorization")
 			return
 		}

@@ -238,6 +238,9 @@ func (g *gatewaySessions) observe(result string) {
 
 // revoke makes any gateway cookie naming sessionID invalid at once.
 func (g *gatewaySessions) revoke(sessionID string, now time.Time) {
+	if sessionID == "" {
+		return // no session: nothing to end, and "" would match every key identity
+	}
 	g.revoked.Add(sessionID, now)
 	g.checks.Remove(sessionID)
 }
@@ -245,7 +248,7 @@ func (g *gatewaySessions) revoke(sessionID string, now time.Time) {
 // isRevoked reports whether Clerk told us this identity's session, or its
 // user, is gone since the token was issued.
 func (g *gatewaySessions) isRevoked(id *proxy.Identity) bool {
-	if _, ok := g.revoked.Get(id.SessionID); ok {
+	if _, ok := g.revoked.Get(id.SessionID); ok && id.SessionID != "" {
 		return true
 	}
 	at, ok := g.revokedUsers.Get(id.UserID)

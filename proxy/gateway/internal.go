@@ -17,6 +17,12 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e := entryFrom(r.Context())
+		// tollgate's own pages and endpoints are for people: an API key is
+		// not looked up here at all (no store read, no Clerk verification,
+		// so no oracle either), and a request carrying only a key is signed
+		// out. A key must never manage billing, keys or sessions (docs/
+		// SECURITY.md, "API keys").
+		stripAPIKeys(r.Header, s.cfg.APIKeys.Header, s.cfg.Clerk.APIKeys)
 		var out authOutcome
 		if mode == AuthRequired {
 			var ok bool

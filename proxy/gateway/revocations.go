@@ -20,6 +20,9 @@ import (
 // RevokeSession ends tollgate's own session for a Clerk session at once
 // (Clerk's session.ended/revoked/removed webhooks and sign-out call this).
 func (s *Server) RevokeSession(ctx context.Context, sessionID string) error {
+	if sessionID == "" {
+		return nil // no session to end (an API key's identity has none)
+	}
 	now := s.now()
 	s.gw.revoke(sessionID, now)
 	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.SessionID == sessionID }, tunnelRevoked)
