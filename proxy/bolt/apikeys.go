@@ -213,6 +213,31 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, at time.Time) (prox
 	return k, nil
 }
 
+// revokeKeysOfTx revokes every unrevoked key of subject at at, inside a
+// write transaction: a user or organisation Clerk deleted keeps no key
+// that would start working again once its revocation record expires.
+func revokeKeysOfTx(tx *bbolt.Tx, subject proxy.Subject, at time.Time) error {
+	bySubject, keys := tx.Bucket([]byte(bucketAPIKeysBySubject)), tx.Bucket([]byte(bucketAPIKeys))
+	if bySubject == nil || keys == nil {
+		return nil
+	}
+	prefix := []byte(subject.String() + "\x00")
+	c := bySubject.Cursor()
+	for ik, _ := c.Seek(prefix); ik != nil && bytes.HasPrefix(ik, prefix); ik, _ = c.Next() {
+		k, err := getAPIKey(keys, string(ik[len(prefix):]))
+		if err != nil {
+			return err
+		}
+		if k.RevokedAt.IsZero() {
+			k.RevokedAt = at
+			if err := putAPIKey(keys, &k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // RecordAPIKeysUsed writes a batch of last-used times in one transaction.
 func (s *Store) RecordAPIKeysUsed(ctx context.Context, used map[string]time.Time) error {
 	if len(used) == 0 {

@@ -69,6 +69,9 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 				return err
 			}
 		}
+		if err := revokeKeysOfTx(tx, proxy.Subject{Kind: proxy.SubjectOrg, ID: orgID}, s.now()); err != nil {
+			return err
+		}
 		users, err := bucket(tx, bucketUsers)
 		if err != nil {
 			return err

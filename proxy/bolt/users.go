@@ -171,7 +171,11 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 		if err := b.Delete([]byte(userID)); err != nil {
 			return err
 		}
-		return reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: userID}, s.now())
+		subject := proxy.Subject{Kind: proxy.SubjectUser, ID: userID}
+		if err := revokeKeysOfTx(tx, subject, s.now()); err != nil {
+			return err
+		}
+		return reindex(tx, subject, s.now())
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: delete user %s: %w", userID, err)
