@@ -50,10 +50,12 @@ type loopBilling interface {
 	RefreshPrices(ctx context.Context) error
 	CatchUp(ctx context.Context) (int, error)
 	SyncAll(ctx context.Context) (int, error)
+	RunDirty(ctx context.Context)
 }
 
 // Background runs the loops beside the gateway: the re-sync of customers
-// the gate reports stale (Stale), the price refresh and the reconcile. It
+// the gate reports stale (Stale), the price refresh, the reconcile and the
+// dirty worker (dirty.go). It
 // uses the Billing's clock, logger and waits. Build it with
 // Billing.Background, then call Run once.
 type Background struct {
@@ -118,6 +120,7 @@ func (bg *Background) Run(ctx context.Context) {
 	wg.Go(func() { bg.resyncStale(ctx) })
 	wg.Go(func() { bg.refreshPrices(ctx) })
 	wg.Go(func() { bg.reconcile(ctx) })
+	wg.Go(func() { bg.b.RunDirty(ctx) })
 	wg.Wait()
 }
 

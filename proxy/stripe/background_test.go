@@ -32,6 +32,9 @@ func (f *bgBilling) SyncAll(context.Context) (int, error) {
 	return 0, f.syncAllErr
 }
 
+// RunDirty is the dirty worker, tested on its own (dirty_test.go).
+func (f *bgBilling) RunDirty(ctx context.Context) { <-ctx.Done() }
+
 // next returns the next call, failing the test if none comes.
 func (f *bgBilling) next(t *testing.T) string {
 	t.Helper()

@@ -92,7 +92,7 @@ func (b *Billing) catchUpEvent(ctx context.Context, ev *stripe.Event, synced map
 		}
 		return nil
 	}
-	if code := b.handleEvent(ctx, ev); code >= http.StatusMultipleChoices {
+	if code, _ := b.handleEvent(ctx, ev); code >= http.StatusMultipleChoices {
 		return fmt.Errorf("event %s (%s): status %d", ev.ID, ev.Type, code)
 	}
 	if cus != "" && ev.Livemode == b.livemode && len(synced) < maxFolded {

@@ -3,6 +3,7 @@ package stripe
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -162,6 +163,29 @@ func (b *bucket) reserve(n int) time.Duration {
 	return time.Duration(-b.tokens / b.rate * float64(time.Second))
 }
 
+// room is how many tokens bulk work (the dirty worker, the reconcile)
+// leaves in the lane: a fifth of a second's worth, and at least one sync's
+// two calls, so an eager sync (an admin's, a stale re-sync) finds them
+// there and never waits behind a backlog. It is capped so that a lane with
+// a small burst still lets bulk work through. The caller holds b.mu.
+func (b *bucket) room() float64 {
+	return min(max(2, math.Ceil(b.rate/5)), max(b.burst-2, 0))
+}
+
+// reserveAbove takes n tokens if that leaves room() in the lane, and
+// otherwise takes nothing and says how long until it would.
+func (b *bucket) reserveAbove(n int) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill()
+	need := float64(n) + b.room()
+	if b.tokens >= need {
+		b.tokens -= float64(n)
+		return 0, true
+	}
+	return time.Duration((need - b.tokens) / b.rate * float64(time.Second)), false
+}
+
 // cancel gives back n tokens reserved but not used.
 func (b *bucket) cancel(n int) {
 	b.mu.Lock()
@@ -236,6 +260,20 @@ func (b *Billing) wait(ctx context.Context, bud *budget, n int) error {
 	return nil
 }
 
+// waitRoom takes n tokens from the background lane for bulk work, waiting
+// (on b.sleep) until taking them leaves the lane's room for eager syncs.
+func (b *Billing) waitRoom(ctx context.Context, n int) error {
+	for {
+		d, ok := b.background.reserveAbove(n)
+		if ok {
+			return nil
+		}
+		if err := b.sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
 // take pays for one call: from what was paid ahead, else from the lane.
 // Under a lock a call never waits: the token is taken as a debt, which
 // whoever asks the lane next waits for, outside any lock.
@@ -287,10 +325,14 @@ func (b *Billing) backoff(ctx context.Context, attempt int) error {
 // and a 429 inside fn makes fn return, after which the backoff happens
 // here, with every lock released, and fn runs again. fn must therefore be
 // safe to repeat (syncs are; creations carry idempotency keys). Tokens
-// paid for and not used are given back.
+// paid for and not used are given back. A bud that comes with n tokens
+// already paid (bud.prepaid: the dirty worker's, an eager webhook's) does
+// not pay again for the first run.
 func (b *Billing) underLocks(ctx context.Context, bud *budget, n int, fn func(*budget) error) error {
 	for attempt := 0; ; attempt++ {
-		if err := b.wait(ctx, bud, n); err != nil {
+		if attempt == 0 && bud.prepaid >= n {
+			bud.prepaid -= n
+		} else if err := b.wait(ctx, bud, n); err != nil {
 			return err
 		}
 		locked := &budget{lane: bud.lane, visitor: bud.visitor, prepaid: n, locked: true}

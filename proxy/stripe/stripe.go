@@ -54,6 +54,16 @@ type Store interface {
 	HadTrial(ctx context.Context, customerID string) (bool, error)
 	Cursor(ctx context.Context, name string) (string, error)
 	SetCursor(ctx context.Context, name, value string) error
+
+	// The deferred syncs (proxy.DirtyMark, dirty.go). MarkDirty commits
+	// the event ID (when not empty) and the customer's mark in one
+	// transaction; ClearDirty removes a mark only if it is still the one
+	// read (its Seq), else ages it from syncStart; RetryDirty puts one off.
+	MarkDirty(ctx context.Context, customerID, eventID string) error
+	DirtyDue(ctx context.Context, now time.Time, limit int) ([]proxy.DirtyMark, time.Time, error)
+	ClearDirty(ctx context.Context, m proxy.DirtyMark, syncStart time.Time) (bool, error)
+	RetryDirty(ctx context.Context, customerID string, due time.Time) error
+	DirtyBacklog(ctx context.Context) (proxy.Backlog, error)
 }
 
 // Cache is the hot-path LRU, written through with committed records.
@@ -187,6 +197,7 @@ type Billing struct {
 	sweepRun     sync.Mutex // one SyncAll at a time
 	sweepMu      sync.Mutex
 	sweeps       map[*sweep]struct{}
+	dirtyKick    chan struct{} // wakes the dirty worker (dirty.go)
 	pricesMu     sync.RWMutex
 	prices       map[string]proxy.Price
 }
@@ -256,6 +267,7 @@ func newBilling(cfg Config) (*Billing, error) {
 		retries:      2,
 		sweepRetries: 8,
 		sweeps:       map[*sweep]struct{}{},
+		dirtyKick:    make(chan struct{}, 1),
 		prices:       map[string]proxy.Price{},
 	}
 	for _, s := range cfg.WebhookSecrets {

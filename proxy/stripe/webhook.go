@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -103,8 +104,10 @@ func (b *Billing) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, webhookDeadline)
 	defer cancel()
-	code := b.handleEvent(ctx, &ev)
+	code, deferred := b.handleEvent(ctx, &ev)
 	switch {
+	case code < 300 && deferred:
+		b.observe(string(ev.Type), "deferred", 0)
 	case code < 300:
 		b.observe(string(ev.Type), "processed", b.now().Sub(time.Unix(ev.Created, 0)))
 	default:
@@ -182,8 +185,10 @@ func signatureTime(header string) (time.Time, bool) {
 	return t, found
 }
 
-// handleEvent processes a verified event and returns the status to answer.
-func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
+// handleEvent processes a verified event and returns the status to
+// answer, and whether the customer's sync was deferred to the dirty worker
+// (dirty.go) rather than made before the answer.
+func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) (int, bool) {
 	typ := string(ev.Type)
 	log := b.log.With("event_id", ev.ID, "event_type", typ)
 	if ev.APIVersion != "" && ev.APIVersion != stripe.APIVersion {
@@ -197,16 +202,16 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 		b.anomaly(AnomalyLivemodeMismatch)
 		log.WarnContext(ctx, "stripe webhook: event of the other mode than the key's; ignored",
 			"event_livemode", ev.Livemode, "key_mode", modeName(b.livemode))
-		return http.StatusOK
+		return http.StatusOK, false
 	}
 	done, err := b.store.EventProcessed(ctx, ev.ID)
 	if err != nil {
 		log.ErrorContext(ctx, "stripe webhook: event lookup", "err", err)
-		return http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable, false
 	}
 	if done {
 		log.DebugContext(ctx, "stripe webhook: duplicate")
-		return http.StatusOK
+		return http.StatusOK, false
 	}
 	var obj eventObject
 	if ev.Data != nil {
@@ -219,18 +224,21 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 		}
 		if err := b.store.MarkEvent(ctx, ev.ID); err != nil {
 			log.ErrorContext(ctx, "stripe webhook: mark event", "err", err)
-			return http.StatusServiceUnavailable
+			return http.StatusServiceUnavailable, false
 		}
-		return http.StatusOK
+		return http.StatusOK, false
 	}
 	log = log.With("customer", cus)
-	var subject proxy.Subject
-	link, completed := false, ""
-	if linksCheckout(typ) {
-		subject, link = obj.checkoutSubject()
-		if obj.Mode == string(stripe.CheckoutSessionModeSubscription) {
-			completed = obj.ID
-		}
+	if !linksCheckout(typ) {
+		return b.syncOrDefer(ctx, log, cus, ev.ID)
+	}
+	// A completed Checkout links its subject and expires the subject's
+	// other sessions before the answer, always: such events are few, and
+	// the visitor who paid is waiting for them.
+	subject, link := obj.checkoutSubject()
+	completed := ""
+	if obj.Mode == string(stripe.CheckoutSessionModeSubscription) {
+		completed = obj.ID
 	}
 	// Two calls (the customer, its subscriptions), paid from the background
 	// lane before any lock is taken.
@@ -241,12 +249,56 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) int {
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
-		return webhookFailure(err)
+		return webhookFailure(err), false
 	}
 	// (An unseen customer is a 503 too: nothing was committed, and Stripe
 	// retries the event until the key is put right.)
 	log.InfoContext(ctx, "stripe webhook: customer synced", "subscriptions", len(state.Subscriptions), "deleted", state.Deleted)
-	return http.StatusOK
+	return http.StatusOK, false
+}
+
+// syncOrDefer syncs the customer an event names before the answer while
+// the background lane has room for its two calls beyond what is kept for
+// eager syncs, as before; otherwise (a burst: the lane is spent), or when
+// that sync fails for want of Stripe, it commits the event ID and a
+// durable dirty mark for the customer in one group commit and answers 200
+// at once: the dirty worker reads the customer from Stripe later, at the
+// lane's pace, many events in one fetch. So a renewal storm is
+// acknowledged as fast as the disk commits, and no event waits on the
+// pacer until Stripe gives up on it.
+func (b *Billing) syncOrDefer(ctx context.Context, log *slog.Logger, cus, eventID string) (int, bool) {
+	if _, ok := b.background.reserveAbove(2); ok {
+		bud := b.backgroundBudget(b.retries)
+		bud.prepaid = 2
+		var state proxy.CustomerState
+		err := b.underLocks(ctx, bud, 2, func(lb *budget) (err error) {
+			state, err = b.eventLocked(ctx, lb, proxy.Subject{}, false, cus, "", eventID)
+			return err
+		})
+		switch {
+		case err == nil:
+			log.InfoContext(ctx, "stripe webhook: customer synced", "subscriptions", len(state.Subscriptions), "deleted", state.Deleted)
+			return http.StatusOK, false
+		case errors.Is(err, ErrCustomerUnseen):
+			// Nothing committed, and Stripe retries the event until the
+			// key is put right.
+			log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
+			return http.StatusServiceUnavailable, false
+		case !errors.Is(err, proxy.ErrStripeUnavail) && stripeStatus(err) == 0:
+			// Not Stripe's failure (the store, the deadline): marking
+			// would fail the same way.
+			log.ErrorContext(ctx, "stripe webhook: sync", "err", err)
+			return webhookFailure(err), false
+		}
+		log.WarnContext(ctx, "stripe webhook: sync failed; deferred to the dirty worker", "err", err)
+	}
+	if err := b.store.MarkDirty(ctx, cus, eventID); err != nil {
+		log.ErrorContext(ctx, "stripe webhook: mark customer dirty", "err", err)
+		return http.StatusServiceUnavailable, false
+	}
+	b.kickDirty()
+	log.DebugContext(ctx, "stripe webhook: customer marked dirty")
+	return http.StatusOK, true
 }
 
 // eventLocked takes the customer's lock (and first the subject's, when

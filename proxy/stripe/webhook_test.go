@@ -3,6 +3,7 @@ package stripe
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -266,27 +267,38 @@ func TestWebhook_DeletedCustomerIsCommittedDeleted(t *testing.T) {
 	}
 }
 
-func TestWebhook_StripeFailureIs5xxAndEventStaysUnprocessed(t *testing.T) {
+// Ensure a webhook whose sync Stripe fails is acknowledged with a durable
+// dirty mark (Stripe need not retry it), changes no customer state, and is
+// synced by the dirty worker once Stripe answers.
+func TestWebhook_StripeFailureIsMarkedDirtyAndSyncedLater(t *testing.T) {
 	h := newHarness(t)
 	cus, sub := withActiveAda(h)
-	body := event("evt_s", "customer.subscription.updated", subObject(sub, cus, "active"))
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		path   string
 		status int
 	}{{"/v1/customers/", 500}, {"/v1/subscriptions", 500}, {"/v1/customers/", 429}} {
 		h.calls.fail("GET", tc.path, tc.status, "", -1)
-		rec := h.deliver(body)
-		if rec.Code < 500 {
-			t.Errorf("%s answers %d: webhook status = %d, want 5xx", tc.path, tc.status, rec.Code)
+		id := fmt.Sprintf("evt_s%d", i)
+		rec := h.deliver(event(id, "customer.subscription.updated", subObject(sub, cus, "active")))
+		if rec.Code != http.StatusOK {
+			t.Errorf("%s answers %d: webhook status = %d, want 200 (marked dirty)", tc.path, tc.status, rec.Code)
 		}
-		if h.store.processed("evt_s") || h.store.commitCount() != 0 || h.cache.count() != 0 {
-			t.Fatalf("%s %d: state changed on failure", tc.path, tc.status)
+		if !h.store.processed(id) || h.store.commitCount() != 0 || h.cache.count() != 0 {
+			t.Fatalf("%s %d: processed %v, %d commits, %d cache puts; want the event recorded and no state changed",
+				tc.path, tc.status, h.store.processed(id), h.store.commitCount(), h.cache.count())
 		}
 		h.calls.clearFailures()
 	}
-	// Stripe retries later, and then it works.
-	if rec := h.deliver(body); rec.Code != 200 || !h.store.processed("evt_s") {
-		t.Errorf("retry: status %d, processed %v", rec.Code, h.store.processed("evt_s"))
+	if bl := h.backlog(); bl.Customers != 1 {
+		t.Fatalf("backlog = %+v, want the one customer", bl)
+	}
+	// Stripe answers again: the worker syncs the customer once.
+	h.drainDirty(t)
+	if got, _ := h.store.lastCommit(cus); len(got.Subscriptions) != 1 || got.Subscriptions[0].Status != proxy.StatusActive {
+		t.Errorf("after the worker: committed %+v", got)
+	}
+	if bl := h.backlog(); bl.Customers != 0 {
+		t.Errorf("backlog after the worker = %+v", bl)
 	}
 }
 
