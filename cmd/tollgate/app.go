@@ -295,6 +295,12 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	}
 	g.Billing = billing
 	g.Metrics.StripeAnomalyKinds(stripe.Anomalies())
+	g.Metrics.SetWebhookBacklog(func() (int, time.Duration, error) {
+		bctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		bl, err := billing.Backlog(bctx)
+		return bl.Customers, bl.Age(deps.Now()), err
+	})
 	deps.Logger.Info("stripe: key mode", "live", billing.Livemode())
 	opts.Entitlements, opts.Billing, opts.Prices, opts.Sync = cache, billing, billing, billing
 	opts.Internal = append(opts.Internal, gateway.InternalRoute{Pattern: "POST " + stripe.WebhookPath, Handler: billing.WebhookHandler(), Webhook: true})

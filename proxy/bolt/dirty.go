@@ -283,3 +283,30 @@ func (s *Store) DirtyBacklog(ctx context.Context) (proxy.Backlog, error) {
 	}
 	return out, nil
 }
+
+// StoredCustomer reads what the store holds of a customer (its subject,
+// email, subscriptions, deleted flag, last sync), for the reconcile to
+// compare with Stripe's listing; ok is false for a customer never stored.
+func (s *Store) StoredCustomer(ctx context.Context, customerID string) (proxy.CustomerState, bool, error) {
+	var (
+		st proxy.CustomerState
+		ok bool
+	)
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		rec, known, err := getCustomer(tx, customerID)
+		if err != nil || !known {
+			return err
+		}
+		ok = true
+		st = proxy.CustomerState{CustomerID: customerID, Email: rec.Email, Subscriptions: fromRecords(rec.Subscriptions),
+			Deleted: rec.Deleted, SyncedAt: rec.SyncedAt}
+		if rec.Subject != "" {
+			st.Subject, err = proxy.ParseSubject(rec.Subject)
+		}
+		return err
+	})
+	if err != nil {
+		return proxy.CustomerState{}, false, fmt.Errorf("bolt: stored customer %s: %w", customerID, err)
+	}
+	return st, ok, nil
+}

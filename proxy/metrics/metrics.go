@@ -38,6 +38,10 @@ type Metrics struct {
 	sessionChecks   *prometheus.CounterVec
 	stretchMu       sync.Mutex
 	stretch         func() float64 // the session check interval's stretch, if set
+	backlogMu       sync.Mutex
+	backlog         func() (customers int, age time.Duration, err error) // the webhook backlog, if set
+	reconcile       *prometheus.GaugeVec
+	reconcileDone   prometheus.Gauge
 }
 
 // New registers every series, plus the Go runtime and process collectors.
@@ -120,6 +124,23 @@ func New() *Metrics {
 		}
 		return f()
 	})
+	backlogCustomers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_webhook_backlog_customers",
+		Help: "Customers whose Stripe webhooks were acknowledged with a durable dirty mark and not yet read again from Stripe.",
+	}, func() float64 { n, _ := m.readBacklog(); return float64(n) })
+	backlogAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_webhook_backlog_oldest_seconds",
+		Help: "Age of the oldest dirty mark (0 when none): how far behind Stripe the deferred syncs are. /readyz fails past 10 minutes.",
+	}, func() float64 { _, age := m.readBacklog(); return age.Seconds() })
+	m.reconcile = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_reconcile_progress",
+		Help: "The account-wide reconcile now running, or the last one: pages and subscriptions listed, customers committed from the listing and customers marked dirty (found out of date), and running (1 while it runs).",
+	}, []string{"what"})
+	m.reconcileDone = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tollgate_reconcile_last_completed_timestamp_seconds",
+		Help: "When the last complete account-wide reconcile ended (unix seconds; 0: none since start).",
+	})
+	m.reg.MustRegister(backlogCustomers, backlogAge, m.reconcile, m.reconcileDone)
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
 		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch, m.stripeAnomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -247,6 +268,47 @@ func (m *Metrics) SetRefreshStretch(f func() float64) {
 	m.stretchMu.Lock()
 	m.stretch = f
 	m.stretchMu.Unlock()
+}
+
+// SetWebhookBacklog gives the backlog gauges their source (the Stripe
+// adapter's backlog, read at each scrape: a Get and a cursor's First).
+func (m *Metrics) SetWebhookBacklog(f func() (customers int, age time.Duration, err error)) {
+	m.backlogMu.Lock()
+	m.backlog = f
+	m.backlogMu.Unlock()
+}
+
+func (m *Metrics) readBacklog() (int, time.Duration) {
+	m.backlogMu.Lock()
+	f := m.backlog
+	m.backlogMu.Unlock()
+	if f == nil {
+		return 0, 0
+	}
+	n, age, err := f()
+	if err != nil {
+		return 0, 0
+	}
+	return n, age
+}
+
+// ReconcileProgress sets the reconcile's progress gauges (stripe's
+// ReconcileObserver): pages and subscriptions listed so far, customers
+// committed and marked, whether it runs, and when it completed (zero:
+// not yet).
+func (m *Metrics) ReconcileProgress(pages, subscriptions, committed, marked int, running bool, completed time.Time) {
+	m.reconcile.WithLabelValues("pages").Set(float64(pages))
+	m.reconcile.WithLabelValues("subscriptions").Set(float64(subscriptions))
+	m.reconcile.WithLabelValues("committed").Set(float64(committed))
+	m.reconcile.WithLabelValues("marked").Set(float64(marked))
+	r := 0.0
+	if running {
+		r = 1
+	}
+	m.reconcile.WithLabelValues("running").Set(r)
+	if !completed.IsZero() {
+		m.reconcileDone.Set(float64(completed.Unix()))
+	}
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

@@ -167,3 +167,36 @@ func TestLabelsFromOutsideAreBounded(t *testing.T) {
 		t.Errorf("the excess webhook types are not counted as other")
 	}
 }
+
+// Ensure the backlog gauges read their source at each scrape, and the
+// reconcile's progress is exported.
+func TestBacklogAndReconcileSeries(t *testing.T) {
+	m := New()
+	if out := scrape(t, m); !strings.Contains(out, "tollgate_webhook_backlog_customers 0") {
+		t.Error("backlog gauge without a source is not 0")
+	}
+	m.SetWebhookBacklog(func() (int, time.Duration, error) { return 42, 90 * time.Second, nil })
+	var obs stripe.ReconcileObserver = m
+	obs.ReconcileProgress(12, 1150, 40, 3, true, time.Time{})
+	out := scrape(t, m)
+	for _, want := range []string{
+		"tollgate_webhook_backlog_customers 42",
+		"tollgate_webhook_backlog_oldest_seconds 90",
+		`tollgate_reconcile_progress{what="subscriptions"} 1150`,
+		`tollgate_reconcile_progress{what="marked"} 3`,
+		`tollgate_reconcile_progress{what="running"} 1`,
+		"tollgate_reconcile_last_completed_timestamp_seconds 0",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	m.SetWebhookBacklog(func() (int, time.Duration, error) { return 0, 0, errors.New("store closed") })
+	obs.ReconcileProgress(12, 1150, 40, 3, false, time.Unix(1_800_000_000, 0))
+	out = scrape(t, m)
+	for _, want := range []string{"tollgate_webhook_backlog_customers 0", "tollgate_reconcile_last_completed_timestamp_seconds 1.8e+09"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}

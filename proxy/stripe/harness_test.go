@@ -193,6 +193,26 @@ func (d *testDirectory) Email(_ context.Context, userID string) (string, error) 
 type testObserver struct {
 	mu        sync.Mutex
 	anomalies []string
+	reconcile reconcileSeen
+}
+
+// reconcileSeen is the reconcile's last progress report.
+type reconcileSeen struct {
+	pages, subs, committed, marked int
+	running                        bool
+	completed                      time.Time
+}
+
+func (o *testObserver) ReconcileProgress(pages, subs, committed, marked int, running bool, completed time.Time) {
+	o.mu.Lock()
+	o.reconcile = reconcileSeen{pages, subs, committed, marked, running, completed}
+	o.mu.Unlock()
+}
+
+func (o *testObserver) lastReconcile() reconcileSeen {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reconcile
 }
 
 func (o *testObserver) WebhookEvent(string, string, string, time.Duration) {}

@@ -64,6 +64,9 @@ type Store interface {
 	ClearDirty(ctx context.Context, m proxy.DirtyMark, syncStart time.Time) (bool, error)
 	RetryDirty(ctx context.Context, customerID string, due time.Time) error
 	DirtyBacklog(ctx context.Context) (proxy.Backlog, error)
+	// StoredCustomer is what the store holds of a customer (ok false:
+	// nothing), for the reconcile's comparison.
+	StoredCustomer(ctx context.Context, customerID string) (proxy.CustomerState, bool, error)
 }
 
 // Cache is the hot-path LRU, written through with committed records.
@@ -143,7 +146,8 @@ const (
 	MetaTerms = "terms"
 )
 
-// CursorSyncAll is the Store cursor SyncAll resumes from.
+// CursorSyncAll is the Store cursor SyncAll resumes from: the last
+// subscription of the last page it finished.
 const CursorSyncAll = "stripe.sync_all"
 
 // ErrSyncRunning is SyncAll's answer while another SyncAll runs.

@@ -251,45 +251,91 @@ func TestSyncAll_PaginatesAndCommitsWholeCustomers(t *testing.T) {
 	}
 }
 
-func TestSyncAll_ResumesFromCursor(t *testing.T) {
-	h := newHarness(t)
-	acct := seedAccount(h, 60)
-	order := acct.byID()
-	_ = h.store.SetCursor(t.Context(), CursorSyncAll, acct.customers[order[39]])
-	n, err := h.b.SyncAll(t.Context())
+// Ensure a reconcile cut short (its second page fails) saved the last page
+// it finished, and the next run, by a Billing started again on the same
+// store, lists only what comes after it; a customer the first run
+// committed from one page and the second finds another subscription of is
+// marked dirty, and once the worker has read it every customer is as
+// Stripe has it.
+func TestSyncAll_ResumesAfterARestartFromTheLastPageItFinished(t *testing.T) {
+	obs := &testObserver{}
+	h := newHarness(t, func(c *Config) { c.Observer = obs })
+	acct := seedAccount(h, 150) // 225 subscriptions: 3 pages
+	var lists atomic.Int32
+	h.calls.setHook(func(method, path string) {
+		if method == "GET" && path == "/v1/subscriptions" && lists.Add(1) == 2 {
+			h.calls.fail("GET", "/v1/subscriptions", 500, "", 1)
+		}
+	})
+	n1, err := h.b.SyncAll(t.Context())
+	if err == nil {
+		t.Fatal("first run: no error, want the second page's failure")
+	}
+	first := h.calls.to("GET", "/v1/subscriptions")
+	cursor, _ := h.store.Cursor(t.Context(), CursorSyncAll)
+	if !strings.HasPrefix(cursor, "sub_") {
+		t.Fatalf("cursor after a failed run = %q, want page 1's last subscription", cursor)
+	}
+	if p := obs.lastReconcile(); p.pages != 1 || p.subs != 100 || p.running {
+		t.Errorf("progress after the failure: %+v, want 1 page, 100 subscriptions, not running", p)
+	}
+
+	h.clock.Advance(time.Hour)
+	restarted := h.billing(t, h.cfg) // a new process on the same store
+	n2, err := restarted.SyncAll(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 20 {
-		t.Errorf("n = %d, want 20 (the customers after the 40th by ID)", n)
+	resumed := h.calls.to("GET", "/v1/subscriptions")[len(first):]
+	if len(resumed) != 2 || resumed[0].Form.Get("starting_after") != cursor {
+		t.Fatalf("resumed with %d list calls, the first after %q; want 2, after %q", len(resumed), resumed[0].Form.Get("starting_after"), cursor)
 	}
-	if _, ok := h.cache.last(acct.user(order[39])); ok {
-		t.Error("resumed run redid a customer before the cursor")
+	if c, _ := h.store.Cursor(t.Context(), CursorSyncAll); c != "" {
+		t.Errorf("cursor left at %q after a full run", c)
 	}
-	if _, ok := h.cache.last(acct.user(order[40])); !ok {
-		t.Error("resumed run skipped the customer after the cursor")
+	p := obs.lastReconcile()
+	if p.pages != 2 || p.subs != 125 || p.running || !p.completed.Equal(h.clock.Now()) {
+		t.Errorf("progress after the resumed run: %+v, want 2 pages, 125 subscriptions, completed at %v", p, h.clock.Now())
+	}
+	if n1+n2 < 150 {
+		t.Errorf("the runs reconciled %d + %d customers, want all 150 at least once", n1, n2)
+	}
+	h.b = restarted
+	h.drainDirty(t)
+	for i := range acct.customers {
+		want := map[string]proxy.SubscriptionStatus{acct.old[i]: proxy.StatusCanceled}
+		if i%2 == 0 {
+			want[acct.newer[i]] = proxy.StatusActive
+		}
+		if diff := cmp.Diff(want, statuses(&proxy.Entitlements{Subscriptions: h.store.subscriptions(acct.user(i))})); diff != "" {
+			t.Errorf("user_%03d (-Stripe +store):\n%s", i, diff)
+		}
 	}
 }
 
-func TestSyncAll_FailureSavesCursorAndNextRunResumes(t *testing.T) {
+// Ensure a reconcile leaves customers the store has right alone and marks
+// the one Stripe changed without a webhook, without a call per customer.
+func TestSyncAll_MarksDriftedCustomersOnly(t *testing.T) {
 	h := newHarness(t)
-	acct := seedAccount(h, 60)
-	h.store.mu.Lock()
-	h.store.failCommitAt = 31 // the 31st customer's commit fails
-	h.store.mu.Unlock()
+	acct := seedAccount(h, 10)
+	if _, err := h.b.SyncAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	h.stripe.setStatus(acct.newer[4], "past_due") // no webhook
+	before := len(h.calls.all())
 	n, err := h.b.SyncAll(t.Context())
-	if err == nil || n != 30 {
-		t.Fatalf("n = %d, err = %v; want 30 and an error", n, err)
+	if err != nil || n != 1 {
+		t.Fatalf("second run: n = %d, %v; want the one drifted customer", n, err)
 	}
-	if c, _ := h.store.Cursor(t.Context(), CursorSyncAll); c != acct.customers[acct.byID()[29]] {
-		t.Errorf("cursor = %q, want the 30th customer by ID", c)
+	if calls := h.calls.all()[before:]; len(calls) != 1 {
+		t.Errorf("second run made %d calls, want the one list page", len(calls))
 	}
-	n, err = h.b.SyncAll(t.Context())
-	if err != nil || n != 30 {
-		t.Errorf("second run: n = %d, err = %v; want the other 30", n, err)
+	if bl := h.backlog(); bl.Customers != 1 {
+		t.Fatalf("backlog = %+v, want the drifted customer", bl)
 	}
-	if c, _ := h.store.Cursor(t.Context(), CursorSyncAll); c != "" {
-		t.Errorf("cursor = %q after finishing", c)
+	h.drainDirty(t)
+	if got := statuses(&proxy.Entitlements{Subscriptions: h.store.subscriptions(acct.user(4))})[acct.newer[4]]; got != proxy.StatusPastDue {
+		t.Errorf("after the worker: %s, want past_due", got)
 	}
 }
 
