@@ -16,6 +16,8 @@ import (
 
 	stripego "github.com/stripe/stripe-go/v76"
 	stripeclient "github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
 // buildTollgate compiles this command once per test into dir.
@@ -127,10 +129,13 @@ func startServe(t *testing.T, newCmd func(addr, admin string) *exec.Cmd) *serveC
 	}
 }
 
-// TestServe_KillNineRightAfterAWebhookLosesNothing: a webhook acknowledged
-// with 2xx has been committed; killing the process with SIGKILL right after
-// and starting it again (with Stripe unreachable) still grants access.
-func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
+// TestServe_KillNineLosesNoDirtyMark: a webhook acknowledged with 2xx has
+// been committed, as a sync or as a durable dirty mark. The gateway runs
+// with Stripe unreachable, so the events that name the customer are
+// acknowledged with marks; it is killed with SIGKILL right after; the
+// store still holds the mark; started again with Stripe answering, the
+// dirty worker syncs the customer and access is granted.
+func TestServe_KillNineLosesNoDirtyMark(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -145,7 +150,8 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 	for k, v := range d.env {
 		env[k] = v
 	}
-	env["DEMO_STORE"] = filepath.Join(dir, "tollgate.db")
+	storePath := filepath.Join(dir, "tollgate.db")
+	env["DEMO_STORE"] = storePath
 	serveDemo := func(addr, admin string) *exec.Cmd {
 		env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
 		cmd := exec.Command(bin, "serve", "-config", config)
@@ -155,8 +161,12 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 		}
 		return cmd
 	}
+	// Stripe's API is unreachable for the first process; its webhooks
+	// still arrive (the sandbox delivers them).
+	env["DEMO_STRIPE_URL"] = "http://127.0.0.1:9"
 	proc := startServe(t, serveDemo)
 	base := "http://" + proc.addr
+	d.Stripe.SetRetryDelays(10 * time.Millisecond)
 	d.Stripe.SetWebhook(base+"/.tollgate/webhooks/stripe", d.webhookSecret)
 
 	// A customer made outside tollgate (the app's own checkout, say), tagged
@@ -173,21 +183,24 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := noRedirects(nil)
-	resp, err := c.PostForm(cs.URL, testCard)
+	resp, err := noRedirects(nil).PostForm(cs.URL, testCard)
 	if err != nil || resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("pay: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := d.Stripe.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
+	acked := 0
 	for _, del := range d.Stripe.Deliveries() {
-		if del.Status < 200 || del.Status >= 300 {
-			t.Fatalf("delivery %s (%s) answered %d", del.EventID, del.Type, del.Status)
+		if del.Status >= 200 && del.Status < 300 {
+			acked++
 		}
+	}
+	if acked == 0 {
+		t.Fatalf("no delivery acknowledged: %+v", d.Stripe.Deliveries())
 	}
 	// Acknowledged: kill -9 now.
 	if err := proc.cmd.Process.Kill(); err != nil {
@@ -195,18 +208,37 @@ func TestServe_KillNineRightAfterAWebhookLosesNothing(t *testing.T) {
 	}
 	<-proc.exited
 
-	// Restart with Stripe unreachable: the state must come from the store.
-	env["DEMO_STRIPE_URL"] = "http://127.0.0.1:9"
-	base = "http://" + startServe(t, serveDemo).addr
+	// The mark outlived the process.
+	store, err := bolt.Open(storePath, bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks, _, err := store.DirtyDue(ctx, time.Now().Add(time.Hour), 100)
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(marks) != 1 || marks[0].CustomerID != cus.ID {
+		t.Fatalf("dirty marks after kill -9: %+v, want %s", marks, cus.ID)
+	}
+
+	// Started again with Stripe answering: the worker syncs the customer.
+	env["DEMO_STRIPE_URL"] = d.StripeURL
+	again := startServe(t, serveDemo)
+	if !again.logs.waitFor("stripe: webhook backlog drained", again.exited, 60*time.Second) {
+		t.Fatalf("the backlog was not drained after the restart:\n%s", again.logs.String())
+	}
 	tok := d.Clerk.MintSessionToken("user_ada", "sess_crash", time.Now(), nil)
-	req, _ := http.NewRequest("GET", base+"/routes/415VNA/", nil)
+	req, _ := http.NewRequest("GET", "http://"+again.addr+"/routes/415VNA/", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err = c.Do(req)
+	resp, err = noRedirects(nil).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("after kill -9 and restart: %d, want 200", resp.StatusCode)
+		t.Fatalf("after kill -9 and a restart with Stripe answering: %d, want 200", resp.StatusCode)
 	}
 }

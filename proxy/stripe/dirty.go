@@ -80,6 +80,7 @@ func (b *Billing) RunDirty(ctx context.Context) {
 		inflight = map[string]bool{}
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, dirtyParallel)
+		synced   = 0 // syncs started since the backlog was last empty
 	)
 	defer wg.Wait()
 	for ctx.Err() == nil {
@@ -112,6 +113,7 @@ func (b *Billing) RunDirty(ctx context.Context) {
 			inflight[m.CustomerID] = true
 			mu.Unlock()
 			started++
+			synced++
 			wg.Go(func() {
 				b.syncDirty(ctx, m)
 				mu.Lock()
@@ -134,6 +136,10 @@ func (b *Billing) RunDirty(ctx context.Context) {
 			case <-ctx.Done():
 			}
 			continue
+		}
+		if len(marks) == 0 && next.IsZero() && synced > 0 {
+			b.log.InfoContext(ctx, "stripe: webhook backlog drained", "syncs", synced)
+			synced = 0
 		}
 		wait := dirtyIdle
 		if !next.IsZero() {
