@@ -41,7 +41,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	if err := dispatch(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tollgate-load:", err)
 		os.Exit(1)
 	}
@@ -71,6 +71,23 @@ routes:
 type target struct {
 	name, url string
 	cookie    bool
+}
+
+// dispatch runs the scenario args name (the wrk comparison when none).
+func dispatch(args []string, out io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "webhook-storm":
+			return runStorm(args[1:], out)
+		case "idle-connections":
+			return runIdle(args[1:], out)
+		case idleChildArg:
+			return runIdleChild(args[1:], out)
+		case "wrk":
+			args = args[1:]
+		}
+	}
+	return run(args, out)
 }
 
 func run(args []string, out io.Writer) error {
@@ -110,56 +127,9 @@ func run(args []string, out io.Writer) error {
 			pr.SetXForwarded()
 		}})
 
-	sb, err := clerksandbox.New(clerksandbox.Options{TokenTTL: time.Hour})
+	gwURL, cookie, err := startGateway(upstream, nil)
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	gwURL := "http://" + ln.Addr().String()
-	pem := strings.ReplaceAll(sb.PublicKeyPEM(), "\n", `\n`)
-	cfg, err := config.Parse("load.yaml", []byte(fmt.Sprintf(loadConfig, gwURL, upstream, sb.PublishableKey(), sb.SecretKey(), pem)), func(string) string { return "" })
-	if err != nil {
-		return err
-	}
-	cc, err := clerk.New(clerk.Config{PublishableKey: cfg.Clerk.PublishableKey, SecretKey: cfg.Clerk.SecretKey,
-		JWTKey: cfg.Clerk.JWTKey, AuthorizedParties: cfg.Clerk.AuthorizedParties, PublicURL: cfg.PublicURL})
-	if err != nil {
-		return err
-	}
-	cache, err := cache.NewEntitlementCache(noStore{}, 1000)
-	if err != nil {
-		return err
-	}
-	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
-		Subscriptions: []proxy.Subscription{{ID: "sub_load", Plan: "pro", Status: proxy.StatusActive}}})
-	gw, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, State: gateway.NewState(gateway.StateOptions{Sessions: cc}), Entitlements: cache,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return err
-	}
-	go (&http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
-
-	now := time.Now()
-	tok := sb.MintSessionToken("user_ada", "sess_load", now, nil)
-	cookie := fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5)
-	// One request first, as a browser would, to pick up the gateway cookie.
-	req, _ := http.NewRequest("GET", gwURL+"/app/x", nil)
-	req.Header.Set("Cookie", cookie)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("warm-up request: status %d", resp.StatusCode)
-	}
-	for _, c := range resp.Cookies() {
-		if c.Name == gateway.GatewayCookie {
-			cookie += "; " + c.Name + "=" + c.Value
-		}
 	}
 
 	targets := []target{
@@ -192,6 +162,67 @@ func run(args []string, out io.Writer) error {
 		fmt.Fprintf(out, "%-34s %12.0f %10s %8.2f\n", t.name, m, p99s[i][len(p99s[i])/2], m/base)
 	}
 	return nil
+}
+
+// startGateway serves a tollgate gateway on loopback in front of upstream
+// (the real Clerk adapter, networkless with a PEM key from the sandbox; an
+// entitlement cached in the LRU for user_ada), with internal routes added,
+// and returns its URL and the Cookie header of a signed-in visitor who has
+// picked up the gateway cookie.
+func startGateway(upstream string, internal []gateway.InternalRoute) (string, string, error) {
+	sb, err := clerksandbox.New(clerksandbox.Options{TokenTTL: time.Hour})
+	if err != nil {
+		return "", "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", err
+	}
+	gwURL := "http://" + ln.Addr().String()
+	pem := strings.ReplaceAll(sb.PublicKeyPEM(), "\n", `\n`)
+	cfg, err := config.Parse("load.yaml", []byte(fmt.Sprintf(loadConfig, gwURL, upstream, sb.PublishableKey(), sb.SecretKey(), pem)), func(string) string { return "" })
+	if err != nil {
+		return "", "", err
+	}
+	cc, err := clerk.New(clerk.Config{PublishableKey: cfg.Clerk.PublishableKey, SecretKey: cfg.Clerk.SecretKey,
+		JWTKey: cfg.Clerk.JWTKey, AuthorizedParties: cfg.Clerk.AuthorizedParties, PublicURL: cfg.PublicURL})
+	if err != nil {
+		return "", "", err
+	}
+	cache, err := cache.NewEntitlementCache(noStore{}, 1000)
+	if err != nil {
+		return "", "", err
+	}
+	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
+		Subscriptions: []proxy.Subscription{{ID: "sub_load", Plan: "pro", Status: proxy.StatusActive}}})
+	gw, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, State: gateway.NewState(gateway.StateOptions{Sessions: cc}), Entitlements: cache,
+		Logger: slog.New(slog.DiscardHandler), Internal: internal})
+	if err != nil {
+		return "", "", err
+	}
+	go (&http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}).Serve(ln)
+
+	now := time.Now()
+	tok := sb.MintSessionToken("user_ada", "sess_load", now, nil)
+	cookie := fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5)
+	// One request first, as a browser would, to pick up the gateway cookie.
+	req, _ := http.NewRequest("GET", gwURL+"/app/x", nil)
+	req.Header.Set("Cookie", cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return "", "", fmt.Errorf("warm-up request: status %d", resp.StatusCode)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == gateway.GatewayCookie {
+			cookie += "; " + c.Name + "=" + c.Value
+		}
+	}
+
+	return gwURL, cookie, nil
 }
 
 type bufPool struct{ p sync.Pool }

@@ -175,6 +175,13 @@ func (b *bucket) room() float64 {
 // reserveAbove takes n tokens if that leaves room() in the lane, and
 // otherwise takes nothing and says how long until it would.
 func (b *bucket) reserveAbove(n int) (time.Duration, bool) {
+	return b.reserveAboveWithin(n, 0)
+}
+
+// reserveAboveWithin takes n tokens if that leaves room() in the lane
+// now or within the wait it returns, which is at most within; otherwise it
+// takes nothing and says how long until it would.
+func (b *bucket) reserveAboveWithin(n int, within time.Duration) (time.Duration, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refill()
@@ -183,7 +190,12 @@ func (b *bucket) reserveAbove(n int) (time.Duration, bool) {
 		b.tokens -= float64(n)
 		return 0, true
 	}
-	return time.Duration((need - b.tokens) / b.rate * float64(time.Second)), false
+	d := time.Duration((need - b.tokens) / b.rate * float64(time.Second))
+	if d > within {
+		return d, false
+	}
+	b.tokens -= float64(n)
+	return d, true
 }
 
 // cancel gives back n tokens reserved but not used.

@@ -257,9 +257,40 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) (int, bool)
 	return http.StatusOK, false
 }
 
+// eagerWait is how long a webhook may wait for the background lane to
+// sync before its answer, while nothing waits in the backlog: a trickle
+// of events is synced as it comes, as before.
+const eagerWait = time.Second
+
+// eagerRoom takes the two calls of a sync before the answer from the
+// background lane, leaving its room: at once, or after at most eagerWait
+// when the backlog is empty. It reports false, having taken nothing, when
+// the event should be deferred instead.
+func (b *Billing) eagerRoom(ctx context.Context) bool {
+	d, ok := b.background.reserveAbove(2)
+	if ok {
+		return true
+	}
+	if d > eagerWait {
+		return false
+	}
+	if bl, err := b.store.DirtyBacklog(ctx); err != nil || bl.Customers > 0 {
+		return false // a backlog: this event joins it rather than wait
+	}
+	d, ok = b.background.reserveAboveWithin(2, eagerWait)
+	if !ok {
+		return false
+	}
+	if err := b.sleep(ctx, d); err != nil {
+		b.background.cancel(2)
+		return false
+	}
+	return true
+}
+
 // syncOrDefer syncs the customer an event names before the answer while
 // the background lane has room for its two calls beyond what is kept for
-// eager syncs, as before; otherwise (a burst: the lane is spent), or when
+// eager syncs (eagerRoom), as before; otherwise (a burst: the lane is spent), or when
 // that sync fails for want of Stripe, it commits the event ID and a
 // durable dirty mark for the customer in one group commit and answers 200
 // at once: the dirty worker reads the customer from Stripe later, at the
@@ -267,7 +298,7 @@ func (b *Billing) handleEvent(ctx context.Context, ev *stripe.Event) (int, bool)
 // acknowledged as fast as the disk commits, and no event waits on the
 // pacer until Stripe gives up on it.
 func (b *Billing) syncOrDefer(ctx context.Context, log *slog.Logger, cus, eventID string) (int, bool) {
-	if _, ok := b.background.reserveAbove(2); ok {
+	if b.eagerRoom(ctx) {
 		bud := b.backgroundBudget(b.retries)
 		bud.prepaid = 2
 		var state proxy.CustomerState
