@@ -50,6 +50,9 @@ type tunnels struct {
 	judge atomic.Pointer[Server]
 	every time.Duration // tunnelRecheck (tests shorten it before the first tunnel)
 
+	// buffers lend copy buffers to tunnels while data flows (tunnelConn).
+	buffers *bufferPool
+
 	mu      sync.Mutex
 	open    map[*tunnel]struct{}
 	dirty   map[proxy.Subject]struct{} // subjects whose entitlements changed
@@ -59,7 +62,7 @@ type tunnels struct {
 }
 
 func newTunnels() *tunnels {
-	return &tunnels{every: tunnelRecheck, open: map[*tunnel]struct{}{}, dirty: map[proxy.Subject]struct{}{}, wake: make(chan struct{}, 1)}
+	return &tunnels{every: tunnelRecheck, buffers: newBufferPool(), open: map[*tunnel]struct{}{}, dirty: map[proxy.Subject]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 // tunnel is one upgraded connection on a gated route.
@@ -304,10 +307,81 @@ type tunnelWriter struct {
 
 func (w *tunnelWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.reg.add(w.tn, conn, w.maxLifetime)
+	if err != nil {
+		return conn, brw, err
 	}
-	return conn, brw, err
+	w.reg.add(w.tn, conn, w.maxLifetime)
+	return &tunnelConn{Conn: conn, buffers: w.reg.buffers}, brw, nil
+}
+
+// tunnelConn is a tunnel's client connection as the ReverseProxy copies
+// it both ways. io.Copy would hold a 32 KiB buffer in each direction for
+// the tunnel's whole life, most of it idle (the bulk of an idle
+// WebSocket's memory, README "Scale"); ReadFrom and WriteTo, which io.Copy
+// prefers, wait for data with a small buffer and take a pooled one only
+// while data flows.
+type tunnelConn struct {
+	net.Conn
+	buffers *bufferPool
+}
+
+// ReadFrom copies the upstream's side to the client.
+func (c *tunnelConn) ReadFrom(src io.Reader) (int64, error) { return copyIdle(c.Conn, src, c.buffers) }
+
+// WriteTo copies the client's side to the upstream.
+func (c *tunnelConn) WriteTo(dst io.Writer) (int64, error) { return copyIdle(dst, c.Conn, c.buffers) }
+
+// CloseWrite half-closes the client's connection, as the ReverseProxy
+// does when the upstream's side ends.
+func (c *tunnelConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// idleReadSize is the buffer a quiet direction of a tunnel waits with.
+const idleReadSize = 512
+
+// copyIdle copies src to dst until src ends (io.EOF is no error), reading
+// into idleReadSize bytes while data trickles and into a pooled buffer
+// while reads fill what they are given, given back at the first short read.
+func copyIdle(dst io.Writer, src io.Reader, buffers *bufferPool) (int64, error) {
+	small := make([]byte, idleReadSize)
+	buf, big := small, []byte(nil)
+	defer func() {
+		if big != nil {
+			buffers.Put(big)
+		}
+	}()
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr == nil && w < n {
+				werr = io.ErrShortWrite
+			}
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+		switch {
+		case big == nil && n == len(buf):
+			big = buffers.Get()
+			buf = big
+		case big != nil && n < len(buf):
+			buffers.Put(big)
+			big, buf = nil, small
+		}
+	}
 }
 
 func (w *tunnelWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
