@@ -50,36 +50,34 @@ func runIdle(args []string, out io.Writer) error {
 	if *kind != "ws" && *kind != "sse" {
 		return fmt.Errorf("-kind %q: want ws or sse", *kind)
 	}
-	// Four descriptors a connection over the three parts (client and
-	// upstream here, both sides in the gateway): raise the limit, which
-	// the child inherits.
-	if err := raiseFileLimit(uint64(2**n + 1024)); err != nil {
-		return err
-	}
-	up := &idleUpstream{}
-	upstream := serve(up)
-	child := exec.Command(os.Args[0], idleChildArg, "-upstream", upstream)
-	child.Stderr = os.Stderr
-	stdin, err := child.StdinPipe()
+	// The gateway holds two descriptors a connection (the client's, the
+	// upstream's): raise the open-file limit, which the children inherit,
+	// as far as the hard limit lets an unprivileged process.
+	limit, err := raiseFileLimit(uint64(2**n + 1024))
 	if err != nil {
 		return err
 	}
-	stdout, err := child.StdoutPipe()
+	if most := int(limit/2) - 64; *n > most {
+		fmt.Fprintf(out, "the open-file limit is %d: %d connections at most (the gateway holds two descriptors each)\n", limit, most)
+		*n = most
+	}
+	// The upstream runs in a process of its own, so that this one holds
+	// only the clients' descriptors.
+	upChild, err := startChild(idleUpstreamArg)
 	if err != nil {
 		return err
 	}
-	if err := child.Start(); err != nil {
+	defer upChild.close()
+	upstream, err := upChild.readLine()
+	if err != nil {
 		return err
 	}
-	defer func() { stdin.Close(); _ = child.Wait() }()
-	lines := bufio.NewScanner(stdout)
-	lines.Buffer(make([]byte, 1<<20), 16<<20)
-	readLine := func() (string, error) {
-		if !lines.Scan() {
-			return "", fmt.Errorf("gateway child: %v", lines.Err())
-		}
-		return lines.Text(), nil
+	gw, err := startChild(idleChildArg, "-upstream", upstream)
+	if err != nil {
+		return err
 	}
+	defer gw.close()
+	stdin, readLine := gw.stdin, gw.readLine
 	gwURL, err := readLine()
 	if err != nil {
 		return err
@@ -152,8 +150,8 @@ func runIdle(args []string, out io.Writer) error {
 	}
 	added := int64(*n - warm)
 	per := func(a, b int64) float64 { return float64(b-a) / float64(max(added, 1)) }
-	fmt.Fprintf(out, "idle %s connections through the gateway on a signed-in route: %d open (%d opened in %s), upstream holding %d\n",
-		*kind, len(conns), added, took.Round(time.Millisecond), up.held.Load())
+	fmt.Fprintf(out, "idle %s connections through the gateway on a signed-in route: %d open (%d opened in %s)\n",
+		*kind, len(conns), added, took.Round(time.Millisecond))
 	fmt.Fprintf(out, "gateway process at %d connections: RssAnon %.1f MiB (file-backed %.1f MiB), Go heap in use %.1f MiB, stacks %.1f MiB, %d goroutines\n",
 		len(conns), mib(peak.RssAnon), mib(peak.RssFile), mib(int64(peak.HeapInuse)), mib(int64(peak.Stacks)), peak.Goroutines)
 	fmt.Fprintf(out, "per connection: %.0f bytes anonymous memory (%.0f heap, %.0f stacks), %.2f goroutines\n",
@@ -174,24 +172,81 @@ func runIdle(args []string, out io.Writer) error {
 	return nil
 }
 
+// child is a process of this command the scenario started, spoken to by
+// lines on its stdin and stdout.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines *bufio.Scanner
+}
+
+func startChild(args ...string) (*child, error) {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(make([]byte, 1<<20), 16<<20)
+	return &child{cmd: cmd, stdin: stdin, lines: lines}, nil
+}
+
+func (c *child) readLine() (string, error) {
+	if !c.lines.Scan() {
+		return "", fmt.Errorf("%s: %v", c.cmd.Args[1], c.lines.Err())
+	}
+	return c.lines.Text(), nil
+}
+
+// close ends the child: it exits when its stdin closes.
+func (c *child) close() {
+	c.stdin.Close()
+	_ = c.cmd.Wait()
+}
+
+// idleUpstreamArg runs the idle upstream alone in a child process.
+const idleUpstreamArg = "idle-upstream-child"
+
+// runIdleUpstream serves an idleUpstream, prints its URL, and exits when
+// stdin closes.
+func runIdleUpstream(out io.Writer) error {
+	fmt.Fprintln(out, serve(&idleUpstream{}))
+	_, err := io.Copy(io.Discard, os.Stdin)
+	return err
+}
+
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-// raiseFileLimit makes the process's open-file limit at least want (the
-// hard limit too, which root may raise).
-func raiseFileLimit(want uint64) error {
+// raiseFileLimit raises the process's open-file limit towards want: past
+// the hard limit when the process may (CAP_SYS_RESOURCE), else to it. It
+// returns the limit in force.
+func raiseFileLimit(want uint64) (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return err
+		return 0, fmt.Errorf("open-file limit: %w", err)
 	}
 	if lim.Cur >= want {
-		return nil
+		return lim.Cur, nil
 	}
-	lim.Cur = want
-	lim.Max = max(lim.Max, want)
+	if lim.Max < want {
+		raised := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			return want, nil
+		}
+	}
+	lim.Cur = min(want, lim.Max)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("raising the open-file limit to %d (run as root, or ulimit -n): %w", want, err)
+		return 0, fmt.Errorf("raising the open-file limit to %d: %w", lim.Cur, err)
 	}
-	return nil
+	return lim.Cur, nil
 }
 
 // openIdle opens one WebSocket or event stream through the gateway and
@@ -233,7 +288,6 @@ func openIdle(host, cookie, kind string) (net.Conn, error) {
 type idleUpstream struct {
 	mu    sync.Mutex
 	conns []net.Conn
-	held  atomic.Int64
 }
 
 func (u *idleUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -253,14 +307,11 @@ func (u *idleUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.conns = append(u.conns, c)
 		u.mu.Unlock()
-		u.held.Add(1)
 	case r.URL.Path == "/app/sse":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		_ = http.NewResponseController(w).Flush()
-		u.held.Add(1)
 		<-r.Context().Done()
-		u.held.Add(-1)
 	default:
 		io.WriteString(w, "ok\n")
 	}

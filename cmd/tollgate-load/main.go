@@ -1,7 +1,12 @@
-// Command tollgate-load measures tollgate's throughput against a bare
-// httputil.ReverseProxy in the same run, with wrk on loopback:
+// Command tollgate-load runs tollgate's load scenarios on loopback, each
+// printing its figures (README, "Performance" and "Scale"):
 //
-//	go run ./cmd/tollgate-load [-d 10s] [-c 32] [-t 2]
+//	go run ./cmd/tollgate-load [wrk] [-d 10s] [-c 32] [-t 2]
+//	go run ./cmd/tollgate-load webhook-storm [-events 5000] [-customers 500] [-c 8]
+//	go run ./cmd/tollgate-load idle-connections [-n 10000] [-kind ws|sse]
+//
+// The default, wrk, measures tollgate's throughput against a bare
+// httputil.ReverseProxy in the same run.
 //
 // It starts one upstream, a bare ReverseProxy in front of it, and a tollgate
 // gateway in front of it (the real Clerk adapter, networkless with a PEM
@@ -83,6 +88,8 @@ func dispatch(args []string, out io.Writer) error {
 			return runIdle(args[1:], out)
 		case idleChildArg:
 			return runIdleChild(args[1:], out)
+		case idleUpstreamArg:
+			return runIdleUpstream(out)
 		case "wrk":
 			args = args[1:]
 		}

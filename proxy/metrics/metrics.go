@@ -80,7 +80,7 @@ func New() *Metrics {
 		}, []string{"endpoint"}),
 		webhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tollgate_webhook_events_total",
-			Help: "Webhook deliveries by source (stripe, clerk), event type and result (processed, duplicate, ignored, rejected, failed).",
+			Help: "Webhook deliveries by source (stripe, clerk), event type and result (processed, deferred: acknowledged with a dirty mark, duplicate, ignored, rejected, failed).",
 		}, []string{"source", "type", "result"}),
 		webhookLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tollgate_webhook_lag_seconds",
