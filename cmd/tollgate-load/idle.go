@@ -201,7 +201,11 @@ func startChild(args ...string) (*child, error) {
 
 func (c *child) readLine() (string, error) {
 	if !c.lines.Scan() {
-		return "", fmt.Errorf("%s: %v", c.cmd.Args[1], c.lines.Err())
+		err := c.lines.Err()
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return "", fmt.Errorf("%s: %w", c.cmd.Args[1], err)
 	}
 	return c.lines.Text(), nil
 }

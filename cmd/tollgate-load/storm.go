@@ -247,7 +247,10 @@ func stormCustomerOne(api *stripeclient.API, web *http.Client, i int) (stormCust
 	}
 	it := api.Subscriptions.List(&stripego.SubscriptionListParams{Customer: stripego.String(cus.ID)})
 	if !it.Next() {
-		return stormCustomer{}, fmt.Errorf("customer %s: no subscription after paying: %v", cus.ID, it.Err())
+		if err := it.Err(); err != nil {
+			return stormCustomer{}, fmt.Errorf("customer %s: its subscription: %w", cus.ID, err)
+		}
+		return stormCustomer{}, fmt.Errorf("customer %s: no subscription after paying", cus.ID)
 	}
 	return stormCustomer{customer: cus.ID, sub: it.Subscription().ID}, nil
 }
