@@ -69,6 +69,11 @@ func cliActor() string {
 // do sends one request and returns the response when its status is want;
 // any other status becomes an error carrying the API's message.
 func (c *adminClient) do(ctx context.Context, method, path string, body io.Reader, want int) (*http.Response, error) {
+	return c.send(ctx, method, path, "application/x-www-form-urlencoded", body, want)
+}
+
+// send is do with the body's content type.
+func (c *adminClient) send(ctx context.Context, method, path, contentType string, body io.Reader, want int) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
@@ -76,7 +81,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body io.Reade
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set(admin.ActorHeader, cliActor())
 	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

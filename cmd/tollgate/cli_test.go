@@ -26,7 +26,7 @@ func TestCLI_HelpListsEveryCommand(t *testing.T) {
 				t.Errorf("%v: the help does not show %q:\n%s", args, flag, out.String())
 			}
 		}
-		for _, cmd := range []string{"serve", "init", "check", "demo", "users", "sync", "backup", "healthcheck", "version"} {
+		for _, cmd := range []string{"serve", "init", "check", "demo", "users", "sync", "backup", "keys", "healthcheck", "version"} {
 			if !strings.Contains(out.String(), "tollgate "+cmd) && !strings.Contains(out.String(), "tollgate ["+cmd+"]") {
 				t.Errorf("%v: the help does not list %s:\n%s", args, cmd, out.String())
 			}

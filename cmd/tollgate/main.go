@@ -75,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSync(ctx, args, stdout, stderr)
 	case "backup":
 		return runBackup(ctx, args, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args, stdout, stderr)
 	case "version":
@@ -109,6 +111,9 @@ Usage:
                                   re-read one customer, or all, from Stripe (asks the running gateway)
   tollgate backup [-config FILE] [-env-file FILE] -o FILE
                                   a consistent copy of the store, from the running gateway
+  tollgate keys list|create|revoke [-config FILE] [-env-file FILE] [-subject user_…|org_…]
+                [-name NAME] [-scope ROUTE,…|*] [-expires DAYS] [-id key_…] [--json]
+                                  list, make (printed once) or revoke API keys, through the running gateway
   tollgate healthcheck [-config FILE] [-env-file FILE]
                                   exit 0 if the gateway answers (Docker HEALTHCHECK)
   tollgate version                print the version (also --version)
