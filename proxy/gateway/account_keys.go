@@ -103,8 +103,13 @@ func (s *Server) accountKeysFor(ctx context.Context, id *proxy.Identity, done st
 			out.Keys = append(out.Keys, viewKey(k, now))
 		}
 	}
-	// Usable keys first, newest first.
-	slices.SortStableFunc(out.Keys, func(a, b accountKey) int {
+	sortKeys(out.Keys)
+	return out, nil
+}
+
+// sortKeys puts usable keys first, newest first.
+func sortKeys(keys []accountKey) {
+	slices.SortStableFunc(keys, func(a, b accountKey) int {
 		if a.Usable != b.Usable {
 			if a.Usable {
 				return -1
@@ -113,7 +118,6 @@ func (s *Server) accountKeysFor(ctx context.Context, id *proxy.Identity, done st
 		}
 		return b.CreatedAt.Compare(a.CreatedAt)
 	})
-	return out, nil
 }
 
 func viewKey(k proxy.APIKey, now time.Time) accountKey {

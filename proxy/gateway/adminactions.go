@@ -211,6 +211,47 @@ func (s *Server) handleAdminSync(w http.ResponseWriter, r *http.Request) {
 	s.backToUser(w, subject, "synced")
 }
 
+// POST <prefix>/admin/keys/{id}/revoke: any subject's API key, as the
+// admin API's DELETE /api/keys/{id} does. A key revoked already goes back
+// to its page with nothing more audited.
+func (s *Server) handleAdminRevokeKey(w http.ResponseWriter, r *http.Request) {
+	id := s.adminForm(w, r)
+	if id == nil {
+		return
+	}
+	keyID := r.PathValue("id")
+	if s.apiKeys == nil || !proxy.ValidAPIKeyID(keyID) {
+		s.writeError(w, r, http.StatusNotFound)
+		return
+	}
+	ctx := r.Context()
+	k, err := s.apiKeys.APIKeyByID(ctx, keyID)
+	if errors.Is(err, proxy.ErrAPIKeyNotFound) {
+		s.writeError(w, r, http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.adminFailed(w, r, "read api key", err)
+		return
+	}
+	if !k.RevokedAt.IsZero() {
+		s.backToUser(w, k.Subject, "key-revoked")
+		return
+	}
+	if k, err = s.apiKeys.RevokeAPIKey(ctx, keyID, s.now()); err != nil {
+		s.adminFailed(w, r, "revoke api key", err)
+		return
+	}
+	by := adminActor(id)
+	if err := s.audit(ctx, proxy.AuditEntry{At: s.now(), Actor: by, Action: proxy.ActionAPIKeyRevoked, Subject: k.Subject,
+		Detail: proxy.KeyAuditDetail(k)}); err != nil {
+		s.adminFailed(w, r, "the key was revoked", err)
+		return
+	}
+	s.log.InfoContext(ctx, "admin: api key revoked", "key_id", k.ID, "subject", k.Subject.String(), "actor", by)
+	s.backToUser(w, k.Subject, "key-revoked")
+}
+
 // UserSessionsEnder ends every Clerk session of a user, so that no
 // handshake mints the user a fresh token afterwards. Implemented by
 // proxy/clerk.Client.
@@ -303,5 +344,6 @@ func (s *Server) mountAdmin(mux *http.ServeMux) {
 	action("/admin/comps/{id}/revoke", s.handleAdminRevokeComp)
 	action("/admin/users/{id}/sync", s.handleAdminSync)
 	action("/admin/users/{id}/revoke-sessions", s.handleAdminRevokeSessions)
+	action("/admin/keys/{id}/revoke", s.handleAdminRevokeKey)
 	mux.HandleFunc("GET "+s.prefix+"/assets/admin.css", s.pages.serveAdminCSS)
 }

@@ -360,6 +360,9 @@ type userPage struct {
 	Prices     map[string]string // subscription ID → what it costs
 	ActionBase string            // <prefix>/admin/users/<id>
 	CompBase   string            // <prefix>/admin/comps/
+	KeysOn     bool              // api_keys is on: the keys section shows
+	Keys       []accountKey      // the subject's API keys, usable first, newest first
+	KeyBase    string            // <prefix>/admin/keys/
 	Now        time.Time
 }
 
@@ -374,6 +377,7 @@ var notices = map[string]string{
 	"comp-granted":     "Comp granted.",
 	"comp-revoked":     "Comp revoked.",
 	"synced":           "Synced from Stripe.",
+	"key-revoked":      "API key revoked: it is refused from the next request on.",
 	"sessions-revoked": "Signed out everywhere: every active Clerk session ended, every tollgate session issued until now refused, and open WebSockets and streams closed.",
 }
 
@@ -411,6 +415,19 @@ func (s *Server) handleAdminUser(w http.ResponseWriter, r *http.Request) {
 		page.Comps = append(page.Comps, compRow{Comp: d.Comps[i], Active: d.Comps[i].Active(now)})
 	}
 	slices.Reverse(page.Comps) // newest first, as history and audit are
+	if s.keysOn() {
+		keys, err := s.apiKeys.APIKeysOf(r.Context(), subject)
+		if err != nil {
+			s.log.ErrorContext(r.Context(), "admin user: api keys", "err", err)
+			s.writeError(w, r, http.StatusServiceUnavailable)
+			return
+		}
+		page.KeysOn, page.KeyBase = true, s.prefix+"/admin/keys/"
+		for _, k := range keys {
+			page.Keys = append(page.Keys, viewKey(k, now))
+		}
+		sortKeys(page.Keys)
+	}
 	for _, p := range s.cfg.Plans {
 		if (p.Scope == proxy.SubjectOrg) == (subject.Kind == proxy.SubjectOrg) {
 			page.Plans = append(page.Plans, p)

@@ -24,6 +24,7 @@ type fakeAdmin struct {
 	comps   map[string]proxy.Comp
 	audit   []proxy.AuditEntry
 	dash    proxy.Dashboard
+	keys    *memKeys // the gateway's API keys (adminFixture holds key_x of user_1)
 }
 
 func newFakeAdmin(users ...proxy.UserSummary) *fakeAdmin {
@@ -129,11 +130,23 @@ func (f *fakeSyncer) SyncCustomer(_ context.Context, id, _ string) error {
 	return nil
 }
 
+// adminKeyID is user_1's API key in adminFixture.
+const adminKeyID = "key_x000000000000000"
+
 func adminFixture(t *testing.T) (*gateFixture, *fakeAdmin, *fakeSyncer) {
-	fx := newGateFixture(t, nil)
 	store, syncer := newFakeAdmin(), &fakeSyncer{}
+	store.keys = &memKeys{keys: []proxy.APIKey{{ID: adminKeyID, Prefix: "tg_test_AbCd", Name: "CI", Scopes: []string{"*"},
+		Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_1"}, CreatedBy: "user_1"}}}
+	fx := newGateFixtureWith(t, nil, func(c string) string { return c + "api_keys:\n  enabled: true\n" },
+		func(o *Options) { o.APIKeys = store.keys })
 	fx.srv.adminStore, fx.srv.syncer, fx.srv.userEnder = store, syncer, fx.ender
 	return fx, store, syncer
+}
+
+// keyRevoked reports whether adminFixture's key stands revoked.
+func (f *fakeAdmin) keyRevoked() bool {
+	k, err := f.keys.APIKeyByID(context.Background(), adminKeyID)
+	return err != nil || !k.RevokedAt.IsZero()
 }
 
 var (
@@ -193,12 +206,12 @@ func TestAdminConsole_AdminsOnly(t *testing.T) {
 	if diff := cmp.Diff([]string{"users.exported  by clerk:user_boss"}, store.actions()); diff != "" {
 		t.Errorf("audit (-want +got):\n%s", diff)
 	}
-	if c := store.comps["comp_x"]; c.Revoked || len(store.comps) != 1 || len(syncer.synced) != 0 || fx.srv.gw.isRevoked(issuedBefore(fx, "user_1")) {
+	if c := store.comps["comp_x"]; c.Revoked || len(store.comps) != 1 || len(syncer.synced) != 0 || fx.srv.gw.isRevoked(issuedBefore(fx, "user_1")) || store.keyRevoked() {
 		t.Error("a refused action changed something")
 	}
 }
 
-// adminActions are the console's four actions, on user_1.
+// adminActions are the console's actions, on user_1.
 var adminActions = []struct {
 	name, path, form, audit string
 }{
@@ -206,6 +219,7 @@ var adminActions = []struct {
 	{"revoke a comp", "/.tollgate/admin/comps/comp_x/revoke", "reason=over", "comp.revoked"},
 	{"sync from Stripe", "/.tollgate/admin/users/user_1/sync", "", "sync.requested"},
 	{"revoke sessions", "/.tollgate/admin/users/user_1/revoke-sessions", "", "sessions.revoked"},
+	{"revoke an API key", "/.tollgate/admin/keys/" + adminKeyID + "/revoke", "", "api_key.revoked"},
 }
 
 func issuedBefore(fx *gateFixture, userID string) *proxy.Identity {
@@ -231,7 +245,7 @@ func TestAdminConsole_ActionsAreSameOriginPOSTs(t *testing.T) {
 		}
 	}
 	if got := store.actions(); len(got) != 0 || store.comps["comp_x"].Revoked || len(store.comps) != 1 || len(syncer.synced) != 0 ||
-		fx.srv.gw.isRevoked(issuedBefore(fx, "user_1")) {
+		fx.srv.gw.isRevoked(issuedBefore(fx, "user_1")) || store.keyRevoked() {
 		t.Errorf("a cross-origin action changed something (audit %v, synced %v)", got, syncer.synced)
 	}
 }
@@ -268,6 +282,13 @@ func TestAdminConsole_ActionsAreAudited(t *testing.T) {
 			case "sync.requested":
 				if diff := cmp.Diff([]string{"cus_user_1"}, syncer.synced); diff != "" {
 					t.Errorf("synced (-want +got):\n%s", diff)
+				}
+			case "api_key.revoked":
+				if k, _ := store.keys.APIKeyByID(t.Context(), adminKeyID); !k.RevokedAt.Equal(fx.now) {
+					t.Errorf("the key's RevokedAt = %v, want %v", k.RevokedAt, fx.now)
+				}
+				if diff := cmp.Diff(store.audit[0].Detail, adminKeyID+` "CI" scopes=*`); diff != "" {
+					t.Errorf("audit detail (-got +want):\n%s", diff)
 				}
 			case "sessions.revoked":
 				if !fx.srv.gw.isRevoked(issuedBefore(fx, "user_1")) || fx.srv.gw.isRevoked(issuedBefore(fx, "user_2")) {
@@ -424,12 +445,43 @@ func TestAdminConsole_ScriptsOnTheAppsOriginAreRefused(t *testing.T) {
 			}
 		}
 	}
-	if got := store.actions(); len(got) != 0 || len(syncer.synced) != 0 {
+	if got := store.actions(); len(got) != 0 || len(syncer.synced) != 0 || store.keyRevoked() {
 		t.Errorf("a script's request did something: audit %v, synced %v", got, syncer.synced)
 	}
 	// A person pressing the button passes.
 	person := with(scriptSubmit, "Sec-Fetch-User", "?1")
 	if resp := fx.postForm("/.tollgate/admin/users/user_1/sync", "", person); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("a person's action: %d, want 303", resp.StatusCode)
+	}
+}
+
+// The user's page lists the subject's API keys with a Revoke button for
+// usable ones; after a revocation the key shows as revoked, without one.
+func TestAdminConsole_UserPageListsKeys(t *testing.T) {
+	fx, store, _ := adminFixture(t)
+	page := body(t, fx.do("GET", "/.tollgate/admin/users/user_1", asAdmin))
+	for _, want := range []string{`<h2 id="keys">API keys</h2>`, `data-key="` + adminKeyID + `"`, "<code>tg_test_AbCd…</code>", "all routes",
+		`action="/.tollgate/admin/keys/` + adminKeyID + `/revoke"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the user's page lacks %q", want)
+		}
+	}
+	if other := body(t, fx.do("GET", "/.tollgate/admin/users/user_2", asAdmin)); strings.Contains(other, adminKeyID) || !strings.Contains(other, "No API key.") {
+		t.Error("user_2's page shows user_1's key, or no empty section")
+	}
+	if resp := fx.postForm("/.tollgate/admin/keys/"+adminKeyID+"/revoke", "", sameOrigin); resp.StatusCode != 303 {
+		t.Fatalf("revoke: %d", resp.StatusCode)
+	}
+	page = body(t, fx.do("GET", "/.tollgate/admin/users/user_1?done=key-revoked", asAdmin))
+	if strings.Contains(page, adminKeyID+`/revoke"`) || !strings.Contains(page, "API key revoked") || !strings.Contains(page, day(fx.now)) {
+		t.Errorf("after revoking, the page still offers Revoke or says nothing")
+	}
+	// A second revocation, and an unknown key, change and audit nothing more.
+	fx.postForm("/.tollgate/admin/keys/"+adminKeyID+"/revoke", "", sameOrigin)
+	if resp := fx.postForm("/.tollgate/admin/keys/key_y000000000000000/revoke", "", sameOrigin); resp.StatusCode != 404 {
+		t.Errorf("unknown key: %d, want 404", resp.StatusCode)
+	}
+	if n := len(store.actions()); n != 1 {
+		t.Errorf("%d audit entries, want 1: %v", n, store.actions())
 	}
 }
