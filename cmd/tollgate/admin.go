@@ -378,8 +378,10 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 	}
 	if g.Store != nil {
 		ac.Store = g.Store
-		if cfg.APIKeys.Enabled {
-			ac.Keys, ac.LiveKeys = g.Store, cfg.LiveMode()
+		if cfg.APIKeys.Enabled && g.Keys != nil {
+			// The gateway's own cached store, so a revocation here drops
+			// the key from its cache at once.
+			ac.Keys, ac.LiveKeys = g.Keys, cfg.LiveMode()
 		}
 		ac.Ready = append(ac.Ready, admin.Check{Name: "store", Run: g.Store.Ping})
 	}

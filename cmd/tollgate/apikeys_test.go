@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -106,15 +107,36 @@ func TestDemo_APIKeys(t *testing.T) {
 		t.Errorf("after the subscription ended: %+v, want 402 payment_required", got)
 	}
 
+	// A key just used (its record cached by the gateway) and then revoked
+	// through the admin API is refused on the very next request: the admin
+	// API revokes through the gateway's cached store.
+	cached, cachedRec := makeKey(t, d, ada, "*")
+	if got := callWithKey(t, d, "/app/", bearer(cached)); got.code != 200 {
+		t.Fatalf("a fresh key: %+v", got)
+	}
+	if d.gateway.Keys == nil || d.Config.Admin.Token == "" {
+		t.Fatal("the demo has no cached key store or no admin token")
+	}
+	req := httptest.NewRequest(http.MethodDelete, "/api/keys/"+cachedRec.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+d.Config.Admin.Token)
+	rec := httptest.NewRecorder()
+	(*d.admin.Load()).ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("admin API revoke: %d %s", rec.Code, rec.Body)
+	}
+	if got := callWithKey(t, d, "/app/", bearer(cached)); got.code != 401 || got.errCode != "invalid_api_key" {
+		t.Errorf("the next request after revoking: %+v, want 401 invalid_api_key", got)
+	}
+
 	// 50 wrong keys from one address: refused ones turn into 429; a valid
 	// key from the same address is never refused for them.
 	codes := map[int]int{}
 	for range 50 {
 		codes[callWithKey(t, d, "/app/", bearer(broken)).code]++
 	}
-	// Three refusals above count in the same minute: 20 in all, then 429.
-	if codes[429] != 33 || codes[401] != 17 {
-		t.Errorf("50 wrong keys: %v, want 17 × 401 then 33 × 429", codes)
+	// Four refusals above count in the same minute: 20 in all, then 429.
+	if codes[429] != 34 || codes[401] != 16 {
+		t.Errorf("50 wrong keys: %v, want 16 × 401 then 34 × 429", codes)
 	}
 	if got := callWithKey(t, d, "/app/", bearer(all)); got.code != 200 {
 		t.Errorf("a valid key from the limited address: %+v", got)

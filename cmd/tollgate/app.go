@@ -41,6 +41,10 @@ type app struct {
 	Clerk   *clerk.Client   // nil without Clerk
 	Cache   *cache.EntitlementCache
 	Metrics *metrics.Metrics
+	// Keys is the API key store every key lookup and revocation goes
+	// through (gate, account page, console, admin API): it caches found
+	// keys briefly and drops a key it revokes. nil: api_keys is off.
+	Keys    *apikey.CachedStore
 	current atomic.Pointer[gateway.Server] // swapped by Reload
 	opts    gateway.Options                // how the current server was built
 	revoker *lateRevoker
@@ -266,8 +270,10 @@ func (g *app) openAPIKeys(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 		used := bolt.NewKeyUseBatcher(g.Store, bolt.DefaultSeenInterval, deps.Logger)
 		g.closers = append(g.closers, used.Close)
 		g.background(func() { used.Run(ctx) })
-		ko.Store, ko.Used = g.Store, used
-		opts.APIKeys = g.Store
+		// NewCachedStore fails only for a size below 1.
+		g.Keys, _ = apikey.NewCachedStore(g.Store, apikey.DefaultCacheSize, apikey.DefaultCacheTTL, deps.Now)
+		ko.Store, ko.Used = g.Keys, used
+		opts.APIKeys = g.Keys
 	}
 	if cfg.Clerk.APIKeys && g.Clerk != nil {
 		ko.Clerk = g.Clerk

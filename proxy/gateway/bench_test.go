@@ -16,12 +16,15 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/apikey"
+	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/config"
@@ -43,6 +46,8 @@ func (staticUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 const benchConfig = `
+api_keys:
+  enabled: true
 public_url: "https://app.example.com"
 upstream: "http://app.internal:3000"
 default_access: paid
@@ -66,6 +71,9 @@ routes:
 
 type benchFixture struct {
 	gate       http.Handler
+	keyGate    http.Handler // the gate with tollgate's API keys on, over a bbolt store, cached as the command wires it
+	keyUncache http.Handler // keyGate reading the store on every request
+	key        string       // user_ada's key, scoped "*"
 	bare       http.Handler
 	barePooled http.Handler // bare, with the same copy-buffer pool as the gate
 	cookies    string
@@ -109,6 +117,8 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
+	f0 := &benchFixture{}
+	f0.keyGate, f0.keyUncache, f0.key = newKeyGates(b, cfg, cc, cache, now)
 	target, _ := url.Parse("http://app.internal:3000")
 	bare := &httputil.ReverseProxy{Transport: staticUpstream{}, Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
@@ -116,7 +126,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 	}}
 	barePooled := &httputil.ReverseProxy{Transport: staticUpstream{}, Rewrite: bare.Rewrite, BufferPool: &pool{}}
 	tok := sb.MintSessionToken("user_ada", "sess_bench", now, nil)
-	f := &benchFixture{gate: srv, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5)}
+	f := &benchFixture{gate: srv, keyGate: f0.keyGate, keyUncache: f0.keyUncache, key: f0.key, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5)}
 	// Sign in once and keep the gateway cookie, as a browser would, so the
 	// steady state measured is "cached token, nothing to set".
 	w := httptest.NewRecorder()
@@ -179,4 +189,70 @@ func BenchmarkGate_SignedInCachedToken(b *testing.B) {
 func BenchmarkGate_PaidCacheHit(b *testing.B) {
 	f := newBenchFixture(b)
 	run(b, f.gate, "/routes/415VNA/x", f)
+}
+
+// newKeyGates are the benchmark's gateway with API keys in front of
+// Clerk, as the command wires it (a bbolt store holding a key of user_ada
+// for every route, its uses batched, found keys cached briefly), and the
+// same without the cache.
+func newKeyGates(b *testing.B, cfg *proxy.Config, cc *clerk.Client, ents proxy.EntitlementSource, now time.Time) (cached, uncached http.Handler, key string) {
+	b.Helper()
+	store, err := bolt.Open(filepath.Join(b.TempDir(), "tollgate.db"), bolt.Options{Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	key, rec, err := proxy.NewAPIKey(cfg.LiveMode(), now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec.Subject, rec.Name, rec.Scopes = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, "bench", []string{proxy.ScopeAll}
+	if err := store.CreateAPIKey(b.Context(), rec); err != nil {
+		b.Fatal(err)
+	}
+	clock := func() time.Time { return now }
+	cs, err := apikey.NewCachedStore(store, apikey.DefaultCacheSize, apikey.DefaultCacheTTL, clock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gate := func(keys proxy.APIKeyStore) http.Handler {
+		auth := apikey.New(apikey.Options{Store: keys, Live: cfg.LiveMode(), Used: bolt.NewKeyUseBatcher(store, time.Hour, nil), Next: cc, Now: clock})
+		srv, err := gateway.New(gateway.Options{Config: cfg, Auth: auth, Portal: cc, Entitlements: ents, APIKeys: keys,
+			State: gateway.NewState(gateway.StateOptions{Sessions: cc, Transport: staticUpstream{}}), Now: clock})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return srv
+	}
+	return gate(cs), gate(store), key
+}
+
+func runKey(b *testing.B, h http.Handler, key string) {
+	b.Helper()
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "http://app.example.com/routes/415VNA/x", nil)
+		r.Header.Set("Accept", "application/json")
+		r.Header.Set("Authorization", "Bearer "+key)
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}
+
+// BenchmarkGate_PaidCacheHitAPIKey is BenchmarkGate_PaidCacheHit with
+// tollgate's API key instead of a Clerk session, wired as the command
+// wires it; the two are meant to be within 5% of each other in one run.
+func BenchmarkGate_PaidCacheHitAPIKey(b *testing.B) {
+	f := newBenchFixture(b)
+	runKey(b, f.keyGate, f.key)
+}
+
+// BenchmarkGate_PaidCacheHitAPIKeyUncached reads the key's record from
+// bbolt on every request: what the cache saves.
+func BenchmarkGate_PaidCacheHitAPIKeyUncached(b *testing.B) {
+	f := newBenchFixture(b)
+	runKey(b, f.keyUncache, f.key)
 }
