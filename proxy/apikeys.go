@@ -128,6 +128,9 @@ type VerifiedAPIKey struct {
 	ID      string // ak_ key ID, Clerk's "id"
 	Subject Subject
 	Scopes  []string
+	// Claims are the custom claims Clerk stores with the key (nil: none).
+	// tollgate authorises by subject and scopes only.
+	Claims map[string]any
 }
 
 // APIKeyVerifier verifies Clerk's API keys. Implemented by proxy/clerk

@@ -15,8 +15,11 @@ import (
 )
 
 // Clerk's API keys (ak_…), verified with POST /v1/api_keys/verify
-// {"secret": …}, which answers Clerk's APIKey object (or 404 for a key it
-// does not know). Clerk bills each verification and rate-limits the
+// {"secret": …}, as Clerk's JavaScript Backend SDK (@clerk/backend,
+// apiKeys.verify) calls it: 200 with Clerk's APIKey object for a valid
+// key; an error for an unknown, revoked or expired one, which the SDK's
+// verifyAPIKey reads as 404 "API key not found" and 401 as "invalid secret
+// key" (ours, not the caller's). Clerk bills each verification and rate-limits the
 // Backend API, so answers are cached by the key's SHA-256 (never the key):
 // a valid key for at most apiKeyPositiveTTL (and never past its
 // expiration), a refused one for apiKeyNegativeTTL, and one verification
@@ -53,15 +56,22 @@ func newAPIKeyCache() *apiKeyCache {
 	return &apiKeyCache{verdicts: l, inFlight: map[[32]byte]*apiKeyCall{}}
 }
 
-// clerkAPIKey is the part of Clerk's APIKey object tollgate reads.
+// clerkAPIKey is the part of Clerk's APIKey object (the SDK's APIKeyJSON)
+// tollgate reads: subject is a user_ or org_ ID, claims are the custom
+// claims stored with the key (an object or null), expiration is in unix
+// milliseconds (null: never). revoked and expired are read too although
+// Clerk answers such a key with an error: a 200 saying so is still no
+// licence to let it in.
 type clerkAPIKey struct {
 	clerk.APIResource
-	ID         string   `json:"id"`
-	Subject    string   `json:"subject"`
-	Scopes     []string `json:"scopes"`
-	Revoked    bool     `json:"revoked"`
-	Expired    bool     `json:"expired"`
-	Expiration *int64   `json:"expiration"` // unix milliseconds, null: never
+	Object     string         `json:"object"` // "api_key"
+	ID         string         `json:"id"`
+	Subject    string         `json:"subject"`
+	Scopes     []string       `json:"scopes"`
+	Claims     map[string]any `json:"claims"`
+	Revoked    bool           `json:"revoked"`
+	Expired    bool           `json:"expired"`
+	Expiration *int64         `json:"expiration"`
 }
 
 type verifyAPIKeyParams struct {
@@ -132,12 +142,11 @@ func (c *Client) verifyAPIKey(ctx context.Context, secret string, now time.Time)
 	var out clerkAPIKey
 	err := c.backend.Call(ctx, req, &out)
 	var apiErr *clerk.APIErrorResponse
-	switch {
-	case errors.As(err, &apiErr) && apiErr.HTTPStatusCode >= 400 && apiErr.HTTPStatusCode < 500 &&
-		apiErr.HTTPStatusCode != http.StatusTooManyRequests:
+	if errors.As(err, &apiErr) && refusesKey(apiErr.HTTPStatusCode) {
 		v.err, v.expires = proxy.ErrAPIKeyUnknown, now.Add(apiKeyNegativeTTL)
 		return v, nil
-	case err != nil:
+	}
+	if err != nil {
 		return v, fmt.Errorf("%w: clerk: verify api key: %w", proxy.ErrAPIKeyUnavailable, apiError(err))
 	}
 	v.expires = now.Add(apiKeyPositiveTTL)
@@ -147,6 +156,8 @@ func (c *Client) verifyAPIKey(ctx context.Context, secret string, now time.Time)
 		v.err = proxy.ErrAPIKeyRevoked
 	case out.Expired:
 		v.err = proxy.ErrAPIKeyExpired
+	case out.Object != "" && out.Object != "api_key":
+		v.err = fmt.Errorf("%w: clerk answered a %q", proxy.ErrAPIKeyUnknown, out.Object)
 	case perr != nil:
 		v.err = fmt.Errorf("%w: clerk named subject %q", proxy.ErrAPIKeyUnknown, out.Subject)
 	}
@@ -164,6 +175,21 @@ func (c *Client) verifyAPIKey(ctx context.Context, secret string, now time.Time)
 			v.expires = exp
 		}
 	}
-	v.key = proxy.VerifiedAPIKey{ID: out.ID, Subject: sub, Scopes: out.Scopes}
+	v.key = proxy.VerifiedAPIKey{ID: out.ID, Subject: sub, Scopes: out.Scopes, Claims: out.Claims}
 	return v, nil
+}
+
+// refusesKey reports whether a Backend API error status is Clerk's verdict
+// on the key rather than on the request. 404 is the one Clerk's SDK names
+// for an unknown, revoked or expired key; 400 and 422 answer a secret Clerk
+// cannot read, which is the caller's too. 401 and 403 are about tollgate's
+// secret key or instance (the SDK's "invalid secret key"), and 429 and 5xx
+// about Clerk: none of those says the key is bad, so they are outages, not
+// cached, and the caller is not told their key is wrong.
+func refusesKey(status int) bool {
+	switch status {
+	case http.StatusNotFound, http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }

@@ -182,6 +182,7 @@ type Clerk struct {
 	calls        map[string]int           // Backend API calls, by route pattern
 	apiVersions  map[string]int           // handshakes, by __clerk_api_version
 	lastSignInAt map[string]time.Time     // by user ID
+	apiKeys      map[string]*apiKeyState  // Clerk API keys, by ID
 }
 
 type orgState struct {

@@ -30,6 +30,9 @@ func (c *Clerk) routes() http.Handler {
 	mux.HandleFunc("POST /v1/sessions/{id}/revoke", c.bapi(c.handleRevoke))
 	mux.HandleFunc("GET /v1/organizations/{id}", c.bapi(c.handleOrganization))
 	mux.HandleFunc("GET /v1/clients/handshake_payload", c.bapi(c.handleHandshakePayload))
+	mux.HandleFunc("POST /v1/api_keys", c.bapi(c.handleCreateAPIKey))
+	mux.HandleFunc("POST /v1/api_keys/{id}/revoke", c.bapi(c.handleRevokeAPIKey))
+	mux.HandleFunc("POST /v1/api_keys/verify", c.bapi(c.handleVerifyAPIKey))
 	mux.HandleFunc("/v1/", c.bapi(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "resource_not_found", "not found",
 			"The requested resource was not found.")
