@@ -101,3 +101,17 @@ func (c *CachedStore) Forget(id string) {
 		}
 	}
 }
+
+// ForgetSubject drops every cached key of a subject, for a revocation of
+// all its keys that went to the store without passing here (Clerk deleted
+// the user or the organisation).
+func (c *CachedStore) ForgetSubject(subject proxy.Subject) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for _, h := range c.cache.Keys() {
+		if e, ok := c.cache.Peek(h); ok && e.rec.Subject == subject {
+			c.cache.Remove(h)
+		}
+	}
+}

@@ -155,3 +155,22 @@ func TestCachedStore_LookupRacingARevocation(t *testing.T) {
 		t.Errorf("store reads (-got +want):\n%s", diff)
 	}
 }
+
+// Keys Clerk's deletion of their user or organisation revoked in the store
+// directly are dropped from the cache at once (ForgetSubject), so the
+// cached record does not outlive the deletion by its TTL.
+func TestCachedStore_ForgetSubject(t *testing.T) {
+	cs, store, a, key, now := cachedFixture(t)
+	if res := authWith(a, key); res.State != proxy.SignedIn {
+		t.Fatalf("the key: %+v", res)
+	}
+	store.rec.RevokedAt = *now // revoked behind the cache's back
+	cs.ForgetSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_other"})
+	if res := authWith(a, key); res.State != proxy.SignedIn {
+		t.Errorf("another subject forgotten: the cached record should still serve: %+v", res)
+	}
+	cs.ForgetSubject(store.rec.Subject)
+	if res := authWith(a, key); !errors.Is(res.APIKeyErr, proxy.ErrAPIKeyRevoked) {
+		t.Errorf("after ForgetSubject: %+v, want revoked", res)
+	}
+}

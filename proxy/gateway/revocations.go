@@ -33,6 +33,7 @@ func (s *Server) RevokeSession(ctx context.Context, sessionID string) error {
 // (Clerk's user.deleted webhook). Sessions issued later are unaffected.
 func (s *Server) RevokeUser(ctx context.Context, userID string) error {
 	now := s.now()
+	s.forgetKeysOf(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
 	s.gw.revokeUser(userID, now)
 	s.tunnels.closeWhere(func(t *tunnel) bool { return t.id.UserID == userID && !t.id.IssuedAt.After(now) }, tunnelRevoked)
 	return s.keep(ctx, proxy.Revocation{Kind: proxy.RevocationUser, UserID: userID, At: now})
@@ -74,6 +75,7 @@ func (s *Server) changeMembership(ctx context.Context, orgID, userID string, ch 
 // RevokeOrganization takes a deleted organisation out of every identity
 // issued up to at (organization.deleted).
 func (s *Server) RevokeOrganization(ctx context.Context, orgID string, at time.Time) error {
+	s.forgetKeysOf(proxy.Subject{Kind: proxy.SubjectOrg, ID: orgID})
 	at = s.changeTime(at)
 	s.gw.orgs.deleteOrg(orgID, at)
 	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectOrg, ID: orgID})
@@ -133,4 +135,13 @@ type memoryOnly struct{}
 func (memoryOnly) AddRevocation(context.Context, proxy.Revocation) error { return nil }
 func (memoryOnly) Revocations(context.Context, time.Time) ([]proxy.Revocation, error) {
 	return nil, nil
+}
+
+// forgetKeysOf drops a subject's keys from the key cache, when it has one:
+// Clerk's deletion revokes them in the store directly (with the user or the
+// organisation), and a cached record must not outlive that by its second.
+func (s *Server) forgetKeysOf(subject proxy.Subject) {
+	if c, ok := s.apiKeys.(interface{ ForgetSubject(proxy.Subject) }); ok {
+		c.ForgetSubject(subject)
+	}
 }
