@@ -3,30 +3,31 @@
 // processed, resumable sync cursors, the users tollgate has seen, admins'
 // comps and audit trail, and the revocations Clerk's webhooks reported.
 //
-// Every bucket, with its keys and values. Open creates the first six in one
+// Every bucket, with its keys and values. Open creates the first five in one
 // transaction; the rest are created by their first write (a read treats a
 // missing one as empty), and their files say more:
 //
 //	meta              "schema"                        → uint64 big-endian schema version
-//	customers         Stripe customer ID              → JSON {"v":1, subject, email, subscriptions, had_trial, deleted, synced_at}
-//	subjects          "user:…" / "org:…"              → Stripe customer ID
+//	customers         Stripe customer ID              → binary record (customerrec.go)
+//	accounts          Clerk ID (user_…, org_…)        → binary record: the user, the linked customer, the listing (accounts.go)
 //	events            Stripe event ID                 → processed-at, unix nanoseconds, uint64 big-endian
 //	cursors           cursor name                     → cursor value (raw string)
-//	users             Clerk user ID                   → JSON {"v":1, email, first_seen, last_seen, org_ids}
+//	dict              the strings records share        (dict.go)
 //	orgs              Clerk organisation ID           → JSON {"v":1, slug, name} (orgs.go)
 //	comps             comp ID                         → JSON comp (comps.go)
 //	comps_by_subject  subject NUL comp ID             → empty: the index of a subject's comps (comps.go)
-//	audit             at + seq                        → JSON audit entry (comps.go)
-//	history           customer ID NUL at + seq        → JSON subscription change (comps.go)
+//	audit             at + seq                        → JSON audit entry (audit.go)
+//	history           customer ID NUL at seq          → binary subscription change (history.go)
 //	revocations       expires + seq                   → JSON revocation (revocations.go)
-//	listed            "user:…" / "org:…"              → JSON what the listing index knows of it (index.go)
-//	listing           sort, tag, NUL, value, subject  → statuses NUL plans: the listing index (index.go)
-//	listing_counts    tag                             → subjects in that list, uint64 big-endian (index.go)
+//	listing_*         the listing index and its counters (index.go)
 //	stats             dashboard counter key           → count, amount: the dashboard's counters (stats.go)
 //
-// Every JSON record carries "v"; a record written by a newer tollgate is an
-// error (ErrUnsupportedVersion), never silently misread. Records are decoded
-// inside their transaction, so nothing returned aliases bbolt's memory.
+// The records a store holds one of per user or customer are binary and
+// compact (codec.go); the few others are JSON. Every record carries its
+// version (a first byte, or "v"); a record written by a newer tollgate is
+// an error (ErrUnsupportedVersion), never silently misread, and an older
+// one is still read. Records are decoded inside their transaction, so
+// nothing returned aliases bbolt's memory.
 //
 // bbolt takes an exclusive lock on the file: one gateway per store file.
 package bolt
@@ -38,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -50,17 +52,16 @@ var ErrUnsupportedVersion = errors.New("unsupported version")
 
 const (
 	// schemaVersion is meta "schema". 2 added the listing index and the
-	// dashboard's counters (index.go, stats.go); Open builds them for a
-	// store of version 1 (migrate.go).
-	schemaVersion = 2
+	// dashboard's counters; 3 made the records binary and merged users,
+	// their customer links and their listing into one record per subject.
+	// Open migrates a store of 1 or 2 (migrate.go).
+	schemaVersion = 3
 	recordVersion = 1 // "v" of every JSON record
 
 	bucketMeta      = "meta"
 	bucketCustomers = "customers"
-	bucketSubjects  = "subjects"
 	bucketEvents    = "events"
 	bucketCursors   = "cursors"
-	bucketUsers     = "users"
 
 	keySchema = "schema"
 )
@@ -75,6 +76,8 @@ type Options struct {
 	// NoSync skips the fsync of each commit: for bulk loads into a new
 	// file (tollgate-gen) only, as a crash may then lose the file.
 	NoSync bool
+	// Logger hears about a migration's progress. Default: discard.
+	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -83,6 +86,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return o
 }
@@ -95,8 +101,9 @@ type Store struct {
 }
 
 // Open opens (or creates) the store at path, creates its buckets and checks
-// its schema version. It fails after opts.Timeout if another process holds
-// the file.
+// its schema version, migrating a store of an older one first (which
+// takes a while for a large store, and room on the disk for a second
+// file). It fails after opts.Timeout if another process holds the file.
 func Open(path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
@@ -107,41 +114,72 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = markBatchDelay
-	if err := db.Update(func(tx *bbolt.Tx) error { return initialize(tx, opts.Now()) }); err != nil {
+	fail := func(err error) (*Store, error) {
 		_ = db.Close()
+		dictCaches.Delete(db)
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	version, err := schemaOf(db)
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case version == 1 || version == 2:
+		migrated, err := migrate(db, path, version, opts)
+		if err != nil {
+			return fail(fmt.Errorf("migrate schema %d to %d: %w", version, schemaVersion, err))
+		}
+		_ = db.Close()
+		dictCaches.Delete(db)
+		db = migrated
+	case version > schemaVersion:
+		return fail(fmt.Errorf("schema version %d, this tollgate reads %d: %w", version, schemaVersion, ErrUnsupportedVersion))
+	}
+	// Dirty marks wait this long for company in a group commit (dirty.go).
+	db.MaxBatchDelay = markBatchDelay
+	if err := db.Update(initialize); err != nil {
+		return fail(err)
+	}
+	if err := loadDictSequence(db); err != nil {
+		return fail(err)
 	}
 	return &Store{db: db, path: path, now: opts.Now}, nil
 }
 
-// initialize creates every bucket and checks or sets the schema version,
-// migrating an older store's records.
-func initialize(tx *bbolt.Tx, now time.Time) error {
-	for _, name := range [...]string{bucketMeta, bucketCustomers, bucketSubjects, bucketEvents, bucketCursors, bucketUsers} {
+// schemaOf reads the store's schema version: 0 for a new file.
+func schemaOf(db *bbolt.DB) (uint64, error) {
+	var version uint64
+	err := db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		if meta == nil {
+			return nil
+		}
+		v := meta.Get([]byte(keySchema))
+		if v == nil {
+			return nil
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("schema version is %d bytes, want 8", len(v))
+		}
+		version = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return version, err
+}
+
+// initialize creates the buckets every store has and sets the schema
+// version of a new one.
+func initialize(tx *bbolt.Tx) error {
+	for _, name := range [...]string{bucketMeta, bucketCustomers, bucketAccounts, bucketEvents, bucketCursors} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
 	meta := tx.Bucket([]byte(bucketMeta))
-	v := meta.Get([]byte(keySchema))
-	if v == nil {
+	if meta.Get([]byte(keySchema)) == nil {
 		return setSchema(meta, schemaVersion)
 	}
-	if len(v) != 8 {
-		return fmt.Errorf("schema version is %d bytes, want 8", len(v))
-	}
-	got := binary.BigEndian.Uint64(v)
-	switch {
-	case got == schemaVersion:
-		return nil
-	case got == 1:
-		if err := migrateToListing(tx, now); err != nil {
-			return fmt.Errorf("migrate schema 1 to %d: %w", schemaVersion, err)
-		}
-		return setSchema(meta, schemaVersion)
-	}
-	return fmt.Errorf("schema version %d, this tollgate reads %d: %w", got, schemaVersion, ErrUnsupportedVersion)
+	return nil
 }
 
 func setSchema(meta *bbolt.Bucket, version uint64) error {
@@ -159,6 +197,7 @@ func (s *Store) Path() string { return s.path }
 // Close waits for open transactions to finish and closes the file. Calling
 // it twice is harmless; every method fails (without panicking) afterwards.
 func (s *Store) Close() error {
+	defer dictCaches.Delete(s.db)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close %s: %w", s.path, err)
 	}
@@ -193,25 +232,26 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// Counts is how many keys each bucket holds, for metrics.
+// Counts is how many of each the store holds.
 type Counts struct {
 	Customers, Subjects, Events, Users int
 }
 
-// Counts counts the keys of the main buckets in one read transaction.
+// Counts reads the counters the writes keep (customers, subjects linked
+// to one, users), and counts the processed events, which Stripe's retries
+// bound to a few days' worth: for `tollgate backup`'s check of a copy,
+// never for serving.
 func (s *Store) Counts(ctx context.Context) (Counts, error) {
 	var c Counts
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		for _, x := range [...]struct {
-			name string
-			n    *int
-		}{{bucketCustomers, &c.Customers}, {bucketSubjects, &c.Subjects}, {bucketEvents, &c.Events}, {bucketUsers, &c.Users}} {
-			b, err := bucket(tx, x.name)
-			if err != nil {
-				return err
-			}
-			*x.n = b.Stats().KeyN
+		c.Customers = int(tagCount(tx, tagCustomers))
+		c.Subjects = int(tagCount(tx, tagLinks))
+		c.Users = int(tagCount(tx, tagUsers))
+		b, err := bucket(tx, bucketEvents)
+		if err != nil {
+			return err
 		}
+		c.Events = b.Stats().KeyN
 		return nil
 	})
 	if err != nil {

@@ -13,114 +13,29 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// customerRecord is the customers bucket's value.
-type customerRecord struct {
-	V             int                  `json:"v"`
-	Subject       string               `json:"subject,omitempty"` // "user:user_…" / "org:org_…"
-	Email         string               `json:"email,omitempty"`
-	Subscriptions []subscriptionRecord `json:"subscriptions,omitempty"`
-	HadTrial      bool                 `json:"had_trial,omitempty"` // ever, across syncs
-	Deleted       bool                 `json:"deleted,omitempty"`   // Stripe deleted the customer
-	SyncedAt      time.Time            `json:"synced_at,omitzero"`
-}
-
-func (r *customerRecord) version() int { return r.V }
-
-// subscriptionRecord is proxy.Subscription on disk, with its own names so
-// renaming a Go field never changes the file format.
-type subscriptionRecord struct {
-	ID                string    `json:"id"`
-	CustomerID        string    `json:"customer_id,omitempty"`
-	Status            string    `json:"status"`
-	PriceIDs          []string  `json:"price_ids,omitempty"`
-	Plan              string    `json:"plan,omitempty"`
-	CurrentPeriodEnd  time.Time `json:"current_period_end,omitzero"`
-	TrialEnd          time.Time `json:"trial_end,omitzero"`
-	CancelAtPeriodEnd bool      `json:"cancel_at_period_end,omitempty"`
-	PastDueSince      time.Time `json:"past_due_since,omitzero"`
-	SyncedAt          time.Time `json:"synced_at,omitzero"`
-	Comp              bool      `json:"comp,omitempty"`
-	PausedCollection  string    `json:"paused_collection,omitempty"`
-	CollectionResumes time.Time `json:"collection_resumes_at,omitzero"`
-	Amount            int64     `json:"amount,omitempty"`
-	Currency          string    `json:"currency,omitempty"`
-	Interval          string    `json:"interval,omitempty"`
-	IntervalCount     int64     `json:"interval_count,omitempty"`
-	Created           time.Time `json:"created,omitzero"`
-	EndedAt           time.Time `json:"ended_at,omitzero"`
-}
-
-func toRecords(subs []proxy.Subscription) []subscriptionRecord {
-	if len(subs) == 0 {
-		return nil
-	}
-	out := make([]subscriptionRecord, len(subs))
-	for i, s := range subs {
-		out[i] = subscriptionRecord{
-			ID:                s.ID,
-			CustomerID:        s.CustomerID,
-			Status:            string(s.Status),
-			PriceIDs:          slices.Clone(s.PriceIDs),
-			Plan:              s.Plan,
-			CurrentPeriodEnd:  utc(s.CurrentPeriodEnd),
-			TrialEnd:          utc(s.TrialEnd),
-			CancelAtPeriodEnd: s.CancelAtPeriodEnd,
-			PastDueSince:      utc(s.PastDueSince),
-			SyncedAt:          utc(s.SyncedAt),
-			Comp:              s.Comp,
-			PausedCollection:  s.PausedCollection,
-			CollectionResumes: utc(s.CollectionResumesAt),
-			Amount:            s.Amount,
-			Currency:          s.Currency,
-			Interval:          s.Interval,
-			IntervalCount:     s.IntervalCount,
-			Created:           utc(s.Created),
-			EndedAt:           utc(s.EndedAt),
-		}
-	}
-	return out
-}
-
-func fromRecords(recs []subscriptionRecord) []proxy.Subscription {
-	if len(recs) == 0 {
-		return nil
-	}
-	out := make([]proxy.Subscription, len(recs))
-	for i, r := range recs {
-		out[i] = proxy.Subscription{
-			ID:                  r.ID,
-			CustomerID:          r.CustomerID,
-			Status:              proxy.SubscriptionStatus(r.Status),
-			PriceIDs:            slices.Clone(r.PriceIDs),
-			Plan:                r.Plan,
-			CurrentPeriodEnd:    r.CurrentPeriodEnd,
-			TrialEnd:            r.TrialEnd,
-			CancelAtPeriodEnd:   r.CancelAtPeriodEnd,
-			PastDueSince:        r.PastDueSince,
-			SyncedAt:            r.SyncedAt,
-			Comp:                r.Comp,
-			PausedCollection:    r.PausedCollection,
-			CollectionResumesAt: r.CollectionResumes,
-			Amount:              r.Amount,
-			Currency:            r.Currency,
-			Interval:            r.Interval,
-			IntervalCount:       r.IntervalCount,
-			Created:             r.Created,
-			EndedAt:             r.EndedAt,
-		}
-	}
-	return out
-}
-
-// entitlements builds what subject holds through this customer record. The
-// slices are fresh: the caller may keep them (e.g. in its LRU).
+// entitlements builds what subject holds through this customer record,
+// sharing its subscriptions: a decoded record's are the caller's to keep
+// (e.g. in its LRU).
 func (r *customerRecord) entitlements(subject proxy.Subject, customerID string) *proxy.Entitlements {
 	return &proxy.Entitlements{
 		Subject:       subject,
 		CustomerID:    customerID,
-		Subscriptions: fromRecords(r.Subscriptions),
+		Subscriptions: r.Subscriptions,
 		SyncedAt:      r.SyncedAt,
 	}
+}
+
+// cloneSubscriptions copies subs deeply: what a commit returns must not
+// share the caller's slices.
+func cloneSubscriptions(subs []proxy.Subscription) []proxy.Subscription {
+	if len(subs) == 0 {
+		return nil
+	}
+	out := slices.Clone(subs)
+	for i := range out {
+		out[i].PriceIDs = slices.Clone(out[i].PriceIDs)
+	}
+	return out
 }
 
 // hadTrial reports whether any subscription is or was a trial.
@@ -141,72 +56,54 @@ func checkSubject(s proxy.Subject) error {
 	return nil
 }
 
-// getCustomer reads a customer record; ok is false when there is none.
-func getCustomer(tx *bbolt.Tx, customerID string) (rec customerRecord, ok bool, err error) {
-	b, err := bucket(tx, bucketCustomers)
-	if err != nil {
-		return rec, false, err
-	}
-	data := b.Get([]byte(customerID))
-	if data == nil {
-		return rec, false, nil
-	}
-	if err := decodeRecord(data, &rec); err != nil {
-		return customerRecord{}, false, fmt.Errorf("customer %s: %w", customerID, err)
-	}
-	return rec, true, nil
-}
-
-func putCustomer(tx *bbolt.Tx, customerID string, rec *customerRecord) error {
-	b, err := bucket(tx, bucketCustomers)
-	if err != nil {
-		return err
-	}
-	rec.V = recordVersion
-	if err := putRecord(b, customerID, rec); err != nil {
-		return fmt.Errorf("customer %s: %w", customerID, err)
-	}
-	return nil
-}
-
 // link points subject and the customer whose record is rec at each other,
 // replacing the subject's previous customer and the customer's previous
 // subject in both directions. The caller stores rec.
 func link(tx *bbolt.Tx, subject proxy.Subject, customerID string, rec *customerRecord) error {
-	subjects, err := bucket(tx, bucketSubjects)
+	acct, ok, err := getAccount(tx, subject.ID)
 	if err != nil {
 		return err
 	}
-	key := subject.String()
-	if prev := string(subjects.Get([]byte(key))); prev != "" && prev != customerID {
+	if prev := acct.Customer; prev != "" && prev != customerID {
 		// The subject moves: its old customer no longer points at it.
 		old, ok, err := getCustomer(tx, prev)
 		if err != nil {
 			return err
 		}
-		if ok && old.Subject == key {
+		if ok && old.Subject == subject.ID {
 			old.Subject = ""
 			if err := putCustomer(tx, prev, &old); err != nil {
 				return err
 			}
 		}
 	}
-	if rec.Subject != "" && rec.Subject != key {
+	if rec.Subject != "" && rec.Subject != subject.ID {
 		// The customer changes hands: its old subject loses it.
-		if err := unlinkSubject(subjects, rec.Subject, customerID); err != nil {
+		if err := unlinkSubject(tx, rec.Subject, customerID); err != nil {
 			return err
 		}
 	}
-	rec.Subject = key
-	return subjects.Put([]byte(key), []byte(customerID))
-}
-
-// unlinkSubject removes subjectKey → customerID, if it still points there.
-func unlinkSubject(subjects *bbolt.Bucket, subjectKey, customerID string) error {
-	if string(subjects.Get([]byte(subjectKey))) != customerID {
+	rec.Subject = subject.ID
+	if acct.Customer == customerID {
 		return nil
 	}
-	return subjects.Delete([]byte(subjectKey))
+	next := acct.clone()
+	next.Customer = customerID
+	if !ok {
+		return putAccount(tx, subject.ID, nil, &next)
+	}
+	return putAccount(tx, subject.ID, &acct, &next)
+}
+
+// unlinkSubject removes subject → customerID, if it still points there.
+func unlinkSubject(tx *bbolt.Tx, subjectID, customerID string) error {
+	acct, ok, err := getAccount(tx, subjectID)
+	if err != nil || !ok || acct.Customer != customerID {
+		return err
+	}
+	next := acct.clone()
+	next.Customer = ""
+	return putAccount(tx, subjectID, &acct, &next)
 }
 
 // Entitlements implements proxy.EntitlementSource: the subscriptions of the
@@ -241,25 +138,24 @@ func customerEntitlements(tx *bbolt.Tx, subject proxy.Subject) (*proxy.Entitleme
 	return rec.entitlements(subject, customerID), nil
 }
 
-// linkedCustomer returns the subject's customer and its record; ok is false
+// linkedCustomer returns the subject's customer and its record (its email
+// maybe unread: the request path needs none); ok is false
 // when there is none, or the link dangles (the customer names another
 // subject). A linked customer without a record yet (linked at checkout,
 // never synced) is ok with an empty record.
 func linkedCustomer(tx *bbolt.Tx, subject proxy.Subject) (string, customerRecord, bool, error) {
-	subjects, err := bucket(tx, bucketSubjects)
+	if !subject.Valid() {
+		return "", customerRecord{}, false, nil // records are keyed by valid IDs only
+	}
+	customerID, err := accountCustomer(tx, subject.ID)
+	if err != nil || customerID == "" {
+		return "", customerRecord{}, false, err
+	}
+	rec, ok, err := readCustomer(tx, customerID)
 	if err != nil {
 		return "", customerRecord{}, false, err
 	}
-	key := subject.String()
-	customerID := string(subjects.Get([]byte(key)))
-	if customerID == "" {
-		return "", customerRecord{}, false, nil
-	}
-	rec, ok, err := getCustomer(tx, customerID)
-	if err != nil {
-		return "", customerRecord{}, false, err
-	}
-	if ok && rec.Subject != key {
+	if ok && rec.Subject != subject.ID {
 		return "", customerRecord{}, false, nil // a dangling link grants nothing
 	}
 	return customerID, rec, true, nil
@@ -269,12 +165,12 @@ func linkedCustomer(tx *bbolt.Tx, subject proxy.Subject) (string, customerRecord
 func (s *Store) CustomerOf(ctx context.Context, subject proxy.Subject) (string, error) {
 	var customerID string
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		subjects, err := bucket(tx, bucketSubjects)
-		if err != nil {
-			return err
+		if !subject.Valid() {
+			return nil // records are keyed by valid IDs only
 		}
-		customerID = string(subjects.Get([]byte(subject.String())))
-		return nil
+		acct, _, err := getAccount(tx, subject.ID)
+		customerID = acct.Customer
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("bolt: customer of %s: %w", subject, err)
@@ -286,7 +182,7 @@ func (s *Store) CustomerOf(ctx context.Context, subject proxy.Subject) (string, 
 func (s *Store) SubjectOf(ctx context.Context, customerID string) (proxy.Subject, bool, error) {
 	var subject proxy.Subject
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		rec, ok, err := getCustomer(tx, customerID)
+		rec, ok, err := readCustomer(tx, customerID)
 		if err != nil || !ok || rec.Subject == "" {
 			return err
 		}
@@ -325,7 +221,7 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 		if err := putCustomer(tx, customerID, &rec); err != nil {
 			return err
 		}
-		return reindexKeys(tx, s.now(), before, rec.Subject)
+		return reindexSubjects(tx, s.now(), before, rec.Subject)
 	})
 	if err != nil {
 		return fmt.Errorf("bolt: link %s to %s: %w", subject, customerID, err)
@@ -434,7 +330,7 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 		return subject, nil, nil // nothing to drop, and no tombstone for a customer never seen
 	}
 	before := rec.Subject
-	old := fromRecords(rec.Subscriptions)
+	old := rec.Subscriptions
 	merged := proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt)
 	rec.HadTrial = rec.HadTrial || hadTrial(merged)
 	if state.Email != "" {
@@ -449,11 +345,7 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 				return subject, nil, err
 			}
-			subjects, err := bucket(tx, bucketSubjects)
-			if err != nil {
-				return subject, nil, err
-			}
-			if err := unlinkSubject(subjects, rec.Subject, state.CustomerID); err != nil {
+			if err := unlinkSubject(tx, rec.Subject, state.CustomerID); err != nil {
 				return subject, nil, err
 			}
 		}
@@ -461,7 +353,7 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 		if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
 			return subject, nil, err
 		}
-		if err := reindexKeys(tx, now, before); err != nil {
+		if err := reindexSubjects(tx, now, before); err != nil {
 			return subject, nil, err
 		}
 		if subject.ID != "" {
@@ -470,7 +362,7 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 		return subject, ents, err
 	}
 	rec.Deleted = false
-	rec.Subscriptions = toRecords(merged)
+	rec.Subscriptions = merged
 	if err := countFacts(tx, merged, 1); err != nil {
 		return subject, nil, err
 	}
@@ -485,21 +377,23 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 	if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
 		return subject, nil, err
 	}
-	if err := reindexKeys(tx, now, before, rec.Subject); err != nil {
+	if err := reindexSubjects(tx, now, before, rec.Subject); err != nil {
 		return subject, nil, err
 	}
 	if rec.Subject != "" {
 		if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 			return subject, nil, err
 		}
-		ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID))
+		ents = rec.entitlements(subject, state.CustomerID)
+		ents.Subscriptions = cloneSubscriptions(ents.Subscriptions)
+		ents, err = withComps(tx, subject, ents)
 	}
 	return subject, ents, err
 }
 
-// reindexKeys reindexes the distinct subjects named by their keys ("" and
-// repeats skipped).
-func reindexKeys(tx *bbolt.Tx, now time.Time, keys ...string) error {
+// reindexSubjects reindexes the distinct subjects named by their Clerk IDs
+// ("" and repeats skipped).
+func reindexSubjects(tx *bbolt.Tx, now time.Time, keys ...string) error {
 	for i, k := range keys {
 		if k == "" || slices.Contains(keys[:i], k) {
 			continue
@@ -520,7 +414,7 @@ func reindexKeys(tx *bbolt.Tx, now time.Time, keys ...string) error {
 func (s *Store) HadTrial(ctx context.Context, customerID string) (bool, error) {
 	var had bool
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		rec, _, err := getCustomer(tx, customerID)
+		rec, _, err := readCustomer(tx, customerID)
 		had = rec.HadTrial
 		return err
 	})
@@ -541,7 +435,7 @@ func markEvent(tx *bbolt.Tx, eventID string, now time.Time) error {
 	}
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], uint64(now.UnixNano()))
-	if err := b.Put([]byte(eventID), buf[:]); err != nil {
+	if err := put(b, []byte(eventID), buf[:], 0); err != nil {
 		return fmt.Errorf("mark event %s: %w", eventID, err)
 	}
 	return nil

@@ -1,11 +1,14 @@
 package bolt
 
 import (
+	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tollgate/tollgate/proxy"
@@ -43,7 +46,7 @@ func TestCommitCustomer_StateAndEventInOneTransaction(t *testing.T) {
 		_, before := mustCommit(t, s, twoSubs("cus_1", user1(), t0()), "evt_1")
 
 		bad := twoSubs("cus_1", user1(), t0().Add(time.Hour))
-		bad.Subscriptions[0].CurrentPeriodEnd = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // JSON cannot encode years > 9999
+		bad.Subscriptions[0].PriceIDs = []string{strings.Repeat("p", maxDictString+1)} // longer than the dictionary takes
 		if _, _, err := s.CommitCustomer(t.Context(), bad, "evt_2"); err == nil {
 			t.Fatal("CommitCustomer with an unencodable state succeeded")
 		}
@@ -55,7 +58,7 @@ func TestCommitCustomer_StateAndEventInOneTransaction(t *testing.T) {
 		}
 
 		fresh := twoSubs("cus_2", user2(), t0())
-		fresh.Subscriptions[1].TrialEnd = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)
+		fresh.Subscriptions[1].Currency = strings.Repeat("c", maxDictString+1)
 		if _, _, err := s.CommitCustomer(t.Context(), fresh, "evt_3"); err == nil {
 			t.Fatal("CommitCustomer with an unencodable state succeeded")
 		}
@@ -344,5 +347,62 @@ func TestCursors(t *testing.T) {
 		if got, err := s.Cursor(ctx, "sync_all"); err != nil || got != v {
 			t.Errorf("Cursor = %q, %v; want %q", got, err, v)
 		}
+	}
+}
+
+// A customer's email that is its user's is kept once, in the user's
+// record; when Clerk's email changes or the user goes, the customer keeps
+// the one Stripe has.
+func TestCustomerEmail_SharedWithTheUser(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, s, twoSubs("cus_1", user1(), t0()), "") // Stripe's email: ada@example.com
+	customerEmail := func() string {
+		t.Helper()
+		d, err := s.UserDetail(ctx, user1(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.CustomerEmail
+	}
+	var stored []byte
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		stored = bytes.Clone(tx.Bucket([]byte(bucketCustomers)).Get([]byte("cus_1")))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(stored, []byte("ada@example.com")) {
+		t.Error("the customer's record holds the user's email again")
+	}
+	if got := customerEmail(); got != "ada@example.com" {
+		t.Fatalf("customer email %q", got)
+	}
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@new.example"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := customerEmail(); got != "ada@example.com" {
+		t.Errorf("after Clerk's email changed, the customer's is %q; want Stripe's, ada@example.com", got)
+	}
+	if err := s.PutUser(ctx, proxy.User{ID: "user_1", Email: "ada@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "user_1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := customerEmail(); got != "ada@example.com" {
+		t.Errorf("after the user was deleted, the customer's email is %q; want ada@example.com", got)
+	}
+	// The customer moves to another user, whose email is not Stripe's.
+	if err := s.PutUser(ctx, proxy.User{ID: "user_2", Email: "grace@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, s, proxy.CustomerState{CustomerID: "cus_1", Subject: user2()}, "")
+	d, err := s.UserDetail(ctx, user2(), 1)
+	if err != nil || d.CustomerEmail != "ada@example.com" {
+		t.Errorf("the customer's email with its new user: %q, %v", d.CustomerEmail, err)
 	}
 }

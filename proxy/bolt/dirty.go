@@ -305,7 +305,7 @@ func (s *Store) StoredCustomer(ctx context.Context, customerID string) (proxy.Cu
 			return err
 		}
 		ok = true
-		st = proxy.CustomerState{CustomerID: customerID, Email: rec.Email, Subscriptions: fromRecords(rec.Subscriptions),
+		st = proxy.CustomerState{CustomerID: customerID, Email: rec.Email, Subscriptions: rec.Subscriptions,
 			Deleted: rec.Deleted, SyncedAt: rec.SyncedAt}
 		if rec.Subject != "" {
 			st.Subject, err = proxy.ParseSubject(rec.Subject)

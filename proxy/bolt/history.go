@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -11,7 +12,59 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// historyRecord is the history bucket's value.
+// A history entry is one change of one subscription, keyed by its
+// customer and when the sync committed it (its newest entries last):
+//
+//	history  customer ID, NUL, at (unix nanoseconds, 8 bytes big-endian), seq (orderedUint)
+//	         → 0x02, subscription ID, plan (dict), status (dict), period end, flags (cancel at period end 1)
+//
+// Version 1 (schemas 1 and 2) was JSON with the time in the value too
+// (historyRecord), and a seq of 8 bytes; Open migrates them.
+const historyVersion = 2
+
+// historyKey is an entry's key.
+func historyKey(customerID string, at time.Time, seq uint64) []byte {
+	k := append([]byte(customerID), 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
+	return orderedUint(k, seq)
+}
+
+func encodeHistory(tx *bbolt.Tx, s *proxy.Subscription) ([]byte, error) {
+	e := enc{b: make([]byte, 0, 32+len(s.ID))}
+	e.byte1(historyVersion)
+	e.str(s.ID)
+	e.dict(tx, s.Plan)
+	e.dict(tx, string(s.Status))
+	e.time(s.CurrentPeriodEnd)
+	e.uvarint(bit(s.CancelAtPeriodEnd, 1))
+	return e.b, e.err
+}
+
+// decodeHistory reads an entry of either version; at is the key's.
+func decodeHistory(tx *bbolt.Tx, at time.Time, data []byte) (proxy.HistoryEntry, error) {
+	if len(data) > 0 && data[0] == '{' {
+		var rec historyRecord
+		if err := decodeRecord(data, &rec); err != nil {
+			return proxy.HistoryEntry{}, err
+		}
+		return proxy.HistoryEntry{At: rec.At, SubscriptionID: rec.SubscriptionID, Plan: rec.Plan,
+			Status: proxy.SubscriptionStatus(rec.Status), PeriodEnd: rec.PeriodEnd, CancelAtPeriodEnd: rec.CancelAtPeriodEnd}, nil
+	}
+	d := dec{b: data}
+	if v := d.byte1(); v != historyVersion {
+		if d.err != nil {
+			return proxy.HistoryEntry{}, d.err
+		}
+		return proxy.HistoryEntry{}, fmt.Errorf("history record version %d, this tollgate reads %d: %w", v, historyVersion, ErrUnsupportedVersion)
+	}
+	h := proxy.HistoryEntry{At: at, SubscriptionID: d.str(), Plan: d.dict(tx)}
+	h.Status = proxy.SubscriptionStatus(d.dict(tx))
+	h.PeriodEnd = d.time()
+	h.CancelAtPeriodEnd = d.uvarint()&1 != 0
+	return h, d.end()
+}
+
+// historyRecord is a version 1 entry.
 type historyRecord struct {
 	V                 int       `json:"v"`
 	At                time.Time `json:"at"`
@@ -57,9 +110,11 @@ func appendHistory(tx *bbolt.Tx, customerID string, at time.Time, changed []prox
 		if err != nil {
 			return err
 		}
-		rec := historyRecord{V: recordVersion, At: utc(at), SubscriptionID: s.ID, Plan: s.Plan, Status: string(s.Status),
-			PeriodEnd: utc(s.CurrentPeriodEnd), CancelAtPeriodEnd: s.CancelAtPeriodEnd}
-		if err := putRecord(b, string(timeKey(customerID+"\x00", at, seq)), &rec); err != nil {
+		v, err := encodeHistory(tx, &s)
+		if err == nil {
+			err = put(b, historyKey(customerID, at, seq), v, len(customerID)+1) // each customer's entries
+		}
+		if err != nil {
 			return fmt.Errorf("history of %s: %w", customerID, err)
 		}
 	}
@@ -101,12 +156,15 @@ func historyOf(tx *bbolt.Tx, customerID string, limit int) ([]proxy.HistoryEntry
 	}
 	var out []proxy.HistoryEntry
 	for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Prev() {
-		var rec historyRecord
-		if err := decodeRecord(v, &rec); err != nil {
+		if len(k) < len(prefix)+8 {
+			return nil, fmt.Errorf("history entry %q: %w", k, errCorrupt)
+		}
+		at := time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefix):]))).UTC()
+		h, err := decodeHistory(tx, at, v)
+		if err != nil {
 			return nil, fmt.Errorf("history entry %q: %w", k, err)
 		}
-		out = append(out, proxy.HistoryEntry{At: rec.At, SubscriptionID: rec.SubscriptionID, Plan: rec.Plan,
-			Status: proxy.SubscriptionStatus(rec.Status), PeriodEnd: rec.PeriodEnd, CancelAtPeriodEnd: rec.CancelAtPeriodEnd})
+		out = append(out, h)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -15,298 +16,261 @@ import (
 
 // The listing index lets the admin console page, sort, filter and search a
 // million users without reading them all. Every subject the listing shows
-// (proxy.Account) has a listed record, derived from its account whenever a
-// write changes the account, in the write's own transaction (relist), and
-// from it a handful of index keys:
+// (proxy.Account) has a listing part in its account record, derived from
+// its account whenever a write changes it, in the write's own transaction
+// (reindex), and from it a few keys, one per sort:
 //
-//	listed          subject key                                   → JSON {"v":1, email, first_seen, last_seen, statuses, plans, rank}
-//	listing         sort, tag, NUL, sort value, subject key       → the subject's statuses NUL plans (for tags other than "*")
-//	listing_counts  tag                                           → subjects holding it, uint64 big-endian
+//	listing_id     combo, ref                           → empty
+//	listing_first  combo, first seen, ref               → empty
+//	listing_last   combo, last seen, ref                → empty
+//	listing_email  combo, email, NUL, ref               → empty
+//	listing_counts tag                                  → subjects holding it, uint64 big-endian
 //
-// A sort is one byte: 'i' by subject key (no sort value), 'l' last seen
-// and 'f' first seen (8 bytes: unix nanoseconds, big-endian), 'e' email
-// (lower case, then NUL), 'r' status (a byte, the most telling first, then
-// last seen). A tag says which filter's list the key is in: "*" (every
-// subject), "s:<status>" and "p:<plan>" ('r' has "*" and the plan tags
-// only). A subject is in the list of every status and plan it holds, so a
-// filter's list holds every subject the filter could match: the listing
+// A combo is a status and a plan the subject holds, as two dictionary
+// numbers (uvarints): a subject is in the list of every pair of them (one,
+// for most), so any status, plan or both is a handful of lists, which a
+// listing merges in order (listpage.go). A ref is the subject's Clerk ID
+// without its prefix, after 'o' or 'u'. Times are unix seconds, four bytes
+// big-endian; the email is lower case and at most 128 bytes. The status
+// sort needs no list of its own: it is the last-seen lists, taken status
+// by status, most telling first. The keys hold no values: whatever a
+// listing shows it reads from the account.
+//
+// A filter's lists hold every subject the filter could match: the listing
 // still judges each one by its summary at the time of reading (comps
-// expire and past_due_grace runs out without a write).
+// expire and past_due_grace runs out without a write). The counters tell
+// a filter's total: "*" every subject, "s:<status>" and "p:<plan>" those
+// holding it, "c:<combo>" those in that list, and "n:users", "n:links",
+// "n:customers" what Counts reports.
 const (
-	bucketListed        = "listed"
-	bucketListing       = "listing"
-	bucketListingCounts = "listing_counts"
+	bucketListID     = "listing_id"
+	bucketListFirst  = "listing_first"
+	bucketListLast   = "listing_last"
+	bucketListEmail  = "listing_email"
+	bucketListCounts = "listing_counts"
 
-	tagAll = "*"
-
-	sortByID        = 'i'
-	sortByLastSeen  = 'l'
-	sortByFirstSeen = 'f'
-	sortByEmail     = 'e'
-	sortByStatus    = 'r'
+	tagAll       = "*"
+	tagCombo     = "c:"
+	tagUsers     = "n:users"
+	tagLinks     = "n:links"
+	tagCustomers = "n:customers"
 
 	maxEmailKey = 128 // bytes of the email in a key: enough to order and find
 )
 
-// listedRecord is what the index knows of one subject.
-type listedRecord struct {
-	V         int      `json:"v"`
-	Email     string   `json:"email,omitempty"` // lower case
-	FirstSeen int64    `json:"first_seen,omitempty"`
-	LastSeen  int64    `json:"last_seen,omitempty"`
-	Statuses  []string `json:"statuses,omitempty"`
-	Plans     []string `json:"plans,omitempty"`
-	Rank      int      `json:"rank,omitempty"` // the status's Rank when written
-}
+// listBuckets are the index's lists, one per sort but the status sort.
+var listBuckets = [...]string{bucketListID, bucketListFirst, bucketListLast, bucketListEmail}
 
-func (r *listedRecord) version() int { return r.V }
-
-// nanos is t in unix nanoseconds, 0 for the zero time.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// listedOf derives the listed record of an account at now: every status
+// listingOf derives the listing part of an account at now: every status
 // and plan it holds (a comp that has not expired counts as active; a
 // subject without a Stripe subscription is also "none", as its comps may
 // expire).
-func listedOf(a *proxy.Account, now time.Time) listedRecord {
+func listingOf(a *proxy.Account, now time.Time) *listing {
 	// Control bytes never enter a key: a NUL ends a key's e-mail part, and
 	// an e-mail is whatever Stripe or Clerk were given.
-	r := listedRecord{V: recordVersion, Email: strings.ToLower(strings.Map(func(c rune) rune {
+	l := &listing{Email: strings.ToLower(strings.Map(func(c rune) rune {
 		if proxy.IsControlRune(c) {
 			return -1
 		}
 		return c
 	}, a.Email()))}
-	if a.User != nil {
-		r.FirstSeen, r.LastSeen = nanos(a.User.FirstSeen), nanos(a.User.LastSeen)
-	}
 	add := func(list *[]string, v string) {
-		if v != "" && !strings.ContainsRune(v, 0) && !slices.Contains(*list, v) {
+		if v != "" && len(v) <= maxDictString && !slices.Contains(*list, v) {
 			*list = append(*list, v)
 		}
 	}
 	for i := range a.Subscriptions {
-		add(&r.Statuses, string(a.Subscriptions[i].Status))
-		add(&r.Plans, a.Subscriptions[i].Plan)
+		add(&l.Statuses, string(a.Subscriptions[i].Status))
+		add(&l.Plans, a.Subscriptions[i].Plan)
 	}
 	for i := range a.Comps {
 		if a.Comps[i].Active(now) {
-			add(&r.Statuses, string(proxy.StatusActive))
-			add(&r.Plans, a.Comps[i].Plan)
+			add(&l.Statuses, string(proxy.StatusActive))
+			add(&l.Plans, a.Comps[i].Plan)
 		}
 	}
 	if len(a.Subscriptions) == 0 {
-		add(&r.Statuses, proxy.StatusNone)
+		add(&l.Statuses, proxy.StatusNone)
 	}
-	slices.Sort(r.Statuses)
-	slices.Sort(r.Plans)
+	slices.Sort(l.Statuses)
+	slices.Sort(l.Plans)
 	sum := a.Summary(proxy.AccessPolicy{}, now)
-	r.Rank = sum.Status.Rank()
-	return r
+	l.Rank = sum.Status.Rank()
+	return l
 }
 
-// attrs is the value of a filter list's key: what a listing with both a
-// status and a plan checks without reading the account.
-func (r *listedRecord) attrs() []byte {
-	return []byte(strings.Join(r.Statuses, "\x01") + "\x00" + strings.Join(r.Plans, "\x01"))
-}
-
-// attrsHold reports whether an index value holds the status (if not "")
-// and the plan (if not "").
-func attrsHold(v []byte, status, plan string) bool {
-	st, pl, _ := bytes.Cut(v, []byte{0})
-	has := func(list []byte, x string) bool {
-		for item := range bytes.SplitSeq(list, []byte{1}) {
-			if string(item) == x {
-				return true
-			}
-		}
-		return false
+func equalListing(a, b *listing) bool {
+	if a == nil || b == nil {
+		return a == b
 	}
-	return (status == "" || has(st, status)) && (plan == "" || has(pl, plan))
+	return a.Email == b.Email && a.Rank == b.Rank && slices.Equal(a.Statuses, b.Statuses) && slices.Equal(a.Plans, b.Plans)
 }
 
-// tags are the filter lists the subject is in.
-func (r *listedRecord) tags() []string {
-	out := []string{tagAll}
-	for _, s := range r.Statuses {
-		out = append(out, "s:"+s)
-	}
-	for _, p := range r.Plans {
-		out = append(out, "p:"+p)
-	}
-	return out
-}
-
-func be64(v int64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(v))
-	return b[:]
-}
-
-// sortValue is the part of a key between the tag and the subject key.
-func (r *listedRecord) sortValue(sort byte) []byte {
-	switch sort {
-	case sortByLastSeen:
-		return be64(r.LastSeen)
-	case sortByFirstSeen:
-		return be64(r.FirstSeen)
-	case sortByEmail:
-		e := r.Email
-		if len(e) > maxEmailKey {
-			e = e[:maxEmailKey]
-		}
-		return append([]byte(e), 0)
-	case sortByStatus:
-		return append([]byte{byte(255 - r.Rank)}, be64(r.LastSeen)...)
+// ref is an index key's tail for a subject ID.
+func ref(id string) []byte {
+	switch {
+	case strings.HasPrefix(id, "user_"):
+		return append([]byte{'u'}, id[len("user_"):]...)
+	case strings.HasPrefix(id, "org_"):
+		return append([]byte{'o'}, id[len("org_"):]...)
 	}
 	return nil
 }
 
-// indexKey is sort, tag, NUL, the sort value and the subject key.
-func indexKey(sort byte, tag string, value []byte, subject string) []byte {
-	k := make([]byte, 0, 2+len(tag)+len(value)+len(subject))
-	k = append(k, sort)
-	k = append(k, tag...)
-	k = append(k, 0)
-	k = append(k, value...)
-	return append(k, subject...)
+// unref reads a subject ID back from a ref.
+func unref(r []byte) (string, bool) {
+	if len(r) < 2 {
+		return "", false
+	}
+	switch r[0] {
+	case 'u':
+		return "user_" + string(r[1:]), true
+	case 'o':
+		return "org_" + string(r[1:]), true
+	}
+	return "", false
 }
 
-// indexPrefix is where the keys of one sort and tag begin.
-func indexPrefix(sort byte, tag string) []byte { return indexKey(sort, tag, nil, "") }
-
-// subjectOfKey reads the subject key back from an index key of sort and
-// tag.
-func subjectOfKey(k []byte, sort byte, tag string) (string, bool) {
-	rest := k[min(len(k), 2+len(tag)):]
-	switch sort {
-	case sortByLastSeen, sortByFirstSeen:
-		if len(rest) < 8 {
-			return "", false
-		}
-		rest = rest[8:]
-	case sortByStatus:
-		if len(rest) < 9 {
-			return "", false
-		}
-		rest = rest[9:]
-	case sortByEmail:
-		_, after, ok := bytes.Cut(rest, []byte{0})
-		if !ok {
-			return "", false
-		}
-		rest = after
+// seconds is t as four bytes: unix seconds, 0 for the zero time, clamped
+// to what four bytes hold.
+func seconds(t time.Time) []byte {
+	var s int64
+	if !t.IsZero() {
+		s = min(max(t.Unix(), 0), math.MaxUint32)
 	}
-	return string(rest), len(rest) > 0
+	return binary.BigEndian.AppendUint32(nil, uint32(s))
 }
 
-// indexKeys are every key (with its value) of a subject's record; none
-// for nil.
-func indexKeys(subject string, r *listedRecord) map[string][]byte {
-	if r == nil {
-		return nil
+// combos are the subject's pairs of a status and a plan ("" for none).
+func (l *listing) combos() [][2]string {
+	statuses, plans := l.Statuses, l.Plans
+	if len(statuses) == 0 {
+		statuses = []string{""}
 	}
-	out := map[string][]byte{}
-	attrs := r.attrs()
-	for _, tag := range r.tags() {
-		var v []byte
-		if tag != tagAll {
-			v = attrs
-		}
-		for _, sort := range []byte{sortByID, sortByLastSeen, sortByFirstSeen, sortByEmail} {
-			out[string(indexKey(sort, tag, r.sortValue(sort), subject))] = v
-		}
-		if tag == tagAll || strings.HasPrefix(tag, "p:") {
-			out[string(indexKey(sortByStatus, tag, r.sortValue(sortByStatus), subject))] = v
+	if len(plans) == 0 {
+		plans = []string{""}
+	}
+	var out [][2]string
+	for _, s := range statuses {
+		for _, p := range plans {
+			out = append(out, [2]string{s, p})
 		}
 	}
 	return out
 }
 
-// getListed reads a subject's listed record; nil when it has none.
-func getListed(b *bbolt.Bucket, subject string) (*listedRecord, error) {
-	data := b.Get([]byte(subject))
-	if data == nil {
-		return nil, nil
-	}
-	var r listedRecord
-	if err := decodeRecord(data, &r); err != nil {
-		return nil, fmt.Errorf("listed %s: %w", subject, err)
-	}
-	return &r, nil
+// comboKey is a combo's dictionary numbers, the lists' common prefix.
+func comboKey(tx *bbolt.Tx, c [2]string) ([]byte, error) {
+	var e enc
+	e.dict(tx, c[0])
+	e.dict(tx, c[1])
+	return e.b, e.err
 }
 
-// reindex derives the subject's listed record from its account now and
-// brings the index in line with it.
-func reindex(tx *bbolt.Tx, subject proxy.Subject, now time.Time) error {
-	if !subject.Valid() {
-		return nil
-	}
-	a, ok, err := accountOf(tx, subject)
-	if err != nil {
-		return err
-	}
-	var next *listedRecord
-	if ok {
-		r := listedOf(&a, now)
-		next = &r
-	}
-	return relist(tx, subject.String(), next)
+// readCombo reads a combo back from the start of b and returns the rest.
+func readCombo(tx *bbolt.Tx, b []byte) (c [2]string, rest []byte, err error) {
+	d := dec{b: b}
+	c[0] = d.dict(tx)
+	c[1] = d.dict(tx)
+	return c, d.b, d.err
 }
 
-// relist replaces the subject's listed record with next (nil: the subject
-// is no longer listed), changing only the index keys that differ.
-func relist(tx *bbolt.Tx, subject string, next *listedRecord) error {
-	listed, err := createdBucket(tx, bucketListed)
+// indexEntry is one key of the index.
+type indexEntry struct {
+	bucket, key string
+	combo       int // bytes of the key's combo: its list
+}
+
+// indexEntries are every key of subject id's record a (none when it is
+// not listed), and the counters it counts in.
+func indexEntries(tx *bbolt.Tx, id string, a *account) (keys []indexEntry, tags []string, err error) {
+	if a == nil {
+		return nil, nil, nil
+	}
+	if a.User {
+		tags = append(tags, tagUsers)
+	}
+	if a.Customer != "" {
+		tags = append(tags, tagLinks)
+	}
+	l := a.List
+	if l == nil {
+		return nil, tags, nil
+	}
+	r := ref(id)
+	if r == nil {
+		return nil, nil, fmt.Errorf("%q is not a Clerk ID", id)
+	}
+	email := l.Email
+	if len(email) > maxEmailKey {
+		email = email[:maxEmailKey]
+	}
+	var first, last time.Time
+	if a.User {
+		first, last = a.FirstSeen, a.LastSeen
+	}
+	tags = append(tags, tagAll)
+	for _, s := range l.Statuses {
+		tags = append(tags, "s:"+s)
+	}
+	for _, p := range l.Plans {
+		tags = append(tags, "p:"+p)
+	}
+	for _, c := range l.combos() {
+		ck, err := comboKey(tx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		tags = append(tags, tagCombo+string(ck))
+		cat := func(parts ...[]byte) string { return string(bytes.Join(append([][]byte{ck}, parts...), nil)) }
+		keys = append(keys,
+			indexEntry{bucketListID, cat(r), len(ck)},
+			indexEntry{bucketListFirst, cat(seconds(first), r), len(ck)},
+			indexEntry{bucketListLast, cat(seconds(last), r), len(ck)},
+			indexEntry{bucketListEmail, cat([]byte(email), []byte{0}, r), len(ck)})
+	}
+	return keys, tags, nil
+}
+
+// reindexKeys brings the index and the counters from what the record prev
+// (nil: none) made to what next makes, touching only what differs.
+func reindexKeys(tx *bbolt.Tx, id string, prev, next *account) error {
+	oldKeys, oldTags, err := indexEntries(tx, id, prev)
 	if err != nil {
 		return err
 	}
-	prev, err := getListed(listed, subject)
+	newKeys, newTags, err := indexEntries(tx, id, next)
 	if err != nil {
 		return err
 	}
-	if prev == nil && next == nil {
-		return nil
-	}
-	if prev != nil && next != nil && equalListed(prev, next) {
-		return nil
-	}
-	index, err := createdBucket(tx, bucketListing)
-	if err != nil {
-		return err
-	}
-	counts, err := createdBucket(tx, bucketListingCounts)
-	if err != nil {
-		return err
-	}
-	oldKeys, newKeys := indexKeys(subject, prev), indexKeys(subject, next)
-	for k := range oldKeys {
-		if _, keep := newKeys[k]; !keep {
-			if err := index.Delete([]byte(k)); err != nil {
+	for _, k := range oldKeys {
+		if !slices.Contains(newKeys, k) {
+			b, err := createdBucket(tx, k.bucket)
+			if err != nil {
+				return err
+			}
+			if err := b.Delete([]byte(k.key)); err != nil {
 				return err
 			}
 		}
 	}
-	for k, v := range newKeys {
-		if old, had := oldKeys[k]; had && bytes.Equal(old, v) {
-			continue
-		}
-		if err := index.Put([]byte(k), v); err != nil {
-			return fmt.Errorf("index %s: %w", subject, err)
+	for _, k := range newKeys {
+		if !slices.Contains(oldKeys, k) {
+			b, err := createdBucket(tx, k.bucket)
+			if err != nil {
+				return err
+			}
+			if err := put(b, []byte(k.key), nil, k.combo); err != nil {
+				return err
+			}
 		}
 	}
-	var oldTags, newTags []string
-	if prev != nil {
-		oldTags = prev.tags()
+	if slices.Equal(oldTags, newTags) {
+		return nil
 	}
-	if next != nil {
-		newTags = next.tags()
+	counts, err := createdBucket(tx, bucketListCounts)
+	if err != nil {
+		return err
 	}
 	for _, t := range oldTags {
 		if !slices.Contains(newTags, t) {
@@ -322,15 +286,45 @@ func relist(tx *bbolt.Tx, subject string, next *listedRecord) error {
 			}
 		}
 	}
-	if next == nil {
-		return listed.Delete([]byte(subject))
-	}
-	return putRecord(listed, subject, next)
+	return nil
 }
 
-func equalListed(a, b *listedRecord) bool {
-	return a.Email == b.Email && a.FirstSeen == b.FirstSeen && a.LastSeen == b.LastSeen && a.Rank == b.Rank &&
-		slices.Equal(a.Statuses, b.Statuses) && slices.Equal(a.Plans, b.Plans)
+// reindex derives the subject's listing from its account now and brings
+// its record and the index in line with it.
+func reindex(tx *bbolt.Tx, subject proxy.Subject, now time.Time) error {
+	if !subject.Valid() {
+		return nil
+	}
+	prev, ok, err := getAccount(tx, subject.ID)
+	if err != nil {
+		return err
+	}
+	pa, listed, err := accountView(tx, subject, &prev)
+	if err != nil {
+		return err
+	}
+	var l *listing
+	if listed {
+		l = listingOf(&pa, now)
+	}
+	if equalListing(prev.List, l) {
+		return nil
+	}
+	next := prev.clone()
+	next.List = l
+	if !ok {
+		return putAccount(tx, subject.ID, nil, &next)
+	}
+	return putAccount(tx, subject.ID, &prev, &next)
+}
+
+// countIn adds delta to one of the listing's counters.
+func countIn(tx *bbolt.Tx, tag string, delta int64) error {
+	counts, err := createdBucket(tx, bucketListCounts)
+	if err != nil {
+		return err
+	}
+	return addCount(counts, tag, delta)
 }
 
 // addCount adds delta to a uint64 counter, deleting it at zero.
@@ -346,9 +340,15 @@ func addCount(b *bbolt.Bucket, key string, delta int64) error {
 	return b.Put([]byte(key), be64(n))
 }
 
-// tagCount is how many subjects a filter list holds.
+func be64(v int64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(v))
+	return b[:]
+}
+
+// tagCount is how many subjects a counter counts.
 func tagCount(tx *bbolt.Tx, tag string) int64 {
-	b := optionalBucket(tx, bucketListingCounts)
+	b := optionalBucket(tx, bucketListCounts)
 	if b == nil {
 		return 0
 	}
@@ -356,25 +356,4 @@ func tagCount(tx *bbolt.Tx, tag string) int64 {
 		return int64(binary.BigEndian.Uint64(v))
 	}
 	return 0
-}
-
-// seenChanged moves a user's listed record to new first/last seen times
-// without reading the account (RecordSeen's many users); a user not yet
-// listed is indexed in full.
-func seenChanged(tx *bbolt.Tx, userID string, u *userRecord, now time.Time) error {
-	subject := proxy.Subject{Kind: proxy.SubjectUser, ID: userID}
-	listed, err := createdBucket(tx, bucketListed)
-	if err != nil {
-		return err
-	}
-	prev, err := getListed(listed, subject.String())
-	if err != nil {
-		return err
-	}
-	if prev == nil {
-		return reindex(tx, subject, now)
-	}
-	next := *prev
-	next.FirstSeen, next.LastSeen = nanos(u.FirstSeen), nanos(u.LastSeen)
-	return relist(tx, subject.String(), &next)
 }

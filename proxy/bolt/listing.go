@@ -12,33 +12,14 @@ import (
 // accountOf reads what the store records of one subject in tx; ok is
 // false when it records nothing (no user record, no customer, no comp).
 func accountOf(tx *bbolt.Tx, subject proxy.Subject) (proxy.Account, bool, error) {
-	a := proxy.Account{Entitlements: proxy.Entitlements{Subject: subject}}
-	if subject.Kind == proxy.SubjectUser {
-		users, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return proxy.Account{}, false, err
-		}
-		rec, ok, err := getUser(users, subject.ID)
-		if err != nil {
-			return proxy.Account{}, false, err
-		}
-		if ok {
-			u := rec.user(subject.ID)
-			a.User = &u
-		}
+	if !subject.Valid() {
+		return proxy.Account{}, false, nil // records are keyed by valid IDs only
 	}
-	customerID, cust, linked, err := linkedCustomer(tx, subject)
+	a, _, err := getAccount(tx, subject.ID)
 	if err != nil {
 		return proxy.Account{}, false, err
 	}
-	if linked {
-		a.CustomerID, a.CustomerEmail, a.SyncedAt = customerID, cust.Email, cust.SyncedAt
-		a.Subscriptions = fromRecords(cust.Subscriptions)
-	}
-	if a.Comps, err = compsOf(tx, subject); err != nil {
-		return proxy.Account{}, false, err
-	}
-	return a, a.User != nil || linked || len(a.Comps) > 0, nil
+	return accountView(tx, subject, &a)
 }
 
 // UserDetail reads what the store records of one subject (its account:

@@ -72,25 +72,23 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 		if err := revokeKeysOfTx(tx, proxy.Subject{Kind: proxy.SubjectOrg, ID: orgID}, s.now()); err != nil {
 			return err
 		}
-		users, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
-		}
+		// Memberships live on the users' records: this walks them all,
+		// on an event as rare as an organisation's deletion.
 		var changed []string
-		if err := users.ForEach(func(k, v []byte) error {
-			var rec userRecord
-			if err := decodeRecord(v, &rec); err != nil {
-				return err
+		if b := optionalBucket(tx, bucketAccounts); b != nil {
+			c := b.Cursor()
+			for k, v := c.Seek([]byte("user_")); k != nil; k, v = c.Next() {
+				a, err := decodeAccount(tx, v)
+				if err != nil {
+					return fmt.Errorf("account %s: %w", k, err)
+				}
+				if slices.Contains(a.OrgIDs, orgID) {
+					changed = append(changed, string(k))
+				}
 			}
-			if slices.Contains(rec.OrgIDs, orgID) {
-				changed = append(changed, string(k))
-			}
-			return nil
-		}); err != nil {
-			return err
 		}
 		for _, id := range changed {
-			if err := s.editMemberships(users, id, func(ids []string) []string { return slices.DeleteFunc(ids, func(x string) bool { return x == orgID }) }); err != nil {
+			if err := editMemberships(tx, id, func(ids []string) []string { return slices.DeleteFunc(ids, func(x string) bool { return x == orgID }) }); err != nil {
 				return err
 			}
 		}
@@ -107,11 +105,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 // gate reads it from the session token, which is current.
 func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		users, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
-		}
-		err = s.editMemberships(users, userID, func(ids []string) []string {
+		err := editMemberships(tx, userID, func(ids []string) []string {
 			if !slices.Contains(ids, orgID) {
 				ids = append(ids, orgID)
 				slices.Sort(ids)
@@ -133,11 +127,7 @@ func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) erro
 // DeleteMembership records that a user left an organisation.
 func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		users, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
-		}
-		err = s.editMemberships(users, userID, func(ids []string) []string {
+		err := editMemberships(tx, userID, func(ids []string) []string {
 			return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
 		})
 		if err != nil {
@@ -151,11 +141,13 @@ func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) erro
 	return nil
 }
 
-func (s *Store) editMemberships(users *bbolt.Bucket, userID string, edit func([]string) []string) error {
-	rec, _, err := getUser(users, userID)
-	if err != nil {
-		return err
-	}
-	rec.OrgIDs = edit(slices.Clone(rec.OrgIDs))
-	return putUser(users, userID, &rec)
+// editMemberships edits a user's organisations, recording the user if the
+// store did not know them.
+func editMemberships(tx *bbolt.Tx, userID string, edit func([]string) []string) error {
+	return editAccount(tx, userID, func(a *account) {
+		a.User = true
+		if a.OrgIDs = edit(a.OrgIDs); len(a.OrgIDs) == 0 {
+			a.OrgIDs = nil
+		}
+	})
 }

@@ -2,8 +2,10 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -11,53 +13,8 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// userRecord is the users bucket's value.
-type userRecord struct {
-	V         int       `json:"v"`
-	Email     string    `json:"email,omitempty"`
-	FirstSeen time.Time `json:"first_seen,omitzero"`
-	LastSeen  time.Time `json:"last_seen,omitzero"`
-	OrgIDs    []string  `json:"org_ids,omitempty"`
-}
-
-func (r *userRecord) version() int { return r.V }
-
-func (r *userRecord) user(id string) proxy.User {
-	return proxy.User{ID: id, Email: r.Email, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, OrgIDs: slices.Clone(r.OrgIDs)}
-}
-
-// seen widens [FirstSeen, LastSeen] to include at.
-func (r *userRecord) seen(at time.Time) {
-	if at.IsZero() {
-		return
-	}
-	at = at.UTC()
-	if r.FirstSeen.IsZero() || at.Before(r.FirstSeen) {
-		r.FirstSeen = at
-	}
-	if at.After(r.LastSeen) {
-		r.LastSeen = at
-	}
-}
-
-func getUser(b *bbolt.Bucket, id string) (rec userRecord, ok bool, err error) {
-	data := b.Get([]byte(id))
-	if data == nil {
-		return rec, false, nil
-	}
-	if err := decodeRecord(data, &rec); err != nil {
-		return userRecord{}, false, fmt.Errorf("user %s: %w", id, err)
-	}
-	return rec, true, nil
-}
-
-func putUser(b *bbolt.Bucket, id string, rec *userRecord) error {
-	rec.V = recordVersion
-	if err := putRecord(b, id, rec); err != nil {
-		return fmt.Errorf("user %s: %w", id, err)
-	}
-	return nil
-}
+// A user is the user part of an account record (accounts.go): what Clerk
+// said (email, organisations) and when the gateway saw them.
 
 // RecordSeen records a batch of sightings (user ID → when) in one
 // transaction: first_seen is set once (the earliest), last_seen only moves
@@ -73,24 +30,25 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 			ids = append(ids, id)
 		}
 	}
-	slices.Sort(ids) // sequential inserts touch fewer pages
+	slices.Sort(ids) // sequential writes touch fewer pages
 	now := s.now()
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		b, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
-		}
 		for _, id := range ids {
-			rec, _, err := getUser(b, id)
+			listed := false
+			err := editAccount(tx, id, func(a *account) {
+				a.User = true
+				a.seen(seen[id])
+				listed = a.List != nil
+			})
 			if err != nil {
 				return err
 			}
-			rec.seen(seen[id])
-			if err := putUser(b, id, &rec); err != nil {
-				return err
-			}
-			if err := seenChanged(tx, id, &rec, now); err != nil {
-				return err
+			// A listed user's keys moved with the record; a new one is
+			// listed in full.
+			if !listed {
+				if err := reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: id}, now); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -110,7 +68,7 @@ func (s *Store) PutUser(ctx context.Context, u proxy.User) error {
 	if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
 		return fmt.Errorf("bolt: put user: %w", err)
 	}
-	err := s.update(ctx, func(tx *bbolt.Tx) error { return s.putUser(tx, u) })
+	err := s.update(ctx, func(tx *bbolt.Tx) error { return s.putUser(tx, u, true) })
 	if err != nil {
 		return fmt.Errorf("bolt: put user %s: %w", u.ID, err)
 	}
@@ -118,7 +76,7 @@ func (s *Store) PutUser(ctx context.Context, u proxy.User) error {
 }
 
 // PutUsers stores many users in one transaction, each as PutUser would:
-// for bulk loads (tollgate-gen).
+// for bulk loads.
 func (s *Store) PutUsers(ctx context.Context, users []proxy.User) error {
 	for _, u := range users {
 		if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}); err != nil {
@@ -127,7 +85,7 @@ func (s *Store) PutUsers(ctx context.Context, users []proxy.User) error {
 	}
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		for _, u := range users {
-			if err := s.putUser(tx, u); err != nil {
+			if err := s.putUser(tx, u, true); err != nil {
 				return fmt.Errorf("user %s: %w", u.ID, err)
 			}
 		}
@@ -139,22 +97,19 @@ func (s *Store) PutUsers(ctx context.Context, users []proxy.User) error {
 	return nil
 }
 
-func (s *Store) putUser(tx *bbolt.Tx, u proxy.User) error {
-	b, err := bucket(tx, bucketUsers)
-	if err != nil {
-		return err
-	}
-	rec, _, err := getUser(b, u.ID)
-	if err != nil {
-		return err
-	}
-	rec.Email = u.Email
-	if u.OrgIDs != nil {
-		rec.OrgIDs = slices.Clone(u.OrgIDs)
-	}
-	rec.seen(u.FirstSeen)
-	rec.seen(u.LastSeen)
-	if err := putUser(b, u.ID, &rec); err != nil {
+// putUser stores u and, with relist, reindexes the user (Load leaves that
+// to the customer that follows).
+func (s *Store) putUser(tx *bbolt.Tx, u proxy.User, relist bool) error {
+	err := editAccount(tx, u.ID, func(a *account) {
+		a.User = true
+		a.Email = u.Email
+		if u.OrgIDs != nil {
+			a.OrgIDs = slices.Clone(u.OrgIDs)
+		}
+		a.seen(u.FirstSeen)
+		a.seen(u.LastSeen)
+	})
+	if err != nil || !relist {
 		return err
 	}
 	return reindex(tx, proxy.Subject{Kind: proxy.SubjectUser, ID: u.ID}, s.now())
@@ -164,15 +119,17 @@ func (s *Store) putUser(tx *bbolt.Tx, u proxy.User) error {
 // alone: the Stripe customer outlives the Clerk user.
 func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		b, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
-		}
-		if err := b.Delete([]byte(userID)); err != nil {
-			return err
-		}
 		subject := proxy.Subject{Kind: proxy.SubjectUser, ID: userID}
 		if err := revokeKeysOfTx(tx, subject, s.now()); err != nil {
+			return err
+		}
+		if _, ok, err := getAccount(tx, userID); err != nil || !ok {
+			return err
+		}
+		err := editAccount(tx, userID, func(a *account) {
+			a.User, a.Email, a.FirstSeen, a.LastSeen, a.OrgIDs = false, "", time.Time{}, time.Time{}, nil
+		})
+		if err != nil {
 			return err
 		}
 		return reindex(tx, subject, s.now())
@@ -187,18 +144,14 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 func (s *Store) User(ctx context.Context, userID string) (proxy.User, error) {
 	var u proxy.User
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		b, err := bucket(tx, bucketUsers)
+		a, ok, err := getAccount(tx, userID)
 		if err != nil {
 			return err
 		}
-		rec, ok, err := getUser(b, userID)
-		if err != nil {
-			return err
-		}
-		if !ok {
+		if !ok || !a.User {
 			return proxy.ErrNotFound
 		}
-		u = rec.user(userID)
+		u = a.user(userID)
 		return nil
 	})
 	if err != nil {
@@ -216,21 +169,23 @@ func (s *Store) Users(ctx context.Context, after string, limit int) ([]proxy.Use
 	var users []proxy.User
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		users = nil
-		b, err := bucket(tx, bucketUsers)
-		if err != nil {
-			return err
+		b := optionalBucket(tx, bucketAccounts)
+		if b == nil {
+			return nil
 		}
 		c := b.Cursor()
-		k, v := c.Seek([]byte(after))
+		k, v := c.Seek([]byte(max(after, "user_")))
 		if k != nil && string(k) == after {
 			k, v = c.Next()
 		}
 		for ; k != nil && len(users) < limit; k, v = c.Next() {
-			var rec userRecord
-			if err := decodeRecord(v, &rec); err != nil {
-				return fmt.Errorf("user %s: %w", k, err)
+			a, err := decodeAccount(tx, v)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", k, err)
 			}
-			users = append(users, rec.user(string(k)))
+			if a.User {
+				users = append(users, a.user(string(k)))
+			}
 		}
 		return nil
 	})
@@ -238,4 +193,74 @@ func (s *Store) Users(ctx context.Context, after string, limit int) ([]proxy.Use
 		return nil, fmt.Errorf("bolt: users after %q: %w", after, err)
 	}
 	return users, nil
+}
+
+// Load stores users and customer states in one transaction, each as
+// PutUser and CommitCustomer (without an event) would: for bulk loads
+// (tollgate-gen, tests). It writes subject by subject in ID order, a
+// user before its customer, so that a load of new subjects in the order
+// of their IDs appends to every bucket keyed by them and fills its pages.
+func (s *Store) Load(ctx context.Context, users []proxy.User, states []proxy.CustomerState) error {
+	type item struct {
+		id    string
+		user  *proxy.User
+		state *proxy.CustomerState
+	}
+	items := make([]item, 0, len(users)+len(states))
+	for i := range users {
+		if err := checkSubject(proxy.Subject{Kind: proxy.SubjectUser, ID: users[i].ID}); err != nil {
+			return fmt.Errorf("bolt: load: %w", err)
+		}
+		items = append(items, item{id: users[i].ID, user: &users[i]})
+	}
+	for i := range states {
+		st := &states[i]
+		if st.CustomerID == "" {
+			return errors.New("bolt: load: empty customer id")
+		}
+		if st.Subject != (proxy.Subject{}) {
+			if err := checkSubject(st.Subject); err != nil {
+				return fmt.Errorf("bolt: load customer %s: %w", st.CustomerID, err)
+			}
+		}
+		// A customer of nobody goes after every subject ("~" sorts last).
+		id := "~" + st.CustomerID
+		if st.Subject.ID != "" {
+			id = st.Subject.ID
+		}
+		items = append(items, item{id: id, state: st})
+	}
+	slices.SortStableFunc(items, func(a, b item) int {
+		if c := strings.Compare(a.id, b.id); c != 0 {
+			return c
+		}
+		return bool2int(a.user == nil) - bool2int(b.user == nil)
+	})
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		for i, it := range items {
+			if it.user != nil {
+				// A customer of the same subject next lists it once.
+				relist := i+1 == len(items) || items[i+1].id != it.id
+				if err := s.putUser(tx, *it.user, relist); err != nil {
+					return fmt.Errorf("user %s: %w", it.id, err)
+				}
+				continue
+			}
+			if _, _, err := s.commit(tx, *it.state, ""); err != nil {
+				return fmt.Errorf("customer %s: %w", it.state.CustomerID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: load %d users and %d customers: %w", len(users), len(states), err)
+	}
+	return nil
+}
+
+func bool2int(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
