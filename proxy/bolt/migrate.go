@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -31,8 +32,10 @@ import (
 // subjects' and comp holders' account records, each with its listing and
 // index keys; the dashboard's counters, summed on the way.
 
-// migrateBatch is how many records one transaction of a migration writes.
-const migrateBatch = 5000
+// migrateBatch is how many records one transaction of a migration writes:
+// a transaction holds every page it changes in memory until it commits,
+// and a subject's index keys land on pages all over their lists.
+const migrateBatch = 2000
 
 // converted are the old buckets a migration converts or derives anew; every
 // other one is copied.
@@ -93,6 +96,8 @@ func migrate(old *bbolt.DB, path string, from uint64, opts Options) (_ *bbolt.DB
 		_ = d.Close()
 	}
 	opts.Logger.Info("bolt: store migrated", "path", path, "took", time.Since(start).Round(time.Millisecond))
+	// What the batches held is garbage now: give it back before serving.
+	debug.FreeOSMemory()
 	return db, nil
 }
 

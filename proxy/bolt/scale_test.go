@@ -99,7 +99,7 @@ func TestScale(t *testing.T) {
 		{Status: "none", Sort: proxy.SortLastSeen, Desc: true},
 		{Plan: "business", Sort: proxy.SortStatus},
 		{Status: "trialing", Plan: "business", Sort: proxy.SortFirstSeen},
-		{Status: "incomplete", Plan: "team", Sort: proxy.SortLastSeen},
+		{Status: "active", Plan: "team", Sort: proxy.SortLastSeen},
 	} {
 		measure(fmt.Sprintf("filter status=%s plan=%s sort=%s", f.Status, f.Plan, f.Sort), 5, page(f))
 	}
