@@ -73,8 +73,9 @@ type Options struct {
 	Timeout time.Duration
 	// Now is the clock for processed-at times. Default time.Now.
 	Now func() time.Time
-	// NoSync skips the fsync of each commit: for bulk loads into a new
-	// file (tollgate-gen) only, as a crash may then lose the file.
+	// NoSync skips the fsync of each commit, and of each growth of the
+	// file: for bulk loads into a new file (tollgate-gen) only, as a crash
+	// may then lose the file.
 	NoSync bool
 	// Logger hears about a migration's progress. Default: discard.
 	Logger *slog.Logger
@@ -106,7 +107,7 @@ type Store struct {
 // file). It fails after opts.Timeout if another process holds the file.
 func Open(path string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync, NoGrowSync: opts.NoSync})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("bolt: open %s: the file is still locked after %s; another tollgate (or a bbolt tool) may hold it, and only one may use a store file: %w",

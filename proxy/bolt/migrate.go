@@ -58,7 +58,9 @@ func migrate(old *bbolt.DB, path string, from uint64, opts Options) (_ *bbolt.DB
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: true})
+	// Nothing is synced until the whole file is, before it replaces the
+	// old one.
+	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: true, NoGrowSync: true})
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +86,7 @@ func migrate(old *bbolt.DB, path string, from uint64, opts Options) (_ *bbolt.DB
 			return nil, fmt.Errorf("migrate %s: %w", step.name, err)
 		}
 	}
-	db.NoSync = opts.NoSync
+	db.NoSync, db.NoGrowSync = opts.NoSync, opts.NoSync
 	if err := db.Sync(); err != nil {
 		return nil, err
 	}
