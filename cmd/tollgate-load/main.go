@@ -4,6 +4,7 @@
 //	go run ./cmd/tollgate-load [wrk] [-d 10s] [-c 32] [-t 2]
 //	go run ./cmd/tollgate-load webhook-storm [-events 5000] [-customers 500] [-c 8]
 //	go run ./cmd/tollgate-load idle-connections [-n 10000] [-kind ws|sse]
+//	go run ./cmd/tollgate-load million-user-store [-n 1000000] [-cache 100000] [-warm 100000]
 //
 // The default, wrk, measures tollgate's throughput against a bare
 // httputil.ReverseProxy in the same run.
@@ -90,6 +91,8 @@ func dispatch(args []string, out io.Writer) error {
 			return runIdleChild(args[1:], out)
 		case idleUpstreamArg:
 			return runIdleUpstream(out)
+		case "million-user-store":
+			return runStore(args[1:], out)
 		case "wrk":
 			args = args[1:]
 		}
