@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,11 +92,23 @@ func runStore(args []string, out io.Writer) error {
 		return err
 	}
 
-	// The sandbox, an upstream, and tollgate serve on the store.
-	sb, err := clerksandbox.New(clerksandbox.Options{TokenTTL: time.Hour})
+	// The sandbox, an upstream, and tollgate serve on the store. Each
+	// user's session token is signed first, on every core: signing is
+	// Clerk's work, not the gateway's.
+	sb, err := clerksandbox.New(clerksandbox.Options{TokenTTL: 2 * time.Hour})
 	if err != nil {
 		return err
 	}
+	tokens := make([]string, len(users))
+	var signing sync.WaitGroup
+	for w := range runtime.GOMAXPROCS(0) {
+		signing.Go(func() {
+			for i := w; i < len(users); i += runtime.GOMAXPROCS(0) {
+				tokens[i] = sb.MintSessionToken(users[i], "sess_"+users[i], now, nil)
+			}
+		})
+	}
+	signing.Wait()
 	clerkURL := serve(sb.Handler())
 	sb.SetBaseURL(clerkURL)
 	stripeSB := stripesandbox.New(stripesandbox.Options{Prices: []stripesandbox.Price{
@@ -120,9 +133,9 @@ func runStore(args []string, out io.Writer) error {
 		return err
 	}
 	defer child.stop()
-	paid := func(user string) (int, error) {
+	paid := func(i int) (int, error) {
 		req, _ := http.NewRequest("GET", child.url+"/routes/415VNA/x", nil)
-		req.Header.Set("Authorization", "Bearer "+sb.MintSessionToken(user, "sess_"+user, time.Now(), nil))
+		req.Header.Set("Authorization", "Bearer "+tokens[i])
 		resp, err := noRedirect.Do(req)
 		if err != nil {
 			return 0, err
@@ -131,7 +144,7 @@ func runStore(args []string, out io.Writer) error {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	code, err := paid(users[0])
+	code, err := paid(0)
 	if err != nil || code != http.StatusOK {
 		return fmt.Errorf("first paid request for %s: %d, %v\n%s", users[0], code, err, child.logs())
 	}
@@ -156,7 +169,7 @@ func runStore(args []string, out io.Writer) error {
 				if i >= len(users) {
 					return
 				}
-				code, err := paid(users[i])
+				code, err := paid(i)
 				if err != nil {
 					errs <- err
 					return
@@ -174,8 +187,9 @@ func runStore(args []string, out io.Writer) error {
 		return fmt.Errorf("warming: %w", err)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(out, "warm: %d distinct users' paid requests in %s (%.0f/s, token minting included), %d granted; %s (RssAnon %.2f of the 150 MB target)\n",
-		done.Load(), took.Round(100*time.Millisecond), float64(done.Load())/took.Seconds(), granted.Load(), child.memory(), float64(child.anon())/(150<<20))
+	fmt.Fprintf(out, "warm: %d distinct users' paid requests in %s (%.0f/s), %d granted; %s (RssAnon %.2f of the 150 MB target); Go heap %s\n",
+		done.Load(), took.Round(100*time.Millisecond), float64(done.Load())/took.Seconds(), granted.Load(), child.memory(), float64(child.anon())/(150<<20),
+		child.heap())
 
 	// The console's listing, end to end, as an admin.
 	return timeConsole(out, child.url, sb, users)
@@ -322,6 +336,7 @@ admin:
 type serveChild struct {
 	cmd     *exec.Cmd
 	url     string
+	admin   string // host:port
 	started time.Time
 	serving time.Duration // when it logged that it serves
 	out     *lockedBuffer
@@ -340,7 +355,7 @@ func startServeChild(bin, dir string, c gatewayConfig) (*serveChild, error) {
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}
-		g := &serveChild{url: "http://" + addr, out: &lockedBuffer{}, exited: make(chan struct{})}
+		g := &serveChild{url: "http://" + addr, admin: admin, out: &lockedBuffer{}, exited: make(chan struct{})}
 		g.cmd = exec.Command(bin, "serve", "-config", path)
 		pr, pw := io.Pipe()
 		g.cmd.Stdout, g.cmd.Stderr = pw, pw
@@ -396,6 +411,27 @@ func (g *serveChild) memory() string {
 }
 
 func (g *serveChild) anon() int64 { a, _ := procRSS(g.cmd.Process.Pid); return a }
+
+// heap reads the Go heap from the child's /metrics: in use (live and not
+// yet collected), and what the runtime holds without having returned it.
+func (g *serveChild) heap() string {
+	resp, err := http.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer resp.Body.Close()
+	vals := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && strings.HasPrefix(f[0], "go_memstats_") {
+			vals[f[0]], _ = strconv.ParseFloat(f[1], 64)
+		}
+	}
+	return fmt.Sprintf("alloc %s, in use %s, idle not returned %s", megabytes(int64(vals["go_memstats_heap_alloc_bytes"])),
+		megabytes(int64(vals["go_memstats_heap_inuse_bytes"])), megabytes(int64(vals["go_memstats_heap_idle_bytes"]-vals["go_memstats_heap_released_bytes"])))
+}
 
 // procRSS reads RssAnon and RssFile of a process, in bytes.
 func procRSS(pid int) (anon, file int64) {
