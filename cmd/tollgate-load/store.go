@@ -269,6 +269,7 @@ func timeConsole(out io.Writer, base string, sb *clerksandbox.Clerk, users []str
 		"status=trialing&plan=business&sort=first_seen", "q=grace.42", "q="+users[len(users)/2], "q=cus_00", "q=nobody%40nowhere")
 	var worst time.Duration
 	var all []time.Duration
+	slowest := ""
 	for _, q := range queries {
 		var took []time.Duration
 		for range 3 {
@@ -280,11 +281,14 @@ func timeConsole(out io.Writer, base string, sb *clerksandbox.Clerk, users []str
 		}
 		slices.Sort(took)
 		all = append(all, took[1])
-		worst = max(worst, took[2])
+		if took[2] > worst {
+			worst, slowest = took[2], fmt.Sprintf("%s: %s, %s, %s", q, took[0].Round(10*time.Microsecond), took[1].Round(10*time.Microsecond), took[2].Round(10*time.Microsecond))
+		}
 	}
 	slices.Sort(all)
-	fmt.Fprintf(out, "console users page (%d pages: every sort both ways, first and last, filters, searches; 3 runs each): median %s, slowest median %s, worst %s (%.2f of the 100 ms target)\n",
-		len(queries), all[len(all)/2].Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond), worst.Round(10*time.Microsecond), float64(worst)/float64(100*time.Millisecond))
+	fmt.Fprintf(out, "console users page (%d pages: every sort both ways, first and last, filters, searches; 3 runs each): median %s, slowest median %s, worst %s (%.2f of the 100 ms target; %s)\n",
+		len(queries), all[len(all)/2].Round(10*time.Microsecond), all[len(all)-1].Round(10*time.Microsecond), worst.Round(10*time.Microsecond),
+		float64(worst)/float64(100*time.Millisecond), slowest)
 	return nil
 }
 
