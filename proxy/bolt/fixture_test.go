@@ -39,6 +39,15 @@ type fixtureDump struct {
 	Revocations []proxy.Revocation
 	Audit       []proxy.AuditEntry
 	Listing     *fixtureListing `json:",omitempty"`
+	Extras      *fixtureExtras  `json:",omitempty"`
+}
+
+// fixtureExtras are what later tollgates of schema 2 added: API keys and
+// dirty marks.
+type fixtureExtras struct {
+	APIKeys map[string][]proxy.APIKey
+	Dirty   []proxy.DirtyMark
+	Backlog proxy.Backlog
 }
 
 type fixtureListing struct {
@@ -113,6 +122,23 @@ func takeFixture(ctx context.Context, s *Store) (*fixtureDump, error) {
 	if d.Listing, err = takeFixtureListing(ctx, s); err != nil {
 		return nil, fmt.Errorf("listing: %w", err)
 	}
+	e := &fixtureExtras{APIKeys: map[string][]proxy.APIKey{}}
+	for _, id := range fixtureSubjects {
+		subject, err := proxy.ParseSubject(id)
+		if err != nil {
+			return nil, err
+		}
+		if e.APIKeys[id], err = s.APIKeysOf(ctx, subject); err != nil {
+			return nil, err
+		}
+	}
+	if e.Dirty, _, err = s.DirtyDue(ctx, fixtureNow.Add(time.Hour), 100); err != nil {
+		return nil, err
+	}
+	if e.Backlog, err = s.DirtyBacklog(ctx); err != nil {
+		return nil, err
+	}
+	d.Extras = e
 	return d, nil
 }
 
@@ -229,6 +255,9 @@ func TestOpen_Fixtures(t *testing.T) {
 			listing := got.Listing
 			if want.Listing == nil {
 				got.Listing = nil
+			}
+			if want.Extras == nil {
+				got.Extras = nil
 			}
 			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpopts.IgnoreUnexported(proxy.PlanBreakdown{})); diff != "" {
 				t.Errorf("answers after opening (-the old tollgate's +now):\n%s", diff)

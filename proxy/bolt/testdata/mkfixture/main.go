@@ -4,9 +4,9 @@
 // lives under testdata, which the go tool skips: copy it into a checkout of
 // the commit whose format the fixture keeps and run it there:
 //
-//	git archive 63af799 | tar -x -C /tmp/old2   # schema 2
+//	git archive 1f6a4b9 | tar -x -C /tmp/old2   # schema 2, with API keys and dirty marks
 //	cp -r proxy/bolt/testdata/mkfixture /tmp/old2/cmd/
-//	cd /tmp/old2 && go run -tags schema2 ./cmd/mkfixture -o schema2
+//	cd /tmp/old2 && go run -tags schema2,extras ./cmd/mkfixture -o schema2
 //
 //	git archive 6b9c994 | tar -x -C /tmp/old1   # schema 1
 //	cp -r proxy/bolt/testdata/mkfixture /tmp/old1/cmd/
@@ -120,6 +120,7 @@ func main() {
 	must(s.Audit(ctx, proxy.AuditEntry{At: at(-time.Hour), Actor: "admin-token", Action: "sync.all"}))
 	must(s.AddRevocation(ctx, proxy.Revocation{Kind: proxy.RevocationSession, ID: "sess_1", At: at(-time.Minute), Expires: at(time.Hour)}))
 	must(s.AddRevocation(ctx, proxy.Revocation{Kind: proxy.RevocationUser, UserID: "user_bob", At: at(-time.Minute), Expires: at(2 * time.Hour)}))
+	must(writeExtras(ctx, s))
 	must(s.Close())
 
 	s, err = bolt.Open(*out+".db", bolt.Options{Now: func() time.Time { return clock }})

@@ -25,6 +25,7 @@ type Dump struct {
 	Revocations []proxy.Revocation
 	Audit       []proxy.AuditEntry
 	Listing     *Listing `json:",omitempty"`
+	Extras      *Extras  `json:",omitempty"`
 }
 
 // Listing is the admin console's view (schema 2 and later).
@@ -99,6 +100,9 @@ func Take(ctx context.Context, s *bolt.Store, now time.Time) (*Dump, error) {
 	}
 	if d.Listing, err = takeListing(ctx, s); err != nil {
 		return nil, fmt.Errorf("listing: %w", err)
+	}
+	if d.Extras, err = takeExtras(ctx, s, now); err != nil {
+		return nil, fmt.Errorf("extras: %w", err)
 	}
 	return d, nil
 }

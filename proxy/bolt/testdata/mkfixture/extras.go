@@ -1,0 +1,57 @@
+//go:build extras
+
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/bolt"
+)
+
+// Extras are what later tollgates of schema 2 added to a store: API keys
+// and the dirty marks of deferred webhook syncs.
+type Extras struct {
+	APIKeys map[string][]proxy.APIKey
+	Dirty   []proxy.DirtyMark
+	Backlog proxy.Backlog
+}
+
+func writeExtras(ctx context.Context, s *bolt.Store) error {
+	for i, subject := range []proxy.Subject{{Kind: proxy.SubjectUser, ID: "user_ada"}, {Kind: proxy.SubjectOrg, ID: "org_acme"}} {
+		_, k, err := proxy.NewAPIKey(false, now.Add(-time.Duration(i+1)*time.Hour))
+		if err != nil {
+			return err
+		}
+		k.Subject, k.Name, k.Scopes, k.CreatedBy = subject, "ci", []string{proxy.ScopeAll}, "admin:grace"
+		if err := s.CreateAPIKey(ctx, k); err != nil {
+			return err
+		}
+	}
+	for _, c := range []string{"cus_bob", "cus_ada", "cus_bob"} {
+		if err := s.MarkDirty(ctx, c, "evt_dirty_"+c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func takeExtras(ctx context.Context, s *bolt.Store, now time.Time) (*Extras, error) {
+	e := &Extras{APIKeys: map[string][]proxy.APIKey{}}
+	for _, id := range subjects {
+		subject, err := proxy.ParseSubject(id)
+		if err != nil {
+			return nil, err
+		}
+		if e.APIKeys[id], err = s.APIKeysOf(ctx, subject); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if e.Dirty, _, err = s.DirtyDue(ctx, now.Add(time.Hour), 100); err != nil {
+		return nil, err
+	}
+	e.Backlog, err = s.DirtyBacklog(ctx)
+	return e, err
+}
