@@ -20,7 +20,7 @@ var _ proxy.SeenRecorder = (*SeenBatcher)(nil)
 
 // SeenBatcher implements proxy.SeenRecorder off the request path: Seen only
 // updates a bounded in-memory map, and Run writes it to the store every
-// interval with one RecordSeen transaction. Within an interval only the
+// interval with one RecordSeen (a transaction per thousand users). Within an interval only the
 // latest sighting of a user is kept, so a new user's first_seen is precise
 // to the interval.
 type SeenBatcher struct {

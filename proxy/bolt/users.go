@@ -16,10 +16,18 @@ import (
 // A user is the user part of an account record (accounts.go): what Clerk
 // said (email, organisations) and when the gateway saw them.
 
-// RecordSeen records a batch of sightings (user ID → when) in one
-// transaction: first_seen is set once (the earliest), last_seen only moves
-// forward. IDs that are not Clerk user IDs (proxy.Subject.Valid) are
-// ignored.
+// seenPerTx bounds the users one transaction of RecordSeen writes. A
+// transaction holds every page it changes in memory until it commits, and
+// in a large store each user's record and last-seen key sit on pages of
+// their own: 35,000 users seen within one flush made a single transaction
+// hold 200 MB.
+const seenPerTx = 1000
+
+// RecordSeen records a batch of sightings (user ID → when), seenPerTx
+// users to a transaction, in the order of their IDs: first_seen is set
+// once (the earliest), last_seen only moves forward, so writing a
+// sighting again changes nothing. IDs that are not Clerk user IDs
+// (proxy.Subject.Valid) are ignored.
 func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
@@ -31,8 +39,17 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 		}
 	}
 	slices.Sort(ids) // sequential writes touch fewer pages
+	for chunk := range slices.Chunk(ids, seenPerTx) {
+		if err := s.recordSeen(ctx, chunk, seen); err != nil {
+			return fmt.Errorf("bolt: record seen (%d users): %w", len(ids), err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) recordSeen(ctx context.Context, ids []string, seen map[string]time.Time) error {
 	now := s.now()
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	return s.update(ctx, func(tx *bbolt.Tx) error {
 		for _, id := range ids {
 			listed := false
 			err := editAccount(tx, id, func(a *account) {
@@ -53,10 +70,6 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("bolt: record seen (%d users): %w", len(ids), err)
-	}
-	return nil
 }
 
 // PutUser stores what Clerk says about a user (email, organisations). The
