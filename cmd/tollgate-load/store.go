@@ -188,7 +188,7 @@ func runStore(args []string, out io.Writer) error {
 	}
 	took := time.Since(start)
 	fmt.Fprintf(out, "warm: %d distinct users' paid requests in %s (%.0f/s), %d granted; %s (RssAnon %.2f of the 150 MB target); Go heap %s\n",
-		done.Load(), took.Round(100*time.Millisecond), float64(done.Load())/took.Seconds(), granted.Load(), child.memory(), float64(child.anon())/(150<<20),
+		done.Load(), took.Round(100*time.Millisecond), float64(done.Load())/took.Seconds(), granted.Load(), child.memory(), float64(child.anon())/150e6,
 		child.heap())
 
 	// The console's listing, end to end, as an admin.
@@ -466,7 +466,7 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func megabytes(n int64) string { return fmt.Sprintf("%.1f MB", float64(n)/(1<<20)) }
+func megabytes(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // freeAddr is a loopback address free a moment ago (startServeChild retries
 // when another program takes it first).
