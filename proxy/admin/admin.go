@@ -53,6 +53,11 @@ type Cache interface {
 type Check struct {
 	Name string
 	Run  func(ctx context.Context) error
+	// Advisory checks are reported in /readyz's body ("warnings") and
+	// logged, but never make it fail: a condition every replica shares,
+	// which taking replicas out of the load balancer cannot mend (the
+	// webhook backlog: README, "Admin listener").
+	Advisory bool
 }
 
 // Config configures the admin handler. Everything is optional.
@@ -233,22 +238,38 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 		wg.Go(func() { errs[i] = runCheck(ctx, c) })
 	}
 	wg.Wait()
-	var failing []readyFailure
+	var failing, warnings []readyFailure
 	for i, err := range errs {
-		if err != nil {
-			msg := err.Error()
-			if len(msg) > readyErrorLen {
-				msg = msg[:readyErrorLen] + "…"
-			}
-			failing = append(failing, readyFailure{Name: h.cfg.Ready[i].Name, Error: msg})
+		if err == nil {
+			continue
 		}
+		msg := err.Error()
+		if len(msg) > readyErrorLen {
+			msg = msg[:readyErrorLen] + "…"
+		}
+		f := readyFailure{Name: h.cfg.Ready[i].Name, Error: msg}
+		if h.cfg.Ready[i].Advisory {
+			warnings = append(warnings, f)
+		} else {
+			failing = append(failing, f)
+		}
+	}
+	if len(warnings) > 0 {
+		h.log.WarnContext(r.Context(), "readiness warnings", "warnings", warnings)
 	}
 	if len(failing) > 0 {
 		h.log.WarnContext(r.Context(), "not ready", "failing", failing)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failing": failing})
+		writeJSON(w, http.StatusServiceUnavailable, readyAnswer{Status: "unavailable", Failing: failing, Warnings: warnings})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	writeJSON(w, http.StatusOK, readyAnswer{Status: "ok", Warnings: warnings})
+}
+
+// readyAnswer is /readyz's body.
+type readyAnswer struct {
+	Status   string         `json:"status"`
+	Failing  []readyFailure `json:"failing,omitempty"`
+	Warnings []readyFailure `json:"warnings,omitempty"`
 }
 
 // runCheck runs one check; a check still running at the deadline fails

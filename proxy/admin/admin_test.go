@@ -267,6 +267,22 @@ func TestReadyz(t *testing.T) {
 	if got.Status != "unavailable" || !cmp.Equal(got.Failing, want) {
 		t.Errorf("readyz = %+v; want failing %+v", got, want)
 	}
+	behind := Check{Name: "webhook_backlog", Advisory: true, Run: func(context.Context) error { return errors.New("webhook backlog far behind") }}
+	e = newEnv(t, func(c *Config) { c.Ready = []Check{ok, behind} })
+	code, _, body = e.do(t, "GET", "/readyz", "", "Authorization", "")
+	if code != http.StatusOK {
+		t.Errorf("only an advisory check failing: status %d, want 200 (%s)", code, body)
+	}
+	if diff := cmp.Diff(readyAnswer{Status: "ok", Warnings: []readyFailure{{Name: "webhook_backlog", Error: "webhook backlog far behind"}}},
+		mustJSON[readyAnswer](t, body)); diff != "" {
+		t.Errorf("advisory failure (-want +got):\n%s", diff)
+	}
+	e = newEnv(t, func(c *Config) { c.Ready = []Check{bad, behind} })
+	code, _, body = e.do(t, "GET", "/readyz", "", "Authorization", "")
+	if diff := cmp.Diff(readyAnswer{Status: "unavailable", Failing: []readyFailure{{Name: "stripe", Error: "stripe ready: connection refused"}},
+		Warnings: []readyFailure{{Name: "webhook_backlog", Error: "webhook backlog far behind"}}}, mustJSON[readyAnswer](t, body)); code != 503 || diff != "" {
+		t.Errorf("a failing and an advisory check: %d (-want +got):\n%s", code, diff)
+	}
 	if _, err := New(Config{Ready: []Check{{Name: "nameless func"}}}); err == nil {
 		t.Error("New accepted a check without a function")
 	}

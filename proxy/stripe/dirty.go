@@ -30,8 +30,8 @@ const (
 	dirtyRetryMax = 5 * time.Minute
 	// dirtySyncTimeout bounds one sync.
 	dirtySyncTimeout = 30 * time.Second
-	// BacklogMaxAge is how old the oldest mark may be before readiness
-	// fails (BacklogCheck): the worker is far behind.
+	// BacklogMaxAge is how old the oldest mark may be before /readyz
+	// warns (BacklogCheck): the worker is far behind.
 	BacklogMaxAge = 10 * time.Minute
 )
 
@@ -53,7 +53,8 @@ func (b *Billing) Backlog(ctx context.Context) (proxy.Backlog, error) {
 	return bl, nil
 }
 
-// BacklogCheck is a readiness check (/readyz): it fails while the oldest
+// BacklogCheck is an advisory readiness check (/readyz warns, never
+// fails, on it: README, "Admin listener"): it errs while the oldest
 // dirty mark is older than maxAge (BacklogMaxAge when 0), on b's clock.
 func (b *Billing) BacklogCheck(maxAge time.Duration) func(context.Context) error {
 	if maxAge <= 0 {
