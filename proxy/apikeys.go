@@ -56,6 +56,9 @@ var (
 	ErrAPIKeyRevoked   = errors.New("api key: revoked")
 	ErrAPIKeyExpired   = errors.New("api key: expired")
 	ErrAPIKeyNotFound  = errors.New("api key: no such key")
+	// ErrTooManyAPIKeys: the subject already has the most usable keys
+	// CreateAPIKey was told to allow.
+	ErrTooManyAPIKeys = errors.New("api key: too many keys: revoke one first")
 	// ErrAPIKeyUnavailable: the key could not be checked (store or Clerk
 	// down); not the client's fault.
 	ErrAPIKeyUnavailable = errors.New("api key: could not be checked")
@@ -106,8 +109,12 @@ func ScopesAllow(scopes []string, routeID string) bool {
 // APIKeyStore keeps key records. Implemented by proxy/bolt (and by any
 // later store, which runs proxy/storetest's suite).
 type APIKeyStore interface {
-	// CreateAPIKey stores a new record; its ID and Hash must be new.
-	CreateAPIKey(ctx context.Context, k APIKey) error
+	// CreateAPIKey stores a new record; its ID and Hash must be new. When
+	// maxUsable > 0 it refuses, with ErrTooManyAPIKeys, a subject that
+	// already has maxUsable keys usable at k.CreatedAt, counted in the
+	// same transaction as the write, so concurrent creations cannot pass
+	// the cap together.
+	CreateAPIKey(ctx context.Context, k APIKey, maxUsable int) error
 	// APIKeyByHash is the record of the key with that hash, or an error
 	// wrapping ErrAPIKeyNotFound.
 	APIKeyByHash(ctx context.Context, hash [32]byte) (APIKey, error)

@@ -64,19 +64,6 @@ func MakeAPIKey(ctx context.Context, store APIKeyStore, live bool, now time.Time
 			}
 		}
 	}
-	existing, err := store.APIKeysOf(ctx, req.Subject)
-	if err != nil {
-		return "", APIKey{}, err
-	}
-	usable := 0
-	for _, k := range existing {
-		if k.Usable(now) == nil {
-			usable++
-		}
-	}
-	if usable >= maxKeysPerSubject {
-		return "", APIKey{}, errors.Join(ErrKeyRequest, errors.New("too many keys: revoke one first"))
-	}
 	key, rec, err := NewAPIKey(live, now)
 	if err != nil {
 		return "", APIKey{}, err
@@ -85,7 +72,10 @@ func MakeAPIKey(ctx context.Context, store APIKeyStore, live bool, now time.Time
 	if req.Days > 0 {
 		rec.ExpiresAt = now.AddDate(0, 0, req.Days).UTC()
 	}
-	if err := store.CreateAPIKey(ctx, rec); err != nil {
+	if err := store.CreateAPIKey(ctx, rec, maxKeysPerSubject); err != nil {
+		if errors.Is(err, ErrTooManyAPIKeys) {
+			return "", APIKey{}, errors.Join(ErrKeyRequest, errors.New("too many keys: revoke one first"))
+		}
 		return "", APIKey{}, err
 	}
 	return key, rec, nil

@@ -20,7 +20,7 @@ func makeKey(t *testing.T, d *demo, sub proxy.Subject, scopes ...string) (string
 		t.Fatal(err)
 	}
 	rec.Subject, rec.Name, rec.Scopes, rec.CreatedBy = sub, "test", scopes, sub.ID
-	if err := d.gateway.Store.CreateAPIKey(t.Context(), rec); err != nil {
+	if err := d.gateway.Store.CreateAPIKey(t.Context(), rec, 0); err != nil {
 		t.Fatal(err)
 	}
 	return key, rec

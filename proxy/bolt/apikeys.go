@@ -84,8 +84,11 @@ func putAPIKey(b *bbolt.Bucket, k *proxy.APIKey) error {
 	return putRecord(b, k.ID, &rec)
 }
 
-// CreateAPIKey stores a new key record.
-func (s *Store) CreateAPIKey(ctx context.Context, k proxy.APIKey) error {
+// CreateAPIKey stores a new key record, unless maxUsable > 0 and the
+// subject already has that many usable keys: counted in the write's own
+// transaction (bbolt has one writer at a time), so two creations at once
+// cannot both pass the cap.
+func (s *Store) CreateAPIKey(ctx context.Context, k proxy.APIKey, maxUsable int) error {
 	if !proxy.ValidAPIKeyID(k.ID) || !k.Subject.Valid() {
 		return fmt.Errorf("bolt: create api key: invalid ID %q or subject %q", k.ID, k.Subject)
 	}
@@ -105,6 +108,15 @@ func (s *Store) CreateAPIKey(ctx context.Context, k proxy.APIKey) error {
 		if keys.Get([]byte(k.ID)) != nil || hashes.Get(k.Hash[:]) != nil {
 			return errors.New("a key with this ID or hash exists")
 		}
+		if maxUsable > 0 {
+			n, err := usableKeysOf(bySubject, keys, k.Subject, k.CreatedAt)
+			if err != nil {
+				return err
+			}
+			if n >= maxUsable {
+				return proxy.ErrTooManyAPIKeys
+			}
+		}
 		if err := putAPIKey(keys, &k); err != nil {
 			return err
 		}
@@ -117,6 +129,23 @@ func (s *Store) CreateAPIKey(ctx context.Context, k proxy.APIKey) error {
 		return fmt.Errorf("bolt: create api key: %w", err)
 	}
 	return nil
+}
+
+// usableKeysOf counts sub's keys usable at now.
+func usableKeysOf(bySubject, keys *bbolt.Bucket, sub proxy.Subject, now time.Time) (int, error) {
+	prefix := []byte(sub.String() + "\x00")
+	n := 0
+	c := bySubject.Cursor()
+	for ik, _ := c.Seek(prefix); ik != nil && bytes.HasPrefix(ik, prefix); ik, _ = c.Next() {
+		k, err := getAPIKey(keys, string(ik[len(prefix):]))
+		if err != nil {
+			return 0, err
+		}
+		if k.Usable(now) == nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 func subjectKeyIndex(sub proxy.Subject, id string) []byte {

@@ -25,7 +25,7 @@ func TestKeyUseBatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec.Subject, rec.Scopes = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, []string{"*"}
-	if err := s.CreateAPIKey(ctx, rec); err != nil {
+	if err := s.CreateAPIKey(ctx, rec, 0); err != nil {
 		t.Fatal(err)
 	}
 	b := NewKeyUseBatcher(s, time.Hour, nil)
@@ -54,7 +54,7 @@ func TestAPIKeys_DeletedSubjectsKeysAreRevoked(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec.Subject, rec.Name, rec.Scopes, rec.CreatedBy = sub, "k", []string{"*"}, "test"
-		if err := s.CreateAPIKey(ctx, rec); err != nil {
+		if err := s.CreateAPIKey(ctx, rec, 0); err != nil {
 			t.Fatal(err)
 		}
 		return rec.ID

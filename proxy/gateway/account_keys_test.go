@@ -22,9 +22,20 @@ type memKeys struct {
 	keys []proxy.APIKey
 }
 
-func (m *memKeys) CreateAPIKey(_ context.Context, k proxy.APIKey) error {
+func (m *memKeys) CreateAPIKey(_ context.Context, k proxy.APIKey, maxUsable int) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if maxUsable > 0 {
+		n := 0
+		for _, o := range m.keys {
+			if o.Subject == k.Subject && o.Usable(k.CreatedAt) == nil {
+				n++
+			}
+		}
+		if n >= maxUsable {
+			return proxy.ErrTooManyAPIKeys
+		}
+	}
 	m.keys = append(m.keys, k)
 	return nil
 }
@@ -228,6 +239,30 @@ func TestAccountKeys_CreateRefusals(t *testing.T) {
 	}
 	if len(kf.keys.keys) != 0 || len(kf.admin.audit) != 0 {
 		t.Errorf("refused requests stored %d keys and %d audit entries", len(kf.keys.keys), len(kf.admin.audit))
+	}
+}
+
+// Ensure the fiftieth usable key is the last: the form answers 400 and
+// stores nothing more, and revoking one makes room again.
+func TestAccountKeys_CapOnUsableKeys(t *testing.T) {
+	kf := newKeysFixture(t, true)
+	form, hdr := url.Values{"name": {"k"}, "all": {"1"}}, with(nil, "X-Test-User", "user_1")
+	for i := range 50 {
+		if resp := kf.post("/.tollgate/account/keys", form, hdr); resp.StatusCode != http.StatusOK {
+			t.Fatalf("key %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	if resp := kf.post("/.tollgate/account/keys", form, hdr); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("key 51: %d, want 400", resp.StatusCode)
+	}
+	if len(kf.keys.keys) != 50 {
+		t.Fatalf("%d keys stored, want 50", len(kf.keys.keys))
+	}
+	kf.keys.mu.Lock()
+	kf.keys.keys[0].RevokedAt = kf.keys.keys[0].CreatedAt
+	kf.keys.mu.Unlock()
+	if resp := kf.post("/.tollgate/account/keys", form, hdr); resp.StatusCode != http.StatusOK {
+		t.Errorf("after a revocation: %d, want 200", resp.StatusCode)
 	}
 }
 

@@ -207,7 +207,7 @@ func newKeyGates(b *testing.B, cfg *proxy.Config, cc *clerk.Client, ents proxy.E
 		b.Fatal(err)
 	}
 	rec.Subject, rec.Name, rec.Scopes = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, "bench", []string{proxy.ScopeAll}
-	if err := store.CreateAPIKey(b.Context(), rec); err != nil {
+	if err := store.CreateAPIKey(b.Context(), rec, 0); err != nil {
 		b.Fatal(err)
 	}
 	clock := func() time.Time { return now }

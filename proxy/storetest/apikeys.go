@@ -6,6 +6,8 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +39,7 @@ func APIKeys(t *testing.T, open func(t *testing.T) proxy.APIKeyStore) {
 		s := open(t)
 		key, rec := mk(t, ada, "ci", at)
 		rec.ExpiresAt = at.Add(24 * time.Hour)
-		if err := s.CreateAPIKey(ctx, rec); err != nil {
+		if err := s.CreateAPIKey(ctx, rec, 0); err != nil {
 			t.Fatal(err)
 		}
 		byHash, err := s.APIKeyByHash(ctx, proxy.HashAPIKey(key))
@@ -54,7 +56,7 @@ func APIKeys(t *testing.T, open func(t *testing.T) proxy.APIKeyStore) {
 		if d := cmp.Diff(rec, byID, opts); d != "" {
 			t.Errorf("by ID (-want +got):\n%s", d)
 		}
-		if err := s.CreateAPIKey(ctx, rec); err == nil {
+		if err := s.CreateAPIKey(ctx, rec, 0); err == nil {
 			t.Error("creating the same key twice succeeded")
 		}
 	})
@@ -81,7 +83,7 @@ func APIKeys(t *testing.T, open func(t *testing.T) proxy.APIKeyStore) {
 		_, k1 := mk(t, ada, "first", at)
 		_, ko := mk(t, acme, "org", at)
 		for _, k := range []proxy.APIKey{k2, k1, ko} {
-			if err := s.CreateAPIKey(ctx, k); err != nil {
+			if err := s.CreateAPIKey(ctx, k, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -106,7 +108,7 @@ func APIKeys(t *testing.T, open func(t *testing.T) proxy.APIKeyStore) {
 	t.Run("revoke once", func(t *testing.T) {
 		s := open(t)
 		key, rec := mk(t, ada, "ci", at)
-		if err := s.CreateAPIKey(ctx, rec); err != nil {
+		if err := s.CreateAPIKey(ctx, rec, 0); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.RevokeAPIKey(ctx, rec.ID, at.Add(time.Hour))
@@ -128,7 +130,7 @@ func APIKeys(t *testing.T, open func(t *testing.T) proxy.APIKeyStore) {
 	t.Run("last used only moves forward", func(t *testing.T) {
 		s := open(t)
 		_, rec := mk(t, ada, "ci", at)
-		if err := s.CreateAPIKey(ctx, rec); err != nil {
+		if err := s.CreateAPIKey(ctx, rec, 0); err != nil {
 			t.Fatal(err)
 		}
 		for _, batch := range []map[string]time.Time{
@@ -145,6 +147,51 @@ func APIKeys(t *testing.T, open func(t *testing.T) proxy.APIKeyStore) {
 		}
 		if !k.LastUsedAt.Equal(at.Add(2 * time.Minute)) {
 			t.Errorf("last used %v, want %v", k.LastUsedAt, at.Add(2*time.Minute))
+		}
+	})
+
+	// The cap is counted in the creation's own transaction: of many
+	// creations at once, exactly enough to reach it succeed, and a
+	// revoked or expired key does not count.
+	t.Run("cap on usable keys holds under concurrent creations", func(t *testing.T) {
+		s := open(t)
+		_, revoked := mk(t, ada, "revoked", at)
+		_, expired := mk(t, ada, "expired", at)
+		expired.ExpiresAt = at.Add(time.Minute)
+		_, kept := mk(t, ada, "kept", at)
+		for _, k := range []proxy.APIKey{revoked, expired, kept} {
+			if err := s.CreateAPIKey(ctx, k, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.RevokeAPIKey(ctx, revoked.ID, at); err != nil {
+			t.Fatal(err)
+		}
+		const limit, tries = 5, 20
+		errs := make(chan error, tries)
+		var wg sync.WaitGroup
+		for i := range tries {
+			_, k := mk(t, ada, fmt.Sprint("race ", i), at.Add(time.Hour))
+			wg.Go(func() { errs <- s.CreateAPIKey(ctx, k, limit) })
+		}
+		wg.Wait()
+		close(errs)
+		created, refused := 0, 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				created++
+			case errors.Is(err, proxy.ErrTooManyAPIKeys):
+				refused++
+			default:
+				t.Errorf("creation: %v", err)
+			}
+		}
+		if created != limit-1 || refused != tries-(limit-1) {
+			t.Errorf("%d created and %d refused; want %d and %d (one usable key existed)", created, refused, limit-1, tries-(limit-1))
+		}
+		if _, other := mk(t, acme, "other subject", at.Add(time.Hour)); s.CreateAPIKey(ctx, other, limit) != nil {
+			t.Error("another subject's key was refused by ada's cap")
 		}
 	})
 }

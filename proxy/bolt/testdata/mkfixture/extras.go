@@ -25,7 +25,7 @@ func writeExtras(ctx context.Context, s *bolt.Store) error {
 			return err
 		}
 		k.Subject, k.Name, k.Scopes, k.CreatedBy = subject, "ci", []string{proxy.ScopeAll}, "admin:grace"
-		if err := s.CreateAPIKey(ctx, k); err != nil {
+		if err := s.CreateAPIKey(ctx, k, 0); err != nil {
 			return err
 		}
 	}
