@@ -253,7 +253,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	}
 	cache.SetObserver(g.Metrics)
 	g.Cache = cache
-	seen := store.NewSeenBatcher(bolt.DefaultSeenInterval, deps.Logger)
+	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger)
 	opts.Seen = seen
 	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, cache
 	g.closers = append(g.closers, seen.Close)
@@ -267,7 +267,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 func (g *app) openAPIKeys(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) {
 	ko := apikey.Options{Live: cfg.LiveMode(), Header: cfg.APIKeys.Header, Next: opts.Auth, Now: deps.Now}
 	if cfg.APIKeys.Enabled && g.Store != nil {
-		used := bolt.NewKeyUseBatcher(g.Store, bolt.DefaultSeenInterval, deps.Logger)
+		used := proxy.NewTimeBatcher(g.Store.RecordAPIKeysUsed, proxy.DefaultBatchInterval, "api key last used", deps.Logger)
 		g.closers = append(g.closers, used.Close)
 		g.background(func() { used.Run(ctx) })
 		// NewCachedStore fails only for a size below 1.

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -304,91 +302,4 @@ func (s *Store) RecordAPIKeysUsed(ctx context.Context, used map[string]time.Time
 		return fmt.Errorf("bolt: record api keys used (%d): %w", len(ids), err)
 	}
 	return nil
-}
-
-// KeyUseBatcher implements proxy.APIKeyUseRecorder as SeenBatcher does
-// for users: KeyUsed only updates a bounded map; Run writes it every
-// interval in one transaction, so a key's hot path never writes to disk.
-type KeyUseBatcher struct {
-	store    proxy.APIKeyStore
-	interval time.Duration
-	log      *slog.Logger
-
-	mu      sync.Mutex
-	pending map[string]time.Time
-	stop    chan struct{}
-	once    sync.Once
-}
-
-var _ proxy.APIKeyUseRecorder = (*KeyUseBatcher)(nil)
-
-// NewKeyUseBatcher returns a batcher writing to store every interval
-// (default DefaultSeenInterval).
-func NewKeyUseBatcher(store proxy.APIKeyStore, interval time.Duration, logger *slog.Logger) *KeyUseBatcher {
-	if interval <= 0 {
-		interval = DefaultSeenInterval
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &KeyUseBatcher{store: store, interval: interval, log: logger, pending: map[string]time.Time{}, stop: make(chan struct{})}
-}
-
-// KeyUsed notes a use; beyond MaxPendingSeen distinct keys, new ones wait
-// for a later use.
-func (b *KeyUseBatcher) KeyUsed(id string, at time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if prev, ok := b.pending[id]; ok {
-		if at.After(prev) {
-			b.pending[id] = at
-		}
-		return
-	}
-	if len(b.pending) < MaxPendingSeen {
-		b.pending[id] = at
-	}
-}
-
-// Flush writes what is pending; on failure it is kept for the next flush.
-func (b *KeyUseBatcher) Flush(ctx context.Context) error {
-	b.mu.Lock()
-	batch := b.pending
-	b.pending = map[string]time.Time{}
-	b.mu.Unlock()
-	err := b.store.RecordAPIKeysUsed(ctx, batch)
-	if err != nil {
-		for id, at := range batch {
-			b.KeyUsed(id, at)
-		}
-	}
-	return err
-}
-
-// Run flushes every interval until ctx is done or Close is called.
-func (b *KeyUseBatcher) Run(ctx context.Context) {
-	t := time.NewTicker(b.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.stop:
-			return
-		case <-t.C:
-			if err := b.Flush(ctx); err != nil && ctx.Err() == nil {
-				b.log.Warn("flush api key last-used batch", "err", err)
-			}
-		}
-	}
-}
-
-// Close stops Run and flushes what is left.
-func (b *KeyUseBatcher) Close() error {
-	var err error
-	b.once.Do(func() {
-		close(b.stop)
-		err = b.Flush(context.Background())
-	})
-	return err
 }

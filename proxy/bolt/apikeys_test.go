@@ -28,7 +28,7 @@ func TestKeyUseBatcher(t *testing.T) {
 	if err := s.CreateAPIKey(ctx, rec, 0); err != nil {
 		t.Fatal(err)
 	}
-	b := NewKeyUseBatcher(s, time.Hour, nil)
+	b := proxy.NewTimeBatcher(s.RecordAPIKeysUsed, time.Hour, "api key last used", nil)
 	b.KeyUsed(rec.ID, at.Add(time.Minute))
 	b.KeyUsed(rec.ID, at.Add(30*time.Second))
 	if k, _ := s.APIKeyByID(ctx, rec.ID); !k.LastUsedAt.IsZero() {

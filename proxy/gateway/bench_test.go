@@ -216,7 +216,7 @@ func newKeyGates(b *testing.B, cfg *proxy.Config, cc *clerk.Client, ents proxy.E
 		b.Fatal(err)
 	}
 	gate := func(keys proxy.APIKeyStore) http.Handler {
-		auth := apikey.New(apikey.Options{Store: keys, Live: cfg.LiveMode(), Used: bolt.NewKeyUseBatcher(store, time.Hour, nil), Next: cc, Now: clock})
+		auth := apikey.New(apikey.Options{Store: keys, Live: cfg.LiveMode(), Used: proxy.NewTimeBatcher(store.RecordAPIKeysUsed, time.Hour, "api key last used", nil), Next: cc, Now: clock})
 		srv, err := gateway.New(gateway.Options{Config: cfg, Auth: auth, Portal: cc, Entitlements: ents, APIKeys: keys,
 			State: gateway.NewState(gateway.StateOptions{Sessions: cc, Transport: staticUpstream{}}), Now: clock})
 		if err != nil {
