@@ -33,6 +33,9 @@ import (
 // usersPageSize is how many users the CLI asks for per request.
 const usersPageSize = 500
 
+// usersPageTimeout bounds one page of `tollgate users`.
+const usersPageTimeout = 30 * time.Second
+
 // adminClient calls the admin API of a running gateway.
 type adminClient struct {
 	base   string // http://host:port
@@ -118,9 +121,11 @@ func (c *adminClient) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
-// users fetches every user matching status and plan, page after page.
-func (c *adminClient) users(ctx context.Context, status, plan string, pageSize int) ([]admin.User, error) {
-	var all []admin.User
+// users fetches every user matching status and plan, page after page,
+// handing each page to emit as it arrives, so a million users stream in
+// pages of pageSize instead of waiting in memory. Each page has its own
+// deadline; the listing as a whole has none.
+func (c *adminClient) users(ctx context.Context, status, plan string, pageSize int, emit func([]admin.User) error) error {
 	after := ""
 	for {
 		q := url.Values{"limit": {strconv.Itoa(pageSize)}}
@@ -130,19 +135,24 @@ func (c *adminClient) users(ctx context.Context, status, plan string, pageSize i
 			}
 		}
 		var page admin.UsersPage
-		if err := c.getJSON(ctx, "/api/users?"+q.Encode(), &page); err != nil {
-			return nil, err
+		pageCtx, cancel := context.WithTimeout(ctx, usersPageTimeout)
+		err := c.getJSON(pageCtx, "/api/users?"+q.Encode(), &page)
+		cancel()
+		if err != nil {
+			return err
 		}
-		all = append(all, page.Users...)
+		if err := emit(page.Users); err != nil {
+			return err
+		}
 		if page.Next == "" || page.Next == after {
-			return all, nil
+			return nil
 		}
 		after = page.Next
 	}
 }
 
 // runUsers lists the gateway's users with their Stripe customer, plans and
-// status: a table, or --json / --csv.
+// status: a table, or --json / --csv, written page by page.
 func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("users", "Lists users with their Stripe customer, plan and status, asking the running gateway's admin listener (found from the config).", stderr)
 	src := configFlags(fs, "path to the YAML config (for admin.listen and admin.token)")
@@ -160,39 +170,87 @@ func runUsers(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	users, err := c.users(ctx, *status, *plan, usersPageSize)
-	if err != nil {
-		return err
-	}
+	var out usersWriter
 	switch {
 	case *asJSON:
-		return writeUsersJSON(stdout, users)
+		out = &usersJSON{w: stdout}
 	case *asCSV:
-		return writeUsersCSV(stdout, users)
+		out = &usersCSV{w: csv.NewWriter(stdout)}
+	default:
+		out = &usersTable{w: stdout}
 	}
-	return writeUsersTable(stdout, users)
+	if err := c.users(ctx, *status, *plan, usersPageSize, out.page); err != nil {
+		return err
+	}
+	return out.end()
 }
 
-func writeUsersJSON(w io.Writer, users []admin.User) error {
-	if users == nil {
-		users = []admin.User{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(users)
+// usersWriter writes a listing page by page: page for each page as it
+// arrives, end once after the last.
+type usersWriter interface {
+	page([]admin.User) error
+	end() error
 }
 
-func writeUsersCSV(w io.Writer, users []admin.User) error {
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"id", "kind", "email", "org_ids", "customer_id", "plans", "status", "period_end", "comp", "first_seen", "last_seen"})
+// usersJSON writes one JSON array, element by element.
+type usersJSON struct {
+	w     io.Writer
+	begun bool
+}
+
+func (j *usersJSON) page(users []admin.User) error {
 	for _, u := range users {
-		_ = cw.Write([]string{u.ID, u.Kind, u.Email, strings.Join(u.OrgIDs, ";"), u.CustomerID, strings.Join(u.Plans, ";"), u.Status,
+		b, err := json.MarshalIndent(u, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if !j.begun {
+			sep, j.begun = "[\n  ", true
+		}
+		if _, err := io.WriteString(j.w, sep); err != nil {
+			return err
+		}
+		if _, err := j.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (j *usersJSON) end() error {
+	end := "\n]\n"
+	if !j.begun {
+		end = "[]\n"
+	}
+	_, err := io.WriteString(j.w, end)
+	return err
+}
+
+// usersCSV writes a header, then each page's rows.
+type usersCSV struct {
+	w     *csv.Writer
+	begun bool
+}
+
+func (c *usersCSV) page(users []admin.User) error {
+	if !c.begun {
+		c.begun = true
+		_ = c.w.Write([]string{"id", "kind", "email", "org_ids", "customer_id", "plans", "status", "period_end", "comp", "first_seen", "last_seen"})
+	}
+	for _, u := range users {
+		_ = c.w.Write([]string{u.ID, u.Kind, u.Email, strings.Join(u.OrgIDs, ";"), u.CustomerID, strings.Join(u.Plans, ";"), u.Status,
 			rfc3339(u.PeriodEnd), strconv.FormatBool(u.Comp), rfc3339(u.FirstSeen), rfc3339(u.LastSeen)})
 	}
-	cw.Flush()
-	return cw.Error()
+	c.w.Flush()
+	return c.w.Error()
+}
+
+func (c *usersCSV) end() error {
+	if !c.begun {
+		return c.page(nil)
+	}
+	return nil
 }
 
 func rfc3339(t time.Time) string {
@@ -202,9 +260,20 @@ func rfc3339(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func writeUsersTable(w io.Writer, users []admin.User) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tEMAIL\tCUSTOMER\tPLANS\tSTATUS\tPERIOD END\tLAST SEEN")
+// usersTable writes aligned columns, a page at a time (columns align
+// within a page), then the count.
+type usersTable struct {
+	w     io.Writer
+	begun bool
+	n     int
+}
+
+func (t *usersTable) page(users []admin.User) error {
+	tw := tabwriter.NewWriter(t.w, 0, 0, 2, ' ', 0)
+	if !t.begun {
+		t.begun = true
+		fmt.Fprintln(tw, "USER\tEMAIL\tCUSTOMER\tPLANS\tSTATUS\tPERIOD END\tLAST SEEN")
+	}
 	for _, u := range users {
 		plans := strings.Join(u.Plans, ",")
 		if u.Comp {
@@ -213,10 +282,17 @@ func writeUsersTable(w io.Writer, users []admin.User) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, orDash(u.Email), orDash(u.CustomerID), orDash(plans), orDash(u.Status),
 			orDash(formatTime(u.PeriodEnd, "2006-01-02")), orDash(formatTime(u.LastSeen, "2006-01-02 15:04")))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	t.n += len(users)
+	return tw.Flush()
+}
+
+func (t *usersTable) end() error {
+	if !t.begun {
+		if err := t.page(nil); err != nil {
+			return err
+		}
 	}
-	_, err := fmt.Fprintf(w, "%d users\n", len(users))
+	_, err := fmt.Fprintf(t.w, "%d users\n", t.n)
 	return err
 }
 

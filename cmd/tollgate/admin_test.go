@@ -184,21 +184,26 @@ func TestUsersCommand(t *testing.T) {
 		t.Errorf("--json --csv: err = %v; want a usage error", err)
 	}
 
-	// The client pages through the API.
+	// The client pages through the API, handing over each page as it
+	// arrives (a million users stream rather than wait in memory).
 	c, err := newAdminClient(configSource{path: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := c.users(t.Context(), "", "", 1)
+	var pages [][]string
+	err = c.users(t.Context(), "", "", 1, func(page []admin.User) error {
+		var ids []string
+		for _, u := range page {
+			ids = append(ids, u.ID)
+		}
+		pages = append(pages, ids)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, u := range all {
-		ids = append(ids, u.ID)
-	}
-	if !cmp.Equal(ids, []string{"org_x", "user_a", "user_b"}) {
-		t.Errorf("paged users = %v", ids)
+	if diff := cmp.Diff([][]string{{"org_x"}, {"user_a"}, {"user_b"}}, pages); diff != "" {
+		t.Errorf("pages of one user (-want +got):\n%s", diff)
 	}
 }
 

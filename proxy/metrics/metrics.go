@@ -130,7 +130,7 @@ func New() *Metrics {
 	}, func() float64 { n, _ := m.readBacklog(); return float64(n) })
 	backlogAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tollgate_webhook_backlog_oldest_seconds",
-		Help: "Age of the oldest dirty mark (0 when none): how far behind Stripe the deferred syncs are. /readyz fails past 10 minutes.",
+		Help: "Age of the oldest dirty mark (0 when none): how far behind Stripe the deferred syncs are. /readyz warns (still 200) past 10 minutes.",
 	}, func() float64 { _, age := m.readBacklog(); return age.Seconds() })
 	m.reconcile = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tollgate_reconcile_progress",
