@@ -131,7 +131,7 @@ type SessionConfig struct {
 }
 
 // TimeoutsConfig is the timeouts: section: how long connections may last
-// beyond the server's fixed limits (README, "Server limits").
+// beyond the server's fixed limits (docs/SECURITY.md, "Server limits").
 type TimeoutsConfig struct {
 	// BodyIdle cuts a request body forwarded to the upstream when no byte
 	// of it arrives for this long (408). Never an absolute limit: a steady

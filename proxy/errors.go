@@ -24,6 +24,10 @@ var (
 	ErrNoCustomer = errors.New("no stripe customer for this subject")
 	// ErrStripeUnavail: Stripe could not be asked now (network, 429, 5xx).
 	ErrStripeUnavail = errors.New("stripe unavailable")
+	// ErrBodyBudget: a request body could not be read because the bodies
+	// being read at once on its endpoint hold too much (a webhook's:
+	// docs/SECURITY.md, "Server limits"); not the sender's fault, try again later.
+	ErrBodyBudget = errors.New("request bodies being read hold too many bytes; try again later")
 )
 
 // BusyError is Billing's answer when the share of the Stripe budget a

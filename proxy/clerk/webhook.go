@@ -315,8 +315,20 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		webhookReply(w, http.StatusRequestEntityTooLarge)
 		return
 	}
+	if r.Header.Get("svix-signature") == "" && r.Header.Get("webhook-signature") == "" {
+		// Refused before the body is read: a delivery without a
+		// signature cannot verify, and must not hold a reader's slot.
+		w.Header().Set("Connection", "close")
+		webhookReply(w, http.StatusBadRequest)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBytes))
 	if err != nil {
+		if errors.Is(err, proxy.ErrBodyBudget) {
+			w.Header().Set("Retry-After", "10")
+			webhookReply(w, http.StatusServiceUnavailable)
+			return
+		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			h.log.WarnContext(ctx, "clerk webhook: body too large", "limit", h.maxBytes)

@@ -512,3 +512,42 @@ func TestNewWebhookHandler_Errors(t *testing.T) {
 		})
 	}
 }
+
+// countingBody counts reads and fails them with err (nil: EOF).
+type countingBody struct {
+	reads int
+	err   error
+}
+
+func (b *countingBody) Read([]byte) (int, error) {
+	b.reads++
+	if b.err != nil {
+		return 0, b.err
+	}
+	return 0, io.EOF
+}
+
+// Ensure a delivery without a signature header is refused before its body
+// is read (it cannot verify, and must not hold a reader's slot), and one
+// whose body the gateway's byte budget cut gets 503, delivered again.
+func TestWebhook_RefusedBeforeTheBodyAndBodyBudget(t *testing.T) {
+	e := newWebhookEnv(t, nil)
+	unsigned := &countingBody{}
+	r := httptest.NewRequest(http.MethodPost, "/.tollgate/webhooks/clerk", unsigned)
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	if w.Code != http.StatusBadRequest || unsigned.reads != 0 {
+		t.Errorf("no signature header: %d after %d body reads, want 400 after none", w.Code, unsigned.reads)
+	}
+	cut := &countingBody{err: fmt.Errorf("gateway: %w", proxy.ErrBodyBudget)}
+	r = httptest.NewRequest(http.MethodPost, "/.tollgate/webhooks/clerk", cut)
+	for k, v := range signSvix(testWebhookSecret, "msg_1", e.now, "{}") {
+		r.Header[k] = v
+	}
+	w = httptest.NewRecorder()
+	e.h.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("a body the byte budget cut: %d (Retry-After %q), want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	e.check(t, w, http.StatusServiceUnavailable)
+}

@@ -9,14 +9,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
-// How long request bodies may take (README, "Server limits"). The server
+// How long request bodies may take (docs/SECURITY.md, "Server limits"). The server
 // itself sets no ReadTimeout or WriteTimeout: those would cut large
 // uploads, WebSockets and server-sent events. Instead:
 //   - tollgate's own endpoints (webhooks, forms, the admin API) get an
 //     absolute deadline for the whole body, and a write deadline;
-//   - webhooks read at most WebhookBodyReads bodies at a time per endpoint;
+//   - webhooks: at most WebhookBodyReads bodies read at a time per
+//     endpoint, holding at most WebhookBodyBytes between them, each whole
+//     within WebhookBodyTimeout;
 //   - bodies forwarded to the upstream get an idle-progress deadline
 //     (timeouts.body_idle): any byte pushes it on, silence ends it.
 const (
@@ -29,8 +33,24 @@ const (
 	OwnWriteTimeout = 60 * time.Second
 	// WebhookBodyReads is how many webhook bodies one endpoint reads at
 	// once; the next one is answered 503 with Retry-After at once, and
-	// Stripe and Svix deliver it again later.
-	WebhookBodyReads = 64
+	// Stripe and Svix deliver it again later. It is large: what bounds
+	// memory is WebhookBodyBytes, so that connections trickling a body
+	// (which hold next to nothing) cannot shut real deliveries out.
+	WebhookBodyReads = 4096
+	// WebhookBodyReadsPerAddr is the share of them one client address may
+	// hold (the address as ClientAddr sees it: behind a proxy that is not
+	// trusted, everyone shares one, and only WebhookBodyReads applies in
+	// effect). Stripe delivers from a dozen addresses.
+	WebhookBodyReadsPerAddr = WebhookBodyReads / 4
+	// WebhookBodyBytes bounds the bytes the bodies being read on one
+	// endpoint hold between them; a read past it fails the delivery with
+	// 503 (delivered again later). To hold it an attacker must keep
+	// sending, at WebhookBodyBytes per WebhookBodyTimeout.
+	WebhookBodyBytes = 32 << 20
+	// WebhookBodyTimeout is how long a webhook body may take, counted
+	// from the handler's start: Stripe and Svix send a few kilobytes at
+	// once, so a body this slow is not theirs.
+	WebhookBodyTimeout = 5 * time.Second
 )
 
 // hasBody reports whether a request carries a body to read.
@@ -97,16 +117,21 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// webhookLimit lets at most n requests read their bodies through h at once.
-// A slot is held from the handler's start until its body is read (or the
-// handler returns); a request finding none gets 503 with Retry-After, and
-// its connection is closed without reading the body.
-func (s *Server) webhookLimit(h http.Handler, n int) http.Handler {
-	slots := make(chan struct{}, n)
+// webhookLimit bounds the webhook bodies read through h at once: at most
+// readers of them, at most perAddr from one client address, holding at
+// most maxBytes between them, each body whole within WebhookBodyTimeout
+// (or the server's own body timeout if shorter). A request finding no
+// reader's slot gets 503 with Retry-After and its connection is closed
+// without reading the body; a body that would take the endpoint past
+// maxBytes fails to read with proxy.ErrBodyBudget (the handler answers
+// 503, and the sender delivers it again). A reader's slot and bytes are
+// given back once its body is read, or the handler returns.
+func (s *Server) webhookLimit(h http.Handler, readers, perAddr int, maxBytes int64) http.Handler {
+	l := &webhookReads{readers: readers, perAddr: perAddr, byAddr: map[string]int{}}
+	timeout := min(s.ownBody, WebhookBodyTimeout)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case slots <- struct{}{}:
-		default:
+		addr := ClientAddr(r, s.cfg.TrustedProxies)
+		if !l.take(addr) {
 			entryFrom(r.Context()).reason = "webhook_reads_full"
 			// Expire the read deadline: the server then gives up on the
 			// unread body at once instead of draining it.
@@ -116,31 +141,98 @@ func (s *Server) webhookLimit(h http.Handler, n int) http.Handler {
 			s.writeError(w, r, http.StatusServiceUnavailable)
 			return
 		}
-		var once sync.Once
-		release := func() { once.Do(func() { <-slots }) }
-		defer release()
+		body := &releaseBody{held: &l.bytes, max: maxBytes, give: func() { l.give(addr) }}
+		defer body.release()
 		if hasBody(r) {
-			r.Body = &releaseBody{ReadCloser: r.Body, release: release}
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+			body.ReadCloser, body.entry = r.Body, entryFrom(r.Context())
+			r.Body = body
 		} else {
-			release()
+			body.release()
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// releaseBody gives back a webhook read slot once the body is read (to its
-// end or to an error).
+// webhookReads counts one webhook endpoint's bodies being read: in all,
+// per client address, and their bytes.
+type webhookReads struct {
+	readers, perAddr int
+	bytes            atomic.Int64
+
+	mu     sync.Mutex
+	n      int
+	byAddr map[string]int
+}
+
+// take claims a reader's slot for addr, if one is free to it.
+func (l *webhookReads) take(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n >= l.readers || l.byAddr[addr] >= l.perAddr {
+		return false
+	}
+	l.n++
+	l.byAddr[addr]++
+	return true
+}
+
+// give returns addr's slot.
+func (l *webhookReads) give(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n--
+	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+		delete(l.byAddr, addr)
+	}
+}
+
+// releaseBody is a webhook body under its endpoint's limits: it counts its
+// bytes against held, and gives them and its reader's slot back once read
+// (to its end or to an error) or released.
 type releaseBody struct {
 	io.ReadCloser
-	release func()
+	entry *logEntry
+	held  *atomic.Int64
+	max   int64
+	give  func() // returns the reader's slot
+	n     int64  // bytes counted against held
+	done  bool
+	err   error // what every read returns once done by a read
 }
 
 func (b *releaseBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
 	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.n += int64(n)
+		if b.held.Add(int64(n)) > b.max {
+			if b.entry != nil {
+				b.entry.reason = "webhook_bytes_full"
+			}
+			b.release()
+			b.err = proxy.ErrBodyBudget
+			return 0, b.err
+		}
+	}
 	if err != nil {
 		b.release()
+		b.err = err
 	}
 	return n, err
+}
+
+// release gives back the slot and the bytes; only the first call counts.
+// The handler's goroutine alone reads the body and releases it.
+func (b *releaseBody) release() {
+	if b.done {
+		return
+	}
+	b.done = true
+	b.held.Add(-b.n)
+	b.give()
 }
 
 // Why a client's request body failed, for the access log and metrics.

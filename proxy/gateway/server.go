@@ -35,8 +35,9 @@ type InternalRoute struct {
 	Pattern string
 	Handler http.Handler
 	Auth    InternalAuth
-	// Webhook caps how many of its bodies are read at once
-	// (WebhookBodyReads); the rest get 503 and are delivered again.
+	// Webhook bounds its bodies being read at once (WebhookBodyReads,
+	// WebhookBodyBytes, WebhookBodyTimeout); the rest get 503 and are
+	// delivered again.
 	Webhook bool
 }
 
@@ -221,7 +222,7 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 		}
 		h := s.withIdentity(r.Auth, r.Handler)
 		if r.Webhook {
-			h = s.webhookLimit(h, WebhookBodyReads)
+			h = s.webhookLimit(h, WebhookBodyReads, WebhookBodyReadsPerAddr, WebhookBodyBytes)
 		}
 		mux.Handle(method+s.prefix+path, h)
 	}

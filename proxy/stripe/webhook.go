@@ -83,8 +83,21 @@ func (b *Billing) serveWebhook(w http.ResponseWriter, r *http.Request) {
 		webhookReply(w, http.StatusServiceUnavailable)
 		return
 	}
+	if r.Header.Get("Stripe-Signature") == "" {
+		// Refused before the body is read: a delivery without the
+		// header cannot verify, and must not hold a reader's slot.
+		b.observe("unverified", "rejected", 0)
+		w.Header().Set("Connection", "close")
+		webhookReply(w, http.StatusBadRequest)
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.maxBody))
 	if err != nil {
+		if errors.Is(err, proxy.ErrBodyBudget) {
+			w.Header().Set("Retry-After", "10")
+			webhookReply(w, http.StatusServiceUnavailable)
+			return
+		}
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			b.log.WarnContext(ctx, "stripe webhook: body too large", "limit", b.maxBody)

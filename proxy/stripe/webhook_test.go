@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -467,4 +468,39 @@ func fixture(t *testing.T, name, cus, sub string) []byte {
 	}
 	body = bytes.ReplaceAll(body, []byte("cus_fixture1"), []byte(cus))
 	return bytes.ReplaceAll(body, []byte("sub_fixture1"), []byte(sub))
+}
+
+// countingBody counts reads and fails them with err (nil: EOF).
+type countingBody struct {
+	reads int
+	err   error
+}
+
+func (b *countingBody) Read([]byte) (int, error) {
+	b.reads++
+	if b.err != nil {
+		return 0, b.err
+	}
+	return 0, io.EOF
+}
+
+// Ensure a delivery without Stripe-Signature is refused before its body is
+// read (it cannot verify, and must not hold a reader's slot), and one whose
+// body the gateway's byte budget cut gets 503, so Stripe delivers it again.
+func TestWebhook_RefusedBeforeTheBodyAndBodyBudget(t *testing.T) {
+	h := newHarness(t)
+	unsigned := &countingBody{}
+	rec := httptest.NewRecorder()
+	h.b.WebhookHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/.tollgate/webhooks/stripe", unsigned))
+	if rec.Code != http.StatusBadRequest || unsigned.reads != 0 {
+		t.Errorf("no Stripe-Signature: %d after %d body reads, want 400 after none", rec.Code, unsigned.reads)
+	}
+	cut := &countingBody{err: fmt.Errorf("gateway: %w", proxy.ErrBodyBudget)}
+	req := httptest.NewRequest(http.MethodPost, "/.tollgate/webhooks/stripe", cut)
+	req.Header.Set("Stripe-Signature", signature([]byte("{}"), h.clock.Now(), testSecret))
+	rec = httptest.NewRecorder()
+	h.b.WebhookHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("a body the byte budget cut: %d (Retry-After %q), want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
 }
