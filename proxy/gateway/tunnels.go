@@ -76,7 +76,12 @@ type tunnel struct {
 	overrides []string
 	// conn ends it: the hijacked connection of an upgrade, or the upstream
 	// body of a streamed response.
-	conn   io.Closer
+	conn io.Closer
+	// upstream is an upgrade's connection to the app (nil for a stream,
+	// whose conn is that already). Closing only the client's side would
+	// leave the proxy's copy from the app waiting on an app that keeps
+	// quiet, after the client half-closed (red team, issue 14).
+	upstream io.Closer
 	timer  *time.Timer
 	reason atomic.Pointer[string] // why tollgate closed it; nil: it did not
 }
@@ -141,6 +146,9 @@ func (t *tunnels) close(tn *tunnel, reason string) {
 		s.log.Info("tunnel closed", "reason", reason, "user_id", tn.id.UserID, "path", tn.path)
 	}
 	_ = tn.conn.Close()
+	if tn.upstream != nil {
+		_ = tn.upstream.Close()
+	}
 }
 
 // closeWhere closes every open tunnel that match selects.

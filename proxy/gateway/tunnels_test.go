@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -219,5 +220,64 @@ func TestTunnels_ClerkOutageKeepsTheTunnel(t *testing.T) {
 	}
 	if err := echoLine(conn, br, "after the outage checks"); err != nil {
 		t.Errorf("closed during a Clerk outage: %v", err)
+	}
+}
+
+// A client that half-closes its tunnel (FIN after the 101), to an app that
+// stays silent and open after reading EOF: closing the tunnel must close
+// the upstream's side too. Closing only the client's left the proxy's
+// copy from the upstream blocked, and the request with it, for as long as
+// the app kept quiet (red team, issue 14).
+func TestTunnels_ClosingAHalfClosedTunnelEndsItsUpstreamSide(t *testing.T) {
+	sawEOF := make(chan struct{})
+	upstreamDone := make(chan struct{})
+	fx := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		_, _ = io.Copy(io.Discard, brw) // until the client's FIN comes through
+		close(sawEOF)
+		<-upstreamDone // silent and open
+	}))
+	defer close(upstreamDone)
+	// The gateway's handler returning is the request ending.
+	handled := make(chan struct{}, 1)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fx.srv.ServeHTTP(w, r)
+		handled <- struct{}{}
+	}))
+	defer front.Close()
+	fx.front = front
+
+	conn, _, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	<-sawEOF
+	doc := fmt.Sprintf(strings.Replace(gateTestConfig, `- { path: "/ws", access: signed_in }`, `- { path: "/ws", access: deny }`, 1), fx.upstream.URL)
+	cfg, err := config.Parse("gate_test.yaml", []byte(doc), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, State: fx.state, Entitlements: fx.ents}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-handled:
+	case <-time.After(10 * time.Second): // a bound on a hang
+		t.Fatal("the closed tunnel's request is still being proxied: its upstream side lingers")
+	}
+	fx.srv.tunnels.mu.Lock()
+	open := len(fx.srv.tunnels.open)
+	fx.srv.tunnels.mu.Unlock()
+	if open != 0 {
+		t.Errorf("%d tunnels still registered", open)
 	}
 }

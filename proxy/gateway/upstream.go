@@ -258,10 +258,15 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 		if f == nil {
 			return nil
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols && f.gated && f.tunnel == nil {
-			// Only an upgrade the client asked for becomes a tunnel that
-			// tollgate can close.
-			return errUnaskedUpgrade
+		if resp.StatusCode == http.StatusSwitchingProtocols && f.gated {
+			if f.tunnel == nil {
+				// Only an upgrade the client asked for becomes a tunnel
+				// that tollgate can close.
+				return errUnaskedUpgrade
+			}
+			// The app's side of the tunnel, closed with it. Set before
+			// the ReverseProxy hijacks the client's (tunnels.add).
+			f.tunnel.upstream = resp.Body
 		}
 		obs.Upstream(resp.StatusCode, time.Since(f.sent))
 		h := resp.Header
