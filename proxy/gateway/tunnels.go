@@ -82,8 +82,8 @@ type tunnel struct {
 	// leave the proxy's copy from the app waiting on an app that keeps
 	// quiet, after the client half-closed (red team, issue 14).
 	upstream io.Closer
-	timer  *time.Timer
-	reason atomic.Pointer[string] // why tollgate closed it; nil: it did not
+	timer    *time.Timer
+	reason   atomic.Pointer[string] // why tollgate closed it; nil: it did not
 }
 
 // setJudge makes s the server whose config and stores judge every tunnel,
