@@ -6,15 +6,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/storetest"
 )
-
-func TestAPIKeyStore(t *testing.T) {
-	storetest.APIKeys(t, func(t *testing.T) proxy.APIKeyStore {
-		s, _ := newStore(t)
-		return s
-	})
-}
 
 func TestKeyUseBatcher(t *testing.T) {
 	s, _ := newStore(t)

@@ -25,15 +25,21 @@ func (r *customerRecord) entitlements(subject proxy.Subject, customerID string) 
 	}
 }
 
-// cloneSubscriptions copies subs deeply: what a commit returns must not
-// share the caller's slices.
+// cloneSubscriptions copies subs deeply, their times in UTC: what a
+// commit returns must not share the caller's slices, and must be what a
+// read gives (the record keeps UTC), whatever zone the caller's times are
+// in (time.Unix gives the local one).
 func cloneSubscriptions(subs []proxy.Subscription) []proxy.Subscription {
 	if len(subs) == 0 {
 		return nil
 	}
 	out := slices.Clone(subs)
 	for i := range out {
-		out[i].PriceIDs = slices.Clone(out[i].PriceIDs)
+		s := &out[i]
+		s.PriceIDs = slices.Clone(s.PriceIDs)
+		for _, t := range []*time.Time{&s.CurrentPeriodEnd, &s.TrialEnd, &s.PastDueSince, &s.CollectionResumesAt, &s.SyncedAt, &s.Created, &s.EndedAt} {
+			*t = utc(*t)
+		}
 	}
 	return out
 }
