@@ -12,7 +12,8 @@ const module = "github.com/tollgate/tollgate"
 // domain (proxy) needs only the standard library; each adapter outside cmd/
 // needs at most the domain, so no adapter knows another's concrete types;
 // only the commands wire them together. The sandbox's fakes may share its
-// page renderer.
+// page renderer, and the stores' conformance suite (proxy/storetest) may
+// import the consumers whose store interfaces it tests, never a store.
 func TestImportGraph(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go command")
@@ -37,6 +38,16 @@ func TestImportGraph(t *testing.T) {
 	}
 }
 
+// storeConsumer reports whether a package owns store interfaces that
+// proxy/storetest tests (docs/ARCHITECTURE.md, "Where to add… A store").
+func storeConsumer(imp string) bool {
+	switch strings.TrimPrefix(imp, module+"/") {
+	case "proxy/stripe", "proxy/admin", "proxy/clerk", "proxy/gateway":
+		return true
+	}
+	return false
+}
+
 func forbidden(pkg, imp string) string {
 	own := imp == module || strings.HasPrefix(imp, module+"/")
 	stdlib := !strings.Contains(strings.SplitN(imp, "/", 2)[0], ".")
@@ -51,6 +62,8 @@ func forbidden(pkg, imp string) string {
 		return ""
 	case own && imp == module+"/proxy/sandbox" && strings.HasPrefix(pkg, module+"/proxy/sandbox/"):
 		return "" // the fakes share the sandbox's page renderer
+	case own && pkg == module+"/proxy/storetest" && storeConsumer(imp):
+		return "" // the suite tests the interfaces these packages own
 	case own:
 		return "an adapter imports at most the domain; the commands wire adapters together"
 	}
@@ -73,6 +86,13 @@ func TestForbidden(t *testing.T) {
 		{m + "proxy/sandbox/clerk", m + "proxy/sandbox", true},
 		{m + "proxy/stripe", m + "proxy/sandbox", false},
 		{m + "cmd/tollgate", m + "proxy/bolt", true},
+		{m + "proxy/storetest", m + "proxy/gateway", true},
+		{m + "proxy/storetest", m + "proxy/stripe", true},
+		{m + "proxy/storetest", m + "proxy/bolt", false},
+		{m + "proxy/storetest", m + "proxy/postgres", false},
+		{m + "proxy/storetest", m + "proxy/cache", false},
+		{m + "proxy/storetest", m + "proxy/sandbox", false},
+		{m + "proxy/metrics", m + "proxy/gateway", false},
 	} {
 		if got := forbidden(tc.pkg, tc.imp) == ""; got != tc.ok {
 			t.Errorf("%s importing %s allowed = %v, want %v", tc.pkg, tc.imp, got, tc.ok)
