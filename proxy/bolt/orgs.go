@@ -124,10 +124,17 @@ func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) erro
 	return nil
 }
 
-// DeleteMembership records that a user left an organisation.
+// DeleteMembership records that a user left an organisation. A user not
+// on record, or not in it, is left alone: a membership's deletion may be
+// delivered after the user's (Svix does not order deliveries), and must
+// not record the deleted user again.
 func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		err := editMemberships(tx, userID, func(ids []string) []string {
+		a, ok, err := getAccount(tx, userID)
+		if err != nil || !ok || !slices.Contains(a.OrgIDs, orgID) {
+			return err
+		}
+		err = editMemberships(tx, userID, func(ids []string) []string {
 			return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
 		})
 		if err != nil {

@@ -183,8 +183,15 @@ func Users(t *testing.T, open Open) {
 		if err != nil || len(p.Users) != 1 || len(p.Users[0].OrgIDs) != 0 || !p.Users[0].LastSeen.IsZero() {
 			t.Errorf("the deleted user's row: %+v, %v; want the customer's, no organisations, never seen", p.Users, err)
 		}
-		// Without a customer, nothing is left of them.
+		// Without a customer, nothing is left of them, and the membership
+		// deletions Clerk sends after a user's deletion bring nobody back.
+		must(t, s.PutMembership(ctx, "org_1", "user_2", "org:member"))
 		must(t, s.DeleteUser(ctx, "user_2"))
+		must(t, s.DeleteMembership(ctx, "org_1", "user_2"))
+		must(t, s.DeleteMembership(ctx, "org_1", "user_never"))
+		if _, err := s.UserDetail(ctx, userSubject("user_never"), 1); !errors.Is(err, proxy.ErrNotFound) {
+			t.Errorf("UserDetail of a user known only by a membership's deletion: %v; want ErrNotFound", err)
+		}
 		if _, err := s.UserDetail(ctx, user2(), 1); !errors.Is(err, proxy.ErrNotFound) {
 			t.Errorf("UserDetail of a deleted user without a customer: %v; want ErrNotFound", err)
 		}
