@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -485,81 +484,6 @@ func TestCanceledContext(t *testing.T) {
 	}
 	if mustProcessed(t, s, "evt_1") {
 		t.Error("event marked by a canceled commit")
-	}
-}
-
-// TestStore_Concurrent: writers and readers at once, under -race; the links
-// stay consistent both ways and every event lands.
-func TestStore_Concurrent(t *testing.T) {
-	s, _ := newStore(t)
-	ctx := t.Context()
-	const writers, commits, customers = 6, 15, 3
-	var wg, readers sync.WaitGroup
-	done := make(chan struct{})
-	errs := make(chan error, writers+4)
-	for r := range 4 {
-		readers.Go(func() {
-			subj := proxy.Subject{Kind: proxy.SubjectUser, ID: fmt.Sprintf("user_%d", r%customers)}
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				ents, err := s.Entitlements(ctx, subj)
-				if err == nil && ents != nil && len(ents.Subscriptions) != 2 {
-					err = fmt.Errorf("torn read: %+v", ents)
-				}
-				if err == nil {
-					_, err = s.EventProcessed(ctx, "evt_0_0")
-				}
-				if err == nil {
-					_, err = s.CustomerOf(ctx, subj)
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	for w := range writers {
-		wg.Go(func() {
-			for i := range commits {
-				c := (w + i) % customers
-				subj := proxy.Subject{Kind: proxy.SubjectUser, ID: fmt.Sprintf("user_%d", c)}
-				state := twoSubs(fmt.Sprintf("cus_%d", c), subj, t0().Add(time.Duration(i)*time.Minute))
-				if _, _, err := s.CommitCustomer(ctx, state, fmt.Sprintf("evt_%d_%d", w, i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(done)
-	readers.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	for w := range writers {
-		for i := range commits {
-			if id := fmt.Sprintf("evt_%d_%d", w, i); !mustProcessed(t, s, id) {
-				t.Errorf("%s not processed", id)
-			}
-		}
-	}
-	for c := range customers {
-		subj := proxy.Subject{Kind: proxy.SubjectUser, ID: fmt.Sprintf("user_%d", c)}
-		cus, err := s.CustomerOf(ctx, subj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, ok, err := s.SubjectOf(ctx, cus)
-		if err != nil || !ok || back != subj {
-			t.Errorf("%s → %s → %v, %v, %v", subj, cus, back, ok, err)
-		}
 	}
 }
 

@@ -52,105 +52,6 @@ func listingStore(t *testing.T) (*Store, *clock) {
 	return s, clk
 }
 
-func pageIDs(t *testing.T, s *Store, f proxy.UserFilter) ([]string, proxy.UserPage) {
-	t.Helper()
-	p, err := s.ListPage(t.Context(), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return summaryIDs(p.Users), p
-}
-
-func TestListPage_SortsAndFilters(t *testing.T) {
-	s, _ := listingStore(t)
-	for _, tc := range []struct {
-		name string
-		f    proxy.UserFilter
-		want []string
-	}{
-		{"by ID", proxy.UserFilter{}, []string{"org_o", "user_a", "user_b", "user_c", "user_d", "user_e"}},
-		{"last seen, newest first", proxy.UserFilter{Sort: proxy.SortLastSeen, Desc: true}, []string{"user_a", "user_d", "user_c", "user_e", "user_b", "org_o"}},
-		{"first seen", proxy.UserFilter{Sort: proxy.SortFirstSeen}, []string{"org_o", "user_a", "user_d", "user_c", "user_e", "user_b"}},
-		{"email, ignoring case", proxy.UserFilter{Sort: proxy.SortEmail}, []string{"org_o", "user_a", "user_b", "user_c", "user_d", "user_e"}},
-		// Active first (by last seen), then trialing, past due, none.
-		{"status", proxy.UserFilter{Sort: proxy.SortStatus}, []string{"org_o", "user_e", "user_a", "user_b", "user_c", "user_d"}},
-		{"active", proxy.UserFilter{Status: "active", Sort: proxy.SortLastSeen}, []string{"org_o", "user_e", "user_a"}},
-		{"no subscription", proxy.UserFilter{Status: proxy.StatusNone}, []string{"user_d"}},
-		{"plan team", proxy.UserFilter{Plan: "team", Sort: proxy.SortEmail}, []string{"org_o", "user_c", "user_e"}},
-		{"active pro", proxy.UserFilter{Status: "active", Plan: "pro"}, []string{"user_a"}},
-		{"search an email", proxy.UserFilter{Query: "b@Y"}, []string{"user_b"}},
-		{"search a domain's users by their start", proxy.UserFilter{Query: "c@x"}, []string{"user_c"}},
-		{"search a user ID", proxy.UserFilter{Query: "user_d"}, []string{"user_d"}},
-		{"search a customer ID", proxy.UserFilter{Query: "cus_o"}, []string{"org_o"}},
-		{"search with a filter", proxy.UserFilter{Query: "user_", Status: "past_due"}, []string{"user_c"}},
-	} {
-		got, _ := pageIDs(t, s, tc.f)
-		if diff := cmp.Diff(tc.want, got, equateEmpty()); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
-		}
-	}
-	// The comp expires: user_e is then only cancelled, without a write.
-	got, _ := pageIDs(t, s, proxy.UserFilter{Status: "active", Sort: proxy.SortLastSeen})
-	if len(got) != 3 {
-		t.Fatalf("active: %v", got)
-	}
-}
-
-func TestListPage_ExpiredCompLeavesTheActiveList(t *testing.T) {
-	s, clk := listingStore(t)
-	clk.Set(t0().Add(2 * time.Hour))
-	got, _ := pageIDs(t, s, proxy.UserFilter{Status: "active"})
-	if diff := cmp.Diff([]string{"org_o", "user_a"}, got); diff != "" {
-		t.Errorf("active after the comp expired (-want +got):\n%s", diff)
-	}
-	got, _ = pageIDs(t, s, proxy.UserFilter{Status: "canceled"})
-	if diff := cmp.Diff([]string{"user_e"}, got); diff != "" {
-		t.Errorf("canceled after the comp expired (-want +got):\n%s", diff)
-	}
-}
-
-// Next, Prev and Last walk the same pages in both directions.
-func TestListPage_Paging(t *testing.T) {
-	s, _ := listingStore(t)
-	for _, desc := range []bool{false, true} {
-		f := proxy.UserFilter{Sort: proxy.SortLastSeen, Desc: desc, Limit: 2}
-		var forward [][]string
-		var p proxy.UserPage
-		for {
-			var ids []string
-			ids, p = pageIDs(t, s, f)
-			forward = append(forward, ids)
-			if p.Next == "" {
-				break
-			}
-			f.After = p.Next
-		}
-		if len(forward) != 3 || p.Prev == "" {
-			t.Fatalf("desc=%v: pages %v, last Prev %q", desc, forward, p.Prev)
-		}
-		last, lp := pageIDs(t, s, proxy.UserFilter{Sort: proxy.SortLastSeen, Desc: desc, Limit: 2, Last: true})
-		if diff := cmp.Diff(forward[2], last); diff != "" || lp.Next != "" {
-			t.Errorf("desc=%v: last page (-forward +last):\n%s (next %q)", desc, diff, lp.Next)
-		}
-		back := [][]string{last}
-		for f := (proxy.UserFilter{Sort: proxy.SortLastSeen, Desc: desc, Limit: 2, Before: lp.Prev}); f.Before != ""; {
-			ids, p := pageIDs(t, s, f)
-			back = append([][]string{ids}, back...)
-			f.Before = p.Prev
-		}
-		if diff := cmp.Diff(forward, back); diff != "" {
-			t.Errorf("desc=%v: pages forward and back (-forward +back):\n%s", desc, diff)
-		}
-	}
-	if _, err := s.ListPage(t.Context(), proxy.UserFilter{After: "not a cursor!"}); !errors.Is(err, proxy.ErrBadCursor) {
-		t.Errorf("a bad cursor: %v, want ErrBadCursor", err)
-	}
-	_, p := pageIDs(t, s, proxy.UserFilter{Status: "active"})
-	if p.Total != 3 {
-		t.Errorf("active total %d, want 3 (the index's count)", p.Total)
-	}
-}
-
 // derivedBuckets are what the writes derive from the records.
 var derivedBuckets = []string{bucketListID, bucketListFirst, bucketListLast, bucketListEmail, bucketListCounts, bucketStats}
 
@@ -274,21 +175,5 @@ func TestIndex_IncrementalEqualsRebuilt(t *testing.T) {
 	}
 	if len(incremental) < 50 {
 		t.Errorf("only %d derived keys: the check is vacuous", len(incremental))
-	}
-}
-
-func TestDashboard_Counts(t *testing.T) {
-	s, _ := listingStore(t)
-	d, err := s.Dashboard(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := fmt.Sprintf("active %d trialing %d past_due %d canceled %d mrr %v trial %v", d.Active, d.Trialing, d.PastDue, d.Canceled, d.MRR, d.TrialMRR)
-	// Active and past due: 3 × $12 (comps are not subscriptions).
-	if want := "active 2 trialing 1 past_due 1 canceled 1 mrr [{usd 3600}] trial [{usd 1200}]"; got != want {
-		t.Errorf("dashboard: %s\nwant       %s", got, want)
-	}
-	if added, _ := d.Window(7); added != 5 {
-		t.Errorf("new in the last week: %d, want 5 (the cancelled one began too)", added)
 	}
 }

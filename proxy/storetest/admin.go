@@ -135,6 +135,9 @@ func Audit(t *testing.T, open Open) {
 	if err := s.Audit(ctx, proxy.AuditEntry{Actor: "x", Subject: user1()}); err == nil {
 		t.Error("Audit without an action succeeded")
 	}
+	if err := s.Audit(ctx, proxy.AuditEntry{Actor: "x", Action: "comp.granted", Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "org_1"}}); err == nil {
+		t.Error("Audit about an invalid subject succeeded")
+	}
 	mustPutComp(t, s, proxy.Comp{ID: "comp_o", Subject: org1(), Plan: "team", ExpiresAt: T0().Add(time.Hour)}) // lists org_1
 	now := proxy.AuditEntry{At: T0().Add(time.Hour), Actor: "cy", Action: "backup.downloaded", Subject: user1()}
 	detail := func(subject proxy.Subject, limit int) []proxy.AuditEntry {

@@ -241,6 +241,19 @@ func Customers(t *testing.T, open Open) {
 			t.Errorf("Entitlements(user_1) = %+v; want nil after its customer moved", ents)
 		}
 
+		// Another subject claims the customer: the first loses it, in the
+		// listing too.
+		must(t, s.LinkCustomer(ctx, user1(), "cus_2"))
+		checkLink(t, user1(), "cus_2")
+		checkLink(t, user2(), "")
+		p, err := s.ListPage(ctx, proxy.UserFilter{Query: "cus_2"})
+		if err != nil || !cmp.Equal([]string{"user_1"}, summaryIDs(p.Users)) {
+			t.Errorf("search for cus_2 after the relink: %v, %v; want user_1 only", summaryIDs(p.Users), err)
+		}
+		if ents := mustEntitlements(t, s, user2()); ents != nil {
+			t.Errorf("user_2 after losing its customer: %+v; want nil", ents)
+		}
+
 		for _, bad := range []proxy.Subject{{Kind: "team", ID: "x"}, {Kind: proxy.SubjectUser}} {
 			if err := s.LinkCustomer(ctx, bad, "cus_9"); err == nil {
 				t.Errorf("LinkCustomer(%+v) succeeded", bad)

@@ -141,8 +141,10 @@ func Users(t *testing.T, open Open) {
 		}
 	})
 
-	// A user Clerk deleted: the record, memberships and keys go; the
-	// Stripe customer outlives them, with its email.
+	// A user Clerk deleted: the record, memberships and keys go (the
+	// revocation records of their sessions expire after session.ttl, the
+	// keys' own revocation does not: red team #5); the Stripe customer
+	// outlives them, with its email.
 	t.Run("deletion cascades", func(t *testing.T) {
 		s, _ := fresh(t, open)
 		ctx := t.Context()
