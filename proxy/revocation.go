@@ -77,7 +77,8 @@ func (r *Revocation) Expired(now time.Time) bool { return !now.Before(r.Expires)
 type RevocationStore interface {
 	// AddRevocation records r (valid: Revocation.Valid).
 	AddRevocation(ctx context.Context, r Revocation) error
-	// Revocations returns those not expired at now; the expired ones may
-	// be pruned meanwhile.
+	// Revocations returns those not expired at now, in order of expiry,
+	// then of addition (proxy/storetest); the expired ones may be pruned
+	// meanwhile.
 	Revocations(ctx context.Context, now time.Time) ([]Revocation, error)
 }

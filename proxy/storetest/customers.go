@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -438,6 +440,33 @@ func Events(t *testing.T, open Open) {
 		p, err := s.ListPage(ctx, proxy.UserFilter{})
 		if err != nil || p.Total != 1 || len(p.Users) != 1 {
 			t.Errorf("listing: %d users, total %d, %v; want user_1 once", len(p.Users), p.Total, err)
+		}
+	})
+
+	// A request gone (a client away, a shutdown) starts no write.
+	t.Run("a canceled context writes nothing", func(t *testing.T) {
+		s, _ := fresh(t, open)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, _, err := s.CommitCustomer(ctx, twoSubs("cus_1", user1(), T0()), "evt_1"); !errors.Is(err, context.Canceled) {
+			t.Errorf("CommitCustomer err = %v; want context.Canceled", err)
+		}
+		if err := s.MarkDirty(ctx, "cus_2", "evt_2"); !errors.Is(err, context.Canceled) {
+			t.Errorf("MarkDirty err = %v; want context.Canceled", err)
+		}
+		if _, err := s.Entitlements(ctx, user1()); !errors.Is(err, context.Canceled) {
+			t.Errorf("Entitlements err = %v; want context.Canceled", err)
+		}
+		for _, id := range []string{"evt_1", "evt_2"} {
+			if mustProcessed(t, s, id) {
+				t.Errorf("%s marked by a canceled write", id)
+			}
+		}
+		if got := mustEntitlements(t, s, user1()); got != nil {
+			t.Errorf("a canceled commit stored %+v", got)
+		}
+		if b, _ := s.DirtyBacklog(t.Context()); b.Customers != 0 {
+			t.Errorf("a canceled mark stored: %+v", b)
 		}
 	})
 
