@@ -275,6 +275,69 @@ func Customers(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("a customer claimed after its sync", func(t *testing.T) {
+		s, _ := fresh(t, open)
+		ctx := t.Context()
+		mustCommit(t, s, twoSubs("cus_1", proxy.Subject{}, T0()), "")
+		must(t, s.LinkCustomer(ctx, user1(), "cus_1"))
+		if ents := mustEntitlements(t, s, user1()); ents == nil || len(ents.Subscriptions) != 2 {
+			t.Errorf("Entitlements after the link = %+v; want the customer's two subscriptions", ents)
+		}
+		p, err := s.ListPage(ctx, proxy.UserFilter{Status: "active"})
+		if err != nil || !cmp.Equal([]string{"user_1"}, summaryIDs(p.Users)) {
+			t.Errorf("active after the link: %v, %v; want user_1", summaryIDs(p.Users), err)
+		}
+	})
+
+	// Two subjects claim one customer at once (two checkouts, two
+	// replicas): one wins, and both directions agree on which.
+	t.Run("concurrent relinks agree both ways", func(t *testing.T) {
+		s, _ := fresh(t, open)
+		ctx := t.Context()
+		mustCommit(t, s, twoSubs("cus_1", user1(), T0()), "")
+		var wg sync.WaitGroup
+		for i := range 20 {
+			subject := userSubject(fmt.Sprintf("user_%d", 1+i%4))
+			wg.Go(func() {
+				var err error
+				if i%3 == 0 {
+					_, _, err = s.CommitCustomer(ctx, twoSubs("cus_1", subject, T0()), "")
+				} else {
+					err = s.LinkCustomer(ctx, subject, "cus_1")
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		owner, ok, err := s.SubjectOf(ctx, "cus_1")
+		if err != nil || !ok {
+			t.Fatalf("SubjectOf(cus_1) = %v, %v, %v", owner, ok, err)
+		}
+		var linked []string
+		for i := 1; i <= 4; i++ {
+			subject := userSubject(fmt.Sprintf("user_%d", i))
+			c, err := s.CustomerOf(ctx, subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ents := mustEntitlements(t, s, subject)
+			if c == "cus_1" {
+				linked = append(linked, subject.ID)
+			}
+			if (ents != nil) != (subject == owner) {
+				t.Errorf("%s: entitlements %+v with cus_1 owned by %s", subject.ID, ents, owner.ID)
+			}
+		}
+		if !cmp.Equal([]string{owner.ID}, linked) {
+			t.Errorf("subjects linked to cus_1: %v; want its owner %s alone", linked, owner.ID)
+		}
+		if p, err := s.ListPage(ctx, proxy.UserFilter{Query: "cus_1"}); err != nil || !cmp.Equal([]string{owner.ID}, summaryIDs(p.Users)) {
+			t.Errorf("search for cus_1: %v, %v; want %s", summaryIDs(p.Users), err, owner.ID)
+		}
+	})
+
 	t.Run("a deleted customer drops its links, keeps its trial", func(t *testing.T) {
 		s, _ := fresh(t, open)
 		ctx := t.Context()

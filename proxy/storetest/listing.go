@@ -244,6 +244,17 @@ func ListPage(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("a revoked comp leaves the active list", func(t *testing.T) {
+		s, _ := listingStore(t, open)
+		must(t, s.RevokeComp(t.Context(), "comp_e", "ada", "done"))
+		if got, _ := pageIDs(t, s, proxy.UserFilter{Status: "active"}); !cmp.Equal([]string{"org_o", "user_a"}, got) {
+			t.Errorf("active after the revocation = %v; want [org_o user_a]", got)
+		}
+		if _, p := pageIDs(t, s, proxy.UserFilter{Plan: "team"}); p.Total != 2 {
+			t.Errorf("team total after the revocation: %d, want 2", p.Total)
+		}
+	})
+
 	t.Run("paging both ways", func(t *testing.T) {
 		s, _ := listingStore(t, open)
 		for _, sort := range proxy.UserSorts() {
