@@ -468,43 +468,23 @@ func Events(t *testing.T, open Open) {
 
 	// The same event delivered twice at once (two webhook deliveries, or
 	// two replicas) commits once: one history entry per change, the
-	// counters counted once.
-	t.Run("concurrent duplicates commit once", func(t *testing.T) {
-		s, _ := fresh(t, open)
-		ctx := t.Context()
-		const n = 8
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for range n {
-			wg.Go(func() {
-				if _, _, err := s.CommitCustomer(ctx, twoSubs("cus_1", user1(), T0()), "evt_1"); err != nil {
-					errs <- err
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		if !mustProcessed(t, s, "evt_1") {
-			t.Error("evt_1 not processed")
-		}
-		if h := mustDetail(t, s, user1()).History; len(h) != 2 {
-			t.Errorf("history after %d concurrent commits of one state: %d entries, want 2 (one per subscription)", n, len(h))
-		}
-		d, err := s.Dashboard(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.Active != 1 || d.Trialing != 1 {
-			t.Errorf("dashboard after %d concurrent duplicates: active %d trialing %d; want 1 and 1", n, d.Active, d.Trialing)
-		}
-		p, err := s.ListPage(ctx, proxy.UserFilter{})
-		if err != nil || p.Total != 1 || len(p.Users) != 1 {
-			t.Errorf("listing: %d users, total %d, %v; want user_1 once", len(p.Users), p.Total, err)
-		}
-	})
+	// counters counted once. So do several events of one customer synced
+	// at once (its subscription's update and its invoice's payment), and
+	// syncs without an event (the reconcile's).
+	for _, tc := range []struct {
+		name  string
+		event func(i int) string
+	}{
+		{"concurrent duplicates commit once", func(int) string { return "evt_1" }},
+		{"concurrent events of one customer count once", func(i int) string {
+			if i%4 == 3 {
+				return ""
+			}
+			return fmt.Sprintf("evt_%d", 1+i)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { concurrentSameState(t, open, tc.event) })
+	}
 
 	// A request gone (a client away, a shutdown) starts no write.
 	t.Run("a canceled context writes nothing", func(t *testing.T) {
@@ -551,4 +531,45 @@ func Events(t *testing.T, open Open) {
 		}
 	})
 
+}
+
+// concurrentSameState commits one state of cus_1 from several goroutines
+// at once, with event(i) as their event IDs, and checks it counted once.
+func concurrentSameState(t *testing.T, open Open, event func(i int) string) {
+	s, _ := fresh(t, open)
+	ctx := t.Context()
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			if _, _, err := s.CommitCustomer(ctx, twoSubs("cus_1", user1(), T0()), event(i)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if h := mustDetail(t, s, user1()).History; len(h) != 2 {
+		t.Errorf("history after %d concurrent commits of one state: %d entries, want 2 (one per subscription)", n, len(h))
+	}
+	d, err := s.Dashboard(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Active != 1 || d.Trialing != 1 {
+		t.Errorf("dashboard after %d concurrent commits of one state: active %d trialing %d; want 1 and 1", n, d.Active, d.Trialing)
+	}
+	p, err := s.ListPage(ctx, proxy.UserFilter{})
+	if err != nil || p.Total != 1 || len(p.Users) != 1 {
+		t.Errorf("listing: %d users, total %d, %v; want user_1 once", len(p.Users), p.Total, err)
+	}
+	for i := range n {
+		if id := event(i); id != "" && !mustProcessed(t, s, id) {
+			t.Errorf("%s not processed", id)
+		}
+	}
 }
