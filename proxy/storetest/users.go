@@ -320,11 +320,13 @@ func Orgs(t *testing.T, open Open) {
 		for i := range 20 {
 			org := fmt.Sprintf("org_%02d", i)
 			want = append(want, org)
-			wg.Go(func() {
-				if err := s.PutMembership(ctx, org, "user_a", "org:member"); err != nil {
-					t.Error(err)
-				}
-			})
+			for _, user := range []string{"user_a", "user_new"} { // user_new: no record yet
+				wg.Go(func() {
+					if err := s.PutMembership(ctx, org, user, "org:member"); err != nil {
+						t.Error(err)
+					}
+				})
+			}
 		}
 		wg.Go(func() {
 			if err := s.RecordSeen(ctx, map[string]time.Time{"user_a": T0()}); err != nil {
@@ -335,6 +337,12 @@ func Orgs(t *testing.T, open Open) {
 		u := userOf(t, s, "user_a")
 		if u == nil || !cmp.Equal(want, u.OrgIDs) || u.Email != "a@example.com" || !u.LastSeen.Equal(T0()) {
 			t.Errorf("user_a after concurrent writes = %+v; want 20 organisations, the email and the sighting", u)
+		}
+		if u := userOf(t, s, "user_new"); u == nil || !cmp.Equal(want, u.OrgIDs) {
+			t.Errorf("user_new after 20 concurrent memberships = %+v; want all 20", u)
+		}
+		if p, err := s.ListPage(ctx, proxy.UserFilter{}); err != nil || p.Total != 2 {
+			t.Errorf("listing total %d, %v; want 2", p.Total, err)
 		}
 	})
 }
