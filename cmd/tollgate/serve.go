@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"syscall"
 	"time"
@@ -30,7 +31,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(stderr, *logFormat)
-	gcPercent()
+	tuneGC(ctx)
 	cfg, err := src.load()
 	if errors.Is(err, fs.ErrNotExist) {
 		// Most often a first run of bare "tollgate": say what to do next.
@@ -170,15 +171,63 @@ func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, logger
 	return nil
 }
 
-// serveGCPercent is the GC's target for `tollgate serve` unless GOGC says
-// otherwise: a gateway's heap is mostly its caches, which live long, so
-// collecting when the heap has grown by half of them rather than all keeps
-// its memory near what it holds (a 100,000-entry LRU: about 130 MB instead
-// of 165), for a little more of the CPU.
+// serveGCPercent is the GC's target for `tollgate serve` on a large heap,
+// unless GOGC says otherwise: a gateway's heap is mostly its caches, which
+// live long, so collecting when the heap has grown by half of them rather
+// than all keeps its memory near what it holds (a 100,000-entry LRU: about
+// 130 MB instead of 165), for a little more of the CPU.
 const serveGCPercent = 50
 
-func gcPercent() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(serveGCPercent)
+// gcMinHeadroom is the least the heap may grow between collections. On a
+// small heap (a small LRU, a few MB live) half of it is a collection every
+// few hundred requests, whose fixed costs (every goroutine's stack, the
+// live heap marked again) were a tenth of the gateway's CPU under load
+// (README "Performance"); 32 MiB of garbage at most costs little memory
+// and collects a hundred times less often there.
+const gcMinHeadroom = 32 << 20
+
+// gcPercentFor is the GC target for a live heap of live bytes: the heap
+// grows by half of it, or by gcMinHeadroom when that is more (capped at
+// 8 times the live heap).
+func gcPercentFor(live uint64) int {
+	if live == 0 {
+		return 800
 	}
+	return int(min(max(100*gcMinHeadroom/live, serveGCPercent), 800))
+}
+
+// tuneGC sets the GC's target from the live heap, once a second, until ctx
+// ends; with GOGC set it does nothing. Off the request path: one read of
+// runtime/metrics a second.
+func tuneGC(ctx context.Context) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	read := func() int {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return serveGCPercent
+		}
+		return gcPercentFor(sample[0].Value.Uint64())
+	}
+	cur := read()
+	debug.SetGCPercent(cur)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			// Only a change of a tenth or more: each change recomputes
+			// the pacer's goal.
+			if p := read(); p < cur*9/10 || p > cur*11/10 {
+				debug.SetGCPercent(p)
+				cur = p
+			}
+		}
+	}()
 }
