@@ -30,7 +30,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
-	logger := newLogger(stderr, *logFormat)
+	// The log is written in batches, off the request path (logWriter);
+	// what is pending is written out when serve returns.
+	lw := newLogWriter(stderr)
+	defer lw.Close()
+	logger := newLogger(lw, *logFormat)
 	tuneGC(ctx)
 	cfg, err := src.load()
 	if errors.Is(err, fs.ErrNotExist) {

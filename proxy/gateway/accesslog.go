@@ -59,8 +59,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 const statusClientClosed = 499
 
 func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start time.Time) {
-	s.observe(e, start)
-	if !s.log.Enabled(r.Context(), slog.LevelInfo) {
+	end := s.now()
+	s.observe(e, end.Sub(start))
+	h := s.log.Handler()
+	if !h.Enabled(r.Context(), slog.LevelInfo) {
 		return
 	}
 	status := w.status
@@ -74,38 +76,58 @@ func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start
 		// (nginx's 499, "client closed request").
 		status = statusClientClosed
 	}
-	attrs := []slog.Attr{
+	// The record is made here rather than by Logger.LogAttrs, which walks
+	// the stack for the caller's PC (unused: no handler adds the source)
+	// on every request (README "Performance").
+	rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	rec.AddAttrs(
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", status),
 		slog.Int64("bytes", w.bytes),
-		slog.Duration("duration", s.now().Sub(start)),
-		slog.String("decision", e.decision),
-	}
+		slog.Duration("duration", end.Sub(start)),
+	)
+	rec.AddAttrs(slog.String("decision", e.decision))
 	if e.access != "" {
-		attrs = append(attrs, slog.String("access", string(e.access)), slog.Int("rule", e.rule))
+		rec.AddAttrs(slog.String("access", string(e.access)), slog.Int("rule", e.rule))
 	}
 	if e.routeID != "" {
-		attrs = append(attrs, slog.String("route", e.routeID))
+		rec.AddAttrs(slog.String("route", e.routeID))
 	}
 	if e.userID != "" {
-		attrs = append(attrs, slog.String("user_id", e.userID), slog.String("via", e.source))
+		rec.AddAttrs(slog.String("user_id", e.userID), slog.String("via", e.source))
 	}
 	if e.reason != "" {
-		attrs = append(attrs, slog.String("reason", e.reason))
+		rec.AddAttrs(slog.String("reason", e.reason))
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	_ = h.Handle(r.Context(), rec)
 }
 
 // observe reports the request's decision to the metrics.
-func (s *Server) observe(e *logEntry, start time.Time) {
+func (s *Server) observe(e *logEntry, took time.Duration) {
 	rule := "none"
 	switch {
 	case e.access == "":
 	case e.rule < 0:
 		rule = "default"
 	default:
-		rule = "routes[" + strconv.Itoa(e.rule) + "]"
+		rule = s.ruleLabel(e.rule)
 	}
-	s.obs.Decision(e.decision, rule, string(e.access), s.now().Sub(start))
+	s.obs.Decision(e.decision, rule, string(e.access), took)
+}
+
+// ruleLabel is the metrics label of routes[i], made once per config.
+func (s *Server) ruleLabel(i int) string {
+	if i < len(s.ruleLabels) {
+		return s.ruleLabels[i]
+	}
+	return "routes[" + strconv.Itoa(i) + "]"
+}
+
+func ruleLabels(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "routes[" + strconv.Itoa(i) + "]"
+	}
+	return out
 }

@@ -118,6 +118,7 @@ type Server struct {
 	log        *slog.Logger
 	now        func() time.Time
 	prefix     string
+	ruleLabels []string // metrics labels of the rules, by index
 
 	// billingOn: Options.Billing was given (Checkout and the portal exist).
 	billingOn bool
@@ -136,6 +137,7 @@ func New(o Options) (*Server, error) {
 		s.ownBody = OwnBodyTimeout
 	}
 	s.billingOn = o.Billing != nil
+	s.ruleLabels = ruleLabels(len(cfg.Routes.Rules))
 	setDefault(&s.auth, proxy.Authenticator(signedOut{}))
 	setDefault(&s.portal, AccountPortal(noPortal{}))
 	setDefault(&s.ents, proxy.EntitlementSource(noEntitlements{}))
