@@ -42,7 +42,18 @@ type Metrics struct {
 	backlog         func() (customers int, age time.Duration, err error) // the webhook backlog, if set
 	reconcile       *prometheus.GaugeVec
 	reconcileDone   prometheus.Gauge
+
+	// The series every request touches, looked up once, on first use (a
+	// series appears when it has something to say; the labels are fixed
+	// words and the config's rules, so these stay small): a
+	// WithLabelValues checks, hashes and looks its labels up each time.
+	decisionSeries sync.Map // decisionKey → prometheus.Counter
+	durationSeries sync.Map // decision → prometheus.Observer
+	upstreamSeries sync.Map // status class (int) → prometheus.Observer
+	cacheSeries    sync.Map // bool (hit) → prometheus.Counter
 }
+
+type decisionKey struct{ decision, rule, access string }
 
 // New registers every series, plus the Go runtime and process collectors.
 func New() *Metrics {
@@ -154,13 +165,27 @@ func (m *Metrics) Handler() http.Handler {
 
 // Decision counts one request's outcome (proxy.Observer).
 func (m *Metrics) Decision(decision, rule, access string, took time.Duration) {
-	m.decisions.WithLabelValues(decision, rule, access).Inc()
-	m.requestDuration.WithLabelValues(decision).Observe(took.Seconds())
+	k := decisionKey{decision, rule, access}
+	c, ok := m.decisionSeries.Load(k)
+	if !ok {
+		c, _ = m.decisionSeries.LoadOrStore(k, m.decisions.WithLabelValues(decision, rule, access))
+	}
+	c.(prometheus.Counter).Inc()
+	o, ok := m.durationSeries.Load(decision)
+	if !ok {
+		o, _ = m.durationSeries.LoadOrStore(decision, m.requestDuration.WithLabelValues(decision))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
 }
 
 // Upstream records the upstream's time to response headers (proxy.Observer).
 func (m *Metrics) Upstream(status int, took time.Duration) {
-	m.upstream.WithLabelValues(strconv.Itoa(status/100) + "xx").Observe(took.Seconds())
+	class := status / 100
+	o, ok := m.upstreamSeries.Load(class)
+	if !ok {
+		o, _ = m.upstreamSeries.LoadOrStore(class, m.upstream.WithLabelValues(strconv.Itoa(class)+"xx"))
+	}
+	o.(prometheus.Observer).Observe(took.Seconds())
 }
 
 // ClientBodyError counts a request body the client broke or stalled
@@ -171,11 +196,15 @@ func (m *Metrics) ClientBodyError(reason string) {
 
 // CacheLookup counts an entitlement LRU lookup (proxy.CacheObserver).
 func (m *Metrics) CacheLookup(hit bool) {
-	if hit {
-		m.cache.WithLabelValues("hit").Inc()
-	} else {
-		m.cache.WithLabelValues("miss").Inc()
+	c, ok := m.cacheSeries.Load(hit)
+	if !ok {
+		label := "miss"
+		if hit {
+			label = "hit"
+		}
+		c, _ = m.cacheSeries.LoadOrStore(hit, m.cache.WithLabelValues(label))
 	}
+	c.(prometheus.Counter).Inc()
 }
 
 // StripeCall counts a Stripe API call and whether it failed.
