@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -298,11 +299,27 @@ func segmentEqual(lit, seg string, mode caseMode) bool {
 	case foldASCII:
 		return len(lit) == len(seg) && asciiCase(lit, 'A', 'Z', 'a'-'A') == asciiCase(seg, 'A', 'Z', 'a'-'A')
 	case foldUpper:
-		return strings.ToUpper(lit) == strings.ToUpper(seg) && utf8.ValidString(seg)
+		return mappedEqual(lit, seg, unicode.ToUpper) && utf8.ValidString(seg)
 	case foldLower:
-		return strings.ToLower(lit) == strings.ToLower(seg) && utf8.ValidString(seg)
+		return mappedEqual(lit, seg, unicode.ToLower) && utf8.ValidString(seg)
 	}
 	return strings.EqualFold(lit, seg) && utf8.ValidString(seg)
+}
+
+// mappedEqual reports whether strings.Map(m, a) == strings.Map(m, b),
+// without making either: rune by rune, an invalid byte read as
+// utf8.RuneError as strings.Map reads it. (strings.ToUpper and ToLower are
+// strings.Map with unicode.ToUpper and ToLower.)
+func mappedEqual(a, b string, m func(rune) rune) bool {
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if ra != rb && m(ra) != m(rb) {
+			return false
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return a == "" && b == ""
 }
 
 // segCovers reports whether pattern segment a matches every segment b does.

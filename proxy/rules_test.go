@@ -611,3 +611,33 @@ func matchExpectations(got, want []string) []string {
 	}
 	return out
 }
+
+// mappedEqual is strings.ToUpper(a) == strings.ToUpper(b) (and ToLower),
+// without the copies, invalid UTF-8 and special cases included.
+func TestMappedEqual(t *testing.T) {
+	words := []string{"", "a", "A", "route", "ROUTE", "Route", "ß", "SS", "ſ", "s", "S", "K", "k", "\u212a", "İ", "i", "ı", "I",
+		"\xff", "\xfe", "\uFFFD", "a\xffb", "A\uFFFDB", "straße", "STRASSE", "ǅ", "ǆ", "Ǆ", "é", "É", "e\u0301"}
+	for _, a := range words {
+		for _, b := range words {
+			if got, want := mappedEqual(a, b, unicode.ToUpper), strings.ToUpper(a) == strings.ToUpper(b); got != want {
+				t.Errorf("upper %q %q: %v, want %v", a, b, got, want)
+			}
+			if got, want := mappedEqual(a, b, unicode.ToLower), strings.ToLower(a) == strings.ToLower(b); got != want {
+				t.Errorf("lower %q %q: %v, want %v", a, b, got, want)
+			}
+		}
+	}
+}
+
+func FuzzMappedEqual(f *testing.F) {
+	f.Add("route", "ROUTE")
+	f.Add("\xff", "\uFFFD")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if got, want := mappedEqual(a, b, unicode.ToUpper), strings.ToUpper(a) == strings.ToUpper(b); got != want {
+			t.Errorf("upper %q %q: %v, want %v", a, b, got, want)
+		}
+		if got, want := mappedEqual(a, b, unicode.ToLower), strings.ToLower(a) == strings.ToLower(b); got != want {
+			t.Errorf("lower %q %q: %v, want %v", a, b, got, want)
+		}
+	})
+}
