@@ -89,7 +89,7 @@ func (p *pool) Get() []byte {
 }
 func (p *pool) Put(b []byte) { p.p.Put(&b) }
 
-func newBenchFixture(b *testing.B) *benchFixture {
+func newBenchFixture(b testing.TB) *benchFixture {
 	b.Helper()
 	now := time.Now()
 	sb, err := clerksandbox.New(clerksandbox.Options{Now: func() time.Time { return now }})
@@ -195,7 +195,7 @@ func BenchmarkGate_PaidCacheHit(b *testing.B) {
 // Clerk, as the command wires it (a bbolt store holding a key of user_ada
 // for every route, its uses batched, found keys cached briefly), and the
 // same without the cache.
-func newKeyGates(b *testing.B, cfg *proxy.Config, cc *clerk.Client, ents proxy.EntitlementSource, now time.Time) (cached, uncached http.Handler, key string) {
+func newKeyGates(b testing.TB, cfg *proxy.Config, cc *clerk.Client, ents proxy.EntitlementSource, now time.Time) (cached, uncached http.Handler, key string) {
 	b.Helper()
 	store, err := bolt.Open(filepath.Join(b.TempDir(), "tollgate.db"), bolt.Options{Timeout: time.Second})
 	if err != nil {

@@ -259,19 +259,29 @@ func (g *gatewaySessions) isRevoked(id *proxy.Identity) bool {
 // them: one may have been planted (on http a sibling subdomain can set a
 // domain-wide cookie of any name), so neither is used.
 func (g *gatewaySessions) read(r *http.Request) (gs *gatewaySession, dup bool) {
+	v, ok, dup := g.readValue(r)
+	if !ok {
+		return nil, dup
+	}
+	return &v, false // a copy: callers may change it
+}
+
+// readValue is read without a copy on the heap, for callers that only
+// look (ok: there is exactly one cookie and it opened).
+func (g *gatewaySessions) readValue(r *http.Request) (gs gatewaySession, ok, dup bool) {
 	v, n := cookieValue(r, g.name)
 	if n != 1 || v == "" {
-		return nil, n > 1
+		return gatewaySession{}, false, n > 1
 	}
 	if gs, ok := g.opened.Get(v); ok {
-		return &gs, false // a copy: callers may change it
+		return gs, true, false
 	}
-	gs, err := g.sealer.open(v, g.name)
+	opened, err := g.sealer.open(v, g.name)
 	if err != nil {
-		return nil, false
+		return gatewaySession{}, false, false
 	}
-	g.opened.Add(v, *gs)
-	return gs, false
+	g.opened.Add(v, *opened)
+	return *opened, true, false
 }
 
 // cookieValue returns the value of the first cookie called name in r's
@@ -304,8 +314,8 @@ func (s *Server) hasGatewayCookie(r *http.Request) bool {
 // older than half a refresh period (so a busy visitor does not get a
 // Set-Cookie on every hit).
 func (g *gatewaySessions) needsReissue(r *http.Request, id *proxy.Identity, now time.Time) bool {
-	cur, _ := g.read(r)
-	if cur == nil || cur.SessionID != id.SessionID || cur.UserID != id.UserID || cur.OrgID != id.OrgID || cur.OrgRole != id.OrgRole {
+	cur, ok, _ := g.readValue(r)
+	if !ok || cur.SessionID != id.SessionID || cur.UserID != id.UserID || cur.OrgID != id.OrgID || cur.OrgRole != id.OrgRole {
 		return true
 	}
 	return now.Sub(time.Unix(cur.Checked, 0)) > g.refresh/2

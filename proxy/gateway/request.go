@@ -9,9 +9,10 @@ import "context"
 // requests have a forward.
 type request struct {
 	log logEntry
-	fwd *forward // set when the request goes to the upstream: then &decided
+	sw  statusWriter // the access log's view of the answer
+	fwd *forward     // set when the request goes to the upstream: then &decided
 	// decided is what the gate fills in, kept here so that a request
-	// costs one allocation for both.
+	// costs one allocation for all three.
 	decided forward
 }
 

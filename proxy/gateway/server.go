@@ -236,9 +236,8 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 // ServeHTTP is the whole gateway, wrapped in the access log and recovery.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
-	req := &request{}
-	entry := &req.log
-	sw := &statusWriter{ResponseWriter: w}
+	req := &request{sw: statusWriter{ResponseWriter: w}}
+	entry, sw := &req.log, &req.sw
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {

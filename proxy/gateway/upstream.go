@@ -232,25 +232,8 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 			h.Del("Transfer-Encoding")
 			pr.Out.TransferEncoding = nil
 		}
-		if f != nil && f.identity != nil {
-			h.Set(HeaderUser, f.identity.UserID)
-			if f.identity.OrgID != "" {
-				h.Set(HeaderOrg, f.identity.OrgID)
-			}
-			if f.identity.KeyID != "" {
-				h.Set(HeaderKey, f.identity.KeyID)
-			}
-		}
 		if f != nil {
-			if f.plan != "" {
-				h.Set(HeaderPlan, f.plan)
-			}
-			if f.status != "" {
-				h.Set(HeaderStatus, string(f.status))
-			}
-			if f.routeID != "" {
-				h.Set(HeaderRoute, f.routeID)
-			}
+			setIdentityHeaders(h, f)
 		}
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
@@ -329,6 +312,31 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 	return rp
 }
 
+// setIdentityHeaders sets the X-Tollgate- headers of what the gate decided
+// (the request's own were removed by sanitizeRequestHeaders). Their values
+// share one backing array, each slice capped at its one value, so that an
+// append to one copies it rather than overwrite the next: one allocation
+// instead of one per header.
+func setIdentityHeaders(h http.Header, f *forward) {
+	var id proxy.Identity
+	if f.identity != nil {
+		id = *f.identity
+	}
+	vals := make([]string, 0, 6)
+	set := func(name, v string, present bool) {
+		if present {
+			vals = append(vals, v)
+			h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	}
+	set(HeaderUser, id.UserID, f.identity != nil)
+	set(HeaderOrg, id.OrgID, id.OrgID != "")
+	set(HeaderKey, id.KeyID, id.KeyID != "")
+	set(HeaderPlan, f.plan, f.plan != "")
+	set(HeaderStatus, string(f.status), f.status != "")
+	set(HeaderRoute, f.routeID, f.routeID != "")
+}
+
 // preflightHeaders are the request headers a CORS preflight keeps: what the
 // Fetch standard's preflight sends, and what describes the client.
 var preflightHeaders = map[string]bool{
@@ -347,9 +355,12 @@ var preflightHeaders = map[string]bool{
 func makePrivate(h http.Header) {
 	cc := h.Values("Cache-Control")
 	noStore := false
-	directives := []string{"private"}
+	var buf [8]string
+	directives := append(buf[:0], "private")
 	for _, line := range cc {
-		for d := range strings.SplitSeq(line, ",") {
+		for line != "" {
+			var d string
+			d, line, _ = strings.Cut(line, ",")
 			d = strings.TrimSpace(d)
 			name, _, _ := strings.Cut(strings.ToLower(d), "=")
 			switch strings.TrimSpace(name) {
@@ -362,7 +373,15 @@ func makePrivate(h http.Header) {
 		}
 	}
 	if !noStore {
-		h.Set("Cache-Control", strings.Join(directives, ", "))
+		v := "private"
+		if len(directives) > 1 {
+			v = strings.Join(directives, ", ")
+		}
+		if len(cc) == 1 {
+			cc[0] = v // the upstream response's own header, changed in place
+		} else {
+			h["Cache-Control"] = []string{v}
+		}
 	}
 	for k := range h {
 		if sharedCacheHeader(k) {
@@ -388,27 +407,60 @@ func sharedCacheHeader(name string) bool {
 }
 
 func addVary(h http.Header, names ...string) {
-	have := strings.ToLower(strings.Join(h.Values("Vary"), ","))
-	if strings.Contains(have, "*") {
-		return
-	}
+	vary := h["Vary"]
+	var missing [4]string
+	add := missing[:0]
 	for _, n := range names {
-		if !strings.Contains(have, strings.ToLower(n)) {
-			h.Add("Vary", n)
+		if !varyHas(vary, n) {
+			add = append(add, n)
 		}
 	}
+	if len(add) > 0 && !varyHas(vary, "*") {
+		h["Vary"] = append(vary, add...) // one allocation for all
+	}
+}
+
+// varyHas reports whether any Vary line mentions name, without regard to
+// case (as a substring: a field named by a longer one counts as named,
+// which at worst leaves the response varying on less than it could).
+func varyHas(lines []string, name string) bool {
+	for _, l := range lines {
+		for i := 0; i+len(name) <= len(l); i++ {
+			if strings.EqualFold(l[i:i+len(name)], name) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // bufferPool reuses the 32 KiB copy buffers the ReverseProxy would
-// otherwise allocate for every response body.
-type bufferPool struct{ p sync.Pool }
+// otherwise allocate for every response body. A sync.Pool holds pointers;
+// the *[]byte that carried a buffer is kept for the next Put, so that
+// neither Get nor Put allocates.
+type bufferPool struct{ bufs, holders sync.Pool }
 
-func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+func newBufferPool() *bufferPool { return &bufferPool{} }
+
+func (bp *bufferPool) Get() []byte {
+	p, ok := bp.bufs.Get().(*[]byte)
+	if !ok {
+		return make([]byte, 32<<10)
+	}
+	b := *p
+	*p = nil
+	bp.holders.Put(p)
+	return b
 }
 
-func (bp *bufferPool) Get() []byte  { return *bp.p.Get().(*[]byte) }
-func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+func (bp *bufferPool) Put(b []byte) {
+	p, ok := bp.holders.Get().(*[]byte)
+	if !ok {
+		p = new([]byte)
+	}
+	*p = b
+	bp.bufs.Put(p)
+}
 
 // defaultTransport is the upstream transport unless one is injected: the
 // standard one with bounded dial and header waits, so a hung upstream costs
