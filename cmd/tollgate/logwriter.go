@@ -8,8 +8,9 @@ import (
 )
 
 // logWriter takes `tollgate serve`'s log lines (the access log's one per
-// request among them) into memory and writes them out in batches, every
-// logFlushEvery or as soon as logFlushAt bytes wait, so that a request
+// request among them) into memory and writes them out in batches, from a
+// goroutine of its own: logFlushEvery after a batch's first line, or as soon
+// as logFlushAt bytes wait (an idle gateway's flusher sleeps), so that a request
 // costs no write(2) and holds no lock across one (README "Performance").
 // Lines keep their order. When the output falls behind by logMaxPending
 // bytes, the request that finds it so writes the batch itself, as every
@@ -24,7 +25,8 @@ type logWriter struct {
 	flushMu sync.Mutex // one batch written at a time, in order
 	spare   []byte     // the last batch's buffer, reused (under flushMu)
 
-	kick   chan struct{}
+	kick   chan struct{} // a batch has begun
+	urgent chan struct{} // logFlushAt bytes wait
 	stop   chan struct{}
 	done   chan struct{}
 	closed atomic.Bool // after Close every Write is written out at once
@@ -37,7 +39,7 @@ const (
 )
 
 func newLogWriter(out io.Writer) *logWriter {
-	w := &logWriter{out: out, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &logWriter{out: out, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go w.loop()
 	return w
 }
@@ -52,12 +54,18 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	case n >= logMaxPending, w.closed.Load():
 		w.flush()
 	case n >= logFlushAt:
-		select {
-		case w.kick <- struct{}{}:
-		default:
-		}
+		notify(w.urgent)
+	case n == len(p):
+		notify(w.kick) // the first line of a batch: write it out within logFlushEvery
 	}
 	return len(p), nil
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 func (w *logWriter) flush() {
@@ -77,17 +85,28 @@ func (w *logWriter) flush() {
 	}
 }
 
+// loop writes a batch out logFlushEvery after its first line, or sooner
+// when logFlushAt bytes wait; an idle gateway's flusher sleeps.
 func (w *logWriter) loop() {
 	defer close(w.done)
-	t := time.NewTicker(logFlushEvery)
-	defer t.Stop()
+	t := time.NewTimer(logFlushEvery)
+	t.Stop()
 	for {
 		select {
 		case <-w.stop:
 			w.flush()
 			return
-		case <-t.C:
 		case <-w.kick:
+		case <-w.urgent:
+		}
+		t.Reset(logFlushEvery)
+		select {
+		case <-w.stop:
+			w.flush()
+			return
+		case <-t.C:
+		case <-w.urgent:
+			t.Stop()
 		}
 		w.flush()
 	}

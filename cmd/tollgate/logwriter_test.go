@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // lockedOut is an io.Writer the flusher and the test may share.
@@ -65,7 +66,7 @@ func TestLogWriter_KeepsEveryLineInOrder(t *testing.T) {
 func TestLogWriter_BackPressure(t *testing.T) {
 	var out lockedOut
 	// No flusher: the output is as far behind as it gets.
-	w := &logWriter{out: &out, kick: make(chan struct{}, 1)}
+	w := &logWriter{out: &out, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
 	line := []byte(strings.Repeat("y", 1023) + "\n")
 	for range logMaxPending/len(line) - 1 {
 		w.Write(line)
@@ -88,5 +89,27 @@ func TestLogWriter_AfterClose(t *testing.T) {
 	w.Write([]byte("after\n"))
 	if got := out.String(); got != "before\nafter\n" {
 		t.Errorf("out = %q", got)
+	}
+}
+
+// chanOut hands every write to a channel.
+type chanOut chan string
+
+func (c chanOut) Write(p []byte) (int, error) { c <- string(p); return len(p), nil }
+
+// A line is written out without Close, by the flusher, soon after it
+// was written: a batch does not wait for the next line.
+func TestLogWriter_FlushesALoneLine(t *testing.T) {
+	out := make(chanOut, 1)
+	w := newLogWriter(out)
+	defer w.Close()
+	w.Write([]byte("alone\n"))
+	select {
+	case got := <-out:
+		if got != "alone\n" {
+			t.Errorf("out = %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone line was not written out")
 	}
 }
