@@ -77,6 +77,11 @@ type benchFixture struct {
 	bare       http.Handler
 	barePooled http.Handler // bare, with the same copy-buffer pool as the gate
 	cookies    string
+
+	cfg *proxy.Config
+	cc  *clerk.Client
+	sb  *clerksandbox.Clerk
+	now time.Time
 }
 
 type pool struct{ p sync.Pool }
@@ -126,7 +131,8 @@ func newBenchFixture(b testing.TB) *benchFixture {
 	}}
 	barePooled := &httputil.ReverseProxy{Transport: staticUpstream{}, Rewrite: bare.Rewrite, BufferPool: &pool{}}
 	tok := sb.MintSessionToken("user_ada", "sess_bench", now, nil)
-	f := &benchFixture{gate: srv, keyGate: f0.keyGate, keyUncache: f0.keyUncache, key: f0.key, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5)}
+	f := &benchFixture{gate: srv, keyGate: f0.keyGate, keyUncache: f0.keyUncache, key: f0.key, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5),
+		cfg: cfg, cc: cc, sb: sb, now: now}
 	// Sign in once and keep the gateway cookie, as a browser would, so the
 	// steady state measured is "cached token, nothing to set".
 	w := httptest.NewRecorder()
@@ -255,4 +261,71 @@ func BenchmarkGate_PaidCacheHitAPIKey(b *testing.B) {
 func BenchmarkGate_PaidCacheHitAPIKeyUncached(b *testing.B) {
 	f := newBenchFixture(b)
 	runKey(b, f.keyUncache, f.key)
+}
+
+// storeGate is the benchmark's gateway over a bbolt store of two paying
+// users, user_ada and user_bob, behind an entitlement LRU of lru entries,
+// and their Clerk session tokens.
+func storeGate(b *testing.B, f *benchFixture, lru int) (http.Handler, [2]string) {
+	b.Helper()
+	store, err := bolt.Open(filepath.Join(b.TempDir(), "tollgate.db"), bolt.Options{Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	var toks [2]string
+	var states []proxy.CustomerState
+	for i, u := range []string{"user_ada", "user_bob"} {
+		states = append(states, proxy.CustomerState{CustomerID: "cus_" + u, Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: u}, SyncedAt: f.now,
+			Subscriptions: []proxy.Subscription{{ID: "sub_" + u, CustomerID: "cus_" + u, Plan: "pro", Status: proxy.StatusActive,
+				PriceIDs: []string{"price_pro"}, CurrentPeriodEnd: f.now.Add(720 * time.Hour)}}})
+		toks[i] = f.sb.MintSessionToken(u, "sess_"+u, f.now, nil)
+	}
+	if err := store.CommitCustomers(b.Context(), states); err != nil {
+		b.Fatal(err)
+	}
+	ents, err := cache.NewEntitlementCache(store, lru)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := gateway.New(gateway.Options{Config: f.cfg, Auth: f.cc, Portal: f.cc, Entitlements: ents,
+		State: gateway.NewState(gateway.StateOptions{Sessions: f.cc, Transport: staticUpstream{}}), Now: func() time.Time { return f.now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, toks
+}
+
+func runAlternating(b *testing.B, h http.Handler, toks [2]string) {
+	b.Helper()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "http://app.example.com/routes/415VNA/x", nil)
+		r.Header.Set("Accept", "application/json")
+		r.Header.Set("Authorization", "Bearer "+toks[i%2])
+		i++
+		h.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}
+
+// BenchmarkGate_PaidStoreHit and BenchmarkGate_PaidStoreMiss are two
+// users' paid requests in turn over a bbolt store: through an LRU that
+// holds both, and through one that holds one (every request a miss, read
+// from the store). The difference is what a cold user costs (README
+// "Performance"; its target: at most 50 µs).
+func BenchmarkGate_PaidStoreHit(b *testing.B) {
+	f := newBenchFixture(b)
+	h, toks := storeGate(b, f, 100)
+	runAlternating(b, h, toks)
+}
+
+func BenchmarkGate_PaidStoreMiss(b *testing.B) {
+	f := newBenchFixture(b)
+	h, toks := storeGate(b, f, 1)
+	runAlternating(b, h, toks)
 }
