@@ -124,7 +124,7 @@ func (rs *RuleSet) caseReadings(path string) []caseMode {
 	if rs == nil || !rs.caseSensitiveLiterals && !hasUpperOrNonASCII(path) {
 		return nil
 	}
-	return []caseMode{foldASCII, exactCase, foldUpper, foldLower}
+	return caseModes
 }
 
 func hasUpperOrNonASCII(s string) bool {

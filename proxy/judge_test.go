@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Upstream readings of a forwarded path, written here independently of the
@@ -77,6 +79,9 @@ var pathTokens = []string{
 	"..", ".", "..;", ".;", ";", ";jsessionid=1", ";a=b", "%3B", "%3b", "\\", "%5C", "%5c",
 	"%2e", "%2E", "%2e%2e", "%252e", "%252e%252e", "%253B", "%255C", "%2F", "%252F", " ", "%20", ".",
 	"ASSETS", "Assets", "a%C5%BF%C5%BFet%C5%BF", "%09", "%00", "%0A", "Admin", "SETTINGS", "publ%C4%B1c", "%E2%84%AA", "adm%C4%B0n",
+	// Letters Java's equalsIgnoreCase or full upper-casing join to ASCII
+	// (red team, issue 15), as pieces to mix within one segment.
+	"%C4%B1", "%C4%B0", "%C5%BF", "%EF%AC%81", "%C3%9F", "adm", "n", "sett", "ngs",
 }
 
 // FuzzJudge is the property of docs/SECURITY.md's "Rules in detail": for every
@@ -120,7 +125,8 @@ func FuzzJudge(f *testing.F) {
 			r := read(escaped)
 			// Each upstream may also route letter case byte for byte, by
 			// ASCII only, or with Unicode folding.
-			for cname, mode := range map[string]caseMode{"folded": foldUnicode, "ascii-folded": foldASCII, "exact-case": exactCase, "upper-cased": foldUpper, "lower-cased": foldLower} {
+			for cname, mode := range map[string]caseMode{"folded": foldUnicode, "ascii-folded": foldASCII, "exact-case": exactCase, "upper-cased": foldUpper, "lower-cased": foldLower,
+				"java-equalsIgnoreCase": foldUpperLower, "full-upper-cased": foldFullUpper} {
 				m := rs.match(method, "app.example.com", r, mode)
 				if m.Rule != got.Rule || m.RouteID != got.RouteID {
 					t.Fatalf("%s (%s) reads %q (from %q) as %q: rule %v %q, but the gate judged rule %v %q",
@@ -205,4 +211,93 @@ func TestJudge_StrictestOfTheMethods(t *testing.T) {
 	if m, ok := two.Judge("PUT", "h", "/r/x", nil); !ok || m.RouteID != "B" {
 		t.Errorf("PUT: %q %v", m.RouteID, ok)
 	}
+}
+
+// javaEqualsIgnoreCase is Java's String.equalsIgnoreCase (regionMatches
+// with ignoreCase), as its source reads, per UTF-16 unit for the BMP: two
+// units are equal when they are, or their Character.toUpperCase are, or
+// the Character.toLowerCase of those are.
+func javaEqualsIgnoreCase(a, b string) bool {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) != len(rb) {
+		return false
+	}
+	for i := range ra {
+		c1, c2 := ra[i], rb[i]
+		if c1 == c2 {
+			continue
+		}
+		u1, u2 := unicode.ToUpper(c1), unicode.ToUpper(c2)
+		if u1 == u2 || unicode.ToLower(u1) == unicode.ToLower(u2) {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// A segment that Java's equalsIgnoreCase (Spring's AntPathMatcher with
+// setCaseSensitive(false)) routes to a rule's literal, by mixing letters
+// that only one of upper- and lower-casing joins to ASCII ("İ" lower-cases
+// to i, "ı" upper-cases to I), or that full upper-casing expands ("ﬁ" is
+// FI, "ß" is SS), is never judged by a looser rule: the readings disagree
+// and the request is refused (red team, issue 15: "/bİllıng/x" reached a
+// paid route as signed_in on such an app).
+func TestJudge_JavaAndFullUpperCaseReadings(t *testing.T) {
+	rs, err := CompileRules(AccessPaid, []*Rule{
+		{Path: "/admin/users/*", Access: AccessDeny},
+		{Path: "/billing/*", Access: AccessPaid, ID: "TEAM1"},
+		{Path: "/kiosk/*", Access: AccessDeny},
+		{Path: "/files/*", Access: AccessPaid, ID: "TEAM1"},
+		{Path: "/strasse/*", Access: AccessDeny},
+		{Path: "/*", Access: AccessSignedIn},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, literal string
+	}{
+		{"/bİllıng/x", "billing"},
+		{"/bıllİng/x", "billing"},
+		{"/admİn/uſers/x", "admin"},
+		{"/Kioſk/x", "kiosk"},
+		{"/ﬁles/x", ""},
+		{"/STRAßE/x", ""},
+		{"/Straße/x", ""},
+	} {
+		if tc.literal != "" {
+			seg := strings.Split(tc.path, "/")[1]
+			if !javaEqualsIgnoreCase(tc.literal, seg) {
+				t.Fatalf("test data: Java would not route %q to %q", seg, tc.literal)
+			}
+		}
+		m, ok := rs.Judge("GET", "h", tc.path, nil)
+		if ok && m.Access == AccessSignedIn {
+			t.Errorf("%q judged by the catch-all (signed_in); an app reading case as Java or full upper-casing does routes it to a stricter rule", tc.path)
+		}
+	}
+	// Letters that no reading joins to a rule's literal pass as before.
+	for _, p := range []string{"/city/İstanbul", "/blog/ışık", "/Grüße/x", "/files/x"} {
+		if _, ok := rs.Judge("GET", "h", p, nil); !ok {
+			t.Errorf("%q refused; no reading routes it elsewhere", p)
+		}
+	}
+}
+
+// FuzzUpperThenLower holds foldUpperLower's per-rune comparison to Java's
+// String.equalsIgnoreCase as its source reads (javaEqualsIgnoreCase).
+func FuzzUpperThenLower(f *testing.F) {
+	for _, s := range []string{"billing", "bİllıng", "admin", "admİn", "kiosk", "Kioſk", "ß", "ẞ", "\u212a", "ǅ", "ΐ"} {
+		f.Add(s, strings.ToUpper(s))
+		f.Add(s, "billing")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if !utf8.ValidString(a) || !utf8.ValidString(b) {
+			return
+		}
+		if got, want := mappedEqual(a, b, upperThenLower), javaEqualsIgnoreCase(a, b); got != want {
+			t.Fatalf("%q vs %q: foldUpperLower says %v, Java's equalsIgnoreCase %v", a, b, got, want)
+		}
+	})
 }

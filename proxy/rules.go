@@ -259,7 +259,70 @@ const (
 	// foldLower compares lower-cased forms, as an upstream that lower-cases
 	// paths does (.NET, Java: dotted "İ" is "i" there).
 	foldLower
+	// foldUpperLower compares letter by letter as Java's
+	// String.equalsIgnoreCase does (Spring's AntPathMatcher with
+	// setCaseSensitive(false)): two letters are equal when their upper-case
+	// forms are, or the lower-case forms of those, so one segment may mix
+	// "İ" (lower: i) with "ı" (upper: I), or "ſ" (upper: S) with "K" (the
+	// Kelvin sign, lower: k), which no whole-string reading above joins
+	// (red team, issue 15). The same as comparing lower(upper(r)) per rune.
+	foldUpperLower
+	// foldFullUpper compares full upper-case forms (Unicode's
+	// SpecialCasing: "ß" is "SS", "ﬁ" is "FI"), as Java's
+	// String.toUpperCase, JavaScript's toUpperCase and Python's upper() and
+	// casefold() read them; Go's and .NET's simple mapping leave those
+	// letters alone.
+	foldFullUpper
 )
+
+// caseModes are every caseMode but foldUnicode, which decides.
+var caseModes = []caseMode{foldASCII, exactCase, foldUpper, foldLower, foldUpperLower, foldFullUpper}
+
+// upperThenLower is Java's equalsIgnoreCase per letter (foldUpperLower).
+func upperThenLower(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
+
+// fullUpperSpecial are the unconditional upper-case mappings of Unicode's
+// SpecialCasing.txt that turn one letter into several: the ones that give
+// ASCII letters a rule's literal may hold, and the rest of the Latin block.
+var fullUpperSpecial = map[rune]string{
+	'ß': "SS", 'ﬀ': "FF", 'ﬁ': "FI", 'ﬂ': "FL", 'ﬃ': "FFI", 'ﬄ': "FFL", 'ﬅ': "ST", 'ﬆ': "ST",
+	'ŉ': "ʼN", 'ǰ': "J\u030C", 'ẖ': "H\u0331", 'ẗ': "T\u0308", 'ẘ': "W\u030A", 'ẙ': "Y\u030A", 'ẚ': "Aʾ",
+}
+
+// fullUpperEqual reports whether a and b have the same full upper-case
+// form (foldFullUpper), making neither unless one holds a letter of
+// fullUpperSpecial.
+func fullUpperEqual(a, b string) bool {
+	if !hasFullUpperSpecial(a) && !hasFullUpperSpecial(b) {
+		return mappedEqual(a, b, unicode.ToUpper)
+	}
+	return fullUpper(a) == fullUpper(b)
+}
+
+func hasFullUpperSpecial(s string) bool {
+	for i, r := range s {
+		if s[i] < utf8.RuneSelf {
+			continue
+		}
+		if _, ok := fullUpperSpecial[r]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// fullUpper is s's full upper-case form.
+func fullUpper(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if u, ok := fullUpperSpecial[r]; ok {
+			b.WriteString(u)
+		} else {
+			b.WriteRune(unicode.ToUpper(r))
+		}
+	}
+	return b.String()
+}
 
 // match reports whether the canonical path p matches, and the {route} capture.
 func (pt *pathPattern) match(p string, mode caseMode) (capture string, ok bool) {
@@ -302,6 +365,10 @@ func segmentEqual(lit, seg string, mode caseMode) bool {
 		return mappedEqual(lit, seg, unicode.ToUpper) && utf8.ValidString(seg)
 	case foldLower:
 		return mappedEqual(lit, seg, unicode.ToLower) && utf8.ValidString(seg)
+	case foldUpperLower:
+		return mappedEqual(lit, seg, upperThenLower) && utf8.ValidString(seg)
+	case foldFullUpper:
+		return utf8.ValidString(seg) && fullUpperEqual(lit, seg)
 	}
 	return strings.EqualFold(lit, seg) && utf8.ValidString(seg)
 }
