@@ -242,12 +242,22 @@ func TestBypass_GatedResponsesTellNoSharedCacheToStore(t *testing.T) {
 	if cc := resp.Header.Get("Cache-Control"); cc != "private, max-age=60" {
 		t.Errorf("Cache-Control %q", cc)
 	}
-	// "no-store" counts only as a directive, not inside another's value.
-	sneaky := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", `public, max-age=600, x="no-store"`)
-	}))
-	if cc := sneaky.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1")).Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") || strings.Contains(cc, "public") {
-		t.Errorf("Cache-Control with no-store in a value: %q", cc)
+	// "no-store" counts only as a directive, not inside another's value,
+	// even a quoted one holding commas (red team, issue 15); and Vary
+	// names whole fields, so a longer name holding "Cookie" does not
+	// count as Cookie.
+	for _, sneakyCC := range []string{`public, max-age=600, x="no-store"`, `public, max-age=600, x="a, no-store , b"`, `public, max-age=600, x="a\", no-store"`} {
+		sneaky := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", sneakyCC)
+			w.Header().Set("Vary", "X-Cookie-Hint, Accept-Authorization-Hint")
+		}))
+		resp := sneaky.do("GET", "/private/x", with(xhr, "X-Test-User", "user_1"))
+		if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") || strings.Contains(cc, "public") {
+			t.Errorf("Cache-Control %s: %q, want private first and no public", sneakyCC, cc)
+		}
+		if v := strings.Join(resp.Header.Values("Vary"), ", "); v != "X-Cookie-Hint, Accept-Authorization-Hint, Cookie, Authorization" {
+			t.Errorf("Vary %q, want Cookie and Authorization added", v)
+		}
 	}
 	// Public responses are the app's business.
 	resp = fx.do("GET", "/public/x", xhr)
@@ -402,5 +412,30 @@ func TestBypass_EscapedClerkQueryParametersAreStripped(t *testing.T) {
 	fx.do("GET", "/public/x?a=1&%5F%5Fclerk_handshake=tok&%5f_clerk_db_jwt=x&__clerk_help=1&b=%41", nil)
 	if got := fx.lastUpstream().URL.RawQuery; got != "a=1&b=%41" {
 		t.Errorf("app got query %q, want a=1&b=%%41", got)
+	}
+}
+
+func TestNextListElement(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"a", []string{"a"}},
+		{" a , b ,c", []string{"a", "b", "c"}},
+		{`x="a, b", c`, []string{`x="a, b"`, "c"}},
+		{`x="a\", b", c`, []string{`x="a\", b"`, "c"}},
+		{`x="unterminated, b`, []string{`x="unterminated, b`}},
+		{"a,,b", []string{"a", "", "b"}},
+	} {
+		var got []string
+		for s := tc.in; s != ""; {
+			var e string
+			e, s = nextListElement(s)
+			got = append(got, e)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

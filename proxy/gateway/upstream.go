@@ -360,8 +360,7 @@ func makePrivate(h http.Header) {
 	for _, line := range cc {
 		for line != "" {
 			var d string
-			d, line, _ = strings.Cut(line, ",")
-			d = strings.TrimSpace(d)
+			d, line = nextListElement(line)
 			name, _, _ := strings.Cut(strings.ToLower(d), "=")
 			switch strings.TrimSpace(name) {
 			case "no-store":
@@ -420,18 +419,40 @@ func addVary(h http.Header, names ...string) {
 	}
 }
 
-// varyHas reports whether any Vary line mentions name, without regard to
-// case (as a substring: a field named by a longer one counts as named,
-// which at worst leaves the response varying on less than it could).
+// varyHas reports whether any Vary line names name, without regard to
+// case. Whole names only: "X-Cookie-Hint" does not name Cookie (red team,
+// issue 15).
 func varyHas(lines []string, name string) bool {
 	for _, l := range lines {
-		for i := 0; i+len(name) <= len(l); i++ {
-			if strings.EqualFold(l[i:i+len(name)], name) {
+		for l != "" {
+			var n string
+			n, l = nextListElement(l)
+			if strings.EqualFold(n, name) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// nextListElement splits the first element off a comma-separated header
+// list (RFC 9110, section 5.6.1), trimmed of white space, and returns it and
+// the rest. A comma inside a quoted string (section 5.6.4, with its
+// backslash escapes) does not end an element: a Cache-Control extension's
+// x="a, no-store" is one directive, not a no-store (red team, issue 15).
+func nextListElement(s string) (elem, rest string) {
+	inQuote := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case inQuote && c == '\\':
+			i++
+		case c == '"':
+			inQuote = !inQuote
+		case c == ',' && !inQuote:
+			return strings.TrimSpace(s[:i]), s[i+1:]
+		}
+	}
+	return strings.TrimSpace(s), ""
 }
 
 // bufferPool reuses the 32 KiB copy buffers the ReverseProxy would
