@@ -35,6 +35,17 @@ type Config struct {
 	Timeouts TimeoutsConfig
 	APIKeys  APIKeysConfig // api_keys
 
+	// Free is free:, what signed-in visitors with no granting plan get
+	// (Key FreePlanKey, no prices): its routes and limits. nil: nothing.
+	Free *Plan
+	// CostHeader is cost_header: a response header the upstream sets to
+	// what a request cost against quotas (default 1); tollgate removes it
+	// from the response, and from requests. "": every request costs 1.
+	CostHeader string
+	// QuotaFlush is quota_flush: how often quota counters are written to
+	// the store, default 1s (README "Limits").
+	QuotaFlush time.Duration
+
 	// Warnings are non-fatal findings (shadowed rules, method-filtered rules
 	// that fall through to weaker ones), each with file:line.
 	Warnings []string
@@ -197,6 +208,9 @@ type Plan struct {
 	// Highlight is highlight: a short label ("Most popular") that marks the
 	// plan out on the upgrade page; "" for none.
 	Highlight string
+	// Limits is limits:, in file order (README "Limits"); LimitFor picks
+	// the entry for a route.
+	Limits []LimitEntry
 }
 
 // HasPrice reports whether id is one of the plan's prices.

@@ -138,6 +138,9 @@ type PaidInput struct {
 	Org      *Entitlements // the active organisation's (nil: none known or no active org)
 	Policy   AccessPolicy  // stripe.past_due_grace, stripe.paused_collection
 	Now      time.Time
+	// Free is free: (nil: none): a signed-in visitor no plan grants is
+	// allowed on the routes it lists, under its limits.
+	Free *Plan
 }
 
 // UnlockingPlans returns the plans that unlock routeID, in config order.
@@ -155,6 +158,23 @@ func UnlockingPlans(plans []Plan, routeID string) []*Plan {
 // (for user-scoped plans) or of the active organisation (for
 // organisation-scoped plans) grants a plan that unlocks the route.
 func DecidePaid(in PaidInput) PaidDecision {
+	d := decidePlans(in)
+	if d.Outcome != PaidAllow && in.Free != nil && in.Identity != nil && in.Free.UnlocksRouteFree(in.RouteID) {
+		// No granting plan (none, or one that lapsed): free: stands in,
+		// for a session and a key alike (README "Limits").
+		d.Outcome, d.Plan, d.Sub, d.Held = PaidAllow, in.Free, nil, nil
+		d.Subject = LimitSubject(&PaidDecision{}, in.Identity)
+	}
+	return d
+}
+
+// UnlocksRouteFree reports whether free: lists routeID. Unlike a plan's,
+// its routes name IDs only: a paid rule without an ID is not free.
+func (p *Plan) UnlocksRouteFree(routeID string) bool {
+	return routeID != "" && p.UnlocksRoute(routeID)
+}
+
+func decidePlans(in PaidInput) PaidDecision {
 	unlocking := UnlockingPlans(in.Plans, in.RouteID)
 	d := PaidDecision{Outcome: PaidRequired, Plans: unlocking}
 	if len(unlocking) == 0 {

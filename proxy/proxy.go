@@ -166,15 +166,18 @@ type SessionEnder interface {
 // Subscription is one Stripe subscription as tollgate last learned it from
 // Stripe (never from a webhook payload's fields).
 type Subscription struct {
-	ID                string
-	CustomerID        string
-	Status            SubscriptionStatus
-	PriceIDs          []string // recurring prices on the subscription's items
-	Plan              string   // config key of the plan those prices belong to ("" if none)
-	CurrentPeriodEnd  time.Time
-	TrialEnd          time.Time
-	CancelAtPeriodEnd bool
-	PastDueSince      time.Time // when tollgate first saw it past_due (zero otherwise)
+	ID               string
+	CustomerID       string
+	Status           SubscriptionStatus
+	PriceIDs         []string // recurring prices on the subscription's items
+	Plan             string   // config key of the plan those prices belong to ("" if none)
+	CurrentPeriodEnd time.Time
+	// BillingCycleAnchor is Stripe's billing_cycle_anchor: monthly quotas
+	// reset on its day of the month (QuotaAnchor). Zero: not known.
+	BillingCycleAnchor time.Time
+	TrialEnd           time.Time
+	CancelAtPeriodEnd  bool
+	PastDueSince       time.Time // when tollgate first saw it past_due (zero otherwise)
 	// PausedCollection is pause_collection.behavior while Stripe does not
 	// collect payment (keep_as_draft, mark_uncollectible or void; "" when
 	// it collects); the status stays active meanwhile. CollectionResumesAt

@@ -105,7 +105,7 @@ func configKeys(section string) []string {
 	switch section {
 	case "":
 		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "hosts", "internal_prefix",
-			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts", "api_keys"}
+			"default_access", "clerk", "session", "stripe", "plans", "free", "cost_header", "quota_flush", "routes", "store", "admin", "pages", "timeouts", "api_keys"}
 	case "api_keys":
 		return []string{"enabled", "header", "max_failures"}
 	case "clerk":
@@ -117,7 +117,11 @@ func configKeys(section string) []string {
 		return []string{"secret_key", "webhook_secret", "past_due_grace", "paused_collection", "reconcile_interval",
 			"allow_promotion_codes", "automatic_tax", "api_url"}
 	case "plans.*":
-		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope"}
+		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope", "limits"}
+	case "free":
+		return []string{"routes", "limits"}
+	case "limits.*":
+		return []string{"rate", "burst", "quota"}
 	case "routes[]":
 		return []string{"id", "host", "path", "methods", "access"}
 	case "store":
@@ -167,6 +171,14 @@ func (p *configParser) config(root *yaml.Node) *proxy.Config {
 	}
 
 	cfg.Plans = p.plans(top)
+	cfg.Free = p.free(top, cfg.Plans)
+	cfg.CostHeader = p.costHeader(top.str("cost_header"))
+	cfg.QuotaFlush = p.duration(top.str("quota_flush"), DefaultQuotaFlush)
+	if cfg.QuotaFlush <= 0 || cfg.QuotaFlush > time.Minute {
+		v := top.str("quota_flush")
+		p.invalid(v, "is %s; want from 1ms to 1m (a crash loses at most one interval of counts)", cfg.QuotaFlush)
+		cfg.QuotaFlush = DefaultQuotaFlush
+	}
 	rules, idLines := p.routes(top, cfg)
 	cfg.Routes = p.compile(cfg, rules)
 	if defAccess.set && !cfg.Routes.DefaultReachable() {

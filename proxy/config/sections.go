@@ -100,6 +100,7 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 				p.invalid(scope, "%q is not valid; want user or organization", scope.s)
 			}
 		}
+		p.limits(s, &pl)
 		plans = append(plans, pl)
 	}
 	for _, fee := range trialFees {
@@ -619,7 +620,7 @@ func (p *configParser) crossCheck(cfg *proxy.Config, idLines map[int]int) {
 		if r.Access != proxy.AccessPaid || r.ID == "" || len(cfg.Plans) == 0 {
 			continue
 		}
-		if !slices.ContainsFunc(cfg.Plans, func(pl proxy.Plan) bool { return pl.UnlocksRoute(r.ID) }) {
+		if !slices.ContainsFunc(cfg.Plans, func(pl proxy.Plan) bool { return pl.UnlocksRoute(r.ID) }) && (cfg.Free == nil || !cfg.Free.UnlocksRouteFree(r.ID)) {
 			p.warnf(idLines[r.Index], fmt.Sprintf("routes[%d].id", r.Index), "%q is paid, but no plan lists it in routes; nobody can get in (add it to a plan, or \"*\")", r.ID)
 		}
 	}

@@ -1,0 +1,73 @@
+package limits
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// The fields of draft-ietf-httpapi-ratelimit-headers-10: RateLimit-Policy
+// lists the policies ("name";q=quota;w=window seconds), RateLimit their
+// state ("name";r=remaining;t=seconds until it resets), each a Structured
+// Field List of Strings with parameters (RFC 9651). A GCRA rate is the
+// policy q=burst, w=burst/rate; a quota, q=quota, w=its window.
+const (
+	HeaderPolicy = "RateLimit-Policy"
+	HeaderState  = "RateLimit"
+)
+
+// WriteHeaders sets RateLimit-Policy and RateLimit on h for a, and
+// Retry-After when a refused the request. Policy names are the plan's key
+// and "rate" or "quota" ("pro-rate"). The remaining counts are after this
+// request.
+func (a *Admission) WriteHeaders(h http.Header, now time.Time) {
+	lim := a.lim
+	if lim == nil {
+		return
+	}
+	var pol, st []byte
+	if lim.Rate > 0 {
+		w := max(proxy.CeilSeconds(time.Duration(lim.Burst)*lim.Interval()), 1)
+		pol = appendItem(pol, a.Plan, "-rate", "q", int64(lim.Burst), "w", w)
+		r, t := int64(a.RateRemain), proxy.CeilSeconds(a.RateReset)
+		if a.Reason == RateLimited {
+			r, t = 0, proxy.CeilSeconds(a.RateRetry)
+		}
+		st = appendItem(st, a.Plan, "-rate", "r", r, "t", t)
+	}
+	if lim.Quota > 0 {
+		pol = appendItem(pol, a.Plan, "-quota", "q", lim.Quota, "w", proxy.CeilSeconds(a.QuotaReset.Sub(a.QuotaStart)))
+		r := lim.Quota - a.Used
+		if a.Reason == Allowed {
+			r--
+		}
+		st = appendItem(st, a.Plan, "-quota", "r", max(r, 0), "t", proxy.CeilSeconds(a.QuotaReset.Sub(now)))
+	}
+	h[HeaderPolicy] = []string{string(pol)}
+	h[HeaderState] = []string{string(st)}
+	if a.Reason != Allowed {
+		h["Retry-After"] = []string{strconv.FormatInt(max(proxy.CeilSeconds(a.RetryAfter(now)), 1), 10)}
+	}
+}
+
+// appendItem appends one list member: a String name (plan keys are
+// letters, digits, _ and -, nothing to escape) and two integer parameters.
+func appendItem(b []byte, plan, suffix, k1 string, v1 int64, k2 string, v2 int64) []byte {
+	if len(b) > 0 {
+		b = append(b, ", "...)
+	}
+	b = append(b, '"')
+	b = append(b, plan...)
+	b = append(b, suffix...)
+	b = append(b, `";`...)
+	b = append(b, k1...)
+	b = append(b, '=')
+	b = strconv.AppendInt(b, v1, 10)
+	b = append(b, ';')
+	b = append(b, k2...)
+	b = append(b, '=')
+	b = strconv.AppendInt(b, v2, 10)
+	return b
+}

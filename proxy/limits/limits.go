@@ -1,0 +1,442 @@
+// Package limits enforces plans' limits (README "Limits"): a GCRA rate per
+// subject, in memory, and quotas whose counters live in memory and are
+// flushed to the store about every second. The decisions themselves are
+// the domain's (proxy.GCRA, proxy.QuotaWindow); this package keeps their
+// state and its durability.
+//
+// Durability: a flush writes each counter's absolute value for this
+// replica (never a delta), and a store keeps the larger of what it holds
+// and what it is given. Writing the same flush twice, or an older one
+// after a newer, changes nothing, so a crash can lose what was counted
+// since the last flush (one interval) and can never count a request twice.
+package limits
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+)
+
+// Store keeps quota counters. bbolt's is proxy/bolt (quotas.go); the suite
+// every store passes is storetest.QuotaCounters.
+type Store interface {
+	// QuotaCount reads one counter: own is what replica last saved, total
+	// the sum over every replica (own included).
+	QuotaCount(ctx context.Context, replica string, key proxy.QuotaKey) (own, total int64, err error)
+	// SaveQuotaCounts saves each counter's absolute value for replica,
+	// keeping the larger where the store holds more: idempotent.
+	SaveQuotaCounts(ctx context.Context, replica string, counts []proxy.QuotaCount) error
+	// QuotaUsage lists a subject's counters whose window has not ended at
+	// now, summed over replicas, ordered by plan, route and start.
+	QuotaUsage(ctx context.Context, subject proxy.Subject, now time.Time) ([]proxy.QuotaCount, error)
+	// PruneQuotaCounts deletes counters whose window ended before t.
+	PruneQuotaCounts(ctx context.Context, before time.Time) (int, error)
+}
+
+// Replicas is the number of live replicas sharing a store, from their
+// heartbeats in it. Each replica enforces 1/n of a rate (README "Limits",
+// "Several replicas"). A single-process store (bbolt) is One.
+type Replicas interface {
+	LiveReplicas() int
+}
+
+// One is the replica count of a store only one process opens.
+type One struct{}
+
+func (One) LiveReplicas() int { return 1 }
+
+// Observer hears what the limiter does, for metrics. Implemented by
+// proxy/metrics.
+type Observer interface {
+	Limited(plan, route, reason string)
+	QuotaUsed(plan, route string, units int64)
+	QuotaFlushed(took time.Duration, err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Limited(string, string, string)    {}
+func (nopObserver) QuotaUsed(string, string, int64)   {}
+func (nopObserver) QuotaFlushed(time.Duration, error) {}
+
+// Options wire a Limiter. Store is required.
+type Options struct {
+	Store    Store
+	Replicas Replicas // nil: One
+	// Replica names this process in the store's counters ("" for bbolt,
+	// which one process opens).
+	Replica  string
+	Observer Observer
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Limiter holds the rate and quota state of every subject on this replica.
+type Limiter struct {
+	store    Store
+	replicas Replicas
+	replica  string
+	obs      Observer
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu     sync.Mutex
+	rates  map[rateKey]int64 // theoretical arrival time, unix ns
+	quotas map[quotaKey]*counter
+
+	flushMu     sync.Mutex // one flush at a time
+	lastFlush   time.Time  // of the last successful flush
+	lastFlushMu sync.Mutex
+}
+
+type rateKey struct {
+	subject proxy.Subject
+	plan    string
+	route   string
+}
+
+type quotaKey struct {
+	rateKey
+	start int64
+}
+
+type counter struct {
+	key proxy.QuotaKey
+
+	loadMu sync.Mutex // held while the store is read
+	loaded bool
+
+	// Guarded by Limiter.mu.
+	own      int64 // this replica's units in the window (loaded + counted)
+	others   int64 // the other replicas', as last read
+	inflight int64 // admitted, response not yet seen
+	flushed  int64 // own as last saved
+}
+
+// New builds a Limiter.
+func New(o Options) (*Limiter, error) {
+	if o.Store == nil {
+		return nil, errors.New("limits.New: no store")
+	}
+	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, obs: o.Observer, log: o.Logger, now: o.Now,
+		rates: map[rateKey]int64{}, quotas: map[quotaKey]*counter{}}
+	if l.replicas == nil {
+		l.replicas = One{}
+	}
+	if l.obs == nil {
+		l.obs = nopObserver{}
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	l.lastFlush = l.now()
+	return l, nil
+}
+
+// Reason is why a request was refused.
+type Reason uint8
+
+const (
+	Allowed Reason = iota
+	RateLimited
+	QuotaExceeded
+)
+
+// Admission is the limiter's answer to one request: refused, or admitted
+// holding a reservation on its quota that Settle (or Release) ends.
+type Admission struct {
+	Reason Reason
+	Plan   string
+	Route  string // the limits: entry
+	lim    *proxy.Limit
+
+	// Rate, when the entry has one.
+	RateRemain int
+	RateReset  time.Duration
+	RateRetry  time.Duration
+
+	// Quota, when the entry has one.
+	Used       int64 // before this request
+	QuotaReset time.Time
+	QuotaStart time.Time
+
+	c *counter
+	l *Limiter
+}
+
+// Limit is the entry's limit (nil for a zero Admission).
+func (a *Admission) Limit() *proxy.Limit { return a.lim }
+
+// Active reports whether a holds a reservation still to settle.
+func (a *Admission) Active() bool { return a.c != nil }
+
+// RetryAfter is how long a refused client should wait.
+func (a *Admission) RetryAfter(now time.Time) time.Duration {
+	switch a.Reason {
+	case RateLimited:
+		return a.RateRetry
+	case QuotaExceeded:
+		return a.QuotaReset.Sub(now)
+	}
+	return 0
+}
+
+// Admit decides a request of subject on plan's limits: entry e. anchor is
+// the monthly quota windows' anchor (proxy.QuotaAnchor; zero: calendar).
+// It reads the store only the first time a counter is touched; an error
+// then refuses nothing and admits nothing: the caller answers 503.
+func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string, e *proxy.LimitEntry, anchor time.Time) (Admission, error) {
+	lim := &e.Limit
+	now := l.now()
+	a := Admission{Plan: plan, Route: e.Route, lim: lim, l: l}
+	rk := rateKey{subject: subject, plan: plan, route: e.Route}
+	var c *counter
+	if lim.Quota > 0 {
+		start, end := proxy.QuotaWindow(lim.Period, anchor, now)
+		a.QuotaStart, a.QuotaReset = start, end
+		qk := quotaKey{rateKey: rk, start: start.Unix()}
+		l.mu.Lock()
+		c = l.quotas[qk]
+		if c == nil {
+			c = &counter{key: proxy.QuotaKey{Subject: subject, Plan: plan, Route: e.Route, Start: start, End: end}}
+			l.quotas[qk] = c
+		}
+		l.mu.Unlock()
+		if err := l.load(ctx, c); err != nil {
+			return Admission{}, err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c != nil {
+		a.Used = c.own + c.others + c.inflight
+		if a.Used >= lim.Quota {
+			a.Reason = QuotaExceeded
+			l.obs.Limited(plan, e.Route, "quota")
+			return a, nil
+		}
+	}
+	if lim.Rate > 0 {
+		n := l.replicas.LiveReplicas()
+		t, burst := lim.Interval(), lim.Burst
+		if n > 1 {
+			// This replica's share: 1/n of the rate and of the burst.
+			t *= time.Duration(n)
+			burst = max(1, (burst+n-1)/n)
+		}
+		g := proxy.GCRA(l.rates[rk], now.UnixNano(), t, burst)
+		a.RateRemain, a.RateReset, a.RateRetry = g.Remain, g.Reset, g.Retry
+		if !g.Allowed {
+			a.Reason = RateLimited
+			l.obs.Limited(plan, e.Route, "rate")
+			return a, nil
+		}
+		l.rates[rk] = g.TAT
+	}
+	if c != nil {
+		c.inflight++
+		a.c = c
+	}
+	return a, nil
+}
+
+func (l *Limiter) load(ctx context.Context, c *counter) error {
+	c.loadMu.Lock()
+	defer c.loadMu.Unlock()
+	if c.loaded {
+		return nil
+	}
+	own, total, err := l.store.QuotaCount(ctx, l.replica, c.key)
+	if err != nil {
+		return fmt.Errorf("quota counter %s: %w", c.key.Subject, err)
+	}
+	l.mu.Lock()
+	c.own += own
+	c.others = total - own
+	c.flushed = own
+	c.loaded = true
+	l.mu.Unlock()
+	return nil
+}
+
+// Settle ends a's reservation with the response's status and cost: a 5xx
+// costs nothing, anything else costs cost (at least 0). It is a no-op on
+// a refused or already settled Admission.
+func (a *Admission) Settle(status int, cost int64) {
+	c := a.c
+	if c == nil {
+		return
+	}
+	a.c = nil
+	l := a.l
+	l.mu.Lock()
+	c.inflight--
+	counted := status < 500 && cost > 0
+	if counted {
+		c.own += cost
+	}
+	l.mu.Unlock()
+	if counted {
+		l.obs.QuotaUsed(a.Plan, a.Route, cost)
+	}
+}
+
+// Release ends a's reservation without cost (the upstream never answered).
+func (a *Admission) Release() { a.Settle(http.StatusBadGateway, 0) }
+
+// ParseCost reads a cost header's value: a whole number from 0 to 10^9;
+// anything else costs 1, as an absent header does.
+func ParseCost(v string) int64 {
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1e9 {
+		return 1
+	}
+	return n
+}
+
+// Flush saves every counter that changed since the last flush, then
+// forgets counters of ended windows and full rate buckets. With several
+// replicas it re-reads the others' counts of the counters it holds.
+func (l *Limiter) Flush(ctx context.Context) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	start := l.now()
+	nowNS := start.UnixNano()
+	var counts []proxy.QuotaCount
+	var held []*counter
+	l.mu.Lock()
+	for k, c := range l.quotas {
+		if !c.loaded {
+			continue
+		}
+		if c.own != c.flushed {
+			counts = append(counts, proxy.QuotaCount{Key: c.key, Used: c.own})
+		} else if !start.Before(c.key.End) && c.inflight == 0 {
+			delete(l.quotas, k)
+			continue
+		}
+		held = append(held, c)
+	}
+	for k, tat := range l.rates {
+		if tat <= nowNS {
+			delete(l.rates, k)
+		}
+	}
+	l.mu.Unlock()
+	var err error
+	if len(counts) > 0 {
+		err = l.store.SaveQuotaCounts(ctx, l.replica, counts)
+		if err == nil {
+			l.mu.Lock()
+			for _, qc := range counts {
+				if c := l.quotas[quotaKey{rateKey: rateKey{subject: qc.Key.Subject, plan: qc.Key.Plan, route: qc.Key.Route}, start: qc.Key.Start.Unix()}]; c != nil && c.flushed < qc.Used {
+					c.flushed = qc.Used
+				}
+			}
+			l.mu.Unlock()
+		}
+	}
+	if err == nil && l.replicas.LiveReplicas() > 1 {
+		for _, c := range held {
+			own, total, rerr := l.store.QuotaCount(ctx, l.replica, c.key)
+			if rerr != nil {
+				err = rerr
+				break
+			}
+			l.mu.Lock()
+			c.others = total - own
+			l.mu.Unlock()
+		}
+	}
+	l.obs.QuotaFlushed(l.now().Sub(start), err)
+	if err != nil {
+		return fmt.Errorf("quota flush: %w", err)
+	}
+	l.lastFlushMu.Lock()
+	l.lastFlush = start
+	l.lastFlushMu.Unlock()
+	return nil
+}
+
+// FlushLag is how long ago the last successful flush began: about the
+// flush interval while the store takes writes, growing while it does not.
+func (l *Limiter) FlushLag() time.Duration {
+	l.lastFlushMu.Lock()
+	defer l.lastFlushMu.Unlock()
+	return l.now().Sub(l.lastFlush)
+}
+
+// Run flushes every interval until ctx ends, then once more (a clean
+// shutdown loses nothing). Counters of windows that ended over a day ago
+// are pruned from the store once an hour.
+func (l *Limiter) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var pruned time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := l.Flush(fctx); err != nil {
+				l.log.Error("quota counters: final flush", "err", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+		}
+		if err := l.Flush(ctx); err != nil && ctx.Err() == nil {
+			l.log.Warn("quota counters: flush failed; counting on in memory", "err", err)
+		}
+		if now := l.now(); now.Sub(pruned) > time.Hour {
+			pruned = now
+			if _, err := l.store.PruneQuotaCounts(ctx, now.Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+				l.log.Warn("quota counters: prune failed", "err", err)
+			}
+		}
+	}
+}
+
+// Usage is a subject's counters for pages: the store's, with this
+// replica's counts not yet flushed added in.
+func (l *Limiter) Usage(ctx context.Context, subject proxy.Subject) ([]proxy.QuotaCount, error) {
+	out, err := l.store.QuotaUsage(ctx, subject, l.now())
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range out {
+		k := out[i].Key
+		if c := l.quotas[quotaKey{rateKey: rateKey{subject: k.Subject, plan: k.Plan, route: k.Route}, start: k.Start.Unix()}]; c != nil && c.loaded {
+			out[i].Used += c.own - c.flushed
+		}
+	}
+	for _, c := range l.quotas {
+		if c.key.Subject == subject && c.loaded && c.flushed == 0 && c.own > 0 && !containsKey(out, c.key) {
+			out = append(out, proxy.QuotaCount{Key: c.key, Used: c.own + c.others})
+		}
+	}
+	return out, nil
+}
+
+func containsKey(counts []proxy.QuotaCount, k proxy.QuotaKey) bool {
+	for _, c := range counts {
+		if c.Key.Plan == k.Plan && c.Key.Route == k.Route && c.Key.Start.Equal(k.Start) {
+			return true
+		}
+	}
+	return false
+}
