@@ -47,6 +47,9 @@ type accountPage struct {
 	SignOutPath  string
 	// Keys is the API keys section (nil: keys are off).
 	Keys *accountKeys
+	// Usage is what the visitor used of their plans' quotas this period
+	// (README "Limits").
+	Usage []usageView
 }
 
 // subState reads a plan for the account page.
@@ -92,9 +95,15 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusServiceUnavailable)
 		return
 	}
+	usage, err := s.usageOf(r.Context(), id)
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "account: quota usage", "err", err)
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return
+	}
 	email, _ := s.directory.Email(r.Context(), id.UserID)
 	page := accountPage{Identity: id, Email: email, OrgName: s.orgName(r.Context(), id), PlansURL: s.prefix + "/upgrade",
-		SignOutPath: s.prefix + "/sign-out"}
+		SignOutPath: s.prefix + "/sign-out", Usage: usage}
 	for _, sj := range subs {
 		a := accountSub{subscriptionJSON: sj, State: subState(&sj), Org: strings.HasPrefix(sj.Subject, string(proxy.SubjectOrg)+":")}
 		if pr, ok := s.prices.Price(sj.PriceID); ok {

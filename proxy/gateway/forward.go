@@ -21,6 +21,7 @@ func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry,
 		w = &tunnelWriter{ResponseWriter: w, reg: s.tunnels, tn: f.tunnel, maxLifetime: s.cfg.Timeouts.TunnelMaxLifetime}
 	}
 	defer func() {
+		f.limit.Release() // a request that never reached an answer costs nothing
 		// An upgrade, or a stream that streamStarted registered.
 		if tn := f.tunnel; tn != nil {
 			s.tunnels.remove(tn)

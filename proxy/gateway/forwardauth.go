@@ -223,6 +223,12 @@ func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
 		user, org, key = f.identity.UserID, f.identity.OrgID, f.identity.KeyID
 	}
 	h := w.Header()
+	if f.limit.Limit() != nil {
+		// The caller forwards the request; tollgate never sees the answer:
+		// each allowed request costs 1 here (README "Limits").
+		f.limit.WriteHeaders(h, s.now())
+		f.limit.Settle(http.StatusOK, 1)
+	}
 	h[HeaderUser] = []string{user}
 	h[HeaderOrg] = []string{org}
 	h[HeaderPlan] = []string{f.plan}

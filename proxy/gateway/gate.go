@@ -174,11 +174,17 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 			s.paymentRequired(w, r, m.RouteID, d, a.id.IsAPIKey())
 			return false
 		}
-		f.plan, f.status = d.Plan.Key, d.Sub.Status
-		if proxy.IsStale(d.Sub, s.now()) {
-			// Access stands (Stripe is the authority and said active); ask
-			// it again off the request path in case a webhook was missed.
-			s.stale.Stale(d.Sub.CustomerID)
+		f.plan = d.Plan.Key
+		if d.Sub != nil { // nil: free:
+			f.status = d.Sub.Status
+			if proxy.IsStale(d.Sub, s.now()) {
+				// Access stands (Stripe is the authority and said active); ask
+				// it again off the request path in case a webhook was missed.
+				s.stale.Stale(d.Sub.CustomerID)
+			}
+		}
+		if len(d.Plan.Limits) > 0 && !s.limit(w, r, e, f, &d, &a, m.RouteID) {
+			return false
 		}
 	}
 	e.decision = "allow"
@@ -386,7 +392,7 @@ func (s *Server) absoluteURL(r *http.Request) string {
 // decidePaid reads the subscriptions that matter for this route (LRU, then
 // bbolt: never Stripe) and decides.
 func (s *Server) decidePaid(ctx context.Context, id *proxy.Identity, routeID string) (proxy.PaidDecision, error) {
-	in := proxy.PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now()}
+	in := proxy.PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now(), Free: s.cfg.Free}
 	var needUser, needOrg bool
 	for i := range s.cfg.Plans {
 		p := &s.cfg.Plans[i]

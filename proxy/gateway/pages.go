@@ -198,6 +198,7 @@ var pageTitles = map[string]string{
 	"admin_user":  "User",
 	"signout":     "Sign out",
 	"key_created": "Your new API key",
+	"overquota":   "Limit reached",
 }
 
 func (p *pages) serveFinishingJS(w http.ResponseWriter, r *http.Request) {

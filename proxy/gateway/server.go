@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/limits"
 )
 
 // Observer learns what the gate decided and how the upstream answered, for
@@ -75,7 +76,11 @@ type Options struct {
 	Orgs         Orgs                    // nil: pages name organisations by their slug
 	Stale        proxy.StaleNotifier     // nil: long-ended periods are not re-synced
 	APIKeys      proxy.APIKeyStore       // nil: the account page has no API keys section
-	Internal     []InternalRoute
+	// Limiter enforces plans' limits (README "Limits"); shared by every
+	// config's Server, built once by main. nil: a request on a limited
+	// route gets 503 (fail closed).
+	Limiter  *limits.Limiter
+	Internal []InternalRoute
 	// State is what outlives a reload, built once by main (NewState) and
 	// given to every Server. nil: a fresh one (tests).
 	State  *State
@@ -109,6 +114,7 @@ type Server struct {
 	gw         *gatewaySessions // this config's settings over the State's sessions
 	keyFails   *keyFailures
 	apiKeys    proxy.APIKeyStore // nil: no API keys section
+	limiter    *limits.Limiter   // nil: limited routes answer 503
 	tunnels    *tunnels          // upgraded connections on gated routes; the State's
 	ownBody    time.Duration     // OwnBodyTimeout, or the test's
 	upstream   *httputil.ReverseProxy
@@ -132,7 +138,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys, limiter: o.Limiter}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
@@ -175,7 +181,11 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.pages = p
-	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, cfg.APIKeys.Header, cfg.Clerk.APIKeys, s.streamStarted, s.transport, s.log, s.writeError, s.obs)
+	var ul upstreamLimits
+	if cfg.CostHeader != "" || hasLimits(cfg) {
+		ul = upstreamLimits{costHeader: cfg.CostHeader, settle: s.settleLimit}
+	}
+	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, cfg.APIKeys.Header, cfg.Clerk.APIKeys, s.streamStarted, s.transport, s.log, s.writeError, s.obs, ul)
 	if err := s.mountInternal(o.Internal); err != nil {
 		return nil, err
 	}
@@ -251,6 +261,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logRequest(r, sw, entry, start)
 	}()
 	s.serve(sw, r.WithContext(withRequest(r.Context(), req)), req)
+}
+
+// hasLimits reports whether any plan, or free:, has limits.
+func hasLimits(cfg *proxy.Config) bool {
+	if cfg.Free != nil && len(cfg.Free.Limits) > 0 {
+		return true
+	}
+	for i := range cfg.Plans {
+		if len(cfg.Plans[i].Limits) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // setDefault puts the no-op in place of an absent dependency.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/limits"
 )
 
 // Identity headers tollgate sets for the upstream. Every inbound header with
@@ -52,6 +53,9 @@ type forward struct {
 	preflight bool
 	// overrides: the methods the request's method-override headers name.
 	overrides []string
+	// limit is the admission under the plan's limits, settled when the
+	// upstream answers (zero: the plan has none here).
+	limit limits.Admission
 }
 
 // clerkQueryParam reports whether a query parameter belongs to Clerk's
@@ -173,7 +177,7 @@ func trusted(remoteAddr string, prefixes []netip.Prefix) bool {
 }
 
 func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, clerkKeys bool, streamed func(*forward, *http.Response), transport http.RoundTripper, logger *slog.Logger,
-	onError func(http.ResponseWriter, *http.Request, int), obs Observer) *httputil.ReverseProxy {
+	onError func(http.ResponseWriter, *http.Request, int), obs Observer, lim upstreamLimits) *httputil.ReverseProxy {
 	rp := &httputil.ReverseProxy{
 		Transport:  transport,
 		ErrorLog:   slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -217,6 +221,10 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 		h := pr.Out.Header
 		stripCookies(h, forwardClerkCookies)
 		stripAPIKeys(h, keyHeader, clerkKeys)
+		if lim.costHeader != "" {
+			// The cost is the upstream's to say, never the client's.
+			delete(h, lim.costHeader)
+		}
 		if f != nil && f.preflight {
 			// A preflight carries no credentials by design: an app that
 			// ignores the method must not run it as anyone. Only what
@@ -252,6 +260,9 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 			f.tunnel.upstream = resp.Body
 		}
 		obs.Upstream(resp.StatusCode, time.Since(f.sent))
+		if lim.settle != nil {
+			lim.settle(f, resp)
+		}
 		h := resp.Header
 		if f.gated {
 			makePrivate(h)
@@ -289,6 +300,9 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 			for _, c := range f.cookies {
 				http.SetCookie(w, c)
 			}
+		}
+		if f := forwardFrom(r.Context()); f != nil {
+			f.limit.Release() // no answer: no cost
 		}
 		if clientsFault(w, r, logger, obs, onError) {
 			return
@@ -335,6 +349,14 @@ func setIdentityHeaders(h http.Header, f *forward) {
 	set(HeaderPlan, f.plan, f.plan != "")
 	set(HeaderStatus, string(f.status), f.status != "")
 	set(HeaderRoute, f.routeID, f.routeID != "")
+}
+
+// upstreamLimits is what the upstream proxy does for plans' limits: strip
+// the cost header from requests and settle each admission on the response
+// (settle nil: no limits and no cost header configured).
+type upstreamLimits struct {
+	costHeader string
+	settle     func(*forward, *http.Response)
 }
 
 // preflightHeaders are the request headers a CORS preflight keeps: what the

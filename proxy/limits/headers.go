@@ -13,9 +13,11 @@ import (
 // state ("name";r=remaining;t=seconds until it resets), each a Structured
 // Field List of Strings with parameters (RFC 9651). A GCRA rate is the
 // policy q=burst, w=burst/rate; a quota, q=quota, w=its window.
+// The names are in Go's canonical form (header names are case-insensitive;
+// the draft spells them RateLimit-Policy and RateLimit).
 const (
-	HeaderPolicy = "RateLimit-Policy"
-	HeaderState  = "RateLimit"
+	HeaderPolicy = "Ratelimit-Policy"
+	HeaderState  = "Ratelimit"
 )
 
 // WriteHeaders sets RateLimit-Policy and RateLimit on h for a, and

@@ -218,14 +218,7 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if c != nil {
-		a.Used = c.own + c.others + c.inflight
-		if a.Used >= lim.Quota {
-			a.Reason = QuotaExceeded
-			l.obs.Limited(plan, e.Route, "quota")
-			return a, nil
-		}
-	}
+	var g proxy.GCRAResult
 	if lim.Rate > 0 {
 		n := l.replicas.LiveReplicas()
 		t, burst := lim.Interval(), lim.Burst
@@ -234,8 +227,22 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 			t *= time.Duration(n)
 			burst = max(1, (burst+n-1)/n)
 		}
-		g := proxy.GCRA(l.rates[rk], now.UnixNano(), t, burst)
+		g = proxy.GCRA(l.rates[rk], now.UnixNano(), t, burst)
 		a.RateRemain, a.RateReset, a.RateRetry = g.Remain, g.Reset, g.Retry
+	}
+	if c != nil {
+		a.Used = c.own + c.others + c.inflight
+		if a.Used >= lim.Quota {
+			// Refused on the quota: the rate is not spent, only shown.
+			a.Reason = QuotaExceeded
+			if g.Allowed {
+				a.RateRemain++
+			}
+			l.obs.Limited(plan, e.Route, "quota")
+			return a, nil
+		}
+	}
+	if lim.Rate > 0 {
 		if !g.Allowed {
 			a.Reason = RateLimited
 			l.obs.Limited(plan, e.Route, "rate")

@@ -1,0 +1,249 @@
+package limits_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/limits"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+var (
+	ada  = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	bob  = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_bob"}
+	ctx  = context.Background()
+	jan1 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func newLimiter(t *testing.T, st limits.Store, c *clock) *limits.Limiter {
+	t.Helper()
+	l, err := limits.New(limits.Options{Store: st, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// N parallel requests from two subjects against a quota Q: exactly Q each.
+func TestAdmit_ExactQuotaInParallel(t *testing.T) {
+	const q, n = 25, 80
+	c := &clock{t: jan1.Add(10 * 24 * time.Hour)}
+	l := newLimiter(t, limits.NewMemoryStore(), c)
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: q, Period: proxy.PeriodMonth}}
+	var allowed [2]atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sub := []proxy.Subject{ada, bob}[i%2]
+			a, err := l.Admit(ctx, sub, "pro", e, time.Time{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if a.Reason == limits.Allowed {
+				allowed[i%2].Add(1)
+				a.Settle(http.StatusOK, 1)
+			} else if a.Reason != limits.QuotaExceeded {
+				t.Errorf("refused for %v", a.Reason)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, got := range []int64{allowed[0].Load(), allowed[1].Load()} {
+		if got != q {
+			t.Errorf("subject %d: %d allowed, want exactly %d", i, got, q)
+		}
+	}
+}
+
+// A 5xx costs nothing, the cost header's value is the cost, and a request
+// is admitted while used < quota.
+func TestSettle(t *testing.T) {
+	c := &clock{t: jan1}
+	st := limits.NewMemoryStore()
+	l := newLimiter(t, st, c)
+	e := &proxy.LimitEntry{Route: "258AVO", Limit: proxy.Limit{Quota: 10, Period: proxy.PeriodDay}}
+	admit := func() limits.Admission {
+		t.Helper()
+		a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := admit()
+	a.Settle(http.StatusServiceUnavailable, 5)
+	if b := admit(); b.Used != 0 {
+		t.Errorf("after a 5xx: used %d, want 0", b.Used)
+	} else {
+		b.Settle(http.StatusOK, 9)
+	}
+	if b := admit(); b.Reason != limits.Allowed || b.Used != 9 {
+		t.Errorf("at 9 of 10: %v used %d, want admitted", b.Reason, b.Used)
+	} else {
+		b.Settle(http.StatusOK, 3) // over by its own cost: allowed, as the issue says
+	}
+	if b := admit(); b.Reason != limits.QuotaExceeded || b.Used != 12 {
+		t.Errorf("at 12 of 10: %v used %d, want quota exceeded", b.Reason, b.Used)
+	}
+	a.Settle(http.StatusOK, 100) // settled already: nothing
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	own, total, _ := st.QuotaCount(ctx, "", proxy.QuotaKey{Subject: ada, Plan: "pro", Route: "258AVO", Start: jan1, End: jan1.Add(24 * time.Hour)})
+	if own != 12 || total != 12 {
+		t.Errorf("flushed %d/%d, want 12", own, total)
+	}
+}
+
+// A crash loses at most what was counted since the last flush, and a
+// restart never counts a flushed request twice.
+func TestFlush_RestartRemembers(t *testing.T) {
+	c := &clock{t: jan1}
+	st := limits.NewMemoryStore()
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 100, Period: proxy.PeriodMonth}}
+	use := func(l *limits.Limiter, n int) {
+		for range n {
+			a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+			if err != nil || a.Reason != limits.Allowed {
+				t.Fatalf("admit: %v %v", a.Reason, err)
+			}
+			a.Settle(http.StatusOK, 1)
+		}
+	}
+	l := newLimiter(t, st, c)
+	use(l, 7)
+	for range 3 { // flushing again and again changes nothing
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	use(l, 2) // counted, never flushed: the crash loses these
+	l2 := newLimiter(t, st, c)
+	a, err := l2.Admit(ctx, ada, "pro", e, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Used != 7 {
+		t.Errorf("after a restart: used %d, want the 7 flushed", a.Used)
+	}
+	a.Settle(http.StatusOK, 1)
+	if err := l2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	use(l2, 0)
+	l3 := newLimiter(t, st, c)
+	if a, _ := l3.Admit(ctx, ada, "pro", e, time.Time{}); a.Used != 8 {
+		t.Errorf("after a second restart: used %d, want 8", a.Used)
+	}
+}
+
+// A new window starts from zero, and the limiter forgets ended windows.
+func TestRollover(t *testing.T) {
+	c := &clock{t: jan1.Add(20 * 24 * time.Hour)}
+	l := newLimiter(t, limits.NewMemoryStore(), c)
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 2, Period: proxy.PeriodMonth}}
+	anchor := time.Date(2024, 6, 25, 8, 0, 0, 0, time.UTC)
+	for range 2 {
+		a, _ := l.Admit(ctx, ada, "pro", e, anchor)
+		a.Settle(http.StatusOK, 1)
+	}
+	if a, _ := l.Admit(ctx, ada, "pro", e, anchor); a.Reason != limits.QuotaExceeded || !a.QuotaReset.Equal(time.Date(2025, 1, 25, 8, 0, 0, 0, time.UTC)) {
+		t.Fatalf("over quota: %v, resets %v; want refused until 25 January 08:00", a.Reason, a.QuotaReset)
+	}
+	c.add(5 * 24 * time.Hour) // 26 January: past the anchor's day
+	if a, _ := l.Admit(ctx, ada, "pro", e, anchor); a.Reason != limits.Allowed || a.Used != 0 {
+		t.Errorf("new period: %v used %d, want admitted from 0", a.Reason, a.Used)
+	}
+}
+
+// The rate: exactly the burst at once, then one per interval; with
+// several replicas, each enforces its share.
+func TestAdmit_Rate(t *testing.T) {
+	c := &clock{t: jan1}
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 10, Per: time.Second, Burst: 4}}
+	for _, tt := range []struct {
+		replicas  int
+		wantBurst int
+		wantRetry time.Duration
+	}{{1, 4, 100 * time.Millisecond}, {2, 2, 200 * time.Millisecond}, {3, 2, 300 * time.Millisecond}} {
+		l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: c.now, Replicas: replicas(tt.replicas)})
+		n := 0
+		var last limits.Admission
+		for {
+			a, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+			if a.Reason != limits.Allowed {
+				last = a
+				break
+			}
+			n++
+		}
+		if n != tt.wantBurst || last.Reason != limits.RateLimited || last.RateRetry != tt.wantRetry {
+			t.Errorf("%d replicas: %d at once, then %v retry %v; want %d, then rate limited, retry %v", tt.replicas, n, last.Reason, last.RateRetry, tt.wantBurst, tt.wantRetry)
+		}
+	}
+}
+
+type replicas int
+
+func (r replicas) LiveReplicas() int { return int(r) }
+
+// The fields of draft-ietf-httpapi-ratelimit-headers-10.
+func TestWriteHeaders(t *testing.T) {
+	c := &clock{t: time.Date(2025, 1, 31, 23, 0, 0, 0, time.UTC)}
+	l := newLimiter(t, limits.NewMemoryStore(), c)
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 10, Per: time.Second, Burst: 20, Quota: 2, Period: proxy.PeriodDay}}
+	a, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+	h := http.Header{}
+	a.WriteHeaders(h, c.now())
+	want := http.Header{
+		"Ratelimit-Policy": {`"pro-rate";q=20;w=2, "pro-quota";q=2;w=86400`},
+		"Ratelimit":        {`"pro-rate";r=19;t=1, "pro-quota";r=1;t=3600`},
+	}
+	for k, v := range want {
+		if got := h.Values(k); len(got) != 1 || got[0] != v[0] {
+			t.Errorf("%s: %q, want %q", k, got, v[0])
+		}
+	}
+	a.Settle(http.StatusOK, 2)
+	b, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+	h = http.Header{}
+	b.WriteHeaders(h, c.now())
+	if got := h.Get("Ratelimit"); got != `"pro-rate";r=19;t=1, "pro-quota";r=0;t=3600` {
+		t.Errorf("refused: RateLimit %q", got)
+	}
+	if got := h.Get("Retry-After"); got != "3600" {
+		t.Errorf("refused: Retry-After %q, want 3600", got)
+	}
+}
+
+type failingStore struct{ limits.Store }
+
+func (failingStore) QuotaCount(context.Context, string, proxy.QuotaKey) (int64, int64, error) {
+	return 0, 0, errors.New("disk on fire")
+}
+
+// A counter the store cannot read admits nothing.
+func TestAdmit_StoreDown(t *testing.T) {
+	c := &clock{t: jan1}
+	l := newLimiter(t, failingStore{limits.NewMemoryStore()}, c)
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 5, Period: proxy.PeriodDay}}
+	if _, err := l.Admit(ctx, ada, "pro", e, time.Time{}); err == nil {
+		t.Error("admitted with the store down")
+	}
+}
