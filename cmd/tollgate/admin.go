@@ -464,6 +464,10 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 	if g.Cache != nil {
 		ac.Cache = g.Cache
 	}
+	if g.Limiter != nil {
+		ac.Usage = g.Limiter
+		ac.Free = func() *proxy.Plan { return g.config().Free }
+	}
 	if g.Clerk != nil {
 		ac.Ready = append(ac.Ready, admin.Check{Name: "clerk", Run: g.Clerk.Ready})
 	}

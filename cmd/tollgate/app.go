@@ -17,6 +17,7 @@ import (
 	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/gateway"
+	"github.com/tollgate/tollgate/proxy/limits"
 	"github.com/tollgate/tollgate/proxy/metrics"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
@@ -44,7 +45,10 @@ type app struct {
 	// Keys is the API key store every key lookup and revocation goes
 	// through (gate, account page, console, admin API): it caches found
 	// keys briefly and drops a key it revokes. nil: api_keys is off.
-	Keys    *apikey.CachedStore
+	Keys *apikey.CachedStore
+	// Limiter counts plans' limits for every server a reload builds; its
+	// counters are flushed to the store (README "Limits").
+	Limiter *limits.Limiter
 	current atomic.Pointer[gateway.Server] // swapped by Reload
 	opts    gateway.Options                // how the current server was built
 	revoker *lateRevoker
@@ -114,6 +118,9 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		}
 	}
 	g.openAPIKeys(ctx, cfg, deps, &opts)
+	if err := g.openLimits(ctx, cfg, deps, &opts); err != nil {
+		return nil, err
+	}
 	// What outlives a reload is built here, once, with what Clerk ended
 	// before a restart.
 	stateOpts := gateway.StateOptions{Observer: g.Metrics}
@@ -258,6 +265,30 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, cache
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
+	return nil
+}
+
+// openLimits builds the limiter over the store's quota counters (memory
+// only without a store: nothing is then remembered across a restart) and
+// starts its flush loop, which flushes once more when the app closes,
+// before the store does.
+func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
+	var st limits.Store = limits.NewMemoryStore()
+	if g.Store != nil {
+		st = g.Store
+	}
+	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
+		Logger: deps.Logger.With("component", "limits"), Now: deps.Now})
+	if err != nil {
+		return err
+	}
+	g.Limiter, opts.Limiter = l, l
+	g.Metrics.SetQuotaFlushLag(l.FlushLag)
+	interval := cfg.QuotaFlush
+	if interval <= 0 {
+		interval = config.DefaultQuotaFlush
+	}
+	g.background(func() { l.Run(ctx, interval) })
 	return nil
 }
 

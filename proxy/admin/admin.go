@@ -75,7 +75,11 @@ type Config struct {
 	// per request like Plans: what the listing says grants is what the
 	// gate would let through (proxy.Grants). nil: the zero policy.
 	Access func() proxy.AccessPolicy
-	Ready  []Check // /readyz: store, Clerk keys, Stripe, …
+	// Usage is the quota counters (nil: no plan has limits; the usage
+	// route answers 503); Free is free:, read per request like Plans.
+	Usage Usage
+	Free  func() *proxy.Plan
+	Ready []Check // /readyz: store, Clerk keys, Stripe, …
 	// ReadyTimeout bounds the readiness checks together. Default 5s.
 	ReadyTimeout time.Duration
 	Metrics      http.Handler     // served at /metrics (nil: 404)
@@ -180,6 +184,7 @@ func New(cfg Config) (http.Handler, error) {
 	r.handle("GET", "/api/users/{id}/keys", h.listKeys)
 	r.handle("POST", "/api/users/{id}/keys", h.createKey)
 	r.handle("DELETE", "/api/keys/{id}", h.revokeKey)
+	r.handle("GET", "/api/users/{id}/usage", h.usage)
 	api.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin API route")
 	})

@@ -257,7 +257,8 @@ func TestCustomerRecord_AllFields(t *testing.T) {
 		CurrentPeriodEnd: t0().Add(time.Hour), TrialEnd: t0().Add(2 * time.Hour), CancelAtPeriodEnd: true,
 		PastDueSince: t0().Add(3 * time.Hour), SyncedAt: t0().Add(4 * time.Hour), Comp: true,
 		PausedCollection: "void", CollectionResumesAt: t0().Add(5 * time.Hour),
-		Amount: 1200, Currency: "usd", Interval: "month", IntervalCount: 1, Created: t0().Add(-time.Hour), EndedAt: t0().Add(6 * time.Hour)}
+		Amount: 1200, Currency: "usd", Interval: "month", IntervalCount: 1, Created: t0().Add(-time.Hour), EndedAt: t0().Add(6 * time.Hour),
+		BillingCycleAnchor: t0().Add(-30 * time.Hour)}
 	v := reflect.ValueOf(full)
 	for i := range v.NumField() {
 		if v.Field(i).IsZero() {

@@ -12,7 +12,7 @@ import (
 )
 
 // customerRecord is a customers bucket's value, as the store works with
-// it. On disk it is version 2, binary (encodeCustomer):
+// it. On disk it is version 3, binary (encodeCustomer):
 //
 //	0x02, flags (had trial 1, deleted 2, the subject's email 4), subject (a
 //	bare Clerk ID), [email], synced at, the number of subscriptions, each
@@ -23,14 +23,16 @@ import (
 // record's 8), ID, [customer ID], status (dict), the number of prices and
 // each (dict), plan (dict), current period end, trial end, past due since,
 // [synced at], paused collection (dict), collection resumes at, amount,
-// currency (dict), interval (dict), interval count, created, ended at.
+// currency (dict), interval (dict), interval count, created, ended at,
+// billing cycle anchor.
 //
 // The email is left out when it is the Clerk email of the user the record
 // names, as it mostly is (Checkout gives Stripe the user's): the record
 // then reads it from the user's account record, and a change of that
 // email writes the customer's own first (putAccount).
 //
-// Version 1 was JSON (customerRecordV1), read still.
+// Version 2 was the same without the billing cycle anchor, version 1 JSON
+// (customerRecordV1); both are read still.
 type customerRecord struct {
 	Subject       string // the bare Clerk ID (user_…, org_…) it belongs to
 	Email         string
@@ -41,7 +43,7 @@ type customerRecord struct {
 	SyncedAt      time.Time
 }
 
-const customerVersion = 2
+const customerVersion = 3
 
 const (
 	custHadTrial = 1 << iota
@@ -97,6 +99,7 @@ func encodeCustomer(tx *bbolt.Tx, customerID string, rec *customerRecord, subjec
 		e.varint(s.IntervalCount)
 		e.time(s.Created)
 		e.time(s.EndedAt)
+		e.time(s.BillingCycleAnchor)
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -116,7 +119,8 @@ func decodeCustomer(tx *bbolt.Tx, customerID string, data []byte) (customerRecor
 		return v1.current(), nil
 	}
 	d := dec{b: data}
-	if v := d.byte1(); v != customerVersion {
+	v := d.byte1()
+	if v != customerVersion && v != 2 {
 		return customerRecord{}, fmt.Errorf("customer record version %d, this tollgate reads %d: %w", v, customerVersion, ErrUnsupportedVersion)
 	}
 	var rec customerRecord
@@ -168,6 +172,9 @@ func decodeCustomer(tx *bbolt.Tx, customerID string, data []byte) (customerRecor
 		s.IntervalCount = d.varint()
 		s.Created = d.time()
 		s.EndedAt = d.time()
+		if v >= 3 {
+			s.BillingCycleAnchor = d.time()
+		}
 	}
 	if err := d.end(); err != nil {
 		return customerRecord{}, err

@@ -42,6 +42,7 @@ type Metrics struct {
 	backlog         func() (customers int, age time.Duration, err error) // the webhook backlog, if set
 	reconcile       *prometheus.GaugeVec
 	reconcileDone   prometheus.Gauge
+	limits          limitMetrics
 
 	// The series every request touches, looked up once, on first use (a
 	// series appears when it has something to say; the labels are fixed
@@ -155,6 +156,7 @@ func New() *Metrics {
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
 		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch, m.stripeAnomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registerLimits()
 	return m
 }
 

@@ -265,5 +265,5 @@ func sameSubscription(a, b proxy.Subscription) bool {
 		a.CancelAtPeriodEnd == b.CancelAtPeriodEnd && a.PausedCollection == b.PausedCollection &&
 		a.CollectionResumesAt.Equal(b.CollectionResumesAt) && a.Amount == b.Amount && a.Currency == b.Currency &&
 		a.Interval == b.Interval && a.IntervalCount == b.IntervalCount && a.EndedAt.Equal(b.EndedAt) &&
-		a.Created.Equal(b.Created) && a.CustomerID == b.CustomerID
+		a.Created.Equal(b.Created) && a.CustomerID == b.CustomerID && a.BillingCycleAnchor.Equal(b.BillingCycleAnchor)
 }

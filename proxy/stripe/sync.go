@@ -251,13 +251,16 @@ func cost(items *stripe.SubscriptionItemList) (amount int64, currency, interval 
 
 func (b *Billing) subscription(s *stripe.Subscription, customerID string, now time.Time) proxy.Subscription {
 	out := proxy.Subscription{
-		ID:                s.ID,
-		CustomerID:        customerID,
-		Status:            proxy.SubscriptionStatus(s.Status),
-		CurrentPeriodEnd:  unixTime(s.CurrentPeriodEnd),
-		TrialEnd:          unixTime(s.TrialEnd),
-		CancelAtPeriodEnd: s.CancelAtPeriodEnd,
-		SyncedAt:          now,
+		ID:               s.ID,
+		CustomerID:       customerID,
+		Status:           proxy.SubscriptionStatus(s.Status),
+		CurrentPeriodEnd: unixTime(s.CurrentPeriodEnd),
+		// billing_cycle_anchor (stripe-go v76 Subscription.BillingCycleAnchor):
+		// monthly quotas reset on its day (proxy.QuotaWindow).
+		BillingCycleAnchor: unixTime(s.BillingCycleAnchor),
+		TrialEnd:           unixTime(s.TrialEnd),
+		CancelAtPeriodEnd:  s.CancelAtPeriodEnd,
+		SyncedAt:           now,
 	}
 	if pc := s.PauseCollection; pc != nil && pc.Behavior != "" {
 		out.PausedCollection = string(pc.Behavior)

@@ -84,11 +84,11 @@ func TestSyncCustomer_MapsPricesToPlans(t *testing.T) {
 	sy, sz := h.stripe.subscription(y), h.stripe.subscription(z)
 	want := []proxy.Subscription{ // newest first, as Stripe lists them
 		{ID: z, CustomerID: cus, Status: "active", PriceIDs: []string{"price_unknown"}, Plan: "",
-			CurrentPeriodEnd: unixTime(sz.CurrentPeriodEnd), SyncedAt: now,
+			CurrentPeriodEnd: unixTime(sz.CurrentPeriodEnd), BillingCycleAnchor: unixTime(sz.BillingCycleAnchor), SyncedAt: now,
 			Amount: 700, Currency: "usd", Interval: "month", IntervalCount: 1, Created: unixTime(sz.Created)},
 		// The one-time trial fee is no part of what it costs.
 		{ID: y, CustomerID: cus, Status: "trialing", PriceIDs: []string{"price_pro_yearly"}, Plan: "pro",
-			CurrentPeriodEnd: unixTime(sy.CurrentPeriodEnd), TrialEnd: unixTime(sy.TrialEnd),
+			CurrentPeriodEnd: unixTime(sy.CurrentPeriodEnd), BillingCycleAnchor: unixTime(sy.BillingCycleAnchor), TrialEnd: unixTime(sy.TrialEnd),
 			CancelAtPeriodEnd: true, SyncedAt: now,
 			Amount: 12000, Currency: "usd", Interval: "year", IntervalCount: 1, Created: unixTime(sy.Created)},
 	}

@@ -31,7 +31,8 @@ func TestWebhook_ValidEventCommitsStateWithEventAndWritesCache(t *testing.T) {
 		t.Error("event not marked processed")
 	}
 	want := []proxy.Subscription{{ID: sub, CustomerID: cus, Status: proxy.StatusActive, PriceIDs: []string{"price_pro"},
-		Plan: "pro", CurrentPeriodEnd: unixTime(h.stripe.subscription(sub).CurrentPeriodEnd), SyncedAt: h.clock.Now(),
+		Plan: "pro", CurrentPeriodEnd: unixTime(h.stripe.subscription(sub).CurrentPeriodEnd),
+		BillingCycleAnchor: unixTime(h.stripe.subscription(sub).BillingCycleAnchor), SyncedAt: h.clock.Now(),
 		Amount: 1200, Currency: "usd", Interval: "month", IntervalCount: 1, Created: unixTime(h.stripe.subscription(sub).Created)}}
 	if diff := cmp.Diff(want, h.store.subscriptions(userAda())); diff != "" {
 		t.Errorf("stored subscriptions (-want +got):\n%s", diff)
