@@ -41,11 +41,12 @@ const initPublicURL = "https://app.example.test"
 func newInitEnv(t *testing.T) *initEnv {
 	t.Helper()
 	e := &initEnv{dir: filepath.Join(t.TempDir(), "tollgate")}
-	// The demo's prices but the yearly one: the dialogues choose a plan for
-	// every recurring price, and a third would be a third plan.
+	// The demo's prices but the yearly one and the API plan's: the
+	// dialogues choose a plan for every recurring price, and a third would
+	// be a third plan.
 	var prices []stripesandbox.Price
 	for _, p := range stripesandbox.DefaultPrices() {
-		if p.Interval != "year" {
+		if p.Interval != "year" && p.Product != "API" {
 			prices = append(prices, p)
 		}
 	}

@@ -37,13 +37,19 @@ type Route struct {
 }
 
 // DefaultRoutes are the demo app's routes unless configured: 415VNA and
-// 258AVO, the paid routes of the example configuration.
+// 258AVO, the paid routes of the example configuration, and TIDES, the
+// API plan's metered route.
 func DefaultRoutes() []Route {
 	return []Route{
 		{ID: "415VNA", Title: "Harbour charts", Description: "A paid route: the Pro plan unlocks it."},
 		{ID: "258AVO", Title: "Tide tables", Description: "A paid route, unlocked by Pro too; the API shares its ID."},
+		{ID: "TIDES", Title: "Tide API", Description: "A metered route: the API plan's quota, Pro's larger one, a few calls a day free."},
 	}
 }
+
+// CostHeader is the response header in which the demo app says what a
+// call cost (?cost=N on a route page), as an app behind tollgate may.
+const CostHeader = "X-Tollgate-Cost"
 
 // Options configures New. The zero value is usable.
 type Options struct {
@@ -230,6 +236,11 @@ func (d *app) page(name, title string) http.HandlerFunc {
 				}
 			}
 			data.Title = data.Route.Title
+			if c := r.URL.Query().Get("cost"); c != "" && len(c) < 10 && strings.Trim(c, "0123456789") == "" {
+				// What this call cost, for the gateway's quota (its
+				// cost_header; README "Limits"): ?cost=N says N.
+				w.Header().Set(CostHeader, c)
+			}
 		case "not_found":
 			status = http.StatusNotFound
 		}

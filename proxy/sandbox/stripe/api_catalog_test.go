@@ -29,6 +29,7 @@ func TestPrices_ListRecurringWithProducts(t *testing.T) {
 		{"price_demo_pro_monthly", "prod_pro", "Pro", "month"},
 		{"price_demo_pro_yearly", "prod_pro", "Pro", "year"},
 		{"price_demo_team_monthly", "prod_team", "Team", "month"},
+		{"price_demo_api_monthly", "prod_api", "API", "month"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("recurring prices (-want +got):\n%s", diff)

@@ -57,13 +57,15 @@ type Price struct {
 // DefaultPrices returns the prices used when Options.Prices is
 // empty: price_demo_pro_monthly ($12/month, product Pro),
 // price_demo_pro_yearly ($120/year, product Pro),
-// price_demo_team_monthly ($49/month, product Team) and
+// price_demo_team_monthly ($49/month, product Team),
+// price_demo_api_monthly ($19/month, product API) and
 // price_demo_trial_fee ($1 one-time, product "Trial fee").
 func DefaultPrices() []Price {
 	return []Price{
 		{ID: "price_demo_pro_monthly", Product: "Pro", Nickname: "Pro monthly", Currency: "usd", UnitAmount: 1200, Interval: "month"},
 		{ID: "price_demo_pro_yearly", Product: "Pro", Nickname: "Pro yearly", Currency: "usd", UnitAmount: 12000, Interval: "year"},
 		{ID: "price_demo_team_monthly", Product: "Team", Nickname: "Team monthly", Currency: "usd", UnitAmount: 4900, Interval: "month"},
+		{ID: "price_demo_api_monthly", Product: "API", Nickname: "API monthly", Currency: "usd", UnitAmount: 1900, Interval: "month"},
 		{ID: "price_demo_trial_fee", Product: "Trial fee", Nickname: "Trial fee", Currency: "usd", UnitAmount: 100},
 	}
 }

@@ -1052,7 +1052,7 @@ func TestPricesAndPortal(t *testing.T) {
 	for it.Next() {
 		ids = append(ids, it.Price().ID)
 	}
-	if diff := cmp.Diff([]string{"price_demo_pro_monthly", "price_demo_pro_yearly", "price_demo_team_monthly", "price_demo_trial_fee"}, ids); diff != "" {
+	if diff := cmp.Diff([]string{"price_demo_pro_monthly", "price_demo_pro_yearly", "price_demo_team_monthly", "price_demo_api_monthly", "price_demo_trial_fee"}, ids); diff != "" {
 		t.Errorf("prices (-want +got):\n%s", diff)
 	}
 	fee, err := f.sc.Prices.Get("price_demo_trial_fee", nil)
