@@ -29,26 +29,42 @@ func (a *Admission) WriteHeaders(h http.Header, now time.Time) {
 	if lim == nil {
 		return
 	}
-	var pol, st []byte
+	// One buffer and one string for both fields, one array for both
+	// values: two allocations per response.
+	b := make([]byte, 0, 160)
 	if lim.Rate > 0 {
 		w := max(proxy.CeilSeconds(time.Duration(lim.Burst)*lim.Interval()), 1)
-		pol = appendItem(pol, a.Plan, "-rate", "q", int64(lim.Burst), "w", w)
+		b = appendItem(b, a.Plan, "-rate", "q", int64(lim.Burst), "w", w)
+	}
+	if lim.Quota > 0 {
+		if lim.Rate > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendItem(b, a.Plan, "-quota", "q", lim.Quota, "w", proxy.CeilSeconds(a.QuotaReset.Sub(a.QuotaStart)))
+	}
+	split := len(b)
+	if lim.Rate > 0 {
 		r, t := int64(a.RateRemain), proxy.CeilSeconds(a.RateReset)
 		if a.Reason == RateLimited {
 			r, t = 0, proxy.CeilSeconds(a.RateRetry)
 		}
-		st = appendItem(st, a.Plan, "-rate", "r", r, "t", t)
+		b = appendItem(b, a.Plan, "-rate", "r", r, "t", t)
 	}
 	if lim.Quota > 0 {
-		pol = appendItem(pol, a.Plan, "-quota", "q", lim.Quota, "w", proxy.CeilSeconds(a.QuotaReset.Sub(a.QuotaStart)))
+		if lim.Rate > 0 {
+			b = append(b, ", "...)
+		}
 		r := lim.Quota - a.Used
 		if a.Reason == Allowed {
 			r--
 		}
-		st = appendItem(st, a.Plan, "-quota", "r", max(r, 0), "t", proxy.CeilSeconds(a.QuotaReset.Sub(now)))
+		b = appendItem(b, a.Plan, "-quota", "r", max(r, 0), "t", proxy.CeilSeconds(a.QuotaReset.Sub(now)))
 	}
-	h[HeaderPolicy] = []string{string(pol)}
-	h[HeaderState] = []string{string(st)}
+	all := string(b)
+	vals := make([]string, 2)
+	vals[0], vals[1] = all[:split], all[split:]
+	h[HeaderPolicy] = vals[0:1:1]
+	h[HeaderState] = vals[1:2:2]
 	if a.Reason != Allowed {
 		h["Retry-After"] = []string{strconv.FormatInt(max(proxy.CeilSeconds(a.RetryAfter(now)), 1), 10)}
 	}
@@ -57,9 +73,6 @@ func (a *Admission) WriteHeaders(h http.Header, now time.Time) {
 // appendItem appends one list member: a String name (plan keys are
 // letters, digits, _ and -, nothing to escape) and two integer parameters.
 func appendItem(b []byte, plan, suffix, k1 string, v1 int64, k2 string, v2 int64) []byte {
-	if len(b) > 0 {
-		b = append(b, ", "...)
-	}
 	b = append(b, '"')
 	b = append(b, plan...)
 	b = append(b, suffix...)

@@ -87,9 +87,10 @@ type Limiter struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	mu     sync.Mutex
-	rates  map[rateKey]int64 // theoretical arrival time, unix ns
-	quotas map[quotaKey]*counter
+	mu      sync.Mutex
+	rates   map[rateKey]int64 // theoretical arrival time, unix ns
+	quotas  map[quotaKey]*counter
+	windows map[rateKey]window // each quota's current window, worked out once
 
 	flushMu     sync.Mutex // one flush at a time
 	lastFlush   time.Time  // of the last successful flush
@@ -100,6 +101,11 @@ type rateKey struct {
 	subject proxy.Subject
 	plan    string
 	route   string
+}
+
+type window struct {
+	anchor     int64 // unix seconds (zero time: calendar)
+	start, end time.Time
 }
 
 type quotaKey struct {
@@ -126,7 +132,7 @@ func New(o Options) (*Limiter, error) {
 		return nil, errors.New("limits.New: no store")
 	}
 	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, obs: o.Observer, log: o.Logger, now: o.Now,
-		rates: map[rateKey]int64{}, quotas: map[quotaKey]*counter{}}
+		rates: map[rateKey]int64{}, quotas: map[quotaKey]*counter{}, windows: map[rateKey]window{}}
 	if l.replicas == nil {
 		l.replicas = One{}
 	}
@@ -202,18 +208,28 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	rk := rateKey{subject: subject, plan: plan, route: e.Route}
 	var c *counter
 	if lim.Quota > 0 {
-		start, end := proxy.QuotaWindow(lim.Period, anchor, now)
-		a.QuotaStart, a.QuotaReset = start, end
-		qk := quotaKey{rateKey: rk, start: start.Unix()}
 		l.mu.Lock()
+		// The window is worked out again only when it has ended (or the
+		// anchor moved): QuotaWindow's month arithmetic is the costly part.
+		wc, ok := l.windows[rk]
+		if !ok || wc.anchor != anchor.Unix() || now.Before(wc.start) || !now.Before(wc.end) {
+			wc.start, wc.end = proxy.QuotaWindow(lim.Period, anchor, now)
+			wc.anchor = anchor.Unix()
+			l.windows[rk] = wc
+		}
+		a.QuotaStart, a.QuotaReset = wc.start, wc.end
+		qk := quotaKey{rateKey: rk, start: wc.start.Unix()}
 		c = l.quotas[qk]
 		if c == nil {
-			c = &counter{key: proxy.QuotaKey{Subject: subject, Plan: plan, Route: e.Route, Start: start, End: end}}
+			c = &counter{key: proxy.QuotaKey{Subject: subject, Plan: plan, Route: e.Route, Start: wc.start, End: wc.end}}
 			l.quotas[qk] = c
 		}
+		loaded := c.loaded
 		l.mu.Unlock()
-		if err := l.load(ctx, c); err != nil {
-			return Admission{}, err
+		if !loaded {
+			if err := l.load(ctx, c); err != nil {
+				return Admission{}, err
+			}
 		}
 	}
 	l.mu.Lock()
@@ -340,6 +356,11 @@ func (l *Limiter) Flush(ctx context.Context) error {
 	for k, tat := range l.rates {
 		if tat <= nowNS {
 			delete(l.rates, k)
+		}
+	}
+	for k, w := range l.windows {
+		if !start.Before(w.end) {
+			delete(l.windows, k)
 		}
 	}
 	l.mu.Unlock()
