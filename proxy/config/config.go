@@ -105,7 +105,8 @@ func configKeys(section string) []string {
 	switch section {
 	case "":
 		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "hosts", "internal_prefix",
-			"default_access", "clerk", "session", "stripe", "plans", "free", "cost_header", "quota_flush", "routes", "store", "admin", "pages", "timeouts", "api_keys"}
+			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts", "api_keys",
+			"free", "cost_header", "quota_flush"}
 	case "api_keys":
 		return []string{"enabled", "header", "max_failures"}
 	case "clerk":

@@ -172,8 +172,9 @@ plans:
 		Store:  proxy.StoreConfig{Path: "tollgate.db", CacheSize: 10000},
 		Pages:  proxy.PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
 
-		Timeouts: proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
-		APIKeys:  proxy.APIKeysConfig{MaxFailures: 20},
+		Timeouts:   proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
+		APIKeys:    proxy.APIKeysConfig{MaxFailures: 20},
+		QuotaFlush: time.Second,
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -236,7 +237,9 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 			{Key: "pro", Name: "Pro", Prices: []string{"price_123", "price_124"}, Routes: []string{"415VNA", "258AVO"},
 				TrialDays: 7, TrialFeePrice: "price_fee", Scope: proxy.SubjectUser,
 				Description: "For one person who needs the reports.", Features: []string{"Every report", "Export to CSV", "Email support"},
-				Highlight: "Most popular"},
+				Highlight: "Most popular", Limits: []proxy.LimitEntry{
+					{Route: "258AVO", Limit: proxy.Limit{Rate: 10, Per: time.Second, Burst: 20, Quota: 10000, Period: proxy.PeriodMonth}},
+					{Route: "*", Limit: proxy.Limit{Rate: 50, Per: time.Second, Burst: 50}}}},
 			{Key: "team", Name: "team", Prices: []string{"price_456"}, Routes: []string{"*"}, Scope: proxy.SubjectOrg},
 		},
 		Routes: &proxy.RuleSet{Default: proxy.AccessPaid, Rules: rules},
@@ -247,6 +250,10 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 
 		Timeouts: proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 		APIKeys:  proxy.APIKeysConfig{Enabled: true, MaxFailures: 20},
+		Free: &proxy.Plan{Key: "free", Name: "Free", Routes: []string{"258AVO"}, Scope: proxy.SubjectUser,
+			Limits: []proxy.LimitEntry{{Route: "258AVO", Limit: proxy.Limit{Quota: 100, Period: proxy.PeriodDay}}}},
+		CostHeader: "X-Tollgate-Cost",
+		QuotaFlush: time.Second,
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(proxy.Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)

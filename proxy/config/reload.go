@@ -27,6 +27,11 @@ func CheckReload(old, cfg *proxy.Config) error {
 	if old.InternalPrefix != cfg.InternalPrefix {
 		keys = append(keys, "internal_prefix")
 	}
+	if old.QuotaFlush != cfg.QuotaFlush {
+		// The flush loop runs at the interval it started with. Limits,
+		// free: and cost_header reload.
+		keys = append(keys, "quota_flush")
+	}
 	keys = append(keys, changedFields("clerk", old.Clerk, cfg.Clerk, nil)...)
 	keys = append(keys, changedFields("stripe", old.Stripe, cfg.Stripe, stripeReloadable)...)
 	keys = append(keys, changedFields("store", old.Store, cfg.Store, nil)...)
