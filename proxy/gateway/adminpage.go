@@ -363,7 +363,11 @@ type userPage struct {
 	KeysOn     bool              // api_keys is on: the keys section shows
 	Keys       []accountKey      // the subject's API keys, usable first, newest first
 	KeyBase    string            // <prefix>/admin/keys/
-	Now        time.Time
+	// UsageOn: some plan has limits; Usage is the subject's quotas this
+	// period (README "Limits").
+	UsageOn bool
+	Usage   []usageView
+	Now     time.Time
 }
 
 type compRow struct {
@@ -431,6 +435,14 @@ func (s *Server) handleAdminUser(w http.ResponseWriter, r *http.Request) {
 	for _, p := range s.cfg.Plans {
 		if (p.Scope == proxy.SubjectOrg) == (subject.Kind == proxy.SubjectOrg) {
 			page.Plans = append(page.Plans, p)
+		}
+	}
+	if s.limiter != nil && hasLimits(s.cfg) {
+		page.UsageOn = true
+		if page.Usage, err = s.subjectUsage(r.Context(), subject, subject.Kind == proxy.SubjectUser); err != nil {
+			s.log.ErrorContext(r.Context(), "admin user: quota usage", "err", err)
+			s.writeError(w, r, http.StatusServiceUnavailable)
+			return
 		}
 	}
 	for _, sub := range d.Subscriptions {

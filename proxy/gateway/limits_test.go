@@ -253,3 +253,42 @@ func TestLimits_Free(t *testing.T) {
 		t.Errorf("statuses %v, want three 200 then 429", codes)
 	}
 }
+
+// The admin console's user page shows the subject's usage this period.
+func TestLimits_AdminConsoleUsage(t *testing.T) {
+	lf := &limitFixture{}
+	fx := newGateFixtureWith(t, nil, limitedPlans(10), func(o *Options) {
+		lf.lim, _ = limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: o.Now})
+		o.Limiter, o.Admin = lf.lim, newFakeAdmin()
+	})
+	sub := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_a"}
+	fx.ents[sub] = &proxy.Entitlements{Subject: sub, Subscriptions: []proxy.Subscription{{ID: "sub_a", Plan: "pro", Status: proxy.StatusActive,
+		BillingCycleAnchor: time.Date(2026, 1, 10, 8, 0, 0, 0, time.UTC)}}}
+	for range 3 {
+		fx.do("GET", "/routes/415VNA/x", map[string]string{"X-Test-User": "user_a"}).Body.Close()
+	}
+	resp := fx.do("GET", "/.tollgate/admin/users/user_a", map[string]string{"X-Test-User": "user_boss", "Accept": "text/html"})
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("user page: %d", resp.StatusCode)
+	}
+	row := between(string(body), `data-usage="pro 415VNA">`, "</tr>")
+	for _, want := range []string{`data-label="Used">3<`, `10 a month`, `10 Dec 2026 08:00 UTC`} {
+		if !strings.Contains(row, want) {
+			t.Errorf("usage row lacks %q: %s", want, row)
+		}
+	}
+}
+
+func between(s, start, end string) string {
+	i := strings.Index(s, start)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(start):]
+	if j := strings.Index(s, end); j >= 0 {
+		return s[:j]
+	}
+	return s
+}
