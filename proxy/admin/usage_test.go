@@ -12,7 +12,9 @@ import (
 
 type fakeUsage map[proxy.Subject][]proxy.QuotaCount
 
-func (f fakeUsage) Usage(_ context.Context, s proxy.Subject) ([]proxy.QuotaCount, error) { return f[s], nil }
+func (f fakeUsage) Usage(_ context.Context, s proxy.Subject) ([]proxy.QuotaCount, error) {
+	return f[s], nil
+}
 
 // GET /api/users/{id}/usage lists a subject's counters with the quota each
 // counts against.

@@ -21,6 +21,7 @@
 //	revocations       expires + seq                   → JSON revocation (revocations.go)
 //	listing_*         the listing index and its counters (index.go)
 //	stats             dashboard counter key           → count, amount: the dashboard's counters (stats.go)
+//	quotas            subject, plan, route, window, replica → end, used: plans' quota counters (quotas.go)
 //
 // The records a store holds one of per user or customer are binary and
 // compact (codec.go); the few others are JSON. Every record carries its
