@@ -168,8 +168,9 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 					page.CollectionResumesAt = &t
 				}
 			}
-			if d.Outcome == proxy.PaidAllow && r.PathValue("plan") == "" {
+			if d.Outcome == proxy.PaidAllow && d.Plan != s.cfg.Free && r.PathValue("plan") == "" {
 				// Already entitled (e.g. paid in another tab): go back.
+				// free: is no plan: its visitors see the plans.
 				redirect(w, ret, http.StatusSeeOther)
 				return
 			}

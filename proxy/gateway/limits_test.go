@@ -292,3 +292,15 @@ func between(s, start, end string) string {
 	}
 	return s
 }
+
+// A visitor on free: is shown the plans on the upgrade page, not sent back.
+func TestLimits_FreeVisitorSeesTheUpgradePage(t *testing.T) {
+	fx := newGateFixtureWith(t, nil, limitedPlans(5), func(o *Options) {
+		o.Limiter, _ = limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: o.Now})
+	})
+	resp := fx.do("GET", "/.tollgate/upgrade?route=FREE1", map[string]string{"X-Test-User": "user_nobody", "Accept": "text/html"})
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("upgrade page on free: %d, want 200", resp.StatusCode)
+	}
+}
