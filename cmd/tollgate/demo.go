@@ -118,6 +118,12 @@ Three things to try:
      Stripe's webhook ends access and the route sends you to upgrade again.
   Also: %[1]s/app/ keeps its fetch() calls working after the 60-second Clerk
   token expires; %[1]s/admin/ is denied (403); the public %[1]s/ passes as is.
+  And: %[1]s/routes/TIDES/ is metered (README "Limits"): signed in without a
+  plan, 20 calls a day (free:); the API plan ($19.00 a month) 1,000 a month
+  at up to 20 a second; Pro 10,000. ?cost=N makes a call cost N. Over the
+  quota a page load says what was used and when it resets, with the plan
+  that has more; an API call gets 429 with RateLimit fields. The account
+  page shows the usage bar.
 `, d.URL, d.AppURL, d.ClerkURL, d.StripeURL, d.AdminURL, d.AdminToken, instance)
 	fmt.Fprintf(&b, `
 The sandbox's keys are stand-ins it made up for this run, not keys of any
