@@ -1,0 +1,35 @@
+package metrics
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy/limits"
+)
+
+var _ limits.Observer = (*Metrics)(nil)
+
+func TestLimitSeries(t *testing.T) {
+	m := New()
+	m.Limited("pro", "258AVO", "quota")
+	m.Limited("pro", "*", "rate")
+	m.QuotaUsed("pro", "258AVO", 5)
+	m.QuotaFlushed(2*time.Millisecond, nil)
+	m.QuotaFlushed(time.Millisecond, errors.New("disk"))
+	m.SetQuotaFlushLag(func() time.Duration { return 1500 * time.Millisecond })
+	out := scrape(t, m)
+	for _, want := range []string{
+		`tollgate_limited_requests_total{plan="pro",reason="quota",route="258AVO"} 1`,
+		`tollgate_limited_requests_total{plan="pro",reason="rate",route="*"} 1`,
+		`tollgate_quota_used_total{plan="pro",route="258AVO"} 5`,
+		`tollgate_quota_flush_seconds_count{result="ok"} 1`,
+		`tollgate_quota_flush_seconds_count{result="failed"} 1`,
+		`tollgate_quota_flush_lag_seconds 1.5`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
