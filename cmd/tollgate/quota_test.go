@@ -67,7 +67,8 @@ func quotaCall(t *testing.T, c *http.Client, u string, hdr map[string]string) qu
 }
 
 // TestDemo_QuotaSharedAndRolledOver: the demo's API plan (1,000 calls a
-// month): a session and a key of the same user spend one quota; over it,
+// month): a session, a tollgate key and a Clerk key of the same user spend
+// one quota; over it,
 // 429 with the RateLimit fields and Retry-After at the subscription's
 // period end; the account page shows the bar. Then the sandbox clock
 // moves past the period end, Stripe renews, and the quota starts again,
@@ -81,6 +82,8 @@ func TestDemo_QuotaSharedAndRolledOver(t *testing.T) {
 	ada := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
 	key, _ := makeKey(t, d, ada, "*")
 	withKey := map[string]string{"Accept": "application/json", "Authorization": "Bearer " + key}
+	clerkKey, _ := d.Clerk.IssueAPIKey("user_ada", "ci", nil)
+	withClerkKey := map[string]string{"Accept": "application/json", "Authorization": "Bearer " + clerkKey}
 	periodEnd := func() time.Time {
 		t.Helper()
 		ents, err := d.gateway.Store.Entitlements(t.Context(), ada)
@@ -92,15 +95,18 @@ func TestDemo_QuotaSharedAndRolledOver(t *testing.T) {
 	end := periodEnd()
 	secondsTo := func(at time.Time) int64 { return int64(math.Ceil(at.Sub(clk.Now()).Seconds())) }
 
-	// The session spends 999 in one call (the demo app's cost header),
-	// the key the last one.
-	if a := quotaCall(t, c, d.URL+"/routes/TIDES/?cost=999", api); a.code != 200 || a.remain != 999 || a.reset != secondsTo(end) {
+	// The session spends 998 in one call (the demo app's cost header),
+	// a tollgate key one, a Clerk key the last.
+	if a := quotaCall(t, c, d.URL+"/routes/TIDES/?cost=998", api); a.code != 200 || a.remain != 999 || a.reset != secondsTo(end) {
 		t.Fatalf("session: %d r=%d t=%d, want 200 r=999 t=%d", a.code, a.remain, a.reset, secondsTo(end))
 	}
-	if a := quotaCall(t, c, d.URL+"/routes/TIDES/", withKey); a.code != 200 || a.remain != 0 {
-		t.Fatalf("key, at 999 of 1000: %d r=%d, want 200 r=0", a.code, a.remain)
+	if a := quotaCall(t, c, d.URL+"/routes/TIDES/", withKey); a.code != 200 || a.remain != 1 {
+		t.Fatalf("tollgate key, at 998 of 1000: %d r=%d, want 200 r=1", a.code, a.remain)
 	}
-	for _, hdr := range []map[string]string{withKey, api} {
+	if a := quotaCall(t, c, d.URL+"/routes/TIDES/", withClerkKey); a.code != 200 || a.remain != 0 {
+		t.Fatalf("Clerk key, at 999 of 1000: %d r=%d, want 200 r=0", a.code, a.remain)
+	}
+	for _, hdr := range []map[string]string{withKey, withClerkKey, api} {
 		a := quotaCall(t, c, d.URL+"/routes/TIDES/", hdr)
 		wantPolicy := fmt.Sprintf(`"api-rate";q=40;w=2, "api-quota";q=1000;w=%d`, int64(end.Sub(end.AddDate(0, -1, 0)).Seconds()))
 		if a.code != 429 || a.remain != 0 || a.retryAfter != strconv.FormatInt(secondsTo(end), 10) || a.policy != wantPolicy {
