@@ -270,6 +270,15 @@ func (s *Server) authDenied(w http.ResponseWriter, rec *recorder) {
 		w.WriteHeader(rec.code)
 	default:
 		w.Header().Set("X-Tollgate-Status-Code", strconv.Itoa(rec.code))
+		if rec.code == http.StatusTooManyRequests {
+			// Over a plan's limit (README "Limits"): the fields for the
+			// proxy to copy onto its own 429.
+			for _, k := range []string{"Retry-After", "Ratelimit", "Ratelimit-Policy"} {
+				if v := rec.header.Values(k); len(v) > 0 {
+					h[k] = v
+				}
+			}
+		}
 		w.WriteHeader(http.StatusForbidden)
 	}
 }

@@ -47,9 +47,25 @@ type limitFixture struct {
 
 func newLimitFixture(t *testing.T, quota int, upstream http.Handler) *limitFixture {
 	t.Helper()
+	return newLimitFixtureWith(t, quota, upstream, nil)
+}
+
+func newLimitFixtureEdit(t *testing.T, quota int, edit func(string) string) *limitFixture {
+	t.Helper()
+	return newLimitFixtureWith(t, quota, nil, edit)
+}
+
+func newLimitFixtureWith(t *testing.T, quota int, upstream http.Handler, edit func(string) string) *limitFixture {
+	t.Helper()
 	lf := &limitFixture{}
 	var fx *gateFixture
-	fx = newGateFixtureWith(t, upstream, limitedPlans(quota), func(o *Options) {
+	fx = newGateFixtureWith(t, upstream, func(cfg string) string {
+		cfg = limitedPlans(quota)(cfg)
+		if edit != nil {
+			cfg = edit(cfg)
+		}
+		return cfg
+	}, func(o *Options) {
 		l, err := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: o.Now})
 		if err != nil {
 			t.Fatal(err)
@@ -302,5 +318,25 @@ func TestLimits_FreeVisitorSeesTheUpgradePage(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("upgrade page on free: %d, want 200", resp.StatusCode)
+	}
+}
+
+// Forward auth: an allowed request costs 1 when it is allowed and carries
+// the RateLimit fields; over the quota, auth_request gets 403 with the
+// status and the fields to copy.
+func TestLimits_ForwardAuth(t *testing.T) {
+	lf := newLimitFixtureEdit(t, 1, trustLoopback)
+	hdr := map[string]string{"X-Test-User": "user_a", "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/routes/415VNA/x",
+		"X-Forwarded-Host": "app.example.com", "X-Forwarded-Proto": "https"}
+	resp := lf.do("GET", "/.tollgate/auth", hdr)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("RateLimit") == "" {
+		t.Fatalf("allowed: %d RateLimit %q", resp.StatusCode, resp.Header.Get("RateLimit"))
+	}
+	resp = lf.do("GET", "/.tollgate/auth", hdr)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || resp.Header.Get("X-Tollgate-Status-Code") != "429" || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(resp.Header.Get("RateLimit"), `"pro-quota";r=0`) {
+		t.Errorf("over the quota: %d %v", resp.StatusCode, resp.Header)
 	}
 }

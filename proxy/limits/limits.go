@@ -183,9 +183,6 @@ type Admission struct {
 // Limit is the entry's limit (nil for a zero Admission).
 func (a *Admission) Limit() *proxy.Limit { return a.lim }
 
-// Active reports whether a holds a reservation still to settle.
-func (a *Admission) Active() bool { return a.c != nil }
-
 // RetryAfter is how long a refused client should wait.
 func (a *Admission) RetryAfter(now time.Time) time.Duration {
 	switch a.Reason {
