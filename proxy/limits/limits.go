@@ -120,6 +120,7 @@ type counter struct {
 	loaded bool
 
 	// Guarded by Limiter.mu.
+	touched  int64 // when a request last used it, unix ns
 	own      int64 // this replica's units in the window (loaded + counted)
 	others   int64 // the other replicas', as last read
 	inflight int64 // admitted, response not yet seen
@@ -244,6 +245,11 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 		a.RateRemain, a.RateReset, a.RateRetry = g.Remain, g.Reset, g.Retry
 	}
 	if c != nil {
+		if qk := (quotaKey{rateKey: rk, start: a.QuotaStart.Unix()}); l.quotas[qk] != c {
+			// A flush let it go between the two locks: keep counting on it.
+			l.quotas[qk] = c
+		}
+		c.touched = now.UnixNano()
 		a.Used = c.own + c.others + c.inflight
 		if a.Used >= lim.Quota {
 			// Refused on the quota: the rate is not spent, only shown.
@@ -327,6 +333,11 @@ func ParseCost(v string) int64 {
 	return n
 }
 
+// IdleCounter is how long a counter whose count is all in the store stays
+// in memory without a request: a subject that comes back later costs one
+// read of the store.
+const IdleCounter = 5 * time.Minute
+
 // Flush saves every counter that changed since the last flush, then
 // forgets counters of ended windows and full rate buckets. With several
 // replicas it re-reads the others' counts of the counters it holds.
@@ -344,7 +355,9 @@ func (l *Limiter) Flush(ctx context.Context) error {
 		}
 		if c.own != c.flushed {
 			counts = append(counts, proxy.QuotaCount{Key: c.key, Used: c.own})
-		} else if !start.Before(c.key.End) && c.inflight == 0 {
+		} else if c.inflight == 0 && (!start.Before(c.key.End) || nowNS-c.touched > int64(IdleCounter)) {
+			// Ended, or idle and all on disk: the store has it, and a
+			// later request reads it again.
 			delete(l.quotas, k)
 			continue
 		}

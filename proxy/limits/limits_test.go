@@ -247,3 +247,37 @@ func TestAdmit_StoreDown(t *testing.T) {
 		t.Error("admitted with the store down")
 	}
 }
+
+type countingStore struct {
+	limits.Store
+	reads atomic.Int64
+}
+
+func (s *countingStore) QuotaCount(ctx context.Context, replica string, key proxy.QuotaKey) (int64, int64, error) {
+	s.reads.Add(1)
+	return s.Store.QuotaCount(ctx, replica, key)
+}
+
+// An idle counter whose count is all in the store leaves memory; the next
+// request reads it again and goes on from it.
+func TestFlush_ForgetsIdleCounters(t *testing.T) {
+	c := &clock{t: jan1}
+	st := &countingStore{Store: limits.NewMemoryStore()}
+	l := newLimiter(t, st, c)
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 10, Period: proxy.PeriodMonth}}
+	for range 3 {
+		a, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+		a.Settle(http.StatusOK, 1)
+	}
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.add(limits.IdleCounter + time.Second)
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+	if err != nil || a.Used != 3 || st.reads.Load() != 2 {
+		t.Errorf("after idling: used %d (%v), %d store reads; want 3 used, read again", a.Used, err, st.reads.Load())
+	}
+}
