@@ -143,28 +143,41 @@ func (s *Store) QuotaUsage(ctx context.Context, subject proxy.Subject, now time.
 	return slices.Clip(out), err
 }
 
-// PruneQuotaCounts deletes the counters whose window ended before t.
+// PruneQuotaCounts deletes the counters whose window ended before t. It
+// finds them in a read transaction, which blocks no writer, and deletes
+// them a thousand to a write transaction, so a flush never waits long.
 func (s *Store) PruneQuotaCounts(ctx context.Context, before time.Time) (int, error) {
-	n := 0
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
+	var dead [][]byte
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte(bucketQuotas))
 		if b == nil {
 			return nil
 		}
-		var dead [][]byte
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			if len(v) == 16 && int64(binary.BigEndian.Uint64(v[:8])) < before.Unix() {
 				dead = append(dead, bytes.Clone(k))
 			}
 		}
-		for _, k := range dead {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(dead)
 		return nil
 	})
+	n := 0
+	for len(dead) > 0 && err == nil {
+		batch := dead[:min(len(dead), 1000)]
+		dead = dead[len(batch):]
+		err = s.update(ctx, func(tx *bbolt.Tx) error {
+			b := tx.Bucket([]byte(bucketQuotas))
+			for _, k := range batch {
+				// A counter's window never moves: what ended stays ended.
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			n += len(batch)
+		}
+	}
 	return n, err
 }
