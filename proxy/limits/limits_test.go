@@ -281,3 +281,55 @@ func TestFlush_ForgetsIdleCounters(t *testing.T) {
 		t.Errorf("after idling: used %d (%v), %d store reads; want 3 used, read again", a.Used, err, st.reads.Load())
 	}
 }
+
+// Two replicas over one store (as PostgreSQL's will be): each counts its
+// own row and reads the other's at each flush; together they admit the
+// quota, and at most what the other replica admits in two flush
+// intervals more (README "Limits", "Several replicas").
+func TestTwoReplicas_QuotaWithinTheBound(t *testing.T) {
+	const q, perInterval = 100, 7
+	c := &clock{t: jan1}
+	st := limits.NewMemoryStore()
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: q, Period: proxy.PeriodMonth}}
+	var reps []*limits.Limiter
+	for _, name := range []string{"r1", "r2"} {
+		l, err := limits.New(limits.Options{Store: st, Replica: name, Replicas: replicas(2), Now: c.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reps = append(reps, l)
+	}
+	admitted, refusedRounds := 0, 0
+	for round := 0; refusedRounds < 3 && round < 100; round++ {
+		before := admitted
+		for _, l := range reps {
+			for range perInterval {
+				a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.Reason == limits.Allowed {
+					admitted++
+					a.Settle(http.StatusOK, 1)
+				}
+			}
+		}
+		for _, l := range reps {
+			if err := l.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.add(time.Second)
+		if admitted == before {
+			refusedRounds++
+		}
+	}
+	if admitted < q || admitted > q+2*perInterval {
+		t.Errorf("two replicas admitted %d against a quota of %d; want %d to %d", admitted, q, q, q+2*perInterval)
+	}
+	_, total, _ := st.QuotaCount(ctx, "r1", proxy.QuotaKey{Subject: ada, Plan: "pro", Route: "*", Start: jan1, End: jan1.AddDate(0, 1, 0)})
+	if total != int64(admitted) {
+		t.Errorf("the store holds %d, %d were admitted", total, admitted)
+	}
+	t.Logf("two replicas, quota %d, %d a replica between flushes: %d admitted", q, perInterval, admitted)
+}
