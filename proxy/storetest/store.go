@@ -113,7 +113,9 @@ func twoSubs(customerID string, subject proxy.Subject, at time.Time) proxy.Custo
 		SyncedAt:   at,
 		Subscriptions: []proxy.Subscription{
 			{ID: "sub_a_" + customerID, CustomerID: customerID, Status: proxy.StatusActive, PriceIDs: []string{"price_pro", "price_seat"},
-				Plan: "pro", CurrentPeriodEnd: at.Add(30 * 24 * time.Hour), CancelAtPeriodEnd: true, SyncedAt: at},
+				Plan: "pro", CurrentPeriodEnd: at.Add(30 * 24 * time.Hour), CancelAtPeriodEnd: true, SyncedAt: at,
+				// Monthly quotas reset on its day (README "Limits"): kept as given.
+				BillingCycleAnchor: at.Add(-335 * 24 * time.Hour)},
 			{ID: "sub_b_" + customerID, CustomerID: customerID, Status: proxy.StatusTrialing, PriceIDs: []string{"price_team"},
 				Plan: "team", CurrentPeriodEnd: at.Add(7 * 24 * time.Hour), TrialEnd: at.Add(7 * 24 * time.Hour), SyncedAt: at},
 		},
