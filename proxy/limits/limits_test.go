@@ -333,3 +333,23 @@ func TestTwoReplicas_QuotaWithinTheBound(t *testing.T) {
 	}
 	t.Logf("two replicas, quota %d, %d a replica between flushes: %d admitted", q, perInterval, admitted)
 }
+
+// BenchmarkAdmitSettle: the limiter's whole part in a request under a rate
+// and a quota: Admit, Settle and the RateLimit fields.
+func BenchmarkAdmitSettle(b *testing.B) {
+	now := jan1.Add(time.Hour)
+	// The clock moves 2 µs a request, half the rate: the bucket never empties.
+	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: func() time.Time { now = now.Add(2 * time.Microsecond); return now }})
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 1_000_000, Per: time.Second, Burst: 1_000_000, Quota: 1e12, Period: proxy.PeriodMonth}}
+	anchor := time.Date(2024, 6, 25, 8, 0, 0, 0, time.UTC)
+	h := http.Header{}
+	b.ReportAllocs()
+	for b.Loop() {
+		a, err := l.Admit(ctx, ada, "pro", e, anchor)
+		if err != nil || a.Reason != limits.Allowed {
+			b.Fatal(a.Reason, err)
+		}
+		a.Settle(http.StatusOK, 1)
+		a.WriteHeaders(h, now)
+	}
+}
