@@ -322,8 +322,10 @@ stripe:
   webhook_secret: "whsec_load"
   api_url: "%s"
 plans:
-  pro: { prices: [price_pro], routes: ["415VNA"] }
-  business: { prices: [price_business], routes: ["*"] }
+  # LIMITED: a rate and a monthly quota no run reaches, so every request
+  # there goes through the limiter and is admitted (README "Limits").
+  pro: { prices: [price_pro], routes: ["415VNA", "LIMITED"], limits: { LIMITED: { rate: 1000000/s, burst: 1000000, quota: 1000000000000/month } } }
+  business: { prices: [price_business], routes: ["*"], limits: { LIMITED: { rate: 1000000/s, burst: 1000000, quota: 1000000000000/month } } }
   team: { prices: [price_team], routes: ["*"], scope: organization }
 routes:
   - { path: "/routes/{route}/*", access: paid }

@@ -29,20 +29,14 @@ func (a *Admission) WriteHeaders(h http.Header, now time.Time) {
 	if lim == nil {
 		return
 	}
-	// One buffer and one string for both fields, one array for both
-	// values: two allocations per response.
-	b := make([]byte, 0, 160)
-	if lim.Rate > 0 {
-		w := max(proxy.CeilSeconds(time.Duration(lim.Burst)*lim.Interval()), 1)
-		b = appendItem(b, a.Plan, "-rate", "q", int64(lim.Burst), "w", w)
+	// One buffer and one string for the state, one array for both
+	// values: two allocations per response (the policy is made once per
+	// window, by Admit).
+	pol := a.policy
+	if pol == "" {
+		pol = policyField(a.Plan, lim, a.QuotaStart, a.QuotaReset)
 	}
-	if lim.Quota > 0 {
-		if lim.Rate > 0 {
-			b = append(b, ", "...)
-		}
-		b = appendItem(b, a.Plan, "-quota", "q", lim.Quota, "w", proxy.CeilSeconds(a.QuotaReset.Sub(a.QuotaStart)))
-	}
-	split := len(b)
+	b := make([]byte, 0, 96)
 	if lim.Rate > 0 {
 		r, t := int64(a.RateRemain), proxy.CeilSeconds(a.RateReset)
 		if a.Reason == RateLimited {
@@ -60,14 +54,29 @@ func (a *Admission) WriteHeaders(h http.Header, now time.Time) {
 		}
 		b = appendItem(b, a.Plan, "-quota", "r", max(r, 0), "t", proxy.CeilSeconds(a.QuotaReset.Sub(now)))
 	}
-	all := string(b)
 	vals := make([]string, 2)
-	vals[0], vals[1] = all[:split], all[split:]
+	vals[0], vals[1] = pol, string(b)
 	h[HeaderPolicy] = vals[0:1:1]
 	h[HeaderState] = vals[1:2:2]
 	if a.Reason != Allowed {
 		h["Retry-After"] = []string{strconv.FormatInt(max(proxy.CeilSeconds(a.RetryAfter(now)), 1), 10)}
 	}
+}
+
+// policyField is RateLimit-Policy for lim in the quota window [start, end).
+func policyField(plan string, lim *proxy.Limit, start, end time.Time) string {
+	b := make([]byte, 0, 80)
+	if lim.Rate > 0 {
+		w := max(proxy.CeilSeconds(time.Duration(lim.Burst)*lim.Interval()), 1)
+		b = appendItem(b, plan, "-rate", "q", int64(lim.Burst), "w", w)
+	}
+	if lim.Quota > 0 {
+		if lim.Rate > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendItem(b, plan, "-quota", "q", lim.Quota, "w", proxy.CeilSeconds(end.Sub(start)))
+	}
+	return string(b)
 }
 
 // appendItem appends one list member: a String name (plan keys are

@@ -87,10 +87,9 @@ type Limiter struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	mu      sync.Mutex
-	rates   map[rateKey]int64 // theoretical arrival time, unix ns
-	quotas  map[quotaKey]*counter
-	windows map[rateKey]window // each quota's current window, worked out once
+	mu     sync.Mutex
+	state  map[rateKey]*subjState // per subject, plan and entry: one lookup a request
+	quotas map[quotaKey]*counter  // every counter, for the flush
 
 	flushMu     sync.Mutex // one flush at a time
 	lastFlush   time.Time  // of the last successful flush
@@ -106,6 +105,18 @@ type rateKey struct {
 type window struct {
 	anchor     int64 // unix seconds (zero time: calendar)
 	start, end time.Time
+}
+
+// subjState is what a request of one subject on one entry needs, found
+// with one map lookup: the GCRA's theoretical arrival time, the quota's
+// current window (worked out once per window) and its counter, and the
+// RateLimit-Policy field for them.
+type subjState struct {
+	tat       int64 // unix ns; 0: none
+	win       window
+	c         *counter
+	policy    string            // RateLimit-Policy for policyFor in win
+	policyFor *proxy.LimitEntry // the entry policy was written for
 }
 
 type quotaKey struct {
@@ -125,6 +136,7 @@ type counter struct {
 	others   int64 // the other replicas', as last read
 	inflight int64 // admitted, response not yet seen
 	flushed  int64 // own as last saved
+	evicted  bool  // a flush dropped it from Limiter.quotas
 }
 
 // New builds a Limiter.
@@ -133,7 +145,7 @@ func New(o Options) (*Limiter, error) {
 		return nil, errors.New("limits.New: no store")
 	}
 	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, obs: o.Observer, log: o.Logger, now: o.Now,
-		rates: map[rateKey]int64{}, quotas: map[quotaKey]*counter{}, windows: map[rateKey]window{}}
+		state: map[rateKey]*subjState{}, quotas: map[quotaKey]*counter{}}
 	if l.replicas == nil {
 		l.replicas = One{}
 	}
@@ -177,8 +189,9 @@ type Admission struct {
 	QuotaReset time.Time
 	QuotaStart time.Time
 
-	c *counter
-	l *Limiter
+	policy string // RateLimit-Policy, made once per subject, entry and window
+	c      *counter
+	l      *Limiter
 }
 
 // Limit is the entry's limit (nil for a zero Admission).
@@ -205,33 +218,61 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	a := Admission{Plan: plan, Route: e.Route, lim: lim, l: l}
 	rk := rateKey{subject: subject, plan: plan, route: e.Route}
 	var c *counter
+	l.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			l.mu.Unlock()
+		}
+	}()
+	st := l.state[rk]
+	if st == nil {
+		st = &subjState{}
+		l.state[rk] = st
+	}
 	if lim.Quota > 0 {
-		l.mu.Lock()
 		// The window is worked out again only when it has ended (or the
 		// anchor moved): QuotaWindow's month arithmetic is the costly part.
-		wc, ok := l.windows[rk]
-		if !ok || wc.anchor != anchor.Unix() || now.Before(wc.start) || !now.Before(wc.end) {
+		wc := st.win
+		if wc.end.IsZero() || wc.anchor != anchor.Unix() || now.Before(wc.start) || !now.Before(wc.end) {
 			wc.start, wc.end = proxy.QuotaWindow(lim.Period, anchor, now)
 			wc.anchor = anchor.Unix()
-			l.windows[rk] = wc
+			st.win, st.c, st.policyFor = wc, nil, nil
 		}
 		a.QuotaStart, a.QuotaReset = wc.start, wc.end
-		qk := quotaKey{rateKey: rk, start: wc.start.Unix()}
-		c = l.quotas[qk]
-		if c == nil {
-			c = &counter{key: proxy.QuotaKey{Subject: subject, Plan: plan, Route: e.Route, Start: wc.start, End: wc.end}}
-			l.quotas[qk] = c
+		c = st.c
+		if c == nil || c.evicted {
+			qk := quotaKey{rateKey: rk, start: wc.start.Unix()}
+			if c != nil {
+				// A flush let it go while this state held it: keep
+				// counting on it.
+				c.evicted = false
+				l.quotas[qk] = c
+			}
+			if c = l.quotas[qk]; c == nil {
+				c = &counter{key: proxy.QuotaKey{Subject: subject, Plan: plan, Route: e.Route, Start: wc.start, End: wc.end}}
+				l.quotas[qk] = c
+			}
+			st.c = c
 		}
-		loaded := c.loaded
-		l.mu.Unlock()
-		if !loaded {
+		if !c.loaded {
+			l.mu.Unlock()
+			locked = false
 			if err := l.load(ctx, c); err != nil {
 				return Admission{}, err
 			}
+			l.mu.Lock()
+			locked = true
+			if c.evicted { // let go while the store was read
+				c.evicted = false
+				l.quotas[quotaKey{rateKey: rk, start: wc.start.Unix()}] = c
+			}
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	if st.policyFor != e {
+		st.policy, st.policyFor = policyField(plan, lim, a.QuotaStart, a.QuotaReset), e
+	}
+	a.policy = st.policy
 	var g proxy.GCRAResult
 	if lim.Rate > 0 {
 		n := l.replicas.LiveReplicas()
@@ -241,14 +282,10 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 			t *= time.Duration(n)
 			burst = max(1, (burst+n-1)/n)
 		}
-		g = proxy.GCRA(l.rates[rk], now.UnixNano(), t, burst)
+		g = proxy.GCRA(st.tat, now.UnixNano(), t, burst)
 		a.RateRemain, a.RateReset, a.RateRetry = g.Remain, g.Reset, g.Retry
 	}
 	if c != nil {
-		if qk := (quotaKey{rateKey: rk, start: a.QuotaStart.Unix()}); l.quotas[qk] != c {
-			// A flush let it go between the two locks: keep counting on it.
-			l.quotas[qk] = c
-		}
 		c.touched = now.UnixNano()
 		a.Used = c.own + c.others + c.inflight
 		if a.Used >= lim.Quota {
@@ -267,7 +304,7 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 			l.obs.Limited(plan, e.Route, "rate")
 			return a, nil
 		}
-		l.rates[rk] = g.TAT
+		st.tat = g.TAT
 	}
 	if c != nil {
 		c.inflight++
@@ -359,18 +396,15 @@ func (l *Limiter) Flush(ctx context.Context) error {
 			// Ended, or idle and all on disk: the store has it, and a
 			// later request reads it again.
 			delete(l.quotas, k)
+			c.evicted = true
 			continue
 		}
 		held = append(held, c)
 	}
-	for k, tat := range l.rates {
-		if tat <= nowNS {
-			delete(l.rates, k)
-		}
-	}
-	for k, w := range l.windows {
-		if !start.Before(w.end) {
-			delete(l.windows, k)
+	for k, st := range l.state {
+		// A full bucket and no counter held: nothing to remember.
+		if st.tat <= nowNS && (st.c == nil || st.c.evicted) {
+			delete(l.state, k)
 		}
 	}
 	l.mu.Unlock()

@@ -16,6 +16,10 @@ type limitMetrics struct {
 	flushes   *prometheus.HistogramVec
 	lagMu     sync.Mutex
 	lag       func() time.Duration
+	// usedSeries caches quotaUsed's series by plan and entry: every
+	// limited request adds to one, and a WithLabelValues hashes and looks
+	// its labels up each time.
+	usedSeries sync.Map // [2]string → prometheus.Counter
 }
 
 func (m *Metrics) registerLimits() {
@@ -55,7 +59,12 @@ func (m *Metrics) Limited(plan, route, reason string) {
 
 // QuotaUsed counts quota units debited (limits.Observer).
 func (m *Metrics) QuotaUsed(plan, route string, units int64) {
-	m.limits.quotaUsed.WithLabelValues(plan, route).Add(float64(units))
+	k := [2]string{plan, route}
+	c, ok := m.limits.usedSeries.Load(k)
+	if !ok {
+		c, _ = m.limits.usedSeries.LoadOrStore(k, m.limits.quotaUsed.WithLabelValues(plan, route))
+	}
+	c.(prometheus.Counter).Add(float64(units))
 }
 
 // QuotaFlushed times a flush of the quota counters (limits.Observer).
