@@ -72,8 +72,11 @@ func mustRunDemoWith(t *testing.T, o demoOptions) (*demo, *clock) {
 	return d, clk
 }
 
+// noRedirects is a browser's client that shows each redirect. Its timeout
+// bounds a hang only: a Checkout under -race on a loaded machine took more
+// than 10 s once (CI, this stop).
 func noRedirects(jar http.CookieJar) *http.Client {
-	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
