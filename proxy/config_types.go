@@ -232,10 +232,31 @@ func (p *Plan) UnlocksRoute(routeID string) bool {
 	return false
 }
 
+// StoreDriver names the store's engine (store.driver).
+type StoreDriver string
+
+const (
+	StoreBolt     StoreDriver = "bolt"     // one bbolt file, one gateway (the default)
+	StorePostgres StoreDriver = "postgres" // one PostgreSQL database, any number of replicas
+)
+
 // StoreConfig is the store: section.
 type StoreConfig struct {
-	Path      string // path, default "tollgate.db"
-	CacheSize int    // cache_size, default 10000
+	Driver    StoreDriver // driver, default "bolt"
+	Path      string      // path, default "tollgate.db" (bolt)
+	CacheSize int         // cache_size, default 10000
+	// DSN is the PostgreSQL connection string (postgres://… or key=value
+	// pairs), usually ${DATABASE_URL}; it may carry a password, so it is
+	// never logged.
+	DSN string
+	// The pool (postgres): max_conns (default 10), min_conns (default 1),
+	// max_conn_lifetime (default 1h), max_conn_idle (default 10m),
+	// connect_timeout (default 5s).
+	MaxConns        int
+	MinConns        int
+	MaxConnLifetime time.Duration
+	MaxConnIdle     time.Duration
+	ConnectTimeout  time.Duration
 }
 
 // AdminConfig is the admin: section.

@@ -27,8 +27,16 @@ const (
 	DefaultSessionRefresh = 60 * time.Second
 	DefaultStorePath      = "tollgate.db"
 	DefaultCacheSize      = 10000
-	DefaultProductName    = "tollgate"
-	DefaultAccentColor    = "#4f46e5"
+	// The PostgreSQL pool's defaults (store.max_conns, …): ten connections
+	// serve a replica's misses and webhooks; the LISTEN connection and the
+	// leader's lock connection are outside the pool.
+	DefaultMaxConns        = 10
+	DefaultMinConns        = 1
+	DefaultMaxConnLifetime = time.Hour
+	DefaultMaxConnIdle     = 10 * time.Minute
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultProductName     = "tollgate"
+	DefaultAccentColor     = "#4f46e5"
 	// DefaultReconcileInterval is how often the whole Stripe account is
 	// re-listed: webhooks carry the news, this catches what they missed.
 	DefaultReconcileInterval = 6 * time.Hour
@@ -126,7 +134,7 @@ func configKeys(section string) []string {
 	case "routes[]":
 		return []string{"id", "host", "path", "methods", "access"}
 	case "store":
-		return []string{"path", "cache_size"}
+		return []string{"driver", "path", "cache_size", "dsn", "max_conns", "min_conns", "max_conn_lifetime", "max_conn_idle", "connect_timeout"}
 	case "admin":
 		return []string{"listen", "token", "users"}
 	case "pages":

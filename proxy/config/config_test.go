@@ -169,7 +169,7 @@ plans:
 			ReconcileInterval: DefaultReconcileInterval, PausedCollection: proxy.PausedCollectionKeep},
 		Plans:  []proxy.Plan{{Key: "pro", Name: "pro", Prices: []string{"price_1"}, Routes: []string{"*"}, Scope: proxy.SubjectUser}},
 		Routes: &proxy.RuleSet{Default: proxy.AccessPaid},
-		Store:  proxy.StoreConfig{Path: "tollgate.db", CacheSize: 10000},
+		Store:  proxy.StoreConfig{Driver: proxy.StoreBolt, Path: "tollgate.db", CacheSize: 10000},
 		Pages:  proxy.PagesConfig{ProductName: "tollgate", AccentColor: "#4f46e5"},
 
 		Timeouts:   proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
@@ -243,7 +243,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 			{Key: "team", Name: "team", Prices: []string{"price_456"}, Routes: []string{"*"}, Scope: proxy.SubjectOrg},
 		},
 		Routes: &proxy.RuleSet{Default: proxy.AccessPaid, Rules: rules},
-		Store:  proxy.StoreConfig{Path: "/data/tollgate.db", CacheSize: 10000},
+		Store:  proxy.StoreConfig{Driver: proxy.StoreBolt, Path: "/data/tollgate.db", CacheSize: 10000},
 		Admin:  proxy.AdminConfig{Listen: "127.0.0.1:9090", Token: "admin-token-0123456789abcdef", Users: []string{"user_2abc"}},
 		Pages: proxy.PagesConfig{ProductName: "Example App", LogoURL: "https://app.example.com/logo.svg",
 			AccentColor: "#4f46e5", SupportURL: "mailto:support@example.com"},

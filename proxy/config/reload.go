@@ -57,8 +57,9 @@ var restartKeys = map[string]map[string]string{
 		"ProxyURL": "proxy_url", "APIURL": "api_url", "FrontendAPIURL": "frontend_api_url", "SignInURL": "sign_in_url", "APIKeys": "api_keys"},
 	"api_keys": {"Enabled": "enabled", "Header": "header", "MaxFailures": "max_failures"},
 	"stripe":   {"SecretKey": "secret_key", "WebhookSecrets": "webhook_secret", "APIURL": "api_url"},
-	"store":    {"Path": "path", "CacheSize": "cache_size"},
-	"admin":    {"Listen": "listen", "Token": "token", "Users": "users"},
+	"store": {"Driver": "driver", "Path": "path", "CacheSize": "cache_size", "DSN": "dsn", "MaxConns": "max_conns", "MinConns": "min_conns",
+		"MaxConnLifetime": "max_conn_lifetime", "MaxConnIdle": "max_conn_idle", "ConnectTimeout": "connect_timeout"},
+	"admin": {"Listen": "listen", "Token": "token", "Users": "users"},
 }
 
 // changedFields lists, as section.key, the fields of two values of one

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -548,11 +550,76 @@ func validHeaderName(s string) bool {
 }
 
 func (p *configParser) store(s *configSection) proxy.StoreConfig {
-	sc := proxy.StoreConfig{Path: s.str("path").s, CacheSize: p.integer(s.str("cache_size"), DefaultCacheSize, 1, 1<<24)}
+	sc := proxy.StoreConfig{Driver: proxy.StoreBolt, Path: s.str("path").s, CacheSize: p.integer(s.str("cache_size"), DefaultCacheSize, 1, 1<<24)}
 	if sc.Path == "" {
 		sc.Path = DefaultStorePath
 	}
+	driver := s.str("driver")
+	switch d := proxy.StoreDriver(driver.s); {
+	case driver.bad, d == "":
+	case d == proxy.StoreBolt || d == proxy.StorePostgres:
+		sc.Driver = d
+	default:
+		p.invalid(driver, "%q is not a store driver; want bolt (one gateway, the default) or postgres (several replicas)", driver.s)
+	}
+	// The other driver's keys are read by nothing: a config may carry
+	// both, ready for `tollgate store copy` and the switch.
+	if sc.Driver != proxy.StorePostgres {
+		return sc
+	}
+	dsn := s.str("dsn")
+	if p.require(dsn, " with store.driver: postgres", "a PostgreSQL connection string such as ${DATABASE_URL} or postgres://tollgate@db:5432/tollgate") {
+		if why := checkDSN(dsn.s); why != "" {
+			p.invalid(dsn, "%s is not a PostgreSQL connection string: %s; want postgres://user@host:5432/db or host=… dbname=…", redactURL(dsn.s), why)
+		} else {
+			sc.DSN = dsn.s
+		}
+	}
+	sc.MaxConns = p.integer(s.str("max_conns"), DefaultMaxConns, 1, 1000)
+	minConns := s.str("min_conns")
+	sc.MinConns = p.integer(minConns, DefaultMinConns, 0, 1000)
+	if sc.MinConns > sc.MaxConns {
+		p.invalid(minConns, "%d is more than store.max_conns (%d); want at most that", sc.MinConns, sc.MaxConns)
+		sc.MinConns = sc.MaxConns
+	}
+	sc.MaxConnLifetime = p.positiveDuration(s.str("max_conn_lifetime"), DefaultMaxConnLifetime)
+	sc.MaxConnIdle = p.positiveDuration(s.str("max_conn_idle"), DefaultMaxConnIdle)
+	sc.ConnectTimeout = p.positiveDuration(s.str("connect_timeout"), DefaultConnectTimeout)
 	return sc
+}
+
+// positiveDuration is duration, refusing 0.
+func (p *configParser) positiveDuration(v configValue, def time.Duration) time.Duration {
+	d := p.duration(v, def)
+	if d == 0 && !v.bad && v.s != "" {
+		p.invalid(v, "%q is zero; want a positive duration such as 5s", v.s)
+		return def
+	}
+	return d
+}
+
+// checkDSN says what is wrong with a PostgreSQL connection string ("":
+// nothing this parser can see; pgx parses it fully when it connects, and
+// `tollgate check -online` does). It takes the URL form
+// (postgres:// or postgresql://) and the key=value form, as libpq does.
+func checkDSN(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		switch {
+		case err != nil:
+			return "it does not parse as a URL"
+		case u.Host == "" && u.Query().Get("host") == "":
+			return "it names no host"
+		}
+		return ""
+	}
+	if strings.Contains(dsn, "://") {
+		return "the scheme must be postgres:// or postgresql://"
+	}
+	if !strings.Contains(dsn, "=") {
+		return "it is neither a postgres:// URL nor key=value pairs"
+	}
+	return ""
 }
 
 func (p *configParser) admin(s *configSection, listen string) proxy.AdminConfig {
