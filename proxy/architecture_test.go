@@ -58,6 +58,8 @@ func forbidden(pkg, imp string) string {
 		if !stdlib {
 			return "the domain uses the standard library only"
 		}
+	case pkg == module+"/proxy/postgres" && !own && !stdlib && !strings.HasPrefix(imp, "github.com/jackc/pgx/v5"):
+		return "the PostgreSQL store speaks to the database through pgx (and pgxpool) only"
 	case own && imp == module+"/proxy":
 		return ""
 	case own && imp == module+"/proxy/sandbox" && strings.HasPrefix(pkg, module+"/proxy/sandbox/"):
@@ -103,6 +105,12 @@ func TestForbidden(t *testing.T) {
 		{m + "proxy/bolt", m + "proxy/limits", false},
 		{m + "proxy/limits", m + "proxy/gateway", false},
 		{m + "proxy/admin", m + "proxy/limits", false},
+		{m + "proxy/postgres", m + "proxy", true},
+		{m + "proxy/postgres", "github.com/jackc/pgx/v5/pgxpool", true},
+		{m + "proxy/postgres", "github.com/lib/pq", false},
+		{m + "proxy/postgres", m + "proxy/bolt", false},
+		{m + "proxy/gateway", m + "proxy/postgres", false},
+		{m + "cmd/tollgate", m + "proxy/postgres", true},
 	} {
 		if got := forbidden(tc.pkg, tc.imp) == ""; got != tc.ok {
 			t.Errorf("%s importing %s allowed = %v, want %v", tc.pkg, tc.imp, got, tc.ok)

@@ -1,0 +1,83 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
+)
+
+func TestMigrate_TwoReplicasAtOnceApplyEachMigrationOnce(t *testing.T) {
+	dsn := pgtest.DB(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(ctx, dsn, Options{Migrate: true})
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: %v", i, err)
+		}
+	}
+	s, err := Open(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var rows int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(migrations()) {
+		t.Errorf("schema_migrations has %d rows, want %d", rows, len(migrations()))
+	}
+	if n, err := s.Migrate(ctx); err != nil || n != 0 {
+		t.Errorf("Migrate on an up-to-date database = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestOpen_RefusesAnotherSchema(t *testing.T) {
+	dsn := pgtest.DB(t)
+	ctx := context.Background()
+	if _, err := Open(ctx, dsn, Options{}); !errors.Is(err, ErrSchema) {
+		t.Errorf("Open of an empty database without Migrate: %v; want ErrSchema", err)
+	}
+	s, err := Open(ctx, dsn, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, dsn, Options{Migrate: true}); !errors.Is(err, ErrSchema) {
+		t.Errorf("Open of a newer database: %v; want ErrSchema", err)
+	}
+}
+
+func TestOpen_ErrorsDoNotShowThePassword(t *testing.T) {
+	pgtest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, dsn := range []string{"postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=1", "postgres://u:hunter2@[::1/x", "host=127.0.0.1 port=1 password=hunter2 connect_timeout=1"} {
+		_, err := Open(ctx, dsn, Options{ConnectTimeout: time.Second})
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Open's error shows the password: %v", err)
+		}
+	}
+}
