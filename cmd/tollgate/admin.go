@@ -461,6 +461,12 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 		}
 		ac.Ready = append(ac.Ready, admin.Check{Name: "store", Run: g.Store.Ping})
 	}
+	if g.listener != nil {
+		// Several replicas: not ready while this one does not follow what
+		// the others commit (its misses are refused meanwhile).
+		l := g.listener
+		ac.Ready = append(ac.Ready, admin.Check{Name: "change_log", Run: func(context.Context) error { return l.Fresh() }})
+	}
 	if g.Cache != nil {
 		ac.Cache = g.Cache
 	}

@@ -12,13 +12,13 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/apikey"
-	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/gateway"
 	"github.com/tollgate/tollgate/proxy/limits"
 	"github.com/tollgate/tollgate/proxy/metrics"
+	"github.com/tollgate/tollgate/proxy/postgres"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
@@ -37,7 +37,8 @@ type appDeps struct {
 type app struct {
 	Handler http.Handler
 	Server  *gateway.Server
-	Store   *bolt.Store     // nil without billing
+	Store   appStore        // nil without Clerk or billing
+	PG      *postgres.Store // the same store when store.driver is postgres, else nil
 	Billing *stripe.Billing // nil without billing
 	Clerk   *clerk.Client   // nil without Clerk
 	Cache   *cache.EntitlementCache
@@ -49,14 +50,22 @@ type app struct {
 	// Limiter counts plans' limits for every server a reload builds; its
 	// counters are flushed to the store (README "Limits").
 	Limiter *limits.Limiter
-	current atomic.Pointer[gateway.Server] // swapped by Reload
-	opts    gateway.Options                // how the current server was built
-	revoker *lateRevoker
-	ownBody time.Duration // deadline for the bodies of tollgate's own endpoints (admin API too)
-	reloads sync.Mutex
-	closers []func() error
-	stop    context.CancelFunc // ends the background loops
-	bg      sync.WaitGroup
+	// Several replicas (PostgreSQL): the LRU's miss path refuses while the
+	// listener is not following the change log; the leader runs the work
+	// done once for all (app.startReplica).
+	fresh    *freshEntitlements
+	state    *gateway.State
+	listener *postgres.Listener
+	leader   *postgres.Leader
+	shared   func(ctx context.Context)      // the leader's work (Stripe's shared loops); nil without billing
+	current  atomic.Pointer[gateway.Server] // swapped by Reload
+	opts     gateway.Options                // how the current server was built
+	revoker  *lateRevoker
+	ownBody  time.Duration // deadline for the bodies of tollgate's own endpoints (admin API too)
+	reloads  sync.Mutex
+	closers  []func() error
+	stop     context.CancelFunc // ends the background loops
+	bg       sync.WaitGroup
 }
 
 // Close stops the background loops, then closes what was opened, newest
@@ -131,6 +140,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		stateOpts.Revocations = g.Store
 	}
 	opts.State = gateway.NewState(stateOpts)
+	g.state = opts.State
 	now := time.Now
 	if deps.Now != nil {
 		now = deps.Now
@@ -168,6 +178,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 	g.opts, g.revoker = opts, revoker
 	g.current.Store(srv)
 	g.Server = srv
+	g.startReplica(ctx, deps)
 	g.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.current.Load().ServeHTTP(w, r) })
 	if g.Cache != nil {
 		// A subject's subscriptions changed (a webhook's sync, a comp):
@@ -245,24 +256,39 @@ func (g *app) Reload(cfg *proxy.Config) error {
 	return nil
 }
 
-// openStore opens bbolt, the LRU in front of it, and the batched last-seen
+// openStore opens the store (bbolt, or PostgreSQL migrated under its
+// advisory lock), the LRU in front of it, and the batched last-seen
 // recorder: users are listed for the site owner even without billing.
+// With PostgreSQL it also starts LISTENing at once, so that nothing
+// another replica commits while this one starts is missed (the listener
+// runs from startReplica).
 func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
-	store, err := bolt.Open(cfg.Store.Path, bolt.Options{Timeout: time.Second, Now: deps.Now})
+	store, pg, err := openDB(ctx, cfg.Store, deps.Now, true)
 	if err != nil {
 		return err
 	}
-	g.Store = store
+	g.Store, g.PG = store, pg
 	g.closers = append(g.closers, store.Close)
-	cache, err := cache.NewEntitlementCache(store, cfg.Store.CacheSize)
-	if err != nil {
+	if err := g.openCache(store, cfg.Store.CacheSize); err != nil {
 		return err
 	}
-	cache.SetObserver(g.Metrics)
-	g.Cache = cache
+	if pg != nil {
+		logger := deps.Logger.With("component", "postgres")
+		l, err := pg.Listen(ctx, postgres.ListenConfig{
+			Apply:  func(ctx context.Context, c postgres.Change) { g.applyChange(ctx, c, logger) },
+			Purge:  g.Cache.Purge,
+			Logger: logger,
+			Now:    deps.Now,
+		})
+		if err != nil {
+			return err
+		}
+		g.listener, g.fresh.fresh = l, l.Fresh
+		g.closers = append(g.closers, l.Close)
+	}
 	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger)
 	opts.Seen = seen
-	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, cache
+	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, g.Cache
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
@@ -274,8 +300,12 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 // before the store does.
 func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	var st limits.Store = limits.NewMemoryStore()
-	if g.Store != nil {
-		st = g.Store
+	if qs, ok := g.Store.(limits.Store); ok {
+		st = qs
+	} else if g.Store != nil {
+		// The PostgreSQL store keeps no quota counters yet: each replica
+		// counts in its own memory, forgotten at a restart.
+		deps.Logger.Warn("limits: this store keeps no quota counters; each replica counts quotas in memory only", "store", cfg.Store.Driver)
 	}
 	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
 		Logger: deps.Logger.With("component", "limits"), Now: deps.Now})
@@ -290,6 +320,52 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 	}
 	g.background(func() { l.Run(ctx, interval) })
 	return nil
+}
+
+// startReplica starts what several replicas of one PostgreSQL store need,
+// once the gateway is built: the listener follows the change log, and the
+// replica competes for leadership of the work done once for all (Stripe's
+// shared loops, and the change log's pruning). Nothing with bbolt.
+func (g *app) startReplica(ctx context.Context, deps appDeps) {
+	if g.PG == nil {
+		return
+	}
+	l := g.listener
+	g.background(func() { l.Run(ctx) })
+	pg, shared := g.PG, g.shared
+	logger := deps.Logger.With("component", "leader")
+	leader, wait := pg.Lead(ctx, postgres.LeadConfig{Logger: logger, Run: func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Go(func() { pruneChanges(ctx, pg, logger) })
+		if shared != nil {
+			wg.Go(func() { shared(ctx) })
+		}
+		wg.Wait()
+	}})
+	g.leader = leader
+	g.background(func() {
+		<-ctx.Done()
+		wait()
+	})
+}
+
+// pruneChanges deletes the change log's old entries every ten minutes
+// (the leader's work).
+func pruneChanges(ctx context.Context, pg *postgres.Store, logger *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := pg.PruneChanges(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("postgres: pruning the change log", "err", err)
+		} else if n > 0 {
+			logger.Debug("postgres: pruned the change log", "entries", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // openAPIKeys puts the API key Authenticator in front of Clerk's: a
@@ -348,6 +424,13 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	})
 	opts.Stale = loops
 	loops.LoadPrices(ctx)
+	if g.PG != nil {
+		// Several replicas: each keeps its own prices and stale re-syncs;
+		// the reconcile, catch-up and dirty worker run on the leader.
+		g.background(func() { loops.RunLocal(ctx) })
+		g.shared = loops.RunShared
+		return nil
+	}
 	g.background(func() { loops.Run(ctx) })
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -10,13 +11,18 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
 // seedAdmin fills a demo store with made-up users and subscriptions of
 // the last three months, through the store's own API, so the dashboard
 // has something to draw. Ada is among them, without a plan.
-func seedAdmin(t *testing.T, s *bolt.Store, now time.Time) {
+// seeder is what seedAdmin writes with: either store.
+type seeder interface {
+	CommitCustomers(ctx context.Context, states []proxy.CustomerState) error
+	PutUsers(ctx context.Context, users []proxy.User) error
+}
+
+func seedAdmin(t *testing.T, s seeder, now time.Time) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(7, 7))
 	users := []proxy.User{{ID: "user_ada", Email: "ada@example.com", FirstSeen: now.AddDate(0, -2, 0), LastSeen: now.Add(-time.Hour)}}
@@ -92,7 +98,7 @@ func (b *browser) typeInto(css, text string) {
 func TestBrowser_AdminConsole(t *testing.T) {
 	b := newBrowser(t)
 	d, clk := mustRunDemo(t)
-	seedAdmin(t, d.gateway.Store, clk.Now())
+	seedAdmin(t, d.gateway.Store.(seeder), clk.Now())
 
 	if _, loc := b.open(d.URL + "/.tollgate/admin"); !strings.HasPrefix(loc, d.ClerkURL+"/sign-in") {
 		t.Fatalf("signed-out admin: at %s, want the sandbox sign-in", loc)

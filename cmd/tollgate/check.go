@@ -16,7 +16,7 @@ import (
 func runCheck(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "Validates a config file: every mistake with its line, then warnings. Opens nothing and calls nobody unless -online.", stderr)
 	src := configFlags(fs, "path to the YAML config")
-	online := fs.Bool("online", false, "also confirm the Clerk and Stripe keys work and every configured price exists, is active and of the right kind")
+	online := fs.Bool("online", false, "also confirm the Clerk and Stripe keys work, every configured price exists, is active and of the right kind, and a PostgreSQL store answers (its schema version)")
 	strict := fs.Bool("strict", false, "exit non-zero when there are warnings, so that CI fails on them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,7 +51,8 @@ func countOf(n int, noun string) string {
 
 // checkOnline calls Clerk and Stripe with the configured keys: the keys
 // work, the prices exist, are active and of the right kind, and test and
-// live keys are not mixed. It opens no store and changes nothing.
+// live keys are not mixed; with store.driver postgres it connects to the
+// database and reports its schema version. It changes nothing.
 func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -81,6 +82,11 @@ func checkOnline(cfg *proxy.Config, stdout io.Writer) error {
 		} else {
 			fmt.Fprintln(stdout, "stripe: key works; every configured price exists, is active and of the right kind")
 		}
+	}
+	if msg, err := checkStoreOnline(ctx, cfg.Store); err != nil {
+		problems = append(problems, err)
+	} else if msg != "" {
+		fmt.Fprintln(stdout, msg)
 	}
 	return errors.Join(problems...)
 }

@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBackup(ctx, args, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args, stdout, stderr)
 	case "version":
@@ -114,6 +116,8 @@ Usage:
   tollgate keys list|create|revoke [-config FILE] [-env-file FILE] [-subject user_…|org_…]
                 [-name NAME] [-scope ROUTE,…|*] [-expires DAYS] [-id key_…] [--json]
                                   list, make (printed once) or revoke API keys, through the running gateway
+  tollgate migrate [-config FILE] [-env-file FILE]
+                                  apply the PostgreSQL store's schema migrations (serve applies them too)
   tollgate healthcheck [-config FILE] [-env-file FILE]
                                   exit 0 if the gateway answers (Docker HEALTHCHECK)
   tollgate version                print the version (also --version)

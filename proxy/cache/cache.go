@@ -104,5 +104,18 @@ func (c *EntitlementCache) Remove(s proxy.Subject) {
 	c.changed(s)
 }
 
+// Purge forgets every subject: a replica that lost track of the store's
+// changes for too long to replay them (the PostgreSQL store's change log).
+func (c *EntitlementCache) Purge() {
+	c.mu.Lock()
+	c.version++
+	keys := c.lru.Keys()
+	c.lru.Purge()
+	c.mu.Unlock()
+	for _, s := range keys {
+		c.changed(s)
+	}
+}
+
 // Len reports how many subjects are cached.
 func (c *EntitlementCache) Len() int { return c.lru.Len() }

@@ -106,6 +106,11 @@ func (st *State) LoadRevocations(ctx context.Context, now time.Time) (int, error
 	return len(rs), nil
 }
 
+// ApplyRevocation applies a revocation another replica stored, which
+// this one heard of through the store (the PostgreSQL store's change
+// log): its memory half, as LoadRevocations applies each at start.
+func (st *State) ApplyRevocation(r proxy.Revocation) { st.sessions.apply(r) }
+
 // apply is the memory half of a stored revocation.
 func (ss *sessionState) apply(r proxy.Revocation) {
 	switch r.Kind {

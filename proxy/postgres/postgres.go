@@ -104,6 +104,30 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Inspect connects and reads the database's schema version, migrating
+// nothing and refusing nothing (tollgate check -online).
+func Inspect(ctx context.Context, dsn string, opts Options) (int, error) {
+	opts.Migrate = false
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: parse store.dsn: %w", redact(err))
+	}
+	pc.MaxConns, pc.MinConns = 1, 0
+	if opts.ConnectTimeout > 0 {
+		pc.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: connect: %w", redact(err))
+	}
+	defer pool.Close()
+	s := &Store{pool: pool}
+	if err := pool.Ping(ctx); err != nil {
+		return 0, fmt.Errorf("postgres: connect: %w", redact(err))
+	}
+	return s.SchemaVersion(ctx)
+}
+
 // redact keeps a connection error from carrying the DSN's password: pgx's
 // errors name the host and user, never the password, but a parse error
 // may quote the string.

@@ -114,11 +114,33 @@ func (bg *Background) LoadPrices(ctx context.Context) {
 	}
 }
 
-// Run runs the loops until ctx ends and returns when all have stopped.
+// Run runs the loops until ctx ends and returns when all have stopped:
+// RunLocal's and RunShared's, for a gateway alone on its store.
 func (bg *Background) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { bg.RunLocal(ctx) })
+	wg.Go(func() { bg.RunShared(ctx) })
+	wg.Wait()
+}
+
+// RunLocal runs the loops each replica runs for itself until ctx ends:
+// the re-syncs of stale customers its own requests queued (Stale), and
+// the refresh of its own price catalogue, which its pages show (a few
+// calls an hour).
+func (bg *Background) RunLocal(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { bg.resyncStale(ctx) })
 	wg.Go(func() { bg.refreshPrices(ctx) })
+	wg.Wait()
+}
+
+// RunShared runs the loops that must run once for every replica sharing
+// a store until ctx ends: the catch-up of undelivered events, the
+// reconcile and the dirty worker, which spend the Stripe rate limit for
+// all of them. Replicas of one PostgreSQL store run it on the leader
+// only (README, "Running several replicas").
+func (bg *Background) RunShared(ctx context.Context) {
+	var wg sync.WaitGroup
 	wg.Go(func() { bg.reconcile(ctx) })
 	wg.Go(func() { bg.b.RunDirty(ctx) })
 	wg.Wait()

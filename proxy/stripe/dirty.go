@@ -35,6 +35,10 @@ const (
 	BacklogMaxAge = 10 * time.Minute
 )
 
+// KickDirty wakes the dirty worker: another replica made a mark (the
+// PostgreSQL store's change log tells the leader).
+func (b *Billing) KickDirty() { b.kickDirty() }
+
 // kickDirty wakes the worker: a mark was made or a sync ended.
 func (b *Billing) kickDirty() {
 	select {
