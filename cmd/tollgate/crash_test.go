@@ -87,6 +87,7 @@ func servePorts(t *testing.T) (addr, admin string) {
 type serveChild struct {
 	cmd    *exec.Cmd
 	addr   string        // its public listener
+	admin  string        // its admin listener
 	logs   *lockedWriter // its stdout and stderr
 	exited chan struct{} // closed once it has exited; err is then Wait's
 	err    error
@@ -101,7 +102,7 @@ func startServe(t *testing.T, newCmd func(addr, admin string) *exec.Cmd) *serveC
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addr, admin := servePorts(t)
-		c := &serveChild{cmd: newCmd(addr, admin), addr: addr, logs: &lockedWriter{w: &bytes.Buffer{}}, exited: make(chan struct{})}
+		c := &serveChild{cmd: newCmd(addr, admin), addr: addr, admin: admin, logs: &lockedWriter{w: &bytes.Buffer{}}, exited: make(chan struct{})}
 		c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 		if err := c.cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,512 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	stripego "github.com/stripe/stripe-go/v76"
+	stripeclient "github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tollgate/tollgate/proxy/postgres"
+	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
+	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
+)
+
+// replicaSet is three `tollgate serve` processes on one PostgreSQL
+// database, each hit directly (README, "Running several replicas").
+type replicaSet struct {
+	d       *demo
+	cluster *pgtest.Cluster
+	dsn     string
+	store   *postgres.Store // the test's own view of the database
+	serve   func(addr, admin string) *exec.Cmd
+	procs   []*serveChild
+	api     *stripeclient.API
+}
+
+// replicaConfig is the demo's config on PostgreSQL, reconciling often so
+// that a reconcile can be caught in flight.
+func replicaConfig() []byte {
+	cfg := strings.Replace(string(demoConfig), "store:\n  path: \"${DEMO_STORE}\"", "store:\n  driver: postgres\n  dsn: \"${DEMO_DSN}\"\n  max_conns: 8", 1)
+	return []byte(strings.Replace(cfg, "stripe:\n", "stripe:\n  reconcile_interval: 3s\n", 1))
+}
+
+func startReplicas(t *testing.T, n int) *replicaSet {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary and starts PostgreSQL")
+	}
+	// Durable: the outage test stops the server as a crash would, and an
+	// acknowledged webhook's commit must survive it (synchronous_commit on).
+	cluster := pgtest.Start(t, pgtest.Options{Durable: true})
+	d, _ := mustRunDemo(t)
+	dir := t.TempDir()
+	bin := buildTollgate(t, dir)
+	config := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(config, replicaConfig(), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	rs := &replicaSet{d: d, cluster: cluster, dsn: cluster.NewDB(t)}
+	env := map[string]string{}
+	for k, v := range d.env {
+		env[k] = v
+	}
+	env["DEMO_DSN"] = rs.dsn
+	var mu sync.Mutex
+	rs.serve = func(addr, admin string) *exec.Cmd {
+		mu.Lock()
+		defer mu.Unlock()
+		env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
+		cmd := exec.Command(bin, "serve", "-config", config)
+		cmd.Env = os.Environ()
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		return cmd
+	}
+	for range n {
+		rs.procs = append(rs.procs, startServe(t, rs.serve))
+	}
+	s, err := postgres.Open(context.Background(), rs.dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	rs.store = s
+	d.Stripe.SetRetryDelays(20 * time.Millisecond)
+	d.Stripe.SetWebhook(rs.url(0)+"/.tollgate/webhooks/stripe", d.webhookSecret)
+	rs.api = stripeclient.New(d.Stripe.SecretKey(), stripego.NewBackendsWithConfig(&stripego.BackendConfig{
+		URL: stripego.String(d.StripeURL), LeveledLogger: &stripego.LeveledLogger{Level: stripego.LevelNull}}))
+	return rs
+}
+
+func (rs *replicaSet) url(i int) string { return "http://" + rs.procs[i].addr }
+
+// pay makes a customer of userID pay for Pro through the sandbox's
+// Checkout, and returns the customer and its subscription.
+func (rs *replicaSet) pay(t *testing.T, userID string) (string, string) {
+	t.Helper()
+	cus, err := rs.api.Customers.New(&stripego.CustomerParams{Email: stripego.String(userID + "@example.com"),
+		Metadata: map[string]string{"clerk_user_id": userID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := rs.api.CheckoutSessions.New(&stripego.CheckoutSessionParams{Mode: stripego.String("subscription"), Customer: stripego.String(cus.ID),
+		SuccessURL: stripego.String("http://127.0.0.1/"), CancelURL: stripego.String("http://127.0.0.1/"),
+		LineItems: []*stripego.CheckoutSessionLineItemParams{{Price: stripego.String("price_demo_pro_monthly"), Quantity: stripego.Int64(1)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := noRedirects(nil).PostForm(cs.URL, testCard)
+	if err != nil || resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("pay: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	it := rs.api.Subscriptions.List(&stripego.SubscriptionListParams{Customer: stripego.String(cus.ID)})
+	if !it.Next() {
+		t.Fatalf("customer %s: no subscription: %v", cus.ID, it.Err())
+	}
+	return cus.ID, it.Subscription().ID
+}
+
+// idle waits for the sandbox to have delivered every webhook.
+func (rs *replicaSet) idle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := rs.d.Stripe.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// paid asks replica i for a paid page as userID in session sid.
+func (rs *replicaSet) paid(t *testing.T, i int, userID, sid string) int {
+	t.Helper()
+	tok := rs.d.Clerk.MintSessionToken(userID, sid, time.Now(), nil)
+	req, _ := http.NewRequest("GET", rs.url(i)+"/routes/415VNA/", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := noRedirects(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// until polls replica i (a real process) until want(status) holds, and
+// returns how long that took, failing after limit.
+func (rs *replicaSet) until(t *testing.T, i int, limit time.Duration, ask func() int, want func(int) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if got := ask(); want(got) {
+			return time.Since(start)
+		} else if time.Since(start) > limit {
+			t.Fatalf("replica %d: still %d after %s", i, got, limit)
+		}
+		time.Sleep(10 * time.Millisecond) // polling real processes, with a deadline
+	}
+}
+
+func (rs *replicaSet) clerkWebhook(t *testing.T, i int, body string) int {
+	t.Helper()
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(rs.d.clerkWebhookSecret, "whsec_"))
+	id, ts := "msg_"+strconv.FormatInt(time.Now().UnixNano(), 10), strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%s.%s", id, ts, body)
+	req, _ := http.NewRequest("POST", rs.url(i)+"/.tollgate/webhooks/clerk", strings.NewReader(body))
+	req.Header.Set("svix-id", id)
+	req.Header.Set("svix-timestamp", ts)
+	req.Header.Set("svix-signature", "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// stripeEvent posts a Stripe-signed event to replica i.
+func (rs *replicaSet) stripeEvent(i int, body []byte) (int, error) {
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(rs.d.webhookSecret))
+	fmt.Fprintf(mac, "%s.%s", ts, body)
+	req, _ := http.NewRequest("POST", rs.url(i)+"/.tollgate/webhooks/stripe", bytes.NewReader(body))
+	req.Header.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func refused(code int) bool { return code != http.StatusOK }
+func allowed(code int) bool { return code == http.StatusOK }
+
+// TestReplicas_ACancellationAndARevocationReachEveryReplica: a
+// cancellation webhook delivered to A is refused by B and C within a
+// second; a Clerk session revoked through A is refused by all three.
+func TestReplicas_ACancellationAndARevocationReachEveryReplica(t *testing.T) {
+	rs := startReplicas(t, 3)
+	_, sub := rs.pay(t, "user_ada")
+	rs.idle(t)
+	for i := range rs.procs {
+		// Each replica answers from the database once, then from its LRU.
+		rs.until(t, i, 10*time.Second, func() int { return rs.paid(t, i, "user_ada", "sess_1") }, allowed)
+		if got := rs.paid(t, i, "user_ada", "sess_1"); got != 200 {
+			t.Fatalf("replica %d: paid page %d, want 200", i, got)
+		}
+	}
+
+	// A Clerk session revoked through replica A.
+	for i := range rs.procs {
+		if got := rs.paid(t, i, "user_ada", "sess_gone"); got != 200 {
+			t.Fatalf("replica %d before the revocation: %d", i, got)
+		}
+	}
+	if got := rs.clerkWebhook(t, 0, `{"type":"session.revoked","object":"event","data":{"id":"sess_gone","object":"session"}}`); got != 200 {
+		t.Fatalf("session.revoked on A: %d", got)
+	}
+	revoked := time.Now()
+	for i := range rs.procs {
+		rs.until(t, i, 5*time.Second, func() int { return rs.paid(t, i, "user_ada", "sess_gone") }, refused)
+		t.Logf("replica %c refused the revoked session %s after the webhook's answer", 'A'+i, time.Since(revoked).Round(time.Millisecond))
+		if got := rs.paid(t, i, "user_ada", "sess_1"); got != 200 {
+			t.Errorf("replica %d: another session of the user: %d, want 200", i, got)
+		}
+	}
+
+	// The subscription is canceled in Stripe: the webhook goes to A.
+	if _, err := rs.api.Subscriptions.Cancel(sub, nil); err != nil {
+		t.Fatal(err)
+	}
+	canceled := time.Now()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, len(rs.procs))
+	for i := 1; i < len(rs.procs); i++ {
+		wg.Go(func() {
+			rs.until(t, i, 5*time.Second, func() int { return rs.paid(t, i, "user_ada", "sess_1") }, refused)
+			took[i] = time.Since(canceled)
+		})
+	}
+	wg.Wait()
+	for i := 1; i < len(rs.procs); i++ {
+		t.Logf("replica %c refused the canceled subscription %s after Stripe canceled it (the webhook to A, A's sync with Stripe, its commit, NOTIFY)",
+			'A'+i, took[i].Round(time.Millisecond))
+		if took[i] > time.Second {
+			t.Errorf("replica %c took %s to refuse a cancellation; the target is 1 s", 'A'+i, took[i].Round(time.Millisecond))
+		}
+	}
+}
+
+// TestReplicas_ShuffledDuplicatedEventsAgreeWithStripe: 650 Stripe events,
+// shuffled, some twice, spread over three replicas, leave every replica
+// answering as Stripe says.
+func TestReplicas_ShuffledDuplicatedEventsAgreeWithStripe(t *testing.T) {
+	rs := startReplicas(t, 3)
+	const customers = 40
+	type cust struct{ user, customer, sub string }
+	cs := make([]cust, customers)
+	for i := range cs {
+		cs[i].user = fmt.Sprintf("user_r%02d", i)
+		cs[i].customer, cs[i].sub = rs.pay(t, cs[i].user)
+	}
+	rs.idle(t)
+	// Every replica caches every user as paying.
+	for i := range rs.procs {
+		for _, c := range cs {
+			rs.until(t, i, 10*time.Second, func() int { return rs.paid(t, i, c.user, "sess_r") }, allowed)
+		}
+	}
+	// Stripe changes a third of them without a webhook; the events that
+	// follow say nothing of it (their bodies are hints), the state must.
+	rs.d.Stripe.SetWebhook("http://127.0.0.1:9/nowhere", rs.d.webhookSecret)
+	want := map[string]bool{}
+	for i, c := range cs {
+		want[c.user] = true
+		if i%3 == 0 {
+			rs.d.Stripe.SetSubscriptionStatus(c.sub, []string{"canceled", "unpaid"}[i/3%2])
+			want[c.user] = false
+		}
+	}
+	var bodies [][]byte
+	types := []string{"customer.subscription.updated", "invoice.paid", "customer.subscription.updated", "invoice.payment_failed"}
+	for n := 0; len(bodies) < 650; n++ {
+		c := cs[n%customers]
+		obj := map[string]any{"id": c.sub, "object": "subscription", "customer": c.customer, "status": "active"}
+		typ := types[n/customers%len(types)]
+		if strings.HasPrefix(typ, "invoice.") {
+			obj = map[string]any{"id": fmt.Sprintf("in_r%d", n), "object": "invoice", "customer": c.customer, "status": "paid"}
+		}
+		b, _ := json.Marshal(map[string]any{"id": fmt.Sprintf("evt_r%05d", n), "object": "event", "created": time.Now().Unix(), "type": typ,
+			"livemode": false, "pending_webhooks": 1, "data": map[string]any{"object": obj}})
+		bodies = append(bodies, b)
+		if n%7 == 0 && len(bodies) < 650 {
+			bodies = append(bodies, b) // delivered twice, as Stripe may
+		}
+	}
+	r := rand.New(rand.NewPCG(16, 650))
+	r.Shuffle(len(bodies), func(i, j int) { bodies[i], bodies[j] = bodies[j], bodies[i] })
+	var next, retried atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(bodies) {
+					return
+				}
+				for attempt := 0; ; attempt++ {
+					code, err := rs.stripeEvent((i+attempt)%len(rs.procs), bodies[i])
+					if err == nil && code < 300 {
+						break
+					}
+					if attempt > 50 {
+						t.Errorf("event %d: %d, %v after %d attempts", i, code, err, attempt)
+						return
+					}
+					retried.Add(1) // delivered again, to another replica, as Stripe would retry
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("650 deliveries over 3 replicas; %d answers other than 2xx, delivered again", retried.Load())
+	// The leader drains what was deferred.
+	ctx := context.Background()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		bl, err := rs.store.DirtyBacklog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bl.Customers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backlog not drained: %+v", bl)
+		}
+		time.Sleep(20 * time.Millisecond) // the leader is another process
+	}
+	for i := range rs.procs {
+		for _, c := range cs {
+			w := want[c.user]
+			rs.until(t, i, 5*time.Second, func() int { return rs.paid(t, i, c.user, "sess_r") }, func(code int) bool { return allowed(code) == w })
+		}
+	}
+	for _, c := range cs {
+		st, ok, err := rs.store.StoredCustomer(ctx, c.customer)
+		if err != nil || !ok || len(st.Subscriptions) != 1 {
+			t.Fatalf("stored %s: %+v %v %v", c.customer, st, ok, err)
+		}
+		s, err := rs.api.Subscriptions.Get(c.sub, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Subscriptions[0].Status; string(got) != string(s.Status) {
+			t.Errorf("%s: stored %s, Stripe says %s", c.customer, got, s.Status)
+		}
+	}
+}
+
+// leaderOf is the replica whose log says it leads now (-1: none).
+func (rs *replicaSet) leaderOf(skip map[int]bool) int {
+	for i, p := range rs.procs {
+		if !skip[i] && strings.Count(p.logs.String(), "leading the background work") > 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestReplicas_KillNineOfTheLeaderMidReconcile: the leader is killed with
+// SIGKILL while it reconciles; another replica takes the lead within the
+// lease and finishes the reconcile, so a change Stripe made without a
+// webhook reaches every replica.
+func TestReplicas_KillNineOfTheLeaderMidReconcile(t *testing.T) {
+	rs := startReplicas(t, 3)
+	const customers = 12
+	subs := make([]string, customers)
+	users := make([]string, customers)
+	for i := range subs {
+		users[i] = fmt.Sprintf("user_k%02d", i)
+		_, subs[i] = rs.pay(t, users[i])
+	}
+	rs.idle(t)
+	// No more webhooks: only the reconcile can tell the replicas.
+	rs.d.Stripe.SetWebhook("http://127.0.0.1:9/nowhere", rs.d.webhookSecret)
+	for _, s := range subs {
+		rs.d.Stripe.SetSubscriptionStatus(s, "canceled")
+	}
+	leader := -1
+	deadline := time.Now().Add(30 * time.Second)
+	for leader < 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no replica leads")
+		}
+		leader = rs.leaderOf(nil)
+		time.Sleep(20 * time.Millisecond) // reading real processes' logs
+	}
+	p := rs.procs[leader]
+	if !p.logs.waitFor("stripe: reconcile", p.exited, 30*time.Second) {
+		t.Fatalf("the leader never reconciled:\n%s", p.logs.String())
+	}
+	killed := time.Now()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	next := -1
+	for next < 0 {
+		if time.Since(killed) > postgres.LeaseTime+10*time.Second {
+			t.Fatal("no replica took the lead after the leader's kill -9")
+		}
+		next = rs.leaderOf(map[int]bool{leader: true})
+		time.Sleep(20 * time.Millisecond) // reading real processes' logs
+	}
+	t.Logf("replica %c led, was killed mid-reconcile; replica %c took over %s later", 'A'+leader, 'A'+next, time.Since(killed).Round(time.Millisecond))
+	for i := range rs.procs {
+		if i == leader {
+			continue
+		}
+		for _, u := range users {
+			rs.until(t, i, 30*time.Second, func() int { return rs.paid(t, i, u, "sess_k") }, refused)
+		}
+	}
+	if !rs.procs[next].logs.waitFor("stripe: reconcile done", rs.procs[next].exited, 30*time.Second) {
+		t.Errorf("the new leader did not finish a reconcile")
+	}
+}
+
+// TestReplicas_PostgreSQLStoppedMidTraffic: the database stops; paid
+// requests the LRU answers keep working, misses and webhooks get 503,
+// /readyz fails; it starts again and everything recovers, and no webhook
+// that was acknowledged is lost.
+func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
+	rs := startReplicas(t, 3)
+	rs.pay(t, "user_ada")
+	_, subBob := rs.pay(t, "user_bob")
+	rs.idle(t)
+	for i := range rs.procs {
+		rs.until(t, i, 10*time.Second, func() int { return rs.paid(t, i, "user_ada", "sess_o") }, allowed)
+	}
+	if err := rs.cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range rs.procs {
+		if got := rs.paid(t, i, "user_ada", "sess_o"); got != 200 {
+			t.Errorf("replica %d, database down: a cached paid request got %d, want 200", i, got)
+		}
+		if got := rs.paid(t, i, "user_bob", "sess_o"); got != http.StatusServiceUnavailable {
+			t.Errorf("replica %d, database down: a miss got %d, want 503", i, got)
+		}
+		if code := childReady(t, rs.procs[i]); code == 200 {
+			t.Errorf("replica %d: /readyz %d with the database down", i, code)
+		}
+	}
+	// Stripe's webhooks meanwhile get 503 and are retried.
+	rs.d.Stripe.SetWebhook(rs.url(1)+"/.tollgate/webhooks/stripe", rs.d.webhookSecret)
+	rs.d.Stripe.SetRetryDelays(200 * time.Millisecond)
+	if _, err := rs.api.Subscriptions.Cancel(subBob, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.ContainsFunc(rs.d.Stripe.Deliveries(), func(d stripesandbox.Delivery) bool { return d.Status == http.StatusServiceUnavailable }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 503 while the database is down: %+v", rs.d.Stripe.Deliveries())
+		}
+		time.Sleep(20 * time.Millisecond) // the sandbox delivers from its own goroutine
+	}
+	if err := rs.cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rs.idle(t)
+	for i := range rs.procs {
+		rs.until(t, i, 15*time.Second, func() int { return childReady(t, rs.procs[i]) }, allowed)
+		rs.until(t, i, 10*time.Second, func() int { return rs.paid(t, i, "user_bob", "sess_o") }, refused)
+		if got := rs.paid(t, i, "user_ada", "sess_o"); got != 200 {
+			t.Errorf("replica %d after the outage: %d, want 200", i, got)
+		}
+	}
+	// Every acknowledged delivery's event is in the store.
+	ctx := context.Background()
+	for _, d := range rs.d.Stripe.Deliveries() {
+		if d.Status < 200 || d.Status >= 300 {
+			t.Errorf("delivery %s ended with %d", d.EventID, d.Status)
+			continue
+		}
+		if done, err := rs.store.EventProcessed(ctx, d.EventID); err != nil || !done {
+			t.Errorf("acknowledged event %s (%s) not in the store: %v %v", d.EventID, d.Type, done, err)
+		}
+	}
+}
+
+// childReady asks a replica's admin listener whether it is ready.
+func childReady(t *testing.T, p *serveChild) int {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
