@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runKeys(ctx, args, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, stdout, stderr)
+	case "store":
+		return runStore(ctx, args, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args, stdout, stderr)
 	case "version":
@@ -118,6 +120,8 @@ Usage:
                                   list, make (printed once) or revoke API keys, through the running gateway
   tollgate migrate [-config FILE] [-env-file FILE]
                                   apply the PostgreSQL store's schema migrations (serve applies them too)
+  tollgate store copy -from bolt:FILE -to DSN
+                                  copy a bbolt store into an empty PostgreSQL database, verified by counts
   tollgate healthcheck [-config FILE] [-env-file FILE]
                                   exit 0 if the gateway answers (Docker HEALTHCHECK)
   tollgate version                print the version (also --version)
