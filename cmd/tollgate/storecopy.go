@@ -14,6 +14,9 @@ import (
 
 // runStore dispatches tollgate store's subcommands.
 func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		return runStoreCopy(ctx, args, stdout, stderr) // its only subcommand explains itself
+	}
 	if len(args) == 0 || args[0] != "copy" {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: tollgate store copy -from bolt:FILE -to DSN", errUsage)

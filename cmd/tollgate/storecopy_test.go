@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/bolt"
@@ -141,5 +144,55 @@ func TestStoreCopy_BoltToPostgres(t *testing.T) {
 	}
 	if c, err := p.Cursor(ctx, "reconcile"); err != nil || c != "sub_2" {
 		t.Errorf("cursor = %q, %v", c, err)
+	}
+}
+
+// TestComposeReplicas_TwoReplicasOnPostgres: the several-replica compose
+// file runs two tollgate replicas on PostgreSQL, each with DATABASE_URL
+// and the config directory, waiting for the database to be healthy, and
+// the app publishes no port.
+func TestComposeReplicas_TwoReplicasOnPostgres(t *testing.T) {
+	raw, err := os.ReadFile("../../compose.replicas.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Image       string            `yaml:"image"`
+			Ports       []string          `yaml:"ports"`
+			Volumes     []string          `yaml:"volumes"`
+			Environment map[string]string `yaml:"environment"`
+			DependsOn   map[string]struct {
+				Condition string `yaml:"condition"`
+			} `yaml:"depends_on"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	if len(compose.Services["app"].Ports) != 0 {
+		t.Errorf("the app publishes %v", compose.Services["app"].Ports)
+	}
+	if !strings.HasPrefix(compose.Services["postgres"].Image, "postgres:") {
+		t.Errorf("postgres service image %q", compose.Services["postgres"].Image)
+	}
+	ports := map[string]bool{}
+	for _, name := range []string{"tollgate-a", "tollgate-b"} {
+		s := compose.Services[name]
+		if !strings.HasPrefix(s.Environment["DATABASE_URL"], "postgres://") {
+			t.Errorf("%s: DATABASE_URL %q", name, s.Environment["DATABASE_URL"])
+		}
+		if s.DependsOn["postgres"].Condition != "service_healthy" {
+			t.Errorf("%s does not wait for a healthy database: %+v", name, s.DependsOn)
+		}
+		if !slices.Contains(s.Volumes, "./tollgate:/etc/tollgate:ro") {
+			t.Errorf("%s volumes %v", name, s.Volumes)
+		}
+		for _, p := range s.Ports {
+			if ports[p] {
+				t.Errorf("%s publishes %s twice", name, p)
+			}
+			ports[p] = true
+		}
 	}
 }
