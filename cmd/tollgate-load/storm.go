@@ -15,8 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,7 +24,6 @@ import (
 	stripego "github.com/stripe/stripe-go/v76"
 	stripeclient "github.com/stripe/stripe-go/v76/client"
 
-	"github.com/tollgate/tollgate/proxy/bolt"
 	"github.com/tollgate/tollgate/proxy/gateway"
 	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
 	"github.com/tollgate/tollgate/proxy/stripe"
@@ -55,6 +52,8 @@ func runStorm(args []string, out io.Writer) error {
 	inflight := fs.Int("c", 8, "deliveries in flight")
 	rate := fs.Float64("rate", stripe.DefaultPacing().Background.Rate, "the background lane's calls a second (Stripe's test mode allows 25 in all, live 100)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on the drain after this long")
+	storeKind := fs.String("store", "bolt", "the store: bolt, or postgres (several replicas' store)")
+	dsn := fs.String("dsn", "", "with -store postgres: the database (default: a throwaway local cluster, as in the tests)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,16 +85,12 @@ func runStorm(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "set up %d customers with a subscription each in %s\n", len(ids), time.Since(setup).Round(time.Millisecond))
 
-	dir, err := os.MkdirTemp("", "tollgate-storm-")
+	store, storeDesc, closeStore, err := openLoadStore(ctx, *storeKind, *dsn)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	store, err := bolt.Open(filepath.Join(dir, "tollgate.db"), bolt.Options{})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
+	defer closeStore()
+	fmt.Fprintf(out, "store: %s\n", storeDesc)
 	billing, err := stripe.New(stripe.Config{SecretKey: stormSecretKey, WebhookSecrets: []string{stormWhsec}, APIURL: sbURL,
 		PublicURL: &url.URL{Scheme: "http", Host: "127.0.0.1"}, Store: store, Logger: slog.New(slog.DiscardHandler),
 		Pacing: stripe.Pacing{Background: stripe.Lane{Rate: *rate, Burst: int(max(*rate, 4))}}})
@@ -257,7 +252,7 @@ func stormCustomerOne(api *stripeclient.API, web *http.Client, i int) (stormCust
 
 // stormCompare counts the customers whose stored subscriptions differ from
 // Stripe's (status and period end).
-func stormCompare(ctx context.Context, api *stripeclient.API, store *bolt.Store, ids []stormCustomer) (int, error) {
+func stormCompare(ctx context.Context, api *stripeclient.API, store stripe.Store, ids []stormCustomer) (int, error) {
 	type view struct {
 		Status string
 		End    int64

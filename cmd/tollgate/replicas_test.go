@@ -465,7 +465,8 @@ func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
 	}
 	// Stripe's webhooks meanwhile get 503 and are retried.
 	rs.d.Stripe.SetWebhook(rs.url(1)+"/.tollgate/webhooks/stripe", rs.d.webhookSecret)
-	rs.d.Stripe.SetRetryDelays(200 * time.Millisecond)
+	// Stripe retries for three days; here every 200 ms for 30 s.
+	rs.d.Stripe.SetRetryDelays(slices.Repeat([]time.Duration{200 * time.Millisecond}, 150)...)
 	if _, err := rs.api.Subscriptions.Cancel(subBob, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -487,8 +488,14 @@ func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
 			t.Errorf("replica %d after the outage: %d, want 200", i, got)
 		}
 	}
-	// Every acknowledged delivery's event is in the store.
+	// Every delivery is acknowledged in the end (Stripe retries), and every
+	// acknowledged delivery's event is in the store.
 	ctx := context.Background()
+	deadline = time.Now().Add(30 * time.Second)
+	for slices.ContainsFunc(rs.d.Stripe.Deliveries(), func(d stripesandbox.Delivery) bool { return d.Status < 200 || d.Status >= 300 }) &&
+		time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // the sandbox retries from its own goroutine
+	}
 	for _, d := range rs.d.Stripe.Deliveries() {
 		if d.Status < 200 || d.Status >= 300 {
 			t.Errorf("delivery %s ended with %d", d.EventID, d.Status)

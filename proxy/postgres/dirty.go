@@ -18,22 +18,21 @@ func (s *Store) MarkDirty(ctx context.Context, customerID, eventID string) error
 	if customerID == "" {
 		return errors.New("postgres: mark dirty: empty customer id")
 	}
-	err := s.update(ctx, func(t *wtx) error {
-		if eventID != "" {
-			if err := markEvent(ctx, t, eventID, t.now); err != nil {
-				return err
-			}
-		}
-		// A new mark is due now; a kept one keeps its times and attempts
-		// and takes a new Seq, so a sync in flight does not clear it.
-		_, err := t.Exec(ctx, `INSERT INTO dirty (customer_id, marked_at, due, seq, attempts) VALUES ($1, $2, $2, nextval('dirty_seq'), 0)
-			ON CONFLICT (customer_id) DO UPDATE SET seq = nextval('dirty_seq')`, customerID, t.now.UTC())
-		if err != nil {
-			return err
-		}
-		t.changed(ChangeDirty, customerID)
-		return nil
-	})
+	// One statement, so one round trip and one commit (a webhook storm is
+	// acknowledged at the pace of these): the event, the mark (a new one
+	// due now; a kept one keeps its times and attempts and takes a new
+	// Seq, so a sync in flight does not clear it), the change-log entry and
+	// its notification, which wakes the leader's worker.
+	now := s.now().UTC()
+	_, err := s.pool.Exec(ctx, `WITH e AS (
+			INSERT INTO events (id, processed_at) SELECT $2, $3 WHERE $2 <> '' ON CONFLICT (id) DO NOTHING),
+		d AS (
+			INSERT INTO dirty (customer_id, marked_at, due, seq, attempts) VALUES ($1, $3, $3, nextval('dirty_seq'), 0)
+			ON CONFLICT (customer_id) DO UPDATE SET seq = nextval('dirty_seq')),
+		c AS (
+			INSERT INTO changes (kind, id) VALUES ($4, $1) RETURNING version)
+		SELECT pg_notify('`+notifyChannel+`', version || ' ' || $4 || ' ' || $1) FROM c`,
+		customerID, eventID, now, string(ChangeDirty))
 	if err != nil {
 		return fmt.Errorf("postgres: mark dirty %s: %w", customerID, err)
 	}

@@ -97,6 +97,37 @@ func run(bin, name string, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
+// StartCluster starts a cluster outside a test (tollgate-load); Remove
+// stops it and deletes its directory. It fails when PostgreSQL is not
+// installed.
+func StartCluster(opts Options) (*Cluster, error) {
+	bin := binDir()
+	if bin == "" {
+		return nil, fmt.Errorf("PostgreSQL (initdb, pg_ctl) not found: apt-get install -y postgresql")
+	}
+	return start(bin, opts)
+}
+
+// Remove stops the cluster and deletes its directory.
+func (c *Cluster) Remove() error {
+	err := c.Stop()
+	os.RemoveAll(c.Dir)
+	return err
+}
+
+// CreateDB creates an empty database and returns its DSN.
+func (c *Cluster) CreateDB(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", err
+	}
+	return c.DSN(name), nil
+}
+
 func start(bin string, opts Options) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "tollgate-pg-")
 	if err != nil {
@@ -176,15 +207,11 @@ func (c *Cluster) NewDB(t testing.TB) string {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	dsn, err := c.CreateDB(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	return c.DSN(name)
+	return dsn
 }
 
 var (
