@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/cmd/internal/storegen"
+	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
 	clerksandbox "github.com/tollgate/tollgate/proxy/sandbox/clerk"
 	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
 )
@@ -57,6 +59,7 @@ type perfFlags struct {
 	rounds   int
 	body     int
 	bin      string
+	stores   []string // bolt, postgres: each store's tollgate serve in the same run
 }
 
 func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
@@ -65,7 +68,33 @@ func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
 	fs.IntVar(&p.rounds, "rounds", 7, "rounds over all targets, interleaved; figures are medians of the rounds")
 	fs.IntVar(&p.body, "body", 1024, "bytes of the upstream's answer")
 	fs.StringVar(&p.bin, "tollgate", "", "the tollgate binary (default: go build ./cmd/tollgate)")
+	fs.Func("stores", "the stores tollgate serve runs on, each a target of the same run: bolt, postgres or bolt,postgres (default bolt; PostgreSQL is a throwaway local cluster with fsync on, filled by tollgate store copy)", func(v string) error {
+		p.stores = nil
+		for _, k := range strings.Split(v, ",") {
+			if k != "bolt" && k != "postgres" {
+				return fmt.Errorf("unknown store %q; want bolt or postgres", k)
+			}
+			p.stores = append(p.stores, k)
+		}
+		return nil
+	})
 	return fs.String("c", conns, "wrk connections, a comma-separated list")
+}
+
+// storeKinds are the stores asked for (default bolt).
+func (p *perfFlags) storeKinds() []string {
+	if len(p.stores) == 0 {
+		return []string{"bolt"}
+	}
+	return p.stores
+}
+
+// storeSuffix names a target's store when the run compares stores.
+func storeSuffix(p *perfFlags, kind string) string {
+	if len(p.storeKinds()) < 2 && kind == "bolt" {
+		return ""
+	}
+	return ", " + kind
 }
 
 func parseConns(s string) ([]int, error) {
@@ -109,6 +138,8 @@ type perfEnv struct {
 	clerkURL, stripeURL string
 	stripeKey           string
 	closeStripe         func()
+	pg                  *pgtest.Cluster // started for the first PostgreSQL gateway
+	pgSeq               int
 }
 
 func newPerfEnv(p *perfFlags, out io.Writer) (*perfEnv, error) {
@@ -181,6 +212,9 @@ func (e *perfEnv) close() {
 	for _, c := range e.children {
 		c.close()
 	}
+	if e.pg != nil {
+		e.pg.Remove()
+	}
 	if e.closeStripe != nil {
 		e.closeStripe()
 	}
@@ -205,8 +239,9 @@ func (e *perfEnv) store(n int, name string, out io.Writer) (string, []string, er
 }
 
 // gateway starts tollgate serve on a copy of the store at path, its LRU
-// holding cache entitlements.
-func (e *perfEnv) gateway(path string, cache int) (*serveChild, error) {
+// holding cache entitlements; on PostgreSQL (kind "postgres") the copy is
+// tollgate store copy's into a fresh database of a local cluster.
+func (e *perfEnv) gateway(path string, cache int, kind string) (*serveChild, error) {
 	cp := filepath.Join(e.dir, fmt.Sprintf("copy-%d-%d.db", cache, time.Now().UnixNano()))
 	if err := copyFile(path, cp); err != nil {
 		return nil, err
@@ -215,8 +250,23 @@ func (e *perfEnv) gateway(path string, cache int) (*serveChild, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := startServeChild(e.bin, sub, gatewayConfig{store: cp, cache: cache, upstream: e.upstream, clerk: e.sb, clerkURL: e.clerkURL,
-		stripeURL: e.stripeURL, stripeKey: e.stripeKey})
+	gc := gatewayConfig{store: cp, cache: cache, upstream: e.upstream, clerk: e.sb, clerkURL: e.clerkURL,
+		stripeURL: e.stripeURL, stripeKey: e.stripeKey}
+	if kind == "postgres" {
+		if e.pg == nil {
+			if e.pg, err = pgtest.StartCluster(pgtest.Options{Durable: true}); err != nil {
+				return nil, err
+			}
+		}
+		e.pgSeq++
+		if gc.dsn, err = e.pg.CreateDB(context.Background(), fmt.Sprintf("perf_%d", e.pgSeq)); err != nil {
+			return nil, err
+		}
+		if b, err := exec.Command(e.bin, "store", "copy", "-from", "bolt:"+cp, "-to", gc.dsn).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("tollgate store copy: %w\n%s", err, b)
+		}
+	}
+	g, err := startServeChild(e.bin, sub, gc)
 	if err != nil {
 		return nil, err
 	}
@@ -331,19 +381,31 @@ func runWrk(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gw, err := e.gateway(path, 1000)
-	if err != nil {
-		return err
+	targets := []perfTarget{e.tuned, e.pooled}
+	var heads []string
+	var gws []*serveChild
+	for _, kind := range p.storeKinds() {
+		gw, err := e.gateway(path, 1000, kind)
+		if err != nil {
+			return err
+		}
+		defer gw.stop()
+		gws = append(gws, gw)
+		cookie, err := browserCookie(e.sb, gw.url, users[0])
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, gw.logs())
+		}
+		h := []string{"Cookie: " + cookie, "Accept: text/html"}
+		if heads == nil {
+			heads = h
+		}
+		targets = append(targets, perfTarget{name: "tollgate, paid (LRU hit)" + storeSuffix(&p, kind), url: gw.url + "/routes/415VNA/x", pid: gw.cmd.Process.Pid, heads: h})
+		if len(gws) == 1 {
+			// targets[3], beside targets[2]: the limit's cost on the first store.
+			targets = append(targets, perfTarget{name: "tollgate, paid under a limit" + storeSuffix(&p, kind), url: gw.url + "/routes/LIMITED/x", pid: gw.cmd.Process.Pid, heads: h})
+		}
 	}
-	defer gw.stop()
-	cookie, err := browserCookie(e.sb, gw.url, users[0])
-	if err != nil {
-		return fmt.Errorf("%w\n%s", err, gw.logs())
-	}
-	heads := []string{"Cookie: " + cookie, "Accept: text/html"}
-	targets := []perfTarget{e.tuned, e.pooled,
-		{name: "tollgate, paid (LRU hit)", url: gw.url + "/routes/415VNA/x", pid: gw.cmd.Process.Pid, heads: heads},
-		{name: "tollgate, paid under a limit", url: gw.url + "/routes/LIMITED/x", pid: gw.cmd.Process.Pid, heads: heads}}
+	gw := gws[0]
 	for i := range 2 {
 		targets[i].url += "/routes/415VNA/x"
 		targets[i].heads = heads
@@ -428,16 +490,21 @@ func runColdMiss(args []string, out io.Writer) error {
 	if len(users) <= *cache {
 		return fmt.Errorf("only %d users a paid route lets in: not more than the LRU's %d", len(users), *cache)
 	}
-	hit, err := e.gateway(path, 2*len(users))
+	hit, err := e.gateway(path, 2*len(users), "bolt")
 	if err != nil {
 		return err
 	}
 	defer hit.stop()
-	miss, err := e.gateway(path, *cache)
-	if err != nil {
-		return err
+	var misses []*serveChild
+	for _, kind := range p.storeKinds() {
+		miss, err := e.gateway(path, *cache, kind)
+		if err != nil {
+			return err
+		}
+		defer miss.stop()
+		misses = append(misses, miss)
 	}
-	defer miss.stop()
+	miss := misses[0]
 
 	// One token per user, signed on every core (Clerk's work, not the
 	// gateway's), and a wrk script sending them in turn.
@@ -454,7 +521,7 @@ func runColdMiss(args []string, out io.Writer) error {
 	signing.Wait()
 	// Every gateway verifies every token once, and the hit gateway's LRU
 	// takes every user's entitlements.
-	for _, g := range []*serveChild{hit, miss} {
+	for _, g := range append([]*serveChild{hit}, misses...) {
 		if err := warmUsers(g.url, tokens); err != nil {
 			return fmt.Errorf("%w\n%s", err, tail(g.logs(), 2000))
 		}
@@ -466,7 +533,10 @@ func runColdMiss(args []string, out io.Writer) error {
 	heads := []string{"Accept: application/json"}
 	targets := []perfTarget{e.tuned, e.pooled,
 		{name: "tollgate, paid, LRU hit", url: hit.url + "/routes/415VNA/x", pid: hit.cmd.Process.Pid},
-		{name: "tollgate, paid, LRU miss", url: miss.url + "/routes/415VNA/x", pid: miss.cmd.Process.Pid}}
+		{name: "tollgate, paid, LRU miss" + storeSuffix(&p, p.storeKinds()[0]), url: miss.url + "/routes/415VNA/x", pid: miss.cmd.Process.Pid}}
+	for i, kind := range p.storeKinds()[1:] {
+		targets = append(targets, perfTarget{name: "tollgate, paid, LRU miss" + storeSuffix(&p, kind), url: misses[i+1].url + "/routes/415VNA/x", pid: misses[i+1].cmd.Process.Pid})
+	}
 	for i := range targets {
 		if i < 2 {
 			targets[i].url += "/routes/415VNA/x"
@@ -481,10 +551,12 @@ func runColdMiss(args []string, out io.Writer) error {
 	}
 	for ci, c := range p.conns {
 		printTable(out, c, targets, res[ci])
-		d := perRound(res[ci][3], res[ci][2], func(t, b roundResult) float64 { return float64(t.p50-b.p50) / 1e3 })
-		cpu := perRound(res[ci][3], res[ci][2], func(t, b roundResult) float64 { return float64(t.cpuPerRequest-b.cpuPerRequest) / 1e3 })
-		fmt.Fprintf(out, "c%d: a miss costs %+.0f µs (%+.0f to %+.0f) at p50 over a hit (target ≤ 50 µs: %.2f of it), and %+.1f µs of CPU (%+.1f to %+.1f)\n",
-			c, d.med, d.lo, d.hi, d.med/50, cpu.med, cpu.lo, cpu.hi)
+		for k, kind := range p.storeKinds() {
+			d := perRound(res[ci][3+k], res[ci][2], func(t, b roundResult) float64 { return float64(t.p50-b.p50) / 1e3 })
+			cpu := perRound(res[ci][3+k], res[ci][2], func(t, b roundResult) float64 { return float64(t.cpuPerRequest-b.cpuPerRequest) / 1e3 })
+			fmt.Fprintf(out, "c%d, %s: a miss costs %+.0f µs (%+.0f to %+.0f) at p50 over a hit (target ≤ 50 µs: %.2f of it), and %+.1f µs of CPU (%+.1f to %+.1f)\n",
+				c, kind, d.med, d.lo, d.hi, d.med/50, cpu.med, cpu.lo, cpu.hi)
+		}
 	}
 	return nil
 }

@@ -300,6 +300,7 @@ var noRedirect = &http.Client{
 
 type gatewayConfig struct {
 	store, upstream, clerkURL, stripeURL, stripeKey string
+	dsn                                             string // a PostgreSQL store instead of the file store
 	cache                                           int
 	clerk                                           *clerksandbox.Clerk
 }
@@ -330,13 +331,21 @@ plans:
 routes:
   - { path: "/routes/{route}/*", access: paid }
 store:
-  path: "%s"
+  %s
   cache_size: %d
 admin:
   listen: "%s"
   token: "load-admin-token-0123456789"
   users: ["user_admin"]
 `
+
+// storeKeys is the store section's keys: bbolt's file, or PostgreSQL.
+func storeKeys(c gatewayConfig) string {
+	if c.dsn != "" {
+		return fmt.Sprintf("driver: postgres\n  dsn: %q", c.dsn)
+	}
+	return fmt.Sprintf("path: %q", c.store)
+}
 
 // serveChild is the `tollgate serve` child. Its log goes to a file, so
 // that reading it costs the scenario nothing while load runs.
@@ -357,7 +366,7 @@ func startServeChild(bin, dir string, c gatewayConfig) (*serveChild, error) {
 		addr, admin := freeAddr(), freeAddr()
 		pem := strings.ReplaceAll(c.clerk.PublicKeyPEM(), "\n", `\n`)
 		cfg := fmt.Sprintf(storeConfig, addr, addr, c.upstream, c.clerk.PublishableKey(), c.clerk.SecretKey(), pem, c.clerkURL, c.clerkURL,
-			c.stripeKey, c.stripeURL, c.store, c.cache, admin)
+			c.stripeKey, c.stripeURL, storeKeys(c), c.cache, admin)
 		path := filepath.Join(dir, "config.yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, err
