@@ -25,6 +25,7 @@ import (
 	stripego "github.com/stripe/stripe-go/v76"
 	stripeclient "github.com/stripe/stripe-go/v76/client"
 
+	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/postgres"
 	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
 	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
@@ -232,6 +233,50 @@ func TestReplicas_ACancellationAndARevocationReachEveryReplica(t *testing.T) {
 		t.Logf("replica %c refused the revoked session %s after the webhook's answer", 'A'+i, time.Since(revoked).Round(time.Millisecond))
 		if got := rs.paid(t, i, "user_ada", "sess_1"); got != 200 {
 			t.Errorf("replica %d: another session of the user: %d, want 200", i, got)
+		}
+	}
+
+	// An API key of the user's, revoked through A's admin API: B and C,
+	// which cached the key's record, hear of it at once.
+	key, rec, err := proxy.NewAPIKey(false, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Subject, rec.Name, rec.Scopes, rec.CreatedBy = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, "ci", []string{"*"}, "user_ada"
+	if err := rs.store.CreateAPIKey(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	withKey := func(i int) func() int {
+		return func() int {
+			req, _ := http.NewRequest("GET", rs.url(i)+"/routes/415VNA/", nil)
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := noRedirects(nil).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+	}
+	for i := range rs.procs {
+		if got := withKey(i)(); got != 200 {
+			t.Fatalf("replica %d: the key got %d, want 200", i, got)
+		}
+	}
+	req, _ := http.NewRequest("DELETE", "http://"+rs.procs[0].admin+"/api/keys/"+rec.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+rs.d.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoking the key through A's admin API: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	keyRevoked := time.Now()
+	for i := 1; i < len(rs.procs); i++ {
+		rs.until(t, i, 5*time.Second, withKey(i), refused)
+		took := time.Since(keyRevoked)
+		t.Logf("replica %c refused the revoked API key %s after A's answer", 'A'+i, took.Round(time.Millisecond))
+		if took > time.Second {
+			t.Errorf("replica %c took %s to refuse a revoked key; the target is 1 s", 'A'+i, took.Round(time.Millisecond))
 		}
 	}
 
