@@ -253,14 +253,9 @@ func (s *Store) ListPage(ctx context.Context, f proxy.UserFilter) (proxy.UserPag
 	return page, nil
 }
 
-type walkEntry struct {
-	pos position
-	id  string // the subject ("": a customer linked to nobody)
-}
-
-// listBatch reads the next n positions of the walk after start
-// (exclusive), by the sort's index.
-func (s *Store) listBatch(ctx context.Context, q querier, p *plan, start *position, forward bool, n int) ([]walkEntry, error) {
+// batchSQL is the query of one batch of a walk: a keyset from the
+// cursor's position, in the order of the sort's partial index, limited.
+func (p *plan) batchSQL(start *position, forward bool, n int) (string, []any) {
 	where := slices.Clone(p.where)
 	args := slices.Clone(p.args)
 	cols := strings.Join(p.spec.cols, ", ")
@@ -282,15 +277,24 @@ func (s *Store) listBatch(ctx context.Context, q querier, p *plan, start *positi
 		order[i] = c + " " + dir
 	}
 	args = append(args, n)
-	var sql string
 	if p.spec.tag == 'c' {
-		sql = fmt.Sprintf(`SELECT 0, 0, c.id, c.subject FROM customers c WHERE %s ORDER BY %s LIMIT $%d`,
-			strings.Join(where, " AND "), strings.Join(order, ", "), len(args))
-	} else {
-		sql = fmt.Sprintf(`SELECT a.list_rank, CASE WHEN $%d = 'f' THEN a.first_s ELSE a.last_s END, a.list_email, a.id FROM accounts a WHERE %s ORDER BY %s LIMIT $%d`,
-			len(args)+1, strings.Join(where, " AND "), strings.Join(order, ", "), len(args))
-		args = append(args, string(p.spec.tag))
+		return fmt.Sprintf(`SELECT 0, 0, c.id, c.subject FROM customers c WHERE %s ORDER BY %s LIMIT $%d`,
+			strings.Join(where, " AND "), strings.Join(order, ", "), len(args)), args
 	}
+	sql := fmt.Sprintf(`SELECT a.list_rank, CASE WHEN $%d = 'f' THEN a.first_s ELSE a.last_s END, a.list_email, a.id FROM accounts a WHERE %s ORDER BY %s LIMIT $%d`,
+		len(args)+1, strings.Join(where, " AND "), strings.Join(order, ", "), len(args))
+	return sql, append(args, string(p.spec.tag))
+}
+
+type walkEntry struct {
+	pos position
+	id  string // the subject ("": a customer linked to nobody)
+}
+
+// listBatch reads the next n positions of the walk after start
+// (exclusive), by the sort's index.
+func (s *Store) listBatch(ctx context.Context, q querier, p *plan, start *position, forward bool, n int) ([]walkEntry, error) {
+	sql, args := p.batchSQL(start, forward, n)
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
