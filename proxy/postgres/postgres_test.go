@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
 	"github.com/tollgate/tollgate/proxy/storetest"
 )
@@ -24,6 +23,8 @@ func open(t *testing.T, now func() time.Time) *Store {
 	return s
 }
 
-func TestAPIKeys(t *testing.T) {
-	storetest.APIKeys(t, func(t *testing.T) proxy.APIKeyStore { return open(t, time.Now) })
+// TestConformance runs the stores' shared suite (proxy/storetest), API
+// keys included, against PostgreSQL: each store a fresh database.
+func TestConformance(t *testing.T) {
+	storetest.All(t, func(t *testing.T, now func() time.Time) storetest.Store { return open(t, now) })
 }
