@@ -275,7 +275,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	if pg != nil {
 		logger := deps.Logger.With("component", "postgres")
 		l, err := pg.Listen(ctx, postgres.ListenConfig{
-			Apply:  func(ctx context.Context, c postgres.Change) { g.applyChange(ctx, c, logger) },
+			Apply:  func(ctx context.Context, c postgres.Change) error { return g.applyChange(ctx, c, logger) },
 			Purge:  g.Cache.Purge,
 			Logger: logger,
 			Now:    deps.Now,

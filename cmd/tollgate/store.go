@@ -88,7 +88,7 @@ func (f *freshEntitlements) Entitlements(ctx context.Context, s proxy.Subject) (
 // open tunnels are judged again), a revocation is read and applied, a
 // revoked key is dropped from the key cache, a dirty mark wakes the
 // leader's worker. Every payload is only an ID.
-func (g *app) applyChange(ctx context.Context, c postgres.Change, logger *slog.Logger) {
+func (g *app) applyChange(ctx context.Context, c postgres.Change, logger *slog.Logger) error {
 	switch c.Kind {
 	case postgres.ChangeSubject:
 		if s, err := proxy.ParseSubject(c.ID); err == nil && g.Cache != nil {
@@ -96,16 +96,16 @@ func (g *app) applyChange(ctx context.Context, c postgres.Change, logger *slog.L
 		}
 	case postgres.ChangeRevocation:
 		if g.state == nil {
-			return
+			return nil
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		r, ok, err := g.PG.Revocation(rctx, c.ID)
 		if err != nil {
-			// Not lost: the store keeps it, and a restart loads it; the
-			// replica reads it again on its next reconnect's replay.
+			// Not lost: the Listener reconnects and replays the change,
+			// serving no miss until it has.
 			logger.Warn("postgres: reading a revocation another replica stored", "err", err)
-			return
+			return fmt.Errorf("read revocation %s: %w", c.ID, err)
 		}
 		if ok {
 			g.state.ApplyRevocation(r)
@@ -123,6 +123,7 @@ func (g *app) applyChange(ctx context.Context, c postgres.Change, logger *slog.L
 			g.Billing.KickDirty()
 		}
 	}
+	return nil
 }
 
 // openCache puts the LRU in front of the store.

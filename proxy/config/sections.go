@@ -570,7 +570,10 @@ func (p *configParser) store(s *configSection) proxy.StoreConfig {
 	dsn := s.str("dsn")
 	if p.require(dsn, " with store.driver: postgres", "a PostgreSQL connection string such as ${DATABASE_URL} or postgres://tollgate@db:5432/tollgate") {
 		if why := checkDSN(dsn.s); why != "" {
-			p.invalid(dsn, "%s is not a PostgreSQL connection string: %s; want postgres://user@host:5432/db or host=… dbname=…", redactURL(dsn.s), why)
+			// Never the string itself: it may hold a password, and an
+			// unparsable one cannot be redacted reliably (red team,
+			// issue 16: a "%" in a password printed it whole).
+			p.invalid(dsn, "is not a PostgreSQL connection string (not shown: it may hold a password): %s; want postgres://user@host:5432/db or host=… dbname=…", why)
 		} else {
 			sc.DSN = dsn.s
 		}
@@ -607,7 +610,7 @@ func checkDSN(dsn string) string {
 		u, err := url.Parse(dsn)
 		switch {
 		case err != nil:
-			return "it does not parse as a URL"
+			return "it does not parse as a URL (percent-encode a password's special characters, such as % as %25)"
 		case u.Host == "" && u.Query().Get("host") == "":
 			return "it names no host"
 		}

@@ -40,6 +40,10 @@ func TestParseConfig_Store(t *testing.T) {
 		{"dsn from an empty variable", "store:\n  driver: postgres\n  dsn: ${EMPTY_URL}\n", proxy.StoreConfig{}, "config.yaml:6: store.dsn: empty because", ""},
 		{"another scheme, password hidden", "store:\n  driver: postgres\n  dsn: mysql://u:hunter2@db/x\n", proxy.StoreConfig{}, "config.yaml:6: store.dsn:", ""},
 		{"no host", "store:\n  driver: postgres\n  dsn: postgres:///tollgate\n", proxy.StoreConfig{}, "names no host", ""},
+		// A "%" in the password makes the URL unparsable: the string is
+		// never shown (red team, issue 16: it was printed whole).
+		{"unparsable URL, password hidden", "store:\n  driver: postgres\n  dsn: postgres://tollgate:hunter2%zz@127.0.0.1:5432/db\n", proxy.StoreConfig{}, "percent-encode", ""},
+		{"unparsable port, password hidden", "store:\n  driver: postgres\n  dsn: postgres://tollgate:hunter2@127.0.0.1:%zz/db\n", proxy.StoreConfig{}, "not shown", ""},
 		{"min above max", "store:\n  driver: postgres\n  dsn: host=db\n  max_conns: 2\n  min_conns: 3\n", proxy.StoreConfig{}, "config.yaml:8: store.min_conns: 3 is more than store.max_conns (2)", ""},
 		{"zero lifetime", "store:\n  driver: postgres\n  dsn: host=db\n  max_conn_lifetime: 0s\n", proxy.StoreConfig{}, "config.yaml:7: store.max_conn_lifetime: \"0s\" is zero", ""},
 		{"dsn with bolt is not read", "store:\n  dsn: ${UNSET_URL}\n  max_conns: 0\n", proxy.StoreConfig{Driver: proxy.StoreBolt, Path: DefaultStorePath, CacheSize: DefaultCacheSize}, "", ""},
@@ -65,5 +69,20 @@ func TestParseConfig_Store(t *testing.T) {
 				t.Errorf("warnings %q, want one saying %q", cfg.Warnings, tc.warn)
 			}
 		})
+	}
+}
+
+// Ensure a URL quoted in an error never shows what could be a password,
+// even when it does not parse (red team, issue 16).
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://app.example.com/x":         `"https://app.example.com/x"`,
+		"https://u:hunter2@app.example.com": `"https://u:xxxxx@app.example.com"`,
+		"https://u:hunter2%zz@h:%zz/":       `"https://xxxxx@h:%zz/"`,
+		"not a url %zz":                     `"not a url %zz"`,
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

@@ -591,8 +591,17 @@ func validPortNumber(s string) bool {
 
 // redactURL quotes a URL for an error message without its password.
 func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return strconv.Quote(u.Redacted())
+	u, err := url.Parse(s)
+	if err == nil {
+		if u.User != nil {
+			return strconv.Quote(u.Redacted())
+		}
+		return strconv.Quote(s)
+	}
+	// Unparsable: hide whatever could be userinfo, everything between the
+	// scheme and the last "@" (red team, issue 16).
+	if i, j := strings.Index(s, "://"), strings.LastIndex(s, "@"); i >= 0 && j > i {
+		return strconv.Quote(s[:i+3] + "xxxxx" + s[j:])
 	}
 	return strconv.Quote(s)
 }

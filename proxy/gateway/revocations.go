@@ -108,8 +108,23 @@ func (st *State) LoadRevocations(ctx context.Context, now time.Time) (int, error
 
 // ApplyRevocation applies a revocation another replica stored, which
 // this one heard of through the store (the PostgreSQL store's change
-// log): its memory half, as LoadRevocations applies each at start.
-func (st *State) ApplyRevocation(r proxy.Revocation) { st.sessions.apply(r) }
+// log): its memory half, as LoadRevocations applies each at start, and
+// this replica's open tunnels it ends, closed or judged again as the
+// replica that took the revocation closed its own (red team, issue 16:
+// they waited for the minute's recheck).
+func (st *State) ApplyRevocation(r proxy.Revocation) {
+	st.sessions.apply(r)
+	switch r.Kind {
+	case proxy.RevocationSession:
+		st.tunnels.closeWhere(func(t *tunnel) bool { return t.id.SessionID == r.ID }, tunnelRevoked)
+	case proxy.RevocationUser:
+		st.tunnels.closeWhere(func(t *tunnel) bool { return t.id.UserID == r.UserID && !t.id.IssuedAt.After(r.At) }, tunnelRevoked)
+	case proxy.RevocationMembership:
+		st.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: r.UserID})
+	case proxy.RevocationOrg:
+		st.tunnels.changed(proxy.Subject{Kind: proxy.SubjectOrg, ID: r.OrgID})
+	}
+}
 
 // apply is the memory half of a stored revocation.
 func (ss *sessionState) apply(r proxy.Revocation) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/config"
 )
 
@@ -279,5 +280,27 @@ func TestTunnels_ClosingAHalfClosedTunnelEndsItsUpstreamSide(t *testing.T) {
 	fx.srv.tunnels.mu.Unlock()
 	if open != 0 {
 		t.Errorf("%d tunnels still registered", open)
+	}
+}
+
+// A revocation another replica stored closes this replica's tunnels of
+// that session at once, as the replica that took it closes its own (red
+// team, issue 16: they stayed open until the minute's recheck).
+func TestTunnels_ARevocationFromAnotherReplicaClosesThem(t *testing.T) {
+	fx := newGateFixture(t, tunnelUpstream())
+	conn, br, resp := fx.openTunnel("/ws", true)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	if err := echoLine(conn, br, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	fx.state.ApplyRevocation(proxy.Revocation{Kind: proxy.RevocationSession, ID: "sess_other", At: fx.now})
+	if err := echoLine(conn, br, "another session's revocation"); err != nil {
+		t.Fatalf("another session's revocation closed the tunnel: %v", err)
+	}
+	fx.state.ApplyRevocation(proxy.Revocation{Kind: proxy.RevocationSession, ID: "sess_1", At: fx.now})
+	if !closedWithin(conn, br, 10*time.Second) {
+		t.Fatal("a tunnel of a session another replica revoked is still open")
 	}
 }

@@ -329,6 +329,16 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 	if state.Deleted && !known {
 		return subject, nil, nil
 	}
+	if known && syncedAt.Before(rec.SyncedAt) && (state.Subject == (proxy.Subject{}) || state.Subject.String() == rec.Subject) {
+		// Another replica committed a read of Stripe that began after this
+		// one did (SyncedAt is when a sync began to read: proxy/stripe's
+		// syncLocked): this read is older, and writing it would put back
+		// a state Stripe has left, a cancellation undone (red team, issue
+		// 16). The customer's lock in one process orders its syncs; across
+		// replicas, this comparison does, up to the replicas' clock skew.
+		// The event is marked; the stored state stands.
+		return storedEntitlements(ctx, t, state.CustomerID, rec)
+	}
 	before := rec.Subject
 	old := rec.Subscriptions
 	merged := utcSubscriptions(proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt))
@@ -387,6 +397,21 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 		ents = &proxy.Entitlements{Subject: subject, CustomerID: state.CustomerID, Subscriptions: cloneSubscriptions(rec.Subscriptions), SyncedAt: rec.SyncedAt}
 		ents, err = withComps(ctx, t, subject, ents)
 	}
+	return subject, ents, err
+}
+
+// storedEntitlements are what a commit returns when it writes nothing: the
+// stored customer's subject and entitlements.
+func storedEntitlements(ctx context.Context, t *wtx, customerID string, rec customerRecord) (proxy.Subject, *proxy.Entitlements, error) {
+	if rec.Subject == "" || rec.Deleted {
+		return proxy.Subject{}, nil, nil
+	}
+	subject, err := proxy.ParseSubject(rec.Subject)
+	if err != nil {
+		return proxy.Subject{}, nil, err
+	}
+	ents := &proxy.Entitlements{Subject: subject, CustomerID: customerID, Subscriptions: cloneSubscriptions(rec.Subscriptions), SyncedAt: rec.SyncedAt}
+	ents, err = withComps(ctx, t, subject, ents)
 	return subject, ents, err
 }
 

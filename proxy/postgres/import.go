@@ -27,7 +27,12 @@ var ErrNotEmpty = errors.New("postgres: the database already holds a store; copy
 // Import starts an import into an empty store.
 func (s *Store) Import(ctx context.Context) (*Importer, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM accounts) + (SELECT count(*) FROM events)`).Scan(&n)
+	// Any record at all: a database holding only keys, organisations,
+	// comps, revocations or cursors is not empty either, and a copy into
+	// it failed halfway on a duplicate (red team, issue 16).
+	err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM accounts) + (SELECT count(*) FROM events)
+		+ (SELECT count(*) FROM orgs) + (SELECT count(*) FROM comps) + (SELECT count(*) FROM audit) + (SELECT count(*) FROM history)
+		+ (SELECT count(*) FROM cursors) + (SELECT count(*) FROM revocations) + (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM dirty)`).Scan(&n)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: import: %w", err)
 	}

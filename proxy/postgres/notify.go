@@ -60,7 +60,10 @@ const ChangeRetention = time.Hour
 type ListenConfig struct {
 	// Apply applies one change; it reads the store again for what it
 	// needs (the payload is never trusted). It must not block for long.
-	Apply func(ctx context.Context, c Change)
+	// An error (the read failed) leaves the change unapplied and the
+	// cursor before it: the Listener reconnects and replays it, not fresh
+	// meanwhile (red team, issue 16: a failed read was dropped for good).
+	Apply func(ctx context.Context, c Change) error
 	// Purge drops everything cached: the log could not be replayed (the
 	// replica was away longer than ChangeRetention/2).
 	Purge  func()
@@ -187,7 +190,9 @@ func (l *Listener) replay(ctx context.Context, conn *pgx.Conn, cursor int64, sin
 		return cursor, err
 	}
 	for _, c := range changes {
-		l.cfg.Apply(ctx, c)
+		if err := l.cfg.Apply(ctx, c); err != nil {
+			return cursor, fmt.Errorf("applying change %d: %w", c.Version, err)
+		}
 		cursor = max(cursor, c.Version)
 	}
 	if len(changes) > 0 {
@@ -245,7 +250,9 @@ func (l *Listener) follow(ctx context.Context, conn *pgx.Conn) error {
 				l.cfg.Logger.Warn("postgres: change log: unreadable notification ignored")
 				continue
 			}
-			l.cfg.Apply(ctx, c)
+			if err := l.cfg.Apply(ctx, c); err != nil {
+				return fmt.Errorf("applying change %d: %w", c.Version, err)
+			}
 			l.mu.Lock()
 			l.cursor, l.lastOK = max(l.cursor, c.Version), l.cfg.Now()
 			l.mu.Unlock()

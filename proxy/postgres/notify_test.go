@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -16,27 +17,47 @@ type changeLog struct {
 	changes []Change
 	purged  int
 	signal  chan struct{}
+	// failing makes the next applies of that kind fail, as a store read
+	// that times out does.
+	failing map[ChangeKind]int
 }
 
 func newChangeLog() *changeLog { return &changeLog{signal: make(chan struct{}, 1)} }
 
-func (c *changeLog) apply(_ context.Context, ch Change) {
+func (c *changeLog) apply(_ context.Context, ch Change) error {
 	c.mu.Lock()
+	if c.failing[ch.Kind] > 0 {
+		c.failing[ch.Kind]--
+		c.mu.Unlock()
+		return errors.New("reading the change: context deadline exceeded")
+	}
 	c.changes = append(c.changes, ch)
 	c.mu.Unlock()
 	select {
 	case c.signal <- struct{}{}:
 	default:
 	}
+	return nil
+}
+
+// waitForKind waits until a change of kind has been applied.
+func (c *changeLog) waitForKind(t *testing.T, kind ChangeKind) {
+	t.Helper()
+	c.waitMatch(t, func(ch Change) bool { return ch.Kind == kind }, string(kind))
 }
 
 // waitFor waits until a change of kind for id has been applied.
 func (c *changeLog) waitFor(t *testing.T, kind ChangeKind, id string) {
 	t.Helper()
+	c.waitMatch(t, func(ch Change) bool { return ch.Kind == kind && ch.ID == id }, string(kind)+" "+id)
+}
+
+func (c *changeLog) waitMatch(t *testing.T, match func(Change) bool, what string) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		c.mu.Lock()
-		found := slices.ContainsFunc(c.changes, func(ch Change) bool { return ch.Kind == kind && ch.ID == id })
+		found := slices.ContainsFunc(c.changes, match)
 		c.mu.Unlock()
 		if found {
 			return
@@ -44,7 +65,7 @@ func (c *changeLog) waitFor(t *testing.T, kind ChangeKind, id string) {
 		select {
 		case <-c.signal:
 		case <-deadline:
-			t.Fatalf("no change %s %s applied; got %v", kind, id, c.changes)
+			t.Fatalf("no change %s applied; got %v", what, c.changes)
 		}
 	}
 }
@@ -203,6 +224,25 @@ func TestListener_NoticesAConnectionTheServerEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.waitFor(t, ChangeSubject, "user_cy")
+}
+
+// A change whose apply fails (its revocation could not be read) is not
+// skipped: the Listener reconnects, is not fresh meanwhile, and replays it
+// (red team, issue 16: a revocation read that timed out was dropped for
+// good, the cursor moved past it).
+func TestListener_AFailedApplyIsReplayed(t *testing.T) {
+	a := open(t, time.Now)
+	log := newChangeLog()
+	log.failing = map[ChangeKind]int{ChangeRevocation: 1}
+	l := listen(t, a, log)
+	ctx := context.Background()
+	if err := a.AddRevocation(ctx, proxy.Revocation{Kind: proxy.RevocationSession, ID: "sess_gone", At: time.Now(), Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	log.waitForKind(t, ChangeRevocation)
+	if n := l.Reconnects(); n < 1 {
+		t.Errorf("reconnects = %d, want the failed apply to have reconnected", n)
+	}
 }
 
 func TestParseChange(t *testing.T) {

@@ -53,6 +53,11 @@ func (b *Billing) SyncCustomer(ctx context.Context, customerID, eventID string) 
 // is committed (access stays as it was) and ErrCustomerUnseen is returned,
 // logged and counted.
 func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, eventID string) (proxy.CustomerState, *proxy.Entitlements, error) {
+	// The state is as of when the read began: a store shared by several
+	// replicas keeps the later of two reads of one customer by it
+	// (proxy/postgres), so a slow replica's older read cannot undo a
+	// fresher one.
+	now := b.now()
 	var c *stripe.Customer
 	err := b.call(ctx, bud, func() (err error) {
 		p := &stripe.CustomerParams{}
@@ -80,7 +85,6 @@ func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, event
 			return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: %w", customerID, err)
 		}
 	}
-	now := b.now()
 	mapped := make([]proxy.Subscription, 0, len(subs))
 	for _, s := range subs {
 		mapped = append(mapped, b.subscription(s, customerID, now))
