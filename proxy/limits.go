@@ -207,10 +207,19 @@ type GCRAResult struct {
 // tat (0: none yet) with emission interval t and burst: the generic cell
 // rate algorithm, the virtual-scheduling form (ITU-T I.371). A request
 // passes when it is no earlier than tat - t*burst; it moves tat on by t.
+//
+// A kept tat is never more than t*burst ahead of the clock when it is set,
+// so one further ahead means the wall clock stepped back (NTP, a VM
+// resumed, the sandbox clock): it is capped at now + t*burst, an empty
+// bucket, so that a step back costs a subject at most one interval's wait
+// rather than the step's length (red team, issue 18). A refusal's TAT is
+// the capped one, for the caller to keep.
 func GCRA(tat, now int64, t time.Duration, burst int) GCRAResult {
 	ti, tau := int64(t), int64(t)*int64(burst)
 	if tat < now {
 		tat = now
+	} else if tat > now+tau {
+		tat = now + tau
 	}
 	next := tat + ti
 	if allowAt := next - tau; now < allowAt {

@@ -74,6 +74,30 @@ func TestGCRA(t *testing.T) {
 	}
 }
 
+// A wall clock that steps back must not lock a subject out for the step's
+// length: the kept tat is capped at now + the burst's duration, so the
+// wait is at most one interval (red team, issue 18).
+func TestGCRAClockStepBack(t *testing.T) {
+	const burst = 3
+	interval := 100 * time.Millisecond
+	now := int64(1_000_000_000_000)
+	var tat int64
+	for range burst {
+		tat = GCRA(tat, now, interval, burst).TAT
+	}
+	for _, step := range []time.Duration{time.Second, 10 * time.Minute, 24 * time.Hour} {
+		back := now - int64(step)
+		g := GCRA(tat, back, interval, burst)
+		if g.Allowed || g.Retry != interval || g.Reset > time.Duration(burst)*interval {
+			t.Errorf("step back %v, at once: %+v, want refused, retry in %v, reset within %v", step, g, interval, time.Duration(burst)*interval)
+		}
+		// The refusal's TAT is what the limiter keeps.
+		if g := GCRA(g.TAT, back+int64(interval), interval, burst); !g.Allowed {
+			t.Errorf("step back %v, one interval later: %+v, want allowed", step, g)
+		}
+	}
+}
+
 func TestLimitFor(t *testing.T) {
 	p := Plan{Limits: []LimitEntry{{Route: "*", Limit: Limit{Rate: 1}}, {Route: "258AVO", Limit: Limit{Rate: 2}}}}
 	for route, want := range map[string]string{"258AVO": "258AVO", "258avo": "258AVO", "415VNA": "*", "": "*"} {

@@ -300,6 +300,9 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	}
 	if lim.Rate > 0 {
 		if !g.Allowed {
+			// Unchanged, or capped after the clock stepped back
+			// (proxy.GCRA).
+			st.tat = g.TAT
 			a.Reason = RateLimited
 			l.obs.Limited(plan, e.Route, "rate")
 			return a, nil
