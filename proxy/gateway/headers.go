@@ -126,6 +126,28 @@ func sanitizeRequestHeaders(h http.Header, trustedPeer bool) (overrides []string
 	return overrides
 }
 
+// foldHeaderName is name as foldedEqual compares it: lower case, every
+// byte other than a letter or a digit read as "-".
+func foldHeaderName(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, c := range b {
+		if !isAlnum(rune(c)) {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+// stripFoldedHeader removes the header whose folded name is folded in
+// every spelling.
+func stripFoldedHeader(h http.Header, folded string) {
+	for k := range h {
+		if foldedEqual(k, folded) {
+			delete(h, k)
+		}
+	}
+}
+
 // stripTollgateHeaders removes X-Tollgate-* in every spelling.
 func stripTollgateHeaders(h http.Header) {
 	for k := range h {

@@ -1,6 +1,13 @@
 package gateway
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,5 +34,45 @@ func TestLimitClockStepBack(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("step back %v, one interval later: %d (Retry-After %q), want 200", step, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
+	}
+}
+
+// The cost header is the upstream's to set: a client's in any spelling the
+// app's framework reads as it (X_Cost, x.cost) never reaches the upstream,
+// as the X-Tollgate-* family (red team, issue 18). Raw requests, since Go's
+// client would canonicalise the names.
+func TestLimitCostHeaderRequestSpellings(t *testing.T) {
+	var mu sync.Mutex
+	var saw []string
+	fx := newLimitFixture(t, 100, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		for k, v := range r.Header {
+			if foldedEqual(k, "x-cost") {
+				saw = append(saw, k+": "+strings.Join(v, ","))
+			}
+		}
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	host := strings.TrimPrefix(fx.front.URL, "http://")
+	for _, name := range []string{"X-Cost", "x-cost", "X_Cost", "x_cost", "X-COST", "X.Cost", "x_COST"} {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /routes/415VNA/x HTTP/1.1\r\nHost: %s\r\nX-Test-User: user_a\r\n%s: 0\r\nConnection: close\r\n\r\n", host, name)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		conn.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d, want 200", name, resp.StatusCode)
+		}
+	}
+	if len(saw) > 0 {
+		t.Errorf("the upstream received the client's cost header: %q", saw)
 	}
 }

@@ -183,7 +183,7 @@ func New(o Options) (*Server, error) {
 	s.pages = p
 	var ul upstreamLimits
 	if cfg.CostHeader != "" || hasLimits(cfg) {
-		ul = upstreamLimits{costHeader: cfg.CostHeader, settle: s.settleLimit}
+		ul = upstreamLimits{costFolded: foldHeaderName(cfg.CostHeader), settle: s.settleLimit}
 	}
 	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, cfg.APIKeys.Header, cfg.Clerk.APIKeys, s.streamStarted, s.transport, s.log, s.writeError, s.obs, ul)
 	if err := s.mountInternal(o.Internal); err != nil {

@@ -221,9 +221,11 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 		h := pr.Out.Header
 		stripCookies(h, forwardClerkCookies)
 		stripAPIKeys(h, keyHeader, clerkKeys)
-		if lim.costHeader != "" {
-			// The cost is the upstream's to say, never the client's.
-			delete(h, lim.costHeader)
+		if lim.costFolded != "" {
+			// The cost is the upstream's to say, never the client's: in
+			// every spelling the app's framework may read as it
+			// (headers.go), X_Cost as X-Cost.
+			stripFoldedHeader(h, lim.costFolded)
 		}
 		if f != nil && f.preflight {
 			// A preflight carries no credentials by design: an app that
@@ -355,7 +357,7 @@ func setIdentityHeaders(h http.Header, f *forward) {
 // the cost header from requests and settle each admission on the response
 // (settle nil: no limits and no cost header configured).
 type upstreamLimits struct {
-	costHeader string
+	costFolded string // the cost header's name, folded (foldHeaderName)
 	settle     func(*forward, *http.Response)
 }
 
