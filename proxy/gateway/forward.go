@@ -21,7 +21,10 @@ func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry,
 		w = &tunnelWriter{ResponseWriter: w, reg: s.tunnels, tn: f.tunnel, maxLifetime: s.cfg.Timeouts.TunnelMaxLifetime}
 	}
 	defer func() {
-		f.limit.Release() // a request that never reached an answer costs nothing
+		// Settled already when the upstream answered, or in the
+		// ReverseProxy's ErrorHandler (forward.settleLost); a panic on
+		// the way costs nothing.
+		f.limit.Release()
 		// An upgrade, or a stream that streamStarted registered.
 		if tn := f.tunnel; tn != nil {
 			s.tunnels.remove(tn)

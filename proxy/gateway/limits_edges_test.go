@@ -2,14 +2,19 @@ package gateway
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // A wall clock that steps back after a subject spent its burst must not
@@ -74,5 +79,89 @@ func TestLimitCostHeaderRequestSpellings(t *testing.T) {
 	}
 	if len(saw) > 0 {
 		t.Errorf("the upstream received the client's cost header: %q", saw)
+	}
+}
+
+// Once the request has reached the upstream, an answer that never comes
+// back still costs 1: the upstream may have done the work. Only a request
+// that never went out, or a 5xx, is free (red team, issue 18: clients that
+// hung up before the answer spent nothing). The gateway is served here
+// through a handler that says when it is done with each request, so the
+// quota is read after it settled.
+func TestLimitLostAnswerCosts(t *testing.T) {
+	sub := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_a"}
+	for _, tc := range []struct {
+		name     string
+		upstream string // hang: holds the request until it is cancelled; reset: drops the connection; down: not listening
+		cancel   bool   // the client hangs up once the upstream has the request
+		want     int64  // units used afterwards
+	}{
+		{"client gone after the upstream had it", "hang", true, 1},
+		{"upstream timed out", "hang", false, 1},
+		{"upstream dropped the connection (502)", "reset", false, 0},
+		{"upstream down: never sent", "down", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan struct{}, 1)
+			fx := newLimitFixtureWith(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got <- struct{}{}
+				if tc.upstream == "reset" {
+					conn, _, err := http.NewResponseController(w).Hijack()
+					if err == nil {
+						conn.Close()
+					}
+					return
+				}
+				<-r.Context().Done() // the gateway gave up on it
+			}), nil, func(o *Options) {
+				// A short wait for the answer's headers: the "upstream
+				// timed out" case.
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				tr.ResponseHeaderTimeout = 100 * time.Millisecond
+				o.State.transport = tr
+			})
+			if tc.upstream == "down" {
+				fx.upstream.Close()
+			}
+			done := make(chan int, 1)
+			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fx.srv.ServeHTTP(w, r)
+				done <- 0
+			}))
+			defer front.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", front.URL+"/routes/415VNA/x", nil)
+			req.Header.Set("X-Test-User", "user_a")
+			errc := make(chan error, 1)
+			go func() {
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				errc <- err
+			}()
+			if tc.upstream != "down" {
+				<-got
+			}
+			if tc.cancel {
+				cancel()
+			}
+			<-done
+			if err := <-errc; tc.cancel != errors.Is(err, context.Canceled) {
+				t.Errorf("client: %v", err)
+			}
+			var used int64
+			u, err := fx.lim.Usage(context.Background(), sub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range u {
+				used += c.Used
+			}
+			if used != tc.want {
+				t.Errorf("used %d, want %d", used, tc.want)
+			}
+		})
 	}
 }

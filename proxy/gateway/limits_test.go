@@ -55,7 +55,7 @@ func newLimitFixtureEdit(t *testing.T, quota int, edit func(string) string) *lim
 	return newLimitFixtureWith(t, quota, nil, edit)
 }
 
-func newLimitFixtureWith(t *testing.T, quota int, upstream http.Handler, edit func(string) string) *limitFixture {
+func newLimitFixtureWith(t *testing.T, quota int, upstream http.Handler, edit func(string) string, opts ...func(*Options)) *limitFixture {
 	t.Helper()
 	lf := &limitFixture{}
 	var fx *gateFixture
@@ -71,6 +71,9 @@ func newLimitFixtureWith(t *testing.T, quota int, upstream http.Handler, edit fu
 			t.Fatal(err)
 		}
 		o.Limiter, lf.lim = l, l
+		for _, opt := range opts {
+			opt(o)
+		}
 	})
 	lf.gateFixture = fx
 	anchor := time.Date(2026, 1, 10, 8, 0, 0, 0, time.UTC)

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
@@ -56,6 +58,37 @@ type forward struct {
 	// limit is the admission under the plan's limits, settled when the
 	// upstream answers (zero: the plan has none here).
 	limit limits.Admission
+	// wrote: the whole request reached the upstream (set by trace, from the
+	// transport's goroutine), so a lost answer still costs (settleLost).
+	wrote atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+func (f *forward) wroteRequest(info httptrace.WroteRequestInfo) {
+	if info.Err == nil {
+		f.wrote.Store(true)
+	}
+}
+
+// traceWrite watches whether the request reaches the upstream, when a
+// quota reservation depends on it.
+func (f *forward) traceWrite(pr *httputil.ProxyRequest) {
+	f.trace.WroteRequest = f.wroteRequest
+	pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &f.trace))
+}
+
+// settleLost ends the quota reservation of a request the upstream did not
+// answer: free when the request never reached it (the upstream down, the
+// client's body failed); once written, a client gone or a timeout costs 1,
+// since the upstream may have done the work (README "Limits"). Any other
+// failure answers 502 and, as a 5xx, costs nothing.
+func (f *forward) settleLost(err error) {
+	var ne net.Error
+	if f.wrote.Load() && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
+		f.limit.Abandon()
+		return
+	}
+	f.limit.Release()
 }
 
 // clerkQueryParam reports whether a query parameter belongs to Clerk's
@@ -244,6 +277,9 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 		}
 		if f != nil {
 			setIdentityHeaders(h, f)
+			if f.limit.Holds() {
+				f.traceWrite(pr)
+			}
 		}
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
@@ -304,7 +340,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 			}
 		}
 		if f := forwardFrom(r.Context()); f != nil {
-			f.limit.Release() // no answer: no cost
+			f.settleLost(err)
 		}
 		if clientsFault(w, r, logger, obs, onError) {
 			return

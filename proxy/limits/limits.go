@@ -357,8 +357,17 @@ func (a *Admission) Settle(status int, cost int64) {
 	}
 }
 
-// Release ends a's reservation without cost (the upstream never answered).
+// Release ends a's reservation without cost: the request never reached
+// the upstream.
 func (a *Admission) Release() { a.Settle(http.StatusBadGateway, 0) }
+
+// Abandon ends a's reservation at its unit, 1: the upstream had the
+// request but its answer never came back (the client went away, or the
+// wait timed out), so it may have done the work (README "Limits").
+func (a *Admission) Abandon() { a.Settle(http.StatusOK, 1) }
+
+// Holds reports whether a holds a quota reservation still to end.
+func (a *Admission) Holds() bool { return a.c != nil }
 
 // ParseCost reads a cost header's value: a whole number from 0 to 10^9;
 // anything else costs 1, as an absent header does.
