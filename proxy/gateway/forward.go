@@ -20,6 +20,11 @@ func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry,
 		f.tunnel = s.newTunnel(r, f)
 		w = &tunnelWriter{ResponseWriter: w, reg: s.tunnels, tn: f.tunnel, maxLifetime: s.cfg.Timeouts.TunnelMaxLifetime}
 	}
+	if s.cfg.CostHeader != "" {
+		f.costw = costWriter{ResponseWriter: w, name: s.cfg.CostHeader} // canonical (config)
+		w = &f.costw
+		defer f.costw.stripTrailers()
+	}
 	defer func() {
 		// Settled already when the upstream answered, or in the
 		// ReverseProxy's ErrorHandler (forward.settleLost); a panic on

@@ -163,6 +163,9 @@ func (s *Server) settleLimit(f *forward, resp *http.Response) {
 			}
 			delete(h, s.cfg.CostHeader)
 		}
+		// Not announced as a trailer either (costWriter removes its
+		// value): a cost in a trailer is ignored.
+		delete(resp.Trailer, s.cfg.CostHeader)
 	}
 	if f.limit.Limit() == nil {
 		return

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -163,5 +165,61 @@ func TestLimitLostAnswerCosts(t *testing.T) {
 				t.Errorf("used %d, want %d", used, tc.want)
 			}
 		})
+	}
+}
+
+// The cost header never reaches the client in a 1xx answer (the
+// ReverseProxy copies those without ModifyResponse) or as a trailer,
+// declared or not; a cost sent as a trailer is ignored: the call costs 1
+// (red team, issue 18).
+func TestLimitCostHeaderIn1xxAndTrailers(t *testing.T) {
+	for _, declared := range []bool{true, false} {
+		fx := newLimitFixture(t, 100, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Cost", "7")
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("X-Cost")
+			if declared {
+				w.Header().Set("Trailer", "X-Cost")
+			}
+			w.WriteHeader(200)
+			io.WriteString(w, "body")
+			if declared {
+				w.Header().Set("X-Cost", "50")
+			} else {
+				w.Header().Set(http.TrailerPrefix+"X-Cost", "50")
+			}
+		}))
+		var hints []http.Header
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			hints = append(hints, http.Header(h).Clone())
+			return nil
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", fx.front.URL+"/routes/415VNA/x", nil)
+		req.Header.Set("X-Test-User", "user_a")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if len(hints) != 1 || hints[0].Get("Link") == "" {
+			t.Errorf("declared %v: 1xx answers %v, want the 103 with its Link", declared, hints)
+		}
+		for _, h := range hints {
+			if v, ok := h["X-Cost"]; ok {
+				t.Errorf("declared %v: the cost header reached the client in a 1xx: %q", declared, v)
+			}
+		}
+		if v, ok := resp.Trailer["X-Cost"]; ok {
+			t.Errorf("declared %v: the cost header reached the client as a trailer: %q", declared, v)
+		}
+		if resp.StatusCode != 200 || resp.Header.Get("RateLimit") == "" {
+			t.Errorf("declared %v: %d RateLimit %q, want 200 with the field", declared, resp.StatusCode, resp.Header.Get("RateLimit"))
+		}
+		u, err := fx.lim.Usage(context.Background(), proxy.Subject{Kind: proxy.SubjectUser, ID: "user_a"})
+		if err != nil || len(u) != 1 || u[0].Used != 1 {
+			t.Errorf("declared %v: usage %+v (%v), want 1: a cost in a trailer is ignored", declared, u, err)
+		}
 	}
 }

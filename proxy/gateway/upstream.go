@@ -62,6 +62,9 @@ type forward struct {
 	// transport's goroutine), so a lost answer still costs (settleLost).
 	wrote atomic.Bool
 	trace httptrace.ClientTrace
+	// costw strips the cost header from 1xx answers (Server.toUpstream),
+	// kept here to cost no allocation.
+	costw costWriter
 }
 
 func (f *forward) wroteRequest(info httptrace.WroteRequestInfo) {
@@ -551,4 +554,35 @@ func defaultTransport() http.RoundTripper {
 	t.ResponseHeaderTimeout = 60 * time.Second
 	t.MaxIdleConnsPerHost = 256
 	return t
+}
+
+// costWriter keeps the upstream's cost header from the client where
+// ModifyResponse does not see it: the ReverseProxy copies a 1xx answer's
+// headers (103 Early Hints) straight to the ResponseWriter and calls
+// WriteHeader, and it copies trailers after the body. WriteHeader of a 1xx
+// removes the header; stripTrailers, once the ReverseProxy is done, removes
+// it as a trailer.
+type costWriter struct {
+	http.ResponseWriter
+	name string // canonical
+}
+
+func (w *costWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 {
+		delete(w.Header(), w.name)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer
+// (Flush, Hijack for an upgrade).
+func (w *costWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// stripTrailers removes the cost header sent as a trailer, declared or not
+// (http.TrailerPrefix): net/http writes trailers from the header map once
+// the handler returns. A cost in a trailer is ignored (README "Limits").
+func (w *costWriter) stripTrailers() {
+	h := w.Header()
+	delete(h, w.name)
+	delete(h, http.TrailerPrefix+w.name)
 }
