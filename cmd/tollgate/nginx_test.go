@@ -90,8 +90,19 @@ http {
       auth_request_set $tg_status $upstream_http_x_tollgate_status;
       auth_request_set $tg_route $upstream_http_x_tollgate_route;
       auth_request_set $tg_location $upstream_http_x_tollgate_location;
+      # Plans' limits: the over-limit code and fields, and the RateLimit
+      # fields of an allowed answer.
+      auth_request_set $tg_code $upstream_http_x_tollgate_status_code;
+      auth_request_set $tg_retry_after $upstream_http_retry_after;
+      auth_request_set $tg_ratelimit $upstream_http_ratelimit;
+      auth_request_set $tg_ratelimit_policy $upstream_http_ratelimit_policy;
       error_page 401 = @tollgate_401;
       error_page 403 = @tollgate_403;
+      add_header RateLimit $tg_ratelimit always;
+      add_header RateLimit-Policy $tg_ratelimit_policy always;
+      # The app's cost header is tollgate's, never the client's, either way.
+      proxy_hide_header X-Tollgate-Cost;
+      proxy_set_header X-Tollgate-Cost "";
       # Set (or, when empty, remove) the identity headers: a client's own
       # X-Tollgate-* never reach the app.
       proxy_set_header X-Tollgate-User $tg_user;
@@ -125,7 +136,13 @@ http {
     }
     location @tollgate_403 {
       add_header Cache-Control no-store always;
+      # Over a plan's limit (X-Tollgate-Status-Code 429): 429 with the
+      # fields; empty ones are not sent.
+      add_header Retry-After $tg_retry_after always;
+      add_header RateLimit $tg_ratelimit always;
+      add_header RateLimit-Policy $tg_ratelimit_policy always;
       if ($tg_location) { return 303 $tg_location; }
+      if ($tg_code = 429) { return 429; }
       return 403;
     }
   }
