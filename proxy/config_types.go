@@ -211,6 +211,10 @@ type Plan struct {
 	// Limits is limits:, in file order (README "Limits"); LimitFor picks
 	// the entry for a route.
 	Limits []LimitEntry
+	// Meter is meter:, the plan's usage billed through a Stripe Billing
+	// Meter (README "Metered plans"); nil for none. Its price is one of
+	// Prices only when the plan is pure pay-as-you-go (prices: omitted).
+	Meter *PlanMeter
 }
 
 // HasPrice reports whether id is one of the plan's prices.

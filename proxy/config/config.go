@@ -126,7 +126,7 @@ func configKeys(section string) []string {
 		return []string{"secret_key", "webhook_secret", "past_due_grace", "paused_collection", "reconcile_interval",
 			"allow_promotion_codes", "automatic_tax", "api_url"}
 	case "plans.*":
-		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope", "limits"}
+		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope", "limits", "meter"}
 	case "free":
 		return []string{"routes", "limits"}
 	case "limits.*":
