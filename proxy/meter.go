@@ -149,6 +149,10 @@ func (s OutboxStatus) String() string {
 type OutboxState struct {
 	Status   OutboxStatus
 	Attempts int
+	// First is the first attempt: Stripe's uniqueness of the identifier
+	// runs from about then, so a row first tried a day ago is not sent
+	// again blindly.
+	First time.Time
 	// Next is when a pending row is due again (zero: now).
 	Next time.Time
 	// Done is when it was sent or flagged.

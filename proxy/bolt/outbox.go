@@ -73,6 +73,7 @@ type usageStateRecord struct {
 	V        int    `json:"v"`
 	Status   uint8  `json:"st"`
 	Attempts int    `json:"a,omitempty"`
+	First    int64  `json:"first,omitempty"` // unix ns
 	Next     int64  `json:"next,omitempty"` // unix ns
 	Done     int64  `json:"done,omitempty"` // unix ns
 	Note     string `json:"note,omitempty"`
@@ -207,6 +208,9 @@ func decodeUsageState(seq uint64, v []byte) (proxy.OutboxState, error) {
 		return proxy.OutboxState{}, fmt.Errorf("usage row %d state: %w", seq, err)
 	}
 	st := proxy.OutboxState{Status: proxy.OutboxStatus(rec.Status), Attempts: rec.Attempts, Note: rec.Note}
+	if rec.First != 0 {
+		st.First = time.Unix(0, rec.First).UTC()
+	}
 	if rec.Next != 0 {
 		st.Next = time.Unix(0, rec.Next).UTC()
 	}
@@ -285,6 +289,9 @@ func (s *Store) SetUsageState(ctx context.Context, seq uint64, st proxy.OutboxSt
 			return fmt.Errorf("usage row %d: unknown status %d", seq, st.Status)
 		}
 		rec := usageStateRecord{V: recordVersion, Status: uint8(st.Status), Attempts: st.Attempts, Note: st.Note}
+		if !st.First.IsZero() {
+			rec.First = st.First.UnixNano()
+		}
 		if !st.Next.IsZero() {
 			rec.Next = st.Next.UnixNano()
 		}
@@ -398,8 +405,18 @@ func (s *Store) FlaggedUsage(ctx context.Context, limit int) ([]proxy.OutboxEntr
 // (the rows written for it, sent or not): the account page's "usage so
 // far". A range of one subject's keys, never a walk of the outbox.
 func (s *Store) MeteredUsage(ctx context.Context, subject proxy.Subject, eventName string, since time.Time) (int64, error) {
+	return s.MeteredUsageBetween(ctx, subject, eventName, since, time.Time{})
+}
+
+// MeteredUsageBetween sums subject's rows of the meter eventName whose
+// timestamps fall in [from, to); a zero to has no end.
+func (s *Store) MeteredUsageBetween(ctx context.Context, subject proxy.Subject, eventName string, from, to time.Time) (int64, error) {
 	prefix := append(append(append([]byte(subject.String()), 0), eventName...), 0)
-	start := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(since.Unix(), 0)))
+	start := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(from.Unix(), 0)))
+	var end []byte
+	if !to.IsZero() {
+		end = binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(to.Unix(), 0)))
+	}
 	var n int64
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		usage := optionalBucket(tx, bucketOutboxUsage)
@@ -408,6 +425,9 @@ func (s *Store) MeteredUsage(ctx context.Context, subject proxy.Subject, eventNa
 		}
 		c := usage.Cursor()
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if end != nil && bytes.Compare(k, end) >= 0 {
+				break
+			}
 			if len(v) != 8 {
 				return fmt.Errorf("usage %q: %w", k, errCorrupt)
 			}

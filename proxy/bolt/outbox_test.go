@@ -13,9 +13,9 @@ import (
 )
 
 var (
-	oAda = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	oAda  = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
 	oAcme = proxy.Subject{Kind: proxy.SubjectOrg, ID: "org_acme"}
-	ot0  = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	ot0   = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 )
 
 func usageRow(s proxy.Subject, at time.Time, n int64) proxy.UsageRow {
