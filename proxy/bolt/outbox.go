@@ -74,8 +74,8 @@ type usageStateRecord struct {
 	Status   uint8  `json:"st"`
 	Attempts int    `json:"a,omitempty"`
 	First    int64  `json:"first,omitempty"` // unix ns
-	Next     int64  `json:"next,omitempty"` // unix ns
-	Done     int64  `json:"done,omitempty"` // unix ns
+	Next     int64  `json:"next,omitempty"`  // unix ns
+	Done     int64  `json:"done,omitempty"`  // unix ns
 	Note     string `json:"note,omitempty"`
 }
 
