@@ -345,3 +345,40 @@ func TestMeterSender_AgeAndLeader(t *testing.T) {
 		t.Errorf("%d sent, states %+v %+v; want the 30-hour-old row sent, the 36-day-old one flagged", n, out.state(1), out.state(2))
 	}
 }
+
+// A metered plan's Checkout: the chosen price with a quantity of one, the
+// metered price with none (Stripe refuses a quantity on a metered line
+// item); pay-as-you-go lists the metered price once.
+func TestLineItems(t *testing.T) {
+	type item struct {
+		Price    string
+		Quantity int64 // 0: none sent
+	}
+	meter := &proxy.PlanMeter{EventName: "api_requests", Price: "price_usage"}
+	tests := []struct {
+		name  string
+		plan  proxy.Plan
+		price string
+		want  []item
+	}{
+		{"no meter", proxy.Plan{Prices: []string{"price_pro"}}, "price_pro", []item{{"price_pro", 1}}},
+		{"base fee plus usage", proxy.Plan{Prices: []string{"price_base"}, Meter: meter}, "price_base",
+			[]item{{"price_base", 1}, {"price_usage", 0}}},
+		{"pay as you go", proxy.Plan{Prices: []string{"price_usage"}, Meter: meter}, "price_usage", []item{{"price_usage", 0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []item
+			for _, li := range lineItems(&tt.plan, tt.price) {
+				it := item{Price: *li.Price}
+				if li.Quantity != nil {
+					it.Quantity = *li.Quantity
+				}
+				got = append(got, it)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
