@@ -48,10 +48,16 @@ const (
 // Nickname. Currency defaults to "usd". Interval is "day", "week", "month"
 // or "year" for a recurring price (always every one interval) and "" for a
 // one-time price.
+//
+// Meter makes a recurring price metered (recurring[usage_type]=metered),
+// backed by the meter with that ID (one of Options.Meters): UnitAmount is
+// then per unit of usage, billed at the end of each period for the usage
+// the meter counted in it.
 type Price struct {
 	ID, Product, Nickname, Currency string
 	UnitAmount                      int64 // in the currency's minor unit (cents)
 	Interval                        string
+	Meter                           string
 }
 
 // DefaultPrices returns the prices used when Options.Prices is
@@ -95,6 +101,9 @@ type Options struct {
 	// webhooks and the Events API alike. Requests with the header are
 	// answered in the version they name (stripe-go always sends its own).
 	APIVersion string
+	// Meters are the test-mode Billing Meters the account starts with
+	// (more can be made through the API).
+	Meters []Meter
 	// StripeTax says the account has Stripe Tax set up (an origin
 	// address, Tax turned on): without it Checkout refuses automatic_tax,
 	// as Stripe does. The account has no tax registration, so the tax
@@ -168,6 +177,12 @@ type Stripe struct {
 	hooks       [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
 	// webhookEndpoints are the endpoints made through the API, by ID.
 	webhookEndpoints map[string]*webhookEndpoint
+	// Billing Meters (api_meters.go): by ID, in creation order; the
+	// identifiers seen in the last day, by mode; every accepted event.
+	meters      map[string]*meter
+	meterOrder  []string
+	meterIdents map[string]*meterEvent
+	meterEvents []*meterEvent
 	queue            []*delivery // awaiting delivery, in order
 	delivering       bool
 	idle             chan struct{} // closed when the queue is drained
@@ -201,6 +216,8 @@ func New(opts Options) *Stripe {
 		idle:        make(chan struct{}),
 
 		webhookEndpoints: map[string]*webhookEndpoint{},
+		meters:           map[string]*meter{},
+		meterIdents:      map[string]*meterEvent{},
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	close(s.idle)
@@ -230,6 +247,9 @@ func New(opts Options) *Stripe {
 	}
 	s.view = view{version: s.apiVersion}
 	s.createdAt = s.now()
+	for _, m := range opts.Meters {
+		s.addMeter(m, false)
+	}
 	prices := opts.Prices
 	if len(prices) == 0 {
 		prices = DefaultPrices()
@@ -261,6 +281,9 @@ func (s *Stripe) addPrice(i int, p Price, live bool) {
 	}
 	if p.UnitAmount < 0 {
 		panic(fmt.Sprintf("sandbox: stripe price %q: negative amount", p.ID))
+	}
+	if m := s.meters[p.Meter]; p.Meter != "" && (m == nil || m.livemode != live || p.Interval == "") {
+		panic(fmt.Sprintf("sandbox: stripe price %q: meter %q is not a meter of its mode, or the price is not recurring", p.ID, p.Meter))
 	}
 	p.Currency = strings.ToLower(p.Currency)
 	if p.Currency == "" {
