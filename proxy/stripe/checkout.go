@@ -160,8 +160,8 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
 		Customer:          stripe.String(cus),
 		ClientReferenceID: stripe.String(req.Identity.UserID),
-		LineItems: lineItems(plan, price),
-		SuccessURL: stripe.String(b.public + b.prefix + "/checkout/done?session_id={CHECKOUT_SESSION_ID}"),
+		LineItems:         lineItems(plan, price),
+		SuccessURL:        stripe.String(b.public + b.prefix + "/checkout/done?session_id={CHECKOUT_SESSION_ID}"),
 		CancelURL: stripe.String(b.public + b.prefix + "/subscribe/" + url.PathEscape(plan.Key) + "?" +
 			url.Values{"return": {ret}}.Encode()),
 		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{

@@ -183,12 +183,12 @@ type Stripe struct {
 	meterOrder  []string
 	meterIdents map[string]*meterEvent
 	meterEvents []*meterEvent
-	queue            []*delivery // awaiting delivery, in order
-	delivering       bool
-	idle             chan struct{} // closed when the queue is drained
-	closed           bool
-	stopCtx          context.Context // ends with Close: cancels deliveries
-	stop             context.CancelFunc
+	queue       []*delivery // awaiting delivery, in order
+	delivering  bool
+	idle        chan struct{} // closed when the queue is drained
+	closed      bool
+	stopCtx     context.Context // ends with Close: cancels deliveries
+	stop        context.CancelFunc
 }
 
 // New builds the Stripe stand-in. It panics if opts.Prices is
