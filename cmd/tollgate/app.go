@@ -37,10 +37,11 @@ type appDeps struct {
 type app struct {
 	Handler http.Handler
 	Server  *gateway.Server
-	Store   appStore        // nil without Clerk or billing
-	PG      *postgres.Store // the same store when store.driver is postgres, else nil
-	Billing *stripe.Billing // nil without billing
-	Clerk   *clerk.Client   // nil without Clerk
+	Store   appStore            // nil without Clerk or billing
+	PG      *postgres.Store     // the same store when store.driver is postgres, else nil
+	Billing *stripe.Billing     // nil without billing
+	Meters  *stripe.MeterSender // the usage outbox's sender; nil without billing or on PostgreSQL
+	Clerk   *clerk.Client       // nil without Clerk
 	Cache   *cache.EntitlementCache
 	Metrics *metrics.Metrics
 	// Keys is the API key store every key lookup and revocation goes
@@ -432,6 +433,15 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 		return nil
 	}
 	g.background(func() { loops.Run(ctx) })
+
+	// The usage outbox's sender (README "Metered plans"). One gateway per
+	// bbolt file: it always leads. A shared store gives Leader its lease.
+	ms, ok := store.(stripe.MeterStore)
+	if !ok {
+		return nil // no usage outbox in this store: metered plans are refused (openLimits)
+	}
+	g.Meters = billing.MeterSender(stripe.MeterConfig{Store: ms, Observer: g.Metrics})
+	g.background(func() { g.Meters.Run(ctx) })
 	return nil
 }
 

@@ -42,8 +42,9 @@ type MeterStore interface {
 type MeterObserver interface {
 	// MeterEvent counts one row's outcome: one of the Meter* results.
 	MeterEvent(result string)
-	// Outbox reports the outbox after each pass.
-	Outbox(st proxy.OutboxStats, now time.Time)
+	// Outbox reports the outbox after each pass: rows waiting, rows
+	// flagged for an admin, and the oldest waiting row's age (0: none).
+	Outbox(pending, flagged int, oldest time.Duration)
 }
 
 // Outcomes of sending one row, a fixed set for metric labels.
@@ -174,7 +175,11 @@ func (m *MeterSender) report(ctx context.Context) {
 		return
 	}
 	if st, err := m.store.OutboxStats(ctx); err == nil {
-		m.obs.Outbox(st, m.now())
+		var age time.Duration
+		if !st.Oldest.IsZero() {
+			age = max(m.now().Sub(st.Oldest), 0)
+		}
+		m.obs.Outbox(st.Pending, st.Flagged, age)
 	}
 }
 
