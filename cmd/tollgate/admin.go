@@ -459,6 +459,7 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 			// the key from its cache at once.
 			ac.Keys, ac.LiveKeys = g.Keys, cfg.LiveMode()
 		}
+		ac.Outbox = g.Store
 		ac.Ready = append(ac.Ready, admin.Check{Name: "store", Run: g.Store.Ping})
 	}
 	if g.listener != nil {
