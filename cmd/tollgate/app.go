@@ -290,6 +290,12 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger)
 	opts.Seen = seen
 	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, g.Cache
+	if ob, ok := store.(interface {
+		proxy.MeteredUsage
+		gateway.OutboxReader
+	}); ok { // bbolt; PostgreSQL keeps no usage outbox yet
+		opts.Usage, opts.Outbox = ob, ob
+	}
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
