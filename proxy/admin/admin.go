@@ -72,7 +72,7 @@ type Config struct {
 	LiveKeys bool
 	// Outbox is the usage outbox (nil: its routes answer 503).
 	Outbox Outbox
-	Plans    func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
+	Plans  func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
 	// Access is stripe.past_due_grace and stripe.paused_collection, read
 	// per request like Plans: what the listing says grants is what the
 	// gate would let through (proxy.Grants). nil: the zero policy.

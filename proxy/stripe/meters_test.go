@@ -226,8 +226,8 @@ func TestMeterSender_Outcomes(t *testing.T) {
 
 type meterObs struct{ results []string }
 
-func (o *meterObs) MeterEvent(r string)                 { o.results = append(o.results, r) }
-func (o *meterObs) Outbox(int, int, time.Duration)      {}
+func (o *meterObs) MeterEvent(r string)            { o.results = append(o.results, r) }
+func (o *meterObs) Outbox(int, int, time.Duration) {}
 
 // The request is Stripe's meter event: event_name, the row's identifier,
 // payload[stripe_customer_id], payload[value] and its timestamp.
