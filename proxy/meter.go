@@ -177,6 +177,33 @@ type OutboxStats struct {
 	Sent    int       // rows accepted, kept until pruned
 }
 
+// ErrUsageSettled is returned for a change to a row Stripe accepted: a
+// row marked sent is never sent again, nor made pending or flagged.
+var ErrUsageSettled = errors.New("usage row already sent")
+
+// ErrNoUsageRow is returned for a sequence the outbox does not hold.
+var ErrNoUsageRow = errors.New("no such usage row")
+
+// UsageOutbox is everything a store keeps of the usage outbox: what
+// storetest.UsageOutbox holds every store to. Its consumers ask for less
+// (stripe.MeterStore, admin.Outbox, gateway.OutboxReader, MeteredUsage).
+type UsageOutbox interface {
+	MeteredUsage
+	// AppendUsage writes rows in one transaction, all or none, and returns
+	// them with the writer and sequence the store gave them.
+	AppendUsage(ctx context.Context, rows []UsageRow) ([]UsageRow, error)
+	// DueUsage lists up to limit pending rows whose Next has come at now,
+	// oldest first.
+	DueUsage(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error)
+	// SetUsageState records what became of a row (ErrUsageSettled once
+	// sent, ErrNoUsageRow for none).
+	SetUsageState(ctx context.Context, seq uint64, st OutboxState) error
+	UsageEntry(ctx context.Context, seq uint64) (OutboxEntry, error)
+	OutboxStats(ctx context.Context) (OutboxStats, error)
+	FlaggedUsage(ctx context.Context, limit int) ([]OutboxEntry, error)
+	MeteredUsageBetween(ctx context.Context, subject Subject, eventName string, from, to time.Time) (int64, error)
+}
+
 // MeteredUsage reads what a subject used of a meter since a time, for the
 // account page: the sum of the outbox rows written for it, sent or not.
 // bbolt's is proxy/bolt (outbox.go).

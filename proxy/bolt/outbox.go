@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -49,12 +48,11 @@ var (
 	}
 )
 
-// ErrUsageSettled is returned for a change to a row Stripe accepted: a
-// row marked sent is never sent again, nor made pending.
-var ErrUsageSettled = errors.New("usage row already sent")
-
-// ErrNoUsageRow is returned for a sequence the outbox does not hold.
-var ErrNoUsageRow = errors.New("no such usage row")
+// ErrUsageSettled and ErrNoUsageRow are the domain's.
+var (
+	ErrUsageSettled = proxy.ErrUsageSettled
+	ErrNoUsageRow   = proxy.ErrNoUsageRow
+)
 
 type usageRecord struct {
 	V         int    `json:"v"`
@@ -441,4 +439,4 @@ func (s *Store) MeteredUsageBetween(ctx context.Context, subject proxy.Subject, 
 	return n, nil
 }
 
-var _ proxy.MeteredUsage = (*Store)(nil)
+var _ proxy.UsageOutbox = (*Store)(nil)
