@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,5 +101,46 @@ func TestMeterSender_SandboxCountsEachRowOnce(t *testing.T) {
 	}
 	if n := len(sb.MeterEvents()); n != 3 || total != 12 {
 		t.Errorf("the sandbox counted %d events, %d units; want 3 and 12: each row once", n, total)
+	}
+}
+
+// check -online (CheckKey) holds meter.price to be metered and backed by
+// an active meter of the plan's event_name, and no other price to be
+// metered.
+func TestCheckKey_MeteredPrices(t *testing.T) {
+	sb := stripesandbox.New(stripesandbox.Options{
+		Meters: []stripesandbox.Meter{{ID: "mtr_api", EventName: "api_requests"}},
+		Prices: []stripesandbox.Price{
+			{ID: "price_base", Product: "API", UnitAmount: 500, Interval: "month"},
+			{ID: "price_usage", Product: "API usage", UnitAmount: 1, Interval: "month", Meter: "mtr_api"},
+		}})
+	t.Cleanup(func() { _ = sb.Close() })
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	plan := func(prices []string, event, price string) []proxy.Plan {
+		return []proxy.Plan{{Key: "api", Name: "API", Prices: prices, Routes: []string{"*"}, Scope: proxy.SubjectUser,
+			Meter: &proxy.PlanMeter{EventName: event, Price: price}}}
+	}
+	tests := []struct {
+		name  string
+		plans []proxy.Plan
+		want  string // "" passes
+	}{
+		{"base fee plus usage", plan([]string{"price_base"}, "api_requests", "price_usage"), ""},
+		{"pay as you go", plan([]string{"price_usage"}, "api_requests", "price_usage"), ""},
+		{"another meter's event name", plan([]string{"price_base"}, "tokens", "price_usage"), `whose event_name is "api_requests"`},
+		{"meter.price not metered", plan(nil, "api_requests", "price_base"), "is meter.price but not metered"},
+		{"a metered base price", []proxy.Plan{{Key: "api", Name: "API", Prices: []string{"price_usage"}, Routes: []string{"*"}}}, "price_usage is metered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckKey(t.Context(), Config{SecretKey: sb.SecretKey(), APIURL: srv.URL, PublicURL: mustURL("https://app.example.test"), Plans: tt.plans})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("CheckKey: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("CheckKey: %v; want %q", err, tt.want)
+			}
+		})
 	}
 }
