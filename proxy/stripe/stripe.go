@@ -449,6 +449,7 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 		pr := proxy.Price{ID: sp.ID, Amount: sp.UnitAmount, Currency: string(sp.Currency)}
 		if sp.Recurring != nil {
 			pr.Interval, pr.IntervalCount = string(sp.Recurring.Interval), sp.Recurring.IntervalCount
+			pr.Metered = sp.Recurring.UsageType == stripe.PriceRecurringUsageTypeMetered
 		}
 		got[id] = pr
 		recurring := sp.Type == stripe.PriceTypeRecurring || sp.Recurring != nil
