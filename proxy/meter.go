@@ -53,9 +53,10 @@ func ValidMeterEventName(name string) bool {
 // is immutable once appended; what happened to it is its OutboxState.
 type UsageRow struct {
 	// Writer and Seq are assigned by the store when the row is appended:
-	// Writer names the store or replica that wrote it (a value made once
-	// and kept), Seq counts that writer's rows and is never reused, not
-	// after a crash, not after a failed transaction.
+	// Writer names the store's opening or the replica that wrote it, Seq
+	// counts the store's rows and is never reused, not after a crash, not
+	// after a failed transaction; together never twice, not even after a
+	// store is restored from a backup.
 	Writer string
 	Seq    uint64
 	// Subject used the units; Customer is its Stripe customer when the

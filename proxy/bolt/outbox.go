@@ -23,14 +23,16 @@ import (
 //	outbox_state    seq                               → JSON state: pending, sent or flagged, attempts, the last failure
 //	outbox_pending  seq                               → empty: the rows not yet accepted, oldest first
 //	outbox_usage    subject NUL event NUL at (unix s) seq → value (uint64): what a subject used, for the account page
-//	outbox_meta     "writer"                          → this store's writer ID (8 hex digits, made once)
-//	                "pending", "flagged", "sent"      → counts (uint64)
+//	outbox_meta     "pending", "flagged", "sent"      → counts (uint64)
 //
 // seq is the outbox bucket's own sequence (bbolt's NextSequence): it
 // moves in the transaction that writes the row, so a row that was never
 // committed never took one that a later row could reuse, and a committed
-// one is never taken again. With the writer ID it makes each row's meter
-// event identifier (proxy.UsageRow.Identifier) unique.
+// one is never taken again. The writer is made afresh each time the file
+// is opened (Store.writer): a file restored from a backup takes sequences
+// again from an earlier point, and a copy could be opened by a second
+// gateway, but neither under the same writer. Together they make each
+// row's meter event identifier (proxy.UsageRow.Identifier) unique.
 const (
 	bucketOutbox        = "outbox"
 	bucketOutboxState   = "outbox_state"
@@ -40,8 +42,7 @@ const (
 )
 
 var (
-	keyOutboxWriter = []byte("writer")
-	outboxCounts    = map[proxy.OutboxStatus][]byte{
+	outboxCounts = map[proxy.OutboxStatus][]byte{
 		proxy.OutboxPending: []byte("pending"),
 		proxy.OutboxFlagged: []byte("flagged"),
 		proxy.OutboxSent:    []byte("sent"),
@@ -96,7 +97,7 @@ func usageKey(r *proxy.UsageRow) []byte {
 func (s *Store) AppendUsage(ctx context.Context, rows []proxy.UsageRow) ([]proxy.UsageRow, error) {
 	var out []proxy.UsageRow
 	err := s.update(ctx, func(tx *bbolt.Tx) (err error) {
-		out, err = appendUsage(tx, rows)
+		out, err = s.appendUsage(tx, rows)
 		return err
 	})
 	if err != nil {
@@ -108,7 +109,7 @@ func (s *Store) AppendUsage(ctx context.Context, rows []proxy.UsageRow) ([]proxy
 // appendUsage writes rows in tx, the caller's transaction: the quota
 // counters' flush (README "Limits") calls it in the transaction that saves
 // the counters, so usage and counters commit together or not at all.
-func appendUsage(tx *bbolt.Tx, rows []proxy.UsageRow) ([]proxy.UsageRow, error) {
+func (s *Store) appendUsage(tx *bbolt.Tx, rows []proxy.UsageRow) ([]proxy.UsageRow, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
@@ -126,17 +127,7 @@ func appendUsage(tx *bbolt.Tx, rows []proxy.UsageRow) ([]proxy.UsageRow, error) 
 		bs[i] = b
 	}
 	box, states, pending, usage, meta := bs[0], bs[1], bs[2], bs[3], bs[4]
-	writer := string(meta.Get(keyOutboxWriter))
-	if writer == "" {
-		var b [4]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		writer = hex.EncodeToString(b[:])
-		if err := meta.Put(keyOutboxWriter, []byte(writer)); err != nil {
-			return nil, err
-		}
-	}
+	writer := s.writer
 	out := make([]proxy.UsageRow, len(rows))
 	for i, r := range rows {
 		seq, err := box.NextSequence()
@@ -166,6 +157,13 @@ func appendUsage(tx *bbolt.Tx, rows []proxy.UsageRow) ([]proxy.UsageRow, error) 
 		out[i] = r
 	}
 	return out, addOutboxCount(meta, outboxCounts[proxy.OutboxPending], int64(len(rows)))
+}
+
+// newWriterID is 8 random hex digits.
+func newWriterID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
 
 func addOutboxCount(meta *bbolt.Bucket, key []byte, n int64) error {

@@ -1,8 +1,11 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -43,7 +46,7 @@ func TestOutbox_FailedTransactionWritesNothing(t *testing.T) {
 	s, _ := newStore(t)
 	boom := errors.New("boom")
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		if _, err := appendUsage(tx, []proxy.UsageRow{usageRow(oAda, ot0, 3)}); err != nil {
+		if _, err := s.appendUsage(tx, []proxy.UsageRow{usageRow(oAda, ot0, 3)}); err != nil {
 			return err
 		}
 		return boom
@@ -61,5 +64,37 @@ func TestOutbox_FailedTransactionWritesNothing(t *testing.T) {
 	got, err = s.AppendUsage(ctx, []proxy.UsageRow{usageRow(oAda, ot0, 3)})
 	if err != nil || got[0].Seq != 1 {
 		t.Errorf("first committed row: %+v, %v; want seq 1", got, err)
+	}
+}
+
+// A store restored from a backup takes sequences again from the backup's,
+// but under another writer: no identifier already sent is made again,
+// which Stripe would refuse and the usage be lost.
+func TestOutbox_RestoredBackupMakesNewIdentifiers(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if _, err := s.AppendUsage(ctx, []proxy.UsageRow{usageRow(oAda, ot0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	var backup bytes.Buffer
+	if _, err := s.Backup(&backup); err != nil {
+		t.Fatal(err)
+	}
+	later, err := s.AppendUsage(ctx, []proxy.UsageRow{usageRow(oAda, ot0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "restored.db")
+	if err := os.WriteFile(path, backup.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restored := mustOpen(t, path)
+	again, err := restored.AppendUsage(ctx, []proxy.UsageRow{usageRow(oAda, ot0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].Seq != later[0].Seq || again[0].Identifier() == later[0].Identifier() {
+		t.Errorf("restored: %s (seq %d); the original wrote %s: want the same sequence under another writer",
+			again[0].Identifier(), again[0].Seq, later[0].Identifier())
 	}
 }

@@ -116,6 +116,7 @@ type MeterSender struct {
 	mu       sync.Mutex
 	meters   map[string]string // event_name → meter ID, for summaries
 	failures int               // retryable failures in a row
+	pause    time.Time         // no sending before: the backoff after a failure, for every row
 }
 
 // MeterSender builds the outbox's sender on b's Stripe client.
@@ -187,6 +188,12 @@ func (m *MeterSender) report(ctx context.Context) {
 // one concurrent call per customer and meter), paced by the lane. It stops
 // at the first retryable failure and returns how long to back off.
 func (m *MeterSender) Pass(ctx context.Context) (time.Duration, error) {
+	m.mu.Lock()
+	pause := m.pause.Sub(m.now())
+	m.mu.Unlock()
+	if pause > 0 {
+		return pause, nil // a Kick during a backoff sends nothing
+	}
 	rows, err := m.store.DueUsage(ctx, m.now(), meterBatch)
 	if err != nil {
 		return 0, err
@@ -319,6 +326,7 @@ func (m *MeterSender) next(st proxy.OutboxState, result, note string, now time.T
 		d := min(time.Second<<min(m.failures-1, 16), meterMaxBackoff)
 		d = d/2 + rand.N(d/2+1)
 		st.Status, st.Next, st.Note = proxy.OutboxPending, now.Add(d), note
+		m.pause = st.Next
 	}
 	return st
 }

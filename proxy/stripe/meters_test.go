@@ -260,6 +260,11 @@ func TestMeterSender_BackoffGrowsAndStopsThePass(t *testing.T) {
 	out.add(meterRow(clock.Now(), 1), meterRow(clock.Now(), 2))
 	var waits []time.Duration
 	for range 4 {
+		// A pass during the backoff (a Kick) sends nothing, not even the
+		// row behind, which is due.
+		if d, err := m.Pass(t.Context()); err != nil || (len(waits) > 0 && d <= 0) {
+			t.Fatalf("a pass during the backoff: %v, %v", d, err)
+		}
 		wait, err := m.Pass(t.Context())
 		if err != nil {
 			t.Fatal(err)
