@@ -152,9 +152,13 @@ func (m *MeterSender) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		wait := m.interval
 		if m.leader() {
-			if d, err := m.Pass(ctx); err != nil && ctx.Err() == nil {
+			d, err := m.Pass(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
 				m.log.Warn("stripe: sending usage", "err", err)
-			} else if d > 0 {
+			case d < 0:
+				continue // a full batch: more rows are due now
+			case d > 0:
 				wait = d
 			}
 		}
@@ -186,7 +190,15 @@ func (m *MeterSender) report(ctx context.Context) {
 
 // Pass sends the rows due now, oldest first, one at a time (Stripe allows
 // one concurrent call per customer and meter), paced by the lane. It stops
-// at the first retryable failure and returns how long to back off.
+// at the first retryable failure and returns how long to back off; a
+// negative wait says the batch was full and more rows may be due now.
+//
+// With several replicas only the leader sends, and a row is settled only
+// by Stripe's answer: a leader that loses its lease mid-request, or a
+// store write that fails after Stripe accepted, leaves the row pending,
+// and the next attempt (here or on the new leader) meets the identifier
+// Stripe holds and settles it. A leader change neither loses nor repeats
+// a row.
 func (m *MeterSender) Pass(ctx context.Context) (time.Duration, error) {
 	m.mu.Lock()
 	pause := m.pause.Sub(m.now())
@@ -225,6 +237,9 @@ func (m *MeterSender) Pass(ctx context.Context) (time.Duration, error) {
 		case MeterFlagged:
 			m.log.Error("stripe: meter event flagged for an admin", "identifier", e.Row.Identifier(), "why", st.Note)
 		}
+	}
+	if len(rows) == meterBatch {
+		return -1, nil
 	}
 	return 0, nil
 }
