@@ -387,3 +387,21 @@ func TestLineItems(t *testing.T) {
 		})
 	}
 }
+
+// A full batch asks for another pass at once; the last, short one does not.
+func TestMeterSender_FullBatchPassesAgain(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	m, out, fake, _ := newMeterTest(t, clock)
+	for i := range meterBatch + 1 {
+		out.add(meterRow(clock.Now().Add(-time.Duration(i)*time.Second), 1))
+	}
+	if d, err := m.Pass(t.Context()); err != nil || d >= 0 {
+		t.Fatalf("a full batch: %v, %v; want a negative wait", d, err)
+	}
+	if d, err := m.Pass(t.Context()); err != nil || d != 0 {
+		t.Fatalf("the last row: %v, %v; want 0", d, err)
+	}
+	if n := len(fake.requests()); n != meterBatch+1 {
+		t.Errorf("%d requests; want %d", n, meterBatch+1)
+	}
+}
