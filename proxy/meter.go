@@ -211,3 +211,41 @@ type UsageOutbox interface {
 type MeteredUsage interface {
 	MeteredUsage(ctx context.Context, subject Subject, eventName string, since time.Time) (int64, error)
 }
+
+// MeterWindowLength is how much usage one row carries: a subject's use of
+// a meter in one hour becomes one meter event, not one a request or one a
+// counters' flush. At one event a busy subject a second, a thousand busy
+// subjects would pass Stripe's 1,000 meter-event calls a second in live
+// mode (docs.stripe.com/billing/subscriptions/usage-based/recording-usage-api,
+// "Rate limits"); an hour's row keeps a million subjects under 300 a
+// second. The window's count is durable with the usage counters, and its
+// row is written in the transaction that closes it.
+const MeterWindowLength = time.Hour
+
+// MeterWindow is the window that holds t: the UTC hour, cut at a
+// subscription period's boundary inside that hour, so that a row's usage
+// and its timestamp (MeterTimestamp) belong to one invoice. periodEnd is a
+// boundary near t: the end of the period t falls in (or of the one before
+// it); zero when none is known, for the plain hour.
+func MeterWindow(t, periodEnd time.Time) (start, end time.Time) {
+	t = t.UTC()
+	start = t.Truncate(MeterWindowLength)
+	end = start.Add(MeterWindowLength)
+	if b := periodEnd.UTC(); !periodEnd.IsZero() && b.After(start) && b.Before(end) {
+		if t.Before(b) {
+			end = b
+		} else {
+			start = b
+		}
+	}
+	return start, end
+}
+
+// MeterTimestamp is the meter event's timestamp for a window's row: its
+// last whole second, inside the window and so inside its invoice's period.
+func MeterTimestamp(start, end time.Time) time.Time {
+	if ts := end.Add(-time.Second).Truncate(time.Second); !ts.Before(start) {
+		return ts
+	}
+	return start
+}

@@ -93,3 +93,41 @@ func TestUsageRow_Validate(t *testing.T) {
 		}
 	}
 }
+
+func TestMeterWindow(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		name       string
+		t, period  string // period "" : none known
+		start, end string
+	}{
+		{"the hour", "2026-12-03T14:20:00Z", "", "2026-12-03T14:00:00Z", "2026-12-03T15:00:00Z"},
+		{"a period ending elsewhere", "2026-12-03T14:20:00Z", "2027-01-03T14:23:10Z", "2026-12-03T14:00:00Z", "2026-12-03T15:00:00Z"},
+		{"cut at the period's end", "2026-12-03T14:20:00Z", "2026-12-03T14:23:10Z", "2026-12-03T14:00:00Z", "2026-12-03T14:23:10Z"},
+		{"after the cut", "2026-12-03T14:30:00Z", "2026-12-03T14:23:10Z", "2026-12-03T14:23:10Z", "2026-12-03T15:00:00Z"},
+		{"on the boundary", "2026-12-03T14:23:10Z", "2026-12-03T14:23:10Z", "2026-12-03T14:23:10Z", "2026-12-03T15:00:00Z"},
+		{"a boundary on the hour cuts nothing", "2026-12-03T14:20:00Z", "2026-12-03T14:00:00Z", "2026-12-03T14:00:00Z", "2026-12-03T15:00:00Z"},
+		{"another zone is UTC", "2026-12-03T15:20:00+01:00", "", "2026-12-03T14:00:00Z", "2026-12-03T15:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var period time.Time
+			if tt.period != "" {
+				period = at(tt.period)
+			}
+			start, end := MeterWindow(at(tt.t), period)
+			if !start.Equal(at(tt.start)) || !end.Equal(at(tt.end)) {
+				t.Errorf("MeterWindow = %v–%v, want %s–%s", start, end, tt.start, tt.end)
+			}
+			if ts := MeterTimestamp(start, end); ts.Before(start) || !ts.Before(end) {
+				t.Errorf("MeterTimestamp %v outside %v–%v", ts, start, end)
+			}
+		})
+	}
+}
