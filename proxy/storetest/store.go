@@ -25,7 +25,6 @@ type Store interface {
 	proxy.RevocationStore
 	proxy.Directory
 	proxy.APIKeyStore
-	proxy.UsageOutbox
 	stripe.Store
 	admin.Store
 	clerk.UserStore
@@ -63,9 +62,6 @@ func All(t *testing.T, open Open) {
 	t.Run("ListUsers", func(t *testing.T) { ListUsers(t, open) })
 	t.Run("ListPage", func(t *testing.T) { ListPage(t, open) })
 	t.Run("Dashboard", func(t *testing.T) { Dashboard(t, open) })
-	t.Run("UsageOutbox", func(t *testing.T) {
-		UsageOutbox(t, func(t *testing.T) (proxy.UsageOutbox, func() proxy.UsageOutbox) { return open(t, T0), nil })
-	})
 }
 
 // T0 is the suite's epoch, the clock's start.
