@@ -249,3 +249,44 @@ func MeterTimestamp(start, end time.Time) time.Time {
 	}
 	return start
 }
+
+// MeterKey names one count of metered usage: a subject's use of a meter
+// in one window (MeterWindow), billed to Customer, the Stripe customer of
+// the subscription that granted the requests.
+type MeterKey struct {
+	Subject    Subject
+	Customer   string
+	EventName  string
+	Start, End time.Time
+}
+
+// MeterCount is a meter window's count as one process counted it: an
+// absolute value (never a delta), so that saving it twice, or an older
+// value after a newer one, changes nothing (README "Usage billing").
+type MeterCount struct {
+	Key  MeterKey
+	Used int64
+}
+
+// MeterKeyFor is the key a request of subject on a metered plan counts
+// under at now: the meter window holding now, cut at the subscription's
+// period end (MeterWindow), billed to the subscription's customer.
+func MeterKeyFor(subject Subject, sub *Subscription, eventName string, now time.Time) MeterKey {
+	var periodEnd time.Time
+	var customer string
+	if sub != nil {
+		// This period's end, or the one before it when now already passed
+		// it (the renewal not yet synced): MeterWindow cuts at it only when
+		// it falls inside now's hour.
+		periodEnd, customer = sub.CurrentPeriodEnd, sub.CustomerID
+	}
+	start, end := MeterWindow(now, periodEnd)
+	return MeterKey{Subject: subject, Customer: customer, EventName: eventName, Start: start, End: end}
+}
+
+// UsageRowFor is the outbox row billing value units of key's window,
+// stamped inside the window (MeterTimestamp).
+func UsageRowFor(key MeterKey, value int64) UsageRow {
+	return UsageRow{Subject: key.Subject, Customer: key.Customer, EventName: key.EventName,
+		Window: key.Start, At: MeterTimestamp(key.Start, key.End), Value: value}
+}

@@ -41,7 +41,8 @@ type app struct {
 	PG      *postgres.Store     // the same store when store.driver is postgres, else nil
 	Billing *stripe.Billing     // nil without billing
 	Meters  *stripe.MeterSender // the usage outbox's sender; nil without billing or on PostgreSQL
-	Clerk   *clerk.Client       // nil without Clerk
+	meters  atomic.Pointer[stripe.MeterSender]
+	Clerk   *clerk.Client // nil without Clerk
 	Cache   *cache.EntitlementCache
 	Metrics *metrics.Metrics
 	// Keys is the API key store every key lookup and revocation goes
@@ -315,11 +316,14 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 		deps.Logger.Warn("limits: this store keeps no quota counters; each replica counts quotas in memory only", "store", cfg.Store.Driver)
 	}
 	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
-		Logger: deps.Logger.With("component", "limits"), Now: deps.Now})
+		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters})
 	if err != nil {
 		return err
 	}
 	g.Limiter, opts.Limiter = l, l
+	// The account page's metered usage: billed rows, open windows and the
+	// counts not yet flushed (README "Usage billing").
+	opts.Usage = l
 	g.Metrics.SetQuotaFlushLag(l.FlushLag)
 	interval := cfg.QuotaFlush
 	if interval <= 0 {
@@ -447,8 +451,17 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 		return nil // no usage outbox in this store: metered plans are refused (openLimits)
 	}
 	g.Meters = billing.MeterSender(stripe.MeterConfig{Store: ms, Observer: g.Metrics})
+	g.meters.Store(g.Meters)
 	g.background(func() { g.Meters.Run(ctx) })
 	return nil
+}
+
+// kickMeters wakes the usage outbox's sender after a flush wrote rows
+// (the limiter's flush loop starts before the sender exists).
+func (g *app) kickMeters() {
+	if m := g.meters.Load(); m != nil {
+		m.Kick()
+	}
 }
 
 func (g *app) background(fn func()) {

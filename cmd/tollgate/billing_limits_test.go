@@ -238,7 +238,7 @@ func TestDemo_StripeMetricsCarryNoIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Now().Truncate(time.Second)
-	if _, err := d.gateway.Store.AppendUsage(t.Context(), []proxy.UsageRow{{Subject: adaSubject, Customer: cus, EventName: "api_requests",
+	if _, err := d.gateway.Store.(proxy.UsageOutbox).AppendUsage(t.Context(), []proxy.UsageRow{{Subject: adaSubject, Customer: cus, EventName: "api_requests",
 		Window: at, At: at, Value: 1}}); err != nil {
 		t.Fatal(err)
 	}

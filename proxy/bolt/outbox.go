@@ -401,7 +401,19 @@ func (s *Store) FlaggedUsage(ctx context.Context, limit int) ([]proxy.OutboxEntr
 // (the rows written for it, sent or not): the account page's "usage so
 // far". A range of one subject's keys, never a walk of the outbox.
 func (s *Store) MeteredUsage(ctx context.Context, subject proxy.Subject, eventName string, since time.Time) (int64, error) {
-	return s.MeteredUsageBetween(ctx, subject, eventName, since, time.Time{})
+	billed, err := s.MeteredUsageBetween(ctx, subject, eventName, since, time.Time{})
+	if err != nil {
+		return 0, err
+	}
+	var open int64
+	err = s.view(ctx, func(tx *bbolt.Tx) (err error) {
+		open, err = meteredOpen(tx, subject, eventName, since)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bolt: metered usage: %w", err)
+	}
+	return billed + open, nil
 }
 
 // MeteredUsageBetween sums subject's rows of the meter eventName whose

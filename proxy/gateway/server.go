@@ -187,7 +187,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.pages = p
 	var ul upstreamLimits
-	if cfg.CostHeader != "" || hasLimits(cfg) {
+	if cfg.CostHeader != "" || hasLimits(cfg) || hasMeters(cfg) {
 		ul = upstreamLimits{costFolded: foldHeaderName(cfg.CostHeader), settle: s.settleLimit}
 	}
 	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, cfg.APIKeys.Header, cfg.Clerk.APIKeys, s.streamStarted, s.transport, s.log, s.writeError, s.obs, ul)
@@ -275,6 +275,16 @@ func hasLimits(cfg *proxy.Config) bool {
 	}
 	for i := range cfg.Plans {
 		if len(cfg.Plans[i].Limits) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hasMeters reports whether any plan is metered (README "Usage billing").
+func hasMeters(cfg *proxy.Config) bool {
+	for i := range cfg.Plans {
+		if cfg.Plans[i].Meter != nil {
 			return true
 		}
 	}
