@@ -45,6 +45,10 @@ type Config struct {
 	// QuotaFlush is quota_flush: how often quota counters are written to
 	// the store, default 1s (README "Limits").
 	QuotaFlush time.Duration
+	// MeterWindow is meter_window: how much time one usage row of a
+	// metered plan covers, default and at most an hour (README "Usage
+	// billing"); shorter for demos and tests.
+	MeterWindow time.Duration
 
 	// Warnings are non-fatal findings (shadowed rules, method-filtered rules
 	// that fall through to weaker ones), each with file:line.

@@ -228,9 +228,18 @@ const MeterWindowLength = time.Hour
 // boundary near t: the end of the period t falls in (or of the one before
 // it); zero when none is known, for the plain hour.
 func MeterWindow(t, periodEnd time.Time) (start, end time.Time) {
+	return MeterWindowOf(MeterWindowLength, t, periodEnd)
+}
+
+// MeterWindowOf is MeterWindow with windows of length (meter_window: whole
+// seconds dividing an hour), for demos and tests that cannot wait an hour.
+func MeterWindowOf(length time.Duration, t, periodEnd time.Time) (start, end time.Time) {
+	if length <= 0 {
+		length = MeterWindowLength
+	}
 	t = t.UTC()
-	start = t.Truncate(MeterWindowLength)
-	end = start.Add(MeterWindowLength)
+	start = t.Truncate(length)
+	end = start.Add(length)
 	if b := periodEnd.UTC(); !periodEnd.IsZero() && b.After(start) && b.Before(end) {
 		if t.Before(b) {
 			end = b
@@ -271,7 +280,7 @@ type MeterCount struct {
 // MeterKeyFor is the key a request of subject on a metered plan counts
 // under at now: the meter window holding now, cut at the subscription's
 // period end (MeterWindow), billed to the subscription's customer.
-func MeterKeyFor(subject Subject, sub *Subscription, eventName string, now time.Time) MeterKey {
+func MeterKeyFor(length time.Duration, subject Subject, sub *Subscription, eventName string, now time.Time) MeterKey {
 	var periodEnd time.Time
 	var customer string
 	if sub != nil {
@@ -280,7 +289,7 @@ func MeterKeyFor(subject Subject, sub *Subscription, eventName string, now time.
 		// it falls inside now's hour.
 		periodEnd, customer = sub.CurrentPeriodEnd, sub.CustomerID
 	}
-	start, end := MeterWindow(now, periodEnd)
+	start, end := MeterWindowOf(length, now, periodEnd)
 	return MeterKey{Subject: subject, Customer: customer, EventName: eventName, Start: start, End: end}
 }
 

@@ -316,7 +316,7 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 		deps.Logger.Warn("limits: this store keeps no quota counters; each replica counts quotas in memory only", "store", cfg.Store.Driver)
 	}
 	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
-		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters})
+		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters, MeterWindow: cfg.MeterWindow})
 	if err != nil {
 		return err
 	}

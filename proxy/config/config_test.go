@@ -174,7 +174,7 @@ plans:
 
 		Timeouts:   proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 		APIKeys:    proxy.APIKeysConfig{MaxFailures: 20},
-		QuotaFlush: time.Second,
+		QuotaFlush: time.Second, MeterWindow: time.Hour,
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -255,7 +255,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		Free: &proxy.Plan{Key: "free", Name: "Free", Routes: []string{"258AVO"}, Scope: proxy.SubjectUser,
 			Limits: []proxy.LimitEntry{{Route: "258AVO", Limit: proxy.Limit{Quota: 100, Period: proxy.PeriodDay}}}},
 		CostHeader: "X-Tollgate-Cost",
-		QuotaFlush: time.Second,
+		QuotaFlush: time.Second, MeterWindow: time.Hour,
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(proxy.Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)

@@ -96,6 +96,8 @@ type Options struct {
 	// Billed hears that a flush wrote usage rows to the outbox (the
 	// sender's Kick); nil: nobody.
 	Billed func()
+	// MeterWindow is meter_window (proxy.MeterWindowOf); 0: an hour.
+	MeterWindow time.Duration
 }
 
 // Limiter holds the rate and quota state of every subject on this replica.
@@ -109,6 +111,7 @@ type Limiter struct {
 
 	meterStore MeterStore // nil: the store bills nothing; Count counts in memory only
 	billed     func()
+	meterWin   time.Duration
 
 	mu        sync.Mutex
 	state     map[rateKey]*subjState // per subject, plan and entry: one lookup a request
@@ -179,6 +182,7 @@ func New(o Options) (*Limiter, error) {
 	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, obs: o.Observer, log: o.Logger, now: o.Now,
 		state: map[rateKey]*subjState{}, quotas: map[quotaKey]*counter{}, meters: map[proxy.MeterKey]*meterCounter{}, billed: o.Billed}
 	l.meterStore, _ = o.Store.(MeterStore)
+	l.meterWin = o.MeterWindow
 	if l.replicas == nil {
 		l.replicas = One{}
 	}
@@ -430,7 +434,7 @@ func (l *Limiter) Count(subject proxy.Subject, sub *proxy.Subscription, eventNam
 		return
 	}
 	l.mu.Lock()
-	key := proxy.MeterKeyFor(subject, sub, eventName, l.now())
+	key := proxy.MeterKeyFor(l.meterWin, subject, sub, eventName, l.now())
 	m := l.meters[key]
 	if m == nil {
 		m = &meterCounter{}
