@@ -251,6 +251,9 @@ func livePrices() []stripesandbox.Price {
 
 // goLive points plans at the live prices.
 func goLive(cfg *proxy.Config) {
+	// The sandbox's live mode has no Billing Meter: the operator goes live
+	// without the pay-as-you-go plan.
+	cfg.Plans = slices.DeleteFunc(cfg.Plans, func(p proxy.Plan) bool { return p.Meter != nil })
 	for i := range cfg.Plans {
 		p := &cfg.Plans[i]
 		prices := make([]string, len(p.Prices))

@@ -240,6 +240,12 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	// The demo config turns automatic tax on: the sandbox account has
 	// Stripe Tax set up, as a real one would need.
 	so.StripeTax = true
+	if len(so.Prices) == 0 && len(so.Meters) == 0 {
+		// The pay-as-you-go plan's meter and its metered price (README
+		// "Usage billing").
+		so.Meters = []stripesandbox.Meter{stripesandbox.DemoMeter()}
+		so.Prices = append(stripesandbox.DefaultPrices(), stripesandbox.DemoMeteredPrice())
+	}
 	d.Stripe = stripesandbox.New(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err

@@ -76,6 +76,19 @@ func DefaultPrices() []Price {
 	}
 }
 
+// DemoMeter is the Billing Meter `tollgate demo` starts the sandbox with:
+// the tide API's calls, summed by customer (README "Usage billing").
+func DemoMeter() Meter {
+	return Meter{ID: "mtr_demo_tide_calls", EventName: "tide_api_calls", DisplayName: "Tide API calls"}
+}
+
+// DemoMeteredPrice is the demo's metered price, a cent a call, backed by
+// DemoMeter: the pay-as-you-go plan's only price.
+func DemoMeteredPrice() Price {
+	return Price{ID: "price_demo_tides_usage", Product: "Tide API usage", Nickname: "Tide API per call", Currency: "usd",
+		UnitAmount: 1, Interval: "month", Meter: DemoMeter().ID}
+}
+
 // Options configures New. The zero value is usable.
 type Options struct {
 	// Prices are the prices on sale (default DefaultPrices()).
