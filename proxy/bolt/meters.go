@@ -198,14 +198,14 @@ func (s *Store) SaveUsageCounts(ctx context.Context, replica string, counts []pr
 }
 
 // meteredOpen sums subject's units of eventName not yet billed, in
-// windows that began at or after since.
+// windows that end after since (a window is at most an hour long).
 func meteredOpen(tx *bbolt.Tx, subject proxy.Subject, eventName string, since time.Time) (int64, error) {
 	mb := optionalBucket(tx, bucketMeters)
 	if mb == nil {
 		return 0, nil
 	}
 	prefix := append(append(append([]byte(subject.String()), 0), eventName...), 0)
-	from := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(since.Unix(), 0)))
+	from := binary.BigEndian.AppendUint64(bytes.Clone(prefix), uint64(max(since.Add(-proxy.MeterWindowLength).Unix(), 0)))
 	var n int64
 	c := mb.Cursor()
 	for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
@@ -213,7 +213,44 @@ func meteredOpen(tx *bbolt.Tx, subject proxy.Subject, eventName string, since ti
 		if !ok {
 			return 0, fmt.Errorf("bolt: meter count %q: %w", k, errCorrupt)
 		}
-		n += m.used - m.billed
+		if m.end > since.Unix() {
+			n += m.used - m.billed
+		}
 	}
 	return n, nil
+}
+
+// pruneMeters deletes the meter counts of windows that ended before t and
+// are billed in full: a day after its end no process still counts into a
+// window (the limiter lets a window go once saved and ended).
+func (s *Store) pruneMeters(ctx context.Context, before time.Time) (int, error) {
+	var dead [][]byte
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		mb := optionalBucket(tx, bucketMeters)
+		if mb == nil {
+			return nil
+		}
+		c := mb.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if m, ok := decodeMeter(v); ok && m.end < before.Unix() && m.used == m.billed {
+				dead = append(dead, bytes.Clone(k))
+			}
+		}
+		return nil
+	})
+	if err != nil || len(dead) == 0 {
+		return 0, err
+	}
+	err = s.update(ctx, func(tx *bbolt.Tx) error {
+		mb := tx.Bucket([]byte(bucketMeters))
+		for _, k := range dead {
+			if m, ok := decodeMeter(mb.Get(k)); ok && m.used == m.billed {
+				if err := mb.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return len(dead), err
 }

@@ -192,5 +192,11 @@ func (s *Store) PruneQuotaCounts(ctx context.Context, before time.Time) (int, er
 			n += len(batch)
 		}
 	}
+	if err == nil {
+		// Billed meter counts of windows as old (README "Usage billing").
+		var m int
+		m, err = s.pruneMeters(ctx, before)
+		n += m
+	}
 	return n, err
 }

@@ -556,7 +556,7 @@ func (l *Limiter) Flush(ctx context.Context) error {
 const MeterWindowCheck = time.Minute
 
 // MeteredUsage is what subject used of the meter eventName in windows
-// that began at or after since: the store's (billed rows and open windows)
+// that end after since (a period's first window may begin before it): the store's (billed rows and open windows)
 // and this process's counts not yet flushed (README "Usage billing").
 func (l *Limiter) MeteredUsage(ctx context.Context, subject proxy.Subject, eventName string, since time.Time) (int64, error) {
 	var n int64
@@ -569,7 +569,7 @@ func (l *Limiter) MeteredUsage(ctx context.Context, subject proxy.Subject, event
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, m := range l.meters {
-		if k.Subject == subject && k.EventName == eventName && !k.Start.Before(since) {
+		if k.Subject == subject && k.EventName == eventName && k.End.After(since) {
 			if l.meterStore == nil {
 				n += m.used
 			} else {

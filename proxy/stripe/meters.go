@@ -159,10 +159,11 @@ func (m *MeterSender) Run(ctx context.Context) {
 			case d < 0:
 				continue // a full batch: more rows are due now
 			case d > 0:
-				wait = d
+				// Woken at least every interval, so the backlog's
+				// gauges stay fresh through a long backoff.
+				wait = min(d, m.interval)
 			}
 		}
-		m.report(ctx)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -200,6 +201,9 @@ func (m *MeterSender) report(ctx context.Context) {
 // Stripe holds and settles it. A leader change neither loses nor repeats
 // a row.
 func (m *MeterSender) Pass(ctx context.Context) (time.Duration, error) {
+	// The outbox's pending rows and their lag, after every pass, failed or
+	// not (README "Usage billing": the lag is visible while Stripe fails).
+	defer m.report(ctx)
 	m.mu.Lock()
 	pause := m.pause.Sub(m.now())
 	m.mu.Unlock()

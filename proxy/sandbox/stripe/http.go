@@ -217,6 +217,13 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 			s.apiFailures[r.Pattern]--
 			apiErr = &apiError{Status: http.StatusInternalServerError, Type: "api_error",
 				Message: "An unknown error occurred while processing your request."}
+			switch st := s.apiFailStatus[r.Pattern]; {
+			case st == http.StatusTooManyRequests:
+				apiErr = &apiError{Status: st, Type: "invalid_request_error", Code: "rate_limit",
+					Message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}
+			case st > 500:
+				apiErr.Status = st
+			}
 		} else {
 			v, apiErr = h(r)
 		}

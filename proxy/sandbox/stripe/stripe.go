@@ -186,8 +186,10 @@ type Stripe struct {
 	// apiFailures are the next requests, by route pattern, that fail as
 	// Stripe's own server errors do (InjectAPIError).
 	apiFailures map[string]int
-	apiLog      []Request
-	hooks       [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
+	// apiFailStatus is the status they fail with (InjectAPIStatus).
+	apiFailStatus map[string]int
+	apiLog        []Request
+	hooks         [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
 	// webhookEndpoints are the endpoints made through the API, by ID.
 	webhookEndpoints map[string]*webhookEndpoint
 	// Billing Meters (api_meters.go): by ID, in creation order; the
@@ -225,8 +227,8 @@ func New(opts Options) *Stripe {
 		failing:     map[string]bool{},
 		idem:        map[string]*idemEntry{},
 		apiCalls:    map[string]int{},
-		apiFailures: map[string]int{},
-		idle:        make(chan struct{}),
+		apiFailures: map[string]int{}, apiFailStatus: map[string]int{},
+		idle: make(chan struct{}),
 
 		webhookEndpoints: map[string]*webhookEndpoint{},
 		meters:           map[string]*meter{},
@@ -391,9 +393,17 @@ func (s *Stripe) SetBaseURL(u string) {
 // handler has begun, as Stripe's own failures do: under an Idempotency-Key
 // the failure is saved and replayed like any result.
 func (s *Stripe) InjectAPIError(pattern string, n int) {
+	s.InjectAPIStatus(pattern, n, http.StatusInternalServerError)
+}
+
+// InjectAPIStatus is InjectAPIError with another answer: a 5xx as an
+// api_error, or 429 as Stripe's rate limit (type invalid_request_error,
+// code rate_limit; docs.stripe.com/rate-limits).
+func (s *Stripe) InjectAPIStatus(pattern string, n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.apiFailures[pattern] = n
+	s.apiFailStatus[pattern] = status
 }
 
 func (s *Stripe) APICalls() map[string]int {
