@@ -58,7 +58,7 @@ func TestDemo_MeteringThroughStripeFailures(t *testing.T) {
 
 	const events = "POST /v1/billing/meter_events"
 	d.Stripe.InjectAPIStatus(events, 3, http.StatusServiceUnavailable) // one pass: stripe-go tries 3 times
-	clk.Advance(6 * time.Second)                                     // the 5 s meter window has ended
+	clk.Advance(6 * time.Second)                                       // the 5 s meter window has ended
 	if err := d.gateway.Limiter.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
