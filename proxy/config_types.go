@@ -216,7 +216,7 @@ type Plan struct {
 	// the entry for a route.
 	Limits []LimitEntry
 	// Meter is meter:, the plan's usage billed through a Stripe Billing
-	// Meter (README "Metered plans"); nil for none. Its price is one of
+	// Meter (README "Usage billing"); nil for none. Its price is one of
 	// Prices only when the plan is pure pay-as-you-go (prices: omitted).
 	Meter *PlanMeter
 }

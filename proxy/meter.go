@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Usage billed through Stripe Meters (README "Metered plans").
+// Usage billed through Stripe Meters (README "Usage billing").
 //
 // A plan with a meter: reports what its subjects use as Stripe meter
 // events. Usage passes through a durable outbox in the store: a flush

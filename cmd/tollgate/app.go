@@ -444,7 +444,7 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	}
 	g.background(func() { loops.Run(ctx) })
 
-	// The usage outbox's sender (README "Metered plans"). One gateway per
+	// The usage outbox's sender (README "Usage billing"). One gateway per
 	// bbolt file: it always leads. A shared store gives Leader its lease.
 	ms, ok := store.(stripe.MeterStore)
 	if !ok {

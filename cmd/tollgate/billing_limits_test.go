@@ -245,7 +245,7 @@ func TestDemo_StripeMetricsCarryNoIDs(t *testing.T) {
 	if _, err := d.gateway.Meters.Pass(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	// The demo has no metered plan (README "Metered plans": nothing writes
+	// The demo has no metered plan (README "Usage billing": nothing writes
 	// usage until the limits' flush does), so the meter reads a day-old row
 	// and check -online make are exercised against the sandbox and
 	// stripe-mock in proxy/stripe instead (meters_sandbox_test.go,

@@ -11,7 +11,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// The usage outbox (README "Metered plans"): what waits to be sent to
+// The usage outbox (README "Usage billing"): what waits to be sent to
 // Stripe as meter events, and the rows flagged for an admin, who may send
 // one again or mark it settled, each audited.
 

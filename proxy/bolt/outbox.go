@@ -15,7 +15,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// The usage outbox (README "Metered plans"): rows of metered usage waiting
+// The usage outbox (README "Usage billing"): rows of metered usage waiting
 // to be sent to Stripe as meter events, in buckets created by the first
 // row:
 //

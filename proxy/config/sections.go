@@ -123,7 +123,7 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 }
 
 // planMeter reads a plan's meter: { event_name: …, price: price_… }
-// (README "Metered plans"): nil when absent or wrong. Its price is
+// (README "Usage billing"): nil when absent or wrong. Its price is
 // recorded in priceOwner, as every price belongs to one plan.
 func (p *configParser) planMeter(s *configSection, key string, priceOwner map[string]string) *proxy.PlanMeter {
 	n := p.node(s.vals["meter"])

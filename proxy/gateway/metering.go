@@ -7,7 +7,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Metered plans (README "Metered plans"): the account page's usage so far
+// Metered plans (README "Usage billing"): the account page's usage so far
 // and the admin console's view of the usage outbox.
 
 // OutboxReader is the usage outbox as the admin console reads it. bbolt's

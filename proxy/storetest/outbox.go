@@ -11,7 +11,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// UsageOutbox runs the proxy.UsageOutbox suite (README "Metered plans").
+// UsageOutbox runs the proxy.UsageOutbox suite (README "Usage billing").
 // open makes a fresh store and a reopen that closes it and opens the same
 // data again, as after a crash or a restart (nil: the store cannot; the
 // reopen's test is skipped, and the store's own tests must do it, as

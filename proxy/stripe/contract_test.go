@@ -244,7 +244,7 @@ func TestContract_StripeMockAcceptsEveryRequest(t *testing.T) {
 		t.Errorf("expire session: %v", err)
 	}
 
-	// Metered plans (README "Metered plans"): a Checkout with the metered
+	// Metered plans (README "Usage billing"): a Checkout with the metered
 	// price as a line item without a quantity, the meter event the outbox
 	// sends, the meter list and summary a day-old row is checked against,
 	// and the meter check -online makes of a metered price.

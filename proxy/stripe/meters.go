@@ -17,7 +17,7 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Metered usage (README "Metered plans"): the sender drains the usage
+// Metered usage (README "Usage billing"): the sender drains the usage
 // outbox into Stripe meter events (POST /v1/billing/meter_events,
 // stripe-go's billing/meterevent), one row one event, its identifier the
 // row's own (proxy.UsageRow.Identifier).
