@@ -315,6 +315,12 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 		// counts in its own memory, forgotten at a restart.
 		deps.Logger.Warn("limits: this store keeps no quota counters; each replica counts quotas in memory only", "store", cfg.Store.Driver)
 	}
+	for i := range cfg.Plans {
+		if _, ok := st.(limits.MeterStore); cfg.Plans[i].Meter != nil && !ok {
+			// Counted and never billed would be a silent loss: refuse.
+			return fmt.Errorf("plans.%s.meter: metered plans need a store that keeps the usage outbox (bbolt; README \"Usage billing\")", cfg.Plans[i].Key)
+		}
+	}
 	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
 		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters, MeterWindow: cfg.MeterWindow})
 	if err != nil {
