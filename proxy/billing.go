@@ -122,6 +122,9 @@ type Price struct {
 	Currency      string // ISO code, lower case
 	Interval      string // day, week, month, year; "" for one-time prices
 	IntervalCount int64
+	// Metered: Amount is per unit of usage, billed at the end of each
+	// interval (a metered plan's meter.price).
+	Metered bool
 }
 
 // Format renders the amount for people: "$12.00", "€9.50", "12.00 CHF".
@@ -138,8 +141,12 @@ func (p Price) Format() string {
 	return major + " " + strings.ToUpper(p.Currency)
 }
 
-// Per renders the billing interval: "month", "3 months", "".
+// Per renders the billing interval: "month", "3 months", "", or "unit"
+// for a metered price.
 func (p Price) Per() string {
+	if p.Metered {
+		return "unit"
+	}
 	if p.Interval == "" {
 		return ""
 	}

@@ -45,6 +45,10 @@ type Config struct {
 	// QuotaFlush is quota_flush: how often quota counters are written to
 	// the store, default 1s (README "Limits").
 	QuotaFlush time.Duration
+	// MeterWindow is meter_window: how much time one usage row of a
+	// metered plan covers, default and at most an hour (README "Usage
+	// billing"); shorter for demos and tests.
+	MeterWindow time.Duration
 
 	// Warnings are non-fatal findings (shadowed rules, method-filtered rules
 	// that fall through to weaker ones), each with file:line.
@@ -211,6 +215,10 @@ type Plan struct {
 	// Limits is limits:, in file order (README "Limits"); LimitFor picks
 	// the entry for a route.
 	Limits []LimitEntry
+	// Meter is meter:, the plan's usage billed through a Stripe Billing
+	// Meter (README "Usage billing"); nil for none. Its price is one of
+	// Prices only when the plan is pure pay-as-you-go (prices: omitted).
+	Meter *PlanMeter
 }
 
 // HasPrice reports whether id is one of the plan's prices.

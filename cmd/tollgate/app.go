@@ -37,10 +37,12 @@ type appDeps struct {
 type app struct {
 	Handler http.Handler
 	Server  *gateway.Server
-	Store   appStore        // nil without Clerk or billing
-	PG      *postgres.Store // the same store when store.driver is postgres, else nil
-	Billing *stripe.Billing // nil without billing
-	Clerk   *clerk.Client   // nil without Clerk
+	Store   appStore            // nil without Clerk or billing
+	PG      *postgres.Store     // the same store when store.driver is postgres, else nil
+	Billing *stripe.Billing     // nil without billing
+	Meters  *stripe.MeterSender // the usage outbox's sender; nil without billing or on PostgreSQL
+	meters  atomic.Pointer[stripe.MeterSender]
+	Clerk   *clerk.Client // nil without Clerk
 	Cache   *cache.EntitlementCache
 	Metrics *metrics.Metrics
 	// Keys is the API key store every key lookup and revocation goes
@@ -289,6 +291,12 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger)
 	opts.Seen = seen
 	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, g.Cache
+	if ob, ok := store.(interface {
+		proxy.MeteredUsage
+		gateway.OutboxReader
+	}); ok { // bbolt; PostgreSQL keeps no usage outbox yet
+		opts.Usage, opts.Outbox = ob, ob
+	}
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
@@ -307,12 +315,21 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 		// counts in its own memory, forgotten at a restart.
 		deps.Logger.Warn("limits: this store keeps no quota counters; each replica counts quotas in memory only", "store", cfg.Store.Driver)
 	}
+	for i := range cfg.Plans {
+		if _, ok := st.(limits.MeterStore); cfg.Plans[i].Meter != nil && !ok {
+			// Counted and never billed would be a silent loss: refuse.
+			return fmt.Errorf("plans.%s.meter: metered plans need a store that keeps the usage outbox (bbolt; README \"Usage billing\")", cfg.Plans[i].Key)
+		}
+	}
 	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
-		Logger: deps.Logger.With("component", "limits"), Now: deps.Now})
+		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters, MeterWindow: cfg.MeterWindow})
 	if err != nil {
 		return err
 	}
 	g.Limiter, opts.Limiter = l, l
+	// The account page's metered usage: billed rows, open windows and the
+	// counts not yet flushed (README "Usage billing").
+	opts.Usage = l
 	g.Metrics.SetQuotaFlushLag(l.FlushLag)
 	interval := cfg.QuotaFlush
 	if interval <= 0 {
@@ -432,7 +449,25 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 		return nil
 	}
 	g.background(func() { loops.Run(ctx) })
+
+	// The usage outbox's sender (README "Usage billing"). One gateway per
+	// bbolt file: it always leads. A shared store gives Leader its lease.
+	ms, ok := store.(stripe.MeterStore)
+	if !ok {
+		return nil // no usage outbox in this store: metered plans are refused (openLimits)
+	}
+	g.Meters = billing.MeterSender(stripe.MeterConfig{Store: ms, Observer: g.Metrics})
+	g.meters.Store(g.Meters)
+	g.background(func() { g.Meters.Run(ctx) })
 	return nil
+}
+
+// kickMeters wakes the usage outbox's sender after a flush wrote rows
+// (the limiter's flush loop starts before the sender exists).
+func (g *app) kickMeters() {
+	if m := g.meters.Load(); m != nil {
+		m.Kick()
+	}
 }
 
 func (g *app) background(fn func()) {

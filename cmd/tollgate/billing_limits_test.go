@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
@@ -230,6 +231,26 @@ func TestDemo_StripeMetricsCarryNoIDs(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	// A usage row through the gateway's own sender: a meter event.
+	adaSubject := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	cus, err := d.gateway.Store.CustomerOf(t.Context(), adaSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Truncate(time.Second)
+	if _, err := d.gateway.Store.(proxy.UsageOutbox).AppendUsage(t.Context(), []proxy.UsageRow{{Subject: adaSubject, Customer: cus, EventName: "api_requests",
+		Window: at, At: at, Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.gateway.Meters.Pass(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The demo has no metered plan (README "Usage billing": nothing writes
+	// usage until the limits' flush does), so the meter reads a day-old row
+	// and check -online make are exercised against the sandbox and
+	// stripe-mock in proxy/stripe instead (meters_sandbox_test.go,
+	// contract_test.go).
+	notInTheDemo := []string{"GET /v1/billing/meters", "GET /v1/billing/meters/{id}", "GET /v1/billing/meters/{id}/event_summaries"}
 
 	scrape := scrapeMetrics(t, d)
 	series := regexp.MustCompile(`(?m)^tollgate_stripe_(calls|errors)_total\{endpoint="([^"]*)"\} (\S+)$`)
@@ -249,6 +270,9 @@ func TestDemo_StripeMetricsCarryNoIDs(t *testing.T) {
 	}
 	sandbox := d.Stripe.APICalls()
 	for _, e := range allowed {
+		if slices.Contains(notInTheDemo, e) {
+			continue
+		}
 		if !seen[e] {
 			t.Errorf("no %s call was counted", e)
 		}

@@ -123,7 +123,10 @@ Three things to try:
   at up to 20 a second; Pro 10,000. ?cost=N makes a call cost N. Over the
   quota a page load says what was used and when it resets, with the plan
   that has more; an API call gets 429 with RateLimit fields. The account
-  page shows the usage bar.
+  page shows the usage bar. Pay as you go (%[1]s/.tollgate/subscribe/payg)
+  bills each call, a cent, through Stripe's meter (README "Usage billing"):
+  the account page's usage moves as you call; every 5 s the calls become a
+  meter event (the admin console shows the outbox).
 `, d.URL, d.AppURL, d.ClerkURL, d.StripeURL, d.AdminURL, d.AdminToken, instance)
 	fmt.Fprintf(&b, `
 The sandbox's keys are stand-ins it made up for this run, not keys of any
@@ -240,6 +243,12 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 	// The demo config turns automatic tax on: the sandbox account has
 	// Stripe Tax set up, as a real one would need.
 	so.StripeTax = true
+	if len(so.Prices) == 0 && len(so.Meters) == 0 {
+		// The pay-as-you-go plan's meter and its metered price (README
+		// "Usage billing").
+		so.Meters = []stripesandbox.Meter{stripesandbox.DemoMeter()}
+		so.Prices = append(stripesandbox.DefaultPrices(), stripesandbox.DemoMeteredPrice())
+	}
 	d.Stripe = stripesandbox.New(so)
 	if d.StripeURL, err = d.start(d.Stripe.Handler()); err != nil {
 		return nil, err

@@ -70,7 +70,9 @@ type Config struct {
 	// answer 503); LiveKeys makes tg_live_ keys (Stripe live mode).
 	Keys     proxy.APIKeyStore
 	LiveKeys bool
-	Plans    func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
+	// Outbox is the usage outbox (nil: its routes answer 503).
+	Outbox Outbox
+	Plans  func() []proxy.Plan // the configured plans, read per request (a reload may change them): comps must name one
 	// Access is stripe.past_due_grace and stripe.paused_collection, read
 	// per request like Plans: what the listing says grants is what the
 	// gate would let through (proxy.Grants). nil: the zero policy.
@@ -185,6 +187,8 @@ func New(cfg Config) (http.Handler, error) {
 	r.handle("POST", "/api/users/{id}/keys", h.createKey)
 	r.handle("DELETE", "/api/keys/{id}", h.revokeKey)
 	r.handle("GET", "/api/users/{id}/usage", h.usage)
+	r.handle("GET", "/api/outbox", h.outbox)
+	r.handle("POST", "/api/outbox/{seq}", h.outboxAction)
 	api.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no such admin API route")
 	})

@@ -100,6 +100,11 @@ type Store struct {
 	db   *bbolt.DB
 	path string
 	now  func() time.Time
+	// writer names this opening of the file in the usage rows it writes
+	// (outbox.go): a store restored from a backup, whose sequence went
+	// back, or a copy opened by a second gateway, never makes an
+	// identifier again.
+	writer string
 }
 
 // Open opens (or creates) the store at path, creates its buckets and checks
@@ -145,7 +150,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := loadDictSequence(db); err != nil {
 		return fail(err)
 	}
-	return &Store{db: db, path: path, now: opts.Now}, nil
+	return &Store{db: db, path: path, now: opts.Now, writer: newWriterID()}, nil
 }
 
 // schemaOf reads the store's schema version: 0 for a new file.

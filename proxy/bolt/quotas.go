@@ -80,6 +80,13 @@ func (s *Store) QuotaCount(ctx context.Context, replica string, key proxy.QuotaK
 // SaveQuotaCounts writes each counter's absolute value for replica in one
 // transaction, keeping the larger where the store holds more.
 func (s *Store) SaveQuotaCounts(ctx context.Context, replica string, counts []proxy.QuotaCount) error {
+	if err := validQuotaCounts(replica, counts); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bbolt.Tx) error { return saveQuotaCounts(tx, replica, counts) })
+}
+
+func validQuotaCounts(replica string, counts []proxy.QuotaCount) error {
 	for i := range counts {
 		if err := validQuotaKey(&counts[i].Key, replica); err != nil {
 			return err
@@ -88,25 +95,31 @@ func (s *Store) SaveQuotaCounts(ctx context.Context, replica string, counts []pr
 			return errors.New("bolt: quota counter: negative count")
 		}
 	}
-	return s.update(ctx, func(tx *bbolt.Tx) error {
-		b, err := createdBucket(tx, bucketQuotas)
-		if err != nil {
+	return nil
+}
+
+// saveQuotaCounts writes counts in tx (SaveQuotaCounts, SaveUsageCounts).
+func saveQuotaCounts(tx *bbolt.Tx, replica string, counts []proxy.QuotaCount) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	b, err := createdBucket(tx, bucketQuotas)
+	if err != nil {
+		return err
+	}
+	for i := range counts {
+		qc := &counts[i]
+		k := append(quotaPrefix(&qc.Key), replica...)
+		if old := b.Get(k); len(old) == 16 && int64(binary.BigEndian.Uint64(old[8:])) >= qc.Used {
+			continue
+		}
+		v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(qc.Key.End.Unix()))
+		v = binary.BigEndian.AppendUint64(v, uint64(qc.Used))
+		if err := b.Put(k, v); err != nil {
 			return err
 		}
-		for i := range counts {
-			qc := &counts[i]
-			k := append(quotaPrefix(&qc.Key), replica...)
-			if old := b.Get(k); len(old) == 16 && int64(binary.BigEndian.Uint64(old[8:])) >= qc.Used {
-				continue
-			}
-			v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(qc.Key.End.Unix()))
-			v = binary.BigEndian.AppendUint64(v, uint64(qc.Used))
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // QuotaUsage lists subject's counters whose window has not ended at now,
@@ -178,6 +191,12 @@ func (s *Store) PruneQuotaCounts(ctx context.Context, before time.Time) (int, er
 		if err == nil {
 			n += len(batch)
 		}
+	}
+	if err == nil {
+		// Billed meter counts of windows as old (README "Usage billing").
+		var m int
+		m, err = s.pruneMeters(ctx, before)
+		n += m
 	}
 	return n, err
 }

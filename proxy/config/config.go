@@ -114,7 +114,7 @@ func configKeys(section string) []string {
 	case "":
 		return []string{"listen", "public_url", "upstream", "trusted_proxies", "extra_origins", "hosts", "internal_prefix",
 			"default_access", "clerk", "session", "stripe", "plans", "routes", "store", "admin", "pages", "timeouts", "api_keys",
-			"free", "cost_header", "quota_flush"}
+			"free", "cost_header", "quota_flush", "meter_window"}
 	case "api_keys":
 		return []string{"enabled", "header", "max_failures"}
 	case "clerk":
@@ -126,7 +126,7 @@ func configKeys(section string) []string {
 		return []string{"secret_key", "webhook_secret", "past_due_grace", "paused_collection", "reconcile_interval",
 			"allow_promotion_codes", "automatic_tax", "api_url"}
 	case "plans.*":
-		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope", "limits"}
+		return []string{"name", "description", "features", "highlight", "prices", "routes", "trial_days", "trial_fee_price", "scope", "limits", "meter"}
 	case "free":
 		return []string{"routes", "limits"}
 	case "limits.*":
@@ -187,6 +187,11 @@ func (p *configParser) config(root *yaml.Node) *proxy.Config {
 		v := top.str("quota_flush")
 		p.invalid(v, "is %s; want from 1ms to 1m (a crash loses at most one interval of counts)", cfg.QuotaFlush)
 		cfg.QuotaFlush = DefaultQuotaFlush
+	}
+	cfg.MeterWindow = p.duration(top.str("meter_window"), proxy.MeterWindowLength)
+	if w := cfg.MeterWindow; w < time.Second || w > proxy.MeterWindowLength || proxy.MeterWindowLength%w != 0 || w%time.Second != 0 {
+		p.invalid(top.str("meter_window"), "is %s; want whole seconds from 1s to 1h that divide an hour (one meter event a subject and window)", w)
+		cfg.MeterWindow = proxy.MeterWindowLength
 	}
 	rules, idLines := p.routes(top, cfg)
 	cfg.Routes = p.compile(cfg, rules)

@@ -174,7 +174,7 @@ plans:
 
 		Timeouts:   proxy.TimeoutsConfig{BodyIdle: 60 * time.Second, TunnelMaxLifetime: time.Hour},
 		APIKeys:    proxy.APIKeysConfig{MaxFailures: 20},
-		QuotaFlush: time.Second,
+		QuotaFlush: time.Second, MeterWindow: time.Hour,
 	}
 	if diff := cmp.Diff(cfg, want, configCmp()); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)
@@ -241,6 +241,8 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 					{Route: "258AVO", Limit: proxy.Limit{Rate: 10, Per: time.Second, Burst: 20, Quota: 10000, Period: proxy.PeriodMonth}},
 					{Route: "*", Limit: proxy.Limit{Rate: 50, Per: time.Second, Burst: 50}}}},
 			{Key: "team", Name: "team", Prices: []string{"price_456"}, Routes: []string{"*"}, Scope: proxy.SubjectOrg},
+			{Key: "api", Name: "api", Prices: []string{"price_base"}, Routes: []string{"258AVO"}, Scope: proxy.SubjectUser,
+				Meter: &proxy.PlanMeter{EventName: "api_requests", Price: "price_per_request"}},
 		},
 		Routes: &proxy.RuleSet{Default: proxy.AccessPaid, Rules: rules},
 		Store:  proxy.StoreConfig{Driver: proxy.StoreBolt, Path: "/data/tollgate.db", CacheSize: 10000},
@@ -253,7 +255,7 @@ func TestExampleConfig_ParsesWithEveryKeySet(t *testing.T) {
 		Free: &proxy.Plan{Key: "free", Name: "Free", Routes: []string{"258AVO"}, Scope: proxy.SubjectUser,
 			Limits: []proxy.LimitEntry{{Route: "258AVO", Limit: proxy.Limit{Quota: 100, Period: proxy.PeriodDay}}}},
 		CostHeader: "X-Tollgate-Cost",
-		QuotaFlush: time.Second,
+		QuotaFlush: time.Second, MeterWindow: time.Hour,
 	}
 	if diff := cmp.Diff(cfg, want, configCmp(), cmpopts.IgnoreFields(proxy.Rule{}, "Line")); diff != "" {
 		t.Errorf("config (-got +want):\n%s", diff)

@@ -75,6 +75,8 @@ func TestParseConfig_LimitErrors(t *testing.T) {
 		{"free route not free's", "free:\n  routes: [258AVO]\n  limits: { \"415VNA\": { quota: 1/day } }\n", `config.yaml:13: free.limits.415VNA: "415VNA" is not among this plan's routes`},
 		{"bad cost header", "cost_header: \"Retry-After\"\n", `config.yaml:11: cost_header: "Retry-After" is a header tollgate reads or sets itself`},
 		{"bad quota flush", "quota_flush: 5m\n", `config.yaml:11: quota_flush: is 5m0s; want from 1ms to 1m`},
+		{"bad meter window", "meter_window: 7m\n", `config.yaml:11: meter_window: is 7m0s; want whole seconds from 1s to 1h that divide an hour`},
+		{"meter window too long", "meter_window: 2h\n", `config.yaml:11: meter_window: is 2h0m0s; want whole seconds`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

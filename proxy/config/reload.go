@@ -32,6 +32,10 @@ func CheckReload(old, cfg *proxy.Config) error {
 		// free: and cost_header reload.
 		keys = append(keys, "quota_flush")
 	}
+	if old.MeterWindow != cfg.MeterWindow {
+		// The limiter, built once, cuts windows at the length it started with.
+		keys = append(keys, "meter_window")
+	}
 	keys = append(keys, changedFields("clerk", old.Clerk, cfg.Clerk, nil)...)
 	keys = append(keys, changedFields("stripe", old.Stripe, cfg.Stripe, stripeReloadable)...)
 	keys = append(keys, changedFields("store", old.Store, cfg.Store, nil)...)

@@ -44,9 +44,14 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		}
 		p.planText(s, &pl)
 
+		meter := p.planMeter(s, key, priceOwner)
+		pl.Meter = meter
 		prices := s.list("prices")
 		vals, empty := prices.values()
-		if len(vals) == 0 && !prices.bad {
+		if len(vals) == 0 && !prices.bad && meter != nil && !prices.set {
+			// Pure pay-as-you-go: the metered price is the plan's price.
+			pl.Prices = []string{meter.Price}
+		} else if len(vals) == 0 && !prices.bad {
 			switch {
 			case len(empty) > 0:
 				p.errorf(prices.line, prices.key, "empty because %s; want the Stripe price IDs of this plan, such as [price_123]", unsetVarsText(empty))
@@ -56,6 +61,10 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		}
 		for _, v := range vals {
 			if p.productID(v) {
+				continue
+			}
+			if meter != nil && v.s == meter.Price {
+				p.invalid(v, "%q is the plan's metered price (meter.price); list only the base fee's prices here, or omit prices: for a pay-as-you-go plan", v.s)
 				continue
 			}
 			if owner, dup := priceOwner[v.s]; dup {
@@ -111,6 +120,49 @@ func (p *configParser) plans(top *configSection) []proxy.Plan {
 		}
 	}
 	return plans
+}
+
+// planMeter reads a plan's meter: { event_name: …, price: price_… }
+// (README "Usage billing"): nil when absent or wrong. Its price is
+// recorded in priceOwner, as every price belongs to one plan.
+func (p *configParser) planMeter(s *configSection, key string, priceOwner map[string]string) *proxy.PlanMeter {
+	n := p.node(s.vals["meter"])
+	if n == nil || isYAMLNull(n) {
+		return nil
+	}
+	ms := p.section(n, key+".meter", []string{"event_name", "price"}, s.line)
+	if !ms.ok {
+		return nil
+	}
+	ev, price := ms.str("event_name"), ms.str("price")
+	ok := p.require(ev, "", "the event_name of the Stripe Billing Meter, such as api_requests")
+	if ok && !proxy.ValidMeterEventName(ev.s) {
+		p.invalid(ev, "%q is not a meter event name; want 1 to %d printable characters without spaces, as the meter's event_name in Stripe",
+			ev.s, proxy.MaxMeterEventName)
+		ok = false
+	}
+	if p.require(price, "", "the ID of the metered Stripe price backed by the meter, such as price_123") {
+		switch {
+		case p.productID(price):
+			ok = false
+		case !strings.HasPrefix(price.s, "price_") && !strings.HasPrefix(price.s, "plan_"):
+			p.invalid(price, "%q is not a Stripe price ID; want price_…", price.s)
+			ok = false
+		default:
+			if owner, dup := priceOwner[price.s]; dup {
+				p.invalid(price, "%q is already a price of %s; a price can belong to one plan only", price.s, owner)
+				ok = false
+			} else {
+				priceOwner[price.s] = fmt.Sprintf("%s (line %d)", key, price.line)
+			}
+		}
+	} else {
+		ok = false
+	}
+	if !ok {
+		return nil
+	}
+	return &proxy.PlanMeter{EventName: ev.s, Price: price.s}
 }
 
 // Limits on a plan's words, so that a card on the upgrade page stays a card.

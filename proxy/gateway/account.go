@@ -31,6 +31,8 @@ type accountSub struct {
 	AgainURL string
 	// Ended is when the plan ended (ended, never_started).
 	Ended *time.Time
+	// Usage is a metered plan's usage this period (metering.go).
+	Usage *accountUsage
 }
 
 type accountPage struct {
@@ -127,6 +129,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+		a.Usage = s.meteredUsage(r.Context(), &sj)
 		page.Subscriptions = append(page.Subscriptions, a)
 	}
 	// What still grants first, then what needs the visitor, then the past.

@@ -86,6 +86,8 @@ type dashboardPage struct {
 	Subscriptions       int64
 	PlanNames           map[string]string
 	TrialMRRIsEstimated bool
+	// Outbox is the usage outbox (nil: no metered plan, no rows).
+	Outbox *outboxPanel
 }
 
 // handleAdminDashboard serves <prefix>/admin.
@@ -116,6 +118,11 @@ func (s *Server) handleAdminDashboard(w http.ResponseWriter, r *http.Request) {
 	page.TrialChart = trialChart(d.Trials)
 	page.Rate, page.RecentRate = percent(d.Trials.Rate()), percent(d.Trials.RecentRate())
 	page.Subscriptions = d.Active + d.Trialing + d.PastDue + d.Canceled + d.Other
+	if page.Outbox, err = s.outboxPanel(r.Context()); err != nil {
+		s.log.ErrorContext(r.Context(), "admin dashboard: usage outbox", "err", err)
+		s.writeError(w, r, http.StatusServiceUnavailable)
+		return
+	}
 	s.pages.render(w, r, http.StatusOK, "admin", page)
 }
 

@@ -229,6 +229,10 @@ func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
 		f.limit.WriteHeaders(h, s.now())
 		f.limit.Settle(http.StatusOK, 1)
 	}
+	if f.meter != nil {
+		// Likewise a metered request is billed 1 at allow time.
+		s.limiter.Count(f.meter.subject, f.meter.sub, f.meter.eventName, 1)
+	}
 	h[HeaderUser] = []string{user}
 	h[HeaderOrg] = []string{org}
 	h[HeaderPlan] = []string{f.plan}

@@ -186,6 +186,9 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 		if len(d.Plan.Limits) > 0 && !s.limit(w, r, e, f, &d, &a, m.RouteID) {
 			return false
 		}
+		if d.Plan.Meter != nil && d.Sub != nil && s.limiter != nil {
+			f.meter = &meterRef{subject: d.Subject, sub: d.Sub, eventName: d.Plan.Meter.EventName}
+		}
 	}
 	e.decision = "allow"
 	return true

@@ -167,6 +167,10 @@ func (s *Server) settleLimit(f *forward, resp *http.Response) {
 		// value): a cost in a trailer is ignored.
 		delete(resp.Trailer, s.cfg.CostHeader)
 	}
+	if f.meter != nil && resp.StatusCode < 500 {
+		// Billed as the quota is debited: cost units, a 5xx nothing.
+		s.limiter.Count(f.meter.subject, f.meter.sub, f.meter.eventName, cost)
+	}
 	if f.limit.Limit() == nil {
 		return
 	}

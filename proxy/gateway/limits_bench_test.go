@@ -34,7 +34,10 @@ func BenchmarkPaidRequest_Limits(b *testing.B) {
     routes: ["415VNA"]`, `  pro:
     prices: [price_pro]
     routes: ["415VNA", "LIMITED"]
-    limits: { LIMITED: { rate: 1000000/s, burst: 1000000, quota: 1000000000000/month } }`, 1)
+    limits: { LIMITED: { rate: 1000000/s, burst: 1000000, quota: 1000000000000/month } }
+  payg:
+    routes: ["METERED"]
+    meter: { event_name: api_requests, price: price_payg_usage }`, 1)
 	cfg, err := config.Parse("bench.yaml", []byte(text), func(string) string { return "" })
 	if err != nil {
 		b.Fatal(err)
@@ -45,13 +48,14 @@ func BenchmarkPaidRequest_Limits(b *testing.B) {
 	}
 	sub := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
 	ents := fakeEntitlements{sub: {Subject: sub, Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusActive,
-		BillingCycleAnchor: now.AddDate(0, -2, 3)}}}}
+		BillingCycleAnchor: now.AddDate(0, -2, 3)}, {ID: "sub_2", Plan: "payg", Status: proxy.StatusActive, CustomerID: "cus_ada",
+		CurrentPeriodEnd: now.AddDate(0, 0, 9)}}}}
 	srv, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Entitlements: ents, Limiter: l,
 		State: NewState(StateOptions{Transport: memUpstream{}}), Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, bc := range []struct{ name, path string }{{"no limits", "/routes/415VNA/x"}, {"under a limit", "/routes/LIMITED/x"}} {
+	for _, bc := range []struct{ name, path string }{{"no limits", "/routes/415VNA/x"}, {"under a limit", "/routes/LIMITED/x"}, {"metered", "/routes/METERED/x"}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

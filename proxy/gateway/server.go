@@ -80,6 +80,8 @@ type Options struct {
 	// config's Server, built once by main. nil: a request on a limited
 	// route gets 503 (fail closed).
 	Limiter  *limits.Limiter
+	Usage    proxy.MeteredUsage // nil: the account page shows no metered usage
+	Outbox   OutboxReader       // nil: the admin console shows no usage outbox
 	Internal []InternalRoute
 	// State is what outlives a reload, built once by main (NewState) and
 	// given to every Server. nil: a fresh one (tests).
@@ -115,8 +117,10 @@ type Server struct {
 	keyFails   *keyFailures
 	apiKeys    proxy.APIKeyStore // nil: no API keys section
 	limiter    *limits.Limiter   // nil: limited routes answer 503
-	tunnels    *tunnels          // upgraded connections on gated routes; the State's
-	ownBody    time.Duration     // OwnBodyTimeout, or the test's
+	usage      proxy.MeteredUsage
+	outbox     OutboxReader
+	tunnels    *tunnels      // upgraded connections on gated routes; the State's
+	ownBody    time.Duration // OwnBodyTimeout, or the test's
 	upstream   *httputil.ReverseProxy
 	internal   *http.ServeMux
 	transport  http.RoundTripper
@@ -138,7 +142,8 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys, limiter: o.Limiter}
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys, limiter: o.Limiter,
+		usage: o.Usage, outbox: o.Outbox}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
 	}
@@ -182,7 +187,7 @@ func New(o Options) (*Server, error) {
 	}
 	s.pages = p
 	var ul upstreamLimits
-	if cfg.CostHeader != "" || hasLimits(cfg) {
+	if cfg.CostHeader != "" || hasLimits(cfg) || hasMeters(cfg) {
 		ul = upstreamLimits{costFolded: foldHeaderName(cfg.CostHeader), settle: s.settleLimit}
 	}
 	s.upstream = newUpstream(cfg.Upstream, cfg.Clerk.ForwardCookies, cfg.APIKeys.Header, cfg.Clerk.APIKeys, s.streamStarted, s.transport, s.log, s.writeError, s.obs, ul)
@@ -270,6 +275,16 @@ func hasLimits(cfg *proxy.Config) bool {
 	}
 	for i := range cfg.Plans {
 		if len(cfg.Plans[i].Limits) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hasMeters reports whether any plan is metered (README "Usage billing").
+func hasMeters(cfg *proxy.Config) bool {
+	for i := range cfg.Plans {
+		if cfg.Plans[i].Meter != nil {
 			return true
 		}
 	}

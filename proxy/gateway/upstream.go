@@ -65,6 +65,9 @@ type forward struct {
 	// costw strips the cost header from 1xx answers (Server.toUpstream),
 	// kept here to cost no allocation.
 	costw costWriter
+	// meter: the granting plan's meter and whose it is, counted when the
+	// upstream answers (README "Usage billing"); nil: not metered.
+	meter *meterRef
 }
 
 func (f *forward) wroteRequest(info httptrace.WroteRequestInfo) {
@@ -92,6 +95,13 @@ func (f *forward) settleLost(err error) {
 		return
 	}
 	f.limit.Release()
+}
+
+// meterRef is what a metered request is counted under.
+type meterRef struct {
+	subject   proxy.Subject
+	sub       *proxy.Subscription
+	eventName string
 }
 
 // clerkQueryParam reports whether a query parameter belongs to Clerk's

@@ -40,6 +40,23 @@ type Store interface {
 	PruneQuotaCounts(ctx context.Context, before time.Time) (int, error)
 }
 
+// MeterStore is a Store that also bills metered usage (README "Usage
+// billing"). bbolt's is proxy/bolt (meters.go).
+type MeterStore interface {
+	// SaveUsageCounts saves the quota counters (as SaveQuotaCounts does)
+	// and the meter counts in ONE transaction, and in that same
+	// transaction appends to the usage outbox a row for every meter
+	// window that has ended at now with units not yet billed. Meter
+	// counts are absolute per writing process, the larger kept:
+	// idempotent. It returns the rows written and the end of the earliest
+	// window still open (zero when none), when a flush must run again to
+	// close it even with nothing new counted.
+	SaveUsageCounts(ctx context.Context, replica string, counts []proxy.QuotaCount, meters []proxy.MeterCount, now time.Time) (rows int, nextClose time.Time, err error)
+	// MeteredUsage is what subject used of the meter in windows that
+	// began at or after since: billed rows and open windows' counts.
+	proxy.MeteredUsage
+}
+
 // Replicas is the number of live replicas sharing a store, from their
 // heartbeats in it. Each replica enforces 1/n of a rate (README "Limits",
 // "Several replicas"). A single-process store (bbolt) is One.
@@ -76,6 +93,11 @@ type Options struct {
 	Observer Observer
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Billed hears that a flush wrote usage rows to the outbox (the
+	// sender's Kick); nil: nobody.
+	Billed func()
+	// MeterWindow is meter_window (proxy.MeterWindowOf); 0: an hour.
+	MeterWindow time.Duration
 }
 
 // Limiter holds the rate and quota state of every subject on this replica.
@@ -87,9 +109,15 @@ type Limiter struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	mu     sync.Mutex
-	state  map[rateKey]*subjState // per subject, plan and entry: one lookup a request
-	quotas map[quotaKey]*counter  // every counter, for the flush
+	meterStore MeterStore // nil: the store bills nothing; Count counts in memory only
+	billed     func()
+	meterWin   time.Duration
+
+	mu        sync.Mutex
+	state     map[rateKey]*subjState // per subject, plan and entry: one lookup a request
+	quotas    map[quotaKey]*counter  // every counter, for the flush
+	meters    map[proxy.MeterKey]*meterCounter
+	nextClose time.Time // a flush saves even with nothing new once a meter window ends; zero: at the first flush
 
 	flushMu     sync.Mutex // one flush at a time
 	lastFlush   time.Time  // of the last successful flush
@@ -119,6 +147,13 @@ type subjState struct {
 	policyFor *proxy.LimitEntry // the entry policy was written for
 }
 
+// meterCounter is this process's count of one meter window: absolute,
+// since the process began counting it (the store keeps each process's
+// count apart, so nothing is read back at start).
+type meterCounter struct {
+	used, flushed int64 // guarded by Limiter.mu
+}
+
 type quotaKey struct {
 	rateKey
 	start int64
@@ -145,7 +180,9 @@ func New(o Options) (*Limiter, error) {
 		return nil, errors.New("limits.New: no store")
 	}
 	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, obs: o.Observer, log: o.Logger, now: o.Now,
-		state: map[rateKey]*subjState{}, quotas: map[quotaKey]*counter{}}
+		state: map[rateKey]*subjState{}, quotas: map[quotaKey]*counter{}, meters: map[proxy.MeterKey]*meterCounter{}, billed: o.Billed}
+	l.meterStore, _ = o.Store.(MeterStore)
+	l.meterWin = o.MeterWindow
 	if l.replicas == nil {
 		l.replicas = One{}
 	}
@@ -382,6 +419,31 @@ func ParseCost(v string) int64 {
 	return n
 }
 
+// Count adds units a metered plan's request cost to subject's meter
+// window holding now (proxy.MeterKeyFor, on sub's period and customer;
+// README "Usage billing"): the caller counts a request once its response
+// arrived and was not a 5xx, with the same cost its quota is debited. The
+// next flush saves it with the quota counters and, once the window has
+// ended, bills it through the usage outbox in the same transaction.
+//
+// The window is read under the lock a flush takes before it lets an ended
+// window's counter go, so no unit lands on a counter already let go (a
+// new one would restart the process's absolute count at zero).
+func (l *Limiter) Count(subject proxy.Subject, sub *proxy.Subscription, eventName string, units int64) {
+	if units <= 0 {
+		return
+	}
+	l.mu.Lock()
+	key := proxy.MeterKeyFor(l.meterWin, subject, sub, eventName, l.now())
+	m := l.meters[key]
+	if m == nil {
+		m = &meterCounter{}
+		l.meters[key] = m
+	}
+	m.used += units
+	l.mu.Unlock()
+}
+
 // IdleCounter is how long a counter whose count is all in the store stays
 // in memory without a request: a subject that comes back later costs one
 // read of the store.
@@ -413,6 +475,17 @@ func (l *Limiter) Flush(ctx context.Context) error {
 		}
 		held = append(held, c)
 	}
+	var meters []proxy.MeterCount
+	for k, m := range l.meters {
+		if m.used != m.flushed {
+			meters = append(meters, proxy.MeterCount{Key: k, Used: m.used})
+		} else if !start.Before(k.End) {
+			// Saved and ended: the store bills it (now or at the flush
+			// that closes its window) without this process.
+			delete(l.meters, k)
+		}
+	}
+	closing := l.meterStore != nil && (l.nextClose.IsZero() || !start.Before(l.nextClose))
 	for k, st := range l.state {
 		// A full bucket and no counter held: nothing to remember.
 		if st.tat <= nowNS && (st.c == nil || st.c.evicted) {
@@ -421,17 +494,36 @@ func (l *Limiter) Flush(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 	var err error
-	if len(counts) > 0 {
-		err = l.store.SaveQuotaCounts(ctx, l.replica, counts)
+	rows := 0
+	if l.meterStore != nil && (len(counts) > 0 || len(meters) > 0 || closing) {
+		// Counters, meter counts and the outbox rows of ended windows:
+		// one transaction (README "Usage billing").
+		var next time.Time
+		rows, next, err = l.meterStore.SaveUsageCounts(ctx, l.replica, counts, meters, start)
 		if err == nil {
 			l.mu.Lock()
-			for _, qc := range counts {
-				if c := l.quotas[quotaKey{rateKey: rateKey{subject: qc.Key.Subject, plan: qc.Key.Plan, route: qc.Key.Route}, start: qc.Key.Start.Unix()}]; c != nil && c.flushed < qc.Used {
-					c.flushed = qc.Used
+			for _, mc := range meters {
+				if m := l.meters[mc.Key]; m != nil && m.flushed < mc.Used {
+					m.flushed = mc.Used
 				}
+			}
+			l.nextClose = next
+			if next.IsZero() {
+				l.nextClose = start.Add(MeterWindowCheck)
 			}
 			l.mu.Unlock()
 		}
+	} else if len(counts) > 0 {
+		err = l.store.SaveQuotaCounts(ctx, l.replica, counts)
+	}
+	if err == nil && len(counts) > 0 {
+		l.mu.Lock()
+		for _, qc := range counts {
+			if c := l.quotas[quotaKey{rateKey: rateKey{subject: qc.Key.Subject, plan: qc.Key.Plan, route: qc.Key.Route}, start: qc.Key.Start.Unix()}]; c != nil && c.flushed < qc.Used {
+				c.flushed = qc.Used
+			}
+		}
+		l.mu.Unlock()
 	}
 	if err == nil && l.replicas.LiveReplicas() > 1 {
 		for _, c := range held {
@@ -449,10 +541,43 @@ func (l *Limiter) Flush(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("quota flush: %w", err)
 	}
+	if rows > 0 && l.billed != nil {
+		l.billed()
+	}
 	l.lastFlushMu.Lock()
 	l.lastFlush = start
 	l.lastFlushMu.Unlock()
 	return nil
+}
+
+// MeterWindowCheck is how often a flush with nothing new looks for meter
+// windows to close when the store knows of none open: a window another
+// writer left open (a crash) is closed within this.
+const MeterWindowCheck = time.Minute
+
+// MeteredUsage is what subject used of the meter eventName in windows
+// that end after since (a period's first window may begin before it): the store's (billed rows and open windows)
+// and this process's counts not yet flushed (README "Usage billing").
+func (l *Limiter) MeteredUsage(ctx context.Context, subject proxy.Subject, eventName string, since time.Time) (int64, error) {
+	var n int64
+	if l.meterStore != nil {
+		var err error
+		if n, err = l.meterStore.MeteredUsage(ctx, subject, eventName, since); err != nil {
+			return 0, err
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, m := range l.meters {
+		if k.Subject == subject && k.EventName == eventName && k.End.After(since) {
+			if l.meterStore == nil {
+				n += m.used
+			} else {
+				n += m.used - m.flushed
+			}
+		}
+	}
+	return n, nil
 }
 
 // FlushLag is how long ago the last successful flush began: about the

@@ -43,6 +43,8 @@ type Metrics struct {
 	reconcile       *prometheus.GaugeVec
 	reconcileDone   prometheus.Gauge
 	limits          limitMetrics
+	meterEvents     *prometheus.CounterVec
+	outbox          *prometheus.GaugeVec
 
 	// The series every request touches, looked up once, on first use (a
 	// series appears when it has something to say; the labels are fixed
@@ -152,7 +154,18 @@ func New() *Metrics {
 		Name: "tollgate_reconcile_last_completed_timestamp_seconds",
 		Help: "When the last complete account-wide reconcile ended (unix seconds; 0: none since start).",
 	})
-	m.reg.MustRegister(backlogCustomers, backlogAge, m.reconcile, m.reconcileDone)
+	m.meterEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tollgate_meter_events_total",
+		Help: "Usage rows sent to Stripe as meter events, by outcome: accepted, duplicate (Stripe held the identifier: accepted earlier), retry (429, 5xx, network: backing off), flagged (refused for good, or unconfirmed after a day: an admin decides), confirmed (by Stripe's meter event summary).",
+	}, []string{"result"})
+	for _, r := range []string{"accepted", "duplicate", "retry", "flagged", "confirmed"} {
+		m.meterEvents.WithLabelValues(r)
+	}
+	m.outbox = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tollgate_usage_outbox",
+		Help: "The usage outbox after the sender's last pass: pending (rows not yet accepted by Stripe), flagged (rows an admin must look at) and oldest_seconds (age of the oldest pending row: the metering lag).",
+	}, []string{"what"})
+	m.reg.MustRegister(backlogCustomers, backlogAge, m.reconcile, m.reconcileDone, m.meterEvents, m.outbox)
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
 		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch, m.stripeAnomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -321,6 +334,17 @@ func (m *Metrics) readBacklog() (int, time.Duration) {
 		return 0, 0
 	}
 	return n, age
+}
+
+// MeterEvent counts one usage row's outcome (stripe.MeterObserver); result
+// is one of five fixed values.
+func (m *Metrics) MeterEvent(result string) { m.meterEvents.WithLabelValues(result).Inc() }
+
+// Outbox sets the usage outbox gauges (stripe.MeterObserver).
+func (m *Metrics) Outbox(pending, flagged int, oldest time.Duration) {
+	m.outbox.WithLabelValues("pending").Set(float64(pending))
+	m.outbox.WithLabelValues("flagged").Set(float64(flagged))
+	m.outbox.WithLabelValues("oldest_seconds").Set(oldest.Seconds())
 }
 
 // ReconcileProgress sets the reconcile's progress gauges (stripe's

@@ -131,7 +131,11 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 	}
 
 	price := req.PriceID()
-	terms := idempotencyKey("terms", subject.String(), cus, req.Identity.UserID, plan.Key, price,
+	metered := ""
+	if plan.Meter != nil {
+		metered = plan.Meter.Price
+	}
+	terms := idempotencyKey("terms", subject.String(), cus, req.Identity.UserID, plan.Key, price, metered,
 		plan.TrialFeePrice, strconv.FormatBool(trial), strconv.Itoa(plan.TrialDays), ret,
 		strconv.FormatBool(req.AllowPromotionCodes), strconv.FormatBool(req.AutomaticTax))
 	open, err := b.openSessions(ctx, bud, cus)
@@ -156,10 +160,8 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 		Mode:              stripe.String(string(stripe.CheckoutSessionModeSubscription)),
 		Customer:          stripe.String(cus),
 		ClientReferenceID: stripe.String(req.Identity.UserID),
-		LineItems: []*stripe.CheckoutSessionLineItemParams{
-			{Price: stripe.String(price), Quantity: stripe.Int64(1)},
-		},
-		SuccessURL: stripe.String(b.public + b.prefix + "/checkout/done?session_id={CHECKOUT_SESSION_ID}"),
+		LineItems:         lineItems(plan, price),
+		SuccessURL:        stripe.String(b.public + b.prefix + "/checkout/done?session_id={CHECKOUT_SESSION_ID}"),
 		CancelURL: stripe.String(b.public + b.prefix + "/subscribe/" + url.PathEscape(plan.Key) + "?" +
 			url.Values{"return": {ret}}.Encode()),
 		SubscriptionData: &stripe.CheckoutSessionSubscriptionDataParams{
@@ -249,6 +251,21 @@ func (b *Billing) checkoutLocked(ctx context.Context, bud *budget, req proxy.Che
 	b.log.InfoContext(ctx, "stripe: checkout session created", "session", cs.ID, "customer", cus,
 		"subject", subject.String(), "plan", plan.Key, "price", price, "trial", trial)
 	return proxy.CheckoutResult{URL: cs.URL}, nil
+}
+
+// lineItems are a Checkout's subscription items: the chosen price, one of
+// it, and a metered plan's metered price without a quantity, which Stripe
+// requires of a metered line item (it refuses one with a quantity); a pure
+// pay-as-you-go plan's chosen price is its metered price, listed once.
+func lineItems(plan *proxy.Plan, price string) []*stripe.CheckoutSessionLineItemParams {
+	var items []*stripe.CheckoutSessionLineItemParams
+	if plan.Meter == nil || price != plan.Meter.Price {
+		items = append(items, &stripe.CheckoutSessionLineItemParams{Price: stripe.String(price), Quantity: stripe.Int64(1)})
+	}
+	if plan.Meter != nil {
+		items = append(items, &stripe.CheckoutSessionLineItemParams{Price: stripe.String(plan.Meter.Price)})
+	}
+	return items
 }
 
 func (b *Billing) checkRequest(req proxy.CheckoutRequest) error {

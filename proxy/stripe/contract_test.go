@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe/stripe-go/v76"
+
 	"github.com/tollgate/tollgate/proxy"
 )
 
@@ -241,6 +243,33 @@ func TestContract_StripeMockAcceptsEveryRequest(t *testing.T) {
 	if err := b.expireSession(ctx, b.backgroundBudget(0), "cs_test_contract"); err != nil {
 		t.Errorf("expire session: %v", err)
 	}
+
+	// Metered plans (README "Usage billing"): a Checkout with the metered
+	// price as a line item without a quantity, the meter event the outbox
+	// sends, the meter list and summary a day-old row is checked against,
+	// and the meter check -online makes of a metered price.
+	rt.setEmptyLists(true)
+	metered := &proxy.Plan{Key: "api", Name: "API", Prices: []string{"price_api_base"}, Routes: []string{"*"}, Scope: proxy.SubjectUser,
+		Meter: &proxy.PlanMeter{EventName: "api_requests", Price: "price_api_usage"}}
+	if _, err := b.Checkout(ctx, proxy.CheckoutRequest{Identity: idGrace(), Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: "user_grace"},
+		Plan: metered, ReturnPath: "/"}); err != nil {
+		t.Errorf("Checkout (metered): %v", err)
+	}
+	rt.setEmptyLists(false)
+	out := &memOutbox{}
+	m := b.MeterSender(MeterConfig{Store: out})
+	at := time.Now().Add(-time.Minute).Truncate(time.Second)
+	out.add(proxy.UsageRow{Subject: userAda(), Customer: "cus_ada", EventName: "api_requests", Window: at, At: at, Value: 3})
+	if _, err := m.Pass(ctx); err != nil || out.state(1).Status != proxy.OutboxSent {
+		t.Errorf("meter event: %v, %+v", err, out.state(1))
+	}
+	_, _ = m.meterID(ctx, "api_requests") // stripe-mock's canned meter has another event_name
+	m.meters = map[string]string{"api_requests": "mtr_contract"}
+	if _, err := m.summary(ctx, "api_requests", "cus_ada", at.Truncate(time.Minute), at.Truncate(time.Minute).Add(time.Minute)); err != nil {
+		t.Errorf("meter event summary: %v", err)
+	}
+	_ = b.checkMetered(ctx, &stripe.Price{ID: "price_api_usage", Recurring: &stripe.PriceRecurring{
+		UsageType: stripe.PriceRecurringUsageTypeMetered, Meter: "mtr_contract"}}, map[string]string{"price_api_usage": "api_requests"})
 
 	// Every call is one of Endpoints (the metrics' allow-list), and every
 	// one of Endpoints was exercised.

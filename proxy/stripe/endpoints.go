@@ -17,6 +17,10 @@ var endpoints = []string{
 	"GET /v1/events",
 	"GET /v1/prices/{id}",
 	"GET /v1/account",
+	"POST /v1/billing/meter_events",
+	"GET /v1/billing/meters",
+	"GET /v1/billing/meters/{id}",
+	"GET /v1/billing/meters/{id}/event_summaries",
 }
 
 // EndpointOther labels any call that is not one of Endpoints.

@@ -322,7 +322,11 @@ func (b *Billing) Plans() []proxy.Plan { return *b.plans.Load() }
 func (b *Billing) configuredPrices() []string {
 	var out []string
 	for _, p := range b.Plans() {
-		for _, id := range append(slices.Clone(p.Prices), p.TrialFeePrice) {
+		meter := ""
+		if p.Meter != nil {
+			meter = p.Meter.Price
+		}
+		for _, id := range append(slices.Clone(p.Prices), p.TrialFeePrice, meter) {
 			if id != "" && !slices.Contains(out, id) {
 				out = append(out, id)
 			}
@@ -419,9 +423,13 @@ func (b *Billing) Price(id string) (proxy.Price, bool) {
 // then in the background, never per request.
 func (b *Billing) RefreshPrices(ctx context.Context) error {
 	fees := map[string]bool{}
+	meters := map[string]string{} // metered price → the event_name its meter must have
 	for _, p := range b.Plans() {
 		if p.TrialFeePrice != "" {
 			fees[p.TrialFeePrice] = true
+		}
+		if p.Meter != nil {
+			meters[p.Meter.Price] = p.Meter.EventName
 		}
 	}
 	var errs []error
@@ -441,6 +449,7 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 		pr := proxy.Price{ID: sp.ID, Amount: sp.UnitAmount, Currency: string(sp.Currency)}
 		if sp.Recurring != nil {
 			pr.Interval, pr.IntervalCount = string(sp.Recurring.Interval), sp.Recurring.IntervalCount
+			pr.Metered = sp.Recurring.UsageType == stripe.PriceRecurringUsageTypeMetered
 		}
 		got[id] = pr
 		recurring := sp.Type == stripe.PriceTypeRecurring || sp.Recurring != nil
@@ -451,6 +460,10 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("price %s is a trial fee but recurring; want a one-time price", id))
 		case !fees[id] && !recurring:
 			errs = append(errs, fmt.Errorf("price %s is one-time; plan prices must be recurring", id))
+		default:
+			if err := b.checkMetered(ctx, sp, meters); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	b.pricesMu.Lock()
@@ -459,6 +472,42 @@ func (b *Billing) RefreshPrices(ctx context.Context) error {
 	}
 	b.pricesMu.Unlock()
 	return errors.Join(errs...)
+}
+
+// checkMetered holds a recurring price to its place in the config: a
+// plan's meter.price must be metered (recurring[usage_type]=metered) and
+// backed by the meter whose event_name the plan names
+// (recurring[meter], GET /v1/billing/meters/{id}); any other plan price
+// must not be metered, as Checkout would refuse it a quantity.
+func (b *Billing) checkMetered(ctx context.Context, sp *stripe.Price, meters map[string]string) error {
+	metered := sp.Recurring != nil && sp.Recurring.UsageType == stripe.PriceRecurringUsageTypeMetered
+	event, isMeter := meters[sp.ID]
+	switch {
+	case !isMeter && metered:
+		return fmt.Errorf("price %s is metered; a plan's metered price goes under meter: with its meter's event_name", sp.ID)
+	case !isMeter:
+		return nil
+	case !metered:
+		return fmt.Errorf("price %s is meter.price but not metered; want a price with usage type metered, backed by the meter %q", sp.ID, event)
+	case sp.Recurring.Meter == "":
+		return fmt.Errorf("price %s is metered but uses no meter (legacy usage records); want a price backed by the meter %q", sp.ID, event)
+	}
+	var mt *stripe.BillingMeter
+	err := b.call(ctx, b.backgroundBudget(b.retries), func() (err error) {
+		p := &stripe.BillingMeterParams{}
+		p.Context = ctx
+		mt, err = b.api.BillingMeters.Get(sp.Recurring.Meter, p)
+		return err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("price %s: meter %s: %w", sp.ID, sp.Recurring.Meter, stripeFailure(err))
+	case mt.EventName != event:
+		return fmt.Errorf("price %s uses the meter %s, whose event_name is %q; the plan's meter.event_name is %q", sp.ID, mt.ID, mt.EventName, event)
+	case mt.Status != stripe.BillingMeterStatusActive:
+		return fmt.Errorf("price %s uses the meter %s, which is %s; Stripe drops events sent to an inactive meter", sp.ID, mt.ID, mt.Status)
+	}
+	return nil
 }
 
 // sdkLogger keeps stripe-go quiet: everything it says goes to Debug (the

@@ -81,7 +81,16 @@ func (s *Stripe) apiCreateCheckout(r *http.Request) (any, *apiError) {
 			return nil, e
 		}
 		qty := int64(1)
-		if q, ok := it["quantity"]; ok {
+		if p.Meter != "" {
+			// Stripe bills a metered price by usage and refuses a quantity
+			// on its Checkout line item (docs.stripe.com/api/checkout/sessions/create,
+			// line_items.quantity); the message is the sandbox's wording.
+			if _, ok := it["quantity"]; ok {
+				return nil, errInvalid(param+"[quantity]", fmt.Sprintf(
+					"Quantity should not be specified where usage_type is `metered`. Remove quantity from `%s`.", param))
+			}
+			qty = 0
+		} else if q, ok := it["quantity"]; ok {
 			n, err := strconv.ParseInt(q, 10, 64)
 			if err != nil || n < 1 {
 				return nil, errInvalid(param+"[quantity]", "Quantity must be a positive integer.")

@@ -295,12 +295,25 @@ func (s *Stripe) newInvoiceLocked(sub *subscription, reason string, at time.Time
 		cus.invoiceSeq++
 		inv.number = fmt.Sprintf("%s-%04d", cus.invoicePrefix, cus.invoiceSeq)
 	}
-	for _, it := range sub.items {
+	for i := range sub.items {
+		it := &sub.items[i]
 		l := invoiceLine{
 			id: newID("il_"), price: it.price, quantity: it.quantity, subItem: it.id,
 			start: sub.periodStart, end: sub.periodEnd,
 		}
-		if charge {
+		if m := s.meters[it.price.Meter]; m != nil {
+			// Usage is billed in arrears: what the meter counted for the
+			// customer since the item's last invoice.
+			from := it.metered
+			if from.IsZero() {
+				from = it.created
+			}
+			l.quantity = int64(s.aggregateLocked(m, sub.customer, time.Time{}, at, from))
+			l.amount = it.price.UnitAmount * l.quantity
+			l.description = fmt.Sprintf("%d × %s (at %s / unit)", l.quantity, it.price.product.name,
+				formatMoney(it.price.UnitAmount, it.price.Currency))
+			it.metered = at
+		} else if charge {
 			l.amount = it.price.UnitAmount * it.quantity
 			l.description = fmt.Sprintf("%d × %s (at %s / %s)", it.quantity, it.price.product.name,
 				formatMoney(it.price.UnitAmount, it.price.Currency), it.price.Interval)

@@ -46,6 +46,11 @@ func (s *Stripe) routes() http.Handler {
 	mux.HandleFunc("GET /v1/webhook_endpoints/{id}", s.api(s.apiGetWebhookEndpoint))
 	mux.HandleFunc("POST /v1/webhook_endpoints/{id}", s.api(s.apiUpdateWebhookEndpoint))
 	mux.HandleFunc("DELETE /v1/webhook_endpoints/{id}", s.api(s.apiDeleteWebhookEndpoint))
+	mux.HandleFunc("POST /v1/billing/meters", s.api(s.apiCreateMeter))
+	mux.HandleFunc("GET /v1/billing/meters", s.api(s.apiListMeters))
+	mux.HandleFunc("GET /v1/billing/meters/{id}", s.api(s.apiGetMeter))
+	mux.HandleFunc("GET /v1/billing/meters/{id}/event_summaries", s.api(s.apiMeterSummaries))
+	mux.HandleFunc("POST /v1/billing/meter_events", s.api(s.apiCreateMeterEvent))
 	mux.HandleFunc("/v1/", s.api(func(r *http.Request) (any, *apiError) {
 		return nil, &apiError{Status: http.StatusNotFound, Type: "invalid_request_error",
 			Message: fmt.Sprintf("Unrecognized request URL (%s: %s).", r.Method, r.URL.Path)}
@@ -71,6 +76,9 @@ type apiError struct {
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message"`
 	Param   string `json:"param,omitempty"`
+	// shouldRetry is the Stripe-Should-Retry header of the answer ("":
+	// none).
+	shouldRetry string
 }
 
 func errMissing(param string) *apiError {
@@ -209,12 +217,22 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 			s.apiFailures[r.Pattern]--
 			apiErr = &apiError{Status: http.StatusInternalServerError, Type: "api_error",
 				Message: "An unknown error occurred while processing your request."}
+			switch st := s.apiFailStatus[r.Pattern]; {
+			case st == http.StatusTooManyRequests:
+				apiErr = &apiError{Status: st, Type: "invalid_request_error", Code: "rate_limit",
+					Message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits."}
+			case st > 500:
+				apiErr.Status = st
+			}
 		} else {
 			v, apiErr = h(r)
 		}
 		status := http.StatusOK
 		if apiErr != nil {
 			status, v = apiErr.Status, errorJSON{*apiErr}
+			if apiErr.shouldRetry != "" {
+				w.Header().Set("Stripe-Should-Retry", apiErr.shouldRetry)
+			}
 		}
 		body, err := json.Marshal(v)
 		if err != nil {

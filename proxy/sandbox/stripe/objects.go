@@ -80,6 +80,9 @@ type subItem struct {
 	price    *price
 	quantity int64
 	created  time.Time
+	// metered is where a metered item's next invoice starts counting
+	// usage (billing time).
+	metered time.Time
 }
 
 type subscription struct {

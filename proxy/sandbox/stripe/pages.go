@@ -105,6 +105,13 @@ func (s *Stripe) checkoutViewLocked(cs *checkoutSession) *checkoutView {
 			Quantity: fmt.Sprint(li.quantity),
 			Amount:   formatMoney(amt, li.price.Currency) + perInterval(li.price),
 		})
+		if li.price.Meter != "" {
+			// A metered line has no quantity: it is billed by usage at
+			// the end of each period.
+			v.Lines[len(v.Lines)-1].Price = formatMoney(li.price.UnitAmount, li.price.Currency) + " per unit"
+			v.Lines[len(v.Lines)-1].Quantity = "by usage"
+			v.Lines[len(v.Lines)-1].Amount = "billed at the end of each period"
+		}
 		if li.price.recurring() {
 			recurring += amt
 			per = append(per, perInterval(li.price))

@@ -48,10 +48,16 @@ const (
 // Nickname. Currency defaults to "usd". Interval is "day", "week", "month"
 // or "year" for a recurring price (always every one interval) and "" for a
 // one-time price.
+//
+// Meter makes a recurring price metered (recurring[usage_type]=metered),
+// backed by the meter with that ID (one of Options.Meters): UnitAmount is
+// then per unit of usage, billed at the end of each period for the usage
+// the meter counted in it.
 type Price struct {
 	ID, Product, Nickname, Currency string
 	UnitAmount                      int64 // in the currency's minor unit (cents)
 	Interval                        string
+	Meter                           string
 }
 
 // DefaultPrices returns the prices used when Options.Prices is
@@ -68,6 +74,19 @@ func DefaultPrices() []Price {
 		{ID: "price_demo_api_monthly", Product: "API", Nickname: "API monthly", Currency: "usd", UnitAmount: 1900, Interval: "month"},
 		{ID: "price_demo_trial_fee", Product: "Trial fee", Nickname: "Trial fee", Currency: "usd", UnitAmount: 100},
 	}
+}
+
+// DemoMeter is the Billing Meter `tollgate demo` starts the sandbox with:
+// the tide API's calls, summed by customer (README "Usage billing").
+func DemoMeter() Meter {
+	return Meter{ID: "mtr_demo_tide_calls", EventName: "tide_api_calls", DisplayName: "Tide API calls"}
+}
+
+// DemoMeteredPrice is the demo's metered price, a cent a call, backed by
+// DemoMeter: the pay-as-you-go plan's only price.
+func DemoMeteredPrice() Price {
+	return Price{ID: "price_demo_tides_usage", Product: "Tide API usage", Nickname: "Tide API per call", Currency: "usd",
+		UnitAmount: 1, Interval: "month", Meter: DemoMeter().ID}
 }
 
 // Options configures New. The zero value is usable.
@@ -95,6 +114,9 @@ type Options struct {
 	// webhooks and the Events API alike. Requests with the header are
 	// answered in the version they name (stripe-go always sends its own).
 	APIVersion string
+	// Meters are the test-mode Billing Meters the account starts with
+	// (more can be made through the API).
+	Meters []Meter
 	// StripeTax says the account has Stripe Tax set up (an origin
 	// address, Tax turned on): without it Checkout refuses automatic_tax,
 	// as Stripe does. The account has no tax registration, so the tax
@@ -164,16 +186,24 @@ type Stripe struct {
 	// apiFailures are the next requests, by route pattern, that fail as
 	// Stripe's own server errors do (InjectAPIError).
 	apiFailures map[string]int
-	apiLog      []Request
-	hooks       [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
+	// apiFailStatus is the status they fail with (InjectAPIStatus).
+	apiFailStatus map[string]int
+	apiLog        []Request
+	hooks         [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
 	// webhookEndpoints are the endpoints made through the API, by ID.
 	webhookEndpoints map[string]*webhookEndpoint
-	queue            []*delivery // awaiting delivery, in order
-	delivering       bool
-	idle             chan struct{} // closed when the queue is drained
-	closed           bool
-	stopCtx          context.Context // ends with Close: cancels deliveries
-	stop             context.CancelFunc
+	// Billing Meters (api_meters.go): by ID, in creation order; the
+	// identifiers seen in the last day, by mode; every accepted event.
+	meters      map[string]*meter
+	meterOrder  []string
+	meterIdents map[string]*meterEvent
+	meterEvents []*meterEvent
+	queue       []*delivery // awaiting delivery, in order
+	delivering  bool
+	idle        chan struct{} // closed when the queue is drained
+	closed      bool
+	stopCtx     context.Context // ends with Close: cancels deliveries
+	stop        context.CancelFunc
 }
 
 // New builds the Stripe stand-in. It panics if opts.Prices is
@@ -197,10 +227,12 @@ func New(opts Options) *Stripe {
 		failing:     map[string]bool{},
 		idem:        map[string]*idemEntry{},
 		apiCalls:    map[string]int{},
-		apiFailures: map[string]int{},
-		idle:        make(chan struct{}),
+		apiFailures: map[string]int{}, apiFailStatus: map[string]int{},
+		idle: make(chan struct{}),
 
 		webhookEndpoints: map[string]*webhookEndpoint{},
+		meters:           map[string]*meter{},
+		meterIdents:      map[string]*meterEvent{},
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	close(s.idle)
@@ -230,6 +262,9 @@ func New(opts Options) *Stripe {
 	}
 	s.view = view{version: s.apiVersion}
 	s.createdAt = s.now()
+	for _, m := range opts.Meters {
+		s.addMeter(m, false)
+	}
 	prices := opts.Prices
 	if len(prices) == 0 {
 		prices = DefaultPrices()
@@ -261,6 +296,9 @@ func (s *Stripe) addPrice(i int, p Price, live bool) {
 	}
 	if p.UnitAmount < 0 {
 		panic(fmt.Sprintf("sandbox: stripe price %q: negative amount", p.ID))
+	}
+	if m := s.meters[p.Meter]; p.Meter != "" && (m == nil || m.livemode != live || p.Interval == "") {
+		panic(fmt.Sprintf("sandbox: stripe price %q: meter %q is not a meter of its mode, or the price is not recurring", p.ID, p.Meter))
 	}
 	p.Currency = strings.ToLower(p.Currency)
 	if p.Currency == "" {
@@ -355,9 +393,17 @@ func (s *Stripe) SetBaseURL(u string) {
 // handler has begun, as Stripe's own failures do: under an Idempotency-Key
 // the failure is saved and replayed like any result.
 func (s *Stripe) InjectAPIError(pattern string, n int) {
+	s.InjectAPIStatus(pattern, n, http.StatusInternalServerError)
+}
+
+// InjectAPIStatus is InjectAPIError with another answer: a 5xx as an
+// api_error, or 429 as Stripe's rate limit (type invalid_request_error,
+// code rate_limit; docs.stripe.com/rate-limits).
+func (s *Stripe) InjectAPIStatus(pattern string, n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.apiFailures[pattern] = n
+	s.apiFailStatus[pattern] = status
 }
 
 func (s *Stripe) APICalls() map[string]int {

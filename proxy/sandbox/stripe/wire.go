@@ -128,6 +128,7 @@ type recurringJSON struct {
 	AggregateUsage  field[string] `json:"aggregate_usage,omitzero"`
 	Interval        string        `json:"interval"`
 	IntervalCount   int64         `json:"interval_count"`
+	Meter           *string       `json:"meter"`
 	TrialPeriodDays *int64        `json:"trial_period_days"`
 	UsageType       string        `json:"usage_type"`
 }
@@ -169,6 +170,14 @@ func (s *Stripe) priceJSON(p *price, exp expand) priceJSON {
 		w.Recurring = &recurringJSON{Interval: p.Interval, IntervalCount: 1, UsageType: "licensed"}
 		if !s.view.basil() {
 			w.Recurring.AggregateUsage = hasNull[string]()
+		}
+		if p.Meter != "" {
+			// A meter-backed price: usage_type metered, recurring.meter its
+			// meter (stripe-go v76.25 price.go, PriceRecurring.Meter).
+			w.Recurring.UsageType, w.Recurring.Meter = "metered", &p.Meter
+			if !s.view.basil() {
+				w.Recurring.AggregateUsage = has("sum")
+			}
 		}
 	}
 	return w
