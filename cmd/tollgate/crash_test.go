@@ -141,27 +141,9 @@ func TestServe_KillNineLosesNoDirtyMark(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	d, _ := mustRunDemo(t)
-	dir := t.TempDir()
-	bin := buildTollgate(t, dir)
-	config := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(config, demoConfig, 0o400); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{}
-	for k, v := range d.env {
-		env[k] = v
-	}
-	storePath := filepath.Join(dir, "tollgate.db")
-	env["DEMO_STORE"] = storePath
-	serveDemo := func(addr, admin string) *exec.Cmd {
-		env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
-		cmd := exec.Command(bin, "serve", "-config", config)
-		cmd.Env = os.Environ()
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		return cmd
-	}
+	child := newDemoChild(t, d)
+	child.writeConfig(t, demoConfig)
+	storePath, env, serveDemo := child.storePath, child.env, child.serve
 	// Stripe's API is unreachable for the first process; its webhooks
 	// still arrive (the sandbox delivers them).
 	env["DEMO_STRIPE_URL"] = "http://127.0.0.1:9"
@@ -242,4 +224,45 @@ func TestServe_KillNineLosesNoDirtyMark(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("after kill -9 and a restart with Stripe answering: %d, want 200", resp.StatusCode)
 	}
+}
+
+// demoChild is a `tollgate serve` binary on the demo's services (its
+// sandbox Clerk and Stripe) with a store of its own, to start again and
+// again on that store (startServe) and kill with -9 in between.
+type demoChild struct {
+	bin, config, storePath string
+	env                    map[string]string // the child's environment beyond the test's own
+	adminAddr              string            // the admin listener of the child started last
+}
+
+func newDemoChild(t *testing.T, d *demo) *demoChild {
+	t.Helper()
+	dir := t.TempDir()
+	c := &demoChild{bin: buildTollgate(t, dir), config: filepath.Join(dir, "config.yaml"), storePath: filepath.Join(dir, "tollgate.db"), env: map[string]string{}}
+	for k, v := range d.env {
+		c.env[k] = v
+	}
+	c.env["DEMO_STORE"] = c.storePath
+	return c
+}
+
+// writeConfig puts the config the next child starts with.
+func (c *demoChild) writeConfig(t *testing.T, cfg []byte) {
+	t.Helper()
+	_ = os.Remove(c.config)
+	if err := os.WriteFile(c.config, cfg, 0o400); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve is the command of a child listening on addr, its admin on admin.
+func (c *demoChild) serve(addr, admin string) *exec.Cmd {
+	c.env["DEMO_LISTEN"], c.env["DEMO_PUBLIC_URL"], c.env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
+	c.adminAddr = admin
+	cmd := exec.Command(c.bin, "serve", "-config", c.config)
+	cmd.Env = os.Environ()
+	for k, v := range c.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	return cmd
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -56,32 +53,11 @@ func TestServe_KillNineMetering(t *testing.T) {
 		t.Skip("builds the binary and runs for about 30 s")
 	}
 	d, _ := mustRunDemo(t)
-	dir := t.TempDir()
-	bin := buildTollgate(t, dir)
-	config := filepath.Join(dir, "config.yaml")
+	child := newDemoChild(t, d)
 	writeConfig := func(flush string) {
-		cfg := strings.Replace(string(demoConfig), "meter_window: 5s\n", "meter_window: 5s\nquota_flush: "+flush+"\n", 1)
-		_ = os.Remove(config)
-		if err := os.WriteFile(config, []byte(cfg), 0o400); err != nil {
-			t.Fatal(err)
-		}
+		child.writeConfig(t, []byte(strings.Replace(string(demoConfig), "meter_window: 5s\n", "meter_window: 5s\nquota_flush: "+flush+"\n", 1)))
 	}
-	env := map[string]string{}
-	for k, v := range d.env {
-		env[k] = v
-	}
-	env["DEMO_STORE"] = filepath.Join(dir, "tollgate.db")
-	adminAddr := ""
-	serveDemo := func(addr, admin string) *exec.Cmd {
-		env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
-		adminAddr = admin
-		cmd := exec.Command(bin, "serve", "-config", config)
-		cmd.Env = os.Environ()
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		return cmd
-	}
+	serveDemo := child.serve
 	writeConfig("1s")
 	proc := startServe(t, serveDemo)
 	base := "http://" + proc.addr
@@ -196,7 +172,7 @@ func TestServe_KillNineMetering(t *testing.T) {
 				billed += ev.Value
 			}
 		}
-		resp, err := client.Get("http://" + adminAddr + "/metrics")
+		resp, err := client.Get("http://" + child.adminAddr + "/metrics")
 		pending := -1
 		if err == nil {
 			if m := pendingRE.FindStringSubmatch(readBody(t, resp)); m != nil {

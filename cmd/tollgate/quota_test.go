@@ -8,9 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -154,28 +151,9 @@ func TestServe_KillNineRemembersQuota(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	d, _ := mustRunDemo(t)
-	dir := t.TempDir()
-	bin := buildTollgate(t, dir)
-	config := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(config, demoConfig, 0o400); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{}
-	for k, v := range d.env {
-		env[k] = v
-	}
-	env["DEMO_STORE"] = filepath.Join(dir, "tollgate.db")
-	adminAddr := ""
-	serveDemo := func(addr, admin string) *exec.Cmd {
-		env["DEMO_LISTEN"], env["DEMO_PUBLIC_URL"], env["DEMO_ADMIN_LISTEN"] = addr, "http://"+addr, admin
-		adminAddr = admin
-		cmd := exec.Command(bin, "serve", "-config", config)
-		cmd.Env = os.Environ()
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		return cmd
-	}
+	child := newDemoChild(t, d)
+	child.writeConfig(t, demoConfig)
+	serveDemo := child.serve
 	proc := startServe(t, serveDemo)
 	base := "http://" + proc.addr
 	d.Stripe.SetWebhook(base+"/.tollgate/webhooks/stripe", d.webhookSecret)
@@ -209,7 +187,7 @@ func TestServe_KillNineRemembersQuota(t *testing.T) {
 	}
 	okFlushes := func() int {
 		t.Helper()
-		resp, err := client.Get("http://" + adminAddr + "/metrics")
+		resp, err := client.Get("http://" + child.adminAddr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
