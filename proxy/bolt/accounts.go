@@ -2,9 +2,7 @@ package bolt
 
 import (
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -40,57 +38,12 @@ const (
 	acctOrgs                  // the user belongs to organisations
 )
 
-// account is an account record.
-type account struct {
-	User      bool // a user tollgate has recorded (sign-ins, Clerk's webhooks)
-	Email     string
-	FirstSeen time.Time
-	LastSeen  time.Time
-	OrgIDs    []string
-	Customer  string   // the linked Stripe customer ("": none)
-	List      *listing // nil: not listed
-}
+// account is an account record: what it holds, and how a write changes
+// it, are the domain's (proxy.AccountRecord); its encoding is this file's.
+type account = proxy.AccountRecord
 
-// listing is what the index holds of a listed subject.
-type listing struct {
-	Email    string   // Account.Email, lower case
-	Statuses []string // every status it holds, sorted (index.go)
-	Plans    []string // every plan it holds, sorted
-	Rank     int      // its summary's status's Rank when written
-}
-
-// empty: nothing left to keep.
-func (a *account) empty() bool { return !a.User && a.Customer == "" && a.List == nil }
-
-// clone copies a so that editing the copy's slices leaves a alone.
-func (a *account) clone() account {
-	c := *a
-	c.OrgIDs = slices.Clone(a.OrgIDs)
-	if a.List != nil {
-		l := *a.List
-		l.Statuses, l.Plans = slices.Clone(l.Statuses), slices.Clone(l.Plans)
-		c.List = &l
-	}
-	return c
-}
-
-func (a *account) user(id string) proxy.User {
-	return proxy.User{ID: id, Email: a.Email, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, OrgIDs: slices.Clone(a.OrgIDs)}
-}
-
-// seen widens [FirstSeen, LastSeen] to include at.
-func (a *account) seen(at time.Time) {
-	if at.IsZero() {
-		return
-	}
-	at = at.UTC()
-	if a.FirstSeen.IsZero() || at.Before(a.FirstSeen) {
-		a.FirstSeen = at
-	}
-	if at.After(a.LastSeen) {
-		a.LastSeen = at
-	}
-}
+// listing is what the index holds of a listed subject (proxy.ListingOf).
+type listing = proxy.Listing
 
 func encodeAccount(tx *bbolt.Tx, a *account) ([]byte, error) {
 	var listEmail bool
@@ -263,7 +216,7 @@ func putAccount(tx *bbolt.Tx, id string, prev, next *account) (err error) {
 	if err != nil {
 		return err
 	}
-	if next.empty() {
+	if next.Empty() {
 		if prev == nil {
 			return nil
 		}
@@ -286,7 +239,7 @@ func editAccount(tx *bbolt.Tx, id string, edit func(*account)) error {
 	if err != nil {
 		return err
 	}
-	next := prev.clone()
+	next := prev.Clone()
 	edit(&next)
 	if !ok {
 		return putAccount(tx, id, nil, &next)
@@ -295,31 +248,24 @@ func editAccount(tx *bbolt.Tx, id string, edit func(*account)) error {
 }
 
 // accountView reads what the store records of subject, whose record is a:
-// the user, the linked customer and its subscriptions, every comp. ok is
-// false when it records nothing (no user, no customer that names it back,
-// no comp).
+// the user, the linked customer and its subscriptions, every comp
+// (proxy.AccountRecord.View says what counts). ok is false when it records
+// nothing (no user, no customer that names it back, no comp).
 func accountView(tx *bbolt.Tx, subject proxy.Subject, a *account) (proxy.Account, bool, error) {
-	pa := proxy.Account{Entitlements: proxy.Entitlements{Subject: subject}}
-	if a.User && subject.Kind == proxy.SubjectUser {
-		u := a.user(subject.ID)
-		pa.User = &u
-	}
-	linked := false
+	var cust *proxy.CustomerRecord
 	if a.Customer != "" {
-		cust, ok, err := getCustomerWith(tx, a.Customer, subject.ID, a)
+		rec, ok, err := getCustomerWith(tx, a.Customer, subject.ID, a)
 		if err != nil {
 			return proxy.Account{}, false, err
 		}
-		// A link the customer does not name back dangles, and grants
-		// nothing; a customer linked but never synced has no record yet.
-		if linked = !ok || cust.Subject == subject.ID; linked {
-			pa.CustomerID, pa.CustomerEmail, pa.SyncedAt = a.Customer, cust.Email, cust.SyncedAt
-			pa.Subscriptions = cust.Subscriptions
+		if ok {
+			cust = &rec.CustomerRecord
 		}
 	}
-	var err error
-	if pa.Comps, err = compsOf(tx, subject); err != nil {
+	comps, err := compsOf(tx, subject)
+	if err != nil {
 		return proxy.Account{}, false, err
 	}
-	return pa, pa.User != nil || linked || len(pa.Comps) > 0, nil
+	pa, ok := a.View(subject, cust, comps)
+	return pa, ok, nil
 }

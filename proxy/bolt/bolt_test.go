@@ -268,8 +268,8 @@ func TestCustomerRecord_AllFields(t *testing.T) {
 	// Another customer and sync time, and sub-second times, are kept.
 	other := full
 	other.ID, other.CustomerID, other.SyncedAt, other.PriceIDs, other.TrialEnd = "sub_2", "cus_other", t0().Add(time.Nanosecond), nil, time.Time{}
-	rec := customerRecord{Subject: "user_1", Email: "ada@example.com", Subscriptions: []proxy.Subscription{full, other}, HadTrial: true,
-		Deleted: true, SyncedAt: t0().Add(4 * time.Hour)}
+	rec := customerRecord{CustomerRecord: proxy.CustomerRecord{Subject: "user_1", Email: "ada@example.com", Subscriptions: []proxy.Subscription{full, other},
+		HadTrial: true, Deleted: true, SyncedAt: t0().Add(4 * time.Hour)}}
 	s, _ := newStore(t)
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		data, err := encodeCustomer(tx, "cus_1", &rec, "")

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -92,15 +91,7 @@ func getComp(tx *bbolt.Tx, id string) (proxy.Comp, bool, error) {
 // entitlements change: the caller drops it from its cache.
 func (s *Store) PutComp(ctx context.Context, c proxy.Comp) error {
 	wrap := func(err error) error { return fmt.Errorf("bolt: put comp %s: %w", c.ID, err) }
-	switch {
-	case c.ID == "" || strings.ContainsRune(c.ID, 0):
-		return wrap(errors.New("invalid comp id"))
-	case c.Plan == "":
-		return wrap(errors.New("empty plan"))
-	case c.ExpiresAt.IsZero():
-		return wrap(errors.New("no expiry"))
-	}
-	if err := checkSubject(c.Subject); err != nil {
+	if err := c.Check(); err != nil {
 		return wrap(err)
 	}
 	if c.CreatedAt.IsZero() {
@@ -113,8 +104,10 @@ func (s *Store) PutComp(ctx context.Context, c proxy.Comp) error {
 		if err != nil {
 			return err
 		}
-		if ok && old.Subject != c.Subject {
-			return fmt.Errorf("comp belongs to %s, not %s", old.Subject, c.Subject)
+		if ok {
+			if err := c.Replaces(&old); err != nil {
+				return err
+			}
 		}
 		comps, err := createdBucket(tx, bucketComps)
 		if err != nil {
@@ -228,18 +221,11 @@ func compsOf(tx *bbolt.Tx, subject proxy.Subject) ([]proxy.Comp, error) {
 	return out, nil
 }
 
-// withComps puts the subject's comps on ents (which may be nil: a subject
-// with only comps still gets Entitlements). All of them, revoked and
-// expired ones too: which count, and when, is the domain's to say
-// (proxy.Entitlements.All).
+// withComps puts the subject's comps on ents (proxy.WithComps).
 func withComps(tx *bbolt.Tx, subject proxy.Subject, ents *proxy.Entitlements) (*proxy.Entitlements, error) {
 	comps, err := compsOf(tx, subject)
-	if err != nil || len(comps) == 0 {
+	if err != nil {
 		return ents, err
 	}
-	if ents == nil {
-		ents = &proxy.Entitlements{Subject: subject}
-	}
-	ents.Comps = comps
-	return ents, nil
+	return proxy.WithComps(ents, subject, comps), nil
 }

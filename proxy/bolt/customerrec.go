@@ -33,14 +33,12 @@ import (
 //
 // Version 2 was the same without the billing cycle anchor, version 1 JSON
 // (customerRecordV1); both are read still.
+//
+// What the record holds, and how a commit changes it, are the domain's
+// (proxy.CustomerRecord); its encoding is this file's.
 type customerRecord struct {
-	Subject       string // the bare Clerk ID (user_…, org_…) it belongs to
-	Email         string
-	sharedEmail   bool // decoded: Email is the subject's, not read yet
-	Subscriptions []proxy.Subscription
-	HadTrial      bool // ever, across syncs
-	Deleted       bool // Stripe deleted the customer
-	SyncedAt      time.Time
+	proxy.CustomerRecord
+	sharedEmail bool // decoded: Email is the subject's, not read yet
 }
 
 const customerVersion = 3
@@ -270,8 +268,8 @@ func (r *customerRecordV1) version() int { return r.V }
 
 func (r *customerRecordV1) current() customerRecord {
 	_, id, _ := strings.Cut(r.Subject, ":")
-	return customerRecord{Subject: id, Email: r.Email, Subscriptions: fromRecords(r.Subscriptions), HadTrial: r.HadTrial,
-		Deleted: r.Deleted, SyncedAt: r.SyncedAt}
+	return customerRecord{CustomerRecord: proxy.CustomerRecord{Subject: id, Email: r.Email, Subscriptions: fromRecords(r.Subscriptions),
+		HadTrial: r.HadTrial, Deleted: r.Deleted, SyncedAt: r.SyncedAt}}
 }
 
 // subscriptionRecord is a subscription in a version 1 customer record.

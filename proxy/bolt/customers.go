@@ -25,42 +25,8 @@ func (r *customerRecord) entitlements(subject proxy.Subject, customerID string) 
 	}
 }
 
-// cloneSubscriptions copies subs deeply, their times in UTC: what a
-// commit returns must not share the caller's slices, and must be what a
-// read gives (the record keeps UTC), whatever zone the caller's times are
-// in (time.Unix gives the local one).
-func cloneSubscriptions(subs []proxy.Subscription) []proxy.Subscription {
-	if len(subs) == 0 {
-		return nil
-	}
-	out := slices.Clone(subs)
-	for i := range out {
-		s := &out[i]
-		s.PriceIDs = slices.Clone(s.PriceIDs)
-		for _, t := range []*time.Time{&s.CurrentPeriodEnd, &s.TrialEnd, &s.PastDueSince, &s.CollectionResumesAt, &s.SyncedAt, &s.Created, &s.EndedAt} {
-			*t = utc(*t)
-		}
-	}
-	return out
-}
-
-// hadTrial reports whether any subscription is or was a trial.
-func hadTrial(subs []proxy.Subscription) bool {
-	for i := range subs {
-		if subs[i].Status == proxy.StatusTrialing || !subs[i].TrialEnd.IsZero() {
-			return true
-		}
-	}
-	return false
-}
-
-// checkSubject rejects subjects that cannot be keys (proxy.Subject.Valid).
-func checkSubject(s proxy.Subject) error {
-	if !s.Valid() {
-		return fmt.Errorf("subject %.40q: %w", s.String(), proxy.ErrInvalidSubject)
-	}
-	return nil
-}
+// checkSubject rejects subjects that cannot be keys (proxy.Subject.Check).
+func checkSubject(s proxy.Subject) error { return s.Check() }
 
 // link points subject and the customer whose record is rec at each other,
 // replacing the subject's previous customer and the customer's previous
@@ -93,7 +59,7 @@ func link(tx *bbolt.Tx, subject proxy.Subject, customerID string, rec *customerR
 	if acct.Customer == customerID {
 		return nil
 	}
-	next := acct.clone()
+	next := acct.Clone()
 	next.Customer = customerID
 	if !ok {
 		return putAccount(tx, subject.ID, nil, &next)
@@ -107,7 +73,7 @@ func unlinkSubject(tx *bbolt.Tx, subjectID, customerID string) error {
 	if err != nil || !ok || acct.Customer != customerID {
 		return err
 	}
-	next := acct.clone()
+	next := acct.Clone()
 	next.Customer = ""
 	return putAccount(tx, subjectID, &acct, &next)
 }
@@ -318,11 +284,6 @@ func (s *Store) CommitCustomers(ctx context.Context, states []proxy.CustomerStat
 // dashboard's counters and the listing index of every subject it touches.
 func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) (subject proxy.Subject, ents *proxy.Entitlements, err error) {
 	now := s.now()
-	syncedAt := state.SyncedAt
-	if syncedAt.IsZero() {
-		syncedAt = now
-	}
-	setSubject := state.Subject != (proxy.Subject{})
 	if eventID != "" {
 		if err := markEvent(tx, eventID, now); err != nil {
 			return subject, nil, err
@@ -332,30 +293,23 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 	if err != nil {
 		return subject, nil, err
 	}
-	if state.Deleted && !known {
+	before, old := rec.Subject, rec.Subscriptions
+	syncedAt, changed, write := rec.Commit(state, known, now)
+	if !write {
 		return subject, nil, nil // nothing to drop, and no tombstone for a customer never seen
 	}
-	before := rec.Subject
-	old := rec.Subscriptions
-	merged := proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt)
-	rec.HadTrial = rec.HadTrial || hadTrial(merged)
-	if state.Email != "" {
-		rec.Email = state.Email
-	}
-	rec.SyncedAt = utc(syncedAt)
 	if err := countFacts(tx, old, -1); err != nil {
 		return subject, nil, err
 	}
 	if state.Deleted {
-		if rec.Subject != "" {
-			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
+		if before != "" {
+			if subject, err = proxy.ParseSubject(before); err != nil {
 				return subject, nil, err
 			}
-			if err := unlinkSubject(tx, rec.Subject, state.CustomerID); err != nil {
+			if err := unlinkSubject(tx, before, state.CustomerID); err != nil {
 				return subject, nil, err
 			}
 		}
-		rec.Subject, rec.Subscriptions, rec.Deleted = "", nil, true
 		if err := putCustomer(tx, state.CustomerID, &rec); err != nil {
 			return subject, nil, err
 		}
@@ -367,15 +321,13 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 		}
 		return subject, ents, err
 	}
-	rec.Deleted = false
-	rec.Subscriptions = merged
-	if err := countFacts(tx, merged, 1); err != nil {
+	if err := countFacts(tx, rec.Subscriptions, 1); err != nil {
 		return subject, nil, err
 	}
-	if err := appendHistory(tx, state.CustomerID, syncedAt, changedSubscriptions(old, merged)); err != nil {
+	if err := appendHistory(tx, state.CustomerID, syncedAt, changed); err != nil {
 		return subject, nil, err
 	}
-	if setSubject {
+	if state.Subject != (proxy.Subject{}) {
 		if err := link(tx, state.Subject, state.CustomerID, &rec); err != nil {
 			return subject, nil, err
 		}
@@ -390,9 +342,8 @@ func (s *Store) commit(tx *bbolt.Tx, state proxy.CustomerState, eventID string) 
 		if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 			return subject, nil, err
 		}
-		ents = rec.entitlements(subject, state.CustomerID)
-		ents.Subscriptions = cloneSubscriptions(ents.Subscriptions)
-		ents, err = withComps(tx, subject, ents)
+		// rec's subscriptions are Commit's own copy: the caller may keep them.
+		ents, err = withComps(tx, subject, rec.entitlements(subject, state.CustomerID))
 	}
 	return subject, ents, err
 }

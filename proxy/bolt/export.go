@@ -68,7 +68,7 @@ func (s *Store) Export(ctx context.Context, x Export) error {
 			if err != nil || !a.User {
 				return err
 			}
-			return x.User(a.user(string(k)))
+			return x.User(a.AsUser(string(k)))
 		}); err != nil {
 			return fmt.Errorf("users: %w", err)
 		}

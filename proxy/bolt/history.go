@@ -77,25 +77,6 @@ type historyRecord struct {
 
 func (r *historyRecord) version() int { return r.V }
 
-// changedSubscriptions returns the fresh subscriptions that are new or whose
-// status, plan, period end or cancel-at-period-end differ from the stored
-// ones.
-func changedSubscriptions(old, fresh []proxy.Subscription) []proxy.Subscription {
-	prev := make(map[string]*proxy.Subscription, len(old))
-	for i := range old {
-		prev[old[i].ID] = &old[i]
-	}
-	var out []proxy.Subscription
-	for _, s := range fresh {
-		p := prev[s.ID]
-		if p == nil || p.Status != s.Status || p.Plan != s.Plan || !p.CurrentPeriodEnd.Equal(s.CurrentPeriodEnd) ||
-			p.CancelAtPeriodEnd != s.CancelAtPeriodEnd || p.PausedCollection != s.PausedCollection {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // appendHistory records one entry per changed subscription of a customer.
 func appendHistory(tx *bbolt.Tx, customerID string, at time.Time, changed []proxy.Subscription) error {
 	if len(changed) == 0 {

@@ -49,7 +49,7 @@ const (
 	bucketListEmail  = "listing_email"
 	bucketListCounts = "listing_counts"
 
-	tagAll       = "*"
+	tagAll       = proxy.ListingTagAll
 	tagCombo     = "c:"
 	tagUsers     = "n:users"
 	tagLinks     = "n:links"
@@ -61,49 +61,14 @@ const (
 // listBuckets are the index's lists, one per sort but the status sort.
 var listBuckets = [...]string{bucketListID, bucketListFirst, bucketListLast, bucketListEmail}
 
-// listingOf derives the listing part of an account at now: every status
-// and plan it holds (a comp that has not expired counts as active; a
-// subject without a Stripe subscription is also "none", as its comps may
-// expire).
+// listingOf derives the listing part of an account at now
+// (proxy.ListingOf), without a status or plan longer than the dictionary
+// takes (dict.go): those are in no list.
 func listingOf(a *proxy.Account, now time.Time) *listing {
-	// Control bytes never enter a key: a NUL ends a key's e-mail part, and
-	// an e-mail is whatever Stripe or Clerk were given.
-	l := &listing{Email: strings.ToLower(strings.Map(func(c rune) rune {
-		if proxy.IsControlRune(c) {
-			return -1
-		}
-		return c
-	}, a.Email()))}
-	add := func(list *[]string, v string) {
-		if v != "" && len(v) <= maxDictString && !slices.Contains(*list, v) {
-			*list = append(*list, v)
-		}
-	}
-	for i := range a.Subscriptions {
-		add(&l.Statuses, string(a.Subscriptions[i].Status))
-		add(&l.Plans, a.Subscriptions[i].Plan)
-	}
-	for i := range a.Comps {
-		if a.Comps[i].Active(now) {
-			add(&l.Statuses, string(proxy.StatusActive))
-			add(&l.Plans, a.Comps[i].Plan)
-		}
-	}
-	if len(a.Subscriptions) == 0 {
-		add(&l.Statuses, proxy.StatusNone)
-	}
-	slices.Sort(l.Statuses)
-	slices.Sort(l.Plans)
-	sum := a.Summary(proxy.AccessPolicy{}, now)
-	l.Rank = sum.Status.Rank()
+	l := proxy.ListingOf(a, now)
+	long := func(v string) bool { return len(v) > maxDictString }
+	l.Statuses, l.Plans = slices.DeleteFunc(l.Statuses, long), slices.DeleteFunc(l.Plans, long)
 	return l
-}
-
-func equalListing(a, b *listing) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Email == b.Email && a.Rank == b.Rank && slices.Equal(a.Statuses, b.Statuses) && slices.Equal(a.Plans, b.Plans)
 }
 
 // ref is an index key's tail for a subject ID.
@@ -142,7 +107,7 @@ func seconds(t time.Time) []byte {
 }
 
 // combos are the subject's pairs of a status and a plan ("" for none).
-func (l *listing) combos() [][2]string {
+func combos(l *listing) [][2]string {
 	statuses, plans := l.Statuses, l.Plans
 	if len(statuses) == 0 {
 		statuses = []string{""}
@@ -209,14 +174,8 @@ func indexEntries(tx *bbolt.Tx, id string, a *account) (keys []indexEntry, tags 
 	if a.User {
 		first, last = a.FirstSeen, a.LastSeen
 	}
-	tags = append(tags, tagAll)
-	for _, s := range l.Statuses {
-		tags = append(tags, "s:"+s)
-	}
-	for _, p := range l.Plans {
-		tags = append(tags, "p:"+p)
-	}
-	for _, c := range l.combos() {
+	tags = append(tags, l.Tags()...)
+	for _, c := range combos(l) {
 		ck, err := comboKey(tx, c)
 		if err != nil {
 			return nil, nil, err
@@ -307,10 +266,10 @@ func reindex(tx *bbolt.Tx, subject proxy.Subject, now time.Time) error {
 	if listed {
 		l = listingOf(&pa, now)
 	}
-	if equalListing(prev.List, l) {
+	if prev.List.Equal(l) {
 		return nil
 	}
-	next := prev.clone()
+	next := prev.Clone()
 	next.List = l
 	if !ok {
 		return putAccount(tx, subject.ID, nil, &next)

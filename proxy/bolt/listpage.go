@@ -60,14 +60,9 @@ func planWalk(tx *bbolt.Tx, f *proxy.UserFilter, forward bool) (walk, byte, []by
 	if !ok {
 		return nil, 0, nil, 0, fmt.Errorf("unknown sort %q", f.Sort)
 	}
-	total := tagCount(tx, tagAll)
-	switch {
-	case f.Status != "" && f.Plan != "":
-		total = -1
-	case f.Status != "":
-		total = tagCount(tx, "s:"+f.Status)
-	case f.Plan != "":
-		total = tagCount(tx, "p:"+f.Plan)
+	total := int64(-1)
+	if tag, ok := f.TotalTag(); ok {
+		total = tagCount(tx, tag)
 	}
 	if f.Status != "" && spec.byRank {
 		spec = sortSpecs[proxy.SortLastSeen] // one status: nothing to order by

@@ -88,7 +88,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 			}
 		}
 		for _, id := range changed {
-			if err := editMemberships(tx, id, func(ids []string) []string { return slices.DeleteFunc(ids, func(x string) bool { return x == orgID }) }); err != nil {
+			if err := editAccount(tx, id, func(a *account) { a.LeaveOrg(orgID) }); err != nil {
 				return err
 			}
 		}
@@ -105,13 +105,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 // gate reads it from the session token, which is current.
 func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		err := editMemberships(tx, userID, func(ids []string) []string {
-			if !slices.Contains(ids, orgID) {
-				ids = append(ids, orgID)
-				slices.Sort(ids)
-			}
-			return ids
-		})
+		err := editAccount(tx, userID, func(a *account) { a.JoinOrg(orgID) })
 		if err != nil {
 			return err
 		}
@@ -134,9 +128,7 @@ func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) erro
 		if err != nil || !ok || !slices.Contains(a.OrgIDs, orgID) {
 			return err
 		}
-		err = editMemberships(tx, userID, func(ids []string) []string {
-			return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
-		})
+		err = editAccount(tx, userID, func(a *account) { a.LeaveOrg(orgID) })
 		if err != nil {
 			return err
 		}
@@ -146,15 +138,4 @@ func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) erro
 		return fmt.Errorf("bolt: delete membership %s in %s: %w", userID, orgID, err)
 	}
 	return nil
-}
-
-// editMemberships edits a user's organisations, recording the user if the
-// store did not know them.
-func editMemberships(tx *bbolt.Tx, userID string, edit func([]string) []string) error {
-	return editAccount(tx, userID, func(a *account) {
-		a.User = true
-		if a.OrgIDs = edit(a.OrgIDs); len(a.OrgIDs) == 0 {
-			a.OrgIDs = nil
-		}
-	})
 }

@@ -53,8 +53,7 @@ func (s *Store) recordSeen(ctx context.Context, ids []string, seen map[string]ti
 		for _, id := range ids {
 			listed := false
 			err := editAccount(tx, id, func(a *account) {
-				a.User = true
-				a.seen(seen[id])
+				a.Seen(seen[id])
 				listed = a.List != nil
 			})
 			if err != nil {
@@ -113,15 +112,7 @@ func (s *Store) PutUsers(ctx context.Context, users []proxy.User) error {
 // putUser stores u and, with relist, reindexes the user (Load leaves that
 // to the customer that follows).
 func (s *Store) putUser(tx *bbolt.Tx, u proxy.User, relist bool) error {
-	err := editAccount(tx, u.ID, func(a *account) {
-		a.User = true
-		a.Email = u.Email
-		if u.OrgIDs != nil {
-			a.OrgIDs = slices.Clone(u.OrgIDs)
-		}
-		a.seen(u.FirstSeen)
-		a.seen(u.LastSeen)
-	})
+	err := editAccount(tx, u.ID, func(a *account) { a.PutUser(u) })
 	if err != nil || !relist {
 		return err
 	}
@@ -139,9 +130,7 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 		if _, ok, err := getAccount(tx, userID); err != nil || !ok {
 			return err
 		}
-		err := editAccount(tx, userID, func(a *account) {
-			a.User, a.Email, a.FirstSeen, a.LastSeen, a.OrgIDs = false, "", time.Time{}, time.Time{}, nil
-		})
+		err := editAccount(tx, userID, (*account).ForgetUser)
 		if err != nil {
 			return err
 		}
@@ -164,7 +153,7 @@ func (s *Store) User(ctx context.Context, userID string) (proxy.User, error) {
 		if !ok || !a.User {
 			return proxy.ErrNotFound
 		}
-		u = a.user(userID)
+		u = a.AsUser(userID)
 		return nil
 	})
 	if err != nil {
@@ -197,7 +186,7 @@ func (s *Store) Users(ctx context.Context, after string, limit int) ([]proxy.Use
 				return fmt.Errorf("account %s: %w", k, err)
 			}
 			if a.User {
-				users = append(users, a.user(string(k)))
+				users = append(users, a.AsUser(string(k)))
 			}
 		}
 		return nil

@@ -15,56 +15,13 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// account is one row of accounts, as bolt's account record
-// (proxy/bolt/accounts.go): a user, its customer link and its listing.
-type account struct {
-	User      bool
-	Email     string
-	FirstSeen time.Time
-	LastSeen  time.Time
-	OrgIDs    []string
-	Customer  string
-	List      *listing // nil: not listed
-}
+// account is one row of accounts: what it holds, and how a write changes
+// it, are the domain's (proxy.AccountRecord), as for bolt's record.
+type account = proxy.AccountRecord
 
-// listing is what the listing's indexes order and filter a subject by.
-type listing struct {
-	Email    string
-	Statuses []string
-	Plans    []string
-	Rank     int
-}
-
-func (a *account) empty() bool { return !a.User && a.Customer == "" && a.List == nil }
-
-func (a *account) clone() account {
-	c := *a
-	c.OrgIDs = slices.Clone(a.OrgIDs)
-	if a.List != nil {
-		l := *a.List
-		l.Statuses, l.Plans = slices.Clone(l.Statuses), slices.Clone(l.Plans)
-		c.List = &l
-	}
-	return c
-}
-
-func (a *account) user(id string) proxy.User {
-	return proxy.User{ID: id, Email: a.Email, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, OrgIDs: slices.Clone(a.OrgIDs)}
-}
-
-// seen widens the first and last seen times to include at.
-func (a *account) seen(at time.Time) {
-	if at.IsZero() {
-		return
-	}
-	at = at.UTC()
-	if a.FirstSeen.IsZero() || at.Before(a.FirstSeen) {
-		a.FirstSeen = at
-	}
-	if at.After(a.LastSeen) {
-		a.LastSeen = at
-	}
-}
+// listing is what the listing's indexes order and filter a subject by
+// (proxy.ListingOf).
+type listing = proxy.Listing
 
 const accountColumns = `is_user, email, first_seen, last_seen, org_ids, customer_id, listed, list_email, statuses, plans, list_rank`
 
@@ -128,24 +85,17 @@ func lockAccount(ctx context.Context, t *wtx, id string) (account, bool, error) 
 }
 
 // tags are the listing counters an account is counted in.
-func (a *account) tags() []string {
-	if a == nil || a.List == nil {
+func tags(a *account) []string {
+	if a == nil {
 		return nil
 	}
-	tags := []string{tagAll}
-	for _, s := range a.List.Statuses {
-		tags = append(tags, "s:"+s)
-	}
-	for _, p := range a.List.Plans {
-		tags = append(tags, "p:"+p)
-	}
-	return tags
+	return a.List.Tags()
 }
 
 // putAccount writes next over prev (nil: the row was new), moving the
 // listing counters; an empty account's row is deleted.
 func putAccount(ctx context.Context, t *wtx, id string, prev, next *account) error {
-	oldTags, newTags := prev.tags(), next.tags()
+	oldTags, newTags := tags(prev), tags(next)
 	for _, tag := range oldTags {
 		if !slices.Contains(newTags, tag) {
 			t.countList(tag, -1)
@@ -156,7 +106,7 @@ func putAccount(ctx context.Context, t *wtx, id string, prev, next *account) err
 			t.countList(tag, 1)
 		}
 	}
-	if next.empty() {
+	if next.Empty() {
 		if _, err := t.Exec(ctx, `DELETE FROM accounts WHERE id = $1`, id); err != nil {
 			return fmt.Errorf("account %s: %w", id, err)
 		}
@@ -198,7 +148,7 @@ func editAccount(ctx context.Context, t *wtx, id string, edit func(*account)) er
 	if err != nil {
 		return err
 	}
-	next := prev.clone()
+	next := prev.Clone()
 	edit(&next)
 	if !ok {
 		return putAccount(ctx, t, id, nil, &next)
@@ -215,70 +165,24 @@ func seconds(t time.Time) int64 {
 }
 
 // accountView is what the store holds of a subject: listed is false when
-// it holds nothing the listing shows (no user, no linked customer, no
-// comp), as bolt's accountView.
+// it holds nothing the listing shows (proxy.AccountRecord.View).
 func accountView(ctx context.Context, q querier, subject proxy.Subject, a *account) (proxy.Account, bool, error) {
-	pa := proxy.Account{Entitlements: proxy.Entitlements{Subject: subject}}
-	if a.User && subject.Kind == proxy.SubjectUser {
-		u := a.user(subject.ID)
-		pa.User = &u
-	}
-	linked := false
+	var cust *proxy.CustomerRecord
 	if a.Customer != "" {
-		cust, ok, err := getCustomer(ctx, q, a.Customer, false)
+		rec, ok, err := getCustomer(ctx, q, a.Customer, false)
 		if err != nil {
 			return proxy.Account{}, false, err
 		}
-		if linked = !ok || cust.Subject == subject.ID; linked {
-			pa.CustomerID, pa.CustomerEmail, pa.SyncedAt = a.Customer, cust.Email, cust.SyncedAt
-			pa.Subscriptions = cust.Subscriptions
+		if ok {
+			cust = &rec
 		}
 	}
-	var err error
-	if pa.Comps, err = compsOf(ctx, q, subject); err != nil {
+	comps, err := compsOf(ctx, q, subject)
+	if err != nil {
 		return proxy.Account{}, false, err
 	}
-	return pa, pa.User != nil || linked || len(pa.Comps) > 0, nil
-}
-
-// listingOf is the listing of an account at now, as bolt's (proxy/bolt/index.go).
-func listingOf(a *proxy.Account, now time.Time) *listing {
-	l := &listing{Email: strings.ToLower(strings.Map(func(c rune) rune {
-		if proxy.IsControlRune(c) {
-			return -1
-		}
-		return c
-	}, a.Email()))}
-	add := func(list *[]string, v string) {
-		if v != "" && !slices.Contains(*list, v) {
-			*list = append(*list, v)
-		}
-	}
-	for i := range a.Subscriptions {
-		add(&l.Statuses, string(a.Subscriptions[i].Status))
-		add(&l.Plans, a.Subscriptions[i].Plan)
-	}
-	for i := range a.Comps {
-		if a.Comps[i].Active(now) {
-			add(&l.Statuses, string(proxy.StatusActive))
-			add(&l.Plans, a.Comps[i].Plan)
-		}
-	}
-	if len(a.Subscriptions) == 0 {
-		add(&l.Statuses, proxy.StatusNone)
-	}
-	slices.Sort(l.Statuses)
-	slices.Sort(l.Plans)
-	sum := a.Summary(proxy.AccessPolicy{}, now)
-	l.Rank = sum.Status.Rank()
-	return l
-}
-
-func equalListing(a, b *listing) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Email == b.Email && a.Rank == b.Rank && slices.Equal(a.Statuses, b.Statuses) && slices.Equal(a.Plans, b.Plans)
+	pa, listed := a.View(subject, cust, comps)
+	return pa, listed, nil
 }
 
 // reindex brings a subject's listing up to date with what it holds.
@@ -296,12 +200,12 @@ func reindex(ctx context.Context, t *wtx, subject proxy.Subject) error {
 	}
 	var l *listing
 	if listed {
-		l = listingOf(&pa, t.now)
+		l = proxy.ListingOf(&pa, t.now)
 	}
-	if ok && equalListing(prev.List, l) {
+	if ok && prev.List.Equal(l) {
 		return nil
 	}
-	next := prev.clone()
+	next := prev.Clone()
 	next.List = l
 	if !ok {
 		return putAccount(ctx, t, subject.ID, nil, &next)
@@ -327,14 +231,7 @@ func reindexSubjects(ctx context.Context, t *wtx, ids ...string) error {
 }
 
 // customerRecord is one row of customers.
-type customerRecord struct {
-	Subject       string
-	Email         string
-	HadTrial      bool
-	SyncedAt      time.Time
-	Deleted       bool
-	Subscriptions []proxy.Subscription
-}
+type customerRecord = proxy.CustomerRecord
 
 func getCustomer(ctx context.Context, q querier, id string, forUpdate bool) (customerRecord, bool, error) {
 	var (
@@ -365,7 +262,7 @@ func getCustomer(ctx context.Context, q querier, id string, forUpdate bool) (cus
 }
 
 func putCustomer(ctx context.Context, t *wtx, id string, rec *customerRecord) error {
-	subs := utcSubscriptions(rec.Subscriptions)
+	subs := proxy.CloneSubscriptions(rec.Subscriptions)
 	if subs == nil {
 		subs = []proxy.Subscription{}
 	}
@@ -381,24 +278,6 @@ func putCustomer(ctx context.Context, t *wtx, id string, rec *customerRecord) er
 		return fmt.Errorf("customer %s: %w", id, err)
 	}
 	return nil
-}
-
-// utcSubscriptions copies subs with every time in UTC: stored and read
-// back alike, whatever zone the caller's times were in.
-func utcSubscriptions(subs []proxy.Subscription) []proxy.Subscription {
-	if len(subs) == 0 {
-		return nil
-	}
-	out := cloneSubscriptions(subs)
-	for i := range out {
-		s := &out[i]
-		for _, t := range []*time.Time{&s.CurrentPeriodEnd, &s.TrialEnd, &s.PastDueSince, &s.CollectionResumesAt, &s.SyncedAt, &s.Created} {
-			if !t.IsZero() {
-				*t = t.UTC()
-			}
-		}
-	}
-	return out
 }
 
 // clean drops NUL bytes, which a text column cannot hold, from free text

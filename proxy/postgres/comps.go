@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,15 +57,7 @@ func compsOf(ctx context.Context, q querier, subject proxy.Subject) ([]proxy.Com
 // subject), and the subject's entitlements change: a change-log entry.
 func (s *Store) PutComp(ctx context.Context, c proxy.Comp) error {
 	wrap := func(err error) error { return fmt.Errorf("postgres: put comp %s: %w", c.ID, err) }
-	switch {
-	case c.ID == "" || strings.ContainsRune(c.ID, 0):
-		return wrap(errors.New("invalid comp id"))
-	case c.Plan == "":
-		return wrap(errors.New("empty plan"))
-	case c.ExpiresAt.IsZero():
-		return wrap(errors.New("no expiry"))
-	}
-	if err := checkSubject(c.Subject); err != nil {
+	if err := c.Check(); err != nil {
 		return wrap(err)
 	}
 	if c.CreatedAt.IsZero() {
@@ -77,8 +68,10 @@ func (s *Store) PutComp(ctx context.Context, c proxy.Comp) error {
 		if err != nil {
 			return err
 		}
-		if ok && old.Subject != c.Subject {
-			return fmt.Errorf("comp belongs to %s, not %s", old.Subject, c.Subject)
+		if ok {
+			if err := c.Replaces(&old); err != nil {
+				return err
+			}
 		}
 		_, err = t.Exec(ctx, `INSERT INTO comps (`+compColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (id) DO UPDATE SET plan = $3, expires_at = $4, by_whom = $5, reason = $6, created_at = $7, revoked = $8,

@@ -10,9 +10,8 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Listing tags counted in list_counts: every listed subject, and each
-// status and plan it holds (as bolt's listing counters, proxy/bolt/index.go).
-const tagAll = "*"
+// Listing tags counted in list_counts are proxy.Listing.Tags: every listed
+// subject, and each status and plan it holds.
 
 // countList adds delta to a listing tag, applied at commit (flush).
 func (t *wtx) countList(tag string, delta int64) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,32 +22,7 @@ func lockCustomer(ctx context.Context, t *wtx, id string) (customerRecord, bool,
 	return getCustomer(ctx, t, id, true)
 }
 
-func checkSubject(s proxy.Subject) error {
-	if !s.Valid() {
-		return fmt.Errorf("subject %.40q: %w", s.String(), proxy.ErrInvalidSubject)
-	}
-	return nil
-}
-
-func hadTrial(subs []proxy.Subscription) bool {
-	for i := range subs {
-		if subs[i].Status == proxy.StatusTrialing || !subs[i].TrialEnd.IsZero() {
-			return true
-		}
-	}
-	return false
-}
-
-func cloneSubscriptions(subs []proxy.Subscription) []proxy.Subscription {
-	if len(subs) == 0 {
-		return nil
-	}
-	out := slices.Clone(subs)
-	for i := range out {
-		out[i].PriceIDs = slices.Clone(out[i].PriceIDs)
-	}
-	return out
-}
+func checkSubject(s proxy.Subject) error { return s.Check() }
 
 // compRow is a comp as the entitlements query aggregates it.
 type compRow struct {
@@ -200,7 +174,7 @@ func link(ctx context.Context, t *wtx, subject proxy.Subject, customerID string,
 	if acct.Customer == customerID && ok {
 		return nil
 	}
-	next := acct.clone()
+	next := acct.Clone()
 	next.Customer = customerID
 	if !ok {
 		return putAccount(ctx, t, subject.ID, nil, &next)
@@ -219,7 +193,7 @@ func unlinkSubject(ctx context.Context, t *wtx, subjectID, customerID string) er
 		}
 		return nil
 	}
-	next := acct.clone()
+	next := acct.Clone()
 	next.Customer = ""
 	return putAccount(ctx, t, subjectID, &acct, &next)
 }
@@ -313,10 +287,6 @@ func (s *Store) CommitCustomers(ctx context.Context, states []proxy.CustomerStat
 }
 
 func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID string) (subject proxy.Subject, ents *proxy.Entitlements, err error) {
-	syncedAt := state.SyncedAt
-	if syncedAt.IsZero() {
-		syncedAt = t.now
-	}
 	if eventID != "" {
 		if err := markEvent(ctx, t, eventID, t.now); err != nil {
 			return subject, nil, err
@@ -326,8 +296,9 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 	if err != nil {
 		return subject, nil, err
 	}
-	if state.Deleted && !known {
-		return subject, nil, nil
+	syncedAt := state.SyncedAt
+	if syncedAt.IsZero() {
+		syncedAt = t.now
 	}
 	if known && syncedAt.Before(rec.SyncedAt) && (state.Subject == (proxy.Subject{}) || state.Subject.String() == rec.Subject) {
 		// Another replica committed a read of Stripe that began after this
@@ -339,28 +310,24 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 		// The event is marked; the stored state stands.
 		return storedEntitlements(ctx, t, state.CustomerID, rec)
 	}
-	before := rec.Subject
-	old := rec.Subscriptions
-	merged := utcSubscriptions(proxy.MergeSubscriptions(old, state.Subscriptions, syncedAt))
-	rec.HadTrial = rec.HadTrial || hadTrial(merged)
-	if state.Email != "" {
-		rec.Email = state.Email
+	before, old := rec.Subject, rec.Subscriptions
+	_, changed, write := rec.Commit(state, known, t.now)
+	if !write {
+		return subject, nil, nil
 	}
-	rec.SyncedAt = syncedAt.UTC()
 	t.countFacts(old, -1)
 	if before != "" {
 		t.changed(ChangeSubject, before)
 	}
 	if state.Deleted {
-		if rec.Subject != "" {
-			if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
+		if before != "" {
+			if subject, err = proxy.ParseSubject(before); err != nil {
 				return subject, nil, err
 			}
-			if err := unlinkSubject(ctx, t, rec.Subject, state.CustomerID); err != nil {
+			if err := unlinkSubject(ctx, t, before, state.CustomerID); err != nil {
 				return subject, nil, err
 			}
 		}
-		rec.Subject, rec.Subscriptions, rec.Deleted = "", nil, true
 		if err := putCustomer(ctx, t, state.CustomerID, &rec); err != nil {
 			return subject, nil, err
 		}
@@ -372,10 +339,8 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 		}
 		return subject, ents, err
 	}
-	rec.Deleted = false
-	rec.Subscriptions = merged
-	t.countFacts(merged, 1)
-	if err := appendHistory(ctx, t, state.CustomerID, syncedAt, changedSubscriptions(old, merged)); err != nil {
+	t.countFacts(rec.Subscriptions, 1)
+	if err := appendHistory(ctx, t, state.CustomerID, syncedAt, changed); err != nil {
 		return subject, nil, err
 	}
 	if state.Subject != (proxy.Subject{}) {
@@ -394,7 +359,8 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 		if subject, err = proxy.ParseSubject(rec.Subject); err != nil {
 			return subject, nil, err
 		}
-		ents = &proxy.Entitlements{Subject: subject, CustomerID: state.CustomerID, Subscriptions: cloneSubscriptions(rec.Subscriptions), SyncedAt: rec.SyncedAt}
+		// rec's subscriptions are Commit's own copy: the caller may keep them.
+		ents = &proxy.Entitlements{Subject: subject, CustomerID: state.CustomerID, Subscriptions: rec.Subscriptions, SyncedAt: rec.SyncedAt}
 		ents, err = withComps(ctx, t, subject, ents)
 	}
 	return subject, ents, err
@@ -410,39 +376,18 @@ func storedEntitlements(ctx context.Context, t *wtx, customerID string, rec cust
 	if err != nil {
 		return proxy.Subject{}, nil, err
 	}
-	ents := &proxy.Entitlements{Subject: subject, CustomerID: customerID, Subscriptions: cloneSubscriptions(rec.Subscriptions), SyncedAt: rec.SyncedAt}
+	ents := &proxy.Entitlements{Subject: subject, CustomerID: customerID, Subscriptions: proxy.CloneSubscriptions(rec.Subscriptions), SyncedAt: rec.SyncedAt}
 	ents, err = withComps(ctx, t, subject, ents)
 	return subject, ents, err
 }
 
+// withComps puts the subject's comps on ents (proxy.WithComps).
 func withComps(ctx context.Context, q querier, subject proxy.Subject, ents *proxy.Entitlements) (*proxy.Entitlements, error) {
 	comps, err := compsOf(ctx, q, subject)
-	if err != nil || len(comps) == 0 {
+	if err != nil {
 		return ents, err
 	}
-	if ents == nil {
-		ents = &proxy.Entitlements{Subject: subject}
-	}
-	ents.Comps = comps
-	return ents, nil
-}
-
-// changedSubscriptions are the subscriptions of fresh that are new or
-// changed what the history records (as bolt's).
-func changedSubscriptions(old, fresh []proxy.Subscription) []proxy.Subscription {
-	prev := make(map[string]*proxy.Subscription, len(old))
-	for i := range old {
-		prev[old[i].ID] = &old[i]
-	}
-	var out []proxy.Subscription
-	for _, s := range fresh {
-		p := prev[s.ID]
-		if p == nil || p.Status != s.Status || p.Plan != s.Plan || !p.CurrentPeriodEnd.Equal(s.CurrentPeriodEnd) ||
-			p.CancelAtPeriodEnd != s.CancelAtPeriodEnd || p.PausedCollection != s.PausedCollection {
-			out = append(out, s)
-		}
-	}
-	return out
+	return proxy.WithComps(ents, subject, comps), nil
 }
 
 func appendHistory(ctx context.Context, t *wtx, customerID string, at time.Time, changed []proxy.Subscription) error {

@@ -91,7 +91,7 @@ func (im *Importer) Customer(st proxy.CustomerState, hadTrial bool) error {
 		return err
 	}
 	rec := customerRecord{Subject: st.Subject.ID, Email: st.Email, HadTrial: hadTrial, SyncedAt: st.SyncedAt, Deleted: st.Deleted,
-		Subscriptions: utcSubscriptions(st.Subscriptions)}
+		Subscriptions: proxy.CloneSubscriptions(st.Subscriptions)}
 	if err := putCustomer(im.ctx, t, st.CustomerID, &rec); err != nil {
 		return err
 	}
@@ -110,11 +110,7 @@ func (im *Importer) User(u proxy.User) error {
 		return err
 	}
 	im.subjects[u.ID] = true
-	return editAccount(im.ctx, t, u.ID, func(a *account) {
-		a.User, a.Email, a.OrgIDs = true, u.Email, u.OrgIDs
-		a.seen(u.FirstSeen)
-		a.seen(u.LastSeen)
-	})
+	return editAccount(im.ctx, t, u.ID, func(a *account) { a.PutUser(u) })
 }
 
 // Org copies an organisation.

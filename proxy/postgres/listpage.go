@@ -80,15 +80,7 @@ func (s *Store) planList(ctx context.Context, f *proxy.UserFilter) (plan, error)
 		return plan{}, fmt.Errorf("unknown sort %q", f.Sort)
 	}
 	p := plan{where: []string{"a.listed"}}
-	tag := tagAll
-	switch {
-	case f.Status != "" && f.Plan != "":
-		tag = ""
-	case f.Status != "":
-		tag = "s:" + f.Status
-	case f.Plan != "":
-		tag = "p:" + f.Plan
-	}
+	tag, _ := f.TotalTag() // "": none tells the total
 	if f.Status != "" {
 		p.args = append(p.args, f.Status)
 		p.where = append(p.where, fmt.Sprintf("a.statuses @> ARRAY[$%d::text]", len(p.args)))

@@ -31,8 +31,7 @@ func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error
 			for _, id := range chunk {
 				listed := false
 				err := editAccount(ctx, t, id, func(a *account) {
-					a.User = true
-					a.seen(seen[id])
+					a.Seen(seen[id])
 					listed = a.List != nil
 				})
 				if err != nil {
@@ -86,15 +85,7 @@ func (s *Store) PutUsers(ctx context.Context, users []proxy.User) error {
 }
 
 func putUser(ctx context.Context, t *wtx, u proxy.User) error {
-	err := editAccount(ctx, t, u.ID, func(a *account) {
-		a.User = true
-		a.Email = u.Email
-		if u.OrgIDs != nil {
-			a.OrgIDs = slices.Clone(u.OrgIDs)
-		}
-		a.seen(u.FirstSeen)
-		a.seen(u.LastSeen)
-	})
+	err := editAccount(ctx, t, u.ID, func(a *account) { a.PutUser(u) })
 	if err != nil {
 		return err
 	}
@@ -112,9 +103,7 @@ func (s *Store) DeleteUser(ctx context.Context, userID string) error {
 		if _, ok, err := getAccount(ctx, t, userID); err != nil || !ok {
 			return err
 		}
-		err := editAccount(ctx, t, userID, func(a *account) {
-			a.User, a.Email, a.FirstSeen, a.LastSeen, a.OrgIDs = false, "", time.Time{}, time.Time{}, nil
-		})
+		err := editAccount(ctx, t, userID, (*account).ForgetUser)
 		if err != nil {
 			return err
 		}
@@ -135,7 +124,7 @@ func (s *Store) User(ctx context.Context, userID string) (proxy.User, error) {
 	if err != nil {
 		return proxy.User{}, fmt.Errorf("postgres: user %s: %w", userID, err)
 	}
-	return a.user(userID), nil
+	return a.AsUser(userID), nil
 }
 
 // Users lists recorded users by ID after the given one.
@@ -156,7 +145,7 @@ func (s *Store) Users(ctx context.Context, after string, limit int) ([]proxy.Use
 		if err != nil {
 			return nil, fmt.Errorf("postgres: users after %q: %w", after, err)
 		}
-		out = append(out, a.user(id))
+		out = append(out, a.AsUser(id))
 	}
 	return out, rows.Err()
 }
@@ -264,9 +253,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 			return err
 		}
 		for _, id := range ids {
-			if err := editMemberships(ctx, t, id, func(ids []string) []string {
-				return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
-			}); err != nil {
+			if err := editAccount(ctx, t, id, func(a *account) { a.LeaveOrg(orgID) }); err != nil {
 				return err
 			}
 		}
@@ -281,13 +268,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string) error {
 // PutMembership records that a user belongs to an organisation.
 func (s *Store) PutMembership(ctx context.Context, orgID, userID, _ string) error {
 	err := s.update(ctx, func(t *wtx) error {
-		err := editMemberships(ctx, t, userID, func(ids []string) []string {
-			if !slices.Contains(ids, orgID) {
-				ids = append(ids, orgID)
-				slices.Sort(ids)
-			}
-			return ids
-		})
+		err := editAccount(ctx, t, userID, func(a *account) { a.JoinOrg(orgID) })
 		if err != nil {
 			return err
 		}
@@ -309,9 +290,7 @@ func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) erro
 		if err != nil || !ok || !slices.Contains(a.OrgIDs, orgID) {
 			return err
 		}
-		err = editMemberships(ctx, t, userID, func(ids []string) []string {
-			return slices.DeleteFunc(ids, func(x string) bool { return x == orgID })
-		})
+		err = editAccount(ctx, t, userID, func(a *account) { a.LeaveOrg(orgID) })
 		if err != nil {
 			return err
 		}
@@ -321,13 +300,4 @@ func (s *Store) DeleteMembership(ctx context.Context, orgID, userID string) erro
 		return fmt.Errorf("postgres: delete membership %s in %s: %w", userID, orgID, err)
 	}
 	return nil
-}
-
-func editMemberships(ctx context.Context, t *wtx, userID string, edit func([]string) []string) error {
-	return editAccount(ctx, t, userID, func(a *account) {
-		a.User = true
-		if a.OrgIDs = edit(a.OrgIDs); len(a.OrgIDs) == 0 {
-			a.OrgIDs = nil
-		}
-	})
 }
