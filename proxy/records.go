@@ -223,6 +223,18 @@ type CustomerRecord struct {
 	SyncedAt      time.Time
 }
 
+// Check says why a store cannot commit the state, nil when it can: it
+// needs a customer ID, and a valid subject when it names one.
+func (st *CustomerState) Check() error {
+	if st.CustomerID == "" {
+		return errors.New("empty customer id")
+	}
+	if st.Subject != (Subject{}) {
+		return st.Subject.Check()
+	}
+	return nil
+}
+
 // Commit applies a freshly synced state to the stored record r (known:
 // the store had one) at now, and reports what the store must write. A
 // deletion of a customer never seen writes nothing (write false: no

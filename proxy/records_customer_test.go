@@ -202,3 +202,19 @@ func TestComp_CheckAndReplaces(t *testing.T) {
 		t.Errorf("a change of plan: %v", replan.Replaces(&ok))
 	}
 }
+
+func TestCustomerState_Check(t *testing.T) {
+	for _, tt := range []struct {
+		st      CustomerState
+		wantErr bool
+	}{
+		{CustomerState{CustomerID: "cus_1"}, false},
+		{CustomerState{CustomerID: "cus_1", Subject: Subject{Kind: SubjectOrg, ID: "org_1"}}, false},
+		{CustomerState{}, true},
+		{CustomerState{CustomerID: "cus_1", Subject: Subject{Kind: SubjectUser, ID: "org_1"}}, true},
+	} {
+		if err := tt.st.Check(); (err != nil) != tt.wantErr {
+			t.Errorf("%+v.Check() = %v", tt.st, err)
+		}
+	}
+}

@@ -229,13 +229,8 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 // first processed-at time; callers skip duplicates with EventProcessed.
 func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, eventID string) (proxy.Subject, *proxy.Entitlements, error) {
 	wrap := func(err error) error { return fmt.Errorf("bolt: commit customer %s: %w", state.CustomerID, err) }
-	if state.CustomerID == "" {
-		return proxy.Subject{}, nil, wrap(errors.New("empty customer id"))
-	}
-	if state.Subject != (proxy.Subject{}) {
-		if err := checkSubject(state.Subject); err != nil {
-			return proxy.Subject{}, nil, wrap(err)
-		}
+	if err := state.Check(); err != nil {
+		return proxy.Subject{}, nil, wrap(err)
 	}
 	var (
 		subject proxy.Subject
@@ -257,13 +252,8 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 // where a transaction per customer would spend its time in fsync.
 func (s *Store) CommitCustomers(ctx context.Context, states []proxy.CustomerState) error {
 	for _, st := range states {
-		if st.CustomerID == "" {
-			return errors.New("bolt: commit customers: empty customer id")
-		}
-		if st.Subject != (proxy.Subject{}) {
-			if err := checkSubject(st.Subject); err != nil {
-				return fmt.Errorf("bolt: commit customer %s: %w", st.CustomerID, err)
-			}
+		if err := st.Check(); err != nil {
+			return fmt.Errorf("bolt: commit customer %q: %w", st.CustomerID, err)
 		}
 	}
 	err := s.update(ctx, func(tx *bbolt.Tx) error {

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -217,13 +216,8 @@ func (s *Store) Load(ctx context.Context, users []proxy.User, states []proxy.Cus
 	}
 	for i := range states {
 		st := &states[i]
-		if st.CustomerID == "" {
-			return errors.New("bolt: load: empty customer id")
-		}
-		if st.Subject != (proxy.Subject{}) {
-			if err := checkSubject(st.Subject); err != nil {
-				return fmt.Errorf("bolt: load customer %s: %w", st.CustomerID, err)
-			}
+		if err := st.Check(); err != nil {
+			return fmt.Errorf("bolt: load customer %q: %w", st.CustomerID, err)
 		}
 		// A customer of nobody goes after every subject ("~" sorts last).
 		id := "~" + st.CustomerID

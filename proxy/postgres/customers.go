@@ -236,13 +236,8 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 // (proxy/bolt/customers.go).
 func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, eventID string) (proxy.Subject, *proxy.Entitlements, error) {
 	wrap := func(err error) error { return fmt.Errorf("postgres: commit customer %s: %w", state.CustomerID, err) }
-	if state.CustomerID == "" {
-		return proxy.Subject{}, nil, wrap(errors.New("empty customer id"))
-	}
-	if state.Subject != (proxy.Subject{}) {
-		if err := checkSubject(state.Subject); err != nil {
-			return proxy.Subject{}, nil, wrap(err)
-		}
+	if err := state.Check(); err != nil {
+		return proxy.Subject{}, nil, wrap(err)
 	}
 	var (
 		subject proxy.Subject
@@ -263,13 +258,8 @@ func (s *Store) CommitCustomer(ctx context.Context, state proxy.CustomerState, e
 // CommitCustomer without an event (tollgate store copy).
 func (s *Store) CommitCustomers(ctx context.Context, states []proxy.CustomerState) error {
 	for _, st := range states {
-		if st.CustomerID == "" {
-			return errors.New("postgres: commit customers: empty customer id")
-		}
-		if st.Subject != (proxy.Subject{}) {
-			if err := checkSubject(st.Subject); err != nil {
-				return fmt.Errorf("postgres: commit customer %s: %w", st.CustomerID, err)
-			}
+		if err := st.Check(); err != nil {
+			return fmt.Errorf("postgres: commit customer %q: %w", st.CustomerID, err)
 		}
 	}
 	err := s.update(ctx, func(t *wtx) error {

@@ -1,4 +1,4 @@
-//go:build extras
+//go:build !schema1
 
 package main
 
@@ -10,14 +10,8 @@ import (
 	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
-// Extras are what later tollgates of schema 2 added to a store: API keys
-// and the dirty marks of deferred webhook syncs.
-type Extras struct {
-	APIKeys map[string][]proxy.APIKey
-	Dirty   []proxy.DirtyMark
-	Backlog proxy.Backlog
-}
-
+// writeExtras adds what later tollgates of schema 2 added to a store: API
+// keys and the dirty marks of deferred webhook syncs.
 func writeExtras(ctx context.Context, s *bolt.Store) error {
 	for i, subject := range []proxy.Subject{{Kind: proxy.SubjectUser, ID: "user_ada"}, {Kind: proxy.SubjectOrg, ID: "org_acme"}} {
 		_, k, err := proxy.NewAPIKey(false, now.Add(-time.Duration(i+1)*time.Hour))
@@ -35,23 +29,4 @@ func writeExtras(ctx context.Context, s *bolt.Store) error {
 		}
 	}
 	return nil
-}
-
-func takeExtras(ctx context.Context, s *bolt.Store, now time.Time) (*Extras, error) {
-	e := &Extras{APIKeys: map[string][]proxy.APIKey{}}
-	for _, id := range subjects {
-		subject, err := proxy.ParseSubject(id)
-		if err != nil {
-			return nil, err
-		}
-		if e.APIKeys[id], err = s.APIKeysOf(ctx, subject); err != nil {
-			return nil, err
-		}
-	}
-	var err error
-	if e.Dirty, _, err = s.DirtyDue(ctx, now.Add(time.Hour), 100); err != nil {
-		return nil, err
-	}
-	e.Backlog, err = s.DirtyBacklog(ctx)
-	return e, err
 }

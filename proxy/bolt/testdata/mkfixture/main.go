@@ -1,16 +1,18 @@
 // Command mkfixture writes the store fixtures the migration test opens
 // (proxy/bolt/testdata/schema*.db) with the tollgate of the schema they
-// hold, and the answers that tollgate gave about them (schema*.json). It
-// lives under testdata, which the go tool skips: copy it into a checkout of
-// the commit whose format the fixture keeps and run it there:
+// hold, and the answers that tollgate gave about them (schema*.json),
+// which package dump reads, for mkfixture and for the test alike. It lives
+// under testdata, which the go tool's patterns skip: copy it to the same
+// place in a checkout of the commit whose format the fixture keeps, and
+// run it there by its path:
 //
 //	git archive 1f6a4b9 | tar -x -C /tmp/old2   # schema 2, with API keys and dirty marks
-//	cp -r proxy/bolt/testdata/mkfixture /tmp/old2/cmd/
-//	cd /tmp/old2 && go run -tags schema2,extras ./cmd/mkfixture -o schema2
+//	cp -r proxy/bolt/testdata/mkfixture /tmp/old2/proxy/bolt/testdata/
+//	cd /tmp/old2 && go run ./proxy/bolt/testdata/mkfixture -o schema2
 //
 //	git archive 6b9c994 | tar -x -C /tmp/old1   # schema 1
-//	cp -r proxy/bolt/testdata/mkfixture /tmp/old1/cmd/
-//	cd /tmp/old1 && go run ./cmd/mkfixture -o schema1
+//	cp -r proxy/bolt/testdata/mkfixture /tmp/old1/proxy/bolt/testdata/
+//	cd /tmp/old1 && go run -tags schema1 ./proxy/bolt/testdata/mkfixture -o schema1
 //
 // It uses only the store's API, which every schema keeps.
 package main
@@ -27,6 +29,7 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/bolt"
+	"github.com/tollgate/tollgate/proxy/bolt/testdata/mkfixture/dump"
 )
 
 // now is the fixture's clock; the migration test opens it at the same now.
@@ -127,7 +130,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	d, err := Take(ctx, s, now)
+	d, err := dump.Take(ctx, s, now)
 	must(err)
 	must(s.Close())
 	b, err := json.MarshalIndent(d, "", " ")

@@ -1,17 +1,12 @@
-//go:build !extras
+//go:build schema1
 
 package main
 
 import (
 	"context"
-	"time"
 
 	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
-// Extras: the tollgates before API keys and dirty marks had none.
-type Extras struct{}
-
+// writeExtras: the tollgate of schema 1 had no API keys or dirty marks.
 func writeExtras(context.Context, *bolt.Store) error { return nil }
-
-func takeExtras(context.Context, *bolt.Store, time.Time) (*Extras, error) { return nil, nil }

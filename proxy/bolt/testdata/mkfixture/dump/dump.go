@@ -1,4 +1,11 @@
-package main
+// Package dump reads what a store answers about the fixture that mkfixture
+// writes, through the API every schema keeps: mkfixture writes it next to
+// the store with the tollgate of the store's schema, and the migration
+// test (proxy/bolt/fixture_test.go) takes it again from the migrated
+// store, with this same code. It imports the domain only, so it builds
+// against any past tollgate: with -tags schema1, that of schema 1, which
+// had no listing, API keys or dirty marks.
+package dump
 
 import (
 	"context"
@@ -6,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/bolt"
 )
 
 // Dump is what a store answers about the fixture, through the API every
@@ -35,13 +41,30 @@ type Listing struct {
 	Dashboard proxy.Dashboard
 }
 
+// Store is what Take reads: the API of the store of schema 1 (a
+// *bolt.Store of any schema).
+type Store interface {
+	UserDetail(ctx context.Context, subject proxy.Subject, limit int) (proxy.UserDetail, error)
+	Entitlements(ctx context.Context, subject proxy.Subject) (*proxy.Entitlements, error)
+	CustomerOf(ctx context.Context, subject proxy.Subject) (string, error)
+	SubjectOf(ctx context.Context, customerID string) (proxy.Subject, bool, error)
+	HadTrial(ctx context.Context, customerID string) (bool, error)
+	History(ctx context.Context, customerID string, limit int) ([]proxy.HistoryEntry, error)
+	Users(ctx context.Context, after string, limit int) ([]proxy.User, error)
+	Org(ctx context.Context, id string) (proxy.Org, error)
+	EventProcessed(ctx context.Context, eventID string) (bool, error)
+	Cursor(ctx context.Context, name string) (string, error)
+	Revocations(ctx context.Context, now time.Time) ([]proxy.Revocation, error)
+	AuditLog(ctx context.Context, subject proxy.Subject, limit int) ([]proxy.AuditEntry, error)
+}
+
 var (
 	subjects  = []string{"user_ada", "user_bob", "user_cy", "user_dee", "user_long", "user_eve", "user_fay", "user_gus", "user_hal", "user_odd", "user_ivy", "user_none", "org_acme"}
 	customers = []string{"cus_ada", "cus_bob", "cus_dee", "cus_acme", "cus_eve", "cus_orphan", "cus_fay", "cus_gus", "cus_odd", "cus_none"}
 )
 
 // Take reads the dump.
-func Take(ctx context.Context, s *bolt.Store, now time.Time) (*Dump, error) {
+func Take(ctx context.Context, s Store, now time.Time) (*Dump, error) {
 	d := &Dump{Details: map[string]proxy.UserDetail{}, Ents: map[string]*proxy.Entitlements{}, CustomerOf: map[string]string{},
 		SubjectOf: map[string]string{}, HadTrial: map[string]bool{}, History: map[string][]proxy.HistoryEntry{}, Orgs: map[string]proxy.Org{},
 		Events: map[string]bool{}, Cursors: map[string]string{}}

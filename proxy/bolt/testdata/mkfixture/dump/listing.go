@@ -1,18 +1,27 @@
-//go:build schema2
+//go:build !schema1
 
-package main
+package dump
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/tollgate/tollgate/proxy"
-	"github.com/tollgate/tollgate/proxy/bolt"
 )
+
+// listingStore is the listing's API (schema 2 and later).
+type listingStore interface {
+	ListPage(ctx context.Context, f proxy.UserFilter) (proxy.UserPage, error)
+	Dashboard(ctx context.Context) (proxy.Dashboard, error)
+}
 
 // takeListing pages every sort both ways, two at a time, and the filters
 // and searches.
-func takeListing(ctx context.Context, s *bolt.Store) (*Listing, error) {
+func takeListing(ctx context.Context, store Store) (*Listing, error) {
+	s, ok := store.(listingStore)
+	if !ok {
+		return nil, fmt.Errorf("%T has no listing", store)
+	}
 	l := &Listing{Pages: map[string][]string{}, Totals: map[string]int64{}}
 	filters := map[string]proxy.UserFilter{}
 	for _, sort := range proxy.UserSorts() {
