@@ -3,14 +3,15 @@
 // processed, resumable sync cursors, the users tollgate has seen, admins'
 // comps and audit trail, and the revocations Clerk's webhooks reported.
 //
-// Every bucket, with its keys and values. Open creates the first five in one
+// Every bucket, with its keys and values. Open creates the first six in one
 // transaction; the rest are created by their first write (a read treats a
 // missing one as empty), and their files say more:
 //
 //	meta              "schema"                        → uint64 big-endian schema version
 //	customers         Stripe customer ID              → binary record (customerrec.go)
 //	accounts          Clerk ID (user_…, org_…)        → binary record: the user, the linked customer, the listing (accounts.go)
-//	events            Stripe event ID                 → processed-at, unix nanoseconds, uint64 big-endian
+//	events            Stripe event ID                 → processed-at, unix nanoseconds, uint64 big-endian (events.go)
+//	events_by_time    processed-at, event ID          → empty: the events by time, for pruning (events.go)
 //	cursors           cursor name                     → cursor value (raw string)
 //	dict              the strings records share        (dict.go)
 //	orgs              Clerk organisation ID           → JSON {"v":1, slug, name} (orgs.go)
@@ -54,9 +55,11 @@ var ErrUnsupportedVersion = errors.New("unsupported version")
 const (
 	// schemaVersion is meta "schema". 2 added the listing index and the
 	// dashboard's counters; 3 made the records binary and merged users,
-	// their customer links and their listing into one record per subject.
-	// Open migrates a store of 1 or 2 (migrate.go).
-	schemaVersion = 3
+	// their customer links and their listing into one record per subject;
+	// 4 indexed the processed events by time (events.go), so pruning them
+	// reads only what it deletes. Open migrates a store of 1 or 2 into a
+	// new file (migrate.go), and one of 3 in place (indexEvents).
+	schemaVersion = 4
 	recordVersion = 1 // "v" of every JSON record
 
 	bucketMeta      = "meta"
@@ -139,6 +142,10 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		dictCaches.Delete(db)
 		db = migrated
+	case version == 3:
+		if err := indexEvents(db, version, opts.Logger); err != nil {
+			return fail(fmt.Errorf("migrate schema %d to %d: %w", version, schemaVersion, err))
+		}
 	case version > schemaVersion:
 		return fail(fmt.Errorf("schema version %d, this tollgate reads %d: %w", version, schemaVersion, ErrUnsupportedVersion))
 	}
@@ -177,7 +184,7 @@ func schemaOf(db *bbolt.DB) (uint64, error) {
 // initialize creates the buckets every store has and sets the schema
 // version of a new one.
 func initialize(tx *bbolt.Tx) error {
-	for _, name := range [...]string{bucketMeta, bucketCustomers, bucketAccounts, bucketEvents, bucketCursors} {
+	for _, name := range [...]string{bucketMeta, bucketCustomers, bucketAccounts, bucketEvents, bucketEventsByTime, bucketCursors} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -446,7 +446,7 @@ func TestClosedStore(t *testing.T) {
 		},
 		"EventProcessed": func() error { _, err := s.EventProcessed(ctx, "evt_1"); return err },
 		"MarkEvent":      func() error { return s.MarkEvent(ctx, "evt_1") },
-		"PruneEvents":    func() error { _, err := s.PruneEvents(ctx, t0()); return err },
+		"PruneEvents":    func() error { _, err := s.PruneEvents(ctx, t0(), 10); return err },
 		"HadTrial":       func() error { _, err := s.HadTrial(ctx, "cus_1"); return err },
 		"SetCursor":      func() error { return s.SetCursor(ctx, "c", "v") },
 		"Cursor":         func() error { _, err := s.Cursor(ctx, "c"); return err },

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -369,91 +368,4 @@ func (s *Store) HadTrial(ctx context.Context, customerID string) (bool, error) {
 		return false, fmt.Errorf("bolt: had trial %s: %w", customerID, err)
 	}
 	return had, nil
-}
-
-// markEvent records eventID as processed at now, keeping an earlier time.
-func markEvent(tx *bbolt.Tx, eventID string, now time.Time) error {
-	b, err := bucket(tx, bucketEvents)
-	if err != nil {
-		return err
-	}
-	if b.Get([]byte(eventID)) != nil {
-		return nil
-	}
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], uint64(now.UnixNano()))
-	if err := put(b, []byte(eventID), buf[:], 0); err != nil {
-		return fmt.Errorf("mark event %s: %w", eventID, err)
-	}
-	return nil
-}
-
-// EventProcessed reports whether a Stripe event was already processed.
-func (s *Store) EventProcessed(ctx context.Context, eventID string) (bool, error) {
-	var done bool
-	err := s.view(ctx, func(tx *bbolt.Tx) error {
-		b, err := bucket(tx, bucketEvents)
-		if err != nil {
-			return err
-		}
-		done = b.Get([]byte(eventID)) != nil
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("bolt: event %s: %w", eventID, err)
-	}
-	return done, nil
-}
-
-// MarkEvent records a Stripe event as processed on its own, for events that
-// change nothing (unknown types, objects Stripe answers 404 for), so their
-// retries are deduplicated too.
-func (s *Store) MarkEvent(ctx context.Context, eventID string) error {
-	if eventID == "" {
-		return errors.New("bolt: mark event: empty event id")
-	}
-	err := s.update(ctx, func(tx *bbolt.Tx) error { return markEvent(tx, eventID, s.now()) })
-	if err != nil {
-		return fmt.Errorf("bolt: mark event %s: %w", eventID, err)
-	}
-	return nil
-}
-
-// PruneEvents forgets events processed before olderThan (Stripe stops
-// retrying after three days) and returns how many it removed.
-func (s *Store) PruneEvents(ctx context.Context, olderThan time.Time) (int, error) {
-	cut := olderThan.UnixNano()
-	var n int
-	err := s.update(ctx, func(tx *bbolt.Tx) error {
-		n = 0
-		b, err := bucket(tx, bucketEvents)
-		if err != nil {
-			return err
-		}
-		// Collect first: deleting under a cursor skips keys.
-		var old [][]byte
-		err = b.ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("event %s: processed-at is %d bytes, want 8", k, len(v))
-			}
-			if int64(binary.BigEndian.Uint64(v)) < cut {
-				old = append(old, slices.Clone(k))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range old {
-			if err := b.Delete(k); err != nil {
-				return err
-			}
-		}
-		n = len(old)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("bolt: prune events: %w", err)
-	}
-	return n, nil
 }

@@ -88,43 +88,6 @@ func TestCommitCustomer_DeletedLeavesOneTombstone(t *testing.T) {
 	}
 }
 
-func TestEvents(t *testing.T) {
-	now := t0()
-	s, err := Open(t.TempDir()+"/tollgate.db", Options{Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	ctx := t.Context()
-	if mustProcessed(t, s, "evt_1") {
-		t.Error("unknown event processed")
-	}
-	if err := s.MarkEvent(ctx, "evt_1"); err != nil {
-		t.Fatal(err)
-	}
-	now = t0().Add(48 * time.Hour)
-	if err := s.MarkEvent(ctx, "evt_2"); err != nil {
-		t.Fatal(err)
-	}
-	mustCommit(t, s, twoSubs("cus_1", user1(), now), "evt_3")
-	// Marking again keeps the first processed-at, so evt_1 stays prunable.
-	if err := s.MarkEvent(ctx, "evt_1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.MarkEvent(ctx, ""); err == nil {
-		t.Error("MarkEvent(\"\") succeeded")
-	}
-	n, err := s.PruneEvents(ctx, t0().Add(24*time.Hour))
-	if err != nil || n != 1 {
-		t.Errorf("PruneEvents = %d, %v; want 1", n, err)
-	}
-	for id, want := range map[string]bool{"evt_1": false, "evt_2": true, "evt_3": true} {
-		if got := mustProcessed(t, s, id); got != want {
-			t.Errorf("EventProcessed(%s) = %v, want %v", id, got, want)
-		}
-	}
-}
-
 // A customer's email that is its user's is kept once, in the user's
 // record; when Clerk's email changes or the user goes, the customer keeps
 // the one Stripe has.

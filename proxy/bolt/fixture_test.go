@@ -27,6 +27,12 @@ var fixtureNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // openFixture opens a copy of a fixture at the fixture's now.
 func openFixture(t *testing.T, name string) *Store {
 	t.Helper()
+	return openClock(t, copyFixture(t, name), &clock{now: fixtureNow})
+}
+
+// copyFixture copies a fixture into the test's directory.
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
 	src, err := os.Open(filepath.Join("testdata", name+".db"))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +49,7 @@ func openFixture(t *testing.T, name string) *Store {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return openClock(t, path, &clock{now: fixtureNow})
+	return path
 }
 
 // readGolden reads what the fixture's own tollgate answered.
@@ -81,7 +87,7 @@ func roundTrip(t *testing.T, d *dump.Dump) *dump.Dump {
 // did not keep).
 func TestOpen_Fixtures(t *testing.T) {
 	schema2 := readGolden(t, "schema2")
-	for _, name := range []string{"schema1", "schema2"} {
+	for _, name := range []string{"schema1", "schema2", "schema3"} {
 		t.Run(name, func(t *testing.T) {
 			s := openFixture(t, name)
 			got, err := dump.Take(t.Context(), s, fixtureNow)

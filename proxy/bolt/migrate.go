@@ -80,6 +80,7 @@ func migrate(old *bbolt.DB, path string, from uint64, opts Options) (_ *bbolt.DB
 		{"customers", m.customers},
 		{"history", m.history},
 		{"accounts", m.accounts},
+		{"events", func() error { return indexEvents(m.db, from, m.log) }},
 		{"counters", m.finish},
 	} {
 		if err := step.run(); err != nil {

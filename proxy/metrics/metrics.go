@@ -45,6 +45,7 @@ type Metrics struct {
 	limits          limitMetrics
 	meterEvents     *prometheus.CounterVec
 	outbox          *prometheus.GaugeVec
+	eventsPruned    prometheus.Counter
 
 	// The series every request touches, looked up once, on first use (a
 	// series appears when it has something to say; the labels are fixed
@@ -165,7 +166,11 @@ func New() *Metrics {
 		Name: "tollgate_usage_outbox",
 		Help: "The usage outbox after the sender's last pass: pending (rows not yet accepted by Stripe), flagged (rows an admin must look at) and oldest_seconds (age of the oldest pending row: the metering lag).",
 	}, []string{"what"})
-	m.reg.MustRegister(backlogCustomers, backlogAge, m.reconcile, m.reconcileDone, m.meterEvents, m.outbox)
+	m.eventsPruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tollgate_events_pruned_total",
+		Help: "Processed webhook event IDs (Stripe's events, Clerk's Svix messages) the store forgot past their retention (stripe.EventRetention: 31 days), on the leader.",
+	})
+	m.reg.MustRegister(backlogCustomers, backlogAge, m.reconcile, m.reconcileDone, m.meterEvents, m.outbox, m.eventsPruned)
 	m.reg.MustRegister(m.decisions, m.cache, m.upstream, m.requestDuration, m.stripeCalls, m.stripeErrors,
 		m.webhookEvents, m.webhookLag, m.clientBodies, m.clerkCalls, m.clerkLimited, m.clerkErrors, m.sessionChecks, stretch, m.stripeAnomalies,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -346,6 +351,10 @@ func (m *Metrics) Outbox(pending, flagged int, oldest time.Duration) {
 	m.outbox.WithLabelValues("flagged").Set(float64(flagged))
 	m.outbox.WithLabelValues("oldest_seconds").Set(oldest.Seconds())
 }
+
+// EventsPruned counts the processed event IDs a prune forgot (stripe's
+// EventsObserver).
+func (m *Metrics) EventsPruned(n int) { m.eventsPruned.Add(float64(n)) }
 
 // ReconcileProgress sets the reconcile's progress gauges (stripe's
 // ReconcileObserver): pages and subscriptions listed so far, customers

@@ -200,3 +200,17 @@ func TestBacklogAndReconcileSeries(t *testing.T) {
 		}
 	}
 }
+
+// The prune's count is exported, from 0 before any.
+func TestEventsPrunedSeries(t *testing.T) {
+	m := New()
+	if out := scrape(t, m); !strings.Contains(out, "tollgate_events_pruned_total 0") {
+		t.Error("tollgate_events_pruned_total is not 0 before a prune")
+	}
+	var obs stripe.EventsObserver = m
+	obs.EventsPruned(500)
+	obs.EventsPruned(17)
+	if out := scrape(t, m); !strings.Contains(out, "tollgate_events_pruned_total 517") {
+		t.Error("tollgate_events_pruned_total does not sum the prunes")
+	}
+}

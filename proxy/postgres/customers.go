@@ -465,9 +465,15 @@ func (s *Store) MarkEvent(ctx context.Context, eventID string) error {
 	return nil
 }
 
-// PruneEvents forgets events processed before olderThan.
-func (s *Store) PruneEvents(ctx context.Context, olderThan time.Time) (int, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE processed_at < $1`, olderThan.UTC())
+// PruneEvents forgets at most limit events processed before before, the
+// oldest first, in one statement, by the events_by_time index (0001): it
+// reads only what it deletes.
+func (s *Store) PruneEvents(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM events WHERE id IN (
+		SELECT id FROM events WHERE processed_at < $1 ORDER BY processed_at LIMIT $2)`, before.UTC(), limit)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: prune events: %w", err)
 	}

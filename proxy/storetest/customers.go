@@ -513,6 +513,8 @@ func Events(t *testing.T, open Open) {
 		}
 	})
 
+	t.Run("pruned oldest first, in batches", func(t *testing.T) { eventPruning(t, open) })
+
 	t.Run("cursors", func(t *testing.T) {
 		s, _ := fresh(t, open)
 		ctx := t.Context()

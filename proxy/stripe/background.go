@@ -51,6 +51,7 @@ type loopBilling interface {
 	CatchUp(ctx context.Context) (int, error)
 	SyncAll(ctx context.Context) (int, error)
 	RunDirty(ctx context.Context)
+	PruneEvents(ctx context.Context) (int, error)
 }
 
 // Background runs the loops beside the gateway: the re-sync of customers
@@ -62,6 +63,7 @@ type Background struct {
 	b     loopBilling
 	cfg   BackgroundConfig
 	log   *slog.Logger
+	obs   EventsObserver // nil: none
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error // nil error: d passed; else ctx ended
 
@@ -72,7 +74,9 @@ type Background struct {
 
 // Background returns the loops for b; they start with Run.
 func (b *Billing) Background(cfg BackgroundConfig) *Background {
-	return newBackground(b, cfg, b.log, b.now, b.sleep)
+	bg := newBackground(b, cfg, b.log, b.now, b.sleep)
+	bg.obs, _ = b.obs.(EventsObserver)
+	return bg
 }
 
 func newBackground(b loopBilling, cfg BackgroundConfig, log *slog.Logger, now func() time.Time, sleep func(context.Context, time.Duration) error) *Background {
@@ -137,12 +141,14 @@ func (bg *Background) RunLocal(ctx context.Context) {
 // RunShared runs the loops that must run once for every replica sharing
 // a store until ctx ends: the catch-up of undelivered events, the
 // reconcile and the dirty worker, which spend the Stripe rate limit for
-// all of them. Replicas of one PostgreSQL store run it on the leader
-// only (README, "Running several replicas").
+// all of them, and the pruning of processed events (prune.go). Replicas
+// of one PostgreSQL store run it on the leader only (README, "Running
+// several replicas").
 func (bg *Background) RunShared(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { bg.reconcile(ctx) })
 	wg.Go(func() { bg.b.RunDirty(ctx) })
+	wg.Go(func() { bg.pruneEvents(ctx) })
 	wg.Wait()
 }
 

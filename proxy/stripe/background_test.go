@@ -14,6 +14,7 @@ import (
 type bgBilling struct {
 	calls      chan string
 	syncAllErr error
+	pruned     int // what PruneEvents says it forgot
 }
 
 func newBGBilling() *bgBilling { return &bgBilling{calls: make(chan string, 1000)} }
@@ -30,6 +31,11 @@ func (f *bgBilling) CatchUp(context.Context) (int, error) {
 func (f *bgBilling) SyncAll(context.Context) (int, error) {
 	f.calls <- "sync-all"
 	return 0, f.syncAllErr
+}
+
+func (f *bgBilling) PruneEvents(context.Context) (int, error) {
+	f.calls <- "prune"
+	return f.pruned, nil
 }
 
 // RunDirty is the dirty worker, tested on its own (dirty_test.go).

@@ -50,6 +50,9 @@ type Store interface {
 	CommitCustomer(ctx context.Context, state proxy.CustomerState, eventID string) (proxy.Subject, *proxy.Entitlements, error)
 	EventProcessed(ctx context.Context, eventID string) (bool, error)
 	MarkEvent(ctx context.Context, eventID string) error
+	// PruneEvents forgets at most limit events processed before before,
+	// the oldest first, and returns how many (prune.go says when).
+	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
 	// HadTrial reports whether the customer ever had a trial.
 	HadTrial(ctx context.Context, customerID string) (bool, error)
 	Cursor(ctx context.Context, name string) (string, error)
