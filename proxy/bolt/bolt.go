@@ -252,9 +252,9 @@ type Counts struct {
 }
 
 // Counts reads the counters the writes keep (customers, subjects linked
-// to one, users), and counts the processed events, which Stripe's retries
-// bound to a few days' worth: for `tollgate backup`'s check of a copy,
-// never for serving.
+// to one, users), and counts the processed events, which pruning bounds
+// to stripe.EventRetention's worth (events.go): for `tollgate backup`'s
+// check of a copy, never for serving.
 func (s *Store) Counts(ctx context.Context) (Counts, error) {
 	var c Counts
 	err := s.view(ctx, func(tx *bbolt.Tx) error {

@@ -6,6 +6,10 @@
 // place in a checkout of the commit whose format the fixture keeps, and
 // run it there by its path:
 //
+//	git archive 9a3b880 | tar -x -C /tmp/old3   # schema 3
+//	cp -r proxy/bolt/testdata/mkfixture /tmp/old3/proxy/bolt/testdata/
+//	cd /tmp/old3 && go run ./proxy/bolt/testdata/mkfixture -o schema3
+//
 //	git archive 1f6a4b9 | tar -x -C /tmp/old2   # schema 2, with API keys and dirty marks
 //	cp -r proxy/bolt/testdata/mkfixture /tmp/old2/proxy/bolt/testdata/
 //	cd /tmp/old2 && go run ./proxy/bolt/testdata/mkfixture -o schema2
