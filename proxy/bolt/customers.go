@@ -204,15 +204,12 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 // not empty, marks that Stripe event processed, in one transaction: either
 // both land or neither does.
 //
-// The stored subscriptions are merged with the fresh ones
-// (proxy.MergeSubscriptions at state.SyncedAt, or now if unset), so what only
-// tollgate knows (PastDueSince) survives. A set state.Subject is linked both
-// ways; an unset one keeps the stored link. Any trial (status trialing or a
-// TrialEnd) is remembered for good (HadTrial). A Deleted state drops the
-// customer's subscriptions and links.
-//
-// Each subscription that is new or whose status, plan, period end or
-// cancel-at-period-end changed gets a history entry (History), in the same
+// What the commit does to the stored customer is the domain's
+// (proxy.CustomerRecord.Commit: the merged subscriptions, the email, a
+// trial remembered for good, a deletion, the history's entries). A set
+// state.Subject is linked both ways; an unset one keeps the stored link;
+// a deletion undoes the link. The history, the dashboard's counters and
+// the listing of every subject it touches are written in the same
 // transaction.
 //
 // It returns the subject the customer belongs to and that subject's new
