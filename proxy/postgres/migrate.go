@@ -8,13 +8,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The migrations are a small versioned runner rather than a library such
 // as goose: they are SQL files embedded in the binary, numbered, applied
 // in order, each in its own transaction with its row in
 // schema_migrations, all under one session advisory lock, so replicas
-// starting together apply each once. That is all tollgate needs, and a
+// starting together apply each once. A database is compared migration by
+// migration (pending), not by its highest number: a number taken below
+// one already applied is still applied (README "Running several
+// replicas"). That is all tollgate needs, and a
 // library would bring its own driver registry (database/sql) beside pgx,
 // and its own table, for no more.
 
@@ -77,10 +82,75 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	return v, nil
 }
 
+// applied reads the versions schema_migrations records (none before the
+// first migration).
+func applied(ctx context.Context, q querier) (map[int]bool, error) {
+	var versions []int
+	rows, err := q.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err == nil {
+		versions, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "does not exist") {
+			return map[int]bool{}, nil
+		}
+		return nil, err
+	}
+	out := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		out[v] = true
+	}
+	return out, nil
+}
+
+// pending compares the database's migrations with ms: those it lacks, in
+// order, and those it has that ms does not know (a newer tollgate's).
+// Migrations are told apart by number, not by the highest one applied: a
+// migration numbered below one already applied (two branches that took
+// their numbers in one order and landed in the other) is still pending.
+func pending(have map[int]bool, ms []migration) (missing []migration, unknown []int) {
+	known := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+		if !have[m.version] {
+			missing = append(missing, m)
+		}
+	}
+	for v := range have {
+		if !known[v] {
+			unknown = append(unknown, v)
+		}
+	}
+	slices.Sort(unknown)
+	return missing, unknown
+}
+
+// checkSchema is nil when the database has had exactly the migrations ms
+// (this tollgate's), else an error wrapping ErrSchema that says what
+// differs.
+func (s *Store) checkSchema(ctx context.Context, ms []migration) error {
+	have, err := applied(ctx, s.pool)
+	if err != nil {
+		return fmt.Errorf("postgres: schema version: %w", err)
+	}
+	missing, unknown := pending(have, ms)
+	switch {
+	case len(unknown) > 0:
+		return fmt.Errorf("%w: the database has migrations %v, which this tollgate (schema %d) does not know: run the newer tollgate", ErrSchema, unknown, ms[len(ms)-1].version)
+	case len(missing) > 0:
+		return fmt.Errorf("%w: the database lacks %d of this tollgate's migrations (the first: %s); run tollgate migrate", ErrSchema, len(missing), missing[0].name)
+	}
+	return nil
+}
+
 // Migrate applies the migrations the database has not had, under
 // pg_advisory_lock on one connection, and returns how many it applied. A
 // database newer than this tollgate is refused.
 func (s *Store) Migrate(ctx context.Context) (int, error) {
+	return s.migrate(ctx, migrations())
+}
+
+func (s *Store) migrate(ctx context.Context, ms []migration) (int, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: migrate: %w", err)
@@ -94,18 +164,16 @@ func (s *Store) Migrate(ctx context.Context) (int, error) {
 		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return 0, fmt.Errorf("postgres: migrate: %w", err)
 	}
-	var have int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+	have, err := applied(ctx, conn)
+	if err != nil {
 		return 0, fmt.Errorf("postgres: migrate: %w", err)
 	}
-	if want := SchemaVersion(); have > want {
-		return 0, fmt.Errorf("%w: the database is at %d, newer than this tollgate's %d", ErrSchema, have, want)
+	missing, unknown := pending(have, ms)
+	if len(unknown) > 0 {
+		return 0, fmt.Errorf("%w: the database has migrations %v, newer than this tollgate's %d", ErrSchema, unknown, ms[len(ms)-1].version)
 	}
 	n := 0
-	for _, m := range migrations() {
-		if m.version <= have {
-			continue
-		}
+	for _, m := range missing {
 		tx, err := conn.Begin(ctx)
 		if err != nil {
 			return n, fmt.Errorf("postgres: migrate %s: %w", m.name, err)

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,5 +80,50 @@ func TestOpen_ErrorsDoNotShowThePassword(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("Open's error shows the password: %v", err)
 		}
+	}
+}
+
+// Migrations are told apart by number: one numbered below the highest
+// applied (two branches that took their numbers in one order and landed
+// in the other) is applied when it comes, and until then Open refuses the
+// database as not migrated; one this tollgate does not know is refused.
+func TestMigrate_AppliesAMigrationNumberedBelowOneApplied(t *testing.T) {
+	dsn := pgtest.DB(t)
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	real := migrations()
+	next := real[len(real)-1].version
+	gapFour := migration{version: next + 2, name: "gap_four.sql", sql: `CREATE TABLE gap_four (x int)`}
+	gapTwo := migration{version: next + 1, name: "gap_two.sql", sql: `CREATE TABLE gap_two (x int)`}
+	if n, err := s.migrate(ctx, append(slices.Clone(real), gapFour)); err != nil || n != 1 {
+		t.Fatalf("migrate with the later one = %d, %v; want 1", n, err)
+	}
+	have, err := applied(ctx, s.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing, unknown := pending(have, append(slices.Clone(real), gapTwo, gapFour)); len(missing) != 1 || missing[0].version != gapTwo.version || len(unknown) != 0 {
+		t.Errorf("pending = %v, %v; want %s alone missing", missing, unknown, gapTwo.name)
+	}
+	if err := s.checkSchema(ctx, append(slices.Clone(real), gapTwo, gapFour)); !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), gapTwo.name) {
+		t.Errorf("the schema check of a tollgate with the earlier one: %v; want ErrSchema naming %s", err, gapTwo.name)
+	}
+	if n, err := s.migrate(ctx, append(slices.Clone(real), gapTwo, gapFour)); err != nil || n != 1 {
+		t.Fatalf("migrate with the earlier one landed = %d, %v; want 1 (the gap)", n, err)
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('gap_two') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		t.Errorf("gap_two was not made: %v, %v", exists, err)
+	}
+	// This tollgate's own migrations do not know the two: Open refuses.
+	if _, err := Open(ctx, dsn, Options{}); !errors.Is(err, ErrSchema) {
+		t.Errorf("Open of a database with migrations this tollgate lacks: %v; want ErrSchema", err)
+	}
+	if _, err := s.Migrate(ctx); !errors.Is(err, ErrSchema) {
+		t.Errorf("Migrate of a database with migrations this tollgate lacks: %v; want ErrSchema", err)
 	}
 }

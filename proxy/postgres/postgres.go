@@ -90,16 +90,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 			pool.Close()
 			return nil, err
 		}
-	} else {
-		v, err := s.SchemaVersion(ctx)
-		if err != nil {
-			pool.Close()
-			return nil, err
-		}
-		if v != SchemaVersion() {
-			pool.Close()
-			return nil, fmt.Errorf("%w: the database is at %d, this tollgate reads %d; run tollgate migrate", ErrSchema, v, SchemaVersion())
-		}
+	} else if err := s.checkSchema(ctx, migrations()); err != nil {
+		pool.Close()
+		return nil, err
 	}
 	return s, nil
 }
