@@ -34,25 +34,44 @@ type migration struct {
 
 // migrations reads the embedded files, named NNNN_what.sql.
 func migrations() []migration {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	ms, err := parseMigrations(migrationFiles)
 	if err != nil {
-		panic(err) // embedded: cannot fail
+		panic(err) // embedded: TestMigrations_EmbeddedAreDistinct fails first
+	}
+	return ms
+}
+
+// parseMigrations reads the migrations under migrations/ in files, in
+// order of their numbers. Two of one number are refused: told apart by
+// number (pending), the second would never run on a database that had
+// the first, and a new database would fail on its row. Two branches that
+// each add a migration may take one number, and their files do not
+// conflict in git: the later to land renumbers its own.
+func parseMigrations(files fs.FS) ([]migration, error) {
+	entries, err := fs.ReadDir(files, "migrations")
+	if err != nil {
+		return nil, err
 	}
 	var out []migration
 	for _, e := range entries {
 		num, _, ok := strings.Cut(e.Name(), "_")
 		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			panic("postgres: migration " + e.Name() + " is not named NNNN_what.sql")
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("postgres: migration %s is not named NNNN_what.sql", e.Name())
 		}
-		data, err := migrationFiles.ReadFile("migrations/" + e.Name())
+		data, err := fs.ReadFile(files, "migrations/"+e.Name())
 		if err != nil {
-			panic(err)
+			return nil, err
 		}
 		out = append(out, migration{version: v, name: e.Name(), sql: string(data)})
 	}
 	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
-	return out
+	for i := 1; i < len(out); i++ {
+		if out[i-1].version == out[i].version {
+			return nil, fmt.Errorf("postgres: migrations %s and %s share the number %d: renumber the later one", out[i-1].name, out[i].name, out[i].version)
+		}
+	}
+	return out, nil
 }
 
 // SchemaVersion is the schema this tollgate reads: its newest migration.
