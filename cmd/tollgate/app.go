@@ -166,6 +166,8 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 				seen, err := g.Store.EventProcessed(ctx, "svix:"+id)
 				return seen, func() error { return g.Store.MarkEvent(context.WithoutCancel(ctx), "svix:"+id) }, err
 			},
+			// The store forgets processed IDs after this (README "Billing").
+			MaxAge: stripe.EventRetention,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("clerk webhooks: %w", err)

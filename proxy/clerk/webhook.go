@@ -103,6 +103,15 @@ type WebhookConfig struct {
 	// handled successfully. nil: an in-memory LRU of the 10,000 most recent
 	// IDs.
 	Dedupe func(ctx context.Context, msgID string) (seen bool, mark func() error, err error)
+	// MaxAge is how long Dedupe remembers a message ID (the store's:
+	// stripe.EventRetention). A message that gives or restores (a user's,
+	// an organisation's or a membership's created or updated) whose
+	// Clerk time is older is acknowledged and ignored: Svix retries for
+	// about a day, so only a resend signed anew brings one so old, and
+	// the change that undid it may be forgotten too (the gateway orders
+	// membership changes by Clerk's time only while it remembers them). One
+	// that takes away still applies. 0: no limit.
+	MaxAge time.Duration
 }
 
 type webhookHandler struct {
@@ -115,6 +124,7 @@ type webhookHandler struct {
 	now      func() time.Time
 	maxBytes int64
 	dedupe   func(ctx context.Context, msgID string) (bool, func() error, error)
+	maxAge   time.Duration
 }
 
 // NewWebhookHandler returns the handler for Clerk's webhooks
@@ -157,6 +167,7 @@ func NewWebhookHandler(cfg WebhookConfig) (http.Handler, error) {
 		now:      cfg.Now,
 		maxBytes: cfg.MaxBytes,
 		dedupe:   cfg.Dedupe,
+		maxAge:   cfg.MaxAge,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -371,7 +382,13 @@ func (h *webhookHandler) handle(ctx context.Context, msgID string, body []byte) 
 		return http.StatusBadRequest
 	}
 	log = log.With("type", ev.Type)
-	applied, err := h.apply(ctx, ev)
+	var applied bool
+	var err error
+	if h.stale(&ev) {
+		log.WarnContext(ctx, "clerk webhook: a change that gives, older than the duplicate check remembers: ignored", "event_time", ev.time(), "max_age", h.maxAge)
+	} else {
+		applied, err = h.apply(ctx, ev)
+	}
 	switch {
 	case errors.Is(err, errBadPayload):
 		log.WarnContext(ctx, "clerk webhook: rejected", "reason", err.Error())
@@ -493,6 +510,19 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 
 // time is when Clerk says the event happened (zero if the payload has no
 // timestamp).
+// stale reports whether ev gives or restores something and Clerk made it
+// longer than maxAge ago (WebhookConfig.MaxAge).
+func (h *webhookHandler) stale(ev *svixEvent) bool {
+	switch ev.Type {
+	case "user.created", "user.updated", "organization.created", "organization.updated",
+		"organizationMembership.created", "organizationMembership.updated":
+	default:
+		return false
+	}
+	at := ev.time()
+	return h.maxAge > 0 && !at.IsZero() && h.now().Sub(at) > h.maxAge
+}
+
 func (ev *svixEvent) time() time.Time {
 	if ev.Timestamp <= 0 {
 		return time.Time{}
