@@ -26,6 +26,7 @@ import (
 // real ones (tests and the demo inject clocks and clients).
 type appDeps struct {
 	Logger     *slog.Logger
+	AccessLog  gateway.LineBuffer // only with Logger slog's JSON handler (no options) over the same output
 	Now        func() time.Time
 	HTTPClient *http.Client // for Clerk's Backend API
 	// OwnBodyTimeout shortens proxy.OwnBodyTimeout (tests).
@@ -105,7 +106,7 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 		}
 	}()
 	g.Metrics = metrics.New()
-	opts := gateway.Options{Config: cfg, Logger: deps.Logger, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
+	opts := gateway.Options{Config: cfg, Logger: deps.Logger, AccessLog: deps.AccessLog, Now: deps.Now, Observer: g.Metrics, OwnBodyTimeout: deps.OwnBodyTimeout}
 	if cfg.Clerk.PublishableKey != "" {
 		clerkHTTP := deps.HTTPClient
 		if clerkHTTP == nil {

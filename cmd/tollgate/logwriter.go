@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy/gateway"
 )
 
 // logWriter takes `tollgate serve`'s log lines (the access log's one per
@@ -50,15 +52,33 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	w.pending = append(w.pending, p...)
 	n := len(w.pending)
 	w.mu.Unlock()
+	w.added(n, len(p))
+	return len(p), nil
+}
+
+// AppendLine appends the access log's line straight into the pending batch
+// (gateway.LineBuffer): no record, no copy. The line is encoded under the
+// batch's lock, which no I/O is ever done under.
+func (w *logWriter) AppendLine(l gateway.Line) {
+	w.mu.Lock()
+	before := len(w.pending)
+	w.pending = l.AppendTo(w.pending)
+	n := len(w.pending)
+	w.mu.Unlock()
+	w.added(n, n-before)
+}
+
+// added wakes the flusher, or flushes, after a line of size bytes brought
+// the batch to n.
+func (w *logWriter) added(n, size int) {
 	switch {
 	case n >= logMaxPending, w.closed.Load():
 		w.flush()
 	case n >= logFlushAt:
 		notify(w.urgent)
-	case n == len(p):
+	case n == size:
 		notify(w.kick) // the first line of a batch: write it out within logFlushEvery
 	}
-	return len(p), nil
 }
 
 func notify(c chan struct{}) {

@@ -27,8 +27,14 @@ func (l *lockedOut) String() string {
 	return l.b.String()
 }
 
-// Every line written by many goroutines comes out whole, once, each
-// goroutine's in its order, by Close at the latest.
+// textLine is a gateway.Line.
+type textLine string
+
+func (l textLine) AppendTo(b []byte) []byte { return append(b, l...) }
+
+// Every line written by many goroutines, through Write (slog) or
+// AppendLine (the access log), comes out whole, once, each goroutine's in
+// its order, by Close at the latest.
 func TestLogWriter_KeepsEveryLineInOrder(t *testing.T) {
 	var out lockedOut
 	w := newLogWriter(&out)
@@ -37,7 +43,12 @@ func TestLogWriter_KeepsEveryLineInOrder(t *testing.T) {
 	for g := range writers {
 		wg.Go(func() {
 			for i := range lines {
-				fmt.Fprintf(w, "g%d line %d %s\n", g, i, strings.Repeat("x", i%300))
+				line := fmt.Sprintf("g%d line %d %s\n", g, i, strings.Repeat("x", i%300))
+				if g%2 == 0 {
+					w.Write([]byte(line))
+				} else {
+					w.AppendLine(textLine(line))
+				}
 			}
 		})
 	}
@@ -87,7 +98,8 @@ func TestLogWriter_AfterClose(t *testing.T) {
 	w.Write([]byte("before\n"))
 	w.Close()
 	w.Write([]byte("after\n"))
-	if got := out.String(); got != "before\nafter\n" {
+	w.AppendLine(textLine("appended\n"))
+	if got := out.String(); got != "before\nafter\nappended\n" {
 		t.Errorf("out = %q", got)
 	}
 }

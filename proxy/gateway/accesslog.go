@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tollgate/tollgate/proxy"
 )
@@ -58,8 +59,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // answer was written.
 const statusClientClosed = 499
 
-func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start time.Time) {
+func (s *Server) logRequest(r *http.Request, req *request, start time.Time) {
 	end := s.now()
+	w, e := &req.sw, &req.log
 	s.observe(e, end.Sub(start))
 	h := s.log.Handler()
 	if !h.Enabled(r.Context(), slog.LevelInfo) {
@@ -76,16 +78,28 @@ func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start
 		// (nginx's 499, "client closed request").
 		status = statusClientClosed
 	}
-	// The record is made here rather than by Logger.LogAttrs, which walks
-	// the stack for the caller's PC (unused: no handler adds the source)
-	// on every request (README "Performance").
-	rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	req.line = accessLine{end: end, took: end.Sub(start), method: r.Method, path: r.URL.Path, status: status, bytes: w.bytes, e: e}
+	if s.accessLog != nil && jsonTimeOK(end) {
+		// The line slog's JSON handler would write, appended straight
+		// into the log's batch (README "Performance").
+		s.accessLog.AppendLine(&req.line)
+		return
+	}
+	_ = h.Handle(r.Context(), req.line.record())
+}
+
+// record is the line as a slog record. It is made here rather than by
+// Logger.LogAttrs, which walks the stack for the caller's PC (unused: no
+// handler adds the source) on every request (README "Performance").
+func (l *accessLine) record() slog.Record {
+	e := l.e
+	rec := slog.NewRecord(l.end, slog.LevelInfo, "request", 0)
 	rec.AddAttrs(
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
-		slog.Int("status", status),
-		slog.Int64("bytes", w.bytes),
-		slog.Duration("duration", end.Sub(start)),
+		slog.String("method", l.method),
+		slog.String("path", l.path),
+		slog.Int("status", l.status),
+		slog.Int64("bytes", l.bytes),
+		slog.Duration("duration", l.took),
 	)
 	rec.AddAttrs(slog.String("decision", e.decision))
 	if e.access != "" {
@@ -100,8 +114,133 @@ func (s *Server) logRequest(r *http.Request, w *statusWriter, e *logEntry, start
 	if e.reason != "" {
 		rec.AddAttrs(slog.String("reason", e.reason))
 	}
-	_ = h.Handle(r.Context(), rec)
+	return rec
 }
+
+// LineBuffer takes whole log lines, each appended in place to the log's
+// pending batch (cmd/tollgate's logWriter), so that the access log's line
+// costs no copy and no allocation (README "Performance"). Options.AccessLog
+// is given one only where Options.Logger is slog's JSON handler without
+// options writing to the same batch: the lines are the ones that handler
+// would write.
+type LineBuffer interface {
+	AppendLine(l Line)
+}
+
+// Line is one log line, appended to dst with its newline.
+type Line interface {
+	AppendTo(dst []byte) []byte
+}
+
+// accessLine is a request's access log record, encoded as slog's JSON
+// handler (no options: no source, no ReplaceAttr, no groups) encodes it,
+// byte for byte: TestAccessLine_MatchesSlog holds it to that.
+type accessLine struct {
+	end          time.Time
+	took         time.Duration
+	method, path string
+	status       int
+	bytes        int64
+	e            *logEntry
+}
+
+// jsonTimeOK: slog writes a time outside years 0–9999 with an error
+// instead (RFC 3339 has four-digit years); such a line goes through slog.
+func jsonTimeOK(t time.Time) bool {
+	y := t.Year()
+	return y >= 0 && y < 10000
+}
+
+func (l *accessLine) AppendTo(b []byte) []byte {
+	e := l.e
+	b = append(b, `{"time":"`...)
+	b = l.end.Round(0).AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request","method":`...)
+	b = appendJSONString(b, l.method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, l.path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(l.status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, l.bytes, 10)
+	b = append(b, `,"duration":`...)
+	b = strconv.AppendInt(b, int64(l.took), 10)
+	b = append(b, `,"decision":`...)
+	b = appendJSONString(b, e.decision)
+	if e.access != "" {
+		b = append(b, `,"access":`...)
+		b = appendJSONString(b, string(e.access))
+		b = append(b, `,"rule":`...)
+		b = strconv.AppendInt(b, int64(e.rule), 10)
+	}
+	if e.routeID != "" {
+		b = append(b, `,"route":`...)
+		b = appendJSONString(b, e.routeID)
+	}
+	if e.userID != "" {
+		b = append(b, `,"user_id":`...)
+		b = appendJSONString(b, e.userID)
+		b = append(b, `,"via":`...)
+		b = appendJSONString(b, e.source)
+	}
+	if e.reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, e.reason)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s quoted and escaped as slog's JSON handler
+// escapes strings (log/slog's appendEscapedJSONString): \" and \\, \n \r
+// \t, other control characters as \u00XX, each byte of invalid UTF-8 as
+// \ufffd, U+2028 and U+2029 as \u2028 and \u2029; <, > and & as they are.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+const hexDigits = "0123456789abcdef"
 
 // observe reports the request's decision to the metrics.
 func (s *Server) observe(e *logEntry, took time.Duration) {

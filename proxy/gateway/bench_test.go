@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -71,6 +72,8 @@ routes:
 
 type benchFixture struct {
 	gate       http.Handler
+	gateSlog   http.Handler // gate with the access log written by slog's JSON handler
+	gateLines  http.Handler // gate with the access log's lines appended to a LineBuffer
 	keyGate    http.Handler // the gate with tollgate's API keys on, over a bbolt store, cached as the command wires it
 	keyUncache http.Handler // keyGate reading the store on every request
 	key        string       // user_ada's key, scoped "*"
@@ -82,6 +85,18 @@ type benchFixture struct {
 	cc  *clerk.Client
 	sb  *clerksandbox.Clerk
 	now time.Time
+}
+
+// discardLines is a gateway.LineBuffer that keeps only the last line.
+type discardLines struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (d *discardLines) AppendLine(l gateway.Line) {
+	d.mu.Lock()
+	d.buf = l.AppendTo(d.buf[:0])
+	d.mu.Unlock()
 }
 
 type pool struct{ p sync.Pool }
@@ -117,12 +132,23 @@ func newBenchFixture(b testing.TB) *benchFixture {
 	}
 	cache.Put(proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, &proxy.Entitlements{
 		Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusActive}}})
-	srv, err := gateway.New(gateway.Options{Config: cfg, Auth: cc, Portal: cc, Entitlements: cache,
-		State: gateway.NewState(gateway.StateOptions{Sessions: cc, Transport: staticUpstream{}}), Now: func() time.Time { return now }})
+	opts := gateway.Options{Config: cfg, Auth: cc, Portal: cc, Entitlements: cache,
+		State: gateway.NewState(gateway.StateOptions{Sessions: cc, Transport: staticUpstream{}}), Now: func() time.Time { return now }}
+	srv, err := gateway.New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	f0 := &benchFixture{}
+	// The access log as `tollgate serve` writes it: slog's JSON handler,
+	// and its lines appended straight into the batch.
+	opts.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if f0.gateSlog, err = gateway.New(opts); err != nil {
+		b.Fatal(err)
+	}
+	opts.AccessLog = &discardLines{}
+	if f0.gateLines, err = gateway.New(opts); err != nil {
+		b.Fatal(err)
+	}
 	f0.keyGate, f0.keyUncache, f0.key = newKeyGates(b, cfg, cc, cache, now)
 	target, _ := url.Parse("http://app.internal:3000")
 	bare := &httputil.ReverseProxy{Transport: staticUpstream{}, Rewrite: func(pr *httputil.ProxyRequest) {
@@ -131,7 +157,7 @@ func newBenchFixture(b testing.TB) *benchFixture {
 	}}
 	barePooled := &httputil.ReverseProxy{Transport: staticUpstream{}, Rewrite: bare.Rewrite, BufferPool: &pool{}}
 	tok := sb.MintSessionToken("user_ada", "sess_bench", now, nil)
-	f := &benchFixture{gate: srv, keyGate: f0.keyGate, keyUncache: f0.keyUncache, key: f0.key, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5),
+	f := &benchFixture{gate: srv, gateSlog: f0.gateSlog, gateLines: f0.gateLines, keyGate: f0.keyGate, keyUncache: f0.keyUncache, key: f0.key, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5),
 		cfg: cfg, cc: cc, sb: sb, now: now}
 	// Sign in once and keep the gateway cookie, as a browser would, so the
 	// steady state measured is "cached token, nothing to set".
@@ -195,6 +221,15 @@ func BenchmarkGate_SignedInCachedToken(b *testing.B) {
 func BenchmarkGate_PaidCacheHit(b *testing.B) {
 	f := newBenchFixture(b)
 	run(b, f.gate, "/routes/415VNA/x", f)
+}
+
+// BenchmarkGate_PaidCacheHitLogged is PaidCacheHit with the access log
+// written, as `tollgate serve` writes it (README "Performance"): /slog by
+// slog's JSON handler, /lines appended straight into the log's batch.
+func BenchmarkGate_PaidCacheHitLogged(b *testing.B) {
+	f := newBenchFixture(b)
+	b.Run("slog", func(b *testing.B) { run(b, f.gateSlog, "/routes/415VNA/x", f) })
+	b.Run("lines", func(b *testing.B) { run(b, f.gateLines, "/routes/415VNA/x", f) })
 }
 
 // newKeyGates are the benchmark's gateway with API keys in front of

@@ -14,6 +14,7 @@ type request struct {
 	// decided is what the gate fills in, kept here so that a request
 	// costs one allocation for all three.
 	decided forward
+	line    accessLine // the access log's line, when Options.AccessLog takes it
 }
 
 type requestKey struct{}

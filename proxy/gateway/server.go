@@ -86,8 +86,12 @@ type Options struct {
 	// State is what outlives a reload, built once by main (NewState) and
 	// given to every Server. nil: a fresh one (tests).
 	State  *State
-	Logger *slog.Logger     // nil: discard
-	Now    func() time.Time // nil: time.Now
+	Logger *slog.Logger // nil: discard
+	// AccessLog, when set, takes the access log's lines in place of
+	// Logger: only where Logger is slog's JSON handler (no options) over
+	// the same output, whose lines these are (LineBuffer).
+	AccessLog LineBuffer
+	Now       func() time.Time // nil: time.Now
 	// OwnBodyTimeout is how long tollgate's own endpoints wait for a whole
 	// request body (0: OwnBodyTimeout). Tests shorten it.
 	OwnBodyTimeout time.Duration
@@ -126,6 +130,7 @@ type Server struct {
 	transport  http.RoundTripper
 	pages      *pages
 	log        *slog.Logger
+	accessLog  LineBuffer // nil: the access log goes through log
 	now        func() time.Time
 	prefix     string
 	ruleLabels []string // metrics labels of the rules, by index
@@ -142,7 +147,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("gateway.New: no config")
 	}
 	cfg := o.Config
-	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys, limiter: o.Limiter,
+	s := &Server{cfg: cfg, auth: o.Auth, portal: o.Portal, ents: o.Entitlements, billing: o.Billing, prices: o.Prices, seen: o.Seen, obs: o.Observer, adminStore: o.Admin, syncer: o.Sync, forget: o.Forget, directory: o.Directory, trials: o.Trials, orgs: o.Orgs, stale: o.Stale, ender: o.Ender, userEnder: o.UserSessions, log: o.Logger, accessLog: o.AccessLog, now: o.Now, prefix: cfg.InternalPrefix, ownBody: o.OwnBodyTimeout, apiKeys: o.APIKeys, limiter: o.Limiter,
 		usage: o.Usage, outbox: o.Outbox}
 	if s.ownBody <= 0 {
 		s.ownBody = OwnBodyTimeout
@@ -252,7 +257,7 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	req := &request{sw: statusWriter{ResponseWriter: w}}
-	entry, sw := &req.log, &req.sw
+	sw := &req.sw
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -263,7 +268,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.writeError(sw, r, http.StatusInternalServerError)
 			}
 		}
-		s.logRequest(r, sw, entry, start)
+		s.logRequest(r, req, start)
 	}()
 	s.serve(sw, r.WithContext(withRequest(r.Context(), req)), req)
 }
