@@ -13,6 +13,10 @@ const (
 	// DefaultBatchInterval is a TimeBatcher's flush interval when none is
 	// given.
 	DefaultBatchInterval = 10 * time.Second
+	// SeenResolution is how precise users' stored last-seen times are
+	// (TimeBatcher.WithResolution; README "Performance"): a user seen
+	// again within it of their last written sighting is not written again.
+	SeenResolution = time.Minute
 )
 
 // TimeBatcher keeps the latest time per ID off the request path and writes
@@ -33,8 +37,14 @@ type TimeBatcher struct {
 	closed  bool
 
 	flushMu sync.Mutex // one flush at a time, so a failed batch merges back in order
-	stop    chan struct{}
-	once    sync.Once
+	// resolution: a time within this of the last one written for its ID
+	// (and not before it) is not written again (0: every time is).
+	// written holds those last times (under flushMu), the IDs written
+	// within a resolution of the newest time written, at most max.
+	resolution time.Duration
+	written    map[string]time.Time
+	stop       chan struct{}
+	once       sync.Once
 }
 
 var (
@@ -62,6 +72,22 @@ func NewTimeBatcher(write func(context.Context, map[string]time.Time) error, int
 		pending:  make(map[string]time.Time),
 		stop:     make(chan struct{}),
 	}
+}
+
+// WithResolution makes b skip an ID whose new time is less than d after the
+// last one it wrote for it: a store's last-seen time is then precise to d
+// (plus the interval), and a user active all day is written once per d
+// rather than every interval. A first time, or one earlier than the last
+// written, is always written. To remember what it wrote, b keeps the IDs
+// written within d of its newest write, at most MaxPendingTimes of them
+// (forgotten all at once beyond that: a few IDs are written again, never
+// skipped wrongly). Call it before Run.
+func (b *TimeBatcher) WithResolution(d time.Duration) *TimeBatcher {
+	b.resolution = d
+	if d > 0 {
+		b.written = make(map[string]time.Time)
+	}
+	return b
 }
 
 // Note records id at at. When the pending map is full, IDs already in it
@@ -149,6 +175,16 @@ func (b *TimeBatcher) Flush(ctx context.Context) error {
 	b.pending = make(map[string]time.Time, len(batch))
 	b.mu.Unlock()
 
+	if b.resolution > 0 {
+		for id, at := range batch {
+			if last, ok := b.written[id]; ok && !at.Before(last) && at.Sub(last) < b.resolution {
+				delete(batch, id)
+			}
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+	}
 	err := b.write(ctx, batch)
 	if err != nil {
 		b.mu.Lock()
@@ -156,8 +192,35 @@ func (b *TimeBatcher) Flush(ctx context.Context) error {
 			b.addLocked(id, at)
 		}
 		b.mu.Unlock()
+		return err
 	}
-	return err
+	if b.resolution > 0 {
+		b.rememberLocked(batch)
+	}
+	return nil
+}
+
+// rememberLocked notes the times of a written batch for WithResolution and
+// forgets those that can no longer cause a skip; b.flushMu is held.
+func (b *TimeBatcher) rememberLocked(batch map[string]time.Time) {
+	var newest time.Time
+	for id, at := range batch {
+		if last, ok := b.written[id]; !ok || at.After(last) {
+			b.written[id] = at
+		}
+		if at.After(newest) {
+			newest = at
+		}
+	}
+	cutoff := newest.Add(-b.resolution)
+	for id, at := range b.written {
+		if at.Before(cutoff) {
+			delete(b.written, id)
+		}
+	}
+	if len(b.written) > b.max {
+		clear(b.written)
+	}
 }
 
 // Close stops Run, flushes what is left and drops later times. Only the

@@ -179,3 +179,107 @@ func TestTimeBatcher_Run(t *testing.T) {
 	cancel()
 	<-ran
 }
+
+// With a resolution, an ID whose new time is within it of the last one
+// written is not written again; a first time, a later one beyond the
+// resolution and an earlier one are; a failed write remembers nothing.
+func TestTimeBatcher_Resolution(t *testing.T) {
+	sink := &timeSink{}
+	b := NewTimeBatcher(sink.write, time.Hour, "last seen", nil).WithResolution(time.Minute)
+	flush := func(notes map[string]time.Duration) map[string]time.Time {
+		t.Helper()
+		before := sink.snapshot()
+		for id, d := range notes {
+			b.Note(id, batchT0.Add(d))
+		}
+		if err := b.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wrote := map[string]time.Time{}
+		for id, at := range sink.snapshot() {
+			if !at.Equal(before[id]) {
+				wrote[id] = at
+			}
+		}
+		return wrote
+	}
+	steps := []struct {
+		name  string
+		notes map[string]time.Duration
+		want  map[string]time.Duration
+	}{
+		{"first times", map[string]time.Duration{"user_a": 0, "user_b": 0}, map[string]time.Duration{"user_a": 0, "user_b": 0}},
+		{"within the resolution", map[string]time.Duration{"user_a": 30 * time.Second, "user_b": 59 * time.Second, "user_c": 59 * time.Second}, map[string]time.Duration{"user_c": 59 * time.Second}},
+		{"a minute on", map[string]time.Duration{"user_a": time.Minute, "user_b": 50 * time.Second}, map[string]time.Duration{"user_a": time.Minute}},
+		{"earlier than written", map[string]time.Duration{"user_b": -time.Hour}, map[string]time.Duration{}}, // the sink keeps the latest; the store widens first_seen
+	}
+	for _, st := range steps {
+		want := map[string]time.Time{}
+		for id, d := range st.want {
+			want[id] = batchT0.Add(d)
+		}
+		if diff := cmp.Diff(want, flush(st.notes)); diff != "" {
+			t.Errorf("%s: written (-want +got):\n%s", st.name, diff)
+		}
+	}
+	sink.mu.Lock()
+	writes := sink.writes
+	sink.mu.Unlock()
+	if writes != 4 { // the earlier time was handed to the store too
+		t.Errorf("%d writes, want 4", writes)
+	}
+
+	// A failed write is retried, and remembered only once written.
+	sink.mu.Lock()
+	sink.fail = errors.New("store down")
+	sink.mu.Unlock()
+	b.Note("user_d", batchT0)
+	if err := b.Flush(t.Context()); err == nil {
+		t.Fatal("Flush succeeded against a failing store")
+	}
+	sink.mu.Lock()
+	sink.fail = nil
+	sink.mu.Unlock()
+	// Never written, so a second later is written, not skipped.
+	if diff := cmp.Diff(map[string]time.Time{"user_d": batchT0.Add(time.Second)}, flush(map[string]time.Duration{"user_d": time.Second})); diff != "" {
+		t.Errorf("after a failed write (-want +got):\n%s", diff)
+	}
+}
+
+// What the resolution remembers is bounded: IDs written longer than a
+// resolution before the newest write are forgotten, and past max
+// everything is (an ID then written again, never skipped wrongly).
+func TestTimeBatcher_ResolutionMemoryIsBounded(t *testing.T) {
+	sink := &timeSink{}
+	b := NewTimeBatcher(sink.write, time.Hour, "last seen", nil).WithResolution(time.Minute)
+	b.max = 10
+	for i := range 5 {
+		b.Note(fmt.Sprintf("user_%d", i), batchT0)
+	}
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b.Note("user_late", batchT0.Add(2*time.Minute))
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(b.written); got != 1 {
+		t.Errorf("remembered %d IDs after the others aged out, want 1", got)
+	}
+	for i := range 11 {
+		b.Note(fmt.Sprintf("user_n%d", i), batchT0.Add(2*time.Minute))
+	}
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(b.written); got > b.max {
+		t.Errorf("remembered %d IDs, more than max %d", got, b.max)
+	}
+	b.Note("user_n0", batchT0.Add(2*time.Minute+time.Second))
+	if err := b.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.snapshot()["user_n0"]; !got.Equal(batchT0.Add(2*time.Minute + time.Second)) {
+		t.Errorf("a forgotten ID was skipped: stored %v", got)
+	}
+}

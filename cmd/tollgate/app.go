@@ -291,7 +291,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 		g.listener, g.fresh.fresh = l, l.Fresh
 		g.closers = append(g.closers, l.Close)
 	}
-	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger)
+	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger).WithResolution(proxy.SeenResolution)
 	opts.Seen = seen
 	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, g.Cache
 	if ob, ok := store.(interface {
