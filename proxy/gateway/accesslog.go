@@ -21,6 +21,18 @@ type logEntry struct {
 	reason   string
 	userID   string
 	source   string
+	// at is when the request came in: the one clock reading the gate's
+	// decisions share (README "Performance"); zero outside ServeHTTP.
+	at time.Time
+}
+
+// reqNow is the time the gate decides a request at: when it came in, or
+// now for a request served outside ServeHTTP.
+func (s *Server) reqNow(e *logEntry) time.Time {
+	if e.at.IsZero() {
+		return s.now()
+	}
+	return e.at
 }
 
 // statusWriter records the status and size for the access log. Unwrap lets

@@ -160,7 +160,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		page.ChooseOrgURL = s.portal.OrganizationURL(here, devBrowserFrom(r.Context()))
 	}
 	if id != nil {
-		if d, err := s.decidePaid(r.Context(), id, routeID); err == nil {
+		if d, err := s.decidePaid(r.Context(), id, routeID, s.now()); err == nil {
 			page.Status = d.Status
 			if d.Held != nil {
 				page.CollectionPaused = true

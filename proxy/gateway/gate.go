@@ -157,7 +157,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 
 	// 7-8. Paid routes need an entitling subscription.
 	if m.Access == proxy.AccessPaid {
-		d, err := s.decidePaid(r.Context(), a.id, m.RouteID)
+		d, err := s.decidePaid(r.Context(), a.id, m.RouteID, s.reqNow(e))
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "entitlements unavailable", "user_id", a.id.UserID, "err", err)
 			e.decision, e.reason = "error", string(proxy.PaidEntitlementsErr)
@@ -177,7 +177,7 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, e *logEntry, f *fo
 		f.plan = d.Plan.Key
 		if d.Sub != nil { // nil: free:
 			f.status = d.Sub.Status
-			if proxy.IsStale(d.Sub, s.now()) {
+			if proxy.IsStale(d.Sub, s.reqNow(e)) {
 				// Access stands (Stripe is the authority and said active); ask
 				// it again off the request path in case a webhook was missed.
 				s.stale.Stale(d.Sub.CustomerID)
@@ -212,10 +212,9 @@ type authOutcome struct {
 // identify establishes the visitor's identity without answering: Clerk
 // first, then the gateway cookie where README "Sessions" allows it. err is set only
 // when Clerk could not be asked about a gateway session.
-func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error) {
+func (s *Server) identify(r *http.Request, now time.Time) (authOutcome, proxy.AuthResult, error) {
 	res := s.auth.Authenticate(r.Context(), r)
 	out := authOutcome{setCookies: res.SetCookies}
-	now := s.now()
 	if res.State == proxy.Handshake && s.loopCount(r) >= signInLoopLimit {
 		// Sent to Clerk too often in a row without coming back signed in:
 		// stop, as Clerk's own redirect counter does, but across the
@@ -306,7 +305,8 @@ func (s *Server) identify(r *http.Request) (authOutcome, proxy.AuthResult, error
 // answers the request itself (handshake, sign-in redirect, 401, 503) and
 // reports false.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntry) (authOutcome, bool) {
-	out, res, err := s.identify(r)
+	now := s.reqNow(e)
+	out, res, err := s.identify(r, now)
 	e.reason = res.Reason
 	switch {
 	case err != nil:
@@ -337,7 +337,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		return out, false
 	case out.id != nil:
 		e.userID, e.source = out.id.UserID, out.id.Source
-		s.seen.Seen(out.id.UserID, s.now())
+		s.seen.Seen(out.id.UserID, now)
 		if c := s.loopDone(r); c != nil {
 			out.cookies = append(out.cookies, c)
 		}
@@ -394,8 +394,8 @@ func (s *Server) absoluteURL(r *http.Request) string {
 
 // decidePaid reads the subscriptions that matter for this route (LRU, then
 // bbolt: never Stripe) and decides.
-func (s *Server) decidePaid(ctx context.Context, id *proxy.Identity, routeID string) (proxy.PaidDecision, error) {
-	in := proxy.PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: s.now(), Free: s.cfg.Free}
+func (s *Server) decidePaid(ctx context.Context, id *proxy.Identity, routeID string, now time.Time) (proxy.PaidDecision, error) {
+	in := proxy.PaidInput{RouteID: routeID, Plans: s.cfg.Plans, Identity: id, Policy: s.cfg.Stripe.Access(), Now: now, Free: s.cfg.Free}
 	var needUser, needOrg bool
 	for i := range s.cfg.Plans {
 		p := &s.cfg.Plans[i]

@@ -32,7 +32,7 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 		} else {
 			var res proxy.AuthResult
 			var err error
-			out, res, err = s.identify(r)
+			out, res, err = s.identify(r, s.reqNow(e))
 			if err != nil {
 				s.log.WarnContext(r.Context(), "gateway session check failed", "err", err)
 			}

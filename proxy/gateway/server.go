@@ -256,7 +256,7 @@ func (s *Server) mountInternal(extra []InternalRoute) (err error) {
 // ServeHTTP is the whole gateway, wrapped in the access log and recovery.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
-	req := &request{sw: statusWriter{ResponseWriter: w}}
+	req := &request{sw: statusWriter{ResponseWriter: w}, log: logEntry{at: start}}
 	sw := &req.sw
 	defer func() {
 		if v := recover(); v != nil {

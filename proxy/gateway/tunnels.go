@@ -269,7 +269,7 @@ func (s *Server) tunnelVerdict(tn *tunnel, askClerk bool) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := s.decidePaid(ctx, &id, m.RouteID)
+	d, err := s.decidePaid(ctx, &id, m.RouteID, s.now()) // now: a tunnel is judged again as it lasts
 	if err != nil {
 		// The store did not answer: a new request would get 503, but an
 		// open tunnel is not cut for our outage; the next check decides.
