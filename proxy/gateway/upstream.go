@@ -168,22 +168,42 @@ func stripCookies(h http.Header, forwardClerk bool) {
 }
 
 // withoutCookies drops the credential cookies from one Cookie header line.
+// It copies only when two cookies or more are kept: a line of credentials
+// alone (a browser's request to an app without cookies of its own) costs
+// nothing, one kept cookie is a piece of the line (README "Performance").
 func withoutCookies(line string, forwardClerk bool) string {
-	var b strings.Builder
-	b.Grow(len(line))
+	n, size, first := 0, 0, ""
 	for part := range strings.SplitSeq(line, ";") {
-		p := strings.TrimSpace(part)
-		name, _, _ := strings.Cut(p, "=")
-		name = strings.TrimSpace(name)
-		if p == "" || tollgateCookie(name) || !forwardClerk && clerkCookie(name) {
-			continue
+		if p, ok := keptCookie(part, forwardClerk); ok {
+			if n == 0 {
+				first = p
+			}
+			n, size = n+1, size+len(p)
 		}
-		if b.Len() > 0 {
-			b.WriteString("; ")
+	}
+	if n <= 1 {
+		return first
+	}
+	var b strings.Builder
+	b.Grow(size + 2*(n-1))
+	for part := range strings.SplitSeq(line, ";") {
+		if p, ok := keptCookie(part, forwardClerk); ok {
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(p)
 		}
-		b.WriteString(p)
 	}
 	return b.String()
+}
+
+// keptCookie is one name=value of a Cookie line, trimmed, and whether the
+// upstream may see it.
+func keptCookie(part string, forwardClerk bool) (string, bool) {
+	p := strings.TrimSpace(part)
+	name, _, _ := strings.Cut(p, "=")
+	name = strings.TrimSpace(name)
+	return p, p != "" && !tollgateCookie(name) && (forwardClerk || !clerkCookie(name))
 }
 
 // tollgateCookie reports whether a cookie is tollgate's own (the gateway
