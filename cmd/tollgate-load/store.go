@@ -318,6 +318,12 @@ clerk:
   frontend_api_url: "%s"
 session:
   secret: "0123456789abcdef0123456789abcdef"
+  # wrk sends one Cookie header for minutes and never keeps the gateway
+  # cookie a browser would get again every refresh/2: past that, every
+  # request would be answered with a new one. A browser's steady state is
+  # "nothing to set".
+  refresh: 4h
+  ttl: 8h
 stripe:
   secret_key: "%s"
   webhook_secret: "whsec_load"
