@@ -26,8 +26,8 @@ func TestTokenCache_VerifiesOnce(t *testing.T) {
 	if n := e.c.verifications.Load(); n != 1 {
 		t.Errorf("%d verifications, want 1", n)
 	}
-	if !e.c.tokens.Contains(sha256.Sum256([]byte(tok))) {
-		t.Error("the cache is not keyed by the token's SHA-256")
+	if !e.c.tokens.Contains(sha256.Sum256([]byte(tok[strings.LastIndexByte(tok, '.')+1:]))) {
+		t.Error("the cache is not keyed by the token's signature's SHA-256")
 	}
 
 	// The cache honours the token's own expiry, with the leeway.
@@ -48,6 +48,34 @@ func TestTokenCache_VerifiesOnce(t *testing.T) {
 	if n := e.c.verifications.Load(); n != 1 {
 		t.Errorf("%d verifications, want 1", n)
 	}
+}
+
+// A cached token's signature under another header.payload, or its
+// header.payload under another signature, is not the cached token: each is
+// verified, and refused.
+func TestTokenCache_HitIsTheWholeToken(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token()
+	authenticateOK(t, e, tok)
+	i := strings.LastIndexByte(tok, '.')
+	other := e.token("sub", "user_mallory")
+	j := strings.LastIndexByte(other, '.')
+	for name, forged := range map[string]string{
+		"another payload, the cached signature": other[:j] + tok[i:],
+		"the cached payload, another signature": tok[:i] + other[j:],
+		"the cached signature alone":            tok[i+1:],
+		"the cached payload alone":              tok[:i],
+	} {
+		before := e.c.verifications.Load()
+		got := e.c.Authenticate(t.Context(), xhr("/", cookie("__session", forged), uatCookie()))
+		if got.State == proxy.SignedIn {
+			t.Errorf("%s: signed in as %s", name, got.Identity.UserID)
+		}
+		if e.c.verifications.Load() == before && got.Reason != "token-invalid" {
+			t.Errorf("%s: answered from the cache (%s)", name, got.Reason)
+		}
+	}
+	authenticateOK(t, e, tok) // still cached, still itself
 }
 
 func TestTokenCache_ExpiredTokenVerifiedOnce(t *testing.T) {

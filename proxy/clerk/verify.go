@@ -142,6 +142,9 @@ func typeError(typ, cat, sub string) error {
 // verified is a session token that passed every check at least once: the
 // value of the verified-token cache. It is never modified once cached.
 type verified struct {
+	// signed is the token's header.payload, compared on a cache hit (the
+	// cache is keyed by the signature's SHA-256: tokenKey).
+	signed                  string
 	userID, sessionID       string
 	orgID, orgSlug, orgRole string
 	iat, exp                int64
@@ -190,14 +193,16 @@ func newCustomClaims(context.Context) any { return &customClaims{} }
 type tokenView struct {
 	raw     string
 	key     [32]byte
+	signed  string    // raw's header.payload (all of raw when it has no '.')
 	hit     *verified // from the cache; nil on a miss
 	info    tokenInfo
 	decoded bool
 }
 
 func (c *Client) view(raw string) tokenView {
-	v := tokenView{raw: raw, key: c.tokenKey(raw)}
-	if hit, ok := c.tokens.Get(v.key); ok {
+	v := tokenView{raw: raw}
+	v.key, v.signed = c.tokenKey(raw)
+	if hit, ok := c.tokens.Get(v.key); ok && hit.signed == v.signed {
 		v.hit, v.decoded = hit, true
 		v.info = tokenInfo{
 			iss: c.issuer, sub: hit.userID, sid: hit.sessionID,
@@ -209,18 +214,29 @@ func (c *Client) view(raw string) tokenView {
 	return v
 }
 
-// tokenKey is the cache key of a token: its SHA-256, so the cache never
-// holds a usable credential. The copy into a pooled buffer keeps the hot
-// path free of allocations.
-func (c *Client) tokenKey(tok string) [32]byte {
+// tokenKey is the cache key of a token, and the part of it an entry must
+// match besides: the SHA-256 of its signature (the part after the last
+// '.'), and its header.payload, compared in full on a hit. A hit is thus
+// the very token that was verified (the same header.payload, and a
+// signature of the same SHA-256), while the cache holds no usable
+// credential: a header.payload without its signature is none, and the
+// signature is kept only as its SHA-256. Hashing the signature alone (342
+// characters for RS256) rather than the whole token (~900) is what a
+// request pays for the lookup (README "Performance"). The copy into a
+// pooled buffer keeps the hot path free of allocations.
+func (c *Client) tokenKey(tok string) (key [32]byte, signed string) {
+	signed, sig := tok, tok
+	if i := strings.LastIndexByte(tok, '.'); i >= 0 {
+		signed, sig = tok[:i], tok[i+1:]
+	}
 	bp := c.bufs.Get().(*[]byte)
-	b := append((*bp)[:0], tok...)
-	sum := sha256.Sum256(b)
+	b := append((*bp)[:0], sig...)
+	key = sha256.Sum256(b)
 	if cap(b) <= 16<<10 {
 		*bp = b[:0]
 		c.bufs.Put(bp)
 	}
-	return sum
+	return key, signed
 }
 
 // verify checks a session token against the checklist of the package
@@ -276,6 +292,7 @@ func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Dur
 			return nil, err
 		}
 		if leeway == c.leeway {
+			stale.signed = v.signed
 			c.tokens.Add(v.key, stale)
 		}
 		return stale, err
@@ -291,6 +308,7 @@ func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Dur
 		return nil, err
 	}
 	if leeway == c.leeway {
+		ver.signed = v.signed
 		c.tokens.Add(v.key, ver)
 	}
 	return ver, nil
