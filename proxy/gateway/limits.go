@@ -29,7 +29,7 @@ func (s *Server) limit(w http.ResponseWriter, r *http.Request, e *logEntry, f *f
 		return false
 	}
 	subject := proxy.LimitSubject(d, a.id)
-	adm, err := s.limiter.Admit(r.Context(), subject, d.Plan.Key, entry, d.Sub.QuotaAnchor())
+	adm, err := s.limiter.Admit(r.Context(), subject, d.Plan.Key, entry, d.Sub.QuotaAnchor(), s.reqNow(e))
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "limits: quota counter unavailable", "subject", subject.String(), "err", err)
 		e.decision, e.reason = "error", "limits_unavailable"

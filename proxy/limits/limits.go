@@ -140,7 +140,8 @@ type window struct {
 // current window (worked out once per window) and its counter, and the
 // RateLimit-Policy field for them.
 type subjState struct {
-	tat       int64 // unix ns; 0: none
+	tat       int64     // unix ns; 0: none
+	seen      time.Time // the latest arrival judged (Admit)
 	win       window
 	c         *counter
 	policy    string            // RateLimit-Policy for policyFor in win
@@ -245,13 +246,44 @@ func (a *Admission) RetryAfter(now time.Time) time.Duration {
 	return 0
 }
 
+// ArrivalSkew is how much earlier than the latest arrival a bucket judged
+// an arrival read from a clock without a monotonic reading (a test's, an
+// injected one) may be and still be taken as a request overtaken in the
+// gate rather than the clock stepping back (Admit, overtaken).
+const ArrivalSkew = time.Second
+
+// overtaken reports whether a request that arrived at arrival was
+// overtaken in the gate by the latest one its bucket judged, seen. With
+// both times read from time.Now, their monotonic readings decide, however
+// far apart: a wall clock stepped back (NTP, a resumed VM) moves no
+// monotonic reading back, so it is never taken for an overtaken request.
+// Without them, the wall clocks decide, within ArrivalSkew.
+func overtaken(arrival, seen time.Time) bool {
+	if !arrival.Before(seen) {
+		return false
+	}
+	return monotonic(arrival) && monotonic(seen) || seen.Sub(arrival) <= ArrivalSkew
+}
+
+// monotonic reports whether t carries a monotonic clock reading (Round(0)
+// strips it, and it is the only part that differs then).
+func monotonic(t time.Time) bool { return t != t.Round(0) }
+
 // Admit decides a request of subject on plan's limits: entry e. anchor is
 // the monthly quota windows' anchor (proxy.QuotaAnchor; zero: calendar).
-// It reads the store only the first time a counter is touched; an error
-// then refuses nothing and admits nothing: the caller answers 503.
-func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string, e *proxy.LimitEntry, anchor time.Time) (Admission, error) {
+// now is the request's arrival, the time the gate decides it at (README
+// "Performance": one clock reading a request). Requests pass each other in
+// the gate (one waits on the store or on Clerk), so an arrival may be
+// earlier than one this bucket has judged already. Such an overtaken
+// request (overtaken) is judged at the later arrival: otherwise GCRA's cap
+// for a clock stepped back would lower the bucket's tat to the stale
+// arrival and give credit back, and the quota window could flip back at
+// its end. A clock stepped back is judged at its own time, which
+// proxy.GCRA caps. It reads the
+// store only the first time a counter is touched; an error then refuses
+// nothing and admits nothing: the caller answers 503.
+func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string, e *proxy.LimitEntry, anchor, now time.Time) (Admission, error) {
 	lim := &e.Limit
-	now := l.now()
 	a := Admission{Plan: plan, Route: e.Route, lim: lim, l: l}
 	rk := rateKey{subject: subject, plan: plan, route: e.Route}
 	var c *counter
@@ -266,6 +298,11 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	if st == nil {
 		st = &subjState{}
 		l.state[rk] = st
+	}
+	if overtaken(now, st.seen) {
+		now = st.seen
+	} else {
+		st.seen = now
 	}
 	if lim.Quota > 0 {
 		// The window is worked out again only when it has ended (or the

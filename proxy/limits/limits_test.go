@@ -50,7 +50,7 @@ func TestAdmit_ExactQuotaInParallel(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			sub := []proxy.Subject{ada, bob}[i%2]
-			a, err := l.Admit(ctx, sub, "pro", e, time.Time{})
+			a, err := l.Admit(ctx, sub, "pro", e, time.Time{}, c.now())
 			if err != nil {
 				t.Error(err)
 				return
@@ -80,7 +80,7 @@ func TestSettle(t *testing.T) {
 	e := &proxy.LimitEntry{Route: "258AVO", Limit: proxy.Limit{Quota: 10, Period: proxy.PeriodDay}}
 	admit := func() limits.Admission {
 		t.Helper()
-		a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+		a, err := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestFlush_RestartRemembers(t *testing.T) {
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 100, Period: proxy.PeriodMonth}}
 	use := func(l *limits.Limiter, n int) {
 		for range n {
-			a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+			a, err := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 			if err != nil || a.Reason != limits.Allowed {
 				t.Fatalf("admit: %v %v", a.Reason, err)
 			}
@@ -135,7 +135,7 @@ func TestFlush_RestartRemembers(t *testing.T) {
 	}
 	use(l, 2) // counted, never flushed: the crash loses these
 	l2 := newLimiter(t, st, c)
-	a, err := l2.Admit(ctx, ada, "pro", e, time.Time{})
+	a, err := l2.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestFlush_RestartRemembers(t *testing.T) {
 	}
 	use(l2, 0)
 	l3 := newLimiter(t, st, c)
-	if a, _ := l3.Admit(ctx, ada, "pro", e, time.Time{}); a.Used != 8 {
+	if a, _ := l3.Admit(ctx, ada, "pro", e, time.Time{}, c.now()); a.Used != 8 {
 		t.Errorf("after a second restart: used %d, want 8", a.Used)
 	}
 }
@@ -160,14 +160,14 @@ func TestRollover(t *testing.T) {
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 2, Period: proxy.PeriodMonth}}
 	anchor := time.Date(2024, 6, 25, 8, 0, 0, 0, time.UTC)
 	for range 2 {
-		a, _ := l.Admit(ctx, ada, "pro", e, anchor)
+		a, _ := l.Admit(ctx, ada, "pro", e, anchor, c.now())
 		a.Settle(http.StatusOK, 1)
 	}
-	if a, _ := l.Admit(ctx, ada, "pro", e, anchor); a.Reason != limits.QuotaExceeded || !a.QuotaReset.Equal(time.Date(2025, 1, 25, 8, 0, 0, 0, time.UTC)) {
+	if a, _ := l.Admit(ctx, ada, "pro", e, anchor, c.now()); a.Reason != limits.QuotaExceeded || !a.QuotaReset.Equal(time.Date(2025, 1, 25, 8, 0, 0, 0, time.UTC)) {
 		t.Fatalf("over quota: %v, resets %v; want refused until 25 January 08:00", a.Reason, a.QuotaReset)
 	}
 	c.add(5 * 24 * time.Hour) // 26 January: past the anchor's day
-	if a, _ := l.Admit(ctx, ada, "pro", e, anchor); a.Reason != limits.Allowed || a.Used != 0 {
+	if a, _ := l.Admit(ctx, ada, "pro", e, anchor, c.now()); a.Reason != limits.Allowed || a.Used != 0 {
 		t.Errorf("new period: %v used %d, want admitted from 0", a.Reason, a.Used)
 	}
 }
@@ -186,7 +186,7 @@ func TestAdmit_Rate(t *testing.T) {
 		n := 0
 		var last limits.Admission
 		for {
-			a, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+			a, _ := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 			if a.Reason != limits.Allowed {
 				last = a
 				break
@@ -208,7 +208,7 @@ func TestWriteHeaders(t *testing.T) {
 	c := &clock{t: time.Date(2025, 1, 31, 23, 0, 0, 0, time.UTC)}
 	l := newLimiter(t, limits.NewMemoryStore(), c)
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 10, Per: time.Second, Burst: 20, Quota: 2, Period: proxy.PeriodDay}}
-	a, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+	a, _ := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 	h := http.Header{}
 	a.WriteHeaders(h, c.now())
 	want := http.Header{
@@ -221,7 +221,7 @@ func TestWriteHeaders(t *testing.T) {
 		}
 	}
 	a.Settle(http.StatusOK, 2)
-	b, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+	b, _ := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 	h = http.Header{}
 	b.WriteHeaders(h, c.now())
 	if got := h.Get("Ratelimit"); got != `"pro-rate";r=19;t=1, "pro-quota";r=0;t=3600` {
@@ -243,7 +243,7 @@ func TestAdmit_StoreDown(t *testing.T) {
 	c := &clock{t: jan1}
 	l := newLimiter(t, failingStore{limits.NewMemoryStore()}, c)
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 5, Period: proxy.PeriodDay}}
-	if _, err := l.Admit(ctx, ada, "pro", e, time.Time{}); err == nil {
+	if _, err := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now()); err == nil {
 		t.Error("admitted with the store down")
 	}
 }
@@ -266,7 +266,7 @@ func TestFlush_ForgetsIdleCounters(t *testing.T) {
 	l := newLimiter(t, st, c)
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 10, Period: proxy.PeriodMonth}}
 	for range 3 {
-		a, _ := l.Admit(ctx, ada, "pro", e, time.Time{})
+		a, _ := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 		a.Settle(http.StatusOK, 1)
 	}
 	if err := l.Flush(ctx); err != nil {
@@ -276,7 +276,7 @@ func TestFlush_ForgetsIdleCounters(t *testing.T) {
 	if err := l.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+	a, err := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 	if err != nil || a.Used != 3 || st.reads.Load() != 2 {
 		t.Errorf("after idling: used %d (%v), %d store reads; want 3 used, read again", a.Used, err, st.reads.Load())
 	}
@@ -304,7 +304,7 @@ func TestTwoReplicas_QuotaWithinTheBound(t *testing.T) {
 		before := admitted
 		for _, l := range reps {
 			for range perInterval {
-				a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+				a, err := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -338,14 +338,16 @@ func TestTwoReplicas_QuotaWithinTheBound(t *testing.T) {
 // and a quota: Admit, Settle and the RateLimit fields.
 func BenchmarkAdmitSettle(b *testing.B) {
 	now := jan1.Add(time.Hour)
-	// The clock moves 2 µs a request, half the rate: the bucket never empties.
-	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: func() time.Time { now = now.Add(2 * time.Microsecond); return now }})
+	// The requests arrive 2 µs apart, half the rate: the bucket never
+	// empties. The limiter reads no clock of its own on this path.
+	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: func() time.Time { return now }})
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 1_000_000, Per: time.Second, Burst: 1_000_000, Quota: 1e12, Period: proxy.PeriodMonth}}
 	anchor := time.Date(2024, 6, 25, 8, 0, 0, 0, time.UTC)
 	h := http.Header{}
 	b.ReportAllocs()
 	for b.Loop() {
-		a, err := l.Admit(ctx, ada, "pro", e, anchor)
+		now = now.Add(2 * time.Microsecond)
+		a, err := l.Admit(ctx, ada, "pro", e, anchor, now)
 		if err != nil || a.Reason != limits.Allowed {
 			b.Fatal(a.Reason, err)
 		}

@@ -49,7 +49,7 @@ func TestCount_FlushedWithQuotaCounters(t *testing.T) {
 	}
 	sub := &proxy.Subscription{CustomerID: "cus_ada", CurrentPeriodEnd: jan1.AddDate(0, 1, 0)}
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 100, Period: proxy.PeriodMonth}}
-	a, err := l.Admit(ctx, ada, "metered", e, time.Time{})
+	a, err := l.Admit(ctx, ada, "metered", e, time.Time{}, c.now())
 	if err != nil {
 		t.Fatal(err)
 	}
