@@ -123,7 +123,7 @@ func withoutScheme(u string) string {
 }
 
 func (c *Client) authenticateHeader(ctx context.Context, v *tokenView) proxy.AuthResult {
-	ver, err := c.verify(ctx, v)
+	ver, err := c.verify(ctx, v, c.now())
 	switch {
 	case err != nil:
 		// Expired or not: an API client refreshes its own token.
@@ -424,13 +424,13 @@ func (c *Client) authenticateCookies(ctx context.Context, r *http.Request) proxy
 	}
 	if v.info.hasIAT && v.info.iat < res.ClientUAT { // B9
 		if v.info.hasExp && now.Add(-c.leeway).Unix() > v.info.exp {
-			if ver, err := c.verify(ctx, v); ver != nil && errors.Is(err, josejwt.ErrExpired) {
+			if ver, err := c.verify(ctx, v, now); ver != nil && errors.Is(err, josejwt.ErrExpired) {
 				res.StaleSessionID = ver.sessionID
 			}
 		}
 		return c.handshake(r, res, reasonIATBeforeClientUAT, true, &hs)
 	}
-	ver, err := c.verify(ctx, v)
+	ver, err := c.verify(ctx, v, now)
 	switch {
 	case err == nil && ver.pending:
 		res.State, res.Reason = proxy.SignedOut, reasonSessionPending
@@ -622,7 +622,8 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 		return res, nil
 	}
 	v := c.view(sessionTok)
-	ver, err := c.verify(ctx, &v)
+	now := c.now()
+	ver, err := c.verify(ctx, &v, now)
 	if err != nil && !c.production && timeError(err) {
 		// Clerk's development clock-skew retry, as in its SDK: a laptop,
 		// WSL or Docker clock that is off is common in development, so the
@@ -630,7 +631,7 @@ func (c *Client) resolveHandshake(ctx context.Context, r *http.Request, tok, non
 		c.log.WarnContext(ctx, "clerk: clock skew detected: this computer's clock is off from Clerk's; "+
 			"as Clerk's SDKs do for a development instance, the handshake's session token is accepted with up to a day of skew. "+
 			"Set the clock right (turn automatic time synchronisation off and on)", "err", err)
-		ver, err = c.verifySkewed(ctx, &v, devClockSkew)
+		ver, err = c.verifySkewed(ctx, &v, devClockSkew, now)
 	}
 	if err != nil {
 		return proxy.AuthResult{}, err

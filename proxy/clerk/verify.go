@@ -243,20 +243,20 @@ func (c *Client) tokenKey(tok string) (key [32]byte, signed string) {
 // comment, or answers from the cache. A token whose only fault is its time
 // claims (expired, or not valid yet) comes back with its claims and an
 // error that wraps go-jose's ErrExpired, ErrNotValidYet or
-// ErrIssuedInTheFuture, so that the caller can name its session.
-func (c *Client) verify(ctx context.Context, v *tokenView) (*verified, error) {
-	return c.verifyLeeway(ctx, v, c.leeway)
+// ErrIssuedInTheFuture, so that the caller can name its session. now is
+// the caller's one clock reading for the request (README "Performance").
+func (c *Client) verify(ctx context.Context, v *tokenView, now time.Time) (*verified, error) {
+	return c.verifyLeeway(ctx, v, c.leeway, now)
 }
 
 // verifySkewed verifies a token with a leeway of skew on its time claims,
 // for Clerk's development clock-skew retry. What passes only thanks to the
 // skew is not cached: the cache holds what verifies with the normal leeway.
-func (c *Client) verifySkewed(ctx context.Context, v *tokenView, skew time.Duration) (*verified, error) {
-	return c.verifyLeeway(ctx, v, skew)
+func (c *Client) verifySkewed(ctx context.Context, v *tokenView, skew time.Duration, now time.Time) (*verified, error) {
+	return c.verifyLeeway(ctx, v, skew, now)
 }
 
-func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Duration) (*verified, error) {
-	now := c.now()
+func (c *Client) verifyLeeway(ctx context.Context, v *tokenView, leeway time.Duration, now time.Time) (*verified, error) {
 	if v.hit != nil {
 		if v.hit.expired(now, leeway) {
 			return v.hit, &verifyError{reasonTokenExpired, josejwt.ErrExpired}
