@@ -68,6 +68,12 @@ type forward struct {
 	// meter: the granting plan's meter and whose it is, counted when the
 	// upstream answers (README "Usage billing"); nil: not metered.
 	meter *meterRef
+	// idVals and vary back the X-Tollgate- values (setIdentityHeaders) and
+	// a gated answer's Vary (makePrivate), so that neither costs an
+	// allocation: each header's slice is capped at its own values, so an
+	// append to it copies rather than write into the next.
+	idVals [6]string
+	vary   [2]string
 }
 
 func (f *forward) wroteRequest(info httptrace.WroteRequestInfo) {
@@ -336,7 +342,7 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 		}
 		h := resp.Header
 		if f.gated {
-			makePrivate(h)
+			makePrivate(h, &f.vary)
 		}
 		if f.preflight && f.gated {
 			// A browser reads only a preflight's status and headers; the
@@ -407,7 +413,7 @@ func setIdentityHeaders(h http.Header, f *forward) {
 	if f.identity != nil {
 		id = *f.identity
 	}
-	vals := make([]string, 0, 6)
+	vals := f.idVals[:0]
 	set := func(name, v string, present bool) {
 		if present {
 			vals = append(vals, v)
@@ -444,8 +450,9 @@ var preflightHeaders = map[string]bool{
 // shared cache honours besides Cache-Control is removed (RFC 9213's
 // CDN-Cache-Control and every other targeted <name>-Cache-Control field,
 // Surrogate-Control and its vendor forms, Akamai's Edge-Control, nginx's
-// X-Accel-Expires), and the response varies on the credentials.
-func makePrivate(h http.Header) {
+// X-Accel-Expires), and the response varies on the credentials. vary backs
+// a Vary the response did not have.
+func makePrivate(h http.Header, vary *[2]string) {
 	cc := h.Values("Cache-Control")
 	noStore := false
 	var buf [8]string
@@ -480,7 +487,7 @@ func makePrivate(h http.Header) {
 			delete(h, k)
 		}
 	}
-	addVary(h, "Cookie", "Authorization")
+	addVary(h, vary, "Cookie", "Authorization")
 }
 
 // sharedCacheHeader reports whether a response header instructs shared
@@ -498,7 +505,10 @@ func sharedCacheHeader(name string) bool {
 	return false
 }
 
-func addVary(h http.Header, names ...string) {
+// addVary adds names to the Vary field, each unless it is there already;
+// a response without Vary gets backing's array (nil: a new one) when the
+// names fit it.
+func addVary(h http.Header, backing *[2]string, names ...string) {
 	vary := h["Vary"]
 	var missing [4]string
 	add := missing[:0]
@@ -507,7 +517,12 @@ func addVary(h http.Header, names ...string) {
 			add = append(add, n)
 		}
 	}
-	if len(add) > 0 && !varyHas(vary, "*") {
+	switch {
+	case len(add) == 0 || varyHas(vary, "*"):
+	case len(vary) == 0 && backing != nil && len(add) <= len(backing):
+		n := copy(backing[:], add)
+		h["Vary"] = backing[:n:n]
+	default:
 		h["Vary"] = append(vary, add...) // one allocation for all
 	}
 }
