@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -44,7 +45,9 @@ import (
 // would measure connection churn), "pooled" also reuses the 32 KiB copy
 // buffers, as tollgate does. CPU per request is the target process's
 // utime+stime (/proc/PID/stat) over the round, divided by the requests
-// wrk completed.
+// wrk completed; allocations per request the process's Go heap
+// allocations (go_memstats_mallocs_total: tollgate's /metrics on its admin
+// listener, the bare proxies' own) over the round, divided likewise.
 
 const (
 	perfUpstreamArg = "perf-upstream-child"
@@ -116,6 +119,9 @@ type perfTarget struct {
 	pid   int
 	lua   string   // a wrk script (rotating users), or none
 	heads []string // headers for every request
+	// mallocs answers the process's go_memstats_mallocs_total (Prometheus
+	// text; "": not known).
+	mallocs string
 }
 
 // roundResult is one wrk run against one target.
@@ -124,6 +130,7 @@ type roundResult struct {
 	p50, p99      time.Duration
 	requests      int64
 	cpuPerRequest time.Duration // the target process's CPU / requests
+	allocsPerReq  float64       // the target process's Go allocations / requests (-1: not known)
 }
 
 // perfEnv is the upstream and the two bare proxies, in child processes,
@@ -180,7 +187,12 @@ func newPerfEnv(p *perfFlags, out io.Writer) (*perfEnv, error) {
 			e.close()
 			return nil, err
 		}
-		*t.target = perfTarget{name: t.name, url: u, pid: c.cmd.Process.Pid}
+		m, err := c.readLine()
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		*t.target = perfTarget{name: t.name, url: u, pid: c.cmd.Process.Pid, mallocs: m}
 	}
 	if e.sb, err = clerksandbox.New(clerksandbox.Options{TokenTTL: 4 * time.Hour}); err != nil {
 		e.close()
@@ -347,16 +359,20 @@ func p99(t, b roundResult) float64 { return float64(t.p99) / float64(b.p99) }
 // pooled targets[1].
 func printTable(out io.Writer, c int, targets []perfTarget, res [][]roundResult) {
 	fmt.Fprintf(out, "\nc%d: median of %d rounds (min–max); ratios taken within each round\n", c, len(res[0]))
-	fmt.Fprintf(out, "%-32s %9s %17s %17s %9s %9s %17s %10s\n", "target", "req/s", "× tuned bare", "× pooled bare", "p50", "p99", "p99 / tuned p99", "CPU µs/req")
+	fmt.Fprintf(out, "%-32s %9s %17s %17s %9s %9s %17s %10s %11s\n", "target", "req/s", "× tuned bare", "× pooled bare", "p50", "p99", "p99 / tuned p99", "CPU µs/req", "allocs/req")
 	for ti, t := range targets {
 		rs := res[ti]
-		fmt.Fprintf(out, "%-32s %9.0f %17s %17s %9s %9s %17s %10.1f\n", t.name,
+		allocs := "?"
+		if a := pick(rs, func(r roundResult) float64 { return r.allocsPerReq }); a.lo >= 0 {
+			allocs = fmt.Sprintf("%.1f", a.med)
+		}
+		fmt.Fprintf(out, "%-32s %9.0f %17s %17s %9s %9s %17s %10.1f %11s\n", t.name,
 			pick(rs, func(r roundResult) float64 { return r.rps }).med,
 			perRound(rs, res[0], rps).ratio(), perRound(rs, res[1], rps).ratio(),
 			time.Duration(pick(rs, func(r roundResult) float64 { return float64(r.p50) }).med).Round(time.Microsecond),
 			time.Duration(pick(rs, func(r roundResult) float64 { return float64(r.p99) }).med).Round(time.Microsecond),
 			perRound(rs, res[0], p99).ratio(),
-			pick(rs, func(r roundResult) float64 { return float64(r.cpuPerRequest) / 1e3 }).med)
+			pick(rs, func(r roundResult) float64 { return float64(r.cpuPerRequest) / 1e3 }).med, allocs)
 	}
 }
 
@@ -399,10 +415,10 @@ func runWrk(args []string, out io.Writer) error {
 		if heads == nil {
 			heads = h
 		}
-		targets = append(targets, perfTarget{name: "tollgate, paid (LRU hit)" + storeSuffix(&p, kind), url: gw.url + "/routes/415VNA/x", pid: gw.cmd.Process.Pid, heads: h})
+		targets = append(targets, perfTarget{name: "tollgate, paid (LRU hit)" + storeSuffix(&p, kind), url: gw.url + "/routes/415VNA/x", pid: gw.cmd.Process.Pid, heads: h, mallocs: gw.metricsURL()})
 		if len(gws) == 1 {
 			// targets[3], beside targets[2]: the limit's cost on the first store.
-			targets = append(targets, perfTarget{name: "tollgate, paid under a limit" + storeSuffix(&p, kind), url: gw.url + "/routes/LIMITED/x", pid: gw.cmd.Process.Pid, heads: h})
+			targets = append(targets, perfTarget{name: "tollgate, paid under a limit" + storeSuffix(&p, kind), url: gw.url + "/routes/LIMITED/x", pid: gw.cmd.Process.Pid, heads: h, mallocs: gw.metricsURL()})
 		}
 	}
 	gw := gws[0]
@@ -532,10 +548,10 @@ func runColdMiss(args []string, out io.Writer) error {
 	}
 	heads := []string{"Accept: application/json"}
 	targets := []perfTarget{e.tuned, e.pooled,
-		{name: "tollgate, paid, LRU hit", url: hit.url + "/routes/415VNA/x", pid: hit.cmd.Process.Pid},
-		{name: "tollgate, paid, LRU miss" + storeSuffix(&p, p.storeKinds()[0]), url: miss.url + "/routes/415VNA/x", pid: miss.cmd.Process.Pid}}
+		{name: "tollgate, paid, LRU hit", url: hit.url + "/routes/415VNA/x", pid: hit.cmd.Process.Pid, mallocs: hit.metricsURL()},
+		{name: "tollgate, paid, LRU miss" + storeSuffix(&p, p.storeKinds()[0]), url: miss.url + "/routes/415VNA/x", pid: miss.cmd.Process.Pid, mallocs: miss.metricsURL()}}
 	for i, kind := range p.storeKinds()[1:] {
-		targets = append(targets, perfTarget{name: "tollgate, paid, LRU miss" + storeSuffix(&p, kind), url: misses[i+1].url + "/routes/415VNA/x", pid: misses[i+1].cmd.Process.Pid})
+		targets = append(targets, perfTarget{name: "tollgate, paid, LRU miss" + storeSuffix(&p, kind), url: misses[i+1].url + "/routes/415VNA/x", pid: misses[i+1].cmd.Process.Pid, mallocs: misses[i+1].metricsURL()})
 	}
 	for i := range targets {
 		if i < 2 {
@@ -638,19 +654,47 @@ func wrkRound(t perfTarget, threads, conns int, d time.Duration) (roundResult, e
 	if t.lua != "" {
 		args = append(args, "-s", t.lua)
 	}
+	m0, merr := mallocs(t.mallocs)
 	cpu0, err := procCPU(t.pid)
 	if err != nil {
 		return roundResult{}, err
 	}
 	b, err := exec.Command("wrk", append(args, t.url)...).CombinedOutput()
 	cpu1, err2 := procCPU(t.pid)
+	m1, merr2 := mallocs(t.mallocs)
 	if err != nil {
 		return roundResult{}, fmt.Errorf("wrk: %v: %s", err, b)
 	}
 	if err2 != nil {
 		return roundResult{}, err2
 	}
-	return parseWrk(b, cpu1-cpu0)
+	r, err := parseWrk(b, cpu1-cpu0)
+	r.allocsPerReq = -1
+	if merr == nil && merr2 == nil && r.requests > 0 {
+		r.allocsPerReq = (m1 - m0) / float64(r.requests)
+	}
+	return r, err
+}
+
+// mallocs reads go_memstats_mallocs_total, the Go heap allocations a
+// process made since it started, from a Prometheus text page.
+func mallocs(url string) (float64, error) {
+	if url == "" {
+		return 0, errors.New("no allocation count")
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_mallocs_total "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no go_memstats_mallocs_total", url)
 }
 
 func parseWrk(b []byte, cpu time.Duration) (roundResult, error) {
@@ -751,6 +795,13 @@ func runPerfBare(args []string, out io.Writer) error {
 		rp.BufferPool = &bufPool{}
 	}
 	fmt.Fprintln(out, serve(rp))
+	// Its allocations so far, in /metrics' form, on a listener of its own
+	// (everything on the proxy's goes to the upstream).
+	fmt.Fprintln(out, serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(w, "go_memstats_mallocs_total %d\n", ms.Mallocs)
+	})))
 	_, err = io.Copy(io.Discard, os.Stdin)
 	return err
 }

@@ -439,6 +439,9 @@ func (g *serveChild) memory() string {
 
 func (g *serveChild) anon() int64 { a, _ := procRSS(g.cmd.Process.Pid); return a }
 
+// metricsURL is the child's /metrics, on its admin listener.
+func (g *serveChild) metricsURL() string { return "http://" + g.admin + "/metrics" }
+
 // heap reads the Go heap from the child's /metrics: in use (live and not
 // yet collected), and what the runtime holds without having returned it.
 func (g *serveChild) heap() string {
