@@ -311,12 +311,15 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 // before the store does.
 func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	var st limits.Store = limits.NewMemoryStore()
-	if qs, ok := g.Store.(limits.Store); ok {
-		st = qs
-	} else if g.Store != nil {
-		// The PostgreSQL store keeps no quota counters yet: each replica
-		// counts in its own memory, forgotten at a restart.
-		deps.Logger.Warn("limits: this store keeps no quota counters; each replica counts quotas in memory only", "store", cfg.Store.Driver)
+	if g.Store != nil {
+		st = g.Store // every store keeps quota counters (appStore)
+	}
+	// bbolt: one process per file, its replica "". PostgreSQL: each
+	// replica's counters under the store's writer, new at each start
+	// (README "Limits", "Several replicas").
+	replica := ""
+	if g.PG != nil {
+		replica = g.PG.Writer()
 	}
 	for i := range cfg.Plans {
 		if _, ok := st.(limits.MeterStore); cfg.Plans[i].Meter != nil && !ok {
@@ -324,7 +327,7 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 			return fmt.Errorf("plans.%s.meter: metered plans need a store that keeps the usage outbox (bbolt; README \"Usage billing\")", cfg.Plans[i].Key)
 		}
 	}
-	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Observer: g.Metrics,
+	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Replica: replica, Observer: g.Metrics,
 		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters, MeterWindow: cfg.MeterWindow})
 	if err != nil {
 		return err

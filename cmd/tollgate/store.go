@@ -12,6 +12,7 @@ import (
 	"github.com/tollgate/tollgate/proxy/cache"
 	"github.com/tollgate/tollgate/proxy/clerk"
 	"github.com/tollgate/tollgate/proxy/gateway"
+	"github.com/tollgate/tollgate/proxy/limits"
 	"github.com/tollgate/tollgate/proxy/postgres"
 	"github.com/tollgate/tollgate/proxy/stripe"
 )
@@ -32,6 +33,7 @@ type appStore interface {
 	gateway.AdminStore
 	gateway.Trials
 	gateway.Orgs
+	limits.Store
 	RecordSeen(ctx context.Context, seen map[string]time.Time) error
 	Empty(ctx context.Context) (bool, error)
 	Ping(ctx context.Context) error

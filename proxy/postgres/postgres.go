@@ -43,6 +43,10 @@ type Store struct {
 	dsn  string
 	cfg  *pgx.ConnConfig // for the connections outside the pool
 	now  func() time.Time
+	// writer names this opening of the store, made afresh at each Open:
+	// the replica's quota counters and meter counts are kept under it, and
+	// it is part of every usage row's identifier (usage.go).
+	writer string
 }
 
 // ErrSchema is returned by Open when the database's schema is not the one
@@ -78,7 +82,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", redact(err))
 	}
-	s := &Store{pool: pool, dsn: dsn, cfg: pc.ConnConfig.Copy(), now: opts.Now}
+	s := &Store{pool: pool, dsn: dsn, cfg: pc.ConnConfig.Copy(), now: opts.Now, writer: newWriterID()}
 	pctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
