@@ -203,7 +203,22 @@ type UsageOutbox interface {
 	OutboxStats(ctx context.Context) (OutboxStats, error)
 	FlaggedUsage(ctx context.Context, limit int) ([]OutboxEntry, error)
 	MeteredUsageBetween(ctx context.Context, subject Subject, eventName string, from, to time.Time) (int64, error)
+	// PruneUsage deletes the sent rows whose timestamp is before before
+	// (UsageRetention), never a pending or flagged one, and returns how
+	// many it deleted.
+	PruneUsage(ctx context.Context, before time.Time) (int, error)
 }
+
+// UsageRetention is how long a sent row is kept after its timestamp
+// before it is pruned (README "Usage billing"). What reads sent rows: the
+// account page sums a subject's rows since its billing period began, and
+// a period can last three years (Stripe's longest recurring interval:
+// "Maximum of three years interval allowed", recurring.interval_count in
+// its API reference); and the sender's check of a row unconfirmed after 23
+// hours sums the rows of its minute, which runs only for rows younger than
+// Stripe's 35 days (older ones are flagged). Three years and five weeks
+// keep both whole.
+const UsageRetention = (3*366 + 35) * 24 * time.Hour
 
 // MeteredUsage reads what a subject used of a meter since a time, for the
 // account page: the sum of the outbox rows written for it, sent or not.

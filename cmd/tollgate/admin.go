@@ -459,9 +459,7 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 			// the key from its cache at once.
 			ac.Keys, ac.LiveKeys = g.Keys, cfg.LiveMode()
 		}
-		if ob, ok := g.Store.(admin.Outbox); ok { // bbolt; PostgreSQL keeps no usage outbox yet
-			ac.Outbox = ob
-		}
+		ac.Outbox = g.Store // every store keeps the usage outbox (appStore)
 		ac.Ready = append(ac.Ready, admin.Check{Name: "store", Run: g.Store.Ping})
 	}
 	if g.listener != nil {

@@ -41,7 +41,7 @@ type app struct {
 	Store   appStore            // nil without Clerk or billing
 	PG      *postgres.Store     // the same store when store.driver is postgres, else nil
 	Billing *stripe.Billing     // nil without billing
-	Meters  *stripe.MeterSender // the usage outbox's sender; nil without billing or on PostgreSQL
+	Meters  *stripe.MeterSender // the usage outbox's sender; nil without billing. With PostgreSQL it runs on the leader
 	meters  atomic.Pointer[stripe.MeterSender]
 	Clerk   *clerk.Client // nil without Clerk
 	Cache   *cache.EntitlementCache
@@ -294,12 +294,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 	seen := proxy.NewTimeBatcher(store.RecordSeen, proxy.DefaultBatchInterval, "last seen", deps.Logger).WithResolution(proxy.SeenResolution)
 	opts.Seen = seen
 	opts.Admin, opts.Directory, opts.Trials, opts.Orgs, opts.Forget = store, store, store, store, g.Cache
-	if ob, ok := store.(interface {
-		proxy.MeteredUsage
-		gateway.OutboxReader
-	}); ok { // bbolt; PostgreSQL keeps no usage outbox yet
-		opts.Usage, opts.Outbox = ob, ob
-	}
+	opts.Usage, opts.Outbox = store, store // every store keeps the usage outbox (appStore)
 	g.closers = append(g.closers, seen.Close)
 	g.background(func() { seen.Run(ctx) })
 	return nil
@@ -312,7 +307,7 @@ func (g *app) openStore(ctx context.Context, cfg *proxy.Config, deps appDeps, op
 func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, opts *gateway.Options) error {
 	var st limits.Store = limits.NewMemoryStore()
 	if g.Store != nil {
-		st = g.Store // every store keeps quota counters (appStore)
+		st = g.Store // every store keeps quota counters and the usage outbox (appStore)
 	}
 	// bbolt: one process per file, its replica "". PostgreSQL: each
 	// replica's counters under the store's writer, new at each start
@@ -324,7 +319,7 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 	for i := range cfg.Plans {
 		if _, ok := st.(limits.MeterStore); cfg.Plans[i].Meter != nil && !ok {
 			// Counted and never billed would be a silent loss: refuse.
-			return fmt.Errorf("plans.%s.meter: metered plans need a store that keeps the usage outbox (bbolt; README \"Usage billing\")", cfg.Plans[i].Key)
+			return fmt.Errorf("plans.%s.meter: metered plans need a store (store.path or store.dsn) to keep the usage outbox in (README \"Usage billing\")", cfg.Plans[i].Key)
 		}
 	}
 	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Replica: replica, Observer: g.Metrics,
@@ -447,25 +442,52 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	})
 	opts.Stale = loops
 	loops.LoadPrices(ctx)
+
+	// The usage outbox's sender (README "Usage billing"), and the pruning
+	// of the rows it sent.
+	g.Meters = billing.MeterSender(stripe.MeterConfig{Store: store, Observer: g.Metrics})
+	g.meters.Store(g.Meters)
+	meters, logger := g.Meters, deps.Logger.With("component", "usage")
 	if g.PG != nil {
 		// Several replicas: each keeps its own prices and stale re-syncs;
-		// the reconcile, catch-up and dirty worker run on the leader.
+		// the reconcile, catch-up, dirty worker and the usage outbox's
+		// sender run on the leader, only while it leads (the lease's
+		// context ends when it stops leading: README "Running several
+		// replicas").
 		g.background(func() { loops.RunLocal(ctx) })
-		g.shared = loops.RunShared
+		g.shared = func(ctx context.Context) {
+			var wg sync.WaitGroup
+			wg.Go(func() { loops.RunShared(ctx) })
+			wg.Go(func() { meters.Run(ctx) })
+			wg.Go(func() { pruneUsage(ctx, store, deps.Now, logger) })
+			wg.Wait()
+		}
 		return nil
 	}
+	// One gateway per bbolt file: it always leads.
 	g.background(func() { loops.Run(ctx) })
-
-	// The usage outbox's sender (README "Usage billing"). One gateway per
-	// bbolt file: it always leads. A shared store gives Leader its lease.
-	ms, ok := store.(stripe.MeterStore)
-	if !ok {
-		return nil // no usage outbox in this store: metered plans are refused (openLimits)
-	}
-	g.Meters = billing.MeterSender(stripe.MeterConfig{Store: ms, Observer: g.Metrics})
-	g.meters.Store(g.Meters)
-	g.background(func() { g.Meters.Run(ctx) })
+	g.background(func() { meters.Run(ctx) })
+	g.background(func() { pruneUsage(ctx, store, deps.Now, logger) })
 	return nil
+}
+
+// pruneUsage deletes the usage outbox's sent rows older than
+// proxy.UsageRetention, at once and then hourly (the leader's work).
+func pruneUsage(ctx context.Context, store proxy.UsageOutbox, now func() time.Time, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := store.PruneUsage(ctx, now().Add(-proxy.UsageRetention)); err != nil && ctx.Err() == nil {
+			logger.Warn("usage outbox: pruning sent rows", "err", err)
+		} else if n > 0 {
+			logger.Info("usage outbox: pruned sent rows", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // kickMeters wakes the usage outbox's sender after a flush wrote rows

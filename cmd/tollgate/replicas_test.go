@@ -47,11 +47,6 @@ type replicaSet struct {
 // that a reconcile can be caught in flight.
 func replicaConfig() []byte {
 	cfg := strings.Replace(string(demoConfig), "store:\n  path: \"${DEMO_STORE}\"", "store:\n  driver: postgres\n  dsn: \"${DEMO_DSN}\"\n  max_conns: 8", 1)
-	// PostgreSQL keeps no usage outbox yet: the demo's metered plan, which
-	// a store without one refuses (README "Usage billing"), is left out.
-	if i, j := strings.Index(cfg, "  payg:\n"), strings.Index(cfg, "price: price_demo_tides_usage }\n"); i >= 0 && j > i {
-		cfg = cfg[:i] + cfg[j+len("price: price_demo_tides_usage }\n"):]
-	}
 	return []byte(strings.Replace(cfg, "stripe:\n", "stripe:\n  reconcile_interval: 3s\n", 1))
 }
 

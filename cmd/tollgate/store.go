@@ -33,7 +33,9 @@ type appStore interface {
 	gateway.AdminStore
 	gateway.Trials
 	gateway.Orgs
-	limits.Store
+	limits.Store      // the quota counters
+	limits.MeterStore // with the meter counts and the rows they bill, in one transaction
+	proxy.UsageOutbox // the sender's (stripe.MeterStore), the console's (gateway.OutboxReader, admin.Outbox)
 	RecordSeen(ctx context.Context, seen map[string]time.Time) error
 	Empty(ctx context.Context) (bool, error)
 	Ping(ctx context.Context) error

@@ -449,4 +449,74 @@ func (s *Store) MeteredUsageBetween(ctx context.Context, subject proxy.Subject, 
 	return n, nil
 }
 
+// PruneUsage deletes the sent rows whose timestamp is before before (the
+// retention, README "Usage billing"): the row, its state and its usage
+// entry. It finds them in a read transaction, which blocks no writer, and
+// deletes them a thousand to a write transaction. A pending or flagged row
+// is never deleted; a sent one never changes again, so what the read
+// found is still true when it is deleted.
+func (s *Store) PruneUsage(ctx context.Context, before time.Time) (int, error) {
+	type dead struct{ seq, usage []byte }
+	var found []dead
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		states := optionalBucket(tx, bucketOutboxState)
+		if states == nil {
+			return nil
+		}
+		box := tx.Bucket([]byte(bucketOutbox))
+		c := states.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			st, err := decodeUsageState(seq, v)
+			if err != nil {
+				return err
+			}
+			if st.Status != proxy.OutboxSent {
+				continue
+			}
+			row, err := decodeUsage(seq, box.Get(k))
+			if err != nil {
+				return err
+			}
+			if row.At.Before(before) {
+				found = append(found, dead{seq: bytes.Clone(k), usage: usageKey(&row)})
+			}
+		}
+		return nil
+	})
+	n := 0
+	for len(found) > 0 && err == nil {
+		batch := found[:min(len(found), 1000)]
+		found = found[len(batch):]
+		gone := 0
+		err = s.update(ctx, func(tx *bbolt.Tx) error {
+			states := tx.Bucket([]byte(bucketOutboxState))
+			gone = 0
+			for _, d := range batch {
+				st, err := decodeUsageState(binary.BigEndian.Uint64(d.seq), states.Get(d.seq))
+				if err != nil || st.Status != proxy.OutboxSent {
+					continue // gone already (a prune racing this one)
+				}
+				for _, del := range []struct {
+					b string
+					k []byte
+				}{{bucketOutbox, d.seq}, {bucketOutboxState, d.seq}, {bucketOutboxUsage, d.usage}} {
+					if err := tx.Bucket([]byte(del.b)).Delete(del.k); err != nil {
+						return err
+					}
+				}
+				gone++
+			}
+			return addOutboxCount(tx.Bucket([]byte(bucketOutboxMeta)), outboxCounts[proxy.OutboxSent], -int64(gone))
+		})
+		if err == nil {
+			n += gone
+		}
+	}
+	if err != nil {
+		return n, fmt.Errorf("bolt: prune usage: %w", err)
+	}
+	return n, nil
+}
+
 var _ proxy.UsageOutbox = (*Store)(nil)

@@ -60,7 +60,17 @@ func (t *wtx) flushCounters(ctx context.Context) error {
 			return fmt.Errorf("listing counter %q: %w", k, err)
 		}
 	}
-	t.stats, t.lists = nil, nil
+	for status, n := range t.usage {
+		if n == 0 {
+			continue
+		}
+		_, err := t.Exec(ctx, `INSERT INTO usage_outbox_counts (status, shard, n) VALUES ($1, $2, $3)
+			ON CONFLICT (status, shard) DO UPDATE SET n = usage_outbox_counts.n + $3`, int16(status), t.shard, n)
+		if err != nil {
+			return fmt.Errorf("usage outbox counter %d: %w", status, err)
+		}
+	}
+	t.stats, t.lists, t.usage = nil, nil, [3]int64{}
 	return nil
 }
 

@@ -178,6 +178,7 @@ type wtx struct {
 	changes []change
 	lists   map[string]int64
 	stats   map[string][2]int64
+	usage   [3]int64 // usage outbox rows by status (usage.go)
 }
 
 // A change is one entry of the change log (notify.go).

@@ -164,4 +164,48 @@ func UsageOutbox(t *testing.T, open func(t *testing.T) (s proxy.UsageOutbox, reo
 			t.Errorf("MeteredUsage = %d, %v; want 10", n, err)
 		}
 	})
+	// Only sent rows are pruned, and only those stamped before the time
+	// given (proxy.UsageRetention); the counts and the usage follow.
+	t.Run("prune deletes old sent rows only", func(t *testing.T) {
+		s, _ := open(t)
+		old, recent := t0.Add(-48*time.Hour), t0
+		rows, err := s.AppendUsage(ctx, []proxy.UsageRow{row(ada, old, 1), row(ada, old, 2), row(ada, old, 4), row(ada, recent, 8)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range []proxy.OutboxState{
+			{Status: proxy.OutboxSent, Attempts: 1, Done: t0},
+			{Status: proxy.OutboxFlagged, Attempts: 1, Done: t0, Note: "400"},
+			{},
+			{Status: proxy.OutboxSent, Attempts: 1, Done: t0},
+		} {
+			if i == 2 {
+				continue // stays pending
+			}
+			if err := s.SetUsageState(ctx, rows[i].Seq, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := s.PruneUsage(ctx, t0.Add(-time.Hour))
+		if err != nil || n != 1 {
+			t.Fatalf("prune = %d, %v; want 1 (the old sent row)", n, err)
+		}
+		if _, err := s.UsageEntry(ctx, rows[0].Seq); !errors.Is(err, proxy.ErrNoUsageRow) {
+			t.Errorf("the pruned row: %v, want ErrNoUsageRow", err)
+		}
+		for _, r := range rows[1:] {
+			if _, err := s.UsageEntry(ctx, r.Seq); err != nil {
+				t.Errorf("row %d after prune: %v", r.Seq, err)
+			}
+		}
+		if st, err := s.OutboxStats(ctx); err != nil || st != (proxy.OutboxStats{Pending: 1, Flagged: 1, Sent: 1, Oldest: old}) {
+			t.Errorf("stats after prune = %+v, %v", st, err)
+		}
+		if n, err := s.MeteredUsageBetween(ctx, ada, "api_requests", time.Time{}, time.Time{}); err != nil || n != 14 {
+			t.Errorf("usage after prune = %d, %v; want 14", n, err)
+		}
+		if n, err := s.PruneUsage(ctx, t0.Add(-time.Hour)); err != nil || n != 0 {
+			t.Errorf("prune again = %d, %v; want 0", n, err)
+		}
+	})
 }
