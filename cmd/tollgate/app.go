@@ -322,7 +322,7 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 			return fmt.Errorf("plans.%s.meter: metered plans need a store (store.path or store.dsn) to keep the usage outbox in (README \"Usage billing\")", cfg.Plans[i].Key)
 		}
 	}
-	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Replica: replica, Observer: g.Metrics,
+	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Replica: replica, Shared: g.PG != nil, Observer: g.Metrics,
 		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters, MeterWindow: cfg.MeterWindow})
 	if err != nil {
 		return err

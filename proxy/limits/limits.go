@@ -89,7 +89,12 @@ type Options struct {
 	Replicas Replicas // nil: One
 	// Replica names this process in the store's counters ("" for bbolt,
 	// which one process opens).
-	Replica  string
+	Replica string
+	// Shared says other replicas write the store's counters too
+	// (PostgreSQL): each flush reads their counts again for the counters
+	// this replica holds, even while Replicas counts one (README "Limits",
+	// "Several replicas").
+	Shared   bool
 	Observer Observer
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -105,6 +110,7 @@ type Limiter struct {
 	store    Store
 	replicas Replicas
 	replica  string
+	shared   bool
 	obs      Observer
 	log      *slog.Logger
 	now      func() time.Time
@@ -180,7 +186,7 @@ func New(o Options) (*Limiter, error) {
 	if o.Store == nil {
 		return nil, errors.New("limits.New: no store")
 	}
-	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, obs: o.Observer, log: o.Logger, now: o.Now,
+	l := &Limiter{store: o.Store, replicas: o.Replicas, replica: o.Replica, shared: o.Shared, obs: o.Observer, log: o.Logger, now: o.Now,
 		state: map[rateKey]*subjState{}, quotas: map[quotaKey]*counter{}, meters: map[proxy.MeterKey]*meterCounter{}, billed: o.Billed}
 	l.meterStore, _ = o.Store.(MeterStore)
 	l.meterWin = o.MeterWindow
@@ -562,7 +568,7 @@ func (l *Limiter) Flush(ctx context.Context) error {
 		}
 		l.mu.Unlock()
 	}
-	if err == nil && l.replicas.LiveReplicas() > 1 {
+	if err == nil && (l.shared || l.replicas.LiveReplicas() > 1) {
 		for _, c := range held {
 			own, total, rerr := l.store.QuotaCount(ctx, l.replica, c.key)
 			if rerr != nil {

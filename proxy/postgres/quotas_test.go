@@ -20,12 +20,9 @@ func TestQuotaCounters(t *testing.T) {
 
 var _ limits.Store = (*Store)(nil)
 
-type twoReplicas struct{}
-
-func (twoReplicas) LiveReplicas() int { return 2 }
-
 // Two replicas, each its own opening of one database (its own writer),
-// admit and flush at once, round after round: the quota is kept within
+// wired as app.go wires them (Shared: each flush reads the other's
+// counts), admit and flush at once, round after round: the quota is kept within
 // README "Limits"' bound (at most what the other replica admits between
 // two reads), and the store's total is exactly what was admitted.
 func TestQuotaCounters_TwoReplicasWithinTheBound(t *testing.T) {
@@ -46,7 +43,7 @@ func TestQuotaCounters_TwoReplicasWithinTheBound(t *testing.T) {
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: q, Period: proxy.PeriodMonth}}
 	var reps []*limits.Limiter
 	for _, s := range []*Store{a, b} {
-		l, err := limits.New(limits.Options{Store: s, Replica: s.Writer(), Replicas: twoReplicas{}, Now: now})
+		l, err := limits.New(limits.Options{Store: s, Replica: s.Writer(), Shared: true, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
