@@ -222,7 +222,7 @@ const UsageRetention = (3*366 + 35) * 24 * time.Hour
 
 // MeteredUsage reads what a subject used of a meter since a time, for the
 // account page: the sum of the outbox rows written for it, sent or not.
-// bbolt's is proxy/bolt (outbox.go).
+// bbolt's is proxy/bolt (outbox.go), PostgreSQL's proxy/postgres (usage.go).
 type MeteredUsage interface {
 	MeteredUsage(ctx context.Context, subject Subject, eventName string, since time.Time) (int64, error)
 }

@@ -15,7 +15,7 @@ import (
 // Stripe as meter events, and the rows flagged for an admin, who may send
 // one again or mark it settled, each audited.
 
-// Outbox is the store's usage outbox. bbolt's is proxy/bolt (outbox.go).
+// Outbox is the store's usage outbox: proxy/bolt's outbox.go, proxy/postgres's usage.go.
 type Outbox interface {
 	OutboxStats(ctx context.Context) (proxy.OutboxStats, error)
 	FlaggedUsage(ctx context.Context, limit int) ([]proxy.OutboxEntry, error)

@@ -11,7 +11,7 @@ import (
 // and the admin console's view of the usage outbox.
 
 // OutboxReader is the usage outbox as the admin console reads it. bbolt's
-// is proxy/bolt (outbox.go).
+// is proxy/bolt (outbox.go), PostgreSQL's proxy/postgres (usage.go).
 type OutboxReader interface {
 	OutboxStats(ctx context.Context) (proxy.OutboxStats, error)
 	FlaggedUsage(ctx context.Context, limit int) ([]proxy.OutboxEntry, error)

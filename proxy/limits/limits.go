@@ -24,7 +24,8 @@ import (
 	"github.com/tollgate/tollgate/proxy"
 )
 
-// Store keeps quota counters. bbolt's is proxy/bolt (quotas.go); the suite
+// Store keeps quota counters. bbolt's is proxy/bolt (quotas.go), PostgreSQL's
+// proxy/postgres (quotas.go); the suite
 // every store passes is storetest.QuotaCounters.
 type Store interface {
 	// QuotaCount reads one counter: own is what replica last saved, total
@@ -41,7 +42,8 @@ type Store interface {
 }
 
 // MeterStore is a Store that also bills metered usage (README "Usage
-// billing"). bbolt's is proxy/bolt (meters.go).
+// billing"). bbolt's is proxy/bolt (meters.go), PostgreSQL's proxy/postgres
+// (usage.go).
 type MeterStore interface {
 	// SaveUsageCounts saves the quota counters (as SaveQuotaCounts does)
 	// and the meter counts in ONE transaction, and in that same

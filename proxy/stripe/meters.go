@@ -23,7 +23,7 @@ import (
 // row's own (proxy.UsageRow.Identifier).
 
 // MeterStore is what the sender needs of the store's usage outbox. bbolt's
-// is proxy/bolt (outbox.go).
+// is proxy/bolt (outbox.go), PostgreSQL's proxy/postgres (usage.go).
 type MeterStore interface {
 	// DueUsage lists up to limit pending rows due at now, oldest first.
 	DueUsage(ctx context.Context, now time.Time, limit int) ([]proxy.OutboxEntry, error)
@@ -89,7 +89,8 @@ type MeterConfig struct {
 	Store MeterStore
 	// Leader says whether this replica flushes the outbox now: with several
 	// replicas only the holder of the store's leader lease sends. nil: always
-	// (one gateway per bbolt file).
+	// (one gateway per bbolt file; with PostgreSQL, cmd/tollgate runs the
+	// sender only among the leader's work, on the lease's context).
 	Leader func() bool
 	// Lane paces the events (default DefaultMeterLane of the key's mode).
 	Lane Lane
