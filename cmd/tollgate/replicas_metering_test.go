@@ -181,6 +181,20 @@ func TestReplicas_MeteringAcrossALeaderKill(t *testing.T) {
 	if len(writers) < 2 {
 		t.Errorf("%d writers in the identifiers; want the replicas' (at least 2)", len(writers))
 	}
+	// Every live replica's account page shows the usage Stripe holds: the
+	// rows the outbox holds, every replica's (README "Usage billing",
+	// "Seeing it").
+	usageRE := regexp.MustCompile(`Usage this period: <strong>(\d+)</strong> tide_api_calls`)
+	for i := range rs.procs {
+		if i == leader {
+			continue
+		}
+		tok := rs.d.Clerk.MintSessionToken("user_ada", "sess_meter", time.Now(), nil)
+		acct := readBody(t, get(t, client, rs.url(i)+"/.tollgate/account", map[string]string{"Authorization": "Bearer " + tok, "Accept": "text/html"}))
+		if m := usageRE.FindStringSubmatch(acct); m == nil || m[1] != strconv.FormatInt(billed, 10) {
+			t.Errorf("replica %c's account page: usage %v; want %d", 'A'+i, m, billed)
+		}
+	}
 	// Only the leaders sent: the replica that never led sent nothing.
 	sentRE := regexp.MustCompile(`(?m)^tollgate_meter_events_total\{result="(accepted|duplicate|confirmed)"\} (\d+)`)
 	for i, p := range rs.procs {
