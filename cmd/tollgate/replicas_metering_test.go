@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -135,8 +136,28 @@ func TestReplicas_MeteringAcrossALeaderKill(t *testing.T) {
 	if total < 30 {
 		t.Fatalf("only %d calls served", total)
 	}
+	// Every live replica's account page shows the usage Stripe holds: the
+	// rows the outbox holds, every replica's (README "Usage billing",
+	// "Seeing it"), once the last window has closed.
+	usageRE := regexp.MustCompile(`Usage this period: <strong>(\d+)</strong> tide_api_calls`)
+	pages := func() (shown []string) {
+		for i := range rs.procs {
+			if i == leader {
+				continue
+			}
+			tok := rs.d.Clerk.MintSessionToken("user_ada", "sess_meter", time.Now(), nil)
+			acct := readBody(t, get(t, client, rs.url(i)+"/.tollgate/account", map[string]string{"Authorization": "Bearer " + tok, "Accept": "text/html"}))
+			if m := usageRE.FindStringSubmatch(acct); m != nil {
+				shown = append(shown, m[1])
+			} else {
+				shown = append(shown, "none")
+			}
+		}
+		return shown
+	}
 	var billed int64
 	var pending int
+	var shown []string
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		billed = 0
@@ -151,10 +172,15 @@ func TestReplicas_MeteringAcrossALeaderKill(t *testing.T) {
 		}
 		pending = st.Pending
 		if billed >= int64(total-lost) && pending == 0 {
-			break
+			// Drained; but a window still open holds counts no row has
+			// yet: the pages show more than Stripe until it closes.
+			shown = pages()
+			if !slices.ContainsFunc(shown, func(v string) bool { return v != strconv.FormatInt(billed, 10) }) {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 60 s: Stripe recorded %d of %d served (%d may be lost), %d rows pending", billed, total, lost, pending)
+			t.Fatalf("after 60 s: Stripe recorded %d of %d served (%d may be lost), %d rows pending; the live replicas' account pages show %v", billed, total, lost, pending, shown)
 		}
 		time.Sleep(200 * time.Millisecond) // polls real processes through the database and the sandbox
 	}
@@ -180,20 +206,6 @@ func TestReplicas_MeteringAcrossALeaderKill(t *testing.T) {
 	}
 	if len(writers) < 2 {
 		t.Errorf("%d writers in the identifiers; want the replicas' (at least 2)", len(writers))
-	}
-	// Every live replica's account page shows the usage Stripe holds: the
-	// rows the outbox holds, every replica's (README "Usage billing",
-	// "Seeing it").
-	usageRE := regexp.MustCompile(`Usage this period: <strong>(\d+)</strong> tide_api_calls`)
-	for i := range rs.procs {
-		if i == leader {
-			continue
-		}
-		tok := rs.d.Clerk.MintSessionToken("user_ada", "sess_meter", time.Now(), nil)
-		acct := readBody(t, get(t, client, rs.url(i)+"/.tollgate/account", map[string]string{"Authorization": "Bearer " + tok, "Accept": "text/html"}))
-		if m := usageRE.FindStringSubmatch(acct); m == nil || m[1] != strconv.FormatInt(billed, 10) {
-			t.Errorf("replica %c's account page: usage %v; want %d", 'A'+i, m, billed)
-		}
 	}
 	// Only the leaders sent: the replica that never led sent nothing.
 	sentRE := regexp.MustCompile(`(?m)^tollgate_meter_events_total\{result="(accepted|duplicate|confirmed)"\} (\d+)`)
