@@ -66,6 +66,10 @@ type Replicas interface {
 	LiveReplicas() int
 }
 
+// MaxReplicas caps the count a Replicas may report: a rate is divided by
+// at most this (a forged count cannot overflow the arithmetic).
+const MaxReplicas = 1024
+
 // One is the replica count of a store only one process opens.
 type One struct{}
 
@@ -357,7 +361,7 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	a.policy = st.policy
 	var g proxy.GCRAResult
 	if lim.Rate > 0 {
-		n := l.replicas.LiveReplicas()
+		n := min(l.replicas.LiveReplicas(), MaxReplicas)
 		t, burst := lim.Interval(), lim.Burst
 		if n > 1 {
 			// This replica's share: 1/n of the rate and of the burst.
@@ -496,7 +500,8 @@ const IdleCounter = 5 * time.Minute
 
 // Flush saves every counter that changed since the last flush, then
 // forgets counters of ended windows and full rate buckets. With several
-// replicas it re-reads the others' counts of the counters it holds.
+// replicas (a shared store) it re-reads the others' counts of the
+// counters it holds.
 func (l *Limiter) Flush(ctx context.Context) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()

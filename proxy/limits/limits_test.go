@@ -181,7 +181,10 @@ func TestAdmit_Rate(t *testing.T) {
 		replicas  int
 		wantBurst int
 		wantRetry time.Duration
-	}{{1, 4, 100 * time.Millisecond}, {2, 2, 200 * time.Millisecond}, {3, 2, 300 * time.Millisecond}} {
+	}{{1, 4, 100 * time.Millisecond}, {2, 2, 200 * time.Millisecond}, {3, 2, 300 * time.Millisecond},
+		// A forged count (rows written into the heartbeats' table) divides
+		// by at most MaxReplicas.
+		{1 << 40, 1, limits.MaxReplicas * 100 * time.Millisecond}} {
 		l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: c.now, Replicas: replicas(tt.replicas)})
 		n := 0
 		var last limits.Admission
@@ -200,6 +203,43 @@ func TestAdmit_Rate(t *testing.T) {
 }
 
 type replicas int
+
+// TestTwoReplicas_QuotaReReadWhateverTheCount: a replica of a shared store
+// re-reads the others' counts at each flush even while its heartbeats
+// count it alone (a replica that just started, one whose row went stale):
+// the quota never rests on the count.
+func TestTwoReplicas_QuotaReReadWhateverTheCount(t *testing.T) {
+	c := &clock{t: jan1}
+	st := limits.NewMemoryStore()
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Quota: 10, Period: proxy.PeriodMonth}}
+	r1, _ := limits.New(limits.Options{Store: st, Replica: "r1", Shared: true, Replicas: replicas(1), Now: c.now})
+	r2, _ := limits.New(limits.Options{Store: st, Replica: "r2", Shared: true, Replicas: replicas(1), Now: c.now})
+	admit := func(l *limits.Limiter, n int) (got int) {
+		for range n {
+			a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Reason == limits.Allowed {
+				got++
+				a.Settle(http.StatusOK, 1)
+			}
+		}
+		return got
+	}
+	admit(r1, 1) // r1 reads the counter now: nobody else has counted
+	if got := admit(r2, 7); got != 7 {
+		t.Fatalf("r2 admitted %d of 7", got)
+	}
+	for _, l := range []*limits.Limiter{r2, r1} {
+		if err := l.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := admit(r1, 10); got != 2 {
+		t.Errorf("r1, after a flush, admitted %d more against a quota of 10 with 8 used; want 2", got)
+	}
+}
 
 func (r replicas) LiveReplicas() int { return int(r) }
 
