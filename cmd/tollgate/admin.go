@@ -468,6 +468,14 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 		l := g.listener
 		ac.Ready = append(ac.Ready, admin.Check{Name: "change_log", Run: func(context.Context) error { return l.Fresh() }})
 	}
+	if g.Replicas != nil {
+		// No heartbeat for the TTL: the others no longer count this
+		// replica, and the rates' total is over by its share. Advisory:
+		// the store check fails too when the database is away from this
+		// replica alone, and a database slow for every replica must not
+		// take them all out of the balancer.
+		ac.Ready = append(ac.Ready, admin.Check{Name: "replica_heartbeat", Advisory: true, Run: g.Replicas.Check})
+	}
 	if g.Cache != nil {
 		ac.Cache = g.Cache
 	}

@@ -53,6 +53,9 @@ type app struct {
 	// Limiter counts plans' limits for every server a reload builds; its
 	// counters are flushed to the store (README "Limits").
 	Limiter *limits.Limiter
+	// Replicas is this replica's heartbeat and its count of the live
+	// replicas (PostgreSQL); nil on bbolt, where the count is limits.One.
+	Replicas *postgres.Replicas
 	// Several replicas (PostgreSQL): the LRU's miss path refuses while the
 	// listener is not following the change log; the leader runs the work
 	// done once for all (app.startReplica).
@@ -322,7 +325,23 @@ func (g *app) openLimits(ctx context.Context, cfg *proxy.Config, deps appDeps, o
 			return fmt.Errorf("plans.%s.meter: metered plans need a store (store.path or store.dsn) to keep the usage outbox in (README \"Usage billing\")", cfg.Plans[i].Key)
 		}
 	}
-	l, err := limits.New(limits.Options{Store: st, Replicas: limits.One{}, Replica: replica, Shared: g.PG != nil, Observer: g.Metrics,
+	var reps limits.Replicas = limits.One{}
+	if g.PG != nil {
+		// Several replicas: each enforces 1/n of a rate, n counted from
+		// heartbeats in the database, under the writer its counters are
+		// kept under; the first beat is now, so n is known before this
+		// replica serves (README "Limits").
+		r, err := g.PG.Replicas(ctx, postgres.ReplicasConfig{ID: replica, Logger: deps.Logger.With("component", "replicas")})
+		if err != nil {
+			return err
+		}
+		g.Replicas, reps = r, r
+		g.Metrics.SetReplicas(r.LiveReplicas, r.Age)
+		// Its Run deletes the row when the app closes: after the public
+		// listener has stopped admitting, before the store closes.
+		g.background(func() { r.Run(ctx) })
+	}
+	l, err := limits.New(limits.Options{Store: st, Replicas: reps, Replica: replica, Shared: g.PG != nil, Observer: g.Metrics,
 		Logger: deps.Logger.With("component", "limits"), Now: deps.Now, Billed: g.kickMeters, MeterWindow: cfg.MeterWindow})
 	if err != nil {
 		return err

@@ -52,6 +52,13 @@ func replicaConfig() []byte {
 
 func startReplicas(t *testing.T, n int) *replicaSet {
 	t.Helper()
+	return startReplicasWith(t, n, replicaConfig())
+}
+
+// startReplicasWith starts n replicas on config cfg (replicaConfig's, or
+// one a test changed).
+func startReplicasWith(t *testing.T, n int, cfg []byte) *replicaSet {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binary and starts PostgreSQL")
 	}
@@ -62,7 +69,7 @@ func startReplicas(t *testing.T, n int) *replicaSet {
 	dir := t.TempDir()
 	bin := buildTollgate(t, dir)
 	config := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(config, replicaConfig(), 0o400); err != nil {
+	if err := os.WriteFile(config, cfg, 0o400); err != nil {
 		t.Fatal(err)
 	}
 	rs := &replicaSet{d: d, cluster: cluster, dsn: cluster.NewDB(t)}
@@ -105,6 +112,12 @@ func (rs *replicaSet) url(i int) string { return "http://" + rs.procs[i].addr }
 // Checkout, and returns the customer and its subscription.
 func (rs *replicaSet) pay(t *testing.T, userID string) (string, string) {
 	t.Helper()
+	return rs.payPrice(t, userID, "price_demo_pro_monthly")
+}
+
+// payPrice is pay for the plan of price.
+func (rs *replicaSet) payPrice(t *testing.T, userID, price string) (string, string) {
+	t.Helper()
 	cus, err := rs.api.Customers.New(&stripego.CustomerParams{Email: stripego.String(userID + "@example.com"),
 		Metadata: map[string]string{"clerk_user_id": userID}})
 	if err != nil {
@@ -112,7 +125,7 @@ func (rs *replicaSet) pay(t *testing.T, userID string) (string, string) {
 	}
 	cs, err := rs.api.CheckoutSessions.New(&stripego.CheckoutSessionParams{Mode: stripego.String("subscription"), Customer: stripego.String(cus.ID),
 		SuccessURL: stripego.String("http://127.0.0.1/"), CancelURL: stripego.String("http://127.0.0.1/"),
-		LineItems: []*stripego.CheckoutSessionLineItemParams{{Price: stripego.String("price_demo_pro_monthly"), Quantity: stripego.Int64(1)}}})
+		LineItems: []*stripego.CheckoutSessionLineItemParams{{Price: stripego.String(price), Quantity: stripego.Int64(1)}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,10 @@ type limitMetrics struct {
 	flushes   *prometheus.HistogramVec
 	lagMu     sync.Mutex
 	lag       func() time.Duration
+	// The live replicas sharing the store, and the age of this replica's
+	// last heartbeat (README "Limits"); nil: one replica.
+	replicas func() int
+	beatAge  func() time.Duration
 	// usedSeries caches quotaUsed's series by plan and entry: every
 	// limited request adds to one, and a WithLabelValues hashes and looks
 	// its labels up each time.
@@ -49,7 +53,39 @@ func (m *Metrics) registerLimits() {
 		}
 		return f().Seconds()
 	})
-	m.reg.MustRegister(l.limited, l.quotaUsed, l.flushes, lag)
+	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_replicas_live",
+		Help: "Live replicas sharing the store, by their heartbeats, as this replica last counted them: each enforces 1/n of a plan's rate (1 on bbolt).",
+	}, func() float64 {
+		l.lagMu.Lock()
+		f := l.replicas
+		l.lagMu.Unlock()
+		if f == nil {
+			return 1
+		}
+		return float64(f())
+	})
+	age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tollgate_replica_heartbeat_age_seconds",
+		Help: "Time since this replica's last successful heartbeat: about 2 s while the store answers; past 6 s the others no longer count it (0 on bbolt).",
+	}, func() float64 {
+		l.lagMu.Lock()
+		f := l.beatAge
+		l.lagMu.Unlock()
+		if f == nil {
+			return 0
+		}
+		return f().Seconds()
+	})
+	m.reg.MustRegister(l.limited, l.quotaUsed, l.flushes, lag, live, age)
+}
+
+// SetReplicas gives the replica gauges their sources: the live count
+// (limits.Replicas) and the age of the last heartbeat.
+func (m *Metrics) SetReplicas(live func() int, age func() time.Duration) {
+	m.limits.lagMu.Lock()
+	m.limits.replicas, m.limits.beatAge = live, age
+	m.limits.lagMu.Unlock()
 }
 
 // Limited counts a request refused over a limit (limits.Observer).
