@@ -272,3 +272,16 @@ type QuotaCount struct {
 	Used  int64
 	Quota int64 // 0: not known to the store (the config has it)
 }
+
+// ReplicaHeartbeat is one replica's row in a shared store's heartbeats
+// (README "Limits", "Enforcement and its bounds"): each replica enforces
+// 1/n of a rate, n the live rows.
+type ReplicaHeartbeat struct {
+	ID        string    `json:"id"`
+	Started   time.Time `json:"started_at"`
+	Heartbeat time.Time `json:"heartbeat_at"`
+	// Age is the heartbeat's age on the store's clock, in seconds.
+	Age  float64 `json:"age_seconds"`
+	Live bool    `json:"live"`
+	Self bool    `json:"self"` // the replica answering
+}

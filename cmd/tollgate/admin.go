@@ -475,6 +475,7 @@ func (g *app) adminHandler(ctx context.Context, cfg *proxy.Config, logger *slog.
 		// replica alone, and a database slow for every replica must not
 		// take them all out of the balancer.
 		ac.Ready = append(ac.Ready, admin.Check{Name: "replica_heartbeat", Advisory: true, Run: g.Replicas.Check})
+		ac.Replicas = g.Replicas
 	}
 	if g.Cache != nil {
 		ac.Cache = g.Cache

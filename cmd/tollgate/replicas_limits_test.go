@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"math"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/postgres"
 )
 
@@ -109,6 +111,23 @@ func TestReplicas_HeartbeatsAndTheRateShare(t *testing.T) {
 	a := rs.procs[0]
 	for _, p := range rs.procs {
 		waitLive(t, p, 2, postgres.HeartbeatInterval+10*time.Second)
+	}
+	// The admin API lists both rows, live, and says which answers.
+	req, _ := http.NewRequest("GET", "http://"+a.admin+"/api/replicas", nil)
+	req.Header.Set("Authorization", "Bearer "+rs.d.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed struct {
+		Live     int                      `json:"live"`
+		Replicas []proxy.ReplicaHeartbeat `json:"replicas"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&listed)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || listed.Live != 2 || len(listed.Replicas) != 2 ||
+		!listed.Replicas[0].Live || !listed.Replicas[1].Live || listed.Replicas[0].Self == listed.Replicas[1].Self {
+		t.Errorf("GET /api/replicas: %d %+v %v", resp.StatusCode, listed, err)
 	}
 	users := []string{"user_spread", "user_pinned", "user_alone"}
 	for _, u := range users {

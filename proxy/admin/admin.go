@@ -81,7 +81,10 @@ type Config struct {
 	// route answers 503); Free is free:, read per request like Plans.
 	Usage Usage
 	Free  func() *proxy.Plan
-	Ready []Check // /readyz: store, Clerk keys, Stripe, …
+	// Replicas are the heartbeats of a shared store (nil: one replica;
+	// GET /api/replicas answers 503).
+	Replicas Replicas
+	Ready    []Check // /readyz: store, Clerk keys, Stripe, …
 	// ReadyTimeout bounds the readiness checks together. Default 5s.
 	ReadyTimeout time.Duration
 	Metrics      http.Handler     // served at /metrics (nil: 404)
@@ -187,6 +190,7 @@ func New(cfg Config) (http.Handler, error) {
 	r.handle("POST", "/api/users/{id}/keys", h.createKey)
 	r.handle("DELETE", "/api/keys/{id}", h.revokeKey)
 	r.handle("GET", "/api/users/{id}/usage", h.usage)
+	r.handle("GET", "/api/replicas", h.replicas)
 	r.handle("GET", "/api/outbox", h.outbox)
 	r.handle("POST", "/api/outbox/{seq}", h.outboxAction)
 	api.HandleFunc("/api/", func(w http.ResponseWriter, _ *http.Request) {

@@ -68,3 +68,28 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// Replicas lists the replicas sharing the store by their heartbeats.
+// Implemented by *postgres.Replicas; nil on bbolt (one replica).
+type Replicas interface {
+	LiveReplicas() int
+	List(ctx context.Context) ([]proxy.ReplicaHeartbeat, error)
+}
+
+// GET /api/replicas: the live count this replica enforces rates by, and
+// every heartbeat row, live or stale (README "Limits").
+func (h *handler) replicas(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Replicas == nil {
+		writeError(w, http.StatusServiceUnavailable, "one replica: the store (bbolt) is not shared, so there are no heartbeats")
+		return
+	}
+	rows, err := h.cfg.Replicas.List(r.Context())
+	if err != nil {
+		h.internal(w, r, "reading the replicas' heartbeats", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Live     int                      `json:"live"`
+		Replicas []proxy.ReplicaHeartbeat `json:"replicas"`
+	}{h.cfg.Replicas.LiveReplicas(), rows})
+}

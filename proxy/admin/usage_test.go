@@ -53,3 +53,37 @@ func TestAPI_Usage(t *testing.T) {
 		t.Errorf("bad subject: %d, want 400", code)
 	}
 }
+
+type fakeReplicas []proxy.ReplicaHeartbeat
+
+func (f fakeReplicas) LiveReplicas() int { return 2 }
+func (f fakeReplicas) List(context.Context) ([]proxy.ReplicaHeartbeat, error) {
+	return f, nil
+}
+
+// GET /api/replicas: the count this replica divides rates by, and every
+// heartbeat row; 503 on a store one process opens.
+func TestAPI_Replicas(t *testing.T) {
+	e := newEnv(t, nil)
+	if code, _, _ := e.do(t, "GET", "/api/replicas", ""); code != 503 {
+		t.Errorf("bbolt: %d, want 503", code)
+	}
+	at := time.Date(2026, 12, 3, 20, 0, 0, 0, time.UTC)
+	rows := fakeReplicas{
+		{ID: "a", Started: at, Heartbeat: at, Age: 0.5, Live: true, Self: true},
+		{ID: "b", Started: at, Heartbeat: at, Age: 1.5, Live: true},
+		{ID: "c", Started: at, Heartbeat: at.Add(-time.Minute), Age: 61, Live: false},
+	}
+	e = newEnv(t, func(c *Config) { c.Replicas = rows })
+	code, _, b := e.do(t, "GET", "/api/replicas", "")
+	if code != 200 {
+		t.Fatalf("replicas: %d %s", code, b)
+	}
+	type answer struct {
+		Live     int                      `json:"live"`
+		Replicas []proxy.ReplicaHeartbeat `json:"replicas"`
+	}
+	if d := cmp.Diff(answer{Live: 2, Replicas: rows}, mustJSON[answer](t, b)); d != "" {
+		t.Errorf("replicas (-want +got):\n%s", d)
+	}
+}

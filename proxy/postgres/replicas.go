@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Heartbeats count the live replicas sharing the database, for the share
@@ -212,19 +214,8 @@ func (r *Replicas) Check(context.Context) error {
 	return nil
 }
 
-// ReplicaRow is one row of the heartbeats' table, as the admin API shows it.
-type ReplicaRow struct {
-	ID        string    `json:"id"`
-	Started   time.Time `json:"started_at"`
-	Heartbeat time.Time `json:"heartbeat_at"`
-	// Age is the heartbeat's age on the database's clock, in seconds.
-	Age  float64 `json:"age_seconds"`
-	Live bool    `json:"live"`
-	Self bool    `json:"self"`
-}
-
 // List reads every row, live or stale, newest heartbeat first.
-func (r *Replicas) List(ctx context.Context) ([]ReplicaRow, error) {
+func (r *Replicas) List(ctx context.Context) ([]proxy.ReplicaHeartbeat, error) {
 	rows, err := r.s.pool.Query(ctx, `SELECT id, started_at, heartbeat_at, extract(epoch FROM now() - heartbeat_at)::float8,
 		heartbeat_at > now() - make_interval(secs => $1) AND heartbeat_at < now() + make_interval(secs => $1)
 		FROM replicas ORDER BY heartbeat_at DESC, id`, r.ttl.Seconds())
@@ -232,9 +223,9 @@ func (r *Replicas) List(ctx context.Context) ([]ReplicaRow, error) {
 		return nil, fmt.Errorf("postgres: replicas: %w", err)
 	}
 	defer rows.Close()
-	out := []ReplicaRow{}
+	out := []proxy.ReplicaHeartbeat{}
 	for rows.Next() {
-		var row ReplicaRow
+		var row proxy.ReplicaHeartbeat
 		if err := rows.Scan(&row.ID, &row.Started, &row.Heartbeat, &row.Age, &row.Live); err != nil {
 			return nil, fmt.Errorf("postgres: replicas: %w", err)
 		}
