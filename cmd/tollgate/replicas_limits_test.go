@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/admin"
+	"github.com/tollgate/tollgate/proxy/config"
 	"github.com/tollgate/tollgate/proxy/postgres"
 )
 
@@ -209,4 +211,100 @@ func TestReplicas_HeartbeatsAndTheRateShare(t *testing.T) {
 	if took < postgres.ReplicaTTL-postgres.HeartbeatInterval {
 		t.Errorf("A dropped the killed replica after %s, before its row could be stale (TTL %s)", took, postgres.ReplicaTTL)
 	}
+}
+
+// TestReplicas_QuotaWithinTheBound: a subject with a quota of 100 (the
+// API plan's, made smaller: 20/s, burst 10) calls two real replicas on one
+// PostgreSQL as fast as it can until both refuse. It is admitted at least
+// the quota and at most the documented bound over it, Q + (n−1)(2 ×
+// quota_flush × rate + burst + n) (README "Limits", "Enforcement and its
+// bounds"), and once both have flushed the counters hold exactly what was
+// served, on both replicas.
+func TestReplicas_QuotaWithinTheBound(t *testing.T) {
+	const quota, rate, burst, n = 100, 20.0, 10.0, 2
+	cfg := string(replicaConfig())
+	limited := strings.Replace(cfg, `"TIDES": { rate: 20/s, burst: 40, quota: 1000/month }`, `"TIDES": { rate: 20/s, burst: 10, quota: 100/month }`, 1)
+	if limited == cfg {
+		t.Fatal("the demo's API plan changed: update this test's limits")
+	}
+	rs := startReplicasWith(t, n, []byte(limited))
+	for _, p := range rs.procs {
+		waitLive(t, p, n, postgres.HeartbeatInterval+10*time.Second)
+	}
+	const user = "user_quota"
+	rs.payPrice(t, user, "price_demo_api_monthly")
+	rs.idle(t)
+	tok := rs.d.Clerk.MintSessionToken(user, "sess_"+user, time.Now(), nil)
+	call := func(i int) int {
+		req, _ := http.NewRequest("GET", rs.url(i)+"/routes/TIDES/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Each replica has the subscription (one call each, counted).
+	served := int64(0)
+	for i := range rs.procs {
+		rs.until(t, i, 10*time.Second, func() int { return call(i) }, allowed)
+		served++
+	}
+	// 100 at 20/s after a burst of 10 take about 4.5 s: 8 s of asking
+	// reaches the quota with room for a loaded machine.
+	ad, li, el := rs.hammer(t, user, 8*time.Second, 0, 1)
+	served += ad
+	flush := time.Duration(config.DefaultQuotaFlush)
+	bound := quota + (n-1)*(2*flush.Seconds()*rate+burst+n)
+	t.Logf("quota %d over %d replicas: %d served (%d refused) in %s; the bound %.0f (quota_flush %s, %.0f/s, burst %.0f)",
+		quota, n, served, li, el.Round(time.Millisecond), bound, flush, rate, burst)
+	if served < quota {
+		t.Errorf("%d served, under the quota of %d", served, quota)
+	}
+	if float64(served) > bound {
+		t.Errorf("%d served, over the bound %.0f", served, bound)
+	}
+	// The counters converge to exactly what was served, read through each
+	// replica's admin API.
+	for i, p := range rs.procs {
+		start := time.Now()
+		for {
+			used := apiUsage(t, rs, p, user)
+			if used == served {
+				t.Logf("replica %c's counter: %d, %s after the last answer", 'A'+i, used, time.Since(start).Round(time.Millisecond))
+				break
+			}
+			if used > served || time.Since(start) > 10*time.Second {
+				t.Fatalf("replica %c's counter: %d, %d served", 'A'+i, used, served)
+			}
+			time.Sleep(50 * time.Millisecond) // real processes flushing, with a deadline
+		}
+		if code := call(i); code != http.StatusTooManyRequests {
+			t.Errorf("replica %c after the quota: %d, want 429", 'A'+i, code)
+		}
+	}
+}
+
+// apiUsage reads the used units of the API plan's TIDES quota from
+// replica p's admin API (GET /api/users/{id}/usage).
+func apiUsage(t *testing.T, rs *replicaSet, p *serveChild, user string) int64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+p.admin+"/api/users/"+user+"/usage", nil)
+	req.Header.Set("Authorization", "Bearer "+rs.d.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var uses []admin.QuotaUse
+	if err := json.NewDecoder(resp.Body).Decode(&uses); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("usage of %s: %d %v", user, resp.StatusCode, err)
+	}
+	for _, u := range uses {
+		if u.Plan == "api" && u.Route == "TIDES" {
+			return u.Used
+		}
+	}
+	return 0
 }
