@@ -278,6 +278,7 @@ type QuotaCount struct {
 // 1/n of a rate, n the live rows.
 type ReplicaHeartbeat struct {
 	ID        string    `json:"id"`
+	Host      string    `json:"host"` // the host name it runs on
 	Started   time.Time `json:"started_at"`
 	Heartbeat time.Time `json:"heartbeat_at"`
 	// Age is the heartbeat's age on the store's clock, in seconds.

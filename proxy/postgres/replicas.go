@@ -56,6 +56,7 @@ type ReplicasConfig struct {
 type Replicas struct {
 	s        *Store
 	id       string
+	host     string
 	interval time.Duration
 	ttl      time.Duration
 	log      *slog.Logger
@@ -68,25 +69,27 @@ type Replicas struct {
 	pruned  time.Time
 }
 
-// NewReplicaID names a replica: its host name (a container's ID in
-// Docker) and 48 random bits, new at every start.
+// NewReplicaID names a replica: 48 random bits, new at every start.
 func NewReplicaID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	return hex.EncodeToString(b[:])
+}
+
+// hostName is this machine's name (a container's ID in Docker), printable
+// and at most 253 bytes, for the admin API's list.
+func hostName() string {
 	host, _ := os.Hostname()
 	host = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.' {
+		if r > ' ' && r < 0x7f {
 			return r
 		}
 		return -1
 	}, host)
-	if len(host) > 63 {
-		host = host[:63]
+	if len(host) > 253 {
+		host = host[:253]
 	}
-	if host == "" {
-		host = "tollgate"
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
-	return host + "-" + hex.EncodeToString(b[:])
+	return host
 }
 
 // Replicas starts this replica's heartbeat: it beats once now, so the
@@ -105,7 +108,7 @@ func (s *Store) Replicas(ctx context.Context, cfg ReplicasConfig) (*Replicas, er
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Replicas{s: s, id: cfg.ID, interval: cfg.Interval, ttl: cfg.TTL, log: cfg.Logger}
+	r := &Replicas{s: s, id: cfg.ID, host: hostName(), interval: cfg.Interval, ttl: cfg.TTL, log: cfg.Logger}
 	r.live.Store(1)
 	if err := r.Beat(ctx); err != nil {
 		return nil, err
@@ -130,11 +133,11 @@ func (r *Replicas) Beat(ctx context.Context) error {
 	// outer query sees the table as it was before it, so this replica's
 	// row is counted as the 1.
 	err := r.s.pool.QueryRow(ctx, `WITH beat AS (
-		INSERT INTO replicas (id, started_at, heartbeat_at) VALUES ($1, now(), now())
+		INSERT INTO replicas (id, host, started_at, heartbeat_at) VALUES ($1, $3, now(), now())
 		ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() RETURNING id)
 		SELECT 1 + count(*) FROM replicas
 		WHERE id <> $1 AND heartbeat_at > now() - make_interval(secs => $2) AND heartbeat_at < now() + make_interval(secs => $2)`,
-		r.id, r.ttl.Seconds()).Scan(&n)
+		r.id, r.ttl.Seconds(), r.host).Scan(&n)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -216,7 +219,7 @@ func (r *Replicas) Check(context.Context) error {
 
 // List reads every row, live or stale, newest heartbeat first.
 func (r *Replicas) List(ctx context.Context) ([]proxy.ReplicaHeartbeat, error) {
-	rows, err := r.s.pool.Query(ctx, `SELECT id, started_at, heartbeat_at, extract(epoch FROM now() - heartbeat_at)::float8,
+	rows, err := r.s.pool.Query(ctx, `SELECT id, host, started_at, heartbeat_at, extract(epoch FROM now() - heartbeat_at)::float8,
 		heartbeat_at > now() - make_interval(secs => $1) AND heartbeat_at < now() + make_interval(secs => $1)
 		FROM replicas ORDER BY heartbeat_at DESC, id`, r.ttl.Seconds())
 	if err != nil {
@@ -226,7 +229,7 @@ func (r *Replicas) List(ctx context.Context) ([]proxy.ReplicaHeartbeat, error) {
 	out := []proxy.ReplicaHeartbeat{}
 	for rows.Next() {
 		var row proxy.ReplicaHeartbeat
-		if err := rows.Scan(&row.ID, &row.Started, &row.Heartbeat, &row.Age, &row.Live); err != nil {
+		if err := rows.Scan(&row.ID, &row.Host, &row.Started, &row.Heartbeat, &row.Age, &row.Live); err != nil {
 			return nil, fmt.Errorf("postgres: replicas: %w", err)
 		}
 		row.Started, row.Heartbeat, row.Self = row.Started.UTC(), row.Heartbeat.UTC(), row.ID == r.id

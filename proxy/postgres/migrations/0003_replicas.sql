@@ -5,6 +5,7 @@
 -- crashed replica's row goes stale and is pruned after an hour.
 CREATE TABLE replicas (
     id           text COLLATE "C" PRIMARY KEY,
+    host         text NOT NULL DEFAULT '',          -- the replica's host name, for people reading the list
     started_at   timestamptz NOT NULL DEFAULT now(),
     heartbeat_at timestamptz NOT NULL DEFAULT now()
 );
