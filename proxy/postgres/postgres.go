@@ -2,8 +2,9 @@
 // in one database that any number of tollgate replicas share (README,
 // "Running several replicas"). It meets the same interfaces as bolt.Store
 // (docs/ARCHITECTURE.md, "Where to add… A store"), and adds what several
-// replicas need: a change log with NOTIFY (notify.go) and a leader lock for
-// background work (leader.go).
+// replicas need: a change log with NOTIFY (notify.go), a leader lock for
+// background work (leader.go) and heartbeats that count the live replicas
+// (replicas.go).
 //
 // It imports only proxy and pgx (pgxpool for the store's queries; a plain
 // pgx.Conn, outside the pool, for LISTEN and for the leader's lock).
