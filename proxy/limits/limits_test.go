@@ -204,6 +204,44 @@ func TestAdmit_Rate(t *testing.T) {
 
 type replicas int
 
+// movingReplicas is a count that changes between requests (a replica
+// starting or stopping).
+type movingReplicas struct{ n atomic.Int64 }
+
+func (m *movingReplicas) LiveReplicas() int { return int(m.n.Load()) }
+
+// TestAdmit_RateWhileTheCountChanges: the replica count changing (2 → 1 →
+// 2) never lets a subject through more than the burst at once on this
+// replica: its arrival time carries over, so a smaller count gives no
+// fresh burst on top of what the larger one spent.
+func TestAdmit_RateWhileTheCountChanges(t *testing.T) {
+	c := &clock{t: jan1}
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 10, Per: time.Second, Burst: 4}}
+	var n movingReplicas
+	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: c.now, Replicas: &n})
+	burst := func() (got int) {
+		for range 10 {
+			if a, _ := l.Admit(ctx, ada, "pro", e, time.Time{}); a.Reason == limits.Allowed {
+				got++
+			}
+		}
+		return got
+	}
+	total := 0
+	for _, count := range []int64{2, 1, 2, 1} {
+		n.n.Store(count)
+		total += burst()
+	}
+	if total != 2 {
+		t.Errorf("at one instant, the count moving 2, 1, 2, 1: %d admitted; want 2 (the half burst of 2 replicas, nothing more)", total)
+	}
+	c.add(time.Second) // the bucket refills: 4 at the rate of one replica
+	n.n.Store(1)
+	if got := burst(); got != 4 {
+		t.Errorf("a second later, alone: %d, want the whole burst, 4", got)
+	}
+}
+
 // TestTwoReplicas_QuotaReReadWhateverTheCount: a replica of a shared store
 // re-reads the others' counts at each flush even while its heartbeats
 // count it alone (a replica that just started, one whose row went stale):
