@@ -221,7 +221,7 @@ func TestAdmit_RateWhileTheCountChanges(t *testing.T) {
 	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: c.now, Replicas: &n})
 	burst := func() (got int) {
 		for range 10 {
-			if a, _ := l.Admit(ctx, ada, "pro", e, time.Time{}); a.Reason == limits.Allowed {
+			if a, _ := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now()); a.Reason == limits.Allowed {
 				got++
 			}
 		}
@@ -254,7 +254,7 @@ func TestTwoReplicas_QuotaReReadWhateverTheCount(t *testing.T) {
 	r2, _ := limits.New(limits.Options{Store: st, Replica: "r2", Shared: true, Replicas: replicas(1), Now: c.now})
 	admit := func(l *limits.Limiter, n int) (got int) {
 		for range n {
-			a, err := l.Admit(ctx, ada, "pro", e, time.Time{})
+			a, err := l.Admit(ctx, ada, "pro", e, time.Time{}, c.now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -414,11 +414,23 @@ func TestTwoReplicas_QuotaWithinTheBound(t *testing.T) {
 
 // BenchmarkAdmitSettle: the limiter's whole part in a request under a rate
 // and a quota: Admit, Settle and the RateLimit fields.
-func BenchmarkAdmitSettle(b *testing.B) {
+func BenchmarkAdmitSettle(b *testing.B) { benchAdmitSettle(b, nil) }
+
+// BenchmarkAdmitSettle_TwoReplicas: the same with the count of a shared
+// store (an atomic, as postgres.Replicas keeps it) at 2, each replica's
+// share of the rate worked out per request.
+func BenchmarkAdmitSettle_TwoReplicas(b *testing.B) {
+	var n movingReplicas
+	n.n.Store(2)
+	benchAdmitSettle(b, &n)
+}
+
+func benchAdmitSettle(b *testing.B, reps limits.Replicas) {
 	now := jan1.Add(time.Hour)
-	// The requests arrive 2 µs apart, half the rate: the bucket never
-	// empties. The limiter reads no clock of its own on this path.
-	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Now: func() time.Time { return now }})
+	// The requests arrive 2 µs apart: twice the rate's interval (1 µs), or
+	// as much as a replica's share with two: the bucket never empties. The
+	// limiter reads no clock of its own on this path.
+	l, _ := limits.New(limits.Options{Store: limits.NewMemoryStore(), Replicas: reps, Now: func() time.Time { return now }})
 	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 1_000_000, Per: time.Second, Burst: 1_000_000, Quota: 1e12, Period: proxy.PeriodMonth}}
 	anchor := time.Date(2024, 6, 25, 8, 0, 0, 0, time.UTC)
 	h := http.Header{}
