@@ -134,3 +134,47 @@ func TestAdmit_ClockSteppedBack(t *testing.T) {
 		t.Errorf("stepped back 10 min, one interval later: %v, want allowed", a.Reason)
 	}
 }
+
+// A flush forgets a bucket that is full at the flush's time. A request that
+// arrived before that flush and is judged after it (it waited in the gate
+// on Clerk or the store) must not find a fresh bucket at its own, older
+// arrival: it would spend the burst a second time, and the requests after
+// the flush a third (red team, issue 15). It is judged as of the flush
+// that forgot the bucket: over the interval from the first request to the
+// last, no more than the burst and the rate allow.
+func TestAdmit_OvertakenAcrossFlush(t *testing.T) {
+	const interval, burst = time.Second, 2
+	e := &proxy.LimitEntry{Route: "*", Limit: proxy.Limit{Rate: 1, Per: interval, Burst: burst}}
+	c := &clock{t: time.Now()} // Add keeps the monotonic reading, as time.Now's arrivals carry one
+	l := newLimiter(t, limits.NewMemoryStore(), c)
+	at := c.now()
+	allowed := 0
+	admit := func(arrival time.Time) {
+		t.Helper()
+		a, err := l.Admit(ctx, ada, "pro", e, time.Time{}, arrival)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Reason == limits.Allowed {
+			allowed++
+			a.Settle(http.StatusOK, 1)
+		}
+	}
+	for range burst {
+		admit(at)
+	}
+	const wait = 3 * interval
+	c.add(wait)
+	if err := l.Flush(ctx); err != nil { // the bucket is full again: forgotten
+		t.Fatal(err)
+	}
+	for range 3 { // arrived with the first ones, judged only now
+		admit(at)
+	}
+	for range 3 {
+		admit(at.Add(wait))
+	}
+	if most := burst + int(wait/interval); allowed > most {
+		t.Errorf("%d requests allowed over %v, want at most %d (burst %d, one a %v)", allowed, wait, most, burst, interval)
+	}
+}

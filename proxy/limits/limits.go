@@ -130,6 +130,13 @@ type Limiter struct {
 	quotas    map[quotaKey]*counter  // every counter, for the flush
 	meters    map[proxy.MeterKey]*meterCounter
 	nextClose time.Time // a flush saves even with nothing new once a meter window ends; zero: at the first flush
+	// forgot is the reading of the latest flush that forgot a full bucket
+	// (zero: none yet). A bucket made after it starts from it as the
+	// latest arrival judged, so that a request which arrived before that
+	// flush and waited in the gate is judged as of the flush, when the
+	// bucket was full, not at its own arrival against a fresh bucket,
+	// which would spend the burst twice (Admit, overtaken).
+	forgot time.Time
 
 	flushMu     sync.Mutex // one flush at a time
 	lastFlush   time.Time  // of the last successful flush
@@ -308,7 +315,7 @@ func (l *Limiter) Admit(ctx context.Context, subject proxy.Subject, plan string,
 	}()
 	st := l.state[rk]
 	if st == nil {
-		st = &subjState{}
+		st = &subjState{seen: l.forgot}
 		l.state[rk] = st
 	}
 	if overtaken(now, st.seen) {
@@ -540,6 +547,7 @@ func (l *Limiter) Flush(ctx context.Context) error {
 		// A full bucket and no counter held: nothing to remember.
 		if st.tat <= nowNS && (st.c == nil || st.c.evicted) {
 			delete(l.state, k)
+			l.forgot = start
 		}
 	}
 	l.mu.Unlock()
