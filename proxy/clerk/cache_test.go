@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,5 +157,44 @@ func BenchmarkAuthenticate_CachedCookie(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.c.Authenticate(ctx, r)
+	}
+}
+
+// advancingTransport moves the test clock on by step at every Backend API
+// or JWKS call: the time a slow call takes.
+type advancingTransport struct {
+	base  http.RoundTripper
+	clock *testClock
+	step  time.Duration
+	on    atomic.Bool
+}
+
+func (a *advancingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if a.on.Load() {
+		a.clock.Advance(a.step)
+	}
+	return a.base.RoundTrip(r)
+}
+
+// A token is judged at the request's one clock reading on a miss as on a
+// hit (README "Performance"): the time its verification waited (here a
+// JWKS fetch of 20 s) does not expire it, so a miss and then a hit of the
+// same token agree.
+func TestTokenCache_MissJudgedAtTheRequestsReading(t *testing.T) {
+	var at *advancingTransport
+	e := newEnv(t, func(cfg *Config) {
+		at = &advancingTransport{base: cfg.HTTPClient.Transport, step: 20 * time.Second}
+		cfg.HTTPClient = &http.Client{Transport: at}
+	})
+	at.clock = e.clock
+	at.on.Store(true)
+	tok := e.token("exp", e.clock.Now().Add(10*time.Second).Unix())
+	start := e.clock.Now()
+	got := e.c.Authenticate(t.Context(), xhr("/", cookie("__session", tok), uatCookie()))
+	if e.clock.Now().Equal(start) {
+		t.Fatal("no JWKS fetch during the verification: the test proves nothing")
+	}
+	if got.State != proxy.SignedIn {
+		t.Errorf("miss: %v (%s), want signed in: the token was valid when the request came", got.State, got.Reason)
 	}
 }
