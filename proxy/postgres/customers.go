@@ -229,6 +229,27 @@ func (s *Store) LinkCustomer(ctx context.Context, subject proxy.Subject, custome
 	return nil
 }
 
+// SyncTime is the database's clock (clock_timestamp(), which moves within
+// a transaction, unlike now()): proxy/stripe stamps the start of each
+// customer sync with it, so that CommitCustomer orders the reads of every
+// replica on one clock, whatever each replica's own clock says.
+func (s *Store) SyncTime(ctx context.Context) (time.Time, error) {
+	at, err := dbTime(ctx, s.pool)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("postgres: sync time: %w", err)
+	}
+	return at, nil
+}
+
+// dbTime reads the database's clock, in UTC to the microsecond it keeps.
+func dbTime(ctx context.Context, q querier) (time.Time, error) {
+	var at time.Time
+	if err := q.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&at); err != nil {
+		return time.Time{}, err
+	}
+	return at.UTC(), nil
+}
+
 // CommitCustomer stores a freshly synced customer state and marks eventID
 // processed in one transaction, with its history, its counters, its
 // subjects' listings, and a change-log entry (and NOTIFY) for every
@@ -286,18 +307,25 @@ func commit(ctx context.Context, t *wtx, state proxy.CustomerState, eventID stri
 	if err != nil {
 		return subject, nil, err
 	}
-	syncedAt := state.SyncedAt
-	if syncedAt.IsZero() {
-		syncedAt = t.now
+	if state.SyncedAt.IsZero() {
+		// Stamped by the database's clock, as SyncTime stamps a sync's
+		// start: a replica's own clock never orders two replicas' commits.
+		if state.SyncedAt, err = dbTime(ctx, t); err != nil {
+			return subject, nil, err
+		}
 	}
+	syncedAt := state.SyncedAt
 	if known && syncedAt.Before(rec.SyncedAt) && (state.Subject == (proxy.Subject{}) || state.Subject.String() == rec.Subject) {
 		// Another replica committed a read of Stripe that began after this
 		// one did (SyncedAt is when a sync began to read: proxy/stripe's
-		// syncLocked): this read is older, and writing it would put back
-		// a state Stripe has left, a cancellation undone (red team, issue
-		// 16). The customer's lock in one process orders its syncs; across
-		// replicas, this comparison does, up to the replicas' clock skew.
-		// The event is marked; the stored state stands.
+		// syncLocked, by the database's clock, SyncTime): this read is
+		// older, and writing it would put back a state Stripe has left, a
+		// cancellation undone (red team, issue 16). The customer's lock in
+		// one process orders its syncs; across replicas, this comparison
+		// does, on the one clock they share (red team: stamped by each
+		// replica's clock, one running ahead made a fresher read from
+		// another be dropped). The event is marked; the stored state
+		// stands.
 		return storedEntitlements(ctx, t, state.CustomerID, rec)
 	}
 	before, old := rec.Subject, rec.Subscriptions

@@ -214,7 +214,11 @@ func (b *Billing) reconcileCustomer(ctx context.Context, sw *sweep, g *sweepGrou
 	default:
 		return false, false, nil
 	}
-	if _, _, err := b.commitLocked(ctx, g.info, subs, "", b.now()); err != nil {
+	start, err := b.syncStart(ctx)
+	if err != nil {
+		return false, false, err
+	}
+	if _, _, err := b.commitLocked(ctx, g.info, subs, "", start); err != nil {
 		return false, false, err
 	}
 	// The run's own commit is not another path's (markFresh marked it).

@@ -56,10 +56,15 @@ func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, event
 	// The state is as of when the read began: a store shared by several
 	// replicas keeps the later of two reads of one customer by it
 	// (proxy/postgres), so a slow replica's older read cannot undo a
-	// fresher one.
-	now := b.now()
+	// fresher one. The start is read from the store's clock when it has
+	// one of its own (SyncClock: the shared database's), so that replicas'
+	// clocks never meet.
+	now, err := b.syncStart(ctx)
+	if err != nil {
+		return proxy.CustomerState{}, nil, fmt.Errorf("stripe sync %s: %w", customerID, err)
+	}
 	var c *stripe.Customer
-	err := b.call(ctx, bud, func() (err error) {
+	err = b.call(ctx, bud, func() (err error) {
 		p := &stripe.CustomerParams{}
 		p.Context = ctx
 		c, err = b.api.Customers.Get(customerID, p)
@@ -90,6 +95,26 @@ func (b *Billing) syncLocked(ctx context.Context, bud *budget, customerID, event
 		mapped = append(mapped, b.subscription(s, customerID, now))
 	}
 	return b.commitLocked(ctx, info, mapped, eventID, now)
+}
+
+// SyncClock is a Store with a clock of its own that orders the commits of
+// every process sharing it (proxy/postgres: the database's). A sync's start
+// is read from it; a store without one (bolt: one process) is ordered by
+// the Billing's clock.
+type SyncClock interface {
+	SyncTime(ctx context.Context) (time.Time, error)
+}
+
+// syncStart is the time a sync starts reading Stripe at.
+func (b *Billing) syncStart(ctx context.Context) (time.Time, error) {
+	if c, ok := b.store.(SyncClock); ok {
+		at, err := c.SyncTime(ctx)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("sync time: %w", err)
+		}
+		return at, nil
+	}
+	return b.now(), nil
 }
 
 // customerSubscriptions lists all of a customer's subscriptions, every
