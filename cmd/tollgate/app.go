@@ -172,6 +172,9 @@ func newApp(cfg *proxy.Config, deps appDeps) (*app, error) {
 			},
 			// The store forgets processed IDs after this (README "Billing").
 			MaxAge: stripe.EventRetention,
+			// Each Clerk object's messages ordered by Clerk's time, kept
+			// for good (docs/SECURITY.md, "Trust boundaries").
+			Order: g.Store,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("clerk webhooks: %w", err)

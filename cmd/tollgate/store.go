@@ -30,6 +30,7 @@ type appStore interface {
 	admin.Store
 	clerk.UserStore
 	clerk.OrgStore
+	clerk.OrderStore
 	gateway.AdminStore
 	gateway.Trials
 	gateway.Orgs

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -84,6 +85,16 @@ type OrgStore interface {
 	DeleteMembership(ctx context.Context, orgID, userID string) error
 }
 
+// OrderStore keeps, for each Clerk object a webhook writes (a user, an
+// organisation, a membership), the latest Clerk time applied to it, and
+// decides whether a message about it is applied (proxy.ClerkVersion.Admit):
+// a created or updated message older than what was applied, or than the
+// object's deletion, is not. Implemented by proxy/bolt.Store and
+// proxy/postgres.Store.
+type OrderStore interface {
+	OrderClerk(ctx context.Context, key string, at time.Time, deleted bool) (bool, error)
+}
+
 // WebhookConfig configures NewWebhookHandler.
 type WebhookConfig struct {
 	// Secrets are the endpoint's signing secrets (whsec_…). Any may match,
@@ -107,11 +118,14 @@ type WebhookConfig struct {
 	// stripe.EventRetention). A message that gives or restores (a user's,
 	// an organisation's or a membership's created or updated) whose
 	// Clerk time is older is acknowledged and ignored: Svix retries for
-	// about a day, so only a resend signed anew brings one so old, and
-	// the change that undid it may be forgotten too (the gateway orders
-	// membership changes by Clerk's time only while it remembers them). One
-	// that takes away still applies. 0: no limit.
+	// about a day, so only a resend signed anew brings one so old. Order
+	// (by each object's Clerk time, kept for good) is what orders
+	// messages; this is a second guard. One that takes away still
+	// applies. 0: no limit.
 	MaxAge time.Duration
+	// Order orders each Clerk object's messages by Clerk's time. nil: in
+	// memory (the 100,000 objects last written), forgotten at a restart.
+	Order OrderStore
 }
 
 type webhookHandler struct {
@@ -125,6 +139,11 @@ type webhookHandler struct {
 	maxBytes int64
 	dedupe   func(ctx context.Context, msgID string) (bool, func() error, error)
 	maxAge   time.Duration
+	order    OrderStore
+	// orderMu holds one message about a Clerk object between its ordering
+	// and its writes, so that on this replica an older message admitted
+	// just before a newer one cannot write after it.
+	orderMu sync.Mutex
 }
 
 // NewWebhookHandler returns the handler for Clerk's webhooks
@@ -168,6 +187,7 @@ func NewWebhookHandler(cfg WebhookConfig) (http.Handler, error) {
 		maxBytes: cfg.MaxBytes,
 		dedupe:   cfg.Dedupe,
 		maxAge:   cfg.MaxAge,
+		order:    cfg.Order,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -177,6 +197,13 @@ func NewWebhookHandler(cfg WebhookConfig) (http.Handler, error) {
 	}
 	if h.maxBytes <= 0 {
 		h.maxBytes = defaultWebhookMaxBytes
+	}
+	if h.order == nil {
+		versions, err := lru.New[string, proxy.ClerkVersion](100_000)
+		if err != nil {
+			return nil, fmt.Errorf("clerk: webhook: order cache: %w", err)
+		}
+		h.order = memoryOrder{versions}
 	}
 	if h.dedupe == nil {
 		seen, err := lru.New[string, struct{}](webhookDedupeSize)
@@ -284,8 +311,12 @@ type (
 		Data      json.RawMessage `json:"data"`
 		Timestamp int64           `json:"timestamp"` // Unix milliseconds, Clerk's clock
 	}
+	// UpdatedAt is the object's updated_at, Unix milliseconds, Clerk's
+	// clock (clerk-sdk-go v2's User, Organization and
+	// OrganizationMembership); 0 when absent (a DeletedObject).
 	clerkUserData struct {
 		ID                    string `json:"id"`
+		UpdatedAt             int64  `json:"updated_at"`
 		PrimaryEmailAddressID string `json:"primary_email_address_id"`
 		EmailAddresses        []struct {
 			ID           string `json:"id"`
@@ -293,12 +324,14 @@ type (
 		} `json:"email_addresses"`
 	}
 	clerkIDData struct {
-		ID string `json:"id"`
+		ID        string `json:"id"`
+		UpdatedAt int64  `json:"updated_at"`
 	}
 	clerkOrgData struct {
-		ID   string `json:"id"`
-		Slug string `json:"slug"`
-		Name string `json:"name"`
+		ID        string `json:"id"`
+		UpdatedAt int64  `json:"updated_at"`
+		Slug      string `json:"slug"`
+		Name      string `json:"name"`
 	}
 	clerkMembershipData struct {
 		Organization struct {
@@ -307,7 +340,8 @@ type (
 		PublicUserData struct {
 			UserID string `json:"user_id"`
 		} `json:"public_user_data"`
-		Role string `json:"role"`
+		Role      string `json:"role"`
+		UpdatedAt int64  `json:"updated_at"`
 	}
 )
 
@@ -424,6 +458,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
+		h.orderMu.Lock()
+		defer h.orderMu.Unlock()
+		if ok, err := h.admit(ctx, proxy.ClerkUserKey(d.ID), ev.clerkTime(d.UpdatedAt, false), false); !ok || err != nil {
+			return true, err
+		}
 		u := proxy.User{ID: d.ID}
 		for _, e := range d.EmailAddresses {
 			if d.PrimaryEmailAddressID != "" && e.ID == d.PrimaryEmailAddressID {
@@ -441,7 +480,10 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		// Revoke first: it applies at once, whatever the store does; a
 		// failure of either write has Svix deliver the event again.
 		revoked := wrapStore("revoke user", h.sessions.RevokeUser(ctx, d.ID))
-		return true, errors.Join(revoked, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID)))
+		h.orderMu.Lock()
+		defer h.orderMu.Unlock()
+		_, tomb := h.admit(ctx, proxy.ClerkUserKey(d.ID), ev.clerkTime(d.UpdatedAt, true), true)
+		return true, errors.Join(revoked, tomb, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID)))
 
 	case "session.ended", "session.revoked", "session.removed":
 		var d clerkIDData
@@ -456,6 +498,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		}
 		var d clerkOrgData
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
+			return true, err
+		}
+		h.orderMu.Lock()
+		defer h.orderMu.Unlock()
+		if ok, err := h.admit(ctx, proxy.ClerkOrgKey(d.ID), ev.clerkTime(d.UpdatedAt, false), false); !ok || err != nil {
 			return true, err
 		}
 		return true, wrapStore("put org", h.orgs.PutOrg(ctx, proxy.Org{ID: d.ID, Slug: d.Slug, Name: d.Name}))
@@ -473,10 +520,13 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if h.members != nil {
 			revoked = wrapStore("revoke org", h.members.RevokeOrganization(ctx, d.ID, ev.time()))
 		}
+		h.orderMu.Lock()
+		defer h.orderMu.Unlock()
+		_, tomb := h.admit(ctx, proxy.ClerkOrgKey(d.ID), ev.clerkTime(d.UpdatedAt, true), true)
 		if h.orgs == nil {
-			return true, revoked
+			return true, errors.Join(revoked, tomb)
 		}
-		return true, errors.Join(revoked, wrapStore("delete org", h.orgs.DeleteOrg(ctx, d.ID)))
+		return true, errors.Join(revoked, tomb, wrapStore("delete org", h.orgs.DeleteOrg(ctx, d.ID)))
 
 	case "organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted":
 		if h.orgs == nil && (h.members == nil || ev.Type == "organizationMembership.created") {
@@ -487,25 +537,89 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 			return true, err
 		}
 		orgID, userID, role := d.Organization.ID, d.PublicUserData.UserID, orgRole(d.Role)
+		deleted := ev.Type == "organizationMembership.deleted"
+		at := ev.clerkTime(d.UpdatedAt, deleted)
+		h.orderMu.Lock()
+		defer h.orderMu.Unlock()
+		var tomb error
+		if !deleted {
+			// An older message than the membership's last applied one
+			// (a demotion's earlier promotion, resent) changes nothing:
+			// neither the store nor any identity.
+			if ok, err := h.admit(ctx, proxy.ClerkMembershipKey(orgID, userID), at, false); !ok || err != nil {
+				return true, err
+			}
+		}
 		var revoked error
 		if h.members != nil {
 			switch ev.Type {
 			case "organizationMembership.deleted":
-				revoked = h.members.RevokeMembership(ctx, orgID, userID, ev.time())
+				revoked = h.members.RevokeMembership(ctx, orgID, userID, at)
 			case "organizationMembership.updated":
-				revoked = h.members.UpdateMembership(ctx, orgID, userID, role, ev.time())
+				revoked = h.members.UpdateMembership(ctx, orgID, userID, role, at)
 			}
 			revoked = wrapStore("revoke membership", revoked)
 		}
+		if deleted {
+			// After the identities: they change at once, whatever the
+			// store does.
+			_, tomb = h.admit(ctx, proxy.ClerkMembershipKey(orgID, userID), at, true)
+		}
 		switch {
 		case h.orgs == nil:
-			return true, revoked
-		case ev.Type == "organizationMembership.deleted":
-			return true, errors.Join(revoked, wrapStore("delete membership", h.orgs.DeleteMembership(ctx, orgID, userID)))
+			return true, errors.Join(revoked, tomb)
+		case deleted:
+			return true, errors.Join(revoked, tomb, wrapStore("delete membership", h.orgs.DeleteMembership(ctx, orgID, userID)))
 		}
 		return true, errors.Join(revoked, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, role)))
 	}
 	return false, nil
+}
+
+// admit asks the order store whether a message about key made at at is
+// applied (OrderStore). Its error is a store error: Svix delivers again.
+func (h *webhookHandler) admit(ctx context.Context, key string, at time.Time, deleted bool) (bool, error) {
+	ok, err := h.order.OrderClerk(ctx, key, at, deleted)
+	if err != nil {
+		return false, wrapStore("order", err)
+	}
+	if !ok {
+		h.log.WarnContext(ctx, "clerk webhook: older than the object's last applied change or deletion: ignored",
+			"object", key, "clerk_time", at)
+	}
+	return ok, nil
+}
+
+// clerkTime is the Clerk time that orders a message about an object whose
+// updated_at is updatedAt (Unix ms, 0: absent): for a creation or update
+// the object's updated_at (clerk-sdk-go v2's User, Organization,
+// OrganizationMembership), else the envelope's timestamp; for a deletion
+// the later of the two (a DeletedObject has no updated_at, and a deleted
+// membership's is its last update's, not the deletion's).
+func (ev *svixEvent) clerkTime(updatedAt int64, deleted bool) time.Time {
+	ms := updatedAt
+	if ms <= 0 || deleted && ev.Timestamp > ms {
+		ms = ev.Timestamp
+	}
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+// memoryOrder is the OrderStore of a webhook without one: versions kept
+// in memory.
+type memoryOrder struct {
+	versions *lru.Cache[string, proxy.ClerkVersion]
+}
+
+func (m memoryOrder) OrderClerk(_ context.Context, key string, at time.Time, deleted bool) (bool, error) {
+	v, _ := m.versions.Get(key)
+	next, ok := v.Admit(at, deleted)
+	if ok {
+		m.versions.Add(key, next)
+	}
+	return ok, nil
 }
 
 // time is when Clerk says the event happened (zero if the payload has no

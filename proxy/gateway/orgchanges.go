@@ -100,17 +100,31 @@ func (o *orgChanges) apply(id *proxy.Identity) bool {
 	return false
 }
 
+// changeReach is how long after Clerk's time of a change an identity may
+// still carry what the change undid: a Clerk token issued before it lives
+// a minute, and a gateway cookie made from one is stamped by tollgate's
+// clock; the rest is for the clocks' skew.
+const changeReach = 5 * time.Minute
+
 // changeTime is when a change counts from: the later of Clerk's own time
 // for the event and now, so that neither clock's lag lets an identity
-// issued before the change escape it; but no more than a few minutes
-// ahead, so a clock far off cannot hold back identities issued after it.
+// issued before the change escape it; but no more than changeReach after
+// Clerk's time (a message delivered or resent late must not reach
+// identities issued since, which carry Clerk's later answer: red team, a
+// late role change applied to every identity issued up to now), and no
+// more than changeReach ahead of now, so a clock far off cannot hold back
+// identities issued after it.
 func (s *Server) changeTime(at time.Time) time.Time {
 	now := s.now()
 	switch {
+	case at.IsZero():
+		return now
+	case now.After(at.Add(changeReach)):
+		return at.Add(changeReach)
 	case now.After(at):
 		return now
-	case at.After(now.Add(5 * time.Minute)):
-		return now.Add(5 * time.Minute)
+	case at.After(now.Add(changeReach)):
+		return now.Add(changeReach)
 	}
 	return at
 }

@@ -117,10 +117,11 @@ func TestGate_GatewayCookieOrgFollowsTheSessionCheck(t *testing.T) {
 func TestChangeTime(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	for _, tt := range []struct{ at, want time.Time }{
-		{fx.now.Add(-time.Hour), fx.now},                     // Clerk's clock behind, or a late delivery
-		{fx.now.Add(time.Minute), fx.now.Add(time.Minute)},   // Clerk's clock ahead
-		{fx.now.Add(time.Hour), fx.now.Add(5 * time.Minute)}, // far ahead: bounded
-		{time.Time{}, fx.now},                                // no timestamp in the payload
+		{fx.now.Add(-time.Minute), fx.now},                      // Clerk's clock behind, or a delivery within the reach
+		{fx.now.Add(-time.Hour), fx.now.Add(-55 * time.Minute)}, // a late delivery or resend: identities issued since carry Clerk's later answer
+		{fx.now.Add(time.Minute), fx.now.Add(time.Minute)},      // Clerk's clock ahead
+		{fx.now.Add(time.Hour), fx.now.Add(5 * time.Minute)},    // far ahead: bounded
+		{time.Time{}, fx.now},                                   // no timestamp in the payload
 	} {
 		if got := fx.srv.changeTime(tt.at); !got.Equal(tt.want) {
 			t.Errorf("changeTime(%v) = %v, want %v", tt.at, got, tt.want)

@@ -29,6 +29,7 @@ type Store interface {
 	admin.Store
 	clerk.UserStore
 	clerk.OrgStore
+	clerk.OrderStore
 	gateway.AdminStore
 	gateway.Trials
 	gateway.Orgs
@@ -56,6 +57,7 @@ func All(t *testing.T, open Open) {
 	t.Run("Revocations", func(t *testing.T) { Revocations(t, open) })
 	t.Run("Users", func(t *testing.T) { Users(t, open) })
 	t.Run("Orgs", func(t *testing.T) { Orgs(t, open) })
+	t.Run("ClerkOrder", func(t *testing.T) { ClerkOrder(t, open) })
 	t.Run("Comps", func(t *testing.T) { Comps(t, open) })
 	t.Run("Audit", func(t *testing.T) { Audit(t, open) })
 	t.Run("History", func(t *testing.T) { History(t, open) })
