@@ -13,7 +13,7 @@ import (
 
 // OrderClerk decides, in one transaction holding the row's lock, whether a
 // Clerk message about key made at at is applied (proxy.ClerkVersion.Admit),
-// and keeps the version that follows (migration 0005): every replica
+// and keeps the version that follows (migration 0004): every replica
 // orders a Clerk object's messages by Clerk's time, as bolt's store does.
 func (s *Store) OrderClerk(ctx context.Context, key string, at time.Time, deleted bool) (bool, error) {
 	var applied bool
