@@ -55,6 +55,53 @@ func (s *Store) QuotaCount(ctx context.Context, replica string, key proxy.QuotaK
 	return own, total, nil
 }
 
+// QuotaCounts reads many counters in one statement: for each key, in
+// order, replica's own value and every replica's sum, as QuotaCount's. A
+// flush re-reads every counter the replica holds (limits.BatchStore), so
+// it costs one round trip, not one per subject active in the last
+// limits.IdleCounter.
+func (s *Store) QuotaCounts(ctx context.Context, replica string, keys []proxy.QuotaKey) (own, total []int64, err error) {
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	n := len(keys)
+	subjects, plans, routes, starts := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	for i := range keys {
+		if err := validQuotaKey(&keys[i], replica); err != nil {
+			return nil, nil, err
+		}
+		subjects[i], plans[i], routes[i], starts[i] = keys[i].Subject.String(), keys[i].Plan, keys[i].Route, keys[i].Start.UTC()
+	}
+	own, total = make([]int64, n), make([]int64, n)
+	rows, err := s.pool.Query(ctx, `SELECT k.i, coalesce(sum(q.used) FILTER (WHERE q.replica = $5), 0)::bigint, coalesce(sum(q.used), 0)::bigint
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY AS k(s, p, r, st, i)
+		LEFT JOIN quota_counts q ON q.subject = k.s COLLATE "C" AND q.plan = k.p COLLATE "C" AND q.route = k.r COLLATE "C" AND q.win_start = k.st
+		GROUP BY k.i`, subjects, plans, routes, starts, replica)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: quota counters: %w", err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var i, o, t int64
+		if err := rows.Scan(&i, &o, &t); err != nil {
+			return nil, nil, fmt.Errorf("postgres: quota counters: %w", err)
+		}
+		if i < 1 || i > int64(n) {
+			return nil, nil, fmt.Errorf("postgres: quota counters: key %d of %d", i, n)
+		}
+		own[i-1], total[i-1] = o, t
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("postgres: quota counters: %w", err)
+	}
+	if seen != n {
+		return nil, nil, fmt.Errorf("postgres: quota counters: %d answers for %d keys", seen, n)
+	}
+	return own, total, nil
+}
+
 // SaveQuotaCounts writes each counter's absolute value for replica in one
 // transaction, keeping the larger where the store holds more.
 func (s *Store) SaveQuotaCounts(ctx context.Context, replica string, counts []proxy.QuotaCount) error {

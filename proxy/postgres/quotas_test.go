@@ -89,3 +89,47 @@ func TestQuotaCounters_TwoReplicasWithinTheBound(t *testing.T) {
 	}
 	t.Logf("two replicas on PostgreSQL, quota %d, %d a replica between flushes: %d admitted", q, perInterval, admitted)
 }
+
+// QuotaCounts reads many counters in one statement and answers, key by
+// key and in their order, what QuotaCount answers: a flush re-reads every
+// counter a replica holds (limits.Options.Shared), one round trip in all.
+func TestQuotaCounts_AsQuotaCountKeyByKey(t *testing.T) {
+	ctx := context.Background()
+	jan1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := open(t, func() time.Time { return jan1.Add(time.Hour) })
+	key := func(id, route string) proxy.QuotaKey {
+		return proxy.QuotaKey{Subject: proxy.Subject{Kind: proxy.SubjectUser, ID: id}, Plan: "pro", Route: route, Start: jan1, End: jan1.AddDate(0, 1, 0)}
+	}
+	ada, adaAPI, bob, none := key("user_ada", "*"), key("user_ada", "api"), key("user_bob", "*"), key("user_cy", "*")
+	for _, w := range []struct {
+		replica string
+		counts  []proxy.QuotaCount
+	}{
+		{"r1", []proxy.QuotaCount{{Key: ada, Used: 3}, {Key: bob, Used: 7}}},
+		{"r2", []proxy.QuotaCount{{Key: ada, Used: 5}, {Key: adaAPI, Used: 2}}},
+	} {
+		if err := s.SaveQuotaCounts(ctx, w.replica, w.counts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := []proxy.QuotaKey{bob, none, ada, adaAPI, ada}
+	own, total, err := s.QuotaCounts(ctx, "r1", keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(own) != len(keys) || len(total) != len(keys) {
+		t.Fatalf("QuotaCounts: %d and %d answers for %d keys", len(own), len(total), len(keys))
+	}
+	for i, k := range keys {
+		o, tot, err := s.QuotaCount(ctx, "r1", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if own[i] != o || total[i] != tot {
+			t.Errorf("key %d (%s %s): QuotaCounts %d/%d, QuotaCount %d/%d", i, k.Subject, k.Route, own[i], total[i], o, tot)
+		}
+	}
+	if own, total, err := s.QuotaCounts(ctx, "r1", nil); err != nil || len(own)+len(total) != 0 {
+		t.Errorf("no keys: %v %v %v", own, total, err)
+	}
+}
