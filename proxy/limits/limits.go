@@ -41,6 +41,17 @@ type Store interface {
 	PruneQuotaCounts(ctx context.Context, before time.Time) (int, error)
 }
 
+// BatchStore is a Store that reads many counters in one round trip
+// (PostgreSQL's). A shared store's flush re-reads every counter this
+// replica holds, one per subject active in the last IdleCounter: with a
+// BatchStore that is one read a flush, not one a subject, so a flush's
+// length (and the quota's bound, README "Limits") does not grow with the
+// active subjects' round trips.
+type BatchStore interface {
+	// QuotaCounts answers, for each key in order, what QuotaCount does.
+	QuotaCounts(ctx context.Context, replica string, keys []proxy.QuotaKey) (own, total []int64, err error)
+}
+
 // MeterStore is a Store that also bills metered usage (README "Usage
 // billing"). bbolt's is proxy/bolt (meters.go), PostgreSQL's proxy/postgres
 // (usage.go).
@@ -584,16 +595,7 @@ func (l *Limiter) Flush(ctx context.Context) error {
 		l.mu.Unlock()
 	}
 	if err == nil && (l.shared || l.replicas.LiveReplicas() > 1) {
-		for _, c := range held {
-			own, total, rerr := l.store.QuotaCount(ctx, l.replica, c.key)
-			if rerr != nil {
-				err = rerr
-				break
-			}
-			l.mu.Lock()
-			c.others = total - own
-			l.mu.Unlock()
-		}
+		err = l.reread(ctx, held)
 	}
 	l.obs.QuotaFlushed(l.now().Sub(start), err)
 	if err != nil {
@@ -605,6 +607,43 @@ func (l *Limiter) Flush(ctx context.Context) error {
 	l.lastFlushMu.Lock()
 	l.lastFlush = start
 	l.lastFlushMu.Unlock()
+	return nil
+}
+
+// reread gives each held counter the other replicas' counts, in one read
+// when the store is a BatchStore.
+func (l *Limiter) reread(ctx context.Context, held []*counter) error {
+	if len(held) == 0 {
+		return nil
+	}
+	if bs, ok := l.store.(BatchStore); ok {
+		keys := make([]proxy.QuotaKey, len(held))
+		for i, c := range held {
+			keys[i] = c.key
+		}
+		own, total, err := bs.QuotaCounts(ctx, l.replica, keys)
+		if err != nil {
+			return err
+		}
+		if len(own) != len(held) || len(total) != len(held) {
+			return fmt.Errorf("quota counters: %d and %d answers for %d keys", len(own), len(total), len(held))
+		}
+		l.mu.Lock()
+		for i, c := range held {
+			c.others = total[i] - own[i]
+		}
+		l.mu.Unlock()
+		return nil
+	}
+	for _, c := range held {
+		own, total, err := l.store.QuotaCount(ctx, l.replica, c.key)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		c.others = total - own
+		l.mu.Unlock()
+	}
 	return nil
 }
 

@@ -18,7 +18,10 @@ func TestQuotaCounters(t *testing.T) {
 	storetest.QuotaCounters(t, func(t *testing.T) limits.Store { return open(t, time.Now) })
 }
 
-var _ limits.Store = (*Store)(nil)
+var (
+	_ limits.Store      = (*Store)(nil)
+	_ limits.BatchStore = (*Store)(nil)
+)
 
 // Two replicas, each its own opening of one database (its own writer),
 // wired as app.go wires them (Shared: each flush reads the other's
