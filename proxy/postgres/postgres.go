@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,11 +33,24 @@ type Options struct {
 	MaxConnIdle     time.Duration
 	ConnectTimeout  time.Duration
 	Now             func() time.Time
+	// IdleInTransaction is how long the server lets a session of the pool
+	// sit idle inside a transaction before it ends it (PostgreSQL's
+	// idle_in_transaction_session_timeout), so that a replica frozen or
+	// cut off mid-transaction releases its row locks: a flush locks other
+	// writers' rows, and would otherwise hold the others' flushes for as
+	// long as the freeze lasts (README "Limits"). 0: DefaultIdleInTransaction;
+	// a value in store.dsn's options wins.
+	IdleInTransaction time.Duration
 	// Migrate applies the embedded migrations under the advisory lock
 	// before the store serves (tollgate serve and migrate); false: Open
 	// refuses a database whose schema is not this tollgate's.
 	Migrate bool
 }
+
+// DefaultIdleInTransaction is Options.IdleInTransaction's default: far
+// longer than any gap between a transaction's statements (milliseconds),
+// and the longest a frozen replica holds the others' flushes.
+const DefaultIdleInTransaction = 30 * time.Second
 
 // Store is the PostgreSQL store. Safe for concurrent use.
 type Store struct {
@@ -79,6 +93,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		opts.ConnectTimeout = 5 * time.Second
 	}
 	pc.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	if opts.IdleInTransaction <= 0 {
+		opts.IdleInTransaction = DefaultIdleInTransaction
+	}
+	if _, set := pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+		pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(opts.IdleInTransaction.Milliseconds(), 10)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", redact(err))

@@ -1,0 +1,59 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
+)
+
+// A replica frozen (SIGSTOP, a paused VM) or cut off in the middle of a
+// transaction keeps its row locks while its session lives, and a flush
+// locks other writers' meter rows (closeWindows): without a limit, the
+// other replicas' flushes waited on those rows for as long as the freeze
+// lasted, their quota counters unsaved and their re-reads not made, so
+// README "Limits"' bound grew without end. The server ends a session
+// idle in a transaction after Options.IdleInTransaction: the others'
+// flush goes on, and the frozen transaction is rolled back.
+func TestFrozenTransaction_DoesNotHoldTheOthersFlush(t *testing.T) {
+	ctx := context.Background()
+	h0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	now := func() time.Time { return h0.Add(30 * time.Minute) }
+	dsn := pgtest.DB(t)
+	a, err := Open(ctx, dsn, Options{Now: now, Migrate: true, IdleInTransaction: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dsn, Options{Now: now, IdleInTransaction: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ada := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	if _, _, err := b.SaveUsageCounts(ctx, "b", nil, []proxy.MeterCount{meterCount(ada, h0, 3)}, now()); err != nil {
+		t.Fatal(err)
+	}
+	// a's flush locked b's row, and a froze before its commit.
+	frozen, err := a.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.Rollback(ctx) // releases the connection whatever the outcome
+	if _, err := frozen.Exec(ctx, `SELECT 1 FROM meter_counts FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, _, err = b.SaveUsageCounts(wctx, "b", []proxy.QuotaCount{quotaCount(ada, h0, 4)}, []proxy.MeterCount{meterCount(ada, h0, 4)}, now())
+	if err != nil {
+		t.Fatalf("b's flush behind a frozen transaction: %v after %v", err, time.Since(start))
+	}
+	t.Logf("b's flush went on %v after the frozen transaction's lock", time.Since(start).Round(10*time.Millisecond))
+	if err := frozen.Commit(ctx); err == nil {
+		t.Error("the frozen transaction committed after the server ended its session")
+	}
+}
