@@ -460,7 +460,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		}
 		h.orderMu.Lock()
 		defer h.orderMu.Unlock()
-		if ok, err := h.admit(ctx, proxy.ClerkUserKey(d.ID), ev.clerkTime(d.UpdatedAt, false), false); !ok || err != nil {
+		if ok, err := h.admit(ctx, proxy.ClerkUserKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, false), false); !ok || err != nil {
 			return true, err
 		}
 		u := proxy.User{ID: d.ID}
@@ -482,7 +482,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		revoked := wrapStore("revoke user", h.sessions.RevokeUser(ctx, d.ID))
 		h.orderMu.Lock()
 		defer h.orderMu.Unlock()
-		_, tomb := h.admit(ctx, proxy.ClerkUserKey(d.ID), ev.clerkTime(d.UpdatedAt, true), true)
+		_, tomb := h.admit(ctx, proxy.ClerkUserKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, true), true)
 		return true, errors.Join(revoked, tomb, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID)))
 
 	case "session.ended", "session.revoked", "session.removed":
@@ -502,7 +502,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		}
 		h.orderMu.Lock()
 		defer h.orderMu.Unlock()
-		if ok, err := h.admit(ctx, proxy.ClerkOrgKey(d.ID), ev.clerkTime(d.UpdatedAt, false), false); !ok || err != nil {
+		if ok, err := h.admit(ctx, proxy.ClerkOrgKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, false), false); !ok || err != nil {
 			return true, err
 		}
 		return true, wrapStore("put org", h.orgs.PutOrg(ctx, proxy.Org{ID: d.ID, Slug: d.Slug, Name: d.Name}))
@@ -522,7 +522,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		}
 		h.orderMu.Lock()
 		defer h.orderMu.Unlock()
-		_, tomb := h.admit(ctx, proxy.ClerkOrgKey(d.ID), ev.clerkTime(d.UpdatedAt, true), true)
+		_, tomb := h.admit(ctx, proxy.ClerkOrgKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, true), true)
 		if h.orgs == nil {
 			return true, errors.Join(revoked, tomb)
 		}
@@ -538,7 +538,7 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		}
 		orgID, userID, role := d.Organization.ID, d.PublicUserData.UserID, orgRole(d.Role)
 		deleted := ev.Type == "organizationMembership.deleted"
-		at := ev.clerkTime(d.UpdatedAt, deleted)
+		at := h.clerkTime(&ev, d.UpdatedAt, deleted)
 		h.orderMu.Lock()
 		defer h.orderMu.Unlock()
 		var tomb error
@@ -590,13 +590,20 @@ func (h *webhookHandler) admit(ctx context.Context, key string, at time.Time, de
 	return ok, nil
 }
 
+// clerkTimeAhead is how far ahead of the receiver's clock a Clerk time may
+// be: Svix's own tolerance for a delivery's timestamp (VerifySvix).
+const clerkTimeAhead = 5 * time.Minute
+
 // clerkTime is the Clerk time that orders a message about an object whose
 // updated_at is updatedAt (Unix ms, 0: absent): for a creation or update
 // the object's updated_at (clerk-sdk-go v2's User, Organization,
 // OrganizationMembership), else the envelope's timestamp; for a deletion
 // the later of the two (a DeletedObject has no updated_at, and a deleted
-// membership's is its last update's, not the deletion's).
-func (ev *svixEvent) clerkTime(updatedAt int64, deleted bool) time.Time {
+// membership's is its last update's, not the deletion's). It is never more
+// than clerkTimeAhead after now: a time years ahead (a clock glitch, a
+// corrupted field) would otherwise freeze the object, every real change
+// after it ignored as older.
+func (h *webhookHandler) clerkTime(ev *svixEvent, updatedAt int64, deleted bool) time.Time {
 	ms := updatedAt
 	if ms <= 0 || deleted && ev.Timestamp > ms {
 		ms = ev.Timestamp
@@ -604,7 +611,11 @@ func (ev *svixEvent) clerkTime(updatedAt int64, deleted bool) time.Time {
 	if ms <= 0 {
 		return time.Time{}
 	}
-	return time.UnixMilli(ms)
+	at := time.UnixMilli(ms)
+	if limit := h.now().Add(clerkTimeAhead); at.After(limit) {
+		return limit
+	}
+	return at
 }
 
 // memoryOrder is the OrderStore of a webhook without one: versions kept

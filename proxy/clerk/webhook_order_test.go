@@ -53,3 +53,22 @@ func TestWebhook_OlderMessagesOfAnObjectAreIgnored(t *testing.T) {
 		fmt.Sprintf("RevokeOrganization org_1 at=%d", t2.UnixMilli()), "DeleteOrg org_1")
 	e.check(t, e.post("o0", eventAt("organization.created", org(t1), t1)), http.StatusOK)
 }
+
+// A Clerk time ahead of the receiver's clock by more than Svix's own
+// tolerance (five minutes) counts as no later than that: a message whose
+// updated_at is years ahead (a clock glitch, a corrupted field) would
+// otherwise freeze its object, every real demotion after it ignored as
+// older (red team: a promotion stamped ten years ahead kept org:admin
+// through the demotion that followed).
+func TestWebhook_AFutureClerkTimeDoesNotFreezeTheObject(t *testing.T) {
+	e := newWebhookEnv(t, nil)
+	membership := func(role string, updated time.Time) string {
+		return fmt.Sprintf(`{"id":"orgmem_1","role":"%s","organization":{"id":"org_1"},"public_user_data":{"user_id":"user_1"},"updated_at":%d}`, role, updated.UnixMilli())
+	}
+	future := e.now.AddDate(10, 0, 0)
+	e.check(t, e.post("promote", eventAt("organizationMembership.updated", membership("org:admin", future), e.now)), http.StatusOK,
+		fmt.Sprintf("UpdateMembership org_1 user_1 org:admin at=%d", e.now.Add(clerkTimeAhead).UnixMilli()), "PutMembership org_1 user_1 org:admin")
+	e.now = e.now.Add(10 * time.Minute)
+	e.check(t, e.post("demote", eventAt("organizationMembership.updated", membership("org:member", e.now), e.now)), http.StatusOK,
+		fmt.Sprintf("UpdateMembership org_1 user_1 org:member at=%d", e.now.UnixMilli()), "PutMembership org_1 user_1 org:member")
+}
