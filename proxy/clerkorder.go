@@ -1,6 +1,10 @@
 package proxy
 
-import "time"
+import (
+	"context"
+	"fmt"
+	"time"
+)
 
 // Clerk's webhooks are applied from their body (docs/SECURITY.md, "Trust
 // boundaries"), and Svix neither orders deliveries nor stops an operator
@@ -56,4 +60,25 @@ func later(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// ClerkOrderLock holds one Clerk message between its ordering (Admit) and
+// its writes, so that an older message admitted just before a newer one
+// cannot write after it. A store shared by several replicas backs it with
+// a lock they all share (proxy/postgres); within one process it is this.
+// The zero value is not usable: NewClerkOrderLock.
+type ClerkOrderLock chan struct{}
+
+// NewClerkOrderLock returns an unlocked ClerkOrderLock.
+func NewClerkOrderLock() ClerkOrderLock { return make(ClerkOrderLock, 1) }
+
+// Lock waits for the lock, or for ctx to end (then it returns ctx's error
+// and holds nothing). unlock releases it; it must be called once.
+func (l ClerkOrderLock) Lock(ctx context.Context) (unlock func(), err error) {
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for the Clerk order lock: %w", ctx.Err())
+	}
 }

@@ -46,6 +46,8 @@ import (
 
 	"go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // ErrUnsupportedVersion is returned for a store or a record written by a
@@ -108,6 +110,9 @@ type Store struct {
 	// back, or a copy opened by a second gateway, never makes an
 	// identifier again.
 	writer string
+	// clerkOrder is LockClerkOrder's lock: one process holds a store
+	// file, so a lock in memory is every writer's.
+	clerkOrder proxy.ClerkOrderLock
 }
 
 // Open opens (or creates) the store at path, creates its buckets and checks
@@ -157,7 +162,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := loadDictSequence(db); err != nil {
 		return fail(err)
 	}
-	return &Store{db: db, path: path, now: opts.Now, writer: newWriterID()}, nil
+	return &Store{db: db, path: path, now: opts.Now, writer: newWriterID(), clerkOrder: proxy.NewClerkOrderLock()}, nil
 }
 
 // schemaOf reads the store's schema version: 0 for a new file.

@@ -63,3 +63,14 @@ func (s *Store) OrderClerk(ctx context.Context, key string, at time.Time, delete
 	}
 	return applied, nil
 }
+
+// LockClerkOrder holds one Clerk message from its ordering to its writes
+// (proxy/clerk.OrderStore). Only one process opens a store file (bbolt's
+// file lock), so the lock is this store's, in memory.
+func (s *Store) LockClerkOrder(ctx context.Context) (func(), error) {
+	unlock, err := s.clerkOrder.Lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bolt: %w", err)
+	}
+	return unlock, nil
+}

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -91,8 +90,15 @@ type OrgStore interface {
 // a created or updated message older than what was applied, or than the
 // object's deletion, is not. Implemented by proxy/bolt.Store and
 // proxy/postgres.Store.
+//
+// LockClerkOrder holds one message from its ordering to its last write:
+// without it, an older message admitted just before a newer one could
+// write after it, and the older state would stay (a promotion's write
+// landing after its demotion's). Every process writing to the store must
+// share it: a store shared by several replicas locks in the database.
 type OrderStore interface {
 	OrderClerk(ctx context.Context, key string, at time.Time, deleted bool) (bool, error)
+	LockClerkOrder(ctx context.Context) (unlock func(), err error)
 }
 
 // WebhookConfig configures NewWebhookHandler.
@@ -140,10 +146,6 @@ type webhookHandler struct {
 	dedupe   func(ctx context.Context, msgID string) (bool, func() error, error)
 	maxAge   time.Duration
 	order    OrderStore
-	// orderMu holds one message about a Clerk object between its ordering
-	// and its writes, so that on this replica an older message admitted
-	// just before a newer one cannot write after it.
-	orderMu sync.Mutex
 }
 
 // NewWebhookHandler returns the handler for Clerk's webhooks
@@ -203,7 +205,7 @@ func NewWebhookHandler(cfg WebhookConfig) (http.Handler, error) {
 		if err != nil {
 			return nil, fmt.Errorf("clerk: webhook: order cache: %w", err)
 		}
-		h.order = memoryOrder{versions}
+		h.order = memoryOrder{versions: versions, lock: proxy.NewClerkOrderLock()}
 	}
 	if h.dedupe == nil {
 		seen, err := lru.New[string, struct{}](webhookDedupeSize)
@@ -458,8 +460,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		h.orderMu.Lock()
-		defer h.orderMu.Unlock()
+		unlock, err := h.lockOrder(ctx)
+		if err != nil {
+			return true, err
+		}
+		defer unlock()
 		if ok, err := h.admit(ctx, proxy.ClerkUserKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, false), false); !ok || err != nil {
 			return true, err
 		}
@@ -480,8 +485,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		// Revoke first: it applies at once, whatever the store does; a
 		// failure of either write has Svix deliver the event again.
 		revoked := wrapStore("revoke user", h.sessions.RevokeUser(ctx, d.ID))
-		h.orderMu.Lock()
-		defer h.orderMu.Unlock()
+		unlock, err := h.lockOrder(ctx)
+		if err != nil {
+			return true, err
+		}
+		defer unlock()
 		_, tomb := h.admit(ctx, proxy.ClerkUserKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, true), true)
 		return true, errors.Join(revoked, tomb, wrapStore("delete user", h.users.DeleteUser(ctx, d.ID)))
 
@@ -500,8 +508,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if err := decodeData(ev.Data, &d, &d.ID); err != nil {
 			return true, err
 		}
-		h.orderMu.Lock()
-		defer h.orderMu.Unlock()
+		unlock, err := h.lockOrder(ctx)
+		if err != nil {
+			return true, err
+		}
+		defer unlock()
 		if ok, err := h.admit(ctx, proxy.ClerkOrgKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, false), false); !ok || err != nil {
 			return true, err
 		}
@@ -520,8 +531,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		if h.members != nil {
 			revoked = wrapStore("revoke org", h.members.RevokeOrganization(ctx, d.ID, ev.time()))
 		}
-		h.orderMu.Lock()
-		defer h.orderMu.Unlock()
+		unlock, err := h.lockOrder(ctx)
+		if err != nil {
+			return true, err
+		}
+		defer unlock()
 		_, tomb := h.admit(ctx, proxy.ClerkOrgKey(d.ID), h.clerkTime(&ev, d.UpdatedAt, true), true)
 		if h.orgs == nil {
 			return true, errors.Join(revoked, tomb)
@@ -539,8 +553,11 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		orgID, userID, role := d.Organization.ID, d.PublicUserData.UserID, orgRole(d.Role)
 		deleted := ev.Type == "organizationMembership.deleted"
 		at := h.clerkTime(&ev, d.UpdatedAt, deleted)
-		h.orderMu.Lock()
-		defer h.orderMu.Unlock()
+		unlock, err := h.lockOrder(ctx)
+		if err != nil {
+			return true, err
+		}
+		defer unlock()
 		var tomb error
 		if !deleted {
 			// An older message than the membership's last applied one
@@ -574,6 +591,16 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		return true, errors.Join(revoked, wrapStore("put membership", h.orgs.PutMembership(ctx, orgID, userID, role)))
 	}
 	return false, nil
+}
+
+// lockOrder takes the order store's lock (OrderStore). Its error is a
+// store error: Svix delivers again.
+func (h *webhookHandler) lockOrder(ctx context.Context) (func(), error) {
+	unlock, err := h.order.LockClerkOrder(ctx)
+	if err != nil {
+		return nil, wrapStore("lock order", err)
+	}
+	return unlock, nil
 }
 
 // admit asks the order store whether a message about key made at at is
@@ -622,7 +649,10 @@ func (h *webhookHandler) clerkTime(ev *svixEvent, updatedAt int64, deleted bool)
 // in memory.
 type memoryOrder struct {
 	versions *lru.Cache[string, proxy.ClerkVersion]
+	lock     proxy.ClerkOrderLock
 }
+
+func (m memoryOrder) LockClerkOrder(ctx context.Context) (func(), error) { return m.lock.Lock(ctx) }
 
 func (m memoryOrder) OrderClerk(_ context.Context, key string, at time.Time, deleted bool) (bool, error) {
 	v, _ := m.versions.Get(key)

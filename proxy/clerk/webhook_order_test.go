@@ -1,10 +1,14 @@
 package clerk
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Each Clerk object's messages are ordered by Clerk's time (updated_at,
@@ -71,4 +75,65 @@ func TestWebhook_AFutureClerkTimeDoesNotFreezeTheObject(t *testing.T) {
 	e.now = e.now.Add(10 * time.Minute)
 	e.check(t, e.post("demote", eventAt("organizationMembership.updated", membership("org:member", e.now), e.now)), http.StatusOK,
 		fmt.Sprintf("UpdateMembership org_1 user_1 org:member at=%d", e.now.UnixMilli()), "PutMembership org_1 user_1 org:member")
+}
+
+// orderRecorder is an OrderStore that records its lock, its orderings and
+// its unlock among the webhook's other calls; lockErr makes the lock fail.
+type orderRecorder struct {
+	rec      *webhookRecorder
+	versions map[string]proxy.ClerkVersion
+	lockErr  error
+}
+
+func (o *orderRecorder) LockClerkOrder(context.Context) (func(), error) {
+	if o.lockErr != nil {
+		return nil, o.lockErr
+	}
+	_ = o.rec.record("lock")
+	return func() { _ = o.rec.record("unlock") }, nil
+}
+
+func (o *orderRecorder) OrderClerk(_ context.Context, key string, at time.Time, deleted bool) (bool, error) {
+	next, ok := o.versions[key].Admit(at, deleted)
+	if ok {
+		o.versions[key] = next
+	}
+	_ = o.rec.record("order %s applied=%t", key, ok)
+	return ok, nil
+}
+
+// A message holds the order store's lock from its ordering to its last
+// write: two replicas' messages about one object cannot interleave, an
+// older one admitted just before a newer one writing after it (red team: a
+// late promotion's write landed after its demotion's, and the member stayed
+// admin). The lock is the store's, so that every replica shares it. Without
+// the lock, a message changes nothing and Svix delivers it again.
+func TestWebhook_OrderingAndWritesHoldTheOrderLock(t *testing.T) {
+	var order *orderRecorder
+	e := newWebhookEnv(t, func(c *WebhookConfig) {
+		order = &orderRecorder{versions: map[string]proxy.ClerkVersion{}}
+		c.Order = order
+	})
+	order.rec = e.rec
+	membership := fmt.Sprintf(`{"id":"orgmem_1","role":"org:member","organization":{"id":"org_1"},"public_user_data":{"user_id":"user_1"},"updated_at":%d}`, e.now.UnixMilli())
+	e.check(t, e.post("demote", eventAt("organizationMembership.updated", membership, e.now)), http.StatusOK,
+		"lock",
+		"order membership:org_1:user_1 applied=true",
+		fmt.Sprintf("UpdateMembership org_1 user_1 org:member at=%d", e.now.UnixMilli()),
+		"PutMembership org_1 user_1 org:member",
+		"unlock")
+	e.check(t, e.post("user", eventAt("user.updated", fmt.Sprintf(`{"id":"user_1","updated_at":%d}`, e.now.UnixMilli()), e.now)), http.StatusOK,
+		"lock", "order user:user_1 applied=true", "PutUser user_1 email= keeps-orgs=true", "unlock")
+	// An ignored (older) message unlocks too.
+	old := e.now.Add(-time.Hour)
+	e.check(t, e.post("old", eventAt("user.updated", fmt.Sprintf(`{"id":"user_1","updated_at":%d}`, old.UnixMilli()), old)), http.StatusOK,
+		"lock", "order user:user_1 applied=false", "unlock")
+
+	order.lockErr = errors.New("database unreachable")
+	later := e.now.Add(time.Minute)
+	e.check(t, e.post("org", eventAt("organization.updated", fmt.Sprintf(`{"id":"org_1","slug":"acme","name":"Acme","updated_at":%d}`, later.UnixMilli()), later)), http.StatusInternalServerError)
+	// Delivered again once the lock is back: applied, not skipped as seen.
+	order.lockErr = nil
+	e.check(t, e.post("org", eventAt("organization.updated", fmt.Sprintf(`{"id":"org_1","slug":"acme","name":"Acme","updated_at":%d}`, later.UnixMilli()), later)), http.StatusOK,
+		"lock", "order org:org_1 applied=true", "PutOrg org_1 slug=acme name=Acme", "unlock")
 }

@@ -52,3 +52,48 @@ func (s *Store) OrderClerk(ctx context.Context, key string, at time.Time, delete
 	}
 	return applied, nil
 }
+
+// LockClerkOrder holds one Clerk message from its ordering to its writes
+// (proxy/clerk.OrderStore) for every replica: a transaction-scoped advisory
+// lock, on a connection of its own outside the pool. Its own, because the
+// holder's writes need the pool's connections and a replica's waiters must
+// not use them all up; transaction-scoped, so that a replica that dies or
+// freezes while holding it frees it: its connection closes, or the server
+// ends it after idle_in_transaction_session_timeout (Options
+// .IdleInTransaction, inherited from the pool's settings). On this replica
+// messages queue in memory first, so that a replica holds one such
+// connection at a time.
+func (s *Store) LockClerkOrder(ctx context.Context) (func(), error) {
+	unlockLocal, err := s.clerkOrder.Lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	fail := func(err error) (func(), error) {
+		unlockLocal()
+		return nil, fmt.Errorf("postgres: lock clerk order: %w", err)
+	}
+	cc := s.cfg.Copy()
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	cc.RuntimeParams["application_name"] = "tollgate-clerk-order"
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return fail(redact(err))
+	}
+	closeConn := func() { _ = conn.Close(context.WithoutCancel(ctx)) }
+	if _, err := conn.Exec(ctx, `BEGIN`); err != nil {
+		closeConn()
+		return fail(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockSpace, lockClerkOrder); err != nil {
+		closeConn()
+		return fail(err)
+	}
+	// Closing the connection ends its transaction and so frees the lock:
+	// no COMMIT that could fail and leave it held.
+	return func() {
+		closeConn()
+		unlockLocal()
+	}, nil
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
+	"github.com/tollgate/tollgate/proxy/storetest"
 )
 
 // A replica frozen (SIGSTOP, a paused VM) or cut off in the middle of a
@@ -56,4 +57,56 @@ func TestFrozenTransaction_DoesNotHoldTheOthersFlush(t *testing.T) {
 	if err := frozen.Commit(ctx); err == nil {
 		t.Error("the frozen transaction committed after the server ended its session")
 	}
+}
+
+// Two replicas on one database share the Clerk order lock
+// (clerk.OrderStore): one message about a Clerk object holds it from its
+// ordering to its writes, whichever replica it reached.
+func TestClerkOrderLock(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DB(t)
+	a, err := Open(ctx, dsn, Options{Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	storetest.ClerkOrderLock(t, a, b)
+}
+
+// A replica frozen while it holds the Clerk order lock does not stop the
+// others' Clerk webhooks for as long as the freeze lasts: the lock is a
+// transaction's, and the server ends the holder's session after
+// Options.IdleInTransaction.
+func TestFrozenTransaction_DoesNotHoldTheClerkOrder(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DB(t)
+	a, err := Open(ctx, dsn, Options{Migrate: true, IdleInTransaction: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Open(ctx, dsn, Options{IdleInTransaction: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	unlockA, err := a.LockClerkOrder(ctx) // a freezes: never unlocks in time
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlockA()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	unlockB, err := b.LockClerkOrder(wctx)
+	if err != nil {
+		t.Fatalf("b behind a frozen holder: %v after %v", err, time.Since(start))
+	}
+	unlockB()
+	t.Logf("b got the Clerk order lock %v after a froze holding it", time.Since(start).Round(10*time.Millisecond))
 }

@@ -80,12 +80,14 @@ func SchemaVersion() int {
 	return ms[len(ms)-1].version
 }
 
-// migrateLock is the advisory lock key of the migrations ("tollgate" and
-// 1, as two int4s: the leader's lock is ("tollgate", 2)).
+// The advisory locks' keys, as two int4s: "toll" and the lock's number.
+// The migrations' (lockMigrate), the leader's lease (lockLeader) and the
+// Clerk webhooks' ordering (lockClerkOrder, clerkorder.go).
 const (
-	lockSpace   = 0x746f6c6c // "toll"
-	lockMigrate = 1
-	lockLeader  = 2
+	lockSpace      = 0x746f6c6c // "toll"
+	lockMigrate    = 1
+	lockLeader     = 2
+	lockClerkOrder = 3
 )
 
 // SchemaVersion reads the database's schema version (0: none yet).

@@ -22,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // Options configure Open. Zero values take the defaults of
@@ -62,6 +64,10 @@ type Store struct {
 	// the replica's quota counters and meter counts are kept under it, and
 	// it is part of every usage row's identifier (usage.go).
 	writer string
+	// clerkOrder queues this replica's Clerk messages before the
+	// database's lock (LockClerkOrder), so that a replica holds one
+	// connection for it, not one per message.
+	clerkOrder proxy.ClerkOrderLock
 }
 
 // ErrSchema is returned by Open when the database's schema is not the one
@@ -103,7 +109,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", redact(err))
 	}
-	s := &Store{pool: pool, dsn: dsn, cfg: pc.ConnConfig.Copy(), now: opts.Now, writer: newWriterID()}
+	s := &Store{pool: pool, dsn: dsn, cfg: pc.ConnConfig.Copy(), now: opts.Now, writer: newWriterID(), clerkOrder: proxy.NewClerkOrderLock()}
 	pctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -45,4 +46,54 @@ func ClerkOrder(t *testing.T, open Open) {
 			t.Errorf("step %d: OrderClerk(%s, %d, deleted %v) = %v, want %v", i, st.key, st.at.UnixMilli(), st.deleted, got, st.want)
 		}
 	}
+}
+
+// ClerkOrderLocker is what ClerkOrderLock checks (clerk.OrderStore's lock).
+type ClerkOrderLocker interface {
+	LockClerkOrder(ctx context.Context) (unlock func(), err error)
+}
+
+// ClerkOrderLock checks that a and b, two handles on one store (the same
+// store twice for a store one process holds, two replicas' stores on one
+// database for a shared one), share LockClerkOrder: while a holds it, b
+// waits; a waiter whose context ends holds nothing; once a unlocks, b gets
+// it.
+func ClerkOrderLock(t *testing.T, a, b ClerkOrderLocker) {
+	ctx := t.Context()
+	unlockA, err := a.LockClerkOrder(ctx)
+	if err != nil {
+		t.Fatalf("a: %v", err)
+	}
+	// While a holds it, b cannot get it. (Had b got it, the lock would
+	// not be shared: the bound only makes the test end.)
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	unlockB, err := b.LockClerkOrder(wctx)
+	cancel()
+	if err == nil {
+		unlockB()
+		t.Fatal("b got the lock while a held it")
+	}
+	got := make(chan error, 1)
+	go func() {
+		unlock, err := b.LockClerkOrder(ctx)
+		if err == nil {
+			unlock()
+		}
+		got <- err
+	}()
+	unlockA()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("b, after a unlocked: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b still waits 10 s after a unlocked")
+	}
+	// Free again for a: b's unlock and the timed-out wait hold nothing.
+	unlockA, err = a.LockClerkOrder(ctx)
+	if err != nil {
+		t.Fatalf("a again: %v", err)
+	}
+	unlockA()
 }
