@@ -33,6 +33,9 @@ func TestWithoutCookies(t *testing.T) {
 		{"__session_abc=t; __clerk_db_jwt=d; __refresh_x=r; __client_uat_abc=2", "", "__session_abc=t; __clerk_db_jwt=d; __refresh_x=r; __client_uat_abc=2"},
 		{" __Host-tollgate = x ; __sessionx=1", "__sessionx=1", "__sessionx=1"},
 		{"noequals; __session", "noequals", "noequals; __session"},
+		// The Frontend API's client token, on the app's origin behind a
+		// same-origin clerk.proxy_url: a refresh credential no app needs.
+		{"__client=c; app=1; __client_abc=d; __clientx=1", "app=1; __clientx=1", "__client=c; app=1; __client_abc=d; __clientx=1"},
 		{"", "", ""},
 		{";;;", "", ""},
 	} {

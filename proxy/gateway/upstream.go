@@ -219,10 +219,13 @@ func tollgateCookie(name string) bool {
 }
 
 // clerkCookie reports whether a cookie is Clerk's: the session token and
-// client timestamp (plain and instance-suffixed), the refresh cookie, and
-// the __clerk_* family (dev browser, handshake, redirect counter).
+// client timestamp (plain and instance-suffixed), the refresh cookie, the
+// client token (__client: the Frontend API's long-lived credential, which
+// reaches the app's origin when the Frontend API is proxied on it,
+// clerk.proxy_url), and the __clerk_* family (dev browser, handshake,
+// redirect counter). "__client" also covers "__client_uat".
 func clerkCookie(name string) bool {
-	for _, c := range [...]string{"__session", "__client_uat", "__refresh"} {
+	for _, c := range [...]string{"__session", "__client", "__refresh"} {
 		if name == c || strings.HasPrefix(name, c+"_") {
 			return true
 		}
