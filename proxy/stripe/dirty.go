@@ -2,7 +2,6 @@ package stripe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -176,9 +175,13 @@ func (b *Billing) waitKick(ctx context.Context, d time.Duration) {
 // syncDirty reads one marked customer from Stripe with the two calls
 // already paid, and clears its mark if no event came in meanwhile. A
 // failure puts the mark off, doubling the wait each time up to
-// dirtyRetryMax; a customer the key cannot see is dropped from the
-// backlog (it is logged and counted as customer_unseen, and the reconcile
-// reads it again once the key is right), so it cannot hold readiness down.
+// dirtyRetryMax. A customer the key cannot see (ErrCustomerUnseen) is
+// such a failure too: its mark stays, as the direct path answers 503 so
+// that Stripe retries (README, "A customer the key cannot see is an
+// outage"), because the mark is the only record left of the event that
+// was acknowledged. Each try is logged and counted as customer_unseen
+// (syncLocked); the backlog's readiness check only warns, so a mark
+// kept this way never takes the gateway out of rotation.
 func (b *Billing) syncDirty(ctx context.Context, m proxy.DirtyMark) {
 	sctx, cancel := context.WithTimeout(ctx, dirtySyncTimeout)
 	defer cancel()
@@ -200,13 +203,11 @@ func (b *Billing) syncDirty(ctx context.Context, m proxy.DirtyMark) {
 	log := b.log.With("customer", m.CustomerID)
 	// The outcome is written even when ctx just ended: it is what happened.
 	wctx := context.WithoutCancel(ctx)
-	if err == nil || errors.Is(err, ErrCustomerUnseen) {
+	if err == nil {
 		if _, cerr := b.store.ClearDirty(wctx, m, start); cerr != nil {
 			log.ErrorContext(ctx, "stripe: dirty worker: clearing a mark", "err", cerr)
 		}
-		if err == nil {
-			log.DebugContext(ctx, "stripe: dirty customer synced", "events_folded_since", m.MarkedAt)
-		}
+		log.DebugContext(ctx, "stripe: dirty customer synced", "events_folded_since", m.MarkedAt)
 		return
 	}
 	wait := min(time.Second<<min(m.Attempts, 16), dirtyRetryMax)

@@ -249,9 +249,10 @@ func TestDirty_RoomIsKeptForEagerSyncs(t *testing.T) {
 	}
 }
 
-// Ensure readiness fails while the oldest mark is more than BacklogMaxAge
-// old, and recovers once the worker catches up.
-func TestDirty_ReadinessFailsWhenFarBehind(t *testing.T) {
+// Ensure the backlog check (advisory: /readyz warns on it, still 200)
+// errs while the oldest mark is more than BacklogMaxAge old, and stops
+// once the worker catches up.
+func TestDirty_ReadinessWarnsWhenFarBehind(t *testing.T) {
 	h := newHarness(t)
 	cus, sub := withActiveAda(h)
 	check := h.b.BacklogCheck(0)
@@ -261,11 +262,11 @@ func TestDirty_ReadinessFailsWhenFarBehind(t *testing.T) {
 	}
 	h.clock.Advance(BacklogMaxAge)
 	if err := check(t.Context()); err != nil {
-		t.Errorf("at %s: %v, want ready", BacklogMaxAge, err)
+		t.Errorf("at %s: %v, want no warning", BacklogMaxAge, err)
 	}
 	h.clock.Advance(time.Second)
 	if err := check(t.Context()); err == nil {
-		t.Error("oldest mark past BacklogMaxAge: ready, want not ready")
+		t.Error("oldest mark past BacklogMaxAge: no warning, want one")
 	}
 	h.drainDirty(t)
 	if err := check(t.Context()); err != nil {
@@ -273,10 +274,12 @@ func TestDirty_ReadinessFailsWhenFarBehind(t *testing.T) {
 	}
 }
 
-// Ensure a failed sync puts the mark off with a growing wait, and a
-// customer the key cannot see leaves the backlog (counted as an anomaly)
-// rather than hold readiness down.
-func TestDirty_FailuresBackOffAndUnseenCustomersLeave(t *testing.T) {
+// Ensure a failed sync puts the mark off with a growing wait capped at
+// dirtyRetryMax, and a customer the key cannot see keeps its mark the
+// same way (each try counted as customer_unseen) until the key can see
+// it: the mark is all that is left of an event already acknowledged, so
+// dropping it would lose the event.
+func TestDirty_FailuresAndUnseenCustomersBackOffAndKeepTheMark(t *testing.T) {
 	obs := &testObserver{}
 	h := newHarness(t, func(c *Config) { c.Observer = obs })
 	cus, sub := withActiveAda(h)
@@ -284,25 +287,52 @@ func TestDirty_FailuresBackOffAndUnseenCustomersLeave(t *testing.T) {
 	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
 		t.Fatal(rec.Code)
 	}
-	h.calls.fail("GET", "/v1/customers/", 500, "", -1)
-	var dues []time.Duration
-	for range 3 {
-		marks, next, _ := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
-		if len(marks) != 1 {
-			t.Fatalf("due: %v (next %v)", marks, next)
+	// tries syncs the due mark n times, each when due, and returns the
+	// wait each left before the next.
+	tries := func(n int) []time.Duration {
+		t.Helper()
+		var dues []time.Duration
+		for range n {
+			marks, next, _ := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
+			if len(marks) != 1 {
+				t.Fatalf("due: %v (next %v)", marks, next)
+			}
+			h.b.syncDirty(t.Context(), marks[0])
+			_, next, _ = h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
+			if next.IsZero() {
+				t.Fatalf("after try %d: no mark left, want it kept (backlog %+v)", len(dues)+1, h.backlog())
+			}
+			dues = append(dues, next.Sub(h.clock.Now()))
+			h.clock.Advance(next.Sub(h.clock.Now()))
 		}
-		h.b.syncDirty(t.Context(), marks[0])
-		_, next, _ = h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
-		dues = append(dues, next.Sub(h.clock.Now()))
-		h.clock.Advance(next.Sub(h.clock.Now()))
+		return dues
 	}
-	if diff := cmp.Diff([]time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, dues); diff != "" {
+	h.calls.fail("GET", "/v1/customers/", 500, "", -1)
+	if diff := cmp.Diff([]time.Duration{time.Second, 2 * time.Second, 4 * time.Second}, tries(3)); diff != "" {
 		t.Errorf("waits after failures (-want +got):\n%s", diff)
 	}
 	h.calls.clearFailures()
 	h.calls.fail("GET", "/v1/customers/", 404, "resource_missing", -1)
+	want := []time.Duration{8 * time.Second, 16 * time.Second, 32 * time.Second, 64 * time.Second,
+		128 * time.Second, 256 * time.Second, dirtyRetryMax, dirtyRetryMax}
+	if diff := cmp.Diff(want, tries(len(want))); diff != "" {
+		t.Errorf("waits while the key cannot see the customer (-want +got):\n%s", diff)
+	}
+	if bl := h.backlog(); bl.Customers != 1 {
+		t.Errorf("unseen customer: backlog %+v, want its mark kept", bl)
+	}
+	if got := obs.count(AnomalyCustomerUnseen); got != len(want) {
+		t.Errorf("%d customer_unseen anomalies, want one per try (%d)", got, len(want))
+	}
+	// The key is put right (or Stripe's read caught up): the next try
+	// syncs the customer and clears the mark.
+	h.calls.clearFailures()
+	h.stripe.setStatus(sub, "canceled")
 	h.drainDirty(t)
-	if bl := h.backlog(); bl.Customers != 0 || obs.count(AnomalyCustomerUnseen) != 1 {
-		t.Errorf("unseen customer: backlog %+v, %d anomalies", bl, obs.count(AnomalyCustomerUnseen))
+	if bl := h.backlog(); bl != (proxy.Backlog{}) {
+		t.Errorf("backlog once the customer is seen: %+v, want empty", bl)
+	}
+	if ents, _ := h.cache.last(userAda()); statuses(ents)[sub] != proxy.StatusCanceled {
+		t.Errorf("after the key can see the customer: %v, want canceled (the deferred event not lost)", statuses(ents))
 	}
 }
