@@ -16,8 +16,8 @@ import (
 const seenPerTx = 1000
 
 // RecordSeen writes a batch of last-seen times (proxy.SeenRecorder's
-// batches, SeenBatcher), a thousand users a transaction, in ID order so
-// that two replicas' batches lock rows in one order.
+// batches, from a proxy.TimeBatcher), a thousand users a transaction, in
+// ID order so that two replicas' batches lock rows in one order.
 func (s *Store) RecordSeen(ctx context.Context, seen map[string]time.Time) error {
 	ids := make([]string, 0, len(seen))
 	for id := range seen {
