@@ -26,6 +26,7 @@ import (
 	stripeclient "github.com/stripe/stripe-go/v76/client"
 
 	"github.com/tollgate/tollgate/proxy"
+	"github.com/tollgate/tollgate/proxy/apikey"
 	"github.com/tollgate/tollgate/proxy/postgres"
 	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
 	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
@@ -277,7 +278,14 @@ func TestReplicas_ACancellationAndARevocationReachEveryReplica(t *testing.T) {
 			return resp.StatusCode
 		}
 	}
+	// Each replica reads the new key's record from the store at this
+	// first request and caches it for apikey.DefaultCacheTTL: no earlier
+	// request could have (a key not found is not cached), so the record
+	// stays cached until filled[i] + the TTL at the earliest. A refusal
+	// before then can only come from the change log's notification.
+	filled := make([]time.Time, len(rs.procs))
 	for i := range rs.procs {
+		filled[i] = time.Now()
 		if got := withKey(i)(); got != 200 {
 			t.Fatalf("replica %d: the key got %d, want 200", i, got)
 		}
@@ -292,10 +300,17 @@ func TestReplicas_ACancellationAndARevocationReachEveryReplica(t *testing.T) {
 	keyRevoked := time.Now()
 	for i := 1; i < len(rs.procs); i++ {
 		rs.until(t, i, 5*time.Second, withKey(i), refused)
-		took := time.Since(keyRevoked)
-		t.Logf("replica %c refused the revoked API key %s after A's answer", 'A'+i, took.Round(time.Millisecond))
+		refusedAt := time.Now()
+		took := refusedAt.Sub(keyRevoked)
+		t.Logf("replica %c refused the revoked API key %s after A's answer, %s after it cached the key's record (TTL %s)",
+			'A'+i, took.Round(time.Millisecond), refusedAt.Sub(filled[i]).Round(time.Millisecond), apikey.DefaultCacheTTL)
 		if took > time.Second {
 			t.Errorf("replica %c took %s to refuse a revoked key; the target is 1 s", 'A'+i, took.Round(time.Millisecond))
+		}
+		if !refusedAt.Before(filled[i].Add(apikey.DefaultCacheTTL)) {
+			t.Errorf("replica %c refused the revoked key %s after caching its record, not before the cache's TTL (%s) ran out: "+
+				"the refusal may be the cache's expiry, and the revocation's notification is not shown to work",
+				'A'+i, refusedAt.Sub(filled[i]).Round(time.Millisecond), apikey.DefaultCacheTTL)
 		}
 	}
 
