@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"net/http/cookiejar"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +89,61 @@ func TestDemo_ClerkAPIKeys(t *testing.T) {
 	}
 	if d := cmp.Diff(counts{1, 1}, since(o0, c0)); d != "" {
 		t.Errorf("revoked key, verifications (-want +got):\n%s", d)
+	}
+}
+
+// TestDemo_ClerkAPIKeysFloodStopsAtItsShare: made-up ak_ keys, each new
+// and so each a verification, stop reaching Clerk once key verifications
+// hold their share of the Backend API budget; the next get 503 with
+// Retry-After (not the client's fault, so not counted against its
+// address), and a key verified before is still let in from its cached
+// verdict.
+func TestDemo_ClerkAPIKeysFloodStopsAtItsShare(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	ada, _ := cookiejar.New(nil)
+	signIn(t, d, ada, "user_ada")
+	subscribe(t, d, noRedirects(ada))
+	waitWebhooks(t, d)
+	adaKey, _ := d.Clerk.IssueAPIKey("user_ada", "ci", nil)
+	bearer := func(k string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + k, "Accept": "application/json"}
+	}
+	if got := callWithKey(t, d, "/routes/415VNA/", bearer(adaKey)); got.code != 200 {
+		t.Fatalf("ada's key before the flood: %+v", got)
+	}
+
+	c := &http.Client{Timeout: 10 * time.Second}
+	c0 := d.Clerk.BackendCalls(verifyRoute)
+	codes := map[int]int{}
+	first503 := -1
+	for i := range 1000 {
+		resp := get(t, c, d.URL+"/routes/415VNA/", bearer(fmt.Sprintf("ak_madeup%044d", i)))
+		body := readBody(t, resp)
+		codes[resp.StatusCode]++
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if ra := resp.Header.Get("Retry-After"); ra != "10" || !strings.Contains(body, `"error":"unavailable"`) {
+				t.Fatalf("key %d: 503 with Retry-After %q and %s, want Retry-After 10, unavailable", i, ra, body)
+			}
+			if first503 < 0 {
+				first503 = i
+			}
+		}
+		if first503 >= 0 && i == first503+20 {
+			break
+		}
+	}
+	calls := d.Clerk.BackendCalls(verifyRoute) - c0
+	t.Logf("flood of made-up Clerk keys: %v; %d verifications reached Clerk, the first 503 at key %d", codes, calls, first503)
+	if first503 < 0 {
+		t.Fatalf("1,000 made-up keys: %v, never a 503: key verifications are not held to a share", codes)
+	}
+	if calls != first503 {
+		t.Errorf("%d verifications reached Clerk, want %d (one per key before the first 503, none after)", calls, first503)
+	}
+	if codes[http.StatusUnauthorized]+codes[http.StatusTooManyRequests] != first503 || codes[http.StatusServiceUnavailable] != 21 {
+		t.Errorf("answers %v: want %d refused (401, then 429 past max_failures) and 21 × 503", codes, first503)
+	}
+	if got := callWithKey(t, d, "/routes/415VNA/", bearer(adaKey)); got.code != 200 {
+		t.Errorf("ada's key during the flood: %+v, want 200 from its cached verdict", got)
 	}
 }

@@ -132,9 +132,10 @@ func (c *Client) APIKeyVerifications() int {
 // verifyAPIKey asks Clerk once. outage is set when Clerk could not answer
 // (not cached: the next request asks again).
 func (c *Client) verifyAPIKey(ctx context.Context, secret string, now time.Time) (v apiKeyVerdict, outage error) {
-	// Key checks leave the rest of the budget to revocations, as session
-	// checks do.
-	if err := c.budget.room(sessionCheckShare); err != nil {
+	// Key checks keep within their own share of the budget, below the
+	// session checks' (budget.go, apiKeyShare): made-up keys, each one
+	// verified, must not starve the sessions.
+	if err := c.budget.keyRoom(); err != nil {
 		return v, fmt.Errorf("%w: %w", proxy.ErrAPIKeyUnavailable, err)
 	}
 	req := clerk.NewAPIRequest(http.MethodPost, "/api_keys/verify")

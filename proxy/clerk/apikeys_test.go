@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -126,5 +127,56 @@ func TestVerifyAPIKey_OurSecretKeyRefused(t *testing.T) {
 	}
 	if got := sb.BackendCalls(verifyRoute); got != 2 {
 		t.Errorf("%d calls, want 2: an outage is not cached", got)
+	}
+}
+
+// A flood of made-up ak_ keys, each new to the verdict cache and so each
+// a verification, is held to the keys' share of Clerk's budget: past it
+// they get ErrAPIKeyUnavailable (the gate's 503) without a call, a known
+// key's cached verdict still answers, and session checks still reach
+// Clerk.
+func TestVerifyAPIKey_AFloodOfMadeUpKeysLeavesSessionsTheirBudget(t *testing.T) {
+	e, sb, _ := sandboxEnv(t, (*clerksandbox.Clerk).SecretKey)
+	ctx := t.Context()
+	secret, _ := sb.IssueAPIKey("user_ada", "ci", nil)
+	if _, err := e.c.VerifyAPIKey(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	limit := int(e.c.budget.limit) // calls per 10 s: 1,000 for this production instance
+	keyCalls := int(apiKeyShare * float64(limit))
+	flood := limit
+	unknown, unavailable := 0, 0
+	for i := range flood {
+		_, err := e.c.VerifyAPIKey(ctx, fmt.Sprintf("ak_madeup%05d", i))
+		switch {
+		case errors.Is(err, proxy.ErrAPIKeyUnknown):
+			unknown++
+		case errors.Is(err, proxy.ErrAPIKeyUnavailable) && errors.Is(err, proxy.ErrRateLimited):
+			unavailable++
+		default:
+			t.Fatalf("made-up key %d: %v", i, err)
+		}
+	}
+	// The keys' share of the window's calls, the known key's among them.
+	if got := sb.BackendCalls(verifyRoute); got != keyCalls || unknown != keyCalls-1 || unavailable != flood-keyCalls+1 {
+		t.Errorf("%d made-up keys: %d verify calls to Clerk, %d refused as unknown, %d unavailable; want %d, %d, %d",
+			flood, got, unknown, unavailable, keyCalls, keyCalls-1, flood-keyCalls+1)
+	}
+	if _, err := e.c.VerifyAPIKey(ctx, secret); err != nil {
+		t.Errorf("the known key during the flood: %v, want its cached verdict", err)
+	}
+	if s := e.c.RefreshStretch(); s != 1 {
+		t.Errorf("session check interval stretched %v by the flood, want 1", s)
+	}
+	before := sb.BackendCalls("GET /v1/sessions/{id}")
+	// What the session checks keep: their share less the keys'.
+	sessions := int(sessionCheckShare*float64(limit)) - keyCalls
+	for i := range sessions {
+		if _, err := e.c.CheckSession(ctx, fmt.Sprintf("sess_%d", i)); err != nil {
+			t.Fatalf("session check %d of %d during the flood: %v", i, sessions, err)
+		}
+	}
+	if got := sb.BackendCalls("GET /v1/sessions/{id}") - before; got != sessions {
+		t.Errorf("%d session checks reached Clerk, want %d", got, sessions)
 	}
 }

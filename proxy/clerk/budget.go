@@ -35,6 +35,15 @@ const (
 	nonceShare        = 0.10
 	sessionCheckShare = 0.85
 	stretchFrom       = 0.50
+	// apiKeyShare bounds the calls API key verifications (ak_…) make, by
+	// their own count over the window, besides the session checks' share
+	// they stop at too. Every made-up key costs Clerk one verification
+	// (each is new to the verdict cache), so a flood of them would
+	// otherwise spend what session checks need; this share is below
+	// stretchFrom, so key verifications alone do not even stretch the
+	// session check interval, and session checks keep at least
+	// sessionCheckShare - apiKeyShare of the limit.
+	apiKeyShare = 0.40
 	// After a 429 without Retry-After, and for each one that follows
 	// another, the wait doubles from backoffMin up to backoffMax.
 	backoffMin = time.Second
@@ -48,11 +57,42 @@ type apiBudget struct {
 	now   func() time.Time
 	limit float64 // requests per apiWindow
 
-	mu        sync.Mutex
+	mu      sync.Mutex
+	calls   slidingCount // every call
+	keys    slidingCount // API key verifications (keyRoom)
+	blocked time.Time    // no call before this (a 429's Retry-After)
+	backoff time.Duration
+}
+
+// slidingCount counts events over a sliding apiWindow: the current
+// window's and the part of the previous one's that the sliding window
+// still covers.
+type slidingCount struct {
 	start     time.Time // of the current window
-	cur, prev float64   // calls counted in the current and the previous window
-	blocked   time.Time // no call before this (a 429's Retry-After)
-	backoff   time.Duration
+	cur, prev float64   // counted in the current and the previous window
+}
+
+// roll moves the window on.
+func (w *slidingCount) roll(now time.Time) {
+	switch gap := now.Sub(w.start); {
+	case w.start.IsZero() || gap >= 2*apiWindow:
+		w.start, w.cur, w.prev = now, 0, 0
+	case gap >= apiWindow:
+		w.start, w.prev, w.cur = w.start.Add(apiWindow), w.cur, 0
+	}
+}
+
+// at is the count over the apiWindow up to now.
+func (w *slidingCount) at(now time.Time) float64 {
+	w.roll(now)
+	elapsed := float64(now.Sub(w.start)) / float64(apiWindow)
+	return w.cur + w.prev*(1-elapsed)
+}
+
+// add counts one event at now.
+func (w *slidingCount) add(now time.Time) {
+	w.roll(now)
+	w.cur++
 }
 
 func newAPIBudget(production bool, limit int, now func() time.Time) *apiBudget {
@@ -65,23 +105,10 @@ func newAPIBudget(production bool, limit int, now func() time.Time) *apiBudget {
 	return &apiBudget{now: now, limit: float64(limit)}
 }
 
-// roll moves the window on. b.mu is held.
-func (b *apiBudget) roll(now time.Time) {
-	switch gap := now.Sub(b.start); {
-	case b.start.IsZero() || gap >= 2*apiWindow:
-		b.start, b.cur, b.prev = now, 0, 0
-	case gap >= apiWindow:
-		b.start, b.prev, b.cur = b.start.Add(apiWindow), b.cur, 0
-	}
-}
-
-// usedLocked is the share of the limit spent over the last apiWindow: the
-// current window's calls and the part of the previous one's the sliding
-// window still covers. b.mu is held.
+// usedLocked is the share of the limit spent over the last apiWindow.
+// b.mu is held.
 func (b *apiBudget) usedLocked(now time.Time) float64 {
-	b.roll(now)
-	elapsed := float64(now.Sub(b.start)) / float64(apiWindow)
-	return (b.cur + b.prev*(1-elapsed)) / b.limit
+	return b.calls.at(now) / b.limit
 }
 
 // used is the share of the limit spent over the last apiWindow (1: all).
@@ -119,8 +146,25 @@ func (b *apiBudget) admit() error {
 	if err := b.roomLocked(now, 1); err != nil {
 		return err
 	}
-	b.roll(now)
-	b.cur++
+	b.calls.add(now)
+	return nil
+}
+
+// keyRoom reserves one API key verification: refused as a session check
+// is (a 429's wait, sessionCheckShare of the limit in use), and once key
+// verifications have made apiKeyShare of the limit's calls over the
+// window. The call itself is then counted by admit.
+func (b *apiBudget) keyRoom() error {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.roomLocked(now, sessionCheckShare); err != nil {
+		return err
+	}
+	if b.keys.at(now) >= apiKeyShare*b.limit {
+		return fmt.Errorf("clerk: API key verifications made %.0f%% of the Backend API budget's calls, their share: %w", apiKeyShare*100, proxy.ErrRateLimited)
+	}
+	b.keys.add(now)
 	return nil
 }
 

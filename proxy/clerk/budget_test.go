@@ -116,3 +116,52 @@ func TestEndpointLabel(t *testing.T) {
 		}
 	}
 }
+
+// API key verifications stop at their own share of the calls, so that a
+// flood of them leaves the session checks theirs, unstretched; and they
+// stop, as session checks do, once sessionCheckShare is in use.
+func TestAPIBudget_KeyVerificationsHaveTheirOwnShare(t *testing.T) {
+	clk := &testClock{t: testStart}
+	b := newAPIBudget(false, 0, clk.Now) // 100 per 10 s
+	keys := 0
+	for range 100 {
+		if b.keyRoom() != nil {
+			break
+		}
+		if err := b.admit(); err != nil {
+			t.Fatal(err)
+		}
+		keys++
+	}
+	if keys != 40 {
+		t.Errorf("%d key verifications admitted of 100 a window, want 40 (apiKeyShare)", keys)
+	}
+	if err := b.keyRoom(); !errors.Is(err, proxy.ErrRateLimited) {
+		t.Errorf("past the keys' share: %v, want ErrRateLimited", err)
+	}
+	if s := b.stretch(); s != 1 {
+		t.Errorf("key verifications alone stretch session checks: %v, want 1", s)
+	}
+	sessions := 0
+	for b.room(sessionCheckShare) == nil {
+		if err := b.admit(); err != nil {
+			t.Fatal(err)
+		}
+		sessions++
+	}
+	if sessions != 45 {
+		t.Errorf("session checks after a flood of key verifications: %d admitted, want 45 (85 - 40)", sessions)
+	}
+	// A window later the keys' share is back, and sessions alone can
+	// close it: a key verification also waits while 85% is in use.
+	clk.Advance(20 * time.Second)
+	if err := b.keyRoom(); err != nil {
+		t.Errorf("20 s on: %v", err)
+	}
+	for b.room(sessionCheckShare) == nil {
+		_ = b.admit()
+	}
+	if err := b.keyRoom(); !errors.Is(err, proxy.ErrRateLimited) {
+		t.Errorf("85%% in use by session checks: key verification %v, want ErrRateLimited", err)
+	}
+}

@@ -24,6 +24,9 @@ const (
 	// keyFailureAddrs bounds the addresses remembered; the least recently
 	// failing are forgotten first.
 	keyFailureAddrs = 100_000
+	// keyBudgetRetryAfter is the Retry-After of a key that could not be
+	// verified for Clerk's spent budget: its window's length, in seconds.
+	keyBudgetRetryAfter = "10"
 )
 
 // keyFailures counts refused keys per client address in fixed windows. It
@@ -68,11 +71,18 @@ func (l *keyFailures) fail(addr string, max int, now time.Time) time.Duration {
 // keyRefused answers a request whose API key was refused: 401
 // invalid_api_key, 429 once its address refused too many in a minute, or
 // 503 when the key could not be checked (that is not the client's fault,
-// and is not counted).
+// and is not counted), with Retry-After when Clerk's budget is the cause.
 func (s *Server) keyRefused(w http.ResponseWriter, r *http.Request, e *logEntry, res *proxy.AuthResult) {
 	noStore(w)
 	if errors.Is(res.APIKeyErr, proxy.ErrAPIKeyUnavailable) {
 		e.decision, e.reason = "error", "api_key_unavailable"
+		if errors.Is(res.APIKeyErr, proxy.ErrRateLimited) {
+			// Clerk's Backend API budget, or the key verifications' share
+			// of it, is spent: it is counted over a sliding 10 s window
+			// (README, "The Backend API budget"), so a client that waits
+			// that long finds room again.
+			w.Header().Set("Retry-After", keyBudgetRetryAfter)
+		}
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "unavailable", Message: "The API key could not be checked; try again."})
 		return
 	}
