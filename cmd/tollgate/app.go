@@ -31,6 +31,9 @@ type appDeps struct {
 	HTTPClient *http.Client // for Clerk's Backend API
 	// OwnBodyTimeout shortens proxy.OwnBodyTimeout (tests).
 	OwnBodyTimeout time.Duration
+	// WrapAPIKeys, if set, wraps the store the API key cache reads
+	// (tests: counting its reads).
+	WrapAPIKeys func(proxy.APIKeyStore) proxy.APIKeyStore
 }
 
 // app is a wired tollgate: the public handler, its parts, and what must
@@ -417,8 +420,12 @@ func (g *app) openAPIKeys(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 		used := proxy.NewTimeBatcher(g.Store.RecordAPIKeysUsed, proxy.DefaultBatchInterval, "api key last used", deps.Logger)
 		g.closers = append(g.closers, used.Close)
 		g.background(func() { used.Run(ctx) })
+		var keys proxy.APIKeyStore = g.Store
+		if deps.WrapAPIKeys != nil {
+			keys = deps.WrapAPIKeys(keys)
+		}
 		// NewCachedStore fails only for a size below 1.
-		g.Keys, _ = apikey.NewCachedStore(g.Store, apikey.DefaultCacheSize, apikey.DefaultCacheTTL, deps.Now)
+		g.Keys, _ = apikey.NewCachedStore(keys, apikey.DefaultCacheSize, apikey.DefaultCacheTTL, deps.Now)
 		ko.Store, ko.Used = g.Keys, used
 		opts.APIKeys = g.Keys
 	}

@@ -53,8 +53,9 @@ func TestBrowser_APIKeyFromTheAccountPage(t *testing.T) {
 	b.shoot("key-created")
 
 	bearer := map[string]string{"Authorization": "Bearer " + key}
-	if got := callWithKey(t, d, "/routes/415VNA/", bearer); got != (keyAnswer{code: 200, user: "user_ada", plan: "pro"}) {
-		t.Fatalf("with the key from the page: %+v, want 200 as user_ada on pro", got)
+	if got := callWithKey(t, d, "/routes/415VNA/", bearer); got.code != 200 || got.user != "user_ada" || got.plan != "pro" || got.org != "" ||
+		!strings.HasPrefix(got.key, "key_") {
+		t.Fatalf("with the key from the page: %+v, want 200 as user_ada on pro, its key ID in X-Tollgate-Key", got)
 	}
 
 	b.open(d.URL + "/.tollgate/account")

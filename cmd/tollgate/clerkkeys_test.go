@@ -45,7 +45,7 @@ func TestDemo_ClerkAPIKeys(t *testing.T) {
 	adaKey, adaKeyID := d.Clerk.IssueAPIKey("user_ada", "ci", nil)
 	o0, c0 := verifications()
 	for i := range 20 {
-		if got, want := callWithKey(t, d, "/routes/415VNA/", bearer(adaKey)), (keyAnswer{code: 200, user: "user_ada", plan: "pro"}); got != want {
+		if got, want := callWithKey(t, d, "/routes/415VNA/", bearer(adaKey)), (keyAnswer{code: 200, user: "user_ada", plan: "pro", key: adaKeyID}); got != want {
 			t.Fatalf("request %d with ada's Clerk key: %+v, want %+v", i, got, want)
 		}
 	}
@@ -53,8 +53,8 @@ func TestDemo_ClerkAPIKeys(t *testing.T) {
 		t.Errorf("20 requests, verifications (-want +got):\n%s", d)
 	}
 
-	orgKey, _ := d.Clerk.IssueAPIKey("org_acme", "acme ci", []string{"TEAMX"})
-	if got, want := callWithKey(t, d, "/routes/TEAMX/", bearer(orgKey)), (keyAnswer{code: 200, org: "org_acme", plan: "team"}); got != want {
+	orgKey, orgKeyID := d.Clerk.IssueAPIKey("org_acme", "acme ci", []string{"TEAMX"})
+	if got, want := callWithKey(t, d, "/routes/TEAMX/", bearer(orgKey)), (keyAnswer{code: 200, org: "org_acme", plan: "team", key: orgKeyID}); got != want {
 		t.Errorf("organisation key: %+v, want %+v", got, want)
 	}
 	if got := callWithKey(t, d, "/routes/415VNA/", bearer(orgKey)); got.code != 403 || got.errCode != "insufficient_scope" {

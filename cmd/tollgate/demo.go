@@ -182,6 +182,9 @@ type demoOptions struct {
 	// Stripe configures the sandbox Stripe (tests: the account's default
 	// API version, live-mode prices). Now and Logger are set here.
 	Stripe stripesandbox.Options
+	// WrapAPIKeys wraps the store the gateway's API key cache reads
+	// (tests: counting its reads).
+	WrapAPIKeys func(proxy.APIKeyStore) proxy.APIKeyStore
 }
 
 // startDemo starts the sandbox and the demo app on free loopback ports,
@@ -297,7 +300,7 @@ func startDemo(o demoOptions) (_ *demo, err error) {
 		o.Tweak(cfg)
 	}
 	d.Config = cfg
-	gw, err := newApp(cfg, appDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout})
+	gw, err := newApp(cfg, appDeps{Logger: logger, Now: o.Now, OwnBodyTimeout: o.OwnBodyTimeout, WrapAPIKeys: o.WrapAPIKeys})
 	if err != nil {
 		return nil, err
 	}

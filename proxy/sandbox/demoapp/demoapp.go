@@ -27,6 +27,7 @@ const (
 	headerPlan   = "X-Tollgate-Plan"
 	headerStatus = "X-Tollgate-Status"
 	headerRoute  = "X-Tollgate-Route"
+	headerKey    = "X-Tollgate-Key" // an API key's ID, on a request made with one
 )
 
 // Route is one route of the demo app, served at /routes/{ID}/.
@@ -185,13 +186,13 @@ func mustRead(fsys fs.FS, name string) []byte {
 
 // identity is what the gateway told the app about the visitor.
 type identity struct {
-	User, Org, Plan, Status, Route string
+	User, Org, Plan, Status, Route, Key string
 }
 
 func readIdentity(r *http.Request) identity {
 	return identity{
 		User: r.Header.Get(headerUser), Org: r.Header.Get(headerOrg), Plan: r.Header.Get(headerPlan),
-		Status: r.Header.Get(headerStatus), Route: r.Header.Get(headerRoute),
+		Status: r.Header.Get(headerStatus), Route: r.Header.Get(headerRoute), Key: r.Header.Get(headerKey),
 	}
 }
 
@@ -200,7 +201,7 @@ type header struct{ Name, Value string }
 func (id identity) Headers() []header {
 	return []header{
 		{headerUser, id.User}, {headerOrg, id.Org}, {headerPlan, id.Plan},
-		{headerStatus, id.Status}, {headerRoute, id.Route},
+		{headerStatus, id.Status}, {headerRoute, id.Route}, {headerKey, id.Key},
 	}
 }
 

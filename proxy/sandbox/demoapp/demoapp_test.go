@@ -63,6 +63,7 @@ func identityHeaders(user string) http.Header {
 		"X-Tollgate-Plan":   {"pro"},
 		"X-Tollgate-Status": {"active"},
 		"X-Tollgate-Route":  {"258AVO"},
+		"X-Tollgate-Key":    {"key_x"},
 	}
 }
 
@@ -121,7 +122,7 @@ func TestPages(t *testing.T) {
 		t.Error("identity header not escaped")
 	}
 	for _, want := range []string{`data-header="X-Tollgate-Plan">pro<`, `data-header="X-Tollgate-Route">258AVO<`,
-		`data-header="X-Tollgate-Org">org_acme<`, `data-header="X-Tollgate-Status">active<`, `href="/.tollgate/account"`} {
+		`data-header="X-Tollgate-Org">org_acme<`, `data-header="X-Tollgate-Status">active<`, `data-header="X-Tollgate-Key">key_x<`, `href="/.tollgate/account"`} {
 		if !strings.Contains(b, want) {
 			t.Errorf("route page lacks %q", want)
 		}
