@@ -336,6 +336,8 @@ plans:
   team: { prices: [price_team], routes: ["*"], scope: organization }
 routes:
   - { path: "/routes/{route}/*", access: paid }
+api_keys:
+  enabled: true
 store:
   %s
   cache_size: %d
