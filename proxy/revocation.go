@@ -37,6 +37,13 @@ type Revocation struct {
 	ID, UserID, OrgID, Role string
 	At                      time.Time // when Clerk ended it
 	Expires                 time.Time // when it stops mattering
+	// Happened is Clerk's time of a membership change (RevocationMembership):
+	// it orders the changes of one membership on every replica and after
+	// a restart, as the webhook ordered them. At, the change's cutoff, is
+	// when it was applied, so a change delivered late would outrank a
+	// later one delivered before it was. Zero: not known (a record kept
+	// before it was).
+	Happened time.Time
 }
 
 // ErrInvalidRevocation is wrapped by Revocation.Valid's errors.

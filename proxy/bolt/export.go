@@ -144,7 +144,7 @@ func (s *Store) Export(ctx context.Context, x Export) error {
 			if err := decodeRecord(v, &rec); err != nil {
 				return err
 			}
-			r := proxy.Revocation{Kind: proxy.RevocationKind(rec.Kind), ID: rec.ID, UserID: rec.UserID, OrgID: rec.OrgID, Role: rec.Role, At: rec.At, Expires: rec.Expires}
+			r := proxy.Revocation{Kind: proxy.RevocationKind(rec.Kind), ID: rec.ID, UserID: rec.UserID, OrgID: rec.OrgID, Role: rec.Role, At: rec.At, Expires: rec.Expires, Happened: rec.Happened}
 			if r.Expired(now) {
 				return nil
 			}

@@ -15,7 +15,10 @@ import (
 // buckets. Keys lead with the expiry, so the expired ones are a prefix of
 // the bucket: a read seeks past them and a write prunes them.
 //
-//	revocations  expires (int64 BE nanos) + seq (BE)  → JSON {"v":1, kind, id, user_id, org_id, role, at, expires}
+//	revocations  expires (int64 BE nanos) + seq (BE)  → JSON {"v":1, kind, id, user_id, org_id, role, at, expires, happened}
+//
+// happened (a membership change's Clerk time) is left out when zero: a
+// record written before it was kept reads as one without it.
 const bucketRevocations = "revocations"
 
 // Expiries the key can order: int64 nanoseconds from 1970 reach 2262.
@@ -28,14 +31,15 @@ var _ proxy.RevocationStore = (*Store)(nil)
 
 // revocationRecord is the revocations bucket's value.
 type revocationRecord struct {
-	V       int       `json:"v"`
-	Kind    string    `json:"kind"`
-	ID      string    `json:"id,omitempty"`
-	UserID  string    `json:"user_id,omitempty"`
-	OrgID   string    `json:"org_id,omitempty"`
-	Role    string    `json:"role,omitempty"`
-	At      time.Time `json:"at"`
-	Expires time.Time `json:"expires"`
+	V        int       `json:"v"`
+	Kind     string    `json:"kind"`
+	ID       string    `json:"id,omitempty"`
+	UserID   string    `json:"user_id,omitempty"`
+	OrgID    string    `json:"org_id,omitempty"`
+	Role     string    `json:"role,omitempty"`
+	At       time.Time `json:"at"`
+	Expires  time.Time `json:"expires"`
+	Happened time.Time `json:"happened,omitzero"`
 }
 
 func (r *revocationRecord) version() int { return r.V }
@@ -53,7 +57,7 @@ func (s *Store) AddRevocation(ctx context.Context, r proxy.Revocation) error {
 		return wrap(fmt.Errorf("%w: expiry %s out of range", proxy.ErrInvalidRevocation, r.Expires))
 	}
 	rec := revocationRecord{V: recordVersion, Kind: string(r.Kind), ID: r.ID, UserID: r.UserID, OrgID: r.OrgID, Role: r.Role,
-		At: r.At.UTC(), Expires: r.Expires.UTC()}
+		At: r.At.UTC(), Expires: r.Expires.UTC(), Happened: utcOrZero(r.Happened)}
 	now := s.now()
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		b, err := createdBucket(tx, bucketRevocations)
@@ -124,7 +128,7 @@ func (s *Store) Revocations(ctx context.Context, now time.Time) ([]proxy.Revocat
 				return fmt.Errorf("revocation %x: %w", k, err)
 			}
 			r := proxy.Revocation{Kind: proxy.RevocationKind(rec.Kind), ID: rec.ID, UserID: rec.UserID, OrgID: rec.OrgID, Role: rec.Role,
-				At: rec.At, Expires: rec.Expires}
+				At: rec.At, Expires: rec.Expires, Happened: rec.Happened}
 			if !r.Expired(now) {
 				out = append(out, r)
 			}
@@ -135,4 +139,12 @@ func (s *Store) Revocations(ctx context.Context, now time.Time) ([]proxy.Revocat
 		return nil, fmt.Errorf("bolt: revocations: %w", err)
 	}
 	return out, nil
+}
+
+// utcOrZero is t in UTC, and the zero time as is (omitzero leaves it out).
+func utcOrZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
 }

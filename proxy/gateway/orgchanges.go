@@ -31,7 +31,8 @@ type memberChange struct {
 	at      time.Time // identities issued up to this moment are changed (changeTime)
 	// happened is when Clerk made the change: it orders the changes of one
 	// membership, so an older event delivered late (Svix retries for
-	// hours) never overrides a newer one.
+	// hours) never overrides a newer one. Stored changes carry it
+	// (proxy.Revocation.Happened); zero for one stored before they did.
 	happened time.Time
 }
 
@@ -41,8 +42,17 @@ func newOrgChanges() *orgChanges {
 	return &orgChanges{members: members, deleted: deleted}
 }
 
-// member records a change of userID's membership of orgID, unless a change
-// Clerk made later is already known. It reports whether it recorded ch.
+// member records a change of userID's membership of orgID, unless a later
+// change is already known. It reports whether it recorded ch.
+//
+// Changes are ordered by Clerk's time, whichever replica applied them and
+// whether they came from the webhook, the change log or the store at a
+// start; a cutoff is when a change was applied, not when Clerk made it,
+// and is never compared with Clerk's time (red team: a stored promotion's
+// cutoff, its late delivery, outranked its demotion's earlier Clerk time,
+// and every replica made a demoted member, even in tokens Clerk issued
+// after the demotion, an admin). Only a change stored without Clerk's time
+// (before records carried it) is ordered by cutoffs.
 func (o *orgChanges) member(orgID, userID string, ch memberChange) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -53,7 +63,8 @@ func (o *orgChanges) member(orgID, userID string, ch memberChange) bool {
 			out = append(out, c)
 			continue
 		}
-		if c.happened.After(ch.happened) {
+		if !c.happened.IsZero() && !ch.happened.IsZero() && c.happened.After(ch.happened) ||
+			(c.happened.IsZero() || ch.happened.IsZero()) && c.at.After(ch.at) {
 			return false // a later change of this membership is already known
 		}
 		if c.at.After(ch.at) {

@@ -67,9 +67,9 @@ func (s *Server) changeMembership(ctx context.Context, orgID, userID string, ch 
 		return nil
 	}
 	s.tunnels.changed(proxy.Subject{Kind: proxy.SubjectUser, ID: userID})
-	// Kept with its cutoff as its time: after a restart that orders it no
-	// earlier than Clerk's own time, so a late older event still loses.
-	return s.keep(ctx, proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: orgID, UserID: userID, Role: ch.role, At: ch.at})
+	// Kept with its cutoff and Clerk's time: every replica, and this one
+	// after a restart, orders it by Clerk's time as this one did.
+	return s.keep(ctx, proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: orgID, UserID: userID, Role: ch.role, At: ch.at, Happened: ch.happened})
 }
 
 // RevokeOrganization takes a deleted organisation out of every identity
@@ -135,7 +135,7 @@ func (ss *sessionState) apply(r proxy.Revocation) {
 	case proxy.RevocationUser:
 		ss.revokeUser(r.UserID, r.At)
 	case proxy.RevocationMembership:
-		ss.orgs.member(r.OrgID, r.UserID, memberChange{role: r.Role, removed: r.Role == "", at: r.At, happened: r.At})
+		ss.orgs.member(r.OrgID, r.UserID, memberChange{role: r.Role, removed: r.Role == "", at: r.At, happened: r.Happened})
 	case proxy.RevocationOrg:
 		ss.orgs.deleteOrg(r.OrgID, r.At)
 	}

@@ -102,6 +102,9 @@ func TestRevocations_SurviveARestart(t *testing.T) {
 			}
 			want := tc.want
 			want.At, want.Expires = revokedAt, revokedAt.Add(12*time.Hour) // session.ttl
+			if want.Kind == proxy.RevocationMembership {
+				want.Happened = revokedAt // Clerk's time of it
+			}
 			if diff := cmp.Diff([]proxy.Revocation{want}, store.rs); diff != "" {
 				t.Errorf("stored (-want +got):\n%s", diff)
 			}
@@ -165,5 +168,81 @@ func TestRevocations_LateOlderMembershipEventLoses(t *testing.T) {
 	fx.srv.gw.orgs.apply(fresh)
 	if issuedBefore.OrgRole != "org:member" || fresh.OrgRole != "org:member" {
 		t.Errorf("roles %q (issued before the demotion), %q (issued after it), want org:member twice", issuedBefore.OrgRole, fresh.OrgRole)
+	}
+}
+
+// TestRevocations_AStoredChangeDoesNotOutrankALaterOne: Clerk promoted a
+// member at t0-60s and demoted her at t0-30s. Whatever replica applied
+// each, in whatever order they reach a replica (its webhook, the change
+// log, the store at a start), and however late each was applied (a
+// change's cutoff), she ends a member, in tokens issued before the
+// demotion and after it. Before, a stored change's cutoff stood in for
+// its Clerk time: a promotion delivered late (applied at t0) outranked
+// the demotion, which was dropped and not kept, and every replica made
+// even a token Clerk issued after the demotion, as a member, an admin
+// (red team: two replicas on one PostgreSQL); and a replica frozen past
+// the Clerk order lock's timeout wrote its older promotion after the
+// demotion, which then lost to it everywhere.
+func TestRevocations_AStoredChangeDoesNotOutrankALaterOne(t *testing.T) {
+	const org, user = "org_1", "user_1"
+	stored := func(role string, at, happened time.Time) proxy.Revocation {
+		return proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: org, UserID: user, Role: role,
+			At: at, Expires: at.Add(12 * time.Hour), Happened: happened}
+	}
+	type step func(t *testing.T, fx *gateFixture, store *memRevocations, t0 time.Time)
+	webhook := func(role string, clerk time.Duration) step {
+		return func(t *testing.T, fx *gateFixture, _ *memRevocations, t0 time.Time) {
+			if err := fx.srv.UpdateMembership(t.Context(), org, user, role, t0.Add(clerk)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	other := func(r func(t0 time.Time) proxy.Revocation) step { // another replica's, through the change log
+		return func(_ *testing.T, fx *gateFixture, store *memRevocations, t0 time.Time) {
+			store.rs = append(store.rs, r(t0))
+			fx.state.ApplyRevocation(r(t0))
+		}
+	}
+	restart := func(_ *testing.T, fx *gateFixture, store *memRevocations, _ time.Time) { fx.restart(store) }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"the late promotion another replica's, the demotion this one's", []step{
+			other(func(t0 time.Time) proxy.Revocation { return stored("org:admin", t0, t0.Add(-60*time.Second)) }),
+			webhook("org:member", -30*time.Second)}},
+		{"both this replica's, across a restart", []step{
+			webhook("org:admin", -60*time.Second), restart, webhook("org:member", -30*time.Second)}},
+		{"the promotion another replica's, written after the demotion (a frozen lock holder)", []step{
+			webhook("org:member", -30*time.Second),
+			other(func(t0 time.Time) proxy.Revocation {
+				return stored("org:admin", t0.Add(40*time.Second), t0.Add(-60*time.Second))
+			})}},
+		{"a promotion stored without Clerk's time, then the demotion", []step{
+			other(func(t0 time.Time) proxy.Revocation { return stored("org:admin", t0, time.Time{}) }),
+			webhook("org:member", -30*time.Second)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newGateFixture(t, nil)
+			store := &memRevocations{}
+			fx.restart(store)
+			t0 := fx.now
+			for _, s := range tc.steps {
+				s(t, fx, store, t0)
+				fx.now = fx.now.Add(time.Second)
+			}
+			for _, when := range []string{"now", "after a restart"} {
+				if when != "now" {
+					fx.restart(store)
+				}
+				before := &proxy.Identity{UserID: user, OrgID: org, OrgRole: "org:admin", IssuedAt: t0.Add(-40 * time.Second)}
+				fx.srv.gw.orgs.apply(before)
+				after := &proxy.Identity{UserID: user, OrgID: org, OrgRole: "org:member", IssuedAt: t0.Add(-10 * time.Second)}
+				fx.srv.gw.orgs.apply(after)
+				if before.OrgRole != "org:member" || after.OrgRole != "org:member" {
+					t.Errorf("%s: roles %q (issued before the demotion), %q (issued after it), want org:member twice", when, before.OrgRole, after.OrgRole)
+				}
+			}
+		})
 	}
 }

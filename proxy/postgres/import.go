@@ -149,8 +149,8 @@ func (im *Importer) Cursor(name, value string) error {
 
 // Revocation copies an unexpired revocation.
 func (im *Importer) Revocation(r proxy.Revocation) error {
-	return im.exec(`INSERT INTO revocations (kind, sid, user_id, org_id, role, at, expires) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		string(r.Kind), r.ID, r.UserID, r.OrgID, r.Role, r.At.UTC(), r.Expires.UTC())
+	return im.exec(`INSERT INTO revocations (kind, sid, user_id, org_id, role, at, expires, happened) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		string(r.Kind), r.ID, r.UserID, r.OrgID, r.Role, r.At.UTC(), r.Expires.UTC(), ts(r.Happened))
 }
 
 // APIKey copies a key record.

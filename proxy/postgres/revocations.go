@@ -28,8 +28,8 @@ func (s *Store) AddRevocation(ctx context.Context, r proxy.Revocation) error {
 			return nil
 		}
 		var id int64
-		err := t.QueryRow(ctx, `INSERT INTO revocations (kind, sid, user_id, org_id, role, at, expires) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			string(r.Kind), r.ID, r.UserID, r.OrgID, r.Role, r.At.UTC(), r.Expires.UTC()).Scan(&id)
+		err := t.QueryRow(ctx, `INSERT INTO revocations (kind, sid, user_id, org_id, role, at, expires, happened) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			string(r.Kind), r.ID, r.UserID, r.OrgID, r.Role, r.At.UTC(), r.Expires.UTC(), ts(r.Happened)).Scan(&id)
 		if err != nil {
 			return err
 		}
@@ -42,7 +42,7 @@ func (s *Store) AddRevocation(ctx context.Context, r proxy.Revocation) error {
 	return nil
 }
 
-const revocationColumns = `kind, sid, user_id, org_id, role, at, expires`
+const revocationColumns = `kind, sid, user_id, org_id, role, at, expires, happened`
 
 // Revocations lists the unexpired revocations, earliest expiry first.
 func (s *Store) Revocations(ctx context.Context, now time.Time) ([]proxy.Revocation, error) {
@@ -54,13 +54,14 @@ func (s *Store) Revocations(ctx context.Context, now time.Time) ([]proxy.Revocat
 	var out []proxy.Revocation
 	for rows.Next() {
 		var (
-			r    proxy.Revocation
-			kind string
+			r        proxy.Revocation
+			kind     string
+			happened *time.Time
 		)
-		if err := rows.Scan(&kind, &r.ID, &r.UserID, &r.OrgID, &r.Role, &r.At, &r.Expires); err != nil {
+		if err := rows.Scan(&kind, &r.ID, &r.UserID, &r.OrgID, &r.Role, &r.At, &r.Expires, &happened); err != nil {
 			return nil, fmt.Errorf("postgres: revocations: %w", err)
 		}
-		r.Kind, r.At, r.Expires = proxy.RevocationKind(kind), r.At.UTC(), r.Expires.UTC()
+		r.Kind, r.At, r.Expires, r.Happened = proxy.RevocationKind(kind), r.At.UTC(), r.Expires.UTC(), tm(happened)
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -74,17 +75,18 @@ func (s *Store) Revocation(ctx context.Context, id string) (proxy.Revocation, bo
 		return proxy.Revocation{}, false, nil
 	}
 	var (
-		r    proxy.Revocation
-		kind string
+		r        proxy.Revocation
+		kind     string
+		happened *time.Time
 	)
 	err = s.pool.QueryRow(ctx, `SELECT `+revocationColumns+` FROM revocations WHERE id = $1`, n).
-		Scan(&kind, &r.ID, &r.UserID, &r.OrgID, &r.Role, &r.At, &r.Expires)
+		Scan(&kind, &r.ID, &r.UserID, &r.OrgID, &r.Role, &r.At, &r.Expires, &happened)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return proxy.Revocation{}, false, nil
 		}
 		return proxy.Revocation{}, false, fmt.Errorf("postgres: revocation %s: %w", id, err)
 	}
-	r.Kind, r.At, r.Expires = proxy.RevocationKind(kind), r.At.UTC(), r.Expires.UTC()
+	r.Kind, r.At, r.Expires, r.Happened = proxy.RevocationKind(kind), r.At.UTC(), r.Expires.UTC(), tm(happened)
 	return r, true, nil
 }

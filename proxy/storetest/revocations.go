@@ -33,7 +33,10 @@ func Revocations(t *testing.T, open Open) {
 		session := proxy.Revocation{Kind: proxy.RevocationSession, ID: "sess_1", UserID: "user_1", At: at, Expires: T0().Add(time.Hour)}
 		user := proxy.Revocation{Kind: proxy.RevocationUser, UserID: "user_2", At: at, Expires: T0().Add(3 * time.Hour)}
 		removed := proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: "org_1", UserID: "user_3", At: at, Expires: T0().Add(2 * time.Hour)}
-		demoted := proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: "org_1", UserID: "user_3", Role: "org:member", At: at.Add(time.Second), Expires: T0().Add(2 * time.Hour)}
+		// Happened, Clerk's time of a membership change, kept as is; zero
+		// (removed's) read back as zero.
+		demoted := proxy.Revocation{Kind: proxy.RevocationMembership, OrgID: "org_1", UserID: "user_3", Role: "org:member", At: at.Add(time.Second), Expires: T0().Add(2 * time.Hour),
+			Happened: at.Add(-time.Minute)}
 		org := proxy.Revocation{Kind: proxy.RevocationOrg, OrgID: "org_2", At: at, Expires: T0().Add(30 * time.Minute)}
 		for _, r := range []proxy.Revocation{session, user, removed, demoted, org} {
 			if err := s.AddRevocation(ctx, r); err != nil {
