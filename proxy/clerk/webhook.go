@@ -553,9 +553,20 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 		orgID, userID, role := d.Organization.ID, d.PublicUserData.UserID, orgRole(d.Role)
 		deleted := ev.Type == "organizationMembership.deleted"
 		at := h.clerkTime(&ev, d.UpdatedAt, deleted)
+		var revoked error
+		if deleted && h.members != nil {
+			// Identities first, before the order lock, as a deleted
+			// user's or organisation's: they change at once, whatever
+			// the store does, even while a frozen replica holds the lock
+			// (every replica orders identities' changes by Clerk's time,
+			// so this needs no lock). Under it, a removed member kept the
+			// organisation, its admin rights included, until Svix's retry
+			// minutes later.
+			revoked = wrapStore("revoke membership", h.members.RevokeMembership(ctx, orgID, userID, at))
+		}
 		unlock, err := h.lockOrder(ctx)
 		if err != nil {
-			return true, err
+			return true, errors.Join(revoked, err)
 		}
 		defer unlock()
 		var tomb error
@@ -566,20 +577,10 @@ func (h *webhookHandler) apply(ctx context.Context, ev svixEvent) (bool, error) 
 			if ok, err := h.admit(ctx, proxy.ClerkMembershipKey(orgID, userID), at, false); !ok || err != nil {
 				return true, err
 			}
-		}
-		var revoked error
-		if h.members != nil {
-			switch ev.Type {
-			case "organizationMembership.deleted":
-				revoked = h.members.RevokeMembership(ctx, orgID, userID, at)
-			case "organizationMembership.updated":
-				revoked = h.members.UpdateMembership(ctx, orgID, userID, role, at)
+			if h.members != nil && ev.Type == "organizationMembership.updated" {
+				revoked = wrapStore("revoke membership", h.members.UpdateMembership(ctx, orgID, userID, role, at))
 			}
-			revoked = wrapStore("revoke membership", revoked)
-		}
-		if deleted {
-			// After the identities: they change at once, whatever the
-			// store does.
+		} else {
 			_, tomb = h.admit(ctx, proxy.ClerkMembershipKey(orgID, userID), at, true)
 		}
 		switch {

@@ -137,3 +137,38 @@ func TestWebhook_OrderingAndWritesHoldTheOrderLock(t *testing.T) {
 	e.check(t, e.post("org", eventAt("organization.updated", fmt.Sprintf(`{"id":"org_1","slug":"acme","name":"Acme","updated_at":%d}`, later.UnixMilli()), later)), http.StatusOK,
 		"lock", "order org:org_1 applied=true", "PutOrg org_1 slug=acme name=Acme", "unlock")
 }
+
+// A deletion changes identities at once, before the order lock, whatever
+// the lock does: a user's, an organisation's and a membership's alike.
+// While a replica frozen holding the lock keeps it (until the database's
+// idle_in_transaction_session_timeout), every other replica's wait for it
+// ends in a 500 and Svix's next retry is minutes away; a membership's
+// deletion waited under the lock, and the removed member kept the
+// organisation, and its admin rights, until then (red team: two replicas,
+// one SIGSTOPped holding the lock). The store's writes still wait for the
+// lock, so Svix delivers the message again.
+func TestWebhook_DeletionsReachIdentitiesWithoutTheOrderLock(t *testing.T) {
+	var order *orderRecorder
+	e := newWebhookEnv(t, func(c *WebhookConfig) {
+		order = &orderRecorder{versions: map[string]proxy.ClerkVersion{}}
+		c.Order = order
+	})
+	order.rec = e.rec
+	order.lockErr = errors.New("wait for the Clerk order lock: context deadline exceeded")
+	at := e.now.UnixMilli()
+	e.check(t, e.post("membership", eventAt("organizationMembership.deleted",
+		`{"id":"orgmem_1","role":"org:admin","organization":{"id":"org_1"},"public_user_data":{"user_id":"user_1"}}`, e.now)),
+		http.StatusInternalServerError, fmt.Sprintf("RevokeMembership org_1 user_1 at=%d", at))
+	e.check(t, e.post("org", eventAt("organization.deleted", `{"id":"org_2","deleted":true}`, e.now)),
+		http.StatusInternalServerError, fmt.Sprintf("RevokeOrganization org_2 at=%d", at))
+	e.check(t, e.post("user", eventAt("user.deleted", `{"id":"user_2","deleted":true}`, e.now)),
+		http.StatusInternalServerError, "RevokeUser user_2")
+
+	// The lock back, Svix's retry writes the store (the identities again:
+	// idempotent).
+	order.lockErr = nil
+	e.check(t, e.post("membership", eventAt("organizationMembership.deleted",
+		`{"id":"orgmem_1","role":"org:admin","organization":{"id":"org_1"},"public_user_data":{"user_id":"user_1"}}`, e.now)),
+		http.StatusOK, fmt.Sprintf("RevokeMembership org_1 user_1 at=%d", at), "lock",
+		"order membership:org_1:user_1 applied=true", "DeleteMembership org_1 user_1", "unlock")
+}
