@@ -61,39 +61,82 @@ func (s *Store) OrderClerk(ctx context.Context, key string, at time.Time, delete
 // freezes while holding it frees it: its connection closes, or the server
 // ends it after idle_in_transaction_session_timeout (Options
 // .IdleInTransaction, inherited from the pool's settings). On this replica
-// messages queue in memory first, so that a replica holds one such
-// connection at a time.
+// messages queue in memory first, so a replica needs one such connection,
+// kept between messages (a connection made per message held a replica to
+// about 85 messages a second); one that fails is closed and made again for
+// the next message.
 func (s *Store) LockClerkOrder(ctx context.Context) (func(), error) {
 	unlockLocal, err := s.clerkOrder.Lock(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	fail := func(err error) (func(), error) {
+		s.dropClerkOrderConn()
 		unlockLocal()
 		return nil, fmt.Errorf("postgres: lock clerk order: %w", err)
 	}
-	cc := s.cfg.Copy()
-	if cc.RuntimeParams == nil {
-		cc.RuntimeParams = map[string]string{}
+	// A kept connection the server has ended since (its idle timeout, a
+	// restart) fails its BEGIN: one more try, on a new connection.
+	for fresh := s.clerkOrderConn == nil; ; fresh = true {
+		if s.clerkOrderConn == nil {
+			cc := s.cfg.Copy()
+			if cc.RuntimeParams == nil {
+				cc.RuntimeParams = map[string]string{}
+			}
+			cc.RuntimeParams["application_name"] = "tollgate-clerk-order"
+			if s.clerkOrderConn, err = pgx.ConnectConfig(ctx, cc); err != nil {
+				s.clerkOrderConn = nil
+				return fail(redact(err))
+			}
+		}
+		if _, err = s.clerkOrderConn.Exec(ctx, `BEGIN`); err == nil {
+			break
+		}
+		if fresh || ctx.Err() != nil {
+			return fail(err)
+		}
+		s.dropClerkOrderConn()
 	}
-	cc.RuntimeParams["application_name"] = "tollgate-clerk-order"
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return fail(redact(err))
-	}
-	closeConn := func() { _ = conn.Close(context.WithoutCancel(ctx)) }
-	if _, err := conn.Exec(ctx, `BEGIN`); err != nil {
-		closeConn()
-		return fail(err)
-	}
+	conn := s.clerkOrderConn
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_xact_lock($1, $2)`, lockSpace, lockClerkOrder); err != nil {
-		closeConn()
 		return fail(err)
 	}
-	// Closing the connection ends its transaction and so frees the lock:
-	// no COMMIT that could fail and leave it held.
 	return func() {
-		closeConn()
+		// The transaction wrote nothing: its end frees the lock. A
+		// ROLLBACK that fails or does not come back leaves the lock to
+		// the connection's close.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if _, err := conn.Exec(rctx, `ROLLBACK`); err != nil {
+			s.dropClerkOrderConn()
+		}
+		cancel()
 		unlockLocal()
 	}, nil
+}
+
+// dropClerkOrderConn closes the Clerk order lock's connection, if any,
+// which ends its transaction; the next message makes another. Called with
+// s.clerkOrder held.
+func (s *Store) dropClerkOrderConn() {
+	if s.clerkOrderConn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = s.clerkOrderConn.Close(ctx)
+	cancel()
+	s.clerkOrderConn = nil
+}
+
+// closeClerkOrderConn closes the lock's connection at the store's Close,
+// once no message holds it (or after a few seconds: closing ends its
+// transaction either way).
+func (s *Store) closeClerkOrderConn() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	unlock, err := s.clerkOrder.Lock(ctx)
+	if err != nil {
+		return
+	}
+	s.dropClerkOrderConn()
+	unlock()
 }

@@ -110,3 +110,58 @@ func TestFrozenTransaction_DoesNotHoldTheClerkOrder(t *testing.T) {
 	unlockB()
 	t.Logf("b got the Clerk order lock %v after a froze holding it", time.Since(start).Round(10*time.Millisecond))
 }
+
+// A replica keeps one connection for the Clerk order lock across messages,
+// and makes another when the server has ended it.
+func TestClerkOrderLock_KeepsOneConnection(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, time.Now)
+	conns := func() int {
+		t.Helper()
+		var n int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tollgate-clerk-order'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	lockUnlock := func() {
+		t.Helper()
+		unlock, err := s.LockClerkOrder(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+	}
+	for range 5 {
+		lockUnlock()
+	}
+	if n := conns(); n != 1 {
+		t.Fatalf("after 5 messages: %d lock connections, want 1", n)
+	}
+	if _, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tollgate-clerk-order'`); err != nil {
+		t.Fatal(err)
+	}
+	lockUnlock() // the ended connection's BEGIN fails; a new one serves
+	if n := conns(); n != 1 {
+		t.Fatalf("after the server ended it: %d lock connections, want 1", n)
+	}
+}
+
+// BenchmarkClerkOrderLock is one Clerk message's lock and unlock on one
+// replica (the connection kept between messages).
+func BenchmarkClerkOrderLock(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, pgtest.DB(b), Options{Migrate: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		unlock, err := s.LockClerkOrder(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		unlock()
+	}
+}

@@ -68,6 +68,10 @@ type Store struct {
 	// database's lock (LockClerkOrder), so that a replica holds one
 	// connection for it, not one per message.
 	clerkOrder proxy.ClerkOrderLock
+	// clerkOrderConn is the Clerk order lock's connection, outside the
+	// pool (nil: none yet, or dropped after a failure). Used only while
+	// clerkOrder is held.
+	clerkOrderConn *pgx.Conn
 }
 
 // ErrSchema is returned by Open when the database's schema is not the one
@@ -163,8 +167,11 @@ func redact(err error) error {
 	return err
 }
 
-// Close closes the pool.
+// Close closes the pool and the Clerk order lock's connection.
 func (s *Store) Close() error {
+	if s.clerkOrder != nil {
+		s.closeClerkOrderConn()
+	}
 	s.pool.Close()
 	return nil
 }
