@@ -74,6 +74,10 @@ func runStoreCopy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Revocation: func(r proxy.Revocation) error { count(&want.Revocations); return im.Revocation(r) },
 		APIKey:     func(k proxy.APIKey) error { count(&want.APIKeys); return im.APIKey(k) },
 		Dirty:      func(m proxy.DirtyMark) error { count(&want.Dirty); return im.Dirty(m) },
+		ClerkVersion: func(key string, v proxy.ClerkVersion) error {
+			count(&want.ClerkVersions)
+			return im.ClerkVersion(key, v)
+		},
 	})
 	if err != nil {
 		im.Abort()
@@ -96,7 +100,8 @@ func runStoreCopy(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		{"comps", want.Comps, got.Comps}, {"audit entries", want.Audit, got.Audit}, {"history entries", want.History, got.History},
 		{"processed events", want.Events, got.Events}, {"cursors", want.Cursors, got.Cursors},
 		{"revocations", want.Revocations, got.Revocations}, {"API keys", want.APIKeys, got.APIKeys},
-		{"dirty marks", want.Dirty, got.Dirty}, {"listed subjects", want.Listed, got.Listed},
+		{"dirty marks", want.Dirty, got.Dirty}, {"Clerk versions", want.ClerkVersions, got.ClerkVersions},
+		{"listed subjects", want.Listed, got.Listed},
 	}
 	var bad []string
 	fmt.Fprintf(stdout, "%-18s %10s %10s\n", "", "bolt", "postgres")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -69,6 +70,16 @@ func TestStoreCopy_BoltToPostgres(t *testing.T) {
 	rec.Subject, rec.Name, rec.Scopes, rec.CreatedBy = ada, "ci", []string{"*"}, "user_ada"
 	must(b.CreateAPIKey(ctx, rec, 0))
 	must(b.MarkDirty(ctx, "cus_acme", "evt_3"))
+	// Clerk's ordering: Ada's user at now, Ada's membership of Acme
+	// deleted at now (a tombstone).
+	for _, v := range []struct {
+		key     string
+		deleted bool
+	}{{proxy.ClerkUserKey("user_ada"), false}, {proxy.ClerkMembershipKey("org_acme", "user_ada"), true}} {
+		if ok, err := b.OrderClerk(ctx, v.key, now, v.deleted); err != nil || !ok {
+			t.Fatalf("bolt OrderClerk %s: %v %v", v.key, ok, err)
+		}
+	}
 	must(b.Close())
 
 	var out bytes.Buffer
@@ -77,6 +88,9 @@ func TestStoreCopy_BoltToPostgres(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "every count matches") {
 		t.Errorf("store copy printed:\n%s", out.String())
+	}
+	if !regexp.MustCompile(`(?m)^Clerk versions +2 +2$`).MatchString(out.String()) {
+		t.Errorf("store copy did not count the Clerk versions (2 on each side):\n%s", out.String())
 	}
 	t.Logf("tollgate store copy:\n%s", out.String())
 	// A second copy into the same database is refused.
@@ -144,6 +158,23 @@ func TestStoreCopy_BoltToPostgres(t *testing.T) {
 	}
 	if c, err := p.Cursor(ctx, "reconcile"); err != nil || c != "sub_2" {
 		t.Errorf("cursor = %q, %v", c, err)
+	}
+	// The Clerk versions came along: a message older than the copied
+	// version is refused, an older creation does not undo the tombstone,
+	// and a newer message applies.
+	for _, v := range []struct {
+		key     string
+		at      time.Time
+		deleted bool
+		want    bool
+	}{
+		{proxy.ClerkUserKey("user_ada"), now.Add(-time.Minute), false, false},
+		{proxy.ClerkMembershipKey("org_acme", "user_ada"), now.Add(-time.Minute), false, false},
+		{proxy.ClerkUserKey("user_ada"), now.Add(time.Minute), false, true},
+	} {
+		if ok, err := p.OrderClerk(ctx, v.key, v.at, v.deleted); err != nil || ok != v.want {
+			t.Errorf("postgres OrderClerk %s at %s after the copy: %v %v, want %v", v.key, v.at.Sub(now), ok, err, v.want)
+		}
 	}
 }
 

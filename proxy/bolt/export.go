@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -27,6 +28,10 @@ type Export struct {
 	Revocation func(r proxy.Revocation) error
 	APIKey     func(k proxy.APIKey) error
 	Dirty      func(m proxy.DirtyMark) error
+	// ClerkVersion is each Clerk object's latest applied Clerk time
+	// (OrderClerk): without it the copy would apply a late, older
+	// message that the bbolt store refused.
+	ClerkVersion func(key string, v proxy.ClerkVersion) error
 }
 
 // Export walks the store (see the type).
@@ -160,6 +165,19 @@ func (s *Store) Export(ctx context.Context, x Export) error {
 			return x.APIKey(key)
 		}); err != nil {
 			return fmt.Errorf("api keys: %w", err)
+		}
+		if err := each(bucketClerkVersions, func(k, v []byte) error {
+			var rec clerkVersionRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("%s: %w", k, errCorrupt)
+			}
+			cv := proxy.ClerkVersion{Deleted: rec.Deleted}
+			if rec.At != 0 {
+				cv.At = time.UnixMilli(rec.At)
+			}
+			return x.ClerkVersion(string(k), cv)
+		}); err != nil {
+			return fmt.Errorf("clerk versions: %w", err)
 		}
 		b := optionalBucket(tx, bucketDirty)
 		if b == nil {

@@ -32,7 +32,8 @@ func (s *Store) Import(ctx context.Context) (*Importer, error) {
 	// it failed halfway on a duplicate (red team, issue 16).
 	err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM accounts) + (SELECT count(*) FROM events)
 		+ (SELECT count(*) FROM orgs) + (SELECT count(*) FROM comps) + (SELECT count(*) FROM audit) + (SELECT count(*) FROM history)
-		+ (SELECT count(*) FROM cursors) + (SELECT count(*) FROM revocations) + (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM dirty)`).Scan(&n)
+		+ (SELECT count(*) FROM cursors) + (SELECT count(*) FROM revocations) + (SELECT count(*) FROM api_keys) + (SELECT count(*) FROM dirty)
+		+ (SELECT count(*) FROM clerk_versions)`).Scan(&n)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: import: %w", err)
 	}
@@ -169,9 +170,19 @@ func (im *Importer) Dirty(m proxy.DirtyMark) error {
 		m.CustomerID, m.MarkedAt.UTC(), m.Due.UTC(), m.Attempts)
 }
 
+// ClerkVersion writes a Clerk object's latest applied Clerk time, as
+// OrderClerk keeps it (0: none).
+func (im *Importer) ClerkVersion(key string, v proxy.ClerkVersion) error {
+	var ms int64
+	if !v.At.IsZero() {
+		ms = v.At.UnixMilli()
+	}
+	return im.exec(`INSERT INTO clerk_versions (key, at_ms, deleted) VALUES ($1, $2, $3)`, key, ms, v.Deleted)
+}
+
 // Counts are how many records of each kind a store holds.
 type Counts struct {
-	Customers, Users, Orgs, Comps, Audit, History, Events, Cursors, Revocations, APIKeys, Dirty, Listed int64
+	Customers, Users, Orgs, Comps, Audit, History, Events, Cursors, Revocations, APIKeys, Dirty, Listed, ClerkVersions int64
 }
 
 // Finish lists every subject the records name (the listing and its
@@ -210,8 +221,9 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 	err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM accounts WHERE is_user),
 		(SELECT count(*) FROM orgs), (SELECT count(*) FROM comps), (SELECT count(*) FROM audit), (SELECT count(*) FROM history),
 		(SELECT count(*) FROM events), (SELECT count(*) FROM cursors), (SELECT count(*) FROM revocations WHERE expires > now()),
-		(SELECT count(*) FROM api_keys), (SELECT count(*) FROM dirty), (SELECT count(*) FROM accounts WHERE listed)`).
-		Scan(&c.Customers, &c.Users, &c.Orgs, &c.Comps, &c.Audit, &c.History, &c.Events, &c.Cursors, &c.Revocations, &c.APIKeys, &c.Dirty, &c.Listed)
+		(SELECT count(*) FROM api_keys), (SELECT count(*) FROM dirty), (SELECT count(*) FROM accounts WHERE listed),
+		(SELECT count(*) FROM clerk_versions)`).
+		Scan(&c.Customers, &c.Users, &c.Orgs, &c.Comps, &c.Audit, &c.History, &c.Events, &c.Cursors, &c.Revocations, &c.APIKeys, &c.Dirty, &c.Listed, &c.ClerkVersions)
 	if err != nil {
 		return Counts{}, fmt.Errorf("postgres: counts: %w", err)
 	}
