@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	"github.com/tollgate/tollgate/proxy/postgres"
 	"github.com/tollgate/tollgate/proxy/postgres/pgtest"
 	stripesandbox "github.com/tollgate/tollgate/proxy/sandbox/stripe"
+	"github.com/tollgate/tollgate/proxy/stripe"
 )
 
 // replicaSet is three `tollgate serve` processes on one PostgreSQL
@@ -385,6 +387,41 @@ func TestReplicas_ShuffledDuplicatedEventsAgreeWithStripe(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(16, 650))
 	r.Shuffle(len(bodies), func(i, j int) { bodies[i], bodies[j] = bodies[j], bodies[i] })
+	// The backlog is watched from before the first delivery until the
+	// leader has drained it: drainedBy is the start of the last look that
+	// still saw a dirty mark, so the drain's last commit came after it.
+	ctx := context.Background()
+	var delivered atomic.Bool
+	type drain struct {
+		by  time.Time
+		max int
+		err error
+	}
+	drained := make(chan drain, 1)
+	go func() {
+		var d drain
+		deadline := time.Now().Add(120 * time.Second)
+		for {
+			after := delivered.Load()
+			start := time.Now()
+			bl, err := rs.store.DirtyBacklog(ctx)
+			switch {
+			case err != nil:
+				d.err = err
+			case bl.Customers > 0:
+				d.by, d.max = start, max(d.max, bl.Customers)
+			case after:
+				drained <- d
+				return
+			}
+			if time.Now().After(deadline) {
+				d.err = fmt.Errorf("backlog not drained: %+v", bl)
+				drained <- d
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // the leader is another process
+		}
+	}()
 	var next, retried atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {
@@ -409,27 +446,49 @@ func TestReplicas_ShuffledDuplicatedEventsAgreeWithStripe(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	delivered.Store(true)
 	t.Logf("650 deliveries over 3 replicas; %d answers other than 2xx, delivered again", retried.Load())
-	// The leader drains what was deferred.
-	ctx := context.Background()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		bl, err := rs.store.DirtyBacklog(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bl.Customers == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backlog not drained: %+v", bl)
-		}
-		time.Sleep(20 * time.Millisecond) // the leader is another process
+	// The leader drains what was deferred; each replica reflects every
+	// customer's final state within a second of the drain's last commit
+	// (README, "Running several replicas": a change reaches every replica
+	// within a second). Four pollers a replica, each over its share of
+	// the customers, so that a sweep stays short.
+	d := <-drained
+	if d.err != nil {
+		t.Fatal(d.err)
 	}
+	if d.max == 0 {
+		t.Fatal("no backlog formed: the deliveries were all synced at once, and the drain is not measured")
+	}
+	took := make([]time.Duration, len(rs.procs))
+	var mu sync.Mutex // took's
+	var pwg sync.WaitGroup
 	for i := range rs.procs {
-		for _, c := range cs {
-			w := want[c.user]
-			rs.until(t, i, 5*time.Second, func() int { return rs.paid(t, i, c.user, "sess_r") }, func(code int) bool { return allowed(code) == w })
+		for w := range 4 {
+			pwg.Go(func() {
+				deadline := time.Now().Add(10 * time.Second)
+				for k := w; k < len(cs); k += 4 {
+					c := cs[k]
+					for allowed(rs.paid(t, i, c.user, "sess_r")) != want[c.user] {
+						if time.Now().After(deadline) {
+							t.Errorf("replica %c: %s still not %v 10 s after the drain", 'A'+i, c.user, want[c.user])
+							return
+						}
+						time.Sleep(10 * time.Millisecond) // polling a real process
+					}
+					at := time.Since(d.by)
+					mu.Lock()
+					took[i] = max(took[i], at)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	pwg.Wait()
+	for i, at := range took {
+		t.Logf("replica %c reflected every customer's final state %s after the drain's last commit (backlog up to %d customers)", 'A'+i, at.Round(time.Millisecond), d.max)
+		if at > time.Second {
+			t.Errorf("replica %c took %s after the drain's last commit; the target is 1 s", 'A'+i, at.Round(time.Millisecond))
 		}
 	}
 	for _, c := range cs {
@@ -458,17 +517,20 @@ func (rs *replicaSet) leaderOf(skip map[int]bool) int {
 }
 
 // TestReplicas_KillNineOfTheLeaderMidReconcile: the leader is killed with
-// SIGKILL while it reconciles; another replica takes the lead within the
-// lease and finishes the reconcile, so a change Stripe made without a
-// webhook reaches every replica.
+// SIGKILL in the middle of a reconcile (the listing in pages of 3, its
+// second page held by Stripe, the cursor saved after the first); another
+// replica takes the lead within the lease, resumes the reconcile from the
+// cursor and finishes it, so a change Stripe made without a webhook
+// reaches every replica and the store agrees with Stripe.
 func TestReplicas_KillNineOfTheLeaderMidReconcile(t *testing.T) {
 	rs := startReplicas(t, 3)
 	const customers = 12
 	subs := make([]string, customers)
 	users := make([]string, customers)
+	cuss := make([]string, customers)
 	for i := range subs {
 		users[i] = fmt.Sprintf("user_k%02d", i)
-		_, subs[i] = rs.pay(t, users[i])
+		cuss[i], subs[i] = rs.pay(t, users[i])
 	}
 	rs.idle(t)
 	// No more webhooks: only the reconcile can tell the replicas.
@@ -476,24 +538,40 @@ func TestReplicas_KillNineOfTheLeaderMidReconcile(t *testing.T) {
 	for _, s := range subs {
 		rs.d.Stripe.SetSubscriptionStatus(s, "canceled")
 	}
-	leader := -1
-	deadline := time.Now().Add(30 * time.Second)
-	for leader < 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no replica leads")
-		}
-		leader = rs.leaderOf(nil)
-		time.Sleep(20 * time.Millisecond) // reading real processes' logs
+	// The account-wide listing (no customer) comes in pages of 3, and its
+	// pages after the first wait: the next reconcile stops there, its
+	// first page done and its cursor saved.
+	rs.d.Stripe.SetPageSize(3)
+	hold := rs.d.Stripe.HoldAPI("GET /v1/subscriptions", func(q url.Values) bool {
+		return q.Get("customer") == "" && q.Get("starting_after") != ""
+	})
+	t.Cleanup(hold.Release)
+	select {
+	case <-hold.Reached():
+	case <-time.After(60 * time.Second):
+		t.Fatal("no reconcile reached its second page")
+	}
+	ctx := context.Background()
+	cursor, err := rs.store.Cursor(ctx, stripe.CursorSyncAll)
+	if err != nil || cursor == "" {
+		t.Fatalf("the reconcile's cursor while its second page waits: %q %v, want a subscription", cursor, err)
+	}
+	leader := rs.leaderOf(nil)
+	if leader < 0 {
+		t.Fatal("a reconcile runs but no replica's log says it leads")
 	}
 	p := rs.procs[leader]
-	if !p.logs.waitFor("stripe: reconcile", p.exited, 30*time.Second) {
-		t.Fatalf("the leader never reconciled:\n%s", p.logs.String())
+	if strings.Contains(p.logs.String(), "stripe: reconcile done") {
+		// Earlier runs (the store empty at start, and every 3 s) are done;
+		// the one held is not: its cursor is set.
+		t.Logf("the leader finished earlier reconciles; the one held has its cursor at %s", cursor)
 	}
 	killed := time.Now()
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL, to the child's PID
 		t.Fatal(err)
 	}
 	<-p.exited
+	hold.Release() // Stripe answers again; the new leader's listing goes on
 	next := -1
 	for next < 0 {
 		if time.Since(killed) > postgres.LeaseTime+10*time.Second {
@@ -502,7 +580,15 @@ func TestReplicas_KillNineOfTheLeaderMidReconcile(t *testing.T) {
 		next = rs.leaderOf(map[int]bool{leader: true})
 		time.Sleep(20 * time.Millisecond) // reading real processes' logs
 	}
-	t.Logf("replica %c led, was killed mid-reconcile; replica %c took over %s later", 'A'+leader, 'A'+next, time.Since(killed).Round(time.Millisecond))
+	t.Logf("replica %c led, was killed mid-reconcile (cursor %s); replica %c took over %s later", 'A'+leader, cursor, 'A'+next, time.Since(killed).Round(time.Millisecond))
+	n := rs.procs[next]
+	if !n.logs.waitFor(`"after_subscription":"`+cursor+`"`, n.exited, 60*time.Second) || !strings.Contains(n.logs.String(), "stripe: reconcile resuming") {
+		t.Fatalf("the new leader did not log that it resumes the reconcile after %s:\n%s", cursor, n.logs.String())
+	}
+	if !n.logs.waitFor("stripe: reconcile done", n.exited, 60*time.Second) {
+		t.Fatalf("the new leader did not finish the reconcile:\n%s", n.logs.String())
+	}
+	t.Logf("replica %c resumed after %s and finished %s after the kill", 'A'+next, cursor, time.Since(killed).Round(time.Millisecond))
 	for i := range rs.procs {
 		if i == leader {
 			continue
@@ -511,19 +597,40 @@ func TestReplicas_KillNineOfTheLeaderMidReconcile(t *testing.T) {
 			rs.until(t, i, 30*time.Second, func() int { return rs.paid(t, i, u, "sess_k") }, refused)
 		}
 	}
-	if !rs.procs[next].logs.waitFor("stripe: reconcile done", rs.procs[next].exited, 30*time.Second) {
-		t.Errorf("the new leader did not finish a reconcile")
+	// The store agrees with Stripe, customer by customer.
+	for i, c := range cuss {
+		var st proxy.CustomerState
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var ok bool
+			st, ok, err = rs.store.StoredCustomer(ctx, c)
+			if err != nil || !ok {
+				t.Fatalf("stored %s: %v %v", c, ok, err)
+			}
+			if len(st.Subscriptions) == 1 && st.Subscriptions[0].Status == proxy.StatusCanceled || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // the dirty worker is another process
+		}
+		s, err := rs.api.Subscriptions.Get(subs[i], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Subscriptions) != 1 || string(st.Subscriptions[0].Status) != string(s.Status) {
+			t.Errorf("%s: stored %+v, Stripe says %s", c, st.Subscriptions, s.Status)
+		}
 	}
 }
 
 // TestReplicas_PostgreSQLStoppedMidTraffic: the database stops; paid
 // requests the LRU answers keep working, misses and webhooks get 503,
-// /readyz fails; it starts again and everything recovers, and no webhook
-// that was acknowledged is lost.
+// /readyz fails; it starts again and everything recovers: each webhook
+// event that got 503 during the outage is acknowledged on a retry and its
+// effect is in the store, and no webhook that was acknowledged is lost.
 func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
 	rs := startReplicas(t, 3)
 	rs.pay(t, "user_ada")
-	_, subBob := rs.pay(t, "user_bob")
+	cusBob, subBob := rs.pay(t, "user_bob")
 	rs.idle(t)
 	for i := range rs.procs {
 		rs.until(t, i, 10*time.Second, func() int { return rs.paid(t, i, "user_ada", "sess_o") }, allowed)
@@ -546,22 +653,38 @@ func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
 	}
 	// Stripe's webhooks meanwhile get 503 and are retried.
 	rs.d.Stripe.SetWebhook(rs.url(1)+"/.tollgate/webhooks/stripe", rs.d.webhookSecret)
-	// Stripe retries for three days; here every 200 ms for 30 s.
-	rs.d.Stripe.SetRetryDelays(slices.Repeat([]time.Duration{200 * time.Millisecond}, 150)...)
+	// Stripe retries for three days; here every 200 ms for two minutes,
+	// so that no event is given up on within the test.
+	rs.d.Stripe.SetRetryDelays(slices.Repeat([]time.Duration{200 * time.Millisecond}, 600)...)
+	before := len(rs.d.Stripe.Deliveries())
 	if _, err := rs.api.Subscriptions.Cancel(subBob, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Every event the cancellation made is answered 503 while the
+	// database is down (none can be committed), and remembered.
+	refusedEvents := map[string]string{} // event ID → type
 	deadline := time.Now().Add(10 * time.Second)
-	for !slices.ContainsFunc(rs.d.Stripe.Deliveries(), func(d stripesandbox.Delivery) bool { return d.Status == http.StatusServiceUnavailable }) {
+	for {
+		ds := rs.d.Stripe.Deliveries()[before:]
+		for _, d := range ds {
+			if d.Status == http.StatusServiceUnavailable {
+				refusedEvents[d.EventID] = d.Type
+			} else if d.Status >= 200 && d.Status < 300 {
+				t.Errorf("event %s (%s) acknowledged (%d) with the database down", d.EventID, d.Type, d.Status)
+			}
+		}
+		if len(ds) > 0 && len(refusedEvents) == len(ds) {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no 503 while the database is down: %+v", rs.d.Stripe.Deliveries())
+			t.Fatalf("not every delivery got 503 while the database is down: %+v", ds)
 		}
 		time.Sleep(20 * time.Millisecond) // the sandbox delivers from its own goroutine
 	}
+	t.Logf("events refused (503) during the outage: %v", refusedEvents)
 	if err := rs.cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
-	rs.idle(t)
 	for i := range rs.procs {
 		rs.until(t, i, 15*time.Second, func() int { return childReady(t, rs.procs[i]) }, allowed)
 		rs.until(t, i, 10*time.Second, func() int { return rs.paid(t, i, "user_bob", "sess_o") }, refused)
@@ -569,19 +692,40 @@ func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
 			t.Errorf("replica %d after the outage: %d, want 200", i, got)
 		}
 	}
-	// Every delivery is acknowledged in the end (Stripe retries), and every
-	// acknowledged delivery's event is in the store.
+	// Each event refused during the outage is acknowledged on a retry (a
+	// 2xx, no longer given up on), and its effect is in the store: the
+	// event processed, Bob's subscription canceled.
 	ctx := context.Background()
-	deadline = time.Now().Add(30 * time.Second)
-	for slices.ContainsFunc(rs.d.Stripe.Deliveries(), func(d stripesandbox.Delivery) bool { return d.Status < 200 || d.Status >= 300 }) &&
-		time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // the sandbox retries from its own goroutine
+	deadline = time.Now().Add(60 * time.Second)
+	status := func(id string) stripesandbox.Delivery {
+		for _, d := range rs.d.Stripe.Deliveries() {
+			if d.EventID == id {
+				return d
+			}
+		}
+		return stripesandbox.Delivery{}
 	}
+	for id, typ := range refusedEvents {
+		for d := status(id); d.Status < 200 || d.Status >= 300; d = status(id) {
+			if time.Now().After(deadline) {
+				t.Fatalf("event %s (%s), refused during the outage, still not acknowledged: %+v", id, typ, d)
+			}
+			time.Sleep(50 * time.Millisecond) // the sandbox retries from its own goroutine
+		}
+		if done, err := rs.store.EventProcessed(ctx, id); err != nil || !done {
+			t.Errorf("event %s (%s) acknowledged after the outage but not in the store: %v %v", id, typ, done, err)
+		}
+		t.Logf("event %s (%s): acknowledged after %d attempts", id, typ, status(id).Attempts)
+	}
+	st, ok, err := rs.store.StoredCustomer(ctx, cusBob)
+	if err != nil || !ok || len(st.Subscriptions) != 1 || st.Subscriptions[0].Status != proxy.StatusCanceled {
+		t.Errorf("Bob after the outage: stored %+v %v %v, want his subscription canceled", st, ok, err)
+	}
+	// Every acknowledged delivery's event is in the store.
+	rs.idle(t)
 	for _, d := range rs.d.Stripe.Deliveries() {
 		if d.Status < 200 || d.Status >= 300 {
-			// Not acknowledged (on a loaded machine an attempt can outlast
-			// the sandbox's wait); Stripe would deliver it again.
-			t.Logf("delivery %s ended with %d", d.EventID, d.Status)
+			t.Errorf("delivery %s (%s) ended with %d", d.EventID, d.Type, d.Status)
 			continue
 		}
 		if done, err := rs.store.EventProcessed(ctx, d.EventID); err != nil || !done {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -183,6 +184,21 @@ func (s *Stripe) api(h apiFunc) http.HandlerFunc {
 				Message: "Invalid request: the form body could not be parsed."}})
 			return
 		}
+		s.wait(r)
+		if r.Context().Err() != nil {
+			return // held until the client gave up
+		}
+		s.mu.Lock()
+		if n := s.pageSize; n > 0 && r.Method == http.MethodGet {
+			l, err := strconv.Atoi(r.Form.Get("limit"))
+			if err != nil {
+				l = 10 // paginate's default
+			}
+			if l > n {
+				r.Form.Set("limit", strconv.Itoa(n))
+			}
+		}
+		s.mu.Unlock()
 		key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
 		if r.Method != http.MethodPost {
 			key = ""

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -188,8 +189,12 @@ type Stripe struct {
 	apiFailures map[string]int
 	// apiFailStatus is the status they fail with (InjectAPIStatus).
 	apiFailStatus map[string]int
-	apiLog        []Request
-	hooks         [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
+	// pageSize caps every list's page (SetPageSize); 0: as limit asks.
+	pageSize int
+	// holds are the requests kept waiting (HoldAPI).
+	holds  []*Hold
+	apiLog []Request
+	hooks  [2]endpoint // set by SetWebhook, by mode: [0] test, [1] live
 	// webhookEndpoints are the endpoints made through the API, by ID.
 	webhookEndpoints map[string]*webhookEndpoint
 	// Billing Meters (api_meters.go): by ID, in creation order; the
@@ -404,6 +409,72 @@ func (s *Stripe) InjectAPIStatus(pattern string, n, status int) {
 	defer s.mu.Unlock()
 	s.apiFailures[pattern] = n
 	s.apiFailStatus[pattern] = status
+}
+
+// SetPageSize makes every list answer at most n objects a page, whatever
+// its limit asks (0: as asked), with has_more set when more follow, so a
+// test can make an account-wide listing span pages without making
+// hundreds of objects. A client that follows has_more, as Stripe's pages
+// require, is not affected otherwise.
+func (s *Stripe) SetPageSize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pageSize = n
+}
+
+// Hold keeps the API requests HoldAPI names waiting until Release (or
+// until the caller gives up on the request): a test can catch a client in
+// the middle of a long run, as a slow Stripe would.
+type Hold struct {
+	pattern string
+	match   func(url.Values) bool
+	once    sync.Once
+	reached chan struct{}
+	release chan struct{}
+	rel     sync.Once
+}
+
+// HoldAPI holds every request to the route pattern (e.g. "GET
+// /v1/subscriptions") whose query and form match says so (nil: all), from
+// now until the Hold's Release.
+func (s *Stripe) HoldAPI(pattern string, match func(url.Values) bool) *Hold {
+	h := &Hold{pattern: pattern, match: match, reached: make(chan struct{}), release: make(chan struct{})}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds = append(s.holds, h)
+	return h
+}
+
+// Reached is closed when the first request is held.
+func (h *Hold) Reached() <-chan struct{} { return h.reached }
+
+// Release lets the held requests, and every later one, go on.
+func (h *Hold) Release() { h.rel.Do(func() { close(h.release) }) }
+
+// wait holds r if a Hold names it, until its Release or r's end.
+func (s *Stripe) wait(r *http.Request) {
+	s.mu.Lock()
+	var held *Hold
+	for _, h := range s.holds {
+		select {
+		case <-h.release:
+			continue
+		default:
+		}
+		if h.pattern == r.Pattern && (h.match == nil || h.match(r.Form)) {
+			held = h
+			break
+		}
+	}
+	s.mu.Unlock()
+	if held == nil {
+		return
+	}
+	held.once.Do(func() { close(held.reached) })
+	select {
+	case <-held.release:
+	case <-r.Context().Done():
+	}
 }
 
 func (s *Stripe) APICalls() map[string]int {

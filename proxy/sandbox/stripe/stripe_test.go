@@ -1130,3 +1130,77 @@ func TestNewRejectsBadPrices(t *testing.T) {
 		})
 	}
 }
+
+// TestPageSizeAndHold: SetPageSize caps a list's page below its limit
+// (has_more set, every object still listed by following it); HoldAPI
+// keeps the requests it matches waiting until Release, and lets others by.
+func TestPageSizeAndHold(t *testing.T) {
+	f := newSBFixture(t, Options{})
+	var want []string
+	for _, email := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+		c := f.customer(t, email, "")
+		want = append([]string{f.subscribe(t, c.ID, "price_demo_pro_monthly", 0).ID}, want...) // newest first
+	}
+	f.s.SetPageSize(2)
+	var pages [][]string
+	after := ""
+	for {
+		p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+		p.Limit, p.Single = stripe.Int64(100), true
+		if after != "" {
+			p.StartingAfter = stripe.String(after)
+		}
+		it := f.sc.Subscriptions.List(p)
+		var page []string
+		for it.Next() {
+			page = append(page, it.Subscription().ID)
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, page)
+		if !it.Meta().HasMore {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	if d := cmp.Diff([][]string{want[:2], want[2:]}, pages); d != "" {
+		t.Errorf("pages of 2 (-want +got):\n%s", d)
+	}
+
+	h := f.s.HoldAPI("GET /v1/subscriptions", func(q url.Values) bool { return q.Get("starting_after") != "" })
+	t.Cleanup(h.Release)
+	// The first page is not held.
+	if _, err := f.sc.Subscriptions.Get(want[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+	p.Single = true
+	if it := f.sc.Subscriptions.List(p); !it.Next() {
+		t.Fatalf("the first page: %v", it.Err())
+	}
+	select {
+	case <-h.Reached():
+		t.Fatal("a request the hold does not match was held")
+	default:
+	}
+	done := make(chan error, 1)
+	go func() {
+		p := &stripe.SubscriptionListParams{Status: stripe.String("all")}
+		p.Single, p.StartingAfter = true, stripe.String(want[1])
+		it := f.sc.Subscriptions.List(p)
+		for it.Next() {
+		}
+		done <- it.Err()
+	}()
+	<-h.Reached()
+	select {
+	case err := <-done:
+		t.Fatalf("the held request answered before Release: %v", err)
+	default:
+	}
+	h.Release()
+	if err := <-done; err != nil {
+		t.Errorf("the held request after Release: %v", err)
+	}
+}
