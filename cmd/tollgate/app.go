@@ -478,11 +478,11 @@ func (g *app) openBilling(ctx context.Context, cfg *proxy.Config, deps appDeps, 
 	g.meters.Store(g.Meters)
 	meters, logger := g.Meters, deps.Logger.With("component", "usage")
 	if g.PG != nil {
-		// Several replicas: each keeps its own prices and stale re-syncs;
-		// the reconcile, catch-up, dirty worker and the usage outbox's
-		// sender run on the leader, only while it leads (the lease's
-		// context ends when it stops leading: README "Running several
-		// replicas").
+		// Several replicas: each re-syncs its own stale customers and
+		// reads the prices the leader stores; the reconcile, catch-up,
+		// dirty worker, price refresh and the usage outbox's sender run
+		// on the leader, only while it leads (the lease's context ends
+		// when it stops leading: README "Running several replicas").
 		g.background(func() { loops.RunLocal(ctx) })
 		g.shared = func(ctx context.Context) {
 			var wg sync.WaitGroup

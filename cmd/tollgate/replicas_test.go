@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -44,6 +45,9 @@ type replicaSet struct {
 	serve   func(addr, admin string) *exec.Cmd
 	procs   []*serveChild
 	api     *stripeclient.API
+	// before are the sandbox's API calls before the first replica
+	// started (the demo's own gateway made them).
+	before map[string]int
 }
 
 // replicaConfig is the demo's config on PostgreSQL, reconciling often so
@@ -93,6 +97,7 @@ func startReplicasWith(t *testing.T, n int, cfg []byte) *replicaSet {
 		}
 		return cmd
 	}
+	rs.before = d.Stripe.APICalls()
 	for range n {
 		rs.procs = append(rs.procs, startServe(t, rs.serve))
 	}
@@ -503,6 +508,55 @@ func TestReplicas_ShuffledDuplicatedEventsAgreeWithStripe(t *testing.T) {
 		if got := st.Subscriptions[0].Status; string(got) != string(s.Status) {
 			t.Errorf("%s: stored %s, Stripe says %s", c.customer, got, s.Status)
 		}
+	}
+}
+
+// TestReplicas_PricesLoadedFromStripeOnce: three replicas starting one
+// after the other ask Stripe for each configured price once between them
+// (the first loads and stores them; the others, and the leader's refresh,
+// read the store), and every replica's upgrade page shows the amounts.
+func TestReplicas_PricesLoadedFromStripeOnce(t *testing.T) {
+	rs := startReplicas(t, 3)
+	var prices []string
+	for _, p := range rs.d.Config.Plans {
+		for _, id := range append(slices.Clone(p.Prices), p.TrialFeePrice) {
+			if id != "" && !slices.Contains(prices, id) {
+				prices = append(prices, id)
+			}
+		}
+		if p.Meter != nil && !slices.Contains(prices, p.Meter.Price) {
+			prices = append(prices, p.Meter.Price)
+		}
+	}
+	// Every replica leads or follows by now: the leader's log says so.
+	deadline := time.Now().Add(30 * time.Second)
+	for rs.leaderOf(nil) < 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no replica leads")
+		}
+		time.Sleep(20 * time.Millisecond) // reading real processes' logs
+	}
+	for i := range rs.procs {
+		tok := rs.d.Clerk.MintSessionToken("user_nobody", "sess_p", time.Now(), nil)
+		req, _ := http.NewRequest("GET", rs.url(i)+"/.tollgate/upgrade?route=415VNA&return=/routes/415VNA/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "text/html")
+		resp, err := noRedirects(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"$12.00", "$1.00"} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("replica %c's upgrade page (%d) lacks %q:\n%.1500s", 'A'+i, resp.StatusCode, want, body)
+			}
+		}
+	}
+	got := rs.d.Stripe.APICalls()["GET /v1/prices/{id}"] - rs.before["GET /v1/prices/{id}"]
+	t.Logf("%d configured prices; the three replicas asked Stripe for prices %d times", len(prices), got)
+	if got != len(prices) {
+		t.Errorf("the replicas asked Stripe for a price %d times, want %d (each configured price once, by the first replica)", got, len(prices))
 	}
 }
 

@@ -24,8 +24,12 @@ const (
 	staleMemoSize = 10000
 	// staleSyncTimeout bounds one stale re-sync.
 	staleSyncTimeout = 30 * time.Second
-	// priceRefreshEvery is how often the configured prices are reloaded.
+	// priceRefreshEvery is how often the configured prices are reloaded
+	// from Stripe (by the leader, with several replicas).
 	priceRefreshEvery = 10 * time.Minute
+	// priceFollowEvery is how often a replica reads the price catalogue
+	// the leader published (a read of the store, no call to Stripe).
+	priceFollowEvery = time.Minute
 	// firstPricesTimeout bounds the price load before the gateway serves.
 	firstPricesTimeout = 5 * time.Second
 )
@@ -48,6 +52,8 @@ type BackgroundConfig struct {
 type loopBilling interface {
 	SyncCustomer(ctx context.Context, customerID, eventID string) error
 	RefreshPrices(ctx context.Context) error
+	PublishPrices(ctx context.Context) error
+	SharedPrices(ctx context.Context) (time.Time, int, error)
 	CatchUp(ctx context.Context) (int, error)
 	SyncAll(ctx context.Context) (int, error)
 	RunDirty(ctx context.Context)
@@ -55,8 +61,9 @@ type loopBilling interface {
 }
 
 // Background runs the loops beside the gateway: the re-sync of customers
-// the gate reports stale (Stale), the price refresh, the reconcile and the
-// dirty worker (dirty.go). It
+// the gate reports stale (Stale), the price refresh (and, on a replica
+// that does not lead, the reading of the prices the leader stored), the
+// reconcile and the dirty worker (dirty.go). It
 // uses the Billing's clock, logger and waits. Build it with
 // Billing.Background, then call Run once.
 type Background struct {
@@ -107,48 +114,59 @@ func (bg *Background) Stale(customerID string) {
 }
 
 // LoadPrices loads the configured prices once, for at most a few seconds,
-// so the first upgrade page shows amounts. Call it before serving; Run
-// keeps them fresh. A failure is logged: it only leaves amounts off the
-// page.
+// so the first upgrade page shows amounts: from the catalogue in the store
+// when it holds every configured price and was published within
+// priceRefreshEvery (another replica's, or this gateway's before a
+// restart), else from Stripe, and then publishes what it loaded. Call it
+// before serving; the loops keep them fresh. A failure is logged: it only
+// leaves amounts off the page.
 func (bg *Background) LoadPrices(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, firstPricesTimeout)
 	defer cancel()
+	if at, missing, err := bg.b.SharedPrices(ctx); err == nil && missing == 0 && !at.IsZero() && bg.now().Sub(at) < priceRefreshEvery {
+		return
+	}
 	if err := bg.b.RefreshPrices(ctx); err != nil {
 		bg.log.Warn("stripe: loading prices", "err", err)
+	}
+	if err := bg.b.PublishPrices(ctx); err != nil {
+		bg.log.Warn("stripe: storing the prices for the other replicas", "err", err)
 	}
 }
 
 // Run runs the loops until ctx ends and returns when all have stopped:
-// RunLocal's and RunShared's, for a gateway alone on its store.
+// the stale re-syncs and RunShared's, for a gateway alone on its store
+// (which refreshes the prices itself, so follows no catalogue).
 func (bg *Background) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(func() { bg.RunLocal(ctx) })
+	wg.Go(func() { bg.resyncStale(ctx) })
 	wg.Go(func() { bg.RunShared(ctx) })
 	wg.Wait()
 }
 
 // RunLocal runs the loops each replica runs for itself until ctx ends:
 // the re-syncs of stale customers its own requests queued (Stale), and
-// the refresh of its own price catalogue, which its pages show (a few
-// calls an hour).
+// the reading of the price catalogue the leader publishes, for its own
+// pages (a read of the store a minute; no call to Stripe).
 func (bg *Background) RunLocal(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { bg.resyncStale(ctx) })
-	wg.Go(func() { bg.refreshPrices(ctx) })
+	wg.Go(func() { bg.followPrices(ctx) })
 	wg.Wait()
 }
 
 // RunShared runs the loops that must run once for every replica sharing
 // a store until ctx ends: the catch-up of undelivered events, the
-// reconcile and the dirty worker, which spend the Stripe rate limit for
-// all of them, and the pruning of processed events (prune.go). Replicas
-// of one PostgreSQL store run it on the leader only (README, "Running
-// several replicas").
+// reconcile, the dirty worker and the price refresh, which spend the
+// Stripe rate limit for all of them, and the pruning of processed events
+// (prune.go). Replicas of one PostgreSQL store run it on the leader only
+// (README, "Running several replicas").
 func (bg *Background) RunShared(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { bg.reconcile(ctx) })
 	wg.Go(func() { bg.b.RunDirty(ctx) })
 	wg.Go(func() { bg.pruneEvents(ctx) })
+	wg.Go(func() { bg.refreshPrices(ctx) })
 	wg.Wait()
 }
 
@@ -168,12 +186,38 @@ func (bg *Background) resyncStale(ctx context.Context) {
 	}
 }
 
-// refreshPrices reloads the configured prices for the upgrade page every
-// priceRefreshEvery; a failure only leaves amounts off the page.
+// refreshPrices reloads the configured prices from Stripe for the upgrade
+// page priceRefreshEvery after the catalogue in the store was published
+// (so a new leader does not reload what the last one just did, nor wait
+// ten minutes more for a stale one), and publishes them for the other
+// replicas; a failure only leaves amounts off the page (or stale).
 func (bg *Background) refreshPrices(ctx context.Context) {
-	for bg.sleep(ctx, priceRefreshEvery) == nil {
+	for {
+		wait := priceRefreshEvery
+		if at, _, err := bg.b.SharedPrices(ctx); err == nil {
+			// Never sooner than now, never later than priceRefreshEvery
+			// (a stamp ahead of this replica's clock).
+			wait = min(max(at.Add(priceRefreshEvery).Sub(bg.now()), 0), priceRefreshEvery)
+		}
+		if bg.sleep(ctx, wait) != nil {
+			return
+		}
 		if err := bg.b.RefreshPrices(ctx); err != nil && ctx.Err() == nil {
 			bg.log.Warn("stripe: loading prices", "err", err)
+		}
+		if err := bg.b.PublishPrices(ctx); err != nil && ctx.Err() == nil {
+			bg.log.Warn("stripe: storing the prices for the other replicas", "err", err)
+		}
+	}
+}
+
+// followPrices takes the catalogue the leader publishes every
+// priceFollowEvery (a replica that is not leading calls Stripe for no
+// price); a failure keeps the prices it has.
+func (bg *Background) followPrices(ctx context.Context) {
+	for bg.sleep(ctx, priceFollowEvery) == nil {
+		if _, _, err := bg.b.SharedPrices(ctx); err != nil && ctx.Err() == nil {
+			bg.log.Debug("stripe: reading the prices the leader stored", "err", err)
 		}
 	}
 }

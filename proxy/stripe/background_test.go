@@ -15,15 +15,44 @@ type bgBilling struct {
 	calls      chan string
 	syncAllErr error
 	pruned     int // what PruneEvents says it forgot
+
+	mu            sync.Mutex
+	now           func() time.Time // PublishPrices' stamp
+	sharedAt      time.Time        // the price catalogue in the store
+	sharedMissing int              // the configured prices it lacks
 }
 
-func newBGBilling() *bgBilling { return &bgBilling{calls: make(chan string, 1000)} }
+func newBGBilling() *bgBilling { return &bgBilling{calls: make(chan string, 1000), now: time.Now} }
+
+// none fails the test if a call was made that next did not take.
+func (f *bgBilling) none(t *testing.T) {
+	t.Helper()
+	select {
+	case c := <-f.calls:
+		t.Errorf("unexpected call %q", c)
+	default:
+	}
+}
 
 func (f *bgBilling) SyncCustomer(_ context.Context, id, _ string) error {
 	f.calls <- "sync " + id
 	return nil
 }
 func (f *bgBilling) RefreshPrices(context.Context) error { f.calls <- "prices"; return nil }
+func (f *bgBilling) PublishPrices(context.Context) error {
+	f.mu.Lock()
+	f.sharedAt, f.sharedMissing = f.now(), 0
+	f.mu.Unlock()
+	f.calls <- "publish"
+	return nil
+}
+func (f *bgBilling) SharedPrices(context.Context) (time.Time, int, error) {
+	f.mu.Lock()
+	at, missing := f.sharedAt, f.sharedMissing
+	f.mu.Unlock()
+	f.calls <- "shared"
+	return at, missing, nil
+}
 func (f *bgBilling) CatchUp(context.Context) (int, error) {
 	f.calls <- "catch-up"
 	return 0, nil
@@ -226,19 +255,95 @@ func TestBackground_ReconcileWithoutIntervalOnlyCatchesUp(t *testing.T) {
 	}
 }
 
-func TestBackground_PricesRefreshEveryTenMinutes(t *testing.T) {
+// TestBackground_PricesRefreshTenMinutesAfterTheStoredCatalogue: the
+// leader's refresh comes ten minutes after the catalogue in the store was
+// published (by another leader 4 minutes ago: in 6), is published, and the
+// next is ten minutes later; a store without one is refreshed at once, and
+// a stamp ahead of the clock waits ten minutes, no more.
+func TestBackground_PricesRefreshTenMinutesAfterTheStoredCatalogue(t *testing.T) {
+	clk := &bgClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	f, w := newBGBilling(), newBGWaits()
-	bg := newTestBackground(f, BackgroundConfig{}, time.Now, w)
-	runLoop(t, bg.refreshPrices)
-	for range 2 {
-		if d := w.wait(t); d != 10*time.Minute {
-			t.Fatalf("refresh after %v, want 10m", d)
+	f.now, f.sharedAt = clk.Now, clk.Now().Add(-4*time.Minute)
+	bg := newTestBackground(f, BackgroundConfig{}, clk.Now, w)
+	stop := runLoop(t, bg.refreshPrices)
+	for i, want := range []time.Duration{6 * time.Minute, 10 * time.Minute, 10 * time.Minute} {
+		if got := f.next(t); got != "shared" {
+			t.Fatalf("refresh %d: call %q, want the store's catalogue read first", i, got)
 		}
+		if d := w.wait(t); d != want {
+			t.Fatalf("refresh %d after %v, want %v", i, d, want)
+		}
+		clk.Advance(want)
 		w.pass <- struct{}{}
-		if got := f.next(t); got != "prices" {
-			t.Fatalf("call %q, want prices", got)
+		for _, c := range []string{"prices", "publish"} {
+			if got := f.next(t); got != c {
+				t.Fatalf("refresh %d: call %q, want %q", i, got, c)
+			}
 		}
 	}
+	stop()
+
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		want time.Duration
+	}{{"none stored", time.Time{}, 0}, {"stale", clk.Now().Add(-time.Hour), 0}, {"ahead of the clock", clk.Now().Add(time.Hour), 10 * time.Minute}} {
+		f, w := newBGBilling(), newBGWaits()
+		f.now, f.sharedAt = clk.Now, c.at
+		stop := runLoop(t, newTestBackground(f, BackgroundConfig{}, clk.Now, w).refreshPrices)
+		if d := w.wait(t); d != c.want {
+			t.Errorf("%s: refresh after %v, want %v", c.name, d, c.want)
+		}
+		stop()
+	}
+}
+
+// TestBackground_LoadPricesFromAFreshCatalogue: at start, a catalogue in
+// the store published within ten minutes and holding every configured
+// price is taken without a call to Stripe; one that is stale, lacks a
+// price or is absent is replaced by a load from Stripe, then published.
+func TestBackground_LoadPricesFromAFreshCatalogue(t *testing.T) {
+	clk := &bgClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	for _, c := range []struct {
+		name    string
+		at      time.Time
+		missing int
+		want    []string
+	}{
+		{"fresh", clk.Now().Add(-9 * time.Minute), 0, []string{"shared"}},
+		{"stale", clk.Now().Add(-11 * time.Minute), 0, []string{"shared", "prices", "publish"}},
+		{"a price missing", clk.Now(), 1, []string{"shared", "prices", "publish"}},
+		{"none", time.Time{}, 2, []string{"shared", "prices", "publish"}},
+	} {
+		f := newBGBilling()
+		f.now, f.sharedAt, f.sharedMissing = clk.Now, c.at, c.missing
+		newTestBackground(f, BackgroundConfig{}, clk.Now, newBGWaits()).LoadPrices(t.Context())
+		for _, want := range c.want {
+			if got := f.next(t); got != want {
+				t.Errorf("%s: call %q, want %q", c.name, got, want)
+			}
+		}
+		f.none(t)
+	}
+}
+
+// TestBackground_RunLocalReadsPricesWithoutCallingStripe: a replica that
+// does not lead reads the catalogue from the store every minute and never
+// asks Stripe for a price (the leader's RunShared does).
+func TestBackground_RunLocalReadsPricesWithoutCallingStripe(t *testing.T) {
+	f, w := newBGBilling(), newBGWaits()
+	stop := runLoop(t, newTestBackground(f, BackgroundConfig{}, time.Now, w).RunLocal)
+	for range 3 {
+		if d := w.wait(t); d != time.Minute {
+			t.Fatalf("read after %v, want 1m", d)
+		}
+		w.pass <- struct{}{}
+		if got := f.next(t); got != "shared" {
+			t.Fatalf("call %q, want the store's catalogue", got)
+		}
+	}
+	stop()
+	f.none(t)
 }
 
 func TestBackground_RunStopsWithItsContext(t *testing.T) {
