@@ -117,7 +117,8 @@ func (bg *Background) Stale(customerID string) {
 // so the first upgrade page shows amounts: from the catalogue in the store
 // when it holds every configured price and was published within
 // priceRefreshEvery (another replica's, or this gateway's before a
-// restart), else from Stripe, and then publishes what it loaded. Call it
+// restart), else from Stripe, and then publishes them if every one
+// loaded. Call it
 // before serving; the loops keep them fresh. A failure is logged: it only
 // leaves amounts off the page.
 func (bg *Background) LoadPrices(ctx context.Context) {
@@ -127,7 +128,10 @@ func (bg *Background) LoadPrices(ctx context.Context) {
 		return
 	}
 	if err := bg.b.RefreshPrices(ctx); err != nil {
+		// Not stored: a catalogue stamped now would put off the leader's
+		// refresh for ten minutes.
 		bg.log.Warn("stripe: loading prices", "err", err)
+		return
 	}
 	if err := bg.b.PublishPrices(ctx); err != nil {
 		bg.log.Warn("stripe: storing the prices for the other replicas", "err", err)

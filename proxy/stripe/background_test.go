@@ -15,6 +15,7 @@ type bgBilling struct {
 	calls      chan string
 	syncAllErr error
 	pruned     int // what PruneEvents says it forgot
+	pricesErr  error
 
 	mu            sync.Mutex
 	now           func() time.Time // PublishPrices' stamp
@@ -38,7 +39,7 @@ func (f *bgBilling) SyncCustomer(_ context.Context, id, _ string) error {
 	f.calls <- "sync " + id
 	return nil
 }
-func (f *bgBilling) RefreshPrices(context.Context) error { f.calls <- "prices"; return nil }
+func (f *bgBilling) RefreshPrices(context.Context) error { f.calls <- "prices"; return f.pricesErr }
 func (f *bgBilling) PublishPrices(context.Context) error {
 	f.mu.Lock()
 	f.sharedAt, f.sharedMissing = f.now(), 0
@@ -301,7 +302,8 @@ func TestBackground_PricesRefreshTenMinutesAfterTheStoredCatalogue(t *testing.T)
 // TestBackground_LoadPricesFromAFreshCatalogue: at start, a catalogue in
 // the store published within ten minutes and holding every configured
 // price is taken without a call to Stripe; one that is stale, lacks a
-// price or is absent is replaced by a load from Stripe, then published.
+// price or is absent is replaced by a load from Stripe, then published
+// if it succeeded.
 func TestBackground_LoadPricesFromAFreshCatalogue(t *testing.T) {
 	clk := &bgClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	for _, c := range []struct {
@@ -314,9 +316,15 @@ func TestBackground_LoadPricesFromAFreshCatalogue(t *testing.T) {
 		{"stale", clk.Now().Add(-11 * time.Minute), 0, []string{"shared", "prices", "publish"}},
 		{"a price missing", clk.Now(), 1, []string{"shared", "prices", "publish"}},
 		{"none", time.Time{}, 2, []string{"shared", "prices", "publish"}},
+		// A load that failed is not stored: stamped now, it would put
+		// off the leader's refresh.
+		{"none, Stripe failing", time.Time{}, 2, []string{"shared", "prices"}},
 	} {
 		f := newBGBilling()
 		f.now, f.sharedAt, f.sharedMissing = clk.Now, c.at, c.missing
+		if c.name == "none, Stripe failing" {
+			f.pricesErr = errors.New("stripe down")
+		}
 		newTestBackground(f, BackgroundConfig{}, clk.Now, newBGWaits()).LoadPrices(t.Context())
 		for _, want := range c.want {
 			if got := f.next(t); got != want {
