@@ -774,7 +774,8 @@ func TestReplicas_PostgreSQLStoppedMidTraffic(t *testing.T) {
 	for id, typ := range refusedEvents {
 		for d := status(id); d.Status < 200 || d.Status >= 300; d = status(id) {
 			if time.Now().After(deadline) {
-				t.Fatalf("event %s (%s), refused during the outage, still not acknowledged: %+v", id, typ, d)
+				logs := rs.procs[1].logs.String()
+				t.Fatalf("event %s (%s), refused during the outage, still not acknowledged: %+v\nthe receiving replica's log (its end):\n%s", id, typ, d, logs[max(0, len(logs)-20000):])
 			}
 			time.Sleep(50 * time.Millisecond) // the sandbox retries from its own goroutine
 		}

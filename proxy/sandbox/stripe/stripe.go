@@ -39,7 +39,7 @@ const (
 	checkoutTTL    = 24 * time.Hour   // life of an open Checkout Session (billing time)
 	idemTTL        = 24 * time.Hour   // how long an Idempotency-Key is remembered (wall time)
 	maxDueSteps    = 100000           // guard against a runaway billing loop
-	deliverLimit   = 6                // webhook attempts per event
+	deliverLimit   = 6                // webhook attempts per event (at least: SetRetryDelays)
 	deliverTimeout = 10 * time.Second // per attempt
 )
 
@@ -506,7 +506,10 @@ func (s *Stripe) SecretKey() string { return s.secret }
 func (s *Stripe) LiveSecretKey() string { return s.liveSecret }
 
 // SetRetryDelays sets the waits between webhook delivery attempts (tests
-// that make deliveries fail want them short).
+// that make deliveries fail want them short). An event is attempted
+// deliverLimit times, or once more than the waits given if they are more:
+// a test that outlasts an outage gives as many as it needs (Stripe itself
+// retries for three days).
 func (s *Stripe) SetRetryDelays(d ...time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

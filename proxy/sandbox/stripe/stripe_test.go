@@ -1204,3 +1204,27 @@ func TestPageSizeAndHold(t *testing.T) {
 		t.Errorf("the held request after Release: %v", err)
 	}
 }
+
+// TestWebhookRetries_AsManyAsTheDelaysGiven: with more retry delays than
+// deliverLimit allows attempts, an event is attempted once more than the
+// delays: an endpoint down for 9 attempts gets the event on the 10th.
+func TestWebhookRetries_AsManyAsTheDelaysGiven(t *testing.T) {
+	f := newSBFixture(t, Options{})
+	f.s.SetRetryDelays(slices.Repeat([]time.Duration{time.Millisecond}, 12)...)
+	f.hook.status = func(_ stripe.Event, attempt int) int {
+		if attempt <= 9 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}
+	f.customer(t, "ada@example.com", "user_ada")
+	f.wait(t)
+	var got []Delivery
+	for _, d := range f.s.Deliveries() {
+		d.EventID = ""
+		got = append(got, d)
+	}
+	if d := cmp.Diff([]Delivery{{Type: "customer.created", Status: 200, Attempts: 10}}, got); d != "" {
+		t.Errorf("Deliveries (-want +got):\n%s", d)
+	}
+}

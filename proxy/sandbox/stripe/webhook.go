@@ -194,8 +194,9 @@ func (s *Stripe) deliver(d *delivery) {
 	for attempt := 1; ; attempt++ {
 		status, err := s.post(d)
 		ok := err == nil && status >= 200 && status < 300
-		final := ok || attempt >= deliverLimit
 		s.mu.Lock()
+		delays := s.retryDelays
+		final := ok || attempt >= max(deliverLimit, len(delays)+1)
 		d.attempts, d.status, d.delivered = attempt, status, ok
 		stopped := s.closed
 		s.mu.Unlock()
@@ -210,7 +211,7 @@ func (s *Stripe) deliver(d *delivery) {
 		}
 		// Back off before the next attempt (later deliveries wait: delivery
 		// is in order).
-		t := time.NewTimer(s.retryDelays[min(attempt-1, len(s.retryDelays)-1)])
+		t := time.NewTimer(delays[min(attempt-1, len(delays)-1)])
 		select {
 		case <-t.C:
 		case <-s.stopCtx.Done():
