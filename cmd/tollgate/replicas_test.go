@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -580,6 +581,104 @@ func (rs *replicaSet) leaderOf(skip map[int]bool) int {
 		}
 	}
 	return -1
+}
+
+// TestReplicas_AStoredCatalogueChangesNoCharge: the price catalogue the
+// leader stores (the stripe.prices cursor) is read by every replica, so a
+// writer of the cursors table can change the amounts an upgrade page
+// shows, never what Checkout charges (docs/SECURITY.md). A replica starting
+// on a catalogue that is not JSON loads the prices from Stripe and stores
+// them; one starting on a crafted catalogue (the monthly Pro at $0.01
+// under another price's ID, stamped now) shows $0.01 but still posts the
+// configured price, and the Checkout it starts charges $12.00; one
+// starting with none stored while Stripe fails serves without amounts and
+// stores nothing. None refuses to start.
+func TestReplicas_AStoredCatalogueChangesNoCharge(t *testing.T) {
+	rs := startReplicas(t, 1)
+	ctx := context.Background()
+	upgrade := func(i int) string {
+		t.Helper()
+		tok := rs.d.Clerk.MintSessionToken("user_nobody", "sess_p", time.Now(), nil)
+		req, _ := http.NewRequest("GET", rs.url(i)+"/.tollgate/upgrade?route=415VNA&return=/routes/415VNA/", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "text/html")
+		resp, err := noRedirects(nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("replica %c's upgrade page: %d", 'A'+i, resp.StatusCode)
+		}
+		return string(body)
+	}
+	setCatalogue := func(v string) {
+		t.Helper()
+		if err := rs.store.SetCursor(ctx, stripe.CursorPrices, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored, err := rs.store.Cursor(ctx, stripe.CursorPrices)
+	if err != nil || !strings.Contains(stored, `"Amount":1200`) {
+		t.Fatalf("the first replica stored %q (%v), want the catalogue", stored, err)
+	}
+
+	setCatalogue("not a catalogue{")
+	rs.procs = append(rs.procs, startServe(t, rs.serve)) // B
+	if page := upgrade(1); !strings.Contains(page, "$12.00") {
+		t.Errorf("B, started on a catalogue that is not JSON, shows no $12.00:\n%.1500s", page)
+	}
+	if got, _ := rs.store.Cursor(ctx, stripe.CursorPrices); !strings.Contains(got, `"Amount":1200`) {
+		t.Errorf("B left the catalogue %q, want the one it loaded from Stripe", got)
+	}
+
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	crafted := regexp.MustCompile(`"at":"[^"]*"`).ReplaceAllString(stored, `"at":"`+now+`"`)
+	crafted = strings.Replace(crafted, `"ID":"price_demo_pro_monthly","Amount":1200`, `"ID":"price_demo_pro_yearly","Amount":1`, 1)
+	if crafted == stored {
+		t.Fatalf("the catalogue's form changed: %s", stored)
+	}
+	setCatalogue(crafted)
+	rs.procs = append(rs.procs, startServe(t, rs.serve)) // C
+	page := upgrade(2)
+	if !strings.Contains(page, "$0.01") || !strings.Contains(page, `value="price_demo_pro_monthly"`) {
+		t.Errorf("C, on the crafted catalogue, should show $0.01 and post the configured price:\n%.1500s", page)
+	}
+	tok := rs.d.Clerk.MintSessionToken("user_ada", "sess_c", time.Now(), nil)
+	req, _ := http.NewRequest("POST", rs.url(2)+"/.tollgate/checkout", strings.NewReader(url.Values{
+		"plan": {"pro"}, "price": {"price_demo_pro_monthly"}, "return": {"/routes/415VNA/"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Origin", rs.url(2))
+	resp, err := noRedirects(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	payURL := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(payURL, rs.d.StripeURL+"/checkout/pay/") {
+		t.Fatalf("checkout on C: %d %q", resp.StatusCode, payURL)
+	}
+	resp, err = http.Get(payURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(pay), "$12.00") || strings.Contains(string(pay), "$0.01") {
+		t.Errorf("the Checkout C started does not charge the configured $12.00:\n%.1500s", pay)
+	}
+
+	setCatalogue("")
+	rs.d.Stripe.InjectAPIStatus("GET /v1/prices/{id}", 1000, http.StatusInternalServerError)
+	rs.procs = append(rs.procs, startServe(t, rs.serve)) // D
+	if page := upgrade(3); strings.Contains(page, "$") || !strings.Contains(page, `value="price_demo_pro_monthly"`) {
+		t.Errorf("D, with no catalogue and Stripe failing, should show no amounts and post the configured price:\n%.1500s", page)
+	}
+	if got, _ := rs.store.Cursor(ctx, stripe.CursorPrices); got != "" {
+		t.Errorf("D stored %q from a failed load", got)
+	}
 }
 
 // TestReplicas_KillNineOfTheLeaderMidReconcile: the leader is killed with
