@@ -30,6 +30,9 @@ const (
 	// priceFollowEvery is how often a replica reads the price catalogue
 	// the leader published (a read of the store, no call to Stripe).
 	priceFollowEvery = time.Minute
+	// priceRetryEvery is how soon the leader tries again after a refresh
+	// that failed (which it does not publish).
+	priceRetryEvery = time.Minute
 	// firstPricesTimeout bounds the price load before the gateway serves.
 	firstPricesTimeout = 5 * time.Second
 )
@@ -194,11 +197,17 @@ func (bg *Background) resyncStale(ctx context.Context) {
 // page priceRefreshEvery after the catalogue in the store was published
 // (so a new leader does not reload what the last one just did, nor wait
 // ten minutes more for a stale one), and publishes them for the other
-// replicas; a failure only leaves amounts off the page (or stale).
+// replicas; a failure only leaves amounts off the page (or stale). A
+// refresh that failed is not published, as a replica's load at start is
+// not: stamped now, it would put off the next try by ten minutes. The
+// leader tries again priceRetryEvery later.
 func (bg *Background) refreshPrices(ctx context.Context) {
+	failed := false
 	for {
 		wait := priceRefreshEvery
-		if at, _, err := bg.b.SharedPrices(ctx); err == nil {
+		if failed {
+			wait = priceRetryEvery
+		} else if at, _, err := bg.b.SharedPrices(ctx); err == nil {
 			// Never sooner than now, never later than priceRefreshEvery
 			// (a stamp ahead of this replica's clock).
 			wait = min(max(at.Add(priceRefreshEvery).Sub(bg.now()), 0), priceRefreshEvery)
@@ -206,8 +215,12 @@ func (bg *Background) refreshPrices(ctx context.Context) {
 		if bg.sleep(ctx, wait) != nil {
 			return
 		}
-		if err := bg.b.RefreshPrices(ctx); err != nil && ctx.Err() == nil {
-			bg.log.Warn("stripe: loading prices", "err", err)
+		err := bg.b.RefreshPrices(ctx)
+		if failed = err != nil; failed {
+			if ctx.Err() == nil {
+				bg.log.Warn("stripe: loading prices", "err", err)
+			}
+			continue
 		}
 		if err := bg.b.PublishPrices(ctx); err != nil && ctx.Err() == nil {
 			bg.log.Warn("stripe: storing the prices for the other replicas", "err", err)

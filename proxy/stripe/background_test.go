@@ -15,9 +15,9 @@ type bgBilling struct {
 	calls      chan string
 	syncAllErr error
 	pruned     int // what PruneEvents says it forgot
-	pricesErr  error
 
 	mu            sync.Mutex
+	pricesErr     error
 	now           func() time.Time // PublishPrices' stamp
 	sharedAt      time.Time        // the price catalogue in the store
 	sharedMissing int              // the configured prices it lacks
@@ -39,7 +39,18 @@ func (f *bgBilling) SyncCustomer(_ context.Context, id, _ string) error {
 	f.calls <- "sync " + id
 	return nil
 }
-func (f *bgBilling) RefreshPrices(context.Context) error { f.calls <- "prices"; return f.pricesErr }
+func (f *bgBilling) RefreshPrices(context.Context) error {
+	f.calls <- "prices"
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pricesErr
+}
+
+func (f *bgBilling) setPricesErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pricesErr = err
+}
 func (f *bgBilling) PublishPrices(context.Context) error {
 	f.mu.Lock()
 	f.sharedAt, f.sharedMissing = f.now(), 0
@@ -280,6 +291,40 @@ func TestBackground_PricesRefreshTenMinutesAfterTheStoredCatalogue(t *testing.T)
 			if got := f.next(t); got != c {
 				t.Fatalf("refresh %d: call %q, want %q", i, got, c)
 			}
+		}
+	}
+	stop()
+
+	// A refresh that fails is not published (the stored stamp stays, so
+	// the next try is not put off ten minutes), and is tried again a
+	// minute later, not at once.
+	f, w = newBGBilling(), newBGWaits()
+	f.now, f.sharedAt, f.pricesErr = clk.Now, clk.Now().Add(-time.Hour), errors.New("stripe down")
+	stop = runLoop(t, newTestBackground(f, BackgroundConfig{}, clk.Now, w).refreshPrices)
+	for i, want := range []time.Duration{0, priceRetryEvery, priceRetryEvery} {
+		if i == 0 {
+			if got := f.next(t); got != "shared" {
+				t.Fatalf("call %q, want the store's catalogue read first", got)
+			}
+		}
+		if d := w.wait(t); d != want {
+			t.Fatalf("failing refresh %d after %v, want %v", i, d, want)
+		}
+		clk.Advance(want)
+		w.pass <- struct{}{}
+		if got := f.next(t); got != "prices" {
+			t.Fatalf("failing refresh %d: call %q, want prices (and no publish)", i, got)
+		}
+	}
+	if d := w.wait(t); d != priceRetryEvery {
+		t.Fatalf("after the failures: refresh after %v, want %v", d, priceRetryEvery)
+	}
+	f.setPricesErr(nil) // Stripe answers again: published, then the stamp rules
+	clk.Advance(priceRetryEvery)
+	w.pass <- struct{}{}
+	for _, c := range []string{"prices", "publish", "shared"} {
+		if got := f.next(t); got != c {
+			t.Fatalf("recovered refresh: call %q, want %q", got, c)
 		}
 	}
 	stop()
