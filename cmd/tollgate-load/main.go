@@ -5,7 +5,7 @@
 //	go run ./cmd/tollgate-load cold-miss [-users 8000] [-cache 1000] [-c 1,50]
 //	go run ./cmd/tollgate-load webhook-storm [-events 5000] [-customers 500] [-c 8] [-store bolt|postgres] [-dsn DSN]
 //	go run ./cmd/tollgate-load idle-connections [-n 10000] [-kind ws|sse]
-//	go run ./cmd/tollgate-load million-user-store [-n 1000000] [-cache 100000] [-warm 100000]
+//	go run ./cmd/tollgate-load million-user-store [-n 1000000] [-cache 100000] [-warm 100000] [-db bolt|postgres] [-dsn DSN]
 //
 // The default, wrk, and cold-miss measure tollgate serve against bare
 // httputil.ReverseProxy in the same run (perf.go). Absolute numbers drift

@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tollgate/tollgate/proxy"
 	"github.com/tollgate/tollgate/proxy/bolt"
@@ -60,4 +65,87 @@ func openLoadStore(ctx context.Context, kind, dsn string) (loadStore, string, fu
 		return s, desc, func() { s.Close(); cleanup() }, nil
 	}
 	return nil, "", nil, fmt.Errorf("unknown store %q; want bolt or postgres", kind)
+}
+
+// copyToPostgres copies the bbolt store at path into PostgreSQL with
+// `tollgate store copy` (README, "Running several replicas": moving up),
+// as an operator would, and times it. The database is dsn's (empty), or
+// a throwaway cluster's, removed by the returned cleanup.
+func copyToPostgres(bin, path, dsn string, out io.Writer) (string, func(), error) {
+	ctx := context.Background()
+	desc, cleanup := "PostgreSQL at -dsn", func() {}
+	if dsn == "" {
+		c, err := pgtest.StartCluster(pgtest.Options{Durable: true})
+		if err != nil {
+			return "", nil, err
+		}
+		if dsn, err = c.CreateDB(ctx, "tollgate"); err != nil {
+			c.Remove()
+			return "", nil, err
+		}
+		desc, cleanup = "a throwaway local PostgreSQL cluster (fsync and synchronous_commit on)", func() { c.Remove() }
+	}
+	cp := exec.Command(bin, "store", "copy", "-from", "bolt:"+path, "-to", dsn)
+	start := time.Now()
+	b, err := cp.CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("tollgate store copy: %w\n%s", err, b)
+	}
+	st := cp.ProcessState
+	fmt.Fprintf(out, "tollgate store copy into %s: %s (%s of the copier's CPU); every count matches\n", desc,
+		took.Round(100*time.Millisecond), (st.UserTime() + st.SystemTime()).Round(100*time.Millisecond))
+	if err := pgSize(dsn, "after the copy", out); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return dsn, cleanup, nil
+}
+
+// pgSize prints the database's size, all of it (the catalogue and the
+// write-ahead log's share excluded: pg_database_size) and its tables'
+// with their indexes and TOAST, in total and per customer, the largest
+// tables named.
+func pgSize(dsn, when string, out io.Writer) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var db, customers, accounts int64
+	if err := conn.QueryRow(ctx, `SELECT pg_database_size(current_database()), (SELECT count(*) FROM customers), (SELECT count(*) FROM accounts)`).
+		Scan(&db, &customers, &accounts); err != nil {
+		return fmt.Errorf("database size: %w", err)
+	}
+	rows, err := conn.Query(ctx, `SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid) FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY 2 DESC`)
+	if err != nil {
+		return fmt.Errorf("table sizes: %w", err)
+	}
+	var (
+		tables int64
+		parts  []string
+	)
+	for rows.Next() {
+		var (
+			name        string
+			total, heap int64
+		)
+		if err := rows.Scan(&name, &total, &heap); err != nil {
+			return err
+		}
+		tables += total
+		if len(parts) < 4 {
+			parts = append(parts, fmt.Sprintf("%s %.0f (heap %.0f)", name, float64(total)/float64(max(customers, 1)), float64(heap)/float64(max(customers, 1))))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	per := func(n int64) float64 { return float64(n) / float64(max(customers, 1)) }
+	fmt.Fprintf(out, "PostgreSQL %s: %d customers, %d accounts; database %s (%.0f bytes per customer, %.2f of bbolt's 500), tables with indexes %s (%.0f per customer: %s)\n",
+		when, customers, accounts, megabytes(db), per(db), per(db)/500, megabytes(tables), per(tables), strings.Join(parts, ", "))
+	return nil
 }

@@ -39,7 +39,11 @@ import (
 //     file-backed apart;
 //   - the admin console's user listing, every sort both ways, first and
 //     last pages, filters and searches, end to end.
-const storeUsage = `tollgate-load million-user-store [-n 1000000] [-profile mixed|paying] [-store FILE] [-cache 100000] [-warm 100000]`
+//
+// With -db postgres the same bbolt store is then copied into PostgreSQL by
+// `tollgate store copy` (timed), tollgate serve runs on it (store.driver:
+// postgres), and the database's size stands for the file's.
+const storeUsage = `tollgate-load million-user-store [-n 1000000] [-profile mixed|paying] [-store FILE] [-db bolt|postgres [-dsn DSN]] [-cache 100000] [-warm 100000]`
 
 func runStore(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tollgate-load million-user-store", flag.ContinueOnError)
@@ -52,8 +56,13 @@ func runStore(args []string, out io.Writer) error {
 	conc := fs.Int("c", 8, "requests in flight while warming")
 	settle := fs.Duration("settle", 5*time.Second, "how long after start-up to read the gateway's memory again (a full read of the store would show as file-backed pages by then)")
 	bin := fs.String("tollgate", "", "the tollgate binary (default: go build ./cmd/tollgate)")
+	db := fs.String("db", "bolt", "the store tollgate serve runs on: bolt, or postgres (the bbolt store copied in by tollgate store copy)")
+	dsn := fs.String("dsn", "", "with -db postgres: an empty database to copy into (default: a throwaway local cluster, fsync on)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w\nusage: %s", err, storeUsage)
+	}
+	if *db != "bolt" && *db != "postgres" {
+		return fmt.Errorf("unknown -db %q; want bolt or postgres\nusage: %s", *db, storeUsage)
 	}
 	dir, err := os.MkdirTemp("", "tollgate-store-*")
 	if err != nil {
@@ -91,6 +100,23 @@ func runStore(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *bin == "" {
+		*bin = filepath.Join(dir, "tollgate")
+		build := exec.Command("go", "build", "-o", *bin, "./cmd/tollgate")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/tollgate (run from the repository): %w\n%s", err, b)
+		}
+	}
+	gw := gatewayConfig{store: path, cache: *cacheSize}
+	if *db == "postgres" {
+		pg, cleanup, err := copyToPostgres(*bin, path, *dsn, out)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		gw.dsn = pg
+	}
 
 	// The sandbox, an upstream, and tollgate serve on the store. Each
 	// user's session token is signed first, on every core: signing is
@@ -119,16 +145,8 @@ func runStore(args []string, out io.Writer) error {
 	defer stripeSB.Close()
 	stripeURL := serve(stripeSB.Handler())
 	upstream := serve(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
-	if *bin == "" {
-		*bin = filepath.Join(dir, "tollgate")
-		build := exec.Command("go", "build", "-o", *bin, "./cmd/tollgate")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build ./cmd/tollgate (run from the repository): %w\n%s", err, b)
-		}
-	}
-	child, err := startServeChild(*bin, dir, gatewayConfig{store: path, cache: *cacheSize, upstream: upstream, clerk: sb, clerkURL: clerkURL,
-		stripeURL: stripeURL, stripeKey: stripeSB.SecretKey()})
+	gw.upstream, gw.clerk, gw.clerkURL, gw.stripeURL, gw.stripeKey = upstream, sb, clerkURL, stripeURL, stripeSB.SecretKey()
+	child, err := startServeChild(*bin, dir, gw)
 	if err != nil {
 		return err
 	}
@@ -192,7 +210,13 @@ func runStore(args []string, out io.Writer) error {
 		child.heap())
 
 	// The console's listing, end to end, as an admin.
-	return timeConsole(out, child.url, sb, users)
+	if err := timeConsole(out, child.url, sb, users); err != nil {
+		return err
+	}
+	if gw.dsn != "" {
+		return pgSize(gw.dsn, "after the run (the users' sightings written)", out)
+	}
+	return nil
 }
 
 // pickUsers opens the store (migrating an older one, timed) and returns up
