@@ -85,6 +85,15 @@ func copyToPostgres(bin, path, dsn string, out io.Writer) (string, func(), error
 		}
 		desc, cleanup = "a throwaway local PostgreSQL cluster (fsync and synchronous_commit on)", func() { c.Remove() }
 	}
+	if held, err := pgAccounts(ctx, dsn); err != nil {
+		cleanup()
+		return "", nil, err
+	} else if held > 0 {
+		// -dsn's database holds a store already (a copy of -store's, kept
+		// from an earlier run): served as it is.
+		fmt.Fprintf(out, "%s holds a store of %d accounts already: no copy\n", desc, held)
+		return dsn, cleanup, pgSize(dsn, "as found", out)
+	}
 	cp := exec.Command(bin, "store", "copy", "-from", "bolt:"+path, "-to", dsn)
 	start := time.Now()
 	b, err := cp.CombinedOutput()
@@ -101,6 +110,23 @@ func copyToPostgres(bin, path, dsn string, out io.Writer) (string, func(), error
 		return "", nil, err
 	}
 	return dsn, cleanup, nil
+}
+
+// pgAccounts is how many accounts dsn's database holds (0 without the
+// table: a database never migrated).
+func pgAccounts(ctx context.Context, dsn string) (int64, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('accounts') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM accounts`).Scan(&n)
+	return n, err
 }
 
 // pgSize prints the database's size, all of it (the catalogue and the
