@@ -234,31 +234,40 @@ func reindexSubjects(ctx context.Context, t *wtx, ids ...string) error {
 type customerRecord = proxy.CustomerRecord
 
 func getCustomer(ctx context.Context, q querier, id string, forUpdate bool) (customerRecord, bool, error) {
-	var (
-		rec    customerRecord
-		email  []byte
-		synced *time.Time
-		subs   []byte
-	)
-	sql := `SELECT subject, email, had_trial, synced_at, deleted, subscriptions FROM customers WHERE id = $1`
+	sql := `SELECT ` + customerColumns + ` FROM customers WHERE id = $1`
 	if forUpdate {
 		sql += ` FOR UPDATE`
 	}
-	err := q.QueryRow(ctx, sql, id).Scan(&rec.Subject, &email, &rec.HadTrial, &synced, &rec.Deleted, &subs)
+	rec, err := scanCustomer(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return customerRecord{}, false, nil
 	}
 	if err != nil {
 		return customerRecord{}, false, fmt.Errorf("customer %s: %w", id, err)
 	}
+	return rec, true, nil
+}
+
+const customerColumns = `subject, email, had_trial, synced_at, deleted, subscriptions`
+
+func scanCustomer(row pgx.Row) (customerRecord, error) {
+	var (
+		rec    customerRecord
+		email  []byte
+		synced *time.Time
+		subs   []byte
+	)
+	if err := row.Scan(&rec.Subject, &email, &rec.HadTrial, &synced, &rec.Deleted, &subs); err != nil {
+		return customerRecord{}, err
+	}
 	rec.Email, rec.SyncedAt = string(email), tm(synced)
 	if err := json.Unmarshal(subs, &rec.Subscriptions); err != nil {
-		return customerRecord{}, false, fmt.Errorf("customer %s: subscriptions: %w", id, err)
+		return customerRecord{}, fmt.Errorf("subscriptions: %w", err)
 	}
 	if len(rec.Subscriptions) == 0 {
 		rec.Subscriptions = nil
 	}
-	return rec, true, nil
+	return rec, nil
 }
 
 func putCustomer(ctx context.Context, t *wtx, id string, rec *customerRecord) error {
