@@ -17,8 +17,10 @@ import (
 // indexes (migrations/0001_store.sql), page by page from a cursor, never
 // every subject: each sort is one index, walked from the cursor's
 // position (keyset pagination). What each row shows is then made as
-// bolt's is (proxy.Account.Summary under the filter's policy), and a row
-// the policy does not match is skipped, at most maxScan of them a page.
+// bolt's is (proxy.Account.Summary under the filter's policy), from its
+// account, customer and comps read for the whole batch at once
+// (accountViews), and a row the policy does not match is skipped, at most
+// maxScan of them a page.
 
 const maxScan = 20_000
 
