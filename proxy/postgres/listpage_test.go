@@ -80,10 +80,21 @@ func TestListPage_ReadsByIndexNeverAFullScan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, forward := range []bool{true, false} {
-			for _, start := range []*position{nil, cursor} {
-				sql, args := p.batchSQL(start, forward, 101)
-				explain(t, fmt.Sprintf("listing %+v forward=%v from=%v", f, forward, start != nil), sql, args...)
+		if (f.Status != "" || f.Plan != "") && f.Status+f.Plan != "trialingpro" && !p.rare {
+			t.Errorf("listing %+v: %d rows, not read as a rare filter", f, p.total)
+		}
+		// A filter is read either way, by the number of rows it matches
+		// (rareRows): check both.
+		for _, rare := range []bool{false, true} {
+			if rare && !p.rare {
+				continue
+			}
+			p.rare = rare
+			for _, forward := range []bool{true, false} {
+				for _, start := range []*position{nil, cursor} {
+					sql, args := p.batchSQL(start, forward, 101)
+					explain(t, fmt.Sprintf("listing %+v rare=%v forward=%v from=%v", f, rare, forward, start != nil), sql, args...)
+				}
 			}
 		}
 	}

@@ -72,6 +72,8 @@ type Store struct {
 	// pool (nil: none yet, or dropped after a failure). Used only while
 	// clerkOrder is held.
 	clerkOrderConn *pgx.Conn
+	// listRareRows, if set, replaces rareRows (listpage.go): tests.
+	listRareRows *int64
 }
 
 // ErrSchema is returned by Open when the database's schema is not the one
