@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tollgate/tollgate/proxy"
@@ -188,7 +189,14 @@ type Counts struct {
 // Finish lists every subject the records name (the listing and its
 // counters, as each write would have) and returns the store's counts.
 func (im *Importer) Finish() (Counts, error) {
+	// In the order of their IDs: each listing write then goes next to the
+	// last one in the accounts' primary key.
+	ids := make([]string, 0, len(im.subjects))
 	for id := range im.subjects {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
 		subject, err := proxy.ParseSubject(id)
 		if err != nil {
 			continue
