@@ -192,6 +192,11 @@ func TestDemo_APIKeys(t *testing.T) {
 	if !strings.Contains(out, `"via":"api_key"`) || !strings.Contains(out, cachedRec.ID) {
 		t.Errorf("the log has no request let in by a key, or no line naming the revoked key %s: is it the gateway's log?", cachedRec.ID)
 	}
+	// Who called: a request let in by the organisation's key names the
+	// organisation and the key (by ID), no person.
+	if !strings.Contains(out, `"org_id":"org_acme","via":"api_key","key_id":"`+orgRec.ID+`"`) {
+		t.Errorf("no access log line names the organisation's key %s and org_acme", orgRec.ID)
+	}
 	for _, k := range secrets {
 		if strings.Contains(out, k[12:]) {
 			t.Errorf("the log holds the secret of key %s…", k[:12])

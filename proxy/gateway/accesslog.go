@@ -21,9 +21,23 @@ type logEntry struct {
 	reason   string
 	userID   string
 	source   string
+	// keyID is the API key a request carried (its ID, never its secret),
+	// and orgID the organisation of a key no person holds (an
+	// organisation's key, whose userID is empty): who called, for the
+	// site owner's audit of an API.
+	keyID, orgID string
 	// at is when the request came in: the one clock reading the gate's
 	// decisions share (README "Performance"); zero outside ServeHTTP.
 	at time.Time
+}
+
+// identify records who the request is: the user, how they were known,
+// and for an API key its ID (and its organisation when no user holds it).
+func (e *logEntry) identify(id *proxy.Identity) {
+	e.userID, e.source, e.keyID = id.UserID, id.Source, id.KeyID
+	if id.UserID == "" {
+		e.orgID = id.OrgID
+	}
 }
 
 // reqNow is the time the gate decides a request at: when it came in, or
@@ -120,8 +134,14 @@ func (l *accessLine) record() slog.Record {
 	if e.routeID != "" {
 		rec.AddAttrs(slog.String("route", e.routeID))
 	}
-	if e.userID != "" {
+	switch {
+	case e.userID != "":
 		rec.AddAttrs(slog.String("user_id", e.userID), slog.String("via", e.source))
+	case e.orgID != "":
+		rec.AddAttrs(slog.String("org_id", e.orgID), slog.String("via", e.source))
+	}
+	if e.keyID != "" {
+		rec.AddAttrs(slog.String("key_id", e.keyID))
 	}
 	if e.reason != "" {
 		rec.AddAttrs(slog.String("reason", e.reason))
@@ -189,11 +209,21 @@ func (l *accessLine) AppendTo(b []byte) []byte {
 		b = append(b, `,"route":`...)
 		b = appendJSONString(b, e.routeID)
 	}
-	if e.userID != "" {
+	switch {
+	case e.userID != "":
 		b = append(b, `,"user_id":`...)
 		b = appendJSONString(b, e.userID)
 		b = append(b, `,"via":`...)
 		b = appendJSONString(b, e.source)
+	case e.orgID != "":
+		b = append(b, `,"org_id":`...)
+		b = appendJSONString(b, e.orgID)
+		b = append(b, `,"via":`...)
+		b = appendJSONString(b, e.source)
+	}
+	if e.keyID != "" {
+		b = append(b, `,"key_id":`...)
+		b = appendJSONString(b, e.keyID)
 	}
 	if e.reason != "" {
 		b = append(b, `,"reason":`...)

@@ -45,6 +45,8 @@ func TestAccessLine_MatchesSlog(t *testing.T) {
 	berlin := time.FixedZone("CET", 3600)
 	entries := []logEntry{
 		{decision: "allow", rule: 2, access: proxy.AccessPaid, routeID: "415VNA", userID: "user_ada", source: "cookie"},
+		{decision: "allow", rule: 2, access: proxy.AccessPaid, routeID: "258AVO", userID: "user_ada", source: "api_key", keyID: "key_1"},
+		{decision: "allow", rule: 2, access: proxy.AccessPaid, routeID: "258AVO", orgID: "org_acme", source: "api_key", keyID: "key_2"},
 		{decision: "unauthorized", rule: -1, access: proxy.AccessSignedIn, reason: "session-token-and-uat-missing"},
 		{decision: "allow", rule: 0, access: proxy.AccessPublic},
 		{decision: "internal"},
@@ -60,8 +62,10 @@ func TestAccessLine_MatchesSlog(t *testing.T) {
 		cases = append(cases, tc{e.decision, accessLine{end: end, took: 1234567 * time.Nanosecond, method: "GET", path: "/routes/415VNA/x", status: 200, bytes: 1024, e: e}})
 	}
 	for _, s := range hostile {
-		e := &logEntry{decision: s, rule: 7, access: proxy.Access(s), routeID: s, userID: s, source: s, reason: s}
+		e := &logEntry{decision: s, rule: 7, access: proxy.Access(s), routeID: s, userID: s, source: s, reason: s, keyID: s}
 		cases = append(cases, tc{"hostile " + s, accessLine{end: end, method: s, path: s, status: 402, e: e}})
+		org := &logEntry{decision: s, orgID: s, source: s, keyID: s}
+		cases = append(cases, tc{"hostile org " + s, accessLine{end: end, method: s, path: s, status: 200, e: org}})
 	}
 	for _, when := range []time.Time{
 		end.In(berlin), time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), time.Date(2026, 1, 2, 3, 4, 5, 100, time.UTC),
@@ -95,7 +99,12 @@ func FuzzAccessLine(f *testing.F) {
 		f.Add(s, s, s, int64(3))
 	}
 	f.Fuzz(func(t *testing.T, method, path, reason string, n int64) {
-		e := &logEntry{decision: reason, rule: int(n), access: proxy.Access(method), routeID: path, userID: reason, source: method, reason: reason}
+		e := &logEntry{decision: reason, rule: int(n), access: proxy.Access(method), routeID: path, source: method, reason: reason, keyID: path}
+		if n%2 == 0 {
+			e.userID = reason
+		} else {
+			e.orgID = reason
+		}
 		l := &accessLine{end: time.Unix(n%(1<<34), n), took: time.Duration(n), method: method, path: path, status: int(n), bytes: n, e: e}
 		if !jsonTimeOK(l.end) {
 			return

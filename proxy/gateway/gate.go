@@ -336,7 +336,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, e *logEntr
 		s.keyRefused(w, r, e, &res)
 		return out, false
 	case out.id != nil:
-		e.userID, e.source = out.id.UserID, out.id.Source
+		e.identify(out.id)
 		s.seen.Seen(out.id.UserID, now)
 		if c := s.loopDone(r); c != nil {
 			out.cookies = append(out.cookies, c)

@@ -54,7 +54,7 @@ func (s *Server) withIdentity(mode InternalAuth, h http.Handler) http.Handler {
 				return
 			}
 			if out.id != nil {
-				e.userID, e.source = out.id.UserID, out.id.Source
+				e.identify(out.id)
 				if c := s.loopDone(r); c != nil {
 					out.cookies = append(out.cookies, c)
 				}
