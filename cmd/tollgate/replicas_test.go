@@ -550,19 +550,10 @@ func TestReplicas_PricesLoadedFromStripeOnce(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // reading real processes' logs
 	}
 	for i := range rs.procs {
-		tok := rs.d.Clerk.MintSessionToken("user_nobody", "sess_p", time.Now(), nil)
-		req, _ := http.NewRequest("GET", rs.url(i)+"/.tollgate/upgrade?route=415VNA&return=/routes/415VNA/", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Accept", "text/html")
-		resp, err := noRedirects(nil).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		code, body := rs.upgradePage(t, i)
 		for _, want := range []string{"$12.00", "$1.00"} {
-			if !strings.Contains(string(body), want) {
-				t.Errorf("replica %c's upgrade page (%d) lacks %q:\n%.1500s", 'A'+i, resp.StatusCode, want, body)
+			if !strings.Contains(body, want) {
+				t.Errorf("replica %c's upgrade page (%d) lacks %q:\n%.1500s", 'A'+i, code, want, body)
 			}
 		}
 	}
@@ -571,6 +562,23 @@ func TestReplicas_PricesLoadedFromStripeOnce(t *testing.T) {
 	if got != len(prices) {
 		t.Errorf("the replicas asked Stripe for a price %d times, want %d (each configured price once, by the first replica)", got, len(prices))
 	}
+}
+
+// upgradePage is replica i's upgrade page for route 415VNA, as a signed-in
+// visitor without a plan sees it: its status and body.
+func (rs *replicaSet) upgradePage(t *testing.T, i int) (int, string) {
+	t.Helper()
+	tok := rs.d.Clerk.MintSessionToken("user_nobody", "sess_p", time.Now(), nil)
+	req, _ := http.NewRequest("GET", rs.url(i)+"/.tollgate/upgrade?route=415VNA&return=/routes/415VNA/", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "text/html")
+	resp, err := noRedirects(nil).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(body)
 }
 
 // leaderOf is the replica whose log says it leads now (-1: none).
@@ -598,20 +606,11 @@ func TestReplicas_AStoredCatalogueChangesNoCharge(t *testing.T) {
 	ctx := context.Background()
 	upgrade := func(i int) string {
 		t.Helper()
-		tok := rs.d.Clerk.MintSessionToken("user_nobody", "sess_p", time.Now(), nil)
-		req, _ := http.NewRequest("GET", rs.url(i)+"/.tollgate/upgrade?route=415VNA&return=/routes/415VNA/", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Accept", "text/html")
-		resp, err := noRedirects(nil).Do(req)
-		if err != nil {
-			t.Fatal(err)
+		code, body := rs.upgradePage(t, i)
+		if code != http.StatusOK {
+			t.Fatalf("replica %c's upgrade page: %d", 'A'+i, code)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("replica %c's upgrade page: %d", 'A'+i, resp.StatusCode)
-		}
-		return string(body)
+		return body
 	}
 	setCatalogue := func(v string) {
 		t.Helper()
