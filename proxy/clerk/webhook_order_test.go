@@ -102,6 +102,15 @@ func (o *orderRecorder) OrderClerk(_ context.Context, key string, at time.Time, 
 	return ok, nil
 }
 
+// newOrderEnv is a webhook whose order store is an orderRecorder writing
+// into the webhook's own record of calls.
+func newOrderEnv(t *testing.T) (*webhookEnv, *orderRecorder) {
+	order := &orderRecorder{versions: map[string]proxy.ClerkVersion{}}
+	e := newWebhookEnv(t, func(c *WebhookConfig) { c.Order = order })
+	order.rec = e.rec
+	return e, order
+}
+
 // A message holds the order store's lock from its ordering to its last
 // write: two replicas' messages about one object cannot interleave, an
 // older one admitted just before a newer one writing after it (red team: a
@@ -109,12 +118,7 @@ func (o *orderRecorder) OrderClerk(_ context.Context, key string, at time.Time, 
 // admin). The lock is the store's, so that every replica shares it. Without
 // the lock, a message changes nothing and Svix delivers it again.
 func TestWebhook_OrderingAndWritesHoldTheOrderLock(t *testing.T) {
-	var order *orderRecorder
-	e := newWebhookEnv(t, func(c *WebhookConfig) {
-		order = &orderRecorder{versions: map[string]proxy.ClerkVersion{}}
-		c.Order = order
-	})
-	order.rec = e.rec
+	e, order := newOrderEnv(t)
 	membership := fmt.Sprintf(`{"id":"orgmem_1","role":"org:member","organization":{"id":"org_1"},"public_user_data":{"user_id":"user_1"},"updated_at":%d}`, e.now.UnixMilli())
 	e.check(t, e.post("demote", eventAt("organizationMembership.updated", membership, e.now)), http.StatusOK,
 		"lock",
@@ -148,12 +152,7 @@ func TestWebhook_OrderingAndWritesHoldTheOrderLock(t *testing.T) {
 // one SIGSTOPped holding the lock). The store's writes still wait for the
 // lock, so Svix delivers the message again.
 func TestWebhook_DeletionsReachIdentitiesWithoutTheOrderLock(t *testing.T) {
-	var order *orderRecorder
-	e := newWebhookEnv(t, func(c *WebhookConfig) {
-		order = &orderRecorder{versions: map[string]proxy.ClerkVersion{}}
-		c.Order = order
-	})
-	order.rec = e.rec
+	e, order := newOrderEnv(t)
 	order.lockErr = errors.New("wait for the Clerk order lock: context deadline exceeded")
 	at := e.now.UnixMilli()
 	e.check(t, e.post("membership", eventAt("organizationMembership.deleted",
