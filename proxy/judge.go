@@ -3,6 +3,7 @@ package proxy
 import (
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // The gate forwards the canonical path exactly as the rules saw it. Upstreams
@@ -117,23 +118,52 @@ func trimmedSegments(p string) string {
 	return strings.Join(segs, "/")
 }
 
-// caseReadings are the ways of reading letter case a request may meet:
-// nil when every one of them reads path alike, because neither the path nor
-// any literal of the rules holds an upper-case or non-ASCII letter.
+// caseReadings are the ways of reading letter case a request may meet,
+// beyond the folded reading that decides: none when every way reads path
+// alike, because neither the path nor any literal of the rules holds an
+// upper-case or non-ASCII letter; byte for byte only when both are ASCII,
+// for then every folding reads them as ASCII folding does (no ASCII letter
+// upper- or lower-cases, or full-upper-cases, to anything but its ASCII
+// pair); and all of them otherwise.
 func (rs *RuleSet) caseReadings(path string) []caseMode {
-	if rs == nil || !rs.caseSensitiveLiterals && !hasUpperOrNonASCII(path) {
+	if rs == nil {
 		return nil
+	}
+	upper, nonASCII := letterKinds(path)
+	switch {
+	case !upper && !nonASCII && !rs.caseSensitiveLiterals:
+		return nil
+	case !nonASCII && !rs.nonASCIILiterals:
+		return byteForByte
 	}
 	return caseModes
 }
 
-func hasUpperOrNonASCII(s string) bool {
+// byteForByte is the one case reading that may differ from folding when a
+// path and the literals are all ASCII.
+var byteForByte = []caseMode{exactCase}
+
+// letterKinds reports whether s holds an ASCII upper-case letter, and
+// whether it holds a byte outside ASCII.
+func letterKinds(s string) (upper, nonASCII bool) {
 	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' || s[i] >= 0x80 {
-			return true
+		switch c := s[i]; {
+		case c >= utf8.RuneSelf:
+			return upper, true
+		case 'A' <= c && c <= 'Z':
+			upper = true
 		}
 	}
-	return false
+	return upper, false
+}
+
+// widerCaseReadings returns the longer of a and b: caseReadings returns
+// nil, byteForByte or caseModes, each holding the one before.
+func widerCaseReadings(a, b []caseMode) []caseMode {
+	if len(b) > len(a) {
+		return b
+	}
+	return a
 }
 
 // otherMethod stands for every method no rule names. It is not an HTTP
@@ -162,7 +192,13 @@ func (rs *RuleSet) Judge(method, host, canonicalPath string, overrides []string)
 			return RouteMatch{}, false
 		}
 	}
+	// A reading may make letters the canonical path lacks: an upstream that
+	// decodes "%c4%b1" once more reads "ı", which upper-cases to "I". Each
+	// path is judged under the case readings the widest of them needs.
 	cases := rs.caseReadings(canonicalPath)
+	for _, p := range readings {
+		cases = widerCaseReadings(cases, rs.caseReadings(p))
+	}
 	m, ok := rs.matchReadings(method, host, canonicalPath, readings, cases)
 	if !ok {
 		return RouteMatch{}, false

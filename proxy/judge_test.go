@@ -82,6 +82,9 @@ var pathTokens = []string{
 	// Letters Java's equalsIgnoreCase or full upper-casing join to ASCII
 	// (red team, issue 15), as pieces to mix within one segment.
 	"%C4%B1", "%C4%B0", "%C5%BF", "%EF%AC%81", "%C3%9F", "adm", "n", "sett", "ngs",
+	// The same letters escaped twice, in lower-case hex, so that only an
+	// upstream that decodes again meets them.
+	"%25c4%25b1", "%25C4%25B1", "%25c5%25bf", "%25e2%2584%25aa",
 }
 
 // FuzzJudge is the property of docs/SECURITY.md's "Rules in detail": for every
@@ -96,6 +99,7 @@ func FuzzJudge(f *testing.F) {
 		"/admin;x/users", "/admin%3Bx", "/ADMIN;jsessionid=1/", "/public/%252e%252e/admin", "/admin./x", "/admin%20/x",
 		"/routes/415VNA/page;jsessionid=1", "/public/a.css;v=2", "/.;/admin", "/public/..%253B/admin",
 		"/ASSETS/x", "/a%C5%BF%C5%BFet%C5%BF/x", "/Admin/x", "/admin%09/x", "/admin/..%00/public/",
+		"/adm%25c4%25b1n/x", "/adm%25C4%25B1n/x",
 	} {
 		f.Add("GET", s)
 		f.Add("POST", s)
@@ -112,29 +116,39 @@ func FuzzJudge(f *testing.F) {
 			}
 			p = "/" + b.String()
 		}
-		_, escaped, _ := CanonicalPath(p)
-		decoded, escaped, canonical := CanonicalPath(escaped)
-		if !canonical {
-			t.Fatalf("canonical form %q of %q is not canonical", escaped, p)
-		}
-		got, ok := rs.Judge(method, "app.example.com", decoded, nil)
-		if !ok {
-			return // refused: nothing reaches an upstream
-		}
-		for name, read := range testReadings {
-			r := read(escaped)
-			// Each upstream may also route letter case byte for byte, by
-			// ASCII only, or with Unicode folding.
-			for cname, mode := range map[string]caseMode{"folded": foldUnicode, "ascii-folded": foldASCII, "exact-case": exactCase, "upper-cased": foldUpper, "lower-cased": foldLower,
-				"java-equalsIgnoreCase": foldUpperLower, "full-upper-cased": foldFullUpper} {
-				m := rs.match(method, "app.example.com", r, mode)
-				if m.Rule != got.Rule || m.RouteID != got.RouteID {
-					t.Fatalf("%s (%s) reads %q (from %q) as %q: rule %v %q, but the gate judged rule %v %q",
-						name, cname, escaped, p, r, ruleIndex(m), m.RouteID, ruleIndex(got), got.RouteID)
-				}
+		checkEveryReadingAgrees(t, rs, method, p)
+	})
+}
+
+// testCaseReadings are the ways an upstream may read letter case, written
+// out independently of caseModes.
+var testCaseReadings = map[string]caseMode{"folded": foldUnicode, "ascii-folded": foldASCII, "exact-case": exactCase, "upper-cased": foldUpper, "lower-cased": foldLower,
+	"java-equalsIgnoreCase": foldUpperLower, "full-upper-cased": foldFullUpper}
+
+// checkEveryReadingAgrees fails t unless the gate refuses path p, or every
+// upstream reading of the canonical path it forwards, under every way of
+// reading letter case, chooses the rule and route ID the gate judged.
+func checkEveryReadingAgrees(t testing.TB, rs *RuleSet, method, p string) {
+	t.Helper()
+	_, escaped, _ := CanonicalPath(p)
+	decoded, escaped, canonical := CanonicalPath(escaped)
+	if !canonical {
+		t.Fatalf("canonical form %q of %q is not canonical", escaped, p)
+	}
+	got, ok := rs.Judge(method, "app.example.com", decoded, nil)
+	if !ok {
+		return // refused: nothing reaches an upstream
+	}
+	for name, read := range testReadings {
+		r := read(escaped)
+		for cname, mode := range testCaseReadings {
+			m := rs.match(method, "app.example.com", r, mode)
+			if m.Rule != got.Rule || m.RouteID != got.RouteID {
+				t.Fatalf("%s (%s) reads %q (from %q) as %q: rule %v %q, but the gate judged rule %v %q",
+					name, cname, escaped, p, r, ruleIndex(m), m.RouteID, ruleIndex(got), got.RouteID)
 			}
 		}
-	})
+	}
 }
 
 func ruleIndex(m RouteMatch) int {

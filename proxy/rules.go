@@ -652,11 +652,11 @@ func compileRules(def Access, rules []*Rule) (*RuleSet, []error) {
 			fail(&r, i, "path", err)
 		}
 		r.pat = pt
-		if pt != nil && !rs.caseSensitiveLiterals {
+		if pt != nil {
 			for _, lit := range pt.segs {
-				if lit != asciiCase(lit, 'A', 'Z', 'a'-'A') || !isASCII(lit) {
-					rs.caseSensitiveLiterals = true
-				}
+				upper, nonASCII := letterKinds(lit)
+				rs.caseSensitiveLiterals = rs.caseSensitiveLiterals || upper || nonASCII
+				rs.nonASCIILiterals = rs.nonASCIILiterals || nonASCII
 			}
 		}
 		if pt != nil && pt.capture >= 0 && r.ID != "" {

@@ -24,6 +24,10 @@ type RuleSet struct {
 	// non-ASCII letter, so even a lower-case path may match it differently
 	// under the case readings (set by CompileRules).
 	caseSensitiveLiterals bool
+	// nonASCIILiterals: some literal segment holds a byte outside ASCII, so
+	// the foldings may read even an ASCII path differently from ASCII
+	// folding ("ſ" upper-cases to "S").
+	nonASCIILiterals bool
 }
 
 // RouteMatch is the outcome of matching one request against the RuleSet.

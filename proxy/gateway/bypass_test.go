@@ -39,6 +39,8 @@ func TestBypass_PathReadingsThatChooseAnotherRuleAreRefused(t *testing.T) {
 		"/publ%C4%B1c/x",                           // dotless i: IIS upper-cases it to I
 		"/adm%C4%B0n/x",                            // dotted I: .NET and Java lower-case it to i
 		"/ADMIN/x",                                 // deny when folded, the default when not
+		"/adm%25c4%25b1n/x",                        // decoded again: dotless i, in lower-case hex
+		"/publ%25c4%25b1c/x",                       // the same, under a public rule
 	} {
 		resp := fx.rawRequest(uri, xhr)
 		if resp.StatusCode == http.StatusPermanentRedirect {
