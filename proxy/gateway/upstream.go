@@ -594,13 +594,34 @@ func (bp *bufferPool) Put(b []byte) {
 	bp.bufs.Put(p)
 }
 
+// upstreamIdleConns is how many idle connections to the upstream are kept
+// for reuse: above the concurrency one gateway serves, so that a wave of
+// requests finds its connections again rather than dialing.
+const upstreamIdleConns = 256
+
 // defaultTransport is the upstream transport unless one is injected: the
 // standard one with bounded dial and header waits, so a hung upstream costs
-// a 504 rather than a goroutine forever.
-func defaultTransport() http.RoundTripper {
+// a 504 rather than a goroutine forever, and three changes (README
+// "Deploy", "Proxy variables"):
+//
+//   - no cap on idle connections across hosts (MaxIdleConns): the standard
+//     cap of 100 is below MaxIdleConnsPerHost, so past 100 concurrent
+//     requests each answer closed a connection the next request had to dial
+//     again (measured at 200 connections: most of a core in dialing);
+//   - no HTTP_PROXY: the upstream is the site owner's own app, named in
+//     the config, and a proxy variable meant for the gateway's calls out
+//     must not reroute every visitor's request (Proxy);
+//   - the client's Accept-Encoding reaches the upstream as sent
+//     (DisableCompression): otherwise, for a client that sent none, the
+//     transport asks for gzip and then inflates the answer itself, work
+//     no one asked for.
+func defaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = 60 * time.Second
-	t.MaxIdleConnsPerHost = 256
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = upstreamIdleConns
+	t.Proxy = nil
+	t.DisableCompression = true
 	return t
 }
 
