@@ -44,7 +44,8 @@ import (
 // with the spread beside it. The bare proxies: "tuned" has a Transport
 // keeping 512 idle connections per host (the stock one keeps 2, which
 // would measure connection churn), "pooled" also reuses the 32 KiB copy
-// buffers, as tollgate does. CPU per request is the target process's
+// buffers, as tollgate does; -bare-like-tollgate gives both tollgate's
+// other Transport settings too. CPU per request is the target process's
 // utime+stime (/proc/PID/stat) over the round, divided by the requests
 // wrk completed; allocations per request the process's Go heap
 // allocations (go_memstats_mallocs_total: tollgate's /metrics on its admin
@@ -64,6 +65,11 @@ type perfFlags struct {
 	body     int
 	bin      string
 	stores   []string // bolt, postgres: each store's tollgate serve in the same run
+	// bareLikeTollgate gives the bare proxies tollgate's upstream Transport
+	// settings (no cap on idle connections across hosts, no proxy from the
+	// environment, no compression asked on the client's behalf), so that
+	// the ratio is the gate's own cost alone.
+	bareLikeTollgate bool
 }
 
 func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
@@ -72,6 +78,7 @@ func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
 	fs.IntVar(&p.rounds, "rounds", 7, "rounds over all targets, interleaved; figures are medians of the rounds")
 	fs.IntVar(&p.body, "body", 1024, "bytes of the upstream's answer")
 	fs.StringVar(&p.bin, "tollgate", "", "the tollgate binary (default: go build ./cmd/tollgate)")
+	fs.BoolVar(&p.bareLikeTollgate, "bare-like-tollgate", false, "give the bare proxies tollgate's upstream Transport settings (MaxIdleConns 0, Proxy nil, DisableCompression), so that a ratio measures the gate alone; default: the issue's tuned Transport (MaxIdleConnsPerHost 512 on the standard one)")
 	fs.Func("stores", "the stores tollgate serve runs on, each a target of the same run: bolt, postgres or bolt,postgres (default bolt; PostgreSQL is a throwaway local cluster with fsync on, filled by tollgate store copy)", func(v string) error {
 		p.stores = nil
 		for _, k := range strings.Split(v, ",") {
@@ -169,15 +176,23 @@ func newPerfEnv(p *perfFlags, out io.Writer) (*perfEnv, error) {
 		e.close()
 		return nil, err
 	}
+	like := ""
+	if p.bareLikeTollgate {
+		like = " (like tollgate's)"
+	}
 	for _, t := range []struct {
 		target *perfTarget
 		name   string
 		args   []string
 	}{
-		{&e.tuned, "bare, tuned Transport", nil},
+		{&e.tuned, "bare, tuned Transport" + like, nil},
 		{&e.pooled, "bare, tuned + buffer pool", []string{"-pool"}},
 	} {
-		c, err := startChild(append([]string{perfBareArg, "-upstream", e.upstream}, t.args...)...)
+		args := append([]string{perfBareArg, "-upstream", e.upstream}, t.args...)
+		if p.bareLikeTollgate {
+			args = append(args, "-like-tollgate")
+		}
+		c, err := startChild(args...)
 		if err != nil {
 			e.close()
 			return nil, err
@@ -360,14 +375,14 @@ func p99(t, b roundResult) float64 { return float64(t.p99) / float64(b.p99) }
 // pooled targets[1].
 func printTable(out io.Writer, c int, targets []perfTarget, res [][]roundResult) {
 	fmt.Fprintf(out, "\nc%d: median of %d rounds (min–max); ratios taken within each round\n", c, len(res[0]))
-	fmt.Fprintf(out, "%-32s %9s %17s %17s %9s %9s %17s %10s %11s\n", "target", "req/s", "× tuned bare", "× pooled bare", "p50", "p99", "p99 / tuned p99", "CPU µs/req", "allocs/req")
+	fmt.Fprintf(out, "%-40s %9s %17s %17s %9s %9s %17s %10s %11s\n", "target", "req/s", "× tuned bare", "× pooled bare", "p50", "p99", "p99 / tuned p99", "CPU µs/req", "allocs/req")
 	for ti, t := range targets {
 		rs := res[ti]
 		allocs := "?"
 		if a := pick(rs, func(r roundResult) float64 { return r.allocsPerReq }); a.lo >= 0 {
 			allocs = fmt.Sprintf("%.1f", a.med)
 		}
-		fmt.Fprintf(out, "%-32s %9.0f %17s %17s %9s %9s %17s %10.1f %11s\n", t.name,
+		fmt.Fprintf(out, "%-40s %9.0f %17s %17s %9s %9s %17s %10.1f %11s\n", t.name,
 			pick(rs, func(r roundResult) float64 { return r.rps }).med,
 			perRound(rs, res[0], rps).ratio(), perRound(rs, res[1], rps).ratio(),
 			time.Duration(pick(rs, func(r roundResult) float64 { return float64(r.p50) }).med).Round(time.Microsecond),
@@ -842,6 +857,7 @@ func runPerfBare(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet(perfBareArg, flag.ContinueOnError)
 	upstream := fs.String("upstream", "", "the upstream's URL")
 	pooled := fs.Bool("pool", false, "reuse the copy buffers (as tollgate does)")
+	likeTollgate := fs.Bool("like-tollgate", false, "the upstream Transport settings of tollgate's (proxy/gateway defaultTransport)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -851,6 +867,11 @@ func runPerfBare(args []string, out io.Writer) error {
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 512
+	if *likeTollgate {
+		transport.MaxIdleConns = 0
+		transport.Proxy = nil
+		transport.DisableCompression = true
+	}
 	rp := &httputil.ReverseProxy{Transport: transport, ErrorLog: log.New(io.Discard, "", 0),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
