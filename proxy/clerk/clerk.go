@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,7 +111,6 @@ type Client struct {
 	nonces       *nonceGuard
 	budget       *apiBudget // every Backend API call but the JWKS goes through it
 	tokens       *lru.Cache[[32]byte, *verified]
-	bufs         sync.Pool // *[]byte scratch space for hashing tokens
 	names        cookieNames
 	production   bool
 	clientAddrFn func(*http.Request) string
@@ -209,7 +207,6 @@ func New(cfg Config) (*Client, error) {
 	if c.tokens, err = lru.New[[32]byte, *verified](tokenCacheSize); err != nil {
 		return nil, fmt.Errorf("clerk: token cache: %w", err)
 	}
-	c.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
 	c.nonces = newNonceGuard(c.production, c.now)
 
 	apiURL := strings.TrimSuffix(cfg.APIURL, "/")
