@@ -284,8 +284,11 @@ func upperThenLower(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
 // fullUpperSpecial are the unconditional upper-case mappings of Unicode's
 // SpecialCasing.txt that turn one letter into several: the ones that give
 // ASCII letters a rule's literal may hold, and the rest of the Latin block.
+// The capital sharp s "ẞ" upper-cases to itself, but full case folding
+// (Python's casefold) reads it as "ss", as it reads "ß": it is read as "SS"
+// here too, so that this reading also stands for casefold.
 var fullUpperSpecial = map[rune]string{
-	'ß': "SS", 'ﬀ': "FF", 'ﬁ': "FI", 'ﬂ': "FL", 'ﬃ': "FFI", 'ﬄ': "FFL", 'ﬅ': "ST", 'ﬆ': "ST",
+	'ß': "SS", 'ẞ': "SS", 'ﬀ': "FF", 'ﬁ': "FI", 'ﬂ': "FL", 'ﬃ': "FFI", 'ﬄ': "FFL", 'ﬅ': "ST", 'ﬆ': "ST",
 	'ŉ': "ʼN", 'ǰ': "J\u030C", 'ẖ': "H\u0331", 'ẗ': "T\u0308", 'ẘ': "W\u030A", 'ẙ': "Y\u030A", 'ẚ': "Aʾ",
 }
 
