@@ -4,9 +4,11 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -49,6 +51,41 @@ var testReadings = map[string]func(raw string) string{
 	},
 	// An app that decodes the already decoded path once more.
 	"double-decode": func(raw string) string { return cleanForRouting(decode(decode(raw))) },
+	// An ASP.NET app that decodes it once more with HttpUtility.UrlDecode,
+	// which also reads "%uXXXX" as a UTF-16 code unit.
+	"aspnet-double-decode": func(raw string) string { return cleanForRouting(decodeWithU(decode(raw))) },
+}
+
+var percentEscape = regexp.MustCompile(`%[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}`)
+
+// decodeWithU decodes s in one pass as .NET's HttpEncoder.UrlDecode does:
+// "%XX" as a byte, runs of "%uXXXX" as UTF-16.
+func decodeWithU(s string) string {
+	var out []byte
+	var units []uint16
+	flush := func() {
+		out = append(out, string(utf16.Decode(units))...)
+		units = units[:0]
+	}
+	last := 0
+	for _, m := range percentEscape.FindAllStringIndex(s, -1) {
+		if m[0] != last {
+			flush()
+			out = append(out, s[last:m[0]]...)
+		}
+		esc := s[m[0]:m[1]]
+		if len(esc) == 6 {
+			n, _ := strconv.ParseUint(esc[2:], 16, 16)
+			units = append(units, uint16(n))
+		} else {
+			flush()
+			n, _ := strconv.ParseUint(esc[1:], 16, 8)
+			out = append(out, byte(n))
+		}
+		last = m[1]
+	}
+	flush()
+	return string(append(out, s[last:]...))
 }
 
 func decode(s string) string {
@@ -85,6 +122,8 @@ var pathTokens = []string{
 	// The same letters escaped twice, in lower-case hex, so that only an
 	// upstream that decodes again meets them.
 	"%25c4%25b1", "%25C4%25B1", "%25c5%25bf", "%25e2%2584%25aa",
+	// And as ASP.NET's "%u" escapes: "/", ".", "a", "ı", and a surrogate pair.
+	"%25u002f", "%25u002e", "%25u0061", "%25U0131", "%25ud83d%25ude00",
 }
 
 // FuzzJudge is the property of docs/SECURITY.md's "Rules in detail": for every

@@ -41,6 +41,8 @@ func TestBypass_PathReadingsThatChooseAnotherRuleAreRefused(t *testing.T) {
 		"/ADMIN/x",                                 // deny when folded, the default when not
 		"/adm%25c4%25b1n/x",                        // decoded again: dotless i, in lower-case hex
 		"/publ%25c4%25b1c/x",                       // the same, under a public rule
+		"/public/..%25u002fprivate/x",              // ASP.NET decoding again reads %u002f as "/"
+		"/%25u0061dmin/x",                          // and %u0061 as "a"
 	} {
 		resp := fx.rawRequest(uri, xhr)
 		if resp.StatusCode == http.StatusPermanentRedirect {
