@@ -20,29 +20,32 @@ import (
 func TestBypass_PathReadingsThatChooseAnotherRuleAreRefused(t *testing.T) {
 	fx := newGateFixture(t, nil)
 	for _, uri := range []string{
-		"/routes/415VNA/..;/..;/",                  // Tomcat: "/"; ServeMux: the paid route
-		"/routes/415VNA/..;/",                      // Tomcat: "/routes"
-		"/private/..;/",                            // signed_in vs public "/"
-		"/private/x/.;/..;/..;/public/",            // ".;" too
-		"/routes/415VNA/x%5C..%5C..%5C..%5C",       // IIS: "/"
-		"/routes/415VNA/x%5C..%5C..%5C..%5Cpublic", // IIS: "/public"
-		"/ROUTES/415vna/..;/..;/public/x",          // mixed case
-		"/private;/x",                              // ";" alone: Tomcat "/private/x" vs default paid
-		"/public/%252e%252e/private/x",             // an upstream decoding again: "/private/x"
-		"/public/x/..%253B/..%253B/private/y",      // encoded ";" then decoded again
-		"/admin./users",                            // IIS drops a trailing dot: the deny rule
-		"/admin%20/users",                          // and a trailing space
-		"/admin%09/users",                          // Spring's trimTokens drops a tab
-		"/%00admin/users",                          // and a NUL
-		"/PUBLIC/x",                                // public when folded; a case-sensitive app routes it elsewhere
-		"/Public/",                                 // the same
-		"/publ%C4%B1c/x",                           // dotless i: IIS upper-cases it to I
-		"/adm%C4%B0n/x",                            // dotted I: .NET and Java lower-case it to i
-		"/ADMIN/x",                                 // deny when folded, the default when not
-		"/adm%25c4%25b1n/x",                        // decoded again: dotless i, in lower-case hex
-		"/publ%25c4%25b1c/x",                       // the same, under a public rule
-		"/public/..%25u002fprivate/x",              // ASP.NET decoding again reads %u002f as "/"
-		"/%25u0061dmin/x",                          // and %u0061 as "a"
+		"/routes/415VNA/..;/..;/",                      // Tomcat: "/"; ServeMux: the paid route
+		"/routes/415VNA/..;/",                          // Tomcat: "/routes"
+		"/private/..;/",                                // signed_in vs public "/"
+		"/private/x/.;/..;/..;/public/",                // ".;" too
+		"/routes/415VNA/x%5C..%5C..%5C..%5C",           // IIS: "/"
+		"/routes/415VNA/x%5C..%5C..%5C..%5Cpublic",     // IIS: "/public"
+		"/ROUTES/415vna/..;/..;/public/x",              // mixed case
+		"/private;/x",                                  // ";" alone: Tomcat "/private/x" vs default paid
+		"/public/%252e%252e/private/x",                 // an upstream decoding again: "/private/x"
+		"/public/x/..%253B/..%253B/private/y",          // encoded ";" then decoded again
+		"/admin./users",                                // IIS drops a trailing dot: the deny rule
+		"/admin%20/users",                              // and a trailing space
+		"/admin%09/users",                              // Spring's trimTokens drops a tab
+		"/%00admin/users",                              // and a NUL
+		"/PUBLIC/x",                                    // public when folded; a case-sensitive app routes it elsewhere
+		"/Public/",                                     // the same
+		"/publ%C4%B1c/x",                               // dotless i: IIS upper-cases it to I
+		"/adm%C4%B0n/x",                                // dotted I: .NET and Java lower-case it to i
+		"/ADMIN/x",                                     // deny when folded, the default when not
+		"/adm%25c4%25b1n/x",                            // decoded again: dotless i, in lower-case hex
+		"/publ%25c4%25b1c/x",                           // the same, under a public rule
+		"/public/..%25u002fprivate/x",                  // ASP.NET decoding again reads %u002f as "/"
+		"/%25u0061dmin/x",                              // and %u0061 as "a"
+		"/admin+/x",                                    // UrlDecode reads "+" as " ", which Windows drops (red team 15b)
+		"/public/x%25u005c..%25u002f..%25u002fadmin/x", // decoded again, then mapped as a Windows file: "/admin/x"
+		"/public/x%255c..%252f..%252fadmin/x",          // the same with %5c
 	} {
 		resp := fx.rawRequest(uri, xhr)
 		if resp.StatusCode == http.StatusPermanentRedirect {
