@@ -44,7 +44,7 @@ var upstreamReadings = [...]func(string) string{
 // (red team, issue 15: "/public/..%25u002fadmin/x" reached an app that
 // decodes again, as "/admin/x").
 func unescapeWithU(p string) string {
-	if !strings.Contains(p, "%u") && !strings.Contains(p, "%U") {
+	if !strings.Contains(p, "%u") && !strings.Contains(p, "%U") && !strings.Contains(p, "+") {
 		return unescapeOnce(p)
 	}
 	var b strings.Builder
@@ -67,6 +67,10 @@ func unescapeWithU(p string) string {
 		if p[i] == '%' && i+2 < len(p) && isHexDigit(p[i+1]) && isHexDigit(p[i+2]) {
 			b.WriteByte(unhexDigit(p[i+1])<<4 | unhexDigit(p[i+2]))
 			i += 2
+			continue
+		}
+		if p[i] == '+' { // HttpUtility.UrlDecode reads "+" as a space
+			b.WriteByte(' ')
 			continue
 		}
 		b.WriteByte(p[i])
@@ -100,7 +104,7 @@ func mayReadDifferently(p string) bool {
 			return true
 		}
 		switch p[i] {
-		case ';', '\\', '%':
+		case ';', '\\', '%', '+':
 			return true
 		case '.', ' ':
 			if i+1 == len(p) || p[i+1] == '/' {
@@ -114,11 +118,26 @@ func mayReadDifferently(p string) bool {
 // pathReadings returns every distinct path an upstream may route the
 // canonical decoded path p to, p first, closed under applying the readings
 // in any order. ok is false when there are more than maxReadings of them.
+//
+// An upstream may apply one reading to the output of another without
+// cleaning between them (an app that decodes the path again and maps it to
+// a Windows file: "x%5c..%2f.." climbs twice), so the readings are also
+// applied to each uncleaned result.
 func pathReadings(p string) (readings []string, ok bool) {
 	readings = []string{p}
-	for i := 0; i < len(readings); i++ {
+	reached := []string{p} // every path met, cleaned or not
+	for i := 0; i < len(reached); i++ {
 		for _, read := range upstreamReadings {
-			q := cleanDecodedPath(read(readings[i]))
+			raw := read(reached[i])
+			q := cleanDecodedPath(raw)
+			for _, r := range [...]string{q, raw} {
+				if !slices.Contains(reached, r) {
+					if len(reached) == 2*maxReadings {
+						return nil, false
+					}
+					reached = append(reached, r)
+				}
+			}
 			if slices.Contains(readings, q) {
 				continue
 			}
