@@ -24,6 +24,16 @@ import (
 // refused rather than judged.
 const maxReadings = 16
 
+// maxReadPathLen bounds the length of a decoded path that is judged under
+// its readings: each reading copies, splits and joins the whole path, up to
+// 2×maxReadings times over, so a 60 KB path took ~50 ms and an 8 KiB one
+// ~8 ms (red team, issue 15). A longer path that may read differently is
+// refused (400); one that cannot is judged as it is, at any length. 4 KiB
+// of decoded path is more than any link a browser builds from a page's
+// words; the worst path within it costs ~4 ms
+// (BenchmarkJudge_LongestReadPath).
+const maxReadPathLen = 4 << 10
+
 // upstreamReadings are the ways an upstream may read a decoded path
 // differently from the canonical form. Each is followed by
 // cleanDecodedPath, which merges slashes as nginx's merge_slashes does and
@@ -262,6 +272,9 @@ const otherMethod = "\x00"
 func (rs *RuleSet) Judge(method, host, canonicalPath string, overrides []string) (RouteMatch, bool) {
 	var readings []string
 	if mayReadDifferently(canonicalPath) {
+		if len(canonicalPath) > maxReadPathLen {
+			return RouteMatch{}, false
+		}
 		var ok bool
 		if readings, ok = pathReadings(canonicalPath); !ok {
 			return RouteMatch{}, false

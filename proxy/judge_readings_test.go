@@ -122,3 +122,40 @@ func BenchmarkJudge(b *testing.B) {
 		rs.Judge("GET", "app.example.com", "/routes/415VNA/chart", nil)
 	}
 }
+
+// A long path that may read differently is refused rather than judged under
+// every reading; one that cannot is judged as it is, whatever its length.
+func TestJudge_LongPathsUnderReadingsAreRefused(t *testing.T) {
+	rs := testRuleSet(t)
+	for _, tt := range []struct {
+		name string
+		path string
+		ok   bool
+	}{
+		{"backslashes past the bound", "/public/" + strings.Repeat(`x\`, maxReadPathLen/2), false},
+		{"escapes past the bound", "/public/" + strings.Repeat("x%u002f", maxReadPathLen/7), false},
+		{"plain, past the bound", "/public/" + strings.Repeat("x/", maxReadPathLen), true},
+		{"readings within the bound", "/public/" + strings.Repeat(`x\`, maxReadPathLen/4), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, ok := rs.Judge("GET", "app.example.com", tt.path, nil); ok != tt.ok {
+				t.Errorf("judged: %v, want %v", ok, tt.ok)
+			}
+		})
+	}
+}
+
+// BenchmarkJudge_LongestReadPath is the most a path may cost under its
+// readings, the worst shape the red team found at maxReadPathLen:
+// backslashes every reading but one changes, and a tail that decodes again
+// and again until the readings run out.
+func BenchmarkJudge_LongestReadPath(b *testing.B) {
+	rs := testRuleSet(b)
+	tail := "%u002e%2e%25252e"
+	p := "/public/" + strings.Repeat(`x\`, (maxReadPathLen-len("/public/")-len(tail))/2) + tail
+	b.Logf("a path of %d bytes", len(p))
+	b.ReportAllocs()
+	for b.Loop() {
+		rs.Judge("GET", "app.example.com", p, nil)
+	}
+}
