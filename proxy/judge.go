@@ -35,9 +35,10 @@ const maxReadings = 16
 const maxReadPathLen = 4 << 10
 
 // upstreamReadings are the ways an upstream may read a decoded path
-// differently from the canonical form. Each is followed by
+// differently from the canonical form. A reading is matched after
 // cleanDecodedPath, which merges slashes as nginx's merge_slashes does and
-// resolves the dot segments a reading may have made.
+// resolves the dot segments a reading may have made; further readings start
+// from it both cleaned and not (pathReadings).
 var upstreamReadings = [...]func(string) string{
 	withoutPathParams, // Tomcat, Spring, Jetty: "/admin;x=1" and "/a/..;/b"
 	asWindowsPath,     // IIS: "\" is "/", "admin." and "admin " are "admin"
