@@ -231,6 +231,10 @@ func parsePattern(p string) (*pathPattern, error) {
 			pt.segs = append(pt.segs, seg)
 		case strings.ContainsAny(seg, "{}"):
 			return nil, fmt.Errorf("%q: the only placeholder is {route}, as a whole segment", p)
+		case !readsAlike(seg):
+			// Every request such a literal matches reads differently under
+			// some upstream's reading (judge.go), so each would be refused.
+			return nil, fmt.Errorf("%q: segment %q is read differently by some upstreams (%q starts Tomcat's path parameters, %q is IIS's separator, %q is a space to ASP.NET, and IIS drops a segment's trailing dots and spaces), so requests to it would be refused; route the app without it", p, seg, ";", `\`, "+")
 		default:
 			pt.segs = append(pt.segs, seg)
 		}
@@ -325,6 +329,13 @@ func fullUpper(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// readsAlike reports whether every upstream reading leaves a literal
+// segment as written: it holds none of the characters mayReadDifferently
+// looks for.
+func readsAlike(seg string) bool {
+	return !mayReadDifferently(seg) && strings.TrimSpace(seg) == seg
 }
 
 // match reports whether the canonical path p matches, and the {route} capture.
