@@ -3,7 +3,6 @@ package proxy
 import (
 	"slices"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -48,62 +47,13 @@ var upstreamReadings = [...]func(string) string{
 }
 
 // unescapeWithU decodes p once as .NET's HttpUtility.UrlDecode does
-// (HttpEncoder.UrlDecode in the .NET reference source): "%XX" escapes as
-// bytes, and the non-standard "%uXXXX" as a UTF-16 code unit, a surrogate
-// pair as the one letter it makes. .NET reads only a lower-case "u"; an
-// upper-case one is read too, since an extra reading can only refuse more
-// (red team, issue 15: "/public/..%25u002fadmin/x" reached an app that
-// decodes again, as "/admin/x").
-func unescapeWithU(p string) string {
-	if !strings.Contains(p, "%u") && !strings.Contains(p, "%U") && !strings.Contains(p, "+") {
-		return unescapeOnce(p)
-	}
-	var b strings.Builder
-	b.Grow(len(p))
-	for i := 0; i < len(p); i++ {
-		if r, n := percentU(p[i:]); n > 0 {
-			if utf16.IsSurrogate(r) {
-				if r2, n2 := percentU(p[i+n:]); n2 > 0 {
-					if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
-						b.WriteRune(pair)
-						i += n + n2 - 1
-						continue
-					}
-				}
-			}
-			b.WriteRune(r) // a lone surrogate is written as U+FFFD
-			i += n - 1
-			continue
-		}
-		if p[i] == '%' && i+2 < len(p) && isHexDigit(p[i+1]) && isHexDigit(p[i+2]) {
-			b.WriteByte(unhexDigit(p[i+1])<<4 | unhexDigit(p[i+2]))
-			i += 2
-			continue
-		}
-		if p[i] == '+' { // HttpUtility.UrlDecode reads "+" as a space
-			b.WriteByte(' ')
-			continue
-		}
-		b.WriteByte(p[i])
-	}
-	return b.String()
-}
-
-// percentU reads a "%uXXXX" escape at the start of s: the code unit and
-// the escape's length, or 0 when s does not start with one.
-func percentU(s string) (rune, int) {
-	if len(s) < 6 || s[0] != '%' || s[1] != 'u' && s[1] != 'U' {
-		return 0, 0
-	}
-	var r rune
-	for _, c := range []byte(s[2:6]) {
-		if !isHexDigit(c) {
-			return 0, 0
-		}
-		r = r<<4 | rune(unhexDigit(c))
-	}
-	return r, 6
-}
+// (HttpEncoder.UrlDecode in the .NET reference source): unescapeOnce, and
+// the non-standard "%uXXXX" as a UTF-16 code unit, and "+" as a space
+// (decodePercent). .NET reads only a lower-case "u"; an upper-case one is
+// read too, since an extra reading can only refuse more (red team, issue
+// 15: "/public/..%25u002fadmin/x" reached an app that decodes again, as
+// "/admin/x").
+func unescapeWithU(p string) string { return decodePercent(p, true) }
 
 // mayReadDifferently reports whether some upstream reading could change the
 // canonical decoded path p: it holds ";", "\", "%", white space or a control

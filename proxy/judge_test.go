@@ -31,15 +31,7 @@ var testReadings = map[string]func(raw string) string{
 	"spring": func(raw string) string { return cleanForRouting(dropParams(decode(raw))) },
 	// IIS: decode, "\" is "/", trailing dots and spaces of a segment are
 	// ignored.
-	"iis": func(raw string) string {
-		segs := strings.Split(strings.ReplaceAll(decode(raw), `\`, "/"), "/")
-		for i, s := range segs {
-			if s != "." && s != ".." {
-				segs[i] = strings.TrimRight(s, ". ")
-			}
-		}
-		return cleanForRouting(strings.Join(segs, "/"))
-	},
+	"iis": func(raw string) string { return cleanForRouting(asWindowsFile(decode(raw))) },
 	// Spring with trimTokens: decode, then trim each segment as Java's
 	// String.trim does (every byte up to " ").
 	"spring-trim": func(raw string) string {

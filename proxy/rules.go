@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -102,13 +103,36 @@ func isPathByte(c byte) bool {
 // unescapeOnce decodes %XX escapes once. A "%" that does not start a valid
 // escape is kept as a literal "%": it is re-escaped as "%25", which makes the
 // request non-canonical rather than an error.
-func unescapeOnce(s string) string {
-	if !strings.Contains(s, "%") {
+func unescapeOnce(s string) string { return decodePercent(s, false) }
+
+// decodePercent decodes s's %XX escapes once, and with aspNet also
+// HttpUtility.UrlDecode's "%uXXXX" (a surrogate pair as the one letter it
+// makes, a lone surrogate as U+FFFD) and "+" as a space (unescapeWithU).
+func decodePercent(s string, aspNet bool) string {
+	if !strings.Contains(s, "%") && !(aspNet && strings.Contains(s, "+")) {
 		return s
 	}
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
+		if aspNet {
+			if r, n := percentU(s[i:]); n > 0 {
+				if utf16.IsSurrogate(r) {
+					if r2, n2 := percentU(s[i+n:]); n2 > 0 {
+						if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
+							r, n = pair, n+n2
+						}
+					}
+				}
+				b.WriteRune(r)
+				i += n - 1
+				continue
+			}
+			if s[i] == '+' {
+				b.WriteByte(' ')
+				continue
+			}
+		}
 		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
 			b.WriteByte(unhexDigit(s[i+1])<<4 | unhexDigit(s[i+2]))
 			i += 2
@@ -117,6 +141,22 @@ func unescapeOnce(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// percentU reads a "%uXXXX" escape at the start of s: the code unit and
+// the escape's length, or 0 when s does not start with one.
+func percentU(s string) (rune, int) {
+	if len(s) < 6 || s[0] != '%' || s[1] != 'u' && s[1] != 'U' {
+		return 0, 0
+	}
+	var r rune
+	for _, c := range []byte(s[2:6]) {
+		if !isHexDigit(c) {
+			return 0, 0
+		}
+		r = r<<4 | rune(unhexDigit(c))
+	}
+	return r, 6
 }
 
 func isHexDigit(c byte) bool {
@@ -231,7 +271,7 @@ func parsePattern(p string) (*pathPattern, error) {
 			pt.segs = append(pt.segs, seg)
 		case strings.ContainsAny(seg, "{}"):
 			return nil, fmt.Errorf("%q: the only placeholder is {route}, as a whole segment", p)
-		case !readsAlike(seg):
+		case mayReadDifferently(seg):
 			// Every request such a literal matches reads differently under
 			// some upstream's reading (judge.go), so each would be refused.
 			return nil, fmt.Errorf("%q: segment %q is read differently by some upstreams (%q starts Tomcat's path parameters, %q is IIS's separator, %q is a space to ASP.NET, and IIS drops a segment's trailing dots and spaces), so requests to it would be refused; route the app without it", p, seg, ";", `\`, "+")
@@ -329,13 +369,6 @@ func fullUpper(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// readsAlike reports whether every upstream reading leaves a literal
-// segment as written: it holds none of the characters mayReadDifferently
-// looks for.
-func readsAlike(seg string) bool {
-	return !mayReadDifferently(seg) && strings.TrimSpace(seg) == seg
 }
 
 // match reports whether the canonical path p matches, and the {route} capture.
