@@ -270,6 +270,11 @@ func (e *perfEnv) store(n int, name string, out io.Writer) (string, []string, er
 // holding cache entitlements; on PostgreSQL (kind "postgres") the copy is
 // tollgate store copy's into a fresh database of a local cluster.
 func (e *perfEnv) gateway(path string, cache int, kind string) (*serveChild, error) {
+	return e.gatewayOf(e.bin, path, cache, kind)
+}
+
+// gatewayOf is gateway with another tollgate binary.
+func (e *perfEnv) gatewayOf(bin, path string, cache int, kind string) (*serveChild, error) {
 	cp := filepath.Join(e.dir, fmt.Sprintf("copy-%d-%d.db", cache, time.Now().UnixNano()))
 	if err := copyFile(path, cp); err != nil {
 		return nil, err
@@ -290,11 +295,11 @@ func (e *perfEnv) gateway(path string, cache int, kind string) (*serveChild, err
 		if gc.dsn, err = e.pg.CreateDB(context.Background(), fmt.Sprintf("perf_%d", e.pgSeq)); err != nil {
 			return nil, err
 		}
-		if b, err := exec.Command(e.bin, "store", "copy", "-from", "bolt:"+cp, "-to", gc.dsn).CombinedOutput(); err != nil {
+		if b, err := exec.Command(bin, "store", "copy", "-from", "bolt:"+cp, "-to", gc.dsn).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("tollgate store copy: %w\n%s", err, b)
 		}
 	}
-	g, err := startServeChild(e.bin, sub, gc)
+	g, err := startServeChild(bin, sub, gc)
 	if err != nil {
 		return nil, err
 	}
@@ -392,11 +397,27 @@ func printTable(out io.Writer, c int, targets []perfTarget, res [][]roundResult)
 	}
 }
 
+// builtTollgate is a tollgate binary wrk -also loads beside the one under
+// test.
+type builtTollgate struct{ name, bin string }
+
 // runWrk is the paid LRU-hit scenario.
 func runWrk(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("tollgate-load wrk", flag.ContinueOnError)
 	var p perfFlags
 	conns := p.register(fs, "50,200")
+	var also []builtTollgate
+	fs.Func("also", "NAME=BINARY: another tollgate build, loaded as a browser in a process of its own, a target of the same run (repeatable): two builds compared under the same conditions", func(v string) error {
+		name, bin, ok := strings.Cut(v, "=")
+		if !ok || name == "" || bin == "" {
+			return fmt.Errorf("-also %q: want NAME=BINARY", v)
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("-also %s: %w", name, err)
+		}
+		also = append(also, builtTollgate{name, bin})
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -460,6 +481,21 @@ func runWrk(args []string, out io.Writer) error {
 		if err := expectOK(t); err != nil {
 			return fmt.Errorf("%w\n%s", err, tail(gw.logs(), 2000))
 		}
+	}
+	// Other builds, each in a process of its own loaded only as a browser,
+	// so that each is as idle before its turn as the bare proxies are.
+	for _, b := range also {
+		g, err := e.gatewayOf(b.bin, path, 1000, "bolt")
+		if err != nil {
+			return fmt.Errorf("-also %s: %w", b.name, err)
+		}
+		defer g.stop()
+		cookie, err := browserCookie(e.sb, g.url, users[0])
+		if err != nil {
+			return fmt.Errorf("-also %s: %w\n%s", b.name, err, tail(g.logs(), 2000))
+		}
+		targets = append(targets, perfTarget{name: "also " + b.name + ", paid (LRU hit)", url: g.url + "/routes/415VNA/x", pid: g.cmd.Process.Pid,
+			heads: []string{"Cookie: " + cookie, "Accept: text/html"}, mallocs: g.metricsURL()})
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
 		p.threads, p.duration, p.conns, p.rounds)
