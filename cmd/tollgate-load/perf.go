@@ -41,7 +41,9 @@ import (
 // Every round runs every target once at each concurrency; a figure is the
 // median of the rounds, and a ratio is the median of the rounds' ratios,
 // each taken within its round (so that drift on a shared machine cancels),
-// with the spread beside it. The bare proxies: "tuned" has a Transport
+// with the spread beside it. wrk -also adds other tollgate builds, each in
+// a process of its own loaded as a browser, to compare builds round by
+// round. The bare proxies: "tuned" has a Transport
 // keeping 512 idle connections per host (the stock one keeps 2, which
 // would measure connection churn), "pooled" also reuses the 32 KiB copy
 // buffers, as tollgate does; -bare-like-tollgate gives both tollgate's
