@@ -43,15 +43,15 @@ import (
 // each taken within its round (so that drift on a shared machine cancels),
 // with the spread beside it. wrk -also adds other tollgate builds, each in
 // a process of its own loaded as a browser, to compare builds round by
-// round. The bare proxies: "tuned" has a Transport
-// keeping 512 idle connections per host (the stock one keeps 2, which
-// would measure connection churn), "pooled" also reuses the 32 KiB copy
-// buffers, as tollgate does; -bare-like-tollgate gives both tollgate's
-// other Transport settings too. CPU per request is the target process's
-// utime+stime (/proc/PID/stat) over the round, divided by the requests
-// wrk completed; allocations per request the process's Go heap
-// allocations (go_memstats_mallocs_total: tollgate's /metrics on its admin
-// listener, the bare proxies' own) over the round, divided likewise.
+// round. The bare proxies: "tuned" has a Transport keeping 512 idle
+// connections per host (the stock one keeps 2, which would measure
+// connection churn), "pooled" also reuses the 32 KiB copy buffers, as
+// tollgate does; -bare-like-tollgate gives both tollgate's other Transport
+// settings too. CPU per request is the target process's utime+stime
+// (/proc/PID/stat) over the round, divided by the requests wrk completed;
+// allocations per request the process's Go heap allocations
+// (go_memstats_mallocs_total: tollgate's /metrics on its admin listener,
+// the bare proxies' own) over the round, divided likewise.
 
 const (
 	perfUpstreamArg = "perf-upstream-child"
