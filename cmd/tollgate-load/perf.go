@@ -399,6 +399,13 @@ func printTable(out io.Writer, c int, targets []perfTarget, res [][]roundResult)
 	}
 }
 
+// browserTarget is a paid request to g on an LRU hit, as a signed-in
+// browser sends it (cookie: browserCookie's).
+func browserTarget(name string, g *serveChild, cookie string) perfTarget {
+	return perfTarget{name: name, url: g.url + "/routes/415VNA/x", pid: g.cmd.Process.Pid,
+		heads: []string{"Cookie: " + cookie, "Accept: text/html"}, mallocs: g.metricsURL()}
+}
+
 // builtTollgate is a tollgate binary wrk -also loads beside the one under
 // test.
 type builtTollgate struct{ name, bin string }
@@ -450,11 +457,12 @@ func runWrk(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, gw.logs())
 		}
-		h := []string{"Cookie: " + cookie, "Accept: text/html"}
+		t := browserTarget("tollgate, paid (LRU hit)"+storeSuffix(&p, kind), gw, cookie)
+		h := t.heads
 		if heads == nil {
 			heads = h
 		}
-		targets = append(targets, perfTarget{name: "tollgate, paid (LRU hit)" + storeSuffix(&p, kind), url: gw.url + "/routes/415VNA/x", pid: gw.cmd.Process.Pid, heads: h, mallocs: gw.metricsURL()})
+		targets = append(targets, t)
 		if len(gws) == 1 {
 			// targets[3], beside targets[2]: the limit's cost on the first store.
 			targets = append(targets, perfTarget{name: "tollgate, paid under a limit" + storeSuffix(&p, kind), url: gw.url + "/routes/LIMITED/x", pid: gw.cmd.Process.Pid, heads: h, mallocs: gw.metricsURL()})
@@ -496,8 +504,7 @@ func runWrk(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("-also %s: %w\n%s", b.name, err, tail(g.logs(), 2000))
 		}
-		targets = append(targets, perfTarget{name: "also " + b.name + ", paid (LRU hit)", url: g.url + "/routes/415VNA/x", pid: g.cmd.Process.Pid,
-			heads: []string{"Cookie: " + cookie, "Accept: text/html"}, mallocs: g.metricsURL()})
+		targets = append(targets, browserTarget("also "+b.name+", paid (LRU hit)", g, cookie))
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
 		p.threads, p.duration, p.conns, p.rounds)
