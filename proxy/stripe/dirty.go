@@ -82,12 +82,19 @@ func (b *Billing) RunDirty(ctx context.Context) {
 	var (
 		mu       sync.Mutex
 		inflight = map[string]bool{}
-		wg       sync.WaitGroup
-		slots    = make(chan struct{}, dirtyParallel)
-		synced   = 0 // syncs started since the backlog was last empty
+		// endedSinceRead holds the customers whose sync ended since the
+		// batch was read: the batch may still hold a mark that the sync
+		// cleared, and starting it again would fetch the customer twice.
+		endedSinceRead = map[string]bool{}
+		wg             sync.WaitGroup
+		slots          = make(chan struct{}, dirtyParallel)
+		synced         = 0 // syncs started since the backlog was last empty
 	)
 	defer wg.Wait()
 	for ctx.Err() == nil {
+		mu.Lock()
+		clear(endedSinceRead)
+		mu.Unlock()
 		marks, next, err := b.store.DirtyDue(ctx, b.now(), dirtyBatch)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -96,11 +103,15 @@ func (b *Billing) RunDirty(ctx context.Context) {
 			}
 			continue
 		}
-		started := 0
+		started, stale := 0, false
 		for _, m := range marks {
 			mu.Lock()
-			busy := inflight[m.CustomerID]
+			busy, ended := inflight[m.CustomerID], endedSinceRead[m.CustomerID]
 			mu.Unlock()
+			if ended {
+				stale = true // read again: the mark may be gone, or new
+				continue
+			}
 			if busy {
 				continue
 			}
@@ -122,12 +133,13 @@ func (b *Billing) RunDirty(ctx context.Context) {
 				b.syncDirty(ctx, m)
 				mu.Lock()
 				delete(inflight, m.CustomerID)
+				endedSinceRead[m.CustomerID] = true
 				mu.Unlock()
 				<-slots
 				b.kickDirty()
 			})
 		}
-		if started > 0 {
+		if started > 0 || stale {
 			continue
 		}
 		mu.Lock()
