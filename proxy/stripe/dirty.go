@@ -222,14 +222,14 @@ func (b *Billing) syncDirty(ctx context.Context, m proxy.DirtyMark) {
 		log.DebugContext(ctx, "stripe: dirty customer synced", "events_folded_since", m.MarkedAt)
 		return
 	}
-	wait := min(time.Second<<min(m.Attempts, 16), dirtyRetryMax)
 	if ctx.Err() != nil {
-		wait = 0 // stopped, not failed: due again at the next start
+		// Stopped, not failed: the mark stays as it was read, due at the
+		// next start, and the attempt is not counted against its backoff.
+		return
 	}
+	wait := min(time.Second<<min(m.Attempts, 16), dirtyRetryMax)
 	if rerr := b.store.RetryDirty(wctx, m.CustomerID, b.now().Add(wait)); rerr != nil {
 		log.ErrorContext(ctx, "stripe: dirty worker: putting a mark off", "err", rerr)
 	}
-	if ctx.Err() == nil {
-		log.WarnContext(ctx, "stripe: dirty worker: sync failed; retrying later", "err", err, "retry_in", wait, "attempts", m.Attempts+1)
-	}
+	log.WarnContext(ctx, "stripe: dirty worker: sync failed; retrying later", "err", err, "retry_in", wait, "attempts", m.Attempts+1)
 }

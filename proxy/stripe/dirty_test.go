@@ -336,3 +336,39 @@ func TestDirty_FailuresAndUnseenCustomersBackOffAndKeepTheMark(t *testing.T) {
 		t.Errorf("after the key can see the customer: %v, want canceled (the deferred event not lost)", statuses(ents))
 	}
 }
+
+// Ensure a sync stopped by shutdown leaves its mark as it was read: due at
+// the next start, its attempt not counted, so the next real failure waits
+// the first step of the backoff rather than a longer one.
+func TestDirty_StoppedSyncLeavesTheMarkAsRead(t *testing.T) {
+	h := newHarness(t)
+	cus, sub := withActiveAda(h)
+	spentBackground(h)
+	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
+		t.Fatal(rec.Code)
+	}
+	before, _, err := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
+	if err != nil || len(before) != 1 {
+		t.Fatalf("due: %v, %v", before, err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	h.calls.setHook(func(method, path string) {
+		if method == "GET" && path == "/v1/customers/"+cus {
+			stop() // the gateway shuts down during the fetch
+		}
+	})
+	h.b.syncDirty(ctx, before[0])
+	if ctx.Err() == nil {
+		t.Fatal("the hook did not stop the sync")
+	}
+	h.calls.setHook(nil)
+	after, _, _ := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("mark after a stopped sync (-before +after):\n%s", diff)
+	}
+	h.calls.fail("GET", "/v1/customers/", 500, "", -1)
+	h.b.syncDirty(t.Context(), after[0])
+	if _, next, _ := h.store.DirtyDue(t.Context(), h.clock.Now(), 10); next.Sub(h.clock.Now()) != time.Second {
+		t.Errorf("wait after the first real failure: %v, want 1s", next.Sub(h.clock.Now()))
+	}
+}
