@@ -48,6 +48,19 @@ func spentBackground(h *harness) {
 	h.b.background.drain()
 }
 
+// markedAda gives Ada an active subscription and delivers its webhook with
+// the background lane spent, so that her customer stays marked for the
+// worker rather than synced at once.
+func markedAda(t *testing.T, h *harness) (cus, sub string) {
+	t.Helper()
+	cus, sub = withActiveAda(h)
+	spentBackground(h)
+	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
+		t.Fatal(rec.Code)
+	}
+	return cus, sub
+}
+
 // virtualLanes runs the background lane and the worker's waits on the
 // test's clock: a wait advances it.
 func virtualLanes(h *harness, lane Lane) {
@@ -118,11 +131,7 @@ func TestDirty_BurstIsDeferredFoldedAndConvergesOnStripe(t *testing.T) {
 // from Stripe keeps the customer marked: the fetch may predate the change.
 func TestDirty_EventDuringTheFetchKeepsTheMark(t *testing.T) {
 	h := newHarness(t)
-	cus, sub := withActiveAda(h)
-	spentBackground(h)
-	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
-		t.Fatal(rec.Code)
-	}
+	cus, sub := markedAda(t, h)
 	var once sync.Once
 	h.calls.setHook(func(method, path string) {
 		if path == "/v1/subscriptions" {
@@ -254,12 +263,8 @@ func TestDirty_RoomIsKeptForEagerSyncs(t *testing.T) {
 // once the worker catches up.
 func TestDirty_ReadinessWarnsWhenFarBehind(t *testing.T) {
 	h := newHarness(t)
-	cus, sub := withActiveAda(h)
 	check := h.b.BacklogCheck(0)
-	spentBackground(h)
-	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
-		t.Fatal(rec.Code)
-	}
+	markedAda(t, h)
 	h.clock.Advance(BacklogMaxAge)
 	if err := check(t.Context()); err != nil {
 		t.Errorf("at %s: %v, want no warning", BacklogMaxAge, err)
@@ -282,11 +287,7 @@ func TestDirty_ReadinessWarnsWhenFarBehind(t *testing.T) {
 func TestDirty_FailuresAndUnseenCustomersBackOffAndKeepTheMark(t *testing.T) {
 	obs := &testObserver{}
 	h := newHarness(t, func(c *Config) { c.Observer = obs })
-	cus, sub := withActiveAda(h)
-	spentBackground(h)
-	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
-		t.Fatal(rec.Code)
-	}
+	_, sub := markedAda(t, h)
 	// tries syncs the due mark n times, each when due, and returns the
 	// wait each left before the next.
 	tries := func(n int) []time.Duration {
@@ -342,11 +343,7 @@ func TestDirty_FailuresAndUnseenCustomersBackOffAndKeepTheMark(t *testing.T) {
 // the first step of the backoff rather than a longer one.
 func TestDirty_StoppedSyncLeavesTheMarkAsRead(t *testing.T) {
 	h := newHarness(t)
-	cus, sub := withActiveAda(h)
-	spentBackground(h)
-	if rec := h.deliver(event("evt_1", "customer.subscription.updated", subObject(sub, cus, "active"))); rec.Code != http.StatusOK {
-		t.Fatal(rec.Code)
-	}
+	cus, _ := markedAda(t, h)
 	before, _, err := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
 	if err != nil || len(before) != 1 {
 		t.Fatalf("due: %v, %v", before, err)
