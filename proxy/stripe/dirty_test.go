@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,13 +360,84 @@ func TestDirty_StoppedSyncLeavesTheMarkAsRead(t *testing.T) {
 		t.Fatal("the hook did not stop the sync")
 	}
 	h.calls.setHook(nil)
-	after, _, _ := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
-	if diff := cmp.Diff(before, after); diff != "" {
-		t.Errorf("mark after a stopped sync (-before +after):\n%s", diff)
+	t.Logf("backlog %+v", h.backlog())
+	after, _, err := h.store.DirtyDue(t.Context(), h.clock.Now(), 10)
+	if diff := cmp.Diff(before, after); err != nil || diff != "" {
+		t.Fatalf("mark after a stopped sync (-before +after), %v:\n%s", err, diff)
 	}
 	h.calls.fail("GET", "/v1/customers/", 500, "", -1)
 	h.b.syncDirty(t.Context(), after[0])
 	if _, next, _ := h.store.DirtyDue(t.Context(), h.clock.Now(), 10); next.Sub(h.clock.Now()) != time.Second {
 		t.Errorf("wait after the first real failure: %v, want 1s", next.Sub(h.clock.Now()))
+	}
+}
+
+// dueReads calls after with every batch the worker reads from the store.
+type dueReads struct {
+	Store
+	after func(marks []proxy.DirtyMark)
+}
+
+func (s *dueReads) DirtyDue(ctx context.Context, now time.Time, limit int) ([]proxy.DirtyMark, time.Time, error) {
+	marks, next, err := s.Store.DirtyDue(ctx, now, limit)
+	if err == nil {
+		s.after(marks)
+	}
+	return marks, next, err
+}
+
+// Ensure a mark the worker read while its customer's sync was in flight,
+// and that the sync cleared before the worker reached it, is read again
+// rather than synced a second time: one fetch of the customer, not two.
+func TestDirty_MarkClearedAfterTheReadIsNotSyncedTwice(t *testing.T) {
+	var h *harness
+	reads := 0 // only the worker reads through dueReads
+	h = newHarness(t, func(c *Config) {
+		c.Store = &dueReads{Store: c.Store, after: func([]proxy.DirtyMark) {
+			if reads++; reads == 2 {
+				// The second batch holds the mark of the sync started
+				// from the first: that sync ends (its kick) before the
+				// worker looks at the batch.
+				<-h.b.dirtyKick
+			}
+		}}
+	})
+	cus, _ := markedAda(t, h)
+	virtualLanes(h, Lane{Rate: 1000, Burst: 1000})
+	select {
+	case <-h.b.dirtyKick: // the webhook's, from markedAda
+	default:
+	}
+	// The worker idles only when nothing is due and no sync is in flight:
+	// every sync it started has fetched by then.
+	idle := make(chan struct{})
+	var idleOnce sync.Once
+	h.b.sleep = func(ctx context.Context, d time.Duration) error {
+		if d == dirtyIdle {
+			idleOnce.Do(func() { close(idle) })
+		}
+		return ctx.Err()
+	}
+	var fetches atomic.Int32
+	h.calls.setHook(func(method, path string) {
+		if method == "GET" && path == "/v1/customers/"+cus {
+			fetches.Add(1)
+		}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		h.b.RunDirty(ctx)
+		close(done)
+	}()
+	<-idle
+	cancel()
+	<-done
+	h.calls.setHook(nil)
+	if n := fetches.Load(); n != 1 {
+		t.Errorf("%d fetches of the customer, want 1: a mark its sync had cleared was synced again", n)
+	}
+	if bl := h.backlog(); bl != (proxy.Backlog{}) {
+		t.Errorf("backlog: %+v, want empty", bl)
 	}
 }
