@@ -342,8 +342,9 @@ func (b *idleBody) failure() (int, string) {
 	return http.StatusBadRequest, bodyMalformed
 }
 
-// errUnaskedUpgrade is the upstream switching protocols on a gated request
-// that did not ask to.
+// errUnaskedUpgrade is the upstream switching protocols on a request that
+// did not ask to (or, on a gated route, one the gate did not register as a
+// tunnel).
 var errUnaskedUpgrade = errors.New("upstream switched protocols on a request that did not ask to upgrade")
 
 // clientsFault answers a forwarded request that failed through no fault of

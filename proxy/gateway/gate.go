@@ -28,6 +28,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, req *request) {
 	// it, is believed (unless a trusted proxy says the latter).
 	trustedPeer := trusted(r.RemoteAddr, s.cfg.TrustedProxies)
 	overrides := sanitizeRequestHeaders(r.Header, trustedPeer)
+	if _, ok := r.Header["Upgrade"]; ok {
+		onlyWebSocketUpgrades(r.Header)
+	}
 	if hasBody(r) {
 		boundUnreadBody(w, s.ownBody)
 	}

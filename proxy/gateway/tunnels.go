@@ -290,6 +290,22 @@ func (s *Server) EntitlementsChanged(sub proxy.Subject) {
 }
 
 // isUpgrade reports whether r asks to switch protocols (a WebSocket).
+// onlyWebSocketUpgrades removes an Upgrade header that asks for anything but
+// one protocol, WebSocket, as a server that declines to upgrade may (RFC
+// 9110 section 7.8), and h2c's HTTP2-Settings with it. A 101 turns the
+// connection into a tunnel whose bytes tollgate no longer reads: an h2c
+// tunnel (RFC 7540 section 3.2) would carry further requests, on any path
+// and with any X-Tollgate-* header, to an app that accepts it, none of them
+// judged (docs/SECURITY.md, "Upgrades"). A WebSocket carries frames, not
+// requests; the ReverseProxy tunnels only the protocol that was asked for
+// and answered.
+func onlyWebSocketUpgrades(h http.Header) {
+	if up := h["Upgrade"]; len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") {
+		delete(h, "Upgrade")
+	}
+	delete(h, "Http2-Settings")
+}
+
 func isUpgrade(r *http.Request) bool {
 	if r.Header.Get("Upgrade") == "" {
 		return false

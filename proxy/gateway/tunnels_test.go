@@ -48,6 +48,18 @@ func tunnelUpstream() http.Handler {
 // the connection and its reader after the response head.
 func (fx *gateFixture) openTunnel(path string, upgrade bool) (net.Conn, *bufio.Reader, *http.Response) {
 	fx.t.Helper()
+	upgradeHead := ""
+	if upgrade {
+		upgradeHead = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	}
+	return fx.openRaw(path, upgradeHead)
+}
+
+// openRaw sends a raw GET for path, signed in as user_1, with extraHead
+// (whole header lines) added, and returns the connection and its reader
+// after the response head.
+func (fx *gateFixture) openRaw(path, extraHead string) (net.Conn, *bufio.Reader, *http.Response) {
+	fx.t.Helper()
 	u, _ := url.Parse(fx.front.URL)
 	conn, err := net.Dial("tcp", u.Host)
 	if err != nil {
@@ -55,10 +67,7 @@ func (fx *gateFixture) openTunnel(path string, upgrade bool) (net.Conn, *bufio.R
 	}
 	fx.t.Cleanup(func() { conn.Close() })
 	head := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nX-Test-User: user_1\r\nAccept: application/json\r\n"
-	if upgrade {
-		head += "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-	}
-	fmt.Fprint(conn, head+"\r\n")
+	fmt.Fprint(conn, head+extraHead+"\r\n")
 	br := bufio.NewReader(conn)
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(br, nil)
@@ -144,6 +153,60 @@ func TestTunnels_UnaskedUpgradeOnAGatedRouteIsRefused(t *testing.T) {
 	_, _, resp := fx.openTunnel("/ws", false)
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("101 to a request that did not ask: %d, want 502", resp.StatusCode)
+	}
+}
+
+// A 101 makes the connection a tunnel whose bytes tollgate no longer reads.
+// h2c's would carry further HTTP requests, on any path and with any
+// X-Tollgate-* header, to an app that accepts the upgrade: only a WebSocket,
+// asked for alone, is passed on, on public and gated routes alike, and an
+// app that switches protocols anyway gets 502 rather than a tunnel.
+func TestTunnels_OnlyWebSocketUpgradesAreTunnelled(t *testing.T) {
+	seen := make(chan http.Header, 64)
+	upstream := tunnelUpstream()
+	fx := newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+		upstream.ServeHTTP(w, r)
+	}))
+	cases := []struct {
+		name, head string
+		tunnel     bool
+	}{
+		{"websocket", "Upgrade: websocket\r\nConnection: Upgrade\r\n", true},
+		{"websocket in capitals", "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n", true},
+		{"h2c", "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n", false},
+		{"h2c, settings not named in Connection", "Upgrade: h2c\r\nConnection: Upgrade\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n", false},
+		{"h2c in capitals", "Upgrade: H2C\r\nConnection: Upgrade\r\n", false},
+		{"websocket or h2c", "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n", false},
+		{"two Upgrade lines", "Upgrade: websocket\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n", false},
+		{"another protocol", "Upgrade: TLS/1.2\r\nConnection: Upgrade\r\n", false},
+		{"no upgrade asked", "", false},
+	}
+	for _, path := range []string{"/public/ws", "/ws"} {
+		for _, tc := range cases {
+			t.Run(path+"/"+tc.name, func(t *testing.T) {
+				conn, br, resp := fx.openRaw(path, tc.head)
+				got := <-seen
+				if tc.tunnel {
+					if resp.StatusCode != http.StatusSwitchingProtocols {
+						t.Fatalf("status %d, want 101", resp.StatusCode)
+					}
+					if err := echoLine(conn, br, "hello"); err != nil {
+						t.Fatalf("the WebSocket tunnel: %v", err)
+					}
+					return
+				}
+				if resp.StatusCode != http.StatusBadGateway {
+					t.Errorf("status %d, want 502: the app's 101 must not become a tunnel", resp.StatusCode)
+				}
+				if v := got.Values("Upgrade"); len(v) > 0 {
+					t.Errorf("the app was asked to upgrade to %q", v)
+				}
+				if v := got.Values("Http2-Settings"); len(v) > 0 {
+					t.Errorf("the app got HTTP2-Settings %q", v)
+				}
+			})
+		}
 	}
 }
 

@@ -325,19 +325,27 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 		}
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
+		// Only an upgrade the client asked for (a WebSocket: the gate
+		// removed any other) becomes a tunnel, on any route: an app that
+		// switches protocols unasked would open one whose bytes tollgate
+		// never judges.
+		if resp.StatusCode == http.StatusSwitchingProtocols && !isUpgrade(resp.Request) {
+			return errUnaskedUpgrade
+		}
 		f := forwardFrom(resp.Request.Context())
 		if f == nil {
 			return nil
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols && f.gated {
-			if f.tunnel == nil {
-				// Only an upgrade the client asked for becomes a tunnel
-				// that tollgate can close.
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			if f.gated && f.tunnel == nil {
 				return errUnaskedUpgrade
 			}
-			// The app's side of the tunnel, closed with it. Set before
-			// the ReverseProxy hijacks the client's (tunnels.add).
-			f.tunnel.upstream = resp.Body
+			if f.tunnel != nil {
+				// The app's side of the tunnel, closed with it. Set
+				// before the ReverseProxy hijacks the client's
+				// (tunnels.add).
+				f.tunnel.upstream = resp.Body
+			}
 		}
 		obs.Upstream(resp.StatusCode, time.Since(f.sent))
 		if lim.settle != nil {
