@@ -11,10 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/proxy"
 )
 
 // requireTool finds an external tool, or skips the test (fails under
@@ -37,8 +40,8 @@ func requireTool(t *testing.T, name string, paths ...string) string {
 	return ""
 }
 
-// nginxConf is the auth_request setup the README documents, with the
-// addresses of this test. nginx runs in the foreground with its master
+// nginxConf wraps the README's auth_request setup (readmeNginxSnippet) in
+// a server of this test's own. nginx runs in the foreground with its master
 // process, which takes the test's listener (startNginx) and is stopped by
 // its PID: without a master (master_process off), nginx 1.22 crashes on an
 // inherited listener.
@@ -60,94 +63,41 @@ http {
 
   server {
     listen 127.0.0.1:{{PORT}};
-
-    # Ask tollgate about every request.
-    location = /_tollgate_auth {
-      internal;
-      proxy_pass {{GATEWAY}}/.tollgate/auth;
-      # tollgate believes forwarding headers only from trusted_proxies; the
-      # demo trusts 127.0.0.2, the test's client is 127.0.0.1.
-      proxy_bind 127.0.0.2;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-For $remote_addr;
-      # The family nginx does not set: a client's copy is removed.
-      proxy_set_header X-Forwarded-Uri "";
-      proxy_set_header X-Forwarded-Method "";
-    }
-    # tollgate's own pages and webhooks.
-    location /.tollgate/ {
-      proxy_pass {{GATEWAY}};
-    }
-    location / {
-      auth_request /_tollgate_auth;
-      auth_request_set $tg_user $upstream_http_x_tollgate_user;
-      auth_request_set $tg_org $upstream_http_x_tollgate_org;
-      auth_request_set $tg_plan $upstream_http_x_tollgate_plan;
-      auth_request_set $tg_status $upstream_http_x_tollgate_status;
-      auth_request_set $tg_route $upstream_http_x_tollgate_route;
-      auth_request_set $tg_location $upstream_http_x_tollgate_location;
-      # Plans' limits: the over-limit code and fields, and the RateLimit
-      # fields of an allowed answer.
-      auth_request_set $tg_code $upstream_http_x_tollgate_status_code;
-      auth_request_set $tg_retry_after $upstream_http_retry_after;
-      auth_request_set $tg_ratelimit $upstream_http_ratelimit;
-      auth_request_set $tg_ratelimit_policy $upstream_http_ratelimit_policy;
-      error_page 401 = @tollgate_401;
-      error_page 403 = @tollgate_403;
-      add_header RateLimit $tg_ratelimit always;
-      add_header RateLimit-Policy $tg_ratelimit_policy always;
-      # The app's cost header is tollgate's, never the client's, either way.
-      proxy_hide_header X-Tollgate-Cost;
-      proxy_set_header X-Tollgate-Cost "";
-      # Set (or, when empty, remove) the identity headers: a client's own
-      # X-Tollgate-* never reach the app.
-      proxy_set_header X-Tollgate-User $tg_user;
-      proxy_set_header X-Tollgate-Org $tg_org;
-      proxy_set_header X-Tollgate-Plan $tg_plan;
-      proxy_set_header X-Tollgate-Status $tg_status;
-      proxy_set_header X-Tollgate-Route $tg_route;
-      # nginx is the edge: the forwarding headers are its own, never a
-      # client's.
-      proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header X-Forwarded-Host $host;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header Forwarded "";
-      proxy_set_header X-Forwarded-Prefix "";
-      proxy_set_header X-Forwarded-Port "";
-      proxy_set_header X-Forwarded-Server "";
-      proxy_set_header X-Forwarded-Uri "";
-      proxy_set_header X-Forwarded-Method "";
-      proxy_set_header X-Original-URL "";
-      proxy_set_header X-Original-URI "";
-      proxy_set_header X-Original-Method "";
-      proxy_set_header X-Rewrite-URL "";
-      proxy_set_header X-Host "";
-      proxy_pass {{APP}};
-    }
-    location @tollgate_401 {
-      add_header Cache-Control no-store always;
-      if ($tg_location) { return 302 $tg_location; }
-      return 401;
-    }
-    location @tollgate_403 {
-      add_header Cache-Control no-store always;
-      # Over a plan's limit (X-Tollgate-Status-Code 429): 429 with the
-      # fields; empty ones are not sent.
-      add_header Retry-After $tg_retry_after always;
-      add_header RateLimit $tg_ratelimit always;
-      add_header RateLimit-Policy $tg_ratelimit_policy always;
-      if ($tg_location) { return 303 $tg_location; }
-      if ($tg_code = 429) { return 429; }
-      return 403;
-    }
+{{SNIPPET}}
   }
 }
 `
+
+// readmeNginxSnippet is the README's nginx setup ("Forward auth") as it
+// stands, with the addresses of this test: the tests run what a site owner
+// copies, not a copy of it that could drift. The auth subrequest leaves
+// from 127.0.0.2, the demo's trusted proxy (the test's client is
+// 127.0.0.1), since tollgate believes forwarding headers only from
+// trusted_proxies.
+func readmeNginxSnippet(t *testing.T) string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "**nginx** (`auth_request`")
+	if ok {
+		_, after, ok = strings.Cut(after, "```nginx\n")
+	}
+	snippet, _, closed := strings.Cut(after, "```")
+	if !ok || !closed {
+		t.Fatal("README.md: no nginx block after **nginx** (`auth_request`")
+	}
+	const authPass = "proxy_pass http://tollgate:8080/.tollgate/auth;"
+	if strings.Count(snippet, authPass) != 1 || !strings.Contains(snippet, "http://app:3000") {
+		t.Fatalf("README.md's nginx block no longer names %q once and http://app:3000:\n%s", authPass, snippet)
+	}
+	return strings.NewReplacer(
+		authPass, "proxy_pass {{GATEWAY}}/.tollgate/auth; proxy_bind 127.0.0.2;",
+		"http://tollgate:8080", "{{GATEWAY}}",
+		"http://app:3000", "{{APP}}",
+	).Replace(snippet)
+}
 
 // startNginx runs nginx with nginxConf in front of the gateway and the app,
 // and returns its base URL. nginx binds no port itself: it inherits a
@@ -177,7 +127,8 @@ func startNginx(t *testing.T, gatewayURL, appURL string) string {
 	if os.Geteuid() == 0 {
 		user = "user root;" // as the test: its workers use the test's temporary directory
 	}
-	conf := strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gatewayURL, "{{APP}}", appURL, "{{USER}}", user).Replace(nginxConf)
+	conf := strings.Replace(nginxConf, "{{SNIPPET}}", readmeNginxSnippet(t), 1)
+	conf = strings.NewReplacer("{{DIR}}", dir, "{{PORT}}", port, "{{GATEWAY}}", gatewayURL, "{{APP}}", appURL, "{{USER}}", user).Replace(conf)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -433,5 +384,101 @@ func TestNginx_NonceBudgetCountsTheVisitorNotNginx(t *testing.T) {
 	try(clientFrom("127.0.0.9"))
 	if got := d.Clerk.BackendCalls(payload); got != flood+1 {
 		t.Errorf("another client through nginx after the flood: %d calls, want %d (its own share)", got, flood+1)
+	}
+}
+
+// Through the README's nginx setup the app sees of the visitor's
+// credentials what proxy mode lets it see: its own cookies but not the
+// Clerk session token, Clerk's other cookies or the gateway cookie; no API
+// key, in the key header or in Authorization; the key's ID in
+// X-Tollgate-Key and never a client's (red team, 2026-12-06: the snippet
+// passed all of them, and a client's X-Tollgate-Key).
+func TestNginx_TheAppSeesNoCredentials(t *testing.T) {
+	d, _ := mustRunDemo(t)
+	seen := make(chan http.Header, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+	}))
+	t.Cleanup(app.Close)
+	front := startNginx(t, d.URL, app.URL)
+	appSaw := func(c *http.Client, path string, hdr map[string]string) http.Header {
+		t.Helper()
+		resp := get(t, c, front+path, hdr)
+		readBody(t, resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s through nginx: %d, want 200", path, resp.StatusCode)
+		}
+		return <-seen
+	}
+
+	jar, _ := cookiejar.New(nil)
+	c := noRedirects(jar)
+	signIn(t, d, jar, "user_ada")
+	withAppCookie := withHeader(page, "Cookie", "theme=dark")
+	resp := get(t, c, front+"/settings/", withAppCookie)
+	readBody(t, resp)
+	if resp.StatusCode == http.StatusFound && strings.Contains(resp.Header.Get("Location"), "/.tollgate/session") {
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		readBody(t, get(t, c, front+loc.RequestURI(), page)) // the session bounce, once
+	} else if resp.StatusCode == http.StatusOK {
+		<-seen
+	}
+	var sent []string
+	for _, ck := range jar.Cookies(&url.URL{Scheme: "http", Host: strings.TrimPrefix(front, "http://"), Path: "/"}) {
+		sent = append(sent, ck.Name)
+	}
+	for _, name := range []string{"__session", "__client_uat"} {
+		if !slices.Contains(sent, name) {
+			t.Fatalf("the browser holds no %s (it holds %q): nothing to test", name, sent)
+		}
+	}
+	got := appSaw(c, "/settings/", withAppCookie)
+	// The jar also holds the sandbox Clerk's own cookie (its host is the
+	// same 127.0.0.1): an app's cookie to tollgate, passed as proxy mode
+	// passes it.
+	cookies := strings.Join(got.Values("Cookie"), "; ")
+	if !strings.HasPrefix(cookies, "theme=dark") {
+		t.Errorf("signed in: the app got Cookie %q, want its own theme=dark first", cookies)
+	}
+	for _, name := range []string{"__session", "__client_uat", "__clerk_", "__tollgate", "__Host-tollgate"} {
+		if strings.Contains(cookies, name) {
+			t.Errorf("signed in: the app got %s in Cookie %q (the browser sent %q)", name, cookies, sent)
+		}
+	}
+	if got.Get("X-Tollgate-User") != "user_ada" {
+		t.Errorf("signed in: X-Tollgate-User %q", got.Get("X-Tollgate-User"))
+	}
+
+	ada := proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}
+	key, rec := makeKey(t, d, ada, "*")
+	anon := noRedirects(nil)
+	for name, hdr := range map[string]map[string]string{
+		"key header":           withHeader(api, "X-API-Key", key, "X-Tollgate-Key", "key_spoof"),
+		"key in Authorization": withHeader(api, "Authorization", "Bearer "+key, "X-Tollgate-Key", "key_spoof"),
+	} {
+		got := appSaw(anon, "/app/", hdr)
+		if v := got.Get("X-Tollgate-Key"); v != rec.ID {
+			t.Errorf("%s: X-Tollgate-Key %q, want the key's ID %q", name, v, rec.ID)
+		}
+		for _, h := range []string{"X-Api-Key", "Authorization"} {
+			if v := got.Values(h); len(v) > 0 {
+				t.Errorf("%s: the app got %s %q", name, h, v)
+			}
+		}
+	}
+
+	// Signed out on a public page: a client's X-Tollgate-Key is removed, a
+	// credential cookie of any value too, and an Authorization without a
+	// key is the app's, as in proxy mode.
+	got = appSaw(anon, "/", withHeader(page, "X-Tollgate-Key", "key_spoof", "Authorization", "Basic dXNlcjpwdw==",
+		"Cookie", "theme=dark; __session=made.up.token; __tollgate=x"))
+	if v := got.Values("X-Tollgate-Key"); len(v) > 0 {
+		t.Errorf("signed out: a client's X-Tollgate-Key reached the app: %q", v)
+	}
+	if v := got.Get("Authorization"); v != "Basic dXNlcjpwdw==" {
+		t.Errorf("signed out: Authorization %q, want the client's Basic credentials", v)
+	}
+	if v := got.Values("Cookie"); !slices.Equal(v, []string{"theme=dark"}) {
+		t.Errorf("signed out: the app got Cookie %q, want theme=dark", v)
 	}
 }

@@ -18,6 +18,14 @@ import (
 const (
 	HeaderLocation   = "X-Tollgate-Location"    // nginx mode, on 401: where to send a page load (sign-in or handshake)
 	HeaderUpgradeURL = "X-Tollgate-Upgrade-URL" // nginx mode, on 403: the upgrade page for a paid route
+
+	// On an allowed answer, the request's Cookie and Authorization as proxy
+	// mode would forward them (tollgate's and Clerk's cookies removed, an
+	// Authorization holding an API key dropped), for the caller to put in
+	// place of the client's: nginx and Caddy can, Traefik cannot (README
+	// "Forward auth").
+	HeaderForwardCookie        = "X-Tollgate-Cookie"
+	HeaderForwardAuthorization = "X-Tollgate-Authorization"
 )
 
 // handleForwardAuth serves <prefix>/auth. It rebuilds the original request
@@ -93,7 +101,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 				redirect(w, loc, http.StatusTemporaryRedirect)
 				return
 			}
-			s.authAllowed(w, f)
+			s.authAllowed(w, orig, f)
 		}
 		return
 	}
@@ -106,7 +114,7 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		s.authAllowed(w, f)
+		s.authAllowed(w, orig, f)
 		return
 	}
 	s.authDenied(w, rec)
@@ -214,8 +222,9 @@ func agreedHeader(h http.Header, nginxName, forwardedName string) (string, error
 }
 
 // authAllowed answers "yes" with the identity headers for the caller to
-// copy onto the upstream request, and any cookies to hand the browser.
-func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
+// copy onto the upstream request, what the upstream may see of orig's
+// credentials, and any cookies to hand the browser.
+func (s *Server) authAllowed(w http.ResponseWriter, orig *http.Request, f *forward) {
 	// Every identity header is set, empty when there is no value, so a proxy
 	// that copies them overwrites a client's own copy of each.
 	var user, org, key string
@@ -239,12 +248,33 @@ func (s *Server) authAllowed(w http.ResponseWriter, f *forward) {
 	h[HeaderStatus] = []string{string(f.status)}
 	h[HeaderRoute] = []string{f.routeID}
 	h[HeaderKey] = []string{key}
+	cookie, authorization := s.forwardedCredentials(orig.Header)
+	h[HeaderForwardCookie] = []string{cookie}
+	h[HeaderForwardAuthorization] = []string{authorization}
 	addSetCookies(w, f.setCookies)
 	for _, c := range f.cookies {
 		http.SetCookie(w, c)
 	}
 	noStore(w)
 	w.WriteHeader(http.StatusOK)
+}
+
+// forwardedCredentials is what the upstream may see of a request's Cookie
+// and Authorization, by the rules proxy mode applies in its Rewrite
+// (stripCookies, stripAPIKeys), each as one header line: a caller sets one
+// value. Authorization sent more than once is dropped rather than one of
+// its values chosen.
+func (s *Server) forwardedCredentials(in http.Header) (cookie, authorization string) {
+	h := http.Header{}
+	if v := in["Cookie"]; len(v) > 0 {
+		h["Cookie"] = append([]string(nil), v...) // stripCookies edits the slice in place
+	}
+	if v := in["Authorization"]; len(v) == 1 {
+		h["Authorization"] = []string{v[0]}
+	}
+	stripCookies(h, s.cfg.Clerk.ForwardCookies)
+	stripAPIKeys(h, "", s.cfg.Clerk.APIKeys)
+	return strings.Join(h["Cookie"], "; "), h.Get("Authorization")
 }
 
 // authDenied turns the answer proxy mode would have given into what nginx's

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tollgate/tollgate/proxy"
 )
 
@@ -136,5 +138,47 @@ func TestForwardAuth_UnparsableURIIsNotLogged(t *testing.T) {
 	}
 	if strings.Contains(logged.String(), "sekrit") {
 		t.Errorf("the log holds the forwarded query: %s", logged.String())
+	}
+}
+
+// An allowed forward-auth answer carries the request's Cookie and
+// Authorization as proxy mode's Rewrite forwards them, one line each, for
+// the caller to put in place of the client's (README "Forward auth").
+func TestForwardAuth_ForwardedCredentials(t *testing.T) {
+	tests := []struct {
+		name                   string
+		forwardClerk, clerkKey bool
+		in                     http.Header
+		cookie, authorization  string
+	}{
+		{"nothing", false, false, http.Header{}, "", ""},
+		{"credential cookies removed", false, false,
+			http.Header{"Cookie": {"theme=dark; __session=a.b.c; __client_uat=1; __tollgate=x; __Host-tollgate=y; __clerk_db_jwt=z; lang=en"}},
+			"theme=dark; lang=en", ""},
+		{"only credential cookies", false, false, http.Header{"Cookie": {"__session=a.b.c; __client_uat=1"}}, "", ""},
+		{"two Cookie lines joined", false, false, http.Header{"Cookie": {"theme=dark; __session=a.b.c", "lang=en"}}, "theme=dark; lang=en", ""},
+		{"Clerk's forwarded when asked, tollgate's never", true, false,
+			http.Header{"Cookie": {"__session=a.b.c; __tollgate=x; theme=dark"}}, "__session=a.b.c; theme=dark", ""},
+		{"a key in Authorization dropped", false, false, http.Header{"Authorization": {"Bearer tg_live_abc"}}, "", ""},
+		{"a key in any scheme dropped", false, false, http.Header{"Authorization": {"Basic tg_test_abc"}}, "", ""},
+		{"Clerk's key dropped with clerk.api_keys", false, true, http.Header{"Authorization": {"Bearer ak_abc"}}, "", ""},
+		{"Clerk's key is the app's without it", false, false, http.Header{"Authorization": {"Bearer ak_abc"}}, "", "Bearer ak_abc"},
+		{"other credentials are the app's", false, false, http.Header{"Authorization": {"Basic dXNlcjpwdw=="}}, "", "Basic dXNlcjpwdw=="},
+		{"Authorization twice: dropped", false, false, http.Header{"Authorization": {"Basic dXNlcjpwdw==", "Bearer x"}}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &proxy.Config{}
+			cfg.Clerk.ForwardCookies, cfg.Clerk.APIKeys = tt.forwardClerk, tt.clerkKey
+			s := &Server{cfg: cfg}
+			in := tt.in.Clone()
+			cookie, authorization := s.forwardedCredentials(in)
+			if cookie != tt.cookie || authorization != tt.authorization {
+				t.Errorf("got Cookie %q, Authorization %q; want %q, %q", cookie, authorization, tt.cookie, tt.authorization)
+			}
+			if diff := cmp.Diff(tt.in, in); diff != "" {
+				t.Errorf("the request's headers changed (-before +after):\n%s", diff)
+			}
+		})
 	}
 }
