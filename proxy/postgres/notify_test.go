@@ -240,6 +240,16 @@ func TestListener_AFailedApplyIsReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.waitForKind(t, ChangeRevocation)
+	// The replay applies the change inside connect, before connect counts
+	// the reconnection and makes the Listener fresh (one critical section):
+	// wait for that, as for a real server's connection, with a deadline.
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Fresh() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not fresh after the replay: %v", l.Fresh())
+		}
+		time.Sleep(10 * time.Millisecond) // a real server's connection: polled with a deadline
+	}
 	if n := l.Reconnects(); n < 1 {
 		t.Errorf("reconnects = %d, want the failed apply to have reconnected", n)
 	}
