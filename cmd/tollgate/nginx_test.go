@@ -471,9 +471,12 @@ func TestNginx_TheAppSeesNoCredentials(t *testing.T) {
 	// credential cookie of any value too, and an Authorization without a
 	// key is the app's, as in proxy mode.
 	got = appSaw(anon, "/", withHeader(page, "X-Tollgate-Key", "key_spoof", "Authorization", "Basic dXNlcjpwdw==",
-		"Cookie", "theme=dark; __session=made.up.token; __tollgate=x"))
-	if v := got.Values("X-Tollgate-Key"); len(v) > 0 {
-		t.Errorf("signed out: a client's X-Tollgate-Key reached the app: %q", v)
+		"Cookie", "theme=dark; __session=made.up.token; __tollgate=x",
+		"X-Tollgate-Cookie", "__session=forged", "X-Tollgate-Authorization", "Bearer forged"))
+	for _, h := range []string{"X-Tollgate-Key", "X-Tollgate-Cookie", "X-Tollgate-Authorization"} {
+		if v := got.Values(h); len(v) > 0 {
+			t.Errorf("signed out: a client's %s reached the app: %q", h, v)
+		}
 	}
 	if v := got.Get("Authorization"); v != "Basic dXNlcjpwdw==" {
 		t.Errorf("signed out: Authorization %q, want the client's Basic credentials", v)

@@ -343,9 +343,9 @@ func (b *idleBody) failure() (int, string) {
 }
 
 // errUnaskedUpgrade is the upstream switching protocols on a request that
-// did not ask to (or, on a gated route, one the gate did not register as a
-// tunnel).
-var errUnaskedUpgrade = errors.New("upstream switched protocols on a request that did not ask to upgrade")
+// did not ask to, or without answering its WebSocket key (or, on a gated
+// route, on one the gate did not register as a tunnel).
+var errUnaskedUpgrade = errors.New("upstream switched protocols without a WebSocket handshake the request asked for")
 
 // clientsFault answers a forwarded request that failed through no fault of
 // the upstream's: its body broke or stalled (400 or 408, counted as the

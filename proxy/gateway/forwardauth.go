@@ -117,7 +117,32 @@ func (s *Server) handleForwardAuth(w http.ResponseWriter, r *http.Request) {
 		s.authAllowed(w, orig, f)
 		return
 	}
+	if e.decision == "handshake_resolved" {
+		// nginx hands the browser no Set-Cookie of a denial: the handshake
+		// the URL carries (a development instance's) is resolved again at
+		// <prefix>/session, whose own answer sets the cookies, and the
+		// browser comes back to the clean URL (red team, 2026-12-06: the
+		// cookies were lost and sign-in looped).
+		noStore(w)
+		w.Header().Set(HeaderLocation, s.handshakeBounce(orig, f))
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
 	s.authDenied(w, rec)
+}
+
+// handshakeBounce is <prefix>/session with orig's Clerk query parameters,
+// which its identity lookup resolves there, and the clean URL to return to.
+func (s *Server) handshakeBounce(orig *http.Request, f *forward) string {
+	ret := f.rawPath
+	if q := stripClerkQuery(orig.URL.RawQuery); q != "" {
+		ret += "?" + q
+	}
+	loc := s.prefix + "/session?" + url.Values{"return": {ret}}.Encode()
+	if q := onlyClerkQuery(orig.URL.RawQuery); q != "" {
+		loc += "&" + q
+	}
+	return loc
 }
 
 // bounceCookie stops a session bounce from repeating when a browser will

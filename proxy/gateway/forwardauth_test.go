@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,5 +181,50 @@ func TestForwardAuth_ForwardedCredentials(t *testing.T) {
 				t.Errorf("the request's headers changed (-before +after):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A development instance's handshake comes back in the page's URL, and its
+// answer sets the session cookies, which nginx never hands the browser on a
+// denial. Through nginx the page load goes by <prefix>/session, which
+// resolves the same handshake and sets them on its own answer, then back to
+// the clean URL (red team, 2026-12-06: the cookies were dropped and sign-in
+// looped).
+func TestForwardAuth_DevelopmentHandshakeGoesBySession(t *testing.T) {
+	resolving := func(r *http.Request) proxy.AuthResult {
+		if r.URL.Query().Get("__clerk_handshake") == "payload" {
+			clean := *r.URL
+			clean.RawQuery = stripClerkQuery(r.URL.RawQuery)
+			return proxy.AuthResult{State: proxy.SignedIn, Location: clean.RequestURI(),
+				SetCookies: []string{"__session=tok; Path=/", "__client_uat=1; Path=/"},
+				Identity:   &proxy.Identity{UserID: "user_1", SessionID: "sess_1", Source: "handshake"}}
+		}
+		return signedInByHeader(r)
+	}
+	fx := newGateFixtureWith(t, nil, trustLoopback, func(o *Options) { o.Auth = fakeAuth{resolving} })
+
+	resp := fx.authAsk("", "GET", "/private/x?a=1&__clerk_handshake=payload&__clerk_db_jwt=dvb", navigation)
+	wantLoc := "/.tollgate/session?return=" + url.QueryEscape("/private/x?a=1") + "&__clerk_handshake=payload&__clerk_db_jwt=dvb"
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get(HeaderLocation) != wantLoc {
+		t.Fatalf("nginx mode: %d to %q, want 401 to %q", resp.StatusCode, resp.Header.Get(HeaderLocation), wantLoc)
+	}
+	// The browser, sent there by nginx: the handshake is resolved and its
+	// cookies set on tollgate's own answer.
+	resp = fx.do("GET", wantLoc, navigation)
+	clean := "/.tollgate/session?return=" + url.QueryEscape("/private/x?a=1")
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != clean {
+		t.Fatalf("at the session endpoint: %d to %q, want 307 to %q", resp.StatusCode, resp.Header.Get("Location"), clean)
+	}
+	if got := resp.Header.Values("Set-Cookie"); !slices.Contains(got, "__session=tok; Path=/") {
+		t.Errorf("the session endpoint set %q, want the handshake's __session", got)
+	}
+	resp = fx.do("GET", clean, with(navigation, "X-Test-User", "user_1"))
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/private/x?a=1" {
+		t.Errorf("back from the session endpoint: %d to %q, want 303 to /private/x?a=1", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// Proxy mode answers the same page load itself, cookies and all.
+	resp = fx.do("GET", "/private/x?a=1&__clerk_handshake=payload", navigation)
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "/private/x?a=1" {
+		t.Errorf("proxy mode: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -895,7 +895,7 @@ func TestGate_WebSocketUpgradePassesThrough(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + wsAcceptHead(r.Header.Get("Sec-WebSocket-Key")) + "\r\n")
 		brw.Flush()
 		line, _ := brw.ReadString('\n')
 		brw.WriteString("echo " + line)

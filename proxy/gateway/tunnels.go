@@ -3,6 +3,8 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -299,11 +301,31 @@ func (s *Server) EntitlementsChanged(sub proxy.Subject) {
 // judged (docs/SECURITY.md, "Upgrades"). A WebSocket carries frames, not
 // requests; the ReverseProxy tunnels only the protocol that was asked for
 // and answered.
+//
+// A WebSocket upgrade must carry its one Sec-WebSocket-Key, and the app's
+// 101 must answer it (webSocketAccepted): an app that answers 101 to
+// anything is not speaking WebSocket, and what follows could be requests.
 func onlyWebSocketUpgrades(h http.Header) {
-	if up := h["Upgrade"]; len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") {
+	if up := h["Upgrade"]; len(up) != 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket") || len(h["Sec-Websocket-Key"]) != 1 {
 		delete(h, "Upgrade")
 	}
 	delete(h, "Http2-Settings")
+}
+
+// webSocketGUID is RFC 6455's, section 1.3.
+const webSocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// webSocketAccepted reports whether a 101 is a WebSocket server's answer to
+// the request's key: Sec-WebSocket-Accept is the base64 SHA-1 of the key and
+// the GUID (RFC 6455 section 4.2.2), which a client must check (section
+// 4.1) and so does tollgate, for the client behind it.
+func webSocketAccepted(req *http.Request, resp *http.Response) bool {
+	keys, accepts := req.Header["Sec-Websocket-Key"], resp.Header["Sec-Websocket-Accept"]
+	if len(keys) != 1 || len(accepts) != 1 {
+		return false
+	}
+	sum := sha1.Sum([]byte(keys[0] + webSocketGUID))
+	return strings.TrimSpace(accepts[0]) == base64.StdEncoding.EncodeToString(sum[:])
 }
 
 func isUpgrade(r *http.Request) bool {

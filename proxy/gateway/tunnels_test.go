@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +21,8 @@ import (
 )
 
 // tunnelUpstream switches every request to a line echo, answering 101 with
-// the Upgrade header the request asked for (none if it asked for none).
+// the Upgrade header the request asked for (none if it asked for none) and
+// the Sec-WebSocket-Accept of its key (a wrong one with X-Test-Wrong-Accept).
 func tunnelUpstream() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -30,6 +33,12 @@ func tunnelUpstream() http.Handler {
 		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 		if up := r.Header.Get("Upgrade"); up != "" {
 			brw.WriteString("Upgrade: " + up + "\r\nConnection: Upgrade\r\n")
+		}
+		if key := r.Header.Get("Sec-WebSocket-Key"); key != "" {
+			if r.Header.Get("X-Test-Wrong-Accept") != "" {
+				key += "x"
+			}
+			brw.WriteString(wsAcceptHead(key))
 		}
 		brw.WriteString("\r\n")
 		brw.Flush()
@@ -50,10 +59,19 @@ func (fx *gateFixture) openTunnel(path string, upgrade bool) (net.Conn, *bufio.R
 	fx.t.Helper()
 	upgradeHead := ""
 	if upgrade {
-		upgradeHead = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+		upgradeHead = "Upgrade: websocket\r\nConnection: Upgrade\r\n" + wsKeyHead
 	}
 	return fx.openRaw(path, upgradeHead)
 }
+
+// wsAcceptHead is a WebSocket server's Sec-WebSocket-Accept line for key.
+func wsAcceptHead(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return "Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n"
+}
+
+// wsKeyHead is a WebSocket client's key and version (RFC 6455's example key).
+const wsKeyHead = "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 
 // openRaw sends a raw GET for path, signed in as user_1, with extraHead
 // (whole header lines) added, and returns the connection and its reader
@@ -172,8 +190,10 @@ func TestTunnels_OnlyWebSocketUpgradesAreTunnelled(t *testing.T) {
 		name, head string
 		tunnel     bool
 	}{
-		{"websocket", "Upgrade: websocket\r\nConnection: Upgrade\r\n", true},
-		{"websocket in capitals", "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n", true},
+		{"websocket", "Upgrade: websocket\r\nConnection: Upgrade\r\n" + wsKeyHead, true},
+		{"websocket in capitals", "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" + wsKeyHead, true},
+		{"websocket without a key", "Upgrade: websocket\r\nConnection: Upgrade\r\n", false},
+		{"websocket with two keys", "Upgrade: websocket\r\nConnection: Upgrade\r\n" + wsKeyHead + "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n", false},
 		{"h2c", "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n", false},
 		{"h2c, settings not named in Connection", "Upgrade: h2c\r\nConnection: Upgrade\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n", false},
 		{"h2c in capitals", "Upgrade: H2C\r\nConnection: Upgrade\r\n", false},
@@ -182,6 +202,7 @@ func TestTunnels_OnlyWebSocketUpgradesAreTunnelled(t *testing.T) {
 		{"another protocol", "Upgrade: TLS/1.2\r\nConnection: Upgrade\r\n", false},
 		{"no upgrade asked", "", false},
 	}
+	wrongAccept := "Upgrade: websocket\r\nConnection: Upgrade\r\n" + wsKeyHead + "X-Test-Wrong-Accept: 1\r\n"
 	for _, path := range []string{"/public/ws", "/ws"} {
 		for _, tc := range cases {
 			t.Run(path+"/"+tc.name, func(t *testing.T) {
@@ -207,6 +228,14 @@ func TestTunnels_OnlyWebSocketUpgradesAreTunnelled(t *testing.T) {
 				}
 			})
 		}
+		// A 101 that does not answer the key is no WebSocket server's.
+		t.Run(path+"/a 101 with the wrong Sec-WebSocket-Accept", func(t *testing.T) {
+			_, _, resp := fx.openRaw(path, wrongAccept)
+			<-seen
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("status %d, want 502", resp.StatusCode)
+			}
+		})
 	}
 }
 
@@ -301,7 +330,7 @@ func TestTunnels_ClosingAHalfClosedTunnelEndsItsUpstreamSide(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + wsAcceptHead(r.Header.Get("Sec-WebSocket-Key")) + "\r\n")
 		brw.Flush()
 		_, _ = io.Copy(io.Discard, brw) // until the client's FIN comes through
 		close(sawEOF)

@@ -116,6 +116,30 @@ func clerkQueryParam(name string) bool {
 	return strings.HasPrefix(name, "__clerk_") || name == "__dev_session"
 }
 
+// onlyClerkQuery is the part of rawQuery stripClerkQuery removes.
+func onlyClerkQuery(rawQuery string) string {
+	if !strings.Contains(rawQuery, "__") && !strings.Contains(rawQuery, "%") {
+		return ""
+	}
+	var kept []string
+	for p := range strings.SplitSeq(rawQuery, "&") {
+		if clerkQueryPart(p) {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, "&")
+}
+
+// clerkQueryPart reports whether one name=value of a query is Clerk's, its
+// name read as the app's query parser would (unescaped).
+func clerkQueryPart(p string) bool {
+	name, _, _ := strings.Cut(p, "=")
+	if n, err := url.QueryUnescape(name); err == nil {
+		name = n
+	}
+	return clerkQueryParam(name)
+}
+
 func stripClerkQuery(rawQuery string) string {
 	// A name may arrive escaped (%5F%5Fclerk_handshake), and the app's
 	// query parser would decode it: only a query with neither "__" nor "%"
@@ -126,14 +150,7 @@ func stripClerkQuery(rawQuery string) string {
 	parts := strings.Split(rawQuery, "&")
 	kept := parts[:0]
 	for _, p := range parts {
-		name := p
-		if i := strings.IndexByte(p, '='); i >= 0 {
-			name = p[:i]
-		}
-		if n, err := url.QueryUnescape(name); err == nil {
-			name = n
-		}
-		if !clerkQueryParam(name) {
+		if !clerkQueryPart(p) {
 			kept = append(kept, p)
 		}
 	}
@@ -326,10 +343,10 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		// Only an upgrade the client asked for (a WebSocket: the gate
-		// removed any other) becomes a tunnel, on any route: an app that
-		// switches protocols unasked would open one whose bytes tollgate
-		// never judges.
-		if resp.StatusCode == http.StatusSwitchingProtocols && !isUpgrade(resp.Request) {
+		// removed any other), and answered as one, becomes a tunnel, on
+		// any route: an app that switches protocols otherwise would open
+		// one whose bytes tollgate never judges.
+		if resp.StatusCode == http.StatusSwitchingProtocols && (!isUpgrade(resp.Request) || !webSocketAccepted(resp.Request, resp)) {
 			return errUnaskedUpgrade
 		}
 		f := forwardFrom(resp.Request.Context())
