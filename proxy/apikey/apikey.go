@@ -70,6 +70,13 @@ func (a *Authenticator) Credential(r *http.Request) string {
 // Authenticate is the key's identity, a refusal (APIKeyErr), or, for a
 // request without a key, Next's answer.
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request) proxy.AuthResult {
+	if a.o.Header != "" && len(r.Header.Values(a.o.Header)) > 1 {
+		// Two keys: which one is meant is a guess, and a guess is how a
+		// parser differential starts (two Authorization lines are refused
+		// before they get here, too).
+		err := fmt.Errorf("%w: the key header sent more than once", proxy.ErrAPIKeyMalformed)
+		return proxy.AuthResult{State: proxy.SignedOut, Reason: "api key refused: " + reason(err), APIKeyErr: err}
+	}
 	key := a.Credential(r)
 	if key == "" {
 		if a.o.Next == nil {

@@ -119,3 +119,29 @@ func TestAuthenticate(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthenticate_KeyHeaderTwiceIsRefused: with two key headers no key is
+// guessed at, and no store or Clerk is asked.
+func TestAuthenticate_KeyHeaderTwiceIsRefused(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	key, rec, err := proxy.NewAPIKey(true, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Subject, rec.Scopes = proxy.Subject{Kind: proxy.SubjectUser, ID: "user_ada"}, []string{"*"}
+	store := &countingStore{keys: map[[32]byte]proxy.APIKey{rec.Hash: rec}}
+	next := &clerkSession{}
+	a := New(Options{Store: store, Live: true, Header: "X-Api-Key", Next: next, Now: func() time.Time { return now }})
+	for _, second := range []string{key, "hunter2"} {
+		r := httptest.NewRequest("GET", "/api/v1/x", nil)
+		r.Header.Add("X-Api-Key", key)
+		r.Header.Add("x-api-key", second)
+		res := a.Authenticate(context.Background(), r)
+		if res.Identity != nil || !errors.Is(res.APIKeyErr, proxy.ErrAPIKeyMalformed) {
+			t.Errorf("second key %q: identity %v, APIKeyErr %v; want refused as malformed", second, res.Identity, res.APIKeyErr)
+		}
+	}
+	if store.reads != 0 || next.calls != 0 {
+		t.Errorf("%d store reads and %d Clerk calls, want none", store.reads, next.calls)
+	}
+}
