@@ -542,7 +542,7 @@ func serveAdmin(ctx context.Context, ln net.Listener, cfg *proxy.Config, g *app,
 	logger.Info("admin listener", "addr", ln.Addr().String(), "api", cfg.Admin.Token != "")
 	errc := make(chan error, 1)
 	go func() {
-		err := serveUntilDone(ctx, ln, h, logger.With("component", "admin"))
+		err := serveUntilDone(ctx, ln, h, nil, logger.With("component", "admin"))
 		if err != nil && ctx.Err() == nil {
 			logger.Error("admin listener stopped", "err", err)
 		}

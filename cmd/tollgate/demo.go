@@ -348,7 +348,7 @@ func (d *demo) serveUntilDone(ctx context.Context) error {
 	d.gwLn = nil
 	return serveUntilDone(ctx, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d.serving.Load().Handler.ServeHTTP(w, r)
-	}), d.logger)
+	}), d.serving.Load().state, d.logger)
 }
 
 // Close stops everything the demo started.

@@ -120,7 +120,7 @@ func serve(ctx context.Context, gw *app, src configSource, ln, adminLn net.Liste
 		reloads.Wait() // no reload runs once serve has returned
 	}()
 	logger.Info("tollgate serving", "version", version, "addr", ln.Addr().String(), "public_url", cfg.PublicURL.String(), "upstream", cfg.Upstream.String())
-	return serveUntilDone(ctx, ln, gw.Handler, logger)
+	return serveUntilDone(ctx, ln, gw.Handler, gw.state, logger)
 }
 
 // reloadOn re-reads the config on every receive from reload; a bad one is
@@ -156,13 +156,18 @@ func newLogger(w io.Writer, format string) *slog.Logger {
 
 // serveUntilDone serves until ctx ends, then shuts down gracefully: the
 // listener closes at once and in-flight requests get up to 30 s to finish.
-func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+// st, when h is the gateway, bounds each connection's wait on the upstream
+// (nil: the admin listener, which has no upstream).
+func serveUntilDone(ctx context.Context, ln net.Listener, h http.Handler, st *gateway.State, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if st != nil {
+		srv.ConnContext, srv.ConnState = st.ConnContext, st.ConnState
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -83,8 +83,11 @@ type benchFixture struct {
 
 	cfg *proxy.Config
 	cc  *clerk.Client
-	sb  *clerksandbox.Clerk
-	now time.Time
+	// connCtx is the context of a client connection as `tollgate serve`
+	// serves it (State.ConnContext), under every request's.
+	connCtx context.Context
+	sb      *clerksandbox.Clerk
+	now     time.Time
 }
 
 // discardLines is a gateway.LineBuffer that keeps only the last line.
@@ -138,7 +141,7 @@ func newBenchFixture(b testing.TB) *benchFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f0 := &benchFixture{}
+	f0 := &benchFixture{connCtx: servedContext(opts.State)}
 	// The access log as `tollgate serve` writes it: slog's JSON handler,
 	// and its lines appended straight into the batch.
 	opts.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -158,7 +161,7 @@ func newBenchFixture(b testing.TB) *benchFixture {
 	barePooled := &httputil.ReverseProxy{Transport: staticUpstream{}, Rewrite: bare.Rewrite, BufferPool: &pool{}}
 	tok := sb.MintSessionToken("user_ada", "sess_bench", now, nil)
 	f := &benchFixture{gate: srv, gateSlog: f0.gateSlog, gateLines: f0.gateLines, keyGate: f0.keyGate, keyUncache: f0.keyUncache, key: f0.key, bare: bare, barePooled: barePooled, cookies: fmt.Sprintf("__session=%s; __client_uat=%d", tok, now.Unix()-5),
-		cfg: cfg, cc: cc, sb: sb, now: now}
+		cfg: cfg, cc: cc, sb: sb, now: now, connCtx: f0.connCtx}
 	// Sign in once and keep the gateway cookie, as a browser would, so the
 	// steady state measured is "cached token, nothing to set".
 	w := httptest.NewRecorder()
@@ -178,7 +181,7 @@ func (f entitlementsFunc) Entitlements(_ context.Context, s proxy.Subject) (*pro
 }
 
 func (f *benchFixture) request(path string) *http.Request {
-	r := httptest.NewRequest("GET", "http://app.example.com"+path, nil)
+	r := httptest.NewRequestWithContext(f.connCtx, "GET", "http://app.example.com"+path, nil)
 	r.Header.Set("Accept", "text/html")
 	r.Header.Set("Cookie", f.cookies)
 	return r
@@ -268,12 +271,12 @@ func newKeyGates(b testing.TB, cfg *proxy.Config, cc *clerk.Client, ents proxy.E
 	return gate(cs), gate(store), key
 }
 
-func runKey(b *testing.B, h http.Handler, key string) {
+func runKey(b *testing.B, f *benchFixture, h http.Handler, key string) {
 	b.Helper()
 	b.ReportAllocs()
 	for b.Loop() {
 		w := httptest.NewRecorder()
-		r := httptest.NewRequest("GET", "http://app.example.com/routes/415VNA/x", nil)
+		r := httptest.NewRequestWithContext(f.connCtx, "GET", "http://app.example.com/routes/415VNA/x", nil)
 		r.Header.Set("Accept", "application/json")
 		r.Header.Set("Authorization", "Bearer "+key)
 		h.ServeHTTP(w, r)
@@ -288,14 +291,14 @@ func runKey(b *testing.B, h http.Handler, key string) {
 // wires it; the two are meant to be within 5% of each other in one run.
 func BenchmarkGate_PaidCacheHitAPIKey(b *testing.B) {
 	f := newBenchFixture(b)
-	runKey(b, f.keyGate, f.key)
+	runKey(b, f, f.keyGate, f.key)
 }
 
 // BenchmarkGate_PaidCacheHitAPIKeyUncached reads the key's record from
 // bbolt on every request: what the cache saves.
 func BenchmarkGate_PaidCacheHitAPIKeyUncached(b *testing.B) {
 	f := newBenchFixture(b)
-	runKey(b, f.keyUncache, f.key)
+	runKey(b, f, f.keyUncache, f.key)
 }
 
 // storeGate is the benchmark's gateway over a bbolt store of two paying
@@ -331,13 +334,13 @@ func storeGate(b *testing.B, f *benchFixture, lru int) (http.Handler, [2]string)
 	return srv, toks
 }
 
-func runAlternating(b *testing.B, h http.Handler, toks [2]string) {
+func runAlternating(b *testing.B, f *benchFixture, h http.Handler, toks [2]string) {
 	b.Helper()
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		w := httptest.NewRecorder()
-		r := httptest.NewRequest("GET", "http://app.example.com/routes/415VNA/x", nil)
+		r := httptest.NewRequestWithContext(f.connCtx, "GET", "http://app.example.com/routes/415VNA/x", nil)
 		r.Header.Set("Accept", "application/json")
 		r.Header.Set("Authorization", "Bearer "+toks[i%2])
 		i++
@@ -356,11 +359,18 @@ func runAlternating(b *testing.B, h http.Handler, toks [2]string) {
 func BenchmarkGate_PaidStoreHit(b *testing.B) {
 	f := newBenchFixture(b)
 	h, toks := storeGate(b, f, 100)
-	runAlternating(b, h, toks)
+	runAlternating(b, f, h, toks)
 }
 
 func BenchmarkGate_PaidStoreMiss(b *testing.B) {
 	f := newBenchFixture(b)
 	h, toks := storeGate(b, f, 1)
-	runAlternating(b, h, toks)
+	runAlternating(b, f, h, toks)
+}
+
+// servedContext is a client connection's context as `tollgate serve` gives
+// it (State.ConnContext), whose wait on the upstream its requests share,
+// so that a benchmark measures the request path as served.
+func servedContext(st *gateway.State) context.Context {
+	return st.ConnContext(context.Background(), nil)
 }

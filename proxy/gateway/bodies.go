@@ -267,6 +267,17 @@ type idleBody struct {
 	mu     sync.Mutex
 	pushed time.Time // when the deadline was last moved
 	ended  bool      // EOF seen or handler done: deadlines are no longer ours
+
+	// wait begins when the body has been read whole (waitingTransport).
+	wait  *wait
+	waits *upstreamWaits
+}
+
+// setWait has the upstream's wait begin once the body has been read whole.
+func (b *idleBody) setWait(w *wait, u *upstreamWaits) {
+	b.mu.Lock()
+	b.wait, b.waits = w, u
+	b.mu.Unlock()
 }
 
 // newIdleBody wraps r's body, or returns nil when it has none or its
@@ -302,6 +313,9 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		if !b.ended {
 			b.ended = true
 			_ = b.rc.SetReadDeadline(time.Time{})
+			if b.wait != nil {
+				b.wait.begin(waitSending, b.waits)
+			}
 		}
 		b.mu.Unlock()
 	default:

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,8 +51,9 @@ func BenchmarkPaidRequest_Limits(b *testing.B) {
 	ents := fakeEntitlements{sub: {Subject: sub, Subscriptions: []proxy.Subscription{{ID: "sub_1", Plan: "pro", Status: proxy.StatusActive,
 		BillingCycleAnchor: now.AddDate(0, -2, 3)}, {ID: "sub_2", Plan: "payg", Status: proxy.StatusActive, CustomerID: "cus_ada",
 		CurrentPeriodEnd: now.AddDate(0, 0, 9)}}}}
+	st := NewState(StateOptions{Transport: memUpstream{}})
 	srv, err := New(Options{Config: cfg, Auth: fakeAuth{signedInByHeader}, Entitlements: ents, Limiter: l,
-		State: NewState(StateOptions{Transport: memUpstream{}}), Now: func() time.Time { return now }})
+		State: st, Now: func() time.Time { return now }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,8 +61,9 @@ func BenchmarkPaidRequest_Limits(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
+				connCtx := st.ConnContext(context.Background(), nil) // as served: a connection's requests one at a time
 				for pb.Next() {
-					r := httptest.NewRequest("GET", "https://app.example.com"+bc.path, nil)
+					r := httptest.NewRequestWithContext(connCtx, "GET", "https://app.example.com"+bc.path, nil)
 					r.Header.Set("X-Test-User", "user_ada")
 					w := httptest.NewRecorder()
 					srv.ServeHTTP(w, r)

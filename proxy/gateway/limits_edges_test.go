@@ -105,6 +105,7 @@ func TestLimitLostAnswerCosts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := make(chan struct{}, 1)
+			var waits *upstreamWaits
 			fx := newLimitFixtureWith(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				got <- struct{}{}
 				if tc.upstream == "reset" {
@@ -116,11 +117,10 @@ func TestLimitLostAnswerCosts(t *testing.T) {
 				}
 				<-r.Context().Done() // the gateway gave up on it
 			}), nil, func(o *Options) {
-				// A short wait for the answer's headers: the "upstream
-				// timed out" case.
-				tr := http.DefaultTransport.(*http.Transport).Clone()
-				tr.ResponseHeaderTimeout = 100 * time.Millisecond
-				o.State.transport = tr
+				// The upstream's wait is cut by hand: the "upstream timed
+				// out" case.
+				waits = o.State.waits
+				waits.sweepEvery = func() {}
 			})
 			if tc.upstream == "down" {
 				fx.upstream.Close()
@@ -148,6 +148,8 @@ func TestLimitLostAnswerCosts(t *testing.T) {
 			}
 			if tc.cancel {
 				cancel()
+			} else if tc.upstream == "hang" {
+				waits.sweep(time.Now().Add(UpstreamWait + 3*time.Second))
 			}
 			<-done
 			if err := <-errc; tc.cancel != errors.Is(err, context.Canceled) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/tollgate/tollgate/proxy"
 )
@@ -17,6 +18,7 @@ type State struct {
 	transport http.RoundTripper
 	billing   *billingLimiter
 	keyFails  *keyFailures // refused API keys per client address
+	waits     *upstreamWaits
 }
 
 // StateOptions are the long-lived parts' own dependencies.
@@ -28,7 +30,8 @@ type StateOptions struct {
 	// SessionCheckObserver.
 	Observer Observer
 	// Transport reaches the upstream. nil: a clone of
-	// http.DefaultTransport with timeouts.
+	// http.DefaultTransport with timeouts. Either way the upstream's wait
+	// is bounded by UpstreamWait around it.
 	Transport http.RoundTripper
 	// Revocations keeps what Clerk ended across restarts. nil: they are
 	// kept in memory only, and a restart forgets them.
@@ -41,7 +44,9 @@ func NewState(o StateOptions) *State {
 	if t == nil {
 		t = defaultTransport()
 	}
-	st := &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: t, billing: newBillingLimiter(), keyFails: newKeyFailures()}
+	waits := newUpstreamWaits(UpstreamWait, time.Now)
+	st := &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: &waitingTransport{base: t, waits: waits},
+		billing: newBillingLimiter(), keyFails: newKeyFailures(), waits: waits}
 	st.sessions.store = o.Revocations
 	if st.sessions.store == nil {
 		st.sessions.store = memoryOnly{}

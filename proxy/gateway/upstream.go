@@ -421,6 +421,12 @@ func newUpstream(target *url.URL, forwardClerkCookies bool, keyHeader string, cl
 			return
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 			code = http.StatusGatewayTimeout
+			if errors.Is(err, errUpstreamWait) {
+				// The wait was cut by cancelling the connection's context
+				// (upstreamwait.go): the next request on it would start
+				// cancelled, so there is none.
+				w.Header().Set("Connection", "close")
+			}
 		}
 		logger.WarnContext(r.Context(), "upstream error", "path", r.URL.Path, "status", code, "err", err)
 		if f := forwardFrom(r.Context()); f != nil {
@@ -625,9 +631,10 @@ func (bp *bufferPool) Put(b []byte) {
 const upstreamIdleConns = 256
 
 // defaultTransport is the upstream transport unless one is injected: the
-// standard one with bounded dial and header waits, so a hung upstream costs
-// a 504 rather than a goroutine forever, and three changes (README
-// "Deploy", "Proxy variables"):
+// standard one (its dial is bounded; the wait for the answer is bounded
+// around it, by waitingTransport, so a hung upstream costs a 504 rather
+// than a goroutine forever), with three changes (README "Deploy", "Proxy
+// variables"):
 //
 //   - no cap on idle connections across hosts (MaxIdleConns): the standard
 //     cap of 100 is below MaxIdleConnsPerHost, so past 100 concurrent
@@ -642,7 +649,6 @@ const upstreamIdleConns = 256
 //     no one asked for.
 func defaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.ResponseHeaderTimeout = 60 * time.Second
 	t.MaxIdleConns = 0
 	t.MaxIdleConnsPerHost = upstreamIdleConns
 	t.Proxy = nil
