@@ -252,9 +252,13 @@ type ClientBodyObserver interface {
 
 // idleBody is a forwarded request body under an idle-progress deadline:
 // every read pushes the connection's read deadline idle ahead, so a steady
-// upload of any size and length passes and a stalled one is cut. Its read
-// errors are the client's; the ReverseProxy's ErrorHandler asks failure()
-// to tell them from the upstream's.
+// upload of any size and length passes and a stalled one is cut (idle 0:
+// timeouts.body_idle is 0, no deadline). Its read errors are the client's;
+// the ReverseProxy's ErrorHandler asks failure() to tell them from the
+// upstream's. It also tells the upstream's wait (upstreamwait.go) when the
+// body has been read whole, and since when the Transport has not asked for
+// more of it: an app that takes none of the body stalls the Transport's
+// writes, and no read of the client's connection would ever end that.
 type idleBody struct {
 	body io.ReadCloser
 	rc   *http.ResponseController
@@ -271,22 +275,36 @@ type idleBody struct {
 	// wait begins when the body has been read whole (waitingTransport).
 	wait  *wait
 	waits *upstreamWaits
+	// lastRead is the coarse second (upstreamWaits.clock, plus one) the
+	// Transport's last read of the body returned; 0 while one is under way
+	// (waiting on the client, which idle bounds).
+	lastRead atomic.Int64
 }
 
-// setWait has the upstream's wait begin once the body has been read whole.
+// setWait has the upstream's wait begin once the body has been read whole,
+// and watch the Transport's reads until then.
 func (b *idleBody) setWait(w *wait, u *upstreamWaits) {
 	b.mu.Lock()
 	b.wait, b.waits = w, u
+	b.lastRead.Store(u.clock.Load() + 1)
 	b.mu.Unlock()
 }
 
-// newIdleBody wraps r's body, or returns nil when it has none or its
-// connection takes no deadlines.
+// newIdleBody wraps r's body, or returns nil when it has none, or when idle
+// is set and its connection takes no deadlines (a test's recorder).
 func newIdleBody(w http.ResponseWriter, r *http.Request, idle time.Duration) *idleBody {
-	if idle <= 0 || !hasBody(r) {
+	if !hasBody(r) {
 		return nil
 	}
-	b := &idleBody{body: r.Body, rc: http.NewResponseController(w), idle: idle, pushed: time.Now()}
+	rc := http.NewResponseController(w)
+	if idle <= 0 {
+		// No limit: not even the one the gate set (boundUnreadBody).
+		_ = rc.SetReadDeadline(time.Time{})
+		b := &idleBody{body: r.Body}
+		r.Body = b
+		return b
+	}
+	b := &idleBody{body: r.Body, rc: rc, idle: idle, pushed: time.Now()}
 	if b.rc.SetReadDeadline(b.pushed.Add(idle)) != nil {
 		return nil
 	}
@@ -298,12 +316,19 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	// Moving the deadline costs little, but a large upload reads often:
 	// move it once per sixteenth of the idle time.
 	b.mu.Lock()
-	if now := time.Now(); !b.ended && now.Sub(b.pushed) >= b.idle/16 {
+	if now := time.Now(); b.idle > 0 && !b.ended && now.Sub(b.pushed) >= b.idle/16 {
 		b.pushed = now
 		_ = b.rc.SetReadDeadline(now.Add(b.idle))
 	}
+	waits := b.waits
 	b.mu.Unlock()
+	if waits != nil {
+		b.lastRead.Store(0)
+	}
 	n, err := b.body.Read(p)
+	if waits != nil {
+		b.lastRead.Store(waits.clock.Load() + 1)
+	}
 	switch {
 	case err == nil:
 	case err == io.EOF:
@@ -312,7 +337,9 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		b.mu.Lock()
 		if !b.ended {
 			b.ended = true
-			_ = b.rc.SetReadDeadline(time.Time{})
+			if b.idle > 0 {
+				_ = b.rc.SetReadDeadline(time.Time{})
+			}
 			if b.wait != nil {
 				b.wait.begin(waitSending, b.waits)
 			}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"time"
 )
 
 // toUpstream hands a request the gate let through to the upstream: its
@@ -12,9 +11,6 @@ func (s *Server) toUpstream(w http.ResponseWriter, r *http.Request, e *logEntry,
 	if b := newIdleBody(w, r, s.cfg.Timeouts.BodyIdle); b != nil {
 		f.body = b
 		defer b.finish()
-	} else if hasBody(r) {
-		// timeouts.body_idle: 0: no limit, not the one serve set.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	}
 	if f.gated && f.identity != nil && isUpgrade(r) {
 		f.tunnel = s.newTunnel(r, f)

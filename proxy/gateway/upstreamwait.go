@@ -49,7 +49,10 @@ func (upstreamWaitError) Temporary() bool { return true }
 type wait struct {
 	// state is waitIdle, waitSending, waitCut, or the coarse second the
 	// wait began, plus one (upstreamWaits.clock).
-	state  atomic.Int64
+	state atomic.Int64
+	// body is the body being sent (waitSending): an app that takes none
+	// of it for the limit is cut as one that does not answer.
+	body   atomic.Pointer[idleBody]
 	cancel context.CancelCauseFunc
 }
 
@@ -69,7 +72,24 @@ func (w *wait) begin(from int64, u *upstreamWaits) {
 // end stops the wait when the Transport returns, and reports whether the
 // sweeper had cut it first.
 func (w *wait) end() (cut bool) {
+	w.body.Store(nil)
 	return w.state.Swap(waitIdle) == waitCut
+}
+
+// expired reports whether the wait, at the coarse second c, has gone past
+// limit seconds (its state s): the answer not begun since the request was
+// sent, or, while the body is being sent, no read of it asked for since
+// the last one returned.
+func (w *wait) expired(s, c, limit int64) bool {
+	since := s
+	if s == waitSending {
+		b := w.body.Load()
+		if b == nil {
+			return false
+		}
+		since = b.lastRead.Load()
+	}
+	return since > 0 && c-(since-1) > limit
 }
 
 type waitKey struct{}
@@ -157,7 +177,7 @@ func (u *upstreamWaits) sweep(now time.Time) bool {
 	var cut []*wait
 	u.mu.Lock()
 	for w := range u.all {
-		if s := w.state.Load(); s > 0 && c-(s-1) > limit && w.state.CompareAndSwap(s, waitCut) {
+		if s := w.state.Load(); w.expired(s, c, limit) && w.state.CompareAndSwap(s, waitCut) {
 			cut = append(cut, w)
 		}
 	}
@@ -216,8 +236,10 @@ func (t *waitingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if b := sentBody(r); b != nil {
 		// Counted once the body has been read whole, as the Transport's
 		// ResponseHeaderTimeout was: a long upload is not a hung upstream.
-		w.state.Store(waitSending)
+		// Until then, an app that takes none of the body is.
 		b.setWait(w, t.waits)
+		w.body.Store(b)
+		w.state.Store(waitSending)
 	} else {
 		w.begin(waitIdle, t.waits)
 	}
@@ -231,10 +253,9 @@ func (t *waitingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// sentBody is the client's body the request carries to the upstream, when
-// the gateway watches it (toUpstream; the ReverseProxy wraps it again, and
-// leaves no body on a request without one). Without timeouts.body_idle it
-// is not watched, and the wait begins with the round trip.
+// sentBody is the client's body the request carries to the upstream
+// (toUpstream wraps it; the ReverseProxy wraps it again, and leaves no body
+// on a request without one).
 func sentBody(r *http.Request) *idleBody {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,12 +22,21 @@ type hungFixture struct {
 	*gateFixture
 	front   *httptest.Server
 	arrived chan string // each request the upstream got, by path
+	ended   chan struct{}
 	hangs   atomic.Int64
 }
 
-func newHungFixture(t *testing.T, bare bool) *hungFixture {
-	hf := &hungFixture{arrived: make(chan string, 16)}
-	hf.gateFixture = newGateFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func newHungFixture(t *testing.T, bare bool, config string) *hungFixture {
+	hf := &hungFixture{arrived: make(chan string, 16), ended: make(chan struct{})}
+	hf.gateFixture = newGateFixtureWith(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/noread") {
+			// Takes none of the body: the gateway's writes stall.
+			hf.arrived <- r.URL.Path
+			// The server would notice the gateway's connection closed
+			// only once it read the body: hold until the test ends.
+			<-hf.ended
+			return
+		}
 		if r.Method == "POST" {
 			// The body's first bytes have come: the gateway is sending it.
 			first := make([]byte, 1)
@@ -35,14 +45,16 @@ func newHungFixture(t *testing.T, bare bool) *hungFixture {
 			}
 		}
 		io.Copy(io.Discard, r.Body)
-		hf.arrived <- r.URL.Path
 		if strings.HasSuffix(r.URL.Path, "/hang") {
 			hf.hangs.Add(1)
+		}
+		hf.arrived <- r.URL.Path
+		if strings.HasSuffix(r.URL.Path, "/hang") {
 			<-r.Context().Done()
 			return
 		}
 		io.WriteString(w, "fast")
-	}))
+	}), func(cfg string) string { return cfg + config }, nil)
 	hf.state.waits.sweepEvery = func() {}
 	hf.front = httptest.NewUnstartedServer(hf.srv)
 	if !bare {
@@ -50,6 +62,7 @@ func newHungFixture(t *testing.T, bare bool) *hungFixture {
 	}
 	hf.front.Start()
 	t.Cleanup(hf.front.Close)
+	t.Cleanup(func() { close(hf.ended) }) // first: the servers close once their handlers have returned
 	return hf
 }
 
@@ -79,7 +92,7 @@ func TestUpstreamWait_HungUpstreamGets504(t *testing.T) {
 	for _, bare := range []bool{false, true} {
 		name := map[bool]string{false: "served with the hooks", true: "a server without them"}[bare]
 		t.Run(name, func(t *testing.T) {
-			hf := newHungFixture(t, bare)
+			hf := newHungFixture(t, bare, "")
 			client := hf.front.Client()
 			// A first request leaves an upstream connection to reuse.
 			resp, err := client.Get(hf.front.URL + "/public/fast")
@@ -135,50 +148,122 @@ func TestUpstreamWait_HungUpstreamGets504(t *testing.T) {
 }
 
 // A request body is sent before the wait begins, as with the Transport's
-// ResponseHeaderTimeout: a slow upload is not a hung upstream.
+// ResponseHeaderTimeout: a slow upload is not a hung upstream, with
+// timeouts.body_idle or without it (red team: without it, an upload longer
+// than the limit was cut).
 func TestUpstreamWait_BeginsOnceTheBodyIsSent(t *testing.T) {
-	hf := newHungFixture(t, false)
-	pr, pw := io.Pipe()
-	req, err := http.NewRequest("POST", hf.front.URL+"/public/hang", pr)
-	if err != nil {
-		t.Fatal(err)
+	for name, config := range map[string]string{"body_idle 60s": "", "body_idle 0": "timeouts: { body_idle: 0 }\n"} {
+		t.Run(name, func(t *testing.T) {
+			hf := newHungFixture(t, false, config)
+			pr, pw := io.Pipe()
+			req, err := http.NewRequest("POST", hf.front.URL+"/public/hang", pr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan *http.Response, 1)
+			go func() {
+				resp, err := hf.front.Client().Do(req)
+				if err != nil {
+					t.Error(err)
+					close(done)
+					return
+				}
+				done <- resp
+			}()
+			if _, err := pw.Write([]byte("part of it")); err != nil {
+				t.Fatal(err)
+			}
+			if got := <-hf.arrived; got != "body begun" {
+				t.Fatalf("the upstream got %q", got)
+			}
+			// The gateway is sending the body, waiting on the client for
+			// the rest: well past the limit, nothing is cut.
+			hf.untilReadingTheClient()
+			late := time.Now().Add(10 * UpstreamWait)
+			hf.state.waits.sweep(late)
+			if begun, sending := hf.waiting(); begun != 0 || sending != 1 {
+				t.Errorf("%d waits begun and %d sending before the body was sent whole, want 0 and 1", begun, sending)
+			}
+			pw.Close()
+			<-hf.arrived // the upstream read the body to its end: the wait has begun
+			if begun, _ := hf.waiting(); begun != 1 {
+				t.Fatalf("%d waits once the body was sent, want 1", begun)
+			}
+			hf.state.waits.sweep(late.Add(UpstreamWait + 3*time.Second))
+			resp := <-done
+			if resp == nil {
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusGatewayTimeout {
+				t.Errorf("status %d, want 504", resp.StatusCode)
+			}
+		})
 	}
-	done := make(chan *http.Response, 1)
-	go func() {
-		resp, err := hf.front.Client().Do(req)
-		if err != nil {
-			t.Error(err)
-			close(done)
+}
+
+// untilReadingTheClient returns once the one body being sent is being read
+// from the client (the Transport asked for more and waits for it).
+func (hf *hungFixture) untilReadingTheClient() {
+	for {
+		u := hf.state.waits
+		u.mu.Lock()
+		reading := false
+		for w := range u.all {
+			if b := w.body.Load(); b != nil && b.lastRead.Load() == 0 {
+				reading = true
+			}
+		}
+		u.mu.Unlock()
+		if reading {
 			return
 		}
-		done <- resp
+		runtime.Gosched()
+	}
+}
+
+// An app that takes none of the request body stalls the gateway's writes
+// to it, while no read of the client's connection is under way: that is
+// cut as an app that does not answer (red team: neither this nor the
+// Transport's ResponseHeaderTimeout ever ended it).
+func TestUpstreamWait_AppTakingNoBodyIsCut(t *testing.T) {
+	hf := newHungFixture(t, false, "")
+	// More than the sockets between hold, and not replayable: the client
+	// does not send it again when its connection closes mid-body.
+	body := io.NopCloser(strings.NewReader(strings.Repeat("x", 16<<20)))
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := hf.front.Client().Post(hf.front.URL+"/public/noread", "text/plain", body)
+		done <- result{resp, err}
 	}()
-	if _, err := pw.Write([]byte("part of it")); err != nil {
-		t.Fatal(err)
-	}
-	if got := <-hf.arrived; got != "body begun" {
-		t.Fatalf("the upstream got %q", got)
-	}
-	// The gateway is sending the body: well past the limit, nothing is
-	// cut while the body is still coming.
-	late := time.Now().Add(10 * UpstreamWait)
-	hf.state.waits.sweep(late)
-	if begun, sending := hf.waiting(); begun != 0 || sending != 1 {
-		t.Errorf("%d waits begun and %d sending before the body was sent whole, want 0 and 1", begun, sending)
-	}
-	pw.Close()
-	<-hf.arrived // the upstream read the body to its end: the wait has begun
-	if begun, _ := hf.waiting(); begun != 1 {
-		t.Fatalf("%d waits once the body was sent, want 1", begun)
-	}
-	hf.state.waits.sweep(late.Add(UpstreamWait + 3*time.Second))
-	resp := <-done
-	if resp == nil {
-		return
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusGatewayTimeout {
-		t.Errorf("status %d, want 504", resp.StatusCode)
+	<-hf.arrived
+	// Sweep, a limit apart, until the gateway gives up on the app (a sweep
+	// that finds the Transport reading from the client cuts nothing).
+	at := time.Now()
+	for {
+		at = at.Add(UpstreamWait + 3*time.Second)
+		hf.state.waits.sweep(at)
+		select {
+		case res := <-done:
+			// The client, still sending, sees the 504 or its connection
+			// closed.
+			if res.err == nil {
+				res.resp.Body.Close()
+				if res.resp.StatusCode != http.StatusGatewayTimeout {
+					t.Errorf("status %d, want 504", res.resp.StatusCode)
+				}
+			}
+			if begun, sending := hf.waiting(); begun+sending != 0 {
+				t.Errorf("%d waits begun and %d sending after the cut", begun, sending)
+			}
+			return
+		default:
+			runtime.Gosched()
+		}
 	}
 }
 
