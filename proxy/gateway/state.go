@@ -44,7 +44,7 @@ func NewState(o StateOptions) *State {
 	if t == nil {
 		t = defaultTransport()
 	}
-	waits := newUpstreamWaits(UpstreamWait, time.Now)
+	waits := newUpstreamWaits(UpstreamWait, UpstreamBodyStall, time.Now)
 	st := &State{sessions: newSessionState(o.Sessions, o.Observer), tunnels: newTunnels(), transport: &waitingTransport{base: t, waits: waits},
 		billing: newBillingLimiter(), keyFails: newKeyFailures(), waits: waits}
 	st.sessions.store = o.Revocations

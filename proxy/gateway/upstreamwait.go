@@ -14,6 +14,17 @@ import (
 // limits"): then the visitor gets a 504 and the connection closes.
 const UpstreamWait = 60 * time.Second
 
+// UpstreamBodyStall is how long tollgate may be unable to hand the upstream
+// any more of a request body it is sending (its writes blocked: the app
+// takes none of it) before the request is cut as one the app does not
+// answer (docs/SECURITY.md, "Server limits"). It is long because a blocked
+// write wakes only once much of the sockets' buffers (megabytes on
+// loopback) has drained: an app that reads a large body slowly but
+// steadily, at a few KB/s, makes no progress visible here for a minute or
+// more (red team), and must not be cut. What this bounds is the goroutines,
+// sockets and app worker an app that never reads holds.
+const UpstreamBodyStall = 10 * time.Minute
+
 // errUpstreamWait is the error of a request whose upstream began no answer
 // within UpstreamWait. It is a net.Error that is a timeout, as the
 // Transport's own ResponseHeaderTimeout error was: the ReverseProxy's
@@ -51,7 +62,7 @@ type wait struct {
 	// wait began, plus one (upstreamWaits.clock).
 	state atomic.Int64
 	// body is the body being sent (waitSending): an app that takes none
-	// of it for the limit is cut as one that does not answer.
+	// of it for UpstreamBodyStall is cut as one that does not answer.
 	body   atomic.Pointer[idleBody]
 	cancel context.CancelCauseFunc
 }
@@ -76,18 +87,18 @@ func (w *wait) end() (cut bool) {
 	return w.state.Swap(waitIdle) == waitCut
 }
 
-// expired reports whether the wait, at the coarse second c, has gone past
-// limit seconds (its state s): the answer not begun since the request was
-// sent, or, while the body is being sent, no read of it asked for since
-// the last one returned.
-func (w *wait) expired(s, c, limit int64) bool {
+// expired reports whether the wait, in state s at the coarse second c, has
+// gone on too long: the answer not begun for limit seconds since the
+// request was sent, or, while the body is being sent, no read of it asked
+// for in stall seconds since the last one returned.
+func (w *wait) expired(s, c, limit, stall int64) bool {
 	since := s
 	if s == waitSending {
 		b := w.body.Load()
 		if b == nil {
 			return false
 		}
-		since = b.lastRead.Load()
+		since, limit = b.lastRead.Load(), stall
 	}
 	return since > 0 && c-(since-1) > limit
 }
@@ -101,7 +112,8 @@ func waitFrom(ctx context.Context) *wait {
 
 // upstreamWaits watches the waits of every client connection.
 type upstreamWaits struct {
-	limit time.Duration
+	limit time.Duration // UpstreamWait
+	stall time.Duration // UpstreamBodyStall
 	now   func() time.Time
 	epoch time.Time
 	// clock is whole seconds since epoch at the last sweep: a wait begins
@@ -116,8 +128,8 @@ type upstreamWaits struct {
 	sweepEvery func()
 }
 
-func newUpstreamWaits(limit time.Duration, now func() time.Time) *upstreamWaits {
-	u := &upstreamWaits{limit: limit, now: now, epoch: now(), byConn: map[net.Conn]*wait{}, all: map[*wait]struct{}{}}
+func newUpstreamWaits(limit, stall time.Duration, now func() time.Time) *upstreamWaits {
+	u := &upstreamWaits{limit: limit, stall: stall, now: now, epoch: now(), byConn: map[net.Conn]*wait{}, all: map[*wait]struct{}{}}
 	u.sweepEvery = func() { go u.sweepEverySecond() }
 	return u
 }
@@ -173,11 +185,11 @@ func (u *upstreamWaits) sweepEverySecond() {
 func (u *upstreamWaits) sweep(now time.Time) bool {
 	c := u.seconds(now)
 	u.clock.Store(c)
-	limit := int64(u.limit/time.Second) + 1
+	limit, stall := int64(u.limit/time.Second)+1, int64(u.stall/time.Second)+1
 	var cut []*wait
 	u.mu.Lock()
 	for w := range u.all {
-		if s := w.state.Load(); w.expired(s, c, limit) && w.state.CompareAndSwap(s, waitCut) {
+		if s := w.state.Load(); w.expired(s, c, limit, stall) && w.state.CompareAndSwap(s, waitCut) {
 			cut = append(cut, w)
 		}
 	}

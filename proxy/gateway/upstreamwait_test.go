@@ -244,8 +244,13 @@ func TestUpstreamWait_AppTakingNoBodyIsCut(t *testing.T) {
 	// Sweep, a limit apart, until the gateway gives up on the app (a sweep
 	// that finds the Transport reading from the client cuts nothing).
 	at := time.Now()
+	at = at.Add(UpstreamBodyStall - time.Second)
+	hf.state.waits.sweep(at)
+	if _, sending := hf.waiting(); sending != 1 {
+		t.Fatalf("%d bodies being sent after a sweep within UpstreamBodyStall, want the one, not cut", sending)
+	}
 	for {
-		at = at.Add(UpstreamWait + 3*time.Second)
+		at = at.Add(UpstreamBodyStall + 3*time.Second)
 		hf.state.waits.sweep(at)
 		select {
 		case res := <-done:
@@ -273,7 +278,7 @@ func TestUpstreamWait_AppTakingNoBodyIsCut(t *testing.T) {
 func TestUpstreamWait_Bookkeeping(t *testing.T) {
 	var mu sync.Mutex
 	started := 0
-	u := newUpstreamWaits(UpstreamWait, time.Now)
+	u := newUpstreamWaits(UpstreamWait, UpstreamBodyStall, time.Now)
 	u.sweepEvery = func() { mu.Lock(); started++; mu.Unlock() }
 	st := &State{waits: u}
 	conn, peer := net.Pipe()
