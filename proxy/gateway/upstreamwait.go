@@ -177,11 +177,11 @@ func (u *upstreamWaits) sweepEverySecond() {
 	}
 }
 
-// sweep cuts every wait that began more than the limit before now, and
-// reports whether any wait is left to watch (when none is, the sweeper
+// sweep cuts every wait that has gone on too long at now (wait.expired),
+// and reports whether any wait is left to watch (when none is, the sweeper
 // stops, and the next add starts one). A wait's beginning is read from a
 // clock up to a second behind, and sweeps come a second apart: a wait is
-// cut between the limit and three seconds after it.
+// cut between its limit and three seconds after it.
 func (u *upstreamWaits) sweep(now time.Time) bool {
 	c := u.seconds(now)
 	u.clock.Store(c)
