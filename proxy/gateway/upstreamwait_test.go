@@ -249,10 +249,13 @@ func TestUpstreamWait_AppTakingNoBodyIsCut(t *testing.T) {
 	if _, sending := hf.waiting(); sending != 1 {
 		t.Fatalf("%d bodies being sent after a sweep within UpstreamBodyStall, want the one, not cut", sending)
 	}
+	giveUp := time.After(30 * time.Second) // a bound on failing, not a wait
 	for {
 		at = at.Add(UpstreamBodyStall + 3*time.Second)
 		hf.state.waits.sweep(at)
 		select {
+		case <-giveUp:
+			t.Fatal("the app that takes no body was not cut")
 		case res := <-done:
 			// The client, still sending, sees the 504 or its connection
 			// closed.
