@@ -140,7 +140,11 @@ type roundResult struct {
 	p50, p99      time.Duration
 	requests      int64
 	cpuPerRequest time.Duration // the target process's CPU / requests
-	allocsPerReq  float64       // the target process's Go allocations / requests (-1: not known)
+	// appCPU and wrkCPU are the upstream's and wrk's CPU / requests over
+	// the same run: on cores the three share, what a target's requests
+	// cost the other two moves its req/s as much as its own CPU does.
+	appCPU, wrkCPU time.Duration
+	allocsPerReq   float64 // the target process's Go allocations / requests (-1: not known)
 }
 
 // perfEnv is the upstream and the two bare proxies, in child processes,
@@ -149,6 +153,7 @@ type perfEnv struct {
 	dir                 string
 	bin                 string
 	upstream            string
+	upstreamPID         int
 	tuned, pooled       perfTarget
 	children            []*child
 	sb                  *clerksandbox.Clerk
@@ -178,6 +183,7 @@ func newPerfEnv(p *perfFlags, out io.Writer) (*perfEnv, error) {
 		e.close()
 		return nil, err
 	}
+	e.upstreamPID = up.cmd.Process.Pid
 	like := ""
 	if p.bareLikeTollgate {
 		like = " (like tollgate's)"
@@ -327,7 +333,7 @@ func copyFile(from, to string) error {
 
 // runRounds runs every target at every concurrency, rounds times,
 // interleaved; results[c][target] holds one result per round.
-func runRounds(p *perfFlags, targets []perfTarget, out io.Writer) ([][][]roundResult, error) {
+func runRounds(p *perfFlags, e *perfEnv, targets []perfTarget, out io.Writer) ([][][]roundResult, error) {
 	results := make([][][]roundResult, len(p.conns))
 	for ci := range p.conns {
 		results[ci] = make([][]roundResult, len(targets))
@@ -335,7 +341,7 @@ func runRounds(p *perfFlags, targets []perfTarget, out io.Writer) ([][][]roundRe
 	for r := range p.rounds {
 		for ci, c := range p.conns {
 			for ti, t := range targets {
-				res, err := wrkRound(t, p.threads, c, p.duration)
+				res, err := wrkRound(t, e.upstreamPID, p.threads, c, p.duration)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, c%d, %s: %w", r+1, c, t.name, err)
 				}
@@ -378,24 +384,58 @@ func pick(rs []roundResult, f func(roundResult) float64) stat {
 func rps(t, b roundResult) float64 { return t.rps / b.rps }
 func p99(t, b roundResult) float64 { return float64(t.p99) / float64(b.p99) }
 
+// verdicts judges one target's rounds against issue 15's targets, each
+// median to three places: a table's two can round 0.946 up to the
+// target.
+func verdicts(t, tuned, pooled []roundResult) string {
+	var b strings.Builder
+	for i, v := range []struct {
+		name   string
+		s      stat
+		limit  float64
+		atMost bool
+	}{
+		{"× tuned bare", perRound(t, tuned, rps), 1.3, false},
+		{"× pooled bare", perRound(t, pooled, rps), 0.95, false},
+		{"p99 / tuned p99", perRound(t, tuned, p99), 1.1, true},
+	} {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		holds := v.s.med >= v.limit
+		op := "≥"
+		if v.atMost {
+			holds, op = v.s.med <= v.limit, "≤"
+		}
+		verdict := "holds"
+		if !holds {
+			verdict = "misses"
+		}
+		fmt.Fprintf(&b, "%s %.3f (target %s %.2f: %s)", v.name, v.s.med, op, v.limit, verdict)
+	}
+	return b.String()
+}
+
 // printTable prints one concurrency's figures: tuned is targets[0] and
 // pooled targets[1].
 func printTable(out io.Writer, c int, targets []perfTarget, res [][]roundResult) {
 	fmt.Fprintf(out, "\nc%d: median of %d rounds (min–max); ratios taken within each round\n", c, len(res[0]))
-	fmt.Fprintf(out, "%-40s %9s %17s %17s %9s %9s %17s %10s %11s\n", "target", "req/s", "× tuned bare", "× pooled bare", "p50", "p99", "p99 / tuned p99", "CPU µs/req", "allocs/req")
+	fmt.Fprintf(out, "%-40s %9s %17s %17s %9s %9s %17s %10s %11s %10s %10s\n", "target", "req/s", "× tuned bare", "× pooled bare", "p50", "p99", "p99 / tuned p99", "CPU µs/req", "allocs/req", "app µs/req", "wrk µs/req")
 	for ti, t := range targets {
 		rs := res[ti]
 		allocs := "?"
 		if a := pick(rs, func(r roundResult) float64 { return r.allocsPerReq }); a.lo >= 0 {
 			allocs = fmt.Sprintf("%.1f", a.med)
 		}
-		fmt.Fprintf(out, "%-40s %9.0f %17s %17s %9s %9s %17s %10.1f %11s\n", t.name,
+		fmt.Fprintf(out, "%-40s %9.0f %17s %17s %9s %9s %17s %10.1f %11s %10.1f %10.1f\n", t.name,
 			pick(rs, func(r roundResult) float64 { return r.rps }).med,
 			perRound(rs, res[0], rps).ratio(), perRound(rs, res[1], rps).ratio(),
 			time.Duration(pick(rs, func(r roundResult) float64 { return float64(r.p50) }).med).Round(time.Microsecond),
 			time.Duration(pick(rs, func(r roundResult) float64 { return float64(r.p99) }).med).Round(time.Microsecond),
 			perRound(rs, res[0], p99).ratio(),
-			pick(rs, func(r roundResult) float64 { return float64(r.cpuPerRequest) / 1e3 }).med, allocs)
+			pick(rs, func(r roundResult) float64 { return float64(r.cpuPerRequest) / 1e3 }).med, allocs,
+			pick(rs, func(r roundResult) float64 { return float64(r.appCPU) / 1e3 }).med,
+			pick(rs, func(r roundResult) float64 { return float64(r.wrkCPU) / 1e3 }).med)
 	}
 }
 
@@ -494,6 +534,7 @@ func runWrk(args []string, out io.Writer) error {
 	}
 	// Other builds, each in a process of its own loaded only as a browser,
 	// so that each is as idle before its turn as the bare proxies are.
+	var alsoIdx []int
 	for _, b := range also {
 		g, err := e.gatewayOf(b.bin, path, 1000, "bolt")
 		if err != nil {
@@ -504,11 +545,12 @@ func runWrk(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("-also %s: %w\n%s", b.name, err, tail(g.logs(), 2000))
 		}
+		alsoIdx = append(alsoIdx, len(targets))
 		targets = append(targets, browserTarget("also "+b.name+", paid (LRU hit)", g, cookie))
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
 		p.threads, p.duration, p.conns, p.rounds)
-	res, err := runRounds(&p, targets, out)
+	res, err := runRounds(&p, e, targets, out)
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, tail(gw.logs(), 2000))
 	}
@@ -516,6 +558,11 @@ func runWrk(args []string, out io.Writer) error {
 		printTable(out, c, targets, res[ci])
 	}
 	fmt.Fprintln(out, "\ntargets (issue 15): paid ≥ 1.3× tuned bare and ≥ 0.95× pooled bare; p99 ≤ 1.1× tuned bare's")
+	for ci, c := range p.conns {
+		for _, ti := range append([]int{2}, alsoIdx...) {
+			fmt.Fprintf(out, "c%d, %s: %s\n", c, targets[ti].name, verdicts(res[ci][ti], res[ci][0], res[ci][1]))
+		}
+	}
 	for ci, c := range p.conns {
 		// The same paid request, on a route of the plan with a rate and a
 		// quota it never reaches, against the one without, round by round.
@@ -686,7 +733,7 @@ func runColdMiss(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; %d users' bearer tokens in turn; one tollgate serve's LRU holds them all, the other's %d\n",
 		p.threads, p.duration, p.conns, p.rounds, len(users), *cache)
-	res, err := runRounds(&p, targets, out)
+	res, err := runRounds(&p, e, targets, out)
 	if err != nil {
 		return fmt.Errorf("%w\n%s\n%s", err, tail(hit.logs(), 1000), tail(miss.logs(), 1000))
 	}
@@ -763,8 +810,9 @@ var (
 	sockErrRe  = regexp.MustCompile(`Socket errors: (.*)`)
 )
 
-// wrkRound runs wrk once against t, reading the target's CPU around it.
-func wrkRound(t perfTarget, threads, conns int, d time.Duration) (roundResult, error) {
+// wrkRound runs wrk once against t, reading the target's and the
+// upstream's (appPID) CPU around it.
+func wrkRound(t perfTarget, appPID, threads, conns int, d time.Duration) (roundResult, error) {
 	u, err := url.Parse(t.url)
 	if err != nil {
 		return roundResult{}, err
@@ -784,16 +832,26 @@ func wrkRound(t perfTarget, threads, conns int, d time.Duration) (roundResult, e
 	if err != nil {
 		return roundResult{}, err
 	}
-	b, err := exec.Command("wrk", append(args, t.url)...).CombinedOutput()
+	app0, err := procCPU(appPID)
+	if err != nil {
+		return roundResult{}, err
+	}
+	cmd := exec.Command("wrk", append(args, t.url)...)
+	b, err := cmd.CombinedOutput()
 	cpu1, err2 := procCPU(t.pid)
+	app1, err3 := procCPU(appPID)
 	m1, merr2 := mallocs(t.mallocs)
 	if err != nil {
 		return roundResult{}, fmt.Errorf("wrk: %v: %s", err, b)
 	}
-	if err2 != nil {
-		return roundResult{}, err2
+	if err := errors.Join(err2, err3); err != nil {
+		return roundResult{}, err
 	}
 	r, err := parseWrk(b, cpu1-cpu0)
+	if r.requests > 0 {
+		r.appCPU = (app1 - app0) / time.Duration(r.requests)
+		r.wrkCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / time.Duration(r.requests)
+	}
 	r.allocsPerReq = -1
 	if merr == nil && merr2 == nil && r.requests > 0 {
 		r.allocsPerReq = (m1 - m0) / float64(r.requests)
