@@ -384,9 +384,9 @@ func pick(rs []roundResult, f func(roundResult) float64) stat {
 func rps(t, b roundResult) float64 { return t.rps / b.rps }
 func p99(t, b roundResult) float64 { return float64(t.p99) / float64(b.p99) }
 
-// verdicts judges one target's rounds against issue 15's targets, each
-// median to three places: a table's two can round 0.946 up to the
-// target.
+// verdicts judges one target's rounds against the paid request's targets
+// (README "Performance"), each median to three places: a table's two can
+// round 0.946 up to the target.
 func verdicts(t, tuned, pooled []roundResult) string {
 	var b strings.Builder
 	for i, v := range []struct {
