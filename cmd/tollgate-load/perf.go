@@ -332,8 +332,9 @@ func copyFile(from, to string) error {
 }
 
 // runRounds runs every target at every concurrency, rounds times,
-// interleaved; results[c][target] holds one result per round.
-func runRounds(p *perfFlags, e *perfEnv, targets []perfTarget, out io.Writer) ([][][]roundResult, error) {
+// interleaved, reading the upstream's (appPID) CPU too; results[c][target]
+// holds one result per round.
+func runRounds(p *perfFlags, appPID int, targets []perfTarget, out io.Writer) ([][][]roundResult, error) {
 	results := make([][][]roundResult, len(p.conns))
 	for ci := range p.conns {
 		results[ci] = make([][]roundResult, len(targets))
@@ -341,7 +342,7 @@ func runRounds(p *perfFlags, e *perfEnv, targets []perfTarget, out io.Writer) ([
 	for r := range p.rounds {
 		for ci, c := range p.conns {
 			for ti, t := range targets {
-				res, err := wrkRound(t, e.upstreamPID, p.threads, c, p.duration)
+				res, err := wrkRound(t, appPID, p.threads, c, p.duration)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, c%d, %s: %w", r+1, c, t.name, err)
 				}
@@ -550,7 +551,7 @@ func runWrk(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
 		p.threads, p.duration, p.conns, p.rounds)
-	res, err := runRounds(&p, e, targets, out)
+	res, err := runRounds(&p, e.upstreamPID, targets, out)
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, tail(gw.logs(), 2000))
 	}
@@ -733,7 +734,7 @@ func runColdMiss(args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; %d users' bearer tokens in turn; one tollgate serve's LRU holds them all, the other's %d\n",
 		p.threads, p.duration, p.conns, p.rounds, len(users), *cache)
-	res, err := runRounds(&p, e, targets, out)
+	res, err := runRounds(&p, e.upstreamPID, targets, out)
 	if err != nil {
 		return fmt.Errorf("%w\n%s\n%s", err, tail(hit.logs(), 1000), tail(miss.logs(), 1000))
 	}

@@ -243,8 +243,7 @@ func TestUpstreamWait_AppTakingNoBodyIsCut(t *testing.T) {
 	<-hf.arrived
 	// Sweep, a limit apart, until the gateway gives up on the app (a sweep
 	// that finds the Transport reading from the client cuts nothing).
-	at := time.Now()
-	at = at.Add(UpstreamBodyStall - time.Second)
+	at := time.Now().Add(UpstreamBodyStall - time.Second)
 	hf.state.waits.sweep(at)
 	if _, sending := hf.waiting(); sending != 1 {
 		t.Fatalf("%d bodies being sent after a sweep within UpstreamBodyStall, want the one, not cut", sending)
