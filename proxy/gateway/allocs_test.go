@@ -10,7 +10,7 @@ import (
 // may make through the gate and the reverse proxy (README "Performance"),
 // a browser's request with the Clerk session token and the gateway cookie,
 // answered by an in-memory upstream into an httptest recorder (whose own
-// allocations count too): 58 before the work of README "Performance", 44
+// allocations count too): 58 before the work of docs/PERFORMANCE.md, 44
 // after its first round, 43 after the second (the Cookie line stripped
 // without a copy), 41 after the third (the X-Tollgate- values and Vary
 // backed by the request's own allocation). Raise it only with a reason.

@@ -42,8 +42,8 @@ func (upstreamWaitError) Temporary() bool { return true }
 
 // Why not the Transport's ResponseHeaderTimeout: it makes, arms and stops a
 // timer for every request (three allocations and a select case more in the
-// Transport's round trip: ~2 µs of a request's CPU under load; README
-// "Performance", "The upstream's wait without a timer per request"). Here
+// Transport's round trip: ~2 µs of a request's CPU under load;
+// docs/PERFORMANCE.md, "The upstream's wait without a timer per request"). Here
 // a request stores a number when its wait begins and another when it ends;
 // one goroutine, once a second, cuts the waits that are too old by
 // cancelling their context, which the Transport honours at once without
