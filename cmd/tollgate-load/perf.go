@@ -487,6 +487,9 @@ func runWrk(args []string, out io.Writer) error {
 	targets := []perfTarget{e.tuned, e.pooled}
 	var heads []string
 	var gws []*serveChild
+	// judged: the browser targets the run's verdict covers, one a store
+	// and one an -also build.
+	var judged []int
 	for _, kind := range p.storeKinds() {
 		gw, err := e.gateway(path, 1000, kind)
 		if err != nil {
@@ -503,6 +506,7 @@ func runWrk(args []string, out io.Writer) error {
 		if heads == nil {
 			heads = h
 		}
+		judged = append(judged, len(targets))
 		targets = append(targets, t)
 		if len(gws) == 1 {
 			// targets[3], beside targets[2]: the limit's cost on the first store.
@@ -535,7 +539,6 @@ func runWrk(args []string, out io.Writer) error {
 	}
 	// Other builds, each in a process of its own loaded only as a browser,
 	// so that each is as idle before its turn as the bare proxies are.
-	var alsoIdx []int
 	for _, b := range also {
 		g, err := e.gatewayOf(b.bin, path, 1000, "bolt")
 		if err != nil {
@@ -546,7 +549,7 @@ func runWrk(args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("-also %s: %w\n%s", b.name, err, tail(g.logs(), 2000))
 		}
-		alsoIdx = append(alsoIdx, len(targets))
+		judged = append(judged, len(targets))
 		targets = append(targets, browserTarget("also "+b.name+", paid (LRU hit)", g, cookie))
 	}
 	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
@@ -560,7 +563,7 @@ func runWrk(args []string, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "\ntargets (issue 15): paid ≥ 1.3× tuned bare and ≥ 0.95× pooled bare; p99 ≤ 1.1× tuned bare's")
 	for ci, c := range p.conns {
-		for _, ti := range append([]int{2}, alsoIdx...) {
+		for _, ti := range judged {
 			fmt.Fprintf(out, "c%d, %s: %s\n", c, targets[ti].name, verdicts(res[ci][ti], res[ci][0], res[ci][1]))
 		}
 	}
