@@ -487,8 +487,8 @@ func runWrk(args []string, out io.Writer) error {
 	targets := []perfTarget{e.tuned, e.pooled}
 	var heads []string
 	var gws []*serveChild
-	// judged: the browser targets the run's verdict covers, one a store
-	// and one an -also build.
+	// judged: the browser targets the run's verdict covers, one for each
+	// store and one for each -also build.
 	var judged []int
 	for _, kind := range p.storeKinds() {
 		gw, err := e.gateway(path, 1000, kind)
