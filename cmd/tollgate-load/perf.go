@@ -72,6 +72,11 @@ type perfFlags struct {
 	// environment, no compression asked on the client's behalf), so that
 	// the ratio is the gate's own cost alone.
 	bareLikeTollgate bool
+	// fixedOrder loads the targets in the same order every round (before
+	// 2026-12-07, the only order), instead of the processes taking turns.
+	fixedOrder bool
+	// eachRun prints every wrk run as it ends, in the order they ran.
+	eachRun bool
 }
 
 func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
@@ -81,6 +86,8 @@ func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
 	fs.IntVar(&p.body, "body", 1024, "bytes of the upstream's answer")
 	fs.StringVar(&p.bin, "tollgate", "", "the tollgate binary (default: go build ./cmd/tollgate)")
 	fs.BoolVar(&p.bareLikeTollgate, "bare-like-tollgate", false, "give the bare proxies tollgate's upstream Transport settings (MaxIdleConns 0, Proxy nil, DisableCompression), so that a ratio measures the gate alone; default: the issue's tuned Transport (MaxIdleConnsPerHost 512 on the standard one)")
+	fs.BoolVar(&p.fixedOrder, "fixed-order", false, "load the targets in the same order every round; default: the processes take turns at going first, a process's targets kept together")
+	fs.BoolVar(&p.eachRun, "each-run", false, "print every wrk run as it ends (round, position, req/s, p99, CPU a request), to see what the order does")
 	fs.Func("stores", "the stores tollgate serve runs on, each a target of the same run: bolt, postgres or bolt,postgres (default bolt; PostgreSQL is a throwaway local cluster with fsync on, filled by tollgate store copy)", func(v string) error {
 		p.stores = nil
 		for _, k := range strings.Split(v, ",") {
@@ -92,6 +99,14 @@ func (p *perfFlags) register(fs *flag.FlagSet, conns string) *string {
 		return nil
 	})
 	return fs.String("c", conns, "wrk connections, a comma-separated list")
+}
+
+// orderNote says in a run's heading how its rounds are ordered.
+func (p *perfFlags) orderNote() string {
+	if p.fixedOrder {
+		return "the same order every round"
+	}
+	return "the processes take turns at going first"
 }
 
 // storeKinds are the stores asked for (default bolt).
@@ -340,18 +355,58 @@ func runRounds(p *perfFlags, appPID int, targets []perfTarget, out io.Writer) ([
 		results[ci] = make([][]roundResult, len(targets))
 	}
 	for r := range p.rounds {
+		order := roundOrder(targets, r, p.fixedOrder)
 		for ci, c := range p.conns {
-			for ti, t := range targets {
+			for pos, ti := range order {
+				t := targets[ti]
 				res, err := wrkRound(t, appPID, p.threads, c, p.duration)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, c%d, %s: %w", r+1, c, t.name, err)
 				}
 				results[ci][ti] = append(results[ci][ti], res)
+				if p.eachRun {
+					fmt.Fprintf(out, "round %d, c%d, #%d %-36s %6.0f req/s  p99 %8s  CPU %6.1f µs/req\n",
+						r+1, c, pos+1, t.name, res.rps, res.p99.Round(10*time.Microsecond), float64(res.cpuPerRequest)/float64(time.Microsecond))
+				}
 			}
 		}
 		fmt.Fprintf(out, "round %d of %d done\n", r+1, p.rounds)
 	}
 	return results, nil
+}
+
+// roundOrder is the order round r loads the targets in, as indices. The
+// targets of one process stay together and in their given order (a
+// process's first load after it sat idle costs more than its next, so a
+// browser target, first of its process's, meets the same as each bare
+// proxy does). The processes take turns at going first: round r starts
+// with the r-th process (in order of first appearance), so that no
+// process always follows the same other one or always waits as long
+// (docs/PERFORMANCE.md, "Order within a round"). fixed keeps every round
+// in the given order.
+func roundOrder(targets []perfTarget, r int, fixed bool) []int {
+	order := make([]int, 0, len(targets))
+	if fixed {
+		for i := range targets {
+			order = append(order, i)
+		}
+		return order
+	}
+	var groups [][]int
+	at := map[int]int{} // pid → index in groups
+	for i, t := range targets {
+		g, ok := at[t.pid]
+		if !ok {
+			g = len(groups)
+			at[t.pid] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	for i := range groups {
+		order = append(order, groups[(r+i)%len(groups)]...)
+	}
+	return order
 }
 
 // stat is a median with its spread.
@@ -552,8 +607,8 @@ func runWrk(args []string, out io.Writer) error {
 		judged = append(judged, len(targets))
 		targets = append(targets, browserTarget("also "+b.name+", paid (LRU hit)", g, cookie))
 	}
-	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
-		p.threads, p.duration, p.conns, p.rounds)
+	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds (%s); tollgate serve (a store of 1,000 paying users, the LRU warm) as a browser: Clerk session token and gateway cookie\n",
+		p.threads, p.duration, p.conns, p.rounds, p.orderNote())
 	res, err := runRounds(&p, e.upstreamPID, targets, out)
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, tail(gw.logs(), 2000))
@@ -735,8 +790,8 @@ func runColdMiss(args []string, out io.Writer) error {
 		}
 		targets[i].lua, targets[i].heads = lua, heads
 	}
-	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds; %d users' bearer tokens in turn; one tollgate serve's LRU holds them all, the other's %d\n",
-		p.threads, p.duration, p.conns, p.rounds, len(users), *cache)
+	fmt.Fprintf(out, "wrk -t%d -d%s --latency, c %v, %d interleaved rounds (%s); %d users' bearer tokens in turn; one tollgate serve's LRU holds them all, the other's %d\n",
+		p.threads, p.duration, p.conns, p.rounds, p.orderNote(), len(users), *cache)
 	res, err := runRounds(&p, e.upstreamPID, targets, out)
 	if err != nil {
 		return fmt.Errorf("%w\n%s\n%s", err, tail(hit.logs(), 1000), tail(miss.logs(), 1000))
