@@ -72,8 +72,9 @@ type perfFlags struct {
 	// environment, no compression asked on the client's behalf), so that
 	// the ratio is the gate's own cost alone.
 	bareLikeTollgate bool
-	// fixedOrder loads the targets in the same order every round (before
-	// 2026-12-07, the only order), instead of the processes taking turns.
+	// fixedOrder loads the targets in the same order every round (until
+	// 2026-12-07 04:46 UTC, the only order), instead of the processes
+	// taking turns.
 	fixedOrder bool
 	// eachRun prints every wrk run as it ends, in the order they ran.
 	eachRun bool

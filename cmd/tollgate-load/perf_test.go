@@ -7,8 +7,9 @@ import (
 )
 
 func TestRoundOrder(t *testing.T) {
-	// tuned, pooled, a tollgate with four targets whose third belongs to
-	// another store's process (-stores bolt,postgres), and an -also build.
+	// tuned, pooled, the first store's tollgate with four targets that the
+	// second store's browser splits (-stores bolt,postgres), and an -also
+	// build.
 	targets := []perfTarget{{pid: 10}, {pid: 20}, {pid: 30}, {pid: 30}, {pid: 40}, {pid: 30}, {pid: 30}, {pid: 50}}
 	for _, tc := range []struct {
 		round int
